@@ -1,0 +1,3 @@
+//! Sync runs: claim, read from Microsoft, normalise, store, judge completeness, reconcile, record.
+
+pub mod vault;
