@@ -1,0 +1,212 @@
+//! The emulator's configuration and its validation.
+
+use chrono::{DateTime, TimeZone, Utc};
+
+/// Roles an app granted "everything the sync needs" carries in its token (`roles` claim).
+pub const DEFAULT_ROLES: [&str; 4] = [
+    "Machine.Read.All",
+    "Vulnerability.Read.All",
+    "Software.Read.All",
+    "SecurityRecommendation.Read.All",
+];
+
+/// How the simulated tenant looks and behaves.
+///
+/// Build it with struct-update syntax so that new fields do not break callers:
+/// `SimConfig { devices: 500, ..SimConfig::default() }`.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// Seed of the data generator: identical seeds give identical tenants.
+    pub seed: u64,
+    /// Devices at tick 0 (onboarded and discovered).
+    pub devices: u32,
+    /// Average open CVE findings per onboarded device.
+    pub findings_per_device: u32,
+    /// The tenant GUID the token endpoints and the data answer for.
+    pub tenant_id: String,
+    /// The app registration (client id) that may get tokens.
+    pub client_id: String,
+    /// Its secret value.
+    pub client_secret: String,
+    /// The secret is expired: token requests fail with AADSTS7000222.
+    pub secret_expired: bool,
+    /// Application roles in tokens for the MDE API. `None`: all the roles the APIs need;
+    /// `Some(vec![])`: consent never granted, tokens carry no `roles` claim at all.
+    pub roles: Option<Vec<String>>,
+    /// Enforce Microsoft's documented per-minute and per-hour call limits.
+    pub rate_limits: bool,
+    /// Share of API requests (0.0..=1.0) answered with an injected fault.
+    pub fault_rate: f64,
+    /// Simulated "now" at tick 0; truncated to the minute. Each tick adds six hours.
+    pub start_time: DateTime<Utc>,
+}
+
+impl Default for SimConfig {
+    fn default() -> SimConfig {
+        SimConfig {
+            seed: 1,
+            devices: 200,
+            findings_per_device: 100,
+            tenant_id: "00000000-0000-4000-8000-000000000001".to_owned(),
+            client_id: "00000000-0000-4000-8000-000000000002".to_owned(),
+            client_secret: "rampart-demo-secret-value-0001".to_owned(),
+            secret_expired: false,
+            roles: None,
+            rate_limits: true,
+            fault_rate: 0.0,
+            start_time: Utc
+                .with_ymd_and_hms(2026, 11, 1, 0, 0, 0)
+                .single()
+                .unwrap_or(DateTime::<Utc>::UNIX_EPOCH),
+        }
+    }
+}
+
+/// Why the emulator could not be built or started.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    /// A configuration value is out of range or malformed.
+    #[error("invalid emulator configuration: {field} {reason}")]
+    InvalidConfig {
+        /// The offending field of [`SimConfig`].
+        field: &'static str,
+        /// What is wrong with it, in words.
+        reason: String,
+    },
+    /// Binding or serving failed.
+    #[error("emulator I/O failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+fn invalid(field: &'static str, reason: impl Into<String>) -> SimError {
+    SimError::InvalidConfig {
+        field,
+        reason: reason.into(),
+    }
+}
+
+/// Upper bounds that keep a typo from asking for an absurd tenant (generation is lazy, but the
+/// exposure counts of `/api/vulnerabilities` still scan every device once per snapshot).
+const MAX_DEVICES: u32 = 5_000_000;
+const MAX_FINDINGS_PER_DEVICE: u32 = 5_000;
+
+pub(crate) fn is_guid(s: &str) -> bool {
+    s.len() == 36 && uuid::Uuid::try_parse(s).is_ok()
+}
+
+impl SimConfig {
+    /// Checks the values and normalises the start time (to whole minutes, so that `TimePath`s, which
+    /// have minute resolution, name snapshots exactly).
+    pub(crate) fn validated(mut self) -> Result<SimConfig, SimError> {
+        if !is_guid(&self.tenant_id) {
+            return Err(invalid(
+                "tenant_id",
+                format!(
+                    "must be a GUID like 00000000-0000-4000-8000-000000000001, got {:?}",
+                    self.tenant_id
+                ),
+            ));
+        }
+        if !is_guid(&self.client_id) {
+            return Err(invalid(
+                "client_id",
+                format!(
+                    "must be a GUID like 00000000-0000-4000-8000-000000000002, got {:?}",
+                    self.client_id
+                ),
+            ));
+        }
+        self.tenant_id = self.tenant_id.to_ascii_lowercase();
+        self.client_id = self.client_id.to_ascii_lowercase();
+        if self.client_secret.is_empty() {
+            return Err(invalid("client_secret", "must not be empty"));
+        }
+        if !(self.fault_rate.is_finite() && (0.0..=1.0).contains(&self.fault_rate)) {
+            return Err(invalid(
+                "fault_rate",
+                format!("must be between 0.0 and 1.0, got {}", self.fault_rate),
+            ));
+        }
+        if self.devices > MAX_DEVICES {
+            return Err(invalid("devices", format!("must be at most {MAX_DEVICES}")));
+        }
+        if self.findings_per_device > MAX_FINDINGS_PER_DEVICE {
+            return Err(invalid(
+                "findings_per_device",
+                format!("must be at most {MAX_FINDINGS_PER_DEVICE}"),
+            ));
+        }
+        if let Some(roles) = &self.roles
+            && let Some(bad) = roles.iter().find(|r| {
+                r.is_empty() || !r.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.')
+            })
+        {
+            return Err(invalid(
+                "roles",
+                format!("role values look like Machine.Read.All, got {bad:?}"),
+            ));
+        }
+        let secs = self.start_time.timestamp();
+        self.start_time = Utc
+            .timestamp_opt(secs - secs.rem_euclid(60), 0)
+            .single()
+            .ok_or_else(|| invalid("start_time", "is out of range"))?;
+        Ok(self)
+    }
+
+    /// The roles that go into MDE tokens (`None` here means "omit the claim").
+    pub(crate) fn token_roles(&self) -> Option<Vec<String>> {
+        match &self.roles {
+            None => Some(DEFAULT_ROLES.iter().map(|r| (*r).to_owned()).collect()),
+            Some(r) if r.is_empty() => None,
+            Some(r) => Some(r.clone()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation_names_the_field() {
+        let err = SimConfig {
+            tenant_id: "nope".into(),
+            ..SimConfig::default()
+        }
+        .validated()
+        .unwrap_err();
+        assert!(err.to_string().contains("tenant_id"), "{err}");
+        let err = SimConfig {
+            fault_rate: 1.5,
+            ..SimConfig::default()
+        }
+        .validated()
+        .unwrap_err();
+        assert!(err.to_string().contains("fault_rate"), "{err}");
+        let err = SimConfig {
+            fault_rate: f64::NAN,
+            ..SimConfig::default()
+        }
+        .validated()
+        .unwrap_err();
+        assert!(err.to_string().contains("fault_rate"), "{err}");
+        let err = SimConfig {
+            roles: Some(vec!["a,b".into()]),
+            ..SimConfig::default()
+        }
+        .validated()
+        .unwrap_err();
+        assert!(err.to_string().contains("roles"), "{err}");
+        let ok = SimConfig {
+            start_time: Utc.with_ymd_and_hms(2026, 1, 1, 10, 11, 12).unwrap(),
+            ..SimConfig::default()
+        }
+        .validated()
+        .unwrap();
+        assert_eq!(
+            ok.start_time,
+            Utc.with_ymd_and_hms(2026, 1, 1, 10, 11, 0).unwrap()
+        );
+    }
+}

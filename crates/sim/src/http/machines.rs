@@ -1,0 +1,216 @@
+//! `/api/machines`, `/api/machines/{id}`, `/api/machines/findbytag`, `/api/machines/{id}/vulnerabilities`.
+
+use std::sync::Arc;
+
+use axum::response::Response;
+
+use crate::records::Machine;
+use crate::state::Inner;
+use crate::world::Core;
+use crate::world::snapshot::Snapshot;
+
+use super::Ctx;
+use super::filter::MACHINES;
+use super::query::encode;
+use super::stream::{Closed, Sink};
+
+/// Server-side page size of `/api/machines` (and the `$top` cap).
+pub(crate) const PAGE: u64 = 10_000;
+
+/// Writes `value` as the next array element.
+pub(crate) fn push_item<T: serde::Serialize>(
+    sink: &mut Sink,
+    first: &mut bool,
+    value: &T,
+) -> Result<(), Closed> {
+    if !std::mem::take(first) {
+        sink.buf().push(b',');
+    }
+    let _ = serde_json::to_writer(sink.buf(), value);
+    sink.row_done()
+}
+
+pub(crate) fn list(ctx: &Ctx) -> Response {
+    let top = match ctx.top(PAGE) {
+        Ok(t) => t,
+        Err(e) => return ctx.reject(e),
+    };
+    let skip = match ctx.skip() {
+        Ok(s) => s,
+        Err(e) => return ctx.reject(e),
+    };
+    let filter = match ctx.filter(&MACHINES) {
+        Ok(f) => f,
+        Err(e) => return ctx.reject(e),
+    };
+    let raw_filter = ctx.query.get("$filter").map(str::to_owned);
+    let sim = ctx.sim.clone();
+    let base = ctx.base.clone();
+    let tick = sim.tick();
+    ctx.json(move |sink| {
+        sink.write(
+            format!(r#"{{"@odata.context":"{base}/api/$metadata#Machines","value":["#).as_bytes(),
+        )?;
+        let world = &sim.world;
+        let limit = top.unwrap_or(PAGE);
+        let (mut skipped, mut written, mut more, mut first) = (0u64, 0u64, false, true);
+        for core in Snapshot::new(world, tick).devices() {
+            // Without a filter, skipping needs no record at all.
+            let machine = match &filter {
+                Some(f) => {
+                    let m = world.machine(&core, tick);
+                    if !f.matches(&m) {
+                        continue;
+                    }
+                    Some(m)
+                }
+                None => None,
+            };
+            if skipped < skip {
+                skipped += 1;
+                continue;
+            }
+            if written == limit {
+                more = true;
+                break;
+            }
+            let m = machine.unwrap_or_else(|| world.machine(&core, tick));
+            push_item(sink, &mut first, &m)?;
+            written += 1;
+        }
+        sink.write(b"]")?;
+        // Microsoft's quirk: with $top there is never a nextLink, even when more exist.
+        if top.is_none() && more {
+            let mut link = format!("{base}/api/machines?$skip={}", skip + written);
+            if let Some(f) = &raw_filter {
+                link = format!(
+                    "{base}/api/machines?$filter={}&$skip={}",
+                    encode(f),
+                    skip + written
+                );
+            }
+            sink.write(format!(r#","@odata.nextLink":"{link}""#).as_bytes())?;
+        }
+        sink.write(b"}")
+    })
+}
+
+/// A device present at the current tick, by machine id or (as the docs allow) computer name.
+pub(crate) fn find(sim: &Inner, tick: i64, id: &str) -> Option<Core> {
+    if let Some(index) = sim.world.ids.decode(id) {
+        let core = sim.world.core(index);
+        return (index < sim.world.range(tick) && core.present(tick)).then_some(core);
+    }
+    if id.len() > 255 || id.len() == 40 {
+        return None;
+    }
+    Snapshot::new(&sim.world, tick).devices().find(|core| {
+        sim.world
+            .names(core)
+            .name
+            .is_some_and(|n| n.eq_ignore_ascii_case(id))
+    })
+}
+
+/// `{"@odata.context": …, <fields of value>}` for a single entity.
+/// The value is built on the producer thread (it may need a scan of the tenant).
+pub(crate) fn entity<T: serde::Serialize>(
+    ctx: &Ctx,
+    context: &str,
+    value: impl FnOnce() -> T + Send + 'static,
+) -> Response {
+    let head = format!(
+        r#"{{"@odata.context":"{}/api/$metadata#{context}""#,
+        ctx.base
+    );
+    ctx.json(move |sink| {
+        let body = serde_json::to_vec(&value()).unwrap_or_else(|_| b"{}".to_vec());
+        sink.write(head.as_bytes())?;
+        if body.len() > 2 {
+            sink.write(b",")?;
+            sink.write(&body[1..])?;
+        } else {
+            sink.write(b"}")?;
+        }
+        sink.row_done()
+    })
+}
+
+pub(crate) fn by_id(ctx: &Ctx, id: &str) -> Response {
+    let tick = ctx.sim.tick();
+    let Some(core) = find(&ctx.sim, tick, id) else {
+        return ctx.not_found(&format!("Machine {} was not found", shorten(id)));
+    };
+    let machine: Machine = ctx.sim.world.machine(&core, tick);
+    entity(ctx, "Machines/$entity", move || machine)
+}
+
+fn shorten(s: &str) -> String {
+    let mut out: String = s.chars().take(64).filter(|c| !c.is_control()).collect();
+    if s.chars().count() > 64 {
+        out.push('…');
+    }
+    out
+}
+
+pub(crate) fn find_by_tag(ctx: &Ctx) -> Response {
+    let Some(tag) = ctx.query.get("tag").map(str::to_owned) else {
+        return ctx.bad("MissingRequiredParameter", "The tag parameter is required.");
+    };
+    let starts_with = match ctx.query.get("useStartsWithFilter") {
+        None => false,
+        Some(v) if v.eq_ignore_ascii_case("true") => true,
+        Some(v) if v.eq_ignore_ascii_case("false") => false,
+        Some(_) => return ctx.bad("InvalidInput", "useStartsWithFilter must be true or false."),
+    };
+    let sim = ctx.sim.clone();
+    let base = ctx.base.clone();
+    let tick = sim.tick();
+    let tag = tag.to_lowercase();
+    ctx.json(move |sink| {
+        sink.write(
+            format!(r#"{{"@odata.context":"{base}/api/$metadata#Machines","value":["#).as_bytes(),
+        )?;
+        let mut first = true;
+        for core in Snapshot::new(&sim.world, tick).devices() {
+            let m = sim.world.machine(&core, tick);
+            let hit = m.machine_tags.iter().any(|t| {
+                let t = t.to_lowercase();
+                if starts_with {
+                    t.starts_with(&tag)
+                } else {
+                    t == tag
+                }
+            });
+            if hit {
+                push_item(sink, &mut first, &m)?;
+            }
+        }
+        sink.write(b"]}")
+    })
+}
+
+pub(crate) fn vulnerabilities(ctx: &Ctx, id: &str) -> Response {
+    let tick = ctx.sim.tick();
+    let Some(core) = find(&ctx.sim, tick, id) else {
+        return ctx.not_found(&format!("Machine {} was not found", shorten(id)));
+    };
+    let sim: Arc<Inner> = ctx.sim.clone();
+    let base = ctx.base.clone();
+    ctx.json(move |sink| {
+        sink.write(
+            format!(r#"{{"@odata.context":"{base}/api/$metadata#Collection(Analytics.Contracts.PublicAPI.PublicVulnerabilityDto)","value":["#)
+                .as_bytes(),
+        )?;
+        let exposure = sim.exposure(tick);
+        let mut cves = Snapshot::new(&sim.world, tick).device_cves(&core);
+        cves.sort_unstable();
+        cves.dedup();
+        let mut first = true;
+        for j in cves {
+            let v = sim.world.vulnerability(j as usize, tick, exposure[j as usize]);
+            push_item(sink, &mut first, &v)?;
+        }
+        sink.write(b"]}")
+    })
+}

@@ -1,0 +1,19 @@
+//! Contract tests of the emulator against `shared/reference/mde-api.md`, over real HTTP.
+//!
+//! One test binary (one link on 2 cores); each module pins one part of the reference, and §11's
+//! fidelity checklist item by item.
+
+// Test code: a failed unwrap is a failed test with a backtrace, which is what we want.
+#![allow(clippy::unwrap_used)]
+
+mod data;
+mod delta;
+mod entra;
+mod exports;
+mod faults;
+mod helpers;
+mod hostile;
+mod limits;
+mod machines;
+mod perf;
+mod vulns;
