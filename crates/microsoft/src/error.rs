@@ -1,0 +1,166 @@
+//! Errors of the Defender for Endpoint client, written for the person who has to act on them.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::cloud::CloudError;
+use crate::entra::{MissingRoles, RequiredRole, TokenError};
+use crate::http::ApiFamily;
+
+/// Defender for Endpoint answered with an error status that retrying does not fix (or retries ran
+/// out on a 429). `message` is Microsoft's free text, bounded; branch on `code`, never on it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", self.render())]
+pub struct ApiError {
+    pub family: ApiFamily,
+    pub status: u16,
+    /// `error.code`: `BadRequest`, `ResourceNotFound`, `Forbidden`, `TooManyRequests`, ...
+    pub code: Option<String>,
+    pub message: Option<String>,
+    /// `error.target`: Microsoft's per-request correlation id.
+    pub target: Option<String>,
+    /// For 429: how long Microsoft asked to wait.
+    pub retry_after: Option<Duration>,
+}
+
+impl ApiError {
+    fn render(&self) -> String {
+        let mut s = format!(
+            "Defender for Endpoint refused the {} request with HTTP {}",
+            self.family, self.status
+        );
+        if let Some(code) = &self.code {
+            s.push_str(&format!(" {code}"));
+        }
+        if let Some(m) = &self.message {
+            s.push_str(&format!(": {m}"));
+        }
+        s.push('.');
+        let hint = match (self.status, self.code.as_deref()) {
+            (401, _) => Some(
+                "The API refused the token even after a fresh one was fetched: check the integration's cloud (the token must be for the same cloud as the API host) and any scope or API URL override.".to_owned(),
+            ),
+            (403, Some(c)) if c.eq_ignore_ascii_case("DisabledFeature") => Some(
+                "The feature is not enabled for this tenant (for example Defender Vulnerability Management is not licensed).".to_owned(),
+            ),
+            (404, _) => Some(
+                "Microsoft says there is nothing at this address; for the device list this can mean the tenant has no recently seen devices.".to_owned(),
+            ),
+            (429, _) => Some(match self.retry_after {
+                Some(d) => format!(
+                    "Microsoft's rate limit for this app and tenant is spent; it asked to wait {} s. The next sync will continue.",
+                    d.as_secs()
+                ),
+                None => "Microsoft's rate limit for this app and tenant is spent; the next sync will continue.".to_owned(),
+            }),
+            (400, _) => Some(
+                "Microsoft refused a parameter of the request (for example a delta start time older than 14 days).".to_owned(),
+            ),
+            _ => None,
+        };
+        if let Some(h) = hint {
+            s.push(' ');
+            s.push_str(&h);
+        }
+        if let Some(t) = &self.target {
+            s.push_str(&format!(" (request id {t})"));
+        }
+        s
+    }
+}
+
+/// A 403 `Forbidden`: the app lacks the application role this API needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forbidden {
+    pub api: ApiError,
+    /// The role this API needs.
+    pub required: RequiredRole,
+    /// What the current token lacks, from its `roles` claim (`None` when the token is not a JWT).
+    pub missing: Option<MissingRoles>,
+}
+
+impl fmt::Display for Forbidden {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Defender for Endpoint refused the {} request (HTTP 403: missing application role). ",
+            self.api.family
+        )?;
+        match &self.missing {
+            Some(m) if !m.is_empty() => write!(f, "{m}")?,
+            Some(_) => write!(
+                f,
+                "The token does carry {}, so the permission is probably very new (it can take a while to apply) or the token is for a different API: check the integration's cloud and any scope override.",
+                self.required.name
+            )?,
+            None => write!(
+                f,
+                "{}",
+                MissingRoles {
+                    missing: vec![self.required],
+                    roles_claim_present: true,
+                }
+            )?,
+        }
+        if let Some(t) = &self.api.target {
+            write!(f, " (request id {t})")?;
+        }
+        Ok(())
+    }
+}
+
+/// Everything that can go wrong talking to Defender for Endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MdeError {
+    /// The integration's cloud or URL overrides do not work.
+    #[error(transparent)]
+    Config(#[from] CloudError),
+    /// No access token (wrong secret, tenant, ...): see [`TokenError::explanation`].
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    #[error(transparent)]
+    Api(ApiError),
+    /// 403 `Forbidden`, explained as the application role to grant.
+    #[error("{0}")]
+    Forbidden(Box<Forbidden>),
+    /// Transient failures did not stop within the retry budget.
+    #[error(
+        "Defender for Endpoint's {family} API kept failing ({attempts} attempts; last: {last}). Microsoft may be having trouble: the next sync will try again"
+    )]
+    RetriesExhausted {
+        family: ApiFamily,
+        attempts: u32,
+        last: String,
+    },
+    /// A `@odata.nextLink` pointed at a host the token must not go to. Nothing was sent there.
+    #[error(
+        "Defender for Endpoint's {family} API sent a next-page link to {host}, which is not the configured API host; Rampart did not follow it, so the bearer token was not sent there"
+    )]
+    UntrustedNextLink { family: ApiFamily, host: String },
+    /// A small answer (export file list, single record) was not the expected JSON.
+    #[error(
+        "Defender for Endpoint's {family} API answered with something Rampart cannot read: {detail}"
+    )]
+    UnexpectedBody { family: ApiFamily, detail: String },
+    /// An export file download failed (SAS expired, blob error, bad gzip).
+    #[error("{0}")]
+    ExportFile(String),
+    /// The HTTP client could not be built (TLS backend); not a user error.
+    #[error("the HTTP client could not be set up: {0}")]
+    Client(String),
+    /// The consumer dropped the stream, or the reader task ended without a result.
+    #[error("the read was interrupted: {0}")]
+    Interrupted(String),
+}
+
+impl MdeError {
+    /// Whether a later attempt could succeed without anyone changing the configuration.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            MdeError::Token(t) => t.is_transient(),
+            MdeError::Api(a) => a.status == 429 || a.status >= 500,
+            MdeError::RetriesExhausted { .. } | MdeError::Interrupted(_) => true,
+            _ => false,
+        }
+    }
+}

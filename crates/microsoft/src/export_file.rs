@@ -1,0 +1,421 @@
+//! Export files (`mde-api.md` §7.3): gzip-compressed JSON lines, PascalCase keys, null keys omitted,
+//! one [`AssetVulnerability`] per line, possibly 0 bytes.
+//!
+//! Downloads go to Azure Blob Storage with a SAS signature in the URL: **no bearer token** is sent,
+//! and the URL (a credential for hours) never appears in logs or errors. A file is decompressed and
+//! parsed line by line as it arrives, so memory stays flat whatever its size.
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::sync::Arc;
+
+use flate2::read::MultiGzDecoder;
+use url::Url;
+
+use crate::error::MdeError;
+use crate::http::body::describe;
+use crate::http::{ApiFamily, Budget, Core};
+use crate::paging::{ReadEnd, ReadEvent, ReadPlan, ReadReport};
+use crate::wire::mde::AssetVulnerability;
+
+/// A line of an export file that could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExportLineError {
+    /// The gzip stream or the underlying reader failed; nothing follows.
+    #[error("the export file could not be read after line {line}: {detail}")]
+    Io { line: u64, detail: String },
+    /// The line is not a record (skipped; the lines after it are still read).
+    #[error("line {line} of the export file is not a record: {detail}")]
+    Json { line: u64, detail: String },
+    /// A line longer than the limit (no newline found); nothing follows.
+    #[error("line {line} of the export file is longer than {limit} bytes")]
+    TooLong { line: u64, limit: usize },
+}
+
+/// Parses one line; `None` for a blank line.
+fn parse_line(line: &[u8]) -> Option<Result<AssetVulnerability, serde_json::Error>> {
+    let trimmed = line.trim_ascii();
+    (!trimmed.is_empty()).then(|| serde_json::from_slice(trimmed))
+}
+
+/// Reads the records of an export file from any reader of its gzip bytes (a file on disk, a
+/// download): one record per line, decompressed as it goes. Concatenated gzip members are read as one
+/// stream, as Spark may write them.
+pub fn read_export_lines<R: Read>(gzip: R, max_line_bytes: usize) -> ExportLines<R> {
+    ExportLines {
+        pending: Some(BufReader::new(gzip)),
+        reader: None,
+        buf: Vec::new(),
+        line: 0,
+        max_line_bytes,
+        done: false,
+    }
+}
+
+/// Iterator returned by [`read_export_lines`].
+#[derive(Debug)]
+pub struct ExportLines<R: Read> {
+    /// The compressed input before the first read: a 0-byte file (Microsoft sends them) is not a
+    /// gzip stream, so emptiness is checked before decompressing.
+    pending: Option<BufReader<R>>,
+    reader: Option<BufReader<MultiGzDecoder<BufReader<R>>>>,
+    buf: Vec<u8>,
+    line: u64,
+    max_line_bytes: usize,
+    done: bool,
+}
+
+impl<R: Read> Iterator for ExportLines<R> {
+    type Item = Result<AssetVulnerability, ExportLineError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if let Some(mut raw) = self.pending.take() {
+            match raw.fill_buf() {
+                Ok([]) => self.done = true,
+                Ok(_) => {
+                    self.reader = Some(BufReader::with_capacity(
+                        256 * 1024,
+                        MultiGzDecoder::new(raw),
+                    ));
+                }
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(ExportLineError::Io {
+                        line: 0,
+                        detail: e.to_string(),
+                    }));
+                }
+            }
+        }
+        while !self.done {
+            let Some(reader) = self.reader.as_mut() else {
+                self.done = true;
+                break;
+            };
+            self.buf.clear();
+            let limit = self.max_line_bytes as u64 + 1;
+            let read = reader.take(limit).read_until(b'\n', &mut self.buf);
+            match read {
+                Ok(0) => self.done = true,
+                Ok(_) => {
+                    self.line += 1;
+                    if self.buf.len() > self.max_line_bytes && self.buf.last() != Some(&b'\n') {
+                        self.done = true;
+                        return Some(Err(ExportLineError::TooLong {
+                            line: self.line,
+                            limit: self.max_line_bytes,
+                        }));
+                    }
+                    match parse_line(&self.buf) {
+                        None => continue,
+                        Some(Ok(record)) => return Some(Ok(record)),
+                        Some(Err(e)) => {
+                            return Some(Err(ExportLineError::Json {
+                                line: self.line,
+                                detail: e.to_string().chars().take(200).collect(),
+                            }));
+                        }
+                    }
+                }
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(ExportLineError::Io {
+                        line: self.line,
+                        detail: e.to_string(),
+                    }));
+                }
+            }
+        }
+        None
+    }
+}
+
+/// Collects decompressed bytes for the async download path (`flate2::write::MultiGzDecoder` writes
+/// into it; complete lines are taken out after every chunk).
+#[derive(Default)]
+struct Lines {
+    buf: Vec<u8>,
+}
+
+impl Write for Lines {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+enum FileFailure {
+    Transient { reason: String, delivered: u64 },
+    Closed,
+}
+
+type EventTx = tokio::sync::mpsc::Sender<Result<ReadEvent<AssetVulnerability>, MdeError>>;
+
+/// Downloads one export file and delivers its records (see [`crate::MdeClient::export_file_records`]).
+pub(crate) async fn read_export_file(
+    core: Arc<Core>,
+    plan: ReadPlan,
+    url: Url,
+    tx: EventTx,
+) -> Result<ReadReport, MdeError> {
+    let family = ApiFamily::FileExport;
+    let closed = || MdeError::Interrupted("the consumer stopped reading".to_owned());
+    let mut budget = Budget::new(&core.retry);
+    let mut restarts = 0u32;
+    loop {
+        budget.attempts += 1;
+        // No bearer token: the SAS signature in the URL is the credential.
+        let request = core.http.get(url.clone()).send();
+        let resp = match tokio::time::timeout(core.read_timeout, request).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
+                core.backoff_or_fail(family, &mut budget, None, describe(&e))
+                    .await?;
+                continue;
+            }
+            Err(_) => {
+                core.backoff_or_fail(
+                    family,
+                    &mut budget,
+                    None,
+                    "no answer from the storage host".to_owned(),
+                )
+                .await?;
+                continue;
+            }
+        };
+        let status = resp.status().as_u16();
+        match status {
+            200..=299 => {}
+            403 => {
+                return Err(MdeError::ExportFile(
+                    "the export file's download link was refused (HTTP 403): SAS links expire after the hours asked for (sasValidHours, at most 6). Fetch new links and download again".to_owned(),
+                ));
+            }
+            404 => {
+                return Err(MdeError::ExportFile(
+                    "the export file no longer exists (HTTP 404): Microsoft has replaced the snapshot. Fetch new links and download again".to_owned(),
+                ));
+            }
+            408 | 429 | 500..=599 => {
+                core.backoff_or_fail(
+                    family,
+                    &mut budget,
+                    Some(status),
+                    format!("storage answered HTTP {status}"),
+                )
+                .await?;
+                continue;
+            }
+            _ => {
+                return Err(MdeError::ExportFile(format!(
+                    "the storage host answered the export file download with HTTP {status}"
+                )));
+            }
+        }
+        match stream_file(&core, &plan, resp, &tx).await {
+            Ok((delivered, unreadable, first_error)) => {
+                tx.send(Ok(ReadEvent::PageDone {
+                    page: 0,
+                    records: delivered,
+                }))
+                .await
+                .map_err(|_| closed())?;
+                let complete = unreadable == 0;
+                return Ok(ReadReport {
+                    family,
+                    pages: 1,
+                    records: delivered,
+                    duplicates_dropped: 0,
+                    unreadable,
+                    restarts,
+                    complete,
+                    reason: if complete {
+                        ReadEnd::EndOfFile
+                    } else {
+                        ReadEnd::UnreadableRecords {
+                            count: unreadable,
+                            first_error: first_error.unwrap_or_default(),
+                        }
+                    },
+                });
+            }
+            Err(FileFailure::Closed) => return Err(closed()),
+            Err(FileFailure::Transient { reason, delivered }) => {
+                if delivered > 0 {
+                    restarts += 1;
+                    core.metrics.restart();
+                    tx.send(Ok(ReadEvent::Restart {
+                        page: 0,
+                        reason: reason.clone(),
+                    }))
+                    .await
+                    .map_err(|_| closed())?;
+                }
+                core.backoff_or_fail(family, &mut budget, None, reason)
+                    .await?;
+            }
+        }
+    }
+}
+
+async fn stream_file(
+    core: &Core,
+    plan: &ReadPlan,
+    mut resp: reqwest::Response,
+    tx: &EventTx,
+) -> Result<(u64, u64, Option<String>), FileFailure> {
+    let batch_size = plan.batch_size.max(1);
+    let mut gz = flate2::write::MultiGzDecoder::new(Lines::default());
+    let mut batch: Vec<AssetVulnerability> = Vec::with_capacity(batch_size);
+    let (mut delivered, mut unreadable) = (0u64, 0u64);
+    let mut first_error: Option<String> = None;
+    let mut compressed_bytes: u64 = 0;
+    let mut parse = |line: &[u8], batch: &mut Vec<AssetVulnerability>| match parse_line(line) {
+        None => {}
+        Some(Ok(r)) => batch.push(r),
+        Some(Err(e)) => {
+            unreadable += 1;
+            if first_error.is_none() {
+                first_error = Some(e.to_string().chars().take(200).collect());
+            }
+        }
+    };
+    loop {
+        let chunk = match tokio::time::timeout(core.read_timeout, resp.chunk()).await {
+            Ok(Ok(Some(c))) => c,
+            Ok(Ok(None)) => break,
+            Ok(Err(e)) => {
+                return Err(FileFailure::Transient {
+                    reason: describe(&e),
+                    delivered,
+                });
+            }
+            Err(_) => {
+                return Err(FileFailure::Transient {
+                    reason: "the download stalled".to_owned(),
+                    delivered,
+                });
+            }
+        };
+        core.metrics.bytes(chunk.len());
+        compressed_bytes += chunk.len() as u64;
+        if let Err(e) = gz.write_all(&chunk) {
+            return Err(FileFailure::Transient {
+                reason: format!("the file is not valid gzip: {e}"),
+                delivered,
+            });
+        }
+        let buf = &mut gz.get_mut().buf;
+        if let Some(last_newline) = buf.iter().rposition(|b| *b == b'\n') {
+            for line in buf[..last_newline].split(|b| *b == b'\n') {
+                parse(line, &mut batch);
+            }
+            buf.drain(..=last_newline);
+        } else if buf.len() > plan.max_record_bytes {
+            return Err(FileFailure::Transient {
+                reason: format!("a line is longer than {} bytes", plan.max_record_bytes),
+                delivered,
+            });
+        }
+        while batch.len() >= batch_size {
+            let rest = batch.split_off(batch_size);
+            let full = std::mem::replace(&mut batch, rest);
+            delivered += full.len() as u64;
+            tx.send(Ok(ReadEvent::Records {
+                page: 0,
+                records: full,
+            }))
+            .await
+            .map_err(|_| FileFailure::Closed)?;
+        }
+    }
+    // A 0-byte file (Microsoft sends them) holds no records and no gzip header. A download cut
+    // short ends inside a gzip member: finishing fails, and the file is read again.
+    let lines = if compressed_bytes == 0 {
+        Lines::default()
+    } else {
+        gz.finish().map_err(|e| FileFailure::Transient {
+            reason: format!("the file ended early: {e}"),
+            delivered,
+        })?
+    };
+    for line in lines.buf.split(|b| *b == b'\n') {
+        parse(line, &mut batch);
+    }
+    if !batch.is_empty() {
+        delivered += batch.len() as u64;
+        tx.send(Ok(ReadEvent::Records {
+            page: 0,
+            records: batch,
+        }))
+        .await
+        .map_err(|_| FileFailure::Closed)?;
+    }
+    Ok((delivered, unreadable, first_error))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flate2::Compression;
+    use flate2::write::GzEncoder;
+
+    fn gzip(text: &str) -> Vec<u8> {
+        let mut e = GzEncoder::new(Vec::new(), Compression::fast());
+        e.write_all(text.as_bytes()).unwrap();
+        e.finish().unwrap()
+    }
+
+    const LINES: &str = "{\"DeviceId\":\"a\",\"CveId\":\"CVE-2025-49734\",\"CvssScore\":7,\"OSPlatform\":\"Windows10\"}\n\
+                         \n\
+                         {\"DeviceId\":\"b\",\"SoftwareName\":\"x\"}\r\n\
+                         not json\n\
+                         {\"DeviceId\":\"c\"}";
+
+    #[test]
+    fn lines_are_read_one_by_one_and_bad_lines_skipped() {
+        let got: Vec<_> = read_export_lines(&gzip(LINES)[..], 1 << 20).collect();
+        assert_eq!(got.len(), 4);
+        let first = got[0].as_ref().unwrap();
+        assert_eq!(first.os_platform.as_deref(), Some("Windows10"));
+        assert_eq!(first.cvss_score, Some(7.0));
+        assert_eq!(got[1].as_ref().unwrap().device_id.as_deref(), Some("b"));
+        assert!(matches!(got[2], Err(ExportLineError::Json { line: 4, .. })));
+        assert_eq!(got[3].as_ref().unwrap().device_id.as_deref(), Some("c"));
+    }
+
+    #[test]
+    fn concatenated_members_empty_files_and_truncation() {
+        let mut two = gzip("{\"DeviceId\":\"a\"}\n");
+        two.extend(gzip("{\"DeviceId\":\"b\"}\n"));
+        assert_eq!(
+            read_export_lines(&two[..], 1024)
+                .filter(Result::is_ok)
+                .count(),
+            2
+        );
+        assert_eq!(
+            read_export_lines(&[][..], 1024).count(),
+            0,
+            "a 0-byte file has no records"
+        );
+        let whole = gzip(&LINES.repeat(50));
+        let cut = &whole[..whole.len() / 2];
+        assert!(
+            read_export_lines(cut, 1 << 20).any(|r| matches!(r, Err(ExportLineError::Io { .. }))),
+            "a truncated file must end in an error"
+        );
+    }
+
+    #[test]
+    fn overlong_lines_stop_the_read() {
+        let got: Vec<_> = read_export_lines(&gzip(&"x".repeat(100))[..], 10).collect();
+        assert!(matches!(
+            got.as_slice(),
+            [Err(ExportLineError::TooLong { .. })]
+        ));
+    }
+}

@@ -1,0 +1,330 @@
+//! The one HTTP path every Defender for Endpoint request takes: rate limit, bearer token, send,
+//! classify the answer, retry or fail with a typed error. Paging (`crate::paging`) and the small
+//! reads build on [`Core::send`]; no endpoint has its own loop.
+//!
+//! | answer | what happens |
+//! |---|---|
+//! | 2xx | returned to the caller (bodies are streamed by the caller) |
+//! | 429 | wait `Retry-After` (else exponential from 5 s, jittered), bounded; counted in `throttled` |
+//! | 5xx, 408, timeout, reset, cut body | bounded retries with jittered exponential backoff |
+//! | 401 | invalidate the token, retry once |
+//! | 404 | retried once (Microsoft has sent intermittent 404s), then [`ApiError`] |
+//! | 403 `Forbidden` | [`MdeError::Forbidden`], naming the application role to grant |
+//! | other 4xx | [`ApiError`] |
+
+pub(crate) mod body;
+mod limits;
+mod metrics;
+mod retry;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::Response;
+use reqwest::header::{ACCEPT, RETRY_AFTER};
+use serde::de::DeserializeOwned;
+use serde_json::error::Category;
+use url::Url;
+
+pub(crate) use limits::Limiters;
+pub use limits::{ApiFamily, FamilyLimit, RateLimits};
+pub use metrics::{Metrics, MetricsSnapshot};
+pub(crate) use retry::{Budget, ThrottleVerdict};
+pub use retry::{RetryPolicy, parse_retry_after};
+
+use crate::cloud::AllowedHosts;
+use crate::entra::{MACHINE_READ, RequiredRole, TokenClient, VULNERABILITY_READ};
+use crate::error::{ApiError, Forbidden, MdeError};
+use crate::wire::mde::ErrorEnvelope;
+use body::{describe, read_bounded, snippet};
+
+/// Transport settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpOptions {
+    /// TCP + TLS connection setup.
+    pub connect_timeout: Duration,
+    /// Longest wait for the response headers, and for each next chunk of a body (an idle timeout,
+    /// not a total: a 200 MB page may take minutes, but never stalls that long).
+    pub read_timeout: Duration,
+    /// Total time of one token request.
+    pub token_timeout: Duration,
+    /// Microsoft asks partners for `MdatpPartner-{Company}-{Product}/{Version}`.
+    pub user_agent: String,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        HttpOptions {
+            connect_timeout: Duration::from_secs(10),
+            read_timeout: Duration::from_secs(120),
+            token_timeout: Duration::from_secs(30),
+            user_agent: format!("MdatpPartner-Rampart-Rampart/{}", env!("CARGO_PKG_VERSION")),
+        }
+    }
+}
+
+/// Builds the shared client: rustls, gzip and deflate (Microsoft may answer `Content-Encoding:
+/// deflate`), no redirects (a redirect must never carry the token elsewhere).
+pub(crate) fn build_client(opts: &HttpOptions) -> Result<reqwest::Client, MdeError> {
+    reqwest::Client::builder()
+        .user_agent(opts.user_agent.clone())
+        .connect_timeout(opts.connect_timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .gzip(true)
+        .deflate(true)
+        .pool_idle_timeout(Duration::from_secs(60))
+        .build()
+        .map_err(|e| MdeError::Client(describe(&e)))
+}
+
+/// Longest error body read (the rest is dropped).
+const ERROR_BODY_LIMIT: usize = 64 * 1024;
+
+/// The roles an endpoint family needs, for 403 explanations.
+pub(crate) fn required_role(family: ApiFamily) -> RequiredRole {
+    match family {
+        ApiFamily::Machines => MACHINE_READ,
+        ApiFamily::Vulnerabilities | ApiFamily::JsonExport | ApiFamily::FileExport => {
+            VULNERABILITY_READ
+        }
+    }
+}
+
+/// Shared state of one client: everything a request needs.
+#[derive(Debug)]
+pub(crate) struct Core {
+    pub http: reqwest::Client,
+    pub tokens: Arc<TokenClient>,
+    pub limiters: Limiters,
+    pub retry: RetryPolicy,
+    pub metrics: Arc<Metrics>,
+    pub allowed: AllowedHosts,
+    pub read_timeout: Duration,
+}
+
+impl Core {
+    /// Sends a GET with the bearer token and returns a 2xx response, retrying what the table in the
+    /// module docs says to retry. `budget` is shared with the caller, who may spend more of it on
+    /// body failures.
+    pub async fn send(
+        &self,
+        family: ApiFamily,
+        url: &Url,
+        budget: &mut Budget<'_>,
+    ) -> Result<Response, MdeError> {
+        // Checked here as well as where links are followed: the token goes nowhere else.
+        if !self.allowed.allows(url) {
+            return Err(MdeError::UntrustedNextLink {
+                family,
+                host: url.origin().ascii_serialization(),
+            });
+        }
+        loop {
+            let queued = std::time::Instant::now();
+            self.limiters.acquire(family).await;
+            let waited = queued.elapsed();
+            if waited >= Duration::from_secs(1) {
+                // Staying under Microsoft's documented limits; worth seeing when it slows a sync.
+                tracing::info!(family = %family, waited_ms = waited.as_millis() as u64, "rate limit wait");
+            }
+            let token = self.tokens.token().await?;
+            budget.attempts += 1;
+            self.metrics.api_call();
+            let request = self
+                .http
+                .get(url.clone())
+                .bearer_auth(token.bearer())
+                .header(ACCEPT, "application/json")
+                .send();
+            let resp = match tokio::time::timeout(self.read_timeout, request).await {
+                Ok(Ok(r)) => r,
+                Ok(Err(e)) => {
+                    self.backoff_or_fail(family, budget, None, describe(&e))
+                        .await?;
+                    continue;
+                }
+                Err(_) => {
+                    let reason = format!("no answer within {} s", self.read_timeout.as_secs());
+                    self.backoff_or_fail(family, budget, None, reason).await?;
+                    continue;
+                }
+            };
+            let status = resp.status().as_u16();
+            match status {
+                200..=299 => return Ok(resp),
+                401 if !budget.reauthenticated => {
+                    // The token expired early or was revoked: one fresh token, one more try.
+                    budget.reauthenticated = true;
+                    self.tokens.invalidate(&token);
+                    self.metrics.retry();
+                    tracing::info!(family = %family, status, attempt = budget.attempts, "token refused, fetching a new one");
+                }
+                429 => {
+                    self.metrics.throttle();
+                    let retry_after = resp
+                        .headers()
+                        .get(RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| parse_retry_after(v, chrono::Utc::now()));
+                    let mut api = self.api_error(family, resp).await;
+                    api.retry_after = retry_after;
+                    match budget.throttled(retry_after) {
+                        ThrottleVerdict::Wait(wait) => {
+                            tracing::warn!(
+                                family = %family,
+                                status,
+                                attempt = budget.attempts,
+                                wait_ms = wait.as_millis() as u64,
+                                retry_after_s = retry_after.map(|d| d.as_secs()),
+                                "throttled"
+                            );
+                            tokio::time::sleep(wait).await;
+                        }
+                        ThrottleVerdict::GiveUp => return Err(MdeError::Api(api)),
+                    }
+                }
+                408 | 500..=599 => {
+                    let api = self.api_error(family, resp).await;
+                    let reason = match &api.code {
+                        Some(code) => format!("HTTP {status} {code}"),
+                        None => format!("HTTP {status}"),
+                    };
+                    self.backoff_or_fail(family, budget, Some(status), reason)
+                        .await?;
+                }
+                404 if !budget.retried_not_found => {
+                    budget.retried_not_found = true;
+                    let _ = self.api_error(family, resp).await;
+                    let delay = self.retry.backoff(1);
+                    self.metrics.retry();
+                    tracing::warn!(family = %family, status, attempt = budget.attempts, delay_ms = delay.as_millis() as u64, "retrying");
+                    tokio::time::sleep(delay).await;
+                }
+                403 => {
+                    let api = self.api_error(family, resp).await;
+                    let forbidden = api
+                        .code
+                        .as_deref()
+                        .is_some_and(|c| c.eq_ignore_ascii_case("Forbidden"));
+                    if forbidden {
+                        let required = required_role(family);
+                        let missing = token.missing_roles(std::slice::from_ref(&required));
+                        return Err(MdeError::Forbidden(Box::new(Forbidden {
+                            api,
+                            required,
+                            missing,
+                        })));
+                    }
+                    return Err(MdeError::Api(api));
+                }
+                _ => return Err(MdeError::Api(self.api_error(family, resp).await)),
+            }
+        }
+    }
+
+    /// Sends a GET and parses a small JSON answer (at most `limit` bytes).
+    pub async fn get_json<T: DeserializeOwned>(
+        &self,
+        family: ApiFamily,
+        url: &Url,
+        limit: usize,
+    ) -> Result<T, MdeError> {
+        let mut budget = Budget::new(&self.retry);
+        loop {
+            let resp = self.send(family, url, &mut budget).await?;
+            let reason =
+                match tokio::time::timeout(self.read_timeout, read_bounded(resp, limit)).await {
+                    Ok(Ok(b)) if b.cut => {
+                        return Err(MdeError::UnexpectedBody {
+                            family,
+                            detail: format!("the answer is larger than {limit} bytes"),
+                        });
+                    }
+                    Ok(Ok(b)) => {
+                        self.metrics.bytes(b.bytes.len());
+                        match serde_json::from_slice::<T>(&b.bytes) {
+                            Ok(v) => return Ok(v),
+                            // Valid JSON of the wrong shape will not change on retry.
+                            Err(e) if e.classify() == Category::Data => {
+                                return Err(MdeError::UnexpectedBody {
+                                    family,
+                                    detail: e.to_string().chars().take(300).collect(),
+                                });
+                            }
+                            Err(e) => format!("the answer is not complete JSON: {e}"),
+                        }
+                    }
+                    Ok(Err(e)) => describe(&e),
+                    Err(_) => format!("the answer stalled for {} s", self.read_timeout.as_secs()),
+                };
+            self.backoff_or_fail(family, &mut budget, None, reason)
+                .await?;
+        }
+    }
+
+    /// Spends one transient retry (sleeping its backoff) or fails with `RetriesExhausted`.
+    pub async fn backoff_or_fail(
+        &self,
+        family: ApiFamily,
+        budget: &mut Budget<'_>,
+        status: Option<u16>,
+        reason: String,
+    ) -> Result<(), MdeError> {
+        match budget.transient() {
+            Some(delay) => {
+                self.metrics.retry();
+                tracing::warn!(
+                    family = %family,
+                    status,
+                    attempt = budget.attempts,
+                    delay_ms = delay.as_millis() as u64,
+                    reason = %reason,
+                    "retrying"
+                );
+                tokio::time::sleep(delay).await;
+                Ok(())
+            }
+            None => Err(MdeError::RetriesExhausted {
+                family,
+                attempts: budget.attempts,
+                last: reason,
+            }),
+        }
+    }
+
+    /// Reads an error answer (bounded) into an [`ApiError`].
+    async fn api_error(&self, family: ApiFamily, resp: Response) -> ApiError {
+        let status = resp.status().as_u16();
+        let body =
+            match tokio::time::timeout(self.read_timeout, read_bounded(resp, ERROR_BODY_LIMIT))
+                .await
+            {
+                Ok(Ok(b)) => b.bytes,
+                _ => Vec::new(),
+            };
+        self.metrics.bytes(body.len());
+        let envelope = serde_json::from_slice::<ErrorEnvelope>(&body)
+            .ok()
+            .and_then(|e| e.error);
+        let bounded = |s: String| crate::entra::bounded_text(&s, 300);
+        match envelope {
+            Some(e) => ApiError {
+                family,
+                status,
+                code: e.code.map(|c| crate::entra::bounded_text(&c, 60)),
+                message: e.message.map(bounded),
+                target: e.target.map(|t| crate::entra::bounded_text(&t, 80)),
+                retry_after: None,
+            },
+            None => ApiError {
+                family,
+                status,
+                code: None,
+                // A gateway's HTML page or nothing: a short, printable excerpt at most.
+                message: Some(snippet(&body, 160)).filter(|s| !s.is_empty()),
+                target: None,
+                retry_after: None,
+            },
+        }
+    }
+}

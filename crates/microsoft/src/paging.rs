@@ -1,0 +1,754 @@
+//! Paging: reading every page of a collection exactly once, streaming its records to the consumer,
+//! and saying at the end whether the read was provably complete.
+//!
+//! Two strategies, from `mde-api.md` §3.1 and §6.2:
+//! - **skip paging** (`/api/machines`, `/api/vulnerabilities`): explicit `$top=N&$skip=k·N`, because
+//!   `$top` suppresses `@odata.nextLink`; stop at a short or empty page; drop ids seen before (a live
+//!   set shifts under `$skip`); a page identical to the previous one means the server ignored
+//!   `$skip`, and ends the read as incomplete.
+//! - **link paging** (exports, delta): follow `@odata.nextLink`, never `$top`; only to allowed hosts;
+//!   a repeated link ends the read as incomplete; complete when the last page has no link.
+//!
+//! Both stop after `max_pages`. A page that fails part-way is read again from its start; the consumer
+//! is told with [`ReadEvent::Restart`] and receives that page's records again (downstream upserts are
+//! idempotent, so re-delivery is harmless, but it is visible).
+
+use std::collections::HashSet;
+use std::collections::hash_map::DefaultHasher;
+use std::fmt;
+use std::future::Future;
+use std::hash::{Hash, Hasher};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use futures::Stream;
+use reqwest::Response;
+use serde::de::DeserializeOwned;
+use serde_json::error::Category;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use url::Url;
+
+use crate::decode::{DecodeError, EnvelopeDecoder};
+use crate::error::MdeError;
+use crate::http::body::describe;
+use crate::http::{ApiFamily, Budget, Core};
+use crate::wire::mde::{Machine, Vulnerability};
+
+/// Paging settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PagingOptions {
+    /// `$top` for `/api/machines` (Microsoft's maximum, 10,000, is also the default).
+    pub machines_page_size: u32,
+    /// `$top` for `/api/vulnerabilities` (maximum 8,000).
+    pub vulnerabilities_page_size: u32,
+    /// Hard stop: a read never fetches more pages than this.
+    pub max_pages: u32,
+    /// Records per [`ReadEvent::Records`] message.
+    pub batch_size: usize,
+    /// Messages buffered between the reader and the consumer (back-pressure beyond that).
+    pub channel_capacity: usize,
+    /// Largest single record accepted.
+    pub max_record_bytes: usize,
+}
+
+impl Default for PagingOptions {
+    fn default() -> Self {
+        PagingOptions {
+            machines_page_size: MACHINES_MAX_TOP,
+            vulnerabilities_page_size: VULNERABILITIES_MAX_TOP,
+            max_pages: 10_000,
+            batch_size: 1_000,
+            channel_capacity: 4,
+            max_record_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
+/// Microsoft's `$top` caps. Asking for more than the cap would make every page look "short" and end
+/// the read after one page, so configured sizes are clamped to these.
+pub const MACHINES_MAX_TOP: u32 = 10_000;
+pub const VULNERABILITIES_MAX_TOP: u32 = 8_000;
+/// `pageSize` range of the export APIs.
+pub const EXPORT_MAX_PAGE_SIZE: u32 = 200_000;
+
+/// What a reader tells its consumer, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReadEvent<T> {
+    /// Records of page `page` (0-based), in Microsoft's order. A page arrives as one or more batches.
+    Records { page: u32, records: Vec<T> },
+    /// Page `page` failed part-way and is read again from its start: its records delivered so far
+    /// will be delivered again.
+    Restart { page: u32, reason: String },
+    /// Page `page` is complete; `records` were delivered for it (after de-duplication).
+    PageDone { page: u32, records: u64 },
+    /// The read is over; nothing follows.
+    Finished(ReadReport),
+}
+
+/// Why a read ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadEnd {
+    /// A page shorter than `$top` (or empty): the end of the set.
+    ShortPage { page: u32, items: u64 },
+    /// The last page had no `@odata.nextLink`.
+    NoNextLink { page: u32 },
+    /// An export file was read to its end.
+    EndOfFile,
+    /// `max_pages` pages were read and there were more.
+    MaxPages { pages: u32 },
+    /// Page `page` repeated the previous page: the server ignored `$skip`.
+    RepeatedPage { page: u32 },
+    /// The `@odata.nextLink` after page `page` pointed at a page already read.
+    RepeatedNextLink { page: u32 },
+    /// Paging ended normally, but some records could not be read (a shape the wire types refuse).
+    UnreadableRecords { count: u64, first_error: String },
+}
+
+impl ReadEnd {
+    fn is_natural(&self) -> bool {
+        matches!(
+            self,
+            ReadEnd::ShortPage { .. } | ReadEnd::NoNextLink { .. } | ReadEnd::EndOfFile
+        )
+    }
+}
+
+impl fmt::Display for ReadEnd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReadEnd::ShortPage { page, items } => {
+                write!(
+                    f,
+                    "page {} held {items} records, fewer than a full page: the end",
+                    page + 1
+                )
+            }
+            ReadEnd::NoNextLink { page } => {
+                write!(f, "page {} had no next-page link: the end", page + 1)
+            }
+            ReadEnd::EndOfFile => f.write_str("the file was read to its end"),
+            ReadEnd::MaxPages { pages } => write!(f, "stopped after the maximum of {pages} pages"),
+            ReadEnd::RepeatedPage { page } => write!(
+                f,
+                "page {} repeated the previous page (the server ignored $skip); stopped",
+                page + 1
+            ),
+            ReadEnd::RepeatedNextLink { page } => write!(
+                f,
+                "the next-page link after page {} pointed back at a page already read; stopped",
+                page + 1
+            ),
+            ReadEnd::UnreadableRecords { count, first_error } => {
+                write!(
+                    f,
+                    "{count} records could not be read (first: {first_error})"
+                )
+            }
+        }
+    }
+}
+
+/// The summary of one read. A sync may conclude (mark fixed, mark missing) only from a `complete`
+/// read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadReport {
+    pub family: ApiFamily,
+    /// Pages read successfully.
+    pub pages: u32,
+    /// Records delivered, each once (re-deliveries after a restart are not counted again).
+    pub records: u64,
+    /// Records dropped because their id was already delivered (skip paging over a shifting set).
+    pub duplicates_dropped: u64,
+    /// Records the wire types could not read (skipped, and the read is not complete).
+    pub unreadable: u64,
+    /// Pages read again after a failure part-way.
+    pub restarts: u32,
+    /// Every page was read, the end was seen, no loop, every record read.
+    pub complete: bool,
+    pub reason: ReadEnd,
+}
+
+impl ReadReport {
+    fn new(family: ApiFamily) -> ReadReport {
+        ReadReport {
+            family,
+            pages: 0,
+            records: 0,
+            duplicates_dropped: 0,
+            unreadable: 0,
+            restarts: 0,
+            complete: false,
+            reason: ReadEnd::MaxPages { pages: 0 },
+        }
+    }
+
+    fn add(&mut self, page: &PageOutcome) {
+        self.pages += 1;
+        self.records += page.kept;
+        self.unreadable += page.unreadable;
+        self.restarts += page.restarts;
+    }
+
+    fn finish(
+        mut self,
+        end: ReadEnd,
+        duplicates_dropped: u64,
+        first_unreadable: Option<String>,
+    ) -> ReadReport {
+        self.duplicates_dropped = duplicates_dropped;
+        self.complete = end.is_natural() && self.unreadable == 0;
+        self.reason = if end.is_natural() && self.unreadable > 0 {
+            ReadEnd::UnreadableRecords {
+                count: self.unreadable,
+                first_error: first_unreadable.unwrap_or_default(),
+            }
+        } else {
+            end
+        };
+        self
+    }
+}
+
+type EventTx<T> = mpsc::Sender<Result<ReadEvent<T>, MdeError>>;
+
+/// The records of one read, as a [`Stream`] of [`ReadEvent`]s ending in
+/// [`ReadEvent::Finished`] or an error. Dropping it stops the read.
+pub struct RecordStream<T> {
+    rx: mpsc::Receiver<Result<ReadEvent<T>, MdeError>>,
+    task: Option<JoinHandle<()>>,
+    ended: bool,
+}
+
+impl<T> fmt::Debug for RecordStream<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RecordStream")
+            .field("ended", &self.ended)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Send + 'static> RecordStream<T> {
+    /// Runs `read` on its own task, which sends events into a bounded channel.
+    pub(crate) fn spawn<F, Fut>(capacity: usize, read: F) -> RecordStream<T>
+    where
+        F: FnOnce(EventTx<T>) -> Fut,
+        Fut: Future<Output = Result<ReadReport, MdeError>> + Send + 'static,
+    {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let fut = read(tx.clone());
+        let task = tokio::spawn(async move {
+            let last = fut.await.map(ReadEvent::Finished);
+            // The consumer may be gone; then nobody needs the result.
+            let _ = tx.send(last).await;
+        });
+        RecordStream {
+            rx,
+            task: Some(task),
+            ended: false,
+        }
+    }
+
+    /// A stream that fails at once (configuration errors found before any request).
+    pub(crate) fn failed(error: MdeError) -> RecordStream<T> {
+        let (tx, rx) = mpsc::channel(1);
+        // Capacity 1 and nothing sent yet: this cannot fail.
+        let _ = tx.try_send(Err(error));
+        RecordStream {
+            rx,
+            task: None,
+            ended: false,
+        }
+    }
+
+    /// Collects every record, keeping only the last delivery of each page (restarted pages are
+    /// replaced, not doubled). For tests, the `integration test` command and small sets: a big
+    /// export should be consumed batch by batch instead.
+    pub async fn collect_all(mut self) -> Result<(Vec<T>, ReadReport), MdeError> {
+        use futures::StreamExt as _;
+        let mut done: Vec<T> = Vec::new();
+        let mut page: Vec<T> = Vec::new();
+        while let Some(event) = self.next().await {
+            match event? {
+                ReadEvent::Records { records, .. } => page.extend(records),
+                ReadEvent::Restart { .. } => page.clear(),
+                ReadEvent::PageDone { .. } => done.append(&mut page),
+                ReadEvent::Finished(report) => return Ok((done, report)),
+            }
+        }
+        Err(MdeError::Interrupted(
+            "the reader stopped without a result".to_owned(),
+        ))
+    }
+}
+
+impl<T> Stream for RecordStream<T> {
+    type Item = Result<ReadEvent<T>, MdeError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.ended {
+            return Poll::Ready(None);
+        }
+        match self.rx.poll_recv(cx) {
+            Poll::Ready(Some(item)) => {
+                if matches!(item, Ok(ReadEvent::Finished(_)) | Err(_)) {
+                    self.ended = true;
+                }
+                Poll::Ready(Some(item))
+            }
+            Poll::Ready(None) => {
+                // The task ended without saying how (it panicked): say so once, never end silently.
+                self.ended = true;
+                Poll::Ready(Some(Err(MdeError::Interrupted(
+                    "the reader task ended unexpectedly".to_owned(),
+                ))))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<T> Drop for RecordStream<T> {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// Records with an id, for de-duplication in skip paging.
+pub(crate) trait Keyed {
+    fn record_id(&self) -> &str;
+}
+
+impl Keyed for Machine {
+    fn record_id(&self) -> &str {
+        &self.id
+    }
+}
+
+impl Keyed for Vulnerability {
+    fn record_id(&self) -> &str {
+        &self.id
+    }
+}
+
+/// Decides per record whether it is delivered; undone when a page attempt fails.
+pub(crate) trait PageFilter<T> {
+    fn keep(&mut self, _record: &T) -> bool {
+        true
+    }
+    fn rollback(&mut self) {}
+    fn commit(&mut self) {}
+}
+
+/// Link paging delivers everything: the export has no stable id to dedupe on, and the store's
+/// upserts make repeats harmless.
+pub(crate) struct KeepAll;
+
+impl<T> PageFilter<T> for KeepAll {}
+
+/// Skip paging: drops ids already delivered and notices a page that repeats the previous one.
+#[derive(Default)]
+pub(crate) struct Dedupe {
+    seen: HashSet<String>,
+    page_new: Vec<String>,
+    page_dropped: u64,
+    page_hash: DefaultHasher,
+    page_len: u64,
+    last_page: Option<(u64, u64)>,
+    pub dropped: u64,
+    pub repeated: bool,
+}
+
+impl<T: Keyed> PageFilter<T> for Dedupe {
+    fn keep(&mut self, record: &T) -> bool {
+        let id = record.record_id();
+        id.hash(&mut self.page_hash);
+        self.page_len += 1;
+        if self.seen.contains(id) {
+            self.page_dropped += 1;
+            false
+        } else {
+            self.seen.insert(id.to_owned());
+            self.page_new.push(id.to_owned());
+            true
+        }
+    }
+
+    fn rollback(&mut self) {
+        for id in self.page_new.drain(..) {
+            self.seen.remove(&id);
+        }
+        self.page_dropped = 0;
+        self.page_hash = DefaultHasher::new();
+        self.page_len = 0;
+    }
+
+    fn commit(&mut self) {
+        let fingerprint = (self.page_hash.finish(), self.page_len);
+        self.repeated = self.page_len > 0 && self.last_page == Some(fingerprint);
+        self.last_page = Some(fingerprint);
+        self.dropped += self.page_dropped;
+        self.page_new.clear();
+        self.page_dropped = 0;
+        self.page_hash = DefaultHasher::new();
+        self.page_len = 0;
+    }
+}
+
+/// What one page held.
+#[derive(Debug, Default)]
+pub(crate) struct PageOutcome {
+    /// Items in the page's `value` array (before de-duplication).
+    pub items: u64,
+    /// Records delivered.
+    pub kept: u64,
+    pub unreadable: u64,
+    pub first_unreadable: Option<String>,
+    pub next_link: Option<String>,
+    pub restarts: u32,
+}
+
+/// How a page attempt failed.
+enum PageFailure {
+    /// Worth reading the page again; `delivered` records of this attempt reached the consumer.
+    Transient { reason: String, delivered: u64 },
+    /// The consumer is gone.
+    Closed,
+}
+
+/// Reads one page completely: sends it, streams its body through the decoder, delivers its records
+/// in batches, and reads it again from the start after a failure part-way (within the retry budget).
+pub(crate) async fn read_page<T, F>(
+    core: &Core,
+    plan: &ReadPlan,
+    url: &Url,
+    page: u32,
+    filter: &mut F,
+    tx: &EventTx<T>,
+) -> Result<PageOutcome, MdeError>
+where
+    T: DeserializeOwned + Send + 'static,
+    F: PageFilter<T>,
+{
+    let family = plan.family;
+    let closed = || MdeError::Interrupted("the consumer stopped reading".to_owned());
+    let mut budget = Budget::new(&core.retry);
+    let mut restarts = 0;
+    loop {
+        let resp = core.send(family, url, &mut budget).await?;
+        let status = resp.status().as_u16();
+        match stream_page(core, resp, plan, page, filter, tx).await {
+            Ok(mut outcome) => {
+                filter.commit();
+                outcome.restarts = restarts;
+                tracing::debug!(
+                    family = %family,
+                    page,
+                    status,
+                    attempt = budget.attempts,
+                    items = outcome.items,
+                    records = outcome.kept,
+                    "page fetched"
+                );
+                tx.send(Ok(ReadEvent::PageDone {
+                    page,
+                    records: outcome.kept,
+                }))
+                .await
+                .map_err(|_| closed())?;
+                return Ok(outcome);
+            }
+            Err(PageFailure::Closed) => return Err(closed()),
+            Err(PageFailure::Transient { reason, delivered }) => {
+                filter.rollback();
+                if delivered > 0 {
+                    restarts += 1;
+                    core.metrics.restart();
+                    tx.send(Ok(ReadEvent::Restart {
+                        page,
+                        reason: reason.clone(),
+                    }))
+                    .await
+                    .map_err(|_| closed())?;
+                }
+                core.backoff_or_fail(family, &mut budget, None, reason)
+                    .await?;
+            }
+        }
+    }
+}
+
+async fn stream_page<T, F>(
+    core: &Core,
+    mut resp: Response,
+    plan: &ReadPlan,
+    page: u32,
+    filter: &mut F,
+    tx: &EventTx<T>,
+) -> Result<PageOutcome, PageFailure>
+where
+    T: DeserializeOwned + Send + 'static,
+    F: PageFilter<T>,
+{
+    let batch_size = plan.batch_size.max(1);
+    let mut decoder = EnvelopeDecoder::new(plan.max_record_bytes);
+    let mut batch: Vec<T> = Vec::with_capacity(batch_size);
+    let mut outcome = PageOutcome::default();
+    let mut delivered: u64 = 0;
+    loop {
+        let chunk = match tokio::time::timeout(core.read_timeout, resp.chunk()).await {
+            Ok(Ok(Some(c))) => c,
+            Ok(Ok(None)) => break,
+            Ok(Err(e)) => {
+                return Err(PageFailure::Transient {
+                    reason: describe(&e),
+                    delivered,
+                });
+            }
+            Err(_) => {
+                return Err(PageFailure::Transient {
+                    reason: format!("the page stalled for {} s", core.read_timeout.as_secs()),
+                    delivered,
+                });
+            }
+        };
+        core.metrics.bytes(chunk.len());
+        let fed = decoder.feed(
+            &chunk,
+            &mut |item: &[u8]| match serde_json::from_slice::<T>(item) {
+                Ok(record) => {
+                    if filter.keep(&record) {
+                        batch.push(record);
+                    }
+                    Ok(())
+                }
+                // Valid JSON our types refuse: skip it, count it, and the read will not be complete.
+                Err(e) if e.classify() == Category::Data => {
+                    outcome.unreadable += 1;
+                    if outcome.first_unreadable.is_none() {
+                        outcome.first_unreadable = Some(e.to_string().chars().take(200).collect());
+                    }
+                    Ok(())
+                }
+                Err(e) => Err(DecodeError::Syntax {
+                    at: 0,
+                    detail: e.to_string(),
+                }),
+            },
+        );
+        if let Err(e) = fed {
+            return Err(PageFailure::Transient {
+                reason: e.to_string(),
+                delivered,
+            });
+        }
+        while batch.len() >= batch_size {
+            let rest = batch.split_off(batch_size);
+            let full = std::mem::replace(&mut batch, rest);
+            delivered += full.len() as u64;
+            tx.send(Ok(ReadEvent::Records {
+                page,
+                records: full,
+            }))
+            .await
+            .map_err(|_| PageFailure::Closed)?;
+        }
+    }
+    let tail = decoder.finish().map_err(|e| PageFailure::Transient {
+        reason: e.to_string(),
+        delivered,
+    })?;
+    if !batch.is_empty() {
+        delivered += batch.len() as u64;
+        tx.send(Ok(ReadEvent::Records {
+            page,
+            records: batch,
+        }))
+        .await
+        .map_err(|_| PageFailure::Closed)?;
+    }
+    outcome.items = tail.items;
+    outcome.kept = delivered;
+    outcome.next_link = tail.next_link;
+    Ok(outcome)
+}
+
+/// Settings of one read.
+#[derive(Debug, Clone)]
+pub(crate) struct ReadPlan {
+    pub family: ApiFamily,
+    pub max_pages: u32,
+    pub batch_size: usize,
+    pub max_record_bytes: usize,
+}
+
+/// Skip paging (see the module docs). `base` is the collection URL without a query.
+pub(crate) async fn read_skip_pages<T>(
+    core: Arc<Core>,
+    plan: ReadPlan,
+    base: Url,
+    page_size: u32,
+    tx: EventTx<T>,
+) -> Result<ReadReport, MdeError>
+where
+    T: DeserializeOwned + Keyed + Send + 'static,
+{
+    let mut filter = Dedupe::default();
+    let mut report = ReadReport::new(plan.family);
+    let mut first_unreadable = None;
+    let mut end = ReadEnd::MaxPages {
+        pages: plan.max_pages,
+    };
+    for page in 0..plan.max_pages {
+        let mut url = base.clone();
+        // Plain digits: `$skip` must never be formatted as 1e+05 or with separators.
+        let skip = u64::from(page) * u64::from(page_size);
+        url.set_query(Some(&format!("$top={page_size}&$skip={skip}")));
+        let outcome = read_page(&core, &plan, &url, page, &mut filter, &tx).await?;
+        report.add(&outcome);
+        if first_unreadable.is_none() {
+            first_unreadable = outcome.first_unreadable.clone();
+        }
+        if filter.repeated {
+            end = ReadEnd::RepeatedPage { page };
+            break;
+        }
+        if outcome.items < u64::from(page_size) {
+            end = ReadEnd::ShortPage {
+                page,
+                items: outcome.items,
+            };
+            break;
+        }
+    }
+    let report = report.finish(end, filter.dropped, first_unreadable);
+    tracing::info!(family = %report.family, pages = report.pages, records = report.records, complete = report.complete, reason = %report.reason, "read finished");
+    Ok(report)
+}
+
+/// Link paging (see the module docs). `first` is the first page's full URL.
+pub(crate) async fn read_linked_pages<T>(
+    core: Arc<Core>,
+    plan: ReadPlan,
+    first: Url,
+    tx: EventTx<T>,
+) -> Result<ReadReport, MdeError>
+where
+    T: DeserializeOwned + Send + 'static,
+{
+    let mut report = ReadReport::new(plan.family);
+    let mut visited: HashSet<String> = HashSet::new();
+    visited.insert(first.as_str().to_owned());
+    let mut first_unreadable = None;
+    let mut url = first;
+    let mut end = ReadEnd::MaxPages {
+        pages: plan.max_pages,
+    };
+    for page in 0..plan.max_pages {
+        let outcome = read_page(&core, &plan, &url, page, &mut KeepAll, &tx).await?;
+        report.add(&outcome);
+        if first_unreadable.is_none() {
+            first_unreadable = outcome.first_unreadable.clone();
+        }
+        let Some(link) = outcome.next_link else {
+            end = ReadEnd::NoNextLink { page };
+            break;
+        };
+        let next = url.join(&link).map_err(|e| MdeError::UnexpectedBody {
+            family: plan.family,
+            detail: format!("the next-page link is not a URL ({e})"),
+        })?;
+        if !core.allowed.allows(&next) {
+            tracing::warn!(family = %plan.family, page, host = %next.origin().ascii_serialization(), "next-page link to a foreign host refused");
+            return Err(MdeError::UntrustedNextLink {
+                family: plan.family,
+                host: next.origin().ascii_serialization(),
+            });
+        }
+        if !visited.insert(next.as_str().to_owned()) {
+            end = ReadEnd::RepeatedNextLink { page };
+            break;
+        }
+        url = next;
+    }
+    let report = report.finish(end, 0, first_unreadable);
+    tracing::info!(family = %report.family, pages = report.pages, records = report.records, complete = report.complete, reason = %report.reason, "read finished");
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Id(&'static str);
+    impl Keyed for Id {
+        fn record_id(&self) -> &str {
+            self.0
+        }
+    }
+
+    #[test]
+    fn dedupe_drops_repeats_and_forgets_a_failed_attempt() {
+        let mut d = Dedupe::default();
+        assert!(d.keep(&Id("a")) && d.keep(&Id("b")));
+        PageFilter::<Id>::commit(&mut d);
+        assert!(!d.repeated);
+        // A failed attempt of page 2 saw "c"; after rollback "c" is new again.
+        assert!(d.keep(&Id("c")));
+        PageFilter::<Id>::rollback(&mut d);
+        assert!(!d.keep(&Id("b")) && d.keep(&Id("c")));
+        PageFilter::<Id>::commit(&mut d);
+        assert_eq!(d.dropped, 1);
+        assert!(!d.repeated);
+        // The same ids in the same order again: a repeated page.
+        assert!(!d.keep(&Id("b")) && !d.keep(&Id("c")));
+        PageFilter::<Id>::commit(&mut d);
+        assert!(d.repeated);
+    }
+
+    #[test]
+    fn reports_are_complete_only_at_a_natural_end_with_every_record_read() {
+        let mut r = ReadReport::new(ApiFamily::Machines);
+        r.add(&PageOutcome {
+            items: 3,
+            kept: 3,
+            ..Default::default()
+        });
+        let done = r
+            .clone()
+            .finish(ReadEnd::ShortPage { page: 0, items: 3 }, 0, None);
+        assert!(done.complete);
+        assert!(
+            !r.clone()
+                .finish(ReadEnd::MaxPages { pages: 1 }, 0, None)
+                .complete
+        );
+        assert!(
+            !r.clone()
+                .finish(ReadEnd::RepeatedPage { page: 1 }, 0, None)
+                .complete
+        );
+        r.add(&PageOutcome {
+            unreadable: 2,
+            ..Default::default()
+        });
+        let partial = r.finish(ReadEnd::NoNextLink { page: 1 }, 0, Some("bad".into()));
+        assert!(!partial.complete);
+        assert_eq!(
+            partial.reason,
+            ReadEnd::UnreadableRecords {
+                count: 2,
+                first_error: "bad".into()
+            }
+        );
+        assert!(
+            partial
+                .reason
+                .to_string()
+                .contains("2 records could not be read")
+        );
+    }
+}

@@ -1,0 +1,7 @@
+//! The crate's one integration-test binary: the reference's example payloads against the wire types
+//! (`examples`), the client against the emulator over real HTTP (`sim`), and against small canned
+//! servers that misbehave in ways the emulator does not (`canned`).
+
+mod canned;
+mod examples;
+mod sim;
