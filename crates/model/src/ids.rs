@@ -55,10 +55,10 @@ impl FromStr for TenantId {
     type Err = IdError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let t = s.trim();
-        if let Ok(guid) = Uuid::try_parse(t) {
-            if t.len() == 36 {
-                return Ok(Self(guid.hyphenated().to_string()));
-            }
+        if let Ok(guid) = Uuid::try_parse(t)
+            && t.len() == 36
+        {
+            return Ok(Self(guid.hyphenated().to_string()));
         }
         let is_domain = t.len() <= 253
             && t.contains('.')
@@ -198,7 +198,9 @@ impl FromStr for CveId {
         } else if let Some(rest) = upper.strip_prefix("TVM-") {
             !rest.is_empty()
                 && rest.len() <= 60
-                && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                && rest
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         } else {
             false
         };
@@ -281,9 +283,16 @@ mod tests {
 
     #[test]
     fn tenant_accepts_guid_and_domain_and_refuses_aliases() {
-        assert!("72F988BF-86F1-41AF-91AB-2D7CD011DB47".parse::<TenantId>().is_ok());
+        assert!(
+            "72F988BF-86F1-41AF-91AB-2D7CD011DB47"
+                .parse::<TenantId>()
+                .is_ok()
+        );
         assert_eq!(
-            "Contoso.OnMicrosoft.com".parse::<TenantId>().unwrap().as_str(),
+            "Contoso.OnMicrosoft.com"
+                .parse::<TenantId>()
+                .unwrap()
+                .as_str(),
             "contoso.onmicrosoft.com"
         );
         assert!("common".parse::<TenantId>().is_err());
@@ -295,14 +304,25 @@ mod tests {
 
     #[test]
     fn client_id_must_be_a_hyphenated_guid() {
-        assert!("00000000-0000-0000-0000-000000000001".parse::<ClientId>().is_ok());
-        assert!("00000000000000000000000000000001".parse::<ClientId>().is_err());
+        assert!(
+            "00000000-0000-0000-0000-000000000001"
+                .parse::<ClientId>()
+                .is_ok()
+        );
+        assert!(
+            "00000000000000000000000000000001"
+                .parse::<ClientId>()
+                .is_err()
+        );
         assert!("my-app".parse::<ClientId>().is_err());
     }
 
     #[test]
     fn cve_ids_are_normalised() {
-        assert_eq!("cve-2024-1234".parse::<CveId>().unwrap().as_str(), "CVE-2024-1234");
+        assert_eq!(
+            "cve-2024-1234".parse::<CveId>().unwrap().as_str(),
+            "CVE-2024-1234"
+        );
         assert!("TVM-2020-0002".parse::<CveId>().is_ok());
         assert!("CVE-24-1".parse::<CveId>().is_err());
         assert!("<script>".parse::<CveId>().is_err());

@@ -194,7 +194,10 @@ mod tests {
 
     #[test]
     fn hint_never_reveals_much_of_a_short_secret() {
-        assert_eq!(SecretHint::of("abcdefghijklmnop", None).masked(), "••••mnop");
+        assert_eq!(
+            SecretHint::of("abcdefghijklmnop", None).masked(),
+            "••••mnop"
+        );
         assert_eq!(SecretHint::of("abcdefgh", None).last4, "gh");
         assert_eq!(SecretHint::of("abc", None).last4, "");
         assert_eq!(SecretHint::of("", None).last4, "");
@@ -203,7 +206,12 @@ mod tests {
     #[test]
     fn product_and_cloud_parse_with_helpful_errors() {
         assert_eq!("Endpoint".parse::<Product>().unwrap(), Product::Endpoint);
-        assert!("server".parse::<Product>().unwrap_err().contains("endpoint"));
+        assert!(
+            "server"
+                .parse::<Product>()
+                .unwrap_err()
+                .contains("endpoint")
+        );
         assert_eq!("gcc_high".parse::<Cloud>().unwrap(), Cloud::GccHigh);
         assert!("mars".parse::<Cloud>().is_err());
     }

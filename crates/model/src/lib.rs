@@ -15,6 +15,7 @@
 //! ```
 
 mod asset;
+pub mod export;
 mod finding;
 mod ids;
 mod integration;

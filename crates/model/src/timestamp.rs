@@ -8,7 +8,9 @@
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("'{shown}' is not a timestamp Microsoft sends (expected like 2024-11-06T07:14:57Z or 2020-12-30 14:17:26)")]
+#[error(
+    "'{shown}' is not a timestamp Microsoft sends (expected like 2024-11-06T07:14:57Z or 2020-12-30 14:17:26)"
+)]
 pub struct TimestampError {
     shown: String,
 }
@@ -115,7 +117,13 @@ mod tests {
 
     #[test]
     fn garbage_is_refused() {
-        for s in ["", "yesterday", "2020-13-01 00:00:00", "2020-12-30x14:17:26", "2020-12-30 14:17"] {
+        for s in [
+            "",
+            "yesterday",
+            "2020-13-01 00:00:00",
+            "2020-12-30x14:17:26",
+            "2020-12-30 14:17",
+        ] {
             assert!(parse_microsoft_timestamp(s).is_err(), "{s}");
         }
     }

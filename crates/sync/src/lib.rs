@@ -1,3 +1,38 @@
 //! Sync runs: claim, read from Microsoft, normalise, store, judge completeness, reconcile, record.
+//!
+//! The [`Engine`] owns one Microsoft client per integration for the life of the process (Microsoft's
+//! rate limits are per app and tenant, and hourly, so the client-side buckets must outlive a run).
+//! A run follows DESIGN's rules:
+//!
+//! - **Idempotent**: every write is an upsert keyed by (integration, natural key); a run can die
+//!   anywhere and a re-run converges, with no duplicates.
+//! - **Complete before conclusive**: findings become `fixed` and assets `missing` only after a read
+//!   that is provably complete and plausible; a failed or partial run concludes nothing. A run that
+//!   would mark more than 30 % of assets missing is held for a person (circuit breaker).
+//! - **Every run is visible**: the run record carries counts, API calls, 429s, retries, bytes, the
+//!   verdict and an error in words.
+//!
+//! ```no_run
+//! # async fn demo(store: std::sync::Arc<dyn rampart_store::Store>, vault: rampart_sync::vault::Vault)
+//! # -> Result<(), rampart_sync::SyncError> {
+//! use rampart_sync::{Engine, EngineOptions, SyncRequest, progress::Silent};
+//! let engine = Engine::new(store.clone(), vault, EngineOptions::default());
+//! let integration = store.get_integration_by_name(&"contoso".parse().unwrap()).await?;
+//! let run = engine.sync(&integration, SyncRequest::default(), &Silent).await?;
+//! println!("{:?}: {} findings read", run.status, run.findings.read);
+//! # Ok(()) }
+//! ```
 
+mod connection;
+mod delta;
+mod endpoint;
+mod engine;
+mod error;
+mod pipeline;
+pub mod progress;
 pub mod vault;
+mod verdict;
+
+pub use connection::{ConnectionReport, Step, StepOutcome};
+pub use engine::{Engine, EngineOptions, SyncMode, SyncRequest};
+pub use error::SyncError;

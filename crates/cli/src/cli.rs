@@ -1,0 +1,271 @@
+//! The command-line interface (stable: tests and docs depend on it; extend, don't break).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use rampart_model::{ClientId, Cloud, IntegrationName, Product, TenantId};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "rampart",
+    version,
+    about = "Microsoft Defender for Endpoint and Defender for Cloud, in your own exposure store.",
+    long_about = None,
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Where Rampart keeps its data: a SQLite file (sqlite://path) or a PostgreSQL URL
+    /// (postgres://user@host/db). Default: sqlite://./rampart-data/rampart.db
+    #[arg(long, global = true, env = "DATABASE_URL", value_name = "URL")]
+    pub database: Option<String>,
+
+    /// Log format on standard error.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "RAMPART_LOG_FORMAT")]
+    pub log_format: LogFormat,
+
+    /// More detail in logs (-v: debug, -vv: trace). RUST_LOG overrides it.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start the emulator, add two integrations, sync them and serve the portal: nothing to configure.
+    Demo(DemoArgs),
+    /// Serve the portal and REST API, and run scheduled syncs.
+    Serve(ServeArgs),
+    /// Run the emulator of Microsoft Entra ID and Defender for Endpoint on its own.
+    Sim(SimArgs),
+    /// Add, list, test or remove integrations.
+    #[command(subcommand)]
+    Integration(IntegrationCommand),
+    /// Sync one integration, or all of them.
+    Sync(SyncArgs),
+    /// Export stored data as CSV, JSON lines or OCSF.
+    Export(ExportArgs),
+    /// Manage portal accounts.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Address of the portal.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Devices in the simulated tenant.
+    #[arg(long, default_value_t = 2000)]
+    pub devices: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Args)]
+pub struct SimArgs {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    pub listen: SocketAddr,
+    /// Seed of the generated tenant: the same seed always gives the same data.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Devices in the tenant at the start.
+    #[arg(long, default_value_t = 200)]
+    pub devices: u32,
+    /// Average number of vulnerability findings per device.
+    #[arg(long, default_value_t = 100)]
+    pub findings_per_device: u32,
+    /// Tenant ID the emulator accepts (default: the documented demo tenant).
+    #[arg(long, requires_all = ["client_id", "client_secret"])]
+    pub tenant_id: Option<TenantId>,
+    /// Client ID of the emulated app registration.
+    #[arg(long, requires_all = ["tenant_id", "client_secret"])]
+    pub client_id: Option<ClientId>,
+    /// Client secret of the emulated app registration (it is the emulator's own, not a real one).
+    #[arg(long, requires_all = ["tenant_id", "client_id"])]
+    pub client_secret: Option<String>,
+    /// Application roles in issued tokens (comma-separated); give an empty value for a token
+    /// without roles (no admin consent).
+    #[arg(long, value_delimiter = ',')]
+    pub roles: Option<Vec<String>>,
+    /// The configured client secret has expired (token requests fail with AADSTS7000222).
+    #[arg(long)]
+    pub secret_expired: bool,
+    /// Do not enforce Microsoft's documented rate limits.
+    #[arg(long)]
+    pub no_rate_limits: bool,
+    /// Share of API requests that fail (429, 5xx, resets, truncated bodies), from 0 to 1.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_fraction)]
+    pub fault_rate: f64,
+    /// Advance the simulated tenant by one 6-hour snapshot every this many seconds.
+    #[arg(long, value_name = "SECONDS")]
+    pub tick_every: Option<u64>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IntegrationCommand {
+    /// Add an integration. The client secret is read from standard input or an environment
+    /// variable, never from the command line.
+    Add(IntegrationAddArgs),
+    /// List integrations.
+    List,
+    /// Test the connection step by step (login host, token, roles, one read of each API).
+    Test { name: IntegrationName },
+    /// Remove an integration and the data it synced.
+    Remove {
+        name: IntegrationName,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+// Exactly one secret source; "none given" is reported by the command in one line, not by clap.
+#[command(group(clap::ArgGroup::new("secret").multiple(false).args(["client_secret_stdin", "client_secret_env"])))]
+pub struct IntegrationAddArgs {
+    #[arg(long)]
+    pub name: IntegrationName,
+    /// endpoint (Defender for Endpoint) or cloud (Defender for Cloud).
+    #[arg(long)]
+    pub product: Product,
+    /// Directory (tenant) ID: a GUID or a verified domain.
+    #[arg(long)]
+    pub tenant_id: TenantId,
+    /// Application (client) ID of the Entra app registration.
+    #[arg(long)]
+    pub client_id: ClientId,
+    /// Read the client secret (its Value, not its Secret ID) from standard input.
+    #[arg(long)]
+    pub client_secret_stdin: bool,
+    /// Read the client secret from this environment variable.
+    #[arg(long, value_name = "VAR")]
+    pub client_secret_env: Option<String>,
+    /// When the client secret expires (YYYY-MM-DD), so Rampart can warn 30 days ahead.
+    #[arg(long, value_name = "DATE")]
+    pub secret_expires: Option<chrono::NaiveDate>,
+    #[arg(long, default_value = "commercial")]
+    pub cloud: Cloud,
+    /// Override the login host (emulator, proxy).
+    #[arg(long, value_name = "URL", value_parser = parse_url)]
+    pub login_url: Option<String>,
+    /// Override the API host (emulator, proxy, regional host).
+    #[arg(long, value_name = "URL", value_parser = parse_url)]
+    pub api_url: Option<String>,
+    /// Minutes between scheduled syncs (default: 360 for endpoint, 480 for cloud).
+    #[arg(long, value_name = "MINUTES", value_parser = clap::value_parser!(i64).range(5..=10080))]
+    pub schedule: Option<i64>,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("which").required(true).args(["name", "all"])))]
+pub struct SyncArgs {
+    pub name: Option<IntegrationName>,
+    /// Sync every enabled integration.
+    #[arg(long)]
+    pub all: bool,
+    /// Read everything (a new baseline) even when an incremental sync is possible.
+    #[arg(long)]
+    pub full: bool,
+    /// Conclude even when the run would mark more than 30 % of devices missing, or Microsoft's
+    /// export shrank by more than half: for when you know the mass change is real.
+    #[arg(long)]
+    pub accept_mass_changes: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportKind {
+    Assets,
+    Findings,
+    Vulnerabilities,
+    Posture,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    Csv,
+    Jsonl,
+    Ocsf,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[arg(value_enum)]
+    pub kind: ExportKind,
+    #[arg(long, value_enum)]
+    pub format: ExportFormat,
+    #[arg(long)]
+    pub integration: Option<IntegrationName>,
+    /// Write to this file instead of standard output.
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Role {
+    Admin,
+    Viewer,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Add a portal account; the password is read from standard input.
+    Add {
+        name: String,
+        #[arg(long, value_enum)]
+        role: Role,
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+}
+
+fn parse_fraction(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        _ => Err(format!("'{s}' is not a number from 0 to 1")),
+    }
+}
+
+fn parse_url(s: &str) -> Result<String, String> {
+    let trimmed = s.trim_end_matches('/');
+    let ok = (trimmed.starts_with("https://") || trimmed.starts_with("http://"))
+        && trimmed.len() > "http://".len()
+        && !trimmed.contains(char::is_whitespace);
+    if ok {
+        Ok(trimmed.to_owned())
+    } else {
+        Err(format!(
+            "'{}' is not an http(s) URL like https://api.security.microsoft.com",
+            s.chars().take(80).collect::<String>()
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_interface_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

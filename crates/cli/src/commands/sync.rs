@@ -1,0 +1,179 @@
+//! `rampart sync NAME | --all`.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use rampart_model::{RunStatus, SyncRun};
+use rampart_sync::progress::Progress;
+use rampart_sync::{Engine, SyncMode, SyncRequest};
+
+use crate::cli::{Global, SyncArgs};
+use crate::commands::integration::expiry_warning;
+use crate::context;
+
+pub async fn run(global: &Global, args: SyncArgs) -> anyhow::Result<ExitCode> {
+    let engine = context::open_engine(global).await?;
+    let request = SyncRequest {
+        mode: if args.full {
+            SyncMode::Full
+        } else {
+            SyncMode::Auto
+        },
+        accept_mass_changes: args.accept_mass_changes,
+    };
+    let integrations = match &args.name {
+        Some(name) => vec![engine.store().get_integration_by_name(name).await?],
+        None => engine
+            .store()
+            .list_integrations()
+            .await?
+            .into_iter()
+            .filter(|i| i.enabled)
+            .collect(),
+    };
+    if integrations.is_empty() {
+        println!("No enabled integrations to sync. Add one with: rampart integration add --help");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut all_ok = true;
+    for integration in &integrations {
+        if let Some(w) = expiry_warning(integration) {
+            eprintln!("warning: {w}");
+        }
+        let progress = TerminalProgress::new(integration.name.as_str());
+        match sync_one(&engine, integration, request, &progress).await {
+            Ok(run) => {
+                progress.clear();
+                print_run(integration.name.as_str(), &run);
+                all_ok &= run.status == RunStatus::Succeeded;
+            }
+            Err(e) => {
+                progress.clear();
+                eprintln!("error: sync of '{}' could not start: {e}", integration.name);
+                all_ok = false;
+            }
+        }
+    }
+    Ok(if all_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+pub(super) async fn sync_one(
+    engine: &Engine,
+    integration: &rampart_model::Integration,
+    request: SyncRequest,
+    progress: &TerminalProgress,
+) -> Result<SyncRun, rampart_sync::SyncError> {
+    engine.sync(integration, request, progress).await
+}
+
+pub(super) fn print_run(name: &str, run: &SyncRun) {
+    let took = run
+        .finished_at
+        .map(|f| (f - run.started_at).num_milliseconds() as f64 / 1000.0)
+        .unwrap_or_default();
+    let f = &run.findings;
+    let a = &run.assets;
+    println!(
+        "{name}: {} ({} sync, run {}, {took:.1} s)",
+        run.status.as_str(),
+        run.mode,
+        run.id
+    );
+    println!(
+        "  devices   {:>9} read, {} new, {} updated, {} back, {} missing",
+        a.read, a.new, a.updated, a.reopened, a.resolved
+    );
+    println!(
+        "  findings  {:>9} read, {} new, {} updated, {} reopened, {} fixed",
+        f.read, f.new, f.updated, f.reopened, f.resolved
+    );
+    println!(
+        "  catalogue {:>9} CVEs read, {} new",
+        run.vulnerabilities.read, run.vulnerabilities.new
+    );
+    println!(
+        "  API calls {:>9}, {} throttled (429), {} retries, {:.1} MB",
+        run.api_calls,
+        run.throttled,
+        run.retries,
+        run.bytes as f64 / 1e6
+    );
+    if let Some(error) = &run.error {
+        eprintln!("error: {name}: {error}");
+    }
+}
+
+/// Progress bars on a terminal, plain lines otherwise.
+pub(super) struct TerminalProgress {
+    name: String,
+    tty: bool,
+    bar: Mutex<Option<ProgressBar>>,
+}
+
+impl TerminalProgress {
+    pub(super) fn new(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            tty: std::io::stderr().is_terminal(),
+            bar: Mutex::new(None),
+        }
+    }
+
+    pub(super) fn clear(&self) {
+        if let Ok(mut bar) = self.bar.lock()
+            && let Some(b) = bar.take()
+        {
+            b.finish_and_clear();
+        }
+    }
+}
+
+impl Progress for TerminalProgress {
+    fn phase(&self, phase: &str) {
+        if !self.tty {
+            eprintln!("{}: reading {phase}…", self.name);
+            return;
+        }
+        let bar = ProgressBar::new_spinner();
+        let style =
+            ProgressStyle::with_template("{spinner} {prefix}: {msg} {human_pos} read ({per_sec})")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner());
+        bar.set_style(style);
+        bar.set_prefix(self.name.clone());
+        bar.set_message(phase.to_owned());
+        bar.enable_steady_tick(Duration::from_millis(120));
+        if let Ok(mut slot) = self.bar.lock()
+            && let Some(old) = slot.replace(bar)
+        {
+            old.finish();
+        }
+    }
+
+    fn advance(&self, n: u64) {
+        if let Ok(slot) = self.bar.lock()
+            && let Some(bar) = slot.as_ref()
+        {
+            bar.inc(n);
+        }
+    }
+
+    fn phase_done(&self, total: u64) {
+        if !self.tty {
+            eprintln!("{}:   {total} read", self.name);
+        }
+    }
+
+    fn note(&self, message: &str) {
+        match self.bar.lock().ok().and_then(|b| b.clone()) {
+            Some(bar) => bar.println(format!("  {message}")),
+            None => eprintln!("{}: {message}", self.name),
+        }
+    }
+}

@@ -1,0 +1,104 @@
+//! A sync killed with SIGKILL in the middle, then run again, converges to the state of an
+//! uninterrupted sync.
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use rampart_sim::SimConfig;
+
+use crate::{DEMO_SECRET, Env};
+
+fn sorted_export(env: &Env, db: &str) -> Vec<String> {
+    let run = crate::run(
+        env.command_with_db(db)
+            .args(["export", "findings", "--format", "jsonl"]),
+        None,
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    let mut lines: Vec<String> = run.stdout.lines().map(str::to_owned).collect();
+    lines.sort();
+    lines
+}
+
+#[test]
+fn a_sync_killed_midway_converges_when_run_again() {
+    let env = Env::new(SimConfig {
+        devices: 600,
+        findings_per_device: 40,
+        ..SimConfig::default()
+    });
+    assert_eq!(env.add("contoso", DEMO_SECRET, &[]).code, 0);
+
+    // Start a sync and kill it while it reads findings.
+    let mut child = env
+        .command()
+        .args(["sync", "contoso"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("sync starts");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut reader = BufReader::new(stderr);
+    let started = Instant::now();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = reader.read_line(&mut line).expect("read stderr");
+        assert!(n > 0, "the sync ended before reading findings");
+        if line.contains("reading findings") {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(120));
+    }
+    std::thread::sleep(Duration::from_millis(150));
+    child.kill().expect("SIGKILL");
+    let status = child.wait().expect("wait");
+    assert!(!status.success(), "the sync finished before it was killed");
+
+    // Run again: the abandoned run is recognised (its process is gone) and the sync converges.
+    let again = env.run(&["sync", "contoso"], None);
+    assert_eq!(again.code, 0, "{again:?}");
+    let killed_then_rerun = sorted_export(&env, &format!("sqlite://{}", env.db().display()));
+
+    // The same sync, uninterrupted, into another database.
+    let other = env.dir.path().join("other").join("rampart.db");
+    let other_url = format!("sqlite://{}", other.display());
+    let add = crate::run(
+        env.command_with_db(&other_url).args([
+            "integration",
+            "add",
+            "--name",
+            "contoso",
+            "--product",
+            "endpoint",
+            "--tenant-id",
+            &env.sim.sim.config().tenant_id,
+            "--client-id",
+            &env.sim.sim.config().client_id,
+            "--client-secret-stdin",
+            "--login-url",
+            &env.sim.url,
+            "--api-url",
+            &env.sim.url,
+        ]),
+        Some(DEMO_SECRET),
+    );
+    assert_eq!(add.code, 0, "{add:?}");
+    let clean = crate::run(
+        env.command_with_db(&other_url).args(["sync", "contoso"]),
+        None,
+    );
+    assert_eq!(clean.code, 0, "{clean:?}");
+    let uninterrupted = sorted_export(&env, &other_url);
+
+    assert_eq!(
+        killed_then_rerun.len(),
+        env.sim.sim.truth().findings().count()
+    );
+    assert!(
+        killed_then_rerun == uninterrupted,
+        "a killed and re-run sync differs from an uninterrupted one"
+    );
+}

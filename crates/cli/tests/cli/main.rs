@@ -1,0 +1,140 @@
+//! The `rampart` binary as a person uses it: real processes, a real emulator over HTTP, a real
+//! SQLite file. Output is captured and searched for secrets.
+
+mod bad_input;
+mod flow;
+mod kill;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use rampart_sim::{RunningSim, SimConfig};
+
+pub const DEMO_SECRET: &str = "rampart-demo-secret-value-0001";
+
+/// A data directory and the emulator the commands talk to.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub sim: RunningSim,
+    pub runtime: tokio::runtime::Runtime,
+}
+
+impl Env {
+    pub fn new(config: SimConfig) -> Env {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let sim = runtime
+            .block_on(rampart_sim::spawn(config))
+            .expect("sim starts");
+        Env {
+            dir: tempfile::tempdir().expect("tempdir"),
+            sim,
+            runtime,
+        }
+    }
+
+    pub fn db(&self) -> PathBuf {
+        self.dir.path().join("data").join("rampart.db")
+    }
+
+    pub fn command(&self) -> Command {
+        self.command_with_db(&format!("sqlite://{}", self.db().display()))
+    }
+
+    pub fn command_with_db(&self, db: &str) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rampart"));
+        cmd.arg("--database")
+            .arg(db)
+            .env_remove("RAMPART_MASTER_KEY")
+            .env_remove("DATABASE_URL")
+            .env("RUST_LOG", "info")
+            .current_dir(self.dir.path());
+        cmd
+    }
+
+    /// Runs `rampart ARGS` with `stdin` as standard input.
+    pub fn run(&self, args: &[&str], stdin: Option<&str>) -> Run {
+        run(self.command().args(args), stdin)
+    }
+
+    /// `integration add` against the emulator with the given secret.
+    pub fn add(&self, name: &str, secret: &str, extra: &[&str]) -> Run {
+        let config = self.sim.sim.config();
+        let mut args = vec![
+            "integration",
+            "add",
+            "--name",
+            name,
+            "--product",
+            "endpoint",
+            "--tenant-id",
+            &config.tenant_id,
+            "--client-id",
+            &config.client_id,
+            "--client-secret-stdin",
+            "--login-url",
+            &self.sim.url,
+            "--api-url",
+            &self.sim.url,
+        ];
+        args.extend_from_slice(extra);
+        self.run(&args, Some(secret))
+    }
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn all(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+}
+
+impl std::fmt::Debug for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+pub fn run(cmd: &mut Command, stdin: Option<&str>) -> Run {
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("rampart starts");
+    if let Some(input) = stdin {
+        let mut pipe = child.stdin.take().expect("stdin");
+        // rampart may refuse its arguments before it reads standard input: a broken pipe then
+        // is expected, and the exit code tells the rest.
+        let _ = pipe.write_all(input.as_bytes());
+    }
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = child.wait_with_output().expect("rampart ends");
+    Run {
+        code: status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    }
+}
+
+pub fn exists(path: &Path) -> bool {
+    path.exists()
+}

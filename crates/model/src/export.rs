@@ -1,0 +1,349 @@
+//! Export records: the stable shape of `rampart export` and the API's CSV downloads (DESIGN,
+//! "Stable interfaces"). JSON lines use these field names; CSV has the same columns in the same
+//! order. Timestamps are RFC 3339 UTC whatever format Microsoft used.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+
+/// One row of `export assets`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AssetRecord {
+    pub integration: String,
+    pub source: String,
+    pub source_id: String,
+    pub kind: String,
+    pub name: Option<String>,
+    pub os_platform: Option<String>,
+    pub os_version: Option<String>,
+    pub health_status: Option<String>,
+    pub onboarding_status: Option<String>,
+    pub exposure_level: Option<String>,
+    pub risk_score: Option<String>,
+    pub device_value: Option<String>,
+    pub ip_addresses: Vec<String>,
+    pub tags: Vec<String>,
+    #[serde(serialize_with = "rfc3339_opt")]
+    pub first_seen: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "rfc3339_opt")]
+    pub last_seen: Option<DateTime<Utc>>,
+    /// `active` or `missing`.
+    pub status: String,
+}
+
+/// One row of `export findings`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FindingRecord {
+    pub integration: String,
+    pub source: String,
+    pub asset_source_id: String,
+    pub asset_name: Option<String>,
+    pub cve_id: String,
+    pub software_vendor: String,
+    pub software_name: String,
+    pub software_version: String,
+    pub severity: Option<String>,
+    pub cvss: Option<f64>,
+    pub exploitability: Option<String>,
+    pub recommended_update: Option<String>,
+    /// `open` or `fixed`.
+    pub status: String,
+    #[serde(serialize_with = "rfc3339_opt")]
+    pub first_seen: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "rfc3339_opt")]
+    pub last_seen: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "rfc3339_opt")]
+    pub fixed_at: Option<DateTime<Utc>>,
+    /// Empty until prioritisation is defined.
+    pub priority: Option<f64>,
+}
+
+/// One row of `export vulnerabilities`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VulnerabilityRecord {
+    pub cve_id: String,
+    pub severity: Option<String>,
+    pub cvss: Option<f64>,
+    pub epss: Option<f64>,
+    pub public_exploit: bool,
+    pub exploit_verified: bool,
+    pub exploit_in_kit: bool,
+    #[serde(serialize_with = "rfc3339_opt")]
+    pub published_on: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "rfc3339_opt")]
+    pub updated_on: Option<DateTime<Utc>>,
+    pub exposed_assets: u64,
+    pub description: Option<String>,
+}
+
+/// One row of `export posture` (secure score per subscription; Defender for Cloud).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PostureRecord {
+    pub record_type: String,
+    pub integration: String,
+    pub subscription_id: String,
+    pub subscription_name: Option<String>,
+    pub score_current: Option<f64>,
+    pub score_max: Option<f64>,
+    pub score_percent: Option<f64>,
+    pub weight: Option<f64>,
+    #[serde(serialize_with = "rfc3339_opt")]
+    pub captured_at: Option<DateTime<Utc>>,
+}
+
+/// A record that can be written as a CSV row.
+pub trait CsvRecord {
+    /// The header, in the order of `cells`.
+    const HEADER: &'static [&'static str];
+    /// The cells of this row, unescaped.
+    fn cells(&self) -> Vec<String>;
+}
+
+/// RFC 3339 in UTC with `Z`, fractional seconds only when there are any.
+pub fn rfc3339(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+}
+
+fn rfc3339_opt<S: serde::Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => s.serialize_str(&rfc3339(t)),
+        None => s.serialize_none(),
+    }
+}
+
+fn opt(s: &Option<String>) -> String {
+    s.clone().unwrap_or_default()
+}
+
+fn num(v: Option<f64>) -> String {
+    v.map(|v| v.to_string()).unwrap_or_default()
+}
+
+fn time(t: &Option<DateTime<Utc>>) -> String {
+    t.as_ref().map(rfc3339).unwrap_or_default()
+}
+
+impl CsvRecord for AssetRecord {
+    const HEADER: &'static [&'static str] = &[
+        "integration",
+        "source",
+        "source_id",
+        "kind",
+        "name",
+        "os_platform",
+        "os_version",
+        "health_status",
+        "onboarding_status",
+        "exposure_level",
+        "risk_score",
+        "device_value",
+        "ip_addresses",
+        "tags",
+        "first_seen",
+        "last_seen",
+        "status",
+    ];
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.integration.clone(),
+            self.source.clone(),
+            self.source_id.clone(),
+            self.kind.clone(),
+            opt(&self.name),
+            opt(&self.os_platform),
+            opt(&self.os_version),
+            opt(&self.health_status),
+            opt(&self.onboarding_status),
+            opt(&self.exposure_level),
+            opt(&self.risk_score),
+            opt(&self.device_value),
+            self.ip_addresses.join(";"),
+            self.tags.join(";"),
+            time(&self.first_seen),
+            time(&self.last_seen),
+            self.status.clone(),
+        ]
+    }
+}
+
+impl CsvRecord for FindingRecord {
+    const HEADER: &'static [&'static str] = &[
+        "integration",
+        "source",
+        "asset_source_id",
+        "asset_name",
+        "cve_id",
+        "software_vendor",
+        "software_name",
+        "software_version",
+        "severity",
+        "cvss",
+        "exploitability",
+        "recommended_update",
+        "status",
+        "first_seen",
+        "last_seen",
+        "fixed_at",
+        "priority",
+    ];
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.integration.clone(),
+            self.source.clone(),
+            self.asset_source_id.clone(),
+            opt(&self.asset_name),
+            self.cve_id.clone(),
+            self.software_vendor.clone(),
+            self.software_name.clone(),
+            self.software_version.clone(),
+            opt(&self.severity),
+            num(self.cvss),
+            opt(&self.exploitability),
+            opt(&self.recommended_update),
+            self.status.clone(),
+            time(&self.first_seen),
+            time(&self.last_seen),
+            time(&self.fixed_at),
+            num(self.priority),
+        ]
+    }
+}
+
+impl CsvRecord for VulnerabilityRecord {
+    const HEADER: &'static [&'static str] = &[
+        "cve_id",
+        "severity",
+        "cvss",
+        "epss",
+        "public_exploit",
+        "exploit_verified",
+        "exploit_in_kit",
+        "published_on",
+        "updated_on",
+        "exposed_assets",
+        "description",
+    ];
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.cve_id.clone(),
+            opt(&self.severity),
+            num(self.cvss),
+            num(self.epss),
+            self.public_exploit.to_string(),
+            self.exploit_verified.to_string(),
+            self.exploit_in_kit.to_string(),
+            time(&self.published_on),
+            time(&self.updated_on),
+            self.exposed_assets.to_string(),
+            opt(&self.description),
+        ]
+    }
+}
+
+impl CsvRecord for PostureRecord {
+    const HEADER: &'static [&'static str] = &[
+        "record_type",
+        "integration",
+        "subscription_id",
+        "subscription_name",
+        "score_current",
+        "score_max",
+        "score_percent",
+        "weight",
+        "captured_at",
+    ];
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.record_type.clone(),
+            self.integration.clone(),
+            self.subscription_id.clone(),
+            opt(&self.subscription_name),
+            num(self.score_current),
+            num(self.score_max),
+            num(self.score_percent),
+            num(self.weight),
+            time(&self.captured_at),
+        ]
+    }
+}
+
+/// One CSV line (RFC 4180, CRLF-free: `\n` ends lines), with spreadsheet-formula injection
+/// defused: a text cell that a spreadsheet would run as a formula (`=`, `+`, `-`, `@`, tab, CR at
+/// its start, and not a plain number) gets a leading `'`. Asset names come from the outside.
+pub fn csv_line(cells: &[String]) -> String {
+    let mut line = String::with_capacity(cells.iter().map(|c| c.len() + 3).sum());
+    for (i, cell) in cells.iter().enumerate() {
+        if i > 0 {
+            line.push(',');
+        }
+        let defused;
+        let mut cell = cell.as_str();
+        if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) && cell.parse::<f64>().is_err() {
+            defused = format!("'{cell}");
+            cell = &defused;
+        }
+        if cell.contains([',', '"', '\n', '\r']) {
+            line.push('"');
+            line.push_str(&cell.replace('"', "\"\""));
+            line.push('"');
+        } else {
+            line.push_str(cell);
+        }
+    }
+    line.push('\n');
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_quotes_and_defuses() {
+        let line = csv_line(&[
+            "plain".into(),
+            "a,b".into(),
+            "say \"hi\"".into(),
+            "=HYPERLINK(\"x\")".into(),
+            "-1.5".into(),
+            "line\nbreak".into(),
+        ]);
+        assert_eq!(
+            line,
+            "plain,\"a,b\",\"say \"\"hi\"\"\",\"'=HYPERLINK(\"\"x\"\")\",-1.5,\"line\nbreak\"\n"
+        );
+    }
+
+    #[test]
+    fn headers_match_cells() {
+        let a = AssetRecord {
+            integration: "i".into(),
+            source: "s".into(),
+            source_id: "x".into(),
+            kind: "device".into(),
+            name: None,
+            os_platform: None,
+            os_version: None,
+            health_status: None,
+            onboarding_status: None,
+            exposure_level: None,
+            risk_score: None,
+            device_value: None,
+            ip_addresses: vec!["10.0.0.1".into(), "fe80::1".into()],
+            tags: vec![],
+            first_seen: None,
+            last_seen: None,
+            status: "active".into(),
+        };
+        assert_eq!(a.cells().len(), AssetRecord::HEADER.len());
+        let json = serde_json::to_value(&a).unwrap();
+        let keys: Vec<&str> = json
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|k| k.as_str())
+            .collect();
+        for h in AssetRecord::HEADER {
+            assert!(keys.contains(h), "{h}");
+        }
+    }
+}

@@ -1,0 +1,1097 @@
+//! What both backends share: input preparation (dedupe, NUL cleaning), value conversions, row
+//! decoding, the SQL of the reads, and the words of the errors. Keeping it here is what makes the
+//! two backends behave the same.
+
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use serde::{Deserialize, Serialize};
+
+use rampart_model::{
+    Asset, AssetKind, AssetStatus, ClientId, Cloud, CveId, EntityCounts, Finding, FindingKey,
+    FindingStatus, Integration, IntegrationName, Product, RunStatus, SecretHint, Severity, SyncRun,
+    TenantId, Verdict, Vulnerability,
+};
+
+use crate::error::{Result, StoreError};
+use crate::store::STALE_RUN_AFTER;
+use crate::types::*;
+
+// ---- input preparation ---------------------------------------------------------------------------
+
+/// PostgreSQL cannot store NUL in text; SQLite can. Both backends replace it with U+FFFD so that
+/// they store the same thing and a hostile record cannot fail a whole batch.
+pub(crate) fn clean(s: &str) -> Cow<'_, str> {
+    if s.contains('\0') {
+        Cow::Owned(s.replace('\0', "\u{FFFD}"))
+    } else {
+        Cow::Borrowed(s)
+    }
+}
+
+pub(crate) fn clean_opt(s: &Option<String>) -> Option<Cow<'_, str>> {
+    s.as_deref().map(clean)
+}
+
+/// NaN and infinities are not numbers a score can have, and the backends disagree on storing
+/// them (SQLite turns NaN into NULL): both store NULL.
+pub(crate) fn finite(v: Option<f64>) -> Option<f64> {
+    v.filter(|v| v.is_finite())
+}
+
+/// Keeps the last occurrence of every key, in the order of those last occurrences. A batch may
+/// repeat a key (MDE reports a device twice while it moves between device groups); a single
+/// upsert statement must see each key once (PostgreSQL refuses to update a row twice).
+pub(crate) fn dedupe_last<'a, T, K: std::hash::Hash + Eq + 'a>(
+    items: &'a [T],
+    key: impl Fn(&'a T) -> K,
+) -> Vec<&'a T> {
+    let mut seen = HashSet::with_capacity(items.len());
+    let mut out: Vec<&T> = items.iter().rev().filter(|i| seen.insert(key(i))).collect();
+    out.reverse();
+    out
+}
+
+/// Refuses ids the database cannot hold.
+pub(crate) fn as_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+pub(crate) fn as_u64(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+// ---- time ----------------------------------------------------------------------------------------
+
+/// Both backends keep microseconds (PostgreSQL's precision); finer digits are dropped here, once,
+/// so that a value reads back the same from either.
+pub(crate) fn micros(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+pub(crate) fn truncate_micros(t: DateTime<Utc>) -> DateTime<Utc> {
+    from_micros(micros(t)).unwrap_or(t)
+}
+
+pub(crate) fn from_micros(us: i64) -> Result<DateTime<Utc>> {
+    Utc.timestamp_micros(us)
+        .single()
+        .ok_or_else(|| StoreError::Corrupt(format!("timestamp {us} µs is out of range")))
+}
+
+// ---- enums <-> columns ---------------------------------------------------------------------------
+
+pub(crate) fn severity_code(s: Severity) -> i64 {
+    match s {
+        Severity::Low => 1,
+        Severity::Medium => 2,
+        Severity::High => 3,
+        Severity::Critical => 4,
+    }
+}
+
+pub(crate) fn severity_from_code(code: Option<i64>) -> Result<Option<Severity>> {
+    Ok(match code {
+        None => None,
+        Some(1) => Some(Severity::Low),
+        Some(2) => Some(Severity::Medium),
+        Some(3) => Some(Severity::High),
+        Some(4) => Some(Severity::Critical),
+        Some(other) => return Err(StoreError::Corrupt(format!("severity code {other}"))),
+    })
+}
+
+fn corrupt(what: &str, value: &str) -> StoreError {
+    StoreError::Corrupt(format!(
+        "{what} '{}'",
+        value.chars().take(60).collect::<String>()
+    ))
+}
+
+pub(crate) fn json_list(v: &[String]) -> String {
+    // A Vec<String> always serialises; the fallback keeps the column valid regardless.
+    serde_json::to_string(v).unwrap_or_else(|_| "[]".to_owned())
+}
+
+fn parse_list(col: &str, s: &str) -> Result<Vec<String>> {
+    serde_json::from_str(s).map_err(|_| corrupt(col, s))
+}
+
+/// The counters of a run, stored as one JSON column.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(crate) struct RunCounts {
+    #[serde(default)]
+    pub assets: EntityCounts,
+    #[serde(default)]
+    pub findings: EntityCounts,
+    #[serde(default)]
+    pub vulnerabilities: EntityCounts,
+}
+
+pub(crate) fn run_counts_json(o: &RunOutcome) -> String {
+    let c = RunCounts {
+        assets: o.assets.clone(),
+        findings: o.findings.clone(),
+        vulnerabilities: o.vulnerabilities.clone(),
+    };
+    serde_json::to_string(&c).unwrap_or_else(|_| "{}".to_owned())
+}
+
+/// The verdict as two columns: a word and an optional reason.
+pub(crate) fn verdict_columns(v: &Option<Verdict>) -> (Option<&'static str>, Option<String>) {
+    match v {
+        None => (None, None),
+        Some(Verdict::Complete) => (Some("complete"), None),
+        Some(Verdict::Incomplete(r)) => (Some("incomplete"), Some(clean(r).into_owned())),
+        Some(Verdict::Held(r)) => (Some("held"), Some(clean(r).into_owned())),
+    }
+}
+
+fn verdict_from_columns(word: Option<String>, reason: Option<String>) -> Result<Option<Verdict>> {
+    Ok(match word.as_deref() {
+        None => None,
+        Some("complete") => Some(Verdict::Complete),
+        Some("incomplete") => Some(Verdict::Incomplete(reason.unwrap_or_default())),
+        Some("held") => Some(Verdict::Held(reason.unwrap_or_default())),
+        Some(other) => return Err(corrupt("verdict", other)),
+    })
+}
+
+// ---- rows ----------------------------------------------------------------------------------------
+
+/// Typed column access that hides how each backend stores a type (timestamps are INTEGER
+/// microseconds on SQLite and TIMESTAMPTZ on PostgreSQL; small integers are SMALLINT on
+/// PostgreSQL). The decoders below are written once against it.
+pub(crate) trait RowExt {
+    fn int(&self, col: &str) -> Result<i64>;
+    fn opt_int(&self, col: &str) -> Result<Option<i64>>;
+    fn text(&self, col: &str) -> Result<String>;
+    fn opt_text(&self, col: &str) -> Result<Option<String>>;
+    fn opt_f64(&self, col: &str) -> Result<Option<f64>>;
+    fn flag(&self, col: &str) -> Result<bool>;
+    fn opt_ts(&self, col: &str) -> Result<Option<DateTime<Utc>>>;
+    fn opt_date(&self, col: &str) -> Result<Option<NaiveDate>>;
+    fn bytes(&self, col: &str) -> Result<Vec<u8>>;
+
+    fn ts(&self, col: &str) -> Result<DateTime<Utc>> {
+        self.opt_ts(col)?
+            .ok_or_else(|| StoreError::Corrupt(format!("{col} is empty")))
+    }
+}
+
+macro_rules! integration_columns {
+    () => {
+        "id, name, product, cloud, tenant_id, client_id, secret_last4, secret_expires_on, login_url, api_url, schedule_minutes, enabled, created_at, updated_at"
+    };
+}
+pub(crate) use integration_columns;
+
+pub(crate) fn decode_integration(r: &impl RowExt) -> Result<Integration> {
+    let name = r.text("name")?;
+    let product = r.text("product")?;
+    let cloud = r.text("cloud")?;
+    let tenant = r.text("tenant_id")?;
+    let client = r.text("client_id")?;
+    Ok(Integration {
+        id: r.int("id")?,
+        name: name
+            .parse::<IntegrationName>()
+            .map_err(|_| corrupt("integration name", &name))?,
+        product: product
+            .parse::<Product>()
+            .map_err(|_| corrupt("product", &product))?,
+        cloud: cloud
+            .parse::<Cloud>()
+            .map_err(|_| corrupt("cloud", &cloud))?,
+        tenant_id: tenant
+            .parse::<TenantId>()
+            .map_err(|_| corrupt("tenant id", &tenant))?,
+        client_id: client
+            .parse::<ClientId>()
+            .map_err(|_| corrupt("client id", &client))?,
+        secret_hint: SecretHint {
+            last4: r.text("secret_last4")?,
+            expires_on: r.opt_date("secret_expires_on")?,
+        },
+        login_url: r.opt_text("login_url")?,
+        api_url: r.opt_text("api_url")?,
+        schedule_minutes: r.int("schedule_minutes")?,
+        enabled: r.flag("enabled")?,
+        created_at: r.ts("created_at")?,
+        updated_at: r.ts("updated_at")?,
+    })
+}
+
+macro_rules! run_columns {
+    () => {
+        "id, integration_id, mode, status, started_at, heartbeat_at, finished_at, verdict, verdict_reason, counts, api_calls, throttled, retries, bytes, error"
+    };
+}
+pub(crate) use run_columns;
+
+pub(crate) fn decode_run(r: &impl RowExt) -> Result<SyncRun> {
+    let status = r.text("status")?;
+    let counts_text = r.text("counts")?;
+    let counts: RunCounts =
+        serde_json::from_str(&counts_text).map_err(|_| corrupt("run counts", &counts_text))?;
+    Ok(SyncRun {
+        id: r.int("id")?,
+        integration_id: r.int("integration_id")?,
+        started_at: r.ts("started_at")?,
+        finished_at: r.opt_ts("finished_at")?,
+        status: RunStatus::parse(&status).ok_or_else(|| corrupt("run status", &status))?,
+        mode: r.text("mode")?,
+        verdict: verdict_from_columns(r.opt_text("verdict")?, r.opt_text("verdict_reason")?)?,
+        assets: counts.assets,
+        findings: counts.findings,
+        vulnerabilities: counts.vulnerabilities,
+        api_calls: as_u64(r.int("api_calls")?),
+        throttled: as_u64(r.int("throttled")?),
+        retries: as_u64(r.int("retries")?),
+        bytes: as_u64(r.int("bytes")?),
+        error: r.opt_text("error")?,
+    })
+}
+
+// Listings read one table per query, never a join ordered and limited as a whole: with a join,
+// PostgreSQL's planner (on statistics that lag behind a bulk load) materialised all rows of the
+// integration and sorted them for every page of 1,000 (3.5 s a page at 1M findings). A page is
+// one ordered, limited scan of its table; the few rows it refers to (integration, asset, software,
+// CVE) are then fetched by primary key and joined here.
+
+macro_rules! asset_select {
+    () => {
+        "SELECT a.id, a.integration_id, a.source_id, a.kind, a.name, a.os_platform, a.os_version, a.health_status, a.onboarding_status, a.exposure_level, a.risk_score, a.device_value, a.ip_addresses, a.tags, a.rbac_group_id, a.rbac_group_name, a.aad_device_id, a.azure_resource_id, a.is_duplicate, a.merged_into, a.first_seen, a.last_seen, a.status, a.first_observed, a.last_observed, a.missing_since FROM assets a"
+    };
+}
+
+/// The integrations a page refers to, by id: (name, product).
+pub(crate) type IntegrationNames = HashMap<i64, (String, Product)>;
+
+pub(crate) const INTEGRATION_NAMES: &str = "SELECT id, name, product FROM integrations";
+
+pub(crate) fn decode_integration_names(rows: &[impl RowExt]) -> Result<IntegrationNames> {
+    let mut map = HashMap::with_capacity(rows.len());
+    for r in rows {
+        let product = r.text("product")?;
+        map.insert(
+            r.int("id")?,
+            (
+                r.text("name")?,
+                product
+                    .parse::<Product>()
+                    .map_err(|_| corrupt("product", &product))?,
+            ),
+        );
+    }
+    Ok(map)
+}
+
+fn integration_of(names: &IntegrationNames, id: i64) -> Result<(String, Product)> {
+    names.get(&id).cloned().ok_or_else(|| {
+        StoreError::Corrupt(format!(
+            "a row refers to integration {id}, which does not exist"
+        ))
+    })
+}
+
+pub(crate) fn decode_asset(r: &impl RowExt, names: &IntegrationNames) -> Result<StoredAsset> {
+    let kind = r.text("kind")?;
+    let status = r.text("status")?;
+    let integration_id = r.int("integration_id")?;
+    let (integration, product) = integration_of(names, integration_id)?;
+    Ok(StoredAsset {
+        id: r.int("id")?,
+        integration_id,
+        integration,
+        product,
+        asset: Asset {
+            source_id: r.text("source_id")?,
+            kind: AssetKind::parse(&kind).ok_or_else(|| corrupt("asset kind", &kind))?,
+            name: r.opt_text("name")?,
+            os_platform: r.opt_text("os_platform")?,
+            os_version: r.opt_text("os_version")?,
+            health_status: r.opt_text("health_status")?,
+            onboarding_status: r.opt_text("onboarding_status")?,
+            exposure_level: r.opt_text("exposure_level")?,
+            risk_score: r.opt_text("risk_score")?,
+            device_value: r.opt_text("device_value")?,
+            ip_addresses: parse_list("ip_addresses", &r.text("ip_addresses")?)?,
+            tags: parse_list("tags", &r.text("tags")?)?,
+            rbac_group_id: r.opt_int("rbac_group_id")?,
+            rbac_group_name: r.opt_text("rbac_group_name")?,
+            aad_device_id: r.opt_text("aad_device_id")?,
+            azure_resource_id: r.opt_text("azure_resource_id")?,
+            is_duplicate: r.flag("is_duplicate")?,
+            merged_into: r.opt_text("merged_into")?,
+            first_seen: r.opt_ts("first_seen")?,
+            last_seen: r.opt_ts("last_seen")?,
+        },
+        status: AssetStatus::parse(&status).ok_or_else(|| corrupt("asset status", &status))?,
+        first_observed: r.ts("first_observed")?,
+        last_observed: r.ts("last_observed")?,
+        missing_since: r.opt_ts("missing_since")?,
+    })
+}
+
+macro_rules! finding_select {
+    () => {
+        "SELECT f.id, f.integration_id, f.asset_id, f.software_id, f.cve_id, f.severity, f.cvss, f.exploitability, f.recommended_update, f.recommendation_reference, f.first_seen, f.last_seen, f.status, f.first_observed, f.last_observed, f.fixed_at, f.reopened_count, f.priority FROM findings f"
+    };
+}
+
+/// A findings row before its references are joined in.
+pub(crate) struct FindingRow {
+    id: i64,
+    integration_id: i64,
+    pub asset_id: i64,
+    pub software_id: i64,
+    pub cve_id: String,
+    severity: Option<Severity>,
+    cvss: Option<f64>,
+    exploitability: Option<String>,
+    recommended_update: Option<String>,
+    recommendation_reference: Option<String>,
+    first_seen: Option<DateTime<Utc>>,
+    last_seen: Option<DateTime<Utc>>,
+    status: FindingStatus,
+    first_observed: DateTime<Utc>,
+    last_observed: DateTime<Utc>,
+    fixed_at: Option<DateTime<Utc>>,
+    reopened_count: u64,
+    priority: Option<f64>,
+}
+
+pub(crate) fn decode_finding_row(r: &impl RowExt) -> Result<FindingRow> {
+    let status = r.text("status")?;
+    Ok(FindingRow {
+        id: r.int("id")?,
+        integration_id: r.int("integration_id")?,
+        asset_id: r.int("asset_id")?,
+        software_id: r.int("software_id")?,
+        cve_id: r.text("cve_id")?,
+        severity: severity_from_code(r.opt_int("severity")?)?,
+        cvss: r.opt_f64("cvss")?,
+        exploitability: r.opt_text("exploitability")?,
+        recommended_update: r.opt_text("recommended_update")?,
+        recommendation_reference: r.opt_text("recommendation_reference")?,
+        first_seen: r.opt_ts("first_seen")?,
+        last_seen: r.opt_ts("last_seen")?,
+        status: FindingStatus::parse(&status).ok_or_else(|| corrupt("finding status", &status))?,
+        first_observed: r.ts("first_observed")?,
+        last_observed: r.ts("last_observed")?,
+        fixed_at: r.opt_ts("fixed_at")?,
+        reopened_count: as_u64(r.int("reopened_count")?),
+        priority: r.opt_f64("priority")?,
+    })
+}
+
+/// What a page of findings refers to, fetched by key.
+#[derive(Default)]
+pub(crate) struct FindingRefs {
+    pub integrations: IntegrationNames,
+    /// id → (source id, name)
+    pub assets: HashMap<i64, (String, Option<String>)>,
+    /// id → (vendor, name, version)
+    pub software: HashMap<i64, (String, String, String)>,
+    pub cves: HashMap<String, CveFacts>,
+}
+
+impl FindingRefs {
+    /// The distinct keys a page refers to: asset ids, software ids, CVE ids.
+    pub(crate) fn keys(rows: &[FindingRow]) -> (Vec<i64>, Vec<i64>, Vec<String>) {
+        let mut assets: Vec<i64> = rows.iter().map(|r| r.asset_id).collect();
+        let mut software: Vec<i64> = rows.iter().map(|r| r.software_id).collect();
+        let mut cves: Vec<String> = rows.iter().map(|r| r.cve_id.clone()).collect();
+        for v in [&mut assets, &mut software] {
+            v.sort_unstable();
+            v.dedup();
+        }
+        cves.sort_unstable();
+        cves.dedup();
+        (assets, software, cves)
+    }
+
+    pub(crate) fn add_asset(&mut self, r: &impl RowExt) -> Result<()> {
+        self.assets
+            .insert(r.int("id")?, (r.text("source_id")?, r.opt_text("name")?));
+        Ok(())
+    }
+
+    pub(crate) fn add_software(&mut self, r: &impl RowExt) -> Result<()> {
+        self.software.insert(
+            r.int("id")?,
+            (r.text("vendor")?, r.text("name")?, r.text("version")?),
+        );
+        Ok(())
+    }
+
+    pub(crate) fn add_cve(&mut self, r: &impl RowExt) -> Result<()> {
+        self.cves.insert(
+            r.text("cve_id")?,
+            CveFacts {
+                severity: severity_from_code(r.opt_int("severity")?)?,
+                cvss: r.opt_f64("cvss")?,
+                epss: r.opt_f64("epss")?,
+                public_exploit: r.flag("public_exploit")?,
+                exploit_verified: r.flag("exploit_verified")?,
+                exploit_in_kit: r.flag("exploit_in_kit")?,
+                published_on: r.opt_ts("published_on")?,
+            },
+        );
+        Ok(())
+    }
+
+    pub(crate) fn assemble(&self, row: FindingRow) -> Result<StoredFinding> {
+        let (integration, product) = integration_of(&self.integrations, row.integration_id)?;
+        let (asset_source_id, asset_name) =
+            self.assets.get(&row.asset_id).cloned().ok_or_else(|| {
+                StoreError::Corrupt(format!(
+                    "finding {} refers to asset {}, which does not exist",
+                    row.id, row.asset_id
+                ))
+            })?;
+        let (vendor, name, version) =
+            self.software
+                .get(&row.software_id)
+                .cloned()
+                .ok_or_else(|| {
+                    StoreError::Corrupt(format!(
+                        "finding {} refers to software {}, which does not exist",
+                        row.id, row.software_id
+                    ))
+                })?;
+        let cve = self.cves.get(&row.cve_id).cloned();
+        Ok(StoredFinding {
+            id: row.id,
+            integration_id: row.integration_id,
+            integration,
+            product,
+            finding: Finding {
+                key: FindingKey {
+                    asset_source_id,
+                    software_vendor: vendor,
+                    software_name: name,
+                    software_version: version,
+                    cve_id: row
+                        .cve_id
+                        .parse::<CveId>()
+                        .map_err(|_| corrupt("CVE id", &row.cve_id))?,
+                },
+                asset_name,
+                severity: row.severity,
+                cvss: row.cvss,
+                exploitability: row.exploitability,
+                recommended_update: row.recommended_update,
+                recommendation_reference: row.recommendation_reference,
+                first_seen: row.first_seen,
+                last_seen: row.last_seen,
+            },
+            status: row.status,
+            first_observed: row.first_observed,
+            last_observed: row.last_observed,
+            fixed_at: row.fixed_at,
+            reopened_count: row.reopened_count,
+            priority: row.priority,
+            cve,
+        })
+    }
+}
+
+pub(crate) fn decode_vulnerability(r: &impl RowExt) -> Result<StoredVulnerability> {
+    let cve = r.text("cve_id")?;
+    Ok(StoredVulnerability {
+        vulnerability: Vulnerability {
+            cve_id: cve.parse::<CveId>().map_err(|_| corrupt("CVE id", &cve))?,
+            severity: severity_from_code(r.opt_int("severity")?)?,
+            cvss: r.opt_f64("cvss")?,
+            cvss_vector: r.opt_text("cvss_vector")?,
+            epss: r.opt_f64("epss")?,
+            public_exploit: r.flag("public_exploit")?,
+            exploit_verified: r.flag("exploit_verified")?,
+            exploit_in_kit: r.flag("exploit_in_kit")?,
+            exploit_types: parse_list("exploit_types", &r.text("exploit_types")?)?,
+            published_on: r.opt_ts("published_on")?,
+            updated_on: r.opt_ts("updated_on")?,
+            description: r.opt_text("description")?,
+        },
+        exposed_assets: as_u64(r.int("exposed_assets")?),
+    })
+}
+
+pub(crate) fn decode_audit(r: &impl RowExt) -> Result<AuditEntry> {
+    Ok(AuditEntry {
+        id: r.int("id")?,
+        at: r.ts("at")?,
+        actor: r.text("actor")?,
+        action: r.text("action")?,
+        target: r.opt_text("target")?,
+        details: r.opt_text("details")?,
+    })
+}
+
+// ---- dynamic reads -------------------------------------------------------------------------------
+
+/// A bind value of a dynamically built read.
+#[derive(Debug, Clone)]
+pub(crate) enum Arg {
+    Int(i64),
+    Text(String),
+}
+
+/// A read built from a filter: SQL text with `$n` placeholders (both backends take them) and
+/// the values to bind, in order. User input only ever travels as a bound value.
+#[derive(Debug, Default)]
+pub(crate) struct Sql {
+    pub text: String,
+    pub args: Vec<Arg>,
+    /// Whether the outer query has its WHERE yet (subqueries in the text have their own).
+    has_where: bool,
+}
+
+impl Sql {
+    fn new(text: &str) -> Self {
+        Self {
+            text: text.to_owned(),
+            args: Vec::new(),
+            has_where: false,
+        }
+    }
+
+    /// Adds a value and returns its placeholder.
+    fn arg(&mut self, a: Arg) -> String {
+        self.args.push(a);
+        format!("${}", self.args.len())
+    }
+
+    fn and(&mut self, clause: &str) {
+        self.text
+            .push_str(if self.has_where { " AND " } else { " WHERE " });
+        self.has_where = true;
+        self.text.push_str(clause);
+    }
+}
+
+/// How the backend spells a case-insensitive LIKE.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Dialect {
+    /// `LIKE` on SQLite (case-insensitive for ASCII), `ILIKE` on PostgreSQL.
+    pub ilike: &'static str,
+}
+
+/// `%search%` with LIKE's wildcards made literal (used with `ESCAPE '\'`).
+fn like_pattern(search: &str) -> String {
+    let mut p = String::with_capacity(search.len() + 2);
+    p.push('%');
+    for c in clean(search).chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
+}
+
+fn page_limit(sql: &mut Sql, limit: u32) {
+    // One row more than asked tells whether there is a next page without another query.
+    let ph = sql.arg(Arg::Int(i64::from(limit.clamp(1, 100_000)) + 1));
+    sql.text.push_str(" LIMIT ");
+    sql.text.push_str(&ph);
+}
+
+pub(crate) fn assets_query(d: Dialect, f: &AssetFilter, after: Option<i64>, limit: u32) -> Sql {
+    let mut sql = Sql::new(asset_select!());
+    if let Some(after) = after {
+        let ph = sql.arg(Arg::Int(after));
+        sql.and(&format!("a.id > {ph}"));
+    }
+    // See findings_query for why some conditions are written to keep an index from being used.
+    match (f.integration, f.status) {
+        (Some(i), Some(s)) => {
+            let pi = sql.arg(Arg::Int(i));
+            let ps = sql.arg(Arg::Text(s.as_str().to_owned()));
+            sql.and(&format!("a.integration_id = {pi} AND a.status = {ps}"));
+        }
+        (Some(i), None) => {
+            let pi = sql.arg(Arg::Int(i));
+            sql.and(&format!("+a.integration_id = {pi}"));
+        }
+        (None, Some(s)) => {
+            let ps = sql.arg(Arg::Text(s.as_str().to_owned()));
+            sql.and(&format!("a.status || '' = {ps}"));
+        }
+        (None, None) => {}
+    }
+    if let Some(q) = f.search.as_deref().filter(|q| !q.is_empty()) {
+        let ph = sql.arg(Arg::Text(like_pattern(q)));
+        sql.and(&format!(
+            "(a.name {op} {ph} ESCAPE '\\' OR a.source_id {op} {ph} ESCAPE '\\')",
+            op = d.ilike
+        ));
+    }
+    sql.text.push_str(" ORDER BY a.id");
+    page_limit(&mut sql, limit);
+    sql
+}
+
+pub(crate) fn findings_query(d: Dialect, f: &FindingFilter, after: Option<i64>, limit: u32) -> Sql {
+    let mut sql = Sql::new(finding_select!());
+    if let Some(after) = after {
+        let ph = sql.arg(Arg::Int(after));
+        sql.and(&format!("f.id > {ph}"));
+    }
+    match (f.integration, f.status) {
+        // Both leading columns of the (integration_id, status[, id]) index are fixed: the index
+        // returns rows in id order, so a keyset page reads only its own rows.
+        (Some(i), Some(s)) => {
+            let pi = sql.arg(Arg::Int(i));
+            let ps = sql.arg(Arg::Text(s.as_str().to_owned()));
+            sql.and(&format!("f.integration_id = {pi} AND f.status = {ps}"));
+        }
+        // Otherwise walk the primary key and filter: the unary `+` (and `|| ''` below) keep the
+        // planner from picking an index on a prefix and then sorting every matching row of the
+        // whole table for each page of 1,000.
+        (Some(i), None) => {
+            let pi = sql.arg(Arg::Int(i));
+            sql.and(&format!("+f.integration_id = {pi}"));
+        }
+        (None, Some(s)) => {
+            let ps = sql.arg(Arg::Text(s.as_str().to_owned()));
+            sql.and(&format!("f.status || '' = {ps}"));
+        }
+        (None, None) => {}
+    }
+    if let Some(s) = f.severity {
+        let ph = sql.arg(Arg::Int(severity_code(s)));
+        sql.and(&format!("f.severity = {ph}"));
+    }
+    if let Some(s) = f.min_severity {
+        let ph = sql.arg(Arg::Int(severity_code(s)));
+        sql.and(&format!("f.severity >= {ph}"));
+    }
+    if let Some(c) = &f.cve_id {
+        let ph = sql.arg(Arg::Text(c.as_str().to_owned()));
+        sql.and(&format!("f.cve_id = {ph}"));
+    }
+    if let Some(a) = &f.asset_source_id {
+        let ph = sql.arg(Arg::Text(clean(a).into_owned()));
+        let within = match f.integration {
+            // The asset's natural key: one index look-up.
+            Some(i) => {
+                let pi = sql.arg(Arg::Int(i));
+                format!("integration_id = {pi} AND ")
+            }
+            None => String::new(),
+        };
+        sql.and(&format!(
+            "f.asset_id IN (SELECT id FROM assets WHERE {within}source_id = {ph})"
+        ));
+    }
+    if let Some(q) = f.search.as_deref().filter(|q| !q.is_empty()) {
+        // Correlated look-ups by primary key, evaluated only for rows the other filters kept.
+        let ph = sql.arg(Arg::Text(like_pattern(q)));
+        sql.and(&format!(
+            "(f.cve_id {op} {ph} ESCAPE '\\' \
+             OR EXISTS (SELECT 1 FROM software s WHERE s.id = f.software_id AND (s.vendor {op} {ph} ESCAPE '\\' OR s.name {op} {ph} ESCAPE '\\')) \
+             OR EXISTS (SELECT 1 FROM assets a WHERE a.id = f.asset_id AND a.name {op} {ph} ESCAPE '\\'))",
+            op = d.ilike
+        ));
+    }
+    sql.text.push_str(" ORDER BY f.id");
+    page_limit(&mut sql, limit);
+    sql
+}
+
+pub(crate) fn vulnerabilities_query(
+    d: Dialect,
+    f: &VulnerabilityFilter,
+    after: Option<&CveId>,
+    limit: u32,
+) -> Sql {
+    let mut sql = Sql::default();
+    // Exposure: distinct assets with an open finding of the CVE, read from the covering partial
+    // index findings_open_by_cve.
+    let exposure = match f.integration {
+        Some(i) => {
+            let ph = sql.arg(Arg::Int(i));
+            format!(
+                "SELECT count(DISTINCT f.asset_id) FROM findings f WHERE f.cve_id = v.cve_id AND f.status = 'open' AND f.integration_id = {ph}"
+            )
+        }
+        None => "SELECT count(DISTINCT f.asset_id) FROM findings f WHERE f.cve_id = v.cve_id AND f.status = 'open'".to_owned(),
+    };
+    sql.text = format!(
+        "SELECT v.cve_id, v.severity, v.cvss, v.cvss_vector, v.epss, v.public_exploit, v.exploit_verified, v.exploit_in_kit, v.exploit_types, v.published_on, v.updated_on, v.description, ({exposure}) AS exposed_assets FROM vulnerabilities v"
+    );
+    if let Some(after) = after {
+        let ph = sql.arg(Arg::Text(after.as_str().to_owned()));
+        sql.and(&format!("v.cve_id > {ph}"));
+    }
+    if f.exposed_only {
+        let clause = match f.integration {
+            // $1 is the integration bound for the exposure subquery above.
+            Some(_) => {
+                "EXISTS (SELECT 1 FROM findings f WHERE f.cve_id = v.cve_id AND f.status = 'open' AND f.integration_id = $1)"
+            }
+            None => {
+                "EXISTS (SELECT 1 FROM findings f WHERE f.cve_id = v.cve_id AND f.status = 'open')"
+            }
+        };
+        sql.and(clause);
+    }
+    if let Some(s) = f.severity {
+        let ph = sql.arg(Arg::Int(severity_code(s)));
+        sql.and(&format!("v.severity = {ph}"));
+    }
+    if let Some(s) = f.min_severity {
+        let ph = sql.arg(Arg::Int(severity_code(s)));
+        sql.and(&format!("v.severity >= {ph}"));
+    }
+    if let Some(q) = f.search.as_deref().filter(|q| !q.is_empty()) {
+        let ph = sql.arg(Arg::Text(like_pattern(q)));
+        sql.and(&format!(
+            "(v.cve_id {op} {ph} ESCAPE '\\' OR v.description {op} {ph} ESCAPE '\\')",
+            op = d.ilike
+        ));
+    }
+    sql.text.push_str(" ORDER BY v.cve_id");
+    page_limit(&mut sql, limit);
+    sql
+}
+
+/// Cuts the extra row off a page and computes the cursor of the next one.
+pub(crate) fn into_page<T, C>(
+    mut items: Vec<T>,
+    limit: u32,
+    cursor: impl Fn(&T) -> C,
+) -> Page<T, C> {
+    let limit = limit.clamp(1, 100_000) as usize;
+    if items.len() > limit {
+        items.truncate(limit);
+        let next = items.last().map(cursor);
+        Page { items, next }
+    } else {
+        Page { items, next: None }
+    }
+}
+
+// ---- words ---------------------------------------------------------------------------------------
+
+pub(crate) fn integration_not_found(id: i64) -> StoreError {
+    StoreError::NotFound(format!(
+        "integration {id} not found (it may have been removed); list integrations with `rampart integration list`"
+    ))
+}
+
+pub(crate) fn integration_name_not_found(name: &IntegrationName) -> StoreError {
+    StoreError::NotFound(format!(
+        "no integration named '{name}'; list integrations with `rampart integration list`"
+    ))
+}
+
+pub(crate) fn name_taken(name: &IntegrationName) -> StoreError {
+    StoreError::Conflict(format!(
+        "an integration named '{name}' already exists (names are compared without case); choose another name, or remove the existing one with `rampart integration remove {name}`"
+    ))
+}
+
+pub(crate) fn run_not_found(id: i64) -> StoreError {
+    StoreError::NotFound(format!("sync run {id} not found"))
+}
+
+pub(crate) fn run_already_running(
+    run_id: i64,
+    started_at: DateTime<Utc>,
+    heartbeat_at: DateTime<Utc>,
+) -> StoreError {
+    StoreError::Conflict(format!(
+        "a sync of this integration is already running (run {run_id}, started {}, last sign of life {}); wait for it to finish. A run that shows no sign of life for {} minutes is considered abandoned and no longer blocks new runs",
+        started_at.to_rfc3339(),
+        heartbeat_at.to_rfc3339(),
+        STALE_RUN_AFTER.as_secs() / 60
+    ))
+}
+
+pub(crate) fn abandoned_message(heartbeat_at: DateTime<Utc>) -> String {
+    format!(
+        "abandoned: no sign of life since {} (the process running it probably stopped); a later run took over",
+        heartbeat_at.to_rfc3339()
+    )
+}
+
+/// Checks the run a write claims to belong to. `row` is (integration_id, status, started_at).
+pub(crate) fn check_run_for_write(
+    run_id: i64,
+    integration_id: i64,
+    row: Option<(i64, String, DateTime<Utc>)>,
+) -> Result<DateTime<Utc>> {
+    match row {
+        None => Err(run_not_found(run_id)),
+        Some((owner, _, _)) if owner != integration_id => Err(StoreError::InvalidInput(format!(
+            "sync run {run_id} belongs to integration {owner}, not to integration {integration_id}"
+        ))),
+        Some((_, status, _)) if status != RunStatus::Running.as_str() => {
+            Err(StoreError::Conflict(format!(
+                "sync run {run_id} is no longer running (it is {status}); it may have been closed as abandoned. Start a new run"
+            )))
+        }
+        Some((_, _, started_at)) => Ok(started_at),
+    }
+}
+
+pub(crate) fn check_outcome(o: &RunOutcome) -> Result<()> {
+    if o.status == RunStatus::Running {
+        return Err(StoreError::InvalidInput(
+            "a run cannot be finished with status 'running': use succeeded, partial or failed"
+                .to_owned(),
+        ));
+    }
+    Ok(())
+}
+
+/// Is `unseen` of `active` more than the policy allows?
+pub(crate) fn breaker_trips(unseen: u64, active: u64, max_share: f64) -> bool {
+    active > 0 && (unseen as f64) > max_share * (active as f64)
+}
+
+/// Keys are compared as stored (NUL already replaced), so that two spellings that store the same
+/// never reach one statement twice.
+pub(crate) fn asset_key(a: &Asset) -> Cow<'_, str> {
+    clean(&a.source_id)
+}
+
+#[allow(clippy::type_complexity)]
+pub(crate) fn finding_key(
+    f: &Finding,
+) -> (Cow<'_, str>, Cow<'_, str>, Cow<'_, str>, Cow<'_, str>, &str) {
+    let k = &f.key;
+    (
+        clean(&k.asset_source_id),
+        clean(&k.software_vendor),
+        clean(&k.software_name),
+        clean(&k.software_version),
+        k.cve_id.as_str(),
+    )
+}
+
+// ---- the upserts' conflict clauses (identical on both backends) ------------------------------
+//
+// In `DO UPDATE SET`, `assets.x` / `findings.x` is the stored row *before* the update and
+// `excluded.x` the incoming one; every SET expression sees the old row. So one statement can both
+// write the row and classify what happened in `change_kind`, which `RETURNING` hands back.
+
+macro_rules! asset_insert_columns {
+    () => {
+        "integration_id, source_id, kind, name, os_platform, os_version, health_status, onboarding_status, exposure_level, risk_score, device_value, ip_addresses, tags, rbac_group_id, rbac_group_name, aad_device_id, azure_resource_id, is_duplicate, merged_into, first_seen, last_seen, first_observed, last_observed, seen_run"
+    };
+}
+pub(crate) use asset_insert_columns;
+
+macro_rules! asset_on_conflict {
+    () => {
+        " ON CONFLICT (integration_id, source_id) DO UPDATE SET \
+change_kind = CASE WHEN assets.status = 'missing' THEN 3 \
+WHEN assets.kind IS DISTINCT FROM excluded.kind OR assets.name IS DISTINCT FROM excluded.name \
+OR assets.os_platform IS DISTINCT FROM excluded.os_platform OR assets.os_version IS DISTINCT FROM excluded.os_version \
+OR assets.health_status IS DISTINCT FROM excluded.health_status OR assets.onboarding_status IS DISTINCT FROM excluded.onboarding_status \
+OR assets.exposure_level IS DISTINCT FROM excluded.exposure_level OR assets.risk_score IS DISTINCT FROM excluded.risk_score \
+OR assets.device_value IS DISTINCT FROM excluded.device_value OR assets.ip_addresses IS DISTINCT FROM excluded.ip_addresses \
+OR assets.tags IS DISTINCT FROM excluded.tags OR assets.rbac_group_id IS DISTINCT FROM excluded.rbac_group_id \
+OR assets.rbac_group_name IS DISTINCT FROM excluded.rbac_group_name OR assets.aad_device_id IS DISTINCT FROM excluded.aad_device_id \
+OR assets.azure_resource_id IS DISTINCT FROM excluded.azure_resource_id OR assets.is_duplicate IS DISTINCT FROM excluded.is_duplicate \
+OR assets.merged_into IS DISTINCT FROM excluded.merged_into THEN 1 ELSE 2 END, \
+kind = excluded.kind, name = excluded.name, os_platform = excluded.os_platform, os_version = excluded.os_version, \
+health_status = excluded.health_status, onboarding_status = excluded.onboarding_status, exposure_level = excluded.exposure_level, \
+risk_score = excluded.risk_score, device_value = excluded.device_value, ip_addresses = excluded.ip_addresses, tags = excluded.tags, \
+rbac_group_id = excluded.rbac_group_id, rbac_group_name = excluded.rbac_group_name, aad_device_id = excluded.aad_device_id, \
+azure_resource_id = excluded.azure_resource_id, is_duplicate = excluded.is_duplicate, merged_into = excluded.merged_into, \
+first_seen = excluded.first_seen, last_seen = excluded.last_seen, status = 'active', missing_since = NULL, \
+last_observed = excluded.last_observed, seen_run = excluded.seen_run \
+RETURNING change_kind"
+    };
+}
+pub(crate) use asset_on_conflict;
+
+macro_rules! finding_insert_columns {
+    () => {
+        "integration_id, asset_id, software_id, cve_id, severity, cvss, exploitability, recommended_update, recommendation_reference, first_seen, last_seen, first_observed, last_observed, seen_run"
+    };
+}
+pub(crate) use finding_insert_columns;
+
+/// Whether an incoming finding differs from the stored one in a content column.
+macro_rules! finding_changed {
+    () => {
+        "(findings.severity IS DISTINCT FROM excluded.severity OR findings.cvss IS DISTINCT FROM excluded.cvss \
+OR findings.exploitability IS DISTINCT FROM excluded.exploitability \
+OR findings.recommended_update IS DISTINCT FROM excluded.recommended_update \
+OR findings.recommendation_reference IS DISTINCT FROM excluded.recommendation_reference)"
+    };
+}
+pub(crate) use finding_changed;
+
+/// The columns every re-sync rewrites from the incoming row.
+macro_rules! finding_set_content {
+    () => {
+        "severity = excluded.severity, cvss = excluded.cvss, exploitability = excluded.exploitability, \
+recommended_update = excluded.recommended_update, recommendation_reference = excluded.recommendation_reference, \
+first_seen = excluded.first_seen, last_seen = excluded.last_seen, \
+last_observed = excluded.last_observed, seen_run = excluded.seen_run"
+    };
+}
+pub(crate) use finding_set_content;
+
+/// PostgreSQL's finding upsert: classifies, reopens and rewrites in one statement. Listing
+/// `status` in the SET costs nothing there: PostgreSQL compares values to decide whether indexes
+/// must change (HOT update). SQLite decides by the SET list alone, so it has its own clause.
+macro_rules! finding_on_conflict {
+    () => {
+        concat!(
+            " ON CONFLICT (asset_id, software_id, cve_id) DO UPDATE SET \
+change_kind = CASE WHEN findings.status = 'fixed' THEN 3 WHEN ",
+            crate::common::finding_changed!(),
+            " THEN 1 ELSE 2 END, \
+reopened_count = findings.reopened_count + CASE WHEN findings.status = 'fixed' THEN 1 ELSE 0 END, \
+status = 'open', fixed_at = NULL, ",
+            crate::common::finding_set_content!(),
+            " RETURNING change_kind"
+        )
+    };
+}
+pub(crate) use finding_on_conflict;
+
+macro_rules! vulnerability_insert_columns {
+    () => {
+        "cve_id, severity, cvss, cvss_vector, epss, public_exploit, exploit_verified, exploit_in_kit, exploit_types, published_on, updated_on, description, first_observed, updated_at"
+    };
+}
+pub(crate) use vulnerability_insert_columns;
+
+macro_rules! vulnerability_changed {
+    () => {
+        "(vulnerabilities.severity IS DISTINCT FROM excluded.severity OR vulnerabilities.cvss IS DISTINCT FROM excluded.cvss \
+OR vulnerabilities.cvss_vector IS DISTINCT FROM excluded.cvss_vector OR vulnerabilities.epss IS DISTINCT FROM excluded.epss \
+OR vulnerabilities.public_exploit IS DISTINCT FROM excluded.public_exploit \
+OR vulnerabilities.exploit_verified IS DISTINCT FROM excluded.exploit_verified \
+OR vulnerabilities.exploit_in_kit IS DISTINCT FROM excluded.exploit_in_kit \
+OR vulnerabilities.exploit_types IS DISTINCT FROM excluded.exploit_types \
+OR vulnerabilities.published_on IS DISTINCT FROM excluded.published_on \
+OR vulnerabilities.updated_on IS DISTINCT FROM excluded.updated_on \
+OR vulnerabilities.description IS DISTINCT FROM excluded.description)"
+    };
+}
+
+macro_rules! vulnerability_on_conflict {
+    () => {
+        concat!(
+            " ON CONFLICT (cve_id) DO UPDATE SET change_kind = CASE WHEN ",
+            crate::common::vulnerability_changed!(),
+            " THEN 1 ELSE 2 END, updated_at = CASE WHEN ",
+            crate::common::vulnerability_changed!(),
+            " THEN excluded.updated_at ELSE vulnerabilities.updated_at END, \
+severity = excluded.severity, cvss = excluded.cvss, cvss_vector = excluded.cvss_vector, epss = excluded.epss, \
+public_exploit = excluded.public_exploit, exploit_verified = excluded.exploit_verified, \
+exploit_in_kit = excluded.exploit_in_kit, exploit_types = excluded.exploit_types, \
+published_on = excluded.published_on, updated_on = excluded.updated_on, description = excluded.description \
+RETURNING change_kind"
+        )
+    };
+}
+pub(crate) use vulnerability_changed;
+pub(crate) use vulnerability_on_conflict;
+
+// Reconciliation: the same three statements on both backends. $1 integration, $2 run, $3 now.
+pub(crate) const RECONCILE_COUNT: &str = "SELECT count(*) AS active, \
+COALESCE(sum(CASE WHEN seen_run IS DISTINCT FROM $2 THEN 1 ELSE 0 END), 0) AS unseen \
+FROM assets WHERE integration_id = $1 AND status = 'active'";
+pub(crate) const RECONCILE_ASSETS: &str = "UPDATE assets SET status = 'missing', missing_since = $3 \
+WHERE integration_id = $1 AND status = 'active' AND seen_run IS DISTINCT FROM $2";
+pub(crate) const RECONCILE_FINDINGS: &str = "UPDATE findings SET status = 'fixed', fixed_at = $3 \
+WHERE integration_id = $1 AND status = 'open' AND (seen_run IS DISTINCT FROM $2 \
+OR asset_id IN (SELECT id FROM assets WHERE integration_id = $1 AND status = 'missing'))";
+
+/// Reconciling after a delta: only the open findings of missing assets are fixed. $1 integration,
+/// $3 time ($2, the run, is bound for symmetry with `RECONCILE_FINDINGS` and unused).
+pub(crate) const RECONCILE_FINDINGS_OF_MISSING: &str = "UPDATE findings SET status = 'fixed', fixed_at = $3 \
+WHERE integration_id = $1 AND status = 'open' AND $2 IS NOT NULL \
+AND asset_id IN (SELECT id FROM assets WHERE integration_id = $1 AND status = 'missing')";
+
+/// A delta's `Fixed` change. $1 integration, $2 asset source id, $3..$5 software, $6 CVE, $7 time.
+pub(crate) const FIX_FINDING: &str = "UPDATE findings SET status = 'fixed', fixed_at = $7 \
+WHERE status = 'open' AND cve_id = $6 \
+AND asset_id = (SELECT id FROM assets WHERE integration_id = $1 AND source_id = $2) \
+AND software_id = (SELECT id FROM software WHERE vendor = $3 AND name = $4 AND version = $5)";
+
+/// Splits delta changes into runs of consecutive upserts and single fixes, keeping their order.
+pub(crate) enum DeltaStep<'a> {
+    Upsert(Vec<Finding>),
+    Fix(&'a FindingKey, DateTime<Utc>),
+}
+
+pub(crate) fn delta_steps(changes: &[FindingChange]) -> Vec<DeltaStep<'_>> {
+    let mut steps = Vec::new();
+    let mut batch: Vec<Finding> = Vec::new();
+    for c in changes {
+        match c {
+            FindingChange::New(f) | FindingChange::Updated(f) => batch.push(f.clone()),
+            FindingChange::Fixed { key, at } => {
+                if !batch.is_empty() {
+                    steps.push(DeltaStep::Upsert(std::mem::take(&mut batch)));
+                }
+                steps.push(DeltaStep::Fix(key, *at));
+            }
+        }
+    }
+    if !batch.is_empty() {
+        steps.push(DeltaStep::Upsert(batch));
+    }
+    steps
+}
+
+/// Run modes are words chosen by the engine (`full`, `delta`, ...).
+pub(crate) fn check_mode(mode: &str) -> Result<()> {
+    let ok = (1..=32).contains(&mode.len())
+        && mode
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::InvalidInput(format!(
+            "'{}' is not a run mode: use a lower-case word such as full or delta",
+            mode.chars().take(40).collect::<String>()
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dedupe_keeps_last_occurrence_in_order() {
+        let v = [(1, 'a'), (2, 'b'), (1, 'c'), (3, 'd')];
+        let d: Vec<_> = dedupe_last(&v, |x| x.0).into_iter().copied().collect();
+        assert_eq!(d, vec![(2, 'b'), (1, 'c'), (3, 'd')]);
+    }
+
+    #[test]
+    fn like_pattern_makes_wildcards_literal() {
+        assert_eq!(like_pattern("50%_a\\b"), "%50\\%\\_a\\\\b%");
+    }
+
+    #[test]
+    fn nul_becomes_replacement_character() {
+        assert_eq!(clean("a\0b"), "a\u{FFFD}b");
+        assert!(matches!(clean("plain"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn breaker_threshold_is_strictly_more_than_the_share() {
+        assert!(!breaker_trips(3, 10, 0.30));
+        assert!(breaker_trips(4, 10, 0.30));
+        assert!(!breaker_trips(0, 0, 0.30));
+    }
+}

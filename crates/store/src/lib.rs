@@ -1,0 +1,73 @@
+//! Rampart's store: one schema, two backends.
+//!
+//! - **SQLite** (the default): a single file in WAL mode, nothing to install.
+//! - **PostgreSQL**: for large estates and for several `rampart serve` processes sharing work.
+//!
+//! Both implement [`Store`], carry their own migrations (`migrations/sqlite`,
+//! `migrations/postgres`, embedded in the binary) and pass the same scenario suite
+//! (`tests/scenarios`). Bulk writes use what each engine is fastest at: prepared multi-row upserts
+//! in one transaction on SQLite, `COPY` into a staging table and one `INSERT … SELECT … ON
+//! CONFLICT` on PostgreSQL.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), rampart_store::StoreError> {
+//! let store = rampart_store::connect(rampart_store::DEFAULT_DATABASE_URL).await?;
+//! for integration in store.list_integrations().await? {
+//!     println!("{} ({})", integration.name, integration.product);
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! The `testing` module (cargo feature `testing`) gives tests a fresh SQLite file or a fresh
+//! PostgreSQL database, starting a throwaway PostgreSQL server when `TEST_DATABASE_URL` is unset.
+
+mod common;
+mod error;
+mod postgres;
+mod run_owner;
+mod sqlite;
+mod store;
+mod types;
+
+#[cfg(feature = "testing")]
+pub mod testing;
+
+use std::sync::Arc;
+
+pub use error::StoreError;
+pub use postgres::PgStore;
+pub use run_owner::RunOwner;
+pub use sqlite::{SQLITE_MAX_PARAMS, SqliteStore};
+pub use store::{STALE_RUN_AFTER, STREAM_PAGE_SIZE, Store};
+pub use types::*;
+
+/// Where Rampart keeps its data when no `--database` / `DATABASE_URL` is given.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://./rampart-data/rampart.db";
+
+/// The default database URL (see [`DEFAULT_DATABASE_URL`]).
+pub fn default_url() -> &'static str {
+    DEFAULT_DATABASE_URL
+}
+
+/// Opens the store a URL names, bringing its schema up to date:
+///
+/// - `postgres://…` or `postgresql://…`: a connection pool; migrations run under PostgreSQL's
+///   advisory lock, so several processes may start at once.
+/// - `sqlite://PATH`, `sqlite:PATH` or a plain `PATH`: the file and its directory are created if
+///   missing; WAL, `synchronous=NORMAL`, foreign keys and a busy timeout are set.
+pub async fn connect(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    let url = url.trim();
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(Arc::new(PgStore::connect(url).await?));
+    }
+    if let Some((scheme, _)) = url.split_once("://")
+        && scheme != "sqlite"
+    {
+        return Err(StoreError::InvalidUrl {
+            url: postgres::redact(url),
+            reason: format!("'{scheme}' databases are not supported"),
+        });
+    }
+    let path = sqlite::path_from_url(url)?;
+    Ok(Arc::new(SqliteStore::open(&path).await?))
+}

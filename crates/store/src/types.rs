@@ -1,0 +1,376 @@
+//! The store's own request and answer types. Records themselves are `rampart_model` types; these
+//! wrap them with what only the store knows (ids, Rampart's history, joins).
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use rampart_model::{
+    Asset, AssetStatus, ClientId, Cloud, CveId, EntityCounts, Finding, FindingKey, FindingStatus,
+    IntegrationId, IntegrationName, Product, RunStatus, SecretHint, Severity, TenantId, Verdict,
+    Vulnerability,
+};
+
+/// A client secret as stored: AEAD ciphertext and its nonce. The store never sees the plain secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretCiphertext {
+    pub ciphertext: Vec<u8>,
+    pub nonce: Vec<u8>,
+}
+
+impl std::fmt::Debug for SecretCiphertext {
+    // Ciphertext is not secret by itself, but there is no reason to print it into logs either.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "SecretCiphertext({} bytes, nonce {} bytes)",
+            self.ciphertext.len(),
+            self.nonce.len()
+        )
+    }
+}
+
+/// What `create_integration` needs.
+#[derive(Debug, Clone)]
+pub struct NewIntegration {
+    pub name: IntegrationName,
+    pub product: Product,
+    pub cloud: Cloud,
+    pub tenant_id: TenantId,
+    pub client_id: ClientId,
+    pub secret: SecretCiphertext,
+    pub hint: SecretHint,
+    pub login_url: Option<String>,
+    pub api_url: Option<String>,
+    pub schedule_minutes: i64,
+    pub enabled: bool,
+}
+
+/// A partial update of an integration: `None` leaves a field as it is. For the optional URL
+/// overrides, `Some(None)` removes the override.
+#[derive(Debug, Clone, Default)]
+pub struct IntegrationUpdate {
+    pub name: Option<IntegrationName>,
+    pub cloud: Option<Cloud>,
+    pub tenant_id: Option<TenantId>,
+    pub client_id: Option<ClientId>,
+    /// A new secret always comes with its new hint.
+    pub secret: Option<(SecretCiphertext, SecretHint)>,
+    pub login_url: Option<Option<String>>,
+    pub api_url: Option<Option<String>>,
+    pub schedule_minutes: Option<i64>,
+    pub enabled: Option<bool>,
+}
+
+/// What one batched upsert did. Every distinct key of the batch is counted exactly once, in one of
+/// the four fields; a key repeated inside one batch counts once (the last occurrence wins).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpsertCounts {
+    /// Not stored before.
+    pub new: u64,
+    /// Stored, and a content column changed. The source's own first/last seen timestamps are
+    /// stored but are not content: Microsoft moves `lastSeen` on every snapshot.
+    pub updated: u64,
+    /// Stored and identical (only Rampart's `last_observed`/`seen_run` moved).
+    pub unchanged: u64,
+    /// A `fixed` finding or `missing` asset that the source reports again; it is open/active again.
+    pub reopened: u64,
+}
+
+impl UpsertCounts {
+    pub fn total(&self) -> u64 {
+        self.new + self.updated + self.unchanged + self.reopened
+    }
+
+    /// Counts `n` rows whose upsert returned `change_kind` = `kind` (0 new, 1 updated,
+    /// 2 unchanged, 3 reopened; see the migrations).
+    pub(crate) fn add_kind(&mut self, kind: i64, n: u64) {
+        match kind {
+            0 => self.new += n,
+            1 => self.updated += n,
+            3 => self.reopened += n,
+            _ => self.unchanged += n,
+        }
+    }
+}
+
+impl std::ops::AddAssign for UpsertCounts {
+    fn add_assign(&mut self, o: Self) {
+        self.new += o.new;
+        self.updated += o.updated;
+        self.unchanged += o.unchanged;
+        self.reopened += o.reopened;
+    }
+}
+
+/// One change from Microsoft's delta API, applied in order by `apply_finding_changes`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FindingChange {
+    /// A finding the source reports as new.
+    New(Finding),
+    /// A finding the source reports as changed.
+    Updated(Finding),
+    /// The source reports the finding fixed at `at`.
+    Fixed { key: FindingKey, at: DateTime<Utc> },
+}
+
+/// What `apply_finding_changes` did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeltaCounts {
+    /// New and Updated changes, counted like `upsert_findings`.
+    pub upserted: UpsertCounts,
+    /// Open findings marked fixed.
+    pub fixed: u64,
+    /// Fixed changes for findings Rampart does not hold open (unknown, or already fixed).
+    pub ignored: u64,
+}
+
+/// The safety rules of reconciliation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ReconcilePolicy {
+    /// Refuse (change nothing) when more than this share of active assets would become missing.
+    pub max_missing_share: f64,
+    /// The time written as `fixed_at` / `missing_since`.
+    pub now: DateTime<Utc>,
+    /// What the run read in full.
+    pub scope: ReconcileScope,
+}
+
+/// What a run read in full, and so what reconciliation may conclude from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ReconcileScope {
+    /// Assets and findings were read in full: unseen assets become missing, unseen findings fixed.
+    #[default]
+    Everything,
+    /// Only assets were read in full (findings came as changes): unseen assets become missing and
+    /// their open findings fixed; other findings are left to the changes.
+    AssetsOnly,
+}
+
+impl ReconcilePolicy {
+    /// The default circuit breaker: 30 % of the active assets.
+    pub const DEFAULT_MAX_MISSING_SHARE: f64 = 0.30;
+
+    pub fn new(now: DateTime<Utc>) -> Self {
+        Self {
+            max_missing_share: Self::DEFAULT_MAX_MISSING_SHARE,
+            now,
+            scope: ReconcileScope::Everything,
+        }
+    }
+}
+
+/// What `reconcile` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReconcileOutcome {
+    /// The changes were made.
+    Applied {
+        assets_missing: u64,
+        findings_fixed: u64,
+    },
+    /// The circuit breaker held: nothing was changed, a person has to confirm.
+    Held {
+        would_mark_missing: u64,
+        active: u64,
+    },
+}
+
+/// The end of a run, as the sync engine reports it to `finish_run`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunOutcome {
+    /// `Succeeded`, `Partial` or `Failed` (`Running` is refused).
+    pub status: RunStatus,
+    pub finished_at: DateTime<Utc>,
+    pub verdict: Option<Verdict>,
+    pub assets: EntityCounts,
+    pub findings: EntityCounts,
+    pub vulnerabilities: EntityCounts,
+    pub api_calls: u64,
+    pub throttled: u64,
+    pub retries: u64,
+    pub bytes: u64,
+    pub error: Option<String>,
+}
+
+impl RunOutcome {
+    /// An outcome with the given status and empty counters.
+    pub fn new(status: RunStatus, finished_at: DateTime<Utc>) -> Self {
+        Self {
+            status,
+            finished_at,
+            verdict: None,
+            assets: EntityCounts::default(),
+            findings: EntityCounts::default(),
+            vulnerabilities: EntityCounts::default(),
+            api_calls: 0,
+            throttled: 0,
+            retries: 0,
+            bytes: 0,
+            error: None,
+        }
+    }
+}
+
+/// An asset with what Rampart knows about it beyond the source's record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredAsset {
+    pub id: i64,
+    pub integration_id: IntegrationId,
+    pub integration: String,
+    pub product: Product,
+    pub asset: Asset,
+    pub status: AssetStatus,
+    pub first_observed: DateTime<Utc>,
+    pub last_observed: DateTime<Utc>,
+    pub missing_since: Option<DateTime<Utc>>,
+}
+
+/// The facts of a finding's CVE from the catalogue, when the catalogue has it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CveFacts {
+    pub severity: Option<Severity>,
+    pub cvss: Option<f64>,
+    pub epss: Option<f64>,
+    pub public_exploit: bool,
+    pub exploit_verified: bool,
+    pub exploit_in_kit: bool,
+    pub published_on: Option<DateTime<Utc>>,
+}
+
+/// A finding with its asset's name, Rampart's history and the CVE's facts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredFinding {
+    pub id: i64,
+    pub integration_id: IntegrationId,
+    pub integration: String,
+    pub product: Product,
+    /// The finding; `asset_name` is the asset's current name.
+    pub finding: Finding,
+    pub status: FindingStatus,
+    pub first_observed: DateTime<Utc>,
+    pub last_observed: DateTime<Utc>,
+    pub fixed_at: Option<DateTime<Utc>>,
+    pub reopened_count: u64,
+    pub priority: Option<f64>,
+    pub cve: Option<CveFacts>,
+}
+
+/// A catalogue entry with how many assets are exposed to it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredVulnerability {
+    pub vulnerability: Vulnerability,
+    /// Distinct assets with an open finding of this CVE (within the filter's integration, if any).
+    pub exposed_assets: u64,
+}
+
+/// Filters of asset listings. Empty = everything.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AssetFilter {
+    pub integration: Option<IntegrationId>,
+    pub status: Option<AssetStatus>,
+    /// Case-insensitive substring of the name or the source id. `%` and `_` are literal.
+    pub search: Option<String>,
+}
+
+/// Filters of finding listings. Empty = everything.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FindingFilter {
+    pub integration: Option<IntegrationId>,
+    pub status: Option<FindingStatus>,
+    /// Exactly this severity.
+    pub severity: Option<Severity>,
+    /// This severity or worse.
+    pub min_severity: Option<Severity>,
+    pub cve_id: Option<CveId>,
+    pub asset_source_id: Option<String>,
+    /// Case-insensitive substring of the CVE id, software vendor or name, or asset name.
+    pub search: Option<String>,
+}
+
+/// Filters of vulnerability listings. Empty = the whole catalogue.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VulnerabilityFilter {
+    /// Count exposure within this integration only.
+    pub integration: Option<IntegrationId>,
+    /// Only CVEs with at least one exposed asset (within `integration`, if given).
+    pub exposed_only: bool,
+    pub severity: Option<Severity>,
+    pub min_severity: Option<Severity>,
+    /// Case-insensitive substring of the CVE id or description.
+    pub search: Option<String>,
+}
+
+/// One page of a keyset-paginated listing. Pass `next` as `after` to get the following page;
+/// `None` means this was the last page.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T, C = i64> {
+    pub items: Vec<T>,
+    pub next: Option<C>,
+}
+
+/// Open findings by severity.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeverityCounts {
+    pub critical: u64,
+    pub high: u64,
+    pub medium: u64,
+    pub low: u64,
+    /// Without a severity.
+    pub unknown: u64,
+}
+
+impl SeverityCounts {
+    pub fn total(&self) -> u64 {
+        self.critical + self.high + self.medium + self.low + self.unknown
+    }
+
+    pub(crate) fn add(&mut self, severity: Option<Severity>, n: u64) {
+        match severity {
+            Some(Severity::Critical) => self.critical += n,
+            Some(Severity::High) => self.high += n,
+            Some(Severity::Medium) => self.medium += n,
+            Some(Severity::Low) => self.low += n,
+            None => self.unknown += n,
+        }
+    }
+}
+
+/// The numbers of a dashboard.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    pub assets_active: u64,
+    pub assets_missing: u64,
+    pub findings_open: SeverityCounts,
+    pub findings_fixed: u64,
+}
+
+/// An audit log entry to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewAuditEntry {
+    pub at: DateTime<Utc>,
+    /// Who: a user name, `cli`, `scheduler`.
+    pub actor: String,
+    /// What: `integration.create`, `integration.delete`, ...
+    pub action: String,
+    /// On what, e.g. the integration's name.
+    pub target: Option<String>,
+    /// Free text or JSON. Never a secret.
+    pub details: Option<String>,
+}
+
+/// A recorded audit log entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    pub action: String,
+    pub target: Option<String>,
+    pub details: Option<String>,
+}
+
+/// Which engine a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}

@@ -1,0 +1,324 @@
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use futures::TryStreamExt;
+use rampart_model::{AssetStatus, FindingStatus, Severity};
+use rampart_store::{AssetFilter, FindingFilter, ReconcilePolicy, Store, VulnerabilityFilter};
+
+use crate::support::*;
+
+scenarios!(
+    keyset_pages_visit_every_row_once,
+    filters_select_exactly,
+    vulnerability_pages_and_streams,
+);
+
+/// Two integrations; in `a`, asset 11 went missing and finding 0 of every asset was fixed.
+async fn estate(store: &Arc<dyn Store>) -> (i64, i64) {
+    let a = integration(store, "a").await;
+    let b = integration(store, "b").await;
+    let run = store.start_run(a.id, "full", t(0)).await.unwrap();
+    store
+        .upsert_assets(a.id, run, &(0..12).map(asset).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    store
+        .upsert_findings(a.id, run, &findings(12, 25))
+        .await
+        .unwrap();
+    store.finish_run(run, &succeeded(t(1))).await.unwrap();
+    let run2 = store.start_run(a.id, "full", t(10)).await.unwrap();
+    store
+        .upsert_assets(a.id, run2, &(0..11).map(asset).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    let seen: Vec<_> = findings(11, 25)
+        .into_iter()
+        .filter(|f| f.key.cve_id.as_str() != cve(0))
+        .collect();
+    store.upsert_findings(a.id, run2, &seen).await.unwrap();
+    store
+        .reconcile(a.id, run2, ReconcilePolicy::new(t(11)))
+        .await
+        .unwrap();
+
+    let rb = store.start_run(b.id, "full", t(0)).await.unwrap();
+    store
+        .upsert_findings(b.id, rb, &findings(4, 10))
+        .await
+        .unwrap();
+    (a.id, b.id)
+}
+
+async fn keyset_pages_visit_every_row_once(store: Arc<dyn Store>) {
+    let (a, _b) = estate(&store).await;
+    let total = 12 * 25 + 4 * 10;
+    for limit in [1, 7, 100, 1000] {
+        let mut seen = HashSet::new();
+        let mut after = None;
+        let mut pages = 0;
+        loop {
+            let page = store
+                .findings_page(&FindingFilter::default(), after, limit)
+                .await
+                .unwrap();
+            assert!(page.items.len() <= limit as usize);
+            for f in &page.items {
+                assert!(seen.insert(f.id), "row {} came twice", f.id);
+                if let Some(prev) = after {
+                    assert!(f.id > prev);
+                }
+            }
+            pages += 1;
+            match page.next {
+                Some(n) => after = Some(n),
+                None => break,
+            }
+        }
+        assert_eq!(seen.len(), total, "limit {limit}");
+        assert_eq!(
+            pages,
+            total.div_ceil(limit as usize),
+            "no empty trailing page"
+        );
+    }
+    // The stream walks the same rows in the same order.
+    let streamed = all_findings(&store, FindingFilter::default()).await;
+    assert_eq!(streamed.len(), total);
+    assert!(streamed.windows(2).all(|w| w[0].id < w[1].id));
+
+    let assets: Vec<_> = store
+        .stream_assets(AssetFilter {
+            integration: Some(a),
+            ..Default::default()
+        })
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(assets.len(), 12);
+    let mut after = None;
+    let mut n = 0;
+    loop {
+        let page = store
+            .assets_page(&AssetFilter::default(), after, 5)
+            .await
+            .unwrap();
+        n += page.items.len();
+        match page.next {
+            Some(x) => after = Some(x),
+            None => break,
+        }
+    }
+    assert_eq!(n, 16);
+}
+
+async fn filters_select_exactly(store: Arc<dyn Store>) {
+    let (a, b) = estate(&store).await;
+    let count = |filter: FindingFilter| {
+        let store = store.clone();
+        async move { all_findings(&store, filter).await.len() }
+    };
+    assert_eq!(
+        count(FindingFilter {
+            integration: Some(a),
+            ..Default::default()
+        })
+        .await,
+        300
+    );
+    assert_eq!(
+        count(FindingFilter {
+            integration: Some(b),
+            ..Default::default()
+        })
+        .await,
+        40
+    );
+    // Fixed in a: finding 0 of the 11 seen assets, plus all 25 of missing asset 11.
+    let fixed = all_findings(
+        &store,
+        FindingFilter {
+            integration: Some(a),
+            status: Some(FindingStatus::Fixed),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(fixed.len(), 11 + 25);
+    assert!(fixed.iter().all(|f| f.status == FindingStatus::Fixed));
+    assert_eq!(
+        count(FindingFilter {
+            status: Some(FindingStatus::Open),
+            ..Default::default()
+        })
+        .await,
+        300 - 36 + 40
+    );
+    // Severity: j % 4 == 0 is Critical.
+    let critical_open_a = all_findings(
+        &store,
+        FindingFilter {
+            integration: Some(a),
+            status: Some(FindingStatus::Open),
+            severity: Some(Severity::Critical),
+            ..Default::default()
+        },
+    )
+    .await;
+    // Of j in 1..25, j % 4 == 0 for 4, 8, ..., 24: six per seen asset.
+    assert_eq!(critical_open_a.len(), 6 * 11);
+    assert!(
+        critical_open_a
+            .iter()
+            .all(|f| f.finding.severity == Some(Severity::Critical))
+    );
+    assert_eq!(
+        count(FindingFilter {
+            integration: Some(b),
+            min_severity: Some(Severity::High),
+            ..Default::default()
+        })
+        .await,
+        // j in 0..10: Critical 0,4,8; High 1,5,9 → 6 per asset.
+        24
+    );
+    assert_eq!(
+        count(FindingFilter {
+            cve_id: Some(cve(3).parse().unwrap()),
+            ..Default::default()
+        })
+        .await,
+        16
+    );
+    assert_eq!(
+        count(FindingFilter {
+            asset_source_id: Some(device_id(2)),
+            integration: Some(a),
+            ..Default::default()
+        })
+        .await,
+        25
+    );
+    // Text search is case-insensitive and matches CVE, software and asset names.
+    assert_eq!(
+        count(FindingFilter {
+            search: Some("cve-2024-100003".into()),
+            ..Default::default()
+        })
+        .await,
+        16
+    );
+    assert_eq!(
+        count(FindingFilter {
+            integration: Some(b),
+            search: Some("APP_6".into()),
+            ..Default::default()
+        })
+        .await,
+        4
+    );
+    assert_eq!(
+        count(FindingFilter {
+            integration: Some(a),
+            search: Some("HOST-3.contoso".into()),
+            ..Default::default()
+        })
+        .await,
+        25
+    );
+    // LIKE wildcards are literal.
+    assert_eq!(
+        count(FindingFilter {
+            search: Some("app%".into()),
+            ..Default::default()
+        })
+        .await,
+        0
+    );
+
+    let missing = all_assets(
+        &store,
+        AssetFilter {
+            status: Some(AssetStatus::Missing),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(missing.len(), 1);
+    assert_eq!(missing[0].asset.source_id, device_id(11));
+    assert_eq!(
+        all_assets(
+            &store,
+            AssetFilter {
+                search: Some("HOST-1".into()),
+                integration: Some(a),
+                ..Default::default()
+            }
+        )
+        .await
+        .len(),
+        3,
+        "host-1, host-10, host-11"
+    );
+
+    let all = store.counts(None).await.unwrap();
+    assert_eq!(all.assets_active, 11 + 4);
+    assert_eq!(all.assets_missing, 1);
+    assert_eq!(all.findings_fixed, 36);
+    assert_eq!(all.findings_open.total(), 264 + 40);
+    let only_b = store.counts(Some(b)).await.unwrap();
+    assert_eq!(only_b.findings_open.critical, 12);
+    assert_eq!(only_b.findings_open.high, 12);
+    assert_eq!(only_b.findings_open.medium, 8);
+    assert_eq!(only_b.findings_open.low, 8);
+}
+
+async fn vulnerability_pages_and_streams(store: Arc<dyn Store>) {
+    let (a, _b) = estate(&store).await;
+    let catalogue: Vec<_> = (0..40).map(vulnerability).collect();
+    store.upsert_vulnerabilities(&catalogue).await.unwrap();
+
+    let mut after = None;
+    let mut ids = Vec::new();
+    loop {
+        let page = store
+            .vulnerabilities_page(&VulnerabilityFilter::default(), after, 9)
+            .await
+            .unwrap();
+        ids.extend(
+            page.items
+                .iter()
+                .map(|v| v.vulnerability.cve_id.to_string()),
+        );
+        match page.next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    let mut sorted = ids.clone();
+    sorted.sort();
+    assert_eq!(ids, sorted);
+    assert_eq!(ids.len(), 40);
+
+    let exposed: Vec<_> = store
+        .stream_vulnerabilities(VulnerabilityFilter {
+            integration: Some(a),
+            exposed_only: true,
+            ..Default::default()
+        })
+        .try_collect()
+        .await
+        .unwrap();
+    // CVE 0 is fixed everywhere in a; CVEs 1..24 are open on the 11 active assets.
+    assert_eq!(exposed.len(), 24);
+    assert!(exposed.iter().all(|v| v.exposed_assets == 11));
+    let searched: Vec<_> = store
+        .stream_vulnerabilities(VulnerabilityFilter {
+            search: Some("APP 3".into()),
+            ..Default::default()
+        })
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(searched.len(), 11, "app 3, app 30..39");
+}

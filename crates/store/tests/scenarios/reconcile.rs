@@ -1,0 +1,331 @@
+use std::sync::Arc;
+
+use rampart_model::{AssetStatus, FindingStatus, RunStatus, Verdict};
+use rampart_store::{
+    AssetFilter, FindingFilter, ReconcileOutcome, ReconcilePolicy, ReconcileScope, RunOutcome,
+    Store,
+};
+
+use crate::support::*;
+
+scenarios!(
+    marks_fixed_and_missing_exactly,
+    seen_again_reopens,
+    circuit_breaker_holds_and_changes_nothing,
+    a_partial_run_changes_no_status,
+    reconcile_only_touches_its_integration,
+);
+
+/// Run 1 sees 10 assets × 5 findings. Run 2 sees assets 0..9 (not 9), and on asset 0 only
+/// findings 0..3 (not 3 and 4).
+async fn two_runs(store: &Arc<dyn Store>) -> (i64, i64, i64) {
+    let i = integration(store, "i").await;
+    let run1 = store.start_run(i.id, "full", t(0)).await.unwrap();
+    store
+        .upsert_assets(i.id, run1, &(0..10).map(asset).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    store
+        .upsert_findings(i.id, run1, &findings(10, 5))
+        .await
+        .unwrap();
+    let out = store
+        .reconcile(i.id, run1, ReconcilePolicy::new(t(1)))
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        ReconcileOutcome::Applied {
+            assets_missing: 0,
+            findings_fixed: 0
+        }
+    );
+    store.finish_run(run1, &succeeded(t(1))).await.unwrap();
+
+    let run2 = store.start_run(i.id, "full", t(60)).await.unwrap();
+    store
+        .upsert_assets(i.id, run2, &(0..9).map(asset).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    let seen: Vec<_> = findings(9, 5)
+        .into_iter()
+        .filter(|f| {
+            !(f.key.asset_source_id == device_id(0) && f.key.cve_id.as_str() >= cve(3).as_str())
+        })
+        .collect();
+    assert_eq!(seen.len(), 43);
+    store.upsert_findings(i.id, run2, &seen).await.unwrap();
+    (i.id, run1, run2)
+}
+
+async fn marks_fixed_and_missing_exactly(store: Arc<dyn Store>) {
+    let (i, _run1, run2) = two_runs(&store).await;
+    let out = store
+        .reconcile(i, run2, ReconcilePolicy::new(t(61)))
+        .await
+        .unwrap();
+    // Asset 9 is missing; its 5 findings and asset 0's 2 unseen findings are fixed.
+    assert_eq!(
+        out,
+        ReconcileOutcome::Applied {
+            assets_missing: 1,
+            findings_fixed: 7
+        }
+    );
+
+    let assets = all_assets(&store, AssetFilter::default()).await;
+    for a in &assets {
+        if a.asset.source_id == device_id(9) {
+            assert_eq!(a.status, AssetStatus::Missing);
+            assert_eq!(a.missing_since, Some(t(61)));
+            assert_eq!(a.last_observed, t(0));
+        } else {
+            assert_eq!(a.status, AssetStatus::Active);
+            assert_eq!(a.missing_since, None);
+            assert_eq!(a.last_observed, t(60));
+            assert_eq!(a.first_observed, t(0));
+        }
+    }
+    let fixed = all_findings(
+        &store,
+        FindingFilter {
+            status: Some(FindingStatus::Fixed),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(fixed.len(), 7);
+    for f in &fixed {
+        assert_eq!(f.fixed_at, Some(t(61)));
+        assert_eq!(f.last_observed, t(0));
+        assert!(
+            f.finding.key.asset_source_id == device_id(9)
+                || (f.finding.key.asset_source_id == device_id(0)
+                    && f.finding.key.cve_id.as_str() >= cve(3).as_str())
+        );
+    }
+    let open = all_findings(
+        &store,
+        FindingFilter {
+            integration: Some(i),
+            status: Some(FindingStatus::Open),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(open.len(), 43);
+    assert!(
+        open.iter()
+            .all(|f| f.fixed_at.is_none() && f.last_observed == t(60))
+    );
+
+    // Reconciling again changes nothing more.
+    assert_eq!(
+        store
+            .reconcile(i, run2, ReconcilePolicy::new(t(62)))
+            .await
+            .unwrap(),
+        ReconcileOutcome::Applied {
+            assets_missing: 0,
+            findings_fixed: 0
+        }
+    );
+    let c = store.counts(Some(i)).await.unwrap();
+    assert_eq!(c.assets_active, 9);
+    assert_eq!(c.assets_missing, 1);
+    assert_eq!(c.findings_open.total(), 43);
+    assert_eq!(c.findings_fixed, 7);
+}
+
+async fn seen_again_reopens(store: Arc<dyn Store>) {
+    let (i, _run1, run2) = two_runs(&store).await;
+    store
+        .reconcile(i, run2, ReconcilePolicy::new(t(61)))
+        .await
+        .unwrap();
+    store.finish_run(run2, &succeeded(t(62))).await.unwrap();
+
+    let run3 = store.start_run(i, "full", t(120)).await.unwrap();
+    let assets = store
+        .upsert_assets(i, run3, &(0..10).map(asset).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    assert_eq!(assets.reopened, 1, "asset 9 is back");
+    assert_eq!(assets.unchanged, 9);
+    let f = store
+        .upsert_findings(i, run3, &findings(10, 5))
+        .await
+        .unwrap();
+    assert_eq!(f.reopened, 7);
+    assert_eq!(f.unchanged, 43);
+    assert_eq!(f.new, 0);
+    // Seeing a reopened finding again in the same run is merely unchanged.
+    let again = store
+        .upsert_findings(i, run3, &findings(10, 5))
+        .await
+        .unwrap();
+    assert_eq!(again.unchanged, 50);
+
+    let all = all_findings(&store, FindingFilter::default()).await;
+    assert!(
+        all.iter()
+            .all(|f| f.status == FindingStatus::Open && f.fixed_at.is_none())
+    );
+    assert_eq!(all.iter().filter(|f| f.reopened_count == 1).count(), 7);
+    assert!(all.iter().all(|f| f.first_observed == t(0)));
+    let a9 = all_assets(&store, AssetFilter::default())
+        .await
+        .into_iter()
+        .find(|a| a.asset.source_id == device_id(9))
+        .unwrap();
+    assert_eq!(a9.status, AssetStatus::Active);
+    assert_eq!(a9.missing_since, None);
+    assert_eq!(a9.last_observed, t(120));
+}
+
+async fn circuit_breaker_holds_and_changes_nothing(store: Arc<dyn Store>) {
+    let i = integration(&store, "i").await;
+    let run1 = store.start_run(i.id, "full", t(0)).await.unwrap();
+    store
+        .upsert_assets(i.id, run1, &(0..10).map(asset).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    store
+        .upsert_findings(i.id, run1, &findings(10, 3))
+        .await
+        .unwrap();
+    store.finish_run(run1, &succeeded(t(1))).await.unwrap();
+
+    // Run 2 sees only 6 of 10 assets: 40 % would go missing, more than 30 %.
+    let run2 = store.start_run(i.id, "full", t(60)).await.unwrap();
+    store
+        .upsert_assets(i.id, run2, &(0..6).map(asset).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    store
+        .upsert_findings(i.id, run2, &findings(6, 3))
+        .await
+        .unwrap();
+    let out = store
+        .reconcile(i.id, run2, ReconcilePolicy::new(t(61)))
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        ReconcileOutcome::Held {
+            would_mark_missing: 4,
+            active: 10
+        }
+    );
+    let c = store.counts(Some(i.id)).await.unwrap();
+    assert_eq!((c.assets_active, c.assets_missing), (10, 0));
+    assert_eq!((c.findings_open.total(), c.findings_fixed), (30, 0));
+    let run = store
+        .finish_run(
+            run2,
+            &RunOutcome {
+                verdict: Some(Verdict::Held(
+                    "4 of 10 assets (40 %) would be marked missing; the limit is 30 %".into(),
+                )),
+                ..RunOutcome::new(RunStatus::Partial, t(62))
+            },
+        )
+        .await
+        .unwrap();
+    assert!(matches!(run.verdict, Some(Verdict::Held(_))));
+
+    // A looser policy (a person confirmed) applies it.
+    let run3 = store.start_run(i.id, "full", t(120)).await.unwrap();
+    store
+        .upsert_assets(i.id, run3, &(0..6).map(asset).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    let out = store
+        .reconcile(
+            i.id,
+            run3,
+            ReconcilePolicy {
+                max_missing_share: 0.5,
+                now: t(121),
+                scope: ReconcileScope::Everything,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        ReconcileOutcome::Applied {
+            assets_missing: 4,
+            // Run 3 read no findings at all: every finding is unseen.
+            findings_fixed: 30
+        }
+    );
+}
+
+async fn a_partial_run_changes_no_status(store: Arc<dyn Store>) {
+    let (i, _run1, run2) = two_runs(&store).await;
+    // The read was incomplete: the engine records it and does not reconcile.
+    store
+        .finish_run(
+            run2,
+            &RunOutcome {
+                verdict: Some(Verdict::Incomplete("page 7 failed after 5 retries".into())),
+                error: Some("Microsoft returned 503 five times on page 7".into()),
+                ..RunOutcome::new(RunStatus::Partial, t(61))
+            },
+        )
+        .await
+        .unwrap();
+    let c = store.counts(Some(i)).await.unwrap();
+    assert_eq!((c.assets_active, c.assets_missing), (10, 0));
+    assert_eq!((c.findings_open.total(), c.findings_fixed), (50, 0));
+    // Reconciling with a finished run is refused.
+    let err = store
+        .reconcile(i, run2, ReconcilePolicy::new(t(62)))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, rampart_store::StoreError::Conflict(_)),
+        "{err}"
+    );
+    let c2 = store.counts(Some(i)).await.unwrap();
+    assert_eq!(c, c2);
+}
+
+async fn reconcile_only_touches_its_integration(store: Arc<dyn Store>) {
+    let a = integration(&store, "a").await;
+    let b = integration(&store, "b").await;
+    let ra = store.start_run(a.id, "full", t(0)).await.unwrap();
+    let rb = store.start_run(b.id, "full", t(0)).await.unwrap();
+    store
+        .upsert_findings(a.id, ra, &findings(3, 3))
+        .await
+        .unwrap();
+    store
+        .upsert_findings(b.id, rb, &findings(3, 3))
+        .await
+        .unwrap();
+    store.finish_run(ra, &succeeded(t(1))).await.unwrap();
+    let ra2 = store.start_run(a.id, "full", t(10)).await.unwrap();
+    store
+        .upsert_findings(a.id, ra2, &findings(3, 2))
+        .await
+        .unwrap();
+    let out = store
+        .reconcile(a.id, ra2, ReconcilePolicy::new(t(11)))
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        ReconcileOutcome::Applied {
+            assets_missing: 0,
+            findings_fixed: 3
+        }
+    );
+    assert_eq!(store.counts(Some(b.id)).await.unwrap().findings_fixed, 0);
+    // A run of another integration cannot reconcile this one.
+    assert!(matches!(
+        store.reconcile(a.id, rb, ReconcilePolicy::new(t(12))).await,
+        Err(rampart_store::StoreError::InvalidInput(_))
+    ));
+}

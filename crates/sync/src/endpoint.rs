@@ -1,0 +1,432 @@
+//! A sync run of a Defender for Endpoint integration: devices, the CVE catalogue, and the
+//! vulnerability findings, read in full (a baseline) or as Microsoft's changes since the last read.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use rampart_microsoft::convert::NotAFinding;
+use rampart_microsoft::{MdeClient, MdeError, MetricsSnapshot, ReadReport};
+use rampart_model::{EntityCounts, Integration, RunStatus, SyncRun, Verdict};
+use rampart_store::{
+    ReconcileOutcome, ReconcilePolicy, ReconcileScope, RunOutcome, RunOwner, Store, StoreError,
+    UpsertCounts,
+};
+
+use crate::delta;
+use crate::engine::{Engine, SyncMode, SyncRequest};
+use crate::error::SyncError;
+use crate::pipeline::{PipeError, Piped, pipe};
+use crate::progress::Progress;
+use crate::verdict::judge;
+
+/// Sync-state keys kept per integration between runs.
+pub(crate) const BASELINE_AT: &str = "endpoint.baseline_at";
+pub(crate) const DELTA_SINCE: &str = "endpoint.delta_since";
+
+/// The delta API answers in 6-hour buckets; starting one bucket early costs a little overlap and
+/// can never miss a change (applying a change twice is harmless).
+const DELTA_OVERLAP: chrono::Duration = chrono::Duration::hours(6);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Full,
+    Delta { since: DateTime<Utc> },
+}
+
+/// Why a run stopped; becomes the run record's error.
+struct Failure(String);
+
+impl From<PipeError> for Failure {
+    fn from(e: PipeError) -> Self {
+        match e {
+            PipeError::Read(e) => Failure(e.to_string()),
+            PipeError::Write(e) => Failure(format!("could not store what was read: {e}")),
+        }
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        Failure(format!("could not store what was read: {e}"))
+    }
+}
+
+impl From<MdeError> for Failure {
+    fn from(e: MdeError) -> Self {
+        Failure(e.to_string())
+    }
+}
+
+pub(crate) async fn run(
+    engine: &Engine,
+    integration: &Integration,
+    client: &MdeClient,
+    request: SyncRequest,
+    progress: &dyn Progress,
+) -> Result<SyncRun, SyncError> {
+    let store = engine.store();
+    let started = Utc::now();
+    let mode = choose_mode(engine, integration, request, started).await?;
+    let run_id = store
+        .start_run_owned(
+            integration.id,
+            match mode {
+                Mode::Full => "full",
+                Mode::Delta { .. } => "delta",
+            },
+            started,
+            Some(&RunOwner::current()),
+        )
+        .await?;
+    let before = client.metrics();
+    let mut outcome = RunOutcome::new(RunStatus::Running, started);
+    let mut job = Job {
+        engine,
+        store: Arc::clone(store),
+        integration,
+        client,
+        run_id,
+        request,
+        progress,
+        outcome: &mut outcome,
+    };
+    let result = match mode {
+        Mode::Full => job.full().await,
+        Mode::Delta { since } => job.delta(since).await,
+    };
+    match result {
+        Ok(()) => {}
+        Err(Failure(message)) => {
+            tracing::warn!(
+                message = "Sync run failed.",
+                integration = %integration.name,
+                run_id,
+                error = %message
+            );
+            outcome.status = RunStatus::Failed;
+            outcome.error = Some(message);
+        }
+    }
+    record_metrics(&mut outcome, &client.metrics().since(&before));
+    outcome.finished_at = Utc::now();
+    Ok(store.finish_run(run_id, &outcome).await?)
+}
+
+fn record_metrics(outcome: &mut RunOutcome, m: &MetricsSnapshot) {
+    outcome.api_calls = m.api_calls;
+    outcome.throttled = m.throttled;
+    outcome.retries = m.retries + m.restarts;
+    outcome.bytes = m.bytes_received;
+}
+
+/// A delta is used only right after an unbroken chain of complete runs since a recent baseline:
+/// any gap (a failed, partial or held run) re-baselines, so the result always equals a full read.
+async fn choose_mode(
+    engine: &Engine,
+    integration: &Integration,
+    request: SyncRequest,
+    now: DateTime<Utc>,
+) -> Result<Mode, SyncError> {
+    if request.mode == SyncMode::Full || !engine.options.incremental {
+        return Ok(Mode::Full);
+    }
+    let store = engine.store();
+    let state = |key| store.get_sync_state(integration.id, key);
+    let (Some(baseline), Some(since)) = (state(BASELINE_AT).await?, state(DELTA_SINCE).await?)
+    else {
+        return Ok(Mode::Full);
+    };
+    let (Ok(baseline), Ok(since)) = (
+        DateTime::parse_from_rfc3339(&baseline),
+        DateTime::parse_from_rfc3339(&since),
+    ) else {
+        return Ok(Mode::Full);
+    };
+    if now.signed_duration_since(baseline) > engine.options.rebaseline_after {
+        return Ok(Mode::Full);
+    }
+    let last = store.list_runs(integration.id, 1).await?;
+    let unbroken = last.first().is_some_and(|run| {
+        run.status == RunStatus::Succeeded && run.verdict == Some(Verdict::Complete)
+    });
+    if !unbroken {
+        return Ok(Mode::Full);
+    }
+    Ok(Mode::Delta {
+        since: since.with_timezone(&Utc),
+    })
+}
+
+struct Job<'a> {
+    engine: &'a Engine,
+    store: Arc<dyn Store>,
+    integration: &'a Integration,
+    client: &'a MdeClient,
+    run_id: i64,
+    request: SyncRequest,
+    progress: &'a dyn Progress,
+    outcome: &'a mut RunOutcome,
+}
+
+impl Job<'_> {
+    fn batch(&self) -> usize {
+        self.engine.options.write_batch
+    }
+
+    /// Refuses to start reading with a token that lacks roles: the API would answer 403 anyway,
+    /// and this way the message names the role and the consent step.
+    async fn check_roles(&mut self) -> Result<(), Failure> {
+        let check = self
+            .client
+            .check_token()
+            .await
+            .map_err(|e| Failure(e.to_string()))?;
+        match check.missing_roles {
+            Some(missing) if !missing.is_empty() => Err(Failure(missing.to_string())),
+            _ => Ok(()),
+        }
+    }
+
+    async fn devices(&mut self) -> Result<ReadReport, Failure> {
+        self.progress.phase("devices");
+        let (store, id, run) = (Arc::clone(&self.store), self.integration.id, self.run_id);
+        let piped = pipe(
+            self.client.machines(),
+            |m| Some(m.into_asset()),
+            self.batch(),
+            move |batch| {
+                let store = Arc::clone(&store);
+                async move { store.upsert_assets(id, run, &batch).await }
+            },
+            self.progress,
+        )
+        .await?;
+        self.outcome.assets = counts(&piped);
+        self.progress.phase_done(piped.report.records);
+        Ok(piped.report)
+    }
+
+    async fn catalogue(&mut self) -> Result<ReadReport, Failure> {
+        self.progress.phase("vulnerability catalogue");
+        let store = Arc::clone(&self.store);
+        let piped = pipe(
+            self.client.vulnerabilities(),
+            |v| match v.into_model() {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    tracing::debug!(message = "Catalogue entry skipped.", reason = %e);
+                    None
+                }
+            },
+            self.batch(),
+            move |batch| {
+                let store = Arc::clone(&store);
+                async move { store.upsert_vulnerabilities(&batch).await }
+            },
+            self.progress,
+        )
+        .await?;
+        self.outcome.vulnerabilities = counts(&piped);
+        self.progress.phase_done(piped.report.records);
+        Ok(piped.report)
+    }
+
+    async fn full(&mut self) -> Result<(), Failure> {
+        self.check_roles().await?;
+        let devices = self.devices().await?;
+        let catalogue = self.catalogue().await?;
+
+        self.progress.phase("findings");
+        let (store, id, run) = (Arc::clone(&self.store), self.integration.id, self.run_id);
+        let mut newest_seen: Option<DateTime<Utc>> = None;
+        let mut malformed = 0u64;
+        let piped = pipe(
+            self.client
+                .software_vulnerabilities_by_machine(self.engine.options.export_page_size),
+            |row| match row.into_finding() {
+                Ok(f) => {
+                    if f.last_seen > newest_seen {
+                        newest_seen = f.last_seen;
+                    }
+                    Some(f)
+                }
+                // Software rows without a CVE are inventory, not findings: normal.
+                Err(NotAFinding::NoCve) => None,
+                Err(e) => {
+                    malformed += 1;
+                    tracing::warn!(message = "Vulnerability row skipped.", reason = %e);
+                    None
+                }
+            },
+            self.batch(),
+            move |batch| {
+                let store = Arc::clone(&store);
+                async move { store.upsert_findings(id, run, &batch).await }
+            },
+            self.progress,
+        )
+        .await?;
+        self.outcome.findings = counts(&piped);
+        self.progress.phase_done(piped.report.records);
+        if malformed > 0 {
+            tracing::warn!(
+                message = "Some vulnerability rows were malformed and skipped.",
+                count = malformed
+            );
+        }
+
+        let previous = self.last_complete_full_run().await?;
+        let verdict = judge(
+            &[
+                ("devices", &devices),
+                ("vulnerability catalogue", &catalogue),
+                ("findings", &piped.report),
+            ],
+            piped.report.records,
+            previous.as_ref(),
+            self.request.accept_mass_changes,
+        );
+        self.conclude(verdict, ReconcileScope::Everything).await?;
+        if self.outcome.status == RunStatus::Succeeded {
+            let now = self.outcome.finished_at;
+            self.store
+                .set_sync_state(id, BASELINE_AT, &rfc3339(now))
+                .await?;
+            // The next delta starts where this snapshot's data ends (Microsoft's clock, not ours).
+            if let Some(newest) = newest_seen {
+                self.store
+                    .set_sync_state(id, DELTA_SINCE, &rfc3339(newest - DELTA_OVERLAP))
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn delta(&mut self, since: DateTime<Utc>) -> Result<(), Failure> {
+        self.check_roles().await?;
+        let devices = self.devices().await?;
+        let catalogue = self.catalogue().await?;
+
+        self.progress.phase("changes");
+        let stream = self
+            .client
+            .vulnerability_changes_since(since, self.engine.options.export_page_size);
+        let read = delta::read_changes(stream, self.progress).await?;
+        let applied = delta::apply(
+            &self.store,
+            self.integration.id,
+            self.run_id,
+            &read.changes,
+            self.batch(),
+        )
+        .await?;
+        self.outcome.findings = EntityCounts {
+            read: read.report.records,
+            new: applied.upserted.new,
+            updated: applied.upserted.updated,
+            resolved: applied.fixed,
+            reopened: applied.upserted.reopened,
+            skipped: read.skipped,
+        };
+        self.progress.phase_done(read.report.records);
+
+        let verdict = judge(
+            &[
+                ("devices", &devices),
+                ("vulnerability catalogue", &catalogue),
+                ("changes", &read.report),
+            ],
+            u64::MAX,
+            None,
+            self.request.accept_mass_changes,
+        );
+        self.conclude(verdict, ReconcileScope::AssetsOnly).await?;
+        if self.outcome.status == RunStatus::Succeeded
+            && let Some(newest) = read.newest_event
+        {
+            let next = (newest - DELTA_OVERLAP).max(since);
+            self.store
+                .set_sync_state(self.integration.id, DELTA_SINCE, &rfc3339(next))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Applies the verdict: reconcile when complete, and set the run's status.
+    async fn conclude(&mut self, verdict: Verdict, scope: ReconcileScope) -> Result<(), Failure> {
+        self.outcome.finished_at = Utc::now();
+        let verdict = match verdict {
+            Verdict::Complete => {
+                self.progress.phase("reconcile");
+                let policy = ReconcilePolicy {
+                    max_missing_share: if self.request.accept_mass_changes {
+                        1.0
+                    } else {
+                        self.engine.options.max_missing_share
+                    },
+                    now: self.outcome.finished_at,
+                    scope,
+                };
+                match self
+                    .store
+                    .reconcile(self.integration.id, self.run_id, policy)
+                    .await?
+                {
+                    ReconcileOutcome::Applied {
+                        assets_missing,
+                        findings_fixed,
+                    } => {
+                        self.outcome.assets.resolved += assets_missing;
+                        self.outcome.findings.resolved += findings_fixed;
+                        self.progress.phase_done(assets_missing + findings_fixed);
+                        Verdict::Complete
+                    }
+                    ReconcileOutcome::Held {
+                        would_mark_missing,
+                        active,
+                    } => Verdict::Held(format!(
+                        "this run would mark {would_mark_missing} of {active} devices missing, more than the {:.0} % safety limit; \
+                         nothing was marked missing or fixed. If the devices really left (offboarding, retention), sync again with --accept-mass-changes",
+                        self.engine.options.max_missing_share * 100.0
+                    )),
+                }
+            }
+            other => other,
+        };
+        self.outcome.status = match &verdict {
+            Verdict::Complete => RunStatus::Succeeded,
+            Verdict::Incomplete(why) | Verdict::Held(why) => {
+                self.outcome.error = Some(format!("nothing was concluded: {why}"));
+                RunStatus::Partial
+            }
+        };
+        self.outcome.verdict = Some(verdict);
+        Ok(())
+    }
+
+    async fn last_complete_full_run(&self) -> Result<Option<SyncRun>, StoreError> {
+        let runs = self.store.list_runs(self.integration.id, 20).await?;
+        Ok(runs.into_iter().find(|r| {
+            r.id != self.run_id
+                && r.mode == "full"
+                && r.status == RunStatus::Succeeded
+                && r.verdict == Some(Verdict::Complete)
+        }))
+    }
+}
+
+fn counts(piped: &Piped) -> EntityCounts {
+    let c: UpsertCounts = piped.counts;
+    EntityCounts {
+        read: piped.report.records,
+        new: c.new,
+        updated: c.updated,
+        resolved: 0,
+        reopened: c.reopened,
+        skipped: piped.skipped,
+    }
+}
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}

@@ -1,0 +1,186 @@
+//! The engine: one per process. It keeps a Microsoft client per integration and runs syncs and
+//! connection tests.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use rampart_microsoft::cloud::Overrides;
+use rampart_microsoft::entra::ClientCredentials;
+use rampart_microsoft::{MdeClient, MdeConfig, PagingOptions, RateLimits, RetryPolicy};
+use rampart_model::{Integration, IntegrationId, Product, SyncRun};
+use rampart_store::Store;
+use tokio::sync::Mutex;
+
+use crate::connection::{self, ConnectionReport};
+use crate::endpoint;
+use crate::error::SyncError;
+use crate::progress::Progress;
+use crate::vault::{Sealed, Vault};
+
+/// Tuning of the engine. The defaults are what production wants; tests and benchmarks change some.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// `pageSize` of `SoftwareVulnerabilitiesByMachine` (Microsoft: default 50,000, at most
+    /// 200,000). Larger pages mean fewer calls against the 30/min budget; memory does not grow with
+    /// it because pages are decoded as a stream.
+    pub export_page_size: u32,
+    /// Rows per database write.
+    pub write_batch: usize,
+    /// The circuit breaker: a run that would mark more than this share of active assets missing
+    /// concludes nothing and asks for a person.
+    pub max_missing_share: f64,
+    /// After a complete full read, later runs read only Microsoft's changes (the delta API) until
+    /// this much time has passed; then a full read re-baselines. Microsoft keeps changes for 14
+    /// days and advises a weekly baseline.
+    pub rebaseline_after: chrono::Duration,
+    /// Use the delta API between baselines.
+    pub incremental: bool,
+    pub rate_limits: RateLimits,
+    pub retry: RetryPolicy,
+    pub paging: PagingOptions,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self {
+            export_page_size: 100_000,
+            write_batch: 5_000,
+            max_missing_share: 0.30,
+            rebaseline_after: chrono::Duration::days(7),
+            incremental: true,
+            rate_limits: RateLimits::default(),
+            retry: RetryPolicy::default(),
+            paging: PagingOptions::default(),
+        }
+    }
+}
+
+/// Full read, or whatever is cheapest and still exact.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SyncMode {
+    /// A delta when a recent complete baseline allows it, else a full read.
+    #[default]
+    Auto,
+    /// Always a full read (a new baseline).
+    Full,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SyncRequest {
+    pub mode: SyncMode,
+    /// Conclude even when the circuit breaker or the plausibility check would hold the run: for a
+    /// person who has checked that the mass change is real.
+    pub accept_mass_changes: bool,
+}
+
+struct CachedClient {
+    /// The integration's `updated_at` when the client was built: any edit (a new secret, another
+    /// cloud) builds a new client.
+    built_for: DateTime<Utc>,
+    client: MdeClient,
+}
+
+/// Runs syncs and connection tests. Share one per process (it is `Send + Sync`).
+pub struct Engine {
+    store: Arc<dyn Store>,
+    vault: Vault,
+    pub(crate) options: EngineOptions,
+    clients: Mutex<HashMap<IntegrationId, CachedClient>>,
+}
+
+impl Engine {
+    pub fn new(store: Arc<dyn Store>, vault: Vault, options: EngineOptions) -> Self {
+        Self {
+            store,
+            vault,
+            options,
+            clients: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn vault(&self) -> &Vault {
+        &self.vault
+    }
+
+    /// Runs one sync of `integration` and returns its record. A run that fails is recorded and
+    /// returned with status `Failed` and its error; `Err` means no run could be started (another
+    /// run of it is in progress, the store is unreachable, the secret cannot be decrypted).
+    pub async fn sync(
+        &self,
+        integration: &Integration,
+        request: SyncRequest,
+        progress: &dyn Progress,
+    ) -> Result<SyncRun, SyncError> {
+        match integration.product {
+            Product::Endpoint => {
+                let client = self.mde_client(integration).await?;
+                endpoint::run(self, integration, &client, request, progress).await
+            }
+            Product::Cloud => Err(SyncError::Unsupported(format!(
+                "integration '{}' is a Defender for Cloud integration, and this version of Rampart syncs Defender for Endpoint only; Defender for Cloud support is on its way",
+                integration.name
+            ))),
+        }
+    }
+
+    /// Tests the connection step by step; never fails, every problem is a failed step.
+    pub async fn test_connection(&self, integration: &Integration) -> ConnectionReport {
+        match integration.product {
+            Product::Endpoint => match self.mde_client(integration).await {
+                Ok(client) => connection::test_endpoint(&client).await,
+                Err(e) => ConnectionReport::setup_failed(&e),
+            },
+            Product::Cloud => ConnectionReport::setup_failed(&SyncError::Unsupported(
+                "this version of Rampart cannot test Defender for Cloud integrations yet".into(),
+            )),
+        }
+    }
+
+    /// The integration's client, built once and kept while the integration is unchanged.
+    async fn mde_client(&self, integration: &Integration) -> Result<MdeClient, SyncError> {
+        let mut clients = self.clients.lock().await;
+        if let Some(cached) = clients.get(&integration.id)
+            && cached.built_for == integration.updated_at
+        {
+            return Ok(cached.client.clone());
+        }
+        let stored = self.store.integration_secret(integration.id).await?;
+        let secret = self.vault.open_secret(
+            integration.name.as_str(),
+            &Sealed {
+                ciphertext: stored.ciphertext,
+                nonce: stored.nonce,
+            },
+        )?;
+        let mut config = MdeConfig::new(
+            integration.cloud,
+            ClientCredentials {
+                tenant_id: integration.tenant_id.clone(),
+                client_id: integration.client_id,
+                client_secret: secret,
+            },
+        );
+        config.overrides = Overrides {
+            login_url: integration.login_url.clone(),
+            api_url: integration.api_url.clone(),
+            ..Overrides::default()
+        };
+        config.rate_limits = self.options.rate_limits.clone();
+        config.retry = self.options.retry.clone();
+        config.paging = self.options.paging.clone();
+        let client = MdeClient::new(config)?;
+        clients.insert(
+            integration.id,
+            CachedClient {
+                built_for: integration.updated_at,
+                client: client.clone(),
+            },
+        );
+        Ok(client)
+    }
+}

@@ -1,0 +1,122 @@
+//! Reading and writing overlap: records stream from Microsoft (decoded on the client's task), are
+//! converted and batched here, and a writer task upserts the batches. A bounded channel between the
+//! two keeps memory flat: when the database is slower than the network, reading waits.
+
+use std::future::Future;
+
+use futures::StreamExt;
+use rampart_microsoft::{MdeError, ReadEvent, ReadReport, RecordStream};
+use rampart_store::{StoreError, UpsertCounts};
+use tokio::sync::mpsc;
+
+use crate::progress::Progress;
+
+/// What streaming one API into the store did.
+#[derive(Debug)]
+pub(crate) struct Piped {
+    /// The reader's account: pages, records, completeness.
+    pub report: ReadReport,
+    /// What the upserts did.
+    pub counts: UpsertCounts,
+    /// Records the conversion refused (e.g. export rows without a CVE).
+    pub skipped: u64,
+}
+
+/// Why a pipe stopped early. Whatever was written before stays written: upserts are idempotent,
+/// and nothing is concluded from a pipe that did not finish.
+#[derive(Debug)]
+pub(crate) enum PipeError {
+    Read(MdeError),
+    Write(StoreError),
+}
+
+/// Batches in flight between reader and writer. Two: one being written, one being filled.
+const BATCHES_IN_FLIGHT: usize = 2;
+
+/// Streams `stream` through `convert` into `write`, `batch_size` records per write.
+pub(crate) async fn pipe<T, U, C, W, Fut>(
+    mut stream: RecordStream<T>,
+    mut convert: C,
+    batch_size: usize,
+    write: W,
+    progress: &dyn Progress,
+) -> Result<Piped, PipeError>
+where
+    T: Send + 'static,
+    U: Send + 'static,
+    C: FnMut(T) -> Option<U>,
+    W: Fn(Vec<U>) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<UpsertCounts, StoreError>> + Send,
+{
+    let batch_size = batch_size.max(1);
+    let (tx, mut rx) = mpsc::channel::<Vec<U>>(BATCHES_IN_FLIGHT);
+    let writer = tokio::spawn(async move {
+        let mut total = UpsertCounts::default();
+        while let Some(batch) = rx.recv().await {
+            total += write(batch).await?;
+        }
+        Ok::<_, StoreError>(total)
+    });
+
+    let mut buffer: Vec<U> = Vec::with_capacity(batch_size);
+    let mut skipped = 0u64;
+    let mut report = None;
+    let mut read_error = None;
+    let mut writer_gone = false;
+
+    'read: while let Some(event) = stream.next().await {
+        match event {
+            Err(e) => {
+                read_error = Some(e);
+                break;
+            }
+            Ok(ReadEvent::Records { records, .. }) => {
+                progress.advance(records.len() as u64);
+                for record in records {
+                    match convert(record) {
+                        Some(u) => buffer.push(u),
+                        None => skipped += 1,
+                    }
+                    if buffer.len() >= batch_size {
+                        let full = std::mem::replace(&mut buffer, Vec::with_capacity(batch_size));
+                        if tx.send(full).await.is_err() {
+                            writer_gone = true;
+                            break 'read;
+                        }
+                    }
+                }
+            }
+            Ok(ReadEvent::Restart { page, reason }) => {
+                // Records of this page are delivered again; the upserts make that harmless.
+                progress.note(&format!("page {} is read again: {reason}", page + 1));
+            }
+            Ok(ReadEvent::PageDone { .. }) => {}
+            Ok(ReadEvent::Finished(r)) => report = Some(r),
+        }
+    }
+    if !writer_gone && !buffer.is_empty() {
+        let _ = tx.send(buffer).await;
+    }
+    drop(tx);
+    // Let the writer finish what it was given, so everything read is stored, then report.
+    let written = match writer.await {
+        Ok(result) => result,
+        Err(join) => Err(StoreError::InvalidInput(format!(
+            "the database writer stopped unexpectedly: {join}"
+        ))),
+    };
+    let counts = written.map_err(PipeError::Write)?;
+    if let Some(e) = read_error {
+        return Err(PipeError::Read(e));
+    }
+    let report = report.ok_or_else(|| {
+        PipeError::Read(MdeError::Interrupted(
+            "the reader ended without reporting how far it got".to_owned(),
+        ))
+    })?;
+    Ok(Piped {
+        report,
+        counts,
+        skipped,
+    })
+}

@@ -1,0 +1,127 @@
+//! The completeness verdict: may this run conclude anything (fixed findings, missing assets)?
+//!
+//! A read is complete when the client saw its natural end (a short or empty last page, no next
+//! link), with no repeated page or link and no unreadable record. On top of that the counts must be
+//! plausible against the last complete run: Microsoft has served empty or truncated exports during
+//! incidents, and a tool that trusts them marks a whole estate fixed.
+
+use rampart_microsoft::ReadReport;
+use rampart_model::{SyncRun, Verdict};
+
+/// Below this many findings in the last complete run, a drop is not judged (small tenants change a
+/// lot in relative terms).
+const PLAUSIBILITY_FLOOR: u64 = 1_000;
+
+/// The verdict over a run's reads. `reads` names each read (`devices`, `findings`, ...).
+pub(crate) fn judge(
+    reads: &[(&str, &ReadReport)],
+    findings_read: u64,
+    previous: Option<&SyncRun>,
+    accept_mass_changes: bool,
+) -> Verdict {
+    for (what, report) in reads {
+        if !report.complete {
+            return Verdict::Incomplete(format!(
+                "the {what} read did not provably reach its end ({})",
+                report.reason
+            ));
+        }
+    }
+    if accept_mass_changes {
+        return Verdict::Complete;
+    }
+    if let Some(before) = previous.map(|run| run.findings.read)
+        && before >= PLAUSIBILITY_FLOOR
+        && findings_read < before / 2
+    {
+        return Verdict::Held(format!(
+            "Microsoft returned {findings_read} vulnerability rows, less than half of the {before} the last complete run read; \
+             Rampart concluded nothing from it, because Microsoft has served truncated exports during incidents. \
+             If the drop is real (devices offboarded, a big patch wave), sync again with --accept-mass-changes"
+        ));
+    }
+    Verdict::Complete
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+    use rampart_microsoft::{ApiFamily, ReadEnd};
+    use rampart_model::{EntityCounts, RunStatus};
+
+    fn report(complete: bool) -> ReadReport {
+        ReadReport {
+            family: ApiFamily::JsonExport,
+            pages: 3,
+            records: 10,
+            duplicates_dropped: 0,
+            unreadable: 0,
+            restarts: 0,
+            complete,
+            reason: if complete {
+                ReadEnd::NoNextLink { page: 2 }
+            } else {
+                ReadEnd::MaxPages { pages: 3 }
+            },
+        }
+    }
+
+    fn run_with_findings(read: u64) -> SyncRun {
+        SyncRun {
+            id: 1,
+            integration_id: 1,
+            started_at: Utc::now(),
+            finished_at: None,
+            status: RunStatus::Succeeded,
+            mode: "full".into(),
+            verdict: Some(Verdict::Complete),
+            assets: EntityCounts::default(),
+            findings: EntityCounts {
+                read,
+                ..EntityCounts::default()
+            },
+            vulnerabilities: EntityCounts::default(),
+            api_calls: 0,
+            throttled: 0,
+            retries: 0,
+            bytes: 0,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn an_incomplete_read_names_itself() {
+        let ok = report(true);
+        let bad = report(false);
+        let v = judge(&[("devices", &ok), ("findings", &bad)], 10, None, false);
+        match v {
+            Verdict::Incomplete(why) => assert!(why.contains("findings"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_collapse_of_findings_is_held_unless_accepted() {
+        let ok = report(true);
+        let prev = run_with_findings(10_000);
+        assert!(matches!(
+            judge(&[("findings", &ok)], 4_000, Some(&prev), false),
+            Verdict::Held(_)
+        ));
+        assert_eq!(
+            judge(&[("findings", &ok)], 4_000, Some(&prev), true),
+            Verdict::Complete
+        );
+        assert_eq!(
+            judge(&[("findings", &ok)], 6_000, Some(&prev), false),
+            Verdict::Complete
+        );
+        // Small tenants are not judged by ratio.
+        let small = run_with_findings(100);
+        assert_eq!(
+            judge(&[("findings", &ok)], 0, Some(&small), false),
+            Verdict::Complete
+        );
+    }
+}

@@ -1,0 +1,250 @@
+//! A sim, a store, an engine and one integration pointing at the sim.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::TryStreamExt;
+use rampart_microsoft::{PagingOptions, RateLimits, RetryPolicy};
+use rampart_model::{AssetStatus, Cloud, FindingStatus, Integration, Product, SecretHint};
+use rampart_sim::{RunningSim, SimConfig};
+use rampart_store::{AssetFilter, FindingFilter, NewIntegration, SecretCiphertext, Store};
+use rampart_sync::vault::Vault;
+use rampart_sync::{Engine, EngineOptions};
+use secrecy::SecretString;
+
+pub struct Harness {
+    pub sim: RunningSim,
+    pub engine: Engine,
+    pub store: Arc<dyn Store>,
+    pub integration: Integration,
+}
+
+/// A small tenant: enough devices for several machine pages and several export pages.
+pub fn small_tenant() -> SimConfig {
+    SimConfig {
+        seed: 7,
+        devices: 120,
+        findings_per_device: 15,
+        ..SimConfig::default()
+    }
+}
+
+pub fn test_options() -> EngineOptions {
+    EngineOptions {
+        export_page_size: 700,
+        write_batch: 250,
+        // The emulator enforces Microsoft's limits itself; the client-side buckets would only
+        // make the tests wait.
+        rate_limits: RateLimits::disabled(),
+        retry: RetryPolicy::with_base_delay(Duration::from_millis(5)),
+        paging: PagingOptions {
+            machines_page_size: 50,
+            vulnerabilities_page_size: 400,
+            ..PagingOptions::default()
+        },
+        ..EngineOptions::default()
+    }
+}
+
+pub async fn harness(store: Arc<dyn Store>, config: SimConfig) -> Harness {
+    harness_with_secret(store, config, None).await
+}
+
+/// `secret`: what the integration stores, when it should differ from the sim's (a wrong secret).
+pub async fn harness_with_secret(
+    store: Arc<dyn Store>,
+    config: SimConfig,
+    secret: Option<&str>,
+) -> Harness {
+    let sim = rampart_sim::spawn(config.clone())
+        .await
+        .expect("sim starts");
+    let vault = Vault::from_key(&[9u8; 32]);
+    let secret = secret.unwrap_or(&config.client_secret).to_owned();
+    let sealed = vault
+        .seal("sim", &SecretString::from(secret.clone()))
+        .expect("seal");
+    let integration = store
+        .create_integration(&NewIntegration {
+            name: "sim".parse().expect("name"),
+            product: Product::Endpoint,
+            cloud: Cloud::Commercial,
+            tenant_id: config.tenant_id.parse().expect("tenant"),
+            client_id: config.client_id.parse().expect("client"),
+            secret: SecretCiphertext {
+                ciphertext: sealed.ciphertext,
+                nonce: sealed.nonce,
+            },
+            hint: SecretHint::of(&secret, None),
+            login_url: Some(sim.url.clone()),
+            api_url: Some(sim.url.clone()),
+            schedule_minutes: 360,
+            enabled: true,
+        })
+        .await
+        .expect("integration");
+    let engine = Engine::new(Arc::clone(&store), vault, test_options());
+    Harness {
+        sim,
+        engine,
+        store,
+        integration,
+    }
+}
+
+/// What identifies a finding, and the content Rampart keeps of it.
+pub type FindingKey = (String, String, String, String, String);
+pub type FindingContent = (Option<String>, Option<String>, String, Option<String>);
+
+/// The open findings the emulator holds now.
+pub fn truth_findings(sim: &RunningSim) -> BTreeMap<FindingKey, FindingContent> {
+    sim.sim
+        .truth()
+        .findings()
+        .map(|f| {
+            (
+                (
+                    f.device_id.to_ascii_lowercase(),
+                    f.software_vendor.clone(),
+                    f.software_name.clone(),
+                    f.software_version.clone(),
+                    f.cve_id.to_ascii_uppercase(),
+                ),
+                (
+                    Some(f.vulnerability_severity_level.clone()),
+                    f.cvss_score.map(|c| format!("{c:.1}")),
+                    f.exploitability_level.clone(),
+                    f.recommended_security_update
+                        .clone()
+                        .filter(|s| !s.trim().is_empty())
+                        .or(f.recommended_security_update_id.clone()),
+                ),
+            )
+        })
+        .collect()
+}
+
+/// The findings Rampart holds with the given status.
+pub async fn stored_findings(
+    store: &Arc<dyn Store>,
+    status: FindingStatus,
+) -> BTreeMap<FindingKey, FindingContent> {
+    let all: Vec<_> = store
+        .stream_findings(FindingFilter {
+            status: Some(status),
+            ..FindingFilter::default()
+        })
+        .try_collect()
+        .await
+        .expect("findings");
+    let count = all.len();
+    let map: BTreeMap<_, _> = all
+        .into_iter()
+        .map(|s| {
+            let f = s.finding;
+            (
+                (
+                    f.key.asset_source_id,
+                    f.key.software_vendor,
+                    f.key.software_name,
+                    f.key.software_version,
+                    f.key.cve_id.to_string(),
+                ),
+                (
+                    f.severity.map(|s| s.as_str().to_owned()),
+                    f.cvss.map(|c| format!("{c:.1}")),
+                    f.exploitability.unwrap_or_default(),
+                    f.recommended_update,
+                ),
+            )
+        })
+        .collect();
+    assert_eq!(map.len(), count, "duplicate findings in the store");
+    map
+}
+
+/// Device id → (name, platform, health, onboarding) as the emulator holds them now.
+pub type AssetContent = (
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+pub fn truth_assets(sim: &RunningSim) -> BTreeMap<String, AssetContent> {
+    sim.sim
+        .truth()
+        .machines()
+        .map(|m| {
+            (
+                m.id.to_ascii_lowercase(),
+                (
+                    m.computer_dns_name.clone(),
+                    Some(m.os_platform.clone()),
+                    Some(m.health_status.clone()),
+                    Some(m.onboarding_status.clone()),
+                ),
+            )
+        })
+        .collect()
+}
+
+pub async fn stored_assets(
+    store: &Arc<dyn Store>,
+    status: AssetStatus,
+) -> BTreeMap<String, AssetContent> {
+    let all: Vec<_> = store
+        .stream_assets(AssetFilter {
+            status: Some(status),
+            ..AssetFilter::default()
+        })
+        .try_collect()
+        .await
+        .expect("assets");
+    let count = all.len();
+    let map: BTreeMap<_, _> = all
+        .into_iter()
+        .map(|s| {
+            let a = s.asset;
+            (
+                a.source_id,
+                (a.name, a.os_platform, a.health_status, a.onboarding_status),
+            )
+        })
+        .collect();
+    assert_eq!(map.len(), count, "duplicate assets in the store");
+    map
+}
+
+/// Asserts that Rampart holds exactly what the emulator holds now: every device active, every
+/// open finding open with the same content, nothing else active or open.
+pub async fn assert_holds_the_truth(h: &Harness) {
+    let want = truth_assets(&h.sim);
+    let got = stored_assets(&h.store, AssetStatus::Active).await;
+    assert_eq!(
+        want.keys().collect::<BTreeSet<_>>(),
+        got.keys().collect::<BTreeSet<_>>(),
+        "active assets differ from the emulator's devices"
+    );
+    assert_eq!(want, got, "asset content differs");
+    let want = truth_findings(&h.sim);
+    let got = stored_findings(&h.store, FindingStatus::Open).await;
+    let missing: Vec<_> = want
+        .keys()
+        .filter(|k| !got.contains_key(*k))
+        .take(3)
+        .collect();
+    let extra: Vec<_> = got
+        .keys()
+        .filter(|k| !want.contains_key(*k))
+        .take(3)
+        .collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "open findings differ: {} in truth, {} stored; missing e.g. {missing:?}; extra e.g. {extra:?}",
+        want.len(),
+        got.len()
+    );
+    assert_eq!(want, got, "finding content differs");
+}

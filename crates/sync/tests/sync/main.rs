@@ -1,0 +1,37 @@
+//! Sync scenarios against the emulator over real HTTP, on a real SQLite file and a real PostgreSQL
+//! database: the same scenario runs on both backends.
+
+mod harness;
+mod scenarios;
+
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let (_dir, store) = rampart_store::testing::sqlite_store().await;
+                    crate::scenarios::$name(store).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let store = rampart_store::testing::postgres_store().await;
+                    crate::scenarios::$name(store).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    a_full_sync_under_faults_holds_exactly_the_truth_and_a_rerun_changes_nothing,
+    after_the_clock_moves_a_full_sync_records_exactly_the_changes,
+    a_delta_sync_ends_where_a_full_sync_would,
+    a_failed_read_concludes_nothing,
+    a_missing_role_fails_the_run_and_names_the_role,
+    the_connection_test_names_the_failing_step_and_never_the_secret,
+);
