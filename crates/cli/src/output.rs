@@ -1,6 +1,7 @@
 //! Logging setup and how errors reach the person at the terminal.
 
 use std::fmt;
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use tracing_subscriber::EnvFilter;
@@ -26,15 +27,19 @@ pub fn usage(message: impl Into<String>) -> anyhow::Error {
 }
 
 pub fn init_tracing(global: &Global) {
+    // Progress and results go to the terminal on their own; logs are for what needs attention,
+    // unless asked for more.
     let default = match global.verbose {
-        0 => "warn,rampart=info",
-        1 => "info,rampart=debug",
-        _ => "debug,rampart=trace",
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false);
     let _ = match global.log_format {
         LogFormat::Text => builder.try_init(),

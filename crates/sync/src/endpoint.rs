@@ -188,7 +188,7 @@ impl Job<'_> {
     }
 
     async fn devices(&mut self) -> Result<ReadReport, Failure> {
-        self.progress.phase("devices");
+        self.progress.phase("reading devices");
         let (store, id, run) = (Arc::clone(&self.store), self.integration.id, self.run_id);
         let piped = pipe(
             self.client.machines(),
@@ -207,7 +207,7 @@ impl Job<'_> {
     }
 
     async fn catalogue(&mut self) -> Result<ReadReport, Failure> {
-        self.progress.phase("vulnerability catalogue");
+        self.progress.phase("reading the vulnerability catalogue");
         let store = Arc::clone(&self.store);
         let piped = pipe(
             self.client.vulnerabilities(),
@@ -236,7 +236,7 @@ impl Job<'_> {
         let devices = self.devices().await?;
         let catalogue = self.catalogue().await?;
 
-        self.progress.phase("findings");
+        self.progress.phase("reading findings");
         let (store, id, run) = (Arc::clone(&self.store), self.integration.id, self.run_id);
         let mut newest_seen: Option<DateTime<Utc>> = None;
         let mut malformed = 0u64;
@@ -307,7 +307,7 @@ impl Job<'_> {
         let devices = self.devices().await?;
         let catalogue = self.catalogue().await?;
 
-        self.progress.phase("changes");
+        self.progress.phase("reading changes");
         let stream = self
             .client
             .vulnerability_changes_since(since, self.engine.options.export_page_size);
@@ -357,7 +357,7 @@ impl Job<'_> {
         self.outcome.finished_at = Utc::now();
         let verdict = match verdict {
             Verdict::Complete => {
-                self.progress.phase("reconcile");
+                self.progress.phase("reconciling");
                 let policy = ReconcilePolicy {
                     max_missing_share: if self.request.accept_mass_changes {
                         1.0

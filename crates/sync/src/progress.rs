@@ -3,11 +3,11 @@
 
 /// Receives progress of one run. Called from the run's task; keep implementations cheap.
 pub trait Progress: Send + Sync {
-    /// A new phase starts (`devices`, `vulnerability catalogue`, `findings`, `reconcile`).
+    /// A new phase starts (`reading devices`, `reading findings`, `reconciling`, ...).
     fn phase(&self, name: &str);
     /// `n` more records of the current phase were read.
     fn advance(&self, n: u64);
-    /// The current phase ended with `total` records.
+    /// The current phase ended with `total` records read (or changes made, when reconciling).
     fn phase_done(&self, total: u64);
     /// A remark worth showing (a wait on a rate limit, a page read again).
     fn note(&self, message: &str);

@@ -91,8 +91,8 @@ pub(super) fn print_run(name: &str, run: &SyncRun) {
         a.read, a.new, a.updated, a.reopened, a.resolved
     );
     println!(
-        "  findings  {:>9} read, {} new, {} updated, {} reopened, {} fixed",
-        f.read, f.new, f.updated, f.reopened, f.resolved
+        "  findings  {:>9} read, {} new, {} updated, {} reopened, {} fixed ({} rows without a CVE skipped)",
+        f.read, f.new, f.updated, f.reopened, f.resolved, f.skipped
     );
     println!(
         "  catalogue {:>9} CVEs read, {} new",
@@ -138,7 +138,7 @@ impl TerminalProgress {
 impl Progress for TerminalProgress {
     fn phase(&self, phase: &str) {
         if !self.tty {
-            eprintln!("{}: reading {phase}…", self.name);
+            eprintln!("{}: {phase}…", self.name);
             return;
         }
         let bar = ProgressBar::new_spinner();
@@ -166,7 +166,7 @@ impl Progress for TerminalProgress {
 
     fn phase_done(&self, total: u64) {
         if !self.tty {
-            eprintln!("{}:   {total} read", self.name);
+            eprintln!("{}:   {total}", self.name);
         }
     }
 

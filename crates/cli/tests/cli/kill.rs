@@ -47,7 +47,7 @@ fn a_sync_killed_midway_converges_when_run_again() {
         line.clear();
         let n = reader.read_line(&mut line).expect("read stderr");
         assert!(n > 0, "the sync ended before reading findings");
-        if line.contains("reading findings") {
+        if line.contains("reading findings…") {
             break;
         }
         assert!(started.elapsed() < Duration::from_secs(120));

@@ -51,7 +51,7 @@ impl Env {
             .arg(db)
             .env_remove("RAMPART_MASTER_KEY")
             .env_remove("DATABASE_URL")
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", "debug")
             .current_dir(self.dir.path());
         cmd
     }
