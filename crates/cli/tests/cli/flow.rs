@@ -143,30 +143,6 @@ fn add_test_sync_export_remove_and_the_secret_never_shows() {
     );
 }
 
-/// Adds an integration with the given tenant, client and secret against the emulator.
-fn add_as(env: &Env, name: &str, tenant: &str, client: &str, secret: &str) -> Run {
-    env.run(
-        &[
-            "integration",
-            "add",
-            "--name",
-            name,
-            "--product",
-            "endpoint",
-            "--tenant-id",
-            tenant,
-            "--client-id",
-            client,
-            "--client-secret-stdin",
-            "--login-url",
-            &env.sim.url,
-            "--api-url",
-            &env.sim.url,
-        ],
-        Some(secret),
-    )
-}
-
 #[test]
 fn each_credential_problem_gets_its_own_actionable_message() {
     let env = Env::new(small());
@@ -201,7 +177,7 @@ fn each_credential_problem_gets_its_own_actionable_message() {
     ];
     let mut messages = Vec::new();
     for (name, t, c, s, code, hint) in cases {
-        let add = add_as(&env, name, t, c, s);
+        let add = env.add_as(name, t, c, s, &[]);
         assert_eq!(add.code, 0, "{add:?}");
         let test = env.run(&["integration", "test", name], None);
         assert_eq!(test.code, 1, "{test:?}");

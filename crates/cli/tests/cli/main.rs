@@ -61,9 +61,21 @@ impl Env {
         run(self.command().args(args), stdin)
     }
 
-    /// `integration add` against the emulator with the given secret.
+    /// `integration add` against the emulator with its own tenant and client and the given secret.
     pub fn add(&self, name: &str, secret: &str, extra: &[&str]) -> Run {
         let config = self.sim.sim.config();
+        self.add_as(name, &config.tenant_id, &config.client_id, secret, extra)
+    }
+
+    /// `integration add` against the emulator with the given tenant, client and secret.
+    pub fn add_as(
+        &self,
+        name: &str,
+        tenant: &str,
+        client: &str,
+        secret: &str,
+        extra: &[&str],
+    ) -> Run {
         let mut args = vec![
             "integration",
             "add",
@@ -72,9 +84,9 @@ impl Env {
             "--product",
             "endpoint",
             "--tenant-id",
-            &config.tenant_id,
+            tenant,
             "--client-id",
-            &config.client_id,
+            client,
             "--client-secret-stdin",
             "--login-url",
             &self.sim.url,
