@@ -26,10 +26,14 @@ pub(crate) struct ChangesRead {
     pub newest_event: Option<DateTime<Utc>>,
 }
 
-/// Reads every change and folds them. Changes are few compared with a snapshot (a fraction of a
-/// percent per 6 hours), so they are held in memory to be put in order.
+/// Reads every change after `watermark` and folds them. The API answers from the start of the
+/// 6-hour bucket holding `sinceTime`, so changes at or before the watermark (already in the store)
+/// come again and are dropped here: replaying several buckets would flip findings that changed
+/// back and forth (fixed, then reopened) and count churn that never happened since the last run.
+/// Changes are few compared with a snapshot, so they are held in memory to be put in order.
 pub(crate) async fn read_changes(
     mut stream: RecordStream<DeltaAssetVulnerability>,
+    watermark: DateTime<Utc>,
     progress: &dyn Progress,
 ) -> Result<ChangesRead, MdeError> {
     let mut raw: Vec<WireChange> = Vec::new();
@@ -41,6 +45,7 @@ pub(crate) async fn read_changes(
                 progress.advance(records.len() as u64);
                 for record in records {
                     match record.into_change() {
+                        Ok(change) if change.event_time.is_some_and(|t| t <= watermark) => {}
                         Ok(change) => raw.push(change),
                         Err(NotAFinding::NoCve) => skipped += 1,
                         Err(e) => {

@@ -21,11 +21,8 @@ use crate::verdict::judge;
 
 /// Sync-state keys kept per integration between runs.
 pub(crate) const BASELINE_AT: &str = "endpoint.baseline_at";
+/// The watermark of the delta API: every change at or before it is already in the store.
 pub(crate) const DELTA_SINCE: &str = "endpoint.delta_since";
-
-/// The delta API answers in 6-hour buckets; starting one bucket early costs a little overlap and
-/// can never miss a change (applying a change twice is harmless).
-const DELTA_OVERLAP: chrono::Duration = chrono::Duration::hours(6);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -236,6 +233,11 @@ impl Job<'_> {
         let devices = self.devices().await?;
         let catalogue = self.catalogue().await?;
 
+        // The snapshot's generation time, asked *before* the read: the snapshot the pages then
+        // serve is this one or a newer one, so every change after it is either in the pages or
+        // still to come through the delta API. (One call of the file-export budget, per baseline.)
+        let generated = self.snapshot_generated_before_read().await;
+
         self.progress.phase("reading findings");
         let (store, id, run) = (Arc::clone(&self.store), self.integration.id, self.run_id);
         let mut newest_seen: Option<DateTime<Utc>> = None;
@@ -292,10 +294,12 @@ impl Job<'_> {
             self.store
                 .set_sync_state(id, BASELINE_AT, &rfc3339(now))
                 .await?;
-            // The next delta starts where this snapshot's data ends (Microsoft's clock, not ours).
-            if let Some(newest) = newest_seen {
+            // The next delta starts where this snapshot's data ends, on Microsoft's clock (not
+            // ours): no row of the snapshot was seen after its generation, so both bounds are at
+            // or before it, and replaying a change the snapshot already holds is harmless.
+            if let Some(watermark) = newest_seen.max(generated) {
                 self.store
-                    .set_sync_state(id, DELTA_SINCE, &rfc3339(newest - DELTA_OVERLAP))
+                    .set_sync_state(id, DELTA_SINCE, &rfc3339(watermark))
                     .await?;
             }
         }
@@ -311,7 +315,7 @@ impl Job<'_> {
         let stream = self
             .client
             .vulnerability_changes_since(since, self.engine.options.export_page_size);
-        let read = delta::read_changes(stream, self.progress).await?;
+        let read = delta::read_changes(stream, since, self.progress).await?;
         let applied = delta::apply(
             &self.store,
             self.integration.id,
@@ -344,7 +348,7 @@ impl Job<'_> {
         if self.outcome.status == RunStatus::Succeeded
             && let Some(newest) = read.newest_event
         {
-            let next = (newest - DELTA_OVERLAP).max(since);
+            let next = newest.max(since);
             self.store
                 .set_sync_state(self.integration.id, DELTA_SINCE, &rfc3339(next))
                 .await?;
@@ -402,6 +406,20 @@ impl Job<'_> {
         };
         self.outcome.verdict = Some(verdict);
         Ok(())
+    }
+
+    /// `generatedTime` of the latest export snapshot, when Microsoft tells it.
+    async fn snapshot_generated_before_read(&self) -> Option<DateTime<Utc>> {
+        match self.client.export_files(1).await {
+            Ok(files) => files
+                .generated_time
+                .as_deref()
+                .and_then(|t| rampart_model::parse_microsoft_timestamp(t).ok()),
+            Err(e) => {
+                tracing::debug!(message = "Snapshot time unavailable.", error = %e);
+                None
+            }
+        }
     }
 
     async fn last_complete_full_run(&self) -> Result<Option<SyncRun>, StoreError> {

@@ -141,6 +141,26 @@ pub async fn a_delta_sync_ends_where_a_full_sync_would(store: Arc<dyn Store>) {
     assert_eq!(first.mode, "full");
     assert_eq!(first.status, RunStatus::Succeeded, "{:?}", first.error);
 
+    // Nothing changed at Microsoft: a delta changes nothing (changes the baseline already holds
+    // are not replayed as churn).
+    let quiet = h
+        .engine
+        .sync(&h.integration, SyncRequest::default(), &Silent)
+        .await
+        .expect("run");
+    assert_eq!(quiet.mode, "delta");
+    assert_eq!(
+        (
+            quiet.findings.new,
+            quiet.findings.updated,
+            quiet.findings.resolved,
+            quiet.findings.reopened
+        ),
+        (0, 0, 0, 0),
+        "{quiet:?}"
+    );
+    assert_holds_the_truth(&h).await;
+
     for ticks in [1, 3, 2] {
         h.sim.sim.tick(ticks);
         let run = h
