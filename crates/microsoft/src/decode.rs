@@ -348,7 +348,8 @@ impl EnvelopeDecoder {
                         i += 1;
                     } else {
                         self.keep = match key.as_str() {
-                            "@odata.nextLink" => Keep::NextLink,
+                            // ARM lists say `nextLink` (reference §2.0).
+                            "@odata.nextLink" | "nextLink" => Keep::NextLink,
                             "@odata.context" => Keep::Context,
                             "@odata.count" => Keep::Count,
                             _ => Keep::Discard,

@@ -26,8 +26,10 @@ pub struct ApiError {
 impl ApiError {
     fn render(&self) -> String {
         let mut s = format!(
-            "Defender for Endpoint refused the {} request with HTTP {}",
-            self.family, self.status
+            "{} refused the {} request with HTTP {}",
+            self.family.service(),
+            self.family,
+            self.status
         );
         if let Some(code) = &self.code {
             s.push_str(&format!(" {code}"));
@@ -125,7 +127,7 @@ pub enum MdeError {
     Forbidden(Box<Forbidden>),
     /// Transient failures did not stop within the retry budget.
     #[error(
-        "Defender for Endpoint's {family} API kept failing ({attempts} attempts; last: {last}). Microsoft may be having trouble: the next sync will try again"
+        "{}'s {family} API kept failing ({attempts} attempts; last: {last}). Microsoft may be having trouble: the next sync will try again", family.service()
     )]
     RetriesExhausted {
         family: ApiFamily,
@@ -134,12 +136,12 @@ pub enum MdeError {
     },
     /// A `@odata.nextLink` pointed at a host the token must not go to. Nothing was sent there.
     #[error(
-        "Defender for Endpoint's {family} API sent a next-page link to {host}, which is not the configured API host; Rampart did not follow it, so the bearer token was not sent there"
+        "{}'s {family} API sent a next-page link to {host}, which is not the configured API host; Rampart did not follow it, so the bearer token was not sent there", family.service()
     )]
     UntrustedNextLink { family: ApiFamily, host: String },
     /// A small answer (export file list, single record) was not the expected JSON.
     #[error(
-        "Defender for Endpoint's {family} API answered with something Rampart cannot read: {detail}"
+        "{}'s {family} API answered with something Rampart cannot read: {detail}", family.service()
     )]
     UnexpectedBody { family: ApiFamily, detail: String },
     /// An export file download failed (SAS expired, blob error, bad gzip).

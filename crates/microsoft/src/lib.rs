@@ -63,8 +63,10 @@
 //! # }
 //! ```
 
+mod arm;
 pub mod cloud;
 pub mod convert;
+pub mod convert_arm;
 pub mod decode;
 pub mod entra;
 mod error;
@@ -74,6 +76,10 @@ mod mde;
 mod paging;
 pub mod wire;
 
+pub use arm::{
+    ArmClient, ArmConfig, GraphRead, NO_ROLE_EXPLANATION, VULNERABILITY_QUERY,
+    is_authorization_failed,
+};
 pub use error::{ApiError, Forbidden, MdeError};
 pub use http::{
     ApiFamily, FamilyLimit, HttpOptions, Metrics, MetricsSnapshot, RateLimits, RetryPolicy,

@@ -104,6 +104,8 @@ pub enum ReadEnd {
     RepeatedNextLink { page: u32 },
     /// Paging ended normally, but some records could not be read (a shape the wire types refuse).
     UnreadableRecords { count: u64, first_error: String },
+    /// Too many empty pages in a row still carried a next-page link (an ARM pathology).
+    EmptyPages { page: u32, pages: u32 },
 }
 
 impl ReadEnd {
@@ -138,6 +140,11 @@ impl fmt::Display for ReadEnd {
             ReadEnd::RepeatedNextLink { page } => write!(
                 f,
                 "the next-page link after page {} pointed back at a page already read; stopped",
+                page + 1
+            ),
+            ReadEnd::EmptyPages { page, pages } => write!(
+                f,
+                "{pages} empty pages in a row up to page {} still linked to more; stopped",
                 page + 1
             ),
             ReadEnd::UnreadableRecords { count, first_error } => {
@@ -576,6 +583,9 @@ where
     Ok(outcome)
 }
 
+/// Consecutive empty pages that still link onwards before a read gives up (as incomplete).
+pub(crate) const MAX_EMPTY_PAGES: u32 = 5;
+
 /// Settings of one read.
 #[derive(Debug, Clone)]
 pub(crate) struct ReadPlan {
@@ -647,19 +657,35 @@ where
     let mut end = ReadEnd::MaxPages {
         pages: plan.max_pages,
     };
+    let mut empty_run = 0u32;
     for page in 0..plan.max_pages {
         let outcome = read_page(&core, &plan, &url, page, &mut KeepAll, &tx).await?;
         report.add(&outcome);
         if first_unreadable.is_none() {
             first_unreadable = outcome.first_unreadable.clone();
         }
-        let Some(link) = outcome.next_link else {
+        // ARM's guideline is "omit or null", but an empty string has been seen: also the end.
+        let Some(link) = outcome.next_link.filter(|l| !l.trim().is_empty()) else {
             end = ReadEnd::NoNextLink { page };
             break;
         };
-        let next = url.join(&link).map_err(|e| MdeError::UnexpectedBody {
+        empty_run = if outcome.items == 0 { empty_run + 1 } else { 0 };
+        if empty_run >= MAX_EMPTY_PAGES {
+            end = ReadEnd::EmptyPages {
+                page,
+                pages: empty_run,
+            };
+            break;
+        }
+        // ARM links must be absolute (a `"_dynamic"` link has been seen, reference §4.4).
+        let next = if matches!(plan.family, ApiFamily::Arm | ApiFamily::ResourceGraph) {
+            Url::parse(&link)
+        } else {
+            url.join(&link)
+        }
+        .map_err(|e| MdeError::UnexpectedBody {
             family: plan.family,
-            detail: format!("the next-page link is not a URL ({e})"),
+            detail: format!("the next-page link is not an absolute URL ({e})"),
         })?;
         if !core.allowed.allows(&next) {
             tracing::warn!(family = %plan.family, page, host = %next.origin().ascii_serialization(), "next-page link to a foreign host refused");

@@ -39,6 +39,22 @@ pub struct SimConfig {
     pub fault_rate: f64,
     /// Simulated "now" at tick 0; truncated to the minute. Each tick adds six hours.
     pub start_time: DateTime<Utc>,
+    /// The Azure role the app's service principal holds on the tenant's subscriptions (Azure RBAC,
+    /// not an API permission). `None`: no role anywhere, so `GET /subscriptions` answers 200 with an
+    /// empty list and direct subscription calls 403 `AuthorizationFailed`.
+    pub arm_role: Option<String>,
+    /// Subscriptions where the role is only held below subscription scope (e.g. on one resource
+    /// group): they are listed, but their `Microsoft.Security` reads answer 403 `AuthorizationFailed`.
+    pub arm_denied_subscriptions: Vec<String>,
+    /// Items per ARM list page (Microsoft picks its own; small values exercise `nextLink` paging).
+    pub arm_page_size: u32,
+    /// Serve the known ARM paging pathology: the assessments list starts with an empty page that
+    /// still carries a `nextLink` (azure-sdk-for-js#17907).
+    pub arm_empty_first_page: bool,
+    /// ARM's read bucket per principal and subscription (reference §4.1: 250)…
+    pub arm_read_burst: u32,
+    /// …refilled at this many reads per second (25). Enforced when `rate_limits` is on.
+    pub arm_read_refill: u32,
 }
 
 impl Default for SimConfig {
@@ -58,6 +74,12 @@ impl Default for SimConfig {
                 .with_ymd_and_hms(2026, 11, 1, 0, 0, 0)
                 .single()
                 .unwrap_or(DateTime::<Utc>::UNIX_EPOCH),
+            arm_role: Some("Security Reader".to_owned()),
+            arm_denied_subscriptions: Vec::new(),
+            arm_page_size: 50,
+            arm_empty_first_page: true,
+            arm_read_burst: 250,
+            arm_read_refill: 25,
         }
     }
 }
@@ -145,6 +167,18 @@ impl SimConfig {
                 "roles",
                 format!("role values look like Machine.Read.All, got {bad:?}"),
             ));
+        }
+        if self.arm_page_size == 0 || self.arm_page_size > 5_000 {
+            return Err(invalid("arm_page_size", "must be between 1 and 5000"));
+        }
+        for sub in &mut self.arm_denied_subscriptions {
+            if !is_guid(sub) {
+                return Err(invalid(
+                    "arm_denied_subscriptions",
+                    format!("must hold subscription GUIDs, got {sub:?}"),
+                ));
+            }
+            *sub = sub.to_ascii_lowercase();
         }
         let secs = self.start_time.timestamp();
         self.start_time = Utc

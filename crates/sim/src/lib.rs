@@ -30,6 +30,7 @@
 //!
 //! Routes, demo credentials and fault controls are listed in the crate's `README.md`.
 
+mod cloud_records;
 mod config;
 mod faults;
 mod hash;
@@ -47,6 +48,10 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
+pub use cloud_records::{
+    CloudAssessment, CloudFinding, CloudResource, CloudResourceKind, CloudSubscription,
+    ScoreControl, SecureScore,
+};
 pub use config::{DEFAULT_ROLES, SimConfig, SimError};
 pub use faults::Faults;
 pub use records::{Finding, IpAddress, Machine, VmMetadata, Vulnerability};

@@ -18,7 +18,10 @@ pub(crate) fn limits(family: Family) -> Option<(usize, Option<usize>)> {
         Family::FileExport => Some((5, Some(20))),
         // "100 calls / 60 s" fallback of the API terms of use for endpoints without stated limits.
         Family::Vulnerabilities | Family::Other => Some((100, None)),
-        Family::Token | Family::Blob | Family::Control => None,
+        // ARM and Resource Graph have their own buckets (`crate::arm_limits`).
+        Family::Token | Family::Blob | Family::Control | Family::Arm | Family::ResourceGraph => {
+            None
+        }
     }
 }
 

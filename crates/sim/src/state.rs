@@ -21,6 +21,10 @@ pub(crate) struct Inner {
     pub(crate) faults: Faults,
     pub(crate) counters: Counters,
     pub(crate) limiter: Mutex<RateLimiter>,
+    pub(crate) arm_buckets: Mutex<crate::http::ArmBuckets>,
+    /// Resource Graph query times per principal (15 per 5 s window).
+    pub(crate) graph_quota:
+        Mutex<std::collections::HashMap<String, std::collections::VecDeque<std::time::Instant>>>,
     /// Numbers requests for the random fault schedule.
     pub(crate) requests: AtomicU64,
     pub(crate) compression: AtomicBool,
@@ -48,6 +52,8 @@ impl Inner {
             faults: Faults::default(),
             counters: Counters::default(),
             limiter: Mutex::new(RateLimiter::default()),
+            arm_buckets: Mutex::new(crate::http::ArmBuckets::default()),
+            graph_quota: Mutex::new(std::collections::HashMap::new()),
             requests: AtomicU64::new(0),
             compression: AtomicBool::new(true),
             principal,

@@ -26,11 +26,15 @@ pub enum Family {
     Blob,
     /// `/_sim/…` control endpoints.
     Control,
+    /// Azure Resource Manager reads (`/subscriptions…`, `/providers/Microsoft.Security/…`).
+    Arm,
+    /// Azure Resource Graph queries.
+    ResourceGraph,
     /// Anything else (unknown paths).
     Other,
 }
 
-const FAMILIES: [Family; 10] = [
+const FAMILIES: [Family; 12] = [
     Family::Token,
     Family::Machines,
     Family::MachineVulnerabilities,
@@ -40,6 +44,8 @@ const FAMILIES: [Family; 10] = [
     Family::FileExport,
     Family::Blob,
     Family::Control,
+    Family::Arm,
+    Family::ResourceGraph,
     Family::Other,
 ];
 
@@ -56,6 +62,8 @@ impl Family {
             Family::FileExport => "file_export",
             Family::Blob => "blob",
             Family::Control => "control",
+            Family::Arm => "arm",
+            Family::ResourceGraph => "resource_graph",
             Family::Other => "other",
         }
     }
@@ -94,7 +102,7 @@ impl Stats {
 
 #[derive(Default)]
 pub(crate) struct Counters {
-    calls: [AtomicU64; 10],
+    calls: [AtomicU64; 12],
     pub(crate) throttled: AtomicU64,
     pub(crate) faults: AtomicU64,
     pub(crate) rows: AtomicU64,

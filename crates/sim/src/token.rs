@@ -21,13 +21,27 @@ pub(crate) const MDE_AUDIENCES: [&str; 6] = [
 
 /// Other resources the tenant has service principals for: tokens are issued, but the MDE API
 /// refuses them (wrong audience). ARM and Graph are here for the Defender for Cloud routes to come.
-pub(crate) const OTHER_RESOURCES: [&str; 5] = [
+pub(crate) const OTHER_RESOURCES: [&str; 3] = [
     "https://api.security.microsoft.com",
     "https://graph.microsoft.com",
-    "https://management.azure.com",
-    "https://management.core.windows.net",
     "https://api.securitycenter.microsoft.com/windowsatpservice",
 ];
+
+/// Audiences Azure Resource Manager (and Resource Graph, an ARM provider) accepts, per cloud
+/// (reference §1.2): public, US Government and China, each with its `management.core` alias.
+pub(crate) const ARM_AUDIENCES: [&str; 6] = [
+    "https://management.azure.com",
+    "https://management.core.windows.net",
+    "https://management.usgovcloudapi.net",
+    "https://management.core.usgovcloudapi.net",
+    "https://management.chinacloudapi.cn",
+    "https://management.core.chinacloudapi.cn",
+];
+
+pub(crate) fn is_arm_audience(aud: &str) -> bool {
+    let aud = aud.strip_suffix('/').unwrap_or(aud);
+    ARM_AUDIENCES.iter().any(|a| a.eq_ignore_ascii_case(aud))
+}
 
 /// Canonical resource for a requested one (case-insensitive, trailing slash ignored), if provisioned.
 pub(crate) fn known_resource(requested: &str) -> Option<&'static str> {
@@ -35,6 +49,7 @@ pub(crate) fn known_resource(requested: &str) -> Option<&'static str> {
     MDE_AUDIENCES
         .iter()
         .chain(OTHER_RESOURCES.iter())
+        .chain(ARM_AUDIENCES.iter())
         .find(|k| k.eq_ignore_ascii_case(r))
         .copied()
 }

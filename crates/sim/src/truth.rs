@@ -62,3 +62,57 @@ impl Truth {
         (0..w.catalogue.cves.len()).map(move |j| w.vulnerability(j, tick, exposure[j]))
     }
 }
+
+/// The Defender for Cloud side (whatever the app's Azure role: the tenant, not what it may see).
+impl Truth {
+    /// Every subscription, enabled and disabled, as `GET /subscriptions` lists them with a role.
+    pub fn cloud_subscriptions(&self) -> Vec<crate::CloudSubscription> {
+        self.sim.world.cloud_subscriptions()
+    }
+
+    fn views(&self) -> impl Iterator<Item = crate::world::cloud::SubscriptionView> + '_ {
+        self.cloud_subscriptions().into_iter().filter_map(move |s| {
+            self.sim
+                .world
+                .subscription_view(&s.subscription_id, self.tick)
+        })
+    }
+
+    /// `ascScore` of every enabled subscription.
+    pub fn secure_scores(&self) -> Vec<crate::SecureScore> {
+        self.views().map(|v| v.score).collect()
+    }
+
+    /// Every control score of every enabled subscription.
+    pub fn score_controls(&self) -> Vec<crate::ScoreControl> {
+        self.views().flat_map(|v| v.controls).collect()
+    }
+
+    /// Every built-in recommendation per resource (the individual `SoftwareUpdate` ones are
+    /// [`Truth::cloud_findings`]).
+    pub fn cloud_assessments(&self) -> Vec<crate::CloudAssessment> {
+        self.views().flat_map(|v| v.assessments).collect()
+    }
+
+    /// Every assessed resource (subscriptions themselves included).
+    pub fn cloud_resources(&self) -> Vec<crate::CloudResource> {
+        self.views().flat_map(|v| v.resources).collect()
+    }
+
+    /// One record per CVE of every individual `SoftwareUpdate` recommendation.
+    pub fn cloud_findings(&self) -> Vec<crate::CloudFinding> {
+        self.views().flat_map(|v| v.findings()).collect()
+    }
+
+    /// Tenant secure score in percent: Σ(weight·current) / Σ(weight·max) × 100 over enabled
+    /// subscriptions (never an average of percentages; reference §2.2).
+    pub fn tenant_score_percent(&self) -> Option<f64> {
+        let scores = self.secure_scores();
+        let num: f64 = scores.iter().map(|s| s.weight as f64 * s.current).sum();
+        let den: f64 = scores
+            .iter()
+            .map(|s| s.weight as f64 * f64::from(s.max))
+            .sum();
+        (den > 0.0).then(|| num / den * 100.0)
+    }
+}

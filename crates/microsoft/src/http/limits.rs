@@ -21,15 +21,31 @@ pub enum ApiFamily {
     JsonExport,
     /// `*Export` file exports: 5/min, 20/h.
     FileExport,
+    /// Azure Resource Manager reads (subscriptions, `Microsoft.Security`): a token bucket of 250
+    /// reads refilled at 25/s per subscription and principal (reference §4.1).
+    Arm,
+    /// Azure Resource Graph queries: about 15 per 5 s per principal (reference §4.2).
+    ResourceGraph,
 }
 
 impl ApiFamily {
-    pub const ALL: [ApiFamily; 4] = [
+    pub const ALL: [ApiFamily; 6] = [
         ApiFamily::Machines,
         ApiFamily::Vulnerabilities,
         ApiFamily::JsonExport,
         ApiFamily::FileExport,
+        ApiFamily::Arm,
+        ApiFamily::ResourceGraph,
     ];
+
+    /// The Microsoft service behind the family, for messages.
+    pub fn service(self) -> &'static str {
+        match self {
+            ApiFamily::Arm => "Azure Resource Manager",
+            ApiFamily::ResourceGraph => "Azure Resource Graph",
+            _ => "Defender for Endpoint",
+        }
+    }
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -37,6 +53,8 @@ impl ApiFamily {
             ApiFamily::Vulnerabilities => "vulnerabilities",
             ApiFamily::JsonExport => "json-export",
             ApiFamily::FileExport => "file-export",
+            ApiFamily::Arm => "arm",
+            ApiFamily::ResourceGraph => "resource-graph",
         }
     }
 
@@ -46,6 +64,8 @@ impl ApiFamily {
             ApiFamily::Vulnerabilities => 1,
             ApiFamily::JsonExport => 2,
             ApiFamily::FileExport => 3,
+            ApiFamily::Arm => 4,
+            ApiFamily::ResourceGraph => 5,
         }
     }
 }
@@ -72,6 +92,8 @@ pub struct RateLimits {
     pub vulnerabilities: FamilyLimit,
     pub json_exports: FamilyLimit,
     pub file_exports: FamilyLimit,
+    pub arm: FamilyLimit,
+    pub resource_graph: FamilyLimit,
 }
 
 impl Default for RateLimits {
@@ -95,6 +117,16 @@ impl Default for RateLimits {
                 per_minute: Some(5),
                 per_hour: Some(20),
             },
+            // 25 reads/s refill; staying at the refill rate never drains Microsoft's 250 bucket.
+            arm: FamilyLimit {
+                per_minute: Some(1_500),
+                per_hour: None,
+            },
+            // 15 queries per 5 s.
+            resource_graph: FamilyLimit {
+                per_minute: Some(180),
+                per_hour: None,
+            },
         }
     }
 }
@@ -114,6 +146,8 @@ impl RateLimits {
             ApiFamily::Vulnerabilities => self.vulnerabilities,
             ApiFamily::JsonExport => self.json_exports,
             ApiFamily::FileExport => self.file_exports,
+            ApiFamily::Arm => self.arm,
+            ApiFamily::ResourceGraph => self.resource_graph,
         }
     }
 }

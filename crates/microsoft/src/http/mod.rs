@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::Response;
-use reqwest::header::{ACCEPT, RETRY_AFTER};
+use reqwest::header::{ACCEPT, CONTENT_TYPE, RETRY_AFTER};
 use serde::de::DeserializeOwned;
 use serde_json::error::Category;
 use url::Url;
@@ -77,6 +77,19 @@ pub(crate) fn build_client(opts: &HttpOptions) -> Result<reqwest::Client, MdeErr
         .map_err(|e| MdeError::Client(describe(&e)))
 }
 
+/// `hh:mm:ss` (Resource Graph's `x-ms-user-quota-resets-after`), at least one second.
+fn parse_hms(s: &str) -> Option<Duration> {
+    let mut parts = s.trim().split(':');
+    let (h, m, sec) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None;
+    }
+    let secs = h.parse::<u64>().ok()? * 3600
+        + m.parse::<u64>().ok()? * 60
+        + sec.parse::<f64>().ok()?.ceil() as u64;
+    Some(Duration::from_secs(secs.max(1)))
+}
+
 /// Longest error body read (the rest is dropped).
 const ERROR_BODY_LIMIT: usize = 64 * 1024;
 
@@ -84,9 +97,11 @@ const ERROR_BODY_LIMIT: usize = 64 * 1024;
 pub(crate) fn required_role(family: ApiFamily) -> RequiredRole {
     match family {
         ApiFamily::Machines => MACHINE_READ,
-        ApiFamily::Vulnerabilities | ApiFamily::JsonExport | ApiFamily::FileExport => {
-            VULNERABILITY_READ
-        }
+        ApiFamily::Vulnerabilities
+        | ApiFamily::JsonExport
+        | ApiFamily::FileExport
+        | ApiFamily::Arm
+        | ApiFamily::ResourceGraph => VULNERABILITY_READ,
     }
 }
 
@@ -112,6 +127,17 @@ impl Core {
         url: &Url,
         budget: &mut Budget<'_>,
     ) -> Result<Response, MdeError> {
+        self.send_with(family, url, None, budget).await
+    }
+
+    /// [`Core::send`] with an optional JSON body, which makes it a POST (Resource Graph queries).
+    pub async fn send_with(
+        &self,
+        family: ApiFamily,
+        url: &Url,
+        json_body: Option<&[u8]>,
+        budget: &mut Budget<'_>,
+    ) -> Result<Response, MdeError> {
         // Checked here as well as where links are followed: the token goes nowhere else.
         if !self.allowed.allows(url) {
             return Err(MdeError::UntrustedNextLink {
@@ -130,9 +156,15 @@ impl Core {
             let token = self.tokens.token().await?;
             budget.attempts += 1;
             self.metrics.api_call();
-            let request = self
-                .http
-                .get(url.clone())
+            let builder = match json_body {
+                Some(body) => self
+                    .http
+                    .post(url.clone())
+                    .header(CONTENT_TYPE, "application/json")
+                    .body(body.to_vec()),
+                None => self.http.get(url.clone()),
+            };
+            let request = builder
                 .bearer_auth(token.bearer())
                 .header(ACCEPT, "application/json")
                 .send();
@@ -165,7 +197,14 @@ impl Core {
                         .headers()
                         .get(RETRY_AFTER)
                         .and_then(|v| v.to_str().ok())
-                        .and_then(|v| parse_retry_after(v, chrono::Utc::now()));
+                        .and_then(|v| parse_retry_after(v, chrono::Utc::now()))
+                        // Resource Graph says when its quota window resets instead (`hh:mm:ss`).
+                        .or_else(|| {
+                            resp.headers()
+                                .get("x-ms-user-quota-resets-after")
+                                .and_then(|v| v.to_str().ok())
+                                .and_then(parse_hms)
+                        });
                     let mut api = self.api_error(family, resp).await;
                     api.retry_after = retry_after;
                     match budget.throttled(retry_after) {
@@ -229,9 +268,20 @@ impl Core {
         url: &Url,
         limit: usize,
     ) -> Result<T, MdeError> {
+        self.call_json(family, url, None, limit).await
+    }
+
+    /// [`Core::get_json`], or a POST when `json_body` is given.
+    pub async fn call_json<T: DeserializeOwned>(
+        &self,
+        family: ApiFamily,
+        url: &Url,
+        json_body: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<T, MdeError> {
         let mut budget = Budget::new(&self.retry);
         loop {
-            let resp = self.send(family, url, &mut budget).await?;
+            let resp = self.send_with(family, url, json_body, &mut budget).await?;
             let reason =
                 match tokio::time::timeout(self.read_timeout, read_bounded(resp, limit)).await {
                     Ok(Ok(b)) if b.cut => {

@@ -3,5 +3,6 @@
 //! servers that misbehave in ways the emulator does not (`canned`).
 
 mod canned;
+mod cloud;
 mod examples;
 mod sim;

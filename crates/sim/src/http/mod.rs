@@ -3,6 +3,8 @@
 //! `/providers/…`) take precedence over the fallback.
 
 mod api;
+mod arm;
+mod arm_json;
 mod blob;
 mod control;
 mod ctx;
@@ -12,6 +14,7 @@ mod exports;
 pub(crate) mod filter;
 mod machines;
 mod query;
+mod resource_graph;
 mod stream;
 mod vulns;
 
@@ -29,6 +32,7 @@ use crate::faults::{Injected, random_fault};
 use crate::state::Inner;
 use crate::stats::Family;
 
+pub(crate) use arm::ArmBuckets;
 pub(crate) use ctx::{ApiError, Ctx};
 use errors::mde;
 
@@ -131,6 +135,19 @@ async fn dispatch(State(sim): State<Sim>, req: Request) -> Response {
             let resp =
                 blob::download(&inner, &segs, &raw_query, fault == Some(Injected::Truncate)).await;
             after_fault(&inner, fault, resp)
+        }
+        (Some("subscriptions" | "providers"), _) => {
+            arm::handle(
+                inner,
+                parts.method,
+                &parts.headers,
+                &segs,
+                &path,
+                &raw_query,
+                base,
+                body,
+            )
+            .await
         }
         (Some("api"), _) => api::handle(
             inner,

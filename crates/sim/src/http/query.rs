@@ -52,6 +52,11 @@ impl Query {
         Ok(Query { pairs })
     }
 
+    /// Every parameter in request order.
+    pub(crate) fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
     pub(crate) fn get(&self, name: &str) -> Option<&str> {
         self.pairs
             .iter()

@@ -9,6 +9,7 @@
 //! computable boundary, the delta API can list the changes between two snapshots without state.
 
 pub(crate) mod catalog;
+pub(crate) mod cloud;
 pub(crate) mod cves;
 pub(crate) mod delta;
 mod devices;

@@ -6,6 +6,7 @@
 // Test code: a failed unwrap is a failed test with a backtrace, which is what we want.
 #![allow(clippy::unwrap_used)]
 
+mod arm;
 mod data;
 mod delta;
 mod entra;

@@ -1,0 +1,534 @@
+//! Azure Resource Manager and Resource Graph JSON for Defender for Cloud (`defender-cloud-api.md`
+//! §2–§3). Every field Microsoft may omit is optional; both casings of `resourceDetails` are read;
+//! `additionalData` values are strings that may hold JSON ([`additional_json`]).
+
+use serde::{Deserialize, Deserializer};
+use serde_json::{Map, Value};
+
+/// `{"error": {...}}` of ARM and Resource Graph.
+#[derive(Debug, Clone, Deserialize, Default)]
+pub struct CloudErrorEnvelope {
+    pub error: Option<CloudErrorBody>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+pub struct CloudErrorBody {
+    pub code: Option<String>,
+    pub message: Option<String>,
+    #[serde(default)]
+    pub details: Vec<CloudErrorBody>,
+}
+
+/// An item of `GET /subscriptions`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ArmSubscription {
+    #[serde(default)]
+    pub id: Option<String>,
+    pub subscription_id: String,
+    #[serde(default)]
+    pub tenant_id: Option<String>,
+    #[serde(default)]
+    pub display_name: Option<String>,
+    #[serde(default)]
+    pub state: Option<String>,
+}
+
+/// `{max, current, percentage}` of scores and controls.
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+pub struct ScoreDetails {
+    #[serde(default)]
+    pub max: Option<f64>,
+    #[serde(default)]
+    pub current: Option<f64>,
+    /// A 0–1 fraction.
+    #[serde(default)]
+    pub percentage: Option<f64>,
+}
+
+/// An item of `secureScores`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct SecureScoreItem {
+    pub id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub properties: SecureScoreProperties,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct SecureScoreProperties {
+    #[serde(default)]
+    pub display_name: Option<String>,
+    #[serde(default)]
+    pub score: ScoreDetails,
+    #[serde(default)]
+    pub weight: Option<i64>,
+}
+
+/// An item of `secureScoreControls` (with `$expand=definition`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct ScoreControlItem {
+    pub id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub properties: ScoreControlProperties,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ScoreControlProperties {
+    #[serde(default)]
+    pub display_name: Option<String>,
+    #[serde(default)]
+    pub score: ScoreDetails,
+    #[serde(default)]
+    pub healthy_resource_count: Option<i64>,
+    #[serde(default)]
+    pub unhealthy_resource_count: Option<i64>,
+    #[serde(default)]
+    pub not_applicable_resource_count: Option<i64>,
+    #[serde(default)]
+    pub weight: Option<i64>,
+    #[serde(default)]
+    pub definition: Option<ControlDefinition>,
+}
+
+/// An item of `secureScoreControlDefinitions` (also embedded in controls).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct ControlDefinition {
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub properties: ControlDefinitionProperties,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ControlDefinitionProperties {
+    #[serde(default)]
+    pub display_name: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub max_score: Option<f64>,
+    #[serde(default)]
+    pub source: Option<ControlSource>,
+    #[serde(default)]
+    pub assessment_definitions: Vec<IdRef>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ControlSource {
+    #[serde(default)]
+    pub source_type: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+pub struct IdRef {
+    #[serde(default)]
+    pub id: Option<String>,
+}
+
+/// `resourceDetails`: PascalCase in real assessments, camelCase in the swagger and sub-assessments.
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+pub struct ResourceDetails {
+    #[serde(rename = "Source", alias = "source", default)]
+    pub source: Option<String>,
+    #[serde(rename = "Id", alias = "id", default)]
+    pub id: Option<String>,
+    #[serde(rename = "ResourceName", alias = "resourceName", default)]
+    pub resource_name: Option<String>,
+    #[serde(rename = "ResourceType", alias = "resourceType", default)]
+    pub resource_type: Option<String>,
+    #[serde(rename = "ResourceProvider", alias = "resourceProvider", default)]
+    pub resource_provider: Option<String>,
+    #[serde(rename = "NativeResourceId", alias = "nativeResourceId", default)]
+    pub native_resource_id: Option<String>,
+    #[serde(rename = "MachineName", alias = "machineName", default)]
+    pub machine_name: Option<String>,
+}
+
+/// An item of `assessments` (2021-06-01).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct Assessment {
+    pub id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(rename = "type", default)]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub properties: AssessmentProperties,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct AssessmentProperties {
+    #[serde(default, alias = "ResourceDetails")]
+    pub resource_details: ResourceDetails,
+    #[serde(default)]
+    pub display_name: Option<String>,
+    #[serde(default)]
+    pub status: AssessmentStatus,
+    /// Values are strings, some of them JSON: read with [`additional_json`].
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub additional_data: Map<String, Value>,
+    /// Present in Resource Graph rows and individual recommendations, not in REST lists.
+    #[serde(default)]
+    pub metadata: Option<AssessmentMetadataProperties>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct AssessmentStatus {
+    #[serde(default)]
+    pub code: Option<String>,
+    #[serde(default)]
+    pub cause: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Severity of a sub-assessment (legacy).
+    #[serde(default)]
+    pub severity: Option<String>,
+    #[serde(default)]
+    pub first_evaluation_date: Option<String>,
+    #[serde(default)]
+    pub status_change_date: Option<String>,
+}
+
+/// An item of `assessmentMetadata`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct AssessmentMetadata {
+    #[serde(default)]
+    pub id: Option<String>,
+    pub name: String,
+    #[serde(default)]
+    pub properties: AssessmentMetadataProperties,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct AssessmentMetadataProperties {
+    #[serde(default)]
+    pub display_name: Option<String>,
+    #[serde(default)]
+    pub severity: Option<String>,
+    #[serde(default)]
+    pub categories: Vec<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub remediation_description: Option<String>,
+    #[serde(default)]
+    pub preview: Option<bool>,
+    #[serde(default)]
+    pub assessment_type: Option<String>,
+    #[serde(default)]
+    pub recommendation_category: Option<String>,
+}
+
+/// An item of the legacy `subAssessments` (2019-01-01-preview).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct SubAssessment {
+    pub id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub properties: SubAssessmentProperties,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct SubAssessmentProperties {
+    /// The vulnerability id: a QID, an MDVM code or a CVE id.
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub display_name: Option<String>,
+    #[serde(default)]
+    pub status: AssessmentStatus,
+    #[serde(default)]
+    pub time_generated: Option<String>,
+    #[serde(default)]
+    pub resource_details: ResourceDetails,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub additional_data: Map<String, Value>,
+}
+
+impl SubAssessmentProperties {
+    /// CVE ids of the finding: `cve` is an array (`ServerVulnerabilityTvm`) or one object
+    /// (`ManagedAggregatedServerVulnerabilityTvm`); container findings carry
+    /// `vulnerabilityDetails.cveId`.
+    pub fn cve_ids(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        match self.additional_data.get("cve") {
+            Some(Value::Array(items)) => out.extend(items.iter().filter_map(cve_title)),
+            Some(one @ Value::Object(_)) => out.extend(cve_title(one)),
+            _ => {}
+        }
+        if let Some(id) = self
+            .additional_data
+            .get("vulnerabilityDetails")
+            .and_then(|d| d.get("cveId"))
+            .and_then(Value::as_str)
+        {
+            out.push(id.to_owned());
+        }
+        out
+    }
+}
+
+fn cve_title(v: &Value) -> Option<String> {
+    v.get("title").and_then(Value::as_str).map(str::to_owned)
+}
+
+/// A Defender plan (`pricings`, 2024-01-01).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct Pricing {
+    pub name: String,
+    #[serde(default)]
+    pub properties: PricingProperties,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PricingProperties {
+    #[serde(default)]
+    pub pricing_tier: Option<String>,
+    #[serde(default)]
+    pub sub_plan: Option<String>,
+    #[serde(default)]
+    pub extensions: Vec<PricingExtension>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PricingExtension {
+    pub name: String,
+    /// `"True"`/`"False"` as strings.
+    #[serde(default)]
+    pub is_enabled: Option<Value>,
+}
+
+/// `{value: [...]}` without paging (pricings).
+#[derive(Debug, Clone, Deserialize)]
+pub struct ValueList<T> {
+    #[serde(default = "Vec::new")]
+    pub value: Vec<T>,
+}
+
+/// One Resource Graph answer page.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GraphPage<T> {
+    #[serde(default)]
+    pub total_records: Option<i64>,
+    #[serde(default)]
+    pub count: Option<i64>,
+    /// The strings `"true"`/`"false"` (a boolean is accepted too).
+    #[serde(default, deserialize_with = "string_bool")]
+    pub result_truncated: bool,
+    #[serde(rename = "$skipToken", default)]
+    pub skip_token: Option<String>,
+    #[serde(default = "Vec::new")]
+    pub data: Vec<T>,
+}
+
+/// A row of the client's vulnerability query: one CVE of one individual `SoftwareUpdate`
+/// recommendation.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct VulnerabilityRow {
+    pub id: String,
+    #[serde(default)]
+    pub subscription_id: Option<String>,
+    #[serde(default)]
+    pub resource_id: Option<String>,
+    #[serde(default)]
+    pub resource_name: Option<String>,
+    #[serde(default)]
+    pub resource_type: Option<String>,
+    #[serde(default)]
+    pub display_name: Option<String>,
+    #[serde(default)]
+    pub severity: Option<String>,
+    #[serde(default)]
+    pub software_name: Option<String>,
+    #[serde(default)]
+    pub software_vendor: Option<String>,
+    /// A JSON-encoded array of versions, or one version.
+    #[serde(default)]
+    pub detected_versions: Option<String>,
+    #[serde(default)]
+    pub fixed_version: Option<String>,
+    #[serde(rename = "CveDetail", alias = "cveDetail", default)]
+    pub cve_detail: Option<CveDetail>,
+}
+
+/// One entry of `additionalData.CvesDetails` (observed keys, reference §2.9; PascalCase).
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+pub struct CveDetail {
+    #[serde(rename = "CveId", alias = "cveId", default)]
+    pub cve_id: Option<String>,
+    #[serde(rename = "Severity", alias = "severity", default)]
+    pub severity: Option<String>,
+    #[serde(rename = "Cvss", alias = "cvss", default)]
+    pub cvss: Option<Vec<CvssEntry>>,
+    #[serde(rename = "FixStatus", alias = "fixStatus", default)]
+    pub fix_status: Option<String>,
+    #[serde(rename = "FixedVersion", alias = "fixedVersion", default)]
+    pub fixed_version: Option<String>,
+    #[serde(rename = "PublishedDate", alias = "publishedDate", default)]
+    pub published_date: Option<String>,
+    #[serde(
+        rename = "ExploitabilityDetails",
+        alias = "exploitabilityDetails",
+        default
+    )]
+    pub exploitability: Option<Exploitability>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+pub struct CvssEntry {
+    #[serde(rename = "Key", alias = "key", default)]
+    pub key: Option<String>,
+    #[serde(rename = "Value", alias = "value", default)]
+    pub value: Option<CvssValue>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+pub struct CvssValue {
+    #[serde(rename = "Base", alias = "base", default)]
+    pub base: Option<f64>,
+    #[serde(rename = "CvssVectorString", alias = "cvssVectorString", default)]
+    pub vector: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+pub struct Exploitability {
+    #[serde(rename = "IsInExploitKit", alias = "isInExploitKit", default)]
+    pub in_kit: Option<bool>,
+    #[serde(
+        rename = "ExploitStepsVerified",
+        alias = "IsVerified",
+        alias = "isVerified",
+        default
+    )]
+    pub verified: Option<bool>,
+    #[serde(
+        rename = "ExploitStepsPublished",
+        alias = "IsPubliclyDisclosed",
+        alias = "isPubliclyDisclosed",
+        default
+    )]
+    pub published: Option<bool>,
+}
+
+/// Reads an `additionalData` value that may be JSON inside a string (`"CVEs":"[…]"`) or already
+/// JSON. `None` when absent or when the string is not JSON.
+pub fn additional_json(data: &Map<String, Value>, key: &str) -> Option<Value> {
+    let v = data
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(key))
+        .map(|(_, v)| v)?;
+    match v {
+        Value::String(s) => serde_json::from_str(s).ok(),
+        Value::Null => None,
+        other => Some(other.clone()),
+    }
+}
+
+/// Reads an `additionalData` value as text (numbers arrive as strings: `"maxCvss30Score":"9.1"`).
+pub fn additional_text(data: &Map<String, Value>, key: &str) -> Option<String> {
+    let v = data
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(key))
+        .map(|(_, v)| v)?;
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Null => None,
+        other => Some(other.to_string()),
+    }
+}
+
+fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+fn string_bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    Ok(match Option::<Value>::deserialize(d)? {
+        Some(Value::Bool(b)) => b,
+        Some(Value::String(s)) => s.eq_ignore_ascii_case("true"),
+        _ => false,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resource_details_read_both_casings() {
+        let a: ResourceDetails = serde_json::from_str(
+            r#"{"Source":"Azure","Id":"/subscriptions/x","ResourceName":"vm"}"#,
+        )
+        .unwrap();
+        let b: ResourceDetails = serde_json::from_str(
+            r#"{"source":"Azure","id":"/subscriptions/x","ResourceName":"vm"}"#,
+        )
+        .unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.id.as_deref(), Some("/subscriptions/x"));
+    }
+
+    #[test]
+    fn additional_data_strings_may_hold_json() {
+        let m: Map<String, Value> = serde_json::from_str(
+            r#"{"CvesDetails":"[{\"CveId\":\"CVE-2025-1\"}]","maxCvss30Score":"9.1","broken":"[1,"}"#,
+        )
+        .unwrap();
+        let cves = additional_json(&m, "cvesdetails").unwrap();
+        assert_eq!(cves[0]["CveId"], "CVE-2025-1");
+        assert_eq!(
+            additional_text(&m, "maxCvss30Score").as_deref(),
+            Some("9.1")
+        );
+        assert!(additional_json(&m, "broken").is_none());
+        assert!(additional_json(&m, "absent").is_none());
+    }
+
+    #[test]
+    fn cve_is_an_array_or_an_object() {
+        let arr: SubAssessmentProperties = serde_json::from_str(
+            r#"{"additionalData":{"assessedResourceType":"ServerVulnerabilityTvm","cve":[{"title":"CVE-1"},{"title":"CVE-2"}]}}"#,
+        )
+        .unwrap();
+        assert_eq!(arr.cve_ids(), ["CVE-1", "CVE-2"]);
+        let one: SubAssessmentProperties = serde_json::from_str(
+            r#"{"additionalData":{"assessedResourceType":"ManagedAggregatedServerVulnerabilityTvm","cve":{"title":"CVE-3"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(one.cve_ids(), ["CVE-3"]);
+    }
+
+    #[test]
+    fn result_truncated_is_a_string() {
+        let p: GraphPage<Value> =
+            serde_json::from_str(r#"{"resultTruncated":"true","data":[]}"#).unwrap();
+        assert!(p.result_truncated);
+        let p: GraphPage<Value> =
+            serde_json::from_str(r#"{"resultTruncated":"false","data":[],"$skipToken":"x"}"#)
+                .unwrap();
+        assert!(!p.result_truncated);
+        assert_eq!(p.skip_token.as_deref(), Some("x"));
+    }
+}

@@ -1,0 +1,224 @@
+//! Defender for Cloud: every `mdc-*` example read with the client's wire types, and the ARM client
+//! against the emulator over HTTP.
+
+use std::path::PathBuf;
+
+use rampart_microsoft::entra::ClientCredentials;
+use rampart_microsoft::wire::arm::{
+    ArmSubscription, Assessment, AssessmentMetadata, ControlDefinition, GraphPage,
+    ScoreControlItem, SecureScoreItem, SubAssessment,
+};
+use rampart_microsoft::{ArmClient, ArmConfig, RateLimits, is_authorization_failed};
+use rampart_model::{Cloud, weighted_percent};
+use rampart_sim::{SimConfig, spawn};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+fn read(name: &str) -> Vec<u8> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/reference/examples")
+        .join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
+
+fn list<T: DeserializeOwned>(name: &str) -> Vec<T> {
+    #[derive(serde::Deserialize)]
+    struct L<T> {
+        value: Vec<T>,
+    }
+    let bytes = read(name);
+    match serde_json::from_slice::<L<T>>(&bytes) {
+        Ok(l) => l.value,
+        Err(_) => vec![
+            serde_json::from_slice::<T>(&bytes)
+                .unwrap_or_else(|e| panic!("{name} does not fit its wire type: {e}")),
+        ],
+    }
+}
+
+#[test]
+fn every_mdc_example_fits_the_wire_types() {
+    let subs: Vec<ArmSubscription> = list("mdc-01-2-1-subscriptions-list.json");
+    assert_eq!(
+        subs[0].clone().into_model().display_name.as_deref(),
+        Some("Prod Workloads")
+    );
+    let scores: Vec<SecureScoreItem> = list("mdc-02-2-2-secure-scores.json");
+    let s = scores[0]
+        .clone()
+        .into_model("20ff7fc3-e762-44dd-bd96-b71116dcdc23", None);
+    assert!(
+        (s.percent() - 60.33).abs() < 1e-9,
+        "0–1 fraction shown as 0–100"
+    );
+    let controls: Vec<ScoreControlItem> =
+        list("mdc-03-2-3-secure-score-controls-with-expand-definition.json");
+    assert!(controls[0].properties.definition.is_some());
+    let defs: Vec<ControlDefinition> = list("mdc-04-2-4-secure-score-control-definitions.json");
+    assert!(!defs.is_empty());
+    let assessments: Vec<Assessment> =
+        list("mdc-05-2-5-assessments-recommendations-per-resource.json");
+    let r = assessments[0].clone().into_model("x", None);
+    assert_eq!(r.key, "1195afff-c881-495e-9bc5-1486211ae03f");
+    assert!(r.resource_id.ends_with("/virtualmachines/vm-test"));
+    let meta: Vec<AssessmentMetadata> =
+        list("mdc-06-2-6-assessment-metadata-severity-category-remedi.json");
+    assert_eq!(meta[0].properties.severity.as_deref(), Some("Medium"));
+    let subs: Vec<SubAssessment> =
+        list("mdc-07-2-7-sub-assessments-legacy-vulnerability-finding.json");
+    assert_eq!(
+        subs[0].properties.cve_ids(),
+        ["CVE-2025-6021", "CVE-2025-49796"]
+    );
+    let _: Value = serde_json::from_slice(&read("mdc-08-3-1-request.json")).unwrap();
+    let page: GraphPage<Value> = serde_json::from_slice(&read("mdc-09-3-2-response.json")).unwrap();
+    assert!(!page.result_truncated);
+    assert!(page.skip_token.is_some());
+}
+
+async fn client(config: SimConfig) -> (rampart_sim::RunningSim, ArmClient) {
+    let sim = spawn(config).await.expect("sim");
+    let c = sim.sim.config();
+    let mut cfg = ArmConfig::new(
+        Cloud::Commercial,
+        ClientCredentials {
+            tenant_id: c.tenant_id.parse().expect("tenant"),
+            client_id: c.client_id.parse().expect("client"),
+            client_secret: c.client_secret.clone().into(),
+        },
+    )
+    .with_base_url(&sim.url);
+    cfg.rate_limits = RateLimits::disabled();
+    let client = ArmClient::new(cfg).expect("client");
+    (sim, client)
+}
+
+fn small() -> SimConfig {
+    SimConfig {
+        devices: 120,
+        findings_per_device: 10,
+        rate_limits: false,
+        ..SimConfig::default()
+    }
+}
+
+#[tokio::test]
+async fn the_client_reads_what_the_emulator_holds() {
+    let (sim, client) = client(small()).await;
+    let truth = sim.sim.truth();
+    let (subs, report) = client.subscriptions().collect_all().await.unwrap();
+    assert!(report.complete, "{}", report.reason);
+    assert_eq!(subs.len(), 4);
+    let mut scores = Vec::new();
+    for s in subs
+        .into_iter()
+        .map(|s| s.into_model())
+        .filter(|s| s.is_readable())
+    {
+        let (items, _) = client
+            .secure_scores(&s.subscription_id)
+            .collect_all()
+            .await
+            .unwrap();
+        scores.extend(
+            items
+                .into_iter()
+                .map(|i| i.into_model(&s.subscription_id, None)),
+        );
+        let (assessments, report) = client
+            .assessments(&s.subscription_id)
+            .collect_all()
+            .await
+            .unwrap();
+        assert!(
+            report.complete,
+            "the empty first page is not the end: {}",
+            report.reason
+        );
+        let builtin = assessments.iter().filter(|a| !a.is_individual()).count();
+        assert_eq!(
+            builtin,
+            truth
+                .cloud_assessments()
+                .iter()
+                .filter(|a| a.subscription_id == s.subscription_id)
+                .count()
+        );
+        let (controls, _) = client
+            .secure_score_controls(&s.subscription_id)
+            .collect_all()
+            .await
+            .unwrap();
+        assert_eq!(controls.len(), 5);
+        assert!(
+            !client
+                .pricings(&s.subscription_id)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let (legacy, _) = client
+            .sub_assessments(&s.subscription_id)
+            .collect_all()
+            .await
+            .unwrap();
+        assert!(
+            legacy.is_empty(),
+            "grouped findings are gone after 2026-07-31"
+        );
+    }
+    assert_eq!(scores.len(), 3);
+    let expected = truth.tenant_score_percent().unwrap();
+    assert!((weighted_percent(&scores).unwrap() - expected).abs() < 1e-9);
+
+    let ids: Vec<String> = truth
+        .cloud_subscriptions()
+        .into_iter()
+        .map(|s| s.subscription_id)
+        .collect();
+    let read = client.vulnerability_rows(&ids).await.unwrap();
+    assert!(read.complete);
+    let findings: Vec<_> = read
+        .rows
+        .into_iter()
+        .map(|r| r.into_finding().unwrap())
+        .collect();
+    assert_eq!(findings.len(), truth.cloud_findings().len());
+    assert!(
+        findings
+            .iter()
+            .all(|f| f.key.asset_source_id == f.key.asset_source_id.to_ascii_lowercase())
+    );
+}
+
+#[tokio::test]
+async fn no_role_and_a_denied_subscription_are_recognisable() {
+    let (_sim, client) = client(SimConfig {
+        arm_role: None,
+        ..small()
+    })
+    .await;
+    let (subs, report) = client.subscriptions().collect_all().await.unwrap();
+    assert!(subs.is_empty() && report.complete);
+
+    let probe = rampart_sim::Sim::new(small()).unwrap();
+    let denied = probe.truth().cloud_subscriptions()[0]
+        .subscription_id
+        .clone();
+    let (_sim, client) = client_with(SimConfig {
+        arm_denied_subscriptions: vec![denied.clone()],
+        ..small()
+    })
+    .await;
+    let err = client
+        .secure_scores(&denied)
+        .collect_all()
+        .await
+        .unwrap_err();
+    assert!(is_authorization_failed(&err), "{err}");
+    assert!(err.to_string().contains(&denied), "{err}");
+}
+
+async fn client_with(config: SimConfig) -> (rampart_sim::RunningSim, ArmClient) {
+    client(config).await
+}

@@ -1,0 +1,363 @@
+//! The JSON of Azure Resource Manager's `Microsoft.Security` resources, in the shapes of reference §2
+//! (PascalCase `resourceDetails`, `additionalData` values as strings, mixed-case `type` strings,
+//! 7-digit fractional timestamps) and the rows of the Resource Graph queries the client sends (§3).
+
+use serde_json::{Value, json};
+
+use crate::cloud_records::{CloudResource, CloudResourceKind, CloudSubscription};
+use crate::time::{Ts, iso_ts};
+use crate::world::World;
+use crate::world::cloud::{CONTROLS, METADATA, SoftwareUpdate, SubscriptionView};
+
+pub(crate) fn subscription(s: &CloudSubscription, tenant: &str) -> Value {
+    json!({
+        "id": format!("/subscriptions/{}", s.subscription_id),
+        "authorizationSource": "RoleBased",
+        "managedByTenants": [],
+        "subscriptionId": s.subscription_id,
+        "tenantId": tenant,
+        "displayName": s.display_name,
+        "state": s.state,
+        "subscriptionPolicies": {
+            "locationPlacementId": "Public_2014-09-01",
+            "quotaId": "EnterpriseAgreement_2014-09-01",
+            "spendingLimit": "Off"
+        },
+        "tags": {}
+    })
+}
+
+pub(crate) fn secure_score(v: &SubscriptionView) -> Value {
+    let s = &v.score;
+    json!({
+        "id": format!("/subscriptions/{}/providers/Microsoft.Security/secureScores/ascScore", s.subscription_id),
+        "name": "ascScore",
+        "type": "Microsoft.Security/secureScores",
+        "properties": {
+            "displayName": "ASC score",
+            "score": { "max": s.max, "current": s.current, "percentage": s.percentage },
+            "weight": s.weight
+        }
+    })
+}
+
+fn definition(c: usize, casing_upper: bool) -> Value {
+    let (id, name, max) = CONTROLS[c];
+    let kind = if casing_upper {
+        "Microsoft.Security/SecureScoreControlDefinitions"
+    } else {
+        "Microsoft.Security/secureScoreControlDefinitions"
+    };
+    let path = if casing_upper {
+        "SecureScoreControlDefinitions"
+    } else {
+        "secureScoreControlDefinitions"
+    };
+    json!({
+        "id": format!("/providers/Microsoft.Security/{path}/{id}"),
+        "name": id,
+        "type": kind,
+        "properties": {
+            "source": { "sourceType": "BuiltIn" },
+            "displayName": name,
+            "description": format!("This control contains recommendations regarding: {}", name.to_lowercase()),
+            "maxScore": max,
+            "assessmentDefinitions": METADATA.iter().filter(|m| m.control == c)
+                .map(|m| json!({"id": format!("/providers/Microsoft.Security/assessmentMetadata/{}", m.key)}))
+                .collect::<Vec<_>>()
+        }
+    })
+}
+
+pub(crate) fn control_definitions() -> Vec<Value> {
+    (0..CONTROLS.len()).map(|c| definition(c, true)).collect()
+}
+
+pub(crate) fn controls(v: &SubscriptionView, expand: bool) -> Vec<Value> {
+    v.controls
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let mut props = json!({
+                "displayName": c.display_name,
+                "healthyResourceCount": c.healthy,
+                "unhealthyResourceCount": c.unhealthy,
+                "notApplicableResourceCount": c.not_applicable,
+                "score": { "max": c.max, "current": c.current, "percentage": c.percentage },
+                "weight": c.weight
+            });
+            if expand && let Some(map) = props.as_object_mut() {
+                map.insert("definition".into(), definition(i, false));
+            }
+            json!({
+                "id": format!("/subscriptions/{}/providers/Microsoft.Security/secureScores/ascScore/secureScoreControls/{}", c.subscription_id, c.control_id),
+                "name": c.control_id,
+                "type": "Microsoft.Security/secureScores/secureScoreControls",
+                "properties": props
+            })
+        })
+        .collect()
+}
+
+pub(crate) fn metadata() -> Vec<Value> {
+    METADATA
+        .iter()
+        .map(|m| {
+            json!({
+                "id": format!("/providers/Microsoft.Security/assessmentMetadata/{}", m.key),
+                "name": m.key,
+                "type": "Microsoft.Security/assessmentMetadata",
+                "properties": {
+                    "displayName": m.name,
+                    "policyDefinitionId": format!("/providers/Microsoft.Authorization/policyDefinitions/{}", m.key),
+                    "description": m.description,
+                    "remediationDescription": "Follow the steps in the recommendation's <a href=\"https://aka.ms/\">remediation guide</a>.",
+                    "categories": [m.category],
+                    "severity": m.severity,
+                    "userImpact": "Low",
+                    "implementationEffort": "Low",
+                    "threats": ["dataExfiltration", "dataSpillage"],
+                    "publishDates": { "GA": "06/01/2021", "public": "06/01/2021" },
+                    "tactics": ["credentialAccess", "Initial Access"],
+                    "assessmentType": "BuiltIn"
+                }
+            })
+        })
+        .collect()
+}
+
+fn resource_details(r: &CloudResource) -> Value {
+    match r.kind {
+        CloudResourceKind::Subscription => json!({ "Source": "Azure", "Id": r.id }),
+        _ => json!({
+            "Source": "Azure",
+            "Id": r.id,
+            "ResourceName": r.name,
+            "ResourceType": r.resource_type,
+            "ResourceProvider": r.provider,
+            "NativeResourceId": r.id
+        }),
+    }
+}
+
+fn ts(w: &World, tick: i64, nanos: u32) -> String {
+    iso_ts(Ts {
+        secs: w.clock.at(tick) + 1234,
+        nanos,
+    })
+}
+
+fn cves_details(w: &World, u: &SoftwareUpdate) -> Value {
+    Value::Array(
+        u.cves
+            .iter()
+            .map(|c| {
+                json!({
+                    "CveId": c.cve_id,
+                    "AdditionalIdentifiers": [],
+                    "Description": format!("A flaw in {} allows an attacker to compromise the host. [Generated by AI]", u.package),
+                    "Cvss": match (c.cvss, &c.vector) {
+                        (Some(base), Some(vector)) => json!([{ "Key": "3.1", "Value": { "Base": base, "CvssVectorString": vector } }]),
+                        _ => Value::Null,
+                    },
+                    "CvssSource": "NVD",
+                    "Severity": c.severity,
+                    "PublishedDate": iso_ts(Ts { secs: c.published, nanos: 0 }),
+                    "LastModifiedDate": ts(w, u.since, 0),
+                    "FixStatus": "FixAvailable",
+                    "FixedVersion": u.fixed,
+                    "ExploitabilityDetails": {
+                        "IsInExploitKit": c.exploit_in_kit,
+                        "ExploitStepsPublished": c.exploit_in_kit,
+                        "ExploitStepsVerified": false
+                    },
+                    "References": [],
+                    "Tags": []
+                })
+            })
+            .collect(),
+    )
+}
+
+/// Every assessment of a subscription as the REST list returns it: built-in recommendations per
+/// resource, then the individual `SoftwareUpdate` recommendations (no metadata over REST).
+pub(crate) fn assessments(w: &World, v: &SubscriptionView) -> Vec<Value> {
+    let mut out = Vec::with_capacity(v.assessments.len() + v.updates.len());
+    let resource_of = |id: &str| v.resources.iter().find(|r| r.id == id);
+    for (i, a) in v.assessments.iter().enumerate() {
+        let Some(r) = resource_of(&a.resource_id) else {
+            continue;
+        };
+        let mut status = json!({
+            "code": a.status,
+            "firstEvaluationDate": "2026-06-02T10:11:12.1234567Z",
+            "statusChangeDate": iso_ts(Ts::from_chrono(a.status_changed)),
+        });
+        if let (Some(cause), Some(map)) = (&a.cause, status.as_object_mut()) {
+            map.insert("cause".into(), cause.clone().into());
+            map.insert(
+                "description".into(),
+                "The effective policy for the assessment was evaluated to off".into(),
+            );
+        }
+        let mut additional = serde_json::Map::new();
+        if a.key == crate::world::cloud::VM_VULNS || a.key == crate::world::cloud::IMAGE_VULNS {
+            additional.insert(
+                "subAssessmentsLink".into(),
+                format!("{}/subAssessments", a.id).into(),
+            );
+            let max = v
+                .updates
+                .iter()
+                .filter(|u| v.resources[u.resource].id == a.resource_id)
+                .flat_map(|u| u.cves.iter().filter_map(|c| c.cvss))
+                .fold(0.0f64, f64::max);
+            if max > 0.0 {
+                additional.insert("maxCvss30Score".into(), format!("{max}").into());
+            }
+        }
+        if i % 3 == 0 {
+            additional.insert("Tags".into(), "[\"managed\"]".into());
+        }
+        out.push(json!({
+            "type": if i % 2 == 0 { "Microsoft.Security/assessments" } else { "microsoft.security/assessments" },
+            "id": a.id,
+            "name": a.key,
+            "properties": {
+                "resourceDetails": resource_details(r),
+                "displayName": a.display_name,
+                "status": status,
+                "additionalData": additional
+            }
+        }));
+    }
+    for u in &v.updates {
+        out.push(software_update(w, v, u));
+    }
+    out
+}
+
+fn software_update(w: &World, v: &SubscriptionView, u: &SoftwareUpdate) -> Value {
+    let r = &v.resources[u.resource];
+    let mut details = resource_details(r);
+    if let Some(map) = details.as_object_mut() {
+        let kind = match r.kind {
+            CloudResourceKind::ContainerImage => ".containerimage",
+            _ => "microsoft.compute/virtualmachines",
+        };
+        map.insert("ResourceType".into(), kind.into());
+    }
+    json!({
+        "type": "Microsoft.Security/assessments",
+        "id": u.id,
+        "name": u.key,
+        "properties": {
+            "resourceDetails": details,
+            "displayName": format!("{} should be updated to {}", u.package, u.fixed),
+            "status": { "code": "Unhealthy", "firstEvaluationDate": ts(w, u.since, 1_234_500), "statusChangeDate": ts(w, u.since, 1_234_500) },
+            "additionalData": {
+                "SoftwareName": u.package,
+                "SoftwareVendor": u.vendor,
+                "PackageType": "OS",
+                "DetectedSoftwareVersions": serde_json::to_string(&[u.installed]).unwrap_or_default(),
+                "FixedVersion": u.fixed,
+                "CvesDetails": cves_details(w, u).to_string(),
+                "ScannersDetails": json!({"mdvm": {"DetectedSoftwareVersions": [u.installed], "FixStatus": "FixAvailable"}}).to_string()
+            },
+            "metadata": {
+                "displayName": format!("{} should be updated", u.package),
+                "severity": u.severity,
+                "recommendationCategory": "SoftwareUpdate",
+                "assessmentType": "DynamicBuiltIn",
+                "preview": true
+            }
+        }
+    })
+}
+
+/// Rows of the client's vulnerability query: one per (individual recommendation, CVE), the
+/// `mv-expand`ed `CvesDetails` entry in `CveDetail`, plus the ARG envelope columns it projects.
+pub(crate) fn vulnerability_rows(w: &World, v: &SubscriptionView, tenant: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    for u in &v.updates {
+        let r = &v.resources[u.resource];
+        let details = cves_details(w, u);
+        for cve in details.as_array().into_iter().flatten() {
+            out.push(json!({
+                "id": u.id.to_ascii_lowercase(),
+                "tenantId": tenant,
+                "subscriptionId": r.subscription_id,
+                "resourceId": r.id.to_ascii_lowercase(),
+                "resourceName": r.name,
+                "resourceType": match r.kind {
+                    CloudResourceKind::ContainerImage => ".containerimage",
+                    _ => "microsoft.compute/virtualmachines",
+                },
+                "displayName": format!("{} should be updated to {}", u.package, u.fixed),
+                "severity": u.severity,
+                "status": "Unhealthy",
+                "softwareName": u.package,
+                "softwareVendor": u.vendor,
+                "detectedVersions": serde_json::to_string(&[u.installed]).unwrap_or_default(),
+                "fixedVersion": u.fixed,
+                "CveDetail": cve
+            }));
+        }
+    }
+    out
+}
+
+/// Secure-score rows (Learn's query, §3.5).
+pub(crate) fn score_row(v: &SubscriptionView) -> Value {
+    let s = &v.score;
+    json!({
+        "id": format!("/subscriptions/{}/providers/microsoft.security/securescores/ascscore", s.subscription_id),
+        "subscriptionId": s.subscription_id,
+        "current": s.current,
+        "max": f64::from(s.max),
+        "percentage": s.percentage,
+        "weight": s.weight
+    })
+}
+
+pub(crate) fn pricings(sub_index: usize, sub: &str) -> Vec<Value> {
+    // The third subscription runs without Defender for Servers: no vulnerability data would come
+    // from its machines in real life, which `integration test` warns about.
+    let plans = [
+        ("VirtualMachines", sub_index != 2, Some("P2")),
+        ("SqlServers", true, None),
+        ("Containers", true, None),
+        ("CloudPosture", true, None),
+        ("KeyVaults", false, Some("PerKeyVault")),
+    ];
+    plans
+        .iter()
+        .map(|(name, on, sub_plan)| {
+            let mut props = json!({
+                "pricingTier": if *on { "Standard" } else { "Free" },
+                "freeTrialRemainingTime": "PT0S",
+                "enforce": "False",
+                "inherited": "False",
+                "deprecated": false,
+            });
+            if let (Some(p), Some(map)) = (sub_plan, props.as_object_mut()) {
+                map.insert("subPlan".into(), (*p).into());
+            }
+            if *on
+                && *name == "VirtualMachines"
+                && let Some(map) = props.as_object_mut()
+            {
+                map.insert(
+                    "extensions".into(),
+                    json!([{"name": "AgentlessVmScanning", "isEnabled": "True"}, {"name": "MdeDesignatedSubscription", "isEnabled": "False"}]),
+                );
+            }
+            json!({
+                "id": format!("/subscriptions/{sub}/providers/Microsoft.Security/pricings/{name}"),
+                "name": name,
+                "type": "Microsoft.Security/pricings",
+                "properties": props
+            })
+        })
+        .collect()
+}

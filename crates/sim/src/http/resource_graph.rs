@@ -1,0 +1,284 @@
+//! Azure Resource Graph: `POST /providers/Microsoft.ResourceGraph/resources` (reference §3).
+//!
+//! A real KQL engine is out of scope: the emulator answers the queries the client owns (the
+//! individual `SoftwareUpdate` recommendations expanded per CVE, and the secure scores), recognised
+//! by their normalised text, and refuses anything else with ARG's `BadRequest`. The envelope and the
+//! paging rules are Microsoft's: 100 rows by default, `$top` 1–1000, `$skipToken` only when `id` is
+//! projected (else `resultTruncated: "true"`), `resultTruncated` as a string, quota headers with a
+//! 15-queries-per-5-seconds window, and 429 `RateLimiting`.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::Response;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::state::Inner;
+use crate::token::Claims;
+
+use super::arm::{can_read, respond, visible_subscriptions};
+use super::arm_json;
+
+const QUOTA: usize = 15;
+const WINDOW: Duration = Duration::from_secs(5);
+const MAX_BODY: usize = 1024 * 1024;
+
+#[derive(Deserialize)]
+struct Request {
+    #[serde(default)]
+    subscriptions: Option<Vec<String>>,
+    #[serde(default)]
+    query: Option<String>,
+    #[serde(default)]
+    options: Option<Options>,
+}
+
+#[derive(Deserialize, Default)]
+struct Options {
+    #[serde(rename = "$top", default)]
+    top: Option<i64>,
+    #[serde(rename = "$skip", default)]
+    skip: Option<i64>,
+    #[serde(rename = "$skipToken", default)]
+    skip_token: Option<String>,
+    #[serde(rename = "resultFormat", default)]
+    result_format: Option<String>,
+}
+
+fn bad(code: &str, message: &str) -> Response {
+    let body = json!({"error": {
+        "code": "BadRequest",
+        "message": "Please provide below info when asking for support: timestamp = 2026-11-28T00:00:00Z, correlationId = 00000000-0000-0000-0000-000000000000.",
+        "details": [{"code": code, "message": message}]
+    }});
+    respond(StatusCode::BAD_REQUEST, body.to_string().into_bytes())
+}
+
+/// Which canned query this is.
+enum Known {
+    Vulnerabilities,
+    SecureScores,
+}
+
+fn normalise(q: &str) -> String {
+    q.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_ascii_lowercase()
+        .replace('\'', "\"")
+}
+
+fn recognise(q: &str) -> Option<Known> {
+    let n = normalise(q);
+    if n.contains("type == \"microsoft.security/assessments\"")
+        && n.contains("properties.metadata.recommendationcategory == \"softwareupdate\"")
+        && n.contains("mv-expand")
+    {
+        return Some(Known::Vulnerabilities);
+    }
+    if n.contains("type == \"microsoft.security/securescores\"") {
+        return Some(Known::SecureScores);
+    }
+    None
+}
+
+/// `| project id` (as the first projected column or later): only then can ARG page.
+fn projects_id(q: &str) -> bool {
+    let n = normalise(q);
+    n.split("| project ")
+        .skip(1)
+        .last()
+        .is_some_and(|cols| cols.split(',').any(|c| c.trim() == "id"))
+}
+
+/// Counts the query against the principal's quota; `Err(seconds until the window frees)`.
+fn quota(inner: &Inner, principal: &str) -> Result<(usize, u64), u64> {
+    let now = Instant::now();
+    let mut all = inner.graph_quota.lock().unwrap_or_else(|e| e.into_inner());
+    let calls = all.entry(principal.to_owned()).or_default();
+    while calls
+        .front()
+        .is_some_and(|t| now.duration_since(*t) >= WINDOW)
+    {
+        calls.pop_front();
+    }
+    let resets = |oldest: Option<&Instant>| {
+        oldest.map_or(WINDOW.as_secs(), |t| {
+            WINDOW
+                .saturating_sub(now.duration_since(*t))
+                .as_secs()
+                .max(1)
+        })
+    };
+    if inner.config.rate_limits && calls.len() >= QUOTA {
+        return Err(resets(calls.front()));
+    }
+    calls.push_back(now);
+    Ok((QUOTA.saturating_sub(calls.len()), resets(calls.front())))
+}
+
+pub(super) async fn handle(inner: &Inner, claims: &Claims, body: Body) -> Response {
+    let (remaining, resets) = match quota(inner, &claims.oid) {
+        Ok(q) => q,
+        Err(wait) => {
+            inner.counters.throttled.fetch_add(1, Ordering::Relaxed);
+            let body = json!({"error": {
+                "code": "RateLimiting",
+                "message": "Please provide below info when asking for support: timestamp = 2026-11-28T00:00:00Z, correlationId = 00000000-0000-0000-0000-000000000000.",
+                "details": [{"code": "RateLimiting", "message": "Client application has been throttled and should not attempt to repeat the request until an amount of time has elapsed. Please see https://aka.ms/resourcegraph-throttling for help."}]
+            }});
+            let mut resp = respond(StatusCode::TOO_MANY_REQUESTS, body.to_string().into_bytes());
+            let h = resp.headers_mut();
+            h.insert("x-ms-user-quota-remaining", HeaderValue::from_static("0"));
+            if let Ok(v) = HeaderValue::from_str(&format!("00:00:{wait:02}")) {
+                h.insert("x-ms-user-quota-resets-after", v);
+            }
+            return resp;
+        }
+    };
+    let mut resp = answer(inner, body).await;
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&remaining.to_string()) {
+        h.insert("x-ms-user-quota-remaining", v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&format!("00:00:{resets:02}")) {
+        h.insert("x-ms-user-quota-resets-after", v);
+    }
+    resp
+}
+
+async fn answer(inner: &Inner, body: Body) -> Response {
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY).await else {
+        return bad(
+            "InvalidRequestContent",
+            "The request body is too large or unreadable.",
+        );
+    };
+    let req: Request = match serde_json::from_slice(&bytes) {
+        Ok(r) => r,
+        Err(e) => {
+            return bad(
+                "InvalidRequestContent",
+                &format!("The request content was invalid and could not be deserialized: {e}"),
+            );
+        }
+    };
+    let Some(query) = req.query.filter(|q| !q.trim().is_empty()) else {
+        return bad("InvalidQuery", "Query is required.");
+    };
+    let options = req.options.unwrap_or_default();
+    let top = match options.top {
+        None => 100,
+        Some(n) if (1..=1000).contains(&n) => n as usize,
+        Some(n) => {
+            return bad(
+                "InvalidRequestParameter",
+                &format!("The $top value '{n}' is invalid: it must be between 1 and 1000."),
+            );
+        }
+    };
+    if options
+        .result_format
+        .as_deref()
+        .is_some_and(|f| !f.eq_ignore_ascii_case("objectArray"))
+    {
+        return bad(
+            "UnsupportedResultFormat",
+            "The emulator answers resultFormat 'objectArray' only.",
+        );
+    }
+    let Some(known) = recognise(&query) else {
+        return bad(
+            "InvalidQuery",
+            "Query is invalid. Please refer to the documentation for the Azure Resource Graph service and fix the error before retrying.",
+        );
+    };
+    let (tick, offset) = match options.skip_token.as_deref() {
+        None => (inner.tick(), options.skip.unwrap_or(0).max(0) as usize),
+        Some(t) => match URL_SAFE_NO_PAD
+            .decode(t.trim())
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .and_then(|s| {
+                let (a, b) = s.split_once('|')?;
+                Some((a.parse::<i64>().ok()?, b.parse::<usize>().ok()?))
+            }) {
+            Some(v) => v,
+            None => return bad("InvalidSkipToken", "The skip token is not valid."),
+        },
+    };
+    // Scope: the subscriptions asked for (or all visible), minus those the principal cannot read;
+    // ARG filters silently, it never says 403.
+    let visible: Vec<String> = visible_subscriptions(inner)
+        .into_iter()
+        .map(|s| s.subscription_id)
+        .filter(|s| can_read(inner, s))
+        .collect();
+    let scope: Vec<String> = match req.subscriptions {
+        Some(asked) => asked
+            .into_iter()
+            .map(|s| s.to_ascii_lowercase())
+            .filter(|s| visible.contains(s))
+            .collect(),
+        None => visible,
+    };
+    let w = &inner.world;
+    let tenant = &inner.config.tenant_id;
+    let mut rows: Vec<Value> = Vec::new();
+    for sub in &scope {
+        if let Some(v) = w.subscription_view(sub, tick) {
+            match known {
+                Known::Vulnerabilities => rows.extend(arm_json::vulnerability_rows(w, &v, tenant)),
+                Known::SecureScores => rows.push(arm_json::score_row(&v)),
+            }
+        }
+    }
+    let total = rows.len();
+    let pageable = projects_id(&query);
+    let start = offset.min(total);
+    let end = (start + top).min(total);
+    let more = end < total;
+    let page: Vec<Value> = rows[start..end].to_vec();
+    inner
+        .counters
+        .rows
+        .fetch_add(page.len() as u64, Ordering::Relaxed);
+    let mut out = json!({
+        "totalRecords": total,
+        "count": page.len(),
+        "resultTruncated": if more && !pageable { "true" } else { "false" },
+        "facets": [],
+        "data": page,
+    });
+    if more
+        && pageable
+        && let Some(map) = out.as_object_mut()
+    {
+        map.insert(
+            "$skipToken".into(),
+            URL_SAFE_NO_PAD.encode(format!("{tick}|{end}")).into(),
+        );
+    }
+    let mut resp = respond(StatusCode::OK, out.to_string().into_bytes());
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn id_must_be_projected_for_paging() {
+        assert!(projects_id("R | project id, name"));
+        assert!(projects_id("R | project name,\n  id"));
+        assert!(!projects_id("R | project name, identity"));
+        assert!(!projects_id("R | extend id2 = id"));
+    }
+}
