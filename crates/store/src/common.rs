@@ -531,6 +531,27 @@ pub(crate) fn decode_audit(r: &impl RowExt) -> Result<AuditEntry> {
     })
 }
 
+pub(crate) fn decode_user(r: &impl RowExt) -> Result<User> {
+    let role = r.text("role")?;
+    Ok(User {
+        id: r.int("id")?,
+        name: r.text("name")?,
+        role: Role::parse(&role).ok_or_else(|| corrupt("role", &role))?,
+        created_at: r.ts("created_at")?,
+    })
+}
+
+pub(crate) fn decode_api_token(r: &impl RowExt) -> Result<ApiToken> {
+    let scope = r.text("scope")?;
+    Ok(ApiToken {
+        id: r.int("id")?,
+        name: r.text("name")?,
+        scope: TokenScope::parse(&scope).ok_or_else(|| corrupt("token scope", &scope))?,
+        created_by: r.text("created_by")?,
+        created_at: r.ts("created_at")?,
+    })
+}
+
 // ---- dynamic reads -------------------------------------------------------------------------------
 
 /// A bind value of a dynamically built read.
@@ -630,6 +651,26 @@ pub(crate) fn assets_query(d: Dialect, f: &AssetFilter, after: Option<i64>, limi
             "(a.name {op} {ph} ESCAPE '\\' OR a.source_id {op} {ph} ESCAPE '\\')",
             op = d.ilike
         ));
+    }
+    for (column, value) in [
+        ("os_platform", &f.os_platform),
+        ("health_status", &f.health_status),
+        ("exposure_level", &f.exposure_level),
+    ] {
+        if let Some(v) = value.as_deref().filter(|v| !v.is_empty()) {
+            let ph = sql.arg(Arg::Text(clean(v).to_lowercase()));
+            sql.and(&format!("lower(a.{column}) = {ph}"));
+        }
+    }
+    if let Some(tag) = f.tag.as_deref().filter(|t| !t.is_empty()) {
+        // Tags are a JSON array of strings: look for the tag as a whole JSON string in it.
+        let quoted = serde_json::to_string(&*clean(tag)).unwrap_or_default();
+        let mut pattern = like_pattern(&quoted);
+        if pattern.len() < 3 {
+            pattern = "%".into();
+        }
+        let ph = sql.arg(Arg::Text(pattern));
+        sql.and(&format!("a.tags {op} {ph} ESCAPE '\\'", op = d.ilike));
     }
     sql.text.push_str(" ORDER BY a.id");
     page_limit(&mut sql, limit);
