@@ -86,7 +86,7 @@ impl FindingRow {
                 "{} {} {}",
                 f.key.software_vendor, f.key.software_name, f.key.software_version
             ),
-            severity: f.severity.map_or("—".into(), |s| s.as_str().to_owned()),
+            severity: f.severity.map_or("—".into(), |s| s.as_str().to_lowercase()),
             cvss: f.cvss.map_or("—".into(), |c| format!("{c:.1}")),
             exploit: or_dash(&f.exploitability),
             update: or_dash(&f.recommended_update),
@@ -123,7 +123,7 @@ impl VulnRow {
         }
         Self {
             cve: v.cve_id.to_string(),
-            severity: v.severity.map_or("—".into(), |s| s.as_str().to_owned()),
+            severity: v.severity.map_or("—".into(), |s| s.as_str().to_lowercase()),
             cvss: v.cvss.map_or("—".into(), |c| format!("{c:.1}")),
             epss: v.epss.map_or("—".into(), |e| format!("{:.1} %", e * 100.0)),
             exploits: if flags.is_empty() {
