@@ -552,6 +552,34 @@ pub(crate) fn decode_api_token(r: &impl RowExt) -> Result<ApiToken> {
     })
 }
 
+pub(crate) const TOP_FIXES_SQL: &str = "SELECT recommended_update, COUNT(*) AS n, COUNT(DISTINCT asset_id) AS assets \
+     FROM findings WHERE status = 'open' AND recommended_update IS NOT NULL AND recommended_update <> '' \
+     GROUP BY recommended_update ORDER BY n DESC, recommended_update LIMIT $1";
+
+pub(crate) const RISKIEST_ASSETS_SQL: &str = "SELECT a.id, COALESCE(a.name, a.source_id) AS name, \
+     SUM(CASE WHEN f.severity = 4 THEN 1 ELSE 0 END) AS critical, \
+     SUM(CASE WHEN f.severity = 3 THEN 1 ELSE 0 END) AS high, COUNT(*) AS n \
+     FROM findings f JOIN assets a ON a.id = f.asset_id WHERE f.status = 'open' \
+     GROUP BY a.id, a.name, a.source_id ORDER BY critical DESC, high DESC, n DESC, a.id LIMIT $1";
+
+pub(crate) fn decode_top_fix(r: &impl RowExt) -> Result<TopFix> {
+    Ok(TopFix {
+        recommended_update: r.text("recommended_update")?,
+        open_findings: as_u64(r.int("n")?),
+        assets: as_u64(r.int("assets")?),
+    })
+}
+
+pub(crate) fn decode_risky_asset(r: &impl RowExt) -> Result<RiskyAsset> {
+    Ok(RiskyAsset {
+        asset_id: r.int("id")?,
+        name: r.text("name")?,
+        critical: as_u64(r.int("critical")?),
+        high: as_u64(r.int("high")?),
+        open_findings: as_u64(r.int("n")?),
+    })
+}
+
 // ---- dynamic reads -------------------------------------------------------------------------------
 
 /// A bind value of a dynamically built read.

@@ -1337,6 +1337,24 @@ impl Store for PgStore {
         Ok(counts)
     }
 
+    async fn top_fixes(&self, limit: u32) -> Result<Vec<TopFix>> {
+        let rows = sqlx::query(TOP_FIXES_SQL)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("ranking recommended updates"))?;
+        rows.iter().map(decode_top_fix).collect()
+    }
+
+    async fn riskiest_assets(&self, limit: u32) -> Result<Vec<RiskyAsset>> {
+        let rows = sqlx::query(RISKIEST_ASSETS_SQL)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("ranking assets"))?;
+        rows.iter().map(decode_risky_asset).collect()
+    }
+
     async fn record_audit(&self, e: &NewAuditEntry) -> Result<i64> {
         sqlx::query_scalar(
             "INSERT INTO audit_log (at, actor, action, target, details) VALUES ($1, $2, $3, $4, $5) RETURNING id",

@@ -192,6 +192,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Dashboard numbers, for one integration or all.
     async fn counts(&self, integration: Option<IntegrationId>) -> Result<Counts>;
 
+    /// The recommended updates that close the most open findings, most first.
+    async fn top_fixes(&self, limit: u32) -> Result<Vec<TopFix>>;
+    /// The assets with the most critical, then high, then any open findings.
+    async fn riskiest_assets(&self, limit: u32) -> Result<Vec<RiskyAsset>>;
+
     // ---- audit log ---------------------------------------------------------------------------
 
     async fn record_audit(&self, entry: &NewAuditEntry) -> Result<i64>;

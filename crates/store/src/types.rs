@@ -488,3 +488,21 @@ pub struct ApiToken {
     pub created_by: String,
     pub created_at: DateTime<Utc>,
 }
+
+/// A recommended update and how many open findings it would close (dashboard "top fixes").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopFix {
+    pub recommended_update: String,
+    pub open_findings: u64,
+    pub assets: u64,
+}
+
+/// An asset ranked by its open findings (dashboard "riskiest assets").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RiskyAsset {
+    pub asset_id: i64,
+    pub name: String,
+    pub critical: u64,
+    pub high: u64,
+    pub open_findings: u64,
+}

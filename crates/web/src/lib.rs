@@ -37,7 +37,7 @@ mod static_files;
 
 pub use auth::password::{PasswordError, hash_password};
 pub use error::AppError;
-pub use scheduler::Scheduler;
+pub use scheduler::{Scheduler, next_run};
 pub use startup::{Application, WebConfig};
 pub use state::AppState;
 

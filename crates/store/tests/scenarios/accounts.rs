@@ -10,6 +10,7 @@ scenarios!(
     sessions_expire_and_are_replaced,
     api_tokens_by_hash,
     asset_filters_by_facets,
+    dashboard_rankings,
 );
 
 async fn users_are_unique_without_case(store: Arc<dyn Store>) {
@@ -155,4 +156,32 @@ async fn asset_filters_by_facets(store: Arc<dyn Store>) {
     assert_eq!(names(by(|f| f.tag = Some("production".into()))).await, [d2]);
     assert!(names(by(|f| f.tag = Some("pci%".into()))).await.is_empty());
     assert_eq!(names(by(|f| f.tag = Some("PCI_ZONE".into()))).await, [d1]);
+}
+
+async fn dashboard_rankings(store: Arc<dyn Store>) {
+    use crate::support::*;
+    let i = integration(&store, "ranks").await;
+    let run = store.start_run(i.id, "full", Utc::now()).await.unwrap();
+    store
+        .upsert_vulnerabilities(&(0..4).map(vulnerability).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    let found = findings(3, 4);
+    store.upsert_findings(i.id, run, &found).await.unwrap();
+    let fixes = store.top_fixes(10).await.unwrap();
+    let total: u64 = fixes.iter().map(|f| f.open_findings).sum();
+    let with_update = found
+        .iter()
+        .filter(|f| f.recommended_update.is_some())
+        .count() as u64;
+    assert_eq!(total, with_update);
+    assert!(
+        fixes
+            .windows(2)
+            .all(|w| w[0].open_findings >= w[1].open_findings)
+    );
+    let risky = store.riskiest_assets(2).await.unwrap();
+    assert_eq!(risky.len(), 2);
+    assert!(risky.iter().all(|a| a.open_findings == 4));
+    assert!(risky[0].critical >= risky[1].critical);
 }

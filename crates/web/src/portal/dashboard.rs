@@ -4,6 +4,7 @@ use askama::Template;
 use axum::extract::State;
 use axum::response::Response;
 use rampart_model::{Product, RunStatus};
+use rampart_store::{RiskyAsset, TopFix};
 
 use crate::auth::extract::Ctx;
 use crate::charts::{self, Bar};
@@ -24,6 +25,8 @@ struct DashboardPage {
     severity: Vec<Bar>,
     trend: String,
     trend_points: usize,
+    top_fixes: Vec<TopFix>,
+    riskiest: Vec<RiskyAsset>,
     width: f64,
     height: f64,
 }
@@ -61,6 +64,8 @@ pub async fn page(ctx: Ctx, State(state): State<AppState>) -> Result<Response, A
         fixed: counts.findings_fixed,
         severity,
         trend_points: trend.len(),
+        top_fixes: store.top_fixes(10).await?,
+        riskiest: store.riskiest_assets(10).await?,
         trend: charts::line(&trend),
         width: charts::WIDTH,
         height: charts::HEIGHT,

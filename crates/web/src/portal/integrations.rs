@@ -363,9 +363,14 @@ async fn show_page(
         clouds: clouds(),
         report_passed: report.as_ref().is_some_and(ConnectionReport::passed),
         report: report.as_ref().map(steps),
+        // A sync just started may not have recorded its run yet: this process knows it started.
         running: runs
             .iter()
-            .any(|r| r.status == rampart_model::RunStatus::Running),
+            .any(|r| r.status == rampart_model::RunStatus::Running)
+            || state
+                .syncing
+                .lock()
+                .is_ok_and(|s| s.contains(&integration.id)),
         runs: runs.iter().map(RunView::of).collect(),
     })
 }

@@ -91,15 +91,21 @@ async fn browser() -> (Driver, Client) {
     panic!("cannot start a browser session: {last:?}");
 }
 
+/// The text of the first element matching `css`, retried while the page is changing (a
+/// navigation or an htmx swap can replace the element between finding and reading it).
 async fn text_of(c: &Client, css: &str) -> String {
-    c.wait()
-        .at_most(Duration::from_secs(20))
-        .for_element(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("{css} did not appear: {e}"))
-        .text()
-        .await
-        .unwrap()
+    let mut last = None;
+    for _ in 0..80 {
+        match c.find(Locator::Css(css)).await {
+            Ok(e) => match e.text().await {
+                Ok(t) => return t,
+                Err(err) => last = Some(err.to_string()),
+            },
+            Err(err) => last = Some(err.to_string()),
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    panic!("{css} did not appear: {last:?}");
 }
 
 async fn type_into(c: &Client, css: &str, text: &str) {
@@ -115,6 +121,19 @@ async fn click(c: &Client, css: &str) {
         .click()
         .await
         .unwrap();
+}
+
+/// Waits until the page's heading is `expected` (after a click, the old page may still show).
+async fn wait_h1(c: &Client, expected: &str) {
+    let mut seen = String::new();
+    for _ in 0..80 {
+        seen = text_of(c, "h1").await;
+        if seen == expected {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    panic!("the page heading stayed {seen:?}, expected {expected:?}");
 }
 
 /// Waits until the page's text contains `needle`.
@@ -139,11 +158,11 @@ async fn portal_in_a_real_browser() {
 
     // Anonymous visitors land on the sign-in page.
     c.goto(&format!("{base}/")).await.unwrap();
-    assert_eq!(text_of(&c, "h1").await, "Sign in");
+    wait_h1(&c, "Sign in").await;
     type_into(&c, "#name", ADMIN).await;
     type_into(&c, "#password", PASSWORD).await;
     click(&c, "#sign-in").await;
-    assert_eq!(text_of(&c, "h1").await, "Dashboard");
+    wait_h1(&c, "Dashboard").await;
 
     // Add an integration with a wrong secret.
     c.goto(&format!("{base}/integrations/new")).await.unwrap();
@@ -187,11 +206,23 @@ async fn portal_in_a_real_browser() {
     let first_page = text_of(&c, "#assets tbody").await;
     click(&c, "#next-page").await;
     wait_text(&c, "First page", 10).await;
+    assert!(c.current_url().await.unwrap().as_str().contains("after="));
     let second_page = text_of(&c, "#assets tbody").await;
     assert_ne!(first_page, second_page);
     c.goto(&format!("{base}/assets")).await.unwrap();
     type_into(&c, "#platform", "Windows11").await;
     click(&c, "#apply").await;
+    for _ in 0..40 {
+        if c.current_url()
+            .await
+            .unwrap()
+            .as_str()
+            .contains("platform=Windows11")
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
     wait_text(&c, "Download CSV", 10).await;
     let rows = c.find_all(Locator::Css("#assets tbody tr")).await.unwrap();
     assert!(!rows.is_empty());
@@ -215,8 +246,8 @@ async fn portal_in_a_real_browser() {
 
     // Sign out.
     click(&c, "#logout").await;
-    assert_eq!(text_of(&c, "h1").await, "Sign in");
+    wait_h1(&c, "Sign in").await;
     c.goto(&format!("{base}/assets")).await.unwrap();
-    assert_eq!(text_of(&c, "h1").await, "Sign in");
+    wait_h1(&c, "Sign in").await;
     c.close().await.unwrap();
 }

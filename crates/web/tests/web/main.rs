@@ -10,4 +10,5 @@ mod api;
 mod auth;
 mod browser;
 mod flow;
+mod scheduler;
 mod security;
