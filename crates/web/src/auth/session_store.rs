@@ -36,6 +36,15 @@ fn expiry(record: &Record) -> DateTime<Utc> {
 
 #[async_trait]
 impl SessionStore for StoreSessions {
+    /// A new session: its random id is drawn again in the (astronomically unlikely) case it is
+    /// taken, so that two visitors never share a session.
+    async fn create(&self, record: &mut Record) -> session_store::Result<()> {
+        while self.load(&record.id).await?.is_some() {
+            record.id = Id::default();
+        }
+        self.save(record).await
+    }
+
     async fn save(&self, record: &Record) -> session_store::Result<()> {
         let data = serde_json::to_string(record)
             .map_err(|e| session_store::Error::Encode(e.to_string()))?;
