@@ -531,6 +531,55 @@ pub(crate) fn decode_audit(r: &impl RowExt) -> Result<AuditEntry> {
     })
 }
 
+pub(crate) fn decode_user(r: &impl RowExt) -> Result<User> {
+    let role = r.text("role")?;
+    Ok(User {
+        id: r.int("id")?,
+        name: r.text("name")?,
+        role: Role::parse(&role).ok_or_else(|| corrupt("role", &role))?,
+        created_at: r.ts("created_at")?,
+    })
+}
+
+pub(crate) fn decode_api_token(r: &impl RowExt) -> Result<ApiToken> {
+    let scope = r.text("scope")?;
+    Ok(ApiToken {
+        id: r.int("id")?,
+        name: r.text("name")?,
+        scope: TokenScope::parse(&scope).ok_or_else(|| corrupt("token scope", &scope))?,
+        created_by: r.text("created_by")?,
+        created_at: r.ts("created_at")?,
+    })
+}
+
+pub(crate) const TOP_FIXES_SQL: &str = "SELECT recommended_update, COUNT(*) AS n, COUNT(DISTINCT asset_id) AS assets \
+     FROM findings WHERE status = 'open' AND recommended_update IS NOT NULL AND recommended_update <> '' \
+     GROUP BY recommended_update ORDER BY n DESC, recommended_update LIMIT $1";
+
+pub(crate) const RISKIEST_ASSETS_SQL: &str = "SELECT a.id, COALESCE(a.name, a.source_id) AS name, \
+     SUM(CASE WHEN f.severity = 4 THEN 1 ELSE 0 END) AS critical, \
+     SUM(CASE WHEN f.severity = 3 THEN 1 ELSE 0 END) AS high, COUNT(*) AS n \
+     FROM findings f JOIN assets a ON a.id = f.asset_id WHERE f.status = 'open' \
+     GROUP BY a.id, a.name, a.source_id ORDER BY critical DESC, high DESC, n DESC, a.id LIMIT $1";
+
+pub(crate) fn decode_top_fix(r: &impl RowExt) -> Result<TopFix> {
+    Ok(TopFix {
+        recommended_update: r.text("recommended_update")?,
+        open_findings: as_u64(r.int("n")?),
+        assets: as_u64(r.int("assets")?),
+    })
+}
+
+pub(crate) fn decode_risky_asset(r: &impl RowExt) -> Result<RiskyAsset> {
+    Ok(RiskyAsset {
+        asset_id: r.int("id")?,
+        name: r.text("name")?,
+        critical: as_u64(r.int("critical")?),
+        high: as_u64(r.int("high")?),
+        open_findings: as_u64(r.int("n")?),
+    })
+}
+
 // ---- dynamic reads -------------------------------------------------------------------------------
 
 /// A bind value of a dynamically built read.
@@ -630,6 +679,26 @@ pub(crate) fn assets_query(d: Dialect, f: &AssetFilter, after: Option<i64>, limi
             "(a.name {op} {ph} ESCAPE '\\' OR a.source_id {op} {ph} ESCAPE '\\')",
             op = d.ilike
         ));
+    }
+    for (column, value) in [
+        ("os_platform", &f.os_platform),
+        ("health_status", &f.health_status),
+        ("exposure_level", &f.exposure_level),
+    ] {
+        if let Some(v) = value.as_deref().filter(|v| !v.is_empty()) {
+            let ph = sql.arg(Arg::Text(clean(v).to_lowercase()));
+            sql.and(&format!("lower(a.{column}) = {ph}"));
+        }
+    }
+    if let Some(tag) = f.tag.as_deref().filter(|t| !t.is_empty()) {
+        // Tags are a JSON array of strings: look for the tag as a whole JSON string in it.
+        let quoted = serde_json::to_string(&*clean(tag)).unwrap_or_default();
+        let mut pattern = like_pattern(&quoted);
+        if pattern.len() < 3 {
+            pattern = "%".into();
+        }
+        let ph = sql.arg(Arg::Text(pattern));
+        sql.and(&format!("a.tags {op} {ph} ESCAPE '\\'", op = d.ilike));
     }
     sql.text.push_str(" ORDER BY a.id");
     page_limit(&mut sql, limit);

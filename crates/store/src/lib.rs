@@ -23,6 +23,7 @@
 
 mod common;
 mod error;
+pub mod export;
 mod postgres;
 mod run_owner;
 mod sqlite;

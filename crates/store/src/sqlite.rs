@@ -1333,6 +1333,24 @@ impl Store for SqliteStore {
         Ok(counts)
     }
 
+    async fn top_fixes(&self, limit: u32) -> Result<Vec<TopFix>> {
+        let rows = sqlx::query(TOP_FIXES_SQL)
+            .bind(i64::from(limit))
+            .fetch_all(&self.read)
+            .await
+            .map_err(db("ranking recommended updates"))?;
+        rows.iter().map(decode_top_fix).collect()
+    }
+
+    async fn riskiest_assets(&self, limit: u32) -> Result<Vec<RiskyAsset>> {
+        let rows = sqlx::query(RISKIEST_ASSETS_SQL)
+            .bind(i64::from(limit))
+            .fetch_all(&self.read)
+            .await
+            .map_err(db("ranking assets"))?;
+        rows.iter().map(decode_risky_asset).collect()
+    }
+
     async fn record_audit(&self, e: &NewAuditEntry) -> Result<i64> {
         sqlx::query_scalar(
             "INSERT INTO audit_log (at, actor, action, target, details) VALUES ($1, $2, $3, $4, $5) RETURNING id",
@@ -1356,6 +1374,164 @@ impl Store for SqliteStore {
         .await
         .map_err(db("reading the audit log"))?;
         rows.iter().map(decode_audit).collect()
+    }
+
+    async fn create_user(&self, new: &NewUser) -> Result<User> {
+        let row = sqlx::query(
+            "INSERT INTO users (name, role, password_hash, created_at) VALUES ($1, $2, $3, $4) \
+             RETURNING id, name, role, created_at",
+        )
+        .bind(clean(&new.name))
+        .bind(new.role.as_str())
+        .bind(&new.password_hash)
+        .bind(ts(new.created_at))
+        .fetch_one(&self.write)
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                StoreError::Conflict(format!(
+                    "an account named '{}' already exists: choose another name",
+                    new.name.chars().take(60).collect::<String>()
+                ))
+            } else {
+                StoreError::Database {
+                    op: "creating an account",
+                    source: e,
+                }
+            }
+        })?;
+        decode_user(&row)
+    }
+
+    async fn user_credentials(&self, name: &str) -> Result<Option<UserCredentials>> {
+        let row = sqlx::query(
+            "SELECT id, name, role, created_at, password_hash FROM users WHERE lower(name) = lower($1)",
+        )
+        .bind(clean(name))
+        .fetch_optional(&self.read)
+        .await
+        .map_err(db("reading an account"))?;
+        row.map(|r| {
+            Ok(UserCredentials {
+                user: decode_user(&r)?,
+                password_hash: r.text("password_hash")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn get_user(&self, id: i64) -> Result<User> {
+        let row = sqlx::query("SELECT id, name, role, created_at FROM users WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db("reading an account"))?;
+        match row {
+            Some(r) => decode_user(&r),
+            None => Err(StoreError::NotFound(format!(
+                "there is no account with id {id}"
+            ))),
+        }
+    }
+
+    async fn list_users(&self) -> Result<Vec<User>> {
+        let rows = sqlx::query("SELECT id, name, role, created_at FROM users ORDER BY lower(name)")
+            .fetch_all(&self.read)
+            .await
+            .map_err(db("listing accounts"))?;
+        rows.iter().map(decode_user).collect()
+    }
+
+    async fn save_session(&self, id: &str, data: &str, expires_at: DateTime<Utc>) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO sessions (id, data, expires_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (id) DO UPDATE SET data = excluded.data, expires_at = excluded.expires_at",
+        )
+        .bind(id)
+        .bind(data)
+        .bind(ts(expires_at))
+        .execute(&self.write)
+        .await
+        .map_err(db("saving a session"))?;
+        Ok(())
+    }
+
+    async fn load_session(&self, id: &str, now: DateTime<Utc>) -> Result<Option<String>> {
+        sqlx::query_scalar("SELECT data FROM sessions WHERE id = $1 AND expires_at > $2")
+            .bind(id)
+            .bind(ts(now))
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db("loading a session"))
+    }
+
+    async fn delete_session(&self, id: &str) -> Result<()> {
+        sqlx::query("DELETE FROM sessions WHERE id = $1")
+            .bind(id)
+            .execute(&self.write)
+            .await
+            .map_err(db("deleting a session"))?;
+        Ok(())
+    }
+
+    async fn delete_expired_sessions(&self, now: DateTime<Utc>) -> Result<u64> {
+        let done = sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
+            .bind(ts(now))
+            .execute(&self.write)
+            .await
+            .map_err(db("deleting expired sessions"))?;
+        Ok(done.rows_affected())
+    }
+
+    async fn create_api_token(&self, new: &NewApiToken) -> Result<ApiToken> {
+        let row = sqlx::query(
+            "INSERT INTO api_tokens (name, token_hash, scope, created_by, created_at) \
+             VALUES ($1, $2, $3, $4, $5) RETURNING id, name, scope, created_by, created_at",
+        )
+        .bind(clean(&new.name))
+        .bind(&new.token_hash)
+        .bind(new.scope.as_str())
+        .bind(clean(&new.created_by))
+        .bind(ts(new.created_at))
+        .fetch_one(&self.write)
+        .await
+        .map_err(db("creating an API token"))?;
+        decode_api_token(&row)
+    }
+
+    async fn api_token_by_hash(&self, token_hash: &str) -> Result<Option<ApiToken>> {
+        let row = sqlx::query(
+            "SELECT id, name, scope, created_by, created_at FROM api_tokens WHERE token_hash = $1",
+        )
+        .bind(token_hash)
+        .fetch_optional(&self.read)
+        .await
+        .map_err(db("reading an API token"))?;
+        row.as_ref().map(decode_api_token).transpose()
+    }
+
+    async fn list_api_tokens(&self) -> Result<Vec<ApiToken>> {
+        let rows = sqlx::query(
+            "SELECT id, name, scope, created_by, created_at FROM api_tokens ORDER BY id DESC",
+        )
+        .fetch_all(&self.read)
+        .await
+        .map_err(db("listing API tokens"))?;
+        rows.iter().map(decode_api_token).collect()
+    }
+
+    async fn delete_api_token(&self, id: i64) -> Result<()> {
+        let done = sqlx::query("DELETE FROM api_tokens WHERE id = $1")
+            .bind(id)
+            .execute(&self.write)
+            .await
+            .map_err(db("deleting an API token"))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!(
+                "there is no API token with id {id}"
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -1461,6 +1637,7 @@ mod tests {
                 integration: Some(1),
                 status: Some(rampart_model::AssetStatus::Missing),
                 search: Some("host".into()),
+                ..Default::default()
             },
         ] {
             let sql = assets_query(DIALECT, &f, None, 1000);

@@ -192,11 +192,44 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Dashboard numbers, for one integration or all.
     async fn counts(&self, integration: Option<IntegrationId>) -> Result<Counts>;
 
+    /// The recommended updates that close the most open findings, most first.
+    async fn top_fixes(&self, limit: u32) -> Result<Vec<TopFix>>;
+    /// The assets with the most critical, then high, then any open findings.
+    async fn riskiest_assets(&self, limit: u32) -> Result<Vec<RiskyAsset>>;
+
     // ---- audit log ---------------------------------------------------------------------------
 
     async fn record_audit(&self, entry: &NewAuditEntry) -> Result<i64>;
     /// The newest entries first.
     async fn list_audit(&self, limit: u32) -> Result<Vec<AuditEntry>>;
+
+    // ---- accounts (portal users, sessions, API tokens) ----------------------------------------
+
+    /// Stores a new portal account. A name already taken (case-insensitively) is a `Conflict`.
+    async fn create_user(&self, new: &NewUser) -> Result<User>;
+    /// The account and its password hash, by name (case-insensitive), for checking a login.
+    async fn user_credentials(&self, name: &str) -> Result<Option<UserCredentials>>;
+    /// `NotFound` when there is none with this id.
+    async fn get_user(&self, id: i64) -> Result<User>;
+    /// All accounts, by name.
+    async fn list_users(&self) -> Result<Vec<User>>;
+
+    /// Creates or replaces a session record (opaque JSON) expiring at `expires_at`.
+    async fn save_session(&self, id: &str, data: &str, expires_at: DateTime<Utc>) -> Result<()>;
+    /// A session record that has not expired at `now`.
+    async fn load_session(&self, id: &str, now: DateTime<Utc>) -> Result<Option<String>>;
+    async fn delete_session(&self, id: &str) -> Result<()>;
+    /// Removes sessions expired at `now`; returns how many.
+    async fn delete_expired_sessions(&self, now: DateTime<Utc>) -> Result<u64>;
+
+    /// Stores a new API token (its hash only).
+    async fn create_api_token(&self, new: &NewApiToken) -> Result<ApiToken>;
+    /// The token whose hash this is.
+    async fn api_token_by_hash(&self, token_hash: &str) -> Result<Option<ApiToken>>;
+    /// All API tokens, newest first.
+    async fn list_api_tokens(&self) -> Result<Vec<ApiToken>>;
+    /// `NotFound` when there is none with this id.
+    async fn delete_api_token(&self, id: i64) -> Result<()>;
 
     // ---- streaming (provided) ----------------------------------------------------------------
 

@@ -269,6 +269,14 @@ pub struct AssetFilter {
     pub status: Option<AssetStatus>,
     /// Case-insensitive substring of the name or the source id. `%` and `_` are literal.
     pub search: Option<String>,
+    /// Exactly this OS platform (case-insensitive), e.g. `Windows11`.
+    pub os_platform: Option<String>,
+    /// Exactly this health status (case-insensitive), e.g. `Active`.
+    pub health_status: Option<String>,
+    /// Exactly this exposure level (case-insensitive), e.g. `High`.
+    pub exposure_level: Option<String>,
+    /// Assets carrying this tag (case-insensitive).
+    pub tag: Option<String>,
 }
 
 /// Filters of finding listings. Empty = everything.
@@ -373,4 +381,128 @@ pub struct AuditEntry {
 pub enum Backend {
     Sqlite,
     Postgres,
+}
+
+// ---- accounts (portal users, sessions, API tokens) -----------------------------------------------
+
+/// What a portal account may do: admins change integrations and accounts, viewers read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Admin,
+    Viewer,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Viewer => "viewer",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "admin" => Some(Role::Admin),
+            "viewer" => Some(Role::Viewer),
+            _ => None,
+        }
+    }
+}
+
+/// What `create_user` needs. The password arrives already hashed (argon2 PHC string).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewUser {
+    pub name: String,
+    pub role: Role,
+    pub password_hash: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A portal account, without its password hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    pub id: i64,
+    pub name: String,
+    pub role: Role,
+    pub created_at: DateTime<Utc>,
+}
+
+/// An account with its password hash, for checking a login. Not `Serialize`: it never leaves the
+/// server.
+#[derive(Clone, PartialEq, Eq)]
+pub struct UserCredentials {
+    pub user: User,
+    pub password_hash: String,
+}
+
+impl std::fmt::Debug for UserCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserCredentials")
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What an API token may do: `Read` reads, `Admin` also changes integrations and starts syncs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenScope {
+    Read,
+    Admin,
+}
+
+impl TokenScope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenScope::Read => "read",
+            TokenScope::Admin => "admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<TokenScope> {
+        match s {
+            "read" => Some(TokenScope::Read),
+            "admin" => Some(TokenScope::Admin),
+            _ => None,
+        }
+    }
+}
+
+/// What `create_api_token` needs: the token's hash, never the token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewApiToken {
+    pub name: String,
+    pub token_hash: String,
+    pub scope: TokenScope,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A stored API token (its hash is not part of it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiToken {
+    pub id: i64,
+    pub name: String,
+    pub scope: TokenScope,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A recommended update and how many open findings it would close (dashboard "top fixes").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopFix {
+    pub recommended_update: String,
+    pub open_findings: u64,
+    pub assets: u64,
+}
+
+/// An asset ranked by its open findings (dashboard "riskiest assets").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RiskyAsset {
+    pub asset_id: i64,
+    pub name: String,
+    pub critical: u64,
+    pub high: u64,
+    pub open_findings: u64,
 }

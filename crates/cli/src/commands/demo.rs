@@ -1,7 +1,8 @@
-//! `rampart demo`: an emulated Microsoft tenant, an integration against it, a first sync, and what
-//! to try next. Nothing to configure.
+//! `rampart demo`: an emulated Microsoft tenant, an integration against it, a first sync, an admin
+//! account with a one-time password, and the portal. Nothing to configure.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -10,6 +11,7 @@ use rampart_model::{Cloud, IntegrationName, Product, SecretHint};
 use rampart_sim::SimConfig;
 use rampart_store::{IntegrationUpdate, NewIntegration, SecretCiphertext, StoreError};
 use rampart_sync::{Engine, EngineOptions, SyncRequest};
+use rampart_web::{Application, WebConfig};
 use secrecy::SecretString;
 
 use crate::cli::{DemoArgs, Global};
@@ -93,26 +95,70 @@ pub async fn run(global: &Global, args: DemoArgs) -> anyhow::Result<ExitCode> {
     progress.clear();
     super::sync::print_run(name.as_str(), &run);
 
-    let db = context::database_url(global);
+    let engine = Arc::new(engine);
+    let app = Application::build(WebConfig::new(args.listen), engine)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let login = demo_account(store.as_ref()).await?;
+
     println!();
-    println!("Try, in another terminal (this one keeps the emulated tenant running):");
-    println!("  rampart --database {db} integration test {name}");
-    println!("  rampart --database {db} sync {name}");
-    println!("  rampart --database {db} export findings --format csv --output findings.csv");
-    println!("  rampart --database {db} export assets --format jsonl | head");
+    println!("Portal: {}", app.url());
+    match login {
+        Some(password) => println!(
+            "Sign in as '{DEMO_ADMIN}' with the one-time password {password} (it is shown only now)."
+        ),
+        None => println!(
+            "Sign in as '{DEMO_ADMIN}' with the password shown when this database's demo first ran, or add an account: rampart user add NAME --role admin --password-stdin"
+        ),
+    }
+    println!("API documentation: {}/api/docs/", app.url());
     println!(
-        "The emulated tenant moves on by one 6-hour snapshot every minute; sync again to see fixed and new findings."
+        "The emulated tenant moves on by one 6-hour snapshot every minute; press Sync now in the portal to see fixed and new findings."
     );
     println!("Press Ctrl-C to stop.");
 
     let ticker = sim.sim.clone();
-    let mut interval = tokio::time::interval(Duration::from_secs(60));
-    interval.tick().await;
-    loop {
-        tokio::select! {
-            _ = interval.tick() => ticker.tick(1),
-            _ = tokio::signal::ctrl_c() => break,
+    let ticking = tokio::spawn(async move {
+        let mut interval = tokio::time::interval(Duration::from_secs(60));
+        interval.tick().await;
+        loop {
+            interval.tick().await;
+            ticker.tick(1);
         }
-    }
+    });
+    let served = app.run_until_stopped().await;
+    ticking.abort();
+    served.context("the web server stopped")?;
     Ok(ExitCode::SUCCESS)
+}
+
+const DEMO_ADMIN: &str = "admin";
+
+/// Creates the demo's admin account with a random password and returns the password, or `None`
+/// when the account exists already (from an earlier demo on the same database).
+async fn demo_account(store: &dyn rampart_store::Store) -> anyhow::Result<Option<String>> {
+    if store.user_credentials(DEMO_ADMIN).await?.is_some() {
+        return Ok(None);
+    }
+    let password = one_time_password();
+    rampart_web::create_user(
+        store,
+        DEMO_ADMIN,
+        rampart_store::Role::Admin,
+        &SecretString::from(password.clone()),
+        "demo",
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("cannot create the demo account: {e}"))?;
+    Ok(Some(password))
+}
+
+/// 16 characters from an alphabet without look-alikes.
+fn one_time_password() -> String {
+    const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyzABCDEFGHJKMNPQRSTUVWXYZ23456789";
+    use rand::Rng;
+    let mut rng = rand::rng();
+    (0..16)
+        .map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]))
+        .collect()
 }

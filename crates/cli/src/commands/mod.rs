@@ -3,13 +3,14 @@
 mod demo;
 mod export;
 pub(crate) mod integration;
+mod serve;
 mod sim;
 mod sync;
+mod user;
 
 use std::process::ExitCode;
 
 use crate::cli::{Cli, Command};
-use crate::output::usage;
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let global = &cli.global;
@@ -19,8 +20,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Integration(command) => integration::run(global, command).await,
         Command::Sync(args) => sync::run(global, args).await,
         Command::Export(args) => export::run(global, args).await,
-        Command::Serve(_) | Command::User(_) => Err(usage(
-            "the portal (rampart serve, rampart user) is not part of this build yet; use the CLI: integration, sync, export",
-        )),
+        Command::Serve(args) => serve::run(global, args).await,
+        Command::User(command) => user::run(global, command).await,
     }
 }

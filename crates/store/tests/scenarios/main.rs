@@ -38,6 +38,7 @@ macro_rules! scenarios {
 
 mod support;
 
+mod accounts;
 mod bulk;
 mod connect;
 mod delta;

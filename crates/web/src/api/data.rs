@@ -1,0 +1,63 @@
+//! `/api/v1/assets`, `/api/v1/findings`, `/api/v1/vulnerabilities`: filtered, keyset-paginated.
+
+use axum::Json;
+use axum::extract::{Query, State};
+
+use crate::api::dto::{
+    AssetOut, AssetPage, FindingOut, FindingPage, VulnerabilityOut, VulnerabilityPage,
+};
+use crate::auth::tokens::ApiReader;
+use crate::error::{ApiError, Problem};
+use crate::query::{self, AssetQuery, FindingQuery, VulnerabilityQuery};
+use crate::state::AppState;
+
+#[utoipa::path(get, path = "/api/v1/assets", tag = "data", params(AssetQuery),
+    responses((status = 200, body = AssetPage), (status = 400, body = Problem), (status = 401, body = Problem)))]
+pub async fn assets(
+    _t: ApiReader,
+    State(state): State<AppState>,
+    Query(q): Query<AssetQuery>,
+) -> Result<Json<AssetPage>, ApiError> {
+    let page = state
+        .store()
+        .assets_page(&q.filter()?, q.after()?, query::limit(&q.limit)?)
+        .await?;
+    Ok(Json(AssetPage {
+        items: page.items.iter().map(AssetOut::from).collect(),
+        next_cursor: page.next.map(|n| n.to_string()),
+    }))
+}
+
+#[utoipa::path(get, path = "/api/v1/findings", tag = "data", params(FindingQuery),
+    responses((status = 200, body = FindingPage), (status = 400, body = Problem), (status = 401, body = Problem)))]
+pub async fn findings(
+    _t: ApiReader,
+    State(state): State<AppState>,
+    Query(q): Query<FindingQuery>,
+) -> Result<Json<FindingPage>, ApiError> {
+    let page = state
+        .store()
+        .findings_page(&q.filter()?, q.after()?, query::limit(&q.limit)?)
+        .await?;
+    Ok(Json(FindingPage {
+        items: page.items.iter().map(FindingOut::from).collect(),
+        next_cursor: page.next.map(|n| n.to_string()),
+    }))
+}
+
+#[utoipa::path(get, path = "/api/v1/vulnerabilities", tag = "data", params(VulnerabilityQuery),
+    responses((status = 200, body = VulnerabilityPage), (status = 400, body = Problem), (status = 401, body = Problem)))]
+pub async fn vulnerabilities(
+    _t: ApiReader,
+    State(state): State<AppState>,
+    Query(q): Query<VulnerabilityQuery>,
+) -> Result<Json<VulnerabilityPage>, ApiError> {
+    let page = state
+        .store()
+        .vulnerabilities_page(&q.filter()?, q.after()?, query::limit(&q.limit)?)
+        .await?;
+    Ok(Json(VulnerabilityPage {
+        items: page.items.iter().map(VulnerabilityOut::from).collect(),
+        next_cursor: page.next.map(|n| n.to_string()),
+    }))
+}

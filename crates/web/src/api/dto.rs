@@ -1,0 +1,359 @@
+//! The API's JSON shapes. Integrations never carry their secret out: only its hint.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use rampart_model::export::rfc3339;
+use rampart_model::{Integration, SyncRun};
+use rampart_store::{StoredAsset, StoredFinding, StoredVulnerability};
+use rampart_sync::{ConnectionReport, StepOutcome};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+fn ts(t: &DateTime<Utc>) -> String {
+    rfc3339(t)
+}
+
+fn ts_opt(t: &Option<DateTime<Utc>>) -> Option<String> {
+    t.as_ref().map(rfc3339)
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IntegrationOut {
+    pub id: i64,
+    pub name: String,
+    /// `endpoint` or `cloud`.
+    pub product: String,
+    /// `commercial`, `gcc`, `gcc-high`, `dod` or `china`.
+    pub cloud: String,
+    pub tenant_id: String,
+    pub client_id: String,
+    /// The secret's last characters, like `••••a1b2`. The secret itself is write-only.
+    pub secret_hint: String,
+    pub secret_expires_on: Option<NaiveDate>,
+    pub login_url: Option<String>,
+    pub api_url: Option<String>,
+    pub schedule_minutes: i64,
+    pub enabled: bool,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<&Integration> for IntegrationOut {
+    fn from(i: &Integration) -> Self {
+        Self {
+            id: i.id,
+            name: i.name.to_string(),
+            product: i.product.as_str().into(),
+            cloud: i.cloud.as_str().into(),
+            tenant_id: i.tenant_id.to_string(),
+            client_id: i.client_id.to_string(),
+            secret_hint: i.secret_hint.masked(),
+            secret_expires_on: i.secret_hint.expires_on,
+            login_url: i.login_url.clone(),
+            api_url: i.api_url.clone(),
+            schedule_minutes: i.schedule_minutes,
+            enabled: i.enabled,
+            created_at: ts(&i.created_at),
+            updated_at: ts(&i.updated_at),
+        }
+    }
+}
+
+/// A new integration, or (with every field optional) changes to one.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IntegrationIn {
+    pub name: Option<String>,
+    /// `endpoint` (`cloud` is not supported yet).
+    pub product: Option<String>,
+    pub cloud: Option<String>,
+    pub tenant_id: Option<String>,
+    pub client_id: Option<String>,
+    /// Write-only: never returned.
+    pub client_secret: Option<String>,
+    /// `YYYY-MM-DD`; an empty string removes it.
+    pub secret_expires_on: Option<String>,
+    pub login_url: Option<String>,
+    pub api_url: Option<String>,
+    pub schedule_minutes: Option<i64>,
+    pub enabled: Option<bool>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StepOut {
+    pub name: String,
+    /// `passed`, `failed` or `skipped`.
+    pub outcome: String,
+    pub detail: String,
+    pub fix: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TestReportOut {
+    pub passed: bool,
+    pub steps: Vec<StepOut>,
+}
+
+impl From<&ConnectionReport> for TestReportOut {
+    fn from(r: &ConnectionReport) -> Self {
+        Self {
+            passed: r.passed(),
+            steps: r
+                .steps
+                .iter()
+                .map(|s| StepOut {
+                    name: s.name.into(),
+                    outcome: match s.outcome {
+                        StepOutcome::Passed => "passed",
+                        StepOutcome::Failed => "failed",
+                        StepOutcome::Skipped => "skipped",
+                    }
+                    .into(),
+                    detail: s.detail.clone(),
+                    fix: s.fix.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SyncStartedOut {
+    pub started: bool,
+    pub message: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CountsOut {
+    pub read: u64,
+    pub new: u64,
+    pub updated: u64,
+    pub resolved: u64,
+    pub reopened: u64,
+    pub skipped: u64,
+}
+
+impl From<&rampart_model::EntityCounts> for CountsOut {
+    fn from(c: &rampart_model::EntityCounts) -> Self {
+        Self {
+            read: c.read,
+            new: c.new,
+            updated: c.updated,
+            resolved: c.resolved,
+            reopened: c.reopened,
+            skipped: c.skipped,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RunOut {
+    pub id: i64,
+    pub integration_id: i64,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    /// `running`, `succeeded`, `partial` or `failed`.
+    pub status: String,
+    pub mode: String,
+    /// `complete`, `incomplete` or `held`.
+    pub verdict: Option<String>,
+    pub verdict_reason: Option<String>,
+    pub assets: CountsOut,
+    pub findings: CountsOut,
+    pub vulnerabilities: CountsOut,
+    pub api_calls: u64,
+    pub throttled: u64,
+    pub retries: u64,
+    pub bytes: u64,
+    pub error: Option<String>,
+}
+
+impl From<&SyncRun> for RunOut {
+    fn from(r: &SyncRun) -> Self {
+        use rampart_model::Verdict;
+        let (verdict, verdict_reason) = match &r.verdict {
+            None => (None, None),
+            Some(Verdict::Complete) => (Some("complete".into()), None),
+            Some(Verdict::Incomplete(w)) => (Some("incomplete".into()), Some(w.clone())),
+            Some(Verdict::Held(w)) => (Some("held".into()), Some(w.clone())),
+        };
+        Self {
+            id: r.id,
+            integration_id: r.integration_id,
+            started_at: ts(&r.started_at),
+            finished_at: ts_opt(&r.finished_at),
+            status: r.status.as_str().into(),
+            mode: r.mode.clone(),
+            verdict,
+            verdict_reason,
+            assets: (&r.assets).into(),
+            findings: (&r.findings).into(),
+            vulnerabilities: (&r.vulnerabilities).into(),
+            api_calls: r.api_calls,
+            throttled: r.throttled,
+            retries: r.retries,
+            bytes: r.bytes,
+            error: r.error.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AssetOut {
+    pub id: i64,
+    pub integration_id: i64,
+    pub integration: String,
+    pub source: String,
+    pub source_id: String,
+    pub kind: String,
+    pub name: Option<String>,
+    pub os_platform: Option<String>,
+    pub os_version: Option<String>,
+    pub health_status: Option<String>,
+    pub onboarding_status: Option<String>,
+    pub exposure_level: Option<String>,
+    pub risk_score: Option<String>,
+    pub device_value: Option<String>,
+    pub ip_addresses: Vec<String>,
+    pub tags: Vec<String>,
+    pub first_seen: Option<String>,
+    pub last_seen: Option<String>,
+    /// `active` or `missing`.
+    pub status: String,
+    pub missing_since: Option<String>,
+}
+
+impl From<&StoredAsset> for AssetOut {
+    fn from(s: &StoredAsset) -> Self {
+        let a = &s.asset;
+        Self {
+            id: s.id,
+            integration_id: s.integration_id,
+            integration: s.integration.clone(),
+            source: s.product.source().into(),
+            source_id: a.source_id.clone(),
+            kind: a.kind.as_str().into(),
+            name: a.name.clone(),
+            os_platform: a.os_platform.clone(),
+            os_version: a.os_version.clone(),
+            health_status: a.health_status.clone(),
+            onboarding_status: a.onboarding_status.clone(),
+            exposure_level: a.exposure_level.clone(),
+            risk_score: a.risk_score.clone(),
+            device_value: a.device_value.clone(),
+            ip_addresses: a.ip_addresses.clone(),
+            tags: a.tags.clone(),
+            first_seen: ts_opt(&a.first_seen.or(Some(s.first_observed))),
+            last_seen: ts_opt(&a.last_seen.or(Some(s.last_observed))),
+            status: s.status.as_str().into(),
+            missing_since: ts_opt(&s.missing_since),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FindingOut {
+    pub id: i64,
+    pub integration_id: i64,
+    pub integration: String,
+    pub source: String,
+    pub asset_source_id: String,
+    pub asset_name: Option<String>,
+    pub cve_id: String,
+    pub software_vendor: String,
+    pub software_name: String,
+    pub software_version: String,
+    pub severity: Option<String>,
+    pub cvss: Option<f64>,
+    pub epss: Option<f64>,
+    pub exploitability: Option<String>,
+    pub recommended_update: Option<String>,
+    /// `open` or `fixed`.
+    pub status: String,
+    pub first_seen: Option<String>,
+    pub last_seen: Option<String>,
+    pub fixed_at: Option<String>,
+    pub reopened_count: u64,
+}
+
+impl From<&StoredFinding> for FindingOut {
+    fn from(s: &StoredFinding) -> Self {
+        let f = &s.finding;
+        Self {
+            id: s.id,
+            integration_id: s.integration_id,
+            integration: s.integration.clone(),
+            source: s.product.source().into(),
+            asset_source_id: f.key.asset_source_id.clone(),
+            asset_name: f.asset_name.clone(),
+            cve_id: f.key.cve_id.to_string(),
+            software_vendor: f.key.software_vendor.clone(),
+            software_name: f.key.software_name.clone(),
+            software_version: f.key.software_version.clone(),
+            severity: f.severity.map(|s| s.as_str().into()),
+            cvss: f.cvss,
+            epss: s.cve.as_ref().and_then(|c| c.epss),
+            exploitability: f.exploitability.clone(),
+            recommended_update: f.recommended_update.clone(),
+            status: s.status.as_str().into(),
+            first_seen: ts_opt(&f.first_seen.or(Some(s.first_observed))),
+            last_seen: ts_opt(&f.last_seen.or(Some(s.last_observed))),
+            fixed_at: ts_opt(&s.fixed_at),
+            reopened_count: s.reopened_count,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VulnerabilityOut {
+    pub cve_id: String,
+    pub severity: Option<String>,
+    pub cvss: Option<f64>,
+    pub cvss_vector: Option<String>,
+    pub epss: Option<f64>,
+    pub public_exploit: bool,
+    pub exploit_verified: bool,
+    pub exploit_in_kit: bool,
+    pub published_on: Option<String>,
+    pub updated_on: Option<String>,
+    pub exposed_assets: u64,
+    pub description: Option<String>,
+}
+
+impl From<&StoredVulnerability> for VulnerabilityOut {
+    fn from(s: &StoredVulnerability) -> Self {
+        let v = &s.vulnerability;
+        Self {
+            cve_id: v.cve_id.to_string(),
+            severity: v.severity.map(|s| s.as_str().into()),
+            cvss: v.cvss,
+            cvss_vector: v.cvss_vector.clone(),
+            epss: v.epss,
+            public_exploit: v.public_exploit,
+            exploit_verified: v.exploit_verified,
+            exploit_in_kit: v.exploit_in_kit,
+            published_on: ts_opt(&v.published_on),
+            updated_on: ts_opt(&v.updated_on),
+            exposed_assets: s.exposed_assets,
+            description: v.description.clone(),
+        }
+    }
+}
+
+/// A page of assets; pass `next_cursor` as `after` for the next one (`null`: last page).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AssetPage {
+    pub items: Vec<AssetOut>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FindingPage {
+    pub items: Vec<FindingOut>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VulnerabilityPage {
+    pub items: Vec<VulnerabilityOut>,
+    pub next_cursor: Option<String>,
+}

@@ -1,0 +1,210 @@
+//! `/api/v1/integrations`: list, create, read, change, remove, test, sync, runs.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use chrono::Utc;
+use rampart_model::IntegrationId;
+use rampart_store::NewAuditEntry;
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use crate::api::dto::{IntegrationIn, IntegrationOut, RunOut, SyncStartedOut, TestReportOut};
+use crate::auth::tokens::{ApiAdmin, ApiReader};
+use crate::error::{ApiError, AppError, Problem};
+use crate::integrations::{self as logic, InputErrorOr, IntegrationInput};
+use crate::state::AppState;
+
+fn actor(token: &rampart_store::ApiToken) -> String {
+    format!("api:{}", token.name)
+}
+
+fn input_error(e: InputErrorOr) -> ApiError {
+    match e {
+        InputErrorOr::Input(logic::InputError(errors)) => {
+            ApiError(AppError::BadRequest(errors.join("; ")))
+        }
+        InputErrorOr::App(e) => ApiError(e),
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/integrations", tag = "integrations",
+    responses((status = 200, body = [IntegrationOut]), (status = 401, body = Problem)))]
+pub async fn list(
+    _t: ApiReader,
+    State(state): State<AppState>,
+) -> Result<Json<Vec<IntegrationOut>>, ApiError> {
+    let all = state.store().list_integrations().await?;
+    Ok(Json(all.iter().map(IntegrationOut::from).collect()))
+}
+
+#[utoipa::path(post, path = "/api/v1/integrations", tag = "integrations", request_body = IntegrationIn,
+    responses((status = 201, body = IntegrationOut), (status = 400, body = Problem),
+        (status = 401, body = Problem), (status = 403, body = Problem)))]
+pub async fn create(
+    ApiAdmin(token): ApiAdmin,
+    State(state): State<AppState>,
+    Json(body): Json<IntegrationIn>,
+) -> Result<(StatusCode, Json<IntegrationOut>), ApiError> {
+    let input = IntegrationInput {
+        name: body.name.unwrap_or_default(),
+        product: body.product.unwrap_or_else(|| "endpoint".into()),
+        cloud: body.cloud.unwrap_or_default(),
+        tenant_id: body.tenant_id.unwrap_or_default(),
+        client_id: body.client_id.unwrap_or_default(),
+        client_secret: body.client_secret.map(SecretString::from),
+        secret_expires: body.secret_expires_on.unwrap_or_default(),
+        login_url: body.login_url.unwrap_or_default(),
+        api_url: body.api_url.unwrap_or_default(),
+        schedule_minutes: body
+            .schedule_minutes
+            .map(|m| m.to_string())
+            .unwrap_or_default(),
+        enabled: body.enabled.unwrap_or(true),
+    };
+    let created = logic::create(&state, &input, &actor(&token))
+        .await
+        .map_err(input_error)?;
+    Ok((StatusCode::CREATED, Json(IntegrationOut::from(&created))))
+}
+
+#[utoipa::path(get, path = "/api/v1/integrations/{id}", tag = "integrations",
+    params(("id" = i64, Path)),
+    responses((status = 200, body = IntegrationOut), (status = 404, body = Problem)))]
+pub async fn get_one(
+    _t: ApiReader,
+    State(state): State<AppState>,
+    Path(id): Path<IntegrationId>,
+) -> Result<Json<IntegrationOut>, ApiError> {
+    Ok(Json((&state.store().get_integration(id).await?).into()))
+}
+
+#[utoipa::path(patch, path = "/api/v1/integrations/{id}", tag = "integrations",
+    params(("id" = i64, Path)), request_body = IntegrationIn,
+    responses((status = 200, body = IntegrationOut), (status = 400, body = Problem),
+        (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub async fn update(
+    ApiAdmin(token): ApiAdmin,
+    State(state): State<AppState>,
+    Path(id): Path<IntegrationId>,
+    Json(body): Json<IntegrationIn>,
+) -> Result<Json<IntegrationOut>, ApiError> {
+    let existing = state.store().get_integration(id).await?;
+    let or = |new: Option<String>, old: String| new.unwrap_or(old);
+    let input = IntegrationInput {
+        name: or(body.name, existing.name.to_string()),
+        product: or(body.product, existing.product.as_str().into()),
+        cloud: or(body.cloud, existing.cloud.as_str().into()),
+        tenant_id: or(body.tenant_id, existing.tenant_id.to_string()),
+        client_id: or(body.client_id, existing.client_id.to_string()),
+        client_secret: body.client_secret.map(SecretString::from),
+        secret_expires: or(
+            body.secret_expires_on,
+            existing
+                .secret_hint
+                .expires_on
+                .map(|d| d.to_string())
+                .unwrap_or_default(),
+        ),
+        login_url: or(
+            body.login_url,
+            existing.login_url.clone().unwrap_or_default(),
+        ),
+        api_url: or(body.api_url, existing.api_url.clone().unwrap_or_default()),
+        schedule_minutes: body
+            .schedule_minutes
+            .unwrap_or(existing.schedule_minutes)
+            .to_string(),
+        enabled: body.enabled.unwrap_or(existing.enabled),
+    };
+    let updated = logic::update(&state, &existing, &input, &actor(&token))
+        .await
+        .map_err(input_error)?;
+    Ok(Json((&updated).into()))
+}
+
+#[utoipa::path(delete, path = "/api/v1/integrations/{id}", tag = "integrations",
+    params(("id" = i64, Path)),
+    responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub async fn delete(
+    ApiAdmin(token): ApiAdmin,
+    State(state): State<AppState>,
+    Path(id): Path<IntegrationId>,
+) -> Result<StatusCode, ApiError> {
+    let existing = state.store().get_integration(id).await?;
+    state.store().delete_integration(id).await?;
+    state
+        .store()
+        .record_audit(&NewAuditEntry {
+            at: Utc::now(),
+            actor: actor(&token),
+            action: "integration.delete".into(),
+            target: Some(existing.name.to_string()),
+            details: None,
+        })
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(post, path = "/api/v1/integrations/{id}/test", tag = "integrations",
+    params(("id" = i64, Path)),
+    responses((status = 200, body = TestReportOut), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub async fn test(
+    ApiAdmin(token): ApiAdmin,
+    State(state): State<AppState>,
+    Path(id): Path<IntegrationId>,
+) -> Result<Json<TestReportOut>, ApiError> {
+    let integration = state.store().get_integration(id).await?;
+    let report = logic::test(&state, &integration, &actor(&token)).await?;
+    Ok(Json((&report).into()))
+}
+
+#[utoipa::path(post, path = "/api/v1/integrations/{id}/sync", tag = "integrations",
+    params(("id" = i64, Path)),
+    responses((status = 202, body = SyncStartedOut), (status = 409, body = Problem),
+        (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub async fn sync(
+    ApiAdmin(token): ApiAdmin,
+    State(state): State<AppState>,
+    Path(id): Path<IntegrationId>,
+) -> Result<(StatusCode, Json<SyncStartedOut>), ApiError> {
+    let integration = state.store().get_integration(id).await?;
+    if logic::sync_now(&state, integration, &actor(&token)).await? {
+        Ok((
+            StatusCode::ACCEPTED,
+            Json(SyncStartedOut {
+                started: true,
+                message: "sync started; follow it at /api/v1/integrations/{id}/runs"
+                    .replace("{id}", &id.to_string()),
+            }),
+        ))
+    } else {
+        Err(ApiError(AppError::Conflict(
+            "a sync of this integration is already running; wait for it to finish".into(),
+        )))
+    }
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RunsQuery {
+    /// How many runs, newest first (1–200, default 20).
+    limit: Option<u32>,
+}
+
+#[utoipa::path(get, path = "/api/v1/integrations/{id}/runs", tag = "integrations",
+    params(("id" = i64, Path), RunsQuery),
+    responses((status = 200, body = [RunOut]), (status = 404, body = Problem)))]
+pub async fn runs(
+    _t: ApiReader,
+    State(state): State<AppState>,
+    Path(id): Path<IntegrationId>,
+    Query(q): Query<RunsQuery>,
+) -> Result<Json<Vec<RunOut>>, ApiError> {
+    state.store().get_integration(id).await?;
+    let runs = state
+        .store()
+        .list_runs(id, q.limit.unwrap_or(20).clamp(1, 200))
+        .await?;
+    Ok(Json(runs.iter().map(RunOut::from).collect()))
+}

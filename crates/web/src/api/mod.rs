@@ -1,0 +1,72 @@
+//! The REST API (`/api/v1`): bearer tokens, problem+json errors, OpenAPI at `/api/openapi.json`,
+//! Swagger UI (vendored) at `/api/docs/`.
+
+mod data;
+pub mod dto;
+mod integrations;
+
+use axum::Json;
+use axum::Router;
+use axum::routing::get;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::state::AppState;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Rampart API",
+        description = "Microsoft Defender for Endpoint devices and vulnerability findings, as Rampart stores them. Authenticate with an API token: `Authorization: Bearer <token>` (admins create tokens under Management > API tokens). Errors are RFC 9457 problem details. Listings are keyset-paginated: pass `next_cursor` as `after`.",
+        version = env!("CARGO_PKG_VERSION"),
+    ),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+    tags((name = "integrations"), (name = "data")),
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
+
+/// The OpenAPI document of the API.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let (_, api) = api_router().split_for_parts();
+    api
+}
+
+fn api_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(integrations::list, integrations::create))
+        .routes(routes!(
+            integrations::get_one,
+            integrations::update,
+            integrations::delete
+        ))
+        .routes(routes!(integrations::test))
+        .routes(routes!(integrations::sync))
+        .routes(routes!(integrations::runs))
+        .routes(routes!(data::assets))
+        .routes(routes!(data::findings))
+        .routes(routes!(data::vulnerabilities))
+}
+
+pub fn router() -> Router<AppState> {
+    let (router, api) = api_router().split_for_parts();
+    let doc = api.clone();
+    router
+        .route("/api/openapi.json", get(move || async move { Json(doc) }))
+        .merge(SwaggerUi::new("/api/docs").url("/api/docs/openapi.json", api))
+}

@@ -1,0 +1,84 @@
+//! Hand-written SVG charts (no JavaScript): geometry computed here, drawn by askama templates,
+//! themed by CSS classes, with native tooltips through `<title>`.
+
+/// One bar of a bar chart, in SVG user units.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bar {
+    pub label: String,
+    pub value: u64,
+    pub class: &'static str,
+    pub x: f64,
+    pub y: f64,
+    pub width: f64,
+    pub height: f64,
+}
+
+pub const WIDTH: f64 = 400.0;
+pub const HEIGHT: f64 = 160.0;
+/// Room under the bars for labels.
+const AXIS: f64 = 20.0;
+
+/// Vertical bars side by side, scaled to the largest value.
+pub fn bars(data: &[(&str, u64, &'static str)]) -> Vec<Bar> {
+    let max = data.iter().map(|d| d.1).max().unwrap_or(0).max(1) as f64;
+    let n = data.len().max(1) as f64;
+    let slot = WIDTH / n;
+    let plot = HEIGHT - AXIS - 14.0;
+    data.iter()
+        .enumerate()
+        .map(|(i, (label, value, class))| {
+            let height = (*value as f64 / max * plot).round();
+            Bar {
+                label: (*label).to_owned(),
+                value: *value,
+                class,
+                x: (i as f64 * slot + slot * 0.15).round(),
+                y: HEIGHT - AXIS - height,
+                width: (slot * 0.7).round(),
+                height,
+            }
+        })
+        .collect()
+}
+
+/// A polyline through `values` (oldest first), scaled to fit; empty for fewer than two points.
+pub fn line(values: &[u64]) -> String {
+    if values.len() < 2 {
+        return String::new();
+    }
+    let max = values.iter().copied().max().unwrap_or(0).max(1) as f64;
+    let step = WIDTH / (values.len() - 1) as f64;
+    let plot = HEIGHT - AXIS;
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            format!(
+                "{:.1},{:.1}",
+                i as f64 * step,
+                plot - (*v as f64 / max) * (plot - 10.0)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bars_scale_to_the_largest_value() {
+        let b = bars(&[("critical", 10, "sev-critical"), ("low", 5, "sev-low")]);
+        assert_eq!(b.len(), 2);
+        assert!(b[0].height > b[1].height);
+        assert_eq!(b[0].y + b[0].height, HEIGHT - AXIS);
+        assert!(bars(&[("none", 0, "x")])[0].height == 0.0);
+    }
+
+    #[test]
+    fn line_needs_two_points() {
+        assert_eq!(line(&[3]), "");
+        assert_eq!(line(&[0, 10]), "0.0,140.0 400.0,10.0");
+    }
+}

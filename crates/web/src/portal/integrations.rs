@@ -1,0 +1,460 @@
+//! Management → Integrations: list, add, edit, test connection, sync now, run history.
+
+use askama::Template;
+use axum::Form;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use chrono::Utc;
+use rampart_model::{Integration, IntegrationId, SyncRun};
+use rampart_store::NewAuditEntry;
+use rampart_sync::{ConnectionReport, StepOutcome};
+use serde::Deserialize;
+
+use crate::auth::extract::{AdminCtx, Ctx};
+use crate::error::AppError;
+use crate::integrations::{self as logic, IntegrationInput, expiry_warning};
+use crate::portal::layout::Layout;
+use crate::portal::render::{self, when, when_opt};
+use crate::scheduler::next_run;
+use crate::state::AppState;
+
+/// The form as posted. Every field is text; [`IntegrationInput`] checks them.
+#[derive(Debug, Default, Deserialize)]
+pub struct IntegrationForm {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    product: String,
+    #[serde(default)]
+    cloud: String,
+    #[serde(default)]
+    tenant_id: String,
+    #[serde(default)]
+    client_id: String,
+    #[serde(default)]
+    client_secret: String,
+    #[serde(default)]
+    secret_expires: String,
+    #[serde(default)]
+    login_url: String,
+    #[serde(default)]
+    api_url: String,
+    #[serde(default)]
+    schedule_minutes: String,
+    #[serde(default)]
+    enabled: Option<String>,
+}
+
+impl IntegrationForm {
+    fn input(self) -> IntegrationInput {
+        IntegrationInput {
+            name: self.name,
+            product: self.product,
+            cloud: self.cloud,
+            tenant_id: self.tenant_id,
+            client_id: self.client_id,
+            client_secret: (!self.client_secret.is_empty())
+                .then(|| secrecy::SecretString::from(self.client_secret)),
+            secret_expires: self.secret_expires,
+            login_url: self.login_url,
+            api_url: self.api_url,
+            schedule_minutes: self.schedule_minutes,
+            enabled: self.enabled.is_some(),
+        }
+    }
+}
+
+/// What the form shows (never the secret: only its hint).
+#[derive(Debug, Clone, Default)]
+struct FormView {
+    name: String,
+    product: String,
+    cloud: String,
+    tenant_id: String,
+    client_id: String,
+    secret_hint: Option<String>,
+    secret_expires: String,
+    login_url: String,
+    api_url: String,
+    schedule_minutes: String,
+    enabled: bool,
+}
+
+impl FormView {
+    fn blank() -> Self {
+        Self {
+            product: "endpoint".into(),
+            cloud: "commercial".into(),
+            schedule_minutes: "360".into(),
+            enabled: true,
+            ..Self::default()
+        }
+    }
+
+    fn of(i: &Integration) -> Self {
+        Self {
+            name: i.name.to_string(),
+            product: i.product.as_str().into(),
+            cloud: i.cloud.as_str().into(),
+            tenant_id: i.tenant_id.to_string(),
+            client_id: i.client_id.to_string(),
+            secret_hint: Some(i.secret_hint.masked()),
+            secret_expires: i
+                .secret_hint
+                .expires_on
+                .map(|d| d.to_string())
+                .unwrap_or_default(),
+            login_url: i.login_url.clone().unwrap_or_default(),
+            api_url: i.api_url.clone().unwrap_or_default(),
+            schedule_minutes: i.schedule_minutes.to_string(),
+            enabled: i.enabled,
+        }
+    }
+
+    fn from_input(input: &IntegrationInput, hint: Option<String>) -> Self {
+        Self {
+            name: input.name.clone(),
+            product: input.product.clone(),
+            cloud: input.cloud.clone(),
+            tenant_id: input.tenant_id.clone(),
+            client_id: input.client_id.clone(),
+            secret_hint: hint,
+            secret_expires: input.secret_expires.clone(),
+            login_url: input.login_url.clone(),
+            api_url: input.api_url.clone(),
+            schedule_minutes: input.schedule_minutes.clone(),
+            enabled: input.enabled,
+        }
+    }
+}
+
+struct Row {
+    id: IntegrationId,
+    name: String,
+    product: &'static str,
+    cloud: &'static str,
+    status: String,
+    last_run: String,
+    next_run: String,
+    warning: Option<String>,
+}
+
+struct RunView {
+    id: i64,
+    started: String,
+    finished: String,
+    status: &'static str,
+    mode: String,
+    verdict: String,
+    assets: String,
+    findings: String,
+    vulnerabilities: String,
+    api_calls: u64,
+    error: String,
+}
+
+impl RunView {
+    fn of(r: &SyncRun) -> Self {
+        let counts = |c: &rampart_model::EntityCounts| {
+            format!(
+                "{} read, {} new, {} updated, {} resolved",
+                c.read, c.new, c.updated, c.resolved
+            )
+        };
+        Self {
+            id: r.id,
+            started: when(&r.started_at),
+            finished: when_opt(&r.finished_at),
+            status: r.status.as_str(),
+            mode: r.mode.clone(),
+            verdict: match &r.verdict {
+                None => "—".into(),
+                Some(rampart_model::Verdict::Complete) => "complete".into(),
+                Some(rampart_model::Verdict::Incomplete(why)) => format!("incomplete: {why}"),
+                Some(rampart_model::Verdict::Held(why)) => format!("held: {why}"),
+            },
+            assets: counts(&r.assets),
+            findings: counts(&r.findings),
+            vulnerabilities: counts(&r.vulnerabilities),
+            api_calls: r.api_calls,
+            error: r.error.clone().unwrap_or_default(),
+        }
+    }
+}
+
+struct StepView {
+    mark: &'static str,
+    class: &'static str,
+    name: &'static str,
+    detail: String,
+    fix: String,
+}
+
+fn steps(report: &ConnectionReport) -> Vec<StepView> {
+    report
+        .steps
+        .iter()
+        .map(|s| {
+            let (mark, class) = match s.outcome {
+                StepOutcome::Passed => ("✓", "ok"),
+                StepOutcome::Failed => ("✗", "fail"),
+                StepOutcome::Skipped => ("–", "skip"),
+            };
+            StepView {
+                mark,
+                class,
+                name: s.name,
+                detail: s.detail.clone(),
+                fix: s.fix.clone().unwrap_or_default(),
+            }
+        })
+        .collect()
+}
+
+#[derive(Template)]
+#[template(path = "integrations.html")]
+struct ListPage {
+    layout: Layout,
+    rows: Vec<Row>,
+}
+
+#[derive(Template)]
+#[template(path = "integration_form.html")]
+struct FormPage {
+    layout: Layout,
+    action: String,
+    form: FormView,
+    errors: Vec<String>,
+    clouds: Vec<(&'static str, &'static str)>,
+}
+
+#[derive(Template)]
+#[template(path = "integration.html")]
+struct ShowPage {
+    layout: Layout,
+    id: IntegrationId,
+    name: String,
+    product: &'static str,
+    cloud: &'static str,
+    secret_hint: String,
+    warning: Option<String>,
+    next_run: String,
+    notice: Option<&'static str>,
+    form: FormView,
+    errors: Vec<String>,
+    clouds: Vec<(&'static str, &'static str)>,
+    report: Option<Vec<StepView>>,
+    report_passed: bool,
+    runs: Vec<RunView>,
+    running: bool,
+}
+
+fn clouds() -> Vec<(&'static str, &'static str)> {
+    rampart_model::Cloud::ALL
+        .iter()
+        .map(|c| (c.as_str(), c.label()))
+        .collect()
+}
+
+pub async fn list(ctx: Ctx, State(state): State<AppState>) -> Result<Response, AppError> {
+    let today = Utc::now().date_naive();
+    let mut rows = Vec::new();
+    for i in state.store().list_integrations().await? {
+        let last = state.store().list_runs(i.id, 1).await?;
+        let last = last.first();
+        rows.push(Row {
+            id: i.id,
+            name: i.name.to_string(),
+            product: logic::product_label(i.product),
+            cloud: i.cloud.label(),
+            status: match (i.enabled, last) {
+                (false, _) => "disabled".into(),
+                (true, None) => "never synced".into(),
+                (true, Some(r)) => r.status.as_str().into(),
+            },
+            last_run: last.map(|r| when(&r.started_at)).unwrap_or("—".into()),
+            next_run: if i.enabled {
+                when(&next_run(&i, last.map(|r| r.started_at)))
+            } else {
+                "—".into()
+            },
+            warning: expiry_warning(&i, today),
+        });
+    }
+    render::page(&ListPage {
+        layout: Layout::new(&ctx, "Integrations", "integrations"),
+        rows,
+    })
+}
+
+pub async fn new_form(AdminCtx(ctx): AdminCtx) -> Result<Response, AppError> {
+    render::page(&FormPage {
+        layout: Layout::new(&ctx, "Add integration", "integrations"),
+        action: "/integrations".into(),
+        form: FormView::blank(),
+        errors: vec![],
+        clouds: clouds(),
+    })
+}
+
+pub async fn create(
+    AdminCtx(ctx): AdminCtx,
+    State(state): State<AppState>,
+    Form(form): Form<IntegrationForm>,
+) -> Result<Response, AppError> {
+    let input = form.input();
+    match logic::create(&state, &input, &ctx.user.name).await {
+        Ok(i) => Ok(Redirect::to(&format!("/integrations/{}?notice=saved", i.id)).into_response()),
+        Err(logic::InputErrorOr::App(e)) => Err(e),
+        Err(logic::InputErrorOr::Input(logic::InputError(errors))) => render::with_status(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &FormPage {
+                layout: Layout::new(&ctx, "Add integration", "integrations"),
+                action: "/integrations".into(),
+                form: FormView::from_input(&input, None),
+                errors,
+                clouds: clouds(),
+            },
+        ),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ShowQuery {
+    notice: Option<String>,
+}
+
+fn notice(code: Option<&str>) -> Option<&'static str> {
+    match code? {
+        "saved" => Some("Saved."),
+        "sync-started" => Some("Sync started: the run appears below and updates as it goes."),
+        "sync-running" => Some("A sync of this integration is already running."),
+        _ => None,
+    }
+}
+
+async fn show_page(
+    state: &AppState,
+    ctx: &Ctx,
+    integration: Integration,
+    form: Option<(FormView, Vec<String>)>,
+    report: Option<ConnectionReport>,
+    notice: Option<&'static str>,
+) -> Result<ShowPage, AppError> {
+    let runs = state.store().list_runs(integration.id, 20).await?;
+    let (form, errors) = form.unwrap_or_else(|| (FormView::of(&integration), vec![]));
+    Ok(ShowPage {
+        layout: Layout::new(ctx, integration.name.as_str(), "integrations"),
+        id: integration.id,
+        name: integration.name.to_string(),
+        product: logic::product_label(integration.product),
+        cloud: integration.cloud.label(),
+        secret_hint: integration.secret_hint.masked(),
+        warning: expiry_warning(&integration, Utc::now().date_naive()),
+        next_run: if integration.enabled {
+            when(&next_run(&integration, runs.first().map(|r| r.started_at)))
+        } else {
+            "disabled".into()
+        },
+        notice,
+        form,
+        errors,
+        clouds: clouds(),
+        report_passed: report.as_ref().is_some_and(ConnectionReport::passed),
+        report: report.as_ref().map(steps),
+        // A sync just started may not have recorded its run yet: this process knows it started.
+        running: runs
+            .iter()
+            .any(|r| r.status == rampart_model::RunStatus::Running)
+            || state
+                .syncing
+                .lock()
+                .is_ok_and(|s| s.contains(&integration.id)),
+        runs: runs.iter().map(RunView::of).collect(),
+    })
+}
+
+pub async fn show(
+    ctx: Ctx,
+    State(state): State<AppState>,
+    Path(id): Path<IntegrationId>,
+    Query(q): Query<ShowQuery>,
+) -> Result<Response, AppError> {
+    let integration = state.store().get_integration(id).await?;
+    let page = show_page(
+        &state,
+        &ctx,
+        integration,
+        None,
+        None,
+        notice(q.notice.as_deref()),
+    )
+    .await?;
+    render::page(&page)
+}
+
+pub async fn update(
+    AdminCtx(ctx): AdminCtx,
+    State(state): State<AppState>,
+    Path(id): Path<IntegrationId>,
+    Form(form): Form<IntegrationForm>,
+) -> Result<Response, AppError> {
+    let existing = state.store().get_integration(id).await?;
+    let input = form.input();
+    match logic::update(&state, &existing, &input, &ctx.user.name).await {
+        Ok(i) => Ok(Redirect::to(&format!("/integrations/{}?notice=saved", i.id)).into_response()),
+        Err(logic::InputErrorOr::App(e)) => Err(e),
+        Err(logic::InputErrorOr::Input(logic::InputError(errors))) => {
+            let view = FormView::from_input(&input, Some(existing.secret_hint.masked()));
+            let page = show_page(&state, &ctx, existing, Some((view, errors)), None, None).await?;
+            render::with_status(StatusCode::UNPROCESSABLE_ENTITY, &page)
+        }
+    }
+}
+
+pub async fn test(
+    AdminCtx(ctx): AdminCtx,
+    State(state): State<AppState>,
+    Path(id): Path<IntegrationId>,
+) -> Result<Response, AppError> {
+    let integration = state.store().get_integration(id).await?;
+    let report = logic::test(&state, &integration, &ctx.user.name).await?;
+    let page = show_page(&state, &ctx, integration, None, Some(report), None).await?;
+    render::page(&page)
+}
+
+pub async fn sync_now(
+    AdminCtx(ctx): AdminCtx,
+    State(state): State<AppState>,
+    Path(id): Path<IntegrationId>,
+) -> Result<Response, AppError> {
+    let integration = state.store().get_integration(id).await?;
+    let started = logic::sync_now(&state, integration, &ctx.user.name).await?;
+    let code = if started {
+        "sync-started"
+    } else {
+        "sync-running"
+    };
+    Ok(Redirect::to(&format!("/integrations/{id}?notice={code}")).into_response())
+}
+
+pub async fn delete(
+    AdminCtx(ctx): AdminCtx,
+    State(state): State<AppState>,
+    Path(id): Path<IntegrationId>,
+) -> Result<Response, AppError> {
+    let integration = state.store().get_integration(id).await?;
+    state.store().delete_integration(id).await?;
+    state
+        .store()
+        .record_audit(&NewAuditEntry {
+            at: Utc::now(),
+            actor: ctx.user.name.clone(),
+            action: "integration.delete".into(),
+            target: Some(integration.name.to_string()),
+            details: None,
+        })
+        .await?;
+    Ok(Redirect::to("/integrations").into_response())
+}

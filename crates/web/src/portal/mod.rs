@@ -1,0 +1,46 @@
+//! The portal: server-rendered pages.
+
+mod admin;
+mod dashboard;
+mod data;
+mod integrations;
+pub mod layout;
+mod login;
+mod render;
+
+use axum::Router;
+use axum::routing::{get, post};
+
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(dashboard::page))
+        .route("/login", get(login::form).post(login::submit))
+        .route("/logout", post(login::logout))
+        .route("/setup", get(login::setup_form).post(login::setup_submit))
+        .route(
+            "/integrations",
+            get(integrations::list).post(integrations::create),
+        )
+        .route("/integrations/new", get(integrations::new_form))
+        .route(
+            "/integrations/{id}",
+            get(integrations::show).post(integrations::update),
+        )
+        .route("/integrations/{id}/test", post(integrations::test))
+        .route("/integrations/{id}/sync", post(integrations::sync_now))
+        .route("/integrations/{id}/delete", post(integrations::delete))
+        .route("/assets", get(data::assets))
+        .route("/assets.csv", get(data::assets_csv))
+        .route("/assets/{id}", get(data::asset))
+        .route("/vulnerabilities", get(data::vulnerabilities))
+        .route("/vulnerabilities.csv", get(data::vulnerabilities_csv))
+        .route("/vulnerabilities/{cve}", get(data::vulnerability))
+        .route("/findings", get(data::findings))
+        .route("/findings.csv", get(data::findings_csv))
+        .route("/posture", get(dashboard::posture))
+        .route("/tokens", get(admin::tokens).post(admin::create_token))
+        .route("/tokens/{id}/delete", post(admin::delete_token))
+        .route("/audit", get(admin::audit_log))
+}

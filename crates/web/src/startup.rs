@@ -1,0 +1,134 @@
+//! Building and running the server (zero2prod's shape: `Application::build` binds the listener,
+//! so tests ask for port 0 and learn the real one).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::middleware;
+use rampart_sync::Engine;
+use tokio::net::TcpListener;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_sessions::cookie::SameSite;
+use tower_sessions::{Expiry, SessionManagerLayer};
+
+use crate::auth::session_store::StoreSessions;
+use crate::state::AppState;
+use crate::{api, auth, headers, portal, scheduler, static_files};
+
+/// How `rampart serve` runs.
+#[derive(Debug, Clone)]
+pub struct WebConfig {
+    pub listen: SocketAddr,
+    /// Mark the session cookie `Secure` (serve behind TLS).
+    pub secure_cookies: bool,
+    /// Run scheduled syncs in this process.
+    pub scheduler: bool,
+    /// How often the scheduler looks for due integrations.
+    pub scheduler_tick: Duration,
+    /// Sessions end after this long without a request.
+    pub session_idle: Duration,
+}
+
+impl WebConfig {
+    pub fn new(listen: SocketAddr) -> Self {
+        Self {
+            listen,
+            secure_cookies: false,
+            scheduler: true,
+            scheduler_tick: Duration::from_secs(30),
+            session_idle: Duration::from_secs(8 * 3600),
+        }
+    }
+}
+
+/// A bound, ready-to-run server.
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    port: u16,
+    host: std::net::IpAddr,
+    scheduler: Option<scheduler::Scheduler>,
+}
+
+impl Application {
+    pub async fn build(config: WebConfig, engine: Arc<Engine>) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(config.listen).await?;
+        let local = listener.local_addr()?;
+        let state = AppState::new(engine);
+        let scheduler = config
+            .scheduler
+            .then(|| scheduler::Scheduler::new(state.clone(), config.scheduler_tick));
+        Ok(Self {
+            listener,
+            router: router(state, &config),
+            port: local.port(),
+            host: local.ip(),
+            scheduler,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `http://HOST:PORT`
+    pub fn url(&self) -> String {
+        match self.host {
+            std::net::IpAddr::V6(ip) => format!("http://[{ip}]:{}", self.port),
+            std::net::IpAddr::V4(ip) => format!("http://{ip}:{}", self.port),
+        }
+    }
+
+    /// Serves until the process is told to stop (Ctrl-C), finishing requests in flight.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.run_until(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+    }
+
+    /// Serves until `shutdown` completes.
+    pub async fn run_until(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let scheduler = self.scheduler.map(|s| s.spawn());
+        let result = axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await;
+        if let Some(handle) = scheduler {
+            handle.abort();
+        }
+        result
+    }
+}
+
+fn router(state: AppState, config: &WebConfig) -> Router {
+    let sessions = SessionManagerLayer::new(StoreSessions::new(state.store().clone()))
+        .with_name("rampart_session")
+        .with_http_only(true)
+        .with_same_site(SameSite::Strict)
+        .with_secure(config.secure_cookies)
+        .with_path("/")
+        .with_expiry(Expiry::OnInactivity(
+            tower_sessions::cookie::time::Duration::seconds(
+                i64::try_from(config.session_idle.as_secs()).unwrap_or(8 * 3600),
+            ),
+        ));
+    let portal = portal::router()
+        .layer(middleware::from_fn(auth::csrf::guard))
+        .layer(sessions);
+    Router::new()
+        .merge(portal)
+        .merge(api::router())
+        .merge(static_files::router())
+        .layer(middleware::from_fn(headers::security_headers))
+        .layer(RequestBodyLimitLayer::new(1024 * 1024))
+        .with_state(state)
+}

@@ -1,0 +1,33 @@
+//! What every handler shares.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use rampart_model::IntegrationId;
+use rampart_store::Store;
+use rampart_sync::Engine;
+
+use crate::auth::ratelimit::LoginLimiter;
+
+/// The state of the web application.
+#[derive(Clone)]
+pub struct AppState {
+    pub(crate) engine: Arc<Engine>,
+    pub(crate) limiter: Arc<LoginLimiter>,
+    /// Integrations with a sync started from this process and not finished yet.
+    pub(crate) syncing: Arc<Mutex<HashSet<IntegrationId>>>,
+}
+
+impl AppState {
+    pub fn new(engine: Arc<Engine>) -> Self {
+        Self {
+            engine,
+            limiter: Arc::new(LoginLimiter::default()),
+            syncing: Arc::new(Mutex::new(HashSet::new())),
+        }
+    }
+
+    pub(crate) fn store(&self) -> &Arc<dyn Store> {
+        self.engine.store()
+    }
+}

@@ -1,0 +1,355 @@
+//! The REST API: tokens and scopes, every endpoint, filters, pagination, problem+json, OpenAPI.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+struct Api {
+    base: String,
+    http: reqwest::Client,
+    token: String,
+}
+
+impl Api {
+    async fn of(app: &TestApp, scope: &str) -> Api {
+        Api {
+            base: format!("{}/api/v1", app.url),
+            http: reqwest::Client::new(),
+            token: app.api_token(scope).await,
+        }
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap();
+        (r.status(), r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await.unwrap();
+        (r.status(), r.json().await.unwrap_or(Value::Null))
+    }
+}
+
+fn new_integration(app: &TestApp, name: &str, secret: &str) -> Value {
+    json!({
+        "name": name,
+        "product": "endpoint",
+        "tenant_id": app.sim_config.tenant_id,
+        "client_id": app.sim_config.client_id,
+        "client_secret": secret,
+        "login_url": app.sim.url,
+        "api_url": app.sim.url,
+    })
+}
+
+#[tokio::test]
+async fn tokens_and_scopes() {
+    let app = spawn_app().await;
+    let http = reqwest::Client::new();
+    let anon = http
+        .get(format!("{}/api/v1/assets", app.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anon.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(anon.headers()["content-type"], "application/problem+json");
+    assert_eq!(anon.headers()["www-authenticate"], "Bearer");
+    let problem: Value = anon.json().await.unwrap();
+    assert_eq!(problem["status"], 401);
+    assert!(problem["detail"].as_str().unwrap().contains("Bearer"));
+
+    let bad = http
+        .get(format!("{}/api/v1/assets", app.url))
+        .bearer_auth("rmp_not-a-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), StatusCode::UNAUTHORIZED);
+    // A session cookie is no API credential, and the API needs no CSRF token.
+    let reader = Api::of(&app, "read").await;
+    let (s, _) = reader.get("/integrations").await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, p) = reader
+        .send(
+            reqwest::Method::POST,
+            "/integrations",
+            Some(new_integration(&app, "x", "s")),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert!(p["detail"].as_str().unwrap().contains("admin-scope"));
+    // Tokens are stored hashed.
+    let stored = app.store.api_token_by_hash(&reader.token).await.unwrap();
+    assert!(stored.is_none());
+}
+
+#[tokio::test]
+async fn integrations_endpoints() {
+    let app = spawn_app().await;
+    let api = Api::of(&app, "admin").await;
+    let secret = app.sim_config.client_secret.clone();
+    let (s, created) = api
+        .send(
+            reqwest::Method::POST,
+            "/integrations",
+            Some(new_integration(
+                &app,
+                "api-made",
+                "Wr0ng~secret~value~long~enough",
+            )),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{created}");
+    assert!(created.get("client_secret").is_none());
+    assert_eq!(created["secret_hint"], "••••ough");
+    let id = created["id"].as_i64().unwrap();
+
+    let (s, p) = api
+        .send(
+            reqwest::Method::POST,
+            "/integrations",
+            Some(json!({"name": "bad"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(p["detail"].as_str().unwrap().contains("Tenant ID"), "{p}");
+    let (s, _) = api
+        .send(
+            reqwest::Method::POST,
+            "/integrations",
+            Some(json!({"nmae": "typo"})),
+        )
+        .await;
+    assert!(s.is_client_error());
+
+    let (s, report) = api
+        .send(
+            reqwest::Method::POST,
+            &format!("/integrations/{id}/test"),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(report["passed"], false);
+    let failed: Vec<_> = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["outcome"] == "failed")
+        .collect();
+    assert_eq!(failed.len(), 1);
+    assert!(
+        failed[0]["fix"]
+            .as_str()
+            .unwrap()
+            .contains("Certificates & secrets")
+    );
+
+    let (s, updated) = api
+        .send(
+            reqwest::Method::PATCH,
+            &format!("/integrations/{id}"),
+            Some(json!({"client_secret": secret, "schedule_minutes": 120})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{updated}");
+    assert_eq!(updated["schedule_minutes"], 120);
+    let (_, report) = api
+        .send(
+            reqwest::Method::POST,
+            &format!("/integrations/{id}/test"),
+            None,
+        )
+        .await;
+    assert_eq!(report["passed"], true, "{report}");
+
+    let (s, started) = api
+        .send(
+            reqwest::Method::POST,
+            &format!("/integrations/{id}/sync"),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{started}");
+    assert_eq!(app.wait_for_run(id).await, "succeeded");
+    let (s, runs) = api.get(&format!("/integrations/{id}/runs")).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(runs[0]["status"], "succeeded");
+    assert_eq!(runs[0]["verdict"], "complete");
+    assert!(runs[0]["assets"]["read"].as_u64().unwrap() >= 40);
+
+    let (s, one) = api.get(&format!("/integrations/{id}")).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(one["name"], "api-made");
+    let (s, list) = api.get("/integrations").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(list.as_array().unwrap().len(), 1);
+
+    let (s, _) = api
+        .send(
+            reqwest::Method::DELETE,
+            &format!("/integrations/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, p) = api.get(&format!("/integrations/{id}")).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_eq!(p["status"], 404);
+}
+
+#[tokio::test]
+async fn data_endpoints_filter_and_paginate() {
+    let app = spawn_app().await;
+    let mut admin = app.signed_in(ADMIN).await;
+    let id = app
+        .add_integration(&mut admin, "data", &app.sim_config.client_secret)
+        .await;
+    admin
+        .post(&format!("/integrations/{id}/sync"), &[] as &[(&str, &str)])
+        .await;
+    assert_eq!(app.wait_for_run(id).await, "succeeded");
+    let api = Api::of(&app, "read").await;
+
+    // Walking every page visits every asset once.
+    let total = app.store.counts(None).await.unwrap().assets_active;
+    let mut seen = std::collections::HashSet::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/assets?limit=7&after={c}"),
+            None => "/assets?limit=7".into(),
+        };
+        let (s, page) = api.get(&path).await;
+        assert_eq!(s, StatusCode::OK);
+        let items = page["items"].as_array().unwrap();
+        assert!(items.len() <= 7);
+        for a in items {
+            assert!(
+                seen.insert(a["id"].as_i64().unwrap()),
+                "an asset came twice"
+            );
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len() as u64, total);
+
+    let (_, windows) = api.get("/assets?platform=windows11&limit=1000").await;
+    for a in windows["items"].as_array().unwrap() {
+        assert_eq!(a["os_platform"], "Windows11");
+    }
+    let (s, p) = api.get("/assets?status=gone").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(p["detail"].as_str().unwrap().contains("active or missing"));
+
+    let (s, findings) = api
+        .get("/findings?status=open&min_severity=high&limit=50")
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let items = findings["items"].as_array().unwrap();
+    assert!(!items.is_empty());
+    for f in items {
+        let severity = f["severity"].as_str().unwrap().to_lowercase();
+        assert!(["high", "critical"].contains(&severity.as_str()), "{f}");
+        assert_eq!(f["status"], "open");
+    }
+    let cve = items[0]["cve_id"].as_str().unwrap().to_owned();
+    let (_, by_cve) = api.get(&format!("/findings?cve={cve}&limit=1000")).await;
+    for f in by_cve["items"].as_array().unwrap() {
+        assert_eq!(f["cve_id"], cve.as_str());
+    }
+    let (s, _) = api.get("/findings?cve=not-a-cve").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+
+    let (s, vulns) = api.get("/vulnerabilities?exposed=true&limit=5").await;
+    assert_eq!(s, StatusCode::OK);
+    let items = vulns["items"].as_array().unwrap();
+    assert_eq!(items.len(), 5);
+    for v in items {
+        assert!(v["exposed_assets"].as_u64().unwrap() > 0);
+    }
+    let next = vulns["next_cursor"].as_str().unwrap();
+    let (_, page2) = api
+        .get(&format!(
+            "/vulnerabilities?exposed=true&limit=5&after={next}"
+        ))
+        .await;
+    assert!(page2["items"][0]["cve_id"].as_str().unwrap() > items[4]["cve_id"].as_str().unwrap());
+    let (s, _) = api.get("/vulnerabilities?limit=0").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn openapi_document_describes_every_endpoint() {
+    let app = spawn_app().await;
+    let doc: Value = reqwest::get(format!("{}/api/openapi.json", app.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let paths = doc["paths"].as_object().unwrap();
+    for p in [
+        "/api/v1/integrations",
+        "/api/v1/integrations/{id}",
+        "/api/v1/integrations/{id}/test",
+        "/api/v1/integrations/{id}/sync",
+        "/api/v1/integrations/{id}/runs",
+        "/api/v1/assets",
+        "/api/v1/findings",
+        "/api/v1/vulnerabilities",
+    ] {
+        assert!(paths.contains_key(p), "{p} is missing");
+    }
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+    // Every operation's schema references resolve.
+    let text = doc.to_string();
+    for (i, _) in text.match_indices("#/components/schemas/") {
+        let name: String = text[i + 21..]
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect();
+        assert!(
+            doc["components"]["schemas"].get(&name).is_some(),
+            "{name} is not defined"
+        );
+    }
+    // The integration input never echoes a secret field in the output schema.
+    assert!(
+        doc["components"]["schemas"]["IntegrationOut"]["properties"]
+            .get("client_secret")
+            .is_none()
+    );
+    // Swagger UI is served from the binary.
+    let ui = reqwest::get(format!("{}/api/docs/", app.url))
+        .await
+        .unwrap();
+    assert_eq!(ui.status(), StatusCode::OK);
+    assert!(body(ui).await.contains("swagger"));
+}

@@ -1,0 +1,377 @@
+//! `spawn_app()` and `TestApp`: a running portal with an admin and a viewer, the emulator, and a
+//! small cookie-keeping client that behaves like a browser (Origin, Sec-Fetch-Site, form tokens).
+
+use std::sync::Arc;
+
+use rampart_model::{AssetKind, IntegrationName};
+use rampart_sim::{RunningSim, SimConfig};
+use rampart_store::{Role, Store};
+use rampart_sync::vault::Vault;
+use rampart_sync::{Engine, EngineOptions};
+use rampart_web::{Application, WebConfig};
+use reqwest::StatusCode;
+use reqwest::header::{HeaderMap, HeaderValue};
+use secrecy::SecretString;
+use tempfile::TempDir;
+
+pub const ADMIN: &str = "alice";
+pub const VIEWER: &str = "victor";
+pub const PASSWORD: &str = "correct horse battery staple";
+
+pub struct TestApp {
+    pub url: String,
+    pub store: Arc<dyn Store>,
+    pub sim: RunningSim,
+    pub sim_config: SimConfig,
+    _dir: TempDir,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(40).await
+}
+
+pub async fn spawn_app_with(devices: u32) -> TestApp {
+    capture_logs();
+    let (dir, store) = rampart_store::testing::sqlite_store().await;
+    let sim_config = SimConfig {
+        devices,
+        findings_per_device: 8,
+        rate_limits: false,
+        ..SimConfig::default()
+    };
+    let sim = rampart_sim::spawn(sim_config.clone()).await.unwrap();
+    let engine = Arc::new(Engine::new(
+        store.clone(),
+        Vault::from_key(&[7u8; 32]),
+        EngineOptions::default(),
+    ));
+    let mut config = WebConfig::new("127.0.0.1:0".parse().unwrap());
+    config.scheduler = false;
+    let app = Application::build(config, engine).await.unwrap();
+    let url = app.url();
+    tokio::spawn(app.run_until(std::future::pending()));
+    for (name, role) in [(ADMIN, Role::Admin), (VIEWER, Role::Viewer)] {
+        rampart_web::create_user(
+            store.as_ref(),
+            name,
+            role,
+            &SecretString::from(PASSWORD.to_owned()),
+            "test",
+        )
+        .await
+        .unwrap();
+    }
+    TestApp {
+        url,
+        store,
+        sim,
+        sim_config,
+        _dir: dir,
+    }
+}
+
+/// A page as fetched.
+#[derive(Debug)]
+pub struct Page {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+impl Page {
+    pub fn location(&self) -> Option<&str> {
+        self.headers.get("location").and_then(|v| v.to_str().ok())
+    }
+
+    pub fn csrf(&self) -> Option<String> {
+        let key = "name=\"csrf_token\" value=\"";
+        let start = self.body.find(key)? + key.len();
+        let end = self.body[start..].find('"')?;
+        Some(self.body[start..start + end].to_owned())
+    }
+}
+
+/// A cookie-keeping client that sends what a browser sends on a same-origin form post.
+pub struct Client {
+    base: String,
+    http: reqwest::Client,
+    cookie: Option<String>,
+    pub csrf: Option<String>,
+}
+
+impl TestApp {
+    pub fn client(&self) -> Client {
+        Client {
+            base: self.url.clone(),
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            cookie: None,
+            csrf: None,
+        }
+    }
+
+    pub async fn signed_in(&self, name: &str) -> Client {
+        let mut c = self.client();
+        let page = c.login(name, PASSWORD).await;
+        assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+        // The token changes at login: pick up the new one.
+        c.get("/").await;
+        c
+    }
+
+    /// An API token of `scope`, created through the portal by the admin.
+    pub async fn api_token(&self, scope: &str) -> String {
+        let mut admin = self.signed_in(ADMIN).await;
+        let page = admin
+            .post("/tokens", &[("name", "tests"), ("scope", scope)])
+            .await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        let key = "<code id=\"new-token\">";
+        let start = page.body.find(key).unwrap() + key.len();
+        let end = page.body[start..].find('<').unwrap();
+        page.body[start..start + end].to_owned()
+    }
+
+    /// Adds the emulator's Endpoint integration through the portal; returns its id.
+    pub async fn add_integration(&self, admin: &mut Client, name: &str, secret: &str) -> i64 {
+        let page = admin
+            .post("/integrations", &self.integration_form(name, secret))
+            .await;
+        assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+        let location = page.location().unwrap();
+        location
+            .trim_start_matches("/integrations/")
+            .split('?')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+
+    pub fn integration_form(&self, name: &str, secret: &str) -> Vec<(&'static str, String)> {
+        vec![
+            ("name", name.to_owned()),
+            ("product", "endpoint".into()),
+            ("cloud", "commercial".into()),
+            ("tenant_id", self.sim_config.tenant_id.clone()),
+            ("client_id", self.sim_config.client_id.clone()),
+            ("client_secret", secret.to_owned()),
+            ("secret_expires", String::new()),
+            ("login_url", self.sim.url.clone()),
+            ("api_url", self.sim.url.clone()),
+            ("schedule_minutes", "360".into()),
+            ("enabled", "on".into()),
+        ]
+    }
+
+    /// Waits until the integration's last run is finished; returns its status.
+    pub async fn wait_for_run(&self, id: i64) -> String {
+        for _ in 0..600 {
+            let runs = self.store.list_runs(id, 1).await.unwrap();
+            if let Some(r) = runs.first()
+                && r.status != rampart_model::RunStatus::Running
+            {
+                return r.status.as_str().to_owned();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("the sync did not finish within a minute");
+    }
+
+    /// Stores one asset under a new integration, straight through the store (for hostile names).
+    pub async fn seed_asset(&self, name: &str) -> i64 {
+        use rampart_store::{NewIntegration, RunOutcome, SecretCiphertext};
+        let integration = self
+            .store
+            .create_integration(&NewIntegration {
+                name: "seeded".parse::<IntegrationName>().unwrap(),
+                product: rampart_model::Product::Endpoint,
+                cloud: rampart_model::Cloud::Commercial,
+                tenant_id: self.sim_config.tenant_id.parse().unwrap(),
+                client_id: self.sim_config.client_id.parse().unwrap(),
+                secret: SecretCiphertext {
+                    ciphertext: vec![1; 32],
+                    nonce: vec![2; 24],
+                },
+                hint: rampart_model::SecretHint::of("xxxxxxxxxxxxseed", None),
+                login_url: None,
+                api_url: None,
+                schedule_minutes: 360,
+                enabled: false,
+            })
+            .await
+            .unwrap();
+        let now = chrono::Utc::now();
+        let run = self
+            .store
+            .start_run(integration.id, "full", now)
+            .await
+            .unwrap();
+        let asset = rampart_model::Asset {
+            source_id: "f".repeat(40),
+            kind: AssetKind::Device,
+            name: Some(name.to_owned()),
+            os_platform: Some("Windows11".into()),
+            os_version: None,
+            health_status: Some("Active".into()),
+            onboarding_status: None,
+            exposure_level: None,
+            risk_score: None,
+            device_value: None,
+            ip_addresses: vec![],
+            tags: vec![name.to_owned()],
+            rbac_group_id: None,
+            rbac_group_name: None,
+            aad_device_id: None,
+            azure_resource_id: None,
+            is_duplicate: false,
+            merged_into: None,
+            first_seen: None,
+            last_seen: None,
+        };
+        self.store
+            .upsert_assets(integration.id, run, &[asset])
+            .await
+            .unwrap();
+        self.store
+            .finish_run(
+                run,
+                &RunOutcome::new(rampart_model::RunStatus::Succeeded, now),
+            )
+            .await
+            .unwrap();
+        self.store
+            .assets_page(
+                &rampart_store::AssetFilter {
+                    integration: Some(integration.id),
+                    ..Default::default()
+                },
+                None,
+                1,
+            )
+            .await
+            .unwrap()
+            .items[0]
+            .id
+    }
+}
+
+impl Client {
+    async fn send(&mut self, req: reqwest::RequestBuilder) -> Page {
+        let req = match &self.cookie {
+            Some(c) => req.header("cookie", c),
+            None => req,
+        };
+        let res = req.send().await.unwrap();
+        if let Some(set) = res
+            .headers()
+            .get("set-cookie")
+            .and_then(|v| v.to_str().ok())
+        {
+            let pair = set.split(';').next().unwrap_or_default().to_owned();
+            self.cookie = Some(pair);
+        }
+        let page = Page {
+            status: res.status(),
+            headers: res.headers().clone(),
+            body: body(res).await,
+        };
+        if let Some(t) = page.csrf() {
+            self.csrf = Some(t);
+        }
+        page
+    }
+
+    pub async fn get(&mut self, path: &str) -> Page {
+        let req = self.http.get(format!("{}{path}", self.base));
+        self.send(req).await
+    }
+
+    /// A same-origin form post with the session's token.
+    pub async fn post<K: AsRef<str>, V: AsRef<str>>(
+        &mut self,
+        path: &str,
+        form: &[(K, V)],
+    ) -> Page {
+        if self.csrf.is_none() {
+            self.get("/").await;
+        }
+        let mut fields: Vec<(String, String)> = form
+            .iter()
+            .map(|(k, v)| (k.as_ref().to_owned(), v.as_ref().to_owned()))
+            .collect();
+        fields.push(("csrf_token".into(), self.csrf.clone().unwrap_or_default()));
+        self.post_raw(path, &fields, Some(&self.base.clone())).await
+    }
+
+    /// A form post exactly as given (no token added), with `origin` as the Origin header.
+    pub async fn post_raw(
+        &mut self,
+        path: &str,
+        fields: &[(String, String)],
+        origin: Option<&str>,
+    ) -> Page {
+        let mut req = self.http.post(format!("{}{path}", self.base)).form(fields);
+        if let Some(o) = origin {
+            req = req.header("origin", HeaderValue::from_str(o).unwrap());
+        }
+        self.send(req).await
+    }
+
+    pub async fn login(&mut self, name: &str, password: &str) -> Page {
+        let form = self.get("/login").await;
+        assert_eq!(form.status, StatusCode::OK, "{}", form.body);
+        self.post("/login", &[("name", name), ("password", password)])
+            .await
+    }
+}
+
+/// Every log line of this test binary, at debug level and above, for leak checks.
+static LOGS: std::sync::OnceLock<Arc<std::sync::Mutex<Vec<u8>>>> = std::sync::OnceLock::new();
+
+#[derive(Clone)]
+struct LogBuffer(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut v) = self.0.lock() {
+            v.extend_from_slice(buf);
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn capture_logs() {
+    let buffer = LOGS.get_or_init(Default::default).clone();
+    let writer = LogBuffer(buffer);
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .try_init();
+}
+
+pub fn captured_logs() -> String {
+    LOGS.get()
+        .and_then(|l| {
+            l.lock()
+                .ok()
+                .map(|v| String::from_utf8_lossy(&v).into_owned())
+        })
+        .unwrap_or_default()
+}
+
+/// A response body as text, refusing more than 16 MB (the workspace forbids unbounded reads).
+pub async fn body(mut res: reqwest::Response) -> String {
+    let mut buf = Vec::new();
+    while let Some(chunk) = res.chunk().await.unwrap() {
+        buf.extend_from_slice(&chunk);
+        assert!(buf.len() < 16 << 20, "response body too large");
+    }
+    String::from_utf8_lossy(&buf).into_owned()
+}

@@ -1,0 +1,14 @@
+//! The web layer's one integration-test binary: a real server on port 0 (`spawn_app`), the
+//! emulator as Microsoft, a fresh SQLite database per test.
+
+// Test helpers unwrap: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
+mod helpers;
+
+mod api;
+mod auth;
+mod browser;
+mod flow;
+mod scheduler;
+mod security;
