@@ -12,8 +12,7 @@ use crate::cloud::{ArmEndpoints, CloudError, Overrides};
 use crate::entra::{ClientCredentials, TokenClient, TokenError};
 use crate::error::MdeError;
 use crate::http::{
-    ApiFamily, Core, HttpOptions, Limiters, Metrics, MetricsSnapshot, RateLimits, RetryPolicy,
-    build_client,
+    ApiFamily, Core, CoreSetup, HttpOptions, MetricsSnapshot, RateLimits, RetryPolicy,
 };
 use crate::paging::{PagingOptions, ReadPlan, RecordStream, read_linked_pages};
 use crate::wire::arm::{
@@ -90,26 +89,15 @@ pub const NO_ROLE_EXPLANATION: &str = "The app sees no Azure subscription: the a
 impl ArmClient {
     pub fn new(config: ArmConfig) -> Result<ArmClient, MdeError> {
         let endpoints = ArmEndpoints::resolve(config.cloud, &config.overrides)?;
-        let http = build_client(&config.http)?;
-        let metrics = Arc::new(Metrics::default());
-        let tokens = TokenClient::new(
-            http.clone(),
-            &endpoints.login,
-            config.credentials,
-            endpoints.scope.clone(),
-            config.retry.clone(),
-            config.http.token_timeout,
-            Arc::clone(&metrics),
-        )?;
-        let core = Core {
-            http,
-            tokens: Arc::new(tokens),
-            limiters: Limiters::new(&config.rate_limits),
-            retry: config.retry,
-            metrics,
+        let core = Core::build(CoreSetup {
+            login: &endpoints.login,
+            credentials: config.credentials,
+            scope: endpoints.scope.clone(),
             allowed: endpoints.allowed.clone(),
-            read_timeout: config.http.read_timeout,
-        };
+            http: &config.http,
+            retry: config.retry,
+            rate_limits: &config.rate_limits,
+        })?;
         Ok(ArmClient {
             core: Arc::new(core),
             endpoints: Arc::new(endpoints),

@@ -12,8 +12,7 @@ use crate::entra::{ClientCredentials, ENDPOINT_ROLES, MissingRoles, TokenClient,
 use crate::error::MdeError;
 use crate::export_file::read_export_file;
 use crate::http::{
-    ApiFamily, Core, HttpOptions, Limiters, Metrics, MetricsSnapshot, RateLimits, RetryPolicy,
-    build_client,
+    ApiFamily, Core, CoreSetup, HttpOptions, MetricsSnapshot, RateLimits, RetryPolicy,
 };
 use crate::paging::{
     EXPORT_MAX_PAGE_SIZE, MACHINES_MAX_TOP, PagingOptions, ReadPlan, RecordStream,
@@ -96,26 +95,15 @@ pub struct MdeClient {
 impl MdeClient {
     pub fn new(config: MdeConfig) -> Result<MdeClient, MdeError> {
         let endpoints = MdeEndpoints::resolve(config.cloud, &config.overrides)?;
-        let http = build_client(&config.http)?;
-        let metrics = Arc::new(Metrics::default());
-        let tokens = TokenClient::new(
-            http.clone(),
-            &endpoints.login,
-            config.credentials,
-            endpoints.scope.clone(),
-            config.retry.clone(),
-            config.http.token_timeout,
-            Arc::clone(&metrics),
-        )?;
-        let core = Core {
-            http,
-            tokens: Arc::new(tokens),
-            limiters: Limiters::new(&config.rate_limits),
-            retry: config.retry,
-            metrics,
+        let core = Core::build(CoreSetup {
+            login: &endpoints.login,
+            credentials: config.credentials,
+            scope: endpoints.scope.clone(),
             allowed: endpoints.allowed.clone(),
-            read_timeout: config.http.read_timeout,
-        };
+            http: &config.http,
+            retry: config.retry,
+            rate_limits: &config.rate_limits,
+        })?;
         Ok(MdeClient {
             core: Arc::new(core),
             endpoints: Arc::new(endpoints),

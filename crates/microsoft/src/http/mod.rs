@@ -117,7 +117,43 @@ pub(crate) struct Core {
     pub read_timeout: Duration,
 }
 
+/// What a client (MDE or ARM) needs to build its [`Core`].
+pub(crate) struct CoreSetup<'a> {
+    pub login: &'a Url,
+    pub credentials: crate::entra::ClientCredentials,
+    pub scope: String,
+    pub allowed: AllowedHosts,
+    pub http: &'a HttpOptions,
+    pub retry: RetryPolicy,
+    pub rate_limits: &'a RateLimits,
+}
+
 impl Core {
+    /// The HTTP client, token client, rate limiters and metrics of one client, built the same way
+    /// for every Microsoft API.
+    pub fn build(setup: CoreSetup<'_>) -> Result<Core, MdeError> {
+        let http = build_client(setup.http)?;
+        let metrics = Arc::new(Metrics::default());
+        let tokens = TokenClient::new(
+            http.clone(),
+            setup.login,
+            setup.credentials,
+            setup.scope,
+            setup.retry.clone(),
+            setup.http.token_timeout,
+            Arc::clone(&metrics),
+        )?;
+        Ok(Core {
+            http,
+            tokens: Arc::new(tokens),
+            limiters: Limiters::new(setup.rate_limits),
+            retry: setup.retry,
+            metrics,
+            allowed: setup.allowed,
+            read_timeout: setup.http.read_timeout,
+        })
+    }
+
     /// Sends a GET with the bearer token and returns a 2xx response, retrying what the table in the
     /// module docs says to retry. `budget` is shared with the caller, who may spend more of it on
     /// body failures.
