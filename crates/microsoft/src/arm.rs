@@ -5,19 +5,19 @@
 use std::sync::Arc;
 
 use rampart_model::Cloud;
-use serde::Serialize;
 use url::Url;
 
 use crate::cloud::{ArmEndpoints, CloudError, Overrides};
 use crate::entra::{ClientCredentials, TokenClient, TokenError};
 use crate::error::MdeError;
+use crate::graph::{GraphPlan, read_graph_pages};
 use crate::http::{
     ApiFamily, Core, CoreSetup, HttpOptions, MetricsSnapshot, RateLimits, RetryPolicy,
 };
 use crate::paging::{PagingOptions, ReadPlan, RecordStream, read_linked_pages};
 use crate::wire::arm::{
-    ArmSubscription, Assessment, AssessmentMetadata, ControlDefinition, GraphPage, Pricing,
-    ScoreControlItem, SecureScoreItem, SubAssessment, ValueList, VulnerabilityRow,
+    ArmSubscription, Assessment, AssessmentMetadata, ControlDefinition, Pricing, ScoreControlItem,
+    SecureScoreItem, SubAssessment, ValueList, VulnerabilityRow,
 };
 
 /// API versions (reference §5.2).
@@ -83,8 +83,24 @@ pub struct ArmClient {
     paging: PagingOptions,
 }
 
-/// Why nothing can be read: the app holds no Azure role anywhere. The steps are exact on purpose.
-pub const NO_ROLE_EXPLANATION: &str = "The app sees no Azure subscription: the app has no Azure role. Assign Security Reader (or Reader) at subscription or management-group scope: Azure portal → Subscriptions → <sub> → Access control (IAM) → Add role assignment → Security Reader → the app. Defender for Cloud access is Azure RBAC, not an API permission; a new assignment can take a few minutes to apply.";
+/// Why nothing can be read: the app holds no Azure role anywhere (Microsoft answers an empty
+/// subscription list, not an error: reference §1.4). The steps are exact on purpose.
+pub const NO_ROLE_EXPLANATION: &str = "The app sees no Azure subscription, which means it holds no Azure role: Microsoft answers an empty list, not an error. \
+Defender for Cloud access is an Azure role assignment (RBAC), not an API permission in the app registration, and needs no admin consent. \
+Assign Security Reader (or Reader) at subscription or management-group scope: Azure portal → Subscriptions (or Management groups) → the subscription (or group) → \
+Access control (IAM) → Add → Add role assignment → Security Reader → Next → Members: Select members → the app's name → Select → Review + assign. \
+A management-group assignment covers every subscription under it. A new assignment can take a few minutes to apply; then test again.";
+
+/// What to do about a 403 `AuthorizationFailed` on one subscription: the app is listed there but
+/// lacks a role at subscription scope (e.g. it holds one on a resource group only), or the
+/// assignment is very new.
+pub fn authorization_failed_fix(subscription: &str) -> String {
+    format!(
+        "Assign Security Reader (or Reader) to the app on subscription {subscription} itself or on its management group: \
+         Azure portal → Subscriptions → {subscription} → Access control (IAM) → Add role assignment → Security Reader → Members: the app's name → Review + assign. \
+         A role on a resource group is not enough; a new assignment can take a few minutes to apply"
+    )
+}
 
 impl ArmClient {
     pub fn new(config: ArmConfig) -> Result<ArmClient, MdeError> {
@@ -194,63 +210,54 @@ impl ArmClient {
     }
 
     /// Vulnerability rows of the given subscriptions through Resource Graph, every page
-    /// (`$skipToken`), at most [`GRAPH_PAGE_SIZE`] rows per page. Rows of subscriptions the app
-    /// cannot read are silently absent (ARG filters by access).
-    pub async fn vulnerability_rows(
+    /// (`$skipToken`), [`GRAPH_PAGE_SIZE`] rows per page, subscriptions in groups of fewer than
+    /// 300. Rows of subscriptions the app cannot read are silently absent (ARG filters by access),
+    /// so pass only subscriptions whose other reads succeeded.
+    pub fn vulnerability_rows(&self, subscriptions: &[String]) -> RecordStream<VulnerabilityRow> {
+        self.graph(GraphPlan {
+            query: VULNERABILITY_QUERY,
+            top: GRAPH_PAGE_SIZE,
+            subscriptions: subscriptions.to_vec(),
+            max_pages: self.paging.max_pages,
+            batch_size: self.paging.batch_size,
+            first_page_only: false,
+        })
+    }
+
+    /// One row of the vulnerability query (`$top=1`), for a connection test.
+    pub async fn read_one_vulnerability_row(
         &self,
         subscriptions: &[String],
-    ) -> Result<GraphRead<VulnerabilityRow>, MdeError> {
-        let url = self.url(
+    ) -> Result<Option<VulnerabilityRow>, MdeError> {
+        let (rows, _) = self
+            .graph(GraphPlan {
+                query: VULNERABILITY_QUERY,
+                top: 1,
+                subscriptions: subscriptions.to_vec(),
+                max_pages: 1,
+                batch_size: 1,
+                first_page_only: true,
+            })
+            .collect_all()
+            .await?;
+        Ok(rows.into_iter().next())
+    }
+
+    fn graph<T>(&self, plan: GraphPlan) -> RecordStream<T>
+    where
+        T: serde::de::DeserializeOwned + Send + 'static,
+    {
+        let url = match self.url(
             "providers/Microsoft.ResourceGraph/resources",
             RESOURCE_GRAPH_API,
             &[],
-        )?;
-        let mut rows = Vec::new();
-        let mut skip: Option<String> = None;
-        let mut seen_tokens = std::collections::HashSet::new();
-        for pages in 1..=self.paging.max_pages {
-            let body = GraphRequest {
-                subscriptions,
-                query: VULNERABILITY_QUERY,
-                options: GraphOptions {
-                    top: GRAPH_PAGE_SIZE,
-                    skip_token: skip.as_deref(),
-                    result_format: "objectArray",
-                },
-            };
-            let bytes = serde_json::to_vec(&body).map_err(|e| MdeError::Client(e.to_string()))?;
-            let page: GraphPage<VulnerabilityRow> = self
-                .core
-                .call_json(
-                    ApiFamily::ResourceGraph,
-                    &url,
-                    Some(&bytes),
-                    32 * 1024 * 1024,
-                )
-                .await?;
-            rows.extend(page.data);
-            match page.skip_token.filter(|t| !t.is_empty()) {
-                Some(t) if seen_tokens.insert(t.clone()) => skip = Some(t),
-                Some(_) => {
-                    return Ok(GraphRead {
-                        rows,
-                        pages,
-                        complete: false,
-                    });
-                }
-                None => {
-                    return Ok(GraphRead {
-                        rows,
-                        pages,
-                        complete: !page.result_truncated,
-                    });
-                }
-            }
-        }
-        Ok(GraphRead {
-            rows,
-            pages: self.paging.max_pages,
-            complete: false,
+        ) {
+            Ok(u) => u,
+            Err(e) => return RecordStream::failed(e),
+        };
+        let core = Arc::clone(&self.core);
+        RecordStream::spawn(self.paging.channel_capacity, move |tx| {
+            read_graph_pages(core, url, plan, tx)
         })
     }
 
@@ -288,32 +295,6 @@ impl ArmClient {
         }
         Ok(url)
     }
-}
-
-/// The rows of a Resource Graph read and whether every page was read.
-#[derive(Debug, Clone)]
-pub struct GraphRead<T> {
-    pub rows: Vec<T>,
-    pub pages: u32,
-    /// Every page read, no repeated token, not truncated.
-    pub complete: bool,
-}
-
-#[derive(Serialize)]
-struct GraphRequest<'a> {
-    subscriptions: &'a [String],
-    query: &'a str,
-    options: GraphOptions<'a>,
-}
-
-#[derive(Serialize)]
-struct GraphOptions<'a> {
-    #[serde(rename = "$top")]
-    top: u32,
-    #[serde(rename = "$skipToken", skip_serializing_if = "Option::is_none")]
-    skip_token: Option<&'a str>,
-    #[serde(rename = "resultFormat")]
-    result_format: &'a str,
 }
 
 /// Is this API error ARM's "no role on this subscription"?

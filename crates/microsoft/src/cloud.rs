@@ -72,7 +72,9 @@ const GCC_HIGH: CloudPreset = CloudPreset {
     mde_scope: Some("https://api-gov.securitycenter.microsoft.us/.default"),
     mde_alias_hosts: &["api-gov.security.microsoft.us"],
     arm: "https://management.usgovcloudapi.net",
-    arm_scope: "https://management.usgovcloudapi.net/.default",
+    // The token audience is `management.core.usgovcloudapi.net`, not the ARM host (reference §1.2,
+    // fact 10): the host and the audience differ in the sovereign clouds.
+    arm_scope: "https://management.core.usgovcloudapi.net/.default",
 };
 
 const DOD: CloudPreset = CloudPreset {
@@ -87,7 +89,7 @@ const CHINA: CloudPreset = CloudPreset {
     mde_scope: None,
     mde_alias_hosts: &[],
     arm: "https://management.chinacloudapi.cn",
-    arm_scope: "https://management.chinacloudapi.cn/.default",
+    arm_scope: "https://management.core.chinacloudapi.cn/.default",
 };
 
 /// The preset of a cloud.
@@ -369,11 +371,15 @@ mod tests {
         );
         assert_eq!(
             preset(Cloud::GccHigh).arm_scope,
-            "https://management.usgovcloudapi.net/.default"
+            "https://management.core.usgovcloudapi.net/.default"
+        );
+        assert_eq!(
+            preset(Cloud::Dod).arm,
+            "https://management.usgovcloudapi.net"
         );
         assert_eq!(
             preset(Cloud::China).arm_scope,
-            "https://management.chinacloudapi.cn/.default"
+            "https://management.core.chinacloudapi.cn/.default"
         );
     }
 

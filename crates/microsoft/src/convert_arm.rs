@@ -6,9 +6,12 @@ use rampart_model::{
     Severity, Subscription, parse_microsoft_timestamp,
 };
 
+use serde_json::Value;
+
 use crate::wire::arm::{
-    ArmSubscription, Assessment, AssessmentMetadataProperties, ScoreControlItem, SecureScoreItem,
-    VulnerabilityRow, additional_json,
+    ArmSubscription, Assessment, AssessmentMetadataProperties, Pricing, ResourceDetails,
+    ScoreControlItem, SecureScoreItem, SubAssessment, VulnerabilityRow, additional_json,
+    additional_text,
 };
 
 impl ArmSubscription {
@@ -112,6 +115,73 @@ impl Assessment {
     }
 }
 
+impl Assessment {
+    /// The assessed resource as an asset (keyed by its lower-cased ARM id). `subscription_name`
+    /// names the subscription itself when the assessment is about it (identity recommendations
+    /// carry no `ResourceName`).
+    pub fn asset(&self, subscription_name: Option<&str>) -> Option<Asset> {
+        let details = &self.properties.resource_details;
+        let id = details
+            .id
+            .as_deref()
+            .filter(|i| !i.trim().is_empty())?
+            .to_ascii_lowercase();
+        let is_subscription = id.trim_end_matches('/').matches('/').count() == 2;
+        let name = details
+            .resource_name
+            .clone()
+            .or_else(|| is_subscription.then(|| subscription_name.map(str::to_owned))?)
+            .or_else(|| id.rsplit('/').next().map(str::to_owned));
+        Some(cloud_asset(id, details.resource_type.as_deref(), name))
+    }
+}
+
+/// A Defender for Cloud asset: its ARM id (lower-cased) is both its source id and the
+/// `azure_resource_id` an MDE device of the same VM carries, which is how the two are linked.
+pub fn cloud_asset(id: String, resource_type: Option<&str>, name: Option<String>) -> Asset {
+    Asset {
+        kind: asset_kind(resource_type, &id),
+        name,
+        azure_resource_id: Some(id.clone()),
+        source_id: id,
+        os_platform: None,
+        os_version: None,
+        health_status: None,
+        onboarding_status: None,
+        exposure_level: None,
+        risk_score: None,
+        device_value: None,
+        ip_addresses: Vec::new(),
+        tags: Vec::new(),
+        rbac_group_id: None,
+        rbac_group_name: None,
+        aad_device_id: None,
+        is_duplicate: false,
+        merged_into: None,
+        first_seen: None,
+        last_seen: None,
+    }
+}
+
+impl Pricing {
+    /// The plan is paid for (`Standard`), not `Free`.
+    pub fn is_on(&self) -> bool {
+        self.properties
+            .pricing_tier
+            .as_deref()
+            .is_some_and(|t| t.eq_ignore_ascii_case("Standard"))
+    }
+
+    /// Whether this is a plan that produces vulnerability findings: Defender for Servers
+    /// (`VirtualMachines`: MDVM on machines) and Defender for Containers (`Containers`: registry
+    /// and runtime image scanning). Reference §2.11.
+    pub fn produces_vulnerability_data(&self) -> bool {
+        ["VirtualMachines", "Containers"]
+            .iter()
+            .any(|p| self.name.eq_ignore_ascii_case(p))
+    }
+}
+
 /// The asset kind of an ARM resource type (`microsoft.compute/virtualmachines`, `.containerimage`).
 pub fn asset_kind(resource_type: Option<&str>, resource_id: &str) -> AssetKind {
     let t = resource_type.unwrap_or("").to_ascii_lowercase();
@@ -142,29 +212,16 @@ impl VulnerabilityRow {
     /// The asset the finding is on: keyed by its lower-cased ARM id, which is also the
     /// `azure_resource_id` an MDE device of the same VM carries.
     pub fn asset(&self) -> Option<Asset> {
-        let id = self.resource_id.as_deref()?.to_ascii_lowercase();
-        Some(Asset {
-            kind: asset_kind(self.resource_type.as_deref(), &id),
-            name: self.resource_name.clone(),
-            azure_resource_id: Some(id.clone()),
-            source_id: id,
-            os_platform: None,
-            os_version: None,
-            health_status: None,
-            onboarding_status: None,
-            exposure_level: None,
-            risk_score: None,
-            device_value: None,
-            ip_addresses: Vec::new(),
-            tags: Vec::new(),
-            rbac_group_id: None,
-            rbac_group_name: None,
-            aad_device_id: None,
-            is_duplicate: false,
-            merged_into: None,
-            first_seen: None,
-            last_seen: None,
-        })
+        let id = self
+            .resource_id
+            .as_deref()
+            .filter(|r| !r.is_empty())?
+            .to_ascii_lowercase();
+        Some(cloud_asset(
+            id,
+            self.resource_type.as_deref(),
+            self.resource_name.clone(),
+        ))
     }
 
     /// Installed version: `DetectedSoftwareVersions` is a JSON array in a string (or one version).
@@ -226,5 +283,229 @@ impl VulnerabilityRow {
             first_seen: None,
             last_seen: None,
         })
+    }
+}
+
+impl SubAssessment {
+    /// The legacy grouped finding (deprecated 2026-07-31, still served by some tenants) as one
+    /// finding per CVE. Machine findings (`ServerVulnerabilityTvm`, Qualys `ServerVulnerability`)
+    /// carry a `cve` array (one object on AKS nodes) and the software in `additionalData`;
+    /// registry images carry `vulnerabilityDetails` and `softwareDetails`. Rows without a CVE
+    /// (Qualys checks, SQL and configuration rules) are not findings.
+    pub fn into_findings(self) -> Vec<Finding> {
+        let p = self.properties;
+        let Some(resource) = p
+            .resource_details
+            .id
+            .as_deref()
+            .filter(|r| !r.trim().is_empty())
+            .map(str::to_ascii_lowercase)
+        else {
+            return Vec::new();
+        };
+        if p.status
+            .code
+            .as_deref()
+            .is_some_and(|c| !c.eq_ignore_ascii_case("Unhealthy"))
+        {
+            return Vec::new();
+        }
+        let data = &p.additional_data;
+        let text = |k: &str| additional_text(data, k).filter(|v| !v.is_empty());
+        let name = resource_name(&p.resource_details, &resource);
+        let reference = Some(self.id.to_ascii_lowercase());
+        let mut out = Vec::new();
+        if let Some(details) = data.get("vulnerabilityDetails") {
+            let software = data.get("softwareDetails");
+            let field = |v: Option<&Value>, k: &str| {
+                v.and_then(|v| v.get(k))
+                    .and_then(Value::as_str)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+            };
+            let Some(cve_id) = field(Some(details), "cveId").and_then(|c| c.parse::<CveId>().ok())
+            else {
+                return out;
+            };
+            let cvss = details
+                .get("cvss")
+                .and_then(Value::as_object)
+                .and_then(|m| {
+                    m.values()
+                        .filter_map(|v| v.get("base").and_then(Value::as_f64))
+                        .reduce(f64::max)
+                });
+            out.push(Finding {
+                key: FindingKey {
+                    asset_source_id: resource,
+                    software_vendor: field(software, "vendor").unwrap_or_default(),
+                    software_name: field(software, "packageName").unwrap_or_default(),
+                    software_version: field(software, "version").unwrap_or_default(),
+                    cve_id,
+                },
+                asset_name: name,
+                severity: field(Some(details), "severity")
+                    .as_deref()
+                    .and_then(Severity::parse_lenient),
+                cvss,
+                exploitability: None,
+                recommended_update: field(software, "fixedVersion"),
+                recommendation_reference: reference,
+                first_seen: None,
+                last_seen: p
+                    .time_generated
+                    .as_deref()
+                    .and_then(|t| parse_microsoft_timestamp(t).ok()),
+            });
+            return out;
+        }
+        let cves: Vec<&Value> = match data.get("cve") {
+            Some(Value::Array(items)) => items.iter().collect(),
+            Some(one @ Value::Object(_)) => vec![one],
+            _ => Vec::new(),
+        };
+        for cve in cves {
+            let Some(cve_id) = cve
+                .get("title")
+                .and_then(Value::as_str)
+                .and_then(|t| t.parse::<CveId>().ok())
+            else {
+                continue;
+            };
+            let severity = cve
+                .get("severity")
+                .and_then(Value::as_str)
+                .or(p.status.severity.as_deref())
+                .and_then(Severity::parse_lenient);
+            out.push(Finding {
+                key: FindingKey {
+                    asset_source_id: resource.clone(),
+                    software_vendor: text("softwareVendor").unwrap_or_default(),
+                    software_name: text("softwareName").unwrap_or_default(),
+                    software_version: text("softwareVersion").unwrap_or_default(),
+                    cve_id,
+                },
+                asset_name: name.clone(),
+                severity,
+                cvss: cve.get("cvssScore").and_then(Value::as_f64),
+                exploitability: cve
+                    .get("exploitabilityLevel")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+                recommended_update: text("recommendedVersion")
+                    .or_else(|| text("fixedNodePoolVersion")),
+                recommendation_reference: reference.clone(),
+                first_seen: None,
+                last_seen: p
+                    .time_generated
+                    .as_deref()
+                    .and_then(|t| parse_microsoft_timestamp(t).ok()),
+            });
+        }
+        out
+    }
+
+    /// The assessed resource as an asset.
+    pub fn asset(&self) -> Option<Asset> {
+        let d = &self.properties.resource_details;
+        let id =
+            d.id.as_deref()
+                .filter(|r| !r.trim().is_empty())?
+                .to_ascii_lowercase();
+        let name = resource_name(d, &id);
+        Some(cloud_asset(id, d.resource_type.as_deref(), name))
+    }
+}
+
+fn resource_name(d: &ResourceDetails, id: &str) -> Option<String> {
+    d.resource_name
+        .clone()
+        .or_else(|| id.rsplit('/').next().map(str::to_owned))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_legacy_machine_finding_is_one_finding_per_cve() {
+        let sub: SubAssessment = serde_json::from_str(r#"{
+          "id": "/subscriptions/S/resourceGroups/RG/providers/Microsoft.Compute/virtualMachines/vm-test/providers/Microsoft.Security/assessments/1195afff-c881-495e-9bc5-1486211ae03f/subassessments/f9",
+          "properties": {
+            "id": "M4B6BH", "displayName": "Update Ubuntu Libxml2 For Linux",
+            "status": { "code": "Unhealthy", "severity": "High" },
+            "timeGenerated": "2025-08-21T17:40:43.325407Z",
+            "resourceDetails": { "source": "Azure", "id": "/subscriptions/S/resourceGroups/RG/providers/Microsoft.Compute/virtualMachines/vm-test" },
+            "additionalData": {
+              "assessedResourceType": "ServerVulnerabilityTvm",
+              "cve": [
+                { "title": "CVE-2025-6021", "cvssScore": 7.5, "severity": "High", "exploitabilityLevel": "NoExploit" },
+                { "title": "CVE-2025-49796", "cvssScore": 9.1, "severity": "Critical" }
+              ],
+              "softwareVendor": "ubuntu", "softwareName": "libxml2_for_linux", "softwareVersion": "2.9.14+dfsg-1.3ubuntu3.3",
+              "recommendedVersion": ""
+            }
+          }
+        }"#).unwrap();
+        let asset = sub.asset().unwrap();
+        assert_eq!(asset.kind, AssetKind::VirtualMachine);
+        assert_eq!(asset.name.as_deref(), Some("vm-test"));
+        let f = sub.into_findings();
+        assert_eq!(f.len(), 2);
+        assert_eq!(f[1].key.cve_id.as_str(), "CVE-2025-49796");
+        assert_eq!(f[1].severity, Some(Severity::Critical));
+        assert_eq!(f[0].cvss, Some(7.5));
+        assert_eq!(f[0].key.software_name, "libxml2_for_linux");
+        assert_eq!(f[0].key.asset_source_id, asset.source_id);
+        assert_eq!(f[0].recommended_update, None, "an empty fix is no fix");
+        assert!(f[0].last_seen.is_some());
+    }
+
+    #[test]
+    fn a_legacy_registry_finding_reads_vulnerability_and_software_details() {
+        let sub: SubAssessment = serde_json::from_str(r#"{
+          "id": "/x/subAssessments/y",
+          "properties": {
+            "status": { "code": "Unhealthy", "severity": "High" },
+            "resourceDetails": { "id": "/repositories/public/app/images/sha256:4af8", "source": "Azure" },
+            "additionalData": {
+              "assessedResourceType": "AzureContainerRegistryVulnerability",
+              "vulnerabilityDetails": { "cveId": "CVE-2022-42969", "severity": "Medium", "cvss": { "2.0": null, "3.0": { "base": 5.3 } } },
+              "softwareDetails": { "packageName": "py", "version": "1.11.0", "fixedVersion": "", "vendor": "python" }
+            }
+          }
+        }"#).unwrap();
+        assert_eq!(sub.asset().unwrap().kind, AssetKind::ContainerImage);
+        let f = sub.into_findings();
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].cvss, Some(5.3));
+        assert_eq!(f[0].severity, Some(Severity::Medium));
+        assert_eq!(f[0].key.software_version, "1.11.0");
+    }
+
+    #[test]
+    fn healthy_and_cve_less_legacy_rows_are_not_findings() {
+        let healthy: SubAssessment = serde_json::from_str(
+            r#"{"id":"a","properties":{"status":{"code":"Healthy"},"resourceDetails":{"id":"/subscriptions/s/x"},"additionalData":{"cve":[{"title":"CVE-2025-1"}]}}}"#,
+        )
+        .unwrap();
+        assert!(healthy.into_findings().is_empty());
+        let qualys: SubAssessment = serde_json::from_str(
+            r#"{"id":"a","properties":{"status":{"code":"Unhealthy"},"resourceDetails":{"id":"/subscriptions/s/x"},"additionalData":{"assessedResourceType":"ServerVulnerability","cve":[]}}}"#,
+        )
+        .unwrap();
+        assert!(qualys.into_findings().is_empty());
+    }
+
+    #[test]
+    fn a_subscription_assessment_is_named_after_the_subscription() {
+        let a: Assessment = serde_json::from_str(
+            r#"{"id":"/subscriptions/AB/providers/Microsoft.Security/assessments/k","properties":{"resourceDetails":{"Source":"Azure","Id":"/subscriptions/AB"}}}"#,
+        )
+        .unwrap();
+        let asset = a.asset(Some("Prod")).unwrap();
+        assert_eq!(asset.source_id, "/subscriptions/ab");
+        assert_eq!(asset.name.as_deref(), Some("Prod"));
+        assert_eq!(asset.kind, AssetKind::CloudResource);
     }
 }

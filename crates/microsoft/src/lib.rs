@@ -71,13 +71,14 @@ pub mod decode;
 pub mod entra;
 mod error;
 pub mod export_file;
+mod graph;
 mod http;
 mod mde;
 mod paging;
 pub mod wire;
 
 pub use arm::{
-    ArmClient, ArmConfig, GraphRead, NO_ROLE_EXPLANATION, VULNERABILITY_QUERY,
+    ArmClient, ArmConfig, NO_ROLE_EXPLANATION, VULNERABILITY_QUERY, authorization_failed_fix,
     is_authorization_failed,
 };
 pub use error::{ApiError, Forbidden, MdeError};

@@ -106,6 +106,9 @@ pub enum ReadEnd {
     UnreadableRecords { count: u64, first_error: String },
     /// Too many empty pages in a row still carried a next-page link (an ARM pathology).
     EmptyPages { page: u32, pages: u32 },
+    /// Resource Graph said `resultTruncated: "true"` (or returned fewer rows than its
+    /// `totalRecords` without a `$skipToken`): rows are missing and cannot be paged to.
+    Truncated { page: u32 },
 }
 
 impl ReadEnd {
@@ -147,6 +150,11 @@ impl fmt::Display for ReadEnd {
                 "{pages} empty pages in a row up to page {} still linked to more; stopped",
                 page + 1
             ),
+            ReadEnd::Truncated { page } => write!(
+                f,
+                "Resource Graph cut the result at page {} and gave no way to read the rest",
+                page + 1
+            ),
             ReadEnd::UnreadableRecords { count, first_error } => {
                 write!(
                     f,
@@ -178,7 +186,7 @@ pub struct ReadReport {
 }
 
 impl ReadReport {
-    fn new(family: ApiFamily) -> ReadReport {
+    pub(crate) fn new(family: ApiFamily) -> ReadReport {
         ReadReport {
             family,
             pages: 0,
@@ -191,14 +199,14 @@ impl ReadReport {
         }
     }
 
-    fn add(&mut self, page: &PageOutcome) {
+    pub(crate) fn add(&mut self, page: &PageOutcome) {
         self.pages += 1;
         self.records += page.kept;
         self.unreadable += page.unreadable;
         self.restarts += page.restarts;
     }
 
-    fn finish(
+    pub(crate) fn finish(
         mut self,
         end: ReadEnd,
         duplicates_dropped: u64,
@@ -218,7 +226,7 @@ impl ReadReport {
     }
 }
 
-type EventTx<T> = mpsc::Sender<Result<ReadEvent<T>, MdeError>>;
+pub(crate) type EventTx<T> = mpsc::Sender<Result<ReadEvent<T>, MdeError>>;
 
 /// The records of one read, as a [`Stream`] of [`ReadEvent`]s ending in
 /// [`ReadEvent::Finished`] or an error. Dropping it stops the read.

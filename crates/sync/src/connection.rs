@@ -10,6 +10,9 @@ use crate::error::SyncError;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StepOutcome {
     Passed,
+    /// It works, but something will be missing (e.g. a Defender plan that produces vulnerability
+    /// data is off). Does not fail the test.
+    Warning,
     Failed,
     /// Not tried because an earlier step failed.
     Skipped,
@@ -26,7 +29,7 @@ pub struct Step {
     pub fix: Option<String>,
 }
 
-/// The steps of a connection test; `passed()` when every step passed.
+/// The steps of a connection test; `passed()` when no step failed or was skipped (warnings pass).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnectionReport {
     pub steps: Vec<Step>,
@@ -43,7 +46,16 @@ pub const ENDPOINT_STEPS: [&str; 5] = [
 
 impl ConnectionReport {
     pub fn passed(&self) -> bool {
-        !self.steps.is_empty() && self.steps.iter().all(|s| s.outcome == StepOutcome::Passed)
+        !self.steps.is_empty()
+            && self
+                .steps
+                .iter()
+                .all(|s| matches!(s.outcome, StepOutcome::Passed | StepOutcome::Warning))
+    }
+
+    /// The step called `name`, if the test got that far.
+    pub fn step(&self, name: &str) -> Option<&Step> {
+        self.steps.iter().find(|s| s.name == name)
     }
 
     /// The integration could not even be set up (secret undecryptable, bad URL override).
@@ -58,8 +70,12 @@ impl ConnectionReport {
         }
     }
 
-    fn push(&mut self, name: &'static str, result: Result<String, (String, Option<String>)>) {
-        let failed_before = self.steps.iter().any(|s| s.outcome != StepOutcome::Passed);
+    pub(crate) fn push(
+        &mut self,
+        name: &'static str,
+        result: Result<String, (String, Option<String>)>,
+    ) {
+        let failed_before = self.failed_before();
         let step = if failed_before {
             Step {
                 name,
@@ -87,17 +103,48 @@ impl ConnectionReport {
     }
 }
 
+impl ConnectionReport {
+    pub(crate) fn new() -> Self {
+        Self { steps: Vec::new() }
+    }
+
+    fn failed_before(&self) -> bool {
+        self.steps
+            .iter()
+            .any(|s| matches!(s.outcome, StepOutcome::Failed | StepOutcome::Skipped))
+    }
+
+    /// A step that works with a caveat (skipped like any other after a failure).
+    pub(crate) fn warn(&mut self, name: &'static str, detail: String, fix: String) {
+        if self.failed_before() {
+            return self.push(name, Ok(String::new()));
+        }
+        self.steps.push(Step {
+            name,
+            outcome: StepOutcome::Warning,
+            detail,
+            fix: Some(fix),
+        });
+    }
+}
+
 impl fmt::Display for ConnectionReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (i, step) in self.steps.iter().enumerate() {
             let mark = match step.outcome {
                 StepOutcome::Passed => "✓",
+                StepOutcome::Warning => "⚠",
                 StepOutcome::Failed => "✗",
                 StepOutcome::Skipped => "-",
             };
             writeln!(f, "{mark} {}. {}: {}", i + 1, step.name, step.detail)?;
             if let Some(fix) = &step.fix {
-                writeln!(f, "    fix: {fix}")?;
+                let label = if step.outcome == StepOutcome::Warning {
+                    "to do"
+                } else {
+                    "fix"
+                };
+                writeln!(f, "    {label}: {fix}")?;
             }
         }
         Ok(())
@@ -105,7 +152,7 @@ impl fmt::Display for ConnectionReport {
 }
 
 pub(crate) async fn test_endpoint(client: &MdeClient) -> ConnectionReport {
-    let mut report = ConnectionReport { steps: Vec::new() };
+    let mut report = ConnectionReport::new();
     let login = client.endpoints().login.to_string();
     let check = client.check_token().await;
 
@@ -186,7 +233,7 @@ pub(crate) async fn test_endpoint(client: &MdeClient) -> ConnectionReport {
     report
 }
 
-fn explained(error: Option<&TokenError>) -> (String, Option<String>) {
+pub(crate) fn explained(error: Option<&TokenError>) -> (String, Option<String>) {
     match error {
         Some(e) => {
             let ex = e.explanation();

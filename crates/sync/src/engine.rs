@@ -7,16 +7,18 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use rampart_microsoft::cloud::Overrides;
 use rampart_microsoft::entra::ClientCredentials;
-use rampart_microsoft::{MdeClient, MdeConfig, PagingOptions, RateLimits, RetryPolicy};
+use rampart_microsoft::{
+    ArmClient, ArmConfig, MdeClient, MdeConfig, PagingOptions, RateLimits, RetryPolicy,
+};
 use rampart_model::{Integration, IntegrationId, Product, SyncRun};
 use rampart_store::Store;
 use tokio::sync::Mutex;
 
 use crate::connection::{self, ConnectionReport};
-use crate::endpoint;
 use crate::error::SyncError;
 use crate::progress::Progress;
 use crate::vault::{Sealed, Vault};
+use crate::{cloud, cloud_connection, endpoint};
 
 /// Tuning of the engine. The defaults are what production wants; tests and benchmarks change some.
 #[derive(Debug, Clone)]
@@ -74,11 +76,18 @@ pub struct SyncRequest {
     pub accept_mass_changes: bool,
 }
 
+/// The Microsoft client of one integration: Defender for Endpoint's API or Azure Resource Manager.
+#[derive(Clone)]
+enum Client {
+    Mde(MdeClient),
+    Arm(ArmClient),
+}
+
 struct CachedClient {
     /// The integration's `updated_at` when the client was built: any edit (a new secret, another
     /// cloud) builds a new client.
     built_for: DateTime<Utc>,
-    client: MdeClient,
+    client: Client,
 }
 
 /// Runs syncs and connection tests. Share one per process (it is `Send + Sync`).
@@ -121,10 +130,10 @@ impl Engine {
                 let client = self.mde_client(integration).await?;
                 endpoint::run(self, integration, &client, request, progress).await
             }
-            Product::Cloud => Err(SyncError::Unsupported(format!(
-                "integration '{}' is a Defender for Cloud integration, and this version of Rampart syncs Defender for Endpoint only; Defender for Cloud support is on its way",
-                integration.name
-            ))),
+            Product::Cloud => {
+                let client = self.arm_client(integration).await?;
+                cloud::run(self, integration, &client, request, progress).await
+            }
         }
     }
 
@@ -135,14 +144,37 @@ impl Engine {
                 Ok(client) => connection::test_endpoint(&client).await,
                 Err(e) => ConnectionReport::setup_failed(&e),
             },
-            Product::Cloud => ConnectionReport::setup_failed(&SyncError::Unsupported(
-                "this version of Rampart cannot test Defender for Cloud integrations yet".into(),
-            )),
+            Product::Cloud => match self.arm_client(integration).await {
+                Ok(client) => cloud_connection::test_cloud(&client).await,
+                Err(e) => ConnectionReport::setup_failed(&e),
+            },
         }
     }
 
-    /// The integration's client, built once and kept while the integration is unchanged.
+    /// The integration's Defender for Endpoint client, built once and kept while the integration
+    /// is unchanged.
     async fn mde_client(&self, integration: &Integration) -> Result<MdeClient, SyncError> {
+        match self.client(integration).await? {
+            Client::Mde(c) => Ok(c),
+            Client::Arm(_) => Err(SyncError::Unsupported(format!(
+                "integration '{}' is not a Defender for Endpoint integration",
+                integration.name
+            ))),
+        }
+    }
+
+    /// The integration's Azure Resource Manager client (Defender for Cloud).
+    async fn arm_client(&self, integration: &Integration) -> Result<ArmClient, SyncError> {
+        match self.client(integration).await? {
+            Client::Arm(c) => Ok(c),
+            Client::Mde(_) => Err(SyncError::Unsupported(format!(
+                "integration '{}' is not a Defender for Cloud integration",
+                integration.name
+            ))),
+        }
+    }
+
+    async fn client(&self, integration: &Integration) -> Result<Client, SyncError> {
         let mut clients = self.clients.lock().await;
         if let Some(cached) = clients.get(&integration.id)
             && cached.built_for == integration.updated_at
@@ -157,23 +189,34 @@ impl Engine {
                 nonce: stored.nonce,
             },
         )?;
-        let mut config = MdeConfig::new(
-            integration.cloud,
-            ClientCredentials {
-                tenant_id: integration.tenant_id.clone(),
-                client_id: integration.client_id,
-                client_secret: secret,
-            },
-        );
-        config.overrides = Overrides {
+        let credentials = ClientCredentials {
+            tenant_id: integration.tenant_id.clone(),
+            client_id: integration.client_id,
+            client_secret: secret,
+        };
+        let overrides = Overrides {
             login_url: integration.login_url.clone(),
             api_url: integration.api_url.clone(),
             ..Overrides::default()
         };
-        config.rate_limits = self.options.rate_limits.clone();
-        config.retry = self.options.retry.clone();
-        config.paging = self.options.paging.clone();
-        let client = MdeClient::new(config)?;
+        let client = match integration.product {
+            Product::Endpoint => {
+                let mut config = MdeConfig::new(integration.cloud, credentials);
+                config.overrides = overrides;
+                config.rate_limits = self.options.rate_limits.clone();
+                config.retry = self.options.retry.clone();
+                config.paging = self.options.paging.clone();
+                Client::Mde(MdeClient::new(config)?)
+            }
+            Product::Cloud => {
+                let mut config = ArmConfig::new(integration.cloud, credentials);
+                config.overrides = overrides;
+                config.rate_limits = self.options.rate_limits.clone();
+                config.retry = self.options.retry.clone();
+                config.paging = self.options.paging.clone();
+                Client::Arm(ArmClient::new(config)?)
+            }
+        };
         clients.insert(
             integration.id,
             CachedClient {

@@ -23,6 +23,9 @@
 //! # Ok(()) }
 //! ```
 
+mod cloud;
+mod cloud_connection;
+mod cloud_store;
 mod connection;
 mod delta;
 mod endpoint;
@@ -33,6 +36,7 @@ pub mod progress;
 pub mod vault;
 mod verdict;
 
-pub use connection::{ConnectionReport, Step, StepOutcome};
+pub use cloud_connection::CLOUD_STEPS;
+pub use connection::{ConnectionReport, ENDPOINT_STEPS, Step, StepOutcome};
 pub use engine::{Engine, EngineOptions, SyncMode, SyncRequest};
 pub use error::SyncError;

@@ -13,11 +13,11 @@ use crate::progress::Progress;
 
 /// What streaming one API into the store did.
 #[derive(Debug)]
-pub(crate) struct Piped {
+pub(crate) struct Piped<C = UpsertCounts> {
     /// The reader's account: pages, records, completeness.
     pub report: ReadReport,
     /// What the upserts did.
-    pub counts: UpsertCounts,
+    pub counts: C,
     /// Records the conversion refused (e.g. export rows without a CVE).
     pub skipped: u64,
 }
@@ -33,25 +33,27 @@ pub(crate) enum PipeError {
 /// Batches in flight between reader and writer. Two: one being written, one being filled.
 const BATCHES_IN_FLIGHT: usize = 2;
 
-/// Streams `stream` through `convert` into `write`, `batch_size` records per write.
-pub(crate) async fn pipe<T, U, C, W, Fut>(
+/// Streams `stream` through `convert` into `write`, `batch_size` records per write. `write`
+/// returns its counts (`UpsertCounts`, or a sum of several for writes to more than one table).
+pub(crate) async fn pipe<T, U, C, W, Fut, N>(
     mut stream: RecordStream<T>,
     mut convert: C,
     batch_size: usize,
     write: W,
     progress: &dyn Progress,
-) -> Result<Piped, PipeError>
+) -> Result<Piped<N>, PipeError>
 where
     T: Send + 'static,
     U: Send + 'static,
     C: FnMut(T) -> Option<U>,
     W: Fn(Vec<U>) -> Fut + Send + 'static,
-    Fut: Future<Output = Result<UpsertCounts, StoreError>> + Send,
+    Fut: Future<Output = Result<N, StoreError>> + Send,
+    N: Default + std::ops::AddAssign + Send + 'static,
 {
     let batch_size = batch_size.max(1);
     let (tx, mut rx) = mpsc::channel::<Vec<U>>(BATCHES_IN_FLIGHT);
     let writer = tokio::spawn(async move {
-        let mut total = UpsertCounts::default();
+        let mut total = N::default();
         while let Some(batch) = rx.recv().await {
             total += write(batch).await?;
         }

@@ -81,6 +81,11 @@ impl fmt::Display for ApiFamily {
 pub struct FamilyLimit {
     pub per_minute: Option<u32>,
     pub per_hour: Option<u32>,
+    /// Calls the per-minute bucket lets through at once; `None` = `per_minute` (the whole
+    /// minute's budget). Azure's buckets are smaller than a minute's refill (ARM: 250 reads
+    /// refilled at 25/s; Resource Graph: 15 per 5 s), so a burst of a minute's budget would meet
+    /// 429s.
+    pub burst: Option<u32>,
 }
 
 /// Rate limits of one client.
@@ -104,28 +109,35 @@ impl Default for RateLimits {
             machines: FamilyLimit {
                 per_minute: Some(100),
                 per_hour: Some(1_500),
+                burst: None,
             },
             vulnerabilities: FamilyLimit {
                 per_minute: Some(100),
                 per_hour: None,
+                burst: None,
             },
             json_exports: FamilyLimit {
                 per_minute: Some(30),
                 per_hour: Some(1_000),
+                burst: None,
             },
             file_exports: FamilyLimit {
                 per_minute: Some(5),
                 per_hour: Some(20),
+                burst: None,
             },
-            // 25 reads/s refill; staying at the refill rate never drains Microsoft's 250 bucket.
+            // 25 reads/s refill and a bucket of 250: staying inside both never drains Microsoft's
+            // bucket (which is per subscription; ours is per integration, so stricter).
             arm: FamilyLimit {
                 per_minute: Some(1_500),
                 per_hour: None,
+                burst: Some(250),
             },
             // 15 queries per 5 s.
             resource_graph: FamilyLimit {
                 per_minute: Some(180),
                 per_hour: None,
+                burst: Some(15),
             },
         }
     }
@@ -164,17 +176,21 @@ pub(crate) struct Limiters {
 
 impl Limiters {
     pub fn new(limits: &RateLimits) -> Limiters {
-        let bucket = |n: Option<u32>, quota: fn(NonZeroU32) -> Quota| {
+        let bucket = |n: Option<u32>, burst: Option<u32>, quota: fn(NonZeroU32) -> Quota| {
             let n = NonZeroU32::new(n?)?;
-            limits.enabled.then(|| RateLimiter::direct(quota(n)))
+            let quota = match burst.and_then(NonZeroU32::new) {
+                Some(b) => quota(n).allow_burst(b),
+                None => quota(n),
+            };
+            limits.enabled.then(|| RateLimiter::direct(quota))
         };
         let families = ApiFamily::ALL
             .iter()
             .map(|f| {
                 let l = limits.limit(*f);
                 Buckets {
-                    minute: bucket(l.per_minute, Quota::per_minute),
-                    hour: bucket(l.per_hour, Quota::per_hour),
+                    minute: bucket(l.per_minute, l.burst, Quota::per_minute),
+                    hour: bucket(l.per_hour, None, Quota::per_hour),
                 }
             })
             .collect();
@@ -212,6 +228,7 @@ mod tests {
             file_exports: FamilyLimit {
                 per_minute: Some(600), // one every 100 ms after a burst of 600
                 per_hour: Some(3),
+                burst: None,
             },
             ..RateLimits::default()
         };
@@ -230,6 +247,26 @@ mod tests {
         let other =
             tokio::time::timeout(Duration::from_millis(200), l.acquire(ApiFamily::Machines)).await;
         assert!(other.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_burst_smaller_than_the_minute_is_kept() {
+        let limits = RateLimits {
+            arm: FamilyLimit {
+                per_minute: Some(60), // one per second after the burst
+                per_hour: None,
+                burst: Some(2),
+            },
+            ..RateLimits::default()
+        };
+        let l = Limiters::new(&limits);
+        let start = Instant::now();
+        l.acquire(ApiFamily::Arm).await;
+        l.acquire(ApiFamily::Arm).await;
+        assert!(start.elapsed() < Duration::from_millis(100));
+        let third =
+            tokio::time::timeout(Duration::from_millis(300), l.acquire(ApiFamily::Arm)).await;
+        assert!(third.is_err(), "the burst of 2 was not enforced");
     }
 
     #[tokio::test]

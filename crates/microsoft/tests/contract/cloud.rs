@@ -176,10 +176,9 @@ async fn the_client_reads_what_the_emulator_holds() {
         .into_iter()
         .map(|s| s.subscription_id)
         .collect();
-    let read = client.vulnerability_rows(&ids).await.unwrap();
-    assert!(read.complete);
-    let findings: Vec<_> = read
-        .rows
+    let (rows, report) = client.vulnerability_rows(&ids).collect_all().await.unwrap();
+    assert!(report.complete, "{}", report.reason);
+    let findings: Vec<_> = rows
         .into_iter()
         .map(|r| r.into_finding().unwrap())
         .collect();

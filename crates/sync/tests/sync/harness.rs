@@ -57,18 +57,53 @@ pub async fn harness_with_secret(
     config: SimConfig,
     secret: Option<&str>,
 ) -> Harness {
+    harness_for(store, config, Product::Endpoint, secret).await
+}
+
+/// A Defender for Cloud integration against the emulator.
+pub async fn cloud_harness(store: Arc<dyn Store>, config: SimConfig) -> Harness {
+    harness_for(store, config, Product::Cloud, None).await
+}
+
+pub async fn harness_for(
+    store: Arc<dyn Store>,
+    config: SimConfig,
+    product: Product,
+    secret: Option<&str>,
+) -> Harness {
     let sim = rampart_sim::spawn(config.clone())
         .await
         .expect("sim starts");
     let vault = Vault::from_key(&[9u8; 32]);
+    let integration =
+        add_integration(&store, &vault, &sim, product, product.as_str(), secret).await;
+    let engine = Engine::new(Arc::clone(&store), vault, test_options());
+    Harness {
+        sim,
+        engine,
+        store,
+        integration,
+    }
+}
+
+/// Adds an integration of `product` named `name` pointing at `sim`.
+pub async fn add_integration(
+    store: &Arc<dyn Store>,
+    vault: &Vault,
+    sim: &RunningSim,
+    product: Product,
+    name: &str,
+    secret: Option<&str>,
+) -> Integration {
+    let config = sim.sim.config();
     let secret = secret.unwrap_or(&config.client_secret).to_owned();
     let sealed = vault
-        .seal("sim", &SecretString::from(secret.clone()))
+        .seal(name, &SecretString::from(secret.clone()))
         .expect("seal");
-    let integration = store
+    store
         .create_integration(&NewIntegration {
-            name: "sim".parse().expect("name"),
-            product: Product::Endpoint,
+            name: name.parse().expect("name"),
+            product,
             cloud: Cloud::Commercial,
             tenant_id: config.tenant_id.parse().expect("tenant"),
             client_id: config.client_id.parse().expect("client"),
@@ -83,14 +118,7 @@ pub async fn harness_with_secret(
             enabled: true,
         })
         .await
-        .expect("integration");
-    let engine = Engine::new(Arc::clone(&store), vault, test_options());
-    Harness {
-        sim,
-        engine,
-        store,
-        integration,
-    }
+        .expect("integration")
 }
 
 /// What identifies a finding, and the content Rampart keeps of it.

@@ -104,6 +104,7 @@ impl From<&ConnectionReport> for TestReportOut {
                     name: s.name.into(),
                     outcome: match s.outcome {
                         StepOutcome::Passed => "passed",
+                        StepOutcome::Warning => "warning",
                         StepOutcome::Failed => "failed",
                         StepOutcome::Skipped => "skipped",
                     }

@@ -198,6 +198,7 @@ fn steps(report: &ConnectionReport) -> Vec<StepView> {
         .map(|s| {
             let (mark, class) = match s.outcome {
                 StepOutcome::Passed => ("✓", "ok"),
+                StepOutcome::Warning => ("⚠", "warn"),
                 StepOutcome::Failed => ("✗", "fail"),
                 StepOutcome::Skipped => ("–", "skip"),
             };

@@ -1,0 +1,179 @@
+//! Azure Resource Graph paging (reference §3): the same query is sent again with the
+//! `$skipToken` of the previous answer until none comes; subscriptions go in groups (Microsoft
+//! advises fewer than 300 per query). Pages are at most 1,000 rows and 16 MiB, so one page is read
+//! whole, then handed on in batches like every other read, ending in a [`ReadReport`].
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use url::Url;
+
+use crate::error::MdeError;
+use crate::http::{ApiFamily, Core};
+use crate::paging::{EventTx, PageOutcome, ReadEnd, ReadEvent, ReadReport};
+use crate::wire::arm::GraphPage;
+
+/// Subscriptions per query (Microsoft: "fewer than 300").
+pub(crate) const SUBSCRIPTIONS_PER_QUERY: usize = 250;
+
+/// Largest answer accepted: Resource Graph refuses to send more than 16 MiB.
+const MAX_PAGE_BYTES: usize = 32 * 1024 * 1024;
+
+/// One Resource Graph read.
+#[derive(Debug, Clone)]
+pub(crate) struct GraphPlan {
+    pub query: &'static str,
+    /// `$top`: rows per page (1–1000).
+    pub top: u32,
+    pub subscriptions: Vec<String>,
+    pub max_pages: u32,
+    pub batch_size: usize,
+    /// Read the first page only (a connection test).
+    pub first_page_only: bool,
+}
+
+#[derive(Serialize)]
+struct GraphRequest<'a> {
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    subscriptions: &'a [String],
+    query: &'a str,
+    options: GraphOptions<'a>,
+}
+
+#[derive(Serialize)]
+struct GraphOptions<'a> {
+    #[serde(rename = "$top")]
+    top: u32,
+    #[serde(rename = "$skipToken", skip_serializing_if = "Option::is_none")]
+    skip_token: Option<&'a str>,
+    /// Always explicit: the default changed between API versions (reference §3.1).
+    #[serde(rename = "resultFormat")]
+    result_format: &'a str,
+}
+
+/// Reads every page of `plan` for every group of subscriptions, sending records to `tx`.
+pub(crate) async fn read_graph_pages<T>(
+    core: Arc<Core>,
+    url: Url,
+    plan: GraphPlan,
+    tx: EventTx<T>,
+) -> Result<ReadReport, MdeError>
+where
+    T: DeserializeOwned + Send + 'static,
+{
+    let family = ApiFamily::ResourceGraph;
+    let closed = || MdeError::Interrupted("the consumer stopped reading".to_owned());
+    let mut report = ReadReport::new(family);
+    let mut first_unreadable = None;
+    let mut page = 0u32;
+    let mut end = ReadEnd::NoNextLink { page: 0 };
+    // An empty list would query the whole tenant, which is what an empty plan means.
+    let groups: Vec<&[String]> = if plan.subscriptions.is_empty() {
+        vec![&[]]
+    } else {
+        plan.subscriptions.chunks(SUBSCRIPTIONS_PER_QUERY).collect()
+    };
+    'groups: for group in groups {
+        let mut skip: Option<String> = None;
+        let mut tokens: HashSet<String> = HashSet::new();
+        let mut group_rows = 0u64;
+        loop {
+            if page >= plan.max_pages {
+                end = ReadEnd::MaxPages {
+                    pages: plan.max_pages,
+                };
+                break 'groups;
+            }
+            let body = serde_json::to_vec(&GraphRequest {
+                subscriptions: group,
+                query: plan.query,
+                options: GraphOptions {
+                    top: plan.top,
+                    skip_token: skip.as_deref(),
+                    result_format: "objectArray",
+                },
+            })
+            .map_err(|e| MdeError::Client(e.to_string()))?;
+            let answer: GraphPage<Value> = core
+                .call_json(family, &url, Some(&body), MAX_PAGE_BYTES)
+                .await?;
+            let mut outcome = PageOutcome {
+                items: answer.data.len() as u64,
+                ..PageOutcome::default()
+            };
+            let mut batch = Vec::with_capacity(plan.batch_size.max(1));
+            for row in answer.data {
+                match serde_json::from_value::<T>(row) {
+                    Ok(r) => batch.push(r),
+                    Err(e) => {
+                        outcome.unreadable += 1;
+                        if outcome.first_unreadable.is_none() {
+                            outcome.first_unreadable =
+                                Some(e.to_string().chars().take(200).collect());
+                        }
+                    }
+                }
+                if batch.len() >= plan.batch_size.max(1) {
+                    outcome.kept += batch.len() as u64;
+                    let full = std::mem::take(&mut batch);
+                    tx.send(Ok(ReadEvent::Records {
+                        page,
+                        records: full,
+                    }))
+                    .await
+                    .map_err(|_| closed())?;
+                }
+            }
+            if !batch.is_empty() {
+                outcome.kept += batch.len() as u64;
+                tx.send(Ok(ReadEvent::Records {
+                    page,
+                    records: batch,
+                }))
+                .await
+                .map_err(|_| closed())?;
+            }
+            tx.send(Ok(ReadEvent::PageDone {
+                page,
+                records: outcome.kept,
+            }))
+            .await
+            .map_err(|_| closed())?;
+            group_rows += outcome.items;
+            report.add(&outcome);
+            if first_unreadable.is_none() {
+                first_unreadable = outcome.first_unreadable.clone();
+            }
+            let this = page;
+            page += 1;
+            if plan.first_page_only {
+                end = ReadEnd::NoNextLink { page: this };
+                break 'groups;
+            }
+            match answer.skip_token.filter(|t| !t.trim().is_empty()) {
+                Some(t) if tokens.insert(t.clone()) => skip = Some(t),
+                Some(_) => {
+                    end = ReadEnd::RepeatedNextLink { page: this };
+                    break 'groups;
+                }
+                None => {
+                    let short = answer
+                        .total_records
+                        .is_some_and(|total| u64::try_from(total).unwrap_or(0) > group_rows);
+                    if answer.result_truncated || short {
+                        end = ReadEnd::Truncated { page: this };
+                        break 'groups;
+                    }
+                    end = ReadEnd::NoNextLink { page: this };
+                    break;
+                }
+            }
+        }
+    }
+    let report = report.finish(end, 0, first_unreadable);
+    tracing::info!(family = %report.family, pages = report.pages, records = report.records, complete = report.complete, reason = %report.reason, "read finished");
+    Ok(report)
+}

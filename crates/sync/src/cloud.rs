@@ -1,0 +1,673 @@
+//! A sync run of a Defender for Cloud integration: the subscriptions the app can see, then per
+//! subscription its secure score, control scores and recommendations (assessments joined with
+//! their metadata) with the assessed resources as assets, legacy vulnerability sub-assessments
+//! where the tenant still has them, and finally the current vulnerability findings (individual
+//! `SoftwareUpdate` recommendations, one per CVE) through Resource Graph.
+//!
+//! Access is Azure RBAC per subscription, so one subscription can refuse (403
+//! `AuthorizationFailed`) while the others answer. Such a run is *partial*: the refusing
+//! subscription is recorded as failed with what to do, nothing is concluded for it, and the
+//! subscriptions read completely are synced and concluded. A run where nothing could be read fails
+//! and concludes nothing. An empty subscription list is Microsoft's way of saying "no role", so it
+//! fails the run with the role-assignment steps instead of succeeding with nothing.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use chrono::Utc;
+use rampart_microsoft::convert_arm::NotACloudFinding;
+use rampart_microsoft::wire::arm::{
+    Assessment, AssessmentMetadata, AssessmentMetadataProperties, SubAssessment, VulnerabilityRow,
+};
+use rampart_microsoft::{
+    ArmClient, MdeError, NO_ROLE_EXPLANATION, ReadReport, authorization_failed_fix,
+    is_authorization_failed,
+};
+use rampart_model::{
+    Asset, ControlScore, EntityCounts, Finding, Integration, IntegrationId, PostureScore,
+    Recommendation, RunStatus, Subscription, SyncRun, Verdict, weighted_percent,
+};
+use rampart_store::{
+    ReconcileOutcome, ReconcilePolicy, RunOutcome, RunOwner, Store, StoreError, UpsertCounts,
+};
+
+use crate::cloud_store as saved;
+use crate::cloud_store::SubscriptionOutcome;
+use crate::engine::{Engine, SyncRequest};
+use crate::error::SyncError;
+use crate::pipeline::{PipeError, Piped, pipe};
+use crate::progress::Progress;
+use crate::verdict::judge;
+
+/// Why a run stopped; becomes the run record's error.
+struct Failure(String);
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        Failure(format!("could not store what was read: {e}"))
+    }
+}
+
+/// Why one subscription could not be read: a Microsoft answer (it fails that subscription only),
+/// or the database (it fails the run).
+enum SubError {
+    Microsoft(MdeError),
+    Store(StoreError),
+}
+
+impl From<MdeError> for SubError {
+    fn from(e: MdeError) -> Self {
+        SubError::Microsoft(e)
+    }
+}
+
+impl From<PipeError> for SubError {
+    fn from(e: PipeError) -> Self {
+        match e {
+            PipeError::Read(e) => SubError::Microsoft(e),
+            PipeError::Write(e) => SubError::Store(e),
+        }
+    }
+}
+
+/// Counts of a write that touches assets and one other table.
+#[derive(Debug, Default, Clone, Copy)]
+struct Both {
+    assets: UpsertCounts,
+    other: UpsertCounts,
+}
+
+impl std::ops::AddAssign for Both {
+    fn add_assign(&mut self, rhs: Both) {
+        self.assets += rhs.assets;
+        self.other += rhs.other;
+    }
+}
+
+/// What was read of one subscription.
+struct SubscriptionRead {
+    score: Option<PostureScore>,
+    controls: Vec<ControlScore>,
+    reads: Vec<(String, ReadReport)>,
+}
+
+pub(crate) async fn run(
+    engine: &Engine,
+    integration: &Integration,
+    client: &ArmClient,
+    request: SyncRequest,
+    progress: &dyn Progress,
+) -> Result<SyncRun, SyncError> {
+    let store = engine.store();
+    let started = Utc::now();
+    let run_id = store
+        .start_run_owned(integration.id, "full", started, Some(&RunOwner::current()))
+        .await?;
+    let before = client.metrics();
+    let mut outcome = RunOutcome::new(RunStatus::Running, started);
+    let mut job = Job {
+        engine,
+        store: Arc::clone(store),
+        integration,
+        client,
+        run_id,
+        request,
+        progress,
+        outcome: &mut outcome,
+    };
+    if let Err(Failure(message)) = job.full().await {
+        tracing::warn!(
+            message = "Sync run failed.",
+            integration = %integration.name,
+            run_id,
+            error = %message
+        );
+        outcome.status = RunStatus::Failed;
+        outcome.verdict = None;
+        outcome.error = Some(message);
+    }
+    let m = client.metrics().since(&before);
+    outcome.api_calls = m.api_calls;
+    outcome.throttled = m.throttled;
+    outcome.retries = m.retries + m.restarts;
+    outcome.bytes = m.bytes_received;
+    outcome.finished_at = Utc::now();
+    Ok(store.finish_run(run_id, &outcome).await?)
+}
+
+struct Job<'a> {
+    engine: &'a Engine,
+    store: Arc<dyn Store>,
+    integration: &'a Integration,
+    client: &'a ArmClient,
+    run_id: i64,
+    request: SyncRequest,
+    progress: &'a dyn Progress,
+    outcome: &'a mut RunOutcome,
+}
+
+impl Job<'_> {
+    fn id(&self) -> IntegrationId {
+        self.integration.id
+    }
+
+    fn batch(&self) -> usize {
+        self.engine.options.write_batch
+    }
+
+    async fn full(&mut self) -> Result<(), Failure> {
+        self.client
+            .check_token()
+            .await
+            .map_err(|e| Failure(e.to_string()))?;
+
+        self.progress.phase("reading subscriptions");
+        let (subs, subs_report) = self
+            .client
+            .subscriptions()
+            .collect_all()
+            .await
+            .map_err(|e| Failure(e.to_string()))?;
+        self.progress.phase_done(subs.len() as u64);
+        if subs.is_empty() {
+            return Err(Failure(NO_ROLE_EXPLANATION.to_owned()));
+        }
+        let subs: Vec<Subscription> = subs.into_iter().map(|s| s.into_model()).collect();
+        saved::subscriptions(&self.store, self.id(), self.run_id, &subs).await?;
+
+        self.progress.phase("reading recommendation metadata");
+        let (metadata, metadata_report) = self
+            .client
+            .assessment_metadata()
+            .collect_all()
+            .await
+            .map_err(|e| Failure(e.to_string()))?;
+        self.progress.phase_done(metadata.len() as u64);
+        let metadata: HashMap<String, AssessmentMetadataProperties> = metadata
+            .into_iter()
+            .map(|m: AssessmentMetadata| (m.name.to_ascii_lowercase(), m.properties))
+            .collect();
+        let metadata = Arc::new(metadata);
+
+        let mut complete: Vec<&Subscription> = Vec::new();
+        let mut problems: Vec<String> = Vec::new();
+        let mut reads: Vec<(String, ReadReport)> = vec![
+            ("subscriptions".into(), subs_report),
+            ("recommendation metadata".into(), metadata_report),
+        ];
+        let mut scores = Vec::new();
+        let mut controls = Vec::new();
+        for sub in &subs {
+            if !sub.is_readable() {
+                let why = format!(
+                    "the subscription is {}: Microsoft serves no Defender data for it",
+                    sub.state.as_deref().unwrap_or("not active")
+                );
+                saved::subscription_read(
+                    &self.store,
+                    self.id(),
+                    self.run_id,
+                    &sub.subscription_id,
+                    SubscriptionOutcome::Skipped(why),
+                )
+                .await?;
+                continue;
+            }
+            self.progress
+                .phase(&format!("reading subscription {}", label(sub)));
+            match self.read_subscription(sub, Arc::clone(&metadata)).await {
+                Ok(read) => {
+                    let unfinished: Vec<String> = read
+                        .reads
+                        .iter()
+                        .filter(|(_, r)| !r.complete)
+                        .map(|(what, r)| {
+                            format!(
+                                "the {what} read did not provably reach its end ({})",
+                                r.reason
+                            )
+                        })
+                        .collect();
+                    if unfinished.is_empty() {
+                        complete.push(sub);
+                        scores.extend(read.score);
+                        controls.extend(read.controls);
+                        reads.extend(read.reads);
+                    } else {
+                        let why = unfinished.join("; ");
+                        problems.push(format!("subscription {}: {why}", label(sub)));
+                        saved::subscription_read(
+                            &self.store,
+                            self.id(),
+                            self.run_id,
+                            &sub.subscription_id,
+                            SubscriptionOutcome::Failed(why),
+                        )
+                        .await?;
+                    }
+                }
+                Err(SubError::Store(e)) => return Err(e.into()),
+                Err(SubError::Microsoft(e)) => {
+                    let why = explain_subscription_error(&e, sub);
+                    tracing::warn!(
+                        message = "Subscription could not be read.",
+                        integration = %self.integration.name,
+                        subscription = %sub.subscription_id,
+                        error = %e
+                    );
+                    problems.push(format!("subscription {}: {why}", label(sub)));
+                    saved::subscription_read(
+                        &self.store,
+                        self.id(),
+                        self.run_id,
+                        &sub.subscription_id,
+                        SubscriptionOutcome::Failed(why),
+                    )
+                    .await?;
+                }
+            }
+            self.progress.phase_done(0);
+        }
+        if complete.is_empty() {
+            return Err(Failure(if problems.is_empty() {
+                "every subscription the app sees is disabled or deleted, and Microsoft serves no Defender data for those: give the app a role on an active subscription".to_owned()
+            } else {
+                format!(
+                    "no subscription could be read completely, so nothing was concluded. {}",
+                    problems.join(". ")
+                )
+            }));
+        }
+
+        // Current vulnerability data: one Resource Graph read over the subscriptions read in full
+        // (Resource Graph silently leaves out what the app cannot read, so only those are asked).
+        let ids: Vec<String> = complete.iter().map(|s| s.subscription_id.clone()).collect();
+        let vulnerabilities = match self.vulnerability_findings(&ids).await {
+            Ok(piped) => Some(piped),
+            Err(SubError::Store(e)) => return Err(e.into()),
+            Err(SubError::Microsoft(e)) => {
+                problems.push(format!(
+                    "the vulnerability query (Resource Graph) failed, so no subscription's findings can be concluded: {e}"
+                ));
+                None
+            }
+        };
+        let concluded: Vec<&Subscription> = match &vulnerabilities {
+            Some(piped) if piped.report.complete => complete.clone(),
+            Some(piped) => {
+                problems.push(format!(
+                    "the vulnerability query (Resource Graph) did not provably reach its end ({}), so no subscription's findings can be concluded",
+                    piped.report.reason
+                ));
+                Vec::new()
+            }
+            None => Vec::new(),
+        };
+        if let Some(piped) = &vulnerabilities {
+            reads.push(("vulnerability findings".into(), piped.report.clone()));
+        }
+
+        // Posture of the subscriptions read in full, once per run: the history is per run.
+        let captured_at = Utc::now();
+        saved::posture(
+            &self.store,
+            self.id(),
+            self.run_id,
+            captured_at,
+            &scores,
+            &controls,
+        )
+        .await?;
+        if let Some(tenant) = weighted_percent(&scores) {
+            self.progress.note(&format!(
+                "tenant secure score {tenant:.1} % (weighted by subscription)"
+            ));
+        }
+        for sub in &complete {
+            let outcome = if concluded
+                .iter()
+                .any(|c| c.subscription_id == sub.subscription_id)
+            {
+                SubscriptionOutcome::Ok
+            } else {
+                SubscriptionOutcome::Failed(
+                    "its vulnerability findings could not be read completely".into(),
+                )
+            };
+            saved::subscription_read(
+                &self.store,
+                self.id(),
+                self.run_id,
+                &sub.subscription_id,
+                outcome,
+            )
+            .await?;
+        }
+
+        if concluded.is_empty() {
+            let why = problems.join(". ");
+            self.outcome.finished_at = Utc::now();
+            self.outcome.status = RunStatus::Partial;
+            self.outcome.error = Some(format!("nothing was concluded: {why}"));
+            self.outcome.verdict = Some(Verdict::Incomplete(why));
+            return Ok(());
+        }
+        let previous = self.last_complete_run().await?;
+        let named: Vec<(&str, &ReadReport)> = reads.iter().map(|(w, r)| (w.as_str(), r)).collect();
+        let verdict = judge(
+            &named,
+            self.outcome.findings.read,
+            previous.as_ref(),
+            self.request.accept_mass_changes,
+        );
+        let ids: Vec<String> = concluded
+            .iter()
+            .map(|s| s.subscription_id.clone())
+            .collect();
+        self.conclude(verdict, ids, &problems).await
+    }
+
+    /// Reads one subscription: score, controls, recommendations (with their resources as assets),
+    /// legacy sub-assessments.
+    async fn read_subscription(
+        &mut self,
+        sub: &Subscription,
+        metadata: Arc<HashMap<String, AssessmentMetadataProperties>>,
+    ) -> Result<SubscriptionRead, SubError> {
+        let id = sub.subscription_id.as_str();
+        let mut reads = Vec::new();
+        let (items, report) = self.client.secure_scores(id).collect_all().await?;
+        let score = items
+            .iter()
+            .find(|s| {
+                s.name
+                    .as_deref()
+                    .is_some_and(|n| n.eq_ignore_ascii_case("ascScore"))
+            })
+            .or(items.first())
+            .cloned()
+            .map(|s| s.into_model(id, sub.display_name.clone()));
+        reads.push(("secure score".to_owned(), report));
+
+        let (items, report) = self.client.secure_score_controls(id).collect_all().await?;
+        let controls = items.into_iter().map(|c| c.into_model(id)).collect();
+        reads.push(("control scores".to_owned(), report));
+
+        let piped = self.recommendations(sub, metadata).await?;
+        self.outcome.assets.read += piped.report.records;
+        add(&mut self.outcome.assets, piped.counts.assets);
+        reads.push(("recommendations".to_owned(), piped.report));
+
+        match self.legacy_findings(sub).await {
+            Ok(piped) => {
+                self.count_findings(&piped);
+                reads.push((
+                    "legacy vulnerability sub-assessments".to_owned(),
+                    piped.report,
+                ));
+            }
+            // Deprecated since 2026-07-31: a tenant may answer with an error instead of an empty
+            // list (reference, headline). Only a refusal or a transient failure matters.
+            Err(SubError::Microsoft(MdeError::Api(e))) if matches!(e.status, 400 | 404 | 410) => {
+                tracing::info!(
+                    message = "Legacy sub-assessments unavailable; reading individual recommendations only.",
+                    subscription = id,
+                    status = e.status
+                );
+            }
+            Err(e) => return Err(e),
+        }
+        Ok(SubscriptionRead {
+            score,
+            controls,
+            reads,
+        })
+    }
+
+    /// Assessments → recommendations (built-in ones: individual `SoftwareUpdate` ones are findings,
+    /// read through Resource Graph) and their resources → assets.
+    async fn recommendations(
+        &mut self,
+        sub: &Subscription,
+        metadata: Arc<HashMap<String, AssessmentMetadataProperties>>,
+    ) -> Result<Piped<Both>, SubError> {
+        let (store, id, run) = (Arc::clone(&self.store), self.id(), self.run_id);
+        let sub_id = sub.subscription_id.clone();
+        let sub_name = sub.display_name.clone();
+        let piped = pipe(
+            self.client.assessments(&sub.subscription_id),
+            move |a: Assessment| {
+                let asset = a.asset(sub_name.as_deref());
+                let recommendation = if a.is_individual() {
+                    None
+                } else {
+                    let key = a.name.clone().unwrap_or_default().to_ascii_lowercase();
+                    Some(a.into_model(&sub_id, metadata.get(&key)))
+                };
+                Some((asset, recommendation))
+            },
+            self.batch(),
+            move |batch: Vec<(Option<Asset>, Option<Recommendation>)>| {
+                let store = Arc::clone(&store);
+                async move {
+                    let (assets, recs): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+                    let assets = unique_assets(assets.into_iter().flatten());
+                    let recs: Vec<Recommendation> = recs.into_iter().flatten().collect();
+                    let mut counts = Both::default();
+                    if !assets.is_empty() {
+                        counts.assets = store.upsert_assets(id, run, &assets).await?;
+                    }
+                    if !recs.is_empty() {
+                        counts.other = saved::recommendations(&store, id, run, &recs).await?;
+                    }
+                    Ok(counts)
+                }
+            },
+            self.progress,
+        )
+        .await?;
+        Ok(piped)
+    }
+
+    /// Legacy grouped findings (`subAssessments`, 2019-01-01-preview).
+    async fn legacy_findings(&mut self, sub: &Subscription) -> Result<Piped<Both>, SubError> {
+        let (store, id, run) = (Arc::clone(&self.store), self.id(), self.run_id);
+        let piped = pipe(
+            self.client.sub_assessments(&sub.subscription_id),
+            |s: SubAssessment| {
+                let asset = s.asset();
+                let findings = s.into_findings();
+                (!findings.is_empty()).then_some((asset, findings))
+            },
+            self.batch(),
+            move |batch: Vec<(Option<Asset>, Vec<Finding>)>| {
+                let store = Arc::clone(&store);
+                async move {
+                    let (assets, findings): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+                    let findings: Vec<Finding> = findings.into_iter().flatten().collect();
+                    write_findings(&store, id, run, assets.into_iter().flatten(), &findings).await
+                }
+            },
+            self.progress,
+        )
+        .await?;
+        Ok(piped)
+    }
+
+    /// The individual `SoftwareUpdate` recommendations of `subscriptions`, one finding per CVE.
+    async fn vulnerability_findings(
+        &mut self,
+        subscriptions: &[String],
+    ) -> Result<Piped<Both>, SubError> {
+        self.progress
+            .phase("reading vulnerability findings (Resource Graph)");
+        let (store, id, run) = (Arc::clone(&self.store), self.id(), self.run_id);
+        let piped = pipe(
+            self.client.vulnerability_rows(subscriptions),
+            |row: VulnerabilityRow| {
+                let asset = row.asset();
+                match row.into_finding() {
+                    Ok(f) => Some((asset, f)),
+                    Err(NotACloudFinding::NoCve) => None,
+                    Err(e) => {
+                        tracing::warn!(message = "Vulnerability row skipped.", reason = %e);
+                        None
+                    }
+                }
+            },
+            self.batch(),
+            move |batch: Vec<(Option<Asset>, Finding)>| {
+                let store = Arc::clone(&store);
+                async move {
+                    let (assets, findings): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+                    write_findings(&store, id, run, assets.into_iter().flatten(), &findings).await
+                }
+            },
+            self.progress,
+        )
+        .await?;
+        self.count_findings(&piped);
+        self.progress.phase_done(piped.report.records);
+        Ok(piped)
+    }
+
+    fn count_findings(&mut self, piped: &Piped<Both>) {
+        let f = &mut self.outcome.findings;
+        f.read += piped.report.records;
+        f.skipped += piped.skipped;
+        add(f, piped.counts.other);
+        // Assets first met in a finding (not in any recommendation) count as assets.
+        self.outcome.assets.new += piped.counts.assets.new;
+        self.outcome.assets.reopened += piped.counts.assets.reopened;
+    }
+
+    /// Reconciles the subscriptions read completely and sets the run's status: succeeded when
+    /// every subscription was, partial (with each problem in words) otherwise.
+    async fn conclude(
+        &mut self,
+        verdict: Verdict,
+        subscriptions: Vec<String>,
+        problems: &[String],
+    ) -> Result<(), Failure> {
+        self.outcome.finished_at = Utc::now();
+        let verdict = match verdict {
+            Verdict::Complete => {
+                self.progress.phase("reconciling");
+                let policy = ReconcilePolicy {
+                    max_missing_share: if self.request.accept_mass_changes {
+                        1.0
+                    } else {
+                        self.engine.options.max_missing_share
+                    },
+                    now: self.outcome.finished_at,
+                    scope: saved::scope(subscriptions),
+                };
+                match self.store.reconcile(self.id(), self.run_id, policy).await? {
+                    ReconcileOutcome::Applied {
+                        assets_missing,
+                        findings_fixed,
+                    } => {
+                        self.outcome.assets.resolved += assets_missing;
+                        self.outcome.findings.resolved += findings_fixed;
+                        self.progress.phase_done(assets_missing + findings_fixed);
+                        Verdict::Complete
+                    }
+                    ReconcileOutcome::Held {
+                        would_mark_missing,
+                        active,
+                    } => Verdict::Held(format!(
+                        "this run would mark {would_mark_missing} of {active} cloud resources missing, more than the {:.0} % safety limit; \
+                         nothing was marked missing or fixed. If the resources really went away, sync again with --accept-mass-changes",
+                        self.engine.options.max_missing_share * 100.0
+                    )),
+                }
+            }
+            other => other,
+        };
+        match &verdict {
+            Verdict::Complete if problems.is_empty() => {
+                self.outcome.status = RunStatus::Succeeded;
+                self.outcome.verdict = Some(Verdict::Complete);
+            }
+            Verdict::Complete => {
+                let why = format!(
+                    "{}. Nothing was concluded for {}; the other subscriptions were synced and concluded",
+                    problems.join(". "),
+                    if problems.len() == 1 { "it" } else { "those" }
+                );
+                self.outcome.status = RunStatus::Partial;
+                self.outcome.error = Some(why.clone());
+                self.outcome.verdict = Some(Verdict::Incomplete(why));
+            }
+            Verdict::Incomplete(why) | Verdict::Held(why) => {
+                self.outcome.status = RunStatus::Partial;
+                self.outcome.error = Some(format!("nothing was concluded: {why}"));
+                self.outcome.verdict = Some(verdict.clone());
+            }
+        }
+        Ok(())
+    }
+
+    async fn last_complete_run(&self) -> Result<Option<SyncRun>, StoreError> {
+        let runs = self.store.list_runs(self.id(), 20).await?;
+        Ok(runs.into_iter().find(|r| {
+            r.id != self.run_id
+                && r.status == RunStatus::Succeeded
+                && r.verdict == Some(Verdict::Complete)
+        }))
+    }
+}
+
+/// Upserts the assets findings are on before the findings: the store would otherwise create an
+/// unknown asset as an MDE `device`.
+async fn write_findings(
+    store: &Arc<dyn Store>,
+    id: IntegrationId,
+    run: i64,
+    assets: impl Iterator<Item = Asset>,
+    findings: &[Finding],
+) -> Result<Both, StoreError> {
+    let assets = unique_assets(assets);
+    let mut counts = Both::default();
+    if !assets.is_empty() {
+        counts.assets = store.upsert_assets(id, run, &assets).await?;
+    }
+    if !findings.is_empty() {
+        counts.other = store.upsert_findings(id, run, findings).await?;
+    }
+    Ok(counts)
+}
+
+/// One copy of each asset of a batch (a resource has several recommendations).
+fn unique_assets(assets: impl Iterator<Item = Asset>) -> Vec<Asset> {
+    let mut seen = HashSet::new();
+    assets
+        .filter(|a| seen.insert(a.source_id.clone()))
+        .collect()
+}
+
+fn add(counts: &mut EntityCounts, c: UpsertCounts) {
+    counts.new += c.new;
+    counts.updated += c.updated;
+    counts.reopened += c.reopened;
+}
+
+/// `'Prod Workloads' (291bba3f-…)`.
+fn label(s: &Subscription) -> String {
+    match &s.display_name {
+        Some(n) => format!("'{n}' ({})", s.subscription_id),
+        None => s.subscription_id.clone(),
+    }
+}
+
+/// Why a subscription's read failed, and what to do.
+fn explain_subscription_error(e: &MdeError, sub: &Subscription) -> String {
+    if is_authorization_failed(e) {
+        format!(
+            "Azure refused to show the app this subscription's Defender data (HTTP 403 AuthorizationFailed): the app is listed there, but holds no role that can read it. {}",
+            authorization_failed_fix(&sub.subscription_id)
+        )
+    } else {
+        e.to_string()
+    }
+}

@@ -1,0 +1,284 @@
+//! `integration test` for Defender for Cloud: the token for Azure Resource Manager, the
+//! subscriptions the app can see (none means no Azure role, not an error from Microsoft), the
+//! Defender plans that produce vulnerability data, then one read of every API a sync uses.
+
+use futures::StreamExt;
+use rampart_microsoft::entra::TokenError;
+use rampart_microsoft::wire::arm::ArmSubscription;
+use rampart_microsoft::{
+    ArmClient, MdeError, NO_ROLE_EXPLANATION, ReadEvent, RecordStream, authorization_failed_fix,
+    is_authorization_failed,
+};
+use rampart_model::Subscription;
+
+use crate::connection::{ConnectionReport, explained};
+
+/// The Cloud steps, in order.
+pub const CLOUD_STEPS: [&str; 9] = [
+    "reach the login host",
+    "get a token",
+    "list subscriptions",
+    "check Defender plans",
+    "read secure scores",
+    "read control scores",
+    "read recommendations",
+    "read recommendation metadata",
+    "query Resource Graph",
+];
+
+/// What to do when the plan that produces vulnerability data is off.
+const PLAN_FIX: &str = "Turn the plan on where you want vulnerability findings: Azure portal → Microsoft Defender for Cloud → Environment settings → the subscription → Defender plans → Servers (Plan 2 or Plan 1) and Containers: On → Save. Recommendations and secure scores are read either way";
+
+pub(crate) async fn test_cloud(client: &ArmClient) -> ConnectionReport {
+    let mut report = ConnectionReport::new();
+    let login = client.endpoints().login.to_string();
+    let check = client.check_token().await;
+    match &check {
+        Err(TokenError::Unreachable { .. }) | Err(TokenError::UnexpectedResponse { .. }) => {
+            report.push(CLOUD_STEPS[0], Err(explained(check.as_ref().err())));
+        }
+        _ => report.push(CLOUD_STEPS[0], Ok(format!("{login} answered"))),
+    }
+    match &check {
+        Ok(()) => report.push(
+            CLOUD_STEPS[1],
+            Ok(format!(
+                "token for Azure Resource Manager issued (scope {}); ARM tokens carry no roles, access is decided by Azure role assignments",
+                client.endpoints().scope
+            )),
+        ),
+        Err(e) => report.push(CLOUD_STEPS[1], Err(explained(Some(e)))),
+    }
+    if check.is_err() {
+        skip_rest(&mut report, 2);
+        return report;
+    }
+
+    let subs = match client.subscriptions().collect_all().await {
+        Ok((subs, _)) => subs,
+        Err(e) => {
+            report.push(CLOUD_STEPS[2], Err((e.to_string(), None)));
+            skip_rest(&mut report, 3);
+            return report;
+        }
+    };
+    if subs.is_empty() {
+        report.push(
+            CLOUD_STEPS[2],
+            Err((
+                "Azure Resource Manager lists no subscription for this app: it holds no Azure role"
+                    .into(),
+                Some(NO_ROLE_EXPLANATION.into()),
+            )),
+        );
+        skip_rest(&mut report, 3);
+        return report;
+    }
+    let subs: Vec<Subscription> = subs.into_iter().map(ArmSubscription::into_model).collect();
+    let readable: Vec<&Subscription> = subs.iter().filter(|s| s.is_readable()).collect();
+    let others: Vec<String> = subs
+        .iter()
+        .filter(|s| !s.is_readable())
+        .map(|s| format!("{} ({})", label(s), s.state.as_deref().unwrap_or("?")))
+        .collect();
+    let mut detail = format!(
+        "{} subscription(s) visible: {}",
+        subs.len(),
+        readable
+            .iter()
+            .map(|s| label(s))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    if !others.is_empty() {
+        detail.push_str(&format!(
+            "; not read because Microsoft serves no Defender data for them: {}",
+            others.join(", ")
+        ));
+    }
+    if readable.is_empty() {
+        report.push(
+            CLOUD_STEPS[2],
+            Err((
+                detail,
+                Some("Every visible subscription is disabled or deleted: give the app a role on an active subscription".into()),
+            )),
+        );
+        skip_rest(&mut report, 3);
+        return report;
+    }
+    report.push(CLOUD_STEPS[2], Ok(detail));
+
+    check_plans(client, &readable, &mut report).await;
+
+    let first = readable[0];
+    let sub = first.subscription_id.as_str();
+    let on = format!("subscription {}", label(first));
+    let r = first_record(client.secure_scores(sub)).await;
+    report.push(
+        CLOUD_STEPS[4],
+        read_result(r, sub, |s| {
+            let p = s.into_model(sub, None);
+            format!("{on}: secure score {:.1} %", p.percent())
+        }),
+    );
+    let r = first_record(client.secure_score_controls(sub)).await;
+    report.push(
+        CLOUD_STEPS[5],
+        read_result(r, sub, |c| {
+            format!(
+                "{on}: control '{}'",
+                c.properties.display_name.unwrap_or_default()
+            )
+        }),
+    );
+    let r = first_record(client.assessments(sub)).await;
+    report.push(
+        CLOUD_STEPS[6],
+        read_result(r, sub, |a| {
+            format!("{on}: '{}'", a.properties.display_name.unwrap_or_default())
+        }),
+    );
+    let r = first_record(client.assessment_metadata()).await;
+    report.push(
+        CLOUD_STEPS[7],
+        read_result(r, sub, |m| {
+            format!(
+                "'{}' ({})",
+                m.properties.display_name.unwrap_or_default(),
+                m.properties.severity.unwrap_or_default()
+            )
+        }),
+    );
+    let ids: Vec<String> = readable.iter().map(|s| s.subscription_id.clone()).collect();
+    let r = client.read_one_vulnerability_row(&ids).await;
+    report.push(
+        CLOUD_STEPS[8],
+        match r {
+            Ok(Some(row)) => Ok(format!(
+                "vulnerability query answered: {} on {}",
+                row.cve_detail.and_then(|c| c.cve_id).unwrap_or_default(),
+                row.resource_name.unwrap_or_default()
+            )),
+            Ok(None) => Ok(
+                "vulnerability query answered with no rows (no open software vulnerabilities, or no plan producing them)"
+                    .into(),
+            ),
+            Err(e) => Err((e.to_string(), None)),
+        },
+    );
+    report
+}
+
+/// `Prod Workloads (291bba3f-…)`.
+fn label(s: &Subscription) -> String {
+    match &s.display_name {
+        Some(n) => format!("'{n}' ({})", s.subscription_id),
+        None => s.subscription_id.clone(),
+    }
+}
+
+fn skip_rest(report: &mut ConnectionReport, from: usize) {
+    for name in &CLOUD_STEPS[from..] {
+        report.push(name, Ok(String::new()));
+    }
+}
+
+/// Defender plans per subscription: a 403 means the app cannot read that subscription (a
+/// failure: a sync would leave it out); a plan producing vulnerability data that is off is a
+/// warning naming the subscriptions.
+async fn check_plans(client: &ArmClient, subs: &[&Subscription], report: &mut ConnectionReport) {
+    let mut denied = Vec::new();
+    let mut errors = Vec::new();
+    let mut off = Vec::new();
+    for s in subs {
+        match client.pricings(&s.subscription_id).await {
+            Ok(plans) => {
+                let missing: Vec<&str> = plans
+                    .iter()
+                    .filter(|p| p.produces_vulnerability_data() && !p.is_on())
+                    .map(|p| match p.name.as_str() {
+                        "VirtualMachines" => "Defender for Servers (VirtualMachines)",
+                        "Containers" => "Defender for Containers (Containers)",
+                        other => other,
+                    })
+                    .collect();
+                if !missing.is_empty() {
+                    off.push(format!(
+                        "{} is off in subscription {}",
+                        missing.join(" and "),
+                        label(s)
+                    ));
+                }
+            }
+            Err(e) if is_authorization_failed(&e) => denied.push(*s),
+            Err(e) => errors.push(format!("{}: {e}", label(s))),
+        }
+    }
+    let name = CLOUD_STEPS[3];
+    if let Some(first) = denied.first() {
+        let list: Vec<String> = denied.iter().map(|s| label(s)).collect();
+        report.push(
+            name,
+            Err((
+                format!(
+                    "Azure refused to show the app {} (HTTP 403 AuthorizationFailed): it is listed, but holds no role that can read Defender for Cloud there. A sync would leave it out",
+                    list.join(", ")
+                ),
+                Some(authorization_failed_fix(&first.subscription_id)),
+            )),
+        );
+    } else if !errors.is_empty() {
+        report.push(name, Err((errors.join("; "), None)));
+    } else if !off.is_empty() {
+        report.warn(
+            name,
+            format!(
+                "{}: machines and images there produce no vulnerability findings",
+                off.join("; ")
+            ),
+            PLAN_FIX.into(),
+        );
+    } else {
+        report.push(
+            name,
+            Ok(format!(
+                "Defender for Servers and Containers are on in all {} subscription(s)",
+                subs.len()
+            )),
+        );
+    }
+}
+
+/// The first record of a read (an empty list is an answer too); the rest is not fetched.
+async fn first_record<T: Send + 'static>(
+    mut stream: RecordStream<T>,
+) -> Result<Option<T>, MdeError> {
+    while let Some(event) = stream.next().await {
+        match event? {
+            ReadEvent::Records { records, .. } => {
+                if let Some(first) = records.into_iter().next() {
+                    return Ok(Some(first));
+                }
+            }
+            ReadEvent::Finished(_) => return Ok(None),
+            ReadEvent::Restart { .. } | ReadEvent::PageDone { .. } => {}
+        }
+    }
+    Ok(None)
+}
+
+fn read_result<T>(
+    r: Result<Option<T>, MdeError>,
+    sub: &str,
+    describe: impl FnOnce(T) -> String,
+) -> Result<String, (String, Option<String>)> {
+    match r {
+        Ok(Some(item)) => Ok(format!("read {}", describe(item))),
+        Ok(None) => Ok("the API answered with an empty list".into()),
+        Err(e) if is_authorization_failed(&e) => {
+            Err((e.to_string(), Some(authorization_failed_fix(sub))))
+        }
+        Err(e) => Err((e.to_string(), None)),
+    }
+}

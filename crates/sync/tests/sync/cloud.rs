@@ -1,0 +1,650 @@
+//! Defender for Cloud scenarios: a Cloud integration against the emulator's Azure Resource
+//! Manager and Resource Graph, compared with the emulator's truth record by record.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use futures::TryStreamExt;
+use rampart_microsoft::{FamilyLimit, RateLimits};
+use rampart_model::{AssetStatus, FindingStatus, IntegrationId, Product, RunStatus, Verdict};
+use rampart_sim::{CloudResourceKind, Family, RunningSim, SimConfig};
+use rampart_store::{AssetFilter, FindingFilter, Store};
+use rampart_sync::progress::Silent;
+use rampart_sync::{CLOUD_STEPS, Engine, EngineOptions, StepOutcome, SyncRequest};
+
+use crate::harness::*;
+
+/// A small tenant with small ARM pages, so that every list is paged.
+pub fn cloud_tenant() -> SimConfig {
+    SimConfig {
+        seed: 11,
+        devices: 90,
+        findings_per_device: 5,
+        arm_page_size: 20,
+        ..SimConfig::default()
+    }
+}
+
+fn kind(k: CloudResourceKind) -> &'static str {
+    match k {
+        CloudResourceKind::Subscription => "cloud_resource",
+        CloudResourceKind::VirtualMachine => "virtual_machine",
+        CloudResourceKind::ContainerImage => "container_image",
+        CloudResourceKind::SqlServer => "sql_server",
+    }
+}
+
+/// Resource id (lower-case) → (kind, name), for the given subscriptions (all when `None`).
+pub type CloudAssets = BTreeMap<String, (String, Option<String>)>;
+
+pub fn truth_cloud_assets(sim: &RunningSim, only: Option<&[String]>) -> CloudAssets {
+    sim.sim
+        .truth()
+        .cloud_resources()
+        .into_iter()
+        .filter(|r| only.is_none_or(|o| o.contains(&r.subscription_id)))
+        .map(|r| {
+            (
+                r.id.to_ascii_lowercase(),
+                (kind(r.kind).to_owned(), Some(r.name)),
+            )
+        })
+        .collect()
+}
+
+pub async fn stored_cloud_assets(
+    store: &Arc<dyn Store>,
+    integration: IntegrationId,
+    status: AssetStatus,
+) -> CloudAssets {
+    let all: Vec<_> = store
+        .stream_assets(AssetFilter {
+            integration: Some(integration),
+            status: Some(status),
+            ..AssetFilter::default()
+        })
+        .try_collect()
+        .await
+        .expect("assets");
+    let n = all.len();
+    let map: CloudAssets = all
+        .into_iter()
+        .map(|s| {
+            assert_eq!(
+                s.asset.azure_resource_id.as_deref(),
+                Some(s.asset.source_id.as_str()),
+                "a cloud asset's azure_resource_id is its own id"
+            );
+            (
+                s.asset.source_id,
+                (s.asset.kind.as_str().to_owned(), s.asset.name),
+            )
+        })
+        .collect();
+    assert_eq!(map.len(), n, "duplicate cloud assets");
+    map
+}
+
+/// (resource, vendor, package, installed version, CVE) → (severity, CVSS, fixed version).
+pub type CloudFindings = BTreeMap<FindingKey, (Option<String>, Option<String>, Option<String>)>;
+
+pub fn truth_cloud_findings(sim: &RunningSim, only: Option<&[String]>) -> CloudFindings {
+    sim.sim
+        .truth()
+        .cloud_findings()
+        .into_iter()
+        .filter(|f| only.is_none_or(|o| o.contains(&f.subscription_id)))
+        .map(|f| {
+            (
+                (
+                    f.resource_id.to_ascii_lowercase(),
+                    f.software_vendor,
+                    f.software_name,
+                    f.installed_version,
+                    f.cve_id.to_ascii_uppercase(),
+                ),
+                (
+                    Some(f.severity).filter(|s| s != "Unknown"),
+                    f.cvss.map(|c| format!("{c:.1}")),
+                    Some(f.fixed_version).filter(|v| !v.is_empty()),
+                ),
+            )
+        })
+        .collect()
+}
+
+pub async fn stored_cloud_findings(
+    store: &Arc<dyn Store>,
+    integration: IntegrationId,
+    status: FindingStatus,
+) -> CloudFindings {
+    let all: Vec<_> = store
+        .stream_findings(FindingFilter {
+            integration: Some(integration),
+            status: Some(status),
+            ..FindingFilter::default()
+        })
+        .try_collect()
+        .await
+        .expect("findings");
+    let n = all.len();
+    let map: CloudFindings = all
+        .into_iter()
+        .map(|s| {
+            let f = s.finding;
+            (
+                (
+                    f.key.asset_source_id,
+                    f.key.software_vendor,
+                    f.key.software_name,
+                    f.key.software_version,
+                    f.key.cve_id.to_string(),
+                ),
+                (
+                    f.severity.map(|s| s.as_str().to_owned()),
+                    f.cvss.map(|c| format!("{c:.1}")),
+                    f.recommended_update,
+                ),
+            )
+        })
+        .collect();
+    assert_eq!(map.len(), n, "duplicate cloud findings");
+    map
+}
+
+fn diff<K: Ord + std::fmt::Debug, V>(
+    want: &BTreeMap<K, V>,
+    got: &BTreeMap<K, V>,
+) -> (Vec<String>, Vec<String>) {
+    let missing = want
+        .keys()
+        .filter(|k| !got.contains_key(*k))
+        .take(3)
+        .map(|k| format!("{k:?}"))
+        .collect();
+    let extra = got
+        .keys()
+        .filter(|k| !want.contains_key(*k))
+        .take(3)
+        .map(|k| format!("{k:?}"))
+        .collect();
+    (missing, extra)
+}
+
+/// Rampart holds exactly the emulator's cloud resources and open cloud findings (of `only`'s
+/// subscriptions, or all).
+pub async fn assert_holds_the_cloud_truth(h: &Harness, only: Option<&[String]>) {
+    let want = truth_cloud_assets(&h.sim, only);
+    let got = stored_cloud_assets(&h.store, h.integration.id, AssetStatus::Active).await;
+    let (missing, extra) = diff(&want, &got);
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "cloud assets differ: {} in truth, {} stored; missing e.g. {missing:?}; extra e.g. {extra:?}",
+        want.len(),
+        got.len()
+    );
+    assert_eq!(want, got, "cloud asset content differs");
+    let want = truth_cloud_findings(&h.sim, only);
+    let got = stored_cloud_findings(&h.store, h.integration.id, FindingStatus::Open).await;
+    let (missing, extra) = diff(&want, &got);
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "open cloud findings differ: {} in truth, {} stored; missing e.g. {missing:?}; extra e.g. {extra:?}",
+        want.len(),
+        got.len()
+    );
+    assert_eq!(want, got, "cloud finding content differs");
+}
+
+async fn sync(h: &Harness) -> rampart_model::SyncRun {
+    h.engine
+        .sync(&h.integration, SyncRequest::default(), &Silent)
+        .await
+        .expect("run")
+}
+
+fn enabled_subscriptions(sim: &RunningSim) -> Vec<String> {
+    sim.sim
+        .truth()
+        .cloud_subscriptions()
+        .into_iter()
+        .filter(|s| s.state == "Enabled")
+        .map(|s| s.subscription_id)
+        .collect()
+}
+
+pub async fn a_cloud_sync_under_faults_holds_exactly_the_truth_and_a_rerun_changes_nothing(
+    store: Arc<dyn Store>,
+) {
+    let h = cloud_harness(
+        store,
+        SimConfig {
+            fault_rate: 0.05,
+            ..cloud_tenant()
+        },
+    )
+    .await;
+    let run = sync(&h).await;
+    assert_eq!(run.status, RunStatus::Succeeded, "{:?}", run.error);
+    assert_eq!(run.verdict, Some(Verdict::Complete));
+    assert_eq!(run.mode, "full");
+    let truth_findings = h.sim.sim.truth().cloud_findings().len() as u64;
+    assert!(truth_findings > 20, "the emulator serves findings");
+    assert_eq!(run.findings.read, truth_findings, "{run:?}");
+    assert_eq!(run.findings.new, truth_findings, "{run:?}");
+    assert!(run.api_calls > 10, "{run:?}");
+    assert!(
+        h.sim.sim.stats().faults_injected > 0,
+        "the emulator injected no fault"
+    );
+    assert!(run.retries > 0, "faults were retried: {run:?}");
+    assert_holds_the_cloud_truth(&h, None).await;
+
+    let again = sync(&h).await;
+    assert_eq!(again.status, RunStatus::Succeeded, "{:?}", again.error);
+    for counts in [&again.findings, &again.assets] {
+        assert_eq!(
+            (counts.new, counts.updated, counts.resolved, counts.reopened),
+            (0, 0, 0, 0),
+            "a re-run changed something: {again:?}"
+        );
+    }
+    assert_holds_the_cloud_truth(&h, None).await;
+}
+
+pub async fn after_the_clock_moves_a_cloud_sync_records_exactly_the_changes(store: Arc<dyn Store>) {
+    let h = cloud_harness(store, cloud_tenant()).await;
+    let first = sync(&h).await;
+    assert_eq!(first.status, RunStatus::Succeeded, "{:?}", first.error);
+    let before = truth_cloud_findings(&h.sim, None);
+
+    h.sim.sim.tick(6);
+    let after = truth_cloud_findings(&h.sim, None);
+    let fixed: BTreeSet<_> = before.keys().filter(|k| !after.contains_key(*k)).collect();
+    let new: BTreeSet<_> = after.keys().filter(|k| !before.contains_key(*k)).collect();
+    assert!(
+        !fixed.is_empty() && !new.is_empty(),
+        "the emulator did not change"
+    );
+
+    let second = sync(&h).await;
+    assert_eq!(second.status, RunStatus::Succeeded, "{:?}", second.error);
+    assert_holds_the_cloud_truth(&h, None).await;
+    assert_eq!(second.findings.resolved as usize, fixed.len(), "{second:?}");
+    assert_eq!(
+        (second.findings.new + second.findings.reopened) as usize,
+        new.len(),
+        "{second:?}"
+    );
+    let stored_fixed =
+        stored_cloud_findings(&h.store, h.integration.id, FindingStatus::Fixed).await;
+    assert_eq!(
+        stored_fixed.keys().collect::<BTreeSet<_>>(),
+        fixed,
+        "the fixed findings are not exactly those that disappeared"
+    );
+}
+
+pub async fn a_failed_cloud_run_concludes_nothing(store: Arc<dyn Store>) {
+    let h = cloud_harness(store, cloud_tenant()).await;
+    let first = sync(&h).await;
+    assert_eq!(first.status, RunStatus::Succeeded, "{:?}", first.error);
+    let open_before = stored_cloud_findings(&h.store, h.integration.id, FindingStatus::Open).await;
+    let active_before = stored_cloud_assets(&h.store, h.integration.id, AssetStatus::Active).await;
+
+    h.sim.sim.tick(6);
+    h.sim
+        .sim
+        .faults()
+        .fail_next("providers/microsoft.security/assessments", 500, 10_000);
+    let failed = sync(&h).await;
+    assert_eq!(failed.status, RunStatus::Failed, "{failed:?}");
+    let error = failed.error.clone().unwrap_or_default();
+    assert!(error.contains("kept failing"), "{error}");
+    assert!(error.contains("nothing was concluded"), "{error}");
+    assert_eq!((failed.findings.resolved, failed.assets.resolved), (0, 0));
+    assert_eq!(
+        stored_cloud_findings(&h.store, h.integration.id, FindingStatus::Open).await,
+        open_before,
+        "a failed run changed findings"
+    );
+    assert!(
+        stored_cloud_findings(&h.store, h.integration.id, FindingStatus::Fixed)
+            .await
+            .is_empty()
+    );
+    assert_eq!(
+        stored_cloud_assets(&h.store, h.integration.id, AssetStatus::Active).await,
+        active_before
+    );
+
+    h.sim.sim.faults().clear();
+    let next = sync(&h).await;
+    assert_eq!(next.status, RunStatus::Succeeded, "{:?}", next.error);
+    assert_holds_the_cloud_truth(&h, None).await;
+}
+
+pub async fn no_azure_role_fails_the_run_and_the_test_with_the_rbac_steps(store: Arc<dyn Store>) {
+    let h = cloud_harness(
+        store,
+        SimConfig {
+            arm_role: None,
+            ..cloud_tenant()
+        },
+    )
+    .await;
+    let run = sync(&h).await;
+    assert_eq!(
+        run.status,
+        RunStatus::Failed,
+        "no subscriptions is not a success"
+    );
+    let error = run.error.unwrap_or_default();
+    for words in [
+        "no Azure role",
+        "Security Reader",
+        "Access control (IAM)",
+        "not an API permission",
+        "management-group",
+    ] {
+        assert!(error.contains(words), "{words:?} missing from: {error}");
+    }
+    assert_eq!(run.assets.new + run.findings.new, 0);
+
+    let report = h.engine.test_connection(&h.integration).await;
+    assert!(!report.passed());
+    let text = report.to_string();
+    assert_eq!(
+        report.step("get a token").map(|s| &s.outcome),
+        Some(&StepOutcome::Passed),
+        "{text}"
+    );
+    let step = report.step("list subscriptions").expect("step");
+    assert_eq!(step.outcome, StepOutcome::Failed, "{text}");
+    let fix = step.fix.clone().unwrap_or_default();
+    assert!(
+        fix.contains("Add role assignment") && fix.contains("Review + assign"),
+        "{fix}"
+    );
+    assert!(
+        report.steps[3..]
+            .iter()
+            .all(|s| s.outcome == StepOutcome::Skipped),
+        "{text}"
+    );
+}
+
+pub async fn a_refused_subscription_makes_the_run_partial_and_only_it_unconcluded(
+    store: Arc<dyn Store>,
+) {
+    // A first sync with full access, then the same tenant (same seed, a later tick) where the
+    // app lost its role on one subscription.
+    let mut h = cloud_harness(store, cloud_tenant()).await;
+    let first = sync(&h).await;
+    assert_eq!(first.status, RunStatus::Succeeded, "{:?}", first.error);
+    let subs = enabled_subscriptions(&h.sim);
+    let denied = subs[0].clone();
+    let others: Vec<String> = subs[1..].to_vec();
+    let before_denied = truth_cloud_findings(&h.sim, Some(std::slice::from_ref(&denied)));
+
+    let restricted = rampart_sim::spawn(SimConfig {
+        arm_denied_subscriptions: vec![denied.clone()],
+        ..cloud_tenant()
+    })
+    .await
+    .expect("sim");
+    restricted.sim.tick(6);
+    h.integration = h
+        .store
+        .update_integration(
+            h.integration.id,
+            &rampart_store::IntegrationUpdate {
+                login_url: Some(Some(restricted.url.clone())),
+                api_url: Some(Some(restricted.url.clone())),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("update");
+    h.sim = restricted;
+
+    let run = sync(&h).await;
+    assert_eq!(run.status, RunStatus::Partial, "{run:?}");
+    let error = run.error.clone().unwrap_or_default();
+    assert!(error.contains(&denied), "{error}");
+    assert!(error.contains("AuthorizationFailed"), "{error}");
+    assert!(error.contains("Security Reader"), "{error}");
+    assert!(error.contains("Nothing was concluded for it"), "{error}");
+    assert!(
+        matches!(run.verdict, Some(Verdict::Incomplete(_))),
+        "{run:?}"
+    );
+
+    // The other subscriptions hold their truth at the new tick, fixed findings included…
+    let open = stored_cloud_findings(&h.store, h.integration.id, FindingStatus::Open).await;
+    let want = truth_cloud_findings(&h.sim, Some(&others));
+    for (k, v) in &want {
+        assert_eq!(open.get(k), Some(v), "{k:?} not open");
+    }
+    assert!(
+        run.findings.resolved > 0,
+        "the others' fixed findings: {run:?}"
+    );
+    // …while the refused one keeps what the last complete read said: nothing fixed, nothing missing.
+    for k in before_denied.keys() {
+        assert!(
+            open.contains_key(k),
+            "{k:?} of the refused subscription was concluded"
+        );
+    }
+    let missing = stored_cloud_assets(&h.store, h.integration.id, AssetStatus::Missing).await;
+    assert!(
+        missing
+            .keys()
+            .all(|id| !id.starts_with(&format!("/subscriptions/{denied}"))),
+        "{missing:?}"
+    );
+
+    let report = h.engine.test_connection(&h.integration).await;
+    let plans = report.step("check Defender plans").expect("step");
+    assert_eq!(plans.outcome, StepOutcome::Failed, "{report}");
+    assert!(plans.detail.contains(&denied), "{report}");
+    assert!(
+        plans
+            .fix
+            .as_deref()
+            .unwrap_or("")
+            .contains("Security Reader")
+    );
+}
+
+pub async fn arm_throttling_is_honoured_without_a_429_storm(store: Arc<dyn Store>) {
+    // Microsoft's buckets, shrunk: 5 reads at once, refilled at 10 per second; small pages, so
+    // that each subscription needs more reads than its bucket holds.
+    let config = SimConfig {
+        arm_read_burst: 5,
+        arm_read_refill: 10,
+        arm_page_size: 5,
+        ..cloud_tenant()
+    };
+    // Client-side buckets as the product ships them, scaled to the emulator's: no 429 at all.
+    let h = cloud_harness(Arc::clone(&store), config.clone()).await;
+    let paced = Engine::new(
+        Arc::clone(&h.store),
+        rampart_sync::vault::Vault::from_key(&[9u8; 32]),
+        EngineOptions {
+            rate_limits: RateLimits {
+                arm: FamilyLimit {
+                    per_minute: Some(10 * 60),
+                    per_hour: None,
+                    burst: Some(5),
+                },
+                ..RateLimits::default()
+            },
+            ..test_options()
+        },
+    );
+    let run = paced
+        .sync(&h.integration, SyncRequest::default(), &Silent)
+        .await
+        .expect("run");
+    assert_eq!(run.status, RunStatus::Succeeded, "{:?}", run.error);
+    let stats = h.sim.sim.stats();
+    assert!(stats.calls(Family::Arm) > 40, "{stats:?}");
+    assert!(
+        stats.throttled <= 2,
+        "client-side pacing let 429s through: {stats:?}"
+    );
+    assert_holds_the_cloud_truth(&h, None).await;
+
+    // Without client-side buckets, Microsoft's 429s are met, each waited out as Retry-After says:
+    // one 429 per emptied bucket, never a storm of retries into an empty bucket.
+    let h2 = harness_for(store_again(&h).await, config, Product::Cloud, None).await;
+    let run = h2
+        .engine
+        .sync(&h2.integration, SyncRequest::default(), &Silent)
+        .await
+        .expect("run");
+    assert_eq!(run.status, RunStatus::Succeeded, "{:?}", run.error);
+    let stats = h2.sim.sim.stats();
+    let calls = stats.calls(Family::Arm);
+    assert!(
+        stats.throttled > 0,
+        "the emulator never throttled: {stats:?}"
+    );
+    assert_eq!(
+        run.throttled, stats.throttled,
+        "every 429 is counted in the run"
+    );
+    assert!(
+        stats.throttled * 4 <= calls,
+        "a 429 storm: {} of {calls} calls throttled",
+        stats.throttled
+    );
+}
+
+/// The harness's store (the second integration of the throttling test needs its own name).
+async fn store_again(h: &Harness) -> Arc<dyn Store> {
+    h.store
+        .delete_integration(h.integration.id)
+        .await
+        .expect("delete");
+    Arc::clone(&h.store)
+}
+
+pub async fn the_cloud_connection_test_names_each_step(store: Arc<dyn Store>) {
+    let h = cloud_harness(store, cloud_tenant()).await;
+    let report = h.engine.test_connection(&h.integration).await;
+    let text = report.to_string();
+    assert!(report.passed(), "{text}");
+    let names: Vec<&str> = report.steps.iter().map(|s| s.name).collect();
+    assert_eq!(names, CLOUD_STEPS, "{text}");
+    // The third subscription runs without Defender for Servers: a warning naming it.
+    let plans = report.step("check Defender plans").expect("step");
+    assert_eq!(plans.outcome, StepOutcome::Warning, "{text}");
+    assert!(plans.detail.contains("Shared Services"), "{text}");
+    assert!(plans.detail.contains("Defender for Servers"), "{text}");
+    assert!(text.contains("⚠"), "{text}");
+    for s in &report.steps {
+        if s.name != "check Defender plans" {
+            assert_eq!(s.outcome, StepOutcome::Passed, "{text}");
+        }
+    }
+
+    let wrong = "Wr0ng~Cloud~Secret~0123456789abcdefghij";
+    let bad = harness_for(
+        store_again(&h).await,
+        cloud_tenant(),
+        Product::Cloud,
+        Some(wrong),
+    )
+    .await;
+    let report = bad.engine.test_connection(&bad.integration).await;
+    let text = report.to_string();
+    assert!(!report.passed());
+    assert_eq!(report.steps[0].outcome, StepOutcome::Passed, "{text}");
+    assert_eq!(report.steps[1].outcome, StepOutcome::Failed, "{text}");
+    assert!(text.contains("AADSTS7000215"), "{text}");
+    assert!(!text.contains(wrong), "the secret leaked into the report");
+    assert!(
+        report.steps[2..]
+            .iter()
+            .all(|s| s.outcome == StepOutcome::Skipped),
+        "{text}"
+    );
+    let run = sync(&bad).await;
+    assert_eq!(run.status, RunStatus::Failed);
+    let error = run.error.unwrap_or_default();
+    assert!(
+        error.contains("7000215") && !error.contains(wrong),
+        "{error}"
+    );
+}
+
+pub async fn an_endpoint_device_and_a_cloud_vm_are_linked(store: Arc<dyn Store>) {
+    let h = harness(store, cloud_tenant()).await;
+    let cloud = add_integration(
+        &h.store,
+        h.engine.vault(),
+        &h.sim,
+        Product::Cloud,
+        "cloud",
+        None,
+    )
+    .await;
+    let endpoint_run = sync(&h).await;
+    assert_eq!(
+        endpoint_run.status,
+        RunStatus::Succeeded,
+        "{:?}",
+        endpoint_run.error
+    );
+    let cloud_run = h
+        .engine
+        .sync(&cloud, SyncRequest::default(), &Silent)
+        .await
+        .expect("run");
+    assert_eq!(
+        cloud_run.status,
+        RunStatus::Succeeded,
+        "{:?}",
+        cloud_run.error
+    );
+
+    // Every VM onboarded to Defender for Endpoint is one machine with two identities.
+    let pairs: Vec<(String, String)> = h
+        .sim
+        .sim
+        .truth()
+        .cloud_resources()
+        .into_iter()
+        .filter_map(|r| {
+            Some((
+                r.mde_machine_id?.to_ascii_lowercase(),
+                r.id.to_ascii_lowercase(),
+            ))
+        })
+        .collect();
+    assert!(pairs.len() > 5, "the emulator onboards VMs to MDE");
+    let assets: Vec<_> = h
+        .store
+        .stream_assets(AssetFilter::default())
+        .try_collect()
+        .await
+        .expect("assets");
+    let by_source: BTreeMap<(i64, String), &rampart_store::StoredAsset> = assets
+        .iter()
+        .map(|a| ((a.integration_id, a.asset.source_id.clone()), a))
+        .collect();
+    for (device, vm) in &pairs {
+        let d = by_source
+            .get(&(h.integration.id, device.clone()))
+            .expect("the device is stored");
+        let v = by_source
+            .get(&(cloud.id, vm.clone()))
+            .expect("the VM is stored");
+        assert_eq!(d.asset.azure_resource_id.as_deref(), Some(vm.as_str()));
+        assert_eq!(v.asset.azure_resource_id.as_deref(), Some(vm.as_str()));
+        crate::cloud_store_checks::assert_linked(&h.store, d.id, v.id).await;
+    }
+}
