@@ -1,5 +1,6 @@
-//! `rampart demo`: an emulated Microsoft tenant, an integration against it, a first sync, an admin
-//! account with a one-time password, and the portal. Nothing to configure.
+//! `rampart demo`: an emulated Microsoft tenant, a Defender for Endpoint and a Defender for Cloud
+//! integration against it, a first sync of each, an admin account with a one-time password, and
+//! the portal. Nothing to configure.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -7,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chrono::{DurationRound, Utc};
-use rampart_model::{Cloud, IntegrationName, Product, SecretHint};
+use rampart_model::{Cloud, Integration, IntegrationName, Product, SecretHint};
 use rampart_sim::SimConfig;
 use rampart_store::{IntegrationUpdate, NewIntegration, SecretCiphertext, StoreError};
 use rampart_sync::{Engine, EngineOptions, SyncRequest};
@@ -17,7 +18,8 @@ use secrecy::SecretString;
 use crate::cli::{DemoArgs, Global};
 use crate::context;
 
-const DEMO_INTEGRATION: &str = "demo-endpoint";
+const DEMO_ENDPOINT: &str = "demo-endpoint";
+const DEMO_CLOUD: &str = "demo-cloud";
 
 pub async fn run(global: &Global, args: DemoArgs) -> anyhow::Result<ExitCode> {
     // The emulated tenant's clock starts now, so the demo data looks current.
@@ -39,61 +41,28 @@ pub async fn run(global: &Global, args: DemoArgs) -> anyhow::Result<ExitCode> {
 
     let store = context::open_store(global).await?;
     let vault = context::open_vault(global)?;
-    let name: IntegrationName = DEMO_INTEGRATION
-        .parse()
-        .context("the demo integration name")?;
-    let secret = SecretString::from(config.client_secret.clone());
-    let sealed = vault.seal(name.as_str(), &secret)?;
-    let ciphertext = SecretCiphertext {
-        ciphertext: sealed.ciphertext,
-        nonce: sealed.nonce,
-    };
-    let hint = SecretHint::of(&config.client_secret, None);
-    let integration = match store.get_integration_by_name(&name).await {
-        // The emulator listens on a new port each time: point the demo integration at it.
-        Ok(existing) => {
-            store
-                .update_integration(
-                    existing.id,
-                    &IntegrationUpdate {
-                        secret: Some((ciphertext, hint)),
-                        login_url: Some(Some(sim.url.clone())),
-                        api_url: Some(Some(sim.url.clone())),
-                        tenant_id: Some(config.tenant_id.parse()?),
-                        client_id: Some(config.client_id.parse()?),
-                        ..IntegrationUpdate::default()
-                    },
-                )
-                .await?
-        }
-        Err(StoreError::NotFound(_)) => {
-            store
-                .create_integration(&NewIntegration {
-                    name: name.clone(),
-                    product: Product::Endpoint,
-                    cloud: Cloud::Commercial,
-                    tenant_id: config.tenant_id.parse()?,
-                    client_id: config.client_id.parse()?,
-                    secret: ciphertext,
-                    hint,
-                    login_url: Some(sim.url.clone()),
-                    api_url: Some(sim.url.clone()),
-                    schedule_minutes: 360,
-                    enabled: true,
-                })
-                .await?
-        }
-        Err(e) => return Err(e.into()),
-    };
-    println!("Integration '{name}' points at it. First sync:");
+    let mut integrations = Vec::new();
+    for (name, product) in [
+        (DEMO_ENDPOINT, Product::Endpoint),
+        (DEMO_CLOUD, Product::Cloud),
+    ] {
+        integrations.push(
+            demo_integration(store.as_ref(), &vault, name, product, &sim.url, &config).await?,
+        );
+    }
+    println!(
+        "Integrations '{DEMO_ENDPOINT}' (Defender for Endpoint) and '{DEMO_CLOUD}' (Defender for Cloud) point at it. First syncs:"
+    );
 
     let engine = Engine::new(store.clone(), vault, EngineOptions::default());
-    let progress = super::sync::TerminalProgress::new(name.as_str());
-    let run = engine
-        .sync(&integration, SyncRequest::default(), &progress)
-        .await?;
-    progress.clear();
-    super::sync::print_run(name.as_str(), &run);
+    for integration in &integrations {
+        let progress = super::sync::TerminalProgress::new(integration.name.as_str());
+        let run = engine
+            .sync(integration, SyncRequest::default(), &progress)
+            .await?;
+        progress.clear();
+        super::sync::print_run(integration, &run);
+    }
 
     let engine = Arc::new(engine);
     let app = Application::build(WebConfig::new(args.listen), engine)
@@ -130,6 +99,61 @@ pub async fn run(global: &Global, args: DemoArgs) -> anyhow::Result<ExitCode> {
     ticking.abort();
     served.context("the web server stopped")?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Creates the demo integration `name`, or points the one an earlier demo left at this emulator
+/// (it listens on a new port each time).
+async fn demo_integration(
+    store: &dyn rampart_store::Store,
+    vault: &rampart_sync::vault::Vault,
+    name: &str,
+    product: Product,
+    url: &str,
+    config: &SimConfig,
+) -> anyhow::Result<Integration> {
+    let name: IntegrationName = name.parse().context("the demo integration name")?;
+    let secret = SecretString::from(config.client_secret.clone());
+    let sealed = vault.seal(name.as_str(), &secret)?;
+    let ciphertext = SecretCiphertext {
+        ciphertext: sealed.ciphertext,
+        nonce: sealed.nonce,
+    };
+    let hint = SecretHint::of(&config.client_secret, None);
+    Ok(match store.get_integration_by_name(&name).await {
+        Ok(existing) => {
+            store
+                .update_integration(
+                    existing.id,
+                    &IntegrationUpdate {
+                        secret: Some((ciphertext, hint)),
+                        login_url: Some(Some(url.to_owned())),
+                        api_url: Some(Some(url.to_owned())),
+                        tenant_id: Some(config.tenant_id.parse()?),
+                        client_id: Some(config.client_id.parse()?),
+                        ..IntegrationUpdate::default()
+                    },
+                )
+                .await?
+        }
+        Err(StoreError::NotFound(_)) => {
+            store
+                .create_integration(&NewIntegration {
+                    name,
+                    product,
+                    cloud: Cloud::Commercial,
+                    tenant_id: config.tenant_id.parse()?,
+                    client_id: config.client_id.parse()?,
+                    secret: ciphertext,
+                    hint,
+                    login_url: Some(url.to_owned()),
+                    api_url: Some(url.to_owned()),
+                    schedule_minutes: Integration::default_schedule_minutes(product),
+                    enabled: true,
+                })
+                .await?
+        }
+        Err(e) => return Err(e.into()),
+    })
 }
 
 const DEMO_ADMIN: &str = "admin";

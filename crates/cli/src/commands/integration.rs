@@ -65,11 +65,6 @@ fn read_secret(args: &IntegrationAddArgs) -> anyhow::Result<SecretString> {
 }
 
 async fn add(global: &Global, args: IntegrationAddArgs) -> anyhow::Result<ExitCode> {
-    if args.product == Product::Cloud {
-        return Err(usage(
-            "Defender for Cloud integrations are not supported by this version of Rampart yet; add an Endpoint integration (--product endpoint)",
-        ));
-    }
     if !supports(args.cloud, args.product) && args.api_url.is_none() {
         return Err(usage(format!(
             "Microsoft documents no Defender for Endpoint API in the {} cloud; choose commercial, gcc, gcc-high or dod, or give --api-url",
@@ -124,6 +119,12 @@ async fn add(global: &Global, args: IntegrationAddArgs) -> anyhow::Result<ExitCo
         integration.cloud.label(),
         integration.secret_hint.masked()
     );
+    if integration.product == Product::Cloud {
+        println!(
+            "The app needs the Azure role Security Reader (or Reader) on the subscriptions or on a management group; \
+             no API permission in the app registration is needed (docs/setup-cloud.md)."
+        );
+    }
     println!(
         "Next: rampart integration test {}   then   rampart sync {}",
         integration.name, integration.name

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use rampart_model::{RunStatus, SyncRun};
+use rampart_model::{Integration, Product, RunStatus, SyncRun};
 use rampart_sync::progress::Progress;
 use rampart_sync::{Engine, SyncMode, SyncRequest};
 
@@ -47,7 +47,7 @@ pub async fn run(global: &Global, args: SyncArgs) -> anyhow::Result<ExitCode> {
         match sync_one(&engine, integration, request, &progress).await {
             Ok(run) => {
                 progress.clear();
-                print_run(integration.name.as_str(), &run);
+                print_run(integration, &run);
                 all_ok &= run.status == RunStatus::Succeeded;
             }
             Err(e) => {
@@ -73,7 +73,8 @@ pub(super) async fn sync_one(
     engine.sync(integration, request, progress).await
 }
 
-pub(super) fn print_run(name: &str, run: &SyncRun) {
+pub(super) fn print_run(integration: &Integration, run: &SyncRun) {
+    let name = integration.name.as_str();
     let took = run
         .finished_at
         .map(|f| (f - run.started_at).num_milliseconds() as f64 / 1000.0)
@@ -86,18 +87,32 @@ pub(super) fn print_run(name: &str, run: &SyncRun) {
         run.mode,
         run.id
     );
-    println!(
-        "  devices   {:>9} read, {} new, {} updated, {} back, {} missing",
-        a.read, a.new, a.updated, a.reopened, a.resolved
-    );
-    println!(
-        "  findings  {:>9} read, {} new, {} updated, {} reopened, {} fixed ({} rows without a CVE skipped)",
-        f.read, f.new, f.updated, f.reopened, f.resolved, f.skipped
-    );
-    println!(
-        "  catalogue {:>9} CVEs read, {} new",
-        run.vulnerabilities.read, run.vulnerabilities.new
-    );
+    match integration.product {
+        Product::Endpoint => {
+            println!(
+                "  devices   {:>9} read, {} new, {} updated, {} back, {} missing",
+                a.read, a.new, a.updated, a.reopened, a.resolved
+            );
+            println!(
+                "  findings  {:>9} read, {} new, {} updated, {} reopened, {} fixed ({} rows without a CVE skipped)",
+                f.read, f.new, f.updated, f.reopened, f.resolved, f.skipped
+            );
+            println!(
+                "  catalogue {:>9} CVEs read, {} new",
+                run.vulnerabilities.read, run.vulnerabilities.new
+            );
+        }
+        Product::Cloud => {
+            println!(
+                "  resources {:>9} recommendations read, {} new resources, {} updated, {} back, {} missing",
+                a.read, a.new, a.updated, a.reopened, a.resolved
+            );
+            println!(
+                "  findings  {:>9} read, {} new, {} updated, {} reopened, {} fixed",
+                f.read, f.new, f.updated, f.reopened, f.resolved
+            );
+        }
+    }
     println!(
         "  API calls {:>9}, {} throttled (429), {} retries, {:.1} MB",
         run.api_calls,

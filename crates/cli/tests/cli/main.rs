@@ -2,6 +2,8 @@
 //! SQLite file. Output is captured and searched for secrets.
 
 mod bad_input;
+mod cloud;
+mod cloud_posture;
 mod flow;
 mod kill;
 
@@ -76,13 +78,38 @@ impl Env {
         secret: &str,
         extra: &[&str],
     ) -> Run {
+        self.add_product("endpoint", name, tenant, client, secret, extra)
+    }
+
+    /// A Defender for Cloud integration against the emulator.
+    pub fn add_cloud(&self, name: &str, extra: &[&str]) -> Run {
+        let config = self.sim.sim.config();
+        self.add_product(
+            "cloud",
+            name,
+            &config.tenant_id,
+            &config.client_id,
+            DEMO_SECRET,
+            extra,
+        )
+    }
+
+    pub fn add_product(
+        &self,
+        product: &str,
+        name: &str,
+        tenant: &str,
+        client: &str,
+        secret: &str,
+        extra: &[&str],
+    ) -> Run {
         let mut args = vec![
             "integration",
             "add",
             "--name",
             name,
             "--product",
-            "endpoint",
+            product,
             "--tenant-id",
             tenant,
             "--client-id",
