@@ -138,6 +138,14 @@ impl ArmClient {
         self.core.tokens.token().await.map(|_| ())
     }
 
+    /// Gets a new ARM token, never a cached one: a role assigned minutes ago applies only to
+    /// tokens issued after it (reference §1.4), and a connection test must see it.
+    pub async fn fresh_token(&self) -> Result<(), TokenError> {
+        let cached = self.core.tokens.token().await?;
+        self.core.tokens.invalidate(&cached);
+        self.core.tokens.token().await.map(|_| ())
+    }
+
     /// `GET /subscriptions`, every page. An empty answer means "no role anywhere" (§1.4).
     pub fn subscriptions(&self) -> RecordStream<ArmSubscription> {
         self.list("subscriptions", SUBSCRIPTIONS_API, &[])

@@ -32,7 +32,7 @@ const PLAN_FIX: &str = "Turn the plan on where you want vulnerability findings: 
 pub(crate) async fn test_cloud(client: &ArmClient) -> ConnectionReport {
     let mut report = ConnectionReport::new();
     let login = client.endpoints().login.to_string();
-    let check = client.check_token().await;
+    let check = client.fresh_token().await;
     match &check {
         Err(TokenError::Unreachable { .. }) | Err(TokenError::UnexpectedResponse { .. }) => {
             report.push(CLOUD_STEPS[0], Err(explained(check.as_ref().err())));
