@@ -11,7 +11,9 @@
 //! and concludes nothing. An empty subscription list is Microsoft's way of saying "no role", so it
 //! fails the run with the role-assignment steps instead of succeeding with nothing.
 
+use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use chrono::Utc;
@@ -114,6 +116,7 @@ pub(crate) async fn run(
         request,
         progress,
         outcome: &mut outcome,
+        resources: HashSet::new(),
     };
     if let Err(Failure(message)) = job.full().await {
         tracing::warn!(
@@ -144,6 +147,9 @@ struct Job<'a> {
     request: SyncRequest,
     progress: &'a dyn Progress,
     outcome: &'a mut RunOutcome,
+    /// Fingerprints of the assessed resources met so far, to count each resource once (8 bytes
+    /// a resource, not its id).
+    resources: HashSet<u64>,
 }
 
 impl Job<'_> {
@@ -393,8 +399,9 @@ impl Job<'_> {
         let controls = items.into_iter().map(|c| c.into_model(id)).collect();
         reads.push(("control scores".to_owned(), report));
 
+        let before = self.resources.len();
         let piped = self.recommendations(sub, metadata).await?;
-        self.outcome.assets.read += piped.report.records;
+        self.outcome.assets.read += (self.resources.len() - before) as u64;
         add(&mut self.outcome.assets, piped.counts.assets);
         reads.push(("recommendations".to_owned(), piped.report));
 
@@ -432,12 +439,17 @@ impl Job<'_> {
         metadata: Arc<HashMap<String, AssessmentMetadataProperties>>,
     ) -> Result<Piped<Both>, SubError> {
         let (store, id, run) = (Arc::clone(&self.store), self.id(), self.run_id);
+        let batch = self.batch();
         let sub_id = sub.subscription_id.clone();
         let sub_name = sub.display_name.clone();
+        let resources = &mut self.resources;
         let piped = pipe(
             self.client.assessments(&sub.subscription_id),
             move |a: Assessment| {
                 let asset = a.asset(sub_name.as_deref());
+                if let Some(asset) = &asset {
+                    resources.insert(fingerprint(&asset.source_id));
+                }
                 let recommendation = if a.is_individual() {
                     None
                 } else {
@@ -446,7 +458,7 @@ impl Job<'_> {
                 };
                 Some((asset, recommendation))
             },
-            self.batch(),
+            batch,
             move |batch: Vec<(Option<Asset>, Option<Recommendation>)>| {
                 let store = Arc::clone(&store);
                 async move {
@@ -636,6 +648,12 @@ async fn write_findings(
         counts.other = store.upsert_findings(id, run, findings).await?;
     }
     Ok(counts)
+}
+
+fn fingerprint(id: &str) -> u64 {
+    let mut h = DefaultHasher::new();
+    id.hash(&mut h);
+    h.finish()
 }
 
 /// One copy of each asset of a batch (a resource has several recommendations).

@@ -104,7 +104,7 @@ pub(super) fn print_run(integration: &Integration, run: &SyncRun) {
         }
         Product::Cloud => {
             println!(
-                "  resources {:>9} recommendations read, {} new resources, {} updated, {} back, {} missing",
+                "  resources {:>9} read, {} new, {} updated, {} back, {} missing",
                 a.read, a.new, a.updated, a.reopened, a.resolved
             );
             println!(

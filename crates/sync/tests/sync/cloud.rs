@@ -232,6 +232,12 @@ pub async fn a_cloud_sync_under_faults_holds_exactly_the_truth_and_a_rerun_chang
     assert!(truth_findings > 20, "the emulator serves findings");
     assert_eq!(run.findings.read, truth_findings, "{run:?}");
     assert_eq!(run.findings.new, truth_findings, "{run:?}");
+    let resources = h.sim.sim.truth().cloud_resources().len() as u64;
+    assert_eq!(
+        (run.assets.read, run.assets.new),
+        (resources, resources),
+        "{run:?}"
+    );
     assert!(run.api_calls > 10, "{run:?}");
     assert!(
         h.sim.sim.stats().faults_injected > 0,
