@@ -30,11 +30,10 @@ use rampart_model::{
     Recommendation, RunStatus, Subscription, SyncRun, Verdict, weighted_percent,
 };
 use rampart_store::{
-    ReconcileOutcome, ReconcilePolicy, RunOutcome, RunOwner, Store, StoreError, UpsertCounts,
+    ReconcileOutcome, ReconcilePolicy, ReconcileScope, RunOutcome, RunOwner, Store, StoreError,
+    SubscriptionReadOutcome, UpsertCounts,
 };
 
-use crate::cloud_store as saved;
-use crate::cloud_store::SubscriptionOutcome;
 use crate::engine::{Engine, SyncRequest};
 use crate::error::SyncError;
 use crate::pipeline::{PipeError, Piped, pipe};
@@ -117,8 +116,27 @@ pub(crate) async fn run(
         progress,
         outcome: &mut outcome,
         resources: HashSet::new(),
+        recommendations: EntityCounts::default(),
     };
-    if let Err(Failure(message)) = job.full().await {
+    let result = job.full().await;
+    let r = &job.recommendations;
+    if r.read > 0 {
+        progress.note(&format!(
+            "recommendations: {} read, {} new, {} changed, {} back, {} removed",
+            r.read, r.new, r.updated, r.reopened, r.resolved
+        ));
+        tracing::info!(
+            message = "Recommendations synced.",
+            integration = %integration.name,
+            run_id,
+            read = r.read,
+            new = r.new,
+            updated = r.updated,
+            reopened = r.reopened,
+            removed = r.resolved
+        );
+    }
+    if let Err(Failure(message)) = result {
         tracing::warn!(
             message = "Sync run failed.",
             integration = %integration.name,
@@ -150,6 +168,9 @@ struct Job<'a> {
     /// Fingerprints of the assessed resources met so far, to count each resource once (8 bytes
     /// a resource, not its id).
     resources: HashSet<u64>,
+    /// Recommendations read and what their upserts did (the run record has no column for them;
+    /// they are logged and shown as progress).
+    recommendations: EntityCounts,
 }
 
 impl Job<'_> {
@@ -179,7 +200,9 @@ impl Job<'_> {
             return Err(Failure(NO_ROLE_EXPLANATION.to_owned()));
         }
         let subs: Vec<Subscription> = subs.into_iter().map(|s| s.into_model()).collect();
-        saved::subscriptions(&self.store, self.id(), self.run_id, &subs).await?;
+        self.store
+            .upsert_subscriptions(self.id(), self.run_id, &subs)
+            .await?;
 
         self.progress.phase("reading recommendation metadata");
         let (metadata, metadata_report) = self
@@ -209,14 +232,14 @@ impl Job<'_> {
                     "the subscription is {}: Microsoft serves no Defender data for it",
                     sub.state.as_deref().unwrap_or("not active")
                 );
-                saved::subscription_read(
-                    &self.store,
-                    self.id(),
-                    self.run_id,
-                    &sub.subscription_id,
-                    SubscriptionOutcome::Skipped(why),
-                )
-                .await?;
+                self.store
+                    .record_subscription_read(
+                        self.id(),
+                        self.run_id,
+                        &sub.subscription_id,
+                        &SubscriptionReadOutcome::Skipped(why),
+                    )
+                    .await?;
                 continue;
             }
             self.progress
@@ -242,14 +265,14 @@ impl Job<'_> {
                     } else {
                         let why = unfinished.join("; ");
                         problems.push(format!("subscription {}: {why}", label(sub)));
-                        saved::subscription_read(
-                            &self.store,
-                            self.id(),
-                            self.run_id,
-                            &sub.subscription_id,
-                            SubscriptionOutcome::Failed(why),
-                        )
-                        .await?;
+                        self.store
+                            .record_subscription_read(
+                                self.id(),
+                                self.run_id,
+                                &sub.subscription_id,
+                                &SubscriptionReadOutcome::Failed(why),
+                            )
+                            .await?;
                     }
                 }
                 Err(SubError::Store(e)) => return Err(e.into()),
@@ -262,14 +285,14 @@ impl Job<'_> {
                         error = %e
                     );
                     problems.push(format!("subscription {}: {why}", label(sub)));
-                    saved::subscription_read(
-                        &self.store,
-                        self.id(),
-                        self.run_id,
-                        &sub.subscription_id,
-                        SubscriptionOutcome::Failed(why),
-                    )
-                    .await?;
+                    self.store
+                        .record_subscription_read(
+                            self.id(),
+                            self.run_id,
+                            &sub.subscription_id,
+                            &SubscriptionReadOutcome::Failed(why),
+                        )
+                        .await?;
                 }
             }
             self.progress.phase_done(0);
@@ -315,15 +338,9 @@ impl Job<'_> {
 
         // Posture of the subscriptions read in full, once per run: the history is per run.
         let captured_at = Utc::now();
-        saved::posture(
-            &self.store,
-            self.id(),
-            self.run_id,
-            captured_at,
-            &scores,
-            &controls,
-        )
-        .await?;
+        self.store
+            .record_posture(self.id(), self.run_id, captured_at, &scores, &controls)
+            .await?;
         if let Some(tenant) = weighted_percent(&scores) {
             self.progress.note(&format!(
                 "tenant secure score {tenant:.1} % (weighted by subscription)"
@@ -334,20 +351,15 @@ impl Job<'_> {
                 .iter()
                 .any(|c| c.subscription_id == sub.subscription_id)
             {
-                SubscriptionOutcome::Ok
+                SubscriptionReadOutcome::Ok
             } else {
-                SubscriptionOutcome::Failed(
+                SubscriptionReadOutcome::Failed(
                     "its vulnerability findings could not be read completely".into(),
                 )
             };
-            saved::subscription_read(
-                &self.store,
-                self.id(),
-                self.run_id,
-                &sub.subscription_id,
-                outcome,
-            )
-            .await?;
+            self.store
+                .record_subscription_read(self.id(), self.run_id, &sub.subscription_id, &outcome)
+                .await?;
         }
 
         if concluded.is_empty() {
@@ -402,6 +414,8 @@ impl Job<'_> {
         let before = self.resources.len();
         let piped = self.recommendations(sub, metadata).await?;
         self.outcome.assets.read += (self.resources.len() - before) as u64;
+        self.recommendations.read += piped.report.records;
+        add(&mut self.recommendations, piped.counts.other);
         add(&mut self.outcome.assets, piped.counts.assets);
         reads.push(("recommendations".to_owned(), piped.report));
 
@@ -470,7 +484,7 @@ impl Job<'_> {
                         counts.assets = store.upsert_assets(id, run, &assets).await?;
                     }
                     if !recs.is_empty() {
-                        counts.other = saved::recommendations(&store, id, run, &recs).await?;
+                        counts.other = store.upsert_recommendations(id, run, &recs).await?;
                     }
                     Ok(counts)
                 }
@@ -572,16 +586,19 @@ impl Job<'_> {
                         self.engine.options.max_missing_share
                     },
                     now: self.outcome.finished_at,
-                    scope: saved::scope(subscriptions),
+                    scope: ReconcileScope::Subscriptions(subscriptions),
                 };
                 match self.store.reconcile(self.id(), self.run_id, policy).await? {
                     ReconcileOutcome::Applied {
                         assets_missing,
                         findings_fixed,
+                        recommendations_removed,
                     } => {
                         self.outcome.assets.resolved += assets_missing;
                         self.outcome.findings.resolved += findings_fixed;
-                        self.progress.phase_done(assets_missing + findings_fixed);
+                        self.recommendations.resolved += recommendations_removed;
+                        self.progress
+                            .phase_done(assets_missing + findings_fixed + recommendations_removed);
                         Verdict::Complete
                     }
                     ReconcileOutcome::Held {

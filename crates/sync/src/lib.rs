@@ -25,7 +25,6 @@
 
 mod cloud;
 mod cloud_connection;
-mod cloud_store;
 mod connection;
 mod delta;
 mod endpoint;

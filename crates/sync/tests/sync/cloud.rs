@@ -12,6 +12,7 @@ use rampart_store::{AssetFilter, FindingFilter, Store};
 use rampart_sync::progress::Silent;
 use rampart_sync::{CLOUD_STEPS, Engine, EngineOptions, StepOutcome, SyncRequest};
 
+use crate::cloud_store_checks::*;
 use crate::harness::*;
 
 /// A small tenant with small ARM pages, so that every list is paged.
@@ -194,6 +195,13 @@ pub async fn assert_holds_the_cloud_truth(h: &Harness, only: Option<&[String]>) 
         got.len()
     );
     assert_eq!(want, got, "cloud finding content differs");
+    crate::cloud_store_checks::assert_posture_is_the_truth(
+        &h.store,
+        h.integration.id,
+        &h.sim,
+        only,
+    )
+    .await;
 }
 
 async fn sync(h: &Harness) -> rampart_model::SyncRun {
@@ -263,9 +271,21 @@ pub async fn after_the_clock_moves_a_cloud_sync_records_exactly_the_changes(stor
     let first = sync(&h).await;
     assert_eq!(first.status, RunStatus::Succeeded, "{:?}", first.error);
     let before = truth_cloud_findings(&h.sim, None);
+    let recs_before = truth_recommendations(&h.sim, None);
 
     h.sim.sim.tick(6);
     let after = truth_cloud_findings(&h.sim, None);
+    let recs_after = truth_recommendations(&h.sim, None);
+    let gone: BTreeSet<_> = recs_before
+        .keys()
+        .filter(|k| !recs_after.contains_key(*k))
+        .cloned()
+        .collect();
+    let flipped = recs_before
+        .iter()
+        .filter(|(k, v)| recs_after.get(*k).is_some_and(|a| a.4 != v.4))
+        .count();
+    assert!(flipped > 0, "no recommendation changed status");
     let fixed: BTreeSet<_> = before.keys().filter(|k| !after.contains_key(*k)).collect();
     let new: BTreeSet<_> = after.keys().filter(|k| !before.contains_key(*k)).collect();
     assert!(
@@ -289,6 +309,18 @@ pub async fn after_the_clock_moves_a_cloud_sync_records_exactly_the_changes(stor
         fixed,
         "the fixed findings are not exactly those that disappeared"
     );
+    let removed = stored_recommendations(&h.store, h.integration.id, true).await;
+    assert_eq!(
+        removed.keys().cloned().collect::<BTreeSet<_>>(),
+        gone,
+        "the removed recommendations are not exactly those that disappeared"
+    );
+    let history = h
+        .store
+        .posture_history(Some(h.integration.id), None)
+        .await
+        .expect("history");
+    assert_eq!(history.len(), 2, "one tenant score per run");
 }
 
 pub async fn a_failed_cloud_run_concludes_nothing(store: Arc<dyn Store>) {
