@@ -10,7 +10,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use futures::StreamExt;
 use rampart_model::export::{
-    AssetRecord, CsvRecord, FindingRecord, PostureRecord, VulnerabilityRecord, csv_line, rfc3339,
+    AssetRecord, CsvRecord, FindingRecord, PostureRecord, VulnerabilityRecord, csv_line,
+    posture_record_type, rfc3339,
 };
 use rampart_store::export::{asset_record, finding_record, vulnerability_record};
 use rampart_store::{AssetFilter, FindingFilter, StoredAsset, StoredFinding, VulnerabilityFilter};
@@ -83,12 +84,27 @@ pub async fn run(global: &Global, args: ExportArgs) -> anyhow::Result<ExitCode> 
         }
         ExportKind::Posture => {
             // Defender for Cloud posture: tenant, score, control and recommendation rows (an
-            // Endpoint-only store gives just the CSV header). OCSF has no posture class that
-            // fits, so `--format ocsf` writes the same records as JSON lines.
+            // Endpoint-only store gives just the CSV header). In OCSF, recommendations are
+            // Compliance Findings; scores have no OCSF class and are left out, with a note.
             let mut stream = store.stream_posture_records(integration);
             let mut writer = RecordWriter::<PostureRecord>::new(args.format, &mut out)?;
+            let mut scores_left_out = 0u64;
             while let Some(item) = stream.next().await {
-                writer.write(&item?)?;
+                let record = item?;
+                match args.format {
+                    ExportFormat::Ocsf
+                        if record.record_type == posture_record_type::RECOMMENDATION =>
+                    {
+                        writer.json(&ocsf::compliance_finding(&record))?
+                    }
+                    ExportFormat::Ocsf => scores_left_out += 1,
+                    _ => writer.write(&record)?,
+                }
+            }
+            if scores_left_out > 0 {
+                eprintln!(
+                    "note: {scores_left_out} tenant, subscription and control score rows were left out: OCSF has no class for scores; export posture as csv or jsonl to get them"
+                );
             }
             writer.rows
         }
@@ -206,6 +222,50 @@ mod ocsf {
             "resources": [{"uid": r.asset_source_id, "name": r.asset_name, "type": "device"}],
             "device": {"uid": r.asset_source_id, "hostname": r.asset_name, "type_id": 0},
             "unmapped": {"exploitability": r.exploitability, "fixed_at": r.fixed_at.as_ref().map(rfc3339)},
+        })
+    }
+
+    /// A Defender for Cloud recommendation on one resource as an OCSF Compliance Finding (class
+    /// 2003): Healthy passes, Unhealthy fails, NotApplicable is neither.
+    pub fn compliance_finding(r: &PostureRecord) -> Value {
+        let status = r.status.as_deref().unwrap_or("");
+        let (compliance_id, compliance) = match status {
+            "Healthy" => (1, "Pass"),
+            "Unhealthy" => (3, "Fail"),
+            _ => (99, "Other"),
+        };
+        let resolved = status != "Unhealthy";
+        let time = r.last_seen.as_ref().map(|t| t.timestamp_millis());
+        json!({
+            "class_uid": 2003,
+            "class_name": "Compliance Finding",
+            "category_uid": 2,
+            "category_name": "Findings",
+            "activity_id": if resolved { 3 } else { 2 },
+            "activity_name": if resolved { "Close" } else { "Update" },
+            "type_uid": 200300 + if resolved { 3 } else { 2 },
+            "severity_id": severity_id(r.severity.as_deref()),
+            "severity": r.severity,
+            "status_id": if resolved { 4 } else { 1 },
+            "status": if resolved { "Resolved" } else { "New" },
+            "time": time,
+            "metadata": product(&r.integration, "defender-cloud"),
+            "cloud": {"provider": "Azure", "account": {"uid": r.subscription_id, "name": r.subscription_name, "type": "Azure Subscription"}},
+            "finding_info": {
+                "uid": r.assessment_id,
+                "title": r.name,
+                "types": r.category.as_ref().map(|c| vec![c]),
+                "first_seen_time_dt": r.first_seen.as_ref().map(rfc3339),
+                "last_seen_time_dt": r.last_seen.as_ref().map(rfc3339),
+            },
+            "compliance": {
+                "control": r.assessment_key,
+                "status_id": compliance_id,
+                "status": compliance,
+                "status_detail": r.status,
+            },
+            "resources": [{"uid": r.resource_id, "cloud_partition": "Azure"}],
+            "unmapped": {"resolved_at": r.resolved_at.as_ref().map(rfc3339)},
         })
     }
 
