@@ -14,7 +14,7 @@ use crate::graph::{GraphPlan, read_graph_pages};
 use crate::http::{
     ApiFamily, Core, CoreSetup, HttpOptions, MetricsSnapshot, RateLimits, RetryPolicy,
 };
-use crate::paging::{PagingOptions, ReadPlan, RecordStream, read_linked_pages};
+use crate::paging::{GRAPH_MAX_TOP, PagingOptions, ReadPlan, RecordStream, read_linked_pages};
 use crate::wire::arm::{
     ArmSubscription, Assessment, AssessmentMetadata, ControlDefinition, Pricing, ScoreControlItem,
     SecureScoreItem, SubAssessment, ValueList, VulnerabilityRow,
@@ -37,9 +37,6 @@ pub const VULNERABILITY_QUERY: &str = r#"securityresources
 | extend resourceId = tolower(tostring(properties.resourceDetails.Id)), resourceName = tostring(properties.resourceDetails.ResourceName), resourceType = tostring(properties.resourceDetails.ResourceType), displayName = tostring(properties.displayName), severity = tostring(properties.metadata.severity), softwareName = tostring(properties.additionalData.SoftwareName), softwareVendor = tostring(properties.additionalData.SoftwareVendor), detectedVersions = tostring(properties.additionalData.DetectedSoftwareVersions), fixedVersion = tostring(properties.additionalData.FixedVersion)
 | mv-expand CveDetail = parse_json(tostring(properties.additionalData.CvesDetails))
 | project id, subscriptionId, resourceId, resourceName, resourceType, displayName, severity, softwareName, softwareVendor, detectedVersions, fixedVersion, CveDetail"#;
-
-/// Rows per Resource Graph page (Microsoft's maximum).
-pub const GRAPH_PAGE_SIZE: u32 = 1000;
 
 /// Everything needed to build an [`ArmClient`]; `Debug` redacts the secret.
 #[derive(Debug, Clone)]
@@ -218,13 +215,13 @@ impl ArmClient {
     }
 
     /// Vulnerability rows of the given subscriptions through Resource Graph, every page
-    /// (`$skipToken`), [`GRAPH_PAGE_SIZE`] rows per page, subscriptions in groups of fewer than
+    /// (`$skipToken`), `paging.graph_page_size` rows per page (at most 1,000), subscriptions in groups of fewer than
     /// 300. Rows of subscriptions the app cannot read are silently absent (ARG filters by access),
     /// so pass only subscriptions whose other reads succeeded.
     pub fn vulnerability_rows(&self, subscriptions: &[String]) -> RecordStream<VulnerabilityRow> {
         self.graph(GraphPlan {
             query: VULNERABILITY_QUERY,
-            top: GRAPH_PAGE_SIZE,
+            top: self.paging.graph_page_size.clamp(1, GRAPH_MAX_TOP),
             subscriptions: subscriptions.to_vec(),
             max_pages: self.paging.max_pages,
             batch_size: self.paging.batch_size,

@@ -88,6 +88,6 @@ pub use http::{
 };
 pub use mde::{MdeClient, MdeConfig, TokenCheck};
 pub use paging::{
-    EXPORT_MAX_PAGE_SIZE, MACHINES_MAX_TOP, PagingOptions, ReadEnd, ReadEvent, ReadReport,
-    RecordStream, VULNERABILITIES_MAX_TOP,
+    EXPORT_MAX_PAGE_SIZE, GRAPH_MAX_TOP, MACHINES_MAX_TOP, PagingOptions, ReadEnd, ReadEvent,
+    ReadReport, RecordStream, VULNERABILITIES_MAX_TOP,
 };

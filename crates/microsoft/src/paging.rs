@@ -43,6 +43,8 @@ pub struct PagingOptions {
     pub machines_page_size: u32,
     /// `$top` for `/api/vulnerabilities` (maximum 8,000).
     pub vulnerabilities_page_size: u32,
+    /// `$top` of Resource Graph queries (1–1,000; Microsoft's default would be 100).
+    pub graph_page_size: u32,
     /// Hard stop: a read never fetches more pages than this.
     pub max_pages: u32,
     /// Records per [`ReadEvent::Records`] message.
@@ -58,6 +60,7 @@ impl Default for PagingOptions {
         PagingOptions {
             machines_page_size: MACHINES_MAX_TOP,
             vulnerabilities_page_size: VULNERABILITIES_MAX_TOP,
+            graph_page_size: GRAPH_MAX_TOP,
             max_pages: 10_000,
             batch_size: 1_000,
             channel_capacity: 4,
@@ -70,6 +73,8 @@ impl Default for PagingOptions {
 /// the read after one page, so configured sizes are clamped to these.
 pub const MACHINES_MAX_TOP: u32 = 10_000;
 pub const VULNERABILITIES_MAX_TOP: u32 = 8_000;
+/// Resource Graph's largest page.
+pub const GRAPH_MAX_TOP: u32 = 1_000;
 /// `pageSize` range of the export APIs.
 pub const EXPORT_MAX_PAGE_SIZE: u32 = 200_000;
 

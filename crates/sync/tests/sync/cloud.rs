@@ -252,6 +252,10 @@ pub async fn a_cloud_sync_under_faults_holds_exactly_the_truth_and_a_rerun_chang
         "the emulator injected no fault"
     );
     assert!(run.retries > 0, "faults were retried: {run:?}");
+    assert!(
+        h.sim.sim.stats().calls(Family::ResourceGraph) > 2,
+        "Resource Graph was not paged"
+    );
     assert_holds_the_cloud_truth(&h, None).await;
 
     let again = sync(&h).await;

@@ -41,6 +41,8 @@ pub fn test_options() -> EngineOptions {
         paging: PagingOptions {
             machines_page_size: 50,
             vulnerabilities_page_size: 400,
+            // Several Resource Graph pages ($skipToken) on a small tenant.
+            graph_page_size: 40,
             ..PagingOptions::default()
         },
         ..EngineOptions::default()
