@@ -34,6 +34,7 @@ use rampart_store::{
     SubscriptionReadOutcome, UpsertCounts,
 };
 
+use crate::endpoint::record_metrics;
 use crate::engine::{Engine, SyncRequest};
 use crate::error::SyncError;
 use crate::pipeline::{PipeError, Piped, pipe};
@@ -147,11 +148,7 @@ pub(crate) async fn run(
         outcome.verdict = None;
         outcome.error = Some(message);
     }
-    let m = client.metrics().since(&before);
-    outcome.api_calls = m.api_calls;
-    outcome.throttled = m.throttled;
-    outcome.retries = m.retries + m.restarts;
-    outcome.bytes = m.bytes_received;
+    record_metrics(&mut outcome, &client.metrics().since(&before));
     outcome.finished_at = Utc::now();
     Ok(store.finish_run(run_id, &outcome).await?)
 }
@@ -180,6 +177,17 @@ impl Job<'_> {
 
     fn batch(&self) -> usize {
         self.engine.options.write_batch
+    }
+
+    /// How the read of `sub` ended, for the subscription's record.
+    async fn record_read(
+        &self,
+        sub: &Subscription,
+        outcome: SubscriptionReadOutcome,
+    ) -> Result<(), StoreError> {
+        self.store
+            .record_subscription_read(self.id(), self.run_id, &sub.subscription_id, &outcome)
+            .await
     }
 
     async fn full(&mut self) -> Result<(), Failure> {
@@ -232,19 +240,13 @@ impl Job<'_> {
                     "the subscription is {}: Microsoft serves no Defender data for it",
                     sub.state.as_deref().unwrap_or("not active")
                 );
-                self.store
-                    .record_subscription_read(
-                        self.id(),
-                        self.run_id,
-                        &sub.subscription_id,
-                        &SubscriptionReadOutcome::Skipped(why),
-                    )
+                self.record_read(sub, SubscriptionReadOutcome::Skipped(why))
                     .await?;
                 continue;
             }
             self.progress
                 .phase(&format!("reading subscription {}", label(sub)));
-            match self.read_subscription(sub, Arc::clone(&metadata)).await {
+            let failure = match self.read_subscription(sub, Arc::clone(&metadata)).await {
                 Ok(read) => {
                     let unfinished: Vec<String> = read
                         .reads
@@ -262,38 +264,26 @@ impl Job<'_> {
                         scores.extend(read.score);
                         controls.extend(read.controls);
                         reads.extend(read.reads);
+                        None
                     } else {
-                        let why = unfinished.join("; ");
-                        problems.push(format!("subscription {}: {why}", label(sub)));
-                        self.store
-                            .record_subscription_read(
-                                self.id(),
-                                self.run_id,
-                                &sub.subscription_id,
-                                &SubscriptionReadOutcome::Failed(why),
-                            )
-                            .await?;
+                        Some(unfinished.join("; "))
                     }
                 }
                 Err(SubError::Store(e)) => return Err(e.into()),
                 Err(SubError::Microsoft(e)) => {
-                    let why = explain_subscription_error(&e, sub);
                     tracing::warn!(
                         message = "Subscription could not be read.",
                         integration = %self.integration.name,
                         subscription = %sub.subscription_id,
                         error = %e
                     );
-                    problems.push(format!("subscription {}: {why}", label(sub)));
-                    self.store
-                        .record_subscription_read(
-                            self.id(),
-                            self.run_id,
-                            &sub.subscription_id,
-                            &SubscriptionReadOutcome::Failed(why),
-                        )
-                        .await?;
+                    Some(explain_subscription_error(&e, sub))
                 }
+            };
+            if let Some(why) = failure {
+                problems.push(format!("subscription {}: {why}", label(sub)));
+                self.record_read(sub, SubscriptionReadOutcome::Failed(why))
+                    .await?;
             }
             self.progress.phase_done(0);
         }
@@ -357,9 +347,7 @@ impl Job<'_> {
                     "its vulnerability findings could not be read completely".into(),
                 )
             };
-            self.store
-                .record_subscription_read(self.id(), self.run_id, &sub.subscription_id, &outcome)
-                .await?;
+            self.record_read(sub, outcome).await?;
         }
 
         if concluded.is_empty() {
@@ -688,7 +676,7 @@ fn add(counts: &mut EntityCounts, c: UpsertCounts) {
 }
 
 /// `'Prod Workloads' (291bba3f-…)`.
-fn label(s: &Subscription) -> String {
+pub(crate) fn label(s: &Subscription) -> String {
     match &s.display_name {
         Some(n) => format!("'{n}' ({})", s.subscription_id),
         None => s.subscription_id.clone(),

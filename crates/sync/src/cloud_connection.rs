@@ -11,6 +11,7 @@ use rampart_microsoft::{
 };
 use rampart_model::Subscription;
 
+use crate::cloud::label;
 use crate::connection::{ConnectionReport, explained};
 
 /// The Cloud steps, in order.
@@ -168,14 +169,6 @@ pub(crate) async fn test_cloud(client: &ArmClient) -> ConnectionReport {
         },
     );
     report
-}
-
-/// `Prod Workloads (291bba3f-…)`.
-fn label(s: &Subscription) -> String {
-    match &s.display_name {
-        Some(n) => format!("'{n}' ({})", s.subscription_id),
-        None => s.subscription_id.clone(),
-    }
 }
 
 fn skip_rest(report: &mut ConnectionReport, from: usize) {

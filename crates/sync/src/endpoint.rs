@@ -109,7 +109,8 @@ pub(crate) async fn run(
     Ok(store.finish_run(run_id, &outcome).await?)
 }
 
-fn record_metrics(outcome: &mut RunOutcome, m: &MetricsSnapshot) {
+/// The client's counters of this run (calls, 429s, retries, bytes) into its record.
+pub(crate) fn record_metrics(outcome: &mut RunOutcome, m: &MetricsSnapshot) {
     outcome.api_calls = m.api_calls;
     outcome.throttled = m.throttled;
     outcome.retries = m.retries + m.restarts;
