@@ -88,6 +88,9 @@ pub struct SyncRun {
     pub assets: EntityCounts,
     pub findings: EntityCounts,
     pub vulnerabilities: EntityCounts,
+    /// Defender for Cloud recommendations (assessments); zero for Endpoint runs.
+    #[serde(default)]
+    pub recommendations: EntityCounts,
     pub api_calls: u64,
     pub throttled: u64,
     pub retries: u64,

@@ -127,6 +127,9 @@ pub(crate) struct RunCounts {
     pub findings: EntityCounts,
     #[serde(default)]
     pub vulnerabilities: EntityCounts,
+    /// Defender for Cloud recommendations (absent in runs recorded before they existed).
+    #[serde(default)]
+    pub recommendations: EntityCounts,
 }
 
 pub(crate) fn run_counts_json(o: &RunOutcome) -> String {
@@ -134,6 +137,7 @@ pub(crate) fn run_counts_json(o: &RunOutcome) -> String {
         assets: o.assets.clone(),
         findings: o.findings.clone(),
         vulnerabilities: o.vulnerabilities.clone(),
+        recommendations: o.recommendations.clone(),
     };
     serde_json::to_string(&c).unwrap_or_else(|_| "{}".to_owned())
 }
@@ -246,6 +250,7 @@ pub(crate) fn decode_run(r: &impl RowExt) -> Result<SyncRun> {
         assets: counts.assets,
         findings: counts.findings,
         vulnerabilities: counts.vulnerabilities,
+        recommendations: counts.recommendations,
         api_calls: as_u64(r.int("api_calls")?),
         throttled: as_u64(r.int("throttled")?),
         retries: as_u64(r.int("retries")?),

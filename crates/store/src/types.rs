@@ -195,6 +195,8 @@ pub struct RunOutcome {
     pub assets: EntityCounts,
     pub findings: EntityCounts,
     pub vulnerabilities: EntityCounts,
+    /// Defender for Cloud recommendations; zero for Endpoint runs.
+    pub recommendations: EntityCounts,
     pub api_calls: u64,
     pub throttled: u64,
     pub retries: u64,
@@ -212,6 +214,7 @@ impl RunOutcome {
             assets: EntityCounts::default(),
             findings: EntityCounts::default(),
             vulnerabilities: EntityCounts::default(),
+            recommendations: EntityCounts::default(),
             api_calls: 0,
             throttled: 0,
             retries: 0,

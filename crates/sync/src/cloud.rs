@@ -39,7 +39,7 @@ use crate::engine::{Engine, SyncRequest};
 use crate::error::SyncError;
 use crate::pipeline::{PipeError, Piped, pipe};
 use crate::progress::Progress;
-use crate::verdict::judge;
+use crate::verdict::{collapse, judge};
 
 /// Why a run stopped; becomes the run record's error.
 struct Failure(String);
@@ -117,10 +117,9 @@ pub(crate) async fn run(
         progress,
         outcome: &mut outcome,
         resources: HashSet::new(),
-        recommendations: EntityCounts::default(),
     };
     let result = job.full().await;
-    let r = &job.recommendations;
+    let r = &outcome.recommendations;
     if r.read > 0 {
         progress.note(&format!(
             "recommendations: {} read, {} new, {} changed, {} back, {} removed",
@@ -165,9 +164,6 @@ struct Job<'a> {
     /// Fingerprints of the assessed resources met so far, to count each resource once (8 bytes
     /// a resource, not its id).
     resources: HashSet<u64>,
-    /// Recommendations read and what their upserts did (the run record has no column for them;
-    /// they are logged and shown as progress).
-    recommendations: EntityCounts,
 }
 
 impl Job<'_> {
@@ -360,12 +356,23 @@ impl Job<'_> {
         }
         let previous = self.last_complete_run().await?;
         let named: Vec<(&str, &ReadReport)> = reads.iter().map(|(w, r)| (w.as_str(), r)).collect();
-        let verdict = judge(
+        let mut verdict = judge(
             &named,
             self.outcome.findings.read,
             previous.as_ref(),
             self.request.accept_mass_changes,
         );
+        // Recommendations are concluded too (unseen ones become Removed): an answer that lost half
+        // of them is held like a collapsed vulnerability read.
+        if verdict.is_complete() && !self.request.accept_mass_changes {
+            verdict = collapse(
+                "recommendations",
+                self.outcome.recommendations.read,
+                previous.as_ref().map(|run| run.recommendations.read),
+                "resources deleted, Defender plans turned off",
+            )
+            .unwrap_or(verdict);
+        }
         let ids: Vec<String> = concluded
             .iter()
             .map(|s| s.subscription_id.clone())
@@ -402,8 +409,8 @@ impl Job<'_> {
         let before = self.resources.len();
         let piped = self.recommendations(sub, metadata).await?;
         self.outcome.assets.read += (self.resources.len() - before) as u64;
-        self.recommendations.read += piped.report.records;
-        add(&mut self.recommendations, piped.counts.other);
+        self.outcome.recommendations.read += piped.report.records;
+        add(&mut self.outcome.recommendations, piped.counts.other);
         add(&mut self.outcome.assets, piped.counts.assets);
         reads.push(("recommendations".to_owned(), piped.report));
 
@@ -584,7 +591,7 @@ impl Job<'_> {
                     } => {
                         self.outcome.assets.resolved += assets_missing;
                         self.outcome.findings.resolved += findings_fixed;
-                        self.recommendations.resolved += recommendations_removed;
+                        self.outcome.recommendations.resolved += recommendations_removed;
                         self.progress
                             .phase_done(assets_missing + findings_fixed + recommendations_removed);
                         Verdict::Complete

@@ -30,17 +30,29 @@ pub(crate) fn judge(
     if accept_mass_changes {
         return Verdict::Complete;
     }
-    if let Some(before) = previous.map(|run| run.findings.read)
-        && before >= PLAUSIBILITY_FLOOR
-        && findings_read < before / 2
-    {
-        return Verdict::Held(format!(
-            "Microsoft returned {findings_read} vulnerability rows, less than half of the {before} the last complete run read; \
-             Rampart concluded nothing from it, because Microsoft has served truncated exports during incidents. \
-             If the drop is real (devices offboarded, a big patch wave), sync again with --accept-mass-changes"
-        ));
-    }
-    Verdict::Complete
+    collapse(
+        "vulnerability rows",
+        findings_read,
+        previous.map(|run| run.findings.read),
+        "devices offboarded, a big patch wave",
+    )
+    .unwrap_or(Verdict::Complete)
+}
+
+/// `Held` when a run read less than half of what the last complete run read of the same thing
+/// (`before`), above [`PLAUSIBILITY_FLOOR`]. `real_causes` names what would make such a drop real.
+pub(crate) fn collapse(
+    what: &str,
+    read: u64,
+    before: Option<u64>,
+    real_causes: &str,
+) -> Option<Verdict> {
+    let before = before.filter(|&b| b >= PLAUSIBILITY_FLOOR && read < b / 2)?;
+    Some(Verdict::Held(format!(
+        "Microsoft returned {read} {what}, less than half of the {before} the last complete run read; \
+         Rampart concluded nothing from it, because Microsoft has served truncated answers during incidents. \
+         If the drop is real ({real_causes}), sync again with --accept-mass-changes"
+    )))
 }
 
 #[cfg(test)]
@@ -82,6 +94,7 @@ mod tests {
                 ..EntityCounts::default()
             },
             vulnerabilities: EntityCounts::default(),
+            recommendations: EntityCounts::default(),
             api_calls: 0,
             throttled: 0,
             retries: 0,
@@ -123,5 +136,21 @@ mod tests {
             judge(&[("findings", &ok)], 0, Some(&small), false),
             Verdict::Complete
         );
+    }
+
+    #[test]
+    fn a_collapse_names_what_dropped_and_why_it_might_be_real() {
+        match collapse("recommendations", 900, Some(2_000), "plans turned off") {
+            Some(Verdict::Held(why)) => {
+                assert!(why.contains("900 recommendations"), "{why}");
+                assert!(why.contains("2000"), "{why}");
+                assert!(why.contains("plans turned off"), "{why}");
+                assert!(why.contains("--accept-mass-changes"), "{why}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(collapse("recommendations", 1_000, Some(2_000), ""), None);
+        assert_eq!(collapse("recommendations", 0, Some(999), ""), None);
+        assert_eq!(collapse("recommendations", 0, None, ""), None);
     }
 }

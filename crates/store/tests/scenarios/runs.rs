@@ -43,6 +43,12 @@ async fn bookkeeping(store: Arc<dyn Store>) {
             read: 250_000,
             ..Default::default()
         },
+        recommendations: EntityCounts {
+            read: 420,
+            new: 400,
+            resolved: 7,
+            ..Default::default()
+        },
         api_calls: 12,
         throttled: 2,
         retries: 3,
@@ -56,6 +62,7 @@ async fn bookkeeping(store: Arc<dyn Store>) {
     assert_eq!(done.findings, outcome.findings);
     assert_eq!(done.assets, outcome.assets);
     assert_eq!(done.vulnerabilities, outcome.vulnerabilities);
+    assert_eq!(done.recommendations, outcome.recommendations);
     assert_eq!(
         (done.api_calls, done.throttled, done.retries, done.bytes),
         (12, 2, 3, 987_654_321)

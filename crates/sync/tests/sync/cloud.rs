@@ -246,6 +246,11 @@ pub async fn a_cloud_sync_under_faults_holds_exactly_the_truth_and_a_rerun_chang
         (resources, resources),
         "{run:?}"
     );
+    assert_eq!(
+        run.recommendations.new as usize,
+        truth_recommendations(&h.sim, None).len(),
+        "the run record counts every recommendation: {run:?}"
+    );
     assert!(run.api_calls > 10, "{run:?}");
     assert!(
         h.sim.sim.stats().faults_injected > 0,
@@ -260,7 +265,7 @@ pub async fn a_cloud_sync_under_faults_holds_exactly_the_truth_and_a_rerun_chang
 
     let again = sync(&h).await;
     assert_eq!(again.status, RunStatus::Succeeded, "{:?}", again.error);
-    for counts in [&again.findings, &again.assets] {
+    for counts in [&again.findings, &again.assets, &again.recommendations] {
         assert_eq!(
             (counts.new, counts.updated, counts.resolved, counts.reopened),
             (0, 0, 0, 0),
@@ -312,6 +317,11 @@ pub async fn after_the_clock_moves_a_cloud_sync_records_exactly_the_changes(stor
         stored_fixed.keys().collect::<BTreeSet<_>>(),
         fixed,
         "the fixed findings are not exactly those that disappeared"
+    );
+    assert_eq!(
+        second.recommendations.resolved as usize,
+        gone.len(),
+        "{second:?}"
     );
     let removed = stored_recommendations(&h.store, h.integration.id, true).await;
     assert_eq!(
