@@ -1079,6 +1079,24 @@ RETURNING change_kind"
 pub(crate) use vulnerability_changed;
 pub(crate) use vulnerability_on_conflict;
 
+/// A secondary source's catalogue write: fills only what the stored entry lacks.
+macro_rules! vulnerability_fill_on_conflict {
+    () => {
+        " ON CONFLICT (cve_id) DO UPDATE SET change_kind = CASE WHEN \
+(vulnerabilities.severity IS NULL AND excluded.severity IS NOT NULL) \
+OR (vulnerabilities.cvss IS NULL AND excluded.cvss IS NOT NULL) \
+OR (vulnerabilities.cvss_vector IS NULL AND excluded.cvss_vector IS NOT NULL) \
+OR (vulnerabilities.published_on IS NULL AND excluded.published_on IS NOT NULL) \
+OR (vulnerabilities.description IS NULL AND excluded.description IS NOT NULL) THEN 1 ELSE 2 END, \
+severity = COALESCE(vulnerabilities.severity, excluded.severity), cvss = COALESCE(vulnerabilities.cvss, excluded.cvss), \
+cvss_vector = COALESCE(vulnerabilities.cvss_vector, excluded.cvss_vector), \
+published_on = COALESCE(vulnerabilities.published_on, excluded.published_on), \
+description = COALESCE(vulnerabilities.description, excluded.description) \
+RETURNING change_kind"
+    };
+}
+pub(crate) use vulnerability_fill_on_conflict;
+
 // Reconciliation: the same three statements on both backends. $1 integration, $2 run, $3 now.
 pub(crate) const RECONCILE_COUNT: &str = "SELECT count(*) AS active, \
 COALESCE(sum(CASE WHEN seen_run IS DISTINCT FROM $2 THEN 1 ELSE 0 END), 0) AS unseen \

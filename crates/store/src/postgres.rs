@@ -129,6 +129,77 @@ impl std::fmt::Debug for PgStore {
 }
 
 impl PgStore {
+    /// Catalogue rows through a staging table and one upsert; `on_conflict` decides what a known
+    /// CVE keeps (see `upsert_vulnerabilities` and `fill_vulnerabilities`).
+    async fn write_vulnerabilities(
+        &self,
+        vulns: &[Vulnerability],
+        on_conflict: &str,
+    ) -> Result<UpsertCounts> {
+        let rows = dedupe_last(vulns, |v| &v.cve_id);
+        if rows.is_empty() {
+            return Ok(UpsertCounts::default());
+        }
+        let mut b = CopyBuf::default();
+        for v in rows {
+            b.text(v.cve_id.as_str());
+            b.opt_int(v.severity.map(severity_code));
+            b.opt_f64(v.cvss);
+            b.opt_text(v.cvss_vector.as_deref());
+            b.opt_f64(v.epss);
+            b.flag(v.public_exploit);
+            b.flag(v.exploit_verified);
+            b.flag(v.exploit_in_kit);
+            b.text(&json_list(&v.exploit_types));
+            b.opt_ts(v.published_on.map(ts));
+            b.opt_ts(v.updated_on.map(ts));
+            b.opt_text(v.description.as_deref());
+            b.end_row();
+        }
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(db("starting a transaction"))?;
+        stage(
+            &mut tx,
+            "CREATE TEMP TABLE stage_vulnerabilities (cve_id TEXT NOT NULL, severity SMALLINT, cvss DOUBLE PRECISION, \
+             cvss_vector TEXT, epss DOUBLE PRECISION, public_exploit BOOLEAN NOT NULL, exploit_verified BOOLEAN NOT NULL, \
+             exploit_in_kit BOOLEAN NOT NULL, exploit_types TEXT NOT NULL, published_on TIMESTAMPTZ, \
+             updated_on TIMESTAMPTZ, description TEXT) ON COMMIT DROP",
+            "COPY stage_vulnerabilities FROM STDIN",
+            b.into_bytes(),
+            "staging vulnerabilities",
+        )
+        .await?;
+        let counts = {
+            let sql = format!(
+                "{}{on_conflict}{}",
+                concat!(
+                    "WITH up AS (INSERT INTO vulnerabilities (",
+                    vulnerability_insert_columns!(),
+                    ") SELECT cve_id, severity, cvss, cvss_vector, epss, public_exploit, exploit_verified, exploit_in_kit, \
+                     exploit_types, published_on, updated_on, description, $1, $1 FROM stage_vulnerabilities"
+                ),
+                ") SELECT change_kind, count(*) AS n FROM up GROUP BY change_kind"
+            );
+            let rows = sqlx::query(AssertSqlSafe(sql))
+                .bind(ts(Utc::now()))
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db("upserting vulnerabilities"))?;
+            let mut counts = UpsertCounts::default();
+            for r in &rows {
+                counts.add_kind(r.int("change_kind")?, as_u64(r.int("n")?));
+            }
+            counts
+        };
+        tx.commit()
+            .await
+            .map_err(db("committing vulnerabilities"))?;
+        Ok(counts)
+    }
+
     /// Connects to `url` and brings the schema up to date.
     pub async fn connect(url: &str) -> Result<Self> {
         let options = PgConnectOptions::from_str(url).map_err(|e| StoreError::InvalidUrl {
@@ -1025,65 +1096,13 @@ impl Store for PgStore {
     }
 
     async fn upsert_vulnerabilities(&self, vulns: &[Vulnerability]) -> Result<UpsertCounts> {
-        let rows = dedupe_last(vulns, |v| &v.cve_id);
-        if rows.is_empty() {
-            return Ok(UpsertCounts::default());
-        }
-        let mut b = CopyBuf::default();
-        for v in rows {
-            b.text(v.cve_id.as_str());
-            b.opt_int(v.severity.map(severity_code));
-            b.opt_f64(v.cvss);
-            b.opt_text(v.cvss_vector.as_deref());
-            b.opt_f64(v.epss);
-            b.flag(v.public_exploit);
-            b.flag(v.exploit_verified);
-            b.flag(v.exploit_in_kit);
-            b.text(&json_list(&v.exploit_types));
-            b.opt_ts(v.published_on.map(ts));
-            b.opt_ts(v.updated_on.map(ts));
-            b.opt_text(v.description.as_deref());
-            b.end_row();
-        }
-        let mut tx = self
-            .pool
-            .begin()
+        self.write_vulnerabilities(vulns, vulnerability_on_conflict!())
             .await
-            .map_err(db("starting a transaction"))?;
-        stage(
-            &mut tx,
-            "CREATE TEMP TABLE stage_vulnerabilities (cve_id TEXT NOT NULL, severity SMALLINT, cvss DOUBLE PRECISION, \
-             cvss_vector TEXT, epss DOUBLE PRECISION, public_exploit BOOLEAN NOT NULL, exploit_verified BOOLEAN NOT NULL, \
-             exploit_in_kit BOOLEAN NOT NULL, exploit_types TEXT NOT NULL, published_on TIMESTAMPTZ, \
-             updated_on TIMESTAMPTZ, description TEXT) ON COMMIT DROP",
-            "COPY stage_vulnerabilities FROM STDIN",
-            b.into_bytes(),
-            "staging vulnerabilities",
-        )
-        .await?;
-        let counts = {
-            let rows = sqlx::query(concat!(
-                "WITH up AS (INSERT INTO vulnerabilities (",
-                vulnerability_insert_columns!(),
-                ") SELECT cve_id, severity, cvss, cvss_vector, epss, public_exploit, exploit_verified, exploit_in_kit, \
-                 exploit_types, published_on, updated_on, description, $1, $1 FROM stage_vulnerabilities",
-                vulnerability_on_conflict!(),
-                ") SELECT change_kind, count(*) AS n FROM up GROUP BY change_kind"
-            ))
-            .bind(ts(Utc::now()))
-            .fetch_all(&mut *tx)
+    }
+
+    async fn fill_vulnerabilities(&self, vulns: &[Vulnerability]) -> Result<UpsertCounts> {
+        self.write_vulnerabilities(vulns, vulnerability_fill_on_conflict!())
             .await
-            .map_err(db("upserting vulnerabilities"))?;
-            let mut counts = UpsertCounts::default();
-            for r in &rows {
-                counts.add_kind(r.int("change_kind")?, as_u64(r.int("n")?));
-            }
-            counts
-        };
-        tx.commit()
-            .await
-            .map_err(db("committing vulnerabilities"))?;
-        Ok(counts)
     }
 
     async fn upsert_findings(

@@ -198,6 +198,54 @@ impl SqliteStore {
             .await
             .map_err(db("starting a write transaction"))
     }
+
+    /// Catalogue rows in multi-row statements of one transaction; `on_conflict` decides what a
+    /// known CVE keeps (see `upsert_vulnerabilities` and `fill_vulnerabilities`).
+    async fn write_vulnerabilities(
+        &self,
+        vulns: &[Vulnerability],
+        on_conflict: &str,
+    ) -> Result<UpsertCounts> {
+        let rows = dedupe_last(vulns, |v| &v.cve_id);
+        let now = ts(Utc::now());
+        let mut counts = UpsertCounts::default();
+        let mut tx = self.begin().await?;
+        for chunk in rows.chunks(rows_per_statement(VULN_PARAMS)) {
+            let sql = multi_row_sql(
+                concat!(
+                    "INSERT INTO vulnerabilities (",
+                    vulnerability_insert_columns!(),
+                    ")"
+                ),
+                VULN_PARAMS,
+                chunk.len(),
+                on_conflict,
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for v in chunk {
+                q = q
+                    .bind(v.cve_id.as_str())
+                    .bind(v.severity.map(severity_code))
+                    .bind(finite(v.cvss))
+                    .bind(clean_opt(&v.cvss_vector))
+                    .bind(finite(v.epss))
+                    .bind(v.public_exploit)
+                    .bind(v.exploit_verified)
+                    .bind(v.exploit_in_kit)
+                    .bind(clean(&json_list(&v.exploit_types)))
+                    .bind(opt_ts(v.published_on))
+                    .bind(opt_ts(v.updated_on))
+                    .bind(clean_opt(&v.description))
+                    .bind(now)
+                    .bind(now);
+            }
+            count_kinds(&mut tx, q, &mut counts, "upserting vulnerabilities").await?;
+        }
+        tx.commit()
+            .await
+            .map_err(db("committing vulnerabilities"))?;
+        Ok(counts)
+    }
 }
 
 fn io_reason(e: &std::io::Error) -> String {
@@ -1060,45 +1108,13 @@ impl Store for SqliteStore {
     }
 
     async fn upsert_vulnerabilities(&self, vulns: &[Vulnerability]) -> Result<UpsertCounts> {
-        let rows = dedupe_last(vulns, |v| &v.cve_id);
-        let now = ts(Utc::now());
-        let mut counts = UpsertCounts::default();
-        let mut tx = self.begin().await?;
-        for chunk in rows.chunks(rows_per_statement(VULN_PARAMS)) {
-            let sql = multi_row_sql(
-                concat!(
-                    "INSERT INTO vulnerabilities (",
-                    vulnerability_insert_columns!(),
-                    ")"
-                ),
-                VULN_PARAMS,
-                chunk.len(),
-                vulnerability_on_conflict!(),
-            );
-            let mut q = sqlx::query(AssertSqlSafe(sql));
-            for v in chunk {
-                q = q
-                    .bind(v.cve_id.as_str())
-                    .bind(v.severity.map(severity_code))
-                    .bind(finite(v.cvss))
-                    .bind(clean_opt(&v.cvss_vector))
-                    .bind(finite(v.epss))
-                    .bind(v.public_exploit)
-                    .bind(v.exploit_verified)
-                    .bind(v.exploit_in_kit)
-                    .bind(clean(&json_list(&v.exploit_types)))
-                    .bind(opt_ts(v.published_on))
-                    .bind(opt_ts(v.updated_on))
-                    .bind(clean_opt(&v.description))
-                    .bind(now)
-                    .bind(now);
-            }
-            count_kinds(&mut tx, q, &mut counts, "upserting vulnerabilities").await?;
-        }
-        tx.commit()
+        self.write_vulnerabilities(vulns, vulnerability_on_conflict!())
             .await
-            .map_err(db("committing vulnerabilities"))?;
-        Ok(counts)
+    }
+
+    async fn fill_vulnerabilities(&self, vulns: &[Vulnerability]) -> Result<UpsertCounts> {
+        self.write_vulnerabilities(vulns, vulnerability_fill_on_conflict!())
+            .await
     }
 
     async fn upsert_findings(

@@ -134,6 +134,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Upserts CVE catalogue entries keyed by `cve_id` (`reopened` is always 0).
     async fn upsert_vulnerabilities(&self, vulns: &[Vulnerability]) -> Result<UpsertCounts>;
 
+    /// Adds CVE facts from a secondary source (Defender for Cloud findings carry severity and
+    /// CVSS, not EPSS or exploit flags): unknown CVEs are inserted; for known ones only the fields
+    /// the catalogue lacks are filled, so Endpoint's richer entries are never overwritten.
+    /// `updated` counts entries that gained a field.
+    async fn fill_vulnerabilities(&self, vulns: &[Vulnerability]) -> Result<UpsertCounts>;
+
     /// Upserts findings keyed by (integration, asset, vendor, software, version, CVE) and marks
     /// them seen by `run_id`. A `fixed` finding seen again is open again (`fixed_at` cleared,
     /// `reopened_count` + 1).

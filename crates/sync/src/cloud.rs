@@ -27,7 +27,7 @@ use rampart_microsoft::{
 };
 use rampart_model::{
     Asset, ControlScore, EntityCounts, Finding, Integration, IntegrationId, PostureScore,
-    Recommendation, RunStatus, Subscription, SyncRun, Verdict, weighted_percent,
+    Recommendation, RunStatus, Subscription, SyncRun, Verdict, Vulnerability, weighted_percent,
 };
 use rampart_store::{
     ReconcileOutcome, ReconcilePolicy, ReconcileScope, RunOutcome, RunOwner, Store, StoreError,
@@ -77,12 +77,15 @@ impl From<PipeError> for SubError {
 struct Both {
     assets: UpsertCounts,
     other: UpsertCounts,
+    /// CVE catalogue entries added or completed from findings.
+    catalogue: UpsertCounts,
 }
 
 impl std::ops::AddAssign for Both {
     fn add_assign(&mut self, rhs: Both) {
         self.assets += rhs.assets;
         self.other += rhs.other;
+        self.catalogue += rhs.catalogue;
     }
 }
 
@@ -557,6 +560,8 @@ impl Job<'_> {
         f.read += piped.report.records;
         f.skipped += piped.skipped;
         add(f, piped.counts.other);
+        // CVEs new to the catalogue, or completed; a CVE comes once per finding, so no `read`.
+        add(&mut self.outcome.vulnerabilities, piped.counts.catalogue);
         // Assets first met in a finding (not in any recommendation) count as assets.
         self.outcome.assets.new += piped.counts.assets.new;
         self.outcome.assets.reopened += piped.counts.assets.reopened;
@@ -658,6 +663,10 @@ async fn write_findings(
     }
     if !findings.is_empty() {
         counts.other = store.upsert_findings(id, run, findings).await?;
+        // Cloud-only CVEs belong in the catalogue too (the Vulnerabilities page, exports);
+        // `fill` never overwrites what Defender for Endpoint said of a CVE.
+        let facts: Vec<Vulnerability> = findings.iter().map(Vulnerability::from_finding).collect();
+        counts.catalogue = store.fill_vulnerabilities(&facts).await?;
     }
     Ok(counts)
 }

@@ -1,6 +1,6 @@
 use std::sync::Arc;
 
-use rampart_model::{AssetKind, AssetStatus, FindingStatus, Severity};
+use rampart_model::{AssetKind, AssetStatus, FindingStatus, Severity, Vulnerability};
 use rampart_store::{AssetFilter, FindingFilter, Store, UpsertCounts, VulnerabilityFilter};
 
 use crate::support::*;
@@ -11,6 +11,7 @@ scenarios!(
     duplicates_inside_a_batch_count_once,
     findings_create_unknown_assets_and_mark_assets_seen,
     vulnerabilities_upsert_and_exposure,
+    filling_the_catalogue_never_overwrites,
     empty_batches_are_fine,
 );
 
@@ -255,5 +256,84 @@ async fn empty_batches_are_fine(store: Arc<dyn Store>) {
     assert_eq!(
         store.upsert_vulnerabilities(&[]).await.unwrap(),
         UpsertCounts::default()
+    );
+}
+
+/// A secondary source (Defender for Cloud) adds unknown CVEs and fills gaps, but never replaces
+/// what the catalogue already says.
+async fn filling_the_catalogue_never_overwrites(store: Arc<dyn Store>) {
+    let known = vulnerability(0);
+    let mut sparse = vulnerability(1);
+    sparse.severity = None;
+    sparse.cvss = None;
+    sparse.description = None;
+    store
+        .upsert_vulnerabilities(&[known.clone(), sparse.clone()])
+        .await
+        .unwrap();
+
+    let from_cloud = |j: usize, cvss: f64| Vulnerability {
+        cvss: Some(cvss),
+        severity: Some(Severity::Critical),
+        cvss_vector: None,
+        epss: None,
+        public_exploit: false,
+        exploit_verified: false,
+        exploit_in_kit: false,
+        exploit_types: Vec::new(),
+        published_on: None,
+        updated_on: None,
+        description: None,
+        ..vulnerability(j)
+    };
+    let c = store
+        .fill_vulnerabilities(&[from_cloud(0, 9.9), from_cloud(1, 9.1), from_cloud(2, 5.0)])
+        .await
+        .unwrap();
+    assert_eq!(
+        c,
+        counts(1, 1, 1, 0),
+        "CVE 2 new, CVE 1 completed, CVE 0 kept"
+    );
+
+    let page = store
+        .vulnerabilities_page(&VulnerabilityFilter::default(), None, 10)
+        .await
+        .unwrap();
+    let by_id = |j: usize| {
+        page.items
+            .iter()
+            .find(|v| v.vulnerability.cve_id.as_str() == cve(j))
+            .map(|v| v.vulnerability.clone())
+            .unwrap()
+    };
+    assert_eq!(by_id(0), known, "Endpoint's entry is not overwritten");
+    let completed = by_id(1);
+    assert_eq!(completed.cvss, Some(9.1));
+    assert_eq!(completed.severity, Some(Severity::Critical));
+    assert_eq!(completed.epss, sparse.epss, "what was known stays");
+    assert_eq!(completed.published_on, sparse.published_on);
+    assert_eq!(by_id(2), from_cloud(2, 5.0));
+
+    // Filling again changes nothing; Endpoint's later upsert still wins.
+    assert_eq!(
+        store
+            .fill_vulnerabilities(&[from_cloud(0, 9.9), from_cloud(1, 9.1), from_cloud(2, 5.0)])
+            .await
+            .unwrap(),
+        counts(0, 0, 3, 0)
+    );
+    store
+        .upsert_vulnerabilities(&[vulnerability(2)])
+        .await
+        .unwrap();
+    let page = store
+        .vulnerabilities_page(&VulnerabilityFilter::default(), None, 10)
+        .await
+        .unwrap();
+    assert!(
+        page.items
+            .iter()
+            .any(|v| v.vulnerability == vulnerability(2))
     );
 }

@@ -8,7 +8,7 @@ use futures::TryStreamExt;
 use rampart_microsoft::{FamilyLimit, RateLimits};
 use rampart_model::{AssetStatus, FindingStatus, IntegrationId, Product, RunStatus, Verdict};
 use rampart_sim::{CloudResourceKind, Family, RunningSim, SimConfig};
-use rampart_store::{AssetFilter, FindingFilter, Store};
+use rampart_store::{AssetFilter, FindingFilter, Store, VulnerabilityFilter};
 use rampart_sync::progress::Silent;
 use rampart_sync::{CLOUD_STEPS, Engine, EngineOptions, StepOutcome, SyncRequest};
 
@@ -262,6 +262,22 @@ pub async fn a_cloud_sync_under_faults_holds_exactly_the_truth_and_a_rerun_chang
         "Resource Graph was not paged"
     );
     assert_holds_the_cloud_truth(&h, None).await;
+    // Every CVE of a cloud finding is in the catalogue (the Vulnerabilities page, exports).
+    let catalogue: BTreeSet<String> = h
+        .store
+        .stream_vulnerabilities(VulnerabilityFilter::default())
+        .map_ok(|v| v.vulnerability.cve_id.to_string())
+        .try_collect()
+        .await
+        .expect("catalogue");
+    for f in h.sim.sim.truth().cloud_findings() {
+        assert!(
+            catalogue.contains(&f.cve_id.to_ascii_uppercase()),
+            "{} is not in the catalogue",
+            f.cve_id
+        );
+    }
+    assert!(run.vulnerabilities.new > 0, "{run:?}");
 
     let again = sync(&h).await;
     assert_eq!(again.status, RunStatus::Succeeded, "{:?}", again.error);
