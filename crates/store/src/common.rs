@@ -15,6 +15,9 @@ use rampart_model::{
 };
 
 use crate::error::{Result, StoreError};
+use crate::sort::{
+    AssetSort, AssetSortKey, SortCursor, keyset_condition, order_by, sorted_columns,
+};
 use crate::store::STALE_RUN_AFTER;
 use crate::types::*;
 
@@ -587,6 +590,8 @@ pub(crate) fn decode_risky_asset(r: &impl RowExt) -> Result<RiskyAsset> {
 pub(crate) enum Arg {
     Int(i64),
     Text(String),
+    /// Bound as microseconds on SQLite, as TIMESTAMPTZ on PostgreSQL.
+    Time(DateTime<Utc>),
 }
 
 /// A read built from a filter: SQL text with `$n` placeholders (both backends take them) and
@@ -609,7 +614,7 @@ impl Sql {
     }
 
     /// Adds a value and returns its placeholder.
-    fn arg(&mut self, a: Arg) -> String {
+    pub(crate) fn arg(&mut self, a: Arg) -> String {
         self.args.push(a);
         format!("${}", self.args.len())
     }
@@ -627,6 +632,11 @@ impl Sql {
 pub(crate) struct Dialect {
     /// `LIKE` on SQLite (case-insensitive for ASCII), `ILIKE` on PostgreSQL.
     pub ilike: &'static str,
+    /// Appended to a text expression to compare it byte-wise, as SQLite does: empty on SQLite,
+    /// ` COLLATE "C"` on PostgreSQL (whose default collation depends on the server's locale).
+    pub collate_c: &'static str,
+    /// The two-argument minimum: `min` on SQLite, `LEAST` on PostgreSQL.
+    pub least: &'static str,
 }
 
 /// `%search%` with LIKE's wildcards made literal (used with `ESCAPE '\'`).
@@ -651,27 +661,46 @@ fn page_limit(sql: &mut Sql, limit: u32) {
 }
 
 pub(crate) fn assets_query(d: Dialect, f: &AssetFilter, after: Option<i64>, limit: u32) -> Sql {
-    let mut sql = Sql::new(asset_select!());
-    if let Some(after) = after {
-        let ph = sql.arg(Arg::Int(after));
-        sql.and(&format!("a.id > {ph}"));
+    let cursor = after.map(SortCursor::after_id);
+    assets_sorted_query(d, f, AssetSort::default(), cursor.as_ref(), limit)
+}
+
+pub(crate) fn assets_sorted_query(
+    d: Dialect,
+    f: &AssetFilter,
+    sort: AssetSort,
+    after: Option<&SortCursor>,
+    limit: u32,
+) -> Sql {
+    let mut sql = Sql::new(&asset_select!().replacen(
+        " FROM assets a",
+        &format!("{} FROM assets a", sorted_columns(d, sort)),
+        1,
+    ));
+    if let Some(cursor) = after {
+        let cond = keyset_condition(d, cursor, &mut |a| sql.arg(a));
+        sql.and(&cond);
     }
     // See findings_query for why some conditions are written to keep an index from being used.
+    // In a sort order other than the id's, the (key, id) index must drive the scan: the
+    // integration and status conditions are then never indexable.
+    let by_id = sort.key == AssetSortKey::Id;
     match (f.integration, f.status) {
-        (Some(i), Some(s)) => {
+        (Some(i), Some(s)) if by_id => {
             let pi = sql.arg(Arg::Int(i));
             let ps = sql.arg(Arg::Text(s.as_str().to_owned()));
             sql.and(&format!("a.integration_id = {pi} AND a.status = {ps}"));
         }
-        (Some(i), None) => {
-            let pi = sql.arg(Arg::Int(i));
-            sql.and(&format!("+a.integration_id = {pi}"));
+        (i, s) => {
+            if let Some(i) = i {
+                let pi = sql.arg(Arg::Int(i));
+                sql.and(&format!("+a.integration_id = {pi}"));
+            }
+            if let Some(s) = s {
+                let ps = sql.arg(Arg::Text(s.as_str().to_owned()));
+                sql.and(&format!("a.status || '' = {ps}"));
+            }
         }
-        (None, Some(s)) => {
-            let ps = sql.arg(Arg::Text(s.as_str().to_owned()));
-            sql.and(&format!("a.status || '' = {ps}"));
-        }
-        (None, None) => {}
     }
     if let Some(q) = f.search.as_deref().filter(|q| !q.is_empty()) {
         let ph = sql.arg(Arg::Text(like_pattern(q)));
@@ -700,7 +729,14 @@ pub(crate) fn assets_query(d: Dialect, f: &AssetFilter, after: Option<i64>, limi
         let ph = sql.arg(Arg::Text(pattern));
         sql.and(&format!("a.tags {op} {ph} ESCAPE '\\'", op = d.ilike));
     }
-    sql.text.push_str(" ORDER BY a.id");
+    if let Some(t) = f.changed_since {
+        // Observed by a run, or concluded missing, after t.
+        let ph = sql.arg(Arg::Time(t));
+        sql.and(&format!(
+            "(a.last_observed > {ph} OR a.missing_since > {ph})"
+        ));
+    }
+    sql.text.push_str(&order_by(d, sort));
     page_limit(&mut sql, limit);
     sql
 }
@@ -711,10 +747,24 @@ pub(crate) fn findings_query(d: Dialect, f: &FindingFilter, after: Option<i64>, 
         let ph = sql.arg(Arg::Int(after));
         sql.and(&format!("f.id > {ph}"));
     }
+    // A narrow filter reads its own index and sorts its few rows by id: one asset's findings
+    // (the natural key leads with asset_id), or the open findings of one CVE (the partial index
+    // findings_open_by_cve; `status = 'open'` is written literally so that the planner may use
+    // it). Walking the whole table in id order instead would read up to millions of rows to fill
+    // a page of a rare asset or CVE.
+    let narrow = f.asset_source_id.is_some()
+        || (f.cve_id.is_some() && f.status == Some(FindingStatus::Open));
     match (f.integration, f.status) {
+        (_, Some(FindingStatus::Open)) if narrow && f.asset_source_id.is_none() => {
+            sql.and("f.status = 'open'");
+            if let Some(i) = f.integration {
+                let pi = sql.arg(Arg::Int(i));
+                sql.and(&format!("+f.integration_id = {pi}"));
+            }
+        }
         // Both leading columns of the (integration_id, status[, id]) index are fixed: the index
         // returns rows in id order, so a keyset page reads only its own rows.
-        (Some(i), Some(s)) => {
+        (Some(i), Some(s)) if !narrow => {
             let pi = sql.arg(Arg::Int(i));
             let ps = sql.arg(Arg::Text(s.as_str().to_owned()));
             sql.and(&format!("f.integration_id = {pi} AND f.status = {ps}"));
@@ -722,15 +772,16 @@ pub(crate) fn findings_query(d: Dialect, f: &FindingFilter, after: Option<i64>, 
         // Otherwise walk the primary key and filter: the unary `+` (and `|| ''` below) keep the
         // planner from picking an index on a prefix and then sorting every matching row of the
         // whole table for each page of 1,000.
-        (Some(i), None) => {
-            let pi = sql.arg(Arg::Int(i));
-            sql.and(&format!("+f.integration_id = {pi}"));
+        (i, s) => {
+            if let Some(i) = i {
+                let pi = sql.arg(Arg::Int(i));
+                sql.and(&format!("+f.integration_id = {pi}"));
+            }
+            if let Some(s) = s {
+                let ps = sql.arg(Arg::Text(s.as_str().to_owned()));
+                sql.and(&format!("f.status || '' = {ps}"));
+            }
         }
-        (None, Some(s)) => {
-            let ps = sql.arg(Arg::Text(s.as_str().to_owned()));
-            sql.and(&format!("f.status || '' = {ps}"));
-        }
-        (None, None) => {}
     }
     if let Some(s) = f.severity {
         let ph = sql.arg(Arg::Int(severity_code(s)));
@@ -766,6 +817,14 @@ pub(crate) fn findings_query(d: Dialect, f: &FindingFilter, after: Option<i64>, 
              OR EXISTS (SELECT 1 FROM software s WHERE s.id = f.software_id AND (s.vendor {op} {ph} ESCAPE '\\' OR s.name {op} {ph} ESCAPE '\\')) \
              OR EXISTS (SELECT 1 FROM assets a WHERE a.id = f.asset_id AND a.name {op} {ph} ESCAPE '\\'))",
             op = d.ilike
+        ));
+    }
+    if let Some(t) = f.changed_since {
+        // Observed by a run, or fixed, after t: by reconciliation (fixed_at is Rampart's time)
+        // or by a delta (fixed_at is Microsoft's event time; fix_recorded_at the run's).
+        let ph = sql.arg(Arg::Time(t));
+        sql.and(&format!(
+            "(f.last_observed > {ph} OR f.fixed_at > {ph} OR f.fix_recorded_at > {ph})"
         ));
     }
     sql.text.push_str(" ORDER BY f.id");
@@ -824,6 +883,11 @@ pub(crate) fn vulnerabilities_query(
             "(v.cve_id {op} {ph} ESCAPE '\\' OR v.description {op} {ph} ESCAPE '\\')",
             op = d.ilike
         ));
+    }
+    if let Some(t) = f.changed_since {
+        // New to the catalogue, or changed, after t (updated_at moves only when content does).
+        let ph = sql.arg(Arg::Time(t));
+        sql.and(&format!("v.updated_at > {ph}"));
     }
     sql.text.push_str(" ORDER BY v.cve_id");
     page_limit(&mut sql, limit);
@@ -1087,8 +1151,9 @@ pub(crate) const RECONCILE_FINDINGS_OF_MISSING: &str = "UPDATE findings SET stat
 WHERE integration_id = $1 AND status = 'open' AND $2 IS NOT NULL \
 AND asset_id IN (SELECT id FROM assets WHERE integration_id = $1 AND status = 'missing')";
 
-/// A delta's `Fixed` change. $1 integration, $2 asset source id, $3..$5 software, $6 CVE, $7 time.
-pub(crate) const FIX_FINDING: &str = "UPDATE findings SET status = 'fixed', fixed_at = $7 \
+/// A delta's `Fixed` change. $1 integration, $2 asset source id, $3..$5 software, $6 CVE, $7 time,
+/// $8 the run's start (when Rampart learnt of the fix).
+pub(crate) const FIX_FINDING: &str = "UPDATE findings SET status = 'fixed', fixed_at = $7, fix_recorded_at = $8 \
 WHERE status = 'open' AND cve_id = $6 \
 AND asset_id = (SELECT id FROM assets WHERE integration_id = $1 AND source_id = $2) \
 AND software_id = (SELECT id FROM software WHERE vendor = $3 AND name = $4 AND version = $5)";

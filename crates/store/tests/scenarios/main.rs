@@ -44,6 +44,7 @@ mod connect;
 mod delta;
 mod hostile;
 mod integrations;
+mod portal;
 mod reads;
 mod reconcile;
 mod runs;
