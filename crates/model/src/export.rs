@@ -75,8 +75,22 @@ pub struct VulnerabilityRecord {
     pub description: Option<String>,
 }
 
-/// One row of `export posture` (secure score per subscription; Defender for Cloud).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// One row of `export posture` (Defender for Cloud). `record_type` says which columns apply:
+///
+/// - `tenant`: one per integration, over the latest score of each of its subscriptions.
+///   `subscription_id` is empty; `score_current` = Σ weight·current, `score_max` = Σ weight·max,
+///   `score_percent` = their ratio × 100 (never an average of percentages), `weight` = Σ weight,
+///   `captured_at` = the newest capture among them.
+/// - `score`: the latest secure score of one subscription; `score_percent` is 0–100.
+/// - `control`: one security control of one subscription (latest capture): the score columns are
+///   the control's, plus `control_id`, `name`, `healthy`, `unhealthy`, `not_applicable`.
+/// - `recommendation`: one assessment of one resource (not `Removed`): `assessment_id`,
+///   `assessment_key`, `resource_id`, `name`, `status`, `severity`, `category`, and Rampart's
+///   `first_seen`, `last_seen`, `resolved_at`.
+///
+/// Columns that do not apply to a row type are empty (null in JSON). New columns are only ever
+/// added at the end.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
 pub struct PostureRecord {
     pub record_type: String,
     pub integration: String,
@@ -85,9 +99,36 @@ pub struct PostureRecord {
     pub score_current: Option<f64>,
     pub score_max: Option<f64>,
     pub score_percent: Option<f64>,
-    pub weight: Option<f64>,
+    pub weight: Option<i64>,
     #[serde(serialize_with = "rfc3339_opt")]
     pub captured_at: Option<DateTime<Utc>>,
+    pub control_id: Option<String>,
+    /// The control's or the recommendation's display name.
+    pub name: Option<String>,
+    pub healthy: Option<i64>,
+    pub unhealthy: Option<i64>,
+    pub not_applicable: Option<i64>,
+    pub assessment_id: Option<String>,
+    pub assessment_key: Option<String>,
+    pub resource_id: Option<String>,
+    /// `Healthy`, `Unhealthy`, `NotApplicable`.
+    pub status: Option<String>,
+    pub severity: Option<String>,
+    pub category: Option<String>,
+    #[serde(serialize_with = "rfc3339_opt")]
+    pub first_seen: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "rfc3339_opt")]
+    pub last_seen: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "rfc3339_opt")]
+    pub resolved_at: Option<DateTime<Utc>>,
+}
+
+/// The `record_type` words of [`PostureRecord`].
+pub mod posture_record_type {
+    pub const TENANT: &str = "tenant";
+    pub const SCORE: &str = "score";
+    pub const CONTROL: &str = "control";
+    pub const RECOMMENDATION: &str = "recommendation";
 }
 
 /// A record that can be written as a CSV row.
@@ -250,8 +291,23 @@ impl CsvRecord for PostureRecord {
         "score_percent",
         "weight",
         "captured_at",
+        "control_id",
+        "name",
+        "healthy",
+        "unhealthy",
+        "not_applicable",
+        "assessment_id",
+        "assessment_key",
+        "resource_id",
+        "status",
+        "severity",
+        "category",
+        "first_seen",
+        "last_seen",
+        "resolved_at",
     ];
     fn cells(&self) -> Vec<String> {
+        let int = |v: Option<i64>| v.map(|v| v.to_string()).unwrap_or_default();
         vec![
             self.record_type.clone(),
             self.integration.clone(),
@@ -260,8 +316,22 @@ impl CsvRecord for PostureRecord {
             num(self.score_current),
             num(self.score_max),
             num(self.score_percent),
-            num(self.weight),
+            int(self.weight),
             time(&self.captured_at),
+            opt(&self.control_id),
+            opt(&self.name),
+            int(self.healthy),
+            int(self.unhealthy),
+            int(self.not_applicable),
+            opt(&self.assessment_id),
+            opt(&self.assessment_key),
+            opt(&self.resource_id),
+            opt(&self.status),
+            opt(&self.severity),
+            opt(&self.category),
+            time(&self.first_seen),
+            time(&self.last_seen),
+            time(&self.resolved_at),
         ]
     }
 }
@@ -335,6 +405,24 @@ mod tests {
             status: "active".into(),
         };
         assert_eq!(a.cells().len(), AssetRecord::HEADER.len());
+        let p = PostureRecord {
+            record_type: posture_record_type::SCORE.into(),
+            weight: Some(67),
+            ..Default::default()
+        };
+        assert_eq!(p.cells().len(), PostureRecord::HEADER.len());
+        assert_eq!(p.cells()[7], "67");
+        let json = serde_json::to_value(&p).unwrap();
+        let keys: Vec<&str> = json
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|k| k.as_str())
+            .collect();
+        assert_eq!(keys.len(), PostureRecord::HEADER.len());
+        for h in PostureRecord::HEADER {
+            assert!(keys.contains(h), "{h}");
+        }
         let json = serde_json::to_value(&a).unwrap();
         let keys: Vec<&str> = json
             .as_object()

@@ -105,7 +105,7 @@ pub(crate) fn severity_from_code(code: Option<i64>) -> Result<Option<Severity>> 
     })
 }
 
-fn corrupt(what: &str, value: &str) -> StoreError {
+pub(crate) fn corrupt(what: &str, value: &str) -> StoreError {
     StoreError::Corrupt(format!(
         "{what} '{}'",
         value.chars().take(60).collect::<String>()
@@ -268,6 +268,7 @@ macro_rules! asset_select {
         "SELECT a.id, a.integration_id, a.source_id, a.kind, a.name, a.os_platform, a.os_version, a.health_status, a.onboarding_status, a.exposure_level, a.risk_score, a.device_value, a.ip_addresses, a.tags, a.rbac_group_id, a.rbac_group_name, a.aad_device_id, a.azure_resource_id, a.is_duplicate, a.merged_into, a.first_seen, a.last_seen, a.status, a.first_observed, a.last_observed, a.missing_since FROM assets a"
     };
 }
+pub(crate) use asset_select;
 
 /// The integrations a page refers to, by id: (name, product).
 pub(crate) type IntegrationNames = HashMap<i64, (String, Product)>;
@@ -291,7 +292,7 @@ pub(crate) fn decode_integration_names(rows: &[impl RowExt]) -> Result<Integrati
     Ok(map)
 }
 
-fn integration_of(names: &IntegrationNames, id: i64) -> Result<(String, Product)> {
+pub(crate) fn integration_of(names: &IntegrationNames, id: i64) -> Result<(String, Product)> {
     names.get(&id).cloned().ok_or_else(|| {
         StoreError::Corrupt(format!(
             "a row refers to integration {id}, which does not exist"
@@ -590,7 +591,7 @@ pub(crate) fn decode_risky_asset(r: &impl RowExt) -> Result<RiskyAsset> {
 pub(crate) enum Arg {
     Int(i64),
     Text(String),
-    /// Bound as microseconds on SQLite, as TIMESTAMPTZ on PostgreSQL.
+    /// Bound as INTEGER microseconds on SQLite, TIMESTAMPTZ on PostgreSQL.
     Time(DateTime<Utc>),
 }
 
@@ -605,7 +606,7 @@ pub(crate) struct Sql {
 }
 
 impl Sql {
-    fn new(text: &str) -> Self {
+    pub(crate) fn new(text: &str) -> Self {
         Self {
             text: text.to_owned(),
             args: Vec::new(),
@@ -619,7 +620,7 @@ impl Sql {
         format!("${}", self.args.len())
     }
 
-    fn and(&mut self, clause: &str) {
+    pub(crate) fn and(&mut self, clause: &str) {
         self.text
             .push_str(if self.has_where { " AND " } else { " WHERE " });
         self.has_where = true;
@@ -640,7 +641,7 @@ pub(crate) struct Dialect {
 }
 
 /// `%search%` with LIKE's wildcards made literal (used with `ESCAPE '\'`).
-fn like_pattern(search: &str) -> String {
+pub(crate) fn like_pattern(search: &str) -> String {
     let mut p = String::with_capacity(search.len() + 2);
     p.push('%');
     for c in clean(search).chars() {
@@ -653,7 +654,7 @@ fn like_pattern(search: &str) -> String {
     p
 }
 
-fn page_limit(sql: &mut Sql, limit: u32) {
+pub(crate) fn page_limit(sql: &mut Sql, limit: u32) {
     // One row more than asked tells whether there is a next page without another query.
     let ph = sql.arg(Arg::Int(i64::from(limit.clamp(1, 100_000)) + 1));
     sql.text.push_str(" LIMIT ");

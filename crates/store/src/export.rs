@@ -1,9 +1,22 @@
 //! The stored rows as export records (`rampart_model::export`): the one mapping shared by
 //! `rampart export`, the portal's CSV downloads and the REST API.
 
-use rampart_model::export::{AssetRecord, FindingRecord, VulnerabilityRecord};
+use std::collections::HashMap;
 
+use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
+
+use rampart_model::export::{
+    AssetRecord, FindingRecord, PostureRecord, VulnerabilityRecord, posture_record_type,
+};
+use rampart_model::{IntegrationId, weighted_percent};
+
+use crate::error::Result;
+use crate::store::Store;
 use crate::types::{StoredAsset, StoredFinding, StoredVulnerability};
+use crate::types_cloud::{
+    RECOMMENDATION_REMOVED, RecommendationFilter, StoredControlScore, StoredPostureScore,
+    StoredRecommendation,
+};
 
 pub fn asset_record(s: &StoredAsset) -> AssetRecord {
     let a = &s.asset;
@@ -66,4 +79,147 @@ pub fn vulnerability_record(s: &StoredVulnerability) -> VulnerabilityRecord {
         exposed_assets: s.exposed_assets,
         description: v.description.clone(),
     }
+}
+
+/// The `tenant` row of one integration over the latest score of each of its subscriptions
+/// (`None` when there are none).
+pub fn tenant_record(scores: &[&StoredPostureScore]) -> Option<PostureRecord> {
+    let first = scores.first()?;
+    let plain: Vec<_> = scores.iter().map(|s| s.score.clone()).collect();
+    Some(PostureRecord {
+        record_type: posture_record_type::TENANT.to_owned(),
+        integration: first.integration.clone(),
+        score_current: Some(plain.iter().map(|s| s.weight as f64 * s.current).sum()),
+        score_max: Some(plain.iter().map(|s| s.weight as f64 * s.max).sum()),
+        score_percent: weighted_percent(&plain),
+        weight: Some(plain.iter().map(|s| s.weight).sum()),
+        captured_at: scores.iter().map(|s| s.captured_at).max(),
+        ..Default::default()
+    })
+}
+
+pub fn posture_score_record(s: &StoredPostureScore) -> PostureRecord {
+    PostureRecord {
+        record_type: posture_record_type::SCORE.to_owned(),
+        integration: s.integration.clone(),
+        subscription_id: s.score.subscription_id.clone(),
+        subscription_name: s.score.subscription_name.clone(),
+        score_current: Some(s.score.current),
+        score_max: Some(s.score.max),
+        score_percent: Some(s.percent),
+        weight: Some(s.score.weight),
+        captured_at: Some(s.captured_at),
+        ..Default::default()
+    }
+}
+
+pub fn control_record(c: &StoredControlScore, subscription_name: Option<String>) -> PostureRecord {
+    let k = &c.control;
+    PostureRecord {
+        record_type: posture_record_type::CONTROL.to_owned(),
+        integration: c.integration.clone(),
+        subscription_id: k.subscription_id.clone(),
+        subscription_name,
+        score_current: Some(k.current),
+        score_max: Some(k.max),
+        score_percent: Some(k.fraction * 100.0),
+        weight: Some(k.weight),
+        captured_at: Some(c.captured_at),
+        control_id: Some(k.control_id.clone()),
+        name: k.display_name.clone(),
+        healthy: Some(k.healthy),
+        unhealthy: Some(k.unhealthy),
+        not_applicable: Some(k.not_applicable),
+        ..Default::default()
+    }
+}
+
+pub fn recommendation_record(
+    r: &StoredRecommendation,
+    subscription_name: Option<String>,
+) -> PostureRecord {
+    let m = &r.recommendation;
+    PostureRecord {
+        record_type: posture_record_type::RECOMMENDATION.to_owned(),
+        integration: r.integration.clone(),
+        subscription_id: m.subscription_id.clone(),
+        subscription_name,
+        name: m.display_name.clone(),
+        assessment_id: Some(m.assessment_id.clone()),
+        assessment_key: Some(m.key.clone()),
+        resource_id: Some(m.resource_id.clone()),
+        status: Some(m.status.clone()),
+        severity: m.severity.clone(),
+        category: m.category.clone(),
+        first_seen: Some(r.first_observed),
+        last_seen: Some(r.last_observed),
+        resolved_at: r.resolved_at,
+        ..Default::default()
+    }
+}
+
+/// Subscription display names by (integration, subscription id).
+type SubscriptionNames = HashMap<(IntegrationId, String), String>;
+
+/// The `tenant`, `score` and `control` rows, and the names the recommendation rows need.
+async fn posture_head<S: Store + ?Sized>(
+    store: &S,
+    integration: Option<IntegrationId>,
+) -> Result<(Vec<PostureRecord>, SubscriptionNames)> {
+    let mut names = SubscriptionNames::new();
+    for s in store.list_subscriptions(integration).await? {
+        if let Some(n) = s.subscription.display_name {
+            names.insert((s.integration_id, s.subscription.subscription_id), n);
+        }
+    }
+    let scores = store.latest_posture(integration).await?;
+    for s in &scores {
+        if let Some(n) = &s.score.subscription_name {
+            names
+                .entry((s.integration_id, s.score.subscription_id.clone()))
+                .or_insert_with(|| n.clone());
+        }
+    }
+    let mut records = Vec::new();
+    // latest_posture is ordered by integration: each run of equal ids is one integration.
+    for group in scores.chunk_by(|a, b| a.integration_id == b.integration_id) {
+        let refs: Vec<&StoredPostureScore> = group.iter().collect();
+        records.extend(tenant_record(&refs));
+    }
+    records.extend(scores.iter().map(posture_score_record));
+    for c in store.latest_controls(integration, None).await? {
+        let name = names
+            .get(&(c.integration_id, c.control.subscription_id.clone()))
+            .cloned();
+        records.push(control_record(&c, name));
+    }
+    Ok((records, names))
+}
+
+/// `export posture`: the rows of [`posture_head`], then every recommendation not `Removed`,
+/// streamed page by page.
+pub(crate) fn posture_records<S: Store + ?Sized>(
+    store: &S,
+    integration: Option<IntegrationId>,
+) -> BoxStream<'_, Result<PostureRecord>> {
+    stream::once(posture_head(store, integration))
+        .map_ok(move |(head, names)| {
+            let tail = store
+                .stream_recommendations(RecommendationFilter {
+                    integration,
+                    ..Default::default()
+                })
+                .try_filter(|r| {
+                    std::future::ready(r.recommendation.status != RECOMMENDATION_REMOVED)
+                })
+                .map_ok(move |r| {
+                    let name = names
+                        .get(&(r.integration_id, r.recommendation.subscription_id.clone()))
+                        .cloned();
+                    recommendation_record(&r, name)
+                });
+            stream::iter(head.into_iter().map(Ok)).chain(tail)
+        })
+        .try_flatten()
+        .boxed()
 }

@@ -104,6 +104,13 @@ pub struct Job {
     pub created_at: DateTime<Utc>,
 }
 
+impl Job {
+    /// Queued or running: the integration's one active job.
+    pub fn is_active(&self) -> bool {
+        matches!(self.state, JobState::Queued | JobState::Running)
+    }
+}
+
 /// What [`crate::Store::enqueue_job`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Enqueued {

@@ -21,6 +21,7 @@
 //! The `testing` module (cargo feature `testing`) gives tests a fresh SQLite file or a fresh
 //! PostgreSQL database, starting a throwaway PostgreSQL server when `TEST_DATABASE_URL` is unset.
 
+mod cloud_sql;
 mod common;
 mod error;
 pub mod export;
@@ -32,6 +33,7 @@ mod sqlite;
 mod store;
 mod summary;
 mod types;
+mod types_cloud;
 
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -47,6 +49,7 @@ pub use sqlite::{SQLITE_MAX_PARAMS, SqliteStore};
 pub use store::{STALE_RUN_AFTER, STREAM_PAGE_SIZE, Store};
 pub use summary::Summary;
 pub use types::*;
+pub use types_cloud::*;
 
 /// Where Rampart keeps its data when no `--database` / `DATABASE_URL` is given.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://./rampart-data/rampart.db";

@@ -23,9 +23,11 @@ use sqlx::sqlite::{
 use sqlx::{AssertSqlSafe, Row};
 
 use rampart_model::{
-    Asset, CveId, Finding, Integration, IntegrationId, IntegrationName, SyncRun, Vulnerability,
+    Asset, ControlScore, CveId, Finding, Integration, IntegrationId, IntegrationName, PostureScore,
+    Recommendation, Subscription, SyncRun, Vulnerability,
 };
 
+use crate::cloud_sql::reconcile_plan;
 use crate::common::{self, *};
 use crate::error::{Result, StoreError};
 use crate::jobs::*;
@@ -34,6 +36,9 @@ use crate::sort::*;
 use crate::store::{STALE_RUN_AFTER, Store};
 use crate::summary::*;
 use crate::types::*;
+use crate::types_cloud::*;
+
+mod cloud;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -628,7 +633,7 @@ fn bind_args<'q>(
         q = match a {
             Arg::Int(v) => q.bind(*v),
             Arg::Text(v) => q.bind(v.as_str()),
-            Arg::Time(t) => q.bind(ts(*t)),
+            Arg::Time(v) => q.bind(micros(*v)),
         };
     }
     q
@@ -799,6 +804,11 @@ impl Store for SqliteStore {
         // Children first, each by its integration index; the cascade would do the same, but
         // explicit statements keep the cost visible and do not depend on the foreign-key pragma.
         for sql in [
+            "DELETE FROM recommendations WHERE integration_id = $1",
+            "DELETE FROM posture_controls WHERE integration_id = $1",
+            "DELETE FROM posture_scores WHERE integration_id = $1",
+            "DELETE FROM subscription_reads WHERE integration_id = $1",
+            "DELETE FROM subscriptions WHERE integration_id = $1",
             "DELETE FROM findings WHERE integration_id = $1",
             "DELETE FROM assets WHERE integration_id = $1",
             "DELETE FROM sync_runs WHERE integration_id = $1",
@@ -1182,9 +1192,14 @@ impl Store for SqliteStore {
     ) -> Result<ReconcileOutcome> {
         let mut tx = self.begin().await?;
         touch_run(&mut tx, integration_id, run_id).await?;
-        let row = sqlx::query(RECONCILE_COUNT)
+        let plan = reconcile_plan(&policy.scope);
+        let mut count = sqlx::query(AssertSqlSafe(plan.count.sql.as_str()))
             .bind(integration_id)
-            .bind(run_id)
+            .bind(run_id);
+        for a in &plan.count.args {
+            count = count.bind(a.as_str());
+        }
+        let row = count
             .fetch_one(&mut *tx)
             .await
             .map_err(db("counting unseen assets"))?;
@@ -1198,31 +1213,122 @@ impl Store for SqliteStore {
             });
         }
         let now = ts(policy.now);
-        let assets = sqlx::query(RECONCILE_ASSETS)
-            .bind(integration_id)
-            .bind(run_id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(db("marking unseen assets missing"))?
-            .rows_affected();
-        let findings_sql = match policy.scope {
-            ReconcileScope::Everything => RECONCILE_FINDINGS,
-            ReconcileScope::AssetsOnly => RECONCILE_FINDINGS_OF_MISSING,
-        };
-        let findings = sqlx::query(findings_sql)
-            .bind(integration_id)
-            .bind(run_id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(db("marking unseen findings fixed"))?
-            .rows_affected();
+        let mut changed = [0u64; 3];
+        let stmts = [
+            (Some(&plan.assets), "marking unseen assets missing"),
+            (Some(&plan.findings), "marking unseen findings fixed"),
+            (
+                plan.recommendations.as_ref(),
+                "marking unseen recommendations removed",
+            ),
+        ];
+        for (k, (stmt, op)) in stmts.into_iter().enumerate() {
+            let Some(stmt) = stmt else { continue };
+            let mut q = sqlx::query(AssertSqlSafe(stmt.sql.as_str()))
+                .bind(integration_id)
+                .bind(run_id)
+                .bind(now);
+            for a in &stmt.args {
+                q = q.bind(a.as_str());
+            }
+            changed[k] = q.execute(&mut *tx).await.map_err(db(op))?.rows_affected();
+        }
         tx.commit().await.map_err(db("committing reconciliation"))?;
         Ok(ReconcileOutcome::Applied {
-            assets_missing: assets,
-            findings_fixed: findings,
+            assets_missing: changed[0],
+            findings_fixed: changed[1],
+            recommendations_removed: changed[2],
         })
+    }
+
+    async fn upsert_subscriptions(
+        &self,
+        integration_id: IntegrationId,
+        run_id: i64,
+        subscriptions: &[Subscription],
+    ) -> Result<UpsertCounts> {
+        self.cloud_upsert_subscriptions(integration_id, run_id, subscriptions)
+            .await
+    }
+
+    async fn record_subscription_read(
+        &self,
+        integration_id: IntegrationId,
+        run_id: i64,
+        subscription_id: &str,
+        outcome: &SubscriptionReadOutcome,
+    ) -> Result<()> {
+        self.cloud_record_subscription_read(integration_id, run_id, subscription_id, outcome)
+            .await
+    }
+
+    async fn list_subscriptions(
+        &self,
+        integration: Option<IntegrationId>,
+    ) -> Result<Vec<StoredSubscription>> {
+        self.cloud_list_subscriptions(integration).await
+    }
+
+    async fn subscription_reads(&self, run_id: i64) -> Result<Vec<(String, SubscriptionRead)>> {
+        self.cloud_subscription_reads(run_id).await
+    }
+
+    async fn record_posture(
+        &self,
+        integration_id: IntegrationId,
+        run_id: i64,
+        captured_at: DateTime<Utc>,
+        scores: &[PostureScore],
+        controls: &[ControlScore],
+    ) -> Result<()> {
+        self.cloud_record_posture(integration_id, run_id, captured_at, scores, controls)
+            .await
+    }
+
+    async fn latest_posture(
+        &self,
+        integration: Option<IntegrationId>,
+    ) -> Result<Vec<StoredPostureScore>> {
+        self.cloud_latest_posture(integration).await
+    }
+
+    async fn posture_history(
+        &self,
+        integration: Option<IntegrationId>,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<Vec<PosturePoint>> {
+        self.cloud_posture_history(integration, since).await
+    }
+
+    async fn latest_controls(
+        &self,
+        integration: Option<IntegrationId>,
+        subscription: Option<&str>,
+    ) -> Result<Vec<StoredControlScore>> {
+        self.cloud_latest_controls(integration, subscription).await
+    }
+
+    async fn upsert_recommendations(
+        &self,
+        integration_id: IntegrationId,
+        run_id: i64,
+        recommendations: &[Recommendation],
+    ) -> Result<UpsertCounts> {
+        self.cloud_upsert_recommendations(integration_id, run_id, recommendations)
+            .await
+    }
+
+    async fn recommendations_page(
+        &self,
+        filter: &RecommendationFilter,
+        after: Option<i64>,
+        limit: u32,
+    ) -> Result<Page<StoredRecommendation>> {
+        self.cloud_recommendations_page(filter, after, limit).await
+    }
+
+    async fn linked_assets(&self, asset_id: i64) -> Result<Vec<StoredAsset>> {
+        self.cloud_linked_assets(asset_id).await
     }
 
     async fn assets_page(
@@ -1363,6 +1469,7 @@ impl Store for SqliteStore {
                 tally(&mut counts, is_assets, r)?;
             }
         }
+        self.cloud_counts(integration, &mut counts).await?;
         Ok(counts)
     }
 
@@ -1439,6 +1546,8 @@ impl Store for SqliteStore {
             .await
             .map_err(db(op))?
             .opt_ts("t")?;
+        // Subscriptions and recommendations number in the thousands, not millions: counted live.
+        self.cloud_counts(None, &mut counts).await?;
         Ok(Summary {
             counts,
             top_fixes,

@@ -6,8 +6,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 
+use rampart_model::export::PostureRecord;
 use rampart_model::{
-    Asset, CveId, Finding, Integration, IntegrationId, IntegrationName, SyncRun, Vulnerability,
+    Asset, ControlScore, CveId, Finding, Integration, IntegrationId, IntegrationName, PostureScore,
+    Recommendation, Subscription, SyncRun, Vulnerability,
 };
 
 use crate::error::Result;
@@ -16,6 +18,7 @@ use crate::run_owner::RunOwner;
 use crate::sort::{AssetSort, ListedAsset, SortCursor};
 use crate::summary::Summary;
 use crate::types::*;
+use crate::types_cloud::*;
 
 /// A run whose process shows no sign of life (no batch written, no heartbeat) for this long is
 /// considered abandoned: the next `start_run` of its integration closes it as failed.
@@ -61,7 +64,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         id: IntegrationId,
         update: &IntegrationUpdate,
     ) -> Result<Integration>;
-    /// Removes the integration and everything stored for it (assets, findings, runs, state, jobs).
+    /// Removes the integration and everything stored for it (assets, findings, runs, state, jobs,
+    /// subscriptions and their reads, posture history, recommendations).
     /// The CVE catalogue and the audit log stay.
     async fn delete_integration(&self, id: IntegrationId) -> Result<()>;
     /// The encrypted client secret, for the sync engine to decrypt.
@@ -158,16 +162,123 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Concludes a provably complete full read, in one transaction: active assets not seen by
     /// `run_id` become `missing` (`missing_since` = `policy.now`); open findings not seen by it, and
-    /// open findings of missing assets, become `fixed` (`fixed_at` = `policy.now`).
+    /// open findings of missing assets, become `fixed` (`fixed_at` = `policy.now`);
+    /// recommendations not seen by it become `Removed` (`removed_at` = `policy.now`, and
+    /// `resolved_at` = `policy.now` when they were `Unhealthy`). `policy.scope` narrows what takes
+    /// part (see [`ReconcileScope`]).
     ///
     /// Circuit breaker: when the assets to mark missing exceed `policy.max_missing_share` of the
-    /// active assets, nothing changes and the answer is `Held`.
+    /// active assets (within the scope), nothing changes and the answer is `Held`.
     async fn reconcile(
         &self,
         integration_id: IntegrationId,
         run_id: i64,
         policy: ReconcilePolicy,
     ) -> Result<ReconcileOutcome>;
+
+    // ---- Defender for Cloud: subscriptions, posture, recommendations -------------------------
+
+    /// Upserts the subscriptions a run listed, keyed by (integration, lower-cased subscription
+    /// id): display name and state are replaced, `first_observed` kept, `last_observed` set to
+    /// the run's start. The run must be running and belong to the integration.
+    async fn upsert_subscriptions(
+        &self,
+        integration_id: IntegrationId,
+        run_id: i64,
+        subscriptions: &[Subscription],
+    ) -> Result<UpsertCounts>;
+
+    /// Records how the run's read of one subscription went (at the run's start). Recording again
+    /// for the same run and subscription replaces the outcome. A subscription not listed before
+    /// is created (without name or state).
+    async fn record_subscription_read(
+        &self,
+        integration_id: IntegrationId,
+        run_id: i64,
+        subscription_id: &str,
+        outcome: &SubscriptionReadOutcome,
+    ) -> Result<()>;
+
+    /// The subscriptions of one integration or all, by integration then subscription id, each
+    /// with its last recorded read.
+    async fn list_subscriptions(
+        &self,
+        integration: Option<IntegrationId>,
+    ) -> Result<Vec<StoredSubscription>>;
+
+    /// The reads a run recorded, by subscription id.
+    async fn subscription_reads(&self, run_id: i64) -> Result<Vec<(String, SubscriptionRead)>>;
+
+    /// Stores the secure scores and control scores a run captured: one row per (run,
+    /// subscription) and per (run, subscription, control). Idempotent: the run's earlier rows for
+    /// the subscriptions named in `scores` or `controls` are replaced. Subscription and control
+    /// ids are lower-cased. The run must be running and belong to the integration.
+    async fn record_posture(
+        &self,
+        integration_id: IntegrationId,
+        run_id: i64,
+        captured_at: DateTime<Utc>,
+        scores: &[PostureScore],
+        controls: &[ControlScore],
+    ) -> Result<()>;
+
+    /// The newest score of every (integration, subscription): from the run with the latest
+    /// `captured_at` (ties: the later run) that captured that subscription. A subscription a later
+    /// run could not read keeps its older score; `captured_at` tells how old it is. Ordered by
+    /// integration, then subscription id.
+    async fn latest_posture(
+        &self,
+        integration: Option<IntegrationId>,
+    ) -> Result<Vec<StoredPostureScore>>;
+
+    /// One point per run that captured scores (captured at or after `since`), oldest first:
+    /// the tenant score over that run's subscriptions ([`rampart_model::weighted_percent`]).
+    async fn posture_history(
+        &self,
+        integration: Option<IntegrationId>,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<Vec<PosturePoint>>;
+
+    /// The control scores of the newest run that captured controls for each (integration,
+    /// subscription), optionally of one subscription (any case). Ordered by integration,
+    /// subscription, then the control's max score (largest first) and control id.
+    async fn latest_controls(
+        &self,
+        integration: Option<IntegrationId>,
+        subscription: Option<&str>,
+    ) -> Result<Vec<StoredControlScore>>;
+
+    /// Upserts recommendations keyed by (integration, lower-cased assessment id) and marks them
+    /// seen by `run_id` (observation time = the run's start). Counted as:
+    /// - `new`: not stored before;
+    /// - `reopened`: now `Unhealthy` while stored `Healthy` or `Removed` (`resolved_at` and
+    ///   `removed_at` cleared, `reopened_count` + 1);
+    /// - `updated`: status or content changed otherwise. `Unhealthy` → `Healthy` sets
+    ///   `resolved_at` to the run's start; a `Removed` one seen again takes its new status;
+    /// - `unchanged`: the rest.
+    ///
+    /// `asset_id` is set to the asset of the same integration whose `source_id` equals the
+    /// resource id, if it exists now: upsert a run's assets before its recommendations.
+    async fn upsert_recommendations(
+        &self,
+        integration_id: IntegrationId,
+        run_id: i64,
+        recommendations: &[Recommendation],
+    ) -> Result<UpsertCounts>;
+
+    /// Recommendations with `id > after`, in id order.
+    async fn recommendations_page(
+        &self,
+        filter: &RecommendationFilter,
+        after: Option<i64>,
+        limit: u32,
+    ) -> Result<Page<StoredRecommendation>>;
+
+    /// The same machine known to other integrations: assets of integrations other than this
+    /// asset's with the same `azure_resource_id` (compared lower-cased) or, when both have one,
+    /// the same `aad_device_id` (lower-cased). In id order. `NotFound` when the asset does not
+    /// exist.
+    async fn linked_assets(&self, asset_id: i64) -> Result<Vec<StoredAsset>>;
 
     // ---- reads (keyset pages; see the `stream_*` helpers for whole listings) ------------------
 
@@ -331,6 +442,32 @@ pub trait Store: Send + Sync + std::fmt::Debug {
                 Ok((page.items, page.next))
             }
         })
+    }
+
+    /// Every recommendation matching the filter; see [`Store::stream_assets`].
+    fn stream_recommendations(
+        &self,
+        filter: RecommendationFilter,
+    ) -> BoxStream<'_, Result<StoredRecommendation>> {
+        keyset_stream(None, move |after| {
+            let filter = filter.clone();
+            async move {
+                let page = self
+                    .recommendations_page(&filter, after, STREAM_PAGE_SIZE)
+                    .await?;
+                Ok((page.items, page.next))
+            }
+        })
+    }
+
+    /// The records of `export posture` ([`crate::export::posture_records`]): per integration a
+    /// `tenant` row, then `score` rows (latest per subscription), `control` rows (latest
+    /// controls), and `recommendation` rows (every recommendation not `Removed`).
+    fn stream_posture_records(
+        &self,
+        integration: Option<IntegrationId>,
+    ) -> BoxStream<'_, Result<PostureRecord>> {
+        crate::export::posture_records(self, integration)
     }
 
     /// Every catalogue entry matching the filter; see [`Store::stream_assets`].

@@ -125,7 +125,7 @@ pub struct DeltaCounts {
 }
 
 /// The safety rules of reconciliation.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ReconcilePolicy {
     /// Refuse (change nothing) when more than this share of active assets would become missing.
     pub max_missing_share: f64,
@@ -136,14 +136,23 @@ pub struct ReconcilePolicy {
 }
 
 /// What a run read in full, and so what reconciliation may conclude from.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum ReconcileScope {
-    /// Assets and findings were read in full: unseen assets become missing, unseen findings fixed.
+    /// Assets and findings (and, for Defender for Cloud, recommendations) were read in full:
+    /// unseen assets become missing, unseen findings fixed, unseen recommendations `Removed`.
     #[default]
     Everything,
     /// Only assets were read in full (findings came as changes): unseen assets become missing and
-    /// their open findings fixed; other findings are left to the changes.
+    /// their open findings fixed; other findings are left to the changes. Recommendations are
+    /// left alone.
     AssetsOnly,
+    /// Defender for Cloud: only these subscriptions (GUIDs; compared lower-cased) were read in
+    /// full. Only assets whose `source_id` is `/subscriptions/{id}` or starts with
+    /// `/subscriptions/{id}/` take part: the circuit breaker counts within them, unseen ones
+    /// become missing, and their findings not seen (or of a missing asset) become fixed.
+    /// Recommendations of these subscriptions not seen by the run become `Removed`. Everything
+    /// of other subscriptions (e.g. one that answered 403) is left as it is.
+    Subscriptions(Vec<String>),
 }
 
 impl ReconcilePolicy {
@@ -166,6 +175,8 @@ pub enum ReconcileOutcome {
     Applied {
         assets_missing: u64,
         findings_fixed: u64,
+        /// Recommendations that became `Removed` (always 0 for endpoint integrations).
+        recommendations_removed: u64,
     },
     /// The circuit breaker held: nothing was changed, a person has to confirm.
     Held {
@@ -358,6 +369,10 @@ pub struct Counts {
     pub assets_missing: u64,
     pub findings_open: SeverityCounts,
     pub findings_fixed: u64,
+    /// Defender for Cloud subscriptions known (listed at least once).
+    pub subscriptions: u64,
+    /// `Unhealthy` recommendations by their severity.
+    pub recommendations_unhealthy: SeverityCounts,
 }
 
 /// An audit log entry to record.

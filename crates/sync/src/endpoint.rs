@@ -379,6 +379,7 @@ impl Job<'_> {
                     ReconcileOutcome::Applied {
                         assets_missing,
                         findings_fixed,
+                        ..
                     } => {
                         self.outcome.assets.resolved += assets_missing;
                         self.outcome.findings.resolved += findings_fixed;

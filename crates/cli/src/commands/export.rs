@@ -82,9 +82,14 @@ pub async fn run(global: &Global, args: ExportArgs) -> anyhow::Result<ExitCode> 
             writer.rows
         }
         ExportKind::Posture => {
-            // Posture comes from Defender for Cloud integrations, which this version does not
-            // sync yet: the export is valid and empty (a header for CSV).
-            let writer = RecordWriter::<PostureRecord>::new(args.format, &mut out)?;
+            // Defender for Cloud posture: tenant, score, control and recommendation rows (an
+            // Endpoint-only store gives just the CSV header). OCSF has no posture class that
+            // fits, so `--format ocsf` writes the same records as JSON lines.
+            let mut stream = store.stream_posture_records(integration);
+            let mut writer = RecordWriter::<PostureRecord>::new(args.format, &mut out)?;
+            while let Some(item) = stream.next().await {
+                writer.write(&item?)?;
+            }
             writer.rows
         }
     };

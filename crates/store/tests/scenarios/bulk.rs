@@ -99,7 +99,8 @@ async fn throughput_200k_findings(store: Arc<dyn Store>) {
         out,
         ReconcileOutcome::Applied {
             assets_missing: 0,
-            findings_fixed: PER_DEVICE as u64
+            findings_fixed: PER_DEVICE as u64,
+            recommendations_removed: 0,
         }
     );
     let start = Instant::now();

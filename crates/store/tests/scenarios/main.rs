@@ -40,6 +40,7 @@ mod support;
 
 mod accounts;
 mod bulk;
+mod cloud;
 mod connect;
 mod delta;
 mod hostile;

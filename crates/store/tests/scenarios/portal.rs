@@ -8,7 +8,8 @@ use std::time::Duration;
 use rampart_model::FindingStatus;
 use rampart_store::{
     AssetFilter, AssetSort, AssetSortKey, Enqueued, FindingChange, FindingFilter, JobKind,
-    JobState, ListedAsset, ReconcilePolicy, SortCursor, Store, StoreError, VulnerabilityFilter,
+    JobState, ListedAsset, RecommendationFilter, ReconcilePolicy, SortCursor, Store, StoreError,
+    VulnerabilityFilter,
 };
 
 use crate::support::*;
@@ -18,6 +19,7 @@ scenarios!(
     cursors_belong_to_their_order,
     summary_agrees_with_the_exact_counts,
     changed_since_selects_rows_observed_or_concluded_after,
+    changed_since_selects_recommendations_observed_or_concluded_after,
     jobs_one_active_per_integration,
     jobs_of_a_dead_worker_are_taken_over,
     concurrent_claims_take_a_job_once,
@@ -732,4 +734,67 @@ async fn concurrent_claims_take_a_job_once(store: Arc<dyn Store>) {
     assert_eq!(taken.len(), 4, "{taken:?}");
     let distinct: HashSet<_> = taken.iter().map(|j| j.id).collect();
     assert_eq!(distinct.len(), 4);
+}
+
+async fn changed_since_selects_recommendations_observed_or_concluded_after(store: Arc<dyn Store>) {
+    let mut new = new_integration("cloudy");
+    new.product = rampart_model::Product::Cloud;
+    let i = store.create_integration(&new).await.unwrap().id;
+    let sub = "00000000-0000-0000-0000-0000000000aa";
+    let rec = |key: &str, status: &str| rampart_model::Recommendation {
+        subscription_id: sub.into(),
+        assessment_id: format!(
+            "/subscriptions/{sub}/providers/microsoft.security/assessments/{key}"
+        ),
+        key: key.into(),
+        resource_id: format!(
+            "/subscriptions/{sub}/resourcegroups/rg/providers/microsoft.compute/virtualmachines/{key}"
+        ),
+        display_name: Some(format!("Fix {key}")),
+        status: status.into(),
+        cause: None,
+        severity: Some("High".into()),
+        category: Some("Compute".into()),
+        status_changed: None,
+    };
+    let run = store.start_run(i, "full", t(0)).await.unwrap();
+    store
+        .upsert_recommendations(i, run, &[rec("a", "Unhealthy"), rec("b", "Unhealthy")])
+        .await
+        .unwrap();
+    store.finish_run(run, &succeeded(t(1))).await.unwrap();
+    // Run 2 (t(10)) sees "a" healthy (resolved at t(10)); "b" is gone: removed at t(11).
+    let run = store.start_run(i, "full", t(10)).await.unwrap();
+    store
+        .upsert_recommendations(i, run, &[rec("a", "Healthy")])
+        .await
+        .unwrap();
+    store
+        .reconcile(i, run, ReconcilePolicy::new(t(11)))
+        .await
+        .unwrap();
+    store.finish_run(run, &succeeded(t(12))).await.unwrap();
+    let since = |m: i64| {
+        let store = store.clone();
+        async move {
+            let page = store
+                .recommendations_page(
+                    &RecommendationFilter {
+                        changed_since: Some(t(m)),
+                        ..Default::default()
+                    },
+                    None,
+                    100,
+                )
+                .await
+                .unwrap();
+            page.items
+                .into_iter()
+                .map(|r| r.recommendation.key)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(since(5).await, ["a", "b"]);
+    assert_eq!(since(10).await, ["b"], "removed at t(11)");
+    assert!(since(11).await.is_empty());
 }

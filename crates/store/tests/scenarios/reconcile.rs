@@ -37,7 +37,8 @@ async fn two_runs(store: &Arc<dyn Store>) -> (i64, i64, i64) {
         out,
         ReconcileOutcome::Applied {
             assets_missing: 0,
-            findings_fixed: 0
+            findings_fixed: 0,
+            recommendations_removed: 0,
         }
     );
     store.finish_run(run1, &succeeded(t(1))).await.unwrap();
@@ -69,7 +70,8 @@ async fn marks_fixed_and_missing_exactly(store: Arc<dyn Store>) {
         out,
         ReconcileOutcome::Applied {
             assets_missing: 1,
-            findings_fixed: 7
+            findings_fixed: 7,
+            recommendations_removed: 0,
         }
     );
 
@@ -127,7 +129,8 @@ async fn marks_fixed_and_missing_exactly(store: Arc<dyn Store>) {
             .unwrap(),
         ReconcileOutcome::Applied {
             assets_missing: 0,
-            findings_fixed: 0
+            findings_fixed: 0,
+            recommendations_removed: 0,
         }
     );
     let c = store.counts(Some(i)).await.unwrap();
@@ -257,7 +260,8 @@ async fn circuit_breaker_holds_and_changes_nothing(store: Arc<dyn Store>) {
         ReconcileOutcome::Applied {
             assets_missing: 4,
             // Run 3 read no findings at all: every finding is unseen.
-            findings_fixed: 30
+            findings_fixed: 30,
+            recommendations_removed: 0,
         }
     );
 }
@@ -319,7 +323,8 @@ async fn reconcile_only_touches_its_integration(store: Arc<dyn Store>) {
         out,
         ReconcileOutcome::Applied {
             assets_missing: 0,
-            findings_fixed: 3
+            findings_fixed: 3,
+            recommendations_removed: 0,
         }
     );
     assert_eq!(store.counts(Some(b.id)).await.unwrap().findings_fixed, 0);
