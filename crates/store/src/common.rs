@@ -742,7 +742,86 @@ pub(crate) fn assets_sorted_query(
     sql
 }
 
+/// What a findings search matches outside the findings table, learnt before the listing so
+/// that it can pick its plan (see [`search_precheck`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SearchPlan {
+    /// Some software's vendor or name matches.
+    pub software: bool,
+    /// How many asset names match (counted up to [`NARROW_SEARCH_ASSETS`] + 1).
+    pub assets: i64,
+}
+
+/// A search matching at most this many assets (and no software, and no CVE id) reads those
+/// assets' findings through the natural key instead of walking the table.
+pub(crate) const NARROW_SEARCH_ASSETS: i64 = 1000;
+
+impl SearchPlan {
+    /// Nothing can match: the listing is empty without reading findings.
+    pub fn finds_nothing(&self) -> bool {
+        !self.software && self.assets == 0
+    }
+
+    fn assets_only(&self) -> bool {
+        !self.software && self.assets <= NARROW_SEARCH_ASSETS
+    }
+}
+
+/// For a search no CVE id can contain, the query that learns its [`SearchPlan`] (columns
+/// `software` and `assets`); `None` when there is nothing to learn.
+pub(crate) fn search_precheck(d: Dialect, f: &FindingFilter) -> Option<Sql> {
+    let q = f.search.as_deref().filter(|q| !q.is_empty())?;
+    if could_be_in_a_cve_id(q) {
+        return None;
+    }
+    let mut sql = Sql::default();
+    let ph = sql.arg(Arg::Text(like_pattern(q)));
+    let op = d.ilike;
+    sql.text = format!(
+        "SELECT EXISTS (SELECT 1 FROM software s WHERE s.vendor {op} {ph} ESCAPE '\\' OR s.name {op} {ph} ESCAPE '\\') AS software, \
+         (SELECT count(*) FROM (SELECT 1 FROM assets a WHERE a.name {op} {ph} ESCAPE '\\' LIMIT {}) m) AS assets",
+        NARROW_SEARCH_ASSETS + 1
+    );
+    Some(sql)
+}
+
+/// For a `changed_since` listing, the query that tells whether any run can have touched a
+/// finding after that time (column `any`): rows are stamped by runs (with their start, or a
+/// conclusion time before they finish), so when every run had finished by then, the listing is
+/// empty without reading the findings table. `None` without `changed_since`.
+pub(crate) fn changes_precheck(f: &FindingFilter) -> Option<Sql> {
+    let t = f.changed_since?;
+    let mut sql = Sql::default();
+    let pt = sql.arg(Arg::Time(t));
+    let scope = match f.integration {
+        Some(i) => format!(" AND integration_id = {}", sql.arg(Arg::Int(i))),
+        None => String::new(),
+    };
+    sql.text = format!(
+        "SELECT EXISTS (SELECT 1 FROM sync_runs WHERE (status = 'running' OR started_at > {pt} OR finished_at > {pt}){scope}) AS any"
+    );
+    Some(sql)
+}
+
+pub(crate) fn decode_search_plan(r: &impl RowExt) -> Result<SearchPlan> {
+    Ok(SearchPlan {
+        software: r.flag("software")?,
+        assets: r.int("assets")?,
+    })
+}
+
+#[cfg(test)]
 pub(crate) fn findings_query(d: Dialect, f: &FindingFilter, after: Option<i64>, limit: u32) -> Sql {
+    findings_query_planned(d, f, after, limit, None)
+}
+
+pub(crate) fn findings_query_planned(
+    d: Dialect,
+    f: &FindingFilter,
+    after: Option<i64>,
+    limit: u32,
+    plan: Option<SearchPlan>,
+) -> Sql {
     let mut sql = Sql::new(finding_select!());
     if let Some(after) = after {
         let ph = sql.arg(Arg::Int(after));
@@ -753,10 +832,14 @@ pub(crate) fn findings_query(d: Dialect, f: &FindingFilter, after: Option<i64>, 
     // findings_open_by_cve; `status = 'open'` is written literally so that the planner may use
     // it). Walking the whole table in id order instead would read up to millions of rows to fill
     // a page of a rare asset or CVE.
+    let assets_search = plan.is_some_and(|p| p.assets_only());
     let narrow = f.asset_source_id.is_some()
+        || assets_search
         || (f.cve_id.is_some() && f.status == Some(FindingStatus::Open));
     match (f.integration, f.status) {
-        (_, Some(FindingStatus::Open)) if narrow && f.asset_source_id.is_none() => {
+        (_, Some(FindingStatus::Open))
+            if narrow && f.asset_source_id.is_none() && !assets_search =>
+        {
             sql.and("f.status = 'open'");
             if let Some(i) = f.integration {
                 let pi = sql.arg(Arg::Int(i));
@@ -811,14 +894,25 @@ pub(crate) fn findings_query(d: Dialect, f: &FindingFilter, after: Option<i64>, 
         ));
     }
     if let Some(q) = f.search.as_deref().filter(|q| !q.is_empty()) {
-        // Correlated look-ups by primary key, evaluated only for rows the other filters kept.
+        // The software and assets that match are found once (a few thousand rows each), not
+        // looked up again for every finding: each finding row then costs two set look-ups.
         let ph = sql.arg(Arg::Text(like_pattern(q)));
-        sql.and(&format!(
-            "(f.cve_id {op} {ph} ESCAPE '\\' \
-             OR EXISTS (SELECT 1 FROM software s WHERE s.id = f.software_id AND (s.vendor {op} {ph} ESCAPE '\\' OR s.name {op} {ph} ESCAPE '\\')) \
-             OR EXISTS (SELECT 1 FROM assets a WHERE a.id = f.asset_id AND a.name {op} {ph} ESCAPE '\\'))",
-            op = d.ilike
-        ));
+        let op = d.ilike;
+        let software = format!(
+            "SELECT s.id FROM software s WHERE s.vendor {op} {ph} ESCAPE '\\' OR s.name {op} {ph} ESCAPE '\\'"
+        );
+        let assets = format!("SELECT a.id FROM assets a WHERE a.name {op} {ph} ESCAPE '\\'");
+        let keys = format!("f.software_id IN ({software}) OR f.asset_id IN ({assets})");
+        if assets_search {
+            // A few assets match, and nothing else can: their findings, by the natural key.
+            sql.and(&format!("f.asset_id IN ({assets})"));
+        } else if could_be_in_a_cve_id(q) {
+            sql.and(&format!("(f.cve_id {op} {ph} ESCAPE '\\' OR {keys})"));
+        } else {
+            // No CVE id contains this text: only software and assets can match (and when none
+            // does, the store answers without reading findings: see search_precheck).
+            sql.and(&format!("({keys})"));
+        }
     }
     if let Some(t) = f.changed_since {
         // Observed by a run, or fixed, after t: by reconciliation (fixed_at is Rampart's time)
@@ -831,6 +925,14 @@ pub(crate) fn findings_query(d: Dialect, f: &FindingFilter, after: Option<i64>, 
     sql.text.push_str(" ORDER BY f.id");
     page_limit(&mut sql, limit);
     sql
+}
+
+/// Whether `search` can be part of a CVE id (`CVE-2024-12345`: letters C, V, E, digits and
+/// dashes, in any case).
+fn could_be_in_a_cve_id(search: &str) -> bool {
+    search
+        .chars()
+        .all(|c| c.is_ascii_digit() || matches!(c.to_ascii_lowercase(), 'c' | 'v' | 'e' | '-'))
 }
 
 pub(crate) fn vulnerabilities_query(
@@ -1210,6 +1312,16 @@ mod tests {
         let v = [(1, 'a'), (2, 'b'), (1, 'c'), (3, 'd')];
         let d: Vec<_> = dedupe_last(&v, |x| x.0).into_iter().copied().collect();
         assert_eq!(d, vec![(2, 'b'), (1, 'c'), (3, 'd')]);
+    }
+
+    #[test]
+    fn only_cve_like_text_is_searched_in_cve_ids() {
+        for yes in ["CVE-2024-1234", "cve-2024", "2024-12", "-", "e", "VE-20"] {
+            assert!(could_be_in_a_cve_id(yes), "{yes}");
+        }
+        for no in ["openssl", "host-1", "2024_1", "CVE 2024", "cve%", "ﬀ"] {
+            assert!(!could_be_in_a_cve_id(no), "{no}");
+        }
     }
 
     #[test]

@@ -1361,7 +1361,30 @@ impl Store for PgStore {
         after: Option<i64>,
         limit: u32,
     ) -> Result<Page<StoredFinding>> {
-        let sql = findings_query(DIALECT, filter, after, limit);
+        let plan = match search_precheck(DIALECT, filter) {
+            None => None,
+            Some(check) => Some(decode_search_plan(
+                &bind_args(sqlx::query(AssertSqlSafe(check.text.as_str())), &check.args)
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(db("listing findings"))?,
+            )?),
+        };
+        let untouched = match changes_precheck(filter) {
+            None => false,
+            Some(check) => !bind_args(sqlx::query(AssertSqlSafe(check.text.as_str())), &check.args)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db("listing findings"))?
+                .flag("any")?,
+        };
+        if untouched || plan.is_some_and(|p| p.finds_nothing()) {
+            return Ok(Page {
+                items: Vec::new(),
+                next: None,
+            });
+        }
+        let sql = findings_query_planned(DIALECT, filter, after, limit, plan);
         let mut tx = self.pool.begin().await.map_err(db("starting a read"))?;
         // One snapshot for the page and the rows it refers to.
         sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")

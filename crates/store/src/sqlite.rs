@@ -1362,7 +1362,30 @@ impl Store for SqliteStore {
         after: Option<i64>,
         limit: u32,
     ) -> Result<Page<StoredFinding>> {
-        let sql = findings_query(DIALECT, filter, after, limit);
+        let plan = match search_precheck(DIALECT, filter) {
+            None => None,
+            Some(check) => Some(decode_search_plan(
+                &bind_args(sqlx::query(AssertSqlSafe(check.text.as_str())), &check.args)
+                    .fetch_one(&self.read)
+                    .await
+                    .map_err(db("listing findings"))?,
+            )?),
+        };
+        let untouched = match changes_precheck(filter) {
+            None => false,
+            Some(check) => !bind_args(sqlx::query(AssertSqlSafe(check.text.as_str())), &check.args)
+                .fetch_one(&self.read)
+                .await
+                .map_err(db("listing findings"))?
+                .flag("any")?,
+        };
+        if untouched || plan.is_some_and(|p| p.finds_nothing()) {
+            return Ok(Page {
+                items: Vec::new(),
+                next: None,
+            });
+        }
+        let sql = findings_query_planned(DIALECT, filter, after, limit, plan);
         let mut tx = self.read.begin().await.map_err(db("starting a read"))?;
         let rows = bind_args(sqlx::query(AssertSqlSafe(sql.text.as_str())), &sql.args)
             .fetch_all(&mut *tx)
@@ -2006,6 +2029,26 @@ mod tests {
             let plan = explain(&store, &sql).await;
             assert!(plan.contains(index), "{f:?}: {plan}");
         }
+        // A search that only a few asset names match reads those assets' findings.
+        let host = FindingFilter {
+            search: Some("host-7.contoso".into()),
+            status: Some(FindingStatus::Open),
+            ..Default::default()
+        };
+        let plan = SearchPlan {
+            software: false,
+            assets: 3,
+        };
+        let sql = findings_query_planned(DIALECT, &host, None, 50, Some(plan));
+        let found = explain(&store, &sql).await;
+        assert!(found.contains("findings_natural_key"), "{found}");
+        let many = SearchPlan {
+            software: true,
+            assets: 3,
+        };
+        let sql = findings_query_planned(DIALECT, &host, None, 50, Some(many));
+        let found = explain(&store, &sql).await;
+        assert!(!found.contains("TEMP B-TREE"), "{found}");
         // Every sort order of the asset listing reads its (key, id) index in order.
         for key in AssetSortKey::ALL {
             for sort in [AssetSort::asc(key), AssetSort::desc(key)] {

@@ -443,6 +443,15 @@ async fn changed_since_selects_rows_observed_or_concluded_after(store: Arc<dyn S
     assert_eq!(late[0].finding.key, finding(0, 0).key);
     assert_eq!(late[0].fixed_at, Some(t(2)));
     assert!(findings_since(30, None).await.is_empty());
+    // After the last run finished, no finding can have changed (answered from the runs).
+    assert!(findings_since(31, None).await.is_empty());
+    // A run still going could be writing: the findings are read.
+    let running = store.start_run(i, "delta", t(40)).await.unwrap();
+    store
+        .upsert_findings(i, running, &[finding(1, 1)])
+        .await
+        .unwrap();
+    assert_eq!(findings_since(35, None).await.len(), 1);
 
     // Combined with pagination: pages of 2 visit the same rows.
     let mut after = None;
