@@ -391,9 +391,15 @@ fn median(mut v: Vec<Duration>) -> Duration {
 #[tokio::main]
 async fn main() {
     let a = args();
+    let opening = Instant::now();
     let store = rampart_store::connect(&format!("sqlite://{}", a.db))
         .await
         .unwrap();
+    eprintln!(
+        "opened {} (migrations included) in {:.1} s",
+        a.db,
+        opening.elapsed().as_secs_f64()
+    );
     if store.list_integrations().await.unwrap().is_empty() {
         seed(&store, &a).await;
     } else {
@@ -519,6 +525,17 @@ async fn main() {
         page(
             "findings, search matching nothing",
             "/findings?q=no-such-thing".into(),
+        ),
+        page(
+            "findings, search for one host",
+            format!(
+                "/findings?q={}",
+                asset(a.assets / 3).name.unwrap_or_default()
+            ),
+        ),
+        page(
+            "findings, search for a CVE id",
+            format!("/findings?q={}", &one_cve[4..]),
         ),
         download("findings CSV, first bytes", "/findings.csv?status=open"),
         page("vulnerabilities, first page", "/vulnerabilities".into()),
