@@ -652,6 +652,12 @@ pub(crate) fn recommendations_query(
             op = d.ilike
         ));
     }
+    if let Some(t) = f.changed_since {
+        let ph = sql.arg(Arg::Time(t));
+        sql.and(&format!(
+            "(r.last_observed > {ph} OR r.resolved_at > {ph} OR r.removed_at > {ph})"
+        ));
+    }
     sql.text.push_str(" ORDER BY r.id");
     page_limit(&mut sql, limit);
     sql

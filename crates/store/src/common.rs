@@ -15,6 +15,9 @@ use rampart_model::{
 };
 
 use crate::error::{Result, StoreError};
+use crate::sort::{
+    AssetSort, AssetSortKey, SortCursor, keyset_condition, order_by, sorted_columns,
+};
 use crate::store::STALE_RUN_AFTER;
 use crate::types::*;
 
@@ -635,6 +638,11 @@ impl Sql {
 pub(crate) struct Dialect {
     /// `LIKE` on SQLite (case-insensitive for ASCII), `ILIKE` on PostgreSQL.
     pub ilike: &'static str,
+    /// Appended to a text expression to compare it byte-wise, as SQLite does: empty on SQLite,
+    /// ` COLLATE "C"` on PostgreSQL (whose default collation depends on the server's locale).
+    pub collate_c: &'static str,
+    /// The two-argument minimum: `min` on SQLite, `LEAST` on PostgreSQL.
+    pub least: &'static str,
 }
 
 /// `%search%` with LIKE's wildcards made literal (used with `ESCAPE '\'`).
@@ -659,27 +667,46 @@ pub(crate) fn page_limit(sql: &mut Sql, limit: u32) {
 }
 
 pub(crate) fn assets_query(d: Dialect, f: &AssetFilter, after: Option<i64>, limit: u32) -> Sql {
-    let mut sql = Sql::new(asset_select!());
-    if let Some(after) = after {
-        let ph = sql.arg(Arg::Int(after));
-        sql.and(&format!("a.id > {ph}"));
+    let cursor = after.map(SortCursor::after_id);
+    assets_sorted_query(d, f, AssetSort::default(), cursor.as_ref(), limit)
+}
+
+pub(crate) fn assets_sorted_query(
+    d: Dialect,
+    f: &AssetFilter,
+    sort: AssetSort,
+    after: Option<&SortCursor>,
+    limit: u32,
+) -> Sql {
+    let mut sql = Sql::new(&asset_select!().replacen(
+        " FROM assets a",
+        &format!("{} FROM assets a", sorted_columns(d, sort)),
+        1,
+    ));
+    if let Some(cursor) = after {
+        let cond = keyset_condition(d, cursor, &mut |a| sql.arg(a));
+        sql.and(&cond);
     }
     // See findings_query for why some conditions are written to keep an index from being used.
+    // In a sort order other than the id's, the (key, id) index must drive the scan: the
+    // integration and status conditions are then never indexable.
+    let by_id = sort.key == AssetSortKey::Id;
     match (f.integration, f.status) {
-        (Some(i), Some(s)) => {
+        (Some(i), Some(s)) if by_id => {
             let pi = sql.arg(Arg::Int(i));
             let ps = sql.arg(Arg::Text(s.as_str().to_owned()));
             sql.and(&format!("a.integration_id = {pi} AND a.status = {ps}"));
         }
-        (Some(i), None) => {
-            let pi = sql.arg(Arg::Int(i));
-            sql.and(&format!("+a.integration_id = {pi}"));
+        (i, s) => {
+            if let Some(i) = i {
+                let pi = sql.arg(Arg::Int(i));
+                sql.and(&format!("+a.integration_id = {pi}"));
+            }
+            if let Some(s) = s {
+                let ps = sql.arg(Arg::Text(s.as_str().to_owned()));
+                sql.and(&format!("a.status || '' = {ps}"));
+            }
         }
-        (None, Some(s)) => {
-            let ps = sql.arg(Arg::Text(s.as_str().to_owned()));
-            sql.and(&format!("a.status || '' = {ps}"));
-        }
-        (None, None) => {}
     }
     if let Some(q) = f.search.as_deref().filter(|q| !q.is_empty()) {
         let ph = sql.arg(Arg::Text(like_pattern(q)));
@@ -708,21 +735,125 @@ pub(crate) fn assets_query(d: Dialect, f: &AssetFilter, after: Option<i64>, limi
         let ph = sql.arg(Arg::Text(pattern));
         sql.and(&format!("a.tags {op} {ph} ESCAPE '\\'", op = d.ilike));
     }
-    sql.text.push_str(" ORDER BY a.id");
+    if let Some(t) = f.changed_since {
+        // Observed by a run, or concluded missing, after t.
+        let ph = sql.arg(Arg::Time(t));
+        sql.and(&format!(
+            "(a.last_observed > {ph} OR a.missing_since > {ph})"
+        ));
+    }
+    sql.text.push_str(&order_by(d, sort));
     page_limit(&mut sql, limit);
     sql
 }
 
+/// What a findings search matches outside the findings table, learnt before the listing so
+/// that it can pick its plan (see [`search_precheck`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SearchPlan {
+    /// Some software's vendor or name matches.
+    pub software: bool,
+    /// How many asset names match (counted up to [`NARROW_SEARCH_ASSETS`] + 1).
+    pub assets: i64,
+}
+
+/// A search matching at most this many assets (and no software, and no CVE id) reads those
+/// assets' findings through the natural key instead of walking the table.
+pub(crate) const NARROW_SEARCH_ASSETS: i64 = 1000;
+
+impl SearchPlan {
+    /// Nothing can match: the listing is empty without reading findings.
+    pub fn finds_nothing(&self) -> bool {
+        !self.software && self.assets == 0
+    }
+
+    fn assets_only(&self) -> bool {
+        !self.software && self.assets <= NARROW_SEARCH_ASSETS
+    }
+}
+
+/// For a search no CVE id can contain, the query that learns its [`SearchPlan`] (columns
+/// `software` and `assets`); `None` when there is nothing to learn.
+pub(crate) fn search_precheck(d: Dialect, f: &FindingFilter) -> Option<Sql> {
+    let q = f.search.as_deref().filter(|q| !q.is_empty())?;
+    if could_be_in_a_cve_id(q) {
+        return None;
+    }
+    let mut sql = Sql::default();
+    let ph = sql.arg(Arg::Text(like_pattern(q)));
+    let op = d.ilike;
+    sql.text = format!(
+        "SELECT EXISTS (SELECT 1 FROM software s WHERE s.vendor {op} {ph} ESCAPE '\\' OR s.name {op} {ph} ESCAPE '\\') AS software, \
+         (SELECT count(*) FROM (SELECT 1 FROM assets a WHERE a.name {op} {ph} ESCAPE '\\' LIMIT {}) m) AS assets",
+        NARROW_SEARCH_ASSETS + 1
+    );
+    Some(sql)
+}
+
+/// For a `changed_since` listing, the query that tells whether any run can have touched a
+/// finding after that time (column `any`): rows are stamped by runs (with their start, or a
+/// conclusion time before they finish), so when every run had finished by then, the listing is
+/// empty without reading the findings table. `None` without `changed_since`.
+pub(crate) fn changes_precheck(f: &FindingFilter) -> Option<Sql> {
+    let t = f.changed_since?;
+    let mut sql = Sql::default();
+    let pt = sql.arg(Arg::Time(t));
+    let scope = match f.integration {
+        Some(i) => format!(" AND integration_id = {}", sql.arg(Arg::Int(i))),
+        None => String::new(),
+    };
+    sql.text = format!(
+        "SELECT EXISTS (SELECT 1 FROM sync_runs WHERE (status = 'running' OR started_at > {pt} OR finished_at > {pt}){scope}) AS any"
+    );
+    Some(sql)
+}
+
+pub(crate) fn decode_search_plan(r: &impl RowExt) -> Result<SearchPlan> {
+    Ok(SearchPlan {
+        software: r.flag("software")?,
+        assets: r.int("assets")?,
+    })
+}
+
+#[cfg(test)]
 pub(crate) fn findings_query(d: Dialect, f: &FindingFilter, after: Option<i64>, limit: u32) -> Sql {
+    findings_query_planned(d, f, after, limit, None)
+}
+
+pub(crate) fn findings_query_planned(
+    d: Dialect,
+    f: &FindingFilter,
+    after: Option<i64>,
+    limit: u32,
+    plan: Option<SearchPlan>,
+) -> Sql {
     let mut sql = Sql::new(finding_select!());
     if let Some(after) = after {
         let ph = sql.arg(Arg::Int(after));
         sql.and(&format!("f.id > {ph}"));
     }
+    // A narrow filter reads its own index and sorts its few rows by id: one asset's findings
+    // (the natural key leads with asset_id), or the open findings of one CVE (the partial index
+    // findings_open_by_cve; `status = 'open'` is written literally so that the planner may use
+    // it). Walking the whole table in id order instead would read up to millions of rows to fill
+    // a page of a rare asset or CVE.
+    let assets_search = plan.is_some_and(|p| p.assets_only());
+    let narrow = f.asset_source_id.is_some()
+        || assets_search
+        || (f.cve_id.is_some() && f.status == Some(FindingStatus::Open));
     match (f.integration, f.status) {
+        (_, Some(FindingStatus::Open))
+            if narrow && f.asset_source_id.is_none() && !assets_search =>
+        {
+            sql.and("f.status = 'open'");
+            if let Some(i) = f.integration {
+                let pi = sql.arg(Arg::Int(i));
+                sql.and(&format!("+f.integration_id = {pi}"));
+            }
+        }
         // Both leading columns of the (integration_id, status[, id]) index are fixed: the index
         // returns rows in id order, so a keyset page reads only its own rows.
-        (Some(i), Some(s)) => {
+        (Some(i), Some(s)) if !narrow => {
             let pi = sql.arg(Arg::Int(i));
             let ps = sql.arg(Arg::Text(s.as_str().to_owned()));
             sql.and(&format!("f.integration_id = {pi} AND f.status = {ps}"));
@@ -730,15 +861,16 @@ pub(crate) fn findings_query(d: Dialect, f: &FindingFilter, after: Option<i64>, 
         // Otherwise walk the primary key and filter: the unary `+` (and `|| ''` below) keep the
         // planner from picking an index on a prefix and then sorting every matching row of the
         // whole table for each page of 1,000.
-        (Some(i), None) => {
-            let pi = sql.arg(Arg::Int(i));
-            sql.and(&format!("+f.integration_id = {pi}"));
+        (i, s) => {
+            if let Some(i) = i {
+                let pi = sql.arg(Arg::Int(i));
+                sql.and(&format!("+f.integration_id = {pi}"));
+            }
+            if let Some(s) = s {
+                let ps = sql.arg(Arg::Text(s.as_str().to_owned()));
+                sql.and(&format!("f.status || '' = {ps}"));
+            }
         }
-        (None, Some(s)) => {
-            let ps = sql.arg(Arg::Text(s.as_str().to_owned()));
-            sql.and(&format!("f.status || '' = {ps}"));
-        }
-        (None, None) => {}
     }
     if let Some(s) = f.severity {
         let ph = sql.arg(Arg::Int(severity_code(s)));
@@ -767,18 +899,45 @@ pub(crate) fn findings_query(d: Dialect, f: &FindingFilter, after: Option<i64>, 
         ));
     }
     if let Some(q) = f.search.as_deref().filter(|q| !q.is_empty()) {
-        // Correlated look-ups by primary key, evaluated only for rows the other filters kept.
+        // The software and assets that match are found once (a few thousand rows each), not
+        // looked up again for every finding: each finding row then costs two set look-ups.
         let ph = sql.arg(Arg::Text(like_pattern(q)));
+        let op = d.ilike;
+        let software = format!(
+            "SELECT s.id FROM software s WHERE s.vendor {op} {ph} ESCAPE '\\' OR s.name {op} {ph} ESCAPE '\\'"
+        );
+        let assets = format!("SELECT a.id FROM assets a WHERE a.name {op} {ph} ESCAPE '\\'");
+        let keys = format!("f.software_id IN ({software}) OR f.asset_id IN ({assets})");
+        if assets_search {
+            // A few assets match, and nothing else can: their findings, by the natural key.
+            sql.and(&format!("f.asset_id IN ({assets})"));
+        } else if could_be_in_a_cve_id(q) {
+            sql.and(&format!("(f.cve_id {op} {ph} ESCAPE '\\' OR {keys})"));
+        } else {
+            // No CVE id contains this text: only software and assets can match (and when none
+            // does, the store answers without reading findings: see search_precheck).
+            sql.and(&format!("({keys})"));
+        }
+    }
+    if let Some(t) = f.changed_since {
+        // Observed by a run, or fixed, after t: by reconciliation (fixed_at is Rampart's time)
+        // or by a delta (fixed_at is Microsoft's event time; fix_recorded_at the run's).
+        let ph = sql.arg(Arg::Time(t));
         sql.and(&format!(
-            "(f.cve_id {op} {ph} ESCAPE '\\' \
-             OR EXISTS (SELECT 1 FROM software s WHERE s.id = f.software_id AND (s.vendor {op} {ph} ESCAPE '\\' OR s.name {op} {ph} ESCAPE '\\')) \
-             OR EXISTS (SELECT 1 FROM assets a WHERE a.id = f.asset_id AND a.name {op} {ph} ESCAPE '\\'))",
-            op = d.ilike
+            "(f.last_observed > {ph} OR f.fixed_at > {ph} OR f.fix_recorded_at > {ph})"
         ));
     }
     sql.text.push_str(" ORDER BY f.id");
     page_limit(&mut sql, limit);
     sql
+}
+
+/// Whether `search` can be part of a CVE id (`CVE-2024-12345`: letters C, V, E, digits and
+/// dashes, in any case).
+fn could_be_in_a_cve_id(search: &str) -> bool {
+    search
+        .chars()
+        .all(|c| c.is_ascii_digit() || matches!(c.to_ascii_lowercase(), 'c' | 'v' | 'e' | '-'))
 }
 
 pub(crate) fn vulnerabilities_query(
@@ -832,6 +991,11 @@ pub(crate) fn vulnerabilities_query(
             "(v.cve_id {op} {ph} ESCAPE '\\' OR v.description {op} {ph} ESCAPE '\\')",
             op = d.ilike
         ));
+    }
+    if let Some(t) = f.changed_since {
+        // New to the catalogue, or changed, after t (updated_at moves only when content does).
+        let ph = sql.arg(Arg::Time(t));
+        sql.and(&format!("v.updated_at > {ph}"));
     }
     sql.text.push_str(" ORDER BY v.cve_id");
     page_limit(&mut sql, limit);
@@ -1113,8 +1277,9 @@ pub(crate) const RECONCILE_FINDINGS_OF_MISSING: &str = "UPDATE findings SET stat
 WHERE integration_id = $1 AND status = 'open' AND $2 IS NOT NULL \
 AND asset_id IN (SELECT id FROM assets WHERE integration_id = $1 AND status = 'missing')";
 
-/// A delta's `Fixed` change. $1 integration, $2 asset source id, $3..$5 software, $6 CVE, $7 time.
-pub(crate) const FIX_FINDING: &str = "UPDATE findings SET status = 'fixed', fixed_at = $7 \
+/// A delta's `Fixed` change. $1 integration, $2 asset source id, $3..$5 software, $6 CVE, $7 time,
+/// $8 the run's start (when Rampart learnt of the fix).
+pub(crate) const FIX_FINDING: &str = "UPDATE findings SET status = 'fixed', fixed_at = $7, fix_recorded_at = $8 \
 WHERE status = 'open' AND cve_id = $6 \
 AND asset_id = (SELECT id FROM assets WHERE integration_id = $1 AND source_id = $2) \
 AND software_id = (SELECT id FROM software WHERE vendor = $3 AND name = $4 AND version = $5)";
@@ -1170,6 +1335,16 @@ mod tests {
         let v = [(1, 'a'), (2, 'b'), (1, 'c'), (3, 'd')];
         let d: Vec<_> = dedupe_last(&v, |x| x.0).into_iter().copied().collect();
         assert_eq!(d, vec![(2, 'b'), (1, 'c'), (3, 'd')]);
+    }
+
+    #[test]
+    fn only_cve_like_text_is_searched_in_cve_ids() {
+        for yes in ["CVE-2024-1234", "cve-2024", "2024-12", "-", "e", "VE-20"] {
+            assert!(could_be_in_a_cve_id(yes), "{yes}");
+        }
+        for no in ["openssl", "host-1", "2024_1", "CVE 2024", "cve%", "ﬀ"] {
+            assert!(!could_be_in_a_cve_id(no), "{no}");
+        }
     }
 
     #[test]

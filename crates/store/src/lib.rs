@@ -25,10 +25,13 @@ mod cloud_sql;
 mod common;
 mod error;
 pub mod export;
+mod jobs;
 mod postgres;
 mod run_owner;
+mod sort;
 mod sqlite;
 mod store;
+mod summary;
 mod types;
 mod types_cloud;
 
@@ -38,10 +41,13 @@ pub mod testing;
 use std::sync::Arc;
 
 pub use error::StoreError;
+pub use jobs::{Enqueued, JOB_LEASE, Job, JobKind, JobState};
 pub use postgres::PgStore;
 pub use run_owner::RunOwner;
+pub use sort::{AssetSort, AssetSortKey, ListedAsset, OpenFindings, SortCursor};
 pub use sqlite::{SQLITE_MAX_PARAMS, SqliteStore};
 pub use store::{STALE_RUN_AFTER, STREAM_PAGE_SIZE, Store};
+pub use summary::Summary;
 pub use types::*;
 pub use types_cloud::*;
 

@@ -22,9 +22,12 @@ use rampart_model::{
 use crate::cloud_sql::reconcile_plan;
 use crate::common::*;
 use crate::error::{Result, StoreError};
+use crate::jobs::*;
 use crate::run_owner::RunOwner;
+use crate::sort::*;
 use crate::sqlite::tally;
 use crate::store::{STALE_RUN_AFTER, Store};
+use crate::summary::*;
 use crate::types::*;
 use crate::types_cloud::*;
 
@@ -32,7 +35,11 @@ mod cloud;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
-const DIALECT: Dialect = Dialect { ilike: "ILIKE" };
+const DIALECT: Dialect = Dialect {
+    ilike: "ILIKE",
+    collate_c: " COLLATE \"C\"",
+    least: "LEAST",
+};
 
 /// Connections per process. Several processes share one server: keep processes × this under
 /// the server's `max_connections` (100 by default).
@@ -402,6 +409,24 @@ async fn count_kinds(
         counts.add_kind(r.int("change_kind")?, as_u64(r.int("n")?));
     }
     Ok(counts)
+}
+
+/// Recounts an integration's summaries (see the `summary` module).
+async fn refresh_summaries(conn: &mut PgConnection, integration_id: IntegrationId) -> Result<()> {
+    let op = "refreshing the findings summaries";
+    sqlx::query(AssertSqlSafe(refresh_assets_sql(DIALECT)))
+        .bind(integration_id)
+        .execute(&mut *conn)
+        .await
+        .map_err(db(op))?;
+    for sql in [CLEAR_FIXES, REFRESH_FIXES] {
+        sqlx::query(sql)
+            .bind(integration_id)
+            .execute(&mut *conn)
+            .await
+            .map_err(db(op))?;
+    }
+    Ok(())
 }
 
 async fn touch_run(
@@ -1039,6 +1064,9 @@ impl Store for PgStore {
                     .unwrap_or_default()
             )));
         }
+        if needs_refresh(o) {
+            refresh_summaries(&mut tx, run.integration_id).await?;
+        }
         tx.commit().await.map_err(db("finishing a sync run"))?;
         Ok(run)
     }
@@ -1132,7 +1160,7 @@ impl Store for PgStore {
             .begin()
             .await
             .map_err(db("starting a transaction"))?;
-        touch_run(&mut tx, integration_id, run_id).await?;
+        let started_at = touch_run(&mut tx, integration_id, run_id).await?;
         let mut counts = DeltaCounts::default();
         for step in delta_steps(changes) {
             match step {
@@ -1149,6 +1177,7 @@ impl Store for PgStore {
                         .bind(clean(&key.software_version))
                         .bind(key.cve_id.as_str())
                         .bind(ts(at))
+                        .bind(ts(started_at))
                         .execute(&mut *tx)
                         .await
                         .map_err(db("marking a finding fixed"))?;
@@ -1351,7 +1380,30 @@ impl Store for PgStore {
         after: Option<i64>,
         limit: u32,
     ) -> Result<Page<StoredFinding>> {
-        let sql = findings_query(DIALECT, filter, after, limit);
+        let plan = match search_precheck(DIALECT, filter) {
+            None => None,
+            Some(check) => Some(decode_search_plan(
+                &bind_args(sqlx::query(AssertSqlSafe(check.text.as_str())), &check.args)
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(db("listing findings"))?,
+            )?),
+        };
+        let untouched = match changes_precheck(filter) {
+            None => false,
+            Some(check) => !bind_args(sqlx::query(AssertSqlSafe(check.text.as_str())), &check.args)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db("listing findings"))?
+                .flag("any")?,
+        };
+        if untouched || plan.is_some_and(|p| p.finds_nothing()) {
+            return Ok(Page {
+                items: Vec::new(),
+                next: None,
+            });
+        }
+        let sql = findings_query_planned(DIALECT, filter, after, limit, plan);
         let mut tx = self.pool.begin().await.map_err(db("starting a read"))?;
         // One snapshot for the page and the rows it refers to.
         sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
@@ -1481,6 +1533,181 @@ impl Store for PgStore {
             .await
             .map_err(db("ranking assets"))?;
         rows.iter().map(decode_risky_asset).collect()
+    }
+
+    async fn assets_sorted(
+        &self,
+        filter: &AssetFilter,
+        sort: AssetSort,
+        after: Option<&SortCursor>,
+        limit: u32,
+    ) -> Result<Page<ListedAsset, SortCursor>> {
+        check_cursor(sort, after)?;
+        let sql = assets_sorted_query(DIALECT, filter, sort, after, limit);
+        let mut tx = self.read_snapshot().await?;
+        let rows = bind_args(sqlx::query(AssertSqlSafe(sql.text.as_str())), &sql.args)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db("listing assets"))?;
+        let names = decode_integration_names(
+            &sqlx::query(INTEGRATION_NAMES)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db("listing assets"))?,
+        )?;
+        sorted_page(&rows, &names, sort, limit)
+    }
+
+    async fn summary(&self, top: u32) -> Result<Summary> {
+        let mut tx = self.read_snapshot().await?;
+        let op = "reading the dashboard summary";
+        let mut counts = Counts::default();
+        for r in sqlx::query(SUMMARY_COUNTS)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db(op))?
+        {
+            add_counts(&mut counts, &r)?;
+        }
+        let top_fixes = sqlx::query(AssertSqlSafe(summary_top_fixes_sql(DIALECT)))
+            .bind(i64::from(top))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db(op))?
+            .iter()
+            .map(decode_top_fix)
+            .collect::<Result<Vec<_>>>()?;
+        let riskiest = sqlx::query(SUMMARY_RISKIEST)
+            .bind(i64::from(top))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db(op))?
+            .iter()
+            .map(decode_risky_asset)
+            .collect::<Result<Vec<_>>>()?;
+        let as_of = sqlx::query(LAST_FINISHED)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db(op))?
+            .opt_ts("t")?;
+        // Subscriptions and recommendations number in the thousands, not millions: counted live.
+        self.cloud_counts(None, &mut counts).await?;
+        Ok(Summary {
+            counts,
+            top_fixes,
+            riskiest,
+            as_of,
+        })
+    }
+
+    async fn enqueue_job(
+        &self,
+        integration_id: IntegrationId,
+        kind: JobKind,
+        run_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Enqueued> {
+        // Two processes may both see no active job and insert: the unique index refuses the
+        // second, which then finds the first one's job on its second attempt.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self
+                .enqueue_job_once(integration_id, kind, run_at, now)
+                .await
+            {
+                Err(StoreError::Conflict(_)) if attempt < 3 => continue,
+                other => return other,
+            }
+        }
+    }
+
+    async fn claim_job(
+        &self,
+        worker: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+        only: Option<IntegrationId>,
+    ) -> Result<Option<Job>> {
+        // SKIP LOCKED: a job another worker is claiming right now is passed over, not waited for.
+        let stale = now - chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
+        sqlx::query(AssertSqlSafe(claim_job_sql(" FOR UPDATE SKIP LOCKED")))
+            .bind(clean(worker))
+            .bind(ts(now))
+            .bind(ts(stale))
+            .bind(only)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db("claiming a sync job"))?
+            .map(|r| decode_job(&r))
+            .transpose()
+    }
+    async fn heartbeat_job(&self, job_id: i64, worker: &str, now: DateTime<Utc>) -> Result<()> {
+        let done = sqlx::query(HEARTBEAT_JOB)
+            .bind(job_id)
+            .bind(clean(worker))
+            .bind(ts(now))
+            .execute(&self.pool)
+            .await
+            .map_err(db("recording a job's heartbeat"))?;
+        if done.rows_affected() == 0 {
+            return Err(job_lost(job_id, worker));
+        }
+        Ok(())
+    }
+
+    async fn finish_job(
+        &self,
+        job_id: i64,
+        worker: &str,
+        now: DateTime<Utc>,
+        error: Option<&str>,
+    ) -> Result<Job> {
+        let op = "finishing a sync job";
+        let state = if error.is_some() {
+            JobState::Failed
+        } else {
+            JobState::Done
+        };
+        let mut tx = self.pool.begin().await.map_err(db(op))?;
+        let job = sqlx::query(FINISH_JOB)
+            .bind(job_id)
+            .bind(clean(worker))
+            .bind(state.as_str())
+            .bind(ts(now))
+            .bind(error.map(|e| clean(e).into_owned()))
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db(op))?
+            .map(|r| decode_job(&r))
+            .transpose()?
+            .ok_or_else(|| job_lost(job_id, worker))?;
+        sqlx::query(PRUNE_JOBS)
+            .bind(job.integration_id)
+            .bind(JOBS_KEPT)
+            .execute(&mut *tx)
+            .await
+            .map_err(db(op))?;
+        tx.commit().await.map_err(db(op))?;
+        Ok(job)
+    }
+
+    async fn list_jobs(
+        &self,
+        integration: Option<IntegrationId>,
+        active_only: bool,
+        limit: u32,
+    ) -> Result<Vec<Job>> {
+        sqlx::query(LIST_JOBS)
+            .bind(integration)
+            .bind(active_only)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("listing sync jobs"))?
+            .iter()
+            .map(decode_job)
+            .collect()
     }
 
     async fn record_audit(&self, e: &NewAuditEntry) -> Result<i64> {
@@ -1664,6 +1891,74 @@ impl Store for PgStore {
             )));
         }
         Ok(())
+    }
+}
+
+impl PgStore {
+    /// A read-only transaction on one snapshot, for a page and the rows it refers to.
+    async fn read_snapshot(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>> {
+        let mut tx = self.pool.begin().await.map_err(db("starting a read"))?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut *tx)
+            .await
+            .map_err(db("starting a read"))?;
+        Ok(tx)
+    }
+
+    async fn enqueue_job_once(
+        &self,
+        integration_id: IntegrationId,
+        kind: JobKind,
+        run_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Enqueued> {
+        let op = "queueing a sync job";
+        let mut tx = self.pool.begin().await.map_err(db(op))?;
+        let active = sqlx::query(ACTIVE_JOB)
+            .bind(integration_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db(op))?
+            .map(|r| decode_job(&r))
+            .transpose()?;
+        let out = match active {
+            Some(job) if job.state == JobState::Running => Enqueued::Running(job),
+            Some(job) => match queued_change(&job, kind, run_at) {
+                None => Enqueued::AlreadyQueued(job),
+                Some((kind, run_at)) => Enqueued::Queued(decode_job(
+                    &sqlx::query(MOVE_JOB)
+                        .bind(job.id)
+                        .bind(kind.as_str())
+                        .bind(ts(run_at))
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(db(op))?,
+                )?),
+            },
+            None => {
+                let row = sqlx::query(INSERT_JOB)
+                    .bind(integration_id)
+                    .bind(kind.as_str())
+                    .bind(ts(run_at))
+                    .bind(ts(now))
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(|e| {
+                        if is_foreign_key_violation(&e) {
+                            integration_not_found(integration_id)
+                        } else if is_unique_violation(&e) {
+                            StoreError::Conflict(
+                                "another process queued a job at the same moment".into(),
+                            )
+                        } else {
+                            db(op)(e)
+                        }
+                    })?;
+                Enqueued::Queued(decode_job(&row)?)
+            }
+        };
+        tx.commit().await.map_err(db(op))?;
+        Ok(out)
     }
 }
 

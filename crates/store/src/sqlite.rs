@@ -30,8 +30,11 @@ use rampart_model::{
 use crate::cloud_sql::reconcile_plan;
 use crate::common::{self, *};
 use crate::error::{Result, StoreError};
+use crate::jobs::*;
 use crate::run_owner::RunOwner;
+use crate::sort::*;
 use crate::store::{STALE_RUN_AFTER, Store};
+use crate::summary::*;
 use crate::types::*;
 use crate::types_cloud::*;
 
@@ -46,7 +49,11 @@ pub const SQLITE_MAX_PARAMS: usize = 32_766;
 /// statement was ~25 % slower than 500; 1,000 and 2,000 were within the noise of 500.
 const ROWS_PER_STATEMENT: usize = 500;
 
-const DIALECT: Dialect = Dialect { ilike: "LIKE" };
+const DIALECT: Dialect = Dialect {
+    ilike: "LIKE",
+    collate_c: "",
+    least: "min",
+};
 
 /// Connections readers may use at once.
 const READ_CONNECTIONS: u32 = 4;
@@ -631,6 +638,27 @@ async fn upsert_findings_in(
     Ok(counts)
 }
 
+/// Recounts an integration's summaries (see the `summary` module).
+async fn refresh_summaries(
+    conn: &mut SqliteConnection,
+    integration_id: IntegrationId,
+) -> Result<()> {
+    let op = "refreshing the findings summaries";
+    sqlx::query(AssertSqlSafe(refresh_assets_sql(DIALECT)))
+        .bind(integration_id)
+        .execute(&mut *conn)
+        .await
+        .map_err(db(op))?;
+    for sql in [CLEAR_FIXES, REFRESH_FIXES] {
+        sqlx::query(sql)
+            .bind(integration_id)
+            .execute(&mut *conn)
+            .await
+            .map_err(db(op))?;
+    }
+    Ok(())
+}
+
 async fn run_by_id(conn: &mut SqliteConnection, run_id: i64) -> Result<SyncRun> {
     let row = sqlx::query(concat!(
         "SELECT ",
@@ -1051,6 +1079,9 @@ impl Store for SqliteStore {
                     .unwrap_or_default()
             )));
         }
+        if needs_refresh(o) {
+            refresh_summaries(&mut tx, run.integration_id).await?;
+        }
         tx.commit().await.map_err(db("finishing a sync run"))?;
         // Lets SQLite refresh its planner statistics after a large write, cheaply.
         if let Err(e) = sqlx::query("PRAGMA optimize").execute(&self.write).await {
@@ -1136,7 +1167,7 @@ impl Store for SqliteStore {
         changes: &[FindingChange],
     ) -> Result<DeltaCounts> {
         let mut tx = self.begin().await?;
-        touch_run(&mut tx, integration_id, run_id).await?;
+        let started_at = touch_run(&mut tx, integration_id, run_id).await?;
         let mut counts = DeltaCounts::default();
         for step in delta_steps(changes) {
             match step {
@@ -1153,6 +1184,7 @@ impl Store for SqliteStore {
                         .bind(clean(&key.software_version))
                         .bind(key.cve_id.as_str())
                         .bind(ts(at))
+                        .bind(ts(started_at))
                         .execute(&mut *tx)
                         .await
                         .map_err(db("marking a finding fixed"))?;
@@ -1346,7 +1378,30 @@ impl Store for SqliteStore {
         after: Option<i64>,
         limit: u32,
     ) -> Result<Page<StoredFinding>> {
-        let sql = findings_query(DIALECT, filter, after, limit);
+        let plan = match search_precheck(DIALECT, filter) {
+            None => None,
+            Some(check) => Some(decode_search_plan(
+                &bind_args(sqlx::query(AssertSqlSafe(check.text.as_str())), &check.args)
+                    .fetch_one(&self.read)
+                    .await
+                    .map_err(db("listing findings"))?,
+            )?),
+        };
+        let untouched = match changes_precheck(filter) {
+            None => false,
+            Some(check) => !bind_args(sqlx::query(AssertSqlSafe(check.text.as_str())), &check.args)
+                .fetch_one(&self.read)
+                .await
+                .map_err(db("listing findings"))?
+                .flag("any")?,
+        };
+        if untouched || plan.is_some_and(|p| p.finds_nothing()) {
+            return Ok(Page {
+                items: Vec::new(),
+                next: None,
+            });
+        }
+        let sql = findings_query_planned(DIALECT, filter, after, limit, plan);
         let mut tx = self.read.begin().await.map_err(db("starting a read"))?;
         let rows = bind_args(sqlx::query(AssertSqlSafe(sql.text.as_str())), &sql.args)
             .fetch_all(&mut *tx)
@@ -1473,6 +1528,212 @@ impl Store for SqliteStore {
             .await
             .map_err(db("ranking assets"))?;
         rows.iter().map(decode_risky_asset).collect()
+    }
+
+    async fn assets_sorted(
+        &self,
+        filter: &AssetFilter,
+        sort: AssetSort,
+        after: Option<&SortCursor>,
+        limit: u32,
+    ) -> Result<Page<ListedAsset, SortCursor>> {
+        check_cursor(sort, after)?;
+        let sql = assets_sorted_query(DIALECT, filter, sort, after, limit);
+        let mut tx = self.read.begin().await.map_err(db("starting a read"))?;
+        let rows = bind_args(sqlx::query(AssertSqlSafe(sql.text.as_str())), &sql.args)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db("listing assets"))?;
+        let names = decode_integration_names(
+            &sqlx::query(INTEGRATION_NAMES)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db("listing assets"))?,
+        )?;
+        sorted_page(&rows, &names, sort, limit)
+    }
+
+    async fn summary(&self, top: u32) -> Result<Summary> {
+        let mut tx = self.read.begin().await.map_err(db("starting a read"))?;
+        let op = "reading the dashboard summary";
+        let mut counts = Counts::default();
+        for r in sqlx::query(SUMMARY_COUNTS)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db(op))?
+        {
+            add_counts(&mut counts, &r)?;
+        }
+        let top_fixes = sqlx::query(AssertSqlSafe(summary_top_fixes_sql(DIALECT)))
+            .bind(i64::from(top))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db(op))?
+            .iter()
+            .map(decode_top_fix)
+            .collect::<Result<Vec<_>>>()?;
+        let riskiest = sqlx::query(SUMMARY_RISKIEST)
+            .bind(i64::from(top))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db(op))?
+            .iter()
+            .map(decode_risky_asset)
+            .collect::<Result<Vec<_>>>()?;
+        let as_of = sqlx::query(LAST_FINISHED)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db(op))?
+            .opt_ts("t")?;
+        // Subscriptions and recommendations number in the thousands, not millions: counted live.
+        self.cloud_counts(None, &mut counts).await?;
+        Ok(Summary {
+            counts,
+            top_fixes,
+            riskiest,
+            as_of,
+        })
+    }
+
+    async fn enqueue_job(
+        &self,
+        integration_id: IntegrationId,
+        kind: JobKind,
+        run_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Enqueued> {
+        let op = "queueing a sync job";
+        let mut tx = self.begin().await?;
+        let active = sqlx::query(ACTIVE_JOB)
+            .bind(integration_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db(op))?
+            .map(|r| decode_job(&r))
+            .transpose()?;
+        let out = match active {
+            Some(job) if job.state == JobState::Running => Enqueued::Running(job),
+            Some(job) => match queued_change(&job, kind, run_at) {
+                None => Enqueued::AlreadyQueued(job),
+                Some((kind, run_at)) => Enqueued::Queued(decode_job(
+                    &sqlx::query(MOVE_JOB)
+                        .bind(job.id)
+                        .bind(kind.as_str())
+                        .bind(ts(run_at))
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(db(op))?,
+                )?),
+            },
+            None => {
+                let row = sqlx::query(INSERT_JOB)
+                    .bind(integration_id)
+                    .bind(kind.as_str())
+                    .bind(ts(run_at))
+                    .bind(ts(now))
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(|e| {
+                        if is_foreign_key_violation(&e) {
+                            integration_not_found(integration_id)
+                        } else {
+                            db(op)(e)
+                        }
+                    })?;
+                Enqueued::Queued(decode_job(&row)?)
+            }
+        };
+        tx.commit().await.map_err(db(op))?;
+        Ok(out)
+    }
+
+    async fn claim_job(
+        &self,
+        worker: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+        only: Option<IntegrationId>,
+    ) -> Result<Option<Job>> {
+        // SQLite has one writer at a time: the UPDATE picks and takes the job atomically.
+        let stale = now - chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
+        sqlx::query(AssertSqlSafe(claim_job_sql("")))
+            .bind(clean(worker))
+            .bind(ts(now))
+            .bind(ts(stale))
+            .bind(only)
+            .fetch_optional(&self.write)
+            .await
+            .map_err(db("claiming a sync job"))?
+            .map(|r| decode_job(&r))
+            .transpose()
+    }
+
+    async fn heartbeat_job(&self, job_id: i64, worker: &str, now: DateTime<Utc>) -> Result<()> {
+        let done = sqlx::query(HEARTBEAT_JOB)
+            .bind(job_id)
+            .bind(clean(worker))
+            .bind(ts(now))
+            .execute(&self.write)
+            .await
+            .map_err(db("recording a job's heartbeat"))?;
+        if done.rows_affected() == 0 {
+            return Err(job_lost(job_id, worker));
+        }
+        Ok(())
+    }
+
+    async fn finish_job(
+        &self,
+        job_id: i64,
+        worker: &str,
+        now: DateTime<Utc>,
+        error: Option<&str>,
+    ) -> Result<Job> {
+        let op = "finishing a sync job";
+        let state = if error.is_some() {
+            JobState::Failed
+        } else {
+            JobState::Done
+        };
+        let mut tx = self.begin().await?;
+        let job = sqlx::query(FINISH_JOB)
+            .bind(job_id)
+            .bind(clean(worker))
+            .bind(state.as_str())
+            .bind(ts(now))
+            .bind(error.map(|e| clean(e).into_owned()))
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db(op))?
+            .map(|r| decode_job(&r))
+            .transpose()?
+            .ok_or_else(|| job_lost(job_id, worker))?;
+        sqlx::query(PRUNE_JOBS)
+            .bind(job.integration_id)
+            .bind(JOBS_KEPT)
+            .execute(&mut *tx)
+            .await
+            .map_err(db(op))?;
+        tx.commit().await.map_err(db(op))?;
+        Ok(job)
+    }
+
+    async fn list_jobs(
+        &self,
+        integration: Option<IntegrationId>,
+        active_only: bool,
+        limit: u32,
+    ) -> Result<Vec<Job>> {
+        sqlx::query(LIST_JOBS)
+            .bind(integration)
+            .bind(active_only)
+            .bind(i64::from(limit))
+            .fetch_all(&self.read)
+            .await
+            .map_err(db("listing sync jobs"))?
+            .iter()
+            .map(decode_job)
+            .collect()
     }
 
     async fn record_audit(&self, e: &NewAuditEntry) -> Result<i64> {
@@ -1742,7 +2003,7 @@ mod tests {
                 status: Some(FindingStatus::Fixed),
                 severity: Some(Severity::High),
                 search: Some("openssl".into()),
-                asset_source_id: Some("abc".into()),
+                changed_since: Some(Utc::now()),
                 ..Default::default()
             },
         ];
@@ -1750,6 +2011,78 @@ mod tests {
             let sql = findings_query(DIALECT, f, Some(10), 1000);
             let plan = explain(&store, &sql).await;
             assert!(!plan.contains("TEMP B-TREE"), "{f:?}: {plan}");
+        }
+        // Narrow filters read their own index and sort their few rows (one asset's findings,
+        // one CVE's open findings) instead of walking the table.
+        for (f, index) in [
+            (
+                FindingFilter {
+                    integration: Some(1),
+                    status: Some(FindingStatus::Fixed),
+                    asset_source_id: Some("abc".into()),
+                    ..Default::default()
+                },
+                "findings_natural_key",
+            ),
+            (
+                FindingFilter {
+                    asset_source_id: Some("abc".into()),
+                    ..Default::default()
+                },
+                "findings_natural_key",
+            ),
+            (
+                FindingFilter {
+                    integration: Some(1),
+                    status: Some(FindingStatus::Open),
+                    cve_id: Some("CVE-2024-1234".parse().unwrap()),
+                    ..Default::default()
+                },
+                "findings_open_by_cve",
+            ),
+        ] {
+            let sql = findings_query(DIALECT, &f, Some(10), 1000);
+            let plan = explain(&store, &sql).await;
+            assert!(plan.contains(index), "{f:?}: {plan}");
+        }
+        // A search that only a few asset names match reads those assets' findings.
+        let host = FindingFilter {
+            search: Some("host-7.contoso".into()),
+            status: Some(FindingStatus::Open),
+            ..Default::default()
+        };
+        let plan = SearchPlan {
+            software: false,
+            assets: 3,
+        };
+        let sql = findings_query_planned(DIALECT, &host, None, 50, Some(plan));
+        let found = explain(&store, &sql).await;
+        assert!(found.contains("findings_natural_key"), "{found}");
+        let many = SearchPlan {
+            software: true,
+            assets: 3,
+        };
+        let sql = findings_query_planned(DIALECT, &host, None, 50, Some(many));
+        let found = explain(&store, &sql).await;
+        assert!(!found.contains("TEMP B-TREE"), "{found}");
+        // Every sort order of the asset listing reads its (key, id) index in order.
+        for key in AssetSortKey::ALL {
+            for sort in [AssetSort::asc(key), AssetSort::desc(key)] {
+                for f in [
+                    AssetFilter::default(),
+                    AssetFilter {
+                        integration: Some(1),
+                        status: Some(rampart_model::AssetStatus::Active),
+                        ..Default::default()
+                    },
+                ] {
+                    let page = assets_sorted_query(DIALECT, &f, sort, None, 50);
+                    let plan = explain(&store, &page).await;
+                    assert!(!plan.contains("TEMP B-TREE"), "{sort} {f:?}: {plan}");
+                    let first = store.assets_sorted(&f, sort, None, 1).await.unwrap();
+                    assert!(first.items.is_empty());
+                }
+            }
         }
         for f in [
             AssetFilter::default(),

@@ -13,7 +13,10 @@ use rampart_model::{
 };
 
 use crate::error::Result;
+use crate::jobs::{Enqueued, Job, JobKind};
 use crate::run_owner::RunOwner;
+use crate::sort::{AssetSort, ListedAsset, SortCursor};
+use crate::summary::Summary;
 use crate::types::*;
 use crate::types_cloud::*;
 
@@ -313,6 +316,80 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn top_fixes(&self, limit: u32) -> Result<Vec<TopFix>>;
     /// The assets with the most critical, then high, then any open findings.
     async fn riskiest_assets(&self, limit: u32) -> Result<Vec<RiskyAsset>>;
+
+    // ---- the portal at scale: sorted listings and summaries -----------------------------------
+
+    /// Assets matching the filter in `sort` order, each with its findings summary, keyset-paginated
+    /// on (sort key, id): pass the page's `next` as `after` for the following page. A cursor of
+    /// another order is `InvalidInput`.
+    async fn assets_sorted(
+        &self,
+        filter: &AssetFilter,
+        sort: AssetSort,
+        after: Option<&SortCursor>,
+        limit: u32,
+    ) -> Result<Page<ListedAsset, SortCursor>>;
+
+    /// One asset, with its findings summary. `NotFound` when there is none with this id.
+    async fn get_asset(&self, id: i64) -> Result<ListedAsset> {
+        let page = self
+            .assets_sorted(
+                &AssetFilter::default(),
+                AssetSort::default(),
+                Some(&SortCursor::after_id(id.saturating_sub(1))),
+                1,
+            )
+            .await?;
+        page.items
+            .into_iter()
+            .find(|a| a.stored.id == id)
+            .ok_or_else(|| crate::StoreError::NotFound(format!("there is no asset with id {id}")))
+    }
+
+    /// The dashboard's numbers from the summaries refreshed when runs finish: a cost that does
+    /// not grow with the findings, as of [`Summary::as_of`]. `top` bounds the two rankings.
+    async fn summary(&self, top: u32) -> Result<Summary>;
+
+    // ---- jobs (see the `jobs` module) ---------------------------------------------------------
+
+    /// Asks for a sync of the integration at `run_at`. At most one job per integration is queued
+    /// or running: an earlier request brings the queued job forward (a `Requested` kind wins
+    /// over `Scheduled`); a running job is left alone and reported.
+    async fn enqueue_job(
+        &self,
+        integration_id: IntegrationId,
+        kind: JobKind,
+        run_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Enqueued>;
+    /// Claims the oldest due job (of `only` this integration, if given) for `worker`: a queued job
+    /// whose time has come, or a running one without a heartbeat since `now - lease` (its worker
+    /// died). Scheduled jobs of disabled integrations wait. `None` when nothing is due.
+    async fn claim_job(
+        &self,
+        worker: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+        only: Option<IntegrationId>,
+    ) -> Result<Option<Job>>;
+    /// The worker still holds the job and is alive. `Conflict` when it no longer holds it.
+    async fn heartbeat_job(&self, job_id: i64, worker: &str, now: DateTime<Utc>) -> Result<()>;
+    /// Closes a held job as done (`error` = `None`) or failed. `Conflict` when the worker no longer
+    /// holds it. Old finished jobs of the integration are pruned.
+    async fn finish_job(
+        &self,
+        job_id: i64,
+        worker: &str,
+        now: DateTime<Utc>,
+        error: Option<&str>,
+    ) -> Result<Job>;
+    /// Jobs, newest first: of one integration or all, only queued and running ones or all.
+    async fn list_jobs(
+        &self,
+        integration: Option<IntegrationId>,
+        active_only: bool,
+        limit: u32,
+    ) -> Result<Vec<Job>>;
 
     // ---- audit log ---------------------------------------------------------------------------
 

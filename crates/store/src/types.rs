@@ -291,6 +291,10 @@ pub struct AssetFilter {
     pub exposure_level: Option<String>,
     /// Assets carrying this tag (case-insensitive).
     pub tag: Option<String>,
+    /// Only assets observed by a run, or concluded missing, after this time. A run stamps what it
+    /// observes with its own start time: to miss nothing, pass a time no later than the start of
+    /// the runs that were still going when the previous listing was read.
+    pub changed_since: Option<DateTime<Utc>>,
 }
 
 /// Filters of finding listings. Empty = everything.
@@ -306,6 +310,9 @@ pub struct FindingFilter {
     pub asset_source_id: Option<String>,
     /// Case-insensitive substring of the CVE id, software vendor or name, or asset name.
     pub search: Option<String>,
+    /// Only findings observed by a run, or fixed, after this time (see
+    /// [`AssetFilter::changed_since`]).
+    pub changed_since: Option<DateTime<Utc>>,
 }
 
 /// Filters of vulnerability listings. Empty = the whole catalogue.
@@ -319,6 +326,8 @@ pub struct VulnerabilityFilter {
     pub min_severity: Option<Severity>,
     /// Case-insensitive substring of the CVE id or description.
     pub search: Option<String>,
+    /// Only catalogue entries added or changed after this time.
+    pub changed_since: Option<DateTime<Utc>>,
 }
 
 /// One page of a keyset-paginated listing. Pass `next` as `after` to get the following page;

@@ -147,4 +147,6 @@ pub struct RecommendationFilter {
     /// Case-insensitive substring of the display name, the resource id or the assessment key.
     /// `%` and `_` are literal.
     pub search: Option<String>,
+    /// Only recommendations a run observed, or that were resolved or removed, after this time.
+    pub changed_since: Option<DateTime<Utc>>,
 }

@@ -63,6 +63,34 @@ pub fn line(values: &[u64]) -> String {
         .join(" ")
 }
 
+/// A polyline through percentages (oldest first) on a fixed 0–100 scale, so that a score's trend
+/// is never exaggerated by zooming; empty for fewer than two points.
+pub fn percent_line(values: &[f64]) -> String {
+    if values.len() < 2 {
+        return String::new();
+    }
+    let step = WIDTH / (values.len() - 1) as f64;
+    let plot = HEIGHT - AXIS;
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            format!(
+                "{:.1},{:.1}",
+                i as f64 * step,
+                plot - (v.clamp(0.0, 100.0) / 100.0) * (plot - 10.0)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The y coordinate of a percentage on [`percent_line`]'s scale (for grid lines and labels).
+pub fn percent_y(v: f64) -> f64 {
+    let plot = HEIGHT - AXIS;
+    plot - (v.clamp(0.0, 100.0) / 100.0) * (plot - 10.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,5 +108,14 @@ mod tests {
     fn line_needs_two_points() {
         assert_eq!(line(&[3]), "");
         assert_eq!(line(&[0, 10]), "0.0,140.0 400.0,10.0");
+    }
+
+    #[test]
+    fn percent_lines_keep_a_fixed_scale() {
+        assert_eq!(percent_line(&[50.0]), "");
+        assert_eq!(percent_line(&[0.0, 100.0]), "0.0,140.0 400.0,10.0");
+        // Out-of-range values are drawn at the edge, not off the chart.
+        assert_eq!(percent_line(&[-5.0, 120.0]), "0.0,140.0 400.0,10.0");
+        assert_eq!(percent_y(50.0), 75.0);
     }
 }

@@ -11,7 +11,6 @@ use rampart_sync::vault::Sealed;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::error::AppError;
-use crate::scheduler::start_sync;
 use crate::state::AppState;
 
 /// The longest client secret accepted (Entra's are 40 characters; this only bounds hostile input).
@@ -87,9 +86,6 @@ impl IntegrationInput {
             .parse::<Product>()
             .map_err(|e| errors.push(format!("Product: {e}")))
             .ok();
-        if product == Some(Product::Cloud) {
-            errors.push("Product: Defender for Cloud integrations are not supported by this version of Rampart yet; choose Defender for Endpoint".into());
-        }
         let cloud = if self.cloud.trim().is_empty() {
             Some(Cloud::Commercial)
         } else {
@@ -323,30 +319,24 @@ pub async fn test(
     Ok(report)
 }
 
-/// Starts a sync in the background; `false` when one is already running.
+/// Queues a sync now and starts it; `false` when one is already running.
 pub async fn sync_now(
     state: &AppState,
     integration: Integration,
     actor: &str,
 ) -> Result<bool, AppError> {
-    let running = state
-        .store()
-        .list_runs(integration.id, 1)
-        .await?
-        .first()
-        .is_some_and(|r| r.status == rampart_model::RunStatus::Running);
-    if running {
-        return Ok(false);
+    let started = crate::scheduler::sync_now(state, &integration).await?;
+    if started {
+        audit(
+            state,
+            actor,
+            "integration.sync",
+            &integration,
+            String::new(),
+        )
+        .await?;
     }
-    audit(
-        state,
-        actor,
-        "integration.sync",
-        &integration,
-        String::new(),
-    )
-    .await?;
-    Ok(start_sync(state, integration, "portal"))
+    Ok(started)
 }
 
 /// The input was wrong, or something else failed.

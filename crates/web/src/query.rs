@@ -1,8 +1,11 @@
 //! Listing filters as they come in query strings (portal forms and the API alike), parsed into
 //! the store's filters with errors in words. Empty parameters mean "no filter".
 
+use chrono::{DateTime, Utc};
 use rampart_model::{AssetStatus, CveId, FindingStatus, IntegrationId, Severity};
-use rampart_store::{AssetFilter, FindingFilter, VulnerabilityFilter};
+use rampart_store::{
+    AssetFilter, AssetSort, FindingFilter, RecommendationFilter, SortCursor, VulnerabilityFilter,
+};
 use serde::Deserialize;
 
 use crate::error::AppError;
@@ -41,6 +44,22 @@ fn integration(raw: &Option<String>) -> Result<Option<IntegrationId>, AppError> 
         .transpose()
 }
 
+/// `changed_since`: an RFC 3339 time, any offset (kept as UTC).
+fn changed_since(raw: &Option<String>) -> Result<Option<DateTime<Utc>>, AppError> {
+    opt(raw)
+        .map(|s| {
+            DateTime::parse_from_rfc3339(&s)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|_| {
+                    bad(
+                        "changed_since",
+                        "an RFC 3339 time such as 2026-11-28T06:00:00Z",
+                    )
+                })
+        })
+        .transpose()
+}
+
 fn severity(field: &str, raw: &Option<String>) -> Result<Option<Severity>, AppError> {
     opt(raw)
         .map(|s| {
@@ -66,6 +85,14 @@ pub struct AssetQuery {
     pub exposure: Option<String>,
     pub tag: Option<String>,
     pub integration: Option<String>,
+    /// Sort order: `name`, `last_seen`, `exposure`, `risk`, `open_findings` (critical, then high,
+    /// then all open findings) or `id` (the default); a leading `-` sorts descending, e.g.
+    /// `-open_findings`. Pages stay in this order: keep the same `sort` with `after`.
+    pub sort: Option<String>,
+    /// An RFC 3339 time: only assets a sync observed, or concluded missing, after it. Syncs stamp
+    /// what they observe with their start time, so pass the start of your previous poll minus
+    /// the longest sync to miss nothing.
+    pub changed_since: Option<String>,
     /// The cursor of the next page (`next_cursor` of the previous one).
     pub after: Option<String>,
     /// Rows per page, 1–1000 (default 50).
@@ -87,11 +114,34 @@ impl AssetQuery {
             health_status: opt(&self.health),
             exposure_level: opt(&self.exposure),
             tag: opt(&self.tag),
+            changed_since: changed_since(&self.changed_since)?,
         })
     }
 
-    pub fn after(&self) -> Result<Option<i64>, AppError> {
-        cursor(&self.after)
+    pub fn sort(&self) -> Result<AssetSort, AppError> {
+        match opt(&self.sort) {
+            None => Ok(AssetSort::default()),
+            Some(s) => AssetSort::parse(&s).ok_or_else(|| {
+                bad(
+                    "sort",
+                    "one of name, last_seen, exposure, risk, open_findings, id, optionally with a leading - for descending",
+                )
+            }),
+        }
+    }
+
+    /// The cursor, which must belong to the sort order asked for.
+    pub fn after_sorted(&self, sort: AssetSort) -> Result<Option<SortCursor>, AppError> {
+        opt(&self.after)
+            .map(|s| {
+                SortCursor::decode(&s, sort).map_err(|_| {
+                    bad(
+                        "after",
+                        "the next_cursor of the previous page, with the same sort (or leave it out for the first page)",
+                    )
+                })
+            })
+            .transpose()
     }
 }
 
@@ -121,7 +171,12 @@ pub struct FindingQuery {
     /// An asset's source id.
     pub asset: Option<String>,
     pub integration: Option<String>,
+    /// An RFC 3339 time: only findings a sync observed, or that were fixed, after it (see
+    /// `changed_since` of the assets).
+    pub changed_since: Option<String>,
+    /// The cursor of the next page (`next_cursor` of the previous one).
     pub after: Option<String>,
+    /// Rows per page, 1–1000 (default 50).
     pub limit: Option<String>,
 }
 
@@ -145,6 +200,7 @@ impl FindingQuery {
                 .transpose()?,
             asset_source_id: opt(&self.asset),
             search: opt(&self.q),
+            changed_since: changed_since(&self.changed_since)?,
         })
     }
 
@@ -164,8 +220,11 @@ pub struct VulnerabilityQuery {
     /// `true`: only CVEs with at least one exposed asset.
     pub exposed: Option<String>,
     pub integration: Option<String>,
-    /// The CVE id after which the page starts.
+    /// An RFC 3339 time: only CVEs added to the catalogue, or changed, after it.
+    pub changed_since: Option<String>,
+    /// The CVE id after which the page starts (`next_cursor` of the previous page).
     pub after: Option<String>,
+    /// Rows per page, 1–1000 (default 50).
     pub limit: Option<String>,
 }
 
@@ -180,6 +239,7 @@ impl VulnerabilityQuery {
             severity: severity("severity", &self.severity)?,
             min_severity: severity("min_severity", &self.min_severity)?,
             search: opt(&self.q),
+            changed_since: changed_since(&self.changed_since)?,
         })
     }
 
@@ -190,6 +250,95 @@ impl VulnerabilityQuery {
                     .map_err(|_| bad("after", "the next_cursor of the previous page"))
             })
             .transpose()
+    }
+}
+
+/// `?integration=&subscription=&status=&severity=&q=&changed_since=&after=&limit=`: Defender for
+/// Cloud recommendations.
+#[derive(Debug, Default, Clone, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RecommendationQuery {
+    pub integration: Option<String>,
+    /// A subscription id (GUID, any case).
+    pub subscription: Option<String>,
+    /// `Healthy`, `Unhealthy`, `NotApplicable`, `Removed` (any case) or `any`. The portal shows
+    /// `Unhealthy` ones unless told otherwise; the API lists every status unless told.
+    pub status: Option<String>,
+    /// `Low`, `Medium`, `High` or `Critical` (any case).
+    pub severity: Option<String>,
+    /// Substring of the recommendation's name, the resource id or the assessment key.
+    pub q: Option<String>,
+    /// An RFC 3339 time: only recommendations a sync observed, or that were resolved or removed,
+    /// after it.
+    pub changed_since: Option<String>,
+    /// The cursor of the next page (`next_cursor` of the previous one).
+    pub after: Option<String>,
+    /// Rows per page, 1–1000 (default 50).
+    pub limit: Option<String>,
+}
+
+/// One of `words` (any case); `any` means no filter.
+fn one_of(field: &str, raw: &Option<String>, words: &[&str]) -> Result<Option<String>, AppError> {
+    opt(raw)
+        .filter(|s| !s.eq_ignore_ascii_case("any"))
+        .map(|s| {
+            words
+                .iter()
+                .find(|w| w.eq_ignore_ascii_case(&s))
+                .map(|w| (*w).to_owned())
+                .ok_or_else(|| bad(field, &format!("one of {}", words.join(", "))))
+        })
+        .transpose()
+}
+
+impl RecommendationQuery {
+    pub fn filter(&self) -> Result<RecommendationFilter, AppError> {
+        Ok(RecommendationFilter {
+            integration: integration(&self.integration)?,
+            subscription: opt(&self.subscription),
+            status: one_of(
+                "status",
+                &self.status,
+                &["Healthy", "Unhealthy", "NotApplicable", "Removed"],
+            )?,
+            severity: one_of(
+                "severity",
+                &self.severity,
+                &["Low", "Medium", "High", "Critical"],
+            )?,
+            asset_id: None,
+            search: opt(&self.q),
+            changed_since: changed_since(&self.changed_since)?,
+        })
+    }
+
+    pub fn after(&self) -> Result<Option<i64>, AppError> {
+        cursor(&self.after)
+    }
+}
+
+/// `?integration=&changed_since=`: secure scores and controls.
+#[derive(Debug, Default, Clone, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PostureQuery {
+    pub integration: Option<String>,
+    /// A subscription id (GUID, any case): only its scores and controls.
+    pub subscription: Option<String>,
+    /// An RFC 3339 time: only scores and controls captured after it (history: points after it).
+    pub changed_since: Option<String>,
+}
+
+impl PostureQuery {
+    pub fn integration(&self) -> Result<Option<IntegrationId>, AppError> {
+        integration(&self.integration)
+    }
+
+    pub fn subscription(&self) -> Option<String> {
+        opt(&self.subscription).map(|s| s.to_lowercase())
+    }
+
+    pub fn changed_since(&self) -> Result<Option<DateTime<Utc>>, AppError> {
+        changed_since(&self.changed_since)
     }
 }
 

@@ -1,24 +1,33 @@
-//! Scheduled syncs: every enabled integration syncs when `schedule_minutes` have passed since its
-//! last run started. The schedule is derived from the stored runs, so it survives restarts; the
-//! store refuses a second running run of an integration, so several processes (or a "Sync now"
-//! click) never run one integration twice at once.
+//! Scheduled and requested syncs, through the store's job table (see `rampart_store::Job`).
+//!
+//! Every tick, the scheduler (1) queues the next sync of every enabled integration that has no
+//! queued or running job, due `schedule_minutes` after its last sync started, and (2) claims due
+//! jobs and runs them. "Sync now" queues a job due at once and claims it in the same process.
+//! Because jobs are rows, they survive restarts: a job queued by a process that stopped runs in
+//! the next one, and a job whose worker died (no heartbeat for [`JOB_LEASE`]) is taken over. The
+//! database keeps one active job per integration (and one running run), so several processes
+//! never sync one integration twice at once.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use rampart_model::Integration;
+use rampart_store::{Enqueued, JOB_LEASE, Job, JobKind, StoreError};
 use rampart_sync::SyncRequest;
 use rampart_sync::progress::Logged;
 
 use crate::error::AppError;
 use crate::state::AppState;
 
+/// Jobs one process runs at once (each is one integration's sync; they share two cores).
+const MAX_IN_FLIGHT: usize = 4;
+
 pub struct Scheduler {
     state: AppState,
     tick: Duration,
 }
 
-/// When `integration` is next due, given when its last run started (`None`: never ran, due now).
+/// When `integration` is next due, given when its last sync started (`None`: never ran, due now).
 pub fn next_run(integration: &Integration, last_start: Option<DateTime<Utc>>) -> DateTime<Utc> {
     match last_start {
         None => integration.created_at,
@@ -46,60 +55,158 @@ impl Scheduler {
         })
     }
 
-    /// Starts the syncs that are due; returns how many were started.
+    /// Queues the next sync of every enabled integration without one, then starts the due jobs;
+    /// returns how many it started.
     pub async fn once(&self) -> Result<usize, AppError> {
-        let now = Utc::now();
-        let mut started = 0;
-        for integration in self.state.store().list_integrations().await? {
-            if !integration.enabled {
-                continue;
-            }
-            let last = self.state.store().list_runs(integration.id, 1).await?;
-            if next_run(&integration, last.first().map(|r| r.started_at)) > now {
-                continue;
-            }
-            if start_sync(&self.state, integration, "scheduler") {
-                started += 1;
-            }
-        }
-        Ok(started)
+        plan(&self.state, Utc::now()).await?;
+        claim_and_run(&self.state, None).await
     }
 }
 
-/// Starts a sync in the background unless this process already runs one of the integration.
-/// Returns whether it started. The run's record (and any failure) is in the run history.
-pub fn start_sync(state: &AppState, integration: Integration, actor: &'static str) -> bool {
-    {
-        let Ok(mut running) = state.syncing.lock() else {
-            return false;
-        };
-        if !running.insert(integration.id) {
-            return false;
+/// Queues a scheduled job for every enabled integration that has no queued or running one.
+async fn plan(state: &AppState, now: DateTime<Utc>) -> Result<(), AppError> {
+    let store = state.store();
+    let jobs = store.list_jobs(None, false, 1000).await?;
+    for integration in store.list_integrations().await? {
+        if !integration.enabled {
+            continue;
         }
+        let mine = jobs.iter().filter(|j| j.integration_id == integration.id);
+        if mine.clone().any(|j| j.is_active()) {
+            continue;
+        }
+        // The last start: of a job this table ran, or of a run started elsewhere (the CLI).
+        let last_job = mine.filter_map(|j| j.claimed_at).max();
+        let last_run = store
+            .list_runs(integration.id, 1)
+            .await?
+            .first()
+            .map(|r| r.started_at);
+        let due = next_run(&integration, last_job.max(last_run));
+        store
+            .enqueue_job(integration.id, JobKind::Scheduled, due, now)
+            .await?;
     }
-    let state = state.clone();
-    tokio::spawn(async move {
-        let id = integration.id;
-        tracing::info!(message = "Sync started.", integration = %integration.name, by = actor);
-        match state
-            .engine
-            .sync(&integration, SyncRequest::default(), &Logged)
-            .await
+    Ok(())
+}
+
+/// Claims due jobs (of `only` this integration, if given) and runs each in the background;
+/// returns how many it started.
+pub async fn claim_and_run(
+    state: &AppState,
+    only: Option<rampart_model::IntegrationId>,
+) -> Result<usize, AppError> {
+    let mut started = 0;
+    loop {
+        if state
+            .syncing
+            .lock()
+            .map_or(true, |s| s.len() >= MAX_IN_FLIGHT)
         {
-            Ok(run) => tracing::info!(
+            return Ok(started);
+        }
+        let Some(job) = state
+            .store()
+            .claim_job(&state.worker, Utc::now(), JOB_LEASE, only)
+            .await?
+        else {
+            return Ok(started);
+        };
+        if let Ok(mut running) = state.syncing.lock() {
+            running.insert(job.integration_id);
+        }
+        tokio::spawn(run_job(state.clone(), job));
+        started += 1;
+    }
+}
+
+/// Runs a claimed job: the sync, with heartbeats, and the job's outcome.
+async fn run_job(state: AppState, job: Job) {
+    let store = state.store().clone();
+    let worker = state.worker.clone();
+    let heartbeat = {
+        let store = store.clone();
+        let worker = worker.clone();
+        let id = job.id;
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(JOB_LEASE / 4);
+            every.tick().await;
+            loop {
+                every.tick().await;
+                if let Err(error) = store.heartbeat_job(id, &worker, Utc::now()).await {
+                    tracing::warn!(message = "Job heartbeat failed.", job = id, %error);
+                }
+            }
+        })
+    };
+    let outcome = sync(&state, &job).await;
+    heartbeat.abort();
+    if let Err(error) = store
+        .finish_job(
+            job.id,
+            &worker,
+            Utc::now(),
+            outcome.as_ref().err().map(String::as_str),
+        )
+        .await
+    {
+        tracing::warn!(message = "Job could not be closed.", job = job.id, %error);
+    }
+    if let Ok(mut running) = state.syncing.lock() {
+        running.remove(&job.integration_id);
+    }
+}
+
+/// The sync of a job; the error, in words, when it did not succeed.
+async fn sync(state: &AppState, job: &Job) -> Result<(), String> {
+    let integration = match state.store().get_integration(job.integration_id).await {
+        Ok(i) => i,
+        Err(StoreError::NotFound(_)) => return Err("the integration was removed".into()),
+        Err(e) => return Err(e.to_string()),
+    };
+    tracing::info!(
+        message = "Sync started.",
+        integration = %integration.name,
+        job = job.id,
+        kind = job.kind.as_str()
+    );
+    match state
+        .engine
+        .sync(&integration, SyncRequest::default(), &Logged)
+        .await
+    {
+        Ok(run) => {
+            tracing::info!(
                 message = "Sync finished.",
                 integration = %integration.name,
                 status = run.status.as_str()
-            ),
-            Err(error) => tracing::warn!(
-                message = "Sync could not start.",
-                integration = %integration.name,
-                %error
-            ),
+            );
+            match run.status {
+                rampart_model::RunStatus::Failed => Err(run
+                    .error
+                    .unwrap_or_else(|| format!("run {} failed", run.id))),
+                _ => Ok(()),
+            }
         }
-        if let Ok(mut running) = state.syncing.lock() {
-            running.remove(&id);
+        Err(error) => {
+            tracing::warn!(message = "Sync could not start.", integration = %integration.name, %error);
+            Err(error.to_string())
         }
-    });
-    true
+    }
+}
+
+/// "Sync now": queues a job due at once (or brings the queued one forward) and starts it in
+/// this process. `false` when a sync of the integration is already running.
+pub async fn sync_now(state: &AppState, integration: &Integration) -> Result<bool, AppError> {
+    let now = Utc::now();
+    let queued = state
+        .store()
+        .enqueue_job(integration.id, JobKind::Requested, now, now)
+        .await?;
+    if let Enqueued::Running(_) = queued {
+        return Ok(false);
+    }
+    // Another process may claim it first; either way it runs.
+    claim_and_run(state, Some(integration.id)).await?;
+    Ok(true)
 }

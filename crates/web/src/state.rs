@@ -16,6 +16,9 @@ pub struct AppState {
     pub(crate) limiter: Arc<LoginLimiter>,
     /// Integrations with a sync started from this process and not finished yet.
     pub(crate) syncing: Arc<Mutex<HashSet<IntegrationId>>>,
+    /// This process's name in the job table: host, boot, pid and start, plus a random part (two
+    /// servers in one process, as in tests, are two workers).
+    pub(crate) worker: Arc<str>,
 }
 
 impl AppState {
@@ -24,6 +27,12 @@ impl AppState {
             engine,
             limiter: Arc::new(LoginLimiter::default()),
             syncing: Arc::new(Mutex::new(HashSet::new())),
+            worker: format!(
+                "{}:{:08x}",
+                rampart_store::RunOwner::current(),
+                rand::random::<u32>()
+            )
+            .into(),
         }
     }
 

@@ -621,6 +621,7 @@ async fn recommendation_listing_filters_and_counts(store: Arc<dyn Store>) {
             severity: severity.map(str::to_owned),
             search: search.map(str::to_owned),
             asset_id: None,
+            changed_since: None,
         }
     };
     assert_eq!(

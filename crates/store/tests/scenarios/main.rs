@@ -45,6 +45,7 @@ mod connect;
 mod delta;
 mod hostile;
 mod integrations;
+mod portal;
 mod reads;
 mod reconcile;
 mod runs;

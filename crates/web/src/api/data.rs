@@ -1,4 +1,5 @@
-//! `/api/v1/assets`, `/api/v1/findings`, `/api/v1/vulnerabilities`: filtered, keyset-paginated.
+//! `/api/v1/assets`, `/api/v1/findings`, `/api/v1/vulnerabilities`: filtered, keyset-paginated,
+//! with `changed_since` for incremental pulls; assets also sorted.
 
 use axum::Json;
 use axum::extract::{Query, State};
@@ -18,13 +19,19 @@ pub async fn assets(
     State(state): State<AppState>,
     Query(q): Query<AssetQuery>,
 ) -> Result<Json<AssetPage>, ApiError> {
+    let sort = q.sort()?;
     let page = state
         .store()
-        .assets_page(&q.filter()?, q.after()?, query::limit(&q.limit)?)
+        .assets_sorted(
+            &q.filter()?,
+            sort,
+            q.after_sorted(sort)?.as_ref(),
+            query::limit(&q.limit)?,
+        )
         .await?;
     Ok(Json(AssetPage {
         items: page.items.iter().map(AssetOut::from).collect(),
-        next_cursor: page.next.map(|n| n.to_string()),
+        next_cursor: page.next.map(|n| n.encode()),
     }))
 }
 

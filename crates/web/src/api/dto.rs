@@ -3,7 +3,7 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use rampart_model::export::rfc3339;
 use rampart_model::{Integration, SyncRun};
-use rampart_store::{StoredAsset, StoredFinding, StoredVulnerability};
+use rampart_store::{ListedAsset, OpenFindings, StoredFinding, StoredVulnerability};
 use rampart_sync::{ConnectionReport, StepOutcome};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -63,7 +63,7 @@ impl From<&Integration> for IntegrationOut {
 #[serde(deny_unknown_fields)]
 pub struct IntegrationIn {
     pub name: Option<String>,
-    /// `endpoint` (`cloud` is not supported yet).
+    /// `endpoint` or `cloud` (fixed once created).
     pub product: Option<String>,
     pub cloud: Option<String>,
     pub tenant_id: Option<String>,
@@ -221,10 +221,38 @@ pub struct AssetOut {
     /// `active` or `missing`.
     pub status: String,
     pub missing_since: Option<String>,
+    /// Its findings, as of the last finished sync of its integration.
+    pub findings: FindingCountsOut,
 }
 
-impl From<&StoredAsset> for AssetOut {
-    fn from(s: &StoredAsset) -> Self {
+/// Open findings of an asset by severity (`open` counts those without a severity too), and how
+/// many were fixed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FindingCountsOut {
+    pub critical: u64,
+    pub high: u64,
+    pub medium: u64,
+    pub low: u64,
+    pub open: u64,
+    pub fixed: u64,
+}
+
+impl From<&OpenFindings> for FindingCountsOut {
+    fn from(f: &OpenFindings) -> Self {
+        Self {
+            critical: f.critical,
+            high: f.high,
+            medium: f.medium,
+            low: f.low,
+            open: f.total,
+            fixed: f.fixed,
+        }
+    }
+}
+
+impl From<&ListedAsset> for AssetOut {
+    fn from(l: &ListedAsset) -> Self {
+        let s = &l.stored;
         let a = &s.asset;
         Self {
             id: s.id,
@@ -247,6 +275,7 @@ impl From<&StoredAsset> for AssetOut {
             last_seen: ts_opt(&a.last_seen.or(Some(s.last_observed))),
             status: s.status.as_str().into(),
             missing_since: ts_opt(&s.missing_since),
+            findings: (&l.findings).into(),
         }
     }
 }

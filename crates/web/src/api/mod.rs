@@ -4,6 +4,7 @@
 mod data;
 pub mod dto;
 mod integrations;
+mod posture;
 
 use axum::Json;
 use axum::Router;
@@ -20,12 +21,12 @@ use crate::state::AppState;
 #[openapi(
     info(
         title = "Rampart API",
-        description = "Microsoft Defender for Endpoint devices and vulnerability findings, as Rampart stores them. Authenticate with an API token: `Authorization: Bearer <token>` (admins create tokens under Management > API tokens). Errors are RFC 9457 problem details. Listings are keyset-paginated: pass `next_cursor` as `after`.",
+        description = "Microsoft Defender for Endpoint devices and vulnerability findings, and Defender for Cloud secure scores and recommendations, as Rampart stores them. Authenticate with an API token: `Authorization: Bearer <token>` (admins create tokens under Management > API tokens). Errors are RFC 9457 problem details. Listings are keyset-paginated: pass `next_cursor` as `after` (with the same filters and sort). For incremental pulls, `changed_since` (RFC 3339) keeps the rows a sync observed or changed after that time; syncs stamp rows with their start time, so pass the start of your previous pull minus the longest sync to miss nothing.",
         version = env!("CARGO_PKG_VERSION"),
     ),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
-    tags((name = "integrations"), (name = "data")),
+    tags((name = "integrations"), (name = "data"), (name = "posture")),
 )]
 struct ApiDoc;
 
@@ -61,6 +62,10 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(data::assets))
         .routes(routes!(data::findings))
         .routes(routes!(data::vulnerabilities))
+        .routes(routes!(posture::scores))
+        .routes(routes!(posture::history))
+        .routes(routes!(posture::controls))
+        .routes(routes!(posture::recommendations))
 }
 
 pub fn router() -> Router<AppState> {

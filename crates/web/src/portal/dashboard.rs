@@ -1,8 +1,9 @@
-//! The dashboard and the posture page.
+//! The dashboard.
 
 use askama::Template;
 use axum::extract::State;
 use axum::response::Response;
+use chrono::Utc;
 use rampart_model::{Product, RunStatus};
 use rampart_store::{RiskyAsset, TopFix};
 
@@ -10,13 +11,21 @@ use crate::auth::extract::Ctx;
 use crate::charts::{self, Bar};
 use crate::error::AppError;
 use crate::portal::layout::Layout;
-use crate::portal::render;
+use crate::portal::posture;
+use crate::portal::render::{self, when_opt};
 use crate::state::AppState;
 
 #[derive(Template)]
 #[template(path = "dashboard.html")]
 struct DashboardPage {
     layout: Layout,
+    /// When the last run finished: the numbers are as of then.
+    as_of: String,
+    /// The secure score of each Defender for Cloud tenant, with its trend.
+    scores: Vec<posture::TenantView>,
+    grid: Vec<(f64, f64)>,
+    subscriptions: u64,
+    unhealthy: u64,
     integrations: usize,
     assets_active: u64,
     assets_missing: u64,
@@ -33,7 +42,9 @@ struct DashboardPage {
 
 pub async fn page(ctx: Ctx, State(state): State<AppState>) -> Result<Response, AppError> {
     let store = state.store();
-    let counts = store.counts(None).await?;
+    // From the summaries kept as runs finish: the exact counts would aggregate every finding.
+    let summary = store.summary(10).await?;
+    let counts = summary.counts;
     let integrations = store.list_integrations().await?;
     let s = counts.findings_open;
     let severity = charts::bars(&[
@@ -55,8 +66,15 @@ pub async fn page(ctx: Ctx, State(state): State<AppState>) -> Result<Response, A
             .map(|r| r.findings.read)
             .collect();
     }
+    let since = Utc::now() - chrono::Duration::days(posture::TREND_DAYS);
+    let scores = posture::tenants(&store.posture_history(None, Some(since)).await?);
     render::page(&DashboardPage {
         layout: Layout::new(&ctx, "Dashboard", "dashboard"),
+        as_of: when_opt(&summary.as_of),
+        scores,
+        grid: posture::percent_grid(),
+        subscriptions: counts.subscriptions,
+        unhealthy: counts.recommendations_unhealthy.total(),
         integrations: integrations.len(),
         assets_active: counts.assets_active,
         assets_missing: counts.assets_missing,
@@ -64,30 +82,10 @@ pub async fn page(ctx: Ctx, State(state): State<AppState>) -> Result<Response, A
         fixed: counts.findings_fixed,
         severity,
         trend_points: trend.len(),
-        top_fixes: store.top_fixes(10).await?,
-        riskiest: store.riskiest_assets(10).await?,
+        top_fixes: summary.top_fixes,
+        riskiest: summary.riskiest,
         trend: charts::line(&trend),
         width: charts::WIDTH,
         height: charts::HEIGHT,
-    })
-}
-
-#[derive(Template)]
-#[template(path = "posture.html")]
-struct PosturePage {
-    layout: Layout,
-    has_cloud: bool,
-}
-
-pub async fn posture(ctx: Ctx, State(state): State<AppState>) -> Result<Response, AppError> {
-    let has_cloud = state
-        .store()
-        .list_integrations()
-        .await?
-        .iter()
-        .any(|i| i.product == Product::Cloud);
-    render::page(&PosturePage {
-        layout: Layout::new(&ctx, "Posture", "posture"),
-        has_cloud,
     })
 }

@@ -6,14 +6,15 @@ use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use rampart_model::{CveId, FindingStatus};
 use rampart_store::{
-    AssetFilter, FindingFilter, StoredAsset, StoredFinding, StoredVulnerability,
-    VulnerabilityFilter,
+    AssetSort, AssetSortKey, FindingFilter, ListedAsset, OpenFindings, RecommendationFilter,
+    StoredFinding, StoredVulnerability, VulnerabilityFilter,
 };
 
 use crate::auth::extract::Ctx;
 use crate::csv;
 use crate::error::AppError;
 use crate::portal::layout::Layout;
+use crate::portal::posture::RecommendationRow;
 use crate::portal::render::{self, when_opt};
 use crate::query::{self, AssetQuery, FindingQuery, VulnerabilityQuery};
 use crate::state::AppState;
@@ -26,6 +27,9 @@ pub struct AssetRow {
     pub health: String,
     pub exposure: String,
     pub risk: String,
+    /// Open findings in words: "2 critical · 5 high · 31 open", or "none".
+    pub open: String,
+    pub fixed: u64,
     pub tags: String,
     pub status: &'static str,
     pub last_seen: String,
@@ -36,8 +40,24 @@ fn or_dash(s: &Option<String>) -> String {
     s.clone().unwrap_or_else(|| "—".into())
 }
 
+fn open_words(f: &OpenFindings) -> String {
+    if f.total == 0 {
+        return "none".into();
+    }
+    let mut parts = Vec::new();
+    if f.critical > 0 {
+        parts.push(format!("{} critical", f.critical));
+    }
+    if f.high > 0 {
+        parts.push(format!("{} high", f.high));
+    }
+    parts.push(format!("{} open", f.total));
+    parts.join(" · ")
+}
+
 impl AssetRow {
-    pub fn of(s: &StoredAsset) -> Self {
+    pub fn of(l: &ListedAsset) -> Self {
+        let s = &l.stored;
         let a = &s.asset;
         Self {
             id: s.id,
@@ -47,12 +67,87 @@ impl AssetRow {
             health: or_dash(&a.health_status),
             exposure: or_dash(&a.exposure_level),
             risk: or_dash(&a.risk_score),
+            open: open_words(&l.findings),
+            fixed: l.findings.fixed,
             tags: a.tags.join(", "),
             status: s.status.as_str(),
             last_seen: when_opt(&a.last_seen.or(Some(s.last_observed))),
             integration: s.integration.clone(),
         }
     }
+}
+
+/// A column heading of the asset table: a link that sorts by it when it can.
+pub struct Heading {
+    pub label: &'static str,
+    /// The `sort` value, for the element id (`sort-name`, ...); empty when not sortable.
+    pub key: &'static str,
+    /// The query string that sorts by this column (reversing the current order when it is
+    /// already sorted by it); empty when not sortable.
+    pub href: String,
+    pub arrow: &'static str,
+    /// `ascending`, `descending` or `none` (aria-sort).
+    pub aria: &'static str,
+}
+
+const ASSET_COLUMNS: [(&str, Option<AssetSortKey>); 11] = [
+    ("Name", Some(AssetSortKey::Name)),
+    ("Platform", None),
+    ("Version", None),
+    ("Health", None),
+    ("Exposure", Some(AssetSortKey::Exposure)),
+    ("Risk", Some(AssetSortKey::Risk)),
+    ("Open findings", Some(AssetSortKey::OpenFindings)),
+    ("Tags", None),
+    ("Status", None),
+    ("Last seen", Some(AssetSortKey::LastSeen)),
+    ("Integration", None),
+];
+
+fn headings(q: &AssetQuery, current: AssetSort) -> Vec<Heading> {
+    ASSET_COLUMNS
+        .iter()
+        .map(|(label, key)| match key {
+            None => Heading {
+                label,
+                key: "",
+                href: String::new(),
+                arrow: "",
+                aria: "none",
+            },
+            Some(k) => {
+                let sorted = current.key == *k;
+                // A first click puts what matters first: names A to Z, everything else highest
+                // (or newest) first.
+                let next = if sorted {
+                    current.reversed()
+                } else if *k == AssetSortKey::Name {
+                    AssetSort::asc(*k)
+                } else {
+                    AssetSort::desc(*k)
+                };
+                let sort = Some(next.to_string());
+                let mut params = asset_params(q);
+                params.retain(|(name, _)| *name != "sort");
+                params.push(("sort", &sort));
+                Heading {
+                    label,
+                    key: k.as_str(),
+                    href: query::encode(&params),
+                    arrow: match (sorted, current.descending) {
+                        (false, _) => "",
+                        (true, false) => " ▲",
+                        (true, true) => " ▼",
+                    },
+                    aria: match (sorted, current.descending) {
+                        (false, _) => "none",
+                        (true, false) => "ascending",
+                        (true, true) => "descending",
+                    },
+                }
+            }
+        })
+        .collect()
 }
 
 pub struct FindingRow {
@@ -149,6 +244,7 @@ impl VulnRow {
 struct AssetsPage {
     layout: Layout,
     q: AssetQuery,
+    headings: Vec<Heading>,
     rows: Vec<AssetRow>,
     next: Option<String>,
     csv: String,
@@ -183,6 +279,7 @@ fn asset_params(q: &AssetQuery) -> Vec<(&'static str, &Option<String>)> {
         ("exposure", &q.exposure),
         ("tag", &q.tag),
         ("integration", &q.integration),
+        ("sort", &q.sort),
         ("limit", &q.limit),
     ]
 }
@@ -200,13 +297,20 @@ pub async fn assets(
     State(state): State<AppState>,
     Query(q): Query<AssetQuery>,
 ) -> Result<Response, AppError> {
+    let sort = q.sort()?;
     let page = state
         .store()
-        .assets_page(&q.filter()?, q.after()?, query::limit(&q.limit)?)
+        .assets_sorted(
+            &q.filter()?,
+            sort,
+            q.after_sorted(sort)?.as_ref(),
+            query::limit(&q.limit)?,
+        )
         .await?;
-    let next = page.next.map(|n| Some(n.to_string()));
+    let next = page.next.map(|n| Some(n.encode()));
     render::page(&AssetsPage {
         layout: Layout::new(&ctx, "Assets", "assets"),
+        headings: headings(&q, sort),
         rows: page.items.iter().map(AssetRow::of).collect(),
         next: next.map(|n| with_after(asset_params(&q), &n)),
         csv: query::encode(&asset_params(&q)),
@@ -232,24 +336,30 @@ struct AssetPage {
     ips: String,
     findings: Vec<FindingRow>,
     more: Option<String>,
+    /// The same machine as another integration knows it (Endpoint and Cloud).
+    linked: Vec<LinkedView>,
+    recommendations: Vec<RecommendationRow>,
+    more_recommendations: bool,
 }
+
+struct LinkedView {
+    id: i64,
+    name: String,
+    product: &'static str,
+    integration: String,
+    status: &'static str,
+}
+
+/// Recommendations shown on an asset's page (the posture page lists all).
+const ASSET_RECOMMENDATIONS: u32 = 50;
 
 pub async fn asset(
     ctx: Ctx,
     State(state): State<AppState>,
     Path(id): Path<i64>,
 ) -> Result<Response, AppError> {
-    let not_found = || AppError::NotFound(format!("there is no asset with id {id}"));
-    // Keyset pages are in id order: the first asset after id - 1 is this one, if it exists.
-    let page = state
-        .store()
-        .assets_page(&AssetFilter::default(), Some(id.saturating_sub(1)), 1)
-        .await?;
-    let stored = page
-        .items
-        .into_iter()
-        .find(|a| a.id == id)
-        .ok_or_else(not_found)?;
+    let listed = state.store().get_asset(id).await?;
+    let stored = &listed.stored;
     let filter = FindingFilter {
         integration: Some(stored.integration_id),
         asset_source_id: Some(stored.asset.source_id.clone()),
@@ -264,11 +374,43 @@ pub async fn asset(
             ("status", &Some("open".to_owned())),
         ])
     });
+    let linked = state.store().linked_assets(id).await?;
+    let recommendations = state
+        .store()
+        .recommendations_page(
+            &RecommendationFilter {
+                asset_id: Some(id),
+                ..RecommendationFilter::default()
+            },
+            None,
+            ASSET_RECOMMENDATIONS,
+        )
+        .await?;
     render::page(&AssetPage {
         layout: Layout::new(&ctx, "Asset", "assets"),
+        linked: linked
+            .iter()
+            .map(|a| LinkedView {
+                id: a.id,
+                name: a
+                    .asset
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| a.asset.source_id.clone()),
+                product: crate::integrations::product_label(a.product),
+                integration: a.integration.clone(),
+                status: a.status.as_str(),
+            })
+            .collect(),
+        more_recommendations: recommendations.next.is_some(),
+        recommendations: recommendations
+            .items
+            .iter()
+            .map(RecommendationRow::of)
+            .collect(),
         source_id: stored.asset.source_id.clone(),
         ips: stored.asset.ip_addresses.join(", "),
-        row: AssetRow::of(&stored),
+        row: AssetRow::of(&listed),
         findings: findings.items.iter().map(FindingRow::of).collect(),
         more,
     })

@@ -5,9 +5,9 @@ use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use rampart_model::{Integration, IntegrationId, SyncRun};
-use rampart_store::NewAuditEntry;
+use rampart_store::{Job, JobKind, JobState, NewAuditEntry};
 use rampart_sync::{ConnectionReport, StepOutcome};
 use serde::Deserialize;
 
@@ -86,7 +86,8 @@ impl FormView {
         Self {
             product: "endpoint".into(),
             cloud: "commercial".into(),
-            schedule_minutes: "360".into(),
+            // Empty: the product's default (Endpoint every 6 h, Cloud every 8 h).
+            schedule_minutes: String::new(),
             enabled: true,
             ..Self::default()
         }
@@ -248,7 +249,52 @@ struct ShowPage {
     report: Option<Vec<StepView>>,
     report_passed: bool,
     runs: Vec<RunView>,
+    jobs: Vec<JobView>,
     running: bool,
+}
+
+struct JobView {
+    id: i64,
+    state: &'static str,
+    kind: &'static str,
+    due: String,
+    worker: String,
+    attempts: u64,
+    ended: String,
+    error: String,
+}
+
+impl JobView {
+    fn of(j: &Job) -> Self {
+        Self {
+            id: j.id,
+            state: j.state.as_str(),
+            kind: match j.kind {
+                JobKind::Scheduled => "scheduled",
+                JobKind::Requested => "requested",
+            },
+            due: when(&j.run_at),
+            // The worker's host and process id; the rest of its name only tells processes apart.
+            worker: j
+                .claimed_by
+                .as_deref()
+                .map(|w| {
+                    let parts: Vec<&str> = w.split(':').collect();
+                    match parts.as_slice() {
+                        [host, _, pid, ..] => format!("{host} (pid {pid})"),
+                        _ => w.to_owned(),
+                    }
+                })
+                .unwrap_or_else(|| "—".into()),
+            attempts: j.attempts,
+            ended: if j.is_active() {
+                "—".into()
+            } else {
+                when_opt(&j.heartbeat_at)
+            },
+            error: j.last_error.clone().unwrap_or_default(),
+        }
+    }
 }
 
 fn clouds() -> Vec<(&'static str, &'static str)> {
@@ -258,12 +304,31 @@ fn clouds() -> Vec<(&'static str, &'static str)> {
         .collect()
 }
 
+/// "Next run" of an integration: its active job, else what the schedule says.
+fn next_run_words(
+    i: &Integration,
+    active: Option<&Job>,
+    last_start: Option<DateTime<Utc>>,
+) -> String {
+    match active {
+        Some(j) if j.state == JobState::Running => {
+            format!("running since {}", when(&j.claimed_at.unwrap_or(j.run_at)))
+        }
+        Some(j) if j.kind == JobKind::Requested => format!("{} (requested)", when(&j.run_at)),
+        Some(j) => when(&j.run_at),
+        None if i.enabled => when(&next_run(i, last_start)),
+        None => "—".into(),
+    }
+}
+
 pub async fn list(ctx: Ctx, State(state): State<AppState>) -> Result<Response, AppError> {
     let today = Utc::now().date_naive();
+    let active = state.store().list_jobs(None, true, 1000).await?;
     let mut rows = Vec::new();
     for i in state.store().list_integrations().await? {
         let last = state.store().list_runs(i.id, 1).await?;
         let last = last.first();
+        let job = active.iter().find(|j| j.integration_id == i.id);
         rows.push(Row {
             id: i.id,
             name: i.name.to_string(),
@@ -275,11 +340,7 @@ pub async fn list(ctx: Ctx, State(state): State<AppState>) -> Result<Response, A
                 (true, Some(r)) => r.status.as_str().into(),
             },
             last_run: last.map(|r| when(&r.started_at)).unwrap_or("—".into()),
-            next_run: if i.enabled {
-                when(&next_run(&i, last.map(|r| r.started_at)))
-            } else {
-                "—".into()
-            },
+            next_run: next_run_words(&i, job, last.map(|r| r.started_at)),
             warning: expiry_warning(&i, today),
         });
     }
@@ -329,7 +390,9 @@ pub struct ShowQuery {
 fn notice(code: Option<&str>) -> Option<&'static str> {
     match code? {
         "saved" => Some("Saved."),
-        "sync-started" => Some("Sync started: the run appears below and updates as it goes."),
+        "sync-started" => {
+            Some("Sync started: its job and its run appear below and update as they go.")
+        }
         "sync-running" => Some("A sync of this integration is already running."),
         _ => None,
     }
@@ -344,6 +407,11 @@ async fn show_page(
     notice: Option<&'static str>,
 ) -> Result<ShowPage, AppError> {
     let runs = state.store().list_runs(integration.id, 20).await?;
+    let jobs = state
+        .store()
+        .list_jobs(Some(integration.id), false, 10)
+        .await?;
+    let active = jobs.iter().find(|j| j.is_active());
     let (form, errors) = form.unwrap_or_else(|| (FormView::of(&integration), vec![]));
     Ok(ShowPage {
         layout: Layout::new(ctx, integration.name.as_str(), "integrations"),
@@ -353,10 +421,9 @@ async fn show_page(
         cloud: integration.cloud.label(),
         secret_hint: integration.secret_hint.masked(),
         warning: expiry_warning(&integration, Utc::now().date_naive()),
-        next_run: if integration.enabled {
-            when(&next_run(&integration, runs.first().map(|r| r.started_at)))
-        } else {
-            "disabled".into()
+        next_run: match (active, integration.enabled) {
+            (None, false) => "not scheduled (syncs on schedule is off)".into(),
+            (job, _) => next_run_words(&integration, job, runs.first().map(|r| r.started_at)),
         },
         notice,
         form,
@@ -371,7 +438,9 @@ async fn show_page(
             || state
                 .syncing
                 .lock()
-                .is_ok_and(|s| s.contains(&integration.id)),
+                .is_ok_and(|s| s.contains(&integration.id))
+            || active.is_some_and(|j| j.state == JobState::Running || j.run_at <= Utc::now()),
+        jobs: jobs.iter().map(JobView::of).collect(),
         runs: runs.iter().map(RunView::of).collect(),
     })
 }

@@ -6,6 +6,7 @@ mod data;
 mod integrations;
 pub mod layout;
 mod login;
+mod posture;
 mod render;
 
 use axum::Router;
@@ -39,7 +40,7 @@ pub fn router() -> Router<AppState> {
         .route("/vulnerabilities/{cve}", get(data::vulnerability))
         .route("/findings", get(data::findings))
         .route("/findings.csv", get(data::findings_csv))
-        .route("/posture", get(dashboard::posture))
+        .route("/posture", get(posture::page))
         .route("/tokens", get(admin::tokens).post(admin::create_token))
         .route("/tokens/{id}/delete", post(admin::delete_token))
         .route("/audit", get(admin::audit_log))

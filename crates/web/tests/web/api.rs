@@ -353,3 +353,272 @@ async fn openapi_document_describes_every_endpoint() {
     assert_eq!(ui.status(), StatusCode::OK);
     assert!(body(ui).await.contains("swagger"));
 }
+
+/// The value an asset sorts by, as the API reports it.
+fn sort_value(a: &Value, key: &str) -> (i64, String) {
+    let rank = |v: &Value, order: &[&str]| {
+        v.as_str()
+            .and_then(|s| order.iter().position(|o| o.eq_ignore_ascii_case(s)))
+            .map_or(-1, |p| p as i64)
+    };
+    match key {
+        "name" => (
+            0,
+            a["name"]
+                .as_str()
+                .unwrap_or(a["source_id"].as_str().unwrap())
+                .to_ascii_lowercase(),
+        ),
+        "last_seen" => (0, a["last_seen"].as_str().unwrap().to_owned()),
+        "exposure" => (
+            rank(&a["exposure_level"], &["none", "low", "medium", "high"]),
+            String::new(),
+        ),
+        "risk" => (
+            rank(
+                &a["risk_score"],
+                &["none", "informational", "low", "medium", "high"],
+            ),
+            String::new(),
+        ),
+        _ => {
+            let f = &a["findings"];
+            let n = |k: &str| f[k].as_i64().unwrap();
+            (
+                n("critical") * 1_000_000_000_000 + n("high") * 1_000_000 + n("open"),
+                String::new(),
+            )
+        }
+    }
+}
+
+#[tokio::test]
+async fn assets_sort_and_changed_since() {
+    let app = spawn_app().await;
+    let mut admin = app.signed_in(ADMIN).await;
+    let id = app
+        .add_integration(&mut admin, "sorted", &app.sim_config.client_secret)
+        .await;
+    admin
+        .post(&format!("/integrations/{id}/sync"), &[] as &[(&str, &str)])
+        .await;
+    assert_eq!(app.wait_for_run(id).await, "succeeded");
+    let api = Api::of(&app, "read").await;
+    let total = app.store.counts(None).await.unwrap().assets_active as usize;
+
+    for key in [
+        "name",
+        "last_seen",
+        "exposure",
+        "risk",
+        "open_findings",
+        "id",
+    ] {
+        for sort in [key.to_owned(), format!("-{key}")] {
+            let mut items: Vec<Value> = Vec::new();
+            let mut cursor: Option<String> = None;
+            loop {
+                let path = match &cursor {
+                    Some(c) => format!("/assets?sort={sort}&limit=9&after={c}"),
+                    None => format!("/assets?sort={sort}&limit=9"),
+                };
+                let (s, page) = api.get(&path).await;
+                assert_eq!(s, StatusCode::OK, "{path}: {page}");
+                items.extend(page["items"].as_array().unwrap().iter().cloned());
+                match page["next_cursor"].as_str() {
+                    Some(c) => cursor = Some(c.to_owned()),
+                    None => break,
+                }
+            }
+            assert_eq!(items.len(), total, "sort={sort}");
+            let ids: std::collections::HashSet<i64> =
+                items.iter().map(|a| a["id"].as_i64().unwrap()).collect();
+            assert_eq!(ids.len(), total, "sort={sort}: an asset came twice");
+            if key != "id" {
+                for w in items.windows(2) {
+                    let (a, b) = (sort_value(&w[0], key), sort_value(&w[1], key));
+                    if sort.starts_with('-') {
+                        assert!(a >= b, "sort={sort}: {a:?} before {b:?}");
+                    } else {
+                        assert!(a <= b, "sort={sort}: {a:?} before {b:?}");
+                    }
+                }
+            }
+        }
+    }
+    // Critical first: the top asset has the most open critical findings.
+    let (_, top) = api.get("/assets?sort=-open_findings&limit=1").await;
+    let (_, all) = api.get("/assets?limit=1000").await;
+    let most = all["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["findings"]["critical"].as_u64().unwrap())
+        .max()
+        .unwrap();
+    assert!(most > 0);
+    assert_eq!(top["items"][0]["findings"]["critical"], most);
+
+    // Bad sorts and cursors of another order are refused in words.
+    let (s, p) = api.get("/assets?sort=size").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(
+        p["detail"].as_str().unwrap().contains("open_findings"),
+        "{p}"
+    );
+    let (_, by_name) = api.get("/assets?sort=name&limit=2").await;
+    let cursor = by_name["next_cursor"].as_str().unwrap();
+    let (s, p) = api.get(&format!("/assets?sort=-risk&after={cursor}")).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(p["detail"].as_str().unwrap().contains("same sort"), "{p}");
+
+    // changed_since: everything was observed by the sync; nothing after now.
+    let run = &app.store.list_runs(id, 1).await.unwrap()[0];
+    let before = (run.started_at - chrono::Duration::seconds(1))
+        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let after = (chrono::Utc::now() + chrono::Duration::seconds(1))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    for (path, everything) in [
+        ("/assets", total),
+        ("/findings", usize::MAX),
+        ("/vulnerabilities", usize::MAX),
+    ] {
+        let enc = |t: &str| t.replace('+', "%2B");
+        let (s, page) = api
+            .get(&format!("{path}?limit=1000&changed_since={}", enc(&before)))
+            .await;
+        assert_eq!(s, StatusCode::OK, "{path}: {page}");
+        let n = page["items"].as_array().unwrap().len();
+        assert!(n > 0, "{path}");
+        if everything != usize::MAX {
+            assert_eq!(n, everything, "{path}");
+        }
+        let (_, later) = api
+            .get(&format!("{path}?changed_since={}", enc(&after)))
+            .await;
+        assert!(
+            later["items"].as_array().unwrap().is_empty(),
+            "{path}: {later}"
+        );
+        // An offset other than Z means the same instant.
+        let (s, _) = api
+            .get(&format!("{path}?changed_since=2026-01-01T02:00:00%2B02:00"))
+            .await;
+        assert_eq!(s, StatusCode::OK);
+        let (s, p) = api.get(&format!("{path}?changed_since=yesterday")).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{path}");
+        assert!(p["detail"].as_str().unwrap().contains("RFC 3339"));
+    }
+    // changed_since with cursor pagination: pages of 7 visit the same findings as one page.
+    let (_, one) = api
+        .get(&format!(
+            "/findings?limit=1000&status=open&changed_since={}",
+            before.replace('+', "%2B")
+        ))
+        .await;
+    let want = one["items"].as_array().unwrap().len();
+    let mut seen = 0;
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/findings?limit=7&status=open&changed_since={before}&after={c}"),
+            None => format!("/findings?limit=7&status=open&changed_since={before}"),
+        };
+        let (_, page) = api.get(&path.replace('+', "%2B")).await;
+        seen += page["items"].as_array().unwrap().len();
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(seen, want.min(1000));
+}
+
+#[tokio::test]
+async fn every_api_route_needs_a_token_and_answers_a_reader() {
+    let app = spawn_app().await;
+    let mut admin = app.signed_in(ADMIN).await;
+    let id = app
+        .add_integration(&mut admin, "routes", "Wr0ng~secret~value~long~enough")
+        .await;
+    let reader = Api::of(&app, "read").await;
+    let http = reqwest::Client::new();
+    for path in [
+        "/integrations".to_owned(),
+        format!("/integrations/{id}"),
+        format!("/integrations/{id}/runs"),
+        "/assets".into(),
+        "/assets?sort=-open_findings".into(),
+        "/findings".into(),
+        "/vulnerabilities".into(),
+        "/posture".into(),
+        "/posture/history".into(),
+        "/posture/controls".into(),
+        "/posture/recommendations".into(),
+    ] {
+        let anon = http
+            .get(format!("{}/api/v1{path}", app.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(anon.status(), StatusCode::UNAUTHORIZED, "{path}");
+        assert_eq!(anon.headers()["content-type"], "application/problem+json");
+        let (s, body) = reader.get(&path).await;
+        assert_eq!(s, StatusCode::OK, "{path}: {body}");
+    }
+    // A reader changes nothing: every state change needs the admin scope.
+    for (method, path) in [
+        (reqwest::Method::POST, format!("/integrations/{id}/sync")),
+        (reqwest::Method::POST, format!("/integrations/{id}/test")),
+        (reqwest::Method::PATCH, format!("/integrations/{id}")),
+        (reqwest::Method::DELETE, format!("/integrations/{id}")),
+    ] {
+        let body = (method == reqwest::Method::PATCH).then(|| json!({"enabled": false}));
+        let (s, _) = reader.send(method.clone(), &path, body).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{method} {path}");
+    }
+    assert!(
+        app.store
+            .list_jobs(None, false, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn cloud_integrations_are_accepted() {
+    let app = spawn_app().await;
+    let api = Api::of(&app, "admin").await;
+    let mut body = new_integration(&app, "cloudy", "S3cret~value~that~is~long~enough");
+    body["product"] = json!("cloud");
+    let (s, created) = api
+        .send(reqwest::Method::POST, "/integrations", Some(body))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{created}");
+    assert_eq!(created["product"], "cloud");
+    assert_eq!(
+        created["schedule_minutes"], 480,
+        "Cloud syncs every 8 hours by default"
+    );
+    // And through the portal form.
+    let mut admin = app.signed_in(ADMIN).await;
+    let mut form = app.integration_form("cloudy-portal", "S3cret~value~that~is~long~enough");
+    for f in form.iter_mut() {
+        if f.0 == "product" {
+            f.1 = "cloud".into();
+        }
+        if f.0 == "schedule_minutes" {
+            f.1 = String::new();
+        }
+    }
+    let page = admin.post("/integrations", &form).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    let all = app.store.list_integrations().await.unwrap();
+    let portal = all
+        .iter()
+        .find(|i| i.name.as_str() == "cloudy-portal")
+        .unwrap();
+    assert_eq!(portal.product, rampart_model::Product::Cloud);
+    assert_eq!(portal.schedule_minutes, 480);
+}

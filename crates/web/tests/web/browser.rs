@@ -150,6 +150,16 @@ async fn wait_text(c: &Client, needle: &str, seconds: u64) {
     panic!("the page never showed {needle:?}: {body}");
 }
 
+/// The texts of column `n` of the asset table.
+async fn column(c: &Client, n: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    for r in c.find_all(Locator::Css("#assets tbody tr")).await.unwrap() {
+        let cells = r.find_all(Locator::Css("td")).await.unwrap();
+        out.push(cells[n].text().await.unwrap());
+    }
+    out
+}
+
 #[tokio::test]
 async fn portal_in_a_real_browser() {
     let app = spawn_app_with(60).await;
@@ -230,6 +240,42 @@ async fn portal_in_a_real_browser() {
         let cells = r.find_all(Locator::Css("td")).await.unwrap();
         assert_eq!(cells[1].text().await.unwrap(), "Windows11");
     }
+    // Sort by a column heading, then reverse it; the order holds across pages.
+    c.goto(&format!("{base}/assets?limit=20")).await.unwrap();
+    click(&c, "#sort-name").await;
+    for _ in 0..40 {
+        if c.current_url()
+            .await
+            .unwrap()
+            .as_str()
+            .contains("sort=name")
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    wait_text(&c, "Name ▲", 10).await;
+    let names = column(&c, 0).await;
+    assert_eq!(names.len(), 20);
+    let mut sorted = names.clone();
+    sorted.sort_by_key(|n| n.to_lowercase());
+    assert_eq!(names, sorted);
+    click(&c, "#next-page").await;
+    wait_text(&c, "First page", 10).await;
+    let next = column(&c, 0).await;
+    assert!(
+        next[0].to_lowercase() >= names[19].to_lowercase(),
+        "{next:?} after {names:?}"
+    );
+    click(&c, "#sort-name").await;
+    wait_text(&c, "Name ▼", 10).await;
+    let reversed = column(&c, 0).await;
+    assert!(reversed[0].to_lowercase() >= reversed[19].to_lowercase());
+    click(&c, "#sort-open_findings").await;
+    wait_text(&c, "Open findings ▼", 10).await;
+    let open = column(&c, 6).await;
+    assert!(open[0].contains("open"), "{open:?}");
+
     // Vulnerabilities appear, and a CVE page lists affected assets.
     c.goto(&format!("{base}/vulnerabilities?exposed=true"))
         .await

@@ -23,7 +23,17 @@ pub struct TestApp {
     pub store: Arc<dyn Store>,
     pub sim: RunningSim,
     pub sim_config: SimConfig,
+    /// Stops the first server (graceful shutdown; its scheduler is off anyway).
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
     _dir: TempDir,
+}
+
+/// Another server process, as far as the database can tell: its own store connections, engine,
+/// worker name and scheduler.
+pub struct Server {
+    pub url: String,
+    pub store: Arc<dyn Store>,
+    _task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -49,7 +59,10 @@ pub async fn spawn_app_with(devices: u32) -> TestApp {
     config.scheduler = false;
     let app = Application::build(config, engine).await.unwrap();
     let url = app.url();
-    tokio::spawn(app.run_until(std::future::pending()));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(app.run_until(async {
+        let _ = stopped.await;
+    }));
     for (name, role) in [(ADMIN, Role::Admin), (VIEWER, Role::Viewer)] {
         rampart_web::create_user(
             store.as_ref(),
@@ -66,6 +79,7 @@ pub async fn spawn_app_with(devices: u32) -> TestApp {
         store,
         sim,
         sim_config,
+        stop: Some(stop),
         _dir: dir,
     }
 }
@@ -100,6 +114,41 @@ pub struct Client {
 }
 
 impl TestApp {
+    /// The SQLite file every server of this test shares.
+    pub fn database(&self) -> std::path::PathBuf {
+        self._dir.path().join("rampart.db")
+    }
+
+    /// Stops the first server, as a restart would.
+    pub fn stop_first_server(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+
+    /// Starts another server on the same database, with its scheduler ticking every `tick`.
+    pub async fn another_server(&self, tick: std::time::Duration) -> Server {
+        let store: Arc<dyn Store> = Arc::new(
+            rampart_store::SqliteStore::open(&self.database())
+                .await
+                .unwrap(),
+        );
+        let engine = Arc::new(Engine::new(
+            store.clone(),
+            Vault::from_key(&[7u8; 32]),
+            EngineOptions::default(),
+        ));
+        let mut config = WebConfig::new("127.0.0.1:0".parse().unwrap());
+        config.scheduler_tick = tick;
+        let app = Application::build(config, engine).await.unwrap();
+        let url = app.url();
+        Server {
+            url,
+            store,
+            _task: tokio::spawn(app.run_until(std::future::pending())),
+        }
+    }
+
     pub fn client(&self) -> Client {
         Client {
             base: self.url.clone(),
@@ -259,6 +308,19 @@ impl TestApp {
 }
 
 impl Client {
+    /// A client of the server at `url` (another server than the test app's first one).
+    pub fn of(url: &str) -> Client {
+        Client {
+            base: url.to_owned(),
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            cookie: None,
+            csrf: None,
+        }
+    }
+
     async fn send(&mut self, req: reqwest::RequestBuilder) -> Page {
         let req = match &self.cookie {
             Some(c) => req.header("cookie", c),

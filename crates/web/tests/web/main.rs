@@ -4,11 +4,14 @@
 // Test helpers unwrap: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
 
+mod fixtures;
 mod helpers;
 
 mod api;
 mod auth;
 mod browser;
 mod flow;
+mod posture;
 mod scheduler;
 mod security;
+mod snapshots;

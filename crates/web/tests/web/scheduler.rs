@@ -1,9 +1,27 @@
-//! The scheduler syncs due integrations once, and not again until their schedule says so.
+//! The scheduler and the job table: due integrations sync once, and not again until their
+//! schedule says so; "Sync now" makes one job; jobs survive a restart; a dead worker's job is
+//! taken over; the Integrations page shows the jobs.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::Utc;
+use rampart_store::{JOB_LEASE, JobKind, JobState};
+use reqwest::StatusCode;
+
 use crate::helpers::*;
+
+/// Waits until the integration's newest job is finished; returns it.
+async fn wait_for_job(store: &Arc<dyn rampart_store::Store>, id: i64) -> rampart_store::Job {
+    for _ in 0..600 {
+        let jobs = store.list_jobs(Some(id), false, 10).await.unwrap();
+        if let Some(j) = jobs.iter().find(|j| !j.is_active()) {
+            return j.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the job did not finish within a minute");
+}
 
 #[tokio::test]
 async fn due_integrations_sync_once_per_schedule() {
@@ -28,10 +46,21 @@ async fn due_integrations_sync_once_per_schedule() {
     // Never synced: due now.
     assert_eq!(scheduler.once().await.unwrap(), 1);
     assert_eq!(app.wait_for_run(due).await, "succeeded");
-    // Synced a moment ago, every 360 minutes: not due.
+    let done = wait_for_job(&app.store, due).await;
+    assert_eq!(done.state, JobState::Done);
+    // Synced a moment ago, every 360 minutes: not due; the next job waits in the table.
     assert_eq!(scheduler.once().await.unwrap(), 0);
     let runs = app.store.list_runs(due, 10).await.unwrap();
     assert_eq!(runs.len(), 1);
+    let next = app.store.list_jobs(Some(due), true, 10).await.unwrap();
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].kind, JobKind::Scheduled);
+    // Due 360 minutes after the sync started (the run starts just after its job is claimed).
+    assert!(runs[0].started_at >= done.claimed_at.unwrap());
+    assert_eq!(
+        next[0].run_at,
+        runs[0].started_at + chrono::Duration::minutes(360)
+    );
     for i in app.store.list_integrations().await.unwrap() {
         if i.name.as_str() == "off" {
             assert!(app.store.list_runs(i.id, 10).await.unwrap().is_empty());
@@ -64,4 +93,109 @@ fn next_run_follows_the_last_start() {
         rampart_web::next_run(&integration, Some(last)),
         last + Duration::minutes(90)
     );
+}
+
+#[tokio::test]
+async fn sync_now_twice_makes_one_job_and_one_run() {
+    let app = spawn_app().await;
+    let mut admin = app.signed_in(ADMIN).await;
+    let id = app
+        .add_integration(&mut admin, "twice", &app.sim_config.client_secret)
+        .await;
+    let first = admin
+        .post(&format!("/integrations/{id}/sync"), &[] as &[(&str, &str)])
+        .await;
+    assert_eq!(
+        first.location(),
+        Some(&*format!("/integrations/{id}?notice=sync-started"))
+    );
+    let second = admin
+        .post(&format!("/integrations/{id}/sync"), &[] as &[(&str, &str)])
+        .await;
+    assert_eq!(second.status, StatusCode::SEE_OTHER);
+    assert_eq!(app.wait_for_run(id).await, "succeeded");
+    let job = wait_for_job(&app.store, id).await;
+    assert_eq!((job.state, job.kind), (JobState::Done, JobKind::Requested));
+    // The second click found the job running (or, had the first already ended, made a second
+    // job): never two runs at once, and never more runs than jobs.
+    let runs = app.store.list_runs(id, 10).await.unwrap();
+    let jobs = app.store.list_jobs(Some(id), false, 10).await.unwrap();
+    assert!(
+        runs.len() <= jobs.len() && !runs.is_empty(),
+        "{runs:?} {jobs:?}"
+    );
+    if second.location() == Some(&*format!("/integrations/{id}?notice=sync-running")) {
+        assert_eq!(runs.len(), 1);
+    }
+    // The integration's page and the list show the jobs.
+    let page = admin.get(&format!("/integrations/{id}")).await;
+    assert!(page.body.contains("id=\"jobs\""), "{}", page.body);
+    assert!(page.body.contains("class=\"job-done\""), "{}", page.body);
+    assert!(page.body.contains("requested"));
+}
+
+#[tokio::test]
+async fn a_queued_job_survives_a_restart() {
+    let mut app = spawn_app().await;
+    let mut admin = app.signed_in(ADMIN).await;
+    let id = app
+        .add_integration(&mut admin, "restart", &app.sim_config.client_secret)
+        .await;
+    // "Sync now" on a server that stopped before running it: the job is only a row.
+    let now = Utc::now();
+    app.store
+        .enqueue_job(id, JobKind::Requested, now, now)
+        .await
+        .unwrap();
+    app.stop_first_server();
+    let server = app.another_server(Duration::from_millis(100)).await;
+    let job = wait_for_job(&server.store, id).await;
+    assert_eq!(job.state, JobState::Done, "{job:?}");
+    assert_eq!(job.attempts, 1);
+    assert_eq!(app.wait_for_run(id).await, "succeeded");
+    // The new server's scheduler queues the next one, and its Integrations page says when.
+    let mut next = Vec::new();
+    for _ in 0..100 {
+        next = server.store.list_jobs(Some(id), true, 10).await.unwrap();
+        if !next.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(next.len(), 1, "the schedule's next job is queued");
+    assert_eq!(next[0].kind, JobKind::Scheduled);
+    let mut c = Client::of(&server.url);
+    c.login(ADMIN, PASSWORD).await;
+    let list = c.get("/integrations").await;
+    assert_eq!(list.status, StatusCode::OK);
+    let due = next[0].run_at.format("%Y-%m-%d %H:%M UTC").to_string();
+    assert!(list.body.contains(&due), "{due} not in {}", list.body);
+}
+
+#[tokio::test]
+async fn a_dead_workers_job_is_taken_over() {
+    let app = spawn_app().await;
+    let mut admin = app.signed_in(ADMIN).await;
+    let id = app
+        .add_integration(&mut admin, "orphan", &app.sim_config.client_secret)
+        .await;
+    // A worker claimed the job ten minutes ago and has not been heard of since.
+    let then = Utc::now() - chrono::Duration::minutes(10);
+    app.store
+        .enqueue_job(id, JobKind::Requested, then, then)
+        .await
+        .unwrap();
+    let orphan = app
+        .store
+        .claim_job("gone-host:0:1:0", then, JOB_LEASE, None)
+        .await
+        .unwrap()
+        .unwrap();
+    let server = app.another_server(Duration::from_millis(100)).await;
+    let job = wait_for_job(&server.store, id).await;
+    assert_eq!(job.id, orphan.id);
+    assert_eq!(job.state, JobState::Done, "{job:?}");
+    assert_eq!(job.attempts, 2);
+    assert_ne!(job.claimed_by.as_deref(), Some("gone-host:0:1:0"));
+    assert_eq!(app.wait_for_run(id).await, "succeeded");
 }

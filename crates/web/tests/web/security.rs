@@ -13,6 +13,9 @@ const READ_PAGES: &[&str] = &[
     "/findings",
     "/findings.csv",
     "/posture",
+    "/posture?status=any&severity=high",
+    "/assets?sort=-open_findings",
+    "/assets?sort=name&platform=Windows11",
     "/integrations",
     "/audit",
 ];
