@@ -161,6 +161,8 @@ pub struct RunOut {
     pub assets: CountsOut,
     pub findings: CountsOut,
     pub vulnerabilities: CountsOut,
+    /// Defender for Cloud recommendations; zero for Endpoint runs.
+    pub recommendations: CountsOut,
     pub api_calls: u64,
     pub throttled: u64,
     pub retries: u64,
@@ -189,6 +191,7 @@ impl From<&SyncRun> for RunOut {
             assets: (&r.assets).into(),
             findings: (&r.findings).into(),
             vulnerabilities: (&r.vulnerabilities).into(),
+            recommendations: (&r.recommendations).into(),
             api_calls: r.api_calls,
             throttled: r.throttled,
             retries: r.retries,

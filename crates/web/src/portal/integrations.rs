@@ -151,6 +151,8 @@ struct RunView {
     assets: String,
     findings: String,
     vulnerabilities: String,
+    /// Shown only for Cloud integrations.
+    recommendations: String,
     api_calls: u64,
     error: String,
 }
@@ -178,6 +180,7 @@ impl RunView {
             assets: counts(&r.assets),
             findings: counts(&r.findings),
             vulnerabilities: counts(&r.vulnerabilities),
+            recommendations: counts(&r.recommendations),
             api_calls: r.api_calls,
             error: r.error.clone().unwrap_or_default(),
         }
@@ -238,6 +241,8 @@ struct ShowPage {
     id: IntegrationId,
     name: String,
     product: &'static str,
+    /// A Defender for Cloud integration: its runs also count recommendations.
+    posture: bool,
     cloud: &'static str,
     secret_hint: String,
     warning: Option<String>,
@@ -418,6 +423,7 @@ async fn show_page(
         id: integration.id,
         name: integration.name.to_string(),
         product: logic::product_label(integration.product),
+        posture: integration.product == rampart_model::Product::Cloud,
         cloud: integration.cloud.label(),
         secret_hint: integration.secret_hint.masked(),
         warning: expiry_warning(&integration, Utc::now().date_naive()),
