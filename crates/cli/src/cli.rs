@@ -118,6 +118,16 @@ pub struct SimArgs {
     /// Advance the simulated tenant by one 6-hour snapshot every this many seconds.
     #[arg(long, value_name = "SECONDS")]
     pub tick_every: Option<u64>,
+    /// Compress API responses when the client offers it, as Microsoft does (on), or never (off:
+    /// spares the emulator's CPU in benchmarks on loopback). Export files are gzip either way.
+    #[arg(long, value_enum, default_value_t = OnOff::On)]
+    pub compression: OnOff,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnOff {
+    On,
+    Off,
 }
 
 #[derive(Debug, Subcommand)]
@@ -189,6 +199,17 @@ pub struct SyncArgs {
     /// export shrank by more than half: for when you know the mass change is real.
     #[arg(long)]
     pub accept_mass_changes: bool,
+    /// Where a full read of Defender for Endpoint takes the findings from: JSON pages, export
+    /// files, or auto (files from 100,000 devices up, as Microsoft advises).
+    #[arg(long, value_enum, default_value_t = SourceArg::Auto)]
+    pub source: SourceArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SourceArg {
+    Auto,
+    Pages,
+    Files,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -12,7 +12,7 @@ use flate2::read::MultiGzDecoder;
 use url::Url;
 
 use crate::error::MdeError;
-use crate::http::body::describe;
+use crate::http::body::{describe, read_bounded};
 use crate::http::{ApiFamily, Budget, Core};
 use crate::paging::{ReadEnd, ReadEvent, ReadPlan, ReadReport};
 use crate::wire::mde::AssetVulnerability;
@@ -153,11 +153,13 @@ enum FileFailure {
 
 type EventTx = tokio::sync::mpsc::Sender<Result<ReadEvent<AssetVulnerability>, MdeError>>;
 
-/// Downloads one export file and delivers its records (see [`crate::MdeClient::export_file_records`]).
+/// Downloads one export file and delivers its records (see [`crate::MdeClient::export_file_records`]),
+/// tagged `page` in every event (the file's index in its listing when several are read at once).
 pub(crate) async fn read_export_file(
     core: Arc<Core>,
     plan: ReadPlan,
     url: Url,
+    page: u32,
     tx: EventTx,
 ) -> Result<ReadReport, MdeError> {
     let family = ApiFamily::FileExport;
@@ -189,15 +191,9 @@ pub(crate) async fn read_export_file(
         let status = resp.status().as_u16();
         match status {
             200..=299 => {}
-            403 => {
-                return Err(MdeError::ExportFile(
-                    "the export file's download link was refused (HTTP 403): SAS links expire after the hours asked for (sasValidHours, at most 6). Fetch new links and download again".to_owned(),
-                ));
-            }
-            404 => {
-                return Err(MdeError::ExportFile(
-                    "the export file no longer exists (HTTP 404): Microsoft has replaced the snapshot. Fetch new links and download again".to_owned(),
-                ));
+            403 | 404 => {
+                let code = storage_error_code(resp).await;
+                return Err(MdeError::ExportLinkStale { status, code });
             }
             408 | 429 | 500..=599 => {
                 core.backoff_or_fail(
@@ -215,10 +211,10 @@ pub(crate) async fn read_export_file(
                 )));
             }
         }
-        match stream_file(&core, &plan, resp, &tx).await {
+        match stream_file(&core, &plan, resp, page, &tx).await {
             Ok((delivered, unreadable, first_error)) => {
                 tx.send(Ok(ReadEvent::PageDone {
-                    page: 0,
+                    page,
                     records: delivered,
                 }))
                 .await
@@ -248,7 +244,7 @@ pub(crate) async fn read_export_file(
                     restarts += 1;
                     core.metrics.restart();
                     tx.send(Ok(ReadEvent::Restart {
-                        page: 0,
+                        page,
                         reason: reason.clone(),
                     }))
                     .await
@@ -261,10 +257,31 @@ pub(crate) async fn read_export_file(
     }
 }
 
+/// Azure Storage's error code: the `x-ms-error-code` header, else `<Code>` of the XML body
+/// (`AuthenticationFailed`, `BlobNotFound`). The body is read only a little, and never echoed.
+async fn storage_error_code(resp: reqwest::Response) -> Option<String> {
+    let from_header = resp
+        .headers()
+        .get("x-ms-error-code")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    if from_header.is_some() {
+        return from_header;
+    }
+    let body = read_bounded(resp, 8 * 1024).await.ok()?;
+    let text = String::from_utf8_lossy(&body.bytes);
+    let start = text.find("<Code>")? + "<Code>".len();
+    let len = text[start..].find("</Code>")?;
+    let code = &text[start..start + len];
+    (!code.is_empty() && code.len() <= 64 && code.bytes().all(|b| b.is_ascii_alphanumeric()))
+        .then(|| code.to_owned())
+}
+
 async fn stream_file(
     core: &Core,
     plan: &ReadPlan,
     mut resp: reqwest::Response,
+    page: u32,
     tx: &EventTx,
 ) -> Result<(u64, u64, Option<String>), FileFailure> {
     let batch_size = plan.batch_size.max(1);
@@ -325,7 +342,7 @@ async fn stream_file(
             let full = std::mem::replace(&mut batch, rest);
             delivered += full.len() as u64;
             tx.send(Ok(ReadEvent::Records {
-                page: 0,
+                page,
                 records: full,
             }))
             .await
@@ -342,13 +359,30 @@ async fn stream_file(
             delivered,
         })?
     };
-    for line in lines.buf.split(|b| *b == b'\n') {
+    // Every record ends with a newline. A last fragment without one that is not a record means the
+    // body was cut inside a record (a download can end "cleanly" short of its end): read again.
+    let (complete_lines, tail) = match lines.buf.iter().rposition(|b| *b == b'\n') {
+        Some(pos) => (&lines.buf[..pos], &lines.buf[pos + 1..]),
+        None => (&lines.buf[..0], &lines.buf[..]),
+    };
+    for line in complete_lines.split(|b| *b == b'\n') {
         parse(line, &mut batch);
+    }
+    match parse_line(tail) {
+        Some(Err(_)) => {
+            return Err(FileFailure::Transient {
+                reason: "the file ended in the middle of a record (the download was cut short)"
+                    .to_owned(),
+                delivered,
+            });
+        }
+        Some(Ok(record)) => batch.push(record),
+        None => {}
     }
     if !batch.is_empty() {
         delivered += batch.len() as u64;
         tx.send(Ok(ReadEvent::Records {
-            page: 0,
+            page,
             records: batch,
         }))
         .await

@@ -71,6 +71,7 @@ pub mod decode;
 pub mod entra;
 mod error;
 pub mod export_file;
+pub mod export_set;
 mod http;
 mod mde;
 mod paging;
@@ -81,6 +82,7 @@ pub use arm::{
     is_authorization_failed,
 };
 pub use error::{ApiError, Forbidden, MdeError};
+pub use export_set::FileReadOptions;
 pub use http::{
     ApiFamily, FamilyLimit, HttpOptions, Metrics, MetricsSnapshot, RateLimits, RetryPolicy,
     parse_retry_after,

@@ -96,6 +96,8 @@ pub enum ReadEnd {
     NoNextLink { page: u32 },
     /// An export file was read to its end.
     EndOfFile,
+    /// Every file of an export listing was read to its end.
+    AllFiles { files: u32 },
     /// `max_pages` pages were read and there were more.
     MaxPages { pages: u32 },
     /// Page `page` repeated the previous page: the server ignored `$skip`.
@@ -112,7 +114,10 @@ impl ReadEnd {
     fn is_natural(&self) -> bool {
         matches!(
             self,
-            ReadEnd::ShortPage { .. } | ReadEnd::NoNextLink { .. } | ReadEnd::EndOfFile
+            ReadEnd::ShortPage { .. }
+                | ReadEnd::NoNextLink { .. }
+                | ReadEnd::EndOfFile
+                | ReadEnd::AllFiles { .. }
         )
     }
 }
@@ -131,6 +136,9 @@ impl fmt::Display for ReadEnd {
                 write!(f, "page {} had no next-page link: the end", page + 1)
             }
             ReadEnd::EndOfFile => f.write_str("the file was read to its end"),
+            ReadEnd::AllFiles { files } => {
+                write!(f, "all {files} export files were read to their end")
+            }
             ReadEnd::MaxPages { pages } => write!(f, "stopped after the maximum of {pages} pages"),
             ReadEnd::RepeatedPage { page } => write!(
                 f,
@@ -275,12 +283,19 @@ impl<T: Send + 'static> RecordStream<T> {
     pub async fn collect_all(mut self) -> Result<(Vec<T>, ReadReport), MdeError> {
         use futures::StreamExt as _;
         let mut done: Vec<T> = Vec::new();
-        let mut page: Vec<T> = Vec::new();
+        // Pages in progress, by number: export files are read several at a time.
+        let mut pending: std::collections::BTreeMap<u32, Vec<T>> = Default::default();
         while let Some(event) = self.next().await {
             match event? {
-                ReadEvent::Records { records, .. } => page.extend(records),
-                ReadEvent::Restart { .. } => page.clear(),
-                ReadEvent::PageDone { .. } => done.append(&mut page),
+                ReadEvent::Records { page, records } => {
+                    pending.entry(page).or_default().extend(records)
+                }
+                ReadEvent::Restart { page, .. } => {
+                    pending.remove(&page);
+                }
+                ReadEvent::PageDone { page, .. } => {
+                    done.append(&mut pending.remove(&page).unwrap_or_default())
+                }
                 ReadEvent::Finished(report) => return Ok((done, report)),
             }
         }

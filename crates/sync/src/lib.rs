@@ -34,5 +34,6 @@ pub mod vault;
 mod verdict;
 
 pub use connection::{ConnectionReport, Step, StepOutcome};
+pub use endpoint::FindingsSource;
 pub use engine::{Engine, EngineOptions, SyncMode, SyncRequest};
 pub use error::SyncError;

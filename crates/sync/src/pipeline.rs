@@ -2,6 +2,7 @@
 //! converted and batched here, and a writer task upserts the batches. A bounded channel between the
 //! two keeps memory flat: when the database is slower than the network, reading waits.
 
+use std::collections::HashMap;
 use std::future::Future;
 
 use futures::StreamExt;
@@ -59,7 +60,10 @@ where
     });
 
     let mut buffer: Vec<U> = Vec::with_capacity(batch_size);
+    // Refusals count per page until the page is done: a page (or export file) read again from
+    // its start delivers its records again, and they must not be counted twice.
     let mut skipped = 0u64;
+    let mut skipped_in: HashMap<u32, u64> = HashMap::new();
     let mut report = None;
     let mut read_error = None;
     let mut writer_gone = false;
@@ -70,12 +74,13 @@ where
                 read_error = Some(e);
                 break;
             }
-            Ok(ReadEvent::Records { records, .. }) => {
+            Ok(ReadEvent::Records { page, records }) => {
                 progress.advance(records.len() as u64);
+                let mut refused = 0u64;
                 for record in records {
                     match convert(record) {
                         Some(u) => buffer.push(u),
-                        None => skipped += 1,
+                        None => refused += 1,
                     }
                     if buffer.len() >= batch_size {
                         let full = std::mem::replace(&mut buffer, Vec::with_capacity(batch_size));
@@ -85,15 +90,23 @@ where
                         }
                     }
                 }
+                if refused > 0 {
+                    *skipped_in.entry(page).or_default() += refused;
+                }
             }
             Ok(ReadEvent::Restart { page, reason }) => {
                 // Records of this page are delivered again; the upserts make that harmless.
+                skipped_in.remove(&page);
                 progress.note(&format!("page {} is read again: {reason}", page + 1));
             }
-            Ok(ReadEvent::PageDone { .. }) => {}
+            Ok(ReadEvent::PageDone { page, .. }) => {
+                skipped += skipped_in.remove(&page).unwrap_or(0);
+            }
             Ok(ReadEvent::Finished(r)) => report = Some(r),
         }
     }
+    // Pages that never finished (the read failed) still had their refusals seen once.
+    skipped += skipped_in.values().sum::<u64>();
     if !writer_gone && !buffer.is_empty() {
         let _ = tx.send(buffer).await;
     }

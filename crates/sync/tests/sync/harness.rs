@@ -51,6 +51,18 @@ pub async fn harness(store: Arc<dyn Store>, config: SimConfig) -> Harness {
     harness_with_secret(store, config, None).await
 }
 
+impl Harness {
+    /// Another engine over the same store and integration, with other options (a process started
+    /// with another configuration).
+    pub fn engine_with(&self, options: EngineOptions) -> Engine {
+        Engine::new(Arc::clone(&self.store), vault(), options)
+    }
+}
+
+fn vault() -> Vault {
+    Vault::from_key(&[9u8; 32])
+}
+
 /// `secret`: what the integration stores, when it should differ from the sim's (a wrong secret).
 pub async fn harness_with_secret(
     store: Arc<dyn Store>,
@@ -60,7 +72,7 @@ pub async fn harness_with_secret(
     let sim = rampart_sim::spawn(config.clone())
         .await
         .expect("sim starts");
-    let vault = Vault::from_key(&[9u8; 32]);
+    let vault = vault();
     let secret = secret.unwrap_or(&config.client_secret).to_owned();
     let sealed = vault
         .seal("sim", &SecretString::from(secret.clone()))
