@@ -61,6 +61,33 @@ pub enum Command {
     /// Manage portal accounts.
     #[command(subcommand)]
     User(UserCommand),
+    /// The transfer floor of `scripts/bench`: download what a full sync downloads, discard it.
+    #[command(hide = true)]
+    BenchDownload(BenchDownloadArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchDownloadArgs {
+    #[arg(long, value_parser = parse_url)]
+    pub login_url: String,
+    #[arg(long, value_parser = parse_url)]
+    pub api_url: String,
+    #[arg(long)]
+    pub tenant_id: TenantId,
+    #[arg(long)]
+    pub client_id: ClientId,
+    /// The environment variable holding the client secret.
+    #[arg(long, value_name = "VAR")]
+    pub client_secret_env: String,
+    /// JSON pages or export files (auto means pages).
+    #[arg(long, value_enum, default_value_t = SourceArg::Pages)]
+    pub source: SourceArg,
+    /// `pageSize` of the JSON export pages (the sync's default).
+    #[arg(long, default_value_t = 100_000)]
+    pub page_size: u32,
+    /// Export files downloaded at a time (the sync's default).
+    #[arg(long, default_value_t = 3)]
+    pub concurrency: usize,
 }
 
 #[derive(Debug, Args)]

@@ -7,6 +7,7 @@
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::sync::Arc;
+use std::time::Instant;
 
 use flate2::read::MultiGzDecoder;
 use url::Url;
@@ -14,7 +15,7 @@ use url::Url;
 use crate::error::MdeError;
 use crate::http::body::{describe, read_bounded};
 use crate::http::{ApiFamily, Budget, Core};
-use crate::paging::{ReadEnd, ReadEvent, ReadPlan, ReadReport};
+use crate::paging::{PageTiming, ReadEnd, ReadEvent, ReadPlan, ReadReport};
 use crate::wire::mde::AssetVulnerability;
 
 /// A line of an export file that could not be read.
@@ -212,7 +213,16 @@ pub(crate) async fn read_export_file(
             }
         }
         match stream_file(&core, &plan, resp, page, &tx).await {
-            Ok((delivered, unreadable, first_error)) => {
+            Ok((delivered, unreadable, first_error, timing)) => {
+                tracing::debug!(
+                    family = %family,
+                    file = page,
+                    records = delivered,
+                    network_ms = PageTiming::ms(timing.network),
+                    decoding_ms = PageTiming::ms(timing.decoding),
+                    consumer_ms = PageTiming::ms(timing.consumer),
+                    "export file read"
+                );
                 tx.send(Ok(ReadEvent::PageDone {
                     page,
                     records: delivered,
@@ -283,7 +293,7 @@ async fn stream_file(
     mut resp: reqwest::Response,
     page: u32,
     tx: &EventTx,
-) -> Result<(u64, u64, Option<String>), FileFailure> {
+) -> Result<(u64, u64, Option<String>, PageTiming), FileFailure> {
     let batch_size = plan.batch_size.max(1);
     let mut gz = flate2::write::MultiGzDecoder::new(Lines::default());
     let mut batch: Vec<AssetVulnerability> = Vec::with_capacity(batch_size);
@@ -300,8 +310,12 @@ async fn stream_file(
             }
         }
     };
+    let mut timing = PageTiming::default();
     loop {
-        let chunk = match tokio::time::timeout(core.read_timeout, resp.chunk()).await {
+        let waited = Instant::now();
+        let next = tokio::time::timeout(core.read_timeout, resp.chunk()).await;
+        timing.network += waited.elapsed();
+        let chunk = match next {
             Ok(Ok(Some(c))) => c,
             Ok(Ok(None)) => break,
             Ok(Err(e)) => {
@@ -319,6 +333,7 @@ async fn stream_file(
         };
         core.metrics.bytes(chunk.len());
         compressed_bytes += chunk.len() as u64;
+        let decoding = Instant::now();
         if let Err(e) = gz.write_all(&chunk) {
             return Err(FileFailure::Transient {
                 reason: format!("the file is not valid gzip: {e}"),
@@ -337,6 +352,8 @@ async fn stream_file(
                 delivered,
             });
         }
+        timing.decoding += decoding.elapsed();
+        let waiting = Instant::now();
         while batch.len() >= batch_size {
             let rest = batch.split_off(batch_size);
             let full = std::mem::replace(&mut batch, rest);
@@ -348,6 +365,7 @@ async fn stream_file(
             .await
             .map_err(|_| FileFailure::Closed)?;
         }
+        timing.consumer += waiting.elapsed();
     }
     // A 0-byte file (Microsoft sends them) holds no records and no gzip header. A download cut
     // short ends inside a gzip member: finishing fails, and the file is read again.
@@ -388,7 +406,7 @@ async fn stream_file(
         .await
         .map_err(|_| FileFailure::Closed)?;
     }
-    Ok((delivered, unreadable, first_error))
+    Ok((delivered, unreadable, first_error, timing))
 }
 
 #[cfg(test)]

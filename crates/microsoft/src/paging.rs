@@ -21,6 +21,7 @@ use std::hash::{Hash, Hasher};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use futures::Stream;
 use reqwest::Response;
@@ -431,6 +432,23 @@ pub(crate) struct PageOutcome {
     pub first_unreadable: Option<String>,
     pub next_link: Option<String>,
     pub restarts: u32,
+    /// Where the page's time went (for `debug` logs and profiles).
+    pub timing: PageTiming,
+}
+
+/// Time one page (or export file) spent waiting for the network, decoding, and waiting for the
+/// consumer to take its batches.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct PageTiming {
+    pub network: std::time::Duration,
+    pub decoding: std::time::Duration,
+    pub consumer: std::time::Duration,
+}
+
+impl PageTiming {
+    pub(crate) fn ms(d: std::time::Duration) -> u64 {
+        u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+    }
 }
 
 /// How a page attempt failed.
@@ -473,6 +491,9 @@ where
                     attempt = budget.attempts,
                     items = outcome.items,
                     records = outcome.kept,
+                    network_ms = PageTiming::ms(outcome.timing.network),
+                    decoding_ms = PageTiming::ms(outcome.timing.decoding),
+                    consumer_ms = PageTiming::ms(outcome.timing.consumer),
                     "page fetched"
                 );
                 tx.send(Ok(ReadEvent::PageDone {
@@ -520,8 +541,12 @@ where
     let mut batch: Vec<T> = Vec::with_capacity(batch_size);
     let mut outcome = PageOutcome::default();
     let mut delivered: u64 = 0;
+    let mut timing = PageTiming::default();
     loop {
-        let chunk = match tokio::time::timeout(core.read_timeout, resp.chunk()).await {
+        let waited = Instant::now();
+        let next = tokio::time::timeout(core.read_timeout, resp.chunk()).await;
+        timing.network += waited.elapsed();
+        let chunk = match next {
             Ok(Ok(Some(c))) => c,
             Ok(Ok(None)) => break,
             Ok(Err(e)) => {
@@ -538,6 +563,7 @@ where
             }
         };
         core.metrics.bytes(chunk.len());
+        let decoding = Instant::now();
         let fed = decoder.feed(
             &chunk,
             &mut |item: &[u8]| match serde_json::from_slice::<T>(item) {
@@ -561,12 +587,14 @@ where
                 }),
             },
         );
+        timing.decoding += decoding.elapsed();
         if let Err(e) = fed {
             return Err(PageFailure::Transient {
                 reason: e.to_string(),
                 delivered,
             });
         }
+        let waiting = Instant::now();
         while batch.len() >= batch_size {
             let rest = batch.split_off(batch_size);
             let full = std::mem::replace(&mut batch, rest);
@@ -578,6 +606,7 @@ where
             .await
             .map_err(|_| PageFailure::Closed)?;
         }
+        timing.consumer += waiting.elapsed();
     }
     let tail = decoder.finish().map_err(|e| PageFailure::Transient {
         reason: e.to_string(),
@@ -595,6 +624,7 @@ where
     outcome.items = tail.items;
     outcome.kept = delivered;
     outcome.next_link = tail.next_link;
+    outcome.timing = timing;
     Ok(outcome)
 }
 

@@ -302,6 +302,7 @@ impl Job<'_> {
         let (store, id, run) = (Arc::clone(&self.store), self.integration.id, self.run_id);
         let mut newest_seen: Option<DateTime<Utc>> = None;
         let mut malformed = 0u64;
+        let deferred = self.store.begin_bulk_findings(id).await?;
         let piped = pipe(
             rows,
             |row| match row.into_finding() {
@@ -326,7 +327,16 @@ impl Job<'_> {
             },
             self.progress,
         )
-        .await?;
+        .await;
+        // Whether the read worked or not, what was put off is rebuilt, in one sorted pass.
+        let rebuilt = if deferred {
+            self.progress.phase("indexing findings by CVE");
+            self.store.end_bulk_findings().await
+        } else {
+            Ok(())
+        };
+        let piped = piped?;
+        rebuilt?;
         self.outcome.findings = counts(&piped);
         self.progress.phase_done(piped.report.records);
         if malformed > 0 {
