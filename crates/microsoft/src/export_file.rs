@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use flate2::read::MultiGzDecoder;
+use serde::de::DeserializeOwned;
 use url::Url;
 
 use crate::error::MdeError;
@@ -33,7 +34,7 @@ pub enum ExportLineError {
 }
 
 /// Parses one line; `None` for a blank line.
-fn parse_line(line: &[u8]) -> Option<Result<AssetVulnerability, serde_json::Error>> {
+fn parse_line<T: DeserializeOwned>(line: &[u8]) -> Option<Result<T, serde_json::Error>> {
     let trimmed = line.trim_ascii();
     (!trimmed.is_empty()).then(|| serde_json::from_slice(trimmed))
 }
@@ -152,16 +153,16 @@ enum FileFailure {
     Closed,
 }
 
-type EventTx = tokio::sync::mpsc::Sender<Result<ReadEvent<AssetVulnerability>, MdeError>>;
+type EventTx<T> = tokio::sync::mpsc::Sender<Result<ReadEvent<T>, MdeError>>;
 
 /// Downloads one export file and delivers its records (see [`crate::MdeClient::export_file_records`]),
 /// tagged `page` in every event (the file's index in its listing when several are read at once).
-pub(crate) async fn read_export_file(
+pub(crate) async fn read_export_file<T: DeserializeOwned + Send + 'static>(
     core: Arc<Core>,
     plan: ReadPlan,
     url: Url,
     page: u32,
-    tx: EventTx,
+    tx: EventTx<T>,
 ) -> Result<ReadReport, MdeError> {
     let family = ApiFamily::FileExport;
     let closed = || MdeError::Interrupted("the consumer stopped reading".to_owned());
@@ -287,20 +288,20 @@ async fn storage_error_code(resp: reqwest::Response) -> Option<String> {
         .then(|| code.to_owned())
 }
 
-async fn stream_file(
+async fn stream_file<T: DeserializeOwned + Send + 'static>(
     core: &Core,
     plan: &ReadPlan,
     mut resp: reqwest::Response,
     page: u32,
-    tx: &EventTx,
+    tx: &EventTx<T>,
 ) -> Result<(u64, u64, Option<String>, PageTiming), FileFailure> {
     let batch_size = plan.batch_size.max(1);
     let mut gz = flate2::write::MultiGzDecoder::new(Lines::default());
-    let mut batch: Vec<AssetVulnerability> = Vec::with_capacity(batch_size);
+    let mut batch: Vec<T> = Vec::with_capacity(batch_size);
     let (mut delivered, mut unreadable) = (0u64, 0u64);
     let mut first_error: Option<String> = None;
     let mut compressed_bytes: u64 = 0;
-    let mut parse = |line: &[u8], batch: &mut Vec<AssetVulnerability>| match parse_line(line) {
+    let mut parse = |line: &[u8], batch: &mut Vec<T>| match parse_line(line) {
         None => {}
         Some(Ok(r)) => batch.push(r),
         Some(Err(e)) => {

@@ -14,6 +14,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
+use serde::de::DeserializeOwned;
 use tokio::task::JoinSet;
 use url::Url;
 
@@ -22,7 +23,7 @@ use crate::export_file::read_export_file;
 use crate::http::{ApiFamily, Core};
 use crate::mde::{MdeClient, parse_download_url};
 use crate::paging::{ReadEnd, ReadEvent, ReadPlan, ReadReport};
-use crate::wire::mde::{AssetVulnerability, ExportFilesResponse};
+use crate::wire::mde::ExportFilesResponse;
 
 /// How the files of one export listing are read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,7 +48,7 @@ impl Default for FileReadOptions {
     }
 }
 
-type EventTx = tokio::sync::mpsc::Sender<Result<ReadEvent<AssetVulnerability>, MdeError>>;
+type EventTx<T> = tokio::sync::mpsc::Sender<Result<ReadEvent<T>, MdeError>>;
 
 /// The current download links, and how many times they were replaced.
 struct Links {
@@ -102,13 +103,13 @@ impl Tally {
 }
 
 /// Reads every file of `listing` (see the module docs).
-pub(crate) async fn read_export_set(
+pub(crate) async fn read_export_set<T: DeserializeOwned + Send + 'static>(
     client: MdeClient,
     core: Arc<Core>,
     plan: ReadPlan,
     listing: ExportFilesResponse,
     options: FileReadOptions,
-    tx: EventTx,
+    tx: EventTx<T>,
 ) -> Result<ReadReport, MdeError> {
     let urls = listing
         .export_files

@@ -195,6 +195,16 @@ impl MdeClient {
         &self,
         page_size: u32,
     ) -> RecordStream<AssetVulnerability> {
+        self.software_vulnerability_rows(page_size)
+    }
+
+    /// [`software_vulnerabilities_by_machine`](Self::software_vulnerabilities_by_machine), each row
+    /// read straight into `T`: [`FindingRow`](crate::wire::mde::FindingRow) keeps only what a
+    /// finding needs, which is what a full sync of millions of rows wants.
+    pub fn software_vulnerability_rows<T>(&self, page_size: u32) -> RecordStream<T>
+    where
+        T: serde::de::DeserializeOwned + Send + 'static,
+    {
         let size = page_size.clamp(1, EXPORT_MAX_PAGE_SIZE).to_string();
         self.linked_read(
             "api/machines/SoftwareVulnerabilitiesByMachine",
@@ -246,14 +256,18 @@ impl MdeClient {
     }
 
     /// Every file of `listing` (from [`export_files`](Self::export_files)), `options.concurrency`
-    /// at a time, as one stream whose events carry the file's index as their `page`. Links that
-    /// expire are replaced by a fresh listing of the same snapshot (see [`crate::export_set`]).
-    /// Complete when every listed file was read to its end.
-    pub fn export_records(
+    /// at a time, as one stream whose events carry the file's index as their `page`; each line
+    /// read into `T` ([`AssetVulnerability`], or [`FindingRow`](crate::wire::mde::FindingRow)).
+    /// Links that expire are replaced by a fresh listing of the same snapshot (see
+    /// [`crate::export_set`]). Complete when every listed file was read to its end.
+    pub fn export_records<T>(
         &self,
         listing: ExportFilesResponse,
         options: FileReadOptions,
-    ) -> RecordStream<AssetVulnerability> {
+    ) -> RecordStream<T>
+    where
+        T: serde::de::DeserializeOwned + Send + 'static,
+    {
         let core = Arc::clone(&self.core);
         let plan = self.plan(ApiFamily::FileExport);
         let client = self.clone();

@@ -1115,7 +1115,9 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(db("deferring the by-CVE index"))?;
-        tx.commit().await.map_err(db("deferring the by-CVE index"))?;
+        tx.commit()
+            .await
+            .map_err(db("deferring the by-CVE index"))?;
         Ok(true)
     }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use rampart_microsoft::convert::NotAFinding;
-use rampart_microsoft::wire::mde::{AssetVulnerability, ExportFilesResponse};
+use rampart_microsoft::wire::mde::{ExportFilesResponse, FindingRow};
 use rampart_microsoft::{MdeClient, MdeError, MetricsSnapshot, ReadReport, RecordStream};
 use rampart_model::{EntityCounts, Integration, RunStatus, SyncRun, Verdict};
 use rampart_store::{
@@ -268,7 +268,7 @@ impl Job<'_> {
     async fn findings_stream(
         &mut self,
         source: FindingsSource,
-    ) -> Result<(RecordStream<AssetVulnerability>, Option<DateTime<Utc>>), Failure> {
+    ) -> Result<(RecordStream<FindingRow>, Option<DateTime<Utc>>), Failure> {
         if source == FindingsSource::Files {
             self.progress.phase("listing the export files");
             let options = self.engine.options.file_reads.clone();
@@ -287,7 +287,7 @@ impl Job<'_> {
         self.progress.phase("reading findings");
         let pages = self
             .client
-            .software_vulnerabilities_by_machine(self.engine.options.export_page_size);
+            .software_vulnerability_rows(self.engine.options.export_page_size);
         Ok((pages, generated))
     }
 

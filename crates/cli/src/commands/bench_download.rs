@@ -14,8 +14,12 @@ use crate::cli::{BenchDownloadArgs, SourceArg};
 
 pub async fn run(args: BenchDownloadArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
-    let secret = std::env::var(&args.client_secret_env)
-        .with_context(|| format!("the environment variable {} is not set", args.client_secret_env))?;
+    let secret = std::env::var(&args.client_secret_env).with_context(|| {
+        format!(
+            "the environment variable {} is not set",
+            args.client_secret_env
+        )
+    })?;
     let http = reqwest::Client::builder()
         .build()
         .context("cannot build the HTTP client")?;
@@ -72,7 +76,11 @@ pub async fn run(args: BenchDownloadArgs) -> anyhow::Result<ExitCode> {
             let urls: Vec<String> = listing
                 .get("exportFiles")
                 .and_then(|f| f.as_array())
-                .map(|a| a.iter().filter_map(|u| u.as_str().map(str::to_owned)).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|u| u.as_str().map(str::to_owned))
+                        .collect()
+                })
                 .unwrap_or_default();
             // As many at a time as the sync downloads; no bearer token to storage.
             let mut downloads = futures::stream::iter(urls.into_iter().map(|u| {
@@ -156,7 +164,10 @@ impl Tally {
 }
 
 fn count(haystack: &[u8], needle: &[u8]) -> u64 {
-    haystack.windows(needle.len()).filter(|w| *w == needle).count() as u64
+    haystack
+        .windows(needle.len())
+        .filter(|w| *w == needle)
+        .count() as u64
 }
 
 fn next_link(tail: &[u8]) -> Option<String> {
