@@ -61,6 +61,33 @@ pub enum Command {
     /// Manage portal accounts.
     #[command(subcommand)]
     User(UserCommand),
+    /// The transfer floor of `scripts/bench`: download what a full sync downloads, discard it.
+    #[command(hide = true)]
+    BenchDownload(BenchDownloadArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchDownloadArgs {
+    #[arg(long, value_parser = parse_url)]
+    pub login_url: String,
+    #[arg(long, value_parser = parse_url)]
+    pub api_url: String,
+    #[arg(long)]
+    pub tenant_id: TenantId,
+    #[arg(long)]
+    pub client_id: ClientId,
+    /// The environment variable holding the client secret.
+    #[arg(long, value_name = "VAR")]
+    pub client_secret_env: String,
+    /// JSON pages or export files (auto means pages).
+    #[arg(long, value_enum, default_value_t = SourceArg::Pages)]
+    pub source: SourceArg,
+    /// `pageSize` of the JSON export pages (the sync's default).
+    #[arg(long, default_value_t = 100_000)]
+    pub page_size: u32,
+    /// Export files downloaded at a time (the sync's default).
+    #[arg(long, default_value_t = 3)]
+    pub concurrency: usize,
 }
 
 #[derive(Debug, Args)]
@@ -118,6 +145,16 @@ pub struct SimArgs {
     /// Advance the simulated tenant by one 6-hour snapshot every this many seconds.
     #[arg(long, value_name = "SECONDS")]
     pub tick_every: Option<u64>,
+    /// Compress API responses when the client offers it, as Microsoft does (on), or never (off:
+    /// spares the emulator's CPU in benchmarks on loopback). Export files are gzip either way.
+    #[arg(long, value_enum, default_value_t = OnOff::On)]
+    pub compression: OnOff,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnOff {
+    On,
+    Off,
 }
 
 #[derive(Debug, Subcommand)]
@@ -189,6 +226,17 @@ pub struct SyncArgs {
     /// export shrank by more than half: for when you know the mass change is real.
     #[arg(long)]
     pub accept_mass_changes: bool,
+    /// Where a full read of Defender for Endpoint takes the findings from: JSON pages, export
+    /// files, or auto (files from 100,000 devices up, as Microsoft advises).
+    #[arg(long, value_enum, default_value_t = SourceArg::Auto)]
+    pub source: SourceArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SourceArg {
+    Auto,
+    Pages,
+    Files,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

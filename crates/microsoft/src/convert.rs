@@ -13,7 +13,9 @@ use rampart_model::{
     parse_microsoft_timestamp,
 };
 
-use crate::wire::mde::{AssetVulnerability, DeltaAssetVulnerability, Machine, Vulnerability};
+use crate::wire::mde::{
+    AssetVulnerability, DeltaAssetVulnerability, FindingRow, Machine, Vulnerability,
+};
 
 /// Why an export row is not a finding. Software rows without a CVE are normal (`cveId: null`); the
 /// other reasons point at a malformed record.
@@ -137,7 +139,7 @@ impl Machine {
     }
 }
 
-impl AssetVulnerability {
+impl FindingRow {
     /// Converts an export row into a finding, or says why it is not one (no CVE, a malformed CVE
     /// id, no device, no software).
     pub fn into_finding(self) -> Result<Finding, NotAFinding> {
@@ -149,8 +151,8 @@ impl AssetVulnerability {
         device.make_ascii_lowercase();
         let software_name = non_blank(self.software_name).ok_or(NotAFinding::NoSoftware)?;
         Ok(Finding {
-            first_seen: timestamp(self.first_seen_timestamp.as_deref()),
-            last_seen: timestamp(self.last_seen_timestamp.as_deref()),
+            first_seen: self.first_seen,
+            last_seen: self.last_seen,
             key: FindingKey {
                 asset_source_id: device,
                 software_vendor: self.software_vendor.unwrap_or_default(),
@@ -159,10 +161,7 @@ impl AssetVulnerability {
                 cve_id,
             },
             asset_name: non_blank(self.device_name),
-            severity: self
-                .vulnerability_severity_level
-                .as_deref()
-                .and_then(Severity::parse_lenient),
+            severity: self.severity,
             cvss: self.cvss_score,
             exploitability: non_blank(self.exploitability_level),
             // The free-text name ("February 2025 Security Updates") when there is one, else the id.
@@ -170,6 +169,39 @@ impl AssetVulnerability {
                 .or_else(|| non_blank(self.recommended_security_update_id)),
             recommendation_reference: non_blank(self.recommendation_reference),
         })
+    }
+}
+
+impl From<AssetVulnerability> for FindingRow {
+    /// The fields a finding keeps; timestamps and severity parsed as the wire decoder would.
+    fn from(row: AssetVulnerability) -> FindingRow {
+        FindingRow {
+            device_id: row.device_id,
+            device_name: row.device_name,
+            software_vendor: row.software_vendor,
+            software_name: row.software_name,
+            software_version: row.software_version,
+            cve_id: row.cve_id,
+            cvss_score: row.cvss_score,
+            severity: row
+                .vulnerability_severity_level
+                .as_deref()
+                .and_then(Severity::parse_lenient),
+            recommended_security_update: row.recommended_security_update,
+            recommended_security_update_id: row.recommended_security_update_id,
+            first_seen: timestamp(row.first_seen_timestamp.as_deref()),
+            last_seen: timestamp(row.last_seen_timestamp.as_deref()),
+            exploitability_level: row.exploitability_level,
+            recommendation_reference: row.recommendation_reference,
+        }
+    }
+}
+
+impl AssetVulnerability {
+    /// Converts an export row into a finding (through [`FindingRow::into_finding`], the one
+    /// conversion), or says why it is not one.
+    pub fn into_finding(self) -> Result<Finding, NotAFinding> {
+        FindingRow::from(self).into_finding()
     }
 }
 

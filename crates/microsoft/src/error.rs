@@ -144,15 +144,33 @@ pub enum MdeError {
         "{}'s {family} API answered with something Rampart cannot read: {detail}", family.service()
     )]
     UnexpectedBody { family: ApiFamily, detail: String },
-    /// An export file download failed (SAS expired, blob error, bad gzip).
+    /// An export file download failed (blob error, bad gzip, unusable link).
     #[error("{0}")]
     ExportFile(String),
+    /// An export file's download link stopped working: Azure Storage answered 403 (the SAS
+    /// signature expired, `AuthenticationFailed`) or 404 (Microsoft replaced the snapshot). A new
+    /// `SoftwareVulnerabilitiesExport` call gives fresh links.
+    #[error("{}", stale_link_message(*status, code.as_deref()))]
+    ExportLinkStale { status: u16, code: Option<String> },
     /// The HTTP client could not be built (TLS backend); not a user error.
     #[error("the HTTP client could not be set up: {0}")]
     Client(String),
     /// The consumer dropped the stream, or the reader task ended without a result.
     #[error("the read was interrupted: {0}")]
     Interrupted(String),
+}
+
+fn stale_link_message(status: u16, code: Option<&str>) -> String {
+    let code = code.map(|c| format!(" {c}")).unwrap_or_default();
+    if status == 404 {
+        format!(
+            "an export file is no longer there (HTTP 404{code}): Microsoft has replaced the export snapshot. The next sync reads the new one"
+        )
+    } else {
+        format!(
+            "an export file's download link was refused (HTTP {status}{code}): SAS links expire after the hours asked for (sasValidHours, at most 6). Fetch new links (a new export call) and download again"
+        )
+    }
 }
 
 impl MdeError {

@@ -7,14 +7,16 @@
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::sync::Arc;
+use std::time::Instant;
 
 use flate2::read::MultiGzDecoder;
+use serde::de::DeserializeOwned;
 use url::Url;
 
 use crate::error::MdeError;
-use crate::http::body::describe;
+use crate::http::body::{describe, read_bounded};
 use crate::http::{ApiFamily, Budget, Core};
-use crate::paging::{ReadEnd, ReadEvent, ReadPlan, ReadReport};
+use crate::paging::{PageTiming, ReadEnd, ReadEvent, ReadPlan, ReadReport};
 use crate::wire::mde::AssetVulnerability;
 
 /// A line of an export file that could not be read.
@@ -32,7 +34,7 @@ pub enum ExportLineError {
 }
 
 /// Parses one line; `None` for a blank line.
-fn parse_line(line: &[u8]) -> Option<Result<AssetVulnerability, serde_json::Error>> {
+fn parse_line<T: DeserializeOwned>(line: &[u8]) -> Option<Result<T, serde_json::Error>> {
     let trimmed = line.trim_ascii();
     (!trimmed.is_empty()).then(|| serde_json::from_slice(trimmed))
 }
@@ -151,14 +153,16 @@ enum FileFailure {
     Closed,
 }
 
-type EventTx = tokio::sync::mpsc::Sender<Result<ReadEvent<AssetVulnerability>, MdeError>>;
+type EventTx<T> = tokio::sync::mpsc::Sender<Result<ReadEvent<T>, MdeError>>;
 
-/// Downloads one export file and delivers its records (see [`crate::MdeClient::export_file_records`]).
-pub(crate) async fn read_export_file(
+/// Downloads one export file and delivers its records (see [`crate::MdeClient::export_file_records`]),
+/// tagged `page` in every event (the file's index in its listing when several are read at once).
+pub(crate) async fn read_export_file<T: DeserializeOwned + Send + 'static>(
     core: Arc<Core>,
     plan: ReadPlan,
     url: Url,
-    tx: EventTx,
+    page: u32,
+    tx: EventTx<T>,
 ) -> Result<ReadReport, MdeError> {
     let family = ApiFamily::FileExport;
     let closed = || MdeError::Interrupted("the consumer stopped reading".to_owned());
@@ -189,15 +193,9 @@ pub(crate) async fn read_export_file(
         let status = resp.status().as_u16();
         match status {
             200..=299 => {}
-            403 => {
-                return Err(MdeError::ExportFile(
-                    "the export file's download link was refused (HTTP 403): SAS links expire after the hours asked for (sasValidHours, at most 6). Fetch new links and download again".to_owned(),
-                ));
-            }
-            404 => {
-                return Err(MdeError::ExportFile(
-                    "the export file no longer exists (HTTP 404): Microsoft has replaced the snapshot. Fetch new links and download again".to_owned(),
-                ));
+            403 | 404 => {
+                let code = storage_error_code(resp).await;
+                return Err(MdeError::ExportLinkStale { status, code });
             }
             408 | 429 | 500..=599 => {
                 core.backoff_or_fail(
@@ -215,10 +213,19 @@ pub(crate) async fn read_export_file(
                 )));
             }
         }
-        match stream_file(&core, &plan, resp, &tx).await {
-            Ok((delivered, unreadable, first_error)) => {
+        match stream_file(&core, &plan, resp, page, &tx).await {
+            Ok((delivered, unreadable, first_error, timing)) => {
+                tracing::debug!(
+                    family = %family,
+                    file = page,
+                    records = delivered,
+                    network_ms = PageTiming::ms(timing.network),
+                    decoding_ms = PageTiming::ms(timing.decoding),
+                    consumer_ms = PageTiming::ms(timing.consumer),
+                    "export file read"
+                );
                 tx.send(Ok(ReadEvent::PageDone {
-                    page: 0,
+                    page,
                     records: delivered,
                 }))
                 .await
@@ -248,7 +255,7 @@ pub(crate) async fn read_export_file(
                     restarts += 1;
                     core.metrics.restart();
                     tx.send(Ok(ReadEvent::Restart {
-                        page: 0,
+                        page,
                         reason: reason.clone(),
                     }))
                     .await
@@ -261,19 +268,40 @@ pub(crate) async fn read_export_file(
     }
 }
 
-async fn stream_file(
+/// Azure Storage's error code: the `x-ms-error-code` header, else `<Code>` of the XML body
+/// (`AuthenticationFailed`, `BlobNotFound`). The body is read only a little, and never echoed.
+async fn storage_error_code(resp: reqwest::Response) -> Option<String> {
+    let from_header = resp
+        .headers()
+        .get("x-ms-error-code")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    if from_header.is_some() {
+        return from_header;
+    }
+    let body = read_bounded(resp, 8 * 1024).await.ok()?;
+    let text = String::from_utf8_lossy(&body.bytes);
+    let start = text.find("<Code>")? + "<Code>".len();
+    let len = text[start..].find("</Code>")?;
+    let code = &text[start..start + len];
+    (!code.is_empty() && code.len() <= 64 && code.bytes().all(|b| b.is_ascii_alphanumeric()))
+        .then(|| code.to_owned())
+}
+
+async fn stream_file<T: DeserializeOwned + Send + 'static>(
     core: &Core,
     plan: &ReadPlan,
     mut resp: reqwest::Response,
-    tx: &EventTx,
-) -> Result<(u64, u64, Option<String>), FileFailure> {
+    page: u32,
+    tx: &EventTx<T>,
+) -> Result<(u64, u64, Option<String>, PageTiming), FileFailure> {
     let batch_size = plan.batch_size.max(1);
     let mut gz = flate2::write::MultiGzDecoder::new(Lines::default());
-    let mut batch: Vec<AssetVulnerability> = Vec::with_capacity(batch_size);
+    let mut batch: Vec<T> = Vec::with_capacity(batch_size);
     let (mut delivered, mut unreadable) = (0u64, 0u64);
     let mut first_error: Option<String> = None;
     let mut compressed_bytes: u64 = 0;
-    let mut parse = |line: &[u8], batch: &mut Vec<AssetVulnerability>| match parse_line(line) {
+    let mut parse = |line: &[u8], batch: &mut Vec<T>| match parse_line(line) {
         None => {}
         Some(Ok(r)) => batch.push(r),
         Some(Err(e)) => {
@@ -283,8 +311,12 @@ async fn stream_file(
             }
         }
     };
+    let mut timing = PageTiming::default();
     loop {
-        let chunk = match tokio::time::timeout(core.read_timeout, resp.chunk()).await {
+        let waited = Instant::now();
+        let next = tokio::time::timeout(core.read_timeout, resp.chunk()).await;
+        timing.network += waited.elapsed();
+        let chunk = match next {
             Ok(Ok(Some(c))) => c,
             Ok(Ok(None)) => break,
             Ok(Err(e)) => {
@@ -302,6 +334,7 @@ async fn stream_file(
         };
         core.metrics.bytes(chunk.len());
         compressed_bytes += chunk.len() as u64;
+        let decoding = Instant::now();
         if let Err(e) = gz.write_all(&chunk) {
             return Err(FileFailure::Transient {
                 reason: format!("the file is not valid gzip: {e}"),
@@ -320,17 +353,20 @@ async fn stream_file(
                 delivered,
             });
         }
+        timing.decoding += decoding.elapsed();
+        let waiting = Instant::now();
         while batch.len() >= batch_size {
             let rest = batch.split_off(batch_size);
             let full = std::mem::replace(&mut batch, rest);
             delivered += full.len() as u64;
             tx.send(Ok(ReadEvent::Records {
-                page: 0,
+                page,
                 records: full,
             }))
             .await
             .map_err(|_| FileFailure::Closed)?;
         }
+        timing.consumer += waiting.elapsed();
     }
     // A 0-byte file (Microsoft sends them) holds no records and no gzip header. A download cut
     // short ends inside a gzip member: finishing fails, and the file is read again.
@@ -342,19 +378,36 @@ async fn stream_file(
             delivered,
         })?
     };
-    for line in lines.buf.split(|b| *b == b'\n') {
+    // Every record ends with a newline. A last fragment without one that is not a record means the
+    // body was cut inside a record (a download can end "cleanly" short of its end): read again.
+    let (complete_lines, tail) = match lines.buf.iter().rposition(|b| *b == b'\n') {
+        Some(pos) => (&lines.buf[..pos], &lines.buf[pos + 1..]),
+        None => (&lines.buf[..0], &lines.buf[..]),
+    };
+    for line in complete_lines.split(|b| *b == b'\n') {
         parse(line, &mut batch);
+    }
+    match parse_line(tail) {
+        Some(Err(_)) => {
+            return Err(FileFailure::Transient {
+                reason: "the file ended in the middle of a record (the download was cut short)"
+                    .to_owned(),
+                delivered,
+            });
+        }
+        Some(Ok(record)) => batch.push(record),
+        None => {}
     }
     if !batch.is_empty() {
         delivered += batch.len() as u64;
         tx.send(Ok(ReadEvent::Records {
-            page: 0,
+            page,
             records: batch,
         }))
         .await
         .map_err(|_| FileFailure::Closed)?;
     }
-    Ok((delivered, unreadable, first_error))
+    Ok((delivered, unreadable, first_error, timing))
 }
 
 #[cfg(test)]

@@ -71,6 +71,7 @@ pub mod decode;
 pub mod entra;
 mod error;
 pub mod export_file;
+pub mod export_set;
 mod graph;
 mod http;
 mod mde;
@@ -82,6 +83,7 @@ pub use arm::{
     is_authorization_failed,
 };
 pub use error::{ApiError, Forbidden, MdeError};
+pub use export_set::FileReadOptions;
 pub use http::{
     ApiFamily, FamilyLimit, HttpOptions, Metrics, MetricsSnapshot, RateLimits, RetryPolicy,
     parse_retry_after,

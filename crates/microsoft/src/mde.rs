@@ -11,6 +11,7 @@ use crate::cloud::{CloudError, MdeEndpoints, Overrides};
 use crate::entra::{ClientCredentials, ENDPOINT_ROLES, MissingRoles, TokenClient, TokenError};
 use crate::error::MdeError;
 use crate::export_file::read_export_file;
+use crate::export_set::{FileReadOptions, read_export_set};
 use crate::http::{
     ApiFamily, Core, CoreSetup, HttpOptions, MetricsSnapshot, RateLimits, RetryPolicy,
 };
@@ -194,6 +195,16 @@ impl MdeClient {
         &self,
         page_size: u32,
     ) -> RecordStream<AssetVulnerability> {
+        self.software_vulnerability_rows(page_size)
+    }
+
+    /// [`software_vulnerabilities_by_machine`](Self::software_vulnerabilities_by_machine), each row
+    /// read straight into `T`: [`FindingRow`](crate::wire::mde::FindingRow) keeps only what a
+    /// finding needs, which is what a full sync of millions of rows wants.
+    pub fn software_vulnerability_rows<T>(&self, page_size: u32) -> RecordStream<T>
+    where
+        T: serde::de::DeserializeOwned + Send + 'static,
+    {
         let size = page_size.clamp(1, EXPORT_MAX_PAGE_SIZE).to_string();
         self.linked_read(
             "api/machines/SoftwareVulnerabilitiesByMachine",
@@ -240,7 +251,31 @@ impl MdeClient {
         let core = Arc::clone(&self.core);
         let plan = self.plan(ApiFamily::FileExport);
         RecordStream::spawn(self.paging.channel_capacity, move |tx| {
-            read_export_file(core, plan, url, tx)
+            read_export_file(core, plan, url, 0, tx)
+        })
+    }
+
+    /// Every file of `listing` (from [`export_files`](Self::export_files)), `options.concurrency`
+    /// at a time, as one stream whose events carry the file's index as their `page`; each line
+    /// read into `T` ([`AssetVulnerability`], or [`FindingRow`](crate::wire::mde::FindingRow)).
+    /// Links that expire are replaced by a fresh listing of the same snapshot (see
+    /// [`crate::export_set`]). Complete when every listed file was read to its end.
+    pub fn export_records<T>(
+        &self,
+        listing: ExportFilesResponse,
+        options: FileReadOptions,
+    ) -> RecordStream<T>
+    where
+        T: serde::de::DeserializeOwned + Send + 'static,
+    {
+        let core = Arc::clone(&self.core);
+        let plan = self.plan(ApiFamily::FileExport);
+        let client = self.clone();
+        // Room for a batch from every download in flight, so one slow consumer step does not
+        // stall all of them at once.
+        let capacity = self.paging.channel_capacity.max(options.concurrency * 2);
+        RecordStream::spawn(capacity, move |tx| {
+            read_export_set(client, core, plan, listing, options, tx)
         })
     }
 
@@ -302,7 +337,7 @@ const SMALL_ANSWER: usize = 4 * 1024 * 1024;
 
 /// An export file URL must be https (or plain http to this machine, the emulator). The error never
 /// repeats the URL: it carries a SAS signature.
-fn parse_download_url(s: &str) -> Result<Url, MdeError> {
+pub(crate) fn parse_download_url(s: &str) -> Result<Url, MdeError> {
     let bad =
         |why: &str| MdeError::ExportFile(format!("the export file link is not usable: {why}"));
     let url = Url::parse(s).map_err(|_| bad("not a URL"))?;

@@ -21,6 +21,7 @@ use std::hash::{Hash, Hasher};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use futures::Stream;
 use reqwest::Response;
@@ -101,6 +102,8 @@ pub enum ReadEnd {
     NoNextLink { page: u32 },
     /// An export file was read to its end.
     EndOfFile,
+    /// Every file of an export listing was read to its end.
+    AllFiles { files: u32 },
     /// `max_pages` pages were read and there were more.
     MaxPages { pages: u32 },
     /// Page `page` repeated the previous page: the server ignored `$skip`.
@@ -120,7 +123,10 @@ impl ReadEnd {
     fn is_natural(&self) -> bool {
         matches!(
             self,
-            ReadEnd::ShortPage { .. } | ReadEnd::NoNextLink { .. } | ReadEnd::EndOfFile
+            ReadEnd::ShortPage { .. }
+                | ReadEnd::NoNextLink { .. }
+                | ReadEnd::EndOfFile
+                | ReadEnd::AllFiles { .. }
         )
     }
 }
@@ -139,6 +145,9 @@ impl fmt::Display for ReadEnd {
                 write!(f, "page {} had no next-page link: the end", page + 1)
             }
             ReadEnd::EndOfFile => f.write_str("the file was read to its end"),
+            ReadEnd::AllFiles { files } => {
+                write!(f, "all {files} export files were read to their end")
+            }
             ReadEnd::MaxPages { pages } => write!(f, "stopped after the maximum of {pages} pages"),
             ReadEnd::RepeatedPage { page } => write!(
                 f,
@@ -288,12 +297,19 @@ impl<T: Send + 'static> RecordStream<T> {
     pub async fn collect_all(mut self) -> Result<(Vec<T>, ReadReport), MdeError> {
         use futures::StreamExt as _;
         let mut done: Vec<T> = Vec::new();
-        let mut page: Vec<T> = Vec::new();
+        // Pages in progress, by number: export files are read several at a time.
+        let mut pending: std::collections::BTreeMap<u32, Vec<T>> = Default::default();
         while let Some(event) = self.next().await {
             match event? {
-                ReadEvent::Records { records, .. } => page.extend(records),
-                ReadEvent::Restart { .. } => page.clear(),
-                ReadEvent::PageDone { .. } => done.append(&mut page),
+                ReadEvent::Records { page, records } => {
+                    pending.entry(page).or_default().extend(records)
+                }
+                ReadEvent::Restart { page, .. } => {
+                    pending.remove(&page);
+                }
+                ReadEvent::PageDone { page, .. } => {
+                    done.append(&mut pending.remove(&page).unwrap_or_default())
+                }
                 ReadEvent::Finished(report) => return Ok((done, report)),
             }
         }
@@ -429,6 +445,23 @@ pub(crate) struct PageOutcome {
     pub first_unreadable: Option<String>,
     pub next_link: Option<String>,
     pub restarts: u32,
+    /// Where the page's time went (for `debug` logs and profiles).
+    pub timing: PageTiming,
+}
+
+/// Time one page (or export file) spent waiting for the network, decoding, and waiting for the
+/// consumer to take its batches.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct PageTiming {
+    pub network: std::time::Duration,
+    pub decoding: std::time::Duration,
+    pub consumer: std::time::Duration,
+}
+
+impl PageTiming {
+    pub(crate) fn ms(d: std::time::Duration) -> u64 {
+        u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+    }
 }
 
 /// How a page attempt failed.
@@ -471,6 +504,9 @@ where
                     attempt = budget.attempts,
                     items = outcome.items,
                     records = outcome.kept,
+                    network_ms = PageTiming::ms(outcome.timing.network),
+                    decoding_ms = PageTiming::ms(outcome.timing.decoding),
+                    consumer_ms = PageTiming::ms(outcome.timing.consumer),
                     "page fetched"
                 );
                 tx.send(Ok(ReadEvent::PageDone {
@@ -518,8 +554,12 @@ where
     let mut batch: Vec<T> = Vec::with_capacity(batch_size);
     let mut outcome = PageOutcome::default();
     let mut delivered: u64 = 0;
+    let mut timing = PageTiming::default();
     loop {
-        let chunk = match tokio::time::timeout(core.read_timeout, resp.chunk()).await {
+        let waited = Instant::now();
+        let next = tokio::time::timeout(core.read_timeout, resp.chunk()).await;
+        timing.network += waited.elapsed();
+        let chunk = match next {
             Ok(Ok(Some(c))) => c,
             Ok(Ok(None)) => break,
             Ok(Err(e)) => {
@@ -536,6 +576,7 @@ where
             }
         };
         core.metrics.bytes(chunk.len());
+        let decoding = Instant::now();
         let fed = decoder.feed(
             &chunk,
             &mut |item: &[u8]| match serde_json::from_slice::<T>(item) {
@@ -559,12 +600,14 @@ where
                 }),
             },
         );
+        timing.decoding += decoding.elapsed();
         if let Err(e) = fed {
             return Err(PageFailure::Transient {
                 reason: e.to_string(),
                 delivered,
             });
         }
+        let waiting = Instant::now();
         while batch.len() >= batch_size {
             let rest = batch.split_off(batch_size);
             let full = std::mem::replace(&mut batch, rest);
@@ -576,6 +619,7 @@ where
             .await
             .map_err(|_| PageFailure::Closed)?;
         }
+        timing.consumer += waiting.elapsed();
     }
     let tail = decoder.finish().map_err(|e| PageFailure::Transient {
         reason: e.to_string(),
@@ -593,6 +637,7 @@ where
     outcome.items = tail.items;
     outcome.kept = delivered;
     outcome.next_link = tail.next_link;
+    outcome.timing = timing;
     Ok(outcome)
 }
 

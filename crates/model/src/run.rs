@@ -84,6 +84,11 @@ pub struct SyncRun {
     pub status: RunStatus,
     /// `full` or `delta`.
     pub mode: String,
+    /// Where a full Defender for Endpoint read took its findings from: `pages` (the JSON export
+    /// `SoftwareVulnerabilitiesByMachine`) or `files` (the file export
+    /// `SoftwareVulnerabilitiesExport`). `None` for runs that read neither.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
     pub verdict: Option<Verdict>,
     pub assets: EntityCounts,
     pub findings: EntityCounts,

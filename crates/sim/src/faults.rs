@@ -26,6 +26,8 @@ struct Plan {
     reset: Vec<(String, u32)>,
     export_page: Option<u32>,
     foreign_links: u32,
+    /// Downloads still served before every issued SAS link expires.
+    sas_expires_after: Option<u32>,
 }
 
 /// Targeted faults. Also reachable over HTTP under `/_sim/faults/…` (see the crate docs).
@@ -113,6 +115,35 @@ impl Faults {
     pub fn expire_sas_now(&self) {
         self.sas_revoked_before
             .store(crate::time::wall_secs(), Ordering::SeqCst);
+    }
+
+    /// Every export download URL issued so far expires once `downloads` more export files have
+    /// been requested: the downloads after them are refused with 403 `AuthenticationFailed`, as when
+    /// a read outlives `sasValidHours`. Links issued later work.
+    pub fn expire_sas_after(&self, downloads: u32) {
+        self.plan().sas_expires_after = Some(downloads);
+    }
+
+    /// Counts one export download request and expires the SAS links when
+    /// [`expire_sas_after`](Self::expire_sas_after) says so, before the request is checked.
+    pub(crate) fn download_requested(&self) {
+        let expire = {
+            let mut plan = self.plan();
+            match plan.sas_expires_after {
+                Some(0) => {
+                    plan.sas_expires_after = None;
+                    true
+                }
+                Some(n) => {
+                    plan.sas_expires_after = Some(n - 1);
+                    false
+                }
+                None => false,
+            }
+        };
+        if expire {
+            self.expire_sas_now();
+        }
     }
 
     /// Forgets all pending targeted faults (not token or SAS expiry).

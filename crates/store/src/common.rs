@@ -121,7 +121,8 @@ fn parse_list(col: &str, s: &str) -> Result<Vec<String>> {
     serde_json::from_str(s).map_err(|_| corrupt(col, s))
 }
 
-/// The counters of a run, stored as one JSON column.
+/// The counters of a run, stored as one JSON column. The findings source rides along in it: a
+/// descriptive word that needs no column, index or migration of its own.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub(crate) struct RunCounts {
     #[serde(default)]
@@ -133,6 +134,8 @@ pub(crate) struct RunCounts {
     /// Defender for Cloud recommendations (absent in runs recorded before they existed).
     #[serde(default)]
     pub recommendations: EntityCounts,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 pub(crate) fn run_counts_json(o: &RunOutcome) -> String {
@@ -141,6 +144,7 @@ pub(crate) fn run_counts_json(o: &RunOutcome) -> String {
         findings: o.findings.clone(),
         vulnerabilities: o.vulnerabilities.clone(),
         recommendations: o.recommendations.clone(),
+        source: o.source.clone(),
     };
     serde_json::to_string(&c).unwrap_or_else(|_| "{}".to_owned())
 }
@@ -249,6 +253,7 @@ pub(crate) fn decode_run(r: &impl RowExt) -> Result<SyncRun> {
         finished_at: r.opt_ts("finished_at")?,
         status: RunStatus::parse(&status).ok_or_else(|| corrupt("run status", &status))?,
         mode: r.text("mode")?,
+        source: counts.source,
         verdict: verdict_from_columns(r.opt_text("verdict")?, r.opt_text("verdict_reason")?)?,
         assets: counts.assets,
         findings: counts.findings,

@@ -244,6 +244,11 @@ impl PgStore {
             .run(&pool)
             .await
             .map_err(|e| StoreError::Migration(format!("{e} (PostgreSQL database {target})")))?;
+        // A bulk load that died before rebuilding its deferred index left it missing.
+        sqlx::query(CREATE_FINDINGS_BY_CVE)
+            .execute(&pool)
+            .await
+            .map_err(|e| StoreError::Migration(format!("{e} (PostgreSQL database {target})")))?;
         Ok(Self {
             pool,
             attachment: None,
@@ -262,6 +267,10 @@ impl PgStore {
         &self.pool
     }
 }
+
+/// The by-CVE index of migration 0001, word for word (`IF NOT EXISTS` added): dropped for the
+/// first load of an integration and rebuilt after it (see [`Store::begin_bulk_findings`]).
+const CREATE_FINDINGS_BY_CVE: &str = "CREATE INDEX IF NOT EXISTS findings_open_by_cve ON findings (cve_id, integration_id, asset_id) WHERE status = 'open'";
 
 fn ts(t: DateTime<Utc>) -> DateTime<Utc> {
     truncate_micros(t)
@@ -1131,6 +1140,39 @@ impl Store for PgStore {
     async fn fill_vulnerabilities(&self, vulns: &[Vulnerability]) -> Result<UpsertCounts> {
         self.write_vulnerabilities(vulns, vulnerability_fill_on_conflict!())
             .await
+    }
+
+    async fn begin_bulk_findings(&self, integration_id: IntegrationId) -> Result<bool> {
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(db("starting a transaction"))?;
+        let has_findings: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM findings WHERE integration_id = $1)")
+                .bind(integration_id)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db("checking for stored findings"))?;
+        if has_findings {
+            return Ok(false);
+        }
+        sqlx::query("DROP INDEX IF EXISTS findings_open_by_cve")
+            .execute(&mut *tx)
+            .await
+            .map_err(db("deferring the by-CVE index"))?;
+        tx.commit()
+            .await
+            .map_err(db("deferring the by-CVE index"))?;
+        Ok(true)
+    }
+
+    async fn end_bulk_findings(&self) -> Result<()> {
+        sqlx::query(CREATE_FINDINGS_BY_CVE)
+            .execute(&self.pool)
+            .await
+            .map_err(db("rebuilding the by-CVE index"))?;
+        Ok(())
     }
 
     async fn upsert_findings(

@@ -202,6 +202,8 @@ pub struct RunOutcome {
     pub retries: u64,
     pub bytes: u64,
     pub error: Option<String>,
+    /// See [`SyncRun::source`](rampart_model::SyncRun::source).
+    pub source: Option<String>,
 }
 
 impl RunOutcome {
@@ -220,6 +222,7 @@ impl RunOutcome {
             retries: 0,
             bytes: 0,
             error: None,
+            source: None,
         }
     }
 }

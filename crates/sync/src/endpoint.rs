@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use rampart_microsoft::convert::NotAFinding;
-use rampart_microsoft::{MdeClient, MdeError, MetricsSnapshot, ReadReport};
+use rampart_microsoft::wire::mde::{ExportFilesResponse, FindingRow};
+use rampart_microsoft::{MdeClient, MdeError, MetricsSnapshot, ReadReport, RecordStream};
 use rampart_model::{EntityCounts, Integration, RunStatus, SyncRun, Verdict};
 use rampart_store::{
     ReconcileOutcome, ReconcilePolicy, ReconcileScope, RunOutcome, RunOwner, Store, StoreError,
@@ -23,6 +24,30 @@ use crate::verdict::judge;
 pub(crate) const BASELINE_AT: &str = "endpoint.baseline_at";
 /// The watermark of the delta API: every change at or before it is already in the store.
 pub(crate) const DELTA_SINCE: &str = "endpoint.delta_since";
+
+/// Where a full read takes the vulnerability findings from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum FindingsSource {
+    /// Export files from [`EngineOptions::file_export_threshold`](crate::EngineOptions) devices
+    /// up (Microsoft's advice: 100,000), JSON pages below.
+    #[default]
+    Auto,
+    /// `SoftwareVulnerabilitiesByMachine`: JSON pages.
+    Pages,
+    /// `SoftwareVulnerabilitiesExport`: gzip JSON-lines files.
+    Files,
+}
+
+impl FindingsSource {
+    /// `auto`, `pages` or `files`; the word the run record keeps.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FindingsSource::Auto => "auto",
+            FindingsSource::Pages => "pages",
+            FindingsSource::Files => "files",
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -229,23 +254,58 @@ impl Job<'_> {
         Ok(piped.report)
     }
 
+    /// `Auto` decides by the device count just read.
+    fn findings_source(&self, devices: u64) -> FindingsSource {
+        match self.request.source {
+            FindingsSource::Auto if devices >= self.engine.options.file_export_threshold => {
+                FindingsSource::Files
+            }
+            FindingsSource::Auto => FindingsSource::Pages,
+            forced => forced,
+        }
+    }
+
+    /// The stream of the snapshot's rows from `source`, and the snapshot's generation time.
+    async fn findings_stream(
+        &mut self,
+        source: FindingsSource,
+    ) -> Result<(RecordStream<FindingRow>, Option<DateTime<Utc>>), Failure> {
+        if source == FindingsSource::Files {
+            self.progress.phase("listing the export files");
+            let options = self.engine.options.file_reads.clone();
+            // The listing names one snapshot and its generation time: the read below is exactly
+            // that snapshot. (One call of the file-export budget, 5/min and 20/h.)
+            let listing = self.client.export_files(options.sas_valid_hours).await?;
+            let generated = generated_time(&listing);
+            self.progress.phase_done(listing.export_files.len() as u64);
+            self.progress.phase("reading findings from export files");
+            return Ok((self.client.export_records(listing, options), generated));
+        }
+        // The snapshot's generation time, asked *before* the read: the snapshot the pages then
+        // serve is this one or a newer one, so every change after it is either in the pages or
+        // still to come through the delta API. (One call of the file-export budget, per baseline.)
+        let generated = self.snapshot_generated_before_read().await;
+        self.progress.phase("reading findings");
+        let pages = self
+            .client
+            .software_vulnerability_rows(self.engine.options.export_page_size);
+        Ok((pages, generated))
+    }
+
     async fn full(&mut self) -> Result<(), Failure> {
         self.check_roles().await?;
         let devices = self.devices().await?;
         let catalogue = self.catalogue().await?;
 
-        // The snapshot's generation time, asked *before* the read: the snapshot the pages then
-        // serve is this one or a newer one, so every change after it is either in the pages or
-        // still to come through the delta API. (One call of the file-export budget, per baseline.)
-        let generated = self.snapshot_generated_before_read().await;
-
-        self.progress.phase("reading findings");
+        let source = self.findings_source(devices.records);
+        self.outcome.source = Some(source.as_str().to_owned());
+        let (rows, generated) = self.findings_stream(source).await?;
         let (store, id, run) = (Arc::clone(&self.store), self.integration.id, self.run_id);
         let mut newest_seen: Option<DateTime<Utc>> = None;
         let mut malformed = 0u64;
+        let deferred = self.store.begin_bulk_findings(id).await?;
         let piped = pipe(
-            self.client
-                .software_vulnerabilities_by_machine(self.engine.options.export_page_size),
+            rows,
             |row| match row.into_finding() {
                 Ok(f) => {
                     if f.last_seen > newest_seen {
@@ -268,7 +328,16 @@ impl Job<'_> {
             },
             self.progress,
         )
-        .await?;
+        .await;
+        // Whether the read worked or not, what was put off is rebuilt, in one sorted pass.
+        let rebuilt = if deferred {
+            self.progress.phase("indexing findings by CVE");
+            self.store.end_bulk_findings().await
+        } else {
+            Ok(())
+        };
+        let piped = piped?;
+        rebuilt?;
         self.outcome.findings = counts(&piped);
         self.progress.phase_done(piped.report.records);
         if malformed > 0 {
@@ -413,10 +482,7 @@ impl Job<'_> {
     /// `generatedTime` of the latest export snapshot, when Microsoft tells it.
     async fn snapshot_generated_before_read(&self) -> Option<DateTime<Utc>> {
         match self.client.export_files(1).await {
-            Ok(files) => files
-                .generated_time
-                .as_deref()
-                .and_then(|t| rampart_model::parse_microsoft_timestamp(t).ok()),
+            Ok(files) => generated_time(&files),
             Err(e) => {
                 tracing::debug!(message = "Snapshot time unavailable.", error = %e);
                 None
@@ -445,6 +511,13 @@ fn counts(piped: &Piped) -> EntityCounts {
         reopened: c.reopened,
         skipped: piped.skipped,
     }
+}
+
+fn generated_time(listing: &ExportFilesResponse) -> Option<DateTime<Utc>> {
+    listing
+        .generated_time
+        .as_deref()
+        .and_then(|t| rampart_model::parse_microsoft_timestamp(t).ok())
 }
 
 fn rfc3339(t: DateTime<Utc>) -> String {

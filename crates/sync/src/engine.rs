@@ -8,13 +8,15 @@ use chrono::{DateTime, Utc};
 use rampart_microsoft::cloud::Overrides;
 use rampart_microsoft::entra::ClientCredentials;
 use rampart_microsoft::{
-    ArmClient, ArmConfig, MdeClient, MdeConfig, PagingOptions, RateLimits, RetryPolicy,
+    ArmClient, ArmConfig, FileReadOptions, MdeClient, MdeConfig, PagingOptions, RateLimits,
+    RetryPolicy,
 };
 use rampart_model::{Integration, IntegrationId, Product, SyncRun};
 use rampart_store::Store;
 use tokio::sync::Mutex;
 
 use crate::connection::{self, ConnectionReport};
+use crate::endpoint::FindingsSource;
 use crate::error::SyncError;
 use crate::progress::Progress;
 use crate::vault::{Sealed, Vault};
@@ -41,6 +43,11 @@ pub struct EngineOptions {
     pub rate_limits: RateLimits,
     pub retry: RetryPolicy,
     pub paging: PagingOptions,
+    /// Full reads of tenants with at least this many devices take findings from the file export
+    /// instead of the JSON pages (Microsoft advises files above 100,000 devices).
+    pub file_export_threshold: u64,
+    /// How export files are downloaded: concurrency, SAS lifetime, link refreshes.
+    pub file_reads: FileReadOptions,
 }
 
 impl Default for EngineOptions {
@@ -54,6 +61,8 @@ impl Default for EngineOptions {
             rate_limits: RateLimits::default(),
             retry: RetryPolicy::default(),
             paging: PagingOptions::default(),
+            file_export_threshold: 100_000,
+            file_reads: FileReadOptions::default(),
         }
     }
 }
@@ -74,6 +83,8 @@ pub struct SyncRequest {
     /// Conclude even when the circuit breaker or the plausibility check would hold the run: for a
     /// person who has checked that the mass change is real.
     pub accept_mass_changes: bool,
+    /// Where a full read takes the findings from (JSON pages or export files).
+    pub source: FindingsSource,
 }
 
 /// The Microsoft client of one integration: Defender for Endpoint's API or Azure Resource Manager.

@@ -37,5 +37,6 @@ mod verdict;
 
 pub use cloud_connection::CLOUD_STEPS;
 pub use connection::{ConnectionReport, ENDPOINT_STEPS, Step, StepOutcome};
+pub use endpoint::FindingsSource;
 pub use engine::{Engine, EngineOptions, SyncMode, SyncRequest};
 pub use error::SyncError;

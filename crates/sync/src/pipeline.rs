@@ -2,7 +2,9 @@
 //! converted and batched here, and a writer task upserts the batches. A bounded channel between the
 //! two keeps memory flat: when the database is slower than the network, reading waits.
 
+use std::collections::HashMap;
 use std::future::Future;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use rampart_microsoft::{MdeError, ReadEvent, ReadReport, RecordStream};
@@ -30,6 +32,14 @@ pub(crate) enum PipeError {
     Write(StoreError),
 }
 
+/// Time the pipe's own loop spent in each step.
+#[derive(Debug, Default)]
+struct Timings {
+    reading: Duration,
+    converting: Duration,
+    waiting_for_writer: Duration,
+}
+
 /// Batches in flight between reader and writer. Two: one being written, one being filled.
 const BATCHES_IN_FLIGHT: usize = 2;
 
@@ -51,51 +61,79 @@ where
     N: Default + std::ops::AddAssign + Send + 'static,
 {
     let batch_size = batch_size.max(1);
+    let started = Instant::now();
     let (tx, mut rx) = mpsc::channel::<Vec<U>>(BATCHES_IN_FLIGHT);
     let writer = tokio::spawn(async move {
         let mut total = N::default();
+        let mut busy = Duration::ZERO;
         while let Some(batch) = rx.recv().await {
+            let t = Instant::now();
             total += write(batch).await?;
+            busy += t.elapsed();
         }
-        Ok::<_, StoreError>(total)
+        Ok::<_, StoreError>((total, busy))
     });
+    let mut time = Timings::default();
 
     let mut buffer: Vec<U> = Vec::with_capacity(batch_size);
+    // Refusals count per page until the page is done: a page (or export file) read again from
+    // its start delivers its records again, and they must not be counted twice.
     let mut skipped = 0u64;
+    let mut skipped_in: HashMap<u32, u64> = HashMap::new();
     let mut report = None;
     let mut read_error = None;
     let mut writer_gone = false;
 
-    'read: while let Some(event) = stream.next().await {
+    'read: loop {
+        let t = Instant::now();
+        let next = stream.next().await;
+        time.reading += t.elapsed();
+        let Some(event) = next else { break };
         match event {
             Err(e) => {
                 read_error = Some(e);
                 break;
             }
-            Ok(ReadEvent::Records { records, .. }) => {
+            Ok(ReadEvent::Records { page, records }) => {
                 progress.advance(records.len() as u64);
+                let mut refused = 0u64;
+                let mut t = Instant::now();
                 for record in records {
                     match convert(record) {
                         Some(u) => buffer.push(u),
-                        None => skipped += 1,
+                        None => refused += 1,
                     }
                     if buffer.len() >= batch_size {
                         let full = std::mem::replace(&mut buffer, Vec::with_capacity(batch_size));
-                        if tx.send(full).await.is_err() {
+                        time.converting += t.elapsed();
+                        let w = Instant::now();
+                        let sent = tx.send(full).await;
+                        time.waiting_for_writer += w.elapsed();
+                        t = Instant::now();
+                        if sent.is_err() {
                             writer_gone = true;
                             break 'read;
                         }
                     }
                 }
+                time.converting += t.elapsed();
+                if refused > 0 {
+                    *skipped_in.entry(page).or_default() += refused;
+                }
             }
             Ok(ReadEvent::Restart { page, reason }) => {
                 // Records of this page are delivered again; the upserts make that harmless.
+                skipped_in.remove(&page);
                 progress.note(&format!("page {} is read again: {reason}", page + 1));
             }
-            Ok(ReadEvent::PageDone { .. }) => {}
+            Ok(ReadEvent::PageDone { page, .. }) => {
+                skipped += skipped_in.remove(&page).unwrap_or(0);
+            }
             Ok(ReadEvent::Finished(r)) => report = Some(r),
         }
     }
+    // Pages that never finished (the read failed) still had their refusals seen once.
+    skipped += skipped_in.values().sum::<u64>();
     if !writer_gone && !buffer.is_empty() {
         let _ = tx.send(buffer).await;
     }
@@ -107,7 +145,17 @@ where
             "the database writer stopped unexpectedly: {join}"
         ))),
     };
-    let counts = written.map_err(PipeError::Write)?;
+    let (counts, writing) = written.map_err(PipeError::Write)?;
+    // Where the time went, for profiles (`-v`): a reader-bound pipe waits in `reading` (network,
+    // decompression, decoding), a writer-bound one in `waiting_for_writer`.
+    tracing::info!(
+        message = "Pipeline timings.",
+        total_ms = started.elapsed().as_millis() as u64,
+        reading_ms = time.reading.as_millis() as u64,
+        converting_ms = time.converting.as_millis() as u64,
+        waiting_for_writer_ms = time.waiting_for_writer.as_millis() as u64,
+        writer_busy_ms = writing.as_millis() as u64,
+    );
     if let Some(e) = read_error {
         return Err(PipeError::Read(e));
     }

@@ -87,6 +87,7 @@ mod tests {
             finished_at: None,
             status: RunStatus::Succeeded,
             mode: "full".into(),
+            source: None,
             verdict: Some(Verdict::Complete),
             assets: EntityCounts::default(),
             findings: EntityCounts {

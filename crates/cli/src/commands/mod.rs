@@ -1,5 +1,6 @@
 //! One module per command.
 
+mod bench_download;
 mod demo;
 mod export;
 pub(crate) mod integration;
@@ -22,5 +23,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Export(args) => export::run(global, args).await,
         Command::Serve(args) => serve::run(global, args).await,
         Command::User(command) => user::run(global, command).await,
+        Command::BenchDownload(args) => bench_download::run(args).await,
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use rampart_sim::{Sim, SimConfig};
 
-use crate::cli::SimArgs;
+use crate::cli::{OnOff, SimArgs};
 use crate::output::usage;
 
 pub async fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
@@ -28,6 +28,7 @@ pub async fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
         config.roles = Some(roles.into_iter().filter(|r| !r.trim().is_empty()).collect());
     }
     let sim = Sim::new(config.clone()).map_err(|e| usage(e.to_string()))?;
+    sim.set_compression(args.compression == OnOff::On);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;

@@ -8,9 +8,9 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressStyle};
 use rampart_model::{Integration, Product, RunStatus, SyncRun};
 use rampart_sync::progress::Progress;
-use rampart_sync::{Engine, SyncMode, SyncRequest};
+use rampart_sync::{Engine, FindingsSource, SyncMode, SyncRequest};
 
-use crate::cli::{Global, SyncArgs};
+use crate::cli::{Global, SourceArg, SyncArgs};
 use crate::commands::integration::expiry_warning;
 use crate::context;
 
@@ -23,6 +23,11 @@ pub async fn run(global: &Global, args: SyncArgs) -> anyhow::Result<ExitCode> {
             SyncMode::Auto
         },
         accept_mass_changes: args.accept_mass_changes,
+        source: match args.source {
+            SourceArg::Auto => FindingsSource::Auto,
+            SourceArg::Pages => FindingsSource::Pages,
+            SourceArg::Files => FindingsSource::Files,
+        },
     };
     let integrations = match &args.name {
         Some(name) => vec![engine.store().get_integration_by_name(name).await?],
@@ -81,8 +86,13 @@ pub(super) fn print_run(integration: &Integration, run: &SyncRun) {
         .unwrap_or_default();
     let f = &run.findings;
     let a = &run.assets;
+    let from = match run.source.as_deref() {
+        Some("files") => " from export files",
+        Some("pages") => " from JSON pages",
+        _ => "",
+    };
     println!(
-        "{name}: {} ({} sync, run {}, {took:.1} s)",
+        "{name}: {} ({} sync{from}, run {}, {took:.1} s)",
         run.status.as_str(),
         run.mode,
         run.id

@@ -111,6 +111,60 @@ pub fn req_u64<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     opt_u64(d)?.ok_or_else(|| de::Error::custom("expected a non-negative number of seconds"))
 }
 
+/// A timestamp in any of Microsoft's formats (`parse_microsoft_timestamp`), parsed from the wire
+/// without an intermediate `String`; one that does not parse is `None`, as in `convert`.
+pub fn opt_timestamp<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, D::Error> {
+    d.deserialize_any(StrVisitor(|s: &str| {
+        rampart_model::parse_microsoft_timestamp(s).ok()
+    }))
+}
+
+/// A severity word (`Severity::parse_lenient`), parsed from the wire without a `String`; unknown
+/// words are `None`.
+pub fn opt_severity<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<rampart_model::Severity>, D::Error> {
+    d.deserialize_any(StrVisitor(rampart_model::Severity::parse_lenient))
+}
+
+/// A string handed to `parse` as `&str`, whether it was borrowed from the input or unescaped into
+/// a scratch buffer; `null` and values of other types are `None`.
+struct StrVisitor<F>(F);
+
+impl<'de, T, F: FnOnce(&str) -> Option<T>> Visitor<'de> for StrVisitor<F> {
+    type Value = Option<T>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string or null")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok((self.0)(v))
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
 /// An array of strings where Microsoft may send `null` (treated as empty) or omit the key.
 pub fn vec_or_null<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     Ok(Option::<Vec<String>>::deserialize(d)?.unwrap_or_default())

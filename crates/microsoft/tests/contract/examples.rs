@@ -13,7 +13,7 @@ use rampart_microsoft::export_file::read_export_lines;
 use rampart_microsoft::wire::entra::{Claims, TokenErrorBody, TokenResponse};
 use rampart_microsoft::wire::mde::{
     AssetVulnerability, Collection, DeltaAssetVulnerability, ErrorEnvelope, ExportFilesResponse,
-    Machine, MachineVulnerability, Recommendation, Software, Vulnerability,
+    FindingRow, Machine, MachineVulnerability, Recommendation, Software, Vulnerability,
 };
 use rampart_model::{AssetKind, Severity};
 use serde::de::DeserializeOwned;
@@ -255,9 +255,23 @@ fn recommendation(name: &str) {
     assert_eq!(r.exposure_impact, Some(7.674418604651163));
 }
 
+/// The lean row the sync decodes gives the same finding as the whole record.
+fn assert_lean_row_agrees(name: &str, whole: &AssetVulnerability, lean: FindingRow) {
+    assert_eq!(
+        lean.into_finding(),
+        whole.clone().into_finding(),
+        "{name}: FindingRow and AssetVulnerability disagree"
+    );
+}
+
 fn export_page(name: &str) {
     let (value, next) = stream::<AssetVulnerability>(name);
     assert!(next.expect("nextLink").contains("$skiptoken="));
+    let (lean, _) = stream::<FindingRow>(name);
+    assert_eq!(lean.len(), value.len());
+    for (whole, lean) in value.iter().zip(lean) {
+        assert_lean_row_agrees(name, whole, lean);
+    }
     let f = value
         .into_iter()
         .next()
@@ -309,6 +323,7 @@ fn export_file_line(name: &str) {
         .collect::<Result<_, _>>()
         .expect("lines");
     assert_eq!(rows, vec![row.clone(), row.clone()]);
+    assert_lean_row_agrees(name, &row, parse(name));
     let f = row.into_finding().expect("a finding");
     assert_eq!(f.key.cve_id.as_str(), "CVE-2025-49734");
     assert_eq!(f.severity, Some(Severity::High));

@@ -134,6 +134,10 @@ fn fault(inner: &Inner, kind: &str, q: &Query) -> Response {
         "expire_tokens_now" => f.expire_tokens_now(),
         "foreign_next_link" => f.foreign_next_link(times),
         "expire_sas_now" => f.expire_sas_now(),
+        "expire_sas_after" => match number(q, "n", 0u32) {
+            Ok(n) => f.expire_sas_after(n),
+            Err(e) => return bad(&e),
+        },
         "clear" => f.clear(),
         _ => {
             return mde(

@@ -115,6 +115,7 @@ async fn dispatch(State(sim): State<Sim>, req: Request) -> Response {
         }
         (Some("blob"), _) => {
             inner.counters.call(Family::Blob);
+            inner.faults.download_requested();
             let fault = choose_fault(&inner, Family::Blob, &path, &raw_query, false);
             if let Some(Injected::Status(status)) = fault {
                 inner.counters.faults.fetch_add(1, Ordering::Relaxed);

@@ -5,12 +5,15 @@ use std::time::Instant;
 
 use futures::TryStreamExt;
 use rampart_model::FindingStatus;
-use rampart_store::{FindingFilter, ReconcileOutcome, ReconcilePolicy, Store, UpsertCounts};
+use rampart_store::{
+    FindingFilter, ReconcileOutcome, ReconcilePolicy, Store, UpsertCounts, VulnerabilityFilter,
+};
 
 use crate::support::*;
 
 scenarios!(
     batches_beyond_the_parameter_limit,
+    a_first_load_puts_off_only_what_it_rebuilds,
     #[ignore = "throughput measurement: cargo test -p rampart-store --release -- --ignored --nocapture"]
     throughput_200k_findings,
 );
@@ -145,4 +148,80 @@ async fn throughput_200k_findings(store: Arc<dyn Store>) {
         "[{backend}] export stream of {exported} findings: {export:.2?} = {} rows/s",
         rate(exported, export)
     );
+}
+
+/// Exposure per CVE (the by-CVE index's query) within the integration.
+async fn exposure(store: &Arc<dyn Store>, i: rampart_model::IntegrationId) -> Vec<(String, u64)> {
+    let all: Vec<_> = store
+        .stream_vulnerabilities(VulnerabilityFilter {
+            integration: Some(i),
+            exposed_only: true,
+            ..VulnerabilityFilter::default()
+        })
+        .try_collect()
+        .await
+        .unwrap();
+    let mut v: Vec<_> = all
+        .into_iter()
+        .map(|s| (s.vulnerability.cve_id.to_string(), s.exposed_assets))
+        .collect();
+    v.sort();
+    v
+}
+
+/// The first load of an integration puts off the by-CVE index; queries stay
+/// right meanwhile and after the rebuild, and a later load, with findings stored, puts off
+/// nothing.
+async fn a_first_load_puts_off_only_what_it_rebuilds(store: Arc<dyn Store>) {
+    let vulns: Vec<_> = (0..10).map(vulnerability).collect();
+    store.upsert_vulnerabilities(&vulns).await.unwrap();
+    let i = integration(&store, "first").await;
+    let run = store.start_run(i.id, "full", t(0)).await.unwrap();
+    assert!(store.begin_bulk_findings(i.id).await.unwrap());
+    store
+        .upsert_findings(i.id, run, &findings(30, 10))
+        .await
+        .unwrap();
+    let want: Vec<_> = (0..10).map(|j| (cve(j), 30u64)).collect();
+    assert_eq!(exposure(&store, i.id).await, want, "during the load");
+    store.end_bulk_findings().await.unwrap();
+    assert_eq!(exposure(&store, i.id).await, want, "after the rebuild");
+    store.end_bulk_findings().await.unwrap();
+
+    assert!(
+        !store.begin_bulk_findings(i.id).await.unwrap(),
+        "findings are stored: nothing is put off"
+    );
+    store.end_bulk_findings().await.unwrap();
+}
+
+/// A process that died between `begin_bulk_findings` and `end_bulk_findings` left SQLite without
+/// its by-CVE index: opening the database again rebuilds it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_rebuilds_an_index_a_dead_bulk_load_left_out() {
+    let (dir, store) = rampart_store::testing::sqlite_store().await;
+    let i = integration(&store, "first").await;
+    assert!(store.begin_bulk_findings(i.id).await.unwrap());
+    store.close().await;
+    drop(store);
+    let path = dir.path().join("rampart.db");
+    let has_index = || async {
+        let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
+            "sqlite://{}",
+            path.display()
+        ))
+        .await
+        .unwrap();
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'findings_open_by_cve'",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+        n == 1
+    };
+    assert!(!has_index().await, "the index was put off");
+    let reopened = rampart_store::SqliteStore::open(&path).await.unwrap();
+    reopened.close().await;
+    assert!(has_index().await, "opening the database rebuilt it");
 }

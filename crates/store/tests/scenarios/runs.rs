@@ -53,6 +53,7 @@ async fn bookkeeping(store: Arc<dyn Store>) {
         throttled: 2,
         retries: 3,
         bytes: 987_654_321,
+        source: Some("files".into()),
         ..RunOutcome::new(RunStatus::Succeeded, t(5))
     };
     let done = store.finish_run(run1, &outcome).await.unwrap();
@@ -63,6 +64,8 @@ async fn bookkeeping(store: Arc<dyn Store>) {
     assert_eq!(done.assets, outcome.assets);
     assert_eq!(done.vulnerabilities, outcome.vulnerabilities);
     assert_eq!(done.recommendations, outcome.recommendations);
+    assert_eq!(done.source.as_deref(), Some("files"));
+    assert_eq!(running.source, None, "a running run has no source yet");
     assert_eq!(
         (done.api_calls, done.throttled, done.retries, done.bytes),
         (12, 2, 3, 987_654_321)

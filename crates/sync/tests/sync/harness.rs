@@ -53,6 +53,18 @@ pub async fn harness(store: Arc<dyn Store>, config: SimConfig) -> Harness {
     harness_with_secret(store, config, None).await
 }
 
+impl Harness {
+    /// Another engine over the same store and integration, with other options (a process started
+    /// with another configuration).
+    pub fn engine_with(&self, options: EngineOptions) -> Engine {
+        Engine::new(Arc::clone(&self.store), vault(), options)
+    }
+}
+
+fn vault() -> Vault {
+    Vault::from_key(&[9u8; 32])
+}
+
 /// `secret`: what the integration stores, when it should differ from the sim's (a wrong secret).
 pub async fn harness_with_secret(
     store: Arc<dyn Store>,
@@ -76,7 +88,7 @@ pub async fn harness_for(
     let sim = rampart_sim::spawn(config.clone())
         .await
         .expect("sim starts");
-    let vault = Vault::from_key(&[9u8; 32]);
+    let vault = vault();
     let integration =
         add_integration(&store, &vault, &sim, product, product.as_str(), secret).await;
     let engine = Engine::new(Arc::clone(&store), vault, test_options());

@@ -47,4 +47,7 @@ on_both_backends!(
     a_failed_read_concludes_nothing,
     a_missing_role_fails_the_run_and_names_the_role,
     the_connection_test_names_the_failing_step_and_never_the_secret,
+    a_files_sync_holds_exactly_the_truth_and_equals_a_pages_sync,
+    a_files_sync_converges_through_cut_downloads_and_expired_links,
+    auto_reads_files_from_the_threshold_up_and_pages_below,
 );

@@ -3,11 +3,11 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use rampart_model::{AssetStatus, FindingStatus, RunStatus, Verdict};
-use rampart_sim::SimConfig;
+use rampart_model::{AssetStatus, FindingStatus, RunStatus, SyncRun, Verdict};
+use rampart_sim::{Family, SimConfig};
 use rampart_store::Store;
 use rampart_sync::progress::Silent;
-use rampart_sync::{StepOutcome, SyncMode, SyncRequest};
+use rampart_sync::{EngineOptions, FindingsSource, StepOutcome, SyncMode, SyncRequest};
 
 use crate::harness::*;
 
@@ -286,4 +286,166 @@ pub async fn the_connection_test_names_the_failing_step_and_never_the_secret(
         error.contains("7000215") && !error.contains(wrong),
         "{error}"
     );
+}
+
+fn full_from(source: FindingsSource) -> SyncRequest {
+    SyncRequest {
+        mode: SyncMode::Full,
+        source,
+        ..SyncRequest::default()
+    }
+}
+
+/// A run that found nothing new, changed nothing and concluded nothing new.
+fn assert_changed_nothing(run: &SyncRun) {
+    for counts in [&run.findings, &run.assets] {
+        assert_eq!(
+            (counts.new, counts.updated, counts.resolved, counts.reopened),
+            (0, 0, 0, 0),
+            "the run changed something: {run:?}"
+        );
+    }
+}
+
+pub async fn a_files_sync_holds_exactly_the_truth_and_equals_a_pages_sync(store: Arc<dyn Store>) {
+    let h = harness(store, small_tenant()).await;
+    let before = h.sim.sim.stats();
+    let files = h
+        .engine
+        .sync(&h.integration, full_from(FindingsSource::Files), &Silent)
+        .await
+        .expect("run");
+    assert_eq!(files.status, RunStatus::Succeeded, "{:?}", files.error);
+    assert_eq!(files.verdict, Some(Verdict::Complete));
+    assert_eq!(files.source.as_deref(), Some("files"));
+    assert!(files.findings.read > 1000, "{files:?}");
+    assert!(
+        files.findings.skipped > 0,
+        "the files carry rows without a CVE"
+    );
+    assert_eq!(
+        files.findings.new + files.findings.skipped,
+        files.findings.read,
+        "{files:?}"
+    );
+    assert_holds_the_truth(&h).await;
+    // One listing call (it also gives the snapshot time), no JSON page, one download per file.
+    let stats = h.sim.sim.stats();
+    let calls = |f: Family| stats.calls(f) - before.calls(f);
+    assert_eq!(calls(Family::FileExport), 1);
+    assert_eq!(calls(Family::JsonExport), 0);
+    assert!(calls(Family::Blob) >= 2, "{stats:?}");
+    let open_after_files = stored_findings(&h.store, FindingStatus::Open).await;
+
+    // The JSON pages of the same snapshot find exactly the same rows and change nothing.
+    let pages = h
+        .engine
+        .sync(&h.integration, full_from(FindingsSource::Pages), &Silent)
+        .await
+        .expect("run");
+    assert_eq!(pages.status, RunStatus::Succeeded, "{:?}", pages.error);
+    assert_eq!(pages.source.as_deref(), Some("pages"));
+    assert_eq!(
+        (pages.findings.read, pages.findings.skipped),
+        (files.findings.read, files.findings.skipped)
+    );
+    assert_changed_nothing(&pages);
+    assert_eq!(
+        stored_findings(&h.store, FindingStatus::Open).await,
+        open_after_files
+    );
+    assert_eq!(
+        h.store.list_runs(h.integration.id, 5).await.unwrap().len(),
+        2
+    );
+}
+
+pub async fn a_files_sync_converges_through_cut_downloads_and_expired_links(store: Arc<dyn Store>) {
+    let h = harness(store, small_tenant()).await;
+    let faults = h.sim.sim.faults();
+    // The first download ends early with a 200 (inside a record), the second loses its connection,
+    // and every link expires after four downloads, as when a read outlives its SAS lifetime.
+    faults.truncate_next("/blob/", 1);
+    faults.reset_next("/blob/", 1);
+    faults.expire_sas_after(4);
+    let before = h.sim.sim.stats();
+    let run = h
+        .engine
+        .sync(&h.integration, full_from(FindingsSource::Files), &Silent)
+        .await
+        .expect("run");
+    assert_eq!(run.status, RunStatus::Succeeded, "{:?}", run.error);
+    assert_eq!(run.verdict, Some(Verdict::Complete));
+    let stats = h.sim.sim.stats();
+    assert!(
+        stats.faults_injected - before.faults_injected >= 2,
+        "{stats:?}"
+    );
+    // Fresh links were fetched once, for every file that needed them.
+    assert_eq!(
+        stats.calls(Family::FileExport) - before.calls(Family::FileExport),
+        2,
+        "{stats:?}"
+    );
+    // Two files read again and one link refresh, all in the run record.
+    assert!(run.retries >= 3, "{run:?}");
+    assert_holds_the_truth(&h).await;
+    // Files read twice are counted once.
+    assert_eq!(
+        run.findings.new + run.findings.skipped,
+        run.findings.read,
+        "{run:?}"
+    );
+    let clean = h
+        .engine
+        .sync(&h.integration, full_from(FindingsSource::Pages), &Silent)
+        .await
+        .expect("run");
+    assert_eq!(clean.status, RunStatus::Succeeded, "{:?}", clean.error);
+    assert_eq!(
+        (clean.findings.read, clean.findings.skipped),
+        (run.findings.read, run.findings.skipped)
+    );
+    assert_changed_nothing(&clean);
+}
+
+pub async fn auto_reads_files_from_the_threshold_up_and_pages_below(store: Arc<dyn Store>) {
+    let h = harness(store, small_tenant()).await;
+    let devices = truth_assets(&h.sim).len() as u64;
+    let at_threshold = h.engine_with(EngineOptions {
+        file_export_threshold: devices,
+        ..test_options()
+    });
+    let run = at_threshold
+        .sync(&h.integration, full(), &Silent)
+        .await
+        .expect("run");
+    assert_eq!(run.status, RunStatus::Succeeded, "{:?}", run.error);
+    assert_eq!(run.source.as_deref(), Some("files"), "{devices} devices");
+    assert_holds_the_truth(&h).await;
+
+    // A baseline from files is a baseline like any other: deltas continue from it.
+    h.sim.sim.tick(2);
+    let delta = at_threshold
+        .sync(&h.integration, SyncRequest::default(), &Silent)
+        .await
+        .expect("run");
+    assert_eq!(delta.mode, "delta");
+    assert_eq!(delta.source, None);
+    assert_eq!(delta.status, RunStatus::Succeeded, "{:?}", delta.error);
+    assert_holds_the_truth(&h).await;
+
+    // Devices joined and left meanwhile.
+    let devices = truth_assets(&h.sim).len() as u64;
+    let below = h.engine_with(EngineOptions {
+        file_export_threshold: devices + 1,
+        ..test_options()
+    });
+    let run = below
+        .sync(&h.integration, full(), &Silent)
+        .await
+        .expect("run");
+    assert_eq!(run.status, RunStatus::Succeeded, "{:?}", run.error);
+    assert_eq!(run.source.as_deref(), Some("pages"), "{devices} devices");
+    assert_changed_nothing(&run);
 }

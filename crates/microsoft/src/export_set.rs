@@ -1,0 +1,202 @@
+//! Reading every file of one `SoftwareVulnerabilitiesExport` listing (`mde-api.md` §7): a few files
+//! downloaded at a time, each decompressed and parsed line by line as it arrives
+//! ([`crate::export_file`]), all delivering into one [`crate::RecordStream`].
+//!
+//! - Events carry the file's index in the listing as their `page`: a file that fails part-way is
+//!   read again from its start, announced by [`ReadEvent::Restart`] for that index only.
+//! - A link that stops working (403 when the SAS signature expired, 404) is replaced by asking for a
+//!   fresh listing — one call of the file-export budget (5/min, 20/h, through the client's buckets)
+//!   for all the files that need it — and the file is read again. Files are matched between
+//!   listings by their path (the SAS query differs). If the fresh listing is of another snapshot
+//!   the read stops: files of two snapshots would not add up to one tenant.
+//! - The read is complete when every listed file was read to its end with every line readable.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use tokio::task::JoinSet;
+use url::Url;
+
+use crate::error::MdeError;
+use crate::export_file::read_export_file;
+use crate::http::{ApiFamily, Core};
+use crate::mde::{MdeClient, parse_download_url};
+use crate::paging::{ReadEnd, ReadEvent, ReadPlan, ReadReport};
+use crate::wire::mde::ExportFilesResponse;
+
+/// How the files of one export listing are read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileReadOptions {
+    /// Files downloaded at the same time. Each download decompresses and parses on its own task;
+    /// 2–4 keep the network busy without taking the database writer's CPU.
+    pub concurrency: usize,
+    /// `sasValidHours` (1..=6) asked for when links are fetched again.
+    pub sas_valid_hours: u8,
+    /// Fresh listings one read may ask for (each is one call of the 20-an-hour budget) before it
+    /// gives up.
+    pub max_refreshes: u32,
+}
+
+impl Default for FileReadOptions {
+    fn default() -> Self {
+        FileReadOptions {
+            concurrency: 3,
+            sas_valid_hours: 2,
+            max_refreshes: 3,
+        }
+    }
+}
+
+type EventTx<T> = tokio::sync::mpsc::Sender<Result<ReadEvent<T>, MdeError>>;
+
+/// The current download links, and how many times they were replaced.
+struct Links {
+    urls: Vec<Url>,
+    generation: u32,
+    generated_time: Option<String>,
+}
+
+/// What the files read so far add up to.
+#[derive(Default)]
+struct Tally {
+    files: u32,
+    records: u64,
+    unreadable: u64,
+    restarts: u32,
+    first_error: Option<String>,
+}
+
+impl Tally {
+    fn add(&mut self, report: &ReadReport) {
+        self.files += 1;
+        self.records += report.records;
+        self.unreadable += report.unreadable;
+        self.restarts += report.restarts;
+        if self.first_error.is_none()
+            && let ReadEnd::UnreadableRecords { first_error, .. } = &report.reason
+        {
+            self.first_error = Some(first_error.clone());
+        }
+    }
+
+    fn report(self) -> ReadReport {
+        let complete = self.unreadable == 0;
+        ReadReport {
+            family: ApiFamily::FileExport,
+            pages: self.files,
+            records: self.records,
+            duplicates_dropped: 0,
+            unreadable: self.unreadable,
+            restarts: self.restarts,
+            complete,
+            reason: if complete {
+                ReadEnd::AllFiles { files: self.files }
+            } else {
+                ReadEnd::UnreadableRecords {
+                    count: self.unreadable,
+                    first_error: self.first_error.unwrap_or_default(),
+                }
+            },
+        }
+    }
+}
+
+/// Reads every file of `listing` (see the module docs).
+pub(crate) async fn read_export_set<T: DeserializeOwned + Send + 'static>(
+    client: MdeClient,
+    core: Arc<Core>,
+    plan: ReadPlan,
+    listing: ExportFilesResponse,
+    options: FileReadOptions,
+    tx: EventTx<T>,
+) -> Result<ReadReport, MdeError> {
+    let urls = listing
+        .export_files
+        .iter()
+        .map(|u| parse_download_url(u))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut links = Links {
+        urls,
+        generation: 0,
+        generated_time: listing.generated_time,
+    };
+    let mut queue: VecDeque<usize> = (0..links.urls.len()).collect();
+    let mut running: JoinSet<(usize, u32, Result<ReadReport, MdeError>)> = JoinSet::new();
+    let mut tally = Tally::default();
+    let mut refreshes = 0u32;
+    let concurrency = options.concurrency.max(1);
+    loop {
+        while running.len() < concurrency
+            && let Some(index) = queue.pop_front()
+        {
+            let (core, plan, tx) = (Arc::clone(&core), plan.clone(), tx.clone());
+            let (url, generation) = (links.urls[index].clone(), links.generation);
+            // The file's index tags its events; listings hold a few hundred files at most.
+            let page = u32::try_from(index).unwrap_or(u32::MAX);
+            running.spawn(async move {
+                let result = read_export_file(core, plan, url, page, tx).await;
+                (index, generation, result)
+            });
+        }
+        let Some(joined) = running.join_next().await else {
+            break;
+        };
+        let (index, generation, result) = joined.map_err(|e| {
+            MdeError::Interrupted(format!("an export file reader stopped unexpectedly: {e}"))
+        })?;
+        match result {
+            Ok(report) => tally.add(&report),
+            // Another file already brought fresh links: just use them.
+            Err(MdeError::ExportLinkStale { .. }) if generation < links.generation => {
+                queue.push_front(index);
+            }
+            Err(stale @ MdeError::ExportLinkStale { .. }) => {
+                if refreshes >= options.max_refreshes {
+                    return Err(stale);
+                }
+                refreshes += 1;
+                tracing::warn!(
+                    message = "Export file links refused; fetching fresh ones.",
+                    reason = %stale,
+                    refresh = refreshes
+                );
+                core.metrics.retry();
+                refresh(&client, &mut links, options.sas_valid_hours).await?;
+                queue.push_front(index);
+            }
+            // Dropping the set aborts the other downloads: nothing more is needed from them.
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(tally.report())
+}
+
+/// Replaces every link with the one of the same file in a fresh listing of the same snapshot.
+async fn refresh(client: &MdeClient, links: &mut Links, hours: u8) -> Result<(), MdeError> {
+    let fresh = client.export_files(hours).await?;
+    if fresh.generated_time != links.generated_time {
+        return Err(MdeError::ExportFile(
+            "Microsoft replaced the export snapshot while its files were being read (it does so about every 6 hours); files of two snapshots do not add up to one tenant, so this read concludes nothing. The next sync reads the new snapshot".to_owned(),
+        ));
+    }
+    let mut by_path: HashMap<String, Url> = HashMap::with_capacity(fresh.export_files.len());
+    for u in &fresh.export_files {
+        let url = parse_download_url(u)?;
+        by_path.insert(url.path().to_owned(), url);
+    }
+    let mut renewed = Vec::with_capacity(links.urls.len());
+    for old in &links.urls {
+        match by_path.remove(old.path()) {
+            Some(url) => renewed.push(url),
+            None => {
+                return Err(MdeError::ExportFile(
+                    "a fresh listing of the same export snapshot no longer names one of its files; the next sync reads the export again".to_owned(),
+                ));
+            }
+        }
+    }
+    links.urls = renewed;
+    links.generation += 1;
+    Ok(())
+}
