@@ -54,6 +54,18 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
         .is_some_and(|d| d.is_unique_violation())
 }
 
+/// A deadlock (40P01) or serialization failure (40001): the transaction was rolled back and can
+/// simply run again.
+fn is_lock_conflict(e: &StoreError) -> bool {
+    match e {
+        StoreError::Database { source, .. } => source
+            .as_database_error()
+            .and_then(|d| d.code())
+            .is_some_and(|c| c == "40P01" || c == "40001"),
+        _ => false,
+    }
+}
+
 fn is_foreign_key_violation(e: &sqlx::Error) -> bool {
     e.as_database_error()
         .is_some_and(|d| d.is_foreign_key_violation())
@@ -443,6 +455,17 @@ async fn touch_run(
     integration_id: IntegrationId,
     run_id: i64,
 ) -> Result<DateTime<Utc>> {
+    let started_at = check_run(conn, integration_id, run_id).await?;
+    heartbeat(conn, run_id).await?;
+    Ok(started_at)
+}
+
+/// The run's `started_at`, once it is known to be running and to belong to the integration.
+async fn check_run(
+    conn: &mut PgConnection,
+    integration_id: IntegrationId,
+    run_id: i64,
+) -> Result<DateTime<Utc>> {
     let row = sqlx::query("SELECT integration_id, status, started_at FROM sync_runs WHERE id = $1")
         .bind(run_id)
         .fetch_optional(&mut *conn)
@@ -456,14 +479,20 @@ async fn touch_run(
             r.ts("started_at")?,
         )),
     };
-    let started_at = check_run_for_write(run_id, integration_id, row)?;
+    check_run_for_write(run_id, integration_id, row)
+}
+
+/// Records that the run's process is alive. Batched writes send it as a statement of its own,
+/// before their transaction: inside it, the run row's lock would make batches written at the same
+/// time (`concurrent_writes`) wait for each other's commit.
+async fn heartbeat<'c>(conn: impl sqlx::PgExecutor<'c>, run_id: i64) -> Result<()> {
     sqlx::query("UPDATE sync_runs SET heartbeat_at = $2 WHERE id = $1")
         .bind(run_id)
         .bind(ts(Utc::now()))
-        .execute(&mut *conn)
+        .execute(conn)
         .await
         .map_err(db("recording the run's heartbeat"))?;
-    Ok(started_at)
+    Ok(())
 }
 
 async fn upsert_assets_in(
@@ -472,7 +501,7 @@ async fn upsert_assets_in(
     run_id: i64,
     assets: &[Asset],
 ) -> Result<UpsertCounts> {
-    let observed = touch_run(conn, integration_id, run_id).await?;
+    let observed = check_run(conn, integration_id, run_id).await?;
     let rows = dedupe_last(assets, asset_key);
     if rows.is_empty() {
         return Ok(UpsertCounts::default());
@@ -545,7 +574,7 @@ async fn upsert_findings_in(
     run_id: i64,
     findings: &[Finding],
 ) -> Result<UpsertCounts> {
-    let observed = touch_run(conn, integration_id, run_id).await?;
+    let observed = check_run(conn, integration_id, run_id).await?;
     let rows = dedupe_last(findings, finding_key);
     if rows.is_empty() {
         return Ok(UpsertCounts::default());
@@ -1122,6 +1151,7 @@ impl Store for PgStore {
         run_id: i64,
         assets: &[Asset],
     ) -> Result<UpsertCounts> {
+        heartbeat(&self.pool, run_id).await?;
         let mut tx = self
             .pool
             .begin()
@@ -1140,6 +1170,10 @@ impl Store for PgStore {
     async fn fill_vulnerabilities(&self, vulns: &[Vulnerability]) -> Result<UpsertCounts> {
         self.write_vulnerabilities(vulns, vulnerability_fill_on_conflict!())
             .await
+    }
+
+    fn concurrent_writes(&self) -> usize {
+        2
     }
 
     async fn begin_bulk_findings(&self, integration_id: IntegrationId) -> Result<bool> {
@@ -1181,14 +1215,34 @@ impl Store for PgStore {
         run_id: i64,
         findings: &[Finding],
     ) -> Result<UpsertCounts> {
-        let mut tx = self
-            .pool
-            .begin()
-            .await
-            .map_err(db("starting a transaction"))?;
-        let counts = upsert_findings_in(&mut tx, integration_id, run_id, findings).await?;
-        tx.commit().await.map_err(db("committing findings"))?;
-        Ok(counts)
+        // Batches of a run are written on two connections at once (`concurrent_writes`). Should
+        // two of them lock the same rows in opposite orders, PostgreSQL ends one with a deadlock
+        // error and rolls it back; the upsert is idempotent, so that one simply runs again.
+        heartbeat(&self.pool, run_id).await?;
+        let mut attempt = 1;
+        loop {
+            let mut tx = self
+                .pool
+                .begin()
+                .await
+                .map_err(db("starting a transaction"))?;
+            let written = match upsert_findings_in(&mut tx, integration_id, run_id, findings).await
+            {
+                Ok(counts) => tx
+                    .commit()
+                    .await
+                    .map(|()| counts)
+                    .map_err(db("committing findings")),
+                Err(e) => Err(e),
+            };
+            match written {
+                Err(e) if attempt < 3 && is_lock_conflict(&e) => {
+                    tracing::debug!(message = "Batch met a concurrent one; writing it again.", error = %e);
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
     }
 
     async fn apply_finding_changes(

@@ -291,6 +291,11 @@ fn multi_row_sql(head: &str, per_row: usize, rows: usize, tail: &str) -> String 
         row.push('?');
     }
     row.push(')');
+    repeat_rows(head, &row, rows, tail)
+}
+
+/// `<head> VALUES <row>, <row>, … <tail>`.
+fn repeat_rows(head: &str, row: &str, rows: usize, tail: &str) -> String {
     let mut sql = String::with_capacity(head.len() + tail.len() + 8 + rows * (row.len() + 1));
     sql.push_str(head);
     sql.push_str(" VALUES ");
@@ -568,11 +573,15 @@ async fn upsert_findings_in(
     // Owned lookup keys are built once per distinct value above; here a reusable tuple avoids
     // allocating three strings per row.
     let mut key: (String, String, String) = Default::default();
-    let per = rows_per_statement(FINDING_PARAMS);
+    // The values every row shares (integration, time of observation, run) are integers of ours:
+    // written into the statement as literals, they are not bound again on every row (4 of 14
+    // values). The text stays the same for the whole run, so the prepared statement is reused.
+    let row = format!("({integration_id},?,?,?,?,?,?,?,?,?,?,{observed},{observed},{run_id})");
+    let per = rows_per_statement(FINDING_PARAMS - 4);
     for chunk in rows.chunks(per) {
-        let sql = multi_row_sql(
+        let sql = repeat_rows(
             concat!("INSERT INTO findings (", finding_insert_columns!(), ")"),
-            FINDING_PARAMS,
+            &row,
             chunk.len(),
             sqlite_finding_on_conflict!(),
         );
@@ -597,7 +606,6 @@ async fn upsert_findings_in(
                 StoreError::Corrupt("software vanished while its findings were written".to_owned())
             })?;
             q = q
-                .bind(integration_id)
                 .bind(asset_id)
                 .bind(software_id)
                 .bind(k.cve_id.as_str())
@@ -607,10 +615,7 @@ async fn upsert_findings_in(
                 .bind(clean_opt(&f.recommended_update))
                 .bind(clean_opt(&f.recommendation_reference))
                 .bind(opt_ts(f.first_seen))
-                .bind(opt_ts(f.last_seen))
-                .bind(observed)
-                .bind(observed)
-                .bind(run_id);
+                .bind(opt_ts(f.last_seen));
         }
         q.execute(&mut *conn)
             .await

@@ -143,6 +143,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// `updated` counts entries that gained a field.
     async fn fill_vulnerabilities(&self, vulns: &[Vulnerability]) -> Result<UpsertCounts>;
 
+    /// How many batched writes of one run may usefully run at once. SQLite has one writer, so 1;
+    /// on PostgreSQL each connection is a server process of its own, and the per-row work of a
+    /// bulk load there is the bottleneck that a second connection halves.
+    fn concurrent_writes(&self) -> usize {
+        1
+    }
+
     /// A full read is about to write an integration's findings. When the integration holds none
     /// yet (its first load: millions of new rows on a large estate), the backend may put off work
     /// that is far cheaper done once at the end; returns whether it did. Both backends put off

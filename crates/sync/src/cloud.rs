@@ -37,7 +37,7 @@ use rampart_store::{
 use crate::endpoint::record_metrics;
 use crate::engine::{Engine, SyncRequest};
 use crate::error::SyncError;
-use crate::pipeline::{PipeError, Piped, pipe};
+use crate::pipeline::{Batching, PipeError, Piped, pipe};
 use crate::progress::Progress;
 use crate::verdict::{collapse, judge};
 
@@ -174,8 +174,14 @@ impl Job<'_> {
         self.integration.id
     }
 
-    fn batch(&self) -> usize {
-        self.engine.options.write_batch
+    /// One write at a time: a Cloud batch writes assets and then recommendations or findings,
+    /// and two such batches at once would contend for the same asset rows (Cloud volumes are
+    /// small; the Endpoint bulk load is where concurrent writes pay).
+    fn batch(&self) -> Batching {
+        Batching {
+            size: self.engine.options.write_batch,
+            writers: 1,
+        }
     }
 
     /// How the read of `sub` ended, for the subscription's record.

@@ -16,7 +16,7 @@ use rampart_store::{
 use crate::delta;
 use crate::engine::{Engine, SyncMode, SyncRequest};
 use crate::error::SyncError;
-use crate::pipeline::{PipeError, Piped, pipe};
+use crate::pipeline::{Batching, PipeError, Piped, pipe};
 use crate::progress::Progress;
 use crate::verdict::judge;
 
@@ -192,8 +192,11 @@ struct Job<'a> {
 }
 
 impl Job<'_> {
-    fn batch(&self) -> usize {
-        self.engine.options.write_batch
+    fn batch(&self) -> Batching {
+        Batching {
+            size: self.engine.options.write_batch,
+            writers: self.store.concurrent_writes(),
+        }
     }
 
     /// Refuses to start reading with a token that lacks roles: the API would answer 403 anyway,
@@ -391,7 +394,7 @@ impl Job<'_> {
             self.integration.id,
             self.run_id,
             &read.changes,
-            self.batch(),
+            self.batch().size,
         )
         .await?;
         self.outcome.findings = EntityCounts {

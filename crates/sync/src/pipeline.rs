@@ -43,12 +43,22 @@ struct Timings {
 /// Batches in flight between reader and writer. Two: one being written, one being filled.
 const BATCHES_IN_FLIGHT: usize = 2;
 
-/// Streams `stream` through `convert` into `write`, `batch_size` records per write. `write`
-/// returns its counts (`UpsertCounts`, or a sum of several for writes to more than one table).
+/// How batches are cut and written.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Batching {
+    /// Records per write.
+    pub size: usize,
+    /// Writes that may run at once ([`rampart_store::Store::concurrent_writes`]).
+    pub writers: usize,
+}
+
+/// Streams `stream` through `convert` into `write`, `batching.size` records per write, up to
+/// `batching.writers` writes at once. `write` returns its counts (`UpsertCounts`, or a sum of
+/// several for writes to more than one table).
 pub(crate) async fn pipe<T, U, C, W, Fut, N>(
     mut stream: RecordStream<T>,
     mut convert: C,
-    batch_size: usize,
+    batching: Batching,
     write: W,
     progress: &dyn Progress,
 ) -> Result<Piped<N>, PipeError>
@@ -60,16 +70,26 @@ where
     Fut: Future<Output = Result<N, StoreError>> + Send,
     N: Default + std::ops::AddAssign + Send + 'static,
 {
-    let batch_size = batch_size.max(1);
+    let batch_size = batching.size.max(1);
     let started = Instant::now();
     let (tx, mut rx) = mpsc::channel::<Vec<U>>(BATCHES_IN_FLIGHT);
+    let writers = batching.writers.max(1);
     let writer = tokio::spawn(async move {
         let mut total = N::default();
         let mut busy = Duration::ZERO;
-        while let Some(batch) = rx.recv().await {
-            let t = Instant::now();
-            total += write(batch).await?;
-            busy += t.elapsed();
+        let mut writes = futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+            .map(move |batch| {
+                let write = write(batch);
+                async move {
+                    let t = Instant::now();
+                    let written = write.await;
+                    (written, t.elapsed())
+                }
+            })
+            .buffer_unordered(writers);
+        while let Some((written, took)) = writes.next().await {
+            total += written?;
+            busy += took;
         }
         Ok::<_, StoreError>((total, busy))
     });
@@ -147,7 +167,8 @@ where
     };
     let (counts, writing) = written.map_err(PipeError::Write)?;
     // Where the time went, for profiles (`-v`): a reader-bound pipe waits in `reading` (network,
-    // decompression, decoding), a writer-bound one in `waiting_for_writer`.
+    // decompression, decoding), a writer-bound one in `waiting_for_writer`. With several writers,
+    // `writer_busy` adds up their times.
     tracing::info!(
         message = "Pipeline timings.",
         total_ms = started.elapsed().as_millis() as u64,
