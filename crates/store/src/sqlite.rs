@@ -1127,8 +1127,19 @@ impl Store for SqliteStore {
     }
 
     async fn end_bulk_findings(&self) -> Result<()> {
+        let mut conn = self
+            .write
+            .acquire()
+            .await
+            .map_err(db("rebuilding the by-CVE index"))?;
+        // The sync's readers and writer are done by now: the sort may take a second thread
+        // (1.45 s instead of 1.75 s for 2 M findings).
+        sqlx::query("PRAGMA threads = 2")
+            .execute(&mut *conn)
+            .await
+            .map_err(db("rebuilding the by-CVE index"))?;
         sqlx::query(CREATE_FINDINGS_BY_CVE)
-            .execute(&self.write)
+            .execute(&mut *conn)
             .await
             .map_err(db("rebuilding the by-CVE index"))?;
         Ok(())
