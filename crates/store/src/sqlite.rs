@@ -243,7 +243,7 @@ fn repeat_rows(head: &str, row: &str, rows: usize, tail: &str) -> String {
         if r > 0 {
             sql.push(',');
         }
-        sql.push_str(&row);
+        sql.push_str(row);
     }
     sql.push_str(tail);
     sql
