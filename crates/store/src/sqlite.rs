@@ -303,7 +303,7 @@ fn repeat_rows(head: &str, row: &str, rows: usize, tail: &str) -> String {
         if r > 0 {
             sql.push(',');
         }
-        sql.push_str(&row);
+        sql.push_str(row);
     }
     sql.push_str(tail);
     sql
@@ -1185,10 +1185,26 @@ impl Store for SqliteStore {
     }
 
     async fn end_bulk_findings(&self) -> Result<()> {
-        sqlx::query(CREATE_FINDINGS_BY_CVE)
-            .execute(&self.write)
+        let mut conn = self
+            .write
+            .acquire()
             .await
             .map_err(db("rebuilding the by-CVE index"))?;
+        // The sync's reading and writing are done by now: the sort may take a second thread. Its
+        // memory is bounded by the page cache, per thread; a small cache also sorts faster (2 M
+        // findings: 1.75 s and 37 MB with one thread and 16 MB; 1.15 s and 20 MB with two and 4 MB).
+        let restore_cache = format!("PRAGMA cache_size = {}", -WRITER_CACHE_KIB);
+        for statement in [
+            "PRAGMA threads = 2",
+            "PRAGMA cache_size = -4096",
+            CREATE_FINDINGS_BY_CVE,
+            &restore_cache,
+        ] {
+            sqlx::query(AssertSqlSafe(statement.to_owned()))
+                .execute(&mut *conn)
+                .await
+                .map_err(db("rebuilding the by-CVE index"))?;
+        }
         Ok(())
     }
 

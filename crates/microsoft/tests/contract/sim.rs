@@ -9,8 +9,8 @@ use futures::StreamExt as _;
 use rampart_microsoft::entra::ClientCredentials;
 use rampart_microsoft::wire::mde::AssetVulnerability;
 use rampart_microsoft::{
-    MdeClient, MdeConfig, MdeError, RateLimits, ReadEnd, ReadEvent, ReadReport, RecordStream,
-    RetryPolicy,
+    FileReadOptions, MdeClient, MdeConfig, MdeError, RateLimits, ReadEnd, ReadEvent, ReadReport,
+    RecordStream, RetryPolicy,
 };
 use rampart_model::Cloud;
 use rampart_sim::{Family, RunningSim, SimConfig};
@@ -627,6 +627,52 @@ async fn export_files_download_to_the_truth_and_expired_links_are_explained() {
         !err.to_string().contains("sig="),
         "the SAS link must not be echoed: {err}"
     );
+}
+
+#[tokio::test]
+async fn a_whole_export_listing_is_read_and_expired_links_are_renewed_once() {
+    let running = start(SimConfig {
+        devices: 60,
+        findings_per_device: 10,
+        ..SimConfig::default()
+    })
+    .await;
+    let mut cfg = config_for(&running);
+    cfg.rate_limits = RateLimits::disabled();
+    let c = MdeClient::new(cfg).expect("client");
+    let listing = c.export_files(1).await.expect("links");
+    let files = listing.export_files.len();
+    assert!(files >= 3, "{files} files");
+    // Two downloads go through; every later one meets an expired link until fresh ones come.
+    running.sim.faults().expire_sas_after(2);
+    let before = (c.metrics(), running.sim.stats());
+    let (rows, report) = c
+        .export_records::<AssetVulnerability>(
+            listing,
+            FileReadOptions {
+                concurrency: 2,
+                ..FileReadOptions::default()
+            },
+        )
+        .collect_all()
+        .await
+        .expect("read");
+    assert!(report.complete, "{report:?}");
+    assert_eq!(
+        report.reason,
+        ReadEnd::AllFiles {
+            files: files as u32
+        }
+    );
+    assert_eq!(report.records, rows.len() as u64);
+    let got: BTreeSet<Key> = rows.iter().filter_map(key_of).collect();
+    assert_eq!(got, truth_findings(&running));
+    let calls = running.sim.stats().calls(Family::FileExport) - before.1.calls(Family::FileExport);
+    assert_eq!(
+        calls, 1,
+        "one fresh listing for all the files that needed it"
+    );
+    assert!(c.metrics().since(&before.0).retries >= 1);
 }
 
 /// Collects every tracing event and span field as text.

@@ -401,6 +401,32 @@ async fn sas_urls_expire_and_refuse_tampering() {
     );
 }
 
+#[tokio::test]
+async fn sas_urls_can_expire_after_some_downloads() {
+    let app = App::small().await;
+    let token = app.token().await;
+    let listing = export_files(&app, &token, "").await;
+    let url = listing["exportFiles"][0].as_str().unwrap().to_owned();
+    app.running.sim.faults().expire_sas_after(2);
+    for download in 1..=2 {
+        assert_eq!(
+            app.get_with(&url, None).await.unwrap().status,
+            StatusCode::OK,
+            "download {download} is still within the link's life"
+        );
+    }
+    let reply = app.get_with(&url, None).await.unwrap();
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    assert!(String::from_utf8_lossy(&reply.body).contains("<Code>AuthenticationFailed</Code>"));
+    let fresh = export_files(&app, &token, "").await;
+    let fresh_url = fresh["exportFiles"][0].as_str().unwrap();
+    assert_eq!(
+        app.get_with(fresh_url, None).await.unwrap().status,
+        StatusCode::OK,
+        "links issued later work"
+    );
+}
+
 fn raw_param(url: &str, name: &str) -> String {
     url.split(['?', '&'])
         .find_map(|p| p.strip_prefix(&format!("{name}=")))

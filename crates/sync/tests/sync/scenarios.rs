@@ -355,7 +355,11 @@ pub async fn a_files_sync_holds_exactly_the_truth_and_equals_a_pages_sync(store:
         open_after_files
     );
     assert_eq!(
-        h.store.list_runs(h.integration.id, 5).await.unwrap().len(),
+        h.store
+            .list_runs(h.integration.id, 5)
+            .await
+            .expect("runs")
+            .len(),
         2
     );
 }
