@@ -412,6 +412,49 @@ async fn upsert_assets_in(
     Ok(counts)
 }
 
+/// What a batch of findings needs before it meets the database: the rows (the last of each key),
+/// and the distinct assets and software as JSON for `json_each`. Built before the transaction, so
+/// that this work overlaps the previous batch's writing (`concurrent_writes`).
+struct FindingBatch<'a> {
+    rows: Vec<&'a Finding>,
+    assets_json: String,
+    software_json: String,
+}
+
+impl<'a> FindingBatch<'a> {
+    fn new(findings: &'a [Finding]) -> Result<Self> {
+        let rows = dedupe_last(findings, finding_key);
+        // Distinct assets with the first name the batch gives them, and distinct software.
+        let mut asset_names: Vec<(String, Option<String>)> = Vec::new();
+        let mut asset_seen = HashSet::new();
+        let mut software: Vec<[String; 3]> = Vec::new();
+        let mut software_seen = HashSet::new();
+        for f in &rows {
+            let (asset, vendor, name, version, _) = finding_key(f);
+            if asset_seen.insert(asset.clone()) {
+                asset_names.push((
+                    asset.into_owned(),
+                    clean_opt(&f.asset_name).map(|c| c.into_owned()),
+                ));
+            }
+            if software_seen.insert((vendor.clone(), name.clone(), version.clone())) {
+                software.push([vendor.into_owned(), name.into_owned(), version.into_owned()]);
+            }
+        }
+        let assets_json = serde_json::to_string(&asset_names).map_err(|e| {
+            StoreError::InvalidInput(format!("cannot encode the batch's asset ids: {e}"))
+        })?;
+        let software_json = serde_json::to_string(&software).map_err(|e| {
+            StoreError::InvalidInput(format!("cannot encode the batch's software: {e}"))
+        })?;
+        Ok(Self {
+            rows,
+            assets_json,
+            software_json,
+        })
+    }
+}
+
 /// Resolves the asset and software ids of a batch of findings, creating stub assets and software
 /// rows that do not exist yet, and marks the batch's assets seen by the run.
 /// Returns maps from asset source id and from (vendor, name, version) to ids.
@@ -420,32 +463,9 @@ async fn resolve_ids(
     integration_id: IntegrationId,
     run_id: i64,
     observed: i64,
-    rows: &[&Finding],
+    batch: &FindingBatch<'_>,
 ) -> Result<(HashMap<String, i64>, HashMap<(String, String, String), i64>)> {
-    // Distinct assets with the first name the batch gives them, and distinct software.
-    let mut asset_names: Vec<(String, Option<String>)> = Vec::new();
-    let mut asset_seen = HashSet::new();
-    let mut software: Vec<[String; 3]> = Vec::new();
-    let mut software_seen = HashSet::new();
-    for f in rows {
-        let (asset, vendor, name, version, _) = finding_key(f);
-        if asset_seen.insert(asset.clone()) {
-            asset_names.push((
-                asset.into_owned(),
-                clean_opt(&f.asset_name).map(|c| c.into_owned()),
-            ));
-        }
-        if software_seen.insert((vendor.clone(), name.clone(), version.clone())) {
-            software.push([vendor.into_owned(), name.into_owned(), version.into_owned()]);
-        }
-    }
-    let assets_json = serde_json::to_string(&asset_names).map_err(|e| {
-        StoreError::InvalidInput(format!("cannot encode the batch's asset ids: {e}"))
-    })?;
-    let software_json = serde_json::to_string(&software).map_err(|e| {
-        StoreError::InvalidInput(format!("cannot encode the batch's software: {e}"))
-    })?;
-
+    let (assets_json, software_json) = (&batch.assets_json, &batch.software_json);
     // Assets first reported by a finding: created from it, seen by this run.
     sqlx::query(
         "INSERT INTO assets (integration_id, source_id, kind, name, status, first_observed, last_observed, seen_run) \
@@ -455,7 +475,7 @@ async fn resolve_ids(
     .bind(integration_id)
     .bind(observed)
     .bind(run_id)
-    .bind(&assets_json)
+    .bind(assets_json.as_str())
     .execute(&mut *conn)
     .await
     .map_err(db("creating assets first reported by findings"))?;
@@ -468,7 +488,7 @@ async fn resolve_ids(
     .bind(integration_id)
     .bind(observed)
     .bind(run_id)
-    .bind(&assets_json)
+    .bind(assets_json.as_str())
     .execute(&mut *conn)
     .await
     .map_err(db("marking the findings' assets seen"))?;
@@ -477,7 +497,7 @@ async fn resolve_ids(
          AND source_id IN (SELECT j.value ->> 0 FROM json_each($2) j)",
     )
     .bind(integration_id)
-    .bind(&assets_json)
+    .bind(assets_json.as_str())
     .fetch_all(&mut *conn)
     .await
     .map_err(db("looking up the findings' assets"))?;
@@ -491,7 +511,7 @@ async fn resolve_ids(
          SELECT j.value ->> 0, j.value ->> 1, j.value ->> 2 FROM json_each($1) j WHERE true \
          ON CONFLICT (vendor, name, version) DO NOTHING",
     )
-    .bind(&software_json)
+    .bind(software_json.as_str())
     .execute(&mut *conn)
     .await
     .map_err(db("recording software"))?;
@@ -499,7 +519,7 @@ async fn resolve_ids(
         "SELECT s.id, s.vendor, s.name, s.version FROM json_each($1) j \
          JOIN software s ON s.vendor = j.value ->> 0 AND s.name = j.value ->> 1 AND s.version = j.value ->> 2",
     )
-    .bind(&software_json)
+    .bind(software_json.as_str())
     .fetch_all(&mut *conn)
     .await
     .map_err(db("looking up software"))?;
@@ -541,20 +561,70 @@ const FINDING_SCRATCH: [&str; 2] = [
      BEGIN INSERT INTO finding_changes (id, kind) VALUES (NEW.id, NEW.change_kind); END",
 ];
 
+/// One multi-row upsert statement for `chunk`, every value bound.
+fn bind_findings<'q>(
+    row: &str,
+    chunk: &[&'q Finding],
+    asset_ids: &HashMap<String, i64>,
+    software_ids: &HashMap<(String, String, String), i64>,
+) -> Result<sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>> {
+    let sql = repeat_rows(
+        concat!("INSERT INTO findings (", finding_insert_columns!(), ")"),
+        row,
+        chunk.len(),
+        sqlite_finding_on_conflict!(),
+    );
+    let mut q = sqlx::query(AssertSqlSafe(sql));
+    // A reusable lookup key avoids allocating three strings per row.
+    let mut key: (String, String, String) = Default::default();
+    for f in chunk {
+        let k = &f.key;
+        let asset_id = *asset_ids
+            .get(clean(&k.asset_source_id).as_ref())
+            .ok_or_else(|| {
+                StoreError::Corrupt(format!(
+                    "asset '{}' vanished while its findings were written",
+                    k.asset_source_id.chars().take(60).collect::<String>()
+                ))
+            })?;
+        key.0.clear();
+        key.0.push_str(&clean(&k.software_vendor));
+        key.1.clear();
+        key.1.push_str(&clean(&k.software_name));
+        key.2.clear();
+        key.2.push_str(&clean(&k.software_version));
+        let software_id = *software_ids.get(&key).ok_or_else(|| {
+            StoreError::Corrupt("software vanished while its findings were written".to_owned())
+        })?;
+        q = q
+            .bind(asset_id)
+            .bind(software_id)
+            .bind(k.cve_id.as_str())
+            .bind(f.severity.map(severity_code))
+            .bind(finite(f.cvss))
+            .bind(clean_opt(&f.exploitability))
+            .bind(clean_opt(&f.recommended_update))
+            .bind(clean_opt(&f.recommendation_reference))
+            .bind(opt_ts(f.first_seen))
+            .bind(opt_ts(f.last_seen));
+    }
+    Ok(q)
+}
+
 async fn upsert_findings_in(
     conn: &mut SqliteConnection,
     integration_id: IntegrationId,
     run_id: i64,
-    findings: &[Finding],
+    batch: &FindingBatch<'_>,
 ) -> Result<UpsertCounts> {
     let observed = ts(touch_run(conn, integration_id, run_id).await?);
-    let rows = dedupe_last(findings, finding_key);
+    let rows = &batch.rows;
     let mut counts = UpsertCounts::default();
     if rows.is_empty() {
         return Ok(counts);
     }
     let (asset_ids, software_ids) =
-        resolve_ids(conn, integration_id, run_id, observed, &rows).await?;
+        resolve_ids(conn, integration_id, run_id, observed, batch).await?;
     for sql in FINDING_SCRATCH {
         sqlx::query(sql)
             .execute(&mut *conn)
@@ -570,56 +640,29 @@ async fn upsert_findings_in(
         .await
         .map_err(db("preparing the finding upsert"))?;
 
-    // Owned lookup keys are built once per distinct value above; here a reusable tuple avoids
-    // allocating three strings per row.
-    let mut key: (String, String, String) = Default::default();
     // The values every row shares (integration, time of observation, run) are integers of ours:
     // written into the statement as literals, they are not bound again on every row (4 of 14
     // values). The text stays the same for the whole run, so the prepared statement is reused.
     let row = format!("({integration_id},?,?,?,?,?,?,?,?,?,?,{observed},{observed},{run_id})");
-    let per = rows_per_statement(FINDING_PARAMS - 4);
-    for chunk in rows.chunks(per) {
-        let sql = repeat_rows(
-            concat!("INSERT INTO findings (", finding_insert_columns!(), ")"),
-            &row,
-            chunk.len(),
-            sqlite_finding_on_conflict!(),
-        );
-        let mut q = sqlx::query(AssertSqlSafe(sql));
-        for f in chunk {
-            let k = &f.key;
-            let asset_id = *asset_ids
-                .get(clean(&k.asset_source_id).as_ref())
-                .ok_or_else(|| {
-                    StoreError::Corrupt(format!(
-                        "asset '{}' vanished while its findings were written",
-                        k.asset_source_id.chars().take(60).collect::<String>()
-                    ))
-                })?;
-            key.0.clear();
-            key.0.push_str(&clean(&k.software_vendor));
-            key.1.clear();
-            key.1.push_str(&clean(&k.software_name));
-            key.2.clear();
-            key.2.push_str(&clean(&k.software_version));
-            let software_id = *software_ids.get(&key).ok_or_else(|| {
-                StoreError::Corrupt("software vanished while its findings were written".to_owned())
-            })?;
-            q = q
-                .bind(asset_id)
-                .bind(software_id)
-                .bind(k.cve_id.as_str())
-                .bind(f.severity.map(severity_code))
-                .bind(finite(f.cvss))
-                .bind(clean_opt(&f.exploitability))
-                .bind(clean_opt(&f.recommended_update))
-                .bind(clean_opt(&f.recommendation_reference))
-                .bind(opt_ts(f.first_seen))
-                .bind(opt_ts(f.last_seen));
-        }
-        q.execute(&mut *conn)
-            .await
-            .map_err(db("upserting findings"))?;
+    let chunks: Vec<&[&Finding]> = rows
+        .chunks(rows_per_statement(FINDING_PARAMS - 4))
+        .collect();
+    let mut next = chunks
+        .first()
+        .map(|c| bind_findings(&row, c, &asset_ids, &software_ids))
+        .transpose()?;
+    for i in 0..chunks.len() {
+        let Some(q) = next.take() else { break };
+        // SQLite runs on its own thread: while it executes this statement, the next one is bound
+        // here (sqlx sends the statement on the first poll, which `join!` does first).
+        let (done, bound) = futures::join!(q.execute(&mut *conn), async {
+            chunks
+                .get(i + 1)
+                .map(|c| bind_findings(&row, c, &asset_ids, &software_ids))
+                .transpose()
+        });
+        done.map_err(db("upserting findings"))?;
+        next = bound?;
     }
 
     let new: i64 = sqlx::query_scalar("SELECT count(*) FROM findings WHERE id > $1")
@@ -1163,6 +1206,10 @@ impl Store for SqliteStore {
             .await
     }
 
+    fn concurrent_writes(&self) -> usize {
+        2
+    }
+
     async fn begin_bulk_findings(&self, integration_id: IntegrationId) -> Result<bool> {
         let mut tx = self.begin().await?;
         let has_findings: bool =
@@ -1214,8 +1261,9 @@ impl Store for SqliteStore {
         run_id: i64,
         findings: &[Finding],
     ) -> Result<UpsertCounts> {
+        let batch = FindingBatch::new(findings)?;
         let mut tx = self.begin().await?;
-        let counts = upsert_findings_in(&mut tx, integration_id, run_id, findings).await?;
+        let counts = upsert_findings_in(&mut tx, integration_id, run_id, &batch).await?;
         tx.commit().await.map_err(db("committing findings"))?;
         Ok(counts)
     }
@@ -1232,6 +1280,7 @@ impl Store for SqliteStore {
         for step in delta_steps(changes) {
             match step {
                 DeltaStep::Upsert(batch) => {
+                    let batch = FindingBatch::new(&batch)?;
                     counts.upserted +=
                         upsert_findings_in(&mut tx, integration_id, run_id, &batch).await?;
                 }

@@ -143,9 +143,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// `updated` counts entries that gained a field.
     async fn fill_vulnerabilities(&self, vulns: &[Vulnerability]) -> Result<UpsertCounts>;
 
-    /// How many batched writes of one run may usefully run at once. SQLite has one writer, so 1;
-    /// on PostgreSQL each connection is a server process of its own, and the per-row work of a
-    /// bulk load there is the bottleneck that a second connection halves.
+    /// How many batched writes of one run may usefully run at once. On PostgreSQL each connection
+    /// is a server process of its own, and the per-row work of a bulk load is the bottleneck that
+    /// a second connection halves. SQLite has one writer: there a second call prepares its batch
+    /// while the first one writes, then waits for the connection.
     fn concurrent_writes(&self) -> usize {
         1
     }
