@@ -38,7 +38,10 @@ use crate::summary::*;
 use crate::types::*;
 use crate::types_cloud::*;
 
+mod checkpointer;
 mod cloud;
+
+use checkpointer::Checkpointer;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -134,6 +137,9 @@ pub struct SqliteStore {
     path: PathBuf,
     write: SqlitePool,
     read: SqlitePool,
+    /// The connection of the background checkpointer (closed with the store).
+    checkpoints: SqlitePool,
+    _checkpointer: Checkpointer,
 }
 
 impl SqliteStore {
@@ -192,6 +198,15 @@ impl SqliteStore {
             .execute(&write)
             .await
             .map_err(|e| open_err(e.to_string()))?;
+        let checkpoints = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(
+                options
+                    .clone()
+                    .pragma("journal_size_limit", (64 * 1024 * 1024).to_string()),
+            )
+            .await
+            .map_err(|e| open_err(e.to_string()))?;
         let read = SqlitePoolOptions::new()
             .max_connections(READ_CONNECTIONS)
             // Not opened read-only: a read-only connection cannot recreate the WAL index files
@@ -204,6 +219,8 @@ impl SqliteStore {
             path: path.to_owned(),
             write,
             read,
+            _checkpointer: Checkpointer::start(checkpoints.clone()),
+            checkpoints,
         })
     }
 
@@ -773,6 +790,7 @@ impl Store for SqliteStore {
     }
 
     async fn close(&self) {
+        self.checkpoints.close().await;
         self.read.close().await;
         self.write.close().await;
     }
