@@ -8,7 +8,6 @@
 //! What each row's upsert did is counted without returning rows for findings (see
 //! `FINDING_SCRATCH`), and with `RETURNING` for the smaller asset and CVE batches.
 
-use std::collections::{HashMap, HashSet};
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -449,9 +448,9 @@ impl<'a> FindingBatch<'a> {
         let rows = dedupe_last(findings, finding_key);
         // Distinct assets with the first name the batch gives them, and distinct software.
         let mut asset_names: Vec<(String, Option<String>)> = Vec::new();
-        let mut asset_seen = HashSet::new();
+        let mut asset_seen = FastSet::default();
         let mut software: Vec<[String; 3]> = Vec::new();
-        let mut software_seen = HashSet::new();
+        let mut software_seen = FastSet::default();
         for f in &rows {
             let (asset, vendor, name, version, _) = finding_key(f);
             if asset_seen.insert(asset.clone()) {
@@ -487,7 +486,7 @@ async fn resolve_ids(
     run_id: i64,
     observed: i64,
     batch: &FindingBatch<'_>,
-) -> Result<(HashMap<String, i64>, HashMap<(String, String, String), i64>)> {
+) -> Result<(FastMap<String, i64>, FastMap<(String, String, String), i64>)> {
     let (assets_json, software_json) = (&batch.assets_json, &batch.software_json);
     // Assets first reported by a finding: created from it, seen by this run.
     sqlx::query(
@@ -524,7 +523,7 @@ async fn resolve_ids(
     .fetch_all(&mut *conn)
     .await
     .map_err(db("looking up the findings' assets"))?;
-    let mut asset_ids = HashMap::with_capacity(asset_rows.len());
+    let mut asset_ids = FastMap::with_capacity_and_hasher(asset_rows.len(), Default::default());
     for r in &asset_rows {
         asset_ids.insert(r.text("source_id")?, r.int("id")?);
     }
@@ -546,7 +545,8 @@ async fn resolve_ids(
     .fetch_all(&mut *conn)
     .await
     .map_err(db("looking up software"))?;
-    let mut software_ids = HashMap::with_capacity(software_rows.len());
+    let mut software_ids =
+        FastMap::with_capacity_and_hasher(software_rows.len(), Default::default());
     for r in &software_rows {
         software_ids.insert(
             (r.text("vendor")?, r.text("name")?, r.text("version")?),
@@ -588,8 +588,8 @@ const FINDING_SCRATCH: [&str; 2] = [
 fn bind_findings<'q>(
     row: &str,
     chunk: &[&'q Finding],
-    asset_ids: &HashMap<String, i64>,
-    software_ids: &HashMap<(String, String, String), i64>,
+    asset_ids: &FastMap<String, i64>,
+    software_ids: &FastMap<(String, String, String), i64>,
 ) -> Result<sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>> {
     let sql = repeat_rows(
         concat!("INSERT INTO findings (", finding_insert_columns!(), ")"),
