@@ -53,3 +53,43 @@ impl Drop for Checkpointer {
         self.task.abort();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::super::SqliteStore;
+
+    /// Data committed by the writer reaches the database file while the store stays open,
+    /// although it is far below the writer's own automatic checkpoint (64 MB).
+    #[tokio::test]
+    async fn the_wal_reaches_the_database_file_without_the_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("checkpoint.db");
+        let store = SqliteStore::open(&path).await.unwrap();
+        let before = std::fs::metadata(&path).unwrap().len();
+        sqlx::query("CREATE TABLE scratch (v BLOB)")
+            .execute(&store.write)
+            .await
+            .unwrap();
+        sqlx::query(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000) \
+             INSERT INTO scratch SELECT randomblob(1000) FROM n",
+        )
+        .execute(&store.write)
+        .await
+        .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let now = std::fs::metadata(&path).unwrap().len();
+            if now >= before + 2_000_000 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the database file stayed at {now} bytes (was {before}): nothing was checkpointed"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
