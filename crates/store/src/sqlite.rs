@@ -1,5 +1,6 @@
 //! The SQLite backend: one file in WAL mode, a single writer connection beside a small pool of
-//! read-only connections (SQLite has one writer; readers never wait for it in WAL mode).
+//! read-only connections (SQLite has one writer; readers never wait for it in WAL mode), and a
+//! connection that checkpoints the WAL in the background (`checkpointer`).
 //!
 //! Bulk path: one `BEGIN IMMEDIATE` transaction per call and prepared multi-row
 //! `INSERT … ON CONFLICT DO UPDATE` statements of 500 rows, far below SQLite's 32,766
@@ -181,9 +182,11 @@ impl SqliteStore {
                 options
                     .clone()
                     .pragma("cache_size", (-WRITER_CACHE_KIB).to_string())
-                    // A checkpoint (WAL copied into the database file, with fsyncs) after every
-                    // ~4 MB written cost a third of bulk-load time; every ~64 MB costs little,
-                    // and the WAL file is truncated back afterwards.
+                    // The background checkpointer normally keeps the WAL short; this is the
+                    // backstop when it falls behind. A checkpoint in the writer (WAL copied into
+                    // the database file, with fsyncs) after every ~4 MB written cost a third of
+                    // bulk-load time; every ~64 MB costs little, and the WAL file is truncated
+                    // back afterwards.
                     .pragma("wal_autocheckpoint", "16384")
                     .pragma("journal_size_limit", (64 * 1024 * 1024).to_string()),
             )
