@@ -43,15 +43,15 @@ pub(crate) fn finite(v: Option<f64>) -> Option<f64> {
     v.filter(|v| v.is_finite())
 }
 
-/// Keeps the last occurrence of every key, in the order of those last occurrences. A batch may
-/// repeat a key (MDE reports a device twice while it moves between device groups); a single
-/// upsert statement must see each key once (PostgreSQL refuses to update a row twice).
 /// Maps and sets for the per-row work of a batch (de-duplication, id look-ups): hashed with
 /// foldhash, randomly seeded per process, at a fraction of SipHash's cost — a batch of findings
 /// hashes every row's key several times.
 pub(crate) type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 pub(crate) type FastSet<K> = HashSet<K, foldhash::fast::RandomState>;
 
+/// Keeps the last occurrence of every key, in the order of those last occurrences. A batch may
+/// repeat a key (MDE reports a device twice while it moves between device groups); a single
+/// upsert statement must see each key once (PostgreSQL refuses to update a row twice).
 pub(crate) fn dedupe_last<'a, T, K: std::hash::Hash + Eq + 'a>(
     items: &'a [T],
     key: impl Fn(&'a T) -> K,
