@@ -35,6 +35,13 @@ pub struct Global {
     /// More detail in logs (-v: debug, -vv: trace). RUST_LOG overrides it.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+
+    /// From how many devices a full Defender for Endpoint read takes the findings from export
+    /// files instead of JSON pages, when the source is auto (the default; `sync --source` forces
+    /// either). Microsoft advises the files above 100,000 devices.
+    #[arg(long, global = true, env = "RAMPART_FILES_FROM_DEVICES", value_name = "N",
+          default_value_t = rampart_sync::EngineOptions::default().file_export_threshold)]
+    pub files_from_devices: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -51,7 +51,15 @@ pub fn open_vault(global: &Global) -> anyhow::Result<Vault> {
 pub async fn open_engine(global: &Global) -> anyhow::Result<Engine> {
     let store = open_store(global).await?;
     let vault = open_vault(global)?;
-    Ok(Engine::new(store, vault, EngineOptions::default()))
+    Ok(Engine::new(store, vault, engine_options(global)))
+}
+
+/// The engine's options, with what the global options set.
+pub fn engine_options(global: &Global) -> EngineOptions {
+    EngineOptions {
+        file_export_threshold: global.files_from_devices,
+        ..EngineOptions::default()
+    }
 }
 
 #[cfg(test)]

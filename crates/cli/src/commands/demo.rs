@@ -11,7 +11,7 @@ use chrono::{DurationRound, Utc};
 use rampart_model::{Cloud, Integration, IntegrationName, Product, SecretHint};
 use rampart_sim::SimConfig;
 use rampart_store::{IntegrationUpdate, NewIntegration, SecretCiphertext, StoreError};
-use rampart_sync::{Engine, EngineOptions, SyncRequest};
+use rampart_sync::{Engine, SyncRequest};
 use rampart_web::{Application, WebConfig};
 use secrecy::SecretString;
 
@@ -54,7 +54,7 @@ pub async fn run(global: &Global, args: DemoArgs) -> anyhow::Result<ExitCode> {
         "Integrations '{DEMO_ENDPOINT}' (Defender for Endpoint) and '{DEMO_CLOUD}' (Defender for Cloud) point at it. First syncs:"
     );
 
-    let engine = Engine::new(store.clone(), vault, EngineOptions::default());
+    let engine = Engine::new(store.clone(), vault, context::engine_options(global));
     for integration in &integrations {
         let progress = super::sync::TerminalProgress::new(integration.name.as_str());
         let run = engine

@@ -2,7 +2,7 @@
 
 use rampart_sim::SimConfig;
 
-use crate::{DEMO_SECRET, Env, Run};
+use crate::{DEMO_SECRET, Env, Run, run};
 
 fn small() -> SimConfig {
     SimConfig {
@@ -229,4 +229,81 @@ fn each_credential_problem_gets_its_own_actionable_message() {
             assert_ne!(a, b, "two problems gave the same message");
         }
     }
+}
+
+/// A full read takes the findings from JSON pages below the device threshold and from export
+/// files from it up; the threshold is an option (and an environment variable), `--source` forces
+/// either way, and both ways store the same findings.
+#[test]
+fn the_findings_source_follows_the_device_threshold_and_can_be_forced() {
+    let env = Env::new(small());
+    let add = env.add("contoso", &format!("{DEMO_SECRET}\n"), &[]);
+    assert_eq!(add.code, 0, "{add:?}");
+    let devices = env.sim.sim.truth().machines().count().to_string();
+    let truth_findings = env.sim.sim.truth().findings().count();
+    let stored_findings = || {
+        let csv = env.run(&["export", "findings", "--format", "csv"], None);
+        assert_eq!(csv.code, 0, "{csv:?}");
+        csv.stdout.lines().count() - 1
+    };
+
+    // 60 devices, under the default threshold of 100,000: pages.
+    let sync = env.run(&["sync", "contoso", "--full"], None);
+    assert_eq!(sync.code, 0, "{sync:?}");
+    assert!(
+        sync.stdout.contains("full sync from JSON pages"),
+        "{sync:?}"
+    );
+    assert_eq!(stored_findings(), truth_findings);
+
+    // A threshold of exactly the tenant's device count: files.
+    let sync = env.run(
+        &[
+            "--files-from-devices",
+            &devices,
+            "sync",
+            "contoso",
+            "--full",
+        ],
+        None,
+    );
+    assert_eq!(sync.code, 0, "{sync:?}");
+    assert!(
+        sync.stdout.contains("full sync from export files"),
+        "{sync:?}"
+    );
+    assert!(sync.stdout.contains("0 updated"), "{sync:?}");
+    assert_eq!(stored_findings(), truth_findings);
+
+    // The same from the environment; and `--source pages` overrules the threshold.
+    let from_env = run(
+        env.command()
+            .env("RAMPART_FILES_FROM_DEVICES", "1")
+            .args(["sync", "contoso", "--full"]),
+        None,
+    );
+    assert_eq!(from_env.code, 0, "{from_env:?}");
+    assert!(
+        from_env.stdout.contains("from export files"),
+        "{from_env:?}"
+    );
+    let forced = env.run(
+        &[
+            "--files-from-devices",
+            "1",
+            "sync",
+            "contoso",
+            "--full",
+            "--source",
+            "pages",
+        ],
+        None,
+    );
+    assert_eq!(forced.code, 0, "{forced:?}");
+    assert!(forced.stdout.contains("from JSON pages"), "{forced:?}");
+
+    // A threshold that is not a number is refused before anything runs, and says which option.
+    let bad = env.run(&["--files-from-devices", "lots", "sync", "contoso"], None);
+    assert_eq!(bad.code, 2, "{bad:?}");
+    assert!(bad.stderr.contains("--files-from-devices"), "{bad:?}");
 }

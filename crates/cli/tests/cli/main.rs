@@ -53,6 +53,7 @@ impl Env {
             .arg(db)
             .env_remove("RAMPART_MASTER_KEY")
             .env_remove("DATABASE_URL")
+            .env_remove("RAMPART_FILES_FROM_DEVICES")
             .env("RUST_LOG", "debug")
             .current_dir(self.dir.path());
         cmd
