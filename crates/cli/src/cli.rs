@@ -234,7 +234,8 @@ pub struct SyncArgs {
     #[arg(long)]
     pub accept_mass_changes: bool,
     /// Where a full read of Defender for Endpoint takes the findings from: JSON pages, export
-    /// files, or auto (files from 100,000 devices up, as Microsoft advises).
+    /// files, or auto (files from `--files-from-devices` devices up, 100,000 unless set, as
+    /// Microsoft advises).
     #[arg(long, value_enum, default_value_t = SourceArg::Auto)]
     pub source: SourceArg,
 }
