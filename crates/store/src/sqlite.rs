@@ -745,8 +745,9 @@ async fn refresh_summaries(
         Ok(())
     }
     .await;
-    set_cache_kib(conn, WRITER_CACHE_KIB, op).await?;
-    refreshed
+    // The refresh's own error, if any, is the one worth reporting.
+    let restored = set_cache_kib(conn, WRITER_CACHE_KIB, op).await;
+    refreshed.and(restored)
 }
 
 /// Sets the connection's page cache (and with it the sorter's memory) to `kib`.
@@ -1292,8 +1293,8 @@ impl Store for SqliteStore {
             .execute(&mut *conn)
             .await
             .map_err(db(op));
-        set_cache_kib(&mut conn, WRITER_CACHE_KIB, op).await?;
-        built.map(|_| ())
+        let restored = set_cache_kib(&mut conn, WRITER_CACHE_KIB, op).await;
+        built.map(|_| ()).and(restored)
     }
 
     async fn upsert_findings(
