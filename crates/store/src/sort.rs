@@ -219,13 +219,11 @@ impl SortCursor {
             AssetSortKey::Id if value.is_empty() => KeyValue::None,
             AssetSortKey::Id => return Err(bad()),
             AssetSortKey::Name => KeyValue::Text(unhex(value).ok_or_else(bad)?),
-            AssetSortKey::LastSeen => KeyValue::Time(
-                int().and_then(|us| {
-                    DateTime::<Utc>::from_timestamp_micros(us)
-                        .map(|_| us)
-                        .ok_or_else(bad)
-                })?,
-            ),
+            AssetSortKey::LastSeen => KeyValue::Time(int().and_then(|us| {
+                DateTime::<Utc>::from_timestamp_micros(us)
+                    .map(|_| us)
+                    .ok_or_else(bad)
+            })?),
             AssetSortKey::Exposure | AssetSortKey::Risk | AssetSortKey::OpenFindings => {
                 KeyValue::Int(rank()?)
             }

@@ -388,7 +388,9 @@ async fn damage_of(path: &Path) -> Option<String> {
 /// back itself; the driver's ROLLBACK then fails and it goes on believing a transaction is open,
 /// so that every later `BEGIN` failed with "begin_with at non-zero transaction depth" and a full
 /// disk ended every write until a restart. Such a connection is closed; the pool opens a fresh one.
-async fn healthy_after_release(conn: &mut SqliteConnection) -> std::result::Result<bool, sqlx::Error> {
+async fn healthy_after_release(
+    conn: &mut SqliteConnection,
+) -> std::result::Result<bool, sqlx::Error> {
     use sqlx::Connection;
     // The ping runs after the rollback the dropped transaction queued.
     conn.ping().await?;

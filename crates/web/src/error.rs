@@ -159,10 +159,9 @@ fn problem(status: StatusCode, title: &str, detail: String) -> Response {
     };
     let json = serde_json::to_vec(&body).unwrap_or_default();
     let mut response = (status, json).into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(PROBLEM_JSON),
-    );
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
     if status == StatusCode::UNAUTHORIZED {
         response
             .headers_mut()
@@ -209,7 +208,11 @@ pub(crate) async fn problem_json_errors(
         }
         StatusCode::UNSUPPORTED_MEDIA_TYPE => format!(
             "{}: send the body as JSON with the header Content-Type: application/json",
-            if text.is_empty() { "unsupported media type" } else { text.as_str() }
+            if text.is_empty() {
+                "unsupported media type"
+            } else {
+                text.as_str()
+            }
         ),
         StatusCode::PAYLOAD_TOO_LARGE => {
             "the request body is larger than the 1 MiB the API accepts".to_owned()

@@ -14,8 +14,8 @@ use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, SessionManagerLayer};
 
 use crate::auth::session_store::StoreSessions;
-use crate::state::AppState;
 pub use crate::connections::ConnectionLimits;
+use crate::state::AppState;
 use crate::{api, auth, connections, headers, portal, scheduler, static_files};
 
 /// How `rampart serve` runs.

@@ -39,7 +39,10 @@ fn the_key_file_must_be_private_and_is_not_recreated_over_stored_secrets() {
     assert_eq!(run.code, 1, "{run:?}");
     assert!(run.stderr.contains("does not exist"), "{run:?}");
     assert!(run.stderr.contains("RAMPART_MASTER_KEY"), "{run:?}");
-    assert!(!key.exists(), "a new key file was created over stored secrets");
+    assert!(
+        !key.exists(),
+        "a new key file was created over stored secrets"
+    );
 
     // Restored: the stored secret opens again.
     std::fs::rename(&backup, &key).unwrap();

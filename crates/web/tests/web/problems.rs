@@ -8,11 +8,7 @@ use serde_json::Value;
 use crate::helpers::spawn_app;
 
 /// Sends and checks that the answer is problem details with `status`; returns the detail.
-async fn problem(
-    request: reqwest::RequestBuilder,
-    status: StatusCode,
-    what: &str,
-) -> String {
+async fn problem(request: reqwest::RequestBuilder, status: StatusCode, what: &str) -> String {
     let answer = request.send().await.unwrap();
     assert_eq!(answer.status(), status, "{what}");
     let kind = answer
@@ -71,7 +67,10 @@ async fn rejections_before_any_handler_are_problem_json_too() {
         "no content type",
     )
     .await;
-    assert!(detail.contains("Content-Type: application/json"), "{detail}");
+    assert!(
+        detail.contains("Content-Type: application/json"),
+        "{detail}"
+    );
     // A path id that is no number.
     problem(
         api(Method::GET, "/integrations/abc/runs"),
