@@ -175,7 +175,8 @@ const PROBLEM_JSON: &str = "application/problem+json";
 /// Longest error text of a framework rejection kept as a problem's detail.
 const MAX_REJECTION_TEXT: usize = 16 * 1024;
 
-/// Middleware of the API: every error answer is problem+json. Handlers answer their errors so
+/// Middleware around the whole router (so that it also sees the body-size limit's answers),
+/// acting on the API's paths only: every error answer is problem+json. Handlers answer their errors so
 /// already; this turns what never reaches a handler (axum's extractor rejections: a malformed
 /// query string or JSON body, a wrong content type, a path id that is no number; an unknown
 /// method; a body over the size limit) from plain text into problem details with the same status
@@ -184,6 +185,9 @@ pub(crate) async fn problem_json_errors(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
+    if !request.uri().path().starts_with("/api/v1/") {
+        return next.run(request).await;
+    }
     let method = request.method().clone();
     let response = next.run(request).await;
     let status = response.status();

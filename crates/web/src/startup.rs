@@ -130,5 +130,6 @@ fn router(state: AppState, config: &WebConfig) -> Router {
         .merge(static_files::router())
         .layer(middleware::from_fn(headers::security_headers))
         .layer(RequestBodyLimitLayer::new(1024 * 1024))
+        .layer(middleware::from_fn(crate::error::problem_json_errors))
         .with_state(state)
 }

@@ -9,7 +9,6 @@ mod posture;
 use axum::Json;
 use axum::Router;
 use axum::http::StatusCode;
-use axum::middleware;
 use axum::routing::{any, get};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -17,7 +16,6 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::error::problem_json_errors;
 use crate::state::AppState;
 
 #[derive(OpenApi)]
@@ -77,7 +75,6 @@ pub fn router() -> Router<AppState> {
     router
         // An unknown API path answers like the API, not with the portal's page.
         .route("/api/v1/{*rest}", any(|| async { StatusCode::NOT_FOUND }))
-        .layer(middleware::from_fn(problem_json_errors))
         .route("/api/openapi.json", get(move || async move { Json(doc) }))
         .merge(SwaggerUi::new("/api/docs").url("/api/docs/openapi.json", api))
 }
