@@ -1,0 +1,557 @@
+//! The factors of a finding's priority, each with the reason it has its value, and how they are
+//! derived from what Rampart stores (a `Finding`, its `Vulnerability`, its `Asset`) plus the inputs
+//! Rampart is given from elsewhere (CISA KEV, Defender for Cloud risk, the organisation's rules).
+//!
+//! Every mapping follows the same rules: it is monotone in its raw inputs (more evidence never
+//! lowers a value), signals combine by maximum, and an unknown gets a fixed, cautious value that is
+//! recorded as such (`exposure=open(unknown)`), so a missing feed can make a finding look worse but
+//! never better.
+
+use serde::{Deserialize, Serialize};
+
+use super::cvss::{AutomatableRule, CvssVector};
+use super::decision::{Automatable, Exploitation, HumanImpact, SystemExposure};
+use super::kev::{KevEntry, RansomwareUse};
+use super::rules::CriticalityMatch;
+use crate::{Asset, AssetKind, Finding, Vulnerability};
+
+/// A decision point's value and why it has it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Factor<V, W> {
+    pub value: V,
+    pub why: W,
+}
+
+/// The evidence behind an [`Exploitation`] value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ExploitationWhy {
+    /// The CVE is in CISA's Known Exploited Vulnerabilities catalogue: admission needs reliable
+    /// evidence of exploitation in the wild.
+    Kev,
+    /// MDE `exploitInKit`, exploitability `ExploitIsInKit`, or Defender for Cloud's in-kit flag.
+    ExploitInKit,
+    /// MDE `exploitVerified`, exploitability `ExploitIsVerified`, or the cloud's verified flag.
+    ExploitVerified,
+    /// MDE `publicExploit`, exploitability `ExploitIsPublic`, or the cloud's published flag.
+    PublicExploit,
+    /// The source reports no known exploit, and the CVE is not in KEV.
+    NoExploit,
+    /// Nothing reports on exploits for this finding (no catalogue entry, a `TVM-` id, no flags):
+    /// Rampart's search was not "adequate" in SSVC's sense, so it assumes a public PoC.
+    NoData,
+}
+
+/// The evidence behind a [`SystemExposure`] value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ExposureWhy {
+    /// An operator rule (a recorded mitigation such as a firewall, or an isolated network).
+    OperatorRule,
+    /// MDE reports the device as internet-facing (its flag, or its `Internet facing` tag).
+    InternetFacing,
+    /// Defender for Cloud lists internet exposure among the resource's risk factors.
+    CloudInternetExposure,
+    /// An onboarded, active Windows device, where MDE would flag internet exposure, is not flagged.
+    NoInternetSignal,
+    /// Defender for Cloud evaluated the resource's risk and found no internet exposure.
+    CloudRiskWithoutInternet,
+    /// Defender for Cloud lists an attack path through the resource (SSVC: chaining is Controlled).
+    AttackPath,
+    /// Nothing tells how reachable the asset is: SSVC says to assume open.
+    Unknown,
+}
+
+/// The evidence behind an [`Automatable`] value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AutomatableWhy {
+    /// Read from the CVE's CVSS vector.
+    CvssVector,
+    /// No readable CVSS vector: SSVC's "safer answer to assume is yes".
+    Unknown,
+}
+
+/// The evidence behind a [`HumanImpact`] value.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HumanImpactWhy {
+    /// MDE `deviceValue` (Low → low, Normal → medium, High → high).
+    DeviceValue,
+    /// The organisation's criticality rule of this name.
+    CriticalityRule(String),
+    /// No device value and no rule: medium, the more cautious of SSVC's two readings of its
+    /// defaults.
+    Default,
+}
+
+/// Defender for Cloud's contextual risk level of a recommendation on a resource (`risk.level`,
+/// which needs the Defender CSPM plan).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CloudRiskLevel {
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+/// MDE's per-device `exposureLevel`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeviceExposureLevel {
+    None,
+    Low,
+    Medium,
+    High,
+}
+
+impl CloudRiskLevel {
+    pub const ALL: [CloudRiskLevel; 4] = [Self::Low, Self::Medium, Self::High, Self::Critical];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Low => "low",
+            Self::Medium => "medium",
+            Self::High => "high",
+            Self::Critical => "critical",
+        }
+    }
+
+    /// Microsoft's `Low`, `Medium`, `High`, `Critical` in any case; anything else is unknown.
+    pub fn parse(s: &str) -> Option<CloudRiskLevel> {
+        Self::ALL
+            .into_iter()
+            .find(|l| s.trim().eq_ignore_ascii_case(l.as_str()))
+    }
+}
+
+impl DeviceExposureLevel {
+    pub const ALL: [DeviceExposureLevel; 4] = [Self::None, Self::Low, Self::Medium, Self::High];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Low => "low",
+            Self::Medium => "medium",
+            Self::High => "high",
+        }
+    }
+
+    /// MDE's `None`, `Low`, `Medium`, `High` in any case; anything else is unknown.
+    pub fn parse(s: &str) -> Option<DeviceExposureLevel> {
+        Self::ALL
+            .into_iter()
+            .find(|l| s.trim().eq_ignore_ascii_case(l.as_str()))
+    }
+}
+
+impl ExploitationWhy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Kev => "kev",
+            Self::ExploitInKit => "exploit-in-kit",
+            Self::ExploitVerified => "exploit-verified",
+            Self::PublicExploit => "public-exploit",
+            Self::NoExploit => "no-exploit",
+            Self::NoData => "no-data",
+        }
+    }
+}
+
+impl ExposureWhy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::OperatorRule => "operator-rule",
+            Self::InternetFacing => "internet-facing",
+            Self::CloudInternetExposure => "cloud-internet-exposure",
+            Self::NoInternetSignal => "no-internet-signal",
+            Self::CloudRiskWithoutInternet => "cloud-risk-without-internet",
+            Self::AttackPath => "attack-path",
+            Self::Unknown => "unknown",
+        }
+    }
+}
+
+impl AutomatableWhy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::CvssVector => "cvss-vector",
+            Self::Unknown => "unknown",
+        }
+    }
+}
+
+impl HumanImpactWhy {
+    pub fn label(&self) -> String {
+        match self {
+            Self::DeviceValue => "device-value".into(),
+            Self::CriticalityRule(rule) => format!("rule {rule}"),
+            Self::Default => "default".into(),
+        }
+    }
+}
+
+/// The judgement calls in the mappings, each with Rampart's default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FactorPolicy {
+    /// An exploit in a kit counts as active exploitation (on by default). Microsoft does not say
+    /// the flag means use in the wild, but kits exist to be used.
+    pub in_kit_is_active: bool,
+    /// A verified exploit counts as active exploitation (on by default, as issue 14 asks).
+    /// Microsoft's "verified" means it confirmed the exploit works, not that attackers use it;
+    /// turned off, it counts as a public PoC.
+    pub verified_is_active: bool,
+    pub automatable_rule: AutomatableRule,
+    /// What to assume when nothing tells how reachable an asset is (SSVC: open).
+    pub unknown_exposure: SystemExposure,
+}
+
+impl Default for FactorPolicy {
+    fn default() -> Self {
+        FactorPolicy {
+            in_kit_is_active: true,
+            verified_is_active: true,
+            automatable_rule: AutomatableRule::default(),
+            unknown_exposure: SystemExposure::Open,
+        }
+    }
+}
+
+/// What Rampart knows about an asset's reachability beyond the `Asset` record.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExposureSignals {
+    /// MDE's internet-facing flag (`DeviceInfo.IsInternetFacing`, Windows only), when read.
+    pub internet_facing: Option<bool>,
+    /// Defender for Cloud's `risk.riskFactors` for the resource; `None` when risk was not
+    /// evaluated (no Defender CSPM plan, or not a cloud resource).
+    pub cloud_risk_factors: Option<Vec<String>>,
+    /// Defender for Cloud lists attack paths through the resource (`risk.attackPathsReferences`).
+    pub attack_paths: bool,
+    /// An operator rule's exposure for this asset. It wins over every signal: it is how a recorded
+    /// mitigation (a firewall turning open into controlled) or an isolated network is expressed.
+    pub operator_rule: Option<SystemExposure>,
+}
+
+/// Everything about one finding besides the finding itself.
+#[derive(Debug, Clone, Default)]
+pub struct FindingContext<'a> {
+    /// The CVE's catalogue entry, when the source has one (MDE does; Defender for Cloud does not).
+    pub vulnerability: Option<&'a Vulnerability>,
+    pub asset: Option<&'a Asset>,
+    /// The CVE's KEV entry, when it is in the catalogue.
+    pub kev: Option<&'a KevEntry>,
+    pub exposure: ExposureSignals,
+    /// The organisation's criticality for the asset (see [`super::criticality_for`]).
+    pub criticality: Option<CriticalityMatch>,
+    /// Defender for Cloud's risk level of the recommendation on the resource.
+    pub cloud_risk: Option<CloudRiskLevel>,
+}
+
+/// Everything a finding's decision and priority are computed from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Factors {
+    pub exploitation: Factor<Exploitation, ExploitationWhy>,
+    pub exposure: Factor<SystemExposure, ExposureWhy>,
+    pub automatable: Factor<Automatable, AutomatableWhy>,
+    pub human_impact: Factor<HumanImpact, HumanImpactWhy>,
+    /// EPSS probability of exploitation activity in the next 30 days, 0–1.
+    pub epss: Option<f64>,
+    /// CVSS v3 base score, 0–10.
+    pub cvss: Option<f64>,
+    /// KEV says the CVE is known to be used in ransomware campaigns.
+    pub kev_ransomware: bool,
+    pub cloud_risk: Option<CloudRiskLevel>,
+    /// Shown, not weighted: see [`super::score`].
+    pub device_exposure: Option<DeviceExposureLevel>,
+}
+
+/// Keeps a number only when it is finite and inside `0..=max`: an out-of-range EPSS or CVSS is a
+/// broken feed, and unknown is more honest than a clamp.
+fn within(value: Option<f64>, max: f64) -> Option<f64> {
+    value.filter(|v| v.is_finite() && (0.0..=max).contains(v))
+}
+
+impl Factors {
+    /// The factors of one finding.
+    pub fn for_finding(
+        finding: &Finding,
+        context: &FindingContext,
+        policy: &FactorPolicy,
+    ) -> Factors {
+        let vulnerability = context.vulnerability;
+        let cvss = [finding.cvss, vulnerability.and_then(|v| v.cvss)]
+            .into_iter()
+            .filter_map(|c| within(c, 10.0))
+            .reduce(f64::max);
+        Factors {
+            exploitation: exploitation(
+                vulnerability,
+                finding.exploitability.as_deref(),
+                context.kev.is_some(),
+                policy,
+            ),
+            exposure: exposure(context.asset, &context.exposure, policy),
+            automatable: automatable(
+                vulnerability.and_then(|v| v.cvss_vector.as_deref()),
+                policy.automatable_rule,
+            ),
+            human_impact: human_impact(context.asset, context.criticality.as_ref()),
+            epss: within(vulnerability.and_then(|v| v.epss), 1.0),
+            cvss,
+            kev_ransomware: context
+                .kev
+                .is_some_and(|k| k.known_ransomware_campaign_use == RansomwareUse::Known),
+            cloud_risk: context.cloud_risk,
+            device_exposure: context
+                .asset
+                .and_then(|a| a.exposure_level.as_deref())
+                .and_then(DeviceExposureLevel::parse),
+        }
+    }
+
+    /// The factors on one line, `exploitation=active(kev); exposure=open(unknown); …`, as CSV
+    /// exports show them.
+    pub fn summary_line(&self) -> String {
+        self.summary()
+            .into_iter()
+            .map(|(key, value)| format!("{key}={value}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    /// The factors as `key=value` pairs (`exploitation=active(kev)`), for exports and logs.
+    pub fn summary(&self) -> Vec<(&'static str, String)> {
+        let number = |v: Option<f64>| v.map_or_else(|| "unknown".to_owned(), |v| format!("{v}"));
+        vec![
+            (
+                "exploitation",
+                format!(
+                    "{}({})",
+                    self.exploitation.value.as_str(),
+                    self.exploitation.why.as_str()
+                ),
+            ),
+            (
+                "exposure",
+                format!(
+                    "{}({})",
+                    self.exposure.value.as_str(),
+                    self.exposure.why.as_str()
+                ),
+            ),
+            (
+                "automatable",
+                format!(
+                    "{}({})",
+                    self.automatable.value.as_str(),
+                    self.automatable.why.as_str()
+                ),
+            ),
+            (
+                "human_impact",
+                format!(
+                    "{}({})",
+                    self.human_impact.value.as_str(),
+                    self.human_impact.why.label()
+                ),
+            ),
+            ("epss", number(self.epss)),
+            ("cvss", number(self.cvss)),
+            ("kev_ransomware", self.kev_ransomware.to_string()),
+            (
+                "cloud_risk",
+                self.cloud_risk
+                    .map_or("unknown", CloudRiskLevel::as_str)
+                    .to_owned(),
+            ),
+            (
+                "device_exposure",
+                self.device_exposure
+                    .map_or("unknown", DeviceExposureLevel::as_str)
+                    .to_owned(),
+            ),
+        ]
+    }
+}
+
+/// Exploitation from the CVE's catalogue flags, the finding's exploitability level (MDE's, or the
+/// cloud's mapped onto the same words) and KEV membership. The strongest evidence wins; among equal
+/// levels, the more authoritative source is named (KEV first).
+pub fn exploitation(
+    vulnerability: Option<&Vulnerability>,
+    exploitability: Option<&str>,
+    in_kev: bool,
+    policy: &FactorPolicy,
+) -> Factor<Exploitation, ExploitationWhy> {
+    let level = exploitability.map(str::trim).unwrap_or_default();
+    let said = |word: &str| level.eq_ignore_ascii_case(word);
+    // A `TVM-` entry's flags are Microsoft's placeholder, not a search for exploits.
+    let flags = vulnerability.filter(|v| v.cve_id.as_str().starts_with("CVE-"));
+    let in_kit = flags.is_some_and(|v| v.exploit_in_kit) || said("ExploitIsInKit");
+    let verified = flags.is_some_and(|v| v.exploit_verified) || said("ExploitIsVerified");
+    let public = flags.is_some_and(|v| v.public_exploit) || said("ExploitIsPublic");
+    let reported = flags.is_some() || said("NoExploit") || in_kit || verified || public;
+    let judged = |active: bool| {
+        if active {
+            Exploitation::Active
+        } else {
+            Exploitation::PublicPoc
+        }
+    };
+    let candidates = [
+        (in_kev, Exploitation::Active, ExploitationWhy::Kev),
+        (
+            in_kit,
+            judged(policy.in_kit_is_active),
+            ExploitationWhy::ExploitInKit,
+        ),
+        (
+            verified,
+            judged(policy.verified_is_active),
+            ExploitationWhy::ExploitVerified,
+        ),
+        (
+            public,
+            Exploitation::PublicPoc,
+            ExploitationWhy::PublicExploit,
+        ),
+        (!reported, Exploitation::PublicPoc, ExploitationWhy::NoData),
+        (true, Exploitation::None, ExploitationWhy::NoExploit),
+    ];
+    let mut best = Factor {
+        value: Exploitation::None,
+        why: ExploitationWhy::NoExploit,
+    };
+    for (applies, value, why) in candidates.into_iter().rev() {
+        if applies && value >= best.value {
+            best = Factor { value, why };
+        }
+    }
+    best
+}
+
+/// True for MDE's system tag for internet-facing devices, however it is spelt
+/// (`Internet facing`, `internet-facing`, `InternetFacing`).
+fn is_internet_facing_tag(tag: &str) -> bool {
+    let folded: String = tag
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    folded == "internetfacing"
+}
+
+/// MDE only flags internet-facing *Windows* devices that it actively watches, so only for those
+/// does the absence of the flag say anything.
+fn internet_flag_is_meaningful(asset: &Asset) -> bool {
+    let is = |field: &Option<String>, word: &str| {
+        field
+            .as_deref()
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case(word))
+    };
+    asset.kind == AssetKind::Device
+        && asset
+            .os_platform
+            .as_deref()
+            .is_some_and(|p| p.trim().to_ascii_lowercase().starts_with("windows"))
+        && is(&asset.onboarding_status, "Onboarded")
+        && is(&asset.health_status, "Active")
+}
+
+/// System exposure from the asset and the reachability signals. Any positive internet signal
+/// makes it open; an evaluation that found none makes it controlled; with nothing to go on it is
+/// `policy.unknown_exposure` (open by default), raised to controlled by a known attack path.
+pub fn exposure(
+    asset: Option<&Asset>,
+    signals: &ExposureSignals,
+    policy: &FactorPolicy,
+) -> Factor<SystemExposure, ExposureWhy> {
+    let factor = |value, why| Factor { value, why };
+    if let Some(value) = signals.operator_rule {
+        return factor(value, ExposureWhy::OperatorRule);
+    }
+    let tagged = asset.is_some_and(|a| a.tags.iter().any(|t| is_internet_facing_tag(t)));
+    if signals.internet_facing == Some(true) || tagged {
+        return factor(SystemExposure::Open, ExposureWhy::InternetFacing);
+    }
+    let cloud_factors = signals.cloud_risk_factors.as_deref();
+    if cloud_factors.is_some_and(|f| {
+        f.iter()
+            .any(|f| f.to_ascii_lowercase().contains("internet"))
+    }) {
+        return factor(SystemExposure::Open, ExposureWhy::CloudInternetExposure);
+    }
+    if asset.is_some_and(internet_flag_is_meaningful) {
+        return factor(SystemExposure::Controlled, ExposureWhy::NoInternetSignal);
+    }
+    if cloud_factors.is_some() {
+        return factor(
+            SystemExposure::Controlled,
+            ExposureWhy::CloudRiskWithoutInternet,
+        );
+    }
+    if signals.attack_paths && policy.unknown_exposure < SystemExposure::Controlled {
+        return factor(SystemExposure::Controlled, ExposureWhy::AttackPath);
+    }
+    factor(policy.unknown_exposure, ExposureWhy::Unknown)
+}
+
+/// Automatable from the CVE's CVSS vector; unknown (no vector, or one that cannot be read) is yes.
+pub fn automatable(
+    cvss_vector: Option<&str>,
+    rule: AutomatableRule,
+) -> Factor<Automatable, AutomatableWhy> {
+    match cvss_vector
+        .and_then(CvssVector::parse)
+        .and_then(|v| v.automatable(rule))
+    {
+        Some(yes) => Factor {
+            value: if yes {
+                Automatable::Yes
+            } else {
+                Automatable::No
+            },
+            why: AutomatableWhy::CvssVector,
+        },
+        None => Factor {
+            value: Automatable::Yes,
+            why: AutomatableWhy::Unknown,
+        },
+    }
+}
+
+/// Human impact: the higher of MDE's `deviceValue` and the organisation's criticality rule; medium
+/// when neither says. Only a rule can reach very high.
+pub fn human_impact(
+    asset: Option<&Asset>,
+    criticality: Option<&CriticalityMatch>,
+) -> Factor<HumanImpact, HumanImpactWhy> {
+    let from_device = asset.and_then(|a| a.device_value.as_deref()).and_then(|v| {
+        match v.trim().to_ascii_lowercase().as_str() {
+            "low" => Some(HumanImpact::Low),
+            "normal" => Some(HumanImpact::Medium),
+            "high" => Some(HumanImpact::High),
+            _ => None,
+        }
+    });
+    match (from_device, criticality) {
+        (Some(device), Some(rule)) if device > rule.criticality => Factor {
+            value: device,
+            why: HumanImpactWhy::DeviceValue,
+        },
+        (_, Some(rule)) => Factor {
+            value: rule.criticality,
+            why: HumanImpactWhy::CriticalityRule(rule.rule.clone()),
+        },
+        (Some(device), None) => Factor {
+            value: device,
+            why: HumanImpactWhy::DeviceValue,
+        },
+        (None, None) => Factor {
+            value: HumanImpact::Medium,
+            why: HumanImpactWhy::Default,
+        },
+    }
+}
