@@ -39,6 +39,7 @@ mod cvss;
 mod decision;
 mod factors;
 mod kev;
+mod mapping;
 mod rules;
 mod score;
 mod sla;
@@ -47,10 +48,10 @@ pub use cvss::{AutomatableRule, CvssVector};
 pub use decision::{Automatable, Decision, Exploitation, HumanImpact, SystemExposure};
 pub use factors::{
     AutomatableWhy, CloudRiskLevel, DeviceExposureLevel, ExploitationWhy, ExposureSignals,
-    ExposureWhy, Factor, FactorPolicy, Factors, FindingContext, HumanImpactWhy, automatable,
-    exploitation, exposure, human_impact,
+    ExposureWhy, Factor, FactorPolicy, Factors, FindingContext, HumanImpactWhy,
 };
 pub use kev::{KevCatalog, KevEntries, KevEntry, RansomwareUse};
+pub use mapping::{automatable, exploitation, exposure, human_impact};
 pub use rules::{AssetMatcher, CriticalityMatch, CriticalityRule, criticality_for};
 pub use score::{CVSS_WHEN_UNKNOWN, EPSS_WHEN_UNKNOWN, FactorContribution, FactorName, Priority};
 pub use sla::{
