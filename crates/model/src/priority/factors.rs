@@ -235,6 +235,8 @@ pub struct ExposureSignals {
 #[derive(Debug, Clone, Default)]
 pub struct FindingContext<'a> {
     /// The CVE's catalogue entry, when the source has one (MDE does; Defender for Cloud does not).
+    /// Pass `None` rather than `Vulnerability::from_finding`: its all-false exploit flags would
+    /// read as "no known exploit" where nothing was actually searched.
     pub vulnerability: Option<&'a Vulnerability>,
     pub asset: Option<&'a Asset>,
     /// The CVE's KEV entry, when it is in the catalogue.

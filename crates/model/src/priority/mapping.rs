@@ -62,6 +62,7 @@ pub fn exploitation(
         value: Exploitation::None,
         why: ExploitationWhy::NoExploit,
     };
+    // Walked from the end so that, among equally strong evidence, the first listed is named.
     for (applies, value, why) in candidates.into_iter().rev() {
         if applies && value >= best.value {
             best = Factor { value, why };
