@@ -8,7 +8,7 @@ use rampart_sim::SimConfig;
 use crate::{DEMO_SECRET, Env};
 
 fn chmod(path: &std::path::Path, mode: u32) {
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
 }
 
 #[test]

@@ -17,7 +17,7 @@ async fn problem(request: reqwest::RequestBuilder, status: StatusCode, what: &st
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
-    let body = answer.text().await.unwrap();
+    let body = crate::helpers::body(answer).await;
     assert_eq!(kind, "application/problem+json", "{what}: {body}");
     let json: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{what}: {e}: {body}"));
     assert_eq!(json["status"], status.as_u16(), "{what}: {body}");
