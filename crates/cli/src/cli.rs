@@ -111,6 +111,20 @@ pub struct DemoArgs {
 pub struct ServeArgs {
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+    /// Connections served at once; further ones wait until one closes.
+    #[arg(long, env = "RAMPART_MAX_CONNECTIONS", value_name = "N", default_value_t = 512,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections: u32,
+    /// Seconds a client has to send a complete request head (also the wait for the next request
+    /// on a kept-alive connection).
+    #[arg(long, env = "RAMPART_HEADER_TIMEOUT", value_name = "SECONDS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub header_timeout: u64,
+    /// Seconds after which a connection moving no bytes while none of its requests is answered,
+    /// or a request body that stops arriving, is closed.
+    #[arg(long, env = "RAMPART_IDLE_TIMEOUT", value_name = "SECONDS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub idle_timeout: u64,
 }
 
 #[derive(Debug, Args)]

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use rampart_store::Store;
-use rampart_sync::vault::Vault;
+use rampart_sync::vault::{MissingKey, Vault};
 use rampart_sync::{Engine, EngineOptions};
 
 use crate::cli::Global;
@@ -43,14 +43,22 @@ pub async fn open_store(global: &Global) -> anyhow::Result<Arc<dyn Store>> {
         .context("cannot open Rampart's database")
 }
 
-pub fn open_vault(global: &Global) -> anyhow::Result<Vault> {
+/// The vault over the master key. A missing key file is created only while no integration (and so
+/// no sealed client secret) is stored: a new key could never open the old secrets.
+pub async fn open_vault(global: &Global, store: &dyn Store) -> anyhow::Result<Vault> {
     let path = key_file(&database_url(global));
-    Vault::open(&path).context("cannot open the master key that protects stored client secrets")
+    let missing = if store.list_integrations().await?.is_empty() {
+        MissingKey::Create
+    } else {
+        MissingKey::Refuse
+    };
+    Vault::open(&path, missing)
+        .context("cannot open the master key that protects stored client secrets")
 }
 
 pub async fn open_engine(global: &Global) -> anyhow::Result<Engine> {
     let store = open_store(global).await?;
-    let vault = open_vault(global)?;
+    let vault = open_vault(global, store.as_ref()).await?;
     Ok(Engine::new(store, vault, engine_options(global)))
 }
 

@@ -46,6 +46,24 @@ pub enum StoreError {
         source: sqlx::Error,
     },
 
+    /// The disk (or file system quota) holding the database is full: SQLite's SQLITE_FULL,
+    /// PostgreSQL's 53100 `disk_full`. The statement's transaction was rolled back.
+    #[error(
+        "the disk holding the database is full (while {op}): free space on it or move the database to a larger disk, then run again. Nothing of this step was stored; what was stored before is intact"
+    )]
+    DiskFull {
+        op: &'static str,
+        #[source]
+        source: sqlx::Error,
+    },
+
+    /// The database file is damaged (SQLite's SQLITE_CORRUPT or SQLITE_NOTADB, or a failed
+    /// integrity check). The message says what SQLite found.
+    #[error(
+        "the database is damaged: {0}. Stop Rampart, restore the database from your last backup (see docs/operations.md), and start it again"
+    )]
+    Damaged(String),
+
     /// A stored value cannot be read back (e.g. an unknown enum word): written by a newer version
     /// or edited by hand.
     #[error(
@@ -55,9 +73,48 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// Wraps a driver error with what the store was doing.
+    /// Wraps a driver error with what the store was doing, naming causes an operator can act on
+    /// (a full disk, a damaged file) as such rather than as a generic database error.
     pub(crate) fn db(op: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
-        move |source| StoreError::Database { op, source }
+        move |source| match cause_of(&source) {
+            Cause::DiskFull => StoreError::DiskFull { op, source },
+            Cause::Damaged => StoreError::Damaged(format!("{source} (while {op})")),
+            Cause::Other => StoreError::Database { op, source },
+        }
+    }
+}
+
+/// What a driver error means for the operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Cause {
+    DiskFull,
+    Damaged,
+    Other,
+}
+
+/// SQLite reports extended result codes (the primary code in the low byte: SQLITE_CORRUPT_INDEX
+/// is 779 = 11 + 3 × 256); PostgreSQL reports SQLSTATEs. See
+/// <https://www.sqlite.org/rescode.html> and
+/// <https://www.postgresql.org/docs/current/errcodes-appendix.html>.
+pub(crate) fn cause_of(e: &sqlx::Error) -> Cause {
+    let Some(d) = e.as_database_error() else {
+        return Cause::Other;
+    };
+    if d.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+        let primary = d
+            .code()
+            .and_then(|c| c.parse::<i64>().ok())
+            .map(|c| c & 0xff);
+        return match primary {
+            Some(13) => Cause::DiskFull,     // SQLITE_FULL
+            Some(11 | 26) => Cause::Damaged, // SQLITE_CORRUPT, SQLITE_NOTADB
+            _ => Cause::Other,
+        };
+    }
+    match d.code().as_deref() {
+        Some("53100") => Cause::DiskFull,          // disk_full
+        Some("XX001" | "XX002") => Cause::Damaged, // data_corrupted, index_corrupted
+        _ => Cause::Other,
     }
 }
 

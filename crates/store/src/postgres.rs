@@ -399,7 +399,7 @@ async fn stage(
         if let Err(e) = copy_in.send(chunk).await {
             // The COPY must be ended before the connection can be used (or returned) again.
             let _ = copy_in.abort("batch aborted").await;
-            return Err(StoreError::Database { op, source: e });
+            return Err(StoreError::db(op)(e));
         }
     }
     copy_in.finish().await.map_err(db(op))?;
@@ -740,10 +740,7 @@ impl Store for PgStore {
             if is_unique_violation(&e) {
                 name_taken(&new.name)
             } else {
-                StoreError::Database {
-                    op: "creating an integration",
-                    source: e,
-                }
+                StoreError::db("creating an integration")(e)
             }
         })?;
         decode_integration(&row)
@@ -852,10 +849,7 @@ impl Store for PgStore {
             if is_unique_violation(&e) {
                 name_taken(&name)
             } else {
-                StoreError::Database {
-                    op: "updating an integration",
-                    source: e,
-                }
+                StoreError::db("updating an integration")(e)
             }
         })?;
         let updated = decode_integration(&row)?;
@@ -952,10 +946,7 @@ impl Store for PgStore {
             if is_foreign_key_violation(&e) {
                 integration_not_found(integration_id)
             } else {
-                StoreError::Database {
-                    op: "saving sync state",
-                    source: e,
-                }
+                StoreError::db("saving sync state")(e)
             }
         })?;
         Ok(())
@@ -1035,10 +1026,7 @@ impl Store for PgStore {
                         .to_owned(),
                 )
             } else {
-                StoreError::Database {
-                    op: "starting a sync run",
-                    source: e,
-                }
+                StoreError::db("starting a sync run")(e)
             }
         })?;
         tx.commit().await.map_err(db("starting a sync run"))?;
@@ -1607,6 +1595,8 @@ impl Store for PgStore {
                 "SELECT status, severity, count(*) AS n FROM findings GROUP BY status, severity",
             ),
         };
+        // One connection for every query: see `cloud::cloud_counts`.
+        let mut tx = self.read_snapshot().await?;
         let mut counts = Counts::default();
         for (sql, is_assets) in [(assets_sql, true), (findings_sql, false)] {
             let mut q = sqlx::query(sql);
@@ -1614,14 +1604,14 @@ impl Store for PgStore {
                 q = q.bind(i);
             }
             let rows = q
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *tx)
                 .await
                 .map_err(db("counting for the dashboard"))?;
             for r in &rows {
                 tally(&mut counts, is_assets, r)?;
             }
         }
-        self.cloud_counts(integration, &mut counts).await?;
+        cloud::cloud_counts(&mut tx, integration, &mut counts).await?;
         Ok(counts)
     }
 
@@ -1699,7 +1689,7 @@ impl Store for PgStore {
             .map_err(db(op))?
             .opt_ts("t")?;
         // Subscriptions and recommendations number in the thousands, not millions: counted live.
-        self.cloud_counts(None, &mut counts).await?;
+        cloud::cloud_counts(&mut tx, None, &mut counts).await?;
         Ok(Summary {
             counts,
             top_fixes,
@@ -1861,10 +1851,7 @@ impl Store for PgStore {
                     new.name.chars().take(60).collect::<String>()
                 ))
             } else {
-                StoreError::Database {
-                    op: "creating an account",
-                    source: e,
-                }
+                StoreError::db("creating an account")(e)
             }
         })?;
         decode_user(&row)

@@ -193,8 +193,11 @@ impl SortCursor {
                 text.chars().take(60).collect::<String>()
             ))
         };
+        // Ids start at 1, ranks are -1 (unknown) or more, times are real times: anything else was
+        // not handed out by a page, and reading it would silently restart the listing.
+        let positive = |id: &str| id.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(bad);
         if sort.key == AssetSortKey::Id && !sort.descending {
-            let id = text.parse::<i64>().map_err(|_| bad())?;
+            let id = positive(text)?;
             return Ok(Self {
                 sort,
                 value: KeyValue::None,
@@ -209,14 +212,20 @@ impl SortCursor {
         if AssetSort::parse(order) != Some(sort) {
             return Err(bad());
         }
-        let id = id.parse::<i64>().map_err(|_| bad())?;
+        let id = positive(id)?;
         let int = || value.parse::<i64>().map_err(|_| bad());
+        let rank = || int().and_then(|v| if v >= -1 { Ok(v) } else { Err(bad()) });
         let value = match sort.key {
-            AssetSortKey::Id => KeyValue::None,
+            AssetSortKey::Id if value.is_empty() => KeyValue::None,
+            AssetSortKey::Id => return Err(bad()),
             AssetSortKey::Name => KeyValue::Text(unhex(value).ok_or_else(bad)?),
-            AssetSortKey::LastSeen => KeyValue::Time(int()?),
+            AssetSortKey::LastSeen => KeyValue::Time(int().and_then(|us| {
+                DateTime::<Utc>::from_timestamp_micros(us)
+                    .map(|_| us)
+                    .ok_or_else(bad)
+            })?),
             AssetSortKey::Exposure | AssetSortKey::Risk | AssetSortKey::OpenFindings => {
-                KeyValue::Int(int()?)
+                KeyValue::Int(rank()?)
             }
         };
         Ok(Self { sort, value, id })

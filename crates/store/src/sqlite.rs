@@ -160,14 +160,25 @@ impl SqliteStore {
                 ))
             })?;
         }
-        // Opening the file ourselves first turns SQLite's "unable to open database file" into the
-        // operating system's reason (permission denied, is a directory, ...).
-        OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(|e| open_err(io_reason(&e)))?;
+        create_private(path).map_err(|e| open_err(io_reason(&e)))?;
+        match Self::connect(path).await {
+            Ok(store) => Ok(store),
+            // Whatever step failed (connecting, migrating), a damaged file is the cause to name:
+            // its symptoms ("malformed schema", an unreadable migration record) would otherwise
+            // read like a newer version's database.
+            Err(e) => Err(match damage_of(path).await {
+                Some(damage) => StoreError::Damaged(damage),
+                None => e,
+            }),
+        }
+    }
 
+    async fn connect(path: &Path) -> Result<Self> {
+        let shown = path.display().to_string();
+        let open_err = |reason: String| StoreError::Open {
+            path: shown.clone(),
+            reason,
+        };
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -178,6 +189,7 @@ impl SqliteStore {
 
         let write = SqlitePoolOptions::new()
             .max_connections(1)
+            .after_release(|conn, _| Box::pin(async move { healthy_after_release(conn).await }))
             .connect_with(
                 options
                     .clone()
@@ -229,6 +241,18 @@ impl SqliteStore {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Tests only: the database file may not grow any more (SQLite's `max_page_count` on the
+    /// writer), so the next write that needs a new page fails with SQLite's real SQLITE_FULL, as
+    /// on a full disk. Holds until the writer connection is replaced.
+    #[cfg(feature = "testing")]
+    pub async fn stop_growth_for_tests(&self) -> Result<()> {
+        sqlx::query("PRAGMA max_page_count = 1")
+            .execute(&self.write)
+            .await
+            .map_err(db("limiting the database size"))?;
+        Ok(())
     }
 
     /// A write transaction. IMMEDIATE takes the write lock up front: a deferred transaction that
@@ -288,6 +312,89 @@ impl SqliteStore {
             .map_err(db("committing vulnerabilities"))?;
         Ok(counts)
     }
+}
+
+/// Creates the database file if missing, readable and writable by its owner only: it holds live
+/// session ids and token hashes. SQLite gives the WAL and shared-memory files it creates beside it
+/// the database file's permissions, so they are private too. Opening the file ourselves also turns
+/// SQLite's "unable to open database file" into the operating system's reason.
+fn create_private(path: &Path) -> std::io::Result<()> {
+    let mut options = OpenOptions::new();
+    options.create(true).append(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)?;
+    #[cfg(unix)]
+    warn_if_shared(path);
+    Ok(())
+}
+
+/// A database file others can read (created by an older Rampart, or copied) is left as it is,
+/// the operator may have reasons, but said.
+#[cfg(unix)]
+fn warn_if_shared(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path)
+        && meta.permissions().mode() & 0o077 != 0
+    {
+        tracing::warn!(
+            message = "The database file can be read by other users of this machine; it holds session ids. Run: chmod 600 on it (and its -wal and -shm files).",
+            path = %path.display(),
+            mode = format_args!("{:o}", meta.permissions().mode() & 0o777),
+        );
+    }
+}
+
+/// What SQLite's quick check finds wrong with the file, if anything (`None` also when the check
+/// cannot run because the file is fine but something else failed). Run only after opening failed.
+async fn damage_of(path: &Path) -> Option<String> {
+    use sqlx::ConnectOptions;
+    let shown = path.display();
+    let mut conn = match SqliteConnectOptions::new()
+        .filename(path)
+        .read_only(true)
+        .connect()
+        .await
+    {
+        Ok(conn) => conn,
+        Err(e) if crate::error::cause_of(&e) == crate::error::Cause::Damaged => {
+            return Some(format!("{shown}: {e}"));
+        }
+        Err(_) => return None,
+    };
+    let found = match sqlx::query_scalar::<_, String>("PRAGMA quick_check(5)")
+        .fetch_all(&mut conn)
+        .await
+    {
+        Ok(lines) if lines.iter().all(|l| l == "ok") => None,
+        Ok(lines) => Some(format!(
+            "{shown}: SQLite's integrity check found: {}",
+            lines.join("; ")
+        )),
+        Err(e) if crate::error::cause_of(&e) == crate::error::Cause::Damaged => {
+            Some(format!("{shown}: {e}"))
+        }
+        Err(_) => None,
+    };
+    let _ = sqlx::Connection::close(conn).await;
+    found
+}
+
+/// Whether the writer connection may go back into the pool. When a statement fails with
+/// SQLITE_FULL (or SQLITE_IOERR, SQLITE_NOMEM), SQLite may already have rolled the transaction
+/// back itself; the driver's ROLLBACK then fails and it goes on believing a transaction is open,
+/// so that every later `BEGIN` failed with "begin_with at non-zero transaction depth" and a full
+/// disk ended every write until a restart. Such a connection is closed; the pool opens a fresh one.
+async fn healthy_after_release(
+    conn: &mut SqliteConnection,
+) -> std::result::Result<bool, sqlx::Error> {
+    use sqlx::Connection;
+    // The ping runs after the rollback the dropped transaction queued.
+    conn.ping().await?;
+    Ok(!conn.is_in_transaction())
 }
 
 fn io_reason(e: &std::io::Error) -> String {
@@ -827,10 +934,7 @@ impl Store for SqliteStore {
             if is_unique_violation(&e) {
                 name_taken(&new.name)
             } else {
-                StoreError::Database {
-                    op: "creating an integration",
-                    source: e,
-                }
+                StoreError::db("creating an integration")(e)
             }
         })?;
         decode_integration(&row)
@@ -935,10 +1039,7 @@ impl Store for SqliteStore {
             if is_unique_violation(&e) {
                 name_taken(&name)
             } else {
-                StoreError::Database {
-                    op: "updating an integration",
-                    source: e,
-                }
+                StoreError::db("updating an integration")(e)
             }
         })?;
         let updated = decode_integration(&row)?;
@@ -1033,10 +1134,7 @@ impl Store for SqliteStore {
             if is_foreign_key_violation(&e) {
                 integration_not_found(integration_id)
             } else {
-                StoreError::Database {
-                    op: "saving sync state",
-                    source: e,
-                }
+                StoreError::db("saving sync state")(e)
             }
         })?;
         Ok(())
@@ -1112,10 +1210,7 @@ impl Store for SqliteStore {
                         .to_owned(),
                 )
             } else {
-                StoreError::Database {
-                    op: "starting a sync run",
-                    source: e,
-                }
+                StoreError::db("starting a sync run")(e)
             }
         })?;
         tx.commit().await.map_err(db("starting a sync run"))?;
@@ -1645,6 +1740,8 @@ impl Store for SqliteStore {
                 "SELECT status, severity, count(*) AS n FROM findings GROUP BY status, severity",
             ),
         };
+        // One connection for every query: see `cloud::cloud_counts`.
+        let mut tx = self.read.begin().await.map_err(db("starting a read"))?;
         let mut counts = Counts::default();
         for (sql, is_assets) in [(assets_sql, true), (findings_sql, false)] {
             let mut q = sqlx::query(sql);
@@ -1652,14 +1749,14 @@ impl Store for SqliteStore {
                 q = q.bind(i);
             }
             let rows = q
-                .fetch_all(&self.read)
+                .fetch_all(&mut *tx)
                 .await
                 .map_err(db("counting for the dashboard"))?;
             for r in &rows {
                 tally(&mut counts, is_assets, r)?;
             }
         }
-        self.cloud_counts(integration, &mut counts).await?;
+        cloud::cloud_counts(&mut tx, integration, &mut counts).await?;
         Ok(counts)
     }
 
@@ -1737,7 +1834,7 @@ impl Store for SqliteStore {
             .map_err(db(op))?
             .opt_ts("t")?;
         // Subscriptions and recommendations number in the thousands, not millions: counted live.
-        self.cloud_counts(None, &mut counts).await?;
+        cloud::cloud_counts(&mut tx, None, &mut counts).await?;
         Ok(Summary {
             counts,
             top_fixes,
@@ -1930,10 +2027,7 @@ impl Store for SqliteStore {
                     new.name.chars().take(60).collect::<String>()
                 ))
             } else {
-                StoreError::Database {
-                    op: "creating an account",
-                    source: e,
-                }
+                StoreError::db("creating an account")(e)
             }
         })?;
         decode_user(&row)

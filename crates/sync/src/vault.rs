@@ -4,6 +4,8 @@
 //! cipher is pure Rust). The integration's name is the associated data, so a ciphertext copied onto
 //! another integration's row does not decrypt. The 256-bit master key comes from `RAMPART_MASTER_KEY`
 //! (64 hex characters or base64 of 32 bytes) or from a key file created on first use with mode 0600.
+//! A key file others can read is refused, and so is creating a new key when secrets sealed with
+//! the old one are stored (a new key could never open them).
 
 use std::fs;
 use std::io::Write;
@@ -29,6 +31,14 @@ pub enum VaultError {
         "the master key file {path} is not a 256-bit key (64 hexadecimal characters); restore it from your backup, or set {MASTER_KEY_ENV}"
     )]
     BadKeyFile { path: PathBuf },
+    #[error(
+        "the master key file {path} can be read by other users of this machine (mode {mode:o}); anyone who can read it can decrypt the stored client secrets. Run `chmod 600 {path}` (as its owner), then start again"
+    )]
+    KeyFileExposed { path: PathBuf, mode: u32 },
+    #[error(
+        "the master key file {path} does not exist, but the database holds client secrets sealed with a master key. Restore the key file from your backup to {path} (or point RAMPART_KEY_FILE at it, or set {MASTER_KEY_ENV} to the key); Rampart does not create a new key, which could not open them. Without the old key, delete and add the integrations again with their client secrets"
+    )]
+    KeyFileMissing { path: PathBuf },
     #[error("cannot read or create the master key file {path}: {source}")]
     KeyFile {
         path: PathBuf,
@@ -41,6 +51,15 @@ pub enum VaultError {
     Undecryptable { integration: String },
     #[error("the client secret could not be encrypted")]
     Encrypt,
+}
+
+/// What [`Vault::open`] does when the key file does not exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MissingKey {
+    /// Create a new key: nothing sealed is stored yet.
+    Create,
+    /// Fail with [`VaultError::KeyFileMissing`]: the database holds secrets sealed with a key.
+    Refuse,
 }
 
 /// A sealed secret: what the store keeps.
@@ -75,14 +94,15 @@ impl Vault {
         }
     }
 
-    /// The key from `RAMPART_MASTER_KEY` if set, else from `key_file`, creating it (mode 0600) when it
-    /// does not exist yet.
-    pub fn open(key_file: &Path) -> Result<Self, VaultError> {
+    /// The key from `RAMPART_MASTER_KEY` if set, else from `key_file`. A missing key file is
+    /// created (mode 0600) only when `missing` allows it: pass [`MissingKey::Refuse`] when the
+    /// database already holds sealed secrets. A key file readable by group or others is refused.
+    pub fn open(key_file: &Path, missing: MissingKey) -> Result<Self, VaultError> {
         if let Ok(value) = std::env::var(MASTER_KEY_ENV) {
             let key = decode_key(&value).ok_or(VaultError::BadEnvKey)?;
             return Ok(Self::from_key(&key));
         }
-        let key = load_or_create_key_file(key_file)?;
+        let key = load_or_create_key_file(key_file, missing)?;
         Ok(Self::from_key(&key))
     }
 
@@ -148,15 +168,54 @@ fn decode_key(value: &str) -> Option<[u8; 32]> {
     bytes.try_into().ok()
 }
 
-fn load_or_create_key_file(path: &Path) -> Result<[u8; 32], VaultError> {
+/// Refuses a key file that group or others may read: the key decrypts every stored secret.
+fn check_private(path: &Path) -> Result<(), VaultError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(path)
+            .map_err(|source| VaultError::KeyFile {
+                path: path.to_owned(),
+                source,
+            })?
+            .permissions()
+            .mode()
+            & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(VaultError::KeyFileExposed {
+                path: path.to_owned(),
+                mode,
+            });
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
+fn read_key_file(path: &Path) -> Result<[u8; 32], VaultError> {
+    check_private(path)?;
+    let text = fs::read_to_string(path).map_err(|source| VaultError::KeyFile {
+        path: path.to_owned(),
+        source,
+    })?;
+    decode_key(&text).ok_or_else(|| VaultError::BadKeyFile {
+        path: path.to_owned(),
+    })
+}
+
+fn load_or_create_key_file(path: &Path, missing: MissingKey) -> Result<[u8; 32], VaultError> {
     let io = |source| VaultError::KeyFile {
         path: path.to_owned(),
         source,
     };
-    match fs::read_to_string(path) {
-        Ok(text) => decode_key(&text).ok_or_else(|| VaultError::BadKeyFile {
-            path: path.to_owned(),
-        }),
+    match fs::symlink_metadata(path) {
+        Ok(_) => read_key_file(path),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && missing == MissingKey::Refuse => {
+            Err(VaultError::KeyFileMissing {
+                path: path.to_owned(),
+            })
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
                 fs::create_dir_all(parent).map_err(io)?;
@@ -179,12 +238,7 @@ fn load_or_create_key_file(path: &Path) -> Result<[u8; 32], VaultError> {
                     Ok(key)
                 }
                 // Another process created it first: use theirs.
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let text = fs::read_to_string(path).map_err(io)?;
-                    decode_key(&text).ok_or_else(|| VaultError::BadKeyFile {
-                        path: path.to_owned(),
-                    })
-                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read_key_file(path),
                 Err(e) => Err(io(e)),
             }
         }
@@ -228,8 +282,8 @@ mod tests {
     fn key_file_is_created_private_and_reused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sub/master.key");
-        let first = load_or_create_key_file(&path).unwrap();
-        let again = load_or_create_key_file(&path).unwrap();
+        let first = load_or_create_key_file(&path, MissingKey::Create).unwrap();
+        let again = load_or_create_key_file(&path, MissingKey::Refuse).unwrap();
         assert_eq!(first, again);
         #[cfg(unix)]
         {
@@ -237,6 +291,48 @@ mod tests {
             let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
             assert_eq!(mode, 0o600);
         }
+    }
+
+    /// Issue 12, item 6a: a key file others can read is refused, with the command that fixes it.
+    #[cfg(unix)]
+    #[test]
+    fn a_key_file_readable_by_others_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("master.key");
+        let key = load_or_create_key_file(&path, MissingKey::Create).unwrap();
+        for mode in [0o644, 0o640, 0o604] {
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+            let err = load_or_create_key_file(&path, MissingKey::Refuse).unwrap_err();
+            assert!(
+                matches!(err, VaultError::KeyFileExposed { .. }),
+                "{mode:o}: {err:?}"
+            );
+            let text = err.to_string();
+            assert!(
+                text.contains(&format!("chmod 600 {}", path.display())),
+                "{text}"
+            );
+        }
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o400)).unwrap();
+        assert_eq!(
+            load_or_create_key_file(&path, MissingKey::Refuse).unwrap(),
+            key
+        );
+    }
+
+    /// Issue 12, item 6a: with sealed secrets stored, a missing key file is an error saying how to
+    /// restore it, and no new key file appears.
+    #[test]
+    fn a_missing_key_file_is_not_replaced_when_secrets_are_sealed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("master.key");
+        let err = load_or_create_key_file(&path, MissingKey::Refuse).unwrap_err();
+        assert!(matches!(err, VaultError::KeyFileMissing { .. }), "{err:?}");
+        let text = err.to_string();
+        assert!(text.contains("Restore the key file"), "{text}");
+        assert!(text.contains(MASTER_KEY_ENV), "{text}");
+        assert!(!path.exists());
     }
 
     #[test]

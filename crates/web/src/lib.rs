@@ -24,6 +24,7 @@
 mod api;
 mod auth;
 mod charts;
+mod connections;
 mod csv;
 mod error;
 mod headers;
@@ -38,7 +39,7 @@ mod static_files;
 pub use auth::password::{PasswordError, hash_password};
 pub use error::AppError;
 pub use scheduler::{Scheduler, next_run};
-pub use startup::{Application, WebConfig};
+pub use startup::{Application, ConnectionLimits, WebConfig};
 pub use state::AppState;
 
 /// The OpenAPI document of the REST API.

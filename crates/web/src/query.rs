@@ -20,6 +20,21 @@ fn opt(s: &Option<String>) -> Option<String> {
         .map(|s| s.chars().take(200).collect())
 }
 
+/// Longest cursor accepted. A name-sorted cursor carries the name (hex): cursors are never cut
+/// short like other parameters, which would turn a real cursor into another one.
+const MAX_CURSOR: usize = 4096;
+
+/// The `after` parameter, whole: `None` when absent or empty.
+fn cursor_text(raw: &Option<String>) -> Result<Option<&str>, AppError> {
+    match raw.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        Some(s) if s.len() > MAX_CURSOR => Err(bad(
+            "after",
+            "the next_cursor of the previous page (this one is too long to be one)",
+        )),
+        other => Ok(other),
+    }
+}
+
 fn bad(what: &str, hint: &str) -> AppError {
     AppError::BadRequest(format!("{what}: {hint}"))
 }
@@ -132,9 +147,9 @@ impl AssetQuery {
 
     /// The cursor, which must belong to the sort order asked for.
     pub fn after_sorted(&self, sort: AssetSort) -> Result<Option<SortCursor>, AppError> {
-        opt(&self.after)
+        cursor_text(&self.after)?
             .map(|s| {
-                SortCursor::decode(&s, sort).map_err(|_| {
+                SortCursor::decode(s, sort).map_err(|_| {
                     bad(
                         "after",
                         "the next_cursor of the previous page, with the same sort (or leave it out for the first page)",
@@ -145,11 +160,15 @@ impl AssetQuery {
     }
 }
 
+/// An id cursor: the (positive) id of the previous page's last row. Anything else is refused
+/// rather than read as "from the start", which would hand a client page 1 again.
 fn cursor(raw: &Option<String>) -> Result<Option<i64>, AppError> {
-    opt(raw)
+    cursor_text(raw)?
         .map(|s| {
             s.parse::<i64>()
-                .map_err(|_| bad("after", "the next_cursor of the previous page"))
+                .ok()
+                .filter(|id| *id > 0)
+                .ok_or_else(|| bad("after", "the next_cursor of the previous page"))
         })
         .transpose()
 }
@@ -244,7 +263,7 @@ impl VulnerabilityQuery {
     }
 
     pub fn after(&self) -> Result<Option<CveId>, AppError> {
-        opt(&self.after)
+        cursor_text(&self.after)?
             .map(|s| {
                 s.parse::<CveId>()
                     .map_err(|_| bad("after", "the next_cursor of the previous page"))

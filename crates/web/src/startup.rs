@@ -14,8 +14,9 @@ use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, SessionManagerLayer};
 
 use crate::auth::session_store::StoreSessions;
+pub use crate::connections::ConnectionLimits;
 use crate::state::AppState;
-use crate::{api, auth, headers, portal, scheduler, static_files};
+use crate::{api, auth, connections, headers, portal, scheduler, static_files};
 
 /// How `rampart serve` runs.
 #[derive(Debug, Clone)]
@@ -29,6 +30,8 @@ pub struct WebConfig {
     pub scheduler_tick: Duration,
     /// Sessions end after this long without a request.
     pub session_idle: Duration,
+    /// How many connections are served at once and how long slow clients are waited for.
+    pub limits: ConnectionLimits,
 }
 
 impl WebConfig {
@@ -39,6 +42,7 @@ impl WebConfig {
             scheduler: true,
             scheduler_tick: Duration::from_secs(30),
             session_idle: Duration::from_secs(8 * 3600),
+            limits: ConnectionLimits::default(),
         }
     }
 }
@@ -50,6 +54,7 @@ pub struct Application {
     port: u16,
     host: std::net::IpAddr,
     scheduler: Option<scheduler::Scheduler>,
+    limits: ConnectionLimits,
 }
 
 impl Application {
@@ -66,6 +71,7 @@ impl Application {
             port: local.port(),
             host: local.ip(),
             scheduler,
+            limits: config.limits,
         })
     }
 
@@ -95,13 +101,7 @@ impl Application {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let scheduler = self.scheduler.map(|s| s.spawn());
-        let result = axum::serve(
-            self.listener,
-            self.router
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await;
+        let result = connections::serve(self.listener, self.router, self.limits, shutdown).await;
         if let Some(handle) = scheduler {
             handle.abort();
         }
@@ -130,5 +130,6 @@ fn router(state: AppState, config: &WebConfig) -> Router {
         .merge(static_files::router())
         .layer(middleware::from_fn(headers::security_headers))
         .layer(RequestBodyLimitLayer::new(1024 * 1024))
+        .layer(middleware::from_fn(crate::error::problem_json_errors))
         .with_state(state)
 }

@@ -40,7 +40,7 @@ pub async fn run(global: &Global, args: DemoArgs) -> anyhow::Result<ExitCode> {
     );
 
     let store = context::open_store(global).await?;
-    let vault = context::open_vault(global)?;
+    let vault = context::open_vault(global, store.as_ref()).await?;
     let mut integrations = Vec::new();
     for (name, product) in [
         (DEMO_ENDPOINT, Product::Endpoint),

@@ -73,7 +73,7 @@ async fn add(global: &Global, args: IntegrationAddArgs) -> anyhow::Result<ExitCo
     }
     let secret = read_secret(&args)?;
     let store = context::open_store(global).await?;
-    let vault = context::open_vault(global)?;
+    let vault = context::open_vault(global, store.as_ref()).await?;
     let sealed = vault.seal(args.name.as_str(), &secret)?;
     let hint = SecretHint::of(secret.expose_secret(), args.secret_expires);
     let schedule = args

@@ -5,6 +5,8 @@ mod bad_input;
 mod cloud;
 mod cloud_posture;
 mod flow;
+#[cfg(unix)]
+mod key_file;
 mod kill;
 
 use std::io::Write;

@@ -358,31 +358,33 @@ impl PgStore {
         let names = integration_names(&mut tx, "finding linked assets").await?;
         rows.iter().map(|r| decode_asset(r, &names)).collect()
     }
+}
 
-    /// The cloud numbers of the dashboard, added to `counts`.
-    pub(super) async fn cloud_counts(
-        &self,
-        integration: Option<IntegrationId>,
-        counts: &mut Counts,
-    ) -> Result<()> {
-        let sql = subscription_count_query(integration);
-        let n: i64 = bind_args(sqlx::query(AssertSqlSafe(sql.text.as_str())), &sql.args)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(db("counting subscriptions"))?
-            .try_get("n")
-            .map_err(db("counting subscriptions"))?;
-        counts.subscriptions = as_u64(n);
-        let sql = unhealthy_by_severity_query(integration);
-        for r in bind_args(sqlx::query(AssertSqlSafe(sql.text.as_str())), &sql.args)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db("counting recommendations"))?
-        {
-            tally_unhealthy(counts, &r)?;
-        }
-        Ok(())
+/// The cloud numbers of the dashboard, added to `counts`. On the caller's connection (its read
+/// transaction): asking the pool for a second connection while holding one is how concurrent
+/// dashboards once took every connection and waited for each other until the pool timed out.
+pub(super) async fn cloud_counts(
+    conn: &mut sqlx::PgConnection,
+    integration: Option<IntegrationId>,
+    counts: &mut Counts,
+) -> Result<()> {
+    let sql = subscription_count_query(integration);
+    let n: i64 = bind_args(sqlx::query(AssertSqlSafe(sql.text.as_str())), &sql.args)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(db("counting subscriptions"))?
+        .try_get("n")
+        .map_err(db("counting subscriptions"))?;
+    counts.subscriptions = as_u64(n);
+    let sql = unhealthy_by_severity_query(integration);
+    for r in bind_args(sqlx::query(AssertSqlSafe(sql.text.as_str())), &sql.args)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db("counting recommendations"))?
+    {
+        tally_unhealthy(counts, &r)?;
     }
+    Ok(())
 }
 
 async fn integration_names(

@@ -8,7 +8,8 @@ mod posture;
 
 use axum::Json;
 use axum::Router;
-use axum::routing::get;
+use axum::http::StatusCode;
+use axum::routing::{any, get};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
@@ -72,6 +73,8 @@ pub fn router() -> Router<AppState> {
     let (router, api) = api_router().split_for_parts();
     let doc = api.clone();
     router
+        // An unknown API path answers like the API, not with the portal's page.
+        .route("/api/v1/{*rest}", any(|| async { StatusCode::NOT_FOUND }))
         .route("/api/openapi.json", get(move || async move { Json(doc) }))
         .merge(SwaggerUi::new("/api/docs").url("/api/docs/openapi.json", api))
 }

@@ -41,8 +41,29 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(devices: u32) -> TestApp {
-    capture_logs();
     let (dir, store) = rampart_store::testing::sqlite_store().await;
+    spawn_app_on(devices, dir, store, |_| {}).await
+}
+
+/// A test app on a fresh PostgreSQL database (the store's harness starts a server if needed).
+pub async fn spawn_app_on_postgres() -> TestApp {
+    let store = rampart_store::testing::postgres_store().await;
+    spawn_app_on(40, tempfile::tempdir().unwrap(), store, |_| {}).await
+}
+
+/// A test app on a fresh SQLite database whose server runs with `configure`d options.
+pub async fn spawn_app_configured(configure: impl FnOnce(&mut WebConfig)) -> TestApp {
+    let (dir, store) = rampart_store::testing::sqlite_store().await;
+    spawn_app_on(40, dir, store, configure).await
+}
+
+async fn spawn_app_on(
+    devices: u32,
+    dir: TempDir,
+    store: Arc<dyn Store>,
+    configure: impl FnOnce(&mut WebConfig),
+) -> TestApp {
+    capture_logs();
     let sim_config = SimConfig {
         devices,
         findings_per_device: 8,
@@ -57,6 +78,7 @@ pub async fn spawn_app_with(devices: u32) -> TestApp {
     ));
     let mut config = WebConfig::new("127.0.0.1:0".parse().unwrap());
     config.scheduler = false;
+    configure(&mut config);
     let app = Application::build(config, engine).await.unwrap();
     let url = app.url();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -231,11 +253,16 @@ impl TestApp {
 
     /// Stores one asset under a new integration, straight through the store (for hostile names).
     pub async fn seed_asset(&self, name: &str) -> i64 {
+        self.seed_asset_named(name, "seeded").await
+    }
+
+    /// [`TestApp::seed_asset`] under a new integration of this name.
+    pub async fn seed_asset_named(&self, name: &str, integration: &str) -> i64 {
         use rampart_store::{NewIntegration, RunOutcome, SecretCiphertext};
         let integration = self
             .store
             .create_integration(&NewIntegration {
-                name: "seeded".parse::<IntegrationName>().unwrap(),
+                name: integration.parse::<IntegrationName>().unwrap(),
                 product: rampart_model::Product::Endpoint,
                 cloud: rampart_model::Cloud::Commercial,
                 tenant_id: self.sim_config.tenant_id.parse().unwrap(),
@@ -308,6 +335,11 @@ impl TestApp {
 }
 
 impl Client {
+    /// The session cookie (`name=value`), once signed in.
+    pub fn cookie(&self) -> Option<&str> {
+        self.cookie.as_deref()
+    }
+
     /// A client of the server at `url` (another server than the test app's first one).
     pub fn of(url: &str) -> Client {
         Client {
