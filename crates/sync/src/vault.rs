@@ -59,6 +59,8 @@ impl std::fmt::Debug for Sealed {
 /// Seals and opens client secrets with the master key.
 pub struct Vault {
     cipher: XChaCha20Poly1305,
+    /// The master key, kept only to derive keys for other purposes ([`Vault::derive_key`]).
+    master: Zeroizing<[u8; 32]>,
 }
 
 impl std::fmt::Debug for Vault {
@@ -72,7 +74,19 @@ impl Vault {
     pub fn from_key(key: &[u8; 32]) -> Self {
         Self {
             cipher: XChaCha20Poly1305::new(key.into()),
+            master: Zeroizing::new(*key),
         }
+    }
+
+    /// A key for `purpose` (HMAC-SHA256 of the purpose under the master key), for example to sign
+    /// the portal's sign-in form token. Every process that shares the master key derives the same
+    /// key, and it reveals nothing of the master key or of the keys of other purposes.
+    pub fn derive_key(&self, purpose: &str) -> Zeroizing<[u8; 32]> {
+        use hmac::{KeyInit as _, Mac};
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(self.master.as_slice())
+            .expect("HMAC takes a key of any length");
+        mac.update(purpose.as_bytes());
+        Zeroizing::new(mac.finalize().into_bytes().into())
     }
 
     /// The key from `RAMPART_MASTER_KEY` if set, else from `key_file`, creating it (mode 0600) when it

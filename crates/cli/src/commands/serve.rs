@@ -3,7 +3,10 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use anyhow::Context;
+use secrecy::ExposeSecret;
 use rampart_web::{Application, WebConfig};
 
 use crate::cli::{Global, ServeArgs};
@@ -11,15 +14,20 @@ use crate::context;
 
 pub async fn run(global: &Global, args: ServeArgs) -> anyhow::Result<ExitCode> {
     let engine = Arc::new(context::open_engine(global).await?);
-    let no_account = engine.store().list_users().await?.is_empty();
-    let app = Application::build(WebConfig::new(args.listen), engine)
+    let mut config = WebConfig::new(args.listen);
+    config.trusted_proxies = args.trusted_proxies;
+    config.secure_cookies = args.secure_cookies;
+    config.session_lifetime = Duration::from_secs(args.session_lifetime * 3600);
+    let app = Application::build(config, engine)
         .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
+        .with_context(|| format!("cannot start the portal on {}", args.listen))?;
     println!("Rampart portal and API at {}", app.url());
-    if no_account {
+    if let Some(token) = app.setup_token() {
+        // Whoever can read this server's output may create the first admin: that is the point.
         println!(
-            "No account exists yet: open {}/setup from this machine, or run: rampart user add NAME --role admin --password-stdin",
-            app.url()
+            "No admin exists yet. Open {}/setup and enter this one-time setup token (valid for an hour, once; each start prints a new one):\n\n    {}\n\nOr create one on this machine: rampart user add NAME --role admin --password-stdin",
+            app.url(),
+            token.expose_secret()
         );
     }
     println!("Press Ctrl-C to stop.");

@@ -41,6 +41,11 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(devices: u32) -> TestApp {
+    spawn_app_configured(devices, |_| {}).await
+}
+
+/// A test app whose server configuration `configure` adjusts (trusted proxies, lifetimes).
+pub async fn spawn_app_configured(devices: u32, configure: impl FnOnce(&mut WebConfig)) -> TestApp {
     capture_logs();
     let (dir, store) = rampart_store::testing::sqlite_store().await;
     let sim_config = SimConfig {
@@ -57,6 +62,7 @@ pub async fn spawn_app_with(devices: u32) -> TestApp {
     ));
     let mut config = WebConfig::new("127.0.0.1:0".parse().unwrap());
     config.scheduler = false;
+    configure(&mut config);
     let app = Application::build(config, engine).await.unwrap();
     let url = app.url();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -109,7 +115,10 @@ impl Page {
 pub struct Client {
     base: String,
     http: reqwest::Client,
-    cookie: Option<String>,
+    /// The cookies set so far, by name (a browser's cookie jar for one site).
+    cookies: std::collections::BTreeMap<String, String>,
+    /// Headers sent with every request (what a proxy in front would add).
+    extra: Vec<(String, String)>,
     pub csrf: Option<String>,
 }
 
@@ -156,7 +165,8 @@ impl TestApp {
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .unwrap(),
-            cookie: None,
+            cookies: Default::default(),
+            extra: Vec::new(),
             csrf: None,
         }
     }
@@ -316,24 +326,56 @@ impl Client {
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .unwrap(),
-            cookie: None,
+            cookies: Default::default(),
+            extra: Vec::new(),
             csrf: None,
         }
     }
 
+    /// The `Cookie` header this client sends.
+    pub fn cookie_header(&self) -> Option<String> {
+        (!self.cookies.is_empty()).then(|| {
+            self.cookies
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+    }
+
+    /// The value of the cookie `name`, if set.
+    pub fn cookie(&self, name: &str) -> Option<&str> {
+        self.cookies.get(name).map(String::as_str)
+    }
+
+    /// Sends `name: value` with every request from now on.
+    pub fn with_header(&mut self, name: &str, value: &str) {
+        self.extra.push((name.to_owned(), value.to_owned()));
+    }
+
     async fn send(&mut self, req: reqwest::RequestBuilder) -> Page {
-        let req = match &self.cookie {
+        let req = self
+            .extra
+            .iter()
+            .fold(req, |req, (k, v)| req.header(k.as_str(), v.as_str()));
+        let req = match self.cookie_header() {
             Some(c) => req.header("cookie", c),
             None => req,
         };
         let res = req.send().await.unwrap();
-        if let Some(set) = res
-            .headers()
-            .get("set-cookie")
-            .and_then(|v| v.to_str().ok())
-        {
-            let pair = set.split(';').next().unwrap_or_default().to_owned();
-            self.cookie = Some(pair);
+        for set in res.headers().get_all("set-cookie") {
+            let set = set.to_str().unwrap_or_default();
+            let pair = set.split(';').next().unwrap_or_default();
+            let Some((name, value)) = pair.split_once('=') else {
+                continue;
+            };
+            let expired = set.to_ascii_lowercase().contains("max-age=0");
+            if expired || value.is_empty() {
+                self.cookies.remove(name.trim());
+            } else {
+                self.cookies
+                    .insert(name.trim().to_owned(), value.trim().to_owned());
+            }
         }
         let page = Page {
             status: res.status(),
