@@ -1913,8 +1913,11 @@ impl Store for SqliteStore {
     }
 
     async fn create_user(&self, new: &NewUser) -> Result<User> {
-        let row = sqlx::query(concat!("INSERT INTO users (name, role, password_hash, created_at, must_change_password) \
-             VALUES ($1, $2, $3, $4, $5) RETURNING ", user_columns!()))
+        let row = sqlx::query(concat!(
+            "INSERT INTO users (name, role, password_hash, created_at, must_change_password) \
+             VALUES ($1, $2, $3, $4, $5) RETURNING ",
+            user_columns!()
+        ))
         .bind(clean(&new.name))
         .bind(new.role.as_str())
         .bind(&new.password_hash)
@@ -1939,7 +1942,11 @@ impl Store for SqliteStore {
     }
 
     async fn user_credentials(&self, name: &str) -> Result<Option<UserCredentials>> {
-        let row = sqlx::query(concat!("SELECT ", user_columns!(), ", password_hash FROM users WHERE lower(name) = lower($1)"))
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            user_columns!(),
+            ", password_hash FROM users WHERE lower(name) = lower($1)"
+        ))
         .bind(clean(name))
         .fetch_optional(&self.read)
         .await
@@ -1954,11 +1961,15 @@ impl Store for SqliteStore {
     }
 
     async fn get_user(&self, id: i64) -> Result<User> {
-        let row = sqlx::query(concat!("SELECT ", user_columns!(), " FROM users WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&self.read)
-            .await
-            .map_err(db("reading an account"))?;
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.read)
+        .await
+        .map_err(db("reading an account"))?;
         match row {
             Some(r) => decode_user(&r),
             None => Err(StoreError::NotFound(format!(
@@ -1968,7 +1979,11 @@ impl Store for SqliteStore {
     }
 
     async fn list_users(&self) -> Result<Vec<User>> {
-        let rows = sqlx::query(concat!("SELECT ", user_columns!(), " FROM users ORDER BY lower(name)"))
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users ORDER BY lower(name)"
+        ))
         .fetch_all(&self.read)
         .await
         .map_err(db("listing accounts"))?;
@@ -2002,7 +2017,10 @@ impl Store for SqliteStore {
     async fn delete_user(&self, id: i64) -> Result<()> {
         // One statement on the one writer: the count and the delete cannot interleave with
         // another removal.
-        let done = sqlx::query(concat!("DELETE FROM users WHERE id = $1 AND ", not_last_admin!()))
+        let done = sqlx::query(concat!(
+            "DELETE FROM users WHERE id = $1 AND ",
+            not_last_admin!()
+        ))
         .bind(id)
         .execute(&self.write)
         .await
@@ -2039,12 +2057,13 @@ impl Store for SqliteStore {
 
     async fn consume_setup_token(&self, token_hash: &str, now: DateTime<Utc>) -> Result<bool> {
         // The DELETE is the check: of two requests with the same token, only one deletes it.
-        let done = sqlx::query("DELETE FROM setup_tokens WHERE token_hash = $1 AND expires_at > $2")
-            .bind(token_hash)
-            .bind(ts(now))
-            .execute(&self.write)
-            .await
-            .map_err(db("using a setup token"))?;
+        let done =
+            sqlx::query("DELETE FROM setup_tokens WHERE token_hash = $1 AND expires_at > $2")
+                .bind(token_hash)
+                .bind(ts(now))
+                .execute(&self.write)
+                .await
+                .map_err(db("using a setup token"))?;
         if done.rows_affected() == 0 {
             return Ok(false);
         }

@@ -230,6 +230,19 @@ mod tests {
     }
 
     #[test]
+    fn derived_keys_are_stable_per_purpose_and_key() {
+        let a = Vault::from_key(&[1u8; 32]);
+        let b = Vault::from_key(&[2u8; 32]);
+        assert_eq!(
+            *a.derive_key("form"),
+            *Vault::from_key(&[1u8; 32]).derive_key("form")
+        );
+        assert_ne!(*a.derive_key("form"), *a.derive_key("other"));
+        assert_ne!(*a.derive_key("form"), *b.derive_key("form"));
+        assert_ne!(*a.derive_key("form"), [1u8; 32]);
+    }
+
+    #[test]
     fn nonces_differ_between_seals() {
         let vault = Vault::from_key(&[1u8; 32]);
         let a = vault.seal("x", &secret("same")).unwrap();

@@ -40,9 +40,9 @@ mod static_files;
 
 pub use auth::password::{PasswordError, hash_password};
 pub use auth::policy::MIN_PASSWORD_LEN;
+pub use error::AppError;
 /// A network in CIDR notation, as `WebConfig::trusted_proxies` takes it.
 pub use ipnet::IpNet;
-pub use error::AppError;
 pub use scheduler::{Scheduler, next_run};
 pub use startup::{Application, WebConfig};
 pub use state::AppState;

@@ -136,16 +136,16 @@ fn router(state: AppState, config: &WebConfig) -> Router {
         state.store().clone(),
         config.session_lifetime,
     ))
-        .with_name("rampart_session")
-        .with_http_only(true)
-        .with_same_site(SameSite::Strict)
-        .with_secure(config.secure_cookies)
-        .with_path("/")
-        .with_expiry(Expiry::OnInactivity(
-            tower_sessions::cookie::time::Duration::seconds(
-                i64::try_from(config.session_idle.as_secs()).unwrap_or(8 * 3600),
-            ),
-        ));
+    .with_name("rampart_session")
+    .with_http_only(true)
+    .with_same_site(SameSite::Strict)
+    .with_secure(config.secure_cookies)
+    .with_path("/")
+    .with_expiry(Expiry::OnInactivity(
+        tower_sessions::cookie::time::Duration::seconds(
+            i64::try_from(config.session_idle.as_secs()).unwrap_or(8 * 3600),
+        ),
+    ));
     let portal = portal::router()
         .layer(middleware::from_fn_with_state(
             state.clone(),

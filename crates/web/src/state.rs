@@ -33,10 +33,7 @@ impl AppState {
 
     pub(crate) fn with_config(engine: Arc<Engine>, config: &crate::WebConfig) -> Self {
         let auth = AuthSettings {
-            client: ClientAddressing::new(
-                config.trusted_proxies.clone(),
-                config.secure_cookies,
-            ),
+            client: ClientAddressing::new(config.trusted_proxies.clone(), config.secure_cookies),
             session_lifetime: config.session_lifetime,
             form_key: engine.vault().derive_key("rampart-web sign-in form token"),
         };

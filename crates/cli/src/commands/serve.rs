@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use secrecy::ExposeSecret;
 use rampart_web::{Application, WebConfig};
+use secrecy::ExposeSecret;
 
 use crate::cli::{Global, ServeArgs};
 use crate::context;

@@ -97,7 +97,11 @@ fn malformed_integration_input_is_refused_with_exit_2_and_nothing_written() {
         (
             with(
                 base(&[]),
-                &["--client-secret-stdin", "--login-url", "http://login.example.com"],
+                &[
+                    "--client-secret-stdin",
+                    "--login-url",
+                    "http://login.example.com",
+                ],
             ),
             Some(DEMO_SECRET),
             "uses plain http to a host that is not this machine",
@@ -166,7 +170,10 @@ fn usage_errors_exit_2() {
 fn passwords_are_checked_and_the_last_admin_stays() {
     let env = Env::new(SimConfig::default());
     let good = "correct horse battery staple";
-    let add = env.run(&["user", "add", "root", "--role", "admin", "--password-stdin"], Some(good));
+    let add = env.run(
+        &["user", "add", "root", "--role", "admin", "--password-stdin"],
+        Some(good),
+    );
     assert_eq!(add.code, 0, "{add:?}");
     // A common password, and one that is a keyboard row, are refused in words.
     for (weak, needle) in [
@@ -176,14 +183,20 @@ fn passwords_are_checked_and_the_last_admin_stays() {
         let run = env.run(&["user", "passwd", "root", "--password-stdin"], Some(weak));
         assert_eq!(run.code, 2, "{run:?}");
         assert!(run.stderr.contains(needle), "{run:?}");
-        assert!(!run.all().contains(weak), "the password was echoed: {run:?}");
+        assert!(
+            !run.all().contains(weak),
+            "the password was echoed: {run:?}"
+        );
     }
     let run = env.run(
         &["user", "passwd", "root", "--password-stdin"],
         Some("a new and different passphrase"),
     );
     assert_eq!(run.code, 0, "{run:?}");
-    let run = env.run(&["user", "passwd", "nobody", "--password-stdin"], Some(good));
+    let run = env.run(
+        &["user", "passwd", "nobody", "--password-stdin"],
+        Some(good),
+    );
     assert_eq!(run.code, 2, "{run:?}");
     assert!(run.stderr.contains("no account named 'nobody'"), "{run:?}");
 
@@ -191,12 +204,18 @@ fn passwords_are_checked_and_the_last_admin_stays() {
     let run = env.run(&["user", "remove", "root", "--yes"], None);
     assert_eq!(run.code, 2, "{run:?}");
     assert!(run.stderr.contains("last admin"), "{run:?}");
-    let add = env.run(&["user", "add", "val", "--role", "viewer", "--password-stdin"], Some(good));
+    let add = env.run(
+        &["user", "add", "val", "--role", "viewer", "--password-stdin"],
+        Some(good),
+    );
     assert_eq!(add.code, 0, "{add:?}");
     let run = env.run(&["user", "remove", "val"], None);
     assert_eq!(run.code, 2, "{run:?}");
     assert!(run.stderr.contains("--yes"), "{run:?}");
     let run = env.run(&["user", "remove", "val", "--yes"], None);
     assert_eq!(run.code, 0, "{run:?}");
-    assert!(run.stdout.contains("Removed viewer account 'val'"), "{run:?}");
+    assert!(
+        run.stdout.contains("Removed viewer account 'val'"),
+        "{run:?}"
+    );
 }

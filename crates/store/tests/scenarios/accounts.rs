@@ -99,13 +99,22 @@ async fn passwords_change_and_the_last_admin_stays(store: Arc<dyn Store>) {
         .unwrap();
     assert!(demo.must_change_password);
     assert_eq!(demo.password_changed_at, None);
-    let viewer = store.create_user(&account("val", Role::Viewer)).await.unwrap();
+    let viewer = store
+        .create_user(&account("val", Role::Viewer))
+        .await
+        .unwrap();
 
     let at = Utc::now();
-    let changed = store.set_password(demo.id, "$argon2id$new", false, at).await.unwrap();
+    let changed = store
+        .set_password(demo.id, "$argon2id$new", false, at)
+        .await
+        .unwrap();
     assert!(!changed.must_change_password);
     let recorded = changed.password_changed_at.unwrap();
-    assert!((recorded - at).num_milliseconds().abs() < 1, "{recorded} vs {at}");
+    assert!(
+        (recorded - at).num_milliseconds().abs() < 1,
+        "{recorded} vs {at}"
+    );
     let creds = store.user_credentials("admin").await.unwrap().unwrap();
     assert_eq!(creds.password_hash, "$argon2id$new");
     assert_eq!(creds.user, changed);
@@ -116,14 +125,20 @@ async fn passwords_change_and_the_last_admin_stays(store: Arc<dyn Store>) {
 
     // The only admin cannot go; a viewer can, and an unknown id is NotFound.
     let refused = store.delete_user(demo.id).await.unwrap_err();
-    assert!(matches!(refused, StoreError::Conflict(ref m) if m.contains("last admin")), "{refused:?}");
+    assert!(
+        matches!(refused, StoreError::Conflict(ref m) if m.contains("last admin")),
+        "{refused:?}"
+    );
     store.delete_user(viewer.id).await.unwrap();
     assert!(matches!(
         store.delete_user(viewer.id).await.unwrap_err(),
         StoreError::NotFound(_)
     ));
     // With a second admin, the first can go, and then the second is the last.
-    let second = store.create_user(&account("root", Role::Admin)).await.unwrap();
+    let second = store
+        .create_user(&account("root", Role::Admin))
+        .await
+        .unwrap();
     store.delete_user(demo.id).await.unwrap();
     assert!(matches!(
         store.delete_user(second.id).await.unwrap_err(),
@@ -135,7 +150,13 @@ async fn passwords_change_and_the_last_admin_stays(store: Arc<dyn Store>) {
 async fn parallel_removals_leave_an_admin(store: Arc<dyn Store>) {
     let mut ids = Vec::new();
     for name in ["a1", "a2", "a3", "a4"] {
-        ids.push(store.create_user(&account(name, Role::Admin)).await.unwrap().id);
+        ids.push(
+            store
+                .create_user(&account(name, Role::Admin))
+                .await
+                .unwrap()
+                .id,
+        );
     }
     let removals = ids.iter().map(|&id| {
         let store = store.clone();
@@ -152,13 +173,30 @@ async fn parallel_removals_leave_an_admin(store: Arc<dyn Store>) {
 async fn setup_tokens_work_once_and_expire(store: Arc<dyn Store>) {
     let now = Utc::now();
     let hour = Duration::hours(1);
-    store.issue_setup_token("old", now - hour * 2, now - hour).await.unwrap();
-    store.issue_setup_token("t1", now, now + hour).await.unwrap();
-    store.issue_setup_token("t2", now, now + hour).await.unwrap();
-    assert!(!store.consume_setup_token("old", now).await.unwrap(), "expired");
+    store
+        .issue_setup_token("old", now - hour * 2, now - hour)
+        .await
+        .unwrap();
+    store
+        .issue_setup_token("t1", now, now + hour)
+        .await
+        .unwrap();
+    store
+        .issue_setup_token("t2", now, now + hour)
+        .await
+        .unwrap();
+    assert!(
+        !store.consume_setup_token("old", now).await.unwrap(),
+        "expired"
+    );
     assert!(!store.consume_setup_token("nope", now).await.unwrap());
     // An unexpired token, but used after its expiry.
-    assert!(!store.consume_setup_token("t1", now + hour * 2).await.unwrap());
+    assert!(
+        !store
+            .consume_setup_token("t1", now + hour * 2)
+            .await
+            .unwrap()
+    );
     // Valid once, in parallel too.
     let uses = (0..8).map(|_| {
         let store = store.clone();

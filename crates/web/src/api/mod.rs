@@ -67,8 +67,8 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(posture::history))
         .routes(routes!(posture::controls))
         .routes(routes!(posture::recommendations))
-        .routes(routes!(users::list))
-        .routes(routes!(users::delete))
+        .routes(routes!(users::list_users))
+        .routes(routes!(users::delete_user))
 }
 
 pub fn router() -> Router<AppState> {

@@ -39,7 +39,7 @@ impl From<&User> for UserOut {
 #[utoipa::path(get, path = "/api/v1/users", tag = "users",
     responses((status = 200, body = [UserOut]), (status = 401, body = Problem),
         (status = 403, body = Problem)))]
-pub async fn list(
+pub async fn list_users(
     _t: ApiAdmin,
     State(state): State<AppState>,
 ) -> Result<Json<Vec<UserOut>>, ApiError> {
@@ -51,7 +51,7 @@ pub async fn list(
     params(("id" = i64, Path)),
     responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem),
         (status = 409, description = "the account is the last admin", body = Problem)))]
-pub async fn delete(
+pub async fn delete_user(
     ApiAdmin(token): ApiAdmin,
     State(state): State<AppState>,
     Path(id): Path<i64>,

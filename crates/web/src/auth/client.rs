@@ -72,9 +72,9 @@ impl ClientAddressing {
         if self.always_https {
             return true;
         }
-        let Some(peer) = peer.filter(|p| self.trusts(*p)) else {
+        if !peer.is_some_and(|p| self.trusts(p)) {
             return false;
-        };
+        }
         headers
             .get("x-forwarded-proto")
             .and_then(|v| v.to_str().ok())
@@ -111,7 +111,11 @@ pub fn peer(parts: &Parts) -> Option<IpAddr> {
 /// Marks every cookie the portal sets `Secure` when the browser came over HTTPS (see
 /// [`ClientAddressing::is_https`]), so that it is never sent over plain HTTP; a browser that came
 /// over plain HTTP would not send a `Secure` cookie back, so it gets none.
-pub async fn secure_cookies(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn secure_cookies(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
     let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
@@ -175,7 +179,10 @@ mod tests {
         let net = ClientAddressing::new(vec!["10.0.0.0/8".parse().unwrap()], false);
         let spoofed = xff(&["203.0.113.7"]);
         // An untrusted peer: its header is ignored.
-        assert_eq!(net.client_ip(ip("198.51.100.1"), &spoofed), ip("198.51.100.1"));
+        assert_eq!(
+            net.client_ip(ip("198.51.100.1"), &spoofed),
+            ip("198.51.100.1")
+        );
         // A trusted proxy: the client it saw.
         assert_eq!(net.client_ip(ip("10.0.0.2"), &spoofed), ip("203.0.113.7"));
         // What the client wrote itself (left of the address the proxy saw) proves nothing.
@@ -185,7 +192,10 @@ mod tests {
         let two = xff(&["203.0.113.9:5555", "10.1.1.1"]);
         assert_eq!(net.client_ip(ip("10.0.0.2"), &two), ip("203.0.113.9"));
         // Garbage: the proxy itself.
-        assert_eq!(net.client_ip(ip("10.0.0.2"), &xff(&["nonsense"])), ip("10.0.0.2"));
+        assert_eq!(
+            net.client_ip(ip("10.0.0.2"), &xff(&["nonsense"])),
+            ip("10.0.0.2")
+        );
         // IPv4-mapped peers count as IPv4.
         assert_eq!(
             net.client_ip(ip("::ffff:10.0.0.2"), &spoofed),

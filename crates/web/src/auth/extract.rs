@@ -88,8 +88,8 @@ async fn signed_in(parts: &Parts, state: &AppState) -> Result<Ctx, AppError> {
         .and_then(DateTime::from_timestamp_micros);
     // The store expires a session at its absolute end already; this also ends sessions saved
     // before there was one.
-    let lifetime = chrono::Duration::from_std(state.auth.session_lifetime)
-        .unwrap_or(chrono::TimeDelta::MAX);
+    let lifetime =
+        chrono::Duration::from_std(state.auth.session_lifetime).unwrap_or(chrono::TimeDelta::MAX);
     let Some(signed_in_at) = signed_in_at.filter(|at| Utc::now() - *at <= lifetime) else {
         return ended(&session).await;
     };

@@ -38,7 +38,11 @@ impl StoreSessions {
             .get(SIGNED_IN_AT_KEY)
             .and_then(serde_json::Value::as_i64)
             .and_then(DateTime::from_timestamp_micros)
-            .and_then(|at| chrono::Duration::from_std(self.lifetime).ok().map(|l| at + l));
+            .and_then(|at| {
+                chrono::Duration::from_std(self.lifetime)
+                    .ok()
+                    .map(|l| at + l)
+            });
         match absolute {
             Some(end) if end < idle => end,
             _ => idle,

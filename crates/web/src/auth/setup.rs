@@ -9,8 +9,8 @@ use secrecy::SecretString;
 
 use crate::auth::tokens::{random_token, token_hash};
 
-/// How long a setup token works.
-pub const LIFETIME: chrono::TimeDelta = chrono::TimeDelta::hours(1);
+/// How long a setup token works, in hours.
+pub const LIFETIME_HOURS: i64 = 1;
 
 pub async fn admin_exists(store: &dyn Store) -> Result<bool, StoreError> {
     Ok(store
@@ -28,7 +28,11 @@ pub async fn issue_if_needed(store: &dyn Store) -> Result<Option<SecretString>, 
     let token = random_token("setup");
     let now = Utc::now();
     store
-        .issue_setup_token(&token_hash(&token), now, now + LIFETIME)
+        .issue_setup_token(
+            &token_hash(&token),
+            now,
+            now + chrono::Duration::hours(LIFETIME_HOURS),
+        )
         .await?;
     Ok(Some(SecretString::from(token)))
 }

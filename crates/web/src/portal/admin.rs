@@ -3,9 +3,9 @@
 use askama::Template;
 use axum::Form;
 use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use chrono::Utc;
-use axum::http::StatusCode;
 use rampart_store::{ApiToken, AuditEntry, NewApiToken, NewAuditEntry, TokenScope, User};
 use serde::Deserialize;
 

@@ -354,12 +354,19 @@ pub async fn setup_submit(
     if !setup::consume(store, &form.token).await? {
         tracing::warn!(message = "First-run setup refused: wrong or used setup token.", client = %client);
         let error = "the setup token is wrong, expired or already used: copy the one `rampart serve` printed when it started (each start while no admin exists prints a new one, valid for an hour)";
-        return setup_page(&state, &headers, StatusCode::FORBIDDEN, name, Some(error.into()));
+        return setup_page(
+            &state,
+            &headers,
+            StatusCode::FORBIDDEN,
+            name,
+            Some(error.into()),
+        );
     }
     let user = match users::create(store, &name, Role::Admin, &password, false, "setup").await {
         Ok(user) => user,
         Err(AppError::BadRequest(m) | AppError::Conflict(m)) => {
-            let error = format!("{m} (the setup token is used up: restart `rampart serve` for a new one)");
+            let error =
+                format!("{m} (the setup token is used up: restart `rampart serve` for a new one)");
             let status = StatusCode::UNPROCESSABLE_ENTITY;
             return setup_page(&state, &headers, status, name, Some(error));
         }

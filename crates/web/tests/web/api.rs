@@ -643,7 +643,7 @@ async fn moving_an_integration_needs_its_secret_again() {
     for change in [
         json!({"api_url": "https://collector.example.net"}),
         json!({"login_url": "https://login.example.net"}),
-        json!({"login_url": null, "api_url": null}),
+        json!({"login_url": "", "api_url": ""}),
         json!({"cloud": "gcc"}),
     ] {
         let (s, p) = api
@@ -709,11 +709,17 @@ async fn moving_an_integration_needs_its_secret_again() {
     let audit = app.store.list_audit(20).await.unwrap();
     let entry = audit
         .iter()
-        .find(|e| e.action == "integration.update" && e.details.as_deref().unwrap_or_default().contains("API URL"))
+        .find(|e| {
+            e.action == "integration.update"
+                && e.details.as_deref().unwrap_or_default().contains("API URL")
+        })
         .unwrap();
     let details = entry.details.as_deref().unwrap();
     assert!(
-        details.contains(&format!("API URL {} → https://collector.example.net", app.sim.url)),
+        details.contains(&format!(
+            "API URL {} → https://collector.example.net",
+            app.sim.url
+        )),
         "{details}"
     );
     assert!(!details.contains(&secret));

@@ -54,6 +54,8 @@ async fn login_rotates_the_session_and_logout_ends_it() {
     c.post("/login", &[("name", ADMIN), ("password", PASSWORD)])
         .await;
     assert_ne!(c.cookie("rampart_session").unwrap(), first);
+    // The form token changed with it.
+    c.get("/").await;
 
     let out = c.post("/logout", &[] as &[(&str, &str)]).await;
     assert_eq!(out.status, StatusCode::SEE_OTHER);
@@ -75,7 +77,11 @@ async fn anonymous_visits_store_nothing_and_sessions_are_stored_hashed() {
         wrong.login(ADMIN, "not the password").await.status,
         StatusCode::UNAUTHORIZED
     );
-    assert_eq!(session_rows(&app).await, 0, "anonymous visits wrote sessions");
+    assert_eq!(
+        session_rows(&app).await,
+        0,
+        "anonymous visits wrote sessions"
+    );
 
     let c = app.signed_in(ADMIN).await;
     let id = c.cookie("rampart_session").unwrap();
@@ -119,26 +125,51 @@ async fn cookies_are_secure_behind_a_trusted_https_proxy_only() {
     let mut c = app.client();
     https(&mut c);
     let form = c.get("/login").await;
-    assert!(form.headers["set-cookie"].to_str().unwrap().contains("; Secure"));
+    assert!(
+        form.headers["set-cookie"]
+            .to_str()
+            .unwrap()
+            .contains("; Secure")
+    );
     let ok = c
         .post("/login", &[("name", ADMIN), ("password", PASSWORD)])
         .await;
     assert_eq!(ok.status, StatusCode::SEE_OTHER, "{}", ok.body);
-    assert!(ok.headers["set-cookie"].to_str().unwrap().contains("; Secure"));
+    assert!(
+        ok.headers["set-cookie"]
+            .to_str()
+            .unwrap()
+            .contains("; Secure")
+    );
     // The same proxy forwarding plain http: no Secure (the browser would not send it back).
     let plain = app.client().get("/login").await;
-    assert!(!plain.headers["set-cookie"].to_str().unwrap().contains("Secure"));
+    assert!(
+        !plain.headers["set-cookie"]
+            .to_str()
+            .unwrap()
+            .contains("Secure")
+    );
 
     // Nobody is trusted: a client claiming https is not believed.
     let app = spawn_app().await;
     let mut c = app.client();
     https(&mut c);
     let form = c.get("/login").await;
-    assert!(!form.headers["set-cookie"].to_str().unwrap().contains("Secure"));
+    assert!(
+        !form.headers["set-cookie"]
+            .to_str()
+            .unwrap()
+            .contains("Secure")
+    );
     // Configured as always reached over TLS: Secure without any header.
     let app = spawn_app_configured(40, |c| c.secure_cookies = true).await;
     let form = app.client().get("/login").await;
-    assert!(form.headers["set-cookie"].to_str().unwrap().contains("; Secure"));
+    assert!(
+        form.headers["set-cookie"]
+            .to_str()
+            .unwrap()
+            .contains("; Secure")
+    );
 }
 
 #[tokio::test]
@@ -180,7 +211,13 @@ async fn wrong_password_is_refused_and_then_rate_limited() {
     let unknown = failed.iter().find(|e| e.target.is_none()).unwrap();
     assert_eq!(unknown.actor, "anonymous");
     assert!(!format!("{unknown:?}").contains("nobody"));
-    assert!(unknown.details.as_deref().unwrap().contains("from 127.0.0.1"));
+    assert!(
+        unknown
+            .details
+            .as_deref()
+            .unwrap()
+            .contains("from 127.0.0.1")
+    );
 }
 
 /// Issue 12, 4: 200 parallel wrong logins tried 56 passwords where the limit is 5.
@@ -217,7 +254,10 @@ async fn parallel_wrong_logins_never_try_more_than_the_limit() {
         .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
         .count();
     assert_eq!(checked + refused, 200, "{statuses:?}");
-    assert!(checked <= 5, "{checked} passwords were checked; the limit is 5");
+    assert!(
+        checked <= 5,
+        "{checked} passwords were checked; the limit is 5"
+    );
     let audited = app
         .store
         .list_audit(500)
@@ -277,16 +317,26 @@ async fn behind_a_trusted_proxy_each_client_is_limited_on_its_own() {
     );
     // The account's owner, another client behind the same proxy, is not locked out.
     let mut owner = client("203.0.113.2");
-    assert_eq!(owner.login(ADMIN, PASSWORD).await.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        owner.login(ADMIN, PASSWORD).await.status,
+        StatusCode::SEE_OTHER
+    );
     let audit = app.store.list_audit(100).await.unwrap();
     let failed: Vec<_> = audit
         .iter()
         .filter(|e| e.action == "user.login_failed")
         .collect();
     assert_eq!(failed.len(), 5);
-    assert!(failed.iter().all(|e| e.details.as_deref().unwrap().contains("from 203.0.113.1")));
-    assert!(audit.iter().any(|e| e.action == "user.login"
-        && e.details.as_deref() == Some("from 203.0.113.2")));
+    assert!(
+        failed
+            .iter()
+            .all(|e| e.details.as_deref().unwrap().contains("from 203.0.113.1"))
+    );
+    assert!(
+        audit
+            .iter()
+            .any(|e| e.action == "user.login" && e.details.as_deref() == Some("from 203.0.113.2"))
+    );
 }
 
 #[tokio::test]
@@ -299,7 +349,12 @@ async fn setup_page_only_while_no_admin_exists() {
 
 /// A server on an empty database, as `rampart serve` starts it; returns its URL, store and the
 /// setup token it printed.
-async fn fresh_server() -> (tempfile::TempDir, Arc<dyn rampart_store::Store>, String, String) {
+async fn fresh_server() -> (
+    tempfile::TempDir,
+    Arc<dyn rampart_store::Store>,
+    String,
+    String,
+) {
     let (dir, store) = rampart_store::testing::sqlite_store().await;
     let engine = Arc::new(rampart_sync::Engine::new(
         store.clone(),
@@ -342,17 +397,23 @@ async fn first_run_setup_needs_the_one_time_token() {
 
     // No token, a wrong one: refused, nothing created.
     for given in ["", "setup_not-the-token", &token[..token.len() - 1]] {
-        let p = c.post("/setup", &setup_form(given, "mallory", PASSWORD)).await;
+        let p = c
+            .post("/setup", &setup_form(given, "mallory", PASSWORD))
+            .await;
         assert_eq!(p.status, StatusCode::FORBIDDEN, "{given}: {}", p.body);
         assert!(p.body.contains("setup token is wrong"), "{}", p.body);
     }
     assert!(store.list_users().await.unwrap().is_empty());
     // A weak password is refused before the token is used up.
-    let p = c.post("/setup", &setup_form(&token, "root", "password1234")).await;
+    let p = c
+        .post("/setup", &setup_form(&token, "root", "password1234"))
+        .await;
     assert_eq!(p.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(p.body.contains("most common"), "{}", p.body);
     // The right token: an admin, signed in.
-    let done = c.post("/setup", &setup_form(&token, "root", PASSWORD)).await;
+    let done = c
+        .post("/setup", &setup_form(&token, "root", PASSWORD))
+        .await;
     assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
     assert_eq!(c.get("/integrations").await.status, StatusCode::OK);
     let users = store.list_users().await.unwrap();
@@ -439,7 +500,10 @@ async fn a_one_time_password_must_be_changed_before_anything_else() {
         ]
     };
     let p = c
-        .post("/account/password", &change("wrong one", "a brand new passphrase"))
+        .post(
+            "/account/password",
+            &change("wrong one", "a brand new passphrase"),
+        )
         .await;
     assert_eq!(p.status, StatusCode::UNAUTHORIZED);
     let p = c
@@ -448,11 +512,20 @@ async fn a_one_time_password_must_be_changed_before_anything_else() {
     assert_eq!(p.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(p.body.contains("most common"), "{}", p.body);
     let p = c
-        .post("/account/password", &change(one_time, "a brand new passphrase"))
+        .post(
+            "/account/password",
+            &change(one_time, "a brand new passphrase"),
+        )
         .await;
     assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
     assert_eq!(c.get("/").await.status, StatusCode::OK);
-    let user = app.store.user_credentials("demo").await.unwrap().unwrap().user;
+    let user = app
+        .store
+        .user_credentials("demo")
+        .await
+        .unwrap()
+        .unwrap()
+        .user;
     assert!(!user.must_change_password);
     // The one-time password is gone.
     assert_eq!(
@@ -470,7 +543,11 @@ async fn changing_a_password_ends_the_other_sessions() {
     let p = here
         .post(
             "/account/password",
-            &[("current", PASSWORD), ("password", new), ("password_again", new)],
+            &[
+                ("current", PASSWORD),
+                ("password", new),
+                ("password_again", new),
+            ],
         )
         .await;
     assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
@@ -502,7 +579,15 @@ async fn admins_remove_accounts_but_never_the_last_admin() {
     let id = |name: &str| {
         let store = app.store.clone();
         let name = name.to_owned();
-        async move { store.user_credentials(&name).await.unwrap().unwrap().user.id }
+        async move {
+            store
+                .user_credentials(&name)
+                .await
+                .unwrap()
+                .unwrap()
+                .user
+                .id
+        }
     };
     let victor = id(VIEWER).await;
     let alice = id(ADMIN).await;
@@ -512,7 +597,10 @@ async fn admins_remove_accounts_but_never_the_last_admin() {
         .await;
     assert_eq!(p.status, StatusCode::FORBIDDEN);
     let p = admin
-        .post(&format!("/accounts/{victor}/delete"), &[] as &[(&str, &str)])
+        .post(
+            &format!("/accounts/{victor}/delete"),
+            &[] as &[(&str, &str)],
+        )
         .await;
     assert_eq!(p.status, StatusCode::SEE_OTHER);
     // The removed account's session is over.
@@ -582,10 +670,7 @@ async fn the_api_lists_and_removes_accounts_but_never_the_last_admin() {
     );
     let last = delete(&admin_token, alice).await.unwrap();
     assert_eq!(last.status(), StatusCode::CONFLICT);
-    assert_eq!(
-        last.headers()["content-type"],
-        "application/problem+json"
-    );
+    assert_eq!(last.headers()["content-type"], "application/problem+json");
     assert!(body(last).await.contains("last admin"));
     assert_eq!(
         delete(&admin_token, victor).await.unwrap().status(),

@@ -279,8 +279,16 @@ async fn moving_an_integration_in_the_portal_needs_its_secret_again() {
         ("cloud", "gcc-high"),
     ] {
         let p = admin.post(&path, &with(field, value, "")).await;
-        assert_eq!(p.status, StatusCode::UNPROCESSABLE_ENTITY, "{field}={value}");
-        assert!(p.body.contains("enter the client secret again"), "{}", p.body);
+        assert_eq!(
+            p.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{field}={value}"
+        );
+        assert!(
+            p.body.contains("enter the client secret again"),
+            "{}",
+            p.body
+        );
     }
     let stored = app.store.get_integration(id).await.unwrap();
     assert_eq!(stored.api_url.as_deref(), Some(app.sim.url.as_str()));
@@ -290,18 +298,27 @@ async fn moving_an_integration_in_the_portal_needs_its_secret_again() {
     assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
     // Plain http to another machine is refused even with the secret.
     let p = admin
-        .post(&path, &with("api_url", "http://collector.example.net", &secret))
+        .post(
+            &path,
+            &with("api_url", "http://collector.example.net", &secret),
+        )
         .await;
     assert_eq!(p.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(p.body.contains("plain http"), "{}", p.body);
     // With the secret entered again the move is made, and the audit log shows both hosts.
     let p = admin
-        .post(&path, &with("api_url", "https://collector.example.net", &secret))
+        .post(
+            &path,
+            &with("api_url", "https://collector.example.net", &secret),
+        )
         .await;
     assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
     let audit = admin.get("/audit").await.body;
     assert!(
-        audit.contains(&format!("API URL {} → https://collector.example.net", app.sim.url)),
+        audit.contains(&format!(
+            "API URL {} → https://collector.example.net",
+            app.sim.url
+        )),
         "{audit}"
     );
     assert!(!audit.contains(&secret));
