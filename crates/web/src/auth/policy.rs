@@ -70,7 +70,8 @@ fn is_trivial(s: &str) -> bool {
         return true;
     }
     for period in 1..=chars.len() / 2 {
-        if chars.len() % period == 0 && chars.chunks(period).all(|c| c == &chars[..period]) {
+        if chars.len().is_multiple_of(period) && chars.chunks(period).all(|c| c == &chars[..period])
+        {
             let unit: String = chars[..period].iter().collect();
             return period <= 4 || COMMON.contains(unit.as_str()) || is_trivial(&unit);
         }
