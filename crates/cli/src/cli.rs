@@ -125,6 +125,21 @@ pub struct ServeArgs {
     #[arg(long, env = "RAMPART_IDLE_TIMEOUT", value_name = "SECONDS", default_value_t = 60,
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub idle_timeout: u64,
+    /// A reverse proxy (address or CIDR, repeatable) whose X-Forwarded-For and X-Forwarded-Proto
+    /// are believed: the login rate limit then counts per client, and cookies are Secure when
+    /// the proxy says the browser came over HTTPS. Nobody else's are believed.
+    #[arg(long = "trusted-proxy", value_name = "CIDR", env = "RAMPART_TRUSTED_PROXIES",
+          value_delimiter = ',', value_parser = parse_network)]
+    pub trusted_proxies: Vec<rampart_web::IpNet>,
+    /// Browsers always reach Rampart over HTTPS (a TLS terminator in front that sends no
+    /// X-Forwarded-Proto): mark every cookie Secure.
+    #[arg(long)]
+    pub secure_cookies: bool,
+    /// Portal sessions end this many hours after sign-in, however busy (they also end after 8
+    /// hours without a request).
+    #[arg(long, value_name = "HOURS", default_value_t = 168,
+          value_parser = clap::value_parser!(u64).range(1..=8760))]
+    pub session_lifetime: u64,
 }
 
 #[derive(Debug, Args)]
@@ -305,6 +320,19 @@ pub enum UserCommand {
         #[arg(long, required = true)]
         password_stdin: bool,
     },
+    /// Set an account's password (read from standard input); its portal sessions end.
+    Passwd {
+        name: String,
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+    /// Remove a portal account (never the last admin); its portal sessions end.
+    Remove {
+        name: String,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 fn parse_fraction(s: &str) -> Result<f64, String> {
@@ -314,19 +342,33 @@ fn parse_fraction(s: &str) -> Result<f64, String> {
     }
 }
 
+/// An address (`10.0.0.5`, taken as one host) or a network in CIDR notation (`10.0.0.0/8`).
+fn parse_network(s: &str) -> Result<rampart_web::IpNet, String> {
+    let s = s.trim();
+    s.parse::<rampart_web::IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(rampart_web::IpNet::from))
+        .map_err(|_| {
+            format!(
+                "'{}' is not an address or network: give one like 10.0.0.5, 10.0.0.0/8 or fd00::/8",
+                s.chars().take(60).collect::<String>()
+            )
+        })
+}
+
 fn parse_url(s: &str) -> Result<String, String> {
     let trimmed = s.trim_end_matches('/');
     let ok = (trimmed.starts_with("https://") || trimmed.starts_with("http://"))
         && trimmed.len() > "http://".len()
         && !trimmed.contains(char::is_whitespace);
-    if ok {
-        Ok(trimmed.to_owned())
-    } else {
-        Err(format!(
+    if !ok {
+        return Err(format!(
             "'{}' is not an http(s) URL like https://api.security.microsoft.com",
             s.chars().take(80).collect::<String>()
-        ))
+        ));
     }
+    // The same rules as the portal and the API: plain http only to this machine, no credentials.
+    rampart_microsoft::cloud::check_override_url("URL", trimmed).map_err(|e| e.to_string())?;
+    Ok(trimmed.to_owned())
 }
 
 #[cfg(test)]

@@ -239,6 +239,13 @@ pub fn supports(cloud: Cloud, product: Product) -> bool {
     }
 }
 
+/// Checks a login or API URL override as the clients will use it, so that a URL they would refuse
+/// (plain `http://` to a host other than this machine, a user name or password in it, a query) is
+/// refused when it is entered, on every path, rather than at the first sync.
+pub fn check_override_url(which: &'static str, s: &str) -> Result<(), CloudError> {
+    parse_base(which, s, false).map(drop)
+}
+
 fn parse_base(which: &'static str, s: &str, allow_insecure: bool) -> Result<Url, CloudError> {
     let shown: String = s.chars().take(120).collect();
     let mut url = Url::parse(s.trim()).map_err(|e| CloudError::InvalidUrl {

@@ -551,6 +551,22 @@ pub(crate) fn decode_audit(r: &impl RowExt) -> Result<AuditEntry> {
     })
 }
 
+/// The condition under which removing an account leaves an admin behind.
+macro_rules! not_last_admin {
+    () => {
+        "(role <> 'admin' OR (SELECT count(*) FROM users WHERE role = 'admin') > 1)"
+    };
+}
+pub(crate) use not_last_admin;
+
+/// The columns [`decode_user`] reads.
+macro_rules! user_columns {
+    () => {
+        "id, name, role, created_at, must_change_password, password_changed_at"
+    };
+}
+pub(crate) use user_columns;
+
 pub(crate) fn decode_user(r: &impl RowExt) -> Result<User> {
     let role = r.text("role")?;
     Ok(User {
@@ -558,6 +574,8 @@ pub(crate) fn decode_user(r: &impl RowExt) -> Result<User> {
         name: r.text("name")?,
         role: Role::parse(&role).ok_or_else(|| corrupt("role", &role))?,
         created_at: r.ts("created_at")?,
+        must_change_password: r.flag("must_change_password")?,
+        password_changed_at: r.opt_ts("password_changed_at")?,
     })
 }
 

@@ -2010,14 +2010,16 @@ impl Store for SqliteStore {
     }
 
     async fn create_user(&self, new: &NewUser) -> Result<User> {
-        let row = sqlx::query(
-            "INSERT INTO users (name, role, password_hash, created_at) VALUES ($1, $2, $3, $4) \
-             RETURNING id, name, role, created_at",
-        )
+        let row = sqlx::query(concat!(
+            "INSERT INTO users (name, role, password_hash, created_at, must_change_password) \
+             VALUES ($1, $2, $3, $4, $5) RETURNING ",
+            user_columns!()
+        ))
         .bind(clean(&new.name))
         .bind(new.role.as_str())
         .bind(&new.password_hash)
         .bind(ts(new.created_at))
+        .bind(new.must_change_password)
         .fetch_one(&self.write)
         .await
         .map_err(|e| {
@@ -2034,9 +2036,11 @@ impl Store for SqliteStore {
     }
 
     async fn user_credentials(&self, name: &str) -> Result<Option<UserCredentials>> {
-        let row = sqlx::query(
-            "SELECT id, name, role, created_at, password_hash FROM users WHERE lower(name) = lower($1)",
-        )
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            user_columns!(),
+            ", password_hash FROM users WHERE lower(name) = lower($1)"
+        ))
         .bind(clean(name))
         .fetch_optional(&self.read)
         .await
@@ -2051,11 +2055,15 @@ impl Store for SqliteStore {
     }
 
     async fn get_user(&self, id: i64) -> Result<User> {
-        let row = sqlx::query("SELECT id, name, role, created_at FROM users WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.read)
-            .await
-            .map_err(db("reading an account"))?;
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.read)
+        .await
+        .map_err(db("reading an account"))?;
         match row {
             Some(r) => decode_user(&r),
             None => Err(StoreError::NotFound(format!(
@@ -2065,11 +2073,100 @@ impl Store for SqliteStore {
     }
 
     async fn list_users(&self) -> Result<Vec<User>> {
-        let rows = sqlx::query("SELECT id, name, role, created_at FROM users ORDER BY lower(name)")
-            .fetch_all(&self.read)
-            .await
-            .map_err(db("listing accounts"))?;
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users ORDER BY lower(name)"
+        ))
+        .fetch_all(&self.read)
+        .await
+        .map_err(db("listing accounts"))?;
         rows.iter().map(decode_user).collect()
+    }
+
+    async fn set_password(
+        &self,
+        id: i64,
+        password_hash: &str,
+        must_change: bool,
+        at: DateTime<Utc>,
+    ) -> Result<User> {
+        let row = sqlx::query(concat!("UPDATE users SET password_hash = $2, must_change_password = $3, password_changed_at = $4 \
+             WHERE id = $1 RETURNING ", user_columns!()))
+        .bind(id)
+        .bind(password_hash)
+        .bind(must_change)
+        .bind(ts(at))
+        .fetch_optional(&self.write)
+        .await
+        .map_err(db("changing a password"))?;
+        match row {
+            Some(r) => decode_user(&r),
+            None => Err(StoreError::NotFound(format!(
+                "there is no account with id {id}"
+            ))),
+        }
+    }
+
+    async fn delete_user(&self, id: i64) -> Result<()> {
+        // One statement on the one writer: the count and the delete cannot interleave with
+        // another removal.
+        let done = sqlx::query(concat!(
+            "DELETE FROM users WHERE id = $1 AND ",
+            not_last_admin!()
+        ))
+        .bind(id)
+        .execute(&self.write)
+        .await
+        .map_err(db("removing an account"))?;
+        if done.rows_affected() == 1 {
+            return Ok(());
+        }
+        let user = self.get_user(id).await?;
+        Err(StoreError::Conflict(format!(
+            "'{}' is the last admin: make another account an admin first (rampart user add NAME --role admin), so that someone can still manage Rampart",
+            user.name
+        )))
+    }
+
+    async fn issue_setup_token(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<()> {
+        sqlx::query("DELETE FROM setup_tokens WHERE expires_at <= $1")
+            .bind(ts(now))
+            .execute(&self.write)
+            .await
+            .map_err(db("issuing a setup token"))?;
+        sqlx::query("INSERT INTO setup_tokens (token_hash, expires_at) VALUES ($1, $2)")
+            .bind(token_hash)
+            .bind(ts(expires_at))
+            .execute(&self.write)
+            .await
+            .map_err(db("issuing a setup token"))?;
+        Ok(())
+    }
+
+    async fn consume_setup_token(&self, token_hash: &str, now: DateTime<Utc>) -> Result<bool> {
+        // The DELETE is the check: of two requests with the same token, only one deletes it.
+        let done =
+            sqlx::query("DELETE FROM setup_tokens WHERE token_hash = $1 AND expires_at > $2")
+                .bind(token_hash)
+                .bind(ts(now))
+                .execute(&self.write)
+                .await
+                .map_err(db("using a setup token"))?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        // Setup is done: the tokens other starts printed are worthless too.
+        sqlx::query("DELETE FROM setup_tokens")
+            .execute(&self.write)
+            .await
+            .map_err(db("using a setup token"))?;
+        Ok(true)
     }
 
     async fn save_session(&self, id: &str, data: &str, expires_at: DateTime<Utc>) -> Result<()> {

@@ -432,6 +432,31 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn get_user(&self, id: i64) -> Result<User>;
     /// All accounts, by name.
     async fn list_users(&self) -> Result<Vec<User>>;
+    /// Replaces an account's password hash, records `at` as the time it changed (sessions signed
+    /// in before then end) and whether it must be changed again at the next sign-in. `NotFound`
+    /// when there is none with this id.
+    async fn set_password(
+        &self,
+        id: i64,
+        password_hash: &str,
+        must_change: bool,
+        at: DateTime<Utc>,
+    ) -> Result<User>;
+    /// Removes an account. `NotFound` when there is none with this id; `Conflict` when it is the
+    /// last admin (checked in the same step as the removal, so two removals at once cannot leave
+    /// no admin).
+    async fn delete_user(&self, id: i64) -> Result<()>;
+
+    /// Keeps the hash of a first-run setup token until `expires_at` (and forgets expired ones).
+    async fn issue_setup_token(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<()>;
+    /// Uses a setup token: `true` once for a token issued and not expired at `now`, then `false`
+    /// (all setup tokens are forgotten once one is used).
+    async fn consume_setup_token(&self, token_hash: &str, now: DateTime<Utc>) -> Result<bool>;
 
     /// Creates or replaces a session record (opaque JSON) expiring at `expires_at`.
     async fn save_session(&self, id: &str, data: &str, expires_at: DateTime<Utc>) -> Result<()>;

@@ -447,6 +447,9 @@ pub struct NewUser {
     pub role: Role,
     pub password_hash: String,
     pub created_at: DateTime<Utc>,
+    /// The password was chosen by someone else (the demo's one-time password): the account must
+    /// change it at its first sign-in.
+    pub must_change_password: bool,
 }
 
 /// A portal account, without its password hash.
@@ -456,6 +459,11 @@ pub struct User {
     pub name: String,
     pub role: Role,
     pub created_at: DateTime<Utc>,
+    /// The account must choose a new password before it can do anything else.
+    pub must_change_password: bool,
+    /// When the password last changed (`None`: never since the account was created). Sessions
+    /// signed in before then are over.
+    pub password_changed_at: Option<DateTime<Utc>>,
 }
 
 /// An account with its password hash, for checking a login. Not `Serialize`: it never leaves the

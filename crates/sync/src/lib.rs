@@ -40,3 +40,6 @@ pub use connection::{ConnectionReport, ENDPOINT_STEPS, Step, StepOutcome};
 pub use endpoint::FindingsSource;
 pub use engine::{Engine, EngineOptions, SyncMode, SyncRequest};
 pub use error::SyncError;
+/// Checking a login or API URL override when it is entered (the web layer does not call
+/// Microsoft's clients itself).
+pub use rampart_microsoft::cloud::{CloudError, check_override_url};

@@ -78,6 +78,8 @@ impl std::fmt::Debug for Sealed {
 /// Seals and opens client secrets with the master key.
 pub struct Vault {
     cipher: XChaCha20Poly1305,
+    /// The master key, kept only to derive keys for other purposes ([`Vault::derive_key`]).
+    master: Zeroizing<[u8; 32]>,
 }
 
 impl std::fmt::Debug for Vault {
@@ -91,7 +93,19 @@ impl Vault {
     pub fn from_key(key: &[u8; 32]) -> Self {
         Self {
             cipher: XChaCha20Poly1305::new(key.into()),
+            master: Zeroizing::new(*key),
         }
+    }
+
+    /// A key for `purpose` (HMAC-SHA256 of the purpose under the master key), for example to sign
+    /// the portal's sign-in form token. Every process that shares the master key derives the same
+    /// key, and it reveals nothing of the master key or of the keys of other purposes.
+    pub fn derive_key(&self, purpose: &str) -> Zeroizing<[u8; 32]> {
+        use hmac::{KeyInit as _, Mac};
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(self.master.as_slice())
+            .expect("HMAC takes a key of any length");
+        mac.update(purpose.as_bytes());
+        Zeroizing::new(mac.finalize().into_bytes().into())
     }
 
     /// The key from `RAMPART_MASTER_KEY` if set, else from `key_file`. A missing key file is
@@ -267,6 +281,19 @@ mod tests {
         ));
         let other = Vault::from_key(&[8u8; 32]);
         assert!(other.open_secret("contoso", &sealed).is_err());
+    }
+
+    #[test]
+    fn derived_keys_are_stable_per_purpose_and_key() {
+        let a = Vault::from_key(&[1u8; 32]);
+        let b = Vault::from_key(&[2u8; 32]);
+        assert_eq!(
+            *a.derive_key("form"),
+            *Vault::from_key(&[1u8; 32]).derive_key("form")
+        );
+        assert_ne!(*a.derive_key("form"), *a.derive_key("other"));
+        assert_ne!(*a.derive_key("form"), *b.derive_key("form"));
+        assert_ne!(*a.derive_key("form"), [1u8; 32]);
     }
 
     #[test]

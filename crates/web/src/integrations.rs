@@ -54,22 +54,58 @@ struct Checked {
     enabled: bool,
 }
 
-fn check_url(label: &str, raw: &str, errors: &mut Vec<String>) -> Option<String> {
+fn check_url(label: &'static str, raw: &str, errors: &mut Vec<String>) -> Option<String> {
     let raw = raw.trim();
     if raw.is_empty() {
         return None;
     }
-    match url::Url::parse(raw) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
-            Some(raw.trim_end_matches('/').to_owned())
-        }
-        _ => {
-            errors.push(format!(
-                "{label} must be an http(s) URL such as https://login.example.com, or empty"
-            ));
+    let well_formed = url::Url::parse(raw)
+        .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+    if !well_formed {
+        errors.push(format!(
+            "{label} must be an http(s) URL such as https://login.example.com, or empty"
+        ));
+        return None;
+    }
+    // The clients' own rules (plain http only to this machine, no credentials in the URL), so
+    // that a URL they would refuse is refused here, not at the first sync.
+    match rampart_sync::check_override_url(label, raw) {
+        Ok(()) => Some(raw.trim_end_matches('/').to_owned()),
+        Err(e) => {
+            errors.push(format!("{label}: {e}"));
             None
         }
     }
+}
+
+/// A URL override as a comparable destination (`None`: Microsoft's host for the cloud).
+fn destination(url: Option<&str>) -> Option<String> {
+    url.map(|u| {
+        url::Url::parse(u)
+            .map(|p| p.as_str().to_owned())
+            .unwrap_or_else(|_| u.to_owned())
+            .trim_end_matches('/')
+            .to_owned()
+    })
+}
+
+/// Where the client secret (and the tokens got with it) would go that differs from where it goes
+/// now: what changed, and the change in words for the audit log ("https://a → https://b").
+fn moved(existing: &Integration, c: &Checked) -> Vec<(&'static str, String)> {
+    let shown = |u: &Option<String>| u.clone().unwrap_or_else(|| "(Microsoft's)".into());
+    let mut changes = Vec::new();
+    if c.cloud != existing.cloud {
+        changes.push(("cloud", format!("{} → {}", existing.cloud, c.cloud)));
+    }
+    for (label, old, new) in [
+        ("login URL", &existing.login_url, &c.login_url),
+        ("API URL", &existing.api_url, &c.api_url),
+    ] {
+        if destination(old.as_deref()) != destination(new.as_deref()) {
+            changes.push((label, format!("{} → {}", shown(old), shown(new))));
+        }
+    }
+    changes
 }
 
 impl IntegrationInput {
@@ -238,6 +274,19 @@ pub async fn update(
             "Product: an integration's product cannot change; add a new integration instead".into(),
         ])));
     }
+    // The stored secret goes only where it was entered for: whoever moves it to another server
+    // must know it (otherwise an admin session or token would be enough to send it anywhere).
+    let moves = moved(existing, &c);
+    if !moves.is_empty() && c.secret.is_none() {
+        return Err(InputErrorOr::Input(InputError(vec![format!(
+            "Client secret: changing the {} sends the client secret to another server; enter the client secret again to confirm it may go there",
+            moves
+                .iter()
+                .map(|(what, _)| *what)
+                .collect::<Vec<_>>()
+                .join(" and ")
+        )])));
+    }
     let vault = state.engine.vault();
     let app = |e: &dyn std::fmt::Display| InputErrorOr::App(AppError::internal(e));
     // The secret is sealed to the integration's name: a rename seals it again.
@@ -296,6 +345,9 @@ pub async fn update(
     let mut details = describe(&integration);
     if new_secret {
         details.push_str(", new client secret");
+    }
+    for (what, change) in &moves {
+        details.push_str(&format!(", {what} {change}"));
     }
     audit(state, actor, "integration.update", &integration, details).await?;
     Ok(integration)

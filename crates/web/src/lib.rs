@@ -2,9 +2,12 @@
 //!
 //! - **Portal** (`/`): server-rendered pages (askama templates, htmx vendored, no CDN: it works
 //!   offline), accounts with argon2 password hashes, sessions in the store (HttpOnly,
-//!   SameSite=Strict, rotated at login), CSRF protection on every state change (a per-session token
-//!   plus an `Origin`/`Sec-Fetch-Site` check), roles (admins change integrations, viewers read),
-//!   security headers (a CSP without inline script), an audit log and login rate limiting.
+//!   SameSite=Strict, rotated at login, stored as SHA-256 of their id, with an idle and an absolute
+//!   lifetime, `Secure` over HTTPS), CSRF protection on every state change (a per-session token,
+//!   or a signed double-submit cookie before sign-in, plus an `Origin`/`Sec-Fetch-Site` check),
+//!   roles (admins change integrations and accounts, viewers read), a password policy, security
+//!   headers (a CSP without inline script), an audit log, login rate limiting per client (behind
+//!   trusted proxies too) and a one-time token for the first-run setup.
 //! - **REST API** (`/api/v1`): bearer API tokens (stored hashed, `read` or `admin` scope),
 //!   problem+json errors, an OpenAPI document at `/api/openapi.json` and a vendored Swagger UI at
 //!   `/api/docs`.
@@ -37,7 +40,10 @@ mod state;
 mod static_files;
 
 pub use auth::password::{PasswordError, hash_password};
+pub use auth::policy::MIN_PASSWORD_LEN;
 pub use error::AppError;
+/// A network in CIDR notation, as `WebConfig::trusted_proxies` takes it.
+pub use ipnet::IpNet;
 pub use scheduler::{Scheduler, next_run};
 pub use startup::{Application, ConnectionLimits, WebConfig};
 pub use state::AppState;
@@ -55,5 +61,46 @@ pub async fn create_user(
     password: &secrecy::SecretString,
     actor: &str,
 ) -> Result<rampart_store::User, AppError> {
-    auth::users::create(store, name, role, password, actor).await
+    auth::users::create(store, name, role, password, false, actor).await
+}
+
+/// Creates a portal account whose password was chosen for it (the demo's one-time password): it
+/// must choose its own at its first sign-in, and can do nothing else until then.
+pub async fn create_user_with_one_time_password(
+    store: &dyn rampart_store::Store,
+    name: &str,
+    role: rampart_store::Role,
+    password: &secrecy::SecretString,
+    actor: &str,
+) -> Result<rampart_store::User, AppError> {
+    auth::users::create(store, name, role, password, true, actor).await
+}
+
+/// Sets the password of the account `name` (`rampart user passwd`); its sessions end.
+pub async fn set_user_password(
+    store: &dyn rampart_store::Store,
+    name: &str,
+    password: &secrecy::SecretString,
+    actor: &str,
+) -> Result<rampart_store::User, AppError> {
+    let user = store
+        .user_credentials(name)
+        .await?
+        .ok_or_else(|| {
+            AppError::NotFound(format!(
+                "there is no account named '{}': see the accounts with the portal's Management > Accounts",
+                name.chars().take(64).collect::<String>()
+            ))
+        })?
+        .user;
+    auth::users::set_password(store, &user, password, actor).await
+}
+
+/// Removes the account `name` (`rampart user remove`); never the last admin.
+pub async fn remove_user(
+    store: &dyn rampart_store::Store,
+    name: &str,
+    actor: &str,
+) -> Result<rampart_store::User, AppError> {
+    auth::users::remove(store, name, actor).await
 }

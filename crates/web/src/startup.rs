@@ -8,6 +8,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::middleware;
 use rampart_sync::Engine;
+use secrecy::SecretString;
 use tokio::net::TcpListener;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_sessions::cookie::SameSite;
@@ -22,8 +23,13 @@ use crate::{api, auth, connections, headers, portal, scheduler, static_files};
 #[derive(Debug, Clone)]
 pub struct WebConfig {
     pub listen: SocketAddr,
-    /// Mark the session cookie `Secure` (serve behind TLS).
+    /// Browsers always reach Rampart over HTTPS (a TLS terminator in front): mark every cookie
+    /// `Secure`. Behind a trusted proxy that sends `X-Forwarded-Proto: https`, cookies are
+    /// `Secure` on such requests anyway.
     pub secure_cookies: bool,
+    /// Reverse proxies whose `X-Forwarded-For` and `X-Forwarded-Proto` are believed
+    /// (`serve --trusted-proxy CIDR`). Nobody else's are.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Run scheduled syncs in this process.
     pub scheduler: bool,
     /// How often the scheduler looks for due integrations.
@@ -32,6 +38,8 @@ pub struct WebConfig {
     pub session_idle: Duration,
     /// How many connections are served at once and how long slow clients are waited for.
     pub limits: ConnectionLimits,
+    /// Sessions end this long after sign-in, however busy.
+    pub session_lifetime: Duration,
 }
 
 impl WebConfig {
@@ -39,10 +47,12 @@ impl WebConfig {
         Self {
             listen,
             secure_cookies: false,
+            trusted_proxies: Vec::new(),
             scheduler: true,
             scheduler_tick: Duration::from_secs(30),
             session_idle: Duration::from_secs(8 * 3600),
             limits: ConnectionLimits::default(),
+            session_lifetime: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }
@@ -55,13 +65,18 @@ pub struct Application {
     host: std::net::IpAddr,
     scheduler: Option<scheduler::Scheduler>,
     limits: ConnectionLimits,
+    setup_token: Option<SecretString>,
 }
 
 impl Application {
     pub async fn build(config: WebConfig, engine: Arc<Engine>) -> std::io::Result<Self> {
         let listener = TcpListener::bind(config.listen).await?;
         let local = listener.local_addr()?;
-        let state = AppState::new(engine);
+        // While no admin exists, the first-run setup page needs this start's one-time token.
+        let setup_token = auth::setup::issue_if_needed(engine.store().as_ref())
+            .await
+            .map_err(std::io::Error::other)?;
+        let state = AppState::with_config(engine, &config);
         let scheduler = config
             .scheduler
             .then(|| scheduler::Scheduler::new(state.clone(), config.scheduler_tick));
@@ -72,7 +87,14 @@ impl Application {
             host: local.ip(),
             scheduler,
             limits: config.limits,
+            setup_token,
         })
+    }
+
+    /// The one-time token of the first-run setup page (`/setup`), issued at build while no admin
+    /// exists: print it where the operator reads the server's log.
+    pub fn setup_token(&self) -> Option<&SecretString> {
+        self.setup_token.as_ref()
     }
 
     pub fn port(&self) -> u16 {
@@ -110,20 +132,30 @@ impl Application {
 }
 
 fn router(state: AppState, config: &WebConfig) -> Router {
-    let sessions = SessionManagerLayer::new(StoreSessions::new(state.store().clone()))
-        .with_name("rampart_session")
-        .with_http_only(true)
-        .with_same_site(SameSite::Strict)
-        .with_secure(config.secure_cookies)
-        .with_path("/")
-        .with_expiry(Expiry::OnInactivity(
-            tower_sessions::cookie::time::Duration::seconds(
-                i64::try_from(config.session_idle.as_secs()).unwrap_or(8 * 3600),
-            ),
-        ));
+    let sessions = SessionManagerLayer::new(StoreSessions::new(
+        state.store().clone(),
+        config.session_lifetime,
+    ))
+    .with_name("rampart_session")
+    .with_http_only(true)
+    .with_same_site(SameSite::Strict)
+    .with_secure(config.secure_cookies)
+    .with_path("/")
+    .with_expiry(Expiry::OnInactivity(
+        tower_sessions::cookie::time::Duration::seconds(
+            i64::try_from(config.session_idle.as_secs()).unwrap_or(8 * 3600),
+        ),
+    ));
     let portal = portal::router()
-        .layer(middleware::from_fn(auth::csrf::guard))
-        .layer(sessions);
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::csrf::guard,
+        ))
+        .layer(sessions)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::client::secure_cookies,
+        ));
     Router::new()
         .merge(portal)
         .merge(api::router())

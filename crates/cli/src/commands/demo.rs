@@ -64,17 +64,18 @@ pub async fn run(global: &Global, args: DemoArgs) -> anyhow::Result<ExitCode> {
         super::sync::print_run(integration, &run);
     }
 
+    // The account first: with an admin, the server issues no first-run setup token.
+    let login = demo_account(store.as_ref()).await?;
     let engine = Arc::new(engine);
     let app = Application::build(WebConfig::new(args.listen), engine)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
-    let login = demo_account(store.as_ref()).await?;
 
     println!();
     println!("Portal: {}", app.url());
     match login {
         Some(password) => println!(
-            "Sign in as '{DEMO_ADMIN}' with the one-time password {password} (it is shown only now)."
+            "Sign in as '{DEMO_ADMIN}' with the one-time password {password} (it is shown only now; you choose your own at the first sign-in)."
         ),
         None => println!(
             "Sign in as '{DEMO_ADMIN}' with the password shown when this database's demo first ran, or add an account: rampart user add NAME --role admin --password-stdin"
@@ -158,14 +159,15 @@ async fn demo_integration(
 
 const DEMO_ADMIN: &str = "admin";
 
-/// Creates the demo's admin account with a random password and returns the password, or `None`
-/// when the account exists already (from an earlier demo on the same database).
+/// Creates the demo's admin account with a random one-time password (to be replaced at the first
+/// sign-in) and returns the password, or `None` when the account exists already (from an earlier
+/// demo on the same database).
 async fn demo_account(store: &dyn rampart_store::Store) -> anyhow::Result<Option<String>> {
     if store.user_credentials(DEMO_ADMIN).await?.is_some() {
         return Ok(None);
     }
     let password = one_time_password();
-    rampart_web::create_user(
+    rampart_web::create_user_with_one_time_password(
         store,
         DEMO_ADMIN,
         rampart_store::Role::Admin,

@@ -6,27 +6,32 @@ use std::time::Duration;
 
 use anyhow::Context;
 use rampart_web::{Application, ConnectionLimits, WebConfig};
+use secrecy::ExposeSecret;
 
 use crate::cli::{Global, ServeArgs};
 use crate::context;
 
 pub async fn run(global: &Global, args: ServeArgs) -> anyhow::Result<ExitCode> {
     let engine = Arc::new(context::open_engine(global).await?);
-    let no_account = engine.store().list_users().await?.is_empty();
     let mut config = WebConfig::new(args.listen);
     config.limits = ConnectionLimits {
         max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
         header_read_timeout: Duration::from_secs(args.header_timeout),
         idle_timeout: Duration::from_secs(args.idle_timeout),
     };
+    config.trusted_proxies = args.trusted_proxies;
+    config.secure_cookies = args.secure_cookies;
+    config.session_lifetime = Duration::from_secs(args.session_lifetime * 3600);
     let app = Application::build(config, engine)
         .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
+        .with_context(|| format!("cannot start the portal on {}", args.listen))?;
     println!("Rampart portal and API at {}", app.url());
-    if no_account {
+    if let Some(token) = app.setup_token() {
+        // Whoever can read this server's output may create the first admin: that is the point.
         println!(
-            "No account exists yet: open {}/setup from this machine, or run: rampart user add NAME --role admin --password-stdin",
-            app.url()
+            "No admin exists yet. Open {}/setup and enter this one-time setup token (valid for an hour, once; each start prints a new one):\n\n    {}\n\nOr create one on this machine: rampart user add NAME --role admin --password-stdin",
+            app.url(),
+            token.expose_secret()
         );
     }
     println!("Press Ctrl-C to stop.");

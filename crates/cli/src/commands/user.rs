@@ -1,8 +1,9 @@
-//! `rampart user add NAME --role admin|viewer --password-stdin`.
+//! `rampart user add | passwd | remove`.
 
-use std::io::Read;
+use std::io::{IsTerminal, Read};
 use std::process::ExitCode;
 
+use anyhow::Context;
 use rampart_store::Role as StoreRole;
 use secrecy::SecretString;
 
@@ -13,12 +14,7 @@ use crate::output::usage;
 pub async fn run(global: &Global, command: UserCommand) -> anyhow::Result<ExitCode> {
     match command {
         UserCommand::Add { name, role, .. } => {
-            let mut buf = String::new();
-            std::io::stdin()
-                .take(4096)
-                .read_to_string(&mut buf)
-                .map_err(|_| usage("the password on standard input is not text"))?;
-            let password = SecretString::from(buf.trim_end_matches(['\n', '\r']).to_owned());
+            let password = read_password()?;
             let store = context::open_store(global).await?;
             let role = match role {
                 Role::Admin => StoreRole::Admin,
@@ -26,14 +22,70 @@ pub async fn run(global: &Global, command: UserCommand) -> anyhow::Result<ExitCo
             };
             let user = rampart_web::create_user(store.as_ref(), &name, role, &password, "cli")
                 .await
-                .map_err(|e| match e {
-                    rampart_web::AppError::BadRequest(m) | rampart_web::AppError::Conflict(m) => {
-                        usage(m)
-                    }
-                    other => anyhow::anyhow!("{other}"),
-                })?;
+                .map_err(web_error)?;
             println!("Added {} account '{}'.", role.as_str(), user.name);
             Ok(ExitCode::SUCCESS)
         }
+        UserCommand::Passwd { name, .. } => {
+            let password = read_password()?;
+            let store = context::open_store(global).await?;
+            let user = rampart_web::set_user_password(store.as_ref(), &name, &password, "cli")
+                .await
+                .map_err(web_error)?;
+            println!(
+                "Changed the password of '{}'; its portal sessions have ended.",
+                user.name
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        UserCommand::Remove { name, yes } => {
+            if !yes && !confirm(&name)? {
+                eprintln!("Not removed.");
+                return Ok(ExitCode::from(1));
+            }
+            let store = context::open_store(global).await?;
+            let user = rampart_web::remove_user(store.as_ref(), &name, "cli")
+                .await
+                .map_err(web_error)?;
+            println!("Removed {} account '{}'.", user.role.as_str(), user.name);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// The password on standard input, without the newline `echo` or a file adds.
+fn read_password() -> anyhow::Result<SecretString> {
+    let mut buf = String::new();
+    std::io::stdin()
+        .take(4096)
+        .read_to_string(&mut buf)
+        .map_err(|_| usage("the password on standard input is not text"))?;
+    Ok(SecretString::from(
+        buf.trim_end_matches(['\n', '\r']).to_owned(),
+    ))
+}
+
+fn confirm(name: &str) -> anyhow::Result<bool> {
+    if !std::io::stdin().is_terminal() {
+        return Err(usage(format!(
+            "removing the account '{name}' cannot be undone: add --yes to confirm"
+        )));
+    }
+    eprint!("Remove the account '{name}'? Type its name to confirm: ");
+    let mut answer = String::new();
+    std::io::stdin()
+        .read_line(&mut answer)
+        .context("cannot read the confirmation")?;
+    Ok(answer.trim() == name)
+}
+
+/// Bad input and refusals (a weak password, an unknown account, the last admin) are usage errors
+/// (exit code 2) with the reason in words; anything else is a failure.
+fn web_error(e: rampart_web::AppError) -> anyhow::Error {
+    match e {
+        rampart_web::AppError::BadRequest(m)
+        | rampart_web::AppError::Conflict(m)
+        | rampart_web::AppError::NotFound(m) => usage(m),
+        other => anyhow::anyhow!("{other}"),
     }
 }

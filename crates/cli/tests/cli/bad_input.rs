@@ -93,6 +93,27 @@ fn malformed_integration_input_is_refused_with_exit_2_and_nothing_written() {
             Some(DEMO_SECRET),
             "not an http(s) URL",
         ),
+        // Plain http carries the secret unencrypted: only to this machine (the emulator).
+        (
+            with(
+                base(&[]),
+                &[
+                    "--client-secret-stdin",
+                    "--login-url",
+                    "http://login.example.com",
+                ],
+            ),
+            Some(DEMO_SECRET),
+            "uses plain http to a host that is not this machine",
+        ),
+        (
+            with(
+                base(&[]),
+                &["--client-secret-stdin", "--api-url", "http://10.0.0.1:8080"],
+            ),
+            Some(DEMO_SECRET),
+            "uses plain http",
+        ),
     ];
     for (args, stdin, needle) in cases {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -143,4 +164,58 @@ fn usage_errors_exit_2() {
         assert_eq!(run.code, 2, "{args:?}: {run:?}");
         assert!(run.stderr.starts_with("error:"), "{run:?}");
     }
+}
+
+#[test]
+fn passwords_are_checked_and_the_last_admin_stays() {
+    let env = Env::new(SimConfig::default());
+    let good = "correct horse battery staple";
+    let add = env.run(
+        &["user", "add", "root", "--role", "admin", "--password-stdin"],
+        Some(good),
+    );
+    assert_eq!(add.code, 0, "{add:?}");
+    // A common password, and one that is a keyboard row, are refused in words.
+    for (weak, needle) in [
+        ("Password2024!", "most common"),
+        ("qwertyuiopasdf", "trivial pattern"),
+    ] {
+        let run = env.run(&["user", "passwd", "root", "--password-stdin"], Some(weak));
+        assert_eq!(run.code, 2, "{run:?}");
+        assert!(run.stderr.contains(needle), "{run:?}");
+        assert!(
+            !run.all().contains(weak),
+            "the password was echoed: {run:?}"
+        );
+    }
+    let run = env.run(
+        &["user", "passwd", "root", "--password-stdin"],
+        Some("a new and different passphrase"),
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    let run = env.run(
+        &["user", "passwd", "nobody", "--password-stdin"],
+        Some(good),
+    );
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("no account named 'nobody'"), "{run:?}");
+
+    // The last admin cannot be removed; a viewer can; removal without a terminal needs --yes.
+    let run = env.run(&["user", "remove", "root", "--yes"], None);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("last admin"), "{run:?}");
+    let add = env.run(
+        &["user", "add", "val", "--role", "viewer", "--password-stdin"],
+        Some(good),
+    );
+    assert_eq!(add.code, 0, "{add:?}");
+    let run = env.run(&["user", "remove", "val"], None);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("--yes"), "{run:?}");
+    let run = env.run(&["user", "remove", "val", "--yes"], None);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stdout.contains("Removed viewer account 'val'"),
+        "{run:?}"
+    );
 }

@@ -8,6 +8,9 @@ use rampart_store::{NewApiToken, NewUser, Role, Store, StoreError, TokenScope};
 scenarios!(
     users_are_unique_without_case,
     sessions_expire_and_are_replaced,
+    passwords_change_and_the_last_admin_stays,
+    parallel_removals_leave_an_admin,
+    setup_tokens_work_once_and_expire,
     api_tokens_by_hash,
     asset_filters_by_facets,
     dashboard_rankings,
@@ -20,6 +23,7 @@ async fn users_are_unique_without_case(store: Arc<dyn Store>) {
         role,
         password_hash: "$argon2id$fake".into(),
         created_at: Utc::now(),
+        must_change_password: false,
     };
     let alice = store.create_user(&new("alice", Role::Admin)).await.unwrap();
     assert_eq!(alice.role, Role::Admin);
@@ -73,6 +77,139 @@ async fn sessions_expire_and_are_replaced(store: Arc<dyn Store>) {
     assert_eq!(store.delete_expired_sessions(now).await.unwrap(), 1);
     store.delete_session("s1").await.unwrap();
     assert_eq!(store.load_session("s1", now).await.unwrap(), None);
+}
+
+fn account(name: &str, role: Role) -> NewUser {
+    NewUser {
+        name: name.into(),
+        role,
+        password_hash: format!("$argon2id${name}"),
+        created_at: Utc::now(),
+        must_change_password: false,
+    }
+}
+
+async fn passwords_change_and_the_last_admin_stays(store: Arc<dyn Store>) {
+    let demo = store
+        .create_user(&NewUser {
+            must_change_password: true,
+            ..account("admin", Role::Admin)
+        })
+        .await
+        .unwrap();
+    assert!(demo.must_change_password);
+    assert_eq!(demo.password_changed_at, None);
+    let viewer = store
+        .create_user(&account("val", Role::Viewer))
+        .await
+        .unwrap();
+
+    let at = Utc::now();
+    let changed = store
+        .set_password(demo.id, "$argon2id$new", false, at)
+        .await
+        .unwrap();
+    assert!(!changed.must_change_password);
+    let recorded = changed.password_changed_at.unwrap();
+    assert!(
+        (recorded - at).num_milliseconds().abs() < 1,
+        "{recorded} vs {at}"
+    );
+    let creds = store.user_credentials("admin").await.unwrap().unwrap();
+    assert_eq!(creds.password_hash, "$argon2id$new");
+    assert_eq!(creds.user, changed);
+    assert!(matches!(
+        store.set_password(9999, "x", false, at).await.unwrap_err(),
+        StoreError::NotFound(_)
+    ));
+
+    // The only admin cannot go; a viewer can, and an unknown id is NotFound.
+    let refused = store.delete_user(demo.id).await.unwrap_err();
+    assert!(
+        matches!(refused, StoreError::Conflict(ref m) if m.contains("last admin")),
+        "{refused:?}"
+    );
+    store.delete_user(viewer.id).await.unwrap();
+    assert!(matches!(
+        store.delete_user(viewer.id).await.unwrap_err(),
+        StoreError::NotFound(_)
+    ));
+    // With a second admin, the first can go, and then the second is the last.
+    let second = store
+        .create_user(&account("root", Role::Admin))
+        .await
+        .unwrap();
+    store.delete_user(demo.id).await.unwrap();
+    assert!(matches!(
+        store.delete_user(second.id).await.unwrap_err(),
+        StoreError::Conflict(_)
+    ));
+    assert_eq!(store.list_users().await.unwrap(), vec![second]);
+}
+
+async fn parallel_removals_leave_an_admin(store: Arc<dyn Store>) {
+    let mut ids = Vec::new();
+    for name in ["a1", "a2", "a3", "a4"] {
+        ids.push(
+            store
+                .create_user(&account(name, Role::Admin))
+                .await
+                .unwrap()
+                .id,
+        );
+    }
+    let removals = ids.iter().map(|&id| {
+        let store = store.clone();
+        tokio::spawn(async move { store.delete_user(id).await })
+    });
+    let results = futures::future::join_all(removals).await;
+    let removed = results.iter().filter(|r| matches!(r, Ok(Ok(())))).count();
+    assert_eq!(removed, 3, "{results:?}");
+    let left = store.list_users().await.unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].role, Role::Admin);
+}
+
+async fn setup_tokens_work_once_and_expire(store: Arc<dyn Store>) {
+    let now = Utc::now();
+    let hour = Duration::hours(1);
+    store
+        .issue_setup_token("old", now - hour * 2, now - hour)
+        .await
+        .unwrap();
+    store
+        .issue_setup_token("t1", now, now + hour)
+        .await
+        .unwrap();
+    store
+        .issue_setup_token("t2", now, now + hour)
+        .await
+        .unwrap();
+    assert!(
+        !store.consume_setup_token("old", now).await.unwrap(),
+        "expired"
+    );
+    assert!(!store.consume_setup_token("nope", now).await.unwrap());
+    // An unexpired token, but used after its expiry.
+    assert!(
+        !store
+            .consume_setup_token("t1", now + hour * 2)
+            .await
+            .unwrap()
+    );
+    // Valid once, in parallel too.
+    let uses = (0..8).map(|_| {
+        let store = store.clone();
+        tokio::spawn(async move { store.consume_setup_token("t1", now).await.unwrap() })
+    });
+    let ok = futures::future::join_all(uses)
+        .await
+        .into_iter()
+        .filter(|r| matches!(r, Ok(true)))
+        .count();
+    assert_eq!(ok, 1);
+    // Once setup is done, the tokens other starts printed are worthless too.
+    assert!(!store.consume_setup_token("t2", now).await.unwrap());
 }
 
 async fn api_tokens_by_hash(store: Arc<dyn Store>) {

@@ -5,6 +5,7 @@ mod data;
 pub mod dto;
 mod integrations;
 mod posture;
+mod users;
 
 use axum::Json;
 use axum::Router;
@@ -27,7 +28,7 @@ use crate::state::AppState;
     ),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
-    tags((name = "integrations"), (name = "data"), (name = "posture")),
+    tags((name = "integrations"), (name = "data"), (name = "posture"), (name = "users")),
 )]
 struct ApiDoc;
 
@@ -67,6 +68,8 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(posture::history))
         .routes(routes!(posture::controls))
         .routes(routes!(posture::recommendations))
+        .routes(routes!(users::list_users))
+        .routes(routes!(users::delete_user))
 }
 
 pub fn router() -> Router<AppState> {

@@ -3,20 +3,23 @@
 //! 1. the browser must say the request comes from this site: `Sec-Fetch-Site` is `same-origin` or
 //!    `none`, or, when a browser sends no `Sec-Fetch-Site`, `Origin` names this host;
 //! 2. the request carries the session's synchronizer token, in the `csrf_token` form field or the
-//!    `X-CSRF-Token` header (htmx sends it from `hx-headers`).
+//!    `X-CSRF-Token` header (htmx sends it from `hx-headers`); before sign-in, when there is no
+//!    session, the token of the signed double-submit cookie instead ([`super::login_csrf`]).
 //!
 //! The session cookie is also `SameSite=Strict`. The REST API uses bearer tokens, not cookies, and
 //! is not behind this check.
 
 use axum::body::{Body, to_bytes};
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use tower_sessions::Session;
 
+use crate::auth::login_csrf;
 use crate::error::AppError;
+use crate::state::AppState;
 
 const SESSION_KEY: &str = "csrf_token";
 pub const FORM_FIELD: &str = "csrf_token";
@@ -82,7 +85,8 @@ fn form_token(body: &[u8]) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
-fn tokens_match(a: &str, b: &str) -> bool {
+/// Compares in constant time.
+pub(crate) fn tokens_match(a: &str, b: &str) -> bool {
     a.len() == b.len()
         && a.bytes()
             .zip(b.bytes())
@@ -90,7 +94,7 @@ fn tokens_match(a: &str, b: &str) -> bool {
             == 0
 }
 
-pub async fn guard(request: Request, next: Next) -> Response {
+pub async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
     if matches!(
         *request.method(),
         Method::GET | Method::HEAD | Method::OPTIONS
@@ -100,12 +104,11 @@ pub async fn guard(request: Request, next: Next) -> Response {
     if let Err(why) = same_site(request.headers()) {
         return forbidden(why);
     }
-    let Some(session) = request.extensions().get::<Session>().cloned() else {
-        return forbidden("no session");
-    };
-    let expected = match session.get::<String>(SESSION_KEY).await {
-        Ok(Some(t)) => t,
-        _ => return forbidden("the session has no form token; it may have expired"),
+    // A signed-in session has its own token; before sign-in there is no session, and the signed
+    // cookie stands in for it.
+    let session_token = match request.extensions().get::<Session>() {
+        Some(session) => session.get::<String>(SESSION_KEY).await.ok().flatten(),
+        None => None,
     };
     let from_header = request
         .headers()
@@ -120,9 +123,13 @@ pub async fn guard(request: Request, next: Next) -> Response {
         }
     };
     let given = from_header.or_else(|| form_token(&bytes));
-    match given {
-        Some(t) if tokens_match(&t, &expected) => {}
-        _ => return forbidden("the form token is missing or stale"),
+    let valid = match (given, session_token) {
+        (Some(t), Some(expected)) => tokens_match(&t, &expected),
+        (Some(t), None) => login_csrf::verify(&state, &parts.headers, &t),
+        (None, _) => false,
+    };
+    if !valid {
+        return forbidden("the form token is missing or stale");
     }
     next.run(Request::from_parts(parts, Body::from(bytes)))
         .await

@@ -2,12 +2,17 @@
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
+use axum::response::{IntoResponse, Redirect, Response};
+use chrono::{DateTime, Utc};
 use rampart_store::{Role, StoreError, User};
 use tower_sessions::Session;
 
-use crate::auth::{USER_KEY, csrf};
+use crate::auth::{SIGNED_IN_AT_KEY, USER_KEY, csrf};
 use crate::error::AppError;
 use crate::state::AppState;
+
+/// Where an account whose password must change is sent, whatever it asked for.
+pub const CHANGE_PASSWORD_PATH: &str = "/account/password";
 
 /// A signed-in account and the session's CSRF token (for the forms of the page).
 #[derive(Debug, Clone)]
@@ -26,6 +31,34 @@ impl Ctx {
 #[derive(Debug, Clone)]
 pub struct AdminCtx(pub Ctx);
 
+/// A signed-in account that may still have to change its password: only the change-password
+/// page takes it.
+#[derive(Debug, Clone)]
+pub struct PasswordCtx(pub Ctx);
+
+/// Why a request is not let through.
+#[derive(Debug)]
+pub enum Denied {
+    App(AppError),
+    /// The account signed in with a one-time password: it must choose its own first.
+    MustChangePassword,
+}
+
+impl From<AppError> for Denied {
+    fn from(e: AppError) -> Self {
+        Denied::App(e)
+    }
+}
+
+impl IntoResponse for Denied {
+    fn into_response(self) -> Response {
+        match self {
+            Denied::App(e) => e.into_response(),
+            Denied::MustChangePassword => Redirect::to(CHANGE_PASSWORD_PATH).into_response(),
+        }
+    }
+}
+
 pub async fn session_of(parts: &Parts) -> Result<Session, AppError> {
     parts
         .extensions
@@ -34,37 +67,72 @@ pub async fn session_of(parts: &Parts) -> Result<Session, AppError> {
         .ok_or_else(|| AppError::Internal("the session layer is missing".into()))
 }
 
+/// Ends the session and asks for a new sign-in.
+async fn ended(session: &Session) -> Result<Ctx, AppError> {
+    session.flush().await.map_err(AppError::internal)?;
+    Err(AppError::Unauthenticated)
+}
+
+/// The signed-in account, whatever it may do.
+async fn signed_in(parts: &Parts, state: &AppState) -> Result<Ctx, AppError> {
+    let session = session_of(parts).await?;
+    let id: i64 = session
+        .get(USER_KEY)
+        .await
+        .map_err(AppError::internal)?
+        .ok_or(AppError::Unauthenticated)?;
+    let signed_in_at = session
+        .get::<i64>(SIGNED_IN_AT_KEY)
+        .await
+        .map_err(AppError::internal)?
+        .and_then(DateTime::from_timestamp_micros);
+    // The store expires a session at its absolute end already; this also ends sessions saved
+    // before there was one.
+    let lifetime =
+        chrono::Duration::from_std(state.auth.session_lifetime).unwrap_or(chrono::TimeDelta::MAX);
+    let Some(signed_in_at) = signed_in_at.filter(|at| Utc::now() - *at <= lifetime) else {
+        return ended(&session).await;
+    };
+    let user = match state.store().get_user(id).await {
+        Ok(u) => u,
+        // The account was removed since: the session is worthless.
+        Err(StoreError::NotFound(_)) => return ended(&session).await,
+        Err(e) => return Err(e.into()),
+    };
+    // The password changed since this session signed in (elsewhere, or by an operator).
+    if user.password_changed_at.is_some_and(|c| c > signed_in_at) {
+        return ended(&session).await;
+    }
+    let csrf = csrf::token(&session).await?;
+    Ok(Ctx { user, csrf })
+}
+
 impl FromRequestParts<AppState> for Ctx {
-    type Rejection = AppError;
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
-        let session = session_of(parts).await?;
-        let id: i64 = session
-            .get(USER_KEY)
-            .await
-            .map_err(AppError::internal)?
-            .ok_or(AppError::Unauthenticated)?;
-        let user = match state.store().get_user(id).await {
-            Ok(u) => u,
-            // The account was removed since: the session is worthless.
-            Err(StoreError::NotFound(_)) => {
-                session.flush().await.map_err(AppError::internal)?;
-                return Err(AppError::Unauthenticated);
-            }
-            Err(e) => return Err(e.into()),
-        };
-        let csrf = csrf::token(&session).await?;
-        Ok(Ctx { user, csrf })
+    type Rejection = Denied;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Denied> {
+        let ctx = signed_in(parts, state).await?;
+        if ctx.user.must_change_password {
+            return Err(Denied::MustChangePassword);
+        }
+        Ok(ctx)
+    }
+}
+
+impl FromRequestParts<AppState> for PasswordCtx {
+    type Rejection = Denied;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Denied> {
+        Ok(PasswordCtx(signed_in(parts, state).await?))
     }
 }
 
 impl FromRequestParts<AppState> for AdminCtx {
-    type Rejection = AppError;
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+    type Rejection = Denied;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Denied> {
         let ctx = Ctx::from_request_parts(parts, state).await?;
         if !ctx.is_admin() {
-            return Err(AppError::Forbidden(
+            return Err(Denied::App(AppError::Forbidden(
                 "only admins can do this; ask an admin, or sign in as one".into(),
-            ));
+            )));
         }
         Ok(AdminCtx(ctx))
     }

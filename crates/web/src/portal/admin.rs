@@ -1,11 +1,12 @@
-//! Management → API tokens and the audit log.
+//! Management → API tokens, accounts and the audit log (admins only).
 
 use askama::Template;
 use axum::Form;
 use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use chrono::Utc;
-use rampart_store::{ApiToken, AuditEntry, NewApiToken, NewAuditEntry, TokenScope};
+use rampart_store::{ApiToken, AuditEntry, NewApiToken, NewAuditEntry, TokenScope, User};
 use serde::Deserialize;
 
 use crate::auth::extract::{AdminCtx, Ctx};
@@ -131,9 +132,66 @@ impl AuditPage {
     }
 }
 
-pub async fn audit_log(ctx: Ctx, State(state): State<AppState>) -> Result<Response, AppError> {
+/// The audit log names accounts, addresses and what admins changed: admins only.
+pub async fn audit_log(
+    AdminCtx(ctx): AdminCtx,
+    State(state): State<AppState>,
+) -> Result<Response, AppError> {
     render::page(&AuditPage {
         layout: Layout::new(&ctx, "Audit log", "audit"),
         entries: state.store().list_audit(200).await?,
     })
+}
+
+#[derive(Template)]
+#[template(path = "accounts.html")]
+struct AccountsPage {
+    layout: Layout,
+    users: Vec<User>,
+    error: Option<String>,
+}
+
+impl AccountsPage {
+    fn when(&self, u: &User) -> String {
+        when(&u.created_at)
+    }
+}
+
+async fn accounts_page(
+    state: &AppState,
+    ctx: &Ctx,
+    status: StatusCode,
+    error: Option<String>,
+) -> Result<Response, AppError> {
+    render::with_status(
+        status,
+        &AccountsPage {
+            layout: Layout::new(ctx, "Accounts", "accounts"),
+            users: state.store().list_users().await?,
+            error,
+        },
+    )
+}
+
+pub async fn accounts(
+    AdminCtx(ctx): AdminCtx,
+    State(state): State<AppState>,
+) -> Result<Response, AppError> {
+    accounts_page(&state, &ctx, StatusCode::OK, None).await
+}
+
+/// Removes an account; never the last admin.
+pub async fn delete_account(
+    AdminCtx(ctx): AdminCtx,
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<Response, AppError> {
+    let user = state.store().get_user(id).await?;
+    match crate::auth::users::remove_user(state.store().as_ref(), &user, &ctx.user.name).await {
+        Ok(()) => Ok(Redirect::to("/accounts").into_response()),
+        Err(AppError::Conflict(m)) => {
+            accounts_page(&state, &ctx, StatusCode::CONFLICT, Some(m)).await
+        }
+        Err(e) => Err(e),
+    }
 }

@@ -21,6 +21,10 @@ pub fn router() -> Router<AppState> {
         .route("/logout", post(login::logout))
         .route("/setup", get(login::setup_form).post(login::setup_submit))
         .route(
+            "/account/password",
+            get(login::password_form).post(login::password_submit),
+        )
+        .route(
             "/integrations",
             get(integrations::list).post(integrations::create),
         )
@@ -43,5 +47,7 @@ pub fn router() -> Router<AppState> {
         .route("/posture", get(posture::page))
         .route("/tokens", get(admin::tokens).post(admin::create_token))
         .route("/tokens/{id}/delete", post(admin::delete_token))
+        .route("/accounts", get(admin::accounts))
+        .route("/accounts/{id}/delete", post(admin::delete_account))
         .route("/audit", get(admin::audit_log))
 }

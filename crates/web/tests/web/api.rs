@@ -572,6 +572,7 @@ async fn every_api_route_needs_a_token_and_answers_a_reader() {
         (reqwest::Method::POST, format!("/integrations/{id}/test")),
         (reqwest::Method::PATCH, format!("/integrations/{id}")),
         (reqwest::Method::DELETE, format!("/integrations/{id}")),
+        (reqwest::Method::DELETE, "/users/1".to_owned()),
     ] {
         let body = (method == reqwest::Method::PATCH).then(|| json!({"enabled": false}));
         let (s, _) = reader.send(method.clone(), &path, body).await;
@@ -621,4 +622,105 @@ async fn cloud_integrations_are_accepted() {
         .unwrap();
     assert_eq!(portal.product, rampart_model::Product::Cloud);
     assert_eq!(portal.schedule_minutes, 480);
+}
+
+/// Issue 12, 3: an admin token was enough to point an integration at any server, which then
+/// received the stored client secret at the next sync.
+#[tokio::test]
+async fn moving_an_integration_needs_its_secret_again() {
+    let app = spawn_app().await;
+    let api = Api::of(&app, "admin").await;
+    let secret = app.sim_config.client_secret.clone();
+    let (s, created) = api
+        .send(
+            reqwest::Method::POST,
+            "/integrations",
+            Some(new_integration(&app, "pinned", &secret)),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{created}");
+    let path = format!("/integrations/{}", created["id"]);
+    for change in [
+        json!({"api_url": "https://collector.example.net"}),
+        json!({"login_url": "https://login.example.net"}),
+        json!({"login_url": "", "api_url": ""}),
+        json!({"cloud": "gcc"}),
+    ] {
+        let (s, p) = api
+            .send(reqwest::Method::PATCH, &path, Some(change.clone()))
+            .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{change}: {p}");
+        assert!(
+            p["detail"]
+                .as_str()
+                .unwrap()
+                .contains("enter the client secret again"),
+            "{p}"
+        );
+    }
+    let (_, unchanged) = api.get(&path).await;
+    assert_eq!(unchanged["api_url"], app.sim.url.as_str());
+    assert_eq!(unchanged["login_url"], app.sim.url.as_str());
+    assert_eq!(unchanged["cloud"], "commercial");
+    // Other changes need no secret.
+    let (s, p) = api
+        .send(
+            reqwest::Method::PATCH,
+            &path,
+            Some(json!({"schedule_minutes": 90})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{p}");
+    // Plain http to another machine is refused even with the secret.
+    let (s, p) = api
+        .send(
+            reqwest::Method::PATCH,
+            &path,
+            Some(json!({"api_url": "http://collector.example.net", "client_secret": secret})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{p}");
+    assert!(p["detail"].as_str().unwrap().contains("plain http"), "{p}");
+    let (s, p) = api
+        .send(
+            reqwest::Method::POST,
+            "/integrations",
+            Some(json!({
+                "name": "cleartext",
+                "product": "endpoint",
+                "tenant_id": app.sim_config.tenant_id,
+                "client_id": app.sim_config.client_id,
+                "client_secret": secret,
+                "login_url": "http://login.example.net",
+            })),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{p}");
+    // With the secret entered again, the move is made and audited with both hosts.
+    let (s, p) = api
+        .send(
+            reqwest::Method::PATCH,
+            &path,
+            Some(json!({"api_url": "https://collector.example.net", "client_secret": secret})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{p}");
+    assert_eq!(p["api_url"], "https://collector.example.net");
+    let audit = app.store.list_audit(20).await.unwrap();
+    let entry = audit
+        .iter()
+        .find(|e| {
+            e.action == "integration.update"
+                && e.details.as_deref().unwrap_or_default().contains("API URL")
+        })
+        .unwrap();
+    let details = entry.details.as_deref().unwrap();
+    assert!(
+        details.contains(&format!(
+            "API URL {} → https://collector.example.net",
+            app.sim.url
+        )),
+        "{details}"
+    );
+    assert!(!details.contains(&secret));
 }

@@ -17,7 +17,7 @@ const OVERALL: Duration = Duration::from_secs(25);
 async fn dashboards_and_api_lists_at_once(app: TestApp) {
     app.seed_asset("busy-host").await;
     let admin = app.signed_in(ADMIN).await;
-    let cookie = admin.cookie().unwrap().to_owned();
+    let cookie = admin.cookie_header().unwrap();
     let token = app.api_token("read").await;
     let http = reqwest::Client::new();
     let mut requests = Vec::new();

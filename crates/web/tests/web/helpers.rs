@@ -52,9 +52,9 @@ pub async fn spawn_app_on_postgres() -> TestApp {
 }
 
 /// A test app on a fresh SQLite database whose server runs with `configure`d options.
-pub async fn spawn_app_configured(configure: impl FnOnce(&mut WebConfig)) -> TestApp {
+pub async fn spawn_app_configured(devices: u32, configure: impl FnOnce(&mut WebConfig)) -> TestApp {
     let (dir, store) = rampart_store::testing::sqlite_store().await;
-    spawn_app_on(40, dir, store, configure).await
+    spawn_app_on(devices, dir, store, configure).await
 }
 
 async fn spawn_app_on(
@@ -131,7 +131,10 @@ impl Page {
 pub struct Client {
     base: String,
     http: reqwest::Client,
-    cookie: Option<String>,
+    /// The cookies set so far, by name (a browser's cookie jar for one site).
+    cookies: std::collections::BTreeMap<String, String>,
+    /// Headers sent with every request (what a proxy in front would add).
+    extra: Vec<(String, String)>,
     pub csrf: Option<String>,
 }
 
@@ -178,7 +181,8 @@ impl TestApp {
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .unwrap(),
-            cookie: None,
+            cookies: Default::default(),
+            extra: Vec::new(),
             csrf: None,
         }
     }
@@ -335,11 +339,6 @@ impl TestApp {
 }
 
 impl Client {
-    /// The session cookie (`name=value`), once signed in.
-    pub fn cookie(&self) -> Option<&str> {
-        self.cookie.as_deref()
-    }
-
     /// A client of the server at `url` (another server than the test app's first one).
     pub fn of(url: &str) -> Client {
         Client {
@@ -348,24 +347,56 @@ impl Client {
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .unwrap(),
-            cookie: None,
+            cookies: Default::default(),
+            extra: Vec::new(),
             csrf: None,
         }
     }
 
+    /// The `Cookie` header this client sends.
+    pub fn cookie_header(&self) -> Option<String> {
+        (!self.cookies.is_empty()).then(|| {
+            self.cookies
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+    }
+
+    /// The value of the cookie `name`, if set.
+    pub fn cookie(&self, name: &str) -> Option<&str> {
+        self.cookies.get(name).map(String::as_str)
+    }
+
+    /// Sends `name: value` with every request from now on.
+    pub fn with_header(&mut self, name: &str, value: &str) {
+        self.extra.push((name.to_owned(), value.to_owned()));
+    }
+
     async fn send(&mut self, req: reqwest::RequestBuilder) -> Page {
-        let req = match &self.cookie {
+        let req = self
+            .extra
+            .iter()
+            .fold(req, |req, (k, v)| req.header(k.as_str(), v.as_str()));
+        let req = match self.cookie_header() {
             Some(c) => req.header("cookie", c),
             None => req,
         };
         let res = req.send().await.unwrap();
-        if let Some(set) = res
-            .headers()
-            .get("set-cookie")
-            .and_then(|v| v.to_str().ok())
-        {
-            let pair = set.split(';').next().unwrap_or_default().to_owned();
-            self.cookie = Some(pair);
+        for set in res.headers().get_all("set-cookie") {
+            let set = set.to_str().unwrap_or_default();
+            let pair = set.split(';').next().unwrap_or_default();
+            let Some((name, value)) = pair.split_once('=') else {
+                continue;
+            };
+            let expired = set.to_ascii_lowercase().contains("max-age=0");
+            if expired || value.is_empty() {
+                self.cookies.remove(name.trim());
+            } else {
+                self.cookies
+                    .insert(name.trim().to_owned(), value.trim().to_owned());
+            }
         }
         let page = Page {
             status: res.status(),

@@ -32,7 +32,7 @@ async fn closed_by_server(socket: &mut TcpStream) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn half_a_request_head_is_closed_after_the_header_timeout() {
-    let app = spawn_app_configured(|c| {
+    let app = spawn_app_configured(40, |c| {
         c.limits.header_read_timeout = Duration::from_secs(1);
         c.limits.idle_timeout = Duration::from_secs(3600);
     })
@@ -53,7 +53,7 @@ async fn half_a_request_head_is_closed_after_the_header_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_body_that_stops_arriving_is_closed_after_the_idle_timeout() {
-    let app = spawn_app_configured(|c| {
+    let app = spawn_app_configured(40, |c| {
         c.limits.header_read_timeout = Duration::from_secs(3600);
         c.limits.idle_timeout = Duration::from_secs(1);
     })
@@ -72,7 +72,7 @@ async fn a_request_body_that_stops_arriving_is_closed_after_the_idle_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn beyond_the_connection_cap_a_new_connection_waits_until_a_slot_frees() {
-    let app = spawn_app_configured(|c| {
+    let app = spawn_app_configured(40, |c| {
         c.limits.max_connections = 2;
         c.limits.header_read_timeout = Duration::from_secs(3600);
         c.limits.idle_timeout = Duration::from_secs(3600);
@@ -80,7 +80,7 @@ async fn beyond_the_connection_cap_a_new_connection_waits_until_a_slot_frees() {
     .await;
     // Signed in before the cap is filled (the login needs connections of its own).
     let admin = app.signed_in(ADMIN).await;
-    let cookie = admin.cookie().unwrap().to_owned();
+    let cookie = admin.cookie_header().unwrap();
     drop(admin);
     // Let the server notice the client's pooled connections closing.
     let probe = reqwest::Client::builder()

@@ -17,9 +17,9 @@ const READ_PAGES: &[&str] = &[
     "/assets?sort=-open_findings",
     "/assets?sort=name&platform=Windows11",
     "/integrations",
-    "/audit",
 ];
-const ADMIN_PAGES: &[&str] = &["/integrations/new", "/tokens"];
+/// Viewers get 403: the audit log names accounts and addresses (issue 12, 7).
+const ADMIN_PAGES: &[&str] = &["/integrations/new", "/tokens", "/accounts", "/audit"];
 
 #[tokio::test]
 async fn route_role_matrix() {
@@ -254,4 +254,72 @@ async fn the_client_secret_never_leaves_the_server() {
     for e in app.store.list_audit(100).await.unwrap() {
         assert!(!format!("{e:?}").contains(&secret));
     }
+}
+
+/// Issue 12, 3: an admin session could point an integration at any server, which then received
+/// the stored client secret at the next sync.
+#[tokio::test]
+async fn moving_an_integration_in_the_portal_needs_its_secret_again() {
+    let app = spawn_app().await;
+    let secret = app.sim_config.client_secret.clone();
+    let mut admin = app.signed_in(ADMIN).await;
+    let id = app.add_integration(&mut admin, "pinned", &secret).await;
+    let path = format!("/integrations/{id}");
+    let with = |field: &'static str, value: &str, secret: &str| {
+        let mut form = app.integration_form("pinned", secret);
+        for f in form.iter_mut().filter(|(k, _)| *k == field) {
+            f.1 = value.to_owned();
+        }
+        form
+    };
+    for (field, value) in [
+        ("api_url", "https://collector.example.net"),
+        ("login_url", "https://login.example.net"),
+        ("login_url", ""),
+        ("cloud", "gcc-high"),
+    ] {
+        let p = admin.post(&path, &with(field, value, "")).await;
+        assert_eq!(
+            p.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{field}={value}"
+        );
+        assert!(
+            p.body.contains("enter the client secret again"),
+            "{}",
+            p.body
+        );
+    }
+    let stored = app.store.get_integration(id).await.unwrap();
+    assert_eq!(stored.api_url.as_deref(), Some(app.sim.url.as_str()));
+    assert_eq!(stored.login_url.as_deref(), Some(app.sim.url.as_str()));
+    // Other changes need no secret.
+    let p = admin.post(&path, &with("schedule_minutes", "90", "")).await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    // Plain http to another machine is refused even with the secret.
+    let p = admin
+        .post(
+            &path,
+            &with("api_url", "http://collector.example.net", &secret),
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(p.body.contains("plain http"), "{}", p.body);
+    // With the secret entered again the move is made, and the audit log shows both hosts.
+    let p = admin
+        .post(
+            &path,
+            &with("api_url", "https://collector.example.net", &secret),
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    let audit = admin.get("/audit").await.body;
+    assert!(
+        audit.contains(&format!(
+            "API URL {} → https://collector.example.net",
+            app.sim.url
+        )),
+        "{audit}"
+    );
+    assert!(!audit.contains(&secret));
 }
