@@ -26,6 +26,7 @@ mod common;
 mod error;
 pub mod export;
 mod jobs;
+mod ops;
 mod postgres;
 mod run_owner;
 mod sort;
@@ -41,6 +42,9 @@ pub mod testing;
 use std::sync::Arc;
 
 pub use error::StoreError;
+pub use ops::{
+    Restored, SchemaState, pg_dump_command, restore_sqlite, sqlite_path, verify_sqlite_backup,
+};
 pub use jobs::{Enqueued, JOB_LEASE, Job, JobKind, JobState};
 pub use postgres::PgStore;
 pub use run_owner::RunOwner;
