@@ -338,9 +338,24 @@ mod tests {
             dirty,
         };
         assert!(state(Some(4), false).is_current());
-        assert!(state(Some(3), false).problem().unwrap().contains("at migration 3"));
+        assert!(
+            state(Some(3), false)
+                .problem()
+                .unwrap()
+                .contains("at migration 3")
+        );
         assert!(state(Some(5), false).problem().unwrap().contains("newer"));
-        assert!(state(None, false).problem().unwrap().contains("no Rampart schema"));
-        assert!(state(Some(4), true).problem().unwrap().contains("did not finish"));
+        assert!(
+            state(None, false)
+                .problem()
+                .unwrap()
+                .contains("no Rampart schema")
+        );
+        assert!(
+            state(Some(4), true)
+                .problem()
+                .unwrap()
+                .contains("did not finish")
+        );
     }
 }

@@ -15,7 +15,7 @@ use tower_sessions::{Expiry, SessionManagerLayer};
 
 use crate::auth::session_store::StoreSessions;
 use crate::state::AppState;
-use crate::{api, auth, headers, portal, scheduler, static_files};
+use crate::{api, auth, headers, ops, portal, scheduler, static_files};
 
 /// How `rampart serve` runs.
 #[derive(Debug, Clone)]
@@ -29,6 +29,8 @@ pub struct WebConfig {
     pub scheduler_tick: Duration,
     /// Sessions end after this long without a request.
     pub session_idle: Duration,
+    /// When set, `/metrics` answers only requests bearing this token.
+    pub metrics_token: Option<secrecy::SecretString>,
 }
 
 impl WebConfig {
@@ -39,6 +41,7 @@ impl WebConfig {
             scheduler: true,
             scheduler_tick: Duration::from_secs(30),
             session_idle: Duration::from_secs(8 * 3600),
+            metrics_token: None,
         }
     }
 }
@@ -124,10 +127,11 @@ fn router(state: AppState, config: &WebConfig) -> Router {
     let portal = portal::router()
         .layer(middleware::from_fn(auth::csrf::guard))
         .layer(sessions);
-    Router::new()
+    let routes = Router::new()
         .merge(portal)
         .merge(api::router())
-        .merge(static_files::router())
+        .merge(static_files::router());
+    ops::wrap(routes, config.metrics_token.clone())
         .layer(middleware::from_fn(headers::security_headers))
         .layer(RequestBodyLimitLayer::new(1024 * 1024))
         .with_state(state)

@@ -11,6 +11,7 @@ mod api;
 mod auth;
 mod browser;
 mod flow;
+mod ops;
 mod posture;
 mod scheduler;
 mod security;
