@@ -44,7 +44,8 @@ use std::sync::Arc;
 pub use error::StoreError;
 pub use jobs::{Enqueued, JOB_LEASE, Job, JobKind, JobState};
 pub use ops::{
-    Restored, SchemaState, pg_dump_command, restore_sqlite, sqlite_path, verify_sqlite_backup,
+    Restored, SchemaState, pg_dump_command, restore_sqlite, sqlite_backup, sqlite_path,
+    verify_sqlite_backup,
 };
 pub use postgres::PgStore;
 pub use run_owner::RunOwner;

@@ -100,7 +100,9 @@ pub(crate) async fn sqlite_schema_state(path: &Path, migrator: &Migrator) -> Res
 }
 
 /// Writes a consistent copy of the SQLite database at `source` to `dest` (which must not exist).
-pub(crate) async fn sqlite_backup(source: &Path, dest: &Path) -> Result<()> {
+/// Only reads the source, on a connection of its own: opening the store would run migrations and
+/// so wait for the write lock that a sync may hold for a long bulk transaction.
+pub async fn sqlite_backup(source: &Path, dest: &Path) -> Result<()> {
     if dest.exists() {
         return Err(StoreError::InvalidInput(format!(
             "{} already exists; choose a new file name for the backup, or remove the old one first",
