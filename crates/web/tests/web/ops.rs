@@ -27,7 +27,7 @@ async fn healthz_is_up_and_readyz_follows_the_database() {
             .unwrap()
             .starts_with("text/plain")
     );
-    assert_eq!(health.text().await.unwrap(), "ok");
+    assert_eq!(body(health).await, "ok");
     let ready = get(&format!("{}/readyz", app.url)).await;
     assert_eq!(ready.status(), StatusCode::OK);
 
@@ -60,7 +60,7 @@ async fn healthz_is_up_and_readyz_follows_the_database() {
     std::fs::rename(&away, &db).unwrap();
     let ready = get(&format!("{}/readyz", app.url)).await;
     assert_eq!(ready.status(), StatusCode::OK);
-    assert_eq!(ready.text().await.unwrap(), "ready");
+    assert_eq!(body(ready).await, "ready");
 }
 
 /// One sample of a scrape: its family, labels and value (a histogram's value is its count).
@@ -81,7 +81,7 @@ impl Scrape {
         }
         let response = req.send().await.unwrap();
         assert_eq!(response.status(), StatusCode::OK);
-        let body = response.text().await.unwrap();
+        let body = body(response).await;
         let parsed = openmetrics_parser::openmetrics::parse_openmetrics(&body)
             .unwrap_or_else(|e| panic!("/metrics does not parse ({e:?}):\n{body}"));
         let mut samples = Vec::new();
@@ -261,7 +261,7 @@ async fn metrics_ask_for_their_token_when_one_is_set() {
     let client = reqwest::Client::new();
     let anonymous = client.get(format!("{url}/metrics")).send().await.unwrap();
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
-    let body = anonymous.text().await.unwrap();
+    let body = body(anonymous).await;
     assert!(!body.contains("rampart_"), "{body}");
     let wrong = client
         .get(format!("{url}/metrics"))
