@@ -35,11 +35,15 @@ pub struct Global {
     /// More detail in logs (-v: debug, -vv: trace). RUST_LOG overrides it.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+}
 
+/// Options of the commands that sync (sync, serve, demo): only they show them.
+#[derive(Debug, Args)]
+pub struct EngineArgs {
     /// From how many devices a full Defender for Endpoint read takes the findings from export
     /// files instead of JSON pages, when the source is auto (the default; `sync --source` forces
     /// either). Microsoft advises the files above 100,000 devices.
-    #[arg(long, global = true, env = "RAMPART_FILES_FROM_DEVICES", value_name = "N",
+    #[arg(long, env = "RAMPART_FILES_FROM_DEVICES", value_name = "N",
           default_value_t = rampart_sync::EngineOptions::default().file_export_threshold)]
     pub files_from_devices: u64,
 }
@@ -68,6 +72,11 @@ pub enum Command {
     /// Manage portal accounts.
     #[command(subcommand)]
     User(UserCommand),
+    /// Copy the SQLite database to a file while Rampart runs (PostgreSQL: prints the pg_dump
+    /// command).
+    Backup(BackupArgs),
+    /// Replace the SQLite database with a backup (stop Rampart first).
+    Restore(RestoreArgs),
     /// The transfer floor of `scripts/bench`: download what a full sync downloads, discard it.
     #[command(hide = true)]
     BenchDownload(BenchDownloadArgs),
@@ -105,6 +114,8 @@ pub struct DemoArgs {
     /// Devices in the simulated tenant.
     #[arg(long, default_value_t = 2000)]
     pub devices: u32,
+    #[command(flatten)]
+    pub engine: EngineArgs,
 }
 
 #[derive(Debug, Args)]
@@ -140,6 +151,12 @@ pub struct ServeArgs {
     #[arg(long, value_name = "HOURS", default_value_t = 168,
           value_parser = clap::value_parser!(u64).range(1..=8760))]
     pub session_lifetime: u64,
+    /// Ask for this bearer token on /metrics: the name of the environment variable holding it
+    /// (never the token itself on the command line, where `ps` shows it).
+    #[arg(long, value_name = "VAR")]
+    pub metrics_token_env: Option<String>,
+    #[command(flatten)]
+    pub engine: EngineArgs,
 }
 
 #[derive(Debug, Args)]
@@ -267,6 +284,8 @@ pub struct SyncArgs {
     /// Microsoft advises).
     #[arg(long, value_enum, default_value_t = SourceArg::Auto)]
     pub source: SourceArg,
+    #[command(flatten)]
+    pub engine: EngineArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -302,6 +321,23 @@ pub struct ExportArgs {
     /// Write to this file instead of standard output.
     #[arg(long)]
     pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// The backup file to write (it must not exist yet).
+    #[arg(long, value_name = "FILE")]
+    pub output: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The backup file (from `rampart backup`) to restore.
+    #[arg(long, value_name = "FILE")]
+    pub input: PathBuf,
+    /// Replace a database that holds integrations or accounts.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

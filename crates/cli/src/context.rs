@@ -8,7 +8,7 @@ use rampart_store::Store;
 use rampart_sync::vault::{MissingKey, Vault};
 use rampart_sync::{Engine, EngineOptions};
 
-use crate::cli::Global;
+use crate::cli::{EngineArgs, Global};
 
 /// Where the master key file lives when `RAMPART_MASTER_KEY` is not set: `RAMPART_KEY_FILE`, else
 /// next to a SQLite database, else `./rampart-data/master.key`.
@@ -56,16 +56,16 @@ pub async fn open_vault(global: &Global, store: &dyn Store) -> anyhow::Result<Va
         .context("cannot open the master key that protects stored client secrets")
 }
 
-pub async fn open_engine(global: &Global) -> anyhow::Result<Engine> {
+pub async fn open_engine(global: &Global, options: EngineOptions) -> anyhow::Result<Engine> {
     let store = open_store(global).await?;
     let vault = open_vault(global, store.as_ref()).await?;
-    Ok(Engine::new(store, vault, engine_options(global)))
+    Ok(Engine::new(store, vault, options))
 }
 
-/// The engine's options, with what the global options set.
-pub fn engine_options(global: &Global) -> EngineOptions {
+/// The engine's options, with what the syncing commands' options set.
+pub fn engine_options(args: &EngineArgs) -> EngineOptions {
     EngineOptions {
-        file_export_threshold: global.files_from_devices,
+        file_export_threshold: args.files_from_devices,
         ..EngineOptions::default()
     }
 }

@@ -26,6 +26,7 @@ mod common;
 mod error;
 pub mod export;
 mod jobs;
+mod ops;
 mod postgres;
 mod run_owner;
 mod sort;
@@ -42,6 +43,10 @@ use std::sync::Arc;
 
 pub use error::StoreError;
 pub use jobs::{Enqueued, JOB_LEASE, Job, JobKind, JobState};
+pub use ops::{
+    Restored, SchemaState, pg_dump_command, restore_sqlite, sqlite_backup, sqlite_path,
+    verify_sqlite_backup,
+};
 pub use postgres::PgStore;
 pub use run_owner::RunOwner;
 pub use sort::{AssetSort, AssetSortKey, ListedAsset, OpenFindings, SortCursor};

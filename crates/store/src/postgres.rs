@@ -708,6 +708,18 @@ impl Store for PgStore {
         Backend::Postgres
     }
 
+    async fn schema_state(&self) -> Result<crate::ops::SchemaState> {
+        let rows = sqlx::query("SELECT version, success FROM _sqlx_migrations")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("reading the applied migrations"))?;
+        let rows: Vec<(i64, bool)> = rows
+            .iter()
+            .map(|r| (r.get::<i64, _>(0), r.get::<bool, _>(1)))
+            .collect();
+        Ok(crate::ops::schema_state(&MIGRATOR, &rows))
+    }
+
     async fn close(&self) {
         self.pool.close().await;
     }

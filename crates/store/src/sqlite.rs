@@ -45,6 +45,11 @@ use checkpointer::Checkpointer;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
+/// This build's SQLite migrations (a backup's schema is checked against them).
+pub(crate) fn migrator() -> &'static sqlx::migrate::Migrator {
+    &MIGRATOR
+}
+
 /// SQLite's limit on bound parameters per statement (SQLITE_MAX_VARIABLE_NUMBER since 3.32).
 pub const SQLITE_MAX_PARAMS: usize = 32_766;
 
@@ -898,6 +903,14 @@ fn bind_args<'q>(
 impl Store for SqliteStore {
     fn backend(&self) -> Backend {
         Backend::Sqlite
+    }
+
+    async fn schema_state(&self) -> Result<crate::ops::SchemaState> {
+        crate::ops::sqlite_schema_state(&self.path, &MIGRATOR).await
+    }
+
+    async fn backup_into(&self, dest: &Path) -> Result<()> {
+        crate::ops::sqlite_backup(&self.path, dest).await
     }
 
     async fn close(&self) {

@@ -416,6 +416,21 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         limit: u32,
     ) -> Result<Vec<Job>>;
 
+    // ---- operations (see the `ops` module) ----------------------------------------------------
+
+    /// Whether the database answers, and its schema against this build's migrations (`/readyz`).
+    /// `Err` when the database cannot be reached.
+    async fn schema_state(&self) -> Result<crate::ops::SchemaState>;
+
+    /// Writes a consistent copy of the database, as of one committed moment, to `dest` while
+    /// others keep reading and writing. SQLite only: PostgreSQL's tool for it is `pg_dump`.
+    async fn backup_into(&self, dest: &std::path::Path) -> Result<()> {
+        let _ = dest;
+        Err(crate::error::StoreError::InvalidInput(
+            "this database is PostgreSQL: back it up with pg_dump".to_owned(),
+        ))
+    }
+
     // ---- audit log ---------------------------------------------------------------------------
 
     async fn record_audit(&self, entry: &NewAuditEntry) -> Result<i64>;

@@ -32,6 +32,7 @@ mod csv;
 mod error;
 mod headers;
 mod integrations;
+mod ops;
 mod portal;
 mod query;
 mod scheduler;

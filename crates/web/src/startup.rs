@@ -17,7 +17,7 @@ use tower_sessions::{Expiry, SessionManagerLayer};
 use crate::auth::session_store::StoreSessions;
 pub use crate::connections::ConnectionLimits;
 use crate::state::AppState;
-use crate::{api, auth, connections, headers, portal, scheduler, static_files};
+use crate::{api, auth, connections, headers, ops, portal, scheduler, static_files};
 
 /// How `rampart serve` runs.
 #[derive(Debug, Clone)]
@@ -40,6 +40,8 @@ pub struct WebConfig {
     pub limits: ConnectionLimits,
     /// Sessions end this long after sign-in, however busy.
     pub session_lifetime: Duration,
+    /// When set, `/metrics` answers only requests bearing this token.
+    pub metrics_token: Option<secrecy::SecretString>,
 }
 
 impl WebConfig {
@@ -53,6 +55,7 @@ impl WebConfig {
             session_idle: Duration::from_secs(8 * 3600),
             limits: ConnectionLimits::default(),
             session_lifetime: Duration::from_secs(7 * 24 * 3600),
+            metrics_token: None,
         }
     }
 }
@@ -156,10 +159,11 @@ fn router(state: AppState, config: &WebConfig) -> Router {
             state.clone(),
             auth::client::secure_cookies,
         ));
-    Router::new()
+    let routes = Router::new()
         .merge(portal)
         .merge(api::router())
-        .merge(static_files::router())
+        .merge(static_files::router());
+    ops::wrap(routes, config.metrics_token.clone())
         .layer(middleware::from_fn(headers::security_headers))
         .layer(RequestBodyLimitLayer::new(1024 * 1024))
         .layer(middleware::from_fn(crate::error::problem_json_errors))

@@ -54,7 +54,7 @@ pub async fn run(global: &Global, args: DemoArgs) -> anyhow::Result<ExitCode> {
         "Integrations '{DEMO_ENDPOINT}' (Defender for Endpoint) and '{DEMO_CLOUD}' (Defender for Cloud) point at it. First syncs:"
     );
 
-    let engine = Engine::new(store.clone(), vault, context::engine_options(global));
+    let engine = Engine::new(store.clone(), vault, context::engine_options(&args.engine));
     for integration in &integrations {
         let progress = super::sync::TerminalProgress::new(integration.name.as_str());
         let run = engine

@@ -203,7 +203,7 @@ async fn list(global: &Global) -> anyhow::Result<ExitCode> {
 }
 
 async fn test(global: &Global, name: &IntegrationName) -> anyhow::Result<ExitCode> {
-    let engine = context::open_engine(global).await?;
+    let engine = context::open_engine(global, rampart_sync::EngineOptions::default()).await?;
     let integration = engine.store().get_integration_by_name(name).await?;
     println!(
         "Testing '{}' ({}, {} cloud):",

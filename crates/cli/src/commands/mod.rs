@@ -1,5 +1,6 @@
 //! One module per command.
 
+mod backup;
 mod bench_download;
 mod demo;
 mod export;
@@ -23,6 +24,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Export(args) => export::run(global, args).await,
         Command::Serve(args) => serve::run(global, args).await,
         Command::User(command) => user::run(global, command).await,
+        Command::Backup(args) => backup::backup(global, args).await,
+        Command::Restore(args) => backup::restore(global, args).await,
         Command::BenchDownload(args) => bench_download::run(args).await,
     }
 }

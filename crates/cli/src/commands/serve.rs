@@ -6,13 +6,18 @@ use std::time::Duration;
 
 use anyhow::Context;
 use rampart_web::{Application, ConnectionLimits, WebConfig};
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 
 use crate::cli::{Global, ServeArgs};
 use crate::context;
 
 pub async fn run(global: &Global, args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let engine = Arc::new(context::open_engine(global).await?);
+    let metrics_token = match &args.metrics_token_env {
+        None => None,
+        Some(var) => Some(read_token(var)?),
+    };
+    let engine =
+        Arc::new(context::open_engine(global, context::engine_options(&args.engine)).await?);
     let mut config = WebConfig::new(args.listen);
     config.limits = ConnectionLimits {
         max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
@@ -22,6 +27,7 @@ pub async fn run(global: &Global, args: ServeArgs) -> anyhow::Result<ExitCode> {
     config.trusted_proxies = args.trusted_proxies;
     config.secure_cookies = args.secure_cookies;
     config.session_lifetime = Duration::from_secs(args.session_lifetime * 3600);
+    config.metrics_token = metrics_token;
     let app = Application::build(config, engine)
         .await
         .with_context(|| format!("cannot start the portal on {}", args.listen))?;
@@ -39,4 +45,14 @@ pub async fn run(global: &Global, args: ServeArgs) -> anyhow::Result<ExitCode> {
         .await
         .context("the web server stopped")?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The /metrics token from the environment variable `var`: set and not blank, or a clear error.
+fn read_token(var: &str) -> anyhow::Result<SecretString> {
+    match std::env::var(var) {
+        Ok(token) if !token.trim().is_empty() => Ok(SecretString::from(token.trim().to_owned())),
+        _ => anyhow::bail!(
+            "--metrics-token-env {var}: the environment variable {var} is not set or empty; set it to the token Prometheus sends (Authorization: Bearer TOKEN)"
+        ),
+    }
 }

@@ -15,7 +15,7 @@ use crate::commands::integration::expiry_warning;
 use crate::context;
 
 pub async fn run(global: &Global, args: SyncArgs) -> anyhow::Result<ExitCode> {
-    let engine = context::open_engine(global).await?;
+    let engine = context::open_engine(global, context::engine_options(&args.engine)).await?;
     let request = SyncRequest {
         mode: if args.full {
             SyncMode::Full
@@ -140,6 +140,8 @@ pub(super) struct TerminalProgress {
     name: String,
     tty: bool,
     bar: Mutex<Option<ProgressBar>>,
+    /// The current phase, so a plain line can say what its number counts.
+    phase: Mutex<String>,
 }
 
 impl TerminalProgress {
@@ -148,6 +150,7 @@ impl TerminalProgress {
             name: name.to_owned(),
             tty: std::io::stderr().is_terminal(),
             bar: Mutex::new(None),
+            phase: Mutex::new(String::new()),
         }
     }
 
@@ -162,6 +165,9 @@ impl TerminalProgress {
 
 impl Progress for TerminalProgress {
     fn phase(&self, phase: &str) {
+        if let Ok(mut current) = self.phase.lock() {
+            phase.clone_into(&mut current);
+        }
         if !self.tty {
             eprintln!("{}: {phase}…", self.name);
             return;
@@ -191,7 +197,8 @@ impl Progress for TerminalProgress {
 
     fn phase_done(&self, total: u64) {
         if !self.tty {
-            eprintln!("{}:   {total}", self.name);
+            let phase = self.phase.lock().map(|p| p.clone()).unwrap_or_default();
+            eprintln!("{}: {phase}: {}", self.name, counted(&phase, total));
         }
     }
 
@@ -200,5 +207,33 @@ impl Progress for TerminalProgress {
             Some(bar) => bar.println(format!("  {message}")),
             None => eprintln!("{}: {message}", self.name),
         }
+    }
+}
+
+/// A phase's final number with what it counts: records read, or changes made when reconciling
+/// (see [`Progress::phase_done`]).
+fn counted(phase: &str, total: u64) -> String {
+    let (one, many) = if phase.starts_with("reconcil") {
+        ("change made", "changes made")
+    } else if phase.starts_with("indexing") {
+        ("record indexed", "records indexed")
+    } else {
+        ("record read", "records read")
+    };
+    format!("{total} {}", if total == 1 { one } else { many })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::counted;
+
+    #[test]
+    fn a_plain_progress_number_names_its_unit() {
+        assert_eq!(counted("reconciling", 0), "0 changes made");
+        assert_eq!(
+            counted("reading subscription 'Prod Workloads'", 1),
+            "1 record read"
+        );
+        assert_eq!(counted("reading devices", 40), "40 records read");
     }
 }

@@ -259,11 +259,11 @@ fn the_findings_source_follows_the_device_threshold_and_can_be_forced() {
     // A threshold of exactly the tenant's device count: files.
     let sync = env.run(
         &[
-            "--files-from-devices",
-            &devices,
             "sync",
             "contoso",
             "--full",
+            "--files-from-devices",
+            &devices,
         ],
         None,
     );
@@ -289,10 +289,10 @@ fn the_findings_source_follows_the_device_threshold_and_can_be_forced() {
     );
     let forced = env.run(
         &[
-            "--files-from-devices",
-            "1",
             "sync",
             "contoso",
+            "--files-from-devices",
+            "1",
             "--full",
             "--source",
             "pages",
@@ -303,7 +303,7 @@ fn the_findings_source_follows_the_device_threshold_and_can_be_forced() {
     assert!(forced.stdout.contains("from JSON pages"), "{forced:?}");
 
     // A threshold that is not a number is refused before anything runs, and says which option.
-    let bad = env.run(&["--files-from-devices", "lots", "sync", "contoso"], None);
+    let bad = env.run(&["sync", "contoso", "--files-from-devices", "lots"], None);
     assert_eq!(bad.code, 2, "{bad:?}");
     assert!(bad.stderr.contains("--files-from-devices"), "{bad:?}");
 }

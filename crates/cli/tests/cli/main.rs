@@ -1,6 +1,7 @@
 //! The `rampart` binary as a person uses it: real processes, a real emulator over HTTP, a real
 //! SQLite file. Output is captured and searched for secrets.
 
+mod backup;
 mod bad_input;
 mod cloud;
 mod cloud_posture;

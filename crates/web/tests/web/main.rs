@@ -13,6 +13,7 @@ mod browser;
 mod concurrency;
 mod flow;
 mod limits;
+mod ops;
 mod posture;
 mod problems;
 mod scheduler;
