@@ -277,6 +277,10 @@ impl TestApp {
             azure_resource_id: None,
             is_duplicate: false,
             merged_into: None,
+            external_ip_address: None,
+            os_build: None,
+            os_processor: None,
+            is_aad_joined: None,
             first_seen: None,
             last_seen: None,
         };
