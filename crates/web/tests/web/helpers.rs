@@ -41,14 +41,19 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(devices: u32) -> TestApp {
-    capture_logs();
-    let (dir, store) = rampart_store::testing::sqlite_store().await;
-    let sim_config = SimConfig {
+    spawn_app_with_sim(SimConfig {
         devices,
         findings_per_device: 8,
         rate_limits: false,
         ..SimConfig::default()
-    };
+    })
+    .await
+}
+
+/// The app against an emulator configured as given.
+pub async fn spawn_app_with_sim(sim_config: SimConfig) -> TestApp {
+    capture_logs();
+    let (dir, store) = rampart_store::testing::sqlite_store().await;
     let sim = rampart_sim::spawn(sim_config.clone()).await.unwrap();
     let engine = Arc::new(Engine::new(
         store.clone(),

@@ -12,6 +12,7 @@ mod auth;
 mod browser;
 mod flow;
 mod posture;
+mod real_tenants;
 mod scheduler;
 mod security;
 mod snapshots;
