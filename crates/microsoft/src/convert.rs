@@ -278,6 +278,40 @@ mod tests {
         }
     }
 
+    /// machine resource type: `exposureLevel` is `None`, `Low`, `Medium` or `High`; `None` is a
+    /// value, not a missing one (issue 11). The same for `riskScore`.
+    #[test]
+    fn the_documented_none_levels_are_kept() {
+        let m: Machine = serde_json::from_str(
+            r#"{"id":"a","exposureLevel":"None","riskScore":"None","lastIpAddress":"10.0.0.9","lastExternalIpAddress":"203.0.113.9","osBuild":22631,"osProcessor":"x64","isAadJoined":true}"#,
+        )
+        .unwrap();
+        let a = m.into_asset();
+        assert_eq!(a.exposure_level.as_deref(), Some("None"));
+        assert_eq!(a.risk_score.as_deref(), Some("None"));
+        assert_eq!(a.ip_addresses, vec!["10.0.0.9"]);
+        assert_eq!(a.external_ip_address.as_deref(), Some("203.0.113.9"));
+        assert_eq!(
+            (a.os_build, a.os_processor.as_deref(), a.is_aad_joined),
+            (Some(22631), Some("x64"), Some(true))
+        );
+    }
+
+    /// Export rows in a month-first form keep their first-seen time (issue 11).
+    #[test]
+    fn month_first_export_timestamps_are_read() {
+        let row: FindingRow = serde_json::from_str(
+            r#"{"DeviceId":"a","SoftwareName":"x","CveId":"CVE-2020-0001","FirstSeenTimestamp":"12/30/2020 14:17:26","OSPlatform":"Windows10"}"#,
+        )
+        .unwrap();
+        let f = row.into_finding().unwrap();
+        assert_eq!(
+            f.first_seen.unwrap().to_rfc3339(),
+            "2020-12-30T14:17:26+00:00"
+        );
+        assert_eq!(f.asset_os_platform.as_deref(), Some("Windows10"));
+    }
+
     #[test]
     fn machine_fields_map_onto_the_asset() {
         let mut m = machine();

@@ -111,7 +111,10 @@ async fn issue11_vulnerability_only_devices_odd_records_and_source_counts_are_sh
     // The export keeps both.
     let csv = admin.get("/assets.csv").await.body;
     let header = csv.lines().next().unwrap();
-    assert!(header.ends_with(",external_ip_address,known_from"), "{header}");
+    assert!(
+        header.ends_with(",external_ip_address,known_from"),
+        "{header}"
+    );
     assert!(csv.contains(",vulnerability_data"));
 
     // Microsoft's exposure count beside Rampart's.
