@@ -38,7 +38,7 @@ pub(crate) fn listed(sim: &Inner, core: &Core) -> bool {
     let share = sim.config.unlisted_device_share;
     !(share > 0.0
         && core.has_tvm_data()
-        && crate::hash::unit(crate::hash::mix(core.hash, 0x0115_7ED)) < share)
+        && crate::hash::unit(crate::hash::mix(core.hash, 0x0011_57ED)) < share)
 }
 
 /// The devices `GET /api/machines` returns at `tick`, in order.
