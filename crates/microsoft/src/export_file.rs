@@ -284,7 +284,8 @@ async fn stream_file<T: DeserializeOwned + Send + 'static>(
     tx: &EventTx<T>,
 ) -> Result<(u64, OddRecords, PageTiming), FileFailure> {
     let batch_size = plan.batch_size.max(1);
-    // Whether the blob also says `Content-Encoding: gzip` is not documented (reference §7.3). With
+    // Whether the blob also says `Content-Encoding: gzip` is not documented (learn.microsoft.com/
+    // en-us/defender-endpoint/api/get-assessment-software-vulnerabilities only says "GZIP"). With
     // it, the HTTP client has already decompressed the body; without it, the bytes are the gzip
     // file. The first bytes decide: gzip's magic number, or JSON lines.
     let mut body: Option<Body> = None;
