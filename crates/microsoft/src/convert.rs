@@ -10,7 +10,6 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use rampart_model::{
     Asset, AssetKind, CveId, Finding, FindingKey, Severity, Vulnerability as ModelVulnerability,
-    parse_microsoft_timestamp,
 };
 
 use crate::wire::mde::{
@@ -82,7 +81,7 @@ pub struct FindingChange {
 }
 
 fn timestamp(s: Option<&str>) -> Option<DateTime<Utc>> {
-    s.and_then(|s| parse_microsoft_timestamp(s).ok())
+    s.and_then(crate::wire::lenient::timestamp_or_warn)
 }
 
 /// `Some` only for a non-blank string.
@@ -105,6 +104,14 @@ impl Machine {
                     ip_addresses.push(a);
                 }
             }
+        }
+        // Microsoft's main get-machines example has no `ipAddresses`, only `lastIpAddress`: then
+        // that is the device's address. (`lastExternalIpAddress` is the public address it was seen
+        // from, not its own: it is kept apart.)
+        if ip_addresses.is_empty()
+            && let Some(a) = non_blank(self.last_ip_address)
+        {
+            ip_addresses.push(a.trim().to_owned());
         }
         let merged_into = non_blank(self.merged_into_machine_id);
         let azure_resource_id = self
@@ -135,6 +142,11 @@ impl Machine {
             azure_resource_id,
             is_duplicate: self.is_potential_duplication.unwrap_or(false) || merged_into.is_some(),
             merged_into,
+            external_ip_address: non_blank(self.last_external_ip_address)
+                .map(|a| a.trim().to_owned()),
+            os_build: self.os_build,
+            os_processor: non_blank(self.os_processor),
+            is_aad_joined: self.is_aad_joined,
         }
     }
 }
@@ -161,6 +173,8 @@ impl FindingRow {
                 cve_id,
             },
             asset_name: non_blank(self.device_name),
+            asset_os_platform: non_blank(self.os_platform),
+            asset_os_version: non_blank(self.os_version),
             severity: self.severity,
             cvss: self.cvss_score,
             exploitability: non_blank(self.exploitability_level),
@@ -178,6 +192,8 @@ impl From<AssetVulnerability> for FindingRow {
         FindingRow {
             device_id: row.device_id,
             device_name: row.device_name,
+            os_platform: row.os_platform,
+            os_version: row.os_version,
             software_vendor: row.software_vendor,
             software_name: row.software_name,
             software_version: row.software_version,
@@ -239,6 +255,7 @@ impl Vulnerability {
             published_on: timestamp(self.published_on.as_deref()),
             updated_on: timestamp(self.updated_on.as_deref()),
             description: non_blank(self.description),
+            source_exposed_machines: self.exposed_machines.and_then(|n| u64::try_from(n).ok()),
         })
     }
 }
@@ -259,6 +276,40 @@ mod tests {
             kind: None,
             operational_status: None,
         }
+    }
+
+    /// machine resource type: `exposureLevel` is `None`, `Low`, `Medium` or `High`; `None` is a
+    /// value, not a missing one (issue 11). The same for `riskScore`.
+    #[test]
+    fn the_documented_none_levels_are_kept() {
+        let m: Machine = serde_json::from_str(
+            r#"{"id":"a","exposureLevel":"None","riskScore":"None","lastIpAddress":"10.0.0.9","lastExternalIpAddress":"203.0.113.9","osBuild":22631,"osProcessor":"x64","isAadJoined":true}"#,
+        )
+        .unwrap();
+        let a = m.into_asset();
+        assert_eq!(a.exposure_level.as_deref(), Some("None"));
+        assert_eq!(a.risk_score.as_deref(), Some("None"));
+        assert_eq!(a.ip_addresses, vec!["10.0.0.9"]);
+        assert_eq!(a.external_ip_address.as_deref(), Some("203.0.113.9"));
+        assert_eq!(
+            (a.os_build, a.os_processor.as_deref(), a.is_aad_joined),
+            (Some(22631), Some("x64"), Some(true))
+        );
+    }
+
+    /// Export rows in a month-first form keep their first-seen time (issue 11).
+    #[test]
+    fn month_first_export_timestamps_are_read() {
+        let row: FindingRow = serde_json::from_str(
+            r#"{"DeviceId":"a","SoftwareName":"x","CveId":"CVE-2020-0001","FirstSeenTimestamp":"12/30/2020 14:17:26","OSPlatform":"Windows10"}"#,
+        )
+        .unwrap();
+        let f = row.into_finding().unwrap();
+        assert_eq!(
+            f.first_seen.unwrap().to_rfc3339(),
+            "2020-12-30T14:17:26+00:00"
+        );
+        assert_eq!(f.asset_os_platform.as_deref(), Some("Windows10"));
     }
 
     #[test]

@@ -160,6 +160,10 @@ pub fn cloud_asset(id: String, resource_type: Option<&str>, name: Option<String>
         merged_into: None,
         first_seen: None,
         last_seen: None,
+        external_ip_address: None,
+        os_build: None,
+        os_processor: None,
+        is_aad_joined: None,
     }
 }
 
@@ -272,6 +276,8 @@ impl VulnerabilityRow {
                 cve_id,
             },
             asset_name: self.resource_name,
+            asset_os_platform: None,
+            asset_os_version: None,
             severity: cve.severity.as_deref().and_then(Severity::parse_lenient),
             cvss,
             exploitability,
@@ -344,6 +350,8 @@ impl SubAssessment {
                     cve_id,
                 },
                 asset_name: name,
+                asset_os_platform: None,
+                asset_os_version: None,
                 severity: field(Some(details), "severity")
                     .as_deref()
                     .and_then(Severity::parse_lenient),
@@ -386,6 +394,8 @@ impl SubAssessment {
                     cve_id,
                 },
                 asset_name: name.clone(),
+                asset_os_platform: None,
+                asset_os_version: None,
                 severity,
                 cvss: cve.get("cvssScore").and_then(Value::as_f64),
                 exploitability: cve

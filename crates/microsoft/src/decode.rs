@@ -216,6 +216,8 @@ pub struct EnvelopeDecoder {
     seen_value: bool,
     bom_left: u8,
     tail: EnvelopeTail,
+    /// Where the current item began (for error offsets).
+    item_start: u64,
 }
 
 fn is_ws(b: u8) -> bool {
@@ -238,6 +240,24 @@ impl EnvelopeDecoder {
             seen_value: false,
             bom_left: 3,
             tail: EnvelopeTail::default(),
+            item_start: 0,
+        }
+    }
+
+    /// Bytes fed so far (the offset of the next chunk's first byte).
+    pub fn consumed(&self) -> u64 {
+        self.offset
+    }
+
+    /// A callback's error about the current item, placed at the item's byte offset: a syntax
+    /// error from `serde_json` (which counts within the item, on its line 1) points at its byte.
+    fn at_item(&self, e: DecodeError) -> DecodeError {
+        match e {
+            DecodeError::Syntax { at: 0, detail } => DecodeError::Syntax {
+                at: self.item_start + item_column(&detail).saturating_sub(1),
+                detail,
+            },
+            other => other,
         }
     }
 
@@ -373,6 +393,7 @@ impl EnvelopeDecoder {
                     } else {
                         self.scanner = ValueScanner::default();
                         self.partial.clear();
+                        self.item_start = self.offset + i as u64;
                         self.state = State::Item;
                     }
                 }
@@ -385,7 +406,7 @@ impl EnvelopeDecoder {
                                 if n > self.max_item_bytes {
                                     return Err(self.too_large(start));
                                 }
-                                on_item(&chunk[start..end])?;
+                                on_item(&chunk[start..end]).map_err(|e| self.at_item(e))?;
                             } else {
                                 self.partial.extend_from_slice(&chunk[start..end]);
                                 if self.partial.len() > self.max_item_bytes {
@@ -396,7 +417,7 @@ impl EnvelopeDecoder {
                                 // Keep the allocation for the next item that spans chunks.
                                 self.partial = item;
                                 self.partial.clear();
-                                result?;
+                                result.map_err(|e| self.at_item(e))?;
                             }
                             self.tail.items += 1;
                             self.state = State::AfterItem;
@@ -515,6 +536,14 @@ impl EnvelopeDecoder {
         }
         Ok(())
     }
+}
+
+/// The column of a `serde_json` error message ("... at line 1 column 17"), 0 when absent.
+fn item_column(detail: &str) -> u64 {
+    detail
+        .rsplit_once(" column ")
+        .and_then(|(_, c)| c.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -144,6 +144,21 @@ pub enum MdeError {
         "{}'s {family} API answered with something Rampart cannot read: {detail}", family.service()
     )]
     UnexpectedBody { family: ApiFamily, detail: String },
+    /// An answer arrived whole but is not valid JSON. Not retried: the same request gets the same
+    /// bytes, and a network fault looks different (a cut or stalled body, which is retried).
+    #[error(
+        "{}'s {family} API sent an answer that is not valid JSON, at byte {offset} ({detail}); the text there reads: \"{sample}\". \
+         Reading it again would give the same answer, so Rampart stopped without retrying; nothing already stored was changed. \
+         If the next sync meets it again, report it to Microsoft support with the time of the sync", family.service()
+    )]
+    MalformedBody {
+        family: ApiFamily,
+        /// Byte offset in the (decompressed) body.
+        offset: u64,
+        detail: String,
+        /// Up to 80 printable characters around the offset.
+        sample: String,
+    },
     /// An export file download failed (blob error, bad gzip, unusable link).
     #[error("{0}")]
     ExportFile(String),

@@ -16,7 +16,7 @@ use url::Url;
 use crate::error::MdeError;
 use crate::http::body::{describe, read_bounded};
 use crate::http::{ApiFamily, Budget, Core};
-use crate::paging::{PageTiming, ReadEnd, ReadEvent, ReadPlan, ReadReport};
+use crate::paging::{OddRecords, PageTiming, ReadEnd, ReadEvent, ReadPlan, ReadReport};
 use crate::wire::mde::AssetVulnerability;
 
 /// A line of an export file that could not be read.
@@ -214,7 +214,7 @@ pub(crate) async fn read_export_file<T: DeserializeOwned + Send + 'static>(
             }
         }
         match stream_file(&core, &plan, resp, page, &tx).await {
-            Ok((delivered, unreadable, first_error, timing)) => {
+            Ok((delivered, odd, timing)) => {
                 tracing::debug!(
                     family = %family,
                     file = page,
@@ -230,24 +230,12 @@ pub(crate) async fn read_export_file<T: DeserializeOwned + Send + 'static>(
                 }))
                 .await
                 .map_err(|_| closed())?;
-                let complete = unreadable == 0;
-                return Ok(ReadReport {
-                    family,
-                    pages: 1,
-                    records: delivered,
-                    duplicates_dropped: 0,
-                    unreadable,
-                    restarts,
-                    complete,
-                    reason: if complete {
-                        ReadEnd::EndOfFile
-                    } else {
-                        ReadEnd::UnreadableRecords {
-                            count: unreadable,
-                            first_error: first_error.unwrap_or_default(),
-                        }
-                    },
-                });
+                let mut report = ReadReport::new(family);
+                report.pages = 1;
+                report.records = delivered;
+                report.restarts = restarts;
+                report.add_odd(&odd);
+                return Ok(report.finish(ReadEnd::EndOfFile, 0));
             }
             Err(FileFailure::Closed) => return Err(closed()),
             Err(FileFailure::Transient { reason, delivered }) => {
@@ -294,22 +282,21 @@ async fn stream_file<T: DeserializeOwned + Send + 'static>(
     mut resp: reqwest::Response,
     page: u32,
     tx: &EventTx<T>,
-) -> Result<(u64, u64, Option<String>, PageTiming), FileFailure> {
+) -> Result<(u64, OddRecords, PageTiming), FileFailure> {
     let batch_size = plan.batch_size.max(1);
-    let mut gz = flate2::write::MultiGzDecoder::new(Lines::default());
+    // Whether the blob also says `Content-Encoding: gzip` is not documented (learn.microsoft.com/
+    // en-us/defender-endpoint/api/get-assessment-software-vulnerabilities only says "GZIP"). With
+    // it, the HTTP client has already decompressed the body; without it, the bytes are the gzip
+    // file. The first bytes decide: gzip's magic number, or JSON lines.
+    let mut body: Option<Body> = None;
     let mut batch: Vec<T> = Vec::with_capacity(batch_size);
-    let (mut delivered, mut unreadable) = (0u64, 0u64);
-    let mut first_error: Option<String> = None;
+    let mut delivered = 0u64;
+    let mut odd = OddRecords::default();
     let mut compressed_bytes: u64 = 0;
     let mut parse = |line: &[u8], batch: &mut Vec<T>| match parse_line(line) {
         None => {}
         Some(Ok(r)) => batch.push(r),
-        Some(Err(e)) => {
-            unreadable += 1;
-            if first_error.is_none() {
-                first_error = Some(e.to_string().chars().take(200).collect());
-            }
-        }
+        Some(Err(e)) => odd.note(line.trim_ascii(), &e),
     };
     let mut timing = PageTiming::default();
     loop {
@@ -335,13 +322,14 @@ async fn stream_file<T: DeserializeOwned + Send + 'static>(
         core.metrics.bytes(chunk.len());
         compressed_bytes += chunk.len() as u64;
         let decoding = Instant::now();
-        if let Err(e) = gz.write_all(&chunk) {
+        let body = body.get_or_insert_with(|| Body::sniff(&chunk));
+        if let Err(e) = body.write_all(&chunk) {
             return Err(FileFailure::Transient {
                 reason: format!("the file is not valid gzip: {e}"),
                 delivered,
             });
         }
-        let buf = &mut gz.get_mut().buf;
+        let buf = body.lines();
         if let Some(last_newline) = buf.iter().rposition(|b| *b == b'\n') {
             for line in buf[..last_newline].split(|b| *b == b'\n') {
                 parse(line, &mut batch);
@@ -370,13 +358,13 @@ async fn stream_file<T: DeserializeOwned + Send + 'static>(
     }
     // A 0-byte file (Microsoft sends them) holds no records and no gzip header. A download cut
     // short ends inside a gzip member: finishing fails, and the file is read again.
-    let lines = if compressed_bytes == 0 {
-        Lines::default()
-    } else {
-        gz.finish().map_err(|e| FileFailure::Transient {
+    let lines = match body {
+        None => Lines::default(),
+        Some(_) if compressed_bytes == 0 => Lines::default(),
+        Some(b) => b.finish().map_err(|e| FileFailure::Transient {
             reason: format!("the file ended early: {e}"),
             delivered,
-        })?
+        })?,
     };
     // Every record ends with a newline. A last fragment without one that is not a record means the
     // body was cut inside a record (a download can end "cleanly" short of its end): read again.
@@ -407,7 +395,52 @@ async fn stream_file<T: DeserializeOwned + Send + 'static>(
         .await
         .map_err(|_| FileFailure::Closed)?;
     }
-    Ok((delivered, unreadable, first_error, timing))
+    Ok((delivered, odd, timing))
+}
+
+/// The gzip magic number (RFC 1952, section 2.3.1).
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+/// A download's bytes on their way to lines: gunzipped, or already plain.
+enum Body {
+    Gzip(Box<flate2::write::MultiGzDecoder<Lines>>),
+    Plain(Lines),
+}
+
+impl Body {
+    /// Decides by the first chunk (never empty: empty chunks are not delivered).
+    fn sniff(first: &[u8]) -> Body {
+        // One byte is enough to rule gzip out: a JSON line starts with `{` or whitespace.
+        if first.first() == Some(&GZIP_MAGIC[0]) {
+            Body::Gzip(Box::new(flate2::write::MultiGzDecoder::new(
+                Lines::default(),
+            )))
+        } else {
+            tracing::debug!("export file arrived decompressed (Content-Encoding: gzip)");
+            Body::Plain(Lines::default())
+        }
+    }
+
+    fn write_all(&mut self, chunk: &[u8]) -> io::Result<()> {
+        match self {
+            Body::Gzip(gz) => gz.write_all(chunk),
+            Body::Plain(lines) => lines.write_all(chunk),
+        }
+    }
+
+    fn lines(&mut self) -> &mut Vec<u8> {
+        match self {
+            Body::Gzip(gz) => &mut gz.get_mut().buf,
+            Body::Plain(lines) => &mut lines.buf,
+        }
+    }
+
+    fn finish(self) -> io::Result<Lines> {
+        match self {
+            Body::Gzip(gz) => gz.finish(),
+            Body::Plain(lines) => Ok(lines),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -58,47 +58,38 @@ struct Links {
 }
 
 /// What the files read so far add up to.
-#[derive(Default)]
 struct Tally {
-    files: u32,
-    records: u64,
-    unreadable: u64,
-    restarts: u32,
-    first_error: Option<String>,
+    report: ReadReport,
+}
+
+impl Default for Tally {
+    fn default() -> Self {
+        Tally {
+            report: ReadReport::new(ApiFamily::FileExport),
+        }
+    }
 }
 
 impl Tally {
-    fn add(&mut self, report: &ReadReport) {
-        self.files += 1;
-        self.records += report.records;
-        self.unreadable += report.unreadable;
-        self.restarts += report.restarts;
-        if self.first_error.is_none()
-            && let ReadEnd::UnreadableRecords { first_error, .. } = &report.reason
-        {
-            self.first_error = Some(first_error.clone());
+    fn add(&mut self, file: &ReadReport) {
+        let r = &mut self.report;
+        r.pages += 1;
+        r.records += file.records;
+        r.restarts += file.restarts;
+        r.unreadable += file.unreadable;
+        if r.first_unreadable.is_none() {
+            r.first_unreadable.clone_from(&file.first_unreadable);
+        }
+        for id in &file.unreadable_ids {
+            if r.unreadable_ids.len() < crate::paging::ODD_IDS_KEPT {
+                r.unreadable_ids.push(id.clone());
+            }
         }
     }
 
     fn report(self) -> ReadReport {
-        let complete = self.unreadable == 0;
-        ReadReport {
-            family: ApiFamily::FileExport,
-            pages: self.files,
-            records: self.records,
-            duplicates_dropped: 0,
-            unreadable: self.unreadable,
-            restarts: self.restarts,
-            complete,
-            reason: if complete {
-                ReadEnd::AllFiles { files: self.files }
-            } else {
-                ReadEnd::UnreadableRecords {
-                    count: self.unreadable,
-                    first_error: self.first_error.unwrap_or_default(),
-                }
-            },
-        }
+        let files = self.report.pages;
+        self.report.finish(ReadEnd::AllFiles { files }, 0)
     }
 }
 

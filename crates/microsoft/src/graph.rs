@@ -67,7 +67,6 @@ where
     let family = ApiFamily::ResourceGraph;
     let closed = || MdeError::Interrupted("the consumer stopped reading".to_owned());
     let mut report = ReadReport::new(family);
-    let mut first_unreadable = None;
     let mut page = 0u32;
     let mut end = ReadEnd::NoNextLink { page: 0 };
     // An empty list would query the whole tenant, which is what an empty plan means.
@@ -106,15 +105,9 @@ where
             };
             let mut batch = Vec::with_capacity(plan.batch_size.max(1));
             for row in answer.data {
-                match serde_json::from_value::<T>(row) {
+                match T::deserialize(&row) {
                     Ok(r) => batch.push(r),
-                    Err(e) => {
-                        outcome.unreadable += 1;
-                        if outcome.first_unreadable.is_none() {
-                            outcome.first_unreadable =
-                                Some(e.to_string().chars().take(200).collect());
-                        }
-                    }
+                    Err(e) => outcome.odd.note_value(&row, &e),
                 }
                 if batch.len() >= plan.batch_size.max(1) {
                     outcome.kept += batch.len() as u64;
@@ -144,9 +137,6 @@ where
             .map_err(|_| closed())?;
             group_rows += outcome.items;
             report.add(&outcome);
-            if first_unreadable.is_none() {
-                first_unreadable = outcome.first_unreadable.clone();
-            }
             let this = page;
             page += 1;
             if plan.first_page_only {
@@ -173,7 +163,7 @@ where
             }
         }
     }
-    let report = report.finish(end, 0, first_unreadable);
+    let report = report.finish(end, 0);
     tracing::info!(family = %report.family, pages = report.pages, records = report.records, complete = report.complete, reason = %report.reason, "read finished");
     Ok(report)
 }

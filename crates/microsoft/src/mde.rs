@@ -148,13 +148,36 @@ impl MdeClient {
         })
     }
 
-    /// `GET /api/machines?$top=1`: proves the machine permission works.
+    /// `GET /api/machines?$top=1`: proves the machine permission works. `Ok(None)` when the
+    /// tenant has no devices: an empty page, or the 404 Not Found that Microsoft documents for a
+    /// tenant without recently seen machines (get-machines, "Response").
     pub async fn read_one_machine(&self) -> Result<Option<Machine>, MdeError> {
         let url = self.url("api/machines", Some("$top=1"))?;
-        let page: Collection<Machine> = self
+        let page: Collection<Machine> = match self
             .core
             .get_json(ApiFamily::Machines, &url, SMALL_ANSWER)
-            .await?;
+            .await
+        {
+            Ok(p) => p,
+            Err(MdeError::Api(api)) if api.status == 404 => {
+                // The same 404 comes from a wrong API URL: only when another collection of the
+                // same API answers is it the empty tenant.
+                let probe = self.url("api/vulnerabilities", Some("$top=1"))?;
+                return match self
+                    .core
+                    .get_json::<Collection<Vulnerability>>(
+                        ApiFamily::Vulnerabilities,
+                        &probe,
+                        SMALL_ANSWER,
+                    )
+                    .await
+                {
+                    Err(MdeError::Api(other)) if other.status == 404 => Err(MdeError::Api(api)),
+                    _ => Ok(None),
+                };
+            }
+            Err(e) => return Err(e),
+        };
         Ok(page.value.into_iter().next())
     }
 
@@ -176,7 +199,7 @@ impl MdeClient {
     /// de-duplicated by id.
     pub fn machines(&self) -> RecordStream<Machine> {
         let size = self.paging.machines_page_size.clamp(1, MACHINES_MAX_TOP);
-        self.skip_read(ApiFamily::Machines, "api/machines", size)
+        self.skip_read(ApiFamily::Machines, "api/machines", size, None)
     }
 
     /// The tenant's CVE catalogue, by `$top`/`$skip` paging (at most 8,000 per page), de-duplicated
@@ -186,7 +209,37 @@ impl MdeClient {
             .paging
             .vulnerabilities_page_size
             .clamp(1, VULNERABILITIES_MAX_TOP);
-        self.skip_read(ApiFamily::Vulnerabilities, "api/vulnerabilities", size)
+        self.skip_read(
+            ApiFamily::Vulnerabilities,
+            "api/vulnerabilities",
+            size,
+            None,
+        )
+    }
+
+    /// The catalogue entries Microsoft updated after `since`, by `$filter=updatedOn gt …` (the
+    /// incremental pattern of get-all-vulnerabilities: `updatedOn` is filterable), paged like
+    /// [`vulnerabilities`](Self::vulnerabilities).
+    pub fn vulnerabilities_updated_since(
+        &self,
+        since: DateTime<Utc>,
+    ) -> RecordStream<Vulnerability> {
+        let size = self
+            .paging
+            .vulnerabilities_page_size
+            .clamp(1, VULNERABILITIES_MAX_TOP);
+        // OData datetimes are unquoted (`updatedOn gt 2024-06-01T00:00:00Z`). Milliseconds: a
+        // finer `updatedOn` at the same millisecond comes again, which the upsert makes harmless.
+        let filter = format!(
+            "updatedOn gt {}",
+            since.to_rfc3339_opts(SecondsFormat::Millis, true)
+        );
+        self.skip_read(
+            ApiFamily::Vulnerabilities,
+            "api/vulnerabilities",
+            size,
+            Some(filter),
+        )
     }
 
     /// The full vulnerability snapshot (`SoftwareVulnerabilitiesByMachine`), following
@@ -288,7 +341,13 @@ impl MdeClient {
         }
     }
 
-    fn skip_read<T>(&self, family: ApiFamily, path: &str, size: u32) -> RecordStream<T>
+    fn skip_read<T>(
+        &self,
+        family: ApiFamily,
+        path: &str,
+        size: u32,
+        filter: Option<String>,
+    ) -> RecordStream<T>
     where
         T: serde::de::DeserializeOwned + crate::paging::Keyed + Send + 'static,
     {
@@ -299,7 +358,7 @@ impl MdeClient {
         let core = Arc::clone(&self.core);
         let plan = self.plan(family);
         RecordStream::spawn(self.paging.channel_capacity, move |tx| {
-            read_skip_pages(core, plan, base, size, tx)
+            read_skip_pages(core, plan, base, size, filter, tx)
         })
     }
 

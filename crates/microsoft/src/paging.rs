@@ -25,6 +25,7 @@ use std::time::Instant;
 
 use futures::Stream;
 use reqwest::Response;
+use serde::Deserialize as _;
 use serde::de::DeserializeOwned;
 use serde_json::error::Category;
 use tokio::sync::mpsc;
@@ -33,7 +34,7 @@ use url::Url;
 
 use crate::decode::{DecodeError, EnvelopeDecoder};
 use crate::error::MdeError;
-use crate::http::body::describe;
+use crate::http::body::{describe, snippet};
 use crate::http::{ApiFamily, Budget, Core};
 use crate::wire::mde::{Machine, Vulnerability};
 
@@ -117,6 +118,9 @@ pub enum ReadEnd {
     /// Resource Graph said `resultTruncated: "true"` (or returned fewer rows than its
     /// `totalRecords` without a `$skipToken`): rows are missing and cannot be paged to.
     Truncated { page: u32 },
+    /// The first page answered 404 Not Found, which is how `GET /api/machines` says that the
+    /// tenant has no recently seen devices (get-machines, "Response"): an empty, complete read.
+    NothingThere,
 }
 
 impl ReadEnd {
@@ -127,6 +131,7 @@ impl ReadEnd {
                 | ReadEnd::NoNextLink { .. }
                 | ReadEnd::EndOfFile
                 | ReadEnd::AllFiles { .. }
+                | ReadEnd::NothingThere
         )
     }
 }
@@ -172,9 +177,12 @@ impl fmt::Display for ReadEnd {
             ReadEnd::UnreadableRecords { count, first_error } => {
                 write!(
                     f,
-                    "{count} records could not be read (first: {first_error})"
+                    "{count} records could not be read, more than a read may skip (first: {first_error})"
                 )
             }
+            ReadEnd::NothingThere => f.write_str(
+                "Microsoft answered 404 Not Found: it has no recently seen devices for this tenant",
+            ),
         }
     }
 }
@@ -190,8 +198,13 @@ pub struct ReadReport {
     pub records: u64,
     /// Records dropped because their id was already delivered (skip paging over a shifting set).
     pub duplicates_dropped: u64,
-    /// Records the wire types could not read (skipped, and the read is not complete).
+    /// Records the wire types could not read (skipped). A few are tolerated (see
+    /// [`odd_records_tolerated`]); more make the read incomplete.
     pub unreadable: u64,
+    /// The ids of the unreadable records that had one (the first [`ODD_IDS_KEPT`]).
+    pub unreadable_ids: Vec<String>,
+    /// Why the first unreadable record could not be read.
+    pub first_unreadable: Option<String>,
     /// Pages read again after a failure part-way.
     pub restarts: u32,
     /// Every page was read, the end was seen, no loop, every record read.
@@ -207,6 +220,8 @@ impl ReadReport {
             records: 0,
             duplicates_dropped: 0,
             unreadable: 0,
+            unreadable_ids: Vec::new(),
+            first_unreadable: None,
             restarts: 0,
             complete: false,
             reason: ReadEnd::MaxPages { pages: 0 },
@@ -216,27 +231,126 @@ impl ReadReport {
     pub(crate) fn add(&mut self, page: &PageOutcome) {
         self.pages += 1;
         self.records += page.kept;
-        self.unreadable += page.unreadable;
         self.restarts += page.restarts;
+        self.add_odd(&page.odd);
     }
 
-    pub(crate) fn finish(
-        mut self,
-        end: ReadEnd,
-        duplicates_dropped: u64,
-        first_unreadable: Option<String>,
-    ) -> ReadReport {
+    /// Counts another part's unreadable records (a page, an export file).
+    pub(crate) fn add_odd(&mut self, odd: &OddRecords) {
+        self.unreadable += odd.count;
+        if self.first_unreadable.is_none() {
+            self.first_unreadable.clone_from(&odd.first_error);
+        }
+        for id in &odd.ids {
+            if self.unreadable_ids.len() < ODD_IDS_KEPT {
+                self.unreadable_ids.push(id.clone());
+            }
+        }
+    }
+
+    /// Ends the report: complete at a natural end, as long as the unreadable records stay within
+    /// what [`odd_records_tolerated`] allows.
+    pub(crate) fn finish(mut self, end: ReadEnd, duplicates_dropped: u64) -> ReadReport {
         self.duplicates_dropped = duplicates_dropped;
-        self.complete = end.is_natural() && self.unreadable == 0;
-        self.reason = if end.is_natural() && self.unreadable > 0 {
+        let tolerated = odd_records_tolerated(self.unreadable, self.records);
+        self.complete = end.is_natural() && tolerated;
+        self.reason = if end.is_natural() && !tolerated {
             ReadEnd::UnreadableRecords {
                 count: self.unreadable,
-                first_error: first_unreadable.unwrap_or_default(),
+                first_error: self.first_unreadable.clone().unwrap_or_default(),
             }
         } else {
             end
         };
+        if self.unreadable > 0 {
+            tracing::warn!(
+                family = %self.family,
+                unreadable = self.unreadable,
+                ids = ?self.unreadable_ids,
+                first_error = self.first_unreadable.as_deref().unwrap_or_default(),
+                tolerated,
+                "records skipped as unreadable"
+            );
+        }
         self
+    }
+}
+
+/// Unreadable records a read may skip and still conclude: one record of a shape Rampart does
+/// not expect must not stop a tenant's sync (Microsoft adds fields and values without notice), but
+/// many of them mean Rampart no longer understands the answer, and concluding from it (marking
+/// findings fixed, devices missing) would be wrong. The rule, also in docs/setup-endpoint.md:
+/// at most 1 % of the records read, but always at least one and never more than
+/// [`ODD_RECORDS_MAX`]; and fewer unreadable records than readable ones.
+pub fn odd_records_tolerated(unreadable: u64, read: u64) -> bool {
+    if unreadable == 0 {
+        return true;
+    }
+    let allowed = (read.saturating_add(unreadable) / 100).clamp(1, ODD_RECORDS_MAX);
+    unreadable <= allowed && unreadable < read
+}
+
+/// The most unreadable records one read may skip and still conclude.
+pub const ODD_RECORDS_MAX: u64 = 1_000;
+/// How many ids of unreadable records a report keeps (the count is always exact).
+pub const ODD_IDS_KEPT: usize = 20;
+
+/// Unreadable records met in one page or file: how many, the first reason, and their ids.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct OddRecords {
+    pub count: u64,
+    pub first_error: Option<String>,
+    pub ids: Vec<String>,
+}
+
+impl OddRecords {
+    /// Notes a record (its raw JSON) that the wire type refused.
+    pub(crate) fn note(&mut self, raw: &[u8], error: &serde_json::Error) {
+        let id = serde_json::from_slice::<RecordId>(raw)
+            .ok()
+            .and_then(RecordId::into_text);
+        self.push(id, error);
+    }
+
+    /// Notes a record (already parsed into a JSON value) that the wire type refused.
+    pub(crate) fn note_value(&mut self, value: &serde_json::Value, error: &serde_json::Error) {
+        let id = RecordId::deserialize(value)
+            .ok()
+            .and_then(RecordId::into_text);
+        self.push(id, error);
+    }
+
+    fn push(&mut self, id: Option<String>, error: &serde_json::Error) {
+        self.count += 1;
+        if self.first_error.is_none() {
+            self.first_error = Some(error.to_string().chars().take(200).collect());
+        }
+        if let Some(id) = id
+            && self.ids.len() < ODD_IDS_KEPT
+        {
+            self.ids.push(id);
+        }
+    }
+}
+
+/// Just the id of a record, whatever else it holds: `id` (MDE entities, ARM resources), `Id`
+/// (export files).
+#[derive(serde::Deserialize)]
+struct RecordId {
+    #[serde(default, alias = "Id", alias = "ID")]
+    id: Option<serde_json::Value>,
+}
+
+impl RecordId {
+    fn into_text(self) -> Option<String> {
+        let text = match self.id? {
+            serde_json::Value::String(s) => s,
+            serde_json::Value::Number(n) => n.to_string(),
+            _ => return None,
+        };
+        // Printable and bounded: the id goes into the run record and the portal.
+        let shown: String = text.chars().filter(|c| !c.is_control()).take(200).collect();
+        (!shown.trim().is_empty()).then_some(shown)
     }
 }
 
@@ -441,8 +555,7 @@ pub(crate) struct PageOutcome {
     pub items: u64,
     /// Records delivered.
     pub kept: u64,
-    pub unreadable: u64,
-    pub first_unreadable: Option<String>,
+    pub odd: OddRecords,
     pub next_link: Option<String>,
     pub restarts: u32,
     /// Where the page's time went (for `debug` logs and profiles).
@@ -468,6 +581,9 @@ impl PageTiming {
 enum PageFailure {
     /// Worth reading the page again; `delivered` records of this attempt reached the consumer.
     Transient { reason: String, delivered: u64 },
+    /// The body arrived whole but is not valid JSON: reading it again gets the same bytes, so the
+    /// read stops at once (a network fault looks different: a cut or stalled body).
+    Malformed(MdeError),
     /// The consumer is gone.
     Closed,
 }
@@ -518,6 +634,10 @@ where
                 return Ok(outcome);
             }
             Err(PageFailure::Closed) => return Err(closed()),
+            Err(PageFailure::Malformed(e)) => {
+                tracing::warn!(family = %family, page, error = %e, "page is not valid JSON; not retried");
+                return Err(e);
+            }
             Err(PageFailure::Transient { reason, delivered }) => {
                 filter.rollback();
                 if delivered > 0 {
@@ -555,6 +675,8 @@ where
     let mut outcome = PageOutcome::default();
     let mut delivered: u64 = 0;
     let mut timing = PageTiming::default();
+    // The body's first byte that is not whitespace or a byte order mark.
+    let mut first_byte: Option<u8> = None;
     loop {
         let waited = Instant::now();
         let next = tokio::time::timeout(core.read_timeout, resp.chunk()).await;
@@ -577,6 +699,7 @@ where
         };
         core.metrics.bytes(chunk.len());
         let decoding = Instant::now();
+        let chunk_start = decoder.consumed();
         let fed = decoder.feed(
             &chunk,
             &mut |item: &[u8]| match serde_json::from_slice::<T>(item) {
@@ -586,14 +709,12 @@ where
                     }
                     Ok(())
                 }
-                // Valid JSON our types refuse: skip it, count it, and the read will not be complete.
+                // Valid JSON our types refuse: skip it, count it and keep its id.
                 Err(e) if e.classify() == Category::Data => {
-                    outcome.unreadable += 1;
-                    if outcome.first_unreadable.is_none() {
-                        outcome.first_unreadable = Some(e.to_string().chars().take(200).collect());
-                    }
+                    outcome.odd.note(item, &e);
                     Ok(())
                 }
+                // Not JSON inside an item: the offset is the item's, the detail serde's.
                 Err(e) => Err(DecodeError::Syntax {
                     at: 0,
                     detail: e.to_string(),
@@ -601,11 +722,22 @@ where
             },
         );
         timing.decoding += decoding.elapsed();
+        if first_byte.is_none() {
+            first_byte = chunk
+                .iter()
+                .copied()
+                .find(|b| !b.is_ascii_whitespace() && *b != 0xEF && *b != 0xBB && *b != 0xBF);
+        }
         if let Err(e) = fed {
-            return Err(PageFailure::Transient {
-                reason: e.to_string(),
-                delivered,
-            });
+            // A page that does not even start as JSON (a proxy's or gateway's HTML page) is the
+            // network's doing, worth another try; JSON that breaks inside is Microsoft's answer.
+            if first_byte != Some(b'{') {
+                return Err(PageFailure::Transient {
+                    reason: e.to_string(),
+                    delivered,
+                });
+            }
+            return Err(malformed(plan.family, e, &chunk, chunk_start));
         }
         let waiting = Instant::now();
         while batch.len() >= batch_size {
@@ -621,6 +753,8 @@ where
         }
         timing.consumer += waiting.elapsed();
     }
+    // The body ended before the envelope did (a cut connection), or it is a JSON object without
+    // a `value` array (an error envelope sent with 200): both worth another try.
     let tail = decoder.finish().map_err(|e| PageFailure::Transient {
         reason: e.to_string(),
         delivered,
@@ -641,6 +775,27 @@ where
     Ok(outcome)
 }
 
+/// A body that is not a collection envelope, as an error that names the byte offset and shows a
+/// short sample of the text there (page bodies hold data, never a secret; the sample is bounded
+/// and printable).
+fn malformed(family: ApiFamily, e: DecodeError, chunk: &[u8], chunk_start: u64) -> PageFailure {
+    let offset = match &e {
+        DecodeError::Syntax { at, .. } | DecodeError::ItemTooLarge { at, .. } => *at,
+        DecodeError::Truncated { at } => *at,
+        DecodeError::NoValueArray => 0,
+    };
+    // The item-level errors carry no offset of their own: show the chunk's start then.
+    let at_in_chunk = usize::try_from(offset.saturating_sub(chunk_start)).unwrap_or(0);
+    let from = at_in_chunk.saturating_sub(40).min(chunk.len());
+    let to = at_in_chunk.saturating_add(40).min(chunk.len());
+    PageFailure::Malformed(MdeError::MalformedBody {
+        family,
+        offset,
+        detail: e.to_string().chars().take(200).collect(),
+        sample: snippet(&chunk[from..to], 80),
+    })
+}
+
 /// Consecutive empty pages that still link onwards before a read gives up (as incomplete).
 pub(crate) const MAX_EMPTY_PAGES: u32 = 5;
 
@@ -653,12 +808,14 @@ pub(crate) struct ReadPlan {
     pub max_record_bytes: usize,
 }
 
-/// Skip paging (see the module docs). `base` is the collection URL without a query.
+/// Skip paging (see the module docs). `base` is the collection URL without a query; `odata_filter`
+/// a `$filter` expression sent with every page.
 pub(crate) async fn read_skip_pages<T>(
     core: Arc<Core>,
     plan: ReadPlan,
     base: Url,
     page_size: u32,
+    odata_filter: Option<String>,
     tx: EventTx<T>,
 ) -> Result<ReadReport, MdeError>
 where
@@ -666,7 +823,6 @@ where
 {
     let mut filter = Dedupe::default();
     let mut report = ReadReport::new(plan.family);
-    let mut first_unreadable = None;
     let mut end = ReadEnd::MaxPages {
         pages: plan.max_pages,
     };
@@ -674,12 +830,31 @@ where
         let mut url = base.clone();
         // Plain digits: `$skip` must never be formatted as 1e+05 or with separators.
         let skip = u64::from(page) * u64::from(page_size);
-        url.set_query(Some(&format!("$top={page_size}&$skip={skip}")));
-        let outcome = read_page(&core, &plan, &url, page, &mut filter, &tx).await?;
-        report.add(&outcome);
-        if first_unreadable.is_none() {
-            first_unreadable = outcome.first_unreadable.clone();
+        // `$` stays literal, as Microsoft's own samples write it.
+        let paging = format!("$top={page_size}&$skip={skip}");
+        match odata_filter.as_deref() {
+            Some(f) => {
+                let f: String = url::form_urlencoded::byte_serialize(f.as_bytes()).collect();
+                url.set_query(Some(&format!("$filter={f}&{paging}")));
+            }
+            None => url.set_query(Some(&paging)),
         }
+        let outcome = match read_page(&core, &plan, &url, page, &mut filter, &tx).await {
+            Ok(o) => o,
+            // Microsoft documents 404 Not Found for `GET /api/machines` when the tenant has no
+            // recently seen machines (get-machines, "Response"): a first page that is not there is
+            // an empty set, not a failure. (404 was already retried once, for the intermittent
+            // 404s of MicrosoftDocs#13047.)
+            Err(MdeError::Api(api))
+                if page == 0 && api.status == 404 && plan.family == ApiFamily::Machines =>
+            {
+                tracing::info!(family = %plan.family, code = ?api.code, "no devices: the first page answered 404 Not Found");
+                end = ReadEnd::NothingThere;
+                break;
+            }
+            Err(e) => return Err(e),
+        };
+        report.add(&outcome);
         if filter.repeated {
             end = ReadEnd::RepeatedPage { page };
             break;
@@ -692,7 +867,7 @@ where
             break;
         }
     }
-    let report = report.finish(end, filter.dropped, first_unreadable);
+    let report = report.finish(end, filter.dropped);
     tracing::info!(family = %report.family, pages = report.pages, records = report.records, complete = report.complete, reason = %report.reason, "read finished");
     Ok(report)
 }
@@ -710,7 +885,6 @@ where
     let mut report = ReadReport::new(plan.family);
     let mut visited: HashSet<String> = HashSet::new();
     visited.insert(first.as_str().to_owned());
-    let mut first_unreadable = None;
     let mut url = first;
     let mut end = ReadEnd::MaxPages {
         pages: plan.max_pages,
@@ -719,9 +893,6 @@ where
     for page in 0..plan.max_pages {
         let outcome = read_page(&core, &plan, &url, page, &mut KeepAll, &tx).await?;
         report.add(&outcome);
-        if first_unreadable.is_none() {
-            first_unreadable = outcome.first_unreadable.clone();
-        }
         // ARM's guideline is "omit or null", but an empty string has been seen: also the end.
         let Some(link) = outcome.next_link.filter(|l| !l.trim().is_empty()) else {
             end = ReadEnd::NoNextLink { page };
@@ -758,7 +929,7 @@ where
         }
         url = next;
     }
-    let report = report.finish(end, 0, first_unreadable);
+    let report = report.finish(end, 0);
     tracing::info!(family = %report.family, pages = report.pages, records = report.records, complete = report.complete, reason = %report.reason, "read finished");
     Ok(report)
 }
@@ -803,23 +974,23 @@ mod tests {
         });
         let done = r
             .clone()
-            .finish(ReadEnd::ShortPage { page: 0, items: 3 }, 0, None);
+            .finish(ReadEnd::ShortPage { page: 0, items: 3 }, 0);
         assert!(done.complete);
+        assert!(!r.clone().finish(ReadEnd::MaxPages { pages: 1 }, 0).complete);
         assert!(
             !r.clone()
-                .finish(ReadEnd::MaxPages { pages: 1 }, 0, None)
-                .complete
-        );
-        assert!(
-            !r.clone()
-                .finish(ReadEnd::RepeatedPage { page: 1 }, 0, None)
+                .finish(ReadEnd::RepeatedPage { page: 1 }, 0)
                 .complete
         );
         r.add(&PageOutcome {
-            unreadable: 2,
+            odd: OddRecords {
+                count: 2,
+                first_error: Some("bad".into()),
+                ids: vec!["x".into()],
+            },
             ..Default::default()
         });
-        let partial = r.finish(ReadEnd::NoNextLink { page: 1 }, 0, Some("bad".into()));
+        let partial = r.finish(ReadEnd::NoNextLink { page: 1 }, 0);
         assert!(!partial.complete);
         assert_eq!(
             partial.reason,
@@ -834,5 +1005,33 @@ mod tests {
                 .to_string()
                 .contains("2 records could not be read")
         );
+        assert_eq!(partial.unreadable_ids, vec!["x".to_owned()]);
+    }
+
+    #[test]
+    fn a_few_odd_records_are_tolerated_many_are_not() {
+        // One odd record never sinks a read that also read something.
+        assert!(odd_records_tolerated(0, 0));
+        assert!(odd_records_tolerated(1, 2));
+        assert!(!odd_records_tolerated(1, 0), "nothing but odd records");
+        // Up to 1 % of the records.
+        assert!(odd_records_tolerated(10, 990));
+        assert!(!odd_records_tolerated(11, 989));
+        // Never more than ODD_RECORDS_MAX, however large the read.
+        assert!(odd_records_tolerated(ODD_RECORDS_MAX, 10_000_000));
+        assert!(!odd_records_tolerated(ODD_RECORDS_MAX + 1, 10_000_000));
+    }
+
+    #[test]
+    fn odd_record_ids_come_from_id_or_pascal_id() {
+        let mut odd = OddRecords::default();
+        let e = serde_json::from_str::<u8>("\"x\"").unwrap_err();
+        odd.note(br#"{"id":"a1","x":1}"#, &e);
+        odd.note(br#"{"Id":"b2"}"#, &e);
+        odd.note(br#"{"id":7}"#, &e);
+        odd.note(br#"{"no":"id"}"#, &e);
+        odd.note(b"[1,2]", &e);
+        assert_eq!(odd.count, 5);
+        assert_eq!(odd.ids, vec!["a1", "b2", "7"]);
     }
 }

@@ -103,4 +103,17 @@ pub struct Asset {
     /// First and last seen, as the source reports them.
     pub first_seen: Option<DateTime<Utc>>,
     pub last_seen: Option<DateTime<Utc>>,
+    /// The public address the device was last seen from (MDE `lastExternalIpAddress`), kept apart
+    /// from `ip_addresses`, which are the device's own.
+    #[serde(default)]
+    pub external_ip_address: Option<String>,
+    /// Windows build (MDE `osBuild`; null on other systems).
+    #[serde(default)]
+    pub os_build: Option<i64>,
+    /// Processor architecture (MDE `osProcessor`, e.g. `x64`).
+    #[serde(default)]
+    pub os_processor: Option<String>,
+    /// Joined to Microsoft Entra ID (MDE `isAadJoined`).
+    #[serde(default)]
+    pub is_aad_joined: Option<bool>,
 }

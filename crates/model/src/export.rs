@@ -28,6 +28,11 @@ pub struct AssetRecord {
     pub last_seen: Option<DateTime<Utc>>,
     /// `active` or `missing`.
     pub status: String,
+    /// The public address the device was last seen from, apart from its own `ip_addresses`.
+    pub external_ip_address: Option<String>,
+    /// `inventory` (the source lists the asset) or `vulnerability_data` (known only from
+    /// vulnerability rows: the source's device list did not return it).
+    pub known_from: String,
 }
 
 /// One row of `export findings`.
@@ -73,6 +78,9 @@ pub struct VulnerabilityRecord {
     pub updated_on: Option<DateTime<Utc>>,
     pub exposed_assets: u64,
     pub description: Option<String>,
+    /// The source's own count of exposed devices (MDE `exposedMachines`), beside Rampart's
+    /// `exposed_assets`.
+    pub source_exposed_machines: Option<u64>,
 }
 
 /// One row of `export posture` (Defender for Cloud). `record_type` says which columns apply:
@@ -182,6 +190,8 @@ impl CsvRecord for AssetRecord {
         "first_seen",
         "last_seen",
         "status",
+        "external_ip_address",
+        "known_from",
     ];
     fn cells(&self) -> Vec<String> {
         vec![
@@ -202,6 +212,8 @@ impl CsvRecord for AssetRecord {
             time(&self.first_seen),
             time(&self.last_seen),
             self.status.clone(),
+            opt(&self.external_ip_address),
+            self.known_from.clone(),
         ]
     }
 }
@@ -262,6 +274,7 @@ impl CsvRecord for VulnerabilityRecord {
         "updated_on",
         "exposed_assets",
         "description",
+        "source_exposed_machines",
     ];
     fn cells(&self) -> Vec<String> {
         vec![
@@ -276,6 +289,9 @@ impl CsvRecord for VulnerabilityRecord {
             time(&self.updated_on),
             self.exposed_assets.to_string(),
             opt(&self.description),
+            self.source_exposed_machines
+                .map(|n| n.to_string())
+                .unwrap_or_default(),
         ]
     }
 }
@@ -403,6 +419,8 @@ mod tests {
             first_seen: None,
             last_seen: None,
             status: "active".into(),
+            external_ip_address: Some("203.0.113.17".into()),
+            known_from: "inventory".into(),
         };
         assert_eq!(a.cells().len(), AssetRecord::HEADER.len());
         let p = PostureRecord {

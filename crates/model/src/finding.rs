@@ -50,6 +50,12 @@ pub struct FindingKey {
 pub struct Finding {
     pub key: FindingKey,
     pub asset_name: Option<String>,
+    /// The asset's OS as the finding's row names it (MDE export rows carry `osPlatform` and
+    /// `osVersion`): what Rampart knows of a device that only vulnerability data mentions.
+    #[serde(default)]
+    pub asset_os_platform: Option<String>,
+    #[serde(default)]
+    pub asset_os_version: Option<String>,
     pub severity: Option<Severity>,
     pub cvss: Option<f64>,
     /// `NoExploit`, `ExploitIsPublic`, `ExploitIsVerified`, `ExploitIsInKit` (MDE), or the cloud's

@@ -74,6 +74,20 @@ pub struct EntityCounts {
     pub skipped: u64,
 }
 
+/// Records a run skipped because they could not be read (a shape Rampart does not expect). A few
+/// do not stop a run from concluding; see docs/setup-endpoint.md, "What Microsoft may answer".
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OddRecords {
+    /// How many (exact).
+    pub count: u64,
+    /// Their ids, where they had one (the first few).
+    #[serde(default)]
+    pub ids: Vec<String>,
+    /// Why the first one could not be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_error: Option<String>,
+}
+
 /// One sync run of one integration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SyncRun {
@@ -102,4 +116,7 @@ pub struct SyncRun {
     pub bytes: u64,
     /// What went wrong, in words a person can act on. Never contains a secret.
     pub error: Option<String>,
+    /// Records skipped as unreadable, over all the run's reads.
+    #[serde(default)]
+    pub odd_records: OddRecords,
 }

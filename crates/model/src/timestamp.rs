@@ -9,7 +9,7 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "'{shown}' is not a timestamp Microsoft sends (expected like 2024-11-06T07:14:57Z or 2020-12-30 14:17:26)"
+    "'{shown}' is not a timestamp Microsoft sends (expected like 2024-11-06T07:14:57Z, 2020-12-30 14:17:26 or 12/30/2020 14:17:26)"
 )]
 pub struct TimestampError {
     shown: String,
@@ -43,6 +43,11 @@ fn digits(b: &[u8]) -> Option<u32> {
 /// ```
 pub fn parse_microsoft_timestamp(s: &str) -> Result<DateTime<Utc>, TimestampError> {
     let b = s.trim().as_bytes();
+    // `12/30/2020 14:17:26`: month first, as .NET prints a date in the invariant culture; seen in
+    // Microsoft's own examples and exports. Rare, so parsed the slow way.
+    if b.len() >= 8 && b.iter().take(6).any(|c| *c == b'/') {
+        return parse_month_first(s.trim()).ok_or_else(|| err(s));
+    }
     if b.len() < 10 || b[4] != b'-' || b[7] != b'-' {
         return Err(err(s));
     }
@@ -88,6 +93,28 @@ pub fn parse_microsoft_timestamp(s: &str) -> Result<DateTime<Utc>, TimestampErro
     Ok(Utc.from_utc_datetime(&naive))
 }
 
+/// `MM/DD/YYYY`, then optionally ` HH:MM:SS` (with a fraction) or ` h:mm:ss AM|PM`; UTC implied.
+fn parse_month_first(s: &str) -> Option<DateTime<Utc>> {
+    // A four-digit year only: `12/30/20` is ambiguous, and `%Y` alone would read it as year 20.
+    let date = s.split(' ').next()?;
+    if date.rsplit('/').next().is_none_or(|y| y.len() != 4) {
+        return None;
+    }
+    const FORMATS: [&str; 4] = [
+        "%m/%d/%Y %H:%M:%S%.f",
+        "%m/%d/%Y %H:%M:%S",
+        "%m/%d/%Y %I:%M:%S %p",
+        "%m/%d/%Y %H:%M",
+    ];
+    for f in FORMATS {
+        if let Ok(t) = NaiveDateTime::parse_from_str(s, f) {
+            return Some(Utc.from_utc_datetime(&t));
+        }
+    }
+    let date = NaiveDate::parse_from_str(s, "%m/%d/%Y").ok()?;
+    Some(Utc.from_utc_datetime(&date.and_time(NaiveTime::MIN)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,8 +131,32 @@ mod tests {
             "2021-01-30 11:31:12.271",
             "2021-05-11T00:00:00+00:00",
             "2019-10-08T00:00:00Z",
+            "12/30/2020 14:17:26",
+            "12/30/2020 2:17:26 PM",
+            "1/5/2021 08:00:00.1234567",
+            "12/30/2020",
         ] {
             assert!(parse_microsoft_timestamp(s).is_ok(), "{s}");
+        }
+    }
+
+    #[test]
+    fn month_first_forms_mean_the_same_instant() {
+        let want = parse_microsoft_timestamp("2020-12-30 14:17:26").unwrap();
+        assert_eq!(
+            parse_microsoft_timestamp("12/30/2020 14:17:26").unwrap(),
+            want
+        );
+        assert_eq!(
+            parse_microsoft_timestamp("12/30/2020 2:17:26 PM").unwrap(),
+            want
+        );
+        for bad in [
+            "30/12/2020 14:17:26",
+            "12/30/20 14:17:26",
+            "12/30/2020 25:00:00",
+        ] {
+            assert!(parse_microsoft_timestamp(bad).is_err(), "{bad}");
         }
     }
 

@@ -55,6 +55,18 @@ pub struct SimConfig {
     pub arm_read_burst: u32,
     /// …refilled at this many reads per second (25). Enforced when `rate_limits` is on.
     pub arm_read_refill: u32,
+    /// Share (0.0..=1.0) of onboarded devices that `GET /api/machines` does not return while the
+    /// vulnerability exports still carry their rows, as in real tenants through data retention and
+    /// device-group scoping (and in Microsoft's own examples, whose export rows name devices the
+    /// machine examples do not). 0 by default.
+    pub unlisted_device_share: f64,
+    /// Serve machines without `ipAddresses`, only `lastIpAddress` and `lastExternalIpAddress`, like
+    /// the main example of Microsoft's get-machines page.
+    pub machines_without_ip_addresses: bool,
+    /// Serve export files with `Content-Encoding: gzip` (the blob's stored content encoding), so
+    /// that HTTP clients decompress them on the fly. Whether Microsoft's blobs carry it is not
+    /// documented; off by default.
+    pub blob_content_encoding: bool,
 }
 
 impl Default for SimConfig {
@@ -80,6 +92,9 @@ impl Default for SimConfig {
             arm_empty_first_page: true,
             arm_read_burst: 250,
             arm_read_refill: 25,
+            unlisted_device_share: 0.0,
+            machines_without_ip_addresses: false,
+            blob_content_encoding: false,
         }
     }
 }
@@ -147,6 +162,17 @@ impl SimConfig {
             return Err(invalid(
                 "fault_rate",
                 format!("must be between 0.0 and 1.0, got {}", self.fault_rate),
+            ));
+        }
+        if !(self.unlisted_device_share.is_finite()
+            && (0.0..=1.0).contains(&self.unlisted_device_share))
+        {
+            return Err(invalid(
+                "unlisted_device_share",
+                format!(
+                    "must be between 0.0 and 1.0, got {}",
+                    self.unlisted_device_share
+                ),
             ));
         }
         if self.devices > MAX_DEVICES {

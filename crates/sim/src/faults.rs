@@ -17,6 +17,12 @@ pub(crate) enum Injected {
     Reset,
     /// Deliver the body slowly.
     Slow,
+    /// A 200 whose body, whole and of the right length, is not valid JSON (a value `NaN` in the
+    /// first record, as a serializer bug would write it).
+    Garble,
+    /// A 200 whose collection carries one extra record that is valid JSON but of a shape no
+    /// client expects (numbers where Microsoft sends strings), before the real ones.
+    OddRecord,
 }
 
 #[derive(Default)]
@@ -24,6 +30,13 @@ struct Plan {
     fail: Vec<(String, u16, u32)>,
     truncate: Vec<(String, u32)>,
     reset: Vec<(String, u32)>,
+    garble: Vec<(String, u32)>,
+    odd: Vec<(String, u32)>,
+    /// Token requests still answered 429, the `Retry-After` they carry, and whether their body is
+    /// Entra's JSON error (else the plain `Too Many Requests` MSAL users report).
+    token_throttles: u32,
+    token_retry_after: u32,
+    token_throttle_json: bool,
     export_page: Option<u32>,
     foreign_links: u32,
     /// Downloads still served before every issued SAS link expires.
@@ -98,6 +111,48 @@ impl Faults {
                 .reset
                 .push((path_contains.to_ascii_lowercase(), times));
         }
+    }
+
+    /// The next `times` successful responses matching `path_contains` are whole but not valid JSON.
+    pub fn garble_next(&self, path_contains: &str, times: u32) {
+        if times > 0 {
+            self.plan()
+                .garble
+                .push((path_contains.to_ascii_lowercase(), times));
+        }
+    }
+
+    /// The next `times` successful collection pages matching `path_contains` carry one extra
+    /// record of an unexpected shape (valid JSON, id `odd-record-N`), before their real records.
+    pub fn odd_record_next(&self, path_contains: &str, times: u32) {
+        if times > 0 {
+            self.plan()
+                .odd
+                .push((path_contains.to_ascii_lowercase(), times));
+        }
+    }
+
+    /// The next `times` token requests are throttled as Microsoft Entra throttles client-credential
+    /// requests: HTTP 429 with `Retry-After: retry_after_secs` (Entra sends 60), per
+    /// https://learn.microsoft.com/en-us/entra/msal/dotnet/advanced/client-and-server-throttling.
+    /// The body is Entra's JSON error envelope when `json_body`, else the plain text
+    /// `Too Many Requests` (AzureAD/microsoft-authentication-library-for-dotnet#2855).
+    pub fn throttle_tokens(&self, times: u32, retry_after_secs: u32, json_body: bool) {
+        let mut plan = self.plan();
+        plan.token_throttles = times;
+        plan.token_retry_after = retry_after_secs;
+        plan.token_throttle_json = json_body;
+    }
+
+    /// A pending token throttle, consumed: its `Retry-After` in seconds and whether the body is
+    /// JSON.
+    pub(crate) fn take_token_throttle(&self) -> Option<(u32, bool)> {
+        let mut plan = self.plan();
+        if plan.token_throttles == 0 {
+            return None;
+        }
+        plan.token_throttles -= 1;
+        Some((plan.token_retry_after, plan.token_throttle_json))
     }
 
     /// Every access token issued so far stops working (401), as if it had expired.
@@ -187,6 +242,12 @@ impl Faults {
         }
         if take(&mut plan.reset, &target) {
             return Some(Injected::Reset);
+        }
+        if take(&mut plan.garble, &target) {
+            return Some(Injected::Garble);
+        }
+        if take(&mut plan.odd, &target) {
+            return Some(Injected::OddRecord);
         }
         None
     }

@@ -34,8 +34,17 @@ impl Truth {
     /// in the API's order.
     pub fn machines(&self) -> impl Iterator<Item = Machine> + '_ {
         let w = &self.sim.world;
+        crate::http::listed_devices(&self.sim, self.tick)
+            .map(move |core| w.machine(&core, self.tick))
+    }
+
+    /// Devices that `GET /api/machines` leaves out while the vulnerability exports carry their
+    /// rows (see [`SimConfig::unlisted_device_share`](crate::SimConfig::unlisted_device_share)).
+    pub fn unlisted_machines(&self) -> impl Iterator<Item = Machine> + '_ {
+        let w = &self.sim.world;
         self.snapshot()
             .devices()
+            .filter(move |core| !crate::http::listed(&self.sim, core))
             .map(move |core| w.machine(&core, self.tick))
     }
 

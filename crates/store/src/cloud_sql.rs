@@ -298,7 +298,7 @@ pub(crate) fn reconcile_plan(scope: &ReconcileScope) -> ReconcilePlan {
         },
         ReconcileScope::AssetsOnly => ReconcilePlan {
             count: Stmt::fixed(RECONCILE_COUNT),
-            assets: Stmt::fixed(RECONCILE_ASSETS),
+            assets: Stmt::fixed(RECONCILE_LISTED_ASSETS),
             findings: Stmt::fixed(RECONCILE_FINDINGS_OF_MISSING),
             recommendations: None,
         },

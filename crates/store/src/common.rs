@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use rampart_model::{
     Asset, AssetKind, AssetStatus, ClientId, Cloud, CveId, EntityCounts, Finding, FindingKey,
-    FindingStatus, Integration, IntegrationName, Product, RunStatus, SecretHint, Severity, SyncRun,
-    TenantId, Verdict, Vulnerability,
+    FindingStatus, Integration, IntegrationName, OddRecords, Product, RunStatus, SecretHint,
+    Severity, SyncRun, TenantId, Verdict, Vulnerability,
 };
 
 use crate::error::{Result, StoreError};
@@ -142,6 +142,13 @@ pub(crate) struct RunCounts {
     pub recommendations: EntityCounts,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
+    /// Records skipped as unreadable, with their ids (absent in runs recorded before issue 11).
+    #[serde(default, skip_serializing_if = "odd_records_none")]
+    pub odd_records: OddRecords,
+}
+
+fn odd_records_none(o: &OddRecords) -> bool {
+    o.count == 0
 }
 
 pub(crate) fn run_counts_json(o: &RunOutcome) -> String {
@@ -151,6 +158,20 @@ pub(crate) fn run_counts_json(o: &RunOutcome) -> String {
         vulnerabilities: o.vulnerabilities.clone(),
         recommendations: o.recommendations.clone(),
         source: o.source.clone(),
+        odd_records: OddRecords {
+            count: o.odd_records.count,
+            ids: o
+                .odd_records
+                .ids
+                .iter()
+                .map(|id| clean(id).into_owned())
+                .collect(),
+            first_error: o
+                .odd_records
+                .first_error
+                .as_deref()
+                .map(|e| clean(e).into_owned()),
+        },
     };
     serde_json::to_string(&c).unwrap_or_else(|_| "{}".to_owned())
 }
@@ -187,6 +208,7 @@ pub(crate) trait RowExt {
     fn opt_text(&self, col: &str) -> Result<Option<String>>;
     fn opt_f64(&self, col: &str) -> Result<Option<f64>>;
     fn flag(&self, col: &str) -> Result<bool>;
+    fn opt_flag(&self, col: &str) -> Result<Option<bool>>;
     fn opt_ts(&self, col: &str) -> Result<Option<DateTime<Utc>>>;
     fn opt_date(&self, col: &str) -> Result<Option<NaiveDate>>;
     fn bytes(&self, col: &str) -> Result<Vec<u8>>;
@@ -270,6 +292,7 @@ pub(crate) fn decode_run(r: &impl RowExt) -> Result<SyncRun> {
         retries: as_u64(r.int("retries")?),
         bytes: as_u64(r.int("bytes")?),
         error: r.opt_text("error")?,
+        odd_records: counts.odd_records,
     })
 }
 
@@ -281,7 +304,7 @@ pub(crate) fn decode_run(r: &impl RowExt) -> Result<SyncRun> {
 
 macro_rules! asset_select {
     () => {
-        "SELECT a.id, a.integration_id, a.source_id, a.kind, a.name, a.os_platform, a.os_version, a.health_status, a.onboarding_status, a.exposure_level, a.risk_score, a.device_value, a.ip_addresses, a.tags, a.rbac_group_id, a.rbac_group_name, a.aad_device_id, a.azure_resource_id, a.is_duplicate, a.merged_into, a.first_seen, a.last_seen, a.status, a.first_observed, a.last_observed, a.missing_since FROM assets a"
+        "SELECT a.id, a.integration_id, a.source_id, a.kind, a.name, a.os_platform, a.os_version, a.health_status, a.onboarding_status, a.exposure_level, a.risk_score, a.device_value, a.ip_addresses, a.tags, a.rbac_group_id, a.rbac_group_name, a.aad_device_id, a.azure_resource_id, a.is_duplicate, a.merged_into, a.first_seen, a.last_seen, a.external_ip_address, a.os_build, a.os_processor, a.is_aad_joined, a.known_from, a.status, a.first_observed, a.last_observed, a.missing_since FROM assets a"
     };
 }
 pub(crate) use asset_select;
@@ -316,6 +339,9 @@ pub(crate) fn integration_of(names: &IntegrationNames, id: i64) -> Result<(Strin
     })
 }
 
+/// `assets.known_from` of an asset that only vulnerability rows named (see migration 0005).
+pub(crate) const KNOWN_FROM_VULNERABILITY_DATA: &str = "vulnerability_data";
+
 pub(crate) fn decode_asset(r: &impl RowExt, names: &IntegrationNames) -> Result<StoredAsset> {
     let kind = r.text("kind")?;
     let status = r.text("status")?;
@@ -347,7 +373,12 @@ pub(crate) fn decode_asset(r: &impl RowExt, names: &IntegrationNames) -> Result<
             merged_into: r.opt_text("merged_into")?,
             first_seen: r.opt_ts("first_seen")?,
             last_seen: r.opt_ts("last_seen")?,
+            external_ip_address: r.opt_text("external_ip_address")?,
+            os_build: r.opt_int("os_build")?,
+            os_processor: r.opt_text("os_processor")?,
+            is_aad_joined: r.opt_flag("is_aad_joined")?,
         },
+        known_only_from_vulnerability_data: r.text("known_from")? == KNOWN_FROM_VULNERABILITY_DATA,
         status: AssetStatus::parse(&status).ok_or_else(|| corrupt("asset status", &status))?,
         first_observed: r.ts("first_observed")?,
         last_observed: r.ts("last_observed")?,
@@ -500,6 +531,8 @@ impl FindingRefs {
                         .map_err(|_| corrupt("CVE id", &row.cve_id))?,
                 },
                 asset_name,
+                asset_os_platform: None,
+                asset_os_version: None,
                 severity: row.severity,
                 cvss: row.cvss,
                 exploitability: row.exploitability,
@@ -535,6 +568,7 @@ pub(crate) fn decode_vulnerability(r: &impl RowExt) -> Result<StoredVulnerabilit
             published_on: r.opt_ts("published_on")?,
             updated_on: r.opt_ts("updated_on")?,
             description: r.opt_text("description")?,
+            source_exposed_machines: r.opt_int("source_exposed_machines")?.map(as_u64),
         },
         exposed_assets: as_u64(r.int("exposed_assets")?),
     })
@@ -988,7 +1022,7 @@ pub(crate) fn vulnerabilities_query(
         None => "SELECT count(DISTINCT f.asset_id) FROM findings f WHERE f.cve_id = v.cve_id AND f.status = 'open'".to_owned(),
     };
     sql.text = format!(
-        "SELECT v.cve_id, v.severity, v.cvss, v.cvss_vector, v.epss, v.public_exploit, v.exploit_verified, v.exploit_in_kit, v.exploit_types, v.published_on, v.updated_on, v.description, ({exposure}) AS exposed_assets FROM vulnerabilities v"
+        "SELECT v.cve_id, v.severity, v.cvss, v.cvss_vector, v.epss, v.public_exploit, v.exploit_verified, v.exploit_in_kit, v.exploit_types, v.published_on, v.updated_on, v.description, v.source_exposed_machines, ({exposure}) AS exposed_assets FROM vulnerabilities v"
     );
     if let Some(after) = after {
         let ph = sql.arg(Arg::Text(after.as_str().to_owned()));
@@ -1154,7 +1188,7 @@ pub(crate) fn finding_key(
 
 macro_rules! asset_insert_columns {
     () => {
-        "integration_id, source_id, kind, name, os_platform, os_version, health_status, onboarding_status, exposure_level, risk_score, device_value, ip_addresses, tags, rbac_group_id, rbac_group_name, aad_device_id, azure_resource_id, is_duplicate, merged_into, first_seen, last_seen, first_observed, last_observed, seen_run"
+        "integration_id, source_id, kind, name, os_platform, os_version, health_status, onboarding_status, exposure_level, risk_score, device_value, ip_addresses, tags, rbac_group_id, rbac_group_name, aad_device_id, azure_resource_id, is_duplicate, merged_into, first_seen, last_seen, external_ip_address, os_build, os_processor, is_aad_joined, first_observed, last_observed, seen_run"
     };
 }
 pub(crate) use asset_insert_columns;
@@ -1171,13 +1205,18 @@ OR assets.device_value IS DISTINCT FROM excluded.device_value OR assets.ip_addre
 OR assets.tags IS DISTINCT FROM excluded.tags OR assets.rbac_group_id IS DISTINCT FROM excluded.rbac_group_id \
 OR assets.rbac_group_name IS DISTINCT FROM excluded.rbac_group_name OR assets.aad_device_id IS DISTINCT FROM excluded.aad_device_id \
 OR assets.azure_resource_id IS DISTINCT FROM excluded.azure_resource_id OR assets.is_duplicate IS DISTINCT FROM excluded.is_duplicate \
-OR assets.merged_into IS DISTINCT FROM excluded.merged_into THEN 1 ELSE 2 END, \
+OR assets.merged_into IS DISTINCT FROM excluded.merged_into \
+OR assets.external_ip_address IS DISTINCT FROM excluded.external_ip_address OR assets.os_build IS DISTINCT FROM excluded.os_build \
+OR assets.os_processor IS DISTINCT FROM excluded.os_processor OR assets.is_aad_joined IS DISTINCT FROM excluded.is_aad_joined \
+OR assets.known_from <> 'inventory' THEN 1 ELSE 2 END, \
 kind = excluded.kind, name = excluded.name, os_platform = excluded.os_platform, os_version = excluded.os_version, \
 health_status = excluded.health_status, onboarding_status = excluded.onboarding_status, exposure_level = excluded.exposure_level, \
 risk_score = excluded.risk_score, device_value = excluded.device_value, ip_addresses = excluded.ip_addresses, tags = excluded.tags, \
 rbac_group_id = excluded.rbac_group_id, rbac_group_name = excluded.rbac_group_name, aad_device_id = excluded.aad_device_id, \
 azure_resource_id = excluded.azure_resource_id, is_duplicate = excluded.is_duplicate, merged_into = excluded.merged_into, \
 first_seen = excluded.first_seen, last_seen = excluded.last_seen, status = 'active', missing_since = NULL, \
+external_ip_address = excluded.external_ip_address, os_build = excluded.os_build, os_processor = excluded.os_processor, \
+is_aad_joined = excluded.is_aad_joined, known_from = 'inventory', \
 last_observed = excluded.last_observed, seen_run = excluded.seen_run \
 RETURNING change_kind"
     };
@@ -1234,7 +1273,7 @@ pub(crate) use finding_on_conflict;
 
 macro_rules! vulnerability_insert_columns {
     () => {
-        "cve_id, severity, cvss, cvss_vector, epss, public_exploit, exploit_verified, exploit_in_kit, exploit_types, published_on, updated_on, description, first_observed, updated_at"
+        "cve_id, severity, cvss, cvss_vector, epss, public_exploit, exploit_verified, exploit_in_kit, exploit_types, published_on, updated_on, description, source_exposed_machines, first_observed, updated_at"
     };
 }
 pub(crate) use vulnerability_insert_columns;
@@ -1264,7 +1303,8 @@ macro_rules! vulnerability_on_conflict {
 severity = excluded.severity, cvss = excluded.cvss, cvss_vector = excluded.cvss_vector, epss = excluded.epss, \
 public_exploit = excluded.public_exploit, exploit_verified = excluded.exploit_verified, \
 exploit_in_kit = excluded.exploit_in_kit, exploit_types = excluded.exploit_types, \
-published_on = excluded.published_on, updated_on = excluded.updated_on, description = excluded.description \
+published_on = excluded.published_on, updated_on = excluded.updated_on, description = excluded.description, \
+source_exposed_machines = excluded.source_exposed_machines \
 RETURNING change_kind"
         )
     };
@@ -1291,11 +1331,18 @@ RETURNING change_kind"
 pub(crate) use vulnerability_fill_on_conflict;
 
 // Reconciliation: the same three statements on both backends. $1 integration, $2 run, $3 now.
+/// Assets that only vulnerability rows named (`known_from = 'vulnerability_data'`) are left out of
+/// the circuit breaker's count: the device list never returns them, so they say nothing about
+/// whether the list was cut short.
 pub(crate) const RECONCILE_COUNT: &str = "SELECT count(*) AS active, \
 COALESCE(sum(CASE WHEN seen_run IS DISTINCT FROM $2 THEN 1 ELSE 0 END), 0) AS unseen \
-FROM assets WHERE integration_id = $1 AND status = 'active'";
+FROM assets WHERE integration_id = $1 AND status = 'active' AND known_from = 'inventory'";
 pub(crate) const RECONCILE_ASSETS: &str = "UPDATE assets SET status = 'missing', missing_since = $3 \
 WHERE integration_id = $1 AND status = 'active' AND seen_run IS DISTINCT FROM $2";
+/// Reconciling after a delta, which reads the device list but not every vulnerability row: an
+/// asset known only from vulnerability data has no evidence either way, and stays as it is.
+pub(crate) const RECONCILE_LISTED_ASSETS: &str = "UPDATE assets SET status = 'missing', missing_since = $3 \
+WHERE integration_id = $1 AND status = 'active' AND seen_run IS DISTINCT FROM $2 AND known_from = 'inventory'";
 pub(crate) const RECONCILE_FINDINGS: &str = "UPDATE findings SET status = 'fixed', fixed_at = $3 \
 WHERE integration_id = $1 AND status = 'open' AND (seen_run IS DISTINCT FROM $2 \
 OR asset_id IN (SELECT id FROM assets WHERE integration_id = $1 AND status = 'missing'))";

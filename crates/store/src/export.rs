@@ -38,6 +38,13 @@ pub fn asset_record(s: &StoredAsset) -> AssetRecord {
         first_seen: a.first_seen.or(Some(s.first_observed)),
         last_seen: a.last_seen.or(Some(s.last_observed)),
         status: s.status.as_str().to_owned(),
+        external_ip_address: a.external_ip_address.clone(),
+        known_from: if s.known_only_from_vulnerability_data {
+            "vulnerability_data"
+        } else {
+            "inventory"
+        }
+        .to_owned(),
     }
 }
 
@@ -78,6 +85,7 @@ pub fn vulnerability_record(s: &StoredVulnerability) -> VulnerabilityRecord {
         updated_on: v.updated_on,
         exposed_assets: s.exposed_assets,
         description: v.description.clone(),
+        source_exposed_machines: v.source_exposed_machines,
     }
 }
 

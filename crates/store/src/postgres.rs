@@ -120,6 +120,9 @@ impl RowExt for PgRow {
     fn flag(&self, col: &str) -> Result<bool> {
         self.try_get(col).map_err(db("reading a row"))
     }
+    fn opt_flag(&self, col: &str) -> Result<Option<bool>> {
+        self.try_get(col).map_err(db("reading a row"))
+    }
     fn opt_ts(&self, col: &str) -> Result<Option<DateTime<Utc>>> {
         self.try_get(col).map_err(db("reading a row"))
     }
@@ -173,6 +176,10 @@ impl PgStore {
             b.opt_ts(v.published_on.map(ts));
             b.opt_ts(v.updated_on.map(ts));
             b.opt_text(v.description.as_deref());
+            b.opt_int(
+                v.source_exposed_machines
+                    .map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
+            );
             b.end_row();
         }
         let mut tx = self
@@ -185,7 +192,7 @@ impl PgStore {
             "CREATE TEMP TABLE stage_vulnerabilities (cve_id TEXT NOT NULL, severity SMALLINT, cvss DOUBLE PRECISION, \
              cvss_vector TEXT, epss DOUBLE PRECISION, public_exploit BOOLEAN NOT NULL, exploit_verified BOOLEAN NOT NULL, \
              exploit_in_kit BOOLEAN NOT NULL, exploit_types TEXT NOT NULL, published_on TIMESTAMPTZ, \
-             updated_on TIMESTAMPTZ, description TEXT) ON COMMIT DROP",
+             updated_on TIMESTAMPTZ, description TEXT, source_exposed_machines BIGINT) ON COMMIT DROP",
             "COPY stage_vulnerabilities FROM STDIN",
             b.into_bytes(),
             "staging vulnerabilities",
@@ -198,7 +205,8 @@ impl PgStore {
                     "WITH up AS (INSERT INTO vulnerabilities (",
                     vulnerability_insert_columns!(),
                     ") SELECT cve_id, severity, cvss, cvss_vector, epss, public_exploit, exploit_verified, exploit_in_kit, \
-                     exploit_types, published_on, updated_on, description, $1, $1 FROM stage_vulnerabilities"
+                     exploit_types, published_on, updated_on, description, source_exposed_machines, $1, $1 \
+                     FROM stage_vulnerabilities"
                 ),
                 ") SELECT change_kind, count(*) AS n FROM up GROUP BY change_kind"
             );
@@ -529,6 +537,10 @@ async fn upsert_assets_in(
         b.opt_text(a.merged_into.as_deref());
         b.opt_ts(a.first_seen.map(ts));
         b.opt_ts(a.last_seen.map(ts));
+        b.opt_text(a.external_ip_address.as_deref());
+        b.opt_int(a.os_build);
+        b.opt_text(a.os_processor.as_deref());
+        b.opt_text(a.is_aad_joined.map(|j| if j { "t" } else { "f" }));
         b.end_row();
     }
     stage(
@@ -537,7 +549,8 @@ async fn upsert_assets_in(
          os_platform TEXT, os_version TEXT, health_status TEXT, onboarding_status TEXT, exposure_level TEXT, \
          risk_score TEXT, device_value TEXT, ip_addresses TEXT NOT NULL, tags TEXT NOT NULL, rbac_group_id BIGINT, \
          rbac_group_name TEXT, aad_device_id TEXT, azure_resource_id TEXT, is_duplicate BOOLEAN NOT NULL, \
-         merged_into TEXT, first_seen TIMESTAMPTZ, last_seen TIMESTAMPTZ) ON COMMIT DROP",
+         merged_into TEXT, first_seen TIMESTAMPTZ, last_seen TIMESTAMPTZ, external_ip_address TEXT, os_build BIGINT, \
+         os_processor TEXT, is_aad_joined BOOLEAN) ON COMMIT DROP",
         "COPY stage_assets FROM STDIN",
         b.into_bytes(),
         "staging assets",
@@ -550,8 +563,8 @@ async fn upsert_assets_in(
             asset_insert_columns!(),
             ") SELECT $1, source_id, kind, name, os_platform, os_version, health_status, onboarding_status, \
              exposure_level, risk_score, device_value, ip_addresses, tags, rbac_group_id, rbac_group_name, \
-             aad_device_id, azure_resource_id, is_duplicate, merged_into, first_seen, last_seen, $2, $2, $3 \
-             FROM stage_assets ORDER BY ord",
+             aad_device_id, azure_resource_id, is_duplicate, merged_into, first_seen, last_seen, external_ip_address, \
+             os_build, os_processor, is_aad_joined, $2, $2, $3 FROM stage_assets ORDER BY ord",
             asset_on_conflict!(),
             ") SELECT change_kind, count(*) AS n FROM up GROUP BY change_kind"
         ),
@@ -596,6 +609,8 @@ async fn upsert_findings_in(
         b.opt_text(f.recommendation_reference.as_deref());
         b.opt_ts(f.first_seen.map(ts));
         b.opt_ts(f.last_seen.map(ts));
+        b.opt_text(f.asset_os_platform.as_deref());
+        b.opt_text(f.asset_os_version.as_deref());
         b.end_row();
     }
     stage(
@@ -603,7 +618,7 @@ async fn upsert_findings_in(
         "CREATE TEMP TABLE stage_findings (ord INTEGER NOT NULL, asset_source_id TEXT NOT NULL, asset_name TEXT, \
          vendor TEXT NOT NULL, name TEXT NOT NULL, version TEXT NOT NULL, cve_id TEXT NOT NULL, severity SMALLINT, \
          cvss DOUBLE PRECISION, exploitability TEXT, recommended_update TEXT, recommendation_reference TEXT, \
-         first_seen TIMESTAMPTZ, last_seen TIMESTAMPTZ) ON COMMIT DROP",
+         first_seen TIMESTAMPTZ, last_seen TIMESTAMPTZ, asset_os_platform TEXT, asset_os_version TEXT) ON COMMIT DROP",
         "COPY stage_findings FROM STDIN",
         b.into_bytes(),
         "staging findings",
@@ -617,10 +632,13 @@ async fn upsert_findings_in(
     .execute(&mut *conn)
     .await
     .map_err(db("recording software"))?;
-    // Assets first reported by a finding: created from the batch's first row for them.
+    // Assets first reported by a finding (the device list did not return them): created from the
+    // batch's first row for them, with its device name and OS, as known from vulnerability data.
     sqlx::query(
-        "INSERT INTO assets (integration_id, source_id, kind, name, status, first_observed, last_observed, seen_run) \
-         SELECT DISTINCT ON (asset_source_id) $1, asset_source_id, 'device', asset_name, 'active', $2, $2, $3 \
+        "INSERT INTO assets (integration_id, source_id, kind, name, os_platform, os_version, known_from, status, \
+         first_observed, last_observed, seen_run) \
+         SELECT DISTINCT ON (asset_source_id) $1, asset_source_id, 'device', asset_name, asset_os_platform, \
+         asset_os_version, 'vulnerability_data', 'active', $2, $2, $3 \
          FROM stage_findings ORDER BY asset_source_id, ord \
          ON CONFLICT (integration_id, source_id) DO NOTHING",
     )

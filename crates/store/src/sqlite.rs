@@ -124,6 +124,9 @@ impl RowExt for SqliteRow {
     fn flag(&self, col: &str) -> Result<bool> {
         self.try_get(col).map_err(db("reading a row"))
     }
+    fn opt_flag(&self, col: &str) -> Result<Option<bool>> {
+        self.try_get(col).map_err(db("reading a row"))
+    }
     fn opt_ts(&self, col: &str) -> Result<Option<DateTime<Utc>>> {
         let us: Option<i64> = self.try_get(col).map_err(db("reading a row"))?;
         us.map(common::from_micros).transpose()
@@ -307,6 +310,10 @@ impl SqliteStore {
                     .bind(opt_ts(v.published_on))
                     .bind(opt_ts(v.updated_on))
                     .bind(clean_opt(&v.description))
+                    .bind(
+                        v.source_exposed_machines
+                            .map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
+                    )
                     .bind(now)
                     .bind(now);
             }
@@ -447,9 +454,9 @@ fn repeat_rows(head: &str, row: &str, rows: usize, tail: &str) -> String {
 }
 
 /// Values per row of the multi-row upserts (the columns of their INSERT lists).
-const ASSET_PARAMS: usize = 24;
+const ASSET_PARAMS: usize = 28;
 const FINDING_PARAMS: usize = 14;
-const VULN_PARAMS: usize = 14;
+const VULN_PARAMS: usize = 15;
 
 fn rows_per_statement(per_row: usize) -> usize {
     ROWS_PER_STATEMENT.min(SQLITE_MAX_PARAMS / per_row)
@@ -540,6 +547,10 @@ async fn upsert_assets_in(
                 .bind(clean_opt(&a.merged_into))
                 .bind(opt_ts(a.first_seen))
                 .bind(opt_ts(a.last_seen))
+                .bind(clean_opt(&a.external_ip_address))
+                .bind(a.os_build)
+                .bind(clean_opt(&a.os_processor))
+                .bind(a.is_aad_joined)
                 .bind(observed)
                 .bind(observed)
                 .bind(run_id);
@@ -562,7 +573,9 @@ impl<'a> FindingBatch<'a> {
     fn new(findings: &'a [Finding]) -> Result<Self> {
         let rows = dedupe_last(findings, finding_key);
         // Distinct assets with the first name the batch gives them, and distinct software.
-        let mut asset_names: Vec<(String, Option<String>)> = Vec::new();
+        // (id, name, OS platform, OS version): a stub asset is made from them.
+        type AssetFacts = (String, Option<String>, Option<String>, Option<String>);
+        let mut asset_names: Vec<AssetFacts> = Vec::new();
         let mut asset_seen = FastSet::default();
         let mut software: Vec<[String; 3]> = Vec::new();
         let mut software_seen = FastSet::default();
@@ -572,6 +585,8 @@ impl<'a> FindingBatch<'a> {
                 asset_names.push((
                     asset.into_owned(),
                     clean_opt(&f.asset_name).map(|c| c.into_owned()),
+                    clean_opt(&f.asset_os_platform).map(|c| c.into_owned()),
+                    clean_opt(&f.asset_os_version).map(|c| c.into_owned()),
                 ));
             }
             if software_seen.insert((vendor.clone(), name.clone(), version.clone())) {
@@ -603,10 +618,13 @@ async fn resolve_ids(
     batch: &FindingBatch<'_>,
 ) -> Result<(FastMap<String, i64>, FastMap<(String, String, String), i64>)> {
     let (assets_json, software_json) = (&batch.assets_json, &batch.software_json);
-    // Assets first reported by a finding: created from it, seen by this run.
+    // Assets first reported by a finding (the device list did not return them): created from it,
+    // with its device name and OS, as known from vulnerability data, seen by this run.
     sqlx::query(
-        "INSERT INTO assets (integration_id, source_id, kind, name, status, first_observed, last_observed, seen_run) \
-         SELECT $1, j.value ->> 0, 'device', j.value ->> 1, 'active', $2, $2, $3 FROM json_each($4) j WHERE true \
+        "INSERT INTO assets (integration_id, source_id, kind, name, os_platform, os_version, known_from, status, \
+         first_observed, last_observed, seen_run) \
+         SELECT $1, j.value ->> 0, 'device', j.value ->> 1, j.value ->> 2, j.value ->> 3, 'vulnerability_data', \
+         'active', $2, $2, $3 FROM json_each($4) j WHERE true \
          ON CONFLICT (integration_id, source_id) DO NOTHING",
     )
     .bind(integration_id)

@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 
 use rampart_model::{
     Asset, AssetStatus, ClientId, Cloud, CveId, EntityCounts, Finding, FindingKey, FindingStatus,
-    IntegrationId, IntegrationName, Product, RunStatus, SecretHint, Severity, TenantId, Verdict,
-    Vulnerability,
+    IntegrationId, IntegrationName, OddRecords, Product, RunStatus, SecretHint, Severity, TenantId,
+    Verdict, Vulnerability,
 };
 
 /// A client secret as stored: AEAD ciphertext and its nonce. The store never sees the plain secret.
@@ -204,6 +204,8 @@ pub struct RunOutcome {
     pub error: Option<String>,
     /// See [`SyncRun::source`](rampart_model::SyncRun::source).
     pub source: Option<String>,
+    /// See [`SyncRun::odd_records`](rampart_model::SyncRun::odd_records).
+    pub odd_records: OddRecords,
 }
 
 impl RunOutcome {
@@ -223,6 +225,7 @@ impl RunOutcome {
             bytes: 0,
             error: None,
             source: None,
+            odd_records: OddRecords::default(),
         }
     }
 }
@@ -235,6 +238,10 @@ pub struct StoredAsset {
     pub integration: String,
     pub product: Product,
     pub asset: Asset,
+    /// Only vulnerability rows named this asset: the source's device list did not return it
+    /// (data retention, device-group scoping). Its name and OS come from those rows.
+    #[serde(default)]
+    pub known_only_from_vulnerability_data: bool,
     pub status: AssetStatus,
     pub first_observed: DateTime<Utc>,
     pub last_observed: DateTime<Utc>,

@@ -211,7 +211,7 @@ pub(crate) async fn test_endpoint(client: &MdeClient) -> ConnectionReport {
         ),
         Ok(None) => report.push(
             ENDPOINT_STEPS[3],
-            Ok("the API answered; the tenant has no devices yet".into()),
+            Ok("the API answered, but no device is onboarded yet (Microsoft has no recently seen devices for this tenant); syncs will find devices once they are onboarded".into()),
         ),
         Err(e) => report.push(ENDPOINT_STEPS[3], Err((e.to_string(), None))),
     }

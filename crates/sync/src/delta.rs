@@ -166,6 +166,8 @@ mod tests {
                 cve_id: "CVE-2025-0001".parse::<CveId>().unwrap(),
             },
             asset_name: None,
+            asset_os_platform: None,
+            asset_os_version: None,
             severity: None,
             cvss: None,
             exploitability: None,

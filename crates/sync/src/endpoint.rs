@@ -6,7 +6,7 @@ use std::sync::Arc;
 use chrono::{DateTime, SecondsFormat, Utc};
 use rampart_microsoft::convert::NotAFinding;
 use rampart_microsoft::wire::mde::{ExportFilesResponse, FindingRow};
-use rampart_microsoft::{MdeClient, MdeError, MetricsSnapshot, ReadReport, RecordStream};
+use rampart_microsoft::{MdeClient, MdeError, MetricsSnapshot, ReadEnd, ReadReport, RecordStream};
 use rampart_model::{EntityCounts, Integration, RunStatus, SyncRun, Verdict};
 use rampart_store::{
     ReconcileOutcome, ReconcilePolicy, ReconcileScope, RunOutcome, RunOwner, Store, StoreError,
@@ -24,6 +24,22 @@ use crate::verdict::judge;
 pub(crate) const BASELINE_AT: &str = "endpoint.baseline_at";
 /// The watermark of the delta API: every change at or before it is already in the store.
 pub(crate) const DELTA_SINCE: &str = "endpoint.delta_since";
+/// When (on this machine's clock) [`DELTA_SINCE`] last took a new value: how old the watermark is
+/// on Microsoft's side, whose clock Rampart does not read.
+pub(crate) const DELTA_SINCE_SET_AT: &str = "endpoint.delta_since_set_at";
+/// The newest `updatedOn` of the CVE catalogue read so far: a delta run reads only the entries
+/// updated after it (`$filter=updatedOn gt …`).
+pub(crate) const CATALOGUE_UPDATED: &str = "endpoint.catalogue_updated_on";
+
+/// Microsoft accepts a delta `sinceTime` at most 14 days back (get-assessment-software-
+/// vulnerabilities, "Delta export"); a watermark this old re-baselines instead. The margin covers
+/// the watermark's own lag behind Microsoft's clock (one 6-hour bucket and its delivery).
+fn delta_age_limit() -> chrono::Duration {
+    chrono::Duration::days(14) - chrono::Duration::hours(12)
+}
+
+/// Ids of unreadable records a run record keeps (the count is always exact).
+const ODD_IDS_IN_RUN: usize = 20;
 
 /// Where a full read takes the vulnerability findings from.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -168,6 +184,19 @@ async fn choose_mode(
     if now.signed_duration_since(baseline) > engine.options.rebaseline_after {
         return Ok(Mode::Full);
     }
+    // However the re-baseline period is set, Microsoft refuses a sinceTime older than 14 days.
+    let set_at = state(DELTA_SINCE_SET_AT)
+        .await?
+        .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+        .unwrap_or(baseline);
+    if now.signed_duration_since(set_at) > delta_age_limit() {
+        tracing::info!(
+            message = "Delta watermark too old for Microsoft; re-baselining.",
+            integration = %integration.name,
+            since = %since
+        );
+        return Ok(Mode::Full);
+    }
     let last = store.list_runs(integration.id, 1).await?;
     let unbroken = last.first().is_some_and(|run| {
         run.status == RunStatus::Succeeded && run.verdict == Some(Verdict::Complete)
@@ -213,6 +242,32 @@ impl Job<'_> {
         }
     }
 
+    /// Counts a read's unreadable records into the run record (with their ids).
+    fn note_odd(&mut self, report: &ReadReport) {
+        let odd = &mut self.outcome.odd_records;
+        odd.count += report.unreadable;
+        for id in &report.unreadable_ids {
+            if odd.ids.len() < ODD_IDS_IN_RUN {
+                odd.ids.push(id.clone());
+            }
+        }
+        if odd.first_error.is_none() {
+            odd.first_error.clone_from(&report.first_unreadable);
+        }
+        if report.unreadable > 0 {
+            self.progress.note(&format!(
+                "{} {} records could not be read and were skipped{}",
+                report.unreadable,
+                report.family,
+                if report.unreadable_ids.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (ids: {})", report.unreadable_ids.join(", "))
+                }
+            ));
+        }
+    }
+
     async fn devices(&mut self) -> Result<ReadReport, Failure> {
         self.progress.phase("reading devices");
         let (store, id, run) = (Arc::clone(&self.store), self.integration.id, self.run_id);
@@ -229,16 +284,50 @@ impl Job<'_> {
         .await?;
         self.outcome.assets = counts(&piped);
         self.progress.phase_done(piped.report.records);
+        if piped.report.reason == ReadEnd::NothingThere {
+            self.progress.note(
+                "Microsoft has no recently seen devices for this tenant (404 Not Found): no device is onboarded yet",
+            );
+        }
+        self.note_odd(&piped.report);
         Ok(piped.report)
     }
 
-    async fn catalogue(&mut self) -> Result<ReadReport, Failure> {
-        self.progress.phase("reading the vulnerability catalogue");
+    /// The CVE catalogue: whole, or (`incremental`, on delta runs after a complete catalogue read)
+    /// only the entries Microsoft updated since the newest `updatedOn` already stored.
+    async fn catalogue(&mut self, incremental: bool) -> Result<ReadReport, Failure> {
+        let id = self.integration.id;
+        let since = if incremental {
+            self.store
+                .get_sync_state(id, CATALOGUE_UPDATED)
+                .await?
+                .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+                .map(|t| t.with_timezone(&Utc))
+        } else {
+            None
+        };
+        let stream = match since {
+            Some(since) => {
+                self.progress
+                    .phase("reading the vulnerability catalogue's updates");
+                self.client.vulnerabilities_updated_since(since)
+            }
+            None => {
+                self.progress.phase("reading the vulnerability catalogue");
+                self.client.vulnerabilities()
+            }
+        };
         let store = Arc::clone(&self.store);
+        let mut newest: Option<DateTime<Utc>> = since;
         let piped = pipe(
-            self.client.vulnerabilities(),
+            stream,
             |v| match v.into_model() {
-                Ok(v) => Some(v),
+                Ok(v) => {
+                    if v.updated_on > newest {
+                        newest = v.updated_on;
+                    }
+                    Some(v)
+                }
                 Err(e) => {
                     tracing::debug!(message = "Catalogue entry skipped.", reason = %e);
                     None
@@ -254,6 +343,15 @@ impl Job<'_> {
         .await?;
         self.outcome.vulnerabilities = counts(&piped);
         self.progress.phase_done(piped.report.records);
+        self.note_odd(&piped.report);
+        // The next delta reads from here only if this read saw everything up to it.
+        if piped.report.complete
+            && let Some(newest) = newest
+        {
+            self.store
+                .set_sync_state(id, CATALOGUE_UPDATED, &rfc3339(newest))
+                .await?;
+        }
         Ok(piped.report)
     }
 
@@ -298,7 +396,7 @@ impl Job<'_> {
     async fn full(&mut self) -> Result<(), Failure> {
         self.check_roles().await?;
         let devices = self.devices().await?;
-        let catalogue = self.catalogue().await?;
+        let catalogue = self.catalogue(false).await?;
 
         let source = self.findings_source(devices.records);
         self.outcome.source = Some(source.as_str().to_owned());
@@ -343,6 +441,7 @@ impl Job<'_> {
         rebuilt?;
         self.outcome.findings = counts(&piped);
         self.progress.phase_done(piped.report.records);
+        self.note_odd(&piped.report);
         if malformed > 0 {
             tracing::warn!(
                 message = "Some vulnerability rows were malformed and skipped.",
@@ -374,6 +473,9 @@ impl Job<'_> {
                 self.store
                     .set_sync_state(id, DELTA_SINCE, &rfc3339(watermark))
                     .await?;
+                self.store
+                    .set_sync_state(id, DELTA_SINCE_SET_AT, &rfc3339(now))
+                    .await?;
             }
         }
         Ok(())
@@ -382,13 +484,14 @@ impl Job<'_> {
     async fn delta(&mut self, since: DateTime<Utc>) -> Result<(), Failure> {
         self.check_roles().await?;
         let devices = self.devices().await?;
-        let catalogue = self.catalogue().await?;
+        let catalogue = self.catalogue(true).await?;
 
         self.progress.phase("reading changes");
         let stream = self
             .client
             .vulnerability_changes_since(since, self.engine.options.export_page_size);
         let read = delta::read_changes(stream, since, self.progress).await?;
+        self.note_odd(&read.report);
         let applied = delta::apply(
             &self.store,
             self.integration.id,
@@ -420,10 +523,14 @@ impl Job<'_> {
         self.conclude(verdict, ReconcileScope::AssetsOnly).await?;
         if self.outcome.status == RunStatus::Succeeded
             && let Some(newest) = read.newest_event
+            && newest > since
         {
-            let next = newest.max(since);
+            let id = self.integration.id;
             self.store
-                .set_sync_state(self.integration.id, DELTA_SINCE, &rfc3339(next))
+                .set_sync_state(id, DELTA_SINCE, &rfc3339(newest))
+                .await?;
+            self.store
+                .set_sync_state(id, DELTA_SINCE_SET_AT, &rfc3339(self.outcome.finished_at))
                 .await?;
         }
         Ok(())

@@ -69,6 +69,8 @@ mod tests {
             records: 10,
             duplicates_dropped: 0,
             unreadable: 0,
+            unreadable_ids: Vec::new(),
+            first_unreadable: None,
             restarts: 0,
             complete,
             reason: if complete {
@@ -101,6 +103,7 @@ mod tests {
             retries: 0,
             bytes: 0,
             error: None,
+            odd_records: Default::default(),
         }
     }
 

@@ -119,6 +119,10 @@ fn asset(n: u32) -> Asset {
         azure_resource_id: None,
         is_duplicate: false,
         merged_into: None,
+        external_ip_address: None,
+        os_build: None,
+        os_processor: None,
+        is_aad_joined: None,
         first_seen: Some(Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap()),
         last_seen: Some(
             Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap()
@@ -140,6 +144,8 @@ fn finding(a: u32, i: u32) -> Finding {
             cve_id: cve(c),
         },
         asset_name: None,
+        asset_os_platform: None,
+        asset_os_version: None,
         severity: Some(severity(c)),
         cvss: Some(f64::from(c % 100) / 10.0),
         exploitability: Some(["NoExploit", "ExploitIsPublic"][(c % 2) as usize].into()),
@@ -164,6 +170,7 @@ fn vulnerability(n: u32) -> Vulnerability {
         published_on: Some(Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap()),
         updated_on: None,
         description: Some(format!("A vulnerability in product-{}", n % SOFTWARE)),
+        source_exposed_machines: None,
     }
 }
 

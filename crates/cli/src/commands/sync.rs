@@ -123,6 +123,26 @@ pub(super) fn print_run(integration: &Integration, run: &SyncRun) {
             );
         }
     }
+    let odd = &run.odd_records;
+    if odd.count > 0 {
+        let ids = if odd.ids.is_empty() {
+            String::new()
+        } else {
+            format!(
+                ": {}{}",
+                odd.ids.join(", "),
+                if (odd.ids.len() as u64) < odd.count {
+                    ", …"
+                } else {
+                    ""
+                }
+            )
+        };
+        println!("  unreadable {:>8} records skipped{ids}", odd.count);
+        if let Some(e) = &odd.first_error {
+            println!("            first: {e}");
+        }
+    }
     println!(
         "  API calls {:>9}, {} throttled (429), {} retries, {:.1} MB",
         run.api_calls,

@@ -72,7 +72,7 @@ fn add_test_sync_export_remove_and_the_secret_never_shows() {
 
     let assets = env.run(&["export", "assets", "--format", "csv"], None);
     assert_eq!(assets.code, 0, "{assets:?}");
-    assert!(assets.stdout.starts_with("integration,source,source_id,kind,name,os_platform,os_version,health_status,onboarding_status,exposure_level,risk_score,device_value,ip_addresses,tags,first_seen,last_seen,status\n"));
+    assert!(assets.stdout.starts_with("integration,source,source_id,kind,name,os_platform,os_version,health_status,onboarding_status,exposure_level,risk_score,device_value,ip_addresses,tags,first_seen,last_seen,status,external_ip_address,known_from\n"));
     assert_eq!(assets.stdout.lines().count() - 1, truth_devices);
 
     let vulns = env.run(&["export", "vulnerabilities", "--format", "jsonl"], None);

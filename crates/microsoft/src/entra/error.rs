@@ -116,7 +116,7 @@ impl TokenError {
         match self {
             TokenError::Unreachable { .. } => true,
             TokenError::UnexpectedResponse { status, .. } => *status >= 500 || *status == 429,
-            TokenError::Rejected(r) => r.status >= 500,
+            TokenError::Rejected(r) => r.status >= 500 || r.status == 429,
         }
     }
 

@@ -214,32 +214,60 @@ impl TokenClient {
             .fetch_max(stale.generation + 1, Ordering::AcqRel);
     }
 
-    /// Requests with retries for transient failures (network, 5xx); configuration errors return at once.
+    /// Requests with retries for transient failures (network, 5xx) and throttling (429, after the
+    /// `Retry-After` Entra sends: 60 s for client credentials, per
+    /// https://learn.microsoft.com/en-us/entra/msal/dotnet/advanced/client-and-server-throttling);
+    /// configuration errors return at once.
     async fn fetch(&self) -> Result<AccessToken, TokenError> {
         // Fewer retries than for API pages: a person may be waiting on `integration test`.
         let max = self.retry.max_retries.min(3);
         let mut retry = 0;
+        let mut throttled = 0;
         loop {
             match self.request_once().await {
                 Ok(t) => return Ok(t),
-                Err(e) if e.is_transient() && retry < max => {
+                Err(Failed {
+                    error,
+                    retry_after: Some(wait),
+                }) if error.status() == Some(429) => {
+                    throttled += 1;
+                    if throttled > MAX_TOKEN_THROTTLES || wait > self.retry.max_retry_after {
+                        return Err(error);
+                    }
+                    // Capped like API 429s, plus a little so the retry lands after the window.
+                    let wait = wait.min(MAX_TOKEN_RETRY_AFTER) + Duration::from_millis(100);
+                    self.metrics.throttle();
+                    tracing::warn!(
+                        login_host = %self.login_host,
+                        attempt = throttled,
+                        wait_s = wait.as_secs_f64(),
+                        "token request throttled by Microsoft Entra (HTTP 429); waiting as its Retry-After asks"
+                    );
+                    tokio::time::sleep(wait).await;
+                }
+                Err(Failed { error, .. }) if error.is_transient() && retry < max => {
                     retry += 1;
-                    let delay = self.retry.backoff(retry);
+                    let delay = if error.status() == Some(429) {
+                        // Throttled without saying for how long.
+                        self.retry.throttle_backoff(retry)
+                    } else {
+                        self.retry.backoff(retry)
+                    };
                     tracing::warn!(
                         login_host = %self.login_host,
                         attempt = retry,
                         delay_ms = delay.as_millis() as u64,
-                        error = %e,
+                        error = %error,
                         "retrying token request"
                     );
                     tokio::time::sleep(delay).await;
                 }
-                Err(e) => return Err(e),
+                Err(Failed { error, .. }) => return Err(error),
             }
         }
     }
 
-    async fn request_once(&self) -> Result<AccessToken, TokenError> {
+    async fn request_once(&self) -> Result<AccessToken, Failed> {
         self.metrics.token_request();
         let client_id = self.client_id.to_string();
         // The form encoder percent-encodes every value, the secret included.
@@ -263,6 +291,11 @@ impl TokenClient {
             .await
             .map_err(unreachable)?;
         let status = resp.status().as_u16();
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| crate::http::parse_retry_after(v, chrono::Utc::now()));
         let body = read_bounded(resp, ERROR_BODY_LIMIT)
             .await
             .map_err(unreachable)?;
@@ -274,11 +307,11 @@ impl TokenClient {
         if (200..300).contains(&status) {
             // The serde error's position only: its text could quote the body, which holds the token.
             let parsed: TokenResponse = serde_json::from_slice(&body.bytes).map_err(|e| {
-                unexpected(format!(
+                Failed::from(unexpected(format!(
                     "the answer is not a token response (line {}, column {})",
                     e.line(),
                     e.column()
-                ))
+                )))
             })?;
             let lifetime = Duration::from_secs(parsed.expires_in);
             let margin = REFRESH_MARGIN.min(lifetime / 2);
@@ -309,12 +342,38 @@ impl TokenClient {
                     trace_id = ?rejection.trace_id,
                     "token request refused"
                 );
-                Err(TokenError::Rejected(Box::new(rejection)))
+                Err(Failed {
+                    error: TokenError::Rejected(Box::new(rejection)),
+                    retry_after,
+                })
             }
-            _ => Err(unexpected(snippet(&body.bytes, 160))),
+            _ => Err(Failed {
+                error: unexpected(snippet(&body.bytes, 160)),
+                retry_after,
+            }),
         }
     }
 }
+
+/// A failed token request and, for a 429, how long Entra asked to wait.
+struct Failed {
+    error: TokenError,
+    retry_after: Option<Duration>,
+}
+
+impl From<TokenError> for Failed {
+    fn from(error: TokenError) -> Self {
+        Failed {
+            error,
+            retry_after: None,
+        }
+    }
+}
+
+/// 429s one token request may wait out before it fails.
+const MAX_TOKEN_THROTTLES: u32 = 3;
+/// The longest single wait after a token 429 (Entra asks for 60 s).
+const MAX_TOKEN_RETRY_AFTER: Duration = Duration::from_secs(120);
 
 #[cfg(test)]
 mod tests {

@@ -7,6 +7,7 @@
 //! | 2xx | returned to the caller (bodies are streamed by the caller) |
 //! | 429 | wait `Retry-After` (else exponential from 5 s, jittered), bounded; counted in `throttled` |
 //! | 5xx, 408, timeout, reset, cut body | bounded retries with jittered exponential backoff |
+//! | 2xx whose body is whole but not JSON | [`MdeError::MalformedBody`] at once, with the byte offset |
 //! | 401 | invalidate the token, retry once |
 //! | 404 | retried once (Microsoft has sent intermittent 404s), then [`ApiError`] |
 //! | 403 `Forbidden` | [`MdeError::Forbidden`], naming the application role to grant |
@@ -88,6 +89,38 @@ fn parse_hms(s: &str) -> Option<Duration> {
         + m.parse::<u64>().ok()? * 60
         + sec.parse::<f64>().ok()?.ceil() as u64;
     Some(Duration::from_secs(secs.max(1)))
+}
+
+/// Whether a body begins like a JSON object or array (after whitespace and a byte order mark).
+fn starts_as_json(bytes: &[u8]) -> bool {
+    let rest = bytes.strip_prefix(&[0xEF, 0xBB, 0xBF][..]).unwrap_or(bytes);
+    matches!(
+        rest.iter().find(|b| !b.is_ascii_whitespace()),
+        Some(b'{' | b'[')
+    )
+}
+
+/// A small answer that is not JSON, as [`MdeError::MalformedBody`] with the byte offset of
+/// `serde_json`'s line and column, and the text there.
+fn malformed_answer(family: ApiFamily, bytes: &[u8], e: &serde_json::Error) -> MdeError {
+    let mut offset = 0usize;
+    for _ in 1..e.line() {
+        match bytes[offset..].iter().position(|b| *b == b'\n') {
+            Some(p) => offset += p + 1,
+            None => break,
+        }
+    }
+    offset = offset
+        .saturating_add(e.column().saturating_sub(1))
+        .min(bytes.len());
+    let from = offset.saturating_sub(40);
+    let to = offset.saturating_add(40).min(bytes.len());
+    MdeError::MalformedBody {
+        family,
+        offset: offset as u64,
+        detail: e.to_string().chars().take(200).collect(),
+        sample: snippet(&bytes[from..to], 80),
+    }
 }
 
 /// Longest error body read (the rest is dropped).
@@ -337,7 +370,16 @@ impl Core {
                                     detail: e.to_string().chars().take(300).collect(),
                                 });
                             }
-                            Err(e) => format!("the answer is not complete JSON: {e}"),
+                            // Cut short: a network fault, worth another try.
+                            Err(e) if e.classify() == Category::Eof => {
+                                format!("the answer is not complete JSON: {e}")
+                            }
+                            // JSON that breaks inside: the same request gets the same bytes.
+                            Err(e) if starts_as_json(&b.bytes) => {
+                                return Err(malformed_answer(family, &b.bytes, &e));
+                            }
+                            // Not JSON at all: a proxy's or gateway's page, worth another try.
+                            Err(e) => format!("the answer is not JSON: {e}"),
                         }
                     }
                     Ok(Err(e)) => describe(&e),

@@ -116,9 +116,23 @@ pub fn req_u64<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
 pub fn opt_timestamp<'de, D: Deserializer<'de>>(
     d: D,
 ) -> Result<Option<chrono::DateTime<chrono::Utc>>, D::Error> {
-    d.deserialize_any(StrVisitor(|s: &str| {
-        rampart_model::parse_microsoft_timestamp(s).ok()
-    }))
+    d.deserialize_any(StrVisitor(timestamp_or_warn))
+}
+
+/// A timestamp, or `None` with a warning naming the value: a time Rampart cannot read is left
+/// empty (never replaced by the time of the sync), and the log says which form it was.
+pub(crate) fn timestamp_or_warn(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    match rampart_model::parse_microsoft_timestamp(s) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            // A new format would repeat on every row: the first few say it all.
+            static SEEN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            if SEEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < 5 {
+                tracing::warn!(error = %e, "timestamp not understood; the record keeps no time for it");
+            }
+            None
+        }
+    }
 }
 
 /// A severity word (`Severity::parse_lenient`), parsed from the wire without a `String`; unknown

@@ -421,6 +421,12 @@ pub struct FindingRow {
     pub device_id: Option<String>,
     #[serde(default, alias = "DeviceName")]
     pub device_name: Option<String>,
+    /// The device's OS as the export names it: what Rampart knows of a device that the machine
+    /// list did not return.
+    #[serde(default, alias = "OSPlatform", alias = "OsPlatform")]
+    pub os_platform: Option<String>,
+    #[serde(default, alias = "OSVersion", alias = "OsVersion")]
+    pub os_version: Option<String>,
     #[serde(default, alias = "SoftwareVendor")]
     pub software_vendor: Option<String>,
     #[serde(default, alias = "SoftwareName")]

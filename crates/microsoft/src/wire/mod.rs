@@ -3,5 +3,5 @@
 
 pub mod arm;
 pub mod entra;
-mod lenient;
+pub(crate) mod lenient;
 pub mod mde;

@@ -320,11 +320,11 @@ async fn a_next_link_to_another_port_gets_no_request_and_no_token() {
 }
 
 #[tokio::test]
-async fn an_unreadable_record_is_skipped_counted_and_makes_the_read_incomplete() {
+async fn an_unreadable_record_is_skipped_counted_and_named_and_the_read_concludes() {
     let canned = serve(|_, _| {
         json(
             200,
-            r#"{"value":[{"deviceId":"a","cveId":"CVE-2024-0001"},{"deviceId":42},{"deviceId":"c","cveId":"CVE-2024-0002"}]}"#,
+            r#"{"value":[{"deviceId":"a","cveId":"CVE-2024-0001"},{"id":"row-42","deviceId":42},{"deviceId":"c","cveId":"CVE-2024-0002"}]}"#,
         )
     })
     .await;
@@ -336,9 +336,43 @@ async fn an_unreadable_record_is_skipped_counted_and_makes_the_read_incomplete()
         .expect("read");
     assert_eq!(rows.len(), 2);
     assert_eq!(report.unreadable, 1);
+    assert_eq!(report.unreadable_ids, vec!["row-42".to_owned()]);
+    assert!(
+        report
+            .first_unreadable
+            .as_deref()
+            .is_some_and(|e| e.contains("invalid type")),
+        "{report:?}"
+    );
+    // One odd record does not sink the read (issue 11).
+    assert!(report.complete, "{report:?}");
+    assert_eq!(
+        canned.api_hits(),
+        1,
+        "a record our types refuse is not retried"
+    );
+}
+
+#[tokio::test]
+async fn more_unreadable_records_than_tolerated_make_the_read_incomplete() {
+    let canned = serve(|_, _| {
+        json(
+            200,
+            r#"{"value":[{"deviceId":"a","cveId":"CVE-2024-0001"},{"deviceId":42},{"deviceId":43}]}"#,
+        )
+    })
+    .await;
+    let c = client(&canned, |_| {});
+    let (rows, report) = c
+        .software_vulnerabilities_by_machine(10)
+        .collect_all()
+        .await
+        .expect("read");
+    assert_eq!(rows.len(), 1);
+    assert_eq!(report.unreadable, 2);
     assert!(!report.complete);
     assert!(
-        matches!(&report.reason, ReadEnd::UnreadableRecords { count: 1, first_error } if first_error.contains("invalid type")),
+        matches!(&report.reason, ReadEnd::UnreadableRecords { count: 2, first_error } if first_error.contains("invalid type")),
         "{report:?}"
     );
     assert_eq!(
@@ -346,6 +380,32 @@ async fn an_unreadable_record_is_skipped_counted_and_makes_the_read_incomplete()
         1,
         "a record our types refuse is not retried"
     );
+}
+
+#[tokio::test]
+async fn json_broken_inside_a_page_fails_at_once_with_offset_and_sample() {
+    let canned = serve(|_, _| {
+        json(
+            200,
+            r#"{"value":[{"deviceId":"a","cveId":"CVE-2024-0001","cvssScore":NaN}]}"#,
+        )
+    })
+    .await;
+    let c = client(&canned, |_| {});
+    let err = c
+        .software_vulnerabilities_by_machine(10)
+        .collect_all()
+        .await
+        .expect_err("not JSON");
+    match &err {
+        MdeError::MalformedBody { offset, sample, .. } => {
+            assert_eq!(*offset, 62, "{err}");
+            assert!(sample.contains(r#""cvssScore":NaN"#), "{err}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(err.to_string().contains("at byte 62"), "{err}");
+    assert_eq!(canned.api_hits(), 1, "not retried");
 }
 
 #[tokio::test]

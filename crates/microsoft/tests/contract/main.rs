@@ -5,4 +5,5 @@
 mod canned;
 mod cloud;
 mod examples;
+mod real_tenants;
 mod sim;

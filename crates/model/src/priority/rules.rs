@@ -133,6 +133,10 @@ pub(crate) mod tests {
             merged_into: None,
             first_seen: None,
             last_seen: None,
+            external_ip_address: None,
+            os_build: None,
+            os_processor: None,
+            is_aad_joined: None,
         }
     }
 

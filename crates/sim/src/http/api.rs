@@ -15,7 +15,7 @@ use crate::token::{Claims, TokenError, is_mde_audience};
 
 use super::errors::{self, mde};
 use super::query::Query;
-use super::stream::Encoding;
+use super::stream::{Encoding, Splice};
 use super::{Ctx, after_fault, choose_fault, exports, machines, vulns};
 
 /// The MDE API routes (after `/api` and an optional `/v1.0`).
@@ -213,6 +213,11 @@ pub(super) fn handle(
         target,
         encoding,
         truncate: fault == Some(Injected::Truncate),
+        splice: match fault {
+            Some(Injected::Garble) => Splice::Garble,
+            Some(Injected::OddRecord) => Splice::OddRecord,
+            _ => Splice::None,
+        },
     };
     let resp = match &route {
         Api::Machines => machines::list(&ctx),

@@ -151,8 +151,11 @@ pub(crate) async fn download(
             StreamSpec {
                 content_type: "application/octet-stream",
                 compress: Encoding::Gzip,
-                content_encoding: false,
+                // The bytes are the gzip file either way; the header only says whether the
+                // blob's stored content encoding is gzip (then HTTP clients decompress it).
+                content_encoding: inner.config.blob_content_encoding,
                 truncate,
+                splice: stream::Splice::None,
             },
             move |sink| {
                 let mut closed = false;

@@ -14,7 +14,7 @@ use crate::world::snapshot::Snapshot;
 use super::errors::mde;
 use super::json_value;
 use super::query::Query;
-use super::stream::{self, Encoding, StreamSpec};
+use super::stream::{self, Encoding, Splice, StreamSpec};
 
 fn bad(message: &str) -> Response {
     mde(StatusCode::BAD_REQUEST, "BadRequest", message, "_sim")
@@ -158,6 +158,7 @@ fn truth(inner: &Arc<Inner>, what: &str, tick: i64) -> Response {
         compress: Encoding::Identity,
         content_encoding: false,
         truncate: false,
+        splice: Splice::None,
     };
     let sim = inner.clone();
     match what {

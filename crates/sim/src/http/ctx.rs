@@ -10,7 +10,7 @@ use crate::state::Inner;
 use super::errors::mde;
 use super::filter::{Expr, Schema};
 use super::query::Query;
-use super::stream::{self, Closed, Encoding, ODATA_JSON, Sink, StreamSpec};
+use super::stream::{self, Closed, Encoding, ODATA_JSON, Sink, Splice, StreamSpec};
 
 /// Everything a handler needs about an authorised request.
 pub(crate) struct Ctx {
@@ -22,6 +22,7 @@ pub(crate) struct Ctx {
     pub(crate) target: String,
     pub(crate) encoding: Encoding,
     pub(crate) truncate: bool,
+    pub(crate) splice: Splice,
 }
 
 /// A request the API refuses, before any response body exists.
@@ -73,6 +74,7 @@ impl Ctx {
                 compress: self.encoding,
                 content_encoding: true,
                 truncate: self.truncate,
+                splice: self.splice,
             },
             produce,
         );

@@ -65,6 +65,31 @@ pub(crate) fn injected(status: u16, target: &str) -> Response {
 
 /// An Entra token-endpoint error (§1.7): `error`, `error_description` with `\r\n`-separated trailer,
 /// `error_codes`, `timestamp`, `trace_id`, `correlation_id`, and `error_uri` for some codes.
+/// Microsoft Entra throttling a client-credentials token request: 429 with `Retry-After` (60 s in
+/// practice), per https://learn.microsoft.com/en-us/entra/msal/dotnet/advanced/client-and-server-throttling.
+pub(crate) fn token_throttled(retry_after: u32, json: bool) -> Response {
+    let mut resp = if json {
+        aad(
+            StatusCode::TOO_MANY_REQUESTS,
+            "temporarily_unavailable",
+            50196,
+            "The server terminated an operation because it encountered a client request loop. Please try again.",
+            None,
+        )
+    } else {
+        (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::CONTENT_TYPE, "text/plain")],
+            "Too Many Requests",
+        )
+            .into_response()
+    };
+    if let Ok(v) = HeaderValue::from_str(&retry_after.to_string()) {
+        resp.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    resp
+}
+
 pub(crate) fn aad(
     status: StatusCode,
     error: &str,

@@ -30,6 +30,43 @@ pub(crate) fn push_item<T: serde::Serialize>(
     sink.row_done()
 }
 
+/// Whether `GET /api/machines` returns this device. With
+/// [`unlisted_device_share`](crate::SimConfig::unlisted_device_share), a stable share of the
+/// onboarded devices is left out (retention, device-group scoping) while their vulnerability rows
+/// stay in the exports.
+pub(crate) fn listed(sim: &Inner, core: &Core) -> bool {
+    let share = sim.config.unlisted_device_share;
+    !(share > 0.0
+        && core.has_tvm_data()
+        && crate::hash::unit(crate::hash::mix(core.hash, 0x0011_57ED)) < share)
+}
+
+/// The devices `GET /api/machines` returns at `tick`, in order.
+pub(crate) fn listed_devices(sim: &Inner, tick: i64) -> impl Iterator<Item = Core> + '_ {
+    Snapshot::new(&sim.world, tick)
+        .devices()
+        .filter(move |core| listed(sim, core))
+}
+
+/// Writes a machine as the next array element, without `ipAddresses` when the tenant is served
+/// like Microsoft's get-machines example (only `lastIpAddress` / `lastExternalIpAddress`).
+pub(crate) fn push_machine(
+    sim: &Inner,
+    sink: &mut Sink,
+    first: &mut bool,
+    m: &Machine,
+) -> Result<(), Closed> {
+    if sim.config.machines_without_ip_addresses {
+        let mut v = serde_json::to_value(m).unwrap_or_default();
+        if let Some(o) = v.as_object_mut() {
+            o.remove("ipAddresses");
+        }
+        push_item(sink, first, &v)
+    } else {
+        push_item(sink, first, m)
+    }
+}
+
 pub(crate) fn list(ctx: &Ctx) -> Response {
     let top = match ctx.top(PAGE) {
         Ok(t) => t,
@@ -47,6 +84,11 @@ pub(crate) fn list(ctx: &Ctx) -> Response {
     let sim = ctx.sim.clone();
     let base = ctx.base.clone();
     let tick = sim.tick();
+    // get-machines, "Response": "If no recent machines found - 404 Not Found." (A `$skip` past
+    // the end of a non-empty set is an empty 200 page.)
+    if listed_devices(&sim, tick).next().is_none() {
+        return ctx.not_found("No recent machines found.");
+    }
     ctx.json(move |sink| {
         sink.write(
             format!(r#"{{"@odata.context":"{base}/api/$metadata#Machines","value":["#).as_bytes(),
@@ -54,7 +96,7 @@ pub(crate) fn list(ctx: &Ctx) -> Response {
         let world = &sim.world;
         let limit = top.unwrap_or(PAGE);
         let (mut skipped, mut written, mut more, mut first) = (0u64, 0u64, false, true);
-        for core in Snapshot::new(world, tick).devices() {
+        for core in listed_devices(&sim, tick) {
             // Without a filter, skipping needs no record at all.
             let machine = match &filter {
                 Some(f) => {
@@ -75,7 +117,7 @@ pub(crate) fn list(ctx: &Ctx) -> Response {
                 break;
             }
             let m = machine.unwrap_or_else(|| world.machine(&core, tick));
-            push_item(sink, &mut first, &m)?;
+            push_machine(&sim, sink, &mut first, &m)?;
             written += 1;
         }
         sink.write(b"]")?;
@@ -99,12 +141,13 @@ pub(crate) fn list(ctx: &Ctx) -> Response {
 pub(crate) fn find(sim: &Inner, tick: i64, id: &str) -> Option<Core> {
     if let Some(index) = sim.world.ids.decode(id) {
         let core = sim.world.core(index);
-        return (index < sim.world.range(tick) && core.present(tick)).then_some(core);
+        return (index < sim.world.range(tick) && core.present(tick) && listed(sim, &core))
+            .then_some(core);
     }
     if id.len() > 255 || id.len() == 40 {
         return None;
     }
-    Snapshot::new(&sim.world, tick).devices().find(|core| {
+    listed_devices(sim, tick).find(|core| {
         sim.world
             .names(core)
             .name
@@ -172,7 +215,7 @@ pub(crate) fn find_by_tag(ctx: &Ctx) -> Response {
             format!(r#"{{"@odata.context":"{base}/api/$metadata#Machines","value":["#).as_bytes(),
         )?;
         let mut first = true;
-        for core in Snapshot::new(&sim.world, tick).devices() {
+        for core in listed_devices(&sim, tick) {
             let m = sim.world.machine(&core, tick);
             let hit = m.machine_tags.iter().any(|t| {
                 let t = t.to_lowercase();
@@ -183,7 +226,7 @@ pub(crate) fn find_by_tag(ctx: &Ctx) -> Response {
                 }
             });
             if hit {
-                push_item(sink, &mut first, &m)?;
+                push_machine(&sim, sink, &mut first, &m)?;
             }
         }
         sink.write(b"]}")

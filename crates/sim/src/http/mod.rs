@@ -35,6 +35,7 @@ use crate::stats::Family;
 pub(crate) use arm::ArmBuckets;
 pub(crate) use ctx::{ApiError, Ctx};
 use errors::mde;
+pub(crate) use machines::{listed, listed_devices};
 
 pub(crate) fn router(sim: Sim) -> Router {
     Router::new().fallback(dispatch).with_state(sim)
@@ -108,6 +109,10 @@ async fn dispatch(State(sim): State<Sim>, req: Request) -> Response {
                     );
                 }
             };
+            if let Some((retry_after, json)) = inner.faults.take_token_throttle() {
+                inner.counters.throttled.fetch_add(1, Ordering::Relaxed);
+                return errors::token_throttled(retry_after, json);
+            }
             if let Some(resp) = injected(&inner, Family::Token, &path, &raw_query, false, &target) {
                 return resp;
             }

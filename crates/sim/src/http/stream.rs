@@ -77,6 +77,32 @@ enum Encoder {
     Zlib(ZlibEncoder<Vec<u8>>),
 }
 
+/// A change to a collection body, made at its first flush (fault injection).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Splice {
+    #[default]
+    None,
+    /// Insert a record holding a bare `NaN`: the body is no longer valid JSON.
+    Garble,
+    /// Insert a valid record of an unexpected shape.
+    OddRecord,
+}
+
+impl Splice {
+    fn record(self, n: u64) -> Option<String> {
+        match self {
+            Splice::None => None,
+            Splice::Garble => Some(r#"{"id":"garbled-record","cvssScore":NaN}"#.to_owned()),
+            // Numbers where every Microsoft entity has strings: no client's types accept them.
+            Splice::OddRecord => Some(format!(
+                r#"{{"id":"odd-record-{n}","firstSeen":17,"lastSeen":17,"publishedOn":17,"updatedOn":17,"deviceId":17,"computerDnsName":17,"name":17,"severity":17,"exposureLevel":17,"osPlatform":17,"cveId":17,"softwareName":17}}"#
+            )),
+        }
+    }
+}
+
+static SPLICED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// The producer stopped: the client went away, or an injected truncation ended the body.
 #[derive(Debug)]
 pub(crate) struct Closed;
@@ -88,6 +114,7 @@ pub(crate) struct Sink {
     encoder: Encoder,
     tx: mpsc::Sender<Chunk>,
     truncate: bool,
+    splice: Splice,
     done: bool,
     rows: u64,
     sim: Arc<Inner>,
@@ -132,6 +159,22 @@ impl Sink {
             return Err(Closed);
         }
         let finishing = last || self.truncate;
+        if let Some(record) = self
+            .splice
+            .record(SPLICED.fetch_add(1, Ordering::Relaxed) + 1)
+        {
+            self.splice = Splice::None;
+            // Right after the opening of the `value` array (exports and entity sets alike).
+            if let Some(at) = find(&self.raw, b"\"value\":[") {
+                let at = at + b"\"value\":[".len();
+                let empty = self.raw.get(at) == Some(&b']');
+                let mut insert = record.into_bytes();
+                if !empty {
+                    insert.push(b',');
+                }
+                self.raw.splice(at..at, insert);
+            }
+        }
         if self.truncate {
             // Cut mid-record: half of what is buffered (the first chunk), then end the body cleanly.
             let keep = self.raw.len() / 2;
@@ -188,6 +231,11 @@ pub(crate) struct StreamSpec {
     /// Announce the compression as `Content-Encoding` (false for gzip files served as files).
     pub(crate) content_encoding: bool,
     pub(crate) truncate: bool,
+    pub(crate) splice: Splice,
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 /// Runs `produce` on a blocking thread and streams what it writes.
@@ -208,6 +256,7 @@ pub(crate) fn respond(
         encoder,
         tx,
         truncate: spec.truncate,
+        splice: spec.splice,
         done: false,
         rows: 0,
         sim: sim.clone(),

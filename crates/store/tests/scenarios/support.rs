@@ -73,6 +73,10 @@ pub fn asset(i: usize) -> Asset {
         azure_resource_id: None,
         is_duplicate: false,
         merged_into: None,
+        external_ip_address: None,
+        os_build: None,
+        os_processor: None,
+        is_aad_joined: None,
         first_seen: Some(t(-10_000)),
         last_seen: Some(t(-5)),
     }
@@ -93,6 +97,8 @@ pub fn finding(i: usize, j: usize) -> Finding {
             cve_id: cve(j).parse().unwrap(),
         },
         asset_name: Some(format!("host-{i}.contoso.local")),
+        asset_os_platform: None,
+        asset_os_version: None,
         severity: Some(match j % 4 {
             0 => Severity::Critical,
             1 => Severity::High,
@@ -134,6 +140,7 @@ pub fn vulnerability(j: usize) -> Vulnerability {
         published_on: Some(t(-100_000)),
         updated_on: Some(t(-50_000)),
         description: Some(format!("Remote code execution in app {j}")),
+        source_exposed_machines: None,
     }
 }
 

@@ -4,6 +4,7 @@
 mod cloud;
 mod cloud_store_checks;
 mod harness;
+mod real_tenants;
 mod scenarios;
 
 macro_rules! on_both_backends {
@@ -30,6 +31,7 @@ macro_rules! on_both_backends {
 }
 
 use cloud::*;
+use real_tenants::*;
 use scenarios::*;
 
 on_both_backends!(
@@ -50,4 +52,10 @@ on_both_backends!(
     a_files_sync_holds_exactly_the_truth_and_equals_a_pages_sync,
     a_files_sync_converges_through_cut_downloads_and_expired_links,
     auto_reads_files_from_the_threshold_up_and_pages_below,
+    issue11_an_empty_tenant_tests_and_syncs_with_no_devices,
+    issue11_devices_known_only_from_vulnerability_rows_do_not_trip_the_breaker,
+    issue11_an_odd_record_is_named_in_the_run_and_the_run_concludes,
+    issue11_a_delta_reads_the_catalogue_incrementally_and_keeps_microsofts_count,
+    issue11_a_watermark_older_than_fourteen_days_rebaselines,
+    issue11_a_tenant_with_devices_still_reads_one,
 );

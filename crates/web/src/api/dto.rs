@@ -168,6 +168,16 @@ pub struct RunOut {
     pub retries: u64,
     pub bytes: u64,
     pub error: Option<String>,
+    /// Records skipped because they could not be read, and the ids of the first of them. A few do
+    /// not stop a run from concluding (docs/setup-endpoint.md, "What Microsoft may answer").
+    pub odd_records: OddRecordsOut,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OddRecordsOut {
+    pub count: u64,
+    pub ids: Vec<String>,
+    pub first_error: Option<String>,
 }
 
 impl From<&SyncRun> for RunOut {
@@ -197,6 +207,11 @@ impl From<&SyncRun> for RunOut {
             retries: r.retries,
             bytes: r.bytes,
             error: r.error.clone(),
+            odd_records: OddRecordsOut {
+                count: r.odd_records.count,
+                ids: r.odd_records.ids.clone(),
+                first_error: r.odd_records.first_error.clone(),
+            },
         }
     }
 }
@@ -226,6 +241,14 @@ pub struct AssetOut {
     pub missing_since: Option<String>,
     /// Its findings, as of the last finished sync of its integration.
     pub findings: FindingCountsOut,
+    /// The public address the device was last seen from (not one of its own `ip_addresses`).
+    pub external_ip_address: Option<String>,
+    pub os_build: Option<i64>,
+    pub os_processor: Option<String>,
+    pub is_aad_joined: Option<bool>,
+    /// `inventory`: the source's device list returns it. `vulnerability_data`: known only from
+    /// vulnerability rows (the device list did not return it); its name and OS come from them.
+    pub known_from: String,
 }
 
 /// Open findings of an asset by severity (`open` counts those without a severity too), and how
@@ -279,6 +302,16 @@ impl From<&ListedAsset> for AssetOut {
             status: s.status.as_str().into(),
             missing_since: ts_opt(&s.missing_since),
             findings: (&l.findings).into(),
+            external_ip_address: a.external_ip_address.clone(),
+            os_build: a.os_build,
+            os_processor: a.os_processor.clone(),
+            is_aad_joined: a.is_aad_joined,
+            known_from: if s.known_only_from_vulnerability_data {
+                "vulnerability_data"
+            } else {
+                "inventory"
+            }
+            .into(),
         }
     }
 }
@@ -350,6 +383,9 @@ pub struct VulnerabilityOut {
     pub updated_on: Option<String>,
     pub exposed_assets: u64,
     pub description: Option<String>,
+    /// The source's own count of exposed devices (MDE `exposedMachines`), beside Rampart's
+    /// `exposed_assets`.
+    pub source_exposed_machines: Option<u64>,
 }
 
 impl From<&StoredVulnerability> for VulnerabilityOut {
@@ -368,6 +404,7 @@ impl From<&StoredVulnerability> for VulnerabilityOut {
             updated_on: ts_opt(&v.updated_on),
             exposed_assets: s.exposed_assets,
             description: v.description.clone(),
+            source_exposed_machines: v.source_exposed_machines,
         }
     }
 }

@@ -334,6 +334,10 @@ struct AssetPage {
     row: AssetRow,
     source_id: String,
     ips: String,
+    /// The public address the device was last seen from (empty when unknown).
+    external_ip: String,
+    /// Only vulnerability rows named this device: the device list did not return it.
+    vulnerability_data_only: bool,
     findings: Vec<FindingRow>,
     more: Option<String>,
     /// The same machine as another integration knows it (Endpoint and Cloud).
@@ -410,6 +414,8 @@ pub async fn asset(
             .collect(),
         source_id: stored.asset.source_id.clone(),
         ips: stored.asset.ip_addresses.join(", "),
+        external_ip: stored.asset.external_ip_address.clone().unwrap_or_default(),
+        vulnerability_data_only: stored.known_only_from_vulnerability_data,
         row: AssetRow::of(&listed),
         findings: findings.items.iter().map(FindingRow::of).collect(),
         more,

@@ -155,6 +155,28 @@ struct RunView {
     recommendations: String,
     api_calls: u64,
     error: String,
+    /// Records skipped as unreadable, with their ids; empty when none.
+    odd: String,
+}
+
+/// "2 records skipped as unreadable: odd-1, odd-2" (empty when none).
+fn odd_records(o: &rampart_model::OddRecords) -> String {
+    if o.count == 0 {
+        return String::new();
+    }
+    let what = if o.count == 1 { "record" } else { "records" };
+    let mut s = format!("{} {what} skipped as unreadable", o.count);
+    if !o.ids.is_empty() {
+        s.push_str(": ");
+        s.push_str(&o.ids.join(", "));
+        if (o.ids.len() as u64) < o.count {
+            s.push_str(", …");
+        }
+    }
+    if let Some(e) = &o.first_error {
+        s.push_str(&format!(" (first: {e})"));
+    }
+    s
 }
 
 impl RunView {
@@ -183,6 +205,7 @@ impl RunView {
             recommendations: counts(&r.recommendations),
             api_calls: r.api_calls,
             error: r.error.clone().unwrap_or_default(),
+            odd: odd_records(&r.odd_records),
         }
     }
 }

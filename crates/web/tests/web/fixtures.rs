@@ -65,6 +65,10 @@ fn machine(source_id: &str, kind: AssetKind, name: &str) -> Asset {
         azure_resource_id: Some(VM.into()),
         is_duplicate: false,
         merged_into: None,
+        external_ip_address: None,
+        os_build: None,
+        os_processor: None,
+        is_aad_joined: None,
         first_seen: None,
         last_seen: None,
     }
@@ -272,6 +276,8 @@ pub async fn seed_cloud(app: &TestApp) -> CloudEstate {
                 cve_id: format!("CVE-2025-{:05}", 10_000 + n).parse().unwrap(),
             },
             asset_name: None,
+            asset_os_platform: None,
+            asset_os_version: None,
             severity: Some(
                 [
                     Severity::Critical,

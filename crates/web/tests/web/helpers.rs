@@ -41,35 +41,44 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(devices: u32) -> TestApp {
+    spawn_app_with_sim(sim_with(devices)).await
+}
+
+/// The emulator the tests use unless they say otherwise.
+fn sim_with(devices: u32) -> SimConfig {
+    SimConfig {
+        devices,
+        findings_per_device: 8,
+        rate_limits: false,
+        ..SimConfig::default()
+    }
+}
+
+/// The app against an emulator configured as given.
+pub async fn spawn_app_with_sim(sim_config: SimConfig) -> TestApp {
     let (dir, store) = rampart_store::testing::sqlite_store().await;
-    spawn_app_on(devices, dir, store, |_| {}).await
+    spawn_app_on(sim_config, dir, store, |_| {}).await
 }
 
 /// A test app on a fresh PostgreSQL database (the store's harness starts a server if needed).
 pub async fn spawn_app_on_postgres() -> TestApp {
     let store = rampart_store::testing::postgres_store().await;
-    spawn_app_on(40, tempfile::tempdir().unwrap(), store, |_| {}).await
+    spawn_app_on(sim_with(40), tempfile::tempdir().unwrap(), store, |_| {}).await
 }
 
 /// A test app on a fresh SQLite database whose server runs with `configure`d options.
 pub async fn spawn_app_configured(devices: u32, configure: impl FnOnce(&mut WebConfig)) -> TestApp {
     let (dir, store) = rampart_store::testing::sqlite_store().await;
-    spawn_app_on(devices, dir, store, configure).await
+    spawn_app_on(sim_with(devices), dir, store, configure).await
 }
 
 async fn spawn_app_on(
-    devices: u32,
+    sim_config: SimConfig,
     dir: TempDir,
     store: Arc<dyn Store>,
     configure: impl FnOnce(&mut WebConfig),
 ) -> TestApp {
     capture_logs();
-    let sim_config = SimConfig {
-        devices,
-        findings_per_device: 8,
-        rate_limits: false,
-        ..SimConfig::default()
-    };
     let sim = rampart_sim::spawn(sim_config.clone()).await.unwrap();
     let engine = Arc::new(Engine::new(
         store.clone(),
@@ -308,6 +317,10 @@ impl TestApp {
             azure_resource_id: None,
             is_duplicate: false,
             merged_into: None,
+            external_ip_address: None,
+            os_build: None,
+            os_processor: None,
+            is_aad_joined: None,
             first_seen: None,
             last_seen: None,
         };

@@ -16,6 +16,7 @@ mod limits;
 mod ops;
 mod posture;
 mod problems;
+mod real_tenants;
 mod scheduler;
 mod security;
 mod snapshots;

@@ -30,6 +30,7 @@ pub(super) fn vulnerability(id: &str) -> Vulnerability {
         published_on: None,
         updated_on: None,
         description: None,
+        source_exposed_machines: None,
     }
 }
 
@@ -43,6 +44,8 @@ pub(super) fn finding(id: &str, exploitability: Option<&str>) -> Finding {
             cve_id: cve(id),
         },
         asset_name: Some("web1".into()),
+        asset_os_platform: None,
+        asset_os_version: None,
         severity: Some(Severity::Critical),
         cvss: Some(9.8),
         exploitability: exploitability.map(str::to_owned),
