@@ -55,6 +55,19 @@ pub struct SimConfig {
     pub arm_read_burst: u32,
     /// …refilled at this many reads per second (25). Enforced when `rate_limits` is on.
     pub arm_read_refill: u32,
+    /// Resource Graph's quota per principal: this many queries (Microsoft documents 15, "subject
+    /// to change")…
+    pub graph_quota: u32,
+    /// …per window of this many seconds (5). Every answer carries `x-ms-user-quota-remaining` and
+    /// `x-ms-user-quota-resets-after`; a query beyond the quota is a 429 `RateLimiting`.
+    pub graph_quota_window_secs: u32,
+    /// Data mode: one control of the first subscription comes with `"score": null` (seen from
+    /// Microsoft); the client must keep the control, score unknown, and the subscription whole.
+    pub null_control_score: bool,
+    /// Data mode: the assessments list does not offer api-version 2025-05-04 (the version with
+    /// `properties.risk`), as in a cloud that has not rolled it out: 400
+    /// `NoRegisteredProviderFound`.
+    pub assessments_without_2025_05_04: bool,
 }
 
 impl Default for SimConfig {
@@ -80,6 +93,10 @@ impl Default for SimConfig {
             arm_empty_first_page: true,
             arm_read_burst: 250,
             arm_read_refill: 25,
+            graph_quota: 15,
+            graph_quota_window_secs: 5,
+            null_control_score: false,
+            assessments_without_2025_05_04: false,
         }
     }
 }
@@ -170,6 +187,18 @@ impl SimConfig {
         }
         if self.arm_page_size == 0 || self.arm_page_size > 5_000 {
             return Err(invalid("arm_page_size", "must be between 1 and 5000"));
+        }
+        if self.graph_quota == 0 || self.graph_quota_window_secs == 0 {
+            return Err(invalid(
+                "graph_quota",
+                "and graph_quota_window_secs must be at least 1",
+            ));
+        }
+        if self.graph_quota_window_secs > 59 {
+            return Err(invalid(
+                "graph_quota_window_secs",
+                "must be below 60 (Resource Graph's window is seconds long)",
+            ));
         }
         for sub in &mut self.arm_denied_subscriptions {
             if !is_guid(sub) {

@@ -4,5 +4,6 @@
 
 mod canned;
 mod cloud;
+mod cloud_pacing;
 mod examples;
 mod sim;
