@@ -16,6 +16,9 @@ use rampart_sync::{CLOUD_STEPS, StepOutcome, SyncRequest};
 use crate::cloud::cloud_tenant;
 use crate::harness::*;
 
+/// Assessment id → (level, factors, attack paths) of its risk, if any.
+type Risks = BTreeMap<String, Option<(Option<String>, Vec<String>, Vec<String>)>>;
+
 async fn all_recommendations(store: &Arc<dyn Store>) -> Vec<StoredRecommendation> {
     let mut out = Vec::new();
     let mut after = None;
@@ -169,19 +172,18 @@ pub async fn recommendations_carry_microsofts_risk(store: Arc<dyn Store>) {
         .await
         .expect("run");
     assert_eq!(run.status, RunStatus::Succeeded, "{:?}", run.error);
-    let stored: BTreeMap<String, Option<(Option<String>, Vec<String>, Vec<String>)>> =
-        all_recommendations(&h.store)
-            .await
-            .into_iter()
-            .map(|r| {
-                let m = r.recommendation;
-                (
-                    m.assessment_id,
-                    m.risk.map(|k| (k.level, k.factors, k.attack_paths)),
-                )
-            })
-            .collect();
-    let want: BTreeMap<String, Option<(Option<String>, Vec<String>, Vec<String>)>> = h
+    let stored: Risks = all_recommendations(&h.store)
+        .await
+        .into_iter()
+        .map(|r| {
+            let m = r.recommendation;
+            (
+                m.assessment_id,
+                m.risk.map(|k| (k.level, k.factors, k.attack_paths)),
+            )
+        })
+        .collect();
+    let want: Risks = h
         .sim
         .sim
         .truth()
