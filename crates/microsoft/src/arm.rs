@@ -3,6 +3,7 @@
 //! same link paging (empty-page and repeated-link guards) as the Defender for Endpoint client.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use rampart_model::Cloud;
 use url::Url;
@@ -23,7 +24,14 @@ use crate::wire::arm::{
 /// API versions (reference §5.2).
 pub const SUBSCRIPTIONS_API: &str = "2022-12-01";
 pub const SECURE_SCORE_API: &str = "2020-01-01";
-pub const ASSESSMENTS_API: &str = "2021-06-01";
+/// Assessments are read with 2025-05-04, the stable version that carries `properties.risk`
+/// (azure-rest-api-specs `Microsoft.Security/stable/2025-05-04/assessments.json`); where a cloud
+/// does not offer it yet (400 `NoRegisteredProviderFound`), with [`ASSESSMENTS_FALLBACK_API`].
+pub const ASSESSMENTS_API: &str = "2025-05-04";
+/// The version Microsoft Learn documents and every cloud serves (no `risk`).
+pub const ASSESSMENTS_FALLBACK_API: &str = "2021-06-01";
+/// Assessment metadata stays on 2021-06-01: its 2025-05-04 additions are not read.
+pub const ASSESSMENT_METADATA_API: &str = "2021-06-01";
 pub const SUB_ASSESSMENTS_API: &str = "2019-01-01-preview";
 pub const PRICINGS_API: &str = "2024-01-01";
 pub const RESOURCE_GRAPH_API: &str = "2024-04-01";
@@ -78,6 +86,8 @@ pub struct ArmClient {
     core: Arc<Core>,
     endpoints: Arc<ArmEndpoints>,
     paging: PagingOptions,
+    /// Set once the cloud refused [`ASSESSMENTS_API`]; from then on the fallback is used.
+    assessments_fallback: Arc<AtomicBool>,
 }
 
 /// Why nothing can be read: the app holds no Azure role anywhere (Microsoft answers an empty
@@ -102,6 +112,9 @@ pub fn authorization_failed_fix(subscription: &str) -> String {
 impl ArmClient {
     pub fn new(config: ArmConfig) -> Result<ArmClient, MdeError> {
         let endpoints = ArmEndpoints::resolve(config.cloud, &config.overrides)?;
+        // Microsoft's ARM limits differ per cloud (token bucket in the commercial cloud, hourly
+        // counts in the sovereign ones until the end of 2026); a customised limit is kept.
+        let rate_limits = config.rate_limits.for_cloud(config.cloud);
         let core = Core::build(CoreSetup {
             login: &endpoints.login,
             credentials: config.credentials,
@@ -109,12 +122,13 @@ impl ArmClient {
             allowed: endpoints.allowed.clone(),
             http: &config.http,
             retry: config.retry,
-            rate_limits: &config.rate_limits,
+            rate_limits: &rate_limits,
         })?;
         Ok(ArmClient {
             core: Arc::new(core),
             endpoints: Arc::new(endpoints),
             paging: config.paging,
+            assessments_fallback: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -175,18 +189,36 @@ impl ArmClient {
         )
     }
 
+    /// Assessments of a subscription, with `risk` where the cloud serves 2025-05-04. After
+    /// [`ArmClient::use_assessments_fallback`], with 2021-06-01.
     pub fn assessments(&self, sub: &str) -> RecordStream<Assessment> {
         self.list(
             &format!("subscriptions/{sub}/providers/Microsoft.Security/assessments"),
-            ASSESSMENTS_API,
+            self.assessments_api(),
             &[],
         )
+    }
+
+    /// The assessments api-version in use.
+    pub fn assessments_api(&self) -> &'static str {
+        if self.assessments_fallback.load(Ordering::Relaxed) {
+            ASSESSMENTS_FALLBACK_API
+        } else {
+            ASSESSMENTS_API
+        }
+    }
+
+    /// When `e` says the cloud does not serve [`ASSESSMENTS_API`], switches this client (and its
+    /// clones) to [`ASSESSMENTS_FALLBACK_API`] and returns true: read again. False otherwise, and
+    /// when the fallback is already in use.
+    pub fn use_assessments_fallback(&self, e: &MdeError) -> bool {
+        is_unsupported_api_version(e) && !self.assessments_fallback.swap(true, Ordering::Relaxed)
     }
 
     pub fn assessment_metadata(&self) -> RecordStream<AssessmentMetadata> {
         self.list(
             "providers/Microsoft.Security/assessmentMetadata",
-            ASSESSMENTS_API,
+            ASSESSMENT_METADATA_API,
             &[],
         )
     }
@@ -300,6 +332,16 @@ impl ArmClient {
         }
         Ok(url)
     }
+}
+
+/// Is this ARM's answer to an api-version the resource provider does not serve here (400
+/// `NoRegisteredProviderFound`, or `InvalidApiVersionParameter`)?
+pub fn is_unsupported_api_version(e: &MdeError) -> bool {
+    matches!(e, MdeError::Api(a) if a.status == 400
+    && a.code.as_deref().is_some_and(|c| {
+        c.eq_ignore_ascii_case("NoRegisteredProviderFound")
+            || c.eq_ignore_ascii_case("InvalidApiVersionParameter")
+    }))
 }
 
 /// Is this API error ARM's "no role on this subscription"?

@@ -3,15 +3,15 @@
 
 use rampart_model::{
     Asset, AssetKind, ControlScore, CveId, Finding, FindingKey, PostureScore, Recommendation,
-    Severity, Subscription, parse_microsoft_timestamp,
+    RecommendationRisk, Severity, Subscription, parse_microsoft_timestamp,
 };
 
 use serde_json::Value;
 
 use crate::wire::arm::{
-    ArmSubscription, Assessment, AssessmentMetadataProperties, Pricing, ResourceDetails,
-    ScoreControlItem, SecureScoreItem, SubAssessment, VulnerabilityRow, additional_json,
-    additional_text,
+    ArmSubscription, Assessment, AssessmentMetadataProperties, AssessmentRisk, Pricing,
+    ResourceDetails, ScoreControlItem, SecureScoreItem, SubAssessment, VulnerabilityRow,
+    additional_json, additional_text,
 };
 
 impl ArmSubscription {
@@ -48,13 +48,24 @@ impl ScoreControlItem {
             .or(self.name)
             .unwrap_or_else(|| self.id.rsplit('/').next().unwrap_or_default().to_owned())
             .to_ascii_lowercase();
+        // A control Microsoft sent without a score keeps its place with the score unknown (never
+        // 0: that would read as "nothing achieved"); its maximum is its definition's.
+        let max = p
+            .score
+            .max
+            .or_else(|| p.definition.as_ref()?.properties.max_score)
+            .unwrap_or(0.0);
+        let fraction = p.score.percentage.or_else(|| {
+            let current = p.score.current?;
+            (max > 0.0).then(|| current / max)
+        });
         ControlScore {
             subscription_id: subscription_id.to_ascii_lowercase(),
             control_id,
             display_name: p.display_name,
-            current: p.score.current.unwrap_or(0.0),
-            max: p.score.max.unwrap_or(0.0),
-            fraction: p.score.percentage.unwrap_or(0.0),
+            current: p.score.current,
+            max,
+            fraction,
             healthy: p.healthy_resource_count.unwrap_or(0),
             unhealthy: p.unhealthy_resource_count.unwrap_or(0),
             not_applicable: p.not_applicable_resource_count.unwrap_or(0),
@@ -111,6 +122,39 @@ impl Assessment {
                 .status_change_date
                 .as_deref()
                 .and_then(|t| parse_microsoft_timestamp(t).ok()),
+            risk: p
+                .risk
+                .map(AssessmentRisk::into_model)
+                .filter(|r| !r.is_empty()),
+        }
+    }
+}
+
+impl AssessmentRisk {
+    /// Microsoft's risk as the model keeps it; a level spelled in another case gets Microsoft's
+    /// spelling, an unknown word is kept as sent (bounded).
+    pub fn into_model(self) -> RecommendationRisk {
+        let level = self.level.filter(|l| !l.trim().is_empty()).map(|l| {
+            ["Low", "Medium", "High", "Critical"]
+                .into_iter()
+                .find(|k| k.eq_ignore_ascii_case(l.trim()))
+                .map(str::to_owned)
+                .unwrap_or_else(|| l.trim().chars().take(40).collect())
+        });
+        let mut attack_paths = self.attack_paths_references;
+        // Paths without a reference list still name themselves.
+        if attack_paths.is_empty() {
+            attack_paths = self
+                .paths
+                .iter()
+                .filter_map(|p| p.get("id")?.as_str().map(str::to_owned))
+                .collect();
+        }
+        RecommendationRisk {
+            level,
+            factors: self.risk_factors,
+            attack_paths,
+            contextual: self.is_contextual_risk,
         }
     }
 }
@@ -183,6 +227,55 @@ impl Pricing {
         ["VirtualMachines", "Containers"]
             .iter()
             .any(|p| self.name.eq_ignore_ascii_case(p))
+    }
+
+    /// Whether the extension `name` of this plan is on (`isEnabled` is the string `"True"`; a
+    /// boolean is accepted too).
+    pub fn extension_on(&self, name: &str) -> bool {
+        self.properties.extensions.iter().any(|e| {
+            e.name.eq_ignore_ascii_case(name)
+                && match &e.is_enabled {
+                    Some(Value::Bool(b)) => *b,
+                    Some(Value::String(s)) => s.eq_ignore_ascii_case("true"),
+                    _ => false,
+                }
+        })
+    }
+}
+
+/// Which kinds of vulnerability data the Defender plans of one subscription produce.
+///
+/// Machines: Defender for Servers (`VirtualMachines`), or Defender CSPM (`CloudPosture`) with its
+/// `AgentlessVmScanning` extension, which scans machine disks without an agent and yields the same
+/// Microsoft Defender Vulnerability Management findings
+/// (<https://learn.microsoft.com/en-us/azure/defender-for-cloud/concept-agentless-data-collection>).
+/// Container images: Defender for Containers, or Defender CSPM with its
+/// `ContainerRegistriesVulnerabilityAssessments` extension
+/// (<https://learn.microsoft.com/en-us/azure/defender-for-cloud/agentless-vulnerability-assessment-azure>).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct VulnerabilityCoverage {
+    pub machines: bool,
+    pub images: bool,
+}
+
+impl VulnerabilityCoverage {
+    pub fn of(plans: &[Pricing]) -> VulnerabilityCoverage {
+        let on = |name: &str| {
+            plans
+                .iter()
+                .any(|p| p.name.eq_ignore_ascii_case(name) && p.is_on())
+        };
+        let cspm_with = |extension: &str| {
+            plans.iter().any(|p| {
+                p.name.eq_ignore_ascii_case("CloudPosture")
+                    && p.is_on()
+                    && p.extension_on(extension)
+            })
+        };
+        VulnerabilityCoverage {
+            machines: on("VirtualMachines") || cspm_with("AgentlessVmScanning"),
+            images: on("Containers") || cspm_with("ContainerRegistriesVulnerabilityAssessments"),
+        }
     }
 }
 
@@ -505,6 +598,50 @@ mod tests {
         )
         .unwrap();
         assert!(qualys.into_findings().is_empty());
+    }
+
+    #[test]
+    fn defender_cspm_with_agentless_scanning_covers_machines() {
+        let plans: Vec<Pricing> = serde_json::from_str(
+            r#"[{"name":"VirtualMachines","properties":{"pricingTier":"Free"}},
+                {"name":"Containers","properties":{"pricingTier":"Free"}},
+                {"name":"CloudPosture","properties":{"pricingTier":"Standard","extensions":[
+                    {"name":"AgentlessVmScanning","isEnabled":"True"},
+                    {"name":"ContainerRegistriesVulnerabilityAssessments","isEnabled":"False"}]}}]"#,
+        )
+        .unwrap();
+        let c = VulnerabilityCoverage::of(&plans);
+        assert!(c.machines, "agentless scanning under Defender CSPM");
+        assert!(!c.images);
+        let free_cspm: Vec<Pricing> = serde_json::from_str(
+            r#"[{"name":"CloudPosture","properties":{"pricingTier":"Free","extensions":[{"name":"AgentlessVmScanning","isEnabled":"True"}]}}]"#,
+        )
+        .unwrap();
+        assert!(!VulnerabilityCoverage::of(&free_cspm).machines);
+    }
+
+    #[test]
+    fn a_control_without_a_score_keeps_its_maximum_and_an_unknown_score() {
+        let c: ScoreControlItem = serde_json::from_str(
+            r#"{"id":"/x/secureScoreControls/ABC","properties":{"displayName":"MFA","score":null,
+                "definition":{"name":"ABC","properties":{"maxScore":10}}}}"#,
+        )
+        .unwrap();
+        let m = c.into_model("SUB");
+        assert_eq!((m.current, m.max, m.fraction), (None, 10.0, None));
+        assert_eq!(m.control_id, "abc");
+    }
+
+    #[test]
+    fn risk_levels_take_microsofts_spelling() {
+        let r = AssessmentRisk {
+            level: Some("critical".into()),
+            paths: vec![serde_json::json!({"id": "path-1"})],
+            ..Default::default()
+        }
+        .into_model();
+        assert_eq!(r.level.as_deref(), Some("Critical"));
+        assert_eq!(r.attack_paths, ["path-1"]);
     }
 
     #[test]

@@ -79,8 +79,9 @@ mod paging;
 pub mod wire;
 
 pub use arm::{
-    ArmClient, ArmConfig, NO_ROLE_EXPLANATION, VULNERABILITY_QUERY, authorization_failed_fix,
-    is_authorization_failed,
+    ASSESSMENTS_API, ASSESSMENTS_FALLBACK_API, ArmClient, ArmConfig, NO_ROLE_EXPLANATION,
+    VULNERABILITY_QUERY, authorization_failed_fix, is_authorization_failed,
+    is_unsupported_api_version,
 };
 pub use error::{ApiError, Forbidden, MdeError};
 pub use export_set::FileReadOptions;

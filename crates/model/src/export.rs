@@ -85,16 +85,18 @@ pub struct VulnerabilityRecord {
 
 /// One row of `export posture` (Defender for Cloud). `record_type` says which columns apply:
 ///
-/// - `tenant`: one per integration, over the latest score of each of its subscriptions.
-///   `subscription_id` is empty; `score_current` = Σ weight·current, `score_max` = Σ weight·max,
-///   `score_percent` = their ratio × 100 (never an average of percentages), `weight` = Σ weight,
-///   `captured_at` = the newest capture among them.
+/// - `tenant`: one per integration, over the latest score of each of its subscriptions, computed
+///   as Microsoft does ([`crate::weighted_percent`]): `subscription_id` is empty;
+///   `score_current` = Σ round(weight·current/max, 2), `score_max` = Σ weight (a weight of 0
+///   counting as 1), `score_percent` = their ratio × 100 (never an average of percentages, and not
+///   Σ weight·current / Σ weight·max), `weight` = Σ weight, `captured_at` = the newest capture.
 /// - `score`: the latest secure score of one subscription; `score_percent` is 0–100.
 /// - `control`: one security control of one subscription (latest capture): the score columns are
 ///   the control's, plus `control_id`, `name`, `healthy`, `unhealthy`, `not_applicable`.
 /// - `recommendation`: one assessment of one resource (not `Removed`): `assessment_id`,
 ///   `assessment_key`, `resource_id`, `name`, `status`, `severity`, `category`, and Rampart's
-///   `first_seen`, `last_seen`, `resolved_at`.
+///   `first_seen`, `last_seen`, `resolved_at`; and Microsoft's risk of it on that resource
+///   (`risk_level`, `risk_factors`, `attack_paths`; assessments api-version 2025-05-04).
 ///
 /// Columns that do not apply to a row type are empty (null in JSON). New columns are only ever
 /// added at the end.
@@ -129,6 +131,12 @@ pub struct PostureRecord {
     pub last_seen: Option<DateTime<Utc>>,
     #[serde(serialize_with = "rfc3339_opt")]
     pub resolved_at: Option<DateTime<Utc>>,
+    /// `Low`, `Medium`, `High`, `Critical`.
+    pub risk_level: Option<String>,
+    /// Risk factors (`;`-separated in CSV).
+    pub risk_factors: Vec<String>,
+    /// Attack path references (`;`-separated in CSV).
+    pub attack_paths: Vec<String>,
 }
 
 /// The `record_type` words of [`PostureRecord`].
@@ -321,6 +329,9 @@ impl CsvRecord for PostureRecord {
         "first_seen",
         "last_seen",
         "resolved_at",
+        "risk_level",
+        "risk_factors",
+        "attack_paths",
     ];
     fn cells(&self) -> Vec<String> {
         let int = |v: Option<i64>| v.map(|v| v.to_string()).unwrap_or_default();
@@ -348,6 +359,9 @@ impl CsvRecord for PostureRecord {
             time(&self.first_seen),
             time(&self.last_seen),
             time(&self.resolved_at),
+            opt(&self.risk_level),
+            self.risk_factors.join(";"),
+            self.attack_paths.join(";"),
         ]
     }
 }

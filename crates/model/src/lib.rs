@@ -29,7 +29,10 @@ pub use asset::{Asset, AssetKind, AssetStatus};
 pub use finding::{Finding, FindingKey, FindingStatus};
 pub use ids::{ClientId, CveId, DeviceId, IdError, IntegrationName, TenantId};
 pub use integration::{Cloud, Integration, IntegrationId, Product, SecretHint};
-pub use posture::{ControlScore, PostureScore, Recommendation, Subscription, weighted_percent};
+pub use posture::{
+    ControlScore, PostureScore, Recommendation, RecommendationRisk, Subscription, TenantScoreParts,
+    weighted_percent,
+};
 pub use run::{EntityCounts, OddRecords, RunStatus, SyncRun, Verdict};
 pub use timestamp::{TimestampError, parse_microsoft_timestamp};
 pub use vulnerability::{Severity, Vulnerability};

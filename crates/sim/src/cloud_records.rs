@@ -89,6 +89,19 @@ pub struct CloudAssessment {
     /// The metadata's first category.
     pub category: String,
     pub status_changed: DateTime<Utc>,
+    /// `properties.risk` as api-version 2025-05-04 serves it (unhealthy recommendations in
+    /// subscriptions with Defender CSPM); `None` otherwise, and never in older api-versions.
+    pub risk: Option<CloudRisk>,
+}
+
+/// Microsoft's risk of one recommendation on one resource (assessments 2025-05-04).
+#[derive(Clone, Debug, PartialEq)]
+pub struct CloudRisk {
+    /// `Low`, `Medium`, `High` or `Critical`.
+    pub level: String,
+    pub factors: Vec<String>,
+    /// Attack path references.
+    pub attack_paths: Vec<String>,
 }
 
 /// One CVE in one package on one resource, from an individual `SoftwareUpdate` recommendation.

@@ -67,6 +67,19 @@ pub struct SimConfig {
     /// that HTTP clients decompress them on the fly. Whether Microsoft's blobs carry it is not
     /// documented; off by default.
     pub blob_content_encoding: bool,
+    /// Resource Graph's quota per principal: this many queries (Microsoft documents 15, "subject
+    /// to change")…
+    pub graph_quota: u32,
+    /// …per window of this many seconds (5). Every answer carries `x-ms-user-quota-remaining` and
+    /// `x-ms-user-quota-resets-after`; a query beyond the quota is a 429 `RateLimiting`.
+    pub graph_quota_window_secs: u32,
+    /// Data mode: one control of the first subscription comes with `"score": null` (seen from
+    /// Microsoft); the client must keep the control, score unknown, and the subscription whole.
+    pub null_control_score: bool,
+    /// Data mode: the assessments list does not offer api-version 2025-05-04 (the version with
+    /// `properties.risk`), as in a cloud that has not rolled it out: 400
+    /// `NoRegisteredProviderFound`.
+    pub assessments_without_2025_05_04: bool,
 }
 
 impl Default for SimConfig {
@@ -95,6 +108,10 @@ impl Default for SimConfig {
             unlisted_device_share: 0.0,
             machines_without_ip_addresses: false,
             blob_content_encoding: false,
+            graph_quota: 15,
+            graph_quota_window_secs: 5,
+            null_control_score: false,
+            assessments_without_2025_05_04: false,
         }
     }
 }
@@ -196,6 +213,18 @@ impl SimConfig {
         }
         if self.arm_page_size == 0 || self.arm_page_size > 5_000 {
             return Err(invalid("arm_page_size", "must be between 1 and 5000"));
+        }
+        if self.graph_quota == 0 || self.graph_quota_window_secs == 0 {
+            return Err(invalid(
+                "graph_quota",
+                "and graph_quota_window_secs must be at least 1",
+            ));
+        }
+        if self.graph_quota_window_secs > 59 {
+            return Err(invalid(
+                "graph_quota_window_secs",
+                "must be below 60 (Resource Graph's window is seconds long)",
+            ));
         }
         for sub in &mut self.arm_denied_subscriptions {
             if !is_guid(sub) {

@@ -49,7 +49,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 pub use cloud_records::{
-    CloudAssessment, CloudFinding, CloudResource, CloudResourceKind, CloudSubscription,
+    CloudAssessment, CloudFinding, CloudResource, CloudResourceKind, CloudRisk, CloudSubscription,
     ScoreControl, SecureScore,
 };
 pub use config::{DEFAULT_ROLES, SimConfig, SimError};

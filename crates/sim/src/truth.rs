@@ -113,15 +113,28 @@ impl Truth {
         self.views().flat_map(|v| v.findings()).collect()
     }
 
-    /// Tenant secure score in percent: Σ(weight·current) / Σ(weight·max) × 100 over enabled
-    /// subscriptions (never an average of percentages; reference §2.2).
+    /// Tenant secure score in percent, as Microsoft computes it (Learn's Resource Graph sample
+    /// "Secure score per management group"): Σ round(weight × current / max, 2) over enabled
+    /// subscriptions (0 for a max of 0), divided by Σ weight (a weight of 0 counting as 1), × 100,
+    /// rounded to 2 decimals. Never an average of percentages, and not Σ(weight × current) /
+    /// Σ(weight × max), which differs when subscriptions' maxima differ (they do here).
     pub fn tenant_score_percent(&self) -> Option<f64> {
         let scores = self.secure_scores();
-        let num: f64 = scores.iter().map(|s| s.weight as f64 * s.current).sum();
-        let den: f64 = scores
+        if scores.is_empty() {
+            return None;
+        }
+        let round2 = |x: f64| (x * 100.0).round() / 100.0;
+        let num: f64 = scores
             .iter()
-            .map(|s| s.weight as f64 * f64::from(s.max))
+            .map(|s| {
+                if s.max == 0 {
+                    0.0
+                } else {
+                    round2(s.weight as f64 * s.current / f64::from(s.max))
+                }
+            })
             .sum();
-        (den > 0.0).then(|| num / den * 100.0)
+        let den: f64 = scores.iter().map(|s| s.weight.max(1) as f64).sum();
+        Some(round2(num / den * 100.0))
     }
 }

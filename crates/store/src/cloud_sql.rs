@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 
 use rampart_model::{
     ControlScore, IntegrationId, PostureScore, Recommendation, Severity, Subscription,
-    weighted_percent,
+    TenantScoreParts, weighted_percent,
 };
 
 use crate::common::*;
@@ -30,6 +30,9 @@ pub(crate) struct RecommendationRow {
     pub severity: Option<String>,
     pub category: Option<String>,
     pub status_changed: Option<DateTime<Utc>>,
+    pub risk_level: Option<String>,
+    /// [`rampart_model::RecommendationRisk`] as JSON.
+    pub risk: Option<String>,
 }
 
 fn lower(s: &str) -> String {
@@ -55,6 +58,12 @@ pub(crate) fn recommendation_rows(recs: &[Recommendation]) -> Vec<Recommendation
             severity: owned(&r.severity),
             category: owned(&r.category),
             status_changed: r.status_changed.map(truncate_micros),
+            risk_level: r.risk.as_ref().and_then(|k| owned(&k.level)),
+            risk: r
+                .risk
+                .as_ref()
+                .and_then(|k| serde_json::to_string(k).ok())
+                .map(|j| clean(&j).into_owned()),
         })
         .collect();
     dedupe_last(&rows, |r| r.assessment_id.as_str())
@@ -200,7 +209,7 @@ healthy, unhealthy, not_applicable, weight) VALUES ($1, $2, $3, $4, $5, $6, $7, 
 
 macro_rules! recommendation_insert_columns {
     () => {
-        "integration_id, assessment_id, subscription_id, assessment_key, resource_id, asset_id, display_name, status, cause, severity, category, status_changed, first_observed, last_observed, seen_run"
+        "integration_id, assessment_id, subscription_id, assessment_key, resource_id, asset_id, display_name, status, cause, severity, category, status_changed, first_observed, last_observed, seen_run, risk_level, risk"
     };
 }
 pub(crate) use recommendation_insert_columns;
@@ -218,7 +227,8 @@ OR recommendations.resource_id IS DISTINCT FROM excluded.resource_id \
 OR recommendations.display_name IS DISTINCT FROM excluded.display_name \
 OR recommendations.cause IS DISTINCT FROM excluded.cause \
 OR recommendations.severity IS DISTINCT FROM excluded.severity \
-OR recommendations.category IS DISTINCT FROM excluded.category THEN 1 ELSE 2 END, \
+OR recommendations.category IS DISTINCT FROM excluded.category \
+OR recommendations.risk IS DISTINCT FROM excluded.risk THEN 1 ELSE 2 END, \
 reopened_count = recommendations.reopened_count + CASE WHEN excluded.status = 'Unhealthy' \
 AND recommendations.status IN ('Healthy', 'Removed') THEN 1 ELSE 0 END, \
 resolved_at = CASE WHEN excluded.status = 'Unhealthy' THEN NULL \
@@ -229,7 +239,8 @@ subscription_id = excluded.subscription_id, assessment_key = excluded.assessment
 resource_id = excluded.resource_id, asset_id = COALESCE(excluded.asset_id, recommendations.asset_id), \
 display_name = excluded.display_name, status = excluded.status, cause = excluded.cause, \
 severity = excluded.severity, category = excluded.category, status_changed = excluded.status_changed, \
-last_observed = excluded.last_observed, seen_run = excluded.seen_run \
+last_observed = excluded.last_observed, seen_run = excluded.seen_run, \
+risk_level = excluded.risk_level, risk = excluded.risk \
 RETURNING change_kind"
     };
 }
@@ -545,8 +556,7 @@ pub(crate) fn posture_points(rows: Vec<StoredPostureScore>) -> Vec<PosturePoint>
                 run_id,
                 captured_at: rows.iter().map(|r| r.captured_at).max()?,
                 subscriptions: rows.len() as u64,
-                weighted_current: scores.iter().map(|s| s.weight as f64 * s.current).sum(),
-                weighted_max: scores.iter().map(|s| s.weight as f64 * s.max).sum(),
+                parts: TenantScoreParts::of(&scores)?,
                 percent: weighted_percent(&scores),
             })
         })
@@ -574,9 +584,9 @@ pub(crate) fn decode_control(
             subscription_id: r.text("subscription_id")?,
             control_id: r.text("control_id")?,
             display_name: r.opt_text("display_name")?,
-            current: r.opt_f64("score_current")?.unwrap_or(0.0),
+            current: r.opt_f64("score_current")?,
             max: r.opt_f64("score_max")?.unwrap_or(0.0),
-            fraction: r.opt_f64("fraction")?.unwrap_or(0.0),
+            fraction: r.opt_f64("fraction")?,
             healthy: r.int("healthy")?,
             unhealthy: r.int("unhealthy")?,
             not_applicable: r.int("not_applicable")?,
@@ -609,7 +619,7 @@ pub(crate) fn recommendations_query(
     let mut sql = Sql::new(
         "SELECT r.id, r.integration_id, r.assessment_id, r.subscription_id, r.assessment_key, r.resource_id, \
          r.asset_id, r.display_name, r.status, r.cause, r.severity, r.category, r.status_changed, r.first_observed, \
-         r.last_observed, r.resolved_at, r.removed_at, r.reopened_count FROM recommendations r",
+         r.last_observed, r.resolved_at, r.removed_at, r.reopened_count, r.risk FROM recommendations r",
     );
     if let Some(after) = after {
         let ph = sql.arg(Arg::Int(after));
@@ -685,6 +695,11 @@ pub(crate) fn decode_recommendation(
             severity: r.opt_text("severity")?,
             category: r.opt_text("category")?,
             status_changed: r.opt_ts("status_changed")?,
+            // Rampart's own JSON; unreadable (never expected) reads as "no risk" rather than
+            // failing the whole listing.
+            risk: r
+                .opt_text("risk")?
+                .and_then(|j| serde_json::from_str(&j).ok()),
         },
         first_observed: r.ts("first_observed")?,
         last_observed: r.ts("last_observed")?,

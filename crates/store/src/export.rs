@@ -8,7 +8,7 @@ use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use rampart_model::export::{
     AssetRecord, FindingRecord, PostureRecord, VulnerabilityRecord, posture_record_type,
 };
-use rampart_model::{IntegrationId, weighted_percent};
+use rampart_model::{IntegrationId, TenantScoreParts, weighted_percent};
 
 use crate::error::Result;
 use crate::store::Store;
@@ -94,11 +94,13 @@ pub fn vulnerability_record(s: &StoredVulnerability) -> VulnerabilityRecord {
 pub fn tenant_record(scores: &[&StoredPostureScore]) -> Option<PostureRecord> {
     let first = scores.first()?;
     let plain: Vec<_> = scores.iter().map(|s| s.score.clone()).collect();
+    let parts = TenantScoreParts::of(&plain)?;
     Some(PostureRecord {
         record_type: posture_record_type::TENANT.to_owned(),
         integration: first.integration.clone(),
-        score_current: Some(plain.iter().map(|s| s.weight as f64 * s.current).sum()),
-        score_max: Some(plain.iter().map(|s| s.weight as f64 * s.max).sum()),
+        // Microsoft's two sums: score_percent = score_current / score_max × 100.
+        score_current: Some(parts.score_sum),
+        score_max: Some(parts.weight_sum),
         score_percent: weighted_percent(&plain),
         weight: Some(plain.iter().map(|s| s.weight).sum()),
         captured_at: scores.iter().map(|s| s.captured_at).max(),
@@ -128,9 +130,9 @@ pub fn control_record(c: &StoredControlScore, subscription_name: Option<String>)
         integration: c.integration.clone(),
         subscription_id: k.subscription_id.clone(),
         subscription_name,
-        score_current: Some(k.current),
+        score_current: k.current,
         score_max: Some(k.max),
-        score_percent: Some(k.fraction * 100.0),
+        score_percent: k.fraction.map(|f| f * 100.0),
         weight: Some(k.weight),
         captured_at: Some(c.captured_at),
         control_id: Some(k.control_id.clone()),
@@ -162,6 +164,17 @@ pub fn recommendation_record(
         first_seen: Some(r.first_observed),
         last_seen: Some(r.last_observed),
         resolved_at: r.resolved_at,
+        risk_level: m.risk.as_ref().and_then(|k| k.level.clone()),
+        risk_factors: m
+            .risk
+            .as_ref()
+            .map(|k| k.factors.clone())
+            .unwrap_or_default(),
+        attack_paths: m
+            .risk
+            .as_ref()
+            .map(|k| k.attack_paths.clone())
+            .unwrap_or_default(),
         ..Default::default()
     }
 }

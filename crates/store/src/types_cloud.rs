@@ -5,7 +5,9 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use rampart_model::{ControlScore, IntegrationId, PostureScore, Recommendation, Subscription};
+use rampart_model::{
+    ControlScore, IntegrationId, PostureScore, Recommendation, Subscription, TenantScoreParts,
+};
 
 /// The status Rampart gives a recommendation that a complete read of its subscription no longer
 /// contains (Microsoft's own statuses are `Healthy`, `Unhealthy` and `NotApplicable`).
@@ -81,8 +83,9 @@ pub struct StoredPostureScore {
     pub percent: f64,
 }
 
-/// The tenant score of one run of one integration: Σ(weight·current) / Σ(weight·max) × 100 over
-/// the subscriptions that run captured (never an average of percentages).
+/// The tenant score of one run of one integration over the subscriptions that run captured, as
+/// Microsoft computes it ([`rampart_model::weighted_percent`]): Σ(weight·current/max) / Σ weight
+/// × 100 (never an average of percentages).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PosturePoint {
     pub integration_id: IntegrationId,
@@ -92,10 +95,9 @@ pub struct PosturePoint {
     pub captured_at: DateTime<Utc>,
     /// How many subscriptions the run captured (a partial run captures fewer).
     pub subscriptions: u64,
-    /// Σ weight·current and Σ weight·max.
-    pub weighted_current: f64,
-    pub weighted_max: f64,
-    /// 0–100; `None` when Σ weight·max is 0.
+    /// The two sums the percent is made of.
+    pub parts: TenantScoreParts,
+    /// 0–100.
     pub percent: Option<f64>,
 }
 

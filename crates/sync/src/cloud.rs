@@ -338,7 +338,7 @@ impl Job<'_> {
             .await?;
         if let Some(tenant) = weighted_percent(&scores) {
             self.progress.note(&format!(
-                "tenant secure score {tenant:.1} % (weighted by subscription)"
+                "tenant secure score {tenant:.2} % (Microsoft's weighting: Σ weight × current / max ÷ Σ weight)"
             ));
         }
         for sub in &complete {
@@ -416,7 +416,24 @@ impl Job<'_> {
         reads.push(("control scores".to_owned(), report));
 
         let before = self.resources.len();
-        let piped = self.recommendations(sub, metadata).await?;
+        let piped = match self.recommendations(sub, Arc::clone(&metadata)).await {
+            // A cloud without assessments 2025-05-04 (and its risk): once more with 2021-06-01.
+            // The refusal comes before any record, so nothing was written twice.
+            Err(SubError::Microsoft(e)) if self.client.use_assessments_fallback(&e) => {
+                tracing::info!(
+                    message = "Assessments api-version not served here; reading without risk.",
+                    subscription = id,
+                    error = %e
+                );
+                self.progress.note(&format!(
+                    "Azure does not serve assessments api-version {} here, so recommendations are read without Microsoft's risk level ({})",
+                    rampart_microsoft::ASSESSMENTS_API,
+                    rampart_microsoft::ASSESSMENTS_FALLBACK_API
+                ));
+                self.recommendations(sub, metadata).await?
+            }
+            other => other?,
+        };
         self.outcome.assets.read += (self.resources.len() - before) as u64;
         self.outcome.recommendations.read += piped.report.records;
         add(&mut self.outcome.recommendations, piped.counts.other);

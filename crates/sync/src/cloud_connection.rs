@@ -1,8 +1,13 @@
 //! `integration test` for Defender for Cloud: the token for Azure Resource Manager, the
 //! subscriptions the app can see (none means no Azure role, not an error from Microsoft), the
 //! Defender plans that produce vulnerability data, then one read of every API a sync uses.
+//!
+//! Once the subscriptions are listed, every later step is run and reported as it went: a
+//! subscription that refuses the plan check fails that step, and the reads are then made on a
+//! subscription that answers, so their steps say what they read, never "not tried".
 
 use futures::StreamExt;
+use rampart_microsoft::convert_arm::VulnerabilityCoverage;
 use rampart_microsoft::entra::TokenError;
 use rampart_microsoft::wire::arm::ArmSubscription;
 use rampart_microsoft::{
@@ -27,8 +32,8 @@ pub const CLOUD_STEPS: [&str; 9] = [
     "query Resource Graph",
 ];
 
-/// What to do when the plan that produces vulnerability data is off.
-const PLAN_FIX: &str = "Turn the plan on where you want vulnerability findings: Azure portal → Microsoft Defender for Cloud → Environment settings → the subscription → Defender plans → Servers (Plan 2 or Plan 1) and Containers: On → Save. Recommendations and secure scores are read either way";
+/// What to do when no plan produces vulnerability data.
+const PLAN_FIX: &str = "Turn a plan on where you want vulnerability findings: Azure portal → Microsoft Defender for Cloud → Environment settings → the subscription → Defender plans → Servers (Plan 2 or Plan 1) and Containers: On, or Defender CSPM: On with its Settings → Agentless scanning for machines (and for container registries) On → Save. Recommendations and secure scores are read either way";
 
 pub(crate) async fn test_cloud(client: &ArmClient) -> ConnectionReport {
     let mut report = ConnectionReport::new();
@@ -110,13 +115,20 @@ pub(crate) async fn test_cloud(client: &ArmClient) -> ConnectionReport {
     }
     report.push(CLOUD_STEPS[2], Ok(detail));
 
-    check_plans(client, &readable, &mut report).await;
+    let denied = check_plans(client, &readable, &mut report).await;
 
-    let first = readable[0];
+    // The reads go to a subscription that answered; if none did, to the first, whose refusal
+    // each step then reports.
+    let answering: Vec<&Subscription> = readable
+        .iter()
+        .copied()
+        .filter(|s| !denied.contains(&s.subscription_id))
+        .collect();
+    let first = answering.first().copied().unwrap_or(readable[0]);
     let sub = first.subscription_id.as_str();
     let on = format!("subscription {}", label(first));
     let r = first_record(client.secure_scores(sub)).await;
-    report.push(
+    report.record(
         CLOUD_STEPS[4],
         read_result(r, sub, |s| {
             let p = s.into_model(sub, None);
@@ -124,7 +136,7 @@ pub(crate) async fn test_cloud(client: &ArmClient) -> ConnectionReport {
         }),
     );
     let r = first_record(client.secure_score_controls(sub)).await;
-    report.push(
+    report.record(
         CLOUD_STEPS[5],
         read_result(r, sub, |c| {
             format!(
@@ -133,15 +145,24 @@ pub(crate) async fn test_cloud(client: &ArmClient) -> ConnectionReport {
             )
         }),
     );
-    let r = first_record(client.assessments(sub)).await;
-    report.push(
+    let mut r = first_record(client.assessments(sub)).await;
+    if let Err(e) = &r
+        && client.use_assessments_fallback(e)
+    {
+        r = first_record(client.assessments(sub)).await;
+    }
+    let version = client.assessments_api();
+    report.record(
         CLOUD_STEPS[6],
         read_result(r, sub, |a| {
-            format!("{on}: '{}'", a.properties.display_name.unwrap_or_default())
+            format!(
+                "{on}: '{}' (api-version {version})",
+                a.properties.display_name.unwrap_or_default()
+            )
         }),
     );
     let r = first_record(client.assessment_metadata()).await;
-    report.push(
+    report.record(
         CLOUD_STEPS[7],
         read_result(r, sub, |m| {
             format!(
@@ -151,9 +172,16 @@ pub(crate) async fn test_cloud(client: &ArmClient) -> ConnectionReport {
             )
         }),
     );
-    let ids: Vec<String> = readable.iter().map(|s| s.subscription_id.clone()).collect();
+    let ids: Vec<String> = if answering.is_empty() {
+        readable.iter().map(|s| s.subscription_id.clone()).collect()
+    } else {
+        answering
+            .iter()
+            .map(|s| s.subscription_id.clone())
+            .collect()
+    };
     let r = client.read_one_vulnerability_row(&ids).await;
-    report.push(
+    report.record(
         CLOUD_STEPS[8],
         match r {
             Ok(Some(row)) => Ok(format!(
@@ -178,28 +206,31 @@ fn skip_rest(report: &mut ConnectionReport, from: usize) {
 }
 
 /// Defender plans per subscription: a 403 means the app cannot read that subscription (a
-/// failure: a sync would leave it out); a plan producing vulnerability data that is off is a
-/// warning naming the subscriptions.
-async fn check_plans(client: &ArmClient, subs: &[&Subscription], report: &mut ConnectionReport) {
+/// failure: a sync would leave it out); machines or images without any plan that scans them is a
+/// warning naming the subscriptions. Returns the subscriptions that refused.
+async fn check_plans(
+    client: &ArmClient,
+    subs: &[&Subscription],
+    report: &mut ConnectionReport,
+) -> Vec<String> {
     let mut denied = Vec::new();
     let mut errors = Vec::new();
     let mut off = Vec::new();
     for s in subs {
         match client.pricings(&s.subscription_id).await {
             Ok(plans) => {
-                let missing: Vec<&str> = plans
-                    .iter()
-                    .filter(|p| p.produces_vulnerability_data() && !p.is_on())
-                    .map(|p| match p.name.as_str() {
-                        "VirtualMachines" => "Defender for Servers (VirtualMachines)",
-                        "Containers" => "Defender for Containers (Containers)",
-                        other => other,
-                    })
-                    .collect();
+                let coverage = VulnerabilityCoverage::of(&plans);
+                let mut missing = Vec::new();
+                if !coverage.machines {
+                    missing.push("machines (neither Defender for Servers nor Defender CSPM with agentless machine scanning)");
+                }
+                if !coverage.images {
+                    missing.push("container images (neither Defender for Containers nor Defender CSPM with agentless registry scanning)");
+                }
                 if !missing.is_empty() {
                     off.push(format!(
-                        "{} is off in subscription {}",
-                        missing.join(" and "),
+                        "no plan scans {} in subscription {}",
+                        missing.join(" or "),
                         label(s)
                     ));
                 }
@@ -209,6 +240,7 @@ async fn check_plans(client: &ArmClient, subs: &[&Subscription], report: &mut Co
         }
     }
     let name = CLOUD_STEPS[3];
+    let denied_ids = denied.iter().map(|s| s.subscription_id.clone()).collect();
     if let Some(first) = denied.first() {
         let list: Vec<String> = denied.iter().map(|s| label(s)).collect();
         report.push(
@@ -227,7 +259,7 @@ async fn check_plans(client: &ArmClient, subs: &[&Subscription], report: &mut Co
         report.warn(
             name,
             format!(
-                "{}: machines and images there produce no vulnerability findings",
+                "{}: they produce no vulnerability findings there",
                 off.join("; ")
             ),
             PLAN_FIX.into(),
@@ -236,11 +268,12 @@ async fn check_plans(client: &ArmClient, subs: &[&Subscription], report: &mut Co
         report.push(
             name,
             Ok(format!(
-                "Defender for Servers and Containers are on in all {} subscription(s)",
+                "machines and container images are scanned for vulnerabilities in all {} subscription(s) (Defender for Servers, Containers or CSPM)",
                 subs.len()
             )),
         );
     }
+    denied_ids
 }
 
 /// The first record of a read (an empty list is an answer too); the rest is not fetched.

@@ -108,6 +108,29 @@ impl ConnectionReport {
         Self { steps: Vec::new() }
     }
 
+    /// A step that was run: its own outcome, whatever happened before (an earlier failure on one
+    /// subscription does not make a read that was made "not tried").
+    pub(crate) fn record(
+        &mut self,
+        name: &'static str,
+        result: Result<String, (String, Option<String>)>,
+    ) {
+        self.steps.push(match result {
+            Ok(detail) => Step {
+                name,
+                outcome: StepOutcome::Passed,
+                detail,
+                fix: None,
+            },
+            Err((detail, fix)) => Step {
+                name,
+                outcome: StepOutcome::Failed,
+                detail,
+                fix,
+            },
+        });
+    }
+
     fn failed_before(&self) -> bool {
         self.steps
             .iter()

@@ -24,6 +24,33 @@ pub fn assert_posture_exports(env: &Env) {
     let percent = tenant["score_percent"].as_f64().expect("percent");
     let want = truth.tenant_score_percent().expect("tenant score");
     assert!((percent - want).abs() < 1e-6, "{percent} vs {want}");
+    // Issue 11 item 12a: each recommendation row carries Microsoft's risk, exactly as sent.
+    let risks: std::collections::BTreeMap<String, (serde_json::Value, serde_json::Value)> = rows
+        .iter()
+        .filter(|r| r["record_type"] == "recommendation")
+        .map(|r| {
+            (
+                r["assessment_id"].as_str().unwrap_or_default().to_owned(),
+                (r["risk_level"].clone(), r["attack_paths"].clone()),
+            )
+        })
+        .collect();
+    for a in truth.cloud_assessments() {
+        let want = match &a.risk {
+            Some(k) => (
+                serde_json::json!(k.level),
+                serde_json::json!(k.attack_paths),
+            ),
+            None => (serde_json::Value::Null, serde_json::json!([])),
+        };
+        assert_eq!(
+            risks.get(&a.id.to_ascii_lowercase()),
+            Some(&want),
+            "{}",
+            a.id
+        );
+    }
+    assert!(truth.cloud_assessments().iter().any(|a| a.risk.is_some()));
     for r in rows.iter().filter(|r| r["record_type"] == "score") {
         let p = r["score_percent"].as_f64().expect("percent");
         assert!(p > 1.0 && p <= 100.0, "scores are 0–100: {r}");
@@ -34,6 +61,13 @@ pub fn assert_posture_exports(env: &Env) {
     assert!(
         csv.stdout
             .starts_with("record_type,integration,subscription_id,")
+    );
+    assert!(
+        csv.stdout
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .ends_with(",resolved_at,risk_level,risk_factors,attack_paths")
     );
     assert_eq!(csv.stdout.lines().count() - 1, rows.len());
 

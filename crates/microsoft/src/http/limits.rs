@@ -1,14 +1,32 @@
-//! Client-side rate limits per API family (`mde-api.md` §9.1).
+//! Client-side rate limits per API family (`mde-api.md` §9.1), and pacing on the budget Azure
+//! reports in its answers.
 //!
 //! Microsoft applies its limits per application + tenant, so one client (one integration) keeps
 //! one pair of buckets (per minute and per hour) per endpoint family and waits on both before each
 //! request. Staying under the limits costs nothing; a 429 costs a `Retry-After` wait. The 429 handling
 //! stays as the backstop: Microsoft also throttles "by CPU" before the count is reached.
+//!
+//! Azure's budgets are shared by everything that signs in as the same app (another Rampart
+//! process, a script, the portal's own calls) and Microsoft changes them ("subject to change"), so
+//! the buckets alone cannot know what is left. Azure says it in every answer, and [`Pauses`] acts
+//! on it before the next request:
+//!
+//! - Resource Graph: `x-ms-user-quota-remaining` and `x-ms-user-quota-resets-after` (`hh:mm:ss`).
+//!   At 0 remaining, no query is sent until the window resets
+//!   (<https://learn.microsoft.com/en-us/azure/governance/resource-graph/concepts/guidance-for-throttled-requests>).
+//! - Resource Manager: `x-ms-ratelimit-remaining-subscription-reads`, `…-tenant-reads` (and the
+//!   provider-specific `…-resource-requests` / `…-resource-entities-read`). At 0 remaining, the
+//!   next read waits for one read's refill at the cloud's documented rate
+//!   (<https://learn.microsoft.com/en-us/azure/azure-resource-manager/management/request-limits-and-throttling>).
 
 use std::fmt;
 use std::num::NonZeroU32;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use rampart_model::Cloud;
+use reqwest::header::HeaderMap;
 
 /// The endpoint families Microsoft limits separately.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -99,6 +117,9 @@ pub struct RateLimits {
     pub file_exports: FamilyLimit,
     pub arm: FamilyLimit,
     pub resource_graph: FamilyLimit,
+    /// Reads Azure Resource Manager gives back per hour, to pace on its remaining-reads headers:
+    /// 90,000 (25 per second) in the commercial cloud, 12,000 in the sovereign clouds.
+    pub arm_refill_per_hour: u32,
 }
 
 impl Default for RateLimits {
@@ -139,9 +160,17 @@ impl Default for RateLimits {
                 per_hour: None,
                 burst: Some(15),
             },
+            arm_refill_per_hour: COMMERCIAL_ARM_REFILL_PER_HOUR,
         }
     }
 }
+
+/// 25 reads per second.
+const COMMERCIAL_ARM_REFILL_PER_HOUR: u32 = 90_000;
+
+/// The sovereign clouds keep ARM's older limits until the end of 2026: 12,000 reads per hour per
+/// subscription (and per tenant), counted per ARM instance.
+const SOVEREIGN_ARM_READS_PER_HOUR: u32 = 12_000;
 
 impl RateLimits {
     /// No client-side limits (429s are still honoured).
@@ -150,6 +179,30 @@ impl RateLimits {
             enabled: false,
             ..RateLimits::default()
         }
+    }
+
+    /// Microsoft's ARM limits of `cloud`: the commercial cloud (and GCC, whose subscriptions live
+    /// in it) has the token bucket; GCC High, DoD and China keep the hourly limit. Limits that are
+    /// not the commercial defaults were set on purpose and are kept.
+    pub fn for_cloud(&self, cloud: Cloud) -> RateLimits {
+        let defaults = RateLimits::default();
+        let sovereign = matches!(cloud, Cloud::GccHigh | Cloud::Dod | Cloud::China);
+        if !sovereign {
+            return self.clone();
+        }
+        let mut out = self.clone();
+        if self.arm == defaults.arm {
+            out.arm = FamilyLimit {
+                per_minute: None,
+                per_hour: Some(SOVEREIGN_ARM_READS_PER_HOUR),
+                // A minute's share at once, not the whole hour's.
+                burst: None,
+            };
+        }
+        if self.arm_refill_per_hour == defaults.arm_refill_per_hour {
+            out.arm_refill_per_hour = SOVEREIGN_ARM_READS_PER_HOUR;
+        }
+        out
     }
 
     pub fn limit(&self, family: ApiFamily) -> FamilyLimit {
@@ -211,6 +264,106 @@ impl Limiters {
     }
 }
 
+/// Waits that Azure's own answers ask for (see the module docs), per family.
+pub(crate) struct Pauses {
+    until: Vec<Mutex<Option<Instant>>>,
+    arm_refill_per_hour: u32,
+    enabled: bool,
+}
+
+impl Pauses {
+    pub fn new(limits: &RateLimits) -> Pauses {
+        Pauses {
+            until: ApiFamily::ALL.iter().map(|_| Mutex::new(None)).collect(),
+            arm_refill_per_hour: limits.arm_refill_per_hour.max(1),
+            enabled: limits.enabled,
+        }
+    }
+
+    /// Reads the remaining budget of an answer of `family` and, when it is spent, holds the next
+    /// request of the family back. Returns the pause it set.
+    pub fn observe(&self, family: ApiFamily, headers: &HeaderMap) -> Option<Duration> {
+        if !self.enabled {
+            return None;
+        }
+        let pause = match family {
+            ApiFamily::ResourceGraph => graph_pause(headers),
+            ApiFamily::Arm => arm_pause(headers, self.arm_refill_per_hour),
+            _ => None,
+        }?;
+        let slot = self.until.get(family.index())?;
+        let mut until = slot.lock().unwrap_or_else(|e| e.into_inner());
+        let at = Instant::now() + pause;
+        if until.is_none_or(|u| u < at) {
+            *until = Some(at);
+        }
+        Some(pause)
+    }
+
+    /// Waits out a pause set by [`Pauses::observe`], if any.
+    pub async fn wait(&self, family: ApiFamily) -> Duration {
+        let at = self.until.get(family.index()).and_then(|slot| {
+            let mut until = slot.lock().unwrap_or_else(|e| e.into_inner());
+            match *until {
+                Some(at) if at > Instant::now() => Some(at),
+                _ => {
+                    *until = None;
+                    None
+                }
+            }
+        });
+        match at {
+            Some(at) => {
+                let wait = at.saturating_duration_since(Instant::now());
+                tokio::time::sleep(wait).await;
+                wait
+            }
+            None => Duration::ZERO,
+        }
+    }
+}
+
+fn header_u64(headers: &HeaderMap, name: &str) -> Option<u64> {
+    headers.get(name)?.to_str().ok()?.trim().parse().ok()
+}
+
+/// Resource Graph: at 0 queries left, wait until the window resets.
+fn graph_pause(headers: &HeaderMap) -> Option<Duration> {
+    if header_u64(headers, "x-ms-user-quota-remaining")? > 0 {
+        return None;
+    }
+    let resets = headers
+        .get("x-ms-user-quota-resets-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(super::parse_hms)
+        // The header is documented on every answer; without it, the documented window.
+        .unwrap_or(Duration::from_secs(5));
+    Some(resets)
+}
+
+/// Resource Manager: at 0 reads left in any bucket the answer names, wait for one read's refill
+/// (with a margin: the bucket is measured at the server, not here).
+fn arm_pause(headers: &HeaderMap, refill_per_hour: u32) -> Option<Duration> {
+    let lowest = headers
+        .iter()
+        .filter(|(name, _)| {
+            let n = name.as_str();
+            n.starts_with("x-ms-ratelimit-remaining-")
+                && !n.ends_with("-writes")
+                && !n.ends_with("-deletes")
+        })
+        .filter_map(|(_, v)| v.to_str().ok()?.trim().parse::<u64>().ok())
+        .min()?;
+    let micros_per_read_with_margin = 3_600_000_000u64 * 5 / 4 / u64::from(refill_per_hour.max(1));
+    (lowest == 0).then(|| Duration::from_micros(micros_per_read_with_margin))
+}
+
+impl fmt::Debug for Pauses {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pauses").finish_non_exhaustive()
+    }
+}
+
 impl fmt::Debug for Limiters {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Limiters").finish_non_exhaustive()
@@ -267,6 +420,69 @@ mod tests {
         let third =
             tokio::time::timeout(Duration::from_millis(300), l.acquire(ApiFamily::Arm)).await;
         assert!(third.is_err(), "the burst of 2 was not enforced");
+    }
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn a_spent_graph_quota_pauses_until_it_resets() {
+        let p = Pauses::new(&RateLimits::default());
+        let spent = headers(&[
+            ("x-ms-user-quota-remaining", "0"),
+            ("x-ms-user-quota-resets-after", "00:00:03"),
+        ]);
+        assert_eq!(
+            p.observe(ApiFamily::ResourceGraph, &spent),
+            Some(Duration::from_secs(3))
+        );
+        let left = headers(&[("x-ms-user-quota-remaining", "4")]);
+        assert_eq!(p.observe(ApiFamily::ResourceGraph, &left), None);
+        assert_eq!(p.observe(ApiFamily::Machines, &spent), None);
+    }
+
+    #[test]
+    fn a_spent_arm_bucket_pauses_one_refill_of_the_cloud() {
+        let commercial = Pauses::new(&RateLimits::default());
+        let spent = headers(&[
+            ("x-ms-ratelimit-remaining-subscription-reads", "0"),
+            ("x-ms-ratelimit-remaining-subscription-writes", "5"),
+        ]);
+        let d = commercial.observe(ApiFamily::Arm, &spent).unwrap();
+        assert_eq!(d, Duration::from_millis(50), "1/25 s with a 25 % margin");
+        let gov = Pauses::new(&RateLimits::default().for_cloud(Cloud::GccHigh));
+        let d = gov.observe(ApiFamily::Arm, &spent).unwrap();
+        assert_eq!(d, Duration::from_millis(375), "3600/12,000 s with a margin");
+        let ok = headers(&[("x-ms-ratelimit-remaining-tenant-reads", "249")]);
+        assert_eq!(commercial.observe(ApiFamily::Arm, &ok), None);
+        let off = Pauses::new(&RateLimits::disabled());
+        assert_eq!(off.observe(ApiFamily::Arm, &spent), None);
+    }
+
+    #[test]
+    fn sovereign_clouds_get_the_hourly_arm_limit() {
+        let gov = RateLimits::default().for_cloud(Cloud::Dod);
+        assert_eq!(gov.arm.per_hour, Some(12_000));
+        assert_eq!(gov.arm_refill_per_hour, 12_000);
+        assert_eq!(
+            RateLimits::default().for_cloud(Cloud::Gcc),
+            RateLimits::default(),
+            "GCC subscriptions live in commercial Azure"
+        );
+        let custom = RateLimits {
+            arm: FamilyLimit {
+                per_minute: Some(60),
+                per_hour: None,
+                burst: Some(1),
+            },
+            ..RateLimits::default()
+        };
+        assert_eq!(custom.for_cloud(Cloud::China).arm, custom.arm);
     }
 
     #[tokio::test]

@@ -27,8 +27,8 @@ use serde::de::DeserializeOwned;
 use serde_json::error::Category;
 use url::Url;
 
-pub(crate) use limits::Limiters;
 pub use limits::{ApiFamily, FamilyLimit, RateLimits};
+pub(crate) use limits::{Limiters, Pauses};
 pub use metrics::{Metrics, MetricsSnapshot};
 pub(crate) use retry::{Budget, ThrottleVerdict};
 pub use retry::{RetryPolicy, parse_retry_after};
@@ -144,6 +144,8 @@ pub(crate) struct Core {
     pub http: reqwest::Client,
     pub tokens: Arc<TokenClient>,
     pub limiters: Limiters,
+    /// Waits Azure's answers ask for (remaining-budget headers).
+    pub pauses: Pauses,
     pub retry: RetryPolicy,
     pub metrics: Arc<Metrics>,
     pub allowed: AllowedHosts,
@@ -180,6 +182,7 @@ impl Core {
             http,
             tokens: Arc::new(tokens),
             limiters: Limiters::new(setup.rate_limits),
+            pauses: Pauses::new(setup.rate_limits),
             retry: setup.retry,
             metrics,
             allowed: setup.allowed,
@@ -216,6 +219,7 @@ impl Core {
         }
         loop {
             let queued = std::time::Instant::now();
+            self.pauses.wait(family).await;
             self.limiters.acquire(family).await;
             let waited = queued.elapsed();
             if waited >= Duration::from_secs(1) {
@@ -251,6 +255,9 @@ impl Core {
                 }
             };
             let status = resp.status().as_u16();
+            if let Some(pause) = self.pauses.observe(family, resp.headers()) {
+                tracing::info!(family = %family, pause_ms = pause.as_millis() as u64, "Azure reports the budget spent, pausing");
+            }
             match status {
                 200..=299 => return Ok(resp),
                 401 if !budget.reauthenticated => {

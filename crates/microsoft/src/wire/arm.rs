@@ -61,7 +61,8 @@ pub struct SecureScoreItem {
 pub struct SecureScoreProperties {
     #[serde(default)]
     pub display_name: Option<String>,
-    #[serde(default)]
+    /// `null` is read as "no score" (see [`ScoreControlProperties::score`]).
+    #[serde(default, deserialize_with = "null_as_default")]
     pub score: ScoreDetails,
     #[serde(default)]
     pub weight: Option<i64>,
@@ -82,7 +83,9 @@ pub struct ScoreControlItem {
 pub struct ScoreControlProperties {
     #[serde(default)]
     pub display_name: Option<String>,
-    #[serde(default)]
+    /// Microsoft has sent `"score": null` for a control; one such control must not make its whole
+    /// list unreadable, so `null` reads as a score with nothing known.
+    #[serde(default, deserialize_with = "null_as_default")]
     pub score: ScoreDetails,
     #[serde(default)]
     pub healthy_resource_count: Option<i64>,
@@ -181,6 +184,27 @@ pub struct AssessmentProperties {
     /// Present in Resource Graph rows and individual recommendations, not in REST lists.
     #[serde(default)]
     pub metadata: Option<AssessmentMetadataProperties>,
+    /// api-version 2025-05-04 only, and only where Defender CSPM assesses risk.
+    #[serde(default)]
+    pub risk: Option<AssessmentRisk>,
+}
+
+/// `properties.risk` (assessments 2025-05-04, `SecurityAssessmentPropertiesBase.risk` in
+/// azure-rest-api-specs). Every field is optional; unknown levels are kept as sent.
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct AssessmentRisk {
+    #[serde(default)]
+    pub level: Option<String>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub risk_factors: Vec<String>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub attack_paths_references: Vec<String>,
+    /// `{id, nodes, edges}` of each path; only counted, the graph itself is Defender's to show.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub paths: Vec<Value>,
+    #[serde(default)]
+    pub is_contextual_risk: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Default)]
@@ -518,6 +542,32 @@ mod tests {
         )
         .unwrap();
         assert_eq!(one.cve_ids(), ["CVE-3"]);
+    }
+
+    #[test]
+    fn a_null_control_score_is_read_as_unknown() {
+        let c: ScoreControlItem = serde_json::from_str(
+            r#"{"id":"/x/secureScoreControls/c","properties":{"displayName":"MFA","score":null,"healthyResourceCount":1}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.properties.score, ScoreDetails::default());
+        assert_eq!(c.properties.healthy_resource_count, Some(1));
+    }
+
+    #[test]
+    fn risk_of_2025_05_04_is_read() {
+        let p: AssessmentProperties = serde_json::from_str(
+            r#"{"risk":{"level":"High","riskFactors":["Internet exposure"],"attackPathsReferences":["ap-1"],"paths":[{"id":"p","nodes":[],"edges":[]}],"isContextualRisk":true}}"#,
+        )
+        .unwrap();
+        let r = p.risk.unwrap();
+        assert_eq!(r.level.as_deref(), Some("High"));
+        assert_eq!(r.risk_factors, ["Internet exposure"]);
+        assert_eq!(r.attack_paths_references, ["ap-1"]);
+        assert_eq!(r.paths.len(), 1);
+        let none: AssessmentProperties =
+            serde_json::from_str(r#"{"risk":{"level":null,"riskFactors":null}}"#).unwrap();
+        assert!(none.risk.unwrap().risk_factors.is_empty());
     }
 
     #[test]

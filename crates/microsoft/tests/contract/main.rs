@@ -4,6 +4,7 @@
 
 mod canned;
 mod cloud;
+mod cloud_pacing;
 mod examples;
 mod real_tenants;
 mod sim;

@@ -113,9 +113,13 @@ impl Route {
         }
     }
 
-    /// `(resource type for messages, supported api-versions)`.
-    fn versions(&self) -> (&'static str, &'static [&'static str]) {
+    /// `(resource type for messages, supported api-versions)`. `risk_version`: whether this cloud
+    /// serves assessments 2025-05-04 (off in the `assessments_without_2025_05_04` data mode).
+    fn versions(&self, risk_version: bool) -> (&'static str, &'static [&'static str]) {
         match self {
+            Route::Assessments(_) if !risk_version => {
+                ("assessments", &["2021-06-01", "2020-01-01"])
+            }
             Route::Subscriptions => ("subscriptions", &["2022-12-01", "2021-01-01", "2020-01-01"]),
             Route::SecureScores(_) | Route::SecureScore(..) => ("secureScores", &["2020-01-01"]),
             Route::Controls(_) => ("secureScoreControls", &["2020-01-01"]),
@@ -296,7 +300,7 @@ pub(super) async fn handle(
             &format!("The resource '{path}' was not found."),
         );
     }
-    let (kind, supported) = route.versions();
+    let (kind, supported) = route.versions(!inner.config.assessments_without_2025_05_04);
     let Some(version) = query.get("api-version") else {
         return arm_error(
             StatusCode::BAD_REQUEST,
@@ -372,8 +376,11 @@ pub(super) async fn handle(
         "x-ms-ratelimit-remaining-tenant-reads"
     };
     let remaining = match verdict {
+        // Unthrottled, the bucket never runs dry: say so, or a client pacing on the header
+        // would wait for nothing.
+        _ if !inner.config.rate_limits => u64::from(inner.config.arm_read_burst),
         Ok(n) => n,
-        Err(wait) if inner.config.rate_limits => {
+        Err(wait) => {
             inner.counters.throttled.fetch_add(1, Ordering::Relaxed);
             let mut resp = arm_error(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -391,7 +398,6 @@ pub(super) async fn handle(
             }
             return resp;
         }
-        Err(_) => 0,
     };
     let fault = choose_fault(&inner, Family::Arm, path, raw_query, false);
     if let Some(Injected::Status(status)) = fault {
@@ -418,7 +424,7 @@ pub(super) async fn handle(
             "Encountered internal server error. Diagnostic information: timestamp, correlation id.",
         );
     }
-    let mut resp = serve(&inner, &route, &query, path, &base);
+    let mut resp = serve(&inner, &route, &query, path, &base, version);
     if let Ok(v) = HeaderValue::from_str(&remaining.to_string()) {
         resp.headers_mut().insert(header_name, v);
     }
@@ -452,7 +458,14 @@ fn parse_skip_token(s: &str) -> Option<(i64, usize)> {
     Some((t.parse().ok()?, o.parse().ok()?))
 }
 
-fn serve(inner: &Inner, route: &Route, query: &Query, path: &str, base: &str) -> Response {
+fn serve(
+    inner: &Inner,
+    route: &Route,
+    query: &Query,
+    path: &str,
+    base: &str,
+    version: &str,
+) -> Response {
     let (tick, offset) = match query.get("$skipToken") {
         None => (inner.tick(), None),
         Some(t) => match parse_skip_token(t) {
@@ -491,13 +504,16 @@ fn serve(inner: &Inner, route: &Route, query: &Query, path: &str, base: &str) ->
             let expand = query
                 .get("$expand")
                 .is_some_and(|e| e.eq_ignore_ascii_case("definition"));
+            // The data mode's null score is on the first subscription only: one odd record.
+            let null_score = inner.config.null_control_score
+                && w.subscriptions.first().is_some_and(|s| s == sub);
             view(sub)
-                .map(|v| arm_json::controls(&v, expand))
+                .map(|v| arm_json::controls(&v, expand, null_score))
                 .unwrap_or_default()
         }
         Route::ControlDefinitions => arm_json::control_definitions(),
         Route::Assessments(sub) => view(sub)
-            .map(|v| arm_json::assessments(w, &v))
+            .map(|v| arm_json::assessments(w, &v, version == "2025-05-04"))
             .unwrap_or_default(),
         Route::Metadata => arm_json::metadata(),
         // After 2026-07-31 the grouped model is gone: an empty list (reference headline).

@@ -73,17 +73,27 @@ pub(crate) fn control_definitions() -> Vec<Value> {
     (0..CONTROLS.len()).map(|c| definition(c, true)).collect()
 }
 
-pub(crate) fn controls(v: &SubscriptionView, expand: bool) -> Vec<Value> {
+/// The controls of a subscription. `null_score` sends the control "Apply system updates" with
+/// `"score": null`, as Microsoft has been seen to.
+pub(crate) fn controls(v: &SubscriptionView, expand: bool, null_score: bool) -> Vec<Value> {
     v.controls
         .iter()
-        .enumerate()
-        .map(|(i, c)| {
+        .map(|c| {
+            let i = CONTROLS
+                .iter()
+                .position(|(id, _, _)| *id == c.control_id)
+                .unwrap_or(0);
+            let score = if null_score && i == NULL_SCORE_CONTROL {
+                Value::Null
+            } else {
+                json!({ "max": c.max, "current": c.current, "percentage": c.percentage })
+            };
             let mut props = json!({
                 "displayName": c.display_name,
                 "healthyResourceCount": c.healthy,
                 "unhealthyResourceCount": c.unhealthy,
                 "notApplicableResourceCount": c.not_applicable,
-                "score": { "max": c.max, "current": c.current, "percentage": c.percentage },
+                "score": score,
                 "weight": c.weight
             });
             if expand && let Some(map) = props.as_object_mut() {
@@ -98,6 +108,9 @@ pub(crate) fn controls(v: &SubscriptionView, expand: bool) -> Vec<Value> {
         })
         .collect()
 }
+
+/// The control ("Apply system updates") the `null_control_score` data mode sends without a score.
+pub(crate) const NULL_SCORE_CONTROL: usize = 3;
 
 pub(crate) fn metadata() -> Vec<Value> {
     METADATA
@@ -181,7 +194,8 @@ fn cves_details(w: &World, u: &SoftwareUpdate) -> Value {
 
 /// Every assessment of a subscription as the REST list returns it: built-in recommendations per
 /// resource, then the individual `SoftwareUpdate` recommendations (no metadata over REST).
-pub(crate) fn assessments(w: &World, v: &SubscriptionView) -> Vec<Value> {
+/// `with_risk`: api-version 2025-05-04, which adds `properties.risk` where Defender CSPM assessed it.
+pub(crate) fn assessments(w: &World, v: &SubscriptionView, with_risk: bool) -> Vec<Value> {
     let mut out = Vec::with_capacity(v.assessments.len() + v.updates.len());
     let resource_of = |id: &str| v.resources.iter().find(|r| r.id == id);
     for (i, a) in v.assessments.iter().enumerate() {
@@ -219,7 +233,7 @@ pub(crate) fn assessments(w: &World, v: &SubscriptionView) -> Vec<Value> {
         if i % 3 == 0 {
             additional.insert("Tags".into(), "[\"managed\"]".into());
         }
-        out.push(json!({
+        let mut item = json!({
             "type": if i % 2 == 0 { "Microsoft.Security/assessments" } else { "microsoft.security/assessments" },
             "id": a.id,
             "name": a.key,
@@ -229,7 +243,27 @@ pub(crate) fn assessments(w: &World, v: &SubscriptionView) -> Vec<Value> {
                 "status": status,
                 "additionalData": additional
             }
-        }));
+        });
+        if with_risk
+            && let (Some(risk), Some(props)) = (&a.risk, item["properties"].as_object_mut())
+        {
+            let paths: Vec<Value> = risk
+                .attack_paths
+                .iter()
+                .map(|p| json!({"id": p, "nodes": [{"id": a.resource_id, "nodePropertiesLabel": ["Internet exposure"]}], "edges": []}))
+                .collect();
+            props.insert(
+                "risk".into(),
+                json!({
+                    "level": risk.level,
+                    "riskFactors": risk.factors,
+                    "attackPathsReferences": risk.attack_paths,
+                    "paths": paths,
+                    "isContextualRisk": !risk.factors.is_empty()
+                }),
+            );
+        }
+        out.push(item);
     }
     for u in &v.updates {
         out.push(software_update(w, v, u));
@@ -321,15 +355,18 @@ pub(crate) fn score_row(v: &SubscriptionView) -> Value {
 }
 
 pub(crate) fn pricings(sub_index: usize, sub: &str) -> Vec<Value> {
-    // The third subscription runs without Defender for Servers: no vulnerability data would come
-    // from its machines in real life, which `integration test` warns about.
+    // The second subscription has no Defender for Servers but Defender CSPM with agentless machine
+    // scanning, which produces the same machine vulnerability findings; the third has neither
+    // (agentless scanning turned off): no vulnerability data would come from its machines in real
+    // life, which `integration test` warns about.
     let plans = [
-        ("VirtualMachines", sub_index != 2, Some("P2")),
+        ("VirtualMachines", sub_index == 0, Some("P2")),
         ("SqlServers", true, None),
         ("Containers", true, None),
         ("CloudPosture", true, None),
         ("KeyVaults", false, Some("PerKeyVault")),
     ];
+    let agentless = if sub_index == 2 { "False" } else { "True" };
     plans
         .iter()
         .map(|(name, on, sub_plan)| {
@@ -350,6 +387,21 @@ pub(crate) fn pricings(sub_index: usize, sub: &str) -> Vec<Value> {
                 map.insert(
                     "extensions".into(),
                     json!([{"name": "AgentlessVmScanning", "isEnabled": "True"}, {"name": "MdeDesignatedSubscription", "isEnabled": "False"}]),
+                );
+            }
+            if *on
+                && *name == "CloudPosture"
+                && let Some(map) = props.as_object_mut()
+            {
+                map.insert(
+                    "extensions".into(),
+                    json!([
+                        {"name": "SensitiveDataDiscovery", "isEnabled": "True"},
+                        {"name": "ContainerRegistriesVulnerabilityAssessments", "isEnabled": "True"},
+                        {"name": "AgentlessDiscoveryForKubernetes", "isEnabled": "True"},
+                        {"name": "AgentlessVmScanning", "isEnabled": agentless},
+                        {"name": "EntraPermissionsManagement", "isEnabled": "False"}
+                    ]),
                 );
             }
             json!({

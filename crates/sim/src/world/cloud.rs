@@ -3,7 +3,9 @@
 //! Subscriptions are the three the MDE side already names in `vmMetadata` plus a disabled one. The
 //! assessed resources of a subscription are the MDE devices whose `vmMetadata.resourceId` points into
 //! it (so MDE and Defender for Cloud describe the same VM), two VMs without Defender for Endpoint,
-//! two container images and a SQL server. Every (resource, recommendation) pair flips between
+//! two container images and a SQL server (none in the second subscription: a security control
+//! only counts where it has resources, so the subscriptions' maximum scores differ, as they do in
+//! real tenants, and a tenant score must weight them as Microsoft does). Every (resource, recommendation) pair flips between
 //! healthy, unhealthy and not-applicable in epochs of 6–11 ticks, and every vulnerable package on a
 //! VM or image lives in epochs too, so advancing the clock changes scores, recommendations and
 //! findings in a computable way.
@@ -11,7 +13,7 @@
 use std::collections::BTreeMap;
 
 use crate::cloud_records::{
-    CloudAssessment, CloudFinding, CloudResource, CloudResourceKind, CloudSubscription,
+    CloudAssessment, CloudFinding, CloudResource, CloudResourceKind, CloudRisk, CloudSubscription,
     ScoreControl, SecureScore,
 };
 use crate::hash::{below, mix, pick, unit};
@@ -183,6 +185,18 @@ const PACKAGES: [(&str, &str, &str, &str); 12] = [
     ("golang", "stdlib", "1.21.3", "1.22.7"),
 ];
 
+/// The subscription (by index) that has no SQL server, hence no "Enable encryption at rest"
+/// control and a smaller maximum score.
+const SUBSCRIPTION_WITHOUT_SQL: usize = 1;
+
+/// Risk factors Defender CSPM names (a subset).
+const RISK_FACTORS: [&str; 4] = [
+    "Internet exposure",
+    "Sensitive data",
+    "Lateral movement",
+    "Critical resource",
+];
+
 const NAMES: [&str; 4] = [
     "Prod Workloads",
     "Test and Staging",
@@ -338,6 +352,9 @@ impl World {
                 mde_machine_id: None,
             });
         }
+        if index == SUBSCRIPTION_WITHOUT_SQL {
+            return out.into_values().collect();
+        }
         add(CloudResource {
             subscription_id: sub.to_owned(),
             id: format!(
@@ -483,6 +500,44 @@ impl World {
         }
     }
 
+    /// The risk Defender CSPM gives an unhealthy recommendation on a resource: the metadata's
+    /// severity, raised one level by an internet-exposed or critical resource; a fifth of them lie
+    /// on an attack path.
+    fn risk(&self, r: &CloudResource, meta: &Meta, tick: i64) -> CloudRisk {
+        let h = self.cloud_hash(&[
+            Self::text_hash(&r.id.to_ascii_lowercase()),
+            Self::text_hash(meta.key),
+            0x815C,
+            tick.div_euclid(8) as u64,
+        ]);
+        let factors: Vec<String> = RISK_FACTORS
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| unit(mix(h, *i as u64 + 1)) < 0.3)
+            .map(|(_, f)| (*f).to_owned())
+            .collect();
+        let raised = factors
+            .iter()
+            .any(|f| f == "Internet exposure" || f == "Critical resource");
+        let base = severity_rank(meta.severity);
+        let level = match (base + u8::from(raised)).min(4) {
+            4 => "Critical",
+            3 => "High",
+            2 => "Medium",
+            _ => "Low",
+        };
+        let attack_paths = if unit(mix(h, 9)) < 0.2 {
+            vec![guid(mix(h, 10))]
+        } else {
+            Vec::new()
+        };
+        CloudRisk {
+            level: level.to_owned(),
+            factors,
+            attack_paths,
+        }
+    }
+
     /// Defender for Cloud's view of one subscription; `None` for unknown or disabled ones.
     pub(crate) fn subscription_view(&self, sub: &str, tick: i64) -> Option<SubscriptionView> {
         self.cloud_subscriptions()
@@ -498,7 +553,9 @@ impl World {
             let vulnerable = updates.iter().any(|u| u.resource == i);
             for meta in METADATA.iter().filter(|m| m.applies == r.kind) {
                 let (status, cause, since) = self.assessment_status(r, meta, tick, vulnerable);
+                let risk = (status == "Unhealthy").then(|| self.risk(r, meta, tick));
                 assessments.push(CloudAssessment {
+                    risk,
                     subscription_id: sub.to_owned(),
                     id: format!(
                         "{}/providers/Microsoft.Security/assessments/{}",
@@ -522,6 +579,10 @@ impl World {
                 .filter(|m| m.control == c)
                 .map(|m| m.key)
                 .collect();
+            // A control with no resource it applies to is not part of the subscription's score.
+            if !assessments.iter().any(|a| keys.contains(&a.key.as_str())) {
+                continue;
+            }
             // Per resource: unhealthy if any of its recommendations in the control is, else healthy
             // if any is, else not applicable.
             let mut per_resource: BTreeMap<String, u8> = BTreeMap::new();

@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod arm;
+mod arm_posture;
 mod data;
 mod delta;
 mod entra;

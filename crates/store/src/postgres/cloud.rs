@@ -181,9 +181,9 @@ impl PgStore {
                 .bind(&c.control_id)
                 .bind(&c.display_name)
                 .bind(captured)
-                .bind(finite(Some(c.current)))
+                .bind(finite(c.current))
                 .bind(finite(Some(c.max)))
-                .bind(finite(Some(c.fraction)))
+                .bind(finite(c.fraction))
                 .bind(c.healthy)
                 .bind(c.unhealthy)
                 .bind(c.not_applicable)
@@ -280,13 +280,16 @@ impl PgStore {
             b.opt_text(r.severity.as_deref());
             b.opt_text(r.category.as_deref());
             b.opt_ts(r.status_changed);
+            b.opt_text(r.risk_level.as_deref());
+            b.opt_text(r.risk.as_deref());
             b.end_row();
         }
         stage(
             &mut tx,
             "CREATE TEMP TABLE stage_recommendations (ord INTEGER NOT NULL, assessment_id TEXT NOT NULL, \
              subscription_id TEXT NOT NULL, assessment_key TEXT NOT NULL, resource_id TEXT NOT NULL, display_name TEXT, \
-             status TEXT NOT NULL, cause TEXT, severity TEXT, category TEXT, status_changed TIMESTAMPTZ) ON COMMIT DROP",
+             status TEXT NOT NULL, cause TEXT, severity TEXT, category TEXT, status_changed TIMESTAMPTZ, \
+             risk_level TEXT, risk TEXT) ON COMMIT DROP",
             "COPY stage_recommendations FROM STDIN",
             b.into_bytes(),
             "staging recommendations",
@@ -299,8 +302,8 @@ impl PgStore {
                 recommendation_insert_columns!(),
                 ") SELECT $1, s.assessment_id, s.subscription_id, s.assessment_key, s.resource_id, \
                  (SELECT a.id FROM assets a WHERE a.integration_id = $1 AND a.source_id = s.resource_id), \
-                 s.display_name, s.status, s.cause, s.severity, s.category, s.status_changed, $2, $2, $3 \
-                 FROM stage_recommendations s ORDER BY s.ord",
+                 s.display_name, s.status, s.cause, s.severity, s.category, s.status_changed, $2, $2, $3, \
+                 s.risk_level, s.risk FROM stage_recommendations s ORDER BY s.ord",
                 recommendation_on_conflict!(),
                 ") SELECT change_kind, count(*) AS n FROM up GROUP BY change_kind"
             ),

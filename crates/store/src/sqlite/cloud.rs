@@ -172,9 +172,9 @@ impl SqliteStore {
                 .bind(&c.control_id)
                 .bind(&c.display_name)
                 .bind(captured)
-                .bind(finite(Some(c.current)))
+                .bind(finite(c.current))
                 .bind(finite(Some(c.max)))
-                .bind(finite(Some(c.fraction)))
+                .bind(finite(c.fraction))
                 .bind(c.healthy)
                 .bind(c.unhealthy)
                 .bind(c.not_applicable)
@@ -264,6 +264,8 @@ impl SqliteStore {
                         r.severity,
                         r.category,
                         r.status_changed.map(micros),
+                        r.risk_level,
+                        r.risk,
                     ])
                 })
                 .collect();
@@ -276,7 +278,7 @@ impl SqliteStore {
                 ") SELECT $1, j.value ->> 0, j.value ->> 1, j.value ->> 2, j.value ->> 3, \
                  (SELECT a.id FROM assets a WHERE a.integration_id = $1 AND a.source_id = j.value ->> 3), \
                  j.value ->> 4, j.value ->> 5, j.value ->> 6, j.value ->> 7, j.value ->> 8, j.value ->> 9, \
-                 $2, $2, $3 FROM json_each($4) j WHERE true",
+                 $2, $2, $3, j.value ->> 10, j.value ->> 11 FROM json_each($4) j WHERE true",
                 recommendation_on_conflict!()
             ))
             .bind(integration_id)

@@ -96,6 +96,7 @@ fn rec(sub: &str, resource: &str, key: &str, status: &str, severity: &str) -> Re
         severity: Some(severity.to_owned()),
         category: Some("Compute".into()),
         status_changed: Some(t(-30)),
+        risk: None,
     }
 }
 
@@ -115,9 +116,9 @@ fn control(sub: &str, id: &str, current: f64, max: f64) -> ControlScore {
         subscription_id: sub.to_owned(),
         control_id: id.to_owned(),
         display_name: Some(format!("Control {id}")),
-        current,
+        current: Some(current),
         max,
-        fraction: current / max,
+        fraction: Some(current / max),
         healthy: 3,
         unhealthy: 1,
         not_applicable: 0,
@@ -313,17 +314,19 @@ async fn tenant_score_is_weighted_not_averaged(store: Arc<dyn Store>) {
         (p1.run_id, p1.captured_at, p1.subscriptions),
         (run1, t(5), 2)
     );
-    // (10·5 + 1·9) / (10·10 + 1·10) = 59 / 110, not the average of 50 % and 90 %.
-    let want = 59.0 / 110.0 * 100.0;
+    // Microsoft's (10·5/10 + 1·9/10) / (10 + 1) = 5.9 / 11 = 53.64 % (rounded to 2 decimals as
+    // Microsoft's query rounds), not the average of 50 % and 90 %.
+    let want = 53.64;
     assert!(close(p1.percent.unwrap(), want), "{p1:?}");
     assert!(!close(p1.percent.unwrap(), 70.0));
-    assert!(close(p1.weighted_current, 59.0) && close(p1.weighted_max, 110.0));
+    assert!(close(p1.parts.score_sum, 5.9) && close(p1.parts.weight_sum, 11.0));
     assert_eq!(
         p1.percent,
         rampart_model::weighted_percent(&scores1),
         "the model's formula"
     );
-    assert!(close(history[1].percent.unwrap(), 89.0 / 110.0 * 100.0));
+    // (10·8/10 + 1·9/10) / 11 = 8.9 / 11.
+    assert!(close(history[1].percent.unwrap(), 80.91));
     assert_eq!((history[2].run_id, history[2].subscriptions), (run3, 1));
     assert!(close(history[2].percent.unwrap(), 90.0));
 
@@ -367,7 +370,7 @@ async fn tenant_score_is_weighted_not_averaged(store: Arc<dyn Store>) {
         .map(|c| (c.control.control_id.as_str(), c.run_id))
         .collect();
     assert_eq!(ids, vec![("ctl-2", run2), ("ctl-1", run2)]);
-    assert_eq!(a_controls[1].control.current, 2.0);
+    assert_eq!(a_controls[1].control.current, Some(2.0));
     assert_eq!(a_controls[0].control.healthy, 3);
     assert_eq!(store.latest_controls(None, None).await.unwrap().len(), 3);
     assert!(
@@ -441,7 +444,8 @@ async fn record_posture_replaces_the_runs_rows(store: Arc<dyn Store>) {
     let history = store.posture_history(Some(c.id), None).await.unwrap();
     assert_eq!(history.len(), 1);
     assert_eq!(history[0].captured_at, t(7));
-    assert!(close(history[0].percent.unwrap(), 69.0 / 110.0 * 100.0));
+    // Microsoft's (10·6/10 + 1·9/10) / 11 = 6.9 / 11, rounded to 2 decimals.
+    assert!(close(history[0].percent.unwrap(), 62.73));
 
     // Only a running run of this integration writes posture.
     store.finish_run(run, &succeeded(t(8))).await.unwrap();
@@ -1139,10 +1143,11 @@ async fn posture_export_rows(store: Arc<dyn Store>) {
         (tenant.integration.as_str(), tenant.subscription_id.as_str()),
         ("cloud", "")
     );
-    assert!(close(tenant.score_percent.unwrap(), 59.0 / 110.0 * 100.0));
+    // Microsoft's two sums: Σ round(weight·current/max, 2) = 5 + 0.9 and Σ weight = 11.
+    assert!(close(tenant.score_percent.unwrap(), 53.64));
     assert_eq!(
         (tenant.score_current, tenant.score_max, tenant.weight),
-        (Some(59.0), Some(110.0), Some(11))
+        (Some(5.9), Some(11.0), Some(11))
     );
     assert_eq!(tenant.captured_at, Some(t(5)));
     let a = &rows[1];

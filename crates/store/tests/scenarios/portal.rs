@@ -765,6 +765,7 @@ async fn changed_since_selects_recommendations_observed_or_concluded_after(store
         severity: Some("High".into()),
         category: Some("Compute".into()),
         status_changed: None,
+        risk: None,
     };
     let run = store.start_run(i, "full", t(0)).await.unwrap();
     store

@@ -612,6 +612,9 @@ pub async fn the_cloud_connection_test_names_each_step(store: Arc<dyn Store>) {
     assert_eq!(plans.outcome, StepOutcome::Warning, "{text}");
     assert!(plans.detail.contains("Shared Services"), "{text}");
     assert!(plans.detail.contains("Defender for Servers"), "{text}");
+    // Issue 11 item 10: "Test and Staging" has no Defender for Servers but Defender CSPM with
+    // agentless machine scanning, which produces the same vulnerability findings: no warning.
+    assert!(!plans.detail.contains("Test and Staging"), "{text}");
     assert!(text.contains("⚠"), "{text}");
     for s in &report.steps {
         if s.name != "check Defender plans" {

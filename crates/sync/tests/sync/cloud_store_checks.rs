@@ -140,9 +140,9 @@ pub async fn stored_controls(store: &Arc<dyn Store>, id: IntegrationId) -> Contr
                 (c.subscription_id, c.control_id),
                 (
                     c.display_name,
-                    n(c.current),
+                    c.current.map_or("unknown".into(), n),
                     n(c.max),
-                    n(c.fraction),
+                    c.fraction.map_or("unknown".into(), n),
                     c.healthy,
                     c.unhealthy,
                     c.not_applicable,

@@ -2,6 +2,7 @@
 //! database: the same scenario runs on both backends.
 
 mod cloud;
+mod cloud_posture;
 mod cloud_store_checks;
 mod harness;
 mod real_tenants;
@@ -31,6 +32,7 @@ macro_rules! on_both_backends {
 }
 
 use cloud::*;
+use cloud_posture::*;
 use real_tenants::*;
 use scenarios::*;
 
@@ -42,6 +44,11 @@ on_both_backends!(
     a_refused_subscription_makes_the_run_partial_and_only_it_unconcluded,
     arm_throttling_is_honoured_without_a_429_storm,
     the_cloud_connection_test_names_each_step,
+    the_tenant_score_is_microsofts_over_subscriptions_of_different_maxima,
+    a_control_without_a_score_keeps_its_subscription_whole,
+    recommendations_carry_microsofts_risk,
+    without_assessments_2025_05_04_recommendations_are_read_without_risk,
+    the_cloud_connection_test_reports_each_step_it_ran,
     an_endpoint_device_and_a_cloud_vm_are_linked,
     a_full_sync_under_faults_holds_exactly_the_truth_and_a_rerun_changes_nothing,
     after_the_clock_moves_a_full_sync_records_exactly_the_changes,

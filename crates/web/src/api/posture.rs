@@ -13,16 +13,19 @@ use crate::error::{ApiError, Problem};
 use crate::query::{self, PostureQuery, RecommendationQuery};
 use crate::state::AppState;
 
-/// A tenant's secure score: Σ(weight·current) / Σ(weight·max) over the subscriptions one sync
-/// captured (never an average of percentages).
+/// A tenant's secure score over the subscriptions one sync captured, as Microsoft computes it:
+/// Σ round(weight × current / max, 2) / Σ weight × 100 (`score_sum` / `weight_sum` × 100; a
+/// weight of 0 counts as 1). Never an average of percentages, nor Σ weight·current / Σ weight·max.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TenantScoreOut {
     pub integration_id: i64,
     pub integration: String,
-    /// 0–100; `null` when no subscription has points to score.
+    /// 0–100, rounded to 2 decimals like Microsoft's query.
     pub percent: Option<f64>,
-    pub weighted_current: f64,
-    pub weighted_max: f64,
+    /// Σ round(weight × current / max, 2) over the subscriptions.
+    pub score_sum: f64,
+    /// Σ weight over the subscriptions (a weight of 0 counting as 1).
+    pub weight_sum: f64,
     /// Subscriptions that sync captured.
     pub subscriptions: u64,
     pub run_id: i64,
@@ -35,8 +38,8 @@ impl From<&PosturePoint> for TenantScoreOut {
             integration_id: p.integration_id,
             integration: p.integration.clone(),
             percent: p.percent,
-            weighted_current: p.weighted_current,
-            weighted_max: p.weighted_max,
+            score_sum: p.parts.score_sum,
+            weight_sum: p.parts.weight_sum,
             subscriptions: p.subscriptions,
             run_id: p.run_id,
             captured_at: rfc3339(&p.captured_at),
@@ -88,10 +91,11 @@ pub struct ControlOut {
     pub subscription_id: String,
     pub control_id: String,
     pub name: Option<String>,
-    pub current: f64,
+    /// `null` when Microsoft sent the control without a score (unknown, not 0).
+    pub current: Option<f64>,
     pub max: f64,
-    /// 0–100.
-    pub percent: f64,
+    /// 0–100; `null` when the score is unknown.
+    pub percent: Option<f64>,
     pub weight: i64,
     pub healthy: i64,
     pub unhealthy: i64,
@@ -110,7 +114,7 @@ impl From<&StoredControlScore> for ControlOut {
             name: k.display_name.clone(),
             current: k.current,
             max: k.max,
-            percent: k.fraction * 100.0,
+            percent: k.fraction.map(|f| f * 100.0),
             weight: k.weight,
             healthy: k.healthy,
             unhealthy: k.unhealthy,
@@ -142,6 +146,22 @@ pub struct RecommendationOut {
     pub resolved_at: Option<String>,
     pub removed_at: Option<String>,
     pub reopened_count: u64,
+    /// Microsoft's risk of this recommendation on this resource (assessments api-version
+    /// 2025-05-04, with Defender CSPM); `null` when Microsoft sent none.
+    pub risk: Option<RiskOut>,
+}
+
+/// `properties.risk` of an assessment.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RiskOut {
+    /// `Low`, `Medium`, `High` or `Critical`.
+    pub level: Option<String>,
+    /// E.g. `Internet exposure`, `Sensitive data`.
+    pub factors: Vec<String>,
+    /// Attack path references in Defender for Cloud.
+    pub attack_paths: Vec<String>,
+    /// Whether the level reflects the resource's context (not the static default).
+    pub contextual: Option<bool>,
 }
 
 impl From<&StoredRecommendation> for RecommendationOut {
@@ -166,6 +186,12 @@ impl From<&StoredRecommendation> for RecommendationOut {
             resolved_at: s.resolved_at.as_ref().map(rfc3339),
             removed_at: s.removed_at.as_ref().map(rfc3339),
             reopened_count: s.reopened_count,
+            risk: r.risk.as_ref().map(|k| RiskOut {
+                level: k.level.clone(),
+                factors: k.factors.clone(),
+                attack_paths: k.attack_paths.clone(),
+                contextual: k.contextual,
+            }),
         }
     }
 }

@@ -28,6 +28,8 @@ const MAX_CONTROLS: usize = 300;
 pub struct TenantView {
     pub integration: String,
     pub percent: String,
+    /// How the percent was made, in Microsoft's terms (the two sums).
+    pub formula: String,
     pub captured: String,
     pub subscriptions: u64,
     pub trend: String,
@@ -42,6 +44,10 @@ impl TenantView {
         Some(Self {
             integration: last.integration.clone(),
             percent: pct(last.percent),
+            formula: format!(
+                "Σ weight × current ÷ max = {:.2} over Σ weight = {:.0}, as Microsoft weights subscriptions",
+                last.parts.score_sum, last.parts.weight_sum
+            ),
             captured: when(&last.captured_at),
             subscriptions: last.subscriptions,
             trend: charts::percent_line(&values),
@@ -154,8 +160,14 @@ impl ControlRow {
                 .clone()
                 .unwrap_or_else(|| k.control_id.clone()),
             subscription: k.subscription_id.clone(),
-            percent: format!("{:.0} %", k.fraction * 100.0),
-            points: format!("{:.2} of {:.0}", k.current, k.max),
+            // A control Microsoft sent without a score: unknown, not 0.
+            percent: k
+                .fraction
+                .map_or("unknown".into(), |f| format!("{:.0} %", f * 100.0)),
+            points: match k.current {
+                Some(c) => format!("{c:.2} of {:.0}", k.max),
+                None => format!("? of {:.0}", k.max),
+            },
             unhealthy: k.unhealthy,
             healthy: k.healthy,
             not_applicable: k.not_applicable,
@@ -175,6 +187,10 @@ pub struct RecommendationRow {
     pub first_seen: String,
     pub resolved: String,
     pub integration: String,
+    /// Microsoft's risk level (`—` when none was sent).
+    pub risk: String,
+    /// Risk factors and attack paths, in words (empty when none).
+    pub risk_detail: String,
 }
 
 impl RecommendationRow {
@@ -191,8 +207,28 @@ impl RecommendationRow {
             first_seen: when(&s.first_observed),
             resolved: when_opt(&s.resolved_at.or(s.removed_at)),
             integration: s.integration.clone(),
+            risk: r
+                .risk
+                .as_ref()
+                .and_then(|k| k.level.clone())
+                .unwrap_or_else(|| "—".into()),
+            risk_detail: r.risk.as_ref().map(risk_detail).unwrap_or_default(),
         }
     }
+}
+
+/// `Internet exposure, Sensitive data; on 1 attack path`.
+fn risk_detail(k: &rampart_model::RecommendationRisk) -> String {
+    let mut parts = Vec::new();
+    if !k.factors.is_empty() {
+        parts.push(k.factors.join(", "));
+    }
+    match k.attack_paths.len() {
+        0 => {}
+        1 => parts.push("on 1 attack path".into()),
+        n => parts.push(format!("on {n} attack paths")),
+    }
+    parts.join("; ")
 }
 
 #[derive(Template)]

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Duration, Utc};
 use rampart_model::{
     Asset, AssetKind, Cloud, ControlScore, Finding, FindingKey, IntegrationName, PostureScore,
-    Product, Recommendation, RunStatus, SecretHint, Severity, Subscription,
+    Product, Recommendation, RecommendationRisk, RunStatus, SecretHint, Severity, Subscription,
 };
 use rampart_store::{NewIntegration, RunOutcome, SecretCiphertext, SubscriptionReadOutcome};
 
@@ -91,6 +91,7 @@ fn recommendation(key: &str, status: &str, severity: &str, resource: &str) -> Re
         severity: Some(severity.into()),
         category: Some("Compute".into()),
         status_changed: None,
+        risk: None,
     }
 }
 
@@ -110,9 +111,9 @@ fn control(sub: &str, id: &str, name: &str, current: f64, unhealthy: i64) -> Con
         subscription_id: sub.into(),
         control_id: id.into(),
         display_name: Some(name.into()),
-        current,
+        current: Some(current),
         max: 10.0,
-        fraction: current / 10.0,
+        fraction: Some(current / 10.0),
         healthy: 3,
         unhealthy,
         not_applicable: 1,
@@ -159,7 +160,7 @@ pub async fn seed_cloud(app: &TestApp) -> CloudEstate {
             }
         })
         .collect();
-    let recs: Vec<Recommendation> = (0..12)
+    let mut recs: Vec<Recommendation> = (0..12)
         .map(|n| {
             recommendation(
                 &format!("assessment-{n:02}"),
@@ -169,6 +170,13 @@ pub async fn seed_cloud(app: &TestApp) -> CloudEstate {
             )
         })
         .collect();
+    // Microsoft's risk (assessments 2025-05-04) on one unhealthy recommendation.
+    recs[1].risk = Some(RecommendationRisk {
+        level: Some("High".into()),
+        factors: vec!["Internet exposure".into(), "Sensitive data".into()],
+        attack_paths: vec!["attack-path-1".into()],
+        contextual: Some(true),
+    });
 
     // Sync 1: both subscriptions read.
     let run = store.start_run(cloud, "full", first).await.unwrap();

@@ -285,3 +285,40 @@ async fn posture_api_scores_history_controls_and_recommendations() {
         assert_eq!(p["status"], 400);
     }
 }
+
+/// Issue 11 items 6 and 12a: the tenant score says how Microsoft's weighting made it (portal and
+/// API), and Microsoft's risk of a recommendation is shown in the list and returned by the API.
+#[tokio::test]
+async fn posture_shows_microsofts_risk_and_how_the_tenant_score_is_made() {
+    let app = spawn_app().await;
+    seed_cloud(&app).await;
+    let mut viewer = app.signed_in(VIEWER).await;
+    let page = viewer.get("/posture").await;
+    let body = &page.body;
+    // The last sync: Production 35 of 50, weight 10: 10 × 35 / 50 = 7 over Σ weight 10.
+    assert!(
+        body.contains("Σ weight × current ÷ max = 7.00 over Σ weight = 10"),
+        "{body}"
+    );
+    assert!(body.contains("<th>Risk</th>"), "{body}");
+    assert!(
+        body.contains("Internet exposure, Sensitive data; on 1 attack path"),
+        "{body}"
+    );
+    assert!(body.contains("class=\"risk sev-high\">High"), "{body}");
+
+    let token = app.api_token("read").await;
+    let (_, p) = get(&app, &token, "/posture").await;
+    assert_eq!(p["tenants"][0]["score_sum"], 7.0);
+    assert_eq!(p["tenants"][0]["weight_sum"], 10.0);
+    let (s, page) = get(&app, &token, "/posture/recommendations?q=assessment-01").await;
+    assert_eq!(s, StatusCode::OK, "{page}");
+    let item = &page["items"][0];
+    assert_eq!(item["assessment_key"], "assessment-01");
+    assert_eq!(item["risk"]["level"], "High");
+    assert_eq!(item["risk"]["factors"][0], "Internet exposure");
+    assert_eq!(item["risk"]["attack_paths"][0], "attack-path-1");
+    assert_eq!(item["risk"]["contextual"], true);
+    let (_, other) = get(&app, &token, "/posture/recommendations?q=assessment-00").await;
+    assert!(other["items"][0]["risk"].is_null());
+}
