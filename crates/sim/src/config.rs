@@ -55,6 +55,20 @@ pub struct SimConfig {
     pub arm_read_burst: u32,
     /// …refilled at this many reads per second (25). Enforced when `rate_limits` is on.
     pub arm_read_refill: u32,
+    /// Largest Resource Graph answer, measured on the serialized JSON (Microsoft: 16 MiB; larger
+    /// answers are refused with 400 `ResponsePayloadTooLarge`). Small values let a test hit it.
+    pub graph_max_response_bytes: usize,
+    /// Data mode: one VM of the first subscription has a package with this many CVEs (0: none),
+    /// past Resource Graph's default `mv-expand` limit of 128.
+    pub cloud_cves_in_one_package: u32,
+    /// Data mode: `CvesDetails` entries carry only `CveId`; severity is left to the
+    /// recommendation's `metadata.severity` and the details to `microsoft.security/cvedetails`.
+    pub cloud_cve_ids_only: bool,
+    /// Serve the tenant-scope `microsoft.security/cvedetails` rows (a tenant may have none).
+    pub cloud_cvedetails: bool,
+    /// Data mode: a tenant from before 2026-07-31 that still serves grouped sub-assessments
+    /// (MDVM and Qualys machine findings, registry image findings).
+    pub cloud_legacy_sub_assessments: bool,
 }
 
 impl Default for SimConfig {
@@ -80,6 +94,11 @@ impl Default for SimConfig {
             arm_empty_first_page: true,
             arm_read_burst: 250,
             arm_read_refill: 25,
+            graph_max_response_bytes: 16 * 1024 * 1024,
+            cloud_cves_in_one_package: 0,
+            cloud_cve_ids_only: false,
+            cloud_cvedetails: true,
+            cloud_legacy_sub_assessments: false,
         }
     }
 }
@@ -167,6 +186,12 @@ impl SimConfig {
                 "roles",
                 format!("role values look like Machine.Read.All, got {bad:?}"),
             ));
+        }
+        if self.graph_max_response_bytes < 1024 {
+            return Err(invalid("graph_max_response_bytes", "must be at least 1024"));
+        }
+        if self.cloud_cves_in_one_package > 5_000 {
+            return Err(invalid("cloud_cves_in_one_package", "must be at most 5000"));
         }
         if self.arm_page_size == 0 || self.arm_page_size > 5_000 {
             return Err(invalid("arm_page_size", "must be between 1 and 5000"));
