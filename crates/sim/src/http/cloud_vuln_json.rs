@@ -254,6 +254,8 @@ pub(crate) fn graph_rows(
                 for cve in cves.into_iter().take(limit) {
                     let mut one = row.clone();
                     if let Some(map) = one.as_object_mut() {
+                        // Both shapes a query may project: the element and its id.
+                        map.insert("CveId".into(), cve["CveId"].clone());
                         map.insert("CveDetail".into(), cve);
                     }
                     out.push(one);
