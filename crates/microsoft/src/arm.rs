@@ -16,8 +16,8 @@ use crate::http::{
 };
 use crate::paging::{GRAPH_MAX_TOP, PagingOptions, ReadPlan, RecordStream, read_linked_pages};
 use crate::wire::arm::{
-    ArmSubscription, Assessment, AssessmentMetadata, ControlDefinition, Pricing, ScoreControlItem,
-    CveDetailsRow, SecureScoreItem, SubAssessment, ValueList, VulnerabilityRow,
+    ArmSubscription, Assessment, AssessmentMetadata, ControlDefinition, CveDetailsRow, Pricing,
+    ScoreControlItem, SecureScoreItem, SubAssessment, ValueList, VulnerabilityRow,
 };
 
 /// API versions (reference §5.2).

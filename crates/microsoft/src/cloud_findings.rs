@@ -159,8 +159,10 @@ impl VulnerabilityRow {
         for cve in entries {
             let raw = cve.cve_id.clone().unwrap_or_default();
             let Ok(cve_id) = raw.trim().parse::<CveId>() else {
-                out.refused
-                    .push(format!("'{}' is not a CVE id", raw.chars().take(40).collect::<String>()));
+                out.refused.push(format!(
+                    "'{}' is not a CVE id",
+                    raw.chars().take(40).collect::<String>()
+                ));
                 continue;
             };
             let own = cve.severity.as_deref().and_then(Severity::parse_lenient);
@@ -304,7 +306,12 @@ impl SubAssessment {
             let severity = field(Some(details), "severity")
                 .as_deref()
                 .and_then(Severity::parse_lenient)
-                .or_else(|| p.status.severity.as_deref().and_then(Severity::parse_lenient));
+                .or_else(|| {
+                    p.status
+                        .severity
+                        .as_deref()
+                        .and_then(Severity::parse_lenient)
+                });
             let finding = Finding {
                 key: FindingKey {
                     asset_source_id: resource,
@@ -352,7 +359,12 @@ impl SubAssessment {
                 .get("severity")
                 .and_then(Value::as_str)
                 .and_then(Severity::parse_lenient)
-                .or_else(|| p.status.severity.as_deref().and_then(Severity::parse_lenient));
+                .or_else(|| {
+                    p.status
+                        .severity
+                        .as_deref()
+                        .and_then(Severity::parse_lenient)
+                });
             let published = cve
                 .get("publishedDate")
                 .and_then(Value::as_str)
@@ -429,15 +441,18 @@ fn legacy_asset_name(
             .filter(|s| !s.trim().is_empty())
             .map(str::to_owned)
     };
-    let repository = pick(artifact, "repositoryName").or_else(|| additional_text(data, "repositoryName"));
+    let repository =
+        pick(artifact, "repositoryName").or_else(|| additional_text(data, "repositoryName"));
     let digest = pick(artifact, "digest").or_else(|| additional_text(data, "imageDigest"));
-    match (repository.filter(|r| !r.is_empty()), digest.filter(|d| !d.is_empty())) {
+    match (
+        repository.filter(|r| !r.is_empty()),
+        digest.filter(|d| !d.is_empty()),
+    ) {
         (Some(r), Some(d)) => Some(format!("{r}@{d}")),
         (Some(r), None) => Some(r),
         _ => resource_name(d, id),
     }
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -466,7 +481,11 @@ mod tests {
         let asset = sub.asset().unwrap();
         assert_eq!(asset.kind, AssetKind::VirtualMachine);
         assert_eq!(asset.name.as_deref(), Some("vm-test"));
-        let f: Vec<Finding> = sub.into_findings(None).into_iter().map(|c| c.finding).collect();
+        let f: Vec<Finding> = sub
+            .into_findings(None)
+            .into_iter()
+            .map(|c| c.finding)
+            .collect();
         assert_eq!(f.len(), 2);
         assert_eq!(f[1].key.cve_id.as_str(), "CVE-2025-49796");
         assert_eq!(f[1].severity, Some(Severity::Critical));
@@ -475,7 +494,10 @@ mod tests {
         assert_eq!(f[0].key.asset_source_id, asset.source_id);
         assert_eq!(f[0].recommended_update, None, "an empty fix is no fix");
         assert!(f[0].last_seen.is_some());
-        assert_eq!(f[0].first_seen, f[0].last_seen, "first seen never after last seen");
+        assert_eq!(
+            f[0].first_seen, f[0].last_seen,
+            "first seen never after last seen"
+        );
     }
 
     #[test]
@@ -493,7 +515,11 @@ mod tests {
           }
         }"#).unwrap();
         assert_eq!(sub.asset().unwrap().kind, AssetKind::ContainerImage);
-        let f: Vec<Finding> = sub.into_findings(None).into_iter().map(|c| c.finding).collect();
+        let f: Vec<Finding> = sub
+            .into_findings(None)
+            .into_iter()
+            .map(|c| c.finding)
+            .collect();
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].cvss, Some(5.3));
         assert_eq!(f[0].severity, Some(Severity::Medium));
@@ -567,7 +593,10 @@ mod tests {
         );
         let f = mdvm.into_findings(None);
         assert_eq!(f[0].finding.cvss, Some(5.3), "v3 wins over a larger v2");
-        assert_eq!(f[0].finding.asset_name.as_deref(), Some("web/frontend@sha256:4af8"));
+        assert_eq!(
+            f[0].finding.asset_name.as_deref(),
+            Some("web/frontend@sha256:4af8")
+        );
         assert!(f[0].cve.published_on.is_some());
         let qualys: SubAssessment = serde_json::from_str(r#"{
           "id": "/x/subAssessments/z",
@@ -607,7 +636,9 @@ mod tests {
 
     #[test]
     fn an_individual_recommendation_is_one_finding_per_cve_with_microsofts_dates() {
-        let r = row(r#"[{"CveId":"CVE-2025-10001","Severity":"Critical","Cvss":[{"Key":"2.0","Value":{"Base":10}},{"Key":"3.1","Value":{"Base":9.1,"CvssVectorString":"CVSS:3.1/AV:N"}}],"PublishedDate":"2025-06-11T16:00:00+00:00","Description":"A flaw."},{"CveId":"CVE-2025-10002","Severity":"Low"},{"CveId":"not a cve"},7]"#);
+        let r = row(
+            r#"[{"CveId":"CVE-2025-10001","Severity":"Critical","Cvss":[{"Key":"2.0","Value":{"Base":10}},{"Key":"3.1","Value":{"Base":9.1,"CvssVectorString":"CVSS:3.1/AV:N"}}],"PublishedDate":"2025-06-11T16:00:00+00:00","Description":"A flaw."},{"CveId":"CVE-2025-10002","Severity":"Low"},{"CveId":"not a cve"},7]"#,
+        );
         let out = r.into_findings().unwrap();
         assert_eq!(out.findings.len(), 2);
         assert_eq!(out.refused.len(), 2, "{:?}", out.refused);
@@ -632,11 +663,20 @@ mod tests {
 
     #[test]
     fn a_cve_with_only_its_id_takes_the_recommendations_severity_then_cvedetails() {
-        let out = row(r#"[{"CveId":"CVE-2025-10003"}]"#).into_findings().unwrap();
+        let out = row(r#"[{"CveId":"CVE-2025-10003"}]"#)
+            .into_findings()
+            .unwrap();
         let mut f = out.findings[0].clone();
-        assert_eq!(f.finding.severity, Some(Severity::High), "the row's severity");
+        assert_eq!(
+            f.finding.severity,
+            Some(Severity::High),
+            "the row's severity"
+        );
         assert!(f.needs_details && !f.own_severity);
-        assert_eq!(f.cve.severity, None, "the catalogue is not told the row's severity");
+        assert_eq!(
+            f.cve.severity, None,
+            "the catalogue is not told the row's severity"
+        );
         // Learn's names (`LatestPublishedDate`, `CVSSScore`) and the observed cvss object.
         let d: CveDetailsRow = serde_json::from_str(
             r#"{"id":"/providers/Microsoft.Security/cveDetails/CVE-2025-10003","name":"CVE-2025-10003","properties":{"severity":"Medium","cvss":{"3.1":{"base":6.5,"vectorString":"CVSS:3.1/AV:L"}},"LatestPublishedDate":"2025-01-02T00:00:00Z","lastModifiedDate":"2025-02-03T00:00:00Z"}}"#,
@@ -660,5 +700,4 @@ mod tests {
         assert!(e.to_string().contains("CvesDetails is not JSON"), "{e}");
         assert!(row("").into_findings().unwrap().findings.is_empty());
     }
-
 }

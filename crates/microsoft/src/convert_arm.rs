@@ -90,9 +90,13 @@ impl Assessment {
             || meta
                 .and_then(|m| m.assessment_type.as_deref())
                 .is_some_and(|t| t.eq_ignore_ascii_case("DynamicBuiltIn"))
-            || ["SoftwareName", "DetectedSoftwareVersions", "ScannersDetails"]
-                .iter()
-                .any(|k| additional_text(data, k).is_some())
+            || [
+                "SoftwareName",
+                "DetectedSoftwareVersions",
+                "ScannersDetails",
+            ]
+            .iter()
+            .any(|k| additional_text(data, k).is_some())
     }
 
     /// A recommendation, its severity and category joined from the metadata (`meta`), which the
@@ -248,5 +252,4 @@ mod tests {
         .unwrap();
         assert!(!builtin.is_individual());
     }
-
 }

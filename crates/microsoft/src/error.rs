@@ -36,9 +36,11 @@ pub struct ApiErrorDetail {
 impl ApiError {
     /// Whether one of `details[]` carries `code` (case-insensitive).
     pub fn has_detail(&self, code: &str) -> bool {
-        self.details
-            .iter()
-            .any(|d| d.code.as_deref().is_some_and(|c| c.eq_ignore_ascii_case(code)))
+        self.details.iter().any(|d| {
+            d.code
+                .as_deref()
+                .is_some_and(|c| c.eq_ignore_ascii_case(code))
+        })
     }
 
     fn render(&self) -> String {

@@ -107,18 +107,20 @@ where
                 },
             })
             .map_err(|e| MdeError::Client(e.to_string()))?;
-            let answer: GraphPage<Value> =
-                match core.call_json(family, &url, Some(&body), MAX_PAGE_BYTES).await {
-                    Ok(a) => a,
-                    Err(MdeError::Api(e)) if too_large(&e) && top > 1 => {
-                        // Nothing of this page was handed on: ask for it again, smaller.
-                        let smaller = (top / 2).max(1);
-                        tracing::warn!(family = %family, page, top, smaller, "Resource Graph answer over 16 MiB; asking for fewer rows");
-                        top = smaller;
-                        continue;
-                    }
-                    Err(e) => return Err(e),
-                };
+            let answer: GraphPage<Value> = match core
+                .call_json(family, &url, Some(&body), MAX_PAGE_BYTES)
+                .await
+            {
+                Ok(a) => a,
+                Err(MdeError::Api(e)) if too_large(&e) && top > 1 => {
+                    // Nothing of this page was handed on: ask for it again, smaller.
+                    let smaller = (top / 2).max(1);
+                    tracing::warn!(family = %family, page, top, smaller, "Resource Graph answer over 16 MiB; asking for fewer rows");
+                    top = smaller;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             let mut outcome = PageOutcome {
                 items: answer.data.len() as u64,
                 ..PageOutcome::default()

@@ -610,8 +610,12 @@ impl Job<'_> {
         &mut self,
         mut held: Vec<(Option<Asset>, CloudFinding)>,
     ) -> Result<Both, SubError> {
-        self.progress.phase("reading CVE details (Resource Graph, tenant scope)");
-        let mut ids: Vec<CveId> = held.iter().map(|(_, f)| f.finding.key.cve_id.clone()).collect();
+        self.progress
+            .phase("reading CVE details (Resource Graph, tenant scope)");
+        let mut ids: Vec<CveId> = held
+            .iter()
+            .map(|(_, f)| f.finding.key.cve_id.clone())
+            .collect();
         ids.sort();
         ids.dedup();
         let mut details = HashMap::new();

@@ -490,8 +490,7 @@ fn number(v: &Value) -> Option<f64> {
 /// The entry to read of a CVSS object keyed by version (`{"2.0":{"base":10},"3.0":{"base":9.8}}`):
 /// the newest 3.x, else the newest 4.x, else the newest other version, skipping nulls.
 fn preferred_version(m: &Map<String, Value>) -> Option<&Value> {
-    let mut versions: Vec<(&String, &Value)> =
-        m.iter().filter(|(_, v)| v.is_object()).collect();
+    let mut versions: Vec<(&String, &Value)> = m.iter().filter(|(_, v)| v.is_object()).collect();
     versions.sort_by(|a, b| {
         let n = |s: &str| s.parse::<f64>().unwrap_or(0.0);
         n(b.0).total_cmp(&n(a.0))

@@ -98,7 +98,12 @@ pub(crate) fn cves_details(w: &World, u: &SoftwareUpdate, ids_only: bool) -> Vec
 
 /// An individual recommendation as the REST list returns it (no metadata there) or as Resource
 /// Graph holds it (`metadata` included). A `Healthy` one has lost its `CvesDetails`.
-pub(crate) fn software_update(w: &World, v: &SubscriptionView, u: &SoftwareUpdate, ids_only: bool) -> Value {
+pub(crate) fn software_update(
+    w: &World,
+    v: &SubscriptionView,
+    u: &SoftwareUpdate,
+    ids_only: bool,
+) -> Value {
     let r = &v.resources[u.resource];
     let details = json!({
         "Source": "Azure",
@@ -121,7 +126,9 @@ pub(crate) fn software_update(w: &World, v: &SubscriptionView, u: &SoftwareUpdat
     {
         map.insert(
             "CvesDetails".into(),
-            Value::Array(cves_details(w, u, ids_only)).to_string().into(),
+            Value::Array(cves_details(w, u, ids_only))
+                .to_string()
+                .into(),
         );
     }
     json!({
@@ -343,7 +350,10 @@ pub(crate) fn sub_assessments(w: &World, v: &SubscriptionView) -> Vec<Value> {
         let generated = stamp(w, u.since, STATUS_CHANGED_AFTER);
         match r.kind {
             CloudResourceKind::VirtualMachine => {
-                let parent = format!("{}/providers/Microsoft.Security/assessments/{VM_VULNS}", r.id);
+                let parent = format!(
+                    "{}/providers/Microsoft.Security/assessments/{VM_VULNS}",
+                    r.id
+                );
                 let row = |name: String, vuln_id: String, additional: Value| {
                     json!({
                         "type": "Microsoft.Security/assessments/subAssessments",
@@ -409,7 +419,10 @@ pub(crate) fn sub_assessments(w: &World, v: &SubscriptionView) -> Vec<Value> {
                     continue;
                 };
                 let registry = r.id.split('/').nth(8).unwrap_or("acr").to_owned();
-                let parent = format!("{}/providers/Microsoft.Security/assessments/{IMAGE_VULNS}", r.id);
+                let parent = format!(
+                    "{}/providers/Microsoft.Security/assessments/{IMAGE_VULNS}",
+                    r.id
+                );
                 for c in &u.cves {
                     let name = crate::world::guid(mix(n as u64, c.published as u64));
                     out.push(json!({

@@ -339,7 +339,10 @@ mod tests {
         let n = normalise(&rampart_like_cve_query());
         assert_eq!(
             cve_list(&n),
-            Some(vec!["CVE-2025-10001".to_owned(), "CVE-2025-10022".to_owned()])
+            Some(vec![
+                "CVE-2025-10001".to_owned(),
+                "CVE-2025-10022".to_owned()
+            ])
         );
         assert!(matches!(recognise(&n), Some(Known::CveDetails(Some(_)))));
     }

@@ -137,8 +137,11 @@ pub(crate) const CONTROLS: [(&str, &str, u32); 5] = [
     ),
 ];
 
-/// `(vendor, package, installed, fixed)` of the software the scanners report.
-const PACKAGES: [(&str, &str, &str, &str); 12] = [
+/// `(vendor, package, installed, fixed)`.
+type Package = (&'static str, &'static str, &'static str, &'static str);
+
+/// The software the scanners report.
+const PACKAGES: [Package; 12] = [
     (
         "openssl",
         "openssl",
@@ -185,7 +188,7 @@ const PACKAGES: [(&str, &str, &str, &str); 12] = [
 
 /// `(vendor, component, installed, fixed)` of AKS node findings (`ServiceUpgrade`): fixed by a
 /// node image or cluster upgrade.
-const AKS_PACKAGES: [(&str, &str, &str, &str); 3] = [
+const AKS_PACKAGES: [Package; 3] = [
     (
         "microsoft",
         "AKSUbuntu-2204gen2containerd",
@@ -461,7 +464,7 @@ impl World {
         r: &CloudResource,
         tick: i64,
     ) -> Vec<SoftwareUpdate> {
-        let (slots, packages, category): (u64, &[(&str, &str, &str, &str)], &str) = match r.kind {
+        let (slots, packages, category): (u64, &[Package], &str) = match r.kind {
             CloudResourceKind::VirtualMachine => (3, &PACKAGES, "SoftwareUpdate"),
             CloudResourceKind::ContainerImage => (4, &PACKAGES, "SoftwareUpdate"),
             CloudResourceKind::KubernetesCluster => (2, &AKS_PACKAGES, "ServiceUpgrade"),

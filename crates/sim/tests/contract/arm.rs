@@ -142,7 +142,9 @@ async fn scores_controls_and_assessments_match_the_truth() {
             individual
                 .iter()
                 .all(|a| (a["properties"]["status"]["code"] == "Unhealthy")
-                    == a["properties"]["additionalData"].get("CvesDetails").is_some()),
+                    == a["properties"]["additionalData"]
+                        .get("CvesDetails")
+                        .is_some()),
             "CvesDetails on exactly the unhealthy ones"
         );
         assert_eq!(assessments.len() - individual.len(), builtin);
@@ -247,7 +249,8 @@ async fn all_rows(app: &App, token: &str, query: &str, scoped: bool) -> Vec<Valu
     let mut rows = Vec::new();
     let mut skip: Option<String> = None;
     loop {
-        let mut body = json!({"query": query, "options": {"$top": 1000, "resultFormat": "objectArray"}});
+        let mut body =
+            json!({"query": query, "options": {"$top": 1000, "resultFormat": "objectArray"}});
         if scoped {
             body["subscriptions"] = json!(subs);
         }
@@ -255,7 +258,12 @@ async fn all_rows(app: &App, token: &str, query: &str, scoped: bool) -> Vec<Valu
             body["options"]["$skipToken"] = s.clone().into();
         }
         let r = graph(app, token, &body).await;
-        assert_eq!(r.status, StatusCode::OK, "{}", String::from_utf8_lossy(&r.body));
+        assert_eq!(
+            r.status,
+            StatusCode::OK,
+            "{}",
+            String::from_utf8_lossy(&r.body)
+        );
         let page = r.json();
         rows.extend(page["data"].as_array().expect("data").iter().cloned());
         match page.get("$skipToken").and_then(Value::as_str) {
@@ -302,7 +310,12 @@ async fn an_answer_over_the_size_limit_is_refused_with_response_payload_too_larg
     .await;
     let token = arm_token(&app).await;
     let q = PROJECTED_QUERY;
-    let r = graph(&app, &token, &json!({"query": q, "options": {"$top": 1000}})).await;
+    let r = graph(
+        &app,
+        &token,
+        &json!({"query": q, "options": {"$top": 1000}}),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     let e = r.json();
     assert_eq!(e["error"]["code"], "BadRequest");
@@ -315,7 +328,12 @@ async fn an_answer_over_the_size_limit_is_refused_with_response_payload_too_larg
     );
     // Fewer rows fit.
     let r = graph(&app, &token, &json!({"query": q, "options": {"$top": 1}})).await;
-    assert_eq!(r.status, StatusCode::OK, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
 }
 
 #[tokio::test]
@@ -331,7 +349,11 @@ async fn cvedetails_answer_at_tenant_scope_only() {
     let q = cve_details_query(&ids);
     let tenant = all_rows(&app, &token, &q, false).await;
     assert!(!tenant.is_empty() && tenant.len() <= 3, "{}", tenant.len());
-    assert!(tenant.iter().all(|r| r["properties"]["publishedDate"].is_string()));
+    assert!(
+        tenant
+            .iter()
+            .all(|r| r["properties"]["publishedDate"].is_string())
+    );
     assert!(
         all_rows(&app, &token, &q, true).await.is_empty(),
         "a subscription-scoped query returns no cvedetails"

@@ -122,9 +122,7 @@ pub async fn without_cvedetails_findings_keep_their_recommendations_severity(
 
 /// Item 7: a fixed package turns its recommendation `Healthy` (without `CvesDetails`); its
 /// findings are fixed, and it never shows up as a recommendation without severity or category.
-pub async fn fixed_packages_close_their_findings_and_are_no_recommendations(
-    store: Arc<dyn Store>,
-) {
+pub async fn fixed_packages_close_their_findings_and_are_no_recommendations(store: Arc<dyn Store>) {
     let h = cloud_harness(store, cloud_tenant()).await;
     let first = sync(&h).await;
     assert_eq!(first.status, RunStatus::Succeeded, "{:?}", first.error);
@@ -159,7 +157,10 @@ pub async fn fixed_packages_close_their_findings_and_are_no_recommendations(
     assert_holds_the_cloud_truth(&h, None).await;
     for (id, r) in stored_recommendations(&h.store, h.integration.id, false).await {
         assert!(!healthy.contains(&id), "{id} became a recommendation");
-        assert!(r.6.is_some() && r.7.is_some(), "{id} has no severity or category");
+        assert!(
+            r.6.is_some() && r.7.is_some(),
+            "{id} has no severity or category"
+        );
     }
     let fixed: BTreeSet<_> = findings(&h, FindingStatus::Fixed)
         .await
@@ -278,7 +279,11 @@ pub async fn legacy_sub_assessments_keep_v3_scores_dates_and_image_names(store: 
         );
         assert_eq!(f.first_seen.map(|d| d.timestamp()), Some(parent));
         assert!(
-            catalogue.get(k.cve_id.as_str()).copied().flatten().is_some(),
+            catalogue
+                .get(k.cve_id.as_str())
+                .copied()
+                .flatten()
+                .is_some(),
             "{}: no published date",
             k.cve_id
         );
@@ -297,5 +302,8 @@ pub async fn legacy_sub_assessments_keep_v3_scores_dates_and_image_names(store: 
             qualys += 1;
         }
     }
-    assert!(qualys > 0 && images > 0, "{qualys} Qualys, {images} image findings");
+    assert!(
+        qualys > 0 && images > 0,
+        "{qualys} Qualys, {images} image findings"
+    );
 }
