@@ -20,6 +20,7 @@ mod finding;
 mod ids;
 mod integration;
 pub mod posture;
+pub mod priority;
 mod run;
 mod timestamp;
 mod vulnerability;
