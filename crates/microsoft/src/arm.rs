@@ -17,8 +17,8 @@ use crate::http::{
 };
 use crate::paging::{GRAPH_MAX_TOP, PagingOptions, ReadPlan, RecordStream, read_linked_pages};
 use crate::wire::arm::{
-    ArmSubscription, Assessment, AssessmentMetadata, ControlDefinition, Pricing, ScoreControlItem,
-    SecureScoreItem, SubAssessment, ValueList, VulnerabilityRow,
+    ArmSubscription, Assessment, AssessmentMetadata, ControlDefinition, CveDetailsRow, Pricing,
+    ScoreControlItem, SecureScoreItem, SubAssessment, ValueList, VulnerabilityRow,
 };
 
 /// API versions (reference §5.2).
@@ -36,15 +36,40 @@ pub const SUB_ASSESSMENTS_API: &str = "2019-01-01-preview";
 pub const PRICINGS_API: &str = "2024-01-01";
 pub const RESOURCE_GRAPH_API: &str = "2024-04-01";
 
-/// The client's Resource Graph query for vulnerability findings: individual `SoftwareUpdate`
-/// recommendations, one row per CVE. `id` is projected so that Resource Graph can page.
+/// The client's Resource Graph query for vulnerability findings: unhealthy individual
+/// recommendations of the `SoftwareUpdate` category and of `ServiceUpgrade` (where AKS node
+/// findings moved), one row per recommendation with `CvesDetails` as Microsoft sends it (a JSON
+/// string). Rampart expands the CVEs itself: `mv-expand` stops at 128 elements per row by default
+/// (at most 400), so a package with more CVEs would lose some in silence. Only the fields Rampart
+/// reads are projected (Resource Graph refuses answers over 16 MiB); `id` is projected so that
+/// Resource Graph can page. Sources:
+/// <https://learn.microsoft.com/en-us/azure/governance/resource-graph/concepts/query-language>,
+/// <https://learn.microsoft.com/en-us/azure/defender-for-cloud/transition-grouped-individual-recommendations>.
 pub const VULNERABILITY_QUERY: &str = r#"securityresources
 | where type == "microsoft.security/assessments"
-| where properties.metadata.recommendationCategory == "SoftwareUpdate"
+| where properties.metadata.recommendationCategory in ("SoftwareUpdate", "ServiceUpgrade")
 | where tostring(properties.status.code) == "Unhealthy"
-| extend resourceId = tolower(tostring(properties.resourceDetails.Id)), resourceName = tostring(properties.resourceDetails.ResourceName), resourceType = tostring(properties.resourceDetails.ResourceType), displayName = tostring(properties.displayName), severity = tostring(properties.metadata.severity), softwareName = tostring(properties.additionalData.SoftwareName), softwareVendor = tostring(properties.additionalData.SoftwareVendor), detectedVersions = tostring(properties.additionalData.DetectedSoftwareVersions), fixedVersion = tostring(properties.additionalData.FixedVersion)
-| mv-expand CveDetail = parse_json(tostring(properties.additionalData.CvesDetails))
-| project id, subscriptionId, resourceId, resourceName, resourceType, displayName, severity, softwareName, softwareVendor, detectedVersions, fixedVersion, CveDetail"#;
+| project id, subscriptionId, resourceId = tolower(tostring(properties.resourceDetails.Id)), resourceName = tostring(properties.resourceDetails.ResourceName), resourceType = tostring(properties.resourceDetails.ResourceType), category = tostring(properties.metadata.recommendationCategory), severity = tostring(properties.metadata.severity), softwareName = tostring(properties.additionalData.SoftwareName), softwareVendor = tostring(properties.additionalData.SoftwareVendor), detectedVersions = tostring(properties.additionalData.DetectedSoftwareVersions), fixedVersion = tostring(properties.additionalData.FixedVersion), cvesDetails = tostring(properties.additionalData.CvesDetails), firstEvaluationDate = tostring(properties.status.firstEvaluationDate), statusChangeDate = tostring(properties.status.statusChangeDate)"#;
+
+/// CVE ids per `cvedetails` query (the list goes into the query text).
+pub const CVE_DETAILS_PER_QUERY: usize = 200;
+
+/// The `microsoft.security/cvedetails` rows of `cve_ids` (valid CVE ids only: they go into the
+/// query text). Microsoft serves this type at tenant scope only.
+pub fn cve_details_query(cve_ids: &[rampart_model::CveId]) -> String {
+    let list = cve_ids
+        .iter()
+        .map(|c| format!("\"{}\"", c.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        r#"securityresources
+| where type =~ "microsoft.security/cvedetails"
+| extend cveId = tostring(coalesce(properties.cveId, name))
+| where cveId in~ ({list})
+| project id, name, cveId, properties"#
+    )
+}
 
 /// Everything needed to build an [`ArmClient`]; `Debug` redacts the secret.
 #[derive(Debug, Clone)]
@@ -252,9 +277,24 @@ impl ArmClient {
     /// so pass only subscriptions whose other reads succeeded.
     pub fn vulnerability_rows(&self, subscriptions: &[String]) -> RecordStream<VulnerabilityRow> {
         self.graph(GraphPlan {
-            query: VULNERABILITY_QUERY,
+            query: VULNERABILITY_QUERY.to_owned(),
             top: self.paging.graph_page_size.clamp(1, GRAPH_MAX_TOP),
             subscriptions: subscriptions.to_vec(),
+            max_pages: self.paging.max_pages,
+            batch_size: self.paging.batch_size,
+            first_page_only: false,
+        })
+    }
+
+    /// The tenant-scope `microsoft.security/cvedetails` rows of `cve_ids` (at most
+    /// [`CVE_DETAILS_PER_QUERY`] per call): CVSS, severity and dates of CVEs whose `CvesDetails`
+    /// entry carried only the id. A subscription-scoped query returns nothing for this type, so
+    /// no subscription list is sent.
+    pub fn cve_details(&self, cve_ids: &[rampart_model::CveId]) -> RecordStream<CveDetailsRow> {
+        self.graph(GraphPlan {
+            query: cve_details_query(cve_ids),
+            top: self.paging.graph_page_size.clamp(1, GRAPH_MAX_TOP),
+            subscriptions: Vec::new(),
             max_pages: self.paging.max_pages,
             batch_size: self.paging.batch_size,
             first_page_only: false,
@@ -268,7 +308,7 @@ impl ArmClient {
     ) -> Result<Option<VulnerabilityRow>, MdeError> {
         let (rows, _) = self
             .graph(GraphPlan {
-                query: VULNERABILITY_QUERY,
+                query: VULNERABILITY_QUERY.to_owned(),
                 top: 1,
                 subscriptions: subscriptions.to_vec(),
                 max_pages: 1,

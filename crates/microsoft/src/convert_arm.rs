@@ -1,18 +1,20 @@
-//! Defender for Cloud wire types → model types: subscriptions, scores, controls, recommendations,
-//! and vulnerability findings on cloud assets. Ids are lower-cased (ARM casing varies, §2.0).
+//! Defender for Cloud wire types → model types: subscriptions, scores, controls, recommendations
+//! and the assessed resources as assets (vulnerability findings: [`crate::cloud_findings`]). Ids
+//! are lower-cased (ARM casing varies, §2.0).
 
 use rampart_model::{
-    Asset, AssetKind, ControlScore, CveId, Finding, FindingKey, PostureScore, Recommendation,
-    RecommendationRisk, Severity, Subscription, parse_microsoft_timestamp,
+    Asset, AssetKind, ControlScore, PostureScore, Recommendation, RecommendationRisk, Subscription,
+    parse_microsoft_timestamp,
 };
 
 use serde_json::Value;
 
 use crate::wire::arm::{
     ArmSubscription, Assessment, AssessmentMetadataProperties, AssessmentRisk, Pricing,
-    ResourceDetails, ScoreControlItem, SecureScoreItem, SubAssessment, VulnerabilityRow,
-    additional_json, additional_text,
+    ResourceDetails, ScoreControlItem, SecureScoreItem, additional_json, additional_text,
 };
+
+pub use crate::cloud_findings::{CloudFinding, NotACloudFinding, RowFindings};
 
 impl ArmSubscription {
     pub fn into_model(self) -> Subscription {
@@ -74,19 +76,40 @@ impl ScoreControlItem {
     }
 }
 
+/// The recommendation categories whose individual recommendations are vulnerability findings:
+/// `SoftwareUpdate`, and `ServiceUpgrade` where AKS node findings moved
+/// (<https://learn.microsoft.com/en-us/azure/defender-for-cloud/transition-grouped-individual-recommendations>).
+pub fn is_vulnerability_category(c: &str) -> bool {
+    c.eq_ignore_ascii_case("SoftwareUpdate") || c.eq_ignore_ascii_case("ServiceUpgrade")
+}
+
 /// The marker that splits an assessment id into resource and key (case-insensitive, §2.5).
 const MARKER: &str = "/providers/microsoft.security/assessments/";
 
 impl Assessment {
     /// An individual per-finding recommendation (its CVEs are findings, not posture).
+    ///
+    /// A fixed package turns its recommendation `Healthy`, and Microsoft then strips `CvesDetails`;
+    /// the REST list carries no metadata either. The package fields it keeps
+    /// (`SoftwareName`, `DetectedSoftwareVersions`, `ScannersDetails`) still mark it, so it is
+    /// never mistaken for a built-in recommendation without severity or category.
     pub fn is_individual(&self) -> bool {
-        additional_json(&self.properties.additional_data, "CvesDetails").is_some()
-            || self
-                .properties
-                .metadata
-                .as_ref()
+        let data = &self.properties.additional_data;
+        let meta = self.properties.metadata.as_ref();
+        additional_json(data, "CvesDetails").is_some()
+            || meta
                 .and_then(|m| m.recommendation_category.as_deref())
-                .is_some_and(|c| c.eq_ignore_ascii_case("SoftwareUpdate"))
+                .is_some_and(is_vulnerability_category)
+            || meta
+                .and_then(|m| m.assessment_type.as_deref())
+                .is_some_and(|t| t.eq_ignore_ascii_case("DynamicBuiltIn"))
+            || [
+                "SoftwareName",
+                "DetectedSoftwareVersions",
+                "ScannersDetails",
+            ]
+            .iter()
+            .any(|k| additional_text(data, k).is_some())
     }
 
     /// A recommendation, its severity and category joined from the metadata (`meta`), which the
@@ -294,233 +317,7 @@ pub fn asset_kind(resource_type: Option<&str>, resource_id: &str) -> AssetKind {
     }
 }
 
-/// Why a Resource Graph row is not a finding.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum NotACloudFinding {
-    #[error("the row names no resource")]
-    NoResource,
-    #[error("the row carries no CVE")]
-    NoCve,
-    #[error("'{0}' is not a CVE id")]
-    BadCve(String),
-}
-
-impl VulnerabilityRow {
-    /// The asset the finding is on: keyed by its lower-cased ARM id, which is also the
-    /// `azure_resource_id` an MDE device of the same VM carries.
-    pub fn asset(&self) -> Option<Asset> {
-        let id = self
-            .resource_id
-            .as_deref()
-            .filter(|r| !r.is_empty())?
-            .to_ascii_lowercase();
-        Some(cloud_asset(
-            id,
-            self.resource_type.as_deref(),
-            self.resource_name.clone(),
-        ))
-    }
-
-    /// Installed version: `DetectedSoftwareVersions` is a JSON array in a string (or one version).
-    pub fn installed_version(&self) -> String {
-        let raw = self.detected_versions.as_deref().unwrap_or("").trim();
-        match serde_json::from_str::<Vec<String>>(raw) {
-            Ok(v) => v.join(", "),
-            Err(_) => raw.to_owned(),
-        }
-    }
-
-    pub fn into_finding(self) -> Result<Finding, NotACloudFinding> {
-        let resource = self
-            .resource_id
-            .as_deref()
-            .filter(|r| !r.is_empty())
-            .ok_or(NotACloudFinding::NoResource)?
-            .to_ascii_lowercase();
-        let cve = self.cve_detail.clone().ok_or(NotACloudFinding::NoCve)?;
-        let raw = cve.cve_id.clone().ok_or(NotACloudFinding::NoCve)?;
-        let cve_id: CveId = raw
-            .parse()
-            .map_err(|_| NotACloudFinding::BadCve(raw.chars().take(40).collect()))?;
-        let cvss = cve.cvss.as_ref().and_then(|v| {
-            v.iter()
-                .filter_map(|e| e.value.as_ref()?.base)
-                .reduce(f64::max)
-        });
-        let exploitability = cve.exploitability.as_ref().map(|e| {
-            if e.in_kit == Some(true) {
-                "ExploitIsInKit"
-            } else if e.verified == Some(true) {
-                "ExploitIsVerified"
-            } else if e.published == Some(true) {
-                "ExploitIsPublic"
-            } else {
-                "NoExploit"
-            }
-            .to_owned()
-        });
-        let installed = self.installed_version();
-        Ok(Finding {
-            key: FindingKey {
-                asset_source_id: resource,
-                software_vendor: self.software_vendor.clone().unwrap_or_default(),
-                software_name: self.software_name.clone().unwrap_or_default(),
-                software_version: installed,
-                cve_id,
-            },
-            asset_name: self.resource_name,
-            asset_os_platform: None,
-            asset_os_version: None,
-            severity: cve.severity.as_deref().and_then(Severity::parse_lenient),
-            cvss,
-            exploitability,
-            recommended_update: cve
-                .fixed_version
-                .filter(|v| !v.is_empty())
-                .or(self.fixed_version.filter(|v| !v.is_empty())),
-            recommendation_reference: Some(self.id.to_ascii_lowercase()),
-            first_seen: None,
-            last_seen: None,
-        })
-    }
-}
-
-impl SubAssessment {
-    /// The legacy grouped finding (deprecated 2026-07-31, still served by some tenants) as one
-    /// finding per CVE. Machine findings (`ServerVulnerabilityTvm`, Qualys `ServerVulnerability`)
-    /// carry a `cve` array (one object on AKS nodes) and the software in `additionalData`;
-    /// registry images carry `vulnerabilityDetails` and `softwareDetails`. Rows without a CVE
-    /// (Qualys checks, SQL and configuration rules) are not findings.
-    pub fn into_findings(self) -> Vec<Finding> {
-        let p = self.properties;
-        let Some(resource) = p
-            .resource_details
-            .id
-            .as_deref()
-            .filter(|r| !r.trim().is_empty())
-            .map(str::to_ascii_lowercase)
-        else {
-            return Vec::new();
-        };
-        if p.status
-            .code
-            .as_deref()
-            .is_some_and(|c| !c.eq_ignore_ascii_case("Unhealthy"))
-        {
-            return Vec::new();
-        }
-        let data = &p.additional_data;
-        let text = |k: &str| additional_text(data, k).filter(|v| !v.is_empty());
-        let name = resource_name(&p.resource_details, &resource);
-        let reference = Some(self.id.to_ascii_lowercase());
-        let mut out = Vec::new();
-        if let Some(details) = data.get("vulnerabilityDetails") {
-            let software = data.get("softwareDetails");
-            let field = |v: Option<&Value>, k: &str| {
-                v.and_then(|v| v.get(k))
-                    .and_then(Value::as_str)
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_owned)
-            };
-            let Some(cve_id) = field(Some(details), "cveId").and_then(|c| c.parse::<CveId>().ok())
-            else {
-                return out;
-            };
-            let cvss = details
-                .get("cvss")
-                .and_then(Value::as_object)
-                .and_then(|m| {
-                    m.values()
-                        .filter_map(|v| v.get("base").and_then(Value::as_f64))
-                        .reduce(f64::max)
-                });
-            out.push(Finding {
-                key: FindingKey {
-                    asset_source_id: resource,
-                    software_vendor: field(software, "vendor").unwrap_or_default(),
-                    software_name: field(software, "packageName").unwrap_or_default(),
-                    software_version: field(software, "version").unwrap_or_default(),
-                    cve_id,
-                },
-                asset_name: name,
-                asset_os_platform: None,
-                asset_os_version: None,
-                severity: field(Some(details), "severity")
-                    .as_deref()
-                    .and_then(Severity::parse_lenient),
-                cvss,
-                exploitability: None,
-                recommended_update: field(software, "fixedVersion"),
-                recommendation_reference: reference,
-                first_seen: None,
-                last_seen: p
-                    .time_generated
-                    .as_deref()
-                    .and_then(|t| parse_microsoft_timestamp(t).ok()),
-            });
-            return out;
-        }
-        let cves: Vec<&Value> = match data.get("cve") {
-            Some(Value::Array(items)) => items.iter().collect(),
-            Some(one @ Value::Object(_)) => vec![one],
-            _ => Vec::new(),
-        };
-        for cve in cves {
-            let Some(cve_id) = cve
-                .get("title")
-                .and_then(Value::as_str)
-                .and_then(|t| t.parse::<CveId>().ok())
-            else {
-                continue;
-            };
-            let severity = cve
-                .get("severity")
-                .and_then(Value::as_str)
-                .or(p.status.severity.as_deref())
-                .and_then(Severity::parse_lenient);
-            out.push(Finding {
-                key: FindingKey {
-                    asset_source_id: resource.clone(),
-                    software_vendor: text("softwareVendor").unwrap_or_default(),
-                    software_name: text("softwareName").unwrap_or_default(),
-                    software_version: text("softwareVersion").unwrap_or_default(),
-                    cve_id,
-                },
-                asset_name: name.clone(),
-                asset_os_platform: None,
-                asset_os_version: None,
-                severity,
-                cvss: cve.get("cvssScore").and_then(Value::as_f64),
-                exploitability: cve
-                    .get("exploitabilityLevel")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned),
-                recommended_update: text("recommendedVersion")
-                    .or_else(|| text("fixedNodePoolVersion")),
-                recommendation_reference: reference.clone(),
-                first_seen: None,
-                last_seen: p
-                    .time_generated
-                    .as_deref()
-                    .and_then(|t| parse_microsoft_timestamp(t).ok()),
-            });
-        }
-        out
-    }
-
-    /// The assessed resource as an asset.
-    pub fn asset(&self) -> Option<Asset> {
-        let d = &self.properties.resource_details;
-        let id =
-            d.id.as_deref()
-                .filter(|r| !r.trim().is_empty())?
-                .to_ascii_lowercase();
-        let name = resource_name(d, &id);
-        Some(cloud_asset(id, d.resource_type.as_deref(), name))
-    }
-}
-
-fn resource_name(d: &ResourceDetails, id: &str) -> Option<String> {
+pub(crate) fn resource_name(d: &ResourceDetails, id: &str) -> Option<String> {
     d.resource_name
         .clone()
         .or_else(|| id.rsplit('/').next().map(str::to_owned))
@@ -529,77 +326,6 @@ fn resource_name(d: &ResourceDetails, id: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_legacy_machine_finding_is_one_finding_per_cve() {
-        let sub: SubAssessment = serde_json::from_str(r#"{
-          "id": "/subscriptions/S/resourceGroups/RG/providers/Microsoft.Compute/virtualMachines/vm-test/providers/Microsoft.Security/assessments/1195afff-c881-495e-9bc5-1486211ae03f/subassessments/f9",
-          "properties": {
-            "id": "M4B6BH", "displayName": "Update Ubuntu Libxml2 For Linux",
-            "status": { "code": "Unhealthy", "severity": "High" },
-            "timeGenerated": "2025-08-21T17:40:43.325407Z",
-            "resourceDetails": { "source": "Azure", "id": "/subscriptions/S/resourceGroups/RG/providers/Microsoft.Compute/virtualMachines/vm-test" },
-            "additionalData": {
-              "assessedResourceType": "ServerVulnerabilityTvm",
-              "cve": [
-                { "title": "CVE-2025-6021", "cvssScore": 7.5, "severity": "High", "exploitabilityLevel": "NoExploit" },
-                { "title": "CVE-2025-49796", "cvssScore": 9.1, "severity": "Critical" }
-              ],
-              "softwareVendor": "ubuntu", "softwareName": "libxml2_for_linux", "softwareVersion": "2.9.14+dfsg-1.3ubuntu3.3",
-              "recommendedVersion": ""
-            }
-          }
-        }"#).unwrap();
-        let asset = sub.asset().unwrap();
-        assert_eq!(asset.kind, AssetKind::VirtualMachine);
-        assert_eq!(asset.name.as_deref(), Some("vm-test"));
-        let f = sub.into_findings();
-        assert_eq!(f.len(), 2);
-        assert_eq!(f[1].key.cve_id.as_str(), "CVE-2025-49796");
-        assert_eq!(f[1].severity, Some(Severity::Critical));
-        assert_eq!(f[0].cvss, Some(7.5));
-        assert_eq!(f[0].key.software_name, "libxml2_for_linux");
-        assert_eq!(f[0].key.asset_source_id, asset.source_id);
-        assert_eq!(f[0].recommended_update, None, "an empty fix is no fix");
-        assert!(f[0].last_seen.is_some());
-    }
-
-    #[test]
-    fn a_legacy_registry_finding_reads_vulnerability_and_software_details() {
-        let sub: SubAssessment = serde_json::from_str(r#"{
-          "id": "/x/subAssessments/y",
-          "properties": {
-            "status": { "code": "Unhealthy", "severity": "High" },
-            "resourceDetails": { "id": "/repositories/public/app/images/sha256:4af8", "source": "Azure" },
-            "additionalData": {
-              "assessedResourceType": "AzureContainerRegistryVulnerability",
-              "vulnerabilityDetails": { "cveId": "CVE-2022-42969", "severity": "Medium", "cvss": { "2.0": null, "3.0": { "base": 5.3 } } },
-              "softwareDetails": { "packageName": "py", "version": "1.11.0", "fixedVersion": "", "vendor": "python" }
-            }
-          }
-        }"#).unwrap();
-        assert_eq!(sub.asset().unwrap().kind, AssetKind::ContainerImage);
-        let f = sub.into_findings();
-        assert_eq!(f.len(), 1);
-        assert_eq!(f[0].cvss, Some(5.3));
-        assert_eq!(f[0].severity, Some(Severity::Medium));
-        assert_eq!(f[0].key.software_version, "1.11.0");
-    }
-
-    #[test]
-    fn healthy_and_cve_less_legacy_rows_are_not_findings() {
-        let healthy: SubAssessment = serde_json::from_str(
-            r#"{"id":"a","properties":{"status":{"code":"Healthy"},"resourceDetails":{"id":"/subscriptions/s/x"},"additionalData":{"cve":[{"title":"CVE-2025-1"}]}}}"#,
-        )
-        .unwrap();
-        assert!(healthy.into_findings().is_empty());
-        let qualys: SubAssessment = serde_json::from_str(
-            r#"{"id":"a","properties":{"status":{"code":"Unhealthy"},"resourceDetails":{"id":"/subscriptions/s/x"},"additionalData":{"assessedResourceType":"ServerVulnerability","cve":[]}}}"#,
-        )
-        .unwrap();
-        assert!(qualys.into_findings().is_empty());
-    }
-
     #[test]
     fn defender_cspm_with_agentless_scanning_covers_machines() {
         let plans: Vec<Pricing> = serde_json::from_str(
@@ -654,5 +380,19 @@ mod tests {
         assert_eq!(asset.source_id, "/subscriptions/ab");
         assert_eq!(asset.name.as_deref(), Some("Prod"));
         assert_eq!(asset.kind, AssetKind::CloudResource);
+    }
+
+    #[test]
+    fn a_healthy_individual_recommendation_without_cves_is_still_individual() {
+        let a: Assessment = serde_json::from_str(
+            r#"{"id":"/subscriptions/s/rg/vm/providers/Microsoft.Security/assessments/d1","name":"d1","properties":{"resourceDetails":{"Id":"/subscriptions/s/rg/vm"},"status":{"code":"Healthy"},"additionalData":{"SoftwareName":"openssl","DetectedSoftwareVersions":"[\"3.0.2\"]","FixedVersion":"3.0.15"}}}"#,
+        )
+        .unwrap();
+        assert!(a.is_individual());
+        let builtin: Assessment = serde_json::from_str(
+            r#"{"id":"/subscriptions/s/providers/Microsoft.Security/assessments/k","properties":{"status":{"code":"Healthy"},"additionalData":{"Tags":"[]"}}}"#,
+        )
+        .unwrap();
+        assert!(!builtin.is_individual());
     }
 }

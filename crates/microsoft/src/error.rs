@@ -21,9 +21,28 @@ pub struct ApiError {
     pub target: Option<String>,
     /// For 429: how long Microsoft asked to wait.
     pub retry_after: Option<Duration>,
+    /// `error.details[]`: ARM and Resource Graph give the real reason here (`ResponsePayloadTooLarge`)
+    /// under a generic `BadRequest` and an opaque "Please provide below info…" message.
+    pub details: Vec<ApiErrorDetail>,
+}
+
+/// One entry of an error's `details[]`, bounded like the message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiErrorDetail {
+    pub code: Option<String>,
+    pub message: Option<String>,
 }
 
 impl ApiError {
+    /// Whether one of `details[]` carries `code` (case-insensitive).
+    pub fn has_detail(&self, code: &str) -> bool {
+        self.details.iter().any(|d| {
+            d.code
+                .as_deref()
+                .is_some_and(|c| c.eq_ignore_ascii_case(code))
+        })
+    }
+
     fn render(&self) -> String {
         let mut s = format!(
             "{} refused the {} request with HTTP {}",
@@ -37,8 +56,29 @@ impl ApiError {
         if let Some(m) = &self.message {
             s.push_str(&format!(": {m}"));
         }
-        s.push('.');
+        if !s.ends_with('.') {
+            s.push('.');
+        }
+        for d in &self.details {
+            let text = match (&d.code, &d.message) {
+                (Some(c), Some(m)) => format!("{c}: {m}"),
+                (Some(c), None) => c.clone(),
+                (None, Some(m)) => m.clone(),
+                (None, None) => continue,
+            };
+            s.push_str(&format!(" Details: {text}"));
+            if !s.ends_with('.') {
+                s.push('.');
+            }
+        }
+        let graph = self.family == ApiFamily::ResourceGraph;
         let hint = match (self.status, self.code.as_deref()) {
+            (400, _) if graph && self.has_detail("ResponsePayloadTooLarge") => Some(
+                "Resource Graph answers at most 16 MiB at a time; Rampart asked for fewer rows per page down to one and the answer was still too large.".to_owned(),
+            ),
+            (400, _) if graph => Some(
+                "Resource Graph refused the query; the details above say why.".to_owned(),
+            ),
             (401, _) => Some(
                 "The API refused the token even after a fresh one was fetched: check the integration's cloud (the token must be for the same cloud as the API host) and any scope or API URL override.".to_owned(),
             ),

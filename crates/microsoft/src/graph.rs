@@ -2,6 +2,10 @@
 //! `$skipToken` of the previous answer until none comes; subscriptions go in groups (Microsoft
 //! advises fewer than 300 per query). Pages are at most 1,000 rows and 16 MiB, so one page is read
 //! whole, then handed on in batches like every other read, ending in a [`ReadReport`].
+//!
+//! An answer over 16 MiB is refused with 400 `BadRequest` whose `details` say
+//! `ResponsePayloadTooLarge`: the same page is asked again with half the rows, down to one
+//! (<https://learn.microsoft.com/en-us/azure/governance/resource-graph/concepts/work-with-data>).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -11,7 +15,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use url::Url;
 
-use crate::error::MdeError;
+use crate::error::{ApiError, MdeError};
 use crate::http::{ApiFamily, Core};
 use crate::paging::{EventTx, PageOutcome, ReadEnd, ReadEvent, ReadReport};
 use crate::wire::arm::GraphPage;
@@ -25,7 +29,7 @@ const MAX_PAGE_BYTES: usize = 32 * 1024 * 1024;
 /// One Resource Graph read.
 #[derive(Debug, Clone)]
 pub(crate) struct GraphPlan {
-    pub query: &'static str,
+    pub query: String,
     /// `$top`: rows per page (1–1000).
     pub top: u32,
     pub subscriptions: Vec<String>,
@@ -54,6 +58,11 @@ struct GraphOptions<'a> {
     result_format: &'a str,
 }
 
+/// Resource Graph's refusal of an answer over 16 MiB.
+fn too_large(e: &ApiError) -> bool {
+    e.status == 400 && e.has_detail("ResponsePayloadTooLarge")
+}
+
 /// Reads every page of `plan` for every group of subscriptions, sending records to `tx`.
 pub(crate) async fn read_graph_pages<T>(
     core: Arc<Core>,
@@ -75,6 +84,7 @@ where
     } else {
         plan.subscriptions.chunks(SUBSCRIPTIONS_PER_QUERY).collect()
     };
+    let mut top = plan.top.max(1);
     'groups: for group in groups {
         let mut skip: Option<String> = None;
         let mut tokens: HashSet<String> = HashSet::new();
@@ -88,17 +98,28 @@ where
             }
             let body = serde_json::to_vec(&GraphRequest {
                 subscriptions: group,
-                query: plan.query,
+                query: &plan.query,
                 options: GraphOptions {
-                    top: plan.top,
+                    top,
                     skip_token: skip.as_deref(),
                     result_format: "objectArray",
                 },
             })
             .map_err(|e| MdeError::Client(e.to_string()))?;
-            let answer: GraphPage<Value> = core
+            let answer: GraphPage<Value> = match core
                 .call_json(family, &url, Some(&body), MAX_PAGE_BYTES)
-                .await?;
+                .await
+            {
+                Ok(a) => a,
+                Err(MdeError::Api(e)) if too_large(&e) && top > 1 => {
+                    // Nothing of this page was handed on: ask for it again, smaller.
+                    let smaller = (top / 2).max(1);
+                    tracing::warn!(family = %family, page, top, smaller, "Resource Graph answer over 16 MiB; asking for fewer rows");
+                    top = smaller;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             let mut outcome = PageOutcome {
                 items: answer.data.len() as u64,
                 ..PageOutcome::default()

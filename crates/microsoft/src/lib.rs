@@ -65,6 +65,7 @@
 
 mod arm;
 pub mod cloud;
+pub mod cloud_findings;
 pub mod convert;
 pub mod convert_arm;
 pub mod decode;
@@ -79,11 +80,11 @@ mod paging;
 pub mod wire;
 
 pub use arm::{
-    ASSESSMENTS_API, ASSESSMENTS_FALLBACK_API, ArmClient, ArmConfig, NO_ROLE_EXPLANATION,
-    VULNERABILITY_QUERY, authorization_failed_fix, is_authorization_failed,
-    is_unsupported_api_version,
+    ASSESSMENTS_API, ASSESSMENTS_FALLBACK_API, ArmClient, ArmConfig, CVE_DETAILS_PER_QUERY,
+    NO_ROLE_EXPLANATION, VULNERABILITY_QUERY, authorization_failed_fix, cve_details_query,
+    is_authorization_failed, is_unsupported_api_version,
 };
-pub use error::{ApiError, Forbidden, MdeError};
+pub use error::{ApiError, ApiErrorDetail, Forbidden, MdeError};
 pub use export_set::FileReadOptions;
 pub use http::{
     ApiFamily, FamilyLimit, HttpOptions, Metrics, MetricsSnapshot, RateLimits, RetryPolicy,

@@ -21,6 +21,8 @@ pub enum CloudResourceKind {
     VirtualMachine,
     ContainerImage,
     SqlServer,
+    /// An AKS cluster: its node findings are `ServiceUpgrade` recommendations.
+    KubernetesCluster,
 }
 
 /// An Azure resource Defender for Cloud assesses.
@@ -114,11 +116,21 @@ pub struct CloudFinding {
     /// The individual recommendation's assessment id.
     pub assessment_id: String,
     pub cve_id: String,
-    /// `Critical`, `High`, `Medium`, `Low` or `Unknown`.
+    /// `Critical`, `High`, `Medium`, `Low` or `Unknown`: the CVE's own, or the recommendation's
+    /// (`metadata.severity`) when the CVE's is `Unknown`.
     pub severity: String,
     pub cvss: Option<f64>,
     pub software_vendor: String,
     pub software_name: String,
     pub installed_version: String,
     pub fixed_version: String,
+    /// `SoftwareUpdate`, or `ServiceUpgrade` for AKS nodes.
+    pub category: String,
+    /// The recommendation's `metadata.severity` (its CVEs' highest).
+    pub recommendation_severity: String,
+    /// The recommendation's `status.firstEvaluationDate` and `status.statusChangeDate`.
+    pub first_evaluated: DateTime<Utc>,
+    pub status_changed: DateTime<Utc>,
+    /// When the CVE was published.
+    pub published: DateTime<Utc>,
 }

@@ -80,6 +80,20 @@ pub struct SimConfig {
     /// `properties.risk`), as in a cloud that has not rolled it out: 400
     /// `NoRegisteredProviderFound`.
     pub assessments_without_2025_05_04: bool,
+    /// Largest Resource Graph answer, measured on the serialized JSON (Microsoft: 16 MiB; larger
+    /// answers are refused with 400 `ResponsePayloadTooLarge`). Small values let a test hit it.
+    pub graph_max_response_bytes: usize,
+    /// Data mode: one VM of the first subscription has a package with this many CVEs (0: none),
+    /// past Resource Graph's default `mv-expand` limit of 128.
+    pub cloud_cves_in_one_package: u32,
+    /// Data mode: `CvesDetails` entries carry only `CveId`; severity is left to the
+    /// recommendation's `metadata.severity` and the details to `microsoft.security/cvedetails`.
+    pub cloud_cve_ids_only: bool,
+    /// Serve the tenant-scope `microsoft.security/cvedetails` rows (a tenant may have none).
+    pub cloud_cvedetails: bool,
+    /// Data mode: a tenant from before 2026-07-31 that still serves grouped sub-assessments
+    /// (MDVM and Qualys machine findings, registry image findings).
+    pub cloud_legacy_sub_assessments: bool,
 }
 
 impl Default for SimConfig {
@@ -112,6 +126,11 @@ impl Default for SimConfig {
             graph_quota_window_secs: 5,
             null_control_score: false,
             assessments_without_2025_05_04: false,
+            graph_max_response_bytes: 16 * 1024 * 1024,
+            cloud_cves_in_one_package: 0,
+            cloud_cve_ids_only: false,
+            cloud_cvedetails: true,
+            cloud_legacy_sub_assessments: false,
         }
     }
 }
@@ -210,6 +229,12 @@ impl SimConfig {
                 "roles",
                 format!("role values look like Machine.Read.All, got {bad:?}"),
             ));
+        }
+        if self.graph_max_response_bytes < 1024 {
+            return Err(invalid("graph_max_response_bytes", "must be at least 1024"));
+        }
+        if self.cloud_cves_in_one_package > 5_000 {
+            return Err(invalid("cloud_cves_in_one_package", "must be at most 5000"));
         }
         if self.arm_page_size == 0 || self.arm_page_size > 5_000 {
             return Err(invalid("arm_page_size", "must be between 1 and 5000"));

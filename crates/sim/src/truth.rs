@@ -103,14 +103,42 @@ impl Truth {
         self.views().flat_map(|v| v.assessments).collect()
     }
 
-    /// Every assessed resource (subscriptions themselves included).
+    /// Every assessed resource (subscriptions themselves included): those with at least one
+    /// recommendation, built-in or individual. A resource without any is invisible to the API (an
+    /// AKS cluster between two vulnerable node images).
     pub fn cloud_resources(&self) -> Vec<crate::CloudResource> {
-        self.views().flat_map(|v| v.resources).collect()
+        self.views()
+            .flat_map(|v| {
+                let assessed: Vec<bool> = (0..v.resources.len())
+                    .map(|i| {
+                        let id = &v.resources[i].id;
+                        v.updates.iter().any(|u| u.resource == i)
+                            || v.assessments.iter().any(|a| &a.resource_id == id)
+                    })
+                    .collect();
+                v.resources
+                    .into_iter()
+                    .zip(assessed)
+                    .filter_map(|(r, seen)| seen.then_some(r))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
     }
 
     /// One record per CVE of every individual `SoftwareUpdate` recommendation.
     pub fn cloud_findings(&self) -> Vec<crate::CloudFinding> {
-        self.views().flat_map(|v| v.findings()).collect()
+        let clock = self.sim.world.clock;
+        self.views().flat_map(|v| v.findings(&clock)).collect()
+    }
+
+    /// Assessment ids of the individual recommendations whose package was updated: Microsoft
+    /// lists them as `Healthy`, without `CvesDetails`.
+    pub fn fixed_package_recommendations(&self) -> Vec<String> {
+        self.views()
+            .flat_map(|v| v.updates)
+            .filter(|u| u.healthy)
+            .map(|u| u.id)
+            .collect()
     }
 
     /// Tenant secure score in percent, as Microsoft computes it (Learn's Resource Graph sample

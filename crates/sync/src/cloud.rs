@@ -16,18 +16,19 @@ use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use chrono::Utc;
-use rampart_microsoft::convert_arm::NotACloudFinding;
+use chrono::{DateTime, Utc};
+use rampart_microsoft::convert_arm::CloudFinding;
 use rampart_microsoft::wire::arm::{
     Assessment, AssessmentMetadata, AssessmentMetadataProperties, SubAssessment, VulnerabilityRow,
 };
 use rampart_microsoft::{
-    ArmClient, MdeError, NO_ROLE_EXPLANATION, ReadReport, authorization_failed_fix,
-    is_authorization_failed,
+    ArmClient, CVE_DETAILS_PER_QUERY, MdeError, NO_ROLE_EXPLANATION, ReadReport,
+    authorization_failed_fix, is_authorization_failed,
 };
 use rampart_model::{
-    Asset, ControlScore, EntityCounts, Finding, Integration, IntegrationId, PostureScore,
-    Recommendation, RunStatus, Subscription, SyncRun, Verdict, Vulnerability, weighted_percent,
+    Asset, ControlScore, CveId, EntityCounts, Integration, IntegrationId, PostureScore,
+    Recommendation, RunStatus, Subscription, SyncRun, Verdict, Vulnerability,
+    parse_microsoft_timestamp, weighted_percent,
 };
 use rampart_store::{
     ReconcileOutcome, ReconcilePolicy, ReconcileScope, RunOutcome, RunOwner, Store, StoreError,
@@ -120,6 +121,7 @@ pub(crate) async fn run(
         progress,
         outcome: &mut outcome,
         resources: HashSet::new(),
+        parents: HashMap::new(),
     };
     let result = job.full().await;
     let r = &outcome.recommendations;
@@ -167,6 +169,10 @@ struct Job<'a> {
     /// Fingerprints of the assessed resources met so far, to count each resource once (8 bytes
     /// a resource, not its id).
     resources: HashSet<u64>,
+    /// `firstEvaluationDate` of the current subscription's grouped vulnerability recommendations
+    /// (those with a `subAssessmentsLink`), by lower-cased assessment id: the first seen of their
+    /// legacy sub-assessments, which carry only when they were generated.
+    parents: HashMap<String, DateTime<Utc>>,
 }
 
 impl Job<'_> {
@@ -441,8 +447,8 @@ impl Job<'_> {
         reads.push(("recommendations".to_owned(), piped.report));
 
         match self.legacy_findings(sub).await {
-            Ok(piped) => {
-                self.count_findings(&piped);
+            Ok((piped, produced)) => {
+                self.count_findings(&piped, produced);
                 reads.push((
                     "legacy vulnerability sub-assessments".to_owned(),
                     piped.report,
@@ -478,12 +484,17 @@ impl Job<'_> {
         let sub_id = sub.subscription_id.clone();
         let sub_name = sub.display_name.clone();
         let resources = &mut self.resources;
+        let parents = &mut self.parents;
+        parents.clear();
         let piped = pipe(
             self.client.assessments(&sub.subscription_id),
             move |a: Assessment| {
                 let asset = a.asset(sub_name.as_deref());
                 if let Some(asset) = &asset {
                     resources.insert(fingerprint(&asset.source_id));
+                }
+                if let Some(first) = grouped_first_evaluation(&a) {
+                    parents.insert(a.id.to_ascii_lowercase(), first);
                 }
                 let recommendation = if a.is_individual() {
                     None
@@ -516,32 +527,45 @@ impl Job<'_> {
         Ok(piped)
     }
 
-    /// Legacy grouped findings (`subAssessments`, 2019-01-01-preview).
-    async fn legacy_findings(&mut self, sub: &Subscription) -> Result<Piped<Both>, SubError> {
+    /// Legacy grouped findings (`subAssessments`, 2019-01-01-preview), and how many findings they
+    /// made (a row holds several CVEs).
+    async fn legacy_findings(
+        &mut self,
+        sub: &Subscription,
+    ) -> Result<(Piped<Both>, u64), SubError> {
         let (store, id, run) = (Arc::clone(&self.store), self.id(), self.run_id);
+        let parents = &self.parents;
+        let mut produced = 0u64;
         let piped = pipe(
             self.client.sub_assessments(&sub.subscription_id),
             |s: SubAssessment| {
                 let asset = s.asset();
-                let findings = s.into_findings();
+                let parent = s
+                    .parent_assessment_id()
+                    .and_then(|p| parents.get(&p).copied());
+                let findings = s.into_findings(parent);
+                produced += findings.len() as u64;
                 (!findings.is_empty()).then_some((asset, findings))
             },
             self.batch(),
-            move |batch: Vec<(Option<Asset>, Vec<Finding>)>| {
+            move |batch: Vec<(Option<Asset>, Vec<CloudFinding>)>| {
                 let store = Arc::clone(&store);
                 async move {
                     let (assets, findings): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
-                    let findings: Vec<Finding> = findings.into_iter().flatten().collect();
-                    write_findings(&store, id, run, assets.into_iter().flatten(), &findings).await
+                    let findings: Vec<CloudFinding> = findings.into_iter().flatten().collect();
+                    write_findings(&store, id, run, assets.into_iter().flatten(), findings).await
                 }
             },
             self.progress,
         )
         .await?;
-        Ok(piped)
+        Ok((piped, produced))
     }
 
-    /// The individual `SoftwareUpdate` recommendations of `subscriptions`, one finding per CVE.
+    /// The individual `SoftwareUpdate` and `ServiceUpgrade` recommendations of `subscriptions`,
+    /// one finding per CVE of their `CvesDetails` (expanded here, never by Resource Graph's
+    /// `mv-expand`, which stops at 128). Findings whose CVE entry carried only its id wait for the
+    /// tenant-scope `cvedetails` rows before they are written.
     async fn vulnerability_findings(
         &mut self,
         subscriptions: &[String],
@@ -549,38 +573,117 @@ impl Job<'_> {
         self.progress
             .phase("reading vulnerability findings (Resource Graph)");
         let (store, id, run) = (Arc::clone(&self.store), self.id(), self.run_id);
-        let piped = pipe(
+        let mut produced = 0u64;
+        let mut refused = 0u64;
+        let mut held: Vec<(Option<Asset>, CloudFinding)> = Vec::new();
+        let mut piped = pipe(
             self.client.vulnerability_rows(subscriptions),
             |row: VulnerabilityRow| {
                 let asset = row.asset();
-                match row.into_finding() {
-                    Ok(f) => Some((asset, f)),
-                    Err(NotACloudFinding::NoCve) => None,
+                let row_id = row.id.clone();
+                match row.into_findings() {
+                    Ok(out) => {
+                        for why in &out.refused {
+                            tracing::warn!(message = "CVE entry skipped.", recommendation = %row_id, reason = %why);
+                        }
+                        refused += out.refused.len() as u64;
+                        produced += out.findings.len() as u64;
+                        let (later, now): (Vec<_>, Vec<_>) =
+                            out.findings.into_iter().partition(|f| f.needs_details);
+                        held.extend(later.into_iter().map(|f| (asset.clone(), f)));
+                        Some((asset, now))
+                    }
                     Err(e) => {
-                        tracing::warn!(message = "Vulnerability row skipped.", reason = %e);
+                        tracing::warn!(message = "Vulnerability row skipped.", recommendation = %row_id, reason = %e);
                         None
                     }
                 }
             },
             self.batch(),
-            move |batch: Vec<(Option<Asset>, Finding)>| {
+            move |batch: Vec<(Option<Asset>, Vec<CloudFinding>)>| {
                 let store = Arc::clone(&store);
                 async move {
                     let (assets, findings): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
-                    write_findings(&store, id, run, assets.into_iter().flatten(), &findings).await
+                    let findings: Vec<CloudFinding> = findings.into_iter().flatten().collect();
+                    write_findings(&store, id, run, assets.into_iter().flatten(), findings).await
                 }
             },
             self.progress,
         )
         .await?;
-        self.count_findings(&piped);
-        self.progress.phase_done(piped.report.records);
+        if !held.is_empty() {
+            piped.counts += self.enrich_and_write(held).await?;
+        }
+        piped.skipped += refused;
+        self.count_findings(&piped, produced);
+        self.progress.phase_done(produced);
         Ok(piped)
     }
 
-    fn count_findings(&mut self, piped: &Piped<Both>) {
+    /// Completes findings from the tenant-scope `microsoft.security/cvedetails` rows, then writes
+    /// them. Those rows are extra detail: when they cannot be read (no tenant-wide role, a
+    /// failure), the findings keep the recommendation's severity and are written all the same.
+    async fn enrich_and_write(
+        &mut self,
+        mut held: Vec<(Option<Asset>, CloudFinding)>,
+    ) -> Result<Both, SubError> {
+        self.progress
+            .phase("reading CVE details (Resource Graph, tenant scope)");
+        let mut ids: Vec<CveId> = held
+            .iter()
+            .map(|(_, f)| f.finding.key.cve_id.clone())
+            .collect();
+        ids.sort();
+        ids.dedup();
+        let mut details = HashMap::new();
+        for chunk in ids.chunks(CVE_DETAILS_PER_QUERY) {
+            match self.client.cve_details(chunk).collect_all().await {
+                Ok((rows, _)) => {
+                    for row in rows {
+                        if let Some(cve) = row.cve() {
+                            details.insert(cve.to_ascii_uppercase(), row);
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(message = "CVE details unavailable.", error = %e);
+                    self.progress.note(&format!(
+                        "CVE details (microsoft.security/cvedetails) could not be read, so {} findings keep their recommendation's severity and have no CVSS: {e}",
+                        held.len()
+                    ));
+                    break;
+                }
+            }
+        }
+        for (_, f) in &mut held {
+            if let Some(d) = details.get(f.finding.key.cve_id.as_str()) {
+                f.enrich(d);
+            }
+        }
+        self.progress.phase_done(details.len() as u64);
+        let mut counts = Both::default();
+        let size = self.engine.options.write_batch.max(1);
+        while !held.is_empty() {
+            let rest = held.split_off(held.len().min(size));
+            let batch = std::mem::replace(&mut held, rest);
+            let (assets, findings): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+            counts += write_findings(
+                &self.store,
+                self.id(),
+                self.run_id,
+                assets.into_iter().flatten(),
+                findings,
+            )
+            .await
+            .map_err(SubError::Store)?;
+        }
+        Ok(counts)
+    }
+
+    /// Counts a findings read: `produced` findings (a row or sub-assessment holds several CVEs).
+    fn count_findings(&mut self, piped: &Piped<Both>, produced: u64) {
         let f = &mut self.outcome.findings;
-        f.read += piped.report.records;
+        f.read += produced;
         f.skipped += piped.skipped;
         add(f, piped.counts.other);
         // CVEs new to the catalogue, or completed; a CVE comes once per finding, so no `read`.
@@ -677,7 +780,7 @@ async fn write_findings(
     id: IntegrationId,
     run: i64,
     assets: impl Iterator<Item = Asset>,
-    findings: &[Finding],
+    findings: Vec<CloudFinding>,
 ) -> Result<Both, StoreError> {
     let assets = unique_assets(assets);
     let mut counts = Both::default();
@@ -685,13 +788,34 @@ async fn write_findings(
         counts.assets = store.upsert_assets(id, run, &assets).await?;
     }
     if !findings.is_empty() {
-        counts.other = store.upsert_findings(id, run, findings).await?;
-        // Cloud-only CVEs belong in the catalogue too (the Vulnerabilities page, exports);
+        // Cloud-only CVEs belong in the catalogue too (the Vulnerabilities page, exports), with
+        // what Microsoft said of the CVE (published and modified dates, vector, description);
         // `fill` never overwrites what Defender for Endpoint said of a CVE.
-        let facts: Vec<Vulnerability> = findings.iter().map(Vulnerability::from_finding).collect();
+        let (findings, facts): (Vec<_>, Vec<Vulnerability>) = findings
+            .into_iter()
+            .map(|c| {
+                let mut facts = c.cve;
+                facts.severity = facts.severity.or(c.finding.severity);
+                facts.cvss = facts.cvss.or(c.finding.cvss);
+                (c.finding, facts)
+            })
+            .unzip();
+        counts.other = store.upsert_findings(id, run, &findings).await?;
         counts.catalogue = store.fill_vulnerabilities(&facts).await?;
     }
     Ok(counts)
+}
+
+/// The `firstEvaluationDate` of a grouped recommendation that has sub-assessments.
+fn grouped_first_evaluation(a: &Assessment) -> Option<DateTime<Utc>> {
+    let data = &a.properties.additional_data;
+    if !data
+        .keys()
+        .any(|k| k.eq_ignore_ascii_case("subAssessmentsLink"))
+    {
+        return None;
+    }
+    parse_microsoft_timestamp(a.properties.status.first_evaluation_date.as_deref()?).ok()
 }
 
 fn fingerprint(id: &str) -> u64 {

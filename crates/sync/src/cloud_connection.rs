@@ -186,7 +186,11 @@ pub(crate) async fn test_cloud(client: &ArmClient) -> ConnectionReport {
         match r {
             Ok(Some(row)) => Ok(format!(
                 "vulnerability query answered: {} on {}",
-                row.cve_detail.and_then(|c| c.cve_id).unwrap_or_default(),
+                row.cve_details()
+                    .ok()
+                    .and_then(|(cves, _)| cves.into_iter().next())
+                    .and_then(|c| c.cve_id)
+                    .unwrap_or_default(),
                 row.resource_name.unwrap_or_default()
             )),
             Ok(None) => Ok(

@@ -450,6 +450,15 @@ impl Core {
                 message: e.message.map(bounded),
                 target: e.target.map(|t| crate::entra::bounded_text(&t, 80)),
                 retry_after: None,
+                details: e
+                    .details
+                    .into_iter()
+                    .take(5)
+                    .map(|d| crate::error::ApiErrorDetail {
+                        code: d.code.map(|c| crate::entra::bounded_text(&c, 60)),
+                        message: d.message.map(bounded),
+                    })
+                    .collect(),
             },
             None => ApiError {
                 family,
@@ -459,6 +468,7 @@ impl Core {
                 message: Some(snippet(&body, 160)).filter(|s| !s.is_empty()),
                 target: None,
                 retry_after: None,
+                details: Vec::new(),
             },
         }
     }

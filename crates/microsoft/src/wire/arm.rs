@@ -363,8 +363,10 @@ pub struct GraphPage<T> {
     pub data: Vec<T>,
 }
 
-/// A row of the client's vulnerability query: one CVE of one individual `SoftwareUpdate`
-/// recommendation.
+/// A row of the client's vulnerability query: one individual recommendation (`SoftwareUpdate`, or
+/// `ServiceUpgrade` for AKS nodes) with its `CvesDetails` unexpanded. Rampart expands the CVEs
+/// itself: Resource Graph's `mv-expand` stops at 128 elements per row unless told otherwise
+/// (<https://learn.microsoft.com/en-us/azure/governance/resource-graph/concepts/query-language>).
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct VulnerabilityRow {
@@ -377,8 +379,11 @@ pub struct VulnerabilityRow {
     pub resource_name: Option<String>,
     #[serde(default)]
     pub resource_type: Option<String>,
+    /// `properties.metadata.recommendationCategory`.
     #[serde(default)]
-    pub display_name: Option<String>,
+    pub category: Option<String>,
+    /// `properties.metadata.severity`: the recommendation's severity, where Microsoft moved it
+    /// from the grouped model's `status.severity`.
     #[serde(default)]
     pub severity: Option<String>,
     #[serde(default)]
@@ -390,8 +395,146 @@ pub struct VulnerabilityRow {
     pub detected_versions: Option<String>,
     #[serde(default)]
     pub fixed_version: Option<String>,
-    #[serde(rename = "CveDetail", alias = "cveDetail", default)]
-    pub cve_detail: Option<CveDetail>,
+    /// `additionalData.CvesDetails`: a JSON array inside a string (an array is accepted too).
+    #[serde(default)]
+    pub cves_details: Option<Value>,
+    #[serde(default)]
+    pub first_evaluation_date: Option<String>,
+    #[serde(default)]
+    pub status_change_date: Option<String>,
+}
+
+impl VulnerabilityRow {
+    /// The entries of `CvesDetails`; `Err` names what is wrong when it is not a JSON array. An entry
+    /// that is not an object is left out (and counted in the second value).
+    pub fn cve_details(&self) -> Result<(Vec<CveDetail>, usize), String> {
+        let parsed = match &self.cves_details {
+            None | Some(Value::Null) => return Ok((Vec::new(), 0)),
+            Some(Value::String(s)) if s.trim().is_empty() => return Ok((Vec::new(), 0)),
+            Some(Value::String(s)) => serde_json::from_str::<Value>(s)
+                .map_err(|e| format!("CvesDetails is not JSON ({e})"))?,
+            Some(other) => other.clone(),
+        };
+        let Value::Array(items) = parsed else {
+            return Err("CvesDetails is not a JSON array".to_owned());
+        };
+        let total = items.len();
+        let details: Vec<CveDetail> = items
+            .into_iter()
+            .filter_map(|v| serde_json::from_value(v).ok())
+            .collect();
+        let dropped = total - details.len();
+        Ok((details, dropped))
+    }
+}
+
+/// A `microsoft.security/cvedetails` row (tenant scope only): Microsoft names the fields it
+/// carries (published and modified dates, CVSS) but documents no schema, so every known spelling
+/// is read (<https://learn.microsoft.com/en-us/azure/defender-for-cloud/transition-grouped-individual-recommendations>).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CveDetailsRow {
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub cve_id: Option<String>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub properties: Map<String, Value>,
+}
+
+impl CveDetailsRow {
+    fn field(&self, keys: &[&str]) -> Option<&Value> {
+        keys.iter().find_map(|k| {
+            self.properties
+                .iter()
+                .find(|(name, v)| name.eq_ignore_ascii_case(k) && !v.is_null())
+                .map(|(_, v)| v)
+        })
+    }
+
+    fn text(&self, keys: &[&str]) -> Option<String> {
+        match self.field(keys)? {
+            Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        }
+    }
+
+    /// The CVE the row describes: `properties.cveId`, else the row's `cveId` column, else `name`.
+    pub fn cve(&self) -> Option<String> {
+        self.text(&["cveId"])
+            .or_else(|| self.cve_id.clone())
+            .or_else(|| self.name.clone())
+    }
+
+    pub fn severity(&self) -> Option<String> {
+        self.text(&["severity"])
+    }
+
+    /// The CVSS base score: v3 of a `cvss` object keyed by version (v4, then v2 when there is no
+    /// v3), else a plain `cvssScore`.
+    pub fn cvss(&self) -> Option<f64> {
+        self.field(&["cvss"])
+            .and_then(cvss_by_version)
+            .or_else(|| number(self.field(&["cvssScore", "CVSSScore", "cvssV3Score"])?))
+    }
+
+    pub fn vector(&self) -> Option<String> {
+        let by_version = self.field(&["cvss"])?.as_object()?;
+        preferred_version(by_version).and_then(|v| {
+            ["vectorString", "cvssVectorString", "vector"]
+                .iter()
+                .find_map(|k| v.get(*k).and_then(Value::as_str).map(str::to_owned))
+        })
+    }
+
+    pub fn published(&self) -> Option<String> {
+        self.text(&["publishedDate", "latestPublishedDate", "published"])
+    }
+
+    pub fn last_modified(&self) -> Option<String> {
+        self.text(&["lastModifiedDate", "lastModified"])
+    }
+
+    pub fn description(&self) -> Option<String> {
+        self.text(&["description"])
+    }
+}
+
+fn number(v: &Value) -> Option<f64> {
+    match v {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// The entry to read of a CVSS object keyed by version (`{"2.0":{"base":10},"3.0":{"base":9.8}}`):
+/// the newest 3.x, else the newest 4.x, else the newest other version, skipping nulls.
+fn preferred_version(m: &Map<String, Value>) -> Option<&Value> {
+    let mut versions: Vec<(&String, &Value)> = m.iter().filter(|(_, v)| v.is_object()).collect();
+    versions.sort_by(|a, b| {
+        let n = |s: &str| s.parse::<f64>().unwrap_or(0.0);
+        n(b.0).total_cmp(&n(a.0))
+    });
+    let major = |k: &str| k.split('.').next().unwrap_or("").to_owned();
+    versions
+        .iter()
+        .find(|(k, _)| major(k) == "3")
+        .or_else(|| versions.iter().find(|(k, _)| major(k) == "4"))
+        .or_else(|| versions.first())
+        .map(|(_, v)| *v)
+}
+
+/// The base score of a CVSS object keyed by version; v3 first (see [`preferred_version`]).
+pub fn cvss_by_version(v: &Value) -> Option<f64> {
+    let m = v.as_object()?;
+    let entry = preferred_version(m)?;
+    ["base", "Base", "baseScore"]
+        .iter()
+        .find_map(|k| entry.get(*k).and_then(number))
 }
 
 /// One entry of `additionalData.CvesDetails` (observed keys, reference §2.9; PascalCase).
@@ -401,20 +544,62 @@ pub struct CveDetail {
     pub cve_id: Option<String>,
     #[serde(rename = "Severity", alias = "severity", default)]
     pub severity: Option<String>,
+    /// `[{"Key":"3.1","Value":{"Base":7.5,"CvssVectorString":…}}]`, or null; read with
+    /// [`CveDetail::cvss_base`].
     #[serde(rename = "Cvss", alias = "cvss", default)]
-    pub cvss: Option<Vec<CvssEntry>>,
+    pub cvss: Option<Value>,
     #[serde(rename = "FixStatus", alias = "fixStatus", default)]
     pub fix_status: Option<String>,
     #[serde(rename = "FixedVersion", alias = "fixedVersion", default)]
     pub fixed_version: Option<String>,
     #[serde(rename = "PublishedDate", alias = "publishedDate", default)]
     pub published_date: Option<String>,
+    #[serde(rename = "LastModifiedDate", alias = "lastModifiedDate", default)]
+    pub last_modified_date: Option<String>,
+    #[serde(rename = "Description", alias = "description", default)]
+    pub description: Option<String>,
     #[serde(
         rename = "ExploitabilityDetails",
         alias = "exploitabilityDetails",
         default
     )]
     pub exploitability: Option<Exploitability>,
+}
+
+impl CveDetail {
+    /// The CVSS entry to read: v3 when there is one (the array form is `[{Key, Value}]`, an object
+    /// keyed by version is accepted too).
+    fn cvss_entry(&self) -> Option<CvssValue> {
+        match self.cvss.as_ref()? {
+            Value::Array(items) => {
+                let entries: Vec<CvssEntry> = items
+                    .iter()
+                    .filter_map(|v| serde_json::from_value(v.clone()).ok())
+                    .collect();
+                let by_version: Map<String, Value> = entries
+                    .iter()
+                    .filter_map(|e| {
+                        let value = e.value.as_ref()?;
+                        let json = serde_json::json!({"Base": value.base, "CvssVectorString": value.vector});
+                        Some((e.key.clone().unwrap_or_else(|| "3".to_owned()), json))
+                    })
+                    .collect();
+                preferred_version(&by_version).and_then(|v| serde_json::from_value(v.clone()).ok())
+            }
+            Value::Object(m) => {
+                preferred_version(m).and_then(|v| serde_json::from_value(v.clone()).ok())
+            }
+            _ => None,
+        }
+    }
+
+    pub fn cvss_base(&self) -> Option<f64> {
+        self.cvss_entry()?.base
+    }
+
+    pub fn cvss_vector(&self) -> Option<String> {
+        self.cvss_entry()?.vector.filter(|v| !v.is_empty())
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Default)]

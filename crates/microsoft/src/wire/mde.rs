@@ -28,6 +28,31 @@ pub struct ErrorBody {
     /// A per-request correlation id (GUID or `|...`-style string).
     #[serde(default)]
     pub target: Option<String>,
+    /// ARM and Resource Graph put the specific reason here (`ResponsePayloadTooLarge`,
+    /// `RateLimiting`) under a generic top-level `code` such as `BadRequest`.
+    #[serde(default, deserialize_with = "error_details")]
+    pub details: Vec<ErrorDetail>,
+}
+
+/// `details` as an array of objects; anything else (null, a string) reads as none, and an entry of
+/// another shape is dropped: an error body must never fail to parse over its details.
+fn error_details<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<ErrorDetail>, D::Error> {
+    Ok(match Option::<serde_json::Value>::deserialize(d)? {
+        Some(serde_json::Value::Array(items)) => items
+            .into_iter()
+            .filter_map(|v| serde_json::from_value(v).ok())
+            .collect(),
+        _ => Vec::new(),
+    })
+}
+
+/// One entry of `error.details[]` (ARM `CloudError`).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ErrorDetail {
+    #[serde(default)]
+    pub code: Option<String>,
+    #[serde(default)]
+    pub message: Option<String>,
 }
 
 /// An OData collection page: `{"@odata.context", "value": [...], "@odata.nextLink"?}`.

@@ -190,7 +190,8 @@ async fn the_client_reads_what_the_emulator_holds() {
     assert!(report.complete, "{}", report.reason);
     let findings: Vec<_> = rows
         .into_iter()
-        .map(|r| r.into_finding().unwrap())
+        .flat_map(|r| r.into_findings().unwrap().findings)
+        .map(|f| f.finding)
         .collect();
     assert_eq!(findings.len(), truth.cloud_findings().len());
     assert!(
@@ -230,4 +231,78 @@ async fn no_role_and_a_denied_subscription_are_recognisable() {
 
 async fn client_with(config: SimConfig) -> (rampart_sim::RunningSim, ArmClient) {
     client(config).await
+}
+
+fn subscription_ids(sim: &rampart_sim::RunningSim) -> Vec<String> {
+    sim.sim
+        .truth()
+        .cloud_subscriptions()
+        .into_iter()
+        .map(|s| s.subscription_id)
+        .collect()
+}
+
+/// Issue 11 item 2: Resource Graph's `mv-expand` keeps 128 elements per row, so the client
+/// expands `CvesDetails` itself and a package with 300 CVEs arrives whole.
+#[tokio::test]
+async fn a_package_with_300_cves_arrives_whole() {
+    let (sim, client) = client(SimConfig {
+        cloud_cves_in_one_package: 300,
+        ..small()
+    })
+    .await;
+    let (rows, report) = client
+        .vulnerability_rows(&subscription_ids(&sim))
+        .collect_all()
+        .await
+        .unwrap();
+    assert!(report.complete, "{}", report.reason);
+    let findings: Vec<_> = rows
+        .into_iter()
+        .flat_map(|r| r.into_findings().unwrap().findings)
+        .collect();
+    let kernel = findings
+        .iter()
+        .filter(|f| f.finding.key.software_name == "linux-image-generic")
+        .count();
+    assert_eq!(kernel, 300);
+    assert_eq!(findings.len(), sim.sim.truth().cloud_findings().len());
+}
+
+/// Issue 11 item 3: an answer over Resource Graph's size limit is asked again with half the rows
+/// (the emulator's limit is set low so that small pages reach it), and the error's `details` are
+/// shown when even one row is too large.
+#[tokio::test]
+async fn an_answer_over_the_size_limit_is_asked_again_smaller() {
+    let (sim, client) = client(SimConfig {
+        graph_max_response_bytes: 40_000,
+        ..small()
+    })
+    .await;
+    let (rows, report) = client
+        .vulnerability_rows(&subscription_ids(&sim))
+        .collect_all()
+        .await
+        .unwrap();
+    assert!(report.complete, "{}", report.reason);
+    let findings: usize = rows
+        .into_iter()
+        .map(|r| r.into_findings().unwrap().findings.len())
+        .sum();
+    assert_eq!(findings, sim.sim.truth().cloud_findings().len());
+
+    let (sim, client) = client_with(SimConfig {
+        graph_max_response_bytes: 1024,
+        ..small()
+    })
+    .await;
+    let err = client
+        .vulnerability_rows(&subscription_ids(&sim))
+        .collect_all()
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("ResponsePayloadTooLarge"), "{text}");
+    assert!(text.contains("exceeded the limit of 1024"), "{text}");
+    assert!(text.contains("16 MiB"), "{text}");
 }

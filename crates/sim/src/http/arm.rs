@@ -23,7 +23,7 @@ use crate::stats::Family;
 use crate::token::{Claims, TokenError, is_arm_audience};
 
 use super::query::Query;
-use super::{after_fault, arm_json, choose_fault, resource_graph};
+use super::{after_fault, arm_json, choose_fault, cloud_vuln_json, resource_graph};
 
 pub(crate) const JSON: &str = "application/json; charset=utf-8";
 
@@ -513,10 +513,21 @@ fn serve(
         }
         Route::ControlDefinitions => arm_json::control_definitions(),
         Route::Assessments(sub) => view(sub)
-            .map(|v| arm_json::assessments(w, &v, version == "2025-05-04"))
+            .map(|v| {
+                arm_json::assessments(
+                    w,
+                    &v,
+                    version == "2025-05-04",
+                    inner.config.cloud_cve_ids_only,
+                )
+            })
             .unwrap_or_default(),
         Route::Metadata => arm_json::metadata(),
-        // After 2026-07-31 the grouped model is gone: an empty list (reference headline).
+        // After 2026-07-31 the grouped model is gone: an empty list (reference headline), unless
+        // the tenant is one from before (a data mode).
+        Route::SubAssessments(sub) if inner.config.cloud_legacy_sub_assessments => view(sub)
+            .map(|v| cloud_vuln_json::sub_assessments(w, &v))
+            .unwrap_or_default(),
         Route::SubAssessments(_) => Vec::new(),
         Route::Pricings(sub) => {
             let index = w.subscriptions.iter().position(|s| s == sub).unwrap_or(0);

@@ -6,6 +6,7 @@ mod api;
 mod arm;
 mod arm_json;
 mod blob;
+mod cloud_vuln_json;
 mod control;
 mod ctx;
 mod entra;

@@ -1,11 +1,14 @@
 //! Azure Resource Graph: `POST /providers/Microsoft.ResourceGraph/resources` (reference §3).
 //!
 //! A real KQL engine is out of scope: the emulator answers the queries the client owns (the
-//! individual `SoftwareUpdate` recommendations expanded per CVE, and the secure scores), recognised
-//! by their normalised text, and refuses anything else with ARG's `BadRequest`. The envelope and the
-//! paging rules are Microsoft's: 100 rows by default, `$top` 1–1000, `$skipToken` only when `id` is
-//! projected (else `resultTruncated: "true"`), `resultTruncated` as a string, quota headers with a
-//! 15-queries-per-5-seconds window, and 429 `RateLimiting`.
+//! individual `SoftwareUpdate`/`ServiceUpgrade` recommendations, the tenant-scope `cvedetails`
+//! rows and the secure scores), recognised by their normalised text, and refuses anything else
+//! with ARG's `BadRequest`. The envelope and the rules are Microsoft's: 100 rows by default, `$top`
+//! 1–1000, `$skipToken` only when `id` is projected (else `resultTruncated: "true"`),
+//! `resultTruncated` as a string, quota headers with a 15-queries-per-5-seconds window, 429
+//! `RateLimiting`, `mv-expand` cut at 128 elements per row (`limit N` up to 400), `cvedetails`
+//! only at tenant scope, and answers over 16 MiB (of serialized JSON) refused with 400
+//! `ResponsePayloadTooLarge`.
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -22,7 +25,8 @@ use crate::state::Inner;
 use crate::token::Claims;
 
 use super::arm::{can_read, respond, visible_subscriptions};
-use super::arm_json;
+use super::cloud_vuln_json::VulnQuery;
+use super::{arm_json, cloud_vuln_json};
 
 const MAX_BODY: usize = 1024 * 1024;
 
@@ -59,7 +63,9 @@ fn bad(code: &str, message: &str) -> Response {
 
 /// Which canned query this is.
 enum Known {
-    Vulnerabilities,
+    Vulnerabilities(VulnQuery),
+    /// The CVE ids asked for (upper-case), or every CVE.
+    CveDetails(Option<Vec<String>>),
     SecureScores,
 }
 
@@ -73,16 +79,44 @@ fn normalise(q: &str) -> String {
 
 fn recognise(q: &str) -> Option<Known> {
     let n = normalise(q);
-    if n.contains("type == \"microsoft.security/assessments\"")
-        && n.contains("properties.metadata.recommendationcategory == \"softwareupdate\"")
-        && n.contains("mv-expand")
+    if let Some(v) = VulnQuery::parse(&n) {
+        return Some(Known::Vulnerabilities(v));
+    }
+    if n.contains("type =~ \"microsoft.security/cvedetails\"")
+        || n.contains("type == \"microsoft.security/cvedetails\"")
     {
-        return Some(Known::Vulnerabilities);
+        return Some(Known::CveDetails(cve_list(&n)));
     }
     if n.contains("type == \"microsoft.security/securescores\"") {
         return Some(Known::SecureScores);
     }
     None
+}
+
+/// The list of `in~ ("CVE-…", …)` (upper-cased), if the query has one.
+fn cve_list(n: &str) -> Option<Vec<String>> {
+    let start = n.find("in~ (")? + "in~ (".len();
+    let end = start + n[start..].find(')')?;
+    Some(
+        n[start..end]
+            .split(',')
+            .map(|c| c.trim().trim_matches('"').to_ascii_uppercase())
+            .filter(|c| !c.is_empty())
+            .collect(),
+    )
+}
+
+/// Resource Graph's refusal of an answer over its size limit.
+fn too_large(size: usize, limit: usize) -> Response {
+    let body = json!({"error": {
+        "code": "BadRequest",
+        "message": "Please provide below info when asking for support: timestamp = 2026-11-28T00:00:00Z, correlationId = 00000000-0000-0000-0000-000000000000.",
+        "details": [{
+            "code": "ResponsePayloadTooLarge",
+            "message": format!("Response payload size is {size}, and has exceeded the limit of {limit}. Please consider querying less data at a time and make paginated call if needed.")
+        }]
+    }});
+    respond(StatusCode::BAD_REQUEST, body.to_string().into_bytes())
 }
 
 /// `| project id` (as the first projected column or later): only then can ARG page.
@@ -224,6 +258,7 @@ async fn answer(inner: &Inner, body: Body) -> Response {
         .map(|s| s.subscription_id)
         .filter(|s| can_read(inner, s))
         .collect();
+    let tenant_scope = req.subscriptions.is_none();
     let scope: Vec<String> = match req.subscriptions {
         Some(asked) => asked
             .into_iter()
@@ -234,14 +269,25 @@ async fn answer(inner: &Inner, body: Body) -> Response {
     };
     let w = &inner.world;
     let tenant = &inner.config.tenant_id;
+    let ids_only = inner.config.cloud_cve_ids_only;
+    let views: Vec<_> = scope
+        .iter()
+        .filter_map(|sub| w.subscription_view(sub, tick))
+        .collect();
     let mut rows: Vec<Value> = Vec::new();
-    for sub in &scope {
-        if let Some(v) = w.subscription_view(sub, tick) {
-            match known {
-                Known::Vulnerabilities => rows.extend(arm_json::vulnerability_rows(w, &v, tenant)),
-                Known::SecureScores => rows.push(arm_json::score_row(&v)),
+    match &known {
+        Known::Vulnerabilities(q) => {
+            for v in &views {
+                rows.extend(cloud_vuln_json::graph_rows(w, v, tenant, q, ids_only));
             }
         }
+        // Tenant scope only: "Queries run at the subscription scope don't return data from
+        // this resource type" (Learn, transition-grouped-individual-recommendations).
+        Known::CveDetails(wanted) if tenant_scope && inner.config.cloud_cvedetails => {
+            rows = cloud_vuln_json::cve_details_rows(w, &views, wanted.as_deref());
+        }
+        Known::CveDetails(_) => {}
+        Known::SecureScores => rows.extend(views.iter().map(arm_json::score_row)),
     }
     let total = rows.len();
     let pageable = projects_id(&query);
@@ -249,13 +295,10 @@ async fn answer(inner: &Inner, body: Body) -> Response {
     let end = (start + top).min(total);
     let more = end < total;
     let page: Vec<Value> = rows[start..end].to_vec();
-    inner
-        .counters
-        .rows
-        .fetch_add(page.len() as u64, Ordering::Relaxed);
+    let count = page.len();
     let mut out = json!({
         "totalRecords": total,
-        "count": page.len(),
+        "count": count,
         "resultTruncated": if more && !pageable { "true" } else { "false" },
         "facets": [],
         "data": page,
@@ -269,7 +312,16 @@ async fn answer(inner: &Inner, body: Body) -> Response {
             URL_SAFE_NO_PAD.encode(format!("{tick}|{end}")).into(),
         );
     }
-    let mut resp = respond(StatusCode::OK, out.to_string().into_bytes());
+    let bytes = out.to_string().into_bytes();
+    let limit = inner.config.graph_max_response_bytes;
+    if bytes.len() > limit {
+        return too_large(bytes.len(), limit);
+    }
+    inner
+        .counters
+        .rows
+        .fetch_add(count as u64, Ordering::Relaxed);
+    let mut resp = respond(StatusCode::OK, bytes);
     resp.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     resp
@@ -285,5 +337,42 @@ mod tests {
         assert!(projects_id("R | project name,\n  id"));
         assert!(!projects_id("R | project name, identity"));
         assert!(!projects_id("R | extend id2 = id"));
+    }
+
+    #[test]
+    fn the_cvedetails_list_is_read_from_the_query() {
+        let n = normalise(&rampart_like_cve_query());
+        assert_eq!(
+            cve_list(&n),
+            Some(vec![
+                "CVE-2025-10001".to_owned(),
+                "CVE-2025-10022".to_owned()
+            ])
+        );
+        assert!(matches!(recognise(&n), Some(Known::CveDetails(Some(_)))));
+    }
+
+    fn rampart_like_cve_query() -> String {
+        r#"securityresources
+| where type =~ "microsoft.security/cvedetails"
+| extend cveId = tostring(coalesce(properties.cveId, name))
+| where cveId in~ ("CVE-2025-10001", "cve-2025-10022")
+| project id, name, cveId, properties"#
+            .to_owned()
+    }
+
+    #[test]
+    fn mv_expand_is_cut_at_128_unless_a_limit_is_given() {
+        let q = |extra: &str| {
+            VulnQuery::parse(&normalise(&format!(
+                "securityresources | where type == 'microsoft.security/assessments' | where properties.metadata.recommendationCategory == 'SoftwareUpdate' {extra} | project id"
+            )))
+            .expect("recognised")
+        };
+        assert_eq!(q("").expand, None);
+        assert_eq!(q("| mv-expand c = x").expand, Some(128));
+        assert_eq!(q("| mv-expand limit 300 c = x").expand, Some(300));
+        assert_eq!(q("| mv-expand limit 5000 c = x").expand, Some(400));
+        assert!(!q("").service_upgrade);
     }
 }

@@ -139,8 +139,11 @@ pub(crate) const CONTROLS: [(&str, &str, u32); 5] = [
     ),
 ];
 
-/// `(vendor, package, installed, fixed)` of the software the scanners report.
-const PACKAGES: [(&str, &str, &str, &str); 12] = [
+/// `(vendor, package, installed, fixed)`.
+type Package = (&'static str, &'static str, &'static str, &'static str);
+
+/// The software the scanners report.
+const PACKAGES: [Package; 12] = [
     (
         "openssl",
         "openssl",
@@ -197,6 +200,19 @@ const RISK_FACTORS: [&str; 4] = [
     "Critical resource",
 ];
 
+/// `(vendor, component, installed, fixed)` of AKS node findings (`ServiceUpgrade`): fixed by a
+/// node image or cluster upgrade.
+const AKS_PACKAGES: [Package; 3] = [
+    (
+        "microsoft",
+        "AKSUbuntu-2204gen2containerd",
+        "202409.23.0",
+        "202411.12.0",
+    ),
+    ("kubernetes", "kubelet", "1.29.2", "1.29.9"),
+    ("containerd", "containerd", "1.7.15", "1.7.22"),
+];
+
 const NAMES: [&str; 4] = [
     "Prod Workloads",
     "Test and Staging",
@@ -228,7 +244,15 @@ pub(crate) struct SoftwareUpdate {
     /// The highest CVE severity (`metadata.severity`).
     pub(crate) severity: &'static str,
     pub(crate) cves: Vec<CveDetail>,
+    /// First tick of the current status (unhealthy since, or healthy since).
     pub(crate) since: i64,
+    /// First tick the recommendation was evaluated (`firstEvaluationDate`).
+    pub(crate) first: i64,
+    /// `SoftwareUpdate`, or `ServiceUpgrade` (AKS nodes).
+    pub(crate) category: &'static str,
+    /// The package was updated: the recommendation turned `Healthy` and Microsoft stripped its
+    /// `CvesDetails`. It stays listed until the package's next epoch.
+    pub(crate) healthy: bool,
 }
 
 /// Everything Defender for Cloud holds for one subscription at one tick.
@@ -238,6 +262,20 @@ pub(crate) struct SubscriptionView {
     pub(crate) updates: Vec<SoftwareUpdate>,
     pub(crate) controls: Vec<ScoreControl>,
     pub(crate) score: SecureScore,
+}
+
+/// Seconds after an epoch's start at which an individual recommendation was first evaluated,
+/// and at which its status changed (evaluated, then found unhealthy an hour later).
+pub(crate) const FIRST_EVALUATED_AFTER: i64 = 1234;
+pub(crate) const STATUS_CHANGED_AFTER: i64 = 1234 + 3600;
+
+/// A status date of an individual recommendation: `extra` seconds into tick `tick`, with the
+/// 7-digit fraction Microsoft sends.
+pub(crate) fn update_stamp(clock: &crate::time::Clock, tick: i64, extra: i64) -> Ts {
+    Ts {
+        secs: clock.at(tick) + extra,
+        nanos: 1_234_500,
+    }
 }
 
 fn round(x: f64, digits: i32) -> f64 {
@@ -352,6 +390,17 @@ impl World {
                 mde_machine_id: None,
             });
         }
+        add(CloudResource {
+            subscription_id: sub.to_owned(),
+            id: format!(
+                "/subscriptions/{sub}/resourceGroups/rg-aks/providers/Microsoft.ContainerService/managedClusters/aks-{index}"
+            ),
+            name: format!("aks-{index}"),
+            kind: CloudResourceKind::KubernetesCluster,
+            resource_type: "managedClusters".to_owned(),
+            provider: "Microsoft.ContainerService".to_owned(),
+            mde_machine_id: None,
+        });
         if index == SUBSCRIPTION_WITHOUT_SQL {
             return out.into_values().collect();
         }
@@ -369,88 +418,89 @@ impl World {
         out.into_values().collect()
     }
 
-    /// The vulnerable packages of one resource at a tick (none on subscriptions and SQL servers).
+    /// The CVEs of one package in one epoch (`eh`): one to three, distinct.
+    fn package_cves(&self, eh: u64, count: u64) -> Vec<CveDetail> {
+        let mut cves: Vec<CveDetail> = Vec::new();
+        for c in 0..count {
+            let ch = mix(eh, 0x100 + c);
+            let cve_id = if count > 3 {
+                // A big package: ids that cannot collide.
+                format!("CVE-2024-{}", 20_000 + c)
+            } else {
+                format!(
+                    "CVE-{}-{}",
+                    2023 + below(mix(ch, 1), 3),
+                    10_000 + below(mix(ch, 2), 50_000)
+                )
+            };
+            if cves.iter().any(|x| x.cve_id == cve_id) {
+                continue;
+            }
+            let severity = pick(
+                mix(ch, 3),
+                &[
+                    ("Critical", 10u32),
+                    ("High", 30),
+                    ("Medium", 35),
+                    ("Low", 15),
+                    ("Unknown", 10),
+                ],
+            );
+            let (cvss, vector) = if severity == "Unknown" {
+                (None, None)
+            } else {
+                let base = match severity {
+                    "Critical" => 9.0,
+                    "High" => 7.0,
+                    "Medium" => 4.0,
+                    _ => 0.1,
+                };
+                (
+                    Some(round(base + unit(mix(ch, 4)) * 0.9, 1)),
+                    Some("CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H".to_owned()),
+                )
+            };
+            cves.push(CveDetail {
+                cve_id,
+                severity,
+                cvss,
+                vector,
+                published: self.clock.at(-40 - below(mix(ch, 5), 400) as i64),
+                exploit_in_kit: unit(mix(ch, 6)) < 0.1,
+            });
+        }
+        cves
+    }
+
+    /// The packages of one resource at a tick (none on subscriptions and SQL servers): the
+    /// vulnerable ones (`Unhealthy`), then those fixed in the current epoch of their slot, which
+    /// Microsoft keeps listing as `Healthy` recommendations without `CvesDetails`.
     fn software_updates(
         &self,
         resource_index: usize,
         r: &CloudResource,
         tick: i64,
     ) -> Vec<SoftwareUpdate> {
-        let slots = match r.kind {
-            CloudResourceKind::VirtualMachine => 3u64,
-            CloudResourceKind::ContainerImage => 4,
-            _ => 0,
+        let (slots, packages, category): (u64, &[Package], &str) = match r.kind {
+            CloudResourceKind::VirtualMachine => (3, &PACKAGES, "SoftwareUpdate"),
+            CloudResourceKind::ContainerImage => (4, &PACKAGES, "SoftwareUpdate"),
+            CloudResourceKind::KubernetesCluster => (2, &AKS_PACKAGES, "ServiceUpgrade"),
+            _ => (0, &PACKAGES, "SoftwareUpdate"),
         };
         let rh = Self::text_hash(&r.id.to_ascii_lowercase());
         let mut used = Vec::new();
         let mut out = Vec::new();
-        for slot in 0..slots {
-            let h = self.cloud_hash(&[rh, 0x5107, slot]);
-            let period = 8 + below(mix(h, 1), 8) as i64;
-            let phase = below(mix(h, 2), period as u64) as i64;
-            let epoch = (tick + phase).div_euclid(period);
-            let eh = mix(h, epoch as u64);
-            if unit(mix(eh, 3)) >= 0.7 {
-                continue;
-            }
-            let p = below(mix(eh, 4), PACKAGES.len() as u64) as usize;
-            if used.contains(&p) {
-                continue;
-            }
-            used.push(p);
-            let (vendor, package, installed, fixed) = PACKAGES[p];
-            let n = 1 + below(mix(eh, 5), 3);
-            let mut cves: Vec<CveDetail> = Vec::new();
-            for c in 0..n {
-                let ch = mix(eh, 0x100 + c);
-                let cve_id = format!(
-                    "CVE-{}-{}",
-                    2023 + below(mix(ch, 1), 3),
-                    10_000 + below(mix(ch, 2), 50_000)
-                );
-                if cves.iter().any(|x| x.cve_id == cve_id) {
-                    continue;
-                }
-                let severity = pick(
-                    mix(ch, 3),
-                    &[
-                        ("Critical", 10u32),
-                        ("High", 30),
-                        ("Medium", 35),
-                        ("Low", 15),
-                        ("Unknown", 10),
-                    ],
-                );
-                let (cvss, vector) = if severity == "Unknown" {
-                    (None, None)
-                } else {
-                    let base = match severity {
-                        "Critical" => 9.0,
-                        "High" => 7.0,
-                        "Medium" => 4.0,
-                        _ => 0.1,
-                    };
-                    (
-                        Some(round(base + unit(mix(ch, 4)) * 0.9, 1)),
-                        Some("CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H".to_owned()),
-                    )
-                };
-                cves.push(CveDetail {
-                    cve_id,
-                    severity,
-                    cvss,
-                    vector,
-                    published: self.clock.at(-40 - below(mix(ch, 5), 400) as i64),
-                    exploit_in_kit: unit(mix(ch, 6)) < 0.1,
-                });
-            }
+        let mut fixed = Vec::new();
+        let update = |eh: u64, p: usize, since: i64, first: i64, healthy: bool| {
+            let (vendor, package, installed, fixed) = packages[p];
+            let cves = self.package_cves(eh, 1 + below(mix(eh, 5), 3));
             let severity = cves
                 .iter()
                 .map(|c| c.severity)
                 .max_by_key(|s| severity_rank(s))
                 .unwrap_or("Unknown");
             let key = guid(eh);
-            out.push(SoftwareUpdate {
+            SoftwareUpdate {
                 resource: resource_index,
                 id: format!("{}/providers/Microsoft.Security/assessments/{key}", r.id),
                 key,
@@ -460,7 +510,65 @@ impl World {
                 fixed,
                 severity,
                 cves,
-                since: epoch * period - phase,
+                since,
+                first,
+                category,
+                healthy,
+            }
+        };
+        // An epoch of a slot holds a vulnerable package 70 % of the time.
+        let package_of = |h: u64, epoch: i64| {
+            let eh = mix(h, epoch as u64);
+            (unit(mix(eh, 3)) < 0.7)
+                .then(|| (eh, below(mix(eh, 4), packages.len() as u64) as usize))
+        };
+        for slot in 0..slots {
+            let h = self.cloud_hash(&[rh, 0x5107, slot]);
+            let period = 8 + below(mix(h, 1), 8) as i64;
+            let phase = below(mix(h, 2), period as u64) as i64;
+            let epoch = (tick + phase).div_euclid(period);
+            let start = epoch * period - phase;
+            match package_of(h, epoch) {
+                Some((eh, p)) if !used.contains(&p) => {
+                    used.push(p);
+                    out.push(update(eh, p, start, start, false));
+                }
+                Some(_) => {}
+                None => {
+                    if let Some((eh, p)) = package_of(h, epoch - 1) {
+                        fixed.push((eh, p, start, start - period));
+                    }
+                }
+            }
+        }
+        for (eh, p, since, first) in fixed {
+            if !used.contains(&p) {
+                used.push(p);
+                out.push(update(eh, p, since, first, true));
+            }
+        }
+        // The data mode's big package: always there, never fixed.
+        if self.cloud_big_package > 0
+            && r.kind == CloudResourceKind::VirtualMachine
+            && r.id.ends_with("/virtualMachines/vm-app-00")
+        {
+            let eh = self.cloud_hash(&[rh, 0xB16]);
+            let cves = self.package_cves(eh, u64::from(self.cloud_big_package));
+            let key = guid(eh);
+            out.push(SoftwareUpdate {
+                resource: resource_index,
+                id: format!("{}/providers/Microsoft.Security/assessments/{key}", r.id),
+                key,
+                vendor: "linux",
+                package: "linux-image-generic",
+                installed: "5.15.0-91.101",
+                fixed: "5.15.0-125.135",
+                severity: "Critical",
+                cves,
+                since: 0,
+                first: 0,
+                category: "SoftwareUpdate",
+                healthy: false,
             });
         }
         out
@@ -550,7 +658,7 @@ impl World {
         }
         let mut assessments = Vec::new();
         for (i, r) in resources.iter().enumerate() {
-            let vulnerable = updates.iter().any(|u| u.resource == i);
+            let vulnerable = updates.iter().any(|u| u.resource == i && !u.healthy);
             for meta in METADATA.iter().filter(|m| m.applies == r.kind) {
                 let (status, cause, since) = self.assessment_status(r, meta, tick, vulnerable);
                 let risk = (status == "Unhealthy").then(|| self.risk(r, meta, tick));
@@ -651,10 +759,11 @@ impl World {
 }
 
 impl SubscriptionView {
-    /// One finding per CVE of every individual recommendation.
-    pub(crate) fn findings(&self) -> Vec<CloudFinding> {
+    /// One finding per CVE of every unhealthy individual recommendation.
+    pub(crate) fn findings(&self, clock: &crate::time::Clock) -> Vec<CloudFinding> {
+        let at = |tick: i64, extra: i64| update_stamp(clock, tick, extra).to_chrono();
         let mut out = Vec::new();
-        for u in &self.updates {
+        for u in self.updates.iter().filter(|u| !u.healthy) {
             let r = &self.resources[u.resource];
             for c in &u.cves {
                 out.push(CloudFinding {
@@ -664,12 +773,22 @@ impl SubscriptionView {
                     resource_name: r.name.clone(),
                     assessment_id: u.id.clone(),
                     cve_id: c.cve_id.clone(),
-                    severity: c.severity.to_owned(),
+                    severity: if c.severity == "Unknown" {
+                        u.severity
+                    } else {
+                        c.severity
+                    }
+                    .to_owned(),
                     cvss: c.cvss,
                     software_vendor: u.vendor.to_owned(),
                     software_name: u.package.to_owned(),
                     installed_version: u.installed.to_owned(),
                     fixed_version: u.fixed.to_owned(),
+                    category: u.category.to_owned(),
+                    recommendation_severity: u.severity.to_owned(),
+                    first_evaluated: at(u.first, FIRST_EVALUATED_AFTER),
+                    status_changed: at(u.since, STATUS_CHANGED_AFTER),
+                    published: Ts::at(c.published).to_chrono(),
                 });
             }
         }

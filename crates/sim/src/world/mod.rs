@@ -149,6 +149,8 @@ pub(crate) struct World {
     pub(crate) catalogue: Catalogue,
     pub(crate) ids: IdCodec,
     pub(crate) subscriptions: [String; 3],
+    /// `SimConfig::cloud_cves_in_one_package`.
+    pub(crate) cloud_big_package: u32,
 }
 
 /// `[0, 1)` fraction of a second at 100 ns precision, with 0, 3 or 7 significant digits.
@@ -194,6 +196,7 @@ impl World {
             catalogue: Catalogue::build(config.seed, config.findings_per_device, &clock),
             ids: IdCodec::new(config.seed),
             subscriptions: [sub(1), sub(2), sub(3)],
+            cloud_big_package: config.cloud_cves_in_one_package,
         }
     }
 

@@ -135,14 +135,25 @@ async fn scores_controls_and_assessments_match_the_truth() {
             .into_iter()
             .filter(|a| &a.subscription_id == sub)
             .count();
+        // Individual recommendations keep their package fields; a Healthy one (a fixed
+        // package) has lost its `CvesDetails`.
         let individual: Vec<&Value> = assessments
             .iter()
             .filter(|a| {
                 a["properties"]["additionalData"]
-                    .get("CvesDetails")
+                    .get("SoftwareName")
                     .is_some()
             })
             .collect();
+        assert!(
+            individual
+                .iter()
+                .all(|a| (a["properties"]["status"]["code"] == "Unhealthy")
+                    == a["properties"]["additionalData"]
+                        .get("CvesDetails")
+                        .is_some()),
+            "CvesDetails on exactly the unhealthy ones"
+        );
         assert_eq!(assessments.len() - individual.len(), builtin);
         assert!(
             assessments[0]["properties"]["resourceDetails"]
@@ -152,6 +163,7 @@ async fn scores_controls_and_assessments_match_the_truth() {
         );
         let cves: usize = individual
             .iter()
+            .filter(|a| a["properties"]["status"]["code"] == "Unhealthy")
             .map(|a| {
                 let s = a["properties"]["additionalData"]["CvesDetails"]
                     .as_str()
@@ -206,7 +218,216 @@ async fn graph(app: &App, token: &str, body: &Value) -> crate::helpers::Reply {
     read_body(resp).await.expect("body")
 }
 
-const VULN_QUERY: &str = "securityresources | where type == \"microsoft.security/assessments\" | where properties.metadata.recommendationCategory == \"SoftwareUpdate\" | mv-expand CveDetail = parse_json(tostring(properties.additionalData.CvesDetails)) | project id, subscriptionId, resourceId, CveDetail";
+const VULN_QUERY: &str = "securityresources | where type == \"microsoft.security/assessments\" | where properties.metadata.recommendationCategory in (\"SoftwareUpdate\", \"ServiceUpgrade\") | mv-expand CveDetail = parse_json(tostring(properties.additionalData.CvesDetails)) | project id, subscriptionId, resourceId, CveDetail";
+
+/// Microsoft's own sample (Learn, transition-grouped-individual-recommendations): `mv-expand`.
+const SAMPLE_QUERY: &str = r#"securityresources
+| where type == "microsoft.security/assessments"
+| where properties.metadata.recommendationCategory == "SoftwareUpdate"
+| extend CvesDetails = parse_json(tostring(properties.additionalData.CvesDetails))
+| mv-expand CveDetail = CvesDetails
+| project id, CveId = tostring(CveDetail.CveId)"#;
+
+/// The shape of Rampart's own query (crates/microsoft `VULNERABILITY_QUERY`): no `mv-expand`.
+const PROJECTED_QUERY: &str = r#"securityresources
+| where type == "microsoft.security/assessments"
+| where properties.metadata.recommendationCategory in ("SoftwareUpdate", "ServiceUpgrade")
+| where tostring(properties.status.code) == "Unhealthy"
+| project id, subscriptionId, softwareName = tostring(properties.additionalData.SoftwareName), cvesDetails = tostring(properties.additionalData.CvesDetails)"#;
+
+fn cve_details_query(ids: &[String]) -> String {
+    let list: Vec<String> = ids.iter().map(|i| format!("\"{i}\"")).collect();
+    format!(
+        "securityresources | where type =~ \"microsoft.security/cvedetails\" | extend cveId = tostring(coalesce(properties.cveId, name)) | where cveId in~ ({}) | project id, name, cveId, properties",
+        list.join(", ")
+    )
+}
+
+/// Every row of `query` (pages of 1,000), as the emulator answers it.
+async fn all_rows(app: &App, token: &str, query: &str, scoped: bool) -> Vec<Value> {
+    let subs: Vec<String> = app
+        .running
+        .sim
+        .truth()
+        .cloud_subscriptions()
+        .into_iter()
+        .map(|s| s.subscription_id)
+        .collect();
+    let mut rows = Vec::new();
+    let mut skip: Option<String> = None;
+    loop {
+        let mut body =
+            json!({"query": query, "options": {"$top": 1000, "resultFormat": "objectArray"}});
+        if scoped {
+            body["subscriptions"] = json!(subs);
+        }
+        if let Some(s) = &skip {
+            body["options"]["$skipToken"] = s.clone().into();
+        }
+        let r = graph(app, token, &body).await;
+        assert_eq!(
+            r.status,
+            StatusCode::OK,
+            "{}",
+            String::from_utf8_lossy(&r.body)
+        );
+        let page = r.json();
+        rows.extend(page["data"].as_array().expect("data").iter().cloned());
+        match page.get("$skipToken").and_then(Value::as_str) {
+            Some(s) => skip = Some(s.to_owned()),
+            None => return rows,
+        }
+    }
+}
+
+#[tokio::test]
+async fn mv_expand_keeps_at_most_128_elements_per_row_unless_a_limit_is_given() {
+    let app = App::start(rampart_sim::SimConfig {
+        cloud_cves_in_one_package: 300,
+        ..small_config()
+    })
+    .await;
+    let token = arm_token(&app).await;
+    let big = |rows: &[Value]| {
+        rows.iter()
+            .filter(|r| r["softwareName"] == "linux-image-generic" && r["CveId"].is_string())
+            .count()
+    };
+    let rows = all_rows(&app, &token, SAMPLE_QUERY, false).await;
+    assert_eq!(big(&rows), 128, "Resource Graph's default RowLimit");
+    let limited = SAMPLE_QUERY.replace("mv-expand CveDetail", "mv-expand limit 400 CveDetail");
+    assert_eq!(big(&all_rows(&app, &token, &limited, false).await), 300);
+    // Unexpanded: one row per recommendation, every CVE in its `cvesDetails` string.
+    let rows = all_rows(&app, &token, PROJECTED_QUERY, true).await;
+    let kernel = rows
+        .iter()
+        .find(|r| r["softwareName"] == "linux-image-generic")
+        .expect("the big package");
+    let cves: Vec<Value> =
+        serde_json::from_str(kernel["cvesDetails"].as_str().expect("a string")).expect("JSON");
+    assert_eq!(cves.len(), 300);
+}
+
+#[tokio::test]
+async fn an_answer_over_the_size_limit_is_refused_with_response_payload_too_large() {
+    let app = App::start(rampart_sim::SimConfig {
+        graph_max_response_bytes: 20_000,
+        ..small_config()
+    })
+    .await;
+    let token = arm_token(&app).await;
+    let q = PROJECTED_QUERY;
+    let r = graph(
+        &app,
+        &token,
+        &json!({"query": q, "options": {"$top": 1000}}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let e = r.json();
+    assert_eq!(e["error"]["code"], "BadRequest");
+    assert_eq!(e["error"]["details"][0]["code"], "ResponsePayloadTooLarge");
+    assert!(
+        e["error"]["details"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("20000")),
+        "{e}"
+    );
+    // Fewer rows fit.
+    let r = graph(&app, &token, &json!({"query": q, "options": {"$top": 1}})).await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+}
+
+#[tokio::test]
+async fn cvedetails_answer_at_tenant_scope_only() {
+    let app = App::start(rampart_sim::SimConfig {
+        cloud_cve_ids_only: true,
+        ..small_config()
+    })
+    .await;
+    let token = arm_token(&app).await;
+    let truth = app.running.sim.truth().cloud_findings();
+    let ids: Vec<String> = truth.iter().take(3).map(|f| f.cve_id.clone()).collect();
+    let q = cve_details_query(&ids);
+    let tenant = all_rows(&app, &token, &q, false).await;
+    assert!(!tenant.is_empty() && tenant.len() <= 3, "{}", tenant.len());
+    assert!(
+        tenant
+            .iter()
+            .all(|r| r["properties"]["publishedDate"].is_string())
+    );
+    assert!(
+        all_rows(&app, &token, &q, true).await.is_empty(),
+        "a subscription-scoped query returns no cvedetails"
+    );
+    // The recommendations carry only the CVE ids.
+    let rows = all_rows(&app, &token, PROJECTED_QUERY, true).await;
+    let cves: Vec<Value> =
+        serde_json::from_str(rows[0]["cvesDetails"].as_str().expect("a string")).expect("JSON");
+    assert_eq!(cves[0].as_object().map(|o| o.len()), Some(1), "{}", cves[0]);
+}
+
+#[tokio::test]
+async fn a_tenant_from_before_the_deprecation_serves_sub_assessments() {
+    let app = App::start(rampart_sim::SimConfig {
+        cloud_legacy_sub_assessments: true,
+        ..small_config()
+    })
+    .await;
+    let token = arm_token(&app).await;
+    let mut all = Vec::new();
+    for s in app.running.sim.truth().cloud_subscriptions().iter().take(3) {
+        let (items, _) = walk_arm(
+            &app,
+            &format!(
+                "/subscriptions/{}/providers/Microsoft.Security/subAssessments?api-version=2019-01-01-preview",
+                s.subscription_id
+            ),
+            &token,
+        )
+        .await;
+        all.extend(items);
+    }
+    let kind = |k: &str| {
+        all.iter()
+            .filter(|a| a["properties"]["additionalData"]["assessedResourceType"] == k)
+            .count()
+    };
+    assert!(kind("ServerVulnerabilityTvm") > 0);
+    assert!(kind("ServerVulnerability") > 0, "Qualys rows");
+    assert!(kind("AzureContainerRegistryVulnerability") > 0);
+    let qualys = all
+        .iter()
+        .find(|a| a["properties"]["additionalData"]["cvss"]["3.0"]["base"].is_number())
+        .expect("a CVSS object keyed by version");
+    assert!(qualys["properties"]["additionalData"]["publishedTime"].is_string());
+    let image = all
+        .iter()
+        .find(|a| a["properties"]["additionalData"]["artifactDetails"].is_object())
+        .expect("an image");
+    assert!(
+        image["properties"]["resourceDetails"]["id"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("/repositories/")),
+        "an image path, not an ARM id"
+    );
+    // Without the data mode the list is empty (after 2026-07-31).
+    let app = App::small().await;
+    let token = arm_token(&app).await;
+    let sub = &app.running.sim.truth().cloud_subscriptions()[0].subscription_id;
+    let (items, _) = walk_arm(
+        &app,
+        &format!("/subscriptions/{sub}/providers/Microsoft.Security/subAssessments?api-version=2019-01-01-preview"),
+        &token,
+    )
+    .await;
+    assert!(items.is_empty());
+}
 
 #[tokio::test]
 async fn resource_graph_pages_with_skip_token_only_when_id_is_projected() {

@@ -32,6 +32,7 @@ fn kind(k: CloudResourceKind) -> &'static str {
         CloudResourceKind::VirtualMachine => "virtual_machine",
         CloudResourceKind::ContainerImage => "container_image",
         CloudResourceKind::SqlServer => "sql_server",
+        CloudResourceKind::KubernetesCluster => "cloud_resource",
     }
 }
 

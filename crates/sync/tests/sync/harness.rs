@@ -41,8 +41,9 @@ pub fn test_options() -> EngineOptions {
         paging: PagingOptions {
             machines_page_size: 50,
             vulnerabilities_page_size: 400,
-            // Several Resource Graph pages ($skipToken) on a small tenant.
-            graph_page_size: 40,
+            // Several Resource Graph pages ($skipToken) on a small tenant: a row is one
+            // recommendation with all its CVEs.
+            graph_page_size: 10,
             ..PagingOptions::default()
         },
         ..EngineOptions::default()

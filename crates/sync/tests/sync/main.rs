@@ -4,6 +4,7 @@
 mod cloud;
 mod cloud_posture;
 mod cloud_store_checks;
+mod cloud_vuln;
 mod harness;
 mod real_tenants;
 mod scenarios;
@@ -33,6 +34,7 @@ macro_rules! on_both_backends {
 
 use cloud::*;
 use cloud_posture::*;
+use cloud_vuln::*;
 use real_tenants::*;
 use scenarios::*;
 
@@ -50,6 +52,11 @@ on_both_backends!(
     without_assessments_2025_05_04_recommendations_are_read_without_risk,
     the_cloud_connection_test_reports_each_step_it_ran,
     an_endpoint_device_and_a_cloud_vm_are_linked,
+    cve_entries_with_only_their_id_are_completed_from_cvedetails,
+    without_cvedetails_findings_keep_their_recommendations_severity,
+    fixed_packages_close_their_findings_and_are_no_recommendations,
+    aks_node_findings_arrive_with_microsofts_dates,
+    legacy_sub_assessments_keep_v3_scores_dates_and_image_names,
     a_full_sync_under_faults_holds_exactly_the_truth_and_a_rerun_changes_nothing,
     after_the_clock_moves_a_full_sync_records_exactly_the_changes,
     a_delta_sync_ends_where_a_full_sync_would,
