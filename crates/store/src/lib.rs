@@ -25,6 +25,7 @@ mod cloud_sql;
 mod common;
 mod error;
 pub mod export;
+pub mod intel;
 mod jobs;
 mod postgres;
 mod run_owner;
@@ -41,6 +42,7 @@ pub mod testing;
 use std::sync::Arc;
 
 pub use error::StoreError;
+pub use intel::{IntelCheck, IntelSource, KEV_SOURCE, KevSnapshot};
 pub use jobs::{Enqueued, JOB_LEASE, Job, JobKind, JobState};
 pub use postgres::PgStore;
 pub use run_owner::RunOwner;

@@ -4,6 +4,7 @@
 mod cloud;
 mod cloud_store_checks;
 mod harness;
+mod intel;
 mod scenarios;
 
 macro_rules! on_both_backends {
@@ -30,9 +31,12 @@ macro_rules! on_both_backends {
 }
 
 use cloud::*;
+use intel::*;
 use scenarios::*;
 
 on_both_backends!(
+    kev_is_fetched_then_not_modified_then_grows_with_the_feed,
+    a_bad_download_or_file_is_refused_and_the_catalogue_kept,
     a_cloud_sync_under_faults_holds_exactly_the_truth_and_a_rerun_changes_nothing,
     after_the_clock_moves_a_cloud_sync_records_exactly_the_changes,
     a_failed_cloud_run_concludes_nothing,
