@@ -50,7 +50,7 @@ fn listed(inner: &Inner, tick: i64) -> Vec<Listed> {
         .iter()
         .enumerate()
         .filter_map(|(j, cve)| {
-            let h = mix(cve.hash, 0x4B45_56);
+            let h = mix(cve.hash, 0x004B_4556);
             if unit(h) >= LISTED_SHARE {
                 return None;
             }

@@ -13,14 +13,14 @@ use rampart_store::{KEV_SOURCE, Store};
 use rampart_sync::intel::{import_kev_file, kev_refresh_due, refresh_kev};
 
 fn cves(ids: &[String]) -> Vec<CveId> {
-    ids.iter().map(|c| c.parse().unwrap()).collect()
+    ids.iter().map(|c| c.parse().expect("a CVE id")).collect()
 }
 
 async fn stored_ids(store: &dyn Store, candidates: &[String]) -> Vec<String> {
     store
         .kev_entries_for(&cves(candidates))
         .await
-        .unwrap()
+        .expect("test step")
         .into_iter()
         .map(|e| e.cve_id.as_str().to_owned())
         .collect()
@@ -32,14 +32,14 @@ pub async fn kev_is_fetched_then_not_modified_then_grows_with_the_feed(store: Ar
         ..SimConfig::default()
     })
     .await
-    .unwrap();
-    let client = KevClient::new(&format!("{}{KEV_PATH}", running.url)).unwrap();
+    .expect("test step");
+    let client = KevClient::new(&format!("{}{KEV_PATH}", running.url)).expect("test step");
     let now = Utc::now();
     assert!(kev_refresh_due(None, now));
 
     let listed = running.sim.kev_listed();
     assert!(listed.len() > 5, "{}", listed.len());
-    let first = refresh_kev(&*store, &client, now).await.unwrap();
+    let first = refresh_kev(&*store, &client, now).await.expect("test step");
     assert!(first.replaced);
     assert_eq!(first.source.count, listed.len() as u64);
     assert!(first.source.etag.is_some() && first.source.last_modified.is_some());
@@ -56,7 +56,10 @@ pub async fn kev_is_fetched_then_not_modified_then_grows_with_the_feed(store: Ar
     let mut expected = listed.clone();
     expected.sort();
     assert_eq!(stored_ids(&*store, &all).await, expected);
-    let entries = store.kev_entries_for(&cves(&listed)).await.unwrap();
+    let entries = store
+        .kev_entries_for(&cves(&listed))
+        .await
+        .expect("test step");
     assert!(
         entries
             .iter()
@@ -71,7 +74,9 @@ pub async fn kev_is_fetched_then_not_modified_then_grows_with_the_feed(store: Ar
     // Unchanged: a conditional GET, 304, and the catalogue kept.
     let later = now + chrono::Duration::hours(25);
     assert!(kev_refresh_due(Some(&first.source), later));
-    let second = refresh_kev(&*store, &client, later).await.unwrap();
+    let second = refresh_kev(&*store, &client, later)
+        .await
+        .expect("test step");
     assert!(!second.replaced);
     assert_eq!(second.source.count, listed.len() as u64);
     assert_eq!(
@@ -83,7 +88,9 @@ pub async fn kev_is_fetched_then_not_modified_then_grows_with_the_feed(store: Ar
     running.sim.tick(16);
     let grown = running.sim.kev_listed();
     assert!(grown.len() > listed.len());
-    let third = refresh_kev(&*store, &client, later).await.unwrap();
+    let third = refresh_kev(&*store, &client, later)
+        .await
+        .expect("test step");
     assert!(third.replaced);
     assert_eq!(third.source.count, grown.len() as u64);
     let mut expected = grown.clone();
@@ -97,10 +104,10 @@ pub async fn a_bad_download_or_file_is_refused_and_the_catalogue_kept(store: Arc
         ..SimConfig::default()
     })
     .await
-    .unwrap();
-    let client = KevClient::new(&format!("{}{KEV_PATH}", running.url)).unwrap();
+    .expect("test step");
+    let client = KevClient::new(&format!("{}{KEV_PATH}", running.url)).expect("test step");
     let now = Utc::now();
-    let good = refresh_kev(&*store, &client, now).await.unwrap();
+    let good = refresh_kev(&*store, &client, now).await.expect("test step");
     let listed = running.sim.kev_listed();
 
     // A download cut short.
@@ -108,13 +115,17 @@ pub async fn a_bad_download_or_file_is_refused_and_the_catalogue_kept(store: Arc
     running.sim.faults().truncate_next("known_exploited", 1);
     let e = refresh_kev(&*store, &client, now)
         .await
-        .unwrap_err()
+        .expect_err("refused")
         .to_string();
     assert!(
         e.contains("not read whole") && e.contains("download it again"),
         "{e}"
     );
-    let source = store.intel_source(KEV_SOURCE).await.unwrap().unwrap();
+    let source = store
+        .intel_source(KEV_SOURCE)
+        .await
+        .expect("test step")
+        .expect("test step");
     assert_eq!(source.count, good.source.count);
     assert_eq!(source.last_error.as_deref(), Some(e.as_str()));
     assert_eq!(stored_ids(&*store, &listed).await.len(), listed.len());
@@ -123,37 +134,41 @@ pub async fn a_bad_download_or_file_is_refused_and_the_catalogue_kept(store: Arc
     running.sim.faults().fail_next("known_exploited", 503, 1);
     let e = refresh_kev(&*store, &client, now)
         .await
-        .unwrap_err()
+        .expect_err("refused")
         .to_string();
     assert!(
         e.contains("HTTP 503") && e.contains("rampart intel import kev"),
         "{e}"
     );
     assert!(!kev_refresh_due(
-        store.intel_source(KEV_SOURCE).await.unwrap().as_ref(),
+        store
+            .intel_source(KEV_SOURCE)
+            .await
+            .expect("test step")
+            .as_ref(),
         now + chrono::Duration::minutes(10)
     ));
 
     // Files: one that is not the feed, one truncated, then a good one.
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().expect("test step");
     let other = dir.path().join("machines.json");
-    std::fs::write(&other, r#"{"value":[{"id":"x"}]}"#).unwrap();
+    std::fs::write(&other, r#"{"value":[{"id":"x"}]}"#).expect("test step");
     let e = import_kev_file(&*store, &other, now)
         .await
-        .unwrap_err()
+        .expect_err("refused")
         .to_string();
     assert!(e.contains("is not CISA's KEV catalogue"), "{e}");
     let body = reqwest_get(&format!("{}{KEV_PATH}", running.url)).await;
     let cut = dir.path().join("cut.json");
-    std::fs::write(&cut, &body[..body.len() - 300]).unwrap();
+    std::fs::write(&cut, &body[..body.len() - 300]).expect("test step");
     let e = import_kev_file(&*store, &cut, now)
         .await
-        .unwrap_err()
+        .expect_err("refused")
         .to_string();
     assert!(e.contains("ends early"), "{e}");
     let missing = import_kev_file(&*store, &dir.path().join("nope.json"), now)
         .await
-        .unwrap_err()
+        .expect_err("refused")
         .to_string();
     assert!(
         missing.contains("cannot read") && missing.contains("nope.json"),
@@ -162,23 +177,27 @@ pub async fn a_bad_download_or_file_is_refused_and_the_catalogue_kept(store: Arc
     assert_eq!(stored_ids(&*store, &listed).await.len(), listed.len());
 
     let file = dir.path().join("known_exploited_vulnerabilities.json");
-    std::fs::write(&file, &body).unwrap();
-    let imported = import_kev_file(&*store, &file, now).await.unwrap();
+    std::fs::write(&file, &body).expect("test step");
+    let imported = import_kev_file(&*store, &file, now)
+        .await
+        .expect("test step");
     let grown = running.sim.kev_listed();
     assert_eq!(imported.source.count, grown.len() as u64);
-    assert!(imported.source.url.unwrap().starts_with("file:"));
+    assert!(imported.source.url.expect("test step").starts_with("file:"));
     assert_eq!(stored_ids(&*store, &grown).await.len(), grown.len());
 }
 
 /// The feed's bytes, as a browser would save them.
+// The emulator's feed of a 10-device tenant is a few kilobytes.
+#[allow(clippy::disallowed_methods)]
 async fn reqwest_get(url: &str) -> Vec<u8> {
     reqwest::get(url)
         .await
-        .unwrap()
+        .expect("test step")
         .error_for_status()
-        .unwrap()
+        .expect("test step")
         .bytes()
         .await
-        .unwrap()
+        .expect("test step")
         .to_vec()
 }
