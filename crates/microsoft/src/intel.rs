@@ -78,8 +78,14 @@ pub struct KevClient {
 
 /// Only `https`, except plain `http` to a loopback address (the emulator, a local mirror).
 pub fn check_feed_url(raw: &str) -> Result<Url, IntelError> {
+    // A URL with a user name or password is never echoed: the error reaches logs and pages.
+    let shown: String = if raw.contains('@') {
+        "(not shown: it may hold a password)".to_owned()
+    } else {
+        raw.chars().take(200).collect()
+    };
     let invalid = |reason: &str| IntelError::InvalidUrl {
-        url: raw.chars().take(200).collect(),
+        url: shown.clone(),
         reason: reason.to_owned(),
     };
     let url = Url::parse(raw.trim()).map_err(|e| invalid(&e.to_string()))?;
