@@ -75,6 +75,7 @@ pub mod export_file;
 pub mod export_set;
 mod graph;
 mod http;
+pub mod intel;
 mod mde;
 mod paging;
 pub mod wire;

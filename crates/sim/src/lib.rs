@@ -58,6 +58,9 @@ pub use records::{Finding, IpAddress, Machine, VmMetadata, Vulnerability};
 pub use stats::{Family, Stats};
 pub use truth::Truth;
 
+/// Where the emulator serves CISA's Known Exploited Vulnerabilities feed.
+pub const KEV_PATH: &str = "/kev/known_exploited_vulnerabilities.json";
+
 /// The emulator: cheap to clone (an `Arc`), shared by its router and the test that drives it.
 #[derive(Clone)]
 pub struct Sim {
@@ -121,6 +124,12 @@ impl Sim {
             sim: self.inner.clone(),
             tick,
         }
+    }
+
+    /// The CVE ids on the emulated CISA KEV feed ([`KEV_PATH`]) now, in catalogue order; more are
+    /// listed as the clock moves.
+    pub fn kev_listed(&self) -> Vec<String> {
+        http::kev_listed(&self.inner, self.inner.tick())
     }
 
     /// Counters: calls per endpoint family, 429s, faults, rows served.

@@ -25,6 +25,7 @@ mod cloud_sql;
 mod common;
 mod error;
 pub mod export;
+pub mod intel;
 mod jobs;
 mod ops;
 mod postgres;
@@ -42,6 +43,7 @@ pub mod testing;
 use std::sync::Arc;
 
 pub use error::StoreError;
+pub use intel::{IntelCheck, IntelSource, KEV_SOURCE, KevSnapshot};
 pub use jobs::{Enqueued, JOB_LEASE, Job, JobKind, JobState};
 pub use ops::{
     Restored, SchemaState, pg_dump_command, restore_sqlite, sqlite_backup, sqlite_path,

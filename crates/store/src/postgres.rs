@@ -32,6 +32,7 @@ use crate::types::*;
 use crate::types_cloud::*;
 
 mod cloud;
+mod intel;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -722,6 +723,29 @@ fn bind_args<'q>(
 
 #[async_trait]
 impl Store for PgStore {
+    async fn replace_kev_catalog(
+        &self,
+        snapshot: &crate::intel::KevSnapshot,
+        entries: &[rampart_model::priority::KevEntry],
+    ) -> Result<crate::intel::IntelSource> {
+        self.intel_replace_kev(snapshot, entries).await
+    }
+
+    async fn record_intel_check(&self, check: &crate::intel::IntelCheck<'_>) -> Result<()> {
+        self.intel_record_check(check).await
+    }
+
+    async fn intel_source(&self, source: &str) -> Result<Option<crate::intel::IntelSource>> {
+        self.intel_source_row(source).await
+    }
+
+    async fn kev_entries_for(
+        &self,
+        cves: &[CveId],
+    ) -> Result<Vec<rampart_model::priority::KevEntry>> {
+        self.intel_kev_for(cves).await
+    }
+
     fn backend(&self) -> Backend {
         Backend::Postgres
     }

@@ -7,12 +7,14 @@ use chrono::{DateTime, Utc};
 use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 
 use rampart_model::export::PostureRecord;
+use rampart_model::priority::KevEntry;
 use rampart_model::{
     Asset, ControlScore, CveId, Finding, Integration, IntegrationId, IntegrationName, PostureScore,
     Recommendation, Subscription, SyncRun, Vulnerability,
 };
 
 use crate::error::Result;
+use crate::intel::{IntelCheck, IntelSource, KevSnapshot};
 use crate::jobs::{Enqueued, Job, JobKind};
 use crate::run_owner::RunOwner;
 use crate::sort::{AssetSort, ListedAsset, SortCursor};
@@ -70,6 +72,24 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn delete_integration(&self, id: IntegrationId) -> Result<()>;
     /// The encrypted client secret, for the sync engine to decrypt.
     async fn integration_secret(&self, id: IntegrationId) -> Result<SecretCiphertext>;
+
+    // ---- threat intelligence (CISA KEV, see `crate::intel`) --------------------------------------
+
+    /// Replaces the whole KEV catalogue with `entries` and records where it came from, in one
+    /// transaction: readers see the old catalogue or the new one, never a mix, and a failure
+    /// keeps the old one.
+    async fn replace_kev_catalog(
+        &self,
+        snapshot: &KevSnapshot,
+        entries: &[KevEntry],
+    ) -> Result<IntelSource>;
+    /// Records an attempt that stored no new catalogue: the source was current (`error: None`
+    /// moves `fetched_at`) or it failed (`error` kept in `last_error`). Entries are not touched.
+    async fn record_intel_check(&self, check: &IntelCheck<'_>) -> Result<()>;
+    /// The source's row, `None` before its first attempt.
+    async fn intel_source(&self, source: &str) -> Result<Option<IntelSource>>;
+    /// The KEV entries of these CVEs (those that are listed), in CVE id order.
+    async fn kev_entries_for(&self, cves: &[CveId]) -> Result<Vec<KevEntry>>;
 
     // ---- per-integration sync state (small key/value pairs the engine keeps between runs) -----
 

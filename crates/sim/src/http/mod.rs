@@ -13,6 +13,7 @@ mod entra;
 mod errors;
 mod exports;
 pub(crate) mod filter;
+mod kev;
 mod machines;
 mod query;
 mod resource_graph;
@@ -36,6 +37,7 @@ use crate::stats::Family;
 pub(crate) use arm::ArmBuckets;
 pub(crate) use ctx::{ApiError, Ctx};
 use errors::mde;
+pub(crate) use kev::ids as kev_listed;
 pub(crate) use machines::{listed, listed_devices};
 
 pub(crate) fn router(sim: Sim) -> Router {
@@ -155,6 +157,10 @@ async fn dispatch(State(sim): State<Sim>, req: Request) -> Response {
                 body,
             )
             .await
+        }
+        (Some("kev"), Some(file)) if segs.len() == 2 && file == kev::FILE => {
+            inner.counters.call(Family::Other);
+            kev::handle(&inner, &parts.method, &parts.headers, &path)
         }
         (Some("api"), _) => api::handle(
             inner,
