@@ -4,6 +4,7 @@ mod backup;
 mod bench_download;
 mod demo;
 mod export;
+mod intel;
 pub(crate) mod integration;
 mod serve;
 mod sim;
@@ -26,6 +27,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::User(command) => user::run(global, command).await,
         Command::Backup(args) => backup::backup(global, args).await,
         Command::Restore(args) => backup::restore(global, args).await,
+        Command::Intel(command) => intel::run(global, command).await,
         Command::BenchDownload(args) => bench_download::run(args).await,
     }
 }
