@@ -53,7 +53,7 @@ pub async fn run(global: &Global, command: IntelCommand) -> anyhow::Result<ExitC
 /// A file or download that is not the catalogue is bad input (exit 2, like a bad argument);
 /// the network or the database failing is not (exit 1).
 fn refresh_error(e: IntelRefreshError) -> anyhow::Error {
-    let message = format!("nothing was replaced: {e}");
+    let message = format!("KEV catalogue not replaced: {e}");
     match e {
         IntelRefreshError::File { .. }
         | IntelRefreshError::Feed(

@@ -6,6 +6,7 @@ mod bad_input;
 mod cloud;
 mod cloud_posture;
 mod flow;
+mod intel;
 #[cfg(unix)]
 mod key_file;
 mod kill;
@@ -57,6 +58,7 @@ impl Env {
             .env_remove("RAMPART_MASTER_KEY")
             .env_remove("DATABASE_URL")
             .env_remove("RAMPART_FILES_FROM_DEVICES")
+            .env_remove("RAMPART_KEV_URL")
             .env("RUST_LOG", "debug")
             .current_dir(self.dir.path());
         cmd

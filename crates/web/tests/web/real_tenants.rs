@@ -126,6 +126,8 @@ async fn issue11_vulnerability_only_devices_odd_records_and_source_counts_are_sh
         csv.lines()
             .next()
             .unwrap()
-            .ends_with(",source_exposed_machines")
+            .ends_with(
+                ",source_exposed_machines,kev,kev_date_added,kev_due_date,kev_known_ransomware_campaign_use"
+            )
     );
 }
