@@ -110,12 +110,17 @@ pub fn vulnerabilities(store: Arc<dyn Store>, filter: VulnerabilityFilter) -> Re
         let (store, filter) = (store.clone(), filter.clone());
         async move {
             let page = store.vulnerabilities_page(&filter, after, PAGE).await?;
-            let kev = kev_index(store.as_ref(), page.items.iter().map(|v| &v.vulnerability.cve_id))
-                .await?;
+            let kev = kev_index(
+                store.as_ref(),
+                page.items.iter().map(|v| &v.vulnerability.cve_id),
+            )
+            .await?;
             let text = page
                 .items
                 .iter()
-                .map(|v| csv_line(&vulnerability_record(v, kev.get(&v.vulnerability.cve_id)).cells()))
+                .map(|v| {
+                    csv_line(&vulnerability_record(v, kev.get(&v.vulnerability.cve_id)).cells())
+                })
                 .collect();
             Ok((text, page.next))
         }

@@ -64,7 +64,10 @@ fn refresh_status_and_export_follow_the_feed() {
         .expect("rampart runs");
     let said = String::from_utf8_lossy(&again.stdout);
     assert!(again.status.success(), "{said}");
-    assert!(said.contains("is current") && said.contains("has not changed"), "{said}");
+    assert!(
+        said.contains("is current") && said.contains("has not changed"),
+        "{said}"
+    );
 
     let status = env.run(&["intel", "status"], None);
     ok(&status);
@@ -133,10 +136,15 @@ fn import_takes_a_whole_file_and_refuses_a_bad_one_keeping_the_catalogue() {
     let env = Env::new(small());
     let good = env.dir.path().join("kev.json");
     std::fs::write(&good, GOOD).expect("write");
-    let import = env.run(&["intel", "import", "kev", good.to_str().expect("path")], None);
+    let import = env.run(
+        &["intel", "import", "kev", good.to_str().expect("path")],
+        None,
+    );
     ok(&import);
     assert!(
-        import.stdout.contains("KEV catalogue 2025.01.02 stored: 2 entries from file:"),
+        import
+            .stdout
+            .contains("KEV catalogue 2025.01.02 stored: 2 entries from file:"),
         "{import:?}"
     );
     assert_eq!(entries(&env), 2);
@@ -145,34 +153,63 @@ fn import_takes_a_whole_file_and_refuses_a_bad_one_keeping_the_catalogue() {
     let cases: [(&str, &str, &str); 3] = [
         ("cut.json", &GOOD[..GOOD.len() / 2], "ends early"),
         ("short.json", &short, "states 5 entries but holds 2"),
-        ("other.json", r#"{"value":[]}"#, "is not CISA's KEV catalogue"),
+        (
+            "other.json",
+            r#"{"value":[]}"#,
+            "is not CISA's KEV catalogue",
+        ),
     ];
     for (name, text, reason) in cases {
         let path = env.dir.path().join(name);
         std::fs::write(&path, text).expect("write");
-        let refused = env.run(&["intel", "import", "kev", path.to_str().expect("path")], None);
+        let refused = env.run(
+            &["intel", "import", "kev", path.to_str().expect("path")],
+            None,
+        );
         assert_eq!(refused.code, 2, "{refused:?}");
         assert!(
-            refused.stderr.contains("KEV catalogue not replaced") && refused.stderr.contains(reason),
+            refused.stderr.contains("KEV catalogue not replaced")
+                && refused.stderr.contains(reason),
             "{name}: {refused:?}"
         );
         assert_eq!(entries(&env), 2, "{name} replaced the catalogue");
     }
     let missing = env.run(&["intel", "import", "kev", "no-such-file.json"], None);
     assert_eq!(missing.code, 2, "{missing:?}");
-    assert!(missing.stderr.contains("cannot read no-such-file.json"), "{missing:?}");
+    assert!(
+        missing.stderr.contains("cannot read no-such-file.json"),
+        "{missing:?}"
+    );
 
     // A feed URL that is not https is refused before anything is asked; one that does not
     // answer is an error in words, kept for `status`, and the catalogue stays.
-    let plain = env.run(&["intel", "refresh", "--kev-url", "http://www.cisa.gov/kev.json"], None);
+    let plain = env.run(
+        &[
+            "intel",
+            "refresh",
+            "--kev-url",
+            "http://www.cisa.gov/kev.json",
+        ],
+        None,
+    );
     assert_eq!(plain.code, 2, "{plain:?}");
-    assert!(plain.stderr.contains("plain http is allowed only to a loopback address"), "{plain:?}");
+    assert!(
+        plain
+            .stderr
+            .contains("plain http is allowed only to a loopback address"),
+        "{plain:?}"
+    );
     let closed = {
         let socket = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         socket.local_addr().expect("addr").port()
     };
     let down = env.run(
-        &["intel", "refresh", "--kev-url", &format!("http://127.0.0.1:{closed}/kev.json")],
+        &[
+            "intel",
+            "refresh",
+            "--kev-url",
+            &format!("http://127.0.0.1:{closed}/kev.json"),
+        ],
         None,
     );
     assert_eq!(down.code, 1, "{down:?}");
@@ -182,10 +219,20 @@ fn import_takes_a_whole_file_and_refuses_a_bad_one_keeping_the_catalogue() {
         "{down:?}"
     );
     let status = env.run(&["intel", "status"], None);
-    assert!(status.stdout.contains("last error:       could not download"), "{status:?}");
+    assert!(
+        status
+            .stdout
+            .contains("last error:       could not download"),
+        "{status:?}"
+    );
     assert_eq!(entries(&env), 2);
     let not_kev = env.run(
-        &["intel", "refresh", "--kev-url", &format!("{}/api/machines", env.sim.url)],
+        &[
+            "intel",
+            "refresh",
+            "--kev-url",
+            &format!("{}/api/machines", env.sim.url),
+        ],
         None,
     );
     assert_ne!(not_kev.code, 0, "{not_kev:?}");

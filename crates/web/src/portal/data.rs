@@ -562,7 +562,9 @@ pub async fn vulnerability(
             ("status", &Some("open".to_owned())),
         ])
     });
-    let kev = kev_index(state.store().as_ref(), [&cve]).await?.remove(&cve);
+    let kev = kev_index(state.store().as_ref(), [&cve])
+        .await?
+        .remove(&cve);
     let loaded = state
         .store()
         .intel_source(KEV_SOURCE)

@@ -45,7 +45,13 @@ async fn the_scheduler_refreshes_the_kev_catalogue_once_a_day() {
     assert!(first.replaced);
     assert_eq!(first.source.count, listed.len() as u64);
     // Read today: not again until it is a day old.
-    assert!(scheduler.refresh_kev(now + hours(23)).await.unwrap().is_none());
+    assert!(
+        scheduler
+            .refresh_kev(now + hours(23))
+            .await
+            .unwrap()
+            .is_none()
+    );
     let unchanged = scheduler
         .refresh_kev(now + hours(25))
         .await
@@ -61,7 +67,13 @@ async fn the_scheduler_refreshes_the_kev_catalogue_once_a_day() {
     app.sim.sim.tick(16);
     let grown = app.sim.sim.kev_listed();
     assert!(grown.len() > listed.len());
-    assert!(scheduler.refresh_kev(now + hours(48)).await.unwrap().is_none());
+    assert!(
+        scheduler
+            .refresh_kev(now + hours(48))
+            .await
+            .unwrap()
+            .is_none()
+    );
     let more = scheduler
         .refresh_kev(now + hours(50))
         .await
@@ -122,7 +134,10 @@ async fn a_serving_process_loads_the_kev_catalogue_on_its_own() {
     // A feed URL that is not https is refused when the server is built, in words.
     let mut config = WebConfig::new("127.0.0.1:0".parse().unwrap());
     config.kev_url = Some("http://www.cisa.gov/kev.json".into());
-    let e = Application::build(config, engine(&app)).await.err().unwrap();
+    let e = Application::build(config, engine(&app))
+        .await
+        .err()
+        .unwrap();
     assert!(e.to_string().contains("only to a loopback address"), "{e}");
 }
 
@@ -206,7 +221,10 @@ async fn kev_is_shown_with_each_vulnerability(app: TestApp) {
             kev["known_ransomware_campaign_use"],
             format!("{:?}", entry.known_ransomware_campaign_use)
         );
-        assert_eq!(kev["required_action"], entry.required_action.as_deref().unwrap());
+        assert_eq!(
+            kev["required_action"],
+            entry.required_action.as_deref().unwrap()
+        );
     }
     let entry = stored.iter().find(|e| e.cve_id.as_str() == cve).unwrap();
 
@@ -237,9 +255,10 @@ async fn kev_is_shown_with_each_vulnerability(app: TestApp) {
         page.body.contains(&format!(
             "id=\"kev\">listed since {}; ransomware campaign use: ",
             entry.date_added.unwrap()
-        )) && page
-            .body
-            .contains(&format!("federal due date {}</dd>", entry.due_date.unwrap())),
+        )) && page.body.contains(&format!(
+            "federal due date {}</dd>",
+            entry.due_date.unwrap()
+        )),
         "{}",
         page.body
     );
@@ -248,9 +267,16 @@ async fn kev_is_shown_with_each_vulnerability(app: TestApp) {
     assert!(list.body.contains("<td>KEV"), "{}", list.body);
     let other = after.iter().find(|v| !is_listed(v)).unwrap();
     let page = admin
-        .get(&format!("/vulnerabilities/{}", other["cve_id"].as_str().unwrap()))
+        .get(&format!(
+            "/vulnerabilities/{}",
+            other["cve_id"].as_str().unwrap()
+        ))
         .await;
-    assert!(page.body.contains("id=\"kev\">not listed</dd>"), "{}", page.body);
+    assert!(
+        page.body.contains("id=\"kev\">not listed</dd>"),
+        "{}",
+        page.body
+    );
 }
 
 #[tokio::test]
