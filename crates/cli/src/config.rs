@@ -486,14 +486,14 @@ impl Origin<'_> {
                     .unwrap_or_default();
                 format!("environment {var}")
             }
-            _ => match (&self.context.file, self.from_file(id)) {
+            _ => match (&self.context.file, self.file_sets(id)) {
                 (Some(file), true) => format!("{}", file.display()),
                 _ => "default".to_owned(),
             },
         }
     }
 
-    fn from_file(&self, id: &str) -> bool {
+    fn file_sets(&self, id: &str) -> bool {
         self.context
             .values
             .iter()
