@@ -35,6 +35,11 @@ pub struct Global {
     /// More detail in logs (-v: debug, -vv: trace). RUST_LOG overrides it.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+
+    /// Settings file (TOML; see `rampart config check`). Default: ./rampart.toml when it exists.
+    /// Command-line options and environment variables override what it says.
+    #[arg(long, global = true, env = crate::config::CONFIG_ENV, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 /// Options of the commands that sync (sync, serve, demo): only they show them.
@@ -81,6 +86,9 @@ pub enum Command {
     /// import a downloaded copy, or show what is stored.
     #[command(subcommand)]
     Intel(IntelCommand),
+    /// Check the settings file and show the settings in effect.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// The transfer floor of `scripts/bench`: download what a full sync downloads, discard it.
     #[command(hide = true)]
     BenchDownload(BenchDownloadArgs),
@@ -387,6 +395,13 @@ pub struct RestoreArgs {
     /// Replace a database that holds integrations or accounts.
     #[arg(long)]
     pub force: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate the settings file (rampart.toml, or --config FILE) and print the settings in
+    /// effect, each with where it came from; passwords in database URLs are hidden.
+    Check,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

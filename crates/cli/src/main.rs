@@ -3,12 +3,11 @@
 
 mod cli;
 mod commands;
+mod config;
 mod context;
 mod output;
 
 use std::process::ExitCode;
-
-use clap::Parser;
 
 /// mimalloc instead of the system allocator: a sync allocates and frees millions of small strings
 /// on several threads, where glibc's malloc spent a quarter of the CPU (see BENCHMARKS.md).
@@ -16,7 +15,10 @@ use clap::Parser;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    let (cli, config) = match config::load(std::env::args_os().collect()) {
+        Ok(loaded) => loaded,
+        Err(e) => return output::report_error(&e),
+    };
     output::init_tracing(&cli.global);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -28,7 +30,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(commands::run(cli)) {
+    match runtime.block_on(commands::run(cli, &config)) {
         Ok(code) => code,
         Err(e) => output::report_error(&e),
     }

@@ -49,7 +49,7 @@ pub use ops::{
     Restored, SchemaState, pg_dump_command, restore_sqlite, sqlite_backup, sqlite_path,
     verify_sqlite_backup,
 };
-pub use postgres::PgStore;
+pub use postgres::{PgStore, redact as redact_url};
 pub use run_owner::RunOwner;
 pub use sort::{AssetSort, AssetSortKey, ListedAsset, OpenFindings, SortCursor};
 pub use sqlite::{SQLITE_MAX_PARAMS, SqliteStore};

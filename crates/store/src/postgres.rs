@@ -72,8 +72,8 @@ fn is_foreign_key_violation(e: &sqlx::Error) -> bool {
         .is_some_and(|d| d.is_foreign_key_violation())
 }
 
-/// A URL fit for an error message: the password replaced.
-pub(crate) fn redact(url: &str) -> String {
+/// A URL fit for an error message or for showing: the password replaced.
+pub fn redact(url: &str) -> String {
     match url::Url::parse(url) {
         Ok(mut u) => {
             if u.password().is_some() {

@@ -245,88 +245,192 @@ fn free_port() -> Result<u16, String> {
         .map_err(|e| format!("cannot find a free port: {e}"))
 }
 
-/// Starts the server and returns its admin URL.
+/// Starts the shared server and returns its admin URL. It lives as long as the test process (its
+/// watchdog then stops it), so it is never dropped.
 fn start_server() -> Result<String, String> {
-    let bin = postgres_bin_dir().ok_or_else(|| {
-        "the PostgreSQL server binaries are not installed (looked in PG_BIN and /usr/lib/postgresql/*/bin)"
-            .to_owned()
-    })?;
-    let as_postgres = running_as_root();
-    let dir = tempfile::Builder::new()
-        .prefix("rampart-pg-")
-        .tempdir_in("/tmp")
-        .map_err(|e| format!("cannot create a temporary directory: {e}"))?
-        .keep();
-    // From here on the watchdog owns the directory: it removes it (and stops the server) when
-    // this process is gone, even if it is killed.
-    spawn_watchdog(&bin, &dir, as_postgres)?;
-    if as_postgres {
-        let uid = id_of("-u", "postgres")?;
-        let gid = id_of("-g", "postgres")?;
-        std::os::unix::fs::chown(&dir, Some(uid), Some(gid))
-            .map_err(|e| format!("cannot hand {} to the postgres user: {e}", dir.display()))?;
+    let server = ThrowawayServer::launch(Listen::Tcp)?;
+    let url = server.url.clone();
+    std::mem::forget(server);
+    Ok(url)
+}
+
+/// Where a throwaway server accepts connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Listen {
+    /// 127.0.0.1 and the unix socket (the shared server: `scripts/pg-test-server` users may
+    /// point tools at it).
+    Tcp,
+    /// The unix socket in its directory only: no TCP port that another process could take
+    /// while the server is stopped, so it can always start again.
+    SocketOnly,
+}
+
+/// A PostgreSQL server of one test's own, for tests that stop and start the database under a
+/// running Rampart (the shared server must never go down under other tests). Dropping it stops
+/// the server and removes its directory; a watchdog does the same if the test process dies.
+///
+/// ```ignore
+/// let server = rampart_store::testing::ThrowawayServer::start();
+/// let store = rampart_store::connect(server.url()).await?;
+/// server.stop();   // the database goes away
+/// server.resume(); // and comes back, at the same address
+/// ```
+#[derive(Debug)]
+pub struct ThrowawayServer {
+    bin: PathBuf,
+    dir: PathBuf,
+    as_postgres: bool,
+    url: String,
+}
+
+impl ThrowawayServer {
+    /// Starts a new server (a second or two). Panics with instructions when PostgreSQL cannot
+    /// be had, as [`postgres_store`] does.
+    pub fn start() -> ThrowawayServer {
+        ThrowawayServer::launch(Listen::SocketOnly).unwrap_or_else(|why| {
+            panic!(
+                "cannot start a throwaway PostgreSQL server for this test: {why}\n\
+                 Install PostgreSQL with `scripts/pg-test-server --install`."
+            )
+        })
     }
-    let data = dir.join("data");
-    let mut initdb = pg_command(&bin.join("initdb"), as_postgres);
-    initdb
-        .arg("-D")
-        .arg(&data)
-        .args([
-            "-U",
-            "postgres",
-            "-A",
-            "trust",
-            "-E",
-            "UTF8",
-            "--locale=C",
-            "--no-sync",
-        ])
-        .current_dir(&dir);
-    run(initdb, "initdb")?;
 
-    let mut last_error = String::new();
-    // A free port can be taken between our probe and the server's bind: try a few.
-    for _ in 0..3 {
-        let port = free_port()?;
-        let conf = format!(
-            "\n# rampart test server\nport = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n\
-             fsync = off\nsynchronous_commit = off\nfull_page_writes = off\nmax_connections = 300\nshared_buffers = 64MB\n",
-            dir.display()
-        );
-        let conf_path = data.join("postgresql.conf");
-        let mut current = std::fs::read_to_string(&conf_path)
-            .map_err(|e| format!("cannot read {}: {e}", conf_path.display()))?;
-        if let Some(pos) = current.find("\n# rampart test server\n") {
-            current.truncate(pos);
+    /// The URL of its `postgres` database, as its superuser (trust authentication).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Stops the server (fast shutdown: open connections are ended) and waits until it is down.
+    pub fn stop(&self) {
+        let mut stop = self.pg_ctl();
+        stop.args(["-m", "fast", "-w", "-t", "60", "stop"]);
+        if let Err(e) = run(stop, "pg_ctl stop") {
+            panic!("cannot stop the throwaway PostgreSQL server: {e}");
         }
-        current.push_str(&conf);
-        std::fs::write(&conf_path, current)
-            .map_err(|e| format!("cannot write {}: {e}", conf_path.display()))?;
+    }
 
-        let mut start = pg_command(&bin.join("pg_ctl"), as_postgres);
-        start
+    /// Starts the stopped server again, at the same address, and waits until it accepts
+    /// connections.
+    pub fn resume(&self) {
+        if let Err(e) = self.pg_ctl_start() {
+            panic!("cannot start the throwaway PostgreSQL server again: {e}");
+        }
+    }
+
+    fn launch(listen: Listen) -> Result<ThrowawayServer, String> {
+        let bin = postgres_bin_dir().ok_or_else(|| {
+            "the PostgreSQL server binaries are not installed (looked in PG_BIN and /usr/lib/postgresql/*/bin)"
+                .to_owned()
+        })?;
+        let as_postgres = running_as_root();
+        let dir = tempfile::Builder::new()
+            .prefix("rampart-pg-")
+            .tempdir_in("/tmp")
+            .map_err(|e| format!("cannot create a temporary directory: {e}"))?
+            .keep();
+        // From here on the watchdog owns the directory: it removes it (and stops the server) when
+        // this process is gone, even if it is killed.
+        spawn_watchdog(&bin, &dir, as_postgres)?;
+        if as_postgres {
+            let uid = id_of("-u", "postgres")?;
+            let gid = id_of("-g", "postgres")?;
+            std::os::unix::fs::chown(&dir, Some(uid), Some(gid))
+                .map_err(|e| format!("cannot hand {} to the postgres user: {e}", dir.display()))?;
+        }
+        let mut server = ThrowawayServer {
+            bin,
+            dir,
+            as_postgres,
+            url: String::new(),
+        };
+        let data = server.dir.join("data");
+        let mut initdb = pg_command(&server.bin.join("initdb"), as_postgres);
+        initdb
             .arg("-D")
             .arg(&data)
-            .arg("-l")
-            .arg(dir.join("server.log"))
-            .args(["-w", "-t", "60", "start"])
-            .stdout(Stdio::null())
-            .current_dir(&dir);
-        match run(start, "pg_ctl start") {
-            Ok(()) => {
-                // Connect through the socket: no TCP, and no port another process could hold.
-                return Ok(format!(
-                    "postgres://postgres@localhost:{port}/postgres?host={}",
-                    dir.display()
-                ));
+            .args([
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+            ])
+            .current_dir(&server.dir);
+        run(initdb, "initdb")?;
+
+        let listen_addresses = match listen {
+            Listen::Tcp => "127.0.0.1",
+            Listen::SocketOnly => "",
+        };
+        let mut last_error = String::new();
+        // A free port can be taken between our probe and the server's bind: try a few. (With
+        // the socket only, the port just names the socket file.)
+        for _ in 0..3 {
+            let port = free_port()?;
+            let conf = format!(
+                "\n# rampart test server\nport = {port}\nlisten_addresses = '{listen_addresses}'\nunix_socket_directories = '{}'\n\
+                 fsync = off\nsynchronous_commit = off\nfull_page_writes = off\nmax_connections = 300\nshared_buffers = 64MB\n",
+                server.dir.display()
+            );
+            let conf_path = data.join("postgresql.conf");
+            let mut current = std::fs::read_to_string(&conf_path)
+                .map_err(|e| format!("cannot read {}: {e}", conf_path.display()))?;
+            if let Some(pos) = current.find("\n# rampart test server\n") {
+                current.truncate(pos);
             }
-            Err(e) => {
-                let log = std::fs::read_to_string(dir.join("server.log")).unwrap_or_default();
-                last_error = format!("{e}\nserver log:\n{log}");
+            current.push_str(&conf);
+            std::fs::write(&conf_path, current)
+                .map_err(|e| format!("cannot write {}: {e}", conf_path.display()))?;
+
+            match server.pg_ctl_start() {
+                Ok(()) => {
+                    // Connect through the socket: no TCP, and no port another process could hold.
+                    server.url = format!(
+                        "postgres://postgres@localhost:{port}/postgres?host={}",
+                        server.dir.display()
+                    );
+                    return Ok(server);
+                }
+                Err(e) => last_error = e,
             }
         }
+        Err(last_error)
     }
-    Err(last_error)
+
+    fn pg_ctl(&self) -> Command {
+        let mut c = pg_command(&self.bin.join("pg_ctl"), self.as_postgres);
+        c.arg("-D")
+            .arg(self.dir.join("data"))
+            .stdout(Stdio::null())
+            .current_dir(&self.dir);
+        c
+    }
+
+    fn pg_ctl_start(&self) -> Result<(), String> {
+        let mut start = self.pg_ctl();
+        start
+            .arg("-l")
+            .arg(self.dir.join("server.log"))
+            .args(["-w", "-t", "60", "start"]);
+        run(start, "pg_ctl start").map_err(|e| {
+            let log = std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
+            format!("{e}\nserver log:\n{log}")
+        })
+    }
+}
+
+impl Drop for ThrowawayServer {
+    fn drop(&mut self) {
+        if self.dir.join("data").join("postmaster.pid").exists() {
+            let mut stop = self.pg_ctl();
+            stop.args(["-m", "immediate", "-w", "stop"]);
+            let _ = run(stop, "pg_ctl stop");
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 /// A detached shell that waits for this process to end, then stops the server and removes its

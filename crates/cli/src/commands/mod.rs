@@ -13,9 +13,10 @@ mod user;
 
 use std::process::ExitCode;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, ConfigCommand};
+use crate::config::ConfigContext;
 
-pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+pub async fn run(cli: Cli, config: &ConfigContext) -> anyhow::Result<ExitCode> {
     let global = &cli.global;
     match cli.command {
         Command::Demo(args) => demo::run(global, args).await,
@@ -28,6 +29,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Backup(args) => backup::backup(global, args).await,
         Command::Restore(args) => backup::restore(global, args).await,
         Command::Intel(command) => intel::run(global, command).await,
+        Command::Config(ConfigCommand::Check) => {
+            print!("{}", crate::config::effective(global, config)?);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::BenchDownload(args) => bench_download::run(args).await,
     }
 }

@@ -238,3 +238,50 @@ fn import_takes_a_whole_file_and_refuses_a_bad_one_keeping_the_catalogue() {
     assert_ne!(not_kev.code, 0, "{not_kev:?}");
     assert_eq!(entries(&env), 2);
 }
+
+/// `kev_url` in rampart.toml reaches `intel refresh` (a nested command) as well as `serve`, and
+/// `config check` shows it with `serve.no_kev_refresh`.
+#[test]
+fn the_settings_file_names_the_feed() {
+    let env = Env::new(small());
+    let url = format!("{}{KEV_PATH}", env.sim.url);
+    std::fs::write(
+        env.dir.path().join("rampart.toml"),
+        format!("kev_url = \"{url}\"\n\n[serve]\nno_kev_refresh = true\n"),
+    )
+    .expect("write rampart.toml");
+    let refreshed = env.run(&["intel", "refresh"], None);
+    ok(&refreshed);
+    assert!(
+        refreshed.stdout.contains(&format!("entries from {url}")),
+        "{refreshed:?}"
+    );
+    assert_eq!(entries(&env), env.sim.sim.kev_listed().len() as u64);
+
+    let checked = env.run(&["config", "check"], None);
+    ok(&checked);
+    for expected in [
+        format!("kev_url = \"{url}\"  # ./rampart.toml"),
+        "no_kev_refresh = true  # ./rampart.toml".to_owned(),
+    ] {
+        assert!(
+            checked.stdout.contains(&expected),
+            "{expected}: {checked:?}"
+        );
+    }
+
+    // A feed that is not https is refused against the file and its key.
+    std::fs::write(
+        env.dir.path().join("rampart.toml"),
+        "kev_url = \"http://www.cisa.gov/kev.json\"\n",
+    )
+    .expect("write rampart.toml");
+    let refused = env.run(&["intel", "status"], None);
+    assert_eq!(refused.code, 2, "{refused:?}");
+    assert!(
+        refused
+            .stderr
+            .contains("rampart.toml is not valid: kev_url: "),
+        "{refused:?}"
+    );
+}

@@ -5,6 +5,7 @@ mod backup;
 mod bad_input;
 mod cloud;
 mod cloud_posture;
+mod config;
 mod flow;
 mod intel;
 #[cfg(unix)]

@@ -66,6 +66,11 @@ pub async fn spawn_app_on_postgres() -> TestApp {
     spawn_app_on(sim_with(40), tempfile::tempdir().unwrap(), store, |_| {}).await
 }
 
+/// The app over a store the test opened itself (a database it controls).
+pub async fn spawn_app_over(store: Arc<dyn Store>) -> TestApp {
+    spawn_app_on(sim_with(40), tempfile::tempdir().unwrap(), store, |_| {}).await
+}
+
 /// A test app on a fresh SQLite database whose server runs with `configure`d options.
 pub async fn spawn_app_configured(devices: u32, configure: impl FnOnce(&mut WebConfig)) -> TestApp {
     let (dir, store) = rampart_store::testing::sqlite_store().await;

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use openmetrics_parser::OpenMetricsValue;
+use rampart_store::testing::ThrowawayServer;
 use rampart_sync::vault::Vault;
 use rampart_sync::{Engine, EngineOptions};
 use rampart_web::{Application, WebConfig};
@@ -61,6 +62,62 @@ async fn healthz_is_up_and_readyz_follows_the_database() {
     let ready = get(&format!("{}/readyz", app.url)).await;
     assert_eq!(ready.status(), StatusCode::OK);
     assert_eq!(body(ready).await, "ready");
+}
+
+/// PostgreSQL going down under a running server, and coming back: /readyz says 503 while it is
+/// down and 200 again once it is back, without restarting Rampart. The server is this test's own
+/// (stopping the shared one would fail every other test).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_fails_while_postgresql_is_down_and_recovers() {
+    let server = Arc::new(
+        tokio::task::spawn_blocking(ThrowawayServer::start)
+            .await
+            .unwrap(),
+    );
+    let store = rampart_store::connect(server.url()).await.unwrap();
+    let app = spawn_app_over(store).await;
+    let readyz = format!("{}/readyz", app.url);
+    assert_eq!(get(&readyz).await.status(), StatusCode::OK);
+
+    let down = server.clone();
+    tokio::task::spawn_blocking(move || down.stop())
+        .await
+        .unwrap();
+    let ready = get(&readyz).await;
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        ready.headers()["content-type"].to_str().unwrap(),
+        "application/problem+json"
+    );
+    let problem: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!(problem["check"], "database-unreachable", "{problem}");
+    assert!(
+        !problem["detail"].as_str().unwrap().contains(server.url()),
+        "{problem}"
+    );
+    assert_eq!(
+        get(&format!("{}/healthz", app.url)).await.status(),
+        StatusCode::OK
+    );
+
+    let up = server.clone();
+    tokio::task::spawn_blocking(move || up.resume())
+        .await
+        .unwrap();
+    // The pool drops its dead connections and opens new ones on the next request. pg_ctl has
+    // waited for the server to accept connections, so the first answer is normally 200; the
+    // retries only absorb a connection the pool had begun to open while it was down.
+    let mut status = StatusCode::SERVICE_UNAVAILABLE;
+    for _ in 0..25 {
+        let ready = get(&readyz).await;
+        status = ready.status();
+        if status == StatusCode::OK {
+            assert_eq!(body(ready).await, "ready");
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(status, StatusCode::OK, "/readyz did not recover");
 }
 
 /// One sample of a scrape: its family, labels and value (a histogram's value is its count).
