@@ -82,6 +82,10 @@ pub enum Command {
     Backup(BackupArgs),
     /// Replace the SQLite database with a backup (stop Rampart first).
     Restore(RestoreArgs),
+    /// Threat intelligence (CISA's Known Exploited Vulnerabilities catalogue): refresh it now,
+    /// import a downloaded copy, or show what is stored.
+    #[command(subcommand)]
+    Intel(IntelCommand),
     /// Check the settings file and show the settings in effect.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -165,6 +169,51 @@ pub struct ServeArgs {
     pub metrics_token_env: Option<String>,
     #[command(flatten)]
     pub engine: EngineArgs,
+    #[command(flatten)]
+    pub kev: KevFeedArgs,
+    /// Do not refresh the KEV catalogue (a site without internet access that imports it with
+    /// `rampart intel import kev FILE`).
+    #[arg(long)]
+    pub no_kev_refresh: bool,
+}
+
+/// Where CISA's KEV catalogue is read from (`serve` refreshes it daily, `intel refresh` now).
+#[derive(Debug, Args)]
+pub struct KevFeedArgs {
+    /// URL of CISA's Known Exploited Vulnerabilities feed, or a mirror of it: https (plain http
+    /// only to a loopback address).
+    #[arg(long, env = "RAMPART_KEV_URL", value_name = "URL",
+          default_value = rampart_sync::intel::DEFAULT_KEV_URL, value_parser = parse_kev_url)]
+    pub kev_url: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IntelCommand {
+    /// Download the KEV catalogue now (a conditional GET: when it is unchanged, nothing is
+    /// downloaded and the stored one is kept).
+    Refresh {
+        #[command(flatten)]
+        feed: KevFeedArgs,
+    },
+    /// Import a downloaded file, for a site without internet access: `rampart intel import kev
+    /// known_exploited_vulnerabilities.json`. A file that is not the feed, or not whole, is
+    /// refused and the stored catalogue kept.
+    Import {
+        #[arg(value_enum)]
+        source: IntelSourceArg,
+        /// The file, as downloaded from CISA.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Show the stored KEV catalogue: version, entries, when and where it was read, and the
+    /// last error.
+    Status,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum IntelSourceArg {
+    /// CISA's Known Exploited Vulnerabilities catalogue (JSON).
+    Kev,
 }
 
 #[derive(Debug, Args)]
@@ -404,6 +453,12 @@ fn parse_network(s: &str) -> Result<rampart_web::IpNet, String> {
                 s.chars().take(60).collect::<String>()
             )
         })
+}
+
+fn parse_kev_url(s: &str) -> Result<String, String> {
+    rampart_sync::intel::check_feed_url(s)
+        .map(|u| u.to_string())
+        .map_err(|e| e.to_string())
 }
 
 fn parse_url(s: &str) -> Result<String, String> {

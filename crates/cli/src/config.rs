@@ -32,6 +32,8 @@ struct FileSettings {
     database: Option<String>,
     log_format: Option<String>,
     files_from_devices: Option<u64>,
+    /// CISA's KEV feed (serve's daily refresh and `intel refresh`).
+    kev_url: Option<String>,
     #[serde(default)]
     serve: ServeSettings,
 }
@@ -47,6 +49,7 @@ struct ServeSettings {
     secure_cookies: Option<bool>,
     session_lifetime: Option<u64>,
     metrics_token_env: Option<String>,
+    no_kev_refresh: Option<bool>,
 }
 
 /// Which commands an option the file sets belongs to.
@@ -56,7 +59,8 @@ enum Scope {
     Global,
     /// `rampart serve` only.
     Serve,
-    /// Every command that has the option (the syncing ones: sync, serve, demo).
+    /// Every command that has the option (the syncing ones: sync, serve, demo; `kev_url`: serve
+    /// and `intel refresh`).
     EveryCommand,
 }
 
@@ -186,6 +190,7 @@ impl FileSettings {
                 Scope::EveryCommand,
                 one(self.files_from_devices),
             ),
+            ("kev_url", "kev_url", Scope::EveryCommand, one(self.kev_url)),
             ("serve.listen", "listen", Scope::Serve, one(serve.listen)),
             (
                 "serve.max_connections",
@@ -228,6 +233,12 @@ impl FileSettings {
                 "metrics_token_env",
                 Scope::Serve,
                 one(serve.metrics_token_env),
+            ),
+            (
+                "serve.no_kev_refresh",
+                "no_kev_refresh",
+                Scope::Serve,
+                one(serve.no_kev_refresh),
             ),
         ];
         all.into_iter()
@@ -309,12 +320,17 @@ fn with_file_defaults(mut command: Command, values: &[FileValue]) -> Command {
         command = match value.scope {
             Scope::Global => set_default(command, id, defaults),
             Scope::Serve => command.mut_subcommand("serve", |c| set_default(c, id, defaults)),
-            Scope::EveryCommand => {
-                command.mut_subcommands(|c| set_default(c, id, defaults.clone()))
-            }
+            Scope::EveryCommand => set_default_everywhere(command, id, &defaults),
         };
     }
     command
+}
+
+/// The default of `id` in every subcommand that has it, nested ones too (`intel refresh`).
+fn set_default_everywhere(command: Command, id: &str, values: &[String]) -> Command {
+    command.mut_subcommands(|c| {
+        set_default_everywhere(set_default(c, id, values.to_vec()), id, values)
+    })
 }
 
 fn set_default(command: Command, id: &str, values: Vec<String>) -> Command {
@@ -399,6 +415,12 @@ pub fn effective(global: &Global, context: &ConfigContext) -> anyhow::Result<Str
         integer(serve.engine.files_from_devices),
         &per_command.source("files_from_devices"),
     );
+    line(
+        &mut out,
+        "kev_url",
+        toml::Value::String(serve.kev.kev_url.clone()),
+        &per_command.source("kev_url"),
+    );
     let _ = writeln!(out, "\n[serve]");
     line(
         &mut out,
@@ -436,6 +458,12 @@ pub fn effective(global: &Global, context: &ConfigContext) -> anyhow::Result<Str
         "session_lifetime",
         integer(serve.session_lifetime),
         &in_serve.source("session_lifetime"),
+    );
+    line(
+        &mut out,
+        "no_kev_refresh",
+        toml::Value::Boolean(serve.no_kev_refresh),
+        &in_serve.source("no_kev_refresh"),
     );
     match &serve.metrics_token_env {
         None => {
@@ -551,6 +579,7 @@ mod tests {
             database: Some("sqlite://x.db".into()),
             log_format: Some("json".into()),
             files_from_devices: Some(1),
+            kev_url: Some("https://example.com/kev.json".into()),
             serve: ServeSettings {
                 listen: Some("127.0.0.1:1".into()),
                 max_connections: Some(1),
@@ -560,6 +589,7 @@ mod tests {
                 secure_cookies: Some(true),
                 session_lifetime: Some(1),
                 metrics_token_env: Some("T".into()),
+                no_kev_refresh: Some(true),
             },
         };
         let root = Cli::command();

@@ -2,7 +2,7 @@
 //! "Stable interfaces"). JSON lines use these field names; CSV has the same columns in the same
 //! order. Timestamps are RFC 3339 UTC whatever format Microsoft used.
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use serde::Serialize;
 
 /// One row of `export assets`.
@@ -81,6 +81,14 @@ pub struct VulnerabilityRecord {
     /// The source's own count of exposed devices (MDE `exposedMachines`), beside Rampart's
     /// `exposed_assets`.
     pub source_exposed_machines: Option<u64>,
+    /// Listed in CISA's Known Exploited Vulnerabilities catalogue (as last refreshed).
+    pub kev: bool,
+    /// When CISA added it (`dateAdded`); empty when not listed.
+    pub kev_date_added: Option<NaiveDate>,
+    /// CISA's `dueDate` for US federal agencies (not Rampart's SLA); empty when not listed.
+    pub kev_due_date: Option<NaiveDate>,
+    /// CISA's `knownRansomwareCampaignUse`: `Known` or `Unknown`; empty when not listed.
+    pub kev_known_ransomware_campaign_use: Option<String>,
 }
 
 /// One row of `export posture` (Defender for Cloud). `record_type` says which columns apply:
@@ -165,6 +173,10 @@ fn rfc3339_opt<S: serde::Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<
         Some(t) => s.serialize_str(&rfc3339(t)),
         None => s.serialize_none(),
     }
+}
+
+fn date(d: &Option<NaiveDate>) -> String {
+    d.map(|d| d.to_string()).unwrap_or_default()
 }
 
 fn opt(s: &Option<String>) -> String {
@@ -283,6 +295,10 @@ impl CsvRecord for VulnerabilityRecord {
         "exposed_assets",
         "description",
         "source_exposed_machines",
+        "kev",
+        "kev_date_added",
+        "kev_due_date",
+        "kev_known_ransomware_campaign_use",
     ];
     fn cells(&self) -> Vec<String> {
         vec![
@@ -300,6 +316,10 @@ impl CsvRecord for VulnerabilityRecord {
             self.source_exposed_machines
                 .map(|n| n.to_string())
                 .unwrap_or_default(),
+            self.kev.to_string(),
+            date(&self.kev_date_added),
+            date(&self.kev_due_date),
+            opt(&self.kev_known_ransomware_campaign_use),
         ]
     }
 }

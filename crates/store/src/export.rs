@@ -8,11 +8,13 @@ use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use rampart_model::export::{
     AssetRecord, FindingRecord, PostureRecord, VulnerabilityRecord, posture_record_type,
 };
+use rampart_model::priority::KevEntry;
 use rampart_model::{IntegrationId, TenantScoreParts, weighted_percent};
 
 use crate::error::Result;
-use crate::store::Store;
-use crate::types::{StoredAsset, StoredFinding, StoredVulnerability};
+use crate::intel::{kev_index, ransomware_text};
+use crate::store::{STREAM_PAGE_SIZE, Store};
+use crate::types::{StoredAsset, StoredFinding, StoredVulnerability, VulnerabilityFilter};
 use crate::types_cloud::{
     RECOMMENDATION_REMOVED, RecommendationFilter, StoredControlScore, StoredPostureScore,
     StoredRecommendation,
@@ -71,7 +73,12 @@ pub fn finding_record(s: &StoredFinding) -> FindingRecord {
     }
 }
 
-pub fn vulnerability_record(s: &StoredVulnerability) -> VulnerabilityRecord {
+/// The export row of a catalogue entry, with its KEV entry when CISA lists the CVE (look it up
+/// with [`crate::kev_index`], or stream with [`vulnerability_records`]).
+pub fn vulnerability_record(
+    s: &StoredVulnerability,
+    kev: Option<&KevEntry>,
+) -> VulnerabilityRecord {
     let v = &s.vulnerability;
     VulnerabilityRecord {
         cve_id: v.cve_id.to_string(),
@@ -86,7 +93,34 @@ pub fn vulnerability_record(s: &StoredVulnerability) -> VulnerabilityRecord {
         exposed_assets: s.exposed_assets,
         description: v.description.clone(),
         source_exposed_machines: v.source_exposed_machines,
+        kev: kev.is_some(),
+        kev_date_added: kev.and_then(|k| k.date_added),
+        kev_due_date: kev.and_then(|k| k.due_date),
+        kev_known_ransomware_campaign_use: kev
+            .map(|k| ransomware_text(k.known_ransomware_campaign_use).to_owned()),
     }
+}
+
+/// `export vulnerabilities`: every catalogue entry matching the filter, with its KEV columns,
+/// looked up one page of entries at a time.
+pub fn vulnerability_records<S: Store + ?Sized>(
+    store: &S,
+    filter: VulnerabilityFilter,
+) -> BoxStream<'_, Result<VulnerabilityRecord>> {
+    store
+        .stream_vulnerabilities(filter)
+        .try_chunks(STREAM_PAGE_SIZE as usize)
+        .map_err(|e| e.1)
+        .and_then(move |page| async move {
+            let kev = kev_index(store, page.iter().map(|v| &v.vulnerability.cve_id)).await?;
+            let records: Vec<Result<VulnerabilityRecord>> = page
+                .iter()
+                .map(|v| Ok(vulnerability_record(v, kev.get(&v.vulnerability.cve_id))))
+                .collect();
+            Ok(stream::iter(records))
+        })
+        .try_flatten()
+        .boxed()
 }
 
 /// The `tenant` row of one integration over the latest score of each of its subscriptions

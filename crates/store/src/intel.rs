@@ -2,6 +2,8 @@
 //! catalogue (`kev_entries`, migration 0011) and one `intel_sources` row per source saying where
 //! the data came from and how current it is. The SQL here is written once for both backends.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
@@ -10,6 +12,7 @@ use rampart_model::priority::{KevEntry, RansomwareUse};
 
 use crate::common::{RowExt, clean, clean_opt, corrupt};
 use crate::error::Result;
+use crate::store::Store;
 
 /// The `intel_sources` key of the KEV catalogue.
 pub const KEV_SOURCE: &str = "cisa-kev";
@@ -33,6 +36,26 @@ pub struct IntelSource {
     pub count: u64,
     /// What went wrong at the last attempt; `None` after a success.
     pub last_error: Option<String>,
+}
+
+/// The KEV entries of these CVEs by CVE id, in one query (a page's worth at a time): how the
+/// API, the portal and the exports say whether a CVE is listed.
+pub async fn kev_index<'a, S: Store + ?Sized>(
+    store: &S,
+    cves: impl IntoIterator<Item = &'a CveId>,
+) -> Result<HashMap<CveId, KevEntry>> {
+    let mut wanted: Vec<CveId> = cves.into_iter().cloned().collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    if wanted.is_empty() {
+        return Ok(HashMap::new());
+    }
+    Ok(store
+        .kev_entries_for(&wanted)
+        .await?
+        .into_iter()
+        .map(|e| (e.cve_id.clone(), e))
+        .collect())
 }
 
 /// A newly read catalogue's header, stored with its entries.

@@ -43,7 +43,7 @@ pub mod testing;
 use std::sync::Arc;
 
 pub use error::StoreError;
-pub use intel::{IntelCheck, IntelSource, KEV_SOURCE, KevSnapshot};
+pub use intel::{IntelCheck, IntelSource, KEV_SOURCE, KevSnapshot, kev_index};
 pub use jobs::{Enqueued, JOB_LEASE, Job, JobKind, JobState};
 pub use ops::{
     Restored, SchemaState, pg_dump_command, restore_sqlite, sqlite_backup, sqlite_path,

@@ -6,7 +6,9 @@ use std::path::Path;
 
 use chrono::{DateTime, Duration, Utc};
 
-use rampart_microsoft::intel::{IntelError, KevClient, KevFetch, MAX_KEV_BYTES, read_kev};
+/// The feed client and its errors, for callers (web, CLI) that depend on this crate only.
+pub use rampart_microsoft::intel::{DEFAULT_KEV_URL, IntelError, KevClient, check_feed_url};
+use rampart_microsoft::intel::{KevFetch, MAX_KEV_BYTES, read_kev};
 use rampart_model::priority::KevCatalog;
 use rampart_store::{IntelCheck, IntelSource, KEV_SOURCE, KevSnapshot, Store, StoreError};
 
@@ -43,6 +45,19 @@ pub fn kev_refresh_due(source: Option<&IntelSource>, now: DateTime<Utc>) -> bool
     let resting =
         s.attempted_at.is_some_and(|t| now - t < KEV_RETRY_AFTER) && s.last_error.is_some();
     stale && !resting
+}
+
+/// The daily refresh: [`refresh_kev`] when [`kev_refresh_due`] says so, else `None`.
+pub async fn refresh_kev_if_due(
+    store: &dyn Store,
+    client: &KevClient,
+    now: DateTime<Utc>,
+) -> Result<Option<KevUpdate>, IntelRefreshError> {
+    let stored = store.intel_source(KEV_SOURCE).await?;
+    if !kev_refresh_due(stored.as_ref(), now) {
+        return Ok(None);
+    }
+    refresh_kev(store, client, now).await.map(Some)
 }
 
 /// Downloads the catalogue (sending the stored validators when they belong to this URL) and

@@ -10,7 +10,7 @@ use futures::Stream;
 use rampart_model::CveId;
 use rampart_model::export::{AssetRecord, CsvRecord, FindingRecord, VulnerabilityRecord, csv_line};
 use rampart_store::export::{asset_record, finding_record, vulnerability_record};
-use rampart_store::{AssetFilter, FindingFilter, Store, VulnerabilityFilter};
+use rampart_store::{AssetFilter, FindingFilter, Store, VulnerabilityFilter, kev_index};
 
 const PAGE: u32 = 1000;
 
@@ -110,10 +110,17 @@ pub fn vulnerabilities(store: Arc<dyn Store>, filter: VulnerabilityFilter) -> Re
         let (store, filter) = (store.clone(), filter.clone());
         async move {
             let page = store.vulnerabilities_page(&filter, after, PAGE).await?;
+            let kev = kev_index(
+                store.as_ref(),
+                page.items.iter().map(|v| &v.vulnerability.cve_id),
+            )
+            .await?;
             let text = page
                 .items
                 .iter()
-                .map(|v| csv_line(&vulnerability_record(v).cells()))
+                .map(|v| {
+                    csv_line(&vulnerability_record(v, kev.get(&v.vulnerability.cve_id)).cells())
+                })
                 .collect();
             Ok((text, page.next))
         }

@@ -7,6 +7,10 @@
 //! the next one, and a job whose worker died (no heartbeat for [`JOB_LEASE`]) is taken over. The
 //! database keeps one active job per integration (and one running run), so several processes
 //! never sync one integration twice at once.
+//!
+//! Beside the syncs, when given a feed ([`Scheduler::with_kev`]), it keeps CISA's KEV catalogue
+//! current: refreshed once it is a day old (`rampart_sync::intel::kev_refresh_due`), in its own
+//! loop so a slow download never holds up a sync.
 
 use std::time::Duration;
 
@@ -14,6 +18,7 @@ use chrono::{DateTime, Utc};
 use rampart_model::Integration;
 use rampart_store::{Enqueued, JOB_LEASE, Job, JobKind, StoreError};
 use rampart_sync::SyncRequest;
+use rampart_sync::intel::{IntelRefreshError, KevClient, KevUpdate, refresh_kev_if_due};
 use rampart_sync::progress::Logged;
 
 use crate::error::AppError;
@@ -25,6 +30,8 @@ const MAX_IN_FLIGHT: usize = 4;
 pub struct Scheduler {
     state: AppState,
     tick: Duration,
+    /// Where the daily refresh reads the KEV catalogue; `None`: this process does not refresh it.
+    kev: Option<KevClient>,
 }
 
 /// When `integration` is next due, given when its last sync started (`None`: never ran, due now).
@@ -37,22 +44,72 @@ pub fn next_run(integration: &Integration, last_start: Option<DateTime<Utc>>) ->
 
 impl Scheduler {
     pub fn new(state: AppState, tick: Duration) -> Self {
-        Self { state, tick }
+        Self {
+            state,
+            tick,
+            kev: None,
+        }
+    }
+
+    /// Also keeps the KEV catalogue from this feed current.
+    pub fn with_kev(mut self, client: KevClient) -> Self {
+        self.kev = Some(client);
+        self
     }
 
     pub fn spawn(self) -> tokio::task::JoinHandle<()> {
+        // Both loops in one task: aborting it (at shutdown) stops both.
         tokio::spawn(async move {
-            let mut interval = tokio::time::interval(self.tick);
-            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                interval.tick().await;
-                if let Err(error) = self.once().await {
-                    tracing::warn!(message = "Scheduler pass failed.", %error);
-                }
-                // Expired sessions are swept on the same clock.
-                let _ = self.state.store().delete_expired_sessions(Utc::now()).await;
-            }
+            tokio::join!(self.sync_loop(), self.kev_loop());
         })
+    }
+
+    async fn sync_loop(&self) {
+        let mut interval = tokio::time::interval(self.tick);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            interval.tick().await;
+            if let Err(error) = self.once().await {
+                tracing::warn!(message = "Scheduler pass failed.", %error);
+            }
+            // Expired sessions are swept on the same clock.
+            let _ = self.state.store().delete_expired_sessions(Utc::now()).await;
+        }
+    }
+
+    async fn kev_loop(&self) {
+        if self.kev.is_none() {
+            return;
+        }
+        let mut interval = tokio::time::interval(self.tick);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            interval.tick().await;
+            // A failure is on the source's row (shown by `rampart intel status`); the next try
+            // waits an hour, so a feed that is down is not asked every tick.
+            match self.refresh_kev(Utc::now()).await {
+                Ok(Some(update)) => tracing::info!(
+                    message = "KEV catalogue refreshed.",
+                    entries = update.source.count,
+                    replaced = update.replaced,
+                    warning = update.warning.as_deref().unwrap_or("")
+                ),
+                Ok(None) => {}
+                Err(error) => tracing::warn!(message = "KEV refresh failed.", %error),
+            }
+        }
+    }
+
+    /// Refreshes the KEV catalogue if it is due at `now` (never read, a day old, and no failed
+    /// attempt in the last hour); `None` when not due or no feed is configured.
+    pub async fn refresh_kev(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Option<KevUpdate>, IntelRefreshError> {
+        match &self.kev {
+            None => Ok(None),
+            Some(client) => refresh_kev_if_due(self.state.store().as_ref(), client, now).await,
+        }
     }
 
     /// Queues the next sync of every enabled integration without one, then starts the due jobs;

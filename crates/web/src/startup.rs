@@ -42,6 +42,9 @@ pub struct WebConfig {
     pub session_lifetime: Duration,
     /// When set, `/metrics` answers only requests bearing this token.
     pub metrics_token: Option<secrecy::SecretString>,
+    /// The scheduler refreshes CISA's KEV catalogue from this URL once a day (`serve --kev-url`).
+    /// `None` (the default here; `serve` sets CISA's feed): no refresh in this process.
+    pub kev_url: Option<String>,
 }
 
 impl WebConfig {
@@ -56,6 +59,7 @@ impl WebConfig {
             limits: ConnectionLimits::default(),
             session_lifetime: Duration::from_secs(7 * 24 * 3600),
             metrics_token: None,
+            kev_url: None,
         }
     }
 }
@@ -80,9 +84,20 @@ impl Application {
             .await
             .map_err(std::io::Error::other)?;
         let state = AppState::with_config(engine, &config);
-        let scheduler = config
-            .scheduler
-            .then(|| scheduler::Scheduler::new(state.clone(), config.scheduler_tick));
+        let kev = match config.kev_url.as_deref().filter(|_| config.scheduler) {
+            None => None,
+            Some(url) => Some(
+                rampart_sync::intel::KevClient::new(url)
+                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?,
+            ),
+        };
+        let scheduler = config.scheduler.then(|| {
+            let scheduler = scheduler::Scheduler::new(state.clone(), config.scheduler_tick);
+            match kev {
+                Some(client) => scheduler.with_kev(client),
+                None => scheduler,
+            }
+        });
         Ok(Self {
             listener,
             router: router(state, &config),

@@ -11,6 +11,7 @@ use chrono::{DurationRound, Utc};
 use rampart_model::{Cloud, Integration, IntegrationName, Product, SecretHint};
 use rampart_sim::SimConfig;
 use rampart_store::{IntegrationUpdate, NewIntegration, SecretCiphertext, StoreError};
+use rampart_sync::intel::{KevClient, refresh_kev};
 use rampart_sync::{Engine, SyncRequest};
 use rampart_web::{Application, WebConfig};
 use secrecy::SecretString;
@@ -64,10 +65,21 @@ pub async fn run(global: &Global, args: DemoArgs) -> anyhow::Result<ExitCode> {
         super::sync::print_run(integration, &run);
     }
 
+    // CISA's KEV catalogue from the emulator's copy of the feed: the real code path, offline.
+    let kev_url = format!("{}{}", sim.url, rampart_sim::KEV_PATH);
+    let kev = KevClient::new(&kev_url)?;
+    let update = refresh_kev(store.as_ref(), &kev, Utc::now()).await?;
+    println!(
+        "KEV catalogue: {} known exploited vulnerabilities from the emulator's feed.",
+        update.source.count
+    );
+
     // The account first: with an admin, the server issues no first-run setup token.
     let login = demo_account(store.as_ref()).await?;
     let engine = Arc::new(engine);
-    let app = Application::build(WebConfig::new(args.listen), engine)
+    let mut web = WebConfig::new(args.listen);
+    web.kev_url = Some(kev_url);
+    let app = Application::build(web, engine)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
 

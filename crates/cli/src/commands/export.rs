@@ -13,7 +13,7 @@ use rampart_model::export::{
     AssetRecord, CsvRecord, FindingRecord, PostureRecord, VulnerabilityRecord, csv_line,
     posture_record_type, rfc3339,
 };
-use rampart_store::export::{asset_record, finding_record, vulnerability_record};
+use rampart_store::export::{asset_record, finding_record, vulnerability_records};
 use rampart_store::{AssetFilter, FindingFilter, StoredAsset, StoredFinding, VulnerabilityFilter};
 use serde::Serialize;
 
@@ -72,13 +72,16 @@ pub async fn run(global: &Global, args: ExportArgs) -> anyhow::Result<ExitCode> 
             writer.rows
         }
         ExportKind::Vulnerabilities => {
-            let mut stream = store.stream_vulnerabilities(VulnerabilityFilter {
-                integration,
-                ..VulnerabilityFilter::default()
-            });
+            let mut stream = vulnerability_records(
+                store.as_ref(),
+                VulnerabilityFilter {
+                    integration,
+                    ..VulnerabilityFilter::default()
+                },
+            );
             let mut writer = RecordWriter::<VulnerabilityRecord>::new(args.format, &mut out)?;
             while let Some(item) = stream.next().await {
-                writer.write(&vulnerability_record(&item?))?;
+                writer.write(&item?)?;
             }
             writer.rows
         }

@@ -5,6 +5,7 @@ mod bench_download;
 mod demo;
 mod export;
 pub(crate) mod integration;
+mod intel;
 mod serve;
 mod sim;
 mod sync;
@@ -27,6 +28,7 @@ pub async fn run(cli: Cli, config: &ConfigContext) -> anyhow::Result<ExitCode> {
         Command::User(command) => user::run(global, command).await,
         Command::Backup(args) => backup::backup(global, args).await,
         Command::Restore(args) => backup::restore(global, args).await,
+        Command::Intel(command) => intel::run(global, command).await,
         Command::Config(ConfigCommand::Check) => {
             print!("{}", crate::config::effective(global, config)?);
             Ok(ExitCode::SUCCESS)

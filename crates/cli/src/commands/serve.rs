@@ -28,6 +28,7 @@ pub async fn run(global: &Global, args: ServeArgs) -> anyhow::Result<ExitCode> {
     config.secure_cookies = args.secure_cookies;
     config.session_lifetime = Duration::from_secs(args.session_lifetime * 3600);
     config.metrics_token = metrics_token;
+    config.kev_url = (!args.no_kev_refresh).then_some(args.kev.kev_url);
     let app = Application::build(config, engine)
         .await
         .with_context(|| format!("cannot start the portal on {}", args.listen))?;

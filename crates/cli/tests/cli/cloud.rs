@@ -148,4 +148,11 @@ fn the_demo_adds_and_syncs_both_products() {
     assert!(seen.contains("demo-endpoint: succeeded"), "{seen}");
     assert!(seen.contains("demo-cloud: succeeded"), "{seen}");
     assert!(seen.contains("Portal: http://127.0.0.1:"), "{seen}");
+    // The KEV catalogue came from the emulator's feed, over the real code path.
+    let kev = seen
+        .lines()
+        .find_map(|l| l.strip_prefix("KEV catalogue: "))
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse::<u64>().ok());
+    assert!(kev.is_some_and(|n| n > 0), "{seen}");
 }

@@ -7,6 +7,7 @@ mod cloud;
 mod cloud_posture;
 mod config;
 mod flow;
+mod intel;
 #[cfg(unix)]
 mod key_file;
 mod kill;
@@ -58,6 +59,7 @@ impl Env {
             .env_remove("RAMPART_MASTER_KEY")
             .env_remove("DATABASE_URL")
             .env_remove("RAMPART_FILES_FROM_DEVICES")
+            .env_remove("RAMPART_KEV_URL")
             .env("RUST_LOG", "debug")
             .current_dir(self.dir.path());
         cmd

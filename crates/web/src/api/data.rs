@@ -3,6 +3,7 @@
 
 use axum::Json;
 use axum::extract::{Query, State};
+use rampart_store::kev_index;
 
 use crate::api::dto::{
     AssetOut, AssetPage, FindingOut, FindingPage, VulnerabilityOut, VulnerabilityPage,
@@ -63,8 +64,17 @@ pub async fn vulnerabilities(
         .store()
         .vulnerabilities_page(&q.filter()?, q.after()?, query::limit(&q.limit)?)
         .await?;
+    let kev = kev_index(
+        state.store().as_ref(),
+        page.items.iter().map(|v| &v.vulnerability.cve_id),
+    )
+    .await?;
     Ok(Json(VulnerabilityPage {
-        items: page.items.iter().map(VulnerabilityOut::from).collect(),
+        items: page
+            .items
+            .iter()
+            .map(|v| VulnerabilityOut::of(v, kev.get(&v.vulnerability.cve_id)))
+            .collect(),
         next_cursor: page.next.map(|n| n.to_string()),
     }))
 }

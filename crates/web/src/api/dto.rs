@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 use rampart_model::export::rfc3339;
+use rampart_model::priority::{KevEntry, RansomwareUse};
 use rampart_model::{Integration, SyncRun};
 use rampart_store::{ListedAsset, OpenFindings, StoredFinding, StoredVulnerability};
 use rampart_sync::{ConnectionReport, StepOutcome};
@@ -386,10 +387,43 @@ pub struct VulnerabilityOut {
     /// The source's own count of exposed devices (MDE `exposedMachines`), beside Rampart's
     /// `exposed_assets`.
     pub source_exposed_machines: Option<u64>,
+    /// CISA's Known Exploited Vulnerabilities entry of the CVE (as last refreshed); `null` when
+    /// CISA does not list it.
+    pub kev: Option<KevOut>,
 }
 
-impl From<&StoredVulnerability> for VulnerabilityOut {
-    fn from(s: &StoredVulnerability) -> Self {
+/// A CVE's entry in CISA's Known Exploited Vulnerabilities catalogue
+/// (<https://www.cisa.gov/known-exploited-vulnerabilities-catalog>).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KevOut {
+    /// When CISA listed it.
+    pub date_added: Option<NaiveDate>,
+    /// CISA's deadline for US federal agencies; not Rampart's SLA.
+    pub due_date: Option<NaiveDate>,
+    /// `Known` (used in ransomware campaigns) or `Unknown`.
+    pub known_ransomware_campaign_use: String,
+    /// What CISA asks to be done.
+    pub required_action: Option<String>,
+}
+
+impl KevOut {
+    fn of(k: &KevEntry) -> Self {
+        Self {
+            date_added: k.date_added,
+            due_date: k.due_date,
+            known_ransomware_campaign_use: match k.known_ransomware_campaign_use {
+                RansomwareUse::Known => "Known",
+                RansomwareUse::Unknown => "Unknown",
+            }
+            .to_owned(),
+            required_action: k.required_action.clone(),
+        }
+    }
+}
+
+impl VulnerabilityOut {
+    /// The entry, with its KEV entry when CISA lists the CVE.
+    pub fn of(s: &StoredVulnerability, kev: Option<&KevEntry>) -> Self {
         let v = &s.vulnerability;
         Self {
             cve_id: v.cve_id.to_string(),
@@ -405,6 +439,7 @@ impl From<&StoredVulnerability> for VulnerabilityOut {
             exposed_assets: s.exposed_assets,
             description: v.description.clone(),
             source_exposed_machines: v.source_exposed_machines,
+            kev: kev.map(KevOut::of),
         }
     }
 }

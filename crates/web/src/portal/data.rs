@@ -4,10 +4,11 @@
 use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
+use rampart_model::priority::{KevEntry, RansomwareUse};
 use rampart_model::{CveId, FindingStatus};
 use rampart_store::{
-    AssetSort, AssetSortKey, FindingFilter, ListedAsset, OpenFindings, RecommendationFilter,
-    StoredFinding, StoredVulnerability, VulnerabilityFilter,
+    AssetSort, AssetSortKey, FindingFilter, KEV_SOURCE, ListedAsset, OpenFindings,
+    RecommendationFilter, StoredFinding, StoredVulnerability, VulnerabilityFilter, kev_index,
 };
 
 use crate::auth::extract::Ctx;
@@ -204,9 +205,13 @@ pub struct VulnRow {
 }
 
 impl VulnRow {
-    pub fn of(s: &StoredVulnerability) -> Self {
+    /// The row; `kev` is the CVE's CISA KEV entry when listed (shown first among the exploits).
+    pub fn of(s: &StoredVulnerability, kev: Option<&KevEntry>) -> Self {
         let v = &s.vulnerability;
         let mut flags = Vec::new();
+        if kev.is_some() {
+            flags.push("KEV");
+        }
         if v.public_exploit {
             flags.push("public");
         }
@@ -235,6 +240,28 @@ impl VulnRow {
                 .chars()
                 .take(160)
                 .collect(),
+        }
+    }
+}
+
+/// The CVE page's CISA KEV facts.
+pub struct KevFacts {
+    pub added: String,
+    /// CISA's due date for US federal agencies.
+    pub due: String,
+    /// `knownRansomwareCampaignUse` is `Known`.
+    pub ransomware: bool,
+    pub required_action: Option<String>,
+}
+
+impl KevFacts {
+    fn of(k: &KevEntry) -> Self {
+        let date = |d: Option<chrono::NaiveDate>| d.map_or("—".into(), |d| d.to_string());
+        Self {
+            added: date(k.date_added),
+            due: date(k.due_date),
+            ransomware: k.known_ransomware_campaign_use == RansomwareUse::Known,
+            required_action: k.required_action.clone(),
         }
     }
 }
@@ -456,10 +483,19 @@ pub async fn vulnerabilities(
         .vulnerabilities_page(&filter, q.after()?, query::limit(&q.limit)?)
         .await?;
     let next = page.next.map(|n| Some(n.to_string()));
+    let kev = kev_index(
+        state.store().as_ref(),
+        page.items.iter().map(|v| &v.vulnerability.cve_id),
+    )
+    .await?;
     render::page(&VulnsPage {
         layout: Layout::new(&ctx, "Vulnerabilities", "vulnerabilities"),
         exposed: filter.exposed_only,
-        rows: page.items.iter().map(VulnRow::of).collect(),
+        rows: page
+            .items
+            .iter()
+            .map(|v| VulnRow::of(v, kev.get(&v.vulnerability.cve_id)))
+            .collect(),
         next: next.map(|n| with_after(vuln_params(&q), &n)),
         csv: query::encode(&vuln_params(&q)),
         first: q.after.is_some().then(|| query::encode(&vuln_params(&q))),
@@ -480,6 +516,10 @@ pub async fn vulnerabilities_csv(
 struct VulnPage {
     layout: Layout,
     row: VulnRow,
+    /// The CISA KEV entry, when listed.
+    kev: Option<KevFacts>,
+    /// What to say when it is not: not listed, or the catalogue was never loaded.
+    kev_absent: &'static str,
     vector: String,
     description: String,
     findings: Vec<FindingRow>,
@@ -522,11 +562,25 @@ pub async fn vulnerability(
             ("status", &Some("open".to_owned())),
         ])
     });
+    let kev = kev_index(state.store().as_ref(), [&cve])
+        .await?
+        .remove(&cve);
+    let loaded = state
+        .store()
+        .intel_source(KEV_SOURCE)
+        .await?
+        .is_some_and(|s| s.count > 0);
     render::page(&VulnPage {
         layout: Layout::new(&ctx, cve.as_str(), "vulnerabilities"),
+        kev_absent: if loaded {
+            "not listed"
+        } else {
+            "unknown: the KEV catalogue has not been loaded (rampart intel refresh)"
+        },
         vector: or_dash(&stored.vulnerability.cvss_vector),
         description: stored.vulnerability.description.clone().unwrap_or_default(),
-        row: VulnRow::of(&stored),
+        row: VulnRow::of(&stored, kev.as_ref()),
+        kev: kev.as_ref().map(KevFacts::of),
         findings: findings.items.iter().map(FindingRow::of).collect(),
         more,
     })

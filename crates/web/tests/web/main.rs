@@ -12,6 +12,7 @@ mod auth;
 mod browser;
 mod concurrency;
 mod flow;
+mod intel;
 mod limits;
 mod ops;
 mod posture;

@@ -122,10 +122,7 @@ async fn issue11_vulnerability_only_devices_odd_records_and_source_counts_are_sh
     let v = &vulns["items"][0];
     assert!(v["source_exposed_machines"].is_u64(), "{v}");
     let csv = admin.get("/vulnerabilities.csv").await.body;
-    assert!(
-        csv.lines()
-            .next()
-            .unwrap()
-            .ends_with(",source_exposed_machines")
-    );
+    assert!(csv.lines().next().unwrap().ends_with(
+        ",source_exposed_machines,kev,kev_date_added,kev_due_date,kev_known_ransomware_campaign_use"
+    ));
 }
