@@ -5,17 +5,17 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use rampart_model::Cloud;
 use url::Url;
 
-use crate::cloud::{ArmEndpoints, CloudError, Overrides};
-use crate::entra::{ClientCredentials, TokenClient, TokenError};
-use crate::error::MdeError;
+use crate::client::{ClientConfig, Connection};
+use crate::cloud::Endpoints;
+use crate::entra::TokenClient;
+use crate::error::{ApiError, Refusal};
+use crate::family::ApiFamily;
 use crate::graph::{GraphPlan, read_graph_pages};
-use crate::http::{
-    ApiFamily, Core, CoreSetup, HttpOptions, MetricsSnapshot, RateLimits, RetryPolicy,
-};
-use crate::paging::{GRAPH_MAX_TOP, PagingOptions, ReadPlan, RecordStream, read_linked_pages};
+use crate::http::{Bearer, MetricsSnapshot};
+use crate::paging::{GRAPH_MAX_TOP, RecordStream};
+use crate::token_error::TokenError;
 use crate::wire::arm::{
     ArmSubscription, Assessment, AssessmentMetadata, ControlDefinition, CveDetailsRow, Pricing,
     ScoreControlItem, SecureScoreItem, SubAssessment, ValueList, VulnerabilityRow,
@@ -71,46 +71,11 @@ pub fn cve_details_query(cve_ids: &[rampart_model::CveId]) -> String {
     )
 }
 
-/// Everything needed to build an [`ArmClient`]; `Debug` redacts the secret.
-#[derive(Debug, Clone)]
-pub struct ArmConfig {
-    pub cloud: Cloud,
-    pub credentials: ClientCredentials,
-    pub overrides: Overrides,
-    pub http: HttpOptions,
-    pub retry: RetryPolicy,
-    pub rate_limits: RateLimits,
-    pub paging: PagingOptions,
-}
-
-impl ArmConfig {
-    pub fn new(cloud: Cloud, credentials: ClientCredentials) -> ArmConfig {
-        ArmConfig {
-            cloud,
-            credentials,
-            overrides: Overrides::default(),
-            http: HttpOptions::default(),
-            retry: RetryPolicy::default(),
-            rate_limits: RateLimits::default(),
-            paging: PagingOptions::default(),
-        }
-    }
-
-    /// Sends both the token request and the API calls to `url` (the emulator).
-    pub fn with_base_url(mut self, url: &str) -> ArmConfig {
-        self.overrides.login_url = Some(url.to_owned());
-        self.overrides.api_url = Some(url.to_owned());
-        self
-    }
-}
-
 /// A Defender for Cloud client for one integration. Cheap to clone; clones share the token cache,
 /// rate-limit buckets and metrics.
 #[derive(Debug, Clone)]
 pub struct ArmClient {
-    core: Arc<Core>,
-    endpoints: Arc<ArmEndpoints>,
-    paging: PagingOptions,
+    conn: Connection,
     /// Set once the cloud refused [`ASSESSMENTS_API`]; from then on the fallback is used.
     assessments_fallback: Arc<AtomicBool>,
 }
@@ -135,51 +100,41 @@ pub fn authorization_failed_fix(subscription: &str) -> String {
 }
 
 impl ArmClient {
-    pub fn new(config: ArmConfig) -> Result<ArmClient, MdeError> {
-        let endpoints = ArmEndpoints::resolve(config.cloud, &config.overrides)?;
+    pub fn new(config: ClientConfig) -> Result<ArmClient, ApiError> {
+        let endpoints = Endpoints::arm(config.cloud, &config.overrides)?;
         // Microsoft's ARM limits differ per cloud (token bucket in the commercial cloud, hourly
         // counts in the sovereign ones until the end of 2026); a customised limit is kept.
         let rate_limits = config.rate_limits.for_cloud(config.cloud);
-        let core = Core::build(CoreSetup {
-            login: &endpoints.login,
-            credentials: config.credentials,
-            scope: endpoints.scope.clone(),
-            allowed: endpoints.allowed.clone(),
-            http: &config.http,
-            retry: config.retry,
-            rate_limits: &rate_limits,
-        })?;
+        let conn = Connection::open(config, endpoints, &rate_limits, keep_refusal)?;
         Ok(ArmClient {
-            core: Arc::new(core),
-            endpoints: Arc::new(endpoints),
-            paging: config.paging,
+            conn,
             assessments_fallback: Arc::new(AtomicBool::new(false)),
         })
     }
 
-    pub fn endpoints(&self) -> &ArmEndpoints {
-        &self.endpoints
+    pub fn endpoints(&self) -> &Endpoints {
+        &self.conn.endpoints
     }
 
     pub fn tokens(&self) -> &TokenClient {
-        &self.core.tokens
+        &self.conn.tokens
     }
 
     pub fn metrics(&self) -> MetricsSnapshot {
-        self.core.metrics.snapshot()
+        self.conn.core.metrics.snapshot()
     }
 
     /// Gets (or reuses) the ARM token. ARM tokens carry no roles: access is Azure RBAC.
     pub async fn check_token(&self) -> Result<(), TokenError> {
-        self.core.tokens.token().await.map(|_| ())
+        self.conn.tokens.token().await.map(|_| ())
     }
 
     /// Gets a new ARM token, never a cached one: a role assigned minutes ago applies only to
     /// tokens issued after it (reference §1.4), and a connection test must see it.
     pub async fn fresh_token(&self) -> Result<(), TokenError> {
-        let cached = self.core.tokens.token().await?;
-        self.core.tokens.invalidate(&cached);
-        self.core.tokens.token().await.map(|_| ())
+        let cached = self.conn.tokens.token().await?;
+        self.conn.tokens.invalidate(&cached);
+        self.conn.tokens.token().await.map(|_| ())
     }
 
     /// `GET /subscriptions`, every page. An empty answer means "no role anywhere" (§1.4).
@@ -236,7 +191,7 @@ impl ArmClient {
     /// When `e` says the cloud does not serve [`ASSESSMENTS_API`], switches this client (and its
     /// clones) to [`ASSESSMENTS_FALLBACK_API`] and returns true: read again. False otherwise, and
     /// when the fallback is already in use.
-    pub fn use_assessments_fallback(&self, e: &MdeError) -> bool {
+    pub fn use_assessments_fallback(&self, e: &ApiError) -> bool {
         is_unsupported_api_version(e) && !self.assessments_fallback.swap(true, Ordering::Relaxed)
     }
 
@@ -258,13 +213,14 @@ impl ArmClient {
     }
 
     /// Defender plans of a subscription (not pageable).
-    pub async fn pricings(&self, sub: &str) -> Result<Vec<Pricing>, MdeError> {
+    pub async fn pricings(&self, sub: &str) -> Result<Vec<Pricing>, ApiError> {
         let url = self.url(
             &format!("subscriptions/{sub}/providers/Microsoft.Security/pricings"),
             PRICINGS_API,
             &[],
         )?;
         let list: ValueList<Pricing> = self
+            .conn
             .core
             .get_json(ApiFamily::Arm, &url, 4 * 1024 * 1024)
             .await?;
@@ -278,10 +234,10 @@ impl ArmClient {
     pub fn vulnerability_rows(&self, subscriptions: &[String]) -> RecordStream<VulnerabilityRow> {
         self.graph(GraphPlan {
             query: VULNERABILITY_QUERY.to_owned(),
-            top: self.paging.graph_page_size.clamp(1, GRAPH_MAX_TOP),
+            top: self.conn.paging.graph_page_size.clamp(1, GRAPH_MAX_TOP),
             subscriptions: subscriptions.to_vec(),
-            max_pages: self.paging.max_pages,
-            batch_size: self.paging.batch_size,
+            max_pages: self.conn.paging.max_pages,
+            batch_size: self.conn.paging.batch_size,
             first_page_only: false,
         })
     }
@@ -293,10 +249,10 @@ impl ArmClient {
     pub fn cve_details(&self, cve_ids: &[rampart_model::CveId]) -> RecordStream<CveDetailsRow> {
         self.graph(GraphPlan {
             query: cve_details_query(cve_ids),
-            top: self.paging.graph_page_size.clamp(1, GRAPH_MAX_TOP),
+            top: self.conn.paging.graph_page_size.clamp(1, GRAPH_MAX_TOP),
             subscriptions: Vec::new(),
-            max_pages: self.paging.max_pages,
-            batch_size: self.paging.batch_size,
+            max_pages: self.conn.paging.max_pages,
+            batch_size: self.conn.paging.batch_size,
             first_page_only: false,
         })
     }
@@ -305,7 +261,7 @@ impl ArmClient {
     pub async fn read_one_vulnerability_row(
         &self,
         subscriptions: &[String],
-    ) -> Result<Option<VulnerabilityRow>, MdeError> {
+    ) -> Result<Option<VulnerabilityRow>, ApiError> {
         let (rows, _) = self
             .graph(GraphPlan {
                 query: VULNERABILITY_QUERY.to_owned(),
@@ -332,8 +288,8 @@ impl ArmClient {
             Ok(u) => u,
             Err(e) => return RecordStream::failed(e),
         };
-        let core = Arc::clone(&self.core);
-        RecordStream::spawn(self.paging.channel_capacity, move |tx| {
+        let core = Arc::clone(&self.conn.core);
+        RecordStream::spawn(self.conn.paging.channel_capacity, move |tx| {
             read_graph_pages(core, url, plan, tx)
         })
     }
@@ -342,30 +298,12 @@ impl ArmClient {
     where
         T: serde::de::DeserializeOwned + Send + 'static,
     {
-        let first = match self.url(path, version, extra) {
-            Ok(u) => u,
-            Err(e) => return RecordStream::failed(e),
-        };
-        let core = Arc::clone(&self.core);
-        let plan = ReadPlan {
-            family: ApiFamily::Arm,
-            max_pages: self.paging.max_pages,
-            batch_size: self.paging.batch_size,
-            max_record_bytes: self.paging.max_record_bytes,
-        };
-        RecordStream::spawn(self.paging.channel_capacity, move |tx| {
-            read_linked_pages(core, plan, first, tx)
-        })
+        self.conn
+            .linked_read(ApiFamily::Arm, self.url(path, version, extra))
     }
 
-    fn url(&self, path: &str, version: &str, extra: &[(&str, &str)]) -> Result<Url, MdeError> {
-        let mut url = self.endpoints.api.join(path).map_err(|e| {
-            MdeError::Config(CloudError::InvalidUrl {
-                which: "API URL",
-                shown: self.endpoints.api.as_str().chars().take(120).collect(),
-                reason: e.to_string(),
-            })
-        })?;
+    fn url(&self, path: &str, version: &str, extra: &[(&str, &str)]) -> Result<Url, ApiError> {
+        let mut url = self.conn.url(path)?;
         url.query_pairs_mut().append_pair("api-version", version);
         for (k, v) in extra {
             url.query_pairs_mut().append_pair(k, v);
@@ -374,10 +312,16 @@ impl ArmClient {
     }
 }
 
+/// Azure guards its APIs by RBAC, not application roles: a 403 `Forbidden` is kept as Microsoft
+/// said it (its `AuthorizationFailed` is read by [`is_authorization_failed`]).
+fn keep_refusal(api: Refusal, _token: &dyn Bearer) -> ApiError {
+    ApiError::Refused(api)
+}
+
 /// Is this ARM's answer to an api-version the resource provider does not serve here (400
 /// `NoRegisteredProviderFound`, or `InvalidApiVersionParameter`)?
-pub fn is_unsupported_api_version(e: &MdeError) -> bool {
-    matches!(e, MdeError::Api(a) if a.status == 400
+pub fn is_unsupported_api_version(e: &ApiError) -> bool {
+    matches!(e, ApiError::Refused(a) if a.status == 400
     && a.code.as_deref().is_some_and(|c| {
         c.eq_ignore_ascii_case("NoRegisteredProviderFound")
             || c.eq_ignore_ascii_case("InvalidApiVersionParameter")
@@ -385,7 +329,7 @@ pub fn is_unsupported_api_version(e: &MdeError) -> bool {
 }
 
 /// Is this API error ARM's "no role on this subscription"?
-pub fn is_authorization_failed(e: &MdeError) -> bool {
-    matches!(e, MdeError::Api(a) if a.status == 403
+pub fn is_authorization_failed(e: &ApiError) -> bool {
+    matches!(e, ApiError::Refused(a) if a.status == 403
         && a.code.as_deref().is_some_and(|c| c.eq_ignore_ascii_case("AuthorizationFailed")))
 }

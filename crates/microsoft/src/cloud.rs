@@ -140,9 +140,9 @@ pub enum CloudError {
     InsecureUrl { which: &'static str, shown: String },
 }
 
-/// The resolved endpoints of a Defender for Endpoint integration.
+/// The resolved endpoints of an integration (either product; `mde` and `arm` resolve them).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MdeEndpoints {
+pub struct Endpoints {
     pub cloud: Cloud,
     /// Authority, e.g. `https://login.microsoftonline.com` (the tenant is appended per request).
     pub login: Url,
@@ -154,9 +154,9 @@ pub struct MdeEndpoints {
     pub allowed: AllowedHosts,
 }
 
-impl MdeEndpoints {
-    /// Resolves the preset of `cloud`, with `overrides` applied.
-    pub fn resolve(cloud: Cloud, overrides: &Overrides) -> Result<MdeEndpoints, CloudError> {
+impl Endpoints {
+    /// Defender for Endpoint's endpoints in `cloud`, with `overrides` applied.
+    pub fn mde(cloud: Cloud, overrides: &Overrides) -> Result<Endpoints, CloudError> {
         let p = preset(cloud);
         let unavailable = || CloudError::ProductUnavailable {
             product: "Defender for Endpoint",
@@ -184,7 +184,7 @@ impl MdeEndpoints {
         } else {
             AllowedHosts::with_aliases(&api, p.mde_alias_hosts)
         };
-        Ok(MdeEndpoints {
+        Ok(Endpoints {
             cloud,
             login,
             api,
@@ -192,21 +192,9 @@ impl MdeEndpoints {
             allowed,
         })
     }
-}
 
-/// The resolved endpoints of a Defender for Cloud (ARM) integration. Used by the Defender for Cloud
-/// client; resolved here so that both products share one cloud table.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ArmEndpoints {
-    pub cloud: Cloud,
-    pub login: Url,
-    pub api: Url,
-    pub scope: String,
-    pub allowed: AllowedHosts,
-}
-
-impl ArmEndpoints {
-    pub fn resolve(cloud: Cloud, overrides: &Overrides) -> Result<ArmEndpoints, CloudError> {
+    /// Azure Resource Manager's endpoints in `cloud` (Defender for Cloud), with `overrides` applied.
+    pub fn arm(cloud: Cloud, overrides: &Overrides) -> Result<Endpoints, CloudError> {
         let p = preset(cloud);
         let login = parse_base(
             "login URL",
@@ -218,7 +206,7 @@ impl ArmEndpoints {
             overrides.api_url.as_deref().unwrap_or(p.arm),
             overrides.allow_insecure_http,
         )?;
-        Ok(ArmEndpoints {
+        Ok(Endpoints {
             cloud,
             login,
             allowed: AllowedHosts::only(&api),
@@ -333,8 +321,8 @@ impl fmt::Debug for AllowedHosts {
 mod tests {
     use super::*;
 
-    fn resolve(cloud: Cloud) -> MdeEndpoints {
-        MdeEndpoints::resolve(cloud, &Overrides::default()).unwrap()
+    fn resolve(cloud: Cloud) -> Endpoints {
+        Endpoints::mde(cloud, &Overrides::default()).unwrap()
     }
 
     #[test]
@@ -392,11 +380,11 @@ mod tests {
 
     #[test]
     fn china_endpoint_is_a_clear_error_but_cloud_works() {
-        let err = MdeEndpoints::resolve(Cloud::China, &Overrides::default()).unwrap_err();
+        let err = Endpoints::mde(Cloud::China, &Overrides::default()).unwrap_err();
         assert!(matches!(err, CloudError::ProductUnavailable { .. }));
         assert!(err.to_string().contains("China"), "{err}");
         assert!(!supports(Cloud::China, Product::Endpoint));
-        let arm = ArmEndpoints::resolve(Cloud::China, &Overrides::default()).unwrap();
+        let arm = Endpoints::arm(Cloud::China, &Overrides::default()).unwrap();
         assert_eq!(arm.api.as_str(), "https://management.chinacloudapi.cn/");
     }
 
@@ -407,7 +395,7 @@ mod tests {
             api_url: Some("http://127.0.0.1:8080/proxy".into()),
             ..Default::default()
         };
-        let e = MdeEndpoints::resolve(Cloud::Commercial, &o).unwrap();
+        let e = Endpoints::mde(Cloud::Commercial, &o).unwrap();
         assert_eq!(e.api.as_str(), "http://127.0.0.1:8080/proxy/");
         assert_eq!(
             e.api.join("api/machines").unwrap().as_str(),
@@ -455,23 +443,20 @@ mod tests {
             api_url: Some(u.into()),
             ..Default::default()
         };
-        assert!(MdeEndpoints::resolve(Cloud::Commercial, &o("http://localhost:9")).is_ok());
-        assert!(MdeEndpoints::resolve(Cloud::Commercial, &o("http://[::1]:9")).is_ok());
-        let err = MdeEndpoints::resolve(Cloud::Commercial, &o("http://10.1.2.3")).unwrap_err();
+        assert!(Endpoints::mde(Cloud::Commercial, &o("http://localhost:9")).is_ok());
+        assert!(Endpoints::mde(Cloud::Commercial, &o("http://[::1]:9")).is_ok());
+        let err = Endpoints::mde(Cloud::Commercial, &o("http://10.1.2.3")).unwrap_err();
         assert!(matches!(err, CloudError::InsecureUrl { .. }));
         let mut insecure = o("http://10.1.2.3");
         insecure.allow_insecure_http = true;
-        assert!(MdeEndpoints::resolve(Cloud::Commercial, &insecure).is_ok());
+        assert!(Endpoints::mde(Cloud::Commercial, &insecure).is_ok());
         for bad in [
             "ftp://x",
             "not a url",
             "https://user:pw@host",
             "https://host/?a=1",
         ] {
-            assert!(
-                MdeEndpoints::resolve(Cloud::Commercial, &o(bad)).is_err(),
-                "{bad}"
-            );
+            assert!(Endpoints::mde(Cloud::Commercial, &o(bad)).is_err(), "{bad}");
         }
     }
 }

@@ -1,5 +1,5 @@
 //! Defender for Cloud wire types → model types: subscriptions, scores, controls, recommendations
-//! and the assessed resources as assets (vulnerability findings: [`crate::cloud_findings`]). Ids
+//! and the assessed resources as assets (vulnerability findings: `cloud_findings`). Ids
 //! are lower-cased (ARM casing varies, §2.0).
 
 use rampart_model::{
@@ -13,8 +13,6 @@ use crate::wire::arm::{
     ArmSubscription, Assessment, AssessmentMetadataProperties, AssessmentRisk, Pricing,
     ResourceDetails, ScoreControlItem, SecureScoreItem, additional_json, additional_text,
 };
-
-pub use crate::cloud_findings::{CloudFinding, NotACloudFinding, RowFindings};
 
 impl ArmSubscription {
     pub fn into_model(self) -> Subscription {

@@ -13,9 +13,10 @@ use flate2::read::MultiGzDecoder;
 use serde::de::DeserializeOwned;
 use url::Url;
 
-use crate::error::MdeError;
+use crate::error::{ApiError, EndpointError};
+use crate::family::ApiFamily;
 use crate::http::body::{describe, read_bounded};
-use crate::http::{ApiFamily, Budget, Core};
+use crate::http::{Budget, Core};
 use crate::paging::{OddRecords, PageTiming, ReadEnd, ReadEvent, ReadPlan, ReadReport};
 use crate::wire::mde::AssetVulnerability;
 
@@ -153,7 +154,7 @@ enum FileFailure {
     Closed,
 }
 
-type EventTx<T> = tokio::sync::mpsc::Sender<Result<ReadEvent<T>, MdeError>>;
+type EventTx<T> = tokio::sync::mpsc::Sender<Result<ReadEvent<T>, ApiError>>;
 
 /// Downloads one export file and delivers its records (see [`crate::MdeClient::export_file_records`]),
 /// tagged `page` in every event (the file's index in its listing when several are read at once).
@@ -163,9 +164,9 @@ pub(crate) async fn read_export_file<T: DeserializeOwned + Send + 'static>(
     url: Url,
     page: u32,
     tx: EventTx<T>,
-) -> Result<ReadReport, MdeError> {
+) -> Result<ReadReport, ApiError> {
     let family = ApiFamily::FileExport;
-    let closed = || MdeError::Interrupted("the consumer stopped reading".to_owned());
+    let closed = || ApiError::Interrupted("the consumer stopped reading".to_owned());
     let mut budget = Budget::new(&core.retry);
     let mut restarts = 0u32;
     loop {
@@ -195,7 +196,7 @@ pub(crate) async fn read_export_file<T: DeserializeOwned + Send + 'static>(
             200..=299 => {}
             403 | 404 => {
                 let code = storage_error_code(resp).await;
-                return Err(MdeError::ExportLinkStale { status, code });
+                return Err(EndpointError::ExportLinkStale { status, code }.into());
             }
             408 | 429 | 500..=599 => {
                 core.backoff_or_fail(
@@ -208,9 +209,10 @@ pub(crate) async fn read_export_file<T: DeserializeOwned + Send + 'static>(
                 continue;
             }
             _ => {
-                return Err(MdeError::ExportFile(format!(
+                return Err(EndpointError::ExportFile(format!(
                     "the storage host answered the export file download with HTTP {status}"
-                )));
+                ))
+                .into());
             }
         }
         match stream_file(&core, &plan, resp, page, &tx).await {
@@ -440,6 +442,28 @@ impl Body {
             Body::Gzip(gz) => gz.finish(),
             Body::Plain(lines) => Ok(lines),
         }
+    }
+}
+
+/// An export file URL must be https (or plain http to this machine, the emulator). The error never
+/// repeats the URL: it carries a SAS signature.
+pub(crate) fn parse_download_url(s: &str) -> Result<Url, ApiError> {
+    let bad = |why: &str| {
+        ApiError::from(EndpointError::ExportFile(format!(
+            "the export file link is not usable: {why}"
+        )))
+    };
+    let url = Url::parse(s).map_err(|_| bad("not a URL"))?;
+    let loopback = match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    };
+    match url.scheme() {
+        "https" => Ok(url),
+        "http" if loopback => Ok(url),
+        _ => Err(bad("only https links are followed")),
     }
 }
 

@@ -1,6 +1,6 @@
 //! Reading every file of one `SoftwareVulnerabilitiesExport` listing (`mde-api.md` §7): a few files
 //! downloaded at a time, each decompressed and parsed line by line as it arrives
-//! ([`crate::export_file`]), all delivering into one [`crate::RecordStream`].
+//! (`export_file`), all delivering into one [`RecordStream`](crate::RecordStream).
 //!
 //! - Events carry the file's index in the listing as their `page`: a file that fails part-way is
 //!   read again from its start, announced by [`ReadEvent::Restart`] for that index only.
@@ -18,10 +18,10 @@ use serde::de::DeserializeOwned;
 use tokio::task::JoinSet;
 use url::Url;
 
-use crate::error::MdeError;
-use crate::export_file::read_export_file;
-use crate::http::{ApiFamily, Core};
-use crate::mde::{MdeClient, parse_download_url};
+use crate::error::{ApiError, EndpointError};
+use crate::export_file::{parse_download_url, read_export_file};
+use crate::family::ApiFamily;
+use crate::http::Core;
 use crate::paging::{ReadEnd, ReadEvent, ReadPlan, ReadReport};
 use crate::wire::mde::ExportFilesResponse;
 
@@ -48,7 +48,7 @@ impl Default for FileReadOptions {
     }
 }
 
-type EventTx<T> = tokio::sync::mpsc::Sender<Result<ReadEvent<T>, MdeError>>;
+type EventTx<T> = tokio::sync::mpsc::Sender<Result<ReadEvent<T>, ApiError>>;
 
 /// The current download links, and how many times they were replaced.
 struct Links {
@@ -93,15 +93,26 @@ impl Tally {
     }
 }
 
-/// Reads every file of `listing` (see the module docs).
+/// The answer of `SoftwareVulnerabilitiesExport` at `url`: the download links of the latest
+/// snapshot (a few hundred at most).
+pub(crate) async fn list_export_files(
+    core: &Core,
+    url: &Url,
+) -> Result<ExportFilesResponse, ApiError> {
+    core.get_json(ApiFamily::FileExport, url, 16 * 1024 * 1024)
+        .await
+}
+
+/// Reads every file of `listing` (see the module docs); `relist` fetches a fresh listing of the
+/// same snapshot when links expire.
 pub(crate) async fn read_export_set<T: DeserializeOwned + Send + 'static>(
-    client: MdeClient,
     core: Arc<Core>,
     plan: ReadPlan,
     listing: ExportFilesResponse,
+    relist: Url,
     options: FileReadOptions,
     tx: EventTx<T>,
-) -> Result<ReadReport, MdeError> {
+) -> Result<ReadReport, ApiError> {
     let urls = listing
         .export_files
         .iter()
@@ -113,7 +124,7 @@ pub(crate) async fn read_export_set<T: DeserializeOwned + Send + 'static>(
         generated_time: listing.generated_time,
     };
     let mut queue: VecDeque<usize> = (0..links.urls.len()).collect();
-    let mut running: JoinSet<(usize, u32, Result<ReadReport, MdeError>)> = JoinSet::new();
+    let mut running: JoinSet<(usize, u32, Result<ReadReport, ApiError>)> = JoinSet::new();
     let mut tally = Tally::default();
     let mut refreshes = 0u32;
     let concurrency = options.concurrency.max(1);
@@ -134,15 +145,17 @@ pub(crate) async fn read_export_set<T: DeserializeOwned + Send + 'static>(
             break;
         };
         let (index, generation, result) = joined.map_err(|e| {
-            MdeError::Interrupted(format!("an export file reader stopped unexpectedly: {e}"))
+            ApiError::Interrupted(format!("an export file reader stopped unexpectedly: {e}"))
         })?;
         match result {
             Ok(report) => tally.add(&report),
             // Another file already brought fresh links: just use them.
-            Err(MdeError::ExportLinkStale { .. }) if generation < links.generation => {
+            Err(ApiError::Endpoint(EndpointError::ExportLinkStale { .. }))
+                if generation < links.generation =>
+            {
                 queue.push_front(index);
             }
-            Err(stale @ MdeError::ExportLinkStale { .. }) => {
+            Err(stale @ ApiError::Endpoint(EndpointError::ExportLinkStale { .. })) => {
                 if refreshes >= options.max_refreshes {
                     return Err(stale);
                 }
@@ -153,7 +166,7 @@ pub(crate) async fn read_export_set<T: DeserializeOwned + Send + 'static>(
                     refresh = refreshes
                 );
                 core.metrics.retry();
-                refresh(&client, &mut links, options.sas_valid_hours).await?;
+                refresh(&core, &relist, &mut links).await?;
                 queue.push_front(index);
             }
             // Dropping the set aborts the other downloads: nothing more is needed from them.
@@ -164,12 +177,13 @@ pub(crate) async fn read_export_set<T: DeserializeOwned + Send + 'static>(
 }
 
 /// Replaces every link with the one of the same file in a fresh listing of the same snapshot.
-async fn refresh(client: &MdeClient, links: &mut Links, hours: u8) -> Result<(), MdeError> {
-    let fresh = client.export_files(hours).await?;
+async fn refresh(core: &Core, relist: &Url, links: &mut Links) -> Result<(), ApiError> {
+    let fresh = list_export_files(core, relist).await?;
     if fresh.generated_time != links.generated_time {
-        return Err(MdeError::ExportFile(
+        return Err(EndpointError::ExportFile(
             "Microsoft replaced the export snapshot while its files were being read (it does so about every 6 hours); files of two snapshots do not add up to one tenant, so this read concludes nothing. The next sync reads the new snapshot".to_owned(),
-        ));
+        )
+        .into());
     }
     let mut by_path: HashMap<String, Url> = HashMap::with_capacity(fresh.export_files.len());
     for u in &fresh.export_files {
@@ -181,9 +195,10 @@ async fn refresh(client: &MdeClient, links: &mut Links, hours: u8) -> Result<(),
         match by_path.remove(old.path()) {
             Some(url) => renewed.push(url),
             None => {
-                return Err(MdeError::ExportFile(
+                return Err(EndpointError::ExportFile(
                     "a fresh listing of the same export snapshot no longer names one of its files; the next sync reads the export again".to_owned(),
-                ));
+                )
+                .into());
             }
         }
     }

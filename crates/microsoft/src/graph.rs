@@ -15,8 +15,9 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use url::Url;
 
-use crate::error::{ApiError, MdeError};
-use crate::http::{ApiFamily, Core};
+use crate::error::{ApiError, Refusal};
+use crate::family::ApiFamily;
+use crate::http::Core;
 use crate::paging::{EventTx, PageOutcome, ReadEnd, ReadEvent, ReadReport};
 use crate::wire::arm::GraphPage;
 
@@ -59,7 +60,7 @@ struct GraphOptions<'a> {
 }
 
 /// Resource Graph's refusal of an answer over 16 MiB.
-fn too_large(e: &ApiError) -> bool {
+fn too_large(e: &Refusal) -> bool {
     e.status == 400 && e.has_detail("ResponsePayloadTooLarge")
 }
 
@@ -69,12 +70,12 @@ pub(crate) async fn read_graph_pages<T>(
     url: Url,
     plan: GraphPlan,
     tx: EventTx<T>,
-) -> Result<ReadReport, MdeError>
+) -> Result<ReadReport, ApiError>
 where
     T: DeserializeOwned + Send + 'static,
 {
     let family = ApiFamily::ResourceGraph;
-    let closed = || MdeError::Interrupted("the consumer stopped reading".to_owned());
+    let closed = || ApiError::Interrupted("the consumer stopped reading".to_owned());
     let mut report = ReadReport::new(family);
     let mut page = 0u32;
     let mut end = ReadEnd::NoNextLink { page: 0 };
@@ -105,13 +106,13 @@ where
                     result_format: "objectArray",
                 },
             })
-            .map_err(|e| MdeError::Client(e.to_string()))?;
+            .map_err(|e| ApiError::Client(e.to_string()))?;
             let answer: GraphPage<Value> = match core
                 .call_json(family, &url, Some(&body), MAX_PAGE_BYTES)
                 .await
             {
                 Ok(a) => a,
-                Err(MdeError::Api(e)) if too_large(&e) && top > 1 => {
+                Err(ApiError::Refused(e)) if too_large(&e) && top > 1 => {
                     // Nothing of this page was handed on: ask for it again, smaller.
                     let smaller = (top / 2).max(1);
                     tracing::warn!(family = %family, page, top, smaller, "Resource Graph answer over 16 MiB; asking for fewer rows");

@@ -2,26 +2,30 @@
 //! rate limits, retries, streaming decode, and the wire types with their conversions into
 //! [`rampart_model`].
 //!
-//! The contract is `shared/reference/mde-api.md`; the module docs cite its sections. In short:
+//! Microsoft's contracts are its Learn pages, cited in the module docs (for example
+//! <https://learn.microsoft.com/en-us/defender-endpoint/api/exposed-apis-list>). In short:
 //!
-//! - [`entra`]: client-credentials tokens, cached until ~5 minutes before expiry, one request for
-//!   many concurrent callers, every AADSTS error explained with its fix, roles read from the token.
-//! - [`cloud`]: login/API hosts and scopes per cloud (GCC signs in commercially but calls `.us`);
-//!   the bearer token goes only to the configured API host(s).
-//! - [`MdeClient`]: the reads a sync needs. Each returns a [`RecordStream`] of [`ReadEvent`]s:
-//!   records in bounded batches (back-pressure: a slow consumer slows the download, memory stays
-//!   flat), [`ReadEvent::Restart`] when a page is read again after a failure part-way, and a final
-//!   [`ReadReport`] that says whether the read was provably complete.
-//! - [`wire`] mirrors Microsoft's JSON; [`convert`] turns it into model types.
+//! - `entra`: client-credentials tokens ([`ClientCredentials`]), cached until ~5 minutes before
+//!   expiry, one request for many concurrent callers, every AADSTS error explained with its fix
+//!   ([`TokenError`]), roles read from the token.
+//! - `cloud`: login/API hosts and scopes per cloud (GCC signs in commercially but calls `.us`);
+//!   the bearer token goes only to the configured API host(s) ([`Endpoints`]).
+//! - [`MdeClient`] and [`ArmClient`]: the reads a sync needs. Each returns a [`RecordStream`] of
+//!   [`ReadEvent`]s: records in bounded batches (back-pressure: a slow consumer slows the download,
+//!   memory stays flat), [`ReadEvent::Restart`] when a page is read again after a failure
+//!   part-way, and a final [`ReadReport`] that says whether the read was provably complete. Both
+//!   fail with [`ApiError`].
+//! - The wire types ([`Machine`], [`AssetVulnerability`], [`Assessment`], ...) mirror Microsoft's
+//!   JSON; their `into_*` methods turn them into model types.
 //!
 //! Every request passes the same path (`http`): per-family rate limits (two buckets each), `429` →
 //! `Retry-After`, `5xx`/timeouts/resets/cut bodies → bounded jittered retries, `401` → one token
-//! refresh, `403` → the missing application role named. [`MdeClient::metrics`] counts calls, 429s,
+//! refresh, `403` → the missing application role named (Defender for Endpoint). [`MdeClient::metrics`] counts calls, 429s,
 //! retries and bytes for the run record.
 //!
 //! ```no_run
 //! use futures::StreamExt as _;
-//! use rampart_microsoft::entra::ClientCredentials;
+//! use rampart_microsoft::ClientCredentials;
 //! use rampart_microsoft::{MdeClient, MdeConfig, ReadEvent};
 //! use rampart_model::Cloud;
 //!
@@ -63,36 +67,79 @@
 //! # }
 //! ```
 
+// Layers (each module imports only from the ones above it in this list):
+// 1. `wire`, `text`, `family`, `cloud`, `token_error`, `roles`: data, no I/O;
+// 2. `error`: the shared error;
+// 3. `http`: the request path (tokens and the meaning of a 403 come from its caller);
+// 4. `entra`: the token client; `decode`, `paging`, `graph`, `export_file`: reads;
+// 5. `client`, `export_set`: what both clients are built from;
+// 6. `mde`, `arm`: the Defender for Endpoint and Defender for Cloud clients;
+// `convert`, `convert_arm`, `cloud_findings` (wire → model) and `intel` (KEV) stand apart.
 mod arm;
-pub mod cloud;
-pub mod cloud_findings;
-pub mod convert;
-pub mod convert_arm;
-pub mod decode;
-pub mod entra;
+mod client;
+mod cloud;
+mod cloud_findings;
+mod convert;
+mod convert_arm;
+mod decode;
+mod entra;
 mod error;
-pub mod export_file;
-pub mod export_set;
+mod export_file;
+mod export_set;
+mod family;
 mod graph;
 mod http;
-pub mod intel;
+mod intel;
 mod mde;
 mod paging;
-pub mod wire;
+mod roles;
+mod text;
+mod token_error;
+mod wire;
 
-pub use arm::{
-    ASSESSMENTS_API, ASSESSMENTS_FALLBACK_API, ArmClient, ArmConfig, CVE_DETAILS_PER_QUERY,
-    NO_ROLE_EXPLANATION, VULNERABILITY_QUERY, authorization_failed_fix, cve_details_query,
-    is_authorization_failed, is_unsupported_api_version,
-};
-pub use error::{ApiError, ApiErrorDetail, Forbidden, MdeError};
+// The clients and their settings.
+pub use arm::ArmClient;
+pub use client::{ArmConfig, ClientConfig, MdeConfig};
+pub use cloud::{Endpoints, Overrides, check_override_url, supports};
+pub use entra::ClientCredentials;
 pub use export_set::FileReadOptions;
-pub use http::{
-    ApiFamily, FamilyLimit, HttpOptions, Metrics, MetricsSnapshot, RateLimits, RetryPolicy,
-    parse_retry_after,
+pub use family::ApiFamily;
+pub use http::{FamilyLimit, HttpOptions, MetricsSnapshot, RateLimits, RetryPolicy};
+pub use mde::{MdeClient, TokenCheck};
+pub use paging::{PagingOptions, ReadEnd, ReadEvent, ReadReport, RecordStream};
+
+// What goes wrong, explained.
+pub use cloud::CloudError;
+pub use error::{ApiError, EndpointError, Forbidden, Refusal, RefusalDetail};
+pub use roles::{ENDPOINT_ROLES, MissingRoles, RequiredRole};
+pub use token_error::{Explanation, TokenError, TokenRejection, explain_aadsts};
+
+// Defender for Cloud: api-versions the sync reports, and how to read ARM's refusals.
+pub use arm::{
+    ASSESSMENTS_API, ASSESSMENTS_FALLBACK_API, CVE_DETAILS_PER_QUERY, NO_ROLE_EXPLANATION,
+    authorization_failed_fix, is_authorization_failed,
 };
-pub use mde::{MdeClient, MdeConfig, TokenCheck};
-pub use paging::{
-    EXPORT_MAX_PAGE_SIZE, GRAPH_MAX_TOP, MACHINES_MAX_TOP, PagingOptions, ReadEnd, ReadEvent,
-    ReadReport, RecordStream, VULNERABILITIES_MAX_TOP,
+
+// Microsoft's JSON as read, and what it becomes in the model.
+pub use cloud_findings::CloudFinding;
+pub use convert::{ChangeStatus, FindingChange, NotAFinding};
+pub use convert_arm::VulnerabilityCoverage;
+pub use wire::arm::{
+    ArmSubscription, Assessment, AssessmentMetadata, AssessmentMetadataProperties,
+    ControlDefinition, GraphPage, ScoreControlItem, SecureScoreItem, SubAssessment,
+    VulnerabilityRow,
+};
+pub use wire::entra::{Claims, TokenErrorBody, TokenResponse};
+pub use wire::mde::{
+    AssetVulnerability, Collection, DeltaAssetVulnerability, ErrorEnvelope, ExportFilesResponse,
+    FindingRow, Machine, MachineVulnerability, Recommendation, Software, Vulnerability,
+};
+
+// Readers the contract tests drive on Microsoft's examples.
+pub use decode::EnvelopeDecoder;
+pub use export_file::read_export_lines;
+
+// The CISA KEV catalogue.
+pub use intel::{
+    DEFAULT_KEV_URL, IntelError, KevClient, KevFetch, MAX_KEV_BYTES, check_feed_url, read_kev,
 };

@@ -4,60 +4,53 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use rampart_model::Cloud;
 use url::Url;
 
-use crate::cloud::{CloudError, MdeEndpoints, Overrides};
-use crate::entra::{ClientCredentials, ENDPOINT_ROLES, MissingRoles, TokenClient, TokenError};
-use crate::error::MdeError;
-use crate::export_file::read_export_file;
-use crate::export_set::{FileReadOptions, read_export_set};
-use crate::http::{
-    ApiFamily, Core, CoreSetup, HttpOptions, MetricsSnapshot, RateLimits, RetryPolicy,
-};
+use crate::client::{ClientConfig, Connection};
+use crate::cloud::Endpoints;
+use crate::entra::TokenClient;
+use crate::error::{ApiError, EndpointError, Forbidden, Refusal};
+use crate::export_file::{parse_download_url, read_export_file};
+use crate::export_set::{FileReadOptions, list_export_files, read_export_set};
+use crate::family::ApiFamily;
+use crate::http::{Bearer, MetricsSnapshot};
 use crate::paging::{
-    EXPORT_MAX_PAGE_SIZE, MACHINES_MAX_TOP, PagingOptions, ReadPlan, RecordStream,
-    VULNERABILITIES_MAX_TOP, read_linked_pages, read_skip_pages,
+    EXPORT_MAX_PAGE_SIZE, Keyed, MACHINES_MAX_TOP, RecordStream, VULNERABILITIES_MAX_TOP,
+    read_skip_pages,
 };
+use crate::roles::{ENDPOINT_ROLES, MACHINE_READ, MissingRoles, RequiredRole, VULNERABILITY_READ};
+use crate::token_error::TokenError;
 use crate::wire::entra::Claims;
 use crate::wire::mde::{
     AssetVulnerability, Collection, DeltaAssetVulnerability, ExportFilesResponse, Machine,
     Vulnerability,
 };
 
-/// Everything needed to build an [`MdeClient`]. Start from [`MdeConfig::new`] and change what you
-/// need; `Debug` shows the secret as `[REDACTED]`.
-#[derive(Debug, Clone)]
-pub struct MdeConfig {
-    pub cloud: Cloud,
-    pub credentials: ClientCredentials,
-    pub overrides: Overrides,
-    pub http: HttpOptions,
-    pub retry: RetryPolicy,
-    pub rate_limits: RateLimits,
-    pub paging: PagingOptions,
+/// The application role each Defender for Endpoint family needs.
+fn required_role(family: ApiFamily) -> RequiredRole {
+    match family {
+        ApiFamily::Machines => MACHINE_READ,
+        ApiFamily::Vulnerabilities
+        | ApiFamily::JsonExport
+        | ApiFamily::FileExport
+        | ApiFamily::Arm
+        | ApiFamily::ResourceGraph => VULNERABILITY_READ,
+    }
 }
 
-impl MdeConfig {
-    /// Microsoft's documented limits and hosts for `cloud`, production retry policy.
-    pub fn new(cloud: Cloud, credentials: ClientCredentials) -> MdeConfig {
-        MdeConfig {
-            cloud,
-            credentials,
-            overrides: Overrides::default(),
-            http: HttpOptions::default(),
-            retry: RetryPolicy::default(),
-            rate_limits: RateLimits::default(),
-            paging: PagingOptions::default(),
-        }
-    }
-
-    /// Sends both the token request and the API calls to `url` (the emulator, which serves both).
-    pub fn with_base_url(mut self, url: &str) -> MdeConfig {
-        self.overrides.login_url = Some(url.to_owned());
-        self.overrides.api_url = Some(url.to_owned());
-        self
-    }
+/// Defender for Endpoint's 403 `Forbidden` is a missing application role: name it, and say whether
+/// the token lacks it.
+fn missing_role(api: Refusal, token: &dyn Bearer) -> ApiError {
+    let required = required_role(api.family);
+    let missing = token
+        .claims()
+        .map(|c| c.missing_roles(std::slice::from_ref(&required)));
+    EndpointError::Forbidden(Box::new(Forbidden {
+        api,
+        required,
+        missing,
+    }))
+    .into()
 }
 
 /// What `integration test` shows about the token.
@@ -88,50 +81,38 @@ impl TokenCheck {
 /// The reading methods spawn a task on the current Tokio runtime and return at once.
 #[derive(Debug, Clone)]
 pub struct MdeClient {
-    core: Arc<Core>,
-    endpoints: Arc<MdeEndpoints>,
-    paging: PagingOptions,
+    conn: Connection,
 }
 
 impl MdeClient {
-    pub fn new(config: MdeConfig) -> Result<MdeClient, MdeError> {
-        let endpoints = MdeEndpoints::resolve(config.cloud, &config.overrides)?;
-        let core = Core::build(CoreSetup {
-            login: &endpoints.login,
-            credentials: config.credentials,
-            scope: endpoints.scope.clone(),
-            allowed: endpoints.allowed.clone(),
-            http: &config.http,
-            retry: config.retry,
-            rate_limits: &config.rate_limits,
-        })?;
-        Ok(MdeClient {
-            core: Arc::new(core),
-            endpoints: Arc::new(endpoints),
-            paging: config.paging,
-        })
+    pub fn new(config: ClientConfig) -> Result<MdeClient, ApiError> {
+        let endpoints = Endpoints::mde(config.cloud, &config.overrides)?;
+        let rate_limits = config.rate_limits.clone();
+        let conn = Connection::open(config, endpoints, &rate_limits, missing_role)?;
+        Ok(MdeClient { conn })
     }
 
-    pub fn endpoints(&self) -> &MdeEndpoints {
-        &self.endpoints
+    pub fn endpoints(&self) -> &Endpoints {
+        &self.conn.endpoints
     }
 
     /// The token client (shared by every clone of this client).
     pub fn tokens(&self) -> &TokenClient {
-        &self.core.tokens
+        &self.conn.tokens
     }
 
     /// Counters since the client was built: API calls, token requests, 429s, retries, bytes.
     pub fn metrics(&self) -> MetricsSnapshot {
-        self.core.metrics.snapshot()
+        self.conn.core.metrics.snapshot()
     }
 
     /// Acquires a token (or uses the cached one) and reports its roles. `Err` explains AADSTS errors;
     /// `Ok` with missing roles explains which permission to grant.
     pub async fn check_token(&self) -> Result<TokenCheck, TokenError> {
-        let token = self.core.tokens.token().await?;
+        let token = self.conn.tokens.token().await?;
         let claims = token.claims().cloned();
         let wanted = self
+            .conn
             .endpoints
             .scope
             .trim_end_matches("/.default")
@@ -151,19 +132,21 @@ impl MdeClient {
     /// `GET /api/machines?$top=1`: proves the machine permission works. `Ok(None)` when the
     /// tenant has no devices: an empty page, or the 404 Not Found that Microsoft documents for a
     /// tenant without recently seen machines (get-machines, "Response").
-    pub async fn read_one_machine(&self) -> Result<Option<Machine>, MdeError> {
+    pub async fn read_one_machine(&self) -> Result<Option<Machine>, ApiError> {
         let url = self.url("api/machines", Some("$top=1"))?;
         let page: Collection<Machine> = match self
+            .conn
             .core
             .get_json(ApiFamily::Machines, &url, SMALL_ANSWER)
             .await
         {
             Ok(p) => p,
-            Err(MdeError::Api(api)) if api.status == 404 => {
+            Err(ApiError::Refused(api)) if api.status == 404 => {
                 // The same 404 comes from a wrong API URL: only when another collection of the
                 // same API answers is it the empty tenant.
                 let probe = self.url("api/vulnerabilities", Some("$top=1"))?;
                 return match self
+                    .conn
                     .core
                     .get_json::<Collection<Vulnerability>>(
                         ApiFamily::Vulnerabilities,
@@ -172,7 +155,9 @@ impl MdeClient {
                     )
                     .await
                 {
-                    Err(MdeError::Api(other)) if other.status == 404 => Err(MdeError::Api(api)),
+                    Err(ApiError::Refused(other)) if other.status == 404 => {
+                        Err(ApiError::Refused(api))
+                    }
                     _ => Ok(None),
                 };
             }
@@ -183,12 +168,13 @@ impl MdeClient {
 
     /// `GET /api/machines/SoftwareVulnerabilitiesByMachine?$top=1`: proves the vulnerability
     /// permission works (`$top` is right here: one row, no paging).
-    pub async fn read_one_vulnerability_row(&self) -> Result<Option<AssetVulnerability>, MdeError> {
+    pub async fn read_one_vulnerability_row(&self) -> Result<Option<AssetVulnerability>, ApiError> {
         let url = self.url(
             "api/machines/SoftwareVulnerabilitiesByMachine",
             Some("$top=1"),
         )?;
         let page: Collection<AssetVulnerability> = self
+            .conn
             .core
             .get_json(ApiFamily::JsonExport, &url, SMALL_ANSWER)
             .await?;
@@ -198,7 +184,11 @@ impl MdeClient {
     /// Every device, by `$top`/`$skip` paging (`$top` = `paging.machines_page_size`, at most 10,000),
     /// de-duplicated by id.
     pub fn machines(&self) -> RecordStream<Machine> {
-        let size = self.paging.machines_page_size.clamp(1, MACHINES_MAX_TOP);
+        let size = self
+            .conn
+            .paging
+            .machines_page_size
+            .clamp(1, MACHINES_MAX_TOP);
         self.skip_read(ApiFamily::Machines, "api/machines", size, None)
     }
 
@@ -206,6 +196,7 @@ impl MdeClient {
     /// by id.
     pub fn vulnerabilities(&self) -> RecordStream<Vulnerability> {
         let size = self
+            .conn
             .paging
             .vulnerabilities_page_size
             .clamp(1, VULNERABILITIES_MAX_TOP);
@@ -225,6 +216,7 @@ impl MdeClient {
         since: DateTime<Utc>,
     ) -> RecordStream<Vulnerability> {
         let size = self
+            .conn
             .paging
             .vulnerabilities_page_size
             .clamp(1, VULNERABILITIES_MAX_TOP);
@@ -283,15 +275,17 @@ impl MdeClient {
     /// The download links of the latest full snapshot (`SoftwareVulnerabilitiesExport`), valid for
     /// `sas_valid_hours` (1..=6). Limited to 20 calls an hour by Microsoft: reuse the links within
     /// their lifetime.
-    pub async fn export_files(&self, sas_valid_hours: u8) -> Result<ExportFilesResponse, MdeError> {
+    pub async fn export_files(&self, sas_valid_hours: u8) -> Result<ExportFilesResponse, ApiError> {
+        let url = self.export_listing_url(sas_valid_hours)?;
+        list_export_files(&self.conn.core, &url).await
+    }
+
+    fn export_listing_url(&self, sas_valid_hours: u8) -> Result<Url, ApiError> {
         let hours = sas_valid_hours.clamp(1, 6);
-        let url = self.url(
+        self.url(
             "api/machines/SoftwareVulnerabilitiesExport",
             Some(&format!("sasValidHours={hours}")),
-        )?;
-        self.core
-            .get_json(ApiFamily::FileExport, &url, 16 * 1024 * 1024)
-            .await
+        )
     }
 
     /// Downloads one export file (a SAS URL from [`export_files`](Self::export_files)) and streams its
@@ -301,9 +295,9 @@ impl MdeClient {
             Ok(u) => u,
             Err(e) => return RecordStream::failed(e),
         };
-        let core = Arc::clone(&self.core);
-        let plan = self.plan(ApiFamily::FileExport);
-        RecordStream::spawn(self.paging.channel_capacity, move |tx| {
+        let core = Arc::clone(&self.conn.core);
+        let plan = self.conn.plan(ApiFamily::FileExport);
+        RecordStream::spawn(self.conn.paging.channel_capacity, move |tx| {
             read_export_file(core, plan, url, 0, tx)
         })
     }
@@ -321,24 +315,22 @@ impl MdeClient {
     where
         T: serde::de::DeserializeOwned + Send + 'static,
     {
-        let core = Arc::clone(&self.core);
-        let plan = self.plan(ApiFamily::FileExport);
-        let client = self.clone();
+        let relist = match self.export_listing_url(options.sas_valid_hours) {
+            Ok(u) => u,
+            Err(e) => return RecordStream::failed(e),
+        };
+        let core = Arc::clone(&self.conn.core);
+        let plan = self.conn.plan(ApiFamily::FileExport);
         // Room for a batch from every download in flight, so one slow consumer step does not
         // stall all of them at once.
-        let capacity = self.paging.channel_capacity.max(options.concurrency * 2);
+        let capacity = self
+            .conn
+            .paging
+            .channel_capacity
+            .max(options.concurrency * 2);
         RecordStream::spawn(capacity, move |tx| {
-            read_export_set(client, core, plan, listing, options, tx)
+            read_export_set(core, plan, listing, relist, options, tx)
         })
-    }
-
-    fn plan(&self, family: ApiFamily) -> ReadPlan {
-        ReadPlan {
-            family,
-            max_pages: self.paging.max_pages,
-            batch_size: self.paging.batch_size,
-            max_record_bytes: self.paging.max_record_bytes,
-        }
     }
 
     fn skip_read<T>(
@@ -349,15 +341,15 @@ impl MdeClient {
         filter: Option<String>,
     ) -> RecordStream<T>
     where
-        T: serde::de::DeserializeOwned + crate::paging::Keyed + Send + 'static,
+        T: serde::de::DeserializeOwned + Keyed + Send + 'static,
     {
-        let base = match self.url(path, None) {
+        let base = match self.conn.url(path) {
             Ok(u) => u,
             Err(e) => return RecordStream::failed(e),
         };
-        let core = Arc::clone(&self.core);
-        let plan = self.plan(family);
-        RecordStream::spawn(self.paging.channel_capacity, move |tx| {
+        let core = Arc::clone(&self.conn.core);
+        let plan = self.conn.plan(family);
+        RecordStream::spawn(self.conn.paging.channel_capacity, move |tx| {
             read_skip_pages(core, plan, base, size, filter, tx)
         })
     }
@@ -366,26 +358,15 @@ impl MdeClient {
     where
         T: serde::de::DeserializeOwned + Send + 'static,
     {
-        let mut first = match self.url(path, None) {
-            Ok(u) => u,
-            Err(e) => return RecordStream::failed(e),
-        };
-        first.query_pairs_mut().extend_pairs(query);
-        let core = Arc::clone(&self.core);
-        let plan = self.plan(ApiFamily::JsonExport);
-        RecordStream::spawn(self.paging.channel_capacity, move |tx| {
-            read_linked_pages(core, plan, first, tx)
-        })
+        let first = self.conn.url(path).map(|mut url| {
+            url.query_pairs_mut().extend_pairs(query);
+            url
+        });
+        self.conn.linked_read(ApiFamily::JsonExport, first)
     }
 
-    fn url(&self, path: &str, query: Option<&str>) -> Result<Url, MdeError> {
-        let mut url = self.endpoints.api.join(path).map_err(|e| {
-            MdeError::Config(CloudError::InvalidUrl {
-                which: "API URL",
-                shown: self.endpoints.api.as_str().chars().take(120).collect(),
-                reason: e.to_string(),
-            })
-        })?;
+    fn url(&self, path: &str, query: Option<&str>) -> Result<Url, ApiError> {
+        let mut url = self.conn.url(path)?;
         url.set_query(query);
         Ok(url)
     }
@@ -394,28 +375,13 @@ impl MdeClient {
 /// Small answers (one record, the export file list) are read whole, up to this size.
 const SMALL_ANSWER: usize = 4 * 1024 * 1024;
 
-/// An export file URL must be https (or plain http to this machine, the emulator). The error never
-/// repeats the URL: it carries a SAS signature.
-pub(crate) fn parse_download_url(s: &str) -> Result<Url, MdeError> {
-    let bad =
-        |why: &str| MdeError::ExportFile(format!("the export file link is not usable: {why}"));
-    let url = Url::parse(s).map_err(|_| bad("not a URL"))?;
-    let loopback = match url.host() {
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        None => false,
-    };
-    match url.scheme() {
-        "https" => Ok(url),
-        "http" if loopback => Ok(url),
-        _ => Err(bad("only https links are followed")),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::client::MdeConfig;
+    use crate::cloud::CloudError;
+    use crate::entra::ClientCredentials;
+    use rampart_model::Cloud;
     use secrecy::SecretString;
 
     fn config() -> MdeConfig {
@@ -464,7 +430,7 @@ mod tests {
         cfg.cloud = Cloud::China;
         let err = MdeClient::new(cfg).unwrap_err();
         assert!(
-            matches!(err, MdeError::Config(CloudError::ProductUnavailable { .. })),
+            matches!(err, ApiError::Config(CloudError::ProductUnavailable { .. })),
             "{err}"
         );
     }

@@ -33,9 +33,10 @@ use tokio::task::JoinHandle;
 use url::Url;
 
 use crate::decode::{DecodeError, EnvelopeDecoder};
-use crate::error::MdeError;
+use crate::error::ApiError;
+use crate::family::ApiFamily;
 use crate::http::body::{describe, snippet};
-use crate::http::{ApiFamily, Budget, Core};
+use crate::http::{Budget, Core};
 use crate::wire::mde::{Machine, Vulnerability};
 
 /// Paging settings.
@@ -354,12 +355,12 @@ impl RecordId {
     }
 }
 
-pub(crate) type EventTx<T> = mpsc::Sender<Result<ReadEvent<T>, MdeError>>;
+pub(crate) type EventTx<T> = mpsc::Sender<Result<ReadEvent<T>, ApiError>>;
 
 /// The records of one read, as a [`Stream`] of [`ReadEvent`]s ending in
 /// [`ReadEvent::Finished`] or an error. Dropping it stops the read.
 pub struct RecordStream<T> {
-    rx: mpsc::Receiver<Result<ReadEvent<T>, MdeError>>,
+    rx: mpsc::Receiver<Result<ReadEvent<T>, ApiError>>,
     task: Option<JoinHandle<()>>,
     ended: bool,
 }
@@ -377,7 +378,7 @@ impl<T: Send + 'static> RecordStream<T> {
     pub(crate) fn spawn<F, Fut>(capacity: usize, read: F) -> RecordStream<T>
     where
         F: FnOnce(EventTx<T>) -> Fut,
-        Fut: Future<Output = Result<ReadReport, MdeError>> + Send + 'static,
+        Fut: Future<Output = Result<ReadReport, ApiError>> + Send + 'static,
     {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let fut = read(tx.clone());
@@ -394,7 +395,7 @@ impl<T: Send + 'static> RecordStream<T> {
     }
 
     /// A stream that fails at once (configuration errors found before any request).
-    pub(crate) fn failed(error: MdeError) -> RecordStream<T> {
+    pub(crate) fn failed(error: ApiError) -> RecordStream<T> {
         let (tx, rx) = mpsc::channel(1);
         // Capacity 1 and nothing sent yet: this cannot fail.
         let _ = tx.try_send(Err(error));
@@ -408,7 +409,7 @@ impl<T: Send + 'static> RecordStream<T> {
     /// Collects every record, keeping only the last delivery of each page (restarted pages are
     /// replaced, not doubled). For tests, the `integration test` command and small sets: a big
     /// export should be consumed batch by batch instead.
-    pub async fn collect_all(mut self) -> Result<(Vec<T>, ReadReport), MdeError> {
+    pub async fn collect_all(mut self) -> Result<(Vec<T>, ReadReport), ApiError> {
         use futures::StreamExt as _;
         let mut done: Vec<T> = Vec::new();
         // Pages in progress, by number: export files are read several at a time.
@@ -427,14 +428,14 @@ impl<T: Send + 'static> RecordStream<T> {
                 ReadEvent::Finished(report) => return Ok((done, report)),
             }
         }
-        Err(MdeError::Interrupted(
+        Err(ApiError::Interrupted(
             "the reader stopped without a result".to_owned(),
         ))
     }
 }
 
 impl<T> Stream for RecordStream<T> {
-    type Item = Result<ReadEvent<T>, MdeError>;
+    type Item = Result<ReadEvent<T>, ApiError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         if self.ended {
@@ -450,7 +451,7 @@ impl<T> Stream for RecordStream<T> {
             Poll::Ready(None) => {
                 // The task ended without saying how (it panicked): say so once, never end silently.
                 self.ended = true;
-                Poll::Ready(Some(Err(MdeError::Interrupted(
+                Poll::Ready(Some(Err(ApiError::Interrupted(
                     "the reader task ended unexpectedly".to_owned(),
                 ))))
             }
@@ -583,7 +584,7 @@ enum PageFailure {
     Transient { reason: String, delivered: u64 },
     /// The body arrived whole but is not valid JSON: reading it again gets the same bytes, so the
     /// read stops at once (a network fault looks different: a cut or stalled body).
-    Malformed(MdeError),
+    Malformed(ApiError),
     /// The consumer is gone.
     Closed,
 }
@@ -597,13 +598,13 @@ pub(crate) async fn read_page<T, F>(
     page: u32,
     filter: &mut F,
     tx: &EventTx<T>,
-) -> Result<PageOutcome, MdeError>
+) -> Result<PageOutcome, ApiError>
 where
     T: DeserializeOwned + Send + 'static,
     F: PageFilter<T>,
 {
     let family = plan.family;
-    let closed = || MdeError::Interrupted("the consumer stopped reading".to_owned());
+    let closed = || ApiError::Interrupted("the consumer stopped reading".to_owned());
     let mut budget = Budget::new(&core.retry);
     let mut restarts = 0;
     loop {
@@ -788,7 +789,7 @@ fn malformed(family: ApiFamily, e: DecodeError, chunk: &[u8], chunk_start: u64) 
     let at_in_chunk = usize::try_from(offset.saturating_sub(chunk_start)).unwrap_or(0);
     let from = at_in_chunk.saturating_sub(40).min(chunk.len());
     let to = at_in_chunk.saturating_add(40).min(chunk.len());
-    PageFailure::Malformed(MdeError::MalformedBody {
+    PageFailure::Malformed(ApiError::MalformedBody {
         family,
         offset,
         detail: e.to_string().chars().take(200).collect(),
@@ -817,7 +818,7 @@ pub(crate) async fn read_skip_pages<T>(
     page_size: u32,
     odata_filter: Option<String>,
     tx: EventTx<T>,
-) -> Result<ReadReport, MdeError>
+) -> Result<ReadReport, ApiError>
 where
     T: DeserializeOwned + Keyed + Send + 'static,
 {
@@ -845,7 +846,7 @@ where
             // recently seen machines (get-machines, "Response"): a first page that is not there is
             // an empty set, not a failure. (404 was already retried once, for the intermittent
             // 404s of MicrosoftDocs#13047.)
-            Err(MdeError::Api(api))
+            Err(ApiError::Refused(api))
                 if page == 0 && api.status == 404 && plan.family == ApiFamily::Machines =>
             {
                 tracing::info!(family = %plan.family, code = ?api.code, "no devices: the first page answered 404 Not Found");
@@ -878,7 +879,7 @@ pub(crate) async fn read_linked_pages<T>(
     plan: ReadPlan,
     first: Url,
     tx: EventTx<T>,
-) -> Result<ReadReport, MdeError>
+) -> Result<ReadReport, ApiError>
 where
     T: DeserializeOwned + Send + 'static,
 {
@@ -912,13 +913,13 @@ where
         } else {
             url.join(&link)
         }
-        .map_err(|e| MdeError::UnexpectedBody {
+        .map_err(|e| ApiError::UnexpectedBody {
             family: plan.family,
             detail: format!("the next-page link is not an absolute URL ({e})"),
         })?;
         if !core.allowed.allows(&next) {
             tracing::warn!(family = %plan.family, page, host = %next.origin().ascii_serialization(), "next-page link to a foreign host refused");
-            return Err(MdeError::UntrustedNextLink {
+            return Err(ApiError::UntrustedNextLink {
                 family: plan.family,
                 host: next.origin().ascii_serialization(),
             });

@@ -17,13 +17,13 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use rampart_microsoft::convert_arm::CloudFinding;
-use rampart_microsoft::wire::arm::{
-    Assessment, AssessmentMetadata, AssessmentMetadataProperties, SubAssessment, VulnerabilityRow,
+use rampart_microsoft::CloudFinding;
+use rampart_microsoft::{
+    ApiError, ArmClient, CVE_DETAILS_PER_QUERY, NO_ROLE_EXPLANATION, ReadReport,
+    authorization_failed_fix, is_authorization_failed,
 };
 use rampart_microsoft::{
-    ArmClient, CVE_DETAILS_PER_QUERY, MdeError, NO_ROLE_EXPLANATION, ReadReport,
-    authorization_failed_fix, is_authorization_failed,
+    Assessment, AssessmentMetadata, AssessmentMetadataProperties, SubAssessment, VulnerabilityRow,
 };
 use rampart_model::{
     Asset, ControlScore, CveId, EntityCounts, Integration, IntegrationId, PostureScore,
@@ -54,12 +54,12 @@ impl From<StoreError> for Failure {
 /// Why one subscription could not be read: a Microsoft answer (it fails that subscription only),
 /// or the database (it fails the run).
 enum SubError {
-    Microsoft(MdeError),
+    Microsoft(ApiError),
     Store(StoreError),
 }
 
-impl From<MdeError> for SubError {
-    fn from(e: MdeError) -> Self {
+impl From<ApiError> for SubError {
+    fn from(e: ApiError) -> Self {
         SubError::Microsoft(e)
     }
 }
@@ -456,7 +456,9 @@ impl Job<'_> {
             }
             // Deprecated since 2026-07-31: a tenant may answer with an error instead of an empty
             // list (reference, headline). Only a refusal or a transient failure matters.
-            Err(SubError::Microsoft(MdeError::Api(e))) if matches!(e.status, 400 | 404 | 410) => {
+            Err(SubError::Microsoft(ApiError::Refused(e)))
+                if matches!(e.status, 400 | 404 | 410) =>
+            {
                 tracing::info!(
                     message = "Legacy sub-assessments unavailable; reading individual recommendations only.",
                     subscription = id,
@@ -847,7 +849,7 @@ pub(crate) fn label(s: &Subscription) -> String {
 }
 
 /// Why a subscription's read failed, and what to do.
-fn explain_subscription_error(e: &MdeError, sub: &Subscription) -> String {
+fn explain_subscription_error(e: &ApiError, sub: &Subscription) -> String {
     if is_authorization_failed(e) {
         format!(
             "Azure refused to show the app this subscription's Defender data (HTTP 403 AuthorizationFailed): the app is listed there, but holds no role that can read it. {}",

@@ -7,11 +7,11 @@
 //! subscription that answers, so their steps say what they read, never "not tried".
 
 use futures::StreamExt;
-use rampart_microsoft::convert_arm::VulnerabilityCoverage;
-use rampart_microsoft::entra::TokenError;
-use rampart_microsoft::wire::arm::ArmSubscription;
+use rampart_microsoft::ArmSubscription;
+use rampart_microsoft::TokenError;
+use rampart_microsoft::VulnerabilityCoverage;
 use rampart_microsoft::{
-    ArmClient, MdeError, NO_ROLE_EXPLANATION, ReadEvent, RecordStream, authorization_failed_fix,
+    ApiError, ArmClient, NO_ROLE_EXPLANATION, ReadEvent, RecordStream, authorization_failed_fix,
     is_authorization_failed,
 };
 use rampart_model::Subscription;
@@ -283,7 +283,7 @@ async fn check_plans(
 /// The first record of a read (an empty list is an answer too); the rest is not fetched.
 async fn first_record<T: Send + 'static>(
     mut stream: RecordStream<T>,
-) -> Result<Option<T>, MdeError> {
+) -> Result<Option<T>, ApiError> {
     while let Some(event) = stream.next().await {
         match event? {
             ReadEvent::Records { records, .. } => {
@@ -299,7 +299,7 @@ async fn first_record<T: Send + 'static>(
 }
 
 fn read_result<T>(
-    r: Result<Option<T>, MdeError>,
+    r: Result<Option<T>, ApiError>,
     sub: &str,
     describe: impl FnOnce(T) -> String,
 ) -> Result<String, (String, Option<String>)> {

@@ -3,7 +3,7 @@
 use std::fmt;
 
 use rampart_microsoft::MdeClient;
-use rampart_microsoft::entra::TokenError;
+use rampart_microsoft::TokenError;
 
 use crate::error::SyncError;
 

@@ -11,9 +11,9 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
-use rampart_microsoft::convert::{ChangeStatus, FindingChange as WireChange, NotAFinding};
-use rampart_microsoft::wire::mde::DeltaAssetVulnerability;
-use rampart_microsoft::{MdeError, ReadEvent, ReadReport, RecordStream};
+use rampart_microsoft::DeltaAssetVulnerability;
+use rampart_microsoft::{ApiError, ReadEvent, ReadReport, RecordStream};
+use rampart_microsoft::{ChangeStatus, FindingChange as WireChange, NotAFinding};
 use rampart_model::{FindingKey, IntegrationId};
 use rampart_store::{DeltaCounts, FindingChange, Store, StoreError};
 
@@ -35,7 +35,7 @@ pub(crate) async fn read_changes(
     mut stream: RecordStream<DeltaAssetVulnerability>,
     watermark: DateTime<Utc>,
     progress: &dyn Progress,
-) -> Result<ChangesRead, MdeError> {
+) -> Result<ChangesRead, ApiError> {
     let mut raw: Vec<WireChange> = Vec::new();
     let mut report = None;
     let mut skipped = 0u64;
@@ -60,7 +60,7 @@ pub(crate) async fn read_changes(
         }
     }
     let report = report.ok_or_else(|| {
-        MdeError::Interrupted("the change reader ended without reporting how far it got".into())
+        ApiError::Interrupted("the change reader ended without reporting how far it got".into())
     })?;
     let newest_event = raw.iter().filter_map(|c| c.event_time).max();
     // A page read twice delivers its changes twice: folding makes that harmless too.

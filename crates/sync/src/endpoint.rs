@@ -4,9 +4,9 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use rampart_microsoft::convert::NotAFinding;
-use rampart_microsoft::wire::mde::{ExportFilesResponse, FindingRow};
-use rampart_microsoft::{MdeClient, MdeError, MetricsSnapshot, ReadEnd, ReadReport, RecordStream};
+use rampart_microsoft::NotAFinding;
+use rampart_microsoft::{ApiError, MdeClient, MetricsSnapshot, ReadEnd, ReadReport, RecordStream};
+use rampart_microsoft::{ExportFilesResponse, FindingRow};
 use rampart_model::{EntityCounts, Integration, RunStatus, SyncRun, Verdict};
 use rampart_store::{
     ReconcileOutcome, ReconcilePolicy, ReconcileScope, RunOutcome, RunOwner, Store, StoreError,
@@ -89,8 +89,8 @@ impl From<StoreError> for Failure {
     }
 }
 
-impl From<MdeError> for Failure {
-    fn from(e: MdeError) -> Self {
+impl From<ApiError> for Failure {
+    fn from(e: ApiError) -> Self {
         Failure(e.to_string())
     }
 }

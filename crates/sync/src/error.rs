@@ -1,6 +1,6 @@
 //! What can stop a sync before or outside a run record.
 
-use rampart_microsoft::MdeError;
+use rampart_microsoft::ApiError;
 use rampart_store::StoreError;
 
 use crate::vault::VaultError;
@@ -13,7 +13,7 @@ pub enum SyncError {
     Vault(#[from] VaultError),
     /// The Microsoft client could not be set up (cloud not supported, bad URL override).
     #[error(transparent)]
-    Source(#[from] MdeError),
+    Source(#[from] ApiError),
     /// The product is not available for this integration yet.
     #[error("{0}")]
     Unsupported(String),

@@ -7,8 +7,8 @@ use std::path::Path;
 use chrono::{DateTime, Duration, Utc};
 
 /// The feed client and its errors, for callers (web, CLI) that depend on this crate only.
-pub use rampart_microsoft::intel::{DEFAULT_KEV_URL, IntelError, KevClient, check_feed_url};
-use rampart_microsoft::intel::{KevFetch, MAX_KEV_BYTES, read_kev};
+pub use rampart_microsoft::{DEFAULT_KEV_URL, IntelError, KevClient, check_feed_url};
+use rampart_microsoft::{KevFetch, MAX_KEV_BYTES, read_kev};
 use rampart_model::priority::KevCatalog;
 use rampart_store::{IntelCheck, IntelSource, KEV_SOURCE, KevSnapshot, Store, StoreError};
 

@@ -43,4 +43,4 @@ pub use engine::{Engine, EngineOptions, SyncMode, SyncRequest};
 pub use error::SyncError;
 /// Checking a login or API URL override when it is entered (the web layer does not call
 /// Microsoft's clients itself).
-pub use rampart_microsoft::cloud::{CloudError, check_override_url};
+pub use rampart_microsoft::{CloudError, check_override_url};

@@ -7,7 +7,7 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use rampart_microsoft::{MdeError, ReadEvent, ReadReport, RecordStream};
+use rampart_microsoft::{ApiError, ReadEvent, ReadReport, RecordStream};
 use rampart_store::{StoreError, UpsertCounts};
 use tokio::sync::mpsc;
 
@@ -28,7 +28,7 @@ pub(crate) struct Piped<C = UpsertCounts> {
 /// and nothing is concluded from a pipe that did not finish.
 #[derive(Debug)]
 pub(crate) enum PipeError {
-    Read(MdeError),
+    Read(ApiError),
     Write(StoreError),
 }
 
@@ -181,7 +181,7 @@ where
         return Err(PipeError::Read(e));
     }
     let report = report.ok_or_else(|| {
-        PipeError::Read(MdeError::Interrupted(
+        PipeError::Read(ApiError::Interrupted(
             "the reader ended without reporting how far it got".to_owned(),
         ))
     })?;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use chrono::Utc;
-use rampart_microsoft::cloud::supports;
+use rampart_microsoft::supports;
 use rampart_model::{Integration, IntegrationName, Product, SecretHint};
 use rampart_store::{NewAuditEntry, NewIntegration, SecretCiphertext};
 use secrecy::{ExposeSecret, SecretString};

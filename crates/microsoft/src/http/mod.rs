@@ -1,5 +1,5 @@
 //! The one HTTP path every Defender for Endpoint request takes: rate limit, bearer token, send,
-//! classify the answer, retry or fail with a typed error. Paging (`crate::paging`) and the small
+//! classify the answer, retry or fail with a typed error. Paging and the small
 //! reads build on [`Core::send`]; no endpoint has its own loop.
 //!
 //! | answer | what happens |
@@ -7,16 +7,20 @@
 //! | 2xx | returned to the caller (bodies are streamed by the caller) |
 //! | 429 | wait `Retry-After` (else exponential from 5 s, jittered), bounded; counted in `throttled` |
 //! | 5xx, 408, timeout, reset, cut body | bounded retries with jittered exponential backoff |
-//! | 2xx whose body is whole but not JSON | [`MdeError::MalformedBody`] at once, with the byte offset |
+//! | 2xx whose body is whole but not JSON | [`ApiError::MalformedBody`] at once, with the byte offset |
 //! | 401 | invalidate the token, retry once |
-//! | 404 | retried once (Microsoft has sent intermittent 404s), then [`ApiError`] |
-//! | 403 `Forbidden` | [`MdeError::Forbidden`], naming the application role to grant |
-//! | other 4xx | [`ApiError`] |
+//! | 404 | retried once (Microsoft has sent intermittent 404s), then [`ApiError::Refused`] |
+//! | 403 `Forbidden` | what the caller's [`OnForbidden`] makes of it (Defender for Endpoint: the application role to grant) |
+//! | other 4xx | [`ApiError::Refused`] |
+//!
+//! This module sits below the token client and the products: it gets its bearer tokens through
+//! [`TokenSource`] and the meaning of a 403 through [`OnForbidden`], both given by its caller.
 
 pub(crate) mod body;
 mod limits;
 mod metrics;
 mod retry;
+mod token;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,15 +31,17 @@ use serde::de::DeserializeOwned;
 use serde_json::error::Category;
 use url::Url;
 
-pub use limits::{ApiFamily, FamilyLimit, RateLimits};
+pub use limits::{FamilyLimit, RateLimits};
 pub(crate) use limits::{Limiters, Pauses};
 pub use metrics::{Metrics, MetricsSnapshot};
 pub(crate) use retry::{Budget, ThrottleVerdict};
 pub use retry::{RetryPolicy, parse_retry_after};
+pub(crate) use token::{Bearer, OnForbidden, TokenSource};
 
 use crate::cloud::AllowedHosts;
-use crate::entra::{MACHINE_READ, RequiredRole, TokenClient, VULNERABILITY_READ};
-use crate::error::{ApiError, Forbidden, MdeError};
+use crate::error::{ApiError, Refusal, RefusalDetail};
+use crate::family::ApiFamily;
+use crate::text::bounded;
 use crate::wire::mde::ErrorEnvelope;
 use body::{describe, read_bounded, snippet};
 
@@ -66,7 +72,7 @@ impl Default for HttpOptions {
 
 /// Builds the shared client: rustls, gzip and deflate (Microsoft may answer `Content-Encoding:
 /// deflate`), no redirects (a redirect must never carry the token elsewhere).
-pub(crate) fn build_client(opts: &HttpOptions) -> Result<reqwest::Client, MdeError> {
+pub(crate) fn build_client(opts: &HttpOptions) -> Result<reqwest::Client, ApiError> {
     reqwest::Client::builder()
         .user_agent(opts.user_agent.clone())
         .connect_timeout(opts.connect_timeout)
@@ -75,7 +81,7 @@ pub(crate) fn build_client(opts: &HttpOptions) -> Result<reqwest::Client, MdeErr
         .deflate(true)
         .pool_idle_timeout(Duration::from_secs(60))
         .build()
-        .map_err(|e| MdeError::Client(describe(&e)))
+        .map_err(|e| ApiError::Client(describe(&e)))
 }
 
 /// `hh:mm:ss` (Resource Graph's `x-ms-user-quota-resets-after`), at least one second.
@@ -100,9 +106,9 @@ fn starts_as_json(bytes: &[u8]) -> bool {
     )
 }
 
-/// A small answer that is not JSON, as [`MdeError::MalformedBody`] with the byte offset of
+/// A small answer that is not JSON, as [`ApiError::MalformedBody`] with the byte offset of
 /// `serde_json`'s line and column, and the text there.
-fn malformed_answer(family: ApiFamily, bytes: &[u8], e: &serde_json::Error) -> MdeError {
+fn malformed_answer(family: ApiFamily, bytes: &[u8], e: &serde_json::Error) -> ApiError {
     let mut offset = 0usize;
     for _ in 1..e.line() {
         match bytes[offset..].iter().position(|b| *b == b'\n') {
@@ -115,7 +121,7 @@ fn malformed_answer(family: ApiFamily, bytes: &[u8], e: &serde_json::Error) -> M
         .min(bytes.len());
     let from = offset.saturating_sub(40);
     let to = offset.saturating_add(40).min(bytes.len());
-    MdeError::MalformedBody {
+    ApiError::MalformedBody {
         family,
         offset: offset as u64,
         detail: e.to_string().chars().take(200).collect(),
@@ -126,23 +132,13 @@ fn malformed_answer(family: ApiFamily, bytes: &[u8], e: &serde_json::Error) -> M
 /// Longest error body read (the rest is dropped).
 const ERROR_BODY_LIMIT: usize = 64 * 1024;
 
-/// The roles an endpoint family needs, for 403 explanations.
-pub(crate) fn required_role(family: ApiFamily) -> RequiredRole {
-    match family {
-        ApiFamily::Machines => MACHINE_READ,
-        ApiFamily::Vulnerabilities
-        | ApiFamily::JsonExport
-        | ApiFamily::FileExport
-        | ApiFamily::Arm
-        | ApiFamily::ResourceGraph => VULNERABILITY_READ,
-    }
-}
-
 /// Shared state of one client: everything a request needs.
 #[derive(Debug)]
 pub(crate) struct Core {
     pub http: reqwest::Client,
-    pub tokens: Arc<TokenClient>,
+    pub tokens: Arc<dyn TokenSource>,
+    /// What a 403 `Forbidden` means for this client's API.
+    pub on_forbidden: OnForbidden,
     pub limiters: Limiters,
     /// Waits Azure's answers ask for (remaining-budget headers).
     pub pauses: Pauses,
@@ -152,42 +148,32 @@ pub(crate) struct Core {
     pub read_timeout: Duration,
 }
 
-/// What a client (MDE or ARM) needs to build its [`Core`].
+/// What a client (Defender for Endpoint or for Cloud) builds its [`Core`] from. The HTTP client and
+/// the metrics are shared with its token source, which is built first.
 pub(crate) struct CoreSetup<'a> {
-    pub login: &'a Url,
-    pub credentials: crate::entra::ClientCredentials,
-    pub scope: String,
+    pub http: reqwest::Client,
+    pub metrics: Arc<Metrics>,
+    pub tokens: Arc<dyn TokenSource>,
+    pub on_forbidden: OnForbidden,
     pub allowed: AllowedHosts,
-    pub http: &'a HttpOptions,
     pub retry: RetryPolicy,
     pub rate_limits: &'a RateLimits,
+    pub read_timeout: Duration,
 }
 
 impl Core {
-    /// The HTTP client, token client, rate limiters and metrics of one client, built the same way
-    /// for every Microsoft API.
-    pub fn build(setup: CoreSetup<'_>) -> Result<Core, MdeError> {
-        let http = build_client(setup.http)?;
-        let metrics = Arc::new(Metrics::default());
-        let tokens = TokenClient::new(
-            http.clone(),
-            setup.login,
-            setup.credentials,
-            setup.scope,
-            setup.retry.clone(),
-            setup.http.token_timeout,
-            Arc::clone(&metrics),
-        )?;
-        Ok(Core {
-            http,
-            tokens: Arc::new(tokens),
+    pub fn new(setup: CoreSetup<'_>) -> Core {
+        Core {
+            http: setup.http,
+            tokens: setup.tokens,
+            on_forbidden: setup.on_forbidden,
             limiters: Limiters::new(setup.rate_limits),
             pauses: Pauses::new(setup.rate_limits),
             retry: setup.retry,
-            metrics,
+            metrics: setup.metrics,
             allowed: setup.allowed,
-            read_timeout: setup.http.read_timeout,
-        })
+            read_timeout: setup.read_timeout,
+        }
     }
 
     /// Sends a GET with the bearer token and returns a 2xx response, retrying what the table in the
@@ -198,7 +184,7 @@ impl Core {
         family: ApiFamily,
         url: &Url,
         budget: &mut Budget<'_>,
-    ) -> Result<Response, MdeError> {
+    ) -> Result<Response, ApiError> {
         self.send_with(family, url, None, budget).await
     }
 
@@ -209,10 +195,10 @@ impl Core {
         url: &Url,
         json_body: Option<&[u8]>,
         budget: &mut Budget<'_>,
-    ) -> Result<Response, MdeError> {
+    ) -> Result<Response, ApiError> {
         // Checked here as well as where links are followed: the token goes nowhere else.
         if !self.allowed.allows(url) {
-            return Err(MdeError::UntrustedNextLink {
+            return Err(ApiError::UntrustedNextLink {
                 family,
                 host: url.origin().ascii_serialization(),
             });
@@ -226,7 +212,7 @@ impl Core {
                 // Staying under Microsoft's documented limits; worth seeing when it slows a sync.
                 tracing::info!(family = %family, waited_ms = waited.as_millis() as u64, "rate limit wait");
             }
-            let token = self.tokens.token().await?;
+            let token = self.tokens.bearer().await?;
             budget.attempts += 1;
             self.metrics.api_call();
             let builder = match json_body {
@@ -238,7 +224,7 @@ impl Core {
                 None => self.http.get(url.clone()),
             };
             let request = builder
-                .bearer_auth(token.bearer())
+                .bearer_auth(token.secret())
                 .header(ACCEPT, "application/json")
                 .send();
             let resp = match tokio::time::timeout(self.read_timeout, request).await {
@@ -263,7 +249,7 @@ impl Core {
                 401 if !budget.reauthenticated => {
                     // The token expired early or was revoked: one fresh token, one more try.
                     budget.reauthenticated = true;
-                    self.tokens.invalidate(&token);
+                    self.tokens.invalidate(token.as_ref());
                     self.metrics.retry();
                     tracing::info!(family = %family, status, attempt = budget.attempts, "token refused, fetching a new one");
                 }
@@ -295,7 +281,7 @@ impl Core {
                             );
                             tokio::time::sleep(wait).await;
                         }
-                        ThrottleVerdict::GiveUp => return Err(MdeError::Api(api)),
+                        ThrottleVerdict::GiveUp => return Err(ApiError::Refused(api)),
                     }
                 }
                 408 | 500..=599 => {
@@ -322,17 +308,11 @@ impl Core {
                         .as_deref()
                         .is_some_and(|c| c.eq_ignore_ascii_case("Forbidden"));
                     if forbidden {
-                        let required = required_role(family);
-                        let missing = token.missing_roles(std::slice::from_ref(&required));
-                        return Err(MdeError::Forbidden(Box::new(Forbidden {
-                            api,
-                            required,
-                            missing,
-                        })));
+                        return Err((self.on_forbidden)(api, token.as_ref()));
                     }
-                    return Err(MdeError::Api(api));
+                    return Err(ApiError::Refused(api));
                 }
-                _ => return Err(MdeError::Api(self.api_error(family, resp).await)),
+                _ => return Err(ApiError::Refused(self.api_error(family, resp).await)),
             }
         }
     }
@@ -343,7 +323,7 @@ impl Core {
         family: ApiFamily,
         url: &Url,
         limit: usize,
-    ) -> Result<T, MdeError> {
+    ) -> Result<T, ApiError> {
         self.call_json(family, url, None, limit).await
     }
 
@@ -354,14 +334,14 @@ impl Core {
         url: &Url,
         json_body: Option<&[u8]>,
         limit: usize,
-    ) -> Result<T, MdeError> {
+    ) -> Result<T, ApiError> {
         let mut budget = Budget::new(&self.retry);
         loop {
             let resp = self.send_with(family, url, json_body, &mut budget).await?;
             let reason =
                 match tokio::time::timeout(self.read_timeout, read_bounded(resp, limit)).await {
                     Ok(Ok(b)) if b.cut => {
-                        return Err(MdeError::UnexpectedBody {
+                        return Err(ApiError::UnexpectedBody {
                             family,
                             detail: format!("the answer is larger than {limit} bytes"),
                         });
@@ -372,7 +352,7 @@ impl Core {
                             Ok(v) => return Ok(v),
                             // Valid JSON of the wrong shape will not change on retry.
                             Err(e) if e.classify() == Category::Data => {
-                                return Err(MdeError::UnexpectedBody {
+                                return Err(ApiError::UnexpectedBody {
                                     family,
                                     detail: e.to_string().chars().take(300).collect(),
                                 });
@@ -404,7 +384,7 @@ impl Core {
         budget: &mut Budget<'_>,
         status: Option<u16>,
         reason: String,
-    ) -> Result<(), MdeError> {
+    ) -> Result<(), ApiError> {
         match budget.transient() {
             Some(delay) => {
                 self.metrics.retry();
@@ -419,7 +399,7 @@ impl Core {
                 tokio::time::sleep(delay).await;
                 Ok(())
             }
-            None => Err(MdeError::RetriesExhausted {
+            None => Err(ApiError::RetriesExhausted {
                 family,
                 attempts: budget.attempts,
                 last: reason,
@@ -427,8 +407,8 @@ impl Core {
         }
     }
 
-    /// Reads an error answer (bounded) into an [`ApiError`].
-    async fn api_error(&self, family: ApiFamily, resp: Response) -> ApiError {
+    /// Reads an error answer (bounded) into a [`Refusal`].
+    async fn api_error(&self, family: ApiFamily, resp: Response) -> Refusal {
         let status = resp.status().as_u16();
         let body =
             match tokio::time::timeout(self.read_timeout, read_bounded(resp, ERROR_BODY_LIMIT))
@@ -441,26 +421,26 @@ impl Core {
         let envelope = serde_json::from_slice::<ErrorEnvelope>(&body)
             .ok()
             .and_then(|e| e.error);
-        let bounded = |s: String| crate::entra::bounded_text(&s, 300);
+        let bounded_message = |s: String| bounded(&s, 300);
         match envelope {
-            Some(e) => ApiError {
+            Some(e) => Refusal {
                 family,
                 status,
-                code: e.code.map(|c| crate::entra::bounded_text(&c, 60)),
-                message: e.message.map(bounded),
-                target: e.target.map(|t| crate::entra::bounded_text(&t, 80)),
+                code: e.code.map(|c| bounded(&c, 60)),
+                message: e.message.map(bounded_message),
+                target: e.target.map(|t| bounded(&t, 80)),
                 retry_after: None,
                 details: e
                     .details
                     .into_iter()
                     .take(5)
-                    .map(|d| crate::error::ApiErrorDetail {
-                        code: d.code.map(|c| crate::entra::bounded_text(&c, 60)),
-                        message: d.message.map(bounded),
+                    .map(|d| RefusalDetail {
+                        code: d.code.map(|c| bounded(&c, 60)),
+                        message: d.message.map(bounded_message),
                     })
                     .collect(),
             },
-            None => ApiError {
+            None => Refusal {
                 family,
                 status,
                 code: None,

@@ -5,20 +5,6 @@
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 
-/// `{"error": {...}}` of ARM and Resource Graph.
-#[derive(Debug, Clone, Deserialize, Default)]
-pub struct CloudErrorEnvelope {
-    pub error: Option<CloudErrorBody>,
-}
-
-#[derive(Debug, Clone, Deserialize, Default)]
-pub struct CloudErrorBody {
-    pub code: Option<String>,
-    pub message: Option<String>,
-    #[serde(default)]
-    pub details: Vec<CloudErrorBody>,
-}
-
 /// An item of `GET /subscriptions`.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use rampart_microsoft::entra::ClientCredentials;
-use rampart_microsoft::{MdeClient, MdeConfig, MdeError, ReadEnd, RetryPolicy};
+use rampart_microsoft::ClientCredentials;
+use rampart_microsoft::{ApiError, MdeClient, MdeConfig, ReadEnd, RetryPolicy};
 use rampart_model::Cloud;
 use secrecy::SecretString;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -301,7 +301,7 @@ async fn a_next_link_to_another_port_gets_no_request_and_no_token() {
         .collect_all()
         .await
         .expect_err("refused");
-    assert!(matches!(err, MdeError::UntrustedNextLink { .. }), "{err:?}");
+    assert!(matches!(err, ApiError::UntrustedNextLink { .. }), "{err:?}");
     assert!(err.to_string().contains(&other.url), "{err}");
     assert!(
         other.seen().is_empty(),
@@ -398,7 +398,7 @@ async fn json_broken_inside_a_page_fails_at_once_with_offset_and_sample() {
         .await
         .expect_err("not JSON");
     match &err {
-        MdeError::MalformedBody { offset, sample, .. } => {
+        ApiError::MalformedBody { offset, sample, .. } => {
             assert_eq!(*offset, 62, "{err}");
             assert!(sample.contains(r#""cvssScore":NaN"#), "{err}");
         }
@@ -450,7 +450,7 @@ async fn gateway_html_429_without_retry_after_and_404_are_handled() {
         2
     );
     match err {
-        MdeError::Api(api) => {
+        ApiError::Refused(api) => {
             assert_eq!(api.status, 404);
             assert_eq!(api.code.as_deref(), Some("ResourceNotFound"));
             assert_eq!(api.target.as_deref(), Some("t-1"));
@@ -473,7 +473,7 @@ async fn a_retry_after_beyond_the_cap_fails_at_once_with_the_wait() {
         .await
         .expect_err("throttled for an hour");
     match &err {
-        MdeError::Api(api) => {
+        ApiError::Refused(api) => {
             assert_eq!(api.status, 429);
             assert_eq!(api.retry_after, Some(Duration::from_secs(3600)));
         }

@@ -3,12 +3,12 @@
 
 use std::path::PathBuf;
 
-use rampart_microsoft::entra::ClientCredentials;
-use rampart_microsoft::wire::arm::{
+use rampart_microsoft::ClientCredentials;
+use rampart_microsoft::{ArmClient, ArmConfig, RateLimits, is_authorization_failed};
+use rampart_microsoft::{
     ArmSubscription, Assessment, AssessmentMetadata, ControlDefinition, GraphPage,
     ScoreControlItem, SecureScoreItem, SubAssessment,
 };
-use rampart_microsoft::{ArmClient, ArmConfig, RateLimits, is_authorization_failed};
 use rampart_model::{Cloud, weighted_percent};
 use rampart_sim::{SimConfig, spawn};
 use serde::de::DeserializeOwned;

@@ -5,7 +5,7 @@
 //! the headers keeps it from meeting the smaller budgets here (another tool signed in as the same
 //! app has spent the rest, or Microsoft changed the quota: it says "subject to change").
 
-use rampart_microsoft::entra::ClientCredentials;
+use rampart_microsoft::ClientCredentials;
 use rampart_microsoft::{ArmClient, ArmConfig, PagingOptions, RetryPolicy};
 use rampart_model::Cloud;
 use rampart_sim::{Family, SimConfig, spawn};

@@ -6,15 +6,15 @@ use std::collections::BTreeSet;
 use std::io::Write as _;
 use std::path::PathBuf;
 
-use rampart_microsoft::convert::ChangeStatus;
-use rampart_microsoft::decode::EnvelopeDecoder;
-use rampart_microsoft::entra::{ENDPOINT_ROLES, TokenError, TokenRejection, explain_aadsts};
-use rampart_microsoft::export_file::read_export_lines;
-use rampart_microsoft::wire::entra::{Claims, TokenErrorBody, TokenResponse};
-use rampart_microsoft::wire::mde::{
+use rampart_microsoft::ChangeStatus;
+use rampart_microsoft::EnvelopeDecoder;
+use rampart_microsoft::read_export_lines;
+use rampart_microsoft::{
     AssetVulnerability, Collection, DeltaAssetVulnerability, ErrorEnvelope, ExportFilesResponse,
     FindingRow, Machine, MachineVulnerability, Recommendation, Software, Vulnerability,
 };
+use rampart_microsoft::{Claims, TokenErrorBody, TokenResponse};
+use rampart_microsoft::{ENDPOINT_ROLES, TokenError, TokenRejection, explain_aadsts};
 use rampart_model::{AssetKind, Severity};
 use serde::de::DeserializeOwned;
 

@@ -4,10 +4,10 @@
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use rampart_microsoft::entra::ClientCredentials;
-use rampart_microsoft::wire::mde::FindingRow;
+use rampart_microsoft::ClientCredentials;
+use rampart_microsoft::FindingRow;
 use rampart_microsoft::{
-    FileReadOptions, MdeClient, MdeConfig, MdeError, PagingOptions, ReadEnd, RetryPolicy,
+    ApiError, FileReadOptions, MdeClient, MdeConfig, PagingOptions, ReadEnd, RetryPolicy,
 };
 use rampart_model::Cloud;
 use rampart_sim::{RunningSim, SimConfig};
@@ -296,7 +296,7 @@ async fn issue11_invalid_json_is_reported_at_once_with_offset_and_sample() {
         .await
         .expect_err("invalid JSON fails");
     match &err {
-        MdeError::MalformedBody { offset, sample, .. } => {
+        ApiError::MalformedBody { offset, sample, .. } => {
             assert!(*offset > 0, "{err}");
             assert!(sample.contains("NaN"), "{err}");
         }

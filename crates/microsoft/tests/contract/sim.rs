@@ -6,11 +6,11 @@ use std::collections::{BTreeSet, HashSet};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
-use rampart_microsoft::entra::ClientCredentials;
-use rampart_microsoft::wire::mde::AssetVulnerability;
+use rampart_microsoft::AssetVulnerability;
+use rampart_microsoft::ClientCredentials;
 use rampart_microsoft::{
-    FileReadOptions, MdeClient, MdeConfig, MdeError, RateLimits, ReadEnd, ReadEvent, ReadReport,
-    RecordStream, RetryPolicy,
+    ApiError, EndpointError, FileReadOptions, MdeClient, MdeConfig, RateLimits, ReadEnd, ReadEvent,
+    ReadReport, RecordStream, RetryPolicy,
 };
 use rampart_model::Cloud;
 use rampart_sim::{Family, RunningSim, SimConfig};
@@ -74,7 +74,7 @@ fn key_of(r: &AssetVulnerability) -> Option<Key> {
 /// All events of a read, for tests that look at restarts.
 async fn events<T: Send + 'static>(
     mut stream: RecordStream<T>,
-) -> (Vec<ReadEvent<T>>, Result<ReadReport, MdeError>) {
+) -> (Vec<ReadEvent<T>>, Result<ReadReport, ApiError>) {
     let mut seen = Vec::new();
     while let Some(e) = stream.next().await {
         match e {
@@ -83,7 +83,7 @@ async fn events<T: Send + 'static>(
             Err(err) => return (seen, Err(err)),
         }
     }
-    (seen, Err(MdeError::Interrupted("no end".into())))
+    (seen, Err(ApiError::Interrupted("no end".into())))
 }
 
 #[tokio::test]
@@ -115,7 +115,7 @@ async fn one_token_serves_many_calls_and_concurrent_callers_share_one_request() 
     assert_eq!(c.metrics().api_calls, 3);
 }
 
-async fn token_error(config: SimConfig, tweak: impl FnOnce(&mut MdeConfig)) -> MdeError {
+async fn token_error(config: SimConfig, tweak: impl FnOnce(&mut MdeConfig)) -> ApiError {
     let running = start(config).await;
     let mut cfg = config_for(&running);
     tweak(&mut cfg);
@@ -130,9 +130,9 @@ async fn token_error(config: SimConfig, tweak: impl FnOnce(&mut MdeConfig)) -> M
     err
 }
 
-fn aadsts(err: &MdeError) -> Option<u32> {
+fn aadsts(err: &ApiError) -> Option<u32> {
     match err {
-        MdeError::Token(t) => t.aadsts(),
+        ApiError::Token(t) => t.aadsts(),
         _ => None,
     }
 }
@@ -187,7 +187,7 @@ async fn every_emulated_aadsts_error_is_explained() {
         "{expired}"
     );
     match &expired {
-        MdeError::Token(t) => {
+        ApiError::Token(t) => {
             assert!(
                 t.trace_id().is_some() && t.correlation_id().is_some(),
                 "{t:?}"
@@ -236,7 +236,10 @@ async fn missing_roles_are_named_before_and_by_the_api() {
     );
     let err = c.read_one_vulnerability_row().await.expect_err("403");
     let text = err.to_string();
-    assert!(matches!(err, MdeError::Forbidden(_)), "{err:?}");
+    assert!(
+        matches!(err, ApiError::Endpoint(EndpointError::Forbidden(_))),
+        "{err:?}"
+    );
     for needle in [
         "Vulnerability.Read.All",
         "WindowsDefenderATP",
@@ -354,7 +357,7 @@ async fn export_pages_under_random_faults_equal_the_truth() {
     for row in rows {
         match row.into_finding() {
             Ok(_) => findings += 1,
-            Err(e) => assert_eq!(e, rampart_microsoft::convert::NotAFinding::NoCve),
+            Err(e) => assert_eq!(e, rampart_microsoft::NotAFinding::NoCve),
         }
     }
     assert_eq!(findings, truth.len());
@@ -531,7 +534,7 @@ async fn a_foreign_next_link_is_refused_without_sending_the_token() {
     running.sim.faults().foreign_next_link(1);
     let (_, result) = events(c.software_vulnerabilities_by_machine(20)).await;
     match result {
-        Err(MdeError::UntrustedNextLink { host, .. }) => {
+        Err(ApiError::UntrustedNextLink { host, .. }) => {
             assert!(host.contains("evil.example.net"), "{host}")
         }
         other => panic!("expected UntrustedNextLink, got {other:?}"),
@@ -558,7 +561,7 @@ async fn retries_are_bounded() {
         .await
         .expect_err("a permanent 500");
     assert!(
-        matches!(err, MdeError::RetriesExhausted { attempts: 4, .. }),
+        matches!(err, ApiError::RetriesExhausted { attempts: 4, .. }),
         "{err:?}"
     );
     assert!(started.elapsed() < Duration::from_secs(5));

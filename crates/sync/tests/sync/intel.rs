@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use chrono::Utc;
-use rampart_microsoft::intel::KevClient;
+use rampart_microsoft::KevClient;
 use rampart_model::CveId;
 use rampart_model::priority::RansomwareUse;
 use rampart_sim::{KEV_PATH, SimConfig};

@@ -6,9 +6,6 @@
 //! 401 from the API [`TokenClient::invalidate`] forces exactly one refresh however many requests saw
 //! the 401.
 
-mod error;
-mod roles;
-
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,15 +15,13 @@ use rampart_model::{ClientId, TenantId};
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
-pub(crate) use error::bounded as bounded_text;
-pub use error::{Explanation, TokenError, TokenRejection, explain_aadsts, explain_rejection};
-pub use roles::{
-    ENDPOINT_ROLES, MACHINE_READ, MissingRoles, RequiredRole, VULNERABILITY_READ, decode_claims,
-};
+use futures::future::BoxFuture;
 
 use crate::cloud::CloudError;
-use crate::http::body::{read_bounded, snippet};
-use crate::http::{Metrics, RetryPolicy};
+use crate::http::body::{describe, read_bounded, snippet};
+use crate::http::{Bearer, Metrics, RetryPolicy, TokenSource, parse_retry_after};
+use crate::roles::{MissingRoles, RequiredRole, decode_claims};
+use crate::token_error::{TokenError, TokenRejection};
 use crate::wire::entra::{Claims, TokenErrorBody, TokenResponse};
 
 /// The three things a person enters for an integration. `Debug` shows the secret as `[REDACTED]`.
@@ -47,11 +42,6 @@ pub struct AccessToken {
 }
 
 impl AccessToken {
-    /// The bearer value, for the `Authorization` header only.
-    pub(crate) fn bearer(&self) -> &str {
-        self.secret.expose_secret()
-    }
-
     /// The decoded payload, when the token is a JWT.
     pub fn claims(&self) -> Option<&Claims> {
         self.claims.as_ref()
@@ -70,6 +60,20 @@ impl AccessToken {
     /// Time left before the token expires.
     pub fn expires_in(&self) -> Duration {
         self.expires_at.saturating_duration_since(Instant::now())
+    }
+}
+
+impl Bearer for AccessToken {
+    fn secret(&self) -> &str {
+        self.secret.expose_secret()
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    fn claims(&self) -> Option<&Claims> {
+        self.claims.as_ref()
     }
 }
 
@@ -210,8 +214,11 @@ impl TokenClient {
     /// fetched after `stale` stay valid, so many requests failing with the same token cause one
     /// refresh.
     pub fn invalidate(&self, stale: &AccessToken) {
-        self.valid_from
-            .fetch_max(stale.generation + 1, Ordering::AcqRel);
+        self.retire(stale.generation);
+    }
+
+    fn retire(&self, generation: u64) {
+        self.valid_from.fetch_max(generation + 1, Ordering::AcqRel);
     }
 
     /// Requests with retries for transient failures (network, 5xx) and throttling (429, after the
@@ -280,7 +287,7 @@ impl TokenClient {
         let sent_at = Instant::now();
         let unreachable = |e: reqwest::Error| TokenError::Unreachable {
             login_host: self.login_host.clone(),
-            detail: crate::http::body::describe(&e),
+            detail: describe(&e),
         };
         let resp = self
             .http
@@ -295,7 +302,7 @@ impl TokenClient {
             .headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| crate::http::parse_retry_after(v, chrono::Utc::now()));
+            .and_then(|v| parse_retry_after(v, chrono::Utc::now()));
         let body = read_bounded(resp, ERROR_BODY_LIMIT)
             .await
             .map_err(unreachable)?;
@@ -352,6 +359,16 @@ impl TokenClient {
                 retry_after,
             }),
         }
+    }
+}
+
+impl TokenSource for TokenClient {
+    fn bearer(&self) -> BoxFuture<'_, Result<Arc<dyn Bearer>, TokenError>> {
+        Box::pin(async move { self.token().await.map(|t| t as Arc<dyn Bearer>) })
+    }
+
+    fn invalidate(&self, stale: &dyn Bearer) {
+        self.retire(stale.generation());
     }
 }
 

@@ -7,6 +7,7 @@
 
 use std::fmt;
 
+use crate::text::bounded;
 use crate::wire::entra::TokenErrorBody;
 
 /// A problem and what to do about it, in words for the person who set up the integration.
@@ -254,19 +255,6 @@ pub fn explain_aadsts(code: u32) -> Option<Explanation> {
         problem: problem.to_owned(),
         fix: fix.to_owned(),
     })
-}
-
-/// At most `max` characters of text from the outside, control characters replaced.
-pub(crate) fn bounded(s: &str, max: usize) -> String {
-    let mut out: String = s
-        .chars()
-        .take(max)
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    if s.chars().count() > max {
-        out.push('…');
-    }
-    out
 }
 
 #[cfg(test)]
