@@ -21,7 +21,7 @@ use crate::wire::arm::{
     ScoreControlItem, SecureScoreItem, SubAssessment, ValueList, VulnerabilityRow,
 };
 
-/// API versions (reference §5.2).
+/// API versions (<https://learn.microsoft.com/en-us/rest/api/defenderforcloud/>).
 pub const SUBSCRIPTIONS_API: &str = "2022-12-01";
 pub const SECURE_SCORE_API: &str = "2020-01-01";
 /// Assessments are read with 2025-05-04, the stable version that carries `properties.risk`
@@ -81,7 +81,7 @@ pub struct ArmClient {
 }
 
 /// Why nothing can be read: the app holds no Azure role anywhere (Microsoft answers an empty
-/// subscription list, not an error: reference §1.4). The steps are exact on purpose.
+/// subscription list, not an error: <https://learn.microsoft.com/en-us/azure/role-based-access-control/role-assignments-portal>). The steps are exact on purpose.
 pub const NO_ROLE_EXPLANATION: &str = "The app sees no Azure subscription, which means it holds no Azure role: Microsoft answers an empty list, not an error. \
 Defender for Cloud access is an Azure role assignment (RBAC), not an API permission in the app registration, and needs no admin consent. \
 Assign Security Reader (or Reader) at subscription or management-group scope: Azure portal → Subscriptions (or Management groups) → the subscription (or group) → \
@@ -130,14 +130,14 @@ impl ArmClient {
     }
 
     /// Gets a new ARM token, never a cached one: a role assigned minutes ago applies only to
-    /// tokens issued after it (reference §1.4), and a connection test must see it.
+    /// tokens issued after it (<https://learn.microsoft.com/en-us/azure/role-based-access-control/role-assignments-portal>), and a connection test must see it.
     pub async fn fresh_token(&self) -> Result<(), TokenError> {
         let cached = self.conn.tokens.token().await?;
         self.conn.tokens.invalidate(&cached);
         self.conn.tokens.token().await.map(|_| ())
     }
 
-    /// `GET /subscriptions`, every page. An empty answer means "no role anywhere" (§1.4).
+    /// `GET /subscriptions`, every page. An empty answer means "no role anywhere" (<https://learn.microsoft.com/en-us/azure/role-based-access-control/role-assignments-portal>).
     pub fn subscriptions(&self) -> RecordStream<ArmSubscription> {
         self.list("subscriptions", SUBSCRIPTIONS_API, &[])
     }

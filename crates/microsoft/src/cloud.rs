@@ -1,4 +1,4 @@
-//! Microsoft cloud presets (`mde-api.md` §1.2) and the hosts a bearer token may be sent to.
+//! Microsoft cloud presets (<https://learn.microsoft.com/en-us/defender-endpoint/gov>) and the hosts a bearer token may be sent to.
 //!
 //! GCC is the trap: its Entra is the commercial one, but its Defender for Endpoint API host is `.us`.
 //! GCC High and DoD use `login.microsoftonline.us`. Microsoft documents no Defender for Endpoint API
@@ -72,7 +72,7 @@ const GCC_HIGH: CloudPreset = CloudPreset {
     mde_scope: Some("https://api-gov.securitycenter.microsoft.us/.default"),
     mde_alias_hosts: &["api-gov.security.microsoft.us"],
     arm: "https://management.usgovcloudapi.net",
-    // The token audience is `management.core.usgovcloudapi.net`, not the ARM host (reference §1.2,
+    // The token audience is `management.core.usgovcloudapi.net`, not the ARM host (<https://learn.microsoft.com/en-us/azure/azure-government/documentation-government-developer-guide>,
     // fact 10): the host and the audience differ in the sovereign clouds.
     arm_scope: "https://management.core.usgovcloudapi.net/.default",
 };

@@ -35,7 +35,7 @@ pub enum NotAFinding {
 #[error("'{0}' is not a CVE id")]
 pub struct InvalidCatalogueId(pub String);
 
-/// What a delta record says happened to a finding (`mde-api.md` §8).
+/// What a delta record says happened to a finding (<https://learn.microsoft.com/en-us/defender-endpoint/api/get-assessment-software-vulnerabilities>).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChangeStatus {
     /// The vulnerability appeared on the device.

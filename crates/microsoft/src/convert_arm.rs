@@ -1,6 +1,6 @@
 //! Defender for Cloud wire types → model types: subscriptions, scores, controls, recommendations
 //! and the assessed resources as assets (vulnerability findings: `cloud_findings`). Ids
-//! are lower-cased (ARM casing varies, §2.0).
+//! are lower-cased (ARM casing varies, <https://learn.microsoft.com/en-us/rest/api/defenderforcloud/>).
 
 use rampart_model::{
     Asset, AssetKind, ControlScore, PostureScore, Recommendation, RecommendationRisk, Subscription,
@@ -81,7 +81,7 @@ pub fn is_vulnerability_category(c: &str) -> bool {
     c.eq_ignore_ascii_case("SoftwareUpdate") || c.eq_ignore_ascii_case("ServiceUpgrade")
 }
 
-/// The marker that splits an assessment id into resource and key (case-insensitive, §2.5).
+/// The marker that splits an assessment id into resource and key (case-insensitive, <https://learn.microsoft.com/en-us/rest/api/defenderforcloud/>).
 const MARKER: &str = "/providers/microsoft.security/assessments/";
 
 impl Assessment {
@@ -243,7 +243,7 @@ impl Pricing {
 
     /// Whether this is a plan that produces vulnerability findings: Defender for Servers
     /// (`VirtualMachines`: MDVM on machines) and Defender for Containers (`Containers`: registry
-    /// and runtime image scanning). Reference §2.11.
+    /// and runtime image scanning). Reference <https://learn.microsoft.com/en-us/rest/api/defenderforcloud/>.
     pub fn produces_vulnerability_data(&self) -> bool {
         ["VirtualMachines", "Containers"]
             .iter()

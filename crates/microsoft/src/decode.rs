@@ -368,7 +368,7 @@ impl EnvelopeDecoder {
                         i += 1;
                     } else {
                         self.keep = match key.as_str() {
-                            // ARM lists say `nextLink` (reference §2.0).
+                            // ARM lists say `nextLink` (<https://learn.microsoft.com/en-us/rest/api/defenderforcloud/>).
                             "@odata.nextLink" | "nextLink" => Keep::NextLink,
                             "@odata.context" => Keep::Context,
                             "@odata.count" => Keep::Count,

@@ -1,4 +1,4 @@
-//! Microsoft Entra ID client-credentials tokens, hand-written (`rust-stack.md` §A2: `azure_identity`
+//! Microsoft Entra ID client-credentials tokens, hand-written: `azure_identity`
 //! refuses a plain-http authority, so it cannot talk to the emulator).
 //!
 //! One [`TokenClient`] per (tenant, app, scope). It caches the token until about five minutes before

@@ -1,4 +1,4 @@
-//! Export files (`mde-api.md` §7.3): gzip-compressed JSON lines, PascalCase keys, null keys omitted,
+//! Export files (<https://learn.microsoft.com/en-us/defender-endpoint/api/get-assessment-software-vulnerabilities>): gzip-compressed JSON lines, PascalCase keys, null keys omitted,
 //! one [`AssetVulnerability`] per line, possibly 0 bytes.
 //!
 //! Downloads go to Azure Blob Storage with a SAS signature in the URL: **no bearer token** is sent,

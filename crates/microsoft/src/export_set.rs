@@ -1,4 +1,4 @@
-//! Reading every file of one `SoftwareVulnerabilitiesExport` listing (`mde-api.md` §7): a few files
+//! Reading every file of one `SoftwareVulnerabilitiesExport` listing (<https://learn.microsoft.com/en-us/defender-endpoint/api/get-assessment-software-vulnerabilities>): a few files
 //! downloaded at a time, each decompressed and parsed line by line as it arrives
 //! (`export_file`), all delivering into one [`RecordStream`](crate::RecordStream).
 //!

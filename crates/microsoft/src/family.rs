@@ -15,9 +15,9 @@ pub enum ApiFamily {
     /// `*Export` file exports: 5/min, 20/h.
     FileExport,
     /// Azure Resource Manager reads (subscriptions, `Microsoft.Security`): a token bucket of 250
-    /// reads refilled at 25/s per subscription and principal (reference §4.1).
+    /// reads refilled at 25/s per subscription and principal (<https://learn.microsoft.com/en-us/azure/azure-resource-manager/management/request-limits-and-throttling>).
     Arm,
-    /// Azure Resource Graph queries: about 15 per 5 s per principal (reference §4.2).
+    /// Azure Resource Graph queries: about 15 per 5 s per principal (<https://learn.microsoft.com/en-us/azure/governance/resource-graph/concepts/guidance-for-throttled-requests>).
     ResourceGraph,
 }
 

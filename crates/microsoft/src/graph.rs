@@ -1,4 +1,4 @@
-//! Azure Resource Graph paging (reference §3): the same query is sent again with the
+//! Azure Resource Graph paging (<https://learn.microsoft.com/en-us/azure/governance/resource-graph/concepts/work-with-data>): the same query is sent again with the
 //! `$skipToken` of the previous answer until none comes; subscriptions go in groups (Microsoft
 //! advises fewer than 300 per query). Pages are at most 1,000 rows and 16 MiB, so one page is read
 //! whole, then handed on in batches like every other read, ending in a [`ReadReport`].
@@ -54,7 +54,7 @@ struct GraphOptions<'a> {
     top: u32,
     #[serde(rename = "$skipToken", skip_serializing_if = "Option::is_none")]
     skip_token: Option<&'a str>,
-    /// Always explicit: the default changed between API versions (reference §3.1).
+    /// Always explicit: the default changed between API versions (<https://learn.microsoft.com/en-us/azure/governance/resource-graph/concepts/work-with-data>).
     #[serde(rename = "resultFormat")]
     result_format: &'a str,
 }

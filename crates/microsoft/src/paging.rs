@@ -1,7 +1,8 @@
 //! Paging: reading every page of a collection exactly once, streaming its records to the consumer,
 //! and saying at the end whether the read was provably complete.
 //!
-//! Two strategies, from `mde-api.md` §3.1 and §6.2:
+//! Two strategies, from <https://learn.microsoft.com/en-us/defender-endpoint/api/get-machines> and
+//! <https://learn.microsoft.com/en-us/defender-endpoint/api/get-assessment-software-vulnerabilities>:
 //! - **skip paging** (`/api/machines`, `/api/vulnerabilities`): explicit `$top=N&$skip=k·N`, because
 //!   `$top` suppresses `@odata.nextLink`; stop at a short or empty page; drop ids seen before (a live
 //!   set shifts under `$skip`); a page identical to the previous one means the server ignored
@@ -907,7 +908,7 @@ where
             };
             break;
         }
-        // ARM links must be absolute (a `"_dynamic"` link has been seen, reference §4.4).
+        // ARM links must be absolute (a `"_dynamic"` link has been seen in a real answer).
         let next = if matches!(plan.family, ApiFamily::Arm | ApiFamily::ResourceGraph) {
             Url::parse(&link)
         } else {

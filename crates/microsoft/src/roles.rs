@@ -1,5 +1,5 @@
 //! Application roles: reading them from an access token and explaining the missing ones
-//! (`mde-api.md` §1.5, §1.6).
+//! (<https://learn.microsoft.com/en-us/defender-endpoint/api/exposed-apis-create-app-webapp>).
 //!
 //! A token request succeeds even when no permission has admin consent; the token then simply has no
 //! `roles` claim and the API answers 403 later. Reading the claim right after acquiring the token lets

@@ -1,4 +1,4 @@
-//! Token errors, each with a plain explanation and the fix (`mde-api.md` §1.7).
+//! Token errors, each with a plain explanation and the fix (<https://learn.microsoft.com/en-us/entra/identity-platform/reference-error-codes>).
 //!
 //! The person reading these is an administrator setting up an integration: every message names the
 //! field or portal page to look at. Microsoft's own description is kept (first line only, bounded),
@@ -189,7 +189,7 @@ pub fn explain_rejection(r: &TokenRejection) -> Explanation {
     }
 }
 
-/// Plain explanations for the codes users hit in practice (`mde-api.md` §1.7).
+/// Plain explanations for the codes users hit in practice (<https://learn.microsoft.com/en-us/entra/identity-platform/reference-error-codes>).
 pub fn explain_aadsts(code: u32) -> Option<Explanation> {
     let (problem, fix) = match code {
         7_000_215 => (

@@ -15,7 +15,7 @@ pub struct Subscription {
 }
 
 impl Subscription {
-    /// Only these states serve Defender data (reference §2.1).
+    /// Only these states serve Defender data (<https://learn.microsoft.com/en-us/rest/api/defenderforcloud/>).
     pub fn is_readable(&self) -> bool {
         matches!(
             self.state.as_deref(),

@@ -51,7 +51,7 @@ pub struct SimConfig {
     /// Serve the known ARM paging pathology: the assessments list starts with an empty page that
     /// still carries a `nextLink` (azure-sdk-for-js#17907).
     pub arm_empty_first_page: bool,
-    /// ARM's read bucket per principal and subscription (reference §4.1: 250)…
+    /// ARM's read bucket per principal and subscription (<https://learn.microsoft.com/en-us/azure/azure-resource-manager/management/request-limits-and-throttling>: 250)…
     pub arm_read_burst: u32,
     /// …refilled at this many reads per second (25). Enforced when `rate_limits` is on.
     pub arm_read_refill: u32,

@@ -1,7 +1,8 @@
 //! An emulator of Microsoft Entra ID and Microsoft Defender for Endpoint (MDE), for tests, demos and
 //! benchmarks.
 //!
-//! It is a contract double of *Microsoft*, built from `shared/reference/mde-api.md`: the v1 and v2
+//! It is a contract double of *Microsoft*, built from Microsoft's documentation
+//! (<https://learn.microsoft.com/en-us/defender-endpoint/api/exposed-apis-list>) and answers observed from real tenants: the v1 and v2
 //! client-credentials token endpoints with AADSTS errors and `roles` claims; `/api/machines` with OData
 //! `$filter`/`$top`/`$skip` and the "`$top` kills `@odata.nextLink`" quirk; the vulnerability
 //! entity sets; `SoftwareVulnerabilitiesByMachine` pages with `pageSize` and a `$skiptoken` pinned to a

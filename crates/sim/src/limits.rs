@@ -1,4 +1,4 @@
-//! Microsoft's documented call limits (§9.1), per application + tenant and endpoint family, per minute
+//! Microsoft's documented call limits (<https://learn.microsoft.com/en-us/defender-endpoint/api/get-machines>), per application + tenant and endpoint family, per minute
 //! and per hour, as sliding windows.
 
 use std::collections::{HashMap, VecDeque};

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::hash::{Mac, mix};
 
 /// Identifier URIs (and app id) of WindowsDefenderATP accepted as token audience by the MDE API
-/// (§1.1, §1.2 of the reference).
+/// (<https://learn.microsoft.com/en-us/defender-endpoint/gov>).
 pub(crate) const MDE_AUDIENCES: [&str; 6] = [
     "https://api.securitycenter.microsoft.com",
     "https://securitycenter.onmicrosoft.com/windowsatpservice",
@@ -28,7 +28,7 @@ pub(crate) const OTHER_RESOURCES: [&str; 3] = [
 ];
 
 /// Audiences Azure Resource Manager (and Resource Graph, an ARM provider) accepts, per cloud
-/// (reference §1.2): public, US Government and China, each with its `management.core` alias.
+/// (<https://learn.microsoft.com/en-us/defender-endpoint/gov>): public, US Government and China, each with its `management.core` alias.
 pub(crate) const ARM_AUDIENCES: [&str; 6] = [
     "https://management.azure.com",
     "https://management.core.windows.net",

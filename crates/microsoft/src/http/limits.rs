@@ -1,4 +1,4 @@
-//! Client-side rate limits per API family (`mde-api.md` §9.1), and pacing on the budget Azure
+//! Client-side rate limits per API family (<https://learn.microsoft.com/en-us/defender-endpoint/api/get-machines>), and pacing on the budget Azure
 //! reports in its answers.
 //!
 //! Microsoft applies its limits per application + tenant, so one client (one integration) keeps

@@ -1,5 +1,5 @@
 //! Retry policy: bounded, jittered exponential backoff, and `Retry-After` for throttling
-//! (`mde-api.md` §9.2, `rust-stack.md` §A11).
+//! (<https://learn.microsoft.com/en-us/defender-endpoint/api/common-errors>).
 
 use std::time::Duration;
 

@@ -1,5 +1,5 @@
-//! Azure Resource Manager and Resource Graph JSON for Defender for Cloud (`defender-cloud-api.md`
-//! §2–§3). Every field Microsoft may omit is optional; both casings of `resourceDetails` are read;
+//! Azure Resource Manager and Resource Graph JSON for Defender for Cloud
+//! (<https://learn.microsoft.com/en-us/rest/api/defenderforcloud/>). Every field Microsoft may omit is optional; both casings of `resourceDetails` are read;
 //! `additionalData` values are strings that may hold JSON ([`additional_json`]).
 
 use serde::{Deserialize, Deserializer};
@@ -523,7 +523,7 @@ pub fn cvss_by_version(v: &Value) -> Option<f64> {
         .find_map(|k| entry.get(*k).and_then(number))
 }
 
-/// One entry of `additionalData.CvesDetails` (observed keys, reference §2.9; PascalCase).
+/// One entry of `additionalData.CvesDetails` (observed keys, <https://learn.microsoft.com/en-us/rest/api/defenderforcloud/>; PascalCase).
 #[derive(Debug, Clone, Deserialize, PartialEq, Default)]
 pub struct CveDetail {
     #[serde(rename = "CveId", alias = "cveId", default)]

@@ -1,4 +1,4 @@
-//! Microsoft Entra ID token endpoint shapes (`mde-api.md` §1.3–§1.7).
+//! Microsoft Entra ID token endpoint shapes (<https://learn.microsoft.com/en-us/defender-endpoint/api/exposed-apis-create-app-webapp>).
 
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
@@ -73,7 +73,7 @@ impl TokenErrorBody {
     }
 }
 
-/// The claims of an access token's payload that Rampart reads (`mde-api.md` §1.5).
+/// The claims of an access token's payload that Rampart reads (<https://learn.microsoft.com/en-us/defender-endpoint/api/exposed-apis-create-app-webapp>).
 ///
 /// Rampart is not the resource server, so it does not check the signature: it decodes the payload
 /// only to tell the user which application roles the token carries.

@@ -1,6 +1,6 @@
 //! Tolerant field deserializers for the places where Microsoft's wire types differ from its docs.
 //!
-//! The reference (`mde-api.md` §1.4, §3.2, §6.3, §10.4) records numbers sent as strings
+//! Microsoft has sent numbers as strings
 //! (`expires_in: "3599"` on the v1 token endpoint), strings documented as numbers (`rbacGroupId`),
 //! scores that are sometimes integers and sometimes strings (`cvssScore`), collections sent as a single
 //! string (`cveSupportability`), and `null` where an array is documented. Each helper here accepts

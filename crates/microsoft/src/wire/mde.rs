@@ -1,4 +1,4 @@
-//! Defender for Endpoint API shapes (`mde-api.md` §2–§9).
+//! Defender for Endpoint API shapes (<https://learn.microsoft.com/en-us/defender-endpoint/api/exposed-apis-list>).
 //!
 //! Every field Microsoft may omit or null is an `Option` with `#[serde(default)]`, unknown fields are
 //! ignored, and the record types accept both the camelCase of the JSON APIs and the PascalCase of the
@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use super::lenient;
 
-/// The error envelope of every MDE API error (`mde-api.md` §9.3).
+/// The error envelope of every MDE API error (<https://learn.microsoft.com/en-us/defender-endpoint/api/common-errors>).
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct ErrorEnvelope {
     #[serde(default)]
@@ -74,7 +74,7 @@ pub struct Collection<T> {
     pub value: Vec<T>,
 }
 
-/// A device from `GET /api/machines` (`mde-api.md` §3.2).
+/// A device from `GET /api/machines` (<https://learn.microsoft.com/en-us/defender-endpoint/api/get-machines>).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Machine {
@@ -180,7 +180,7 @@ pub struct VmMetadata {
     pub subscription_id: Option<String>,
 }
 
-/// A CVE of the tenant-wide catalogue, `GET /api/vulnerabilities` (`mde-api.md` §4.2).
+/// A CVE of the tenant-wide catalogue, `GET /api/vulnerabilities` (<https://learn.microsoft.com/en-us/defender-endpoint/api/get-all-vulnerabilities>).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Vulnerability {
@@ -254,7 +254,7 @@ pub struct Vulnerability {
     pub status: Option<String>,
 }
 
-/// A row of `GET /api/vulnerabilities/machinesVulnerabilities` (`mde-api.md` §4.3).
+/// A row of `GET /api/vulnerabilities/machinesVulnerabilities` (<https://learn.microsoft.com/en-us/defender-endpoint/api/get-all-vulnerabilities-by-machines>).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MachineVulnerability {
@@ -277,7 +277,7 @@ pub struct MachineVulnerability {
     pub severity: Option<String>,
 }
 
-/// A `GET /api/Software` entity (`mde-api.md` §5; context only).
+/// A `GET /api/Software` entity (<https://learn.microsoft.com/en-us/defender-endpoint/api/get-software>; context only).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Software {
@@ -299,7 +299,7 @@ pub struct Software {
     pub impact_score: Option<f64>,
 }
 
-/// A `GET /api/recommendations` entity (`mde-api.md` §5; context only). Its `id` is what export
+/// A `GET /api/recommendations` entity (<https://learn.microsoft.com/en-us/defender-endpoint/api/get-software>; context only). Its `id` is what export
 /// records carry as `recommendationReference`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -353,8 +353,8 @@ pub struct Recommendation {
 }
 
 /// One device × software × CVE record of the export assessment
-/// (`SoftwareVulnerabilitiesByMachine`, JSON camelCase, `mde-api.md` §6.3) and of the export files
-/// (`SoftwareVulnerabilitiesExport`, PascalCase with nulls omitted, §7.3).
+/// (`SoftwareVulnerabilitiesByMachine`, JSON camelCase, <https://learn.microsoft.com/en-us/defender-endpoint/api/get-assessment-software-vulnerabilities>) and of the export files
+/// (`SoftwareVulnerabilitiesExport`, PascalCase with nulls omitted, <https://learn.microsoft.com/en-us/defender-endpoint/api/get-assessment-software-vulnerabilities>).
 ///
 /// Every field is optional: files omit null keys, and `cveId` is null on software rows without a CVE.
 /// The file-only fields (`CveBatchTitle`, `IsOnboarded`, `Status`, `EventTimestamp`) are kept too.
@@ -493,7 +493,7 @@ pub struct FindingRow {
     pub recommendation_reference: Option<String>,
 }
 
-/// A record of the delta export `SoftwareVulnerabilityChangesByMachine` (`mde-api.md` §8): the export
+/// A record of the delta export `SoftwareVulnerabilityChangesByMachine` (<https://learn.microsoft.com/en-us/defender-endpoint/api/get-assessment-software-vulnerabilities>): the export
 /// record fields plus `status` and `eventTimestamp`. A distinct type so that a change event cannot be
 /// mistaken for a snapshot row; same wire shape, no extra cost.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -509,7 +509,7 @@ impl DeltaAssetVulnerability {
     }
 }
 
-/// The answer of `GET /api/machines/SoftwareVulnerabilitiesExport` (`mde-api.md` §7.2).
+/// The answer of `GET /api/machines/SoftwareVulnerabilitiesExport` (<https://learn.microsoft.com/en-us/defender-endpoint/api/get-assessment-software-vulnerabilities>).
 ///
 /// The URLs carry SAS signatures that grant read access to the tenant's data for hours, so `Debug`
 /// shows only how many there are and their hosts.

@@ -162,7 +162,7 @@ impl Route {
     }
 }
 
-/// ARM's read token buckets, per (principal, subscription or tenant): reference §4.1 (250 reads,
+/// ARM's read token buckets, per (principal, subscription or tenant): <https://learn.microsoft.com/en-us/azure/azure-resource-manager/management/request-limits-and-throttling> (250 reads,
 /// refilled at 25 per second), with the size and rate configurable for tests.
 #[derive(Default)]
 pub(crate) struct ArmBuckets {

@@ -1,6 +1,6 @@
-//! The JSON of Azure Resource Manager's `Microsoft.Security` resources, in the shapes of reference §2
+//! The JSON of Azure Resource Manager's `Microsoft.Security` resources, in the shapes of <https://learn.microsoft.com/en-us/rest/api/defenderforcloud/>
 //! (PascalCase `resourceDetails`, `additionalData` values as strings, mixed-case `type` strings,
-//! 7-digit fractional timestamps) and the rows of the Resource Graph queries the client sends (§3).
+//! 7-digit fractional timestamps) and the rows of the Resource Graph queries the client sends (<https://learn.microsoft.com/en-us/azure/governance/resource-graph/concepts/work-with-data>).
 
 use serde_json::{Value, json};
 
@@ -238,7 +238,7 @@ pub(crate) fn assessments(
     out
 }
 
-/// Secure-score rows (Learn's query, §3.5).
+/// Secure-score rows (Learn's query, <https://learn.microsoft.com/en-us/azure/governance/resource-graph/concepts/work-with-data>).
 pub(crate) fn score_row(v: &SubscriptionView) -> Value {
     let s = &v.score;
     json!({

@@ -1,5 +1,5 @@
 //! Entra ID client-credentials token endpoints, v2 (`/oauth2/v2.0/token`, `scope`) and v1
-//! (`/oauth2/token`, `resource`), with the AADSTS errors of reference §1.7.
+//! (`/oauth2/token`, `resource`), with the AADSTS errors of <https://learn.microsoft.com/en-us/entra/identity-platform/reference-error-codes>.
 
 use std::sync::atomic::Ordering;
 

@@ -8,7 +8,7 @@ use crate::time::{Ts, entra_ts, iso_ts, wall_secs};
 
 pub(crate) const JSON: &str = "application/json; charset=utf-8";
 
-/// `{"error":{"code","message","target"}}`, the envelope of every MDE API error (§9.3).
+/// `{"error":{"code","message","target"}}`, the envelope of every MDE API error (<https://learn.microsoft.com/en-us/defender-endpoint/api/common-errors>).
 pub(crate) fn mde(status: StatusCode, code: &str, message: &str, target: &str) -> Response {
     let body = serde_json::json!({"error": {"code": code, "message": message, "target": target}});
     let mut resp = (status, [(header::CONTENT_TYPE, JSON)], body.to_string()).into_response();
@@ -63,7 +63,7 @@ pub(crate) fn injected(status: u16, target: &str) -> Response {
     }
 }
 
-/// An Entra token-endpoint error (§1.7): `error`, `error_description` with `\r\n`-separated trailer,
+/// An Entra token-endpoint error (<https://learn.microsoft.com/en-us/entra/identity-platform/reference-error-codes>): `error`, `error_description` with `\r\n`-separated trailer,
 /// `error_codes`, `timestamp`, `trace_id`, `correlation_id`, and `error_uri` for some codes.
 /// Microsoft Entra throttling a client-credentials token request: 429 with `Retry-After` (60 s in
 /// practice), per https://learn.microsoft.com/en-us/entra/msal/dotnet/advanced/client-and-server-throttling.

@@ -1,4 +1,4 @@
-//! Azure Resource Graph: `POST /providers/Microsoft.ResourceGraph/resources` (reference §3).
+//! Azure Resource Graph: `POST /providers/Microsoft.ResourceGraph/resources` (<https://learn.microsoft.com/en-us/azure/governance/resource-graph/concepts/work-with-data>).
 //!
 //! A real KQL engine is out of scope: the emulator answers the queries the client owns (the
 //! individual `SoftwareUpdate`/`ServiceUpgrade` recommendations, the tenant-scope `cvedetails`

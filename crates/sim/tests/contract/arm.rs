@@ -1,4 +1,4 @@
-//! Azure Resource Manager and Resource Graph over real HTTP (defender-cloud-api.md §1.4, §2, §3, §4).
+//! Azure Resource Manager and Resource Graph over real HTTP (<https://learn.microsoft.com/en-us/azure/role-based-access-control/role-assignments-portal>).
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};

@@ -1,4 +1,4 @@
-//! The delta API (reference §8): 6-hour buckets, 14-day limit, New/Fixed/Updated, consistency with
+//! The delta API (<https://learn.microsoft.com/en-us/defender-endpoint/api/get-assessment-software-vulnerabilities>): 6-hour buckets, 14-day limit, New/Fixed/Updated, consistency with
 //! the snapshots.
 
 use std::collections::BTreeMap;

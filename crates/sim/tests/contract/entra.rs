@@ -1,4 +1,4 @@
-//! Entra token endpoints (reference §1.3–§1.7) and bearer validation on the API (§9.3).
+//! Entra token endpoints (<https://learn.microsoft.com/en-us/defender-endpoint/api/exposed-apis-create-app-webapp>) and bearer validation on the API (<https://learn.microsoft.com/en-us/defender-endpoint/api/common-errors>).
 
 use rampart_sim::SimConfig;
 use reqwest::StatusCode;

@@ -1,4 +1,4 @@
-//! Export APIs (reference §6, §7): JSON pages, skiptokens pinned to a snapshot, gzip files behind SAS.
+//! Export APIs (<https://learn.microsoft.com/en-us/defender-endpoint/api/get-assessment-software-vulnerabilities>): JSON pages, skiptokens pinned to a snapshot, gzip files behind SAS.
 
 use std::collections::BTreeSet;
 

@@ -1,4 +1,4 @@
-//! Documented rate limits (reference §9.1–§9.2).
+//! Documented rate limits (<https://learn.microsoft.com/en-us/defender-endpoint/api/get-machines>).
 
 use rampart_sim::{Family, SimConfig};
 use reqwest::StatusCode;

@@ -1,4 +1,4 @@
-//! `/api/machines` (reference §3): paging quirks, `$filter`, entity shape, lookups.
+//! `/api/machines` (<https://learn.microsoft.com/en-us/defender-endpoint/api/get-machines>): paging quirks, `$filter`, entity shape, lookups.
 
 use std::collections::HashSet;
 

@@ -1,7 +1,7 @@
-//! Contract tests of the emulator against `shared/reference/mde-api.md`, over real HTTP.
+//! Contract tests of the emulator against Microsoft's documented behaviour
+//! (<https://learn.microsoft.com/en-us/defender-endpoint/api/exposed-apis-list>), over real HTTP.
 //!
-//! One test binary (one link on 2 cores); each module pins one part of the reference, and §11's
-//! fidelity checklist item by item.
+//! One test binary (one link on 2 cores); each module pins one part of that behaviour.
 
 // Test code: a failed unwrap is a failed test with a backtrace, which is what we want.
 #![allow(clippy::unwrap_used)]

@@ -1,4 +1,4 @@
-//! Vulnerability entity sets (reference §4).
+//! Vulnerability entity sets (<https://learn.microsoft.com/en-us/defender-endpoint/api/get-all-vulnerabilities>).
 
 use rampart_sim::SimConfig;
 use reqwest::StatusCode;
