@@ -3,14 +3,14 @@
 
 use std::path::PathBuf;
 
-use rampart_microsoft::ClientCredentials;
-use rampart_microsoft::{ArmClient, ArmConfig, RateLimits, is_authorization_failed};
+use crate::emulator::{demo_app, start};
+use rampart_microsoft::{ArmClient, RateLimits, is_authorization_failed};
 use rampart_microsoft::{
     ArmSubscription, Assessment, AssessmentMetadata, ControlDefinition, GraphPage,
     ScoreControlItem, SecureScoreItem, SubAssessment,
 };
-use rampart_model::{Cloud, weighted_percent};
-use rampart_sim::{SimConfig, spawn};
+use rampart_model::weighted_percent;
+use rampart_sim::SimConfig;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -77,17 +77,8 @@ fn every_mdc_example_fits_the_wire_types() {
 }
 
 async fn client(config: SimConfig) -> (rampart_sim::RunningSim, ArmClient) {
-    let sim = spawn(config).await.expect("sim");
-    let c = sim.sim.config();
-    let mut cfg = ArmConfig::new(
-        Cloud::Commercial,
-        ClientCredentials {
-            tenant_id: c.tenant_id.parse().expect("tenant"),
-            client_id: c.client_id.parse().expect("client"),
-            client_secret: c.client_secret.clone().into(),
-        },
-    )
-    .with_base_url(&sim.url);
+    let sim = start(config).await;
+    let mut cfg = demo_app(&sim);
     cfg.rate_limits = RateLimits::disabled();
     let client = ArmClient::new(cfg).expect("client");
     (sim, client)

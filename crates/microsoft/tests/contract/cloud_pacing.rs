@@ -5,27 +5,17 @@
 //! the headers keeps it from meeting the smaller budgets here (another tool signed in as the same
 //! app has spent the rest, or Microsoft changed the quota: it says "subject to change").
 
-use rampart_microsoft::ClientCredentials;
-use rampart_microsoft::{ArmClient, ArmConfig, PagingOptions, RetryPolicy};
-use rampart_model::Cloud;
-use rampart_sim::{Family, SimConfig, spawn};
+use crate::emulator::{demo_app, start};
+use rampart_microsoft::{ArmClient, PagingOptions, RetryPolicy};
+use rampart_sim::{Family, SimConfig};
 use std::time::Duration;
 
 async fn paced_client(
     config: SimConfig,
     paging: PagingOptions,
 ) -> (rampart_sim::RunningSim, ArmClient) {
-    let sim = spawn(config).await.expect("sim");
-    let c = sim.sim.config();
-    let mut cfg = ArmConfig::new(
-        Cloud::Commercial,
-        ClientCredentials {
-            tenant_id: c.tenant_id.parse().expect("tenant"),
-            client_id: c.client_id.parse().expect("client"),
-            client_secret: c.client_secret.clone().into(),
-        },
-    )
-    .with_base_url(&sim.url);
+    let sim = start(config).await;
+    let mut cfg = demo_app(&sim);
     // The product's limits (default), short retry delays.
     cfg.retry = RetryPolicy::with_base_delay(Duration::from_millis(5));
     cfg.paging = paging;

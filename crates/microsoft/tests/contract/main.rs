@@ -5,6 +5,7 @@
 mod canned;
 mod cloud;
 mod cloud_pacing;
+mod emulator;
 mod examples;
 mod real_tenants;
 mod sim;

@@ -4,37 +4,11 @@
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use rampart_microsoft::ClientCredentials;
 use rampart_microsoft::FindingRow;
-use rampart_microsoft::{
-    ApiError, FileReadOptions, MdeClient, MdeConfig, PagingOptions, ReadEnd, RetryPolicy,
-};
-use rampart_model::Cloud;
+use rampart_microsoft::{ApiError, FileReadOptions, MdeClient, PagingOptions, ReadEnd};
+
+use crate::emulator::{client, config_for, start};
 use rampart_sim::{RunningSim, SimConfig};
-use secrecy::SecretString;
-
-async fn start(config: SimConfig) -> RunningSim {
-    rampart_sim::spawn(config).await.expect("emulator starts")
-}
-
-fn config_for(running: &RunningSim) -> MdeConfig {
-    let c = running.sim.config();
-    let mut cfg = MdeConfig::new(
-        Cloud::Commercial,
-        ClientCredentials {
-            tenant_id: c.tenant_id.parse().expect("tenant"),
-            client_id: c.client_id.parse().expect("client"),
-            client_secret: SecretString::from(c.client_secret.clone()),
-        },
-    )
-    .with_base_url(&running.url);
-    cfg.retry = RetryPolicy::with_base_delay(Duration::from_millis(5));
-    cfg
-}
-
-fn client(running: &RunningSim) -> MdeClient {
-    MdeClient::new(config_for(running)).expect("client")
-}
 
 /// get-machines, "Response": "If no recent machines found - 404 Not Found."
 #[tokio::test]

@@ -7,40 +7,16 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
 use rampart_microsoft::AssetVulnerability;
-use rampart_microsoft::ClientCredentials;
 use rampart_microsoft::{
     ApiError, EndpointError, FileReadOptions, MdeClient, MdeConfig, RateLimits, ReadEnd, ReadEvent,
-    ReadReport, RecordStream, RetryPolicy,
+    ReadReport, RecordStream,
 };
-use rampart_model::Cloud;
+
+use crate::emulator::{client, config_for, start};
 use rampart_sim::{Family, RunningSim, SimConfig};
 use secrecy::SecretString;
 
 const SECRET: &str = "rampart-demo-secret-value-0001";
-
-async fn start(config: SimConfig) -> RunningSim {
-    rampart_sim::spawn(config).await.expect("emulator starts")
-}
-
-/// A client for the emulator's demo app, with test-speed retries.
-fn config_for(running: &RunningSim) -> MdeConfig {
-    let c = running.sim.config();
-    let mut cfg = MdeConfig::new(
-        Cloud::Commercial,
-        ClientCredentials {
-            tenant_id: c.tenant_id.parse().expect("tenant"),
-            client_id: c.client_id.parse().expect("client"),
-            client_secret: SecretString::from(c.client_secret.clone()),
-        },
-    )
-    .with_base_url(&running.url);
-    cfg.retry = RetryPolicy::with_base_delay(Duration::from_millis(5));
-    cfg
-}
-
-fn client(running: &RunningSim) -> MdeClient {
-    MdeClient::new(config_for(running)).expect("client")
-}
 
 type Key = (String, String, String, String, String);
 
