@@ -17,7 +17,9 @@ use crate::error::{ApiError, EndpointError};
 use crate::family::ApiFamily;
 use crate::http::body::{describe, read_bounded};
 use crate::http::{Budget, Core};
-use crate::paging::{OddRecords, PageTiming, ReadEnd, ReadEvent, ReadPlan, ReadReport};
+use crate::paging::{
+    ChunkFailure, OddRecords, PageTiming, ReadEnd, ReadEvent, ReadPlan, ReadReport, next_chunk,
+};
 use crate::wire::mde::AssetVulnerability;
 
 /// A line of an export file that could not be read.
@@ -302,26 +304,17 @@ async fn stream_file<T: DeserializeOwned + Send + 'static>(
     };
     let mut timing = PageTiming::default();
     loop {
-        let waited = Instant::now();
-        let next = tokio::time::timeout(core.read_timeout, resp.chunk()).await;
-        timing.network += waited.elapsed();
-        let chunk = match next {
-            Ok(Ok(Some(c))) => c,
-            Ok(Ok(None)) => break,
-            Ok(Err(e)) => {
-                return Err(FileFailure::Transient {
-                    reason: describe(&e),
-                    delivered,
-                });
-            }
-            Err(_) => {
-                return Err(FileFailure::Transient {
-                    reason: "the download stalled".to_owned(),
-                    delivered,
-                });
+        let chunk = match next_chunk(core, &mut resp, &mut timing).await {
+            Ok(Some(c)) => c,
+            Ok(None) => break,
+            Err(failure) => {
+                let reason = match failure {
+                    ChunkFailure::Broken(reason) => reason,
+                    ChunkFailure::Stalled => "the download stalled".to_owned(),
+                };
+                return Err(FileFailure::Transient { reason, delivered });
             }
         };
-        core.metrics.bytes(chunk.len());
         compressed_bytes += chunk.len() as u64;
         let decoding = Instant::now();
         let body = body.get_or_insert_with(|| Body::sniff(&chunk));

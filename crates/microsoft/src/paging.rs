@@ -579,6 +579,35 @@ impl PageTiming {
     }
 }
 
+/// Why a streamed body stopped before its end.
+pub(crate) enum ChunkFailure {
+    /// No byte arrived within the read timeout.
+    Stalled,
+    /// The connection failed (reset, cut, TLS), described.
+    Broken(String),
+}
+
+/// The next chunk of a streamed body (`None` at its end), within the client's read timeout; the wait
+/// counts as network time, the bytes in the metrics.
+pub(crate) async fn next_chunk(
+    core: &Core,
+    resp: &mut Response,
+    timing: &mut PageTiming,
+) -> Result<Option<bytes::Bytes>, ChunkFailure> {
+    let waited = Instant::now();
+    let next = tokio::time::timeout(core.read_timeout, resp.chunk()).await;
+    timing.network += waited.elapsed();
+    match next {
+        Ok(Ok(Some(chunk))) => {
+            core.metrics.bytes(chunk.len());
+            Ok(Some(chunk))
+        }
+        Ok(Ok(None)) => Ok(None),
+        Ok(Err(e)) => Err(ChunkFailure::Broken(describe(&e))),
+        Err(_) => Err(ChunkFailure::Stalled),
+    }
+}
+
 /// How a page attempt failed.
 enum PageFailure {
     /// Worth reading the page again; `delivered` records of this attempt reached the consumer.
@@ -680,26 +709,19 @@ where
     // The body's first byte that is not whitespace or a byte order mark.
     let mut first_byte: Option<u8> = None;
     loop {
-        let waited = Instant::now();
-        let next = tokio::time::timeout(core.read_timeout, resp.chunk()).await;
-        timing.network += waited.elapsed();
-        let chunk = match next {
-            Ok(Ok(Some(c))) => c,
-            Ok(Ok(None)) => break,
-            Ok(Err(e)) => {
-                return Err(PageFailure::Transient {
-                    reason: describe(&e),
-                    delivered,
-                });
-            }
-            Err(_) => {
-                return Err(PageFailure::Transient {
-                    reason: format!("the page stalled for {} s", core.read_timeout.as_secs()),
-                    delivered,
-                });
+        let chunk = match next_chunk(core, &mut resp, &mut timing).await {
+            Ok(Some(c)) => c,
+            Ok(None) => break,
+            Err(failure) => {
+                let reason = match failure {
+                    ChunkFailure::Broken(reason) => reason,
+                    ChunkFailure::Stalled => {
+                        format!("the page stalled for {} s", core.read_timeout.as_secs())
+                    }
+                };
+                return Err(PageFailure::Transient { reason, delivered });
             }
         };
-        core.metrics.bytes(chunk.len());
         let decoding = Instant::now();
         let chunk_start = decoder.consumed();
         let fed = decoder.feed(
