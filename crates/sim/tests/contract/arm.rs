@@ -17,12 +17,7 @@ async fn walk_arm(app: &App, path: &str, token: &str) -> (Vec<Value>, usize) {
     let mut items = Vec::new();
     for pages in 1..1000 {
         let reply = app.get_url(&url, token).await;
-        assert_eq!(
-            reply.status,
-            StatusCode::OK,
-            "{url}: {}",
-            String::from_utf8_lossy(&reply.body)
-        );
+        reply.assert_ok(&url);
         let page = reply.json();
         items.extend(page["value"].as_array().expect("value").iter().cloned());
         match page.get("nextLink").and_then(Value::as_str) {

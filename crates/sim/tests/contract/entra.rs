@@ -9,19 +9,8 @@ use crate::helpers::{App, MDE_SCOPE, error_code, jwt_claims, small_config};
 #[tokio::test]
 async fn v2_token_has_numeric_lifetimes_and_the_documented_claims() {
     let app = App::small().await;
-    let (id, secret, tenant) = (app.client_id(), app.secret(), app.tenant());
-    let reply = app
-        .token_request(
-            &tenant,
-            true,
-            &[
-                ("grant_type", "client_credentials"),
-                ("client_id", &id),
-                ("client_secret", &secret),
-                ("scope", MDE_SCOPE),
-            ],
-        )
-        .await;
+    let (id, tenant) = (app.client_id(), app.tenant());
+    let reply = app.demo_token_request(MDE_SCOPE).await;
     assert_eq!(reply.status, StatusCode::OK);
     let body = reply.json();
     assert_eq!(body["token_type"], "Bearer");
@@ -89,12 +78,7 @@ async fn v1_token_has_string_lifetimes_and_echoes_the_resource() {
             ],
         )
         .await;
-    assert_eq!(
-        reply.status,
-        StatusCode::OK,
-        "{}",
-        String::from_utf8_lossy(&reply.body)
-    );
+    reply.assert_ok("");
     let body = reply.json();
     for key in ["expires_in", "ext_expires_in", "expires_on", "not_before"] {
         let s = body[key]
@@ -126,12 +110,7 @@ async fn the_secret_may_come_as_http_basic() {
         .await
         .unwrap();
     let reply = crate::helpers::read_body(resp).await.unwrap();
-    assert_eq!(
-        reply.status,
-        StatusCode::OK,
-        "{}",
-        String::from_utf8_lossy(&reply.body)
-    );
+    reply.assert_ok("");
 }
 
 #[tokio::test]
@@ -376,19 +355,7 @@ async fn an_expired_secret_is_aadsts7000222() {
         ..small_config()
     })
     .await;
-    let (id, secret, tenant) = (app.client_id(), app.secret(), app.tenant());
-    let reply = app
-        .token_request(
-            &tenant,
-            true,
-            &[
-                ("grant_type", "client_credentials"),
-                ("client_id", &id),
-                ("client_secret", &secret),
-                ("scope", MDE_SCOPE),
-            ],
-        )
-        .await;
+    let reply = app.demo_token_request(MDE_SCOPE).await;
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
     assert_aad_error(&reply.json(), "invalid_client", 7000222);
 }

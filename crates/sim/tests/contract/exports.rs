@@ -246,12 +246,7 @@ async fn export_files(app: &App, token: &str, query: &str) -> Value {
             token,
         )
         .await;
-    assert_eq!(
-        reply.status,
-        StatusCode::OK,
-        "{}",
-        String::from_utf8_lossy(&reply.body)
-    );
+    reply.assert_ok("");
     reply.json()
 }
 

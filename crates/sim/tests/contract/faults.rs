@@ -122,19 +122,7 @@ async fn random_faults_never_corrupt_the_data() {
     // Token requests fail only occasionally: retry a few times.
     let mut token = None;
     for _ in 0..10 {
-        let (id, secret, tenant) = (app.client_id(), app.secret(), app.tenant());
-        let reply = app
-            .token_request(
-                &tenant,
-                true,
-                &[
-                    ("grant_type", "client_credentials"),
-                    ("client_id", &id),
-                    ("client_secret", &secret),
-                    ("scope", crate::helpers::MDE_SCOPE),
-                ],
-            )
-            .await;
+        let reply = app.demo_token_request(crate::helpers::MDE_SCOPE).await;
         if reply.status == StatusCode::OK {
             token = Some(reply.json()["access_token"].as_str().unwrap().to_owned());
             break;

@@ -23,6 +23,16 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// Fails the test unless the answer is 200, showing `context` and the body.
+    pub fn assert_ok(&self, context: impl std::fmt::Display) {
+        assert_eq!(
+            self.status,
+            StatusCode::OK,
+            "{context}: {}",
+            String::from_utf8_lossy(&self.body)
+        );
+    }
+
     pub fn json(&self) -> Value {
         serde_json::from_slice(&self.body)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
@@ -101,26 +111,25 @@ impl App {
         read_body(resp).await.expect("token body")
     }
 
-    pub async fn token_for(&self, scope: &str) -> String {
+    /// A v2 client-credentials request of the demo app for `scope`.
+    pub async fn demo_token_request(&self, scope: &str) -> Reply {
         let (id, secret, tenant) = (self.client_id(), self.secret(), self.tenant());
-        let reply = self
-            .token_request(
-                &tenant,
-                true,
-                &[
-                    ("grant_type", "client_credentials"),
-                    ("client_id", &id),
-                    ("client_secret", &secret),
-                    ("scope", scope),
-                ],
-            )
-            .await;
-        assert_eq!(
-            reply.status,
-            StatusCode::OK,
-            "{}",
-            String::from_utf8_lossy(&reply.body)
-        );
+        self.token_request(
+            &tenant,
+            true,
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", &id),
+                ("client_secret", &secret),
+                ("scope", scope),
+            ],
+        )
+        .await
+    }
+
+    pub async fn token_for(&self, scope: &str) -> String {
+        let reply = self.demo_token_request(scope).await;
+        reply.assert_ok("");
         reply.json()["access_token"]
             .as_str()
             .expect("access_token")
@@ -157,12 +166,7 @@ impl App {
         let mut url = format!("{}{path}", self.url());
         for _ in 0..10_000 {
             let reply = self.get_url(&url, token).await;
-            assert_eq!(
-                reply.status,
-                StatusCode::OK,
-                "{url}: {}",
-                String::from_utf8_lossy(&reply.body)
-            );
+            reply.assert_ok(&url);
             let page = reply.json();
             items.extend(page["value"].as_array().expect("value").iter().cloned());
             match page.get("@odata.nextLink").and_then(Value::as_str) {

@@ -110,12 +110,7 @@ async fn filtered(app: &App, token: &str, filter: &str) -> Vec<Value> {
         .await
         .unwrap();
     let reply = crate::helpers::read_body(reply).await.unwrap();
-    assert_eq!(
-        reply.status,
-        StatusCode::OK,
-        "{filter}: {}",
-        String::from_utf8_lossy(&reply.body)
-    );
+    reply.assert_ok(&filter);
     reply.json()["value"].as_array().unwrap().clone()
 }
 
