@@ -10,7 +10,9 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rampart_microsoft::ClientCredentials;
-use rampart_microsoft::{ApiError, MdeClient, MdeConfig, ReadEnd, RetryPolicy};
+use rampart_microsoft::{
+    ApiError, ArmClient, ClientConfig, MdeClient, MdeConfig, ReadEnd, RetryPolicy,
+};
 use rampart_model::Cloud;
 use secrecy::SecretString;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -144,7 +146,14 @@ async fn serve(handler: impl Fn(&str, &str) -> Answer + Send + Sync + 'static) -
 }
 
 fn client(canned: &Canned, tweak: impl FnOnce(&mut MdeConfig)) -> MdeClient {
-    let mut cfg = MdeConfig::new(
+    let mut cfg = settings(canned);
+    tweak(&mut cfg);
+    MdeClient::new(cfg).expect("client")
+}
+
+/// Either client's settings for `canned`, with test-speed retries.
+fn settings(canned: &Canned) -> ClientConfig {
+    let mut cfg = ClientConfig::new(
         Cloud::Commercial,
         ClientCredentials {
             tenant_id: "00000000-0000-4000-8000-000000000001"
@@ -158,8 +167,7 @@ fn client(canned: &Canned, tweak: impl FnOnce(&mut MdeConfig)) -> MdeClient {
     )
     .with_base_url(&canned.url);
     cfg.retry = RetryPolicy::with_base_delay(Duration::from_millis(2));
-    tweak(&mut cfg);
-    MdeClient::new(cfg).expect("client")
+    cfg
 }
 
 fn machines_page(ids: &[String]) -> String {
@@ -482,4 +490,35 @@ async fn a_retry_after_beyond_the_cap_fails_at_once_with_the_wait() {
     assert!(err.to_string().contains("3600 s"), "{err}");
     assert!(err.is_transient());
     assert_eq!(canned.api_hits(), 1);
+}
+
+/// Azure guards its APIs by RBAC, not by Defender for Endpoint's application roles: a 403
+/// `Forbidden` from Resource Manager stays Microsoft's refusal, never advice to grant a
+/// WindowsDefenderATP permission (which the shared request path once gave every product).
+#[tokio::test]
+async fn an_arm_403_forbidden_is_not_explained_as_a_defender_for_endpoint_role() {
+    let canned = serve(|_, _| {
+        json(
+            403,
+            r#"{"error":{"code":"Forbidden","message":"The client has no access to this scope.","target":"t-9"}}"#,
+        )
+    })
+    .await;
+    let arm = ArmClient::new(settings(&canned)).expect("client");
+    let err = arm
+        .subscriptions()
+        .collect_all()
+        .await
+        .expect_err("refused");
+    assert!(
+        matches!(&err, ApiError::Refused(api) if api.status == 403 && api.code.as_deref() == Some("Forbidden")),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains("The client has no access to this scope.")
+            && !text.contains("WindowsDefenderATP")
+            && !text.contains("Vulnerability.Read.All"),
+        "{text}"
+    );
 }
