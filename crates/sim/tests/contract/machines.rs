@@ -110,7 +110,7 @@ async fn filtered(app: &App, token: &str, filter: &str) -> Vec<Value> {
         .await
         .unwrap();
     let reply = crate::helpers::read_body(reply).await.unwrap();
-    reply.assert_ok(&filter);
+    reply.assert_ok(filter);
     reply.json()["value"].as_array().unwrap().clone()
 }
 
