@@ -306,7 +306,7 @@ impl MdeClient {
     /// at a time, as one stream whose events carry the file's index as their `page`; each line
     /// read into `T` ([`AssetVulnerability`], or [`FindingRow`](crate::wire::mde::FindingRow)).
     /// Links that expire are replaced by a fresh listing of the same snapshot (see
-    /// [`crate::export_set`]). Complete when every listed file was read to its end.
+    /// the `export_set` module). Complete when every listed file was read to its end.
     pub fn export_records<T>(
         &self,
         listing: ExportFilesResponse,
