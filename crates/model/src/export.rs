@@ -1,5 +1,5 @@
-//! Export records: the stable shape of `rampart export` and the API's CSV downloads (DESIGN,
-//! "Stable interfaces"). JSON lines use these field names; CSV has the same columns in the same
+//! Export records: the stable shape of `rampart export` and the API's CSV downloads, a stable
+//! interface that scripts read. JSON lines use these field names; CSV has the same columns in the same
 //! order. Timestamps are RFC 3339 UTC whatever format Microsoft used.
 
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};

@@ -1,6 +1,5 @@
 //! The job table: one queued or running sync per integration, claimed by one worker at a time,
-//! surviving restarts (DESIGN: "a small job table (SKIP LOCKED on PostgreSQL) instead of a job
-//! framework").
+//! surviving restarts: a small job table (SKIP LOCKED on PostgreSQL) instead of a job framework.
 //!
 //! - [`crate::Store::enqueue_job`] asks for a sync at a time; the database keeps at most one active
 //!   (queued or running) job per integration, so "Sync now" twice, or two processes scheduling

@@ -2,7 +2,7 @@
 //!
 //! The [`Engine`] owns one Microsoft client per integration for the life of the process (Microsoft's
 //! rate limits are per app and tenant, and hourly, so the client-side buckets must outlive a run).
-//! A run follows DESIGN's rules:
+//! A run follows these rules:
 //!
 //! - **Idempotent**: every write is an upsert keyed by (integration, natural key); a run can die
 //!   anywhere and a re-run converges, with no duplicates.
