@@ -1,4 +1,4 @@
-//! Export records: the stable shape of `rampart export` and the API's CSV downloads, a stable
+//! Export records: the shape of `rampart export` and the API's CSV downloads, a stable
 //! interface that scripts read. JSON lines use these field names; CSV has the same columns in the same
 //! order. Timestamps are RFC 3339 UTC whatever format Microsoft used.
 
