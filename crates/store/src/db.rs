@@ -268,10 +268,7 @@ impl Dialect {
 /// pool of read-only connections (readers never wait for the writer in WAL mode).
 #[derive(Debug)]
 pub(crate) enum Pool {
-    Sqlite {
-        read: SqlitePool,
-        write: SqlitePool,
-    },
+    Sqlite { read: SqlitePool, write: SqlitePool },
     Postgres(PgPool),
 }
 
@@ -421,7 +418,9 @@ impl On<'_> {
     }
 
     pub(crate) async fn fetch_one(self, sql: &Sql, op: &'static str) -> Result<Row> {
-        run!(self, sql, fetch_one, op, |row| |wrap: fn(_) -> Row| wrap(row))
+        run!(self, sql, fetch_one, op, |row| |wrap: fn(_) -> Row| wrap(
+            row
+        ))
     }
 
     /// Runs a statement and returns how many rows it changed.

@@ -89,7 +89,10 @@ impl SqlStore {
     /// Keeps `value` alive as long as the store, and drops it after the pool.
     #[cfg_attr(not(feature = "testing"), allow(dead_code))]
     pub(crate) fn attach(&mut self, value: Box<dyn Send + Sync>) {
-        if let Engine::Postgres { _attachment: attachment } = &mut self.engine {
+        if let Engine::Postgres {
+            _attachment: attachment,
+        } = &mut self.engine
+        {
             *attachment = Some(value);
         }
     }

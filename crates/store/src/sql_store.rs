@@ -79,7 +79,8 @@ pub(crate) async fn check_run(
     integration_id: IntegrationId,
     run_id: i64,
 ) -> Result<DateTime<Utc>> {
-    let sql = q("SELECT integration_id, status, started_at FROM sync_runs WHERE id = $1").bind(run_id);
+    let sql =
+        q("SELECT integration_id, status, started_at FROM sync_runs WHERE id = $1").bind(run_id);
     let row = match on.fetch_optional(&sql, "checking the sync run").await? {
         None => None,
         Some(r) => Some((
@@ -102,14 +103,23 @@ pub(crate) async fn heartbeat(on: On<'_>, run_id: i64) -> Result<()> {
 
 /// Checks that `run_id` is a running run of `integration_id`, records a sign of life, and returns
 /// the run's start (the observation time of everything it writes).
-async fn touch_run(tx: &mut Tx, integration_id: IntegrationId, run_id: i64) -> Result<DateTime<Utc>> {
+async fn touch_run(
+    tx: &mut Tx,
+    integration_id: IntegrationId,
+    run_id: i64,
+) -> Result<DateTime<Utc>> {
     let started_at = check_run(tx.on(), integration_id, run_id).await?;
     heartbeat(tx.on(), run_id).await?;
     Ok(started_at)
 }
 
 async fn run_by_id(on: On<'_>, run_id: i64) -> Result<SyncRun> {
-    let sql = q(concat!("SELECT ", run_columns!(), " FROM sync_runs WHERE id = $1")).bind(run_id);
+    let sql = q(concat!(
+        "SELECT ",
+        run_columns!(),
+        " FROM sync_runs WHERE id = $1"
+    ))
+    .bind(run_id);
     on.fetch_optional(&sql, "reading a sync run")
         .await?
         .ok_or_else(|| run_not_found(run_id))
@@ -183,7 +193,11 @@ async fn integration_names(tx: &mut Tx, op: &'static str) -> Result<IntegrationN
 }
 
 /// Rows of a listing and the names of the integrations they refer to, from one snapshot.
-async fn with_names(db: &Pool, sql: &Sql, op: &'static str) -> Result<(Vec<Row>, IntegrationNames)> {
+async fn with_names(
+    db: &Pool,
+    sql: &Sql,
+    op: &'static str,
+) -> Result<(Vec<Row>, IntegrationNames)> {
     let mut tx = db.begin_read().await?;
     let rows = tx.on().fetch_all(sql, op).await?;
     let names = integration_names(&mut tx, op).await?;
@@ -261,7 +275,12 @@ impl Store for SqlStore {
         .bind(new.schedule_minutes)
         .bind(new.enabled)
         .bind(Utc::now());
-        match self.db.write().fetch_one(&sql, "creating an integration").await {
+        match self
+            .db
+            .write()
+            .fetch_one(&sql, "creating an integration")
+            .await
+        {
             Ok(row) => decode_integration(&row),
             Err(e) if e.is_unique_violation() => Err(name_taken(&new.name)),
             Err(e) => Err(e),
@@ -269,7 +288,11 @@ impl Store for SqlStore {
     }
 
     async fn get_integration(&self, id: IntegrationId) -> Result<Integration> {
-        let sql = q(concat!("SELECT ", integration_columns!(), " FROM integrations WHERE id = $1"));
+        let sql = q(concat!(
+            "SELECT ",
+            integration_columns!(),
+            " FROM integrations WHERE id = $1"
+        ));
         self.db
             .read()
             .fetch_optional(&sql.bind(id), "reading an integration")
@@ -298,7 +321,11 @@ impl Store for SqlStore {
             integration_columns!(),
             " FROM integrations ORDER BY lower(name)"
         ));
-        let rows = self.db.read().fetch_all(&sql, "listing integrations").await?;
+        let rows = self
+            .db
+            .read()
+            .fetch_all(&sql, "listing integrations")
+            .await?;
         rows.iter().map(decode_integration).collect()
     }
 
@@ -372,7 +399,9 @@ impl Store for SqlStore {
             "jobs",
         ] {
             let sql = q(&format!("DELETE FROM {table} WHERE integration_id = $1")).bind(id);
-            tx.on().execute(&sql, "removing an integration's data").await?;
+            tx.on()
+                .execute(&sql, "removing an integration's data")
+                .await?;
         }
         let sql = q("DELETE FROM integrations WHERE id = $1").bind(id);
         if tx.on().execute(&sql, "removing an integration").await? == 0 {
@@ -382,7 +411,8 @@ impl Store for SqlStore {
     }
 
     async fn integration_secret(&self, id: IntegrationId) -> Result<SecretCiphertext> {
-        let sql = q("SELECT secret_ciphertext, secret_nonce FROM integrations WHERE id = $1").bind(id);
+        let sql =
+            q("SELECT secret_ciphertext, secret_nonce FROM integrations WHERE id = $1").bind(id);
         let row = self
             .db
             .read()
@@ -413,7 +443,9 @@ impl Store for SqlStore {
             .execute(&q("DELETE FROM kev_entries"), "clearing the KEV catalogue")
             .await?;
         let insert = q(kev_insert_sql(self.d.backend)).bind(kev_rows_json(entries));
-        tx.on().execute(&insert, "storing the KEV catalogue").await?;
+        tx.on()
+            .execute(&insert, "storing the KEV catalogue")
+            .await?;
         let sql = q(&format!(
             "INSERT INTO intel_sources ({SOURCE_COLUMNS}) \
              VALUES ($1, $2, $3, $4, $5, $5, $6, $7, $8, NULL) \
@@ -438,11 +470,13 @@ impl Store for SqlStore {
     }
 
     async fn record_intel_check(&self, check: &IntelCheck<'_>) -> Result<()> {
-        let sql = q("INSERT INTO intel_sources (source, url, fetched_at, attempted_at, last_error) \
+        let sql = q(
+            "INSERT INTO intel_sources (source, url, fetched_at, attempted_at, last_error) \
              VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (source) DO UPDATE SET attempted_at = excluded.attempted_at, \
              fetched_at = COALESCE(excluded.fetched_at, intel_sources.fetched_at), \
-             last_error = excluded.last_error")
+             last_error = excluded.last_error",
+        )
         .bind(check.source)
         .bind(check.url)
         .bind(check.error.is_none().then_some(check.at))
@@ -456,7 +490,10 @@ impl Store for SqlStore {
     }
 
     async fn intel_source(&self, source: &str) -> Result<Option<IntelSource>> {
-        let sql = q(&format!("SELECT {SOURCE_COLUMNS} FROM intel_sources WHERE source = $1")).bind(source);
+        let sql = q(&format!(
+            "SELECT {SOURCE_COLUMNS} FROM intel_sources WHERE source = $1"
+        ))
+        .bind(source);
         self.db
             .read()
             .fetch_optional(&sql, "reading an intelligence source")
@@ -475,9 +512,15 @@ impl Store for SqlStore {
             self.d.collate_c
         ))
         .bind(crate::db::Arg::Texts(
-            cves.iter().map(|c| clean(c.as_str()).into_owned()).collect(),
+            cves.iter()
+                .map(|c| clean(c.as_str()).into_owned())
+                .collect(),
         ));
-        let rows = self.db.read().fetch_all(&sql, "reading KEV entries").await?;
+        let rows = self
+            .db
+            .read()
+            .fetch_all(&sql, "reading KEV entries")
+            .await?;
         rows.iter().map(decode_kev).collect()
     }
 
@@ -491,7 +534,11 @@ impl Store for SqlStore {
         let sql = q("SELECT value FROM sync_state WHERE integration_id = $1 AND key = $2")
             .bind(integration_id)
             .bind(clean(key));
-        let row = self.db.read().fetch_optional(&sql, "reading sync state").await?;
+        let row = self
+            .db
+            .read()
+            .fetch_optional(&sql, "reading sync state")
+            .await?;
         row.map(|r| r.text("value")).transpose()
     }
 
@@ -551,7 +598,9 @@ impl Store for SqlStore {
                 .bind(id)
                 .bind(now)
                 .bind(abandoned_message(beat));
-            tx.on().execute(&close, "closing an abandoned sync run").await?;
+            tx.on()
+                .execute(&close, "closing an abandoned sync run")
+                .await?;
             tracing::warn!(
                 message = "Closed an abandoned sync run.",
                 run = id,
@@ -559,8 +608,10 @@ impl Store for SqlStore {
                 last_sign_of_life = %beat
             );
         }
-        let insert = q("INSERT INTO sync_runs (integration_id, mode, status, started_at, heartbeat_at, owner) \
-             VALUES ($1, $2, 'running', $3, $3, $4) RETURNING id")
+        let insert = q(
+            "INSERT INTO sync_runs (integration_id, mode, status, started_at, heartbeat_at, owner) \
+             VALUES ($1, $2, 'running', $3, $3, $4) RETURNING id",
+        )
         .bind(integration_id)
         .bind(mode)
         .bind(now)
@@ -583,7 +634,13 @@ impl Store for SqlStore {
         let sql = q("UPDATE sync_runs SET heartbeat_at = $2 WHERE id = $1 AND status = 'running'")
             .bind(run_id)
             .bind(now);
-        if self.db.write().execute(&sql, "recording the run's heartbeat").await? == 0 {
+        if self
+            .db
+            .write()
+            .execute(&sql, "recording the run's heartbeat")
+            .await?
+            == 0
+        {
             let run = run_by_id(self.db.read(), run_id).await?;
             return Err(StoreError::Conflict(format!(
                 "sync run {run_id} is no longer running (it is {}); start a new run",
@@ -704,7 +761,10 @@ impl Store for SqlStore {
         let mut tx = self.db.begin().await?;
         let sql = q("SELECT EXISTS (SELECT 1 FROM findings WHERE integration_id = $1) AS found")
             .bind(integration_id);
-        let found = tx.on().fetch_one(&sql, "checking for stored findings").await?;
+        let found = tx
+            .on()
+            .fetch_one(&sql, "checking for stored findings")
+            .await?;
         if found.flag("found")? {
             return Ok(false);
         }
@@ -956,9 +1016,7 @@ impl Store for SqlStore {
         for sub in &p.subscriptions {
             for sql in [DELETE_RUN_SCORES, DELETE_RUN_CONTROLS] {
                 let sql = q(sql).bind(run_id).bind(sub.as_str());
-                tx.on()
-                    .execute(&sql, "replacing the run's posture")
-                    .await?;
+                tx.on().execute(&sql, "replacing the run's posture").await?;
             }
         }
         for s in &p.scores {
@@ -998,8 +1056,11 @@ impl Store for SqlStore {
         &self,
         integration: Option<IntegrationId>,
     ) -> Result<Vec<StoredPostureScore>> {
-        self.posture_scores(latest_posture_query(integration), "reading the latest posture")
-            .await
+        self.posture_scores(
+            latest_posture_query(integration),
+            "reading the latest posture",
+        )
+        .await
     }
 
     async fn posture_history(
@@ -1070,7 +1131,12 @@ impl Store for SqlStore {
     async fn linked_assets(&self, asset_id: i64) -> Result<Vec<StoredAsset>> {
         let mut tx = self.db.begin_read().await?;
         let exists = q("SELECT 1 FROM assets WHERE id = $1").bind(asset_id);
-        if tx.on().fetch_optional(&exists, "reading an asset").await?.is_none() {
+        if tx
+            .on()
+            .fetch_optional(&exists, "reading an asset")
+            .await?
+            .is_none()
+        {
             return Err(asset_not_found(asset_id));
         }
         let sql = q(LINKED_ASSETS).bind(asset_id);
@@ -1108,7 +1174,9 @@ impl Store for SqlStore {
         let op = "listing findings";
         let plan = match search_precheck(self.d, filter) {
             None => None,
-            Some(check) => Some(decode_search_plan(&self.db.read().fetch_one(&check, op).await?)?),
+            Some(check) => Some(decode_search_plan(
+                &self.db.read().fetch_one(&check, op).await?,
+            )?),
         };
         let untouched = match changes_precheck(filter) {
             None => false,
@@ -1142,7 +1210,12 @@ impl Store for SqlStore {
             ))
             .bind(list)
         };
-        let assets = by_key("id, source_id, name", "assets", "id", crate::db::Arg::Ints(asset_ids));
+        let assets = by_key(
+            "id, source_id, name",
+            "assets",
+            "id",
+            crate::db::Arg::Ints(asset_ids),
+        );
         for r in tx.on().fetch_all(&assets, op).await? {
             refs.add_asset(&r)?;
         }
@@ -1183,7 +1256,11 @@ impl Store for SqlStore {
         limit: u32,
     ) -> Result<Page<StoredVulnerability, CveId>> {
         let sql = vulnerabilities_query(self.d, filter, after.as_ref(), limit);
-        let rows = self.db.read().fetch_all(&sql, "listing vulnerabilities").await?;
+        let rows = self
+            .db
+            .read()
+            .fetch_all(&sql, "listing vulnerabilities")
+            .await?;
         let items = rows
             .iter()
             .map(decode_vulnerability)
@@ -1210,7 +1287,11 @@ impl Store for SqlStore {
             if let Some(i) = integration {
                 sql = sql.bind(i);
             }
-            for r in &tx.on().fetch_all(&sql, "counting for the dashboard").await? {
+            for r in &tx
+                .on()
+                .fetch_all(&sql, "counting for the dashboard")
+                .await?
+            {
                 tally(&mut counts, is_assets, r)?;
             }
         }
@@ -1220,7 +1301,11 @@ impl Store for SqlStore {
 
     async fn top_fixes(&self, limit: u32) -> Result<Vec<TopFix>> {
         let sql = q(TOP_FIXES_SQL).bind(limit);
-        let rows = self.db.read().fetch_all(&sql, "ranking recommended updates").await?;
+        let rows = self
+            .db
+            .read()
+            .fetch_all(&sql, "ranking recommended updates")
+            .await?;
         rows.iter().map(decode_top_fix).collect()
     }
 
@@ -1265,7 +1350,11 @@ impl Store for SqlStore {
             .iter()
             .map(decode_risky_asset)
             .collect::<Result<Vec<_>>>()?;
-        let as_of = tx.on().fetch_one(&q(LAST_FINISHED), op).await?.opt_ts("t")?;
+        let as_of = tx
+            .on()
+            .fetch_one(&q(LAST_FINISHED), op)
+            .await?
+            .opt_ts("t")?;
         // Subscriptions and recommendations number in the thousands, not millions: counted live.
         cloud_counts(&mut tx, None, &mut counts).await?;
         Ok(Summary {
@@ -1323,7 +1412,13 @@ impl Store for SqlStore {
 
     async fn heartbeat_job(&self, job_id: i64, worker: &str, now: DateTime<Utc>) -> Result<()> {
         let sql = q(HEARTBEAT_JOB).bind(job_id).bind(clean(worker)).bind(now);
-        if self.db.write().execute(&sql, "recording a job's heartbeat").await? == 0 {
+        if self
+            .db
+            .write()
+            .execute(&sql, "recording a job's heartbeat")
+            .await?
+            == 0
+        {
             return Err(job_lost(job_id, worker));
         }
         Ok(())
@@ -1382,14 +1477,22 @@ impl Store for SqlStore {
             .bind(clean(&e.action))
             .bind(clean_opt(&e.target))
             .bind(clean_opt(&e.details));
-        let row = self.db.write().fetch_one(&sql, "recording an audit entry").await?;
+        let row = self
+            .db
+            .write()
+            .fetch_one(&sql, "recording an audit entry")
+            .await?;
         row.int("id")
     }
 
     async fn list_audit(&self, limit: u32) -> Result<Vec<AuditEntry>> {
         let sql = q("SELECT id, at, actor, action, target, details FROM audit_log ORDER BY id DESC LIMIT $1")
             .bind(limit);
-        let rows = self.db.read().fetch_all(&sql, "reading the audit log").await?;
+        let rows = self
+            .db
+            .read()
+            .fetch_all(&sql, "reading the audit log")
+            .await?;
         rows.iter().map(decode_audit).collect()
     }
 
@@ -1423,7 +1526,11 @@ impl Store for SqlStore {
             ", password_hash FROM users WHERE lower(name) = lower($1)"
         ))
         .bind(clean(name));
-        let row = self.db.read().fetch_optional(&sql, "reading an account").await?;
+        let row = self
+            .db
+            .read()
+            .fetch_optional(&sql, "reading an account")
+            .await?;
         row.map(|r| {
             Ok(UserCredentials {
                 user: decode_user(&r)?,
@@ -1434,7 +1541,12 @@ impl Store for SqlStore {
     }
 
     async fn get_user(&self, id: i64) -> Result<User> {
-        let sql = q(concat!("SELECT ", user_columns!(), " FROM users WHERE id = $1")).bind(id);
+        let sql = q(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE id = $1"
+        ))
+        .bind(id);
         self.db
             .read()
             .fetch_optional(&sql, "reading an account")
@@ -1444,7 +1556,11 @@ impl Store for SqlStore {
     }
 
     async fn list_users(&self) -> Result<Vec<User>> {
-        let sql = q(concat!("SELECT ", user_columns!(), " FROM users ORDER BY lower(name)"));
+        let sql = q(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users ORDER BY lower(name)"
+        ));
         let rows = self.db.read().fetch_all(&sql, "listing accounts").await?;
         rows.iter().map(decode_user).collect()
     }
@@ -1484,7 +1600,11 @@ impl Store for SqlStore {
             self.d.for_update
         ));
         tx.on().fetch_all(&admins, op).await?;
-        let sql = q(concat!("DELETE FROM users WHERE id = $1 AND ", not_last_admin!())).bind(id);
+        let sql = q(concat!(
+            "DELETE FROM users WHERE id = $1 AND ",
+            not_last_admin!()
+        ))
+        .bind(id);
         let done = tx.on().execute(&sql, op).await?;
         tx.commit(op).await?;
         if done == 1 {
@@ -1523,13 +1643,18 @@ impl Store for SqlStore {
             return Ok(false);
         }
         // Setup is done: the tokens other starts printed are worthless too.
-        self.db.write().execute(&q("DELETE FROM setup_tokens"), op).await?;
+        self.db
+            .write()
+            .execute(&q("DELETE FROM setup_tokens"), op)
+            .await?;
         Ok(true)
     }
 
     async fn save_session(&self, id: &str, data: &str, expires_at: DateTime<Utc>) -> Result<()> {
-        let sql = q("INSERT INTO sessions (id, data, expires_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (id) DO UPDATE SET data = excluded.data, expires_at = excluded.expires_at")
+        let sql = q(
+            "INSERT INTO sessions (id, data, expires_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (id) DO UPDATE SET data = excluded.data, expires_at = excluded.expires_at",
+        )
         .bind(id)
         .bind(data)
         .bind(expires_at);
@@ -1541,7 +1666,11 @@ impl Store for SqlStore {
         let sql = q("SELECT data FROM sessions WHERE id = $1 AND expires_at > $2")
             .bind(id)
             .bind(now);
-        let row = self.db.read().fetch_optional(&sql, "loading a session").await?;
+        let row = self
+            .db
+            .read()
+            .fetch_optional(&sql, "loading a session")
+            .await?;
         row.map(|r| r.text("data")).transpose()
     }
 
@@ -1553,37 +1682,59 @@ impl Store for SqlStore {
 
     async fn delete_expired_sessions(&self, now: DateTime<Utc>) -> Result<u64> {
         let sql = q("DELETE FROM sessions WHERE expires_at <= $1").bind(now);
-        self.db.write().execute(&sql, "deleting expired sessions").await
+        self.db
+            .write()
+            .execute(&sql, "deleting expired sessions")
+            .await
     }
 
     async fn create_api_token(&self, new: &NewApiToken) -> Result<ApiToken> {
-        let sql = q("INSERT INTO api_tokens (name, token_hash, scope, created_by, created_at) \
-             VALUES ($1, $2, $3, $4, $5) RETURNING id, name, scope, created_by, created_at")
+        let sql = q(
+            "INSERT INTO api_tokens (name, token_hash, scope, created_by, created_at) \
+             VALUES ($1, $2, $3, $4, $5) RETURNING id, name, scope, created_by, created_at",
+        )
         .bind(clean(&new.name))
         .bind(new.token_hash.as_str())
         .bind(new.scope.as_str())
         .bind(clean(&new.created_by))
         .bind(new.created_at);
-        let row = self.db.write().fetch_one(&sql, "creating an API token").await?;
+        let row = self
+            .db
+            .write()
+            .fetch_one(&sql, "creating an API token")
+            .await?;
         decode_api_token(&row)
     }
 
     async fn api_token_by_hash(&self, token_hash: &str) -> Result<Option<ApiToken>> {
-        let sql = q("SELECT id, name, scope, created_by, created_at FROM api_tokens WHERE token_hash = $1")
-            .bind(token_hash);
-        let row = self.db.read().fetch_optional(&sql, "reading an API token").await?;
+        let sql = q(
+            "SELECT id, name, scope, created_by, created_at FROM api_tokens WHERE token_hash = $1",
+        )
+        .bind(token_hash);
+        let row = self
+            .db
+            .read()
+            .fetch_optional(&sql, "reading an API token")
+            .await?;
         row.as_ref().map(decode_api_token).transpose()
     }
 
     async fn list_api_tokens(&self) -> Result<Vec<ApiToken>> {
-        let sql = q("SELECT id, name, scope, created_by, created_at FROM api_tokens ORDER BY id DESC");
+        let sql =
+            q("SELECT id, name, scope, created_by, created_at FROM api_tokens ORDER BY id DESC");
         let rows = self.db.read().fetch_all(&sql, "listing API tokens").await?;
         rows.iter().map(decode_api_token).collect()
     }
 
     async fn delete_api_token(&self, id: i64) -> Result<()> {
         let sql = q("DELETE FROM api_tokens WHERE id = $1").bind(id);
-        if self.db.write().execute(&sql, "deleting an API token").await? == 0 {
+        if self
+            .db
+            .write()
+            .execute(&sql, "deleting an API token")
+            .await?
+            == 0
+        {
             return Err(StoreError::NotFound(format!(
                 "there is no API token with id {id}"
             )));

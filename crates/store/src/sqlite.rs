@@ -135,7 +135,10 @@ impl SqlStore {
             _checkpointer: Checkpointer::start(checkpoints.clone()),
             checkpoints,
         };
-        Ok(Self::new(Pool::Sqlite { read, write }, Engine::Sqlite(file)))
+        Ok(Self::new(
+            Pool::Sqlite { read, write },
+            Engine::Sqlite(file),
+        ))
     }
 
     /// The database file (`None` on PostgreSQL).
@@ -255,7 +258,6 @@ fn io_reason(e: &std::io::Error) -> String {
     }
 }
 
-
 /// Parses `sqlite://PATH`, `sqlite:PATH` or a plain path into a file path.
 pub(crate) fn path_from_url(url: &str) -> Result<PathBuf> {
     let invalid = |reason: &str| StoreError::InvalidUrl {
@@ -288,20 +290,18 @@ mod tests {
     use chrono::Utc;
     use rampart_model::{FindingStatus, Severity};
 
+    use crate::Store;
     use crate::common::*;
     use crate::db::{Dialect, Sql};
     use crate::sort::{AssetSort, AssetSortKey};
     use crate::types::{AssetFilter, FindingFilter};
-    use crate::Store;
 
     /// Keyset pages must come straight out of an index in id order: a plan that sorts would
     /// sort every matching row of the table for each page of 1,000.
     #[tokio::test]
     async fn listing_pages_never_sort_the_table() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SqlStore::open(&dir.path().join("plan.db"))
-            .await
-            .unwrap();
+        let store = SqlStore::open(&dir.path().join("plan.db")).await.unwrap();
         let filters = [
             FindingFilter::default(),
             FindingFilter {
@@ -420,7 +420,12 @@ mod tests {
     async fn explain(store: &SqlStore, sql: &Sql) -> String {
         let mut plan = Sql::new(&format!("EXPLAIN QUERY PLAN {}", sql.text));
         plan.args = sql.args.clone();
-        let rows = store.db.read().fetch_all(&plan, "explaining").await.unwrap();
+        let rows = store
+            .db
+            .read()
+            .fetch_all(&plan, "explaining")
+            .await
+            .unwrap();
         rows.iter()
             .map(|r| r.text("detail").unwrap())
             .collect::<Vec<_>>()

@@ -6,12 +6,14 @@
 use std::io::Write as _;
 
 use chrono::{DateTime, Utc};
-use sqlx::postgres::{PgConnection, PgPool};
 use sqlx::AssertSqlSafe;
+use sqlx::postgres::{PgConnection, PgPool};
 
 use rampart_model::{Asset, Finding, IntegrationId, Vulnerability};
 
-use crate::cloud_sql::{RecommendationRow, recommendation_insert_columns, recommendation_on_conflict};
+use crate::cloud_sql::{
+    RecommendationRow, recommendation_insert_columns, recommendation_on_conflict,
+};
 use crate::common::*;
 use crate::db::{On, db};
 use crate::error::{Result, StoreError};

@@ -11,7 +11,9 @@ use sqlx::{AssertSqlSafe, Row};
 
 use rampart_model::{Asset, Finding, IntegrationId, Vulnerability};
 
-use crate::cloud_sql::{RecommendationRow, recommendation_insert_columns, recommendation_on_conflict};
+use crate::cloud_sql::{
+    RecommendationRow, recommendation_insert_columns, recommendation_on_conflict,
+};
 use crate::common::*;
 use crate::db::{On, db};
 use crate::error::{Result, StoreError};
@@ -64,7 +66,6 @@ async fn touch_run(
     heartbeat(On::Sqlite(&mut *conn), run_id).await?;
     Ok(ts(started_at))
 }
-
 
 /// Builds `<head> VALUES (?, …), (?, …) <tail>` for `rows` rows of `per_row` values.
 ///
@@ -486,7 +487,10 @@ pub(crate) async fn upsert_assets(
     run_id: i64,
     assets: &[Asset],
 ) -> Result<UpsertCounts> {
-    let mut tx = write.begin_with("BEGIN IMMEDIATE").await.map_err(begin_error)?;
+    let mut tx = write
+        .begin_with("BEGIN IMMEDIATE")
+        .await
+        .map_err(begin_error)?;
     let counts = upsert_assets_in(&mut tx, integration_id, run_id, assets).await?;
     tx.commit().await.map_err(db("committing assets"))?;
     Ok(counts)
@@ -500,7 +504,10 @@ pub(crate) async fn upsert_findings(
 ) -> Result<UpsertCounts> {
     // Prepared before the transaction: this work overlaps the previous batch's writing.
     let batch = FindingBatch::new(findings)?;
-    let mut tx = write.begin_with("BEGIN IMMEDIATE").await.map_err(begin_error)?;
+    let mut tx = write
+        .begin_with("BEGIN IMMEDIATE")
+        .await
+        .map_err(begin_error)?;
     let counts = upsert_batch_in(&mut tx, integration_id, run_id, &batch).await?;
     tx.commit().await.map_err(db("committing findings"))?;
     Ok(counts)
@@ -516,7 +523,10 @@ pub(crate) async fn write_vulnerabilities(
     let rows = dedupe_last(vulns, |v| &v.cve_id);
     let now = ts(Utc::now());
     let mut counts = UpsertCounts::default();
-    let mut tx = write.begin_with("BEGIN IMMEDIATE").await.map_err(begin_error)?;
+    let mut tx = write
+        .begin_with("BEGIN IMMEDIATE")
+        .await
+        .map_err(begin_error)?;
     for chunk in rows.chunks(rows_per_statement(VULN_PARAMS)) {
         let sql = multi_row_sql(
             concat!(
