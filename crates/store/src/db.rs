@@ -461,69 +461,6 @@ impl StoreError {
 
 // ---- rows -----------------------------------------------------------------------------------------
 
-impl RowExt for Row {
-    fn int(&self, col: &str) -> Result<i64> {
-        match self {
-            Row::Sqlite(r) => r.int(col),
-            Row::Postgres(r) => r.int(col),
-        }
-    }
-    fn opt_int(&self, col: &str) -> Result<Option<i64>> {
-        match self {
-            Row::Sqlite(r) => r.opt_int(col),
-            Row::Postgres(r) => r.opt_int(col),
-        }
-    }
-    fn text(&self, col: &str) -> Result<String> {
-        match self {
-            Row::Sqlite(r) => r.text(col),
-            Row::Postgres(r) => r.text(col),
-        }
-    }
-    fn opt_text(&self, col: &str) -> Result<Option<String>> {
-        match self {
-            Row::Sqlite(r) => r.opt_text(col),
-            Row::Postgres(r) => r.opt_text(col),
-        }
-    }
-    fn opt_f64(&self, col: &str) -> Result<Option<f64>> {
-        match self {
-            Row::Sqlite(r) => r.opt_f64(col),
-            Row::Postgres(r) => r.opt_f64(col),
-        }
-    }
-    fn flag(&self, col: &str) -> Result<bool> {
-        match self {
-            Row::Sqlite(r) => r.flag(col),
-            Row::Postgres(r) => r.flag(col),
-        }
-    }
-    fn opt_flag(&self, col: &str) -> Result<Option<bool>> {
-        match self {
-            Row::Sqlite(r) => r.opt_flag(col),
-            Row::Postgres(r) => r.opt_flag(col),
-        }
-    }
-    fn opt_ts(&self, col: &str) -> Result<Option<DateTime<Utc>>> {
-        match self {
-            Row::Sqlite(r) => r.opt_ts(col),
-            Row::Postgres(r) => r.opt_ts(col),
-        }
-    }
-    fn opt_date(&self, col: &str) -> Result<Option<NaiveDate>> {
-        match self {
-            Row::Sqlite(r) => r.opt_date(col),
-            Row::Postgres(r) => r.opt_date(col),
-        }
-    }
-    fn bytes(&self, col: &str) -> Result<Vec<u8>> {
-        match self {
-            Row::Sqlite(r) => r.bytes(col),
-            Row::Postgres(r) => r.bytes(col),
-        }
-    }
-}
-
 /// Reads a column as the type asked for; a failure names the column.
 fn get<'r, T, R>(row: &'r R, col: &str) -> Result<T>
 where
@@ -534,83 +471,65 @@ where
     row.try_get(col).map_err(db("reading a row"))
 }
 
-/// SQLite keeps timestamps as INTEGER microseconds.
-impl RowExt for SqliteRow {
-    fn int(&self, col: &str) -> Result<i64> {
-        get(self, col)
-    }
-    fn opt_int(&self, col: &str) -> Result<Option<i64>> {
-        get(self, col)
-    }
-    fn text(&self, col: &str) -> Result<String> {
-        get(self, col)
-    }
-    fn opt_text(&self, col: &str) -> Result<Option<String>> {
-        get(self, col)
-    }
-    fn opt_f64(&self, col: &str) -> Result<Option<f64>> {
-        get(self, col)
-    }
-    fn flag(&self, col: &str) -> Result<bool> {
-        get(self, col)
-    }
-    fn opt_flag(&self, col: &str) -> Result<Option<bool>> {
-        get(self, col)
-    }
-    fn opt_ts(&self, col: &str) -> Result<Option<DateTime<Utc>>> {
-        get::<Option<i64>, _>(self, col)?
-            .map(from_micros)
-            .transpose()
-    }
-    fn opt_date(&self, col: &str) -> Result<Option<NaiveDate>> {
-        get(self, col)
-    }
-    fn bytes(&self, col: &str) -> Result<Vec<u8>> {
-        get(self, col)
-    }
+/// A column of a type both engines decode alike.
+macro_rules! either {
+    ($row:expr, $col:expr) => {
+        match $row {
+            Row::Sqlite(r) => get(r, $col),
+            Row::Postgres(r) => get(r, $col),
+        }
+    };
 }
 
-/// PostgreSQL's SMALLINT and INTEGER columns widen to i64, so the decoders need not care.
-impl RowExt for PgRow {
+impl RowExt for Row {
     fn int(&self, col: &str) -> Result<i64> {
         self.opt_int(col)?
             .ok_or_else(|| StoreError::Corrupt(format!("{col} is empty")))
     }
+    /// PostgreSQL's SMALLINT and INTEGER columns widen to i64, so the decoders need not care.
     fn opt_int(&self, col: &str) -> Result<Option<i64>> {
-        let raw = self.try_get_raw(col).map_err(db("reading a row"))?;
+        let r = match self {
+            Row::Sqlite(r) => return get(r, col),
+            Row::Postgres(r) => r,
+        };
+        let raw = r.try_get_raw(col).map_err(db("reading a row"))?;
         if raw.is_null() {
             return Ok(None);
         }
         let ty = raw.type_info().name().to_owned();
         match ty.as_str() {
-            "INT2" => get::<i16, _>(self, col).map(i64::from),
-            "INT4" => get::<i32, _>(self, col).map(i64::from),
-            _ => get::<i64, _>(self, col),
+            "INT2" => get::<i16, _>(r, col).map(i64::from),
+            "INT4" => get::<i32, _>(r, col).map(i64::from),
+            _ => get::<i64, _>(r, col),
         }
         .map(Some)
     }
     fn text(&self, col: &str) -> Result<String> {
-        get(self, col)
+        either!(self, col)
     }
     fn opt_text(&self, col: &str) -> Result<Option<String>> {
-        get(self, col)
+        either!(self, col)
     }
     fn opt_f64(&self, col: &str) -> Result<Option<f64>> {
-        get(self, col)
+        either!(self, col)
     }
     fn flag(&self, col: &str) -> Result<bool> {
-        get(self, col)
+        either!(self, col)
     }
     fn opt_flag(&self, col: &str) -> Result<Option<bool>> {
-        get(self, col)
+        either!(self, col)
     }
+    /// SQLite keeps timestamps as INTEGER microseconds, PostgreSQL as TIMESTAMPTZ.
     fn opt_ts(&self, col: &str) -> Result<Option<DateTime<Utc>>> {
-        get(self, col)
+        match self {
+            Row::Sqlite(r) => get::<Option<i64>, _>(r, col)?.map(from_micros).transpose(),
+            Row::Postgres(r) => get(r, col),
+        }
     }
     fn opt_date(&self, col: &str) -> Result<Option<NaiveDate>> {
-        get(self, col)
+        either!(self, col)
     }
     fn bytes(&self, col: &str) -> Result<Vec<u8>> {
-        get(self, col)
+        either!(self, col)
     }
 }

@@ -58,8 +58,29 @@ pub use sql_store::SqlStore;
 pub use sqlite::SQLITE_MAX_PARAMS;
 pub use store::{STALE_RUN_AFTER, STREAM_PAGE_SIZE, Store};
 pub use summary::Summary;
-pub use types::*;
-pub use types_cloud::*;
+// The store's request and answer types, by area (the records themselves are `rampart_model`'s).
+// integrations and runs
+pub use types::{Backend, IntegrationUpdate, NewIntegration, RunOutcome, SecretCiphertext};
+// batched writes and reconciliation
+pub use types::{
+    DeltaCounts, FindingChange, ReconcileOutcome, ReconcilePolicy, ReconcileScope, UpsertCounts,
+};
+// reads
+pub use types::{
+    AssetFilter, Counts, CveFacts, FindingFilter, Page, RiskyAsset, SeverityCounts, StoredAsset,
+    StoredFinding, StoredVulnerability, TopFix, VulnerabilityFilter,
+};
+// audit log and accounts
+pub use types::{
+    ApiToken, AuditEntry, NewApiToken, NewAuditEntry, NewUser, Role, TokenScope, User,
+    UserCredentials,
+};
+// Defender for Cloud
+pub use types_cloud::{
+    PosturePoint, RECOMMENDATION_REMOVED, RecommendationFilter, StoredControlScore,
+    StoredPostureScore, StoredRecommendation, StoredSubscription, SubscriptionRead,
+    SubscriptionReadOutcome,
+};
 
 /// The store on SQLite: [`SqlStore::open`] opens one.
 pub type SqliteStore = SqlStore;

@@ -15,7 +15,7 @@ use crate::cloud_sql::{
     RecommendationRow, recommendation_insert_columns, recommendation_on_conflict,
 };
 use crate::common::*;
-use crate::db::{On, db};
+use crate::db::{On, Row, db};
 use crate::error::{Result, StoreError};
 use crate::sql_store::{check_run, heartbeat};
 use crate::types::UpsertCounts;
@@ -166,7 +166,7 @@ async fn count_kinds(
     }
     let rows = q.fetch_all(&mut *conn).await.map_err(db(op))?;
     let mut counts = UpsertCounts::default();
-    for r in &rows {
+    for r in rows.into_iter().map(Row::Postgres) {
         counts.add_kind(r.int("change_kind")?, as_u64(r.int("n")?));
     }
     Ok(counts)
@@ -422,7 +422,7 @@ pub(crate) async fn write_vulnerabilities(
             .await
             .map_err(db("upserting vulnerabilities"))?;
         let mut counts = UpsertCounts::default();
-        for r in &rows {
+        for r in rows.into_iter().map(Row::Postgres) {
             counts.add_kind(r.int("change_kind")?, as_u64(r.int("n")?));
         }
         counts

@@ -7,7 +7,7 @@
 
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::{SqliteConnection, SqlitePool};
-use sqlx::{AssertSqlSafe, Row};
+use sqlx::{AssertSqlSafe, Row as _};
 
 use rampart_model::{Asset, Finding, IntegrationId, Vulnerability};
 
@@ -15,7 +15,7 @@ use crate::cloud_sql::{
     RecommendationRow, recommendation_insert_columns, recommendation_on_conflict,
 };
 use crate::common::*;
-use crate::db::{On, db};
+use crate::db::{On, Row, db};
 use crate::error::{Result, StoreError};
 use crate::sql_store::{check_run, heartbeat};
 use crate::types::UpsertCounts;
@@ -275,7 +275,7 @@ async fn resolve_ids(
     .await
     .map_err(db("looking up the findings' assets"))?;
     let mut asset_ids = FastMap::with_capacity_and_hasher(asset_rows.len(), Default::default());
-    for r in &asset_rows {
+    for r in asset_rows.into_iter().map(Row::Sqlite) {
         asset_ids.insert(r.text("source_id")?, r.int("id")?);
     }
 
@@ -298,7 +298,7 @@ async fn resolve_ids(
     .map_err(db("looking up software"))?;
     let mut software_ids =
         FastMap::with_capacity_and_hasher(software_rows.len(), Default::default());
-    for r in &software_rows {
+    for r in software_rows.into_iter().map(Row::Sqlite) {
         software_ids.insert(
             (r.text("vendor")?, r.text("name")?, r.text("version")?),
             r.int("id")?,
@@ -449,7 +449,7 @@ async fn upsert_batch_in(
         .fetch_all(&mut *conn)
         .await
         .map_err(db("counting changed findings"))?;
-    for r in &changed {
+    for r in changed.into_iter().map(Row::Sqlite) {
         counts.add_kind(r.int("kind")?, as_u64(r.int("n")?));
     }
     if counts.reopened > 0 {

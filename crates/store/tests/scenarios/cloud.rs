@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use futures::TryStreamExt;
+use rampart_store::export::posture_records;
 
 use rampart_model::export::{CsvRecord, PostureRecord};
 use rampart_model::{
@@ -1128,11 +1129,7 @@ async fn posture_export_rows(store: Arc<dyn Store>) {
     // An Endpoint integration has no posture rows.
     integration(&store, "mde").await;
 
-    let rows: Vec<PostureRecord> = store
-        .stream_posture_records(None)
-        .try_collect()
-        .await
-        .unwrap();
+    let rows: Vec<PostureRecord> = posture_records(&*store, None).try_collect().await.unwrap();
     let types: Vec<&str> = rows.iter().map(|r| r.record_type.as_str()).collect();
     assert_eq!(
         types,
@@ -1184,8 +1181,7 @@ async fn posture_export_rows(store: Arc<dyn Store>) {
         assert_eq!(row.cells().len(), PostureRecord::HEADER.len());
     }
 
-    let only: Vec<PostureRecord> = store
-        .stream_posture_records(Some(c.id + 1))
+    let only: Vec<PostureRecord> = posture_records(&*store, Some(c.id + 1))
         .try_collect()
         .await
         .unwrap();
