@@ -423,6 +423,30 @@ impl On<'_> {
         ))
     }
 
+    /// Every row, decoded.
+    pub(crate) async fn all<T>(
+        self,
+        sql: &Sql,
+        op: &'static str,
+        decode: impl Fn(&Row) -> Result<T>,
+    ) -> Result<Vec<T>> {
+        self.fetch_all(sql, op).await?.iter().map(decode).collect()
+    }
+
+    /// The row, if any, decoded.
+    pub(crate) async fn maybe<T>(
+        self,
+        sql: &Sql,
+        op: &'static str,
+        decode: impl FnOnce(&Row) -> Result<T>,
+    ) -> Result<Option<T>> {
+        self.fetch_optional(sql, op)
+            .await?
+            .as_ref()
+            .map(decode)
+            .transpose()
+    }
+
     /// Runs a statement and returns how many rows it changed.
     pub(crate) async fn execute(self, sql: &Sql, op: &'static str) -> Result<u64> {
         run!(self, sql, execute, op, |done| |_: fn(_) -> Row| done

@@ -321,12 +321,10 @@ impl Store for SqlStore {
             integration_columns!(),
             " FROM integrations ORDER BY lower(name)"
         ));
-        let rows = self
-            .db
+        self.db
             .read()
-            .fetch_all(&sql, "listing integrations")
-            .await?;
-        rows.iter().map(decode_integration).collect()
+            .all(&sql, "listing integrations", decode_integration)
+            .await
     }
 
     async fn update_integration(
@@ -516,12 +514,10 @@ impl Store for SqlStore {
                 .map(|c| clean(c.as_str()).into_owned())
                 .collect(),
         ));
-        let rows = self
-            .db
+        self.db
             .read()
-            .fetch_all(&sql, "reading KEV entries")
-            .await?;
-        rows.iter().map(decode_kev).collect()
+            .all(&sql, "reading KEV entries", decode_kev)
+            .await
     }
 
     // ---- sync state ----------------------------------------------------------------------------
@@ -706,8 +702,10 @@ impl Store for SqlStore {
         ))
         .bind(integration_id)
         .bind(limit);
-        let rows = self.db.read().fetch_all(&sql, "listing sync runs").await?;
-        rows.iter().map(decode_run).collect()
+        self.db
+            .read()
+            .all(&sql, "listing sync runs", decode_run)
+            .await
     }
 
     async fn last_successful_run(&self, integration_id: IntegrationId) -> Result<Option<SyncRun>> {
@@ -717,12 +715,10 @@ impl Store for SqlStore {
             " FROM sync_runs WHERE integration_id = $1 AND status = 'succeeded' ORDER BY id DESC LIMIT 1"
         ))
         .bind(integration_id);
-        let row = self
-            .db
+        self.db
             .read()
-            .fetch_optional(&sql, "reading the last successful run")
-            .await?;
-        row.as_ref().map(decode_run).transpose()
+            .maybe(&sql, "reading the last successful run", decode_run)
+            .await
     }
 
     // ---- batched writes (native per engine) ------------------------------------------------------
@@ -994,12 +990,10 @@ impl Store for SqlStore {
 
     async fn subscription_reads(&self, run_id: i64) -> Result<Vec<(String, SubscriptionRead)>> {
         let sql = q(SUBSCRIPTION_READS).bind(run_id);
-        let rows = self
-            .db
+        self.db
             .read()
-            .fetch_all(&sql, "listing subscription reads")
-            .await?;
-        rows.iter().map(decode_subscription_read).collect()
+            .all(&sql, "listing subscription reads", decode_subscription_read)
+            .await
     }
 
     async fn record_posture(
@@ -1301,18 +1295,18 @@ impl Store for SqlStore {
 
     async fn top_fixes(&self, limit: u32) -> Result<Vec<TopFix>> {
         let sql = q(TOP_FIXES_SQL).bind(limit);
-        let rows = self
-            .db
+        self.db
             .read()
-            .fetch_all(&sql, "ranking recommended updates")
-            .await?;
-        rows.iter().map(decode_top_fix).collect()
+            .all(&sql, "ranking recommended updates", decode_top_fix)
+            .await
     }
 
     async fn riskiest_assets(&self, limit: u32) -> Result<Vec<RiskyAsset>> {
         let sql = q(RISKIEST_ASSETS_SQL).bind(limit);
-        let rows = self.db.read().fetch_all(&sql, "ranking assets").await?;
-        rows.iter().map(decode_risky_asset).collect()
+        self.db
+            .read()
+            .all(&sql, "ranking assets", decode_risky_asset)
+            .await
     }
 
     async fn assets_sorted(
@@ -1464,8 +1458,10 @@ impl Store for SqlStore {
         limit: u32,
     ) -> Result<Vec<Job>> {
         let sql = q(LIST_JOBS).bind(integration).bind(active_only).bind(limit);
-        let rows = self.db.read().fetch_all(&sql, "listing sync jobs").await?;
-        rows.iter().map(decode_job).collect()
+        self.db
+            .read()
+            .all(&sql, "listing sync jobs", decode_job)
+            .await
     }
 
     // ---- audit log -------------------------------------------------------------------------------
@@ -1488,12 +1484,10 @@ impl Store for SqlStore {
     async fn list_audit(&self, limit: u32) -> Result<Vec<AuditEntry>> {
         let sql = q("SELECT id, at, actor, action, target, details FROM audit_log ORDER BY id DESC LIMIT $1")
             .bind(limit);
-        let rows = self
-            .db
+        self.db
             .read()
-            .fetch_all(&sql, "reading the audit log")
-            .await?;
-        rows.iter().map(decode_audit).collect()
+            .all(&sql, "reading the audit log", decode_audit)
+            .await
     }
 
     // ---- accounts --------------------------------------------------------------------------------
@@ -1561,8 +1555,10 @@ impl Store for SqlStore {
             user_columns!(),
             " FROM users ORDER BY lower(name)"
         ));
-        let rows = self.db.read().fetch_all(&sql, "listing accounts").await?;
-        rows.iter().map(decode_user).collect()
+        self.db
+            .read()
+            .all(&sql, "listing accounts", decode_user)
+            .await
     }
 
     async fn set_password(
@@ -1711,19 +1707,19 @@ impl Store for SqlStore {
             "SELECT id, name, scope, created_by, created_at FROM api_tokens WHERE token_hash = $1",
         )
         .bind(token_hash);
-        let row = self
-            .db
+        self.db
             .read()
-            .fetch_optional(&sql, "reading an API token")
-            .await?;
-        row.as_ref().map(decode_api_token).transpose()
+            .maybe(&sql, "reading an API token", decode_api_token)
+            .await
     }
 
     async fn list_api_tokens(&self) -> Result<Vec<ApiToken>> {
         let sql =
             q("SELECT id, name, scope, created_by, created_at FROM api_tokens ORDER BY id DESC");
-        let rows = self.db.read().fetch_all(&sql, "listing API tokens").await?;
-        rows.iter().map(decode_api_token).collect()
+        self.db
+            .read()
+            .all(&sql, "listing API tokens", decode_api_token)
+            .await
     }
 
     async fn delete_api_token(&self, id: i64) -> Result<()> {
