@@ -14,6 +14,7 @@ use rampart_model::{
     Severity, SyncRun, TenantId, Verdict, Vulnerability,
 };
 
+pub(crate) use crate::db::{Arg, Dialect, Sql};
 use crate::error::{Result, StoreError};
 use crate::sort::{
     AssetSort, AssetSortKey, SortCursor, keyset_condition, order_by, sorted_columns,
@@ -653,60 +654,6 @@ pub(crate) fn decode_risky_asset(r: &impl RowExt) -> Result<RiskyAsset> {
 }
 
 // ---- dynamic reads -------------------------------------------------------------------------------
-
-/// A bind value of a dynamically built read.
-#[derive(Debug, Clone)]
-pub(crate) enum Arg {
-    Int(i64),
-    Text(String),
-    /// Bound as INTEGER microseconds on SQLite, TIMESTAMPTZ on PostgreSQL.
-    Time(DateTime<Utc>),
-}
-
-/// A read built from a filter: SQL text with `$n` placeholders (both backends take them) and
-/// the values to bind, in order. User input only ever travels as a bound value.
-#[derive(Debug, Default)]
-pub(crate) struct Sql {
-    pub text: String,
-    pub args: Vec<Arg>,
-    /// Whether the outer query has its WHERE yet (subqueries in the text have their own).
-    has_where: bool,
-}
-
-impl Sql {
-    pub(crate) fn new(text: &str) -> Self {
-        Self {
-            text: text.to_owned(),
-            args: Vec::new(),
-            has_where: false,
-        }
-    }
-
-    /// Adds a value and returns its placeholder.
-    pub(crate) fn arg(&mut self, a: Arg) -> String {
-        self.args.push(a);
-        format!("${}", self.args.len())
-    }
-
-    pub(crate) fn and(&mut self, clause: &str) {
-        self.text
-            .push_str(if self.has_where { " AND " } else { " WHERE " });
-        self.has_where = true;
-        self.text.push_str(clause);
-    }
-}
-
-/// How the backend spells a case-insensitive LIKE.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Dialect {
-    /// `LIKE` on SQLite (case-insensitive for ASCII), `ILIKE` on PostgreSQL.
-    pub ilike: &'static str,
-    /// Appended to a text expression to compare it byte-wise, as SQLite does: empty on SQLite,
-    /// ` COLLATE "C"` on PostgreSQL (whose default collation depends on the server's locale).
-    pub collate_c: &'static str,
-    /// The two-argument minimum: `min` on SQLite, `LEAST` on PostgreSQL.
-    pub least: &'static str,
-}
 
 /// `%search%` with LIKE's wildcards made literal (used with `ESCAPE '\'`).
 pub(crate) fn like_pattern(search: &str) -> String {

@@ -251,9 +251,10 @@ async fn posture_head<S: Store + ?Sized>(
     Ok((records, names))
 }
 
-/// `export posture`: the rows of [`posture_head`], then every recommendation not `Removed`,
+/// `export posture`: per integration a `tenant` row, then `score` rows (latest per subscription),
+/// `control` rows (latest controls), then every recommendation not `Removed`,
 /// streamed page by page.
-pub(crate) fn posture_records<S: Store + ?Sized>(
+pub fn posture_records<S: Store + ?Sized>(
     store: &S,
     integration: Option<IntegrationId>,
 ) -> BoxStream<'_, Result<PostureRecord>> {

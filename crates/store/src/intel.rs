@@ -10,7 +10,7 @@ use serde::Serialize;
 use rampart_model::CveId;
 use rampart_model::priority::{KevEntry, RansomwareUse};
 
-use crate::common::{RowExt, clean, clean_opt, corrupt};
+use crate::common::{RowExt, clean_opt, corrupt};
 use crate::error::Result;
 use crate::store::Store;
 
@@ -123,10 +123,29 @@ pub(crate) fn kev_rows_json<'a>(entries: impl IntoIterator<Item = &'a KevEntry>)
     serde_json::to_string(&rows).unwrap_or_else(|_| "[]".to_owned())
 }
 
-/// The JSON array of CVE ids for a look-up.
-pub(crate) fn cve_ids_json(cves: &[CveId]) -> String {
-    let ids: Vec<std::borrow::Cow<'_, str>> = cves.iter().map(|c| clean(c.as_str())).collect();
-    serde_json::to_string(&ids).unwrap_or_else(|_| "[]".to_owned())
+/// The bulk insert of the catalogue, one statement however long: `$1` is [`kev_rows_json`].
+pub(crate) fn kev_insert_sql(backend: crate::types::Backend) -> &'static str {
+    match backend {
+        crate::types::Backend::Sqlite => {
+            "INSERT INTO kev_entries (cve_id, date_added, due_date, known_ransomware_campaign_use, \
+             vendor_project, product, vulnerability_name, short_description, required_action, notes) \
+             SELECT json_extract(value, '$.cve_id'), json_extract(value, '$.date_added'), \
+             json_extract(value, '$.due_date'), json_extract(value, '$.known_ransomware_campaign_use'), \
+             json_extract(value, '$.vendor_project'), json_extract(value, '$.product'), \
+             json_extract(value, '$.vulnerability_name'), json_extract(value, '$.short_description'), \
+             json_extract(value, '$.required_action'), json_extract(value, '$.notes') \
+             FROM json_each($1)"
+        }
+        crate::types::Backend::Postgres => {
+            "INSERT INTO kev_entries (cve_id, date_added, due_date, known_ransomware_campaign_use, \
+             vendor_project, product, vulnerability_name, short_description, required_action, notes) \
+             SELECT cve_id, date_added, due_date, known_ransomware_campaign_use, vendor_project, \
+             product, vulnerability_name, short_description, required_action, notes \
+             FROM jsonb_to_recordset($1::jsonb) AS x(cve_id text, date_added date, due_date date, \
+             known_ransomware_campaign_use text, vendor_project text, product text, \
+             vulnerability_name text, short_description text, required_action text, notes text)"
+        }
+    }
 }
 
 pub(crate) const KEV_COLUMNS: &str = "cve_id, date_added, due_date, known_ransomware_campaign_use, \

@@ -23,6 +23,7 @@
 
 mod cloud_sql;
 mod common;
+mod db;
 mod error;
 pub mod export;
 pub mod intel;
@@ -31,6 +32,7 @@ mod ops;
 mod postgres;
 mod run_owner;
 mod sort;
+mod sql_store;
 mod sqlite;
 mod store;
 mod summary;
@@ -49,14 +51,41 @@ pub use ops::{
     Restored, SchemaState, pg_dump_command, restore_sqlite, sqlite_backup, sqlite_path,
     verify_sqlite_backup,
 };
-pub use postgres::{PgStore, redact as redact_url};
+pub use postgres::redact as redact_url;
 pub use run_owner::RunOwner;
 pub use sort::{AssetSort, AssetSortKey, ListedAsset, OpenFindings, SortCursor};
-pub use sqlite::{SQLITE_MAX_PARAMS, SqliteStore};
+pub use sql_store::SqlStore;
+pub use sqlite::SQLITE_MAX_PARAMS;
 pub use store::{STALE_RUN_AFTER, STREAM_PAGE_SIZE, Store};
 pub use summary::Summary;
-pub use types::*;
-pub use types_cloud::*;
+// The store's request and answer types, by area (the records themselves are `rampart_model`'s).
+// integrations and runs
+pub use types::{Backend, IntegrationUpdate, NewIntegration, RunOutcome, SecretCiphertext};
+// batched writes and reconciliation
+pub use types::{
+    DeltaCounts, FindingChange, ReconcileOutcome, ReconcilePolicy, ReconcileScope, UpsertCounts,
+};
+// reads
+pub use types::{
+    AssetFilter, Counts, CveFacts, FindingFilter, Page, RiskyAsset, SeverityCounts, StoredAsset,
+    StoredFinding, StoredVulnerability, TopFix, VulnerabilityFilter,
+};
+// audit log and accounts
+pub use types::{
+    ApiToken, AuditEntry, NewApiToken, NewAuditEntry, NewUser, Role, TokenScope, User,
+    UserCredentials,
+};
+// Defender for Cloud
+pub use types_cloud::{
+    PosturePoint, RECOMMENDATION_REMOVED, RecommendationFilter, StoredControlScore,
+    StoredPostureScore, StoredRecommendation, StoredSubscription, SubscriptionRead,
+    SubscriptionReadOutcome,
+};
+
+/// The store on SQLite: [`SqlStore::open`] opens one.
+pub type SqliteStore = SqlStore;
+/// The store on PostgreSQL: [`SqlStore::connect`] opens one.
+pub type PgStore = SqlStore;
 
 /// Where Rampart keeps its data when no `--database` / `DATABASE_URL` is given.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://./rampart-data/rampart.db";
@@ -75,7 +104,7 @@ pub fn default_url() -> &'static str {
 pub async fn connect(url: &str) -> Result<Arc<dyn Store>, StoreError> {
     let url = url.trim();
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Ok(Arc::new(PgStore::connect(url).await?));
+        return Ok(Arc::new(SqlStore::connect(url).await?));
     }
     if let Some((scheme, _)) = url.split_once("://")
         && scheme != "sqlite"
@@ -86,5 +115,5 @@ pub async fn connect(url: &str) -> Result<Arc<dyn Store>, StoreError> {
         });
     }
     let path = sqlite::path_from_url(url)?;
-    Ok(Arc::new(SqliteStore::open(&path).await?))
+    Ok(Arc::new(SqlStore::open(&path).await?))
 }

@@ -6,7 +6,6 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 
-use rampart_model::export::PostureRecord;
 use rampart_model::priority::KevEntry;
 use rampart_model::{
     Asset, ControlScore, CveId, Finding, Integration, IntegrationId, IntegrationName, PostureScore,
@@ -549,16 +548,6 @@ pub trait Store: Send + Sync + std::fmt::Debug {
                 Ok((page.items, page.next))
             }
         })
-    }
-
-    /// The records of `export posture` ([`crate::export::posture_records`]): per integration a
-    /// `tenant` row, then `score` rows (latest per subscription), `control` rows (latest
-    /// controls), and `recommendation` rows (every recommendation not `Removed`).
-    fn stream_posture_records(
-        &self,
-        integration: Option<IntegrationId>,
-    ) -> BoxStream<'_, Result<PostureRecord>> {
-        crate::export::posture_records(self, integration)
     }
 
     /// Every catalogue entry matching the filter; see [`Store::stream_assets`].

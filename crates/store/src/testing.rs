@@ -30,7 +30,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use sqlx::Connection;
 use tempfile::TempDir;
 
-use crate::postgres::PgStore;
+use crate::PgStore;
 use crate::{SqliteStore, Store};
 
 /// A fresh SQLite database in a real file. Keep the directory alive as long as the store.

@@ -13,7 +13,7 @@ use rampart_model::export::{
     AssetRecord, CsvRecord, FindingRecord, PostureRecord, VulnerabilityRecord, csv_line,
     posture_record_type, rfc3339,
 };
-use rampart_store::export::{asset_record, finding_record, vulnerability_records};
+use rampart_store::export::{asset_record, finding_record, posture_records, vulnerability_records};
 use rampart_store::{AssetFilter, FindingFilter, StoredAsset, StoredFinding, VulnerabilityFilter};
 use serde::Serialize;
 
@@ -89,7 +89,7 @@ pub async fn run(global: &Global, args: ExportArgs) -> anyhow::Result<ExitCode> 
             // Defender for Cloud posture: tenant, score, control and recommendation rows (an
             // Endpoint-only store gives just the CSV header). In OCSF, recommendations are
             // Compliance Findings; scores have no OCSF class and are left out, with a note.
-            let mut stream = store.stream_posture_records(integration);
+            let mut stream = posture_records(store.as_ref(), integration);
             let mut writer = RecordWriter::<PostureRecord>::new(args.format, &mut out)?;
             let mut scores_left_out = 0u64;
             while let Some(item) = stream.next().await {

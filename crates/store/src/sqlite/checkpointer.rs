@@ -58,7 +58,8 @@ impl Drop for Checkpointer {
 mod tests {
     use std::time::{Duration, Instant};
 
-    use super::super::SqliteStore;
+    use crate::SqlStore;
+    use crate::db::{Sql, q};
 
     /// Data committed by the writer reaches the database file while the store stays open,
     /// although it is far below the writer's own automatic checkpoint (64 MB).
@@ -66,19 +67,16 @@ mod tests {
     async fn the_wal_reaches_the_database_file_without_the_writer() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("checkpoint.db");
-        let store = SqliteStore::open(&path).await.unwrap();
+        let store = SqlStore::open(&path).await.unwrap();
+        let store = &store;
+        let write = |sql: Sql| async move { store.db.write().execute(&sql, "test").await.unwrap() };
         let before = std::fs::metadata(&path).unwrap().len();
-        sqlx::query("CREATE TABLE scratch (v BLOB)")
-            .execute(&store.write)
-            .await
-            .unwrap();
-        sqlx::query(
+        write(q("CREATE TABLE scratch (v BLOB)")).await;
+        write(q(
             "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000) \
              INSERT INTO scratch SELECT randomblob(1000) FROM n",
-        )
-        .execute(&store.write)
-        .await
-        .unwrap();
+        ))
+        .await;
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let now = std::fs::metadata(&path).unwrap().len();

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use futures::TryStreamExt;
+use rampart_store::export::posture_records;
 
 use rampart_model::export::{CsvRecord, PostureRecord};
 use rampart_model::{
@@ -14,7 +15,7 @@ use rampart_model::{
 use rampart_store::{
     AssetFilter, FindingFilter, NewIntegration, RECOMMENDATION_REMOVED, RecommendationFilter,
     ReconcileOutcome, ReconcilePolicy, ReconcileScope, Store, StoreError, StoredRecommendation,
-    SubscriptionReadOutcome, UpsertCounts,
+    SubscriptionReadOutcome,
 };
 
 use crate::support::*;
@@ -123,15 +124,6 @@ fn control(sub: &str, id: &str, current: f64, max: f64) -> ControlScore {
         unhealthy: 1,
         not_applicable: 0,
         weight: 4,
-    }
-}
-
-fn counts(new: u64, updated: u64, unchanged: u64, reopened: u64) -> UpsertCounts {
-    UpsertCounts {
-        new,
-        updated,
-        unchanged,
-        reopened,
     }
 }
 
@@ -719,14 +711,7 @@ async fn reconcile_concludes_only_the_scoped_subscriptions(store: Arc<dyn Store>
         )
         .await
         .unwrap();
-    assert_eq!(
-        out,
-        ReconcileOutcome::Applied {
-            assets_missing: 0,
-            findings_fixed: 0,
-            recommendations_removed: 0
-        }
-    );
+    assert_eq!(out, applied(0, 0, 0));
     store.finish_run(run1, &succeeded(t(1))).await.unwrap();
 
     // Run 2, subscription A: vm3 and the subscription asset are gone, vm0 lost finding 1,
@@ -765,14 +750,7 @@ async fn reconcile_concludes_only_the_scoped_subscriptions(store: Arc<dyn Store>
     let out = store.reconcile(c.id, run2, policy).await.unwrap();
     // vm3 and /subscriptions/A missing; vm0's finding 1 and vm3's 2 findings fixed; a-2, a-3
     // removed.
-    assert_eq!(
-        out,
-        ReconcileOutcome::Applied {
-            assets_missing: 2,
-            findings_fixed: 3,
-            recommendations_removed: 2
-        }
-    );
+    assert_eq!(out, applied(2, 3, 2));
 
     for a in all_assets(&store, AssetFilter::default()).await {
         let gone = a.asset.source_id == vm_id(SUB_A, 3)
@@ -918,14 +896,7 @@ async fn breaker_counts_within_the_scope(store: Arc<dyn Store>) {
         )
         .await
         .unwrap();
-    assert_eq!(
-        out,
-        ReconcileOutcome::Applied {
-            assets_missing: 2,
-            findings_fixed: 1,
-            recommendations_removed: 1
-        }
-    );
+    assert_eq!(out, applied(2, 1, 1));
     assert_eq!(store.counts(Some(c.id)).await.unwrap().assets_active, 12);
 }
 
@@ -1128,11 +1099,7 @@ async fn posture_export_rows(store: Arc<dyn Store>) {
     // An Endpoint integration has no posture rows.
     integration(&store, "mde").await;
 
-    let rows: Vec<PostureRecord> = store
-        .stream_posture_records(None)
-        .try_collect()
-        .await
-        .unwrap();
+    let rows: Vec<PostureRecord> = posture_records(&*store, None).try_collect().await.unwrap();
     let types: Vec<&str> = rows.iter().map(|r| r.record_type.as_str()).collect();
     assert_eq!(
         types,
@@ -1184,8 +1151,7 @@ async fn posture_export_rows(store: Arc<dyn Store>) {
         assert_eq!(row.cells().len(), PostureRecord::HEADER.len());
     }
 
-    let only: Vec<PostureRecord> = store
-        .stream_posture_records(Some(c.id + 1))
+    let only: Vec<PostureRecord> = posture_records(&*store, Some(c.id + 1))
         .try_collect()
         .await
         .unwrap();
@@ -1248,62 +1214,19 @@ async fn delete_integration_removes_cloud_rows(store: Arc<dyn Store>) {
         }
     }
     let (kept_id, kept_run) = kept.unwrap();
-    let only_kept = |ids: Vec<i64>| {
-        assert!(
-            ids.iter().all(|i| *i == kept_id) && ids.len() == 1,
-            "{ids:?}"
-        )
-    };
-    only_kept(
-        store
-            .list_subscriptions(None)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|s| s.integration_id)
-            .collect(),
-    );
-    only_kept(
-        store
-            .latest_posture(None)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|s| s.integration_id)
-            .collect(),
-    );
-    only_kept(
-        store
-            .posture_history(None, None)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|s| s.integration_id)
-            .collect(),
-    );
-    only_kept(
-        store
-            .latest_controls(None, None)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|s| s.integration_id)
-            .collect(),
-    );
-    only_kept(
-        all_recs(&store, RecommendationFilter::default())
-            .await
-            .into_iter()
-            .map(|r| r.integration_id)
-            .collect(),
-    );
-    only_kept(
-        all_assets(&store, AssetFilter::default())
-            .await
-            .into_iter()
-            .map(|a| a.integration_id)
-            .collect(),
-    );
+    // Every listing holds the kept integration's rows only.
+    macro_rules! only_kept {
+        ($rows:expr) => {{
+            let ids: Vec<i64> = $rows.iter().map(|r| r.integration_id).collect();
+            assert!(ids == [kept_id], "{ids:?}");
+        }};
+    }
+    only_kept!(store.list_subscriptions(None).await.unwrap());
+    only_kept!(store.latest_posture(None).await.unwrap());
+    only_kept!(store.posture_history(None, None).await.unwrap());
+    only_kept!(store.latest_controls(None, None).await.unwrap());
+    only_kept!(all_recs(&store, RecommendationFilter::default()).await);
+    only_kept!(all_assets(&store, AssetFilter::default()).await);
     assert_eq!(store.subscription_reads(kept_run).await.unwrap().len(), 1);
     let counts = store.counts(None).await.unwrap();
     assert_eq!(

@@ -361,27 +361,11 @@ async fn changed_since_selects_rows_observed_or_concluded_after(store: Arc<dyn S
         .upsert_vulnerabilities(&(0..3).map(vulnerability).collect::<Vec<_>>())
         .await
         .unwrap();
-    let run = store.start_run(i, "full", t(0)).await.unwrap();
-    store
-        .upsert_assets(i, run, &(0..4).map(asset).collect::<Vec<_>>())
-        .await
-        .unwrap();
-    store
-        .upsert_findings(i, run, &findings(4, 3))
-        .await
-        .unwrap();
+    let run = full_run_seeing(&store, i, t(0), 4, 3).await;
     store.finish_run(run, &succeeded(t(1))).await.unwrap();
     // Run 2 (started at t(10)) sees assets 0 and 1 only; the reconciliation at t(11) marks 2 and 3
     // missing and their findings fixed.
-    let run = store.start_run(i, "full", t(10)).await.unwrap();
-    store
-        .upsert_assets(i, run, &(0..2).map(asset).collect::<Vec<_>>())
-        .await
-        .unwrap();
-    store
-        .upsert_findings(i, run, &findings(2, 3))
-        .await
-        .unwrap();
+    let run = full_run_seeing(&store, i, t(10), 2, 3).await;
     let mut policy = ReconcilePolicy::new(t(11));
     policy.max_missing_share = 1.0;
     store.reconcile(i, run, policy).await.unwrap();

@@ -17,15 +17,7 @@ scenarios!(
 async fn estate(store: &Arc<dyn Store>) -> (i64, i64) {
     let a = integration(store, "a").await;
     let b = integration(store, "b").await;
-    let run = store.start_run(a.id, "full", t(0)).await.unwrap();
-    store
-        .upsert_assets(a.id, run, &(0..12).map(asset).collect::<Vec<_>>())
-        .await
-        .unwrap();
-    store
-        .upsert_findings(a.id, run, &findings(12, 25))
-        .await
-        .unwrap();
+    let run = full_run_seeing(store, a.id, t(0), 12, 25).await;
     store.finish_run(run, &succeeded(t(1))).await.unwrap();
     let run2 = store.start_run(a.id, "full", t(10)).await.unwrap();
     store

@@ -20,27 +20,12 @@ scenarios!(
 /// findings 0..3 (not 3 and 4).
 async fn two_runs(store: &Arc<dyn Store>) -> (i64, i64, i64) {
     let i = integration(store, "i").await;
-    let run1 = store.start_run(i.id, "full", t(0)).await.unwrap();
-    store
-        .upsert_assets(i.id, run1, &(0..10).map(asset).collect::<Vec<_>>())
-        .await
-        .unwrap();
-    store
-        .upsert_findings(i.id, run1, &findings(10, 5))
-        .await
-        .unwrap();
+    let run1 = full_run_seeing(store, i.id, t(0), 10, 5).await;
     let out = store
         .reconcile(i.id, run1, ReconcilePolicy::new(t(1)))
         .await
         .unwrap();
-    assert_eq!(
-        out,
-        ReconcileOutcome::Applied {
-            assets_missing: 0,
-            findings_fixed: 0,
-            recommendations_removed: 0,
-        }
-    );
+    assert_eq!(out, applied(0, 0, 0));
     store.finish_run(run1, &succeeded(t(1))).await.unwrap();
 
     let run2 = store.start_run(i.id, "full", t(60)).await.unwrap();
@@ -66,14 +51,7 @@ async fn marks_fixed_and_missing_exactly(store: Arc<dyn Store>) {
         .await
         .unwrap();
     // Asset 9 is missing; its 5 findings and asset 0's 2 unseen findings are fixed.
-    assert_eq!(
-        out,
-        ReconcileOutcome::Applied {
-            assets_missing: 1,
-            findings_fixed: 7,
-            recommendations_removed: 0,
-        }
-    );
+    assert_eq!(out, applied(1, 7, 0));
 
     let assets = all_assets(&store, AssetFilter::default()).await;
     for a in &assets {
@@ -127,11 +105,7 @@ async fn marks_fixed_and_missing_exactly(store: Arc<dyn Store>) {
             .reconcile(i, run2, ReconcilePolicy::new(t(62)))
             .await
             .unwrap(),
-        ReconcileOutcome::Applied {
-            assets_missing: 0,
-            findings_fixed: 0,
-            recommendations_removed: 0,
-        }
+        applied(0, 0, 0)
     );
     let c = store.counts(Some(i)).await.unwrap();
     assert_eq!(c.assets_active, 9);
@@ -188,27 +162,11 @@ async fn seen_again_reopens(store: Arc<dyn Store>) {
 
 async fn circuit_breaker_holds_and_changes_nothing(store: Arc<dyn Store>) {
     let i = integration(&store, "i").await;
-    let run1 = store.start_run(i.id, "full", t(0)).await.unwrap();
-    store
-        .upsert_assets(i.id, run1, &(0..10).map(asset).collect::<Vec<_>>())
-        .await
-        .unwrap();
-    store
-        .upsert_findings(i.id, run1, &findings(10, 3))
-        .await
-        .unwrap();
+    let run1 = full_run_seeing(&store, i.id, t(0), 10, 3).await;
     store.finish_run(run1, &succeeded(t(1))).await.unwrap();
 
     // Run 2 sees only 6 of 10 assets: 40 % would go missing, more than 30 %.
-    let run2 = store.start_run(i.id, "full", t(60)).await.unwrap();
-    store
-        .upsert_assets(i.id, run2, &(0..6).map(asset).collect::<Vec<_>>())
-        .await
-        .unwrap();
-    store
-        .upsert_findings(i.id, run2, &findings(6, 3))
-        .await
-        .unwrap();
+    let run2 = full_run_seeing(&store, i.id, t(60), 6, 3).await;
     let out = store
         .reconcile(i.id, run2, ReconcilePolicy::new(t(61)))
         .await
@@ -319,14 +277,7 @@ async fn reconcile_only_touches_its_integration(store: Arc<dyn Store>) {
         .reconcile(a.id, ra2, ReconcilePolicy::new(t(11)))
         .await
         .unwrap();
-    assert_eq!(
-        out,
-        ReconcileOutcome::Applied {
-            assets_missing: 0,
-            findings_fixed: 3,
-            recommendations_removed: 0,
-        }
-    );
+    assert_eq!(out, applied(0, 3, 0));
     assert_eq!(store.counts(Some(b.id)).await.unwrap().findings_fixed, 0);
     // A run of another integration cannot reconcile this one.
     assert!(matches!(

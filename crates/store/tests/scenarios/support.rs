@@ -10,8 +10,8 @@ use rampart_model::{
     Severity, Vulnerability,
 };
 use rampart_store::{
-    AssetFilter, FindingFilter, NewIntegration, RunOutcome, SecretCiphertext, Store, StoredAsset,
-    StoredFinding,
+    AssetFilter, FindingFilter, NewIntegration, ReconcileOutcome, RunOutcome, SecretCiphertext,
+    Store, StoredAsset, StoredFinding, UpsertCounts,
 };
 
 /// A fixed clock: 2026-01-01T00:00:00Z plus `minutes`.
@@ -154,4 +154,49 @@ pub async fn all_findings(store: &Arc<dyn Store>, filter: FindingFilter) -> Vec<
 
 pub fn succeeded(at: DateTime<Utc>) -> RunOutcome {
     RunOutcome::new(RunStatus::Succeeded, at)
+}
+
+/// Starts a full run at `at` that writes assets `0..assets`, each with `per_asset` findings
+/// ([`findings`]); returns the run, still running.
+pub async fn full_run_seeing(
+    store: &Arc<dyn Store>,
+    integration_id: i64,
+    at: DateTime<Utc>,
+    assets: usize,
+    per_asset: usize,
+) -> i64 {
+    let run = store.start_run(integration_id, "full", at).await.unwrap();
+    let all: Vec<Asset> = (0..assets).map(asset).collect();
+    store
+        .upsert_assets(integration_id, run, &all)
+        .await
+        .unwrap();
+    store
+        .upsert_findings(integration_id, run, &findings(assets, per_asset))
+        .await
+        .unwrap();
+    run
+}
+
+/// What an upsert did: new, updated, unchanged, reopened.
+pub fn counts(new: u64, updated: u64, unchanged: u64, reopened: u64) -> UpsertCounts {
+    UpsertCounts {
+        new,
+        updated,
+        unchanged,
+        reopened,
+    }
+}
+
+/// A reconciliation that changed this many assets, findings and recommendations.
+pub fn applied(
+    assets_missing: u64,
+    findings_fixed: u64,
+    recommendations_removed: u64,
+) -> ReconcileOutcome {
+    ReconcileOutcome::Applied {
+        assets_missing,
+        findings_fixed,
+        recommendations_removed,
+    }
 }

@@ -15,15 +15,6 @@ scenarios!(
     empty_batches_are_fine,
 );
 
-fn counts(new: u64, updated: u64, unchanged: u64, reopened: u64) -> UpsertCounts {
-    UpsertCounts {
-        new,
-        updated,
-        unchanged,
-        reopened,
-    }
-}
-
 async fn assets_are_idempotent_and_changes_detected(store: Arc<dyn Store>) {
     let i = integration(&store, "i").await;
     let run = store.start_run(i.id, "full", t(0)).await.unwrap();

@@ -83,9 +83,7 @@ pub async fn the_tenant_score_is_microsofts_over_subscriptions_of_different_maxi
         "{last:?}"
     );
 
-    let rows: Vec<_> = h
-        .store
-        .stream_posture_records(Some(h.integration.id))
+    let rows: Vec<_> = rampart_store::export::posture_records(&*h.store, Some(h.integration.id))
         .try_collect()
         .await
         .expect("export");

@@ -1,0 +1,1814 @@
+//! [`Store`] written once for both engines, over the database layer of `crate::db`. Only the bulk
+//! writes go to native code (`sqlite::bulk`, `postgres::bulk`); every other method is one SQL
+//! text, with the few differences the [`Dialect`] spells.
+
+use std::path::Path;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use rampart_model::priority::KevEntry;
+use rampart_model::{
+    Asset, ControlScore, CveId, Finding, Integration, IntegrationId, IntegrationName, PostureScore,
+    Recommendation, Subscription, SyncRun, Vulnerability,
+};
+
+use crate::cloud_sql::*;
+use crate::common::*;
+use crate::db::{Dialect, On, Pool, Row, Sql, Tx, q};
+use crate::error::{Result, StoreError};
+use crate::intel::*;
+use crate::jobs::*;
+use crate::run_owner::RunOwner;
+use crate::sort::*;
+use crate::sqlite::SqliteFile;
+use crate::store::{STALE_RUN_AFTER, Store};
+use crate::summary::*;
+use crate::types::*;
+use crate::types_cloud::*;
+use crate::{postgres, sqlite};
+
+/// The by-CVE index of migration 0001, word for word (`IF NOT EXISTS` added): dropped for the
+/// first load of an integration and rebuilt after it (see [`Store::begin_bulk_findings`]), and
+/// recreated when the store opens (a bulk load that died before rebuilding it left it missing).
+pub(crate) const CREATE_FINDINGS_BY_CVE: &str = "CREATE INDEX IF NOT EXISTS findings_open_by_cve ON findings (cve_id, integration_id, asset_id) WHERE status = 'open'";
+
+/// Rampart's store on SQLite or PostgreSQL ([`crate::connect`] picks one from the URL; open one
+/// directly with [`SqlStore::open`] or [`SqlStore::connect`]).
+pub struct SqlStore {
+    pub(crate) db: Pool,
+    pub(crate) d: Dialect,
+    /// Dropped after the pools (fields drop in declaration order).
+    pub(crate) engine: Engine,
+}
+
+/// What one engine's store has beside its pools.
+pub(crate) enum Engine {
+    Sqlite(SqliteFile),
+    /// Something to drop together with the store, after the pool: the test harness drops its
+    /// per-test database this way.
+    Postgres {
+        _attachment: Option<Box<dyn Send + Sync>>,
+    },
+}
+
+impl std::fmt::Debug for SqlStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut s = f.debug_struct("SqlStore");
+        s.field("backend", &self.d.backend);
+        if let Engine::Sqlite(file) = &self.engine {
+            s.field("path", &file.path);
+        }
+        s.finish_non_exhaustive()
+    }
+}
+
+impl SqlStore {
+    pub(crate) fn new(db: Pool, engine: Engine) -> Self {
+        let d = db.dialect();
+        Self { db, d, engine }
+    }
+}
+
+// ---- shared steps ---------------------------------------------------------------------------------
+
+/// The run's `started_at`, once it is known to be running and to belong to the integration.
+pub(crate) async fn check_run(
+    on: On<'_>,
+    integration_id: IntegrationId,
+    run_id: i64,
+) -> Result<DateTime<Utc>> {
+    let sql =
+        q("SELECT integration_id, status, started_at FROM sync_runs WHERE id = $1").bind(run_id);
+    let row = match on.fetch_optional(&sql, "checking the sync run").await? {
+        None => None,
+        Some(r) => Some((
+            r.int("integration_id")?,
+            r.text("status")?,
+            r.ts("started_at")?,
+        )),
+    };
+    check_run_for_write(run_id, integration_id, row)
+}
+
+/// Records that the run's process is alive.
+pub(crate) async fn heartbeat(on: On<'_>, run_id: i64) -> Result<()> {
+    let sql = q("UPDATE sync_runs SET heartbeat_at = $2 WHERE id = $1")
+        .bind(run_id)
+        .bind(Utc::now());
+    on.execute(&sql, "recording the run's heartbeat").await?;
+    Ok(())
+}
+
+/// Checks that `run_id` is a running run of `integration_id`, records a sign of life, and returns
+/// the run's start (the observation time of everything it writes).
+async fn touch_run(
+    tx: &mut Tx,
+    integration_id: IntegrationId,
+    run_id: i64,
+) -> Result<DateTime<Utc>> {
+    let started_at = check_run(tx.on(), integration_id, run_id).await?;
+    heartbeat(tx.on(), run_id).await?;
+    Ok(started_at)
+}
+
+async fn run_by_id(on: On<'_>, run_id: i64) -> Result<SyncRun> {
+    let sql = q(concat!(
+        "SELECT ",
+        run_columns!(),
+        " FROM sync_runs WHERE id = $1"
+    ))
+    .bind(run_id);
+    on.fetch_optional(&sql, "reading a sync run")
+        .await?
+        .ok_or_else(|| run_not_found(run_id))
+        .and_then(|r| decode_run(&r))
+}
+
+/// Recounts an integration's summaries (see the `summary` module).
+async fn refresh_summaries(d: Dialect, tx: &mut Tx, integration_id: IntegrationId) -> Result<()> {
+    let op = "refreshing the findings summaries";
+    if let Tx::Sqlite(c) = tx {
+        sqlite::bulk::set_cache_kib(c, sqlite::bulk::SCAN_CACHE_KIB, op).await?;
+    }
+    let refreshed = async {
+        for sql in [refresh_assets_sql(d).as_str(), CLEAR_FIXES, REFRESH_FIXES] {
+            tx.on().execute(&q(sql).bind(integration_id), op).await?;
+        }
+        Ok(())
+    }
+    .await;
+    // The refresh's own error, if any, is the one worth reporting.
+    let restored = match tx {
+        Tx::Sqlite(c) => sqlite::bulk::set_cache_kib(c, sqlite::bulk::WRITER_CACHE_KIB, op).await,
+        Tx::Postgres(_) => Ok(()),
+    };
+    refreshed.and(restored)
+}
+
+/// `sql` with `texts` bound after the values it has.
+fn with_texts(mut sql: Sql, texts: &[String]) -> Sql {
+    for t in texts {
+        sql = sql.bind(t.as_str());
+    }
+    sql
+}
+
+/// Adds one `status, severity, n` row of the dashboard queries to the counts.
+fn tally(counts: &mut Counts, is_assets: bool, r: &Row) -> Result<()> {
+    let status = r.text("status")?;
+    let n = as_u64(r.int("n")?);
+    match (is_assets, status.as_str()) {
+        (true, "active") => counts.assets_active += n,
+        (true, _) => counts.assets_missing += n,
+        (false, "open") => counts
+            .findings_open
+            .add(severity_from_code(r.opt_int("severity")?)?, n),
+        (false, _) => counts.findings_fixed += n,
+    }
+    Ok(())
+}
+
+/// The cloud numbers of the dashboard, added to `counts`. On the caller's connection (its read
+/// transaction): asking the pool for a second connection while holding one is how concurrent
+/// dashboards once took every connection and waited for each other until the pool timed out.
+async fn cloud_counts(
+    tx: &mut Tx,
+    integration: Option<IntegrationId>,
+    counts: &mut Counts,
+) -> Result<()> {
+    let sql = subscription_count_query(integration);
+    let n = tx.on().fetch_one(&sql, "counting subscriptions").await?;
+    counts.subscriptions = as_u64(n.int("n")?);
+    let sql = unhealthy_by_severity_query(integration);
+    for r in tx.on().fetch_all(&sql, "counting recommendations").await? {
+        tally_unhealthy(counts, &r)?;
+    }
+    Ok(())
+}
+
+async fn integration_names(tx: &mut Tx, op: &'static str) -> Result<IntegrationNames> {
+    decode_integration_names(&tx.on().fetch_all(&q(INTEGRATION_NAMES), op).await?)
+}
+
+/// Rows of a listing and the names of the integrations they refer to, from one snapshot.
+async fn with_names(
+    db: &Pool,
+    sql: &Sql,
+    op: &'static str,
+) -> Result<(Vec<Row>, IntegrationNames)> {
+    let mut tx = db.begin_read().await?;
+    let rows = tx.on().fetch_all(sql, op).await?;
+    let names = integration_names(&mut tx, op).await?;
+    Ok((rows, names))
+}
+
+fn no_account(id: i64) -> StoreError {
+    StoreError::NotFound(format!("there is no account with id {id}"))
+}
+
+// ---- the store ------------------------------------------------------------------------------------
+
+#[async_trait]
+impl Store for SqlStore {
+    fn backend(&self) -> Backend {
+        self.d.backend
+    }
+
+    async fn schema_state(&self) -> Result<crate::ops::SchemaState> {
+        match &self.engine {
+            Engine::Sqlite(file) => {
+                crate::ops::sqlite_schema_state(&file.path, sqlite::migrator()).await
+            }
+            Engine::Postgres { .. } => {
+                let sql = q("SELECT version, success FROM _sqlx_migrations");
+                let rows = self
+                    .db
+                    .read()
+                    .fetch_all(&sql, "reading the applied migrations")
+                    .await?
+                    .iter()
+                    .map(|r| Ok((r.int("version")?, r.flag("success")?)))
+                    .collect::<Result<Vec<_>>>()?;
+                Ok(crate::ops::schema_state(&postgres::MIGRATOR, &rows))
+            }
+        }
+    }
+
+    async fn backup_into(&self, dest: &Path) -> Result<()> {
+        match &self.engine {
+            Engine::Sqlite(file) => crate::ops::sqlite_backup(&file.path, dest).await,
+            Engine::Postgres { .. } => Err(StoreError::InvalidInput(
+                "this database is PostgreSQL: back it up with pg_dump".to_owned(),
+            )),
+        }
+    }
+
+    async fn close(&self) {
+        if let Engine::Sqlite(file) = &self.engine {
+            file.checkpoints.close().await;
+        }
+        self.db.close().await;
+    }
+
+    // ---- integrations ------------------------------------------------------------------------
+
+    async fn create_integration(&self, new: &NewIntegration) -> Result<Integration> {
+        let sql = q(concat!(
+            "INSERT INTO integrations (name, product, cloud, tenant_id, client_id, secret_ciphertext, secret_nonce, \
+             secret_last4, secret_expires_on, login_url, api_url, schedule_minutes, enabled, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14) RETURNING ",
+            integration_columns!()
+        ))
+        .bind(new.name.as_str())
+        .bind(new.product.as_str())
+        .bind(new.cloud.as_str())
+        .bind(new.tenant_id.as_str())
+        .bind(new.client_id.to_string())
+        .bind(&new.secret.ciphertext)
+        .bind(&new.secret.nonce)
+        .bind(clean(&new.hint.last4))
+        .bind(new.hint.expires_on)
+        .bind(clean_opt(&new.login_url))
+        .bind(clean_opt(&new.api_url))
+        .bind(new.schedule_minutes)
+        .bind(new.enabled)
+        .bind(Utc::now());
+        match self
+            .db
+            .write()
+            .fetch_one(&sql, "creating an integration")
+            .await
+        {
+            Ok(row) => decode_integration(&row),
+            Err(e) if e.is_unique_violation() => Err(name_taken(&new.name)),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn get_integration(&self, id: IntegrationId) -> Result<Integration> {
+        let sql = q(concat!(
+            "SELECT ",
+            integration_columns!(),
+            " FROM integrations WHERE id = $1"
+        ));
+        self.db
+            .read()
+            .fetch_optional(&sql.bind(id), "reading an integration")
+            .await?
+            .ok_or_else(|| integration_not_found(id))
+            .and_then(|r| decode_integration(&r))
+    }
+
+    async fn get_integration_by_name(&self, name: &IntegrationName) -> Result<Integration> {
+        let sql = q(concat!(
+            "SELECT ",
+            integration_columns!(),
+            " FROM integrations WHERE lower(name) = lower($1)"
+        ));
+        self.db
+            .read()
+            .fetch_optional(&sql.bind(name.as_str()), "reading an integration")
+            .await?
+            .ok_or_else(|| integration_name_not_found(name))
+            .and_then(|r| decode_integration(&r))
+    }
+
+    async fn list_integrations(&self) -> Result<Vec<Integration>> {
+        let sql = q(concat!(
+            "SELECT ",
+            integration_columns!(),
+            " FROM integrations ORDER BY lower(name)"
+        ));
+        self.db
+            .read()
+            .all(&sql, "listing integrations", decode_integration)
+            .await
+    }
+
+    async fn update_integration(
+        &self,
+        id: IntegrationId,
+        u: &IntegrationUpdate,
+    ) -> Result<Integration> {
+        let mut tx = self.db.begin().await?;
+        let sql = q(&format!(
+            "SELECT {} FROM integrations WHERE id = $1{}",
+            integration_columns!(),
+            self.d.for_update
+        ))
+        .bind(id);
+        let row = tx
+            .on()
+            .fetch_optional(&sql, "reading an integration")
+            .await?
+            .ok_or_else(|| integration_not_found(id))?;
+        let cur = decode_integration(&row)?;
+        let name = u.name.clone().unwrap_or(cur.name);
+        let (secret, hint) = match &u.secret {
+            Some((s, h)) => (Some(s), h.clone()),
+            None => (None, cur.secret_hint),
+        };
+        let sql = q(concat!(
+            "UPDATE integrations SET name = $2, cloud = $3, tenant_id = $4, client_id = $5, \
+             secret_ciphertext = COALESCE($6, secret_ciphertext), secret_nonce = COALESCE($7, secret_nonce), \
+             secret_last4 = $8, secret_expires_on = $9, login_url = $10, api_url = $11, schedule_minutes = $12, \
+             enabled = $13, updated_at = $14 WHERE id = $1 RETURNING ",
+            integration_columns!()
+        ))
+        .bind(id)
+        .bind(name.as_str())
+        .bind(u.cloud.unwrap_or(cur.cloud).as_str())
+        .bind(u.tenant_id.as_ref().unwrap_or(&cur.tenant_id).as_str())
+        .bind(u.client_id.unwrap_or(cur.client_id).to_string())
+        .bind(secret.map(|s| s.ciphertext.as_slice()))
+        .bind(secret.map(|s| s.nonce.as_slice()))
+        .bind(clean(&hint.last4))
+        .bind(hint.expires_on)
+        .bind(clean_opt(&u.login_url.clone().unwrap_or(cur.login_url)))
+        .bind(clean_opt(&u.api_url.clone().unwrap_or(cur.api_url)))
+        .bind(u.schedule_minutes.unwrap_or(cur.schedule_minutes))
+        .bind(u.enabled.unwrap_or(cur.enabled))
+        .bind(Utc::now());
+        let updated = match tx.on().fetch_one(&sql, "updating an integration").await {
+            Ok(row) => decode_integration(&row)?,
+            Err(e) if e.is_unique_violation() => return Err(name_taken(&name)),
+            Err(e) => return Err(e),
+        };
+        tx.commit("committing an integration update").await?;
+        Ok(updated)
+    }
+
+    async fn delete_integration(&self, id: IntegrationId) -> Result<()> {
+        let mut tx = self.db.begin().await?;
+        // Children first, each by its integration index; the cascade would do the same, but
+        // explicit statements keep the cost visible and do not depend on the foreign-key pragma.
+        for table in [
+            "recommendations",
+            "posture_controls",
+            "posture_scores",
+            "subscription_reads",
+            "subscriptions",
+            "findings",
+            "assets",
+            "sync_runs",
+            "sync_state",
+            "jobs",
+        ] {
+            let sql = q(&format!("DELETE FROM {table} WHERE integration_id = $1")).bind(id);
+            tx.on()
+                .execute(&sql, "removing an integration's data")
+                .await?;
+        }
+        let sql = q("DELETE FROM integrations WHERE id = $1").bind(id);
+        if tx.on().execute(&sql, "removing an integration").await? == 0 {
+            return Err(integration_not_found(id));
+        }
+        tx.commit("committing an integration's removal").await
+    }
+
+    async fn integration_secret(&self, id: IntegrationId) -> Result<SecretCiphertext> {
+        let sql =
+            q("SELECT secret_ciphertext, secret_nonce FROM integrations WHERE id = $1").bind(id);
+        let row = self
+            .db
+            .read()
+            .fetch_optional(&sql, "reading an integration's secret")
+            .await?
+            .ok_or_else(|| integration_not_found(id))?;
+        Ok(SecretCiphertext {
+            ciphertext: row.bytes("secret_ciphertext")?,
+            nonce: row.bytes("secret_nonce")?,
+        })
+    }
+
+    // ---- threat intelligence -----------------------------------------------------------------
+
+    async fn replace_kev_catalog(
+        &self,
+        snapshot: &KevSnapshot,
+        entries: &[KevEntry],
+    ) -> Result<IntelSource> {
+        let mut tx = self.db.begin().await?;
+        if self.d.backend == Backend::Postgres {
+            // Two refreshes at once (two `serve` processes) replace one after the other, never
+            // mixed. SQLite's write transaction holds its one write lock already.
+            let lock = q("LOCK TABLE kev_entries IN EXCLUSIVE MODE");
+            tx.on().execute(&lock, "locking the KEV catalogue").await?;
+        }
+        tx.on()
+            .execute(&q("DELETE FROM kev_entries"), "clearing the KEV catalogue")
+            .await?;
+        let insert = q(kev_insert_sql(self.d.backend)).bind(kev_rows_json(entries));
+        tx.on()
+            .execute(&insert, "storing the KEV catalogue")
+            .await?;
+        let sql = q(&format!(
+            "INSERT INTO intel_sources ({SOURCE_COLUMNS}) \
+             VALUES ($1, $2, $3, $4, $5, $5, $6, $7, $8, NULL) \
+             ON CONFLICT (source) DO UPDATE SET url = excluded.url, etag = excluded.etag, \
+             last_modified = excluded.last_modified, fetched_at = excluded.fetched_at, \
+             attempted_at = excluded.attempted_at, catalog_version = excluded.catalog_version, \
+             date_released = excluded.date_released, count = excluded.count, last_error = NULL \
+             RETURNING {SOURCE_COLUMNS}"
+        ))
+        .bind(KEV_SOURCE)
+        .bind(snapshot.url.as_str())
+        .bind(snapshot.etag.as_deref())
+        .bind(snapshot.last_modified.as_deref())
+        .bind(snapshot.fetched_at)
+        .bind(snapshot.catalog_version.as_deref())
+        .bind(snapshot.date_released)
+        .bind(entries.len() as i64);
+        let row = tx.on().fetch_one(&sql, "recording the KEV source").await?;
+        let source = decode_source(&row)?;
+        tx.commit("committing the KEV catalogue").await?;
+        Ok(source)
+    }
+
+    async fn record_intel_check(&self, check: &IntelCheck<'_>) -> Result<()> {
+        let sql = q(
+            "INSERT INTO intel_sources (source, url, fetched_at, attempted_at, last_error) \
+             VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (source) DO UPDATE SET attempted_at = excluded.attempted_at, \
+             fetched_at = COALESCE(excluded.fetched_at, intel_sources.fetched_at), \
+             last_error = excluded.last_error",
+        )
+        .bind(check.source)
+        .bind(check.url)
+        .bind(check.error.is_none().then_some(check.at))
+        .bind(check.at)
+        .bind(check.error);
+        self.db
+            .write()
+            .execute(&sql, "recording an intelligence check")
+            .await?;
+        Ok(())
+    }
+
+    async fn intel_source(&self, source: &str) -> Result<Option<IntelSource>> {
+        let sql = q(&format!(
+            "SELECT {SOURCE_COLUMNS} FROM intel_sources WHERE source = $1"
+        ))
+        .bind(source);
+        self.db
+            .read()
+            .fetch_optional(&sql, "reading an intelligence source")
+            .await?
+            .map(|r| decode_source(&r))
+            .transpose()
+    }
+
+    async fn kev_entries_for(&self, cves: &[CveId]) -> Result<Vec<KevEntry>> {
+        if cves.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = q(&format!(
+            "SELECT {KEV_COLUMNS} FROM kev_entries WHERE {} ORDER BY cve_id{}",
+            self.d.in_list("cve_id", "$1"),
+            self.d.collate_c
+        ))
+        .bind(crate::db::Arg::Texts(
+            cves.iter()
+                .map(|c| clean(c.as_str()).into_owned())
+                .collect(),
+        ));
+        self.db
+            .read()
+            .all(&sql, "reading KEV entries", decode_kev)
+            .await
+    }
+
+    // ---- sync state ----------------------------------------------------------------------------
+
+    async fn get_sync_state(
+        &self,
+        integration_id: IntegrationId,
+        key: &str,
+    ) -> Result<Option<String>> {
+        let sql = q("SELECT value FROM sync_state WHERE integration_id = $1 AND key = $2")
+            .bind(integration_id)
+            .bind(clean(key));
+        let row = self
+            .db
+            .read()
+            .fetch_optional(&sql, "reading sync state")
+            .await?;
+        row.map(|r| r.text("value")).transpose()
+    }
+
+    async fn set_sync_state(
+        &self,
+        integration_id: IntegrationId,
+        key: &str,
+        value: &str,
+    ) -> Result<()> {
+        let sql = q("INSERT INTO sync_state (integration_id, key, value, updated_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (integration_id, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at")
+        .bind(integration_id)
+        .bind(clean(key))
+        .bind(clean(value))
+        .bind(Utc::now());
+        match self.db.write().execute(&sql, "saving sync state").await {
+            Err(e) if e.is_foreign_key_violation() => Err(integration_not_found(integration_id)),
+            other => other.map(|_| ()),
+        }
+    }
+
+    // ---- runs ----------------------------------------------------------------------------------
+
+    async fn start_run_owned(
+        &self,
+        integration_id: IntegrationId,
+        mode: &str,
+        now: DateTime<Utc>,
+        owner: Option<&RunOwner>,
+    ) -> Result<i64> {
+        check_mode(mode)?;
+        let now = truncate_micros(now);
+        let op = "starting a sync run";
+        let mut tx = self.db.begin().await?;
+        let exists = q("SELECT 1 FROM integrations WHERE id = $1").bind(integration_id);
+        if tx.on().fetch_optional(&exists, op).await?.is_none() {
+            return Err(integration_not_found(integration_id));
+        }
+        let running = q(&format!(
+            "SELECT id, started_at, heartbeat_at, owner FROM sync_runs WHERE integration_id = $1 AND status = 'running'{}",
+            self.d.for_update
+        ))
+        .bind(integration_id);
+        if let Some(r) = tx.on().fetch_optional(&running, op).await? {
+            let (id, started, beat) = (r.int("id")?, r.ts("started_at")?, r.ts("heartbeat_at")?);
+            let stale_after = chrono::Duration::from_std(STALE_RUN_AFTER)
+                .unwrap_or_else(|_| chrono::Duration::minutes(30));
+            let recorded = r.opt_text("owner")?;
+            let owner_gone = match (recorded.as_deref().and_then(RunOwner::parse), owner) {
+                (Some(theirs), Some(mine)) => theirs.is_certainly_gone(mine),
+                _ => false,
+            };
+            if beat + stale_after > now && !owner_gone {
+                return Err(run_already_running(id, started, beat));
+            }
+            let close = q("UPDATE sync_runs SET status = 'failed', finished_at = $2, error = $3 WHERE id = $1 AND status = 'running'")
+                .bind(id)
+                .bind(now)
+                .bind(abandoned_message(beat));
+            tx.on()
+                .execute(&close, "closing an abandoned sync run")
+                .await?;
+            tracing::warn!(
+                message = "Closed an abandoned sync run.",
+                run = id,
+                integration = integration_id,
+                last_sign_of_life = %beat
+            );
+        }
+        let insert = q(
+            "INSERT INTO sync_runs (integration_id, mode, status, started_at, heartbeat_at, owner) \
+             VALUES ($1, $2, 'running', $3, $3, $4) RETURNING id",
+        )
+        .bind(integration_id)
+        .bind(mode)
+        .bind(now)
+        .bind(owner.map(|o| o.to_string()));
+        let id = match tx.on().fetch_one(&insert, op).await {
+            Ok(row) => row.int("id")?,
+            Err(e) if e.is_unique_violation() => {
+                return Err(StoreError::Conflict(
+                    "another process started a sync of this integration at the same moment; wait for it to finish"
+                        .to_owned(),
+                ));
+            }
+            Err(e) => return Err(e),
+        };
+        tx.commit(op).await?;
+        Ok(id)
+    }
+
+    async fn heartbeat_run(&self, run_id: i64, now: DateTime<Utc>) -> Result<()> {
+        let sql = q("UPDATE sync_runs SET heartbeat_at = $2 WHERE id = $1 AND status = 'running'")
+            .bind(run_id)
+            .bind(now);
+        if self
+            .db
+            .write()
+            .execute(&sql, "recording the run's heartbeat")
+            .await?
+            == 0
+        {
+            let run = run_by_id(self.db.read(), run_id).await?;
+            return Err(StoreError::Conflict(format!(
+                "sync run {run_id} is no longer running (it is {}); start a new run",
+                run.status.as_str()
+            )));
+        }
+        Ok(())
+    }
+
+    async fn finish_run(&self, run_id: i64, o: &RunOutcome) -> Result<SyncRun> {
+        check_outcome(o)?;
+        let (verdict, reason) = verdict_columns(&o.verdict);
+        let mut tx = self.db.begin().await?;
+        let sql = q("UPDATE sync_runs SET status = $2, finished_at = $3, heartbeat_at = $3, verdict = $4, verdict_reason = $5, \
+             counts = $6, api_calls = $7, throttled = $8, retries = $9, bytes = $10, error = $11 \
+             WHERE id = $1 AND status = 'running'")
+        .bind(run_id)
+        .bind(o.status.as_str())
+        .bind(o.finished_at)
+        .bind(verdict)
+        .bind(reason)
+        .bind(run_counts_json(o))
+        .bind(as_i64(o.api_calls))
+        .bind(as_i64(o.throttled))
+        .bind(as_i64(o.retries))
+        .bind(as_i64(o.bytes))
+        .bind(o.error.as_deref().map(clean));
+        let done = tx.on().execute(&sql, "finishing a sync run").await?;
+        let run = run_by_id(tx.on(), run_id).await?;
+        if done == 0 {
+            return Err(StoreError::Conflict(format!(
+                "sync run {run_id} was already finished ({}{}); its outcome was not changed",
+                run.status.as_str(),
+                run.error
+                    .as_deref()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default()
+            )));
+        }
+        if needs_refresh(o) {
+            refresh_summaries(self.d, &mut tx, run.integration_id).await?;
+        }
+        tx.commit("finishing a sync run").await?;
+        if self.d.backend == Backend::Sqlite {
+            // Lets SQLite refresh its planner statistics after a large write, cheaply.
+            let optimize = q("PRAGMA optimize");
+            if let Err(e) = self.db.write().execute(&optimize, "optimizing").await {
+                tracing::debug!(message = "PRAGMA optimize failed.", error = %e);
+            }
+        }
+        Ok(run)
+    }
+
+    async fn get_run(&self, run_id: i64) -> Result<SyncRun> {
+        run_by_id(self.db.read(), run_id).await
+    }
+
+    async fn list_runs(&self, integration_id: IntegrationId, limit: u32) -> Result<Vec<SyncRun>> {
+        let sql = q(concat!(
+            "SELECT ",
+            run_columns!(),
+            " FROM sync_runs WHERE integration_id = $1 ORDER BY id DESC LIMIT $2"
+        ))
+        .bind(integration_id)
+        .bind(limit);
+        self.db
+            .read()
+            .all(&sql, "listing sync runs", decode_run)
+            .await
+    }
+
+    async fn last_successful_run(&self, integration_id: IntegrationId) -> Result<Option<SyncRun>> {
+        let sql = q(concat!(
+            "SELECT ",
+            run_columns!(),
+            " FROM sync_runs WHERE integration_id = $1 AND status = 'succeeded' ORDER BY id DESC LIMIT 1"
+        ))
+        .bind(integration_id);
+        self.db
+            .read()
+            .maybe(&sql, "reading the last successful run", decode_run)
+            .await
+    }
+
+    // ---- batched writes (native per engine) ------------------------------------------------------
+
+    async fn upsert_assets(
+        &self,
+        integration_id: IntegrationId,
+        run_id: i64,
+        assets: &[Asset],
+    ) -> Result<UpsertCounts> {
+        match &self.db {
+            Pool::Sqlite { write, .. } => {
+                sqlite::bulk::upsert_assets(write, integration_id, run_id, assets).await
+            }
+            Pool::Postgres(pool) => {
+                postgres::bulk::upsert_assets(pool, integration_id, run_id, assets).await
+            }
+        }
+    }
+
+    async fn upsert_vulnerabilities(&self, vulns: &[Vulnerability]) -> Result<UpsertCounts> {
+        self.write_vulnerabilities(vulns, vulnerability_on_conflict!())
+            .await
+    }
+
+    async fn fill_vulnerabilities(&self, vulns: &[Vulnerability]) -> Result<UpsertCounts> {
+        self.write_vulnerabilities(vulns, vulnerability_fill_on_conflict!())
+            .await
+    }
+
+    fn concurrent_writes(&self) -> usize {
+        2
+    }
+
+    async fn begin_bulk_findings(&self, integration_id: IntegrationId) -> Result<bool> {
+        let mut tx = self.db.begin().await?;
+        let sql = q("SELECT EXISTS (SELECT 1 FROM findings WHERE integration_id = $1) AS found")
+            .bind(integration_id);
+        let found = tx
+            .on()
+            .fetch_one(&sql, "checking for stored findings")
+            .await?;
+        if found.flag("found")? {
+            return Ok(false);
+        }
+        let op = "deferring the by-CVE index";
+        tx.on()
+            .execute(&q("DROP INDEX IF EXISTS findings_open_by_cve"), op)
+            .await?;
+        if self.d.backend == Backend::Postgres {
+            // The assets (and software) of a first load were written moments ago: autovacuum has
+            // not analysed them yet, and with statistics that still count them as none the
+            // planner chose to hash all of the integration's assets for every batch of findings.
+            tx.on()
+                .execute(
+                    &q("ANALYZE assets, software"),
+                    "refreshing the planner's statistics",
+                )
+                .await?;
+        }
+        tx.commit(op).await?;
+        Ok(true)
+    }
+
+    async fn end_bulk_findings(&self) -> Result<()> {
+        match &self.db {
+            Pool::Sqlite { write, .. } => {
+                sqlite::bulk::end_bulk_findings(write, CREATE_FINDINGS_BY_CVE).await
+            }
+            Pool::Postgres(_) => {
+                let sql = q(CREATE_FINDINGS_BY_CVE);
+                self.db
+                    .write()
+                    .execute(&sql, "rebuilding the by-CVE index")
+                    .await
+                    .map(|_| ())
+            }
+        }
+    }
+
+    async fn upsert_findings(
+        &self,
+        integration_id: IntegrationId,
+        run_id: i64,
+        findings: &[Finding],
+    ) -> Result<UpsertCounts> {
+        match &self.db {
+            Pool::Sqlite { write, .. } => {
+                sqlite::bulk::upsert_findings(write, integration_id, run_id, findings).await
+            }
+            Pool::Postgres(pool) => {
+                postgres::bulk::upsert_findings(pool, integration_id, run_id, findings).await
+            }
+        }
+    }
+
+    async fn apply_finding_changes(
+        &self,
+        integration_id: IntegrationId,
+        run_id: i64,
+        changes: &[FindingChange],
+    ) -> Result<DeltaCounts> {
+        let mut tx = self.db.begin().await?;
+        let started_at = touch_run(&mut tx, integration_id, run_id).await?;
+        let mut counts = DeltaCounts::default();
+        for step in delta_steps(changes) {
+            match step {
+                DeltaStep::Upsert(batch) => {
+                    counts.upserted += match &mut tx {
+                        Tx::Sqlite(c) => {
+                            sqlite::bulk::upsert_findings_in(c, integration_id, run_id, &batch)
+                                .await?
+                        }
+                        Tx::Postgres(c) => {
+                            postgres::bulk::upsert_findings_in(c, integration_id, run_id, &batch)
+                                .await?
+                        }
+                    };
+                }
+                DeltaStep::Fix(key, at) => {
+                    let sql = q(FIX_FINDING)
+                        .bind(integration_id)
+                        .bind(clean(&key.asset_source_id))
+                        .bind(clean(&key.software_vendor))
+                        .bind(clean(&key.software_name))
+                        .bind(clean(&key.software_version))
+                        .bind(key.cve_id.as_str())
+                        .bind(at)
+                        .bind(started_at);
+                    if tx.on().execute(&sql, "marking a finding fixed").await? > 0 {
+                        counts.fixed += 1;
+                    } else {
+                        counts.ignored += 1;
+                    }
+                }
+            }
+        }
+        tx.commit("committing delta changes").await?;
+        Ok(counts)
+    }
+
+    async fn reconcile(
+        &self,
+        integration_id: IntegrationId,
+        run_id: i64,
+        policy: ReconcilePolicy,
+    ) -> Result<ReconcileOutcome> {
+        let mut tx = self.db.begin().await?;
+        touch_run(&mut tx, integration_id, run_id).await?;
+        let plan = reconcile_plan(&policy.scope);
+        let count = with_texts(
+            q(&plan.count.sql).bind(integration_id).bind(run_id),
+            &plan.count.args,
+        );
+        let row = tx.on().fetch_one(&count, "counting unseen assets").await?;
+        let active = as_u64(row.int("active")?);
+        let unseen = as_u64(row.int("unseen")?);
+        if breaker_trips(unseen, active, policy.max_missing_share) {
+            // Dropping the transaction rolls back: nothing changes.
+            return Ok(ReconcileOutcome::Held {
+                would_mark_missing: unseen,
+                active,
+            });
+        }
+        let mut changed = [0u64; 3];
+        let stmts = [
+            (Some(&plan.assets), "marking unseen assets missing"),
+            (Some(&plan.findings), "marking unseen findings fixed"),
+            (
+                plan.recommendations.as_ref(),
+                "marking unseen recommendations removed",
+            ),
+        ];
+        for (k, (stmt, op)) in stmts.into_iter().enumerate() {
+            let Some(stmt) = stmt else { continue };
+            let sql = q(&stmt.sql)
+                .bind(integration_id)
+                .bind(run_id)
+                .bind(policy.now);
+            changed[k] = tx.on().execute(&with_texts(sql, &stmt.args), op).await?;
+        }
+        tx.commit("committing reconciliation").await?;
+        Ok(ReconcileOutcome::Applied {
+            assets_missing: changed[0],
+            findings_fixed: changed[1],
+            recommendations_removed: changed[2],
+        })
+    }
+
+    // ---- Defender for Cloud ----------------------------------------------------------------------
+
+    async fn upsert_subscriptions(
+        &self,
+        integration_id: IntegrationId,
+        run_id: i64,
+        subscriptions: &[Subscription],
+    ) -> Result<UpsertCounts> {
+        let rows = subscription_rows(subscriptions);
+        let mut tx = self.db.begin().await?;
+        let observed = touch_run(&mut tx, integration_id, run_id).await?;
+        let mut before = StoredSubscriptionFacts::new();
+        let facts = q(SUBSCRIPTION_FACTS).bind(integration_id);
+        for r in tx.on().fetch_all(&facts, "reading subscriptions").await? {
+            before.insert(
+                r.text("subscription_id")?,
+                (r.opt_text("display_name")?, r.opt_text("state")?),
+            );
+        }
+        for s in &rows {
+            let sql = q(UPSERT_SUBSCRIPTION)
+                .bind(integration_id)
+                .bind(s.subscription_id.as_str())
+                .bind(s.display_name.as_deref())
+                .bind(s.state.as_deref())
+                .bind(observed)
+                .bind(run_id);
+            tx.on().execute(&sql, "upserting subscriptions").await?;
+        }
+        tx.commit("committing subscriptions").await?;
+        Ok(count_subscriptions(&before, &rows))
+    }
+
+    async fn record_subscription_read(
+        &self,
+        integration_id: IntegrationId,
+        run_id: i64,
+        subscription_id: &str,
+        outcome: &SubscriptionReadOutcome,
+    ) -> Result<()> {
+        let sub = clean(subscription_id.trim()).to_ascii_lowercase();
+        let detail = outcome.detail().map(clean);
+        let op = "recording a subscription read";
+        let mut tx = self.db.begin().await?;
+        let at = touch_run(&mut tx, integration_id, run_id).await?;
+        let read = q(RECORD_READ)
+            .bind(run_id)
+            .bind(integration_id)
+            .bind(sub.as_str())
+            .bind(outcome.as_str())
+            .bind(detail.clone())
+            .bind(at);
+        tx.on().execute(&read, op).await?;
+        let known = q(SUBSCRIPTION_FROM_READ)
+            .bind(integration_id)
+            .bind(sub.as_str())
+            .bind(at);
+        tx.on().execute(&known, op).await?;
+        let last = q(SUBSCRIPTION_LAST_READ)
+            .bind(integration_id)
+            .bind(sub.as_str())
+            .bind(run_id)
+            .bind(outcome.as_str())
+            .bind(detail)
+            .bind(at);
+        tx.on().execute(&last, op).await?;
+        tx.commit("committing a subscription read").await
+    }
+
+    async fn list_subscriptions(
+        &self,
+        integration: Option<IntegrationId>,
+    ) -> Result<Vec<StoredSubscription>> {
+        let sql = subscriptions_query(integration);
+        let (rows, names) = with_names(&self.db, &sql, "listing subscriptions").await?;
+        rows.iter()
+            .map(|r| decode_subscription(r, &names))
+            .collect()
+    }
+
+    async fn subscription_reads(&self, run_id: i64) -> Result<Vec<(String, SubscriptionRead)>> {
+        let sql = q(SUBSCRIPTION_READS).bind(run_id);
+        self.db
+            .read()
+            .all(&sql, "listing subscription reads", decode_subscription_read)
+            .await
+    }
+
+    async fn record_posture(
+        &self,
+        integration_id: IntegrationId,
+        run_id: i64,
+        captured_at: DateTime<Utc>,
+        scores: &[PostureScore],
+        controls: &[ControlScore],
+    ) -> Result<()> {
+        let p = posture_rows(scores, controls);
+        let mut tx = self.db.begin().await?;
+        touch_run(&mut tx, integration_id, run_id).await?;
+        for sub in &p.subscriptions {
+            for sql in [DELETE_RUN_SCORES, DELETE_RUN_CONTROLS] {
+                let sql = q(sql).bind(run_id).bind(sub.as_str());
+                tx.on().execute(&sql, "replacing the run's posture").await?;
+            }
+        }
+        for s in &p.scores {
+            let sql = q(INSERT_SCORE)
+                .bind(integration_id)
+                .bind(run_id)
+                .bind(s.subscription_id.as_str())
+                .bind(s.subscription_name.as_deref())
+                .bind(captured_at)
+                .bind(finite(Some(s.current)))
+                .bind(finite(Some(s.max)))
+                .bind(finite(Some(s.fraction)))
+                .bind(s.weight);
+            tx.on().execute(&sql, "recording secure scores").await?;
+        }
+        for c in &p.controls {
+            let sql = q(INSERT_CONTROL)
+                .bind(integration_id)
+                .bind(run_id)
+                .bind(c.subscription_id.as_str())
+                .bind(c.control_id.as_str())
+                .bind(c.display_name.as_deref())
+                .bind(captured_at)
+                .bind(finite(c.current))
+                .bind(finite(Some(c.max)))
+                .bind(finite(c.fraction))
+                .bind(c.healthy)
+                .bind(c.unhealthy)
+                .bind(c.not_applicable)
+                .bind(c.weight);
+            tx.on().execute(&sql, "recording control scores").await?;
+        }
+        tx.commit("committing posture").await
+    }
+
+    async fn latest_posture(
+        &self,
+        integration: Option<IntegrationId>,
+    ) -> Result<Vec<StoredPostureScore>> {
+        self.posture_scores(
+            latest_posture_query(integration),
+            "reading the latest posture",
+        )
+        .await
+    }
+
+    async fn posture_history(
+        &self,
+        integration: Option<IntegrationId>,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<Vec<PosturePoint>> {
+        let sql = posture_history_query(integration, since);
+        let rows = self.posture_scores(sql, "reading posture history").await?;
+        Ok(posture_points(rows))
+    }
+
+    async fn latest_controls(
+        &self,
+        integration: Option<IntegrationId>,
+        subscription: Option<&str>,
+    ) -> Result<Vec<StoredControlScore>> {
+        let sql = latest_controls_query(integration, subscription);
+        let op = "reading the latest control scores";
+        let (rows, names) = with_names(&self.db, &sql, op).await?;
+        rows.iter().map(|r| decode_control(r, &names)).collect()
+    }
+
+    async fn upsert_recommendations(
+        &self,
+        integration_id: IntegrationId,
+        run_id: i64,
+        recommendations: &[Recommendation],
+    ) -> Result<UpsertCounts> {
+        let rows = recommendation_rows(recommendations);
+        let mut tx = self.db.begin().await?;
+        let observed = touch_run(&mut tx, integration_id, run_id).await?;
+        let counts = match &mut tx {
+            Tx::Sqlite(c) => {
+                sqlite::bulk::upsert_recommendations_in(c, integration_id, run_id, observed, &rows)
+                    .await?
+            }
+            Tx::Postgres(c) => {
+                postgres::bulk::upsert_recommendations_in(
+                    c,
+                    integration_id,
+                    run_id,
+                    observed,
+                    &rows,
+                )
+                .await?
+            }
+        };
+        tx.commit("committing recommendations").await?;
+        Ok(counts)
+    }
+
+    async fn recommendations_page(
+        &self,
+        filter: &RecommendationFilter,
+        after: Option<i64>,
+        limit: u32,
+    ) -> Result<Page<StoredRecommendation>> {
+        let sql = recommendations_query(self.d, filter, after, limit);
+        let (rows, names) = with_names(&self.db, &sql, "listing recommendations").await?;
+        let items = rows
+            .iter()
+            .map(|r| decode_recommendation(r, &names))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(into_page(items, limit, |r| r.id))
+    }
+
+    async fn linked_assets(&self, asset_id: i64) -> Result<Vec<StoredAsset>> {
+        let mut tx = self.db.begin_read().await?;
+        let exists = q("SELECT 1 FROM assets WHERE id = $1").bind(asset_id);
+        if tx
+            .on()
+            .fetch_optional(&exists, "reading an asset")
+            .await?
+            .is_none()
+        {
+            return Err(asset_not_found(asset_id));
+        }
+        let sql = q(LINKED_ASSETS).bind(asset_id);
+        let rows = tx
+            .on()
+            .fetch_all(&sql, "finding the same machine in other integrations")
+            .await?;
+        let names = integration_names(&mut tx, "finding linked assets").await?;
+        rows.iter().map(|r| decode_asset(r, &names)).collect()
+    }
+
+    // ---- reads ---------------------------------------------------------------------------------
+
+    async fn assets_page(
+        &self,
+        filter: &AssetFilter,
+        after: Option<i64>,
+        limit: u32,
+    ) -> Result<Page<StoredAsset>> {
+        let sql = assets_query(self.d, filter, after, limit);
+        let (rows, names) = with_names(&self.db, &sql, "listing assets").await?;
+        let items = rows
+            .iter()
+            .map(|r| decode_asset(r, &names))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(into_page(items, limit, |a| a.id))
+    }
+
+    async fn findings_page(
+        &self,
+        filter: &FindingFilter,
+        after: Option<i64>,
+        limit: u32,
+    ) -> Result<Page<StoredFinding>> {
+        let op = "listing findings";
+        let plan = match search_precheck(self.d, filter) {
+            None => None,
+            Some(check) => Some(decode_search_plan(
+                &self.db.read().fetch_one(&check, op).await?,
+            )?),
+        };
+        let untouched = match changes_precheck(filter) {
+            None => false,
+            Some(check) => !self.db.read().fetch_one(&check, op).await?.flag("any")?,
+        };
+        if untouched || plan.is_some_and(|p| p.finds_nothing()) {
+            return Ok(Page {
+                items: Vec::new(),
+                next: None,
+            });
+        }
+        let sql = findings_query_planned(self.d, filter, after, limit, plan);
+        let mut tx = self.db.begin_read().await?;
+        let rows = tx.on().fetch_all(&sql, op).await?;
+        let mut base = rows
+            .iter()
+            .map(decode_finding_row)
+            .collect::<Result<Vec<_>>>()?;
+        // The extra row only tells whether there is a next page.
+        let more = base.len() > limit.clamp(1, 100_000) as usize;
+        base.truncate(limit.clamp(1, 100_000) as usize);
+        let mut refs = FindingRefs {
+            integrations: integration_names(&mut tx, op).await?,
+            ..Default::default()
+        };
+        let (asset_ids, software_ids, cve_ids) = FindingRefs::keys(&base);
+        let by_key = |columns: &str, table: &str, key: &str, list: crate::db::Arg| {
+            q(&format!(
+                "SELECT {columns} FROM {table} WHERE {}",
+                self.d.in_list(key, "$1")
+            ))
+            .bind(list)
+        };
+        let assets = by_key(
+            "id, source_id, name",
+            "assets",
+            "id",
+            crate::db::Arg::Ints(asset_ids),
+        );
+        for r in tx.on().fetch_all(&assets, op).await? {
+            refs.add_asset(&r)?;
+        }
+        let software = by_key(
+            "id, vendor, name, version",
+            "software",
+            "id",
+            crate::db::Arg::Ints(software_ids),
+        );
+        for r in tx.on().fetch_all(&software, op).await? {
+            refs.add_software(&r)?;
+        }
+        let cves = by_key(
+            "cve_id, severity, cvss, epss, public_exploit, exploit_verified, exploit_in_kit, published_on",
+            "vulnerabilities",
+            "cve_id",
+            crate::db::Arg::Texts(cve_ids),
+        );
+        for r in tx.on().fetch_all(&cves, op).await? {
+            refs.add_cve(&r)?;
+        }
+        let items = base
+            .into_iter()
+            .map(|r| refs.assemble(r))
+            .collect::<Result<Vec<_>>>()?;
+        let next = if more {
+            items.last().map(|f| f.id)
+        } else {
+            None
+        };
+        Ok(Page { items, next })
+    }
+
+    async fn vulnerabilities_page(
+        &self,
+        filter: &VulnerabilityFilter,
+        after: Option<CveId>,
+        limit: u32,
+    ) -> Result<Page<StoredVulnerability, CveId>> {
+        let sql = vulnerabilities_query(self.d, filter, after.as_ref(), limit);
+        let rows = self
+            .db
+            .read()
+            .fetch_all(&sql, "listing vulnerabilities")
+            .await?;
+        let items = rows
+            .iter()
+            .map(decode_vulnerability)
+            .collect::<Result<Vec<_>>>()?;
+        Ok(into_page(items, limit, |v| v.vulnerability.cve_id.clone()))
+    }
+
+    async fn counts(&self, integration: Option<IntegrationId>) -> Result<Counts> {
+        let (assets_sql, findings_sql) = match integration {
+            Some(_) => (
+                "SELECT status, count(*) AS n FROM assets WHERE integration_id = $1 GROUP BY status",
+                "SELECT status, severity, count(*) AS n FROM findings WHERE integration_id = $1 GROUP BY status, severity",
+            ),
+            None => (
+                "SELECT status, count(*) AS n FROM assets GROUP BY status",
+                "SELECT status, severity, count(*) AS n FROM findings GROUP BY status, severity",
+            ),
+        };
+        // One connection for every query: see `cloud_counts`.
+        let mut tx = self.db.begin_read().await?;
+        let mut counts = Counts::default();
+        for (sql, is_assets) in [(assets_sql, true), (findings_sql, false)] {
+            let mut sql = q(sql);
+            if let Some(i) = integration {
+                sql = sql.bind(i);
+            }
+            for r in &tx
+                .on()
+                .fetch_all(&sql, "counting for the dashboard")
+                .await?
+            {
+                tally(&mut counts, is_assets, r)?;
+            }
+        }
+        cloud_counts(&mut tx, integration, &mut counts).await?;
+        Ok(counts)
+    }
+
+    async fn top_fixes(&self, limit: u32) -> Result<Vec<TopFix>> {
+        let sql = q(TOP_FIXES_SQL).bind(limit);
+        self.db
+            .read()
+            .all(&sql, "ranking recommended updates", decode_top_fix)
+            .await
+    }
+
+    async fn riskiest_assets(&self, limit: u32) -> Result<Vec<RiskyAsset>> {
+        let sql = q(RISKIEST_ASSETS_SQL).bind(limit);
+        self.db
+            .read()
+            .all(&sql, "ranking assets", decode_risky_asset)
+            .await
+    }
+
+    async fn assets_sorted(
+        &self,
+        filter: &AssetFilter,
+        sort: AssetSort,
+        after: Option<&SortCursor>,
+        limit: u32,
+    ) -> Result<Page<ListedAsset, SortCursor>> {
+        check_cursor(sort, after)?;
+        let sql = assets_sorted_query(self.d, filter, sort, after, limit);
+        let (rows, names) = with_names(&self.db, &sql, "listing assets").await?;
+        sorted_page(&rows, &names, sort, limit)
+    }
+
+    async fn summary(&self, top: u32) -> Result<Summary> {
+        let mut tx = self.db.begin_read().await?;
+        let op = "reading the dashboard summary";
+        let mut counts = Counts::default();
+        for r in tx.on().fetch_all(&q(SUMMARY_COUNTS), op).await? {
+            add_counts(&mut counts, &r)?;
+        }
+        let sql = q(&summary_top_fixes_sql(self.d)).bind(top);
+        let top_fixes = tx
+            .on()
+            .fetch_all(&sql, op)
+            .await?
+            .iter()
+            .map(decode_top_fix)
+            .collect::<Result<Vec<_>>>()?;
+        let riskiest = tx
+            .on()
+            .fetch_all(&q(SUMMARY_RISKIEST).bind(top), op)
+            .await?
+            .iter()
+            .map(decode_risky_asset)
+            .collect::<Result<Vec<_>>>()?;
+        let as_of = tx
+            .on()
+            .fetch_one(&q(LAST_FINISHED), op)
+            .await?
+            .opt_ts("t")?;
+        // Subscriptions and recommendations number in the thousands, not millions: counted live.
+        cloud_counts(&mut tx, None, &mut counts).await?;
+        Ok(Summary {
+            counts,
+            top_fixes,
+            riskiest,
+            as_of,
+        })
+    }
+
+    // ---- jobs ----------------------------------------------------------------------------------
+
+    async fn enqueue_job(
+        &self,
+        integration_id: IntegrationId,
+        kind: JobKind,
+        run_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Enqueued> {
+        // Two processes may both see no active job and insert: the unique index refuses the
+        // second, which then finds the first one's job on its second attempt.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self
+                .enqueue_job_once(integration_id, kind, run_at, now)
+                .await
+            {
+                Err(StoreError::Conflict(_)) if attempt < 3 => continue,
+                other => return other,
+            }
+        }
+    }
+
+    async fn claim_job(
+        &self,
+        worker: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+        only: Option<IntegrationId>,
+    ) -> Result<Option<Job>> {
+        let stale = now - chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
+        let sql = q(&claim_job_sql(self.d.skip_locked))
+            .bind(clean(worker))
+            .bind(now)
+            .bind(stale)
+            .bind(only);
+        self.db
+            .write()
+            .fetch_optional(&sql, "claiming a sync job")
+            .await?
+            .map(|r| decode_job(&r))
+            .transpose()
+    }
+
+    async fn heartbeat_job(&self, job_id: i64, worker: &str, now: DateTime<Utc>) -> Result<()> {
+        let sql = q(HEARTBEAT_JOB).bind(job_id).bind(clean(worker)).bind(now);
+        if self
+            .db
+            .write()
+            .execute(&sql, "recording a job's heartbeat")
+            .await?
+            == 0
+        {
+            return Err(job_lost(job_id, worker));
+        }
+        Ok(())
+    }
+
+    async fn finish_job(
+        &self,
+        job_id: i64,
+        worker: &str,
+        now: DateTime<Utc>,
+        error: Option<&str>,
+    ) -> Result<Job> {
+        let op = "finishing a sync job";
+        let state = if error.is_some() {
+            JobState::Failed
+        } else {
+            JobState::Done
+        };
+        let mut tx = self.db.begin().await?;
+        let sql = q(FINISH_JOB)
+            .bind(job_id)
+            .bind(clean(worker))
+            .bind(state.as_str())
+            .bind(now)
+            .bind(error.map(clean));
+        let job = tx
+            .on()
+            .fetch_optional(&sql, op)
+            .await?
+            .map(|r| decode_job(&r))
+            .transpose()?
+            .ok_or_else(|| job_lost(job_id, worker))?;
+        let prune = q(PRUNE_JOBS).bind(job.integration_id).bind(JOBS_KEPT);
+        tx.on().execute(&prune, op).await?;
+        tx.commit(op).await?;
+        Ok(job)
+    }
+
+    async fn list_jobs(
+        &self,
+        integration: Option<IntegrationId>,
+        active_only: bool,
+        limit: u32,
+    ) -> Result<Vec<Job>> {
+        let sql = q(LIST_JOBS).bind(integration).bind(active_only).bind(limit);
+        self.db
+            .read()
+            .all(&sql, "listing sync jobs", decode_job)
+            .await
+    }
+
+    // ---- audit log -------------------------------------------------------------------------------
+
+    async fn record_audit(&self, e: &NewAuditEntry) -> Result<i64> {
+        let sql = q("INSERT INTO audit_log (at, actor, action, target, details) VALUES ($1, $2, $3, $4, $5) RETURNING id")
+            .bind(e.at)
+            .bind(clean(&e.actor))
+            .bind(clean(&e.action))
+            .bind(clean_opt(&e.target))
+            .bind(clean_opt(&e.details));
+        let row = self
+            .db
+            .write()
+            .fetch_one(&sql, "recording an audit entry")
+            .await?;
+        row.int("id")
+    }
+
+    async fn list_audit(&self, limit: u32) -> Result<Vec<AuditEntry>> {
+        let sql = q("SELECT id, at, actor, action, target, details FROM audit_log ORDER BY id DESC LIMIT $1")
+            .bind(limit);
+        self.db
+            .read()
+            .all(&sql, "reading the audit log", decode_audit)
+            .await
+    }
+
+    // ---- accounts --------------------------------------------------------------------------------
+
+    async fn create_user(&self, new: &NewUser) -> Result<User> {
+        let sql = q(concat!(
+            "INSERT INTO users (name, role, password_hash, created_at, must_change_password) \
+             VALUES ($1, $2, $3, $4, $5) RETURNING ",
+            user_columns!()
+        ))
+        .bind(clean(&new.name))
+        .bind(new.role.as_str())
+        .bind(new.password_hash.as_str())
+        .bind(new.created_at)
+        .bind(new.must_change_password);
+        match self.db.write().fetch_one(&sql, "creating an account").await {
+            Ok(row) => decode_user(&row),
+            Err(e) if e.is_unique_violation() => Err(StoreError::Conflict(format!(
+                "an account named '{}' already exists: choose another name",
+                new.name.chars().take(60).collect::<String>()
+            ))),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn user_credentials(&self, name: &str) -> Result<Option<UserCredentials>> {
+        let sql = q(concat!(
+            "SELECT ",
+            user_columns!(),
+            ", password_hash FROM users WHERE lower(name) = lower($1)"
+        ))
+        .bind(clean(name));
+        let row = self
+            .db
+            .read()
+            .fetch_optional(&sql, "reading an account")
+            .await?;
+        row.map(|r| {
+            Ok(UserCredentials {
+                user: decode_user(&r)?,
+                password_hash: r.text("password_hash")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn get_user(&self, id: i64) -> Result<User> {
+        let sql = q(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE id = $1"
+        ))
+        .bind(id);
+        self.db
+            .read()
+            .fetch_optional(&sql, "reading an account")
+            .await?
+            .ok_or_else(|| no_account(id))
+            .and_then(|r| decode_user(&r))
+    }
+
+    async fn list_users(&self) -> Result<Vec<User>> {
+        let sql = q(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users ORDER BY lower(name)"
+        ));
+        self.db
+            .read()
+            .all(&sql, "listing accounts", decode_user)
+            .await
+    }
+
+    async fn set_password(
+        &self,
+        id: i64,
+        password_hash: &str,
+        must_change: bool,
+        at: DateTime<Utc>,
+    ) -> Result<User> {
+        let sql = q(concat!(
+            "UPDATE users SET password_hash = $2, must_change_password = $3, password_changed_at = $4 \
+             WHERE id = $1 RETURNING ",
+            user_columns!()
+        ))
+        .bind(id)
+        .bind(password_hash)
+        .bind(must_change)
+        .bind(at);
+        self.db
+            .write()
+            .fetch_optional(&sql, "changing a password")
+            .await?
+            .ok_or_else(|| no_account(id))
+            .and_then(|r| decode_user(&r))
+    }
+
+    async fn delete_user(&self, id: i64) -> Result<()> {
+        let op = "removing an account";
+        // The admins are locked first (PostgreSQL; SQLite's write transaction holds its one write
+        // lock): two removals of two admins at once run one after the other, and the second sees
+        // that only one admin is left.
+        let mut tx = self.db.begin().await?;
+        let admins = q(&format!(
+            "SELECT id FROM users WHERE role = 'admin'{}",
+            self.d.for_update
+        ));
+        tx.on().fetch_all(&admins, op).await?;
+        let sql = q(concat!(
+            "DELETE FROM users WHERE id = $1 AND ",
+            not_last_admin!()
+        ))
+        .bind(id);
+        let done = tx.on().execute(&sql, op).await?;
+        tx.commit(op).await?;
+        if done == 1 {
+            return Ok(());
+        }
+        let user = self.get_user(id).await?;
+        Err(StoreError::Conflict(format!(
+            "'{}' is the last admin: make another account an admin first (rampart user add NAME --role admin), so that someone can still manage Rampart",
+            user.name
+        )))
+    }
+
+    async fn issue_setup_token(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<()> {
+        let op = "issuing a setup token";
+        let expired = q("DELETE FROM setup_tokens WHERE expires_at <= $1").bind(now);
+        self.db.write().execute(&expired, op).await?;
+        let sql = q("INSERT INTO setup_tokens (token_hash, expires_at) VALUES ($1, $2)")
+            .bind(token_hash)
+            .bind(expires_at);
+        self.db.write().execute(&sql, op).await?;
+        Ok(())
+    }
+
+    async fn consume_setup_token(&self, token_hash: &str, now: DateTime<Utc>) -> Result<bool> {
+        let op = "using a setup token";
+        // The DELETE is the check: of two requests with the same token, only one deletes it.
+        let sql = q("DELETE FROM setup_tokens WHERE token_hash = $1 AND expires_at > $2")
+            .bind(token_hash)
+            .bind(now);
+        if self.db.write().execute(&sql, op).await? == 0 {
+            return Ok(false);
+        }
+        // Setup is done: the tokens other starts printed are worthless too.
+        self.db
+            .write()
+            .execute(&q("DELETE FROM setup_tokens"), op)
+            .await?;
+        Ok(true)
+    }
+
+    async fn save_session(&self, id: &str, data: &str, expires_at: DateTime<Utc>) -> Result<()> {
+        let sql = q(
+            "INSERT INTO sessions (id, data, expires_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (id) DO UPDATE SET data = excluded.data, expires_at = excluded.expires_at",
+        )
+        .bind(id)
+        .bind(data)
+        .bind(expires_at);
+        self.db.write().execute(&sql, "saving a session").await?;
+        Ok(())
+    }
+
+    async fn load_session(&self, id: &str, now: DateTime<Utc>) -> Result<Option<String>> {
+        let sql = q("SELECT data FROM sessions WHERE id = $1 AND expires_at > $2")
+            .bind(id)
+            .bind(now);
+        let row = self
+            .db
+            .read()
+            .fetch_optional(&sql, "loading a session")
+            .await?;
+        row.map(|r| r.text("data")).transpose()
+    }
+
+    async fn delete_session(&self, id: &str) -> Result<()> {
+        let sql = q("DELETE FROM sessions WHERE id = $1").bind(id);
+        self.db.write().execute(&sql, "deleting a session").await?;
+        Ok(())
+    }
+
+    async fn delete_expired_sessions(&self, now: DateTime<Utc>) -> Result<u64> {
+        let sql = q("DELETE FROM sessions WHERE expires_at <= $1").bind(now);
+        self.db
+            .write()
+            .execute(&sql, "deleting expired sessions")
+            .await
+    }
+
+    async fn create_api_token(&self, new: &NewApiToken) -> Result<ApiToken> {
+        let sql = q(
+            "INSERT INTO api_tokens (name, token_hash, scope, created_by, created_at) \
+             VALUES ($1, $2, $3, $4, $5) RETURNING id, name, scope, created_by, created_at",
+        )
+        .bind(clean(&new.name))
+        .bind(new.token_hash.as_str())
+        .bind(new.scope.as_str())
+        .bind(clean(&new.created_by))
+        .bind(new.created_at);
+        let row = self
+            .db
+            .write()
+            .fetch_one(&sql, "creating an API token")
+            .await?;
+        decode_api_token(&row)
+    }
+
+    async fn api_token_by_hash(&self, token_hash: &str) -> Result<Option<ApiToken>> {
+        let sql = q(
+            "SELECT id, name, scope, created_by, created_at FROM api_tokens WHERE token_hash = $1",
+        )
+        .bind(token_hash);
+        self.db
+            .read()
+            .maybe(&sql, "reading an API token", decode_api_token)
+            .await
+    }
+
+    async fn list_api_tokens(&self) -> Result<Vec<ApiToken>> {
+        let sql =
+            q("SELECT id, name, scope, created_by, created_at FROM api_tokens ORDER BY id DESC");
+        self.db
+            .read()
+            .all(&sql, "listing API tokens", decode_api_token)
+            .await
+    }
+
+    async fn delete_api_token(&self, id: i64) -> Result<()> {
+        let sql = q("DELETE FROM api_tokens WHERE id = $1").bind(id);
+        if self
+            .db
+            .write()
+            .execute(&sql, "deleting an API token")
+            .await?
+            == 0
+        {
+            return Err(StoreError::NotFound(format!(
+                "there is no API token with id {id}"
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl SqlStore {
+    /// Catalogue rows, natively per engine; `on_conflict` decides what a known CVE keeps.
+    async fn write_vulnerabilities(
+        &self,
+        vulns: &[Vulnerability],
+        on_conflict: &str,
+    ) -> Result<UpsertCounts> {
+        match &self.db {
+            Pool::Sqlite { write, .. } => {
+                sqlite::bulk::write_vulnerabilities(write, vulns, on_conflict).await
+            }
+            Pool::Postgres(pool) => {
+                postgres::bulk::write_vulnerabilities(pool, vulns, on_conflict).await
+            }
+        }
+    }
+
+    async fn posture_scores(&self, sql: Sql, op: &'static str) -> Result<Vec<StoredPostureScore>> {
+        let (rows, names) = with_names(&self.db, &sql, op).await?;
+        rows.iter()
+            .map(|r| decode_posture_score(r, &names))
+            .collect()
+    }
+
+    async fn enqueue_job_once(
+        &self,
+        integration_id: IntegrationId,
+        kind: JobKind,
+        run_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Enqueued> {
+        let op = "queueing a sync job";
+        let mut tx = self.db.begin().await?;
+        let active = q(ACTIVE_JOB).bind(integration_id);
+        let active = tx
+            .on()
+            .fetch_optional(&active, op)
+            .await?
+            .map(|r| decode_job(&r))
+            .transpose()?;
+        let out = match active {
+            Some(job) if job.state == JobState::Running => Enqueued::Running(job),
+            Some(job) => match queued_change(&job, kind, run_at) {
+                None => Enqueued::AlreadyQueued(job),
+                Some((kind, run_at)) => {
+                    let sql = q(MOVE_JOB).bind(job.id).bind(kind.as_str()).bind(run_at);
+                    Enqueued::Queued(decode_job(&tx.on().fetch_one(&sql, op).await?)?)
+                }
+            },
+            None => {
+                let sql = q(INSERT_JOB)
+                    .bind(integration_id)
+                    .bind(kind.as_str())
+                    .bind(run_at)
+                    .bind(now);
+                match tx.on().fetch_one(&sql, op).await {
+                    Ok(row) => Enqueued::Queued(decode_job(&row)?),
+                    Err(e) if e.is_foreign_key_violation() => {
+                        return Err(integration_not_found(integration_id));
+                    }
+                    Err(e) if e.is_unique_violation() => {
+                        return Err(StoreError::Conflict(
+                            "another process queued a job at the same moment".into(),
+                        ));
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        };
+        tx.commit(op).await?;
+        Ok(out)
+    }
+}
