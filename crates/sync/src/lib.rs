@@ -31,16 +31,18 @@ mod endpoint;
 mod engine;
 mod error;
 pub mod intel;
+mod options;
 mod pipeline;
 pub mod progress;
+mod run;
 pub mod vault;
 mod verdict;
 
 pub use cloud_connection::CLOUD_STEPS;
 pub use connection::{ConnectionReport, ENDPOINT_STEPS, Step, StepOutcome};
-pub use endpoint::FindingsSource;
-pub use engine::{Engine, EngineOptions, SyncMode, SyncRequest};
+pub use engine::Engine;
 pub use error::SyncError;
+pub use options::{EngineOptions, FindingsSource, SyncMode, SyncRequest};
 /// Checking a login or API URL override when it is entered (the web layer does not call
 /// Microsoft's clients itself).
 pub use rampart_microsoft::cloud::{CloudError, check_override_url};
