@@ -205,13 +205,6 @@ pub async fn assert_holds_the_cloud_truth(h: &Harness, only: Option<&[String]>) 
     .await;
 }
 
-async fn sync(h: &Harness) -> rampart_model::SyncRun {
-    h.engine
-        .sync(&h.integration, SyncRequest::default(), &Silent)
-        .await
-        .expect("run")
-}
-
 fn enabled_subscriptions(sim: &RunningSim) -> Vec<String> {
     sim.sim
         .truth()
@@ -233,8 +226,8 @@ pub async fn a_cloud_sync_under_faults_holds_exactly_the_truth_and_a_rerun_chang
         },
     )
     .await;
-    let run = sync(&h).await;
-    assert_eq!(run.status, RunStatus::Succeeded, "{:?}", run.error);
+    let run = h.sync_ok(SyncRequest::default()).await;
+
     assert_eq!(run.verdict, Some(Verdict::Complete));
     assert_eq!(run.mode, "full");
     let truth_findings = h.sim.sim.truth().cloud_findings().len() as u64;
@@ -280,8 +273,8 @@ pub async fn a_cloud_sync_under_faults_holds_exactly_the_truth_and_a_rerun_chang
     }
     assert!(run.vulnerabilities.new > 0, "{run:?}");
 
-    let again = sync(&h).await;
-    assert_eq!(again.status, RunStatus::Succeeded, "{:?}", again.error);
+    let again = h.sync_ok(SyncRequest::default()).await;
+
     for counts in [&again.findings, &again.assets, &again.recommendations] {
         assert_eq!(
             (counts.new, counts.updated, counts.resolved, counts.reopened),
@@ -294,8 +287,8 @@ pub async fn a_cloud_sync_under_faults_holds_exactly_the_truth_and_a_rerun_chang
 
 pub async fn after_the_clock_moves_a_cloud_sync_records_exactly_the_changes(store: Arc<dyn Store>) {
     let h = cloud_harness(store, cloud_tenant()).await;
-    let first = sync(&h).await;
-    assert_eq!(first.status, RunStatus::Succeeded, "{:?}", first.error);
+    h.sync_ok(SyncRequest::default()).await;
+
     let before = truth_cloud_findings(&h.sim, None);
     let recs_before = truth_recommendations(&h.sim, None);
 
@@ -319,8 +312,8 @@ pub async fn after_the_clock_moves_a_cloud_sync_records_exactly_the_changes(stor
         "the emulator did not change"
     );
 
-    let second = sync(&h).await;
-    assert_eq!(second.status, RunStatus::Succeeded, "{:?}", second.error);
+    let second = h.sync_ok(SyncRequest::default()).await;
+
     assert_holds_the_cloud_truth(&h, None).await;
     assert_eq!(second.findings.resolved as usize, fixed.len(), "{second:?}");
     assert_eq!(
@@ -356,8 +349,8 @@ pub async fn after_the_clock_moves_a_cloud_sync_records_exactly_the_changes(stor
 
 pub async fn a_failed_cloud_run_concludes_nothing(store: Arc<dyn Store>) {
     let h = cloud_harness(store, cloud_tenant()).await;
-    let first = sync(&h).await;
-    assert_eq!(first.status, RunStatus::Succeeded, "{:?}", first.error);
+    h.sync_ok(SyncRequest::default()).await;
+
     let open_before = stored_cloud_findings(&h.store, h.integration.id, FindingStatus::Open).await;
     let active_before = stored_cloud_assets(&h.store, h.integration.id, AssetStatus::Active).await;
 
@@ -366,7 +359,7 @@ pub async fn a_failed_cloud_run_concludes_nothing(store: Arc<dyn Store>) {
         .sim
         .faults()
         .fail_next("providers/microsoft.security/assessments", 500, 10_000);
-    let failed = sync(&h).await;
+    let failed = h.sync(SyncRequest::default()).await;
     assert_eq!(failed.status, RunStatus::Failed, "{failed:?}");
     let error = failed.error.clone().unwrap_or_default();
     assert!(error.contains("kept failing"), "{error}");
@@ -388,8 +381,8 @@ pub async fn a_failed_cloud_run_concludes_nothing(store: Arc<dyn Store>) {
     );
 
     h.sim.sim.faults().clear();
-    let next = sync(&h).await;
-    assert_eq!(next.status, RunStatus::Succeeded, "{:?}", next.error);
+    h.sync_ok(SyncRequest::default()).await;
+
     assert_holds_the_cloud_truth(&h, None).await;
 }
 
@@ -402,7 +395,7 @@ pub async fn no_azure_role_fails_the_run_and_the_test_with_the_rbac_steps(store:
         },
     )
     .await;
-    let run = sync(&h).await;
+    let run = h.sync(SyncRequest::default()).await;
     assert_eq!(
         run.status,
         RunStatus::Failed,
@@ -449,8 +442,8 @@ pub async fn a_refused_subscription_makes_the_run_partial_and_only_it_unconclude
     // A first sync with full access, then the same tenant (same seed, a later tick) where the
     // app lost its role on one subscription.
     let mut h = cloud_harness(store, cloud_tenant()).await;
-    let first = sync(&h).await;
-    assert_eq!(first.status, RunStatus::Succeeded, "{:?}", first.error);
+    h.sync_ok(SyncRequest::default()).await;
+
     let subs = enabled_subscriptions(&h.sim);
     let denied = subs[0].clone();
     let others: Vec<String> = subs[1..].to_vec();
@@ -477,7 +470,7 @@ pub async fn a_refused_subscription_makes_the_run_partial_and_only_it_unconclude
         .expect("update");
     h.sim = restricted;
 
-    let run = sync(&h).await;
+    let run = h.sync(SyncRequest::default()).await;
     assert_eq!(run.status, RunStatus::Partial, "{run:?}");
     let error = run.error.clone().unwrap_or_default();
     assert!(error.contains(&denied), "{error}");
@@ -569,12 +562,8 @@ pub async fn arm_throttling_is_honoured_without_a_429_storm(store: Arc<dyn Store
     // Without client-side buckets, Microsoft's 429s are met, each waited out as Retry-After says:
     // one 429 per emptied bucket, never a storm of retries into an empty bucket.
     let h2 = harness_for(store_again(&h).await, config, Product::Cloud, None).await;
-    let run = h2
-        .engine
-        .sync(&h2.integration, SyncRequest::default(), &Silent)
-        .await
-        .expect("run");
-    assert_eq!(run.status, RunStatus::Succeeded, "{:?}", run.error);
+    let run = h2.sync_ok(SyncRequest::default()).await;
+
     let stats = h2.sim.sim.stats();
     let calls = stats.calls(Family::Arm);
     assert!(
@@ -644,7 +633,7 @@ pub async fn the_cloud_connection_test_names_each_step(store: Arc<dyn Store>) {
             .all(|s| s.outcome == StepOutcome::Skipped),
         "{text}"
     );
-    let run = sync(&bad).await;
+    let run = bad.sync(SyncRequest::default()).await;
     assert_eq!(run.status, RunStatus::Failed);
     let error = run.error.unwrap_or_default();
     assert!(
@@ -664,13 +653,8 @@ pub async fn an_endpoint_device_and_a_cloud_vm_are_linked(store: Arc<dyn Store>)
         None,
     )
     .await;
-    let endpoint_run = sync(&h).await;
-    assert_eq!(
-        endpoint_run.status,
-        RunStatus::Succeeded,
-        "{:?}",
-        endpoint_run.error
-    );
+    h.sync_ok(SyncRequest::default()).await;
+
     let cloud_run = h
         .engine
         .sync(&cloud, SyncRequest::default(), &Silent)

@@ -6,11 +6,14 @@ use std::time::Duration;
 
 use futures::TryStreamExt;
 use rampart_microsoft::{PagingOptions, RateLimits, RetryPolicy};
-use rampart_model::{AssetStatus, Cloud, FindingStatus, Integration, Product, SecretHint};
+use rampart_model::{
+    AssetStatus, Cloud, FindingStatus, Integration, Product, RunStatus, SecretHint, SyncRun,
+};
 use rampart_sim::{RunningSim, SimConfig};
 use rampart_store::{AssetFilter, FindingFilter, NewIntegration, SecretCiphertext, Store};
+use rampart_sync::progress::Silent;
 use rampart_sync::vault::Vault;
-use rampart_sync::{Engine, EngineOptions};
+use rampart_sync::{Engine, EngineOptions, SyncMode, SyncRequest};
 use secrecy::SecretString;
 
 pub struct Harness {
@@ -54,7 +57,30 @@ pub async fn harness(store: Arc<dyn Store>, config: SimConfig) -> Harness {
     harness_with_secret(store, config, None).await
 }
 
+/// A full read (a new baseline), whatever the last run was.
+pub fn full() -> SyncRequest {
+    SyncRequest {
+        mode: SyncMode::Full,
+        ..SyncRequest::default()
+    }
+}
+
 impl Harness {
+    /// Syncs the harness's integration and returns the run's record, whatever its status.
+    pub async fn sync(&self, request: SyncRequest) -> SyncRun {
+        self.engine
+            .sync(&self.integration, request, &Silent)
+            .await
+            .expect("run")
+    }
+
+    /// [`Harness::sync`], asserting that the run succeeded (its error shown if not).
+    pub async fn sync_ok(&self, request: SyncRequest) -> SyncRun {
+        let run = self.sync(request).await;
+        assert_eq!(run.status, RunStatus::Succeeded, "{:?}", run.error);
+        run
+    }
+
     /// Another engine over the same store and integration, with other options (a process started
     /// with another configuration).
     pub fn engine_with(&self, options: EngineOptions) -> Engine {
