@@ -8,7 +8,7 @@ use futures::TryStreamExt;
 use rampart_microsoft::{FamilyLimit, RateLimits};
 use rampart_model::{AssetStatus, FindingStatus, IntegrationId, Product, RunStatus, Verdict};
 use rampart_sim::{CloudResourceKind, Family, RunningSim, SimConfig};
-use rampart_store::{AssetFilter, FindingFilter, Store, VulnerabilityFilter};
+use rampart_store::{Store, VulnerabilityFilter};
 use rampart_sync::progress::Silent;
 use rampart_sync::{CLOUD_STEPS, Engine, EngineOptions, StepOutcome, SyncRequest};
 
@@ -59,15 +59,7 @@ pub async fn stored_cloud_assets(
     integration: IntegrationId,
     status: AssetStatus,
 ) -> CloudAssets {
-    let all: Vec<_> = store
-        .stream_assets(AssetFilter {
-            integration: Some(integration),
-            status: Some(status),
-            ..AssetFilter::default()
-        })
-        .try_collect()
-        .await
-        .expect("assets");
+    let all = asset_rows(store, Some(integration), Some(status)).await;
     let n = all.len();
     let map: CloudAssets = all
         .into_iter()
@@ -87,6 +79,17 @@ pub async fn stored_cloud_assets(
     map
 }
 
+/// An emulated cloud finding's key, as Rampart should store it.
+pub fn truth_key(f: &rampart_sim::CloudFinding) -> FindingKey {
+    (
+        f.resource_id.to_ascii_lowercase(),
+        f.software_vendor.clone(),
+        f.software_name.clone(),
+        f.installed_version.clone(),
+        f.cve_id.to_ascii_uppercase(),
+    )
+}
+
 /// (resource, vendor, package, installed version, CVE) → (severity, CVSS, fixed version).
 pub type CloudFindings = BTreeMap<FindingKey, (Option<String>, Option<String>, Option<String>)>;
 
@@ -98,13 +101,7 @@ pub fn truth_cloud_findings(sim: &RunningSim, only: Option<&[String]>) -> CloudF
         .filter(|f| only.is_none_or(|o| o.contains(&f.subscription_id)))
         .map(|f| {
             (
-                (
-                    f.resource_id.to_ascii_lowercase(),
-                    f.software_vendor,
-                    f.software_name,
-                    f.installed_version,
-                    f.cve_id.to_ascii_uppercase(),
-                ),
+                truth_key(&f),
                 (
                     Some(f.severity).filter(|s| s != "Unknown"),
                     f.cvss.map(|c| format!("{c:.1}")),
@@ -120,28 +117,14 @@ pub async fn stored_cloud_findings(
     integration: IntegrationId,
     status: FindingStatus,
 ) -> CloudFindings {
-    let all: Vec<_> = store
-        .stream_findings(FindingFilter {
-            integration: Some(integration),
-            status: Some(status),
-            ..FindingFilter::default()
-        })
-        .try_collect()
-        .await
-        .expect("findings");
+    let all = finding_rows(store, Some(integration), Some(status)).await;
     let n = all.len();
     let map: CloudFindings = all
         .into_iter()
         .map(|s| {
             let f = s.finding;
             (
-                (
-                    f.key.asset_source_id,
-                    f.key.software_vendor,
-                    f.key.software_name,
-                    f.key.software_version,
-                    f.key.cve_id.to_string(),
-                ),
+                key_of(&f),
                 (
                     f.severity.map(|s| s.as_str().to_owned()),
                     f.cvss.map(|c| format!("{c:.1}")),
@@ -154,48 +137,15 @@ pub async fn stored_cloud_findings(
     map
 }
 
-fn diff<K: Ord + std::fmt::Debug, V>(
-    want: &BTreeMap<K, V>,
-    got: &BTreeMap<K, V>,
-) -> (Vec<String>, Vec<String>) {
-    let missing = want
-        .keys()
-        .filter(|k| !got.contains_key(*k))
-        .take(3)
-        .map(|k| format!("{k:?}"))
-        .collect();
-    let extra = got
-        .keys()
-        .filter(|k| !want.contains_key(*k))
-        .take(3)
-        .map(|k| format!("{k:?}"))
-        .collect();
-    (missing, extra)
-}
-
 /// Rampart holds exactly the emulator's cloud resources and open cloud findings (of `only`'s
 /// subscriptions, or all).
 pub async fn assert_holds_the_cloud_truth(h: &Harness, only: Option<&[String]>) {
     let want = truth_cloud_assets(&h.sim, only);
     let got = stored_cloud_assets(&h.store, h.integration.id, AssetStatus::Active).await;
-    let (missing, extra) = diff(&want, &got);
-    assert!(
-        missing.is_empty() && extra.is_empty(),
-        "cloud assets differ: {} in truth, {} stored; missing e.g. {missing:?}; extra e.g. {extra:?}",
-        want.len(),
-        got.len()
-    );
-    assert_eq!(want, got, "cloud asset content differs");
+    assert_same(&want, &got, "cloud assets");
     let want = truth_cloud_findings(&h.sim, only);
     let got = stored_cloud_findings(&h.store, h.integration.id, FindingStatus::Open).await;
-    let (missing, extra) = diff(&want, &got);
-    assert!(
-        missing.is_empty() && extra.is_empty(),
-        "open cloud findings differ: {} in truth, {} stored; missing e.g. {missing:?}; extra e.g. {extra:?}",
-        want.len(),
-        got.len()
-    );
-    assert_eq!(want, got, "cloud finding content differs");
+    assert_same(&want, &got, "open cloud findings");
     crate::cloud_store_checks::assert_posture_is_the_truth(
         &h.store,
         h.integration.id,
@@ -682,12 +632,7 @@ pub async fn an_endpoint_device_and_a_cloud_vm_are_linked(store: Arc<dyn Store>)
         })
         .collect();
     assert!(pairs.len() > 5, "the emulator onboards VMs to MDE");
-    let assets: Vec<_> = h
-        .store
-        .stream_assets(AssetFilter::default())
-        .try_collect()
-        .await
-        .expect("assets");
+    let assets = asset_rows(&h.store, None, None).await;
     let by_source: BTreeMap<(i64, String), &rampart_store::StoredAsset> = assets
         .iter()
         .map(|a| ((a.integration_id, a.asset.source_id.clone()), a))

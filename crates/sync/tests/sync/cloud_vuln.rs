@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use rampart_model::FindingStatus;
 use rampart_sim::SimConfig;
-use rampart_store::{FindingFilter, Store, StoredFinding, VulnerabilityFilter};
+use rampart_store::{Store, StoredFinding, VulnerabilityFilter};
 use rampart_sync::SyncRequest;
 
 use crate::cloud::*;
@@ -17,15 +17,7 @@ use crate::cloud_store_checks::*;
 use crate::harness::*;
 
 async fn findings(h: &Harness, status: FindingStatus) -> Vec<StoredFinding> {
-    h.store
-        .stream_findings(FindingFilter {
-            integration: Some(h.integration.id),
-            status: Some(status),
-            ..FindingFilter::default()
-        })
-        .try_collect()
-        .await
-        .expect("findings")
+    finding_rows(&h.store, Some(h.integration.id), Some(status)).await
 }
 
 /// CVE id → when Rampart's catalogue says it was published.
@@ -92,13 +84,7 @@ pub async fn without_cvedetails_findings_keep_their_recommendations_severity(
         .into_iter()
         .map(|f| {
             (
-                (
-                    f.resource_id.to_ascii_lowercase(),
-                    f.software_vendor,
-                    f.software_name,
-                    f.installed_version,
-                    f.cve_id.to_ascii_uppercase(),
-                ),
+                truth_key(&f),
                 (
                     Some(f.recommendation_severity).filter(|s| s != "Unknown"),
                     None,

@@ -8,7 +8,7 @@ use chrono::{Duration, SecondsFormat, Utc};
 use futures::TryStreamExt;
 use rampart_model::{RunStatus, Verdict};
 use rampart_sim::SimConfig;
-use rampart_store::{AssetFilter, Store, VulnerabilityFilter};
+use rampart_store::{Store, VulnerabilityFilter};
 use rampart_sync::{StepOutcome, SyncRequest};
 
 use crate::harness::*;
@@ -64,12 +64,7 @@ pub async fn issue11_devices_known_only_from_vulnerability_rows_do_not_trip_the_
     assert!(unlisted.len() >= 3, "{}", unlisted.len());
     h.sync_ok(full()).await;
 
-    let assets: Vec<_> = h
-        .store
-        .stream_assets(AssetFilter::default())
-        .try_collect()
-        .await
-        .expect("assets");
+    let assets: Vec<_> = asset_rows(&h.store, None, None).await;
     let mut flagged = 0;
     for a in &assets {
         match unlisted.get(&a.asset.source_id) {
@@ -92,12 +87,7 @@ pub async fn issue11_devices_known_only_from_vulnerability_rows_do_not_trip_the_
     assert_eq!(delta.mode, "delta");
     assert_eq!(delta.status, RunStatus::Succeeded, "{:?}", delta.error);
     assert_eq!(delta.verdict, Some(Verdict::Complete));
-    let still: Vec<_> = h
-        .store
-        .stream_assets(AssetFilter::default())
-        .try_collect()
-        .await
-        .expect("assets");
+    let still: Vec<_> = asset_rows(&h.store, None, None).await;
     for a in still
         .iter()
         .filter(|a| a.known_only_from_vulnerability_data)
