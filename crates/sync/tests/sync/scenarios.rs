@@ -378,3 +378,79 @@ pub async fn auto_reads_files_from_the_threshold_up_and_pages_below(store: Arc<d
     assert_eq!(run.source.as_deref(), Some("pages"), "{devices} devices");
     assert_changed_nothing(&run);
 }
+
+/// The circuit breaker: a run that would mark more than the set share of devices missing marks
+/// nothing, is partial with the numbers and the way out; accepted by a person, it concludes.
+pub async fn a_run_that_would_mark_too_many_devices_missing_is_held_until_accepted(
+    store: Arc<dyn Store>,
+) {
+    let h = harness(store, small_tenant()).await;
+    let strict = h.engine_with(EngineOptions {
+        max_missing_share: 0.0,
+        ..test_options()
+    });
+    let first = strict
+        .sync(&h.integration, full(), &Silent)
+        .await
+        .expect("run");
+    assert_eq!(first.status, RunStatus::Succeeded, "{:?}", first.error);
+    let before = truth_assets(&h.sim);
+    let mut gone = BTreeSet::new();
+    for _ in 0..40 {
+        h.sim.sim.tick(6);
+        let now = truth_assets(&h.sim);
+        gone = before.keys().filter(|k| !now.contains_key(*k)).collect();
+        if !gone.is_empty() {
+            break;
+        }
+    }
+    assert!(!gone.is_empty(), "no device left the emulator");
+
+    let held = strict
+        .sync(&h.integration, full(), &Silent)
+        .await
+        .expect("run");
+    assert_eq!(held.status, RunStatus::Partial, "{held:?}");
+    assert!(matches!(held.verdict, Some(Verdict::Held(_))), "{held:?}");
+    let error = held.error.clone().unwrap_or_default();
+    for words in [
+        "nothing was concluded",
+        &format!("would mark {} of", gone.len()),
+        "devices missing, more than the 0 % safety limit",
+        "--accept-mass-changes",
+    ] {
+        assert!(error.contains(words), "{words:?} missing from: {error}");
+    }
+    assert_eq!((held.assets.resolved, held.findings.resolved), (0, 0));
+    assert!(
+        stored_assets(&h.store, AssetStatus::Missing)
+            .await
+            .is_empty()
+    );
+    assert!(
+        stored_findings(&h.store, FindingStatus::Fixed)
+            .await
+            .is_empty()
+    );
+
+    let accepted = strict
+        .sync(
+            &h.integration,
+            SyncRequest {
+                accept_mass_changes: true,
+                ..full()
+            },
+            &Silent,
+        )
+        .await
+        .expect("run");
+    assert_eq!(
+        accepted.status,
+        RunStatus::Succeeded,
+        "{:?}",
+        accepted.error
+    );
+    let missing = stored_assets(&h.store, AssetStatus::Missing).await;
+    assert_eq!(missing.keys().collect::<BTreeSet<_>>(), gone);
+    assert_holds_the_truth(&h).await;
+}
