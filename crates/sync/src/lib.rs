@@ -12,6 +12,10 @@
 //! - **Every run is visible**: the run record carries counts, API calls, 429s, retries, bytes, the
 //!   verdict and an error in words.
 //!
+//! Inside the crate, arrows point one way: `engine` (clients, dispatch) → `endpoint` / `cloud`
+//! (what each product reads) → `run` (the one run skeleton: open, reconcile, settle, close) →
+//! `pipeline`, `verdict`, `options`, `error`. A product module never imports the engine.
+//!
 //! ```no_run
 //! # async fn demo(store: std::sync::Arc<dyn rampart_store::Store>, vault: rampart_sync::vault::Vault)
 //! # -> Result<(), rampart_sync::SyncError> {
