@@ -19,59 +19,38 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use rampart_microsoft::CloudFinding;
 use rampart_microsoft::{
-    ApiError, ArmClient, CVE_DETAILS_PER_QUERY, NO_ROLE_EXPLANATION, ReadReport,
-    authorization_failed_fix, is_authorization_failed,
-};
-use rampart_microsoft::{
     Assessment, AssessmentMetadata, AssessmentMetadataProperties, SubAssessment, VulnerabilityRow,
 };
+use rampart_microsoft::{
+    ArmClient, CVE_DETAILS_PER_QUERY, ApiError, ReadReport, authorization_failed_fix,
+    is_authorization_failed,
+};
 use rampart_model::{
-    Asset, ControlScore, CveId, EntityCounts, Integration, IntegrationId, PostureScore,
-    Recommendation, RunStatus, Subscription, SyncRun, Verdict, Vulnerability,
-    parse_microsoft_timestamp, weighted_percent,
+    Asset, ControlScore, CveId, EntityCounts, IntegrationId, PostureScore, Recommendation,
+    RunStatus, Subscription, SyncRun, Verdict, Vulnerability, parse_microsoft_timestamp,
+    weighted_percent,
 };
-use rampart_store::{
-    ReconcileOutcome, ReconcilePolicy, ReconcileScope, RunOutcome, RunOwner, Store, StoreError,
-    SubscriptionReadOutcome, UpsertCounts,
-};
+use rampart_store::{ReconcileScope, Store, StoreError, SubscriptionReadOutcome, UpsertCounts};
 
-use crate::endpoint::record_metrics;
-use crate::engine::{Engine, SyncRequest};
-use crate::error::SyncError;
+use crate::error::{RunError, SyncError};
 use crate::pipeline::{Batching, PipeError, Piped, pipe};
-use crate::progress::Progress;
+use crate::run::{Job, MassChange, RunSetup};
 use crate::verdict::{collapse, judge};
 
-/// Why a run stopped; becomes the run record's error.
-struct Failure(String);
+/// Fingerprints of the assessed resources met so far in a run, to count each resource once
+/// (8 bytes a resource, not its id).
+type Resources = HashSet<u64>;
 
-impl From<StoreError> for Failure {
-    fn from(e: StoreError) -> Self {
-        Failure(format!("could not store what was read: {e}"))
-    }
-}
+/// `firstEvaluationDate` of a subscription's grouped vulnerability recommendations (those with a
+/// `subAssessmentsLink`), by lower-cased assessment id: the first seen of their legacy
+/// sub-assessments, which carry only when they were generated.
+type Parents = HashMap<String, DateTime<Utc>>;
 
-/// Why one subscription could not be read: a Microsoft answer (it fails that subscription only),
-/// or the database (it fails the run).
-enum SubError {
-    Microsoft(ApiError),
-    Store(StoreError),
-}
-
-impl From<ApiError> for SubError {
-    fn from(e: ApiError) -> Self {
-        SubError::Microsoft(e)
-    }
-}
-
-impl From<PipeError> for SubError {
-    fn from(e: PipeError) -> Self {
-        match e {
-            PipeError::Read(e) => SubError::Microsoft(e),
-            PipeError::Write(e) => SubError::Store(e),
-        }
-    }
-}
+/// What a run that would mark too many cloud resources missing says.
+const RESOURCES: MassChange = MassChange {
+    things: "cloud resources",
+    if_real: "the resources really went away",
+};
 
 /// Counts of a write that touches assets and one other table.
 #[derive(Debug, Default, Clone, Copy)]
@@ -97,85 +76,14 @@ struct SubscriptionRead {
     reads: Vec<(String, ReadReport)>,
 }
 
-pub(crate) async fn run(
-    engine: &Engine,
-    integration: &Integration,
-    client: &ArmClient,
-    request: SyncRequest,
-    progress: &dyn Progress,
-) -> Result<SyncRun, SyncError> {
-    let store = engine.store();
-    let started = Utc::now();
-    let run_id = store
-        .start_run_owned(integration.id, "full", started, Some(&RunOwner::current()))
-        .await?;
-    let before = client.metrics();
-    let mut outcome = RunOutcome::new(RunStatus::Running, started);
-    let mut job = Job {
-        engine,
-        store: Arc::clone(store),
-        integration,
-        client,
-        run_id,
-        request,
-        progress,
-        outcome: &mut outcome,
-        resources: HashSet::new(),
-        parents: HashMap::new(),
-    };
-    let result = job.full().await;
-    let r = &outcome.recommendations;
-    if r.read > 0 {
-        progress.note(&format!(
-            "recommendations: {} read, {} new, {} changed, {} back, {} removed",
-            r.read, r.new, r.updated, r.reopened, r.resolved
-        ));
-        tracing::info!(
-            message = "Recommendations synced.",
-            integration = %integration.name,
-            run_id,
-            read = r.read,
-            new = r.new,
-            updated = r.updated,
-            reopened = r.reopened,
-            removed = r.resolved
-        );
-    }
-    if let Err(Failure(message)) = result {
-        tracing::warn!(
-            message = "Sync run failed.",
-            integration = %integration.name,
-            run_id,
-            error = %message
-        );
-        outcome.status = RunStatus::Failed;
-        outcome.verdict = None;
-        outcome.error = Some(message);
-    }
-    record_metrics(&mut outcome, &client.metrics().since(&before));
-    outcome.finished_at = Utc::now();
-    Ok(store.finish_run(run_id, &outcome).await?)
+pub(crate) async fn run(setup: RunSetup<'_>, client: &ArmClient) -> Result<SyncRun, SyncError> {
+    let mut job = Job::open(setup, client, "full").await?;
+    let read = job.full().await;
+    job.note_recommendations();
+    job.close(read).await
 }
 
-struct Job<'a> {
-    engine: &'a Engine,
-    store: Arc<dyn Store>,
-    integration: &'a Integration,
-    client: &'a ArmClient,
-    run_id: i64,
-    request: SyncRequest,
-    progress: &'a dyn Progress,
-    outcome: &'a mut RunOutcome,
-    /// Fingerprints of the assessed resources met so far, to count each resource once (8 bytes
-    /// a resource, not its id).
-    resources: HashSet<u64>,
-    /// `firstEvaluationDate` of the current subscription's grouped vulnerability recommendations
-    /// (those with a `subAssessmentsLink`), by lower-cased assessment id: the first seen of their
-    /// legacy sub-assessments, which carry only when they were generated.
-    parents: HashMap<String, DateTime<Utc>>,
-}
-
-impl Job<'_> {
+impl Job<'_, ArmClient> {
     fn id(&self) -> IntegrationId {
         self.integration.id
     }
@@ -184,9 +92,27 @@ impl Job<'_> {
     /// and two such batches at once would contend for the same asset rows (Cloud volumes are
     /// small; the Endpoint bulk load is where concurrent writes pay).
     fn batch(&self) -> Batching {
-        Batching {
-            size: self.engine.options.write_batch,
-            writers: 1,
+        self.batching(1)
+    }
+
+    /// What the run did to recommendations, said once at its end (whether it failed or not).
+    fn note_recommendations(&self) {
+        let r = &self.outcome.recommendations;
+        if r.read > 0 {
+            self.progress.note(&format!(
+                "recommendations: {} read, {} new, {} changed, {} back, {} removed",
+                r.read, r.new, r.updated, r.reopened, r.resolved
+            ));
+            tracing::info!(
+                message = "Recommendations synced.",
+                integration = %self.integration.name,
+                run_id = self.run_id,
+                read = r.read,
+                new = r.new,
+                updated = r.updated,
+                reopened = r.reopened,
+                removed = r.resolved
+            );
         }
     }
 
@@ -201,22 +127,14 @@ impl Job<'_> {
             .await
     }
 
-    async fn full(&mut self) -> Result<(), Failure> {
-        self.client
-            .check_token()
-            .await
-            .map_err(|e| Failure(e.to_string()))?;
+    async fn full(&mut self) -> Result<(), RunError> {
+        self.client.check_token().await?;
 
         self.progress.phase("reading subscriptions");
-        let (subs, subs_report) = self
-            .client
-            .subscriptions()
-            .collect_all()
-            .await
-            .map_err(|e| Failure(e.to_string()))?;
+        let (subs, subs_report) = self.client.subscriptions().collect_all().await?;
         self.progress.phase_done(subs.len() as u64);
         if subs.is_empty() {
-            return Err(Failure(NO_ROLE_EXPLANATION.to_owned()));
+            return Err(RunError::NoSubscription);
         }
         let subs: Vec<Subscription> = subs.into_iter().map(|s| s.into_model()).collect();
         self.store
@@ -224,12 +142,7 @@ impl Job<'_> {
             .await?;
 
         self.progress.phase("reading recommendation metadata");
-        let (metadata, metadata_report) = self
-            .client
-            .assessment_metadata()
-            .collect_all()
-            .await
-            .map_err(|e| Failure(e.to_string()))?;
+        let (metadata, metadata_report) = self.client.assessment_metadata().collect_all().await?;
         self.progress.phase_done(metadata.len() as u64);
         let metadata: HashMap<String, AssessmentMetadataProperties> = metadata
             .into_iter()
@@ -237,6 +150,7 @@ impl Job<'_> {
             .collect();
         let metadata = Arc::new(metadata);
 
+        let mut resources = Resources::new();
         let mut complete: Vec<&Subscription> = Vec::new();
         let mut problems: Vec<String> = Vec::new();
         let mut reads: Vec<(String, ReadReport)> = vec![
@@ -257,7 +171,10 @@ impl Job<'_> {
             }
             self.progress
                 .phase(&format!("reading subscription {}", label(sub)));
-            let failure = match self.read_subscription(sub, Arc::clone(&metadata)).await {
+            let failure = match self
+                .read_subscription(sub, Arc::clone(&metadata), &mut resources)
+                .await
+            {
                 Ok(read) => {
                     let unfinished: Vec<String> = read
                         .reads
@@ -280,8 +197,8 @@ impl Job<'_> {
                         Some(unfinished.join("; "))
                     }
                 }
-                Err(SubError::Store(e)) => return Err(e.into()),
-                Err(SubError::Microsoft(e)) => {
+                Err(PipeError::Write(e)) => return Err(e.into()),
+                Err(PipeError::Read(e)) => {
                     tracing::warn!(
                         message = "Subscription could not be read.",
                         integration = %self.integration.name,
@@ -299,14 +216,11 @@ impl Job<'_> {
             self.progress.phase_done(0);
         }
         if complete.is_empty() {
-            return Err(Failure(if problems.is_empty() {
-                "every subscription the app sees is disabled or deleted, and Microsoft serves no Defender data for those: give the app a role on an active subscription".to_owned()
+            return Err(if problems.is_empty() {
+                RunError::NoActiveSubscription
             } else {
-                format!(
-                    "no subscription could be read completely, so nothing was concluded. {}",
-                    problems.join(". ")
-                )
-            }));
+                RunError::NoSubscriptionReadCompletely(problems)
+            });
         }
 
         // Current vulnerability data: one Resource Graph read over the subscriptions read in full
@@ -314,8 +228,8 @@ impl Job<'_> {
         let ids: Vec<String> = complete.iter().map(|s| s.subscription_id.clone()).collect();
         let vulnerabilities = match self.vulnerability_findings(&ids).await {
             Ok(piped) => Some(piped),
-            Err(SubError::Store(e)) => return Err(e.into()),
-            Err(SubError::Microsoft(e)) => {
+            Err(PipeError::Write(e)) => return Err(e.into()),
+            Err(PipeError::Read(e)) => {
                 problems.push(format!(
                     "the vulnerability query (Resource Graph) failed, so no subscription's findings can be concluded: {e}"
                 ));
@@ -362,19 +276,15 @@ impl Job<'_> {
         }
 
         if concluded.is_empty() {
-            let why = problems.join(". ");
-            self.outcome.finished_at = Utc::now();
-            self.outcome.status = RunStatus::Partial;
-            self.outcome.error = Some(format!("nothing was concluded: {why}"));
-            self.outcome.verdict = Some(Verdict::Incomplete(why));
+            self.settle(Verdict::Incomplete(problems.join(". ")));
             return Ok(());
         }
-        let previous = self.last_complete_run().await?;
+        let previous = self.last_complete_full_run().await?;
         let named: Vec<(&str, &ReadReport)> = reads.iter().map(|(w, r)| (w.as_str(), r)).collect();
         let mut verdict = judge(
             &named,
             self.outcome.findings.read,
-            previous.as_ref(),
+            previous.as_ref().map(|run| run.findings.read),
             self.request.accept_mass_changes,
         );
         // Recommendations are concluded too (unseen ones become Removed): an answer that lost half
@@ -401,7 +311,8 @@ impl Job<'_> {
         &mut self,
         sub: &Subscription,
         metadata: Arc<HashMap<String, AssessmentMetadataProperties>>,
-    ) -> Result<SubscriptionRead, SubError> {
+        resources: &mut Resources,
+    ) -> Result<SubscriptionRead, PipeError> {
         let id = sub.subscription_id.as_str();
         let mut reads = Vec::new();
         let (items, report) = self.client.secure_scores(id).collect_all().await?;
@@ -421,11 +332,14 @@ impl Job<'_> {
         let controls = items.into_iter().map(|c| c.into_model(id)).collect();
         reads.push(("control scores".to_owned(), report));
 
-        let before = self.resources.len();
-        let piped = match self.recommendations(sub, Arc::clone(&metadata)).await {
+        let before = resources.len();
+        let read = self
+            .recommendations(sub, Arc::clone(&metadata), resources)
+            .await;
+        let (piped, parents) = match read {
             // A cloud without assessments 2025-05-04 (and its risk): once more with 2021-06-01.
             // The refusal comes before any record, so nothing was written twice.
-            Err(SubError::Microsoft(e)) if self.client.use_assessments_fallback(&e) => {
+            Err(PipeError::Read(e)) if self.client.use_assessments_fallback(&e) => {
                 tracing::info!(
                     message = "Assessments api-version not served here; reading without risk.",
                     subscription = id,
@@ -436,17 +350,17 @@ impl Job<'_> {
                     rampart_microsoft::ASSESSMENTS_API,
                     rampart_microsoft::ASSESSMENTS_FALLBACK_API
                 ));
-                self.recommendations(sub, metadata).await?
+                self.recommendations(sub, metadata, resources).await?
             }
             other => other?,
         };
-        self.outcome.assets.read += (self.resources.len() - before) as u64;
+        self.outcome.assets.read += (resources.len() - before) as u64;
         self.outcome.recommendations.read += piped.report.records;
         add(&mut self.outcome.recommendations, piped.counts.other);
         add(&mut self.outcome.assets, piped.counts.assets);
         reads.push(("recommendations".to_owned(), piped.report));
 
-        match self.legacy_findings(sub).await {
+        match self.legacy_findings(sub, &parents).await {
             Ok((piped, produced)) => {
                 self.count_findings(&piped, produced);
                 reads.push((
@@ -456,9 +370,7 @@ impl Job<'_> {
             }
             // Deprecated since 2026-07-31: a tenant may answer with an error instead of an empty
             // list (reference, headline). Only a refusal or a transient failure matters.
-            Err(SubError::Microsoft(ApiError::Refused(e)))
-                if matches!(e.status, 400 | 404 | 410) =>
-            {
+            Err(PipeError::Read(ApiError::Refused(e))) if matches!(e.status, 400 | 404 | 410) => {
                 tracing::info!(
                     message = "Legacy sub-assessments unavailable; reading individual recommendations only.",
                     subscription = id,
@@ -475,19 +387,20 @@ impl Job<'_> {
     }
 
     /// Assessments → recommendations (built-in ones: individual `SoftwareUpdate` ones are findings,
-    /// read through Resource Graph) and their resources → assets.
+    /// read through Resource Graph) and their resources → assets; with the grouped ones'
+    /// evaluation dates, for their legacy sub-assessments.
     async fn recommendations(
         &mut self,
         sub: &Subscription,
         metadata: Arc<HashMap<String, AssessmentMetadataProperties>>,
-    ) -> Result<Piped<Both>, SubError> {
+        resources: &mut Resources,
+    ) -> Result<(Piped<Both>, Parents), PipeError> {
         let (store, id, run) = (Arc::clone(&self.store), self.id(), self.run_id);
         let batch = self.batch();
         let sub_id = sub.subscription_id.clone();
         let sub_name = sub.display_name.clone();
-        let resources = &mut self.resources;
-        let parents = &mut self.parents;
-        parents.clear();
+        let mut parents = Parents::new();
+        let grouped = &mut parents;
         let piped = pipe(
             self.client.assessments(&sub.subscription_id),
             move |a: Assessment| {
@@ -496,7 +409,7 @@ impl Job<'_> {
                     resources.insert(fingerprint(&asset.source_id));
                 }
                 if let Some(first) = grouped_first_evaluation(&a) {
-                    parents.insert(a.id.to_ascii_lowercase(), first);
+                    grouped.insert(a.id.to_ascii_lowercase(), first);
                 }
                 let recommendation = if a.is_individual() {
                     None
@@ -526,7 +439,7 @@ impl Job<'_> {
             self.progress,
         )
         .await?;
-        Ok(piped)
+        Ok((piped, parents))
     }
 
     /// Legacy grouped findings (`subAssessments`, 2019-01-01-preview), and how many findings they
@@ -534,9 +447,9 @@ impl Job<'_> {
     async fn legacy_findings(
         &mut self,
         sub: &Subscription,
-    ) -> Result<(Piped<Both>, u64), SubError> {
+        parents: &Parents,
+    ) -> Result<(Piped<Both>, u64), PipeError> {
         let (store, id, run) = (Arc::clone(&self.store), self.id(), self.run_id);
-        let parents = &self.parents;
         let mut produced = 0u64;
         let piped = pipe(
             self.client.sub_assessments(&sub.subscription_id),
@@ -550,14 +463,7 @@ impl Job<'_> {
                 (!findings.is_empty()).then_some((asset, findings))
             },
             self.batch(),
-            move |batch: Vec<(Option<Asset>, Vec<CloudFinding>)>| {
-                let store = Arc::clone(&store);
-                async move {
-                    let (assets, findings): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
-                    let findings: Vec<CloudFinding> = findings.into_iter().flatten().collect();
-                    write_findings(&store, id, run, assets.into_iter().flatten(), findings).await
-                }
-            },
+            move |batch| write_finding_batch(Arc::clone(&store), id, run, batch),
             self.progress,
         )
         .await?;
@@ -571,7 +477,7 @@ impl Job<'_> {
     async fn vulnerability_findings(
         &mut self,
         subscriptions: &[String],
-    ) -> Result<Piped<Both>, SubError> {
+    ) -> Result<Piped<Both>, PipeError> {
         self.progress
             .phase("reading vulnerability findings (Resource Graph)");
         let (store, id, run) = (Arc::clone(&self.store), self.id(), self.run_id);
@@ -602,14 +508,7 @@ impl Job<'_> {
                 }
             },
             self.batch(),
-            move |batch: Vec<(Option<Asset>, Vec<CloudFinding>)>| {
-                let store = Arc::clone(&store);
-                async move {
-                    let (assets, findings): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
-                    let findings: Vec<CloudFinding> = findings.into_iter().flatten().collect();
-                    write_findings(&store, id, run, assets.into_iter().flatten(), findings).await
-                }
-            },
+            move |batch| write_finding_batch(Arc::clone(&store), id, run, batch),
             self.progress,
         )
         .await?;
@@ -628,7 +527,7 @@ impl Job<'_> {
     async fn enrich_and_write(
         &mut self,
         mut held: Vec<(Option<Asset>, CloudFinding)>,
-    ) -> Result<Both, SubError> {
+    ) -> Result<Both, PipeError> {
         self.progress
             .phase("reading CVE details (Resource Graph, tenant scope)");
         let mut ids: Vec<CveId> = held
@@ -664,7 +563,7 @@ impl Job<'_> {
         }
         self.progress.phase_done(details.len() as u64);
         let mut counts = Both::default();
-        let size = self.engine.options.write_batch.max(1);
+        let size = self.options.write_batch.max(1);
         while !held.is_empty() {
             let rest = held.split_off(held.len().min(size));
             let batch = std::mem::replace(&mut held, rest);
@@ -677,7 +576,7 @@ impl Job<'_> {
                 findings,
             )
             .await
-            .map_err(SubError::Store)?;
+            .map_err(PipeError::Write)?;
         }
         Ok(counts)
     }
@@ -702,77 +601,35 @@ impl Job<'_> {
         verdict: Verdict,
         subscriptions: Vec<String>,
         problems: &[String],
-    ) -> Result<(), Failure> {
-        self.outcome.finished_at = Utc::now();
-        let verdict = match verdict {
-            Verdict::Complete => {
-                self.progress.phase("reconciling");
-                let policy = ReconcilePolicy {
-                    max_missing_share: if self.request.accept_mass_changes {
-                        1.0
-                    } else {
-                        self.engine.options.max_missing_share
-                    },
-                    now: self.outcome.finished_at,
-                    scope: ReconcileScope::Subscriptions(subscriptions),
-                };
-                match self.store.reconcile(self.id(), self.run_id, policy).await? {
-                    ReconcileOutcome::Applied {
-                        assets_missing,
-                        findings_fixed,
-                        recommendations_removed,
-                    } => {
-                        self.outcome.assets.resolved += assets_missing;
-                        self.outcome.findings.resolved += findings_fixed;
-                        self.outcome.recommendations.resolved += recommendations_removed;
-                        self.progress
-                            .phase_done(assets_missing + findings_fixed + recommendations_removed);
-                        Verdict::Complete
-                    }
-                    ReconcileOutcome::Held {
-                        would_mark_missing,
-                        active,
-                    } => Verdict::Held(format!(
-                        "this run would mark {would_mark_missing} of {active} cloud resources missing, more than the {:.0} % safety limit; \
-                         nothing was marked missing or fixed. If the resources really went away, sync again with --accept-mass-changes",
-                        self.engine.options.max_missing_share * 100.0
-                    )),
-                }
-            }
-            other => other,
-        };
-        match &verdict {
-            Verdict::Complete if problems.is_empty() => {
-                self.outcome.status = RunStatus::Succeeded;
-                self.outcome.verdict = Some(Verdict::Complete);
-            }
-            Verdict::Complete => {
-                let why = format!(
-                    "{}. Nothing was concluded for {}; the other subscriptions were synced and concluded",
-                    problems.join(". "),
-                    if problems.len() == 1 { "it" } else { "those" }
-                );
-                self.outcome.status = RunStatus::Partial;
-                self.outcome.error = Some(why.clone());
-                self.outcome.verdict = Some(Verdict::Incomplete(why));
-            }
-            Verdict::Incomplete(why) | Verdict::Held(why) => {
-                self.outcome.status = RunStatus::Partial;
-                self.outcome.error = Some(format!("nothing was concluded: {why}"));
-                self.outcome.verdict = Some(verdict.clone());
-            }
+    ) -> Result<(), RunError> {
+        let scope = ReconcileScope::Subscriptions(subscriptions);
+        let verdict = self.reconcile(verdict, scope, &RESOURCES).await?;
+        if verdict.is_complete() && !problems.is_empty() {
+            let why = format!(
+                "{}. Nothing was concluded for {}; the other subscriptions were synced and concluded",
+                problems.join(". "),
+                if problems.len() == 1 { "it" } else { "those" }
+            );
+            self.outcome.status = RunStatus::Partial;
+            self.outcome.error = Some(why.clone());
+            self.outcome.verdict = Some(Verdict::Incomplete(why));
+        } else {
+            self.settle(verdict);
         }
         Ok(())
     }
+}
 
-    async fn last_complete_run(&self) -> Result<Option<SyncRun>, StoreError> {
-        let runs = self.store.list_runs(self.id(), 20).await?;
-        Ok(runs.into_iter().find(|r| {
-            r.id != self.run_id
-                && r.status == RunStatus::Succeeded
-                && r.verdict == Some(Verdict::Complete)
-        }))
-    }
+/// [`write_findings`] of one batch of the findings pipes: each record's asset and its findings.
+async fn write_finding_batch(
+    store: Arc<dyn Store>,
+    id: IntegrationId,
+    run: i64,
+    batch: Vec<(Option<Asset>, Vec<CloudFinding>)>,
+) -> Result<Both, StoreError> {
+    let (assets, findings): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+    let findings: Vec<CloudFinding> = findings.into_iter().flatten().collect();
+    write_findings(&store, id, run, assets.into_iter().flatten(), findings).await
 }
 
 /// Upserts the assets findings are on before the findings: the store would otherwise create an

@@ -75,31 +75,16 @@ impl ConnectionReport {
         name: &'static str,
         result: Result<String, (String, Option<String>)>,
     ) {
-        let failed_before = self.failed_before();
-        let step = if failed_before {
-            Step {
+        if self.failed_before() {
+            self.steps.push(Step {
                 name,
                 outcome: StepOutcome::Skipped,
                 detail: "not tried: an earlier step failed".into(),
                 fix: None,
-            }
+            });
         } else {
-            match result {
-                Ok(detail) => Step {
-                    name,
-                    outcome: StepOutcome::Passed,
-                    detail,
-                    fix: None,
-                },
-                Err((detail, fix)) => Step {
-                    name,
-                    outcome: StepOutcome::Failed,
-                    detail,
-                    fix,
-                },
-            }
-        };
-        self.steps.push(step);
+            self.record(name, result);
+        }
     }
 }
 

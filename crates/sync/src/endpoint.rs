@@ -5,19 +5,16 @@ use std::sync::Arc;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use rampart_microsoft::NotAFinding;
-use rampart_microsoft::{ApiError, MdeClient, MetricsSnapshot, ReadEnd, ReadReport, RecordStream};
 use rampart_microsoft::{ExportFilesResponse, FindingRow};
-use rampart_model::{EntityCounts, Integration, RunStatus, SyncRun, Verdict};
-use rampart_store::{
-    ReconcileOutcome, ReconcilePolicy, ReconcileScope, RunOutcome, RunOwner, Store, StoreError,
-    UpsertCounts,
-};
+use rampart_microsoft::{MdeClient, ReadEnd, ReadReport, RecordStream};
+use rampart_model::{EntityCounts, RunStatus, SyncRun, Verdict};
+use rampart_store::{ReconcileScope, UpsertCounts};
 
 use crate::delta;
-use crate::engine::{Engine, SyncMode, SyncRequest};
-use crate::error::SyncError;
-use crate::pipeline::{Batching, PipeError, Piped, pipe};
-use crate::progress::Progress;
+use crate::error::{RunError, SyncError};
+use crate::options::{FindingsSource, SyncMode};
+use crate::pipeline::{Batching, Piped, pipe};
+use crate::run::{Job, MassChange, RunSetup};
 use crate::verdict::judge;
 
 /// Sync-state keys kept per integration between runs.
@@ -38,138 +35,39 @@ fn delta_age_limit() -> chrono::Duration {
     chrono::Duration::days(14) - chrono::Duration::hours(12)
 }
 
-/// Ids of unreadable records a run record keeps (the count is always exact).
-const ODD_IDS_IN_RUN: usize = 20;
-
-/// Where a full read takes the vulnerability findings from.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum FindingsSource {
-    /// Export files from [`EngineOptions::file_export_threshold`](crate::EngineOptions) devices
-    /// up (Microsoft's advice: 100,000), JSON pages below.
-    #[default]
-    Auto,
-    /// `SoftwareVulnerabilitiesByMachine`: JSON pages.
-    Pages,
-    /// `SoftwareVulnerabilitiesExport`: gzip JSON-lines files.
-    Files,
-}
-
-impl FindingsSource {
-    /// `auto`, `pages` or `files`; the word the run record keeps.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FindingsSource::Auto => "auto",
-            FindingsSource::Pages => "pages",
-            FindingsSource::Files => "files",
-        }
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
     Full,
     Delta { since: DateTime<Utc> },
 }
 
-/// Why a run stopped; becomes the run record's error.
-struct Failure(String);
+/// What a run that would mark too many devices missing says.
+const DEVICES: MassChange = MassChange {
+    things: "devices",
+    if_real: "the devices really left (offboarding, retention)",
+};
 
-impl From<PipeError> for Failure {
-    fn from(e: PipeError) -> Self {
-        match e {
-            PipeError::Read(e) => Failure(e.to_string()),
-            PipeError::Write(e) => Failure(format!("could not store what was read: {e}")),
-        }
-    }
-}
-
-impl From<StoreError> for Failure {
-    fn from(e: StoreError) -> Self {
-        Failure(format!("could not store what was read: {e}"))
-    }
-}
-
-impl From<ApiError> for Failure {
-    fn from(e: ApiError) -> Self {
-        Failure(e.to_string())
-    }
-}
-
-pub(crate) async fn run(
-    engine: &Engine,
-    integration: &Integration,
-    client: &MdeClient,
-    request: SyncRequest,
-    progress: &dyn Progress,
-) -> Result<SyncRun, SyncError> {
-    let store = engine.store();
-    let started = Utc::now();
-    let mode = choose_mode(engine, integration, request, started).await?;
-    let run_id = store
-        .start_run_owned(
-            integration.id,
-            match mode {
-                Mode::Full => "full",
-                Mode::Delta { .. } => "delta",
-            },
-            started,
-            Some(&RunOwner::current()),
-        )
-        .await?;
-    let before = client.metrics();
-    let mut outcome = RunOutcome::new(RunStatus::Running, started);
-    let mut job = Job {
-        engine,
-        store: Arc::clone(store),
-        integration,
-        client,
-        run_id,
-        request,
-        progress,
-        outcome: &mut outcome,
+pub(crate) async fn run(setup: RunSetup<'_>, client: &MdeClient) -> Result<SyncRun, SyncError> {
+    let mode = choose_mode(&setup, Utc::now()).await?;
+    let word = match mode {
+        Mode::Full => "full",
+        Mode::Delta { .. } => "delta",
     };
-    let result = match mode {
+    let mut job = Job::open(setup, client, word).await?;
+    let read = match mode {
         Mode::Full => job.full().await,
         Mode::Delta { since } => job.delta(since).await,
     };
-    match result {
-        Ok(()) => {}
-        Err(Failure(message)) => {
-            tracing::warn!(
-                message = "Sync run failed.",
-                integration = %integration.name,
-                run_id,
-                error = %message
-            );
-            outcome.status = RunStatus::Failed;
-            outcome.error = Some(message);
-        }
-    }
-    record_metrics(&mut outcome, &client.metrics().since(&before));
-    outcome.finished_at = Utc::now();
-    Ok(store.finish_run(run_id, &outcome).await?)
-}
-
-/// The client's counters of this run (calls, 429s, retries, bytes) into its record.
-pub(crate) fn record_metrics(outcome: &mut RunOutcome, m: &MetricsSnapshot) {
-    outcome.api_calls = m.api_calls;
-    outcome.throttled = m.throttled;
-    outcome.retries = m.retries + m.restarts;
-    outcome.bytes = m.bytes_received;
+    job.close(read).await
 }
 
 /// A delta is used only right after an unbroken chain of complete runs since a recent baseline:
 /// any gap (a failed, partial or held run) re-baselines, so the result always equals a full read.
-async fn choose_mode(
-    engine: &Engine,
-    integration: &Integration,
-    request: SyncRequest,
-    now: DateTime<Utc>,
-) -> Result<Mode, SyncError> {
-    if request.mode == SyncMode::Full || !engine.options.incremental {
+async fn choose_mode(setup: &RunSetup<'_>, now: DateTime<Utc>) -> Result<Mode, SyncError> {
+    let (options, integration, store) = (setup.options, setup.integration, setup.store);
+    if setup.request.mode == SyncMode::Full || !options.incremental {
         return Ok(Mode::Full);
     }
-    let store = engine.store();
     let state = |key| store.get_sync_state(integration.id, key);
     let (Some(baseline), Some(since)) = (state(BASELINE_AT).await?, state(DELTA_SINCE).await?)
     else {
@@ -181,7 +79,7 @@ async fn choose_mode(
     ) else {
         return Ok(Mode::Full);
     };
-    if now.signed_duration_since(baseline) > engine.options.rebaseline_after {
+    if now.signed_duration_since(baseline) > options.rebaseline_after {
         return Ok(Mode::Full);
     }
     // However the re-baseline period is set, Microsoft refuses a sinceTime older than 14 days.
@@ -209,66 +107,24 @@ async fn choose_mode(
     })
 }
 
-struct Job<'a> {
-    engine: &'a Engine,
-    store: Arc<dyn Store>,
-    integration: &'a Integration,
-    client: &'a MdeClient,
-    run_id: i64,
-    request: SyncRequest,
-    progress: &'a dyn Progress,
-    outcome: &'a mut RunOutcome,
-}
-
-impl Job<'_> {
+impl Job<'_, MdeClient> {
+    /// Endpoint batches are written several at once where the store can (the bulk load is
+    /// where concurrent writes pay).
     fn batch(&self) -> Batching {
-        Batching {
-            size: self.engine.options.write_batch,
-            writers: self.store.concurrent_writes(),
-        }
+        self.batching(self.store.concurrent_writes())
     }
 
     /// Refuses to start reading with a token that lacks roles: the API would answer 403 anyway,
     /// and this way the message names the role and the consent step.
-    async fn check_roles(&mut self) -> Result<(), Failure> {
-        let check = self
-            .client
-            .check_token()
-            .await
-            .map_err(|e| Failure(e.to_string()))?;
+    async fn check_roles(&mut self) -> Result<(), RunError> {
+        let check = self.client.check_token().await?;
         match check.missing_roles {
-            Some(missing) if !missing.is_empty() => Err(Failure(missing.to_string())),
+            Some(missing) if !missing.is_empty() => Err(RunError::MissingRoles(missing)),
             _ => Ok(()),
         }
     }
 
-    /// Counts a read's unreadable records into the run record (with their ids).
-    fn note_odd(&mut self, report: &ReadReport) {
-        let odd = &mut self.outcome.odd_records;
-        odd.count += report.unreadable;
-        for id in &report.unreadable_ids {
-            if odd.ids.len() < ODD_IDS_IN_RUN {
-                odd.ids.push(id.clone());
-            }
-        }
-        if odd.first_error.is_none() {
-            odd.first_error.clone_from(&report.first_unreadable);
-        }
-        if report.unreadable > 0 {
-            self.progress.note(&format!(
-                "{} {} records could not be read and were skipped{}",
-                report.unreadable,
-                report.family,
-                if report.unreadable_ids.is_empty() {
-                    String::new()
-                } else {
-                    format!(" (ids: {})", report.unreadable_ids.join(", "))
-                }
-            ));
-        }
-    }
-
-    async fn devices(&mut self) -> Result<ReadReport, Failure> {
+    async fn devices(&mut self) -> Result<ReadReport, RunError> {
         self.progress.phase("reading devices");
         let (store, id, run) = (Arc::clone(&self.store), self.integration.id, self.run_id);
         let piped = pipe(
@@ -295,7 +151,7 @@ impl Job<'_> {
 
     /// The CVE catalogue: whole, or (`incremental`, on delta runs after a complete catalogue read)
     /// only the entries Microsoft updated since the newest `updatedOn` already stored.
-    async fn catalogue(&mut self, incremental: bool) -> Result<ReadReport, Failure> {
+    async fn catalogue(&mut self, incremental: bool) -> Result<ReadReport, RunError> {
         let id = self.integration.id;
         let since = if incremental {
             self.store
@@ -358,7 +214,7 @@ impl Job<'_> {
     /// `Auto` decides by the device count just read.
     fn findings_source(&self, devices: u64) -> FindingsSource {
         match self.request.source {
-            FindingsSource::Auto if devices >= self.engine.options.file_export_threshold => {
+            FindingsSource::Auto if devices >= self.options.file_export_threshold => {
                 FindingsSource::Files
             }
             FindingsSource::Auto => FindingsSource::Pages,
@@ -370,10 +226,10 @@ impl Job<'_> {
     async fn findings_stream(
         &mut self,
         source: FindingsSource,
-    ) -> Result<(RecordStream<FindingRow>, Option<DateTime<Utc>>), Failure> {
+    ) -> Result<(RecordStream<FindingRow>, Option<DateTime<Utc>>), RunError> {
         if source == FindingsSource::Files {
             self.progress.phase("listing the export files");
-            let options = self.engine.options.file_reads.clone();
+            let options = self.options.file_reads.clone();
             // The listing names one snapshot and its generation time: the read below is exactly
             // that snapshot. (One call of the file-export budget, 5/min and 20/h.)
             let listing = self.client.export_files(options.sas_valid_hours).await?;
@@ -389,11 +245,11 @@ impl Job<'_> {
         self.progress.phase("reading findings");
         let pages = self
             .client
-            .software_vulnerability_rows(self.engine.options.export_page_size);
+            .software_vulnerability_rows(self.options.export_page_size);
         Ok((pages, generated))
     }
 
-    async fn full(&mut self) -> Result<(), Failure> {
+    async fn full(&mut self) -> Result<(), RunError> {
         self.check_roles().await?;
         let devices = self.devices().await?;
         let catalogue = self.catalogue(false).await?;
@@ -457,10 +313,13 @@ impl Job<'_> {
                 ("findings", &piped.report),
             ],
             piped.report.records,
-            previous.as_ref(),
+            previous.map(|run| run.findings.read),
             self.request.accept_mass_changes,
         );
-        self.conclude(verdict, ReconcileScope::Everything).await?;
+        let verdict = self
+            .reconcile(verdict, ReconcileScope::Everything, &DEVICES)
+            .await?;
+        self.settle(verdict);
         if self.outcome.status == RunStatus::Succeeded {
             let now = self.outcome.finished_at;
             self.store
@@ -481,7 +340,7 @@ impl Job<'_> {
         Ok(())
     }
 
-    async fn delta(&mut self, since: DateTime<Utc>) -> Result<(), Failure> {
+    async fn delta(&mut self, since: DateTime<Utc>) -> Result<(), RunError> {
         self.check_roles().await?;
         let devices = self.devices().await?;
         let catalogue = self.catalogue(true).await?;
@@ -489,7 +348,7 @@ impl Job<'_> {
         self.progress.phase("reading changes");
         let stream = self
             .client
-            .vulnerability_changes_since(since, self.engine.options.export_page_size);
+            .vulnerability_changes_since(since, self.options.export_page_size);
         let read = delta::read_changes(stream, since, self.progress).await?;
         self.note_odd(&read.report);
         let applied = delta::apply(
@@ -520,7 +379,10 @@ impl Job<'_> {
             None,
             self.request.accept_mass_changes,
         );
-        self.conclude(verdict, ReconcileScope::AssetsOnly).await?;
+        let verdict = self
+            .reconcile(verdict, ReconcileScope::AssetsOnly, &DEVICES)
+            .await?;
+        self.settle(verdict);
         if self.outcome.status == RunStatus::Succeeded
             && let Some(newest) = read.newest_event
             && newest > since
@@ -536,59 +398,6 @@ impl Job<'_> {
         Ok(())
     }
 
-    /// Applies the verdict: reconcile when complete, and set the run's status.
-    async fn conclude(&mut self, verdict: Verdict, scope: ReconcileScope) -> Result<(), Failure> {
-        self.outcome.finished_at = Utc::now();
-        let verdict = match verdict {
-            Verdict::Complete => {
-                self.progress.phase("reconciling");
-                let policy = ReconcilePolicy {
-                    max_missing_share: if self.request.accept_mass_changes {
-                        1.0
-                    } else {
-                        self.engine.options.max_missing_share
-                    },
-                    now: self.outcome.finished_at,
-                    scope,
-                };
-                match self
-                    .store
-                    .reconcile(self.integration.id, self.run_id, policy)
-                    .await?
-                {
-                    ReconcileOutcome::Applied {
-                        assets_missing,
-                        findings_fixed,
-                        ..
-                    } => {
-                        self.outcome.assets.resolved += assets_missing;
-                        self.outcome.findings.resolved += findings_fixed;
-                        self.progress.phase_done(assets_missing + findings_fixed);
-                        Verdict::Complete
-                    }
-                    ReconcileOutcome::Held {
-                        would_mark_missing,
-                        active,
-                    } => Verdict::Held(format!(
-                        "this run would mark {would_mark_missing} of {active} devices missing, more than the {:.0} % safety limit; \
-                         nothing was marked missing or fixed. If the devices really left (offboarding, retention), sync again with --accept-mass-changes",
-                        self.engine.options.max_missing_share * 100.0
-                    )),
-                }
-            }
-            other => other,
-        };
-        self.outcome.status = match &verdict {
-            Verdict::Complete => RunStatus::Succeeded,
-            Verdict::Incomplete(why) | Verdict::Held(why) => {
-                self.outcome.error = Some(format!("nothing was concluded: {why}"));
-                RunStatus::Partial
-            }
-        };
-        self.outcome.verdict = Some(verdict);
-        Ok(())
-    }
-
     /// `generatedTime` of the latest export snapshot, when Microsoft tells it.
     async fn snapshot_generated_before_read(&self) -> Option<DateTime<Utc>> {
         match self.client.export_files(1).await {
@@ -598,16 +407,6 @@ impl Job<'_> {
                 None
             }
         }
-    }
-
-    async fn last_complete_full_run(&self) -> Result<Option<SyncRun>, StoreError> {
-        let runs = self.store.list_runs(self.integration.id, 20).await?;
-        Ok(runs.into_iter().find(|r| {
-            r.id != self.run_id
-                && r.mode == "full"
-                && r.status == RunStatus::Succeeded
-                && r.verdict == Some(Verdict::Complete)
-        }))
     }
 }
 

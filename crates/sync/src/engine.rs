@@ -5,87 +5,20 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use rampart_microsoft::ClientCredentials;
 use rampart_microsoft::Overrides;
-use rampart_microsoft::{
-    ArmClient, ArmConfig, FileReadOptions, MdeClient, MdeConfig, PagingOptions, RateLimits,
-    RetryPolicy,
-};
+use rampart_microsoft::ClientCredentials;
+use rampart_microsoft::{ArmClient, ArmConfig, MdeClient, MdeConfig};
 use rampart_model::{Integration, IntegrationId, Product, SyncRun};
 use rampart_store::Store;
 use tokio::sync::Mutex;
 
 use crate::connection::{self, ConnectionReport};
-use crate::endpoint::FindingsSource;
 use crate::error::SyncError;
+use crate::options::{EngineOptions, SyncRequest};
 use crate::progress::Progress;
+use crate::run::RunSetup;
 use crate::vault::{Sealed, Vault};
 use crate::{cloud, cloud_connection, endpoint};
-
-/// Tuning of the engine. The defaults are what production wants; tests and benchmarks change some.
-#[derive(Debug, Clone)]
-pub struct EngineOptions {
-    /// `pageSize` of `SoftwareVulnerabilitiesByMachine` (Microsoft: default 50,000, at most
-    /// 200,000). Larger pages mean fewer calls against the 30/min budget; memory does not grow with
-    /// it because pages are decoded as a stream.
-    pub export_page_size: u32,
-    /// Rows per database write.
-    pub write_batch: usize,
-    /// The circuit breaker: a run that would mark more than this share of active assets missing
-    /// concludes nothing and asks for a person.
-    pub max_missing_share: f64,
-    /// After a complete full read, later runs read only Microsoft's changes (the delta API) until
-    /// this much time has passed; then a full read re-baselines. Microsoft keeps changes for 14
-    /// days and advises a weekly baseline.
-    pub rebaseline_after: chrono::Duration,
-    /// Use the delta API between baselines.
-    pub incremental: bool,
-    pub rate_limits: RateLimits,
-    pub retry: RetryPolicy,
-    pub paging: PagingOptions,
-    /// Full reads of tenants with at least this many devices take findings from the file export
-    /// instead of the JSON pages (Microsoft advises files above 100,000 devices).
-    pub file_export_threshold: u64,
-    /// How export files are downloaded: concurrency, SAS lifetime, link refreshes.
-    pub file_reads: FileReadOptions,
-}
-
-impl Default for EngineOptions {
-    fn default() -> Self {
-        Self {
-            export_page_size: 100_000,
-            write_batch: 5_000,
-            max_missing_share: 0.30,
-            rebaseline_after: chrono::Duration::days(7),
-            incremental: true,
-            rate_limits: RateLimits::default(),
-            retry: RetryPolicy::default(),
-            paging: PagingOptions::default(),
-            file_export_threshold: 100_000,
-            file_reads: FileReadOptions::default(),
-        }
-    }
-}
-
-/// Full read, or whatever is cheapest and still exact.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum SyncMode {
-    /// A delta when a recent complete baseline allows it, else a full read.
-    #[default]
-    Auto,
-    /// Always a full read (a new baseline).
-    Full,
-}
-
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SyncRequest {
-    pub mode: SyncMode,
-    /// Conclude even when the circuit breaker or the plausibility check would hold the run: for a
-    /// person who has checked that the mass change is real.
-    pub accept_mass_changes: bool,
-    /// Where a full read takes the findings from (JSON pages or export files).
-    pub source: FindingsSource,
-}
 
 /// The Microsoft client of one integration: Defender for Endpoint's API or Azure Resource Manager.
 #[derive(Clone)]
@@ -105,7 +38,7 @@ struct CachedClient {
 pub struct Engine {
     store: Arc<dyn Store>,
     vault: Vault,
-    pub(crate) options: EngineOptions,
+    options: EngineOptions,
     clients: Mutex<HashMap<IntegrationId, CachedClient>>,
 }
 
@@ -136,14 +69,21 @@ impl Engine {
         request: SyncRequest,
         progress: &dyn Progress,
     ) -> Result<SyncRun, SyncError> {
+        let setup = RunSetup {
+            options: &self.options,
+            store: &self.store,
+            integration,
+            request,
+            progress,
+        };
         match integration.product {
             Product::Endpoint => {
                 let client = self.mde_client(integration).await?;
-                endpoint::run(self, integration, &client, request, progress).await
+                endpoint::run(setup, &client).await
             }
             Product::Cloud => {
                 let client = self.arm_client(integration).await?;
-                cloud::run(self, integration, &client, request, progress).await
+                cloud::run(setup, &client).await
             }
         }
     }

@@ -12,6 +12,10 @@
 //! - **Every run is visible**: the run record carries counts, API calls, 429s, retries, bytes, the
 //!   verdict and an error in words.
 //!
+//! Inside the crate, arrows point one way: `engine` (clients, dispatch) → `endpoint` / `cloud`
+//! (what each product reads) → `run` (the one run skeleton: open, reconcile, settle, close) →
+//! `pipeline`, `verdict`, `options`, `error`. A product module never imports the engine.
+//!
 //! ```no_run
 //! # async fn demo(store: std::sync::Arc<dyn rampart_store::Store>, vault: rampart_sync::vault::Vault)
 //! # -> Result<(), rampart_sync::SyncError> {
@@ -31,16 +35,18 @@ mod endpoint;
 mod engine;
 mod error;
 pub mod intel;
+mod options;
 mod pipeline;
 pub mod progress;
+mod run;
 pub mod vault;
 mod verdict;
 
 pub use cloud_connection::CLOUD_STEPS;
 pub use connection::{ConnectionReport, ENDPOINT_STEPS, Step, StepOutcome};
-pub use endpoint::FindingsSource;
-pub use engine::{Engine, EngineOptions, SyncMode, SyncRequest};
+pub use engine::Engine;
 pub use error::SyncError;
+pub use options::{EngineOptions, FindingsSource, SyncMode, SyncRequest};
 /// Checking a login or API URL override when it is entered (the web layer does not call
 /// Microsoft's clients itself).
 pub use rampart_microsoft::{CloudError, check_override_url};

@@ -32,6 +32,12 @@ pub(crate) enum PipeError {
     Write(StoreError),
 }
 
+impl From<ApiError> for PipeError {
+    fn from(e: ApiError) -> Self {
+        PipeError::Read(e)
+    }
+}
+
 /// Time the pipe's own loop spent in each step.
 #[derive(Debug, Default)]
 struct Timings {

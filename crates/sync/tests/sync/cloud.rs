@@ -8,7 +8,7 @@ use futures::TryStreamExt;
 use rampart_microsoft::{FamilyLimit, RateLimits};
 use rampart_model::{AssetStatus, FindingStatus, IntegrationId, Product, RunStatus, Verdict};
 use rampart_sim::{CloudResourceKind, Family, RunningSim, SimConfig};
-use rampart_store::{AssetFilter, FindingFilter, Store, VulnerabilityFilter};
+use rampart_store::{Store, VulnerabilityFilter};
 use rampart_sync::progress::Silent;
 use rampart_sync::{CLOUD_STEPS, Engine, EngineOptions, StepOutcome, SyncRequest};
 
@@ -59,15 +59,7 @@ pub async fn stored_cloud_assets(
     integration: IntegrationId,
     status: AssetStatus,
 ) -> CloudAssets {
-    let all: Vec<_> = store
-        .stream_assets(AssetFilter {
-            integration: Some(integration),
-            status: Some(status),
-            ..AssetFilter::default()
-        })
-        .try_collect()
-        .await
-        .expect("assets");
+    let all = asset_rows(store, Some(integration), Some(status)).await;
     let n = all.len();
     let map: CloudAssets = all
         .into_iter()
@@ -87,6 +79,17 @@ pub async fn stored_cloud_assets(
     map
 }
 
+/// An emulated cloud finding's key, as Rampart should store it.
+pub fn truth_key(f: &rampart_sim::CloudFinding) -> FindingKey {
+    (
+        f.resource_id.to_ascii_lowercase(),
+        f.software_vendor.clone(),
+        f.software_name.clone(),
+        f.installed_version.clone(),
+        f.cve_id.to_ascii_uppercase(),
+    )
+}
+
 /// (resource, vendor, package, installed version, CVE) → (severity, CVSS, fixed version).
 pub type CloudFindings = BTreeMap<FindingKey, (Option<String>, Option<String>, Option<String>)>;
 
@@ -98,13 +101,7 @@ pub fn truth_cloud_findings(sim: &RunningSim, only: Option<&[String]>) -> CloudF
         .filter(|f| only.is_none_or(|o| o.contains(&f.subscription_id)))
         .map(|f| {
             (
-                (
-                    f.resource_id.to_ascii_lowercase(),
-                    f.software_vendor,
-                    f.software_name,
-                    f.installed_version,
-                    f.cve_id.to_ascii_uppercase(),
-                ),
+                truth_key(&f),
                 (
                     Some(f.severity).filter(|s| s != "Unknown"),
                     f.cvss.map(|c| format!("{c:.1}")),
@@ -120,28 +117,14 @@ pub async fn stored_cloud_findings(
     integration: IntegrationId,
     status: FindingStatus,
 ) -> CloudFindings {
-    let all: Vec<_> = store
-        .stream_findings(FindingFilter {
-            integration: Some(integration),
-            status: Some(status),
-            ..FindingFilter::default()
-        })
-        .try_collect()
-        .await
-        .expect("findings");
+    let all = finding_rows(store, Some(integration), Some(status)).await;
     let n = all.len();
     let map: CloudFindings = all
         .into_iter()
         .map(|s| {
             let f = s.finding;
             (
-                (
-                    f.key.asset_source_id,
-                    f.key.software_vendor,
-                    f.key.software_name,
-                    f.key.software_version,
-                    f.key.cve_id.to_string(),
-                ),
+                key_of(&f),
                 (
                     f.severity.map(|s| s.as_str().to_owned()),
                     f.cvss.map(|c| format!("{c:.1}")),
@@ -154,48 +137,15 @@ pub async fn stored_cloud_findings(
     map
 }
 
-fn diff<K: Ord + std::fmt::Debug, V>(
-    want: &BTreeMap<K, V>,
-    got: &BTreeMap<K, V>,
-) -> (Vec<String>, Vec<String>) {
-    let missing = want
-        .keys()
-        .filter(|k| !got.contains_key(*k))
-        .take(3)
-        .map(|k| format!("{k:?}"))
-        .collect();
-    let extra = got
-        .keys()
-        .filter(|k| !want.contains_key(*k))
-        .take(3)
-        .map(|k| format!("{k:?}"))
-        .collect();
-    (missing, extra)
-}
-
 /// Rampart holds exactly the emulator's cloud resources and open cloud findings (of `only`'s
 /// subscriptions, or all).
 pub async fn assert_holds_the_cloud_truth(h: &Harness, only: Option<&[String]>) {
     let want = truth_cloud_assets(&h.sim, only);
     let got = stored_cloud_assets(&h.store, h.integration.id, AssetStatus::Active).await;
-    let (missing, extra) = diff(&want, &got);
-    assert!(
-        missing.is_empty() && extra.is_empty(),
-        "cloud assets differ: {} in truth, {} stored; missing e.g. {missing:?}; extra e.g. {extra:?}",
-        want.len(),
-        got.len()
-    );
-    assert_eq!(want, got, "cloud asset content differs");
+    assert_same(&want, &got, "cloud assets");
     let want = truth_cloud_findings(&h.sim, only);
     let got = stored_cloud_findings(&h.store, h.integration.id, FindingStatus::Open).await;
-    let (missing, extra) = diff(&want, &got);
-    assert!(
-        missing.is_empty() && extra.is_empty(),
-        "open cloud findings differ: {} in truth, {} stored; missing e.g. {missing:?}; extra e.g. {extra:?}",
-        want.len(),
-        got.len()
-    );
-    assert_eq!(want, got, "cloud finding content differs");
+    assert_same(&want, &got, "open cloud findings");
     crate::cloud_store_checks::assert_posture_is_the_truth(
         &h.store,
         h.integration.id,
@@ -203,13 +153,6 @@ pub async fn assert_holds_the_cloud_truth(h: &Harness, only: Option<&[String]>) 
         only,
     )
     .await;
-}
-
-async fn sync(h: &Harness) -> rampart_model::SyncRun {
-    h.engine
-        .sync(&h.integration, SyncRequest::default(), &Silent)
-        .await
-        .expect("run")
 }
 
 fn enabled_subscriptions(sim: &RunningSim) -> Vec<String> {
@@ -233,8 +176,8 @@ pub async fn a_cloud_sync_under_faults_holds_exactly_the_truth_and_a_rerun_chang
         },
     )
     .await;
-    let run = sync(&h).await;
-    assert_eq!(run.status, RunStatus::Succeeded, "{:?}", run.error);
+    let run = h.sync_ok(SyncRequest::default()).await;
+
     assert_eq!(run.verdict, Some(Verdict::Complete));
     assert_eq!(run.mode, "full");
     let truth_findings = h.sim.sim.truth().cloud_findings().len() as u64;
@@ -280,8 +223,8 @@ pub async fn a_cloud_sync_under_faults_holds_exactly_the_truth_and_a_rerun_chang
     }
     assert!(run.vulnerabilities.new > 0, "{run:?}");
 
-    let again = sync(&h).await;
-    assert_eq!(again.status, RunStatus::Succeeded, "{:?}", again.error);
+    let again = h.sync_ok(SyncRequest::default()).await;
+
     for counts in [&again.findings, &again.assets, &again.recommendations] {
         assert_eq!(
             (counts.new, counts.updated, counts.resolved, counts.reopened),
@@ -294,8 +237,8 @@ pub async fn a_cloud_sync_under_faults_holds_exactly_the_truth_and_a_rerun_chang
 
 pub async fn after_the_clock_moves_a_cloud_sync_records_exactly_the_changes(store: Arc<dyn Store>) {
     let h = cloud_harness(store, cloud_tenant()).await;
-    let first = sync(&h).await;
-    assert_eq!(first.status, RunStatus::Succeeded, "{:?}", first.error);
+    h.sync_ok(SyncRequest::default()).await;
+
     let before = truth_cloud_findings(&h.sim, None);
     let recs_before = truth_recommendations(&h.sim, None);
 
@@ -319,8 +262,8 @@ pub async fn after_the_clock_moves_a_cloud_sync_records_exactly_the_changes(stor
         "the emulator did not change"
     );
 
-    let second = sync(&h).await;
-    assert_eq!(second.status, RunStatus::Succeeded, "{:?}", second.error);
+    let second = h.sync_ok(SyncRequest::default()).await;
+
     assert_holds_the_cloud_truth(&h, None).await;
     assert_eq!(second.findings.resolved as usize, fixed.len(), "{second:?}");
     assert_eq!(
@@ -356,8 +299,8 @@ pub async fn after_the_clock_moves_a_cloud_sync_records_exactly_the_changes(stor
 
 pub async fn a_failed_cloud_run_concludes_nothing(store: Arc<dyn Store>) {
     let h = cloud_harness(store, cloud_tenant()).await;
-    let first = sync(&h).await;
-    assert_eq!(first.status, RunStatus::Succeeded, "{:?}", first.error);
+    h.sync_ok(SyncRequest::default()).await;
+
     let open_before = stored_cloud_findings(&h.store, h.integration.id, FindingStatus::Open).await;
     let active_before = stored_cloud_assets(&h.store, h.integration.id, AssetStatus::Active).await;
 
@@ -366,7 +309,7 @@ pub async fn a_failed_cloud_run_concludes_nothing(store: Arc<dyn Store>) {
         .sim
         .faults()
         .fail_next("providers/microsoft.security/assessments", 500, 10_000);
-    let failed = sync(&h).await;
+    let failed = h.sync(SyncRequest::default()).await;
     assert_eq!(failed.status, RunStatus::Failed, "{failed:?}");
     let error = failed.error.clone().unwrap_or_default();
     assert!(error.contains("kept failing"), "{error}");
@@ -388,8 +331,8 @@ pub async fn a_failed_cloud_run_concludes_nothing(store: Arc<dyn Store>) {
     );
 
     h.sim.sim.faults().clear();
-    let next = sync(&h).await;
-    assert_eq!(next.status, RunStatus::Succeeded, "{:?}", next.error);
+    h.sync_ok(SyncRequest::default()).await;
+
     assert_holds_the_cloud_truth(&h, None).await;
 }
 
@@ -402,7 +345,7 @@ pub async fn no_azure_role_fails_the_run_and_the_test_with_the_rbac_steps(store:
         },
     )
     .await;
-    let run = sync(&h).await;
+    let run = h.sync(SyncRequest::default()).await;
     assert_eq!(
         run.status,
         RunStatus::Failed,
@@ -449,8 +392,8 @@ pub async fn a_refused_subscription_makes_the_run_partial_and_only_it_unconclude
     // A first sync with full access, then the same tenant (same seed, a later tick) where the
     // app lost its role on one subscription.
     let mut h = cloud_harness(store, cloud_tenant()).await;
-    let first = sync(&h).await;
-    assert_eq!(first.status, RunStatus::Succeeded, "{:?}", first.error);
+    h.sync_ok(SyncRequest::default()).await;
+
     let subs = enabled_subscriptions(&h.sim);
     let denied = subs[0].clone();
     let others: Vec<String> = subs[1..].to_vec();
@@ -477,7 +420,7 @@ pub async fn a_refused_subscription_makes_the_run_partial_and_only_it_unconclude
         .expect("update");
     h.sim = restricted;
 
-    let run = sync(&h).await;
+    let run = h.sync(SyncRequest::default()).await;
     assert_eq!(run.status, RunStatus::Partial, "{run:?}");
     let error = run.error.clone().unwrap_or_default();
     assert!(error.contains(&denied), "{error}");
@@ -569,12 +512,8 @@ pub async fn arm_throttling_is_honoured_without_a_429_storm(store: Arc<dyn Store
     // Without client-side buckets, Microsoft's 429s are met, each waited out as Retry-After says:
     // one 429 per emptied bucket, never a storm of retries into an empty bucket.
     let h2 = harness_for(store_again(&h).await, config, Product::Cloud, None).await;
-    let run = h2
-        .engine
-        .sync(&h2.integration, SyncRequest::default(), &Silent)
-        .await
-        .expect("run");
-    assert_eq!(run.status, RunStatus::Succeeded, "{:?}", run.error);
+    let run = h2.sync_ok(SyncRequest::default()).await;
+
     let stats = h2.sim.sim.stats();
     let calls = stats.calls(Family::Arm);
     assert!(
@@ -644,7 +583,7 @@ pub async fn the_cloud_connection_test_names_each_step(store: Arc<dyn Store>) {
             .all(|s| s.outcome == StepOutcome::Skipped),
         "{text}"
     );
-    let run = sync(&bad).await;
+    let run = bad.sync(SyncRequest::default()).await;
     assert_eq!(run.status, RunStatus::Failed);
     let error = run.error.unwrap_or_default();
     assert!(
@@ -664,13 +603,8 @@ pub async fn an_endpoint_device_and_a_cloud_vm_are_linked(store: Arc<dyn Store>)
         None,
     )
     .await;
-    let endpoint_run = sync(&h).await;
-    assert_eq!(
-        endpoint_run.status,
-        RunStatus::Succeeded,
-        "{:?}",
-        endpoint_run.error
-    );
+    h.sync_ok(SyncRequest::default()).await;
+
     let cloud_run = h
         .engine
         .sync(&cloud, SyncRequest::default(), &Silent)
@@ -698,12 +632,7 @@ pub async fn an_endpoint_device_and_a_cloud_vm_are_linked(store: Arc<dyn Store>)
         })
         .collect();
     assert!(pairs.len() > 5, "the emulator onboards VMs to MDE");
-    let assets: Vec<_> = h
-        .store
-        .stream_assets(AssetFilter::default())
-        .try_collect()
-        .await
-        .expect("assets");
+    let assets = asset_rows(&h.store, None, None).await;
     let by_source: BTreeMap<(i64, String), &rampart_store::StoredAsset> = assets
         .iter()
         .map(|a| ((a.integration_id, a.asset.source_id.clone()), a))

@@ -7,10 +7,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use futures::TryStreamExt;
-use rampart_model::{RunStatus, Verdict};
+use rampart_model::Verdict;
 use rampart_sim::SimConfig;
 use rampart_store::{RecommendationFilter, Store, StoredRecommendation, SubscriptionReadOutcome};
-use rampart_sync::progress::Silent;
 use rampart_sync::{CLOUD_STEPS, StepOutcome, SyncRequest};
 
 use crate::cloud::cloud_tenant;
@@ -43,12 +42,7 @@ pub async fn the_tenant_score_is_microsofts_over_subscriptions_of_different_maxi
     store: Arc<dyn Store>,
 ) {
     let h = cloud_harness(store, cloud_tenant()).await;
-    let run = h
-        .engine
-        .sync(&h.integration, SyncRequest::default(), &Silent)
-        .await
-        .expect("run");
-    assert_eq!(run.status, RunStatus::Succeeded, "{:?}", run.error);
+    h.sync_ok(SyncRequest::default()).await;
 
     let truth = h.sim.sim.truth();
     let scores = truth.secure_scores();
@@ -106,12 +100,8 @@ pub async fn a_control_without_a_score_keeps_its_subscription_whole(store: Arc<d
         },
     )
     .await;
-    let run = h
-        .engine
-        .sync(&h.integration, SyncRequest::default(), &Silent)
-        .await
-        .expect("run");
-    assert_eq!(run.status, RunStatus::Succeeded, "{:?}", run.error);
+    let run = h.sync_ok(SyncRequest::default()).await;
+
     assert_eq!(run.verdict, Some(Verdict::Complete));
     for s in h
         .store
@@ -164,12 +154,8 @@ pub async fn a_control_without_a_score_keeps_its_subscription_whole(store: Arc<d
 /// `Recommendation::risk`.
 pub async fn recommendations_carry_microsofts_risk(store: Arc<dyn Store>) {
     let h = cloud_harness(store, cloud_tenant()).await;
-    let run = h
-        .engine
-        .sync(&h.integration, SyncRequest::default(), &Silent)
-        .await
-        .expect("run");
-    assert_eq!(run.status, RunStatus::Succeeded, "{:?}", run.error);
+    h.sync_ok(SyncRequest::default()).await;
+
     let stored: Risks = all_recommendations(&h.store)
         .await
         .into_iter()
@@ -223,12 +209,8 @@ pub async fn without_assessments_2025_05_04_recommendations_are_read_without_ris
         },
     )
     .await;
-    let run = h
-        .engine
-        .sync(&h.integration, SyncRequest::default(), &Silent)
-        .await
-        .expect("run");
-    assert_eq!(run.status, RunStatus::Succeeded, "{:?}", run.error);
+    h.sync_ok(SyncRequest::default()).await;
+
     let stored = all_recommendations(&h.store).await;
     assert_eq!(stored.len(), h.sim.sim.truth().cloud_assessments().len());
     assert!(stored.iter().all(|r| r.recommendation.risk.is_none()));

@@ -7,33 +7,17 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
-use rampart_model::{FindingStatus, RunStatus};
+use rampart_model::FindingStatus;
 use rampart_sim::SimConfig;
-use rampart_store::{FindingFilter, Store, StoredFinding, VulnerabilityFilter};
+use rampart_store::{Store, StoredFinding, VulnerabilityFilter};
 use rampart_sync::SyncRequest;
-use rampart_sync::progress::Silent;
 
 use crate::cloud::*;
 use crate::cloud_store_checks::*;
 use crate::harness::*;
 
-async fn sync(h: &Harness) -> rampart_model::SyncRun {
-    h.engine
-        .sync(&h.integration, SyncRequest::default(), &Silent)
-        .await
-        .expect("run")
-}
-
 async fn findings(h: &Harness, status: FindingStatus) -> Vec<StoredFinding> {
-    h.store
-        .stream_findings(FindingFilter {
-            integration: Some(h.integration.id),
-            status: Some(status),
-            ..FindingFilter::default()
-        })
-        .try_collect()
-        .await
-        .expect("findings")
+    finding_rows(&h.store, Some(h.integration.id), Some(status)).await
 }
 
 /// CVE id → when Rampart's catalogue says it was published.
@@ -62,8 +46,8 @@ pub async fn cve_entries_with_only_their_id_are_completed_from_cvedetails(store:
         },
     )
     .await;
-    let run = sync(&h).await;
-    assert_eq!(run.status, RunStatus::Succeeded, "{:?}", run.error);
+    h.sync_ok(SyncRequest::default()).await;
+
     assert_holds_the_cloud_truth(&h, None).await;
     let catalogue = published(&h.store).await;
     for f in h.sim.sim.truth().cloud_findings() {
@@ -90,8 +74,8 @@ pub async fn without_cvedetails_findings_keep_their_recommendations_severity(
         },
     )
     .await;
-    let run = sync(&h).await;
-    assert_eq!(run.status, RunStatus::Succeeded, "{:?}", run.error);
+    h.sync_ok(SyncRequest::default()).await;
+
     let want: CloudFindings = h
         .sim
         .sim
@@ -100,13 +84,7 @@ pub async fn without_cvedetails_findings_keep_their_recommendations_severity(
         .into_iter()
         .map(|f| {
             (
-                (
-                    f.resource_id.to_ascii_lowercase(),
-                    f.software_vendor,
-                    f.software_name,
-                    f.installed_version,
-                    f.cve_id.to_ascii_uppercase(),
-                ),
+                truth_key(&f),
                 (
                     Some(f.recommendation_severity).filter(|s| s != "Unknown"),
                     None,
@@ -124,8 +102,8 @@ pub async fn without_cvedetails_findings_keep_their_recommendations_severity(
 /// findings are fixed, and it never shows up as a recommendation without severity or category.
 pub async fn fixed_packages_close_their_findings_and_are_no_recommendations(store: Arc<dyn Store>) {
     let h = cloud_harness(store, cloud_tenant()).await;
-    let first = sync(&h).await;
-    assert_eq!(first.status, RunStatus::Succeeded, "{:?}", first.error);
+    h.sync_ok(SyncRequest::default()).await;
+
     let before = h.sim.sim.truth().cloud_findings();
     h.sim.sim.tick(6);
     let healthy: BTreeSet<String> = h
@@ -152,8 +130,8 @@ pub async fn fixed_packages_close_their_findings_and_are_no_recommendations(stor
         "the emulator turned no recommendation with findings Healthy"
     );
 
-    let second = sync(&h).await;
-    assert_eq!(second.status, RunStatus::Succeeded, "{:?}", second.error);
+    h.sync_ok(SyncRequest::default()).await;
+
     assert_holds_the_cloud_truth(&h, None).await;
     for (id, r) in stored_recommendations(&h.store, h.integration.id, false).await {
         assert!(!healthy.contains(&id), "{id} became a recommendation");
@@ -179,8 +157,8 @@ pub async fn fixed_packages_close_their_findings_and_are_no_recommendations(stor
 /// first and last seen are Microsoft's `firstEvaluationDate` and `statusChangeDate`.
 pub async fn aks_node_findings_arrive_with_microsofts_dates(store: Arc<dyn Store>) {
     let h = cloud_harness(store, cloud_tenant()).await;
-    let run = sync(&h).await;
-    assert_eq!(run.status, RunStatus::Succeeded, "{:?}", run.error);
+    h.sync_ok(SyncRequest::default()).await;
+
     let truth: BTreeMap<_, _> = h
         .sim
         .sim
@@ -237,8 +215,8 @@ pub async fn legacy_sub_assessments_keep_v3_scores_dates_and_image_names(store: 
         },
     )
     .await;
-    let run = sync(&h).await;
-    assert_eq!(run.status, RunStatus::Succeeded, "{:?}", run.error);
+    h.sync_ok(SyncRequest::default()).await;
+
     let truth = h.sim.sim.truth().cloud_findings();
     // (resource or image path, CVE) → CVSS (v3).
     let cvss: BTreeMap<(String, String), Option<f64>> = truth

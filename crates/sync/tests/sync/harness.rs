@@ -1,16 +1,23 @@
 //! A sim, a store, an engine and one integration pointing at the sim.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
+use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::TryStreamExt;
 use rampart_microsoft::{PagingOptions, RateLimits, RetryPolicy};
-use rampart_model::{AssetStatus, Cloud, FindingStatus, Integration, Product, SecretHint};
+use rampart_model::{
+    AssetStatus, Cloud, FindingStatus, Integration, IntegrationId, Product, RunStatus, SecretHint,
+    SyncRun,
+};
 use rampart_sim::{RunningSim, SimConfig};
-use rampart_store::{AssetFilter, FindingFilter, NewIntegration, SecretCiphertext, Store};
+use rampart_store::{
+    AssetFilter, FindingFilter, NewIntegration, SecretCiphertext, Store, StoredAsset, StoredFinding,
+};
+use rampart_sync::progress::Silent;
 use rampart_sync::vault::Vault;
-use rampart_sync::{Engine, EngineOptions};
+use rampart_sync::{Engine, EngineOptions, SyncMode, SyncRequest};
 use secrecy::SecretString;
 
 pub struct Harness {
@@ -54,7 +61,30 @@ pub async fn harness(store: Arc<dyn Store>, config: SimConfig) -> Harness {
     harness_with_secret(store, config, None).await
 }
 
+/// A full read (a new baseline), whatever the last run was.
+pub fn full() -> SyncRequest {
+    SyncRequest {
+        mode: SyncMode::Full,
+        ..SyncRequest::default()
+    }
+}
+
 impl Harness {
+    /// Syncs the harness's integration and returns the run's record, whatever its status.
+    pub async fn sync(&self, request: SyncRequest) -> SyncRun {
+        self.engine
+            .sync(&self.integration, request, &Silent)
+            .await
+            .expect("run")
+    }
+
+    /// [`Harness::sync`], asserting that the run succeeded (its error shown if not).
+    pub async fn sync_ok(&self, request: SyncRequest) -> SyncRun {
+        let run = self.sync(request).await;
+        assert_eq!(run.status, RunStatus::Succeeded, "{:?}", run.error);
+        run
+    }
+
     /// Another engine over the same store and integration, with other options (a process started
     /// with another configuration).
     pub fn engine_with(&self, options: EngineOptions) -> Engine {
@@ -140,6 +170,17 @@ pub async fn add_integration(
 pub type FindingKey = (String, String, String, String, String);
 pub type FindingContent = (Option<String>, Option<String>, String, Option<String>);
 
+/// A stored finding's key, as the comparisons with the emulator's truth spell it.
+pub fn key_of(f: &rampart_model::Finding) -> FindingKey {
+    (
+        f.key.asset_source_id.clone(),
+        f.key.software_vendor.clone(),
+        f.key.software_name.clone(),
+        f.key.software_version.clone(),
+        f.key.cve_id.to_string(),
+    )
+}
+
 /// The open findings the emulator holds now.
 pub fn truth_findings(sim: &RunningSim) -> BTreeMap<FindingKey, FindingContent> {
     sim.sim
@@ -168,32 +209,53 @@ pub fn truth_findings(sim: &RunningSim) -> BTreeMap<FindingKey, FindingContent> 
         .collect()
 }
 
+/// Every finding the store holds, of one integration and one status (or all).
+pub async fn finding_rows(
+    store: &Arc<dyn Store>,
+    integration: Option<IntegrationId>,
+    status: Option<FindingStatus>,
+) -> Vec<StoredFinding> {
+    store
+        .stream_findings(FindingFilter {
+            integration,
+            status,
+            ..FindingFilter::default()
+        })
+        .try_collect()
+        .await
+        .expect("findings")
+}
+
+/// Every asset the store holds, of one integration and one status (or all).
+pub async fn asset_rows(
+    store: &Arc<dyn Store>,
+    integration: Option<IntegrationId>,
+    status: Option<AssetStatus>,
+) -> Vec<StoredAsset> {
+    store
+        .stream_assets(AssetFilter {
+            integration,
+            status,
+            ..AssetFilter::default()
+        })
+        .try_collect()
+        .await
+        .expect("assets")
+}
+
 /// The findings Rampart holds with the given status.
 pub async fn stored_findings(
     store: &Arc<dyn Store>,
     status: FindingStatus,
 ) -> BTreeMap<FindingKey, FindingContent> {
-    let all: Vec<_> = store
-        .stream_findings(FindingFilter {
-            status: Some(status),
-            ..FindingFilter::default()
-        })
-        .try_collect()
-        .await
-        .expect("findings");
+    let all = finding_rows(store, None, Some(status)).await;
     let count = all.len();
     let map: BTreeMap<_, _> = all
         .into_iter()
         .map(|s| {
             let f = s.finding;
             (
-                (
-                    f.key.asset_source_id,
-                    f.key.software_vendor,
-                    f.key.software_name,
-                    f.key.software_version,
-                    f.key.cve_id.to_string(),
-                ),
+                key_of(&f),
                 (
                     f.severity.map(|s| s.as_str().to_owned()),
                     f.cvss.map(|c| format!("{c:.1}")),
@@ -237,14 +299,7 @@ pub async fn stored_assets(
     store: &Arc<dyn Store>,
     status: AssetStatus,
 ) -> BTreeMap<String, AssetContent> {
-    let all: Vec<_> = store
-        .stream_assets(AssetFilter {
-            status: Some(status),
-            ..AssetFilter::default()
-        })
-        .try_collect()
-        .await
-        .expect("assets");
+    let all = asset_rows(store, None, Some(status)).await;
     let count = all.len();
     let map: BTreeMap<_, _> = all
         .into_iter()
@@ -260,19 +315,13 @@ pub async fn stored_assets(
     map
 }
 
-/// Asserts that Rampart holds exactly what the emulator holds now: every device active, every
-/// open finding open with the same content, nothing else active or open.
-pub async fn assert_holds_the_truth(h: &Harness) {
-    let want = truth_assets(&h.sim);
-    let got = stored_assets(&h.store, AssetStatus::Active).await;
-    assert_eq!(
-        want.keys().collect::<BTreeSet<_>>(),
-        got.keys().collect::<BTreeSet<_>>(),
-        "active assets differ from the emulator's devices"
-    );
-    assert_eq!(want, got, "asset content differs");
-    let want = truth_findings(&h.sim);
-    let got = stored_findings(&h.store, FindingStatus::Open).await;
+/// Asserts that `got` holds exactly `want`: the keys first (naming a few missing and extra ones),
+/// then the content.
+pub fn assert_same<K: Ord + Debug, V: PartialEq + Debug>(
+    want: &BTreeMap<K, V>,
+    got: &BTreeMap<K, V>,
+    what: &str,
+) {
     let missing: Vec<_> = want
         .keys()
         .filter(|k| !got.contains_key(*k))
@@ -285,9 +334,20 @@ pub async fn assert_holds_the_truth(h: &Harness) {
         .collect();
     assert!(
         missing.is_empty() && extra.is_empty(),
-        "open findings differ: {} in truth, {} stored; missing e.g. {missing:?}; extra e.g. {extra:?}",
+        "{what} differ: {} in truth, {} stored; missing e.g. {missing:?}; extra e.g. {extra:?}",
         want.len(),
         got.len()
     );
-    assert_eq!(want, got, "finding content differs");
+    assert_eq!(want, got, "{what}: content differs");
+}
+
+/// Asserts that Rampart holds exactly what the emulator holds now: every device active, every
+/// open finding open with the same content, nothing else active or open.
+pub async fn assert_holds_the_truth(h: &Harness) {
+    let want = truth_assets(&h.sim);
+    let got = stored_assets(&h.store, AssetStatus::Active).await;
+    assert_same(&want, &got, "active assets (the emulator's devices)");
+    let want = truth_findings(&h.sim);
+    let got = stored_findings(&h.store, FindingStatus::Open).await;
+    assert_same(&want, &got, "open findings");
 }

@@ -8,12 +8,24 @@ use chrono::Utc;
 use rampart_microsoft::KevClient;
 use rampart_model::CveId;
 use rampart_model::priority::RansomwareUse;
-use rampart_sim::{KEV_PATH, SimConfig};
+use rampart_sim::{KEV_PATH, RunningSim, SimConfig};
 use rampart_store::{KEV_SOURCE, Store};
 use rampart_sync::intel::{import_kev_file, kev_refresh_due, refresh_kev};
 
 fn cves(ids: &[String]) -> Vec<CveId> {
     ids.iter().map(|c| c.parse().expect("a CVE id")).collect()
+}
+
+/// An emulator serving the CISA feed, and a client of it.
+async fn kev_feed() -> (RunningSim, KevClient) {
+    let running = rampart_sim::spawn(SimConfig {
+        devices: 10,
+        ..SimConfig::default()
+    })
+    .await
+    .expect("test step");
+    let client = KevClient::new(&format!("{}{KEV_PATH}", running.url)).expect("test step");
+    (running, client)
 }
 
 async fn stored_ids(store: &dyn Store, candidates: &[String]) -> Vec<String> {
@@ -27,13 +39,7 @@ async fn stored_ids(store: &dyn Store, candidates: &[String]) -> Vec<String> {
 }
 
 pub async fn kev_is_fetched_then_not_modified_then_grows_with_the_feed(store: Arc<dyn Store>) {
-    let running = rampart_sim::spawn(SimConfig {
-        devices: 10,
-        ..SimConfig::default()
-    })
-    .await
-    .expect("test step");
-    let client = KevClient::new(&format!("{}{KEV_PATH}", running.url)).expect("test step");
+    let (running, client) = kev_feed().await;
     let now = Utc::now();
     assert!(kev_refresh_due(None, now));
 
@@ -99,13 +105,7 @@ pub async fn kev_is_fetched_then_not_modified_then_grows_with_the_feed(store: Ar
 }
 
 pub async fn a_bad_download_or_file_is_refused_and_the_catalogue_kept(store: Arc<dyn Store>) {
-    let running = rampart_sim::spawn(SimConfig {
-        devices: 10,
-        ..SimConfig::default()
-    })
-    .await
-    .expect("test step");
-    let client = KevClient::new(&format!("{}{KEV_PATH}", running.url)).expect("test step");
+    let (running, client) = kev_feed().await;
     let now = Utc::now();
     let good = refresh_kev(&*store, &client, now).await.expect("test step");
     let listed = running.sim.kev_listed();

@@ -76,4 +76,5 @@ on_both_backends!(
     issue11_a_delta_reads_the_catalogue_incrementally_and_keeps_microsofts_count,
     issue11_a_watermark_older_than_fourteen_days_rebaselines,
     issue11_a_tenant_with_devices_still_reads_one,
+    a_run_that_would_mark_too_many_devices_missing_is_held_until_accepted,
 );

@@ -8,18 +8,10 @@ use chrono::{Duration, SecondsFormat, Utc};
 use futures::TryStreamExt;
 use rampart_model::{RunStatus, Verdict};
 use rampart_sim::SimConfig;
-use rampart_store::{AssetFilter, Store, VulnerabilityFilter};
-use rampart_sync::progress::Silent;
-use rampart_sync::{StepOutcome, SyncMode, SyncRequest};
+use rampart_store::{Store, VulnerabilityFilter};
+use rampart_sync::{StepOutcome, SyncRequest};
 
 use crate::harness::*;
-
-fn full() -> SyncRequest {
-    SyncRequest {
-        mode: SyncMode::Full,
-        ..SyncRequest::default()
-    }
-}
 
 /// get-machines: 404 Not Found when the tenant has no recently seen machines. The connection test
 /// passes with a note, and a sync succeeds with no device.
@@ -39,12 +31,8 @@ pub async fn issue11_an_empty_tenant_tests_and_syncs_with_no_devices(store: Arc<
         step.detail.contains("no device is onboarded yet"),
         "{report}"
     );
-    let run = h
-        .engine
-        .sync(&h.integration, full(), &Silent)
-        .await
-        .expect("run");
-    assert_eq!(run.status, RunStatus::Succeeded, "{:?}", run.error);
+    let run = h.sync_ok(full()).await;
+
     assert_eq!(run.verdict, Some(Verdict::Complete));
     assert_eq!(run.assets.read, 0);
     assert_eq!(run.findings.read, 0);
@@ -74,19 +62,9 @@ pub async fn issue11_devices_known_only_from_vulnerability_rows_do_not_trip_the_
         .map(|m| (m.id.to_ascii_lowercase(), m))
         .collect();
     assert!(unlisted.len() >= 3, "{}", unlisted.len());
-    let first = h
-        .engine
-        .sync(&h.integration, full(), &Silent)
-        .await
-        .expect("run");
-    assert_eq!(first.status, RunStatus::Succeeded, "{:?}", first.error);
+    h.sync_ok(full()).await;
 
-    let assets: Vec<_> = h
-        .store
-        .stream_assets(AssetFilter::default())
-        .try_collect()
-        .await
-        .expect("assets");
+    let assets: Vec<_> = asset_rows(&h.store, None, None).await;
     let mut flagged = 0;
     for a in &assets {
         match unlisted.get(&a.asset.source_id) {
@@ -105,20 +83,11 @@ pub async fn issue11_devices_known_only_from_vulnerability_rows_do_not_trip_the_
     // The next run is a delta: it reads the device list and the changes, not every row. It must
     // neither be held nor mark the vulnerability-only devices missing.
     h.sim.sim.tick(1);
-    let delta = h
-        .engine
-        .sync(&h.integration, SyncRequest::default(), &Silent)
-        .await
-        .expect("run");
+    let delta = h.sync(SyncRequest::default()).await;
     assert_eq!(delta.mode, "delta");
     assert_eq!(delta.status, RunStatus::Succeeded, "{:?}", delta.error);
     assert_eq!(delta.verdict, Some(Verdict::Complete));
-    let still: Vec<_> = h
-        .store
-        .stream_assets(AssetFilter::default())
-        .try_collect()
-        .await
-        .expect("assets");
+    let still: Vec<_> = asset_rows(&h.store, None, None).await;
     for a in still
         .iter()
         .filter(|a| a.known_only_from_vulnerability_data)
@@ -138,12 +107,8 @@ pub async fn issue11_an_odd_record_is_named_in_the_run_and_the_run_concludes(
 ) {
     let h = harness(store, small_tenant()).await;
     h.sim.sim.faults().odd_record_next("/api/machines", 1);
-    let run = h
-        .engine
-        .sync(&h.integration, full(), &Silent)
-        .await
-        .expect("run");
-    assert_eq!(run.status, RunStatus::Succeeded, "{:?}", run.error);
+    let run = h.sync_ok(full()).await;
+
     assert_eq!(run.verdict, Some(Verdict::Complete));
     assert_eq!(run.odd_records.count, 1, "{:?}", run.odd_records);
     assert_eq!(run.odd_records.ids.len(), 1);
@@ -161,12 +126,8 @@ pub async fn issue11_a_delta_reads_the_catalogue_incrementally_and_keeps_microso
     store: Arc<dyn Store>,
 ) {
     let h = harness(store, small_tenant()).await;
-    let first = h
-        .engine
-        .sync(&h.integration, full(), &Silent)
-        .await
-        .expect("run");
-    assert_eq!(first.status, RunStatus::Succeeded, "{:?}", first.error);
+    let first = h.sync_ok(full()).await;
+
     let catalogue = h.sim.sim.truth().vulnerabilities().count() as u64;
     assert_eq!(first.vulnerabilities.read, catalogue);
 
@@ -193,11 +154,7 @@ pub async fn issue11_a_delta_reads_the_catalogue_incrementally_and_keeps_microso
     }
 
     h.sim.sim.tick(1);
-    let delta = h
-        .engine
-        .sync(&h.integration, SyncRequest::default(), &Silent)
-        .await
-        .expect("run");
+    let delta = h.sync(SyncRequest::default()).await;
     assert_eq!(delta.mode, "delta");
     assert_eq!(delta.status, RunStatus::Succeeded, "{:?}", delta.error);
     assert!(
@@ -210,23 +167,15 @@ pub async fn issue11_a_delta_reads_the_catalogue_incrementally_and_keeps_microso
 /// Microsoft refuses a delta `sinceTime` older than 14 days: a watermark that old re-baselines.
 pub async fn issue11_a_watermark_older_than_fourteen_days_rebaselines(store: Arc<dyn Store>) {
     let h = harness(store, small_tenant()).await;
-    let first = h
-        .engine
-        .sync(&h.integration, full(), &Silent)
-        .await
-        .expect("run");
-    assert_eq!(first.status, RunStatus::Succeeded, "{:?}", first.error);
+    h.sync_ok(full()).await;
+
     // The watermark was recorded 15 days ago (a long outage; a re-baseline period set long).
     let old = (Utc::now() - Duration::days(15)).to_rfc3339_opts(SecondsFormat::Micros, true);
     h.store
         .set_sync_state(h.integration.id, "endpoint.delta_since_set_at", &old)
         .await
         .expect("state");
-    let next = h
-        .engine
-        .sync(&h.integration, SyncRequest::default(), &Silent)
-        .await
-        .expect("run");
+    let next = h.sync(SyncRequest::default()).await;
     assert_eq!(next.mode, "full", "{next:?}");
     assert_eq!(next.status, RunStatus::Succeeded, "{:?}", next.error);
 }

@@ -11,13 +11,6 @@ use rampart_sync::{EngineOptions, FindingsSource, StepOutcome, SyncMode, SyncReq
 
 use crate::harness::*;
 
-fn full() -> SyncRequest {
-    SyncRequest {
-        mode: SyncMode::Full,
-        ..SyncRequest::default()
-    }
-}
-
 pub async fn a_full_sync_under_faults_holds_exactly_the_truth_and_a_rerun_changes_nothing(
     store: Arc<dyn Store>,
 ) {
@@ -31,12 +24,8 @@ pub async fn a_full_sync_under_faults_holds_exactly_the_truth_and_a_rerun_change
     .await;
     let report = h.engine.test_connection(&h.integration).await;
     assert!(report.passed(), "{report}");
-    let run = h
-        .engine
-        .sync(&h.integration, full(), &Silent)
-        .await
-        .expect("run");
-    assert_eq!(run.status, RunStatus::Succeeded, "{:?}", run.error);
+    let run = h.sync_ok(full()).await;
+
     assert_eq!(run.verdict, Some(Verdict::Complete));
     assert!(run.findings.read > 1000, "{run:?}");
     // Rows without a CVE are software inventory, not findings: read, then skipped.
@@ -56,12 +45,8 @@ pub async fn a_full_sync_under_faults_holds_exactly_the_truth_and_a_rerun_change
     );
     assert_holds_the_truth(&h).await;
 
-    let again = h
-        .engine
-        .sync(&h.integration, full(), &Silent)
-        .await
-        .expect("rerun");
-    assert_eq!(again.status, RunStatus::Succeeded, "{:?}", again.error);
+    let again = h.sync_ok(full()).await;
+
     for counts in [&again.findings, &again.assets] {
         assert_eq!(
             (counts.new, counts.updated, counts.resolved, counts.reopened),
@@ -74,12 +59,8 @@ pub async fn a_full_sync_under_faults_holds_exactly_the_truth_and_a_rerun_change
 
 pub async fn after_the_clock_moves_a_full_sync_records_exactly_the_changes(store: Arc<dyn Store>) {
     let h = harness(store, small_tenant()).await;
-    let first = h
-        .engine
-        .sync(&h.integration, full(), &Silent)
-        .await
-        .expect("run");
-    assert_eq!(first.status, RunStatus::Succeeded, "{:?}", first.error);
+    h.sync_ok(full()).await;
+
     let before = truth_findings(&h.sim);
     let devices_before = truth_assets(&h.sim);
 
@@ -97,12 +78,8 @@ pub async fn after_the_clock_moves_a_full_sync_records_exactly_the_changes(store
         "the emulator did not change"
     );
 
-    let second = h
-        .engine
-        .sync(&h.integration, full(), &Silent)
-        .await
-        .expect("run");
-    assert_eq!(second.status, RunStatus::Succeeded, "{:?}", second.error);
+    let second = h.sync_ok(full()).await;
+
     assert_holds_the_truth(&h).await;
     assert_eq!(second.findings.resolved as usize, fixed.len(), "{second:?}");
     assert_eq!(
@@ -122,32 +99,20 @@ pub async fn after_the_clock_moves_a_full_sync_records_exactly_the_changes(store
 
     // Time moves on; findings that return are reopened, not duplicated.
     h.sim.sim.tick(60);
-    let third = h
-        .engine
-        .sync(&h.integration, full(), &Silent)
-        .await
-        .expect("run");
-    assert_eq!(third.status, RunStatus::Succeeded, "{:?}", third.error);
+    h.sync_ok(full()).await;
+
     assert_holds_the_truth(&h).await;
 }
 
 pub async fn a_delta_sync_ends_where_a_full_sync_would(store: Arc<dyn Store>) {
     let h = harness(store, small_tenant()).await;
-    let first = h
-        .engine
-        .sync(&h.integration, SyncRequest::default(), &Silent)
-        .await
-        .expect("run");
+    let first = h.sync(SyncRequest::default()).await;
     assert_eq!(first.mode, "full");
     assert_eq!(first.status, RunStatus::Succeeded, "{:?}", first.error);
 
     // Nothing changed at Microsoft: a delta changes nothing (changes the baseline already holds
     // are not replayed as churn).
-    let quiet = h
-        .engine
-        .sync(&h.integration, SyncRequest::default(), &Silent)
-        .await
-        .expect("run");
+    let quiet = h.sync(SyncRequest::default()).await;
     assert_eq!(quiet.mode, "delta");
     assert_eq!(
         (
@@ -163,11 +128,7 @@ pub async fn a_delta_sync_ends_where_a_full_sync_would(store: Arc<dyn Store>) {
 
     for ticks in [1, 3, 2] {
         h.sim.sim.tick(ticks);
-        let run = h
-            .engine
-            .sync(&h.integration, SyncRequest::default(), &Silent)
-            .await
-            .expect("run");
+        let run = h.sync(SyncRequest::default()).await;
         assert_eq!(
             run.mode, "delta",
             "a recent complete baseline allows a delta"
@@ -179,12 +140,8 @@ pub async fn a_delta_sync_ends_where_a_full_sync_would(store: Arc<dyn Store>) {
 
 pub async fn a_failed_read_concludes_nothing(store: Arc<dyn Store>) {
     let h = harness(store, small_tenant()).await;
-    let first = h
-        .engine
-        .sync(&h.integration, full(), &Silent)
-        .await
-        .expect("run");
-    assert_eq!(first.status, RunStatus::Succeeded, "{:?}", first.error);
+    h.sync_ok(full()).await;
+
     let open_before = stored_findings(&h.store, FindingStatus::Open).await;
     let active_before = stored_assets(&h.store, AssetStatus::Active).await;
 
@@ -193,11 +150,7 @@ pub async fn a_failed_read_concludes_nothing(store: Arc<dyn Store>) {
         .sim
         .faults()
         .fail_next("SoftwareVulnerabilitiesByMachine", 500, 1000);
-    let failed = h
-        .engine
-        .sync(&h.integration, full(), &Silent)
-        .await
-        .expect("run");
+    let failed = h.sync(full()).await;
     assert_eq!(failed.status, RunStatus::Failed);
     let error = failed.error.clone().unwrap_or_default();
     assert!(error.contains("kept failing"), "{error}");
@@ -222,11 +175,7 @@ pub async fn a_failed_read_concludes_nothing(store: Arc<dyn Store>) {
 
     // The next run (faults gone) re-baselines and converges.
     h.sim.sim.faults().clear();
-    let next = h
-        .engine
-        .sync(&h.integration, SyncRequest::default(), &Silent)
-        .await
-        .expect("run");
+    let next = h.sync(SyncRequest::default()).await;
     assert_eq!(next.mode, "full", "a gap forces a new baseline");
     assert_eq!(next.status, RunStatus::Succeeded, "{:?}", next.error);
     assert_holds_the_truth(&h).await;
@@ -241,11 +190,7 @@ pub async fn a_missing_role_fails_the_run_and_names_the_role(store: Arc<dyn Stor
         },
     )
     .await;
-    let run = h
-        .engine
-        .sync(&h.integration, full(), &Silent)
-        .await
-        .expect("run");
+    let run = h.sync(full()).await;
     assert_eq!(run.status, RunStatus::Failed);
     let error = run.error.unwrap_or_default();
     assert!(error.contains("Vulnerability.Read.All"), "{error}");
@@ -275,11 +220,7 @@ pub async fn the_connection_test_names_the_failing_step_and_never_the_secret(
             .all(|s| s.outcome == StepOutcome::Skipped)
     );
     assert!(!text.contains(wrong), "the secret leaked into the report");
-    let run = h
-        .engine
-        .sync(&h.integration, full(), &Silent)
-        .await
-        .expect("run");
+    let run = h.sync(full()).await;
     assert_eq!(run.status, RunStatus::Failed);
     let error = run.error.unwrap_or_default();
     assert!(
@@ -310,12 +251,8 @@ fn assert_changed_nothing(run: &SyncRun) {
 pub async fn a_files_sync_holds_exactly_the_truth_and_equals_a_pages_sync(store: Arc<dyn Store>) {
     let h = harness(store, small_tenant()).await;
     let before = h.sim.sim.stats();
-    let files = h
-        .engine
-        .sync(&h.integration, full_from(FindingsSource::Files), &Silent)
-        .await
-        .expect("run");
-    assert_eq!(files.status, RunStatus::Succeeded, "{:?}", files.error);
+    let files = h.sync_ok(full_from(FindingsSource::Files)).await;
+
     assert_eq!(files.verdict, Some(Verdict::Complete));
     assert_eq!(files.source.as_deref(), Some("files"));
     assert!(files.findings.read > 1000, "{files:?}");
@@ -338,12 +275,8 @@ pub async fn a_files_sync_holds_exactly_the_truth_and_equals_a_pages_sync(store:
     let open_after_files = stored_findings(&h.store, FindingStatus::Open).await;
 
     // The JSON pages of the same snapshot find exactly the same rows and change nothing.
-    let pages = h
-        .engine
-        .sync(&h.integration, full_from(FindingsSource::Pages), &Silent)
-        .await
-        .expect("run");
-    assert_eq!(pages.status, RunStatus::Succeeded, "{:?}", pages.error);
+    let pages = h.sync_ok(full_from(FindingsSource::Pages)).await;
+
     assert_eq!(pages.source.as_deref(), Some("pages"));
     assert_eq!(
         (pages.findings.read, pages.findings.skipped),
@@ -373,12 +306,8 @@ pub async fn a_files_sync_converges_through_cut_downloads_and_expired_links(stor
     faults.reset_next("/blob/", 1);
     faults.expire_sas_after(4);
     let before = h.sim.sim.stats();
-    let run = h
-        .engine
-        .sync(&h.integration, full_from(FindingsSource::Files), &Silent)
-        .await
-        .expect("run");
-    assert_eq!(run.status, RunStatus::Succeeded, "{:?}", run.error);
+    let run = h.sync_ok(full_from(FindingsSource::Files)).await;
+
     assert_eq!(run.verdict, Some(Verdict::Complete));
     let stats = h.sim.sim.stats();
     assert!(
@@ -400,12 +329,8 @@ pub async fn a_files_sync_converges_through_cut_downloads_and_expired_links(stor
         run.findings.read,
         "{run:?}"
     );
-    let clean = h
-        .engine
-        .sync(&h.integration, full_from(FindingsSource::Pages), &Silent)
-        .await
-        .expect("run");
-    assert_eq!(clean.status, RunStatus::Succeeded, "{:?}", clean.error);
+    let clean = h.sync_ok(full_from(FindingsSource::Pages)).await;
+
     assert_eq!(
         (clean.findings.read, clean.findings.skipped),
         (run.findings.read, run.findings.skipped)
@@ -452,4 +377,80 @@ pub async fn auto_reads_files_from_the_threshold_up_and_pages_below(store: Arc<d
     assert_eq!(run.status, RunStatus::Succeeded, "{:?}", run.error);
     assert_eq!(run.source.as_deref(), Some("pages"), "{devices} devices");
     assert_changed_nothing(&run);
+}
+
+/// The circuit breaker: a run that would mark more than the set share of devices missing marks
+/// nothing, is partial with the numbers and the way out; accepted by a person, it concludes.
+pub async fn a_run_that_would_mark_too_many_devices_missing_is_held_until_accepted(
+    store: Arc<dyn Store>,
+) {
+    let h = harness(store, small_tenant()).await;
+    let strict = h.engine_with(EngineOptions {
+        max_missing_share: 0.0,
+        ..test_options()
+    });
+    let first = strict
+        .sync(&h.integration, full(), &Silent)
+        .await
+        .expect("run");
+    assert_eq!(first.status, RunStatus::Succeeded, "{:?}", first.error);
+    let before = truth_assets(&h.sim);
+    let mut gone = BTreeSet::new();
+    for _ in 0..40 {
+        h.sim.sim.tick(6);
+        let now = truth_assets(&h.sim);
+        gone = before.keys().filter(|k| !now.contains_key(*k)).collect();
+        if !gone.is_empty() {
+            break;
+        }
+    }
+    assert!(!gone.is_empty(), "no device left the emulator");
+
+    let held = strict
+        .sync(&h.integration, full(), &Silent)
+        .await
+        .expect("run");
+    assert_eq!(held.status, RunStatus::Partial, "{held:?}");
+    assert!(matches!(held.verdict, Some(Verdict::Held(_))), "{held:?}");
+    let error = held.error.clone().unwrap_or_default();
+    for words in [
+        "nothing was concluded",
+        &format!("would mark {} of", gone.len()),
+        "devices missing, more than the 0 % safety limit",
+        "--accept-mass-changes",
+    ] {
+        assert!(error.contains(words), "{words:?} missing from: {error}");
+    }
+    assert_eq!((held.assets.resolved, held.findings.resolved), (0, 0));
+    assert!(
+        stored_assets(&h.store, AssetStatus::Missing)
+            .await
+            .is_empty()
+    );
+    assert!(
+        stored_findings(&h.store, FindingStatus::Fixed)
+            .await
+            .is_empty()
+    );
+
+    let accepted = strict
+        .sync(
+            &h.integration,
+            SyncRequest {
+                accept_mass_changes: true,
+                ..full()
+            },
+            &Silent,
+        )
+        .await
+        .expect("run");
+    assert_eq!(
+        accepted.status,
+        RunStatus::Succeeded,
+        "{:?}",
+        accepted.error
+    );
+    let missing = stored_assets(&h.store, AssetStatus::Missing).await;
+    assert_eq!(missing.keys().collect::<BTreeSet<_>>(), gone);
+    assert_holds_the_truth(&h).await;
 }
