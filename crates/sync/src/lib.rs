@@ -30,6 +30,7 @@ mod delta;
 mod endpoint;
 mod engine;
 mod error;
+pub mod integrations;
 pub mod intel;
 mod pipeline;
 pub mod progress;

@@ -31,7 +31,6 @@ mod connections;
 mod csv;
 mod error;
 mod headers;
-mod integrations;
 mod ops;
 mod portal;
 mod query;

@@ -428,7 +428,7 @@ pub async fn asset(
                     .name
                     .clone()
                     .unwrap_or_else(|| a.asset.source_id.clone()),
-                product: crate::integrations::product_label(a.product),
+                product: a.product.label(),
                 integration: a.integration.clone(),
                 status: a.status.as_str(),
             })
