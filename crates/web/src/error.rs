@@ -10,7 +10,7 @@ use rampart_store::StoreError;
 use rampart_sync::integrations::IntegrationError;
 use serde::Serialize;
 
-use crate::portal::layout::Layout;
+use crate::layout::Layout;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {

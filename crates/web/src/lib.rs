@@ -31,6 +31,7 @@ mod connections;
 mod csv;
 mod error;
 mod headers;
+mod layout;
 mod ops;
 mod portal;
 mod query;

@@ -75,9 +75,18 @@ fn input(args: &IntegrationAddArgs, secret: SecretString) -> IntegrationInput {
     }
 }
 
-/// What was given wrong, in the command line's words (its options, not a form's fields).
+/// What was given wrong, in the command line's words (its options, not a form's fields). A name
+/// already taken is no misuse of the command (exit code 1, not 2).
 fn rejected(e: IntegrationError) -> anyhow::Error {
     match e {
+        IntegrationError::Invalid(problems)
+            if problems
+                .0
+                .iter()
+                .all(|p| matches!(p, InputProblem::Refused(_))) =>
+        {
+            anyhow::anyhow!("{problems}")
+        }
         IntegrationError::Invalid(problems) => usage(
             problems
                 .0

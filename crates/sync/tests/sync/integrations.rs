@@ -32,7 +32,11 @@ pub async fn the_integration_use_cases_check_seal_test_and_audit_for_every_surfa
     .await
     .expect("sim starts");
     let config = sim.sim.config().clone();
-    let engine = Engine::new(Arc::clone(&store), Vault::from_key(&[5u8; 32]), test_options());
+    let engine = Engine::new(
+        Arc::clone(&store),
+        Vault::from_key(&[5u8; 32]),
+        test_options(),
+    );
     let service = Integrations::new(&engine);
     let input = |secret: &str| IntegrationInput {
         name: "contoso".into(),

@@ -132,6 +132,21 @@ async fn integrations_endpoints() {
         .await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert!(p["detail"].as_str().unwrap().contains("Tenant ID"), "{p}");
+    // Defender for Endpoint in a cloud where Microsoft documents no such API is refused when it
+    // is entered (as the CLI refuses it), not at the first sync.
+    let mut china = new_integration(&app, "api-china", "Wr0ng~secret~value~long~enough");
+    china["cloud"] = json!("china");
+    china["api_url"] = Value::Null;
+    let (s, p) = api
+        .send(reqwest::Method::POST, "/integrations", Some(china))
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{p}");
+    assert!(
+        p["detail"].as_str().unwrap().contains(
+            "Cloud: Microsoft documents no Defender for Endpoint API in the China (21Vianet) cloud"
+        ),
+        "{p}"
+    );
     let (s, _) = api
         .send(
             reqwest::Method::POST,
