@@ -4,7 +4,8 @@
 use chrono::{DateTime, Utc};
 use rampart_model::{AssetStatus, CveId, FindingStatus, IntegrationId, Severity};
 use rampart_store::{
-    AssetFilter, AssetSort, FindingFilter, RecommendationFilter, SortCursor, VulnerabilityFilter,
+    AssetFilter, AssetSort, FindingFilter, ListedAsset, Page, RecommendationFilter, SortCursor,
+    Store, VulnerabilityFilter,
 };
 use serde::Deserialize;
 
@@ -157,6 +158,19 @@ impl AssetQuery {
                 })
             })
             .transpose()
+    }
+
+    /// The page of assets this query asks for, in the order it asks for (returned with it).
+    pub async fn page(
+        &self,
+        store: &dyn Store,
+    ) -> Result<(AssetSort, Page<ListedAsset, SortCursor>), AppError> {
+        let sort = self.sort()?;
+        let after = self.after_sorted(sort)?;
+        let page = store
+            .assets_sorted(&self.filter()?, sort, after.as_ref(), limit(&self.limit)?)
+            .await?;
+        Ok((sort, page))
     }
 }
 

@@ -199,7 +199,7 @@ fn each_credential_problem_gets_its_own_actionable_message() {
     ];
     let mut messages = Vec::new();
     for (name, t, c, s, code, hint) in cases {
-        let add = env.add_as(name, t, c, s, &[]);
+        let add = env.add_product("endpoint", name, t, c, s, &[]);
         assert_eq!(add.code, 0, "{add:?}");
         let test = env.run(&["integration", "test", name], None);
         assert_eq!(test.code, 1, "{test:?}");

@@ -105,6 +105,7 @@ async fn spawn_app_on(
             name,
             role,
             &SecretString::from(PASSWORD.to_owned()),
+            rampart_web::PasswordChosenBy::Owner,
             "test",
         )
         .await
