@@ -40,6 +40,17 @@ fn bad(what: &str, hint: &str) -> AppError {
     AppError::BadRequest(format!("{what}: {hint}"))
 }
 
+/// A `status` parameter, any case, read by `parse`; `expected` says what it may be.
+fn status<T>(
+    raw: &Option<String>,
+    parse: impl Fn(&str) -> Option<T>,
+    expected: &str,
+) -> Result<Option<T>, AppError> {
+    opt(raw)
+        .map(|s| parse(&s.to_lowercase()).ok_or_else(|| bad("status", expected)))
+        .transpose()
+}
+
 pub fn limit(raw: &Option<String>) -> Result<u32, AppError> {
     match opt(raw) {
         None => Ok(DEFAULT_PAGE),
@@ -119,12 +130,7 @@ impl AssetQuery {
     pub fn filter(&self) -> Result<AssetFilter, AppError> {
         Ok(AssetFilter {
             integration: integration(&self.integration)?,
-            status: opt(&self.status)
-                .map(|s| {
-                    AssetStatus::parse(&s.to_lowercase())
-                        .ok_or_else(|| bad("status", "active or missing"))
-                })
-                .transpose()?,
+            status: status(&self.status, AssetStatus::parse, "active or missing")?,
             search: opt(&self.q),
             os_platform: opt(&self.platform),
             health_status: opt(&self.health),
@@ -217,12 +223,7 @@ impl FindingQuery {
     pub fn filter(&self) -> Result<FindingFilter, AppError> {
         Ok(FindingFilter {
             integration: integration(&self.integration)?,
-            status: opt(&self.status)
-                .map(|s| {
-                    FindingStatus::parse(&s.to_lowercase())
-                        .ok_or_else(|| bad("status", "open or fixed"))
-                })
-                .transpose()?,
+            status: status(&self.status, FindingStatus::parse, "open or fixed")?,
             severity: severity("severity", &self.severity)?,
             min_severity: severity("min_severity", &self.min_severity)?,
             cve_id: opt(&self.cve)

@@ -105,6 +105,10 @@ impl Env {
 
     /// `sync NAME` started in the background, once it reads findings; its standard error goes on
     /// in the reader.
+    #[expect(
+        clippy::zombie_processes,
+        reason = "the child is returned; the caller kills or waits for it"
+    )]
     pub fn sync_reading_findings(&self, name: &str) -> (Child, BufReader<ChildStderr>) {
         let mut child = self
             .command()
@@ -119,12 +123,15 @@ impl Env {
         let mut line = String::new();
         loop {
             line.clear();
-            let n = reader.read_line(&mut line).expect("read stderr");
-            assert!(n > 0, "the sync ended before reading findings");
+            let ended = reader.read_line(&mut line).map_or(true, |n| n == 0);
             if line.contains("reading findings…") {
                 return (child, reader);
             }
-            assert!(started.elapsed() < Duration::from_secs(120));
+            if ended || started.elapsed() > Duration::from_secs(120) {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the sync ended, or took two minutes, before reading findings");
+            }
         }
     }
 

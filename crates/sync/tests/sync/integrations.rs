@@ -65,7 +65,13 @@ pub async fn the_integration_use_cases_check_seal_test_and_audit_for_every_surfa
         problems(service.add(&input("\r\n"), "alice").await),
         vec![InputProblem::Secret(SecretProblem::Empty)]
     );
-    assert!(store.list_integrations().await.unwrap().is_empty());
+    assert!(
+        store
+            .list_integrations()
+            .await
+            .expect("integrations")
+            .is_empty()
+    );
 
     let added = service
         .add(&input(&format!("{}\n", config.client_secret)), "alice")
@@ -103,13 +109,19 @@ pub async fn the_integration_use_cases_check_seal_test_and_audit_for_every_surfa
     );
 
     assert_eq!(
-        service.sync_now(&renamed, "alice").await.unwrap(),
+        service.sync_now(&renamed, "alice").await.expect("queued"),
         SyncNow::Queued
     );
     service.remove(&renamed, "alice").await.expect("removed");
-    assert!(store.list_integrations().await.unwrap().is_empty());
+    assert!(
+        store
+            .list_integrations()
+            .await
+            .expect("integrations")
+            .is_empty()
+    );
 
-    let mut audit = store.list_audit(20).await.unwrap();
+    let mut audit = store.list_audit(20).await.expect("audit");
     audit.reverse();
     let seen: Vec<(&str, &str, Option<&str>)> = audit
         .iter()
