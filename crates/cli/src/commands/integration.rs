@@ -106,10 +106,12 @@ fn rejected(e: IntegrationError) -> anyhow::Error {
 }
 
 async fn add(global: &Global, args: IntegrationAddArgs) -> anyhow::Result<ExitCode> {
-    let secret = read_secret(&args)?;
+    let input = input(&args, read_secret(&args)?);
+    // Bad input writes nothing: not even the database or the master key file.
+    input.check_new().map_err(|e| rejected(e.into()))?;
     let engine = context::open_engine(global, rampart_sync::EngineOptions::default()).await?;
     let integration = Integrations::new(&engine)
-        .add(&input(&args, secret), ACTOR)
+        .add(&input, ACTOR)
         .await
         .map_err(rejected)?;
     println!(

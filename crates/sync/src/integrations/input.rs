@@ -220,6 +220,12 @@ fn parse<T: std::str::FromStr<Err: fmt::Display>>(
 }
 
 impl IntegrationInput {
+    /// Checks a new integration as [`super::Integrations::add`] will, touching nothing: for a
+    /// caller that would otherwise create its database before the input is known to be good.
+    pub fn check_new(&self) -> Result<(), InputError> {
+        self.check(true).map(drop)
+    }
+
     pub(super) fn check(&self, secret_required: bool) -> Result<Checked, InputError> {
         let mut problems = Vec::new();
         let name = parse::<IntegrationName>("Name", self.name.trim(), &mut problems);
