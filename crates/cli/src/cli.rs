@@ -473,7 +473,7 @@ fn parse_url(s: &str) -> Result<String, String> {
         ));
     }
     // The same rules as the portal and the API: plain http only to this machine, no credentials.
-    rampart_microsoft::check_override_url("URL", trimmed).map_err(|e| e.to_string())?;
+    rampart_sync::check_override_url("URL", trimmed).map_err(|e| e.to_string())?;
     Ok(trimmed.to_owned())
 }
 

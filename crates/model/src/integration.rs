@@ -29,6 +29,14 @@ impl Product {
         }
     }
 
+    /// The product's name as people know it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Product::Endpoint => "Defender for Endpoint",
+            Product::Cloud => "Defender for Cloud",
+        }
+    }
+
     /// The `source` column of exported records.
     pub fn source(self) -> &'static str {
         match self {

@@ -277,6 +277,7 @@ async fn sign_in(store: &Arc<dyn Store>, base: &str) -> Session {
         "bench",
         rampart_store::Role::Admin,
         &SecretString::from(password.to_owned()),
+        rampart_web::PasswordChosenBy::Owner,
         "bench",
     )
     .await

@@ -43,44 +43,27 @@ pub fn bars(data: &[(&str, u64, &'static str)]) -> Vec<Bar> {
 
 /// A polyline through `values` (oldest first), scaled to fit; empty for fewer than two points.
 pub fn line(values: &[u64]) -> String {
-    if values.len() < 2 {
-        return String::new();
-    }
     let max = values.iter().copied().max().unwrap_or(0).max(1) as f64;
-    let step = WIDTH / (values.len() - 1) as f64;
-    let plot = HEIGHT - AXIS;
-    values
-        .iter()
-        .enumerate()
-        .map(|(i, v)| {
-            format!(
-                "{:.1},{:.1}",
-                i as f64 * step,
-                plot - (*v as f64 / max) * (plot - 10.0)
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
+    polyline(values.iter().map(|v| *v as f64 / max))
 }
 
 /// A polyline through percentages (oldest first) on a fixed 0–100 scale, so that a score's trend
 /// is never exaggerated by zooming; empty for fewer than two points.
 pub fn percent_line(values: &[f64]) -> String {
-    if values.len() < 2 {
+    polyline(values.iter().map(|v| v.clamp(0.0, 100.0) / 100.0))
+}
+
+/// A polyline through points given as fractions of the plot's height (oldest first), spread over
+/// the width; empty for fewer than two points.
+fn polyline(heights: impl ExactSizeIterator<Item = f64>) -> String {
+    if heights.len() < 2 {
         return String::new();
     }
-    let step = WIDTH / (values.len() - 1) as f64;
+    let step = WIDTH / (heights.len() - 1) as f64;
     let plot = HEIGHT - AXIS;
-    values
-        .iter()
+    heights
         .enumerate()
-        .map(|(i, v)| {
-            format!(
-                "{:.1},{:.1}",
-                i as f64 * step,
-                plot - (v.clamp(0.0, 100.0) / 100.0) * (plot - 10.0)
-            )
-        })
+        .map(|(i, h)| format!("{:.1},{:.1}", i as f64 * step, plot - h * (plot - 10.0)))
         .collect::<Vec<_>>()
         .join(" ")
 }

@@ -7,9 +7,10 @@ use askama::Template;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use rampart_store::StoreError;
+use rampart_sync::integrations::IntegrationError;
 use serde::Serialize;
 
-use crate::portal::layout::Layout;
+use crate::layout::Layout;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -69,6 +70,19 @@ impl AppError {
     fn log(&self) {
         if let AppError::Internal(detail) | AppError::Unavailable(detail) = self {
             tracing::error!(message = "Request failed.", error = %detail);
+        }
+    }
+}
+
+/// What a person gave wrong is a bad request; a secret the vault cannot seal or open is internal.
+impl From<IntegrationError> for AppError {
+    fn from(e: IntegrationError) -> Self {
+        match e {
+            IntegrationError::Invalid(problems) => {
+                AppError::BadRequest(problems.on_form().join("; "))
+            }
+            IntegrationError::Store(e) => e.into(),
+            IntegrationError::Vault(e) => AppError::internal(e),
         }
     }
 }

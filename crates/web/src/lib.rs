@@ -31,7 +31,7 @@ mod connections;
 mod csv;
 mod error;
 mod headers;
-mod integrations;
+mod layout;
 mod ops;
 mod portal;
 mod query;
@@ -54,27 +54,27 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     api::openapi()
 }
 
+/// Who chose a new account's password.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PasswordChosenBy {
+    /// The account's owner (`rampart user add`): theirs to keep.
+    Owner,
+    /// Someone else (the demo's one-time password): the account must choose its own at its first
+    /// sign-in, and can do nothing else until then.
+    Others,
+}
+
 /// Creates a portal account (used by `rampart user add` and `rampart demo`).
 pub async fn create_user(
     store: &dyn rampart_store::Store,
     name: &str,
     role: rampart_store::Role,
     password: &secrecy::SecretString,
+    chosen_by: PasswordChosenBy,
     actor: &str,
 ) -> Result<rampart_store::User, AppError> {
-    auth::users::create(store, name, role, password, false, actor).await
-}
-
-/// Creates a portal account whose password was chosen for it (the demo's one-time password): it
-/// must choose its own at its first sign-in, and can do nothing else until then.
-pub async fn create_user_with_one_time_password(
-    store: &dyn rampart_store::Store,
-    name: &str,
-    role: rampart_store::Role,
-    password: &secrecy::SecretString,
-    actor: &str,
-) -> Result<rampart_store::User, AppError> {
-    auth::users::create(store, name, role, password, true, actor).await
+    let one_time = chosen_by == PasswordChosenBy::Others;
+    auth::users::create(store, name, role, password, one_time, actor).await
 }
 
 /// Sets the password of the account `name` (`rampart user passwd`); its sessions end.

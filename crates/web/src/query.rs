@@ -4,7 +4,8 @@
 use chrono::{DateTime, Utc};
 use rampart_model::{AssetStatus, CveId, FindingStatus, IntegrationId, Severity};
 use rampart_store::{
-    AssetFilter, AssetSort, FindingFilter, RecommendationFilter, SortCursor, VulnerabilityFilter,
+    AssetFilter, AssetSort, FindingFilter, ListedAsset, Page, RecommendationFilter, SortCursor,
+    Store, VulnerabilityFilter,
 };
 use serde::Deserialize;
 
@@ -37,6 +38,17 @@ fn cursor_text(raw: &Option<String>) -> Result<Option<&str>, AppError> {
 
 fn bad(what: &str, hint: &str) -> AppError {
     AppError::BadRequest(format!("{what}: {hint}"))
+}
+
+/// A `status` parameter, any case, read by `parse`; `expected` says what it may be.
+fn status<T>(
+    raw: &Option<String>,
+    parse: impl Fn(&str) -> Option<T>,
+    expected: &str,
+) -> Result<Option<T>, AppError> {
+    opt(raw)
+        .map(|s| parse(&s.to_lowercase()).ok_or_else(|| bad("status", expected)))
+        .transpose()
 }
 
 pub fn limit(raw: &Option<String>) -> Result<u32, AppError> {
@@ -118,12 +130,7 @@ impl AssetQuery {
     pub fn filter(&self) -> Result<AssetFilter, AppError> {
         Ok(AssetFilter {
             integration: integration(&self.integration)?,
-            status: opt(&self.status)
-                .map(|s| {
-                    AssetStatus::parse(&s.to_lowercase())
-                        .ok_or_else(|| bad("status", "active or missing"))
-                })
-                .transpose()?,
+            status: status(&self.status, AssetStatus::parse, "active or missing")?,
             search: opt(&self.q),
             os_platform: opt(&self.platform),
             health_status: opt(&self.health),
@@ -157,6 +164,19 @@ impl AssetQuery {
                 })
             })
             .transpose()
+    }
+
+    /// The page of assets this query asks for, in the order it asks for (returned with it).
+    pub async fn page(
+        &self,
+        store: &dyn Store,
+    ) -> Result<(AssetSort, Page<ListedAsset, SortCursor>), AppError> {
+        let sort = self.sort()?;
+        let after = self.after_sorted(sort)?;
+        let page = store
+            .assets_sorted(&self.filter()?, sort, after.as_ref(), limit(&self.limit)?)
+            .await?;
+        Ok((sort, page))
     }
 }
 
@@ -203,12 +223,7 @@ impl FindingQuery {
     pub fn filter(&self) -> Result<FindingFilter, AppError> {
         Ok(FindingFilter {
             integration: integration(&self.integration)?,
-            status: opt(&self.status)
-                .map(|s| {
-                    FindingStatus::parse(&s.to_lowercase())
-                        .ok_or_else(|| bad("status", "open or fixed"))
-                })
-                .transpose()?,
+            status: status(&self.status, FindingStatus::parse, "open or fixed")?,
             severity: severity("severity", &self.severity)?,
             min_severity: severity("min_severity", &self.min_severity)?,
             cve_id: opt(&self.cve)

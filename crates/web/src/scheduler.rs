@@ -16,8 +16,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use rampart_model::Integration;
-use rampart_store::{Enqueued, JOB_LEASE, Job, JobKind, StoreError};
+use rampart_store::{JOB_LEASE, Job, JobKind, StoreError};
 use rampart_sync::SyncRequest;
+use rampart_sync::integrations::{Integrations, SyncNow};
 use rampart_sync::intel::{IntelRefreshError, KevClient, KevUpdate, refresh_kev_if_due};
 use rampart_sync::progress::Logged;
 
@@ -252,18 +253,22 @@ async fn sync(state: &AppState, job: &Job) -> Result<(), String> {
     }
 }
 
-/// "Sync now": queues a job due at once (or brings the queued one forward) and starts it in
-/// this process. `false` when a sync of the integration is already running.
-pub async fn sync_now(state: &AppState, integration: &Integration) -> Result<bool, AppError> {
-    let now = Utc::now();
-    let queued = state
-        .store()
-        .enqueue_job(integration.id, JobKind::Requested, now, now)
-        .await?;
-    if let Enqueued::Running(_) = queued {
-        return Ok(false);
+/// "Sync now" asked by `actor`: queues a job due at once (or brings the queued one forward) and
+/// starts it in this process. `false` when a sync of the integration is already running.
+pub async fn sync_now(
+    state: &AppState,
+    integration: &Integration,
+    actor: &str,
+) -> Result<bool, AppError> {
+    match Integrations::new(&state.engine)
+        .sync_now(integration, actor)
+        .await?
+    {
+        SyncNow::AlreadyRunning => Ok(false),
+        SyncNow::Queued => {
+            // Another process may claim it first; either way it runs.
+            claim_and_run(state, Some(integration.id)).await?;
+            Ok(true)
+        }
     }
-    // Another process may claim it first; either way it runs.
-    claim_and_run(state, Some(integration.id)).await?;
-    Ok(true)
 }

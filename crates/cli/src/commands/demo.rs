@@ -179,11 +179,12 @@ async fn demo_account(store: &dyn rampart_store::Store) -> anyhow::Result<Option
         return Ok(None);
     }
     let password = one_time_password();
-    rampart_web::create_user_with_one_time_password(
+    rampart_web::create_user(
         store,
         DEMO_ADMIN,
         rampart_store::Role::Admin,
         &SecretString::from(password.clone()),
+        rampart_web::PasswordChosenBy::Others,
         "demo",
     )
     .await

@@ -5,17 +5,23 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use chrono::Utc;
-use rampart_microsoft::supports;
-use rampart_model::{Integration, IntegrationName, Product, SecretHint};
-use rampart_store::{NewAuditEntry, NewIntegration, SecretCiphertext};
-use secrecy::{ExposeSecret, SecretString};
+use rampart_model::{Integration, IntegrationName, Product};
+use rampart_sync::integrations::{
+    InputProblem, IntegrationError, IntegrationInput, Integrations, SecretExpiry, check_secret,
+    remove_integration, secret_expiry,
+};
+use secrecy::SecretString;
 
 use crate::cli::{Global, IntegrationAddArgs, IntegrationCommand};
 use crate::context;
 use crate::output::usage;
 
-/// The longest client secret accepted (Entra's are 40 characters; this only bounds hostile input).
-const MAX_SECRET_LEN: usize = 1024;
+/// Who the audit log says made a change from the command line.
+const ACTOR: &str = "cli";
+
+/// Read no more of standard input than the longest secret accepted and a line end: enough for the
+/// service to tell a too-long secret from a good one, without reading a hostile stream to its end.
+const MAX_SECRET_READ: u64 = 1024 + 2;
 
 pub async fn run(global: &Global, command: IntegrationCommand) -> anyhow::Result<ExitCode> {
     match command {
@@ -31,7 +37,7 @@ fn read_secret(args: &IntegrationAddArgs) -> anyhow::Result<SecretString> {
     let raw = if args.client_secret_stdin {
         let mut buf = String::new();
         std::io::stdin()
-            .take(MAX_SECRET_LEN as u64 + 2)
+            .take(MAX_SECRET_READ)
             .read_to_string(&mut buf)
             .map_err(|_| usage("the client secret on standard input is not text"))?;
         buf
@@ -46,76 +52,72 @@ fn read_secret(args: &IntegrationAddArgs) -> anyhow::Result<SecretString> {
             "no client secret given: use --client-secret-stdin or --client-secret-env VAR",
         ));
     };
-    // A trailing newline from `echo` or a file is not part of the secret.
-    let secret = raw.trim_end_matches(['\n', '\r']).to_owned();
-    if secret.trim().is_empty() {
-        return Err(usage(
-            "the client secret is empty: paste the secret's Value from Microsoft Entra (App registrations > your app > Certificates & secrets)",
-        ));
+    check_secret(&raw).map_err(|problem| usage(problem.to_string()))
+}
+
+/// The options as the service takes every surface's input: text, checked in one place.
+fn input(args: &IntegrationAddArgs, secret: SecretString) -> IntegrationInput {
+    IntegrationInput {
+        name: args.name.to_string(),
+        product: args.product.as_str().into(),
+        cloud: args.cloud.as_str().into(),
+        tenant_id: args.tenant_id.to_string(),
+        client_id: args.client_id.to_string(),
+        client_secret: Some(secret),
+        secret_expires: args
+            .secret_expires
+            .map(|d| d.to_string())
+            .unwrap_or_default(),
+        login_url: args.login_url.clone().unwrap_or_default(),
+        api_url: args.api_url.clone().unwrap_or_default(),
+        schedule_minutes: args.schedule.map(|m| m.to_string()).unwrap_or_default(),
+        enabled: true,
     }
-    if secret.len() > MAX_SECRET_LEN {
-        return Err(usage("the client secret is longer than any Entra secret"));
+}
+
+/// What was given wrong, in the command line's words (its options, not a form's fields). A name
+/// already taken is no misuse of the command (exit code 1, not 2).
+fn rejected(e: IntegrationError) -> anyhow::Error {
+    match e {
+        IntegrationError::Invalid(problems)
+            if problems
+                .0
+                .iter()
+                .all(|p| matches!(p, InputProblem::Refused(_))) =>
+        {
+            anyhow::anyhow!("{problems}")
+        }
+        IntegrationError::Invalid(problems) => usage(
+            problems
+                .0
+                .iter()
+                .map(|p| match p {
+                    InputProblem::NoEndpointApi(cloud) => format!(
+                        "Microsoft documents no Defender for Endpoint API in the {} cloud; choose commercial, gcc, gcc-high or dod, or give --api-url",
+                        cloud.label()
+                    ),
+                    other => other.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join("; "),
+        ),
+        other => other.into(),
     }
-    if secret.chars().any(char::is_control) {
-        return Err(usage(
-            "the client secret contains control characters: paste only the secret's Value",
-        ));
-    }
-    Ok(SecretString::from(secret))
 }
 
 async fn add(global: &Global, args: IntegrationAddArgs) -> anyhow::Result<ExitCode> {
-    if !supports(args.cloud, args.product) && args.api_url.is_none() {
-        return Err(usage(format!(
-            "Microsoft documents no Defender for Endpoint API in the {} cloud; choose commercial, gcc, gcc-high or dod, or give --api-url",
-            args.cloud.label()
-        )));
-    }
-    let secret = read_secret(&args)?;
-    let store = context::open_store(global).await?;
-    let vault = context::open_vault(global, store.as_ref()).await?;
-    let sealed = vault.seal(args.name.as_str(), &secret)?;
-    let hint = SecretHint::of(secret.expose_secret(), args.secret_expires);
-    let schedule = args
-        .schedule
-        .unwrap_or_else(|| Integration::default_schedule_minutes(args.product));
-    let integration = store
-        .create_integration(&NewIntegration {
-            name: args.name.clone(),
-            product: args.product,
-            cloud: args.cloud,
-            tenant_id: args.tenant_id,
-            client_id: args.client_id,
-            secret: SecretCiphertext {
-                ciphertext: sealed.ciphertext,
-                nonce: sealed.nonce,
-            },
-            hint,
-            login_url: args.login_url,
-            api_url: args.api_url,
-            schedule_minutes: schedule,
-            enabled: true,
-        })
-        .await?;
-    store
-        .record_audit(&NewAuditEntry {
-            at: Utc::now(),
-            actor: "cli".into(),
-            action: "integration.create".into(),
-            target: Some(integration.name.to_string()),
-            details: Some(format!(
-                "product {}, cloud {}, tenant {}, client {}",
-                integration.product,
-                integration.cloud,
-                integration.tenant_id,
-                integration.client_id
-            )),
-        })
-        .await?;
+    let input = input(&args, read_secret(&args)?);
+    // Bad input writes nothing: not even the database or the master key file.
+    input.check_new().map_err(|e| rejected(e.into()))?;
+    let engine = context::open_engine(global, rampart_sync::EngineOptions::default()).await?;
+    let integration = Integrations::new(&engine)
+        .add(&input, ACTOR)
+        .await
+        .map_err(rejected)?;
     println!(
         "Added integration '{}' ({} in the {} cloud, secret {}).",
         integration.name,
-        product_label(integration.product),
+        integration.product.label(),
         integration.cloud.label(),
         integration.secret_hint.masked()
     );
@@ -132,29 +134,18 @@ async fn add(global: &Global, args: IntegrationAddArgs) -> anyhow::Result<ExitCo
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn product_label(p: Product) -> &'static str {
-    match p {
-        Product::Endpoint => "Defender for Endpoint",
-        Product::Cloud => "Defender for Cloud",
-    }
-}
-
-/// A warning about the secret's expiry, 30 days ahead.
+/// A warning about the secret's expiry, 30 days ahead, saying what to do from here.
 pub fn expiry_warning(integration: &Integration) -> Option<String> {
-    let days = integration.secret_hint.days_left(Utc::now().date_naive())?;
-    if days < 0 {
-        Some(format!(
-            "the client secret of '{}' expired {} days ago: create a new one and update the integration",
-            integration.name, -days
-        ))
-    } else if days <= 30 {
-        Some(format!(
+    Some(match secret_expiry(integration, Utc::now().date_naive())? {
+        SecretExpiry::Expired { days_ago } => format!(
+            "the client secret of '{}' expired {days_ago} days ago: create a new one and update the integration",
+            integration.name
+        ),
+        SecretExpiry::Soon { days } => format!(
             "the client secret of '{}' expires in {days} days: create a new one in Microsoft Entra and update the integration before then",
             integration.name
-        ))
-    } else {
-        None
-    }
+        ),
+    })
 }
 
 async fn list(global: &Global) -> anyhow::Result<ExitCode> {
@@ -208,10 +199,10 @@ async fn test(global: &Global, name: &IntegrationName) -> anyhow::Result<ExitCod
     println!(
         "Testing '{}' ({}, {} cloud):",
         integration.name,
-        product_label(integration.product),
+        integration.product.label(),
         integration.cloud.label()
     );
-    let report = engine.test_connection(&integration).await;
+    let report = Integrations::new(&engine).test(&integration, ACTOR).await?;
     print!("{report}");
     if let Some(w) = expiry_warning(&integration) {
         eprintln!("warning: {w}");
@@ -229,6 +220,7 @@ async fn test(global: &Global, name: &IntegrationName) -> anyhow::Result<ExitCod
 }
 
 async fn remove(global: &Global, name: &IntegrationName, yes: bool) -> anyhow::Result<ExitCode> {
+    // The store alone: an integration whose secret no master key opens any more can be removed.
     let store = context::open_store(global).await?;
     let integration = store.get_integration_by_name(name).await?;
     if !yes {
@@ -247,16 +239,7 @@ async fn remove(global: &Global, name: &IntegrationName, yes: bool) -> anyhow::R
             return Ok(ExitCode::from(1));
         }
     }
-    store.delete_integration(integration.id).await?;
-    store
-        .record_audit(&NewAuditEntry {
-            at: Utc::now(),
-            actor: "cli".into(),
-            action: "integration.delete".into(),
-            target: Some(name.to_string()),
-            details: None,
-        })
-        .await?;
+    remove_integration(store.as_ref(), &integration, ACTOR).await?;
     println!("Removed integration '{name}' and its data.");
     Ok(ExitCode::SUCCESS)
 }

@@ -20,9 +20,16 @@ pub async fn run(global: &Global, command: UserCommand) -> anyhow::Result<ExitCo
                 Role::Admin => StoreRole::Admin,
                 Role::Viewer => StoreRole::Viewer,
             };
-            let user = rampart_web::create_user(store.as_ref(), &name, role, &password, "cli")
-                .await
-                .map_err(web_error)?;
+            let user = rampart_web::create_user(
+                store.as_ref(),
+                &name,
+                role,
+                &password,
+                rampart_web::PasswordChosenBy::Owner,
+                "cli",
+            )
+            .await
+            .map_err(web_error)?;
             println!("Added {} account '{}'.", role.as_str(), user.name);
             Ok(ExitCode::SUCCESS)
         }

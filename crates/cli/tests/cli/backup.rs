@@ -1,8 +1,7 @@
 //! `rampart backup` while a sync writes, and `rampart restore` of what it wrote.
 
-use std::io::{BufRead, BufReader, Read};
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::io::Read;
+use std::time::Duration;
 
 use rampart_sim::SimConfig;
 use sqlx::sqlite::SqliteConnectOptions;
@@ -31,33 +30,8 @@ async fn connect(path: &std::path::Path) -> SqliteConnection {
 
 #[test]
 fn a_backup_taken_during_a_sync_restores_to_the_database_of_that_moment() {
-    let env = Env::new(SimConfig {
-        devices: 600,
-        findings_per_device: 40,
-        ..SimConfig::default()
-    });
-    assert_eq!(env.add("contoso", DEMO_SECRET, &[]).code, 0);
-
-    let mut child = env
-        .command()
-        .args(["sync", "contoso"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("sync starts");
-    let mut reader = BufReader::new(child.stderr.take().expect("stderr"));
-    let started = Instant::now();
-    let mut line = String::new();
-    loop {
-        line.clear();
-        let n = reader.read_line(&mut line).expect("read stderr");
-        assert!(n > 0, "the sync ended before reading findings");
-        if line.contains("reading findings…") {
-            break;
-        }
-        assert!(started.elapsed() < Duration::from_secs(120));
-    }
+    let env = Env::with_a_slow_sync();
+    let (mut child, mut reader) = env.sync_reading_findings("contoso");
     // Keep the pipe drained: a full pipe would stall the sync, not the database.
     let drain = std::thread::spawn(move || {
         let mut rest = String::new();

@@ -114,6 +114,12 @@ fn malformed_integration_input_is_refused_with_exit_2_and_nothing_written() {
             Some(DEMO_SECRET),
             "uses plain http",
         ),
+        // Defender for Endpoint where Microsoft documents no API for it, without --api-url.
+        (
+            with(base(&[]), &["--client-secret-stdin", "--cloud", "china"]),
+            Some(DEMO_SECRET),
+            "Microsoft documents no Defender for Endpoint API in the China (21Vianet) cloud; choose commercial, gcc, gcc-high or dod, or give --api-url",
+        ),
     ];
     for (args, stdin, needle) in cases {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();

@@ -135,6 +135,28 @@ fn add_test_sync_export_remove_and_the_secret_never_shows() {
     let gone = env.run(&["sync", "contoso"], None);
     assert_eq!(gone.code, 1, "{gone:?}");
 
+    // The command line writes the audit log as the portal and the API do (one service), the
+    // connection test included.
+    let audit = env.runtime.block_on(async {
+        let url = format!("sqlite://{}", env.db().display());
+        let store = rampart_store::connect(&url).await.expect("store");
+        store.list_audit(50).await.expect("audit")
+    });
+    let mut actions: Vec<(&str, &str)> = audit
+        .iter()
+        .filter(|e| e.target.as_deref() == Some("contoso"))
+        .map(|e| (e.actor.as_str(), e.action.as_str()))
+        .collect();
+    actions.reverse();
+    assert_eq!(
+        actions,
+        [
+            ("cli", "integration.create"),
+            ("cli", "integration.test"),
+            ("cli", "integration.delete"),
+        ]
+    );
+
     assert_no_secret(
         &[
             &add, &list, &test, &sync, &csv, &jsonl, &assets, &vulns, &ocsf, &again, &remove, &gone,
@@ -177,7 +199,7 @@ fn each_credential_problem_gets_its_own_actionable_message() {
     ];
     let mut messages = Vec::new();
     for (name, t, c, s, code, hint) in cases {
-        let add = env.add_as(name, t, c, s, &[]);
+        let add = env.add_product("endpoint", name, t, c, s, &[]);
         assert_eq!(add.code, 0, "{add:?}");
         let test = env.run(&["integration", "test", name], None);
         assert_eq!(test.code, 1, "{test:?}");

@@ -1,11 +1,7 @@
 //! A sync killed with SIGKILL in the middle, then run again, converges to the state of an
 //! uninterrupted sync.
 
-use std::io::{BufRead, BufReader};
-use std::process::Stdio;
-use std::time::{Duration, Instant};
-
-use rampart_sim::SimConfig;
+use std::time::Duration;
 
 use crate::{DEMO_SECRET, Env};
 
@@ -23,35 +19,9 @@ fn sorted_export(env: &Env, db: &str) -> Vec<String> {
 
 #[test]
 fn a_sync_killed_midway_converges_when_run_again() {
-    let env = Env::new(SimConfig {
-        devices: 600,
-        findings_per_device: 40,
-        ..SimConfig::default()
-    });
-    assert_eq!(env.add("contoso", DEMO_SECRET, &[]).code, 0);
-
+    let env = Env::with_a_slow_sync();
     // Start a sync and kill it while it reads findings.
-    let mut child = env
-        .command()
-        .args(["sync", "contoso"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("sync starts");
-    let stderr = child.stderr.take().expect("stderr");
-    let mut reader = BufReader::new(stderr);
-    let started = Instant::now();
-    let mut line = String::new();
-    loop {
-        line.clear();
-        let n = reader.read_line(&mut line).expect("read stderr");
-        assert!(n > 0, "the sync ended before reading findings");
-        if line.contains("reading findings…") {
-            break;
-        }
-        assert!(started.elapsed() < Duration::from_secs(120));
-    }
+    let (mut child, _reader) = env.sync_reading_findings("contoso");
     std::thread::sleep(Duration::from_millis(150));
     child.kill().expect("SIGKILL");
     let status = child.wait().expect("wait");

@@ -12,9 +12,10 @@ mod intel;
 mod key_file;
 mod kill;
 
-use std::io::Write;
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, ChildStderr, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use rampart_sim::{RunningSim, SimConfig};
 
@@ -73,18 +74,7 @@ impl Env {
     /// `integration add` against the emulator with its own tenant and client and the given secret.
     pub fn add(&self, name: &str, secret: &str, extra: &[&str]) -> Run {
         let config = self.sim.sim.config();
-        self.add_as(name, &config.tenant_id, &config.client_id, secret, extra)
-    }
-
-    /// `integration add` against the emulator with the given tenant, client and secret.
-    pub fn add_as(
-        &self,
-        name: &str,
-        tenant: &str,
-        client: &str,
-        secret: &str,
-        extra: &[&str],
-    ) -> Run {
+        let (tenant, client) = (&config.tenant_id, &config.client_id);
         self.add_product("endpoint", name, tenant, client, secret, extra)
     }
 
@@ -101,6 +91,52 @@ impl Env {
         )
     }
 
+    /// A tenant large enough that a sync is still reading findings while a test acts, with the
+    /// integration `contoso` pointing at it.
+    pub fn with_a_slow_sync() -> Env {
+        let env = Env::new(SimConfig {
+            devices: 600,
+            findings_per_device: 40,
+            ..SimConfig::default()
+        });
+        assert_eq!(env.add("contoso", DEMO_SECRET, &[]).code, 0);
+        env
+    }
+
+    /// `sync NAME` started in the background, once it reads findings; its standard error goes on
+    /// in the reader.
+    #[expect(
+        clippy::zombie_processes,
+        reason = "the child is returned; the caller kills or waits for it"
+    )]
+    pub fn sync_reading_findings(&self, name: &str) -> (Child, BufReader<ChildStderr>) {
+        let mut child = self
+            .command()
+            .args(["sync", name])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("sync starts");
+        let mut reader = BufReader::new(child.stderr.take().expect("stderr"));
+        let started = Instant::now();
+        let mut line = String::new();
+        loop {
+            line.clear();
+            let ended = reader.read_line(&mut line).map_or(true, |n| n == 0);
+            if line.contains("reading findings…") {
+                return (child, reader);
+            }
+            if ended || started.elapsed() > Duration::from_secs(120) {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the sync ended, or took two minutes, before reading findings");
+            }
+        }
+    }
+
+    /// `integration add` of `product` against the emulator with the given tenant, client and
+    /// secret.
     pub fn add_product(
         &self,
         product: &str,

@@ -6,6 +6,7 @@ mod cloud_posture;
 mod cloud_store_checks;
 mod cloud_vuln;
 mod harness;
+mod integrations;
 mod intel;
 mod real_tenants;
 mod scenarios;
@@ -36,11 +37,13 @@ macro_rules! on_both_backends {
 use cloud::*;
 use cloud_posture::*;
 use cloud_vuln::*;
+use integrations::*;
 use intel::*;
 use real_tenants::*;
 use scenarios::*;
 
 on_both_backends!(
+    the_integration_use_cases_check_seal_test_and_audit_for_every_surface,
     kev_is_fetched_then_not_modified_then_grows_with_the_feed,
     a_bad_download_or_file_is_refused_and_the_catalogue_kept,
     a_cloud_sync_under_faults_holds_exactly_the_truth_and_a_rerun_changes_nothing,

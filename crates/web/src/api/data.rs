@@ -20,16 +20,7 @@ pub async fn assets(
     State(state): State<AppState>,
     Query(q): Query<AssetQuery>,
 ) -> Result<Json<AssetPage>, ApiError> {
-    let sort = q.sort()?;
-    let page = state
-        .store()
-        .assets_sorted(
-            &q.filter()?,
-            sort,
-            q.after_sorted(sort)?.as_ref(),
-            query::limit(&q.limit)?,
-        )
-        .await?;
+    let (_, page) = q.page(state.store().as_ref()).await?;
     Ok(Json(AssetPage {
         items: page.items.iter().map(AssetOut::from).collect(),
         next_cursor: page.next.map(|n| n.encode()),

@@ -3,29 +3,18 @@
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use chrono::Utc;
 use rampart_model::IntegrationId;
-use rampart_store::NewAuditEntry;
+use rampart_sync::integrations::{IntegrationInput, Integrations};
 use secrecy::SecretString;
 use serde::Deserialize;
 
 use crate::api::dto::{IntegrationIn, IntegrationOut, RunOut, SyncStartedOut, TestReportOut};
 use crate::auth::tokens::{ApiAdmin, ApiReader};
 use crate::error::{ApiError, AppError, Problem};
-use crate::integrations::{self as logic, InputErrorOr, IntegrationInput};
 use crate::state::AppState;
 
 fn actor(token: &rampart_store::ApiToken) -> String {
     format!("api:{}", token.name)
-}
-
-fn input_error(e: InputErrorOr) -> ApiError {
-    match e {
-        InputErrorOr::Input(logic::InputError(errors)) => {
-            ApiError(AppError::BadRequest(errors.join("; ")))
-        }
-        InputErrorOr::App(e) => ApiError(e),
-    }
 }
 
 #[utoipa::path(get, path = "/api/v1/integrations", tag = "integrations",
@@ -62,9 +51,9 @@ pub async fn create(
             .unwrap_or_default(),
         enabled: body.enabled.unwrap_or(true),
     };
-    let created = logic::create(&state, &input, &actor(&token))
-        .await
-        .map_err(input_error)?;
+    let created = Integrations::new(&state.engine)
+        .add(&input, &actor(&token))
+        .await?;
     Ok((StatusCode::CREATED, Json(IntegrationOut::from(&created))))
 }
 
@@ -117,9 +106,9 @@ pub async fn update(
             .to_string(),
         enabled: body.enabled.unwrap_or(existing.enabled),
     };
-    let updated = logic::update(&state, &existing, &input, &actor(&token))
-        .await
-        .map_err(input_error)?;
+    let updated = Integrations::new(&state.engine)
+        .update(&existing, &input, &actor(&token))
+        .await?;
     Ok(Json((&updated).into()))
 }
 
@@ -132,16 +121,8 @@ pub async fn delete(
     Path(id): Path<IntegrationId>,
 ) -> Result<StatusCode, ApiError> {
     let existing = state.store().get_integration(id).await?;
-    state.store().delete_integration(id).await?;
-    state
-        .store()
-        .record_audit(&NewAuditEntry {
-            at: Utc::now(),
-            actor: actor(&token),
-            action: "integration.delete".into(),
-            target: Some(existing.name.to_string()),
-            details: None,
-        })
+    Integrations::new(&state.engine)
+        .remove(&existing, &actor(&token))
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -155,7 +136,9 @@ pub async fn test(
     Path(id): Path<IntegrationId>,
 ) -> Result<Json<TestReportOut>, ApiError> {
     let integration = state.store().get_integration(id).await?;
-    let report = logic::test(&state, &integration, &actor(&token)).await?;
+    let report = Integrations::new(&state.engine)
+        .test(&integration, &actor(&token))
+        .await?;
     Ok(Json((&report).into()))
 }
 
@@ -169,7 +152,7 @@ pub async fn sync(
     Path(id): Path<IntegrationId>,
 ) -> Result<(StatusCode, Json<SyncStartedOut>), ApiError> {
     let integration = state.store().get_integration(id).await?;
-    if logic::sync_now(&state, integration, &actor(&token)).await? {
+    if crate::scheduler::sync_now(&state, &integration, &actor(&token)).await? {
         Ok((
             StatusCode::ACCEPTED,
             Json(SyncStartedOut {

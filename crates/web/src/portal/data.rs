@@ -324,16 +324,7 @@ pub async fn assets(
     State(state): State<AppState>,
     Query(q): Query<AssetQuery>,
 ) -> Result<Response, AppError> {
-    let sort = q.sort()?;
-    let page = state
-        .store()
-        .assets_sorted(
-            &q.filter()?,
-            sort,
-            q.after_sorted(sort)?.as_ref(),
-            query::limit(&q.limit)?,
-        )
-        .await?;
+    let (sort, page) = q.page(state.store().as_ref()).await?;
     let next = page.next.map(|n| Some(n.encode()));
     render::page(&AssetsPage {
         layout: Layout::new(&ctx, "Assets", "assets"),
@@ -428,7 +419,7 @@ pub async fn asset(
                     .name
                     .clone()
                     .unwrap_or_else(|| a.asset.source_id.clone()),
-                product: crate::integrations::product_label(a.product),
+                product: a.product.label(),
                 integration: a.integration.clone(),
                 status: a.status.as_str(),
             })

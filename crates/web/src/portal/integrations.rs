@@ -5,15 +5,17 @@ use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use rampart_model::{Integration, IntegrationId, SyncRun};
-use rampart_store::{Job, JobKind, JobState, NewAuditEntry};
+use rampart_store::{Job, JobKind, JobState};
+use rampart_sync::integrations::{
+    IntegrationError, IntegrationInput, Integrations, SecretExpiry, secret_expiry,
+};
 use rampart_sync::{ConnectionReport, StepOutcome};
 use serde::Deserialize;
 
 use crate::auth::extract::{AdminCtx, Ctx};
 use crate::error::AppError;
-use crate::integrations::{self as logic, IntegrationInput, expiry_warning};
 use crate::portal::layout::Layout;
 use crate::portal::render::{self, when, when_opt};
 use crate::scheduler::next_run;
@@ -325,6 +327,18 @@ impl JobView {
     }
 }
 
+/// A warning when the client secret expires soon or has expired, saying what to do here.
+fn expiry_warning(i: &Integration, today: NaiveDate) -> Option<String> {
+    Some(match secret_expiry(i, today)? {
+        SecretExpiry::Expired { days_ago } => format!(
+            "The client secret expired {days_ago} days ago: create a new one in Entra and save it here."
+        ),
+        SecretExpiry::Soon { days } => format!(
+            "The client secret expires in {days} days: create a new one in Entra and save it here before then."
+        ),
+    })
+}
+
 fn clouds() -> Vec<(&'static str, &'static str)> {
     rampart_model::Cloud::ALL
         .iter()
@@ -360,7 +374,7 @@ pub async fn list(ctx: Ctx, State(state): State<AppState>) -> Result<Response, A
         rows.push(Row {
             id: i.id,
             name: i.name.to_string(),
-            product: logic::product_label(i.product),
+            product: i.product.label(),
             cloud: i.cloud.label(),
             status: match (i.enabled, last) {
                 (false, _) => "disabled".into(),
@@ -394,19 +408,22 @@ pub async fn create(
     Form(form): Form<IntegrationForm>,
 ) -> Result<Response, AppError> {
     let input = form.input();
-    match logic::create(&state, &input, &ctx.user.name).await {
+    match Integrations::new(&state.engine)
+        .add(&input, &ctx.user.name)
+        .await
+    {
         Ok(i) => Ok(Redirect::to(&format!("/integrations/{}?notice=saved", i.id)).into_response()),
-        Err(logic::InputErrorOr::App(e)) => Err(e),
-        Err(logic::InputErrorOr::Input(logic::InputError(errors))) => render::with_status(
+        Err(IntegrationError::Invalid(problems)) => render::with_status(
             StatusCode::UNPROCESSABLE_ENTITY,
             &FormPage {
                 layout: Layout::new(&ctx, "Add integration", "integrations"),
                 action: "/integrations".into(),
                 form: FormView::from_input(&input, None),
-                errors,
+                errors: problems.on_form(),
                 clouds: clouds(),
             },
         ),
+        Err(other) => Err(other.into()),
     }
 }
 
@@ -445,7 +462,7 @@ async fn show_page(
         layout: Layout::new(ctx, integration.name.as_str(), "integrations"),
         id: integration.id,
         name: integration.name.to_string(),
-        product: logic::product_label(integration.product),
+        product: integration.product.label(),
         posture: integration.product == rampart_model::Product::Cloud,
         cloud: integration.cloud.label(),
         secret_hint: integration.secret_hint.masked(),
@@ -501,14 +518,18 @@ pub async fn update(
 ) -> Result<Response, AppError> {
     let existing = state.store().get_integration(id).await?;
     let input = form.input();
-    match logic::update(&state, &existing, &input, &ctx.user.name).await {
+    match Integrations::new(&state.engine)
+        .update(&existing, &input, &ctx.user.name)
+        .await
+    {
         Ok(i) => Ok(Redirect::to(&format!("/integrations/{}?notice=saved", i.id)).into_response()),
-        Err(logic::InputErrorOr::App(e)) => Err(e),
-        Err(logic::InputErrorOr::Input(logic::InputError(errors))) => {
+        Err(IntegrationError::Invalid(problems)) => {
             let view = FormView::from_input(&input, Some(existing.secret_hint.masked()));
-            let page = show_page(&state, &ctx, existing, Some((view, errors)), None, None).await?;
+            let form = Some((view, problems.on_form()));
+            let page = show_page(&state, &ctx, existing, form, None, None).await?;
             render::with_status(StatusCode::UNPROCESSABLE_ENTITY, &page)
         }
+        Err(other) => Err(other.into()),
     }
 }
 
@@ -518,7 +539,9 @@ pub async fn test(
     Path(id): Path<IntegrationId>,
 ) -> Result<Response, AppError> {
     let integration = state.store().get_integration(id).await?;
-    let report = logic::test(&state, &integration, &ctx.user.name).await?;
+    let report = Integrations::new(&state.engine)
+        .test(&integration, &ctx.user.name)
+        .await?;
     let page = show_page(&state, &ctx, integration, None, Some(report), None).await?;
     render::page(&page)
 }
@@ -529,7 +552,7 @@ pub async fn sync_now(
     Path(id): Path<IntegrationId>,
 ) -> Result<Response, AppError> {
     let integration = state.store().get_integration(id).await?;
-    let started = logic::sync_now(&state, integration, &ctx.user.name).await?;
+    let started = crate::scheduler::sync_now(&state, &integration, &ctx.user.name).await?;
     let code = if started {
         "sync-started"
     } else {
@@ -544,16 +567,8 @@ pub async fn delete(
     Path(id): Path<IntegrationId>,
 ) -> Result<Response, AppError> {
     let integration = state.store().get_integration(id).await?;
-    state.store().delete_integration(id).await?;
-    state
-        .store()
-        .record_audit(&NewAuditEntry {
-            at: Utc::now(),
-            actor: ctx.user.name.clone(),
-            action: "integration.delete".into(),
-            target: Some(integration.name.to_string()),
-            details: None,
-        })
+    Integrations::new(&state.engine)
+        .remove(&integration, &ctx.user.name)
         .await?;
     Ok(Redirect::to("/integrations").into_response())
 }

@@ -464,11 +464,12 @@ async fn a_setup_token_works_once_even_in_parallel() {
 async fn a_one_time_password_must_be_changed_before_anything_else() {
     let app = spawn_app().await;
     let one_time = "kQ7vN2pLx9wR4tZm";
-    rampart_web::create_user_with_one_time_password(
+    rampart_web::create_user(
         app.store.as_ref(),
         "demo",
         rampart_store::Role::Admin,
         &secrecy::SecretString::from(one_time.to_owned()),
+        rampart_web::PasswordChosenBy::Others,
         "test",
     )
     .await

@@ -4,10 +4,11 @@
 
 use chrono::{DateTime, Duration, Utc};
 use rampart_model::{
-    Asset, AssetKind, Cloud, ControlScore, Finding, FindingKey, IntegrationName, PostureScore,
-    Product, Recommendation, RecommendationRisk, RunStatus, SecretHint, Severity, Subscription,
+    Asset, AssetKind, Cloud, ControlScore, Finding, FindingKey, IntegrationId, IntegrationName,
+    PostureScore, Product, Recommendation, RecommendationRisk, RunStatus, SecretHint, Severity,
+    Subscription,
 };
-use rampart_store::{NewIntegration, RunOutcome, SecretCiphertext, SubscriptionReadOutcome};
+use rampart_store::{NewIntegration, RunOutcome, SecretCiphertext, Store, SubscriptionReadOutcome};
 
 use crate::helpers::TestApp;
 
@@ -121,6 +122,36 @@ fn control(sub: &str, id: &str, name: &str, current: f64, unhealthy: i64) -> Con
     }
 }
 
+/// What a Cloud sync read of the secure score.
+struct Posture {
+    scores: Vec<PostureScore>,
+    controls: Vec<ControlScore>,
+}
+
+/// The end of a Cloud sync at `at`: the posture and recommendations it read, and its outcome.
+async fn conclude_cloud_run(
+    store: &dyn Store,
+    cloud: IntegrationId,
+    run: i64,
+    at: DateTime<Utc>,
+    posture: &Posture,
+    recs: &[Recommendation],
+    status: RunStatus,
+) {
+    store
+        .record_posture(cloud, run, at, &posture.scores, &posture.controls)
+        .await
+        .unwrap();
+    store
+        .upsert_recommendations(cloud, run, recs)
+        .await
+        .unwrap();
+    store
+        .finish_run(run, &RunOutcome::new(status, at))
+        .await
+        .unwrap();
+}
+
 /// Two Cloud syncs (two and one day ago): the second could not read subscription B (its score
 /// stays the first one's), 12 recommendations (8 unhealthy), controls; and an Endpoint device
 /// that is the VM `web-01`, with 9 open findings (1 critical, 2 high, 3 medium, 3 low).
@@ -195,30 +226,26 @@ pub async fn seed_cloud(app: &TestApp) -> CloudEstate {
             .await
             .unwrap();
     }
-    store
-        .record_posture(
-            cloud,
-            run,
-            first,
-            &[
-                score(SUB_A, "Production", 20.0, 50.0),
-                score(SUB_B, "Sandbox", 30.0, 50.0),
-            ],
-            &[
-                control(SUB_A, "c-mfa", "Enable MFA", 4.0, 2),
-                control(SUB_B, "c-mfa", "Enable MFA", 8.0, 1),
-            ],
-        )
-        .await
-        .unwrap();
-    store
-        .upsert_recommendations(cloud, run, &recs)
-        .await
-        .unwrap();
-    store
-        .finish_run(run, &RunOutcome::new(RunStatus::Succeeded, first))
-        .await
-        .unwrap();
+    let posture = Posture {
+        scores: vec![
+            score(SUB_A, "Production", 20.0, 50.0),
+            score(SUB_B, "Sandbox", 30.0, 50.0),
+        ],
+        controls: vec![
+            control(SUB_A, "c-mfa", "Enable MFA", 4.0, 2),
+            control(SUB_B, "c-mfa", "Enable MFA", 8.0, 1),
+        ],
+    };
+    conclude_cloud_run(
+        store.as_ref(),
+        cloud,
+        run,
+        first,
+        &posture,
+        &recs,
+        RunStatus::Succeeded,
+    )
+    .await;
 
     // Sync 2: subscription A better; B could not be read.
     let run = store.start_run(cloud, "full", second).await.unwrap();
@@ -238,27 +265,23 @@ pub async fn seed_cloud(app: &TestApp) -> CloudEstate {
         )
         .await
         .unwrap();
-    store
-        .record_posture(
-            cloud,
-            run,
-            second,
-            &[score(SUB_A, "Production", 35.0, 50.0)],
-            &[
-                control(SUB_A, "c-mfa", "Enable MFA", 7.0, 1),
-                control(SUB_A, "c-patch", "Apply system updates", 2.0, 4),
-            ],
-        )
-        .await
-        .unwrap();
-    store
-        .upsert_recommendations(cloud, run, &recs)
-        .await
-        .unwrap();
-    store
-        .finish_run(run, &RunOutcome::new(RunStatus::Partial, second))
-        .await
-        .unwrap();
+    let posture = Posture {
+        scores: vec![score(SUB_A, "Production", 35.0, 50.0)],
+        controls: vec![
+            control(SUB_A, "c-mfa", "Enable MFA", 7.0, 1),
+            control(SUB_A, "c-patch", "Apply system updates", 2.0, 4),
+        ],
+    };
+    conclude_cloud_run(
+        store.as_ref(),
+        cloud,
+        run,
+        second,
+        &posture,
+        &recs,
+        RunStatus::Partial,
+    )
+    .await;
 
     // The same machine, onboarded to Defender for Endpoint.
     let run = store.start_run(endpoint, "full", second).await.unwrap();

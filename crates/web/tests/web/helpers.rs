@@ -77,6 +77,16 @@ pub async fn spawn_app_configured(devices: u32, configure: impl FnOnce(&mut WebC
     spawn_app_on(sim_with(devices), dir, store, configure).await
 }
 
+/// The engine every test server runs, over `store` (one master key: servers on one database
+/// open each other's secrets).
+fn engine(store: &Arc<dyn Store>) -> Arc<Engine> {
+    Arc::new(Engine::new(
+        store.clone(),
+        Vault::from_key(&[7u8; 32]),
+        EngineOptions::default(),
+    ))
+}
+
 async fn spawn_app_on(
     sim_config: SimConfig,
     dir: TempDir,
@@ -85,11 +95,7 @@ async fn spawn_app_on(
 ) -> TestApp {
     capture_logs();
     let sim = rampart_sim::spawn(sim_config.clone()).await.unwrap();
-    let engine = Arc::new(Engine::new(
-        store.clone(),
-        Vault::from_key(&[7u8; 32]),
-        EngineOptions::default(),
-    ));
+    let engine = engine(&store);
     let mut config = WebConfig::new("127.0.0.1:0".parse().unwrap());
     config.scheduler = false;
     configure(&mut config);
@@ -105,6 +111,7 @@ async fn spawn_app_on(
             name,
             role,
             &SecretString::from(PASSWORD.to_owned()),
+            rampart_web::PasswordChosenBy::Owner,
             "test",
         )
         .await
@@ -172,11 +179,7 @@ impl TestApp {
                 .await
                 .unwrap(),
         );
-        let engine = Arc::new(Engine::new(
-            store.clone(),
-            Vault::from_key(&[7u8; 32]),
-            EngineOptions::default(),
-        ));
+        let engine = engine(&store);
         let mut config = WebConfig::new("127.0.0.1:0".parse().unwrap());
         config.scheduler_tick = tick;
         let app = Application::build(config, engine).await.unwrap();
