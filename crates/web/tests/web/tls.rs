@@ -150,14 +150,14 @@ async fn the_portal_over_https_sets_secure_cookies_and_hsts() {
             res.headers()
         );
     }
-    let metrics = client
-        .get(format!("{}/metrics", app.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = body(
+        client
+            .get(format!("{}/metrics", app.url))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert!(metrics.contains("# TYPE"), "{metrics}");
 
     let logs = captured_logs();
@@ -189,7 +189,7 @@ async fn plain_http_to_the_https_port_is_told_to_use_https() {
         .unwrap();
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
     assert!(!res.headers().contains_key("set-cookie"));
-    let text = res.text().await.unwrap();
+    let text = body(res).await;
     assert!(
         text.contains("HTTPS only") && text.contains("https://"),
         "{text}"
