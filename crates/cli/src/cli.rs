@@ -128,6 +128,22 @@ pub struct DemoArgs {
     pub devices: u32,
     #[command(flatten)]
     pub engine: EngineArgs,
+    #[command(flatten)]
+    pub tls: TlsArgs,
+}
+
+/// HTTPS served by Rampart itself (serve, demo); without them, plain HTTP (behind a reverse
+/// proxy that terminates TLS: see --trusted-proxy).
+#[derive(Debug, Args)]
+pub struct TlsArgs {
+    /// Serve HTTPS with this certificate: a PEM file, the server's certificate first, then its
+    /// intermediates. Needs --tls-key. SIGHUP re-reads both files (a renewed certificate).
+    #[arg(long, env = "RAMPART_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key: a PEM file (PKCS#8, RSA or EC), unencrypted, readable
+    /// only by the user Rampart runs as. Needs --tls-cert.
+    #[arg(long, env = "RAMPART_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -155,9 +171,11 @@ pub struct ServeArgs {
           value_delimiter = ',', value_parser = parse_network)]
     pub trusted_proxies: Vec<rampart_web::IpNet>,
     /// Browsers always reach Rampart over HTTPS (a TLS terminator in front that sends no
-    /// X-Forwarded-Proto): mark every cookie Secure.
+    /// X-Forwarded-Proto): mark every cookie Secure. With --tls-cert they always are.
     #[arg(long)]
     pub secure_cookies: bool,
+    #[command(flatten)]
+    pub tls: TlsArgs,
     /// Portal sessions end this many hours after sign-in, however busy (they also end after 8
     /// hours without a request).
     #[arg(long, value_name = "HOURS", default_value_t = 168,

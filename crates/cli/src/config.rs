@@ -50,6 +50,9 @@ struct ServeSettings {
     session_lifetime: Option<u64>,
     metrics_token_env: Option<String>,
     no_kev_refresh: Option<bool>,
+    /// HTTPS served directly (paths relative to the working directory).
+    tls_cert: Option<String>,
+    tls_key: Option<String>,
 }
 
 /// Which commands an option the file sets belongs to.
@@ -240,6 +243,13 @@ impl FileSettings {
                 Scope::Serve,
                 one(serve.no_kev_refresh),
             ),
+            (
+                "serve.tls_cert",
+                "tls_cert",
+                Scope::Serve,
+                one(serve.tls_cert),
+            ),
+            ("serve.tls_key", "tls_key", Scope::Serve, one(serve.tls_key)),
         ];
         all.into_iter()
             .filter_map(|(key, arg, scope, values)| {
@@ -465,6 +475,39 @@ pub fn effective(global: &Global, context: &ConfigContext) -> anyhow::Result<Str
         toml::Value::Boolean(serve.no_kev_refresh),
         &in_serve.source("no_kev_refresh"),
     );
+    for (id, path) in [
+        ("tls_cert", &serve.tls.tls_cert),
+        ("tls_key", &serve.tls.tls_key),
+    ] {
+        match path {
+            None => {
+                let _ = writeln!(out, "# {id}: not set");
+            }
+            Some(path) => line(
+                &mut out,
+                id,
+                toml::Value::String(path.display().to_string()),
+                &in_serve.source(id),
+            ),
+        }
+    }
+    let _ = match (&serve.tls.tls_cert, &serve.tls.tls_key) {
+        (None, None) => writeln!(
+            out,
+            "# HTTPS: off (plain HTTP; set tls_cert and tls_key, or put a reverse proxy in front)"
+        ),
+        (Some(_), Some(_)) => match crate::commands::load_tls(&serve.tls) {
+            Ok(_) => writeln!(
+                out,
+                "# HTTPS: on (the certificate and key were read and match)"
+            ),
+            Err(e) => writeln!(out, "# HTTPS: rampart serve will refuse to start: {e}"),
+        },
+        _ => writeln!(
+            out,
+            "# HTTPS: rampart serve will refuse to start: tls_cert and tls_key go together"
+        ),
+    };
     match &serve.metrics_token_env {
         None => {
             let _ = writeln!(
@@ -590,6 +633,8 @@ mod tests {
                 session_lifetime: Some(1),
                 metrics_token_env: Some("T".into()),
                 no_kev_refresh: Some(true),
+                tls_cert: Some("cert.pem".into()),
+                tls_key: Some("key.pem".into()),
             },
         };
         let root = Cli::command();

@@ -6,6 +6,9 @@
 //! axum's own `serve` sets none of these: hyper's header-read timeout needs a timer axum does not
 //! give it, so 20,400 sockets each sending half a request head once held 20,000 file descriptors
 //! and starved everyone else.
+//!
+//! With TLS (`serve --tls-cert`), the handshake runs in the connection's own task, within the
+//! request-head timeout, so a client that stalls it delays nobody else's accept.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -22,11 +25,12 @@ use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 use tower_http::timeout::TimeoutBody;
 
@@ -55,11 +59,12 @@ impl Default for ConnectionLimits {
 }
 
 /// Serves `router` on `listener` within `limits` until `shutdown` completes, then lets the
-/// requests in flight finish.
+/// requests in flight finish. With `tls`, every connection is HTTPS.
 pub(crate) async fn serve(
     listener: TcpListener,
     router: Router,
     limits: ConnectionLimits,
+    tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
@@ -99,25 +104,37 @@ pub(crate) async fn serve(
             activity: activity.clone(),
             idle_timeout: limits.idle_timeout,
         };
-        let io = TokioIo::new(Tracked {
-            inner: stream,
-            activity: activity.clone(),
-        });
-        let connection = graceful.watch(
-            builder
-                .serve_connection_with_upgrades(io, service)
-                .into_owned(),
-        );
-        let idle_timeout = limits.idle_timeout;
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            tokio::select! {
-                result = connection => {
-                    if let Err(error) = result {
-                        tracing::debug!(message = "Connection ended with an error.", %error, %peer);
-                    }
+            let connection = Connection {
+                builder,
+                watcher,
+                service,
+                activity: activity.clone(),
+                idle_timeout: limits.idle_timeout,
+                peer,
+            };
+            match tls {
+                None => {
+                    let tracked = Tracked {
+                        inner: stream,
+                        activity,
+                    };
+                    connection.serve(tracked).await;
                 }
-                () = activity.idle_for(idle_timeout) => {
-                    tracing::debug!(message = "Closed an idle connection.", %peer);
+                Some(acceptor) => {
+                    let handshake = tls_handshake(&acceptor, stream, activity, peer);
+                    // A client that never finishes its handshake holds a slot no longer than
+                    // one that never finishes its request head.
+                    match tokio::time::timeout(limits.header_read_timeout, handshake).await {
+                        Ok(Some(secured)) => connection.serve(secured).await,
+                        Ok(None) => {}
+                        Err(_) => {
+                            tracing::debug!(message = "Closed a connection whose TLS handshake did not finish in time.", %peer);
+                        }
+                    }
                 }
             }
             drop(slot);
@@ -126,6 +143,94 @@ pub(crate) async fn serve(
     drop(listener);
     graceful.shutdown().await;
     Ok(())
+}
+
+/// One accepted connection, ready to be served over plain TCP or TLS.
+struct Connection {
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    watcher: Watcher,
+    service: RequestService,
+    activity: Arc<Activity>,
+    idle_timeout: Duration,
+    peer: SocketAddr,
+}
+
+impl Connection {
+    /// Serves HTTP/1.1 or HTTP/2 on `io` until the client is done, idle too long, or the
+    /// server shuts down.
+    async fn serve(self, io: impl AsyncRead + AsyncWrite + Unpin + Send + 'static) {
+        let peer = self.peer;
+        let connection = self.watcher.watch(
+            self.builder
+                .serve_connection_with_upgrades(TokioIo::new(io), self.service)
+                .into_owned(),
+        );
+        tokio::select! {
+            result = connection => {
+                if let Err(error) = result {
+                    tracing::debug!(message = "Connection ended with an error.", %error, %peer);
+                }
+            }
+            () = self.activity.idle_for(self.idle_timeout) => {
+                tracing::debug!(message = "Closed an idle connection.", %peer);
+            }
+        }
+    }
+}
+
+/// The TLS handshake on an accepted connection, or, when the client speaks plain HTTP to this
+/// HTTPS port (someone typed http://), an answer that says to use https:// instead of a
+/// connection dropped without a word.
+async fn tls_handshake(
+    acceptor: &TlsAcceptor,
+    stream: TcpStream,
+    activity: Arc<Activity>,
+    peer: SocketAddr,
+) -> Option<tokio_rustls::server::TlsStream<Tracked>> {
+    let mut first = [0u8; 1];
+    match stream.peek(&mut first).await {
+        Ok(1) if first[0].is_ascii_uppercase() => {
+            // A TLS connection starts with a handshake record (byte 0x16); an HTTP/1 request
+            // with its method's first letter.
+            answer_plain_http(stream).await;
+            return None;
+        }
+        Ok(1) => {}
+        _ => return None,
+    }
+    let tracked = Tracked {
+        inner: stream,
+        activity,
+    };
+    match acceptor.accept(tracked).await {
+        Ok(secured) => Some(secured),
+        Err(error) => {
+            tracing::debug!(message = "TLS handshake failed.", %error, %peer);
+            None
+        }
+    }
+}
+
+/// What Go's and nginx's HTTPS servers do for a plain HTTP request: a 400 that says why.
+async fn answer_plain_http(mut stream: TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const BODY: &str = "This port speaks HTTPS only: use https:// in the address.\n";
+    // Read the request head first: closing a socket with unread bytes makes the kernel reset
+    // the connection, and the client would see the reset instead of this answer.
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while head.len() < 16 * 1024 && !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    let answer = format!(
+        "HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{BODY}",
+        BODY.len()
+    );
+    let _ = stream.write_all(answer.as_bytes()).await;
+    let _ = stream.shutdown().await;
 }
 
 /// The router as hyper calls it, with the peer's address for `ConnectInfo`, the connection's

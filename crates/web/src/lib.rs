@@ -11,6 +11,8 @@
 //! - **REST API** (`/api/v1`): bearer API tokens (stored hashed, `read` or `admin` scope),
 //!   problem+json errors, an OpenAPI document at `/api/openapi.json` and a vendored Swagger UI at
 //!   `/api/docs`.
+//! - **HTTPS** (optional, [`Tls`]): rustls with its defaults (TLS 1.2+, ALPN h2 and http/1.1),
+//!   HSTS, the certificate re-read on SIGHUP; or plain HTTP behind a reverse proxy.
 //! - **Scheduler**: each enabled integration syncs every `schedule_minutes`, one run at a time.
 //!
 //! The web layer never calls Microsoft: it asks the sync [`rampart_sync::Engine`] to test or sync.
@@ -39,6 +41,7 @@ mod scheduler;
 mod startup;
 mod state;
 mod static_files;
+mod tls;
 
 pub use auth::password::{PasswordError, hash_password};
 pub use auth::policy::MIN_PASSWORD_LEN;
@@ -48,6 +51,7 @@ pub use ipnet::IpNet;
 pub use scheduler::{Scheduler, next_run};
 pub use startup::{Application, ConnectionLimits, WebConfig};
 pub use state::AppState;
+pub use tls::{FileRole, Tls, TlsError};
 
 /// The OpenAPI document of the REST API.
 pub fn openapi() -> utoipa::openapi::OpenApi {

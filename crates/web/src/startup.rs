@@ -6,25 +6,28 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::http::{HeaderValue, header};
 use axum::middleware;
 use rampart_sync::Engine;
 use secrecy::SecretString;
 use tokio::net::TcpListener;
 use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, SessionManagerLayer};
 
 use crate::auth::session_store::StoreSessions;
 pub use crate::connections::ConnectionLimits;
 use crate::state::AppState;
+use crate::tls::{self, Tls};
 use crate::{api, auth, connections, headers, ops, portal, scheduler, static_files};
 
 /// How `rampart serve` runs.
 #[derive(Debug, Clone)]
 pub struct WebConfig {
     pub listen: SocketAddr,
-    /// Browsers always reach Rampart over HTTPS (a TLS terminator in front): mark every cookie
-    /// `Secure`. Behind a trusted proxy that sends `X-Forwarded-Proto: https`, cookies are
+    /// Browsers always reach Rampart over HTTPS (a TLS terminator in front, or `tls`): mark
+    /// every cookie `Secure`. Behind a trusted proxy that sends `X-Forwarded-Proto: https`, cookies are
     /// `Secure` on such requests anyway.
     pub secure_cookies: bool,
     /// Reverse proxies whose `X-Forwarded-For` and `X-Forwarded-Proto` are believed
@@ -45,6 +48,10 @@ pub struct WebConfig {
     /// The scheduler refreshes CISA's KEV catalogue from this URL once a day (`serve --kev-url`).
     /// `None` (the default here; `serve` sets CISA's feed): no refresh in this process.
     pub kev_url: Option<String>,
+    /// Serve HTTPS with this certificate and key (`serve --tls-cert --tls-key`): cookies are then
+    /// always `Secure`, every answer carries `Strict-Transport-Security`, and SIGHUP re-reads
+    /// the files.
+    pub tls: Option<Tls>,
 }
 
 impl WebConfig {
@@ -60,6 +67,7 @@ impl WebConfig {
             session_lifetime: Duration::from_secs(7 * 24 * 3600),
             metrics_token: None,
             kev_url: None,
+            tls: None,
         }
     }
 }
@@ -73,10 +81,13 @@ pub struct Application {
     scheduler: Option<scheduler::Scheduler>,
     limits: ConnectionLimits,
     setup_token: Option<SecretString>,
+    tls: Option<Tls>,
 }
 
 impl Application {
-    pub async fn build(config: WebConfig, engine: Arc<Engine>) -> std::io::Result<Self> {
+    pub async fn build(mut config: WebConfig, engine: Arc<Engine>) -> std::io::Result<Self> {
+        // Over HTTPS, a cookie without `Secure` would be sent back over plain http too.
+        config.secure_cookies |= config.tls.is_some();
         let listener = TcpListener::bind(config.listen).await?;
         let local = listener.local_addr()?;
         // While no admin exists, the first-run setup page needs this start's one-time token.
@@ -106,6 +117,7 @@ impl Application {
             scheduler,
             limits: config.limits,
             setup_token,
+            tls: config.tls,
         })
     }
 
@@ -119,11 +131,12 @@ impl Application {
         self.port
     }
 
-    /// `http://HOST:PORT`
+    /// `http://HOST:PORT`, or `https://HOST:PORT` with TLS.
     pub fn url(&self) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
         match self.host {
-            std::net::IpAddr::V6(ip) => format!("http://[{ip}]:{}", self.port),
-            std::net::IpAddr::V4(ip) => format!("http://{ip}:{}", self.port),
+            std::net::IpAddr::V6(ip) => format!("{scheme}://[{ip}]:{}", self.port),
+            std::net::IpAddr::V4(ip) => format!("{scheme}://{ip}:{}", self.port),
         }
     }
 
@@ -141,8 +154,11 @@ impl Application {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let scheduler = self.scheduler.map(|s| s.spawn());
-        let result = connections::serve(self.listener, self.router, self.limits, shutdown).await;
-        if let Some(handle) = scheduler {
+        let reloader = self.tls.clone().and_then(tls::reload_on_hangup);
+        let acceptor = self.tls.as_ref().map(Tls::acceptor);
+        let result =
+            connections::serve(self.listener, self.router, self.limits, acceptor, shutdown).await;
+        for handle in [scheduler, reloader].into_iter().flatten() {
             handle.abort();
         }
         result
@@ -178,9 +194,17 @@ fn router(state: AppState, config: &WebConfig) -> Router {
         .merge(portal)
         .merge(api::router())
         .merge(static_files::router());
-    ops::wrap(routes, config.metrics_token.clone())
+    let app = ops::wrap(routes, config.metrics_token.clone())
         .layer(middleware::from_fn(headers::security_headers))
         .layer(RequestBodyLimitLayer::new(1024 * 1024))
         .layer(middleware::from_fn(crate::error::problem_json_errors))
-        .with_state(state)
+        .with_state(state);
+    // Outermost, so that answers made by the layers above (413, problem+json) carry it too.
+    match config.tls {
+        None => app,
+        Some(_) => app.layer(SetResponseHeaderLayer::overriding(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static(tls::HSTS),
+        )),
+    }
 }

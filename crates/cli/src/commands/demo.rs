@@ -23,6 +23,8 @@ const DEMO_ENDPOINT: &str = "demo-endpoint";
 const DEMO_CLOUD: &str = "demo-cloud";
 
 pub async fn run(global: &Global, args: DemoArgs) -> anyhow::Result<ExitCode> {
+    // A wrong certificate is found before anything starts.
+    let tls = super::serve::load_tls(&args.tls)?;
     // The emulated tenant's clock starts now, so the demo data looks current.
     let start_time = Utc::now()
         .duration_trunc(chrono::Duration::hours(6))
@@ -78,6 +80,7 @@ pub async fn run(global: &Global, args: DemoArgs) -> anyhow::Result<ExitCode> {
     let login = demo_account(store.as_ref()).await?;
     let engine = Arc::new(engine);
     let mut web = WebConfig::new(args.listen);
+    web.tls = tls;
     web.kev_url = Some(kev_url);
     let app = Application::build(web, engine)
         .await

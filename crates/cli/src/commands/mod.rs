@@ -11,6 +11,8 @@ mod sim;
 mod sync;
 mod user;
 
+pub use serve::load_tls;
+
 use std::process::ExitCode;
 
 use crate::cli::{Cli, Command, ConfigCommand};

@@ -5,17 +5,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use rampart_web::{Application, ConnectionLimits, WebConfig};
+use rampart_web::{Application, ConnectionLimits, Tls, WebConfig};
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::cli::{Global, ServeArgs};
+use crate::cli::{Global, ServeArgs, TlsArgs};
 use crate::context;
+use crate::output::usage;
 
 pub async fn run(global: &Global, args: ServeArgs) -> anyhow::Result<ExitCode> {
     let metrics_token = match &args.metrics_token_env {
         None => None,
         Some(var) => Some(read_token(var)?),
     };
+    // Before the database is opened and long before the port is bound: a wrong certificate
+    // stops the start with nothing changed.
+    let tls = load_tls(&args.tls)?;
     let engine =
         Arc::new(context::open_engine(global, context::engine_options(&args.engine)).await?);
     let mut config = WebConfig::new(args.listen);
@@ -29,6 +33,7 @@ pub async fn run(global: &Global, args: ServeArgs) -> anyhow::Result<ExitCode> {
     config.session_lifetime = Duration::from_secs(args.session_lifetime * 3600);
     config.metrics_token = metrics_token;
     config.kev_url = (!args.no_kev_refresh).then_some(args.kev.kev_url);
+    config.tls = tls;
     let app = Application::build(config, engine)
         .await
         .with_context(|| format!("cannot start the portal on {}", args.listen))?;
@@ -55,5 +60,23 @@ fn read_token(var: &str) -> anyhow::Result<SecretString> {
         _ => anyhow::bail!(
             "--metrics-token-env {var}: the environment variable {var} is not set or empty; set it to the token Prometheus sends (Authorization: Bearer TOKEN)"
         ),
+    }
+}
+
+/// The certificate and key of `--tls-cert`/`--tls-key` (or RAMPART_TLS_CERT/RAMPART_TLS_KEY, or
+/// `tls_cert`/`tls_key` in rampart.toml), read and checked; both or neither.
+pub fn load_tls(args: &TlsArgs) -> anyhow::Result<Option<Tls>> {
+    const WHERE: &str = "(as an option, in the environment or in rampart.toml's [serve])";
+    match (&args.tls_cert, &args.tls_key) {
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(usage(format!(
+            "--tls-cert is set but --tls-key is not: HTTPS needs the certificate's private key too; give --tls-key FILE {WHERE}, or neither to serve plain HTTP"
+        ))),
+        (None, Some(_)) => Err(usage(format!(
+            "--tls-key is set but --tls-cert is not: HTTPS needs the certificate too; give --tls-cert FILE {WHERE}, or neither to serve plain HTTP"
+        ))),
+        (Some(cert), Some(key)) => Tls::load(cert, key)
+            .map(Some)
+            .map_err(|e| usage(e.to_string())),
     }
 }

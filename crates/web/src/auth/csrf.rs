@@ -11,7 +11,7 @@
 
 use axum::body::{Body, to_bytes};
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, Method, header};
+use axum::http::{HeaderMap, Method, Uri, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
@@ -54,8 +54,10 @@ fn forbidden(why: &str) -> Response {
     .into_response()
 }
 
-/// Whether the request's `Sec-Fetch-Site` / `Origin` say it comes from this site.
-pub fn same_site(headers: &HeaderMap) -> Result<(), &'static str> {
+/// Whether the request's `Sec-Fetch-Site` / `Origin` say it comes from this site. The site is
+/// the `Host` header, or over HTTP/2 (which has none) the request's `:authority`, which hyper
+/// puts in the URI.
+pub fn same_site(headers: &HeaderMap, uri: &Uri) -> Result<(), &'static str> {
     if let Some(site) = headers.get("sec-fetch-site") {
         return match site.to_str() {
             Ok("same-origin" | "none") => Ok(()),
@@ -63,7 +65,10 @@ pub fn same_site(headers: &HeaderMap) -> Result<(), &'static str> {
         };
     }
     if let Some(origin) = headers.get(header::ORIGIN) {
-        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+        let host = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| uri.authority().map(|a| a.as_str()));
         let origin_host = origin
             .to_str()
             .ok()
@@ -101,7 +106,7 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
     ) {
         return next.run(request).await;
     }
-    if let Err(why) = same_site(request.headers()) {
+    if let Err(why) = same_site(request.headers(), request.uri()) {
         return forbidden(why);
     }
     // A signed-in session has its own token; before sign-in there is no session, and the signed
@@ -150,24 +155,36 @@ mod tests {
 
     #[test]
     fn same_site_rules() {
-        assert!(same_site(&headers(&[("sec-fetch-site", "same-origin")])).is_ok());
-        assert!(same_site(&headers(&[("sec-fetch-site", "cross-site")])).is_err());
-        assert!(same_site(&headers(&[("sec-fetch-site", "same-site")])).is_err());
+        let path = Uri::from_static("/login");
+        assert!(same_site(&headers(&[("sec-fetch-site", "same-origin")]), &path).is_ok());
+        assert!(same_site(&headers(&[("sec-fetch-site", "cross-site")]), &path).is_err());
+        assert!(same_site(&headers(&[("sec-fetch-site", "same-site")]), &path).is_err());
         assert!(
-            same_site(&headers(&[
-                ("origin", "http://127.0.0.1:8080"),
-                ("host", "127.0.0.1:8080")
-            ]))
+            same_site(
+                &headers(&[
+                    ("origin", "http://127.0.0.1:8080"),
+                    ("host", "127.0.0.1:8080")
+                ]),
+                &path
+            )
             .is_ok()
         );
         assert!(
-            same_site(&headers(&[
-                ("origin", "https://evil.example"),
-                ("host", "127.0.0.1:8080")
-            ]))
+            same_site(
+                &headers(&[
+                    ("origin", "https://evil.example"),
+                    ("host", "127.0.0.1:8080")
+                ]),
+                &path
+            )
             .is_err()
         );
-        assert!(same_site(&headers(&[("origin", "null"), ("host", "a")])).is_err());
+        assert!(same_site(&headers(&[("origin", "null"), ("host", "a")]), &path).is_err());
+        // HTTP/2 has no Host header: the site is the request's :authority.
+        let h2 = Uri::from_static("https://127.0.0.1:8443/login");
+        assert!(same_site(&headers(&[("origin", "https://127.0.0.1:8443")]), &h2).is_ok());
+        assert!(same_site(&headers(&[("origin", "https://evil.example")]), &h2).is_err());
+        assert!(same_site(&headers(&[("origin", "https://127.0.0.1:8443")]), &path).is_err());
     }
 
     #[test]

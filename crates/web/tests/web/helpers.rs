@@ -360,6 +360,18 @@ impl TestApp {
 }
 
 impl Client {
+    /// A client of the server at `url` that sends its requests with `http` (one that trusts a
+    /// test's own TLS certificate). Redirects must not be followed by `http`.
+    pub fn over(url: &str, http: reqwest::Client) -> Client {
+        Client {
+            base: url.to_owned(),
+            http,
+            cookies: Default::default(),
+            extra: Vec::new(),
+            csrf: None,
+        }
+    }
+
     /// A client of the server at `url` (another server than the test app's first one).
     pub fn of(url: &str) -> Client {
         Client {

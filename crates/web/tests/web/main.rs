@@ -21,3 +21,4 @@ mod real_tenants;
 mod scheduler;
 mod security;
 mod snapshots;
+mod tls;
