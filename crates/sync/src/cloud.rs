@@ -19,11 +19,11 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use rampart_microsoft::CloudFinding;
 use rampart_microsoft::{
-    Assessment, AssessmentMetadata, AssessmentMetadataProperties, SubAssessment, VulnerabilityRow,
+    ApiError, ArmClient, CVE_DETAILS_PER_QUERY, ReadReport, authorization_failed_fix,
+    is_authorization_failed,
 };
 use rampart_microsoft::{
-    ArmClient, CVE_DETAILS_PER_QUERY, ApiError, ReadReport, authorization_failed_fix,
-    is_authorization_failed,
+    Assessment, AssessmentMetadata, AssessmentMetadataProperties, SubAssessment, VulnerabilityRow,
 };
 use rampart_model::{
     Asset, ControlScore, CveId, EntityCounts, IntegrationId, PostureScore, Recommendation,

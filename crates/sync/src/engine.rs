@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use rampart_microsoft::Overrides;
 use rampart_microsoft::ClientCredentials;
+use rampart_microsoft::Overrides;
 use rampart_microsoft::{ArmClient, ArmConfig, MdeClient, MdeConfig};
 use rampart_model::{Integration, IntegrationId, Product, SyncRun};
 use rampart_store::Store;

@@ -1,8 +1,8 @@
 //! What can stop a sync: before a run exists ([`SyncError`]), or during one ([`RunError`], which
 //! becomes the run record's error).
 
-use rampart_microsoft::{MissingRoles, TokenError};
 use rampart_microsoft::{ApiError, NO_ROLE_EXPLANATION};
+use rampart_microsoft::{MissingRoles, TokenError};
 use rampart_store::StoreError;
 
 use crate::pipeline::PipeError;
