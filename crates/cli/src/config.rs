@@ -53,6 +53,10 @@ struct ServeSettings {
     /// HTTPS served directly (paths relative to the working directory).
     tls_cert: Option<String>,
     tls_key: Option<String>,
+    /// What the process does: all, web or worker.
+    role: Option<String>,
+    job_lease: Option<u64>,
+    stop_grace: Option<u64>,
 }
 
 /// Which commands an option the file sets belongs to.
@@ -250,6 +254,19 @@ impl FileSettings {
                 one(serve.tls_cert),
             ),
             ("serve.tls_key", "tls_key", Scope::Serve, one(serve.tls_key)),
+            ("serve.role", "role", Scope::Serve, one(serve.role)),
+            (
+                "serve.job_lease",
+                "job_lease",
+                Scope::Serve,
+                one(serve.job_lease),
+            ),
+            (
+                "serve.stop_grace",
+                "stop_grace",
+                Scope::Serve,
+                one(serve.stop_grace),
+            ),
         ];
         all.into_iter()
             .filter_map(|(key, arg, scope, values)| {
@@ -635,6 +652,9 @@ mod tests {
                 no_kev_refresh: Some(true),
                 tls_cert: Some("cert.pem".into()),
                 tls_key: Some("key.pem".into()),
+                role: Some("worker".into()),
+                job_lease: Some(30),
+                stop_grace: Some(5),
             },
         };
         let root = Cli::command();
