@@ -209,6 +209,11 @@ pub struct ServeArgs {
     #[arg(long, env = "RAMPART_STOP_GRACE", value_name = "SECONDS", default_value_t = 60,
           value_parser = clap::value_parser!(u64).range(0..=86_400))]
     pub stop_grace: u64,
+    /// Seconds between the scheduler's looks for due syncs (a finished sync also starts the next
+    /// waiting one at once).
+    #[arg(long, env = "RAMPART_SCHEDULER_TICK", value_name = "SECONDS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub scheduler_tick: u64,
 }
 
 /// `serve --role`.

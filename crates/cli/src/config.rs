@@ -57,6 +57,7 @@ struct ServeSettings {
     role: Option<String>,
     job_lease: Option<u64>,
     stop_grace: Option<u64>,
+    scheduler_tick: Option<u64>,
 }
 
 /// Which commands an option the file sets belongs to.
@@ -266,6 +267,12 @@ impl FileSettings {
                 "stop_grace",
                 Scope::Serve,
                 one(serve.stop_grace),
+            ),
+            (
+                "serve.scheduler_tick",
+                "scheduler_tick",
+                Scope::Serve,
+                one(serve.scheduler_tick),
             ),
         ];
         all.into_iter()
@@ -655,6 +662,7 @@ mod tests {
                 role: Some("worker".into()),
                 job_lease: Some(30),
                 stop_grace: Some(5),
+                scheduler_tick: Some(2),
             },
         };
         let root = Cli::command();

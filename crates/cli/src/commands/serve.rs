@@ -37,6 +37,7 @@ pub async fn run(global: &Global, args: ServeArgs) -> anyhow::Result<ExitCode> {
     config.role = args.role.into();
     config.job_lease = Duration::from_secs(args.job_lease);
     config.stop_grace = Duration::from_secs(args.stop_grace);
+    config.scheduler_tick = Duration::from_secs(args.scheduler_tick);
     let role = config.role;
     let app = Application::build(config, engine)
         .await
