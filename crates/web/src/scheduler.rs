@@ -184,6 +184,8 @@ impl Running {
                 .await
             {
                 Ok(_) => tracing::warn!(message = "Stopped a sync and handed its job back.", job),
+                // It finished on its own between the grace running out and the abort.
+                Err(StoreError::Conflict(_)) => {}
                 Err(error) => {
                     tracing::warn!(message = "Could not hand a job back.", job, %error);
                 }
