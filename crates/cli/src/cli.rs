@@ -193,6 +193,45 @@ pub struct ServeArgs {
     /// `rampart intel import kev FILE`).
     #[arg(long)]
     pub no_kev_refresh: bool,
+    /// What this process does: `all` (portal, API and sync jobs), `web` (portal and API; "Sync
+    /// now" queues for the workers) or `worker` (sync jobs; serves only /healthz, /readyz and
+    /// /metrics). Several web and worker processes may share one PostgreSQL database; SQLite
+    /// takes one process that runs jobs.
+    #[arg(long, env = "RAMPART_ROLE", value_enum, default_value_t = ServeRole::All)]
+    pub role: ServeRole,
+    /// Seconds a sync job may go without its worker's heartbeat before another worker takes it
+    /// over (heartbeats go every quarter of it).
+    #[arg(long, env = "RAMPART_JOB_LEASE", value_name = "SECONDS", default_value_t = 120,
+          value_parser = clap::value_parser!(u64).range(4..=86_400))]
+    pub job_lease: u64,
+    /// On SIGTERM or Ctrl-C: seconds running syncs get to finish before they are stopped and
+    /// their jobs handed back to the queue for another worker.
+    #[arg(long, env = "RAMPART_STOP_GRACE", value_name = "SECONDS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(0..=86_400))]
+    pub stop_grace: u64,
+    /// Seconds between the scheduler's looks for due syncs (a finished sync also starts the next
+    /// waiting one at once).
+    #[arg(long, env = "RAMPART_SCHEDULER_TICK", value_name = "SECONDS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub scheduler_tick: u64,
+}
+
+/// `serve --role`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ServeRole {
+    All,
+    Web,
+    Worker,
+}
+
+impl From<ServeRole> for rampart_web::ServerRole {
+    fn from(role: ServeRole) -> Self {
+        match role {
+            ServeRole::All => rampart_web::ServerRole::All,
+            ServeRole::Web => rampart_web::ServerRole::Web,
+            ServeRole::Worker => rampart_web::ServerRole::Worker,
+        }
+    }
 }
 
 /// Where CISA's KEV catalogue is read from (`serve` refreshes it daily, `intel refresh` now).

@@ -53,6 +53,11 @@ struct ServeSettings {
     /// HTTPS served directly (paths relative to the working directory).
     tls_cert: Option<String>,
     tls_key: Option<String>,
+    /// What the process does: all, web or worker.
+    role: Option<String>,
+    job_lease: Option<u64>,
+    stop_grace: Option<u64>,
+    scheduler_tick: Option<u64>,
 }
 
 /// Which commands an option the file sets belongs to.
@@ -250,6 +255,25 @@ impl FileSettings {
                 one(serve.tls_cert),
             ),
             ("serve.tls_key", "tls_key", Scope::Serve, one(serve.tls_key)),
+            ("serve.role", "role", Scope::Serve, one(serve.role)),
+            (
+                "serve.job_lease",
+                "job_lease",
+                Scope::Serve,
+                one(serve.job_lease),
+            ),
+            (
+                "serve.stop_grace",
+                "stop_grace",
+                Scope::Serve,
+                one(serve.stop_grace),
+            ),
+            (
+                "serve.scheduler_tick",
+                "scheduler_tick",
+                Scope::Serve,
+                one(serve.scheduler_tick),
+            ),
         ];
         all.into_iter()
             .filter_map(|(key, arg, scope, values)| {
@@ -635,6 +659,10 @@ mod tests {
                 no_kev_refresh: Some(true),
                 tls_cert: Some("cert.pem".into()),
                 tls_key: Some("key.pem".into()),
+                role: Some("worker".into()),
+                job_lease: Some(30),
+                stop_grace: Some(5),
+                scheduler_tick: Some(2),
             },
         };
         let root = Cli::command();

@@ -231,6 +231,10 @@ pub(crate) struct Dialect {
     /// Appended to the SELECT that picks a job: a job another worker is claiming right now is
     /// passed over, not waited for (PostgreSQL). SQLite's single writer picks atomically.
     pub skip_locked: &'static str,
+    /// Run first in a claim's transaction so that claims happen one at a time across processes
+    /// (a transaction-scoped advisory lock on PostgreSQL; SQLite's `BEGIN IMMEDIATE` already
+    /// holds its only write lock). Claims are rare and short, so nobody waits long.
+    pub serialise_claims: Option<&'static str>,
 }
 
 impl Dialect {
@@ -241,6 +245,7 @@ impl Dialect {
         least: "min",
         for_update: "",
         skip_locked: "",
+        serialise_claims: None,
     };
 
     pub(crate) const POSTGRES: Dialect = Dialect {
@@ -250,6 +255,8 @@ impl Dialect {
         least: "LEAST",
         for_update: " FOR UPDATE",
         skip_locked: " FOR UPDATE SKIP LOCKED",
+        // The key is Rampart's own: "ramp" in ASCII.
+        serialise_claims: Some("SELECT pg_advisory_xact_lock(1918987632)"),
     };
 
     /// `column IN` the list bound at `ph` ([`Arg::Ints`] or [`Arg::Texts`]): one parameter,

@@ -4,10 +4,13 @@
 //! - [`crate::Store::enqueue_job`] asks for a sync at a time; the database keeps at most one active
 //!   (queued or running) job per integration, so "Sync now" twice, or two processes scheduling
 //!   the same integration, make one job.
-//! - [`crate::Store::claim_job`] takes the oldest due job in one statement (`FOR UPDATE SKIP LOCKED`
-//!   on PostgreSQL, so that workers never wait on each other; SQLite has one writer at a time). A
-//!   running job whose worker stopped sending heartbeats for the lease is due again: a worker that
-//!   died does not block its integration.
+//! - [`crate::Store::claim_job`] takes the oldest due job. Claims are serialised (an advisory
+//!   lock on PostgreSQL, the single writer on SQLite), so that the rule "one running job per app
+//!   registration" holds across any number of workers; `FOR UPDATE SKIP LOCKED` keeps a claim
+//!   from waiting on a job another transaction holds. A running job whose worker stopped sending
+//!   heartbeats for the lease is due again: a worker that died does not block its integration,
+//!   and the run it left is closed by the claim that takes over, wherever the worker ran.
+//! - [`crate::Store::release_job`] hands a job back (a worker stopping on SIGTERM).
 //! - [`crate::Store::heartbeat_job`] and [`crate::Store::finish_job`] only touch a job the caller
 //!   still holds: a worker whose job was taken over learns it (`Conflict`).
 
@@ -181,19 +184,51 @@ pub(crate) const MOVE_JOB: &str = concat!(
 );
 
 /// The oldest due job: queued and due, or running without a heartbeat since the lease began.
-/// A scheduled job of a disabled integration waits. $1 worker, $2 now, $3 lease start,
-/// $4 only this integration (or NULL). `{lock}` is `FOR UPDATE SKIP LOCKED` on PostgreSQL.
-pub(crate) fn claim_job_sql(lock: &str) -> String {
+/// A scheduled job of a disabled integration waits. So does a job whose app registration
+/// (product, tenant and client) is busy with another integration's running job: Microsoft's
+/// rate limits are per application and tenant, so two workers never call with one app at once.
+/// $1 now, $2 lease start, $3 only this integration (or NULL). `{lock}` is
+/// `FOR UPDATE SKIP LOCKED` on PostgreSQL.
+pub(crate) fn claim_candidate_sql(lock: &str) -> String {
     format!(
-        "UPDATE jobs SET state = 'running', claimed_by = $1, claimed_at = $2, heartbeat_at = $2, \
-         attempts = attempts + 1, last_error = NULL \
-         WHERE id = (SELECT j.id FROM jobs j WHERE \
-         ((j.state = 'queued' AND j.run_at <= $2) OR (j.state = 'running' AND j.heartbeat_at < $3)) \
-         AND ($4 IS NULL OR j.integration_id = $4) \
-         AND (j.kind = 'sync-now' OR EXISTS (SELECT 1 FROM integrations i WHERE i.id = j.integration_id AND i.enabled)) \
-         ORDER BY j.run_at, j.id LIMIT 1{lock}) RETURNING {}",
-        job_columns!()
+        "SELECT j.id, j.state, j.claimed_by FROM jobs j WHERE \
+         ((j.state = 'queued' AND j.run_at <= $1) OR (j.state = 'running' AND j.heartbeat_at < $2)) \
+         AND ($3 IS NULL OR j.integration_id = $3) \
+         AND EXISTS (SELECT 1 FROM integrations i WHERE i.id = j.integration_id \
+             AND (j.kind = 'sync-now' OR i.enabled) \
+             AND NOT EXISTS (SELECT 1 FROM jobs r JOIN integrations ri ON ri.id = r.integration_id \
+                 WHERE r.state = 'running' AND r.heartbeat_at >= $2 AND r.id <> j.id \
+                 AND ri.product = i.product AND lower(ri.tenant_id) = lower(i.tenant_id) \
+                 AND lower(ri.client_id) = lower(i.client_id))) \
+         ORDER BY j.run_at, j.id LIMIT 1{lock}"
     )
+}
+
+/// Takes a job picked by [`claim_candidate_sql`]. $1 job, $2 worker, $3 now.
+pub(crate) const TAKE_JOB: &str = concat!(
+    "UPDATE jobs SET state = 'running', claimed_by = $2, claimed_at = $3, heartbeat_at = $3, \
+     attempts = attempts + 1, last_error = NULL WHERE id = $1 RETURNING ",
+    job_columns!()
+);
+
+/// Hands a held job back to the queue, due at once. $1 job, $2 worker, $3 now, $4 why.
+pub(crate) const RELEASE_JOB: &str = concat!(
+    "UPDATE jobs SET state = 'queued', run_at = $3, heartbeat_at = $3, last_error = $4 \
+     WHERE id = $1 AND claimed_by = $2 AND state = 'running' RETURNING ",
+    job_columns!()
+);
+
+/// Closes the integration's running run of one process, whose job another worker takes or was
+/// handed back. $1 integration, $2 the run's owner, $3 now, $4 why.
+pub(crate) const CLOSE_RUN_OF_OWNER: &str = "UPDATE sync_runs SET status = 'failed', finished_at = $3, error = $4 \
+     WHERE integration_id = $1 AND status = 'running' AND owner = $2";
+
+/// The process part of a worker name (`RunOwner` + `:` + a random suffix): the owner recorded on
+/// the runs that worker started.
+pub(crate) fn worker_process(worker: &str) -> &str {
+    worker
+        .rsplit_once(':')
+        .map_or(worker, |(process, _)| process)
 }
 
 /// $1 job, $2 worker, $3 now.

@@ -38,6 +38,7 @@ mod store;
 mod summary;
 mod types;
 mod types_cloud;
+mod worker_slot;
 
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -58,6 +59,7 @@ pub use sql_store::SqlStore;
 pub use sqlite::SQLITE_MAX_PARAMS;
 pub use store::{STALE_RUN_AFTER, STREAM_PAGE_SIZE, Store};
 pub use summary::Summary;
+pub use worker_slot::WorkerSlot;
 // The store's request and answer types, by area (the records themselves are `rampart_model`'s).
 // integrations and runs
 pub use types::{Backend, IntegrationUpdate, NewIntegration, RunOutcome, SecretCiphertext};

@@ -41,6 +41,11 @@ impl RunOwner {
         })
     }
 
+    /// For people: "PID 123 on host".
+    pub fn describe(&self) -> String {
+        format!("PID {} on {}", self.pid, self.host)
+    }
+
     /// Whether `self` (a recorded owner) is certainly gone, as seen from `here` (this process).
     /// Only a process on the same host can tell; another host's run is judged by its heartbeat.
     pub fn is_certainly_gone(&self, here: &RunOwner) -> bool {

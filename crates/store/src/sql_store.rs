@@ -27,6 +27,7 @@ use crate::store::{STALE_RUN_AFTER, Store};
 use crate::summary::*;
 use crate::types::*;
 use crate::types_cloud::*;
+use crate::worker_slot::WorkerSlot;
 use crate::{postgres, sqlite};
 
 /// The by-CVE index of migration 0001, word for word (`IF NOT EXISTS` added): dropped for the
@@ -1390,18 +1391,96 @@ impl Store for SqlStore {
         lease: Duration,
         only: Option<IntegrationId>,
     ) -> Result<Option<Job>> {
+        let op = "claiming a sync job";
+        let now = truncate_micros(now);
         let stale = now - chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
-        let sql = q(&claim_job_sql(self.d.skip_locked))
-            .bind(clean(worker))
+        let mut tx = self.db.begin().await?;
+        if let Some(serialise) = self.d.serialise_claims {
+            tx.on().execute(&q(serialise), op).await?;
+        }
+        let pick = q(&claim_candidate_sql(self.d.skip_locked))
             .bind(now)
             .bind(stale)
             .bind(only);
-        self.db
-            .write()
-            .fetch_optional(&sql, "claiming a sync job")
+        let Some(candidate) = tx.on().fetch_optional(&pick, op).await? else {
+            return Ok(None);
+        };
+        let id = candidate.int("id")?;
+        let taken_over = match (
+            candidate.text("state")?.as_str(),
+            candidate.opt_text("claimed_by")?,
+        ) {
+            ("running", Some(previous)) => Some(previous),
+            _ => None,
+        };
+        let take = q(TAKE_JOB).bind(id).bind(clean(worker)).bind(now);
+        let job = decode_job(&tx.on().fetch_one(&take, op).await?)?;
+        if let Some(previous) = taken_over {
+            // The job's worker stopped renewing its lease: the run it started is abandoned, even
+            // when it ran on another host (where this process cannot see whether it is gone).
+            let close = q(CLOSE_RUN_OF_OWNER)
+                .bind(job.integration_id)
+                .bind(worker_process(&previous).to_owned())
+                .bind(now)
+                .bind(format!(
+                    "abandoned: its worker ({}) sent no heartbeat for {} seconds; worker {} took the job over",
+                    worker_process(&previous),
+                    lease.as_secs(),
+                    worker_process(worker)
+                ));
+            tx.on()
+                .execute(&close, "closing the run of a job taken over")
+                .await?;
+            tracing::warn!(
+                message = "Took over a sync job whose worker stopped.",
+                job = id,
+                integration = %job.integration_id,
+                previous_worker = %previous
+            );
+        }
+        tx.commit(op).await?;
+        Ok(Some(job))
+    }
+
+    fn hold_worker_slot(&self) -> Result<WorkerSlot> {
+        match &self.engine {
+            Engine::Sqlite(file) => WorkerSlot::exclusive(&file.path),
+            Engine::Postgres { .. } => Ok(WorkerSlot::shared()),
+        }
+    }
+
+    async fn release_job(
+        &self,
+        job_id: i64,
+        worker: &str,
+        now: DateTime<Utc>,
+        why: &str,
+    ) -> Result<Job> {
+        let op = "handing a sync job back";
+        let now = truncate_micros(now);
+        let mut tx = self.db.begin().await?;
+        let release = q(RELEASE_JOB)
+            .bind(job_id)
+            .bind(clean(worker))
+            .bind(now)
+            .bind(clean(why));
+        let job = tx
+            .on()
+            .fetch_optional(&release, op)
             .await?
             .map(|r| decode_job(&r))
-            .transpose()
+            .transpose()?
+            .ok_or_else(|| job_lost(job_id, worker))?;
+        let close = q(CLOSE_RUN_OF_OWNER)
+            .bind(job.integration_id)
+            .bind(worker_process(worker).to_owned())
+            .bind(now)
+            .bind(format!(
+                "interrupted: {why}; the job went back to the queue"
+            ));
+        tx.on().execute(&close, op).await?;
+        tx.commit(op).await?;
+        Ok(job)
     }
 
     async fn heartbeat_job(&self, job_id: i64, worker: &str, now: DateTime<Utc>) -> Result<()> {

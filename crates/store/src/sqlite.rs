@@ -13,7 +13,7 @@ use sqlx::sqlite::{
     SqliteSynchronous,
 };
 
-use crate::db::{Pool, db};
+use crate::db::Pool;
 use crate::error::{Result, StoreError};
 use crate::sql_store::{CREATE_FINDINGS_BY_CVE, Engine, SqlStore};
 
@@ -160,7 +160,7 @@ impl SqlStore {
         sqlx::query("PRAGMA max_page_count = 1")
             .execute(write)
             .await
-            .map_err(db("limiting the database size"))?;
+            .map_err(crate::db::db("limiting the database size"))?;
         Ok(())
     }
 }

@@ -408,7 +408,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> Result<Enqueued>;
     /// Claims the oldest due job (of `only` this integration, if given) for `worker`: a queued job
     /// whose time has come, or a running one without a heartbeat since `now - lease` (its worker
-    /// died). Scheduled jobs of disabled integrations wait. `None` when nothing is due.
+    /// died; the run that worker left is closed as abandoned). Scheduled jobs of disabled
+    /// integrations wait, and so does a job whose app registration (product, tenant, client) is
+    /// already running another integration's job, in this process or any other: Microsoft's rate
+    /// limits are per application and tenant. `None` when nothing can be claimed.
     async fn claim_job(
         &self,
         worker: &str,
@@ -416,6 +419,20 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         lease: Duration,
         only: Option<IntegrationId>,
     ) -> Result<Option<Job>>;
+    /// The right to run sync jobs in this process: on SQLite only one process at a time holds
+    /// it (`Conflict`, saying what to do, for a second one); on PostgreSQL every process may.
+    /// Hold it as long as the process runs jobs.
+    fn hold_worker_slot(&self) -> Result<crate::WorkerSlot>;
+    /// Hands a job `worker` holds back to the queue, due at once (`why` is kept as its last
+    /// error), and closes the run the worker's process had open for it: the worker stopped before
+    /// finishing (SIGTERM) and has stopped the sync. `Conflict` when it no longer holds it.
+    async fn release_job(
+        &self,
+        job_id: i64,
+        worker: &str,
+        now: DateTime<Utc>,
+        why: &str,
+    ) -> Result<Job>;
     /// The worker still holds the job and is alive. `Conflict` when it no longer holds it.
     async fn heartbeat_job(&self, job_id: i64, worker: &str, now: DateTime<Utc>) -> Result<()>;
     /// Closes a held job as done (`error` = `None`) or failed. `Conflict` when the worker no longer

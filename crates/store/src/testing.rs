@@ -48,6 +48,24 @@ pub async fn sqlite_store() -> (TempDir, Arc<dyn Store>) {
 /// A fresh PostgreSQL database, dropped when the store is dropped. Panics with instructions when
 /// no PostgreSQL can be had.
 pub async fn postgres_store() -> Arc<dyn Store> {
+    let database = postgres_database().await;
+    let mut store = PgStore::connect(&database.url)
+        .await
+        .unwrap_or_else(|e| panic!("cannot open the test PostgreSQL database: {e}"));
+    store.attach(Box::new(database));
+    Arc::new(store)
+}
+
+/// A fresh, empty PostgreSQL database for other processes to open (the `rampart` binary in a
+/// test): its URL, dropped with this value.
+pub struct TestDatabase {
+    pub url: String,
+    _drop: DropDatabase,
+}
+
+/// A fresh, empty PostgreSQL database on the test server. Panics with instructions when no
+/// PostgreSQL can be had.
+pub async fn postgres_database() -> TestDatabase {
     let admin = admin_url().await;
     let name = fresh_database_name();
     let mut conn = sqlx::PgConnection::connect(&admin)
@@ -69,12 +87,10 @@ pub async fn postgres_store() -> Arc<dyn Store> {
             )
         });
     let _ = conn.close().await;
-    let url = with_database(&admin, &name);
-    let mut store = PgStore::connect(&url)
-        .await
-        .unwrap_or_else(|e| panic!("cannot open the test PostgreSQL database: {e}"));
-    store.attach(Box::new(DropDatabase { admin, name }));
-    Arc::new(store)
+    TestDatabase {
+        url: with_database(&admin, &name),
+        _drop: DropDatabase { admin, name },
+    }
 }
 
 /// The admin URL of the server tests use: `TEST_DATABASE_URL`, or the throwaway server's.

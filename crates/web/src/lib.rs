@@ -49,7 +49,7 @@ pub use error::AppError;
 /// A network in CIDR notation, as `WebConfig::trusted_proxies` takes it.
 pub use ipnet::IpNet;
 pub use scheduler::{Scheduler, next_run};
-pub use startup::{Application, ConnectionLimits, WebConfig};
+pub use startup::{Application, ConnectionLimits, ServerRole, WebConfig};
 pub use state::AppState;
 pub use tls::{FileRole, Tls, TlsError};
 

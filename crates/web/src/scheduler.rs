@@ -4,19 +4,25 @@
 //! queued or running job, due `schedule_minutes` after its last sync started, and (2) claims due
 //! jobs and runs them. "Sync now" queues a job due at once and claims it in the same process.
 //! Because jobs are rows, they survive restarts: a job queued by a process that stopped runs in
-//! the next one, and a job whose worker died (no heartbeat for [`JOB_LEASE`]) is taken over. The
-//! database keeps one active job per integration (and one running run), so several processes
-//! never sync one integration twice at once.
+//! the next one, and a job whose worker died (no heartbeat for the lease, [`rampart_store::JOB_LEASE`]
+//! unless `serve --job-lease` says otherwise) is taken over. The database keeps one active job per
+//! integration (and one running run), so several processes never sync one integration twice at
+//! once, and one running job per app registration, so that workers together stay within
+//! Microsoft's per-application rate limits.
+//!
+//! Stopping (SIGTERM): no new job is claimed; running syncs get the stop grace to finish, then
+//! are stopped and their jobs handed back to the queue, due at once, for another worker.
 //!
 //! Beside the syncs, when given a feed ([`Scheduler::with_kev`]), it keeps CISA's KEV catalogue
 //! current: refreshed once it is a day old (`rampart_sync::intel::kev_refresh_due`), in its own
 //! loop so a slow download never holds up a sync.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use rampart_model::Integration;
-use rampart_store::{JOB_LEASE, Job, JobKind, StoreError};
+use rampart_store::{Job, JobKind, StoreError};
 use rampart_sync::SyncRequest;
 use rampart_sync::integrations::{Integrations, SyncNow};
 use rampart_sync::intel::{IntelRefreshError, KevClient, KevUpdate, refresh_kev_if_due};
@@ -58,18 +64,23 @@ impl Scheduler {
         self
     }
 
-    pub fn spawn(self) -> tokio::task::JoinHandle<()> {
+    pub fn spawn(self) -> Running {
+        let state = self.state.clone();
         // Both loops in one task: aborting it (at shutdown) stops both.
-        tokio::spawn(async move {
+        let loops = tokio::spawn(async move {
             tokio::join!(self.sync_loop(), self.kev_loop());
-        })
+        });
+        Running { state, loops }
     }
 
     async fn sync_loop(&self) {
         let mut interval = tokio::time::interval(self.tick);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            interval.tick().await;
+            tokio::select! {
+                _ = interval.tick() => {}
+                () = self.state.job_finished.notified() => {}
+            }
             if let Err(error) = self.once().await {
                 tracing::warn!(message = "Scheduler pass failed.", %error);
             }
@@ -121,6 +132,68 @@ impl Scheduler {
     }
 }
 
+/// A spawned scheduler.
+pub struct Running {
+    state: AppState,
+    loops: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops claiming jobs, gives running syncs `grace` to finish, then stops the rest and hands
+    /// their jobs back to the queue so that another worker takes them at once.
+    pub async fn stop(self, grace: Duration) {
+        self.state.stopping.store(true, Ordering::SeqCst);
+        self.loops.abort();
+        let deadline = tokio::time::Instant::now() + grace;
+        let mut announced = false;
+        loop {
+            let left = self.state.syncing.lock().map_or(0, |s| s.len());
+            if left == 0 {
+                return;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                break;
+            }
+            if !announced {
+                tracing::info!(
+                    message = "Stopping: waiting for running syncs to finish.",
+                    running = left,
+                    grace_seconds = grace.as_secs()
+                );
+                announced = true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let held: Vec<(i64, tokio::task::AbortHandle)> = match self.state.syncing.lock() {
+            Ok(mut s) => s.drain().map(|(job, (_, task))| (job, task)).collect(),
+            Err(_) => return,
+        };
+        for (job, task) in held {
+            task.abort();
+            while !task.is_finished() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            let why = format!(
+                "the worker was stopped and its sync did not finish within the {}-second grace",
+                grace.as_secs()
+            );
+            match self
+                .state
+                .store()
+                .release_job(job, &self.state.worker, Utc::now(), &why)
+                .await
+            {
+                Ok(_) => tracing::warn!(message = "Stopped a sync and handed its job back.", job),
+                // It finished on its own between the grace running out and the abort.
+                Err(StoreError::Conflict(_)) => {}
+                Err(error) => {
+                    tracing::warn!(message = "Could not hand a job back.", job, %error);
+                }
+            }
+        }
+    }
+}
+
 /// Queues a scheduled job for every enabled integration that has no queued or running one.
 async fn plan(state: &AppState, now: DateTime<Utc>) -> Result<(), AppError> {
     let store = state.store();
@@ -149,56 +222,72 @@ async fn plan(state: &AppState, now: DateTime<Utc>) -> Result<(), AppError> {
 }
 
 /// Claims due jobs (of `only` this integration, if given) and runs each in the background;
-/// returns how many it started.
+/// returns how many it started. Nothing while the process is stopping or does not run jobs.
 pub async fn claim_and_run(
     state: &AppState,
     only: Option<rampart_model::IntegrationId>,
 ) -> Result<usize, AppError> {
     let mut started = 0;
     loop {
-        if state
-            .syncing
-            .lock()
-            .map_or(true, |s| s.len() >= MAX_IN_FLIGHT)
+        if !state.runs_jobs
+            || state.stopping.load(Ordering::SeqCst)
+            || state
+                .syncing
+                .lock()
+                .map_or(true, |s| s.len() >= MAX_IN_FLIGHT)
         {
             return Ok(started);
         }
         let Some(job) = state
             .store()
-            .claim_job(&state.worker, Utc::now(), JOB_LEASE, only)
+            .claim_job(&state.worker, Utc::now(), state.job_lease, only)
             .await?
         else {
             return Ok(started);
         };
-        if let Ok(mut running) = state.syncing.lock() {
-            running.insert(job.integration_id);
-        }
-        tokio::spawn(run_job(state.clone(), job));
+        // Registered before the task can finish and remove itself.
+        let mut running = match state.syncing.lock() {
+            Ok(running) => running,
+            Err(_) => return Ok(started),
+        };
+        let (id, integration) = (job.id, job.integration_id);
+        let task = tokio::spawn(run_job(state.clone(), job));
+        running.insert(id, (integration, task.abort_handle()));
         started += 1;
     }
 }
 
-/// Runs a claimed job: the sync, with heartbeats, and the job's outcome.
+/// Renews the job's lease every quarter of it; returns only when the job is lost (another worker
+/// took it over after heartbeats failed for the whole lease), so that the sync stops.
+async fn keep_lease(state: &AppState, job: i64) -> String {
+    let mut every = tokio::time::interval(state.job_lease / 4);
+    every.tick().await;
+    loop {
+        every.tick().await;
+        match state
+            .store()
+            .heartbeat_job(job, &state.worker, Utc::now())
+            .await
+        {
+            Ok(()) => {}
+            Err(StoreError::Conflict(lost)) => return lost,
+            // The database may be back before the lease runs out.
+            Err(error) => tracing::warn!(message = "Job heartbeat failed.", job, %error),
+        }
+    }
+}
+
+/// Runs a claimed job: the sync while its lease is renewed, and the job's outcome.
 async fn run_job(state: AppState, job: Job) {
     let store = state.store().clone();
     let worker = state.worker.clone();
-    let heartbeat = {
-        let store = store.clone();
-        let worker = worker.clone();
-        let id = job.id;
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(JOB_LEASE / 4);
-            every.tick().await;
-            loop {
-                every.tick().await;
-                if let Err(error) = store.heartbeat_job(id, &worker, Utc::now()).await {
-                    tracing::warn!(message = "Job heartbeat failed.", job = id, %error);
-                }
-            }
-        })
+    let outcome = tokio::select! {
+        outcome = sync(&state, &job) => outcome,
+        lost = keep_lease(&state, job.id) => {
+            tracing::warn!(message = "Sync stopped: its job was taken over.", job = job.id, reason = %lost);
+            Err(lost)
+        }
     };
-    let outcome = sync(&state, &job).await;
-    heartbeat.abort();
     if let Err(error) = store
         .finish_job(
             job.id,
@@ -211,8 +300,10 @@ async fn run_job(state: AppState, job: Job) {
         tracing::warn!(message = "Job could not be closed.", job = job.id, %error);
     }
     if let Ok(mut running) = state.syncing.lock() {
-        running.remove(&job.integration_id);
+        running.remove(&job.id);
     }
+    // A job that waited for this one's app registration can start now, not a tick later.
+    state.job_finished.notify_one();
 }
 
 /// The sync of a job; the error, in words, when it did not succeed.
@@ -266,7 +357,8 @@ pub async fn sync_now(
     {
         SyncNow::AlreadyRunning => Ok(false),
         SyncNow::Queued => {
-            // Another process may claim it first; either way it runs.
+            // Another process may claim it first (a web-only process leaves it to the workers);
+            // either way it runs.
             claim_and_run(state, Some(integration.id)).await?;
             Ok(true)
         }

@@ -33,8 +33,16 @@ pub struct WebConfig {
     /// Reverse proxies whose `X-Forwarded-For` and `X-Forwarded-Proto` are believed
     /// (`serve --trusted-proxy CIDR`). Nobody else's are.
     pub trusted_proxies: Vec<ipnet::IpNet>,
-    /// Run scheduled syncs in this process.
+    /// What this process does: the portal and API, sync jobs, or both (`serve --role`).
+    pub role: ServerRole,
+    /// Run scheduled syncs in this process (when its role runs jobs).
     pub scheduler: bool,
+    /// How long a claimed job may go without a heartbeat before another worker takes it over
+    /// (`serve --job-lease`); heartbeats go every quarter of it.
+    pub job_lease: Duration,
+    /// On stop (SIGTERM, Ctrl-C), how long running syncs may take to finish before they are
+    /// stopped and their jobs handed back to the queue (`serve --stop-grace`).
+    pub stop_grace: Duration,
     /// How often the scheduler looks for due integrations.
     pub scheduler_tick: Duration,
     /// Sessions end after this long without a request.
@@ -60,7 +68,10 @@ impl WebConfig {
             listen,
             secure_cookies: false,
             trusted_proxies: Vec::new(),
+            role: ServerRole::All,
             scheduler: true,
+            job_lease: rampart_store::JOB_LEASE,
+            stop_grace: Duration::from_secs(60),
             scheduler_tick: Duration::from_secs(30),
             session_idle: Duration::from_secs(8 * 3600),
             limits: ConnectionLimits::default(),
@@ -68,6 +79,38 @@ impl WebConfig {
             metrics_token: None,
             kev_url: None,
             tls: None,
+        }
+    }
+}
+
+/// What one `rampart serve` process does. Any number of `web` and `worker` processes may share
+/// one PostgreSQL database; on SQLite one process runs jobs (see `rampart_store::WorkerSlot`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ServerRole {
+    /// The portal, the API and the sync jobs (the default).
+    #[default]
+    All,
+    /// The portal and the API; "Sync now" queues a job that a worker runs.
+    Web,
+    /// Sync jobs (scheduled and requested) and the KEV refresh; it serves only `/healthz`,
+    /// `/readyz` and `/metrics`.
+    Worker,
+}
+
+impl ServerRole {
+    pub fn runs_jobs(self) -> bool {
+        matches!(self, ServerRole::All | ServerRole::Worker)
+    }
+
+    pub fn serves_pages(self) -> bool {
+        matches!(self, ServerRole::All | ServerRole::Web)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServerRole::All => "all",
+            ServerRole::Web => "web",
+            ServerRole::Worker => "worker",
         }
     }
 }
@@ -82,6 +125,9 @@ pub struct Application {
     limits: ConnectionLimits,
     setup_token: Option<SecretString>,
     tls: Option<Tls>,
+    stop_grace: Duration,
+    /// Kept while the process runs jobs: on SQLite, the only worker's right to.
+    _worker_slot: Option<rampart_store::WorkerSlot>,
 }
 
 impl Application {
@@ -91,18 +137,35 @@ impl Application {
         let listener = TcpListener::bind(config.listen).await?;
         let local = listener.local_addr()?;
         // While no admin exists, the first-run setup page needs this start's one-time token.
-        let setup_token = auth::setup::issue_if_needed(engine.store().as_ref())
-            .await
-            .map_err(std::io::Error::other)?;
+        // A worker serves no setup page: issuing one would void the web process's token.
+        let setup_token = if config.role.serves_pages() {
+            auth::setup::issue_if_needed(engine.store().as_ref())
+                .await
+                .map_err(std::io::Error::other)?
+        } else {
+            None
+        };
+        let runs_scheduler = config.scheduler && config.role.runs_jobs();
+        // Before the port is served: a second worker on SQLite stops here, saying what to do.
+        let worker_slot = if runs_scheduler {
+            Some(
+                engine
+                    .store()
+                    .hold_worker_slot()
+                    .map_err(std::io::Error::other)?,
+            )
+        } else {
+            None
+        };
         let state = AppState::with_config(engine, &config);
-        let kev = match config.kev_url.as_deref().filter(|_| config.scheduler) {
+        let kev = match config.kev_url.as_deref().filter(|_| runs_scheduler) {
             None => None,
             Some(url) => Some(
                 rampart_sync::intel::KevClient::new(url)
                     .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?,
             ),
         };
-        let scheduler = config.scheduler.then(|| {
+        let scheduler = runs_scheduler.then(|| {
             let scheduler = scheduler::Scheduler::new(state.clone(), config.scheduler_tick);
             match kev {
                 Some(client) => scheduler.with_kev(client),
@@ -118,6 +181,8 @@ impl Application {
             limits: config.limits,
             setup_token,
             tls: config.tls,
+            stop_grace: config.stop_grace,
+            _worker_slot: worker_slot,
         })
     }
 
@@ -140,12 +205,10 @@ impl Application {
         }
     }
 
-    /// Serves until the process is told to stop (Ctrl-C), finishing requests in flight.
+    /// Serves until the process is told to stop (Ctrl-C or SIGTERM), finishing requests in
+    /// flight, then the syncs it runs (see [`WebConfig::stop_grace`]).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.run_until(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await
+        self.run_until(stop_signal()).await
     }
 
     /// Serves until `shutdown` completes.
@@ -158,14 +221,63 @@ impl Application {
         let acceptor = self.tls.as_ref().map(Tls::acceptor);
         let result =
             connections::serve(self.listener, self.router, self.limits, acceptor, shutdown).await;
-        for handle in [scheduler, reloader].into_iter().flatten() {
-            handle.abort();
+        if let Some(reloader) = reloader {
+            reloader.abort();
+        }
+        if let Some(scheduler) = scheduler {
+            scheduler.stop(self.stop_grace).await;
         }
         result
     }
 }
 
+/// Ctrl-C (SIGINT) or, on Unix, SIGTERM (what systemd and container runtimes send).
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
 fn router(state: AppState, config: &WebConfig) -> Router {
+    // A worker answers its operator's tooling only.
+    let routes = if config.role.serves_pages() {
+        pages(&state, config)
+    } else {
+        Router::new()
+    };
+    let app = ops::wrap(routes, config.metrics_token.clone())
+        .layer(middleware::from_fn(headers::security_headers))
+        .layer(RequestBodyLimitLayer::new(1024 * 1024))
+        .layer(middleware::from_fn(crate::error::problem_json_errors))
+        .with_state(state);
+    // Outermost, so that answers made by the layers above (413, problem+json) carry it too.
+    match config.tls {
+        None => app,
+        Some(_) => app.layer(SetResponseHeaderLayer::overriding(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static(tls::HSTS),
+        )),
+    }
+}
+
+/// The portal, the API and their static files.
+fn pages(state: &AppState, config: &WebConfig) -> Router<AppState> {
     let sessions = SessionManagerLayer::new(StoreSessions::new(
         state.store().clone(),
         config.session_lifetime,
@@ -190,21 +302,8 @@ fn router(state: AppState, config: &WebConfig) -> Router {
             state.clone(),
             auth::client::secure_cookies,
         ));
-    let routes = Router::new()
+    Router::new()
         .merge(portal)
         .merge(api::router())
-        .merge(static_files::router());
-    let app = ops::wrap(routes, config.metrics_token.clone())
-        .layer(middleware::from_fn(headers::security_headers))
-        .layer(RequestBodyLimitLayer::new(1024 * 1024))
-        .layer(middleware::from_fn(crate::error::problem_json_errors))
-        .with_state(state);
-    // Outermost, so that answers made by the layers above (413, problem+json) carry it too.
-    match config.tls {
-        None => app,
-        Some(_) => app.layer(SetResponseHeaderLayer::overriding(
-            header::STRICT_TRANSPORT_SECURITY,
-            HeaderValue::from_static(tls::HSTS),
-        )),
-    }
+        .merge(static_files::router())
 }

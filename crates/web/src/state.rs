@@ -1,7 +1,9 @@
 //! What every handler shares.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use rampart_model::IntegrationId;
 use rampart_store::Store;
@@ -17,8 +19,18 @@ pub struct AppState {
     pub(crate) engine: Arc<Engine>,
     pub(crate) limiter: Arc<LoginLimiter>,
     pub(crate) auth: Arc<AuthSettings>,
-    /// Integrations with a sync started from this process and not finished yet.
-    pub(crate) syncing: Arc<Mutex<HashSet<IntegrationId>>>,
+    /// Jobs this process claimed and runs, by job id: the integration and the task running it
+    /// (aborted when a stopping worker's grace runs out).
+    pub(crate) syncing: Arc<Mutex<HashMap<i64, (IntegrationId, tokio::task::AbortHandle)>>>,
+    /// Whether this process runs sync jobs (`serve --role all|worker`); a web-only process
+    /// queues "Sync now" for the workers.
+    pub(crate) runs_jobs: bool,
+    /// Set when the process is stopping: no new job is claimed.
+    pub(crate) stopping: Arc<AtomicBool>,
+    /// How long a job may go without a heartbeat before another worker takes it over.
+    pub(crate) job_lease: Duration,
+    /// Woken when a job of this process ends: the scheduler looks for the next one at once.
+    pub(crate) job_finished: Arc<tokio::sync::Notify>,
     /// This process's name in the job table: host, boot, pid and start, plus a random part (two
     /// servers in one process, as in tests, are two workers).
     pub(crate) worker: Arc<str>,
@@ -41,7 +53,11 @@ impl AppState {
             engine,
             limiter: Arc::new(LoginLimiter::default()),
             auth: Arc::new(auth),
-            syncing: Arc::new(Mutex::new(HashSet::new())),
+            syncing: Arc::new(Mutex::new(HashMap::new())),
+            runs_jobs: config.role.runs_jobs(),
+            stopping: Arc::new(AtomicBool::new(false)),
+            job_lease: config.job_lease,
+            job_finished: Arc::new(tokio::sync::Notify::new()),
             worker: format!(
                 "{}:{:08x}",
                 rampart_store::RunOwner::current(),
@@ -53,5 +69,12 @@ impl AppState {
 
     pub(crate) fn store(&self) -> &Arc<dyn Store> {
         self.engine.store()
+    }
+
+    /// Whether this process is running a sync of `integration` right now.
+    pub(crate) fn is_syncing(&self, integration: IntegrationId) -> bool {
+        self.syncing
+            .lock()
+            .is_ok_and(|s| s.values().any(|(i, _)| *i == integration))
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use rampart_web::{Application, ConnectionLimits, Tls, WebConfig};
+use rampart_web::{Application, ConnectionLimits, ServerRole, Tls, WebConfig};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::cli::{Global, ServeArgs, TlsArgs};
@@ -34,10 +34,25 @@ pub async fn run(global: &Global, args: ServeArgs) -> anyhow::Result<ExitCode> {
     config.metrics_token = metrics_token;
     config.kev_url = (!args.no_kev_refresh).then_some(args.kev.kev_url);
     config.tls = tls;
+    config.role = args.role.into();
+    config.job_lease = Duration::from_secs(args.job_lease);
+    config.stop_grace = Duration::from_secs(args.stop_grace);
+    config.scheduler_tick = Duration::from_secs(args.scheduler_tick);
+    let role = config.role;
     let app = Application::build(config, engine)
         .await
-        .with_context(|| format!("cannot start the portal on {}", args.listen))?;
-    println!("Rampart portal and API at {}", app.url());
+        .with_context(|| format!("cannot start rampart serve on {}", args.listen))?;
+    match role {
+        ServerRole::All => println!("Rampart portal and API at {}", app.url()),
+        ServerRole::Web => println!(
+            "Rampart portal and API at {} (role web: sync jobs are left to the workers)",
+            app.url()
+        ),
+        ServerRole::Worker => println!(
+            "Rampart worker: running sync jobs; health and metrics at {}",
+            app.url()
+        ),
+    }
     if let Some(token) = app.setup_token() {
         // Whoever can read this server's output may create the first admin: that is the point.
         println!(

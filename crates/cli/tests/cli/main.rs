@@ -11,6 +11,7 @@ mod intel;
 #[cfg(unix)]
 mod key_file;
 mod kill;
+mod scale_out;
 mod tls;
 
 use std::io::{BufRead, BufReader, Write};

@@ -23,6 +23,9 @@ scenarios!(
     jobs_one_active_per_integration,
     jobs_of_a_dead_worker_are_taken_over,
     concurrent_claims_take_a_job_once,
+    jobs_of_one_app_registration_run_one_at_a_time,
+    a_taken_over_job_closes_the_run_its_worker_left,
+    a_released_job_is_due_at_once_and_its_run_closed,
 );
 
 const EXPOSURE: [Option<&str>; 6] = [
@@ -705,7 +708,8 @@ async fn jobs_of_a_dead_worker_are_taken_over(store: Arc<dyn Store>) {
 async fn concurrent_claims_take_a_job_once(store: Arc<dyn Store>) {
     let mut ids = Vec::new();
     for n in 0..4 {
-        let i = integration(&store, &format!("c{n}")).await.id;
+        // Four app registrations: jobs of one registration never run at once.
+        let i = integration_of_app(&store, &format!("c{n}"), n).await.id;
         ids.push(i);
         store
             .enqueue_job(i, JobKind::Requested, t(0), t(0))
@@ -727,6 +731,179 @@ async fn concurrent_claims_take_a_job_once(store: Arc<dyn Store>) {
     assert_eq!(taken.len(), 4, "{taken:?}");
     let distinct: HashSet<_> = taken.iter().map(|j| j.id).collect();
     assert_eq!(distinct.len(), 4);
+}
+
+async fn jobs_of_one_app_registration_run_one_at_a_time(store: Arc<dyn Store>) {
+    // Two integrations of one app registration (product, tenant, client), one of another.
+    let a = integration(&store, "same-app-a").await.id;
+    let b = integration(&store, "same-app-b").await.id;
+    let other = integration_of_app(&store, "other-app", 7).await.id;
+    for i in [a, b, other] {
+        store
+            .enqueue_job(i, JobKind::Requested, t(0), t(0))
+            .await
+            .unwrap();
+    }
+    let lease = Duration::from_secs(120);
+    let first = store
+        .claim_job("w1", t(1), lease, None)
+        .await
+        .unwrap()
+        .unwrap();
+    let second = store
+        .claim_job("w2", t(1), lease, None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.integration_id, a);
+    assert_eq!(
+        second.integration_id, other,
+        "b waits for a's app registration"
+    );
+    assert!(
+        store
+            .claim_job("w3", t(1), lease, None)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .claim_job("w3", t(1), lease, Some(b))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Once a's job ends, b's may run.
+    store.finish_job(first.id, "w1", t(2), None).await.unwrap();
+    let third = store
+        .claim_job("w3", t(2), lease, None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(third.integration_id, b);
+    // A job whose worker died holds its app registration only for the lease.
+    let stale = t(2) + chrono::Duration::from_std(lease).unwrap() + chrono::Duration::seconds(1);
+    store
+        .enqueue_job(a, JobKind::Requested, t(2), t(2))
+        .await
+        .unwrap();
+    let mut taken = Vec::new();
+    while let Some(job) = store.claim_job("w4", stale, lease, None).await.unwrap() {
+        taken.push(job.integration_id);
+    }
+    taken.sort();
+    let mut expected = vec![b, other];
+    expected.sort();
+    // b's and other's jobs are taken over; a's new job waits, now for b's new worker.
+    assert_eq!(taken, expected);
+}
+
+/// A worker name as `rampart serve` makes it: the process (`RunOwner`) and a random part.
+fn worker_of(process: &str) -> String {
+    format!("{process}:0badc0de")
+}
+
+async fn a_taken_over_job_closes_the_run_its_worker_left(store: Arc<dyn Store>) {
+    let i = integration(&store, "takeover").await.id;
+    let mine = integration(&store, "untouched").await.id;
+    // Processes on another host: this process cannot tell whether they are alive.
+    let dead = rampart_store::RunOwner::parse("far-host:boot-1:4242:99").unwrap();
+    let other = rampart_store::RunOwner::parse("far-host:boot-1:4343:99").unwrap();
+    let lease = Duration::from_secs(120);
+    store
+        .enqueue_job(i, JobKind::Requested, t(0), t(0))
+        .await
+        .unwrap();
+    let job = store
+        .claim_job(&worker_of(&dead.to_string()), t(0), lease, Some(i))
+        .await
+        .unwrap()
+        .unwrap();
+    let run = store
+        .start_run_owned(i, "full", t(0), Some(&dead))
+        .await
+        .unwrap();
+    // A run of another process on another integration is nobody's business here.
+    let unrelated = store
+        .start_run_owned(mine, "full", t(0), Some(&other))
+        .await
+        .unwrap();
+    let taken = store
+        .claim_job("alive:0", t(10), lease, None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(taken.id, job.id);
+    let runs = store.list_runs(i, 5).await.unwrap();
+    let closed = runs.iter().find(|r| r.id == run).unwrap();
+    assert_eq!(closed.status, rampart_model::RunStatus::Failed);
+    let why = closed.error.as_deref().unwrap_or_default();
+    assert!(
+        why.contains("abandoned") && why.contains("took the job over"),
+        "{why}"
+    );
+    // So the new worker's run starts at once, not after the 30-minute stale-run wait.
+    store.start_run_owned(i, "full", t(10), None).await.unwrap();
+    let still = store.list_runs(mine, 5).await.unwrap();
+    assert_eq!(
+        still.iter().find(|r| r.id == unrelated).unwrap().status,
+        rampart_model::RunStatus::Running
+    );
+}
+
+async fn a_released_job_is_due_at_once_and_its_run_closed(store: Arc<dyn Store>) {
+    let i = integration(&store, "released").await.id;
+    let me = rampart_store::RunOwner::parse("this-host:boot-1:777:5").unwrap();
+    let worker = worker_of(&me.to_string());
+    let lease = Duration::from_secs(120);
+    store
+        .enqueue_job(i, JobKind::Scheduled, t(0), t(0))
+        .await
+        .unwrap();
+    let job = store
+        .claim_job(&worker, t(0), lease, None)
+        .await
+        .unwrap()
+        .unwrap();
+    let run = store
+        .start_run_owned(i, "full", t(0), Some(&me))
+        .await
+        .unwrap();
+    let released = store
+        .release_job(job.id, &worker, t(1), "the worker was stopped")
+        .await
+        .unwrap();
+    assert_eq!(released.state, JobState::Queued);
+    assert_eq!(released.run_at, t(1));
+    assert_eq!(
+        released.last_error.as_deref(),
+        Some("the worker was stopped")
+    );
+    // Only the holder may hand it back, once.
+    assert!(matches!(
+        store.release_job(job.id, &worker, t(1), "again").await,
+        Err(StoreError::Conflict(_))
+    ));
+    let runs = store.list_runs(i, 5).await.unwrap();
+    let closed = runs.iter().find(|r| r.id == run).unwrap();
+    assert_eq!(closed.status, rampart_model::RunStatus::Failed);
+    assert!(
+        closed
+            .error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("interrupted"),
+        "{closed:?}"
+    );
+    // Another worker takes it at once, without waiting for a lease.
+    let next = store
+        .claim_job("next:0", t(1), lease, None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(next.id, job.id);
+    assert_eq!(next.attempts, 2);
 }
 
 async fn changed_since_selects_recommendations_observed_or_concluded_after(store: Arc<dyn Store>) {

@@ -41,6 +41,16 @@ pub fn new_integration(name: &str) -> NewIntegration {
     }
 }
 
+/// An integration of its own app registration (client `n`): Microsoft's rate limits, and so
+/// the job table's one-running-job rule, are per app registration.
+pub async fn integration_of_app(store: &Arc<dyn Store>, name: &str, n: u32) -> Integration {
+    let mut new = new_integration(name);
+    new.client_id = format!("00000000-0000-0000-0000-{:012x}", 0x100 + n)
+        .parse()
+        .unwrap();
+    store.create_integration(&new).await.unwrap()
+}
+
 pub async fn integration(store: &Arc<dyn Store>, name: &str) -> Integration {
     store
         .create_integration(&new_integration(name))

@@ -481,10 +481,7 @@ async fn show_page(
         running: runs
             .iter()
             .any(|r| r.status == rampart_model::RunStatus::Running)
-            || state
-                .syncing
-                .lock()
-                .is_ok_and(|s| s.contains(&integration.id))
+            || state.is_syncing(integration.id)
             || active.is_some_and(|j| j.state == JobState::Running || j.run_at <= Utc::now()),
         jobs: jobs.iter().map(JobView::of).collect(),
         runs: runs.iter().map(RunView::of).collect(),
