@@ -344,23 +344,37 @@ async fn sync(state: &AppState, job: &Job) -> Result<(), String> {
     }
 }
 
+/// What "Sync now" did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncNowOutcome {
+    /// This process started the sync.
+    Started,
+    /// The job is queued, due at once: a worker process runs it (`serve --role web`), or it
+    /// waits for another sync with the same app registration to end.
+    Queued,
+    /// A sync of the integration is already running; nothing was queued.
+    AlreadyRunning,
+}
+
 /// "Sync now" asked by `actor`: queues a job due at once (or brings the queued one forward) and
-/// starts it in this process. `false` when a sync of the integration is already running.
+/// starts it in this process when it can.
 pub async fn sync_now(
     state: &AppState,
     integration: &Integration,
     actor: &str,
-) -> Result<bool, AppError> {
+) -> Result<SyncNowOutcome, AppError> {
     match Integrations::new(&state.engine)
         .sync_now(integration, actor)
         .await?
     {
-        SyncNow::AlreadyRunning => Ok(false),
+        SyncNow::AlreadyRunning => Ok(SyncNowOutcome::AlreadyRunning),
         SyncNow::Queued => {
-            // Another process may claim it first (a web-only process leaves it to the workers);
-            // either way it runs.
-            claim_and_run(state, Some(integration.id)).await?;
-            Ok(true)
+            // Another process may claim it first; either way it runs.
+            if claim_and_run(state, Some(integration.id)).await? > 0 {
+                Ok(SyncNowOutcome::Started)
+            } else {
+                Ok(SyncNowOutcome::Queued)
+            }
         }
     }
 }

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use crate::api::dto::{IntegrationIn, IntegrationOut, RunOut, SyncStartedOut, TestReportOut};
 use crate::auth::tokens::{ApiAdmin, ApiReader};
 use crate::error::{ApiError, AppError, Problem};
+use crate::scheduler::SyncNowOutcome;
 use crate::state::AppState;
 
 fn actor(token: &rampart_store::ApiToken) -> String {
@@ -152,20 +153,25 @@ pub async fn sync(
     Path(id): Path<IntegrationId>,
 ) -> Result<(StatusCode, Json<SyncStartedOut>), ApiError> {
     let integration = state.store().get_integration(id).await?;
-    if crate::scheduler::sync_now(&state, &integration, &actor(&token)).await? {
-        Ok((
-            StatusCode::ACCEPTED,
-            Json(SyncStartedOut {
-                started: true,
-                message: "sync started; follow it at /api/v1/integrations/{id}/runs"
-                    .replace("{id}", &id.to_string()),
-            }),
-        ))
-    } else {
-        Err(ApiError(AppError::Conflict(
-            "a sync of this integration is already running; wait for it to finish".into(),
-        )))
-    }
+    let follow = format!("follow it at /api/v1/integrations/{id}/runs");
+    let message = match crate::scheduler::sync_now(&state, &integration, &actor(&token)).await? {
+        SyncNowOutcome::Started => format!("sync started; {follow}"),
+        SyncNowOutcome::Queued => format!(
+            "sync queued: a worker starts it shortly (after any running sync of the same app registration); {follow}"
+        ),
+        SyncNowOutcome::AlreadyRunning => {
+            return Err(ApiError(AppError::Conflict(
+                "a sync of this integration is already running; wait for it to finish".into(),
+            )));
+        }
+    };
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(SyncStartedOut {
+            started: true,
+            message,
+        }),
+    ))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

@@ -18,7 +18,7 @@ use crate::auth::extract::{AdminCtx, Ctx};
 use crate::error::AppError;
 use crate::portal::layout::Layout;
 use crate::portal::render::{self, when, when_opt};
-use crate::scheduler::next_run;
+use crate::scheduler::{SyncNowOutcome, next_run};
 use crate::state::AppState;
 
 /// The form as posted. Every field is text; [`IntegrationInput`] checks them.
@@ -438,6 +438,9 @@ fn notice(code: Option<&str>) -> Option<&'static str> {
         "sync-started" => {
             Some("Sync started: its job and its run appear below and update as they go.")
         }
+        "sync-queued" => Some(
+            "Sync queued: a worker starts it shortly (after any running sync of the same app registration); its job and run appear below.",
+        ),
         "sync-running" => Some("A sync of this integration is already running."),
         _ => None,
     }
@@ -549,11 +552,10 @@ pub async fn sync_now(
     Path(id): Path<IntegrationId>,
 ) -> Result<Response, AppError> {
     let integration = state.store().get_integration(id).await?;
-    let started = crate::scheduler::sync_now(&state, &integration, &ctx.user.name).await?;
-    let code = if started {
-        "sync-started"
-    } else {
-        "sync-running"
+    let code = match crate::scheduler::sync_now(&state, &integration, &ctx.user.name).await? {
+        SyncNowOutcome::Started => "sync-started",
+        SyncNowOutcome::Queued => "sync-queued",
+        SyncNowOutcome::AlreadyRunning => "sync-running",
     };
     Ok(Redirect::to(&format!("/integrations/{id}?notice={code}")).into_response())
 }

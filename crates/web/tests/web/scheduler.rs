@@ -199,3 +199,53 @@ async fn a_dead_workers_job_is_taken_over() {
     assert_ne!(job.claimed_by.as_deref(), Some("gone-host:0:1:0"));
     assert_eq!(app.wait_for_run(id).await, "succeeded");
 }
+
+#[tokio::test]
+async fn a_web_only_server_queues_sync_now_for_a_worker_to_run() {
+    let app = spawn_app_configured(20, |c| c.role = rampart_web::ServerRole::Web).await;
+    let mut admin = app.signed_in(ADMIN).await;
+    let id = app
+        .add_integration(&mut admin, "queued", &app.sim_config.client_secret)
+        .await;
+    let token = app.api_token("admin").await;
+    let res = reqwest::Client::new()
+        .post(format!("{}/api/v1/integrations/{id}/sync", app.url))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let said: serde_json::Value = res.json().await.unwrap();
+    assert!(
+        said["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("queued"),
+        "{said}"
+    );
+    // The web process ran nothing: the job waits, due now, and no run exists.
+    let jobs = app.store.list_jobs(Some(id), true, 10).await.unwrap();
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert_eq!(jobs[0].state, JobState::Queued);
+    assert_eq!(jobs[0].kind, JobKind::Requested);
+    assert!(app.store.list_runs(id, 10).await.unwrap().is_empty());
+    // The portal says so too.
+    let page = admin
+        .post(&format!("/integrations/{id}/sync"), &[("", "")])
+        .await;
+    assert_eq!(
+        page.location(),
+        Some(&*format!("/integrations/{id}?notice=sync-queued"))
+    );
+
+    // A worker over the same database runs it.
+    let engine = Arc::new(rampart_sync::Engine::new(
+        app.store.clone(),
+        rampart_sync::vault::Vault::from_key(&[7u8; 32]),
+        rampart_sync::EngineOptions::default(),
+    ));
+    let worker =
+        rampart_web::Scheduler::new(rampart_web::AppState::new(engine), Duration::from_secs(60));
+    assert_eq!(worker.once().await.unwrap(), 1);
+    assert_eq!(app.wait_for_run(id).await, "succeeded");
+}
