@@ -211,9 +211,9 @@ pub(crate) const TAKE_JOB: &str = concat!(
     job_columns!()
 );
 
-/// Hands a held job back to the queue, due at once. $1 job, $2 worker, $3 now, $4 why.
+/// Hands a held job back to the queue. $1 job, $2 worker, $3 now, $4 why, $5 due at.
 pub(crate) const RELEASE_JOB: &str = concat!(
-    "UPDATE jobs SET state = 'queued', run_at = $3, heartbeat_at = $3, last_error = $4 \
+    "UPDATE jobs SET state = 'queued', run_at = $5, heartbeat_at = $3, last_error = $4 \
      WHERE id = $1 AND claimed_by = $2 AND state = 'running' RETURNING ",
     job_columns!()
 );

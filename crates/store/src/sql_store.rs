@@ -1454,6 +1454,7 @@ impl Store for SqlStore {
         job_id: i64,
         worker: &str,
         now: DateTime<Utc>,
+        due_at: DateTime<Utc>,
         why: &str,
     ) -> Result<Job> {
         let op = "handing a sync job back";
@@ -1463,7 +1464,8 @@ impl Store for SqlStore {
             .bind(job_id)
             .bind(clean(worker))
             .bind(now)
-            .bind(clean(why));
+            .bind(clean(why))
+            .bind(truncate_micros(due_at));
         let job = tx
             .on()
             .fetch_optional(&release, op)
@@ -1481,6 +1483,25 @@ impl Store for SqlStore {
         tx.on().execute(&close, op).await?;
         tx.commit(op).await?;
         Ok(job)
+    }
+
+    async fn close_runs_of_worker(
+        &self,
+        integration_id: IntegrationId,
+        worker: &str,
+        now: DateTime<Utc>,
+        why: &str,
+    ) -> Result<()> {
+        let close = q(CLOSE_RUN_OF_OWNER)
+            .bind(integration_id)
+            .bind(worker_process(worker).to_owned())
+            .bind(truncate_micros(now))
+            .bind(clean(why));
+        self.db
+            .write()
+            .execute(&close, "closing the run of a lost job")
+            .await?;
+        Ok(())
     }
 
     async fn heartbeat_job(&self, job_id: i64, worker: &str, now: DateTime<Utc>) -> Result<()> {

@@ -423,16 +423,28 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// it (`Conflict`, saying what to do, for a second one); on PostgreSQL every process may.
     /// Hold it as long as the process runs jobs.
     fn hold_worker_slot(&self) -> Result<crate::WorkerSlot>;
-    /// Hands a job `worker` holds back to the queue, due at once (`why` is kept as its last
+    /// Hands a job `worker` holds back to the queue, due at `due_at` (`why` is kept as its last
     /// error), and closes the run the worker's process had open for it: the worker stopped before
-    /// finishing (SIGTERM) and has stopped the sync. `Conflict` when it no longer holds it.
+    /// finishing (SIGTERM) and has stopped the sync, or the sync could not start yet and is
+    /// retried later. `Conflict` when it no longer holds it.
     async fn release_job(
         &self,
         job_id: i64,
         worker: &str,
         now: DateTime<Utc>,
+        due_at: DateTime<Utc>,
         why: &str,
     ) -> Result<Job>;
+    /// Closes, as failed with `why`, the run of `integration` that `worker`'s process has open:
+    /// the worker lost the job (another worker took it over) and stopped the sync. Nothing when
+    /// it has none.
+    async fn close_runs_of_worker(
+        &self,
+        integration_id: IntegrationId,
+        worker: &str,
+        now: DateTime<Utc>,
+        why: &str,
+    ) -> Result<()>;
     /// The worker still holds the job and is alive. `Conflict` when it no longer holds it.
     async fn heartbeat_job(&self, job_id: i64, worker: &str, now: DateTime<Utc>) -> Result<()>;
     /// Closes a held job as done (`error` = `None`) or failed. `Conflict` when the worker no longer

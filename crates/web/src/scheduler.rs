@@ -180,7 +180,7 @@ impl Running {
             match self
                 .state
                 .store()
-                .release_job(job, &self.state.worker, Utc::now(), &why)
+                .release_job(job, &self.state.worker, Utc::now(), Utc::now(), &why)
                 .await
             {
                 Ok(_) => tracing::warn!(message = "Stopped a sync and handed its job back.", job),
@@ -277,26 +277,58 @@ async fn keep_lease(state: &AppState, job: i64) -> String {
     }
 }
 
+/// How a job's sync ended.
+enum Outcome {
+    Done,
+    /// In words.
+    Failed(String),
+    /// The sync could not start yet (another run of the integration is still open, e.g. a CLI
+    /// sync or a run whose worker is stopping): the job goes back to the queue for later.
+    PutOff(String),
+    /// Another worker took the job over; this one stopped its sync.
+    Lost(String),
+}
+
+/// How long a job put off waits before it is tried again.
+const PUT_OFF: chrono::Duration = chrono::Duration::seconds(30);
+
 /// Runs a claimed job: the sync while its lease is renewed, and the job's outcome.
 async fn run_job(state: AppState, job: Job) {
     let store = state.store().clone();
     let worker = state.worker.clone();
     let outcome = tokio::select! {
         outcome = sync(&state, &job) => outcome,
-        lost = keep_lease(&state, job.id) => {
-            tracing::warn!(message = "Sync stopped: its job was taken over.", job = job.id, reason = %lost);
-            Err(lost)
+        lost = keep_lease(&state, job.id) => Outcome::Lost(lost),
+    };
+    let now = Utc::now();
+    let closed = match &outcome {
+        Outcome::Done => store.finish_job(job.id, &worker, now, None).await.map(drop),
+        Outcome::Failed(error) => store
+            .finish_job(job.id, &worker, now, Some(error))
+            .await
+            .map(drop),
+        Outcome::PutOff(why) => {
+            tracing::info!(message = "Sync put off.", job = job.id, reason = %why);
+            store
+                .release_job(job.id, &worker, now, now + PUT_OFF, why)
+                .await
+                .map(drop)
+        }
+        Outcome::Lost(why) => {
+            tracing::warn!(message = "Sync stopped: its job was taken over.", job = job.id, reason = %why);
+            // The sync was dropped mid-way: its run would otherwise stay open, blocking the
+            // worker that took the job over until this process ends.
+            store
+                .close_runs_of_worker(
+                    job.integration_id,
+                    &worker,
+                    now,
+                    "stopped: its worker missed heartbeats and another worker took the job over",
+                )
+                .await
         }
     };
-    if let Err(error) = store
-        .finish_job(
-            job.id,
-            &worker,
-            Utc::now(),
-            outcome.as_ref().err().map(String::as_str),
-        )
-        .await
-    {
+    if let Err(error) = closed {
         tracing::warn!(message = "Job could not be closed.", job = job.id, %error);
     }
     if let Ok(mut running) = state.syncing.lock() {
@@ -306,12 +338,14 @@ async fn run_job(state: AppState, job: Job) {
     state.job_finished.notify_one();
 }
 
-/// The sync of a job; the error, in words, when it did not succeed.
-async fn sync(state: &AppState, job: &Job) -> Result<(), String> {
+/// The sync of a job, and how it ended.
+async fn sync(state: &AppState, job: &Job) -> Outcome {
     let integration = match state.store().get_integration(job.integration_id).await {
         Ok(i) => i,
-        Err(StoreError::NotFound(_)) => return Err("the integration was removed".into()),
-        Err(e) => return Err(e.to_string()),
+        Err(StoreError::NotFound(_)) => {
+            return Outcome::Failed("the integration was removed".into());
+        }
+        Err(e) => return Outcome::Failed(e.to_string()),
     };
     tracing::info!(
         message = "Sync started.",
@@ -331,15 +365,19 @@ async fn sync(state: &AppState, job: &Job) -> Result<(), String> {
                 status = run.status.as_str()
             );
             match run.status {
-                rampart_model::RunStatus::Failed => Err(run
-                    .error
-                    .unwrap_or_else(|| format!("run {} failed", run.id))),
-                _ => Ok(()),
+                rampart_model::RunStatus::Failed => Outcome::Failed(
+                    run.error
+                        .unwrap_or_else(|| format!("run {} failed", run.id)),
+                ),
+                _ => Outcome::Done,
             }
         }
+        // Another run of the integration is open: try again later rather than fail the job
+        // and wait a whole schedule.
+        Err(rampart_sync::SyncError::Store(StoreError::Conflict(why))) => Outcome::PutOff(why),
         Err(error) => {
             tracing::warn!(message = "Sync could not start.", integration = %integration.name, %error);
-            Err(error.to_string())
+            Outcome::Failed(error.to_string())
         }
     }
 }

@@ -160,7 +160,9 @@ fn web_and_two_workers_on_postgres_sync_everything_once_despite_a_killed_worker(
         "--role",
         "worker",
         "--job-lease",
-        "4",
+        // Short, to keep the test short; long enough that a loaded CI machine's late heartbeat
+        // is not taken for a dead worker.
+        "8",
         "--scheduler-tick",
         "1",
         "--stop-grace",

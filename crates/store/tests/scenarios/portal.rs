@@ -26,6 +26,7 @@ scenarios!(
     jobs_of_one_app_registration_run_one_at_a_time,
     a_taken_over_job_closes_the_run_its_worker_left,
     a_released_job_is_due_at_once_and_its_run_closed,
+    a_lost_job_closes_its_run_and_a_job_put_off_waits,
 );
 
 const EXPOSURE: [Option<&str>; 6] = [
@@ -871,7 +872,7 @@ async fn a_released_job_is_due_at_once_and_its_run_closed(store: Arc<dyn Store>)
         .await
         .unwrap();
     let released = store
-        .release_job(job.id, &worker, t(1), "the worker was stopped")
+        .release_job(job.id, &worker, t(1), t(1), "the worker was stopped")
         .await
         .unwrap();
     assert_eq!(released.state, JobState::Queued);
@@ -882,7 +883,9 @@ async fn a_released_job_is_due_at_once_and_its_run_closed(store: Arc<dyn Store>)
     );
     // Only the holder may hand it back, once.
     assert!(matches!(
-        store.release_job(job.id, &worker, t(1), "again").await,
+        store
+            .release_job(job.id, &worker, t(1), t(1), "again")
+            .await,
         Err(StoreError::Conflict(_))
     ));
     let runs = store.list_runs(i, 5).await.unwrap();
@@ -904,6 +907,56 @@ async fn a_released_job_is_due_at_once_and_its_run_closed(store: Arc<dyn Store>)
         .unwrap();
     assert_eq!(next.id, job.id);
     assert_eq!(next.attempts, 2);
+}
+
+async fn a_lost_job_closes_its_run_and_a_job_put_off_waits(store: Arc<dyn Store>) {
+    let i = integration(&store, "lost").await.id;
+    let me = rampart_store::RunOwner::parse("this-host:boot-1:778:5").unwrap();
+    let worker = worker_of(&me.to_string());
+    let lease = Duration::from_secs(120);
+    store
+        .enqueue_job(i, JobKind::Requested, t(0), t(0))
+        .await
+        .unwrap();
+    let job = store
+        .claim_job(&worker, t(0), lease, None)
+        .await
+        .unwrap()
+        .unwrap();
+    let run = store
+        .start_run_owned(i, "full", t(0), Some(&me))
+        .await
+        .unwrap();
+    // The worker learnt it lost the job and stopped its sync: it closes its own run.
+    store
+        .close_runs_of_worker(i, &worker, t(1), "stopped: the job was taken over")
+        .await
+        .unwrap();
+    let closed = store.list_runs(i, 5).await.unwrap();
+    let closed = closed.iter().find(|r| r.id == run).unwrap();
+    assert_eq!(closed.status, rampart_model::RunStatus::Failed);
+    assert_eq!(
+        closed.error.as_deref(),
+        Some("stopped: the job was taken over")
+    );
+    // A job handed back for later is not claimed before then.
+    store
+        .release_job(job.id, &worker, t(1), t(5), "another run is open")
+        .await
+        .unwrap();
+    assert!(
+        store
+            .claim_job("other:0", t(4), lease, None)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let later = store
+        .claim_job("other:0", t(5), lease, None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(later.id, job.id);
 }
 
 async fn changed_since_selects_recommendations_observed_or_concluded_after(store: Arc<dyn Store>) {

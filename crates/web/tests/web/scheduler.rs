@@ -249,3 +249,58 @@ async fn a_web_only_server_queues_sync_now_for_a_worker_to_run() {
     assert_eq!(worker.once().await.unwrap(), 1);
     assert_eq!(app.wait_for_run(id).await, "succeeded");
 }
+
+#[tokio::test]
+async fn a_job_whose_integration_has_a_run_open_elsewhere_is_put_off_not_failed() {
+    let app = spawn_app().await;
+    let mut admin = app.signed_in(ADMIN).await;
+    let id = app
+        .add_integration(&mut admin, "busy", &app.sim_config.client_secret)
+        .await;
+    // A run opened elsewhere (a `rampart sync` in a terminal) and still alive.
+    app.store.start_run(id, "full", Utc::now()).await.unwrap();
+    let engine = Arc::new(rampart_sync::Engine::new(
+        app.store.clone(),
+        rampart_sync::vault::Vault::from_key(&[7u8; 32]),
+        rampart_sync::EngineOptions::default(),
+    ));
+    let scheduler =
+        rampart_web::Scheduler::new(rampart_web::AppState::new(engine), Duration::from_secs(60));
+    // "Sync now" meanwhile.
+    let claimed_at = Utc::now();
+    app.store
+        .enqueue_job(id, JobKind::Requested, claimed_at, claimed_at)
+        .await
+        .unwrap();
+    assert_eq!(scheduler.once().await.unwrap(), 1);
+    let mut put_off = None;
+    for _ in 0..100 {
+        let jobs = app.store.list_jobs(Some(id), false, 10).await.unwrap();
+        assert!(
+            jobs.iter().all(|j| j.state != JobState::Failed),
+            "the job failed instead of waiting: {jobs:?}"
+        );
+        if let Some(j) = jobs
+            .iter()
+            .find(|j| j.state == JobState::Queued && j.attempts == 1)
+        {
+            put_off = Some(j.clone());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let job = put_off.expect("the job went back to the queue");
+    assert!(
+        job.last_error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("already running"),
+        "{job:?}"
+    );
+    assert!(
+        job.run_at >= claimed_at + chrono::Duration::seconds(25),
+        "{job:?}"
+    );
+    // Not due yet: the next pass leaves it.
+    assert_eq!(scheduler.once().await.unwrap(), 0);
+}
