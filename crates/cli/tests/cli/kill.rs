@@ -35,26 +35,7 @@ fn a_sync_killed_midway_converges_when_run_again() {
     // The same sync, uninterrupted, into another database.
     let other = env.dir.path().join("other").join("rampart.db");
     let other_url = format!("sqlite://{}", other.display());
-    let add = crate::run(
-        env.command_with_db(&other_url).args([
-            "integration",
-            "add",
-            "--name",
-            "contoso",
-            "--product",
-            "endpoint",
-            "--tenant-id",
-            &env.sim.sim.config().tenant_id,
-            "--client-id",
-            &env.sim.sim.config().client_id,
-            "--client-secret-stdin",
-            "--login-url",
-            &env.sim.url,
-            "--api-url",
-            &env.sim.url,
-        ]),
-        Some(DEMO_SECRET),
-    );
+    let add = env.add_on(&other_url, "endpoint", "contoso");
     assert_eq!(add.code, 0, "{add:?}");
     let clean = crate::run(
         env.command_with_db(&other_url).args(["sync", "contoso"]),

@@ -137,6 +137,32 @@ impl Env {
         }
     }
 
+    /// `integration add NAME` of `product` (endpoint or cloud) against the emulator, with its
+    /// tenant, client and the demo secret, into the database at `db`.
+    pub fn add_on(&self, db: &str, product: &str, name: &str) -> Run {
+        let config = self.sim.sim.config();
+        run(
+            self.command_with_db(db).args([
+                "integration",
+                "add",
+                "--name",
+                name,
+                "--product",
+                product,
+                "--tenant-id",
+                &config.tenant_id,
+                "--client-id",
+                &config.client_id,
+                "--client-secret-stdin",
+                "--login-url",
+                &self.sim.url,
+                "--api-url",
+                &self.sim.url,
+            ]),
+            Some(DEMO_SECRET),
+        )
+    }
+
     /// `integration add` of `product` against the emulator with the given tenant, client and
     /// secret.
     pub fn add_product(

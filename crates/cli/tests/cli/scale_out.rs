@@ -126,32 +126,12 @@ fn web_and_two_workers_on_postgres_sync_everything_once_despite_a_killed_worker(
         .runtime
         .block_on(rampart_store::testing::postgres_database());
     let db = database.url.clone();
-    let config = env.sim.sim.config().clone();
     // Six integrations: three Defender for Endpoint, three Defender for Cloud, all of the
     // emulator's one app registration.
     for n in 0..6 {
         let product = if n < 3 { "endpoint" } else { "cloud" };
         let name = format!("{product}-{n}");
-        let add = crate::run(
-            env.command_with_db(&db).args([
-                "integration",
-                "add",
-                "--name",
-                &name,
-                "--product",
-                product,
-                "--tenant-id",
-                &config.tenant_id,
-                "--client-id",
-                &config.client_id,
-                "--client-secret-stdin",
-                "--login-url",
-                &env.sim.url,
-                "--api-url",
-                &env.sim.url,
-            ]),
-            Some(DEMO_SECRET),
-        );
+        let add = env.add_on(&db, product, &name);
         assert_eq!(add.code, 0, "{add:?}");
     }
 

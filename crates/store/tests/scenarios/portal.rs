@@ -853,13 +853,19 @@ async fn a_taken_over_job_closes_the_run_its_worker_left(store: Arc<dyn Store>) 
     );
 }
 
-async fn a_released_job_is_due_at_once_and_its_run_closed(store: Arc<dyn Store>) {
-    let i = integration(&store, "released").await.id;
-    let me = rampart_store::RunOwner::parse("this-host:boot-1:777:5").unwrap();
+/// An integration `name` whose job a worker of process `pid` (on this host) holds and runs:
+/// (integration, worker, job, run).
+async fn running_job(
+    store: &Arc<dyn Store>,
+    name: &str,
+    pid: u32,
+    lease: Duration,
+) -> (i64, String, rampart_store::Job, i64) {
+    let i = integration(store, name).await.id;
+    let me = rampart_store::RunOwner::parse(&format!("this-host:boot-1:{pid}:5")).unwrap();
     let worker = worker_of(&me.to_string());
-    let lease = Duration::from_secs(120);
     store
-        .enqueue_job(i, JobKind::Scheduled, t(0), t(0))
+        .enqueue_job(i, JobKind::Requested, t(0), t(0))
         .await
         .unwrap();
     let job = store
@@ -871,6 +877,12 @@ async fn a_released_job_is_due_at_once_and_its_run_closed(store: Arc<dyn Store>)
         .start_run_owned(i, "full", t(0), Some(&me))
         .await
         .unwrap();
+    (i, worker, job, run)
+}
+
+async fn a_released_job_is_due_at_once_and_its_run_closed(store: Arc<dyn Store>) {
+    let lease = Duration::from_secs(120);
+    let (i, worker, job, run) = running_job(&store, "released", 777, lease).await;
     let released = store
         .release_job(job.id, &worker, t(1), t(1), "the worker was stopped")
         .await
@@ -910,23 +922,8 @@ async fn a_released_job_is_due_at_once_and_its_run_closed(store: Arc<dyn Store>)
 }
 
 async fn a_lost_job_closes_its_run_and_a_job_put_off_waits(store: Arc<dyn Store>) {
-    let i = integration(&store, "lost").await.id;
-    let me = rampart_store::RunOwner::parse("this-host:boot-1:778:5").unwrap();
-    let worker = worker_of(&me.to_string());
     let lease = Duration::from_secs(120);
-    store
-        .enqueue_job(i, JobKind::Requested, t(0), t(0))
-        .await
-        .unwrap();
-    let job = store
-        .claim_job(&worker, t(0), lease, None)
-        .await
-        .unwrap()
-        .unwrap();
-    let run = store
-        .start_run_owned(i, "full", t(0), Some(&me))
-        .await
-        .unwrap();
+    let (i, worker, job, run) = running_job(&store, "lost", 778, lease).await;
     // The worker learnt it lost the job and stopped its sync: it closes its own run.
     store
         .close_runs_of_worker(i, &worker, t(1), "stopped: the job was taken over")

@@ -23,6 +23,16 @@ async fn wait_for_job(store: &Arc<dyn rampart_store::Store>, id: i64) -> rampart
     panic!("the job did not finish within a minute");
 }
 
+/// A scheduler of another process over the test app's database (the app's own runs none).
+fn worker_over(store: &Arc<dyn rampart_store::Store>) -> rampart_web::Scheduler {
+    let engine = Arc::new(rampart_sync::Engine::new(
+        store.clone(),
+        rampart_sync::vault::Vault::from_key(&[7u8; 32]),
+        rampart_sync::EngineOptions::default(),
+    ));
+    rampart_web::Scheduler::new(rampart_web::AppState::new(engine), Duration::from_secs(60))
+}
+
 #[tokio::test]
 async fn due_integrations_sync_once_per_schedule() {
     let app = spawn_app().await;
@@ -36,13 +46,7 @@ async fn due_integrations_sync_once_per_schedule() {
     let page = admin.post("/integrations", &form).await;
     assert_eq!(page.status, reqwest::StatusCode::SEE_OTHER);
 
-    let engine = Arc::new(rampart_sync::Engine::new(
-        app.store.clone(),
-        rampart_sync::vault::Vault::from_key(&[7u8; 32]),
-        rampart_sync::EngineOptions::default(),
-    ));
-    let scheduler =
-        rampart_web::Scheduler::new(rampart_web::AppState::new(engine), Duration::from_secs(60));
+    let scheduler = worker_over(&app.store);
     // Never synced: due now.
     assert_eq!(scheduler.once().await.unwrap(), 1);
     assert_eq!(app.wait_for_run(due).await, "succeeded");
@@ -239,13 +243,7 @@ async fn a_web_only_server_queues_sync_now_for_a_worker_to_run() {
     );
 
     // A worker over the same database runs it.
-    let engine = Arc::new(rampart_sync::Engine::new(
-        app.store.clone(),
-        rampart_sync::vault::Vault::from_key(&[7u8; 32]),
-        rampart_sync::EngineOptions::default(),
-    ));
-    let worker =
-        rampart_web::Scheduler::new(rampart_web::AppState::new(engine), Duration::from_secs(60));
+    let worker = worker_over(&app.store);
     assert_eq!(worker.once().await.unwrap(), 1);
     assert_eq!(app.wait_for_run(id).await, "succeeded");
 }
@@ -259,13 +257,7 @@ async fn a_job_whose_integration_has_a_run_open_elsewhere_is_put_off_not_failed(
         .await;
     // A run opened elsewhere (a `rampart sync` in a terminal) and still alive.
     app.store.start_run(id, "full", Utc::now()).await.unwrap();
-    let engine = Arc::new(rampart_sync::Engine::new(
-        app.store.clone(),
-        rampart_sync::vault::Vault::from_key(&[7u8; 32]),
-        rampart_sync::EngineOptions::default(),
-    ));
-    let scheduler =
-        rampart_web::Scheduler::new(rampart_web::AppState::new(engine), Duration::from_secs(60));
+    let scheduler = worker_over(&app.store);
     // "Sync now" meanwhile.
     let claimed_at = Utc::now();
     app.store
