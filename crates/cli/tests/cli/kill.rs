@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::{DEMO_SECRET, Env};
+use crate::Env;
 
 fn sorted_export(env: &Env, db: &str) -> Vec<String> {
     let run = crate::run(
