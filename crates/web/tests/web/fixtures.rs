@@ -48,30 +48,11 @@ fn new_integration(app: &TestApp, name: &str, product: Product) -> NewIntegratio
 
 fn machine(source_id: &str, kind: AssetKind, name: &str) -> Asset {
     Asset {
-        source_id: source_id.to_owned(),
-        kind,
         name: Some(name.to_owned()),
         os_platform: Some("Linux".into()),
-        os_version: None,
-        health_status: None,
-        onboarding_status: None,
-        exposure_level: None,
-        risk_score: None,
-        device_value: None,
-        ip_addresses: vec![],
-        tags: vec![],
-        rbac_group_id: None,
-        rbac_group_name: None,
         aad_device_id: Some(AAD_DEVICE.into()),
         azure_resource_id: Some(VM.into()),
-        is_duplicate: false,
-        merged_into: None,
-        external_ip_address: None,
-        os_build: None,
-        os_processor: None,
-        is_aad_joined: None,
-        first_seen: None,
-        last_seen: None,
+        ..Asset::new(source_id, kind)
     }
 }
 

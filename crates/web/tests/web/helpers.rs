@@ -307,30 +307,11 @@ impl TestApp {
             .await
             .unwrap();
         let asset = rampart_model::Asset {
-            source_id: "f".repeat(40),
-            kind: AssetKind::Device,
             name: Some(name.to_owned()),
             os_platform: Some("Windows11".into()),
-            os_version: None,
             health_status: Some("Active".into()),
-            onboarding_status: None,
-            exposure_level: None,
-            risk_score: None,
-            device_value: None,
-            ip_addresses: vec![],
             tags: vec![name.to_owned()],
-            rbac_group_id: None,
-            rbac_group_name: None,
-            aad_device_id: None,
-            azure_resource_id: None,
-            is_duplicate: false,
-            merged_into: None,
-            external_ip_address: None,
-            os_build: None,
-            os_processor: None,
-            is_aad_joined: None,
-            first_seen: None,
-            last_seen: None,
+            ..rampart_model::Asset::new("f".repeat(40), AssetKind::Device)
         };
         self.store
             .upsert_assets(integration.id, run, &[asset])
