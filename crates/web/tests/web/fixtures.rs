@@ -10,7 +10,7 @@ use rampart_model::{
 };
 use rampart_store::{NewIntegration, RunOutcome, SecretCiphertext, Store, SubscriptionReadOutcome};
 
-use crate::helpers::TestApp;
+use crate::helpers::{TestApp, first_asset_id};
 
 pub const SUB_A: &str = "11111111-1111-1111-1111-111111111111";
 pub const SUB_B: &str = "22222222-2222-2222-2222-222222222222";
@@ -323,27 +323,9 @@ pub async fn seed_cloud(app: &TestApp) -> CloudEstate {
         .await
         .unwrap();
 
-    let id_of = |integration: i64| {
-        let store = store.clone();
-        async move {
-            store
-                .assets_page(
-                    &rampart_store::AssetFilter {
-                        integration: Some(integration),
-                        ..Default::default()
-                    },
-                    None,
-                    1,
-                )
-                .await
-                .unwrap()
-                .items[0]
-                .id
-        }
-    };
     CloudEstate {
-        vm_asset: id_of(cloud).await,
-        device_asset: id_of(endpoint).await,
+        vm_asset: first_asset_id(store.as_ref(), cloud).await,
+        device_asset: first_asset_id(store.as_ref(), endpoint).await,
         first,
         second,
     }
