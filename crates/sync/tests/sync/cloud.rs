@@ -167,7 +167,7 @@ pub async fn a_cloud_sync_under_faults_holds_exactly_the_truth_and_a_rerun_chang
 
     assert_eq!(run.verdict, Some(Verdict::Complete));
     assert_eq!(run.mode, "full");
-    let truth_findings = h.sim.sim.truth().cloud_findings().len() as u64;
+    let truth_findings = h.cloud_truth().len() as u64;
     assert!(truth_findings > 20, "the emulator serves findings");
     assert_eq!(run.findings.read, truth_findings, "{run:?}");
     assert_eq!(run.findings.new, truth_findings, "{run:?}");
@@ -201,7 +201,7 @@ pub async fn a_cloud_sync_under_faults_holds_exactly_the_truth_and_a_rerun_chang
         .try_collect()
         .await
         .expect("catalogue");
-    for f in h.sim.sim.truth().cloud_findings() {
+    for f in h.cloud_truth() {
         assert!(
             catalogue.contains(&f.cve_id.to_ascii_uppercase()),
             "{} is not in the catalogue",

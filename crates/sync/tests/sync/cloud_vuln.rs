@@ -49,7 +49,7 @@ pub async fn cve_entries_with_only_their_id_are_completed_from_cvedetails(store:
 
     assert_holds_the_cloud_truth(&h, None).await;
     let catalogue = published(&h.store).await;
-    for f in h.sim.sim.truth().cloud_findings() {
+    for f in h.cloud_truth() {
         assert_eq!(
             catalogue.get(&f.cve_id).copied().flatten(),
             Some(f.published),
@@ -75,10 +75,7 @@ pub async fn without_cvedetails_findings_keep_their_recommendations_severity(
     .await;
 
     let want: CloudFindings = h
-        .sim
-        .sim
-        .truth()
-        .cloud_findings()
+        .cloud_truth()
         .into_iter()
         .map(|f| {
             (
@@ -101,7 +98,7 @@ pub async fn without_cvedetails_findings_keep_their_recommendations_severity(
 pub async fn fixed_packages_close_their_findings_and_are_no_recommendations(store: Arc<dyn Store>) {
     let h = synced_cloud(store, cloud_tenant()).await;
 
-    let before = h.sim.sim.truth().cloud_findings();
+    let before = h.cloud_truth();
     h.sim.sim.tick(6);
     let healthy: BTreeSet<String> = h
         .sim
@@ -156,10 +153,7 @@ pub async fn aks_node_findings_arrive_with_microsofts_dates(store: Arc<dyn Store
     let h = synced_cloud(store, cloud_tenant()).await;
 
     let truth: BTreeMap<_, _> = h
-        .sim
-        .sim
-        .truth()
-        .cloud_findings()
+        .cloud_truth()
         .into_iter()
         .map(|f| {
             (
@@ -212,7 +206,7 @@ pub async fn legacy_sub_assessments_keep_v3_scores_dates_and_image_names(store: 
     )
     .await;
 
-    let truth = h.sim.sim.truth().cloud_findings();
+    let truth = h.cloud_truth();
     // (resource or image path, CVE) → CVSS (v3).
     let cvss: BTreeMap<(String, String), Option<f64>> = truth
         .iter()

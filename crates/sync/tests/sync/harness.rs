@@ -70,6 +70,11 @@ pub fn full() -> SyncRequest {
 }
 
 impl Harness {
+    /// The cloud findings the emulator holds now: what a Defender for Cloud sync must store.
+    pub fn cloud_truth(&self) -> Vec<rampart_sim::CloudFinding> {
+        self.sim.sim.truth().cloud_findings()
+    }
+
     /// Syncs the harness's integration and returns the run's record, whatever its status.
     pub async fn sync(&self, request: SyncRequest) -> SyncRun {
         self.engine
