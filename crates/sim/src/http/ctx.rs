@@ -9,7 +9,7 @@ use crate::state::Inner;
 
 use super::errors::mde;
 use super::filter::{Expr, Schema};
-use super::query::Query;
+use super::query::{Query, whole_number};
 use super::stream::{self, Closed, Encoding, ODATA_JSON, Sink, Splice, StreamSpec};
 
 /// Everything a handler needs about an authorised request.
@@ -89,13 +89,7 @@ impl Ctx {
         let Some(raw) = self.query.get("$top") else {
             return Ok(None);
         };
-        let value = raw.trim();
-        let Some(n) = value
-            .bytes()
-            .all(|b| b.is_ascii_digit())
-            .then(|| value.parse::<u64>().ok())
-            .flatten()
-        else {
+        let Some(n) = whole_number(raw) else {
             return Err(ApiError::bad(
                 "ODataError",
                 format!(
@@ -114,17 +108,21 @@ impl Ctx {
         Ok(Some(n))
     }
 
+    /// A list's `$top` (at most `max`), `$skip` and `$filter` (over `schema`), checked in that
+    /// order: the first that is wrong is the answer.
+    pub(crate) fn list_options(
+        &self,
+        max: u64,
+        schema: &Schema,
+    ) -> Result<(Option<u64>, u64, Option<Expr>), ApiError> {
+        Ok((self.top(max)?, self.skip()?, self.filter(schema)?))
+    }
+
     pub(crate) fn skip(&self) -> Result<u64, ApiError> {
         let Some(raw) = self.query.get("$skip") else {
             return Ok(0);
         };
-        let value = raw.trim();
-        match value
-            .bytes()
-            .all(|b| b.is_ascii_digit())
-            .then(|| value.parse::<u64>().ok())
-            .flatten()
-        {
+        match whole_number(raw) {
             Some(n) => Ok(n),
             None => Err(ApiError::bad(
                 "ODataError",

@@ -11,8 +11,8 @@ use crate::world::snapshot::Snapshot;
 
 use super::Ctx;
 use super::filter::MACHINES;
-use super::query::encode;
 use super::stream::{Closed, Sink};
+use super::window::{Place, Window};
 
 /// Server-side page size of `/api/machines` (and the `$top` cap).
 pub(crate) const PAGE: u64 = 10_000;
@@ -68,16 +68,8 @@ pub(crate) fn push_machine(
 }
 
 pub(crate) fn list(ctx: &Ctx) -> Response {
-    let top = match ctx.top(PAGE) {
-        Ok(t) => t,
-        Err(e) => return ctx.reject(e),
-    };
-    let skip = match ctx.skip() {
-        Ok(s) => s,
-        Err(e) => return ctx.reject(e),
-    };
-    let filter = match ctx.filter(&MACHINES) {
-        Ok(f) => f,
+    let (top, skip, filter) = match ctx.list_options(PAGE, &MACHINES) {
+        Ok(options) => options,
         Err(e) => return ctx.reject(e),
     };
     let raw_filter = ctx.query.get("$filter").map(str::to_owned);
@@ -94,8 +86,8 @@ pub(crate) fn list(ctx: &Ctx) -> Response {
             format!(r#"{{"@odata.context":"{base}/api/$metadata#Machines","value":["#).as_bytes(),
         )?;
         let world = &sim.world;
-        let limit = top.unwrap_or(PAGE);
-        let (mut skipped, mut written, mut more, mut first) = (0u64, 0u64, false, true);
+        let mut window = Window::new(skip, top.unwrap_or(PAGE));
+        let mut first = true;
         for core in listed_devices(&sim, tick) {
             // Without a filter, skipping needs no record at all.
             let machine = match &filter {
@@ -108,30 +100,17 @@ pub(crate) fn list(ctx: &Ctx) -> Response {
                 }
                 None => None,
             };
-            if skipped < skip {
-                skipped += 1;
-                continue;
-            }
-            if written == limit {
-                more = true;
-                break;
+            match window.place() {
+                Place::Skipped => continue,
+                Place::Past => break,
+                Place::Taken => {}
             }
             let m = machine.unwrap_or_else(|| world.machine(&core, tick));
             push_machine(&sim, sink, &mut first, &m)?;
-            written += 1;
         }
         sink.write(b"]")?;
-        // Microsoft's quirk: with $top there is never a nextLink, even when more exist.
-        if top.is_none() && more {
-            let mut link = format!("{base}/api/machines?$skip={}", skip + written);
-            if let Some(f) = &raw_filter {
-                link = format!(
-                    "{base}/api/machines?$filter={}&$skip={}",
-                    encode(f),
-                    skip + written
-                );
-            }
-            sink.write(format!(r#","@odata.nextLink":"{link}""#).as_bytes())?;
+        if let Some(link) = window.next_link(top, &base, "machines", raw_filter.as_deref()) {
+            sink.write(link.as_bytes())?;
         }
         sink.write(b"}")
     })
