@@ -12,6 +12,15 @@ use super::filter::{Expr, Schema};
 use super::query::{Query, whole_number};
 use super::stream::{self, Closed, Encoding, ODATA_JSON, Sink, Splice, StreamSpec};
 
+/// The paging and filter options of a list request.
+pub(crate) struct ListOptions {
+    pub(crate) top: Option<u64>,
+    pub(crate) skip: u64,
+    pub(crate) filter: Option<Expr>,
+    /// `$filter` as sent, for the nextLink.
+    pub(crate) raw_filter: Option<String>,
+}
+
 /// Everything a handler needs about an authorised request.
 pub(crate) struct Ctx {
     pub(crate) sim: Arc<Inner>,
@@ -110,12 +119,13 @@ impl Ctx {
 
     /// A list's `$top` (at most `max`), `$skip` and `$filter` (over `schema`), checked in that
     /// order: the first that is wrong is the answer.
-    pub(crate) fn list_options(
-        &self,
-        max: u64,
-        schema: &Schema,
-    ) -> Result<(Option<u64>, u64, Option<Expr>), ApiError> {
-        Ok((self.top(max)?, self.skip()?, self.filter(schema)?))
+    pub(crate) fn list_options(&self, max: u64, schema: &Schema) -> Result<ListOptions, ApiError> {
+        Ok(ListOptions {
+            top: self.top(max)?,
+            skip: self.skip()?,
+            filter: self.filter(schema)?,
+            raw_filter: self.query.get("$filter").map(str::to_owned),
+        })
     }
 
     pub(crate) fn skip(&self) -> Result<u64, ApiError> {

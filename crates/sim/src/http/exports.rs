@@ -14,11 +14,13 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use serde::Deserialize;
 
 use crate::hash::mix;
+use crate::state::Inner;
 use crate::time::{Ts, iso_ts, wall_secs};
 use crate::world::catalog::GROUPS;
 use crate::world::delta;
 use crate::world::snapshot::{Cursor, Snapshot};
 
+use super::machines::open_collection;
 use super::query::{self, encode};
 use super::stream::{Closed, Sink};
 use super::{ApiError, Ctx};
@@ -177,14 +179,25 @@ impl RowPage {
         ControlFlow::Continue(())
     }
 
-    /// Where the next page starts (none: this was the last), or `Closed` if the client went away.
-    fn finish(self) -> Result<Option<Cursor>, Closed> {
+    /// Closes the array; where the next page starts (none: this was the last), or `Closed` if the
+    /// client went away.
+    fn finish(self, sink: &mut Sink) -> Result<Option<Cursor>, Closed> {
         if self.closed {
-            Err(Closed)
-        } else {
-            Ok(self.next)
+            return Err(Closed);
         }
+        sink.write(b"]")?;
+        Ok(self.next)
     }
+}
+
+/// The host a nextLink names (a foreign one when a fault asks for it) and its `$skiptoken`.
+fn continuation<'a>(sim: &Inner, base: &'a str, tick: i64, at: Cursor) -> (&'a str, String) {
+    let host = if sim.faults.take_foreign_link() {
+        FOREIGN_HOST
+    } else {
+        base
+    };
+    (host, encode_token(&sim.world.clock.time_path(tick), at))
 }
 
 pub(crate) fn by_machine(ctx: &Ctx) -> Response {
@@ -195,19 +208,14 @@ pub(crate) fn by_machine(ctx: &Ctx) -> Response {
     };
     let (sim, base) = (ctx.sim.clone(), ctx.base.clone());
     ctx.json(move |sink| {
-        sink.write(
-            format!(r#"{{"@odata.context":"{base}/api/$metadata#Collection(microsoft.windowsDefenderATP.api.AssetVulnerability)","value":["#)
-                .as_bytes(),
-        )?;
+        open_collection(sink, &base, "Collection(microsoft.windowsDefenderATP.api.AssetVulnerability)")?;
         let mut rows = RowPage::new(top.unwrap_or(page));
         let _ = Snapshot::new(&sim.world, tick).walk(from, false, &mut |at, row| {
             rows.row(sink, at, |buf| row.write_json(buf, None))
         });
-        let next = rows.finish()?;
-        sink.write(b"]")?;
+        let next = rows.finish(sink)?;
         if let (None, Some(at)) = (top, next) {
-            let host = if sim.faults.take_foreign_link() { FOREIGN_HOST } else { base.as_str() };
-            let token = encode_token(&sim.world.clock.time_path(tick), at);
+            let (host, token) = continuation(&sim, &base, tick, at);
             sink.write(
                 format!(r#","@odata.nextLink":"{host}/api/machines/SoftwareVulnerabilitiesByMachine?pagesize={page}&$skiptoken={token}""#)
                     .as_bytes(),
@@ -265,19 +273,14 @@ pub(crate) fn changes(ctx: &Ctx) -> Response {
     let first = world.clock.bucket_of(since.timestamp());
     let (sim, base) = (ctx.sim.clone(), ctx.base.clone());
     ctx.json(move |sink| {
-        sink.write(
-            format!(r#"{{"@odata.context":"{base}/api/$metadata#Collection(microsoft.windowsDefenderATP.api.DeltaAssetVulnerability)","value":["#)
-                .as_bytes(),
-        )?;
+        open_collection(sink, &base, "Collection(microsoft.windowsDefenderATP.api.DeltaAssetVulnerability)")?;
         let mut rows = RowPage::new(top.unwrap_or(page));
         let _ = delta::walk(&sim.world, first, tick, from, &mut |at, row, status, event| {
             rows.row(sink, at, |buf| row.write_json(buf, Some((status, event))))
         });
-        let next = rows.finish()?;
-        sink.write(b"]")?;
+        let next = rows.finish(sink)?;
         if let (None, Some(at)) = (top, next) {
-            let host = if sim.faults.take_foreign_link() { FOREIGN_HOST } else { base.as_str() };
-            let token = encode_token(&sim.world.clock.time_path(tick), at);
+            let (host, token) = continuation(&sim, &base, tick, at);
             sink.write(
                 format!(
                     r#","@odata.nextLink":"{host}/api/machines/SoftwareVulnerabilityChangesByMachine?sincetime={}&pagesize={page}&$skiptoken={token}""#,

@@ -10,12 +10,20 @@ use crate::world::Core;
 use crate::world::snapshot::Snapshot;
 
 use super::Ctx;
+use super::ctx::ListOptions;
 use super::filter::MACHINES;
 use super::stream::{Closed, Sink};
 use super::window::{Place, Window};
 
 /// Server-side page size of `/api/machines` (and the `$top` cap).
 pub(crate) const PAGE: u64 = 10_000;
+
+/// Opens an OData collection answer: `{"@odata.context":"{base}/api/$metadata#{context}","value":[`.
+pub(crate) fn open_collection(sink: &mut Sink, base: &str, context: &str) -> Result<(), Closed> {
+    sink.write(
+        format!(r#"{{"@odata.context":"{base}/api/$metadata#{context}","value":["#).as_bytes(),
+    )
+}
 
 /// Writes `value` as the next array element.
 pub(crate) fn push_item<T: serde::Serialize>(
@@ -68,11 +76,15 @@ pub(crate) fn push_machine(
 }
 
 pub(crate) fn list(ctx: &Ctx) -> Response {
-    let (top, skip, filter) = match ctx.list_options(PAGE, &MACHINES) {
+    let ListOptions {
+        top,
+        skip,
+        filter,
+        raw_filter,
+    } = match ctx.list_options(PAGE, &MACHINES) {
         Ok(options) => options,
         Err(e) => return ctx.reject(e),
     };
-    let raw_filter = ctx.query.get("$filter").map(str::to_owned);
     let sim = ctx.sim.clone();
     let base = ctx.base.clone();
     let tick = sim.tick();
@@ -82,9 +94,7 @@ pub(crate) fn list(ctx: &Ctx) -> Response {
         return ctx.not_found("No recent machines found.");
     }
     ctx.json(move |sink| {
-        sink.write(
-            format!(r#"{{"@odata.context":"{base}/api/$metadata#Machines","value":["#).as_bytes(),
-        )?;
+        open_collection(sink, &base, "Machines")?;
         let world = &sim.world;
         let mut window = Window::new(skip, top.unwrap_or(PAGE));
         let mut first = true;
@@ -190,9 +200,7 @@ pub(crate) fn find_by_tag(ctx: &Ctx) -> Response {
     let tick = sim.tick();
     let tag = tag.to_lowercase();
     ctx.json(move |sink| {
-        sink.write(
-            format!(r#"{{"@odata.context":"{base}/api/$metadata#Machines","value":["#).as_bytes(),
-        )?;
+        open_collection(sink, &base, "Machines")?;
         let mut first = true;
         for core in listed_devices(&sim, tick) {
             let m = sim.world.machine(&core, tick);
@@ -220,9 +228,10 @@ pub(crate) fn vulnerabilities(ctx: &Ctx, id: &str) -> Response {
     let sim: Arc<Inner> = ctx.sim.clone();
     let base = ctx.base.clone();
     ctx.json(move |sink| {
-        sink.write(
-            format!(r#"{{"@odata.context":"{base}/api/$metadata#Collection(Analytics.Contracts.PublicAPI.PublicVulnerabilityDto)","value":["#)
-                .as_bytes(),
+        open_collection(
+            sink,
+            &base,
+            "Collection(Analytics.Contracts.PublicAPI.PublicVulnerabilityDto)",
         )?;
         let exposure = sim.exposure(tick);
         let mut cves = Snapshot::new(&sim.world, tick).device_cves(&core);
@@ -230,7 +239,9 @@ pub(crate) fn vulnerabilities(ctx: &Ctx, id: &str) -> Response {
         cves.dedup();
         let mut first = true;
         for j in cves {
-            let v = sim.world.vulnerability(j as usize, tick, exposure[j as usize]);
+            let v = sim
+                .world
+                .vulnerability(j as usize, tick, exposure[j as usize]);
             push_item(sink, &mut first, &v)?;
         }
         sink.write(b"]}")

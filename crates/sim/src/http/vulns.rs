@@ -9,8 +9,9 @@ use crate::records::MachineReference;
 use crate::world::snapshot::{Cursor, Snapshot};
 
 use super::Ctx;
+use super::ctx::ListOptions;
 use super::filter::{MACHINE_VULNERABILITIES, VULNERABILITIES};
-use super::machines::{entity, push_item};
+use super::machines::{entity, open_collection, push_item};
 use super::window::{Place, Window};
 
 /// `$top` cap and server page of `/api/vulnerabilities`.
@@ -19,18 +20,19 @@ const VULN_PAGE: u64 = 8_000;
 const MV_PAGE: u64 = 10_000;
 
 pub(crate) fn list(ctx: &Ctx) -> Response {
-    let (top, skip, filter) = match ctx.list_options(VULN_PAGE, &VULNERABILITIES) {
+    let ListOptions {
+        top,
+        skip,
+        filter,
+        raw_filter,
+    } = match ctx.list_options(VULN_PAGE, &VULNERABILITIES) {
         Ok(options) => options,
         Err(e) => return ctx.reject(e),
     };
-    let raw_filter = ctx.query.get("$filter").map(str::to_owned);
     let (sim, base) = (ctx.sim.clone(), ctx.base.clone());
     let tick = sim.tick();
     ctx.json(move |sink| {
-        sink.write(
-            format!(r#"{{"@odata.context":"{base}/api/$metadata#Vulnerabilities","value":["#)
-                .as_bytes(),
-        )?;
+        open_collection(sink, &base, "Vulnerabilities")?;
         let exposure = sim.exposure(tick);
         let mut window = Window::new(skip, top.unwrap_or(VULN_PAGE));
         let mut first = true;
@@ -83,10 +85,7 @@ pub(crate) fn machine_references(ctx: &Ctx, id: &str) -> Response {
     };
     let (sim, base) = (ctx.sim.clone(), ctx.base.clone());
     ctx.json(move |sink| {
-        sink.write(
-            format!(r#"{{"@odata.context":"{base}/api/$metadata#MachineReferences","value":["#)
-                .as_bytes(),
-        )?;
+        open_collection(sink, &base, "MachineReferences")?;
         let snap = Snapshot::new(&sim.world, tick);
         let mut first = true;
         for core in snap.devices() {
@@ -107,41 +106,50 @@ pub(crate) fn machine_references(ctx: &Ctx, id: &str) -> Response {
 }
 
 pub(crate) fn machines_vulnerabilities(ctx: &Ctx) -> Response {
-    let (top, skip, filter) = match ctx.list_options(MV_PAGE, &MACHINE_VULNERABILITIES) {
+    let ListOptions {
+        top,
+        skip,
+        filter,
+        raw_filter,
+    } = match ctx.list_options(MV_PAGE, &MACHINE_VULNERABILITIES) {
         Ok(options) => options,
         Err(e) => return ctx.reject(e),
     };
-    let raw_filter = ctx.query.get("$filter").map(str::to_owned);
     let (sim, base) = (ctx.sim.clone(), ctx.base.clone());
     let tick = sim.tick();
     ctx.json(move |sink| {
-        sink.write(
-            format!(r#"{{"@odata.context":"{base}/api/$metadata#Collection(microsoft.windowsDefenderATP.api.PublicAssetVulnerabilityDto)","value":["#)
-                .as_bytes(),
+        open_collection(
+            sink,
+            &base,
+            "Collection(microsoft.windowsDefenderATP.api.PublicAssetVulnerabilityDto)",
         )?;
         let mut window = Window::new(skip, top.unwrap_or(MV_PAGE));
         let mut first = true;
         let mut closed = false;
-        let _ = Snapshot::new(&sim.world, tick).walk(Cursor { file: 0, line: 0 }, false, &mut |_, row| {
-            let Some(record) = row.machine_vulnerability() else {
-                return ControlFlow::Continue(());
-            };
-            if let Some(f) = &filter
-                && !f.matches(&record)
-            {
-                return ControlFlow::Continue(());
-            }
-            match window.place() {
-                Place::Skipped => return ControlFlow::Continue(()),
-                Place::Past => return ControlFlow::Break(()),
-                Place::Taken => {}
-            }
-            if push_item(sink, &mut first, &record).is_err() {
-                closed = true;
-                return ControlFlow::Break(());
-            }
-            ControlFlow::Continue(())
-        });
+        let _ = Snapshot::new(&sim.world, tick).walk(
+            Cursor { file: 0, line: 0 },
+            false,
+            &mut |_, row| {
+                let Some(record) = row.machine_vulnerability() else {
+                    return ControlFlow::Continue(());
+                };
+                if let Some(f) = &filter
+                    && !f.matches(&record)
+                {
+                    return ControlFlow::Continue(());
+                }
+                match window.place() {
+                    Place::Skipped => return ControlFlow::Continue(()),
+                    Place::Past => return ControlFlow::Break(()),
+                    Place::Taken => {}
+                }
+                if push_item(sink, &mut first, &record).is_err() {
+                    closed = true;
+                    return ControlFlow::Break(());
+                }
+                ControlFlow::Continue(())
+            },
+        );
         if closed {
             return Err(super::stream::Closed);
         }
