@@ -10,7 +10,6 @@ use crate::world::Core;
 use crate::world::snapshot::Snapshot;
 
 use super::Ctx;
-use super::ctx::ListOptions;
 use super::filter::MACHINES;
 use super::stream::{Closed, Sink};
 use super::window::{Place, Window};
@@ -76,12 +75,7 @@ pub(crate) fn push_machine(
 }
 
 pub(crate) fn list(ctx: &Ctx) -> Response {
-    let ListOptions {
-        top,
-        skip,
-        filter,
-        raw_filter,
-    } = match ctx.list_options(PAGE, &MACHINES) {
+    let options = match ctx.list_options(PAGE, &MACHINES) {
         Ok(options) => options,
         Err(e) => return ctx.reject(e),
     };
@@ -96,11 +90,11 @@ pub(crate) fn list(ctx: &Ctx) -> Response {
     ctx.json(move |sink| {
         open_collection(sink, &base, "Machines")?;
         let world = &sim.world;
-        let mut window = Window::new(skip, top.unwrap_or(PAGE));
+        let mut window = Window::new(&options, PAGE);
         let mut first = true;
         for core in listed_devices(&sim, tick) {
             // Without a filter, skipping needs no record at all.
-            let machine = match &filter {
+            let machine = match &options.filter {
                 Some(f) => {
                     let m = world.machine(&core, tick);
                     if !f.matches(&m) {
@@ -119,7 +113,7 @@ pub(crate) fn list(ctx: &Ctx) -> Response {
             push_machine(&sim, sink, &mut first, &m)?;
         }
         sink.write(b"]")?;
-        if let Some(link) = window.next_link(top, &base, "machines", raw_filter.as_deref()) {
+        if let Some(link) = window.next_link(&options, &base, "machines") {
             sink.write(link.as_bytes())?;
         }
         sink.write(b"}")

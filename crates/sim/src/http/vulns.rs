@@ -9,7 +9,6 @@ use crate::records::MachineReference;
 use crate::world::snapshot::{Cursor, Snapshot};
 
 use super::Ctx;
-use super::ctx::ListOptions;
 use super::filter::{MACHINE_VULNERABILITIES, VULNERABILITIES};
 use super::machines::{entity, open_collection, push_item};
 use super::window::{Place, Window};
@@ -20,12 +19,7 @@ const VULN_PAGE: u64 = 8_000;
 const MV_PAGE: u64 = 10_000;
 
 pub(crate) fn list(ctx: &Ctx) -> Response {
-    let ListOptions {
-        top,
-        skip,
-        filter,
-        raw_filter,
-    } = match ctx.list_options(VULN_PAGE, &VULNERABILITIES) {
+    let options = match ctx.list_options(VULN_PAGE, &VULNERABILITIES) {
         Ok(options) => options,
         Err(e) => return ctx.reject(e),
     };
@@ -34,15 +28,15 @@ pub(crate) fn list(ctx: &Ctx) -> Response {
     ctx.json(move |sink| {
         open_collection(sink, &base, "Vulnerabilities")?;
         let exposure = sim.exposure(tick);
-        let mut window = Window::new(skip, top.unwrap_or(VULN_PAGE));
+        let mut window = Window::new(&options, VULN_PAGE);
         let mut first = true;
         for j in 0..sim.world.catalogue.cves.len() {
-            let v = if filter.is_some() || !window.skipping() {
+            let v = if options.filter.is_some() || !window.skipping() {
                 Some(sim.world.vulnerability(j, tick, exposure[j]))
             } else {
                 None
             };
-            if let (Some(f), Some(v)) = (&filter, &v)
+            if let (Some(f), Some(v)) = (&options.filter, &v)
                 && !f.matches(v)
             {
                 continue;
@@ -57,7 +51,7 @@ pub(crate) fn list(ctx: &Ctx) -> Response {
             }
         }
         sink.write(b"]")?;
-        if let Some(link) = window.next_link(top, &base, "vulnerabilities", raw_filter.as_deref()) {
+        if let Some(link) = window.next_link(&options, &base, "vulnerabilities") {
             sink.write(link.as_bytes())?;
         }
         sink.write(b"}")
@@ -106,12 +100,7 @@ pub(crate) fn machine_references(ctx: &Ctx, id: &str) -> Response {
 }
 
 pub(crate) fn machines_vulnerabilities(ctx: &Ctx) -> Response {
-    let ListOptions {
-        top,
-        skip,
-        filter,
-        raw_filter,
-    } = match ctx.list_options(MV_PAGE, &MACHINE_VULNERABILITIES) {
+    let options = match ctx.list_options(MV_PAGE, &MACHINE_VULNERABILITIES) {
         Ok(options) => options,
         Err(e) => return ctx.reject(e),
     };
@@ -123,7 +112,7 @@ pub(crate) fn machines_vulnerabilities(ctx: &Ctx) -> Response {
             &base,
             "Collection(microsoft.windowsDefenderATP.api.PublicAssetVulnerabilityDto)",
         )?;
-        let mut window = Window::new(skip, top.unwrap_or(MV_PAGE));
+        let mut window = Window::new(&options, MV_PAGE);
         let mut first = true;
         let mut closed = false;
         let _ = Snapshot::new(&sim.world, tick).walk(
@@ -133,7 +122,7 @@ pub(crate) fn machines_vulnerabilities(ctx: &Ctx) -> Response {
                 let Some(record) = row.machine_vulnerability() else {
                     return ControlFlow::Continue(());
                 };
-                if let Some(f) = &filter
+                if let Some(f) = &options.filter
                     && !f.matches(&record)
                 {
                     return ControlFlow::Continue(());
@@ -154,12 +143,9 @@ pub(crate) fn machines_vulnerabilities(ctx: &Ctx) -> Response {
             return Err(super::stream::Closed);
         }
         sink.write(b"]")?;
-        if let Some(link) = window.next_link(
-            top,
-            &base,
-            "vulnerabilities/machinesVulnerabilities",
-            raw_filter.as_deref(),
-        ) {
+        if let Some(link) =
+            window.next_link(&options, &base, "vulnerabilities/machinesVulnerabilities")
+        {
             sink.write(link.as_bytes())?;
         }
         sink.write(b"}")

@@ -2,6 +2,7 @@
 //! `machinesVulnerabilities`): `$skip` and `$top` counted over the records that pass `$filter`,
 //! and the nextLink that continues after the page.
 
+use super::ctx::ListOptions;
 use super::query::encode;
 
 /// Where the next record that passes the filter falls.
@@ -24,10 +25,11 @@ pub(crate) struct Window {
 }
 
 impl Window {
-    pub(crate) fn new(skip: u64, limit: u64) -> Window {
+    /// The page `options` ask for: after `$skip`, `$top` records or else the server's `page`.
+    pub(crate) fn new(options: &ListOptions, page: u64) -> Window {
         Window {
-            skip,
-            limit,
+            skip: options.skip,
+            limit: options.top.unwrap_or(page),
             skipped: 0,
             written: 0,
             more: false,
@@ -57,16 +59,15 @@ impl Window {
     /// else nothing. Microsoft's quirk: with `$top` there is never a nextLink, even when more exist.
     pub(crate) fn next_link(
         &self,
-        top: Option<u64>,
+        options: &ListOptions,
         base: &str,
         path: &str,
-        filter: Option<&str>,
     ) -> Option<String> {
-        if top.is_some() || !self.more {
+        if options.top.is_some() || !self.more {
             return None;
         }
         let skip = self.skip + self.written;
-        Some(match filter {
+        Some(match &options.raw_filter {
             Some(f) => format!(
                 r#","@odata.nextLink":"{base}/api/{path}?$filter={}&$skip={skip}""#,
                 encode(f)
