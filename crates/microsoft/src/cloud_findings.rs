@@ -292,6 +292,12 @@ impl SubAssessment {
             (None, l) => l,
             (f, None) => f,
         };
+        // A row without a severity of its own takes the recommendation's.
+        let recommendation_severity = p
+            .status
+            .severity
+            .as_deref()
+            .and_then(Severity::parse_lenient);
         let mut out = Vec::new();
         if let Some(details) = data.get("vulnerabilityDetails") {
             let software = data.get("softwareDetails");
@@ -309,12 +315,7 @@ impl SubAssessment {
             let severity = field(Some(details), "severity")
                 .as_deref()
                 .and_then(Severity::parse_lenient)
-                .or_else(|| {
-                    p.status
-                        .severity
-                        .as_deref()
-                        .and_then(Severity::parse_lenient)
-                });
+                .or(recommendation_severity);
             let finding = Finding {
                 asset_os_platform: None,
                 asset_os_version: None,
@@ -364,12 +365,7 @@ impl SubAssessment {
                 .get("severity")
                 .and_then(Value::as_str)
                 .and_then(Severity::parse_lenient)
-                .or_else(|| {
-                    p.status
-                        .severity
-                        .as_deref()
-                        .and_then(Severity::parse_lenient)
-                });
+                .or(recommendation_severity);
             let published = cve
                 .get("publishedDate")
                 .and_then(Value::as_str)

@@ -204,31 +204,11 @@ impl Assessment {
 /// A Defender for Cloud asset: its ARM id (lower-cased) is both its source id and the
 /// `azure_resource_id` an MDE device of the same VM carries, which is how the two are linked.
 pub fn cloud_asset(id: String, resource_type: Option<&str>, name: Option<String>) -> Asset {
+    let kind = asset_kind(resource_type, &id);
     Asset {
-        kind: asset_kind(resource_type, &id),
         name,
         azure_resource_id: Some(id.clone()),
-        source_id: id,
-        os_platform: None,
-        os_version: None,
-        health_status: None,
-        onboarding_status: None,
-        exposure_level: None,
-        risk_score: None,
-        device_value: None,
-        ip_addresses: Vec::new(),
-        tags: Vec::new(),
-        rbac_group_id: None,
-        rbac_group_name: None,
-        aad_device_id: None,
-        is_duplicate: false,
-        merged_into: None,
-        first_seen: None,
-        last_seen: None,
-        external_ip_address: None,
-        os_build: None,
-        os_processor: None,
-        is_aad_joined: None,
+        ..Asset::new(id, kind)
     }
 }
 

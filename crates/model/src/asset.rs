@@ -117,3 +117,36 @@ pub struct Asset {
     #[serde(default)]
     pub is_aad_joined: Option<bool>,
 }
+
+impl Asset {
+    /// An asset known only by its id and kind, every description empty. A source (or a test) names
+    /// what it knows and takes the rest from here: `Asset { name, ..Asset::new(id, kind) }`.
+    pub fn new(source_id: impl Into<String>, kind: AssetKind) -> Asset {
+        Asset {
+            source_id: source_id.into(),
+            kind,
+            name: None,
+            os_platform: None,
+            os_version: None,
+            health_status: None,
+            onboarding_status: None,
+            exposure_level: None,
+            risk_score: None,
+            device_value: None,
+            ip_addresses: Vec::new(),
+            tags: Vec::new(),
+            rbac_group_id: None,
+            rbac_group_name: None,
+            aad_device_id: None,
+            azure_resource_id: None,
+            is_duplicate: false,
+            merged_into: None,
+            first_seen: None,
+            last_seen: None,
+            external_ip_address: None,
+            os_build: None,
+            os_processor: None,
+            is_aad_joined: None,
+        }
+    }
+}

@@ -6,7 +6,7 @@ use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use serde::Serialize;
 
 /// One row of `export assets`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
 pub struct AssetRecord {
     pub integration: String,
     pub source: String,
@@ -440,21 +440,11 @@ mod tests {
             source: "s".into(),
             source_id: "x".into(),
             kind: "device".into(),
-            name: None,
-            os_platform: None,
-            os_version: None,
-            health_status: None,
-            onboarding_status: None,
-            exposure_level: None,
-            risk_score: None,
-            device_value: None,
             ip_addresses: vec!["10.0.0.1".into(), "fe80::1".into()],
-            tags: vec![],
-            first_seen: None,
-            last_seen: None,
             status: "active".into(),
             external_ip_address: Some("203.0.113.17".into()),
             known_from: "inventory".into(),
+            ..Default::default()
         };
         assert_eq!(a.cells().len(), AssetRecord::HEADER.len());
         let p = PostureRecord {

@@ -92,8 +92,6 @@ fn asset(n: u32) -> Asset {
         "NoSensorData",
     ];
     Asset {
-        source_id: source_id(n),
-        kind: AssetKind::Device,
         name: Some(format!("host-{:05}.contoso.local", (n * 7919) % 100_000)),
         os_platform: Some(platforms[(n % 5) as usize].into()),
         os_version: Some(format!("{}.{}", 10 + n % 3, n % 7)),
@@ -115,19 +113,12 @@ fn asset(n: u32) -> Asset {
         },
         rbac_group_id: Some(i64::from(n % 8)),
         rbac_group_name: Some(format!("group-{}", n % 8)),
-        aad_device_id: None,
-        azure_resource_id: None,
-        is_duplicate: false,
-        merged_into: None,
-        external_ip_address: None,
-        os_build: None,
-        os_processor: None,
-        is_aad_joined: None,
         first_seen: Some(Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap()),
         last_seen: Some(
             Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap()
                 + chrono::Duration::minutes(i64::from(n % 40_000)),
         ),
+        ..Asset::new(source_id(n), AssetKind::Device)
     }
 }
 

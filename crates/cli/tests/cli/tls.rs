@@ -2,56 +2,17 @@
 //! throwaway self-signed certificate, SIGHUP re-reading it, and the errors wrong settings get.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
 use crate::{Run, run};
 
-/// A self-signed certificate for 127.0.0.1, written as PEM files.
-struct TestCert {
-    cert_pem: String,
-    key_pem: String,
-    cert: PathBuf,
-    key: PathBuf,
-}
-
-impl TestCert {
-    fn new(dir: &Path, name: &str) -> TestCert {
-        let made = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()])
-            .expect("a self-signed certificate");
-        let cert_pem = made.cert.pem();
-        let key_pem = made.signing_key.serialize_pem();
-        let cert = dir.join(format!("{name}.crt"));
-        let key = dir.join(format!("{name}.key"));
-        std::fs::write(&cert, &cert_pem).expect("write the certificate");
-        std::fs::write(&key, &key_pem).expect("write the key");
-        TestCert {
-            cert_pem,
-            key_pem,
-            cert,
-            key,
-        }
-    }
-
-    /// A client that trusts this certificate and no other.
-    fn client(&self) -> reqwest::Client {
-        let root = reqwest::Certificate::from_pem(self.cert_pem.as_bytes()).expect("PEM");
-        reqwest::Client::builder()
-            .tls_certs_only([root])
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("client")
-    }
-
-    fn key_lines(&self) -> Vec<&str> {
-        self.key_pem
-            .lines()
-            .filter(|l| !l.starts_with("-----") && l.len() > 16)
-            .collect()
-    }
-}
+// The web tests' certificate helper, shared rather than copied.
+#[path = "../../../web/tests/web/test_cert.rs"]
+mod test_cert;
+use test_cert::TestCert;
 
 fn path(p: &Path) -> &str {
     p.to_str().expect("a UTF-8 temporary path")

@@ -13,6 +13,22 @@ use secrecy::SecretString;
 use serde::Deserializer;
 use serde::de::{self, Deserialize, SeqAccess, Visitor};
 
+/// The `Visitor` methods every visitor here shares: `null` and an absent value are `None`, and an
+/// `Option` is looked through to the value inside.
+macro_rules! null_is_none {
+    ($de:lifetime) => {
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: Deserializer<$de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_any(self)
+        }
+    };
+}
+
 /// A JSON number or numeric string, as `f64`.
 struct F64Visitor;
 
@@ -37,15 +53,7 @@ impl<'de> Visitor<'de> for F64Visitor {
     fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
         Ok(None)
     }
-    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(self)
-    }
+    null_is_none!('de);
 }
 
 /// A JSON integer, integral float or numeric string, as `i64`.
@@ -79,15 +87,7 @@ impl<'de> Visitor<'de> for I64Visitor {
     fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
         Ok(None)
     }
-    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(self)
-    }
+    null_is_none!('de);
 }
 
 /// `cvssScore`, `cvssV3`, `epss`: number, integer literal or numeric string; anything else is `None`.
@@ -168,15 +168,7 @@ impl<'de, T, F: FnOnce(&str) -> Option<T>> Visitor<'de> for StrVisitor<F> {
     fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
         Ok(None)
     }
-    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(self)
-    }
+    null_is_none!('de);
 }
 
 /// An array of strings where Microsoft may send `null` (treated as empty) or omit the key.
@@ -206,15 +198,7 @@ pub fn opt_string_or_seq<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Strin
             }
             Ok((!parts.is_empty()).then(|| parts.join(", ")))
         }
-        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-            d.deserialize_any(self)
-        }
+        null_is_none!('de);
     }
     d.deserialize_any(V)
 }

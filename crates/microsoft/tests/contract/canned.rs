@@ -11,7 +11,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rampart_microsoft::ClientCredentials;
 use rampart_microsoft::{
-    ApiError, ArmClient, ClientConfig, MdeClient, MdeConfig, ReadEnd, RetryPolicy,
+    ApiError, ArmClient, AssetVulnerability, ClientConfig, MdeClient, MdeConfig, ReadEnd,
+    ReadReport, RetryPolicy,
 };
 use rampart_model::Cloud;
 use secrecy::SecretString;
@@ -151,6 +152,18 @@ fn client(canned: &Canned, tweak: impl FnOnce(&mut MdeConfig)) -> MdeClient {
     MdeClient::new(cfg).expect("client")
 }
 
+/// Software vulnerabilities by machine from `canned`, `page_size` a page, read to the end by a
+/// client with the default settings.
+async fn read_by_machine(
+    canned: &Canned,
+    page_size: u32,
+) -> Result<(Vec<AssetVulnerability>, ReadReport), ApiError> {
+    client(canned, |_| {})
+        .software_vulnerabilities_by_machine(page_size)
+        .collect_all()
+        .await
+}
+
 /// Either client's settings for `canned`, with test-speed retries.
 fn settings(canned: &Canned) -> ClientConfig {
     let mut cfg = ClientConfig::new(
@@ -287,12 +300,7 @@ async fn a_next_link_loop_ends_the_read_as_incomplete() {
     })
     .await;
     *base.lock().expect("lock") = canned.url.clone();
-    let c = client(&canned, |_| {});
-    let (rows, report) = c
-        .software_vulnerabilities_by_machine(2)
-        .collect_all()
-        .await
-        .expect("read");
+    let (rows, report) = read_by_machine(&canned, 2).await.expect("read");
     assert_eq!(rows.len(), 3);
     assert!(!report.complete);
     assert_eq!(report.reason, ReadEnd::RepeatedNextLink { page: 1 });
@@ -303,12 +311,7 @@ async fn a_next_link_to_another_port_gets_no_request_and_no_token() {
     let other = serve(|_, _| json(200, export_page(&["stolen"], None))).await;
     let foreign = format!("{}{EXPORT}?$skiptoken=x", other.url);
     let canned = serve(move |_, _| json(200, export_page(&["a"], Some(&foreign)))).await;
-    let c = client(&canned, |_| {});
-    let err = c
-        .software_vulnerabilities_by_machine(1)
-        .collect_all()
-        .await
-        .expect_err("refused");
+    let err = read_by_machine(&canned, 1).await.expect_err("refused");
     assert!(matches!(err, ApiError::UntrustedNextLink { .. }), "{err:?}");
     assert!(err.to_string().contains(&other.url), "{err}");
     assert!(
@@ -336,12 +339,7 @@ async fn an_unreadable_record_is_skipped_counted_and_named_and_the_read_conclude
         )
     })
     .await;
-    let c = client(&canned, |_| {});
-    let (rows, report) = c
-        .software_vulnerabilities_by_machine(10)
-        .collect_all()
-        .await
-        .expect("read");
+    let (rows, report) = read_by_machine(&canned, 10).await.expect("read");
     assert_eq!(rows.len(), 2);
     assert_eq!(report.unreadable, 1);
     assert_eq!(report.unreadable_ids, vec!["row-42".to_owned()]);
@@ -370,12 +368,7 @@ async fn more_unreadable_records_than_tolerated_make_the_read_incomplete() {
         )
     })
     .await;
-    let c = client(&canned, |_| {});
-    let (rows, report) = c
-        .software_vulnerabilities_by_machine(10)
-        .collect_all()
-        .await
-        .expect("read");
+    let (rows, report) = read_by_machine(&canned, 10).await.expect("read");
     assert_eq!(rows.len(), 1);
     assert_eq!(report.unreadable, 2);
     assert!(!report.complete);
@@ -399,12 +392,7 @@ async fn json_broken_inside_a_page_fails_at_once_with_offset_and_sample() {
         )
     })
     .await;
-    let c = client(&canned, |_| {});
-    let err = c
-        .software_vulnerabilities_by_machine(10)
-        .collect_all()
-        .await
-        .expect_err("not JSON");
+    let err = read_by_machine(&canned, 10).await.expect_err("not JSON");
     match &err {
         ApiError::MalformedBody { offset, sample, .. } => {
             assert_eq!(*offset, 62, "{err}");

@@ -3,8 +3,8 @@
 
 use std::path::PathBuf;
 
-use crate::emulator::{demo_app, start};
-use rampart_microsoft::{ArmClient, RateLimits, is_authorization_failed};
+use crate::emulator::arm_client;
+use rampart_microsoft::{ArmClient, CloudFinding, RateLimits, is_authorization_failed};
 use rampart_microsoft::{
     ArmSubscription, Assessment, AssessmentMetadata, ControlDefinition, GraphPage,
     ScoreControlItem, SecureScoreItem, SubAssessment,
@@ -77,11 +77,20 @@ fn every_mdc_example_fits_the_wire_types() {
 }
 
 async fn client(config: SimConfig) -> (rampart_sim::RunningSim, ArmClient) {
-    let sim = start(config).await;
-    let mut cfg = demo_app(&sim);
-    cfg.rate_limits = RateLimits::disabled();
-    let client = ArmClient::new(cfg).expect("client");
-    (sim, client)
+    arm_client(config, |cfg| cfg.rate_limits = RateLimits::disabled()).await
+}
+
+/// Every cloud finding of `subscriptions`, read to the end (a cut-short read fails the test).
+async fn all_findings(client: &ArmClient, subscriptions: &[String]) -> Vec<CloudFinding> {
+    let (rows, report) = client
+        .vulnerability_rows(subscriptions)
+        .collect_all()
+        .await
+        .expect("vulnerability rows");
+    assert!(report.complete, "{}", report.reason);
+    rows.into_iter()
+        .flat_map(|r| r.into_findings().expect("a cloud finding").findings)
+        .collect()
 }
 
 fn small() -> SimConfig {
@@ -177,11 +186,9 @@ async fn the_client_reads_what_the_emulator_holds() {
         .into_iter()
         .map(|s| s.subscription_id)
         .collect();
-    let (rows, report) = client.vulnerability_rows(&ids).collect_all().await.unwrap();
-    assert!(report.complete, "{}", report.reason);
-    let findings: Vec<_> = rows
+    let findings: Vec<_> = all_findings(&client, &ids)
+        .await
         .into_iter()
-        .flat_map(|r| r.into_findings().unwrap().findings)
         .map(|f| f.finding)
         .collect();
     assert_eq!(findings.len(), truth.cloud_findings().len());
@@ -242,16 +249,7 @@ async fn a_package_with_300_cves_arrives_whole() {
         ..small()
     })
     .await;
-    let (rows, report) = client
-        .vulnerability_rows(&subscription_ids(&sim))
-        .collect_all()
-        .await
-        .unwrap();
-    assert!(report.complete, "{}", report.reason);
-    let findings: Vec<_> = rows
-        .into_iter()
-        .flat_map(|r| r.into_findings().unwrap().findings)
-        .collect();
+    let findings = all_findings(&client, &subscription_ids(&sim)).await;
     let kernel = findings
         .iter()
         .filter(|f| f.finding.key.software_name == "linux-image-generic")
@@ -270,16 +268,7 @@ async fn an_answer_over_the_size_limit_is_asked_again_smaller() {
         ..small()
     })
     .await;
-    let (rows, report) = client
-        .vulnerability_rows(&subscription_ids(&sim))
-        .collect_all()
-        .await
-        .unwrap();
-    assert!(report.complete, "{}", report.reason);
-    let findings: usize = rows
-        .into_iter()
-        .map(|r| r.into_findings().unwrap().findings.len())
-        .sum();
+    let findings = all_findings(&client, &subscription_ids(&sim)).await.len();
     assert_eq!(findings, sim.sim.truth().cloud_findings().len());
 
     let (sim, client) = client_with(SimConfig {

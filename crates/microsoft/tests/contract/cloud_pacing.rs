@@ -5,7 +5,7 @@
 //! the headers keeps it from meeting the smaller budgets here (another tool signed in as the same
 //! app has spent the rest, or Microsoft changed the quota: it says "subject to change").
 
-use crate::emulator::{demo_app, start};
+use crate::emulator::arm_client;
 use rampart_microsoft::{ArmClient, PagingOptions, RetryPolicy};
 use rampart_sim::{Family, SimConfig};
 use std::time::Duration;
@@ -14,13 +14,12 @@ async fn paced_client(
     config: SimConfig,
     paging: PagingOptions,
 ) -> (rampart_sim::RunningSim, ArmClient) {
-    let sim = start(config).await;
-    let mut cfg = demo_app(&sim);
     // The product's limits (default), short retry delays.
-    cfg.retry = RetryPolicy::with_base_delay(Duration::from_millis(5));
-    cfg.paging = paging;
-    let client = ArmClient::new(cfg).expect("client");
-    (sim, client)
+    arm_client(config, |cfg| {
+        cfg.retry = RetryPolicy::with_base_delay(Duration::from_millis(5));
+        cfg.paging = paging;
+    })
+    .await
 }
 
 fn tenant() -> SimConfig {

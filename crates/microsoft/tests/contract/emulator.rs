@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use rampart_microsoft::{ClientConfig, ClientCredentials, MdeClient, RetryPolicy};
+use rampart_microsoft::{ArmClient, ClientConfig, ClientCredentials, MdeClient, RetryPolicy};
 use rampart_model::Cloud;
 use rampart_sim::{RunningSim, SimConfig};
 use secrecy::SecretString;
@@ -35,4 +35,16 @@ pub fn config_for(running: &RunningSim) -> ClientConfig {
 
 pub fn client(running: &RunningSim) -> MdeClient {
     MdeClient::new(config_for(running)).expect("client")
+}
+
+/// The emulator with `config`, and an ARM client of its demo app with the settings `adjust` sets.
+pub async fn arm_client(
+    config: SimConfig,
+    adjust: impl FnOnce(&mut ClientConfig),
+) -> (RunningSim, ArmClient) {
+    let sim = start(config).await;
+    let mut cfg = demo_app(&sim);
+    adjust(&mut cfg);
+    let client = ArmClient::new(cfg).expect("client");
+    (sim, client)
 }

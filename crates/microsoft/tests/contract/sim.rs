@@ -62,6 +62,18 @@ async fn events<T: Send + 'static>(
     (seen, Err(ApiError::Interrupted("no end".into())))
 }
 
+/// A small emulated tenant (30 devices, 5 findings each) and a client of it.
+async fn small_tenant() -> (RunningSim, MdeClient) {
+    let running = start(SimConfig {
+        devices: 30,
+        findings_per_device: 5,
+        ..SimConfig::default()
+    })
+    .await;
+    let c = client(&running);
+    (running, c)
+}
+
 #[tokio::test]
 async fn one_token_serves_many_calls_and_concurrent_callers_share_one_request() {
     let running = start(SimConfig {
@@ -365,13 +377,7 @@ async fn throttling_waits_retry_after_and_is_counted() {
 
 #[tokio::test]
 async fn targeted_503s_are_retried() {
-    let running = start(SimConfig {
-        devices: 30,
-        findings_per_device: 5,
-        ..SimConfig::default()
-    })
-    .await;
-    let c = client(&running);
+    let (running, c) = small_tenant().await;
     running
         .sim
         .faults()
@@ -500,13 +506,7 @@ async fn token_expiry_mid_walk_costs_one_refresh() {
 
 #[tokio::test]
 async fn a_foreign_next_link_is_refused_without_sending_the_token() {
-    let running = start(SimConfig {
-        devices: 30,
-        findings_per_device: 5,
-        ..SimConfig::default()
-    })
-    .await;
-    let c = client(&running);
+    let (running, c) = small_tenant().await;
     running.sim.faults().foreign_next_link(1);
     let (_, result) = events(c.software_vulnerabilities_by_machine(20)).await;
     match result {
@@ -693,13 +693,7 @@ async fn logs_never_carry_the_secret_or_the_token() {
     let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
     // The test runtime is single-threaded: the client's tasks run on this thread, under this default.
     let _guard = tracing::subscriber::set_default(Capture(std::sync::Arc::clone(&log)));
-    let running = start(SimConfig {
-        devices: 30,
-        findings_per_device: 5,
-        ..SimConfig::default()
-    })
-    .await;
-    let c = client(&running);
+    let (running, c) = small_tenant().await;
     running
         .sim
         .faults()

@@ -111,32 +111,20 @@ pub(crate) mod tests {
 
     pub(crate) fn device(name: &str, tags: &[&str]) -> Asset {
         Asset {
-            source_id: "0123456789abcdef0123456789abcdef01234567".into(),
-            kind: AssetKind::Device,
             name: Some(name.into()),
             os_platform: Some("Windows11".into()),
-            os_version: None,
             health_status: Some("Active".into()),
             onboarding_status: Some("Onboarded".into()),
             exposure_level: Some("Medium".into()),
-            risk_score: None,
-            device_value: None,
-            ip_addresses: Vec::new(),
             tags: tags.iter().map(|t| t.to_string()).collect(),
-            rbac_group_id: None,
             rbac_group_name: Some("Servers".into()),
-            aad_device_id: None,
             azure_resource_id: Some(
                 "/subscriptions/00000000-0000-0000-0000-000000000001/resourcegroups/prod-web/providers/microsoft.compute/virtualmachines/web1".into(),
             ),
-            is_duplicate: false,
-            merged_into: None,
-            first_seen: None,
-            last_seen: None,
-            external_ip_address: None,
-            os_build: None,
-            os_processor: None,
-            is_aad_joined: None,
+            ..Asset::new(
+                "0123456789abcdef0123456789abcdef01234567",
+                AssetKind::Device,
+            )
         }
     }
 

@@ -9,8 +9,17 @@ use crate::state::Inner;
 
 use super::errors::mde;
 use super::filter::{Expr, Schema};
-use super::query::Query;
+use super::query::{Query, whole_number};
 use super::stream::{self, Closed, Encoding, ODATA_JSON, Sink, Splice, StreamSpec};
+
+/// The paging and filter options of a list request.
+pub(crate) struct ListOptions {
+    pub(crate) top: Option<u64>,
+    pub(crate) skip: u64,
+    pub(crate) filter: Option<Expr>,
+    /// `$filter` as sent, for the nextLink.
+    pub(crate) raw_filter: Option<String>,
+}
 
 /// Everything a handler needs about an authorised request.
 pub(crate) struct Ctx {
@@ -89,13 +98,7 @@ impl Ctx {
         let Some(raw) = self.query.get("$top") else {
             return Ok(None);
         };
-        let value = raw.trim();
-        let Some(n) = value
-            .bytes()
-            .all(|b| b.is_ascii_digit())
-            .then(|| value.parse::<u64>().ok())
-            .flatten()
-        else {
+        let Some(n) = whole_number(raw) else {
             return Err(ApiError::bad(
                 "ODataError",
                 format!(
@@ -114,17 +117,22 @@ impl Ctx {
         Ok(Some(n))
     }
 
+    /// A list's `$top` (at most `max`), `$skip` and `$filter` (over `schema`), checked in that
+    /// order: the first that is wrong is the answer.
+    pub(crate) fn list_options(&self, max: u64, schema: &Schema) -> Result<ListOptions, ApiError> {
+        Ok(ListOptions {
+            top: self.top(max)?,
+            skip: self.skip()?,
+            filter: self.filter(schema)?,
+            raw_filter: self.query.get("$filter").map(str::to_owned),
+        })
+    }
+
     pub(crate) fn skip(&self) -> Result<u64, ApiError> {
         let Some(raw) = self.query.get("$skip") else {
             return Ok(0);
         };
-        let value = raw.trim();
-        match value
-            .bytes()
-            .all(|b| b.is_ascii_digit())
-            .then(|| value.parse::<u64>().ok())
-            .flatten()
-        {
+        match whole_number(raw) {
             Some(n) => Ok(n),
             None => Err(ApiError::bad(
                 "ODataError",

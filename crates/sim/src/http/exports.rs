@@ -14,13 +14,15 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use serde::Deserialize;
 
 use crate::hash::mix;
+use crate::state::Inner;
 use crate::time::{Ts, iso_ts, wall_secs};
 use crate::world::catalog::GROUPS;
 use crate::world::delta;
 use crate::world::snapshot::{Cursor, Snapshot};
 
-use super::query::encode;
-use super::stream::Closed;
+use super::machines::open_collection;
+use super::query::{self, encode};
+use super::stream::{Closed, Sink};
 use super::{ApiError, Ctx};
 
 const DEFAULT_PAGE: u64 = 50_000;
@@ -110,13 +112,7 @@ fn page_size(ctx: &Ctx) -> Result<u64, ApiError> {
     let Some(raw) = ctx.query.get("pageSize") else {
         return Ok(DEFAULT_PAGE);
     };
-    let value = raw.trim();
-    match value
-        .bytes()
-        .all(|b| b.is_ascii_digit())
-        .then(|| value.parse::<u64>().ok())
-        .flatten()
-    {
+    match query::whole_number(raw) {
         Some(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
         _ => Err(ApiError::bad(
             "InvalidInput",
@@ -125,52 +121,101 @@ fn page_size(ctx: &Ctx) -> Result<u64, ApiError> {
     }
 }
 
-pub(crate) fn by_machine(ctx: &Ctx) -> Response {
-    let (page, top) = match (page_size(ctx), ctx.top(MAX_PAGE)) {
-        (Ok(p), Ok(t)) => (p, t),
-        (Err(e), _) | (_, Err(e)) => return ctx.reject(e),
-    };
-    let world = &ctx.sim.world;
+/// A read's `pageSize`, `$top`, and where it starts (the snapshot's tick and first row): from its
+/// `$skiptoken`, or at the current snapshot's first row. Checked in that order.
+fn read_options(
+    ctx: &Ctx,
+    max_file: impl Fn(i64) -> u32,
+) -> Result<(u64, Option<u64>, i64, Cursor), ApiError> {
+    let page = page_size(ctx)?;
+    let top = ctx.top(MAX_PAGE)?;
     let (tick, from) = match ctx.query.get("$skiptoken") {
         None => (ctx.sim.tick(), Cursor { file: 0, line: 0 }),
-        Some(raw) => match decode_token(ctx, raw, |t| world.file_count(t)) {
-            Ok(v) => v,
-            Err(e) => return ctx.reject(e),
-        },
+        Some(raw) => decode_token(ctx, raw, max_file)?,
     };
-    let (sim, base) = (ctx.sim.clone(), ctx.base.clone());
-    ctx.json(move |sink| {
-        sink.write(
-            format!(r#"{{"@odata.context":"{base}/api/$metadata#Collection(microsoft.windowsDefenderATP.api.AssetVulnerability)","value":["#)
-                .as_bytes(),
-        )?;
-        let limit = top.unwrap_or(page);
-        let mut written = 0u64;
-        let mut next = None;
-        let mut closed = false;
-        let _ = Snapshot::new(&sim.world, tick).walk(from, false, &mut |at, row| {
-            if written == limit {
-                next = Some(at);
-                return ControlFlow::Break(());
-            }
-            if written > 0 {
-                sink.buf().push(b',');
-            }
-            row.write_json(sink.buf(), None);
-            written += 1;
-            if sink.row_done().is_err() {
-                closed = true;
-                return ControlFlow::Break(());
-            }
-            ControlFlow::Continue(())
-        });
-        if closed {
+    Ok((page, top, tick, from))
+}
+
+/// One page of export rows, written as they stream past: at most `limit`, then the cursor of the
+/// first row left for the next page.
+struct RowPage {
+    limit: u64,
+    written: u64,
+    next: Option<Cursor>,
+    closed: bool,
+}
+
+impl RowPage {
+    fn new(limit: u64) -> RowPage {
+        RowPage {
+            limit,
+            written: 0,
+            next: None,
+            closed: false,
+        }
+    }
+
+    /// Writes the row at `at` (`write` puts its JSON in the buffer), or stops: the page is full
+    /// or the client went away.
+    fn row(
+        &mut self,
+        sink: &mut Sink,
+        at: Cursor,
+        write: impl FnOnce(&mut Vec<u8>),
+    ) -> ControlFlow<()> {
+        if self.written == self.limit {
+            self.next = Some(at);
+            return ControlFlow::Break(());
+        }
+        if self.written > 0 {
+            sink.buf().push(b',');
+        }
+        write(sink.buf());
+        self.written += 1;
+        if sink.row_done().is_err() {
+            self.closed = true;
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// Closes the array; where the next page starts (none: this was the last), or `Closed` if the
+    /// client went away.
+    fn finish(self, sink: &mut Sink) -> Result<Option<Cursor>, Closed> {
+        if self.closed {
             return Err(Closed);
         }
         sink.write(b"]")?;
+        Ok(self.next)
+    }
+}
+
+/// The host a nextLink names (a foreign one when a fault asks for it) and its `$skiptoken`.
+fn continuation<'a>(sim: &Inner, base: &'a str, tick: i64, at: Cursor) -> (&'a str, String) {
+    let host = if sim.faults.take_foreign_link() {
+        FOREIGN_HOST
+    } else {
+        base
+    };
+    (host, encode_token(&sim.world.clock.time_path(tick), at))
+}
+
+pub(crate) fn by_machine(ctx: &Ctx) -> Response {
+    let world = &ctx.sim.world;
+    let (page, top, tick, from) = match read_options(ctx, |t| world.file_count(t)) {
+        Ok(options) => options,
+        Err(e) => return ctx.reject(e),
+    };
+    let (sim, base) = (ctx.sim.clone(), ctx.base.clone());
+    ctx.json(move |sink| {
+        open_collection(sink, &base, "Collection(microsoft.windowsDefenderATP.api.AssetVulnerability)")?;
+        let mut rows = RowPage::new(top.unwrap_or(page));
+        let _ = Snapshot::new(&sim.world, tick).walk(from, false, &mut |at, row| {
+            rows.row(sink, at, |buf| row.write_json(buf, None))
+        });
+        let next = rows.finish(sink)?;
         if let (None, Some(at)) = (top, next) {
-            let host = if sim.faults.take_foreign_link() { FOREIGN_HOST } else { base.as_str() };
-            let token = encode_token(&sim.world.clock.time_path(tick), at);
+            let (host, token) = continuation(&sim, &base, tick, at);
             sink.write(
                 format!(r#","@odata.nextLink":"{host}/api/machines/SoftwareVulnerabilitiesByMachine?pagesize={page}&$skiptoken={token}""#)
                     .as_bytes(),
@@ -208,17 +253,10 @@ pub(crate) fn changes(ctx: &Ctx) -> Response {
             "sinceTime must be an ISO 8601 date and time, such as 2026-11-01T06:00:00Z.",
         );
     };
-    let (page, top) = match (page_size(ctx), ctx.top(MAX_PAGE)) {
-        (Ok(p), Ok(t)) => (p, t),
-        (Err(e), _) | (_, Err(e)) => return ctx.reject(e),
-    };
     let world = &ctx.sim.world;
-    let (tick, from) = match ctx.query.get("$skiptoken") {
-        None => (ctx.sim.tick(), Cursor { file: 0, line: 0 }),
-        Some(raw) => match decode_token(ctx, raw, |t| world.chunks(t)) {
-            Ok(v) => v,
-            Err(e) => return ctx.reject(e),
-        },
+    let (page, top, tick, from) = match read_options(ctx, |t| world.chunks(t)) {
+        Ok(options) => options,
+        Err(e) => return ctx.reject(e),
     };
     let now = world.clock.at(tick);
     let oldest = now - RETENTION_TICKS * crate::time::TICK_SECS;
@@ -235,37 +273,14 @@ pub(crate) fn changes(ctx: &Ctx) -> Response {
     let first = world.clock.bucket_of(since.timestamp());
     let (sim, base) = (ctx.sim.clone(), ctx.base.clone());
     ctx.json(move |sink| {
-        sink.write(
-            format!(r#"{{"@odata.context":"{base}/api/$metadata#Collection(microsoft.windowsDefenderATP.api.DeltaAssetVulnerability)","value":["#)
-                .as_bytes(),
-        )?;
-        let limit = top.unwrap_or(page);
-        let mut written = 0u64;
-        let mut next = None;
-        let mut closed = false;
+        open_collection(sink, &base, "Collection(microsoft.windowsDefenderATP.api.DeltaAssetVulnerability)")?;
+        let mut rows = RowPage::new(top.unwrap_or(page));
         let _ = delta::walk(&sim.world, first, tick, from, &mut |at, row, status, event| {
-            if written == limit {
-                next = Some(at);
-                return ControlFlow::Break(());
-            }
-            if written > 0 {
-                sink.buf().push(b',');
-            }
-            row.write_json(sink.buf(), Some((status, event)));
-            written += 1;
-            if sink.row_done().is_err() {
-                closed = true;
-                return ControlFlow::Break(());
-            }
-            ControlFlow::Continue(())
+            rows.row(sink, at, |buf| row.write_json(buf, Some((status, event))))
         });
-        if closed {
-            return Err(Closed);
-        }
-        sink.write(b"]")?;
+        let next = rows.finish(sink)?;
         if let (None, Some(at)) = (top, next) {
-            let host = if sim.faults.take_foreign_link() { FOREIGN_HOST } else { base.as_str() };
-            let token = encode_token(&sim.world.clock.time_path(tick), at);
+            let (host, token) = continuation(&sim, &base, tick, at);
             sink.write(
                 format!(
                     r#","@odata.nextLink":"{host}/api/machines/SoftwareVulnerabilityChangesByMachine?sincetime={}&pagesize={page}&$skiptoken={token}""#,

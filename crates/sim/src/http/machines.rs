@@ -11,11 +11,18 @@ use crate::world::snapshot::Snapshot;
 
 use super::Ctx;
 use super::filter::MACHINES;
-use super::query::encode;
 use super::stream::{Closed, Sink};
+use super::window::{Place, Window};
 
 /// Server-side page size of `/api/machines` (and the `$top` cap).
 pub(crate) const PAGE: u64 = 10_000;
+
+/// Opens an OData collection answer: `{"@odata.context":"{base}/api/$metadata#{context}","value":[`.
+pub(crate) fn open_collection(sink: &mut Sink, base: &str, context: &str) -> Result<(), Closed> {
+    sink.write(
+        format!(r#"{{"@odata.context":"{base}/api/$metadata#{context}","value":["#).as_bytes(),
+    )
+}
 
 /// Writes `value` as the next array element.
 pub(crate) fn push_item<T: serde::Serialize>(
@@ -68,19 +75,10 @@ pub(crate) fn push_machine(
 }
 
 pub(crate) fn list(ctx: &Ctx) -> Response {
-    let top = match ctx.top(PAGE) {
-        Ok(t) => t,
+    let options = match ctx.list_options(PAGE, &MACHINES) {
+        Ok(options) => options,
         Err(e) => return ctx.reject(e),
     };
-    let skip = match ctx.skip() {
-        Ok(s) => s,
-        Err(e) => return ctx.reject(e),
-    };
-    let filter = match ctx.filter(&MACHINES) {
-        Ok(f) => f,
-        Err(e) => return ctx.reject(e),
-    };
-    let raw_filter = ctx.query.get("$filter").map(str::to_owned);
     let sim = ctx.sim.clone();
     let base = ctx.base.clone();
     let tick = sim.tick();
@@ -90,15 +88,13 @@ pub(crate) fn list(ctx: &Ctx) -> Response {
         return ctx.not_found("No recent machines found.");
     }
     ctx.json(move |sink| {
-        sink.write(
-            format!(r#"{{"@odata.context":"{base}/api/$metadata#Machines","value":["#).as_bytes(),
-        )?;
+        open_collection(sink, &base, "Machines")?;
         let world = &sim.world;
-        let limit = top.unwrap_or(PAGE);
-        let (mut skipped, mut written, mut more, mut first) = (0u64, 0u64, false, true);
+        let mut window = Window::new(&options, PAGE);
+        let mut first = true;
         for core in listed_devices(&sim, tick) {
             // Without a filter, skipping needs no record at all.
-            let machine = match &filter {
+            let machine = match &options.filter {
                 Some(f) => {
                     let m = world.machine(&core, tick);
                     if !f.matches(&m) {
@@ -108,30 +104,17 @@ pub(crate) fn list(ctx: &Ctx) -> Response {
                 }
                 None => None,
             };
-            if skipped < skip {
-                skipped += 1;
-                continue;
-            }
-            if written == limit {
-                more = true;
-                break;
+            match window.place() {
+                Place::Skipped => continue,
+                Place::Past => break,
+                Place::Taken => {}
             }
             let m = machine.unwrap_or_else(|| world.machine(&core, tick));
             push_machine(&sim, sink, &mut first, &m)?;
-            written += 1;
         }
         sink.write(b"]")?;
-        // Microsoft's quirk: with $top there is never a nextLink, even when more exist.
-        if top.is_none() && more {
-            let mut link = format!("{base}/api/machines?$skip={}", skip + written);
-            if let Some(f) = &raw_filter {
-                link = format!(
-                    "{base}/api/machines?$filter={}&$skip={}",
-                    encode(f),
-                    skip + written
-                );
-            }
-            sink.write(format!(r#","@odata.nextLink":"{link}""#).as_bytes())?;
+        if let Some(link) = window.next_link(&options, &base, "machines") {
+            sink.write(link.as_bytes())?;
         }
         sink.write(b"}")
     })
@@ -211,9 +194,7 @@ pub(crate) fn find_by_tag(ctx: &Ctx) -> Response {
     let tick = sim.tick();
     let tag = tag.to_lowercase();
     ctx.json(move |sink| {
-        sink.write(
-            format!(r#"{{"@odata.context":"{base}/api/$metadata#Machines","value":["#).as_bytes(),
-        )?;
+        open_collection(sink, &base, "Machines")?;
         let mut first = true;
         for core in listed_devices(&sim, tick) {
             let m = sim.world.machine(&core, tick);
@@ -241,9 +222,10 @@ pub(crate) fn vulnerabilities(ctx: &Ctx, id: &str) -> Response {
     let sim: Arc<Inner> = ctx.sim.clone();
     let base = ctx.base.clone();
     ctx.json(move |sink| {
-        sink.write(
-            format!(r#"{{"@odata.context":"{base}/api/$metadata#Collection(Analytics.Contracts.PublicAPI.PublicVulnerabilityDto)","value":["#)
-                .as_bytes(),
+        open_collection(
+            sink,
+            &base,
+            "Collection(Analytics.Contracts.PublicAPI.PublicVulnerabilityDto)",
         )?;
         let exposure = sim.exposure(tick);
         let mut cves = Snapshot::new(&sim.world, tick).device_cves(&core);
@@ -251,7 +233,9 @@ pub(crate) fn vulnerabilities(ctx: &Ctx, id: &str) -> Response {
         cves.dedup();
         let mut first = true;
         for j in cves {
-            let v = sim.world.vulnerability(j as usize, tick, exposure[j as usize]);
+            let v = sim
+                .world
+                .vulnerability(j as usize, tick, exposure[j as usize]);
             push_item(sink, &mut first, &v)?;
         }
         sink.write(b"]}")

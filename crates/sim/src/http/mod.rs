@@ -19,6 +19,7 @@ mod query;
 mod resource_graph;
 mod stream;
 mod vulns;
+mod window;
 
 use std::sync::atomic::Ordering;
 

@@ -65,6 +65,17 @@ impl Query {
     }
 }
 
+/// A whole number in digits only (blanks around it allowed), as the services read `$top`, `$skip`
+/// and `pageSize`: no sign, no exponent, nothing past `u64`.
+pub(crate) fn whole_number(raw: &str) -> Option<u64> {
+    let value = raw.trim();
+    value
+        .bytes()
+        .all(|b| b.is_ascii_digit())
+        .then(|| value.parse::<u64>().ok())
+        .flatten()
+}
+
 /// Percent-encodes a value for a URL we build (nextLinks, SAS URLs).
 pub(crate) fn encode(v: &str) -> String {
     const SET: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC

@@ -10,75 +10,49 @@ use crate::world::snapshot::{Cursor, Snapshot};
 
 use super::Ctx;
 use super::filter::{MACHINE_VULNERABILITIES, VULNERABILITIES};
-use super::machines::{entity, push_item};
-use super::query::encode;
+use super::machines::{entity, open_collection, push_item};
+use super::window::{Place, Window};
 
 /// `$top` cap and server page of `/api/vulnerabilities`.
 const VULN_PAGE: u64 = 8_000;
 /// `$top` cap and server page of `machinesVulnerabilities`.
 const MV_PAGE: u64 = 10_000;
 
-fn next_link(base: &str, path: &str, filter: Option<&str>, skip: u64) -> String {
-    match filter {
-        Some(f) => format!(
-            r#","@odata.nextLink":"{base}/api/{path}?$filter={}&$skip={skip}""#,
-            encode(f)
-        ),
-        None => format!(r#","@odata.nextLink":"{base}/api/{path}?$skip={skip}""#),
-    }
-}
-
 pub(crate) fn list(ctx: &Ctx) -> Response {
-    let (top, skip, filter) = match (ctx.top(VULN_PAGE), ctx.skip(), ctx.filter(&VULNERABILITIES)) {
-        (Ok(t), Ok(s), Ok(f)) => (t, s, f),
-        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return ctx.reject(e),
+    let options = match ctx.list_options(VULN_PAGE, &VULNERABILITIES) {
+        Ok(options) => options,
+        Err(e) => return ctx.reject(e),
     };
-    let raw_filter = ctx.query.get("$filter").map(str::to_owned);
     let (sim, base) = (ctx.sim.clone(), ctx.base.clone());
     let tick = sim.tick();
     ctx.json(move |sink| {
-        sink.write(
-            format!(r#"{{"@odata.context":"{base}/api/$metadata#Vulnerabilities","value":["#)
-                .as_bytes(),
-        )?;
+        open_collection(sink, &base, "Vulnerabilities")?;
         let exposure = sim.exposure(tick);
-        let limit = top.unwrap_or(VULN_PAGE);
-        let (mut skipped, mut written, mut more, mut first) = (0u64, 0u64, false, true);
+        let mut window = Window::new(&options, VULN_PAGE);
+        let mut first = true;
         for j in 0..sim.world.catalogue.cves.len() {
-            let v = if filter.is_some() || skipped >= skip {
+            let v = if options.filter.is_some() || !window.skipping() {
                 Some(sim.world.vulnerability(j, tick, exposure[j]))
             } else {
                 None
             };
-            if let (Some(f), Some(v)) = (&filter, &v)
+            if let (Some(f), Some(v)) = (&options.filter, &v)
                 && !f.matches(v)
             {
                 continue;
             }
-            if skipped < skip {
-                skipped += 1;
-                continue;
-            }
-            if written == limit {
-                more = true;
-                break;
+            match window.place() {
+                Place::Skipped => continue,
+                Place::Past => break,
+                Place::Taken => {}
             }
             if let Some(v) = v {
                 push_item(sink, &mut first, &v)?;
-                written += 1;
             }
         }
         sink.write(b"]")?;
-        if top.is_none() && more {
-            sink.write(
-                next_link(
-                    &base,
-                    "vulnerabilities",
-                    raw_filter.as_deref(),
-                    skip + written,
-                )
-                .as_bytes(),
-            )?;
+        if let Some(link) = window.next_link(&options, &base, "vulnerabilities") {
+            sink.write(link.as_bytes())?;
         }
         sink.write(b"}")
     })
@@ -105,10 +79,7 @@ pub(crate) fn machine_references(ctx: &Ctx, id: &str) -> Response {
     };
     let (sim, base) = (ctx.sim.clone(), ctx.base.clone());
     ctx.json(move |sink| {
-        sink.write(
-            format!(r#"{{"@odata.context":"{base}/api/$metadata#MachineReferences","value":["#)
-                .as_bytes(),
-        )?;
+        open_collection(sink, &base, "MachineReferences")?;
         let snap = Snapshot::new(&sim.world, tick);
         let mut first = true;
         for core in snap.devices() {
@@ -129,57 +100,53 @@ pub(crate) fn machine_references(ctx: &Ctx, id: &str) -> Response {
 }
 
 pub(crate) fn machines_vulnerabilities(ctx: &Ctx) -> Response {
-    let (top, skip, filter) = match (
-        ctx.top(MV_PAGE),
-        ctx.skip(),
-        ctx.filter(&MACHINE_VULNERABILITIES),
-    ) {
-        (Ok(t), Ok(s), Ok(f)) => (t, s, f),
-        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return ctx.reject(e),
+    let options = match ctx.list_options(MV_PAGE, &MACHINE_VULNERABILITIES) {
+        Ok(options) => options,
+        Err(e) => return ctx.reject(e),
     };
-    let raw_filter = ctx.query.get("$filter").map(str::to_owned);
     let (sim, base) = (ctx.sim.clone(), ctx.base.clone());
     let tick = sim.tick();
     ctx.json(move |sink| {
-        sink.write(
-            format!(r#"{{"@odata.context":"{base}/api/$metadata#Collection(microsoft.windowsDefenderATP.api.PublicAssetVulnerabilityDto)","value":["#)
-                .as_bytes(),
+        open_collection(
+            sink,
+            &base,
+            "Collection(microsoft.windowsDefenderATP.api.PublicAssetVulnerabilityDto)",
         )?;
-        let limit = top.unwrap_or(MV_PAGE);
-        let (mut skipped, mut written, mut more, mut first) = (0u64, 0u64, false, true);
+        let mut window = Window::new(&options, MV_PAGE);
+        let mut first = true;
         let mut closed = false;
-        let _ = Snapshot::new(&sim.world, tick).walk(Cursor { file: 0, line: 0 }, false, &mut |_, row| {
-            let Some(record) = row.machine_vulnerability() else {
-                return ControlFlow::Continue(());
-            };
-            if let Some(f) = &filter
-                && !f.matches(&record)
-            {
-                return ControlFlow::Continue(());
-            }
-            if skipped < skip {
-                skipped += 1;
-                return ControlFlow::Continue(());
-            }
-            if written == limit {
-                more = true;
-                return ControlFlow::Break(());
-            }
-            written += 1;
-            if push_item(sink, &mut first, &record).is_err() {
-                closed = true;
-                return ControlFlow::Break(());
-            }
-            ControlFlow::Continue(())
-        });
+        let _ = Snapshot::new(&sim.world, tick).walk(
+            Cursor { file: 0, line: 0 },
+            false,
+            &mut |_, row| {
+                let Some(record) = row.machine_vulnerability() else {
+                    return ControlFlow::Continue(());
+                };
+                if let Some(f) = &options.filter
+                    && !f.matches(&record)
+                {
+                    return ControlFlow::Continue(());
+                }
+                match window.place() {
+                    Place::Skipped => return ControlFlow::Continue(()),
+                    Place::Past => return ControlFlow::Break(()),
+                    Place::Taken => {}
+                }
+                if push_item(sink, &mut first, &record).is_err() {
+                    closed = true;
+                    return ControlFlow::Break(());
+                }
+                ControlFlow::Continue(())
+            },
+        );
         if closed {
             return Err(super::stream::Closed);
         }
         sink.write(b"]")?;
-        if top.is_none() && more {
-            sink.write(
-                next_link(&base, "vulnerabilities/machinesVulnerabilities", raw_filter.as_deref(), skip + written).as_bytes(),
-            )?;
+        if let Some(link) =
+            window.next_link(&options, &base, "vulnerabilities/machinesVulnerabilities")
+        {
+            sink.write(link.as_bytes())?;
         }
         sink.write(b"}")
     })

@@ -65,8 +65,6 @@ pub fn device_id(i: usize) -> String {
 
 pub fn asset(i: usize) -> Asset {
     Asset {
-        source_id: device_id(i),
-        kind: AssetKind::Device,
         name: Some(format!("host-{i}.contoso.local")),
         os_platform: Some("Windows11".into()),
         os_version: Some("22H2".into()),
@@ -79,16 +77,9 @@ pub fn asset(i: usize) -> Asset {
         tags: vec!["prod".into()],
         rbac_group_id: Some(7),
         rbac_group_name: Some("Servers".into()),
-        aad_device_id: None,
-        azure_resource_id: None,
-        is_duplicate: false,
-        merged_into: None,
-        external_ip_address: None,
-        os_build: None,
-        os_processor: None,
-        is_aad_joined: None,
         first_seen: Some(t(-10_000)),
         last_seen: Some(t(-5)),
+        ..Asset::new(device_id(i), AssetKind::Device)
     }
 }
 

@@ -118,23 +118,10 @@ pub async fn stored_cloud_findings(
     status: FindingStatus,
 ) -> CloudFindings {
     let all = finding_rows(store, Some(integration), Some(status)).await;
-    let n = all.len();
-    let map: CloudFindings = all
-        .into_iter()
-        .map(|s| {
-            let f = s.finding;
-            (
-                key_of(&f),
-                (
-                    f.severity.map(|s| s.as_str().to_owned()),
-                    f.cvss.map(|c| format!("{c:.1}")),
-                    f.recommended_update,
-                ),
-            )
-        })
-        .collect();
-    assert_eq!(map.len(), n, "duplicate cloud findings");
-    map
+    by_key(all, "duplicate cloud findings", |f| {
+        let (severity, cvss) = severity_and_cvss(&f);
+        (severity, cvss, f.recommended_update)
+    })
 }
 
 /// Rampart holds exactly the emulator's cloud resources and open cloud findings (of `only`'s
@@ -180,7 +167,7 @@ pub async fn a_cloud_sync_under_faults_holds_exactly_the_truth_and_a_rerun_chang
 
     assert_eq!(run.verdict, Some(Verdict::Complete));
     assert_eq!(run.mode, "full");
-    let truth_findings = h.sim.sim.truth().cloud_findings().len() as u64;
+    let truth_findings = h.cloud_truth().len() as u64;
     assert!(truth_findings > 20, "the emulator serves findings");
     assert_eq!(run.findings.read, truth_findings, "{run:?}");
     assert_eq!(run.findings.new, truth_findings, "{run:?}");
@@ -214,7 +201,7 @@ pub async fn a_cloud_sync_under_faults_holds_exactly_the_truth_and_a_rerun_chang
         .try_collect()
         .await
         .expect("catalogue");
-    for f in h.sim.sim.truth().cloud_findings() {
+    for f in h.cloud_truth() {
         assert!(
             catalogue.contains(&f.cve_id.to_ascii_uppercase()),
             "{} is not in the catalogue",
@@ -236,8 +223,7 @@ pub async fn a_cloud_sync_under_faults_holds_exactly_the_truth_and_a_rerun_chang
 }
 
 pub async fn after_the_clock_moves_a_cloud_sync_records_exactly_the_changes(store: Arc<dyn Store>) {
-    let h = cloud_harness(store, cloud_tenant()).await;
-    h.sync_ok(SyncRequest::default()).await;
+    let h = synced_cloud(store, cloud_tenant()).await;
 
     let before = truth_cloud_findings(&h.sim, None);
     let recs_before = truth_recommendations(&h.sim, None);
@@ -298,8 +284,7 @@ pub async fn after_the_clock_moves_a_cloud_sync_records_exactly_the_changes(stor
 }
 
 pub async fn a_failed_cloud_run_concludes_nothing(store: Arc<dyn Store>) {
-    let h = cloud_harness(store, cloud_tenant()).await;
-    h.sync_ok(SyncRequest::default()).await;
+    let h = synced_cloud(store, cloud_tenant()).await;
 
     let open_before = stored_cloud_findings(&h.store, h.integration.id, FindingStatus::Open).await;
     let active_before = stored_cloud_assets(&h.store, h.integration.id, AssetStatus::Active).await;
@@ -391,8 +376,7 @@ pub async fn a_refused_subscription_makes_the_run_partial_and_only_it_unconclude
 ) {
     // A first sync with full access, then the same tenant (same seed, a later tick) where the
     // app lost its role on one subscription.
-    let mut h = cloud_harness(store, cloud_tenant()).await;
-    h.sync_ok(SyncRequest::default()).await;
+    let mut h = synced_cloud(store, cloud_tenant()).await;
 
     let subs = enabled_subscriptions(&h.sim);
     let denied = subs[0].clone();

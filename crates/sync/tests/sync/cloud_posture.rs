@@ -41,8 +41,7 @@ async fn all_recommendations(store: &Arc<dyn Store>) -> Vec<StoredRecommendation
 pub async fn the_tenant_score_is_microsofts_over_subscriptions_of_different_maxima(
     store: Arc<dyn Store>,
 ) {
-    let h = cloud_harness(store, cloud_tenant()).await;
-    h.sync_ok(SyncRequest::default()).await;
+    let h = synced_cloud(store, cloud_tenant()).await;
 
     let truth = h.sim.sim.truth();
     let scores = truth.secure_scores();
@@ -153,8 +152,7 @@ pub async fn a_control_without_a_score_keeps_its_subscription_whole(store: Arc<d
 /// exactly the risk Microsoft sent (level, factors, attack paths), readable by other code as
 /// `Recommendation::risk`.
 pub async fn recommendations_carry_microsofts_risk(store: Arc<dyn Store>) {
-    let h = cloud_harness(store, cloud_tenant()).await;
-    h.sync_ok(SyncRequest::default()).await;
+    let h = synced_cloud(store, cloud_tenant()).await;
 
     let stored: Risks = all_recommendations(&h.store)
         .await
@@ -201,7 +199,7 @@ pub async fn recommendations_carry_microsofts_risk(store: Arc<dyn Store>) {
 pub async fn without_assessments_2025_05_04_recommendations_are_read_without_risk(
     store: Arc<dyn Store>,
 ) {
-    let h = cloud_harness(
+    let h = synced_cloud(
         store,
         SimConfig {
             assessments_without_2025_05_04: true,
@@ -209,7 +207,6 @@ pub async fn without_assessments_2025_05_04_recommendations_are_read_without_ris
         },
     )
     .await;
-    h.sync_ok(SyncRequest::default()).await;
 
     let stored = all_recommendations(&h.store).await;
     assert_eq!(stored.len(), h.sim.sim.truth().cloud_assessments().len());

@@ -38,7 +38,7 @@ async fn published(store: &Arc<dyn Store>) -> BTreeMap<String, Option<DateTime<U
 /// Item 4: `CvesDetails` entries that hold only `CveId` get their severity and CVSS from the
 /// tenant-scope `microsoft.security/cvedetails` rows, and the catalogue their dates.
 pub async fn cve_entries_with_only_their_id_are_completed_from_cvedetails(store: Arc<dyn Store>) {
-    let h = cloud_harness(
+    let h = synced_cloud(
         store,
         SimConfig {
             cloud_cve_ids_only: true,
@@ -46,11 +46,10 @@ pub async fn cve_entries_with_only_their_id_are_completed_from_cvedetails(store:
         },
     )
     .await;
-    h.sync_ok(SyncRequest::default()).await;
 
     assert_holds_the_cloud_truth(&h, None).await;
     let catalogue = published(&h.store).await;
-    for f in h.sim.sim.truth().cloud_findings() {
+    for f in h.cloud_truth() {
         assert_eq!(
             catalogue.get(&f.cve_id).copied().flatten(),
             Some(f.published),
@@ -65,7 +64,7 @@ pub async fn cve_entries_with_only_their_id_are_completed_from_cvedetails(store:
 pub async fn without_cvedetails_findings_keep_their_recommendations_severity(
     store: Arc<dyn Store>,
 ) {
-    let h = cloud_harness(
+    let h = synced_cloud(
         store,
         SimConfig {
             cloud_cve_ids_only: true,
@@ -74,13 +73,9 @@ pub async fn without_cvedetails_findings_keep_their_recommendations_severity(
         },
     )
     .await;
-    h.sync_ok(SyncRequest::default()).await;
 
     let want: CloudFindings = h
-        .sim
-        .sim
-        .truth()
-        .cloud_findings()
+        .cloud_truth()
         .into_iter()
         .map(|f| {
             (
@@ -101,10 +96,9 @@ pub async fn without_cvedetails_findings_keep_their_recommendations_severity(
 /// Item 7: a fixed package turns its recommendation `Healthy` (without `CvesDetails`); its
 /// findings are fixed, and it never shows up as a recommendation without severity or category.
 pub async fn fixed_packages_close_their_findings_and_are_no_recommendations(store: Arc<dyn Store>) {
-    let h = cloud_harness(store, cloud_tenant()).await;
-    h.sync_ok(SyncRequest::default()).await;
+    let h = synced_cloud(store, cloud_tenant()).await;
 
-    let before = h.sim.sim.truth().cloud_findings();
+    let before = h.cloud_truth();
     h.sim.sim.tick(6);
     let healthy: BTreeSet<String> = h
         .sim
@@ -156,14 +150,10 @@ pub async fn fixed_packages_close_their_findings_and_are_no_recommendations(stor
 /// Items 5 and 12b: AKS node findings (`ServiceUpgrade`) are read, and every cloud finding's
 /// first and last seen are Microsoft's `firstEvaluationDate` and `statusChangeDate`.
 pub async fn aks_node_findings_arrive_with_microsofts_dates(store: Arc<dyn Store>) {
-    let h = cloud_harness(store, cloud_tenant()).await;
-    h.sync_ok(SyncRequest::default()).await;
+    let h = synced_cloud(store, cloud_tenant()).await;
 
     let truth: BTreeMap<_, _> = h
-        .sim
-        .sim
-        .truth()
-        .cloud_findings()
+        .cloud_truth()
         .into_iter()
         .map(|f| {
             (
@@ -207,7 +197,7 @@ pub async fn aks_node_findings_arrive_with_microsofts_dates(store: Arc<dyn Store
 /// assessment's `firstEvaluationDate`) is never later than last seen (`timeGenerated`); registry
 /// image findings name the repository and the digest.
 pub async fn legacy_sub_assessments_keep_v3_scores_dates_and_image_names(store: Arc<dyn Store>) {
-    let h = cloud_harness(
+    let h = synced_cloud(
         store,
         SimConfig {
             cloud_legacy_sub_assessments: true,
@@ -215,9 +205,8 @@ pub async fn legacy_sub_assessments_keep_v3_scores_dates_and_image_names(store: 
         },
     )
     .await;
-    h.sync_ok(SyncRequest::default()).await;
 
-    let truth = h.sim.sim.truth().cloud_findings();
+    let truth = h.cloud_truth();
     // (resource or image path, CVE) → CVSS (v3).
     let cvss: BTreeMap<(String, String), Option<f64>> = truth
         .iter()

@@ -70,6 +70,11 @@ pub fn full() -> SyncRequest {
 }
 
 impl Harness {
+    /// The cloud findings the emulator holds now: what a Defender for Cloud sync must store.
+    pub fn cloud_truth(&self) -> Vec<rampart_sim::CloudFinding> {
+        self.sim.sim.truth().cloud_findings()
+    }
+
     /// Syncs the harness's integration and returns the run's record, whatever its status.
     pub async fn sync(&self, request: SyncRequest) -> SyncRun {
         self.engine
@@ -108,6 +113,13 @@ pub async fn harness_with_secret(
 /// A Defender for Cloud integration against the emulator.
 pub async fn cloud_harness(store: Arc<dyn Store>, config: SimConfig) -> Harness {
     harness_for(store, config, Product::Cloud, None).await
+}
+
+/// [`cloud_harness`] after one successful default sync: where most Defender for Cloud checks start.
+pub async fn synced_cloud(store: Arc<dyn Store>, config: SimConfig) -> Harness {
+    let h = cloud_harness(store, config).await;
+    h.sync_ok(SyncRequest::default()).await;
+    h
 }
 
 pub async fn harness_for(
@@ -249,24 +261,39 @@ pub async fn stored_findings(
     status: FindingStatus,
 ) -> BTreeMap<FindingKey, FindingContent> {
     let all = finding_rows(store, None, Some(status)).await;
-    let count = all.len();
-    let map: BTreeMap<_, _> = all
+    by_key(all, "duplicate findings in the store", |f| {
+        let (severity, cvss) = severity_and_cvss(&f);
+        (
+            severity,
+            cvss,
+            f.exploitability.unwrap_or_default(),
+            f.recommended_update,
+        )
+    })
+}
+
+/// Stored findings keyed as the comparisons with the emulator's truth key them; two rows of one
+/// key fail the test with `duplicates`.
+pub fn by_key<V>(
+    rows: Vec<StoredFinding>,
+    duplicates: &str,
+    content: impl Fn(rampart_model::Finding) -> V,
+) -> BTreeMap<FindingKey, V> {
+    let count = rows.len();
+    let map: BTreeMap<_, _> = rows
         .into_iter()
-        .map(|s| {
-            let f = s.finding;
-            (
-                key_of(&f),
-                (
-                    f.severity.map(|s| s.as_str().to_owned()),
-                    f.cvss.map(|c| format!("{c:.1}")),
-                    f.exploitability.unwrap_or_default(),
-                    f.recommended_update,
-                ),
-            )
-        })
+        .map(|s| (key_of(&s.finding), content(s.finding)))
         .collect();
-    assert_eq!(map.len(), count, "duplicate findings in the store");
+    assert_eq!(map.len(), count, "{duplicates}");
     map
+}
+
+/// Severity and CVSS as the emulator's truth spells them (`High`, one decimal).
+pub fn severity_and_cvss(f: &rampart_model::Finding) -> (Option<String>, Option<String>) {
+    (
+        f.severity.map(|s| s.as_str().to_owned()),
+        f.cvss.map(|c| format!("{c:.1}")),
+    )
 }
 
 /// Device id → (name, platform, health, onboarding) as the emulator holds them now.

@@ -21,6 +21,14 @@ fn problems(result: Result<impl std::fmt::Debug, IntegrationError>) -> Vec<Input
     }
 }
 
+async fn no_integrations(store: &Arc<dyn Store>) -> bool {
+    store
+        .list_integrations()
+        .await
+        .expect("integrations")
+        .is_empty()
+}
+
 pub async fn the_integration_use_cases_check_seal_test_and_audit_for_every_surface(
     store: Arc<dyn Store>,
 ) {
@@ -65,13 +73,7 @@ pub async fn the_integration_use_cases_check_seal_test_and_audit_for_every_surfa
         problems(service.add(&input("\r\n"), "alice").await),
         vec![InputProblem::Secret(SecretProblem::Empty)]
     );
-    assert!(
-        store
-            .list_integrations()
-            .await
-            .expect("integrations")
-            .is_empty()
-    );
+    assert!(no_integrations(&store).await);
 
     let added = service
         .add(&input(&format!("{}\n", config.client_secret)), "alice")
@@ -113,13 +115,7 @@ pub async fn the_integration_use_cases_check_seal_test_and_audit_for_every_surfa
         SyncNow::Queued
     );
     service.remove(&renamed, "alice").await.expect("removed");
-    assert!(
-        store
-            .list_integrations()
-            .await
-            .expect("integrations")
-            .is_empty()
-    );
+    assert!(no_integrations(&store).await);
 
     let mut audit = store.list_audit(20).await.expect("audit");
     audit.reverse();

@@ -47,6 +47,18 @@ impl Api {
         let r = req.send().await.unwrap();
         (r.status(), r.json().await.unwrap_or(Value::Null))
     }
+
+    async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.send(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    async fn patch(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.send(reqwest::Method::PATCH, path, Some(body)).await
+    }
+
+    async fn delete(&self, path: &str) -> (StatusCode, Value) {
+        self.send(reqwest::Method::DELETE, path, None).await
+    }
 }
 
 /// A server with one integration, `name`, synced once from the emulator (started from the
@@ -105,11 +117,7 @@ async fn tokens_and_scopes() {
     let (s, _) = reader.get("/integrations").await;
     assert_eq!(s, StatusCode::OK);
     let (s, p) = reader
-        .send(
-            reqwest::Method::POST,
-            "/integrations",
-            Some(new_integration(&app, "x", "s")),
-        )
+        .post("/integrations", new_integration(&app, "x", "s"))
         .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
     assert!(p["detail"].as_str().unwrap().contains("admin-scope"));
@@ -124,14 +132,9 @@ async fn integrations_endpoints() {
     let api = Api::of(&app, "admin").await;
     let secret = app.sim_config.client_secret.clone();
     let (s, created) = api
-        .send(
-            reqwest::Method::POST,
+        .post(
             "/integrations",
-            Some(new_integration(
-                &app,
-                "api-made",
-                "Wr0ng~secret~value~long~enough",
-            )),
+            new_integration(&app, "api-made", "Wr0ng~secret~value~long~enough"),
         )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{created}");
@@ -139,13 +142,7 @@ async fn integrations_endpoints() {
     assert_eq!(created["secret_hint"], "••••ough");
     let id = created["id"].as_i64().unwrap();
 
-    let (s, p) = api
-        .send(
-            reqwest::Method::POST,
-            "/integrations",
-            Some(json!({"name": "bad"})),
-        )
-        .await;
+    let (s, p) = api.post("/integrations", json!({"name": "bad"})).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert!(p["detail"].as_str().unwrap().contains("Tenant ID"), "{p}");
     // Defender for Endpoint in a cloud where Microsoft documents no such API is refused when it
@@ -153,9 +150,7 @@ async fn integrations_endpoints() {
     let mut china = new_integration(&app, "api-china", "Wr0ng~secret~value~long~enough");
     china["cloud"] = json!("china");
     china["api_url"] = Value::Null;
-    let (s, p) = api
-        .send(reqwest::Method::POST, "/integrations", Some(china))
-        .await;
+    let (s, p) = api.post("/integrations", china).await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{p}");
     assert!(
         p["detail"].as_str().unwrap().contains(
@@ -163,13 +158,7 @@ async fn integrations_endpoints() {
         ),
         "{p}"
     );
-    let (s, _) = api
-        .send(
-            reqwest::Method::POST,
-            "/integrations",
-            Some(json!({"nmae": "typo"})),
-        )
-        .await;
+    let (s, _) = api.post("/integrations", json!({"nmae": "typo"})).await;
     assert!(s.is_client_error());
 
     let (s, report) = api
@@ -196,10 +185,9 @@ async fn integrations_endpoints() {
     );
 
     let (s, updated) = api
-        .send(
-            reqwest::Method::PATCH,
+        .patch(
             &format!("/integrations/{id}"),
-            Some(json!({"client_secret": secret, "schedule_minutes": 120})),
+            json!({"client_secret": secret, "schedule_minutes": 120}),
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{updated}");
@@ -235,13 +223,7 @@ async fn integrations_endpoints() {
     assert_eq!(s, StatusCode::OK);
     assert_eq!(list.as_array().unwrap().len(), 1);
 
-    let (s, _) = api
-        .send(
-            reqwest::Method::DELETE,
-            &format!("/integrations/{id}"),
-            None,
-        )
-        .await;
+    let (s, _) = api.delete(&format!("/integrations/{id}")).await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     let (s, p) = api.get(&format!("/integrations/{id}")).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
@@ -606,9 +588,7 @@ async fn cloud_integrations_are_accepted() {
     let api = Api::of(&app, "admin").await;
     let mut body = new_integration(&app, "cloudy", "S3cret~value~that~is~long~enough");
     body["product"] = json!("cloud");
-    let (s, created) = api
-        .send(reqwest::Method::POST, "/integrations", Some(body))
-        .await;
+    let (s, created) = api.post("/integrations", body).await;
     assert_eq!(s, StatusCode::CREATED, "{created}");
     assert_eq!(created["product"], "cloud");
     assert_eq!(
@@ -645,11 +625,7 @@ async fn moving_an_integration_needs_its_secret_again() {
     let api = Api::of(&app, "admin").await;
     let secret = app.sim_config.client_secret.clone();
     let (s, created) = api
-        .send(
-            reqwest::Method::POST,
-            "/integrations",
-            Some(new_integration(&app, "pinned", &secret)),
-        )
+        .post("/integrations", new_integration(&app, "pinned", &secret))
         .await;
     assert_eq!(s, StatusCode::CREATED, "{created}");
     let path = format!("/integrations/{}", created["id"]);
@@ -659,9 +635,7 @@ async fn moving_an_integration_needs_its_secret_again() {
         json!({"login_url": "", "api_url": ""}),
         json!({"cloud": "gcc"}),
     ] {
-        let (s, p) = api
-            .send(reqwest::Method::PATCH, &path, Some(change.clone()))
-            .await;
+        let (s, p) = api.patch(&path, change.clone()).await;
         assert_eq!(s, StatusCode::BAD_REQUEST, "{change}: {p}");
         assert!(
             p["detail"]
@@ -676,45 +650,36 @@ async fn moving_an_integration_needs_its_secret_again() {
     assert_eq!(unchanged["login_url"], app.sim.url.as_str());
     assert_eq!(unchanged["cloud"], "commercial");
     // Other changes need no secret.
-    let (s, p) = api
-        .send(
-            reqwest::Method::PATCH,
-            &path,
-            Some(json!({"schedule_minutes": 90})),
-        )
-        .await;
+    let (s, p) = api.patch(&path, json!({"schedule_minutes": 90})).await;
     assert_eq!(s, StatusCode::OK, "{p}");
     // Plain http to another machine is refused even with the secret.
     let (s, p) = api
-        .send(
-            reqwest::Method::PATCH,
+        .patch(
             &path,
-            Some(json!({"api_url": "http://collector.example.net", "client_secret": secret})),
+            json!({"api_url": "http://collector.example.net", "client_secret": secret}),
         )
         .await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{p}");
     assert!(p["detail"].as_str().unwrap().contains("plain http"), "{p}");
     let (s, p) = api
-        .send(
-            reqwest::Method::POST,
+        .post(
             "/integrations",
-            Some(json!({
+            json!({
                 "name": "cleartext",
                 "product": "endpoint",
                 "tenant_id": app.sim_config.tenant_id,
                 "client_id": app.sim_config.client_id,
                 "client_secret": secret,
                 "login_url": "http://login.example.net",
-            })),
+            }),
         )
         .await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{p}");
     // With the secret entered again, the move is made and audited with both hosts.
     let (s, p) = api
-        .send(
-            reqwest::Method::PATCH,
+        .patch(
             &path,
-            Some(json!({"api_url": "https://collector.example.net", "client_secret": secret})),
+            json!({"api_url": "https://collector.example.net", "client_secret": secret}),
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{p}");

@@ -10,7 +10,7 @@ use rampart_model::{
 };
 use rampart_store::{NewIntegration, RunOutcome, SecretCiphertext, Store, SubscriptionReadOutcome};
 
-use crate::helpers::TestApp;
+use crate::helpers::{TestApp, first_asset_id};
 
 pub const SUB_A: &str = "11111111-1111-1111-1111-111111111111";
 pub const SUB_B: &str = "22222222-2222-2222-2222-222222222222";
@@ -48,30 +48,11 @@ fn new_integration(app: &TestApp, name: &str, product: Product) -> NewIntegratio
 
 fn machine(source_id: &str, kind: AssetKind, name: &str) -> Asset {
     Asset {
-        source_id: source_id.to_owned(),
-        kind,
         name: Some(name.to_owned()),
         os_platform: Some("Linux".into()),
-        os_version: None,
-        health_status: None,
-        onboarding_status: None,
-        exposure_level: None,
-        risk_score: None,
-        device_value: None,
-        ip_addresses: vec![],
-        tags: vec![],
-        rbac_group_id: None,
-        rbac_group_name: None,
         aad_device_id: Some(AAD_DEVICE.into()),
         azure_resource_id: Some(VM.into()),
-        is_duplicate: false,
-        merged_into: None,
-        external_ip_address: None,
-        os_build: None,
-        os_processor: None,
-        is_aad_joined: None,
-        first_seen: None,
-        last_seen: None,
+        ..Asset::new(source_id, kind)
     }
 }
 
@@ -342,27 +323,9 @@ pub async fn seed_cloud(app: &TestApp) -> CloudEstate {
         .await
         .unwrap();
 
-    let id_of = |integration: i64| {
-        let store = store.clone();
-        async move {
-            store
-                .assets_page(
-                    &rampart_store::AssetFilter {
-                        integration: Some(integration),
-                        ..Default::default()
-                    },
-                    None,
-                    1,
-                )
-                .await
-                .unwrap()
-                .items[0]
-                .id
-        }
-    };
     CloudEstate {
-        vm_asset: id_of(cloud).await,
-        device_asset: id_of(endpoint).await,
+        vm_asset: first_asset_id(store.as_ref(), cloud).await,
+        device_asset: first_asset_id(store.as_ref(), endpoint).await,
         first,
         second,
     }

@@ -192,16 +192,17 @@ impl TestApp {
     }
 
     pub fn client(&self) -> Client {
-        Client {
-            base: self.url.clone(),
-            http: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap(),
-            cookies: Default::default(),
-            extra: Vec::new(),
-            csrf: None,
-        }
+        Client::of(&self.url)
+    }
+
+    /// `GET /api/v1{path}` with an API token, as a script sends it (no cookies, no form token).
+    pub async fn api_get_with(&self, token: &str, path: &str) -> reqwest::Response {
+        reqwest::Client::new()
+            .get(format!("{}/api/v1{path}", self.url))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
     }
 
     pub async fn signed_in(&self, name: &str) -> Client {
@@ -307,30 +308,11 @@ impl TestApp {
             .await
             .unwrap();
         let asset = rampart_model::Asset {
-            source_id: "f".repeat(40),
-            kind: AssetKind::Device,
             name: Some(name.to_owned()),
             os_platform: Some("Windows11".into()),
-            os_version: None,
             health_status: Some("Active".into()),
-            onboarding_status: None,
-            exposure_level: None,
-            risk_score: None,
-            device_value: None,
-            ip_addresses: vec![],
             tags: vec![name.to_owned()],
-            rbac_group_id: None,
-            rbac_group_name: None,
-            aad_device_id: None,
-            azure_resource_id: None,
-            is_duplicate: false,
-            merged_into: None,
-            external_ip_address: None,
-            os_build: None,
-            os_processor: None,
-            is_aad_joined: None,
-            first_seen: None,
-            last_seen: None,
+            ..rampart_model::Asset::new("f".repeat(40), AssetKind::Device)
         };
         self.store
             .upsert_assets(integration.id, run, &[asset])
@@ -343,20 +325,33 @@ impl TestApp {
             )
             .await
             .unwrap();
-        self.store
-            .assets_page(
-                &rampart_store::AssetFilter {
-                    integration: Some(integration.id),
-                    ..Default::default()
-                },
-                None,
-                1,
-            )
-            .await
-            .unwrap()
-            .items[0]
-            .id
+        first_asset_id(self.store.as_ref(), integration.id).await
     }
+}
+
+/// The id of the first asset (in the listing's default order) an integration has.
+pub async fn first_asset_id(store: &dyn Store, integration: i64) -> i64 {
+    store
+        .assets_page(
+            &rampart_store::AssetFilter {
+                integration: Some(integration),
+                ..Default::default()
+            },
+            None,
+            1,
+        )
+        .await
+        .unwrap()
+        .items[0]
+        .id
+}
+
+/// An HTTP client that leaves redirects to the test, as a test must see them.
+fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
 }
 
 impl Client {
@@ -374,16 +369,7 @@ impl Client {
 
     /// A client of the server at `url` (another server than the test app's first one).
     pub fn of(url: &str) -> Client {
-        Client {
-            base: url.to_owned(),
-            http: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap(),
-            cookies: Default::default(),
-            extra: Vec::new(),
-            csrf: None,
-        }
+        Client::over(url, no_redirects())
     }
 
     /// The `Cookie` header this client sends.

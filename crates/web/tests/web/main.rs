@@ -21,4 +21,5 @@ mod real_tenants;
 mod scheduler;
 mod security;
 mod snapshots;
+mod test_cert;
 mod tls;

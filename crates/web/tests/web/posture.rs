@@ -129,12 +129,7 @@ async fn an_asset_page_links_its_other_identity() {
 }
 
 async fn get(app: &TestApp, token: &str, path: &str) -> (StatusCode, Value) {
-    let r = reqwest::Client::new()
-        .get(format!("{}/api/v1{path}", app.url))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
+    let r = app.api_get_with(token, path).await;
     let status = r.status();
     (
         status,

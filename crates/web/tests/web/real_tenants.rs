@@ -7,12 +7,7 @@ use serde_json::Value;
 use crate::helpers::*;
 
 async fn api_get(app: &TestApp, token: &str, path: &str) -> Value {
-    let r = reqwest::Client::new()
-        .get(format!("{}/api/v1{path}", app.url))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
+    let r = app.api_get_with(token, path).await;
     assert_eq!(r.status(), StatusCode::OK, "{path}");
     r.json().await.unwrap()
 }

@@ -1,71 +1,17 @@
 //! HTTPS served by Rampart itself (`WebConfig::tls`): a throwaway self-signed certificate made
 //! at test time, the real server on port 0, reqwest trusting only that certificate.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use rampart_web::{Tls, TlsError};
 use reqwest::StatusCode;
 
 use crate::helpers::*;
-
-/// A self-signed certificate for 127.0.0.1 and localhost, written as PEM files.
-struct TestCert {
-    cert_pem: String,
-    key_pem: String,
-    cert: PathBuf,
-    key: PathBuf,
-}
+use crate::test_cert::TestCert;
 
 impl TestCert {
-    fn new(dir: &Path, name: &str) -> TestCert {
-        let made = rcgen::generate_simple_self_signed(vec![
-            "127.0.0.1".to_owned(),
-            "localhost".to_owned(),
-        ])
-        .unwrap();
-        let cert_pem = made.cert.pem();
-        let key_pem = made.signing_key.serialize_pem();
-        let cert = dir.join(format!("{name}.crt"));
-        let key = dir.join(format!("{name}.key"));
-        std::fs::write(&cert, &cert_pem).unwrap();
-        std::fs::write(&key, &key_pem).unwrap();
-        TestCert {
-            cert_pem,
-            key_pem,
-            cert,
-            key,
-        }
-    }
-
     fn load(&self) -> Tls {
         Tls::load(&self.cert, &self.key).unwrap()
-    }
-
-    /// A client that trusts this certificate and no other.
-    fn client(&self) -> reqwest::Client {
-        self.client_with(|b| b)
-    }
-
-    fn client_with(
-        &self,
-        configure: impl FnOnce(reqwest::ClientBuilder) -> reqwest::ClientBuilder,
-    ) -> reqwest::Client {
-        let root = reqwest::Certificate::from_pem(self.cert_pem.as_bytes()).unwrap();
-        configure(
-            reqwest::Client::builder()
-                .tls_certs_only([root])
-                .redirect(reqwest::redirect::Policy::none()),
-        )
-        .build()
-        .unwrap()
-    }
-
-    /// The lines of the key's base64: none may appear in any message or log.
-    fn key_lines(&self) -> Vec<&str> {
-        self.key_pem
-            .lines()
-            .filter(|l| !l.starts_with("-----") && l.len() > 16)
-            .collect()
     }
 }
 

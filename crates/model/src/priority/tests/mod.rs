@@ -18,19 +18,11 @@ pub(super) fn cve(s: &str) -> CveId {
 
 pub(super) fn vulnerability(id: &str) -> Vulnerability {
     Vulnerability {
-        cve_id: cve(id),
         severity: Some(Severity::Critical),
         cvss: Some(9.8),
         cvss_vector: Some("CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H".into()),
         epss: Some(0.94),
-        public_exploit: false,
-        exploit_verified: false,
-        exploit_in_kit: false,
-        exploit_types: Vec::new(),
-        published_on: None,
-        updated_on: None,
-        description: None,
-        source_exposed_machines: None,
+        ..Vulnerability::new(cve(id))
     }
 }
 
