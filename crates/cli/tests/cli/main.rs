@@ -141,26 +141,8 @@ impl Env {
     /// tenant, client and the demo secret, into the database at `db`.
     pub fn add_on(&self, db: &str, product: &str, name: &str) -> Run {
         let config = self.sim.sim.config();
-        run(
-            self.command_with_db(db).args([
-                "integration",
-                "add",
-                "--name",
-                name,
-                "--product",
-                product,
-                "--tenant-id",
-                &config.tenant_id,
-                "--client-id",
-                &config.client_id,
-                "--client-secret-stdin",
-                "--login-url",
-                &self.sim.url,
-                "--api-url",
-                &self.sim.url,
-            ]),
-            Some(DEMO_SECRET),
-        )
+        let args = self.add_args(product, name, &config.tenant_id, &config.client_id);
+        run(self.command_with_db(db).args(args), Some(DEMO_SECRET))
     }
 
     /// `integration add` of `product` against the emulator with the given tenant, client and
@@ -174,7 +156,20 @@ impl Env {
         secret: &str,
         extra: &[&str],
     ) -> Run {
-        let mut args = vec![
+        let mut args = self.add_args(product, name, tenant, client);
+        args.extend_from_slice(extra);
+        self.run(&args, Some(secret))
+    }
+
+    /// The arguments of `integration add` against the emulator (the secret on standard input).
+    fn add_args<'a>(
+        &'a self,
+        product: &'a str,
+        name: &'a str,
+        tenant: &'a str,
+        client: &'a str,
+    ) -> Vec<&'a str> {
+        vec![
             "integration",
             "add",
             "--name",
@@ -190,9 +185,7 @@ impl Env {
             &self.sim.url,
             "--api-url",
             &self.sim.url,
-        ];
-        args.extend_from_slice(extra);
-        self.run(&args, Some(secret))
+        ]
     }
 }
 
