@@ -30,6 +30,7 @@ pub mod intel;
 mod jobs;
 mod ops;
 mod postgres;
+pub mod priority;
 mod run_owner;
 mod sort;
 mod sql_store;
@@ -52,6 +53,9 @@ pub use ops::{
     verify_sqlite_backup,
 };
 pub use postgres::redact as redact_url;
+pub use priority::{
+    AssessmentInput, AssessmentWrite, Explanation, StoredAssessment, parse_explanation,
+};
 pub use run_owner::RunOwner;
 pub use sort::{AssetSort, AssetSortKey, ListedAsset, OpenFindings, SortCursor};
 pub use sql_store::SqlStore;

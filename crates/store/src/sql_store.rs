@@ -20,6 +20,7 @@ use crate::db::{Dialect, On, Pool, Row, Sql, Tx, q};
 use crate::error::{Result, StoreError};
 use crate::intel::*;
 use crate::jobs::*;
+use crate::priority::*;
 use crate::run_owner::RunOwner;
 use crate::sort::*;
 use crate::sqlite::SqliteFile;
@@ -518,6 +519,84 @@ impl Store for SqlStore {
             .read()
             .all(&sql, "reading KEV entries", decode_kev)
             .await
+    }
+
+    // ---- prioritisation ---------------------------------------------------------------------
+
+    async fn assessment_inputs(
+        &self,
+        integration_id: IntegrationId,
+        cves: Option<&[CveId]>,
+        after: Option<i64>,
+        limit: u32,
+    ) -> Result<Page<AssessmentInput>> {
+        let mut sql = Sql::new(&format!("SELECT {INPUT_COLUMNS} FROM findings f"));
+        // Both leading columns of findings_status are fixed: the index gives id order.
+        let pi = sql.arg(crate::db::Arg::Int(integration_id));
+        sql.and(&format!("f.integration_id = {pi} AND f.status = 'open'"));
+        if let Some(after) = after {
+            let ph = sql.arg(crate::db::Arg::Int(after));
+            sql.and(&format!("f.id > {ph}"));
+        }
+        if let Some(cves) = cves {
+            let ph = sql.arg(crate::db::Arg::Texts(
+                cves.iter().map(|c| c.as_str().to_owned()).collect(),
+            ));
+            sql.and(&self.d.in_list("f.cve_id", &ph));
+        }
+        sql.text.push_str(" ORDER BY f.id");
+        page_limit(&mut sql, limit);
+        let rows = self
+            .db
+            .read()
+            .all(&sql, "reading findings to prioritise", decode_input)
+            .await?;
+        Ok(into_page(rows, limit, |r| r.finding_id))
+    }
+
+    async fn vulnerabilities_for(&self, cves: &[CveId]) -> Result<Vec<Vulnerability>> {
+        if cves.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = q(&format!(
+            "SELECT v.cve_id, v.severity, v.cvss, v.cvss_vector, v.epss, v.public_exploit, v.exploit_verified, \
+             v.exploit_in_kit, v.exploit_types, v.published_on, v.updated_on, v.description, \
+             v.source_exposed_machines, 0 AS exposed_assets FROM vulnerabilities v WHERE {}",
+            self.d.in_list("v.cve_id", "$1")
+        ))
+        .bind(crate::db::Arg::Texts(
+            cves.iter().map(|c| c.as_str().to_owned()).collect(),
+        ));
+        let rows = self
+            .db
+            .read()
+            .all(&sql, "reading CVEs to prioritise", decode_vulnerability)
+            .await?;
+        Ok(rows.into_iter().map(|v| v.vulnerability).collect())
+    }
+
+    async fn write_assessments(
+        &self,
+        explanations: &[Explanation],
+        writes: &[AssessmentWrite],
+        at: DateTime<Utc>,
+    ) -> Result<u64> {
+        if writes.is_empty() && explanations.is_empty() {
+            return Ok(0);
+        }
+        let mut tx = self.db.begin().await?;
+        if !explanations.is_empty() {
+            let sql = q(explanations_sql(self.d.backend)).bind(explanations_json(explanations));
+            tx.on()
+                .execute(&sql, "storing priority explanations")
+                .await?;
+        }
+        let sql = q(write_sql(self.d.backend))
+            .bind(writes_json(self.d.backend, writes))
+            .bind(at);
+        let written = tx.on().execute(&sql, "storing priorities").await?;
+        tx.commit("committing priorities").await?;
+        Ok(written)
     }
 
     // ---- sync state ----------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 //! wrap them with what only the store knows (ids, Rampart's history, joins).
 
 use chrono::{DateTime, Utc};
+use rampart_model::priority::{Decision, FactorContribution, SlaStatus, sla_status};
 use serde::{Deserialize, Serialize};
 
 use rampart_model::{
@@ -274,8 +275,34 @@ pub struct StoredFinding {
     pub last_observed: DateTime<Utc>,
     pub fixed_at: Option<DateTime<Utc>>,
     pub reopened_count: u64,
+    /// 0–100 (see docs/prioritisation.md); `None` until the finding is first assessed.
     pub priority: Option<f64>,
+    /// The SSVC decision; `None` when fixed (nothing is pending) or not assessed yet.
+    pub decision: Option<Decision>,
+    /// When the finding is due; `None` as `decision`.
+    pub due_at: Option<DateTime<Utc>>,
+    /// When its SLA clock started (Microsoft's first-seen time); `None` as `decision`.
+    pub clock_start: Option<DateTime<Utc>>,
+    /// Why this priority: the decision's band, then each factor's value and points.
+    pub priority_factors: Option<Vec<FactorContribution>>,
     pub cve: Option<CveFacts>,
+}
+
+impl StoredFinding {
+    /// Where the finding stands against its SLA at `now`: `closed` when fixed, `None` when open
+    /// and not assessed yet. (Exceptions, which would make it `accepted`, are not stored yet.)
+    pub fn sla_status(&self, now: DateTime<Utc>) -> Option<SlaStatus> {
+        if self.status == FindingStatus::Fixed {
+            return Some(SlaStatus::Closed);
+        }
+        Some(sla_status(
+            now,
+            self.due_at?,
+            self.clock_start?,
+            None,
+            false,
+        ))
+    }
 }
 
 /// A catalogue entry with how many assets are exposed to it.
