@@ -21,6 +21,7 @@ use crate::sort::{
 };
 use crate::store::STALE_RUN_AFTER;
 use crate::types::*;
+use rampart_model::priority::SlaStatus;
 
 // ---- input preparation ---------------------------------------------------------------------------
 
@@ -842,21 +843,49 @@ pub(crate) fn decode_search_plan(r: &impl RowExt) -> Result<SearchPlan> {
 
 #[cfg(test)]
 pub(crate) fn findings_query(d: Dialect, f: &FindingFilter, after: Option<i64>, limit: u32) -> Sql {
-    findings_query_planned(d, f, after, limit, None)
+    findings_query_planned(d, f, Keyset::Id(after), limit, None)
 }
+
+/// The order of a finding listing and where its page starts.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Keyset {
+    Id(Option<i64>),
+    Priority(FindingOrder, Option<FindingCursor>),
+}
+
+/// The sort key of a priority order: NULL (not assessed yet) below every priority, as the index
+/// findings_open_by_priority (migration 0012) has it.
+const PRIORITY_KEY: &str = "COALESCE(f.priority, -1)";
 
 pub(crate) fn findings_query_planned(
     d: Dialect,
     f: &FindingFilter,
-    after: Option<i64>,
+    keyset: Keyset,
     limit: u32,
     plan: Option<SearchPlan>,
 ) -> Sql {
     let mut sql = Sql::new(finding_select!());
-    if let Some(after) = after {
-        let ph = sql.arg(Arg::Int(after));
-        sql.and(&format!("f.id > {ph}"));
-    }
+    let order = match keyset {
+        Keyset::Id(after) => {
+            if let Some(after) = after {
+                let ph = sql.arg(Arg::Int(after));
+                sql.and(&format!("f.id > {ph}"));
+            }
+            " ORDER BY f.id".to_owned()
+        }
+        Keyset::Priority(order, after) => {
+            let (cmp, dir) = match order {
+                FindingOrder::PriorityDesc => ("<", "DESC"),
+                FindingOrder::PriorityAsc => (">", "ASC"),
+            };
+            if let Some(c) = after {
+                let pp = sql.arg(Arg::Float(c.priority));
+                let pi = sql.arg(Arg::Int(c.id));
+                sql.and(&format!("({PRIORITY_KEY}, f.id) {cmp} ({pp}, {pi})"));
+            }
+            format!(" ORDER BY {PRIORITY_KEY} {dir}, f.id {dir}")
+        }
+    };
     // A narrow filter reads its own index and sorts its few rows by id: one asset's findings
     // (the natural key leads with asset_id), or the open findings of one CVE (the partial index
     // findings_open_by_cve; `status = 'open'` is written literally so that the planner may use
@@ -954,9 +983,38 @@ pub(crate) fn findings_query_planned(
             "(f.last_observed > {ph} OR f.fixed_at > {ph} OR f.fix_recorded_at > {ph} OR f.assessed_at > {ph})"
         ));
     }
-    sql.text.push_str(" ORDER BY f.id");
+    if let Some(decision) = f.decision {
+        let ph = sql.arg(Arg::Text(decision.as_str().to_owned()));
+        sql.and(&format!("f.status = 'open' AND f.decision = {ph}"));
+    }
+    if let Some((status, now)) = f.sla_status {
+        sla_condition(&mut sql, status, now);
+    }
+    sql.text.push_str(&order);
     page_limit(&mut sql, limit);
     sql
+}
+
+/// Findings with this SLA status at `now`, as `rampart_model::priority::sla_status` decides it
+/// (without exceptions, which are not stored yet): *due soon* when at most a fifth of the time
+/// between the clock's start and the due date is left. Written so both engines take it: SQLite
+/// subtracts microseconds, PostgreSQL timestamps (giving intervals, which multiply).
+fn sla_condition(sql: &mut Sql, status: SlaStatus, now: DateTime<Utc>) {
+    let pn = sql.arg(Arg::Time(now));
+    let open = "f.status = 'open' AND f.due_at IS NOT NULL AND f.clock_start IS NOT NULL";
+    let clause = match status {
+        SlaStatus::Closed => "f.status = 'fixed'".to_owned(),
+        // No exception is stored yet: nothing is accepted.
+        SlaStatus::Accepted => "1 = 0".to_owned(),
+        SlaStatus::Overdue => format!("{open} AND f.due_at <= {pn}"),
+        SlaStatus::DueSoon => format!(
+            "{open} AND f.due_at > {pn} AND (f.due_at - {pn}) * 5 <= (f.due_at - f.clock_start)"
+        ),
+        SlaStatus::OnTrack => format!(
+            "{open} AND f.due_at > {pn} AND (f.due_at - {pn}) * 5 > (f.due_at - f.clock_start)"
+        ),
+    };
+    sql.and(&format!("({clause})"));
 }
 
 /// Whether `search` can be part of a CVE id (`CVE-2024-12345`: letters C, V, E, digits and

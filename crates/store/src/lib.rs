@@ -71,8 +71,8 @@ pub use types::{
 };
 // reads
 pub use types::{
-    AssetFilter, Counts, CveFacts, FindingFilter, Page, RiskyAsset, SeverityCounts, StoredAsset,
-    StoredFinding, StoredVulnerability, TopFix, VulnerabilityFilter,
+    AssetFilter, Counts, CveFacts, FindingCursor, FindingFilter, FindingOrder, Page, RiskyAsset,
+    SeverityCounts, StoredAsset, StoredFinding, StoredVulnerability, TopFix, VulnerabilityFilter,
 };
 // audit log and accounts
 pub use types::{

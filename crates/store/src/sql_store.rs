@@ -1244,76 +1244,7 @@ impl Store for SqlStore {
         after: Option<i64>,
         limit: u32,
     ) -> Result<Page<StoredFinding>> {
-        let op = "listing findings";
-        let plan = match search_precheck(self.d, filter) {
-            None => None,
-            Some(check) => Some(decode_search_plan(
-                &self.db.read().fetch_one(&check, op).await?,
-            )?),
-        };
-        let untouched = match changes_precheck(filter) {
-            None => false,
-            Some(check) => !self.db.read().fetch_one(&check, op).await?.flag("any")?,
-        };
-        if untouched || plan.is_some_and(|p| p.finds_nothing()) {
-            return Ok(Page {
-                items: Vec::new(),
-                next: None,
-            });
-        }
-        let sql = findings_query_planned(self.d, filter, after, limit, plan);
-        let mut tx = self.db.begin_read().await?;
-        let rows = tx.on().fetch_all(&sql, op).await?;
-        let mut base = rows
-            .iter()
-            .map(decode_finding_row)
-            .collect::<Result<Vec<_>>>()?;
-        // The extra row only tells whether there is a next page.
-        let more = base.len() > limit.clamp(1, 100_000) as usize;
-        base.truncate(limit.clamp(1, 100_000) as usize);
-        let mut refs = FindingRefs {
-            integrations: integration_names(&mut tx, op).await?,
-            ..Default::default()
-        };
-        let (asset_ids, software_ids, cve_ids) = FindingRefs::keys(&base);
-        let by_key = |columns: &str, table: &str, key: &str, list: crate::db::Arg| {
-            q(&format!(
-                "SELECT {columns} FROM {table} WHERE {}",
-                self.d.in_list(key, "$1")
-            ))
-            .bind(list)
-        };
-        let assets = by_key(
-            "id, source_id, name",
-            "assets",
-            "id",
-            crate::db::Arg::Ints(asset_ids),
-        );
-        for r in tx.on().fetch_all(&assets, op).await? {
-            refs.add_asset(&r)?;
-        }
-        let software = by_key(
-            "id, vendor, name, version",
-            "software",
-            "id",
-            crate::db::Arg::Ints(software_ids),
-        );
-        for r in tx.on().fetch_all(&software, op).await? {
-            refs.add_software(&r)?;
-        }
-        let cves = by_key(
-            "cve_id, severity, cvss, epss, public_exploit, exploit_verified, exploit_in_kit, published_on",
-            "vulnerabilities",
-            "cve_id",
-            crate::db::Arg::Texts(cve_ids),
-        );
-        for r in tx.on().fetch_all(&cves, op).await? {
-            refs.add_cve(&r)?;
-        }
-        let items = base
-            .into_iter()
-            .map(|r| refs.assemble(r))
-            .collect::<Result<Vec<_>>>()?;
+        let (items, more) = self.list_findings(filter, Keyset::Id(after), limit).await?;
         let next = if more {
             items.last().map(|f| f.id)
         } else {
@@ -1322,6 +1253,23 @@ impl Store for SqlStore {
         Ok(Page { items, next })
     }
 
+    async fn findings_sorted(
+        &self,
+        filter: &FindingFilter,
+        order: FindingOrder,
+        after: Option<FindingCursor>,
+        limit: u32,
+    ) -> Result<Page<StoredFinding, FindingCursor>> {
+        let (items, more) = self
+            .list_findings(filter, Keyset::Priority(order, after), limit)
+            .await?;
+        let next = if more {
+            items.last().map(FindingCursor::of)
+        } else {
+            None
+        };
+        Ok(Page { items, next })
+    }
     async fn vulnerabilities_page(
         &self,
         filter: &VulnerabilityFilter,
@@ -1889,5 +1837,85 @@ impl SqlStore {
         };
         tx.commit(op).await?;
         Ok(out)
+    }
+}
+
+impl SqlStore {
+    /// A page of findings in `keyset`'s order, and whether more follow.
+    async fn list_findings(
+        &self,
+        filter: &FindingFilter,
+        keyset: Keyset,
+        limit: u32,
+    ) -> Result<(Vec<StoredFinding>, bool)> {
+        let op = "listing findings";
+
+        let plan = match search_precheck(self.d, filter) {
+            None => None,
+            Some(check) => Some(decode_search_plan(
+                &self.db.read().fetch_one(&check, op).await?,
+            )?),
+        };
+        let untouched = match changes_precheck(filter) {
+            None => false,
+            Some(check) => !self.db.read().fetch_one(&check, op).await?.flag("any")?,
+        };
+        if untouched || plan.is_some_and(|p| p.finds_nothing()) {
+            return Ok((Vec::new(), false));
+        }
+        let sql = findings_query_planned(self.d, filter, keyset, limit, plan);
+        let mut tx = self.db.begin_read().await?;
+        let rows = tx.on().fetch_all(&sql, op).await?;
+        let mut base = rows
+            .iter()
+            .map(decode_finding_row)
+            .collect::<Result<Vec<_>>>()?;
+        // The extra row only tells whether there is a next page.
+        let more = base.len() > limit.clamp(1, 100_000) as usize;
+        base.truncate(limit.clamp(1, 100_000) as usize);
+        let mut refs = FindingRefs {
+            integrations: integration_names(&mut tx, op).await?,
+            ..Default::default()
+        };
+        let (asset_ids, software_ids, cve_ids) = FindingRefs::keys(&base);
+        let by_key = |columns: &str, table: &str, key: &str, list: crate::db::Arg| {
+            q(&format!(
+                "SELECT {columns} FROM {table} WHERE {}",
+                self.d.in_list(key, "$1")
+            ))
+            .bind(list)
+        };
+        let assets = by_key(
+            "id, source_id, name",
+            "assets",
+            "id",
+            crate::db::Arg::Ints(asset_ids),
+        );
+        for r in tx.on().fetch_all(&assets, op).await? {
+            refs.add_asset(&r)?;
+        }
+        let software = by_key(
+            "id, vendor, name, version",
+            "software",
+            "id",
+            crate::db::Arg::Ints(software_ids),
+        );
+        for r in tx.on().fetch_all(&software, op).await? {
+            refs.add_software(&r)?;
+        }
+        let cves = by_key(
+            "cve_id, severity, cvss, epss, public_exploit, exploit_verified, exploit_in_kit, published_on",
+            "vulnerabilities",
+            "cve_id",
+            crate::db::Arg::Texts(cve_ids),
+        );
+        for r in tx.on().fetch_all(&cves, op).await? {
+            refs.add_cve(&r)?;
+        }
+        let items = base
+            .into_iter()
+            .map(|r| refs.assemble(r))
+            .collect::<Result<Vec<_>>>()?;
+        Ok((items, more))
     }
 }

@@ -369,6 +369,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         after: Option<i64>,
         limit: u32,
     ) -> Result<Page<StoredFinding>>;
+    /// Findings matching the filter in priority order, keyset-paginated on (priority, id): pass
+    /// the page's `next` as `after` for the following page.
+    async fn findings_sorted(
+        &self,
+        filter: &FindingFilter,
+        order: FindingOrder,
+        after: Option<FindingCursor>,
+        limit: u32,
+    ) -> Result<Page<StoredFinding, FindingCursor>>;
     /// Catalogue entries with `cve_id > after`, in CVE id order, with their exposure.
     async fn vulnerabilities_page(
         &self,

@@ -10,7 +10,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 use futures::TryStreamExt;
 use rampart_microsoft::KevClient;
 use rampart_model::FindingStatus;
-use rampart_model::priority::{Decision, SlaPolicy};
+use rampart_model::priority::{Decision, SlaPolicy, SlaStatus};
 use rampart_sim::{KEV_PATH, SimConfig};
 use rampart_store::{FindingFilter, Store, StoredFinding};
 use rampart_sync::intel::refresh_kev;
@@ -68,6 +68,17 @@ fn assert_every_finding_is_prioritised(findings: &[StoredFinding], now: DateTime
     }
 }
 
+async fn filtered(h: &Harness, filter: FindingFilter) -> Vec<StoredFinding> {
+    h.store
+        .stream_findings(FindingFilter {
+            integration: Some(h.integration.id),
+            ..filter
+        })
+        .try_collect()
+        .await
+        .expect("findings")
+}
+
 async fn all_findings(h: &Harness) -> Vec<StoredFinding> {
     finding_rows(&h.store, Some(h.integration.id), None).await
 }
@@ -92,7 +103,45 @@ pub async fn every_open_finding_is_prioritised_and_fixed_ones_have_nothing_pendi
         h.sim.sim.tick(ticks);
         h.sync_ok(full()).await;
         let findings = all_findings(&h).await;
-        assert_every_finding_is_prioritised(&findings, Utc::now());
+        let now = Utc::now();
+        assert_every_finding_is_prioritised(&findings, now);
+        // The store's SLA status and decision filters agree with the model's, on both engines.
+        for status in [
+            SlaStatus::OnTrack,
+            SlaStatus::DueSoon,
+            SlaStatus::Overdue,
+            SlaStatus::Closed,
+            SlaStatus::Accepted,
+        ] {
+            let filtered = filtered(
+                &h,
+                FindingFilter {
+                    sla_status: Some((status, now)),
+                    ..FindingFilter::default()
+                },
+            )
+            .await;
+            let expected = findings
+                .iter()
+                .filter(|f| f.sla_status(now) == Some(status))
+                .count();
+            assert_eq!(filtered.len(), expected, "{status:?} at tick {ticks}");
+        }
+        for decision in Decision::ALL {
+            let filtered = filtered(
+                &h,
+                FindingFilter {
+                    decision: Some(decision),
+                    ..FindingFilter::default()
+                },
+            )
+            .await;
+            let expected = findings
+                .iter()
+                .filter(|f| f.decision == Some(decision))
+                .count();
+            assert_eq!(filtered.len(), expected, "{decision} at tick {ticks}");
+        }
         if ticks == 40 {
             assert!(
                 findings.iter().any(|f| f.status == FindingStatus::Fixed),
