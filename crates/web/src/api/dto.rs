@@ -371,10 +371,7 @@ impl PriorityFactorOut {
             .iter()
             .flatten()
             .map(|c| PriorityFactorOut {
-                factor: serde_json::to_value(c.factor)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default(),
+                factor: c.factor.as_str().to_owned(),
                 value: c.value.clone(),
                 weight: c.weight,
                 points: c.points,
