@@ -54,7 +54,8 @@ pub use ops::{
 };
 pub use postgres::redact as redact_url;
 pub use priority::{
-    AssessmentInput, AssessmentWrite, Explanation, StoredAssessment, parse_explanation,
+    AssessmentInput, AssessmentWrite, Explanation, StoredAssessment, UrgentCounts,
+    parse_explanation,
 };
 pub use run_owner::RunOwner;
 pub use sort::{AssetSort, AssetSortKey, ListedAsset, OpenFindings, SortCursor};

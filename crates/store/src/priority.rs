@@ -204,3 +204,20 @@ pub(crate) fn write_sql(backend: Backend) -> &'static str {
         }
     }
 }
+
+/// Open findings that need attention now, for the dashboard.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UrgentCounts {
+    /// Open findings whose decision is `immediate`.
+    pub immediate: u64,
+    /// Open findings past their due date.
+    pub overdue: u64,
+}
+
+/// Counts [`UrgentCounts`] at `$1` (now) from two index ranges: immediate findings are the top
+/// band of priorities (75–100, docs/prioritisation.md), read from findings_open_by_priority;
+/// overdue ones from findings_open_by_due.
+pub(crate) const URGENT_COUNTS: &str = "SELECT \
+     (SELECT count(*) FROM findings f WHERE f.status = 'open' AND COALESCE(f.priority, -1) >= 75 \
+      AND f.decision = 'immediate') AS immediate, \
+     (SELECT count(*) FROM findings f WHERE f.status = 'open' AND f.due_at <= $1) AS overdue";

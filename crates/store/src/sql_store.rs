@@ -554,6 +554,18 @@ impl Store for SqlStore {
         Ok(into_page(rows, limit, |r| r.finding_id))
     }
 
+    async fn urgent_counts(&self, now: DateTime<Utc>) -> Result<UrgentCounts> {
+        let row = self
+            .db
+            .read()
+            .fetch_one(&q(URGENT_COUNTS).bind(now), "counting urgent findings")
+            .await?;
+        Ok(UrgentCounts {
+            immediate: as_u64(row.int("immediate")?),
+            overdue: as_u64(row.int("overdue")?),
+        })
+    }
+
     async fn vulnerabilities_for(&self, cves: &[CveId]) -> Result<Vec<Vulnerability>> {
         if cves.is_empty() {
             return Ok(Vec::new());

@@ -15,7 +15,7 @@ use rampart_model::{
 use crate::error::Result;
 use crate::intel::{IntelCheck, IntelSource, KevSnapshot};
 use crate::jobs::{Enqueued, Job, JobKind};
-use crate::priority::{AssessmentInput, AssessmentWrite, Explanation};
+use crate::priority::{AssessmentInput, AssessmentWrite, Explanation, UrgentCounts};
 use crate::run_owner::RunOwner;
 use crate::sort::{AssetSort, ListedAsset, SortCursor};
 use crate::summary::Summary;
@@ -102,6 +102,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         after: Option<i64>,
         limit: u32,
     ) -> Result<Page<AssessmentInput>>;
+    /// How many open findings are `immediate`, and how many are overdue at `now` (index ranges,
+    /// not a scan of all findings).
+    async fn urgent_counts(&self, now: DateTime<Utc>) -> Result<UrgentCounts>;
     /// The catalogue entries of these CVEs (those that exist), in no particular order.
     async fn vulnerabilities_for(&self, cves: &[CveId]) -> Result<Vec<Vulnerability>>;
     /// Stores `explanations` not stored yet and writes `writes` to findings that are still open,

@@ -28,3 +28,5 @@ CREATE TABLE priority_explanations (
 -- Open findings by priority, most urgent first: the default order of finding lists. The
 -- expression keeps not-yet-assessed findings (NULL) at the end of the order on both engines.
 CREATE INDEX findings_open_by_priority ON findings ((COALESCE(priority, -1)), id) WHERE status = 'open';
+-- The dashboard's count of overdue open findings reads this range only.
+CREATE INDEX findings_open_by_due ON findings (due_at) WHERE status = 'open';

@@ -822,3 +822,63 @@ async fn findings_sort_by_priority_and_filter_by_decision_and_sla_status() {
         assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}: {p}");
     }
 }
+
+/// Issue 14 in the portal: an asset's open findings come most urgent first, each with its
+/// decision and due date, and its priority opens to the factors that make it; the dashboard
+/// leads with the overdue and immediate counts.
+#[tokio::test]
+async fn portal_pages_lead_with_priority_and_explain_it() {
+    let (app, _, api) = synced_app("portal-priority").await;
+    let (_, top) = api
+        .get("/findings?status=open&sort=-priority&limit=1")
+        .await;
+    let top = &top["items"][0];
+    let asset = top["asset_source_id"].as_str().unwrap();
+    let (_, assets) = api.get("/assets?limit=1000").await;
+    let asset_id = assets["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["source_id"] == asset)
+        .expect("the asset")["id"]
+        .as_i64()
+        .unwrap();
+
+    let mut viewer = app.signed_in(ADMIN).await;
+    let page = viewer.get(&format!("/assets/{asset_id}")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let body = &page.body;
+    assert!(
+        body.contains("<th>Priority</th><th>Decision</th><th>Due</th>"),
+        "{body}"
+    );
+    assert!(body.contains("<table class=\"why\">"), "{body}");
+    assert!(body.contains("<td>exploitation</td>") && body.contains("<td>epss</td>"));
+    // The priorities of the rows, in page order: most urgent first.
+    let priorities: Vec<u32> = body
+        .split("<details><summary>")
+        .skip(1)
+        .map(|s| s.split('<').next().unwrap().parse().unwrap())
+        .collect();
+    assert!(!priorities.is_empty());
+    assert!(
+        priorities.windows(2).all(|w| w[0] >= w[1]),
+        "{priorities:?}"
+    );
+    // The asset holds the most urgent finding of all: it leads its page.
+    assert_eq!(f64::from(priorities[0]), top["priority"].as_f64().unwrap());
+
+    let dashboard = viewer.get("/").await;
+    let (_, overdue) = api.get("/findings?sla_status=overdue&limit=1000").await;
+    let expected = overdue["items"].as_array().unwrap().len();
+    assert!(
+        dashboard.body.contains(&format!(
+            "id=\"findings-overdue\"><a href=\"/findings?sla_status=overdue\">{expected}</a>"
+        )),
+        "{}",
+        dashboard.body
+    );
+    assert!(dashboard.body.contains("id=\"findings-immediate\""));
+    let findings = viewer.get("/findings?sla_status=overdue").await;
+    assert_eq!(findings.status, StatusCode::OK);
+}
