@@ -854,7 +854,7 @@ pub(crate) enum Keyset {
 }
 
 /// The sort key of a priority order: NULL (not assessed yet) below every priority, as the index
-/// findings_open_by_priority (migration 0012) has it.
+/// findings_by_priority (migration 0012) has it.
 const PRIORITY_KEY: &str = "COALESCE(f.priority, -1)";
 
 pub(crate) fn findings_query_planned(
@@ -881,7 +881,7 @@ pub(crate) fn findings_query_planned(
             if let Some(c) = after {
                 let pp = sql.arg(Arg::Float(c.priority));
                 let pi = sql.arg(Arg::Int(c.id));
-                sql.and(&format!("({PRIORITY_KEY}, f.id) {cmp} ({pp}, {pi})"));
+                sql.and(&d.keyset(PRIORITY_KEY, "f.id", cmp, &pp, &pi));
             }
             format!(" ORDER BY {PRIORITY_KEY} {dir}, f.id {dir}")
         }
@@ -891,6 +891,7 @@ pub(crate) fn findings_query_planned(
     // findings_open_by_cve; `status = 'open'` is written literally so that the planner may use
     // it). Walking the whole table in id order instead would read up to millions of rows to fill
     // a page of a rare asset or CVE.
+    let by_id = matches!(keyset, Keyset::Id(_));
     let assets_search = plan.is_some_and(|p| p.assets_only());
     let narrow = f.asset_source_id.is_some()
         || assets_search
@@ -903,6 +904,19 @@ pub(crate) fn findings_query_planned(
             if let Some(i) = f.integration {
                 let pi = sql.arg(Arg::Int(i));
                 sql.and(&format!("+f.integration_id = {pi}"));
+            }
+        }
+        // In priority order the by-priority index drives, and the other conditions are written
+        // plainly: both engines then walk it and filter (EXPLAIN on both, with statistics), while
+        // the unary `+` below would make PostgreSQL expect few rows and sort them all.
+        (i, s) if !narrow && !by_id => {
+            if let Some(i) = i {
+                let pi = sql.arg(Arg::Int(i));
+                sql.and(&format!("f.integration_id = {pi}"));
+            }
+            if let Some(s) = s {
+                let ps = sql.arg(Arg::Text(s.as_str().to_owned()));
+                sql.and(&format!("f.status = {ps}"));
             }
         }
         // Both leading columns of the (integration_id, status[, id]) index are fixed: the index

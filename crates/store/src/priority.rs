@@ -215,7 +215,7 @@ pub struct UrgentCounts {
 }
 
 /// Counts [`UrgentCounts`] at `$1` (now) from two index ranges: immediate findings are the top
-/// band of priorities (75–100, docs/prioritisation.md), read from findings_open_by_priority;
+/// band of priorities (75–100, docs/prioritisation.md), read from findings_by_priority;
 /// overdue ones from findings_open_by_due.
 pub(crate) const URGENT_COUNTS: &str = "SELECT \
      (SELECT count(*) FROM findings f WHERE f.status = 'open' AND COALESCE(f.priority, -1) >= 75 \

@@ -25,8 +25,10 @@ CREATE TABLE priority_explanations (
     contributions  TEXT NOT NULL
 );
 
--- Open findings by priority, most urgent first: the default order of finding lists. The
--- expression keeps not-yet-assessed findings (NULL) at the end of the order on both engines.
-CREATE INDEX findings_open_by_priority ON findings ((COALESCE(priority, -1)), id) WHERE status = 'open';
+-- Findings by priority, most urgent first: the default order of finding lists, walked from the top
+-- with the other filters checked row by row. The expression keeps not-yet-assessed findings (NULL)
+-- at the end of the order on both engines. Not partial: listings of open and fixed findings use it
+-- too, and a status change then never touches it (the priority is written only when it changes).
+CREATE INDEX findings_by_priority ON findings ((COALESCE(priority, -1)), id);
 -- The dashboard's count of overdue open findings reads this range only.
 CREATE INDEX findings_open_by_due ON findings (due_at) WHERE status = 'open';

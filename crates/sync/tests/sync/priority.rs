@@ -12,7 +12,7 @@ use rampart_microsoft::KevClient;
 use rampart_model::FindingStatus;
 use rampart_model::priority::{Decision, SlaPolicy, SlaStatus};
 use rampart_sim::{KEV_PATH, SimConfig};
-use rampart_store::{FindingFilter, Store, StoredFinding};
+use rampart_store::{FindingFilter, FindingOrder, Store, StoredFinding};
 use rampart_sync::intel::refresh_kev;
 use rampart_sync::priority::{PriorityPolicy, assess_integration};
 
@@ -158,6 +158,37 @@ pub async fn a_resync_with_nothing_changed_leaves_every_priority_as_it_was(store
 
     h.sync_ok(full()).await;
     assert_eq!(assessments(&all_findings(&h).await), first);
+
+    // Walked page by page in either priority order, on both engines: every open finding once,
+    // strictly ordered by (priority, id).
+    let open = FindingFilter {
+        integration: Some(h.integration.id),
+        status: Some(FindingStatus::Open),
+        ..FindingFilter::default()
+    };
+    let expected = first.values().filter(|a| a.0.is_some()).count();
+    for order in [FindingOrder::PriorityDesc, FindingOrder::PriorityAsc] {
+        let mut walked: Vec<(f64, i64)> = Vec::new();
+        let mut after = None;
+        loop {
+            let page = store
+                .findings_sorted(&open, order, after, 37)
+                .await
+                .expect("page");
+            walked.extend(page.items.iter().map(|f| (f.priority.expect("p"), f.id)));
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(walked.len(), expected, "{order:?}");
+        for w in walked.windows(2) {
+            match order {
+                FindingOrder::PriorityDesc => assert!(w[0] > w[1], "{w:?}"),
+                FindingOrder::PriorityAsc => assert!(w[0] < w[1], "{w:?}"),
+            }
+        }
+    }
 
     // Assessing again writes nothing, so nothing is changed since.
     let after = Utc::now();
