@@ -54,7 +54,7 @@ pub use ops::{
 };
 pub use postgres::redact as redact_url;
 pub use priority::{
-    AssessmentInput, AssessmentWrite, Explanation, StoredAssessment, UrgentCounts,
+    AssessScope, AssessmentInput, AssessmentWrite, Explanation, StoredAssessment, UrgentCounts,
     parse_explanation,
 };
 pub use run_owner::RunOwner;

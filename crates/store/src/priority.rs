@@ -40,6 +40,20 @@ pub struct AssessmentInput {
     pub stored: Option<StoredAssessment>,
 }
 
+/// Which open findings of an integration an assessment reads.
+#[derive(Debug, Clone, Copy)]
+pub enum AssessScope<'a> {
+    /// All of them.
+    All,
+    /// Those of these CVEs (the CVEs a KEV refresh changed).
+    Cves(&'a [CveId]),
+    /// Those whose inputs may have changed since the integration's previous assessment at
+    /// `since`: not assessed yet (new, reopened), their own content changed by run `run_id`
+    /// (CVSS, exploitability), their asset changed by it (tags, device value, exposure level),
+    /// or their CVE's catalogue entry changed after `since`.
+    ChangedBy { run_id: i64, since: DateTime<Utc> },
+}
+
 /// A new assessment of one open finding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AssessmentWrite {

@@ -526,7 +526,7 @@ impl Store for SqlStore {
     async fn assessment_inputs(
         &self,
         integration_id: IntegrationId,
-        cves: Option<&[CveId]>,
+        scope: AssessScope<'_>,
         after: Option<i64>,
         limit: u32,
     ) -> Result<Page<AssessmentInput>> {
@@ -538,11 +538,27 @@ impl Store for SqlStore {
             let ph = sql.arg(crate::db::Arg::Int(after));
             sql.and(&format!("f.id > {ph}"));
         }
-        if let Some(cves) = cves {
-            let ph = sql.arg(crate::db::Arg::Texts(
-                cves.iter().map(|c| c.as_str().to_owned()).collect(),
-            ));
-            sql.and(&self.d.in_list("f.cve_id", &ph));
+        match scope {
+            AssessScope::All => {}
+            AssessScope::Cves(cves) => {
+                let ph = sql.arg(crate::db::Arg::Texts(
+                    cves.iter().map(|c| c.as_str().to_owned()).collect(),
+                ));
+                sql.and(&self.d.in_list("f.cve_id", &ph));
+            }
+            AssessScope::ChangedBy { run_id, since } => {
+                // Checked in the database, row by row over the integration's open findings: far
+                // cheaper than reading each into the process to find that nothing changed.
+                // change_kind 1 is "content updated" for findings and assets alike (see
+                // finding_changed!, asset_on_conflict!).
+                let pr = sql.arg(crate::db::Arg::Int(run_id));
+                let ps = sql.arg(crate::db::Arg::Time(since));
+                sql.and(&format!(
+                    "(f.decision IS NULL OR (f.seen_run = {pr} AND f.change_kind = 1) \
+                     OR f.asset_id IN (SELECT a.id FROM assets a WHERE a.integration_id = {pi} AND a.seen_run = {pr} AND a.change_kind = 1) \
+                     OR f.cve_id IN (SELECT v.cve_id FROM vulnerabilities v WHERE v.updated_at > {ps}))"
+                ));
+            }
         }
         sql.text.push_str(" ORDER BY f.id");
         page_limit(&mut sql, limit);

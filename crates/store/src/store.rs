@@ -15,7 +15,7 @@ use rampart_model::{
 use crate::error::Result;
 use crate::intel::{IntelCheck, IntelSource, KevSnapshot};
 use crate::jobs::{Enqueued, Job, JobKind};
-use crate::priority::{AssessmentInput, AssessmentWrite, Explanation, UrgentCounts};
+use crate::priority::{AssessScope, AssessmentInput, AssessmentWrite, Explanation, UrgentCounts};
 use crate::run_owner::RunOwner;
 use crate::sort::{AssetSort, ListedAsset, SortCursor};
 use crate::summary::Summary;
@@ -93,12 +93,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     // ---- prioritisation (see `crate::priority` and docs/prioritisation.md) -----------------------
 
-    /// Open findings of the integration with `id > after`, in id order, as the prioritisation
-    /// reads them; only those of these CVEs when `cves` is given.
+    /// Open findings of the integration in `scope` with `id > after`, in id order, as the
+    /// prioritisation reads them.
     async fn assessment_inputs(
         &self,
         integration_id: IntegrationId,
-        cves: Option<&[CveId]>,
+        scope: AssessScope<'_>,
         after: Option<i64>,
         limit: u32,
     ) -> Result<Page<AssessmentInput>>;

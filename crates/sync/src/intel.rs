@@ -15,7 +15,9 @@ use rampart_model::CveId;
 use rampart_model::priority::{KevCatalog, RansomwareUse};
 
 use crate::priority::{PriorityPolicy, assess_integration};
-use rampart_store::{IntelCheck, IntelSource, KEV_SOURCE, KevSnapshot, Store, StoreError};
+use rampart_store::{
+    AssessScope, IntelCheck, IntelSource, KEV_SOURCE, KevSnapshot, Store, StoreError,
+};
 
 /// CISA updates the catalogue a few times a week; a daily check is enough.
 pub const KEV_REFRESH_AFTER: Duration = Duration::hours(24);
@@ -198,16 +200,16 @@ async fn store_catalog(
         .map(|e| e.cve_id.clone())
         .collect();
     let dropped_some = stored_before > before.len() as u64;
-    let cves = if dropped_some {
-        None
+    let scope = if dropped_some {
+        AssessScope::All
     } else if changed.is_empty() {
         return Ok(source);
     } else {
-        Some(changed.as_slice())
+        AssessScope::Cves(&changed)
     };
     let policy = PriorityPolicy::default();
     for integration in store.list_integrations().await? {
-        assess_integration(store, &integration, cves, &policy, now).await?;
+        assess_integration(store, &integration, scope, &policy, now).await?;
     }
     Ok(source)
 }

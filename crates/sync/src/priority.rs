@@ -26,7 +26,8 @@ use rampart_model::{
     Asset, CveId, Finding, FindingKey, Integration, IntegrationId, Product, Vulnerability,
 };
 use rampart_store::{
-    AssessmentInput, AssessmentWrite, AssetFilter, Explanation, Store, StoreError, StoredAssessment,
+    AssessScope, AssessmentInput, AssessmentWrite, AssetFilter, Explanation, Store, StoreError,
+    StoredAssessment,
 };
 
 /// Findings read (and written) per page.
@@ -213,12 +214,11 @@ fn next_assessment(
     }
 }
 
-/// Assesses the integration's open findings (only those of `cves`, when given) and stores what
-/// changed, stamped `at`.
+/// Assesses the integration's open findings in `scope` and stores what changed, stamped `at`.
 pub async fn assess_integration(
     store: &dyn Store,
     integration: &Integration,
-    cves: Option<&[CveId]>,
+    scope: AssessScope<'_>,
     policy: &PriorityPolicy,
     at: DateTime<Utc>,
 ) -> Result<AssessCounts, StoreError> {
@@ -235,7 +235,7 @@ pub async fn assess_integration(
     let mut after = None;
     loop {
         let page = store
-            .assessment_inputs(integration.id, cves, after, PAGE)
+            .assessment_inputs(integration.id, scope, after, PAGE)
             .await?;
         counts.read += page.items.len() as u64;
 
@@ -328,5 +328,74 @@ pub async fn assess_integration(
             None => break,
         }
     }
+    Ok(counts)
+}
+
+/// The `sync_state` keys of an integration's last assessment: when it started, and which
+/// prioritisation model made it.
+const ASSESSED_AT: &str = "priority_assessed_at";
+const ASSESSED_RUN: &str = "priority_assessed_run";
+const ASSESSED_BY: &str = "priority_model";
+/// Changes whenever the model's rules or this module's inputs change, so that the next run
+/// re-assesses every finding instead of only those whose inputs changed.
+const MODEL_VERSION: &str = "1";
+
+/// What a sync run re-assesses: only the findings whose inputs may have changed since the
+/// integration's previous assessment, or all of them when that is not known for sure: the first
+/// run, after a change of the model, when the previous run did not finish its assessment (what it
+/// changed is not recorded anywhere else), when a KEV catalogue was read since (its own
+/// re-assessment may have failed), and for Defender for Cloud (a run may upsert one resource
+/// several times, so an asset's change marker is not reliable there).
+pub(crate) async fn assess_after_run(
+    store: &dyn Store,
+    integration: &Integration,
+    run_id: i64,
+    at: DateTime<Utc>,
+) -> Result<AssessCounts, StoreError> {
+    let previous = store
+        .get_sync_state(integration.id, ASSESSED_AT)
+        .await?
+        .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+        .map(|t| t.with_timezone(&Utc));
+    let same_model = store
+        .get_sync_state(integration.id, ASSESSED_BY)
+        .await?
+        .as_deref()
+        == Some(MODEL_VERSION);
+    let kev_read = store
+        .intel_source(rampart_store::KEV_SOURCE)
+        .await?
+        .and_then(|s| s.fetched_at);
+    let assessed_run = store
+        .get_sync_state(integration.id, ASSESSED_RUN)
+        .await?
+        .and_then(|r| r.parse::<i64>().ok());
+    let previous_run = store
+        .list_runs(integration.id, 2)
+        .await?
+        .into_iter()
+        .map(|r| r.id)
+        .find(|&id| id != run_id);
+    let trusted = same_model
+        && integration.product == Product::Endpoint
+        && assessed_run.is_some()
+        && assessed_run == previous_run;
+    let scope = match previous {
+        Some(since) if trusted && kev_read.is_none_or(|k| k <= since) => {
+            AssessScope::ChangedBy { run_id, since }
+        }
+        _ => AssessScope::All,
+    };
+    let counts =
+        assess_integration(store, integration, scope, &PriorityPolicy::default(), at).await?;
+    store
+        .set_sync_state(integration.id, ASSESSED_AT, &at.to_rfc3339())
+        .await?;
+    store
+        .set_sync_state(integration.id, ASSESSED_RUN, &run_id.to_string())
+        .await?;
+    store
+        .set_sync_state(integration.id, ASSESSED_BY, MODEL_VERSION)
+        .await?;
     Ok(counts)
 }

@@ -244,11 +244,10 @@ impl<C> Job<'_, C> {
     /// incomplete run are open findings too.
     pub async fn prioritise(&mut self) -> Result<(), RunError> {
         self.progress.phase("prioritising findings");
-        let counts = crate::priority::assess_integration(
+        let counts = crate::priority::assess_after_run(
             self.store.as_ref(),
             self.integration,
-            None,
-            &crate::priority::PriorityPolicy::default(),
+            self.run_id,
             self.started_at,
         )
         .await?;

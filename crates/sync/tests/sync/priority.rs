@@ -12,7 +12,7 @@ use rampart_microsoft::KevClient;
 use rampart_model::FindingStatus;
 use rampart_model::priority::{Decision, SlaPolicy, SlaStatus};
 use rampart_sim::{KEV_PATH, SimConfig};
-use rampart_store::{FindingFilter, FindingOrder, Store, StoredFinding};
+use rampart_store::{AssessScope, FindingFilter, FindingOrder, Store, StoredFinding};
 use rampart_sync::intel::refresh_kev;
 use rampart_sync::priority::{PriorityPolicy, assess_integration};
 
@@ -99,12 +99,28 @@ pub async fn every_open_finding_is_prioritised_and_fixed_ones_have_nothing_pendi
         },
     )
     .await;
-    for ticks in [0, 8, 40] {
+    for ticks in [0, 8, 40, 3] {
         h.sim.sim.tick(ticks);
         h.sync_ok(full()).await;
         let findings = all_findings(&h).await;
         let now = Utc::now();
         assert_every_finding_is_prioritised(&findings, now);
+        // A run re-assesses only the findings whose inputs changed: assessing all of them again
+        // finds nothing stale.
+        let again = assess_integration(
+            &*h.store,
+            &h.integration,
+            AssessScope::All,
+            &PriorityPolicy::default(),
+            now,
+        )
+        .await
+        .expect("assess");
+        assert_eq!(
+            (again.assessed, again.changed),
+            (0, 0),
+            "tick {ticks}: {again:?}"
+        );
         // The store's SLA status and decision filters agree with the model's, on both engines.
         for status in [
             SlaStatus::OnTrack,
@@ -195,7 +211,7 @@ pub async fn a_resync_with_nothing_changed_leaves_every_priority_as_it_was(store
     let counts = assess_integration(
         &*store,
         &h.integration,
-        None,
+        AssessScope::All,
         &PriorityPolicy::default(),
         Utc::now(),
     )
