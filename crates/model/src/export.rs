@@ -58,8 +58,57 @@ pub struct FindingRecord {
     pub last_seen: Option<DateTime<Utc>>,
     #[serde(serialize_with = "rfc3339_opt")]
     pub fixed_at: Option<DateTime<Utc>>,
-    /// Empty until prioritisation is defined.
+    /// 0–100, higher is more urgent (docs/prioritisation.md); empty until first assessed.
     pub priority: Option<f64>,
+    /// The SSVC decision of an open finding (`immediate`, `out-of-cycle`, `scheduled`, `defer`).
+    pub decision: Option<String>,
+    #[serde(serialize_with = "rfc3339_opt")]
+    pub due_at: Option<DateTime<Utc>>,
+    /// `on_track`, `due_soon`, `overdue`, `accepted` or `closed`, at the time of the export.
+    pub sla_status: Option<String>,
+    /// Why this priority: each factor's value and points (a JSON object keyed by factor; in CSV
+    /// `factor=value (+points); …`).
+    pub priority_factors: PriorityFactors,
+}
+
+/// The contributions of a priority, in their order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PriorityFactors(pub Vec<crate::priority::FactorContribution>);
+
+impl PriorityFactors {
+    /// `decision=immediate (+75); exploitation=active (kev) (+5); …`: empty when there are none.
+    pub fn line(&self) -> String {
+        self.0
+            .iter()
+            .map(|c| format!("{}={} (+{})", c.factor.as_str(), c.value, c.points))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+impl Serialize for PriorityFactors {
+    /// `{"decision": {"value": "immediate", "weight": 0, "points": 75}, …}`, in order.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        #[derive(Serialize)]
+        struct Part<'a> {
+            value: &'a str,
+            weight: u32,
+            points: u8,
+        }
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for c in &self.0 {
+            map.serialize_entry(
+                c.factor.as_str(),
+                &Part {
+                    value: &c.value,
+                    weight: c.weight,
+                    points: c.points,
+                },
+            )?;
+        }
+        map.end()
+    }
 }
 
 /// One row of `export vulnerabilities`.
@@ -257,6 +306,10 @@ impl CsvRecord for FindingRecord {
         "last_seen",
         "fixed_at",
         "priority",
+        "decision",
+        "due_at",
+        "sla_status",
+        "priority_factors",
     ];
     fn cells(&self) -> Vec<String> {
         vec![
@@ -277,6 +330,10 @@ impl CsvRecord for FindingRecord {
             time(&self.last_seen),
             time(&self.fixed_at),
             num(self.priority),
+            opt(&self.decision),
+            time(&self.due_at),
+            opt(&self.sla_status),
+            self.priority_factors.line(),
         ]
     }
 }
@@ -431,6 +488,73 @@ mod tests {
             line,
             "plain,\"a,b\",\"say \"\"hi\"\"\",\"'=HYPERLINK(\"\"x\"\")\",-1.5,\"line\nbreak\"\n"
         );
+    }
+
+    #[test]
+    fn finding_rows_carry_the_priority_at_the_end() {
+        use crate::priority::{FactorContribution, FactorName};
+        let factors = PriorityFactors(vec![
+            FactorContribution {
+                factor: FactorName::Decision,
+                value: "immediate".into(),
+                weight: 0,
+                points: 75,
+            },
+            FactorContribution {
+                factor: FactorName::HumanImpact,
+                value: "high (device-value)".into(),
+                weight: 2,
+                points: 3,
+            },
+        ]);
+        let r = FindingRecord {
+            integration: "i".into(),
+            source: "defender-endpoint".into(),
+            asset_source_id: "a".into(),
+            asset_name: None,
+            cve_id: "CVE-2024-1".into(),
+            software_vendor: "v".into(),
+            software_name: "n".into(),
+            software_version: "1".into(),
+            severity: None,
+            cvss: None,
+            exploitability: None,
+            recommended_update: None,
+            status: "open".into(),
+            first_seen: None,
+            last_seen: None,
+            fixed_at: None,
+            priority: Some(78.0),
+            decision: Some("immediate".into()),
+            due_at: None,
+            sla_status: Some("overdue".into()),
+            priority_factors: factors,
+        };
+        let cells = r.cells();
+        assert_eq!(cells.len(), FindingRecord::HEADER.len());
+        // Existing columns keep their places; the new ones follow `priority`.
+        assert_eq!(FindingRecord::HEADER[16], "priority");
+        assert_eq!(
+            &FindingRecord::HEADER[17..],
+            ["decision", "due_at", "sla_status", "priority_factors"]
+        );
+        assert_eq!(cells[16], "78");
+        assert_eq!(
+            cells[20],
+            "decision=immediate (+75); human_impact=high (device-value) (+3)"
+        );
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["priority_factors"]["human_impact"]["points"], 3);
+        assert_eq!(json["priority_factors"]["decision"]["value"], "immediate");
+        for name in [
+            FactorName::Decision,
+            FactorName::HumanImpact,
+            FactorName::KevRansomware,
+            FactorName::CloudRisk,
+            FactorName::DeviceExposure,
+        ] {
+            assert_eq!(serde_json::to_value(name).unwrap(), name.as_str());
+        }
     }
 
     #[test]

@@ -21,6 +21,7 @@ use crate::sort::{
 };
 use crate::store::STALE_RUN_AFTER;
 use crate::types::*;
+use rampart_model::priority::SlaStatus;
 
 // ---- input preparation ---------------------------------------------------------------------------
 
@@ -389,7 +390,7 @@ pub(crate) fn decode_asset(r: &impl RowExt, names: &IntegrationNames) -> Result<
 
 macro_rules! finding_select {
     () => {
-        "SELECT f.id, f.integration_id, f.asset_id, f.software_id, f.cve_id, f.severity, f.cvss, f.exploitability, f.recommended_update, f.recommendation_reference, f.first_seen, f.last_seen, f.status, f.first_observed, f.last_observed, f.fixed_at, f.reopened_count, f.priority FROM findings f"
+        "SELECT f.id, f.integration_id, f.asset_id, f.software_id, f.cve_id, f.severity, f.cvss, f.exploitability, f.recommended_update, f.recommendation_reference, f.first_seen, f.last_seen, f.status, f.first_observed, f.last_observed, f.fixed_at, f.reopened_count, f.priority, f.decision, f.due_at, f.clock_start, f.explanation_id, (SELECT e.contributions FROM priority_explanations e WHERE e.id = f.explanation_id) AS contributions FROM findings f"
     };
 }
 
@@ -413,6 +414,8 @@ pub(crate) struct FindingRow {
     fixed_at: Option<DateTime<Utc>>,
     reopened_count: u64,
     priority: Option<f64>,
+    assessment: Option<crate::priority::StoredAssessment>,
+    contributions: Option<String>,
 }
 
 pub(crate) fn decode_finding_row(r: &impl RowExt) -> Result<FindingRow> {
@@ -436,6 +439,8 @@ pub(crate) fn decode_finding_row(r: &impl RowExt) -> Result<FindingRow> {
         fixed_at: r.opt_ts("fixed_at")?,
         reopened_count: as_u64(r.int("reopened_count")?),
         priority: r.opt_f64("priority")?,
+        assessment: crate::priority::decode_stored(r)?,
+        contributions: r.opt_text("contributions")?,
     })
 }
 
@@ -548,6 +553,15 @@ impl FindingRefs {
             fixed_at: row.fixed_at,
             reopened_count: row.reopened_count,
             priority: row.priority,
+            // A fixed finding keeps its last priority and why, but nothing is pending.
+            decision: row.assessment.map(|a| a.decision),
+            due_at: row.assessment.map(|a| a.due_at),
+            clock_start: row.assessment.map(|a| a.clock_start),
+            priority_factors: row
+                .contributions
+                .as_deref()
+                .map(crate::priority::parse_explanation)
+                .transpose()?,
             cve,
         })
     }
@@ -802,8 +816,9 @@ pub(crate) fn search_precheck(d: Dialect, f: &FindingFilter) -> Option<Sql> {
 
 /// For a `changed_since` listing, the query that tells whether any run can have touched a
 /// finding after that time (column `any`): rows are stamped by runs (with their start, or a
-/// conclusion time before they finish), so when every run had finished by then, the listing is
-/// empty without reading the findings table. `None` without `changed_since`.
+/// conclusion time before they finish) and by KEV refreshes (which re-assess priorities), so when
+/// every run had finished by then and no catalogue was read since, the listing is empty without
+/// reading the findings table. `None` without `changed_since`.
 pub(crate) fn changes_precheck(f: &FindingFilter) -> Option<Sql> {
     let t = f.changed_since?;
     let mut sql = Sql::default();
@@ -813,7 +828,8 @@ pub(crate) fn changes_precheck(f: &FindingFilter) -> Option<Sql> {
         None => String::new(),
     };
     sql.text = format!(
-        "SELECT EXISTS (SELECT 1 FROM sync_runs WHERE (status = 'running' OR started_at > {pt} OR finished_at > {pt}){scope}) AS any"
+        "SELECT (EXISTS (SELECT 1 FROM sync_runs WHERE (status = 'running' OR started_at > {pt} OR finished_at > {pt}){scope}) \
+         OR EXISTS (SELECT 1 FROM intel_sources WHERE fetched_at > {pt})) AS any"
     );
     Some(sql)
 }
@@ -827,26 +843,55 @@ pub(crate) fn decode_search_plan(r: &impl RowExt) -> Result<SearchPlan> {
 
 #[cfg(test)]
 pub(crate) fn findings_query(d: Dialect, f: &FindingFilter, after: Option<i64>, limit: u32) -> Sql {
-    findings_query_planned(d, f, after, limit, None)
+    findings_query_planned(d, f, Keyset::Id(after), limit, None)
 }
+
+/// The order of a finding listing and where its page starts.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Keyset {
+    Id(Option<i64>),
+    Priority(FindingOrder, Option<FindingCursor>),
+}
+
+/// The sort key of a priority order: NULL (not assessed yet) below every priority, as the index
+/// findings_by_priority (migration 0012) has it.
+const PRIORITY_KEY: &str = "COALESCE(f.priority, -1)";
 
 pub(crate) fn findings_query_planned(
     d: Dialect,
     f: &FindingFilter,
-    after: Option<i64>,
+    keyset: Keyset,
     limit: u32,
     plan: Option<SearchPlan>,
 ) -> Sql {
     let mut sql = Sql::new(finding_select!());
-    if let Some(after) = after {
-        let ph = sql.arg(Arg::Int(after));
-        sql.and(&format!("f.id > {ph}"));
-    }
+    let order = match keyset {
+        Keyset::Id(after) => {
+            if let Some(after) = after {
+                let ph = sql.arg(Arg::Int(after));
+                sql.and(&format!("f.id > {ph}"));
+            }
+            " ORDER BY f.id".to_owned()
+        }
+        Keyset::Priority(order, after) => {
+            let (cmp, dir) = match order {
+                FindingOrder::PriorityDesc => ("<", "DESC"),
+                FindingOrder::PriorityAsc => (">", "ASC"),
+            };
+            if let Some(c) = after {
+                let pp = sql.arg(Arg::Float(c.priority));
+                let pi = sql.arg(Arg::Int(c.id));
+                sql.and(&d.keyset(PRIORITY_KEY, "f.id", cmp, &pp, &pi));
+            }
+            format!(" ORDER BY {PRIORITY_KEY} {dir}, f.id {dir}")
+        }
+    };
     // A narrow filter reads its own index and sorts its few rows by id: one asset's findings
     // (the natural key leads with asset_id), or the open findings of one CVE (the partial index
     // findings_open_by_cve; `status = 'open'` is written literally so that the planner may use
     // it). Walking the whole table in id order instead would read up to millions of rows to fill
     // a page of a rare asset or CVE.
+    let by_id = matches!(keyset, Keyset::Id(_));
     let assets_search = plan.is_some_and(|p| p.assets_only());
     let narrow = f.asset_source_id.is_some()
         || assets_search
@@ -859,6 +904,19 @@ pub(crate) fn findings_query_planned(
             if let Some(i) = f.integration {
                 let pi = sql.arg(Arg::Int(i));
                 sql.and(&format!("+f.integration_id = {pi}"));
+            }
+        }
+        // In priority order the by-priority index drives, and the other conditions are written
+        // plainly: both engines then walk it and filter (EXPLAIN on both, with statistics), while
+        // the unary `+` below would make PostgreSQL expect few rows and sort them all.
+        (i, s) if !narrow && !by_id => {
+            if let Some(i) = i {
+                let pi = sql.arg(Arg::Int(i));
+                sql.and(&format!("f.integration_id = {pi}"));
+            }
+            if let Some(s) = s {
+                let ps = sql.arg(Arg::Text(s.as_str().to_owned()));
+                sql.and(&format!("f.status = {ps}"));
             }
         }
         // Both leading columns of the (integration_id, status[, id]) index are fixed: the index
@@ -931,15 +989,46 @@ pub(crate) fn findings_query_planned(
     }
     if let Some(t) = f.changed_since {
         // Observed by a run, or fixed, after t: by reconciliation (fixed_at is Rampart's time)
-        // or by a delta (fixed_at is Microsoft's event time; fix_recorded_at the run's).
+        // or by a delta (fixed_at is Microsoft's event time; fix_recorded_at the run's); or its
+        // decision, priority or due date changed after t (assessed_at: a run's start, or a KEV
+        // refresh's time).
         let ph = sql.arg(Arg::Time(t));
         sql.and(&format!(
-            "(f.last_observed > {ph} OR f.fixed_at > {ph} OR f.fix_recorded_at > {ph})"
+            "(f.last_observed > {ph} OR f.fixed_at > {ph} OR f.fix_recorded_at > {ph} OR f.assessed_at > {ph})"
         ));
     }
-    sql.text.push_str(" ORDER BY f.id");
+    if let Some(decision) = f.decision {
+        let ph = sql.arg(Arg::Text(decision.as_str().to_owned()));
+        sql.and(&format!("f.status = 'open' AND f.decision = {ph}"));
+    }
+    if let Some((status, now)) = f.sla_status {
+        sla_condition(&mut sql, status, now);
+    }
+    sql.text.push_str(&order);
     page_limit(&mut sql, limit);
     sql
+}
+
+/// Findings with this SLA status at `now`, as `rampart_model::priority::sla_status` decides it
+/// (without exceptions, which are not stored yet): *due soon* when at most a fifth of the time
+/// between the clock's start and the due date is left. Written so both engines take it: SQLite
+/// subtracts microseconds, PostgreSQL timestamps (giving intervals, which multiply).
+fn sla_condition(sql: &mut Sql, status: SlaStatus, now: DateTime<Utc>) {
+    let pn = sql.arg(Arg::Time(now));
+    let open = "f.status = 'open' AND f.due_at IS NOT NULL AND f.clock_start IS NOT NULL";
+    let clause = match status {
+        SlaStatus::Closed => "f.status = 'fixed'".to_owned(),
+        // No exception is stored yet: nothing is accepted.
+        SlaStatus::Accepted => "1 = 0".to_owned(),
+        SlaStatus::Overdue => format!("{open} AND f.due_at <= {pn}"),
+        SlaStatus::DueSoon => format!(
+            "{open} AND f.due_at > {pn} AND (f.due_at - {pn}) * 5 <= (f.due_at - f.clock_start)"
+        ),
+        SlaStatus::OnTrack => format!(
+            "{open} AND f.due_at > {pn} AND (f.due_at - {pn}) * 5 > (f.due_at - f.clock_start)"
+        ),
+    };
+    sql.and(&format!("({clause})"));
 }
 
 /// Whether `search` can be part of a CVE id (`CVE-2024-12345`: letters C, V, E, digits and
@@ -1290,19 +1379,19 @@ WHERE integration_id = $1 AND status = 'active' AND seen_run IS DISTINCT FROM $2
 /// asset known only from vulnerability data has no evidence either way, and stays as it is.
 pub(crate) const RECONCILE_LISTED_ASSETS: &str = "UPDATE assets SET status = 'missing', missing_since = $3 \
 WHERE integration_id = $1 AND status = 'active' AND seen_run IS DISTINCT FROM $2 AND known_from = 'inventory'";
-pub(crate) const RECONCILE_FINDINGS: &str = "UPDATE findings SET status = 'fixed', fixed_at = $3 \
+pub(crate) const RECONCILE_FINDINGS: &str = "UPDATE findings SET status = 'fixed', fixed_at = $3, decision = NULL, due_at = NULL \
 WHERE integration_id = $1 AND status = 'open' AND (seen_run IS DISTINCT FROM $2 \
 OR asset_id IN (SELECT id FROM assets WHERE integration_id = $1 AND status = 'missing'))";
 
 /// Reconciling after a delta: only the open findings of missing assets are fixed. $1 integration,
 /// $3 time ($2, the run, is bound for symmetry with `RECONCILE_FINDINGS` and unused).
-pub(crate) const RECONCILE_FINDINGS_OF_MISSING: &str = "UPDATE findings SET status = 'fixed', fixed_at = $3 \
+pub(crate) const RECONCILE_FINDINGS_OF_MISSING: &str = "UPDATE findings SET status = 'fixed', fixed_at = $3, decision = NULL, due_at = NULL \
 WHERE integration_id = $1 AND status = 'open' AND $2 IS NOT NULL \
 AND asset_id IN (SELECT id FROM assets WHERE integration_id = $1 AND status = 'missing')";
 
 /// A delta's `Fixed` change. $1 integration, $2 asset source id, $3..$5 software, $6 CVE, $7 time,
 /// $8 the run's start (when Rampart learnt of the fix).
-pub(crate) const FIX_FINDING: &str = "UPDATE findings SET status = 'fixed', fixed_at = $7, fix_recorded_at = $8 \
+pub(crate) const FIX_FINDING: &str = "UPDATE findings SET status = 'fixed', fixed_at = $7, fix_recorded_at = $8, decision = NULL, due_at = NULL \
 WHERE status = 'open' AND cve_id = $6 \
 AND asset_id = (SELECT id FROM assets WHERE integration_id = $1 AND source_id = $2) \
 AND software_id = (SELECT id FROM software WHERE vendor = $3 AND name = $4 AND version = $5)";

@@ -259,6 +259,19 @@ impl Dialect {
         serialise_claims: Some("SELECT pg_advisory_xact_lock(1918987632)"),
     };
 
+    /// The keyset condition `(key, id) cmp (pk, pid)` (`cmp` is `<` or `>`) that each engine reads
+    /// as a range of an index on (key, id), as EXPLAIN shows: PostgreSQL takes the row comparison
+    /// as an index condition; SQLite walks the index from its start for it, and needs the key's
+    /// bound spelt out.
+    pub(crate) fn keyset(&self, key: &str, id: &str, cmp: &str, pk: &str, pid: &str) -> String {
+        match self.backend {
+            Backend::Sqlite => {
+                format!("{key} {cmp}= {pk} AND ({key} {cmp} {pk} OR {id} {cmp} {pid})")
+            }
+            Backend::Postgres => format!("({key}, {id}) {cmp} ({pk}, {pid})"),
+        }
+    }
+
     /// `column IN` the list bound at `ph` ([`Arg::Ints`] or [`Arg::Texts`]): one parameter,
     /// whatever the count.
     pub(crate) fn in_list(&self, column: &str, ph: &str) -> String {

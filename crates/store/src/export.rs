@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 
 use rampart_model::export::{
-    AssetRecord, FindingRecord, PostureRecord, VulnerabilityRecord, posture_record_type,
+    AssetRecord, FindingRecord, PostureRecord, PriorityFactors, VulnerabilityRecord,
+    posture_record_type,
 };
 use rampart_model::priority::KevEntry;
 use rampart_model::{IntegrationId, TenantScoreParts, weighted_percent};
@@ -50,7 +51,13 @@ pub fn asset_record(s: &StoredAsset) -> AssetRecord {
     }
 }
 
+/// The export row of a finding, its SLA status as of now.
 pub fn finding_record(s: &StoredFinding) -> FindingRecord {
+    finding_record_at(s, chrono::Utc::now())
+}
+
+/// The export row of a finding, its SLA status as of `now`.
+pub fn finding_record_at(s: &StoredFinding, now: chrono::DateTime<chrono::Utc>) -> FindingRecord {
     let f = &s.finding;
     FindingRecord {
         integration: s.integration.clone(),
@@ -70,6 +77,10 @@ pub fn finding_record(s: &StoredFinding) -> FindingRecord {
         last_seen: f.last_seen.or(Some(s.last_observed)),
         fixed_at: s.fixed_at,
         priority: s.priority,
+        decision: s.decision.map(|d| d.as_str().to_owned()),
+        due_at: s.due_at,
+        sla_status: s.sla_status(now).map(|v| v.as_str().to_owned()),
+        priority_factors: PriorityFactors(s.priority_factors.clone().unwrap_or_default()),
     }
 }
 

@@ -30,6 +30,7 @@ pub mod intel;
 mod jobs;
 mod ops;
 mod postgres;
+pub mod priority;
 mod run_owner;
 mod sort;
 mod sql_store;
@@ -53,6 +54,10 @@ pub use ops::{
     verify_sqlite_backup,
 };
 pub use postgres::redact as redact_url;
+pub use priority::{
+    AssessScope, AssessmentInput, AssessmentWrite, Explanation, StoredAssessment, UrgentCounts,
+    parse_explanation,
+};
 pub use run_owner::RunOwner;
 pub use sort::{AssetSort, AssetSortKey, ListedAsset, OpenFindings, SortCursor};
 pub use sql_store::SqlStore;
@@ -69,8 +74,8 @@ pub use types::{
 };
 // reads
 pub use types::{
-    AssetFilter, Counts, CveFacts, FindingFilter, Page, RiskyAsset, SeverityCounts, StoredAsset,
-    StoredFinding, StoredVulnerability, TopFix, VulnerabilityFilter,
+    AssetFilter, Counts, CveFacts, FindingCursor, FindingFilter, FindingOrder, Page, RiskyAsset,
+    SeverityCounts, StoredAsset, StoredFinding, StoredVulnerability, TopFix, VulnerabilityFilter,
 };
 // audit log and accounts
 pub use types::{

@@ -20,6 +20,7 @@ use crate::db::{Dialect, On, Pool, Row, Sql, Tx, q};
 use crate::error::{Result, StoreError};
 use crate::intel::*;
 use crate::jobs::*;
+use crate::priority::*;
 use crate::run_owner::RunOwner;
 use crate::sort::*;
 use crate::sqlite::SqliteFile;
@@ -519,6 +520,112 @@ impl Store for SqlStore {
             .read()
             .all(&sql, "reading KEV entries", decode_kev)
             .await
+    }
+
+    // ---- prioritisation ---------------------------------------------------------------------
+
+    async fn assessment_inputs(
+        &self,
+        integration_id: IntegrationId,
+        scope: AssessScope<'_>,
+        after: Option<i64>,
+        limit: u32,
+    ) -> Result<Page<AssessmentInput>> {
+        let mut sql = Sql::new(&format!("SELECT {INPUT_COLUMNS} FROM findings f"));
+        // Both leading columns of findings_status are fixed: the index gives id order.
+        let pi = sql.arg(crate::db::Arg::Int(integration_id));
+        sql.and(&format!("f.integration_id = {pi} AND f.status = 'open'"));
+        if let Some(after) = after {
+            let ph = sql.arg(crate::db::Arg::Int(after));
+            sql.and(&format!("f.id > {ph}"));
+        }
+        match scope {
+            AssessScope::All => {}
+            AssessScope::Cves(cves) => {
+                let ph = sql.arg(crate::db::Arg::Texts(
+                    cves.iter().map(|c| c.as_str().to_owned()).collect(),
+                ));
+                sql.and(&self.d.in_list("f.cve_id", &ph));
+            }
+            AssessScope::ChangedBy { run_id, since } => {
+                // Checked in the database, row by row over the integration's open findings: far
+                // cheaper than reading each into the process to find that nothing changed.
+                // change_kind 1 is "content updated" for findings and assets alike (see
+                // finding_changed!, asset_on_conflict!).
+                let pr = sql.arg(crate::db::Arg::Int(run_id));
+                let ps = sql.arg(crate::db::Arg::Time(since));
+                sql.and(&format!(
+                    "(f.decision IS NULL OR (f.seen_run = {pr} AND f.change_kind = 1) \
+                     OR f.asset_id IN (SELECT a.id FROM assets a WHERE a.integration_id = {pi} AND a.seen_run = {pr} AND a.change_kind = 1) \
+                     OR f.cve_id IN (SELECT v.cve_id FROM vulnerabilities v WHERE v.updated_at > {ps}))"
+                ));
+            }
+        }
+        sql.text.push_str(" ORDER BY f.id");
+        page_limit(&mut sql, limit);
+        let rows = self
+            .db
+            .read()
+            .all(&sql, "reading findings to prioritise", decode_input)
+            .await?;
+        Ok(into_page(rows, limit, |r| r.finding_id))
+    }
+
+    async fn urgent_counts(&self, now: DateTime<Utc>) -> Result<UrgentCounts> {
+        let row = self
+            .db
+            .read()
+            .fetch_one(&q(URGENT_COUNTS).bind(now), "counting urgent findings")
+            .await?;
+        Ok(UrgentCounts {
+            immediate: as_u64(row.int("immediate")?),
+            overdue: as_u64(row.int("overdue")?),
+        })
+    }
+
+    async fn vulnerabilities_for(&self, cves: &[CveId]) -> Result<Vec<Vulnerability>> {
+        if cves.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = q(&format!(
+            "SELECT v.cve_id, v.severity, v.cvss, v.cvss_vector, v.epss, v.public_exploit, v.exploit_verified, \
+             v.exploit_in_kit, v.exploit_types, v.published_on, v.updated_on, v.description, \
+             v.source_exposed_machines, 0 AS exposed_assets FROM vulnerabilities v WHERE {}",
+            self.d.in_list("v.cve_id", "$1")
+        ))
+        .bind(crate::db::Arg::Texts(
+            cves.iter().map(|c| c.as_str().to_owned()).collect(),
+        ));
+        let rows = self
+            .db
+            .read()
+            .all(&sql, "reading CVEs to prioritise", decode_vulnerability)
+            .await?;
+        Ok(rows.into_iter().map(|v| v.vulnerability).collect())
+    }
+
+    async fn write_assessments(
+        &self,
+        explanations: &[Explanation],
+        writes: &[AssessmentWrite],
+        at: DateTime<Utc>,
+    ) -> Result<u64> {
+        if writes.is_empty() && explanations.is_empty() {
+            return Ok(0);
+        }
+        let mut tx = self.db.begin().await?;
+        if !explanations.is_empty() {
+            let sql = q(explanations_sql(self.d.backend)).bind(explanations_json(explanations));
+            tx.on()
+                .execute(&sql, "storing priority explanations")
+                .await?;
+        }
+        let sql = q(write_sql(self.d.backend))
+            .bind(writes_json(self.d.backend, writes))
+            .bind(at);
+        let written = tx.on().execute(&sql, "storing priorities").await?;
+        tx.commit("committing priorities").await?;
+        Ok(written)
     }
 
     // ---- sync state ----------------------------------------------------------------------------
@@ -1166,76 +1273,7 @@ impl Store for SqlStore {
         after: Option<i64>,
         limit: u32,
     ) -> Result<Page<StoredFinding>> {
-        let op = "listing findings";
-        let plan = match search_precheck(self.d, filter) {
-            None => None,
-            Some(check) => Some(decode_search_plan(
-                &self.db.read().fetch_one(&check, op).await?,
-            )?),
-        };
-        let untouched = match changes_precheck(filter) {
-            None => false,
-            Some(check) => !self.db.read().fetch_one(&check, op).await?.flag("any")?,
-        };
-        if untouched || plan.is_some_and(|p| p.finds_nothing()) {
-            return Ok(Page {
-                items: Vec::new(),
-                next: None,
-            });
-        }
-        let sql = findings_query_planned(self.d, filter, after, limit, plan);
-        let mut tx = self.db.begin_read().await?;
-        let rows = tx.on().fetch_all(&sql, op).await?;
-        let mut base = rows
-            .iter()
-            .map(decode_finding_row)
-            .collect::<Result<Vec<_>>>()?;
-        // The extra row only tells whether there is a next page.
-        let more = base.len() > limit.clamp(1, 100_000) as usize;
-        base.truncate(limit.clamp(1, 100_000) as usize);
-        let mut refs = FindingRefs {
-            integrations: integration_names(&mut tx, op).await?,
-            ..Default::default()
-        };
-        let (asset_ids, software_ids, cve_ids) = FindingRefs::keys(&base);
-        let by_key = |columns: &str, table: &str, key: &str, list: crate::db::Arg| {
-            q(&format!(
-                "SELECT {columns} FROM {table} WHERE {}",
-                self.d.in_list(key, "$1")
-            ))
-            .bind(list)
-        };
-        let assets = by_key(
-            "id, source_id, name",
-            "assets",
-            "id",
-            crate::db::Arg::Ints(asset_ids),
-        );
-        for r in tx.on().fetch_all(&assets, op).await? {
-            refs.add_asset(&r)?;
-        }
-        let software = by_key(
-            "id, vendor, name, version",
-            "software",
-            "id",
-            crate::db::Arg::Ints(software_ids),
-        );
-        for r in tx.on().fetch_all(&software, op).await? {
-            refs.add_software(&r)?;
-        }
-        let cves = by_key(
-            "cve_id, severity, cvss, epss, public_exploit, exploit_verified, exploit_in_kit, published_on",
-            "vulnerabilities",
-            "cve_id",
-            crate::db::Arg::Texts(cve_ids),
-        );
-        for r in tx.on().fetch_all(&cves, op).await? {
-            refs.add_cve(&r)?;
-        }
-        let items = base
-            .into_iter()
-            .map(|r| refs.assemble(r))
-            .collect::<Result<Vec<_>>>()?;
+        let (items, more) = self.list_findings(filter, Keyset::Id(after), limit).await?;
         let next = if more {
             items.last().map(|f| f.id)
         } else {
@@ -1244,6 +1282,23 @@ impl Store for SqlStore {
         Ok(Page { items, next })
     }
 
+    async fn findings_sorted(
+        &self,
+        filter: &FindingFilter,
+        order: FindingOrder,
+        after: Option<FindingCursor>,
+        limit: u32,
+    ) -> Result<Page<StoredFinding, FindingCursor>> {
+        let (items, more) = self
+            .list_findings(filter, Keyset::Priority(order, after), limit)
+            .await?;
+        let next = if more {
+            items.last().map(FindingCursor::of)
+        } else {
+            None
+        };
+        Ok(Page { items, next })
+    }
     async fn vulnerabilities_page(
         &self,
         filter: &VulnerabilityFilter,
@@ -1910,5 +1965,85 @@ impl SqlStore {
         };
         tx.commit(op).await?;
         Ok(out)
+    }
+}
+
+impl SqlStore {
+    /// A page of findings in `keyset`'s order, and whether more follow.
+    async fn list_findings(
+        &self,
+        filter: &FindingFilter,
+        keyset: Keyset,
+        limit: u32,
+    ) -> Result<(Vec<StoredFinding>, bool)> {
+        let op = "listing findings";
+
+        let plan = match search_precheck(self.d, filter) {
+            None => None,
+            Some(check) => Some(decode_search_plan(
+                &self.db.read().fetch_one(&check, op).await?,
+            )?),
+        };
+        let untouched = match changes_precheck(filter) {
+            None => false,
+            Some(check) => !self.db.read().fetch_one(&check, op).await?.flag("any")?,
+        };
+        if untouched || plan.is_some_and(|p| p.finds_nothing()) {
+            return Ok((Vec::new(), false));
+        }
+        let sql = findings_query_planned(self.d, filter, keyset, limit, plan);
+        let mut tx = self.db.begin_read().await?;
+        let rows = tx.on().fetch_all(&sql, op).await?;
+        let mut base = rows
+            .iter()
+            .map(decode_finding_row)
+            .collect::<Result<Vec<_>>>()?;
+        // The extra row only tells whether there is a next page.
+        let more = base.len() > limit.clamp(1, 100_000) as usize;
+        base.truncate(limit.clamp(1, 100_000) as usize);
+        let mut refs = FindingRefs {
+            integrations: integration_names(&mut tx, op).await?,
+            ..Default::default()
+        };
+        let (asset_ids, software_ids, cve_ids) = FindingRefs::keys(&base);
+        let by_key = |columns: &str, table: &str, key: &str, list: crate::db::Arg| {
+            q(&format!(
+                "SELECT {columns} FROM {table} WHERE {}",
+                self.d.in_list(key, "$1")
+            ))
+            .bind(list)
+        };
+        let assets = by_key(
+            "id, source_id, name",
+            "assets",
+            "id",
+            crate::db::Arg::Ints(asset_ids),
+        );
+        for r in tx.on().fetch_all(&assets, op).await? {
+            refs.add_asset(&r)?;
+        }
+        let software = by_key(
+            "id, vendor, name, version",
+            "software",
+            "id",
+            crate::db::Arg::Ints(software_ids),
+        );
+        for r in tx.on().fetch_all(&software, op).await? {
+            refs.add_software(&r)?;
+        }
+        let cves = by_key(
+            "cve_id, severity, cvss, epss, public_exploit, exploit_verified, exploit_in_kit, published_on",
+            "vulnerabilities",
+            "cve_id",
+            crate::db::Arg::Texts(cve_ids),
+        );
+        for r in tx.on().fetch_all(&cves, op).await? {
+            refs.add_cve(&r)?;
+        }
+        let items = base
+            .into_iter()
+            .map(|r| refs.assemble(r))
+            .collect::<Result<Vec<_>>>()?;
+        Ok((items, more))
     }
 }

@@ -369,14 +369,14 @@ mod tests {
             software: false,
             assets: 3,
         };
-        let sql = findings_query_planned(Dialect::SQLITE, &host, None, 50, Some(plan));
+        let sql = findings_query_planned(Dialect::SQLITE, &host, Keyset::Id(None), 50, Some(plan));
         let found = explain(&store, &sql).await;
         assert!(found.contains("findings_natural_key"), "{found}");
         let many = SearchPlan {
             software: true,
             assets: 3,
         };
-        let sql = findings_query_planned(Dialect::SQLITE, &host, None, 50, Some(many));
+        let sql = findings_query_planned(Dialect::SQLITE, &host, Keyset::Id(None), 50, Some(many));
         let found = explain(&store, &sql).await;
         assert!(!found.contains("TEMP B-TREE"), "{found}");
         // Every sort order of the asset listing reads its (key, id) index in order.

@@ -15,6 +15,7 @@ use rampart_model::{
 use crate::error::Result;
 use crate::intel::{IntelCheck, IntelSource, KevSnapshot};
 use crate::jobs::{Enqueued, Job, JobKind};
+use crate::priority::{AssessScope, AssessmentInput, AssessmentWrite, Explanation, UrgentCounts};
 use crate::run_owner::RunOwner;
 use crate::sort::{AssetSort, ListedAsset, SortCursor};
 use crate::summary::Summary;
@@ -89,6 +90,31 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn intel_source(&self, source: &str) -> Result<Option<IntelSource>>;
     /// The KEV entries of these CVEs (those that are listed), in CVE id order.
     async fn kev_entries_for(&self, cves: &[CveId]) -> Result<Vec<KevEntry>>;
+
+    // ---- prioritisation (see `crate::priority` and docs/prioritisation.md) -----------------------
+
+    /// Open findings of the integration in `scope` with `id > after`, in id order, as the
+    /// prioritisation reads them.
+    async fn assessment_inputs(
+        &self,
+        integration_id: IntegrationId,
+        scope: AssessScope<'_>,
+        after: Option<i64>,
+        limit: u32,
+    ) -> Result<Page<AssessmentInput>>;
+    /// How many open findings are `immediate`, and how many are overdue at `now` (index ranges,
+    /// not a scan of all findings).
+    async fn urgent_counts(&self, now: DateTime<Utc>) -> Result<UrgentCounts>;
+    /// The catalogue entries of these CVEs (those that exist), in no particular order.
+    async fn vulnerabilities_for(&self, cves: &[CveId]) -> Result<Vec<Vulnerability>>;
+    /// Stores `explanations` not stored yet and writes `writes` to findings that are still open,
+    /// stamping them changed at `at`, in one transaction. Returns how many findings it wrote.
+    async fn write_assessments(
+        &self,
+        explanations: &[Explanation],
+        writes: &[AssessmentWrite],
+        at: DateTime<Utc>,
+    ) -> Result<u64>;
 
     // ---- per-integration sync state (small key/value pairs the engine keeps between runs) -----
 
@@ -346,6 +372,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         after: Option<i64>,
         limit: u32,
     ) -> Result<Page<StoredFinding>>;
+    /// Findings matching the filter in priority order, keyset-paginated on (priority, id): pass
+    /// the page's `next` as `after` for the following page.
+    async fn findings_sorted(
+        &self,
+        filter: &FindingFilter,
+        order: FindingOrder,
+        after: Option<FindingCursor>,
+        limit: u32,
+    ) -> Result<Page<StoredFinding, FindingCursor>>;
     /// Catalogue entries with `cve_id > after`, in CVE id order, with their exposure.
     async fn vulnerabilities_page(
         &self,

@@ -2,6 +2,7 @@
 //! wrap them with what only the store knows (ids, Rampart's history, joins).
 
 use chrono::{DateTime, Utc};
+use rampart_model::priority::{Decision, FactorContribution, SlaStatus, sla_status};
 use serde::{Deserialize, Serialize};
 
 use rampart_model::{
@@ -274,8 +275,34 @@ pub struct StoredFinding {
     pub last_observed: DateTime<Utc>,
     pub fixed_at: Option<DateTime<Utc>>,
     pub reopened_count: u64,
+    /// 0–100 (see docs/prioritisation.md); `None` until the finding is first assessed.
     pub priority: Option<f64>,
+    /// The SSVC decision; `None` when fixed (nothing is pending) or not assessed yet.
+    pub decision: Option<Decision>,
+    /// When the finding is due; `None` as `decision`.
+    pub due_at: Option<DateTime<Utc>>,
+    /// When its SLA clock started (Microsoft's first-seen time); `None` as `decision`.
+    pub clock_start: Option<DateTime<Utc>>,
+    /// Why this priority: the decision's band, then each factor's value and points.
+    pub priority_factors: Option<Vec<FactorContribution>>,
     pub cve: Option<CveFacts>,
+}
+
+impl StoredFinding {
+    /// Where the finding stands against its SLA at `now`: `closed` when fixed, `None` when open
+    /// and not assessed yet. (Exceptions, which would make it `accepted`, are not stored yet.)
+    pub fn sla_status(&self, now: DateTime<Utc>) -> Option<SlaStatus> {
+        if self.status == FindingStatus::Fixed {
+            return Some(SlaStatus::Closed);
+        }
+        Some(sla_status(
+            now,
+            self.due_at?,
+            self.clock_start?,
+            None,
+            false,
+        ))
+    }
 }
 
 /// A catalogue entry with how many assets are exposed to it.
@@ -320,9 +347,56 @@ pub struct FindingFilter {
     pub asset_source_id: Option<String>,
     /// Case-insensitive substring of the CVE id, software vendor or name, or asset name.
     pub search: Option<String>,
-    /// Only findings observed by a run, or fixed, after this time (see
-    /// [`AssetFilter::changed_since`]).
+    /// Only findings observed by a run, fixed, or whose decision, priority or due date changed,
+    /// after this time (see [`AssetFilter::changed_since`]).
     pub changed_since: Option<DateTime<Utc>>,
+    /// Only open findings with this decision.
+    pub decision: Option<Decision>,
+    /// Only findings with this SLA status at the given time (`closed`: fixed ones; `accepted`
+    /// matches nothing until exceptions are stored).
+    pub sla_status: Option<(SlaStatus, DateTime<Utc>)>,
+}
+
+/// The order of a sorted finding listing ([`crate::Store::findings_sorted`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum FindingOrder {
+    /// Most urgent first (ties: the newest id first); not yet assessed findings last.
+    #[default]
+    PriorityDesc,
+    /// Least urgent first (ties: the oldest id first); not yet assessed findings first.
+    PriorityAsc,
+}
+
+/// Where a page of a priority-sorted finding listing ends: the last row's priority (-1 when it
+/// has none) and id. Opaque to API clients: `p<priority>:<id>`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FindingCursor {
+    pub priority: f64,
+    pub id: i64,
+}
+
+impl FindingCursor {
+    pub fn of(f: &StoredFinding) -> Self {
+        FindingCursor {
+            priority: f.priority.unwrap_or(-1.0),
+            id: f.id,
+        }
+    }
+
+    pub fn encode(&self) -> String {
+        format!("p{}:{}", self.priority, self.id)
+    }
+
+    /// `None` for anything [`FindingCursor::encode`] did not make.
+    pub fn parse(s: &str) -> Option<Self> {
+        let (priority, id) = s.strip_prefix('p')?.split_once(':')?;
+        let priority: f64 = priority.parse().ok()?;
+        (priority.is_finite()).then_some(())?;
+        Some(FindingCursor {
+            priority,
+            id: id.parse().ok()?,
+        })
+    }
 }
 
 /// Filters of vulnerability listings. Empty = the whole catalogue.

@@ -78,7 +78,10 @@ struct SubscriptionRead {
 
 pub(crate) async fn run(setup: RunSetup<'_>, client: &ArmClient) -> Result<SyncRun, SyncError> {
     let mut job = Job::open(setup, client, "full").await?;
-    let read = job.full().await;
+    let read = match job.full().await {
+        Ok(()) => job.prioritise().await,
+        failed => failed,
+    };
     job.note_recommendations();
     job.close(read).await
 }

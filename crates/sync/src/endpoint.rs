@@ -58,6 +58,10 @@ pub(crate) async fn run(setup: RunSetup<'_>, client: &MdeClient) -> Result<SyncR
         Mode::Full => job.full().await,
         Mode::Delta { since } => job.delta(since).await,
     };
+    let read = match read {
+        Ok(()) => job.prioritise().await,
+        failed => failed,
+    };
     job.close(read).await
 }
 

@@ -9,8 +9,15 @@ use chrono::{DateTime, Duration, Utc};
 /// The feed client and its errors, for callers (web, CLI) that depend on this crate only.
 pub use rampart_microsoft::{DEFAULT_KEV_URL, IntelError, KevClient, check_feed_url};
 use rampart_microsoft::{KevFetch, MAX_KEV_BYTES, read_kev};
-use rampart_model::priority::KevCatalog;
-use rampart_store::{IntelCheck, IntelSource, KEV_SOURCE, KevSnapshot, Store, StoreError};
+use std::collections::HashMap;
+
+use rampart_model::CveId;
+use rampart_model::priority::{KevCatalog, RansomwareUse};
+
+use crate::priority::{PriorityPolicy, assess_integration};
+use rampart_store::{
+    AssessScope, IntelCheck, IntelSource, KEV_SOURCE, KevSnapshot, Store, StoreError,
+};
 
 /// CISA updates the catalogue a few times a week; a daily check is enough.
 pub const KEV_REFRESH_AFTER: Duration = Duration::hours(24);
@@ -115,7 +122,7 @@ pub async fn refresh_kev(
                 catalog_version: download.catalog.catalog_version.clone(),
                 date_released: download.catalog.date_released,
             };
-            let source = store_catalog(store, &snapshot, &download.catalog).await?;
+            let source = store_catalog(store, &snapshot, &download.catalog, now).await?;
             Ok(KevUpdate {
                 replaced: true,
                 source,
@@ -156,7 +163,7 @@ pub async fn import_kev_file(
         catalog_version: catalog.catalog_version.clone(),
         date_released: catalog.date_released,
     };
-    let source = store_catalog(store, &snapshot, &catalog).await?;
+    let source = store_catalog(store, &snapshot, &catalog, now).await?;
     Ok(KevUpdate {
         replaced: true,
         source,
@@ -164,11 +171,45 @@ pub async fn import_kev_file(
     })
 }
 
+/// Replaces the stored catalogue, then re-assesses the open findings of the CVEs whose listing
+/// changed (added, or their ransomware use changed), in every integration: a CVE entering KEV
+/// becomes actively exploited (docs/prioritisation.md). When the new catalogue dropped a CVE the
+/// old one had, which CVEs is not known without the old list, so every open finding is
+/// re-assessed (only changed ones are written). A failed re-assessment is an error here, and the
+/// next sync of each integration re-assesses its findings anyway.
 async fn store_catalog(
     store: &dyn Store,
     snapshot: &KevSnapshot,
     catalog: &KevCatalog,
+    now: DateTime<Utc>,
 ) -> Result<IntelSource, IntelRefreshError> {
     let entries: Vec<_> = catalog.entries.by_cve.values().cloned().collect();
-    Ok(store.replace_kev_catalog(snapshot, &entries).await?)
+    let listed: Vec<CveId> = catalog.entries.by_cve.keys().cloned().collect();
+    let before: HashMap<CveId, RansomwareUse> = store
+        .kev_entries_for(&listed)
+        .await?
+        .into_iter()
+        .map(|e| (e.cve_id, e.known_ransomware_campaign_use))
+        .collect();
+    let stored_before = store.intel_source(KEV_SOURCE).await?.map_or(0, |s| s.count);
+    let source = store.replace_kev_catalog(snapshot, &entries).await?;
+
+    let changed: Vec<CveId> = entries
+        .iter()
+        .filter(|e| before.get(&e.cve_id) != Some(&e.known_ransomware_campaign_use))
+        .map(|e| e.cve_id.clone())
+        .collect();
+    let dropped_some = stored_before > before.len() as u64;
+    let scope = if dropped_some {
+        AssessScope::All
+    } else if changed.is_empty() {
+        return Ok(source);
+    } else {
+        AssessScope::Cves(&changed)
+    };
+    let policy = PriorityPolicy::default();
+    for integration in store.list_integrations().await? {
+        assess_integration(store, &integration, scope, &policy, now).await?;
+    }
+    Ok(source)
 }

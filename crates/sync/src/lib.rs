@@ -38,6 +38,7 @@ pub mod integrations;
 pub mod intel;
 mod options;
 mod pipeline;
+pub mod priority;
 pub mod progress;
 mod run;
 pub mod vault;

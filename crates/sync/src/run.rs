@@ -65,6 +65,8 @@ pub(crate) struct Job<'a, C> {
     pub request: SyncRequest,
     pub progress: &'a dyn Progress,
     pub outcome: RunOutcome,
+    /// When the run opened: what its writes are stamped with.
+    pub started_at: chrono::DateTime<Utc>,
     /// The client's counters when the run opened: the run record gets the difference.
     metrics_before: MetricsSnapshot,
 }
@@ -105,6 +107,7 @@ impl<'a, C: Metered> Job<'a, C> {
             request: setup.request,
             progress: setup.progress,
             outcome: RunOutcome::new(RunStatus::Running, started),
+            started_at: started,
             metrics_before: client.metrics(),
         })
     }
@@ -233,6 +236,23 @@ impl<C> Job<'_, C> {
                 mass.if_real
             ))),
         }
+    }
+
+    /// Brings every open finding's decision, priority and due date up to date with what the run
+    /// wrote and concluded (`crate::priority`), stamped with the run's start like the rest of
+    /// its writes. Run after the product's steps whatever their verdict: findings written by an
+    /// incomplete run are open findings too.
+    pub async fn prioritise(&mut self) -> Result<(), RunError> {
+        self.progress.phase("prioritising findings");
+        let counts = crate::priority::assess_after_run(
+            self.store.as_ref(),
+            self.integration,
+            self.run_id,
+            self.started_at,
+        )
+        .await?;
+        self.progress.phase_done(counts.assessed + counts.changed);
+        Ok(())
     }
 
     /// Sets the run's status from the verdict that stands: succeeded when complete, partial (with

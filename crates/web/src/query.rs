@@ -2,10 +2,11 @@
 //! the store's filters with errors in words. Empty parameters mean "no filter".
 
 use chrono::{DateTime, Utc};
+use rampart_model::priority::{Decision, SlaStatus};
 use rampart_model::{AssetStatus, CveId, FindingStatus, IntegrationId, Severity};
 use rampart_store::{
-    AssetFilter, AssetSort, FindingFilter, ListedAsset, Page, RecommendationFilter, SortCursor,
-    Store, VulnerabilityFilter,
+    AssetFilter, AssetSort, FindingCursor, FindingFilter, FindingOrder, ListedAsset, Page,
+    RecommendationFilter, SortCursor, Store, VulnerabilityFilter,
 };
 use serde::Deserialize;
 
@@ -210,16 +211,53 @@ pub struct FindingQuery {
     /// An asset's source id.
     pub asset: Option<String>,
     pub integration: Option<String>,
-    /// An RFC 3339 time: only findings a sync observed, or that were fixed, after it (see
-    /// `changed_since` of the assets).
+    /// An RFC 3339 time: only findings a sync observed, that were fixed, or whose decision,
+    /// priority or due date changed, after it (see `changed_since` of the assets).
     pub changed_since: Option<String>,
+    /// Only open findings with this SSVC decision: `immediate`, `out-of-cycle`, `scheduled` or
+    /// `defer`.
+    pub decision: Option<String>,
+    /// Only findings with this SLA status now: `on_track`, `due_soon`, `overdue`, `closed`
+    /// (fixed) or `accepted` (exceptions; none are stored yet).
+    pub sla_status: Option<String>,
+    /// `-priority` (most urgent first) or `priority` (least urgent first); by id when absent.
+    pub sort: Option<String>,
     /// The cursor of the next page (`next_cursor` of the previous one).
     pub after: Option<String>,
     /// Rows per page, 1–1000 (default 50).
     pub limit: Option<String>,
 }
 
+const SLA_STATUSES: [SlaStatus; 5] = [
+    SlaStatus::OnTrack,
+    SlaStatus::DueSoon,
+    SlaStatus::Overdue,
+    SlaStatus::Accepted,
+    SlaStatus::Closed,
+];
+
 impl FindingQuery {
+    /// The priority order asked for; `default` when `sort` is absent (`None`: id order).
+    pub fn order(&self, default: Option<FindingOrder>) -> Result<Option<FindingOrder>, AppError> {
+        match opt(&self.sort).as_deref() {
+            None => Ok(default),
+            Some("-priority") => Ok(Some(FindingOrder::PriorityDesc)),
+            Some("priority") => Ok(Some(FindingOrder::PriorityAsc)),
+            Some("id") => Ok(None),
+            Some(_) => Err(bad("sort", "-priority, priority or id")),
+        }
+    }
+
+    /// The cursor of a priority-sorted page.
+    pub fn priority_after(&self) -> Result<Option<FindingCursor>, AppError> {
+        cursor_text(&self.after)?
+            .map(|s| {
+                FindingCursor::parse(s)
+                    .ok_or_else(|| bad("after", "the next_cursor of the previous page"))
+            })
+            .transpose()
+    }
+
     pub fn filter(&self) -> Result<FindingFilter, AppError> {
         Ok(FindingFilter {
             integration: integration(&self.integration)?,
@@ -235,6 +273,28 @@ impl FindingQuery {
             asset_source_id: opt(&self.asset),
             search: opt(&self.q),
             changed_since: changed_since(&self.changed_since)?,
+            decision: opt(&self.decision)
+                .map(|s| {
+                    Decision::parse(&s.to_lowercase()).ok_or_else(|| {
+                        bad("decision", "immediate, out-of-cycle, scheduled or defer")
+                    })
+                })
+                .transpose()?,
+            sla_status: opt(&self.sla_status)
+                .map(|s| {
+                    let s = s.to_lowercase();
+                    SLA_STATUSES
+                        .into_iter()
+                        .find(|v| v.as_str() == s)
+                        .map(|v| (v, Utc::now()))
+                        .ok_or_else(|| {
+                            bad(
+                                "sla_status",
+                                "on_track, due_soon, overdue, closed or accepted",
+                            )
+                        })
+                })
+                .transpose()?,
         })
     }
 

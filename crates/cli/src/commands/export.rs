@@ -224,7 +224,15 @@ mod ocsf {
             }],
             "resources": [{"uid": r.asset_source_id, "name": r.asset_name, "type": "device"}],
             "device": {"uid": r.asset_source_id, "hostname": r.asset_name, "type_id": 0},
-            "unmapped": {"exploitability": r.exploitability, "fixed_at": r.fixed_at.as_ref().map(rfc3339)},
+            "unmapped": {
+                "exploitability": r.exploitability,
+                "fixed_at": r.fixed_at.as_ref().map(rfc3339),
+                "priority": r.priority,
+                "decision": r.decision,
+                "due_at": r.due_at.as_ref().map(rfc3339),
+                "sla_status": r.sla_status,
+                "priority_factors": r.priority_factors,
+            },
         })
     }
 

@@ -53,10 +53,25 @@ fn add_test_sync_export_remove_and_the_secret_never_shows() {
     assert_eq!(
         lines.next(),
         Some(
-            "integration,source,asset_source_id,asset_name,cve_id,software_vendor,software_name,software_version,severity,cvss,exploitability,recommended_update,status,first_seen,last_seen,fixed_at,priority"
+            "integration,source,asset_source_id,asset_name,cve_id,software_vendor,software_name,software_version,severity,cvss,exploitability,recommended_update,status,first_seen,last_seen,fixed_at,priority,decision,due_at,sla_status,priority_factors"
         )
     );
-    assert_eq!(lines.count(), truth_findings);
+    let rows: Vec<&str> = lines.collect();
+    assert_eq!(rows.len(), truth_findings);
+    // Every finding is open after one sync: each has its priority, decision and due date, and
+    // the factors end the line (quoted: the values hold commas).
+    for row in &rows {
+        assert!(
+            row.contains(",\"decision=") && row.ends_with('"'),
+            "no priority factors: {row}"
+        );
+        assert!(
+            ["immediate", "out-of-cycle", "scheduled", "defer"]
+                .iter()
+                .any(|d| row.contains(&format!(",{d},"))),
+            "no decision: {row}"
+        );
+    }
 
     let jsonl = env.run(&["export", "findings", "--format", "jsonl"], None);
     assert_eq!(jsonl.code, 0, "{jsonl:?}");
@@ -64,6 +79,16 @@ fn add_test_sync_export_remove_and_the_secret_never_shows() {
         serde_json::from_str(jsonl.stdout.lines().next().expect("a line")).expect("json");
     assert_eq!(first["status"], "open");
     assert_eq!(first["source"], "defender-endpoint");
+    assert!(first["priority"].as_f64().is_some(), "{first}");
+    assert!(
+        first["decision"].is_string() && first["due_at"].is_string(),
+        "{first}"
+    );
+    assert!(first["sla_status"].is_string(), "{first}");
+    assert!(
+        first["priority_factors"]["exploitation"]["points"].is_u64(),
+        "{first}"
+    );
     let seen = first["first_seen"].as_str().expect("first_seen");
     assert!(
         seen.ends_with('Z') && seen.contains('T'),
@@ -94,6 +119,12 @@ fn add_test_sync_export_remove_and_the_secret_never_shows() {
     let event: serde_json::Value =
         serde_json::from_str(ocsf.stdout.lines().next().expect("a line")).expect("json");
     assert_eq!(event["class_uid"], 2002);
+    assert!(event["unmapped"]["priority"].as_f64().is_some(), "{event}");
+    assert!(event["unmapped"]["decision"].is_string(), "{event}");
+    assert!(
+        event["unmapped"]["priority_factors"]["decision"]["value"].is_string(),
+        "{event}"
+    );
 
     let out = env.dir.path().join("posture.csv");
     let posture = env.run(

@@ -13,7 +13,7 @@ use super::rules::CriticalityMatch;
 use crate::{Asset, Finding, Vulnerability};
 
 /// A decision point's value and why it has it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Factor<V, W> {
     pub value: V,
     pub why: W,

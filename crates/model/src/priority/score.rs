@@ -39,6 +39,24 @@ pub enum FactorName {
     DeviceExposure,
 }
 
+impl FactorName {
+    /// The name as serialised (`human_impact`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Decision => "decision",
+            Self::Exploitation => "exploitation",
+            Self::Exposure => "exposure",
+            Self::Automatable => "automatable",
+            Self::HumanImpact => "human_impact",
+            Self::Epss => "epss",
+            Self::Cvss => "cvss",
+            Self::KevRansomware => "kev_ransomware",
+            Self::CloudRisk => "cloud_risk",
+            Self::DeviceExposure => "device_exposure",
+        }
+    }
+}
+
 /// One line of "why this priority".
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FactorContribution {

@@ -34,13 +34,23 @@ pub async fn findings(
     State(state): State<AppState>,
     Query(q): Query<FindingQuery>,
 ) -> Result<Json<FindingPage>, ApiError> {
-    let page = state
-        .store()
-        .findings_page(&q.filter()?, q.after()?, query::limit(&q.limit)?)
-        .await?;
+    let (filter, limit) = (q.filter()?, query::limit(&q.limit)?);
+    let store = state.store();
+    let (items, next_cursor) = match q.order(None)? {
+        None => {
+            let page = store.findings_page(&filter, q.after()?, limit).await?;
+            (page.items, page.next.map(|n| n.to_string()))
+        }
+        Some(order) => {
+            let page = store
+                .findings_sorted(&filter, order, q.priority_after()?, limit)
+                .await?;
+            (page.items, page.next.map(|n| n.encode()))
+        }
+    };
     Ok(Json(FindingPage {
-        items: page.items.iter().map(FindingOut::from).collect(),
-        next_cursor: page.next.map(|n| n.to_string()),
+        items: items.iter().map(FindingOut::from).collect(),
+        next_cursor,
     }))
 }
 

@@ -340,6 +340,44 @@ pub struct FindingOut {
     pub last_seen: Option<String>,
     pub fixed_at: Option<String>,
     pub reopened_count: u64,
+    /// 0–100, higher is more urgent (docs/prioritisation.md); absent until first assessed.
+    pub priority: Option<f64>,
+    /// The SSVC deployer decision of an open finding: `immediate`, `out-of-cycle`, `scheduled`
+    /// or `defer`; absent once fixed.
+    pub decision: Option<String>,
+    /// When the open finding is due (RFC 3339).
+    pub due_at: Option<String>,
+    /// `on_track`, `due_soon`, `overdue` or `closed` (fixed); `accepted` with an exception.
+    pub sla_status: Option<String>,
+    /// Why this priority: the decision's band, then each factor with its value, weight and the
+    /// points it adds (they sum to `priority`).
+    pub priority_factors: Vec<PriorityFactorOut>,
+}
+
+/// One line of "why this priority".
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PriorityFactorOut {
+    /// `decision`, `exploitation`, `exposure`, `automatable`, `human_impact`, `epss`, `cvss`,
+    /// `kev_ransomware`, `cloud_risk` or `device_exposure`.
+    pub factor: String,
+    pub value: String,
+    pub weight: u32,
+    pub points: u8,
+}
+
+impl PriorityFactorOut {
+    pub fn list(s: &StoredFinding) -> Vec<PriorityFactorOut> {
+        s.priority_factors
+            .iter()
+            .flatten()
+            .map(|c| PriorityFactorOut {
+                factor: c.factor.as_str().to_owned(),
+                value: c.value.clone(),
+                weight: c.weight,
+                points: c.points,
+            })
+            .collect()
+    }
 }
 
 impl From<&StoredFinding> for FindingOut {
@@ -366,6 +404,11 @@ impl From<&StoredFinding> for FindingOut {
             last_seen: ts_opt(&f.last_seen.or(Some(s.last_observed))),
             fixed_at: ts_opt(&s.fixed_at),
             reopened_count: s.reopened_count,
+            priority: s.priority,
+            decision: s.decision.map(|d| d.as_str().into()),
+            due_at: ts_opt(&s.due_at),
+            sla_status: s.sla_status(chrono::Utc::now()).map(|v| v.as_str().into()),
+            priority_factors: PriorityFactorOut::list(s),
         }
     }
 }

@@ -31,6 +31,9 @@ struct DashboardPage {
     assets_missing: u64,
     open: u64,
     fixed: u64,
+    /// Open findings to act on now (issue 14): decision `immediate`, and past their due date.
+    immediate: u64,
+    overdue: u64,
     severity: Vec<Bar>,
     trend: String,
     trend_points: usize,
@@ -44,6 +47,7 @@ pub async fn page(ctx: Ctx, State(state): State<AppState>) -> Result<Response, A
     let store = state.store();
     // From the summaries kept as runs finish: the exact counts would aggregate every finding.
     let summary = store.summary(10).await?;
+    let urgent = store.urgent_counts(chrono::Utc::now()).await?;
     let counts = summary.counts;
     let integrations = store.list_integrations().await?;
     let s = counts.findings_open;
@@ -80,6 +84,8 @@ pub async fn page(ctx: Ctx, State(state): State<AppState>) -> Result<Response, A
         assets_missing: counts.assets_missing,
         open: s.total(),
         fixed: counts.findings_fixed,
+        immediate: urgent.immediate,
+        overdue: urgent.overdue,
         severity,
         trend_points: trend.len(),
         top_fixes: summary.top_fixes,

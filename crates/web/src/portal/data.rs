@@ -7,7 +7,7 @@ use axum::response::Response;
 use rampart_model::priority::{KevEntry, RansomwareUse};
 use rampart_model::{CveId, FindingStatus};
 use rampart_store::{
-    AssetSort, AssetSortKey, FindingFilter, KEV_SOURCE, ListedAsset, OpenFindings,
+    AssetSort, AssetSortKey, FindingFilter, FindingOrder, KEV_SOURCE, ListedAsset, OpenFindings,
     RecommendationFilter, StoredFinding, StoredVulnerability, VulnerabilityFilter, kev_index,
 };
 
@@ -163,6 +163,14 @@ pub struct FindingRow {
     pub status: &'static str,
     pub first_seen: String,
     pub fixed_at: String,
+    /// 0–100, or — before the first assessment.
+    pub priority: String,
+    pub decision: String,
+    pub due: String,
+    /// `on_track`, `due_soon`, `overdue`, `closed`, or empty.
+    pub sla: &'static str,
+    /// Why this priority: (factor, value, points).
+    pub why: Vec<(&'static str, String, u8)>,
 }
 
 impl FindingRow {
@@ -189,6 +197,16 @@ impl FindingRow {
             status: s.status.as_str(),
             first_seen: when_opt(&f.first_seen.or(Some(s.first_observed))),
             fixed_at: when_opt(&s.fixed_at),
+            priority: s.priority.map_or("—".into(), |p| format!("{p:.0}")),
+            decision: s.decision.map_or("—".into(), |d| d.as_str().to_owned()),
+            due: when_opt(&s.due_at),
+            sla: s.sla_status(chrono::Utc::now()).map_or("", |v| v.as_str()),
+            why: s
+                .priority_factors
+                .iter()
+                .flatten()
+                .map(|c| (c.factor.as_str(), c.value.clone(), c.points))
+                .collect(),
         }
     }
 }
@@ -388,7 +406,10 @@ pub async fn asset(
         status: Some(FindingStatus::Open),
         ..FindingFilter::default()
     };
-    let findings = state.store().findings_page(&filter, None, 200).await?;
+    let findings = state
+        .store()
+        .findings_sorted(&filter, FindingOrder::PriorityDesc, None, 200)
+        .await?;
     let more = findings.next.map(|_| {
         query::encode(&[
             ("asset", &Some(stored.asset.source_id.clone())),
@@ -545,7 +566,7 @@ pub async fn vulnerability(
     };
     let findings = state
         .store()
-        .findings_page(&findings_filter, None, 200)
+        .findings_sorted(&findings_filter, FindingOrder::PriorityDesc, None, 200)
         .await?;
     let more = findings.next.map(|_| {
         query::encode(&[
@@ -597,6 +618,9 @@ fn finding_params(q: &FindingQuery) -> Vec<(&'static str, &Option<String>)> {
         ("cve", &q.cve),
         ("asset", &q.asset),
         ("integration", &q.integration),
+        ("decision", &q.decision),
+        ("sla_status", &q.sla_status),
+        ("sort", &q.sort),
         ("limit", &q.limit),
     ]
 }
@@ -606,14 +630,27 @@ pub async fn findings(
     State(state): State<AppState>,
     Query(q): Query<FindingQuery>,
 ) -> Result<Response, AppError> {
-    let page = state
-        .store()
-        .findings_page(&q.filter()?, q.after()?, query::limit(&q.limit)?)
-        .await?;
-    let next = page.next.map(|n| Some(n.to_string()));
+    let (filter, limit) = (q.filter()?, query::limit(&q.limit)?);
+    // Most urgent first unless another order is asked for.
+    let (items, next) = match q.order(Some(FindingOrder::PriorityDesc))? {
+        None => {
+            let page = state
+                .store()
+                .findings_page(&filter, q.after()?, limit)
+                .await?;
+            (page.items, page.next.map(|n| Some(n.to_string())))
+        }
+        Some(order) => {
+            let page = state
+                .store()
+                .findings_sorted(&filter, order, q.priority_after()?, limit)
+                .await?;
+            (page.items, page.next.map(|n| Some(n.encode())))
+        }
+    };
     render::page(&FindingsPage {
         layout: Layout::new(&ctx, "Findings", "findings"),
-        findings: page.items.iter().map(FindingRow::of).collect(),
+        findings: items.iter().map(FindingRow::of).collect(),
         next: next.map(|n| with_after(finding_params(&q), &n)),
         csv: query::encode(&finding_params(&q)),
         first: q

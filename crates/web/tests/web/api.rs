@@ -702,3 +702,148 @@ async fn moving_an_integration_needs_its_secret_again() {
     );
     assert!(!details.contains(&secret));
 }
+
+/// Issue 14: findings sorted by priority (walked page by page), filtered by decision and SLA
+/// status, each with its decision, due date, SLA status and "why this priority".
+#[tokio::test]
+async fn findings_sort_by_priority_and_filter_by_decision_and_sla_status() {
+    let (_app, _, api) = synced_app("priority").await;
+
+    let mut walked: Vec<Value> = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/findings?status=open&sort=-priority&limit=97&after={c}"),
+            None => "/findings?status=open&sort=-priority&limit=97".into(),
+        };
+        let (s, page) = api.get(&path).await;
+        assert_eq!(s, StatusCode::OK, "{page}");
+        walked.extend(page["items"].as_array().unwrap().iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    let (_, by_id) = api.get("/findings?status=open&limit=1000").await;
+    let open = by_id["items"].as_array().unwrap().len();
+    assert!(open > 97, "several pages: {open}");
+    assert_eq!(walked.len(), open, "every open finding once");
+    let key = |f: &Value| (f["priority"].as_f64().unwrap(), f["id"].as_i64().unwrap());
+    for pair in walked.windows(2) {
+        assert!(
+            key(&pair[0]) > key(&pair[1]),
+            "{} then {}",
+            pair[0],
+            pair[1]
+        );
+    }
+    for f in &walked {
+        assert!(f["decision"].is_string() && f["due_at"].is_string(), "{f}");
+        let status = f["sla_status"].as_str().unwrap();
+        assert!(["on_track", "due_soon", "overdue"].contains(&status), "{f}");
+        let factors = f["priority_factors"].as_array().unwrap();
+        assert_eq!(factors[0]["factor"], "decision");
+        assert_eq!(factors[0]["value"], f["decision"]);
+        let points: u64 = factors.iter().map(|c| c["points"].as_u64().unwrap()).sum();
+        assert_eq!(points as f64, f["priority"].as_f64().unwrap());
+    }
+    let (_, ascending) = api.get("/findings?status=open&sort=priority&limit=1").await;
+    assert_eq!(ascending["items"][0]["id"], walked.last().unwrap()["id"]);
+
+    // Each decision and SLA status filter returns exactly the findings that have it.
+    for decision in ["immediate", "out-of-cycle", "scheduled", "defer"] {
+        let (s, page) = api
+            .get(&format!("/findings?decision={decision}&limit=1000"))
+            .await;
+        assert_eq!(s, StatusCode::OK);
+        let expected = walked.iter().filter(|f| f["decision"] == decision).count();
+        assert_eq!(
+            page["items"].as_array().unwrap().len(),
+            expected,
+            "{decision}"
+        );
+    }
+    for status in ["on_track", "due_soon", "overdue"] {
+        let (s, page) = api
+            .get(&format!(
+                "/findings?sla_status={status}&sort=-priority&limit=1000"
+            ))
+            .await;
+        assert_eq!(s, StatusCode::OK);
+        let items = page["items"].as_array().unwrap();
+        let expected = walked.iter().filter(|f| f["sla_status"] == status).count();
+        assert_eq!(items.len(), expected, "{status}");
+        assert!(items.iter().all(|f| f["sla_status"] == status));
+    }
+    let (_, accepted) = api.get("/findings?sla_status=accepted").await;
+    assert_eq!(accepted["items"].as_array().unwrap().len(), 0);
+    for bad in [
+        "/findings?sort=severity",
+        "/findings?decision=soon",
+        "/findings?sla_status=late",
+        "/findings?sort=-priority&after=17",
+    ] {
+        let (s, p) = api.get(bad).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}: {p}");
+    }
+}
+
+/// Issue 14 in the portal: an asset's open findings come most urgent first, each with its
+/// decision and due date, and its priority opens to the factors that make it; the dashboard
+/// leads with the overdue and immediate counts.
+#[tokio::test]
+async fn portal_pages_lead_with_priority_and_explain_it() {
+    let (app, _, api) = synced_app("portal-priority").await;
+    let (_, top) = api
+        .get("/findings?status=open&sort=-priority&limit=1")
+        .await;
+    let top = &top["items"][0];
+    let asset = top["asset_source_id"].as_str().unwrap();
+    let (_, assets) = api.get("/assets?limit=1000").await;
+    let asset_id = assets["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["source_id"] == asset)
+        .expect("the asset")["id"]
+        .as_i64()
+        .unwrap();
+
+    let mut viewer = app.signed_in(ADMIN).await;
+    let page = viewer.get(&format!("/assets/{asset_id}")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let body = &page.body;
+    assert!(
+        body.contains("<th>Priority</th><th>Decision</th><th>Due</th>"),
+        "{body}"
+    );
+    assert!(body.contains("<table class=\"why\">"), "{body}");
+    assert!(body.contains("<td>exploitation</td>") && body.contains("<td>epss</td>"));
+    // The priorities of the rows, in page order: most urgent first.
+    let priorities: Vec<u32> = body
+        .split("<details><summary>")
+        .skip(1)
+        .map(|s| s.split('<').next().unwrap().parse().unwrap())
+        .collect();
+    assert!(!priorities.is_empty());
+    assert!(
+        priorities.windows(2).all(|w| w[0] >= w[1]),
+        "{priorities:?}"
+    );
+    // The asset holds the most urgent finding of all: it leads its page.
+    assert_eq!(f64::from(priorities[0]), top["priority"].as_f64().unwrap());
+
+    let dashboard = viewer.get("/").await;
+    let (_, overdue) = api.get("/findings?sla_status=overdue&limit=1000").await;
+    let expected = overdue["items"].as_array().unwrap().len();
+    assert!(
+        dashboard.body.contains(&format!(
+            "id=\"findings-overdue\"><a href=\"/findings?sla_status=overdue\">{expected}</a>"
+        )),
+        "{}",
+        dashboard.body
+    );
+    assert!(dashboard.body.contains("id=\"findings-immediate\""));
+    let findings = viewer.get("/findings?sla_status=overdue").await;
+    assert_eq!(findings.status, StatusCode::OK);
+}

@@ -1,0 +1,237 @@
+//! Stored prioritisation (issue 14): what the use case in `rampart-sync` reads to assess open
+//! findings, and what it writes back. How the numbers are made is `rampart_model::priority`;
+//! how they are stored is in docs/prioritisation.md ("How it is stored and kept current").
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use rampart_model::CveId;
+use rampart_model::priority::{Decision, FactorContribution};
+
+use crate::common::{RowExt, corrupt, micros};
+use crate::error::Result;
+use crate::types::Backend;
+
+/// What a finding's stored assessment is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredAssessment {
+    pub decision: Decision,
+    /// 0–100.
+    pub priority: u8,
+    pub due_at: DateTime<Utc>,
+    pub clock_start: DateTime<Utc>,
+    /// The `priority_explanations` row saying why.
+    pub explanation_id: i64,
+}
+
+/// An open finding as the prioritisation reads it: its own inputs, and what is stored now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AssessmentInput {
+    pub finding_id: i64,
+    pub asset_id: i64,
+    pub cve_id: CveId,
+    pub cvss: Option<f64>,
+    pub exploitability: Option<String>,
+    /// Microsoft's first-seen time, where the SLA clock starts.
+    pub first_seen: Option<DateTime<Utc>>,
+    /// When Rampart first read the finding (the clock's start without a first-seen time).
+    pub first_observed: DateTime<Utc>,
+    /// `None`: not assessed yet, or reopened since it was fixed.
+    pub stored: Option<StoredAssessment>,
+}
+
+/// Which open findings of an integration an assessment reads.
+#[derive(Debug, Clone, Copy)]
+pub enum AssessScope<'a> {
+    /// All of them.
+    All,
+    /// Those of these CVEs (the CVEs a KEV refresh changed).
+    Cves(&'a [CveId]),
+    /// Those whose inputs may have changed since the integration's previous assessment at
+    /// `since`: not assessed yet (new, reopened), their own content changed by run `run_id`
+    /// (CVSS, exploitability), their asset changed by it (tags, device value, exposure level),
+    /// or their CVE's catalogue entry changed after `since`.
+    ChangedBy { run_id: i64, since: DateTime<Utc> },
+}
+
+/// A new assessment of one open finding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AssessmentWrite {
+    pub finding_id: i64,
+    pub assessment: StoredAssessment,
+}
+
+/// One "why this priority": the contributions as compact JSON under a digest of that JSON, so
+/// that findings with the same factors share one row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Explanation {
+    pub id: i64,
+    pub contributions: String,
+}
+
+impl Explanation {
+    /// The explanation of these contributions; `digest` turns the JSON into the row's id (the
+    /// caller's hash: the store does not choose one).
+    pub fn new(contributions: &[FactorContribution], digest: impl Fn(&str) -> i64) -> Self {
+        // Serialising plain strings and numbers cannot fail.
+        let json = serde_json::to_string(contributions).unwrap_or_else(|_| "[]".to_owned());
+        Explanation {
+            id: digest(&json),
+            contributions: json,
+        }
+    }
+}
+
+/// Reads a stored explanation back; a row that does not parse is reported as corrupt.
+pub fn parse_explanation(json: &str) -> Result<Vec<FactorContribution>> {
+    serde_json::from_str(json).map_err(|_| corrupt("priority explanation", json))
+}
+
+/// The columns [`decode_input`] reads.
+pub(crate) const INPUT_COLUMNS: &str = "f.id, f.asset_id, f.cve_id, f.cvss, f.exploitability, \
+     f.first_seen, f.first_observed, f.decision, f.priority, f.due_at, f.clock_start, f.explanation_id";
+
+pub(crate) fn decode_stored(r: &impl RowExt) -> Result<Option<StoredAssessment>> {
+    let (Some(decision), Some(priority), Some(due_at), Some(clock_start), Some(explanation_id)) = (
+        r.opt_text("decision")?,
+        r.opt_f64("priority")?,
+        r.opt_ts("due_at")?,
+        r.opt_ts("clock_start")?,
+        r.opt_int("explanation_id")?,
+    ) else {
+        return Ok(None);
+    };
+    Ok(Some(StoredAssessment {
+        decision: Decision::parse(&decision).ok_or_else(|| corrupt("decision", &decision))?,
+        priority: priority.clamp(0.0, 100.0) as u8,
+        due_at,
+        clock_start,
+        explanation_id,
+    }))
+}
+
+pub(crate) fn decode_input(r: &impl RowExt) -> Result<AssessmentInput> {
+    let cve = r.text("cve_id")?;
+    Ok(AssessmentInput {
+        finding_id: r.int("id")?,
+        asset_id: r.int("asset_id")?,
+        cve_id: cve.parse().map_err(|_| corrupt("CVE id", &cve))?,
+        cvss: r.opt_f64("cvss")?,
+        exploitability: r.opt_text("exploitability")?,
+        first_seen: r.opt_ts("first_seen")?,
+        first_observed: r.ts("first_observed")?,
+        stored: decode_stored(r)?,
+    })
+}
+
+/// A timestamp in a JSON row: microseconds on SQLite (as it stores them), RFC 3339 on PostgreSQL.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum JsonTime {
+    Micros(i64),
+    Text(String),
+}
+
+fn json_time(backend: Backend, t: DateTime<Utc>) -> JsonTime {
+    match backend {
+        Backend::Sqlite => JsonTime::Micros(micros(t)),
+        Backend::Postgres => JsonTime::Text(t.to_rfc3339()),
+    }
+}
+
+#[derive(Serialize)]
+struct WriteRow<'a> {
+    id: i64,
+    d: &'a str,
+    p: f64,
+    due: JsonTime,
+    cs: JsonTime,
+    e: i64,
+}
+
+/// The writes as one JSON array for [`write_sql`].
+pub(crate) fn writes_json(backend: Backend, writes: &[AssessmentWrite]) -> String {
+    let rows: Vec<WriteRow<'_>> = writes
+        .iter()
+        .map(|w| WriteRow {
+            id: w.finding_id,
+            d: w.assessment.decision.as_str(),
+            p: f64::from(w.assessment.priority),
+            due: json_time(backend, w.assessment.due_at),
+            cs: json_time(backend, w.assessment.clock_start),
+            e: w.assessment.explanation_id,
+        })
+        .collect();
+    serde_json::to_string(&rows).unwrap_or_else(|_| "[]".to_owned())
+}
+
+#[derive(Serialize)]
+struct ExplanationRow<'a> {
+    id: i64,
+    c: &'a str,
+}
+
+pub(crate) fn explanations_json(explanations: &[Explanation]) -> String {
+    let rows: Vec<ExplanationRow<'_>> = explanations
+        .iter()
+        .map(|e| ExplanationRow {
+            id: e.id,
+            c: &e.contributions,
+        })
+        .collect();
+    serde_json::to_string(&rows).unwrap_or_else(|_| "[]".to_owned())
+}
+
+/// Stores explanations not stored yet: `$1` is [`explanations_json`].
+pub(crate) fn explanations_sql(backend: Backend) -> &'static str {
+    match backend {
+        // `WHERE true` lets SQLite tell the upsert's ON CONFLICT from a join's ON.
+        Backend::Sqlite => {
+            "INSERT INTO priority_explanations (id, contributions) \
+             SELECT json_extract(value, '$.id'), json_extract(value, '$.c') FROM json_each($1) WHERE true \
+             ON CONFLICT (id) DO NOTHING"
+        }
+        Backend::Postgres => {
+            "INSERT INTO priority_explanations (id, contributions) \
+             SELECT id, c FROM jsonb_to_recordset($1::jsonb) AS x(id bigint, c text) \
+             ON CONFLICT (id) DO NOTHING"
+        }
+    }
+}
+
+/// Writes assessments of findings that are still open: `$1` is [`writes_json`], `$2` the time
+/// of the change (the finding's change marker for `changed_since`).
+pub(crate) fn write_sql(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Sqlite => {
+            "UPDATE findings SET decision = json_extract(u.value, '$.d'), \
+             priority = json_extract(u.value, '$.p'), due_at = json_extract(u.value, '$.due'), \
+             clock_start = json_extract(u.value, '$.cs'), explanation_id = json_extract(u.value, '$.e'), \
+             assessed_at = $2 \
+             FROM json_each($1) AS u WHERE findings.id = json_extract(u.value, '$.id') AND findings.status = 'open'"
+        }
+        Backend::Postgres => {
+            "UPDATE findings AS f SET decision = u.d, priority = u.p, due_at = u.due, \
+             clock_start = u.cs, explanation_id = u.e, assessed_at = $2 \
+             FROM jsonb_to_recordset($1::jsonb) AS u(id bigint, d text, p float8, due timestamptz, cs timestamptz, e bigint) \
+             WHERE f.id = u.id AND f.status = 'open'"
+        }
+    }
+}
+
+/// Open findings that need attention now, for the dashboard.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UrgentCounts {
+    /// Open findings whose decision is `immediate`.
+    pub immediate: u64,
+    /// Open findings past their due date.
+    pub overdue: u64,
+}
+
+/// Counts [`UrgentCounts`] at `$1` (now) from two index ranges: immediate findings are the top
+/// band of priorities (75–100, docs/prioritisation.md), read from findings_by_priority;
+/// overdue ones from findings_open_by_due.
+pub(crate) const URGENT_COUNTS: &str = "SELECT \
+     (SELECT count(*) FROM findings f WHERE f.status = 'open' AND COALESCE(f.priority, -1) >= 75 \
+      AND f.decision = 'immediate') AS immediate, \
+     (SELECT count(*) FROM findings f WHERE f.status = 'open' AND f.due_at <= $1) AS overdue";

@@ -1,0 +1,325 @@
+//! Stored prioritisation (issue 14) over real syncs from the emulator: every open finding gets a
+//! decision, a priority with its explanation and a due date; a fixed one has nothing pending; a
+//! re-assessment with nothing changed writes nothing; a CVE entering CISA KEV escalates its
+//! findings by the rule of docs/prioritisation.md and shows them in `changed_since`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, SubsecRound, Utc};
+use futures::TryStreamExt;
+use rampart_microsoft::KevClient;
+use rampart_model::FindingStatus;
+use rampart_model::priority::{Decision, SlaPolicy, SlaStatus};
+use rampart_sim::{KEV_PATH, SimConfig};
+use rampart_store::{AssessScope, FindingFilter, FindingOrder, Store, StoredFinding};
+use rampart_sync::intel::refresh_kev;
+use rampart_sync::priority::{PriorityPolicy, assess_integration};
+
+use crate::harness::{Harness, finding_rows, full, harness, small_tenant};
+
+type Stored = (Option<Decision>, Option<f64>, Option<DateTime<Utc>>, String);
+
+/// Finding id → its stored decision, priority, due date and explanation.
+fn assessments(findings: &[StoredFinding]) -> BTreeMap<i64, Stored> {
+    findings
+        .iter()
+        .map(|f| {
+            (
+                f.id,
+                (
+                    f.decision,
+                    f.priority,
+                    f.due_at,
+                    serde_json::to_string(&f.priority_factors).expect("json"),
+                ),
+            )
+        })
+        .collect()
+}
+
+/// What must hold of every finding after any sync.
+fn assert_every_finding_is_prioritised(findings: &[StoredFinding], now: DateTime<Utc>) {
+    assert!(!findings.is_empty());
+    let sla = SlaPolicy::default();
+    for f in findings {
+        let factors = f.priority_factors.as_ref().expect("an explanation");
+        let priority = f.priority.expect("a priority");
+        let points: u32 = factors.iter().map(|c| u32::from(c.points)).sum();
+        assert_eq!(f64::from(points), priority, "finding {}", f.id);
+        assert!((0.0..=100.0).contains(&priority));
+        match f.status {
+            FindingStatus::Open => {
+                let decision = f.decision.expect("a decision");
+                let due = f.due_at.expect("a due date");
+                let start = f.clock_start.expect("a clock start");
+                // First assessed on this sync: due the decision's SLA after Microsoft's first-seen.
+                assert_eq!(due, sla.due_at(decision, start), "finding {}", f.id);
+                assert!(f.sla_status(now).is_some());
+            }
+            FindingStatus::Fixed => {
+                assert_eq!((f.decision, f.due_at), (None, None), "finding {}", f.id);
+                assert_eq!(
+                    f.sla_status(now),
+                    Some(rampart_model::priority::SlaStatus::Closed)
+                );
+            }
+        }
+    }
+}
+
+async fn filtered(h: &Harness, filter: FindingFilter) -> Vec<StoredFinding> {
+    h.store
+        .stream_findings(FindingFilter {
+            integration: Some(h.integration.id),
+            ..filter
+        })
+        .try_collect()
+        .await
+        .expect("findings")
+}
+
+async fn all_findings(h: &Harness) -> Vec<StoredFinding> {
+    finding_rows(&h.store, Some(h.integration.id), None).await
+}
+
+/// Over several generated tenants and points in simulated time (findings appearing, being fixed
+/// and reopened), every open finding has a decision, a priority that its explanation adds up to
+/// and a due date; every fixed one has none pending.
+pub async fn every_open_finding_is_prioritised_and_fixed_ones_have_nothing_pending(
+    store: Arc<dyn Store>,
+) {
+    let h = harness(
+        Arc::clone(&store),
+        SimConfig {
+            seed: 31,
+            devices: 60,
+            findings_per_device: 12,
+            ..SimConfig::default()
+        },
+    )
+    .await;
+    for ticks in [0, 8, 40, 3] {
+        h.sim.sim.tick(ticks);
+        h.sync_ok(full()).await;
+        let findings = all_findings(&h).await;
+        let now = Utc::now();
+        assert_every_finding_is_prioritised(&findings, now);
+        // A run re-assesses only the findings whose inputs changed: assessing all of them again
+        // finds nothing stale.
+        let again = assess_integration(
+            &*h.store,
+            &h.integration,
+            AssessScope::All,
+            &PriorityPolicy::default(),
+            now,
+        )
+        .await
+        .expect("assess");
+        assert_eq!(
+            (again.assessed, again.changed),
+            (0, 0),
+            "tick {ticks}: {again:?}"
+        );
+        // The store's SLA status and decision filters agree with the model's, on both engines.
+        for status in [
+            SlaStatus::OnTrack,
+            SlaStatus::DueSoon,
+            SlaStatus::Overdue,
+            SlaStatus::Closed,
+            SlaStatus::Accepted,
+        ] {
+            let filtered = filtered(
+                &h,
+                FindingFilter {
+                    sla_status: Some((status, now)),
+                    ..FindingFilter::default()
+                },
+            )
+            .await;
+            let expected = findings
+                .iter()
+                .filter(|f| f.sla_status(now) == Some(status))
+                .count();
+            assert_eq!(filtered.len(), expected, "{status:?} at tick {ticks}");
+        }
+        for decision in Decision::ALL {
+            let filtered = filtered(
+                &h,
+                FindingFilter {
+                    decision: Some(decision),
+                    ..FindingFilter::default()
+                },
+            )
+            .await;
+            let expected = findings
+                .iter()
+                .filter(|f| f.decision == Some(decision))
+                .count();
+            assert_eq!(filtered.len(), expected, "{decision} at tick {ticks}");
+        }
+        if ticks == 40 {
+            assert!(
+                findings.iter().any(|f| f.status == FindingStatus::Fixed),
+                "the clock moved far enough for some findings to be fixed"
+            );
+        }
+    }
+}
+
+pub async fn a_resync_with_nothing_changed_leaves_every_priority_as_it_was(store: Arc<dyn Store>) {
+    let h = harness(Arc::clone(&store), small_tenant()).await;
+    h.sync_ok(full()).await;
+    let first = assessments(&all_findings(&h).await);
+
+    h.sync_ok(full()).await;
+    assert_eq!(assessments(&all_findings(&h).await), first);
+
+    // Walked page by page in either priority order, on both engines: every open finding once,
+    // strictly ordered by (priority, id).
+    let open = FindingFilter {
+        integration: Some(h.integration.id),
+        status: Some(FindingStatus::Open),
+        ..FindingFilter::default()
+    };
+    let expected = first.values().filter(|a| a.0.is_some()).count();
+    for order in [FindingOrder::PriorityDesc, FindingOrder::PriorityAsc] {
+        let mut walked: Vec<(f64, i64)> = Vec::new();
+        let mut after = None;
+        loop {
+            let page = store
+                .findings_sorted(&open, order, after, 37)
+                .await
+                .expect("page");
+            walked.extend(page.items.iter().map(|f| (f.priority.expect("p"), f.id)));
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(walked.len(), expected, "{order:?}");
+        for w in walked.windows(2) {
+            match order {
+                FindingOrder::PriorityDesc => assert!(w[0] > w[1], "{w:?}"),
+                FindingOrder::PriorityAsc => assert!(w[0] < w[1], "{w:?}"),
+            }
+        }
+    }
+
+    // Assessing again writes nothing, so nothing is changed since.
+    let after = Utc::now();
+    let counts = assess_integration(
+        &*store,
+        &h.integration,
+        AssessScope::All,
+        &PriorityPolicy::default(),
+        Utc::now(),
+    )
+    .await
+    .expect("assess");
+    assert_eq!((counts.assessed, counts.changed), (0, 0), "{counts:?}");
+    assert!(
+        counts.computed > 0 && counts.computed < counts.read,
+        "{counts:?}"
+    );
+    let changed: Vec<StoredFinding> = store
+        .stream_findings(FindingFilter {
+            integration: Some(h.integration.id),
+            changed_since: Some(after),
+            ..FindingFilter::default()
+        })
+        .try_collect()
+        .await
+        .expect("findings");
+    assert!(changed.is_empty(), "{} changed", changed.len());
+    assert_eq!(assessments(&all_findings(&h).await), first);
+}
+
+pub async fn a_cve_entering_kev_escalates_its_findings_and_shows_them_changed(
+    store: Arc<dyn Store>,
+) {
+    let h = harness(Arc::clone(&store), small_tenant()).await;
+    h.sync_ok(full()).await;
+    let before = all_findings(&h).await;
+
+    let listed: Vec<String> = h.sim.sim.kev_listed();
+    let affected: Vec<&StoredFinding> = before
+        .iter()
+        .filter(|f| {
+            f.status == FindingStatus::Open
+                && listed.iter().any(|c| c == f.finding.key.cve_id.as_str())
+        })
+        .collect();
+    assert!(!affected.is_empty(), "the tenant has findings of KEV CVEs");
+
+    // Stored to the microsecond.
+    let refreshed_at = Utc::now().trunc_subsecs(6);
+    let client = KevClient::new(&format!("{}{KEV_PATH}", h.sim.url)).expect("client");
+    let update = refresh_kev(&*store, &client, refreshed_at)
+        .await
+        .expect("refresh");
+    assert!(update.replaced);
+
+    let after: BTreeMap<i64, StoredFinding> = all_findings(&h)
+        .await
+        .into_iter()
+        .map(|f| (f.id, f))
+        .collect();
+    let changed: BTreeMap<i64, StoredFinding> = store
+        .stream_findings(FindingFilter {
+            integration: Some(h.integration.id),
+            changed_since: Some(refreshed_at - chrono::TimeDelta::microseconds(1)),
+            ..FindingFilter::default()
+        })
+        .map_ok(|f| (f.id, f))
+        .try_collect()
+        .await
+        .expect("findings");
+    let sla = SlaPolicy::default();
+    let mut escalated = 0;
+    for old in &affected {
+        let new = &after[&old.id];
+        let (d0, d1) = (old.decision.expect("d0"), new.decision.expect("d1"));
+        assert!(d1 >= d0, "finding {}: {d0} → {d1}", old.id);
+        assert!(
+            d1 >= Decision::Scheduled,
+            "an exploited CVE is never deferred"
+        );
+        assert!(new.priority >= old.priority, "finding {}", old.id);
+        let exploitation = new
+            .priority_factors
+            .as_ref()
+            .expect("factors")
+            .iter()
+            .find(|c| c.factor == rampart_model::priority::FactorName::Exploitation)
+            .expect("exploitation")
+            .value
+            .clone();
+        assert_eq!(exploitation, "active (kev)");
+        let (due0, due1) = (old.due_at.expect("due0"), new.due_at.expect("due1"));
+        if d1 == d0 {
+            assert_eq!(
+                due1, due0,
+                "finding {}: same decision, same due date",
+                old.id
+            );
+        } else {
+            escalated += 1;
+            assert_eq!(
+                due1,
+                due0.min(refreshed_at + sla.window(d1)),
+                "finding {}: the earlier of the old date and the change + the new SLA",
+                old.id
+            );
+        }
+        assert!(changed.contains_key(&old.id), "finding {} changed", old.id);
+    }
+    assert!(escalated > 0, "some findings changed decision");
+    // Findings of CVEs not in KEV were not touched.
+    for f in &before {
+        if !affected.iter().any(|a| a.id == f.id) {
+            assert!(!changed.contains_key(&f.id), "finding {} untouched", f.id);
+            assert_eq!(after[&f.id].due_at, f.due_at);
+        }
+    }
+}
