@@ -222,7 +222,9 @@ pub async fn assess_integration(
     policy: &PriorityPolicy,
     at: DateTime<Utc>,
 ) -> Result<AssessCounts, StoreError> {
-    let assets = Assets::load(store, integration.id, policy).await?;
+    // Loaded with the first page that has findings to assess: a re-sync that changed nothing
+    // reads no asset.
+    let mut loaded: Option<Assets> = None;
     // Defender for Cloud's catalogue entries carry no exploit data: passing them would read as
     // "no known exploit" (see `FindingContext::vulnerability`).
     let use_catalogue = integration.product == Product::Endpoint;
@@ -238,6 +240,13 @@ pub async fn assess_integration(
             .assessment_inputs(integration.id, scope, after, PAGE)
             .await?;
         counts.read += page.items.len() as u64;
+        if page.items.is_empty() {
+            break;
+        }
+        let assets = match &mut loaded {
+            Some(assets) => &*assets,
+            None => &*loaded.insert(Assets::load(store, integration.id, policy).await?),
+        };
 
         // The CVEs of this page not met before: their catalogue and KEV entries, in two reads.
         let mut new_cves: Vec<CveId> = page
