@@ -361,6 +361,10 @@ pub(crate) async fn assess_after_run(
     run_id: i64,
     at: DateTime<Utc>,
 ) -> Result<AssessCounts, StoreError> {
+    // What this assessment reads is what the store holds from now on: the catalogue entries this
+    // run wrote are older, so the next run compares against this moment, not the run's start
+    // (that made every run after a catalogue read re-assess every finding).
+    let inputs_read_at = Utc::now();
     let previous = store
         .get_sync_state(integration.id, ASSESSED_AT)
         .await?
@@ -398,7 +402,7 @@ pub(crate) async fn assess_after_run(
     let counts =
         assess_integration(store, integration, scope, &PriorityPolicy::default(), at).await?;
     store
-        .set_sync_state(integration.id, ASSESSED_AT, &at.to_rfc3339())
+        .set_sync_state(integration.id, ASSESSED_AT, &inputs_read_at.to_rfc3339())
         .await?;
     store
         .set_sync_state(integration.id, ASSESSED_RUN, &run_id.to_string())
