@@ -21,7 +21,8 @@ use serde::{Deserialize, Serialize};
 
 use rampart_model::IntegrationId;
 
-use crate::common::{RowExt, as_u64};
+use crate::common::{RowExt, as_u64, clean};
+use crate::db::{Sql, q};
 use crate::error::{Result, StoreError};
 
 /// Where a job is in its life.
@@ -218,10 +219,23 @@ pub(crate) const RELEASE_JOB: &str = concat!(
     job_columns!()
 );
 
-/// Closes the integration's running run of one process, whose job another worker takes or was
-/// handed back. $1 integration, $2 the run's owner, $3 now, $4 why.
-pub(crate) const CLOSE_RUN_OF_OWNER: &str = "UPDATE sync_runs SET status = 'failed', finished_at = $3, error = $4 \
-     WHERE integration_id = $1 AND status = 'running' AND owner = $2";
+/// Closes, as failed with `why`, the integration's running run started by `worker`'s process:
+/// its job was taken over, handed back, or lost.
+pub(crate) fn close_run_of_worker(
+    integration_id: IntegrationId,
+    worker: &str,
+    now: DateTime<Utc>,
+    why: &str,
+) -> Sql {
+    q(
+        "UPDATE sync_runs SET status = 'failed', finished_at = $3, error = $4 \
+       WHERE integration_id = $1 AND status = 'running' AND owner = $2",
+    )
+    .bind(integration_id)
+    .bind(worker_process(worker).to_owned())
+    .bind(crate::common::truncate_micros(now))
+    .bind(clean(why).into_owned())
+}
 
 /// The process part of a worker name (`RunOwner` + `:` + a random suffix): the owner recorded on
 /// the runs that worker started.

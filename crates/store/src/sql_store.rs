@@ -1473,16 +1473,17 @@ impl Store for SqlStore {
         if let Some(previous) = taken_over {
             // The job's worker stopped renewing its lease: the run it started is abandoned, even
             // when it ran on another host (where this process cannot see whether it is gone).
-            let close = q(CLOSE_RUN_OF_OWNER)
-                .bind(job.integration_id)
-                .bind(worker_process(&previous).to_owned())
-                .bind(now)
-                .bind(format!(
+            let close = close_run_of_worker(
+                job.integration_id,
+                &previous,
+                now,
+                &format!(
                     "abandoned: its worker ({}) sent no heartbeat for {} seconds; worker {} took the job over",
                     worker_process(&previous),
                     lease.as_secs(),
                     worker_process(worker)
-                ));
+                ),
+            );
             tx.on()
                 .execute(&close, "closing the run of a job taken over")
                 .await?;
@@ -1528,13 +1529,12 @@ impl Store for SqlStore {
             .map(|r| decode_job(&r))
             .transpose()?
             .ok_or_else(|| job_lost(job_id, worker))?;
-        let close = q(CLOSE_RUN_OF_OWNER)
-            .bind(job.integration_id)
-            .bind(worker_process(worker).to_owned())
-            .bind(now)
-            .bind(format!(
-                "interrupted: {why}; the job went back to the queue"
-            ));
+        let close = close_run_of_worker(
+            job.integration_id,
+            worker,
+            now,
+            &format!("interrupted: {why}; the job went back to the queue"),
+        );
         tx.on().execute(&close, op).await?;
         tx.commit(op).await?;
         Ok(job)
@@ -1547,11 +1547,7 @@ impl Store for SqlStore {
         now: DateTime<Utc>,
         why: &str,
     ) -> Result<()> {
-        let close = q(CLOSE_RUN_OF_OWNER)
-            .bind(integration_id)
-            .bind(worker_process(worker).to_owned())
-            .bind(truncate_micros(now))
-            .bind(clean(why));
+        let close = close_run_of_worker(integration_id, worker, now, why);
         self.db
             .write()
             .execute(&close, "closing the run of a lost job")

@@ -168,19 +168,21 @@ impl Running {
             Ok(mut s) => s.drain().map(|(job, (_, task))| (job, task)).collect(),
             Err(_) => return,
         };
+        let why = format!(
+            "the worker was stopped and its sync did not finish within the {}-second grace",
+            grace.as_secs()
+        );
         for (job, task) in held {
             task.abort();
             while !task.is_finished() {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
-            let why = format!(
-                "the worker was stopped and its sync did not finish within the {}-second grace",
-                grace.as_secs()
-            );
+            // Due at once: another worker may take it now.
+            let now = Utc::now();
             match self
                 .state
                 .store()
-                .release_job(job, &self.state.worker, Utc::now(), Utc::now(), &why)
+                .release_job(job, &self.state.worker, now, now, &why)
                 .await
             {
                 Ok(_) => tracing::warn!(message = "Stopped a sync and handed its job back.", job),

@@ -79,7 +79,7 @@ pub async fn spawn_app_configured(devices: u32, configure: impl FnOnce(&mut WebC
 
 /// The engine every test server runs, over `store` (one master key: servers on one database
 /// open each other's secrets).
-fn engine(store: &Arc<dyn Store>) -> Arc<Engine> {
+pub fn engine(store: &Arc<dyn Store>) -> Arc<Engine> {
     Arc::new(Engine::new(
         store.clone(),
         Vault::from_key(&[7u8; 32]),

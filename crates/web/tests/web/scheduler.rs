@@ -25,12 +25,10 @@ async fn wait_for_job(store: &Arc<dyn rampart_store::Store>, id: i64) -> rampart
 
 /// A scheduler of another process over the test app's database (the app's own runs none).
 fn worker_over(store: &Arc<dyn rampart_store::Store>) -> rampart_web::Scheduler {
-    let engine = Arc::new(rampart_sync::Engine::new(
-        store.clone(),
-        rampart_sync::vault::Vault::from_key(&[7u8; 32]),
-        rampart_sync::EngineOptions::default(),
-    ));
-    rampart_web::Scheduler::new(rampart_web::AppState::new(engine), Duration::from_secs(60))
+    rampart_web::Scheduler::new(
+        rampart_web::AppState::new(engine(store)),
+        Duration::from_secs(60),
+    )
 }
 
 #[tokio::test]
