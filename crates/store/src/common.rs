@@ -1266,6 +1266,15 @@ macro_rules! finding_insert_columns {
 }
 pub(crate) use finding_insert_columns;
 
+/// The assessment columns the bulk paths fill when they insert a finding (`InsertAssessor`);
+/// NULL when the run's assessment is left to do it.
+macro_rules! finding_assessment_columns {
+    () => {
+        "decision, priority, due_at, clock_start, explanation_id, assessed_at"
+    };
+}
+pub(crate) use finding_assessment_columns;
+
 /// Whether an incoming finding differs from the stored one in a content column.
 macro_rules! finding_changed {
     () => {

@@ -55,8 +55,8 @@ pub use ops::{
 };
 pub use postgres::redact as redact_url;
 pub use priority::{
-    AssessScope, AssessmentInput, AssessmentWrite, Explanation, StoredAssessment, UrgentCounts,
-    parse_explanation,
+    AssessScope, AssessmentInput, AssessmentWrite, Explanation, InsertAssessor, StoredAssessment,
+    UrgentCounts, parse_explanation,
 };
 pub use run_owner::RunOwner;
 pub use sort::{AssetSort, AssetSortKey, ListedAsset, OpenFindings, SortCursor};

@@ -913,12 +913,25 @@ impl Store for SqlStore {
         run_id: i64,
         findings: &[Finding],
     ) -> Result<UpsertCounts> {
+        self.upsert_findings_assessed(integration_id, run_id, findings, None)
+            .await
+    }
+
+    async fn upsert_findings_assessed(
+        &self,
+        integration_id: IntegrationId,
+        run_id: i64,
+        findings: &[Finding],
+        assessor: Option<&dyn InsertAssessor>,
+    ) -> Result<UpsertCounts> {
         match &self.db {
             Pool::Sqlite { write, .. } => {
-                sqlite::bulk::upsert_findings(write, integration_id, run_id, findings).await
+                sqlite::bulk::upsert_findings(write, integration_id, run_id, findings, assessor)
+                    .await
             }
             Pool::Postgres(pool) => {
-                postgres::bulk::upsert_findings(pool, integration_id, run_id, findings).await
+                postgres::bulk::upsert_findings(pool, integration_id, run_id, findings, assessor)
+                    .await
             }
         }
     }
@@ -941,8 +954,15 @@ impl Store for SqlStore {
                                 .await?
                         }
                         Tx::Postgres(c) => {
-                            postgres::bulk::upsert_findings_in(c, integration_id, run_id, &batch)
-                                .await?
+                            postgres::bulk::upsert_findings_in(
+                                c,
+                                integration_id,
+                                run_id,
+                                &batch,
+                                None,
+                            )
+                            .await?
+                            .0
                         }
                     };
                 }

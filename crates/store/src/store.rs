@@ -15,7 +15,9 @@ use rampart_model::{
 use crate::error::Result;
 use crate::intel::{IntelCheck, IntelSource, KevSnapshot};
 use crate::jobs::{Enqueued, Job, JobKind};
-use crate::priority::{AssessScope, AssessmentInput, AssessmentWrite, Explanation, UrgentCounts};
+use crate::priority::{
+    AssessScope, AssessmentInput, AssessmentWrite, Explanation, InsertAssessor, UrgentCounts,
+};
 use crate::run_owner::RunOwner;
 use crate::sort::{AssetSort, ListedAsset, SortCursor};
 use crate::summary::Summary;
@@ -225,6 +227,17 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         integration_id: IntegrationId,
         run_id: i64,
         findings: &[Finding],
+    ) -> Result<UpsertCounts>;
+
+    /// [`Store::upsert_findings`], with the findings it inserts assessed by `assessor` in the same
+    /// write (their decision, priority, due date and explanation); rows already stored keep what
+    /// they have (see [`InsertAssessor`]).
+    async fn upsert_findings_assessed(
+        &self,
+        integration_id: IntegrationId,
+        run_id: i64,
+        findings: &[Finding],
+        assessor: Option<&dyn InsertAssessor>,
     ) -> Result<UpsertCounts>;
 
     /// Applies delta changes in order, in one transaction: `New`/`Updated` as `upsert_findings`,

@@ -14,6 +14,7 @@ use crate::delta;
 use crate::error::{RunError, SyncError};
 use crate::options::{FindingsSource, SyncMode};
 use crate::pipeline::{Batching, Piped, pipe};
+use crate::priority::{InlineAssessor, PriorityPolicy};
 use crate::run::{Job, MassChange, RunSetup};
 use crate::verdict::judge;
 
@@ -265,6 +266,12 @@ impl Job<'_, MdeClient> {
         let mut newest_seen: Option<DateTime<Utc>> = None;
         let mut malformed = 0u64;
         let deferred = self.store.begin_bulk_findings(id).await?;
+        // New rows are written with their priority (one write per row instead of two).
+        let assessor = Arc::new(InlineAssessor::new(
+            self.integration,
+            PriorityPolicy::default(),
+        ));
+        let inline = Arc::clone(&assessor);
         let piped = pipe(
             rows,
             |row| match row.into_finding() {
@@ -285,11 +292,20 @@ impl Job<'_, MdeClient> {
             self.batch(),
             move |batch| {
                 let store = Arc::clone(&store);
-                async move { store.upsert_findings(id, run, &batch).await }
+                let assessor = Arc::clone(&inline);
+                async move {
+                    assessor.prepare(store.as_ref(), &batch).await?;
+                    store
+                        .upsert_findings_assessed(id, run, &batch, Some(assessor.as_ref()))
+                        .await
+                }
             },
             self.progress,
         )
         .await;
+        if deferred {
+            self.first_load_assessed_since = Some(assessor.since);
+        }
         // Whether the read worked or not, what was put off is rebuilt, in one sorted pass.
         let rebuilt = if deferred {
             self.progress.phase("indexing findings by CVE");

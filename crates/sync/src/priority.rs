@@ -12,6 +12,7 @@
 //! findings share.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
@@ -26,8 +27,8 @@ use rampart_model::{
     Asset, CveId, Finding, FindingKey, Integration, IntegrationId, Product, Vulnerability,
 };
 use rampart_store::{
-    AssessScope, AssessmentInput, AssessmentWrite, AssetFilter, Explanation, Store, StoreError,
-    StoredAssessment,
+    AssessScope, AssessmentInput, AssessmentWrite, AssetFilter, Explanation, InsertAssessor, Store,
+    StoreError, StoredAssessment,
 };
 
 /// Findings read (and written) per page.
@@ -63,9 +64,11 @@ struct AssetProfile {
     device_exposure: Option<DeviceExposureLevel>,
 }
 
-/// The assets of one integration by id, each with its profile (an index into `representatives`).
+/// The assets of one integration, each with its profile (an index into `representatives`).
 struct Assets {
     profile_of: HashMap<i64, usize>,
+    /// The same by Microsoft's id of the asset, for findings not stored yet.
+    profile_of_source: HashMap<String, usize>,
     /// One asset per profile, with its criticality: what `Factors::for_finding` is given.
     representatives: Vec<(Asset, Option<CriticalityMatch>)>,
 }
@@ -78,6 +81,7 @@ impl Assets {
     ) -> Result<Self, StoreError> {
         let mut assets = Assets {
             profile_of: HashMap::new(),
+            profile_of_source: HashMap::new(),
             representatives: Vec::new(),
         };
         let mut profiles: HashMap<AssetProfile, usize> = HashMap::new();
@@ -98,10 +102,13 @@ impl Assets {
             };
             let next = profiles.len();
             let index = *profiles.entry(profile).or_insert(next);
+            assets.profile_of.insert(stored.id, index);
+            assets
+                .profile_of_source
+                .insert(asset.source_id.clone(), index);
             if index == assets.representatives.len() {
                 assets.representatives.push((asset, criticality));
             }
-            assets.profile_of.insert(stored.id, index);
         }
         Ok(assets)
     }
@@ -121,13 +128,15 @@ struct CveFacts {
     kev: Option<KevEntry>,
 }
 
-/// The inputs a finding's priority depends on besides its asset's profile and its CVE.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// The inputs a finding's priority depends on: its CVE and exploitability (as indexes into
+/// [`Knowledge`]'s tables, so that looking a finding up copies no string), its asset's profile
+/// and its own CVSS score.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct InputKey {
-    cve: CveId,
+    cve: usize,
     profile: Option<usize>,
     cvss_bits: Option<u64>,
-    exploitability: Option<String>,
+    exploitability: Option<usize>,
 }
 
 /// A computed priority, as stored.
@@ -170,6 +179,169 @@ fn finding_stub(cve: &CveId, cvss: Option<f64>, exploitability: Option<String>) 
     }
 }
 
+/// Everything an assessment has read and worked out so far, shared by the run's pass over
+/// stored findings ([`assess_integration`]) and the bulk path's assessment of new rows
+/// ([`InlineAssessor`]), so that both give a finding exactly the same result: each CVE's
+/// catalogue and KEV entries read once, each asset's profile worked out once, the priority
+/// computed once per distinct input.
+struct Knowledge {
+    policy: PriorityPolicy,
+    /// Defender for Cloud's catalogue entries carry no exploit data: passing them would read as
+    /// "no known exploit" (see `FindingContext::vulnerability`).
+    use_catalogue: bool,
+    cve_index: HashMap<CveId, usize>,
+    facts: Vec<(CveId, CveFacts)>,
+    exploitability_index: HashMap<String, usize>,
+    exploitabilities: Vec<String>,
+    computed: HashMap<InputKey, Computed>,
+    /// Every explanation computed, by id.
+    explanations: HashMap<i64, Explanation>,
+    /// Loaded when first needed: a re-sync that changed nothing reads no asset.
+    assets: Option<Assets>,
+    computations: u64,
+}
+
+impl Knowledge {
+    fn new(integration: &Integration, policy: PriorityPolicy) -> Self {
+        Knowledge {
+            policy,
+            use_catalogue: integration.product == Product::Endpoint,
+            cve_index: HashMap::new(),
+            facts: Vec::new(),
+            exploitability_index: HashMap::new(),
+            exploitabilities: Vec::new(),
+            computed: HashMap::new(),
+            explanations: HashMap::new(),
+            assets: None,
+            computations: 0,
+        }
+    }
+
+    /// Those of `cves` not met before, sorted and without repeats.
+    fn unknown_cves<'c>(&self, cves: impl Iterator<Item = &'c CveId>) -> Vec<CveId> {
+        let mut new: Vec<CveId> = cves
+            .filter(|c| !self.cve_index.contains_key(*c))
+            .cloned()
+            .collect();
+        new.sort_unstable();
+        new.dedup();
+        new
+    }
+
+    /// Reads the catalogue and KEV entries of `cves` (not met before: [`Knowledge::unknown_cves`]).
+    async fn read_facts(
+        store: &dyn Store,
+        use_catalogue: bool,
+        cves: &[CveId],
+    ) -> Result<Vec<(CveId, CveFacts)>, StoreError> {
+        let mut facts: HashMap<CveId, CveFacts> = cves
+            .iter()
+            .map(|c| (c.clone(), CveFacts::default()))
+            .collect();
+        if use_catalogue {
+            for v in store.vulnerabilities_for(cves).await? {
+                if let Some(f) = facts.get_mut(&v.cve_id) {
+                    f.vulnerability = Some(v);
+                }
+            }
+        }
+        for k in store.kev_entries_for(cves).await? {
+            if let Some(f) = facts.get_mut(&k.cve_id) {
+                f.kev = Some(k);
+            }
+        }
+        Ok(facts.into_iter().collect())
+    }
+
+    fn learn(&mut self, facts: Vec<(CveId, CveFacts)>) {
+        for (cve, f) in facts {
+            if !self.cve_index.contains_key(&cve) {
+                self.cve_index.insert(cve.clone(), self.facts.len());
+                self.facts.push((cve, f));
+            }
+        }
+    }
+
+    async fn learn_cves<'c>(
+        &mut self,
+        store: &dyn Store,
+        cves: impl Iterator<Item = &'c CveId>,
+    ) -> Result<(), StoreError> {
+        let new = self.unknown_cves(cves);
+        if !new.is_empty() {
+            let facts = Self::read_facts(store, self.use_catalogue, &new).await?;
+            self.learn(facts);
+        }
+        Ok(())
+    }
+
+    async fn load_assets(
+        &mut self,
+        store: &dyn Store,
+        integration: IntegrationId,
+    ) -> Result<(), StoreError> {
+        if self.assets.is_none() {
+            self.assets = Some(Assets::load(store, integration, &self.policy).await?);
+        }
+        Ok(())
+    }
+
+    /// The priority of a finding of `cve` (whose facts were learnt) on an asset of `profile`,
+    /// with its own CVSS score and exploitability; `None` when the CVE was not learnt.
+    fn compute(
+        &mut self,
+        cve: &CveId,
+        profile: Option<usize>,
+        cvss: Option<f64>,
+        exploitability: Option<&str>,
+    ) -> Option<Computed> {
+        let cve_at = *self.cve_index.get(cve)?;
+        let exploitability_at = exploitability.map(|e| match self.exploitability_index.get(e) {
+            Some(&i) => i,
+            None => {
+                let i = self.exploitabilities.len();
+                self.exploitabilities.push(e.to_owned());
+                self.exploitability_index.insert(e.to_owned(), i);
+                i
+            }
+        });
+        let key = InputKey {
+            cve: cve_at,
+            profile,
+            cvss_bits: cvss.map(f64::to_bits),
+            exploitability: exploitability_at,
+        };
+        if let Some(c) = self.computed.get(&key) {
+            return Some(*c);
+        }
+        let facts = &self.facts[cve_at].1;
+        let representative =
+            profile.and_then(|p| self.assets.as_ref().map(|a| &a.representatives[p]));
+        let context = FindingContext {
+            vulnerability: facts.vulnerability.as_ref().filter(|_| self.use_catalogue),
+            asset: representative.map(|(a, _)| a),
+            kev: facts.kev.as_ref(),
+            exposure: signals(),
+            criticality: representative.and_then(|(_, c)| c.clone()),
+            cloud_risk: None,
+        };
+        let finding = finding_stub(cve, cvss, exploitability.map(str::to_owned));
+        let priority = Factors::for_finding(&finding, &context, &self.policy.factors).priority();
+        let explanation = Explanation::new(&priority.contributions, digest);
+        let c = Computed {
+            decision: priority.decision,
+            score: priority.score,
+            explanation_id: explanation.id,
+        };
+        self.explanations
+            .entry(explanation.id)
+            .or_insert(explanation);
+        self.computations += 1;
+        self.computed.insert(key, c);
+        Some(c)
+    }
+}
+
 /// The new stored assessment of a finding, or `None` when what is stored is current.
 ///
 /// A finding assessed for the first time is due its decision's SLA after its clock started
@@ -183,16 +355,12 @@ fn next_assessment(
     at: DateTime<Utc>,
 ) -> Option<StoredAssessment> {
     match input.stored {
-        None => {
-            let start = clock_start(input.first_seen, input.first_observed);
-            Some(StoredAssessment {
-                decision: computed.decision,
-                priority: computed.score,
-                due_at: sla.due_at(computed.decision, start),
-                clock_start: start,
-                explanation_id: computed.explanation_id,
-            })
-        }
+        None => Some(first_assessment(
+            computed,
+            sla,
+            input.first_seen,
+            input.first_observed,
+        )),
         Some(stored)
             if stored.decision == computed.decision
                 && stored.priority == computed.score
@@ -214,6 +382,24 @@ fn next_assessment(
     }
 }
 
+/// A finding's first assessment: its clock starts at Microsoft's first-seen time (or when
+/// Rampart first read it, if earlier or unknown), and it is due its decision's SLA after that.
+fn first_assessment(
+    computed: Computed,
+    sla: &SlaPolicy,
+    first_seen: Option<DateTime<Utc>>,
+    first_read: DateTime<Utc>,
+) -> StoredAssessment {
+    let start = clock_start(first_seen, first_read);
+    StoredAssessment {
+        decision: computed.decision,
+        priority: computed.score,
+        due_at: sla.due_at(computed.decision, start),
+        clock_start: start,
+        explanation_id: computed.explanation_id,
+    }
+}
+
 /// Assesses the integration's open findings in `scope` and stores what changed, stamped `at`.
 pub async fn assess_integration(
     store: &dyn Store,
@@ -222,16 +408,8 @@ pub async fn assess_integration(
     policy: &PriorityPolicy,
     at: DateTime<Utc>,
 ) -> Result<AssessCounts, StoreError> {
-    // Loaded with the first page that has findings to assess: a re-sync that changed nothing
-    // reads no asset.
-    let mut loaded: Option<Assets> = None;
-    // Defender for Cloud's catalogue entries carry no exploit data: passing them would read as
-    // "no known exploit" (see `FindingContext::vulnerability`).
-    let use_catalogue = integration.product == Product::Endpoint;
-    let mut facts: HashMap<CveId, CveFacts> = HashMap::new();
-    let mut computed: HashMap<InputKey, Computed> = HashMap::new();
-    // Every explanation computed, and those already sent to the store in this assessment.
-    let mut explanations: HashMap<i64, Explanation> = HashMap::new();
+    let mut known = Knowledge::new(integration, policy.clone());
+    // Explanations already sent to the store in this assessment.
     let mut sent: HashSet<i64> = HashSet::new();
     let mut counts = AssessCounts::default();
     let mut after = None;
@@ -243,76 +421,26 @@ pub async fn assess_integration(
         if page.items.is_empty() {
             break;
         }
-        let assets = match &mut loaded {
-            Some(assets) => &*assets,
-            None => &*loaded.insert(Assets::load(store, integration.id, policy).await?),
-        };
-
-        // The CVEs of this page not met before: their catalogue and KEV entries, in two reads.
-        let mut new_cves: Vec<CveId> = page
-            .items
-            .iter()
-            .map(|i| &i.cve_id)
-            .filter(|c| !facts.contains_key(*c))
-            .cloned()
-            .collect();
-        new_cves.sort_unstable();
-        new_cves.dedup();
-        for cve in &new_cves {
-            facts.insert(cve.clone(), CveFacts::default());
-        }
-        if use_catalogue {
-            for v in store.vulnerabilities_for(&new_cves).await? {
-                if let Some(f) = facts.get_mut(&v.cve_id) {
-                    f.vulnerability = Some(v);
-                }
-            }
-        }
-        for k in store.kev_entries_for(&new_cves).await? {
-            if let Some(f) = facts.get_mut(&k.cve_id) {
-                f.kev = Some(k);
-            }
-        }
+        known.load_assets(store, integration.id).await?;
+        known
+            .learn_cves(store, page.items.iter().map(|i| &i.cve_id))
+            .await?;
 
         let mut writes = Vec::new();
         for input in &page.items {
-            let profile = assets.profile_of.get(&input.asset_id).copied();
-            let key = InputKey {
-                cve: input.cve_id.clone(),
+            let profile = known
+                .assets
+                .as_ref()
+                .and_then(|a| a.profile_of.get(&input.asset_id).copied());
+            let Some(result) = known.compute(
+                &input.cve_id,
                 profile,
-                cvss_bits: input.cvss.map(f64::to_bits),
-                exploitability: input.exploitability.clone(),
+                input.cvss,
+                input.exploitability.as_deref(),
+            ) else {
+                continue;
             };
-            let result = match computed.get(&key) {
-                Some(c) => *c,
-                None => {
-                    let cve = facts.get(&input.cve_id);
-                    let representative = profile.map(|p| &assets.representatives[p]);
-                    let context = FindingContext {
-                        vulnerability: cve.and_then(|c| c.vulnerability.as_ref()),
-                        asset: representative.map(|(a, _)| a),
-                        kev: cve.and_then(|c| c.kev.as_ref()),
-                        exposure: signals(),
-                        criticality: representative.and_then(|(_, c)| c.clone()),
-                        cloud_risk: None,
-                    };
-                    let finding =
-                        finding_stub(&input.cve_id, input.cvss, input.exploitability.clone());
-                    let priority =
-                        Factors::for_finding(&finding, &context, &policy.factors).priority();
-                    let explanation = Explanation::new(&priority.contributions, digest);
-                    let c = Computed {
-                        decision: priority.decision,
-                        score: priority.score,
-                        explanation_id: explanation.id,
-                    };
-                    explanations.entry(explanation.id).or_insert(explanation);
-                    counts.computed += 1;
-                    computed.insert(key, c);
-                    c
-                }
-            };
-            if let Some(assessment) = next_assessment(input, result, &policy.sla, at) {
+            if let Some(assessment) = next_assessment(input, result, &known.policy.sla, at) {
                 if input.stored.is_none() {
                     counts.assessed += 1;
                 } else {
@@ -329,7 +457,7 @@ pub async fn assess_integration(
             .iter()
             .map(|w| w.assessment.explanation_id)
             .filter(|id| sent.insert(*id))
-            .filter_map(|id| explanations.get(&id).cloned())
+            .filter_map(|id| known.explanations.get(&id).cloned())
             .collect();
         store.write_assessments(&keep, &writes, at).await?;
         match page.next {
@@ -337,7 +465,104 @@ pub async fn assess_integration(
             None => break,
         }
     }
+    counts.computed = known.computations;
     Ok(counts)
+}
+
+/// Assesses the findings a full read inserts, as the bulk path writes them (see
+/// [`InsertAssessor`]): a first load then writes each row once. Before each batch is written,
+/// [`InlineAssessor::prepare`] reads what the batch's findings need (the integration's assets,
+/// once; the catalogue and KEV entries of CVEs not met before). A finding whose asset is not
+/// stored yet (the device list did not return it) is left unassessed, for the run's pass.
+pub(crate) struct InlineAssessor {
+    integration: IntegrationId,
+    known: Mutex<Knowledge>,
+    /// Explanations stored by committed batches.
+    stored: Mutex<HashSet<i64>>,
+    /// Before anything it knows was read: a catalogue entry changed after this may be stale in
+    /// what it assessed (the run's pass re-assesses those findings).
+    pub since: DateTime<Utc>,
+}
+
+impl InlineAssessor {
+    pub fn new(integration: &Integration, policy: PriorityPolicy) -> Self {
+        InlineAssessor {
+            integration: integration.id,
+            known: Mutex::new(Knowledge::new(integration, policy)),
+            stored: Mutex::new(HashSet::new()),
+            since: Utc::now(),
+        }
+    }
+
+    fn known(&self) -> std::sync::MutexGuard<'_, Knowledge> {
+        // A panic while holding the lock cannot leave the caches half-updated in a way that
+        // matters (each entry is inserted whole), so a poisoned lock is used as it is.
+        self.known.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Reads what `findings` need to be assessed; the reads happen without holding the lock.
+    pub async fn prepare(&self, store: &dyn Store, findings: &[Finding]) -> Result<(), StoreError> {
+        let (need_assets, use_catalogue, new_cves) = {
+            let known = self.known();
+            (
+                known.assets.is_none(),
+                known.use_catalogue,
+                known.unknown_cves(findings.iter().map(|f| &f.key.cve_id)),
+            )
+        };
+        if need_assets {
+            let policy = self.known().policy.clone();
+            let assets = Assets::load(store, self.integration, &policy).await?;
+            self.known().assets.get_or_insert(assets);
+        }
+        if !new_cves.is_empty() {
+            let facts = Knowledge::read_facts(store, use_catalogue, &new_cves).await?;
+            self.known().learn(facts);
+        }
+        Ok(())
+    }
+}
+
+impl InsertAssessor for InlineAssessor {
+    fn assess(&self, finding: &Finding, first_read: DateTime<Utc>) -> Option<StoredAssessment> {
+        // What the store keeps of a value with a NUL in it differs from the value (it is
+        // replaced): such rows are left to the run's pass, which reads what was stored.
+        let exploitability = finding.exploitability.as_deref();
+        if exploitability.is_some_and(|e| e.contains('\0')) {
+            return None;
+        }
+        let mut known = self.known();
+        let profile = *known
+            .assets
+            .as_ref()?
+            .profile_of_source
+            .get(&finding.key.asset_source_id)?;
+        // The store keeps a CVSS score that is not a finite number as none.
+        let cvss = finding.cvss.filter(|c| c.is_finite());
+        let computed = known.compute(&finding.key.cve_id, Some(profile), cvss, exploitability)?;
+        Some(first_assessment(
+            computed,
+            &known.policy.sla,
+            finding.first_seen,
+            first_read,
+        ))
+    }
+
+    fn unstored_explanations(&self, ids: &[i64]) -> Vec<Explanation> {
+        let stored = self.stored.lock().unwrap_or_else(|p| p.into_inner());
+        let known = self.known();
+        ids.iter()
+            .filter(|id| !stored.contains(id))
+            .filter_map(|id| known.explanations.get(id).cloned())
+            .collect()
+    }
+
+    fn explanations_stored(&self, ids: &[i64]) {
+        self.stored
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(ids.iter().copied());
+    }
 }
 
 /// The `sync_state` keys of an integration's last assessment: when it started, and which
@@ -355,11 +580,17 @@ const MODEL_VERSION: &str = "1";
 /// changed is not recorded anywhere else), when a KEV catalogue was read since (its own
 /// re-assessment may have failed), and for Defender for Cloud (a run may upsert one resource
 /// several times, so an asset's change marker is not reliable there).
+///
+/// `first_load`: the run was the integration's first load and its bulk path assessed the rows it
+/// inserted ([`InlineAssessor`]), having started reading what it knows at this time. Every open
+/// finding is then one of those rows, so only the few it left unassessed and those whose inputs
+/// changed after that moment need the pass, even on the integration's first run.
 pub(crate) async fn assess_after_run(
     store: &dyn Store,
     integration: &Integration,
     run_id: i64,
     at: DateTime<Utc>,
+    first_load: Option<DateTime<Utc>>,
 ) -> Result<AssessCounts, StoreError> {
     // What this assessment reads is what the store holds from now on: the catalogue entries this
     // run wrote are older, so the next run compares against this moment, not the run's start
@@ -393,8 +624,11 @@ pub(crate) async fn assess_after_run(
         && integration.product == Product::Endpoint
         && assessed_run.is_some()
         && assessed_run == previous_run;
-    let scope = match previous {
-        Some(since) if trusted && kev_read.is_none_or(|k| k <= since) => {
+    let scope = match (first_load, previous) {
+        (Some(since), _) if kev_read.is_none_or(|k| k <= since) => {
+            AssessScope::ChangedBy { run_id, since }
+        }
+        (_, Some(since)) if trusted && kev_read.is_none_or(|k| k <= since) => {
             AssessScope::ChangedBy { run_id, since }
         }
         _ => AssessScope::All,

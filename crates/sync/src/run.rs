@@ -67,6 +67,9 @@ pub(crate) struct Job<'a, C> {
     pub outcome: RunOutcome,
     /// When the run opened: what its writes are stamped with.
     pub started_at: chrono::DateTime<Utc>,
+    /// Set by a first load whose bulk path assessed the rows it inserted: since when what it
+    /// assessed with was read (see `priority::assess_after_run`).
+    pub first_load_assessed_since: Option<chrono::DateTime<Utc>>,
     /// The client's counters when the run opened: the run record gets the difference.
     metrics_before: MetricsSnapshot,
 }
@@ -108,6 +111,7 @@ impl<'a, C: Metered> Job<'a, C> {
             progress: setup.progress,
             outcome: RunOutcome::new(RunStatus::Running, started),
             started_at: started,
+            first_load_assessed_since: None,
             metrics_before: client.metrics(),
         })
     }
@@ -249,6 +253,7 @@ impl<C> Job<'_, C> {
             self.integration,
             self.run_id,
             self.started_at,
+            self.first_load_assessed_since,
         )
         .await?;
         self.progress.phase_done(counts.assessed + counts.changed);

@@ -40,6 +40,24 @@ pub enum FactorName {
 }
 
 impl FactorName {
+    pub const ALL: [FactorName; 10] = [
+        Self::Decision,
+        Self::Exploitation,
+        Self::Exposure,
+        Self::Automatable,
+        Self::HumanImpact,
+        Self::Epss,
+        Self::Cvss,
+        Self::KevRansomware,
+        Self::CloudRisk,
+        Self::DeviceExposure,
+    ];
+
+    /// The factor named `name` as serialised (`human_impact`).
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|f| f.as_str() == name)
+    }
+
     /// The name as serialised (`human_impact`).
     pub fn as_str(self) -> &'static str {
         match self {

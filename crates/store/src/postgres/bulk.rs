@@ -17,8 +17,9 @@ use crate::cloud_sql::{
 use crate::common::*;
 use crate::db::{On, Row, db};
 use crate::error::{Result, StoreError};
+use crate::priority::{InsertAssessor, explanations_json, explanations_sql};
 use crate::sql_store::{check_run, heartbeat};
-use crate::types::UpsertCounts;
+use crate::types::{Backend, UpsertCounts};
 
 fn ts(t: DateTime<Utc>) -> DateTime<Utc> {
     truncate_micros(t)
@@ -250,17 +251,21 @@ async fn upsert_assets_in(
     Ok(counts)
 }
 
+/// Upserts a batch inside the caller's transaction; returns what it did and the explanations it
+/// stored (to report to the assessor once the transaction commits).
 pub(crate) async fn upsert_findings_in(
     conn: &mut PgConnection,
     integration_id: IntegrationId,
     run_id: i64,
     findings: &[Finding],
-) -> Result<UpsertCounts> {
+    assessor: Option<&dyn InsertAssessor>,
+) -> Result<(UpsertCounts, Vec<i64>)> {
     let observed = check_run(On::Postgres(&mut *conn), integration_id, run_id).await?;
     let rows = dedupe_last(findings, finding_key);
     if rows.is_empty() {
-        return Ok(UpsertCounts::default());
+        return Ok((UpsertCounts::default(), Vec::new()));
     }
+    let mut explanations = FastSet::default();
     let mut b = CopyBuf::default();
     for (ord, f) in rows.iter().enumerate() {
         let k = &f.key;
@@ -280,6 +285,16 @@ pub(crate) async fn upsert_findings_in(
         b.opt_ts(f.last_seen.map(ts));
         b.opt_text(f.asset_os_platform.as_deref());
         b.opt_text(f.asset_os_version.as_deref());
+        let assessed = assessor.and_then(|a| a.assess(f, observed));
+        if let Some(a) = &assessed {
+            explanations.insert(a.explanation_id);
+        }
+        b.opt_text(assessed.map(|a| a.decision.as_str()));
+        b.opt_f64(assessed.map(|a| f64::from(a.priority)));
+        b.opt_ts(assessed.map(|a| ts(a.due_at)));
+        b.opt_ts(assessed.map(|a| ts(a.clock_start)));
+        b.opt_int(assessed.map(|a| a.explanation_id));
+        b.opt_ts(assessed.map(|_| observed));
         b.end_row();
     }
     stage(
@@ -287,7 +302,9 @@ pub(crate) async fn upsert_findings_in(
         "CREATE TEMP TABLE stage_findings (ord INTEGER NOT NULL, asset_source_id TEXT NOT NULL, asset_name TEXT, \
          vendor TEXT NOT NULL, name TEXT NOT NULL, version TEXT NOT NULL, cve_id TEXT NOT NULL, severity SMALLINT, \
          cvss DOUBLE PRECISION, exploitability TEXT, recommended_update TEXT, recommendation_reference TEXT, \
-         first_seen TIMESTAMPTZ, last_seen TIMESTAMPTZ, asset_os_platform TEXT, asset_os_version TEXT) ON COMMIT DROP",
+         first_seen TIMESTAMPTZ, last_seen TIMESTAMPTZ, asset_os_platform TEXT, asset_os_version TEXT, \
+         decision TEXT, priority DOUBLE PRECISION, due_at TIMESTAMPTZ, clock_start TIMESTAMPTZ, \
+         explanation_id BIGINT, assessed_at TIMESTAMPTZ) ON COMMIT DROP",
         "COPY stage_findings FROM STDIN",
         b.into_bytes(),
         "staging findings",
@@ -339,8 +356,11 @@ pub(crate) async fn upsert_findings_in(
              WHERE a.integration_id = $1 AND a.source_id IN (SELECT asset_source_id FROM stage_findings)), \
              up AS (INSERT INTO findings (",
             finding_insert_columns!(),
+            ", ",
+            finding_assessment_columns!(),
             ") SELECT $1, a.id, sw.id, s.cve_id, s.severity, s.cvss, s.exploitability, s.recommended_update, \
-             s.recommendation_reference, s.first_seen, s.last_seen, $2, $2, $3 \
+             s.recommendation_reference, s.first_seen, s.last_seen, $2, $2, $3, \
+             s.decision, s.priority, s.due_at, s.clock_start, s.explanation_id, s.assessed_at \
              FROM stage_findings s \
              JOIN batch_assets a ON a.source_id = s.asset_source_id \
              JOIN software sw ON sw.vendor = s.vendor AND sw.name = s.name AND sw.version = s.version \
@@ -358,7 +378,32 @@ pub(crate) async fn upsert_findings_in(
         .execute(&mut *conn)
         .await
         .map_err(db("dropping the finding staging table"))?;
-    Ok(counts)
+    let stored = store_explanations(conn, assessor, explanations).await?;
+    Ok((counts, stored))
+}
+
+/// Stores the explanations the batch's new rows refer to that no earlier batch stored, in id
+/// order (batches written at the same time then meet the same rows in the same order); returns
+/// their ids.
+async fn store_explanations(
+    conn: &mut PgConnection,
+    assessor: Option<&dyn InsertAssessor>,
+    referred: FastSet<i64>,
+) -> Result<Vec<i64>> {
+    let Some(assessor) = assessor else {
+        return Ok(Vec::new());
+    };
+    let mut referred: Vec<i64> = referred.into_iter().collect();
+    referred.sort_unstable();
+    let missing = assessor.unstored_explanations(&referred);
+    if !missing.is_empty() {
+        sqlx::query(explanations_sql(Backend::Postgres))
+            .bind(explanations_json(&missing))
+            .execute(&mut *conn)
+            .await
+            .map_err(db("storing priority explanations"))?;
+    }
+    Ok(missing.into_iter().map(|e| e.id).collect())
 }
 
 /// Catalogue rows through a staging table and one upsert; `on_conflict` decides what a known
@@ -451,6 +496,7 @@ pub(crate) async fn upsert_findings(
     integration_id: IntegrationId,
     run_id: i64,
     findings: &[Finding],
+    assessor: Option<&dyn InsertAssessor>,
 ) -> Result<UpsertCounts> {
     // Batches of a run are written on two connections at once (`concurrent_writes`). Should
     // two of them lock the same rows in opposite orders, PostgreSQL ends one with a deadlock
@@ -461,14 +507,20 @@ pub(crate) async fn upsert_findings(
     let mut attempt = 1;
     loop {
         let mut tx = pool.begin().await.map_err(begin_error)?;
-        let written = match upsert_findings_in(&mut tx, integration_id, run_id, findings).await {
-            Ok(counts) => tx
-                .commit()
-                .await
-                .map(|()| counts)
-                .map_err(db("committing findings")),
-            Err(e) => Err(e),
-        };
+        let written =
+            match upsert_findings_in(&mut tx, integration_id, run_id, findings, assessor).await {
+                Ok((counts, stored)) => tx
+                    .commit()
+                    .await
+                    .map(|()| {
+                        if let Some(assessor) = assessor {
+                            assessor.explanations_stored(&stored);
+                        }
+                        counts
+                    })
+                    .map_err(db("committing findings")),
+                Err(e) => Err(e),
+            };
         match written {
             Err(e) if attempt < 3 && e.is_lock_conflict() => {
                 tracing::debug!(message = "Batch met a concurrent one; writing it again.", error = %e);

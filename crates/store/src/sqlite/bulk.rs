@@ -17,6 +17,7 @@ use crate::cloud_sql::{
 use crate::common::*;
 use crate::db::{On, Row, db};
 use crate::error::{Result, StoreError};
+use crate::priority::{InsertAssessor, explanations_json, explanations_sql};
 use crate::sql_store::{check_run, heartbeat};
 use crate::types::UpsertCounts;
 
@@ -61,10 +62,10 @@ async fn touch_run(
     conn: &mut SqliteConnection,
     integration_id: IntegrationId,
     run_id: i64,
-) -> Result<i64> {
+) -> Result<DateTime<Utc>> {
     let started_at = check_run(On::Sqlite(&mut *conn), integration_id, run_id).await?;
     heartbeat(On::Sqlite(&mut *conn), run_id).await?;
-    Ok(ts(started_at))
+    Ok(started_at)
 }
 
 /// Builds `<head> VALUES (?, …), (?, …) <tail>` for `rows` rows of `per_row` values.
@@ -103,7 +104,7 @@ fn repeat_rows(head: &str, row: &str, rows: usize, tail: &str) -> String {
 
 /// Values per row of the multi-row upserts (the columns of their INSERT lists).
 const ASSET_PARAMS: usize = 28;
-const FINDING_PARAMS: usize = 14;
+const FINDING_PARAMS: usize = 20;
 const VULN_PARAMS: usize = 15;
 
 fn rows_per_statement(per_row: usize) -> usize {
@@ -130,7 +131,7 @@ pub(crate) async fn upsert_assets_in(
     run_id: i64,
     assets: &[Asset],
 ) -> Result<UpsertCounts> {
-    let observed = touch_run(conn, integration_id, run_id).await?;
+    let observed = ts(touch_run(conn, integration_id, run_id).await?);
     let rows = dedupe_last(assets, asset_key);
     let mut counts = UpsertCounts::default();
     let per = rows_per_statement(ASSET_PARAMS);
@@ -335,15 +336,30 @@ const FINDING_SCRATCH: [&str; 2] = [
      BEGIN INSERT INTO finding_changes (id, kind) VALUES (NEW.id, NEW.change_kind); END",
 ];
 
+/// How a batch's new rows are assessed (`InsertAssessor`), and the explanations they refer to.
+struct Assessing<'a> {
+    assessor: Option<&'a dyn InsertAssessor>,
+    /// The run's start: when a new finding was first read.
+    first_read: DateTime<Utc>,
+    explanations: FastSet<i64>,
+}
+
 /// One multi-row upsert statement for `chunk`, every value bound.
 fn bind_findings<'q>(
     row: &str,
     chunk: &[&'q Finding],
     asset_ids: &FastMap<String, i64>,
     software_ids: &FastMap<(String, String, String), i64>,
+    assessing: &mut Assessing<'_>,
 ) -> Result<sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>> {
     let sql = repeat_rows(
-        concat!("INSERT INTO findings (", finding_insert_columns!(), ")"),
+        concat!(
+            "INSERT INTO findings (",
+            finding_insert_columns!(),
+            ", ",
+            finding_assessment_columns!(),
+            ")"
+        ),
         row,
         chunk.len(),
         sqlite_finding_on_conflict!(),
@@ -381,22 +397,44 @@ fn bind_findings<'q>(
             .bind(clean_opt(&f.recommendation_reference))
             .bind(opt_ts(f.first_seen))
             .bind(opt_ts(f.last_seen));
+        let assessed = assessing
+            .assessor
+            .and_then(|a| a.assess(f, assessing.first_read));
+        if let Some(a) = &assessed {
+            assessing.explanations.insert(a.explanation_id);
+        }
+        q = q
+            .bind(assessed.map(|a| a.decision.as_str()))
+            .bind(assessed.map(|a| f64::from(a.priority)))
+            .bind(assessed.map(|a| ts(a.due_at)))
+            .bind(assessed.map(|a| ts(a.clock_start)))
+            .bind(assessed.map(|a| a.explanation_id))
+            .bind(assessed.map(|_| ts(assessing.first_read)));
     }
     Ok(q)
 }
 
+/// Upserts a batch inside the caller's transaction; returns what it did and the explanations it
+/// stored (to report to the assessor once the transaction commits).
 async fn upsert_batch_in(
     conn: &mut SqliteConnection,
     integration_id: IntegrationId,
     run_id: i64,
     batch: &FindingBatch<'_>,
-) -> Result<UpsertCounts> {
-    let observed = touch_run(conn, integration_id, run_id).await?;
+    assessor: Option<&dyn InsertAssessor>,
+) -> Result<(UpsertCounts, Vec<i64>)> {
+    let started_at = touch_run(conn, integration_id, run_id).await?;
+    let observed = ts(started_at);
     let rows = &batch.rows;
     let mut counts = UpsertCounts::default();
     if rows.is_empty() {
-        return Ok(counts);
+        return Ok((counts, Vec::new()));
     }
+    let mut assessing = Assessing {
+        assessor,
+        first_read: started_at,
+        explanations: FastSet::default(),
+    };
     let (asset_ids, software_ids) =
         resolve_ids(conn, integration_id, run_id, observed, batch).await?;
     for sql in FINDING_SCRATCH {
@@ -417,13 +455,15 @@ async fn upsert_batch_in(
     // The values every row shares (integration, time of observation, run) are integers of ours:
     // written into the statement as literals, they are not bound again on every row (4 of 14
     // values). The text stays the same for the whole run, so the prepared statement is reused.
-    let row = format!("({integration_id},?,?,?,?,?,?,?,?,?,?,{observed},{observed},{run_id})");
+    let row = format!(
+        "({integration_id},?,?,?,?,?,?,?,?,?,?,{observed},{observed},{run_id},?,?,?,?,?,?)"
+    );
     let chunks: Vec<&[&Finding]> = rows
         .chunks(rows_per_statement(FINDING_PARAMS - 4))
         .collect();
     let mut next = chunks
         .first()
-        .map(|c| bind_findings(&row, c, &asset_ids, &software_ids))
+        .map(|c| bind_findings(&row, c, &asset_ids, &software_ids, &mut assessing))
         .transpose()?;
     for i in 0..chunks.len() {
         let Some(q) = next.take() else { break };
@@ -432,7 +472,7 @@ async fn upsert_batch_in(
         let (done, bound) = futures::join!(q.execute(&mut *conn), async {
             chunks
                 .get(i + 1)
-                .map(|c| bind_findings(&row, c, &asset_ids, &software_ids))
+                .map(|c| bind_findings(&row, c, &asset_ids, &software_ids, &mut assessing))
                 .transpose()
         });
         done.map_err(db("upserting findings"))?;
@@ -467,7 +507,30 @@ async fn upsert_batch_in(
         .map_err(db("upserting findings"))?;
     counts.unchanged =
         (rows.len() as u64).saturating_sub(counts.new + counts.updated + counts.reopened);
-    Ok(counts)
+    let stored = store_explanations(conn, assessor, assessing.explanations).await?;
+    Ok((counts, stored))
+}
+
+/// Stores the explanations the batch's new rows refer to that no earlier batch stored; returns
+/// their ids.
+async fn store_explanations(
+    conn: &mut SqliteConnection,
+    assessor: Option<&dyn InsertAssessor>,
+    referred: FastSet<i64>,
+) -> Result<Vec<i64>> {
+    let Some(assessor) = assessor else {
+        return Ok(Vec::new());
+    };
+    let referred: Vec<i64> = referred.into_iter().collect();
+    let missing = assessor.unstored_explanations(&referred);
+    if !missing.is_empty() {
+        sqlx::query(explanations_sql(crate::types::Backend::Sqlite))
+            .bind(explanations_json(&missing))
+            .execute(&mut *conn)
+            .await
+            .map_err(db("storing priority explanations"))?;
+    }
+    Ok(missing.into_iter().map(|e| e.id).collect())
 }
 
 /// Upserts a batch of findings inside the caller's transaction (a delta's run of upserts).
@@ -478,7 +541,8 @@ pub(crate) async fn upsert_findings_in(
     findings: &[Finding],
 ) -> Result<UpsertCounts> {
     let batch = FindingBatch::new(findings)?;
-    upsert_batch_in(conn, integration_id, run_id, &batch).await
+    let (counts, _) = upsert_batch_in(conn, integration_id, run_id, &batch, None).await?;
+    Ok(counts)
 }
 
 pub(crate) async fn upsert_assets(
@@ -501,6 +565,7 @@ pub(crate) async fn upsert_findings(
     integration_id: IntegrationId,
     run_id: i64,
     findings: &[Finding],
+    assessor: Option<&dyn InsertAssessor>,
 ) -> Result<UpsertCounts> {
     // Prepared before the transaction: this work overlaps the previous batch's writing.
     let batch = FindingBatch::new(findings)?;
@@ -508,8 +573,12 @@ pub(crate) async fn upsert_findings(
         .begin_with("BEGIN IMMEDIATE")
         .await
         .map_err(begin_error)?;
-    let counts = upsert_batch_in(&mut tx, integration_id, run_id, &batch).await?;
+    let (counts, stored) =
+        upsert_batch_in(&mut tx, integration_id, run_id, &batch, assessor).await?;
     tx.commit().await.map_err(db("committing findings"))?;
+    if let Some(assessor) = assessor {
+        assessor.explanations_stored(&stored);
+    }
     Ok(counts)
 }
 

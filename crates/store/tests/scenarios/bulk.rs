@@ -1,18 +1,24 @@
 //! Batches the size the sync engine sends, and the throughput of the bulk path.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use chrono::{DateTime, Duration, Utc};
+
 use futures::TryStreamExt;
-use rampart_model::FindingStatus;
+use rampart_model::priority::{Decision, FactorContribution, FactorName};
+use rampart_model::{Finding, FindingStatus};
 use rampart_store::{
-    FindingFilter, ReconcileOutcome, ReconcilePolicy, Store, UpsertCounts, VulnerabilityFilter,
+    Explanation, FindingFilter, InsertAssessor, ReconcileOutcome, ReconcilePolicy, Store,
+    StoredAssessment, UpsertCounts, VulnerabilityFilter,
 };
 
 use crate::support::*;
 
 scenarios!(
     batches_beyond_the_parameter_limit,
+    new_findings_are_written_with_their_assessment,
     a_first_load_puts_off_only_what_it_rebuilds,
     #[ignore = "throughput measurement: cargo test -p rampart-store --release -- --ignored --nocapture"]
     throughput_200k_findings,
@@ -44,6 +50,142 @@ async fn batches_beyond_the_parameter_limit(store: Arc<dyn Store>) {
     let counts = store.counts(Some(i.id)).await.unwrap();
     assert_eq!(counts.findings_open.total(), 20_000);
     assert_eq!(counts.assets_active, 2_000);
+}
+
+/// The `i` of `device_id(i)`.
+fn device_number(id: &str) -> Option<usize> {
+    usize::from_str_radix(id, 16)
+        .ok()?
+        .checked_sub(0xdead_0000_0000)
+}
+
+/// Assesses every finding by its asset: even-numbered devices `immediate`, odd ones `defer`, each
+/// decision with its own explanation; remembers which explanations the store reported stored.
+struct ByDevice {
+    stored: Mutex<HashSet<i64>>,
+    asked: Mutex<Vec<i64>>,
+}
+
+impl ByDevice {
+    fn explanation(decision: Decision) -> Explanation {
+        let contributions = [FactorContribution {
+            factor: FactorName::Decision,
+            value: decision.as_str().to_owned(),
+            weight: 0,
+            points: if decision == Decision::Immediate {
+                75
+            } else {
+                0
+            },
+        }];
+        Explanation::new(&contributions, |text| text.len() as i64)
+    }
+}
+
+impl InsertAssessor for ByDevice {
+    fn assess(&self, finding: &Finding, first_read: DateTime<Utc>) -> Option<StoredAssessment> {
+        let device = device_number(&finding.key.asset_source_id)?;
+        let decision = if device % 2 == 0 {
+            Decision::Immediate
+        } else {
+            Decision::Defer
+        };
+        Some(StoredAssessment {
+            decision,
+            priority: if device % 2 == 0 { 80 } else { 10 },
+            due_at: first_read + Duration::days(2),
+            clock_start: first_read,
+            explanation_id: Self::explanation(decision).id,
+        })
+    }
+
+    fn unstored_explanations(&self, ids: &[i64]) -> Vec<Explanation> {
+        self.asked.lock().unwrap().extend(ids);
+        let stored = self.stored.lock().unwrap();
+        [Decision::Immediate, Decision::Defer]
+            .map(Self::explanation)
+            .into_iter()
+            .filter(|e| ids.contains(&e.id) && !stored.contains(&e.id))
+            .collect()
+    }
+
+    fn explanations_stored(&self, ids: &[i64]) {
+        self.stored.lock().unwrap().extend(ids);
+    }
+}
+
+/// The bulk path writes a new finding's assessment with the row (one write per row), stores each
+/// explanation once, and leaves the assessment of a row already stored alone (the run's pass
+/// decides about those: escalation needs the stored due date).
+async fn new_findings_are_written_with_their_assessment(store: Arc<dyn Store>) {
+    let i = integration(&store, "assessed").await;
+    let run = store.start_run(i.id, "full", t(0)).await.unwrap();
+    let assets: Vec<_> = (0..4).map(asset).collect();
+    store.upsert_assets(i.id, run, &assets).await.unwrap();
+    let assessor = ByDevice {
+        stored: Mutex::new(HashSet::new()),
+        asked: Mutex::new(Vec::new()),
+    };
+    let first = findings(2, 3);
+    let c = store
+        .upsert_findings_assessed(i.id, run, &first, Some(&assessor))
+        .await
+        .unwrap();
+    assert_eq!(c.new, 6);
+    assert_eq!(assessor.stored.lock().unwrap().len(), 2);
+    // The next batch refers to the same explanations: none is sent again.
+    let second = findings_of(2, 2, 3);
+    store
+        .upsert_findings_assessed(i.id, run, &second, Some(&assessor))
+        .await
+        .unwrap();
+    assert_eq!(assessor.stored.lock().unwrap().len(), 2);
+
+    let stored = all_findings(&store, FindingFilter::default()).await;
+    assert_eq!(stored.len(), 12);
+    let started = t(0);
+    for f in &stored {
+        let device = device_number(&f.finding.key.asset_source_id).unwrap();
+        let (decision, priority) = if device % 2 == 0 {
+            (Decision::Immediate, 80.0)
+        } else {
+            (Decision::Defer, 10.0)
+        };
+        assert_eq!(f.decision, Some(decision), "{f:?}");
+        assert_eq!(f.priority, Some(priority));
+        assert_eq!(f.due_at, Some(started + Duration::days(2)));
+        let why = f
+            .priority_factors
+            .as_ref()
+            .expect("the explanation was stored");
+        assert_eq!(why[0].value, decision.as_str());
+    }
+
+    // Rows already stored keep their assessment, whatever the assessor says now; rows written
+    // without an assessor have none.
+    store.finish_run(run, &succeeded(t(1))).await.unwrap();
+    let later = store.start_run(i.id, "full", t(60)).await.unwrap();
+    let mut changed = first.clone();
+    for f in &mut changed {
+        f.cvss = Some(1.0);
+    }
+    let c = store
+        .upsert_findings_assessed(i.id, later, &changed, Some(&assessor))
+        .await
+        .unwrap();
+    assert_eq!(c.updated, 6);
+    store
+        .upsert_findings(i.id, later, &findings_of(4, 1, 2))
+        .await
+        .unwrap();
+    let stored = all_findings(&store, FindingFilter::default()).await;
+    for f in &stored {
+        if f.finding.key.asset_source_id == device_id(4) {
+            assert_eq!((f.decision, f.priority, f.due_at), (None, None, None));
+        } else {
+            assert_eq!(f.due_at, Some(started + Duration::days(2)), "{f:?}");
+        }
+    }
 }
 
 /// Findings on devices of 100 findings each, in batches of 20,000 (200,000 by default; set
