@@ -85,14 +85,14 @@ impl ByDevice {
 impl InsertAssessor for ByDevice {
     fn assess(&self, finding: &Finding, first_read: DateTime<Utc>) -> Option<StoredAssessment> {
         let device = device_number(&finding.key.asset_source_id)?;
-        let decision = if device % 2 == 0 {
+        let decision = if device.is_multiple_of(2) {
             Decision::Immediate
         } else {
             Decision::Defer
         };
         Some(StoredAssessment {
             decision,
-            priority: if device % 2 == 0 { 80 } else { 10 },
+            priority: if device.is_multiple_of(2) { 80 } else { 10 },
             due_at: first_read + Duration::days(2),
             clock_start: first_read,
             explanation_id: Self::explanation(decision).id,
@@ -146,7 +146,7 @@ async fn new_findings_are_written_with_their_assessment(store: Arc<dyn Store>) {
     let started = t(0);
     for f in &stored {
         let device = device_number(&f.finding.key.asset_source_id).unwrap();
-        let (decision, priority) = if device % 2 == 0 {
+        let (decision, priority) = if device.is_multiple_of(2) {
             (Decision::Immediate, 80.0)
         } else {
             (Decision::Defer, 10.0)
