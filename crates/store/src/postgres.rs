@@ -9,7 +9,7 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
 
 use crate::db::Pool;
 use crate::error::{Result, StoreError};
-use crate::sql_store::{CREATE_FINDINGS_BY_CVE, Engine, SqlStore};
+use crate::sql_store::{DEFERRABLE_INDEXES, Engine, SqlStore};
 
 pub(crate) mod bulk;
 
@@ -75,11 +75,12 @@ impl SqlStore {
             .run(&pool)
             .await
             .map_err(|e| StoreError::Migration(format!("{e} (PostgreSQL database {target})")))?;
-        // A bulk load that died before rebuilding its deferred index left it missing.
-        sqlx::query(CREATE_FINDINGS_BY_CVE)
-            .execute(&pool)
-            .await
-            .map_err(|e| StoreError::Migration(format!("{e} (PostgreSQL database {target})")))?;
+        // A bulk load that died before rebuilding the indexes it put off left them missing.
+        for index in DEFERRABLE_INDEXES {
+            sqlx::query(index).execute(&pool).await.map_err(|e| {
+                StoreError::Migration(format!("{e} (PostgreSQL database {target})"))
+            })?;
+        }
         Ok(Self::new(
             Pool::Postgres(pool),
             Engine::Postgres { _attachment: None },

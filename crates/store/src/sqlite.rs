@@ -15,7 +15,7 @@ use sqlx::sqlite::{
 
 use crate::db::Pool;
 use crate::error::{Result, StoreError};
-use crate::sql_store::{CREATE_FINDINGS_BY_CVE, Engine, SqlStore};
+use crate::sql_store::{DEFERRABLE_INDEXES, Engine, SqlStore};
 
 pub(crate) mod bulk;
 mod checkpointer;
@@ -108,11 +108,13 @@ impl SqlStore {
         MIGRATOR.run(&write).await.map_err(|e| {
             StoreError::Migration(format!("{e} (database file {})", path.display()))
         })?;
-        // A bulk load that died before rebuilding its deferred index left it missing.
-        sqlx::query(CREATE_FINDINGS_BY_CVE)
-            .execute(&write)
-            .await
-            .map_err(|e| open_err(e.to_string()))?;
+        // A bulk load that died before rebuilding the indexes it put off left them missing.
+        for index in DEFERRABLE_INDEXES {
+            sqlx::query(index)
+                .execute(&write)
+                .await
+                .map_err(|e| open_err(e.to_string()))?;
+        }
         let checkpoints = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_with(

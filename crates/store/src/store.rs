@@ -107,7 +107,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// How many open findings are `immediate`, and how many are overdue at `now` (index ranges,
     /// not a scan of all findings).
     async fn urgent_counts(&self, now: DateTime<Utc>) -> Result<UrgentCounts>;
-    /// The catalogue entries of these CVEs (those that exist), in no particular order.
+    /// The catalogue entries of these CVEs (those that exist), in no particular order, as
+    /// prioritisation reads them: without their description.
     async fn vulnerabilities_for(&self, cves: &[CveId]) -> Result<Vec<Vulnerability>>;
     /// Stores `explanations` not stored yet and writes `writes` to findings that are still open,
     /// stamping them changed at `at`, in one transaction. Returns how many findings it wrote.

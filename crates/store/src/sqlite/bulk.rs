@@ -689,8 +689,8 @@ pub(crate) async fn upsert_recommendations_in(
 }
 
 /// Rebuilds the by-CVE index put off by `begin_bulk_findings`.
-pub(crate) async fn end_bulk_findings(write: &SqlitePool, create_index: &str) -> Result<()> {
-    let op = "rebuilding the by-CVE index";
+pub(crate) async fn end_bulk_findings(write: &SqlitePool, create_indexes: &[&str]) -> Result<()> {
+    let op = "rebuilding the indexes a first load put off";
     let mut conn = write.acquire().await.map_err(db(op))?;
     // The sync's reading and writing are done by now: the sort may take a second thread. Its
     // memory is bounded by the page cache, per thread; a small cache also sorts faster (2 M
@@ -700,12 +700,19 @@ pub(crate) async fn end_bulk_findings(write: &SqlitePool, create_index: &str) ->
         .await
         .map_err(db(op))?;
     set_cache_kib(&mut conn, SCAN_CACHE_KIB, op).await?;
-    let built = sqlx::query(AssertSqlSafe(create_index))
-        .execute(&mut *conn)
-        .await
-        .map_err(db(op));
+    let mut built = Ok(());
+    for index in create_indexes {
+        built = sqlx::query(AssertSqlSafe(*index))
+            .execute(&mut *conn)
+            .await
+            .map(|_| ())
+            .map_err(db(op));
+        if built.is_err() {
+            break;
+        }
+    }
     let restored = set_cache_kib(&mut conn, WRITER_CACHE_KIB, op).await;
-    built.map(|_| ()).and(restored)
+    built.and(restored)
 }
 
 /// Sets the connection's page cache (and with it the sorter's memory) to `kib`.

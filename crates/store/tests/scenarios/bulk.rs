@@ -338,7 +338,7 @@ async fn a_first_load_puts_off_only_what_it_rebuilds(store: Arc<dyn Store>) {
 }
 
 /// A process that died between `begin_bulk_findings` and `end_bulk_findings` left SQLite without
-/// its by-CVE index: opening the database again rebuilds it.
+/// the indexes it put off: opening the database again rebuilds them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_rebuilds_an_index_a_dead_bulk_load_left_out() {
     let (dir, store) = rampart_store::testing::sqlite_store().await;
@@ -355,15 +355,65 @@ async fn sqlite_rebuilds_an_index_a_dead_bulk_load_left_out() {
         .await
         .unwrap();
         let n: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'findings_open_by_cve'",
+            "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name IN \
+             ('findings_open_by_cve', 'findings_by_priority', 'findings_open_by_due')",
         )
         .fetch_one(&mut conn)
         .await
         .unwrap();
-        n == 1
+        n
     };
-    assert!(!has_index().await, "the index was put off");
+    assert_eq!(has_index().await, 0, "the indexes were put off");
     let reopened = rampart_store::SqliteStore::open(&path).await.unwrap();
     reopened.close().await;
-    assert!(has_index().await, "opening the database rebuilt it");
+    assert_eq!(has_index().await, 3, "opening the database rebuilt them");
+}
+
+/// Which of the indexes a first load may put off are in the SQLite file at `path`.
+async fn sqlite_indexes(path: &std::path::Path) -> Vec<String> {
+    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
+        "sqlite://{}",
+        path.display()
+    ))
+    .await
+    .unwrap();
+    sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND name IN \
+         ('findings_open_by_cve', 'findings_by_priority', 'findings_open_by_due') ORDER BY name",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap()
+}
+
+/// The priority and due-date indexes serve every integration's lists: a first load puts them off
+/// only while no other integration has findings. (The SQL is the same on PostgreSQL.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_integrations_first_load_keeps_the_priority_indexes() {
+    let (dir, store) = rampart_store::testing::sqlite_store().await;
+    let path = dir.path().join("rampart.db");
+    let first = integration(&store, "first").await;
+    let run = store.start_run(first.id, "full", t(0)).await.unwrap();
+    assert!(store.begin_bulk_findings(first.id).await.unwrap());
+    assert!(sqlite_indexes(&path).await.is_empty(), "all three put off");
+    store
+        .upsert_findings(first.id, run, &findings(3, 4))
+        .await
+        .unwrap();
+    store.end_bulk_findings().await.unwrap();
+    let all = [
+        "findings_by_priority",
+        "findings_open_by_cve",
+        "findings_open_by_due",
+    ];
+    assert_eq!(sqlite_indexes(&path).await, all);
+
+    let second = integration(&store, "second").await;
+    assert!(store.begin_bulk_findings(second.id).await.unwrap());
+    assert_eq!(
+        sqlite_indexes(&path).await,
+        ["findings_by_priority", "findings_open_by_due"]
+    );
+    store.end_bulk_findings().await.unwrap();
+    assert_eq!(sqlite_indexes(&path).await, all);
 }
