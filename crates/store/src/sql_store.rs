@@ -82,6 +82,50 @@ impl std::fmt::Debug for SqlStore {
 }
 
 impl SqlStore {
+    /// One attempt of [`Store::finish_run`].
+    async fn finish_run_once(&self, run_id: i64, o: &RunOutcome) -> Result<SyncRun> {
+        let (verdict, reason) = verdict_columns(&o.verdict);
+        let mut tx = self.db.begin().await?;
+        let sql = q("UPDATE sync_runs SET status = $2, finished_at = $3, heartbeat_at = $3, verdict = $4, verdict_reason = $5, \
+             counts = $6, api_calls = $7, throttled = $8, retries = $9, bytes = $10, error = $11 \
+             WHERE id = $1 AND status = 'running'")
+        .bind(run_id)
+        .bind(o.status.as_str())
+        .bind(o.finished_at)
+        .bind(verdict)
+        .bind(reason)
+        .bind(run_counts_json(o))
+        .bind(as_i64(o.api_calls))
+        .bind(as_i64(o.throttled))
+        .bind(as_i64(o.retries))
+        .bind(as_i64(o.bytes))
+        .bind(o.error.as_deref().map(clean));
+        let done = tx.on().execute(&sql, "finishing a sync run").await?;
+        let run = run_by_id(tx.on(), run_id).await?;
+        if done == 0 {
+            return Err(StoreError::Conflict(format!(
+                "sync run {run_id} was already finished ({}{}); its outcome was not changed",
+                run.status.as_str(),
+                run.error
+                    .as_deref()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default()
+            )));
+        }
+        if needs_refresh(o) {
+            refresh_summaries(self.d, &mut tx, run.integration_id).await?;
+        }
+        tx.commit("finishing a sync run").await?;
+        if self.d.backend == Backend::Sqlite {
+            // Lets SQLite refresh its planner statistics after a large write, cheaply.
+            let optimize = q("PRAGMA optimize");
+            if let Err(e) = self.db.write().execute(&optimize, "optimizing").await {
+                tracing::debug!(message = "PRAGMA optimize failed.", error = %e);
+            }
+        }
+        Ok(run)
+    }
+
     pub(crate) fn new(db: Pool, engine: Engine) -> Self {
         let d = db.dialect();
         Self { db, d, engine }
@@ -772,46 +816,27 @@ impl Store for SqlStore {
 
     async fn finish_run(&self, run_id: i64, o: &RunOutcome) -> Result<SyncRun> {
         check_outcome(o)?;
-        let (verdict, reason) = verdict_columns(&o.verdict);
-        let mut tx = self.db.begin().await?;
-        let sql = q("UPDATE sync_runs SET status = $2, finished_at = $3, heartbeat_at = $3, verdict = $4, verdict_reason = $5, \
-             counts = $6, api_calls = $7, throttled = $8, retries = $9, bytes = $10, error = $11 \
-             WHERE id = $1 AND status = 'running'")
-        .bind(run_id)
-        .bind(o.status.as_str())
-        .bind(o.finished_at)
-        .bind(verdict)
-        .bind(reason)
-        .bind(run_counts_json(o))
-        .bind(as_i64(o.api_calls))
-        .bind(as_i64(o.throttled))
-        .bind(as_i64(o.retries))
-        .bind(as_i64(o.bytes))
-        .bind(o.error.as_deref().map(clean));
-        let done = tx.on().execute(&sql, "finishing a sync run").await?;
-        let run = run_by_id(tx.on(), run_id).await?;
-        if done == 0 {
-            return Err(StoreError::Conflict(format!(
-                "sync run {run_id} was already finished ({}{}); its outcome was not changed",
-                run.status.as_str(),
-                run.error
-                    .as_deref()
-                    .map(|e| format!(": {e}"))
-                    .unwrap_or_default()
-            )));
-        }
-        if needs_refresh(o) {
-            refresh_summaries(self.d, &mut tx, run.integration_id).await?;
-        }
-        tx.commit("finishing a sync run").await?;
-        if self.d.backend == Backend::Sqlite {
-            // Lets SQLite refresh its planner statistics after a large write, cheaply.
-            let optimize = q("PRAGMA optimize");
-            if let Err(e) = self.db.write().execute(&optimize, "optimizing").await {
-                tracing::debug!(message = "PRAGMA optimize failed.", error = %e);
+        // A run that failed because the disk is full must still be closed, or it blocks the
+        // integration until it is taken for abandoned. On SQLite the space is often in the
+        // write-ahead log, whose committed pages the checkpointer (another connection) may still
+        // be moving back: once they are moved and the log is truncated, this one small write
+        // fits. A few tries, a moment apart.
+        let mut attempt = 1;
+        loop {
+            match self.finish_run_once(run_id, o).await {
+                Err(StoreError::DiskFull { .. })
+                    if self.d.backend == Backend::Sqlite && attempt < 5 =>
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(50 * attempt)).await;
+                    let truncate = q("PRAGMA wal_checkpoint(TRUNCATE)");
+                    if let Err(e) = self.db.write().execute(&truncate, "making room").await {
+                        tracing::debug!(message = "Checkpoint to make room failed.", error = %e);
+                    }
+                    attempt += 1;
+                }
+                other => return other,
             }
         }
-        Ok(run)
     }
 
     async fn get_run(&self, run_id: i64) -> Result<SyncRun> {
