@@ -14,7 +14,7 @@ use rampart_sync::integrations::{
 use rampart_sync::{ConnectionReport, StepOutcome};
 use serde::Deserialize;
 
-use crate::auth::extract::{AdminCtx, Ctx};
+use crate::auth::extract::{Ctx, WorkspaceAdminCtx};
 use crate::error::AppError;
 use crate::portal::layout::Layout;
 use crate::portal::render::{self, when, when_opt};
@@ -364,11 +364,12 @@ fn next_run_words(
 }
 
 pub async fn list(ctx: Ctx, State(state): State<AppState>) -> Result<Response, AppError> {
+    let vis = ctx.vis();
     let today = Utc::now().date_naive();
-    let active = state.store().list_jobs(None, true, 1000).await?;
+    let active = state.store().list_jobs(&vis, None, true, 1000).await?;
     let mut rows = Vec::new();
-    for i in state.store().list_integrations().await? {
-        let last = state.store().list_runs(i.id, 1).await?;
+    for i in state.store().list_integrations(&vis).await? {
+        let last = state.store().list_runs(&vis, i.id, 1).await?;
         let last = last.first();
         let job = active.iter().find(|j| j.integration_id == i.id);
         rows.push(Row {
@@ -392,7 +393,7 @@ pub async fn list(ctx: Ctx, State(state): State<AppState>) -> Result<Response, A
     })
 }
 
-pub async fn new_form(AdminCtx(ctx): AdminCtx) -> Result<Response, AppError> {
+pub async fn new_form(WorkspaceAdminCtx(ctx): WorkspaceAdminCtx) -> Result<Response, AppError> {
     render::page(&FormPage {
         layout: Layout::new(&ctx, "Add integration", "integrations"),
         action: "/integrations".into(),
@@ -403,13 +404,17 @@ pub async fn new_form(AdminCtx(ctx): AdminCtx) -> Result<Response, AppError> {
 }
 
 pub async fn create(
-    AdminCtx(ctx): AdminCtx,
+    admin: WorkspaceAdminCtx,
     State(state): State<AppState>,
     Form(form): Form<IntegrationForm>,
 ) -> Result<Response, AppError> {
+    let workspace = admin
+        .new_integration_workspace()
+        .ok_or_else(|| AppError::Forbidden("you are not an admin of any workspace".into()))?;
+    let ctx = admin.0;
     let input = form.input();
     match Integrations::new(&state.engine)
-        .add(&input, &ctx.user.name)
+        .add_in(&input, workspace, &ctx.user.name)
         .await
     {
         Ok(i) => Ok(Redirect::to(&format!("/integrations/{}?notice=saved", i.id)).into_response()),
@@ -454,10 +459,11 @@ async fn show_page(
     report: Option<ConnectionReport>,
     notice: Option<&'static str>,
 ) -> Result<ShowPage, AppError> {
-    let runs = state.store().list_runs(integration.id, 20).await?;
+    let vis = ctx.vis();
+    let runs = state.store().list_runs(&vis, integration.id, 20).await?;
     let jobs = state
         .store()
-        .list_jobs(Some(integration.id), false, 10)
+        .list_jobs(&vis, Some(integration.id), false, 10)
         .await?;
     let active = jobs.iter().find(|j| j.is_active());
     let (form, errors) = form.unwrap_or_else(|| (FormView::of(&integration), vec![]));
@@ -497,7 +503,8 @@ pub async fn show(
     Path(id): Path<IntegrationId>,
     Query(q): Query<ShowQuery>,
 ) -> Result<Response, AppError> {
-    let integration = state.store().get_integration(id).await?;
+    let vis = ctx.vis();
+    let integration = state.store().get_integration(&vis, id).await?;
     let page = show_page(
         &state,
         &ctx,
@@ -511,12 +518,13 @@ pub async fn show(
 }
 
 pub async fn update(
-    AdminCtx(ctx): AdminCtx,
+    WorkspaceAdminCtx(ctx): WorkspaceAdminCtx,
     State(state): State<AppState>,
     Path(id): Path<IntegrationId>,
     Form(form): Form<IntegrationForm>,
 ) -> Result<Response, AppError> {
-    let existing = state.store().get_integration(id).await?;
+    // Only integrations of workspaces the account is an admin of: others are not found.
+    let existing = state.store().get_integration(&ctx.admin_vis(), id).await?;
     let input = form.input();
     match Integrations::new(&state.engine)
         .update(&existing, &input, &ctx.user.name)
@@ -534,11 +542,11 @@ pub async fn update(
 }
 
 pub async fn test(
-    AdminCtx(ctx): AdminCtx,
+    WorkspaceAdminCtx(ctx): WorkspaceAdminCtx,
     State(state): State<AppState>,
     Path(id): Path<IntegrationId>,
 ) -> Result<Response, AppError> {
-    let integration = state.store().get_integration(id).await?;
+    let integration = state.store().get_integration(&ctx.admin_vis(), id).await?;
     let report = Integrations::new(&state.engine)
         .test(&integration, &ctx.user.name)
         .await?;
@@ -547,11 +555,11 @@ pub async fn test(
 }
 
 pub async fn sync_now(
-    AdminCtx(ctx): AdminCtx,
+    WorkspaceAdminCtx(ctx): WorkspaceAdminCtx,
     State(state): State<AppState>,
     Path(id): Path<IntegrationId>,
 ) -> Result<Response, AppError> {
-    let integration = state.store().get_integration(id).await?;
+    let integration = state.store().get_integration(&ctx.admin_vis(), id).await?;
     let code = match crate::scheduler::sync_now(&state, &integration, &ctx.user.name).await? {
         SyncNowOutcome::Started => "sync-started",
         SyncNowOutcome::Queued => "sync-queued",
@@ -561,11 +569,11 @@ pub async fn sync_now(
 }
 
 pub async fn delete(
-    AdminCtx(ctx): AdminCtx,
+    WorkspaceAdminCtx(ctx): WorkspaceAdminCtx,
     State(state): State<AppState>,
     Path(id): Path<IntegrationId>,
 ) -> Result<Response, AppError> {
-    let integration = state.store().get_integration(id).await?;
+    let integration = state.store().get_integration(&ctx.admin_vis(), id).await?;
     Integrations::new(&state.engine)
         .remove(&integration, &ctx.user.name)
         .await?;
