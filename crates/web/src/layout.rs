@@ -12,6 +12,10 @@ pub struct Layout {
     pub user: Option<User>,
     pub csrf: String,
     pub active: &'static str,
+    /// The header's workspace switcher: (id, name) of each workspace offered (empty: no
+    /// switcher, the account has one workspace), and the one chosen (`None`: all).
+    pub workspaces: Vec<(i64, String)>,
+    pub workspace: Option<i64>,
 }
 
 impl Layout {
@@ -22,6 +26,8 @@ impl Layout {
             user: None,
             csrf: String::new(),
             active: "",
+            workspaces: Vec::new(),
+            workspace: None,
         }
     }
 
@@ -30,6 +36,11 @@ impl Layout {
             csrf,
             ..Self::bare(title)
         }
+    }
+
+    /// Whether `id` is the workspace the session looks at (for the switcher's `selected`).
+    pub fn is_current(&self, id: &i64) -> bool {
+        self.workspace == Some(*id)
     }
 
     pub fn is_admin(&self) -> bool {

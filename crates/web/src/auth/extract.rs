@@ -23,6 +23,9 @@ pub struct Ctx {
     pub user: User,
     pub memberships: Vec<Membership>,
     pub workspace: Option<WorkspaceId>,
+    /// The workspaces the header's switcher offers: every one for a global admin, the
+    /// account's own otherwise.
+    pub switchable: Vec<(WorkspaceId, String)>,
     pub csrf: String,
 }
 
@@ -170,15 +173,32 @@ async fn signed_in(parts: &Parts, state: &AppState) -> Result<Ctx, AppError> {
     }
     let csrf = csrf::token(&session).await?;
     let memberships = state.store().memberships(user.id).await?;
+    let switchable: Vec<(WorkspaceId, String)> = if user.role == Role::Admin {
+        state
+            .store()
+            .list_workspaces()
+            .await?
+            .into_iter()
+            .map(|w| (w.id, w.name))
+            .collect()
+    } else {
+        memberships
+            .iter()
+            .map(|m| (m.workspace_id, m.workspace.clone()))
+            .collect()
+    };
+    // A workspace the account lost (or that was removed) since it was chosen is forgotten.
     let workspace = session
         .get::<i64>(WORKSPACE_KEY)
         .await
         .map_err(AppError::internal)?
-        .map(WorkspaceId);
+        .map(WorkspaceId)
+        .filter(|w| switchable.iter().any(|(id, _)| id == w));
     Ok(Ctx {
         user,
         memberships,
         workspace,
+        switchable,
         csrf,
     })
 }
