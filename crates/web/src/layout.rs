@@ -16,6 +16,8 @@ pub struct Layout {
     /// switcher, the account has one workspace), and the one chosen (`None`: all).
     pub workspaces: Vec<(i64, String)>,
     pub workspace: Option<i64>,
+    /// The account may change some integrations (a global admin, or an admin of a workspace).
+    pub can_change_integrations: bool,
 }
 
 impl Layout {
@@ -28,6 +30,7 @@ impl Layout {
             active: "",
             workspaces: Vec::new(),
             workspace: None,
+            can_change_integrations: false,
         }
     }
 

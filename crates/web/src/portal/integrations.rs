@@ -6,7 +6,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use chrono::{DateTime, NaiveDate, Utc};
-use rampart_model::{Integration, IntegrationId, SyncRun};
+use rampart_model::{Integration, IntegrationId, SyncRun, WorkspaceId};
 use rampart_store::{Job, JobKind, JobState};
 use rampart_sync::integrations::{
     IntegrationError, IntegrationInput, Integrations, SecretExpiry, secret_expiry,
@@ -46,6 +46,9 @@ pub struct IntegrationForm {
     schedule_minutes: String,
     #[serde(default)]
     enabled: Option<String>,
+    /// Adding only: the workspace's id (empty: the current one).
+    #[serde(default)]
+    workspace: String,
 }
 
 impl IntegrationForm {
@@ -257,12 +260,35 @@ struct FormPage {
     form: FormView,
     errors: Vec<String>,
     clouds: Vec<(&'static str, &'static str)>,
+    /// The workspaces the account may add to (id, name), and the one chosen.
+    workspaces: Vec<(i64, String)>,
+    workspace: i64,
+}
+
+impl FormPage {
+    fn is_workspace(&self, id: &i64) -> bool {
+        self.workspace == *id
+    }
+}
+
+/// The workspaces `admin` may add integrations to, by name.
+fn addable(admin: &WorkspaceAdminCtx) -> Vec<(i64, String)> {
+    let vis = admin.0.admin_vis();
+    admin
+        .0
+        .switchable
+        .iter()
+        .filter(|(id, _)| vis.allows(*id))
+        .map(|(id, name)| (id.0, name.clone()))
+        .collect()
 }
 
 #[derive(Template)]
 #[template(path = "integration.html")]
 struct ShowPage {
     layout: Layout,
+    /// The account may change this integration (an admin of its workspace, or a global admin).
+    editable: bool,
     id: IntegrationId,
     name: String,
     product: &'static str,
@@ -393,13 +419,16 @@ pub async fn list(ctx: Ctx, State(state): State<AppState>) -> Result<Response, A
     })
 }
 
-pub async fn new_form(WorkspaceAdminCtx(ctx): WorkspaceAdminCtx) -> Result<Response, AppError> {
+pub async fn new_form(admin: WorkspaceAdminCtx) -> Result<Response, AppError> {
+    let workspace = admin.new_integration_workspace().map_or(0, |w| w.0);
     render::page(&FormPage {
-        layout: Layout::new(&ctx, "Add integration", "integrations"),
+        layout: Layout::new(&admin.0, "Add integration", "integrations"),
         action: "/integrations".into(),
         form: FormView::blank(),
         errors: vec![],
         clouds: clouds(),
+        workspaces: addable(&admin),
+        workspace,
     })
 }
 
@@ -408,9 +437,20 @@ pub async fn create(
     State(state): State<AppState>,
     Form(form): Form<IntegrationForm>,
 ) -> Result<Response, AppError> {
-    let workspace = admin
-        .new_integration_workspace()
-        .ok_or_else(|| AppError::Forbidden("you are not an admin of any workspace".into()))?;
+    // The workspace chosen on the form (default: the current one). One the account may not add
+    // to is answered as one that does not exist.
+    let workspace = match form.workspace.trim() {
+        "" => admin
+            .new_integration_workspace()
+            .ok_or_else(|| AppError::Forbidden("you are not an admin of any workspace".into()))?,
+        raw => raw
+            .parse::<i64>()
+            .ok()
+            .map(WorkspaceId)
+            .filter(|w| admin.0.admin_vis().allows(*w))
+            .ok_or_else(|| AppError::NotFound("no such workspace".into()))?,
+    };
+    let workspaces = addable(&admin);
     let ctx = admin.0;
     let input = form.input();
     match Integrations::new(&state.engine)
@@ -426,6 +466,8 @@ pub async fn create(
                 form: FormView::from_input(&input, None),
                 errors: problems.on_form(),
                 clouds: clouds(),
+                workspaces,
+                workspace: workspace.0,
             },
         ),
         Err(other) => Err(other.into()),
@@ -469,6 +511,7 @@ async fn show_page(
     let (form, errors) = form.unwrap_or_else(|| (FormView::of(&integration), vec![]));
     Ok(ShowPage {
         layout: Layout::new(ctx, integration.name.as_str(), "integrations"),
+        editable: ctx.admin_vis().allows(integration.workspace_id),
         id: integration.id,
         name: integration.name.to_string(),
         product: integration.product.label(),

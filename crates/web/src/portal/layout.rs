@@ -22,6 +22,7 @@ impl Layout {
                 Vec::new()
             },
             workspace: ctx.workspace.map(|w| w.0),
+            can_change_integrations: ctx.can_admin_integrations(),
         }
     }
 }

@@ -706,6 +706,32 @@ async fn portal_matrix(
     );
     let page = viewer.post("/integrations", &form).await;
     assert_eq!(page.status, StatusCode::FORBIDDEN);
+    // Choosing B's workspace on the form: not found.
+    let b_ws = app
+        .store
+        .get_workspace_by_name("Workspace B")
+        .await
+        .unwrap();
+    let mut into_b = app.integration_form("into-b", "x-secret-value-0000");
+    into_b.push(("workspace", b_ws.id.to_string()));
+    let page = admin.post("/integrations", &into_b).await;
+    assert_eq!(page.status, StatusCode::NOT_FOUND, "{}", page.body);
+    s.assert_absent("admin of A: POST /integrations into B", &page.body);
+    // The admin of A is offered the integration forms; the viewer is not.
+    let list = admin.get("/integrations").await;
+    assert!(
+        list.body.contains("id=\"add-integration\""),
+        "{}",
+        list.body
+    );
+    let shown = admin.get(&format!("/integrations/{a}")).await;
+    assert!(shown.body.contains("/sync"), "{}", shown.body);
+    let list = viewer.get("/integrations").await;
+    assert!(
+        !list.body.contains("id=\"add-integration\""),
+        "{}",
+        list.body
+    );
     // B was not touched by any of it.
     let b_now = app
         .store
