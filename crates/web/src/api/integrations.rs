@@ -95,6 +95,11 @@ pub async fn update(
 ) -> Result<Json<IntegrationOut>, ApiError> {
     let existing = state.store().get_integration(&admin.vis(), id).await?;
     let token = admin.0;
+    if body.workspace_id.is_some() {
+        return Err(ApiError(AppError::BadRequest(
+            "workspace_id is taken when creating only; an operator moves an integration with `rampart integration move NAME --workspace W`".into(),
+        )));
+    }
     let or = |new: Option<String>, old: String| new.unwrap_or(old);
     let input = IntegrationInput {
         name: or(body.name, existing.name.to_string()),

@@ -138,6 +138,8 @@ impl FormView {
 struct Row {
     id: IntegrationId,
     name: String,
+    /// The workspace's name (shown when the account sees several).
+    workspace: String,
     product: &'static str,
     cloud: &'static str,
     status: String,
@@ -401,6 +403,12 @@ pub async fn list(ctx: Ctx, State(state): State<AppState>) -> Result<Response, A
         rows.push(Row {
             id: i.id,
             name: i.name.to_string(),
+            workspace: ctx
+                .switchable
+                .iter()
+                .find(|(w, _)| *w == i.workspace_id)
+                .map(|(_, name)| name.clone())
+                .unwrap_or_default(),
             product: i.product.label(),
             cloud: i.cloud.label(),
             status: match (i.enabled, last) {
