@@ -36,10 +36,11 @@ pub struct Membership {
 /// the same answer as for an id that does not exist, so that ids of other workspaces cannot be
 /// confirmed by guessing. Writes to an integration use the visibility of the workspaces where the
 /// caller is an admin ([`Visibility::admin_of`]).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+///
+/// No `Default`: seeing everything is always spelled out as `Visibility::All`.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Visibility {
     /// Everything.
-    #[default]
     All,
     /// Only the integrations of these workspaces (none: nothing at all).
     Workspaces(Vec<WorkspaceId>),
