@@ -622,3 +622,91 @@ async fn workspaces_memberships_and_tokens(store: Arc<dyn Store>) {
     assert!(store.memberships(viewer.id).await.unwrap().is_empty());
     not_found(store.delete_workspace(a.id).await);
 }
+
+// ---- upgrading a database written before workspaces ---------------------------------------------
+
+/// Brings a database to the schema before workspaces (migrations 1–12).
+async fn migrate_before_workspaces(
+    engine: &str,
+    run: impl AsyncFnOnce(&sqlx::migrate::Migrator) -> Result<(), sqlx::migrate::MigrateError>,
+) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("migrations")
+        .join(engine);
+    let mut migrator = sqlx::migrate::Migrator::new(dir).await.unwrap();
+    migrator.migrations = std::borrow::Cow::Owned(
+        migrator
+            .migrations
+            .iter()
+            .filter(|m| m.version < 13)
+            .cloned()
+            .collect(),
+    );
+    run(&migrator).await.unwrap();
+}
+
+/// What an upgraded store must show: existing integrations in Default, existing viewers viewers
+/// of Default, admins global (no membership), and new workspaces numbered after Default.
+async fn assert_upgraded(store: Arc<dyn Store>) {
+    let integrations = store.list_integrations(&Visibility::All).await.unwrap();
+    assert_eq!(integrations.len(), 1);
+    assert_eq!(integrations[0].workspace_id, WorkspaceId::DEFAULT);
+    let users = store.list_users().await.unwrap();
+    let id_of = |name: &str| users.iter().find(|u| u.name == name).unwrap().id;
+    let viewer = store.memberships(id_of("old-viewer")).await.unwrap();
+    assert_eq!(viewer.len(), 1);
+    assert_eq!(
+        (viewer[0].workspace_id, viewer[0].role),
+        (WorkspaceId::DEFAULT, Role::Viewer)
+    );
+    assert!(
+        store
+            .memberships(id_of("old-admin"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let token = store.api_token_by_hash("old-token").await.unwrap().unwrap();
+    assert_eq!(token.workspace, None, "existing tokens stay global");
+    let next = store.create_workspace("After").await.unwrap();
+    assert!(next.id.0 > WorkspaceId::DEFAULT.0, "{next:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrade_keeps_a_single_team_as_it_was_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    let url = format!("sqlite://{}", path.display());
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(&path)
+        .create_if_missing(true);
+    let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+    migrate_before_workspaces("sqlite", async |m| m.run(&pool).await).await;
+    for sql in [
+        "INSERT INTO users (name, role, password_hash, created_at) VALUES ('old-admin', 'admin', 'x', 1), ('old-viewer', 'viewer', 'x', 1)",
+        "INSERT INTO api_tokens (name, token_hash, scope, created_by, created_at) VALUES ('siem', 'old-token', 'read', 'old-admin', 1)",
+        "INSERT INTO integrations (name, product, cloud, tenant_id, client_id, secret_ciphertext, secret_nonce, secret_last4, schedule_minutes, enabled, created_at, updated_at) \
+         VALUES ('old', 'endpoint', 'commercial', '72f988bf-86f1-41af-91ab-2d7cd011db47', '00000000-0000-0000-0000-000000000001', x'01', x'02', 'a1b2', 360, 1, 1, 1)",
+    ] {
+        sqlx::query(sql).execute(&pool).await.unwrap();
+    }
+    pool.close().await;
+    assert_upgraded(rampart_store::connect(&url).await.unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrade_keeps_a_single_team_as_it_was_on_postgres() {
+    let db = rampart_store::testing::postgres_database().await;
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    migrate_before_workspaces("postgres", async |m| m.run(&pool).await).await;
+    for sql in [
+        "INSERT INTO users (name, role, password_hash, created_at) VALUES ('old-admin', 'admin', 'x', now()), ('old-viewer', 'viewer', 'x', now())",
+        "INSERT INTO api_tokens (name, token_hash, scope, created_by, created_at) VALUES ('siem', 'old-token', 'read', 'old-admin', now())",
+        "INSERT INTO integrations (name, product, cloud, tenant_id, client_id, secret_ciphertext, secret_nonce, secret_last4, schedule_minutes, enabled, created_at, updated_at) \
+         VALUES ('old', 'endpoint', 'commercial', '72f988bf-86f1-41af-91ab-2d7cd011db47', '00000000-0000-0000-0000-000000000001', '\\x01', '\\x02', 'a1b2', 360, true, now(), now())",
+    ] {
+        sqlx::query(sql).execute(&pool).await.unwrap();
+    }
+    pool.close().await;
+    assert_upgraded(rampart_store::connect(&db.url).await.unwrap()).await;
+}
