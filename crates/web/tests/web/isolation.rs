@@ -313,6 +313,39 @@ async fn matrix(app: TestApp) {
 
     portal_matrix(&app, &secrets, &mut viewer, &mut admin, a, a_asset).await;
 
+    // Every id enumerated, not only the ones probed: B's answer 404, A's 200.
+    let a_ids: BTreeSet<i64> = a_assets.iter().map(|x| x.id).collect();
+    let last = a_assets
+        .iter()
+        .chain(&b_assets)
+        .map(|x| x.id)
+        .max()
+        .unwrap();
+    for id in 1..=last + 1 {
+        let page = viewer.get(&format!("/assets/{id}")).await;
+        let expected = if a_ids.contains(&id) {
+            StatusCode::OK
+        } else {
+            StatusCode::NOT_FOUND
+        };
+        assert_eq!(page.status, expected, "viewer of A: /assets/{id}");
+        secrets.assert_absent(&format!("viewer of A: /assets/{id}"), &page.body);
+    }
+    for id in 1..=b + 3 {
+        let page = viewer.get(&format!("/integrations/{id}")).await;
+        let mine = app
+            .store
+            .get_integration(&Visibility::All, id)
+            .await
+            .is_ok_and(|i| i.workspace_id == wa.id);
+        let expected = if mine {
+            StatusCode::OK
+        } else {
+            StatusCode::NOT_FOUND
+        };
+        assert_eq!(page.status, expected, "viewer of A: /integrations/{id}");
+    }
+
     // An admin-scope token of A, made by the global admin.
     let page = root
         .post(
