@@ -194,9 +194,10 @@ async fn list(global: &Global) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "{:<24} {:<9} {:<11} {:<38} {:<38} {:<10} {:<12} LAST RUN",
-        "NAME", "PRODUCT", "CLOUD", "TENANT", "CLIENT", "SECRET", "EXPIRES"
+        "{:<24} {:<16} {:<9} {:<11} {:<38} {:<38} {:<10} {:<12} LAST RUN",
+        "NAME", "WORKSPACE", "PRODUCT", "CLOUD", "TENANT", "CLIENT", "SECRET", "EXPIRES"
     );
+    let workspaces = store.list_workspaces().await?;
     let mut warnings = Vec::new();
     for i in &integrations {
         let last = store
@@ -212,8 +213,12 @@ async fn list(global: &Global) -> anyhow::Result<ExitCode> {
             None => "never".to_owned(),
         };
         println!(
-            "{:<24} {:<9} {:<11} {:<38} {:<38} {:<10} {:<12} {}",
+            "{:<24} {:<16} {:<9} {:<11} {:<38} {:<38} {:<10} {:<12} {}",
             i.name.as_str(),
+            workspaces
+                .iter()
+                .find(|w| w.id == i.workspace_id)
+                .map_or("?", |w| w.name.as_str()),
             i.product.as_str(),
             i.cloud.as_str(),
             i.tenant_id.as_str(),

@@ -32,6 +32,17 @@ fn workspaces_scope_adding_syncing_and_exporting() {
     );
     let list = env.run(&["integration", "list"], None);
     assert!(!list.stdout.contains("gamma"), "{list:?}");
+    let row = |name: &str| {
+        list.stdout
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_default()
+            .split_whitespace()
+            .nth(1)
+            .map(str::to_owned)
+    };
+    assert_eq!(row("alpha").as_deref(), Some("Acme"), "{list:?}");
+    assert_eq!(row("beta").as_deref(), Some("Default"), "{list:?}");
     let workspaces = env.run(&["workspace", "list"], None);
     assert_eq!(workspaces.code, 0, "{workspaces:?}");
     assert!(
