@@ -74,9 +74,12 @@ pub enum Command {
     Sync(SyncArgs),
     /// Export stored data as CSV, JSON lines or OCSF.
     Export(ExportArgs),
-    /// Manage portal accounts.
+    /// Manage portal accounts and their roles in workspaces.
     #[command(subcommand)]
     User(UserCommand),
+    /// Add, list or remove workspaces (one per customer or team; docs/workspaces.md).
+    #[command(subcommand)]
+    Workspace(WorkspaceCommand),
     /// Copy the SQLite database to a file while Rampart runs (PostgreSQL: prints the pg_dump
     /// command).
     Backup(BackupArgs),
@@ -340,6 +343,22 @@ pub enum IntegrationCommand {
         #[arg(long)]
         yes: bool,
     },
+    /// Move an integration, with everything it synced, to another workspace.
+    Move {
+        name: IntegrationName,
+        #[arg(long, value_name = "WORKSPACE")]
+        workspace: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WorkspaceCommand {
+    /// Add a workspace.
+    Add { name: String },
+    /// List workspaces with how many integrations and members each has.
+    List,
+    /// Remove a workspace that holds no integrations (its roles and API tokens go with it).
+    Remove { name: String },
 }
 
 #[derive(Debug, Args)]
@@ -377,6 +396,9 @@ pub struct IntegrationAddArgs {
     /// Minutes between scheduled syncs (default: 360 for endpoint, 480 for cloud).
     #[arg(long, value_name = "MINUTES", value_parser = clap::value_parser!(i64).range(5..=10080))]
     pub schedule: Option<i64>,
+    /// The workspace it belongs to (default: Default).
+    #[arg(long, value_name = "WORKSPACE")]
+    pub workspace: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -386,6 +408,9 @@ pub struct SyncArgs {
     /// Sync every enabled integration.
     #[arg(long)]
     pub all: bool,
+    /// With --all: only the integrations of this workspace.
+    #[arg(long, value_name = "WORKSPACE", requires = "all")]
+    pub workspace: Option<String>,
     /// Read everything (a new baseline) even when an incremental sync is possible.
     #[arg(long)]
     pub full: bool,
@@ -432,6 +457,10 @@ pub struct ExportArgs {
     pub format: ExportFormat,
     #[arg(long)]
     pub integration: Option<IntegrationName>,
+    /// Only what the integrations of this workspace synced (for vulnerabilities: the CVEs they
+    /// found).
+    #[arg(long, value_name = "WORKSPACE")]
+    pub workspace: Option<String>,
     /// Write to this file instead of standard output.
     #[arg(long)]
     pub output: Option<PathBuf>,
@@ -489,6 +518,20 @@ pub enum UserCommand {
         /// Do not ask for confirmation.
         #[arg(long)]
         yes: bool,
+    },
+    /// Give an account a role in a workspace (replacing the role it had there).
+    Grant {
+        name: String,
+        #[arg(long, value_name = "WORKSPACE")]
+        workspace: String,
+        #[arg(long, value_enum)]
+        role: Role,
+    },
+    /// Take an account's role in a workspace away.
+    Revoke {
+        name: String,
+        #[arg(long, value_name = "WORKSPACE")]
+        workspace: String,
     },
 }
 

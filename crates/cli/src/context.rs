@@ -47,7 +47,11 @@ pub async fn open_store(global: &Global) -> anyhow::Result<Arc<dyn Store>> {
 /// no sealed client secret) is stored: a new key could never open the old secrets.
 pub async fn open_vault(global: &Global, store: &dyn Store) -> anyhow::Result<Vault> {
     let path = key_file(&database_url(global));
-    let missing = if store.list_integrations().await?.is_empty() {
+    let missing = if store
+        .list_integrations(&rampart_store::Visibility::All)
+        .await?
+        .is_empty()
+    {
         MissingKey::Create
     } else {
         MissingKey::Refuse

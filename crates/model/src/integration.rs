@@ -11,6 +11,25 @@ use crate::ids::{ClientId, IntegrationName, TenantId};
 /// Database identity of an integration.
 pub type IntegrationId = i64;
 
+/// Database identity of a workspace (one customer or team; docs/workspaces.md). Every integration
+/// belongs to exactly one; [`WorkspaceId::DEFAULT`] is created by the migration that introduced
+/// them, so a single team never has to think about workspaces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct WorkspaceId(pub i64);
+
+impl WorkspaceId {
+    /// The workspace "Default" (id 1), which every integration created before workspaces existed
+    /// belongs to.
+    pub const DEFAULT: WorkspaceId = WorkspaceId(1);
+}
+
+impl fmt::Display for WorkspaceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 /// Which Microsoft product an integration reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -169,6 +188,8 @@ impl SecretHint {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Integration {
     pub id: IntegrationId,
+    /// The workspace whose members may see and (admins) change it.
+    pub workspace_id: WorkspaceId,
     pub name: IntegrationName,
     pub product: Product,
     pub cloud: Cloud,

@@ -28,7 +28,7 @@ mod vulnerability;
 pub use asset::{Asset, AssetKind, AssetStatus};
 pub use finding::{Finding, FindingKey, FindingStatus};
 pub use ids::{ClientId, CveId, DeviceId, IdError, IntegrationName, TenantId};
-pub use integration::{Cloud, Integration, IntegrationId, Product, SecretHint};
+pub use integration::{Cloud, Integration, IntegrationId, Product, SecretHint, WorkspaceId};
 pub use posture::{
     ControlScore, PostureScore, Recommendation, RecommendationRisk, Subscription, TenantScoreParts,
     weighted_percent,

@@ -14,6 +14,7 @@ use crate::common::*;
 use crate::error::{Result, StoreError};
 use crate::types::*;
 use crate::types_cloud::*;
+use crate::workspace::Visibility;
 
 // ---- input preparation ---------------------------------------------------------------------------
 
@@ -363,20 +364,25 @@ pub(crate) fn reconcile_plan(scope: &ReconcileScope) -> ReconcilePlan {
 const SUBSCRIPTION_SELECT: &str = "SELECT id, integration_id, subscription_id, display_name, state, first_observed, \
 last_observed, last_read_run, last_read_outcome, last_read_detail, last_read_at FROM subscriptions";
 
-pub(crate) fn subscriptions_query(integration: Option<IntegrationId>) -> Sql {
+pub(crate) fn subscriptions_query(
+    d: Dialect,
+    vis: &Visibility,
+    integration: Option<IntegrationId>,
+) -> Sql {
     let mut sql = Sql::new(SUBSCRIPTION_SELECT);
     if let Some(i) = integration {
         let ph = sql.arg(Arg::Int(i));
         sql.and(&format!("integration_id = {ph}"));
     }
+    vis.restrict(d, &mut sql, "integration_id");
     sql.text
         .push_str(" ORDER BY integration_id, subscription_id");
     sql
 }
 
-/// $1 run.
+/// $1 run; a visibility's condition on the run's integration follows.
 pub(crate) const SUBSCRIPTION_READS: &str = "SELECT subscription_id, run_id, outcome, detail, at \
-FROM subscription_reads WHERE run_id = $1 ORDER BY subscription_id";
+FROM subscription_reads WHERE run_id = $1";
 
 fn read_outcome(word: &str, detail: Option<String>) -> Result<SubscriptionReadOutcome> {
     Ok(match word {
@@ -444,11 +450,14 @@ fn latest_of(table: &str, columns: &str, filter: &str, order: &str) -> String {
 }
 
 fn scope_filter(
+    d: Dialect,
     sql: &mut Sql,
+    vis: &Visibility,
     integration: Option<IntegrationId>,
     subscription: Option<&str>,
 ) -> String {
     let mut clauses = Vec::new();
+    clauses.extend(vis.condition(d, sql, "integration_id"));
     if let Some(i) = integration {
         let ph = sql.arg(Arg::Int(i));
         clauses.push(format!("integration_id = {ph}"));
@@ -467,9 +476,13 @@ fn scope_filter(
 const SCORE_COLUMNS: &str = "t.integration_id, t.run_id, t.subscription_id, t.subscription_name, t.captured_at, \
 t.score_current, t.score_max, t.fraction, t.weight";
 
-pub(crate) fn latest_posture_query(integration: Option<IntegrationId>) -> Sql {
+pub(crate) fn latest_posture_query(
+    d: Dialect,
+    vis: &Visibility,
+    integration: Option<IntegrationId>,
+) -> Sql {
     let mut sql = Sql::default();
-    let filter = scope_filter(&mut sql, integration, None);
+    let filter = scope_filter(d, &mut sql, vis, integration, None);
     sql.text = latest_of(
         "posture_scores",
         SCORE_COLUMNS,
@@ -480,11 +493,13 @@ pub(crate) fn latest_posture_query(integration: Option<IntegrationId>) -> Sql {
 }
 
 pub(crate) fn latest_controls_query(
+    d: Dialect,
+    vis: &Visibility,
     integration: Option<IntegrationId>,
     subscription: Option<&str>,
 ) -> Sql {
     let mut sql = Sql::default();
-    let filter = scope_filter(&mut sql, integration, subscription);
+    let filter = scope_filter(d, &mut sql, vis, integration, subscription);
     sql.text = latest_of(
         "posture_controls",
         "t.integration_id, t.run_id, t.subscription_id, t.control_id, t.display_name, t.captured_at, \
@@ -496,6 +511,8 @@ pub(crate) fn latest_controls_query(
 }
 
 pub(crate) fn posture_history_query(
+    d: Dialect,
+    vis: &Visibility,
     integration: Option<IntegrationId>,
     since: Option<DateTime<Utc>>,
 ) -> Sql {
@@ -511,6 +528,7 @@ pub(crate) fn posture_history_query(
         let ph = sql.arg(Arg::Time(since));
         sql.and(&format!("t.captured_at >= {ph}"));
     }
+    vis.restrict(d, &mut sql, "t.integration_id");
     sql.text.push_str(" ORDER BY t.run_id");
     sql
 }
@@ -612,6 +630,7 @@ fn canonical_status(s: &str) -> String {
 
 pub(crate) fn recommendations_query(
     d: Dialect,
+    vis: &Visibility,
     f: &RecommendationFilter,
     after: Option<i64>,
     limit: u32,
@@ -668,6 +687,7 @@ pub(crate) fn recommendations_query(
             "(r.last_observed > {ph} OR r.resolved_at > {ph} OR r.removed_at > {ph})"
         ));
     }
+    vis.restrict(d, &mut sql, "r.integration_id");
     sql.text.push_str(" ORDER BY r.id");
     page_limit(&mut sql, limit);
     sql
@@ -719,7 +739,7 @@ WHERE me.id = $1 AND me.azure_resource_id IS NOT NULL AND b.azure_resource_id IS
 AND b.integration_id <> me.integration_id \
 UNION SELECT b.id FROM assets me JOIN assets b ON lower(b.aad_device_id) = lower(me.aad_device_id) \
 WHERE me.id = $1 AND me.aad_device_id IS NOT NULL AND b.aad_device_id IS NOT NULL \
-AND b.integration_id <> me.integration_id) ORDER BY a.id"
+AND b.integration_id <> me.integration_id)"
 );
 
 pub(crate) fn asset_not_found(id: i64) -> StoreError {
@@ -730,21 +750,31 @@ pub(crate) fn asset_not_found(id: i64) -> StoreError {
 
 // ---- dashboard -----------------------------------------------------------------------------------
 
-pub(crate) fn subscription_count_query(integration: Option<IntegrationId>) -> Sql {
+pub(crate) fn subscription_count_query(
+    d: Dialect,
+    vis: &Visibility,
+    integration: Option<IntegrationId>,
+) -> Sql {
     let mut sql = Sql::new("SELECT count(*) AS n FROM subscriptions");
     if let Some(i) = integration {
         let ph = sql.arg(Arg::Int(i));
         sql.and(&format!("integration_id = {ph}"));
     }
+    vis.restrict(d, &mut sql, "integration_id");
     sql
 }
 
-pub(crate) fn unhealthy_by_severity_query(integration: Option<IntegrationId>) -> Sql {
+pub(crate) fn unhealthy_by_severity_query(
+    d: Dialect,
+    vis: &Visibility,
+    integration: Option<IntegrationId>,
+) -> Sql {
     let mut sql = Sql::new("SELECT severity, count(*) AS n FROM recommendations");
     if let Some(i) = integration {
         let ph = sql.arg(Arg::Int(i));
         sql.and(&format!("integration_id = {ph}"));
     }
+    vis.restrict(d, &mut sql, "integration_id");
     sql.and("status = 'Unhealthy'");
     sql.text.push_str(" GROUP BY severity");
     sql

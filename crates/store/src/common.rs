@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use rampart_model::{
     Asset, AssetKind, AssetStatus, ClientId, Cloud, CveId, EntityCounts, Finding, FindingKey,
     FindingStatus, Integration, IntegrationName, OddRecords, Product, RunStatus, SecretHint,
-    Severity, SyncRun, TenantId, Verdict, Vulnerability,
+    Severity, SyncRun, TenantId, Verdict, Vulnerability, WorkspaceId,
 };
 
 pub(crate) use crate::db::{Arg, Dialect, Sql};
@@ -21,6 +21,7 @@ use crate::sort::{
 };
 use crate::store::STALE_RUN_AFTER;
 use crate::types::*;
+use crate::workspace::Visibility;
 use rampart_model::priority::SlaStatus;
 
 // ---- input preparation ---------------------------------------------------------------------------
@@ -223,7 +224,7 @@ pub(crate) trait RowExt {
 
 macro_rules! integration_columns {
     () => {
-        "id, name, product, cloud, tenant_id, client_id, secret_last4, secret_expires_on, login_url, api_url, schedule_minutes, enabled, created_at, updated_at"
+        "id, workspace_id, name, product, cloud, tenant_id, client_id, secret_last4, secret_expires_on, login_url, api_url, schedule_minutes, enabled, created_at, updated_at"
     };
 }
 pub(crate) use integration_columns;
@@ -236,6 +237,7 @@ pub(crate) fn decode_integration(r: &impl RowExt) -> Result<Integration> {
     let client = r.text("client_id")?;
     Ok(Integration {
         id: r.int("id")?,
+        workspace_id: WorkspaceId(r.int("workspace_id")?),
         name: name
             .parse::<IntegrationName>()
             .map_err(|_| corrupt("integration name", &name))?,
@@ -636,18 +638,29 @@ pub(crate) fn decode_api_token(r: &impl RowExt) -> Result<ApiToken> {
         scope: TokenScope::parse(&scope).ok_or_else(|| corrupt("token scope", &scope))?,
         created_by: r.text("created_by")?,
         created_at: r.ts("created_at")?,
+        workspace: r.opt_int("workspace_id")?.map(WorkspaceId),
     })
 }
 
-pub(crate) const TOP_FIXES_SQL: &str = "SELECT recommended_update, COUNT(*) AS n, COUNT(DISTINCT asset_id) AS assets \
-     FROM findings WHERE status = 'open' AND recommended_update IS NOT NULL AND recommended_update <> '' \
-     GROUP BY recommended_update ORDER BY n DESC, recommended_update LIMIT $1";
+/// $1 limit; `scope` (" AND …" or nothing) narrows the findings counted.
+pub(crate) fn top_fixes_sql(scope: &str) -> String {
+    format!(
+        "SELECT recommended_update, COUNT(*) AS n, COUNT(DISTINCT asset_id) AS assets \
+         FROM findings WHERE status = 'open' AND recommended_update IS NOT NULL AND recommended_update <> ''{scope} \
+         GROUP BY recommended_update ORDER BY n DESC, recommended_update LIMIT $1"
+    )
+}
 
-pub(crate) const RISKIEST_ASSETS_SQL: &str = "SELECT a.id, COALESCE(a.name, a.source_id) AS name, \
-     SUM(CASE WHEN f.severity = 4 THEN 1 ELSE 0 END) AS critical, \
-     SUM(CASE WHEN f.severity = 3 THEN 1 ELSE 0 END) AS high, COUNT(*) AS n \
-     FROM findings f JOIN assets a ON a.id = f.asset_id WHERE f.status = 'open' \
-     GROUP BY a.id, a.name, a.source_id ORDER BY critical DESC, high DESC, n DESC, a.id LIMIT $1";
+/// $1 limit; `scope` (" AND …" or nothing) narrows the findings counted.
+pub(crate) fn riskiest_assets_sql(scope: &str) -> String {
+    format!(
+        "SELECT a.id, COALESCE(a.name, a.source_id) AS name, \
+         SUM(CASE WHEN f.severity = 4 THEN 1 ELSE 0 END) AS critical, \
+         SUM(CASE WHEN f.severity = 3 THEN 1 ELSE 0 END) AS high, COUNT(*) AS n \
+         FROM findings f JOIN assets a ON a.id = f.asset_id WHERE f.status = 'open'{scope} \
+         GROUP BY a.id, a.name, a.source_id ORDER BY critical DESC, high DESC, n DESC, a.id LIMIT $1"
+    )
+}
 
 pub(crate) fn decode_top_fix(r: &impl RowExt) -> Result<TopFix> {
     Ok(TopFix {
@@ -690,13 +703,20 @@ pub(crate) fn page_limit(sql: &mut Sql, limit: u32) {
     sql.text.push_str(&ph);
 }
 
-pub(crate) fn assets_query(d: Dialect, f: &AssetFilter, after: Option<i64>, limit: u32) -> Sql {
+pub(crate) fn assets_query(
+    d: Dialect,
+    vis: &Visibility,
+    f: &AssetFilter,
+    after: Option<i64>,
+    limit: u32,
+) -> Sql {
     let cursor = after.map(SortCursor::after_id);
-    assets_sorted_query(d, f, AssetSort::default(), cursor.as_ref(), limit)
+    assets_sorted_query(d, vis, f, AssetSort::default(), cursor.as_ref(), limit)
 }
 
 pub(crate) fn assets_sorted_query(
     d: Dialect,
+    vis: &Visibility,
     f: &AssetFilter,
     sort: AssetSort,
     after: Option<&SortCursor>,
@@ -766,6 +786,7 @@ pub(crate) fn assets_sorted_query(
             "(a.last_observed > {ph} OR a.missing_since > {ph})"
         ));
     }
+    vis.restrict(d, &mut sql, "a.integration_id");
     sql.text.push_str(&order_by(d, sort));
     page_limit(&mut sql, limit);
     sql
@@ -843,7 +864,7 @@ pub(crate) fn decode_search_plan(r: &impl RowExt) -> Result<SearchPlan> {
 
 #[cfg(test)]
 pub(crate) fn findings_query(d: Dialect, f: &FindingFilter, after: Option<i64>, limit: u32) -> Sql {
-    findings_query_planned(d, f, Keyset::Id(after), limit, None)
+    findings_query_planned(d, &Visibility::All, f, Keyset::Id(after), limit, None)
 }
 
 /// The order of a finding listing and where its page starts.
@@ -859,6 +880,7 @@ const PRIORITY_KEY: &str = "COALESCE(f.priority, -1)";
 
 pub(crate) fn findings_query_planned(
     d: Dialect,
+    vis: &Visibility,
     f: &FindingFilter,
     keyset: Keyset,
     limit: u32,
@@ -1004,6 +1026,7 @@ pub(crate) fn findings_query_planned(
     if let Some((status, now)) = f.sla_status {
         sla_condition(&mut sql, status, now);
     }
+    vis.restrict(d, &mut sql, "f.integration_id");
     sql.text.push_str(&order);
     page_limit(&mut sql, limit);
     sql
@@ -1041,13 +1064,14 @@ fn could_be_in_a_cve_id(search: &str) -> bool {
 
 pub(crate) fn vulnerabilities_query(
     d: Dialect,
+    vis: &Visibility,
     f: &VulnerabilityFilter,
     after: Option<&CveId>,
     limit: u32,
 ) -> Sql {
     let mut sql = Sql::default();
     // Exposure: distinct assets with an open finding of the CVE, read from the covering partial
-    // index findings_open_by_cve.
+    // index findings_open_by_cve; of the visible integrations only.
     let exposure = match f.integration {
         Some(i) => {
             let ph = sql.arg(Arg::Int(i));
@@ -1056,6 +1080,13 @@ pub(crate) fn vulnerabilities_query(
             )
         }
         None => "SELECT count(DISTINCT f.asset_id) FROM findings f WHERE f.cve_id = v.cve_id AND f.status = 'open'".to_owned(),
+    };
+    // The catalogue is shared by every workspace: a caller who does not see everything sees the
+    // CVEs that a finding it may see refers to, and counts only those findings' assets.
+    let visible = vis.condition(d, &mut sql, "f.integration_id");
+    let exposure = match &visible {
+        Some(c) => format!("{exposure} AND {c}"),
+        None => exposure,
     };
     sql.text = format!(
         "SELECT v.cve_id, v.severity, v.cvss, v.cvss_vector, v.epss, v.public_exploit, v.exploit_verified, v.exploit_in_kit, v.exploit_types, v.published_on, v.updated_on, v.description, v.source_exposed_machines, ({exposure}) AS exposed_assets FROM vulnerabilities v"
@@ -1096,6 +1127,11 @@ pub(crate) fn vulnerabilities_query(
         let ph = sql.arg(Arg::Time(t));
         sql.and(&format!("v.updated_at > {ph}"));
     }
+    if let Some(c) = &visible {
+        sql.and(&format!(
+            "EXISTS (SELECT 1 FROM findings f WHERE f.cve_id = v.cve_id AND {c})"
+        ));
+    }
     sql.text.push_str(" ORDER BY v.cve_id");
     page_limit(&mut sql, limit);
     sql
@@ -1122,6 +1158,12 @@ pub(crate) fn into_page<T, C>(
 pub(crate) fn integration_not_found(id: i64) -> StoreError {
     StoreError::NotFound(format!(
         "integration {id} not found (it may have been removed); list integrations with `rampart integration list`"
+    ))
+}
+
+pub(crate) fn workspace_not_found(id: WorkspaceId) -> StoreError {
+    StoreError::NotFound(format!(
+        "workspace {id} not found; list workspaces with `rampart workspace list`"
     ))
 }
 

@@ -20,6 +20,7 @@ use crate::types_cloud::{
     RECOMMENDATION_REMOVED, RecommendationFilter, StoredControlScore, StoredPostureScore,
     StoredRecommendation,
 };
+use crate::workspace::Visibility;
 
 pub fn asset_record(s: &StoredAsset) -> AssetRecord {
     let a = &s.asset;
@@ -116,10 +117,11 @@ pub fn vulnerability_record(
 /// looked up one page of entries at a time.
 pub fn vulnerability_records<S: Store + ?Sized>(
     store: &S,
+    vis: Visibility,
     filter: VulnerabilityFilter,
 ) -> BoxStream<'_, Result<VulnerabilityRecord>> {
     store
-        .stream_vulnerabilities(filter)
+        .stream_vulnerabilities(vis, filter)
         .try_chunks(STREAM_PAGE_SIZE as usize)
         .map_err(|e| e.1)
         .and_then(move |page| async move {
@@ -230,15 +232,16 @@ type SubscriptionNames = HashMap<(IntegrationId, String), String>;
 /// The `tenant`, `score` and `control` rows, and the names the recommendation rows need.
 async fn posture_head<S: Store + ?Sized>(
     store: &S,
+    vis: &Visibility,
     integration: Option<IntegrationId>,
 ) -> Result<(Vec<PostureRecord>, SubscriptionNames)> {
     let mut names = SubscriptionNames::new();
-    for s in store.list_subscriptions(integration).await? {
+    for s in store.list_subscriptions(vis, integration).await? {
         if let Some(n) = s.subscription.display_name {
             names.insert((s.integration_id, s.subscription.subscription_id), n);
         }
     }
-    let scores = store.latest_posture(integration).await?;
+    let scores = store.latest_posture(vis, integration).await?;
     for s in &scores {
         if let Some(n) = &s.score.subscription_name {
             names
@@ -253,7 +256,7 @@ async fn posture_head<S: Store + ?Sized>(
         records.extend(tenant_record(&refs));
     }
     records.extend(scores.iter().map(posture_score_record));
-    for c in store.latest_controls(integration, None).await? {
+    for c in store.latest_controls(vis, integration, None).await? {
         let name = names
             .get(&(c.integration_id, c.control.subscription_id.clone()))
             .cloned();
@@ -267,26 +270,31 @@ async fn posture_head<S: Store + ?Sized>(
 /// streamed page by page.
 pub fn posture_records<S: Store + ?Sized>(
     store: &S,
+    vis: Visibility,
     integration: Option<IntegrationId>,
 ) -> BoxStream<'_, Result<PostureRecord>> {
-    stream::once(posture_head(store, integration))
-        .map_ok(move |(head, names)| {
-            let tail = store
-                .stream_recommendations(RecommendationFilter {
+    stream::once(async move {
+        let head = posture_head(store, &vis, integration).await;
+        head.map(|h| (h, vis))
+    })
+    .map_ok(move |((head, names), vis)| {
+        let tail = store
+            .stream_recommendations(
+                vis,
+                RecommendationFilter {
                     integration,
                     ..Default::default()
-                })
-                .try_filter(|r| {
-                    std::future::ready(r.recommendation.status != RECOMMENDATION_REMOVED)
-                })
-                .map_ok(move |r| {
-                    let name = names
-                        .get(&(r.integration_id, r.recommendation.subscription_id.clone()))
-                        .cloned();
-                    recommendation_record(&r, name)
-                });
-            stream::iter(head.into_iter().map(Ok)).chain(tail)
-        })
-        .try_flatten()
-        .boxed()
+                },
+            )
+            .try_filter(|r| std::future::ready(r.recommendation.status != RECOMMENDATION_REMOVED))
+            .map_ok(move |r| {
+                let name = names
+                    .get(&(r.integration_id, r.recommendation.subscription_id.clone()))
+                    .cloned();
+                recommendation_record(&r, name)
+            });
+        stream::iter(head.into_iter().map(Ok)).chain(tail)
+    })
+    .try_flatten()
+    .boxed()
 }

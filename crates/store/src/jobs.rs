@@ -259,11 +259,12 @@ pub(crate) const FINISH_JOB: &str = concat!(
 pub(crate) const PRUNE_JOBS: &str = "DELETE FROM jobs WHERE integration_id = $1 AND state IN ('done', 'failed') \
      AND id NOT IN (SELECT id FROM jobs WHERE integration_id = $1 AND state IN ('done', 'failed') ORDER BY id DESC LIMIT $2)";
 
-/// $1 integration (or NULL), $2 active only, $3 limit.
+/// $1 integration (or NULL), $2 active only; a visibility's condition, the order and the limit
+/// follow.
 pub(crate) const LIST_JOBS: &str = concat!(
     "SELECT ",
     job_columns!(),
-    " FROM jobs WHERE ($1 IS NULL OR integration_id = $1) AND ($2 = FALSE OR state IN ('queued', 'running')) ORDER BY id DESC LIMIT $3"
+    " FROM jobs WHERE ($1 IS NULL OR integration_id = $1) AND ($2 = FALSE OR state IN ('queued', 'running'))"
 );
 
 pub(crate) fn job_lost(id: i64, worker: &str) -> StoreError {

@@ -12,7 +12,7 @@
 //! ```no_run
 //! # async fn demo() -> Result<(), rampart_store::StoreError> {
 //! let store = rampart_store::connect(rampart_store::DEFAULT_DATABASE_URL).await?;
-//! for integration in store.list_integrations().await? {
+//! for integration in store.list_integrations(&rampart_store::Visibility::All).await? {
 //!     println!("{} ({})", integration.name, integration.product);
 //! }
 //! # Ok(()) }
@@ -40,6 +40,7 @@ mod summary;
 mod types;
 mod types_cloud;
 mod worker_slot;
+mod workspace;
 
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -65,6 +66,7 @@ pub use sqlite::SQLITE_MAX_PARAMS;
 pub use store::{STALE_RUN_AFTER, STREAM_PAGE_SIZE, Store};
 pub use summary::Summary;
 pub use worker_slot::WorkerSlot;
+pub use workspace::{Membership, Visibility, Workspace};
 // The store's request and answer types, by area (the records themselves are `rampart_model`'s).
 // integrations and runs
 pub use types::{Backend, IntegrationUpdate, NewIntegration, RunOutcome, SecretCiphertext};

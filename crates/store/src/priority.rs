@@ -287,11 +287,16 @@ pub struct UrgentCounts {
 
 /// Counts [`UrgentCounts`] at `$1` (now) from two index ranges: immediate findings are the top
 /// band of priorities (75–100, docs/prioritisation.md), read from findings_by_priority;
-/// overdue ones from findings_open_by_due.
-pub(crate) const URGENT_COUNTS: &str = "SELECT \
-     (SELECT count(*) FROM findings f WHERE f.status = 'open' AND COALESCE(f.priority, -1) >= 75 \
-      AND f.decision = 'immediate') AS immediate, \
-     (SELECT count(*) FROM findings f WHERE f.status = 'open' AND f.due_at <= $1) AS overdue";
+/// overdue ones from findings_open_by_due. `scope` is appended to both counts' conditions (a
+/// visibility's, or nothing).
+pub(crate) fn urgent_counts_sql(scope: &str) -> String {
+    format!(
+        "SELECT \
+         (SELECT count(*) FROM findings f WHERE f.status = 'open' AND COALESCE(f.priority, -1) >= 75 \
+          AND f.decision = 'immediate'{scope}) AS immediate, \
+         (SELECT count(*) FROM findings f WHERE f.status = 'open' AND f.due_at <= $1{scope}) AS overdue"
+    )
+}
 
 #[cfg(test)]
 mod tests {

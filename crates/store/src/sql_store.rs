@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use rampart_model::priority::KevEntry;
 use rampart_model::{
     Asset, ControlScore, CveId, Finding, Integration, IntegrationId, IntegrationName, PostureScore,
-    Recommendation, Subscription, SyncRun, Vulnerability,
+    Recommendation, Subscription, SyncRun, Vulnerability, WorkspaceId,
 };
 
 use crate::cloud_sql::*;
@@ -29,6 +29,7 @@ use crate::summary::*;
 use crate::types::*;
 use crate::types_cloud::*;
 use crate::worker_slot::WorkerSlot;
+use crate::workspace::{self, Membership, Visibility, Workspace};
 use crate::{postgres, sqlite};
 
 /// The by-CVE index of migration 0001, word for word (`IF NOT EXISTS` added): dropped for the
@@ -236,13 +237,15 @@ fn tally(counts: &mut Counts, is_assets: bool, r: &Row) -> Result<()> {
 /// dashboards once took every connection and waited for each other until the pool timed out.
 async fn cloud_counts(
     tx: &mut Tx,
+    d: Dialect,
+    vis: &Visibility,
     integration: Option<IntegrationId>,
     counts: &mut Counts,
 ) -> Result<()> {
-    let sql = subscription_count_query(integration);
+    let sql = subscription_count_query(d, vis, integration);
     let n = tx.on().fetch_one(&sql, "counting subscriptions").await?;
     counts.subscriptions = as_u64(n.int("n")?);
-    let sql = unhealthy_by_severity_query(integration);
+    let sql = unhealthy_by_severity_query(d, vis, integration);
     for r in tx.on().fetch_all(&sql, "counting recommendations").await? {
         tally_unhealthy(counts, &r)?;
     }
@@ -315,11 +318,17 @@ impl Store for SqlStore {
 
     // ---- integrations ------------------------------------------------------------------------
 
-    async fn create_integration(&self, new: &NewIntegration) -> Result<Integration> {
+    async fn create_integration_in(
+        &self,
+        new: &NewIntegration,
+        workspace: WorkspaceId,
+    ) -> Result<Integration> {
+        // INSERT … SELECT: no row when the workspace does not exist (SQLite keeps no foreign key
+        // on this column; see migration 0013).
         let sql = q(concat!(
             "INSERT INTO integrations (name, product, cloud, tenant_id, client_id, secret_ciphertext, secret_nonce, \
-             secret_last4, secret_expires_on, login_url, api_url, schedule_minutes, enabled, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14) RETURNING ",
+             secret_last4, secret_expires_on, login_url, api_url, schedule_minutes, enabled, created_at, updated_at, workspace_id) \
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, w.id FROM workspaces w WHERE w.id = $15 RETURNING ",
             integration_columns!()
         ))
         .bind(new.name.as_str())
@@ -335,53 +344,65 @@ impl Store for SqlStore {
         .bind(clean_opt(&new.api_url))
         .bind(new.schedule_minutes)
         .bind(new.enabled)
-        .bind(Utc::now());
+        .bind(Utc::now())
+        .bind(workspace.0);
         match self
             .db
             .write()
-            .fetch_one(&sql, "creating an integration")
+            .fetch_optional(&sql, "creating an integration")
             .await
         {
-            Ok(row) => decode_integration(&row),
+            Ok(Some(row)) => decode_integration(&row),
+            Ok(None) => Err(workspace_not_found(workspace)),
             Err(e) if e.is_unique_violation() => Err(name_taken(&new.name)),
             Err(e) => Err(e),
         }
     }
 
-    async fn get_integration(&self, id: IntegrationId) -> Result<Integration> {
-        let sql = q(concat!(
+    async fn get_integration(&self, vis: &Visibility, id: IntegrationId) -> Result<Integration> {
+        let mut sql = q(concat!(
             "SELECT ",
             integration_columns!(),
             " FROM integrations WHERE id = $1"
-        ));
+        ))
+        .bind(id);
+        vis.push_and(self.d, &mut sql, "id");
         self.db
             .read()
-            .fetch_optional(&sql.bind(id), "reading an integration")
+            .fetch_optional(&sql, "reading an integration")
             .await?
             .ok_or_else(|| integration_not_found(id))
             .and_then(|r| decode_integration(&r))
     }
 
-    async fn get_integration_by_name(&self, name: &IntegrationName) -> Result<Integration> {
-        let sql = q(concat!(
+    async fn get_integration_by_name(
+        &self,
+        vis: &Visibility,
+        name: &IntegrationName,
+    ) -> Result<Integration> {
+        let mut sql = q(concat!(
             "SELECT ",
             integration_columns!(),
             " FROM integrations WHERE lower(name) = lower($1)"
-        ));
+        ))
+        .bind(name.as_str());
+        vis.push_and(self.d, &mut sql, "id");
         self.db
             .read()
-            .fetch_optional(&sql.bind(name.as_str()), "reading an integration")
+            .fetch_optional(&sql, "reading an integration")
             .await?
             .ok_or_else(|| integration_name_not_found(name))
             .and_then(|r| decode_integration(&r))
     }
 
-    async fn list_integrations(&self) -> Result<Vec<Integration>> {
-        let sql = q(concat!(
+    async fn list_integrations(&self, vis: &Visibility) -> Result<Vec<Integration>> {
+        let mut sql = q(concat!(
             "SELECT ",
             integration_columns!(),
-            " FROM integrations ORDER BY lower(name)"
+            " FROM integrations"
         ));
+        vis.restrict(self.d, &mut sql, "id");
+        sql.text.push_str(" ORDER BY lower(name)");
         self.db
             .read()
             .all(&sql, "listing integrations", decode_integration)
@@ -482,6 +503,45 @@ impl Store for SqlStore {
             ciphertext: row.bytes("secret_ciphertext")?,
             nonce: row.bytes("secret_nonce")?,
         })
+    }
+
+    // ---- workspaces ----------------------------------------------------------------------------
+
+    async fn create_workspace(&self, name: &str) -> Result<Workspace> {
+        workspace::create(&self.db, name).await
+    }
+
+    async fn list_workspaces(&self) -> Result<Vec<Workspace>> {
+        workspace::list(&self.db).await
+    }
+
+    async fn get_workspace_by_name(&self, name: &str) -> Result<Workspace> {
+        workspace::by_name(&self.db, name).await
+    }
+
+    async fn delete_workspace(&self, id: WorkspaceId) -> Result<()> {
+        workspace::delete(&self.db, id).await
+    }
+
+    async fn move_integration(&self, id: IntegrationId, to: WorkspaceId) -> Result<()> {
+        workspace::move_integration(&self.db, id, to).await
+    }
+
+    async fn grant_membership(
+        &self,
+        user_id: i64,
+        workspace: WorkspaceId,
+        role: Role,
+    ) -> Result<()> {
+        workspace::grant(&self.db, user_id, workspace, role).await
+    }
+
+    async fn revoke_membership(&self, user_id: i64, workspace: WorkspaceId) -> Result<()> {
+        workspace::revoke(&self.db, user_id, workspace).await
+    }
+
+    async fn memberships(&self, user_id: i64) -> Result<Vec<Membership>> {
+        workspace::memberships(&self.db, user_id).await
     }
 
     // ---- threat intelligence -----------------------------------------------------------------
@@ -630,11 +690,17 @@ impl Store for SqlStore {
         Ok(into_page(rows, limit, |r| r.finding_id))
     }
 
-    async fn urgent_counts(&self, now: DateTime<Utc>) -> Result<UrgentCounts> {
+    async fn urgent_counts(&self, vis: &Visibility, now: DateTime<Utc>) -> Result<UrgentCounts> {
+        let mut sql = q("").bind(now);
+        let scope = match vis.condition(self.d, &mut sql, "f.integration_id") {
+            Some(c) => format!(" AND {c}"),
+            None => String::new(),
+        };
+        sql.text = urgent_counts_sql(&scope);
         let row = self
             .db
             .read()
-            .fetch_one(&q(URGENT_COUNTS).bind(now), "counting urgent findings")
+            .fetch_one(&sql, "counting urgent findings")
             .await?;
         Ok(UrgentCounts {
             immediate: as_u64(row.int("immediate")?),
@@ -839,31 +905,55 @@ impl Store for SqlStore {
         }
     }
 
-    async fn get_run(&self, run_id: i64) -> Result<SyncRun> {
-        run_by_id(self.db.read(), run_id).await
-    }
-
-    async fn list_runs(&self, integration_id: IntegrationId, limit: u32) -> Result<Vec<SyncRun>> {
-        let sql = q(concat!(
+    async fn get_run(&self, vis: &Visibility, run_id: i64) -> Result<SyncRun> {
+        let mut sql = q(concat!(
             "SELECT ",
             run_columns!(),
-            " FROM sync_runs WHERE integration_id = $1 ORDER BY id DESC LIMIT $2"
+            " FROM sync_runs WHERE id = $1"
         ))
-        .bind(integration_id)
-        .bind(limit);
+        .bind(run_id);
+        vis.push_and(self.d, &mut sql, "integration_id");
+        self.db
+            .read()
+            .maybe(&sql, "reading a sync run", decode_run)
+            .await?
+            .ok_or_else(|| run_not_found(run_id))
+    }
+
+    async fn list_runs(
+        &self,
+        vis: &Visibility,
+        integration_id: IntegrationId,
+        limit: u32,
+    ) -> Result<Vec<SyncRun>> {
+        let mut sql = q(concat!(
+            "SELECT ",
+            run_columns!(),
+            " FROM sync_runs WHERE integration_id = $1"
+        ))
+        .bind(integration_id);
+        vis.push_and(self.d, &mut sql, "integration_id");
+        let pl = sql.arg(Arg::Int(i64::from(limit)));
+        sql.text.push_str(&format!(" ORDER BY id DESC LIMIT {pl}"));
         self.db
             .read()
             .all(&sql, "listing sync runs", decode_run)
             .await
     }
 
-    async fn last_successful_run(&self, integration_id: IntegrationId) -> Result<Option<SyncRun>> {
-        let sql = q(concat!(
+    async fn last_successful_run(
+        &self,
+        vis: &Visibility,
+        integration_id: IntegrationId,
+    ) -> Result<Option<SyncRun>> {
+        let mut sql = q(concat!(
             "SELECT ",
             run_columns!(),
-            " FROM sync_runs WHERE integration_id = $1 AND status = 'succeeded' ORDER BY id DESC LIMIT 1"
+            " FROM sync_runs WHERE integration_id = $1 AND status = 'succeeded'"
         ))
         .bind(integration_id);
+        vis.push_and(self.d, &mut sql, "integration_id");
+        sql.text.push_str(" ORDER BY id DESC LIMIT 1");
         self.db
             .read()
             .maybe(&sql, "reading the last successful run", decode_run)
@@ -1169,17 +1259,28 @@ impl Store for SqlStore {
 
     async fn list_subscriptions(
         &self,
+        vis: &Visibility,
         integration: Option<IntegrationId>,
     ) -> Result<Vec<StoredSubscription>> {
-        let sql = subscriptions_query(integration);
+        let sql = subscriptions_query(self.d, vis, integration);
         let (rows, names) = with_names(&self.db, &sql, "listing subscriptions").await?;
         rows.iter()
             .map(|r| decode_subscription(r, &names))
             .collect()
     }
 
-    async fn subscription_reads(&self, run_id: i64) -> Result<Vec<(String, SubscriptionRead)>> {
-        let sql = q(SUBSCRIPTION_READS).bind(run_id);
+    async fn subscription_reads(
+        &self,
+        vis: &Visibility,
+        run_id: i64,
+    ) -> Result<Vec<(String, SubscriptionRead)>> {
+        let mut sql = q(SUBSCRIPTION_READS).bind(run_id);
+        if let Some(c) = vis.condition(self.d, &mut sql, "integration_id") {
+            sql.text.push_str(&format!(
+                " AND run_id IN (SELECT id FROM sync_runs WHERE {c})"
+            ));
+        }
+        sql.text.push_str(" ORDER BY subscription_id");
         self.db
             .read()
             .all(&sql, "listing subscription reads", decode_subscription_read)
@@ -1238,10 +1339,11 @@ impl Store for SqlStore {
 
     async fn latest_posture(
         &self,
+        vis: &Visibility,
         integration: Option<IntegrationId>,
     ) -> Result<Vec<StoredPostureScore>> {
         self.posture_scores(
-            latest_posture_query(integration),
+            latest_posture_query(self.d, vis, integration),
             "reading the latest posture",
         )
         .await
@@ -1249,20 +1351,22 @@ impl Store for SqlStore {
 
     async fn posture_history(
         &self,
+        vis: &Visibility,
         integration: Option<IntegrationId>,
         since: Option<DateTime<Utc>>,
     ) -> Result<Vec<PosturePoint>> {
-        let sql = posture_history_query(integration, since);
+        let sql = posture_history_query(self.d, vis, integration, since);
         let rows = self.posture_scores(sql, "reading posture history").await?;
         Ok(posture_points(rows))
     }
 
     async fn latest_controls(
         &self,
+        vis: &Visibility,
         integration: Option<IntegrationId>,
         subscription: Option<&str>,
     ) -> Result<Vec<StoredControlScore>> {
-        let sql = latest_controls_query(integration, subscription);
+        let sql = latest_controls_query(self.d, vis, integration, subscription);
         let op = "reading the latest control scores";
         let (rows, names) = with_names(&self.db, &sql, op).await?;
         rows.iter().map(|r| decode_control(r, &names)).collect()
@@ -1299,11 +1403,12 @@ impl Store for SqlStore {
 
     async fn recommendations_page(
         &self,
+        vis: &Visibility,
         filter: &RecommendationFilter,
         after: Option<i64>,
         limit: u32,
     ) -> Result<Page<StoredRecommendation>> {
-        let sql = recommendations_query(self.d, filter, after, limit);
+        let sql = recommendations_query(self.d, vis, filter, after, limit);
         let (rows, names) = with_names(&self.db, &sql, "listing recommendations").await?;
         let items = rows
             .iter()
@@ -1312,9 +1417,10 @@ impl Store for SqlStore {
         Ok(into_page(items, limit, |r| r.id))
     }
 
-    async fn linked_assets(&self, asset_id: i64) -> Result<Vec<StoredAsset>> {
+    async fn linked_assets(&self, vis: &Visibility, asset_id: i64) -> Result<Vec<StoredAsset>> {
         let mut tx = self.db.begin_read().await?;
-        let exists = q("SELECT 1 FROM assets WHERE id = $1").bind(asset_id);
+        let mut exists = q("SELECT 1 FROM assets WHERE id = $1").bind(asset_id);
+        vis.push_and(self.d, &mut exists, "integration_id");
         if tx
             .on()
             .fetch_optional(&exists, "reading an asset")
@@ -1323,7 +1429,9 @@ impl Store for SqlStore {
         {
             return Err(asset_not_found(asset_id));
         }
-        let sql = q(LINKED_ASSETS).bind(asset_id);
+        let mut sql = q(LINKED_ASSETS).bind(asset_id);
+        vis.push_and(self.d, &mut sql, "a.integration_id");
+        sql.text.push_str(" ORDER BY a.id");
         let rows = tx
             .on()
             .fetch_all(&sql, "finding the same machine in other integrations")
@@ -1336,11 +1444,12 @@ impl Store for SqlStore {
 
     async fn assets_page(
         &self,
+        vis: &Visibility,
         filter: &AssetFilter,
         after: Option<i64>,
         limit: u32,
     ) -> Result<Page<StoredAsset>> {
-        let sql = assets_query(self.d, filter, after, limit);
+        let sql = assets_query(self.d, vis, filter, after, limit);
         let (rows, names) = with_names(&self.db, &sql, "listing assets").await?;
         let items = rows
             .iter()
@@ -1351,11 +1460,14 @@ impl Store for SqlStore {
 
     async fn findings_page(
         &self,
+        vis: &Visibility,
         filter: &FindingFilter,
         after: Option<i64>,
         limit: u32,
     ) -> Result<Page<StoredFinding>> {
-        let (items, more) = self.list_findings(filter, Keyset::Id(after), limit).await?;
+        let (items, more) = self
+            .list_findings(vis, filter, Keyset::Id(after), limit)
+            .await?;
         let next = if more {
             items.last().map(|f| f.id)
         } else {
@@ -1366,13 +1478,14 @@ impl Store for SqlStore {
 
     async fn findings_sorted(
         &self,
+        vis: &Visibility,
         filter: &FindingFilter,
         order: FindingOrder,
         after: Option<FindingCursor>,
         limit: u32,
     ) -> Result<Page<StoredFinding, FindingCursor>> {
         let (items, more) = self
-            .list_findings(filter, Keyset::Priority(order, after), limit)
+            .list_findings(vis, filter, Keyset::Priority(order, after), limit)
             .await?;
         let next = if more {
             items.last().map(FindingCursor::of)
@@ -1383,11 +1496,12 @@ impl Store for SqlStore {
     }
     async fn vulnerabilities_page(
         &self,
+        vis: &Visibility,
         filter: &VulnerabilityFilter,
         after: Option<CveId>,
         limit: u32,
     ) -> Result<Page<StoredVulnerability, CveId>> {
-        let sql = vulnerabilities_query(self.d, filter, after.as_ref(), limit);
+        let sql = vulnerabilities_query(self.d, vis, filter, after.as_ref(), limit);
         let rows = self
             .db
             .read()
@@ -1400,25 +1514,30 @@ impl Store for SqlStore {
         Ok(into_page(items, limit, |v| v.vulnerability.cve_id.clone()))
     }
 
-    async fn counts(&self, integration: Option<IntegrationId>) -> Result<Counts> {
-        let (assets_sql, findings_sql) = match integration {
-            Some(_) => (
-                "SELECT status, count(*) AS n FROM assets WHERE integration_id = $1 GROUP BY status",
-                "SELECT status, severity, count(*) AS n FROM findings WHERE integration_id = $1 GROUP BY status, severity",
+    async fn counts(&self, vis: &Visibility, integration: Option<IntegrationId>) -> Result<Counts> {
+        let queries = [
+            (
+                "SELECT status, count(*) AS n FROM assets",
+                " GROUP BY status",
+                true,
             ),
-            None => (
-                "SELECT status, count(*) AS n FROM assets GROUP BY status",
-                "SELECT status, severity, count(*) AS n FROM findings GROUP BY status, severity",
+            (
+                "SELECT status, severity, count(*) AS n FROM findings",
+                " GROUP BY status, severity",
+                false,
             ),
-        };
+        ];
         // One connection for every query: see `cloud_counts`.
         let mut tx = self.db.begin_read().await?;
         let mut counts = Counts::default();
-        for (sql, is_assets) in [(assets_sql, true), (findings_sql, false)] {
-            let mut sql = q(sql);
+        for (select, group, is_assets) in queries {
+            let mut sql = q(select);
             if let Some(i) = integration {
-                sql = sql.bind(i);
+                let pi = sql.arg(Arg::Int(i));
+                sql.and(&format!("integration_id = {pi}"));
             }
+            vis.restrict(self.d, &mut sql, "integration_id");
+            sql.text.push_str(group);
             for r in &tx
                 .on()
                 .fetch_all(&sql, "counting for the dashboard")
@@ -1427,20 +1546,24 @@ impl Store for SqlStore {
                 tally(&mut counts, is_assets, r)?;
             }
         }
-        cloud_counts(&mut tx, integration, &mut counts).await?;
+        cloud_counts(&mut tx, self.d, vis, integration, &mut counts).await?;
         Ok(counts)
     }
 
-    async fn top_fixes(&self, limit: u32) -> Result<Vec<TopFix>> {
-        let sql = q(TOP_FIXES_SQL).bind(limit);
+    async fn top_fixes(&self, vis: &Visibility, limit: u32) -> Result<Vec<TopFix>> {
+        let mut sql = q("").bind(limit);
+        let scope = vis.and_text(self.d, &mut sql, "integration_id");
+        sql.text = top_fixes_sql(&scope);
         self.db
             .read()
             .all(&sql, "ranking recommended updates", decode_top_fix)
             .await
     }
 
-    async fn riskiest_assets(&self, limit: u32) -> Result<Vec<RiskyAsset>> {
-        let sql = q(RISKIEST_ASSETS_SQL).bind(limit);
+    async fn riskiest_assets(&self, vis: &Visibility, limit: u32) -> Result<Vec<RiskyAsset>> {
+        let mut sql = q("").bind(limit);
+        let scope = vis.and_text(self.d, &mut sql, "f.integration_id");
+        sql.text = riskiest_assets_sql(&scope);
         self.db
             .read()
             .all(&sql, "ranking assets", decode_risky_asset)
@@ -1449,25 +1572,31 @@ impl Store for SqlStore {
 
     async fn assets_sorted(
         &self,
+        vis: &Visibility,
         filter: &AssetFilter,
         sort: AssetSort,
         after: Option<&SortCursor>,
         limit: u32,
     ) -> Result<Page<ListedAsset, SortCursor>> {
         check_cursor(sort, after)?;
-        let sql = assets_sorted_query(self.d, filter, sort, after, limit);
+        let sql = assets_sorted_query(self.d, vis, filter, sort, after, limit);
         let (rows, names) = with_names(&self.db, &sql, "listing assets").await?;
         sorted_page(&rows, &names, sort, limit)
     }
 
-    async fn summary(&self, top: u32) -> Result<Summary> {
+    async fn summary(&self, vis: &Visibility, top: u32) -> Result<Summary> {
         let mut tx = self.db.begin_read().await?;
         let op = "reading the dashboard summary";
         let mut counts = Counts::default();
-        for r in tx.on().fetch_all(&q(SUMMARY_COUNTS), op).await? {
+        let mut sql = q("");
+        let scope = vis.where_text(self.d, &mut sql, "integration_id");
+        sql.text = summary_counts_sql(&scope);
+        for r in tx.on().fetch_all(&sql, op).await? {
             add_counts(&mut counts, &r)?;
         }
-        let sql = q(&summary_top_fixes_sql(self.d)).bind(top);
+        let mut sql = q("").bind(top);
+        let scope = vis.where_text(self.d, &mut sql, "integration_id");
+        sql.text = summary_top_fixes_sql(self.d, &scope);
         let top_fixes = tx
             .on()
             .fetch_all(&sql, op)
@@ -1477,18 +1606,18 @@ impl Store for SqlStore {
             .collect::<Result<Vec<_>>>()?;
         let riskiest = tx
             .on()
-            .fetch_all(&q(SUMMARY_RISKIEST).bind(top), op)
+            .fetch_all(&summary_riskiest(self.d, vis, top), op)
             .await?
             .iter()
             .map(decode_risky_asset)
             .collect::<Result<Vec<_>>>()?;
         let as_of = tx
             .on()
-            .fetch_one(&q(LAST_FINISHED), op)
+            .fetch_one(&last_finished(self.d, vis), op)
             .await?
             .opt_ts("t")?;
         // Subscriptions and recommendations number in the thousands, not millions: counted live.
-        cloud_counts(&mut tx, None, &mut counts).await?;
+        cloud_counts(&mut tx, self.d, vis, None, &mut counts).await?;
         Ok(Summary {
             counts,
             top_fixes,
@@ -1686,11 +1815,15 @@ impl Store for SqlStore {
 
     async fn list_jobs(
         &self,
+        vis: &Visibility,
         integration: Option<IntegrationId>,
         active_only: bool,
         limit: u32,
     ) -> Result<Vec<Job>> {
-        let sql = q(LIST_JOBS).bind(integration).bind(active_only).bind(limit);
+        let mut sql = q(LIST_JOBS).bind(integration).bind(active_only);
+        vis.push_and(self.d, &mut sql, "integration_id");
+        let pl = sql.arg(Arg::Int(i64::from(limit)));
+        sql.text.push_str(&format!(" ORDER BY id DESC LIMIT {pl}"));
         self.db
             .read()
             .all(&sql, "listing sync jobs", decode_job)
@@ -1736,14 +1869,30 @@ impl Store for SqlStore {
         .bind(new.password_hash.as_str())
         .bind(new.created_at)
         .bind(new.must_change_password);
-        match self.db.write().fetch_one(&sql, "creating an account").await {
-            Ok(row) => decode_user(&row),
-            Err(e) if e.is_unique_violation() => Err(StoreError::Conflict(format!(
-                "an account named '{}' already exists: choose another name",
-                new.name.chars().take(60).collect::<String>()
-            ))),
-            Err(e) => Err(e),
+        let op = "creating an account";
+        let mut tx = self.db.begin().await?;
+        let user = match tx.on().fetch_one(&sql, op).await {
+            Ok(row) => decode_user(&row)?,
+            Err(e) if e.is_unique_violation() => {
+                return Err(StoreError::Conflict(format!(
+                    "an account named '{}' already exists: choose another name",
+                    new.name.chars().take(60).collect::<String>()
+                )));
+            }
+            Err(e) => return Err(e),
+        };
+        // A viewer starts as a viewer of the Default workspace, as viewers did before workspaces
+        // existed (docs/workspaces.md); admins are global admins and need no membership.
+        if new.role == Role::Viewer {
+            let grant = q(
+                "INSERT INTO memberships (user_id, workspace_id, role) VALUES ($1, $2, 'viewer')",
+            )
+            .bind(user.id)
+            .bind(WorkspaceId::DEFAULT.0);
+            tx.on().execute(&grant, op).await?;
         }
+        tx.commit(op).await?;
+        Ok(user)
     }
 
     async fn user_credentials(&self, name: &str) -> Result<Option<UserCredentials>> {
@@ -1919,25 +2068,32 @@ impl Store for SqlStore {
 
     async fn create_api_token(&self, new: &NewApiToken) -> Result<ApiToken> {
         let sql = q(
-            "INSERT INTO api_tokens (name, token_hash, scope, created_by, created_at) \
-             VALUES ($1, $2, $3, $4, $5) RETURNING id, name, scope, created_by, created_at",
+            "INSERT INTO api_tokens (name, token_hash, scope, created_by, created_at, workspace_id) \
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id, name, scope, created_by, created_at, workspace_id",
         )
         .bind(clean(&new.name))
         .bind(new.token_hash.as_str())
         .bind(new.scope.as_str())
         .bind(clean(&new.created_by))
-        .bind(new.created_at);
-        let row = self
+        .bind(new.created_at)
+        .bind(new.workspace.map(|w| w.0));
+        match self
             .db
             .write()
             .fetch_one(&sql, "creating an API token")
-            .await?;
-        decode_api_token(&row)
+            .await
+        {
+            Ok(row) => decode_api_token(&row),
+            Err(e) if e.is_foreign_key_violation() => Err(workspace_not_found(
+                new.workspace.unwrap_or(WorkspaceId::DEFAULT),
+            )),
+            Err(e) => Err(e),
+        }
     }
 
     async fn api_token_by_hash(&self, token_hash: &str) -> Result<Option<ApiToken>> {
         let sql = q(
-            "SELECT id, name, scope, created_by, created_at FROM api_tokens WHERE token_hash = $1",
+            "SELECT id, name, scope, created_by, created_at, workspace_id FROM api_tokens WHERE token_hash = $1",
         )
         .bind(token_hash);
         self.db
@@ -1947,8 +2103,9 @@ impl Store for SqlStore {
     }
 
     async fn list_api_tokens(&self) -> Result<Vec<ApiToken>> {
-        let sql =
-            q("SELECT id, name, scope, created_by, created_at FROM api_tokens ORDER BY id DESC");
+        let sql = q(
+            "SELECT id, name, scope, created_by, created_at, workspace_id FROM api_tokens ORDER BY id DESC",
+        );
         self.db
             .read()
             .all(&sql, "listing API tokens", decode_api_token)
@@ -2050,6 +2207,7 @@ impl SqlStore {
     /// A page of findings in `keyset`'s order, and whether more follow.
     async fn list_findings(
         &self,
+        vis: &Visibility,
         filter: &FindingFilter,
         keyset: Keyset,
         limit: u32,
@@ -2069,7 +2227,7 @@ impl SqlStore {
         if untouched || plan.is_some_and(|p| p.finds_nothing()) {
             return Ok((Vec::new(), false));
         }
-        let sql = findings_query_planned(self.d, filter, keyset, limit, plan);
+        let sql = findings_query_planned(self.d, vis, filter, keyset, limit, plan);
         let mut tx = self.db.begin_read().await?;
         let rows = tx.on().fetch_all(&sql, op).await?;
         let mut base = rows

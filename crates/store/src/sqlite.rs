@@ -293,6 +293,7 @@ mod tests {
     use rampart_model::{FindingStatus, Severity};
 
     use crate::Store;
+    use crate::Visibility;
     use crate::common::*;
     use crate::db::{Dialect, Sql};
     use crate::sort::{AssetSort, AssetSortKey};
@@ -371,14 +372,28 @@ mod tests {
             software: false,
             assets: 3,
         };
-        let sql = findings_query_planned(Dialect::SQLITE, &host, Keyset::Id(None), 50, Some(plan));
+        let sql = findings_query_planned(
+            Dialect::SQLITE,
+            &Visibility::All,
+            &host,
+            Keyset::Id(None),
+            50,
+            Some(plan),
+        );
         let found = explain(&store, &sql).await;
         assert!(found.contains("findings_natural_key"), "{found}");
         let many = SearchPlan {
             software: true,
             assets: 3,
         };
-        let sql = findings_query_planned(Dialect::SQLITE, &host, Keyset::Id(None), 50, Some(many));
+        let sql = findings_query_planned(
+            Dialect::SQLITE,
+            &Visibility::All,
+            &host,
+            Keyset::Id(None),
+            50,
+            Some(many),
+        );
         let found = explain(&store, &sql).await;
         assert!(!found.contains("TEMP B-TREE"), "{found}");
         // Every sort order of the asset listing reads its (key, id) index in order.
@@ -392,10 +407,14 @@ mod tests {
                         ..Default::default()
                     },
                 ] {
-                    let page = assets_sorted_query(Dialect::SQLITE, &f, sort, None, 50);
+                    let page =
+                        assets_sorted_query(Dialect::SQLITE, &Visibility::All, &f, sort, None, 50);
                     let plan = explain(&store, &page).await;
                     assert!(!plan.contains("TEMP B-TREE"), "{sort} {f:?}: {plan}");
-                    let first = store.assets_sorted(&f, sort, None, 1).await.unwrap();
+                    let first = store
+                        .assets_sorted(&Visibility::All, &f, sort, None, 1)
+                        .await
+                        .unwrap();
                     assert!(first.items.is_empty());
                 }
             }
@@ -413,7 +432,7 @@ mod tests {
                 ..Default::default()
             },
         ] {
-            let sql = assets_query(Dialect::SQLITE, &f, None, 1000);
+            let sql = assets_query(Dialect::SQLITE, &Visibility::All, &f, None, 1000);
             let plan = explain(&store, &sql).await;
             assert!(!plan.contains("TEMP B-TREE"), "{f:?}: {plan}");
         }

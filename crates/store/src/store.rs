@@ -9,7 +9,7 @@ use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use rampart_model::priority::KevEntry;
 use rampart_model::{
     Asset, ControlScore, CveId, Finding, Integration, IntegrationId, IntegrationName, PostureScore,
-    Recommendation, Subscription, SyncRun, Vulnerability,
+    Recommendation, Subscription, SyncRun, Vulnerability, WorkspaceId,
 };
 
 use crate::error::Result;
@@ -23,6 +23,7 @@ use crate::sort::{AssetSort, ListedAsset, SortCursor};
 use crate::summary::Summary;
 use crate::types::*;
 use crate::types_cloud::*;
+use crate::workspace::{Membership, Visibility, Workspace};
 
 /// A run whose process shows no sign of life (no batch written, no heartbeat) for this long is
 /// considered abandoned: the next `start_run` of its integration closes it as failed.
@@ -54,14 +55,29 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     // ---- integrations ------------------------------------------------------------------------
 
-    /// Stores a new integration. A name already taken (case-insensitively) is a `Conflict`.
-    async fn create_integration(&self, new: &NewIntegration) -> Result<Integration>;
+    /// Stores a new integration in the default workspace. A name already taken
+    /// (case-insensitively) is a `Conflict`.
+    async fn create_integration(&self, new: &NewIntegration) -> Result<Integration> {
+        self.create_integration_in(new, WorkspaceId::DEFAULT).await
+    }
+    /// Stores a new integration in `workspace` (`NotFound` when there is no such workspace).
+    /// Integration names stay unique across workspaces: the CLI names integrations without a
+    /// workspace.
+    async fn create_integration_in(
+        &self,
+        new: &NewIntegration,
+        workspace: WorkspaceId,
+    ) -> Result<Integration>;
     /// `NotFound` when there is none with this id.
-    async fn get_integration(&self, id: IntegrationId) -> Result<Integration>;
+    async fn get_integration(&self, vis: &Visibility, id: IntegrationId) -> Result<Integration>;
     /// Case-insensitive. `NotFound` says how to list the existing ones.
-    async fn get_integration_by_name(&self, name: &IntegrationName) -> Result<Integration>;
+    async fn get_integration_by_name(
+        &self,
+        vis: &Visibility,
+        name: &IntegrationName,
+    ) -> Result<Integration>;
     /// All integrations, by name.
-    async fn list_integrations(&self) -> Result<Vec<Integration>>;
+    async fn list_integrations(&self, vis: &Visibility) -> Result<Vec<Integration>>;
     /// Changes the given fields; a rename onto a taken name is a `Conflict`.
     async fn update_integration(
         &self,
@@ -74,6 +90,32 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn delete_integration(&self, id: IntegrationId) -> Result<()>;
     /// The encrypted client secret, for the sync engine to decrypt.
     async fn integration_secret(&self, id: IntegrationId) -> Result<SecretCiphertext>;
+
+    // ---- workspaces (see the `workspace` module and docs/workspaces.md) --------------------------
+
+    /// A name already taken (case-insensitively) is a `Conflict`.
+    async fn create_workspace(&self, name: &str) -> Result<Workspace>;
+    /// All workspaces, by name.
+    async fn list_workspaces(&self) -> Result<Vec<Workspace>>;
+    /// Case-insensitive. `NotFound` says how to list the existing ones.
+    async fn get_workspace_by_name(&self, name: &str) -> Result<Workspace>;
+    /// Removes an empty workspace with its memberships and tokens. `NotFound` when there is none;
+    /// `Conflict`, naming them, while integrations belong to it (checked in the same step as the
+    /// removal); `Conflict` for the default workspace.
+    async fn delete_workspace(&self, id: WorkspaceId) -> Result<()>;
+    /// Moves an integration to another workspace. `NotFound` when either does not exist.
+    async fn move_integration(&self, id: IntegrationId, workspace: WorkspaceId) -> Result<()>;
+    /// Gives the user `role` in the workspace (replacing the role it had there).
+    async fn grant_membership(
+        &self,
+        user_id: i64,
+        workspace: WorkspaceId,
+        role: Role,
+    ) -> Result<()>;
+    /// Takes the user's role in the workspace away; `NotFound` when it had none.
+    async fn revoke_membership(&self, user_id: i64, workspace: WorkspaceId) -> Result<()>;
+    /// The user's memberships, by workspace name.
+    async fn memberships(&self, user_id: i64) -> Result<Vec<Membership>>;
 
     // ---- threat intelligence (CISA KEV, see `crate::intel`) --------------------------------------
 
@@ -106,7 +148,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> Result<Page<AssessmentInput>>;
     /// How many open findings are `immediate`, and how many are overdue at `now` (index ranges,
     /// not a scan of all findings).
-    async fn urgent_counts(&self, now: DateTime<Utc>) -> Result<UrgentCounts>;
+    async fn urgent_counts(&self, vis: &Visibility, now: DateTime<Utc>) -> Result<UrgentCounts>;
     /// The catalogue entries of these CVEs (those that exist), in no particular order, as
     /// prioritisation reads them: without their description.
     async fn vulnerabilities_for(&self, cves: &[CveId]) -> Result<Vec<Vulnerability>>;
@@ -164,11 +206,20 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Closes a running run with its outcome and returns it. A run that is no longer running
     /// (closed as abandoned by another process, or finished twice) is a `Conflict`.
     async fn finish_run(&self, run_id: i64, outcome: &RunOutcome) -> Result<SyncRun>;
-    async fn get_run(&self, run_id: i64) -> Result<SyncRun>;
+    async fn get_run(&self, vis: &Visibility, run_id: i64) -> Result<SyncRun>;
     /// The newest runs first.
-    async fn list_runs(&self, integration_id: IntegrationId, limit: u32) -> Result<Vec<SyncRun>>;
+    async fn list_runs(
+        &self,
+        vis: &Visibility,
+        integration_id: IntegrationId,
+        limit: u32,
+    ) -> Result<Vec<SyncRun>>;
     /// The newest `succeeded` run, if any.
-    async fn last_successful_run(&self, integration_id: IntegrationId) -> Result<Option<SyncRun>>;
+    async fn last_successful_run(
+        &self,
+        vis: &Visibility,
+        integration_id: IntegrationId,
+    ) -> Result<Option<SyncRun>>;
 
     // ---- batched writes (the engine sends thousands of rows per call) -------------------------
 
@@ -293,11 +344,16 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// with its last recorded read.
     async fn list_subscriptions(
         &self,
+        vis: &Visibility,
         integration: Option<IntegrationId>,
     ) -> Result<Vec<StoredSubscription>>;
 
     /// The reads a run recorded, by subscription id.
-    async fn subscription_reads(&self, run_id: i64) -> Result<Vec<(String, SubscriptionRead)>>;
+    async fn subscription_reads(
+        &self,
+        vis: &Visibility,
+        run_id: i64,
+    ) -> Result<Vec<(String, SubscriptionRead)>>;
 
     /// Stores the secure scores and control scores a run captured: one row per (run,
     /// subscription) and per (run, subscription, control). Idempotent: the run's earlier rows for
@@ -318,6 +374,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// integration, then subscription id.
     async fn latest_posture(
         &self,
+        vis: &Visibility,
         integration: Option<IntegrationId>,
     ) -> Result<Vec<StoredPostureScore>>;
 
@@ -325,6 +382,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// the tenant score over that run's subscriptions ([`rampart_model::weighted_percent`]).
     async fn posture_history(
         &self,
+        vis: &Visibility,
         integration: Option<IntegrationId>,
         since: Option<DateTime<Utc>>,
     ) -> Result<Vec<PosturePoint>>;
@@ -334,6 +392,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// subscription, then the control's max score (largest first) and control id.
     async fn latest_controls(
         &self,
+        vis: &Visibility,
         integration: Option<IntegrationId>,
         subscription: Option<&str>,
     ) -> Result<Vec<StoredControlScore>>;
@@ -359,6 +418,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Recommendations with `id > after`, in id order.
     async fn recommendations_page(
         &self,
+        vis: &Visibility,
         filter: &RecommendationFilter,
         after: Option<i64>,
         limit: u32,
@@ -368,13 +428,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// asset's with the same `azure_resource_id` (compared lower-cased) or, when both have one,
     /// the same `aad_device_id` (lower-cased). In id order. `NotFound` when the asset does not
     /// exist.
-    async fn linked_assets(&self, asset_id: i64) -> Result<Vec<StoredAsset>>;
+    async fn linked_assets(&self, vis: &Visibility, asset_id: i64) -> Result<Vec<StoredAsset>>;
 
     // ---- reads (keyset pages; see the `stream_*` helpers for whole listings) ------------------
 
     /// Assets with `id > after`, in id order.
     async fn assets_page(
         &self,
+        vis: &Visibility,
         filter: &AssetFilter,
         after: Option<i64>,
         limit: u32,
@@ -382,6 +443,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Findings with `id > after`, in id order, joined with asset name and CVE facts.
     async fn findings_page(
         &self,
+        vis: &Visibility,
         filter: &FindingFilter,
         after: Option<i64>,
         limit: u32,
@@ -390,6 +452,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// the page's `next` as `after` for the following page.
     async fn findings_sorted(
         &self,
+        vis: &Visibility,
         filter: &FindingFilter,
         order: FindingOrder,
         after: Option<FindingCursor>,
@@ -398,17 +461,18 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Catalogue entries with `cve_id > after`, in CVE id order, with their exposure.
     async fn vulnerabilities_page(
         &self,
+        vis: &Visibility,
         filter: &VulnerabilityFilter,
         after: Option<CveId>,
         limit: u32,
     ) -> Result<Page<StoredVulnerability, CveId>>;
     /// Dashboard numbers, for one integration or all.
-    async fn counts(&self, integration: Option<IntegrationId>) -> Result<Counts>;
+    async fn counts(&self, vis: &Visibility, integration: Option<IntegrationId>) -> Result<Counts>;
 
     /// The recommended updates that close the most open findings, most first.
-    async fn top_fixes(&self, limit: u32) -> Result<Vec<TopFix>>;
+    async fn top_fixes(&self, vis: &Visibility, limit: u32) -> Result<Vec<TopFix>>;
     /// The assets with the most critical, then high, then any open findings.
-    async fn riskiest_assets(&self, limit: u32) -> Result<Vec<RiskyAsset>>;
+    async fn riskiest_assets(&self, vis: &Visibility, limit: u32) -> Result<Vec<RiskyAsset>>;
 
     // ---- the portal at scale: sorted listings and summaries -----------------------------------
 
@@ -417,6 +481,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// another order is `InvalidInput`.
     async fn assets_sorted(
         &self,
+        vis: &Visibility,
         filter: &AssetFilter,
         sort: AssetSort,
         after: Option<&SortCursor>,
@@ -424,9 +489,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> Result<Page<ListedAsset, SortCursor>>;
 
     /// One asset, with its findings summary. `NotFound` when there is none with this id.
-    async fn get_asset(&self, id: i64) -> Result<ListedAsset> {
+    async fn get_asset(&self, vis: &Visibility, id: i64) -> Result<ListedAsset> {
         let page = self
             .assets_sorted(
+                vis,
                 &AssetFilter::default(),
                 AssetSort::default(),
                 Some(&SortCursor::after_id(id.saturating_sub(1))),
@@ -441,7 +507,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// The dashboard's numbers from the summaries refreshed when runs finish: a cost that does
     /// not grow with the findings, as of [`Summary::as_of`]. `top` bounds the two rankings.
-    async fn summary(&self, top: u32) -> Result<Summary>;
+    async fn summary(&self, vis: &Visibility, top: u32) -> Result<Summary>;
 
     // ---- jobs (see the `jobs` module) ---------------------------------------------------------
 
@@ -508,6 +574,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Jobs, newest first: of one integration or all, only queued and running ones or all.
     async fn list_jobs(
         &self,
+        vis: &Visibility,
         integration: Option<IntegrationId>,
         active_only: bool,
         limit: u32,
@@ -591,22 +658,36 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Every asset matching the filter, page by page: never more than one page in memory, and no
     /// long-running read transaction (a sync may write meanwhile; each row still comes once).
-    fn stream_assets(&self, filter: AssetFilter) -> BoxStream<'_, Result<StoredAsset>> {
+    fn stream_assets(
+        &self,
+        vis: Visibility,
+        filter: AssetFilter,
+    ) -> BoxStream<'_, Result<StoredAsset>> {
         keyset_stream(None, move |after| {
             let filter = filter.clone();
+            let vis = vis.clone();
             async move {
-                let page = self.assets_page(&filter, after, STREAM_PAGE_SIZE).await?;
+                let page = self
+                    .assets_page(&vis, &filter, after, STREAM_PAGE_SIZE)
+                    .await?;
                 Ok((page.items, page.next))
             }
         })
     }
 
     /// Every finding matching the filter; see [`Store::stream_assets`].
-    fn stream_findings(&self, filter: FindingFilter) -> BoxStream<'_, Result<StoredFinding>> {
+    fn stream_findings(
+        &self,
+        vis: Visibility,
+        filter: FindingFilter,
+    ) -> BoxStream<'_, Result<StoredFinding>> {
         keyset_stream(None, move |after| {
             let filter = filter.clone();
+            let vis = vis.clone();
             async move {
-                let page = self.findings_page(&filter, after, STREAM_PAGE_SIZE).await?;
+                let page = self
+                    .findings_page(&vis, &filter, after, STREAM_PAGE_SIZE)
+                    .await?;
                 Ok((page.items, page.next))
             }
         })
@@ -615,13 +696,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Every recommendation matching the filter; see [`Store::stream_assets`].
     fn stream_recommendations(
         &self,
+        vis: Visibility,
         filter: RecommendationFilter,
     ) -> BoxStream<'_, Result<StoredRecommendation>> {
         keyset_stream(None, move |after| {
             let filter = filter.clone();
+            let vis = vis.clone();
             async move {
                 let page = self
-                    .recommendations_page(&filter, after, STREAM_PAGE_SIZE)
+                    .recommendations_page(&vis, &filter, after, STREAM_PAGE_SIZE)
                     .await?;
                 Ok((page.items, page.next))
             }
@@ -631,13 +714,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Every catalogue entry matching the filter; see [`Store::stream_assets`].
     fn stream_vulnerabilities(
         &self,
+        vis: Visibility,
         filter: VulnerabilityFilter,
     ) -> BoxStream<'_, Result<StoredVulnerability>> {
         keyset_stream(None, move |after| {
             let filter = filter.clone();
+            let vis = vis.clone();
             async move {
                 let page = self
-                    .vulnerabilities_page(&filter, after, STREAM_PAGE_SIZE)
+                    .vulnerabilities_page(&vis, &filter, after, STREAM_PAGE_SIZE)
                     .await?;
                 Ok((page.items, page.next))
             }

@@ -9,8 +9,9 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::common::Dialect;
+use crate::common::{Dialect, Sql};
 use crate::types::{Counts, RiskyAsset, RunOutcome, TopFix};
+use crate::workspace::Visibility;
 
 /// The dashboard's numbers, as of the last finished run.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -60,29 +61,47 @@ pub(crate) const REFRESH_FIXES: &str = "INSERT INTO fix_rollups (integration_id,
 
 /// Assets by status with the sums of their findings counts (PostgreSQL's sum of BIGINT is
 /// NUMERIC: cast back).
-pub(crate) const SUMMARY_COUNTS: &str = "SELECT status, count(*) AS n, \
-     CAST(COALESCE(sum(open_critical), 0) AS BIGINT) AS critical, CAST(COALESCE(sum(open_high), 0) AS BIGINT) AS high, \
-     CAST(COALESCE(sum(open_medium), 0) AS BIGINT) AS medium, CAST(COALESCE(sum(open_low), 0) AS BIGINT) AS low, \
-     CAST(COALESCE(sum(open_total), 0) AS BIGINT) AS total, CAST(COALESCE(sum(fixed_total), 0) AS BIGINT) AS fixed \
-     FROM assets GROUP BY status";
+/// `scope` (" WHERE …" or nothing) narrows the assets counted.
+pub(crate) fn summary_counts_sql(scope: &str) -> String {
+    format!(
+        "SELECT status, count(*) AS n, \
+         CAST(COALESCE(sum(open_critical), 0) AS BIGINT) AS critical, CAST(COALESCE(sum(open_high), 0) AS BIGINT) AS high, \
+         CAST(COALESCE(sum(open_medium), 0) AS BIGINT) AS medium, CAST(COALESCE(sum(open_low), 0) AS BIGINT) AS low, \
+         CAST(COALESCE(sum(open_total), 0) AS BIGINT) AS total, CAST(COALESCE(sum(fixed_total), 0) AS BIGINT) AS fixed \
+         FROM assets{scope} GROUP BY status"
+    )
+}
 
-/// $1 limit.
-pub(crate) fn summary_top_fixes_sql(d: Dialect) -> String {
+/// $1 limit; `scope` (" WHERE …" or nothing) narrows the rollups summed.
+pub(crate) fn summary_top_fixes_sql(d: Dialect, scope: &str) -> String {
     format!(
         "SELECT recommended_update, CAST(sum(open_findings) AS BIGINT) AS n, CAST(sum(assets) AS BIGINT) AS assets \
-         FROM fix_rollups GROUP BY recommended_update ORDER BY n DESC, recommended_update{} LIMIT $1",
+         FROM fix_rollups{scope} GROUP BY recommended_update ORDER BY n DESC, recommended_update{} LIMIT $1",
         d.collate_c
     )
 }
 
-/// $1 limit. Reads the (open_rank, id) index backwards.
-pub(crate) const SUMMARY_RISKIEST: &str = "SELECT id, COALESCE(name, source_id) AS name, open_critical AS critical, \
-     open_high AS high, open_total AS n FROM assets WHERE open_rank > 0 ORDER BY open_rank DESC, id DESC LIMIT $1";
+/// The assets with the most open findings. Reads the (open_rank, id) index backwards.
+pub(crate) fn summary_riskiest(d: Dialect, vis: &Visibility, top: u32) -> Sql {
+    let mut sql = Sql::new("").bind(top);
+    let scope = vis.and_text(d, &mut sql, "integration_id");
+    sql.text = format!(
+        "SELECT id, COALESCE(name, source_id) AS name, open_critical AS critical, \
+         open_high AS high, open_total AS n FROM assets WHERE open_rank > 0{scope} ORDER BY open_rank DESC, id DESC LIMIT $1"
+    );
+    sql
+}
 
-pub(crate) const LAST_FINISHED: &str =
-    "SELECT max(finished_at) AS t FROM sync_runs WHERE finished_at IS NOT NULL";
+/// When the last visible run finished (column `t`).
+pub(crate) fn last_finished(d: Dialect, vis: &Visibility) -> Sql {
+    let mut sql = Sql::new("");
+    let scope = vis.and_text(d, &mut sql, "integration_id");
+    sql.text =
+        format!("SELECT max(finished_at) AS t FROM sync_runs WHERE finished_at IS NOT NULL{scope}");
+    sql
+}
 
-/// Adds one row of [`SUMMARY_COUNTS`] to `counts`.
+/// Adds one row of [`summary_counts_sql`] to `counts`.
 pub(crate) fn add_counts(
     counts: &mut Counts,
     r: &impl crate::common::RowExt,

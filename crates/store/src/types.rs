@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use rampart_model::{
     Asset, AssetStatus, ClientId, Cloud, CveId, EntityCounts, Finding, FindingKey, FindingStatus,
     IntegrationId, IntegrationName, OddRecords, Product, RunStatus, SecretHint, Severity, TenantId,
-    Verdict, Vulnerability,
+    Verdict, Vulnerability, WorkspaceId,
 };
 
 /// A client secret as stored: AEAD ciphertext and its nonce. The store never sees the plain secret.
@@ -596,6 +596,9 @@ pub struct NewApiToken {
     pub scope: TokenScope,
     pub created_by: String,
     pub created_at: DateTime<Utc>,
+    /// The one workspace the token reads (and, with `Admin` scope, changes); `None`: a global
+    /// token, which only a global admin may create.
+    pub workspace: Option<WorkspaceId>,
 }
 
 /// A stored API token (its hash is not part of it).
@@ -606,6 +609,9 @@ pub struct ApiToken {
     pub scope: TokenScope,
     pub created_by: String,
     pub created_at: DateTime<Utc>,
+    /// The one workspace the token reads (and, with `Admin` scope, changes); `None`: a global
+    /// token, which only a global admin may create.
+    pub workspace: Option<WorkspaceId>,
 }
 
 /// A recommended update and how many open findings it would close (dashboard "top fixes").

@@ -100,7 +100,9 @@ async fn choose_mode(setup: &RunSetup<'_>, now: DateTime<Utc>) -> Result<Mode, S
         );
         return Ok(Mode::Full);
     }
-    let last = store.list_runs(integration.id, 1).await?;
+    let last = store
+        .list_runs(&rampart_store::Visibility::All, integration.id, 1)
+        .await?;
     let unbroken = last.first().is_some_and(|run| {
         run.status == RunStatus::Succeeded && run.verdict == Some(Verdict::Complete)
     });

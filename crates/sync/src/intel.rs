@@ -208,7 +208,10 @@ async fn store_catalog(
         AssessScope::Cves(&changed)
     };
     let policy = PriorityPolicy::default();
-    for integration in store.list_integrations().await? {
+    for integration in store
+        .list_integrations(&rampart_store::Visibility::All)
+        .await?
+    {
         assess_integration(store, &integration, scope, &policy, now).await?;
     }
     Ok(source)

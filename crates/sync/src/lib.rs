@@ -21,7 +21,7 @@
 //! # -> Result<(), rampart_sync::SyncError> {
 //! use rampart_sync::{Engine, EngineOptions, SyncRequest, progress::Silent};
 //! let engine = Engine::new(store.clone(), vault, EngineOptions::default());
-//! let integration = store.get_integration_by_name(&"contoso".parse().unwrap()).await?;
+//! let integration = store.get_integration_by_name(&rampart_store::Visibility::All, &"contoso".parse().unwrap()).await?;
 //! let run = engine.sync(&integration, SyncRequest::default(), &Silent).await?;
 //! println!("{:?}: {} findings read", run.status, run.findings.read);
 //! # Ok(()) }

@@ -85,10 +85,13 @@ impl Assets {
             representatives: Vec::new(),
         };
         let mut profiles: HashMap<AssetProfile, usize> = HashMap::new();
-        let mut stream = store.stream_assets(AssetFilter {
-            integration: Some(integration),
-            ..AssetFilter::default()
-        });
+        let mut stream = store.stream_assets(
+            rampart_store::Visibility::All,
+            AssetFilter {
+                integration: Some(integration),
+                ..AssetFilter::default()
+            },
+        );
         while let Some(stored) = stream.try_next().await? {
             let asset = stored.asset;
             let criticality = criticality_for(&asset, &policy.rules);
@@ -615,7 +618,7 @@ pub(crate) async fn assess_after_run(
         .await?
         .and_then(|r| r.parse::<i64>().ok());
     let previous_run = store
-        .list_runs(integration.id, 2)
+        .list_runs(&rampart_store::Visibility::All, integration.id, 2)
         .await?
         .into_iter()
         .map(|r| r.id)

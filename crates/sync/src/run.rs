@@ -181,7 +181,10 @@ impl<C> Job<'_, C> {
     /// The newest full run before this one that succeeded with a complete verdict: what the
     /// plausibility check compares this run's counts with.
     pub async fn last_complete_full_run(&self) -> Result<Option<SyncRun>, StoreError> {
-        let runs = self.store.list_runs(self.integration.id, 20).await?;
+        let runs = self
+            .store
+            .list_runs(&rampart_store::Visibility::All, self.integration.id, 20)
+            .await?;
         Ok(runs.into_iter().find(|r| {
             r.id != self.run_id
                 && r.mode == "full"

@@ -399,14 +399,23 @@ async fn main() {
         a.db,
         opening.elapsed().as_secs_f64()
     );
-    if store.list_integrations().await.unwrap().is_empty() {
+    if store
+        .list_integrations(&rampart_store::Visibility::All)
+        .await
+        .unwrap()
+        .is_empty()
+    {
         seed(&store, &a).await;
     } else {
         eprintln!("reusing the estate in {}", a.db);
     }
     // What keeping the summaries costs a run: the end of a run that changed something refreshes
     // them (the whole integration's counts), the end of one that changed nothing does not.
-    let integration = store.list_integrations().await.unwrap()[0].id;
+    let integration = store
+        .list_integrations(&rampart_store::Visibility::All)
+        .await
+        .unwrap()[0]
+        .id;
     for (case, read) in [
         ("with the summary refresh", 0),
         ("nothing changed: no refresh", 1),

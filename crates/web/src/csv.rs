@@ -10,7 +10,9 @@ use futures::Stream;
 use rampart_model::CveId;
 use rampart_model::export::{AssetRecord, CsvRecord, FindingRecord, VulnerabilityRecord, csv_line};
 use rampart_store::export::{asset_record, finding_record, vulnerability_record};
-use rampart_store::{AssetFilter, FindingFilter, Store, VulnerabilityFilter, kev_index};
+use rampart_store::{
+    AssetFilter, FindingFilter, Store, Visibility, VulnerabilityFilter, kev_index,
+};
 
 const PAGE: u32 = 1000;
 
@@ -65,11 +67,11 @@ where
     })
 }
 
-pub fn assets(store: Arc<dyn Store>, filter: AssetFilter) -> Response {
+pub fn assets(store: Arc<dyn Store>, vis: Visibility, filter: AssetFilter) -> Response {
     let rows = pages(move |after: Option<i64>| {
-        let (store, filter) = (store.clone(), filter.clone());
+        let (store, vis, filter) = (store.clone(), vis.clone(), filter.clone());
         async move {
-            let page = store.assets_page(&filter, after, PAGE).await?;
+            let page = store.assets_page(&vis, &filter, after, PAGE).await?;
             let text = page
                 .items
                 .iter()
@@ -85,11 +87,11 @@ pub fn assets(store: Arc<dyn Store>, filter: AssetFilter) -> Response {
     )
 }
 
-pub fn findings(store: Arc<dyn Store>, filter: FindingFilter) -> Response {
+pub fn findings(store: Arc<dyn Store>, vis: Visibility, filter: FindingFilter) -> Response {
     let rows = pages(move |after: Option<i64>| {
-        let (store, filter) = (store.clone(), filter.clone());
+        let (store, vis, filter) = (store.clone(), vis.clone(), filter.clone());
         async move {
-            let page = store.findings_page(&filter, after, PAGE).await?;
+            let page = store.findings_page(&vis, &filter, after, PAGE).await?;
             let text = page
                 .items
                 .iter()
@@ -105,11 +107,17 @@ pub fn findings(store: Arc<dyn Store>, filter: FindingFilter) -> Response {
     )
 }
 
-pub fn vulnerabilities(store: Arc<dyn Store>, filter: VulnerabilityFilter) -> Response {
+pub fn vulnerabilities(
+    store: Arc<dyn Store>,
+    vis: Visibility,
+    filter: VulnerabilityFilter,
+) -> Response {
     let rows = pages(move |after: Option<CveId>| {
-        let (store, filter) = (store.clone(), filter.clone());
+        let (store, vis, filter) = (store.clone(), vis.clone(), filter.clone());
         async move {
-            let page = store.vulnerabilities_page(&filter, after, PAGE).await?;
+            let page = store
+                .vulnerabilities_page(&vis, &filter, after, PAGE)
+                .await?;
             let kev = kev_index(
                 store.as_ref(),
                 page.items.iter().map(|v| &v.vulnerability.cve_id),

@@ -12,6 +12,12 @@ pub struct Layout {
     pub user: Option<User>,
     pub csrf: String,
     pub active: &'static str,
+    /// The header's workspace switcher: (id, name) of each workspace offered (empty: no
+    /// switcher, the account has one workspace), and the one chosen (`None`: all).
+    pub workspaces: Vec<(i64, String)>,
+    pub workspace: Option<i64>,
+    /// The account may change some integrations (a global admin, or an admin of a workspace).
+    pub can_change_integrations: bool,
 }
 
 impl Layout {
@@ -22,6 +28,9 @@ impl Layout {
             user: None,
             csrf: String::new(),
             active: "",
+            workspaces: Vec::new(),
+            workspace: None,
+            can_change_integrations: false,
         }
     }
 
@@ -30,6 +39,11 @@ impl Layout {
             csrf,
             ..Self::bare(title)
         }
+    }
+
+    /// Whether `id` is the workspace the session looks at (for the switcher's `selected`).
+    pub fn is_current(&self, id: &i64) -> bool {
+        self.workspace == Some(*id)
     }
 
     pub fn is_admin(&self) -> bool {

@@ -6,7 +6,7 @@ use rampart_model::priority::{Decision, SlaStatus};
 use rampart_model::{AssetStatus, CveId, FindingStatus, IntegrationId, Severity};
 use rampart_store::{
     AssetFilter, AssetSort, FindingCursor, FindingFilter, FindingOrder, ListedAsset, Page,
-    RecommendationFilter, SortCursor, Store, VulnerabilityFilter,
+    RecommendationFilter, SortCursor, Store, Visibility, VulnerabilityFilter,
 };
 use serde::Deserialize;
 
@@ -171,11 +171,18 @@ impl AssetQuery {
     pub async fn page(
         &self,
         store: &dyn Store,
+        vis: &Visibility,
     ) -> Result<(AssetSort, Page<ListedAsset, SortCursor>), AppError> {
         let sort = self.sort()?;
         let after = self.after_sorted(sort)?;
         let page = store
-            .assets_sorted(&self.filter()?, sort, after.as_ref(), limit(&self.limit)?)
+            .assets_sorted(
+                vis,
+                &self.filter()?,
+                sort,
+                after.as_ref(),
+                limit(&self.limit)?,
+            )
             .await?;
         Ok((sort, page))
     }

@@ -199,8 +199,13 @@ impl Running {
 /// Queues a scheduled job for every enabled integration that has no queued or running one.
 async fn plan(state: &AppState, now: DateTime<Utc>) -> Result<(), AppError> {
     let store = state.store();
-    let jobs = store.list_jobs(None, false, 1000).await?;
-    for integration in store.list_integrations().await? {
+    let jobs = store
+        .list_jobs(&rampart_store::Visibility::All, None, false, 1000)
+        .await?;
+    for integration in store
+        .list_integrations(&rampart_store::Visibility::All)
+        .await?
+    {
         if !integration.enabled {
             continue;
         }
@@ -211,7 +216,7 @@ async fn plan(state: &AppState, now: DateTime<Utc>) -> Result<(), AppError> {
         // The last start: of a job this table ran, or of a run started elsewhere (the CLI).
         let last_job = mine.filter_map(|j| j.claimed_at).max();
         let last_run = store
-            .list_runs(integration.id, 1)
+            .list_runs(&rampart_store::Visibility::All, integration.id, 1)
             .await?
             .first()
             .map(|r| r.started_at);
@@ -342,7 +347,11 @@ async fn run_job(state: AppState, job: Job) {
 
 /// The sync of a job, and how it ended.
 async fn sync(state: &AppState, job: &Job) -> Outcome {
-    let integration = match state.store().get_integration(job.integration_id).await {
+    let integration = match state
+        .store()
+        .get_integration(&rampart_store::Visibility::All, job.integration_id)
+        .await
+    {
         Ok(i) => i,
         Err(StoreError::NotFound(_)) => {
             return Outcome::Failed("the integration was removed".into());

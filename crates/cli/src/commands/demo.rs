@@ -135,41 +135,46 @@ async fn demo_integration(
         nonce: sealed.nonce,
     };
     let hint = SecretHint::of(&config.client_secret, None);
-    Ok(match store.get_integration_by_name(&name).await {
-        Ok(existing) => {
-            store
-                .update_integration(
-                    existing.id,
-                    &IntegrationUpdate {
-                        secret: Some((ciphertext, hint)),
-                        login_url: Some(Some(url.to_owned())),
-                        api_url: Some(Some(url.to_owned())),
-                        tenant_id: Some(config.tenant_id.parse()?),
-                        client_id: Some(config.client_id.parse()?),
-                        ..IntegrationUpdate::default()
-                    },
-                )
-                .await?
-        }
-        Err(StoreError::NotFound(_)) => {
-            store
-                .create_integration(&NewIntegration {
-                    name,
-                    product,
-                    cloud: Cloud::Commercial,
-                    tenant_id: config.tenant_id.parse()?,
-                    client_id: config.client_id.parse()?,
-                    secret: ciphertext,
-                    hint,
-                    login_url: Some(url.to_owned()),
-                    api_url: Some(url.to_owned()),
-                    schedule_minutes: Integration::default_schedule_minutes(product),
-                    enabled: true,
-                })
-                .await?
-        }
-        Err(e) => return Err(e.into()),
-    })
+    Ok(
+        match store
+            .get_integration_by_name(&rampart_store::Visibility::All, &name)
+            .await
+        {
+            Ok(existing) => {
+                store
+                    .update_integration(
+                        existing.id,
+                        &IntegrationUpdate {
+                            secret: Some((ciphertext, hint)),
+                            login_url: Some(Some(url.to_owned())),
+                            api_url: Some(Some(url.to_owned())),
+                            tenant_id: Some(config.tenant_id.parse()?),
+                            client_id: Some(config.client_id.parse()?),
+                            ..IntegrationUpdate::default()
+                        },
+                    )
+                    .await?
+            }
+            Err(StoreError::NotFound(_)) => {
+                store
+                    .create_integration(&NewIntegration {
+                        name,
+                        product,
+                        cloud: Cloud::Commercial,
+                        tenant_id: config.tenant_id.parse()?,
+                        client_id: config.client_id.parse()?,
+                        secret: ciphertext,
+                        hint,
+                        login_url: Some(url.to_owned()),
+                        api_url: Some(url.to_owned()),
+                        schedule_minutes: Integration::default_schedule_minutes(product),
+                        enabled: true,
+                    })
+                    .await?
+            }
+            Err(e) => return Err(e.into()),
+        },
+    )
 }
 
 const DEMO_ADMIN: &str = "admin";

@@ -28,8 +28,10 @@ pub async fn run(global: &Global, args: ExportArgs) -> anyhow::Result<ExitCode> 
         ));
     }
     let store = context::open_store(global).await?;
+    // `--workspace W`: only what that workspace's integrations synced, enforced by the store.
+    let vis = super::workspace::visibility(store.as_ref(), args.workspace.as_deref()).await?;
     let integration = match &args.integration {
-        Some(name) => Some(store.get_integration_by_name(name).await?.id),
+        Some(name) => Some(store.get_integration_by_name(&vis, name).await?.id),
         None => None,
     };
     let out: Box<dyn Write> = match &args.output {
@@ -42,10 +44,13 @@ pub async fn run(global: &Global, args: ExportArgs) -> anyhow::Result<ExitCode> 
     let mut out = BufWriter::with_capacity(1 << 16, out);
     let rows = match args.kind {
         ExportKind::Assets => {
-            let mut stream = store.stream_assets(AssetFilter {
-                integration,
-                ..AssetFilter::default()
-            });
+            let mut stream = store.stream_assets(
+                vis,
+                AssetFilter {
+                    integration,
+                    ..AssetFilter::default()
+                },
+            );
             let mut writer = RecordWriter::<AssetRecord>::new(args.format, &mut out)?;
             while let Some(item) = stream.next().await {
                 let stored = item?;
@@ -57,10 +62,13 @@ pub async fn run(global: &Global, args: ExportArgs) -> anyhow::Result<ExitCode> 
             writer.rows
         }
         ExportKind::Findings => {
-            let mut stream = store.stream_findings(FindingFilter {
-                integration,
-                ..FindingFilter::default()
-            });
+            let mut stream = store.stream_findings(
+                vis,
+                FindingFilter {
+                    integration,
+                    ..FindingFilter::default()
+                },
+            );
             let mut writer = RecordWriter::<FindingRecord>::new(args.format, &mut out)?;
             while let Some(item) = stream.next().await {
                 let stored = item?;
@@ -74,6 +82,7 @@ pub async fn run(global: &Global, args: ExportArgs) -> anyhow::Result<ExitCode> 
         ExportKind::Vulnerabilities => {
             let mut stream = vulnerability_records(
                 store.as_ref(),
+                vis,
                 VulnerabilityFilter {
                     integration,
                     ..VulnerabilityFilter::default()
@@ -89,7 +98,7 @@ pub async fn run(global: &Global, args: ExportArgs) -> anyhow::Result<ExitCode> 
             // Defender for Cloud posture: tenant, score, control and recommendation rows (an
             // Endpoint-only store gives just the CSV header). In OCSF, recommendations are
             // Compliance Findings; scores have no OCSF class and are left out, with a note.
-            let mut stream = posture_records(store.as_ref(), integration);
+            let mut stream = posture_records(store.as_ref(), vis, integration);
             let mut writer = RecordWriter::<PostureRecord>::new(args.format, &mut out)?;
             let mut scores_left_out = 0u64;
             while let Some(item) = stream.next().await {

@@ -29,6 +29,7 @@ pub async fn run(global: &Global, command: IntegrationCommand) -> anyhow::Result
         IntegrationCommand::List => list(global).await,
         IntegrationCommand::Test { name } => test(global, &name).await,
         IntegrationCommand::Remove { name, yes } => remove(global, &name, yes).await,
+        IntegrationCommand::Move { name, workspace } => move_to(global, &name, &workspace).await,
     }
 }
 
@@ -110,8 +111,16 @@ async fn add(global: &Global, args: IntegrationAddArgs) -> anyhow::Result<ExitCo
     // Bad input writes nothing: not even the database or the master key file.
     input.check_new().map_err(|e| rejected(e.into()))?;
     let engine = context::open_engine(global, rampart_sync::EngineOptions::default()).await?;
+    let workspace = match &args.workspace {
+        Some(w) => {
+            super::workspace::named(engine.store().as_ref(), w)
+                .await?
+                .id
+        }
+        None => rampart_model::WorkspaceId::DEFAULT,
+    };
     let integration = Integrations::new(&engine)
-        .add(&input, ACTOR)
+        .add_in(&input, workspace, ACTOR)
         .await
         .map_err(rejected)?;
     println!(
@@ -148,20 +157,52 @@ pub fn expiry_warning(integration: &Integration) -> Option<String> {
     })
 }
 
+async fn move_to(
+    global: &Global,
+    name: &IntegrationName,
+    workspace: &str,
+) -> anyhow::Result<ExitCode> {
+    let store = context::open_store(global).await?;
+    let integration = store
+        .get_integration_by_name(&rampart_store::Visibility::All, name)
+        .await?;
+    let w = super::workspace::named(store.as_ref(), workspace).await?;
+    store.move_integration(integration.id, w.id).await?;
+    store
+        .record_audit(&rampart_store::NewAuditEntry {
+            at: Utc::now(),
+            actor: ACTOR.into(),
+            action: "integration.move".into(),
+            target: Some(integration.name.to_string()),
+            details: Some(format!("to workspace '{}'", w.name)),
+        })
+        .await?;
+    println!(
+        "Moved integration '{}' to workspace '{}'.",
+        integration.name, w.name
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn list(global: &Global) -> anyhow::Result<ExitCode> {
     let store = context::open_store(global).await?;
-    let integrations = store.list_integrations().await?;
+    let integrations = store
+        .list_integrations(&rampart_store::Visibility::All)
+        .await?;
     if integrations.is_empty() {
         println!("No integrations yet. Add one with: rampart integration add --help");
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "{:<24} {:<9} {:<11} {:<38} {:<38} {:<10} {:<12} LAST RUN",
-        "NAME", "PRODUCT", "CLOUD", "TENANT", "CLIENT", "SECRET", "EXPIRES"
+        "{:<24} {:<16} {:<9} {:<11} {:<38} {:<38} {:<10} {:<12} LAST RUN",
+        "NAME", "WORKSPACE", "PRODUCT", "CLOUD", "TENANT", "CLIENT", "SECRET", "EXPIRES"
     );
+    let workspaces = store.list_workspaces().await?;
     let mut warnings = Vec::new();
     for i in &integrations {
-        let last = store.list_runs(i.id, 1).await?;
+        let last = store
+            .list_runs(&rampart_store::Visibility::All, i.id, 1)
+            .await?;
         let last = match last.first() {
             Some(run) => format!(
                 "{} {} ({} findings read)",
@@ -172,8 +213,12 @@ async fn list(global: &Global) -> anyhow::Result<ExitCode> {
             None => "never".to_owned(),
         };
         println!(
-            "{:<24} {:<9} {:<11} {:<38} {:<38} {:<10} {:<12} {}",
+            "{:<24} {:<16} {:<9} {:<11} {:<38} {:<38} {:<10} {:<12} {}",
             i.name.as_str(),
+            workspaces
+                .iter()
+                .find(|w| w.id == i.workspace_id)
+                .map_or("?", |w| w.name.as_str()),
             i.product.as_str(),
             i.cloud.as_str(),
             i.tenant_id.as_str(),
@@ -195,7 +240,10 @@ async fn list(global: &Global) -> anyhow::Result<ExitCode> {
 
 async fn test(global: &Global, name: &IntegrationName) -> anyhow::Result<ExitCode> {
     let engine = context::open_engine(global, rampart_sync::EngineOptions::default()).await?;
-    let integration = engine.store().get_integration_by_name(name).await?;
+    let integration = engine
+        .store()
+        .get_integration_by_name(&rampart_store::Visibility::All, name)
+        .await?;
     println!(
         "Testing '{}' ({}, {} cloud):",
         integration.name,
@@ -222,7 +270,9 @@ async fn test(global: &Global, name: &IntegrationName) -> anyhow::Result<ExitCod
 async fn remove(global: &Global, name: &IntegrationName, yes: bool) -> anyhow::Result<ExitCode> {
     // The store alone: an integration whose secret no master key opens any more can be removed.
     let store = context::open_store(global).await?;
-    let integration = store.get_integration_by_name(name).await?;
+    let integration = store
+        .get_integration_by_name(&rampart_store::Visibility::All, name)
+        .await?;
     if !yes {
         if !std::io::stdin().is_terminal() {
             return Err(usage(format!(

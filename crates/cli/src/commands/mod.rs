@@ -10,6 +10,7 @@ mod serve;
 mod sim;
 mod sync;
 mod user;
+pub(crate) mod workspace;
 
 pub use serve::load_tls;
 
@@ -28,6 +29,7 @@ pub async fn run(cli: Cli, config: &ConfigContext) -> anyhow::Result<ExitCode> {
         Command::Export(args) => export::run(global, args).await,
         Command::Serve(args) => serve::run(global, args).await,
         Command::User(command) => user::run(global, command).await,
+        Command::Workspace(command) => workspace::run(global, command).await,
         Command::Backup(args) => backup::backup(global, args).await,
         Command::Restore(args) => backup::restore(global, args).await,
         Command::Intel(command) => intel::run(global, command).await,

@@ -29,11 +29,14 @@ pub async fn run(global: &Global, args: SyncArgs) -> anyhow::Result<ExitCode> {
             SourceArg::Files => FindingsSource::Files,
         },
     };
+    // `--all --workspace W`: only that workspace's integrations.
+    let vis =
+        super::workspace::visibility(engine.store().as_ref(), args.workspace.as_deref()).await?;
     let integrations = match &args.name {
-        Some(name) => vec![engine.store().get_integration_by_name(name).await?],
+        Some(name) => vec![engine.store().get_integration_by_name(&vis, name).await?],
         None => engine
             .store()
-            .list_integrations()
+            .list_integrations(&vis)
             .await?
             .into_iter()
             .filter(|i| i.enabled)

@@ -16,10 +16,7 @@ pub async fn run(global: &Global, command: UserCommand) -> anyhow::Result<ExitCo
         UserCommand::Add { name, role, .. } => {
             let password = read_password()?;
             let store = context::open_store(global).await?;
-            let role = match role {
-                Role::Admin => StoreRole::Admin,
-                Role::Viewer => StoreRole::Viewer,
-            };
+            let role = store_role(role);
             let user = rampart_web::create_user(
                 store.as_ref(),
                 &name,
@@ -45,6 +42,64 @@ pub async fn run(global: &Global, command: UserCommand) -> anyhow::Result<ExitCo
             );
             Ok(ExitCode::SUCCESS)
         }
+        UserCommand::Grant {
+            name,
+            workspace,
+            role,
+        } => {
+            let store = context::open_store(global).await?;
+            let user = account(store.as_ref(), &name).await?;
+            let w = super::workspace::named(store.as_ref(), &workspace).await?;
+            let role = store_role(role);
+            store.grant_membership(user.id, w.id, role).await?;
+            audit(
+                store.as_ref(),
+                "user.grant",
+                &user.name,
+                &format!("{} of workspace '{}'", role.as_str(), w.name),
+            )
+            .await?;
+            println!(
+                "'{}' is now {} of workspace '{}'.",
+                user.name,
+                role.as_str(),
+                w.name
+            );
+            if user.role == StoreRole::Admin {
+                println!(
+                    "note: '{}' is a global admin and sees every workspace anyway.",
+                    user.name
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        UserCommand::Revoke { name, workspace } => {
+            let store = context::open_store(global).await?;
+            let user = account(store.as_ref(), &name).await?;
+            let w = super::workspace::named(store.as_ref(), &workspace).await?;
+            match store.revoke_membership(user.id, w.id).await {
+                Ok(()) => {}
+                Err(rampart_store::StoreError::NotFound(_)) => {
+                    return Err(usage(format!(
+                        "'{}' has no role in workspace '{}'",
+                        user.name, w.name
+                    )));
+                }
+                Err(e) => return Err(e.into()),
+            }
+            audit(
+                store.as_ref(),
+                "user.revoke",
+                &user.name,
+                &format!("workspace '{}'", w.name),
+            )
+            .await?;
+            println!(
+                "'{}' has no role in workspace '{}' any more.",
+                user.name, w.name
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         UserCommand::Remove { name, yes } => {
             if !yes && !confirm(&name)? {
                 eprintln!("Not removed.");
@@ -58,6 +113,48 @@ pub async fn run(global: &Global, command: UserCommand) -> anyhow::Result<ExitCo
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn store_role(role: Role) -> StoreRole {
+    match role {
+        Role::Admin => StoreRole::Admin,
+        Role::Viewer => StoreRole::Viewer,
+    }
+}
+
+/// The account named `name` (any case); an unknown name is a usage error.
+async fn account(
+    store: &dyn rampart_store::Store,
+    name: &str,
+) -> anyhow::Result<rampart_store::User> {
+    store
+        .list_users()
+        .await?
+        .into_iter()
+        .find(|u| u.name.eq_ignore_ascii_case(name.trim()))
+        .ok_or_else(|| {
+            usage(format!(
+                "no account named '{name}'; add one with `rampart user add`"
+            ))
+        })
+}
+
+async fn audit(
+    store: &dyn rampart_store::Store,
+    action: &str,
+    target: &str,
+    detail: &str,
+) -> anyhow::Result<()> {
+    store
+        .record_audit(&rampart_store::NewAuditEntry {
+            at: chrono::Utc::now(),
+            actor: "cli".into(),
+            action: action.into(),
+            target: Some(target.into()),
+            details: Some(detail.into()),
+        })
+        .await?;
+    Ok(())
 }
 
 /// The password on standard input, without the newline `echo` or a file adds.

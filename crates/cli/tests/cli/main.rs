@@ -13,6 +13,7 @@ mod key_file;
 mod kill;
 mod scale_out;
 mod tls;
+mod workspaces;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};

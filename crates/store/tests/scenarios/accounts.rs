@@ -220,6 +220,7 @@ async fn api_tokens_by_hash(store: Arc<dyn Store>) {
             scope: TokenScope::Read,
             created_by: "alice".into(),
             created_at: Utc::now(),
+            workspace: None,
         })
         .await
         .unwrap();
@@ -262,7 +263,7 @@ async fn asset_filters_by_facets(store: Arc<dyn Store>) {
         let store = store.clone();
         async move {
             store
-                .assets_page(&f, None, 10)
+                .assets_page(&rampart_store::Visibility::All, &f, None, 10)
                 .await
                 .unwrap()
                 .items
@@ -305,7 +306,10 @@ async fn dashboard_rankings(store: Arc<dyn Store>) {
         .unwrap();
     let found = findings(3, 4);
     store.upsert_findings(i.id, run, &found).await.unwrap();
-    let fixes = store.top_fixes(10).await.unwrap();
+    let fixes = store
+        .top_fixes(&rampart_store::Visibility::All, 10)
+        .await
+        .unwrap();
     let total: u64 = fixes.iter().map(|f| f.open_findings).sum();
     let with_update = found
         .iter()
@@ -317,7 +321,10 @@ async fn dashboard_rankings(store: Arc<dyn Store>) {
             .windows(2)
             .all(|w| w[0].open_findings >= w[1].open_findings)
     );
-    let risky = store.riskiest_assets(2).await.unwrap();
+    let risky = store
+        .riskiest_assets(&rampart_store::Visibility::All, 2)
+        .await
+        .unwrap();
     assert_eq!(risky.len(), 2);
     assert!(risky.iter().all(|a| a.open_findings == 4));
     assert!(risky[0].critical >= risky[1].critical);

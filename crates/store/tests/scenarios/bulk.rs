@@ -47,7 +47,10 @@ async fn batches_beyond_the_parameter_limit(store: Arc<dyn Store>) {
             ..Default::default()
         }
     );
-    let counts = store.counts(Some(i.id)).await.unwrap();
+    let counts = store
+        .counts(&rampart_store::Visibility::All, Some(i.id))
+        .await
+        .unwrap();
     assert_eq!(counts.findings_open.total(), 20_000);
     assert_eq!(counts.assets_active, 2_000);
 }
@@ -250,11 +253,14 @@ async fn throughput_200k_findings(store: Arc<dyn Store>) {
     );
     let start = Instant::now();
     let mut exported = 0;
-    let mut stream = store.stream_findings(FindingFilter {
-        integration: Some(i.id),
-        status: Some(FindingStatus::Open),
-        ..Default::default()
-    });
+    let mut stream = store.stream_findings(
+        rampart_store::Visibility::All,
+        FindingFilter {
+            integration: Some(i.id),
+            status: Some(FindingStatus::Open),
+            ..Default::default()
+        },
+    );
     while let Some(f) = stream.try_next().await.unwrap() {
         assert!(f.finding.severity.is_some());
         exported += 1;
@@ -295,11 +301,14 @@ async fn throughput_200k_findings(store: Arc<dyn Store>) {
 /// Exposure per CVE (the by-CVE index's query) within the integration.
 async fn exposure(store: &Arc<dyn Store>, i: rampart_model::IntegrationId) -> Vec<(String, u64)> {
     let all: Vec<_> = store
-        .stream_vulnerabilities(VulnerabilityFilter {
-            integration: Some(i),
-            exposed_only: true,
-            ..VulnerabilityFilter::default()
-        })
+        .stream_vulnerabilities(
+            rampart_store::Visibility::All,
+            VulnerabilityFilter {
+                integration: Some(i),
+                exposed_only: true,
+                ..VulnerabilityFilter::default()
+            },
+        )
         .try_collect()
         .await
         .unwrap();

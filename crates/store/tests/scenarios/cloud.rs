@@ -132,7 +132,7 @@ async fn all_recs(
     filter: RecommendationFilter,
 ) -> Vec<StoredRecommendation> {
     store
-        .stream_recommendations(filter)
+        .stream_recommendations(rampart_store::Visibility::All, filter)
         .try_collect()
         .await
         .unwrap()
@@ -215,7 +215,10 @@ async fn subscriptions_keep_names_states_and_read_outcomes(store: Arc<dyn Store>
         .await
         .unwrap();
 
-    let list = store.list_subscriptions(Some(c.id)).await.unwrap();
+    let list = store
+        .list_subscriptions(&rampart_store::Visibility::All, Some(c.id))
+        .await
+        .unwrap();
     let ids: Vec<&str> = list
         .iter()
         .map(|s| s.subscription.subscription_id.as_str())
@@ -240,11 +243,17 @@ async fn subscriptions_keep_names_states_and_read_outcomes(store: Arc<dyn Store>
         SubscriptionReadOutcome::Ok
     );
 
-    let reads1 = store.subscription_reads(run1).await.unwrap();
+    let reads1 = store
+        .subscription_reads(&rampart_store::Visibility::All, run1)
+        .await
+        .unwrap();
     assert_eq!(reads1.len(), 2);
     assert_eq!(reads1[1].0, SUB_B);
     assert_eq!(reads1[1].1.outcome, skipped);
-    let reads2 = store.subscription_reads(run2).await.unwrap();
+    let reads2 = store
+        .subscription_reads(&rampart_store::Visibility::All, run2)
+        .await
+        .unwrap();
     assert_eq!(reads2.len(), 2);
     assert_eq!(reads2[0].1.outcome, denied);
 
@@ -257,15 +266,36 @@ async fn subscriptions_keep_names_states_and_read_outcomes(store: Arc<dyn Store>
         .unwrap();
     assert_eq!(
         store
-            .list_subscriptions(Some(other.id))
+            .list_subscriptions(&rampart_store::Visibility::All, Some(other.id))
             .await
             .unwrap()
             .len(),
         1
     );
-    assert_eq!(store.list_subscriptions(None).await.unwrap().len(), 4);
-    assert_eq!(store.counts(Some(c.id)).await.unwrap().subscriptions, 3);
-    assert_eq!(store.counts(None).await.unwrap().subscriptions, 4);
+    assert_eq!(
+        store
+            .list_subscriptions(&rampart_store::Visibility::All, None)
+            .await
+            .unwrap()
+            .len(),
+        4
+    );
+    assert_eq!(
+        store
+            .counts(&rampart_store::Visibility::All, Some(c.id))
+            .await
+            .unwrap()
+            .subscriptions,
+        3
+    );
+    assert_eq!(
+        store
+            .counts(&rampart_store::Visibility::All, None)
+            .await
+            .unwrap()
+            .subscriptions,
+        4
+    );
 }
 
 async fn tenant_score_is_weighted_not_averaged(store: Arc<dyn Store>) {
@@ -299,7 +329,10 @@ async fn tenant_score_is_weighted_not_averaged(store: Arc<dyn Store>) {
         .await
         .unwrap();
 
-    let history = store.posture_history(Some(c.id), None).await.unwrap();
+    let history = store
+        .posture_history(&rampart_store::Visibility::All, Some(c.id), None)
+        .await
+        .unwrap();
     assert_eq!(history.len(), 3);
     let p1 = &history[0];
     assert_eq!(
@@ -323,7 +356,7 @@ async fn tenant_score_is_weighted_not_averaged(store: Arc<dyn Store>) {
     assert!(close(history[2].percent.unwrap(), 90.0));
 
     let since = store
-        .posture_history(Some(c.id), Some(t(60)))
+        .posture_history(&rampart_store::Visibility::All, Some(c.id), Some(t(60)))
         .await
         .unwrap();
     assert_eq!(
@@ -333,15 +366,25 @@ async fn tenant_score_is_weighted_not_averaged(store: Arc<dyn Store>) {
     let other = cloud_integration(&store, "other").await;
     assert!(
         store
-            .posture_history(Some(other.id), None)
+            .posture_history(&rampart_store::Visibility::All, Some(other.id), None)
             .await
             .unwrap()
             .is_empty()
     );
-    assert_eq!(store.posture_history(None, None).await.unwrap().len(), 3);
+    assert_eq!(
+        store
+            .posture_history(&rampart_store::Visibility::All, None, None)
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
 
     // Latest per subscription: A from run 3, B still from run 2 (run 3 could not read it).
-    let latest = store.latest_posture(Some(c.id)).await.unwrap();
+    let latest = store
+        .latest_posture(&rampart_store::Visibility::All, Some(c.id))
+        .await
+        .unwrap();
     assert_eq!(latest.len(), 2);
     assert_eq!(latest[0].score.subscription_id, SUB_A);
     assert_eq!((latest[0].run_id, latest[0].captured_at), (run3, t(125)));
@@ -350,11 +393,21 @@ async fn tenant_score_is_weighted_not_averaged(store: Arc<dyn Store>) {
     assert_eq!(latest[0].integration, "cloud");
     assert_eq!((latest[1].run_id, latest[1].captured_at), (run2, t(65)));
     assert_eq!(latest[1].score.weight, 1);
-    assert_eq!(latest, store.latest_posture(None).await.unwrap());
+    assert_eq!(
+        latest,
+        store
+            .latest_posture(&rampart_store::Visibility::All, None)
+            .await
+            .unwrap()
+    );
 
     // Controls of the newest run that captured controls, per subscription, largest max first.
     let a_controls = store
-        .latest_controls(Some(c.id), Some(&SUB_A.to_uppercase()))
+        .latest_controls(
+            &rampart_store::Visibility::All,
+            Some(c.id),
+            Some(&SUB_A.to_uppercase()),
+        )
         .await
         .unwrap();
     let ids: Vec<(&str, i64)> = a_controls
@@ -364,10 +417,17 @@ async fn tenant_score_is_weighted_not_averaged(store: Arc<dyn Store>) {
     assert_eq!(ids, vec![("ctl-2", run2), ("ctl-1", run2)]);
     assert_eq!(a_controls[1].control.current, Some(2.0));
     assert_eq!(a_controls[0].control.healthy, 3);
-    assert_eq!(store.latest_controls(None, None).await.unwrap().len(), 3);
+    assert_eq!(
+        store
+            .latest_controls(&rampart_store::Visibility::All, None, None)
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
     assert!(
         store
-            .latest_controls(Some(other.id), None)
+            .latest_controls(&rampart_store::Visibility::All, Some(other.id), None)
             .await
             .unwrap()
             .is_empty()
@@ -388,13 +448,28 @@ async fn record_posture_replaces_the_runs_rows(store: Arc<dyn Store>) {
             .await
             .unwrap();
     }
-    assert_eq!(store.latest_posture(Some(c.id)).await.unwrap().len(), 2);
     assert_eq!(
-        store.latest_controls(Some(c.id), None).await.unwrap().len(),
+        store
+            .latest_posture(&rampart_store::Visibility::All, Some(c.id))
+            .await
+            .unwrap()
+            .len(),
         2
     );
     assert_eq!(
-        store.posture_history(Some(c.id), None).await.unwrap().len(),
+        store
+            .latest_controls(&rampart_store::Visibility::All, Some(c.id), None)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(
+        store
+            .posture_history(&rampart_store::Visibility::All, Some(c.id), None)
+            .await
+            .unwrap()
+            .len(),
         1
     );
 
@@ -409,7 +484,10 @@ async fn record_posture_replaces_the_runs_rows(store: Arc<dyn Store>) {
         )
         .await
         .unwrap();
-    let latest = store.latest_posture(Some(c.id)).await.unwrap();
+    let latest = store
+        .latest_posture(&rampart_store::Visibility::All, Some(c.id))
+        .await
+        .unwrap();
     assert_eq!(latest.len(), 2);
     assert_eq!(
         (latest[0].score.current, latest[0].captured_at),
@@ -420,7 +498,7 @@ async fn record_posture_replaces_the_runs_rows(store: Arc<dyn Store>) {
         (9.0, t(5))
     );
     let controls: Vec<(String, String)> = store
-        .latest_controls(Some(c.id), None)
+        .latest_controls(&rampart_store::Visibility::All, Some(c.id), None)
         .await
         .unwrap()
         .into_iter()
@@ -433,7 +511,10 @@ async fn record_posture_replaces_the_runs_rows(store: Arc<dyn Store>) {
             (SUB_B.to_owned(), "ctl-1".to_owned())
         ]
     );
-    let history = store.posture_history(Some(c.id), None).await.unwrap();
+    let history = store
+        .posture_history(&rampart_store::Visibility::All, Some(c.id), None)
+        .await
+        .unwrap();
     assert_eq!(history.len(), 1);
     assert_eq!(history[0].captured_at, t(7));
     // Microsoft's (10·6/10 + 1·9/10) / 11 = 6.9 / 11, rounded to 2 decimals.
@@ -590,7 +671,12 @@ async fn recommendation_listing_filters_and_counts(store: Arc<dyn Store>) {
     let mut after = None;
     loop {
         let page = store
-            .recommendations_page(&RecommendationFilter::default(), after, 4)
+            .recommendations_page(
+                &rampart_store::Visibility::All,
+                &RecommendationFilter::default(),
+                after,
+                4,
+            )
             .await
             .unwrap();
         seen.extend(page.items.iter().map(|r| r.id));
@@ -654,7 +740,10 @@ async fn recommendation_listing_filters_and_counts(store: Arc<dyn Store>) {
         vec!["key-3"]
     );
 
-    let counts = store.counts(Some(c.id)).await.unwrap();
+    let counts = store
+        .counts(&rampart_store::Visibility::All, Some(c.id))
+        .await
+        .unwrap();
     // Unhealthy: key-0 High, key-2 Critical, key-4 Low.
     let u = counts.recommendations_unhealthy;
     assert_eq!(
@@ -663,7 +752,7 @@ async fn recommendation_listing_filters_and_counts(store: Arc<dyn Store>) {
     );
     assert_eq!(
         store
-            .counts(None)
+            .counts(&rampart_store::Visibility::All, None)
             .await
             .unwrap()
             .recommendations_unhealthy
@@ -857,7 +946,10 @@ async fn breaker_counts_within_the_scope(store: Arc<dyn Store>) {
         }
     );
     // Nothing changed.
-    let c_counts = store.counts(Some(c.id)).await.unwrap();
+    let c_counts = store
+        .counts(&rampart_store::Visibility::All, Some(c.id))
+        .await
+        .unwrap();
     assert_eq!((c_counts.assets_active, c_counts.assets_missing), (14, 0));
     assert_eq!(c_counts.findings_open.total(), 1);
     assert_eq!(
@@ -897,7 +989,14 @@ async fn breaker_counts_within_the_scope(store: Arc<dyn Store>) {
         .await
         .unwrap();
     assert_eq!(out, applied(2, 1, 1));
-    assert_eq!(store.counts(Some(c.id)).await.unwrap().assets_active, 12);
+    assert_eq!(
+        store
+            .counts(&rampart_store::Visibility::All, Some(c.id))
+            .await
+            .unwrap()
+            .assets_active,
+        12
+    );
 }
 
 /// How many recommendations a reconcile removed; one that was held fails the test.
@@ -1018,20 +1117,46 @@ async fn linked_assets_join_endpoint_and_cloud(store: Arc<dyn Store>) {
     // the re-imaged device of its own integration.
     let mut want = vec![vm0_id, twin_id];
     want.sort_unstable();
-    assert_eq!(ids(store.linked_assets(device_id0).await.unwrap()), want);
+    assert_eq!(
+        ids(store
+            .linked_assets(&rampart_store::Visibility::All, device_id0)
+            .await
+            .unwrap()),
+        want
+    );
     // The VM: both MDE devices that carry its resource id.
     let mut want = vec![device_id0, reimaged_id];
     want.sort_unstable();
-    let linked = store.linked_assets(vm0_id).await.unwrap();
+    let linked = store
+        .linked_assets(&rampart_store::Visibility::All, vm0_id)
+        .await
+        .unwrap();
     assert_eq!(linked[0].integration, "mde");
     assert_eq!(ids(linked), want);
     assert_eq!(
-        ids(store.linked_assets(twin_id).await.unwrap()),
+        ids(store
+            .linked_assets(&rampart_store::Visibility::All, twin_id)
+            .await
+            .unwrap()),
         vec![device_id0]
     );
-    assert!(store.linked_assets(unrelated_id).await.unwrap().is_empty());
-    assert!(store.linked_assets(vm1_id).await.unwrap().is_empty());
-    let missing = store.linked_assets(9_999_999).await;
+    assert!(
+        store
+            .linked_assets(&rampart_store::Visibility::All, unrelated_id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .linked_assets(&rampart_store::Visibility::All, vm1_id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let missing = store
+        .linked_assets(&rampart_store::Visibility::All, 9_999_999)
+        .await;
     assert!(
         matches!(missing, Err(StoreError::NotFound(_))),
         "{missing:?}"
@@ -1092,7 +1217,10 @@ async fn posture_export_rows(store: Arc<dyn Store>) {
     // An Endpoint integration has no posture rows.
     integration(&store, "mde").await;
 
-    let rows: Vec<PostureRecord> = posture_records(&*store, None).try_collect().await.unwrap();
+    let rows: Vec<PostureRecord> = posture_records(&*store, rampart_store::Visibility::All, None)
+        .try_collect()
+        .await
+        .unwrap();
     let types: Vec<&str> = rows.iter().map(|r| r.record_type.as_str()).collect();
     assert_eq!(
         types,
@@ -1144,10 +1272,11 @@ async fn posture_export_rows(store: Arc<dyn Store>) {
         assert_eq!(row.cells().len(), PostureRecord::HEADER.len());
     }
 
-    let only: Vec<PostureRecord> = posture_records(&*store, Some(c.id + 1))
-        .try_collect()
-        .await
-        .unwrap();
+    let only: Vec<PostureRecord> =
+        posture_records(&*store, rampart_store::Visibility::All, Some(c.id + 1))
+            .try_collect()
+            .await
+            .unwrap();
     assert!(only.is_empty());
 }
 
@@ -1203,7 +1332,13 @@ async fn delete_integration_removes_cloud_rows(store: Arc<dyn Store>) {
         if name == "gone" {
             kept = None;
             store.delete_integration(c.id).await.unwrap();
-            assert!(store.subscription_reads(run).await.unwrap().is_empty());
+            assert!(
+                store
+                    .subscription_reads(&rampart_store::Visibility::All, run)
+                    .await
+                    .unwrap()
+                    .is_empty()
+            );
         }
     }
     let (kept_id, kept_run) = kept.unwrap();
@@ -1214,14 +1349,44 @@ async fn delete_integration_removes_cloud_rows(store: Arc<dyn Store>) {
             assert!(ids == [kept_id], "{ids:?}");
         }};
     }
-    only_kept!(store.list_subscriptions(None).await.unwrap());
-    only_kept!(store.latest_posture(None).await.unwrap());
-    only_kept!(store.posture_history(None, None).await.unwrap());
-    only_kept!(store.latest_controls(None, None).await.unwrap());
+    only_kept!(
+        store
+            .list_subscriptions(&rampart_store::Visibility::All, None)
+            .await
+            .unwrap()
+    );
+    only_kept!(
+        store
+            .latest_posture(&rampart_store::Visibility::All, None)
+            .await
+            .unwrap()
+    );
+    only_kept!(
+        store
+            .posture_history(&rampart_store::Visibility::All, None, None)
+            .await
+            .unwrap()
+    );
+    only_kept!(
+        store
+            .latest_controls(&rampart_store::Visibility::All, None, None)
+            .await
+            .unwrap()
+    );
     only_kept!(all_recs(&store, RecommendationFilter::default()).await);
     only_kept!(all_assets(&store, AssetFilter::default()).await);
-    assert_eq!(store.subscription_reads(kept_run).await.unwrap().len(), 1);
-    let counts = store.counts(None).await.unwrap();
+    assert_eq!(
+        store
+            .subscription_reads(&rampart_store::Visibility::All, kept_run)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    let counts = store
+        .counts(&rampart_store::Visibility::All, None)
+        .await
+        .unwrap();
     assert_eq!(
         (
             counts.subscriptions,

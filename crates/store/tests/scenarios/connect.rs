@@ -31,7 +31,14 @@ async fn reopening_keeps_data_and_does_not_rerun_migrations() {
     store.close().await;
     drop(store);
     let store = connect(&url).await.unwrap();
-    assert_eq!(store.list_integrations().await.unwrap().len(), 1);
+    assert_eq!(
+        store
+            .list_integrations(&rampart_store::Visibility::All)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 #[tokio::test]

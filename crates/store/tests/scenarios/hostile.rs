@@ -106,7 +106,10 @@ async fn hostile_strings_round_trip(store: Arc<dyn Store>) {
     new.api_url = Some(words[0].clone());
     new.login_url = Some(words[4].clone());
     let created = store.create_integration(&new).await.unwrap();
-    let back = store.get_integration(created.id).await.unwrap();
+    let back = store
+        .get_integration(&rampart_store::Visibility::All, created.id)
+        .await
+        .unwrap();
     assert_eq!(back.api_url, new.api_url);
     assert_eq!(back.login_url, new.login_url);
     store

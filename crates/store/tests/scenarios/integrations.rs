@@ -22,10 +22,19 @@ async fn crud_and_name_conflict(store: Arc<dyn Store>) {
     assert_eq!(created.api_url.as_deref(), Some("http://127.0.0.1:9999"));
     assert_eq!(created.login_url, None);
 
-    assert_eq!(store.get_integration(created.id).await.unwrap(), created);
+    assert_eq!(
+        store
+            .get_integration(&rampart_store::Visibility::All, created.id)
+            .await
+            .unwrap(),
+        created
+    );
     // Names are compared without case.
     let by_name = store
-        .get_integration_by_name(&"Contoso-MDE".parse().unwrap())
+        .get_integration_by_name(
+            &rampart_store::Visibility::All,
+            &"Contoso-MDE".parse().unwrap(),
+        )
         .await
         .unwrap();
     assert_eq!(by_name, created);
@@ -39,7 +48,7 @@ async fn crud_and_name_conflict(store: Arc<dyn Store>) {
 
     integration(&store, "alpha").await;
     let names: Vec<String> = store
-        .list_integrations()
+        .list_integrations(&rampart_store::Visibility::All)
         .await
         .unwrap()
         .into_iter()
@@ -52,13 +61,15 @@ async fn crud_and_name_conflict(store: Arc<dyn Store>) {
     assert_eq!(secret.nonce, vec![9; 24]);
 
     let missing = store
-        .get_integration_by_name(&"nope".parse().unwrap())
+        .get_integration_by_name(&rampart_store::Visibility::All, &"nope".parse().unwrap())
         .await
         .unwrap_err();
     assert!(matches!(missing, StoreError::NotFound(_)));
     assert!(missing.to_string().contains("rampart integration list"));
     assert!(matches!(
-        store.get_integration(999_999).await,
+        store
+            .get_integration(&rampart_store::Visibility::All, 999_999)
+            .await,
         Err(StoreError::NotFound(_))
     ));
 }
@@ -134,7 +145,12 @@ async fn update_and_rename_conflict(store: Arc<dyn Store>) {
         .unwrap_err();
     assert!(matches!(clash, StoreError::Conflict(_)), "{clash:?}");
     assert_eq!(
-        store.get_integration(a.id).await.unwrap().name.as_str(),
+        store
+            .get_integration(&rampart_store::Visibility::All, a.id)
+            .await
+            .unwrap()
+            .name
+            .as_str(),
         "a-renamed"
     );
     assert!(matches!(
@@ -163,7 +179,9 @@ async fn delete_removes_its_data_only(store: Arc<dyn Store>) {
     store.delete_integration(gone.id).await.unwrap();
 
     assert!(matches!(
-        store.get_integration(gone.id).await,
+        store
+            .get_integration(&rampart_store::Visibility::All, gone.id)
+            .await,
         Err(StoreError::NotFound(_))
     ));
     assert!(
@@ -186,8 +204,21 @@ async fn delete_removes_its_data_only(store: Arc<dyn Store>) {
         5,
         "the other integration keeps its assets"
     );
-    assert!(store.list_runs(gone.id, 10).await.unwrap().is_empty());
-    assert_eq!(store.list_runs(keep.id, 10).await.unwrap().len(), 1);
+    assert!(
+        store
+            .list_runs(&rampart_store::Visibility::All, gone.id, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .list_runs(&rampart_store::Visibility::All, keep.id, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
     assert_eq!(store.get_sync_state(gone.id, "cursor").await.unwrap(), None);
     assert!(matches!(
         store.delete_integration(gone.id).await,

@@ -51,3 +51,4 @@ mod reads;
 mod reconcile;
 mod runs;
 mod upserts;
+mod workspaces;

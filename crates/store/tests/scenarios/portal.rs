@@ -162,7 +162,13 @@ async fn walk(
     let mut after: Option<SortCursor> = None;
     loop {
         let page = store
-            .assets_sorted(filter, sort, after.as_ref(), limit)
+            .assets_sorted(
+                &rampart_store::Visibility::All,
+                filter,
+                sort,
+                after.as_ref(),
+                limit,
+            )
             .await
             .unwrap();
         assert!(page.items.len() <= limit as usize);
@@ -230,13 +236,25 @@ async fn cursors_belong_to_their_order(store: Arc<dyn Store>) {
     varied_estate(&store).await;
     let by_name = AssetSort::asc(AssetSortKey::Name);
     let page = store
-        .assets_sorted(&AssetFilter::default(), by_name, None, 5)
+        .assets_sorted(
+            &rampart_store::Visibility::All,
+            &AssetFilter::default(),
+            by_name,
+            None,
+            5,
+        )
         .await
         .unwrap();
     let cursor = page.next.unwrap();
     let other = AssetSort::desc(AssetSortKey::Risk);
     let err = store
-        .assets_sorted(&AssetFilter::default(), other, Some(&cursor), 5)
+        .assets_sorted(
+            &rampart_store::Visibility::All,
+            &AssetFilter::default(),
+            other,
+            Some(&cursor),
+            5,
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::InvalidInput(_)), "{err}");
@@ -244,16 +262,27 @@ async fn cursors_belong_to_their_order(store: Arc<dyn Store>) {
     // A cursor's key travels as a bound value, never as SQL: a quote in it is just text.
     let hostile = SortCursor::decode("name.1.27204f522031", by_name).unwrap();
     let page = store
-        .assets_sorted(&AssetFilter::default(), by_name, Some(&hostile), 100)
+        .assets_sorted(
+            &rampart_store::Visibility::All,
+            &AssetFilter::default(),
+            by_name,
+            Some(&hostile),
+            100,
+        )
         .await
         .unwrap();
     assert_eq!(page.items.len(), 34, "every name sorts after \"' or 1\"");
     // get_asset finds one asset, with its summary.
     let first = &page.items[0];
-    let one = store.get_asset(first.stored.id).await.unwrap();
+    let one = store
+        .get_asset(&rampart_store::Visibility::All, first.stored.id)
+        .await
+        .unwrap();
     assert_eq!(&one, first);
     assert!(matches!(
-        store.get_asset(9_999_999).await,
+        store
+            .get_asset(&rampart_store::Visibility::All, 9_999_999)
+            .await,
         Err(StoreError::NotFound(_))
     ));
 }
@@ -264,7 +293,10 @@ async fn summary_agrees_with_the_exact_counts(store: Arc<dyn Store>) {
         .upsert_vulnerabilities(&(0..12).map(vulnerability).collect::<Vec<_>>())
         .await
         .unwrap();
-    let empty = store.summary(10).await.unwrap();
+    let empty = store
+        .summary(&rampart_store::Visibility::All, 10)
+        .await
+        .unwrap();
     assert_eq!(empty.counts.findings_open.total(), 0);
     assert_eq!(empty.as_of, None);
 
@@ -280,7 +312,7 @@ async fn summary_agrees_with_the_exact_counts(store: Arc<dyn Store>) {
     // Until the run finishes, the summary is that of the last finished run.
     assert_eq!(
         store
-            .summary(10)
+            .summary(&rampart_store::Visibility::All, 10)
             .await
             .unwrap()
             .counts
@@ -293,8 +325,14 @@ async fn summary_agrees_with_the_exact_counts(store: Arc<dyn Store>) {
         assert_eq!(s.counts, exact);
     };
     check(
-        store.summary(10).await.unwrap(),
-        store.counts(None).await.unwrap(),
+        store
+            .summary(&rampart_store::Visibility::All, 10)
+            .await
+            .unwrap(),
+        store
+            .counts(&rampart_store::Visibility::All, None)
+            .await
+            .unwrap(),
     );
 
     // A delta fixes two findings; the run's end refreshes the summary.
@@ -320,20 +358,35 @@ async fn summary_agrees_with_the_exact_counts(store: Arc<dyn Store>) {
     outcome.findings.resolved = 2;
     outcome.assets.read = 6;
     store.finish_run(run, &outcome).await.unwrap();
-    let s = store.summary(3).await.unwrap();
+    let s = store
+        .summary(&rampart_store::Visibility::All, 3)
+        .await
+        .unwrap();
     assert_eq!(s.as_of, Some(t(11)));
-    assert_eq!(s.counts, store.counts(None).await.unwrap());
+    assert_eq!(
+        s.counts,
+        store
+            .counts(&rampart_store::Visibility::All, None)
+            .await
+            .unwrap()
+    );
     assert_eq!(s.counts.findings_fixed, 2);
     assert_eq!(s.counts.findings_open.unknown, 1);
     // The rankings agree with the exact ones.
-    let exact_fixes = store.top_fixes(100).await.unwrap();
+    let exact_fixes = store
+        .top_fixes(&rampart_store::Visibility::All, 100)
+        .await
+        .unwrap();
     assert_eq!(s.top_fixes.len(), 3);
     for f in &s.top_fixes {
         assert!(exact_fixes.contains(f), "{f:?} not in {exact_fixes:?}");
     }
     let n = |v: &[rampart_store::TopFix]| v.iter().map(|f| f.open_findings).collect::<Vec<_>>();
     assert_eq!(n(&s.top_fixes), n(&exact_fixes[..3]));
-    let exact_risky = store.riskiest_assets(100).await.unwrap();
+    let exact_risky = store
+        .riskiest_assets(&rampart_store::Visibility::All, 100)
+        .await
+        .unwrap();
     assert_eq!(s.riskiest.len(), 3);
     for (x, y) in s.riskiest.iter().zip(&exact_risky) {
         assert_eq!(
@@ -347,13 +400,19 @@ async fn summary_agrees_with_the_exact_counts(store: Arc<dyn Store>) {
     let mut quiet = succeeded(t(21));
     quiet.assets.read = 6;
     store.finish_run(run, &quiet).await.unwrap();
-    let after = store.summary(3).await.unwrap();
+    let after = store
+        .summary(&rampart_store::Visibility::All, 3)
+        .await
+        .unwrap();
     assert_eq!(after.counts, s.counts);
     assert_eq!(after.as_of, Some(t(21)));
 
     // Removing the integration removes its summaries.
     store.delete_integration(i.id).await.unwrap();
-    let gone = store.summary(3).await.unwrap();
+    let gone = store
+        .summary(&rampart_store::Visibility::All, 3)
+        .await
+        .unwrap();
     assert_eq!(gone.counts.findings_open.total(), 0);
     assert!(gone.top_fixes.is_empty());
     assert!(gone.riskiest.is_empty());
@@ -447,6 +506,7 @@ async fn changed_since_selects_rows_observed_or_concluded_after(store: Arc<dyn S
     loop {
         let page = store
             .findings_page(
+                &rampart_store::Visibility::All,
                 &FindingFilter {
                     changed_since: Some(t(5)),
                     ..Default::default()
@@ -475,6 +535,7 @@ async fn changed_since_selects_rows_observed_or_concluded_after(store: Arc<dyn S
         .unwrap();
     let page = store
         .vulnerabilities_page(
+            &rampart_store::Visibility::All,
             &VulnerabilityFilter {
                 changed_since: Some(since),
                 ..Default::default()
@@ -533,7 +594,14 @@ async fn jobs_one_active_per_integration(store: Arc<dyn Store>) {
         (moved.id, moved.kind, moved.run_at),
         (job.id, JobKind::Requested, t(2))
     );
-    assert_eq!(store.list_jobs(Some(i), true, 10).await.unwrap().len(), 1);
+    assert_eq!(
+        store
+            .list_jobs(&rampart_store::Visibility::All, Some(i), true, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 
     // Claimed once; while it runs, another request reports it and queues nothing.
     let claimed = store
@@ -642,10 +710,20 @@ async fn jobs_one_active_per_integration(store: Arc<dyn Store>) {
             .unwrap();
         store.finish_job(j.id, "w1", t(20 + n), None).await.unwrap();
     }
-    let kept = store.list_jobs(Some(i), false, 100).await.unwrap();
+    let kept = store
+        .list_jobs(&rampart_store::Visibility::All, Some(i), false, 100)
+        .await
+        .unwrap();
     assert_eq!(kept.len(), 20);
     assert!(kept.windows(2).all(|w| w[0].id > w[1].id), "newest first");
-    assert_eq!(store.list_jobs(None, true, 100).await.unwrap().len(), 1);
+    assert_eq!(
+        store
+            .list_jobs(&rampart_store::Visibility::All, None, true, 100)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
     assert!(matches!(
         store
             .enqueue_job(999_999, JobKind::Requested, t(0), t(0))
@@ -655,7 +733,7 @@ async fn jobs_one_active_per_integration(store: Arc<dyn Store>) {
     store.delete_integration(i).await.unwrap();
     assert!(
         store
-            .list_jobs(Some(i), false, 100)
+            .list_jobs(&rampart_store::Visibility::All, Some(i), false, 100)
             .await
             .unwrap()
             .is_empty()
@@ -836,7 +914,10 @@ async fn a_taken_over_job_closes_the_run_its_worker_left(store: Arc<dyn Store>) 
         .unwrap()
         .unwrap();
     assert_eq!(taken.id, job.id);
-    let runs = store.list_runs(i, 5).await.unwrap();
+    let runs = store
+        .list_runs(&rampart_store::Visibility::All, i, 5)
+        .await
+        .unwrap();
     let closed = runs.iter().find(|r| r.id == run).unwrap();
     assert_eq!(closed.status, rampart_model::RunStatus::Failed);
     let why = closed.error.as_deref().unwrap_or_default();
@@ -846,7 +927,10 @@ async fn a_taken_over_job_closes_the_run_its_worker_left(store: Arc<dyn Store>) 
     );
     // So the new worker's run starts at once, not after the 30-minute stale-run wait.
     store.start_run_owned(i, "full", t(10), None).await.unwrap();
-    let still = store.list_runs(mine, 5).await.unwrap();
+    let still = store
+        .list_runs(&rampart_store::Visibility::All, mine, 5)
+        .await
+        .unwrap();
     assert_eq!(
         still.iter().find(|r| r.id == unrelated).unwrap().status,
         rampart_model::RunStatus::Running
@@ -900,7 +984,10 @@ async fn a_released_job_is_due_at_once_and_its_run_closed(store: Arc<dyn Store>)
             .await,
         Err(StoreError::Conflict(_))
     ));
-    let runs = store.list_runs(i, 5).await.unwrap();
+    let runs = store
+        .list_runs(&rampart_store::Visibility::All, i, 5)
+        .await
+        .unwrap();
     let closed = runs.iter().find(|r| r.id == run).unwrap();
     assert_eq!(closed.status, rampart_model::RunStatus::Failed);
     assert!(
@@ -929,7 +1016,10 @@ async fn a_lost_job_closes_its_run_and_a_job_put_off_waits(store: Arc<dyn Store>
         .close_runs_of_worker(i, &worker, t(1), "stopped: the job was taken over")
         .await
         .unwrap();
-    let closed = store.list_runs(i, 5).await.unwrap();
+    let closed = store
+        .list_runs(&rampart_store::Visibility::All, i, 5)
+        .await
+        .unwrap();
     let closed = closed.iter().find(|r| r.id == run).unwrap();
     assert_eq!(closed.status, rampart_model::RunStatus::Failed);
     assert_eq!(
@@ -1000,6 +1090,7 @@ async fn changed_since_selects_recommendations_observed_or_concluded_after(store
         async move {
             let page = store
                 .recommendations_page(
+                    &rampart_store::Visibility::All,
                     &RecommendationFilter {
                         changed_since: Some(t(m)),
                         ..Default::default()

@@ -51,7 +51,12 @@ async fn keyset_pages_visit_every_row_once(store: Arc<dyn Store>) {
         let mut pages = 0;
         loop {
             let page = store
-                .findings_page(&FindingFilter::default(), after, limit)
+                .findings_page(
+                    &rampart_store::Visibility::All,
+                    &FindingFilter::default(),
+                    after,
+                    limit,
+                )
                 .await
                 .unwrap();
             assert!(page.items.len() <= limit as usize);
@@ -80,10 +85,13 @@ async fn keyset_pages_visit_every_row_once(store: Arc<dyn Store>) {
     assert!(streamed.windows(2).all(|w| w[0].id < w[1].id));
 
     let assets: Vec<_> = store
-        .stream_assets(AssetFilter {
-            integration: Some(a),
-            ..Default::default()
-        })
+        .stream_assets(
+            rampart_store::Visibility::All,
+            AssetFilter {
+                integration: Some(a),
+                ..Default::default()
+            },
+        )
         .try_collect()
         .await
         .unwrap();
@@ -92,7 +100,12 @@ async fn keyset_pages_visit_every_row_once(store: Arc<dyn Store>) {
     let mut n = 0;
     loop {
         let page = store
-            .assets_page(&AssetFilter::default(), after, 5)
+            .assets_page(
+                &rampart_store::Visibility::All,
+                &AssetFilter::default(),
+                after,
+                5,
+            )
             .await
             .unwrap();
         n += page.items.len();
@@ -253,12 +266,18 @@ async fn filters_select_exactly(store: Arc<dyn Store>) {
         "host-1, host-10, host-11"
     );
 
-    let all = store.counts(None).await.unwrap();
+    let all = store
+        .counts(&rampart_store::Visibility::All, None)
+        .await
+        .unwrap();
     assert_eq!(all.assets_active, 11 + 4);
     assert_eq!(all.assets_missing, 1);
     assert_eq!(all.findings_fixed, 36);
     assert_eq!(all.findings_open.total(), 264 + 40);
-    let only_b = store.counts(Some(b)).await.unwrap();
+    let only_b = store
+        .counts(&rampart_store::Visibility::All, Some(b))
+        .await
+        .unwrap();
     assert_eq!(only_b.findings_open.critical, 12);
     assert_eq!(only_b.findings_open.high, 12);
     assert_eq!(only_b.findings_open.medium, 8);
@@ -274,7 +293,12 @@ async fn vulnerability_pages_and_streams(store: Arc<dyn Store>) {
     let mut ids = Vec::new();
     loop {
         let page = store
-            .vulnerabilities_page(&VulnerabilityFilter::default(), after, 9)
+            .vulnerabilities_page(
+                &rampart_store::Visibility::All,
+                &VulnerabilityFilter::default(),
+                after,
+                9,
+            )
             .await
             .unwrap();
         ids.extend(
@@ -293,11 +317,14 @@ async fn vulnerability_pages_and_streams(store: Arc<dyn Store>) {
     assert_eq!(ids.len(), 40);
 
     let exposed: Vec<_> = store
-        .stream_vulnerabilities(VulnerabilityFilter {
-            integration: Some(a),
-            exposed_only: true,
-            ..Default::default()
-        })
+        .stream_vulnerabilities(
+            rampart_store::Visibility::All,
+            VulnerabilityFilter {
+                integration: Some(a),
+                exposed_only: true,
+                ..Default::default()
+            },
+        )
         .try_collect()
         .await
         .unwrap();
@@ -305,10 +332,13 @@ async fn vulnerability_pages_and_streams(store: Arc<dyn Store>) {
     assert_eq!(exposed.len(), 24);
     assert!(exposed.iter().all(|v| v.exposed_assets == 11));
     let searched: Vec<_> = store
-        .stream_vulnerabilities(VulnerabilityFilter {
-            search: Some("APP 3".into()),
-            ..Default::default()
-        })
+        .stream_vulnerabilities(
+            rampart_store::Visibility::All,
+            VulnerabilityFilter {
+                search: Some("APP 3".into()),
+                ..Default::default()
+            },
+        )
         .try_collect()
         .await
         .unwrap();

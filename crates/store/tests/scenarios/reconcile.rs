@@ -107,7 +107,10 @@ async fn marks_fixed_and_missing_exactly(store: Arc<dyn Store>) {
             .unwrap(),
         applied(0, 0, 0)
     );
-    let c = store.counts(Some(i)).await.unwrap();
+    let c = store
+        .counts(&rampart_store::Visibility::All, Some(i))
+        .await
+        .unwrap();
     assert_eq!(c.assets_active, 9);
     assert_eq!(c.assets_missing, 1);
     assert_eq!(c.findings_open.total(), 43);
@@ -178,7 +181,10 @@ async fn circuit_breaker_holds_and_changes_nothing(store: Arc<dyn Store>) {
             active: 10
         }
     );
-    let c = store.counts(Some(i.id)).await.unwrap();
+    let c = store
+        .counts(&rampart_store::Visibility::All, Some(i.id))
+        .await
+        .unwrap();
     assert_eq!((c.assets_active, c.assets_missing), (10, 0));
     assert_eq!((c.findings_open.total(), c.findings_fixed), (30, 0));
     let run = store
@@ -238,7 +244,10 @@ async fn a_partial_run_changes_no_status(store: Arc<dyn Store>) {
         )
         .await
         .unwrap();
-    let c = store.counts(Some(i)).await.unwrap();
+    let c = store
+        .counts(&rampart_store::Visibility::All, Some(i))
+        .await
+        .unwrap();
     assert_eq!((c.assets_active, c.assets_missing), (10, 0));
     assert_eq!((c.findings_open.total(), c.findings_fixed), (50, 0));
     // Reconciling with a finished run is refused.
@@ -250,7 +259,10 @@ async fn a_partial_run_changes_no_status(store: Arc<dyn Store>) {
         matches!(err, rampart_store::StoreError::Conflict(_)),
         "{err}"
     );
-    let c2 = store.counts(Some(i)).await.unwrap();
+    let c2 = store
+        .counts(&rampart_store::Visibility::All, Some(i))
+        .await
+        .unwrap();
     assert_eq!(c, c2);
 }
 
@@ -278,7 +290,14 @@ async fn reconcile_only_touches_its_integration(store: Arc<dyn Store>) {
         .await
         .unwrap();
     assert_eq!(out, applied(0, 3, 0));
-    assert_eq!(store.counts(Some(b.id)).await.unwrap().findings_fixed, 0);
+    assert_eq!(
+        store
+            .counts(&rampart_store::Visibility::All, Some(b.id))
+            .await
+            .unwrap()
+            .findings_fixed,
+        0
+    );
     // A run of another integration cannot reconcile this one.
     assert!(matches!(
         store.reconcile(a.id, rb, ReconcilePolicy::new(t(12))).await,

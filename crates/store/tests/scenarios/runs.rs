@@ -15,10 +15,19 @@ scenarios!(
 
 async fn bookkeeping(store: Arc<dyn Store>) {
     let i = integration(&store, "i").await;
-    assert_eq!(store.last_successful_run(i.id).await.unwrap(), None);
+    assert_eq!(
+        store
+            .last_successful_run(&rampart_store::Visibility::All, i.id)
+            .await
+            .unwrap(),
+        None
+    );
 
     let run1 = store.start_run(i.id, "full", t(0)).await.unwrap();
-    let running = store.get_run(run1).await.unwrap();
+    let running = store
+        .get_run(&rampart_store::Visibility::All, run1)
+        .await
+        .unwrap();
     assert_eq!(running.status, RunStatus::Running);
     assert_eq!(running.started_at, t(0));
     assert_eq!(running.mode, "full");
@@ -70,7 +79,13 @@ async fn bookkeeping(store: Arc<dyn Store>) {
         (done.api_calls, done.throttled, done.retries, done.bytes),
         (12, 2, 3, 987_654_321)
     );
-    assert_eq!(store.get_run(run1).await.unwrap(), done);
+    assert_eq!(
+        store
+            .get_run(&rampart_store::Visibility::All, run1)
+            .await
+            .unwrap(),
+        done
+    );
 
     // Finishing twice is refused and changes nothing.
     let again = store
@@ -78,7 +93,13 @@ async fn bookkeeping(store: Arc<dyn Store>) {
         .await
         .unwrap_err();
     assert!(matches!(again, StoreError::Conflict(_)), "{again:?}");
-    assert_eq!(store.get_run(run1).await.unwrap(), done);
+    assert_eq!(
+        store
+            .get_run(&rampart_store::Visibility::All, run1)
+            .await
+            .unwrap(),
+        done
+    );
 
     let run2 = store.start_run(i.id, "delta", t(10)).await.unwrap();
     assert!(matches!(
@@ -99,19 +120,35 @@ async fn bookkeeping(store: Arc<dyn Store>) {
         .unwrap();
     assert!(failed.error.as_deref().unwrap().contains("AADSTS7000222"));
 
-    let runs = store.list_runs(i.id, 10).await.unwrap();
+    let runs = store
+        .list_runs(&rampart_store::Visibility::All, i.id, 10)
+        .await
+        .unwrap();
     assert_eq!(
         runs.iter().map(|r| r.id).collect::<Vec<_>>(),
         vec![run2, run1],
         "newest first"
     );
-    assert_eq!(store.list_runs(i.id, 1).await.unwrap().len(), 1);
     assert_eq!(
-        store.last_successful_run(i.id).await.unwrap().map(|r| r.id),
+        store
+            .list_runs(&rampart_store::Visibility::All, i.id, 1)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        store
+            .last_successful_run(&rampart_store::Visibility::All, i.id)
+            .await
+            .unwrap()
+            .map(|r| r.id),
         Some(run1)
     );
     assert!(matches!(
-        store.get_run(999_999).await,
+        store
+            .get_run(&rampart_store::Visibility::All, 999_999)
+            .await,
         Err(StoreError::NotFound(_))
     ));
     assert!(matches!(
@@ -182,7 +219,10 @@ async fn a_stale_run_is_closed_and_replaced(store: Arc<dyn Store>) {
         .await
         .unwrap();
     assert_ne!(fresh, crashed);
-    let old = store.get_run(crashed).await.unwrap();
+    let old = store
+        .get_run(&rampart_store::Visibility::All, crashed)
+        .await
+        .unwrap();
     assert_eq!(old.status, RunStatus::Failed);
     assert!(
         old.error.as_deref().unwrap().starts_with("abandoned"),

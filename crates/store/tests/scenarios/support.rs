@@ -146,11 +146,19 @@ pub fn vulnerability(j: usize) -> Vulnerability {
 }
 
 pub async fn all_assets(store: &Arc<dyn Store>, filter: AssetFilter) -> Vec<StoredAsset> {
-    store.stream_assets(filter).try_collect().await.unwrap()
+    store
+        .stream_assets(rampart_store::Visibility::All, filter)
+        .try_collect()
+        .await
+        .unwrap()
 }
 
 pub async fn all_findings(store: &Arc<dyn Store>, filter: FindingFilter) -> Vec<StoredFinding> {
-    store.stream_findings(filter).try_collect().await.unwrap()
+    store
+        .stream_findings(rampart_store::Visibility::All, filter)
+        .try_collect()
+        .await
+        .unwrap()
 }
 
 pub fn succeeded(at: DateTime<Utc>) -> RunOutcome {

@@ -200,7 +200,12 @@ async fn vulnerabilities_upsert_and_exposure(store: Arc<dyn Store>) {
         .unwrap();
 
     let page = store
-        .vulnerabilities_page(&VulnerabilityFilter::default(), None, 100)
+        .vulnerabilities_page(
+            &rampart_store::Visibility::All,
+            &VulnerabilityFilter::default(),
+            None,
+            100,
+        )
         .await
         .unwrap();
     assert_eq!(page.items.len(), 30);
@@ -213,6 +218,7 @@ async fn vulnerabilities_upsert_and_exposure(store: Arc<dyn Store>) {
 
     let only_a = store
         .vulnerabilities_page(
+            &rampart_store::Visibility::All,
             &VulnerabilityFilter {
                 integration: Some(a.id),
                 exposed_only: true,
@@ -280,7 +286,12 @@ async fn filling_the_catalogue_never_overwrites(store: Arc<dyn Store>) {
     );
 
     let page = store
-        .vulnerabilities_page(&VulnerabilityFilter::default(), None, 10)
+        .vulnerabilities_page(
+            &rampart_store::Visibility::All,
+            &VulnerabilityFilter::default(),
+            None,
+            10,
+        )
         .await
         .unwrap();
     let by_id = |j: usize| {
@@ -311,7 +322,12 @@ async fn filling_the_catalogue_never_overwrites(store: Arc<dyn Store>) {
         .await
         .unwrap();
     let page = store
-        .vulnerabilities_page(&VulnerabilityFilter::default(), None, 10)
+        .vulnerabilities_page(
+            &rampart_store::Visibility::All,
+            &VulnerabilityFilter::default(),
+            None,
+            10,
+        )
         .await
         .unwrap();
     assert!(

@@ -22,7 +22,7 @@
 mod input;
 
 use chrono::{NaiveDate, Utc};
-use rampart_model::{Integration, SecretHint};
+use rampart_model::{Integration, SecretHint, WorkspaceId};
 use rampart_store::{
     Enqueued, IntegrationUpdate, JobKind, NewAuditEntry, NewIntegration, SecretCiphertext, Store,
     StoreError,
@@ -109,10 +109,22 @@ impl<'a> Integrations<'a> {
         Self { engine }
     }
 
-    /// Checks `input`, seals its client secret and stores a new integration.
+    /// Checks `input`, seals its client secret and stores a new integration in the default
+    /// workspace.
     pub async fn add(
         &self,
         input: &IntegrationInput,
+        actor: &str,
+    ) -> Result<Integration, IntegrationError> {
+        self.add_in(input, WorkspaceId::DEFAULT, actor).await
+    }
+
+    /// [`Integrations::add`] into `workspace`. Whether the actor may add there is the caller's
+    /// check (an admin of the workspace, or a global admin).
+    pub async fn add_in(
+        &self,
+        input: &IntegrationInput,
+        workspace: WorkspaceId,
         actor: &str,
     ) -> Result<Integration, IntegrationError> {
         let c = input.check(true)?;
@@ -133,7 +145,11 @@ impl<'a> Integrations<'a> {
             schedule_minutes: c.schedule_minutes,
             enabled: c.enabled,
         };
-        let integration = self.engine.store().create_integration(&new).await?;
+        let integration = self
+            .engine
+            .store()
+            .create_integration_in(&new, workspace)
+            .await?;
         self.audit(
             actor,
             "integration.create",

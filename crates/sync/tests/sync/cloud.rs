@@ -196,7 +196,10 @@ pub async fn a_cloud_sync_under_faults_holds_exactly_the_truth_and_a_rerun_chang
     // Every CVE of a cloud finding is in the catalogue (the Vulnerabilities page, exports).
     let catalogue: BTreeSet<String> = h
         .store
-        .stream_vulnerabilities(VulnerabilityFilter::default())
+        .stream_vulnerabilities(
+            rampart_store::Visibility::All,
+            VulnerabilityFilter::default(),
+        )
         .map_ok(|v| v.vulnerability.cve_id.to_string())
         .try_collect()
         .await
@@ -277,7 +280,11 @@ pub async fn after_the_clock_moves_a_cloud_sync_records_exactly_the_changes(stor
     );
     let history = h
         .store
-        .posture_history(Some(h.integration.id), None)
+        .posture_history(
+            &rampart_store::Visibility::All,
+            Some(h.integration.id),
+            None,
+        )
         .await
         .expect("history");
     assert_eq!(history.len(), 2, "one tenant score per run");

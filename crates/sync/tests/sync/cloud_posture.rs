@@ -23,7 +23,12 @@ async fn all_recommendations(store: &Arc<dyn Store>) -> Vec<StoredRecommendation
     let mut after = None;
     loop {
         let page = store
-            .recommendations_page(&RecommendationFilter::default(), after, 1000)
+            .recommendations_page(
+                &rampart_store::Visibility::All,
+                &RecommendationFilter::default(),
+                after,
+                1000,
+            )
             .await
             .expect("recommendations");
         out.extend(page.items);
@@ -66,7 +71,11 @@ pub async fn the_tenant_score_is_microsofts_over_subscriptions_of_different_maxi
 
     let history = h
         .store
-        .posture_history(Some(h.integration.id), None)
+        .posture_history(
+            &rampart_store::Visibility::All,
+            Some(h.integration.id),
+            None,
+        )
         .await
         .expect("history");
     let last = history.last().expect("a point");
@@ -76,10 +85,14 @@ pub async fn the_tenant_score_is_microsofts_over_subscriptions_of_different_maxi
         "{last:?}"
     );
 
-    let rows: Vec<_> = rampart_store::export::posture_records(&*h.store, Some(h.integration.id))
-        .try_collect()
-        .await
-        .expect("export");
+    let rows: Vec<_> = rampart_store::export::posture_records(
+        &*h.store,
+        rampart_store::Visibility::All,
+        Some(h.integration.id),
+    )
+    .try_collect()
+    .await
+    .expect("export");
     let tenant = rows
         .iter()
         .find(|r| r.record_type == "tenant")
@@ -104,7 +117,7 @@ pub async fn a_control_without_a_score_keeps_its_subscription_whole(store: Arc<d
     assert_eq!(run.verdict, Some(Verdict::Complete));
     for s in h
         .store
-        .list_subscriptions(Some(h.integration.id))
+        .list_subscriptions(&rampart_store::Visibility::All, Some(h.integration.id))
         .await
         .expect("subscriptions")
     {
@@ -122,7 +135,11 @@ pub async fn a_control_without_a_score_keeps_its_subscription_whole(store: Arc<d
     let first = truth.cloud_subscriptions()[0].subscription_id.clone();
     let controls = h
         .store
-        .latest_controls(Some(h.integration.id), Some(&first))
+        .latest_controls(
+            &rampart_store::Visibility::All,
+            Some(h.integration.id),
+            Some(&first),
+        )
         .await
         .expect("controls");
     let want: Vec<_> = truth

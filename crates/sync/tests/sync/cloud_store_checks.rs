@@ -11,12 +11,18 @@ use rampart_store::{RECOMMENDATION_REMOVED, RecommendationFilter, Store};
 
 /// The device and the VM are one machine to the store, both ways.
 pub async fn assert_linked(store: &Arc<dyn Store>, device: i64, vm: i64) {
-    let from_device = store.linked_assets(device).await.expect("linked");
+    let from_device = store
+        .linked_assets(&rampart_store::Visibility::All, device)
+        .await
+        .expect("linked");
     assert!(
         from_device.iter().any(|a| a.id == vm),
         "device {device} is not linked to VM {vm}: {from_device:?}"
     );
-    let from_vm = store.linked_assets(vm).await.expect("linked");
+    let from_vm = store
+        .linked_assets(&rampart_store::Visibility::All, vm)
+        .await
+        .expect("linked");
     assert!(
         from_vm.iter().any(|a| a.id == device),
         "VM {vm} is not linked to device {device}"
@@ -37,7 +43,7 @@ pub fn truth_subscriptions(sim: &RunningSim) -> Subs {
 
 pub async fn stored_subscriptions(store: &Arc<dyn Store>, id: IntegrationId) -> Subs {
     store
-        .list_subscriptions(Some(id))
+        .list_subscriptions(&rampart_store::Visibility::All, Some(id))
         .await
         .expect("subscriptions")
         .into_iter()
@@ -80,7 +86,7 @@ pub fn truth_scores(sim: &RunningSim, only: Option<&[String]>) -> Scores {
 
 pub async fn stored_scores(store: &Arc<dyn Store>, id: IntegrationId) -> Scores {
     store
-        .latest_posture(Some(id))
+        .latest_posture(&rampart_store::Visibility::All, Some(id))
         .await
         .expect("posture")
         .into_iter()
@@ -130,7 +136,7 @@ pub fn truth_controls(sim: &RunningSim, only: Option<&[String]>) -> Controls {
 
 pub async fn stored_controls(store: &Arc<dyn Store>, id: IntegrationId) -> Controls {
     store
-        .latest_controls(Some(id), None)
+        .latest_controls(&rampart_store::Visibility::All, Some(id), None)
         .await
         .expect("controls")
         .into_iter()
@@ -199,10 +205,13 @@ pub async fn stored_recommendations(
     removed: bool,
 ) -> Recs {
     let all: Vec<_> = store
-        .stream_recommendations(RecommendationFilter {
-            integration: Some(id),
-            ..RecommendationFilter::default()
-        })
+        .stream_recommendations(
+            rampart_store::Visibility::All,
+            RecommendationFilter {
+                integration: Some(id),
+                ..RecommendationFilter::default()
+            },
+        )
         .try_collect()
         .await
         .expect("recommendations");
@@ -247,7 +256,7 @@ pub async fn assert_posture_is_the_truth(
             "subscriptions differ"
         );
         let history = store
-            .posture_history(Some(id), None)
+            .posture_history(&rampart_store::Visibility::All, Some(id), None)
             .await
             .expect("history");
         let last = history.last().expect("a posture point");

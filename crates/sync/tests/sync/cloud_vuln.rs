@@ -23,7 +23,10 @@ async fn findings(h: &Harness, status: FindingStatus) -> Vec<StoredFinding> {
 /// CVE id → when Rampart's catalogue says it was published.
 async fn published(store: &Arc<dyn Store>) -> BTreeMap<String, Option<DateTime<Utc>>> {
     store
-        .stream_vulnerabilities(VulnerabilityFilter::default())
+        .stream_vulnerabilities(
+            rampart_store::Visibility::All,
+            VulnerabilityFilter::default(),
+        )
         .map_ok(|v| {
             (
                 v.vulnerability.cve_id.to_string(),

@@ -228,11 +228,14 @@ pub async fn finding_rows(
     status: Option<FindingStatus>,
 ) -> Vec<StoredFinding> {
     store
-        .stream_findings(FindingFilter {
-            integration,
-            status,
-            ..FindingFilter::default()
-        })
+        .stream_findings(
+            rampart_store::Visibility::All,
+            FindingFilter {
+                integration,
+                status,
+                ..FindingFilter::default()
+            },
+        )
         .try_collect()
         .await
         .expect("findings")
@@ -245,11 +248,14 @@ pub async fn asset_rows(
     status: Option<AssetStatus>,
 ) -> Vec<StoredAsset> {
     store
-        .stream_assets(AssetFilter {
-            integration,
-            status,
-            ..AssetFilter::default()
-        })
+        .stream_assets(
+            rampart_store::Visibility::All,
+            AssetFilter {
+                integration,
+                status,
+                ..AssetFilter::default()
+            },
+        )
         .try_collect()
         .await
         .expect("assets")

@@ -23,7 +23,7 @@ fn problems(result: Result<impl std::fmt::Debug, IntegrationError>) -> Vec<Input
 
 async fn no_integrations(store: &Arc<dyn Store>) -> bool {
     store
-        .list_integrations()
+        .list_integrations(&rampart_store::Visibility::All)
         .await
         .expect("integrations")
         .is_empty()

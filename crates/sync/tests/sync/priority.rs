@@ -70,10 +70,13 @@ fn assert_every_finding_is_prioritised(findings: &[StoredFinding], now: DateTime
 
 async fn filtered(h: &Harness, filter: FindingFilter) -> Vec<StoredFinding> {
     h.store
-        .stream_findings(FindingFilter {
-            integration: Some(h.integration.id),
-            ..filter
-        })
+        .stream_findings(
+            rampart_store::Visibility::All,
+            FindingFilter {
+                integration: Some(h.integration.id),
+                ..filter
+            },
+        )
         .try_collect()
         .await
         .expect("findings")
@@ -188,7 +191,7 @@ pub async fn a_resync_with_nothing_changed_leaves_every_priority_as_it_was(store
         let mut after = None;
         loop {
             let page = store
-                .findings_sorted(&open, order, after, 37)
+                .findings_sorted(&rampart_store::Visibility::All, &open, order, after, 37)
                 .await
                 .expect("page");
             walked.extend(page.items.iter().map(|f| (f.priority.expect("p"), f.id)));
@@ -223,11 +226,14 @@ pub async fn a_resync_with_nothing_changed_leaves_every_priority_as_it_was(store
         "{counts:?}"
     );
     let changed: Vec<StoredFinding> = store
-        .stream_findings(FindingFilter {
-            integration: Some(h.integration.id),
-            changed_since: Some(after),
-            ..FindingFilter::default()
-        })
+        .stream_findings(
+            rampart_store::Visibility::All,
+            FindingFilter {
+                integration: Some(h.integration.id),
+                changed_since: Some(after),
+                ..FindingFilter::default()
+            },
+        )
         .try_collect()
         .await
         .expect("findings");
@@ -266,11 +272,14 @@ pub async fn a_cve_entering_kev_escalates_its_findings_and_shows_them_changed(
         .map(|f| (f.id, f))
         .collect();
     let changed: BTreeMap<i64, StoredFinding> = store
-        .stream_findings(FindingFilter {
-            integration: Some(h.integration.id),
-            changed_since: Some(refreshed_at - chrono::TimeDelta::microseconds(1)),
-            ..FindingFilter::default()
-        })
+        .stream_findings(
+            rampart_store::Visibility::All,
+            FindingFilter {
+                integration: Some(h.integration.id),
+                changed_since: Some(refreshed_at - chrono::TimeDelta::microseconds(1)),
+                ..FindingFilter::default()
+            },
+        )
         .map_ok(|f| (f.id, f))
         .try_collect()
         .await

@@ -114,7 +114,11 @@ pub async fn issue11_an_odd_record_is_named_in_the_run_and_the_run_concludes(
     assert_eq!(run.odd_records.ids.len(), 1);
     assert!(run.odd_records.ids[0].starts_with("odd-record-"));
     // The record keeps it.
-    let stored = h.store.get_run(run.id).await.expect("run");
+    let stored = h
+        .store
+        .get_run(&rampart_store::Visibility::All, run.id)
+        .await
+        .expect("run");
     assert_eq!(stored.odd_records, run.odd_records);
     assert_holds_the_truth(&h).await;
 }
@@ -133,7 +137,10 @@ pub async fn issue11_a_delta_reads_the_catalogue_incrementally_and_keeps_microso
 
     let stored: Vec<_> = h
         .store
-        .stream_vulnerabilities(VulnerabilityFilter::default())
+        .stream_vulnerabilities(
+            rampart_store::Visibility::All,
+            VulnerabilityFilter::default(),
+        )
         .try_collect()
         .await
         .expect("catalogue");

@@ -289,7 +289,7 @@ pub async fn a_files_sync_holds_exactly_the_truth_and_equals_a_pages_sync(store:
     );
     assert_eq!(
         h.store
-            .list_runs(h.integration.id, 5)
+            .list_runs(&rampart_store::Visibility::All, h.integration.id, 5)
             .await
             .expect("runs")
             .len(),

@@ -16,11 +16,11 @@ use crate::state::AppState;
 #[utoipa::path(get, path = "/api/v1/assets", tag = "data", params(AssetQuery),
     responses((status = 200, body = AssetPage), (status = 400, body = Problem), (status = 401, body = Problem)))]
 pub async fn assets(
-    _t: ApiReader,
+    t: ApiReader,
     State(state): State<AppState>,
     Query(q): Query<AssetQuery>,
 ) -> Result<Json<AssetPage>, ApiError> {
-    let (_, page) = q.page(state.store().as_ref()).await?;
+    let (_, page) = q.page(state.store().as_ref(), &t.vis()).await?;
     Ok(Json(AssetPage {
         items: page.items.iter().map(AssetOut::from).collect(),
         next_cursor: page.next.map(|n| n.encode()),
@@ -30,20 +30,23 @@ pub async fn assets(
 #[utoipa::path(get, path = "/api/v1/findings", tag = "data", params(FindingQuery),
     responses((status = 200, body = FindingPage), (status = 400, body = Problem), (status = 401, body = Problem)))]
 pub async fn findings(
-    _t: ApiReader,
+    t: ApiReader,
     State(state): State<AppState>,
     Query(q): Query<FindingQuery>,
 ) -> Result<Json<FindingPage>, ApiError> {
     let (filter, limit) = (q.filter()?, query::limit(&q.limit)?);
     let store = state.store();
+    let vis = t.vis();
     let (items, next_cursor) = match q.order(None)? {
         None => {
-            let page = store.findings_page(&filter, q.after()?, limit).await?;
+            let page = store
+                .findings_page(&vis, &filter, q.after()?, limit)
+                .await?;
             (page.items, page.next.map(|n| n.to_string()))
         }
         Some(order) => {
             let page = store
-                .findings_sorted(&filter, order, q.priority_after()?, limit)
+                .findings_sorted(&vis, &filter, order, q.priority_after()?, limit)
                 .await?;
             (page.items, page.next.map(|n| n.encode()))
         }
@@ -57,13 +60,13 @@ pub async fn findings(
 #[utoipa::path(get, path = "/api/v1/vulnerabilities", tag = "data", params(VulnerabilityQuery),
     responses((status = 200, body = VulnerabilityPage), (status = 400, body = Problem), (status = 401, body = Problem)))]
 pub async fn vulnerabilities(
-    _t: ApiReader,
+    t: ApiReader,
     State(state): State<AppState>,
     Query(q): Query<VulnerabilityQuery>,
 ) -> Result<Json<VulnerabilityPage>, ApiError> {
     let page = state
         .store()
-        .vulnerabilities_page(&q.filter()?, q.after()?, query::limit(&q.limit)?)
+        .vulnerabilities_page(&t.vis(), &q.filter()?, q.after()?, query::limit(&q.limit)?)
         .await?;
     let kev = kev_index(
         state.store().as_ref(),

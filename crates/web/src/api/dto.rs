@@ -20,6 +20,8 @@ fn ts_opt(t: &Option<DateTime<Utc>>) -> Option<String> {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct IntegrationOut {
     pub id: i64,
+    /// The workspace it belongs to (`GET /api/v1/workspaces`).
+    pub workspace_id: i64,
     pub name: String,
     /// `endpoint` or `cloud`.
     pub product: String,
@@ -42,6 +44,7 @@ impl From<&Integration> for IntegrationOut {
     fn from(i: &Integration) -> Self {
         Self {
             id: i.id,
+            workspace_id: i.workspace_id.0,
             name: i.name.to_string(),
             product: i.product.as_str().into(),
             cloud: i.cloud.as_str().into(),
@@ -77,6 +80,27 @@ pub struct IntegrationIn {
     pub api_url: Option<String>,
     pub schedule_minutes: Option<i64>,
     pub enabled: Option<bool>,
+    /// Creating only: the workspace to add it to (default: the token's own, or Default for a
+    /// global token). A workspace the token may not change is answered 404.
+    pub workspace_id: Option<i64>,
+}
+
+/// A workspace (one customer or team; docs/workspaces.md).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WorkspaceOut {
+    pub id: i64,
+    pub name: String,
+    pub created_at: String,
+}
+
+impl From<&rampart_store::Workspace> for WorkspaceOut {
+    fn from(w: &rampart_store::Workspace) -> Self {
+        Self {
+            id: w.id.0,
+            name: w.name.clone(),
+            created_at: ts(&w.created_at),
+        }
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use rampart_model::IntegrationId;
+use rampart_model::{IntegrationId, WorkspaceId};
 use rampart_sync::integrations::{IntegrationInput, Integrations};
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -21,10 +21,10 @@ fn actor(token: &rampart_store::ApiToken) -> String {
 #[utoipa::path(get, path = "/api/v1/integrations", tag = "integrations",
     responses((status = 200, body = [IntegrationOut]), (status = 401, body = Problem)))]
 pub async fn list(
-    _t: ApiReader,
+    t: ApiReader,
     State(state): State<AppState>,
 ) -> Result<Json<Vec<IntegrationOut>>, ApiError> {
-    let all = state.store().list_integrations().await?;
+    let all = state.store().list_integrations(&t.vis()).await?;
     Ok(Json(all.iter().map(IntegrationOut::from).collect()))
 }
 
@@ -32,10 +32,22 @@ pub async fn list(
     responses((status = 201, body = IntegrationOut), (status = 400, body = Problem),
         (status = 401, body = Problem), (status = 403, body = Problem)))]
 pub async fn create(
-    ApiAdmin(token): ApiAdmin,
+    admin: ApiAdmin,
     State(state): State<AppState>,
     Json(body): Json<IntegrationIn>,
 ) -> Result<(StatusCode, Json<IntegrationOut>), ApiError> {
+    let workspace = body
+        .workspace_id
+        .map(WorkspaceId)
+        .or(admin.0.workspace)
+        .unwrap_or(WorkspaceId::DEFAULT);
+    // A workspace the token may not change is answered as one that does not exist.
+    if !admin.vis().allows(workspace) {
+        return Err(ApiError(AppError::NotFound(format!(
+            "workspace {workspace} not found"
+        ))));
+    }
+    let token = admin.0;
     let input = IntegrationInput {
         name: body.name.unwrap_or_default(),
         product: body.product.unwrap_or_else(|| "endpoint".into()),
@@ -53,7 +65,7 @@ pub async fn create(
         enabled: body.enabled.unwrap_or(true),
     };
     let created = Integrations::new(&state.engine)
-        .add(&input, &actor(&token))
+        .add_in(&input, workspace, &actor(&token))
         .await?;
     Ok((StatusCode::CREATED, Json(IntegrationOut::from(&created))))
 }
@@ -62,11 +74,13 @@ pub async fn create(
     params(("id" = i64, Path)),
     responses((status = 200, body = IntegrationOut), (status = 404, body = Problem)))]
 pub async fn get_one(
-    _t: ApiReader,
+    t: ApiReader,
     State(state): State<AppState>,
     Path(id): Path<IntegrationId>,
 ) -> Result<Json<IntegrationOut>, ApiError> {
-    Ok(Json((&state.store().get_integration(id).await?).into()))
+    Ok(Json(
+        (&state.store().get_integration(&t.vis(), id).await?).into(),
+    ))
 }
 
 #[utoipa::path(patch, path = "/api/v1/integrations/{id}", tag = "integrations",
@@ -74,12 +88,18 @@ pub async fn get_one(
     responses((status = 200, body = IntegrationOut), (status = 400, body = Problem),
         (status = 403, body = Problem), (status = 404, body = Problem)))]
 pub async fn update(
-    ApiAdmin(token): ApiAdmin,
+    admin: ApiAdmin,
     State(state): State<AppState>,
     Path(id): Path<IntegrationId>,
     Json(body): Json<IntegrationIn>,
 ) -> Result<Json<IntegrationOut>, ApiError> {
-    let existing = state.store().get_integration(id).await?;
+    let existing = state.store().get_integration(&admin.vis(), id).await?;
+    let token = admin.0;
+    if body.workspace_id.is_some() {
+        return Err(ApiError(AppError::BadRequest(
+            "workspace_id is taken when creating only; an operator moves an integration with `rampart integration move NAME --workspace W`".into(),
+        )));
+    }
     let or = |new: Option<String>, old: String| new.unwrap_or(old);
     let input = IntegrationInput {
         name: or(body.name, existing.name.to_string()),
@@ -117,11 +137,12 @@ pub async fn update(
     params(("id" = i64, Path)),
     responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem)))]
 pub async fn delete(
-    ApiAdmin(token): ApiAdmin,
+    admin: ApiAdmin,
     State(state): State<AppState>,
     Path(id): Path<IntegrationId>,
 ) -> Result<StatusCode, ApiError> {
-    let existing = state.store().get_integration(id).await?;
+    let existing = state.store().get_integration(&admin.vis(), id).await?;
+    let token = admin.0;
     Integrations::new(&state.engine)
         .remove(&existing, &actor(&token))
         .await?;
@@ -132,11 +153,12 @@ pub async fn delete(
     params(("id" = i64, Path)),
     responses((status = 200, body = TestReportOut), (status = 403, body = Problem), (status = 404, body = Problem)))]
 pub async fn test(
-    ApiAdmin(token): ApiAdmin,
+    admin: ApiAdmin,
     State(state): State<AppState>,
     Path(id): Path<IntegrationId>,
 ) -> Result<Json<TestReportOut>, ApiError> {
-    let integration = state.store().get_integration(id).await?;
+    let integration = state.store().get_integration(&admin.vis(), id).await?;
+    let token = admin.0;
     let report = Integrations::new(&state.engine)
         .test(&integration, &actor(&token))
         .await?;
@@ -148,11 +170,12 @@ pub async fn test(
     responses((status = 202, body = SyncStartedOut), (status = 409, body = Problem),
         (status = 403, body = Problem), (status = 404, body = Problem)))]
 pub async fn sync(
-    ApiAdmin(token): ApiAdmin,
+    admin: ApiAdmin,
     State(state): State<AppState>,
     Path(id): Path<IntegrationId>,
 ) -> Result<(StatusCode, Json<SyncStartedOut>), ApiError> {
-    let integration = state.store().get_integration(id).await?;
+    let integration = state.store().get_integration(&admin.vis(), id).await?;
+    let token = admin.0;
     let follow = format!("follow it at /api/v1/integrations/{id}/runs");
     let message = match crate::scheduler::sync_now(&state, &integration, &actor(&token)).await? {
         SyncNowOutcome::Started => format!("sync started; {follow}"),
@@ -185,15 +208,16 @@ pub struct RunsQuery {
     params(("id" = i64, Path), RunsQuery),
     responses((status = 200, body = [RunOut]), (status = 404, body = Problem)))]
 pub async fn runs(
-    _t: ApiReader,
+    t: ApiReader,
     State(state): State<AppState>,
     Path(id): Path<IntegrationId>,
     Query(q): Query<RunsQuery>,
 ) -> Result<Json<Vec<RunOut>>, ApiError> {
-    state.store().get_integration(id).await?;
+    let vis = t.vis();
+    state.store().get_integration(&vis, id).await?;
     let runs = state
         .store()
-        .list_runs(id, q.limit.unwrap_or(20).clamp(1, 200))
+        .list_runs(&vis, id, q.limit.unwrap_or(20).clamp(1, 200))
         .await?;
     Ok(Json(runs.iter().map(RunOut::from).collect()))
 }

@@ -6,6 +6,7 @@ pub mod dto;
 mod integrations;
 mod posture;
 mod users;
+mod workspaces;
 
 use axum::Json;
 use axum::Router;
@@ -28,7 +29,7 @@ use crate::state::AppState;
     ),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
-    tags((name = "integrations"), (name = "data"), (name = "posture"), (name = "users")),
+    tags((name = "integrations"), (name = "data"), (name = "posture"), (name = "users"), (name = "workspaces")),
 )]
 struct ApiDoc;
 
@@ -70,6 +71,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(posture::recommendations))
         .routes(routes!(users::list_users))
         .routes(routes!(users::delete_user))
+        .routes(routes!(workspaces::list_workspaces))
 }
 
 pub fn router() -> Router<AppState> {

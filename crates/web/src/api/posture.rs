@@ -206,15 +206,16 @@ pub struct RecommendationPage {
 #[utoipa::path(get, path = "/api/v1/posture", tag = "posture", params(PostureQuery),
     responses((status = 200, body = PostureOut), (status = 400, body = Problem), (status = 401, body = Problem)))]
 pub async fn scores(
-    _t: ApiReader,
+    t: ApiReader,
     State(state): State<AppState>,
     Query(q): Query<PostureQuery>,
 ) -> Result<Json<PostureOut>, ApiError> {
     let store = state.store();
+    let vis = t.vis();
     let integration = q.integration()?;
     let since = q.changed_since()?;
     let subscription = q.subscription();
-    let history = store.posture_history(integration, None).await?;
+    let history = store.posture_history(&vis, integration, None).await?;
     // The newest point of each integration (history is oldest first).
     let mut tenants: Vec<TenantScoreOut> = Vec::new();
     for p in history.iter().rev() {
@@ -225,9 +226,9 @@ pub async fn scores(
         }
     }
     tenants.sort_by_key(|t| t.integration_id);
-    let scores = store.latest_posture(integration).await?;
+    let scores = store.latest_posture(&vis, integration).await?;
     let subscriptions = store
-        .list_subscriptions(integration)
+        .list_subscriptions(&vis, integration)
         .await?
         .into_iter()
         .filter(|s| {
@@ -284,14 +285,14 @@ pub async fn scores(
     responses((status = 200, body = [TenantScoreOut], description = "One point per sync and tenant, oldest first; `changed_since` keeps the points captured after it."),
         (status = 400, body = Problem), (status = 401, body = Problem)))]
 pub async fn history(
-    _t: ApiReader,
+    t: ApiReader,
     State(state): State<AppState>,
     Query(q): Query<PostureQuery>,
 ) -> Result<Json<Vec<TenantScoreOut>>, ApiError> {
     let since = q.changed_since()?;
     let points = state
         .store()
-        .posture_history(q.integration()?, since)
+        .posture_history(&t.vis(), q.integration()?, since)
         .await?;
     Ok(Json(
         points
@@ -306,14 +307,14 @@ pub async fn history(
     responses((status = 200, body = [ControlOut], description = "The latest controls of each subscription."),
         (status = 400, body = Problem), (status = 401, body = Problem)))]
 pub async fn controls(
-    _t: ApiReader,
+    t: ApiReader,
     State(state): State<AppState>,
     Query(q): Query<PostureQuery>,
 ) -> Result<Json<Vec<ControlOut>>, ApiError> {
     let since = q.changed_since()?;
     let controls = state
         .store()
-        .latest_controls(q.integration()?, q.subscription().as_deref())
+        .latest_controls(&t.vis(), q.integration()?, q.subscription().as_deref())
         .await?;
     Ok(Json(
         controls
@@ -327,13 +328,13 @@ pub async fn controls(
 #[utoipa::path(get, path = "/api/v1/posture/recommendations", tag = "posture", params(RecommendationQuery),
     responses((status = 200, body = RecommendationPage), (status = 400, body = Problem), (status = 401, body = Problem)))]
 pub async fn recommendations(
-    _t: ApiReader,
+    t: ApiReader,
     State(state): State<AppState>,
     Query(q): Query<RecommendationQuery>,
 ) -> Result<Json<RecommendationPage>, ApiError> {
     let page = state
         .store()
-        .recommendations_page(&q.filter()?, q.after()?, query::limit(&q.limit)?)
+        .recommendations_page(&t.vis(), &q.filter()?, q.after()?, query::limit(&q.limit)?)
         .await?;
     Ok(Json(RecommendationPage {
         items: page.items.iter().map(RecommendationOut::from).collect(),

@@ -10,7 +10,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::auth::tokens::ApiAdmin;
-use crate::error::{ApiError, Problem};
+use crate::error::{ApiError, AppError, Problem};
 use crate::state::AppState;
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -36,13 +36,24 @@ impl From<&User> for UserOut {
     }
 }
 
+/// Accounts span workspaces: only a global token manages them.
+fn global_only(token: &rampart_store::ApiToken) -> Result<(), ApiError> {
+    match token.workspace {
+        None => Ok(()),
+        Some(_) => Err(ApiError(AppError::Forbidden(
+            "this API token is scoped to one workspace; managing accounts needs a global admin-scope token".into(),
+        ))),
+    }
+}
+
 #[utoipa::path(get, path = "/api/v1/users", tag = "users",
     responses((status = 200, body = [UserOut]), (status = 401, body = Problem),
         (status = 403, body = Problem)))]
 pub async fn list_users(
-    _t: ApiAdmin,
+    ApiAdmin(token): ApiAdmin,
     State(state): State<AppState>,
 ) -> Result<Json<Vec<UserOut>>, ApiError> {
+    global_only(&token)?;
     let users = state.store().list_users().await?;
     Ok(Json(users.iter().map(UserOut::from).collect()))
 }
@@ -56,6 +67,7 @@ pub async fn delete_user(
     State(state): State<AppState>,
     Path(id): Path<i64>,
 ) -> Result<StatusCode, ApiError> {
+    global_only(&token)?;
     let user = state.store().get_user(id).await?;
     let actor = format!("api:{}", token.name);
     crate::auth::users::remove_user(state.store().as_ref(), &user, &actor).await?;

@@ -4,32 +4,100 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Redirect, Response};
 use chrono::{DateTime, Utc};
-use rampart_store::{Role, StoreError, User};
+use rampart_model::WorkspaceId;
+use rampart_store::{Membership, Role, StoreError, User, Visibility};
 use tower_sessions::Session;
 
-use crate::auth::{SIGNED_IN_AT_KEY, USER_KEY, csrf};
+use crate::auth::{SIGNED_IN_AT_KEY, USER_KEY, WORKSPACE_KEY, csrf};
 use crate::error::AppError;
 use crate::state::AppState;
 
 /// Where an account whose password must change is sent, whatever it asked for.
 pub const CHANGE_PASSWORD_PATH: &str = "/account/password";
 
-/// A signed-in account and the session's CSRF token (for the forms of the page).
+/// A signed-in account, its workspace roles, the workspace the session is looking at (the
+/// header's switcher; `None`: all it may see) and the session's CSRF token (for the forms of the
+/// page).
 #[derive(Debug, Clone)]
 pub struct Ctx {
     pub user: User,
+    pub memberships: Vec<Membership>,
+    pub workspace: Option<WorkspaceId>,
+    /// The workspaces the header's switcher offers: every one for a global admin, the
+    /// account's own otherwise.
+    pub switchable: Vec<(WorkspaceId, String)>,
     pub csrf: String,
 }
 
 impl Ctx {
+    /// A global admin: sees and changes everything, manages accounts and workspaces.
     pub fn is_admin(&self) -> bool {
         self.user.role == Role::Admin
+    }
+
+    /// What the account may see, whichever workspace the session looks at.
+    pub fn allowed(&self) -> Visibility {
+        if self.is_admin() {
+            Visibility::All
+        } else {
+            Visibility::member_of(&self.memberships)
+        }
+    }
+
+    /// What the pages show: what the account may see, narrowed to the session's workspace.
+    /// Every read of the store takes this (docs/workspaces.md).
+    pub fn vis(&self) -> Visibility {
+        match self.workspace {
+            Some(w) => self.allowed().within(w),
+            None => self.allowed(),
+        }
+    }
+
+    /// The integrations the account may change: those of the workspaces it is an admin of.
+    /// Anything else is answered as if it did not exist.
+    pub fn admin_vis(&self) -> Visibility {
+        if self.is_admin() {
+            Visibility::All
+        } else {
+            Visibility::admin_of(&self.memberships)
+        }
+    }
+
+    /// Whether the account may change anything at all (a global admin, or an admin of some
+    /// workspace): the integration forms are shown to it.
+    pub fn can_admin_integrations(&self) -> bool {
+        self.is_admin() || self.memberships.iter().any(|m| m.role == Role::Admin)
     }
 }
 
 /// A signed-in admin.
 #[derive(Debug, Clone)]
 pub struct AdminCtx(pub Ctx);
+
+/// A signed-in account that may change integrations: a global admin or an admin of some
+/// workspace. Which integrations it may change is [`Ctx::admin_vis`]; anything else is answered
+/// 404, as if it did not exist.
+#[derive(Debug, Clone)]
+pub struct WorkspaceAdminCtx(pub Ctx);
+
+impl WorkspaceAdminCtx {
+    /// Where a new integration goes: the session's workspace when the account is an admin
+    /// there, otherwise the first workspace it is an admin of (Default for a global admin).
+    pub fn new_integration_workspace(&self) -> Option<WorkspaceId> {
+        let ctx = &self.0;
+        let admin = ctx.admin_vis();
+        if let Some(w) = ctx.workspace.filter(|w| admin.allows(*w)) {
+            return Some(w);
+        }
+        if ctx.is_admin() {
+            return Some(WorkspaceId::DEFAULT);
+        }
+        ctx.memberships
+            .iter()
+            .find(|m| m.role == Role::Admin)
+            .map(|m| m.workspace_id)
+    }
+}
 
 /// A signed-in account that may still have to change its password: only the change-password
 /// page takes it.
@@ -104,7 +172,35 @@ async fn signed_in(parts: &Parts, state: &AppState) -> Result<Ctx, AppError> {
         return ended(&session).await;
     }
     let csrf = csrf::token(&session).await?;
-    Ok(Ctx { user, csrf })
+    let memberships = state.store().memberships(user.id).await?;
+    let switchable: Vec<(WorkspaceId, String)> = if user.role == Role::Admin {
+        state
+            .store()
+            .list_workspaces()
+            .await?
+            .into_iter()
+            .map(|w| (w.id, w.name))
+            .collect()
+    } else {
+        memberships
+            .iter()
+            .map(|m| (m.workspace_id, m.workspace.clone()))
+            .collect()
+    };
+    // A workspace the account lost (or that was removed) since it was chosen is forgotten.
+    let workspace = session
+        .get::<i64>(WORKSPACE_KEY)
+        .await
+        .map_err(AppError::internal)?
+        .map(WorkspaceId)
+        .filter(|w| switchable.iter().any(|(id, _)| id == w));
+    Ok(Ctx {
+        user,
+        memberships,
+        workspace,
+        switchable,
+        csrf,
+    })
 }
 
 impl FromRequestParts<AppState> for Ctx {
@@ -135,5 +231,18 @@ impl FromRequestParts<AppState> for AdminCtx {
             )));
         }
         Ok(AdminCtx(ctx))
+    }
+}
+
+impl FromRequestParts<AppState> for WorkspaceAdminCtx {
+    type Rejection = Denied;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Denied> {
+        let ctx = Ctx::from_request_parts(parts, state).await?;
+        if !ctx.can_admin_integrations() {
+            return Err(Denied::App(AppError::Forbidden(
+                "only admins can do this; ask an admin of the workspace, or sign in as one".into(),
+            )));
+        }
+        Ok(WorkspaceAdminCtx(ctx))
     }
 }

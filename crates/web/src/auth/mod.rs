@@ -22,6 +22,8 @@ pub const USER_KEY: &str = "user_id";
 /// ends [`AuthSettings::session_lifetime`] later however busy it is, and when the password
 /// changes after it.
 pub const SIGNED_IN_AT_KEY: &str = "signed_in_at";
+/// Session key of the workspace the header's switcher chose (absent: all the account may see).
+pub const WORKSPACE_KEY: &str = "workspace_id";
 
 /// How the portal authenticates, from [`crate::WebConfig`].
 pub struct AuthSettings {

@@ -4,7 +4,7 @@ use axum::extract::FromRequestParts;
 use axum::http::header;
 use axum::http::request::Parts;
 use base64::Engine as _;
-use rampart_store::{ApiToken, TokenScope};
+use rampart_store::{ApiToken, TokenScope, Visibility};
 use sha2::{Digest, Sha256};
 
 use crate::error::{ApiError, AppError};
@@ -28,11 +28,32 @@ pub fn token_hash(token: &str) -> String {
 
 /// Any valid API token (read or admin scope).
 #[derive(Debug, Clone)]
-pub struct ApiReader;
+pub struct ApiReader(pub ApiToken);
 
 /// An API token with admin scope.
 #[derive(Debug, Clone)]
 pub struct ApiAdmin(pub ApiToken);
+
+/// What a token may see (and, with admin scope, change): its one workspace, or everything for
+/// a global token (docs/workspaces.md).
+pub fn token_visibility(token: &ApiToken) -> Visibility {
+    match token.workspace {
+        Some(w) => Visibility::Workspaces(vec![w]),
+        None => Visibility::All,
+    }
+}
+
+impl ApiReader {
+    pub fn vis(&self) -> Visibility {
+        token_visibility(&self.0)
+    }
+}
+
+impl ApiAdmin {
+    pub fn vis(&self) -> Visibility {
+        token_visibility(&self.0)
+    }
+}
 
 async fn bearer(parts: &Parts, state: &AppState) -> Result<ApiToken, ApiError> {
     let value = parts
@@ -58,8 +79,7 @@ async fn bearer(parts: &Parts, state: &AppState) -> Result<ApiToken, ApiError> {
 impl FromRequestParts<AppState> for ApiReader {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        bearer(parts, state).await?;
-        Ok(ApiReader)
+        Ok(ApiReader(bearer(parts, state).await?))
     }
 }
 

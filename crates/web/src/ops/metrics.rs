@@ -201,19 +201,30 @@ async fn register_store_metrics(
     let status = Family::<Outcome, Gauge>::default();
     let verdict = Family::<Outcome, Gauge>::default();
 
-    for integration in store.list_integrations().await? {
+    for integration in store
+        .list_integrations(&rampart_store::Visibility::All)
+        .await?
+    {
         let labels = Integration {
             integration: integration.name.to_string(),
             product: integration.product.to_string(),
         };
-        if let Some(run) = store.last_successful_run(integration.id).await?
+        if let Some(run) = store
+            .last_successful_run(&rampart_store::Visibility::All, integration.id)
+            .await?
             && let Some(finished) = run.finished_at
         {
             last_success
                 .get_or_create(&labels)
                 .set(finished.timestamp_millis() as f64 / 1000.0);
         }
-        let runs = store.list_runs(integration.id, RUNS_LOOKED_AT).await?;
+        let runs = store
+            .list_runs(
+                &rampart_store::Visibility::All,
+                integration.id,
+                RUNS_LOOKED_AT,
+            )
+            .await?;
         let Some(run) = runs.iter().find(|r| r.finished_at.is_some()) else {
             continue;
         };
@@ -301,7 +312,9 @@ async fn register_job_metrics(
     store: &dyn Store,
 ) -> Result<(), rampart_store::StoreError> {
     let now = Utc::now();
-    let jobs = store.list_jobs(None, true, JOBS_LOOKED_AT).await?;
+    let jobs = store
+        .list_jobs(&rampart_store::Visibility::All, None, true, JOBS_LOOKED_AT)
+        .await?;
     let by_state = Family::<JobLabels, Gauge>::default();
     let mut due = 0_i64;
     let mut oldest_due = None;

@@ -50,6 +50,9 @@ pub struct TokenForm {
     name: String,
     #[serde(default)]
     scope: String,
+    /// A workspace name: the token sees only that workspace. Empty: a global token.
+    #[serde(default)]
+    workspace: String,
 }
 
 pub async fn create_token(
@@ -59,13 +62,22 @@ pub async fn create_token(
 ) -> Result<Response, AppError> {
     let name = form.name.trim().chars().take(80).collect::<String>();
     let scope = TokenScope::parse(&form.scope);
-    let (created, error) = match (name.is_empty(), scope) {
-        (true, _) => (
+    let workspace = match form.workspace.trim() {
+        "" => Ok(None),
+        w => match state.store().get_workspace_by_name(w).await {
+            Ok(ws) => Ok(Some(ws.id)),
+            Err(rampart_store::StoreError::NotFound(m)) => Err(m),
+            Err(e) => return Err(e.into()),
+        },
+    };
+    let (created, error) = match (name.is_empty(), scope, workspace) {
+        (true, _, _) => (
             None,
             Some("give the token a name (what uses it)".to_owned()),
         ),
-        (_, None) => (None, Some("choose read or admin scope".to_owned())),
-        (false, Some(scope)) => {
+        (_, None, _) => (None, Some("choose read or admin scope".to_owned())),
+        (_, _, Err(m)) => (None, Some(m)),
+        (false, Some(scope), Ok(workspace)) => {
             let token = random_token("rmp");
             state
                 .store()
@@ -75,6 +87,7 @@ pub async fn create_token(
                     scope,
                     created_by: ctx.user.name.clone(),
                     created_at: Utc::now(),
+                    workspace,
                 })
                 .await?;
             audit(&state, &ctx, "api_token.create", &name, scope.as_str()).await?;

@@ -44,12 +44,13 @@ struct DashboardPage {
 }
 
 pub async fn page(ctx: Ctx, State(state): State<AppState>) -> Result<Response, AppError> {
+    let vis = ctx.vis();
     let store = state.store();
     // From the summaries kept as runs finish: the exact counts would aggregate every finding.
-    let summary = store.summary(10).await?;
-    let urgent = store.urgent_counts(chrono::Utc::now()).await?;
+    let summary = store.summary(&vis, 10).await?;
+    let urgent = store.urgent_counts(&vis, chrono::Utc::now()).await?;
     let counts = summary.counts;
-    let integrations = store.list_integrations().await?;
+    let integrations = store.list_integrations(&vis).await?;
     let s = counts.findings_open;
     let severity = charts::bars(&[
         ("critical", s.critical, "sev-critical"),
@@ -62,7 +63,7 @@ pub async fn page(ctx: Ctx, State(state): State<AppState>) -> Result<Response, A
     // Endpoint integration (one line per integration would need a legend; one is the common case).
     let mut trend = Vec::new();
     if let Some(i) = integrations.iter().find(|i| i.product == Product::Endpoint) {
-        let runs = store.list_runs(i.id, 60).await?;
+        let runs = store.list_runs(&vis, i.id, 60).await?;
         trend = runs
             .iter()
             .rev()
@@ -71,7 +72,7 @@ pub async fn page(ctx: Ctx, State(state): State<AppState>) -> Result<Response, A
             .collect();
     }
     let since = Utc::now() - chrono::Duration::days(posture::TREND_DAYS);
-    let scores = posture::tenants(&store.posture_history(None, Some(since)).await?);
+    let scores = posture::tenants(&store.posture_history(&vis, None, Some(since)).await?);
     render::page(&DashboardPage {
         layout: Layout::new(&ctx, "Dashboard", "dashboard"),
         as_of: when_opt(&summary.as_of),

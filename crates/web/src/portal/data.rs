@@ -342,7 +342,7 @@ pub async fn assets(
     State(state): State<AppState>,
     Query(q): Query<AssetQuery>,
 ) -> Result<Response, AppError> {
-    let (sort, page) = q.page(state.store().as_ref()).await?;
+    let (sort, page) = q.page(state.store().as_ref(), &ctx.vis()).await?;
     let next = page.next.map(|n| Some(n.encode()));
     render::page(&AssetsPage {
         layout: Layout::new(&ctx, "Assets", "assets"),
@@ -356,11 +356,12 @@ pub async fn assets(
 }
 
 pub async fn assets_csv(
-    _ctx: Ctx,
+    ctx: Ctx,
     State(state): State<AppState>,
     Query(q): Query<AssetQuery>,
 ) -> Result<Response, AppError> {
-    Ok(csv::assets(state.store().clone(), q.filter()?))
+    let vis = ctx.vis();
+    Ok(csv::assets(state.store().clone(), vis, q.filter()?))
 }
 
 #[derive(Template)]
@@ -398,7 +399,8 @@ pub async fn asset(
     State(state): State<AppState>,
     Path(id): Path<i64>,
 ) -> Result<Response, AppError> {
-    let listed = state.store().get_asset(id).await?;
+    let vis = ctx.vis();
+    let listed = state.store().get_asset(&vis, id).await?;
     let stored = &listed.stored;
     let filter = FindingFilter {
         integration: Some(stored.integration_id),
@@ -408,7 +410,7 @@ pub async fn asset(
     };
     let findings = state
         .store()
-        .findings_sorted(&filter, FindingOrder::PriorityDesc, None, 200)
+        .findings_sorted(&vis, &filter, FindingOrder::PriorityDesc, None, 200)
         .await?;
     let more = findings.next.map(|_| {
         query::encode(&[
@@ -417,10 +419,11 @@ pub async fn asset(
             ("status", &Some("open".to_owned())),
         ])
     });
-    let linked = state.store().linked_assets(id).await?;
+    let linked = state.store().linked_assets(&vis, id).await?;
     let recommendations = state
         .store()
         .recommendations_page(
+            &vis,
             &RecommendationFilter {
                 asset_id: Some(id),
                 ..RecommendationFilter::default()
@@ -489,10 +492,11 @@ pub async fn vulnerabilities(
     State(state): State<AppState>,
     Query(q): Query<VulnerabilityQuery>,
 ) -> Result<Response, AppError> {
+    let vis = ctx.vis();
     let filter = q.filter()?;
     let page = state
         .store()
-        .vulnerabilities_page(&filter, q.after()?, query::limit(&q.limit)?)
+        .vulnerabilities_page(&vis, &filter, q.after()?, query::limit(&q.limit)?)
         .await?;
     let next = page.next.map(|n| Some(n.to_string()));
     let kev = kev_index(
@@ -516,11 +520,16 @@ pub async fn vulnerabilities(
 }
 
 pub async fn vulnerabilities_csv(
-    _ctx: Ctx,
+    ctx: Ctx,
     State(state): State<AppState>,
     Query(q): Query<VulnerabilityQuery>,
 ) -> Result<Response, AppError> {
-    Ok(csv::vulnerabilities(state.store().clone(), q.filter()?))
+    let vis = ctx.vis();
+    Ok(csv::vulnerabilities(
+        state.store().clone(),
+        vis,
+        q.filter()?,
+    ))
 }
 
 #[derive(Template)]
@@ -543,6 +552,7 @@ pub async fn vulnerability(
     State(state): State<AppState>,
     Path(cve): Path<String>,
 ) -> Result<Response, AppError> {
+    let vis = ctx.vis();
     let cve: CveId = cve
         .parse()
         .map_err(|_| AppError::NotFound("that is not a CVE id".into()))?;
@@ -552,7 +562,7 @@ pub async fn vulnerability(
     };
     let page = state
         .store()
-        .vulnerabilities_page(&filter, None, 1000)
+        .vulnerabilities_page(&vis, &filter, None, 1000)
         .await?;
     let stored = page
         .items
@@ -566,7 +576,13 @@ pub async fn vulnerability(
     };
     let findings = state
         .store()
-        .findings_sorted(&findings_filter, FindingOrder::PriorityDesc, None, 200)
+        .findings_sorted(
+            &vis,
+            &findings_filter,
+            FindingOrder::PriorityDesc,
+            None,
+            200,
+        )
         .await?;
     let more = findings.next.map(|_| {
         query::encode(&[
@@ -630,20 +646,21 @@ pub async fn findings(
     State(state): State<AppState>,
     Query(q): Query<FindingQuery>,
 ) -> Result<Response, AppError> {
+    let vis = ctx.vis();
     let (filter, limit) = (q.filter()?, query::limit(&q.limit)?);
     // Most urgent first unless another order is asked for.
     let (items, next) = match q.order(Some(FindingOrder::PriorityDesc))? {
         None => {
             let page = state
                 .store()
-                .findings_page(&filter, q.after()?, limit)
+                .findings_page(&vis, &filter, q.after()?, limit)
                 .await?;
             (page.items, page.next.map(|n| Some(n.to_string())))
         }
         Some(order) => {
             let page = state
                 .store()
-                .findings_sorted(&filter, order, q.priority_after()?, limit)
+                .findings_sorted(&vis, &filter, order, q.priority_after()?, limit)
                 .await?;
             (page.items, page.next.map(|n| Some(n.encode())))
         }
@@ -662,9 +679,10 @@ pub async fn findings(
 }
 
 pub async fn findings_csv(
-    _ctx: Ctx,
+    ctx: Ctx,
     State(state): State<AppState>,
     Query(q): Query<FindingQuery>,
 ) -> Result<Response, AppError> {
-    Ok(csv::findings(state.store().clone(), q.filter()?))
+    let vis = ctx.vis();
+    Ok(csv::findings(state.store().clone(), vis, q.filter()?))
 }

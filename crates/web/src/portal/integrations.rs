@@ -6,7 +6,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use chrono::{DateTime, NaiveDate, Utc};
-use rampart_model::{Integration, IntegrationId, SyncRun};
+use rampart_model::{Integration, IntegrationId, SyncRun, WorkspaceId};
 use rampart_store::{Job, JobKind, JobState};
 use rampart_sync::integrations::{
     IntegrationError, IntegrationInput, Integrations, SecretExpiry, secret_expiry,
@@ -14,7 +14,7 @@ use rampart_sync::integrations::{
 use rampart_sync::{ConnectionReport, StepOutcome};
 use serde::Deserialize;
 
-use crate::auth::extract::{AdminCtx, Ctx};
+use crate::auth::extract::{Ctx, WorkspaceAdminCtx};
 use crate::error::AppError;
 use crate::portal::layout::Layout;
 use crate::portal::render::{self, when, when_opt};
@@ -46,6 +46,9 @@ pub struct IntegrationForm {
     schedule_minutes: String,
     #[serde(default)]
     enabled: Option<String>,
+    /// Adding only: the workspace's id (empty: the current one).
+    #[serde(default)]
+    workspace: String,
 }
 
 impl IntegrationForm {
@@ -135,6 +138,8 @@ impl FormView {
 struct Row {
     id: IntegrationId,
     name: String,
+    /// The workspace's name (shown when the account sees several).
+    workspace: String,
     product: &'static str,
     cloud: &'static str,
     status: String,
@@ -257,12 +262,35 @@ struct FormPage {
     form: FormView,
     errors: Vec<String>,
     clouds: Vec<(&'static str, &'static str)>,
+    /// The workspaces the account may add to (id, name), and the one chosen.
+    workspaces: Vec<(i64, String)>,
+    workspace: i64,
+}
+
+impl FormPage {
+    fn is_workspace(&self, id: &i64) -> bool {
+        self.workspace == *id
+    }
+}
+
+/// The workspaces `admin` may add integrations to, by name.
+fn addable(admin: &WorkspaceAdminCtx) -> Vec<(i64, String)> {
+    let vis = admin.0.admin_vis();
+    admin
+        .0
+        .switchable
+        .iter()
+        .filter(|(id, _)| vis.allows(*id))
+        .map(|(id, name)| (id.0, name.clone()))
+        .collect()
 }
 
 #[derive(Template)]
 #[template(path = "integration.html")]
 struct ShowPage {
     layout: Layout,
+    /// The account may change this integration (an admin of its workspace, or a global admin).
+    editable: bool,
     id: IntegrationId,
     name: String,
     product: &'static str,
@@ -364,16 +392,23 @@ fn next_run_words(
 }
 
 pub async fn list(ctx: Ctx, State(state): State<AppState>) -> Result<Response, AppError> {
+    let vis = ctx.vis();
     let today = Utc::now().date_naive();
-    let active = state.store().list_jobs(None, true, 1000).await?;
+    let active = state.store().list_jobs(&vis, None, true, 1000).await?;
     let mut rows = Vec::new();
-    for i in state.store().list_integrations().await? {
-        let last = state.store().list_runs(i.id, 1).await?;
+    for i in state.store().list_integrations(&vis).await? {
+        let last = state.store().list_runs(&vis, i.id, 1).await?;
         let last = last.first();
         let job = active.iter().find(|j| j.integration_id == i.id);
         rows.push(Row {
             id: i.id,
             name: i.name.to_string(),
+            workspace: ctx
+                .switchable
+                .iter()
+                .find(|(w, _)| *w == i.workspace_id)
+                .map(|(_, name)| name.clone())
+                .unwrap_or_default(),
             product: i.product.label(),
             cloud: i.cloud.label(),
             status: match (i.enabled, last) {
@@ -392,24 +427,42 @@ pub async fn list(ctx: Ctx, State(state): State<AppState>) -> Result<Response, A
     })
 }
 
-pub async fn new_form(AdminCtx(ctx): AdminCtx) -> Result<Response, AppError> {
+pub async fn new_form(admin: WorkspaceAdminCtx) -> Result<Response, AppError> {
+    let workspace = admin.new_integration_workspace().map_or(0, |w| w.0);
     render::page(&FormPage {
-        layout: Layout::new(&ctx, "Add integration", "integrations"),
+        layout: Layout::new(&admin.0, "Add integration", "integrations"),
         action: "/integrations".into(),
         form: FormView::blank(),
         errors: vec![],
         clouds: clouds(),
+        workspaces: addable(&admin),
+        workspace,
     })
 }
 
 pub async fn create(
-    AdminCtx(ctx): AdminCtx,
+    admin: WorkspaceAdminCtx,
     State(state): State<AppState>,
     Form(form): Form<IntegrationForm>,
 ) -> Result<Response, AppError> {
+    // The workspace chosen on the form (default: the current one). One the account may not add
+    // to is answered as one that does not exist.
+    let workspace = match form.workspace.trim() {
+        "" => admin
+            .new_integration_workspace()
+            .ok_or_else(|| AppError::Forbidden("you are not an admin of any workspace".into()))?,
+        raw => raw
+            .parse::<i64>()
+            .ok()
+            .map(WorkspaceId)
+            .filter(|w| admin.0.admin_vis().allows(*w))
+            .ok_or_else(|| AppError::NotFound("no such workspace".into()))?,
+    };
+    let workspaces = addable(&admin);
+    let ctx = admin.0;
     let input = form.input();
     match Integrations::new(&state.engine)
-        .add(&input, &ctx.user.name)
+        .add_in(&input, workspace, &ctx.user.name)
         .await
     {
         Ok(i) => Ok(Redirect::to(&format!("/integrations/{}?notice=saved", i.id)).into_response()),
@@ -421,6 +474,8 @@ pub async fn create(
                 form: FormView::from_input(&input, None),
                 errors: problems.on_form(),
                 clouds: clouds(),
+                workspaces,
+                workspace: workspace.0,
             },
         ),
         Err(other) => Err(other.into()),
@@ -454,15 +509,17 @@ async fn show_page(
     report: Option<ConnectionReport>,
     notice: Option<&'static str>,
 ) -> Result<ShowPage, AppError> {
-    let runs = state.store().list_runs(integration.id, 20).await?;
+    let vis = ctx.vis();
+    let runs = state.store().list_runs(&vis, integration.id, 20).await?;
     let jobs = state
         .store()
-        .list_jobs(Some(integration.id), false, 10)
+        .list_jobs(&vis, Some(integration.id), false, 10)
         .await?;
     let active = jobs.iter().find(|j| j.is_active());
     let (form, errors) = form.unwrap_or_else(|| (FormView::of(&integration), vec![]));
     Ok(ShowPage {
         layout: Layout::new(ctx, integration.name.as_str(), "integrations"),
+        editable: ctx.admin_vis().allows(integration.workspace_id),
         id: integration.id,
         name: integration.name.to_string(),
         product: integration.product.label(),
@@ -497,7 +554,8 @@ pub async fn show(
     Path(id): Path<IntegrationId>,
     Query(q): Query<ShowQuery>,
 ) -> Result<Response, AppError> {
-    let integration = state.store().get_integration(id).await?;
+    let vis = ctx.vis();
+    let integration = state.store().get_integration(&vis, id).await?;
     let page = show_page(
         &state,
         &ctx,
@@ -511,12 +569,13 @@ pub async fn show(
 }
 
 pub async fn update(
-    AdminCtx(ctx): AdminCtx,
+    WorkspaceAdminCtx(ctx): WorkspaceAdminCtx,
     State(state): State<AppState>,
     Path(id): Path<IntegrationId>,
     Form(form): Form<IntegrationForm>,
 ) -> Result<Response, AppError> {
-    let existing = state.store().get_integration(id).await?;
+    // Only integrations of workspaces the account is an admin of: others are not found.
+    let existing = state.store().get_integration(&ctx.admin_vis(), id).await?;
     let input = form.input();
     match Integrations::new(&state.engine)
         .update(&existing, &input, &ctx.user.name)
@@ -534,11 +593,11 @@ pub async fn update(
 }
 
 pub async fn test(
-    AdminCtx(ctx): AdminCtx,
+    WorkspaceAdminCtx(ctx): WorkspaceAdminCtx,
     State(state): State<AppState>,
     Path(id): Path<IntegrationId>,
 ) -> Result<Response, AppError> {
-    let integration = state.store().get_integration(id).await?;
+    let integration = state.store().get_integration(&ctx.admin_vis(), id).await?;
     let report = Integrations::new(&state.engine)
         .test(&integration, &ctx.user.name)
         .await?;
@@ -547,11 +606,11 @@ pub async fn test(
 }
 
 pub async fn sync_now(
-    AdminCtx(ctx): AdminCtx,
+    WorkspaceAdminCtx(ctx): WorkspaceAdminCtx,
     State(state): State<AppState>,
     Path(id): Path<IntegrationId>,
 ) -> Result<Response, AppError> {
-    let integration = state.store().get_integration(id).await?;
+    let integration = state.store().get_integration(&ctx.admin_vis(), id).await?;
     let code = match crate::scheduler::sync_now(&state, &integration, &ctx.user.name).await? {
         SyncNowOutcome::Started => "sync-started",
         SyncNowOutcome::Queued => "sync-queued",
@@ -561,11 +620,11 @@ pub async fn sync_now(
 }
 
 pub async fn delete(
-    AdminCtx(ctx): AdminCtx,
+    WorkspaceAdminCtx(ctx): WorkspaceAdminCtx,
     State(state): State<AppState>,
     Path(id): Path<IntegrationId>,
 ) -> Result<Response, AppError> {
-    let integration = state.store().get_integration(id).await?;
+    let integration = state.store().get_integration(&ctx.admin_vis(), id).await?;
     Integrations::new(&state.engine)
         .remove(&integration, &ctx.user.name)
         .await?;

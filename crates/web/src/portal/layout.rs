@@ -11,6 +11,18 @@ impl Layout {
             user: Some(ctx.user.clone()),
             csrf: ctx.csrf.clone(),
             active,
+            // "All workspaces" means something to a global admin and to an account with
+            // several; an account with one has nothing to switch.
+            workspaces: if ctx.is_admin() || ctx.switchable.len() > 1 {
+                ctx.switchable
+                    .iter()
+                    .map(|(id, name)| (id.0, name.clone()))
+                    .collect()
+            } else {
+                Vec::new()
+            },
+            workspace: ctx.workspace.map(|w| w.0),
+            can_change_integrations: ctx.can_admin_integrations(),
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod layout;
 mod login;
 mod posture;
 mod render;
+mod workspaces;
 
 use axum::Router;
 use axum::routing::{get, post};
@@ -50,4 +51,9 @@ pub fn router() -> Router<AppState> {
         .route("/accounts", get(admin::accounts))
         .route("/accounts/{id}/delete", post(admin::delete_account))
         .route("/audit", get(admin::audit_log))
+        .route("/workspace", post(workspaces::switch))
+        .route("/workspaces", get(workspaces::page).post(workspaces::add))
+        .route("/workspaces/grant", post(workspaces::grant))
+        .route("/workspaces/revoke", post(workspaces::revoke))
+        .route("/workspaces/{id}/delete", post(workspaces::delete))
 }

@@ -289,9 +289,10 @@ pub async fn page(
     State(state): State<AppState>,
     Query(mut q): Query<RecommendationQuery>,
 ) -> Result<Response, AppError> {
+    let vis = ctx.vis();
     let store = state.store();
     let has_cloud = store
-        .list_integrations()
+        .list_integrations(&vis)
         .await?
         .iter()
         .any(|i| i.product == Product::Cloud);
@@ -302,17 +303,17 @@ pub async fn page(
     let filter = q.filter()?;
     let since = Utc::now() - chrono::Duration::days(TREND_DAYS);
     let history = store
-        .posture_history(filter.integration, Some(since))
+        .posture_history(&vis, filter.integration, Some(since))
         .await?;
-    let scores = store.latest_posture(filter.integration).await?;
-    let subs = store.list_subscriptions(filter.integration).await?;
+    let scores = store.latest_posture(&vis, filter.integration).await?;
+    let subs = store.list_subscriptions(&vis, filter.integration).await?;
     let mut controls = store
-        .latest_controls(filter.integration, filter.subscription.as_deref())
+        .latest_controls(&vis, filter.integration, filter.subscription.as_deref())
         .await?;
     let controls_cut = controls.len() > MAX_CONTROLS;
     controls.truncate(MAX_CONTROLS);
     let page = store
-        .recommendations_page(&filter, q.after()?, query::limit(&q.limit)?)
+        .recommendations_page(&vis, &filter, q.after()?, query::limit(&q.limit)?)
         .await?;
     let next = page
         .next

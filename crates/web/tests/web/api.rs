@@ -235,7 +235,12 @@ async fn data_endpoints_filter_and_paginate() {
     let (app, _, api) = synced_app("data").await;
 
     // Walking every page visits every asset once.
-    let total = app.store.counts(None).await.unwrap().assets_active;
+    let total = app
+        .store
+        .counts(&rampart_store::Visibility::All, None)
+        .await
+        .unwrap()
+        .assets_active;
     let mut seen = std::collections::HashSet::new();
     let mut cursor: Option<String> = None;
     loop {
@@ -399,7 +404,12 @@ fn sort_value(a: &Value, key: &str) -> (i64, String) {
 #[tokio::test]
 async fn assets_sort_and_changed_since() {
     let (app, id, api) = synced_app("sorted").await;
-    let total = app.store.counts(None).await.unwrap().assets_active as usize;
+    let total = app
+        .store
+        .counts(&rampart_store::Visibility::All, None)
+        .await
+        .unwrap()
+        .assets_active as usize;
 
     for key in [
         "name",
@@ -468,7 +478,11 @@ async fn assets_sort_and_changed_since() {
     assert!(p["detail"].as_str().unwrap().contains("same sort"), "{p}");
 
     // changed_since: everything was observed by the sync; nothing after now.
-    let run = &app.store.list_runs(id, 1).await.unwrap()[0];
+    let run = &app
+        .store
+        .list_runs(&rampart_store::Visibility::All, id, 1)
+        .await
+        .unwrap()[0];
     let before = (run.started_at - chrono::Duration::seconds(1))
         .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
     let after = (chrono::Utc::now() + chrono::Duration::seconds(1))
@@ -575,7 +589,7 @@ async fn every_api_route_needs_a_token_and_answers_a_reader() {
     }
     assert!(
         app.store
-            .list_jobs(None, false, 10)
+            .list_jobs(&rampart_store::Visibility::All, None, false, 10)
             .await
             .unwrap()
             .is_empty()
@@ -608,7 +622,11 @@ async fn cloud_integrations_are_accepted() {
     }
     let page = admin.post("/integrations", &form).await;
     assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
-    let all = app.store.list_integrations().await.unwrap();
+    let all = app
+        .store
+        .list_integrations(&rampart_store::Visibility::All)
+        .await
+        .unwrap();
     let portal = all
         .iter()
         .find(|i| i.name.as_str() == "cloudy-portal")

@@ -66,7 +66,11 @@ async fn add_test_fix_sync_and_browse() {
     assert_eq!(app.wait_for_run(id).await, "succeeded");
     let page = admin.get(&format!("/integrations/{id}")).await;
     assert!(page.body.contains("run-succeeded"));
-    let counts = app.store.counts(None).await.unwrap();
+    let counts = app
+        .store
+        .counts(&rampart_store::Visibility::All, None)
+        .await
+        .unwrap();
     assert!(counts.assets_active >= 40, "{counts:?}");
     assert!(
         page.body

@@ -262,7 +262,11 @@ impl TestApp {
     /// Waits until the integration's last run is finished; returns its status.
     pub async fn wait_for_run(&self, id: i64) -> String {
         for _ in 0..600 {
-            let runs = self.store.list_runs(id, 1).await.unwrap();
+            let runs = self
+                .store
+                .list_runs(&rampart_store::Visibility::All, id, 1)
+                .await
+                .unwrap();
             if let Some(r) = runs.first()
                 && r.status != rampart_model::RunStatus::Running
             {
@@ -333,6 +337,7 @@ impl TestApp {
 pub async fn first_asset_id(store: &dyn Store, integration: i64) -> i64 {
     store
         .assets_page(
+            &rampart_store::Visibility::All,
             &rampart_store::AssetFilter {
                 integration: Some(integration),
                 ..Default::default()

@@ -13,6 +13,7 @@ mod browser;
 mod concurrency;
 mod flow;
 mod intel;
+mod isolation;
 mod limits;
 mod ops;
 mod posture;

@@ -14,7 +14,10 @@ use crate::helpers::*;
 /// Waits until the integration's newest job is finished; returns it.
 async fn wait_for_job(store: &Arc<dyn rampart_store::Store>, id: i64) -> rampart_store::Job {
     for _ in 0..600 {
-        let jobs = store.list_jobs(Some(id), false, 10).await.unwrap();
+        let jobs = store
+            .list_jobs(&rampart_store::Visibility::All, Some(id), false, 10)
+            .await
+            .unwrap();
         if let Some(j) = jobs.iter().find(|j| !j.is_active()) {
             return j.clone();
         }
@@ -52,9 +55,17 @@ async fn due_integrations_sync_once_per_schedule() {
     assert_eq!(done.state, JobState::Done);
     // Synced a moment ago, every 360 minutes: not due; the next job waits in the table.
     assert_eq!(scheduler.once().await.unwrap(), 0);
-    let runs = app.store.list_runs(due, 10).await.unwrap();
+    let runs = app
+        .store
+        .list_runs(&rampart_store::Visibility::All, due, 10)
+        .await
+        .unwrap();
     assert_eq!(runs.len(), 1);
-    let next = app.store.list_jobs(Some(due), true, 10).await.unwrap();
+    let next = app
+        .store
+        .list_jobs(&rampart_store::Visibility::All, Some(due), true, 10)
+        .await
+        .unwrap();
     assert_eq!(next.len(), 1);
     assert_eq!(next[0].kind, JobKind::Scheduled);
     // Due 360 minutes after the sync started (the run starts just after its job is claimed).
@@ -63,9 +74,20 @@ async fn due_integrations_sync_once_per_schedule() {
         next[0].run_at,
         runs[0].started_at + chrono::Duration::minutes(360)
     );
-    for i in app.store.list_integrations().await.unwrap() {
+    for i in app
+        .store
+        .list_integrations(&rampart_store::Visibility::All)
+        .await
+        .unwrap()
+    {
         if i.name.as_str() == "off" {
-            assert!(app.store.list_runs(i.id, 10).await.unwrap().is_empty());
+            assert!(
+                app.store
+                    .list_runs(&rampart_store::Visibility::All, i.id, 10)
+                    .await
+                    .unwrap()
+                    .is_empty()
+            );
         }
     }
 }
@@ -75,6 +97,7 @@ fn next_run_follows_the_last_start() {
     use chrono::{Duration, TimeZone, Utc};
     let created = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
     let integration = rampart_model::Integration {
+        workspace_id: rampart_model::WorkspaceId::DEFAULT,
         id: 1,
         name: "x".parse().unwrap(),
         product: rampart_model::Product::Endpoint,
@@ -120,8 +143,16 @@ async fn sync_now_twice_makes_one_job_and_one_run() {
     assert_eq!((job.state, job.kind), (JobState::Done, JobKind::Requested));
     // The second click found the job running (or, had the first already ended, made a second
     // job): never two runs at once, and never more runs than jobs.
-    let runs = app.store.list_runs(id, 10).await.unwrap();
-    let jobs = app.store.list_jobs(Some(id), false, 10).await.unwrap();
+    let runs = app
+        .store
+        .list_runs(&rampart_store::Visibility::All, id, 10)
+        .await
+        .unwrap();
+    let jobs = app
+        .store
+        .list_jobs(&rampart_store::Visibility::All, Some(id), false, 10)
+        .await
+        .unwrap();
     assert!(
         runs.len() <= jobs.len() && !runs.is_empty(),
         "{runs:?} {jobs:?}"
@@ -158,7 +189,11 @@ async fn a_queued_job_survives_a_restart() {
     // The new server's scheduler queues the next one, and its Integrations page says when.
     let mut next = Vec::new();
     for _ in 0..100 {
-        next = server.store.list_jobs(Some(id), true, 10).await.unwrap();
+        next = server
+            .store
+            .list_jobs(&rampart_store::Visibility::All, Some(id), true, 10)
+            .await
+            .unwrap();
         if !next.is_empty() {
             break;
         }
@@ -226,11 +261,21 @@ async fn a_web_only_server_queues_sync_now_for_a_worker_to_run() {
         "{said}"
     );
     // The web process ran nothing: the job waits, due now, and no run exists.
-    let jobs = app.store.list_jobs(Some(id), true, 10).await.unwrap();
+    let jobs = app
+        .store
+        .list_jobs(&rampart_store::Visibility::All, Some(id), true, 10)
+        .await
+        .unwrap();
     assert_eq!(jobs.len(), 1, "{jobs:?}");
     assert_eq!(jobs[0].state, JobState::Queued);
     assert_eq!(jobs[0].kind, JobKind::Requested);
-    assert!(app.store.list_runs(id, 10).await.unwrap().is_empty());
+    assert!(
+        app.store
+            .list_runs(&rampart_store::Visibility::All, id, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     // The portal says so too.
     let page = admin
         .post(&format!("/integrations/{id}/sync"), &[("", "")])
@@ -265,7 +310,11 @@ async fn a_job_whose_integration_has_a_run_open_elsewhere_is_put_off_not_failed(
     assert_eq!(scheduler.once().await.unwrap(), 1);
     let mut put_off = None;
     for _ in 0..100 {
-        let jobs = app.store.list_jobs(Some(id), false, 10).await.unwrap();
+        let jobs = app
+            .store
+            .list_jobs(&rampart_store::Visibility::All, Some(id), false, 10)
+            .await
+            .unwrap();
         assert!(
             jobs.iter().all(|j| j.state != JobState::Failed),
             "the job failed instead of waiting: {jobs:?}"

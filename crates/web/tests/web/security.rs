@@ -83,7 +83,11 @@ async fn route_role_matrix() {
         assert_eq!(a.location(), Some("/login"));
     }
     // Nothing changed.
-    let all = app.store.list_integrations().await.unwrap();
+    let all = app
+        .store
+        .list_integrations(&rampart_store::Visibility::All)
+        .await
+        .unwrap();
     assert_eq!(all.len(), 1);
     assert_eq!(all[0].name.as_str(), "matrix");
     assert!(app.store.list_api_tokens().await.unwrap().is_empty());
@@ -124,7 +128,13 @@ async fn posts_without_token_or_from_another_site_are_refused() {
         )
         .await;
     assert_eq!(p.status, StatusCode::FORBIDDEN);
-    assert!(app.store.list_integrations().await.unwrap().is_empty());
+    assert!(
+        app.store
+            .list_integrations(&rampart_store::Visibility::All)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     // And the right token from here works.
     let p = admin.post_raw("/integrations", &right, Some(&own)).await;
     assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
@@ -290,7 +300,11 @@ async fn moving_an_integration_in_the_portal_needs_its_secret_again() {
             p.body
         );
     }
-    let stored = app.store.get_integration(id).await.unwrap();
+    let stored = app
+        .store
+        .get_integration(&rampart_store::Visibility::All, id)
+        .await
+        .unwrap();
     assert_eq!(stored.api_url.as_deref(), Some(app.sim.url.as_str()));
     assert_eq!(stored.login_url.as_deref(), Some(app.sim.url.as_str()));
     // Other changes need no secret.
