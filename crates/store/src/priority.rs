@@ -9,6 +9,7 @@ use rampart_model::CveId;
 use rampart_model::priority::{Decision, FactorContribution};
 
 use crate::common::{RowExt, corrupt, micros};
+use crate::db::Dialect;
 use crate::error::Result;
 use crate::types::Backend;
 
@@ -230,8 +231,16 @@ pub struct UrgentCounts {
 
 /// Counts [`UrgentCounts`] at `$1` (now) from two index ranges: immediate findings are the top
 /// band of priorities (75–100, docs/prioritisation.md), read from findings_by_priority;
-/// overdue ones from findings_open_by_due.
-pub(crate) const URGENT_COUNTS: &str = "SELECT \
-     (SELECT count(*) FROM findings f WHERE f.status = 'open' AND COALESCE(f.priority, -1) >= 75 \
-      AND f.decision = 'immediate') AS immediate, \
-     (SELECT count(*) FROM findings f WHERE f.status = 'open' AND f.due_at <= $1) AS overdue";
+/// overdue ones from findings_open_by_due. Findings an exception covers are not counted, and an
+/// exception that has ended moves the due date by its pause (crate::exceptions).
+pub(crate) fn urgent_counts_sql(d: Dialect) -> String {
+    let accepted = crate::exceptions::in_force_sql("$1");
+    let due = crate::exceptions::effective_due_sql(d, "$1");
+    format!(
+        "SELECT \
+         (SELECT count(*) FROM findings f WHERE f.status = 'open' AND COALESCE(f.priority, -1) >= 75 \
+          AND f.decision = 'immediate' AND NOT {accepted}) AS immediate, \
+         (SELECT count(*) FROM findings f WHERE f.status = 'open' AND f.due_at <= $1 AND NOT {accepted} \
+          AND {due} <= $1) AS overdue"
+    )
+}

@@ -13,9 +13,11 @@ use rampart_model::{
 };
 
 use crate::error::Result;
+use crate::exceptions::{ExceptionFilter, NewException, StoredException};
 use crate::intel::{IntelCheck, IntelSource, KevSnapshot};
 use crate::jobs::{Enqueued, Job, JobKind};
 use crate::priority::{AssessScope, AssessmentInput, AssessmentWrite, Explanation, UrgentCounts};
+use crate::remediation::{Remediation, RemediationFilter, RemediationSort};
 use crate::run_owner::RunOwner;
 use crate::sort::{AssetSort, ListedAsset, SortCursor};
 use crate::summary::Summary;
@@ -513,6 +515,51 @@ pub trait Store: Send + Sync + std::fmt::Debug {
             "this database is PostgreSQL: back it up with pg_dump".to_owned(),
         ))
     }
+
+    // ---- exceptions and the remediation plan (see `crate::exceptions`, `crate::remediation`) ---
+
+    /// Stores an exception and its audit entry in one transaction. `NotFound` when its
+    /// integration does not exist, or a finding scope's finding is not one of the integration's.
+    async fn create_exception(
+        &self,
+        new: &NewException,
+        audit: &NewAuditEntry,
+    ) -> Result<StoredException>;
+    /// `NotFound` when there is none with this id.
+    async fn get_exception(&self, id: i64) -> Result<StoredException>;
+    /// Exceptions in `filter`, newest first, at most `limit`.
+    async fn list_exceptions(
+        &self,
+        filter: &ExceptionFilter,
+        limit: u32,
+    ) -> Result<Vec<StoredException>>;
+    /// Ends an exception at `at` (`by` revoked it) and records `audit`, in one transaction.
+    /// `Conflict` when it had already ended; `NotFound` when there is none with this id.
+    async fn revoke_exception(
+        &self,
+        id: i64,
+        at: DateTime<Utc>,
+        by: &str,
+        audit: &NewAuditEntry,
+    ) -> Result<StoredException>;
+    /// The exceptions that reached their expiry by `now` and whose end is not in the audit log
+    /// yet: records each ([`crate::exceptions::audit_entry`], action `exception.expire`, by
+    /// `actor`) and marks it recorded, in one transaction, and returns them. Revoked ones were
+    /// recorded when revoked.
+    async fn record_expired_exceptions(
+        &self,
+        now: DateTime<Utc>,
+        actor: &str,
+    ) -> Result<Vec<StoredException>>;
+    /// A page of the remediation plan at `now`, from `offset`; `next` is the next page's offset.
+    async fn remediations(
+        &self,
+        filter: &RemediationFilter,
+        sort: RemediationSort,
+        now: DateTime<Utc>,
+        offset: u32,
+        limit: u32,
+    ) -> Result<Page<Remediation, u32>>;
 
     // ---- audit log ---------------------------------------------------------------------------
 
