@@ -1622,11 +1622,7 @@ impl Store for SqlStore {
 
     // ---- audit log -------------------------------------------------------------------------------
 
-    async fn create_exception(
-        &self,
-        new: &NewException,
-        audit: &NewAuditEntry,
-    ) -> Result<StoredException> {
+    async fn create_exception(&self, new: &NewException) -> Result<StoredException> {
         let op = "granting an exception";
         let mut tx = self.db.begin().await?;
         if let Some(i) = new.integration {
@@ -1667,7 +1663,8 @@ impl Store for SqlStore {
         .bind(new.created_at)
         .bind(new.expires_at);
         let stored = decode_exception(&tx.on().fetch_one(&sql, op).await?)?;
-        insert_audit(&mut tx, audit).await?;
+        let audit = audit_entry("exception.create", &new.created_by, new.created_at, &stored);
+        insert_audit(&mut tx, &audit).await?;
         tx.commit(op).await?;
         Ok(stored)
     }
@@ -1713,7 +1710,6 @@ impl Store for SqlStore {
         id: i64,
         at: DateTime<Utc>,
         by: &str,
-        audit: &NewAuditEntry,
     ) -> Result<StoredException> {
         let op = "revoking an exception";
         let mut tx = self.db.begin().await?;
@@ -1734,7 +1730,7 @@ impl Store for SqlStore {
             });
         };
         let stored = decode_exception(&row)?;
-        insert_audit(&mut tx, audit).await?;
+        insert_audit(&mut tx, &audit_entry("exception.revoke", by, at, &stored)).await?;
         tx.commit(op).await?;
         Ok(stored)
     }

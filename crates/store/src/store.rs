@@ -518,13 +518,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     // ---- exceptions and the remediation plan (see `crate::exceptions`, `crate::remediation`) ---
 
-    /// Stores an exception and its audit entry in one transaction. `NotFound` when its
-    /// integration does not exist, or a finding scope's finding is not one of the integration's.
-    async fn create_exception(
-        &self,
-        new: &NewException,
-        audit: &NewAuditEntry,
-    ) -> Result<StoredException>;
+    /// Stores an exception and its audit entry ([`crate::exceptions::audit_entry`], action
+    /// `exception.create` by `created_by`) in one transaction. `NotFound` when its integration
+    /// does not exist, or a finding scope's finding is not one of the integration's.
+    async fn create_exception(&self, new: &NewException) -> Result<StoredException>;
     /// `NotFound` when there is none with this id.
     async fn get_exception(&self, id: i64) -> Result<StoredException>;
     /// Exceptions in `filter`, newest first, at most `limit`.
@@ -533,14 +530,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         filter: &ExceptionFilter,
         limit: u32,
     ) -> Result<Vec<StoredException>>;
-    /// Ends an exception at `at` (`by` revoked it) and records `audit`, in one transaction.
-    /// `Conflict` when it had already ended; `NotFound` when there is none with this id.
+    /// Ends an exception at `at` (`by` revoked it) and records it in the audit log (action
+    /// `exception.revoke`), in one transaction. `Conflict` when it had already ended; `NotFound`
+    /// when there is none with this id.
     async fn revoke_exception(
         &self,
         id: i64,
         at: DateTime<Utc>,
         by: &str,
-        audit: &NewAuditEntry,
     ) -> Result<StoredException>;
     /// The exceptions that reached their expiry by `now` and whose end is not in the audit log
     /// yet: records each ([`crate::exceptions::audit_entry`], action `exception.expire`, by

@@ -13,8 +13,8 @@ use rampart_model::priority::{Decision, SlaStatus};
 use rampart_model::{CveId, FindingStatus};
 use rampart_store::{
     AssessmentWrite, ExceptionFilter, ExceptionScope, ExceptionState, Explanation, FindingFilter,
-    NewAuditEntry, NewException, RemediationFilter, RemediationSort, Store, StoreError,
-    StoredAssessment, StoredException, StoredFinding, audit_entry,
+    NewException, RemediationFilter, RemediationSort, Store, StoreError, StoredAssessment,
+    StoredException, StoredFinding,
 };
 
 use crate::support::*;
@@ -98,15 +98,7 @@ fn new_exception(
 }
 
 async fn grant(store: &Arc<dyn Store>, new: NewException) -> StoredException {
-    // The audit entry is made of the stored exception; the store needs one to write with it.
-    let audit = NewAuditEntry {
-        at: new.created_at,
-        actor: new.created_by.clone(),
-        action: "exception.create".into(),
-        target: Some(new.scope.target()),
-        details: Some(new.reason.clone()),
-    };
-    store.create_exception(&new, &audit).await.unwrap()
+    store.create_exception(&new).await.unwrap()
 }
 
 /// The ids of the findings with this SLA status at `now`, by the store's filter; and checks that
@@ -221,15 +213,12 @@ async fn each_scope_covers_its_findings_and_they_leave_the_counts(store: Arc<dyn
 
     // A finding scope must name a finding of the integration.
     let wrong = store
-        .create_exception(
-            &new_exception(ExceptionScope::Finding(single), Some(a), t(60), t(5000)),
-            &audit_entry(
-                "exception.create",
-                "admin",
-                t(60),
-                &store.get_exception(1).await.unwrap(),
-            ),
-        )
+        .create_exception(&new_exception(
+            ExceptionScope::Finding(single),
+            Some(a),
+            t(60),
+            t(5000),
+        ))
         .await;
     assert!(matches!(wrong, Err(StoreError::NotFound(_))), "{wrong:?}");
     let listed = store
@@ -370,11 +359,7 @@ async fn a_revoked_exception_ends_at_once_and_is_audited(store: Arc<dyn Store>) 
     )
     .await;
     assert_eq!(store.urgent_counts(t(100)).await.unwrap().immediate, 1);
-    let audit = audit_entry("exception.revoke", "admin", t(200), &e);
-    let revoked = store
-        .revoke_exception(e.id, t(200), "admin", &audit)
-        .await
-        .unwrap();
+    let revoked = store.revoke_exception(e.id, t(200), "admin").await.unwrap();
     assert_eq!(revoked.ends_at, t(200));
     assert_eq!(revoked.expires_at, t(5000));
     assert_eq!(revoked.revoked_by.as_deref(), Some("admin"));
@@ -386,9 +371,9 @@ async fn a_revoked_exception_ends_at_once_and_is_audited(store: Arc<dyn Store>) 
     );
     assert_eq!(store.urgent_counts(t(201)).await.unwrap().immediate, 4);
     // Twice is a conflict; an unknown id is not found.
-    let again = store.revoke_exception(e.id, t(300), "admin", &audit).await;
+    let again = store.revoke_exception(e.id, t(300), "admin").await;
     assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
-    let none = store.revoke_exception(999, t(300), "admin", &audit).await;
+    let none = store.revoke_exception(999, t(300), "admin").await;
     assert!(matches!(none, Err(StoreError::NotFound(_))), "{none:?}");
     // Revoked is not expired: its end was audited when revoked.
     assert!(
