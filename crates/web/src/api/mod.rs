@@ -3,8 +3,10 @@
 
 mod data;
 pub mod dto;
+mod exceptions;
 mod integrations;
 mod posture;
+mod remediations;
 mod users;
 
 use axum::Json;
@@ -28,7 +30,7 @@ use crate::state::AppState;
     ),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
-    tags((name = "integrations"), (name = "data"), (name = "posture"), (name = "users")),
+    tags((name = "integrations"), (name = "data"), (name = "exceptions"), (name = "posture"), (name = "users")),
 )]
 struct ApiDoc;
 
@@ -64,6 +66,9 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(data::assets))
         .routes(routes!(data::findings))
         .routes(routes!(data::vulnerabilities))
+        .routes(routes!(remediations::list))
+        .routes(routes!(exceptions::list, exceptions::create))
+        .routes(routes!(exceptions::revoke))
         .routes(routes!(posture::scores))
         .routes(routes!(posture::history))
         .routes(routes!(posture::controls))
