@@ -88,7 +88,7 @@ pub struct ExceptionIn {
 
 #[utoipa::path(get, path = "/api/v1/exceptions", tag = "exceptions", params(ExceptionQuery),
     responses((status = 200, body = [ExceptionOut]), (status = 400, body = Problem), (status = 401, body = Problem)))]
-pub async fn list(
+pub async fn list_exceptions(
     _t: ApiReader,
     State(state): State<AppState>,
     Query(q): Query<ExceptionQuery>,
@@ -101,7 +101,7 @@ pub async fn list(
 #[utoipa::path(post, path = "/api/v1/exceptions", tag = "exceptions", request_body = ExceptionIn,
     responses((status = 201, body = ExceptionOut), (status = 400, body = Problem),
         (status = 403, body = Problem), (status = 404, body = Problem)))]
-pub async fn create(
+pub async fn create_exception(
     ApiAdmin(token): ApiAdmin,
     State(state): State<AppState>,
     Json(body): Json<ExceptionIn>,
@@ -122,7 +122,7 @@ pub async fn create(
     params(("id" = i64, Path)),
     responses((status = 200, description = "revoked", body = ExceptionOut), (status = 403, body = Problem),
         (status = 404, body = Problem), (status = 409, description = "it had already ended", body = Problem)))]
-pub async fn revoke(
+pub async fn revoke_exception(
     ApiAdmin(token): ApiAdmin,
     State(state): State<AppState>,
     Path(id): Path<i64>,

@@ -66,9 +66,12 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(data::assets))
         .routes(routes!(data::findings))
         .routes(routes!(data::vulnerabilities))
-        .routes(routes!(remediations::list))
-        .routes(routes!(exceptions::list, exceptions::create))
-        .routes(routes!(exceptions::revoke))
+        .routes(routes!(remediations::list_remediations))
+        .routes(routes!(
+            exceptions::list_exceptions,
+            exceptions::create_exception
+        ))
+        .routes(routes!(exceptions::revoke_exception))
         .routes(routes!(posture::scores))
         .routes(routes!(posture::history))
         .routes(routes!(posture::controls))

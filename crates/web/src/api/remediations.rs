@@ -59,7 +59,7 @@ pub struct RemediationPage {
 
 #[utoipa::path(get, path = "/api/v1/remediations", tag = "data", params(RemediationQuery),
     responses((status = 200, body = RemediationPage), (status = 400, body = Problem), (status = 401, body = Problem)))]
-pub async fn list(
+pub async fn list_remediations(
     _t: ApiReader,
     State(state): State<AppState>,
     Query(q): Query<RemediationQuery>,
