@@ -549,6 +549,8 @@ async fn main() {
         page("vulnerability page", format!("/vulnerabilities/{one_cve}")),
         download("vulnerabilities CSV, first bytes", "/vulnerabilities.csv"),
         page("posture", "/posture".into()),
+        page("fix first", "/fix-first".into()),
+        page("exceptions", "/exceptions".into()),
         page("API assets, first page", "/api/v1/assets".into()),
         page(
             "API assets, deep page",
@@ -590,6 +592,11 @@ async fn main() {
         page(
             "API vulnerabilities, changed since",
             "/api/v1/vulnerabilities?changed_since=2026-01-01T00:00:00Z".into(),
+        ),
+        page("API remediations", "/api/v1/remediations".into()),
+        page(
+            "API remediations, by overdue, one integration",
+            "/api/v1/remediations?sort=-overdue&integration=1".into(),
         ),
         page("API posture", "/api/v1/posture".into()),
         page(

@@ -24,6 +24,7 @@ scenarios!(
     an_exception_expires_back_into_the_sla_clock,
     a_revoked_exception_ends_at_once_and_is_audited,
     the_plan_groups_findings_by_fix_and_ranks_by_priority_removed,
+    any_exception_expires_back_into_the_sla_clock,
 );
 
 /// Integration `a` with 3 assets × 4 findings (finding `j` of each asset: CVE `j`, update
@@ -472,4 +473,149 @@ async fn the_plan_groups_findings_by_fix_and_ranks_by_priority_removed(store: Ar
         .map(|r| (r.fix.as_str(), r.findings))
         .collect();
     assert_eq!(rows, [("KB5000002", 4), ("KB5000001", 4), ("KB5000003", 1)]);
+}
+
+/// One random case of [`any_exception_expires_back_into_the_sla_clock`], in minutes from t(0).
+#[derive(Debug, Clone)]
+struct Timing {
+    /// The clock's start and the SLA (due = start + sla).
+    start: i64,
+    sla: i64,
+    /// The exception's grant and length; revoked this many minutes after the grant, if any.
+    granted: i64,
+    length: i64,
+    revoked_after: Option<i64>,
+    /// When the status is looked at, after the exception ended.
+    after_end: i64,
+}
+
+fn timings() -> impl proptest::strategy::Strategy<Value = Timing> {
+    use proptest::prelude::*;
+    (
+        -5_000..5_000i64,
+        1..10_000i64,
+        -5_000..10_000i64,
+        1..10_000i64,
+        proptest::option::of(0..10_000i64),
+        0..20_000i64,
+    )
+        .prop_map(
+            |(start, sla, granted, length, revoked_after, after_end)| Timing {
+                start,
+                sla,
+                granted,
+                length,
+                revoked_after,
+                after_end,
+            },
+        )
+}
+
+/// The property of issue 14 at the store: for any clock, exception and revocation, the finding is
+/// `accepted` exactly while the exception is in force, and once it has ended its status is the
+/// one it would have had without the exception, at a time earlier by the part of the pause that
+/// fell after its clock started. Checked through the SQL filter and the finding's own status.
+async fn any_exception_expires_back_into_the_sla_clock(store: Arc<dyn Store>) {
+    use proptest::strategy::{Strategy, ValueTree};
+    use proptest::test_runner::TestRunner;
+    use rampart_model::priority::sla_status;
+
+    let mut runner = TestRunner::deterministic();
+    let explanation = Explanation {
+        id: 42,
+        contributions: "[]".into(),
+    };
+    for case in 0..24 {
+        let c = timings().new_tree(&mut runner).unwrap().current();
+        let i = integration(&store, &format!("p{case}")).await.id;
+        let run = full_run_seeing(&store, i, t(-20_000), 1, 1).await;
+        store.finish_run(run, &succeeded(t(-20_000))).await.unwrap();
+        let scope = FindingFilter {
+            integration: Some(i),
+            ..Default::default()
+        };
+        let id = all_findings(&store, scope.clone()).await[0].id;
+        let (start, due) = (t(c.start), t(c.start + c.sla));
+        let write = AssessmentWrite {
+            finding_id: id,
+            assessment: StoredAssessment {
+                decision: Decision::Scheduled,
+                priority: 30,
+                due_at: due,
+                clock_start: start,
+                explanation_id: 42,
+            },
+        };
+        store
+            .write_assessments(std::slice::from_ref(&explanation), &[write], t(-20_000))
+            .await
+            .unwrap();
+        let granted = t(c.granted);
+        let e = store
+            .create_exception(&new_exception(
+                ExceptionScope::Finding(id),
+                Some(i),
+                granted,
+                t(c.granted + c.length),
+            ))
+            .await
+            .unwrap();
+        let ends = match c.revoked_after {
+            Some(r) if r < c.length => {
+                store
+                    .revoke_exception(e.id, t(c.granted + r), "admin")
+                    .await
+                    .unwrap()
+                    .ends_at
+            }
+            _ => e.ends_at,
+        };
+        // Status by the SQL filter of this integration, and by the finding itself.
+        let described = format!("{c:?}");
+        let status_at = |now: DateTime<Utc>| {
+            let store = store.clone();
+            let scope = scope.clone();
+            let described = described.clone();
+            async move {
+                let mut by_filter = Vec::new();
+                for s in [
+                    SlaStatus::OnTrack,
+                    SlaStatus::DueSoon,
+                    SlaStatus::Overdue,
+                    SlaStatus::Accepted,
+                ] {
+                    let f = FindingFilter {
+                        sla_status: Some((s, now)),
+                        ..scope.clone()
+                    };
+                    if !all_findings(&store, f).await.is_empty() {
+                        by_filter.push(s);
+                    }
+                }
+                let own = all_findings(&store, scope).await[0]
+                    .sla_status(now)
+                    .unwrap();
+                assert_eq!(by_filter, vec![own], "{described} at {now}");
+                own
+            }
+        };
+        if ends > granted {
+            let during = granted + (ends - granted) / 2;
+            assert_eq!(status_at(during).await, SlaStatus::Accepted, "{c:?}");
+        }
+        let now = ends + chrono::TimeDelta::minutes(c.after_end);
+        let status = status_at(now).await;
+        assert_ne!(status, SlaStatus::Accepted, "{c:?}");
+        // The pause counts from the later of the grant and the clock's start.
+        let paused = if ends > start {
+            ends - granted.max(start)
+        } else {
+            chrono::TimeDelta::zero()
+        };
+        assert_eq!(
+            status,
+            sla_status(now - paused, due, start, None, false),
+            "{c:?}"
+        );
+    }
 }
