@@ -231,16 +231,21 @@ pub struct UrgentCounts {
 
 /// Counts [`UrgentCounts`] at `$1` (now) from two index ranges: immediate findings are the top
 /// band of priorities (75–100, docs/prioritisation.md), read from findings_by_priority;
-/// overdue ones from findings_open_by_due. Findings an exception covers are not counted, and an
-/// exception that has ended moves the due date by its pause (crate::exceptions).
+/// overdue ones from findings_open_by_due. Then takes away the findings exceptions change
+/// (crate::exceptions): those accepted now, and, of the overdue, those whose due date a pause
+/// moved past now; only the few findings exceptions cover are checked for it.
 pub(crate) fn urgent_counts_sql(d: Dialect) -> String {
+    let covered = crate::exceptions::covered_sql("$1");
     let accepted = crate::exceptions::in_force_sql("$1");
     let due = crate::exceptions::effective_due_sql(d, "$1");
     format!(
         "SELECT \
          (SELECT count(*) FROM findings f WHERE f.status = 'open' AND COALESCE(f.priority, -1) >= 75 \
-          AND f.decision = 'immediate' AND NOT {accepted}) AS immediate, \
-         (SELECT count(*) FROM findings f WHERE f.status = 'open' AND f.due_at <= $1 AND NOT {accepted} \
-          AND {due} <= $1) AS overdue"
+          AND f.decision = 'immediate') \
+         - (SELECT count(*) FROM findings f WHERE f.id IN ({covered}) AND f.status = 'open' \
+          AND COALESCE(f.priority, -1) >= 75 AND f.decision = 'immediate' AND {accepted}) AS immediate, \
+         (SELECT count(*) FROM findings f WHERE f.status = 'open' AND f.due_at <= $1) \
+         - (SELECT count(*) FROM findings f WHERE f.id IN ({covered}) AND f.status = 'open' \
+          AND f.due_at <= $1 AND ({accepted} OR {due} > $1)) AS overdue"
     )
 }

@@ -86,7 +86,7 @@ pub(crate) fn remediations_sql(
     let po = sql.arg(Arg::Int(i64::from(offset)));
     sql.text = format!(
         "SELECT x.fix, count(*) AS findings, count(DISTINCT x.asset_id) AS assets, {cves} AS cves, \
-         COALESCE(sum(x.priority), 0) AS priority_removed, max(x.priority) AS max_priority, \
+         sum(COALESCE(x.priority, 0.0)) AS priority_removed, max(x.priority) AS max_priority, \
          sum(x.overdue) AS overdue, sum(CASE WHEN x.decision = 'immediate' THEN 1 ELSE 0 END) AS immediate, \
          max(x.reference) AS reference \
          FROM (SELECT {FIX_KEY_SQL} AS fix, f.asset_id, f.cve_id, f.priority, f.decision, \

@@ -36,3 +36,8 @@ CREATE TABLE exceptions (
 
 -- The exceptions list, newest first, and the expiry audit's look-up of ended ones.
 CREATE INDEX exceptions_by_end ON exceptions (ends_at);
+
+-- The open findings of a fix, by software (an upgrade) and recommended update (a security update
+-- is looked for under each software): how counts find the findings a fix exception covers
+-- without reading every finding (crates/store/src/exceptions.rs, covered_sql).
+CREATE INDEX findings_open_by_software ON findings (software_id, recommended_update) WHERE status = 'open';

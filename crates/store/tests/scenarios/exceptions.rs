@@ -25,6 +25,7 @@ scenarios!(
     a_revoked_exception_ends_at_once_and_is_audited,
     the_plan_groups_findings_by_fix_and_ranks_by_priority_removed,
     any_exception_expires_back_into_the_sla_clock,
+    an_upgrade_fix_is_counted_out_as_its_findings_are_filtered,
 );
 
 /// Integration `a` with 3 assets × 4 findings (finding `j` of each asset: CVE `j`, update
@@ -618,4 +619,96 @@ async fn any_exception_expires_back_into_the_sla_clock(store: Arc<dyn Store>) {
             "{c:?}"
         );
     }
+}
+
+/// A fix that is an upgrade (no security update named): the dashboard's counts find its findings
+/// through the software, and agree with the filters.
+async fn an_upgrade_fix_is_counted_out_as_its_findings_are_filtered(store: Arc<dyn Store>) {
+    let a = integration(&store, "a").await.id;
+    let run = store.start_run(a, "full", t(-2000)).await.unwrap();
+    store
+        .upsert_assets(a, run, &[asset(0), asset(1)])
+        .await
+        .unwrap();
+    let mut findings = findings(2, 3);
+    for f in &mut findings {
+        f.recommended_update = None;
+    }
+    store.upsert_findings(a, run, &findings).await.unwrap();
+    store.finish_run(run, &succeeded(t(-1999))).await.unwrap();
+    // Not assessed yet: in the plan, removing no priority.
+    let unassessed = store
+        .remediations(
+            &RemediationFilter::default(),
+            RemediationSort::Priority,
+            t(100),
+            0,
+            10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(unassessed.items.len(), 3);
+    assert!(
+        unassessed
+            .items
+            .iter()
+            .all(|r| r.priority_removed == 0.0 && r.max_priority.is_none() && r.overdue == 0)
+    );
+    let all = all_findings(&store, FindingFilter::default()).await;
+    let writes: Vec<AssessmentWrite> = all
+        .iter()
+        .map(|f| AssessmentWrite {
+            finding_id: f.id,
+            assessment: StoredAssessment {
+                decision: Decision::Immediate,
+                priority: 80,
+                due_at: t(0),
+                clock_start: t(-1000),
+                explanation_id: 42,
+            },
+        })
+        .collect();
+    let explanation = Explanation {
+        id: 42,
+        contributions: "[]".into(),
+    };
+    store
+        .write_assessments(&[explanation], &writes, t(-1000))
+        .await
+        .unwrap();
+    // Findings j = 0, 1, 2 are software app_0, app_1, app_2 (versions differ): app_1 on 2 assets.
+    let fix = "Upgrade microsoft app_1";
+    let covered: BTreeSet<i64> = all
+        .iter()
+        .filter(|f| f.finding.key.software_name == "app_1")
+        .map(|f| f.id)
+        .collect();
+    assert_eq!(covered.len(), 2);
+    grant(
+        &store,
+        new_exception(ExceptionScope::Fix(fix.into()), None, t(50), t(500)),
+    )
+    .await;
+    let counts = store.urgent_counts(t(100)).await.unwrap();
+    assert_eq!((counts.overdue, counts.immediate), (4, 4));
+    assert_eq!(ids_with(&store, SlaStatus::Accepted, t(100)).await, covered);
+    // In force until t(500); then, paused 450 minutes, due at t(450): overdue at once.
+    assert_eq!(store.urgent_counts(t(449)).await.unwrap().overdue, 4);
+    assert_eq!(store.urgent_counts(t(500)).await.unwrap().overdue, 6);
+    assert_eq!(store.urgent_counts(t(500)).await.unwrap().immediate, 6);
+    let plan = store
+        .remediations(
+            &RemediationFilter::default(),
+            RemediationSort::Priority,
+            t(100),
+            0,
+            10,
+        )
+        .await
+        .unwrap();
+    let fixes: Vec<&str> = plan.items.iter().map(|r| r.fix.as_str()).collect();
+    assert_eq!(
+        fixes,
+        ["Upgrade microsoft app_0", "Upgrade microsoft app_2"]
+    );
 }
