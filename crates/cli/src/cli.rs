@@ -440,6 +440,8 @@ pub enum ExportKind {
     Findings,
     Vulnerabilities,
     Posture,
+    /// The remediation plan ("Fix first"): fixes ranked by the priority they remove.
+    Remediations,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

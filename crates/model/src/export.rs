@@ -111,6 +111,56 @@ impl Serialize for PriorityFactors {
     }
 }
 
+/// One row of `export remediations`: a fix of the remediation plan, in its rank
+/// (docs/prioritisation.md, "The remediation plan").
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RemediationRecord {
+    pub rank: u64,
+    pub fix: String,
+    /// The sum of the priorities of the open findings it closes that no exception covers.
+    pub priority_removed: f64,
+    pub max_priority: Option<f64>,
+    pub findings: u64,
+    pub assets: u64,
+    pub overdue: u64,
+    pub immediate: u64,
+    /// CVE ids; `;`-separated in CSV.
+    pub cves: Vec<String>,
+    pub reference: Option<String>,
+    pub link: Option<String>,
+}
+
+impl CsvRecord for RemediationRecord {
+    const HEADER: &'static [&'static str] = &[
+        "rank",
+        "fix",
+        "priority_removed",
+        "max_priority",
+        "findings",
+        "assets",
+        "overdue",
+        "immediate",
+        "cves",
+        "reference",
+        "link",
+    ];
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.rank.to_string(),
+            self.fix.clone(),
+            num(Some(self.priority_removed)),
+            num(self.max_priority),
+            self.findings.to_string(),
+            self.assets.to_string(),
+            self.overdue.to_string(),
+            self.immediate.to_string(),
+            self.cves.join(";"),
+            opt(&self.reference),
+            opt(&self.link),
+        ]
+    }
+}
+
 /// One row of `export vulnerabilities`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct VulnerabilityRecord {

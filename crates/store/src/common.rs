@@ -455,6 +455,8 @@ pub(crate) struct FindingRefs {
     /// id → (vendor, name, version)
     pub software: HashMap<i64, (String, String, String)>,
     pub cves: HashMap<String, CveFacts>,
+    /// Every exception granted (a small table), to tell which cover the page's findings.
+    pub exceptions: Vec<crate::exceptions::StoredException>,
 }
 
 impl FindingRefs {
@@ -522,6 +524,11 @@ impl FindingRefs {
                     ))
                 })?;
         let cve = self.cves.get(&row.cve_id).cloned();
+        let cve_id = row
+            .cve_id
+            .parse::<CveId>()
+            .map_err(|_| corrupt("CVE id", &row.cve_id))?;
+        let exceptions = self.covering(&row, product, &vendor, &name, &cve_id);
         Ok(StoredFinding {
             id: row.id,
             integration_id: row.integration_id,
@@ -533,10 +540,7 @@ impl FindingRefs {
                     software_vendor: vendor,
                     software_name: name,
                     software_version: version,
-                    cve_id: row
-                        .cve_id
-                        .parse::<CveId>()
-                        .map_err(|_| corrupt("CVE id", &row.cve_id))?,
+                    cve_id,
                 },
                 asset_name,
                 asset_os_platform: None,
@@ -565,7 +569,31 @@ impl FindingRefs {
                 .map(crate::priority::parse_explanation)
                 .transpose()?,
             cve,
+            exceptions,
         })
+    }
+
+    /// The exceptions covering a finding, as pauses ordered by (end, id).
+    fn covering(
+        &self,
+        row: &FindingRow,
+        product: Product,
+        vendor: &str,
+        name: &str,
+        cve: &CveId,
+    ) -> Vec<rampart_model::priority::Exception> {
+        if self.exceptions.is_empty() {
+            return Vec::new();
+        }
+        let fix =
+            crate::exceptions::fix_key(product, vendor, name, row.recommended_update.as_deref());
+        let mut covering: Vec<&crate::exceptions::StoredException> = self
+            .exceptions
+            .iter()
+            .filter(|e| e.covers(row.integration_id, row.id, cve, &fix))
+            .collect();
+        covering.sort_by_key(|e| (e.ends_at, e.id));
+        covering.iter().map(|e| e.pause()).collect()
     }
 }
 
@@ -1024,7 +1052,7 @@ pub(crate) fn findings_query_planned(
         sql.and(&format!("f.status = 'open' AND f.decision = {ph}"));
     }
     if let Some((status, now)) = f.sla_status {
-        sla_condition(&mut sql, status, now);
+        sla_condition(&mut sql, d, status, now);
     }
     vis.restrict(d, &mut sql, "f.integration_id");
     sql.text.push_str(&order);
@@ -1032,24 +1060,30 @@ pub(crate) fn findings_query_planned(
     sql
 }
 
-/// Findings with this SLA status at `now`, as `rampart_model::priority::sla_status` decides it
-/// (without exceptions, which are not stored yet): *due soon* when at most a fifth of the time
-/// between the clock's start and the due date is left. Written so both engines take it: SQLite
-/// subtracts microseconds, PostgreSQL timestamps (giving intervals, which multiply).
-fn sla_condition(sql: &mut Sql, status: SlaStatus, now: DateTime<Utc>) {
+/// Findings with this SLA status at `now`, as `StoredFinding::sla_status` decides it: *accepted*
+/// while an exception covering the finding is in force; otherwise against the due date moved by
+/// the pause of an exception that has ended (crate::exceptions), and *due soon* when at most a
+/// fifth of the time between the clock's start and the stored due date is left. Written so both
+/// engines take it: SQLite subtracts microseconds, PostgreSQL timestamps (giving intervals, which
+/// multiply).
+fn sla_condition(sql: &mut Sql, d: Dialect, status: SlaStatus, now: DateTime<Utc>) {
     let pn = sql.arg(Arg::Time(now));
-    let open = "f.status = 'open' AND f.due_at IS NOT NULL AND f.clock_start IS NOT NULL";
+    let accepted = crate::exceptions::in_force_sql(&pn);
+    let due = crate::exceptions::effective_due_sql(d, &pn);
+    let open = format!(
+        "f.status = 'open' AND f.due_at IS NOT NULL AND f.clock_start IS NOT NULL AND NOT {accepted}"
+    );
     let clause = match status {
         SlaStatus::Closed => "f.status = 'fixed'".to_owned(),
-        // No exception is stored yet: nothing is accepted.
-        SlaStatus::Accepted => "1 = 0".to_owned(),
-        SlaStatus::Overdue => format!("{open} AND f.due_at <= {pn}"),
-        SlaStatus::DueSoon => format!(
-            "{open} AND f.due_at > {pn} AND (f.due_at - {pn}) * 5 <= (f.due_at - f.clock_start)"
-        ),
-        SlaStatus::OnTrack => format!(
-            "{open} AND f.due_at > {pn} AND (f.due_at - {pn}) * 5 > (f.due_at - f.clock_start)"
-        ),
+        SlaStatus::Accepted => format!("f.status = 'open' AND {accepted}"),
+        // A pause only moves the due date later: `f.due_at <= now` keeps the index range.
+        SlaStatus::Overdue => format!("{open} AND f.due_at <= {pn} AND {due} <= {pn}"),
+        SlaStatus::DueSoon => {
+            format!("{open} AND {due} > {pn} AND ({due} - {pn}) * 5 <= (f.due_at - f.clock_start)")
+        }
+        SlaStatus::OnTrack => {
+            format!("{open} AND {due} > {pn} AND ({due} - {pn}) * 5 > (f.due_at - f.clock_start)")
+        }
     };
     sql.and(&format!("({clause})"));
 }

@@ -235,6 +235,11 @@ pub(crate) struct Dialect {
     /// (a transaction-scoped advisory lock on PostgreSQL; SQLite's `BEGIN IMMEDIATE` already
     /// holds its only write lock). Claims are rare and short, so nobody waits long.
     pub serialise_claims: Option<&'static str>,
+    /// A duration of zero, of the type a difference of two timestamps has: microseconds on
+    /// SQLite, an interval on PostgreSQL.
+    pub zero_duration: &'static str,
+    /// The aggregate listing the distinct values of a text expression, separated by commas.
+    pub distinct_list: fn(&str) -> String,
 }
 
 impl Dialect {
@@ -246,6 +251,8 @@ impl Dialect {
         for_update: "",
         skip_locked: "",
         serialise_claims: None,
+        zero_duration: "0",
+        distinct_list: |e| format!("group_concat(DISTINCT {e})"),
     };
 
     pub(crate) const POSTGRES: Dialect = Dialect {
@@ -257,6 +264,8 @@ impl Dialect {
         skip_locked: " FOR UPDATE SKIP LOCKED",
         // The key is Rampart's own: "ramp" in ASCII.
         serialise_claims: Some("SELECT pg_advisory_xact_lock(1918987632)"),
+        zero_duration: "interval '0'",
+        distinct_list: |e| format!("string_agg(DISTINCT {e}, ',')"),
     };
 
     /// The keyset condition `(key, id) cmp (pk, pid)` (`cmp` is `<` or `>`) that each engine reads

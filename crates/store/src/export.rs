@@ -79,7 +79,8 @@ pub fn finding_record_at(s: &StoredFinding, now: chrono::DateTime<chrono::Utc>) 
         fixed_at: s.fixed_at,
         priority: s.priority,
         decision: s.decision.map(|d| d.as_str().to_owned()),
-        due_at: s.due_at,
+        // As the API shows it: moved by the pause of an exception that has ended.
+        due_at: s.due_at_now(now),
         sla_status: s.sla_status(now).map(|v| v.as_str().to_owned()),
         priority_factors: PriorityFactors(s.priority_factors.clone().unwrap_or_default()),
     }

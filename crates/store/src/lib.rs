@@ -25,12 +25,14 @@ mod cloud_sql;
 mod common;
 mod db;
 mod error;
+pub mod exceptions;
 pub mod export;
 pub mod intel;
 mod jobs;
 mod ops;
 mod postgres;
 pub mod priority;
+pub mod remediation;
 mod run_owner;
 mod sort;
 mod sql_store;
@@ -48,6 +50,10 @@ pub mod testing;
 use std::sync::Arc;
 
 pub use error::StoreError;
+pub use exceptions::{
+    ExceptionFilter, ExceptionScope, ExceptionState, NewException, StoredException, audit_entry,
+    fix_key,
+};
 pub use intel::{IntelCheck, IntelSource, KEV_SOURCE, KevSnapshot, kev_index};
 pub use jobs::{Enqueued, JOB_LEASE, Job, JobKind, JobState};
 pub use ops::{
@@ -59,6 +65,7 @@ pub use priority::{
     AssessScope, AssessmentInput, AssessmentWrite, Explanation, InsertAssessor, StoredAssessment,
     UrgentCounts, parse_explanation,
 };
+pub use remediation::{Remediation, RemediationFilter, RemediationSort, microsoft_link};
 pub use run_owner::RunOwner;
 pub use sort::{AssetSort, AssetSortKey, ListedAsset, OpenFindings, SortCursor};
 pub use sql_store::SqlStore;

@@ -9,6 +9,7 @@ use rampart_model::priority::{Decision, FactorContribution, FactorName};
 use rampart_model::{CveId, Finding};
 
 use crate::common::{RowExt, corrupt, micros};
+use crate::db::Dialect;
 use crate::error::Result;
 use crate::types::Backend;
 
@@ -287,14 +288,23 @@ pub struct UrgentCounts {
 
 /// Counts [`UrgentCounts`] at `$1` (now) from two index ranges: immediate findings are the top
 /// band of priorities (75–100, docs/prioritisation.md), read from findings_by_priority;
-/// overdue ones from findings_open_by_due. `scope` is appended to both counts' conditions (a
-/// visibility's, or nothing).
-pub(crate) fn urgent_counts_sql(scope: &str) -> String {
+/// overdue ones from findings_open_by_due. Then takes away the findings exceptions change
+/// (crate::exceptions): those accepted now, and, of the overdue, those whose due date a pause
+/// moved past now; only the few findings exceptions cover are checked for it. `scope` is appended
+/// to every count's conditions (a visibility's, or nothing).
+pub(crate) fn urgent_counts_sql(d: Dialect, scope: &str) -> String {
+    let covered = crate::exceptions::covered_sql("$1");
+    let accepted = crate::exceptions::in_force_sql("$1");
+    let due = crate::exceptions::effective_due_sql(d, "$1");
     format!(
         "SELECT \
          (SELECT count(*) FROM findings f WHERE f.status = 'open' AND COALESCE(f.priority, -1) >= 75 \
-          AND f.decision = 'immediate'{scope}) AS immediate, \
-         (SELECT count(*) FROM findings f WHERE f.status = 'open' AND f.due_at <= $1{scope}) AS overdue"
+          AND f.decision = 'immediate'{scope}) \
+         - (SELECT count(*) FROM findings f WHERE f.id IN ({covered}) AND f.status = 'open' \
+          AND COALESCE(f.priority, -1) >= 75 AND f.decision = 'immediate' AND {accepted}{scope}) AS immediate, \
+         (SELECT count(*) FROM findings f WHERE f.status = 'open' AND f.due_at <= $1{scope}) \
+         - (SELECT count(*) FROM findings f WHERE f.id IN ({covered}) AND f.status = 'open' \
+          AND f.due_at <= $1 AND ({accepted} OR {due} > $1){scope}) AS overdue"
     )
 }
 

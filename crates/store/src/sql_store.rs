@@ -18,9 +18,11 @@ use crate::cloud_sql::*;
 use crate::common::*;
 use crate::db::{Dialect, On, Pool, Row, Sql, Tx, q};
 use crate::error::{Result, StoreError};
+use crate::exceptions::*;
 use crate::intel::*;
 use crate::jobs::*;
 use crate::priority::*;
+use crate::remediation::*;
 use crate::run_owner::RunOwner;
 use crate::sort::*;
 use crate::sqlite::SqliteFile;
@@ -79,6 +81,21 @@ impl std::fmt::Debug for SqlStore {
             s.field("path", &file.path);
         }
         s.finish_non_exhaustive()
+    }
+}
+
+/// Narrows a statement on `exceptions` (whose text has its WHERE) to those `vis` may see, or
+/// change (`change`): an exception of an integration when the integration is in it. One for
+/// every integration (granted by a global admin) covers findings of every workspace, so every
+/// member may see why; only whoever sees everything may change it.
+fn push_exception_visibility(d: Dialect, vis: &Visibility, sql: &mut Sql, change: bool) {
+    if let Some(c) = vis.condition(d, sql, "integration_id") {
+        let every = if change {
+            "false"
+        } else {
+            "integration_id IS NULL"
+        };
+        sql.text.push_str(&format!(" AND ({every} OR {c})"));
     }
 }
 
@@ -696,7 +713,7 @@ impl Store for SqlStore {
             Some(c) => format!(" AND {c}"),
             None => String::new(),
         };
-        sql.text = urgent_counts_sql(&scope);
+        sql.text = urgent_counts_sql(self.d, &scope);
         let row = self
             .db
             .read()
@@ -1832,6 +1849,188 @@ impl Store for SqlStore {
 
     // ---- audit log -------------------------------------------------------------------------------
 
+    async fn create_exception(
+        &self,
+        vis: &Visibility,
+        new: &NewException,
+    ) -> Result<StoredException> {
+        let op = "granting an exception";
+        let mut tx = self.db.begin().await?;
+        match new.integration {
+            Some(i) => {
+                let mut exists = q("SELECT 1 AS one FROM integrations WHERE id = $1").bind(i);
+                vis.push_and(self.d, &mut exists, "id");
+                if tx.on().fetch_optional(&exists, op).await?.is_none() {
+                    return Err(integration_not_found(i));
+                }
+            }
+            None if *vis != Visibility::All => {
+                return Err(StoreError::InvalidInput(
+                    "an exception for every integration reaches into every workspace, so only a \
+                     global admin can grant one: pick the integration it is for"
+                        .to_owned(),
+                ));
+            }
+            None => {}
+        }
+        let (finding, cve, fix) = match &new.scope {
+            ExceptionScope::Finding(id) => {
+                let found =
+                    q("SELECT 1 AS one FROM findings WHERE id = $1 AND integration_id = $2")
+                        .bind(*id)
+                        .bind(new.integration.unwrap_or(-1));
+                if tx.on().fetch_optional(&found, op).await?.is_none() {
+                    return Err(StoreError::NotFound(format!(
+                        "there is no finding {id} in this integration: pick one from its findings list"
+                    )));
+                }
+                (Some(*id), None, None)
+            }
+            ExceptionScope::Cve(c) => (None, Some(c.as_str().to_owned()), None),
+            ExceptionScope::Fix(f) => (None, None, Some(clean(f).into_owned())),
+        };
+        let sql = q(&format!(
+            "INSERT INTO exceptions (scope, integration_id, finding_id, cve_id, fix_key, reason, owner, \
+             created_by, created_at, expires_at, ends_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) \
+             RETURNING {EXCEPTION_COLUMNS}"
+        ))
+        .bind(new.scope.kind())
+        .bind(new.integration)
+        .bind(finding)
+        .bind(cve)
+        .bind(fix)
+        .bind(clean(&new.reason))
+        .bind(clean(&new.owner))
+        .bind(clean(&new.created_by))
+        .bind(new.created_at)
+        .bind(new.expires_at);
+        let stored = decode_exception(&tx.on().fetch_one(&sql, op).await?)?;
+        let audit = audit_entry("exception.create", &new.created_by, new.created_at, &stored);
+        insert_audit(&mut tx, &audit).await?;
+        tx.commit(op).await?;
+        Ok(stored)
+    }
+
+    async fn get_exception(&self, vis: &Visibility, id: i64) -> Result<StoredException> {
+        let mut sql = q(&format!(
+            "SELECT {EXCEPTION_COLUMNS} FROM exceptions WHERE id = $1"
+        ))
+        .bind(id);
+        push_exception_visibility(self.d, vis, &mut sql, false);
+        self.db
+            .read()
+            .maybe(&sql, "reading an exception", decode_exception)
+            .await?
+            .ok_or_else(|| exception_not_found(id))
+    }
+
+    async fn list_exceptions(
+        &self,
+        vis: &Visibility,
+        filter: &ExceptionFilter,
+        limit: u32,
+    ) -> Result<Vec<StoredException>> {
+        let mut sql = Sql::new(&format!("SELECT {EXCEPTION_COLUMNS} FROM exceptions"));
+        sql.and("true");
+        push_exception_visibility(self.d, vis, &mut sql, false);
+        if let Some(i) = filter.integration {
+            let pi = sql.arg(Arg::Int(i));
+            sql.and(&format!(
+                "(integration_id IS NULL OR integration_id = {pi})"
+            ));
+        }
+        if let Some(t) = filter.in_force_at {
+            let pt = sql.arg(Arg::Time(t));
+            sql.and(&format!("created_at <= {pt} AND ends_at > {pt}"));
+        }
+        let pl = sql.arg(Arg::Int(i64::from(limit.clamp(1, 10_000))));
+        sql.text.push_str(&format!(" ORDER BY id DESC LIMIT {pl}"));
+        self.db
+            .read()
+            .all(&sql, "listing exceptions", decode_exception)
+            .await
+    }
+
+    async fn revoke_exception(
+        &self,
+        vis: &Visibility,
+        id: i64,
+        at: DateTime<Utc>,
+        by: &str,
+    ) -> Result<StoredException> {
+        let op = "revoking an exception";
+        let mut tx = self.db.begin().await?;
+        let mut sql = q(
+            "UPDATE exceptions SET revoked_at = $2, revoked_by = $3, ends_at = $2 \
+             WHERE id = $1 AND ends_at > $2",
+        )
+        .bind(id)
+        .bind(at)
+        .bind(clean(by));
+        push_exception_visibility(self.d, vis, &mut sql, true);
+        sql.text
+            .push_str(&format!(" RETURNING {EXCEPTION_COLUMNS}"));
+        let Some(row) = tx.on().fetch_optional(&sql, op).await? else {
+            let mut exists = q("SELECT 1 AS one FROM exceptions WHERE id = $1").bind(id);
+            push_exception_visibility(self.d, vis, &mut exists, true);
+            return Err(match tx.on().fetch_optional(&exists, op).await? {
+                None => exception_not_found(id),
+                Some(_) => StoreError::Conflict(format!(
+                    "exception {id} has already ended: there is nothing to revoke"
+                )),
+            });
+        };
+        let stored = decode_exception(&row)?;
+        insert_audit(&mut tx, &audit_entry("exception.revoke", by, at, &stored)).await?;
+        tx.commit(op).await?;
+        Ok(stored)
+    }
+
+    async fn record_expired_exceptions(
+        &self,
+        now: DateTime<Utc>,
+        actor: &str,
+    ) -> Result<Vec<StoredException>> {
+        let op = "recording expired exceptions";
+        let mut tx = self.db.begin().await?;
+        let sql = q(&format!(
+            "UPDATE exceptions SET expiry_audited = $2 WHERE ends_at <= $1 AND revoked_at IS NULL \
+             AND expiry_audited = $3 RETURNING {EXCEPTION_COLUMNS}"
+        ))
+        .bind(now)
+        .bind(true)
+        .bind(false);
+        let mut expired = tx.on().all(&sql, op, decode_exception).await?;
+        expired.sort_by_key(|e| e.id);
+        for e in &expired {
+            let entry = audit_entry("exception.expire", actor, now, e);
+            insert_audit(&mut tx, &entry).await?;
+        }
+        tx.commit(op).await?;
+        Ok(expired)
+    }
+
+    async fn remediations(
+        &self,
+        vis: &Visibility,
+        filter: &RemediationFilter,
+        sort: RemediationSort,
+        now: DateTime<Utc>,
+        offset: u32,
+        limit: u32,
+    ) -> Result<Page<Remediation, u32>> {
+        let sql = remediations_sql(self.d, vis, filter, sort, now, offset, limit);
+        let mut items = self
+            .db
+            .read()
+            .all(&sql, "reading the remediation plan", decode_remediation)
+            .await?;
+        let limit = limit.clamp(1, 1000);
+        let next = (items.len() > limit as usize).then(|| offset.saturating_add(limit));
+        items.truncate(limit as usize);
+        Ok(Page { items, next })
+    }
+
     async fn record_audit(&self, e: &NewAuditEntry) -> Result<i64> {
         let sql = q("INSERT INTO audit_log (at, actor, action, target, details) VALUES ($1, $2, $3, $4, $5) RETURNING id")
             .bind(e.at)
@@ -2276,10 +2475,35 @@ impl SqlStore {
         for r in tx.on().fetch_all(&cves, op).await? {
             refs.add_cve(&r)?;
         }
+        if !base.is_empty() {
+            let exceptions = q(&format!(
+                "SELECT {EXCEPTION_COLUMNS} FROM exceptions ORDER BY id"
+            ));
+            refs.exceptions = tx.on().all(&exceptions, op, decode_exception).await?;
+        }
         let items = base
             .into_iter()
             .map(|r| refs.assemble(r))
             .collect::<Result<Vec<_>>>()?;
         Ok((items, more))
     }
+}
+
+/// Records an audit entry inside a transaction (the change it records commits with it).
+async fn insert_audit(tx: &mut crate::db::Tx, e: &NewAuditEntry) -> Result<()> {
+    let sql =
+        q("INSERT INTO audit_log (at, actor, action, target, details) VALUES ($1, $2, $3, $4, $5)")
+            .bind(e.at)
+            .bind(clean(&e.actor))
+            .bind(clean(&e.action))
+            .bind(clean_opt(&e.target))
+            .bind(clean_opt(&e.details));
+    tx.on().execute(&sql, "recording an audit entry").await?;
+    Ok(())
+}
+
+fn exception_not_found(id: i64) -> StoreError {
+    StoreError::NotFound(format!(
+        "there is no exception {id}: the exceptions page lists them"
+    ))
 }

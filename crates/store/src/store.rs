@@ -13,11 +13,13 @@ use rampart_model::{
 };
 
 use crate::error::Result;
+use crate::exceptions::{ExceptionFilter, NewException, StoredException};
 use crate::intel::{IntelCheck, IntelSource, KevSnapshot};
 use crate::jobs::{Enqueued, Job, JobKind};
 use crate::priority::{
     AssessScope, AssessmentInput, AssessmentWrite, Explanation, InsertAssessor, UrgentCounts,
 };
+use crate::remediation::{Remediation, RemediationFilter, RemediationSort};
 use crate::run_owner::RunOwner;
 use crate::sort::{AssetSort, ListedAsset, SortCursor};
 use crate::summary::Summary;
@@ -594,6 +596,59 @@ pub trait Store: Send + Sync + std::fmt::Debug {
             "this database is PostgreSQL: back it up with pg_dump".to_owned(),
         ))
     }
+
+    // ---- exceptions and the remediation plan (see `crate::exceptions`, `crate::remediation`) ---
+
+    /// Stores an exception and its audit entry ([`crate::exceptions::audit_entry`], action
+    /// `exception.create` by `created_by`) in one transaction. `NotFound` when its integration
+    /// does not exist or is not in `vis`, or a finding scope's finding is not one of the
+    /// integration's. One for every integration (none named) can only be granted by whoever
+    /// sees every workspace (`vis` is `All`): it would reach into every workspace.
+    async fn create_exception(
+        &self,
+        vis: &Visibility,
+        new: &NewException,
+    ) -> Result<StoredException>;
+    /// `NotFound` when there is none with this id in `vis` (an exception is in it when its
+    /// integration is; one for every integration is in every visibility, since it covers
+    /// findings everywhere, but only `All` may revoke it).
+    async fn get_exception(&self, vis: &Visibility, id: i64) -> Result<StoredException>;
+    /// Exceptions in `filter` and `vis`, newest first, at most `limit`.
+    async fn list_exceptions(
+        &self,
+        vis: &Visibility,
+        filter: &ExceptionFilter,
+        limit: u32,
+    ) -> Result<Vec<StoredException>>;
+    /// Ends an exception at `at` (`by` revoked it) and records it in the audit log (action
+    /// `exception.revoke`), in one transaction. `Conflict` when it had already ended; `NotFound`
+    /// when there is none with this id in `vis`.
+    async fn revoke_exception(
+        &self,
+        vis: &Visibility,
+        id: i64,
+        at: DateTime<Utc>,
+        by: &str,
+    ) -> Result<StoredException>;
+    /// The exceptions that reached their expiry by `now` and whose end is not in the audit log
+    /// yet: records each ([`crate::exceptions::audit_entry`], action `exception.expire`, by
+    /// `actor`) and marks it recorded, in one transaction, and returns them. Revoked ones were
+    /// recorded when revoked.
+    async fn record_expired_exceptions(
+        &self,
+        now: DateTime<Utc>,
+        actor: &str,
+    ) -> Result<Vec<StoredException>>;
+    /// A page of the remediation plan at `now`, from `offset`; `next` is the next page's offset.
+    async fn remediations(
+        &self,
+        vis: &Visibility,
+        filter: &RemediationFilter,
+        sort: RemediationSort,
+        now: DateTime<Utc>,
+        offset: u32,
+        limit: u32,
+    ) -> Result<Page<Remediation, u32>>;
 
     // ---- audit log ---------------------------------------------------------------------------
 

@@ -2,8 +2,10 @@
 //! wrap them with what only the store knows (ids, Rampart's history, joins).
 
 use chrono::{DateTime, Utc};
-use rampart_model::priority::{Decision, FactorContribution, SlaStatus, sla_status};
+use rampart_model::priority::{Decision, Exception, FactorContribution, SlaStatus, sla_status};
 use serde::{Deserialize, Serialize};
+
+use crate::exceptions::relevant_pause;
 
 use rampart_model::{
     Asset, AssetStatus, ClientId, Cloud, CveId, EntityCounts, Finding, FindingKey, FindingStatus,
@@ -286,22 +288,34 @@ pub struct StoredFinding {
     /// Why this priority: the decision's band, then each factor's value and points.
     pub priority_factors: Option<Vec<FactorContribution>>,
     pub cve: Option<CveFacts>,
+    /// The exceptions covering it (accepted risk), each as the pause of the SLA clock it stands
+    /// for, ordered by their end; empty when none.
+    pub exceptions: Vec<Exception>,
 }
 
 impl StoredFinding {
-    /// Where the finding stands against its SLA at `now`: `closed` when fixed, `None` when open
-    /// and not assessed yet. (Exceptions, which would make it `accepted`, are not stored yet.)
+    /// Where the finding stands against its SLA at `now`: `closed` when fixed, `accepted` while
+    /// an exception covering it is in force, `None` when open and not assessed yet.
     pub fn sla_status(&self, now: DateTime<Utc>) -> Option<SlaStatus> {
         if self.status == FindingStatus::Fixed {
             return Some(SlaStatus::Closed);
         }
-        Some(sla_status(
-            now,
-            self.due_at?,
-            self.clock_start?,
-            None,
-            false,
-        ))
+        if self.exceptions.iter().any(|e| e.in_force(now)) {
+            return Some(SlaStatus::Accepted);
+        }
+        let (due, start) = (self.due_at?, self.clock_start?);
+        let pause = relevant_pause(&self.exceptions, start, now);
+        Some(sla_status(now, due, start, pause.as_ref(), false))
+    }
+
+    /// The due date at `now`: the stored one, moved later by the time an exception that has
+    /// ended paused the clock (docs/prioritisation.md, "Exceptions"). `None` as `due_at`.
+    pub fn due_at_now(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let (due, start) = (self.due_at?, self.clock_start?);
+        Some(match relevant_pause(&self.exceptions, start, now) {
+            Some(e) if !e.in_force(now) => e.resumed_due(due),
+            _ => due,
+        })
     }
 }
 
@@ -352,8 +366,8 @@ pub struct FindingFilter {
     pub changed_since: Option<DateTime<Utc>>,
     /// Only open findings with this decision.
     pub decision: Option<Decision>,
-    /// Only findings with this SLA status at the given time (`closed`: fixed ones; `accepted`
-    /// matches nothing until exceptions are stored).
+    /// Only findings with this SLA status at the given time (`closed`: fixed ones; `accepted`:
+    /// open ones an exception covers then).
     pub sla_status: Option<(SlaStatus, DateTime<Utc>)>,
 }
 

@@ -34,6 +34,7 @@ mod delta;
 mod endpoint;
 mod engine;
 mod error;
+pub mod exceptions;
 pub mod integrations;
 pub mod intel;
 mod options;

@@ -262,7 +262,8 @@ fn cookie_of(res: &reqwest::Response) -> Option<String> {
 }
 
 async fn sign_in(store: &Arc<dyn Store>, base: &str) -> Session {
-    let password = "bench bench bench bench";
+    // Not the account name (the password policy refuses that).
+    let password = "timing pages of a large estate";
     match rampart_web::create_user(
         store.as_ref(),
         "bench",
@@ -509,7 +510,7 @@ async fn main() {
         page("findings, first page", "/findings".into()),
         page(
             "findings, deep page",
-            format!("/findings?after={deep_findings}"),
+            format!("/findings?sort=id&after={deep_findings}"),
         ),
         page(
             "findings, open + critical",
@@ -558,6 +559,8 @@ async fn main() {
         page("vulnerability page", format!("/vulnerabilities/{one_cve}")),
         download("vulnerabilities CSV, first bytes", "/vulnerabilities.csv"),
         page("posture", "/posture".into()),
+        page("fix first", "/fix-first".into()),
+        page("exceptions", "/exceptions".into()),
         page("API assets, first page", "/api/v1/assets".into()),
         page(
             "API assets, deep page",
@@ -599,6 +602,11 @@ async fn main() {
         page(
             "API vulnerabilities, changed since",
             "/api/v1/vulnerabilities?changed_since=2026-01-01T00:00:00Z".into(),
+        ),
+        page("API remediations", "/api/v1/remediations".into()),
+        page(
+            "API remediations, by overdue, one integration",
+            "/api/v1/remediations?sort=-overdue&integration=1".into(),
         ),
         page("API posture", "/api/v1/posture".into()),
         page(

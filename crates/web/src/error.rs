@@ -7,6 +7,7 @@ use askama::Template;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use rampart_store::StoreError;
+use rampart_sync::exceptions::ExceptionError;
 use rampart_sync::integrations::IntegrationError;
 use serde::Serialize;
 
@@ -83,6 +84,18 @@ impl From<IntegrationError> for AppError {
             }
             IntegrationError::Store(e) => e.into(),
             IntegrationError::Vault(e) => AppError::internal(e),
+        }
+    }
+}
+
+/// What a person gave wrong is a bad request; an exception already ended is a conflict.
+impl From<ExceptionError> for AppError {
+    fn from(e: ExceptionError) -> Self {
+        match e {
+            ExceptionError::Invalid(m) => AppError::BadRequest(m),
+            ExceptionError::NotFound(m) => AppError::NotFound(m),
+            ExceptionError::Conflict(m) => AppError::Conflict(m),
+            ExceptionError::Store(e) => e.into(),
         }
     }
 }

@@ -5,8 +5,9 @@ use chrono::{DateTime, Utc};
 use rampart_model::priority::{Decision, SlaStatus};
 use rampart_model::{AssetStatus, CveId, FindingStatus, IntegrationId, Severity};
 use rampart_store::{
-    AssetFilter, AssetSort, FindingCursor, FindingFilter, FindingOrder, ListedAsset, Page,
-    RecommendationFilter, SortCursor, Store, Visibility, VulnerabilityFilter,
+    AssetFilter, AssetSort, ExceptionFilter, FindingCursor, FindingFilter, FindingOrder,
+    ListedAsset, Page, RecommendationFilter, RemediationFilter, RemediationSort, SortCursor, Store,
+    Visibility, VulnerabilityFilter,
 };
 use serde::Deserialize;
 
@@ -440,6 +441,78 @@ impl PostureQuery {
 
     pub fn changed_since(&self) -> Result<Option<DateTime<Utc>>, AppError> {
         changed_since(&self.changed_since)
+    }
+}
+
+/// `?integration=&sort=&after=&limit=`: the remediation plan ("Fix first").
+#[derive(Debug, Default, Clone, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RemediationQuery {
+    pub integration: Option<String>,
+    /// `-priority` (the default: the priority the fix removes), `-overdue`, `-assets` or
+    /// `-findings`; largest first.
+    pub sort: Option<String>,
+    /// The `next_cursor` of the previous page.
+    pub after: Option<String>,
+    /// 1 to 1000; 50 when absent.
+    pub limit: Option<String>,
+}
+
+impl RemediationQuery {
+    pub fn filter(&self) -> Result<RemediationFilter, AppError> {
+        Ok(RemediationFilter {
+            integration: integration(&self.integration)?,
+        })
+    }
+
+    pub fn sort(&self) -> Result<RemediationSort, AppError> {
+        match opt(&self.sort).as_deref() {
+            None | Some("-priority") => Ok(RemediationSort::Priority),
+            Some("-overdue") => Ok(RemediationSort::Overdue),
+            Some("-assets") => Ok(RemediationSort::Assets),
+            Some("-findings") => Ok(RemediationSort::Findings),
+            Some(_) => Err(bad("sort", "-priority, -overdue, -assets or -findings")),
+        }
+    }
+
+    /// Where the page starts (the plan is ranked as a whole, so a cursor is a position in it).
+    pub fn offset(&self) -> Result<u32, AppError> {
+        cursor_text(&self.after)?
+            .map(|s| {
+                s.parse::<u32>()
+                    .map_err(|_| bad("after", "the next_cursor of the previous page"))
+            })
+            .transpose()
+            .map(Option::unwrap_or_default)
+    }
+
+    pub fn limit(&self) -> Result<u32, AppError> {
+        limit(&self.limit)
+    }
+}
+
+/// `?integration=&in_force=`: exceptions.
+#[derive(Debug, Default, Clone, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ExceptionQuery {
+    /// Only those that can cover this integration's findings (its own and those of all
+    /// integrations).
+    pub integration: Option<String>,
+    /// `true`: only those in force now.
+    pub in_force: Option<String>,
+}
+
+impl ExceptionQuery {
+    pub fn filter(&self, now: DateTime<Utc>) -> Result<ExceptionFilter, AppError> {
+        let in_force = match opt(&self.in_force).as_deref() {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(_) => return Err(bad("in_force", "true or false")),
+        };
+        Ok(ExceptionFilter {
+            integration: integration(&self.integration)?,
+            in_force_at: in_force.then_some(now),
+        })
     }
 }
 

@@ -84,8 +84,16 @@ impl Scheduler {
             if let Err(error) = self.once().await {
                 tracing::warn!(message = "Scheduler pass failed.", %error);
             }
-            // Expired sessions are swept on the same clock.
+            // Expired sessions are swept on the same clock, and exceptions that reached their
+            // expiry are written to the audit log (their findings are back on the clock
+            // already: that is worked out when they are read).
             let _ = self.state.store().delete_expired_sessions(Utc::now()).await;
+            if let Err(error) =
+                rampart_sync::exceptions::record_expiries(self.state.store().as_ref(), Utc::now())
+                    .await
+            {
+                tracing::warn!(message = "Recording expired exceptions failed.", %error);
+            }
         }
     }
 

@@ -1,4 +1,4 @@
-//! `rampart export assets|findings|vulnerabilities|posture --format csv|jsonl|ocsf`.
+//! `rampart export assets|findings|vulnerabilities|posture|remediations --format csv|jsonl|ocsf`.
 //!
 //! Rows stream from the store to the output page by page: an export of millions of findings never
 //! holds more than one page in memory.
@@ -10,11 +10,14 @@ use std::process::ExitCode;
 use anyhow::Context;
 use futures::StreamExt;
 use rampart_model::export::{
-    AssetRecord, CsvRecord, FindingRecord, PostureRecord, VulnerabilityRecord, csv_line,
-    posture_record_type, rfc3339,
+    AssetRecord, CsvRecord, FindingRecord, PostureRecord, RemediationRecord, VulnerabilityRecord,
+    csv_line, posture_record_type, rfc3339,
 };
 use rampart_store::export::{asset_record, finding_record, posture_records, vulnerability_records};
-use rampart_store::{AssetFilter, FindingFilter, StoredAsset, StoredFinding, VulnerabilityFilter};
+use rampart_store::{
+    AssetFilter, FindingFilter, RemediationFilter, RemediationSort, StoredAsset, StoredFinding,
+    VulnerabilityFilter,
+};
 use serde::Serialize;
 
 use crate::cli::{ExportArgs, ExportFormat, ExportKind, Global};
@@ -25,6 +28,11 @@ pub async fn run(global: &Global, args: ExportArgs) -> anyhow::Result<ExitCode> 
     if args.format == ExportFormat::Ocsf && args.kind == ExportKind::Vulnerabilities {
         return Err(usage(
             "OCSF has no class for a CVE catalogue: export vulnerabilities as csv or jsonl, or export findings as ocsf",
+        ));
+    }
+    if args.format == ExportFormat::Ocsf && args.kind == ExportKind::Remediations {
+        return Err(usage(
+            "OCSF has no class for a remediation plan: export remediations as csv or jsonl, or export findings as ocsf",
         ));
     }
     let store = context::open_store(global).await?;
@@ -117,6 +125,35 @@ pub async fn run(global: &Global, args: ExportArgs) -> anyhow::Result<ExitCode> 
                 eprintln!(
                     "note: {scores_left_out} tenant, subscription and control score rows were left out: OCSF has no class for scores; export posture as csv or jsonl to get them"
                 );
+            }
+            writer.rows
+        }
+        ExportKind::Remediations => {
+            // The whole plan at one moment, page by page, in its rank.
+            let now = chrono::Utc::now();
+            let filter = RemediationFilter { integration };
+            let mut writer = RecordWriter::<RemediationRecord>::new(args.format, &mut out)?;
+            let mut offset = Some(0u32);
+            while let Some(from) = offset {
+                let page = store
+                    .remediations(&vis, &filter, RemediationSort::Priority, now, from, 1000)
+                    .await?;
+                for (n, r) in page.items.iter().enumerate() {
+                    writer.write(&RemediationRecord {
+                        rank: u64::from(from) + n as u64 + 1,
+                        fix: r.fix.clone(),
+                        priority_removed: r.priority_removed,
+                        max_priority: r.max_priority,
+                        findings: r.findings,
+                        assets: r.assets,
+                        overdue: r.overdue,
+                        immediate: r.immediate,
+                        cves: r.cves.iter().map(ToString::to_string).collect(),
+                        reference: r.reference.clone(),
+                        link: r.link.clone(),
+                    })?;
+                }
+                offset = page.next;
             }
             writer.rows
         }

@@ -104,6 +104,38 @@ fn add_test_sync_export_remove_and_the_secret_never_shows() {
     assert_eq!(vulns.code, 0, "{vulns:?}");
     assert!(vulns.stdout.lines().count() > 10);
 
+    // The remediation plan: every open finding under one fix, ranked by the priority removed.
+    let plan = env.run(&["export", "remediations", "--format", "csv"], None);
+    assert_eq!(plan.code, 0, "{plan:?}");
+    let mut lines = plan.stdout.lines();
+    assert_eq!(
+        lines.next(),
+        Some(
+            "rank,fix,priority_removed,max_priority,findings,assets,overdue,immediate,cves,reference,link"
+        )
+    );
+    assert!(
+        lines.next().is_some_and(|l| l.starts_with("1,")),
+        "{plan:?}"
+    );
+    let plan = env.run(&["export", "remediations", "--format", "jsonl"], None);
+    assert_eq!(plan.code, 0, "{plan:?}");
+    let fixes: Vec<serde_json::Value> = plan
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    let closed: u64 = fixes
+        .iter()
+        .map(|f| f["findings"].as_u64().expect("findings"))
+        .sum();
+    assert_eq!(closed as usize, truth_findings);
+    for pair in fixes.windows(2) {
+        assert!(pair[0]["priority_removed"].as_f64() >= pair[1]["priority_removed"].as_f64());
+    }
+    let refused = env.run(&["export", "remediations", "--format", "ocsf"], None);
+    assert_eq!(refused.code, 2, "{refused:?}");
+
     let ocsf = env.run(
         &[
             "export",

@@ -43,6 +43,7 @@ mod bulk;
 mod cloud;
 mod connect;
 mod delta;
+mod exceptions;
 mod files;
 mod hostile;
 mod integrations;

@@ -369,10 +369,15 @@ pub struct FindingOut {
     /// The SSVC deployer decision of an open finding: `immediate`, `out-of-cycle`, `scheduled`
     /// or `defer`; absent once fixed.
     pub decision: Option<String>,
-    /// When the open finding is due (RFC 3339).
+    /// When the open finding is due (RFC 3339); moved later by the time an exception that has
+    /// ended paused its clock.
     pub due_at: Option<String>,
-    /// `on_track`, `due_soon`, `overdue` or `closed` (fixed); `accepted` with an exception.
+    /// `on_track`, `due_soon`, `overdue` or `closed` (fixed); `accepted` while an exception
+    /// covers it.
     pub sla_status: Option<String>,
+    /// The fix that closes it, as the remediation plan (`/api/v1/remediations`) groups findings
+    /// and as an exception of scope `fix` names it.
+    pub fix: String,
     /// Why this priority: the decision's band, then each factor with its value, weight and the
     /// points it adds (they sum to `priority`).
     pub priority_factors: Vec<PriorityFactorOut>,
@@ -407,6 +412,7 @@ impl PriorityFactorOut {
 impl From<&StoredFinding> for FindingOut {
     fn from(s: &StoredFinding) -> Self {
         let f = &s.finding;
+        let now = chrono::Utc::now();
         Self {
             id: s.id,
             integration_id: s.integration_id,
@@ -430,8 +436,14 @@ impl From<&StoredFinding> for FindingOut {
             reopened_count: s.reopened_count,
             priority: s.priority,
             decision: s.decision.map(|d| d.as_str().into()),
-            due_at: ts_opt(&s.due_at),
-            sla_status: s.sla_status(chrono::Utc::now()).map(|v| v.as_str().into()),
+            due_at: ts_opt(&s.due_at_now(now)),
+            sla_status: s.sla_status(now).map(|v| v.as_str().into()),
+            fix: rampart_store::fix_key(
+                s.product,
+                &f.key.software_vendor,
+                &f.key.software_name,
+                f.recommended_update.as_deref(),
+            ),
             priority_factors: PriorityFactorOut::list(s),
         }
     }

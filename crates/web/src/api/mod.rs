@@ -3,8 +3,10 @@
 
 mod data;
 pub mod dto;
+mod exceptions;
 mod integrations;
 mod posture;
+mod remediations;
 mod users;
 mod workspaces;
 
@@ -29,7 +31,7 @@ use crate::state::AppState;
     ),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
-    tags((name = "integrations"), (name = "data"), (name = "posture"), (name = "users"), (name = "workspaces")),
+    tags((name = "integrations"), (name = "data"), (name = "exceptions"), (name = "posture"), (name = "users"), (name = "workspaces")),
 )]
 struct ApiDoc;
 
@@ -65,6 +67,12 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(data::assets))
         .routes(routes!(data::findings))
         .routes(routes!(data::vulnerabilities))
+        .routes(routes!(remediations::list_remediations))
+        .routes(routes!(
+            exceptions::list_exceptions,
+            exceptions::create_exception
+        ))
+        .routes(routes!(exceptions::revoke_exception))
         .routes(routes!(posture::scores))
         .routes(routes!(posture::history))
         .routes(routes!(posture::controls))

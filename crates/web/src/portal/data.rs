@@ -171,11 +171,14 @@ pub struct FindingRow {
     pub sla: &'static str,
     /// Why this priority: (factor, value, points).
     pub why: Vec<(&'static str, String, u8)>,
+    /// The query of the exception form for this finding; empty once fixed.
+    pub accept: String,
 }
 
 impl FindingRow {
     pub fn of(s: &StoredFinding) -> Self {
         let f = &s.finding;
+        let now = chrono::Utc::now();
         Self {
             asset_id_link: query::encode(&[
                 ("asset", &Some(f.key.asset_source_id.clone())),
@@ -199,14 +202,23 @@ impl FindingRow {
             fixed_at: when_opt(&s.fixed_at),
             priority: s.priority.map_or("—".into(), |p| format!("{p:.0}")),
             decision: s.decision.map_or("—".into(), |d| d.as_str().to_owned()),
-            due: when_opt(&s.due_at),
-            sla: s.sla_status(chrono::Utc::now()).map_or("", |v| v.as_str()),
+            due: when_opt(&s.due_at_now(now)),
+            sla: s.sla_status(now).map_or("", |v| v.as_str()),
             why: s
                 .priority_factors
                 .iter()
                 .flatten()
                 .map(|c| (c.factor.as_str(), c.value.clone(), c.points))
                 .collect(),
+            accept: if s.status == FindingStatus::Open {
+                query::encode(&[
+                    ("scope", &Some("finding".to_owned())),
+                    ("target", &Some(s.id.to_string())),
+                    ("integration", &Some(s.integration_id.to_string())),
+                ])
+            } else {
+                String::new()
+            },
         }
     }
 }

@@ -3,6 +3,8 @@
 mod admin;
 mod dashboard;
 mod data;
+mod exceptions;
+mod fix_first;
 mod integrations;
 pub mod layout;
 mod login;
@@ -46,6 +48,13 @@ pub fn router() -> Router<AppState> {
         .route("/findings", get(data::findings))
         .route("/findings.csv", get(data::findings_csv))
         .route("/posture", get(posture::page))
+        .route("/fix-first", get(fix_first::page))
+        .route(
+            "/exceptions",
+            get(exceptions::list).post(exceptions::create),
+        )
+        .route("/exceptions/new", get(exceptions::new_form))
+        .route("/exceptions/{id}/revoke", post(exceptions::revoke))
         .route("/tokens", get(admin::tokens).post(admin::create_token))
         .route("/tokens/{id}/delete", post(admin::delete_token))
         .route("/accounts", get(admin::accounts))

@@ -297,3 +297,95 @@ async fn portal_in_a_real_browser() {
     wait_h1(&c, "Sign in").await;
     c.close().await.unwrap();
 }
+
+/// Issue 14's Must-hold: sign in, open "Fix first", accept the top fix with a reason and an
+/// expiry, see its findings leave the overdue count, and see the grant in the audit log.
+#[tokio::test]
+async fn accepting_a_fix_in_a_real_browser() {
+    let (app, _) = crate::fix_first::synced("fix-first-browser").await;
+    let read = app.api_token("read").await;
+    let top: serde_json::Value = app
+        .api_get_with(&read, "/remediations?limit=1")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let fix = top["items"][0]["fix"].as_str().unwrap().to_owned();
+    let seeded = crate::fix_first::seed_overdue(&app, &fix).await;
+    assert!(seeded > 0);
+    let (_driver, c) = browser().await;
+    let base = &app.url;
+
+    c.goto(&format!("{base}/login")).await.unwrap();
+    wait_h1(&c, "Sign in").await;
+    type_into(&c, "#name", ADMIN).await;
+    type_into(&c, "#password", PASSWORD).await;
+    click(&c, "#sign-in").await;
+    wait_h1(&c, "Dashboard").await;
+
+    // "Fix first" is in the navigation; the top fix is the one made overdue.
+    c.find(Locator::LinkText("Fix first"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_h1(&c, "Fix first").await;
+    let before: u64 = text_of(&c, "#fix-first-overdue").await.parse().unwrap();
+    assert!(before >= seeded);
+    let first = text_of(&c, "#fixes tbody tr .fix-name").await;
+    assert!(first.starts_with(&fix), "{first}");
+
+    // Accept it with a reason and an expiry.
+    click(&c, "#fixes tbody tr a.accept").await;
+    wait_h1(&c, "Accept risk").await;
+    assert_eq!(
+        c.find(Locator::Css("#exception-target"))
+            .await
+            .unwrap()
+            .prop("value")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some(fix.as_str())
+    );
+    type_into(
+        &c,
+        "#exception-reason",
+        "mitigated by the perimeter IPS until the March window",
+    )
+    .await;
+    type_into(&c, "#exception-owner", "infra-oncall").await;
+    let expires = (chrono::Utc::now() + chrono::TimeDelta::days(21))
+        .format("%Y-%m-%d")
+        .to_string();
+    c.execute(
+        "document.getElementById('exception-expires').value = arguments[0];",
+        vec![json!(expires)],
+    )
+    .await
+    .unwrap();
+    click(&c, "#exception-submit").await;
+    wait_h1(&c, "Exceptions").await;
+    let listed = text_of(&c, "#exceptions tbody").await;
+    assert!(
+        listed.contains(&fix) && listed.contains("in_force"),
+        "{listed}"
+    );
+
+    // Its findings leave the overdue count and the plan.
+    click(&c, "nav a[href='/fix-first']").await;
+    wait_h1(&c, "Fix first").await;
+    let after: u64 = text_of(&c, "#fix-first-overdue").await.parse().unwrap();
+    assert_eq!(after, before - seeded);
+    let top_now = text_of(&c, "#fixes tbody tr .fix-name").await;
+    assert!(!top_now.starts_with(&fix), "{top_now}");
+
+    // And the grant is in the audit log, with its reason.
+    c.goto(&format!("{base}/audit")).await.unwrap();
+    wait_h1(&c, "Audit log").await;
+    let audit = text_of(&c, "#audit tbody").await;
+    assert!(audit.contains("exception.create"), "{audit}");
+    assert!(audit.contains("mitigated by the perimeter IPS"), "{audit}");
+    c.close().await.unwrap();
+}

@@ -12,7 +12,7 @@
 use std::collections::BTreeSet;
 
 use rampart_model::{Asset, AssetKind, Finding, FindingKey, Severity, Vulnerability};
-use rampart_store::{RunOutcome, Store, Visibility};
+use rampart_store::{ExceptionScope, NewException, RunOutcome, Store, Visibility};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -50,6 +50,8 @@ fn api_routes() -> BTreeSet<(String, String)> {
 struct Secrets {
     b_id: i64,
     b_asset: i64,
+    /// An exception granted in B.
+    b_exception: i64,
     texts: Vec<String>,
 }
 
@@ -72,9 +74,13 @@ impl Secrets {
 
     /// The path with B's ids replaced by ids that never existed.
     fn control(&self, path: &str) -> String {
-        path.replace(&format!("/{}", self.b_id), "/999999")
-            .replace(&format!("/{}", self.b_asset), "/999998")
-            .replace(B_CVE, "CVE-2099-999999")
+        path.replace(
+            &format!("/exceptions/{}", self.b_exception),
+            "/exceptions/999997",
+        )
+        .replace(&format!("/{}", self.b_id), "/999999")
+        .replace(&format!("/{}", self.b_asset), "/999998")
+        .replace(B_CVE, "CVE-2099-999999")
     }
 
     /// A body with B's ids and the control's replaced, for comparing the two answers.
@@ -85,6 +91,8 @@ impl Secrets {
             .replace(&self.b_id.to_string(), "ID")
             .replace("999999", "ID")
             .replace("999998", "ID")
+            .replace("999997", "ID")
+            .replace(&format!("exception {}", self.b_exception), "exception ID")
     }
 }
 
@@ -125,7 +133,9 @@ async fn switch(client: &mut Client, workspace: &str) -> reqwest::StatusCode {
 }
 
 /// The marker device of B, with a finding of a CVE only B has, written as a sync writes.
-async fn seed_marker(store: &dyn Store, b: i64) {
+/// Seeds B with an asset, a CVE and a finding only B has, and an exception whose reason names
+/// the asset; returns the exception's id.
+async fn seed_marker(store: &dyn Store, b: i64) -> i64 {
     let run = store
         .start_run(b, "delta", chrono::Utc::now())
         .await
@@ -181,6 +191,23 @@ async fn seed_marker(store: &dyn Store, b: i64) {
         )
         .await
         .unwrap();
+    let now = chrono::Utc::now();
+    store
+        .create_exception(
+            &Visibility::All,
+            &NewException {
+                scope: ExceptionScope::Cve(B_CVE.parse().unwrap()),
+                integration: Some(b),
+                reason: format!("{MARKER} is isolated"),
+                owner: "bravo owner".into(),
+                created_by: "root".into(),
+                created_at: now,
+                expires_at: now + chrono::TimeDelta::days(30),
+            },
+        )
+        .await
+        .unwrap()
+        .id
 }
 
 /// What a request must get.
@@ -237,7 +264,7 @@ async fn matrix(app: TestApp) {
     );
     sync_through_portal(&app, &mut root, a).await;
     sync_through_portal(&app, &mut root, b).await;
-    seed_marker(store.as_ref(), b).await;
+    let b_exception = seed_marker(store.as_ref(), b).await;
 
     let assets_of = |id: i64| {
         let store = store.clone();
@@ -281,6 +308,7 @@ async fn matrix(app: TestApp) {
     let secrets = Secrets {
         b_id: b,
         b_asset,
+        b_exception,
         texts,
     };
     // The check means something: the global admin does see B.
@@ -376,6 +404,14 @@ async fn portal_matrix(
     let (b, b_asset) = (s.b_id, s.b_asset);
     let form = app.integration_form("renamed", "x-secret-value-0000");
     let no_form: Vec<(&str, String)> = Vec::new();
+    let exception_form: Vec<(&str, String)> = vec![
+        ("scope", "cve".into()),
+        ("target", B_CVE.into()),
+        ("integration", b.to_string()),
+        ("reason", "accepted from A".into()),
+        ("owner", "adam".into()),
+        ("expires", "2099-01-01".into()),
+    ];
     // (method, route, path, form, viewer of A gets, admin of A gets)
     type Probe<'a> = (
         &'static str,
@@ -618,6 +654,41 @@ async fn portal_matrix(
             Forbidden,
             Forbidden,
         ),
+        ("GET", "/fix-first", "/fix-first".into(), &no_form, Ok, Ok),
+        (
+            "GET",
+            "/fix-first",
+            format!("/fix-first?integration={b}"),
+            &no_form,
+            Ok,
+            Ok,
+        ),
+        ("GET", "/exceptions", "/exceptions".into(), &no_form, Ok, Ok),
+        // Granting and revoking exceptions in the portal is for global admins.
+        (
+            "GET",
+            "/exceptions/new",
+            format!("/exceptions/new?integration={b}"),
+            &no_form,
+            Forbidden,
+            Forbidden,
+        ),
+        (
+            "POST",
+            "/exceptions",
+            "/exceptions".into(),
+            &exception_form,
+            Forbidden,
+            Forbidden,
+        ),
+        (
+            "POST",
+            "/exceptions/{id}/revoke",
+            format!("/exceptions/{}/revoke", s.b_exception),
+            &no_form,
+            Forbidden,
+            Forbidden,
+        ),
         (
             "GET",
             "/workspaces",
@@ -793,6 +864,9 @@ async fn api_matrix(app: &TestApp, s: &Secrets, token: &str, a: i64, wa: i64, wb
         }
         body
     };
+    let soon = (chrono::Utc::now() + chrono::TimeDelta::days(30))
+        .format("%Y-%m-%d")
+        .to_string();
     // (method, route, path, body, expected)
     let probes: Vec<(&str, &str, String, Option<Value>, Expect)> = vec![
         (
@@ -970,6 +1044,56 @@ async fn api_matrix(app: &TestApp, s: &Secrets, token: &str, a: i64, wa: i64, wb
             "/api/v1/workspaces".into(),
             None,
             Ok,
+        ),
+        (
+            "GET",
+            "/api/v1/remediations",
+            "/api/v1/remediations?limit=1000".into(),
+            None,
+            Ok,
+        ),
+        (
+            "GET",
+            "/api/v1/remediations",
+            format!("/api/v1/remediations?integration={b}"),
+            None,
+            Ok,
+        ),
+        (
+            "GET",
+            "/api/v1/exceptions",
+            "/api/v1/exceptions".into(),
+            None,
+            Ok,
+        ),
+        (
+            "GET",
+            "/api/v1/exceptions",
+            format!("/api/v1/exceptions?integration={b}"),
+            None,
+            Ok,
+        ),
+        // Accepting B's CVE in B with A's admin token: B's integration does not exist for it.
+        (
+            "POST",
+            "/api/v1/exceptions",
+            "/api/v1/exceptions".into(),
+            Some(json!({
+                "scope": "cve",
+                "target": B_CVE,
+                "integration_id": b,
+                "reason": "accepted from A",
+                "owner": "adam",
+                "expires_at": soon,
+            })),
+            NotFound,
+        ),
+        (
+            "DELETE",
+            "/api/v1/exceptions/{id}",
+            format!("/api/v1/exceptions/{}", s.b_exception),
+            None,
+            NotFound,
         ),
     ];
     let covered: BTreeSet<(String, String)> = probes

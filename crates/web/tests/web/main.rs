@@ -11,6 +11,7 @@ mod api;
 mod auth;
 mod browser;
 mod concurrency;
+mod fix_first;
 mod flow;
 mod intel;
 mod isolation;

@@ -1,0 +1,774 @@
+//! Exceptions (accepted risk) and the remediation plan (issue 14): what an exception covers,
+//! that accepted findings leave the counts and the plan but stay listed, that they come back at
+//! expiry with the clock moved by the pause, revoking, the audit trail, and the plan's ranking.
+//! The SQL filters and the Rust status of each finding are compared at every step: the store
+//! spells the rule twice (crates/store/src/exceptions.rs).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use rampart_model::priority::{Decision, SlaStatus};
+use rampart_model::{CveId, FindingStatus};
+use rampart_store::{
+    AssessmentWrite, ExceptionFilter, ExceptionScope, ExceptionState, Explanation, FindingFilter,
+    NewException, RemediationFilter, RemediationSort, Store, StoreError, StoredAssessment,
+    StoredException, StoredFinding,
+};
+
+use crate::support::*;
+use rampart_store::Visibility;
+
+scenarios!(
+    each_scope_covers_its_findings_and_they_leave_the_counts,
+    an_exception_expires_back_into_the_sla_clock,
+    a_revoked_exception_ends_at_once_and_is_audited,
+    the_plan_groups_findings_by_fix_and_ranks_by_priority_removed,
+    any_exception_expires_back_into_the_sla_clock,
+    an_upgrade_fix_is_counted_out_as_its_findings_are_filtered,
+);
+
+/// Integration `a` with 3 assets × 4 findings (finding `j` of each asset: CVE `j`, update
+/// `KB50000j`), all assessed: clock started at t(-1000), due at t(0) for CVE 0 and 1 (overdue
+/// from then), t(10_000) for the others; CVE 0 is `immediate`. Integration `b`: one asset
+/// with the same 4 findings. Returns (a, b).
+async fn assessed_estate(store: &Arc<dyn Store>) -> (i64, i64) {
+    let a = integration(store, "a").await.id;
+    let run = full_run_seeing(store, a, t(-2000), 3, 4).await;
+    store.finish_run(run, &succeeded(t(-1999))).await.unwrap();
+    let b = integration(store, "b").await.id;
+    let run = full_run_seeing(store, b, t(-2000), 1, 4).await;
+    store.finish_run(run, &succeeded(t(-1999))).await.unwrap();
+    let explanation = Explanation {
+        id: 42,
+        contributions: "[]".into(),
+    };
+    let writes: Vec<AssessmentWrite> = all_findings(store, FindingFilter::default())
+        .await
+        .iter()
+        .map(|f| {
+            let j = cve_index(&f.finding.key.cve_id);
+            AssessmentWrite {
+                finding_id: f.id,
+                assessment: StoredAssessment {
+                    decision: if j == 0 {
+                        Decision::Immediate
+                    } else {
+                        Decision::Scheduled
+                    },
+                    priority: if j == 0 { 90 } else { 30 + j as u8 },
+                    due_at: if j < 2 { t(0) } else { t(10_000) },
+                    clock_start: t(-1000),
+                    explanation_id: 42,
+                },
+            }
+        })
+        .collect();
+    assert_eq!(
+        store
+            .write_assessments(&[explanation], &writes, t(-1000))
+            .await
+            .unwrap(),
+        16
+    );
+    (a, b)
+}
+
+fn cve_index(cve: &CveId) -> usize {
+    (0..10).find(|j| cve.as_str() == cve_of(*j)).unwrap()
+}
+
+fn cve_of(j: usize) -> String {
+    cve(j)
+}
+
+fn new_exception(
+    scope: ExceptionScope,
+    integration: Option<i64>,
+    at: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> NewException {
+    NewException {
+        scope,
+        integration,
+        reason: "compensating control: WAF rule 12".into(),
+        owner: "app-team@contoso.com".into(),
+        created_by: "admin".into(),
+        created_at: at,
+        expires_at: until,
+    }
+}
+
+async fn grant(store: &Arc<dyn Store>, new: NewException) -> StoredException {
+    store
+        .create_exception(&Visibility::All, &new)
+        .await
+        .unwrap()
+}
+
+/// The ids of the findings with this SLA status at `now`, by the store's filter; and checks that
+/// the status each finding reports agrees.
+async fn ids_with(store: &Arc<dyn Store>, status: SlaStatus, now: DateTime<Utc>) -> BTreeSet<i64> {
+    let by_filter: BTreeSet<i64> = all_findings(
+        store,
+        FindingFilter {
+            sla_status: Some((status, now)),
+            ..Default::default()
+        },
+    )
+    .await
+    .iter()
+    .map(|f| f.id)
+    .collect();
+    let by_finding: BTreeSet<i64> = all_findings(store, FindingFilter::default())
+        .await
+        .iter()
+        .filter(|f| f.sla_status(now) == Some(status))
+        .map(|f| f.id)
+        .collect();
+    assert_eq!(
+        by_filter, by_finding,
+        "{status:?} at {now}: SQL and Rust disagree"
+    );
+    by_filter
+}
+
+async fn findings_where(
+    store: &Arc<dyn Store>,
+    keep: impl Fn(&StoredFinding) -> bool,
+) -> BTreeSet<i64> {
+    all_findings(store, FindingFilter::default())
+        .await
+        .iter()
+        .filter(|f| keep(f))
+        .map(|f| f.id)
+        .collect()
+}
+
+async fn each_scope_covers_its_findings_and_they_leave_the_counts(store: Arc<dyn Store>) {
+    let (a, b) = assessed_estate(&store).await;
+    let now = t(100);
+    let before = store.urgent_counts(&Visibility::All, now).await.unwrap();
+    // CVE 0 and 1 on 4 assets each are overdue; CVE 0 (4 findings) is immediate.
+    assert_eq!((before.overdue, before.immediate), (8, 4));
+
+    // A CVE across the assets of every integration.
+    grant(
+        &store,
+        new_exception(
+            ExceptionScope::Cve(cve(0).parse().unwrap()),
+            None,
+            t(50),
+            t(5000),
+        ),
+    )
+    .await;
+    // A fix, in integration a only.
+    grant(
+        &store,
+        new_exception(
+            ExceptionScope::Fix("KB5000001".into()),
+            Some(a),
+            t(50),
+            t(5000),
+        ),
+    )
+    .await;
+    // One finding of integration b.
+    let of_b = findings_where(&store, |f| {
+        f.integration_id == b && f.finding.key.cve_id.as_str() == cve(3)
+    })
+    .await;
+    let single = *of_b.iter().next().unwrap();
+    grant(
+        &store,
+        new_exception(ExceptionScope::Finding(single), Some(b), t(50), t(5000)),
+    )
+    .await;
+
+    let expected = findings_where(&store, |f| {
+        let c = f.finding.key.cve_id.as_str();
+        c == cve(0) || (c == cve(1) && f.integration_id == a) || f.id == single
+    })
+    .await;
+    assert_eq!(expected.len(), 4 + 3 + 1);
+    assert_eq!(ids_with(&store, SlaStatus::Accepted, now).await, expected);
+    // Only CVE 1 on b's asset is still overdue, and nothing is immediate.
+    let after = store.urgent_counts(&Visibility::All, now).await.unwrap();
+    assert_eq!((after.overdue, after.immediate), (1, 0));
+    assert_eq!(ids_with(&store, SlaStatus::Overdue, now).await.len(), 1);
+    assert_eq!(
+        ids_with(&store, SlaStatus::OnTrack, now).await.len(),
+        16 - 8 - 1
+    );
+    // Accepted findings are still listed, open, with their priority.
+    let all = all_findings(&store, FindingFilter::default()).await;
+    assert_eq!(all.len(), 16);
+    assert!(
+        all.iter()
+            .filter(|f| expected.contains(&f.id))
+            .all(|f| f.status == FindingStatus::Open && f.priority.is_some())
+    );
+    // Before it was granted, nothing was accepted.
+    assert!(
+        ids_with(&store, SlaStatus::Accepted, t(49))
+            .await
+            .is_empty()
+    );
+
+    // A finding scope must name a finding of the integration.
+    let wrong = store
+        .create_exception(
+            &Visibility::All,
+            &new_exception(ExceptionScope::Finding(single), Some(a), t(60), t(5000)),
+        )
+        .await;
+    assert!(matches!(wrong, Err(StoreError::NotFound(_))), "{wrong:?}");
+    let listed = store
+        .list_exceptions(
+            &Visibility::All,
+            &ExceptionFilter {
+                integration: Some(a),
+                in_force_at: Some(now),
+            },
+            100,
+        )
+        .await
+        .unwrap();
+    // The CVE one (all integrations) and a's fix; not b's finding.
+    assert_eq!(listed.len(), 2);
+    assert!(
+        listed
+            .iter()
+            .all(|e| e.state(now) == ExceptionState::InForce)
+    );
+}
+
+async fn an_exception_expires_back_into_the_sla_clock(store: Arc<dyn Store>) {
+    let (a, _) = assessed_estate(&store).await;
+    // CVE 2 is due at t(10_000) (clock from t(-1000)): accepted from t(1000) to t(4000).
+    grant(
+        &store,
+        new_exception(
+            ExceptionScope::Cve(cve(2).parse().unwrap()),
+            Some(a),
+            t(1000),
+            t(4000),
+        ),
+    )
+    .await;
+    // CVE 1, already overdue, accepted from t(500) to t(600).
+    grant(
+        &store,
+        new_exception(
+            ExceptionScope::Cve(cve(1).parse().unwrap()),
+            Some(a),
+            t(500),
+            t(600),
+        ),
+    )
+    .await;
+    let of = |j: usize| {
+        let store = store.clone();
+        async move {
+            findings_where(&store, |f| {
+                f.integration_id == a && f.finding.key.cve_id.as_str() == cve(j)
+            })
+            .await
+        }
+    };
+    let (cve1, cve2) = (of(1).await, of(2).await);
+    assert!(
+        ids_with(&store, SlaStatus::Accepted, t(550))
+            .await
+            .is_superset(&cve1)
+    );
+    assert!(
+        ids_with(&store, SlaStatus::Accepted, t(3999))
+            .await
+            .is_superset(&cve2)
+    );
+    // Back on the clock at expiry, by itself: CVE 1 overdue again (it was when accepted).
+    let overdue = ids_with(&store, SlaStatus::Overdue, t(600)).await;
+    assert!(overdue.is_superset(&cve1));
+    assert_eq!(
+        store
+            .urgent_counts(&Visibility::All, t(600))
+            .await
+            .unwrap()
+            .overdue,
+        8
+    );
+    // CVE 2 comes back with the time it had left: due at t(10_000) + 3000 minutes.
+    let back = t(4000);
+    assert!(
+        ids_with(&store, SlaStatus::OnTrack, back)
+            .await
+            .is_superset(&cve2)
+    );
+    let f = all_findings(&store, FindingFilter::default())
+        .await
+        .into_iter()
+        .find(|f| cve2.contains(&f.id))
+        .unwrap();
+    assert_eq!(
+        f.due_at,
+        Some(t(10_000)),
+        "the stored due date is not rewritten"
+    );
+    assert_eq!(f.due_at_now(back), Some(t(13_000)));
+    // Due soon in its last fifth (of 11,000 minutes: 2,200), overdue at the moved date.
+    assert!(
+        ids_with(&store, SlaStatus::DueSoon, t(13_000 - 2_200))
+            .await
+            .is_superset(&cve2)
+    );
+    assert!(
+        !ids_with(&store, SlaStatus::Overdue, t(12_999))
+            .await
+            .contains(&f.id)
+    );
+    assert!(
+        ids_with(&store, SlaStatus::Overdue, t(13_000))
+            .await
+            .is_superset(&cve2)
+    );
+
+    // The ends reach the audit log once, however often it is asked.
+    let expired = store
+        .record_expired_exceptions(t(5000), "rampart")
+        .await
+        .unwrap();
+    assert_eq!(expired.len(), 2);
+    assert!(
+        store
+            .record_expired_exceptions(t(6000), "rampart")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let audit = store.list_audit(10).await.unwrap();
+    assert_eq!(
+        audit
+            .iter()
+            .filter(|e| e.action == "exception.expire")
+            .count(),
+        2
+    );
+}
+
+async fn a_revoked_exception_ends_at_once_and_is_audited(store: Arc<dyn Store>) {
+    let (a, _) = assessed_estate(&store).await;
+    let e = grant(
+        &store,
+        new_exception(
+            ExceptionScope::Fix("KB5000000".into()),
+            Some(a),
+            t(50),
+            t(5000),
+        ),
+    )
+    .await;
+    assert_eq!(
+        store
+            .urgent_counts(&Visibility::All, t(100))
+            .await
+            .unwrap()
+            .immediate,
+        1
+    );
+    let revoked = store
+        .revoke_exception(&Visibility::All, e.id, t(200), "admin")
+        .await
+        .unwrap();
+    assert_eq!(revoked.ends_at, t(200));
+    assert_eq!(revoked.expires_at, t(5000));
+    assert_eq!(revoked.revoked_by.as_deref(), Some("admin"));
+    assert_eq!(revoked.state(t(201)), ExceptionState::Revoked);
+    assert!(
+        ids_with(&store, SlaStatus::Accepted, t(201))
+            .await
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .urgent_counts(&Visibility::All, t(201))
+            .await
+            .unwrap()
+            .immediate,
+        4
+    );
+    // Twice is a conflict; an unknown id is not found.
+    let again = store
+        .revoke_exception(&Visibility::All, e.id, t(300), "admin")
+        .await;
+    assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
+    let none = store
+        .revoke_exception(&Visibility::All, 999, t(300), "admin")
+        .await;
+    assert!(matches!(none, Err(StoreError::NotFound(_))), "{none:?}");
+    // Revoked is not expired: its end was audited when revoked.
+    assert!(
+        store
+            .record_expired_exceptions(t(9000), "rampart")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let actions: Vec<String> = store
+        .list_audit(10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    assert_eq!(actions, ["exception.revoke", "exception.create"]);
+}
+
+async fn the_plan_groups_findings_by_fix_and_ranks_by_priority_removed(store: Arc<dyn Store>) {
+    let (a, _) = assessed_estate(&store).await;
+    let now = t(100);
+    let plan = store
+        .remediations(
+            &Visibility::All,
+            &RemediationFilter::default(),
+            RemediationSort::Priority,
+            now,
+            0,
+            10,
+        )
+        .await
+        .unwrap();
+    let fixes: Vec<&str> = plan.items.iter().map(|r| r.fix.as_str()).collect();
+    // 4 assets each: priority 90, then 33, 32, 31 per finding.
+    assert_eq!(fixes, ["KB5000000", "KB5000003", "KB5000002", "KB5000001"]);
+    let top = &plan.items[0];
+    assert_eq!(
+        (top.findings, top.assets, top.overdue, top.immediate),
+        (4, 4, 4, 4)
+    );
+    assert_eq!(top.priority_removed, 360.0);
+    assert_eq!(top.max_priority, Some(90.0));
+    assert_eq!(top.cves, vec![cve(0).parse::<CveId>().unwrap()]);
+    assert_eq!(plan.next, None);
+    // Sorted by overdue findings, then priority; paged.
+    let by_overdue = store
+        .remediations(
+            &Visibility::All,
+            &RemediationFilter {
+                integration: Some(a),
+            },
+            RemediationSort::Overdue,
+            now,
+            0,
+            2,
+        )
+        .await
+        .unwrap();
+    let fixes: Vec<&str> = by_overdue.items.iter().map(|r| r.fix.as_str()).collect();
+    assert_eq!(fixes, ["KB5000000", "KB5000001"]);
+    assert_eq!(by_overdue.items[0].findings, 3);
+    assert_eq!(by_overdue.next, Some(2));
+    // An accepted fix leaves the plan; a CVE accepted in one integration leaves its findings.
+    grant(
+        &store,
+        new_exception(
+            ExceptionScope::Fix("KB5000000".into()),
+            None,
+            t(50),
+            t(5000),
+        ),
+    )
+    .await;
+    grant(
+        &store,
+        new_exception(
+            ExceptionScope::Cve(cve(3).parse().unwrap()),
+            Some(a),
+            t(50),
+            t(5000),
+        ),
+    )
+    .await;
+    let plan = store
+        .remediations(
+            &Visibility::All,
+            &RemediationFilter::default(),
+            RemediationSort::Priority,
+            now,
+            0,
+            10,
+        )
+        .await
+        .unwrap();
+    let rows: Vec<(&str, u64)> = plan
+        .items
+        .iter()
+        .map(|r| (r.fix.as_str(), r.findings))
+        .collect();
+    assert_eq!(rows, [("KB5000002", 4), ("KB5000001", 4), ("KB5000003", 1)]);
+}
+
+/// One random case of [`any_exception_expires_back_into_the_sla_clock`], in minutes from t(0).
+#[derive(Debug, Clone)]
+struct Timing {
+    /// The clock's start and the SLA (due = start + sla).
+    start: i64,
+    sla: i64,
+    /// The exception's grant and length; revoked this many minutes after the grant, if any.
+    granted: i64,
+    length: i64,
+    revoked_after: Option<i64>,
+    /// When the status is looked at, after the exception ended.
+    after_end: i64,
+}
+
+fn timings() -> impl proptest::strategy::Strategy<Value = Timing> {
+    use proptest::prelude::*;
+    (
+        -5_000..5_000i64,
+        1..10_000i64,
+        -5_000..10_000i64,
+        1..10_000i64,
+        proptest::option::of(0..10_000i64),
+        0..20_000i64,
+    )
+        .prop_map(
+            |(start, sla, granted, length, revoked_after, after_end)| Timing {
+                start,
+                sla,
+                granted,
+                length,
+                revoked_after,
+                after_end,
+            },
+        )
+}
+
+/// The property of issue 14 at the store: for any clock, exception and revocation, the finding is
+/// `accepted` exactly while the exception is in force, and once it has ended its status is the
+/// one it would have had without the exception, at a time earlier by the part of the pause that
+/// fell after its clock started. Checked through the SQL filter and the finding's own status.
+async fn any_exception_expires_back_into_the_sla_clock(store: Arc<dyn Store>) {
+    use proptest::strategy::{Strategy, ValueTree};
+    use proptest::test_runner::TestRunner;
+    use rampart_model::priority::sla_status;
+
+    let mut runner = TestRunner::deterministic();
+    let explanation = Explanation {
+        id: 42,
+        contributions: "[]".into(),
+    };
+    for case in 0..24 {
+        let c = timings().new_tree(&mut runner).unwrap().current();
+        let i = integration(&store, &format!("p{case}")).await.id;
+        let run = full_run_seeing(&store, i, t(-20_000), 1, 1).await;
+        store.finish_run(run, &succeeded(t(-20_000))).await.unwrap();
+        let scope = FindingFilter {
+            integration: Some(i),
+            ..Default::default()
+        };
+        let id = all_findings(&store, scope.clone()).await[0].id;
+        let (start, due) = (t(c.start), t(c.start + c.sla));
+        let write = AssessmentWrite {
+            finding_id: id,
+            assessment: StoredAssessment {
+                decision: Decision::Scheduled,
+                priority: 30,
+                due_at: due,
+                clock_start: start,
+                explanation_id: 42,
+            },
+        };
+        store
+            .write_assessments(std::slice::from_ref(&explanation), &[write], t(-20_000))
+            .await
+            .unwrap();
+        let granted = t(c.granted);
+        let e = store
+            .create_exception(
+                &Visibility::All,
+                &new_exception(
+                    ExceptionScope::Finding(id),
+                    Some(i),
+                    granted,
+                    t(c.granted + c.length),
+                ),
+            )
+            .await
+            .unwrap();
+        let ends = match c.revoked_after {
+            Some(r) if r < c.length => {
+                store
+                    .revoke_exception(&Visibility::All, e.id, t(c.granted + r), "admin")
+                    .await
+                    .unwrap()
+                    .ends_at
+            }
+            _ => e.ends_at,
+        };
+        // Status by the SQL filter of this integration, and by the finding itself.
+        let described = format!("{c:?}");
+        let status_at = |now: DateTime<Utc>| {
+            let store = store.clone();
+            let scope = scope.clone();
+            let described = described.clone();
+            async move {
+                let mut by_filter = Vec::new();
+                for s in [
+                    SlaStatus::OnTrack,
+                    SlaStatus::DueSoon,
+                    SlaStatus::Overdue,
+                    SlaStatus::Accepted,
+                ] {
+                    let f = FindingFilter {
+                        sla_status: Some((s, now)),
+                        ..scope.clone()
+                    };
+                    if !all_findings(&store, f).await.is_empty() {
+                        by_filter.push(s);
+                    }
+                }
+                let own = all_findings(&store, scope).await[0]
+                    .sla_status(now)
+                    .unwrap();
+                assert_eq!(by_filter, vec![own], "{described} at {now}");
+                own
+            }
+        };
+        if ends > granted {
+            let during = granted + (ends - granted) / 2;
+            assert_eq!(status_at(during).await, SlaStatus::Accepted, "{c:?}");
+        }
+        let now = ends + chrono::TimeDelta::minutes(c.after_end);
+        let status = status_at(now).await;
+        assert_ne!(status, SlaStatus::Accepted, "{c:?}");
+        // The pause counts from the later of the grant and the clock's start.
+        let paused = if ends > start {
+            ends - granted.max(start)
+        } else {
+            chrono::TimeDelta::zero()
+        };
+        assert_eq!(
+            status,
+            sla_status(now - paused, due, start, None, false),
+            "{c:?}"
+        );
+    }
+}
+
+/// A fix that is an upgrade (no security update named): the dashboard's counts find its findings
+/// through the software, and agree with the filters.
+async fn an_upgrade_fix_is_counted_out_as_its_findings_are_filtered(store: Arc<dyn Store>) {
+    let a = integration(&store, "a").await.id;
+    let run = store.start_run(a, "full", t(-2000)).await.unwrap();
+    store
+        .upsert_assets(a, run, &[asset(0), asset(1)])
+        .await
+        .unwrap();
+    let mut findings = findings(2, 3);
+    for f in &mut findings {
+        f.recommended_update = None;
+    }
+    store.upsert_findings(a, run, &findings).await.unwrap();
+    store.finish_run(run, &succeeded(t(-1999))).await.unwrap();
+    // Not assessed yet: in the plan, removing no priority.
+    let unassessed = store
+        .remediations(
+            &Visibility::All,
+            &RemediationFilter::default(),
+            RemediationSort::Priority,
+            t(100),
+            0,
+            10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(unassessed.items.len(), 3);
+    assert!(
+        unassessed
+            .items
+            .iter()
+            .all(|r| r.priority_removed == 0.0 && r.max_priority.is_none() && r.overdue == 0)
+    );
+    let all = all_findings(&store, FindingFilter::default()).await;
+    let writes: Vec<AssessmentWrite> = all
+        .iter()
+        .map(|f| AssessmentWrite {
+            finding_id: f.id,
+            assessment: StoredAssessment {
+                decision: Decision::Immediate,
+                priority: 80,
+                due_at: t(0),
+                clock_start: t(-1000),
+                explanation_id: 42,
+            },
+        })
+        .collect();
+    let explanation = Explanation {
+        id: 42,
+        contributions: "[]".into(),
+    };
+    store
+        .write_assessments(&[explanation], &writes, t(-1000))
+        .await
+        .unwrap();
+    // Findings j = 0, 1, 2 are software app_0, app_1, app_2 (versions differ): app_1 on 2 assets.
+    let fix = "Upgrade microsoft app_1";
+    let covered: BTreeSet<i64> = all
+        .iter()
+        .filter(|f| f.finding.key.software_name == "app_1")
+        .map(|f| f.id)
+        .collect();
+    assert_eq!(covered.len(), 2);
+    grant(
+        &store,
+        new_exception(ExceptionScope::Fix(fix.into()), None, t(50), t(500)),
+    )
+    .await;
+    let counts = store.urgent_counts(&Visibility::All, t(100)).await.unwrap();
+    assert_eq!((counts.overdue, counts.immediate), (4, 4));
+    assert_eq!(ids_with(&store, SlaStatus::Accepted, t(100)).await, covered);
+    // In force until t(500); then, paused 450 minutes, due at t(450): overdue at once.
+    assert_eq!(
+        store
+            .urgent_counts(&Visibility::All, t(449))
+            .await
+            .unwrap()
+            .overdue,
+        4
+    );
+    assert_eq!(
+        store
+            .urgent_counts(&Visibility::All, t(500))
+            .await
+            .unwrap()
+            .overdue,
+        6
+    );
+    assert_eq!(
+        store
+            .urgent_counts(&Visibility::All, t(500))
+            .await
+            .unwrap()
+            .immediate,
+        6
+    );
+    let plan = store
+        .remediations(
+            &Visibility::All,
+            &RemediationFilter::default(),
+            RemediationSort::Priority,
+            t(100),
+            0,
+            10,
+        )
+        .await
+        .unwrap();
+    let fixes: Vec<&str> = plan.items.iter().map(|r| r.fix.as_str()).collect();
+    assert_eq!(
+        fixes,
+        ["Upgrade microsoft app_0", "Upgrade microsoft app_2"]
+    );
+}
