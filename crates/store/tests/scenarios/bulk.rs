@@ -365,7 +365,8 @@ async fn sqlite_rebuilds_an_index_a_dead_bulk_load_left_out() {
         .unwrap();
         let n: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name IN \
-             ('findings_open_by_cve', 'findings_by_priority', 'findings_open_by_due')",
+             ('findings_open_by_cve', 'findings_by_priority', 'findings_open_by_due', \
+             'findings_open_by_software')",
         )
         .fetch_one(&mut conn)
         .await
@@ -375,7 +376,7 @@ async fn sqlite_rebuilds_an_index_a_dead_bulk_load_left_out() {
     assert_eq!(has_index().await, 0, "the indexes were put off");
     let reopened = rampart_store::SqliteStore::open(&path).await.unwrap();
     reopened.close().await;
-    assert_eq!(has_index().await, 3, "opening the database rebuilt them");
+    assert_eq!(has_index().await, 4, "opening the database rebuilt them");
 }
 
 /// Which of the indexes a first load may put off are in the SQLite file at `path`.
@@ -388,7 +389,8 @@ async fn sqlite_indexes(path: &std::path::Path) -> Vec<String> {
     .unwrap();
     sqlx::query_scalar(
         "SELECT name FROM sqlite_master WHERE type = 'index' AND name IN \
-         ('findings_open_by_cve', 'findings_by_priority', 'findings_open_by_due') ORDER BY name",
+         ('findings_open_by_cve', 'findings_by_priority', 'findings_open_by_due', \
+         'findings_open_by_software') ORDER BY name",
     )
     .fetch_all(&mut conn)
     .await
@@ -404,7 +406,7 @@ async fn a_second_integrations_first_load_keeps_the_priority_indexes() {
     let first = integration(&store, "first").await;
     let run = store.start_run(first.id, "full", t(0)).await.unwrap();
     assert!(store.begin_bulk_findings(first.id).await.unwrap());
-    assert!(sqlite_indexes(&path).await.is_empty(), "all three put off");
+    assert!(sqlite_indexes(&path).await.is_empty(), "all four put off");
     store
         .upsert_findings(first.id, run, &findings(3, 4))
         .await
@@ -421,7 +423,11 @@ async fn a_second_integrations_first_load_keeps_the_priority_indexes() {
     assert!(store.begin_bulk_findings(second.id).await.unwrap());
     assert_eq!(
         sqlite_indexes(&path).await,
-        ["findings_by_priority", "findings_open_by_due"]
+        [
+            "findings_by_priority",
+            "findings_open_by_due",
+            "findings_open_by_software"
+        ]
     );
     store.end_bulk_findings().await.unwrap();
     assert_eq!(sqlite_indexes(&path).await, all);
