@@ -416,6 +416,7 @@ async fn a_second_integrations_first_load_keeps_the_priority_indexes() {
         "findings_by_priority",
         "findings_open_by_cve",
         "findings_open_by_due",
+        "findings_open_by_software",
     ];
     assert_eq!(sqlite_indexes(&path).await, all);
 
