@@ -8,7 +8,7 @@ use rampart_microsoft::NotAFinding;
 use rampart_microsoft::{ExportFilesResponse, FindingRow};
 use rampart_microsoft::{MdeClient, ReadEnd, ReadReport, RecordStream};
 use rampart_model::{EntityCounts, RunStatus, SyncRun, Verdict};
-use rampart_store::{ReconcileScope, UpsertCounts};
+use rampart_store::{InsertAssessor, ReconcileScope, UpsertCounts};
 
 use crate::delta;
 use crate::error::{RunError, SyncError};
@@ -268,12 +268,18 @@ impl Job<'_, MdeClient> {
         let mut newest_seen: Option<DateTime<Utc>> = None;
         let mut malformed = 0u64;
         let deferred = self.store.begin_bulk_findings(id).await?;
-        // New rows are written with their priority (one write per row instead of two).
-        let assessor = Arc::new(InlineAssessor::new(
-            self.integration,
-            PriorityPolicy::default(),
-        ));
-        let inline = Arc::clone(&assessor);
+        // On a first load every row is new: it is written with its priority (one write per row
+        // instead of two). On a later full read almost every row exists already and keeps its
+        // assessment, so working one out for each row would be wasted (measured: a full re-read
+        // at 2,000 devices took 2.0 s instead of 1.1 s); the few new rows are left to the run's
+        // pass, which finds them unassessed.
+        let assessor = deferred.then(|| {
+            Arc::new(InlineAssessor::new(
+                self.integration,
+                PriorityPolicy::default(),
+            ))
+        });
+        let inline = assessor.clone();
         let piped = pipe(
             rows,
             |row| match row.into_finding() {
@@ -294,20 +300,21 @@ impl Job<'_, MdeClient> {
             self.batch(),
             move |batch| {
                 let store = Arc::clone(&store);
-                let assessor = Arc::clone(&inline);
+                let assessor = inline.clone();
                 async move {
-                    assessor.prepare(store.as_ref(), &batch).await?;
+                    if let Some(a) = &assessor {
+                        a.prepare(store.as_ref(), &batch).await?;
+                    }
+                    let assessor = assessor.as_deref().map(|a| a as &dyn InsertAssessor);
                     store
-                        .upsert_findings_assessed(id, run, &batch, Some(assessor.as_ref()))
+                        .upsert_findings_assessed(id, run, &batch, assessor)
                         .await
                 }
             },
             self.progress,
         )
         .await;
-        if deferred {
-            self.first_load_assessed_since = Some(assessor.since);
-        }
+        self.first_load_assessed_since = assessor.map(|a| a.since);
         // Whether the read worked or not, what was put off is rebuilt, in one sorted pass.
         let rebuilt = if deferred {
             self.progress.phase("indexing findings by CVE");

@@ -395,7 +395,21 @@ async fn store_explanations(
     };
     let mut referred: Vec<i64> = referred.into_iter().collect();
     referred.sort_unstable();
-    let missing = assessor.unstored_explanations(&referred);
+    let mut missing = assessor.unstored_explanations(&referred);
+    if missing.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Those an earlier run stored are not sent again (see the SQLite writer).
+    let known: Vec<i64> = missing.iter().map(|e| e.id).collect();
+    let present: FastSet<i64> =
+        sqlx::query_scalar("SELECT id FROM priority_explanations WHERE id = ANY($1)")
+            .bind(&known)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db("looking up priority explanations"))?
+            .into_iter()
+            .collect();
+    missing.retain(|e| !present.contains(&e.id));
     if !missing.is_empty() {
         sqlx::query(explanations_sql(Backend::Postgres))
             .bind(explanations_json(&missing))
@@ -403,7 +417,7 @@ async fn store_explanations(
             .await
             .map_err(db("storing priority explanations"))?;
     }
-    Ok(missing.into_iter().map(|e| e.id).collect())
+    Ok(known)
 }
 
 /// Catalogue rows through a staging table and one upsert; `on_conflict` decides what a known
