@@ -95,13 +95,29 @@ async fn findings_are_idempotent_and_changes_detected(store: Arc<dyn Store>) {
     next[5].last_seen = Some(t(500));
     next[6].first_seen = None;
     next[7].asset_name = Some("a different name in the finding feed".into());
+    next[8].recommended_update = None;
     assert_eq!(
         store.upsert_findings(i.id, run, &next).await.unwrap(),
-        counts(0, 5, 195, 0)
+        counts(0, 6, 194, 0)
     );
     let stored = all_findings(&store, FindingFilter::default()).await;
     assert_eq!(stored[0].finding.severity, Some(Severity::Low));
     assert_eq!(stored[1].finding.cvss, None);
+    // SQLite sets the recommended update outside the upsert's SET list: both ways stored.
+    assert_eq!(stored[2].finding.recommended_update.as_deref(), Some("KB1"));
+    assert_eq!(stored[8].finding.recommended_update, None);
+    assert_eq!(
+        stored[3].finding.recommendation_reference.as_deref(),
+        Some("va-123")
+    );
+    assert_eq!(
+        stored[4].finding.exploitability.as_deref(),
+        Some("ExploitIsPublic")
+    );
+    assert_eq!(
+        stored[9].finding, batch[9],
+        "unchanged rows stay as they were"
+    );
     assert_eq!(stored[5].finding.last_seen, Some(t(500)));
     assert_eq!(stored[6].finding.first_seen, None);
     assert_eq!(
