@@ -250,8 +250,9 @@ pub(crate) fn explanations_sql(backend: Backend) -> &'static str {
              ON CONFLICT (id) DO NOTHING"
         }
         Backend::Postgres => {
+            // In id order: batches written at the same time meet shared rows in the same order.
             "INSERT INTO priority_explanations (id, contributions) \
-             SELECT id, c FROM jsonb_to_recordset($1::jsonb) AS x(id bigint, c text) \
+             SELECT id, c FROM jsonb_to_recordset($1::jsonb) AS x(id bigint, c text) ORDER BY id \
              ON CONFLICT (id) DO NOTHING"
         }
     }

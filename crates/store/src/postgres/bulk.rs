@@ -451,6 +451,29 @@ pub(crate) async fn write_vulnerabilities(
         );
         b.end_row();
     }
+    let data = b.into_bytes();
+    // The catalogue is shared: syncs of several integrations upsert overlapping CVEs at the same
+    // time. Rows are merged in CVE order, so two such transactions lock them in the same order
+    // and one waits for the other instead of deadlocking (seen in the scale-out test: a worker
+    // running four syncs failed one with "deadlock detected"). Should PostgreSQL still end one
+    // for a lock conflict, the upsert is idempotent and runs again.
+    let mut attempt = 1;
+    loop {
+        match write_vulnerabilities_once(pool, data.clone(), on_conflict).await {
+            Err(e) if attempt < 3 && e.is_lock_conflict() => {
+                tracing::debug!(message = "Catalogue batch met a concurrent one; writing it again.", error = %e);
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn write_vulnerabilities_once(
+    pool: &PgPool,
+    data: Vec<u8>,
+    on_conflict: &str,
+) -> Result<UpsertCounts> {
     let mut tx = pool.begin().await.map_err(begin_error)?;
     stage(
         &mut tx,
@@ -459,7 +482,7 @@ pub(crate) async fn write_vulnerabilities(
          exploit_in_kit BOOLEAN NOT NULL, exploit_types TEXT NOT NULL, published_on TIMESTAMPTZ, \
          updated_on TIMESTAMPTZ, description TEXT, source_exposed_machines BIGINT) ON COMMIT DROP",
         "COPY stage_vulnerabilities FROM STDIN",
-        b.into_bytes(),
+        data,
         "staging vulnerabilities",
     )
     .await?;
@@ -471,7 +494,7 @@ pub(crate) async fn write_vulnerabilities(
                 vulnerability_insert_columns!(),
                 ") SELECT cve_id, severity, cvss, cvss_vector, epss, public_exploit, exploit_verified, exploit_in_kit, \
                  exploit_types, published_on, updated_on, description, source_exposed_machines, $1, $1 \
-                 FROM stage_vulnerabilities"
+                 FROM stage_vulnerabilities ORDER BY cve_id"
             ),
             ") SELECT change_kind, count(*) AS n FROM up GROUP BY change_kind"
         );
