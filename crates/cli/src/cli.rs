@@ -346,6 +346,7 @@ pub enum IntegrationCommand {
     /// Move an integration, with everything it synced, to another workspace.
     Move {
         name: IntegrationName,
+        /// The workspace it moves to (`rampart workspace list` shows them).
         #[arg(long, value_name = "WORKSPACE")]
         workspace: String,
     },
@@ -523,15 +524,20 @@ pub enum UserCommand {
     },
     /// Give an account a role in a workspace (replacing the role it had there).
     Grant {
+        /// The account's name.
         name: String,
+        /// The workspace (`rampart workspace list` shows them).
         #[arg(long, value_name = "WORKSPACE")]
         workspace: String,
+        /// admin: may change the workspace's integrations; viewer: may only look.
         #[arg(long, value_enum)]
         role: Role,
     },
     /// Take an account's role in a workspace away.
     Revoke {
+        /// The account's name.
         name: String,
+        /// The workspace (`rampart workspace list` shows them).
         #[arg(long, value_name = "WORKSPACE")]
         workspace: String,
     },

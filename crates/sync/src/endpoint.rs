@@ -317,7 +317,7 @@ impl Job<'_, MdeClient> {
         self.first_load_assessed_since = assessor.map(|a| a.since);
         // Whether the read worked or not, what was put off is rebuilt, in one sorted pass.
         let rebuilt = if deferred {
-            self.progress.phase("indexing findings by CVE");
+            self.progress.phase("indexing findings");
             self.store.end_bulk_findings().await
         } else {
             Ok(())
