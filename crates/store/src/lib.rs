@@ -27,6 +27,7 @@ mod db;
 mod error;
 pub mod exceptions;
 pub mod export;
+mod fix_plan;
 pub mod intel;
 mod jobs;
 mod ops;

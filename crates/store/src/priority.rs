@@ -278,6 +278,21 @@ pub(crate) fn write_sql(backend: Backend) -> &'static str {
     }
 }
 
+/// Marks stale the remediation plan's roll-up (crate::fix_plan) of every integration with a
+/// finding among the writes `$1` ([`writes_json`]); `$2` is true.
+pub(crate) fn mark_plans_stale_sql(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Sqlite => {
+            "UPDATE fix_plan_builds SET stale = $2 WHERE integration_id IN (SELECT f.integration_id \
+             FROM findings f WHERE f.id IN (SELECT json_extract(u.value, '$.id') FROM json_each($1) AS u))"
+        }
+        Backend::Postgres => {
+            "UPDATE fix_plan_builds SET stale = $2 WHERE integration_id IN (SELECT f.integration_id \
+             FROM findings f WHERE f.id IN (SELECT u.id FROM jsonb_to_recordset($1::jsonb) AS u(id bigint)))"
+        }
+    }
+}
+
 /// Open findings that need attention now, for the dashboard.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct UrgentCounts {

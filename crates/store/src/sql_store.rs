@@ -19,6 +19,7 @@ use crate::common::*;
 use crate::db::{Dialect, On, Pool, Row, Sql, Tx, q};
 use crate::error::{Result, StoreError};
 use crate::exceptions::*;
+use crate::fix_plan;
 use crate::intel::*;
 use crate::jobs::*;
 use crate::priority::*;
@@ -143,7 +144,26 @@ impl SqlStore {
         if needs_refresh(o) {
             refresh_summaries(self.d, &mut tx, run.integration_id).await?;
         }
+        if needs_refresh(o) {
+            fix_plan::mark_stale(&mut tx, run.integration_id).await?;
+        }
+        let count_plan = fix_plan::needs_rebuild(&mut tx, run.integration_id).await?;
         tx.commit("finishing a sync run").await?;
+        if count_plan {
+            // In a transaction of its own, after the run is closed: the run's outcome must be
+            // stored even when counting fails (a full disk); until it is counted, the plan is
+            // counted from the findings, and the scheduler counts it on its next pass.
+            if let Err(error) = self
+                .refresh_fix_plan(run.integration_id, o.finished_at)
+                .await
+            {
+                tracing::warn!(
+                    message = "Counting the remediation plan failed; it is counted from the findings until the next try.",
+                    integration = run.integration_id,
+                    %error
+                );
+            }
+        }
         if self.d.backend == Backend::Sqlite {
             // Lets SQLite refresh its planner statistics after a large write, cheaply.
             let optimize = q("PRAGMA optimize");
@@ -504,6 +524,8 @@ impl Store for SqlStore {
             "sync_runs",
             "sync_state",
             "jobs",
+            "fix_plan",
+            "fix_plan_builds",
         ] {
             let sql = q(&format!("DELETE FROM {table} WHERE integration_id = $1")).bind(id);
             tx.on()
@@ -773,10 +795,18 @@ impl Store for SqlStore {
                 .execute(&sql, "storing priority explanations")
                 .await?;
         }
-        let sql = q(write_sql(self.d.backend))
-            .bind(writes_json(self.d.backend, writes))
-            .bind(at);
+        let rows = writes_json(self.d.backend, writes);
+        let sql = q(write_sql(self.d.backend)).bind(rows.as_str()).bind(at);
         let written = tx.on().execute(&sql, "storing priorities").await?;
+        if written > 0 {
+            // The remediation plan's roll-up counted the old priorities (crate::fix_plan).
+            let sql = q(mark_plans_stale_sql(self.d.backend))
+                .bind(rows.as_str())
+                .bind(true);
+            tx.on()
+                .execute(&sql, "marking the remediation plan to count again")
+                .await?;
+        }
         tx.commit("committing priorities").await?;
         Ok(written)
     }
@@ -2030,16 +2060,21 @@ impl Store for SqlStore {
         offset: u32,
         limit: u32,
     ) -> Result<Page<Remediation, u32>> {
-        let sql = remediations_sql(self.d, vis, filter, sort, now, offset, limit);
-        let mut items = self
-            .db
+        fix_plan::read(&self.db, vis, filter, sort, now, offset, limit).await
+    }
+
+    async fn fix_plans_to_count(&self) -> Result<Vec<IntegrationId>> {
+        let sql = q(fix_plan::TO_COUNT_SQL).bind(true);
+        self.db
             .read()
-            .all(&sql, "reading the remediation plan", decode_remediation)
-            .await?;
-        let limit = limit.clamp(1, 1000);
-        let next = (items.len() > limit as usize).then(|| offset.saturating_add(limit));
-        items.truncate(limit as usize);
-        Ok(Page { items, next })
+            .all(&sql, "finding remediation plans to count", |r| r.int("id"))
+            .await
+    }
+
+    async fn refresh_fix_plan(&self, integration: IntegrationId, at: DateTime<Utc>) -> Result<()> {
+        let mut tx = self.db.begin().await?;
+        fix_plan::rebuild(self.d, &mut tx, integration, at).await?;
+        tx.commit("committing the remediation plan's count").await
     }
 
     async fn record_audit(&self, e: &NewAuditEntry) -> Result<i64> {

@@ -649,6 +649,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         offset: u32,
         limit: u32,
     ) -> Result<Page<Remediation, u32>>;
+    /// Counts the integration's remediation plan again, as of `at` (a run's end does it by
+    /// itself; assessing findings outside a run, as a KEV refresh does, needs it after).
+    async fn refresh_fix_plan(&self, integration: IntegrationId, at: DateTime<Utc>) -> Result<()>;
+    /// The integrations whose remediation plan is read from their findings until it is counted
+    /// again (never counted, e.g. after an upgrade, or stale) and that no run is counting.
+    async fn fix_plans_to_count(&self) -> Result<Vec<IntegrationId>>;
 
     // ---- audit log ---------------------------------------------------------------------------
 

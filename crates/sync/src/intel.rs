@@ -212,7 +212,11 @@ async fn store_catalog(
         .list_integrations(&rampart_store::Visibility::All)
         .await?
     {
-        assess_integration(store, &integration, scope, &policy, now).await?;
+        let counts = assess_integration(store, &integration, scope, &policy, now).await?;
+        if counts.assessed + counts.changed > 0 {
+            // Outside a run, nothing else counts the remediation plan again.
+            store.refresh_fix_plan(integration.id, now).await?;
+        }
     }
     Ok(source)
 }

@@ -94,6 +94,9 @@ impl Scheduler {
             {
                 tracing::warn!(message = "Recording expired exceptions failed.", %error);
             }
+            if let Err(error) = count_fix_plans(self.state.store().as_ref()).await {
+                tracing::warn!(message = "Counting the remediation plan failed.", %error);
+            }
         }
     }
 
@@ -202,6 +205,17 @@ impl Running {
             }
         }
     }
+}
+
+/// Counts the remediation plan of integrations whose count is missing (an upgrade, a sync run
+/// by a process that did not finish it) or stale (findings assessed outside a run), so that
+/// "Fix first" reads it instead of grouping their findings per view.
+async fn count_fix_plans(store: &dyn rampart_store::Store) -> Result<(), StoreError> {
+    for integration in store.fix_plans_to_count().await? {
+        store.refresh_fix_plan(integration, Utc::now()).await?;
+        tracing::debug!(message = "Counted the remediation plan.", integration);
+    }
+    Ok(())
 }
 
 /// Queues a scheduled job for every enabled integration that has no queued or running one.

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use rampart_model::priority::{Decision, SlaStatus};
-use rampart_model::{CveId, FindingStatus};
+use rampart_model::{CveId, FindingStatus, WorkspaceId};
 use rampart_store::{
     AssessmentWrite, ExceptionFilter, ExceptionScope, ExceptionState, Explanation, FindingFilter,
     NewException, RemediationFilter, RemediationSort, Store, StoreError, StoredAssessment,
@@ -27,6 +27,7 @@ scenarios!(
     the_plan_groups_findings_by_fix_and_ranks_by_priority_removed,
     any_exception_expires_back_into_the_sla_clock,
     an_upgrade_fix_is_counted_out_as_its_findings_are_filtered,
+    the_plan_read_from_its_rollup_is_the_plan_counted_from_the_findings,
 );
 
 /// Integration `a` with 3 assets × 4 findings (finding `j` of each asset: CVE `j`, update
@@ -771,4 +772,158 @@ async fn an_upgrade_fix_is_counted_out_as_its_findings_are_filtered(store: Arc<d
         fixes,
         ["Upgrade microsoft app_0", "Upgrade microsoft app_2"]
     );
+}
+
+/// Every view of the plan (each order, integration filter, visibility and page, at moments
+/// before, during and after exceptions of each scope, and as due dates pass) is the same read
+/// from the roll-up (crates/store/src/fix_plan.rs) as counted from the findings, which is how
+/// the store counts an integration whose roll-up an assessment made stale. Then the roll-up is
+/// shown to be what is read: rows a run adds enter the plan when the run finishes.
+async fn the_plan_read_from_its_rollup_is_the_plan_counted_from_the_findings(
+    store: Arc<dyn Store>,
+) {
+    let (a, b) = assessed_estate(&store).await;
+    // A fix accepted in a; a CVE everywhere, accepted and ended before the due dates (it moves
+    // them); one finding of b for long; CVE 0 in b for a while.
+    grant(
+        &store,
+        new_exception(
+            ExceptionScope::Fix("KB5000001".into()),
+            Some(a),
+            t(50),
+            t(5000),
+        ),
+    )
+    .await;
+    grant(
+        &store,
+        new_exception(
+            ExceptionScope::Cve(cve(2).parse().unwrap()),
+            None,
+            t(-500),
+            t(-100),
+        ),
+    )
+    .await;
+    let in_b: Vec<StoredFinding> = all_findings(
+        &store,
+        FindingFilter {
+            integration: Some(b),
+            ..Default::default()
+        },
+    )
+    .await;
+    let of_cve_3 = in_b
+        .iter()
+        .find(|f| cve_index(&f.finding.key.cve_id) == 3)
+        .unwrap();
+    grant(
+        &store,
+        new_exception(
+            ExceptionScope::Finding(of_cve_3.id),
+            Some(b),
+            t(20),
+            t(30_000),
+        ),
+    )
+    .await;
+    grant(
+        &store,
+        new_exception(
+            ExceptionScope::Cve(cve(0).parse().unwrap()),
+            Some(b),
+            t(200),
+            t(400),
+        ),
+    )
+    .await;
+
+    let nows = [t(-1500), t(10), t(100), t(300), t(6000), t(20_000)];
+    let sorts = [
+        RemediationSort::Priority,
+        RemediationSort::Overdue,
+        RemediationSort::Assets,
+        RemediationSort::Findings,
+    ];
+    let filters = [None, Some(a), Some(b)];
+    let visibilities = [
+        Visibility::All,
+        Visibility::Workspaces(vec![WorkspaceId::DEFAULT]),
+        Visibility::Workspaces(Vec::new()),
+    ];
+    let pages = [(0, 10), (1, 2), (3, 2)];
+    let views = || {
+        let mut all = Vec::new();
+        for now in nows {
+            for sort in sorts {
+                for integration in filters {
+                    for vis in &visibilities {
+                        for (offset, limit) in pages {
+                            all.push((now, sort, integration, vis.clone(), offset, limit));
+                        }
+                    }
+                }
+            }
+        }
+        all
+    };
+    let read_all = |store: Arc<dyn Store>| async move {
+        let mut plans = Vec::new();
+        for (now, sort, integration, vis, offset, limit) in views() {
+            let page = store
+                .remediations(
+                    &vis,
+                    &RemediationFilter { integration },
+                    sort,
+                    now,
+                    offset,
+                    limit,
+                )
+                .await
+                .unwrap();
+            plans.push((page.items, page.next));
+        }
+        plans
+    };
+    // The assessments made both roll-ups stale: counted from the findings.
+    let counted = read_all(store.clone()).await;
+    assert!(
+        counted
+            .iter()
+            .any(|(items, _)| items.iter().any(|r| r.overdue > 0)),
+        "the views include overdue findings"
+    );
+    store.refresh_fix_plan(a, t(-1500)).await.unwrap();
+    store.refresh_fix_plan(b, t(-1500)).await.unwrap();
+    let read = read_all(store.clone()).await;
+    for ((view, counted), read) in views().iter().zip(&counted).zip(&read) {
+        assert_eq!(read, counted, "view {view:?}");
+    }
+
+    // Read from the roll-up: a fourth asset's findings enter the plan when their run ends (the
+    // fix no exception touches; those that one does are counted from their findings).
+    let view = |store: Arc<dyn Store>| async move {
+        store
+            .remediations(
+                &Visibility::All,
+                &RemediationFilter {
+                    integration: Some(a),
+                },
+                RemediationSort::Findings,
+                t(6000),
+                0,
+                10,
+            )
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .find(|r| r.fix == "KB5000003")
+            .map(|r| (r.findings, r.assets))
+    };
+    assert_eq!(view(store.clone()).await, Some((3, 3)));
+    let run = full_run_seeing(&store, a, t(5900), 4, 4).await;
+    assert_eq!(view(store.clone()).await, Some((3, 3)));
+    store.finish_run(run, &succeeded(t(5901))).await.unwrap();
+    assert_eq!(view(store.clone()).await, Some((4, 4)));
 }

@@ -1,0 +1,36 @@
+-- The remediation plan's roll-up (issue 14, "Fix first" at millions of findings;
+-- docs/prioritisation.md, "The remediation plan"): per integration and fix, what the plan shows of
+-- its open findings, counted when a run of the integration finishes or its findings are assessed
+-- outside a run (a KEV refresh). A view of the plan then reads these rows instead of grouping every
+-- open finding; what exceptions change, and what became overdue since the count, is worked out
+-- when it is read (crates/store/src/fix_plan.rs).
+
+CREATE TABLE fix_plan (
+    integration_id    BIGINT NOT NULL REFERENCES integrations (id) ON DELETE CASCADE,
+    -- The fix, as crates/store/src/exceptions.rs (fix_key) spells it.
+    fix               TEXT    NOT NULL,
+    findings          BIGINT NOT NULL,
+    assets            BIGINT NOT NULL,
+    priority_removed  DOUBLE PRECISION NOT NULL,
+    max_priority      DOUBLE PRECISION,
+    immediate         BIGINT NOT NULL,
+    -- Findings whose due date had passed when the plan was counted (fix_plan_builds.built_at).
+    overdue           BIGINT NOT NULL,
+    -- The CVEs and the software ids of its findings, comma-separated. The software ids and the
+    -- recommended update its findings share ('' for none; NULL when they differ, which a software
+    -- name ending in " to …" can cause) lead an index (findings_open_by_software) to this fix's
+    -- findings when an exception makes the plan count it again.
+    cves              TEXT    NOT NULL,
+    software_ids      TEXT    NOT NULL,
+    recommended_update TEXT,
+    reference         TEXT,
+    PRIMARY KEY (integration_id, fix)
+);
+
+-- When each integration's rows were counted. No row, or stale: the plan counts that integration
+-- from its findings (correct, slower) until it is counted again.
+CREATE TABLE fix_plan_builds (
+    integration_id    BIGINT PRIMARY KEY REFERENCES integrations (id) ON DELETE CASCADE,
+    built_at          TIMESTAMPTZ NOT NULL,
+    stale             BOOLEAN NOT NULL DEFAULT FALSE
+);
