@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::response::Response;
 use chrono::Utc;
 use rampart_model::{Product, RunStatus};
-use rampart_store::{RiskyAsset, TopFix};
+use rampart_store::{Remediation, RemediationFilter, RemediationSort, RiskyAsset};
 
 use crate::auth::extract::Ctx;
 use crate::charts::{self, Bar};
@@ -37,7 +37,8 @@ struct DashboardPage {
     severity: Vec<Bar>,
     trend: String,
     trend_points: usize,
-    top_fixes: Vec<TopFix>,
+    /// The head of the remediation plan: accepted findings are left out, as on "Fix first".
+    top_fixes: Vec<Remediation>,
     riskiest: Vec<RiskyAsset>,
     width: f64,
     height: f64,
@@ -48,7 +49,18 @@ pub async fn page(ctx: Ctx, State(state): State<AppState>) -> Result<Response, A
     let store = state.store();
     // From the summaries kept as runs finish: the exact counts would aggregate every finding.
     let summary = store.summary(&vis, 10).await?;
-    let urgent = store.urgent_counts(&vis, chrono::Utc::now()).await?;
+    let now = chrono::Utc::now();
+    let urgent = store.urgent_counts(&vis, now).await?;
+    let plan = store
+        .remediations(
+            &vis,
+            &RemediationFilter::default(),
+            RemediationSort::Priority,
+            now,
+            0,
+            5,
+        )
+        .await?;
     let counts = summary.counts;
     let integrations = store.list_integrations(&vis).await?;
     let s = counts.findings_open;
@@ -89,7 +101,7 @@ pub async fn page(ctx: Ctx, State(state): State<AppState>) -> Result<Response, A
         overdue: urgent.overdue,
         severity,
         trend_points: trend.len(),
-        top_fixes: summary.top_fixes,
+        top_fixes: plan.items,
         riskiest: summary.riskiest,
         trend: charts::line(&trend),
         width: charts::WIDTH,

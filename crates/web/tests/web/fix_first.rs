@@ -100,6 +100,18 @@ fn in_days(days: i64) -> String {
     (Utc::now() + TimeDelta::days(days)).to_rfc3339()
 }
 
+/// The dashboard's "Fix first" table, as HTML.
+async fn dashboard_top_list(portal: &mut Client) -> String {
+    let dashboard = portal.get("/").await;
+    dashboard
+        .body
+        .split("<table id=\"top-fixes\">")
+        .nth(1)
+        .and_then(|t| t.split("</table>").next())
+        .unwrap_or_default()
+        .to_owned()
+}
+
 #[tokio::test]
 async fn the_plan_ranks_fixes_and_an_accepted_fix_leaves_it_and_the_overdue_count() {
     let (app, id) = synced("plan").await;
@@ -142,6 +154,8 @@ async fn the_plan_ranks_fixes_and_an_accepted_fix_leaves_it_and_the_overdue_coun
     // Make the top fix's findings overdue; the plan sorted by overdue findings starts with it.
     let seeded = seed_overdue(&app, &fix).await;
     assert_eq!(seeded, of_fix);
+    // From here the plan is read from its roll-up, counted as a run's end counts it.
+    app.store.refresh_fix_plan(id, Utc::now()).await.unwrap();
     let (_, by_overdue) = get(&app, &read, "/remediations?sort=-overdue&limit=1").await;
     assert_eq!(by_overdue["items"][0]["fix"], fix.as_str());
     assert_eq!(by_overdue["items"][0]["overdue"].as_u64(), Some(seeded));
@@ -152,6 +166,10 @@ async fn the_plan_ranks_fixes_and_an_accepted_fix_leaves_it_and_the_overdue_coun
         .unwrap()
         .overdue;
     assert!(overdue_before >= seeded);
+
+    let mut portal = app.signed_in(ADMIN).await;
+    let top_list = dashboard_top_list(&mut portal).await;
+    assert!(top_list.contains(&format!("<td>{fix}</td>")), "{top_list}");
 
     // Granting takes an admin token, and a reason, an owner and an expiry within a year.
     let body = json!({
@@ -200,7 +218,11 @@ async fn the_plan_ranks_fixes_and_an_accepted_fix_leaves_it_and_the_overdue_coun
     assert_eq!(granted["state"], "in_force");
     assert_eq!(granted["created_by"], "api:tests");
 
-    // The fix leaves the plan and the overdue count; its findings stay listed, accepted.
+    // The fix leaves the plan, the dashboard's head of it and the overdue count; its findings
+    // stay listed, accepted.
+    let top_list = dashboard_top_list(&mut portal).await;
+    assert!(!top_list.is_empty());
+    assert!(!top_list.contains(&format!("<td>{fix}</td>")), "{top_list}");
     let (_, plan_after) = get(&app, &read, "/remediations?limit=1000").await;
     assert!(
         plan_after["items"]
