@@ -242,9 +242,8 @@ async fn refresh_summaries(d: Dialect, tx: &mut Tx, integration_id: IntegrationI
         sqlite::bulk::set_cache_kib(c, sqlite::bulk::SCAN_CACHE_KIB, op).await?;
     }
     let refreshed = async {
-        for sql in [refresh_assets_sql(d).as_str(), CLEAR_FIXES, REFRESH_FIXES] {
-            tx.on().execute(&q(sql).bind(integration_id), op).await?;
-        }
+        let sql = q(&refresh_assets_sql(d)).bind(integration_id);
+        tx.on().execute(&sql, op).await?;
         Ok(())
     }
     .await;
@@ -1652,16 +1651,6 @@ impl Store for SqlStore {
         for r in tx.on().fetch_all(&sql, op).await? {
             add_counts(&mut counts, &r)?;
         }
-        let mut sql = q("").bind(top);
-        let scope = vis.where_text(self.d, &mut sql, "integration_id");
-        sql.text = summary_top_fixes_sql(self.d, &scope);
-        let top_fixes = tx
-            .on()
-            .fetch_all(&sql, op)
-            .await?
-            .iter()
-            .map(decode_top_fix)
-            .collect::<Result<Vec<_>>>()?;
         let riskiest = tx
             .on()
             .fetch_all(&summary_riskiest(self.d, vis, top), op)
@@ -1678,7 +1667,6 @@ impl Store for SqlStore {
         cloud_counts(&mut tx, self.d, vis, None, &mut counts).await?;
         Ok(Summary {
             counts,
-            top_fixes,
             riskiest,
             as_of,
         })

@@ -1,7 +1,8 @@
 //! Summaries the store keeps so that the dashboard and the "open findings" sort never aggregate
 //! millions of findings per page view: per-asset counts of open and fixed findings (columns of
-//! `assets`) and per-integration "top fixes" (`fix_rollups`), refreshed for an integration when
-//! one of its runs finishes, in the same transaction (`finish_run`). At 2,000,000 findings on
+//! `assets`), refreshed for an integration when one of its runs finishes, in the same
+//! transaction (`finish_run`). The dashboard's top fixes are the head of the remediation plan,
+//! which keeps its own roll-up (crate::fix_plan). At 2,000,000 findings on
 //! SQLite a refresh costs about 2 s of the run; reading the dashboard from them costs
 //! milliseconds. A run that reports reading records and changing none skips the refresh (nothing
 //! it summarises can have moved).
@@ -10,15 +11,13 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::common::{Dialect, Sql};
-use crate::types::{Counts, RiskyAsset, RunOutcome, TopFix};
+use crate::types::{Counts, RiskyAsset, RunOutcome};
 use crate::workspace::Visibility;
 
 /// The dashboard's numbers, as of the last finished run.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
     pub counts: Counts,
-    /// The recommended updates that close the most open findings, most first.
-    pub top_fixes: Vec<TopFix>,
     /// The assets with the most critical, then high, then any open findings.
     pub riskiest: Vec<RiskyAsset>,
     /// When the last run finished (`None`: no run finished yet).
@@ -50,15 +49,6 @@ pub(crate) fn refresh_assets_sql(d: Dialect) -> String {
     )
 }
 
-/// $1 integration.
-pub(crate) const CLEAR_FIXES: &str = "DELETE FROM fix_rollups WHERE integration_id = $1";
-
-/// $1 integration.
-pub(crate) const REFRESH_FIXES: &str = "INSERT INTO fix_rollups (integration_id, recommended_update, open_findings, assets) \
-     SELECT $1, recommended_update, count(*), count(DISTINCT asset_id) FROM findings \
-     WHERE integration_id = $1 AND status = 'open' AND recommended_update IS NOT NULL AND recommended_update <> '' \
-     GROUP BY recommended_update";
-
 /// Assets by status with the sums of their findings counts (PostgreSQL's sum of BIGINT is
 /// NUMERIC: cast back).
 /// `scope` (" WHERE …" or nothing) narrows the assets counted.
@@ -69,15 +59,6 @@ pub(crate) fn summary_counts_sql(scope: &str) -> String {
          CAST(COALESCE(sum(open_medium), 0) AS BIGINT) AS medium, CAST(COALESCE(sum(open_low), 0) AS BIGINT) AS low, \
          CAST(COALESCE(sum(open_total), 0) AS BIGINT) AS total, CAST(COALESCE(sum(fixed_total), 0) AS BIGINT) AS fixed \
          FROM assets{scope} GROUP BY status"
-    )
-}
-
-/// $1 limit; `scope` (" WHERE …" or nothing) narrows the rollups summed.
-pub(crate) fn summary_top_fixes_sql(d: Dialect, scope: &str) -> String {
-    format!(
-        "SELECT recommended_update, CAST(sum(open_findings) AS BIGINT) AS n, CAST(sum(assets) AS BIGINT) AS assets \
-         FROM fix_rollups{scope} GROUP BY recommended_update ORDER BY n DESC, recommended_update{} LIMIT $1",
-        d.collate_c
     )
 }
 

@@ -34,3 +34,7 @@ CREATE TABLE fix_plan_builds (
     built_at          TIMESTAMPTZ NOT NULL,
     stale             BOOLEAN NOT NULL DEFAULT FALSE
 );
+
+-- The dashboard's "top fixes" are now the head of the plan above, which leaves accepted findings
+-- out; the older per-update counts (0004) are no longer kept.
+DROP TABLE fix_rollups;

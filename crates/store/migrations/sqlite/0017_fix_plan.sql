@@ -34,3 +34,7 @@ CREATE TABLE fix_plan_builds (
     built_at          INTEGER NOT NULL,
     stale             INTEGER NOT NULL DEFAULT 0
 );
+
+-- The dashboard's "top fixes" are now the head of the plan above, which leaves accepted findings
+-- out; the older per-update counts (0004) are no longer kept.
+DROP TABLE fix_rollups;

@@ -372,17 +372,7 @@ async fn summary_agrees_with_the_exact_counts(store: Arc<dyn Store>) {
     );
     assert_eq!(s.counts.findings_fixed, 2);
     assert_eq!(s.counts.findings_open.unknown, 1);
-    // The rankings agree with the exact ones.
-    let exact_fixes = store
-        .top_fixes(&rampart_store::Visibility::All, 100)
-        .await
-        .unwrap();
-    assert_eq!(s.top_fixes.len(), 3);
-    for f in &s.top_fixes {
-        assert!(exact_fixes.contains(f), "{f:?} not in {exact_fixes:?}");
-    }
-    let n = |v: &[rampart_store::TopFix]| v.iter().map(|f| f.open_findings).collect::<Vec<_>>();
-    assert_eq!(n(&s.top_fixes), n(&exact_fixes[..3]));
+    // The ranking agrees with the exact one.
     let exact_risky = store
         .riskiest_assets(&rampart_store::Visibility::All, 100)
         .await
@@ -414,7 +404,6 @@ async fn summary_agrees_with_the_exact_counts(store: Arc<dyn Store>) {
         .await
         .unwrap();
     assert_eq!(gone.counts.findings_open.total(), 0);
-    assert!(gone.top_fixes.is_empty());
     assert!(gone.riskiest.is_empty());
 }
 

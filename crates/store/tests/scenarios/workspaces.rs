@@ -284,14 +284,19 @@ async fn every_read_filters_by_visibility(store: Arc<dyn Store>) {
     assert_eq!(summary.counts.findings_open.total(), 6);
     assert_eq!(summary.counts.assets_active, 3);
     assert_eq!(summary.counts.subscriptions, 0);
-    assert_eq!(
-        summary
-            .top_fixes
-            .iter()
-            .map(|f| f.open_findings)
-            .sum::<u64>(),
-        6
-    );
+    // The dashboard's top fixes: the head of the remediation plan.
+    let plan = store
+        .remediations(
+            va,
+            &rampart_store::RemediationFilter::default(),
+            rampart_store::RemediationSort::Priority,
+            t(2),
+            0,
+            10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(plan.items.iter().map(|f| f.findings).sum::<u64>(), 6);
     assert_eq!(summary.riskiest.len(), 3);
     assert_eq!(
         summary.as_of,
