@@ -399,36 +399,46 @@ fn decode_snapshot(r: &impl RowExt) -> Result<SlaSnapshot> {
 
 const SNAPSHOT_COLUMNS: &str = "s.integration_id, s.run_id, s.taken_at, s.decision, s.severity, s.open_count, s.overdue, s.due_soon, s.accepted";
 
-/// The rows of snapshots taken since `since` (of one integration, or of every one in `vis`).
+/// The rows of snapshots taken since `since` (of one integration, or of every one in `vis`),
+/// summed over severities: a few rows per run. Each integration's range is read through
+/// sla_snapshots_by_time.
 pub(crate) async fn sla_snapshots(
     s: &SqlStore,
     vis: &Visibility,
     integration: Option<IntegrationId>,
     since: DateTime<Utc>,
 ) -> Result<Vec<SlaSnapshot>> {
-    let mut sql = q(&format!(
-        "SELECT {SNAPSHOT_COLUMNS} FROM sla_snapshots s WHERE s.taken_at >= $1 AND ($2 IS NULL OR s.integration_id = $2)"
-    ))
-    .bind(since)
-    .bind(integration);
-    vis.push_and(s.d, &mut sql, "s.integration_id");
-    sql.text.push_str(" ORDER BY s.taken_at, s.run_id");
+    let mut sql = q(
+        "SELECT s.integration_id, s.run_id, s.taken_at, s.decision, 0 AS severity, \
+         CAST(sum(s.open_count) AS BIGINT) AS open_count, CAST(sum(s.overdue) AS BIGINT) AS overdue, \
+         CAST(sum(s.due_soon) AS BIGINT) AS due_soon, CAST(sum(s.accepted) AS BIGINT) AS accepted \
+         FROM integrations i JOIN sla_snapshots s ON s.integration_id = i.id AND s.taken_at >= $1 WHERE 1 = 1",
+    )
+    .bind(since);
+    if let Some(id) = integration {
+        let ph = sql.arg(crate::db::Arg::Int(id));
+        sql.text.push_str(&format!(" AND i.id = {ph}"));
+    }
+    vis.push_and(s.d, &mut sql, "i.id");
+    sql.text.push_str(
+        " GROUP BY s.integration_id, s.run_id, s.taken_at, s.decision ORDER BY s.taken_at, s.run_id",
+    );
     s.db.read()
         .all(&sql, "reading SLA snapshots", decode_snapshot)
         .await
 }
 
-/// The rows of each integration's latest snapshot in `vis` (through sla_snapshots_by_time: one
-/// index probe per integration).
+/// The rows of each integration's latest snapshot in `vis`: per integration, one probe of
+/// sla_snapshots_by_time for its latest time and one for its rows.
 pub(crate) async fn latest_sla_snapshots(
     s: &SqlStore,
     vis: &Visibility,
 ) -> Result<Vec<SlaSnapshot>> {
     let mut sql = q(&format!(
-        "SELECT {SNAPSHOT_COLUMNS} FROM sla_snapshots s WHERE s.taken_at = \
-         (SELECT max(m.taken_at) FROM sla_snapshots m WHERE m.integration_id = s.integration_id)"
+        "SELECT {SNAPSHOT_COLUMNS} FROM integrations i JOIN sla_snapshots s ON s.integration_id = i.id \
+         AND s.taken_at = (SELECT max(m.taken_at) FROM sla_snapshots m WHERE m.integration_id = i.id) WHERE 1 = 1"
     ));
-    vis.push_and(s.d, &mut sql, "s.integration_id");
+    vis.push_and(s.d, &mut sql, "i.id");
     s.db.read()
         .all(&sql, "reading the latest SLA snapshots", decode_snapshot)
         .await
