@@ -760,6 +760,31 @@ pub async fn queue_reassessment(
     Ok(queued)
 }
 
+/// Queues a re-assessment of the integration when the settings stored now are not those its
+/// findings were last assessed with; says whether it queued one. A worker calls it when a job
+/// ends: a change saved while that job ran, after its assessment's last look at the settings,
+/// found the job running and queued nothing.
+pub async fn queue_if_stale(
+    store: &dyn Store,
+    integration: IntegrationId,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let current = match PriorityPolicy::load(store, integration).await {
+        Ok(policy) => policy.record(),
+        // Removed meanwhile: nothing to assess.
+        Err(StoreError::NotFound(_)) => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    let recorded = store
+        .get_sync_state(integration, ASSESSED_POLICY)
+        .await?
+        .unwrap_or_else(|| PriorityPolicy::default().record());
+    if current == recorded {
+        return Ok(false);
+    }
+    Ok(queue_reassessment(store, &[integration], now).await? > 0)
+}
+
 /// Re-assesses an integration's open findings after its settings changed (a `reassess` job),
 /// and says what it did.
 pub async fn reassess(
@@ -847,4 +872,66 @@ pub(crate) async fn assess_after_run(
         .record_sla_snapshot(integration.id, run_id, Utc::now())
         .await?;
     Ok(counts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn day(n: i64) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0)
+            .single()
+            .unwrap_or_default()
+            + chrono::TimeDelta::days(n)
+    }
+
+    fn sla(immediate: u32, out_of_cycle: u32, scheduled: u32, defer: u32) -> SlaPolicy {
+        SlaPolicy::new(SlaDays {
+            immediate,
+            out_of_cycle,
+            scheduled,
+            defer,
+        })
+        .unwrap_or_default()
+    }
+
+    fn stored(decision: Decision, due: i64) -> StoredAssessment {
+        StoredAssessment {
+            decision,
+            priority: 30,
+            due_at: day(due),
+            clock_start: day(0),
+            explanation_id: 1,
+        }
+    }
+
+    #[test]
+    fn a_due_date_nothing_moved_follows_the_new_sla_both_ways() {
+        let old = SlaPolicy::default();
+        let s = stored(Decision::Scheduled, 30);
+        assert_eq!(rebased_due(&s, &old, &sla(2, 7, 20, 90)), day(20));
+        assert_eq!(rebased_due(&s, &old, &sla(2, 7, 45, 90)), day(45));
+    }
+
+    #[test]
+    fn an_escalated_due_date_never_moves_later() {
+        let old = SlaPolicy::default();
+        // Scheduled, escalated on day 1 to immediate: due day 3 instead of day 2 + ... = day 3.
+        let s = stored(Decision::Immediate, 3);
+        // A longer SLA keeps the escalation's date; a shorter one brings it forward.
+        assert_eq!(rebased_due(&s, &old, &sla(5, 7, 30, 90)), day(3));
+        assert_eq!(rebased_due(&s, &old, &sla(1, 7, 30, 90)), day(1));
+    }
+
+    #[test]
+    fn records_read_back() {
+        let p = PriorityPolicy {
+            sla: sla(1, 3, 10, 30),
+            ..PriorityPolicy::default()
+        };
+        assert_eq!(recorded_sla(&p.record()), Some(p.sla));
+        assert_eq!(recorded_sla("nonsense"), None);
+        assert_ne!(p.record(), PriorityPolicy::default().record());
+    }
 }

@@ -350,6 +350,14 @@ async fn run_job(state: AppState, job: Job) {
     if let Err(error) = closed {
         tracing::warn!(message = "Job could not be closed.", job = job.id, %error);
     }
+    // Settings saved while this job ran may have found it running and queued nothing.
+    if matches!(outcome, Outcome::Done | Outcome::Failed(_))
+        && let Err(error) =
+            rampart_sync::priority::queue_if_stale(store.as_ref(), job.integration_id, Utc::now())
+                .await
+    {
+        tracing::warn!(message = "Re-assessment could not be queued.", job = job.id, %error);
+    }
     if let Ok(mut running) = state.syncing.lock() {
         running.remove(&job.id);
     }
