@@ -12,8 +12,9 @@ use rampart_model::priority::{
 };
 use rampart_model::{Asset, WorkspaceId};
 use rampart_store::{
-    AssessmentWrite, ExceptionScope, Explanation, FindingFilter, NewException, ReconcilePolicy,
-    SlaReport, Store, StoreError, StoredAssessment, Visibility, burndown,
+    AssessmentWrite, Enqueued, ExceptionScope, Explanation, FindingFilter, IntegrationUpdate,
+    JobKind, NewException, ReconcilePolicy, SlaReport, Store, StoreError, StoredAssessment,
+    Visibility, burndown,
 };
 
 use crate::support::*;
@@ -23,6 +24,7 @@ scenarios!(
     an_integrations_own_sla_replaces_the_installations,
     criticality_rules_keep_their_order,
     snapshots_and_the_report_count_a_hand_built_estate,
+    a_reassessment_job_merges_with_syncs_and_needs_no_app_slot,
 );
 
 fn days(immediate: u32, out_of_cycle: u32, scheduled: u32, defer: u32) -> SlaDays {
@@ -494,5 +496,93 @@ async fn snapshots_and_the_report_count_a_hand_built_estate(store: Arc<dyn Store
             .await
             .unwrap()
             .is_empty()
+    );
+}
+
+/// A re-assessment job (after a settings change): it takes a sync's later slot, a sync asked for
+/// replaces it (a sync assesses too), it leaves a requested sync alone; and since it calls no
+/// API it runs for a disabled integration and while another integration of the same app
+/// registration syncs.
+async fn a_reassessment_job_merges_with_syncs_and_needs_no_app_slot(store: Arc<dyn Store>) {
+    let a = integration(&store, "a").await.id;
+    // The same app registration as a.
+    let b = integration(&store, "b").await.id;
+    // Longer than the test's clock runs: no job is taken over.
+    let lease = std::time::Duration::from_secs(3600);
+
+    store
+        .enqueue_job(a, JobKind::Scheduled, t(60), t(0))
+        .await
+        .unwrap();
+    let e = store
+        .enqueue_job(a, JobKind::Reassess, t(0), t(0))
+        .await
+        .unwrap();
+    assert_eq!((e.job().kind, e.job().run_at), (JobKind::Reassess, t(0)));
+    let e = store
+        .enqueue_job(a, JobKind::Requested, t(1), t(1))
+        .await
+        .unwrap();
+    assert_eq!((e.job().kind, e.job().run_at), (JobKind::Requested, t(0)));
+    assert!(matches!(
+        store
+            .enqueue_job(a, JobKind::Reassess, t(2), t(2))
+            .await
+            .unwrap(),
+        Enqueued::AlreadyQueued(_)
+    ));
+
+    // a's sync runs with the app registration.
+    let running = store
+        .claim_job("w1", t(3), lease, None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (running.integration_id, running.kind),
+        (a, JobKind::Requested)
+    );
+    assert!(matches!(
+        store
+            .enqueue_job(a, JobKind::Reassess, t(3), t(3))
+            .await
+            .unwrap(),
+        Enqueued::Running(_)
+    ));
+    // b, disabled, is re-assessed meanwhile; a sync of b would wait for the app registration.
+    store
+        .update_integration(
+            b,
+            &IntegrationUpdate {
+                enabled: Some(false),
+                ..IntegrationUpdate::default()
+            },
+        )
+        .await
+        .unwrap();
+    store
+        .enqueue_job(b, JobKind::Reassess, t(4), t(4))
+        .await
+        .unwrap();
+    let claimed = store
+        .claim_job("w2", t(5), lease, None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (claimed.integration_id, claimed.kind),
+        (b, JobKind::Reassess)
+    );
+    store
+        .finish_job(claimed.id, "w2", t(6), None)
+        .await
+        .unwrap();
+    store
+        .enqueue_job(b, JobKind::Requested, t(7), t(7))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.claim_job("w2", t(8), lease, None).await.unwrap(),
+        None
     );
 }

@@ -342,7 +342,7 @@ pub async fn changed_sla_days_and_rules_reassess_the_findings(store: Arc<dyn Sto
         AssetMatcher, CriticalityRule, FactorName, HumanImpact, SlaDays,
     };
     use rampart_store::Visibility;
-    use rampart_sync::priority::{queue_reassessment, reassess};
+    use rampart_sync::priority::{queue_if_stale, queue_reassessment, reassess};
 
     let h = harness(Arc::clone(&store), small_tenant()).await;
     h.sync_ok(full()).await;
@@ -472,6 +472,13 @@ pub async fn changed_sla_days_and_rules_reassess_the_findings(store: Arc<dyn Sto
         )
         .await
         .expect("rules");
+    // A worker finishing a job sees the findings were assessed under other settings.
+    assert!(
+        queue_if_stale(&*store, h.integration.id, with_rule)
+            .await
+            .expect("checked"),
+        "a re-assessment is queued"
+    );
     reassess(&*store, &h.integration, with_rule)
         .await
         .expect("reassessed");
