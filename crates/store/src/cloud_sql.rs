@@ -330,7 +330,7 @@ pub(crate) fn reconcile_plan(scope: &ReconcileScope) -> ReconcilePlan {
             };
             let findings = Stmt {
                 sql: format!(
-                    "UPDATE findings SET status = 'fixed', fixed_at = $3, decision = NULL, due_at = NULL \
+                    "UPDATE findings SET status = 'fixed', fixed_at = $3, fixed_decision = decision, fixed_due_at = due_at, decision = NULL, due_at = NULL \
                      WHERE integration_id = $1 AND status = 'open' \
                      AND asset_id IN (SELECT id FROM assets WHERE integration_id = $1 AND {}) \
                      AND (seen_run IS DISTINCT FROM $2 \

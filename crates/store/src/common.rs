@@ -865,8 +865,9 @@ pub(crate) fn search_precheck(d: Dialect, f: &FindingFilter) -> Option<Sql> {
 
 /// For a `changed_since` listing, the query that tells whether any run can have touched a
 /// finding after that time (column `any`): rows are stamped by runs (with their start, or a
-/// conclusion time before they finish) and by KEV refreshes (which re-assess priorities), so when
-/// every run had finished by then and no catalogue was read since, the listing is empty without
+/// conclusion time before they finish), by KEV refreshes (which re-assess priorities) and by
+/// re-assessment jobs after a settings change (with a time after their claim), so when every run
+/// and job had finished by then and no catalogue was read since, the listing is empty without
 /// reading the findings table. `None` without `changed_since`.
 pub(crate) fn changes_precheck(f: &FindingFilter) -> Option<Sql> {
     let t = f.changed_since?;
@@ -878,6 +879,7 @@ pub(crate) fn changes_precheck(f: &FindingFilter) -> Option<Sql> {
     };
     sql.text = format!(
         "SELECT (EXISTS (SELECT 1 FROM sync_runs WHERE (status = 'running' OR started_at > {pt} OR finished_at > {pt}){scope}) \
+         OR EXISTS (SELECT 1 FROM jobs WHERE kind = 'reassess' AND (state = 'running' OR claimed_at > {pt} OR heartbeat_at > {pt}){scope}) \
          OR EXISTS (SELECT 1 FROM intel_sources WHERE fetched_at > {pt})) AS any"
     );
     Some(sql)
@@ -1464,19 +1466,19 @@ WHERE integration_id = $1 AND status = 'active' AND seen_run IS DISTINCT FROM $2
 /// asset known only from vulnerability data has no evidence either way, and stays as it is.
 pub(crate) const RECONCILE_LISTED_ASSETS: &str = "UPDATE assets SET status = 'missing', missing_since = $3 \
 WHERE integration_id = $1 AND status = 'active' AND seen_run IS DISTINCT FROM $2 AND known_from = 'inventory'";
-pub(crate) const RECONCILE_FINDINGS: &str = "UPDATE findings SET status = 'fixed', fixed_at = $3, decision = NULL, due_at = NULL \
+pub(crate) const RECONCILE_FINDINGS: &str = "UPDATE findings SET status = 'fixed', fixed_at = $3, fixed_decision = decision, fixed_due_at = due_at, decision = NULL, due_at = NULL \
 WHERE integration_id = $1 AND status = 'open' AND (seen_run IS DISTINCT FROM $2 \
 OR asset_id IN (SELECT id FROM assets WHERE integration_id = $1 AND status = 'missing'))";
 
 /// Reconciling after a delta: only the open findings of missing assets are fixed. $1 integration,
 /// $3 time ($2, the run, is bound for symmetry with `RECONCILE_FINDINGS` and unused).
-pub(crate) const RECONCILE_FINDINGS_OF_MISSING: &str = "UPDATE findings SET status = 'fixed', fixed_at = $3, decision = NULL, due_at = NULL \
+pub(crate) const RECONCILE_FINDINGS_OF_MISSING: &str = "UPDATE findings SET status = 'fixed', fixed_at = $3, fixed_decision = decision, fixed_due_at = due_at, decision = NULL, due_at = NULL \
 WHERE integration_id = $1 AND status = 'open' AND $2 IS NOT NULL \
 AND asset_id IN (SELECT id FROM assets WHERE integration_id = $1 AND status = 'missing')";
 
 /// A delta's `Fixed` change. $1 integration, $2 asset source id, $3..$5 software, $6 CVE, $7 time,
 /// $8 the run's start (when Rampart learnt of the fix).
-pub(crate) const FIX_FINDING: &str = "UPDATE findings SET status = 'fixed', fixed_at = $7, fix_recorded_at = $8, decision = NULL, due_at = NULL \
+pub(crate) const FIX_FINDING: &str = "UPDATE findings SET status = 'fixed', fixed_at = $7, fix_recorded_at = $8, fixed_decision = decision, fixed_due_at = due_at, decision = NULL, due_at = NULL \
 WHERE status = 'open' AND cve_id = $6 \
 AND asset_id = (SELECT id FROM assets WHERE integration_id = $1 AND source_id = $2) \
 AND software_id = (SELECT id FROM software WHERE vendor = $3 AND name = $4 AND version = $5)";

@@ -67,6 +67,9 @@ pub enum JobKind {
     Scheduled,
     /// A person (or an API client) asked for a sync now.
     Requested,
+    /// The prioritisation settings changed (SLA days, criticality rules): the integration's open
+    /// findings are assessed again with them, without reading Microsoft's APIs.
+    Reassess,
 }
 
 impl JobKind {
@@ -75,6 +78,7 @@ impl JobKind {
         match self {
             JobKind::Scheduled => "sync",
             JobKind::Requested => "sync-now",
+            JobKind::Reassess => "reassess",
         }
     }
 
@@ -82,6 +86,7 @@ impl JobKind {
         match s {
             "sync" => Some(JobKind::Scheduled),
             "sync-now" => Some(JobKind::Requested),
+            "reassess" => Some(JobKind::Reassess),
             _ => None,
         }
     }
@@ -188,6 +193,8 @@ pub(crate) const MOVE_JOB: &str = concat!(
 /// A scheduled job of a disabled integration waits. So does a job whose app registration
 /// (product, tenant and client) is busy with another integration's running job: Microsoft's
 /// rate limits are per application and tenant, so two workers never call with one app at once.
+/// A re-assessment calls no API: it runs for a disabled integration too, and neither waits for
+/// nor holds its app registration.
 /// $1 now, $2 lease start, $3 only this integration (or NULL). `{lock}` is
 /// `FOR UPDATE SKIP LOCKED` on PostgreSQL.
 pub(crate) fn claim_candidate_sql(lock: &str) -> String {
@@ -196,11 +203,11 @@ pub(crate) fn claim_candidate_sql(lock: &str) -> String {
          ((j.state = 'queued' AND j.run_at <= $1) OR (j.state = 'running' AND j.heartbeat_at < $2)) \
          AND ($3 IS NULL OR j.integration_id = $3) \
          AND EXISTS (SELECT 1 FROM integrations i WHERE i.id = j.integration_id \
-             AND (j.kind = 'sync-now' OR i.enabled) \
-             AND NOT EXISTS (SELECT 1 FROM jobs r JOIN integrations ri ON ri.id = r.integration_id \
-                 WHERE r.state = 'running' AND r.heartbeat_at >= $2 AND r.id <> j.id \
+             AND (j.kind IN ('sync-now', 'reassess') OR i.enabled) \
+             AND (j.kind = 'reassess' OR NOT EXISTS (SELECT 1 FROM jobs r JOIN integrations ri ON ri.id = r.integration_id \
+                 WHERE r.state = 'running' AND r.heartbeat_at >= $2 AND r.id <> j.id AND r.kind <> 'reassess' \
                  AND ri.product = i.product AND lower(ri.tenant_id) = lower(i.tenant_id) \
-                 AND lower(ri.client_id) = lower(i.client_id))) \
+                 AND lower(ri.client_id) = lower(i.client_id)))) \
          ORDER BY j.run_at, j.id LIMIT 1{lock}"
     )
 }
@@ -277,12 +284,26 @@ pub(crate) fn job_lost(id: i64, worker: &str) -> StoreError {
 /// How a queued job changes when a sync of `kind` is asked for at `run_at`: it is brought
 /// forward, and a person's request wins over the schedule (a requested job runs even when the
 /// integration's schedule is off). `None`: it stays as it is.
+///
+/// A sync assesses with the current settings, so it stands for a re-assessment too: a sync asked
+/// for replaces a queued re-assessment (due at the earlier time), and a re-assessment asked for
+/// leaves a sync due by then alone. A re-assessment asked for before a sync's time takes the job
+/// (the scheduler queues the next scheduled sync again once it has run).
 pub(crate) fn queued_change(
     job: &Job,
     kind: JobKind,
     run_at: DateTime<Utc>,
 ) -> Option<(JobKind, DateTime<Utc>)> {
-    let run_at = crate::common::truncate_micros(run_at).min(job.run_at);
+    let asked = crate::common::truncate_micros(run_at);
+    match (kind, job.kind) {
+        (JobKind::Reassess, JobKind::Requested) => return None,
+        (JobKind::Reassess, _) => {
+            return (asked < job.run_at).then_some((JobKind::Reassess, asked));
+        }
+        (k, JobKind::Reassess) => return Some((k, asked.min(job.run_at))),
+        _ => {}
+    }
+    let run_at = asked.min(job.run_at);
     let kind = if kind == JobKind::Requested || job.kind == JobKind::Requested {
         JobKind::Requested
     } else {

@@ -35,6 +35,8 @@ mod postgres;
 pub mod priority;
 pub mod remediation;
 mod run_owner;
+pub mod sla;
+mod sla_sql;
 mod sort;
 mod sql_store;
 mod sqlite;
@@ -68,6 +70,11 @@ pub use priority::{
 };
 pub use remediation::{Remediation, RemediationFilter, RemediationSort, microsoft_link};
 pub use run_owner::RunOwner;
+pub use sla::{
+    BurndownPoint, FixedGroup, IntegrationSla, SlaLine, SlaReport, SlaSettings, SlaSnapshot,
+    StoredRule, burndown,
+};
+pub use sla_sql::matcher_from;
 pub use sort::{AssetSort, AssetSortKey, ListedAsset, OpenFindings, SortCursor};
 pub use sql_store::SqlStore;
 pub use sqlite::SQLITE_MAX_PARAMS;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use rampart_model::priority::KevEntry;
+use rampart_model::priority::{CriticalityRule, KevEntry, SlaDays};
 use rampart_model::{
     Asset, ControlScore, CveId, Finding, Integration, IntegrationId, IntegrationName, PostureScore,
     Recommendation, Subscription, SyncRun, Vulnerability, WorkspaceId,
@@ -25,6 +25,7 @@ use crate::jobs::*;
 use crate::priority::*;
 use crate::remediation::*;
 use crate::run_owner::RunOwner;
+use crate::sla::{FixedGroup, IntegrationSla, SlaSettings, SlaSnapshot, StoredRule};
 use crate::sort::*;
 use crate::sqlite::SqliteFile;
 use crate::store::{STALE_RUN_AFTER, Store};
@@ -2015,6 +2016,82 @@ impl Store for SqlStore {
         Ok(stored)
     }
 
+    async fn sla_settings(&self) -> Result<SlaSettings> {
+        crate::sla_sql::sla_settings(self).await
+    }
+
+    async fn set_sla_settings(
+        &self,
+        days: SlaDays,
+        by: &str,
+        at: DateTime<Utc>,
+    ) -> Result<SlaSettings> {
+        crate::sla_sql::set_sla_settings(self, days, by, at).await
+    }
+
+    async fn integration_sla(
+        &self,
+        vis: &Visibility,
+        id: IntegrationId,
+    ) -> Result<Option<IntegrationSla>> {
+        crate::sla_sql::integration_sla(self, vis, id).await
+    }
+
+    async fn set_integration_sla(
+        &self,
+        vis: &Visibility,
+        id: IntegrationId,
+        days: Option<SlaDays>,
+        by: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Option<IntegrationSla>> {
+        crate::sla_sql::set_integration_sla(self, vis, id, days, by, at).await
+    }
+
+    async fn criticality_rules(&self) -> Result<Vec<StoredRule>> {
+        crate::sla_sql::criticality_rules(self).await
+    }
+
+    async fn set_criticality_rules(
+        &self,
+        rules: &[CriticalityRule],
+        by: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<StoredRule>> {
+        crate::sla_sql::set_criticality_rules(self, rules, by, at).await
+    }
+
+    async fn record_sla_snapshot(
+        &self,
+        integration: IntegrationId,
+        run_id: i64,
+        at: DateTime<Utc>,
+    ) -> Result<()> {
+        crate::sla_sql::record_sla_snapshot(self, integration, run_id, at).await
+    }
+
+    async fn sla_snapshots(
+        &self,
+        vis: &Visibility,
+        integration: Option<IntegrationId>,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<SlaSnapshot>> {
+        crate::sla_sql::sla_snapshots(self, vis, integration, since).await
+    }
+
+    async fn latest_sla_snapshots(&self, vis: &Visibility) -> Result<Vec<SlaSnapshot>> {
+        crate::sla_sql::latest_sla_snapshots(self, vis).await
+    }
+
+    async fn fixed_for_sla(
+        &self,
+        vis: &Visibility,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<FixedGroup>> {
+        crate::sla_sql::fixed_groups(self, vis, since, until).await
+    }
+
     async fn record_expired_exceptions(
         &self,
         now: DateTime<Utc>,
@@ -2524,7 +2601,7 @@ impl SqlStore {
 }
 
 /// Records an audit entry inside a transaction (the change it records commits with it).
-async fn insert_audit(tx: &mut crate::db::Tx, e: &NewAuditEntry) -> Result<()> {
+pub(crate) async fn insert_audit(tx: &mut crate::db::Tx, e: &NewAuditEntry) -> Result<()> {
     let sql =
         q("INSERT INTO audit_log (at, actor, action, target, details) VALUES ($1, $2, $3, $4, $5)")
             .bind(e.at)

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 
-use rampart_model::priority::KevEntry;
+use rampart_model::priority::{CriticalityRule, KevEntry, SlaDays};
 use rampart_model::{
     Asset, ControlScore, CveId, Finding, Integration, IntegrationId, IntegrationName, PostureScore,
     Recommendation, Subscription, SyncRun, Vulnerability, WorkspaceId,
@@ -21,6 +21,7 @@ use crate::priority::{
 };
 use crate::remediation::{Remediation, RemediationFilter, RemediationSort};
 use crate::run_owner::RunOwner;
+use crate::sla::{FixedGroup, IntegrationSla, SlaSettings, SlaSnapshot, StoredRule};
 use crate::sort::{AssetSort, ListedAsset, SortCursor};
 use crate::summary::Summary;
 use crate::types::*;
@@ -596,6 +597,71 @@ pub trait Store: Send + Sync + std::fmt::Debug {
             "this database is PostgreSQL: back it up with pg_dump".to_owned(),
         ))
     }
+
+    // ---- SLA settings, criticality rules and SLA reporting (see `crate::sla`) ----------------
+
+    /// The installation's SLA days (the model's defaults until an administrator changes them).
+    async fn sla_settings(&self) -> Result<SlaSettings>;
+    /// Saves the installation's SLA days and their audit entry (`sla.update`) in one transaction.
+    /// `InvalidInput`, in words, when the model refuses them (`SlaPolicy::new`).
+    async fn set_sla_settings(
+        &self,
+        days: SlaDays,
+        by: &str,
+        at: DateTime<Utc>,
+    ) -> Result<SlaSettings>;
+    /// The integration's own SLA, if it has one. `NotFound` when it is not in `vis`.
+    async fn integration_sla(
+        &self,
+        vis: &Visibility,
+        id: IntegrationId,
+    ) -> Result<Option<IntegrationSla>>;
+    /// Sets (or, with `None`, removes) the integration's own SLA, with its audit entry
+    /// (`integration.sla`), in one transaction. `NotFound` when it is not in `vis`.
+    async fn set_integration_sla(
+        &self,
+        vis: &Visibility,
+        id: IntegrationId,
+        days: Option<SlaDays>,
+        by: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Option<IntegrationSla>>;
+    /// The criticality rules, in order.
+    async fn criticality_rules(&self) -> Result<Vec<StoredRule>>;
+    /// Replaces the criticality rules with `rules` (in this order), with the audit entry
+    /// (`criticality_rules.update`), in one transaction. `InvalidInput`, in words, for a rule
+    /// without a name or value, a name used twice, or too many rules.
+    async fn set_criticality_rules(
+        &self,
+        rules: &[CriticalityRule],
+        by: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<StoredRule>>;
+    /// Records the integration's open findings by decision and severity at `at`, for run `run_id`
+    /// (the burn-down and the SLA report's open counts): one INSERT ... SELECT.
+    async fn record_sla_snapshot(
+        &self,
+        integration: IntegrationId,
+        run_id: i64,
+        at: DateTime<Utc>,
+    ) -> Result<()>;
+    /// Snapshot rows taken since `since`, of one integration or of every one in `vis`, oldest
+    /// first.
+    async fn sla_snapshots(
+        &self,
+        vis: &Visibility,
+        integration: Option<IntegrationId>,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<SlaSnapshot>>;
+    /// The rows of the latest snapshot of each integration in `vis`.
+    async fn latest_sla_snapshots(&self, vis: &Visibility) -> Result<Vec<SlaSnapshot>>;
+    /// The findings in `vis` fixed from `since` to `until`, grouped for the SLA report.
+    async fn fixed_for_sla(
+        &self,
+        vis: &Visibility,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<FixedGroup>>;
 
     // ---- exceptions and the remediation plan (see `crate::exceptions`, `crate::remediation`) ---
 

@@ -14,7 +14,7 @@ use crate::delta;
 use crate::error::{RunError, SyncError};
 use crate::options::{FindingsSource, SyncMode};
 use crate::pipeline::{Batching, Piped, pipe};
-use crate::priority::{InlineAssessor, PriorityPolicy};
+use crate::priority::InlineAssessor;
 use crate::run::{Job, MassChange, RunSetup};
 use crate::verdict::judge;
 
@@ -273,12 +273,13 @@ impl Job<'_, MdeClient> {
         // assessment, so working one out for each row would be wasted (measured: a full re-read
         // at 2,000 devices took 2.0 s instead of 1.1 s); the few new rows are left to the run's
         // pass, which finds them unassessed.
-        let assessor = deferred.then(|| {
-            Arc::new(InlineAssessor::new(
-                self.integration,
-                PriorityPolicy::default(),
+        let assessor = if deferred {
+            Some(Arc::new(
+                InlineAssessor::start(self.store.as_ref(), self.integration).await?,
             ))
-        });
+        } else {
+            None
+        };
         let inline = assessor.clone();
         let piped = pipe(
             rows,

@@ -42,6 +42,7 @@ mod pipeline;
 pub mod priority;
 pub mod progress;
 mod run;
+pub mod sla;
 pub mod vault;
 mod verdict;
 

@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 use futures::TryStreamExt;
 use rampart_model::priority::{
     CriticalityMatch, CriticalityRule, Decision, DeviceExposureLevel, ExposureSignals, ExposureWhy,
-    Factor, FactorPolicy, Factors, FindingContext, HumanImpact, HumanImpactWhy, KevEntry,
+    Factor, FactorPolicy, Factors, FindingContext, HumanImpact, HumanImpactWhy, KevEntry, SlaDays,
     SlaPolicy, SystemExposure, clock_start, criticality_for, exposure, human_impact,
 };
 use rampart_model::{
@@ -28,18 +28,75 @@ use rampart_model::{
 };
 use rampart_store::{
     AssessScope, AssessmentInput, AssessmentWrite, AssetFilter, Explanation, InsertAssessor, Store,
-    StoreError, StoredAssessment,
+    StoreError, StoredAssessment, Visibility,
 };
 
 /// Findings read (and written) per page.
 const PAGE: u32 = 5000;
 
-/// How findings are prioritised: the model's defaults until they are configurable.
+/// How findings are prioritised: the model's factor policy, and the installation's settings
+/// (its SLA or the integration's own, its criticality rules).
 #[derive(Debug, Clone, Default)]
 pub struct PriorityPolicy {
     pub factors: FactorPolicy,
     pub sla: SlaPolicy,
     pub rules: Vec<CriticalityRule>,
+}
+
+impl PriorityPolicy {
+    /// The policy for an integration's findings as stored now: its own SLA if it has one, else
+    /// the installation's, and the criticality rules.
+    pub async fn load(store: &dyn Store, integration: IntegrationId) -> Result<Self, StoreError> {
+        let installation = store.sla_settings().await?.days;
+        let days = store
+            .integration_sla(&Visibility::All, integration)
+            .await?
+            .map_or(installation, |own| own.days);
+        // The store checked the days when they were saved; a row that no longer passes (edited
+        // by hand) is refused in words rather than silently replaced.
+        let sla = SlaPolicy::new(days).map_err(|e| {
+            StoreError::Corrupt(format!(
+                "the stored SLA of integration {integration} is not valid ({e}): save it again in the portal"
+            ))
+        })?;
+        let rules = store
+            .criticality_rules()
+            .await?
+            .into_iter()
+            .map(|r| r.rule)
+            .collect();
+        Ok(PriorityPolicy {
+            factors: FactorPolicy::default(),
+            sla,
+            rules,
+        })
+    }
+
+    /// What is recorded of the policy an integration's findings were assessed with: its SLA days
+    /// (to rebase due dates when they change) and a digest of its rules.
+    fn record(&self) -> String {
+        let d = SlaDays::from(self.sla);
+        let rules = serde_json::to_string(&self.rules).unwrap_or_default();
+        let digest = Sha256::digest(rules.as_bytes());
+        let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+        format!(
+            "{},{},{},{};{hex}",
+            d.immediate, d.out_of_cycle, d.scheduled, d.defer
+        )
+    }
+}
+
+/// The SLA of a recorded policy ([`PriorityPolicy::record`]).
+fn recorded_sla(record: &str) -> Option<SlaPolicy> {
+    let (days, _) = record.split_once(';')?;
+    let mut d = days.split(',').map(|n| n.parse::<u32>().ok());
+    let days = SlaDays {
+        immediate: d.next()??,
+        out_of_cycle: d.next()??,
+        scheduled: d.next()??,
+        defer: d.next()??,
+    };
+    SlaPolicy::new(days).ok()
 }
 
 /// What an assessment did.
@@ -351,37 +408,60 @@ impl Knowledge {
 /// (Microsoft's first-seen time). A later change of decision, priority or explanation at `at`
 /// moves the due date to the earlier of the old one and `at` + the new decision's SLA: escalation
 /// brings it forward, de-escalation keeps it (`SlaPolicy::due_after_change`).
+///
+/// `previous`: the SLA the stored due dates were counted with, when it differs from `sla` (an
+/// administrator changed it): see [`rebased_due`].
 fn next_assessment(
     input: &AssessmentInput,
     computed: Computed,
     sla: &SlaPolicy,
+    previous: Option<&SlaPolicy>,
     at: DateTime<Utc>,
 ) -> Option<StoredAssessment> {
-    match input.stored {
-        None => Some(first_assessment(
+    let Some(stored) = input.stored else {
+        return Some(first_assessment(
             computed,
             sla,
             input.first_seen,
             input.first_observed,
-        )),
-        Some(stored)
-            if stored.decision == computed.decision
-                && stored.priority == computed.score
-                && stored.explanation_id == computed.explanation_id =>
-        {
-            None
-        }
-        Some(stored) => Some(StoredAssessment {
-            decision: computed.decision,
-            priority: computed.score,
-            due_at: if stored.decision == computed.decision {
-                stored.due_at
-            } else {
-                sla.due_after_change(stored.due_at, computed.decision, at)
-            },
-            clock_start: stored.clock_start,
-            explanation_id: computed.explanation_id,
-        }),
+        ));
+    };
+    let base = match previous {
+        Some(old) if old != sla => rebased_due(&stored, old, sla),
+        _ => stored.due_at,
+    };
+    let due_at = if stored.decision == computed.decision {
+        base
+    } else {
+        sla.due_after_change(base, computed.decision, at)
+    };
+    if stored.decision == computed.decision
+        && stored.priority == computed.score
+        && stored.explanation_id == computed.explanation_id
+        && stored.due_at == due_at
+    {
+        return None;
+    }
+    Some(StoredAssessment {
+        decision: computed.decision,
+        priority: computed.score,
+        due_at,
+        clock_start: stored.clock_start,
+        explanation_id: computed.explanation_id,
+    })
+}
+
+/// A stored due date once the SLA changed from `old` to `new` (docs/prioritisation.md, "SLA
+/// settings"): a due date that is still its decision's old SLA after the clock started becomes
+/// the new SLA after it (earlier or later); one an escalation or de-escalation moved keeps its
+/// date, unless the new SLA after the clock's start is earlier. So a changed SLA never gives a
+/// finding more time than the escalation rule left it.
+fn rebased_due(stored: &StoredAssessment, old: &SlaPolicy, new: &SlaPolicy) -> DateTime<Utc> {
+    let fresh = new.due_at(stored.decision, stored.clock_start);
+    if stored.due_at == old.due_at(stored.decision, stored.clock_start) {
+        fresh
+    } else {
+        stored.due_at.min(fresh)
     }
 }
 
@@ -409,6 +489,19 @@ pub async fn assess_integration(
     integration: &Integration,
     scope: AssessScope<'_>,
     policy: &PriorityPolicy,
+    at: DateTime<Utc>,
+) -> Result<AssessCounts, StoreError> {
+    assess_rebasing(store, integration, scope, policy, None, at).await
+}
+
+/// [`assess_integration`], moving due dates counted with the `previous` SLA to the policy's
+/// ([`rebased_due`]).
+async fn assess_rebasing(
+    store: &dyn Store,
+    integration: &Integration,
+    scope: AssessScope<'_>,
+    policy: &PriorityPolicy,
+    previous: Option<&SlaPolicy>,
     at: DateTime<Utc>,
 ) -> Result<AssessCounts, StoreError> {
     let mut known = Knowledge::new(integration, policy.clone());
@@ -443,7 +536,9 @@ pub async fn assess_integration(
             ) else {
                 continue;
             };
-            if let Some(assessment) = next_assessment(input, result, &known.policy.sla, at) {
+            if let Some(assessment) =
+                next_assessment(input, result, &known.policy.sla, previous, at)
+            {
                 if input.stored.is_none() {
                     counts.assessed += 1;
                 } else {
@@ -488,6 +583,16 @@ pub(crate) struct InlineAssessor {
 }
 
 impl InlineAssessor {
+    /// The assessor of a first load, with the integration's policy as stored now, recorded as
+    /// the one its findings are assessed with (before any is written).
+    pub async fn start(store: &dyn Store, integration: &Integration) -> Result<Self, StoreError> {
+        let policy = PriorityPolicy::load(store, integration.id).await?;
+        store
+            .set_sync_state(integration.id, ASSESSED_POLICY, &policy.record())
+            .await?;
+        Ok(Self::new(integration, policy))
+    }
+
     pub fn new(integration: &Integration, policy: PriorityPolicy) -> Self {
         InlineAssessor {
             integration: integration.id,
@@ -573,6 +678,128 @@ impl InsertAssessor for InlineAssessor {
 const ASSESSED_AT: &str = "priority_assessed_at";
 const ASSESSED_RUN: &str = "priority_assessed_run";
 const ASSESSED_BY: &str = "priority_model";
+/// The policy the integration's stored assessments were made with ([`PriorityPolicy::record`]);
+/// none: the model's defaults (every assessment before settings were stored).
+const ASSESSED_POLICY: &str = "priority_policy";
+/// Times an assessment starts again because the settings changed while it ran.
+const POLICY_RETRIES: usize = 3;
+
+/// Assesses the integration's findings in `scope` (none: only if the policy changed) with the
+/// policy stored now. When its findings were assessed with another policy (an administrator
+/// changed the SLA or the rules), every open finding is assessed, its due date moved to the new
+/// SLA ([`rebased_due`]), and the new policy recorded. Settings saved while it ran are checked
+/// once it is done, and assessed then: whichever assessment of an integration ends last (a run's,
+/// a re-assessment job's, on any worker) ends with the settings as they are.
+pub async fn assess_with_current_policy(
+    store: &dyn Store,
+    integration: &Integration,
+    scope: Option<AssessScope<'_>>,
+    at: DateTime<Utc>,
+) -> Result<AssessCounts, StoreError> {
+    let mut total = AssessCounts::default();
+    let mut policy = PriorityPolicy::load(store, integration.id).await?;
+    let mut scope = scope;
+    for _ in 0..POLICY_RETRIES {
+        let recorded = store
+            .get_sync_state(integration.id, ASSESSED_POLICY)
+            .await?
+            .unwrap_or_else(|| PriorityPolicy::default().record());
+        let current = policy.record();
+        let counts = if recorded != current {
+            let previous = recorded_sla(&recorded).unwrap_or_default();
+            assess_rebasing(
+                store,
+                integration,
+                AssessScope::All,
+                &policy,
+                Some(&previous),
+                at,
+            )
+            .await?
+        } else if let Some(scope) = scope {
+            assess_rebasing(store, integration, scope, &policy, None, at).await?
+        } else {
+            AssessCounts::default()
+        };
+        total.read += counts.read;
+        total.assessed += counts.assessed;
+        total.changed += counts.changed;
+        total.computed += counts.computed;
+        store
+            .set_sync_state(integration.id, ASSESSED_POLICY, &current)
+            .await?;
+        let now = PriorityPolicy::load(store, integration.id).await?;
+        if now.record() == current {
+            break;
+        }
+        policy = now;
+        scope = None;
+    }
+    Ok(total)
+}
+
+/// Queues a re-assessment of each of `integrations` (after an administrator changed settings
+/// that apply to them), due now, and returns how many were queued. A queued sync stands for one
+/// (it assesses with the settings as they are); a running job checks the settings again when its
+/// assessment ends (see [`assess_with_current_policy`]). The job table keeps one active job per
+/// integration on every engine, so two workers never re-assess one integration at once.
+pub async fn queue_reassessment(
+    store: &dyn Store,
+    integrations: &[IntegrationId],
+    now: DateTime<Utc>,
+) -> Result<usize, StoreError> {
+    let mut queued = 0;
+    for &id in integrations {
+        if let rampart_store::Enqueued::Queued(_) = store
+            .enqueue_job(id, rampart_store::JobKind::Reassess, now, now)
+            .await?
+        {
+            queued += 1;
+        }
+    }
+    Ok(queued)
+}
+
+/// Queues a re-assessment of the integration when the settings stored now are not those its
+/// findings were last assessed with; says whether it queued one. A worker calls it when a job
+/// ends: a change saved while that job ran, after its assessment's last look at the settings,
+/// found the job running and queued nothing.
+pub async fn queue_if_stale(
+    store: &dyn Store,
+    integration: IntegrationId,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let current = match PriorityPolicy::load(store, integration).await {
+        Ok(policy) => policy.record(),
+        // Removed meanwhile: nothing to assess.
+        Err(StoreError::NotFound(_)) => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    let recorded = store
+        .get_sync_state(integration, ASSESSED_POLICY)
+        .await?
+        .unwrap_or_else(|| PriorityPolicy::default().record());
+    if current == recorded {
+        return Ok(false);
+    }
+    Ok(queue_reassessment(store, &[integration], now).await? > 0)
+}
+
+/// Re-assesses an integration's open findings after its settings changed (a `reassess` job),
+/// counts its remediation plan again when priorities moved (outside a run nothing else does),
+/// and says what it did.
+pub async fn reassess(
+    store: &dyn Store,
+    integration: &Integration,
+    at: DateTime<Utc>,
+) -> Result<AssessCounts, StoreError> {
+    let counts = assess_with_current_policy(store, integration, None, at).await?;
+    if counts.assessed + counts.changed > 0 {
+        store.refresh_fix_plan(integration.id, at).await?;
+    }
+    Ok(counts)
+}
+
 /// Changes whenever the model's rules or this module's inputs change, so that the next run
 /// re-assesses every finding instead of only those whose inputs changed.
 const MODEL_VERSION: &str = "1";
@@ -636,8 +863,7 @@ pub(crate) async fn assess_after_run(
         }
         _ => AssessScope::All,
     };
-    let counts =
-        assess_integration(store, integration, scope, &PriorityPolicy::default(), at).await?;
+    let counts = assess_with_current_policy(store, integration, Some(scope), at).await?;
     store
         .set_sync_state(integration.id, ASSESSED_AT, &inputs_read_at.to_rfc3339())
         .await?;
@@ -647,5 +873,71 @@ pub(crate) async fn assess_after_run(
     store
         .set_sync_state(integration.id, ASSESSED_BY, MODEL_VERSION)
         .await?;
+    // The burn-down's point for this run, once every open finding is assessed.
+    store
+        .record_sla_snapshot(integration.id, run_id, Utc::now())
+        .await?;
     Ok(counts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn day(n: i64) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0)
+            .single()
+            .unwrap_or_default()
+            + chrono::TimeDelta::days(n)
+    }
+
+    fn sla(immediate: u32, out_of_cycle: u32, scheduled: u32, defer: u32) -> SlaPolicy {
+        SlaPolicy::new(SlaDays {
+            immediate,
+            out_of_cycle,
+            scheduled,
+            defer,
+        })
+        .unwrap_or_default()
+    }
+
+    fn stored(decision: Decision, due: i64) -> StoredAssessment {
+        StoredAssessment {
+            decision,
+            priority: 30,
+            due_at: day(due),
+            clock_start: day(0),
+            explanation_id: 1,
+        }
+    }
+
+    #[test]
+    fn a_due_date_nothing_moved_follows_the_new_sla_both_ways() {
+        let old = SlaPolicy::default();
+        let s = stored(Decision::Scheduled, 30);
+        assert_eq!(rebased_due(&s, &old, &sla(2, 7, 20, 90)), day(20));
+        assert_eq!(rebased_due(&s, &old, &sla(2, 7, 45, 90)), day(45));
+    }
+
+    #[test]
+    fn an_escalated_due_date_never_moves_later() {
+        let old = SlaPolicy::default();
+        // Scheduled, escalated on day 1 to immediate: due day 3 instead of day 2 + ... = day 3.
+        let s = stored(Decision::Immediate, 3);
+        // A longer SLA keeps the escalation's date; a shorter one brings it forward.
+        assert_eq!(rebased_due(&s, &old, &sla(5, 7, 30, 90)), day(3));
+        assert_eq!(rebased_due(&s, &old, &sla(1, 7, 30, 90)), day(1));
+    }
+
+    #[test]
+    fn records_read_back() {
+        let p = PriorityPolicy {
+            sla: sla(1, 3, 10, 30),
+            ..PriorityPolicy::default()
+        };
+        assert_eq!(recorded_sla(&p.record()), Some(p.sla));
+        assert_eq!(recorded_sla("nonsense"), None);
+        assert_ne!(p.record(), PriorityPolicy::default().record());
+    }
 }

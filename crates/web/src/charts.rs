@@ -47,6 +47,22 @@ pub fn line(values: &[u64]) -> String {
     polyline(values.iter().map(|v| *v as f64 / max))
 }
 
+/// Polylines through several series (oldest first) on one scale, the largest value of any of
+/// them, so that the lines compare (a burn-down's decisions); each empty for fewer than two
+/// points.
+pub fn lines_on_one_scale(series: &[Vec<u64>]) -> Vec<String> {
+    let max = series
+        .iter()
+        .flat_map(|s| s.iter().copied())
+        .max()
+        .unwrap_or(0)
+        .max(1) as f64;
+    series
+        .iter()
+        .map(|s| polyline(s.iter().map(|v| *v as f64 / max)))
+        .collect()
+}
+
 /// A polyline through percentages (oldest first) on a fixed 0–100 scale, so that a score's trend
 /// is never exaggerated by zooming; empty for fewer than two points.
 pub fn percent_line(values: &[f64]) -> String {
@@ -91,6 +107,13 @@ mod tests {
     fn line_needs_two_points() {
         assert_eq!(line(&[3]), "");
         assert_eq!(line(&[0, 10]), "0.0,140.0 400.0,10.0");
+    }
+
+    #[test]
+    fn lines_share_one_scale() {
+        let l = lines_on_one_scale(&[vec![0, 10], vec![5, 5]]);
+        assert_eq!(l[0], "0.0,140.0 400.0,10.0");
+        assert_eq!(l[1], "0.0,75.0 400.0,75.0");
     }
 
     #[test]

@@ -9,6 +9,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use rampart_store::StoreError;
 use rampart_sync::exceptions::ExceptionError;
 use rampart_sync::integrations::IntegrationError;
+use rampart_sync::sla::SettingsError;
 use serde::Serialize;
 
 use crate::layout::Layout;
@@ -96,6 +97,19 @@ impl From<ExceptionError> for AppError {
             ExceptionError::NotFound(m) => AppError::NotFound(m),
             ExceptionError::Conflict(m) => AppError::Conflict(m),
             ExceptionError::Store(e) => e.into(),
+        }
+    }
+}
+
+/// Settings a caller may not change are forbidden (the caller can see them); what a person gave
+/// wrong is a bad request.
+impl From<SettingsError> for AppError {
+    fn from(e: SettingsError) -> Self {
+        match e {
+            SettingsError::Forbidden(m) => AppError::Forbidden(m),
+            SettingsError::Invalid(m) => AppError::BadRequest(m),
+            SettingsError::NotFound(m) => AppError::NotFound(m),
+            SettingsError::Store(e) => e.into(),
         }
     }
 }

@@ -526,3 +526,24 @@ pub fn encode(pairs: &[(&str, &Option<String>)]) -> String {
     }
     s.finish()
 }
+
+/// `/api/v1/sla/report` and `/api/v1/sla/burndown` (and the portal's `/sla`).
+#[derive(Debug, Default, Clone, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SlaQuery {
+    /// The period, in days: 30 (the default), 90 or 365.
+    pub days: Option<String>,
+    /// Only this integration.
+    pub integration: Option<String>,
+}
+
+impl SlaQuery {
+    /// The integration and the period, in days.
+    pub fn parse(&self) -> Result<(Option<IntegrationId>, u32), AppError> {
+        let days = opt(&self.days)
+            .map(|d| d.parse::<u32>().map_err(|_| bad("days", "30, 90 or 365")))
+            .transpose()?;
+        let days = rampart_sync::sla::period(days)?;
+        Ok((integration(&self.integration)?, days))
+    }
+}

@@ -236,7 +236,11 @@ async fn plan(state: &AppState, now: DateTime<Utc>) -> Result<(), AppError> {
             continue;
         }
         // The last start: of a job this table ran, or of a run started elsewhere (the CLI).
-        let last_job = mine.filter_map(|j| j.claimed_at).max();
+        // A re-assessment is not a sync: it does not move the schedule.
+        let last_job = mine
+            .filter(|j| j.kind != JobKind::Reassess)
+            .filter_map(|j| j.claimed_at)
+            .max();
         let last_run = store
             .list_runs(&rampart_store::Visibility::All, integration.id, 1)
             .await?
@@ -360,6 +364,14 @@ async fn run_job(state: AppState, job: Job) {
     if let Err(error) = closed {
         tracing::warn!(message = "Job could not be closed.", job = job.id, %error);
     }
+    // Settings saved while this job ran may have found it running and queued nothing.
+    if matches!(outcome, Outcome::Done | Outcome::Failed(_))
+        && let Err(error) =
+            rampart_sync::priority::queue_if_stale(store.as_ref(), job.integration_id, Utc::now())
+                .await
+    {
+        tracing::warn!(message = "Re-assessment could not be queued.", job = job.id, %error);
+    }
     if let Ok(mut running) = state.syncing.lock() {
         running.remove(&job.id);
     }
@@ -380,6 +392,9 @@ async fn sync(state: &AppState, job: &Job) -> Outcome {
         }
         Err(e) => return Outcome::Failed(e.to_string()),
     };
+    if job.kind == JobKind::Reassess {
+        return reassess(state, &integration).await;
+    }
     tracing::info!(
         message = "Sync started.",
         integration = %integration.name,
@@ -412,6 +427,33 @@ async fn sync(state: &AppState, job: &Job) -> Outcome {
             tracing::warn!(message = "Sync could not start.", integration = %integration.name, %error);
             Outcome::Failed(error.to_string())
         }
+    }
+}
+
+/// A re-assessment job: the integration's open findings assessed again with the prioritisation
+/// settings as they are now (they changed), without calling Microsoft.
+async fn reassess(state: &AppState, integration: &Integration) -> Outcome {
+    match rampart_sync::priority::reassess(state.store().as_ref(), integration, Utc::now()).await {
+        Ok(counts) => {
+            tracing::info!(
+                message = "Findings re-assessed.",
+                integration = %integration.name,
+                read = counts.read,
+                changed = counts.changed
+            );
+            Outcome::Done
+        }
+        Err(error) => Outcome::Failed(format!(
+            "re-assessing the findings with the new prioritisation settings failed: {error}"
+        )),
+    }
+}
+
+/// Starts the jobs that are due in this process when it can (the re-assessments a settings
+/// change queued), rather than at the scheduler's next tick; another process may run them.
+pub async fn start_due_jobs(state: &AppState) {
+    if let Err(error) = claim_and_run(state, None).await {
+        tracing::warn!(message = "Queued jobs could not be started here.", %error);
     }
 }
 

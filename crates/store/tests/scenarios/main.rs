@@ -51,5 +51,6 @@ mod portal;
 mod reads;
 mod reconcile;
 mod runs;
+mod sla;
 mod upserts;
 mod workspaces;

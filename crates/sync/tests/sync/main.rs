@@ -48,6 +48,7 @@ on_both_backends!(
     every_open_finding_is_prioritised_and_fixed_ones_have_nothing_pending,
     a_resync_with_nothing_changed_leaves_every_priority_as_it_was,
     a_cve_entering_kev_escalates_its_findings_and_shows_them_changed,
+    changed_sla_days_and_rules_reassess_the_findings,
     the_integration_use_cases_check_seal_test_and_audit_for_every_surface,
     kev_is_fetched_then_not_modified_then_grows_with_the_feed,
     a_bad_download_or_file_is_refused_and_the_catalogue_kept,

@@ -332,3 +332,216 @@ pub async fn a_cve_entering_kev_escalates_its_findings_and_shows_them_changed(
         }
     }
 }
+
+/// Changing an integration's SLA days re-assesses its findings: each open finding is due the new
+/// SLA after its clock started (none was escalated here), and shows in `changed_since`. A
+/// `tag:VIP → very-high` rule raises the human impact and priority of findings on tagged devices;
+/// removing it gives them back the priorities they had. Each run records its burn-down snapshot.
+pub async fn changed_sla_days_and_rules_reassess_the_findings(store: Arc<dyn Store>) {
+    use rampart_model::priority::{
+        AssetMatcher, CriticalityRule, FactorName, HumanImpact, SlaDays,
+    };
+    use rampart_store::Visibility;
+    use rampart_sync::priority::{queue_if_stale, queue_reassessment, reassess};
+
+    let h = harness(Arc::clone(&store), small_tenant()).await;
+    h.sync_ok(full()).await;
+    let snapshots = store
+        .latest_sla_snapshots(&Visibility::All)
+        .await
+        .expect("snapshots");
+    let open: Vec<StoredFinding> = all_findings(&h)
+        .await
+        .into_iter()
+        .filter(|f| f.status == FindingStatus::Open)
+        .collect();
+    assert_eq!(
+        snapshots.iter().map(|s| s.open).sum::<u64>(),
+        open.len() as u64,
+        "the run recorded its open findings"
+    );
+    let before = assessments(&all_findings(&h).await);
+
+    // The integration's own SLA.
+    let days = SlaDays {
+        immediate: 1,
+        out_of_cycle: 3,
+        scheduled: 10,
+        defer: 30,
+    };
+    let changed_at = Utc::now().trunc_subsecs(6);
+    store
+        .set_integration_sla(
+            &Visibility::All,
+            h.integration.id,
+            Some(days),
+            "alice",
+            changed_at,
+        )
+        .await
+        .expect("saved");
+    assert_eq!(
+        queue_reassessment(&*store, &[h.integration.id], changed_at)
+            .await
+            .expect("queued"),
+        1
+    );
+    // As a worker runs the job: claimed, run, finished.
+    let job = store
+        .claim_job(
+            "test-worker",
+            Utc::now(),
+            rampart_store::JOB_LEASE,
+            Some(h.integration.id),
+        )
+        .await
+        .expect("claim")
+        .expect("the re-assessment is due");
+    assert_eq!(job.kind, rampart_store::JobKind::Reassess);
+    let counts = reassess(&*store, &h.integration, Utc::now())
+        .await
+        .expect("reassessed");
+    store
+        .finish_job(job.id, "test-worker", Utc::now(), None)
+        .await
+        .expect("finished");
+    assert_eq!(counts.changed, open.len() as u64, "{counts:?}");
+    let sla = SlaPolicy::new(days).expect("valid");
+    let changed: BTreeMap<i64, StoredFinding> = filtered(
+        &h,
+        FindingFilter {
+            changed_since: Some(changed_at - chrono::TimeDelta::microseconds(1)),
+            ..FindingFilter::default()
+        },
+    )
+    .await
+    .into_iter()
+    .map(|f| (f.id, f))
+    .collect();
+    for f in &open {
+        let new = changed.get(&f.id).expect("changed since");
+        let decision = new.decision.expect("decision");
+        assert_eq!(f.decision, Some(decision), "the decision stays");
+        assert_eq!(
+            new.due_at,
+            Some(sla.due_at(decision, new.clock_start.expect("clock"))),
+            "finding {}",
+            f.id
+        );
+    }
+    // Nothing left to do: a second re-assessment changes nothing.
+    let again = reassess(&*store, &h.integration, Utc::now())
+        .await
+        .expect("again");
+    assert_eq!((again.read, again.changed), (0, 0), "{again:?}");
+
+    // A rule for the VIP tag.
+    let tagged: Vec<String> = store
+        .stream_assets(
+            Visibility::All,
+            rampart_store::AssetFilter {
+                integration: Some(h.integration.id),
+                ..rampart_store::AssetFilter::default()
+            },
+        )
+        .try_collect::<Vec<_>>()
+        .await
+        .expect("assets")
+        .into_iter()
+        .filter(|a| a.asset.tags.iter().any(|t| t.eq_ignore_ascii_case("vip")))
+        .map(|a| a.asset.source_id)
+        .collect();
+    let on_tagged: Vec<&StoredFinding> = open
+        .iter()
+        .filter(|f| tagged.contains(&f.finding.key.asset_source_id))
+        .collect();
+    assert!(
+        !on_tagged.is_empty(),
+        "the tenant has VIP devices with findings"
+    );
+    let with_rule = Utc::now().trunc_subsecs(6);
+    store
+        .set_criticality_rules(
+            &[CriticalityRule {
+                name: "vip".into(),
+                matcher: AssetMatcher::Tag("VIP".into()),
+                criticality: HumanImpact::VeryHigh,
+            }],
+            "alice",
+            with_rule,
+        )
+        .await
+        .expect("rules");
+    // A worker finishing a job sees the findings were assessed under other settings.
+    assert!(
+        queue_if_stale(&*store, h.integration.id, with_rule)
+            .await
+            .expect("checked"),
+        "a re-assessment is queued"
+    );
+    reassess(&*store, &h.integration, with_rule)
+        .await
+        .expect("reassessed");
+    let after: BTreeMap<i64, StoredFinding> = all_findings(&h)
+        .await
+        .into_iter()
+        .map(|f| (f.id, f))
+        .collect();
+    let human_impact = |f: &StoredFinding| {
+        f.priority_factors
+            .as_ref()
+            .expect("factors")
+            .iter()
+            .find(|c| c.factor == FactorName::HumanImpact)
+            .expect("human impact")
+            .value
+            .clone()
+    };
+    for f in &on_tagged {
+        let new = &after[&f.id];
+        assert!(
+            human_impact(new).contains("rule vip"),
+            "{}",
+            human_impact(new)
+        );
+        assert!(new.priority > f.priority, "finding {}", f.id);
+        assert!(new.decision >= f.decision, "finding {}", f.id);
+    }
+    for f in open
+        .iter()
+        .filter(|f| !tagged.contains(&f.finding.key.asset_source_id))
+    {
+        assert_eq!(
+            after[&f.id].priority, f.priority,
+            "untagged finding {}",
+            f.id
+        );
+    }
+
+    // Removed: the priorities and explanations are back.
+    store
+        .set_criticality_rules(&[], "alice", Utc::now())
+        .await
+        .expect("rules");
+    reassess(&*store, &h.integration, Utc::now())
+        .await
+        .expect("reassessed");
+    let reverted = assessments(&all_findings(&h).await);
+    for f in &open {
+        let (d0, p0, _, e0) = &before[&f.id];
+        let (d1, p1, _, e1) = &reverted[&f.id];
+        assert_eq!((d0, p0, e0), (d1, p1, e1), "finding {}", f.id);
+    }
+
+    // The next run records the burn-down's second point.
+    h.sync_ok(full()).await;
+    let rows = store
+        .sla_snapshots(
+            &Visibility::All,
+            Some(h.integration.id),
+            changed_at - chrono::TimeDelta::days(1),
+        )
+        .await
+        .expect("rows");
+    assert_eq!(rampart_store::burndown(&rows).len(), 2);
+}

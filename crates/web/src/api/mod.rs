@@ -7,6 +7,7 @@ mod exceptions;
 mod integrations;
 mod posture;
 mod remediations;
+pub mod sla;
 mod users;
 mod workspaces;
 
@@ -31,7 +32,7 @@ use crate::state::AppState;
     ),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
-    tags((name = "integrations"), (name = "data"), (name = "exceptions"), (name = "posture"), (name = "users"), (name = "workspaces")),
+    tags((name = "integrations"), (name = "data"), (name = "exceptions"), (name = "posture"), (name = "settings"), (name = "users"), (name = "workspaces")),
 )]
 struct ApiDoc;
 
@@ -73,6 +74,11 @@ fn api_router() -> OpenApiRouter<AppState> {
             exceptions::create_exception
         ))
         .routes(routes!(exceptions::revoke_exception))
+        .routes(routes!(sla::get_sla, sla::put_sla))
+        .routes(routes!(sla::get_rules, sla::put_rules))
+        .routes(routes!(sla::get_integration_sla, sla::put_integration_sla))
+        .routes(routes!(sla::report))
+        .routes(routes!(sla::burndown))
         .routes(routes!(posture::scores))
         .routes(routes!(posture::history))
         .routes(routes!(posture::controls))

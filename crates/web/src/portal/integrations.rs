@@ -330,6 +330,7 @@ impl JobView {
             kind: match j.kind {
                 JobKind::Scheduled => "scheduled",
                 JobKind::Requested => "requested",
+                JobKind::Reassess => "re-assessment",
             },
             due: when(&j.run_at),
             // The worker's host and process id; the rest of its name only tells processes apart.

@@ -10,6 +10,7 @@ pub mod layout;
 mod login;
 mod posture;
 mod render;
+mod sla;
 mod workspaces;
 
 use axum::Router;
@@ -39,6 +40,10 @@ pub fn router() -> Router<AppState> {
         .route("/integrations/{id}/test", post(integrations::test))
         .route("/integrations/{id}/sync", post(integrations::sync_now))
         .route("/integrations/{id}/delete", post(integrations::delete))
+        .route(
+            "/integrations/{id}/sla",
+            get(sla::integration_form).post(sla::integration_save),
+        )
         .route("/assets", get(data::assets))
         .route("/assets.csv", get(data::assets_csv))
         .route("/assets/{id}", get(data::asset))
@@ -55,6 +60,10 @@ pub fn router() -> Router<AppState> {
         )
         .route("/exceptions/new", get(exceptions::new_form))
         .route("/exceptions/{id}/revoke", post(exceptions::revoke))
+        .route("/sla", get(sla::page))
+        .route("/settings/prioritisation", get(sla::settings))
+        .route("/settings/prioritisation/sla", post(sla::save_sla))
+        .route("/settings/prioritisation/rules", post(sla::save_rules))
         .route("/tokens", get(admin::tokens).post(admin::create_token))
         .route("/tokens/{id}/delete", post(admin::delete_token))
         .route("/accounts", get(admin::accounts))

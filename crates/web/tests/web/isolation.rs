@@ -404,6 +404,12 @@ async fn portal_matrix(
     let (b, b_asset) = (s.b_id, s.b_asset);
     let form = app.integration_form("renamed", "x-secret-value-0000");
     let no_form: Vec<(&str, String)> = Vec::new();
+    let sla_form: Vec<(&str, String)> = vec![
+        ("immediate", "1".into()),
+        ("out_of_cycle", "2".into()),
+        ("scheduled", "3".into()),
+        ("defer", "4".into()),
+    ];
     let exception_form: Vec<(&str, String)> = vec![
         ("scope", "cve".into()),
         ("target", B_CVE.into()),
@@ -664,6 +670,58 @@ async fn portal_matrix(
             Ok,
         ),
         ("GET", "/exceptions", "/exceptions".into(), &no_form, Ok, Ok),
+        // SLA report: everyone sees what they may; B's integration is not found.
+        ("GET", "/sla", "/sla".into(), &no_form, Ok, Ok),
+        (
+            "GET",
+            "/sla",
+            format!("/sla?integration={b}&days=90"),
+            &no_form,
+            NotFound,
+            NotFound,
+        ),
+        // The installation's SLA and the criticality rules are for global admins.
+        (
+            "GET",
+            "/settings/prioritisation",
+            "/settings/prioritisation".into(),
+            &no_form,
+            Forbidden,
+            Forbidden,
+        ),
+        (
+            "POST",
+            "/settings/prioritisation/sla",
+            "/settings/prioritisation/sla".into(),
+            &sla_form,
+            Forbidden,
+            Forbidden,
+        ),
+        (
+            "POST",
+            "/settings/prioritisation/rules",
+            "/settings/prioritisation/rules".into(),
+            &no_form,
+            Forbidden,
+            Forbidden,
+        ),
+        // An integration's own SLA: for admins of its workspace.
+        (
+            "GET",
+            "/integrations/{id}/sla",
+            format!("/integrations/{b}/sla"),
+            &no_form,
+            Forbidden,
+            NotFound,
+        ),
+        (
+            "POST",
+            "/integrations/{id}/sla",
+            format!("/integrations/{b}/sla"),
+            &sla_form,
+            Forbidden,
+            NotFound,
+        ),
         // Granting and revoking exceptions in the portal is for global admins.
         (
             "GET",
@@ -1092,6 +1150,77 @@ async fn api_matrix(app: &TestApp, s: &Secrets, token: &str, a: i64, wa: i64, wb
             "DELETE",
             "/api/v1/exceptions/{id}",
             format!("/api/v1/exceptions/{}", s.b_exception),
+            None,
+            NotFound,
+        ),
+        (
+            "GET",
+            "/api/v1/settings/sla",
+            "/api/v1/settings/sla".into(),
+            None,
+            Ok,
+        ),
+        // Settings of every workspace: not for a workspace's token.
+        (
+            "PUT",
+            "/api/v1/settings/sla",
+            "/api/v1/settings/sla".into(),
+            Some(json!({"immediate": 1, "out_of_cycle": 2, "scheduled": 3, "defer": 4})),
+            Forbidden,
+        ),
+        (
+            "GET",
+            "/api/v1/settings/criticality-rules",
+            "/api/v1/settings/criticality-rules".into(),
+            None,
+            Ok,
+        ),
+        (
+            "PUT",
+            "/api/v1/settings/criticality-rules",
+            "/api/v1/settings/criticality-rules".into(),
+            Some(json!([])),
+            Forbidden,
+        ),
+        (
+            "GET",
+            "/api/v1/integrations/{id}/sla",
+            format!("/api/v1/integrations/{b}/sla"),
+            None,
+            NotFound,
+        ),
+        (
+            "PUT",
+            "/api/v1/integrations/{id}/sla",
+            format!("/api/v1/integrations/{b}/sla"),
+            Some(json!({"days": null})),
+            NotFound,
+        ),
+        (
+            "GET",
+            "/api/v1/sla/report",
+            "/api/v1/sla/report".into(),
+            None,
+            Ok,
+        ),
+        (
+            "GET",
+            "/api/v1/sla/report",
+            format!("/api/v1/sla/report?integration={b}"),
+            None,
+            NotFound,
+        ),
+        (
+            "GET",
+            "/api/v1/sla/burndown",
+            "/api/v1/sla/burndown?days=365".into(),
+            None,
+            Ok,
+        ),
+        (
+            "GET",
+            "/api/v1/sla/burndown",
+            format!("/api/v1/sla/burndown?integration={b}"),
             None,
             NotFound,
         ),

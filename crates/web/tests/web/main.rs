@@ -22,6 +22,7 @@ mod problems;
 mod real_tenants;
 mod scheduler;
 mod security;
+mod sla;
 mod snapshots;
 mod test_cert;
 mod tls;

@@ -1,0 +1,451 @@
+//! Issue 14, SLA settings, criticality rules and SLA reports over HTTP: the settings API and
+//! pages are for admins (global ones for what applies to every workspace), refuse bad values in
+//! words, are audited and queue a re-assessment that a worker runs; the report and the burn-down
+//! render for anyone signed in.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use rampart_store::{JobKind, JobState, Visibility};
+
+use crate::fix_first::synced;
+use crate::helpers::*;
+
+async fn call(
+    app: &TestApp,
+    token: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut req = reqwest::Client::new()
+        .request(method, format!("{}/api/v1{path}", app.url))
+        .bearer_auth(token);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let r = req.send().await.unwrap();
+    (r.status(), r.json().await.unwrap_or(Value::Null))
+}
+
+/// Waits for the integration's re-assessment job to be done (a worker of the app runs it).
+async fn reassessed(app: &TestApp, id: i64) {
+    for _ in 0..600 {
+        let jobs = app
+            .store
+            .list_jobs(&Visibility::All, Some(id), false, 20)
+            .await
+            .unwrap();
+        let job = jobs.iter().find(|j| j.kind == JobKind::Reassess);
+        match job.map(|j| j.state) {
+            Some(JobState::Done) => return,
+            Some(JobState::Failed) => panic!("re-assessment failed: {jobs:?}"),
+            _ => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+        }
+    }
+    panic!("no re-assessment ran");
+}
+
+#[tokio::test]
+async fn the_settings_api_is_for_admins_validates_in_words_and_reassesses() {
+    let (app, id) = synced("sla-api").await;
+    let read = app.api_token("read").await;
+    let admin = app.api_token("admin").await;
+    use reqwest::Method;
+
+    let (s, got) = call(&app, &read, Method::GET, "/settings/sla", None).await;
+    assert_eq!(s, StatusCode::OK, "{got}");
+    assert_eq!(
+        got["days"],
+        json!({"immediate": 2, "out_of_cycle": 7, "scheduled": 30, "defer": 90})
+    );
+    let good = json!({"immediate": 1, "out_of_cycle": 5, "scheduled": 20, "defer": 60});
+    let (s, _) = call(
+        &app,
+        &read,
+        Method::PUT,
+        "/settings/sla",
+        Some(good.clone()),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, got) = call(
+        &app,
+        &admin,
+        Method::PUT,
+        "/settings/sla",
+        Some(json!({"immediate": 10, "out_of_cycle": 7, "scheduled": 30, "defer": 90})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{got}");
+    assert!(
+        got["detail"]
+            .as_str()
+            .unwrap()
+            .contains("must not get more time"),
+        "{got}"
+    );
+    let (s, got) = call(
+        &app,
+        &admin,
+        Method::PUT,
+        "/settings/sla",
+        Some(good.clone()),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{got}");
+    assert_eq!(got["days"], good);
+    assert_eq!(got["updated_by"], "api:tests");
+    reassessed(&app, id).await;
+    let audit = app.store.list_audit(20).await.unwrap();
+    assert!(audit.iter().any(|e| e.action == "sla.update"), "{audit:?}");
+
+    // The integration's own SLA.
+    let path = format!("/integrations/{id}/sla");
+    let (s, got) = call(&app, &read, Method::GET, &path, None).await;
+    assert_eq!(s, StatusCode::OK, "{got}");
+    assert_eq!(
+        (got["own"].clone(), got["effective"].clone()),
+        (Value::Null, good)
+    );
+    let own = json!({"immediate": 1, "out_of_cycle": 2, "scheduled": 3, "defer": 4});
+    let (s, got) = call(&app, &admin, Method::PUT, &path, Some(json!({"days": own}))).await;
+    assert_eq!(s, StatusCode::OK, "{got}");
+    assert_eq!(
+        (got["own"].clone(), got["effective"].clone()),
+        (own.clone(), own)
+    );
+    let (s, got) = call(
+        &app,
+        &admin,
+        Method::PUT,
+        &path,
+        Some(json!({"days": {"immediate": 0, "out_of_cycle": 2, "scheduled": 3, "defer": 4}})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{got}");
+    assert!(
+        got["detail"].as_str().unwrap().contains("from 1 to 3650"),
+        "{got}"
+    );
+    let (s, got) = call(
+        &app,
+        &admin,
+        Method::PUT,
+        &path,
+        Some(json!({"days": null})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{got}");
+    assert_eq!(got["own"], Value::Null);
+    let (s, _) = call(&app, &admin, Method::GET, "/integrations/999999/sla", None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    // Criticality rules.
+    let rules =
+        json!([{"name": "vip", "match": "tag", "value": "VIP", "criticality": "very-high"}]);
+    let (s, _) = call(
+        &app,
+        &read,
+        Method::PUT,
+        "/settings/criticality-rules",
+        Some(rules.clone()),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, got) = call(
+        &app,
+        &admin,
+        Method::PUT,
+        "/settings/criticality-rules",
+        Some(json!([{"name": "x", "match": "colour", "value": "red", "criticality": "high"}])),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{got}");
+    assert!(
+        got["detail"]
+            .as_str()
+            .unwrap()
+            .contains("tag, device-group"),
+        "{got}"
+    );
+    let (s, got) = call(
+        &app,
+        &admin,
+        Method::PUT,
+        "/settings/criticality-rules",
+        Some(rules),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{got}");
+    let (s, got) = call(
+        &app,
+        &read,
+        Method::GET,
+        "/settings/criticality-rules",
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(got[0]["name"], "vip");
+    assert_eq!(got[0]["match"], "tag");
+    assert_eq!(got[0]["criticality"], "very-high");
+
+    // The report and the burn-down of the sync.
+    let (s, report) = call(&app, &read, Method::GET, "/sla/report", None).await;
+    assert_eq!(s, StatusCode::OK, "{report}");
+    let (_, open) = call(
+        &app,
+        &read,
+        Method::GET,
+        "/findings?status=open&limit=1000",
+        None,
+    )
+    .await;
+    assert_eq!(
+        report["total"]["open"].as_u64(),
+        Some(open["items"].as_array().unwrap().len() as u64)
+    );
+    assert_eq!(report["period_days"], 30);
+    assert_eq!(report["by_integration"][0]["name"], "sla-api");
+    let (s, got) = call(&app, &read, Method::GET, "/sla/report?days=7", None).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(
+        got["detail"].as_str().unwrap().contains("30, 90 or 365"),
+        "{got}"
+    );
+    let (s, points) = call(
+        &app,
+        &read,
+        Method::GET,
+        &format!("/sla/burndown?integration={id}&days=90"),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{points}");
+    assert_eq!(points.as_array().unwrap().len(), 1, "{points}");
+}
+
+#[tokio::test]
+async fn the_settings_pages_are_for_admins_and_the_report_renders() {
+    let (app, id) = synced("sla-portal").await;
+    let mut viewer = app.signed_in(VIEWER).await;
+    let mut admin = app.signed_in(ADMIN).await;
+
+    assert_eq!(
+        viewer.get("/settings/prioritisation").await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        viewer
+            .post(
+                "/settings/prioritisation/sla",
+                &[
+                    ("immediate", "1"),
+                    ("out_of_cycle", "2"),
+                    ("scheduled", "3"),
+                    ("defer", "4")
+                ]
+            )
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        viewer.get(&format!("/integrations/{id}/sla")).await.status,
+        StatusCode::FORBIDDEN
+    );
+
+    let page = admin.get("/settings/prioritisation").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("SLA days") && page.body.contains("No rule yet"));
+    let page = admin
+        .post(
+            "/settings/prioritisation/sla",
+            &[
+                ("immediate", "two"),
+                ("out_of_cycle", "7"),
+                ("scheduled", "30"),
+                ("defer", "90"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST);
+    assert!(page.body.contains("whole number of days"), "{}", page.body);
+    let page = admin
+        .post(
+            "/settings/prioritisation/sla",
+            &[
+                ("immediate", "9"),
+                ("out_of_cycle", "7"),
+                ("scheduled", "30"),
+                ("defer", "90"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST);
+    assert!(
+        page.body.contains("must not get more time"),
+        "{}",
+        page.body
+    );
+    let page = admin
+        .post(
+            "/settings/prioritisation/sla",
+            &[
+                ("immediate", "1"),
+                ("out_of_cycle", "7"),
+                ("scheduled", "30"),
+                ("defer", "90"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    assert_eq!(app.store.sla_settings().await.unwrap().days.immediate, 1);
+
+    // Rules: add two, move the second up, remove the first.
+    for (name, value) in [("pci", "pci"), ("vip", "VIP")] {
+        let page = admin
+            .post(
+                "/settings/prioritisation/rules",
+                &[
+                    ("action", "add"),
+                    ("name", name),
+                    ("matcher", "tag"),
+                    ("value", value),
+                    ("criticality", "high"),
+                ],
+            )
+            .await;
+        assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    }
+    let page = admin
+        .post(
+            "/settings/prioritisation/rules",
+            &[
+                ("action", "add"),
+                ("name", "pci"),
+                ("matcher", "tag"),
+                ("value", "x"),
+                ("criticality", "high"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST);
+    assert!(
+        page.body.contains("two criticality rules are named"),
+        "{}",
+        page.body
+    );
+    admin
+        .post(
+            "/settings/prioritisation/rules",
+            &[("action", "up"), ("index", "1")],
+        )
+        .await;
+    let names = |rules: Vec<rampart_store::StoredRule>| -> Vec<String> {
+        rules.into_iter().map(|r| r.rule.name).collect()
+    };
+    assert_eq!(
+        names(app.store.criticality_rules().await.unwrap()),
+        ["vip", "pci"]
+    );
+    admin
+        .post(
+            "/settings/prioritisation/rules",
+            &[("action", "remove"), ("index", "0")],
+        )
+        .await;
+    assert_eq!(names(app.store.criticality_rules().await.unwrap()), ["pci"]);
+    let page = admin.get("/settings/prioritisation").await;
+    assert!(page.body.contains("tag:pci"), "{}", page.body);
+
+    // The integration's own SLA.
+    let page = admin.get(&format!("/integrations/{id}/sla")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.body.contains("uses the installation's SLA"),
+        "{}",
+        page.body
+    );
+    let page = admin
+        .post(
+            &format!("/integrations/{id}/sla"),
+            &[
+                ("immediate", "5"),
+                ("out_of_cycle", "3"),
+                ("scheduled", "30"),
+                ("defer", "90"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST);
+    assert!(
+        page.body.contains("must not get more time"),
+        "{}",
+        page.body
+    );
+    let page = admin
+        .post(
+            &format!("/integrations/{id}/sla"),
+            &[
+                ("immediate", "1"),
+                ("out_of_cycle", "3"),
+                ("scheduled", "30"),
+                ("defer", "90"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    assert!(
+        app.store
+            .integration_sla(&Visibility::All, id)
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    // The report, for anyone signed in.
+    let page = viewer.get("/sla").await;
+    assert_eq!(page.status, StatusCode::OK);
+    for id in [
+        "sla-total",
+        "sla-by-integration",
+        "sla-by-severity",
+        "sla-by-decision",
+    ] {
+        assert!(page.body.contains(&format!("id=\"{id}\"")), "{id}");
+    }
+    assert!(page.body.contains("Two syncs in the period are needed"));
+    assert_eq!(
+        viewer.get("/sla?days=12").await.status,
+        StatusCode::BAD_REQUEST
+    );
+    // A second sync draws the burn-down (once the re-assessments are done: the integration's one
+    // active job).
+    reassessed(&app, id).await;
+    admin
+        .post(&format!("/integrations/{id}/sync"), &[] as &[(&str, &str)])
+        .await;
+    let mut runs = 0;
+    for _ in 0..600 {
+        let rows = app
+            .store
+            .sla_snapshots(&Visibility::All, Some(id), chrono::DateTime::UNIX_EPOCH)
+            .await
+            .unwrap();
+        runs = rows
+            .iter()
+            .map(|r| r.run_id)
+            .collect::<std::collections::BTreeSet<_>>()
+            .len();
+        if runs >= 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(runs, 2);
+    let page = viewer.get(&format!("/sla?integration={id}&days=90")).await;
+    assert!(page.body.contains("id=\"burndown\""), "{}", page.body);
+    assert!(viewer.get("/").await.body.contains("href=\"/sla\""));
+}
