@@ -44,6 +44,7 @@ pub mod progress;
 mod run;
 pub mod vault;
 mod verdict;
+pub mod webhooks;
 
 pub use cloud_connection::CLOUD_STEPS;
 pub use connection::{ConnectionReport, ENDPOINT_STEPS, Step, StepOutcome};

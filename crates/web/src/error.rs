@@ -9,6 +9,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use rampart_store::StoreError;
 use rampart_sync::exceptions::ExceptionError;
 use rampart_sync::integrations::IntegrationError;
+use rampart_sync::webhooks::WebhookError;
 use serde::Serialize;
 
 use crate::layout::Layout;
@@ -96,6 +97,19 @@ impl From<ExceptionError> for AppError {
             ExceptionError::NotFound(m) => AppError::NotFound(m),
             ExceptionError::Conflict(m) => AppError::Conflict(m),
             ExceptionError::Store(e) => e.into(),
+        }
+    }
+}
+
+/// What a person gave wrong is a bad request; a name taken is a conflict.
+impl From<WebhookError> for AppError {
+    fn from(e: WebhookError) -> Self {
+        match e {
+            WebhookError::Invalid(m) => AppError::BadRequest(m),
+            WebhookError::NotFound(m) => AppError::NotFound(m),
+            WebhookError::Conflict(m) => AppError::Conflict(m),
+            WebhookError::Vault(e) => AppError::Internal(e.to_string()),
+            WebhookError::Store(e) => e.into(),
         }
     }
 }

@@ -52,4 +52,5 @@ mod reads;
 mod reconcile;
 mod runs;
 mod upserts;
+mod webhooks;
 mod workspaces;

@@ -25,3 +25,4 @@ mod security;
 mod snapshots;
 mod test_cert;
 mod tls;
+mod webhooks;
