@@ -90,4 +90,5 @@ on_both_backends!(
     a_failed_sync_is_sent_signed_retried_after_a_500_and_never_with_a_secret,
     webhook_urls_are_checked_and_never_repeated,
     findings_becoming_immediate_are_one_event_per_run_and_alerted_once,
+    sla_breaches_and_expiring_secrets_are_alerted_once,
 );

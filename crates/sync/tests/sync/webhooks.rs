@@ -462,3 +462,167 @@ pub async fn findings_becoming_immediate_are_one_event_per_run_and_alerted_once(
         .unwrap();
     assert_eq!(receiver.on("/generic").len(), 1);
 }
+
+/// The periodic check: findings past their due date are one `sla_breach` event per integration,
+/// each finding once, those an exception accepts left out; a secret expiring within 30 days is
+/// one `secret_expiring` event per expiry date, carrying the date and never the secret.
+pub async fn sla_breaches_and_expiring_secrets_are_alerted_once(store: Arc<dyn Store>) {
+    use rampart_model::priority::SlaStatus;
+    use rampart_model::{FindingStatus, SecretHint};
+    use rampart_store::{
+        ExceptionScope, FindingFilter, FindingOrder, IntegrationUpdate, NewException,
+    };
+
+    let h = harness(Arc::clone(&store), small_tenant()).await;
+    let store = h.store.as_ref();
+    let vault = h.engine.vault();
+    let (base, receiver) = spawn_receiver(&[]).await;
+    let mut request = request(
+        "soc",
+        format!("{base}/generic"),
+        WebhookFormat::Generic,
+        h.integration.workspace_id,
+    );
+    request.events = vec![
+        WebhookEventKind::SlaBreach,
+        WebhookEventKind::SecretExpiring,
+    ];
+    webhooks::create(store, vault, &Visibility::All, &request, "root", Utc::now())
+        .await
+        .unwrap();
+    h.sync_ok(full()).await;
+
+    // A year on, findings are overdue; one CVE's are accepted by an exception.
+    let later = Utc::now() + Duration::days(400);
+    let overdue_filter = FindingFilter {
+        integration: Some(h.integration.id),
+        status: Some(FindingStatus::Open),
+        sla_status: Some((SlaStatus::Overdue, later)),
+        ..FindingFilter::default()
+    };
+    // Every overdue finding, most urgent first, as the check ranks them.
+    let overdue = |filter: FindingFilter| async move {
+        let mut all = Vec::new();
+        let mut after = None;
+        loop {
+            let page = store
+                .findings_sorted(
+                    &Visibility::All,
+                    &filter,
+                    FindingOrder::PriorityDesc,
+                    after,
+                    1000,
+                )
+                .await
+                .unwrap();
+            all.extend(page.items);
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return all,
+            }
+        }
+    };
+    let before = overdue(overdue_filter.clone()).await;
+    assert!(before.len() > 1, "findings are overdue a year on");
+    let accepted = before[0].finding.key.cve_id.clone();
+    store
+        .create_exception(
+            &Visibility::All,
+            &NewException {
+                scope: ExceptionScope::Cve(accepted.clone()),
+                integration: Some(h.integration.id),
+                reason: "compensating control".into(),
+                owner: "root".into(),
+                created_by: "root".into(),
+                created_at: Utc::now(),
+                expires_at: Utc::now() + Duration::days(365 + 100),
+            },
+        )
+        .await
+        .unwrap();
+    let breaching = overdue(overdue_filter.clone()).await;
+    assert!(breaching.iter().all(|f| f.finding.key.cve_id != accepted));
+    assert!(!breaching.is_empty() && breaching.len() < before.len());
+
+    let queued = webhooks::sla_breaches(store, Some("https://rampart.example/"), later)
+        .await
+        .unwrap();
+    assert_eq!(queued, 1);
+    h.engine
+        .webhooks()
+        .deliver_due(store, vault, later)
+        .await
+        .unwrap();
+    let got = receiver.on("/generic");
+    assert_eq!(got.len(), 1);
+    let body: Value = serde_json::from_slice(&got[0].body).unwrap();
+    assert_eq!(body["event"], "sla_breach");
+    assert_eq!(body["data"]["count"], breaching.len());
+    assert_eq!(body["data"]["top"][0]["finding_id"], breaching[0].id);
+    assert!(!body.to_string().contains(accepted.as_str()), "{body}");
+    assert_eq!(
+        body["link"],
+        format!(
+            "https://rampart.example/findings?integration={}&sla=overdue",
+            h.integration.id
+        )
+    );
+    // The next check finds the same findings overdue: nothing new.
+    assert_eq!(
+        webhooks::sla_breaches(store, None, later + Duration::hours(1))
+            .await
+            .unwrap(),
+        0
+    );
+
+    // No expiry date: nothing. An expiry in 10 days: one event, once per date.
+    assert_eq!(
+        webhooks::secret_expiring(store, None, Utc::now())
+            .await
+            .unwrap(),
+        0
+    );
+    let sealed = store.integration_secret(h.integration.id).await.unwrap();
+    let expires_on = (Utc::now() + Duration::days(10)).date_naive();
+    store
+        .update_integration(
+            h.integration.id,
+            &IntegrationUpdate {
+                secret: Some((
+                    sealed,
+                    SecretHint {
+                        last4: h.integration.secret_hint.last4.clone(),
+                        expires_on: Some(expires_on),
+                    },
+                )),
+                ..IntegrationUpdate::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        webhooks::secret_expiring(store, None, Utc::now())
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        webhooks::secret_expiring(store, None, Utc::now())
+            .await
+            .unwrap(),
+        0
+    );
+    h.engine
+        .webhooks()
+        .deliver_due(store, vault, later)
+        .await
+        .unwrap();
+    let got = receiver.on("/generic");
+    assert_eq!(got.len(), 2);
+    let body: Value = serde_json::from_slice(&got[1].body).unwrap();
+    assert_eq!(body["event"], "secret_expiring");
+    assert_eq!(body["data"]["expires_on"], expires_on.to_string());
+    assert_eq!(body["data"]["days_left"], 10);
+    let sim_secret = h.sim.sim.config().client_secret.clone();
+    assert!(!raw(&got[1]).contains(&sim_secret));
+}
