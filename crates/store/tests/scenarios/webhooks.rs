@@ -18,6 +18,7 @@ scenarios!(
     webhooks_are_seen_and_changed_only_within_their_workspace,
     an_event_reaches_its_workspace_once_and_a_delivery_is_claimed_once,
     what_was_alerted_is_alerted_once,
+    two_workers_claiming_at_once_never_share_a_delivery,
 );
 
 fn sealed(tag: &str) -> SecretCiphertext {
@@ -387,4 +388,41 @@ async fn what_was_alerted_is_alerted_once(store: Arc<dyn Store>) {
     // Another kind keeps its own record.
     let fresh = store.mark_alerted("sla_breach", &more, t(1)).await.unwrap();
     assert_eq!(fresh, more);
+}
+
+async fn two_workers_claiming_at_once_never_share_a_delivery(store: Arc<dyn Store>) {
+    let all = Visibility::All;
+    for i in 0..20 {
+        let w = store
+            .create_webhook(&all, &new_webhook(&format!("w{i}"), None, &ALL_EVENTS))
+            .await
+            .unwrap();
+        for k in 0..3 {
+            store
+                .enqueue_webhook_event(
+                    &event(WebhookEventKind::SyncFailed, Some(&format!("run:{k}"))),
+                    Recipients::One(w.id),
+                )
+                .await
+                .unwrap();
+        }
+    }
+    let lease = Duration::minutes(5);
+    let mut seen = std::collections::BTreeSet::new();
+    loop {
+        // Two workers at once, each taking a few: every delivery goes to exactly one of them.
+        let (a, b) = tokio::join!(
+            store.claim_webhook_deliveries(t(10), lease, 7, None),
+            store.claim_webhook_deliveries(t(10), lease, 7, None),
+        );
+        let (a, b) = (a.unwrap(), b.unwrap());
+        if a.is_empty() && b.is_empty() {
+            break;
+        }
+        for c in a.iter().chain(&b) {
+            assert!(seen.insert(c.id), "delivery {} claimed twice", c.id);
+            assert_eq!(c.attempt, 1);
+        }
+    }
+    assert_eq!(seen.len(), 60);
 }

@@ -36,6 +36,8 @@ pub struct Received {
 pub struct Receiver {
     seen: Arc<Mutex<Vec<Received>>>,
     fail_first: Arc<Mutex<HashSet<String>>>,
+    /// Paths whose first request is answered 429 with `Retry-After: 3600`.
+    throttle_first: Arc<Mutex<HashSet<String>>>,
 }
 
 impl Receiver {
@@ -59,17 +61,21 @@ async fn record(
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
-) -> StatusCode {
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
     let path = uri.path().to_owned();
     r.seen.lock().unwrap().push(Received {
         path: path.clone(),
         headers,
         body: body.to_vec(),
     });
+    if r.throttle_first.lock().unwrap().remove(&path) {
+        return (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "3600")]).into_response();
+    }
     if r.fail_first.lock().unwrap().remove(&path) {
-        StatusCode::INTERNAL_SERVER_ERROR
+        StatusCode::INTERNAL_SERVER_ERROR.into_response()
     } else {
-        StatusCode::NO_CONTENT
+        StatusCode::NO_CONTENT.into_response()
     }
 }
 
@@ -129,6 +135,12 @@ pub async fn a_failed_sync_is_sent_signed_retried_after_a_500_and_never_with_a_s
     let all = Visibility::All;
     let now = Utc::now();
     let (base, receiver) = spawn_receiver(&["/generic"]).await;
+    // Slack asks for an hour's pause: honoured over the 30 s backoff.
+    receiver
+        .throttle_first
+        .lock()
+        .unwrap()
+        .insert("/slack".to_owned());
     let (b_base, b_receiver) = spawn_receiver(&[]).await;
     let b = store.create_workspace("B").await.unwrap().id;
     let ws = h.integration.workspace_id;
@@ -196,10 +208,15 @@ pub async fn a_failed_sync_is_sent_signed_retried_after_a_500_and_never_with_a_s
         sender.deliver_due(store, vault, Utc::now()).await.unwrap(),
         0
     );
-    let later = Utc::now() + Duration::hours(1);
-    assert_eq!(sender.deliver_due(store, vault, later).await.unwrap(), 1);
+    // Slack's 429 waits for its Retry-After (an hour) rather than the 30 s backoff.
+    let soon = Utc::now() + Duration::minutes(10);
+    assert_eq!(sender.deliver_due(store, vault, soon).await.unwrap(), 1);
     let got = receiver.on("/generic");
     assert_eq!(got.len(), 2);
+    assert_eq!(receiver.on("/slack").len(), 1);
+    let later = Utc::now() + Duration::minutes(61);
+    assert_eq!(sender.deliver_due(store, vault, later).await.unwrap(), 1);
+    assert_eq!(receiver.on("/slack").len(), 2);
 
     for r in &got {
         // The signature verifies with the secret shown at creation, over timestamp.body.
@@ -237,7 +254,7 @@ pub async fn a_failed_sync_is_sent_signed_retried_after_a_500_and_never_with_a_s
     );
     assert_eq!(teams["attachments"][0]["content"]["type"], "AdaptiveCard");
     assert!(teams.to_string().contains("AADSTS7000215"));
-    let slack: Value = serde_json::from_slice(&receiver.on("/slack")[0].body).unwrap();
+    let slack: Value = serde_json::from_slice(&receiver.on("/slack")[1].body).unwrap();
     assert!(slack["text"].as_str().unwrap().contains("failed"));
     assert_eq!(slack["blocks"][0]["type"], "header");
     assert!(
