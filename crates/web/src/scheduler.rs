@@ -35,6 +35,9 @@ use crate::state::AppState;
 /// How often the periodic webhook alerts (SLA breaches, expiring secrets) are looked for.
 const WEBHOOK_CHECK_EVERY: chrono::Duration = chrono::Duration::seconds(3600);
 
+/// Batches of webhook deliveries one tick sends at most (the rest wait for the next tick).
+const WEBHOOK_BATCHES_PER_TICK: usize = 20;
+
 /// Jobs one process runs at once (each is one integration's sync; they share two cores).
 const MAX_IN_FLIGHT: usize = 4;
 
@@ -140,8 +143,17 @@ impl Scheduler {
                     tracing::warn!(message = "Queueing periodic webhook alerts failed.", %error);
                 }
             }
-            if let Err(error) = self.deliver_webhooks(now).await {
-                tracing::warn!(message = "Sending webhook deliveries failed.", %error);
+            // A full batch may mean more are due: send until a batch comes back short.
+            let batch = self.state.engine.webhooks().options().batch as usize;
+            for _ in 0..WEBHOOK_BATCHES_PER_TICK {
+                match self.deliver_webhooks(Utc::now()).await {
+                    Ok(sent) if sent >= batch => {}
+                    Ok(_) => break,
+                    Err(error) => {
+                        tracing::warn!(message = "Sending webhook deliveries failed.", %error);
+                        break;
+                    }
+                }
             }
         }
     }

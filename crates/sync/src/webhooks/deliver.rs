@@ -17,6 +17,9 @@ use crate::vault::{Sealed, Vault};
 use crate::webhooks::aad;
 use crate::webhooks::format::{SIGNATURE_HEADER, body_for, sign};
 
+/// Deliveries one pass sends at once.
+const SENDING_AT_ONCE: usize = 8;
+
 /// How deliveries are sent and retried.
 #[derive(Debug, Clone)]
 pub struct DeliveryOptions {
@@ -91,8 +94,16 @@ impl Sender {
         let claimed = store
             .claim_webhook_deliveries(now, self.lease(), self.options.batch, None)
             .await?;
-        for delivery in &claimed {
-            self.attempt(store, vault, delivery).await?;
+        // A few at once: one slow receiver (up to the timeout each) must not hold the batch past
+        // its lease, when another worker could claim it again.
+        for chunk in claimed.chunks(SENDING_AT_ONCE) {
+            let sending: Vec<_> = chunk
+                .iter()
+                .map(|delivery| self.attempt(store, vault, delivery))
+                .collect();
+            for result in futures::future::join_all(sending).await {
+                result?;
+            }
         }
         Ok(claimed.len())
     }
