@@ -268,3 +268,51 @@ async fn webhooks_through_the_portal_and_the_api_on_sqlite() {
 async fn webhooks_through_the_portal_and_the_api_on_postgres() {
     portal_and_api(spawn_app_on_postgres().await).await;
 }
+
+/// End to end in a worker: a scheduled sync with a wrong client secret fails, and the worker's
+/// scheduler sends the `sync_failed` alert without anyone asking.
+#[tokio::test]
+async fn a_worker_sends_the_alert_of_a_failed_sync() {
+    let mut app = spawn_app().await;
+    let (base, seen) = receiver().await;
+    let mut admin = app.signed_in(ADMIN).await;
+    let page = admin
+        .post(
+            "/webhooks",
+            &[
+                ("name", "soc"),
+                ("url", format!("{base}/hook").as_str()),
+                ("format", "slack"),
+                ("sync_failed", "on"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let wrong = "Wr0ng~Worker~Secret~0123456789abcdefghij";
+    app.add_integration(&mut admin, "failing", wrong).await;
+    app.stop_first_server();
+    let _worker = app
+        .another_server(std::time::Duration::from_millis(100))
+        .await;
+    let mut got = Vec::new();
+    for _ in 0..300 {
+        got = seen.lock().unwrap().clone();
+        if !got.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(got.len(), 1, "the worker sent the alert");
+    let (headers, body) = &got[0];
+    assert_eq!(headers["x-rampart-event"], "sync_failed");
+    let text = String::from_utf8_lossy(body);
+    let message: Value = serde_json::from_str(&text).unwrap();
+    assert!(
+        message["text"]
+            .as_str()
+            .unwrap()
+            .contains("Sync of failing failed"),
+        "{message}"
+    );
+    assert!(!text.contains(wrong));
+}
