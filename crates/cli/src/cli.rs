@@ -51,6 +51,10 @@ pub struct EngineArgs {
     #[arg(long, env = "RAMPART_FILES_FROM_DEVICES", value_name = "N",
           default_value_t = rampart_sync::EngineOptions::default().file_export_threshold)]
     pub files_from_devices: u64,
+    /// Where people reach the portal (e.g. https://rampart.example.com): webhook alerts link to
+    /// it. Unset: alerts carry no links.
+    #[arg(long, env = "RAMPART_PUBLIC_URL", value_name = "URL")]
+    pub public_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -80,6 +84,9 @@ pub enum Command {
     /// Add, list or remove workspaces (one per customer or team; docs/workspaces.md).
     #[command(subcommand)]
     Workspace(WorkspaceCommand),
+    /// Outgoing alerts by webhook: add, list, remove or test (docs/webhooks.md).
+    #[command(subcommand)]
+    Webhook(WebhookCommand),
     /// Copy the SQLite database to a file while Rampart runs (PostgreSQL: prints the pg_dump
     /// command).
     Backup(BackupArgs),
@@ -360,6 +367,41 @@ pub enum WorkspaceCommand {
     List,
     /// Remove a workspace that holds no integrations (its roles and API tokens go with it).
     Remove { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WebhookCommand {
+    /// Add a webhook. The URL is read from standard input or an environment variable (for Teams
+    /// and Slack it is a credential); a generic webhook's signing secret is printed once.
+    Add(WebhookAddArgs),
+    /// List webhooks with their last delivery's status.
+    List,
+    /// Remove a webhook and its delivery log.
+    Remove { name: String },
+    /// Send a test message now and say how the receiver answered.
+    Test { name: String },
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("url").multiple(false).args(["url_stdin", "url_env"])))]
+pub struct WebhookAddArgs {
+    #[arg(long)]
+    pub name: String,
+    /// generic (signed JSON), teams or slack.
+    #[arg(long, default_value = "generic")]
+    pub format: String,
+    /// Comma-separated: immediate_finding, sla_breach, sync_failed, secret_expiring.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub events: Vec<String>,
+    /// The workspace whose events it receives; without it, every workspace's.
+    #[arg(long)]
+    pub workspace: Option<String>,
+    /// Read the URL from standard input.
+    #[arg(long)]
+    pub url_stdin: bool,
+    /// Read the URL from this environment variable.
+    #[arg(long, value_name = "VAR")]
+    pub url_env: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -47,10 +47,15 @@ pub async fn open_store(global: &Global) -> anyhow::Result<Arc<dyn Store>> {
 /// no sealed client secret) is stored: a new key could never open the old secrets.
 pub async fn open_vault(global: &Global, store: &dyn Store) -> anyhow::Result<Vault> {
     let path = key_file(&database_url(global));
+    // Webhook URLs and signing secrets are sealed with the same key.
     let missing = if store
         .list_integrations(&rampart_store::Visibility::All)
         .await?
         .is_empty()
+        && store
+            .list_webhooks(&rampart_store::Visibility::All)
+            .await?
+            .is_empty()
     {
         MissingKey::Create
     } else {
@@ -70,6 +75,7 @@ pub async fn open_engine(global: &Global, options: EngineOptions) -> anyhow::Res
 pub fn engine_options(args: &EngineArgs) -> EngineOptions {
     EngineOptions {
         file_export_threshold: args.files_from_devices,
+        public_url: args.public_url.clone(),
         ..EngineOptions::default()
     }
 }

@@ -44,6 +44,7 @@ mod store;
 mod summary;
 mod types;
 mod types_cloud;
+pub mod webhooks;
 mod worker_slot;
 mod workspace;
 
@@ -80,6 +81,11 @@ pub use sql_store::SqlStore;
 pub use sqlite::SQLITE_MAX_PARAMS;
 pub use store::{STALE_RUN_AFTER, STREAM_PAGE_SIZE, Store};
 pub use summary::Summary;
+pub use webhooks::{
+    AttemptNext, AttemptOutcome, ClaimedDelivery, DeliveryAttempt, DeliveryStatus, NewWebhook,
+    NewWebhookEvent, Recipients, StoredDelivery, StoredWebhook, WebhookEventKind, WebhookFormat,
+    WebhookSecrets,
+};
 pub use worker_slot::WorkerSlot;
 pub use workspace::{Membership, Visibility, Workspace};
 // The store's request and answer types, by area (the records themselves are `rampart_model`'s).

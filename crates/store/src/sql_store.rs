@@ -32,6 +32,10 @@ use crate::store::{STALE_RUN_AFTER, Store};
 use crate::summary::*;
 use crate::types::*;
 use crate::types_cloud::*;
+use crate::webhooks::{
+    self, AttemptOutcome, ClaimedDelivery, NewWebhook, NewWebhookEvent, Recipients, StoredDelivery,
+    StoredWebhook, WebhookSecrets,
+};
 use crate::worker_slot::WorkerSlot;
 use crate::workspace::{self, Membership, Visibility, Workspace};
 use crate::{postgres, sqlite};
@@ -2114,6 +2118,83 @@ impl Store for SqlStore {
         }
         tx.commit(op).await?;
         Ok(expired)
+    }
+
+    async fn create_webhook(&self, vis: &Visibility, new: &NewWebhook) -> Result<StoredWebhook> {
+        webhooks::create(&self.db, vis, new).await
+    }
+
+    async fn list_webhooks(&self, vis: &Visibility) -> Result<Vec<StoredWebhook>> {
+        webhooks::list(&self.db, vis).await
+    }
+
+    async fn get_webhook(&self, vis: &Visibility, id: i64) -> Result<StoredWebhook> {
+        webhooks::get(&self.db, vis, id).await
+    }
+
+    async fn webhook_secrets(&self, id: i64) -> Result<WebhookSecrets> {
+        webhooks::secrets(&self.db, id).await
+    }
+
+    async fn set_webhook_enabled(
+        &self,
+        vis: &Visibility,
+        id: i64,
+        enabled: bool,
+        by: &str,
+        at: DateTime<Utc>,
+    ) -> Result<StoredWebhook> {
+        webhooks::set_enabled(&self.db, vis, id, enabled, by, at).await
+    }
+
+    async fn delete_webhook(
+        &self,
+        vis: &Visibility,
+        id: i64,
+        by: &str,
+        at: DateTime<Utc>,
+    ) -> Result<StoredWebhook> {
+        webhooks::delete(&self.db, vis, id, by, at).await
+    }
+
+    async fn enqueue_webhook_event(
+        &self,
+        event: &NewWebhookEvent,
+        to: Recipients,
+    ) -> Result<Vec<i64>> {
+        webhooks::enqueue(&self.db, event, to).await
+    }
+
+    async fn claim_webhook_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        lease: chrono::Duration,
+        limit: u32,
+        only: Option<i64>,
+    ) -> Result<Vec<ClaimedDelivery>> {
+        webhooks::claim(&self.db, now, lease, limit, only).await
+    }
+
+    async fn record_webhook_attempt(&self, delivery: i64, outcome: &AttemptOutcome) -> Result<()> {
+        webhooks::record_attempt(&self.db, delivery, outcome).await
+    }
+
+    async fn list_webhook_deliveries(
+        &self,
+        vis: &Visibility,
+        webhook: i64,
+        limit: u32,
+    ) -> Result<Vec<StoredDelivery>> {
+        webhooks::deliveries(&self.db, vis, webhook, limit).await
+    }
+
+    async fn mark_alerted(
+        &self,
+        kind: &str,
+        subjects: &[String],
+        at: DateTime<Utc>,
+    ) -> Result<Vec<String>> {
+        webhooks::mark_alerted(&self.db, kind, subjects, at).await
     }
 
     async fn remediations(

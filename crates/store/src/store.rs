@@ -26,6 +26,10 @@ use crate::sort::{AssetSort, ListedAsset, SortCursor};
 use crate::summary::Summary;
 use crate::types::*;
 use crate::types_cloud::*;
+use crate::webhooks::{
+    AttemptOutcome, ClaimedDelivery, NewWebhook, NewWebhookEvent, Recipients, StoredDelivery,
+    StoredWebhook, WebhookSecrets,
+};
 use crate::workspace::{Membership, Visibility, Workspace};
 
 /// A run whose process shows no sign of life (no batch written, no heartbeat) for this long is
@@ -721,6 +725,69 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// The integrations whose remediation plan is read from their findings until it is counted
     /// again (never counted, e.g. after an upgrade, or stale) and that no run is counting.
     async fn fix_plans_to_count(&self) -> Result<Vec<IntegrationId>>;
+
+    // ---- outgoing webhooks (see `crate::webhooks`, docs/webhooks.md) ----------------------------
+
+    /// Stores a webhook and its audit entry (`webhook.create` by `created_by`) in one
+    /// transaction. One for every workspace (none named) only with `vis` `All`; a workspace
+    /// outside `vis` is `NotFound`; a name already taken (case-insensitively) is a `Conflict`.
+    async fn create_webhook(&self, vis: &Visibility, new: &NewWebhook) -> Result<StoredWebhook>;
+    /// The webhooks in `vis` (of its workspaces; those of every workspace only in `All`), by name.
+    async fn list_webhooks(&self, vis: &Visibility) -> Result<Vec<StoredWebhook>>;
+    /// `NotFound` when there is none with this id in `vis`.
+    async fn get_webhook(&self, vis: &Visibility, id: i64) -> Result<StoredWebhook>;
+    /// The sealed URL and signing secret, for the sender to open.
+    async fn webhook_secrets(&self, id: i64) -> Result<WebhookSecrets>;
+    /// Enables or disables a webhook, audited (`webhook.enable`, `webhook.disable`).
+    async fn set_webhook_enabled(
+        &self,
+        vis: &Visibility,
+        id: i64,
+        enabled: bool,
+        by: &str,
+        at: DateTime<Utc>,
+    ) -> Result<StoredWebhook>;
+    /// Removes a webhook with its deliveries, audited (`webhook.delete`).
+    async fn delete_webhook(
+        &self,
+        vis: &Visibility,
+        id: i64,
+        by: &str,
+        at: DateTime<Utc>,
+    ) -> Result<StoredWebhook>;
+    /// Queues an event for its recipients, once per webhook and dedup key; returns the new
+    /// deliveries' ids. `NotFound` for [`Recipients::One`] of a webhook that does not exist.
+    async fn enqueue_webhook_event(
+        &self,
+        event: &NewWebhookEvent,
+        to: Recipients,
+    ) -> Result<Vec<i64>>;
+    /// Claims up to `limit` pending deliveries due at `now` (of enabled webhooks; or `only` this
+    /// delivery, whatever its webhook): counts the attempt and moves it `lease` ahead, so that no
+    /// other worker claims it meanwhile and one that dies leaves it to be tried again.
+    async fn claim_webhook_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        lease: chrono::Duration,
+        limit: u32,
+        only: Option<i64>,
+    ) -> Result<Vec<ClaimedDelivery>>;
+    /// Logs an attempt and sets the delivery's status and next try from it.
+    async fn record_webhook_attempt(&self, delivery: i64, outcome: &AttemptOutcome) -> Result<()>;
+    /// A webhook's newest deliveries with their attempts. `NotFound` for a webhook not in `vis`.
+    async fn list_webhook_deliveries(
+        &self,
+        vis: &Visibility,
+        webhook: i64,
+        limit: u32,
+    ) -> Result<Vec<StoredDelivery>>;
+    /// Records that `kind` was alerted for each subject; returns those not alerted before.
+    async fn mark_alerted(
+        &self,
+        kind: &str,
+        subjects: &[String],
+        at: DateTime<Utc>,
+    ) -> Result<Vec<String>>;
 
     // ---- audit log ---------------------------------------------------------------------------
 

@@ -40,16 +40,29 @@ pub struct Engine {
     vault: Vault,
     options: EngineOptions,
     clients: Mutex<HashMap<IntegrationId, CachedClient>>,
+    /// Sends webhook deliveries (the scheduler's loop and "Send test").
+    webhooks: crate::webhooks::Sender,
 }
 
 impl Engine {
     pub fn new(store: Arc<dyn Store>, vault: Vault, options: EngineOptions) -> Self {
+        let webhooks = crate::webhooks::Sender::new(options.webhooks.clone());
         Self {
             store,
             vault,
             options,
             clients: Mutex::new(HashMap::new()),
+            webhooks,
         }
+    }
+
+    pub fn options(&self) -> &EngineOptions {
+        &self.options
+    }
+
+    /// The webhook sender.
+    pub fn webhooks(&self) -> &crate::webhooks::Sender {
+        &self.webhooks
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -76,16 +89,29 @@ impl Engine {
             request,
             progress,
         };
-        match integration.product {
+        let run = match integration.product {
             Product::Endpoint => {
                 let client = self.mde_client(integration).await?;
-                endpoint::run(setup, &client).await
+                endpoint::run(setup, &client).await?
             }
             Product::Cloud => {
                 let client = self.arm_client(integration).await?;
-                cloud::run(setup, &client).await
+                cloud::run(setup, &client).await?
             }
+        };
+        // Alerts are queued here, whoever ran the sync (scheduler, "Sync now", the CLI); a
+        // worker sends them. An alert that cannot be queued never fails the run.
+        if let Err(error) = crate::webhooks::after_run(
+            self.store.as_ref(),
+            self.options.public_url.as_deref(),
+            integration,
+            &run,
+        )
+        .await
+        {
+            tracing::warn!(message = "Webhook alerts of a run could not be queued.", integration = %integration.name, run_id = run.id, %error);
         }
+        Ok(run)
     }
 
     /// Tests the connection step by step; never fails, every problem is a failed step.

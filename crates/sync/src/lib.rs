@@ -45,6 +45,7 @@ mod run;
 pub mod sla;
 pub mod vault;
 mod verdict;
+pub mod webhooks;
 
 pub use cloud_connection::CLOUD_STEPS;
 pub use connection::{ConnectionReport, ENDPOINT_STEPS, Step, StepOutcome};

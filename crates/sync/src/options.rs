@@ -30,6 +30,11 @@ pub struct EngineOptions {
     pub file_export_threshold: u64,
     /// How export files are downloaded: concurrency, SAS lifetime, link refreshes.
     pub file_reads: FileReadOptions,
+    /// Where people reach the portal (`https://rampart.example.com`): webhook alerts link to it.
+    /// `None`: alerts carry no links.
+    pub public_url: Option<String>,
+    /// How webhook deliveries are sent and retried.
+    pub webhooks: crate::webhooks::DeliveryOptions,
 }
 
 impl Default for EngineOptions {
@@ -45,6 +50,8 @@ impl Default for EngineOptions {
             paging: PagingOptions::default(),
             file_export_threshold: 100_000,
             file_reads: FileReadOptions::default(),
+            public_url: None,
+            webhooks: crate::webhooks::DeliveryOptions::default(),
         }
     }
 }

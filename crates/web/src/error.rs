@@ -10,6 +10,7 @@ use rampart_store::StoreError;
 use rampart_sync::exceptions::ExceptionError;
 use rampart_sync::integrations::IntegrationError;
 use rampart_sync::sla::SettingsError;
+use rampart_sync::webhooks::WebhookError;
 use serde::Serialize;
 
 use crate::layout::Layout;
@@ -110,6 +111,19 @@ impl From<SettingsError> for AppError {
             SettingsError::Invalid(m) => AppError::BadRequest(m),
             SettingsError::NotFound(m) => AppError::NotFound(m),
             SettingsError::Store(e) => e.into(),
+        }
+    }
+}
+
+/// What a person gave wrong is a bad request; a name taken is a conflict.
+impl From<WebhookError> for AppError {
+    fn from(e: WebhookError) -> Self {
+        match e {
+            WebhookError::Invalid(m) => AppError::BadRequest(m),
+            WebhookError::NotFound(m) => AppError::NotFound(m),
+            WebhookError::Conflict(m) => AppError::Conflict(m),
+            WebhookError::Vault(e) => AppError::Internal(e.to_string()),
+            WebhookError::Store(e) => e.into(),
         }
     }
 }

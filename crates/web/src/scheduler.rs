@@ -15,7 +15,8 @@
 //!
 //! Beside the syncs, when given a feed ([`Scheduler::with_kev`]), it keeps CISA's KEV catalogue
 //! current: refreshed once it is a day old (`rampart_sync::intel::kev_refresh_due`), in its own
-//! loop so a slow download never holds up a sync.
+//! loop so a slow download never holds up a sync. And it sends webhook alerts (docs/webhooks.md)
+//! and queues the periodic ones, in a third loop.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -30,6 +31,12 @@ use rampart_sync::progress::Logged;
 
 use crate::error::AppError;
 use crate::state::AppState;
+
+/// How often the periodic webhook alerts (SLA breaches, expiring secrets) are looked for.
+const WEBHOOK_CHECK_EVERY: chrono::Duration = chrono::Duration::seconds(3600);
+
+/// Batches of webhook deliveries one tick sends at most (the rest wait for the next tick).
+const WEBHOOK_BATCHES_PER_TICK: usize = 20;
 
 /// Jobs one process runs at once (each is one integration's sync; they share two cores).
 const MAX_IN_FLIGHT: usize = 4;
@@ -68,7 +75,7 @@ impl Scheduler {
         let state = self.state.clone();
         // Both loops in one task: aborting it (at shutdown) stops both.
         let loops = tokio::spawn(async move {
-            tokio::join!(self.sync_loop(), self.kev_loop());
+            tokio::join!(self.sync_loop(), self.kev_loop(), self.webhook_loop());
         });
         Running { state, loops }
     }
@@ -121,6 +128,57 @@ impl Scheduler {
                 Err(error) => tracing::warn!(message = "KEV refresh failed.", %error),
             }
         }
+    }
+
+    /// Sends due webhook deliveries every tick and, every [`WEBHOOK_CHECK_EVERY`], queues the
+    /// periodic alerts (SLA breaches, expiring secrets). In its own loop, so a slow receiver
+    /// never holds up a sync.
+    async fn webhook_loop(&self) {
+        let mut interval = tokio::time::interval(self.tick);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_check: Option<DateTime<Utc>> = None;
+        loop {
+            interval.tick().await;
+            let now = Utc::now();
+            if last_check.is_none_or(|t| now - t >= WEBHOOK_CHECK_EVERY) {
+                last_check = Some(now);
+                if let Err(error) = self.check_webhook_events(now).await {
+                    tracing::warn!(message = "Queueing periodic webhook alerts failed.", %error);
+                }
+            }
+            // A full batch may mean more are due: send until a batch comes back short.
+            let batch = self.state.engine.webhooks().options().batch as usize;
+            for _ in 0..WEBHOOK_BATCHES_PER_TICK {
+                match self.deliver_webhooks(Utc::now()).await {
+                    Ok(sent) if sent >= batch => {}
+                    Ok(_) => break,
+                    Err(error) => {
+                        tracing::warn!(message = "Sending webhook deliveries failed.", %error);
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends the webhook deliveries due at `now`; returns how many were attempted.
+    pub async fn deliver_webhooks(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        let engine = &self.state.engine;
+        engine
+            .webhooks()
+            .deliver_due(engine.store().as_ref(), engine.vault(), now)
+            .await
+    }
+
+    /// Queues the periodic webhook alerts due at `now`; returns how many deliveries.
+    pub async fn check_webhook_events(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        let engine = &self.state.engine;
+        rampart_sync::webhooks::check_due(
+            engine.store().as_ref(),
+            engine.options().public_url.as_deref(),
+            now,
+        )
+        .await
     }
 
     /// Refreshes the KEV catalogue if it is due at `now` (never read, a day old, and no failed

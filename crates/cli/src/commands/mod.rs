@@ -10,6 +10,7 @@ mod serve;
 mod sim;
 mod sync;
 mod user;
+mod webhook;
 pub(crate) mod workspace;
 
 pub use serve::load_tls;
@@ -30,6 +31,7 @@ pub async fn run(cli: Cli, config: &ConfigContext) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => serve::run(global, args).await,
         Command::User(command) => user::run(global, command).await,
         Command::Workspace(command) => workspace::run(global, command).await,
+        Command::Webhook(command) => webhook::run(global, command).await,
         Command::Backup(args) => backup::backup(global, args).await,
         Command::Restore(args) => backup::restore(global, args).await,
         Command::Intel(command) => intel::run(global, command).await,

@@ -13,6 +13,7 @@ mod key_file;
 mod kill;
 mod scale_out;
 mod tls;
+mod webhooks;
 mod workspaces;
 
 use std::io::{BufRead, BufReader, Write};

@@ -53,4 +53,5 @@ mod reconcile;
 mod runs;
 mod sla;
 mod upserts;
+mod webhooks;
 mod workspaces;

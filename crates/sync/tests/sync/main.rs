@@ -11,6 +11,7 @@ mod intel;
 mod priority;
 mod real_tenants;
 mod scenarios;
+mod webhooks;
 
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
@@ -43,6 +44,7 @@ use intel::*;
 use priority::*;
 use real_tenants::*;
 use scenarios::*;
+use webhooks::*;
 
 on_both_backends!(
     every_open_finding_is_prioritised_and_fixed_ones_have_nothing_pending,
@@ -86,4 +88,8 @@ on_both_backends!(
     issue11_a_watermark_older_than_fourteen_days_rebaselines,
     issue11_a_tenant_with_devices_still_reads_one,
     a_run_that_would_mark_too_many_devices_missing_is_held_until_accepted,
+    a_failed_sync_is_sent_signed_retried_after_a_500_and_never_with_a_secret,
+    webhook_urls_are_checked_and_never_repeated,
+    findings_becoming_immediate_are_one_event_per_run_and_alerted_once,
+    sla_breaches_and_expiring_secrets_are_alerted_once,
 );

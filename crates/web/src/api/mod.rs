@@ -9,6 +9,7 @@ mod posture;
 mod remediations;
 pub mod sla;
 mod users;
+pub(crate) mod webhooks;
 mod workspaces;
 
 use axum::Json;
@@ -32,7 +33,7 @@ use crate::state::AppState;
     ),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
-    tags((name = "integrations"), (name = "data"), (name = "exceptions"), (name = "posture"), (name = "settings"), (name = "users"), (name = "workspaces")),
+    tags((name = "integrations"), (name = "data"), (name = "exceptions"), (name = "posture"), (name = "settings"), (name = "users"), (name = "webhooks"), (name = "workspaces")),
 )]
 struct ApiDoc;
 
@@ -86,6 +87,10 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(users::list_users))
         .routes(routes!(users::delete_user))
         .routes(routes!(workspaces::list_workspaces))
+        .routes(routes!(webhooks::list_webhooks, webhooks::create_webhook))
+        .routes(routes!(webhooks::delete_webhook))
+        .routes(routes!(webhooks::test_webhook))
+        .routes(routes!(webhooks::list_deliveries))
 }
 
 pub fn router() -> Router<AppState> {

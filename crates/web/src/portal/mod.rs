@@ -11,6 +11,7 @@ mod login;
 mod posture;
 mod render;
 mod sla;
+mod webhooks;
 mod workspaces;
 
 use axum::Router;
@@ -69,6 +70,11 @@ pub fn router() -> Router<AppState> {
         .route("/accounts", get(admin::accounts))
         .route("/accounts/{id}/delete", post(admin::delete_account))
         .route("/audit", get(admin::audit_log))
+        .route("/webhooks", get(webhooks::list).post(webhooks::create))
+        .route("/webhooks/{id}", get(webhooks::show))
+        .route("/webhooks/{id}/enabled", post(webhooks::set_enabled))
+        .route("/webhooks/{id}/test", post(webhooks::test))
+        .route("/webhooks/{id}/delete", post(webhooks::delete))
         .route("/workspace", post(workspaces::switch))
         .route("/workspaces", get(workspaces::page).post(workspaces::add))
         .route("/workspaces/grant", post(workspaces::grant))

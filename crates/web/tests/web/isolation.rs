@@ -52,6 +52,9 @@ struct Secrets {
     b_asset: i64,
     /// An exception granted in B.
     b_exception: i64,
+    /// A webhook of B, and B's workspace.
+    b_webhook: i64,
+    b_workspace: i64,
     texts: Vec<String>,
 }
 
@@ -78,6 +81,7 @@ impl Secrets {
             &format!("/exceptions/{}", self.b_exception),
             "/exceptions/999997",
         )
+        .replace(&format!("/webhooks/{}", self.b_webhook), "/webhooks/999996")
         .replace(&format!("/{}", self.b_id), "/999999")
         .replace(&format!("/{}", self.b_asset), "/999998")
         .replace(B_CVE, "CVE-2099-999999")
@@ -85,19 +89,49 @@ impl Secrets {
 
     /// A body with B's ids and the control's replaced, for comparing the two answers.
     fn normalised(&self, body: &str) -> String {
-        body.replace(B_CVE, "CVE")
+        body.replace(&format!("webhook {}", self.b_webhook), "webhook ID")
+            .replace(B_CVE, "CVE")
             .replace("CVE-2099-999999", "CVE")
             .replace(&self.b_asset.to_string(), "ID")
             .replace(&self.b_id.to_string(), "ID")
             .replace("999999", "ID")
             .replace("999998", "ID")
             .replace("999997", "ID")
+            .replace("999996", "ID")
             .replace(&format!("exception {}", self.b_exception), "exception ID")
     }
 }
 
 const B_CVE: &str = "CVE-2099-424242";
 const MARKER: &str = "bravo-secret-host";
+/// B's webhook's name.
+const B_HOOK: &str = "bravo-hook";
+
+/// A webhook of workspace B (never sent: nothing here delivers).
+async fn seed_webhook(store: &dyn Store, wb: rampart_model::WorkspaceId) -> i64 {
+    let sealed = rampart_store::SecretCiphertext {
+        ciphertext: vec![1; 16],
+        nonce: vec![2; 24],
+    };
+    store
+        .create_webhook(
+            &Visibility::All,
+            &rampart_store::NewWebhook {
+                workspace: Some(wb),
+                name: B_HOOK.into(),
+                format: rampart_store::WebhookFormat::Generic,
+                url: sealed.clone(),
+                url_shown: "https://bravo-receiver.example/…".into(),
+                secret: Some(sealed),
+                events: rampart_store::WebhookEventKind::SUBSCRIBABLE.to_vec(),
+                created_by: "root".into(),
+                created_at: chrono::Utc::now(),
+            },
+        )
+        .await
+        .unwrap()
+        .id
+}
 
 async fn sync_through_portal(app: &TestApp, admin: &mut Client, id: i64) {
     let page = admin
@@ -265,6 +299,7 @@ async fn matrix(app: TestApp) {
     sync_through_portal(&app, &mut root, a).await;
     sync_through_portal(&app, &mut root, b).await;
     let b_exception = seed_marker(store.as_ref(), b).await;
+    let b_webhook = seed_webhook(store.as_ref(), wb.id).await;
 
     let assets_of = |id: i64| {
         let store = store.clone();
@@ -303,12 +338,16 @@ async fn matrix(app: TestApp) {
         B_CVE.to_owned(),
         format!("/integrations/{b}\""),
         format!("/assets/{b_asset}\""),
+        B_HOOK.to_owned(),
+        "bravo-receiver".to_owned(),
     ];
     texts.extend(b_only.iter().take(20).map(|x| x.asset.source_id.clone()));
     let secrets = Secrets {
         b_id: b,
         b_asset,
         b_exception,
+        b_webhook,
+        b_workspace: wb.id.0,
         texts,
     };
     // The check means something: the global admin does see B.
@@ -418,6 +457,15 @@ async fn portal_matrix(
         ("owner", "adam".into()),
         ("expires", "2099-01-01".into()),
     ];
+    // Into B's workspace: not found for an admin of A.
+    let webhook_form: Vec<(&str, String)> = vec![
+        ("name", "from-a".into()),
+        ("url", "https://receiver.example/hook".into()),
+        ("format", "generic".into()),
+        ("workspace", s.b_workspace.to_string()),
+        ("sync_failed", "on".into()),
+    ];
+    let enabled_form: Vec<(&str, String)> = vec![("enabled", "false".into())];
     // (method, route, path, form, viewer of A gets, admin of A gets)
     type Probe<'a> = (
         &'static str,
@@ -746,6 +794,55 @@ async fn portal_matrix(
             &no_form,
             Forbidden,
             Forbidden,
+        ),
+        // Webhooks: for admins of their workspaces; B's are not found.
+        (
+            "GET",
+            "/webhooks",
+            "/webhooks".into(),
+            &no_form,
+            Forbidden,
+            Ok,
+        ),
+        (
+            "POST",
+            "/webhooks",
+            "/webhooks".into(),
+            &webhook_form,
+            Forbidden,
+            NotFound,
+        ),
+        (
+            "GET",
+            "/webhooks/{id}",
+            format!("/webhooks/{}", s.b_webhook),
+            &no_form,
+            Forbidden,
+            NotFound,
+        ),
+        (
+            "POST",
+            "/webhooks/{id}/enabled",
+            format!("/webhooks/{}/enabled", s.b_webhook),
+            &enabled_form,
+            Forbidden,
+            NotFound,
+        ),
+        (
+            "POST",
+            "/webhooks/{id}/test",
+            format!("/webhooks/{}/test", s.b_webhook),
+            &no_form,
+            Forbidden,
+            NotFound,
+        ),
+        (
+            "POST",
+            "/webhooks/{id}/delete",
+            format!("/webhooks/{}/delete", s.b_webhook),
+            &no_form,
+            Forbidden,
+            NotFound,
         ),
         (
             "GET",
@@ -1221,6 +1318,46 @@ async fn api_matrix(app: &TestApp, s: &Secrets, token: &str, a: i64, wa: i64, wb
             "GET",
             "/api/v1/sla/burndown",
             format!("/api/v1/sla/burndown?integration={b}"),
+            None,
+            NotFound,
+        ),
+        (
+            "GET",
+            "/api/v1/webhooks",
+            "/api/v1/webhooks".into(),
+            None,
+            Ok,
+        ),
+        (
+            "POST",
+            "/api/v1/webhooks",
+            "/api/v1/webhooks".into(),
+            Some(json!({
+                "name": "from-a",
+                "url": "https://receiver.example/hook",
+                "events": ["sync_failed"],
+                "workspace_id": wb,
+            })),
+            NotFound,
+        ),
+        (
+            "DELETE",
+            "/api/v1/webhooks/{id}",
+            format!("/api/v1/webhooks/{}", s.b_webhook),
+            None,
+            NotFound,
+        ),
+        (
+            "POST",
+            "/api/v1/webhooks/{id}/test",
+            format!("/api/v1/webhooks/{}/test", s.b_webhook),
+            None,
+            NotFound,
+        ),
+        (
+            "GET",
+            "/api/v1/webhooks/{id}/deliveries",
+            format!("/api/v1/webhooks/{}/deliveries", s.b_webhook),
             None,
             NotFound,
         ),

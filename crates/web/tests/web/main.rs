@@ -26,3 +26,4 @@ mod sla;
 mod snapshots;
 mod test_cert;
 mod tls;
+mod webhooks;
