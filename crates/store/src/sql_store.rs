@@ -115,9 +115,14 @@ fn push_exception_visibility(d: Dialect, vis: &Visibility, sql: &mut Sql, change
     }
 }
 
+/// The sync state key saying that a run ended without recounting its integration's summaries
+/// (the disk was full), so that the next run's end recounts them whatever it changed.
+const SUMMARIES_OWED: &str = "summaries_owed";
+
 impl SqlStore {
-    /// One attempt of [`Store::finish_run`].
-    async fn finish_run_once(&self, run_id: i64, o: &RunOutcome) -> Result<SyncRun> {
+    /// One attempt of [`Store::finish_run`]. Without `refresh` (a full disk) the run is closed
+    /// without recounting its integration's summaries, which are owed to the next run's end.
+    async fn finish_run_once(&self, run_id: i64, o: &RunOutcome, refresh: bool) -> Result<SyncRun> {
         let (verdict, reason) = verdict_columns(&o.verdict);
         let mut tx = self.db.begin().await?;
         let sql = q("UPDATE sync_runs SET status = $2, finished_at = $3, heartbeat_at = $3, verdict = $4, verdict_reason = $5, \
@@ -146,11 +151,30 @@ impl SqlStore {
                     .unwrap_or_default()
             )));
         }
-        if needs_refresh(o) {
-            refresh_summaries(self.d, &mut tx, run.integration_id).await?;
-        }
-        if needs_refresh(o) {
+        let owed = q("SELECT value FROM sync_state WHERE integration_id = $1 AND key = $2")
+            .bind(run.integration_id)
+            .bind(SUMMARIES_OWED);
+        let owed = tx
+            .on()
+            .fetch_optional(&owed, "reading sync state")
+            .await?
+            .is_some();
+        if needs_refresh(o) || owed {
             fix_plan::mark_stale(&mut tx, run.integration_id).await?;
+            if refresh {
+                refresh_summaries(self.d, &mut tx, run.integration_id).await?;
+                let paid = q("DELETE FROM sync_state WHERE integration_id = $1 AND key = $2")
+                    .bind(run.integration_id)
+                    .bind(SUMMARIES_OWED);
+                tx.on().execute(&paid, "saving sync state").await?;
+            } else if !owed {
+                let owe = q("INSERT INTO sync_state (integration_id, key, value, updated_at) VALUES ($1, $2, $3, $4)")
+                    .bind(run.integration_id)
+                    .bind(SUMMARIES_OWED)
+                    .bind("the disk was full when a run ended")
+                    .bind(o.finished_at);
+                tx.on().execute(&owe, "saving sync state").await?;
+            }
         }
         let count_plan = fix_plan::needs_rebuild(&mut tx, run.integration_id).await?;
         tx.commit("finishing a sync run").await?;
@@ -948,9 +972,11 @@ impl Store for SqlStore {
         // write-ahead log, whose committed pages the checkpointer (another connection) may still
         // be moving back: once they are moved and the log is truncated, this one small write
         // fits. A few tries, a moment apart.
+        // The last tries close the run without recounting the summaries (thousands of rows to
+        // rewrite): the next run's end recounts them.
         let mut attempt = 1;
         loop {
-            match self.finish_run_once(run_id, o).await {
+            match self.finish_run_once(run_id, o, attempt <= 2).await {
                 Err(StoreError::DiskFull { .. })
                     if self.d.backend == Backend::Sqlite && attempt < 5 =>
                 {
