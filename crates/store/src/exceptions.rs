@@ -17,6 +17,7 @@ use rampart_model::{CveId, IntegrationId, Product};
 use crate::common::{RowExt, corrupt};
 use crate::db::Dialect;
 use crate::error::Result;
+use crate::types::Backend;
 use crate::types::NewAuditEntry;
 
 /// What an exception accepts.
@@ -216,20 +217,41 @@ fn covers_sql() -> String {
 /// update is looked for under each software, an upgrade under the software it names). A
 /// superset: counts check [`in_force_sql`] and [`effective_due_sql`] on these rows only, instead
 /// of on every finding.
-pub(crate) fn covered_sql(now: &str) -> String {
+///
+/// SQLite's planner, given the join from exceptions through software to findings, builds a
+/// Bloom filter over the findings for it (a scan: 0.5–6 s at 2,000,000 findings, measured);
+/// given the same conditions as `IN` lists on the indexed columns it probes
+/// `findings_open_by_cve` and `findings_open_by_software` directly (30 ms). PostgreSQL keeps the
+/// join, which it runs as nested index look-ups.
+pub(crate) fn covered_sql(d: Dialect, now: &str) -> String {
     let upgrade =
         "'Upgrade ' || (CASE WHEN s.vendor = '' THEN '' ELSE s.vendor || ' ' END) || s.name";
-    format!(
-        "SELECT e.finding_id FROM exceptions e WHERE e.finding_id IS NOT NULL AND e.created_at <= {now} \
-         UNION SELECT c.id FROM exceptions e JOIN findings c ON c.cve_id = e.cve_id AND c.status = 'open' \
-         WHERE e.cve_id IS NOT NULL AND e.created_at <= {now} \
-         UNION SELECT c.id FROM exceptions e JOIN software s ON e.fix_key IS NOT NULL \
-         JOIN findings c ON c.software_id = s.id AND c.recommended_update = e.fix_key AND c.status = 'open' \
-         WHERE e.created_at <= {now} \
-         UNION SELECT c.id FROM exceptions e JOIN software s ON substr(e.fix_key, 1, length({upgrade})) = {upgrade} \
-         JOIN findings c ON c.software_id = s.id AND c.status = 'open' \
-         WHERE e.fix_key IS NOT NULL AND e.created_at <= {now}"
-    )
+    let by_finding = format!(
+        "SELECT e.finding_id FROM exceptions e WHERE e.finding_id IS NOT NULL AND e.created_at <= {now}"
+    );
+    match d.backend {
+        Backend::Sqlite => format!(
+            "{by_finding} \
+             UNION SELECT c.id FROM findings c WHERE c.status = 'open' AND c.cve_id IN \
+             (SELECT e.cve_id FROM exceptions e WHERE e.scope = 'cve' AND e.created_at <= {now}) \
+             UNION SELECT c.id FROM findings c WHERE c.status = 'open' AND c.software_id IN (SELECT s.id FROM software s) \
+             AND c.recommended_update IN (SELECT e.fix_key FROM exceptions e WHERE e.scope = 'fix' AND e.created_at <= {now}) \
+             UNION SELECT c.id FROM findings c WHERE c.status = 'open' AND c.software_id IN \
+             (SELECT s.id FROM exceptions e CROSS JOIN software s WHERE e.scope = 'fix' AND e.created_at <= {now} \
+             AND substr(e.fix_key, 1, length({upgrade})) = {upgrade})"
+        ),
+        Backend::Postgres => format!(
+            "{by_finding} \
+             UNION SELECT c.id FROM exceptions e JOIN findings c ON c.cve_id = e.cve_id AND c.status = 'open' \
+             WHERE e.cve_id IS NOT NULL AND e.created_at <= {now} \
+             UNION SELECT c.id FROM exceptions e JOIN software s ON e.fix_key IS NOT NULL \
+             JOIN findings c ON c.software_id = s.id AND c.recommended_update = e.fix_key AND c.status = 'open' \
+             WHERE e.created_at <= {now} \
+             UNION SELECT c.id FROM exceptions e JOIN software s ON substr(e.fix_key, 1, length({upgrade})) = {upgrade} \
+             JOIN findings c ON c.software_id = s.id AND c.status = 'open' \
+             WHERE e.fix_key IS NOT NULL AND e.created_at <= {now}"
+        ),
+    }
 }
 
 /// SQL: finding `f` is accepted at `now` (a placeholder): an exception covering it is in force.

@@ -290,7 +290,7 @@ pub(crate) async fn read(
             "SELECT DISTINCT f.integration_id, {FIX_KEY_SQL} AS fix FROM findings f \
              JOIN software s ON s.id = f.software_id JOIN integrations i ON i.id = f.integration_id \
              WHERE f.id IN ({}) AND f.status = 'open' AND {}",
-            covered_sql(&pn),
+            covered_sql(d, &pn),
             d.in_list("f.integration_id", &ids)
         );
         let mut touched: HashSet<(IntegrationId, String)> = HashSet::new();

@@ -309,7 +309,7 @@ pub struct UrgentCounts {
 /// moved past now; only the few findings exceptions cover are checked for it. `scope` is appended
 /// to every count's conditions (a visibility's, or nothing).
 pub(crate) fn urgent_counts_sql(d: Dialect, scope: &str) -> String {
-    let covered = crate::exceptions::covered_sql("$1");
+    let covered = crate::exceptions::covered_sql(d, "$1");
     let accepted = crate::exceptions::in_force_sql("$1");
     let due = crate::exceptions::effective_due_sql(d, "$1");
     format!(

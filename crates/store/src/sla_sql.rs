@@ -335,7 +335,7 @@ pub(crate) async fn set_criticality_rules(
 /// findings they may cover (`crate::exceptions::covered_sql`), so the cost is one pass over the
 /// integration's open findings through findings_status.
 fn snapshot_sql(d: crate::db::Dialect) -> String {
-    let covered = crate::exceptions::covered_sql("$3");
+    let covered = crate::exceptions::covered_sql(d, "$3");
     let accepted = crate::exceptions::in_force_sql("$3");
     let due = crate::exceptions::effective_due_sql(d, "$3");
     format!(

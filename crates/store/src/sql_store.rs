@@ -971,21 +971,32 @@ impl Store for SqlStore {
         // integration until it is taken for abandoned. On SQLite the space is often in the
         // write-ahead log, whose committed pages the checkpointer (another connection) may still
         // be moving back: once they are moved and the log is truncated, this one small write
-        // fits. A few tries, a moment apart.
-        // The last tries close the run without recounting the summaries (thousands of rows to
-        // rewrite): the next run's end recounts them.
+        // fits. A few tries, a moment apart (1.4 s in all: a loaded machine's checkpointer needed
+        // more than the half second five tries gave).
+        // After the first try the run is closed without recounting the summaries (thousands of
+        // rows to rewrite, which would eat the reserve given up for this close): the next run's
+        // end recounts them.
         let mut attempt = 1;
         loop {
-            match self.finish_run_once(run_id, o, attempt <= 2).await {
+            match self.finish_run_once(run_id, o, attempt == 1).await {
                 Err(StoreError::DiskFull { .. })
-                    if self.d.backend == Backend::Sqlite && attempt < 5 =>
+                    if self.d.backend == Backend::Sqlite && attempt < 8 =>
                 {
+                    if let Engine::Sqlite(file) = &self.engine {
+                        sqlite::reserve::release(&file.path);
+                    }
                     tokio::time::sleep(std::time::Duration::from_millis(50 * attempt)).await;
                     let truncate = q("PRAGMA wal_checkpoint(TRUNCATE)");
                     if let Err(e) = self.db.write().execute(&truncate, "making room").await {
                         tracing::debug!(message = "Checkpoint to make room failed.", error = %e);
                     }
                     attempt += 1;
+                }
+                Ok(run) => {
+                    if let Engine::Sqlite(file) = &self.engine {
+                        sqlite::reserve::keep(&file.path);
+                    }
+                    return Ok(run);
                 }
                 other => return other,
             }
@@ -1722,6 +1733,12 @@ impl Store for SqlStore {
                 .await
             {
                 Err(StoreError::Conflict(_)) if attempt < 3 => continue,
+                Ok(run) => {
+                    if let Engine::Sqlite(file) = &self.engine {
+                        sqlite::reserve::keep(&file.path);
+                    }
+                    return Ok(run);
+                }
                 other => return other,
             }
         }

@@ -19,6 +19,7 @@ use crate::sql_store::{DEFERRABLE_INDEXES, Engine, SqlStore};
 
 pub(crate) mod bulk;
 mod checkpointer;
+pub(crate) mod reserve;
 
 pub use bulk::SQLITE_MAX_PARAMS;
 use bulk::WRITER_CACHE_KIB;
@@ -132,6 +133,7 @@ impl SqlStore {
             .connect_with(options.pragma("query_only", "ON"))
             .await
             .map_err(|e| open_err(e.to_string()))?;
+        reserve::keep(path);
         let file = SqliteFile {
             path: path.to_owned(),
             _checkpointer: Checkpointer::start(checkpoints.clone()),
