@@ -330,13 +330,17 @@ pub(crate) async fn read(
             let pn = sql.arg(Arg::Time(now));
             let pe = sql.arg(Arg::Time(earliest));
             let ids = sql.arg(Arg::Ints(counted.clone()));
+            // Spelt so that SQLite reads the due-date range (findings_open_by_due) and looks the
+            // rest up: given a plain join it walked every open finding of the integrations
+            // (findings_status) instead, 0.5 s at 2,000,000 findings to find none.
             sql.text = format!(
                 "SELECT f.integration_id, {FIX_KEY_SQL} AS fix, count(*) AS n FROM findings f \
-                 JOIN fix_plan_builds b ON b.integration_id = f.integration_id AND f.due_at > b.built_at \
-                 JOIN software s ON s.id = f.software_id JOIN integrations i ON i.id = f.integration_id \
-                 WHERE f.status = 'open' AND f.due_at <= {pn} AND f.due_at > {pe} AND {} \
+                 CROSS JOIN fix_plan_builds b CROSS JOIN software s CROSS JOIN integrations i \
+                 WHERE f.status = 'open' AND f.due_at <= {pn} AND f.due_at > {pe} \
+                 AND b.integration_id = +f.integration_id AND f.due_at > b.built_at \
+                 AND s.id = f.software_id AND i.id = +f.integration_id AND {} \
                  GROUP BY f.integration_id, {FIX_KEY_SQL}",
-                d.in_list("f.integration_id", &ids)
+                d.in_list("+f.integration_id", &ids)
             );
             for r in tx.on().fetch_all(&sql, op).await? {
                 let key = (r.int("integration_id")?, r.text("fix")?);
