@@ -804,6 +804,9 @@ pub async fn reassess(
 /// re-assesses every finding instead of only those whose inputs changed.
 const MODEL_VERSION: &str = "1";
 
+/// How stale the SLA report's counts may get when runs change nothing (see [`assess_after_run`]).
+const SNAPSHOT_AT_LEAST_EVERY: chrono::TimeDelta = chrono::TimeDelta::hours(1);
+
 /// What a sync run re-assesses: only the findings whose inputs may have changed since the
 /// integration's previous assessment, or all of them when that is not known for sure: the first
 /// run, after a change of the model, when the previous run did not finish its assessment (what it
@@ -815,12 +818,16 @@ const MODEL_VERSION: &str = "1";
 /// inserted ([`InlineAssessor`]), having started reading what it knows at this time. Every open
 /// finding is then one of those rows, so only the few it left unassessed and those whose inputs
 /// changed after that moment need the pass, even on the integration's first run.
+///
+/// `findings_changed`: the run added, changed, fixed or reopened findings (it decides whether a
+/// new SLA snapshot is worth its cost).
 pub(crate) async fn assess_after_run(
     store: &dyn Store,
     integration: &Integration,
     run_id: i64,
     at: DateTime<Utc>,
     first_load: Option<DateTime<Utc>>,
+    findings_changed: bool,
 ) -> Result<AssessCounts, StoreError> {
     // What this assessment reads is what the store holds from now on: the catalogue entries this
     // run wrote are older, so the next run compares against this moment, not the run's start
@@ -873,10 +880,24 @@ pub(crate) async fn assess_after_run(
     store
         .set_sync_state(integration.id, ASSESSED_BY, MODEL_VERSION)
         .await?;
-    // The burn-down's point for this run, once every open finding is assessed.
-    store
-        .record_sla_snapshot(integration.id, run_id, Utc::now())
-        .await?;
+    // The burn-down's point for this run, once every open finding is assessed. A snapshot reads
+    // every open finding (1.7 s at 1,900,000 on SQLite, more than the rest of a delta run that
+    // changed nothing), so a run that changed no finding and no priority takes one only when
+    // the last is over an hour old: only the passing of time moves its counts then.
+    let now = Utc::now();
+    let last = store
+        .latest_sla_snapshots(&rampart_store::Visibility::All)
+        .await?
+        .into_iter()
+        .filter(|s| s.integration_id == integration.id)
+        .map(|s| s.taken_at)
+        .max();
+    let moved = findings_changed || counts.assessed + counts.changed > 0;
+    if moved || last.is_none_or(|t| now - t >= SNAPSHOT_AT_LEAST_EVERY) {
+        store
+            .record_sla_snapshot(integration.id, run_id, now)
+            .await?;
+    }
     Ok(counts)
 }
 

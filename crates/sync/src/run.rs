@@ -257,6 +257,7 @@ impl<C> Job<'_, C> {
             self.run_id,
             self.started_at,
             self.first_load_assessed_since,
+            findings_changed(&self.outcome),
         )
         .await?;
         self.progress.phase_done(counts.assessed + counts.changed);
@@ -275,4 +276,10 @@ impl<C> Job<'_, C> {
         };
         self.outcome.verdict = Some(verdict);
     }
+}
+
+/// Whether a run changed any finding (or cannot say: it read none).
+fn findings_changed(o: &RunOutcome) -> bool {
+    let f = &o.findings;
+    f.read == 0 || f.new + f.updated + f.resolved + f.reopened > 0
 }

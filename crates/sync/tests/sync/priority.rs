@@ -533,15 +533,22 @@ pub async fn changed_sla_days_and_rules_reassess_the_findings(store: Arc<dyn Sto
         assert_eq!((d0, p0, e0), (d1, p1, e1), "finding {}", f.id);
     }
 
-    // The next run records the burn-down's second point.
+    // A run that changes nothing within the hour records no new point (the last one stands);
+    // the next run that changes findings records the burn-down's second point.
+    let points = || async {
+        let rows = store
+            .sla_snapshots(
+                &Visibility::All,
+                Some(h.integration.id),
+                changed_at - chrono::TimeDelta::days(1),
+            )
+            .await
+            .expect("rows");
+        rampart_store::burndown(&rows).len()
+    };
     h.sync_ok(full()).await;
-    let rows = store
-        .sla_snapshots(
-            &Visibility::All,
-            Some(h.integration.id),
-            changed_at - chrono::TimeDelta::days(1),
-        )
-        .await
-        .expect("rows");
-    assert_eq!(rampart_store::burndown(&rows).len(), 2);
+    assert_eq!(points().await, 1);
+    h.sim.sim.tick(3);
+    h.sync_ok(full()).await;
+    assert_eq!(points().await, 2);
 }
