@@ -227,6 +227,13 @@ struct Counted {
     recommended_update: Option<String>,
 }
 
+/// Fixes by their text, their numbers added up across integrations.
+type Groups = HashMap<String, Group>;
+
+fn merge(groups: &mut Groups, fix: String, group: Group) {
+    groups.entry(fix).or_default().add(group);
+}
+
 /// The plan at `now` for the integrations `vis` and `filter` allow: one page in `sort` order.
 pub(crate) async fn read(
     db: &Pool,
@@ -238,11 +245,30 @@ pub(crate) async fn read(
     limit: u32,
 ) -> Result<Page<Remediation, u32>> {
     let d = db.dialect();
-    let op = "reading the remediation plan";
     // One snapshot for every part of the view.
     let mut tx = db.begin_read().await?;
+    let (counted_at, uncounted) = scope(d, &mut tx, vis, filter).await?;
+    let mut groups = Groups::new();
+    if !uncounted.is_empty() {
+        count_from_findings(d, &mut tx, uncounted, now, &mut groups).await?;
+    }
+    if !counted_at.is_empty() {
+        read_rollups(d, &mut tx, &counted_at, now, &mut groups).await?;
+    }
+    drop(tx);
+    Ok(page(groups, sort, offset, limit))
+}
 
-    // The integrations in scope, and which have a roll-up to read.
+const OP: &str = "reading the remediation plan";
+
+/// The integrations in scope: those with a roll-up to read (and when it was counted), and those
+/// to count from their findings.
+async fn scope(
+    d: Dialect,
+    tx: &mut Tx,
+    vis: &Visibility,
+    filter: &RemediationFilter,
+) -> Result<(HashMap<IntegrationId, DateTime<Utc>>, Vec<IntegrationId>)> {
     let mut sql = Sql::new("");
     let mut within = match filter.integration {
         Some(i) => format!(" AND i.id = {}", sql.arg(Arg::Int(i))),
@@ -253,9 +279,9 @@ pub(crate) async fn read(
         "SELECT i.id, b.built_at, b.stale FROM integrations i \
          LEFT JOIN fix_plan_builds b ON b.integration_id = i.id WHERE 1 = 1{within}"
     );
-    let mut counted_at: HashMap<IntegrationId, DateTime<Utc>> = HashMap::new();
-    let mut uncounted: Vec<IntegrationId> = Vec::new();
-    for r in tx.on().fetch_all(&sql, op).await? {
+    let mut counted_at = HashMap::new();
+    let mut uncounted = Vec::new();
+    for r in tx.on().fetch_all(&sql, OP).await? {
         let id = r.int("id")?;
         match (r.opt_ts("built_at")?, r.opt_flag("stale")?) {
             (Some(at), Some(false)) => {
@@ -264,125 +290,182 @@ pub(crate) async fn read(
             _ => uncounted.push(id),
         }
     }
+    Ok((counted_at, uncounted))
+}
 
-    let mut groups: HashMap<String, Group> = HashMap::new();
-    let mut merge = |fix: String, g: Group| groups.entry(fix).or_default().add(g);
+/// The plan of integrations without a roll-up to read, counted from their findings.
+async fn count_from_findings(
+    d: Dialect,
+    tx: &mut Tx,
+    integrations: Vec<IntegrationId>,
+    now: DateTime<Utc>,
+    groups: &mut Groups,
+) -> Result<()> {
+    let mut sql = Sql::new("");
+    let pn = sql.arg(Arg::Time(now));
+    let ids = sql.arg(Arg::Ints(integrations));
+    let restrict = format!(" AND {}", d.in_list("f.integration_id", &ids));
+    let sql = exact_sql(d, sql, &pn, &restrict, false);
+    for r in tx.on().fetch_all(&sql, OP).await? {
+        merge(groups, r.text("fix")?, Group::read(&r)?);
+    }
+    Ok(())
+}
 
-    if !uncounted.is_empty() {
-        let mut sql = Sql::new("");
-        let pn = sql.arg(Arg::Time(now));
-        let ids = sql.arg(Arg::Ints(uncounted));
-        let restrict = format!(" AND {}", d.in_list("f.integration_id", &ids));
-        let sql = exact_sql(d, sql, &pn, &restrict, false);
-        for r in tx.on().fetch_all(&sql, op).await? {
-            merge(r.text("fix")?, Group::read(&r)?);
+/// The plan of integrations with a roll-up: its rows, corrected for due dates passed since the
+/// count, with the fixes an exception touches counted again.
+async fn read_rollups(
+    d: Dialect,
+    tx: &mut Tx,
+    counted_at: &HashMap<IntegrationId, DateTime<Utc>>,
+    now: DateTime<Utc>,
+    groups: &mut Groups,
+) -> Result<()> {
+    let counted: Vec<IntegrationId> = counted_at.keys().copied().collect();
+    let touched = touched_fixes(d, tx, &counted, now).await?;
+    let mut rows = rollup_rows(d, tx, &counted).await?;
+    let earliest = counted_at.values().min().copied().unwrap_or(now);
+    if earliest < now {
+        add_overdue_since_count(d, tx, &counted, earliest, now, &mut rows).await?;
+    }
+    for (key, c) in rows {
+        if touched.contains(&key) {
+            recount_fix(d, tx, key, c, now, groups).await?;
+        } else {
+            merge(groups, key.1, c.group);
         }
     }
+    Ok(())
+}
 
-    if !counted_at.is_empty() {
-        let counted: Vec<IntegrationId> = counted_at.keys().copied().collect();
+/// The (integration, fix) pairs with an open finding an exception covers.
+async fn touched_fixes(
+    d: Dialect,
+    tx: &mut Tx,
+    integrations: &[IntegrationId],
+    now: DateTime<Utc>,
+) -> Result<HashSet<(IntegrationId, String)>> {
+    let mut sql = Sql::new("");
+    let pn = sql.arg(Arg::Time(now));
+    let ids = sql.arg(Arg::Ints(integrations.to_vec()));
+    sql.text = format!(
+        "SELECT DISTINCT f.integration_id, {FIX_KEY_SQL} AS fix FROM findings f \
+         JOIN software s ON s.id = f.software_id JOIN integrations i ON i.id = f.integration_id \
+         WHERE f.id IN ({}) AND f.status = 'open' AND {}",
+        covered_sql(d, &pn),
+        d.in_list("f.integration_id", &ids)
+    );
+    let mut touched = HashSet::new();
+    for r in tx.on().fetch_all(&sql, OP).await? {
+        touched.insert((r.int("integration_id")?, r.text("fix")?));
+    }
+    Ok(touched)
+}
 
-        // Fixes with a finding an exception covers: counted again below, not read.
-        let mut sql = Sql::new("");
-        let pn = sql.arg(Arg::Time(now));
-        let ids = sql.arg(Arg::Ints(counted.clone()));
-        sql.text = format!(
-            "SELECT DISTINCT f.integration_id, {FIX_KEY_SQL} AS fix FROM findings f \
-             JOIN software s ON s.id = f.software_id JOIN integrations i ON i.id = f.integration_id \
-             WHERE f.id IN ({}) AND f.status = 'open' AND {}",
-            covered_sql(d, &pn),
-            d.in_list("f.integration_id", &ids)
-        );
-        let mut touched: HashSet<(IntegrationId, String)> = HashSet::new();
-        for r in tx.on().fetch_all(&sql, op).await? {
-            touched.insert((r.int("integration_id")?, r.text("fix")?));
-        }
+/// The roll-up's rows of these integrations.
+async fn rollup_rows(
+    d: Dialect,
+    tx: &mut Tx,
+    integrations: &[IntegrationId],
+) -> Result<HashMap<(IntegrationId, String), Counted>> {
+    let mut sql = Sql::new("");
+    let ids = sql.arg(Arg::Ints(integrations.to_vec()));
+    sql.text = format!(
+        "SELECT integration_id, fix, findings, assets, priority_removed, max_priority, immediate, overdue, \
+         cves, software_ids, recommended_update, reference FROM fix_plan WHERE {}",
+        d.in_list("integration_id", &ids)
+    );
+    let mut rows = HashMap::new();
+    for r in tx.on().fetch_all(&sql, OP).await? {
+        let key = (r.int("integration_id")?, r.text("fix")?);
+        let software_ids = r
+            .text("software_ids")?
+            .split(',')
+            .filter_map(|s| s.parse().ok())
+            .collect();
+        let counted = Counted {
+            group: Group::read(&r)?,
+            software_ids,
+            recommended_update: r.opt_text("recommended_update")?,
+        };
+        rows.insert(key, counted);
+    }
+    Ok(rows)
+}
 
-        let mut sql = Sql::new("");
-        let ids = sql.arg(Arg::Ints(counted.clone()));
-        sql.text = format!(
-            "SELECT integration_id, fix, findings, assets, priority_removed, max_priority, immediate, overdue, \
-             cves, software_ids, recommended_update, reference FROM fix_plan WHERE {}",
-            d.in_list("integration_id", &ids)
-        );
-        let mut rows: HashMap<(IntegrationId, String), Counted> = HashMap::new();
-        for r in tx.on().fetch_all(&sql, op).await? {
-            let key = (r.int("integration_id")?, r.text("fix")?);
-            let software_ids = r
-                .text("software_ids")?
-                .split(',')
-                .filter_map(|s| s.parse().ok())
-                .collect();
-            rows.insert(
-                key,
-                Counted {
-                    group: Group::read(&r)?,
-                    software_ids,
-                    recommended_update: r.opt_text("recommended_update")?,
-                },
-            );
-        }
-
-        // Due dates passed since the count.
-        let earliest = counted_at.values().min().copied().unwrap_or(now);
-        if earliest < now {
-            let mut sql = Sql::new("");
-            let pn = sql.arg(Arg::Time(now));
-            let pe = sql.arg(Arg::Time(earliest));
-            let ids = sql.arg(Arg::Ints(counted.clone()));
-            // Spelt so that SQLite reads the due-date range (findings_open_by_due) and looks the
-            // rest up: given a plain join it walked every open finding of the integrations
-            // (findings_status) instead, 0.5 s at 2,000,000 findings to find none.
-            sql.text = format!(
-                "SELECT f.integration_id, {FIX_KEY_SQL} AS fix, count(*) AS n FROM findings f \
-                 CROSS JOIN fix_plan_builds b CROSS JOIN software s CROSS JOIN integrations i \
-                 WHERE f.status = 'open' AND f.due_at <= {pn} AND f.due_at > {pe} \
-                 AND b.integration_id = +f.integration_id AND f.due_at > b.built_at \
-                 AND s.id = f.software_id AND i.id = +f.integration_id AND {} \
-                 GROUP BY f.integration_id, {FIX_KEY_SQL}",
-                d.in_list("+f.integration_id", &ids)
-            );
-            for r in tx.on().fetch_all(&sql, op).await? {
-                let key = (r.int("integration_id")?, r.text("fix")?);
-                if let Some(c) = rows.get_mut(&key) {
-                    c.group.overdue += as_u64(r.int("n")?);
-                }
-            }
-        }
-
-        for (key, c) in rows {
-            if !touched.contains(&key) {
-                merge(key.1, c.group);
-                continue;
-            }
-            let (integration, fix) = key;
-            let mut sql = Sql::new("");
-            let pn = sql.arg(Arg::Time(now));
-            let pi = sql.arg(Arg::Int(integration));
-            let pf = sql.arg(Arg::Text(fix.clone()));
-            let ps = sql.arg(Arg::Ints(c.software_ids));
-            let update = match c.recommended_update.as_deref() {
-                None => String::new(),
-                Some("") => {
-                    " AND (f.recommended_update IS NULL OR f.recommended_update = '')".into()
-                }
-                Some(u) => format!(
-                    " AND f.recommended_update = {}",
-                    sql.arg(Arg::Text(u.to_owned()))
-                ),
-            };
-            let restrict = format!(
-                " AND f.integration_id = {pi} AND {}{update} AND {FIX_KEY_SQL} = {pf}",
-                d.in_list("f.software_id", &ps)
-            );
-            let sql = exact_sql(d, sql, &pn, &restrict, false);
-            if let Some(r) = tx.on().fetch_optional(&sql, op).await? {
-                merge(fix, Group::read(&r)?);
-            }
+/// Adds to the rows the findings whose due date passed after their integration's count, from
+/// `earliest` (the earliest count) to `now`.
+async fn add_overdue_since_count(
+    d: Dialect,
+    tx: &mut Tx,
+    integrations: &[IntegrationId],
+    earliest: DateTime<Utc>,
+    now: DateTime<Utc>,
+    rows: &mut HashMap<(IntegrationId, String), Counted>,
+) -> Result<()> {
+    let mut sql = Sql::new("");
+    let pn = sql.arg(Arg::Time(now));
+    let pe = sql.arg(Arg::Time(earliest));
+    let ids = sql.arg(Arg::Ints(integrations.to_vec()));
+    // Spelt so that SQLite reads the due-date range (findings_open_by_due) and looks the rest
+    // up: given a plain join it walked every open finding of the integrations (findings_status)
+    // instead, 0.5 s at 2,000,000 findings to find none.
+    sql.text = format!(
+        "SELECT f.integration_id, {FIX_KEY_SQL} AS fix, count(*) AS n FROM findings f \
+         CROSS JOIN fix_plan_builds b CROSS JOIN software s CROSS JOIN integrations i \
+         WHERE f.status = 'open' AND f.due_at <= {pn} AND f.due_at > {pe} \
+         AND b.integration_id = +f.integration_id AND f.due_at > b.built_at \
+         AND s.id = f.software_id AND i.id = +f.integration_id AND {} \
+         GROUP BY f.integration_id, {FIX_KEY_SQL}",
+        d.in_list("+f.integration_id", &ids)
+    );
+    for r in tx.on().fetch_all(&sql, OP).await? {
+        let key = (r.int("integration_id")?, r.text("fix")?);
+        // A finding whose fix is not in the roll-up arrived after the count: not in the plan yet.
+        if let Some(c) = rows.get_mut(&key) {
+            c.group.overdue += as_u64(r.int("n")?);
         }
     }
-    drop(tx);
+    Ok(())
+}
 
+/// Counts one fix of one integration again from its findings, reached through
+/// findings_open_by_software with the software ids and update its roll-up row kept.
+async fn recount_fix(
+    d: Dialect,
+    tx: &mut Tx,
+    (integration, fix): (IntegrationId, String),
+    counted: Counted,
+    now: DateTime<Utc>,
+    groups: &mut Groups,
+) -> Result<()> {
+    let mut sql = Sql::new("");
+    let pn = sql.arg(Arg::Time(now));
+    let pi = sql.arg(Arg::Int(integration));
+    let pf = sql.arg(Arg::Text(fix.clone()));
+    let ps = sql.arg(Arg::Ints(counted.software_ids));
+    let update = match counted.recommended_update.as_deref() {
+        None => String::new(),
+        Some("") => " AND (f.recommended_update IS NULL OR f.recommended_update = '')".into(),
+        Some(u) => format!(
+            " AND f.recommended_update = {}",
+            sql.arg(Arg::Text(u.to_owned()))
+        ),
+    };
+    let restrict = format!(
+        " AND f.integration_id = {pi} AND {}{update} AND {FIX_KEY_SQL} = {pf}",
+        d.in_list("f.software_id", &ps)
+    );
+    let sql = exact_sql(d, sql, &pn, &restrict, false);
+    if let Some(r) = tx.on().fetch_optional(&sql, OP).await? {
+        merge(groups, fix, Group::read(&r)?);
+    }
+    Ok(())
+}
+
+/// One page of the plan in `sort` order: largest first, ties by the priority removed, then by
+/// the fix's text in byte order.
+fn page(groups: Groups, sort: RemediationSort, offset: u32, limit: u32) -> Page<Remediation, u32> {
     let mut plan: Vec<(String, Group)> = groups.into_iter().collect();
     plan.sort_by(|(fa, a), (fb, b)| {
         let by = |x: &Group| match sort {
@@ -405,5 +488,5 @@ pub(crate) async fn read(
         .take(limit)
         .map(|(fix, g)| g.into_remediation(fix))
         .collect();
-    Ok(Page { items, next })
+    Page { items, next }
 }
