@@ -421,9 +421,11 @@ async fn the_settings_pages_are_for_admins_and_the_report_renders() {
         viewer.get("/sla?days=12").await.status,
         StatusCode::BAD_REQUEST
     );
-    // A second sync draws the burn-down (once the re-assessments are done: the integration's one
-    // active job).
+    // A second sync that changes findings draws the burn-down (once the re-assessments are done:
+    // the integration's one active job). A sync that changes nothing within the hour adds no
+    // point (crates/sync/src/priority.rs, assess_after_run).
     reassessed(&app, id).await;
+    app.sim.sim.tick(3);
     admin
         .post(&format!("/integrations/{id}/sync"), &[] as &[(&str, &str)])
         .await;
