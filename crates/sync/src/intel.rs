@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use rampart_model::CveId;
 use rampart_model::priority::{KevCatalog, RansomwareUse};
 
-use crate::priority::assess_with_current_policy;
+use crate::priority::assess_outside_run;
 use rampart_store::{
     AssessScope, IntelCheck, IntelSource, KEV_SOURCE, KevSnapshot, Store, StoreError,
 };
@@ -211,11 +211,7 @@ async fn store_catalog(
         .list_integrations(&rampart_store::Visibility::All)
         .await?
     {
-        let counts = assess_with_current_policy(store, &integration, Some(scope), now).await?;
-        if counts.assessed + counts.changed > 0 {
-            // Outside a run, nothing else counts the remediation plan again.
-            store.refresh_fix_plan(integration.id, now).await?;
-        }
+        assess_outside_run(store, &integration, Some(scope), now).await?;
     }
     Ok(source)
 }

@@ -786,14 +786,25 @@ pub async fn queue_if_stale(
 }
 
 /// Re-assesses an integration's open findings after its settings changed (a `reassess` job),
-/// counts its remediation plan again when priorities moved (outside a run nothing else does),
 /// and says what it did.
 pub async fn reassess(
     store: &dyn Store,
     integration: &Integration,
     at: DateTime<Utc>,
 ) -> Result<AssessCounts, StoreError> {
-    let counts = assess_with_current_policy(store, integration, None, at).await?;
+    assess_outside_run(store, integration, None, at).await
+}
+
+/// [`assess_with_current_policy`] outside a sync run (a settings change, a KEV refresh), then
+/// the remediation plan counted again when priorities moved: a run's end counts it, nothing else
+/// does.
+pub async fn assess_outside_run(
+    store: &dyn Store,
+    integration: &Integration,
+    scope: Option<AssessScope<'_>>,
+    at: DateTime<Utc>,
+) -> Result<AssessCounts, StoreError> {
+    let counts = assess_with_current_policy(store, integration, scope, at).await?;
     if counts.assessed + counts.changed > 0 {
         store.refresh_fix_plan(integration.id, at).await?;
     }

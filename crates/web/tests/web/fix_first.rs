@@ -82,14 +82,7 @@ async fn api(
     path: &str,
     body: Option<Value>,
 ) -> (StatusCode, Value) {
-    let mut req = reqwest::Client::new()
-        .request(method, format!("{}/api/v1{path}", app.url))
-        .bearer_auth(token);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let r = req.send().await.unwrap();
-    (r.status(), r.json().await.unwrap_or(Value::Null))
+    app.api_json(token, method, path, body).await
 }
 
 async fn get(app: &TestApp, token: &str, path: &str) -> (StatusCode, Value) {

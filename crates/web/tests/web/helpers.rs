@@ -205,6 +205,28 @@ impl TestApp {
             .unwrap()
     }
 
+    /// `{method} /api/v1{path}` with an API token and an optional JSON body: the status and the
+    /// JSON answer (`Null` when the body is not JSON).
+    pub async fn api_json(
+        &self,
+        token: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (StatusCode, serde_json::Value) {
+        let mut req = reqwest::Client::new()
+            .request(method, format!("{}/api/v1{path}", self.url))
+            .bearer_auth(token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await.unwrap();
+        (
+            r.status(),
+            r.json().await.unwrap_or(serde_json::Value::Null),
+        )
+    }
+
     pub async fn signed_in(&self, name: &str) -> Client {
         let mut c = self.client();
         let page = c.login(name, PASSWORD).await;

@@ -11,23 +11,6 @@ use rampart_store::{JobKind, JobState, Visibility};
 use crate::fix_first::synced;
 use crate::helpers::*;
 
-async fn call(
-    app: &TestApp,
-    token: &str,
-    method: reqwest::Method,
-    path: &str,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    let mut req = reqwest::Client::new()
-        .request(method, format!("{}/api/v1{path}", app.url))
-        .bearer_auth(token);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let r = req.send().await.unwrap();
-    (r.status(), r.json().await.unwrap_or(Value::Null))
-}
-
 /// Waits for the integration's re-assessment job to be done (a worker of the app runs it).
 async fn reassessed(app: &TestApp, id: i64) {
     for _ in 0..600 {
@@ -53,30 +36,27 @@ async fn the_settings_api_is_for_admins_validates_in_words_and_reassesses() {
     let admin = app.api_token("admin").await;
     use reqwest::Method;
 
-    let (s, got) = call(&app, &read, Method::GET, "/settings/sla", None).await;
+    let (s, got) = app
+        .api_json(&read, Method::GET, "/settings/sla", None)
+        .await;
     assert_eq!(s, StatusCode::OK, "{got}");
     assert_eq!(
         got["days"],
         json!({"immediate": 2, "out_of_cycle": 7, "scheduled": 30, "defer": 90})
     );
     let good = json!({"immediate": 1, "out_of_cycle": 5, "scheduled": 20, "defer": 60});
-    let (s, _) = call(
-        &app,
-        &read,
-        Method::PUT,
-        "/settings/sla",
-        Some(good.clone()),
-    )
-    .await;
+    let (s, _) = app
+        .api_json(&read, Method::PUT, "/settings/sla", Some(good.clone()))
+        .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
-    let (s, got) = call(
-        &app,
-        &admin,
-        Method::PUT,
-        "/settings/sla",
-        Some(json!({"immediate": 10, "out_of_cycle": 7, "scheduled": 30, "defer": 90})),
-    )
-    .await;
+    let (s, got) = app
+        .api_json(
+            &admin,
+            Method::PUT,
+            "/settings/sla",
+            Some(json!({"immediate": 10, "out_of_cycle": 7, "scheduled": 30, "defer": 90})),
+        )
+        .await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{got}");
     assert!(
         got["detail"]
@@ -85,14 +65,9 @@ async fn the_settings_api_is_for_admins_validates_in_words_and_reassesses() {
             .contains("must not get more time"),
         "{got}"
     );
-    let (s, got) = call(
-        &app,
-        &admin,
-        Method::PUT,
-        "/settings/sla",
-        Some(good.clone()),
-    )
-    .await;
+    let (s, got) = app
+        .api_json(&admin, Method::PUT, "/settings/sla", Some(good.clone()))
+        .await;
     assert_eq!(s, StatusCode::OK, "{got}");
     assert_eq!(got["days"], good);
     assert_eq!(got["updated_by"], "api:tests");
@@ -102,65 +77,64 @@ async fn the_settings_api_is_for_admins_validates_in_words_and_reassesses() {
 
     // The integration's own SLA.
     let path = format!("/integrations/{id}/sla");
-    let (s, got) = call(&app, &read, Method::GET, &path, None).await;
+    let (s, got) = app.api_json(&read, Method::GET, &path, None).await;
     assert_eq!(s, StatusCode::OK, "{got}");
     assert_eq!(
         (got["own"].clone(), got["effective"].clone()),
         (Value::Null, good)
     );
     let own = json!({"immediate": 1, "out_of_cycle": 2, "scheduled": 3, "defer": 4});
-    let (s, got) = call(&app, &admin, Method::PUT, &path, Some(json!({"days": own}))).await;
+    let (s, got) = app
+        .api_json(&admin, Method::PUT, &path, Some(json!({"days": own})))
+        .await;
     assert_eq!(s, StatusCode::OK, "{got}");
     assert_eq!(
         (got["own"].clone(), got["effective"].clone()),
         (own.clone(), own)
     );
-    let (s, got) = call(
-        &app,
-        &admin,
-        Method::PUT,
-        &path,
-        Some(json!({"days": {"immediate": 0, "out_of_cycle": 2, "scheduled": 3, "defer": 4}})),
-    )
-    .await;
+    let (s, got) = app
+        .api_json(
+            &admin,
+            Method::PUT,
+            &path,
+            Some(json!({"days": {"immediate": 0, "out_of_cycle": 2, "scheduled": 3, "defer": 4}})),
+        )
+        .await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{got}");
     assert!(
         got["detail"].as_str().unwrap().contains("from 1 to 3650"),
         "{got}"
     );
-    let (s, got) = call(
-        &app,
-        &admin,
-        Method::PUT,
-        &path,
-        Some(json!({"days": null})),
-    )
-    .await;
+    let (s, got) = app
+        .api_json(&admin, Method::PUT, &path, Some(json!({"days": null})))
+        .await;
     assert_eq!(s, StatusCode::OK, "{got}");
     assert_eq!(got["own"], Value::Null);
-    let (s, _) = call(&app, &admin, Method::GET, "/integrations/999999/sla", None).await;
+    let (s, _) = app
+        .api_json(&admin, Method::GET, "/integrations/999999/sla", None)
+        .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 
     // Criticality rules.
     let rules =
         json!([{"name": "vip", "match": "tag", "value": "VIP", "criticality": "very-high"}]);
-    let (s, _) = call(
-        &app,
-        &read,
-        Method::PUT,
-        "/settings/criticality-rules",
-        Some(rules.clone()),
-    )
-    .await;
+    let (s, _) = app
+        .api_json(
+            &read,
+            Method::PUT,
+            "/settings/criticality-rules",
+            Some(rules.clone()),
+        )
+        .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
-    let (s, got) = call(
-        &app,
-        &admin,
-        Method::PUT,
-        "/settings/criticality-rules",
-        Some(json!([{"name": "x", "match": "colour", "value": "red", "criticality": "high"}])),
-    )
-    .await;
+    let (s, got) = app
+        .api_json(
+            &admin,
+            Method::PUT,
+            "/settings/criticality-rules",
+            Some(json!([{"name": "x", "match": "colour", "value": "red", "criticality": "high"}])),
+        )
+        .await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{got}");
     assert!(
         got["detail"]
@@ -169,59 +143,51 @@ async fn the_settings_api_is_for_admins_validates_in_words_and_reassesses() {
             .contains("tag, device-group"),
         "{got}"
     );
-    let (s, got) = call(
-        &app,
-        &admin,
-        Method::PUT,
-        "/settings/criticality-rules",
-        Some(rules),
-    )
-    .await;
+    let (s, got) = app
+        .api_json(
+            &admin,
+            Method::PUT,
+            "/settings/criticality-rules",
+            Some(rules),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK, "{got}");
-    let (s, got) = call(
-        &app,
-        &read,
-        Method::GET,
-        "/settings/criticality-rules",
-        None,
-    )
-    .await;
+    let (s, got) = app
+        .api_json(&read, Method::GET, "/settings/criticality-rules", None)
+        .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(got[0]["name"], "vip");
     assert_eq!(got[0]["match"], "tag");
     assert_eq!(got[0]["criticality"], "very-high");
 
     // The report and the burn-down of the sync.
-    let (s, report) = call(&app, &read, Method::GET, "/sla/report", None).await;
+    let (s, report) = app.api_json(&read, Method::GET, "/sla/report", None).await;
     assert_eq!(s, StatusCode::OK, "{report}");
-    let (_, open) = call(
-        &app,
-        &read,
-        Method::GET,
-        "/findings?status=open&limit=1000",
-        None,
-    )
-    .await;
+    let (_, open) = app
+        .api_json(&read, Method::GET, "/findings?status=open&limit=1000", None)
+        .await;
     assert_eq!(
         report["total"]["open"].as_u64(),
         Some(open["items"].as_array().unwrap().len() as u64)
     );
     assert_eq!(report["period_days"], 30);
     assert_eq!(report["by_integration"][0]["name"], "sla-api");
-    let (s, got) = call(&app, &read, Method::GET, "/sla/report?days=7", None).await;
+    let (s, got) = app
+        .api_json(&read, Method::GET, "/sla/report?days=7", None)
+        .await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert!(
         got["detail"].as_str().unwrap().contains("30, 90 or 365"),
         "{got}"
     );
-    let (s, points) = call(
-        &app,
-        &read,
-        Method::GET,
-        &format!("/sla/burndown?integration={id}&days=90"),
-        None,
-    )
-    .await;
+    let (s, points) = app
+        .api_json(
+            &read,
+            Method::GET,
+            &format!("/sla/burndown?integration={id}&days=90"),
+            None,
+        )
+        .await;
     assert_eq!(s, StatusCode::OK, "{points}");
     assert_eq!(points.as_array().unwrap().len(), 1, "{points}");
 }

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode as AxumStatus};
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::helpers::*;
@@ -162,47 +162,38 @@ async fn portal_and_api(app: TestApp) {
     // The API: an admin token lists, creates (a Slack webhook: no signing secret), tests, reads
     // the log and removes.
     let token = app.api_token("admin").await;
-    let http = reqwest::Client::new();
-    let api = |path: &str| format!("{}/api/v1{path}", app.url);
-    let listed: Value = http
-        .get(api("/webhooks"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, listed) = app.api_json(&token, Method::GET, "/webhooks", None).await;
     assert_eq!(listed[0]["name"], "soc-receiver");
     assert_eq!(listed[0]["url"], "http://127.0.0.1/…");
     assert_eq!(listed[0]["last_delivery"], "delivered");
-    let res = http
-        .post(api("/webhooks"))
-        .bearer_auth(&token)
-        .json(&json!({
-            "name": "slack",
-            "url": format!("{base}/slack/{PATH_SECRET}"),
-            "format": "slack",
-            "events": ["sla_breach", "secret_expiring"],
-            "workspace_id": 1,
-        }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::CREATED);
-    let created: Value = res.json().await.unwrap();
+    let (status, created) = app
+        .api_json(
+            &token,
+            Method::POST,
+            "/webhooks",
+            Some(json!({
+                "name": "slack",
+                "url": format!("{base}/slack/{PATH_SECRET}"),
+                "format": "slack",
+                "events": ["sla_breach", "secret_expiring"],
+                "workspace_id": 1,
+            })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
     assert_eq!(created["signing_secret"], Value::Null);
     assert_eq!(created["workspace_id"], 1);
     assert!(!created.to_string().contains(PATH_SECRET));
     let slack = created["id"].as_i64().unwrap();
-    let res = http
-        .post(api(&format!("/webhooks/{slack}/test")))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
-    let delivery: Value = res.json().await.unwrap();
+    let (status, delivery) = app
+        .api_json(
+            &token,
+            Method::POST,
+            &format!("/webhooks/{slack}/test"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
     assert_eq!(delivery["status"], "delivered");
     assert_eq!(delivery["log"][0]["http_status"], 200);
     let (_, body) = seen.lock().unwrap()[1].clone();
@@ -211,40 +202,20 @@ async fn portal_and_api(app: TestApp) {
         message["text"].is_string() && message["blocks"].is_array(),
         "{message}"
     );
-    let log: Value = http
-        .get(api(&format!("/webhooks/{slack}/deliveries")))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let deliveries = format!("/webhooks/{slack}/deliveries");
+    let (_, log) = app.api_json(&token, Method::GET, &deliveries, None).await;
     assert_eq!(log[0]["event"], "test");
     assert_eq!(log[0]["attempts"], 1);
-    let res = http
-        .delete(api(&format!("/webhooks/{slack}")))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
-    let res = http
-        .get(api(&format!("/webhooks/{slack}/deliveries")))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    let (status, _) = app
+        .api_json(&token, Method::DELETE, &format!("/webhooks/{slack}"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = app.api_json(&token, Method::GET, &deliveries, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
     // A read token is refused.
     let reader = app.api_token("read").await;
-    let res = http
-        .get(api("/webhooks"))
-        .bearer_auth(&reader)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    let (status, _) = app.api_json(&reader, Method::GET, "/webhooks", None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
 
     // Removed through the portal.
     let page = admin
