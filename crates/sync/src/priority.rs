@@ -769,20 +769,28 @@ pub async fn queue_if_stale(
     integration: IntegrationId,
     now: DateTime<Utc>,
 ) -> Result<bool, StoreError> {
+    if assessed_with_current_policy(store, integration).await? {
+        return Ok(false);
+    }
+    Ok(queue_reassessment(store, &[integration], now).await? > 0)
+}
+
+/// Whether the integration's findings were last assessed with the settings that apply now (an
+/// integration removed meanwhile has nothing left to assess: true).
+pub async fn assessed_with_current_policy(
+    store: &dyn Store,
+    integration: IntegrationId,
+) -> Result<bool, StoreError> {
     let current = match PriorityPolicy::load(store, integration).await {
         Ok(policy) => policy.record(),
-        // Removed meanwhile: nothing to assess.
-        Err(StoreError::NotFound(_)) => return Ok(false),
+        Err(StoreError::NotFound(_)) => return Ok(true),
         Err(e) => return Err(e),
     };
     let recorded = store
         .get_sync_state(integration, ASSESSED_POLICY)
         .await?
         .unwrap_or_else(|| PriorityPolicy::default().record());
-    if current == recorded {
-        return Ok(false);
-    }
-    Ok(queue_reassessment(store, &[integration], now).await? > 0)
+    Ok(current == recorded)
 }
 
 /// Re-assesses an integration's open findings after its settings changed (a `reassess` job),

@@ -11,7 +11,10 @@ use rampart_store::{JobKind, JobState, Visibility};
 use crate::fix_first::synced;
 use crate::helpers::*;
 
-/// Waits for the integration's re-assessment job to be done (a worker of the app runs it).
+/// Waits until the integration's findings are assessed with the settings that apply now and no
+/// job of it is queued or running. A worker of the app does it: in a `reassess` job, or in a
+/// sync that was running or asked for when the settings changed (the two merge: one active job
+/// per integration).
 async fn reassessed(app: &TestApp, id: i64) {
     for _ in 0..600 {
         let jobs = app
@@ -19,14 +22,21 @@ async fn reassessed(app: &TestApp, id: i64) {
             .list_jobs(&Visibility::All, Some(id), false, 20)
             .await
             .unwrap();
-        let job = jobs.iter().find(|j| j.kind == JobKind::Reassess);
-        match job.map(|j| j.state) {
-            Some(JobState::Done) => return,
-            Some(JobState::Failed) => panic!("re-assessment failed: {jobs:?}"),
-            _ => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+        if let Some(failed) = jobs
+            .iter()
+            .find(|j| j.kind == JobKind::Reassess && j.state == JobState::Failed)
+        {
+            panic!("re-assessment failed: {failed:?}");
         }
+        let current = rampart_sync::priority::assessed_with_current_policy(app.store.as_ref(), id)
+            .await
+            .unwrap();
+        if current && !jobs.iter().any(|j| j.is_active()) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    panic!("no re-assessment ran");
+    panic!("the findings were not re-assessed with the new settings within a minute");
 }
 
 #[tokio::test]
