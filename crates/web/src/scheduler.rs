@@ -423,18 +423,40 @@ async fn run_job(state: AppState, job: Job) {
         tracing::warn!(message = "Job could not be closed.", job = job.id, %error);
     }
     // Settings saved while this job ran may have found it running and queued nothing.
-    if matches!(outcome, Outcome::Done | Outcome::Failed(_))
-        && let Err(error) =
-            rampart_sync::priority::queue_if_stale(store.as_ref(), job.integration_id, Utc::now())
-                .await
-    {
-        tracing::warn!(message = "Re-assessment could not be queued.", job = job.id, %error);
+    let mut reassess_queued = false;
+    if matches!(outcome, Outcome::Done | Outcome::Failed(_)) {
+        match rampart_sync::priority::queue_if_stale(store.as_ref(), job.integration_id, now).await
+        {
+            Ok(queued) => reassess_queued = queued,
+            Err(error) => {
+                tracing::warn!(message = "Re-assessment could not be queued.", job = job.id, %error);
+            }
+        }
     }
     if let Ok(mut running) = state.syncing.lock() {
         running.remove(&job.id);
     }
     // A job that waited for this one's app registration can start now, not a tick later.
     state.job_finished.notify_one();
+    if reassess_queued {
+        // Started here, as the settings change would have started it had this job not been
+        // running: a process without the scheduler's loop (`serve` always has one; an embedded
+        // server may not) would otherwise leave it queued.
+        tokio::spawn(start_jobs_of(state.clone(), job.integration_id));
+    }
+}
+
+/// Claims and runs the due jobs of one integration. A named, boxed future: [`run_job`] starts
+/// it, and it starts tasks that run [`run_job`] (an `async fn` cannot name its own type).
+fn start_jobs_of(
+    state: AppState,
+    integration: rampart_model::IntegrationId,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+    Box::pin(async move {
+        if let Err(error) = claim_and_run(&state, Some(integration)).await {
+            tracing::warn!(message = "Queued jobs could not be started here.", %error);
+        }
+    })
 }
 
 /// The sync of a job, and how it ended.
