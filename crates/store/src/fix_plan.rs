@@ -12,15 +12,14 @@
 //! - otherwise the roll-up's rows, with two corrections worked out at the moment of the view:
 //!   - findings whose due date passed since the count are added to `overdue`, found through the
 //!     open findings' due-date index (`findings_open_by_due`);
-//!   - fixes with a finding an exception covers (in force, or ended and so pausing its clock)
-//!     are counted again from their findings alone, reached through `findings_open_by_software`
-//!     with the software ids and recommended update the roll-up kept. Exceptions change the
-//!     plan at the moment they are granted or end, with no roll-up to refresh.
+//!   - what the findings an exception covers (in force, or ended and so pausing its clock)
+//!     contribute is taken out of their fixes' rows ([`accepted`]). Exceptions change the plan
+//!     at the moment they are granted or end, with no roll-up to refresh.
 //!
 //! The rows of a roll-up are as of its count: a finding a run adds or fixes enters the plan when
 //! that run finishes, like the dashboard's summaries.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
 
@@ -29,10 +28,14 @@ use rampart_model::{CveId, IntegrationId};
 use crate::common::{RowExt, as_u64};
 use crate::db::{Arg, Dialect, Pool, Sql, Tx, q};
 use crate::error::Result;
-use crate::exceptions::{FIX_KEY_SQL, covered_sql, effective_due_sql, in_force_sql};
+use crate::exceptions::{FIX_KEY_SQL, effective_due_sql, in_force_sql};
 use crate::remediation::{Remediation, RemediationFilter, RemediationSort, microsoft_link};
 use crate::types::Page;
 use crate::workspace::Visibility;
+
+mod accepted;
+
+use accepted::Key;
 
 /// Counts the integration's plan again (`$1` integration, `$2` the time of the count).
 pub(crate) async fn rebuild(
@@ -313,7 +316,7 @@ async fn count_from_findings(
 }
 
 /// The plan of integrations with a roll-up: its rows, corrected for due dates passed since the
-/// count, with the fixes an exception touches counted again.
+/// count and for the findings exceptions cover ([`accepted`]).
 async fn read_rollups(
     d: Dialect,
     tx: &mut Tx,
@@ -322,14 +325,14 @@ async fn read_rollups(
     groups: &mut Groups,
 ) -> Result<()> {
     let counted: Vec<IntegrationId> = counted_at.keys().copied().collect();
-    let touched = touched_fixes(d, tx, &counted, now).await?;
     let mut rows = rollup_rows(d, tx, &counted).await?;
     let earliest = counted_at.values().min().copied().unwrap_or(now);
     if earliest < now {
         add_overdue_since_count(d, tx, &counted, earliest, now, &mut rows).await?;
     }
+    let recount = accepted::subtract(d, tx, counted_at, now, &mut rows).await?;
     for (key, c) in rows {
-        if touched.contains(&key) {
+        if recount.contains(&key) {
             recount_fix(d, tx, key, c, now, groups).await?;
         } else {
             merge(groups, key.1, c.group);
@@ -338,36 +341,12 @@ async fn read_rollups(
     Ok(())
 }
 
-/// The (integration, fix) pairs with an open finding an exception covers.
-async fn touched_fixes(
-    d: Dialect,
-    tx: &mut Tx,
-    integrations: &[IntegrationId],
-    now: DateTime<Utc>,
-) -> Result<HashSet<(IntegrationId, String)>> {
-    let mut sql = Sql::new("");
-    let pn = sql.arg(Arg::Time(now));
-    let ids = sql.arg(Arg::Ints(integrations.to_vec()));
-    sql.text = format!(
-        "SELECT DISTINCT f.integration_id, {FIX_KEY_SQL} AS fix FROM findings f \
-         JOIN software s ON s.id = f.software_id JOIN integrations i ON i.id = f.integration_id \
-         WHERE f.id IN ({}) AND f.status = 'open' AND {}",
-        covered_sql(d, &pn),
-        d.in_list("f.integration_id", &ids)
-    );
-    let mut touched = HashSet::new();
-    for r in tx.on().fetch_all(&sql, OP).await? {
-        touched.insert((r.int("integration_id")?, r.text("fix")?));
-    }
-    Ok(touched)
-}
-
 /// The roll-up's rows of these integrations.
 async fn rollup_rows(
     d: Dialect,
     tx: &mut Tx,
     integrations: &[IntegrationId],
-) -> Result<HashMap<(IntegrationId, String), Counted>> {
+) -> Result<HashMap<Key, Counted>> {
     let mut sql = Sql::new("");
     let ids = sql.arg(Arg::Ints(integrations.to_vec()));
     sql.text = format!(
@@ -401,7 +380,7 @@ async fn add_overdue_since_count(
     integrations: &[IntegrationId],
     earliest: DateTime<Utc>,
     now: DateTime<Utc>,
-    rows: &mut HashMap<(IntegrationId, String), Counted>,
+    rows: &mut HashMap<Key, Counted>,
 ) -> Result<()> {
     let mut sql = Sql::new("");
     let pn = sql.arg(Arg::Time(now));
@@ -434,16 +413,27 @@ async fn add_overdue_since_count(
 async fn recount_fix(
     d: Dialect,
     tx: &mut Tx,
-    (integration, fix): (IntegrationId, String),
+    key: Key,
     counted: Counted,
     now: DateTime<Utc>,
     groups: &mut Groups,
 ) -> Result<()> {
     let mut sql = Sql::new("");
     let pn = sql.arg(Arg::Time(now));
-    let pi = sql.arg(Arg::Int(integration));
+    let restrict = fix_restrict(d, &mut sql, &key, &counted);
+    let sql = exact_sql(d, sql, &pn, &restrict, false);
+    if let Some(r) = tx.on().fetch_optional(&sql, OP).await? {
+        merge(groups, key.1, Group::read(&r)?);
+    }
+    Ok(())
+}
+
+/// " AND …" over `f`, `s`, `i` narrowing findings to one roll-up row's: its integration and fix,
+/// reached through findings_open_by_software with the software ids and update the row kept.
+fn fix_restrict(d: Dialect, sql: &mut Sql, (integration, fix): &Key, counted: &Counted) -> String {
+    let pi = sql.arg(Arg::Int(*integration));
     let pf = sql.arg(Arg::Text(fix.clone()));
-    let ps = sql.arg(Arg::Ints(counted.software_ids));
+    let ps = sql.arg(Arg::Ints(counted.software_ids.clone()));
     let update = match counted.recommended_update.as_deref() {
         None => String::new(),
         Some("") => " AND (f.recommended_update IS NULL OR f.recommended_update = '')".into(),
@@ -452,15 +442,10 @@ async fn recount_fix(
             sql.arg(Arg::Text(u.to_owned()))
         ),
     };
-    let restrict = format!(
+    format!(
         " AND f.integration_id = {pi} AND {}{update} AND {FIX_KEY_SQL} = {pf}",
         d.in_list("f.software_id", &ps)
-    );
-    let sql = exact_sql(d, sql, &pn, &restrict, false);
-    if let Some(r) = tx.on().fetch_optional(&sql, OP).await? {
-        merge(groups, fix, Group::read(&r)?);
-    }
-    Ok(())
+    )
 }
 
 /// One page of the plan in `sort` order: largest first, ties by the priority removed, then by

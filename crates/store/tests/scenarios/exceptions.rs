@@ -28,6 +28,7 @@ scenarios!(
     any_exception_expires_back_into_the_sla_clock,
     an_upgrade_fix_is_counted_out_as_its_findings_are_filtered,
     the_plan_read_from_its_rollup_is_the_plan_counted_from_the_findings,
+    with_any_exceptions_the_rollup_reads_as_the_plan_counted_from_the_findings,
 );
 
 /// Integration `a` with 3 assets × 4 findings (finding `j` of each asset: CVE `j`, update
@@ -926,4 +927,197 @@ async fn the_plan_read_from_its_rollup_is_the_plan_counted_from_the_findings(
     assert_eq!(view(store.clone()).await, Some((3, 3)));
     store.finish_run(run, &succeeded(t(5901))).await.unwrap();
     assert_eq!(view(store.clone()).await, Some((4, 4)));
+}
+
+/// One estate and its exceptions for [`with_any_exceptions_the_rollup_reads_as_the_plan_counted_from_the_findings`].
+#[derive(Debug, Clone)]
+struct PlanCase {
+    /// The (asset, CVE index) of each finding of integration `a` (5 assets) and `b` (2).
+    in_a: BTreeSet<(usize, usize)>,
+    in_b: BTreeSet<(usize, usize)>,
+    /// Per finding in order (a's, then b's), cycled: priority, due date, reference.
+    assessments: Vec<(u8, i64, Option<u8>)>,
+    /// (scope: 0 fix, 1 CVE, 2 finding; what it names; within b, a or everywhere; granted; length).
+    exceptions: Vec<(u8, usize, u8, i64, i64)>,
+}
+
+fn plan_cases() -> impl proptest::strategy::Strategy<Value = PlanCase> {
+    use proptest::collection::{btree_set, vec};
+    use proptest::prelude::*;
+    (
+        btree_set((0..5usize, 0..10usize), 4..30),
+        btree_set((0..2usize, 0..10usize), 1..12),
+        vec(
+            (
+                prop_oneof![Just(30u8), Just(45), Just(90)],
+                -800..3_000i64,
+                proptest::option::of(0..3u8),
+            ),
+            1..12,
+        ),
+        vec(
+            (0..3u8, 0..40usize, 0..3u8, -1_400..2_000i64, 1..3_000i64),
+            1..5,
+        ),
+    )
+        .prop_map(|(in_a, in_b, assessments, exceptions)| PlanCase {
+            in_a,
+            in_b,
+            assessments,
+            exceptions,
+        })
+}
+
+/// The fix of finding `j` in [`plan_cases`]: security updates shared by several CVEs (and so
+/// several findings of one asset), and upgrades of software with several versions.
+fn plan_finding(i: usize, j: usize, reference: Option<u8>) -> rampart_model::Finding {
+    let mut f = finding(i, j);
+    f.recommended_update = (j % 4 != 3).then(|| format!("KB{}", j % 3));
+    f.recommendation_reference = reference.map(|r| format!("ref-{r}"));
+    f
+}
+
+/// The plan read from the roll-ups, which takes out what the findings exceptions cover
+/// (crates/store/src/fix_plan/accepted.rs), is the plan counted from the findings for any
+/// estate and exceptions of any scope and time: fixes with several CVEs and several findings
+/// per asset, partly and wholly accepted, tied highest priorities, references, paused clocks.
+async fn with_any_exceptions_the_rollup_reads_as_the_plan_counted_from_the_findings(
+    store: Arc<dyn Store>,
+) {
+    use proptest::strategy::{Strategy, ValueTree};
+    use proptest::test_runner::TestRunner;
+
+    let mut runner = TestRunner::deterministic();
+    let explanation = Explanation {
+        id: 42,
+        contributions: "[]".into(),
+    };
+    for case in 0..12 {
+        let c = plan_cases().new_tree(&mut runner).unwrap().current();
+        let reference = |n: usize| c.assessments[n % c.assessments.len()].2;
+        let mut ids = Vec::new();
+        let mut n = 0;
+        for (name, set, assets) in [("a", &c.in_a, 5), ("b", &c.in_b, 2)] {
+            let i = integration(&store, &format!("plan-{case}-{name}")).await.id;
+            let run = store.start_run(i, "full", t(-2000)).await.unwrap();
+            let all: Vec<_> = (0..assets).map(asset).collect();
+            store.upsert_assets(i, run, &all).await.unwrap();
+            let found: Vec<_> = set
+                .iter()
+                .map(|(a, j)| {
+                    n += 1;
+                    plan_finding(*a, *j, reference(n - 1))
+                })
+                .collect();
+            store.upsert_findings(i, run, &found).await.unwrap();
+            store.finish_run(run, &succeeded(t(-1999))).await.unwrap();
+            ids.push(i);
+        }
+        let (a, b) = (ids[0], ids[1]);
+        let mut findings = all_findings(
+            &store,
+            FindingFilter {
+                integration: Some(a),
+                ..Default::default()
+            },
+        )
+        .await;
+        findings.extend(
+            all_findings(
+                &store,
+                FindingFilter {
+                    integration: Some(b),
+                    ..Default::default()
+                },
+            )
+            .await,
+        );
+        let writes: Vec<AssessmentWrite> = findings
+            .iter()
+            .enumerate()
+            .map(|(n, f)| {
+                let (priority, due, _) = c.assessments[n % c.assessments.len()];
+                AssessmentWrite {
+                    finding_id: f.id,
+                    assessment: StoredAssessment {
+                        decision: if priority == 90 {
+                            Decision::Immediate
+                        } else {
+                            Decision::Scheduled
+                        },
+                        priority,
+                        due_at: t(due),
+                        clock_start: t(-1000),
+                        explanation_id: 42,
+                    },
+                }
+            })
+            .collect();
+        store
+            .write_assessments(std::slice::from_ref(&explanation), &writes, t(-1000))
+            .await
+            .unwrap();
+        for (kind, target, within, granted, length) in &c.exceptions {
+            let f = &findings[target % findings.len()];
+            let j = cve_index(&f.finding.key.cve_id);
+            let within = match within {
+                0 => Some(a),
+                1 => Some(b),
+                _ => None,
+            };
+            let (scope, within) = match kind {
+                0 => {
+                    let fix = match plan_finding(0, j, None).recommended_update {
+                        Some(kb) => kb,
+                        None => format!("Upgrade microsoft app_{}", j % 7),
+                    };
+                    (ExceptionScope::Fix(fix), within)
+                }
+                1 => (ExceptionScope::Cve(cve(j).parse().unwrap()), within),
+                _ => (ExceptionScope::Finding(f.id), Some(f.integration_id)),
+            };
+            grant(
+                &store,
+                new_exception(scope, within, t(*granted), t(granted + length)),
+            )
+            .await;
+        }
+        let views = || {
+            let mut all = Vec::new();
+            for now in [t(-1400), t(-300), t(700), t(2_500), t(6_000)] {
+                for sort in [RemediationSort::Priority, RemediationSort::Overdue] {
+                    for integration in [Some(a), Some(b)] {
+                        all.push((now, sort, integration));
+                    }
+                }
+            }
+            all
+        };
+        let read_all = |store: Arc<dyn Store>| async move {
+            let mut plans = Vec::new();
+            for (now, sort, integration) in views() {
+                let page = store
+                    .remediations(
+                        &Visibility::All,
+                        &RemediationFilter { integration },
+                        sort,
+                        now,
+                        0,
+                        100,
+                    )
+                    .await
+                    .unwrap();
+                plans.push(page.items);
+            }
+            plans
+        };
+        // The assessments made both roll-ups stale: counted from the findings.
+        let counted = read_all(store.clone()).await;
+        store.refresh_fix_plan(a, t(-1500)).await.unwrap();
+        store.refresh_fix_plan(b, t(-1500)).await.unwrap();
+        let read = read_all(store.clone()).await;
+        for ((view, counted), read) in views().iter().zip(&counted).zip(&read) {
+            assert_eq!(read, counted, "case {case} {c:?}, view {view:?}");
+        }
+    }
 }

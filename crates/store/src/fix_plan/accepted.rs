@@ -1,0 +1,428 @@
+//! The roll-up's rows of fixes with findings an exception covers, corrected at the moment of a
+//! view by taking out what those findings contribute, instead of counting the fixes again from
+//! all their findings (which cost about 17 ms a fix at 2,000,000 findings, and one CVE accepted
+//! everywhere can touch hundreds of fixes: BENCHMARKS.md, "Fix first from its roll-up").
+//!
+//! The findings an exception may cover are read once, from the exceptions' side through indexes
+//! ([`covered_sql`]), each with whether an exception accepts it now and whether it is overdue
+//! once paused time is added. For each fix of a roll-up they touch:
+//! - the counts and sums subtract: findings, priority removed, immediate, and overdue (an accepted
+//!   finding leaves it; one whose clock an ended exception paused may not be overdue yet);
+//! - an asset leaves the fix when every open finding it has there is accepted, and a CVE when
+//!   every finding of it there is. Where the covered findings are not all the fix's findings of
+//!   that asset or CVE, the rest are counted through the natural key's index (asset, software)
+//!   or the open findings' CVE index, for those assets and CVEs only;
+//! - the highest priority and the reference are read again, without the accepted findings,
+//!   only when an accepted finding held them.
+//!
+//! The covered findings are all of a fix's findings when a fix exception names it, and all of a
+//! CVE's when a CVE exception names it (the exceptions' side reads every open finding of what
+//! they name), so the common cases need no further read. A row that does not add up, as while a
+//! run changes findings after the count, is counted again from its findings.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+
+use rampart_model::IntegrationId;
+
+use super::{Counted, OP, fix_restrict};
+use crate::common::RowExt;
+use crate::db::{Arg, Dialect, Sql, Tx, q};
+use crate::error::Result;
+use crate::exceptions::{FIX_KEY_SQL, covered_sql, effective_due_sql, in_force_sql};
+use crate::types::Backend;
+
+/// An integration's fix, as the roll-up keys its rows.
+pub(super) type Key = (IntegrationId, String);
+
+/// An open finding an exception may cover, with what the plan counts of it.
+struct Covered {
+    id: i64,
+    asset: i64,
+    cve: String,
+    priority: Option<f64>,
+    immediate: bool,
+    due_at: Option<DateTime<Utc>>,
+    reference: Option<String>,
+    /// An exception in force covers it: it leaves the plan.
+    accepted: bool,
+    /// Overdue at the view's time once the pauses of ended exceptions move its due date.
+    overdue: bool,
+}
+
+/// What is known of the fix's findings of one asset or one CVE: how many are accepted, and how
+/// many are open in all (`None` until read).
+#[derive(Default)]
+struct Share {
+    accepted: u64,
+    total: Option<u64>,
+}
+
+/// A touched row's correction that needs reading more findings.
+#[derive(Default)]
+struct Pending {
+    accepted_ids: Vec<i64>,
+    assets: HashMap<i64, Share>,
+    cves: HashMap<String, Share>,
+    /// The highest priority and the reference must be read without the accepted findings.
+    read_highest: bool,
+}
+
+/// Corrects `rows` (the roll-ups of the integrations in `counted_at`, with their count times)
+/// for the exceptions at `now`: rows whose findings are all accepted are removed. Returns the
+/// rows that did not add up, which the caller counts again from their findings.
+pub(super) async fn subtract(
+    d: Dialect,
+    tx: &mut Tx,
+    counted_at: &HashMap<IntegrationId, DateTime<Utc>>,
+    now: DateTime<Utc>,
+    rows: &mut HashMap<Key, Counted>,
+) -> Result<HashSet<Key>> {
+    let (fix_named, cve_named) = named_by_exceptions(tx, now).await?;
+    let covered = covered_findings(d, tx, counted_at, now).await?;
+    let mut recount = HashSet::new();
+    let mut pending: HashMap<Key, Pending> = HashMap::new();
+    for (key, found) in covered {
+        // A fix missing from the roll-up arrived after the count: not in the plan yet.
+        let Some(row) = rows.get_mut(&key) else {
+            continue;
+        };
+        let counted = counted_at.get(&key.0).copied().unwrap_or(now);
+        let whole_fix = fix_named.contains(&key.1);
+        match correct(row, &found, counted.max(now), whole_fix, &cve_named) {
+            Outcome::Done => {}
+            Outcome::Empty => {
+                rows.remove(&key);
+            }
+            Outcome::Pending(p) => {
+                pending.insert(key, p);
+            }
+            Outcome::DoesNotAddUp => {
+                recount.insert(key);
+            }
+        }
+    }
+    if pending.is_empty() {
+        return Ok(recount);
+    }
+    read_asset_totals(d, tx, rows, &mut pending).await?;
+    read_cve_totals(d, tx, &mut pending).await?;
+    for (key, p) in pending {
+        let Some(row) = rows.get_mut(&key) else {
+            continue;
+        };
+        let highest = if p.read_highest {
+            Some(read_highest(d, tx, &key, row, &p.accepted_ids).await?)
+        } else {
+            None
+        };
+        if !finish(row, p, highest) {
+            recount.insert(key);
+        }
+    }
+    Ok(recount)
+}
+
+enum Outcome {
+    /// The row is corrected.
+    Done,
+    /// Every finding of the row is accepted.
+    Empty,
+    /// The row's counts are corrected; its assets, CVEs or highest priority need a read.
+    Pending(Pending),
+    DoesNotAddUp,
+}
+
+/// Takes the covered findings `found` out of `row`. `overdue_until` is what the row's overdue
+/// count covers (due dates up to the count or the view, whichever is later: see
+/// `add_overdue_since_count`). `whole_fix`: `found` holds every open finding of the fix;
+/// `cve_named`: CVEs whose every open finding is in `found`.
+fn correct(
+    row: &mut Counted,
+    found: &[Covered],
+    overdue_until: DateTime<Utc>,
+    whole_fix: bool,
+    cve_named: &HashSet<String>,
+) -> Outcome {
+    let g = &mut row.group;
+    let counted_overdue = |c: &Covered| c.due_at.is_some_and(|d| d <= overdue_until);
+    let mut pending = Pending::default();
+    for c in found {
+        // Overdue in the roll-up but not at the view: accepted, or its clock paused.
+        if counted_overdue(c) && (c.accepted || !c.overdue) {
+            let Some(left) = g.overdue.checked_sub(1) else {
+                return Outcome::DoesNotAddUp;
+            };
+            g.overdue = left;
+        }
+        if c.accepted {
+            pending.accepted_ids.push(c.id);
+            g.priority_removed -= c.priority.unwrap_or(0.0);
+            if c.immediate {
+                let Some(left) = g.immediate.checked_sub(1) else {
+                    return Outcome::DoesNotAddUp;
+                };
+                g.immediate = left;
+            }
+            pending.assets.entry(c.asset).or_default().accepted += 1;
+            pending.cves.entry(c.cve.clone()).or_default().accepted += 1;
+            let held_highest = c.priority.is_some() && c.priority == g.max_priority;
+            let held_reference = c.reference.is_some() && c.reference == g.reference;
+            pending.read_highest |= held_highest || held_reference;
+        }
+    }
+    let accepted = pending.accepted_ids.len() as u64;
+    if accepted == 0 {
+        return Outcome::Done;
+    }
+    match g.findings.checked_sub(accepted) {
+        None => return Outcome::DoesNotAddUp,
+        Some(0) => return Outcome::Empty,
+        Some(left) => g.findings = left,
+    }
+    // What `found` tells of the totals: every finding of the fix, or of a named CVE.
+    for c in found {
+        if whole_fix && let Some(share) = pending.assets.get_mut(&c.asset) {
+            *share.total.get_or_insert(0) += 1;
+        }
+        if (whole_fix || cve_named.contains(&c.cve))
+            && let Some(share) = pending.cves.get_mut(&c.cve)
+        {
+            *share.total.get_or_insert(0) += 1;
+        }
+    }
+    if whole_fix && pending.read_highest {
+        let rest = found.iter().filter(|c| !c.accepted);
+        g.max_priority = rest.clone().filter_map(|c| c.priority).reduce(f64::max);
+        g.reference = rest.filter_map(|c| c.reference.clone()).max();
+        pending.read_highest = false;
+    }
+    Outcome::Pending(pending)
+}
+
+/// Applies what was read: assets and CVEs all of whose findings are accepted leave the row.
+/// False when the row does not add up.
+fn finish(row: &mut Counted, p: Pending, highest: Option<(Option<f64>, Option<String>)>) -> bool {
+    let g = &mut row.group;
+    let (Some(assets_gone), Some(_)) = (gone(p.assets.values()), gone(p.cves.values())) else {
+        return false;
+    };
+    let Some(assets) = g.assets.checked_sub(assets_gone) else {
+        return false;
+    };
+    g.assets = assets;
+    let gone_cves: HashSet<&str> = p
+        .cves
+        .iter()
+        .filter(|(_, s)| s.total == Some(s.accepted))
+        .map(|(cve, _)| cve.as_str())
+        .collect();
+    if !gone_cves.is_empty() {
+        let kept: BTreeSet<&str> = g
+            .cves
+            .iter()
+            .flat_map(|list| list.split(','))
+            .filter(|c| !c.is_empty() && !gone_cves.contains(c))
+            .collect();
+        g.cves = vec![kept.into_iter().collect::<Vec<_>>().join(",")];
+    }
+    if let Some((max_priority, reference)) = highest {
+        g.max_priority = max_priority;
+        g.reference = reference;
+    }
+    true
+}
+
+/// How many of `shares` lose all their findings; `None` if a total is unknown or smaller than
+/// what is accepted.
+fn gone<'a>(shares: impl Iterator<Item = &'a Share>) -> Option<u64> {
+    let mut gone = 0;
+    for s in shares {
+        let total = s.total?;
+        if s.accepted > total {
+            return None;
+        }
+        if s.accepted == total {
+            gone += 1;
+        }
+    }
+    Some(gone)
+}
+
+/// The fixes and CVEs exceptions granted by `now` name (in force or ended): the covered
+/// findings hold every open finding of each.
+async fn named_by_exceptions(
+    tx: &mut Tx,
+    now: DateTime<Utc>,
+) -> Result<(HashSet<String>, HashSet<String>)> {
+    let sql = q(
+        "SELECT fix_key, cve_id FROM exceptions WHERE created_at <= $1 AND scope IN ('fix', 'cve')",
+    )
+    .bind(now);
+    let mut fixes = HashSet::new();
+    let mut cves = HashSet::new();
+    for r in tx.on().fetch_all(&sql, OP).await? {
+        fixes.extend(r.opt_text("fix_key")?);
+        cves.extend(r.opt_text("cve_id")?);
+    }
+    Ok((fixes, cves))
+}
+
+/// The open findings of these integrations an exception may cover, by fix.
+async fn covered_findings(
+    d: Dialect,
+    tx: &mut Tx,
+    counted_at: &HashMap<IntegrationId, DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Result<HashMap<Key, Vec<Covered>>> {
+    let mut sql = Sql::new("");
+    let pn = sql.arg(Arg::Time(now));
+    let ids = sql.arg(Arg::Ints(counted_at.keys().copied().collect()));
+    sql.text = format!(
+        "SELECT f.id, f.integration_id, {FIX_KEY_SQL} AS fix, f.asset_id, f.cve_id, f.priority, f.decision, \
+         f.due_at, f.recommendation_reference AS reference, \
+         CAST(CASE WHEN {accepted} THEN 1 ELSE 0 END AS BIGINT) AS accepted, \
+         CAST(CASE WHEN f.due_at <= {pn} AND {due} <= {pn} THEN 1 ELSE 0 END AS BIGINT) AS overdue \
+         FROM findings f JOIN software s ON s.id = f.software_id JOIN integrations i ON i.id = f.integration_id \
+         WHERE f.id IN ({covered}) AND f.status = 'open' AND {within}",
+        accepted = in_force_sql(&pn),
+        due = effective_due_sql(d, &pn),
+        covered = covered_sql(d, &pn),
+        within = d.in_list("f.integration_id", &ids),
+    );
+    let mut by_fix: HashMap<Key, Vec<Covered>> = HashMap::new();
+    for r in tx.on().fetch_all(&sql, OP).await? {
+        let key = (r.int("integration_id")?, r.text("fix")?);
+        by_fix.entry(key).or_default().push(Covered {
+            id: r.int("id")?,
+            asset: r.int("asset_id")?,
+            cve: r.text("cve_id")?,
+            priority: r.opt_f64("priority")?,
+            immediate: r.opt_text("decision")?.as_deref() == Some("immediate"),
+            due_at: r.opt_ts("due_at")?,
+            reference: r.opt_text("reference")?,
+            accepted: r.int("accepted")? != 0,
+            overdue: r.int("overdue")? != 0,
+        });
+    }
+    Ok(by_fix)
+}
+
+/// Reads the open findings of each pending row's assets whose totals are unknown, through the
+/// natural key's index: one probe per (asset, software of the fix).
+async fn read_asset_totals(
+    d: Dialect,
+    tx: &mut Tx,
+    rows: &HashMap<Key, Counted>,
+    pending: &mut HashMap<Key, Pending>,
+) -> Result<()> {
+    let mut pairs = BTreeSet::new();
+    for (key, p) in pending.iter() {
+        let Some(row) = rows.get(key) else { continue };
+        for (asset, share) in &p.assets {
+            if share.total.is_none() {
+                pairs.extend(row.software_ids.iter().map(|s| (*asset, *s)));
+            }
+        }
+    }
+    if pairs.is_empty() {
+        return Ok(());
+    }
+    let (assets, software): (Vec<i64>, Vec<i64>) = pairs.into_iter().unzip();
+    let mut sql = Sql::new("");
+    let pa = sql.arg(Arg::Ints(assets));
+    let ps = sql.arg(Arg::Ints(software));
+    // The pairs lead (SQLite's CROSS JOIN keeps that order), each probing the natural key's
+    // index on (asset_id, software_id).
+    let pairs = match d.backend {
+        Backend::Sqlite => format!(
+            "(SELECT a.value AS asset, b.value AS software FROM json_each({pa}) a \
+             JOIN json_each({ps}) b ON b.key = a.key) p"
+        ),
+        Backend::Postgres => {
+            format!("unnest(CAST({pa} AS BIGINT[]), CAST({ps} AS BIGINT[])) AS p(asset, software)")
+        }
+    };
+    sql.text = format!(
+        "SELECT x.integration_id, x.fix, x.asset_id, count(*) AS n FROM \
+         (SELECT f.integration_id, {FIX_KEY_SQL} AS fix, f.asset_id FROM {pairs} \
+         CROSS JOIN findings f CROSS JOIN software s CROSS JOIN integrations i \
+         WHERE f.asset_id = p.asset AND f.software_id = p.software AND f.status = 'open' \
+         AND s.id = f.software_id AND i.id = f.integration_id) x \
+         GROUP BY x.integration_id, x.fix, x.asset_id"
+    );
+    for r in tx.on().fetch_all(&sql, OP).await? {
+        let key = (r.int("integration_id")?, r.text("fix")?);
+        let asset = r.int("asset_id")?;
+        if let Some(share) = pending.get_mut(&key).and_then(|p| p.assets.get_mut(&asset)) {
+            share.total = Some(r.int("n")?.max(0) as u64);
+        }
+    }
+    Ok(())
+}
+
+/// Reads the open findings of each pending row's CVEs whose totals are unknown (CVEs a finding
+/// exception touches), through the open findings' CVE index.
+async fn read_cve_totals(
+    d: Dialect,
+    tx: &mut Tx,
+    pending: &mut HashMap<Key, Pending>,
+) -> Result<()> {
+    let mut cves = BTreeSet::new();
+    let mut integrations = BTreeSet::new();
+    for (key, p) in pending.iter() {
+        for (cve, share) in &p.cves {
+            if share.total.is_none() {
+                cves.insert(cve.clone());
+                integrations.insert(key.0);
+            }
+        }
+    }
+    if cves.is_empty() {
+        return Ok(());
+    }
+    let mut sql = Sql::new("");
+    let pc = sql.arg(Arg::Texts(cves.into_iter().collect()));
+    let pi = sql.arg(Arg::Ints(integrations.into_iter().collect()));
+    sql.text = format!(
+        "SELECT x.integration_id, x.fix, x.cve_id, count(*) AS n FROM \
+         (SELECT f.integration_id, {FIX_KEY_SQL} AS fix, f.cve_id FROM findings f \
+         JOIN software s ON s.id = f.software_id JOIN integrations i ON i.id = f.integration_id \
+         WHERE f.status = 'open' AND {} AND {}) x GROUP BY x.integration_id, x.fix, x.cve_id",
+        d.in_list("f.cve_id", &pc),
+        d.in_list("f.integration_id", &pi)
+    );
+    for r in tx.on().fetch_all(&sql, OP).await? {
+        let key = (r.int("integration_id")?, r.text("fix")?);
+        let cve = r.text("cve_id")?;
+        if let Some(share) = pending.get_mut(&key).and_then(|p| p.cves.get_mut(&cve)) {
+            share.total = Some(r.int("n")?.max(0) as u64);
+        }
+    }
+    Ok(())
+}
+
+/// The highest priority and the reference of the row's open findings other than `accepted`.
+async fn read_highest(
+    d: Dialect,
+    tx: &mut Tx,
+    key: &Key,
+    row: &Counted,
+    accepted: &[i64],
+) -> Result<(Option<f64>, Option<String>)> {
+    let mut sql = Sql::new("");
+    let restrict = fix_restrict(d, &mut sql, key, row);
+    let ids = sql.arg(Arg::Ints(accepted.to_vec()));
+    sql.text = format!(
+        "SELECT max(f.priority) AS max_priority, max(f.recommendation_reference{collate}) AS reference \
+         FROM findings f JOIN software s ON s.id = f.software_id JOIN integrations i ON i.id = f.integration_id \
+         WHERE f.status = 'open'{restrict} AND NOT {}",
+        d.in_list("f.id", &ids),
+        collate = d.collate_c
+    );
+    match tx.on().fetch_optional(&sql, OP).await? {
+        Some(r) => Ok((r.opt_f64("max_priority")?, r.opt_text("reference")?)),
+        None => Ok((None, None)),
+    }
+}
