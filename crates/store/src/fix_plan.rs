@@ -19,7 +19,7 @@
 //! The rows of a roll-up are as of its count: a finding a run adds or fixes enters the plan when
 //! that run finishes, like the dashboard's summaries.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 
@@ -250,13 +250,21 @@ pub(crate) async fn read(
     let d = db.dialect();
     // One snapshot for every part of the view.
     let mut tx = db.begin_read().await?;
-    let (counted_at, uncounted) = scope(d, &mut tx, vis, filter).await?;
+    let scope = scope(d, &mut tx, vis, filter).await?;
     let mut groups = Groups::new();
-    if !uncounted.is_empty() {
-        count_from_findings(d, &mut tx, uncounted, now, &mut groups).await?;
+    if !scope.uncounted.is_empty() {
+        count_from_findings(d, &mut tx, scope.uncounted, now, &mut groups).await?;
     }
-    if !counted_at.is_empty() {
-        read_rollups(d, &mut tx, &counted_at, now, &mut groups).await?;
+    if !scope.counted_at.is_empty() {
+        read_rollups(
+            d,
+            &mut tx,
+            &scope.counted_at,
+            &scope.in_flux,
+            now,
+            &mut groups,
+        )
+        .await?;
     }
     drop(tx);
     Ok(page(groups, sort, offset, limit))
@@ -264,14 +272,27 @@ pub(crate) async fn read(
 
 const OP: &str = "reading the remediation plan";
 
-/// The integrations in scope: those with a roll-up to read (and when it was counted), and those
-/// to count from their findings.
+/// The integrations of a view.
+#[derive(Default)]
+struct Scope {
+    /// With a roll-up to read, and when it was counted.
+    counted_at: HashMap<IntegrationId, DateTime<Utc>>,
+    /// Of those, the ones with a run in progress: their findings may have changed since the
+    /// count, so the covered findings need not be the ones counted, and the fixes exceptions
+    /// touch are counted again from their findings until the run's end counts the roll-up.
+    in_flux: HashSet<IntegrationId>,
+    /// Without a roll-up to read (missing or stale): counted from their findings.
+    uncounted: Vec<IntegrationId>,
+}
+
+/// The integrations in scope, sorted into those to count from their findings and those with a
+/// roll-up to read.
 async fn scope(
     d: Dialect,
     tx: &mut Tx,
     vis: &Visibility,
     filter: &RemediationFilter,
-) -> Result<(HashMap<IntegrationId, DateTime<Utc>>, Vec<IntegrationId>)> {
+) -> Result<Scope> {
     let mut sql = Sql::new("");
     let mut within = match filter.integration {
         Some(i) => format!(" AND i.id = {}", sql.arg(Arg::Int(i))),
@@ -279,21 +300,25 @@ async fn scope(
     };
     within.push_str(&vis.and_text(d, &mut sql, "i.id"));
     sql.text = format!(
-        "SELECT i.id, b.built_at, b.stale FROM integrations i \
-         LEFT JOIN fix_plan_builds b ON b.integration_id = i.id WHERE 1 = 1{within}"
+        "SELECT i.id, b.built_at, b.stale, \
+         CASE WHEN EXISTS (SELECT 1 FROM sync_runs r WHERE r.integration_id = i.id AND r.status = 'running') \
+         THEN 1 ELSE 0 END AS running \
+         FROM integrations i LEFT JOIN fix_plan_builds b ON b.integration_id = i.id WHERE 1 = 1{within}"
     );
-    let mut counted_at = HashMap::new();
-    let mut uncounted = Vec::new();
+    let mut scope = Scope::default();
     for r in tx.on().fetch_all(&sql, OP).await? {
         let id = r.int("id")?;
         match (r.opt_ts("built_at")?, r.opt_flag("stale")?) {
             (Some(at), Some(false)) => {
-                counted_at.insert(id, at);
+                scope.counted_at.insert(id, at);
+                if r.int("running")? != 0 {
+                    scope.in_flux.insert(id);
+                }
             }
-            _ => uncounted.push(id),
+            _ => scope.uncounted.push(id),
         }
     }
-    Ok((counted_at, uncounted))
+    Ok(scope)
 }
 
 /// The plan of integrations without a roll-up to read, counted from their findings.
@@ -321,6 +346,7 @@ async fn read_rollups(
     d: Dialect,
     tx: &mut Tx,
     counted_at: &HashMap<IntegrationId, DateTime<Utc>>,
+    in_flux: &HashSet<IntegrationId>,
     now: DateTime<Utc>,
     groups: &mut Groups,
 ) -> Result<()> {
@@ -330,7 +356,7 @@ async fn read_rollups(
     if earliest < now {
         add_overdue_since_count(d, tx, &counted, earliest, now, &mut rows).await?;
     }
-    let recount = accepted::subtract(d, tx, counted_at, now, &mut rows).await?;
+    let recount = accepted::subtract(d, tx, counted_at, in_flux, now, &mut rows).await?;
     for (key, c) in rows {
         if recount.contains(&key) {
             recount_fix(d, tx, key, c, now, groups).await?;

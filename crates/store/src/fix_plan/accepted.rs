@@ -17,8 +17,10 @@
 //!
 //! The covered findings are all of a fix's findings when a fix exception names it, and all of a
 //! CVE's when a CVE exception names it (the exceptions' side reads every open finding of what
-//! they name), so the common cases need no further read. A row that does not add up, as while a
-//! run changes findings after the count, is counted again from its findings.
+//! they name), so the common cases need no further read. While a run of the integration is in
+//! progress its findings may differ from those counted, so the rows exceptions touch are counted
+//! again from their findings (as is a row that does not add up) until the run's end counts the
+//! roll-up.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
@@ -71,11 +73,13 @@ struct Pending {
 
 /// Corrects `rows` (the roll-ups of the integrations in `counted_at`, with their count times)
 /// for the exceptions at `now`: rows whose findings are all accepted are removed. Returns the
-/// rows that did not add up, which the caller counts again from their findings.
+/// rows to count again from their findings: those that did not add up, and the touched rows of
+/// integrations `in_flux` (a run in progress may have changed their findings since the count).
 pub(super) async fn subtract(
     d: Dialect,
     tx: &mut Tx,
     counted_at: &HashMap<IntegrationId, DateTime<Utc>>,
+    in_flux: &HashSet<IntegrationId>,
     now: DateTime<Utc>,
     rows: &mut HashMap<Key, Counted>,
 ) -> Result<HashSet<Key>> {
@@ -88,6 +92,10 @@ pub(super) async fn subtract(
         let Some(row) = rows.get_mut(&key) else {
             continue;
         };
+        if in_flux.contains(&key.0) {
+            recount.insert(key);
+            continue;
+        }
         let counted = counted_at.get(&key.0).copied().unwrap_or(now);
         let whole_fix = fix_named.contains(&key.1);
         match correct(row, &found, counted.max(now), whole_fix, &cve_named) {
