@@ -53,7 +53,7 @@ pub struct EngineArgs {
     pub files_from_devices: u64,
     /// Where people reach the portal (e.g. https://rampart.example.com): webhook alerts link to
     /// it. Unset: alerts carry no links.
-    #[arg(long, env = "RAMPART_PUBLIC_URL", value_name = "URL")]
+    #[arg(long, env = "RAMPART_PUBLIC_URL", value_name = "URL", value_parser = parse_public_url)]
     pub public_url: Option<String>,
 }
 
@@ -611,6 +611,29 @@ fn parse_kev_url(s: &str) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
+/// The portal's address as people reach it: an http(s) URL with no credentials, query or
+/// fragment (alerts append paths to it), kept without its trailing slash.
+fn parse_public_url(s: &str) -> Result<String, String> {
+    let shown = s.chars().take(80).collect::<String>();
+    let url = reqwest::Url::parse(s.trim()).map_err(|e| {
+        format!("'{shown}' is not a URL ({e}): give the portal's address, like https://rampart.example.com")
+    })?;
+    if !matches!(url.scheme(), "https" | "http") || url.host_str().is_none() {
+        return Err(format!(
+            "'{shown}' is not an http(s) address: give the portal's address, like https://rampart.example.com"
+        ));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("the public URL must not carry a user name or password: alerts would show them to every receiver".into());
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(format!(
+            "'{shown}' has a query or fragment: alerts append paths to the public URL, so give the portal's address alone"
+        ));
+    }
+    Ok(url.as_str().trim_end_matches('/').to_owned())
+}
+
 fn parse_url(s: &str) -> Result<String, String> {
     let trimmed = s.trim_end_matches('/');
     let ok = (trimmed.starts_with("https://") || trimmed.starts_with("http://"))
@@ -635,5 +658,27 @@ mod tests {
     #[test]
     fn the_interface_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn a_public_url_is_the_portals_address_alone() {
+        assert_eq!(
+            parse_public_url("https://rampart.example.com/").as_deref(),
+            Ok("https://rampart.example.com")
+        );
+        assert_eq!(
+            parse_public_url("http://10.0.0.5:8080/rampart/").as_deref(),
+            Ok("http://10.0.0.5:8080/rampart")
+        );
+        for bad in [
+            "rampart.example.com",
+            "ftp://rampart.example.com",
+            "https://admin:hunter2@rampart.example.com",
+            "https://rampart.example.com/?tenant=1",
+            "https://rampart.example.com/#top",
+        ] {
+            let error = parse_public_url(bad).expect_err(bad);
+            assert!(!error.contains("hunter2"), "{error}");
+        }
     }
 }

@@ -34,6 +34,8 @@ struct FileSettings {
     files_from_devices: Option<u64>,
     /// CISA's KEV feed (serve's daily refresh and `intel refresh`).
     kev_url: Option<String>,
+    /// Where people reach the portal: webhook alerts link to it.
+    public_url: Option<String>,
     #[serde(default)]
     serve: ServeSettings,
 }
@@ -199,6 +201,12 @@ impl FileSettings {
                 one(self.files_from_devices),
             ),
             ("kev_url", "kev_url", Scope::EveryCommand, one(self.kev_url)),
+            (
+                "public_url",
+                "public_url",
+                Scope::EveryCommand,
+                one(self.public_url),
+            ),
             ("serve.listen", "listen", Scope::Serve, one(serve.listen)),
             (
                 "serve.max_connections",
@@ -455,6 +463,20 @@ pub fn effective(global: &Global, context: &ConfigContext) -> anyhow::Result<Str
         toml::Value::String(serve.kev.kev_url.clone()),
         &per_command.source("kev_url"),
     );
+    match &serve.engine.public_url {
+        Some(url) => line(
+            &mut out,
+            "public_url",
+            toml::Value::String(url.clone()),
+            &per_command.source("public_url"),
+        ),
+        None => {
+            let _ = writeln!(
+                out,
+                "# public_url: not set, so webhook alerts carry no links to the portal"
+            );
+        }
+    }
     let _ = writeln!(out, "\n[serve]");
     line(
         &mut out,
@@ -647,6 +669,7 @@ mod tests {
             log_format: Some("json".into()),
             files_from_devices: Some(1),
             kev_url: Some("https://example.com/kev.json".into()),
+            public_url: Some("https://rampart.example.com".into()),
             serve: ServeSettings {
                 listen: Some("127.0.0.1:1".into()),
                 max_connections: Some(1),

@@ -20,6 +20,7 @@ fn rampart(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
         "RAMPART_IDLE_TIMEOUT",
         "RAMPART_TRUSTED_PROXIES",
         "RAMPART_MASTER_KEY",
+        "RAMPART_PUBLIC_URL",
     ] {
         cmd.env_remove(var);
     }
@@ -45,7 +46,7 @@ fn flags_beat_the_environment_which_beats_the_file_which_beats_the_defaults() {
     std::fs::write(
         &file,
         format!(
-            "database = \"{}\"\nlog_format = \"json\"\nfiles_from_devices = 5000\n\n[serve]\nmax_connections = 7\nheader_timeout = 11\ntrusted_proxies = [\"10.0.0.0/8\", \"192.0.2.7\"]\nsecure_cookies = true\n",
+            "database = \"{}\"\nlog_format = \"json\"\nfiles_from_devices = 5000\npublic_url = \"https://rampart.example.com/\"\n\n[serve]\nmax_connections = 7\nheader_timeout = 11\ntrusted_proxies = [\"10.0.0.0/8\", \"192.0.2.7\"]\nsecure_cookies = true\n",
             at("file.db")
         ),
     )
@@ -69,6 +70,11 @@ fn flags_beat_the_environment_which_beats_the_file_which_beats_the_defaults() {
         ("database", at("flag.db"), "# command line"),
         ("log_format", "\"json\"".into(), file_source),
         ("files_from_devices", "5000".into(), file_source),
+        (
+            "public_url",
+            "\"https://rampart.example.com\"".into(),
+            file_source,
+        ),
         (
             "max_connections",
             "8".into(),
@@ -124,6 +130,10 @@ fn flags_beat_the_environment_which_beats_the_file_which_beats_the_defaults() {
     );
     assert!(
         setting(&defaults, "max_connections").ends_with("= 512  # default"),
+        "{defaults:?}"
+    );
+    assert!(
+        defaults.stdout.contains("# public_url: not set"),
         "{defaults:?}"
     );
 }
@@ -208,6 +218,7 @@ fn a_bad_value_in_the_file_names_its_key() {
         ),
         ("log_format = \"xml\"\n", "log_format"),
         ("[serve]\nlisten = \"everywhere\"\n", "serve.listen"),
+        ("public_url = \"rampart.example.com\"\n", "public_url"),
     ] {
         std::fs::write(dir.path().join("rampart.toml"), text).expect("write");
         let refused = rampart(dir.path(), &["config", "check"], &[]);
