@@ -87,6 +87,10 @@ pub enum Command {
     /// Outgoing alerts by webhook: add, list, remove or test (docs/webhooks.md).
     #[command(subcommand)]
     Webhook(WebhookCommand),
+    /// SLA days per decision (the installation's or an integration's own) and the SLA report
+    /// (docs/prioritisation.md).
+    #[command(subcommand)]
+    Sla(SlaCommand),
     /// Copy the SQLite database to a file while Rampart runs (PostgreSQL: prints the pg_dump
     /// command).
     Backup(BackupArgs),
@@ -367,6 +371,55 @@ pub enum WorkspaceCommand {
     List,
     /// Remove a workspace that holds no integrations (its roles and API tokens go with it).
     Remove { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SlaCommand {
+    /// Show the SLA days: the installation's, and each integration's own where it has them.
+    Show,
+    /// Change the days of the installation, or of one integration with --integration. Days not
+    /// given keep what applies now. Queues the re-assessment that moves the due dates.
+    Set(SlaSetArgs),
+    /// Make an integration use the installation's days again.
+    Unset {
+        #[arg(long)]
+        integration: IntegrationName,
+    },
+    /// SLA compliance: open findings on track, due soon, overdue and accepted; findings fixed in
+    /// the period, on time, and the time they took.
+    Report(SlaReportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SlaSetArgs {
+    /// Set this integration's own days instead of the installation's.
+    #[arg(long)]
+    pub integration: Option<IntegrationName>,
+    /// Days to fix an `immediate` finding.
+    #[arg(long, value_name = "DAYS")]
+    pub immediate: Option<u32>,
+    /// Days to fix an `out-of-cycle` finding.
+    #[arg(long, value_name = "DAYS")]
+    pub out_of_cycle: Option<u32>,
+    /// Days to fix a `scheduled` finding.
+    #[arg(long, value_name = "DAYS")]
+    pub scheduled: Option<u32>,
+    /// Days to fix a `defer` finding.
+    #[arg(long, value_name = "DAYS")]
+    pub defer: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+pub struct SlaReportArgs {
+    /// One integration only.
+    #[arg(long)]
+    pub integration: Option<IntegrationName>,
+    /// The period for fixed findings: 30, 90 or 365 days (default 30).
+    #[arg(long)]
+    pub days: Option<u32>,
+    /// Print JSON (the shape of `GET /api/v1/sla/report`) instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

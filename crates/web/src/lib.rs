@@ -43,6 +43,7 @@ mod state;
 mod static_files;
 mod tls;
 
+pub use api::sla::{SlaReportOut, report_out, severity_name};
 pub use auth::password::{PasswordError, hash_password};
 pub use auth::policy::MIN_PASSWORD_LEN;
 pub use error::AppError;

@@ -8,6 +8,7 @@ pub(crate) mod integration;
 mod intel;
 mod serve;
 mod sim;
+mod sla;
 mod sync;
 mod user;
 mod webhook;
@@ -32,6 +33,7 @@ pub async fn run(cli: Cli, config: &ConfigContext) -> anyhow::Result<ExitCode> {
         Command::User(command) => user::run(global, command).await,
         Command::Workspace(command) => workspace::run(global, command).await,
         Command::Webhook(command) => webhook::run(global, command).await,
+        Command::Sla(command) => sla::run(global, command).await,
         Command::Backup(args) => backup::backup(global, args).await,
         Command::Restore(args) => backup::restore(global, args).await,
         Command::Intel(command) => intel::run(global, command).await,

@@ -12,6 +12,7 @@ mod intel;
 mod key_file;
 mod kill;
 mod scale_out;
+mod sla;
 mod tls;
 mod webhooks;
 mod workspaces;
