@@ -33,6 +33,9 @@ pub struct AssessmentInput {
     pub cve_id: CveId,
     pub cvss: Option<f64>,
     pub exploitability: Option<String>,
+    /// The recommendation the finding came from (Defender for Cloud: its assessment id), whose
+    /// risk level is an input; Defender for Endpoint's reference otherwise.
+    pub recommendation_reference: Option<String>,
     /// Microsoft's first-seen time, where the SLA clock starts.
     pub first_seen: Option<DateTime<Utc>>,
     /// When Rampart first read the finding (the clock's start without a first-seen time).
@@ -147,7 +150,7 @@ pub trait InsertAssessor: Send + Sync {
 
 /// The columns [`decode_input`] reads.
 pub(crate) const INPUT_COLUMNS: &str = "f.id, f.asset_id, f.cve_id, f.cvss, f.exploitability, \
-     f.first_seen, f.first_observed, f.decision, f.priority, f.due_at, f.clock_start, f.explanation_id";
+     f.recommendation_reference, f.first_seen, f.first_observed, f.decision, f.priority, f.due_at, f.clock_start, f.explanation_id";
 
 pub(crate) fn decode_stored(r: &impl RowExt) -> Result<Option<StoredAssessment>> {
     let (Some(decision), Some(priority), Some(due_at), Some(clock_start), Some(explanation_id)) = (
@@ -176,6 +179,7 @@ pub(crate) fn decode_input(r: &impl RowExt) -> Result<AssessmentInput> {
         cve_id: cve.parse().map_err(|_| corrupt("CVE id", &cve))?,
         cvss: r.opt_f64("cvss")?,
         exploitability: r.opt_text("exploitability")?,
+        recommendation_reference: r.opt_text("recommendation_reference")?,
         first_seen: r.opt_ts("first_seen")?,
         first_observed: r.ts("first_observed")?,
         stored: decode_stored(r)?,

@@ -19,16 +19,17 @@ use sha2::{Digest, Sha256};
 
 use futures::TryStreamExt;
 use rampart_model::priority::{
-    CriticalityMatch, CriticalityRule, Decision, DeviceExposureLevel, ExposureSignals, ExposureWhy,
-    Factor, FactorPolicy, Factors, FindingContext, HumanImpact, HumanImpactWhy, KevEntry, SlaDays,
-    SlaPolicy, SystemExposure, clock_start, criticality_for, exposure, human_impact,
+    CloudRiskLevel, CriticalityMatch, CriticalityRule, Decision, DeviceExposureLevel,
+    ExposureSignals, ExposureWhy, Factor, FactorPolicy, Factors, FindingContext, HumanImpact,
+    HumanImpactWhy, KevEntry, SlaDays, SlaPolicy, SystemExposure, clock_start, criticality_for,
+    exposure, human_impact,
 };
 use rampart_model::{
     Asset, CveId, Finding, FindingKey, Integration, IntegrationId, Product, Vulnerability,
 };
 use rampart_store::{
-    AssessScope, AssessmentInput, AssessmentWrite, AssetFilter, Explanation, InsertAssessor, Store,
-    StoreError, StoredAssessment, Visibility,
+    AssessScope, AssessmentInput, AssessmentWrite, AssetFilter, Explanation, InsertAssessor,
+    RecommendationFilter, Store, StoreError, StoredAssessment, Visibility,
 };
 
 /// Findings read (and written) per page.
@@ -126,20 +127,36 @@ struct Assets {
     profile_of: HashMap<i64, usize>,
     /// The same by Microsoft's id of the asset, for findings not stored yet.
     profile_of_source: HashMap<String, usize>,
-    /// One asset per profile, with its criticality: what `Factors::for_finding` is given.
-    representatives: Vec<(Asset, Option<CriticalityMatch>)>,
+    /// One asset per profile, with its criticality and reachability signals: what
+    /// `Factors::for_finding` is given.
+    representatives: Vec<(Asset, Option<CriticalityMatch>, ExposureSignals)>,
+    /// Defender for Cloud's risk level of each unhealthy recommendation, by lower-cased
+    /// assessment id (empty for Defender for Endpoint).
+    risk_level_of: HashMap<String, CloudRiskLevel>,
+    /// The highest risk level of each resource's vulnerability recommendations
+    /// ([`VULNERABILITY_RECOMMENDATIONS`]), by lower-cased resource id.
+    vulnerability_risk_of: HashMap<String, CloudRiskLevel>,
 }
 
 impl Assets {
+    /// `cloud`: a Defender for Cloud integration, whose recommendations' risk is read too.
     async fn load(
         store: &dyn Store,
         integration: IntegrationId,
+        cloud: bool,
         policy: &PriorityPolicy,
     ) -> Result<Self, StoreError> {
+        let risks = if cloud {
+            CloudRisks::load(store, integration).await?
+        } else {
+            CloudRisks::default()
+        };
         let mut assets = Assets {
             profile_of: HashMap::new(),
             profile_of_source: HashMap::new(),
             representatives: Vec::new(),
+            risk_level_of: risks.level_of,
+            vulnerability_risk_of: risks.vulnerability_level_of,
         };
         let mut profiles: HashMap<AssetProfile, usize> = HashMap::new();
         let mut stream = store.stream_assets(
@@ -152,8 +169,13 @@ impl Assets {
         while let Some(stored) = stream.try_next().await? {
             let asset = stored.asset;
             let criticality = criticality_for(&asset, &policy.rules);
+            let signals = risks
+                .signals_of
+                .get(&stored.id)
+                .cloned()
+                .unwrap_or_default();
             let profile = AssetProfile {
-                exposure: exposure(Some(&asset), &signals(), &policy.factors),
+                exposure: exposure(Some(&asset), &signals, &policy.factors),
                 human_impact: human_impact(Some(&asset), criticality.as_ref()),
                 device_exposure: asset
                     .exposure_level
@@ -167,18 +189,115 @@ impl Assets {
                 .profile_of_source
                 .insert(asset.source_id.clone(), index);
             if index == assets.representatives.len() {
-                assets.representatives.push((asset, criticality));
+                assets.representatives.push((asset, criticality, signals));
             }
         }
         Ok(assets)
     }
+
+    /// Defender for Cloud's risk level of the recommendation a finding came from: its own
+    /// (`reference` is its assessment id), a legacy sub-assessment's parent's, or else the
+    /// level of its resource's vulnerability recommendation (the individual recommendations of
+    /// the newer model may not be among those read).
+    fn cloud_risk(&self, reference: Option<&str>) -> Option<CloudRiskLevel> {
+        if self.risk_level_of.is_empty() {
+            return None;
+        }
+        let reference = reference?.to_ascii_lowercase();
+        if let Some(level) = self.risk_level_of.get(&reference) {
+            return Some(*level);
+        }
+        if let Some(at) = reference.rfind("/subassessments/")
+            && let Some(level) = self.risk_level_of.get(&reference[..at])
+        {
+            return Some(*level);
+        }
+        let resource =
+            &reference[..reference.rfind("/providers/microsoft.security/assessments/")?];
+        self.vulnerability_risk_of.get(resource).copied()
+    }
 }
 
-/// What Rampart knows of reachability beyond the asset record. The asset's tags (MDE's
-/// `Internet facing`) are read by the model; Defender for Cloud's risk factors and operator rules
-/// are not stored yet, so they are unknown here (docs/prioritisation.md says what that assumes).
-fn signals() -> ExposureSignals {
-    ExposureSignals::default()
+/// Microsoft's recommendations that carry a resource's CVE findings (assessment keys; the
+/// grouped model's, kept by Defender for Cloud for machines, containers and AKS nodes:
+/// <https://learn.microsoft.com/en-us/azure/defender-for-cloud/recommendations-reference-compute>,
+/// <https://learn.microsoft.com/en-us/azure/defender-for-cloud/recommendations-reference-container>).
+const VULNERABILITY_RECOMMENDATIONS: [&str; 13] = [
+    "1195afff-c881-495e-9bc5-1486211ae03f", // machines (MDVM, Qualys, BYOL)
+    "77a4a140-e051-481a-84cc-d4bf2109bd65", // EC2 instances
+    "0a03fa35-e381-4e2f-ace6-2b9913db3381", // GCP compute instances
+    "c0b7cfc6-3172-465a-b378-53c7ff2cc0d5", // Azure registry container images
+    "33422d8f-ab1e-42be-bc9a-38685bb567b9", // container images in Azure registry
+    "c609cf0f-71ab-41e9-a3c6-9a1f7fe1b8d5", // Azure running container images
+    "682b2595-d045-4cff-b5aa-46624eb2dd8f", // AWS running container images
+    "e538731a-80c8-4317-a119-13075e002516", // GCP running container images
+    "c27441ae-775c-45be-8ffa-655de37362ce", // AWS ECR images
+    "5cc3a2c1-8397-456f-8792-fe9d0d4c9145", // GCP registry images
+    "24a15fbd-cfe4-4dff-b2be-1c367a6b2031", // AKS nodes
+    "dbd0cb49-b563-45e7-9724-889e799fa648", // registry images (Qualys, retired)
+    "41503391-efa5-47ee-9282-4eff6131462c", // running container images (Qualys, retired)
+];
+
+/// What Defender for Cloud's risk assessment (assessments api-version 2025-05-04, with the
+/// Defender CSPM plan: <https://learn.microsoft.com/en-us/azure/defender-for-cloud/risk-prioritization>)
+/// says of an integration's resources, read from its unhealthy recommendations as the run
+/// stored them. Risk factors such as internet exposure describe the resource, so a resource's
+/// factors are those of all its recommendations. (MDE's internet-facing tag is read from the
+/// asset itself by the model; operator exposure rules are not offered yet.)
+#[derive(Default)]
+struct CloudRisks {
+    /// By asset row id: the risk factors of the asset's recommendations (`Some`, possibly
+    /// empty, once Microsoft evaluated a risk for one of them) and whether one lies on an attack
+    /// path.
+    signals_of: HashMap<i64, ExposureSignals>,
+    level_of: HashMap<String, CloudRiskLevel>,
+    vulnerability_level_of: HashMap<String, CloudRiskLevel>,
+}
+
+impl CloudRisks {
+    async fn load(store: &dyn Store, integration: IntegrationId) -> Result<Self, StoreError> {
+        let mut risks = CloudRisks::default();
+        let mut stream = store.stream_recommendations(
+            Visibility::All,
+            RecommendationFilter {
+                integration: Some(integration),
+                status: Some("Unhealthy".into()),
+                ..RecommendationFilter::default()
+            },
+        );
+        while let Some(stored) = stream.try_next().await? {
+            let rec = stored.recommendation;
+            let Some(risk) = rec.risk.filter(|r| !r.is_empty()) else {
+                continue;
+            };
+            if let Some(level) = risk.level.as_deref().and_then(CloudRiskLevel::parse) {
+                risks
+                    .level_of
+                    .insert(rec.assessment_id.to_ascii_lowercase(), level);
+                if VULNERABILITY_RECOMMENDATIONS.contains(&rec.key.to_ascii_lowercase().as_str()) {
+                    let highest = risks
+                        .vulnerability_level_of
+                        .entry(rec.resource_id.to_ascii_lowercase())
+                        .or_insert(level);
+                    *highest = (*highest).max(level);
+                }
+            }
+            let Some(asset) = stored.asset_id else {
+                continue;
+            };
+            let signals = risks.signals_of.entry(asset).or_default();
+            let factors = signals.cloud_risk_factors.get_or_insert_with(Vec::new);
+            for f in risk.factors {
+                if !factors.contains(&f) {
+                    factors.push(f);
+                }
+            }
+            // The same factors in the same order whatever order the recommendations came in.
+            factors.sort();
+            signals.attack_paths |= !risk.attack_paths.is_empty();
+        }
+        Ok(risks)
+    }
 }
 
 /// What one CVE contributes, read once.
@@ -195,6 +314,7 @@ struct CveFacts {
 struct InputKey {
     cve: usize,
     profile: Option<usize>,
+    cloud_risk: Option<CloudRiskLevel>,
     cvss_bits: Option<u64>,
     exploitability: Option<usize>,
 }
@@ -249,6 +369,8 @@ struct Knowledge {
     /// Defender for Cloud's catalogue entries carry no exploit data: passing them would read as
     /// "no known exploit" (see `FindingContext::vulnerability`).
     use_catalogue: bool,
+    /// A Defender for Cloud integration: its recommendations' risk is an input.
+    cloud: bool,
     cve_index: HashMap<CveId, usize>,
     facts: Vec<(CveId, CveFacts)>,
     exploitability_index: HashMap<String, usize>,
@@ -266,6 +388,7 @@ impl Knowledge {
         Knowledge {
             policy,
             use_catalogue: integration.product == Product::Endpoint,
+            cloud: integration.product == Product::Cloud,
             cve_index: HashMap::new(),
             facts: Vec::new(),
             exploitability_index: HashMap::new(),
@@ -341,19 +464,26 @@ impl Knowledge {
         integration: IntegrationId,
     ) -> Result<(), StoreError> {
         if self.assets.is_none() {
-            self.assets = Some(Assets::load(store, integration, &self.policy).await?);
+            self.assets = Some(Assets::load(store, integration, self.cloud, &self.policy).await?);
         }
         Ok(())
     }
 
+    /// Defender for Cloud's risk level of the recommendation a finding came from.
+    fn cloud_risk(&self, reference: Option<&str>) -> Option<CloudRiskLevel> {
+        self.assets.as_ref()?.cloud_risk(reference)
+    }
+
     /// The priority of a finding of `cve` (whose facts were learnt) on an asset of `profile`,
-    /// with its own CVSS score and exploitability; `None` when the CVE was not learnt.
+    /// with its own CVSS score, exploitability and recommendation's risk level; `None` when the
+    /// CVE was not learnt.
     fn compute(
         &mut self,
         cve: &CveId,
         profile: Option<usize>,
         cvss: Option<f64>,
         exploitability: Option<&str>,
+        cloud_risk: Option<CloudRiskLevel>,
     ) -> Option<Computed> {
         let cve_at = *self.cve_index.get(cve)?;
         let exploitability_at = exploitability.map(|e| match self.exploitability_index.get(e) {
@@ -368,6 +498,7 @@ impl Knowledge {
         let key = InputKey {
             cve: cve_at,
             profile,
+            cloud_risk,
             cvss_bits: cvss.map(f64::to_bits),
             exploitability: exploitability_at,
         };
@@ -379,11 +510,13 @@ impl Knowledge {
             profile.and_then(|p| self.assets.as_ref().map(|a| &a.representatives[p]));
         let context = FindingContext {
             vulnerability: facts.vulnerability.as_ref().filter(|_| self.use_catalogue),
-            asset: representative.map(|(a, _)| a),
+            asset: representative.map(|(a, _, _)| a),
             kev: facts.kev.as_ref(),
-            exposure: signals(),
-            criticality: representative.and_then(|(_, c)| c.clone()),
-            cloud_risk: None,
+            exposure: representative
+                .map(|(_, _, signals)| signals.clone())
+                .unwrap_or_default(),
+            criticality: representative.and_then(|(_, c, _)| c.clone()),
+            cloud_risk,
         };
         let finding = finding_stub(cve, cvss, exploitability.map(str::to_owned));
         let priority = Factors::for_finding(&finding, &context, &self.policy.factors).priority();
@@ -528,11 +661,13 @@ async fn assess_rebasing(
                 .assets
                 .as_ref()
                 .and_then(|a| a.profile_of.get(&input.asset_id).copied());
+            let cloud_risk = known.cloud_risk(input.recommendation_reference.as_deref());
             let Some(result) = known.compute(
                 &input.cve_id,
                 profile,
                 input.cvss,
                 input.exploitability.as_deref(),
+                cloud_risk,
             ) else {
                 continue;
             };
@@ -610,17 +745,18 @@ impl InlineAssessor {
 
     /// Reads what `findings` need to be assessed; the reads happen without holding the lock.
     pub async fn prepare(&self, store: &dyn Store, findings: &[Finding]) -> Result<(), StoreError> {
-        let (need_assets, use_catalogue, new_cves) = {
+        let (need_assets, use_catalogue, cloud, new_cves) = {
             let known = self.known();
             (
                 known.assets.is_none(),
                 known.use_catalogue,
+                known.cloud,
                 known.unknown_cves(findings.iter().map(|f| &f.key.cve_id)),
             )
         };
         if need_assets {
             let policy = self.known().policy.clone();
-            let assets = Assets::load(store, self.integration, &policy).await?;
+            let assets = Assets::load(store, self.integration, cloud, &policy).await?;
             self.known().assets.get_or_insert(assets);
         }
         if !new_cves.is_empty() {
@@ -647,7 +783,14 @@ impl InsertAssessor for InlineAssessor {
             .get(&finding.key.asset_source_id)?;
         // The store keeps a CVSS score that is not a finite number as none.
         let cvss = finding.cvss.filter(|c| c.is_finite());
-        let computed = known.compute(&finding.key.cve_id, Some(profile), cvss, exploitability)?;
+        let cloud_risk = known.cloud_risk(finding.recommendation_reference.as_deref());
+        let computed = known.compute(
+            &finding.key.cve_id,
+            Some(profile),
+            cvss,
+            exploitability,
+            cloud_risk,
+        )?;
         Some(first_assessment(
             computed,
             &known.policy.sla,

@@ -51,6 +51,7 @@ on_both_backends!(
     a_resync_with_nothing_changed_leaves_every_priority_as_it_was,
     a_cve_entering_kev_escalates_its_findings_and_shows_them_changed,
     changed_sla_days_and_rules_reassess_the_findings,
+    cloud_findings_take_exposure_and_risk_from_defender_for_clouds_risk,
     the_integration_use_cases_check_seal_test_and_audit_for_every_surface,
     kev_is_fetched_then_not_modified_then_grows_with_the_feed,
     a_bad_download_or_file_is_refused_and_the_catalogue_kept,

@@ -552,3 +552,122 @@ pub async fn changed_sla_days_and_rules_reassess_the_findings(store: Arc<dyn Sto
     h.sync_ok(full()).await;
     assert_eq!(points().await, 2);
 }
+
+/// Defender for Cloud's risk as a priority input (docs/prioritisation.md, "Exposure"): a cloud
+/// finding's exposure comes from the risk factors of its resource's unhealthy recommendations
+/// (internet exposure makes it open; a risk evaluated without one, controlled; an attack path
+/// alone, at least controlled), and the risk level of the recommendation it came from is its
+/// `cloud_risk` factor, all as the store holds the recommendations after the sync.
+pub async fn cloud_findings_take_exposure_and_risk_from_defender_for_clouds_risk(
+    store: Arc<dyn Store>,
+) {
+    use std::collections::HashMap;
+
+    use rampart_store::{RecommendationFilter, Visibility};
+
+    let h = crate::harness::synced_cloud(Arc::clone(&store), crate::cloud::cloud_tenant()).await;
+    let recommendations: Vec<_> = store
+        .stream_recommendations(
+            Visibility::All,
+            RecommendationFilter {
+                integration: Some(h.integration.id),
+                status: Some("Unhealthy".into()),
+                ..RecommendationFilter::default()
+            },
+        )
+        .try_collect()
+        .await
+        .expect("recommendations");
+    // Per resource with an asset: whether a risk was evaluated, an internet factor, an attack
+    // path.
+    let mut of_asset: HashMap<String, (bool, bool, bool)> = HashMap::new();
+    let mut level_of: HashMap<String, String> = HashMap::new();
+    // The emulator's vulnerability recommendations (machines, registry images), by resource.
+    let mut vulnerability_level_of: HashMap<String, String> = HashMap::new();
+    for r in &recommendations {
+        let Some(risk) = r.recommendation.risk.as_ref().filter(|k| !k.is_empty()) else {
+            continue;
+        };
+        if let Some(level) = &risk.level {
+            level_of.insert(
+                r.recommendation.assessment_id.clone(),
+                level.to_ascii_lowercase(),
+            );
+            if [
+                "1195afff-c881-495e-9bc5-1486211ae03f",
+                "c0b7cfc6-3172-465a-b378-53c7ff2cc0d5",
+            ]
+            .contains(&r.recommendation.key.as_str())
+            {
+                // One per resource in the emulator.
+                vulnerability_level_of.insert(
+                    r.recommendation.resource_id.clone(),
+                    level.to_ascii_lowercase(),
+                );
+            }
+        }
+        if r.asset_id.is_some() {
+            let resource = r.recommendation.resource_id.to_ascii_lowercase();
+            let e = of_asset.entry(resource).or_default();
+            e.0 = true;
+            e.1 |= risk
+                .factors
+                .iter()
+                .any(|f| f.to_ascii_lowercase().contains("internet"));
+            e.2 |= !risk.attack_paths.is_empty();
+        }
+    }
+    let findings = finding_rows(&store, Some(h.integration.id), Some(FindingStatus::Open)).await;
+    assert!(!findings.is_empty());
+    let mut seen = std::collections::BTreeSet::new();
+    for f in &findings {
+        let factors = f.priority_factors.as_ref().expect("an explanation");
+        let value = |name: &str| {
+            factors
+                .iter()
+                .find(|c| c.factor.as_str() == name)
+                .map(|c| c.value.clone())
+                .unwrap_or_else(|| panic!("no {name} factor on finding {}", f.id))
+        };
+        let exposure = value("exposure");
+        let resource = f.finding.key.asset_source_id.to_ascii_lowercase();
+        let want = match of_asset.get(&resource) {
+            Some((_, true, _)) => "open (cloud-internet-exposure)",
+            Some((true, false, _)) => "controlled (cloud-risk-without-internet)",
+            _ => "open (unknown)",
+        };
+        assert_eq!(exposure, want, "finding {}", f.id);
+        seen.insert(want);
+        let reference = f
+            .finding
+            .recommendation_reference
+            .clone()
+            .expect("a cloud finding names its recommendation");
+        // Its own recommendation's, its parent's (a legacy sub-assessment), else its resource's
+        // vulnerability recommendation's.
+        let level = level_of
+            .get(&reference)
+            .cloned()
+            .or_else(|| {
+                let parent = &reference[..reference.rfind("/subassessments/")?];
+                level_of.get(parent).cloned()
+            })
+            .or_else(|| vulnerability_level_of.get(&resource).cloned());
+        let cloud_risk = value("cloud_risk");
+        match level {
+            Some(level) => assert_eq!(cloud_risk, level, "finding {}", f.id),
+            None => assert!(cloud_risk.starts_with("unknown"), "finding {}", f.id),
+        }
+        if !cloud_risk.starts_with("unknown") {
+            seen.insert("a risk level");
+        }
+    }
+    // The tenant exercises each case, so the test cannot pass by never reading the risk.
+    for case in [
+        "open (cloud-internet-exposure)",
+        "controlled (cloud-risk-without-internet)",
+        "a risk level",
+    ] {
+        assert!(seen.contains(case), "no finding with {case}: {seen:?}");
+    }
+}
