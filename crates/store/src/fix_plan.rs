@@ -34,6 +34,7 @@ use crate::types::Page;
 use crate::workspace::Visibility;
 
 mod accepted;
+pub(crate) mod urgent;
 
 use accepted::Key;
 

@@ -768,21 +768,7 @@ impl Store for SqlStore {
     }
 
     async fn urgent_counts(&self, vis: &Visibility, now: DateTime<Utc>) -> Result<UrgentCounts> {
-        let mut sql = q("").bind(now);
-        let scope = match vis.condition(self.d, &mut sql, "f.integration_id") {
-            Some(c) => format!(" AND {c}"),
-            None => String::new(),
-        };
-        sql.text = urgent_counts_sql(self.d, &scope);
-        let row = self
-            .db
-            .read()
-            .fetch_one(&sql, "counting urgent findings")
-            .await?;
-        Ok(UrgentCounts {
-            immediate: as_u64(row.int("immediate")?),
-            overdue: as_u64(row.int("overdue")?),
-        })
+        fix_plan::urgent::counts(&self.db, vis, now).await
     }
 
     async fn vulnerabilities_for(&self, cves: &[CveId]) -> Result<Vec<Vulnerability>> {

@@ -45,18 +45,18 @@ use crate::types::Backend;
 pub(super) type Key = (IntegrationId, String);
 
 /// An open finding an exception may cover, with what the plan counts of it.
-struct Covered {
+pub(super) struct Covered {
     id: i64,
     asset: i64,
     cve: String,
-    priority: Option<f64>,
-    immediate: bool,
-    due_at: Option<DateTime<Utc>>,
+    pub(super) priority: Option<f64>,
+    pub(super) immediate: bool,
+    pub(super) due_at: Option<DateTime<Utc>>,
     reference: Option<String>,
     /// An exception in force covers it: it leaves the plan.
-    accepted: bool,
+    pub(super) accepted: bool,
     /// Overdue at the view's time once the pauses of ended exceptions move its due date.
-    overdue: bool,
+    pub(super) overdue: bool,
 }
 
 /// What is known of the fix's findings of one asset or one CVE: how many are accepted, and how
@@ -89,11 +89,17 @@ pub(super) async fn subtract(
     now: DateTime<Utc>,
     rows: &mut HashMap<Key, Counted>,
 ) -> Result<HashSet<Key>> {
-    let Coverage {
-        by_fix: covered,
-        fixes_named: fix_named,
-        cves_named: cve_named,
-    } = coverage(d, tx, counted_at, rows, now).await?;
+    let granted = granted(tx, now).await?;
+    // Only counted findings can be taken out of a count: a fix exception's findings are those
+    // of the software its roll-up rows counted.
+    let software: BTreeSet<i64> = rows
+        .iter()
+        .filter(|(key, _)| granted.fixes_named.contains(&key.1))
+        .flat_map(|(_, row)| row.software_ids.iter().copied())
+        .collect();
+    let integrations = counted_at.keys().copied().collect();
+    let covered = covered(d, tx, &granted, integrations, software, now).await?;
+    let (fix_named, cve_named) = (&granted.fixes_named, &granted.cves_named);
     let mut recount = HashSet::new();
     let mut pending: HashMap<Key, Pending> = HashMap::new();
     for (key, found) in covered {
@@ -107,7 +113,7 @@ pub(super) async fn subtract(
         }
         let counted = counted_at.get(&key.0).copied().unwrap_or(now);
         let whole_fix = fix_named.contains(&key.1);
-        match correct(row, &found, counted.max(now), whole_fix, &cve_named) {
+        match correct(row, &found, counted.max(now), whole_fix, cve_named) {
             Outcome::Done => {}
             Outcome::Empty => {
                 rows.remove(&key);
@@ -262,71 +268,78 @@ fn gone<'a>(shares: impl Iterator<Item = &'a Share>) -> Option<u64> {
     Some(gone)
 }
 
-/// What the exceptions granted by `now` (in force or ended) cover: the open findings of these
-/// integrations they may cover, by fix, and the fixes and CVEs they name (the covered findings
-/// hold every open finding of each).
-struct Coverage {
-    by_fix: HashMap<Key, Vec<Covered>>,
-    fixes_named: HashSet<String>,
+/// The exceptions granted by `now` (in force or ended), in (end, id) order as
+/// `relevant_pause` wants them, and the fixes and CVEs they name: the covered findings hold
+/// every open finding of each.
+pub(super) struct Granted {
+    exceptions: Vec<StoredException>,
+    pub(super) fixes_named: HashSet<String>,
     cves_named: HashSet<String>,
 }
 
-/// Reads the findings exceptions may cover (from the exceptions' side through indexes: a finding
-/// by its id, a CVE through the open findings' CVE index, a fix through its counted software)
-/// and works out for each, in Rust, whether it is accepted and whether it is overdue
-/// once paused time is added: the rule of `StoredFinding::sla_status`, which the scenario tests
-/// hold equal to the SQL of [`crate::exceptions`]. (As correlated subqueries per finding, the
-/// same took 55–75 ms for 2,700 findings at 2,000,000.)
-async fn coverage(
-    d: Dialect,
-    tx: &mut Tx,
-    counted_at: &HashMap<IntegrationId, DateTime<Utc>>,
-    rows: &HashMap<Key, Counted>,
-    now: DateTime<Utc>,
-) -> Result<Coverage> {
+impl Granted {
+    /// No exception was granted by then.
+    pub(super) fn is_empty(&self) -> bool {
+        self.exceptions.is_empty()
+    }
+}
+
+pub(super) async fn granted(tx: &mut Tx, now: DateTime<Utc>) -> Result<Granted> {
     let sql = q(&format!(
         "SELECT {EXCEPTION_COLUMNS} FROM exceptions WHERE created_at <= $1 ORDER BY ends_at, id"
     ))
     .bind(now);
     let exceptions: Vec<StoredException> = tx.on().all(&sql, OP, decode_exception).await?;
-    let mut coverage = Coverage {
-        by_fix: HashMap::new(),
+    let mut granted = Granted {
+        exceptions,
         fixes_named: HashSet::new(),
         cves_named: HashSet::new(),
     };
-    for e in &exceptions {
+    for e in &granted.exceptions {
         match &e.scope {
             ExceptionScope::Fix(fix) => {
-                coverage.fixes_named.insert(fix.clone());
+                granted.fixes_named.insert(fix.clone());
             }
             ExceptionScope::Cve(cve) => {
-                coverage.cves_named.insert(cve.as_str().to_owned());
+                granted.cves_named.insert(cve.as_str().to_owned());
             }
             ExceptionScope::Finding(_) => {}
         }
     }
-    if exceptions.is_empty() {
-        return Ok(coverage);
+    Ok(granted)
+}
+
+/// Reads the open findings of `integrations` that `granted` may cover, by fix (from the
+/// exceptions' side through indexes: a finding by its id, a CVE through the open findings' CVE
+/// index, a fix exception's through `fix_software`, the software its roll-up rows counted), and
+/// works out for each, in Rust, whether it is accepted and whether it is overdue once paused
+/// time is added: the rule of `StoredFinding::sla_status`, which the scenario tests hold equal
+/// to the SQL of [`crate::exceptions`]. (As correlated subqueries per finding, the same took
+/// 55–75 ms for 2,700 findings at 2,000,000; probing every software for a fix's name, as
+/// `covered_sql` does, 50–70 ms at 12,000 software.)
+pub(super) async fn covered(
+    d: Dialect,
+    tx: &mut Tx,
+    granted: &Granted,
+    integrations: Vec<IntegrationId>,
+    fix_software: BTreeSet<i64>,
+    now: DateTime<Utc>,
+) -> Result<HashMap<Key, Vec<Covered>>> {
+    let mut by_fix: HashMap<Key, Vec<Covered>> = HashMap::new();
+    if granted.exceptions.is_empty() || integrations.is_empty() {
+        return Ok(by_fix);
     }
-    // A fix exception's findings are reached through the software its roll-up rows counted
-    // (findings_open_by_software), not by probing every software for the fix's name as
-    // `covered_sql` does (50–70 ms at 12,000 software): only counted findings can be taken out
-    // of a count.
-    let software: BTreeSet<i64> = rows
-        .iter()
-        .filter(|(key, _)| coverage.fixes_named.contains(&key.1))
-        .flat_map(|(_, row)| row.software_ids.iter().copied())
-        .collect();
+    let exceptions = &granted.exceptions;
     let mut sql = Sql::new("");
     let pn = sql.arg(Arg::Time(now));
-    let ids = sql.arg(Arg::Ints(counted_at.keys().copied().collect()));
+    let ids = sql.arg(Arg::Ints(integrations));
     let mut covered = format!(
         "SELECT e.finding_id FROM exceptions e WHERE e.finding_id IS NOT NULL AND e.created_at <= {pn} \
          UNION SELECT c.id FROM findings c WHERE c.status = 'open' AND c.cve_id IN \
          (SELECT e.cve_id FROM exceptions e WHERE e.scope = 'cve' AND e.created_at <= {pn})"
     );
-    if !software.is_empty() {
-        let ps = sql.arg(Arg::Ints(software.into_iter().collect()));
+    if !fix_software.is_empty() {
+        let ps = sql.arg(Arg::Ints(fix_software.into_iter().collect()));
         covered.push_str(&format!(
             " UNION SELECT c.id FROM findings c WHERE c.status = 'open' AND {}",
             d.in_list("c.software_id", &ps)
@@ -361,23 +374,19 @@ async fn coverage(
             (Some(due), None) => due <= now,
             (None, _) => false,
         };
-        coverage
-            .by_fix
-            .entry((integration, fix))
-            .or_default()
-            .push(Covered {
-                id,
-                asset: r.int("asset_id")?,
-                cve: cve_text,
-                priority: r.opt_f64("priority")?,
-                immediate: r.opt_text("decision")?.as_deref() == Some("immediate"),
-                due_at,
-                reference: r.opt_text("reference")?,
-                accepted: covering.iter().any(|e| e.in_force(now)),
-                overdue,
-            });
+        by_fix.entry((integration, fix)).or_default().push(Covered {
+            id,
+            asset: r.int("asset_id")?,
+            cve: cve_text,
+            priority: r.opt_f64("priority")?,
+            immediate: r.opt_text("decision")?.as_deref() == Some("immediate"),
+            due_at,
+            reference: r.opt_text("reference")?,
+            accepted: covering.iter().any(|e| e.in_force(now)),
+            overdue,
+        });
     }
-    Ok(coverage)
+    Ok(by_fix)
 }
 
 /// Reads the open findings of each pending row's assets whose totals are unknown, through the

@@ -1116,13 +1116,43 @@ async fn with_any_exceptions_the_rollup_reads_as_the_plan_counted_from_the_findi
             }
             plans
         };
+        // The immediate and overdue counts agree with each finding's own status, whether
+        // exceptions are worked out in SQL (a fix exception and a stale roll-up) or from the
+        // roll-up's software (crates/store/src/fix_plan/urgent.rs).
+        let urgent_agree = |store: Arc<dyn Store>| async move {
+            let all = all_findings(&store, FindingFilter::default()).await;
+            for now in [t(-1400), t(-300), t(700), t(2_500), t(6_000)] {
+                let counts = store.urgent_counts(&Visibility::All, now).await.unwrap();
+                let status = |f: &StoredFinding| f.sla_status(now);
+                let overdue = all
+                    .iter()
+                    .filter(|f| status(f) == Some(SlaStatus::Overdue))
+                    .count() as u64;
+                let immediate = all
+                    .iter()
+                    .filter(|f| {
+                        f.status == FindingStatus::Open
+                            && f.decision == Some(Decision::Immediate)
+                            && f.priority.is_some_and(|p| p >= 75.0)
+                            && status(f) != Some(SlaStatus::Accepted)
+                    })
+                    .count() as u64;
+                assert_eq!(
+                    (counts.immediate, counts.overdue),
+                    (immediate, overdue),
+                    "case {case}, now {now}"
+                );
+            }
+        };
         // The assessments made both roll-ups stale: counted from the findings.
         let counted = read_all(store.clone()).await;
+        urgent_agree(store.clone()).await;
         store.refresh_fix_plan(a, t(-1500)).await.unwrap();
         store.refresh_fix_plan(b, t(-1500)).await.unwrap();
         let read = read_all(store.clone()).await;
         for ((view, counted), read) in views().iter().zip(&counted).zip(&read) {
             assert_eq!(read, counted, "case {case} {c:?}, view {view:?}");
         }
+        urgent_agree(store.clone()).await;
     }
 }
