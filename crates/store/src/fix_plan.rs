@@ -29,6 +29,7 @@ use crate::common::{RowExt, as_u64};
 use crate::db::{Arg, Dialect, Pool, Sql, Tx, q};
 use crate::error::Result;
 use crate::exceptions::{FIX_KEY_SQL, effective_due_sql, in_force_sql};
+use crate::priority::UrgentCounts;
 use crate::remediation::{Remediation, RemediationFilter, RemediationSort, microsoft_link};
 use crate::types::Page;
 use crate::workspace::Visibility;
@@ -244,7 +245,9 @@ fn merge(groups: &mut Groups, fix: String, group: Group) {
     groups.entry(fix).or_default().add(group);
 }
 
-/// The plan at `now` for the integrations `vis` and `filter` allow: one page in `sort` order.
+/// The plan at `now` for the integrations `vis` and `filter` allow: one page in `sort` order,
+/// and the immediate and overdue findings of the whole plan (each open finding is in one fix, so
+/// they are the sums over its fixes).
 pub(crate) async fn read(
     db: &Pool,
     vis: &Visibility,
@@ -253,7 +256,7 @@ pub(crate) async fn read(
     now: DateTime<Utc>,
     offset: u32,
     limit: u32,
-) -> Result<Page<Remediation, u32>> {
+) -> Result<(Page<Remediation, u32>, UrgentCounts)> {
     let d = db.dialect();
     // One snapshot for every part of the view.
     let mut tx = db.begin_read().await?;
@@ -273,16 +276,21 @@ pub(crate) async fn read(
         )
         .await?;
     }
+    let totals = UrgentCounts {
+        immediate: groups.values().map(|g| g.immediate).sum(),
+        overdue: groups.values().map(|g| g.overdue).sum(),
+    };
     let (mut items, next) = page(groups, sort, offset, limit);
     read_rollup_cves(d, &mut tx, &mut items).await?;
     drop(tx);
-    Ok(Page {
+    let page = Page {
         items: items
             .into_iter()
             .map(|(fix, g)| g.into_remediation(fix))
             .collect(),
         next,
-    })
+    };
+    Ok((page, totals))
 }
 
 /// Reads the CVE lists of the page's fixes that come from roll-up rows, less the CVEs accepted

@@ -2235,6 +2235,19 @@ impl Store for SqlStore {
         offset: u32,
         limit: u32,
     ) -> Result<Page<Remediation, u32>> {
+        let (page, _) = fix_plan::read(&self.db, vis, filter, sort, now, offset, limit).await?;
+        Ok(page)
+    }
+
+    async fn remediations_and_counts(
+        &self,
+        vis: &Visibility,
+        filter: &RemediationFilter,
+        sort: RemediationSort,
+        now: DateTime<Utc>,
+        offset: u32,
+        limit: u32,
+    ) -> Result<(Page<Remediation, u32>, UrgentCounts)> {
         fix_plan::read(&self.db, vis, filter, sort, now, offset, limit).await
     }
 

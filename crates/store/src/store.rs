@@ -719,6 +719,20 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         offset: u32,
         limit: u32,
     ) -> Result<Page<Remediation, u32>>;
+    /// [`Store::remediations`] with the immediate and overdue findings of the whole plan (all
+    /// its fixes, not only the page's), from the same read: what "Fix first" and the dashboard
+    /// lead with. They are the plan's, so as of each integration's last count for what runs
+    /// changed, like the plan, and as of `now` for due dates and exceptions; counting them from
+    /// the findings instead read every overdue finding's index entry (0.12 s at 1,900,000).
+    async fn remediations_and_counts(
+        &self,
+        vis: &Visibility,
+        filter: &RemediationFilter,
+        sort: RemediationSort,
+        now: DateTime<Utc>,
+        offset: u32,
+        limit: u32,
+    ) -> Result<(Page<Remediation, u32>, UrgentCounts)>;
     /// Counts the integration's remediation plan again, as of `at` (a run's end does it by
     /// itself; assessing findings outside a run, as a KEV refresh does, needs it after).
     async fn refresh_fix_plan(&self, integration: IntegrationId, at: DateTime<Utc>) -> Result<()>;

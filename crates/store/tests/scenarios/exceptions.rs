@@ -1142,6 +1142,19 @@ async fn with_any_exceptions_the_rollup_reads_as_the_plan_counted_from_the_findi
                     (immediate, overdue),
                     "case {case}, now {now}"
                 );
+                // The plan's own totals, which "Fix first" and the dashboard show.
+                let (_, totals) = store
+                    .remediations_and_counts(
+                        &Visibility::All,
+                        &RemediationFilter::default(),
+                        RemediationSort::Priority,
+                        now,
+                        0,
+                        1,
+                    )
+                    .await
+                    .unwrap();
+                assert_eq!(totals, counts, "case {case}, now {now}");
             }
         };
         // The assessments made both roll-ups stale: counted from the findings.

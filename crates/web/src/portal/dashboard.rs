@@ -50,9 +50,9 @@ pub async fn page(ctx: Ctx, State(state): State<AppState>) -> Result<Response, A
     // From the summaries kept as runs finish: the exact counts would aggregate every finding.
     let summary = store.summary(&vis, 10).await?;
     let now = chrono::Utc::now();
-    let urgent = store.urgent_counts(&vis, now).await?;
-    let plan = store
-        .remediations(
+    // The overdue and immediate counts are the plan's, from the read of its head.
+    let (plan, urgent) = store
+        .remediations_and_counts(
             &vis,
             &RemediationFilter::default(),
             RemediationSort::Priority,

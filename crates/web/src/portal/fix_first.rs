@@ -57,10 +57,10 @@ pub async fn page(
     let store = state.store();
     let now = Utc::now();
     let (offset, limit) = (q.offset()?, q.limit()?);
-    let page = store
-        .remediations(&ctx.vis(), &q.filter()?, q.sort()?, now, offset, limit)
+    // The counts are the plan's own (its integration filter included), from the same read.
+    let (page, urgent) = store
+        .remediations_and_counts(&ctx.vis(), &q.filter()?, q.sort()?, now, offset, limit)
         .await?;
-    let urgent = store.urgent_counts(&ctx.vis(), now).await?;
     let integration = q.filter()?.integration.map(|i| i.to_string());
     let rows = page
         .items
