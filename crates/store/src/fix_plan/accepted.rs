@@ -5,7 +5,7 @@
 //!
 //! The findings an exception may cover are read once, from the exceptions' side through indexes,
 //! each with whether an exception accepts it now and whether it is overdue once paused time is
-//! added ([`coverage`]). For each fix of a roll-up they touch:
+//! added ([`covered`]). For each fix of a roll-up they touch:
 //! - the counts and sums subtract: findings, priority removed, immediate, and overdue (an accepted
 //!   finding leaves it; one whose clock an ended exception paused may not be overdue yet);
 //! - an asset leaves the fix when every open finding it has there is accepted, and a CVE when
@@ -15,9 +15,9 @@
 //! - the highest priority and the reference are read again, without the accepted findings,
 //!   only when an accepted finding held them.
 //!
-//! The covered findings are all of a fix's findings when a fix exception names it, and all of a
-//! CVE's when a CVE exception names it (the exceptions' side reads every open finding of what
-//! they name), so the common cases need no further read. While a run of the integration is in
+//! The covered findings are all of a fix's counted findings when a fix exception names it (read
+//! through the software its row counted), and all of a CVE's when a CVE exception names it, so
+//! the common cases need no further read. While a run of the integration is in
 //! progress its findings may differ from those counted, so the rows exceptions touch are counted
 //! again from their findings (as is a row that does not add up) until the run's end counts the
 //! roll-up.
@@ -26,11 +26,10 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 
-use rampart_model::IntegrationId;
+use rampart_model::priority::Exception;
+use rampart_model::{CveId, IntegrationId};
 
 use super::{Counted, OP, fix_restrict};
-use rampart_model::CveId;
-use rampart_model::priority::Exception;
 
 use crate::common::{RowExt, corrupt};
 use crate::db::{Arg, Dialect, Sql, Tx, q};
