@@ -304,10 +304,17 @@ async fn read_rollup_cves(d: Dialect, tx: &mut Tx, items: &mut [(String, Group)]
     if fixes.is_empty() {
         return Ok(());
     }
+    let integrations: BTreeSet<IntegrationId> = items
+        .iter()
+        .flat_map(|(_, g)| g.rollup_cves.iter().map(|(i, _)| *i))
+        .collect();
     let mut sql = Sql::new("");
+    let pi = sql.arg(Arg::Ints(integrations.into_iter().collect()));
     let pf = sql.arg(Arg::Texts(fixes));
+    // Both columns of the primary key, so that the rows are looked up, not scanned for.
     sql.text = format!(
-        "SELECT integration_id, fix, cves FROM fix_plan WHERE {}",
+        "SELECT integration_id, fix, cves FROM fix_plan WHERE {} AND {}",
+        d.in_list("integration_id", &pi),
         d.in_list("fix", &pf)
     );
     let mut lists: HashMap<(IntegrationId, String), String> = HashMap::new();
