@@ -945,8 +945,15 @@ pub(crate) fn findings_query_planned(
     // a page of a rare asset or CVE.
     let by_id = matches!(keyset, Keyset::Id(_));
     let assets_search = plan.is_some_and(|p| p.assets_only());
+    // One CVE's findings of any status, or its fixed ones: the two partial indexes by CVE
+    // (open, fixed) give their ids (migration 0019).
+    let cve_any_status = f.cve_id.is_some()
+        && f.status != Some(FindingStatus::Open)
+        && f.asset_source_id.is_none()
+        && !assets_search;
     let narrow = f.asset_source_id.is_some()
         || assets_search
+        || cve_any_status
         || (f.cve_id.is_some() && f.status == Some(FindingStatus::Open));
     match (f.integration, f.status) {
         (_, Some(FindingStatus::Open))
@@ -1003,6 +1010,12 @@ pub(crate) fn findings_query_planned(
     if let Some(c) = &f.cve_id {
         let ph = sql.arg(Arg::Text(c.as_str().to_owned()));
         sql.and(&format!("f.cve_id = {ph}"));
+        if cve_any_status {
+            sql.and(&format!(
+                "f.id IN (SELECT c.id FROM findings c WHERE c.status = 'open' AND c.cve_id = {ph} \
+                 UNION ALL SELECT c.id FROM findings c WHERE c.status = 'fixed' AND c.cve_id = {ph})"
+            ));
+        }
     }
     if let Some(a) = &f.asset_source_id {
         let ph = sql.arg(Arg::Text(clean(a).into_owned()));

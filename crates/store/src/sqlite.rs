@@ -359,6 +359,21 @@ mod tests {
                 },
                 "findings_open_by_cve",
             ),
+            (
+                FindingFilter {
+                    cve_id: Some("CVE-2024-1234".parse().unwrap()),
+                    ..Default::default()
+                },
+                "findings_fixed_by_cve",
+            ),
+            (
+                FindingFilter {
+                    status: Some(FindingStatus::Fixed),
+                    cve_id: Some("CVE-2024-1234".parse().unwrap()),
+                    ..Default::default()
+                },
+                "findings_fixed_by_cve",
+            ),
         ] {
             let sql = findings_query(Dialect::SQLITE, &f, Some(10), 1000);
             let plan = explain(&store, &sql).await;

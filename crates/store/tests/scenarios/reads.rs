@@ -195,6 +195,35 @@ async fn filters_select_exactly(store: Arc<dyn Store>) {
         .await,
         16
     );
+    // One CVE of any status, or only its fixed findings: read through the open and the fixed
+    // findings' CVE indexes (migration 0019), in id and in priority order. CVE 0 was fixed on
+    // the 12 assets of `a` and is open on the 4 of `b`.
+    let of_cve_0 = |status| FindingFilter {
+        cve_id: Some(cve(0).parse().unwrap()),
+        status,
+        ..Default::default()
+    };
+    for (status, want) in [
+        (None, 16),
+        (Some(FindingStatus::Fixed), 12),
+        (Some(FindingStatus::Open), 4),
+    ] {
+        assert_eq!(count(of_cve_0(status)).await, want, "{status:?}");
+        let sorted = store
+            .findings_sorted(
+                &rampart_store::Visibility::All,
+                &of_cve_0(status),
+                rampart_store::FindingOrder::PriorityDesc,
+                None,
+                1000,
+            )
+            .await
+            .unwrap();
+        assert_eq!(sorted.items.len(), want, "{status:?}");
+        assert!(sorted.items.iter().all(
+            |f| f.finding.key.cve_id.as_str() == cve(0) && status.is_none_or(|s| f.status == s)
+        ));
+    }
     assert_eq!(
         count(FindingFilter {
             asset_source_id: Some(device_id(2)),
