@@ -1,4 +1,5 @@
-//! The immediate and overdue counts of the dashboard and "Fix first" when exceptions exist:
+//! `Store::urgent_counts` (the workspaces page; "Fix first" and the dashboard show the plan's own
+//! totals instead) when exceptions exist:
 //! the open findings of each count, less what exceptions take out of it, worked out from the
 //! findings they cover as the plan's correction does ([`super::accepted`]), instead of checking
 //! every candidate finding against every exception in SQL (0.2 s with ten exceptions at
