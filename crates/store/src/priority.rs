@@ -306,25 +306,49 @@ pub struct UrgentCounts {
     pub overdue: u64,
 }
 
+/// The lowest priority of an `immediate` finding: decisions are bands of priorities, and
+/// `immediate` is the top one (75–100, docs/prioritisation.md).
+pub(crate) const IMMEDIATE_FROM: u8 = 75;
+
+/// SQL over `f`: open, `immediate`, read from findings_by_priority.
+fn immediate_sql() -> String {
+    format!(
+        "f.status = 'open' AND COALESCE(f.priority, -1) >= {IMMEDIATE_FROM} AND f.decision = 'immediate'"
+    )
+}
+
+/// SQL over `f`: open and due by `$1` (now), read from findings_open_by_due.
+const DUE_BY_NOW_SQL: &str = "f.status = 'open' AND f.due_at <= $1";
+
+/// Counts [`UrgentCounts`] at `$1` (now) as if no exception existed: two index ranges. `scope`
+/// is appended to each count's conditions (a visibility's, or nothing).
+pub(crate) fn urgent_counts_before_exceptions_sql(scope: &str) -> String {
+    format!(
+        "SELECT (SELECT count(*) FROM findings f WHERE {}{scope}) AS immediate, \
+         (SELECT count(*) FROM findings f WHERE {DUE_BY_NOW_SQL}{scope}) AS overdue",
+        immediate_sql()
+    )
+}
+
 /// Counts [`UrgentCounts`] at `$1` (now) from two index ranges: immediate findings are the top
-/// band of priorities (75–100, docs/prioritisation.md), read from findings_by_priority;
-/// overdue ones from findings_open_by_due. Then takes away the findings exceptions change
-/// (crate::exceptions): those accepted now, and, of the overdue, those whose due date a pause
-/// moved past now; only the few findings exceptions cover are checked for it. `scope` is appended
-/// to every count's conditions (a visibility's, or nothing).
+/// band of priorities, read from findings_by_priority; overdue ones from findings_open_by_due.
+/// Then takes away the findings exceptions change (crate::exceptions): those accepted now, and,
+/// of the overdue, those whose due date a pause moved past now; only the few findings
+/// exceptions cover are checked for it. `scope` is appended to every count's conditions (a
+/// visibility's, or nothing).
 pub(crate) fn urgent_counts_sql(d: Dialect, scope: &str) -> String {
     let covered = crate::exceptions::covered_sql(d, "$1");
     let accepted = crate::exceptions::in_force_sql("$1");
     let due = crate::exceptions::effective_due_sql(d, "$1");
+    let immediate = immediate_sql();
     format!(
         "SELECT \
-         (SELECT count(*) FROM findings f WHERE f.status = 'open' AND COALESCE(f.priority, -1) >= 75 \
-          AND f.decision = 'immediate'{scope}) \
-         - (SELECT count(*) FROM findings f WHERE f.id IN ({covered}) AND f.status = 'open' \
-          AND COALESCE(f.priority, -1) >= 75 AND f.decision = 'immediate' AND {accepted}{scope}) AS immediate, \
-         (SELECT count(*) FROM findings f WHERE f.status = 'open' AND f.due_at <= $1{scope}) \
-         - (SELECT count(*) FROM findings f WHERE f.id IN ({covered}) AND f.status = 'open' \
-          AND f.due_at <= $1 AND ({accepted} OR {due} > $1){scope}) AS overdue"
+         (SELECT count(*) FROM findings f WHERE {immediate}{scope}) \
+         - (SELECT count(*) FROM findings f WHERE f.id IN ({covered}) AND {immediate} AND {accepted}{scope}) \
+         AS immediate, \
+         (SELECT count(*) FROM findings f WHERE {DUE_BY_NOW_SQL}{scope}) \
+         - (SELECT count(*) FROM findings f WHERE f.id IN ({covered}) AND {DUE_BY_NOW_SQL} \
+         AND ({accepted} OR {due} > $1){scope}) AS overdue"
     )
 }
 

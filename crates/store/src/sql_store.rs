@@ -2226,19 +2226,6 @@ impl Store for SqlStore {
         webhooks::mark_alerted(&self.db, kind, subjects, at).await
     }
 
-    async fn remediations(
-        &self,
-        vis: &Visibility,
-        filter: &RemediationFilter,
-        sort: RemediationSort,
-        now: DateTime<Utc>,
-        offset: u32,
-        limit: u32,
-    ) -> Result<Page<Remediation, u32>> {
-        let (page, _) = fix_plan::read(&self.db, vis, filter, sort, now, offset, limit).await?;
-        Ok(page)
-    }
-
     async fn remediations_and_counts(
         &self,
         vis: &Visibility,

@@ -718,7 +718,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         now: DateTime<Utc>,
         offset: u32,
         limit: u32,
-    ) -> Result<Page<Remediation, u32>>;
+    ) -> Result<Page<Remediation, u32>> {
+        let (page, _) = self
+            .remediations_and_counts(vis, filter, sort, now, offset, limit)
+            .await?;
+        Ok(page)
+    }
     /// [`Store::remediations`] with the immediate and overdue findings of the whole plan (all
     /// its fixes, not only the page's), from the same read: what "Fix first" and the dashboard
     /// lead with. They are the plan's, so as of each integration's last count for what runs

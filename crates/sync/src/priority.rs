@@ -292,9 +292,13 @@ impl CloudRisks {
                     factors.push(f);
                 }
             }
-            // The same factors in the same order whatever order the recommendations came in.
-            factors.sort();
             signals.attack_paths |= !risk.attack_paths.is_empty();
+        }
+        // The same factors in the same order whatever order the recommendations came in.
+        for signals in risks.signals_of.values_mut() {
+            if let Some(factors) = signals.cloud_risk_factors.as_mut() {
+                factors.sort();
+            }
         }
         Ok(risks)
     }

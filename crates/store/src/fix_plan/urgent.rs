@@ -21,11 +21,10 @@ use super::accepted::{covered, granted};
 use crate::common::{RowExt, as_u64};
 use crate::db::{Arg, Pool, Sql};
 use crate::error::Result;
-use crate::priority::{UrgentCounts, urgent_counts_sql};
+use crate::priority::{
+    IMMEDIATE_FROM, UrgentCounts, urgent_counts_before_exceptions_sql, urgent_counts_sql,
+};
 use crate::workspace::Visibility;
-
-/// The band of priorities an `immediate` count takes (docs/prioritisation.md).
-const IMMEDIATE_FROM: f64 = 75.0;
 
 pub(crate) async fn counts(
     db: &Pool,
@@ -90,14 +89,10 @@ pub(crate) async fn counts(
     }
 
     let mut sql = Sql::new("");
-    let pn = sql.arg(Arg::Time(now));
+    // The SQL names the time `$1`: the first argument.
+    sql.arg(Arg::Time(now));
     let scope = vis.and_text(d, &mut sql, "f.integration_id");
-    sql.text = format!(
-        "SELECT \
-         (SELECT count(*) FROM findings f WHERE f.status = 'open' AND COALESCE(f.priority, -1) >= 75 \
-          AND f.decision = 'immediate'{scope}) AS immediate, \
-         (SELECT count(*) FROM findings f WHERE f.status = 'open' AND f.due_at <= {pn}{scope}) AS overdue"
-    );
+    sql.text = urgent_counts_before_exceptions_sql(&scope);
     let row = tx.on().fetch_one(&sql, "counting urgent findings").await?;
     let mut counts = UrgentCounts {
         immediate: as_u64(row.int("immediate")?),
@@ -105,7 +100,8 @@ pub(crate) async fn counts(
     };
     let covered = covered(d, &mut tx, &granted, integrations, software, now).await?;
     for c in covered.values().flatten() {
-        let counted_immediate = c.immediate && c.priority.is_some_and(|p| p >= IMMEDIATE_FROM);
+        let counted_immediate =
+            c.immediate && c.priority.is_some_and(|p| p >= f64::from(IMMEDIATE_FROM));
         if c.accepted && counted_immediate {
             counts.immediate = counts.immediate.saturating_sub(1);
         }
