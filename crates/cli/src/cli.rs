@@ -667,13 +667,18 @@ fn parse_kev_url(s: &str) -> Result<String, String> {
 /// The portal's address as people reach it: an http(s) URL with no credentials, query or
 /// fragment (alerts append paths to it), kept without its trailing slash.
 fn parse_public_url(s: &str) -> Result<String, String> {
-    let shown = s.chars().take(80).collect::<String>();
+    // An address with an `@` may carry a password, which an error must not repeat.
+    let shown = if s.contains('@') {
+        "the address given".to_owned()
+    } else {
+        format!("'{}'", s.chars().take(80).collect::<String>())
+    };
     let url = reqwest::Url::parse(s.trim()).map_err(|e| {
-        format!("'{shown}' is not a URL ({e}): give the portal's address, like https://rampart.example.com")
+        format!("{shown} is not a URL ({e}): give the portal's address, like https://rampart.example.com")
     })?;
     if !matches!(url.scheme(), "https" | "http") || url.host_str().is_none() {
         return Err(format!(
-            "'{shown}' is not an http(s) address: give the portal's address, like https://rampart.example.com"
+            "{shown} is not an http(s) address: give the portal's address, like https://rampart.example.com"
         ));
     }
     if !url.username().is_empty() || url.password().is_some() {
@@ -681,7 +686,7 @@ fn parse_public_url(s: &str) -> Result<String, String> {
     }
     if url.query().is_some() || url.fragment().is_some() {
         return Err(format!(
-            "'{shown}' has a query or fragment: alerts append paths to the public URL, so give the portal's address alone"
+            "{shown} has a query or fragment: alerts append paths to the public URL, so give the portal's address alone"
         ));
     }
     Ok(url.as_str().trim_end_matches('/').to_owned())
@@ -729,6 +734,7 @@ mod tests {
             "https://admin:hunter2@rampart.example.com",
             "https://rampart.example.com/?tenant=1",
             "https://rampart.example.com/#top",
+            "admin:hunter2@rampart.example.com",
         ] {
             let error = parse_public_url(bad).expect_err(bad);
             assert!(!error.contains("hunter2"), "{error}");
