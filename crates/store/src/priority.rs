@@ -138,14 +138,17 @@ fn parse_contribution(line: &str) -> Option<FactorContribution> {
 /// assessment, and the run's assessment afterwards decides whether it changes (escalation needs
 /// the stored due date, and leaving the columns out of the upsert's SET list keeps an unchanged
 /// re-read from rewriting index entries).
+///
+/// The explanations the assessments refer to are not stored with the rows: the assessor keeps
+/// them and its user stores them once, in id order, when the load is done. Their ids are
+/// content hashes, so batch by batch each one landed on a random page of the table: at 20,000
+/// devices the ~93,000 explanations (40 MB) wrote 724 MB of write-ahead log that way, against
+/// 35 MB in id order at the end.
 pub trait InsertAssessor: Send + Sync {
-    /// The assessment of `finding` if it is new, first read at `first_read`; `None` leaves it to
-    /// the run's assessment (its asset is not known yet, say).
-    fn assess(&self, finding: &Finding, first_read: DateTime<Utc>) -> Option<StoredAssessment>;
-    /// The explanations of `ids` that no committed batch has stored yet.
-    fn unstored_explanations(&self, ids: &[i64]) -> Vec<Explanation>;
-    /// Called once the transaction that stored the explanations of `ids` has committed.
-    fn explanations_stored(&self, ids: &[i64]);
+    /// The assessment of `finding` if it is new, first read at the start of the run that writes
+    /// it (which the assessor knows); `None` leaves it to the run's assessment (its asset is not
+    /// known yet, say).
+    fn assess(&self, finding: &Finding) -> Option<StoredAssessment>;
 }
 
 /// The columns [`decode_input`] reads.

@@ -1199,7 +1199,6 @@ impl Store for SqlStore {
                                 None,
                             )
                             .await?
-                            .0
                         }
                     };
                 }

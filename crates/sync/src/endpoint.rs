@@ -275,7 +275,8 @@ impl Job<'_, MdeClient> {
         // pass, which finds them unassessed.
         let assessor = if deferred {
             Some(Arc::new(
-                InlineAssessor::start(self.store.as_ref(), self.integration).await?,
+                InlineAssessor::start(self.store.as_ref(), self.integration, self.started_at)
+                    .await?,
             ))
         } else {
             None
@@ -315,6 +316,11 @@ impl Job<'_, MdeClient> {
             self.progress,
         )
         .await;
+        // Whether the read worked or not, the rows written refer to their explanations.
+        let explained = match &assessor {
+            Some(a) => a.store_explanations(self.store.as_ref()).await,
+            None => Ok(()),
+        };
         self.first_load_assessed_since = assessor.map(|a| a.since);
         // Whether the read worked or not, what was put off is rebuilt, in one sorted pass.
         let rebuilt = if deferred {
@@ -324,6 +330,7 @@ impl Job<'_, MdeClient> {
             Ok(())
         };
         let piped = piped?;
+        explained?;
         rebuilt?;
         self.outcome.findings = counts(&piped);
         self.progress.phase_done(piped.report.records);

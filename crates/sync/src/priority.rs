@@ -14,7 +14,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use sha2::{Digest, Sha256};
 
 use futures::TryStreamExt;
@@ -628,7 +628,16 @@ pub async fn assess_integration(
     policy: &PriorityPolicy,
     at: DateTime<Utc>,
 ) -> Result<AssessCounts, StoreError> {
-    assess_rebasing(store, integration, scope, policy, None, at).await
+    assess_rebasing(
+        store,
+        integration,
+        scope,
+        policy,
+        None,
+        Explain::Changed,
+        at,
+    )
+    .await
 }
 
 /// [`assess_integration`], moving due dates counted with the `previous` SLA to the policy's
@@ -639,6 +648,7 @@ async fn assess_rebasing(
     scope: AssessScope<'_>,
     policy: &PriorityPolicy,
     previous: Option<&SlaPolicy>,
+    explain: Explain,
     at: DateTime<Utc>,
 ) -> Result<AssessCounts, StoreError> {
     let mut known = Knowledge::new(integration, policy.clone());
@@ -660,6 +670,7 @@ async fn assess_rebasing(
             .await?;
 
         let mut writes = Vec::new();
+        let mut explained = Vec::new();
         for input in &page.items {
             let profile = known
                 .assets
@@ -675,6 +686,9 @@ async fn assess_rebasing(
             ) else {
                 continue;
             };
+            if explain == Explain::Every {
+                explained.push(result.explanation_id);
+            }
             if let Some(assessment) =
                 next_assessment(input, result, &known.policy.sla, previous, at)
             {
@@ -689,13 +703,15 @@ async fn assess_rebasing(
                 });
             }
         }
-        // An explanation is stored with the first findings that refer to it.
-        let keep: Vec<Explanation> = writes
+        // An explanation is stored with the first findings that refer to it, in id order.
+        let mut keep: Vec<Explanation> = writes
             .iter()
             .map(|w| w.assessment.explanation_id)
+            .chain(explained)
             .filter(|id| sent.insert(*id))
             .filter_map(|id| known.explanations.get(&id).cloned())
             .collect();
+        keep.sort_unstable_by_key(|e| e.id);
         store.write_assessments(&keep, &writes, at).await?;
         match page.next {
             Some(next) => after = Some(next),
@@ -711,32 +727,52 @@ async fn assess_rebasing(
 /// [`InlineAssessor::prepare`] reads what the batch's findings need (the integration's assets,
 /// once; the catalogue and KEV entries of CVEs not met before). A finding whose asset is not
 /// stored yet (the device list did not return it) is left unassessed, for the run's pass.
+///
+/// The explanations the rows refer to are kept here and stored once the read is done
+/// ([`InlineAssessor::store_explanations`]), in id order. Until then the integration owes them
+/// (`sync_state`): should the run stop before, the next run's assessment stores those of every
+/// open finding ([`assess_after_run`]).
 pub(crate) struct InlineAssessor {
     integration: IntegrationId,
     known: Mutex<Knowledge>,
-    /// Explanations stored by committed batches.
-    stored: Mutex<HashSet<i64>>,
+    /// The run's start as the store keeps it (to the microsecond): when its new findings were
+    /// first read.
+    first_read: DateTime<Utc>,
     /// Before anything it knows was read: a catalogue entry changed after this may be stale in
     /// what it assessed (the run's pass re-assesses those findings).
     pub since: DateTime<Utc>,
 }
 
+/// Explanations per statement when a load's are stored: bounds the JSON parameter (~0.5 KB each).
+const EXPLANATIONS_PER_WRITE: usize = 10_000;
+
 impl InlineAssessor {
-    /// The assessor of a first load, with the integration's policy as stored now, recorded as
-    /// the one its findings are assessed with (before any is written).
-    pub async fn start(store: &dyn Store, integration: &Integration) -> Result<Self, StoreError> {
+    /// The assessor of a first load that started at `run_started`, with the integration's policy
+    /// as stored now, recorded as the one its findings are assessed with (before any is written).
+    pub async fn start(
+        store: &dyn Store,
+        integration: &Integration,
+        run_started: DateTime<Utc>,
+    ) -> Result<Self, StoreError> {
         let policy = PriorityPolicy::load(store, integration.id).await?;
         store
             .set_sync_state(integration.id, ASSESSED_POLICY, &policy.record())
             .await?;
-        Ok(Self::new(integration, policy))
+        store
+            .set_sync_state(integration.id, EXPLANATIONS_OWED, OWED)
+            .await?;
+        Ok(Self::new(integration, policy, run_started))
     }
 
-    pub fn new(integration: &Integration, policy: PriorityPolicy) -> Self {
+    pub fn new(
+        integration: &Integration,
+        policy: PriorityPolicy,
+        run_started: DateTime<Utc>,
+    ) -> Self {
         InlineAssessor {
             integration: integration.id,
             known: Mutex::new(Knowledge::new(integration, policy)),
-            stored: Mutex::new(HashSet::new()),
+            first_read: run_started.trunc_subsecs(6),
             since: Utc::now(),
         }
     }
@@ -769,10 +805,24 @@ impl InlineAssessor {
         }
         Ok(())
     }
+
+    /// Stores every explanation the assessed rows refer to, in id order (appended to the table
+    /// instead of scattered over it), and clears the integration's debt of them. Called once the
+    /// read is done, whether it succeeded or not: rows of committed batches refer to them.
+    pub async fn store_explanations(&self, store: &dyn Store) -> Result<(), StoreError> {
+        let mut all: Vec<Explanation> = self.known().explanations.values().cloned().collect();
+        all.sort_unstable_by_key(|e| e.id);
+        for chunk in all.chunks(EXPLANATIONS_PER_WRITE) {
+            store.write_assessments(chunk, &[], self.first_read).await?;
+        }
+        store
+            .set_sync_state(self.integration, EXPLANATIONS_OWED, PAID)
+            .await
+    }
 }
 
 impl InsertAssessor for InlineAssessor {
-    fn assess(&self, finding: &Finding, first_read: DateTime<Utc>) -> Option<StoredAssessment> {
+    fn assess(&self, finding: &Finding) -> Option<StoredAssessment> {
         // What the store keeps of a value with a NUL in it differs from the value (it is
         // replaced): such rows are left to the run's pass, which reads what was stored.
         let exploitability = finding.exploitability.as_deref();
@@ -799,24 +849,8 @@ impl InsertAssessor for InlineAssessor {
             computed,
             &known.policy.sla,
             finding.first_seen,
-            first_read,
+            self.first_read,
         ))
-    }
-
-    fn unstored_explanations(&self, ids: &[i64]) -> Vec<Explanation> {
-        let stored = self.stored.lock().unwrap_or_else(|p| p.into_inner());
-        let known = self.known();
-        ids.iter()
-            .filter(|id| !stored.contains(id))
-            .filter_map(|id| known.explanations.get(id).cloned())
-            .collect()
-    }
-
-    fn explanations_stored(&self, ids: &[i64]) {
-        self.stored
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .extend(ids.iter().copied());
     }
 }
 
@@ -828,6 +862,11 @@ const ASSESSED_BY: &str = "priority_model";
 /// The policy the integration's stored assessments were made with ([`PriorityPolicy::record`]);
 /// none: the model's defaults (every assessment before settings were stored).
 const ASSESSED_POLICY: &str = "priority_policy";
+/// Whether a first load's explanations are still to be stored ([`InlineAssessor`]): `OWED` from
+/// its start until they are, `PAID` after.
+const EXPLANATIONS_OWED: &str = "priority_explanations_owed";
+const OWED: &str = "owed";
+const PAID: &str = "paid";
 /// Times an assessment starts again because the settings changed while it ran.
 const POLICY_RETRIES: usize = 3;
 
@@ -843,9 +882,31 @@ pub async fn assess_with_current_policy(
     scope: Option<AssessScope<'_>>,
     at: DateTime<Utc>,
 ) -> Result<AssessCounts, StoreError> {
+    assess_current(store, integration, scope, Explain::Changed, at).await
+}
+
+/// Which explanations an assessment stores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Explain {
+    /// Those of the assessments it changes (the others are stored already).
+    Changed,
+    /// Those of every finding it reads: a first load stopped before it stored its own
+    /// ([`InlineAssessor`]).
+    Every,
+}
+
+/// [`assess_with_current_policy`], storing the explanations `explain` says.
+async fn assess_current(
+    store: &dyn Store,
+    integration: &Integration,
+    scope: Option<AssessScope<'_>>,
+    explain: Explain,
+    at: DateTime<Utc>,
+) -> Result<AssessCounts, StoreError> {
     let mut total = AssessCounts::default();
     let mut policy = PriorityPolicy::load(store, integration.id).await?;
     let mut scope = scope;
+    let mut explain = explain;
     for _ in 0..POLICY_RETRIES {
         let recorded = store
             .get_sync_state(integration.id, ASSESSED_POLICY)
@@ -854,17 +915,19 @@ pub async fn assess_with_current_policy(
         let current = policy.record();
         let counts = if recorded != current {
             let previous = recorded_sla(&recorded).unwrap_or_default();
+            let all = AssessScope::All;
             assess_rebasing(
                 store,
                 integration,
-                AssessScope::All,
+                all,
                 &policy,
                 Some(&previous),
+                explain,
                 at,
             )
             .await?
         } else if let Some(scope) = scope {
-            assess_rebasing(store, integration, scope, &policy, None, at).await?
+            assess_rebasing(store, integration, scope, &policy, None, explain, at).await?
         } else {
             AssessCounts::default()
         };
@@ -881,6 +944,7 @@ pub async fn assess_with_current_policy(
         }
         policy = now;
         scope = None;
+        explain = Explain::Changed;
     }
     Ok(total)
 }
@@ -1027,7 +1091,16 @@ pub(crate) async fn assess_after_run(
         && integration.product == Product::Endpoint
         && assessed_run.is_some()
         && assessed_run == previous_run;
+    // A first load that stopped before it stored its explanations left its findings referring
+    // to explanations the store lacks: every open finding's are stored now.
+    let owed = first_load.is_none()
+        && store
+            .get_sync_state(integration.id, EXPLANATIONS_OWED)
+            .await?
+            .as_deref()
+            == Some(OWED);
     let scope = match (first_load, previous) {
+        _ if owed => AssessScope::All,
         (Some(since), _) if kev_read.is_none_or(|k| k <= since) => {
             AssessScope::ChangedBy { run_id, since }
         }
@@ -1036,7 +1109,17 @@ pub(crate) async fn assess_after_run(
         }
         _ => AssessScope::All,
     };
-    let counts = assess_with_current_policy(store, integration, Some(scope), at).await?;
+    let explain = if owed {
+        Explain::Every
+    } else {
+        Explain::Changed
+    };
+    let counts = assess_current(store, integration, Some(scope), explain, at).await?;
+    if owed {
+        store
+            .set_sync_state(integration.id, EXPLANATIONS_OWED, PAID)
+            .await?;
+    }
     store
         .set_sync_state(integration.id, ASSESSED_AT, &inputs_read_at.to_rfc3339())
         .await?;

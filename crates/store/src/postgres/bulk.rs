@@ -17,9 +17,9 @@ use crate::cloud_sql::{
 use crate::common::*;
 use crate::db::{On, Row, db};
 use crate::error::{Result, StoreError};
-use crate::priority::{InsertAssessor, explanations_json, explanations_sql};
+use crate::priority::InsertAssessor;
 use crate::sql_store::{check_run, heartbeat};
-use crate::types::{Backend, UpsertCounts};
+use crate::types::UpsertCounts;
 
 fn ts(t: DateTime<Utc>) -> DateTime<Utc> {
     truncate_micros(t)
@@ -251,21 +251,19 @@ async fn upsert_assets_in(
     Ok(counts)
 }
 
-/// Upserts a batch inside the caller's transaction; returns what it did and the explanations it
-/// stored (to report to the assessor once the transaction commits).
+/// Upserts a batch inside the caller's transaction; returns what it did.
 pub(crate) async fn upsert_findings_in(
     conn: &mut PgConnection,
     integration_id: IntegrationId,
     run_id: i64,
     findings: &[Finding],
     assessor: Option<&dyn InsertAssessor>,
-) -> Result<(UpsertCounts, Vec<i64>)> {
+) -> Result<UpsertCounts> {
     let observed = check_run(On::Postgres(&mut *conn), integration_id, run_id).await?;
     let rows = dedupe_last(findings, finding_key);
     if rows.is_empty() {
-        return Ok((UpsertCounts::default(), Vec::new()));
+        return Ok(UpsertCounts::default());
     }
-    let mut explanations = FastSet::default();
     let mut b = CopyBuf::default();
     for (ord, f) in rows.iter().enumerate() {
         let k = &f.key;
@@ -285,10 +283,7 @@ pub(crate) async fn upsert_findings_in(
         b.opt_ts(f.last_seen.map(ts));
         b.opt_text(f.asset_os_platform.as_deref());
         b.opt_text(f.asset_os_version.as_deref());
-        let assessed = assessor.and_then(|a| a.assess(f, observed));
-        if let Some(a) = &assessed {
-            explanations.insert(a.explanation_id);
-        }
+        let assessed = assessor.and_then(|a| a.assess(f));
         b.opt_text(assessed.map(|a| a.decision.as_str()));
         b.opt_f64(assessed.map(|a| f64::from(a.priority)));
         b.opt_ts(assessed.map(|a| ts(a.due_at)));
@@ -378,46 +373,7 @@ pub(crate) async fn upsert_findings_in(
         .execute(&mut *conn)
         .await
         .map_err(db("dropping the finding staging table"))?;
-    let stored = store_explanations(conn, assessor, explanations).await?;
-    Ok((counts, stored))
-}
-
-/// Stores the explanations the batch's new rows refer to that no earlier batch stored, in id
-/// order (batches written at the same time then meet the same rows in the same order); returns
-/// their ids.
-async fn store_explanations(
-    conn: &mut PgConnection,
-    assessor: Option<&dyn InsertAssessor>,
-    referred: FastSet<i64>,
-) -> Result<Vec<i64>> {
-    let Some(assessor) = assessor else {
-        return Ok(Vec::new());
-    };
-    let mut referred: Vec<i64> = referred.into_iter().collect();
-    referred.sort_unstable();
-    let mut missing = assessor.unstored_explanations(&referred);
-    if missing.is_empty() {
-        return Ok(Vec::new());
-    }
-    // Those an earlier run stored are not sent again (see the SQLite writer).
-    let known: Vec<i64> = missing.iter().map(|e| e.id).collect();
-    let present: FastSet<i64> =
-        sqlx::query_scalar("SELECT id FROM priority_explanations WHERE id = ANY($1)")
-            .bind(&known)
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(db("looking up priority explanations"))?
-            .into_iter()
-            .collect();
-    missing.retain(|e| !present.contains(&e.id));
-    if !missing.is_empty() {
-        sqlx::query(explanations_sql(Backend::Postgres))
-            .bind(explanations_json(&missing))
-            .execute(&mut *conn)
-            .await
-            .map_err(db("storing priority explanations"))?;
-    }
-    Ok(known)
+    Ok(counts)
 }
 
 /// Catalogue rows through a staging table and one upsert; `on_conflict` decides what a known
@@ -546,15 +502,10 @@ pub(crate) async fn upsert_findings(
         let mut tx = pool.begin().await.map_err(begin_error)?;
         let written =
             match upsert_findings_in(&mut tx, integration_id, run_id, findings, assessor).await {
-                Ok((counts, stored)) => tx
+                Ok(counts) => tx
                     .commit()
                     .await
-                    .map(|()| {
-                        if let Some(assessor) = assessor {
-                            assessor.explanations_stored(&stored);
-                        }
-                        counts
-                    })
+                    .map(|()| counts)
                     .map_err(db("committing findings")),
                 Err(e) => Err(e),
             };

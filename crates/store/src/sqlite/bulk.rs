@@ -5,6 +5,8 @@
 //! What each row's upsert did is counted without returning rows for findings (see
 //! `FINDING_SCRATCH`), and with `RETURNING` for the smaller asset and CVE batches.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::{SqliteConnection, SqlitePool};
 use sqlx::{AssertSqlSafe, Row as _};
@@ -17,7 +19,7 @@ use crate::cloud_sql::{
 use crate::common::*;
 use crate::db::{On, Row, db};
 use crate::error::{Result, StoreError};
-use crate::priority::{InsertAssessor, explanations_json, explanations_sql};
+use crate::priority::{InsertAssessor, StoredAssessment};
 use crate::sql_store::{check_run, heartbeat};
 use crate::types::UpsertCounts;
 
@@ -180,62 +182,126 @@ pub(crate) async fn upsert_assets_in(
 }
 
 /// What a batch of findings needs before it meets the database: the rows (the last of each key),
-/// and the distinct assets and software as JSON for `json_each`. Built before the transaction, so
-/// that this work overlaps the previous batch's writing (`concurrent_writes`).
+/// the distinct assets and software (as JSON for `json_each`, and each row's place in them), and
+/// the new rows' assessments. Built before the transaction, so that this work overlaps the
+/// previous batch's writing (`concurrent_writes`) instead of holding the write lock: measured at
+/// 20,000 devices, cleaning and hashing each row's keys and assessing it inside the transaction
+/// took ~3.5 CPU-s of the lock's time.
 struct FindingBatch<'a> {
     rows: Vec<&'a Finding>,
+    /// The distinct asset source ids, in the order of `assets_json`.
+    assets: Vec<String>,
+    /// The distinct (vendor, name, version), in the order of `software_json`.
+    software: Vec<[String; 3]>,
+    /// Each row's asset and software, as places in `assets` and `software`.
+    places: Vec<(u32, u32)>,
     assets_json: String,
     software_json: String,
+    /// Each row's assessment if it is new (empty without an assessor).
+    assessments: Vec<Option<StoredAssessment>>,
 }
 
 impl<'a> FindingBatch<'a> {
-    fn new(findings: &'a [Finding]) -> Result<Self> {
+    fn new(findings: &'a [Finding], assessor: Option<&dyn InsertAssessor>) -> Result<Self> {
         let rows = dedupe_last(findings, finding_key);
         // Distinct assets with the first name the batch gives them, and distinct software.
         // (id, name, OS platform, OS version): a stub asset is made from them.
         type AssetFacts = (String, Option<String>, Option<String>, Option<String>);
-        let mut asset_names: Vec<AssetFacts> = Vec::new();
-        let mut asset_seen = FastSet::default();
+        let mut asset_facts: Vec<AssetFacts> = Vec::new();
+        let mut asset_seen: FastMap<Cow<'a, str>, u32> = FastMap::default();
         let mut software: Vec<[String; 3]> = Vec::new();
-        let mut software_seen = FastSet::default();
+        let mut software_seen: FastMap<SoftwareKey<'a>, u32> = FastMap::default();
+        let mut places = Vec::with_capacity(rows.len());
         for f in &rows {
             let (asset, vendor, name, version, _) = finding_key(f);
-            if asset_seen.insert(asset.clone()) {
-                asset_names.push((
-                    asset.into_owned(),
-                    clean_opt(&f.asset_name).map(|c| c.into_owned()),
-                    clean_opt(&f.asset_os_platform).map(|c| c.into_owned()),
-                    clean_opt(&f.asset_os_version).map(|c| c.into_owned()),
-                ));
-            }
-            if software_seen.insert((vendor.clone(), name.clone(), version.clone())) {
-                software.push([vendor.into_owned(), name.into_owned(), version.into_owned()]);
-            }
+            let asset_at = match asset_seen.get(&asset) {
+                Some(&at) => at,
+                None => {
+                    let at = place(asset_facts.len())?;
+                    asset_seen.insert(asset.clone(), at);
+                    asset_facts.push((
+                        asset.into_owned(),
+                        clean_opt(&f.asset_name).map(|c| c.into_owned()),
+                        clean_opt(&f.asset_os_platform).map(|c| c.into_owned()),
+                        clean_opt(&f.asset_os_version).map(|c| c.into_owned()),
+                    ));
+                    at
+                }
+            };
+            let key = (vendor, name, version);
+            let software_at = match software_seen.get(&key) {
+                Some(&at) => at,
+                None => {
+                    let at = place(software.len())?;
+                    software.push([
+                        key.0.clone().into_owned(),
+                        key.1.clone().into_owned(),
+                        key.2.clone().into_owned(),
+                    ]);
+                    software_seen.insert(key, at);
+                    at
+                }
+            };
+            places.push((asset_at, software_at));
         }
-        let assets_json = serde_json::to_string(&asset_names).map_err(|e| {
+        let assets_json = serde_json::to_string(&asset_facts).map_err(|e| {
             StoreError::InvalidInput(format!("cannot encode the batch's asset ids: {e}"))
         })?;
         let software_json = serde_json::to_string(&software).map_err(|e| {
             StoreError::InvalidInput(format!("cannot encode the batch's software: {e}"))
         })?;
+        let assessments = match assessor {
+            Some(a) => rows.iter().map(|f| a.assess(f)).collect(),
+            None => Vec::new(),
+        };
         Ok(Self {
             rows,
+            assets: asset_facts.into_iter().map(|a| a.0).collect(),
+            software,
+            places,
             assets_json,
             software_json,
+            assessments,
+        })
+    }
+}
+
+/// A finding's software as the batch meets it: (vendor, name, version), cleaned.
+type SoftwareKey<'a> = (Cow<'a, str>, Cow<'a, str>, Cow<'a, str>);
+
+/// A place in a batch's list of distinct assets or software.
+fn place(len: usize) -> Result<u32> {
+    u32::try_from(len).map_err(|_| {
+        StoreError::InvalidInput("a batch of findings names over 4 billion assets".to_owned())
+    })
+}
+
+/// The ids of a batch's distinct assets and software, in the batch's order.
+struct BatchIds {
+    assets: Vec<i64>,
+    software: Vec<i64>,
+}
+
+impl BatchIds {
+    fn of(&self, places: (u32, u32)) -> Result<(i64, i64)> {
+        let asset = self.assets.get(places.0 as usize).copied();
+        let software = self.software.get(places.1 as usize).copied();
+        asset.zip(software).ok_or_else(|| {
+            StoreError::Corrupt("a finding's asset or software has no id in its batch".to_owned())
         })
     }
 }
 
 /// Resolves the asset and software ids of a batch of findings, creating stub assets and software
 /// rows that do not exist yet, and marks the batch's assets seen by the run.
-/// Returns maps from asset source id and from (vendor, name, version) to ids.
+/// Returns their ids in the batch's order.
 async fn resolve_ids(
     conn: &mut SqliteConnection,
     integration_id: IntegrationId,
     run_id: i64,
     observed: i64,
     batch: &FindingBatch<'_>,
-) -> Result<(FastMap<String, i64>, FastMap<(String, String, String), i64>)> {
+) -> Result<BatchIds> {
     let (assets_json, software_json) = (&batch.assets_json, &batch.software_json);
     // Assets first reported by a finding (the device list did not return them): created from it,
     // with its device name and OS, as known from vulnerability data, seen by this run.
@@ -297,15 +363,36 @@ async fn resolve_ids(
     .fetch_all(&mut *conn)
     .await
     .map_err(db("looking up software"))?;
-    let mut software_ids =
+    let mut software_ids: FastMap<[String; 3], i64> =
         FastMap::with_capacity_and_hasher(software_rows.len(), Default::default());
     for r in software_rows.into_iter().map(Row::Sqlite) {
         software_ids.insert(
-            (r.text("vendor")?, r.text("name")?, r.text("version")?),
+            [r.text("vendor")?, r.text("name")?, r.text("version")?],
             r.int("id")?,
         );
     }
-    Ok((asset_ids, software_ids))
+    let assets = batch
+        .assets
+        .iter()
+        .map(|a| {
+            asset_ids.get(a).copied().ok_or_else(|| {
+                StoreError::Corrupt(format!(
+                    "asset '{}' vanished while its findings were written",
+                    a.chars().take(60).collect::<String>()
+                ))
+            })
+        })
+        .collect::<Result<_>>()?;
+    let software = batch
+        .software
+        .iter()
+        .map(|s| {
+            software_ids.get(s).copied().ok_or_else(|| {
+                StoreError::Corrupt("software vanished while its findings were written".to_owned())
+            })
+        })
+        .collect::<Result<_>>()?;
+    Ok(BatchIds { assets, software })
 }
 
 /// SQLite's finding upsert clause. Unlike PostgreSQL's it leaves `status` (and the columns that
@@ -335,9 +422,8 @@ last_observed = excluded.last_observed, seen_run = excluded.seen_run"
 /// `sqlite_finding_on_conflict`).
 async fn set_recommended_updates(
     conn: &mut SqliteConnection,
-    rows: &[&Finding],
-    asset_ids: &FastMap<String, i64>,
-    software_ids: &FastMap<(String, String, String), i64>,
+    batch: &FindingBatch<'_>,
+    ids: &BatchIds,
 ) -> Result<()> {
     let op = "updating recommended updates";
     let changed = sqlx::query(
@@ -347,26 +433,17 @@ async fn set_recommended_updates(
     .fetch_all(&mut *conn)
     .await
     .map_err(db(op))?;
-    let mut ids: FastMap<(i64, i64, String), i64> = FastMap::default();
+    let mut changed_ids: FastMap<(i64, i64, String), i64> = FastMap::default();
     for r in changed.into_iter().map(Row::Sqlite) {
-        ids.insert(
+        changed_ids.insert(
             (r.int("asset_id")?, r.int("software_id")?, r.text("cve_id")?),
             r.int("id")?,
         );
     }
-    let mut updates: Vec<(i64, Option<String>)> = Vec::with_capacity(ids.len());
-    for f in rows {
-        let k = &f.key;
-        let asset = asset_ids.get(clean(&k.asset_source_id).as_ref());
-        let software = software_ids.get(&(
-            clean(&k.software_vendor).into_owned(),
-            clean(&k.software_name).into_owned(),
-            clean(&k.software_version).into_owned(),
-        ));
-        let (Some(&asset), Some(&software)) = (asset, software) else {
-            continue;
-        };
-        if let Some(&id) = ids.get(&(asset, software, k.cve_id.as_str().to_owned())) {
+    let mut updates: Vec<(i64, Option<String>)> = Vec::with_capacity(changed_ids.len());
+    for (f, &places) in batch.rows.iter().zip(&batch.places) {
+        let (asset, software) = ids.of(places)?;
+        if let Some(&id) = changed_ids.get(&(asset, software, f.key.cve_id.as_str().to_owned())) {
             updates.push((id, clean_opt(&f.recommended_update).map(|c| c.into_owned())));
         }
     }
@@ -394,25 +471,19 @@ const FINDING_SCRATCH: [&str; 2] = [
      BEGIN INSERT INTO finding_changes (id, kind) VALUES (NEW.id, NEW.change_kind); END",
 ];
 
-/// How a batch's new rows are assessed (`InsertAssessor`), and the explanations they refer to.
-struct Assessing<'a> {
-    assessor: Option<&'a dyn InsertAssessor>,
-    /// The run's start: when a new finding was first read.
-    first_read: DateTime<Utc>,
-    explanations: FastSet<i64>,
-}
-
-/// One multi-row upsert statement for `chunk`, every value bound.
+/// One multi-row upsert statement for the batch's rows `from..from + len`, every value bound.
+/// `assessed_at`: when the new rows' assessments were made (the run's start), if they were.
 fn bind_findings<'q>(
     row: &str,
-    chunk: &[&'q Finding],
-    asset_ids: &FastMap<String, i64>,
-    software_ids: &FastMap<(String, String, String), i64>,
-    assessing: &mut Assessing<'_>,
+    batch: &FindingBatch<'q>,
+    ids: &BatchIds,
+    from: usize,
+    len: usize,
+    assessed_at: Option<i64>,
 ) -> Result<sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>> {
-    // Without an assessor the assessment columns are left out (a full re-read binds 6 fewer
+    // Without assessments the assessment columns are left out (a full re-read binds 6 fewer
     // values per row).
-    let head = if assessing.assessor.is_some() {
+    let head = if assessed_at.is_some() {
         concat!(
             "INSERT INTO findings (",
             finding_insert_columns!(),
@@ -423,33 +494,17 @@ fn bind_findings<'q>(
     } else {
         concat!("INSERT INTO findings (", finding_insert_columns!(), ")")
     };
-    let sql = repeat_rows(head, row, chunk.len(), sqlite_finding_on_conflict!());
+    let sql = repeat_rows(head, row, len, sqlite_finding_on_conflict!());
     let mut q = sqlx::query(AssertSqlSafe(sql));
-    // A reusable lookup key avoids allocating three strings per row.
-    let mut key: (String, String, String) = Default::default();
-    for f in chunk {
-        let k = &f.key;
-        let asset_id = *asset_ids
-            .get(clean(&k.asset_source_id).as_ref())
-            .ok_or_else(|| {
-                StoreError::Corrupt(format!(
-                    "asset '{}' vanished while its findings were written",
-                    k.asset_source_id.chars().take(60).collect::<String>()
-                ))
-            })?;
-        key.0.clear();
-        key.0.push_str(&clean(&k.software_vendor));
-        key.1.clear();
-        key.1.push_str(&clean(&k.software_name));
-        key.2.clear();
-        key.2.push_str(&clean(&k.software_version));
-        let software_id = *software_ids.get(&key).ok_or_else(|| {
-            StoreError::Corrupt("software vanished while its findings were written".to_owned())
-        })?;
+    for at in from..from + len {
+        let (Some(f), Some(&places)) = (batch.rows.get(at), batch.places.get(at)) else {
+            break;
+        };
+        let (asset_id, software_id) = ids.of(places)?;
         q = q
             .bind(asset_id)
             .bind(software_id)
-            .bind(k.cve_id.as_str())
+            .bind(f.key.cve_id.as_str())
             .bind(f.severity.map(severity_code))
             .bind(finite(f.cvss))
             .bind(clean_opt(&f.exploitability))
@@ -457,47 +512,36 @@ fn bind_findings<'q>(
             .bind(clean_opt(&f.recommendation_reference))
             .bind(opt_ts(f.first_seen))
             .bind(opt_ts(f.last_seen));
-        let Some(assessor) = assessing.assessor else {
+        let Some(assessed_at) = assessed_at else {
             continue;
         };
-        let assessed = assessor.assess(f, assessing.first_read);
-        if let Some(a) = &assessed {
-            assessing.explanations.insert(a.explanation_id);
-        }
+        let assessed = batch.assessments.get(at).copied().flatten();
         q = q
             .bind(assessed.map(|a| a.decision.as_str()))
             .bind(assessed.map(|a| f64::from(a.priority)))
             .bind(assessed.map(|a| ts(a.due_at)))
             .bind(assessed.map(|a| ts(a.clock_start)))
             .bind(assessed.map(|a| a.explanation_id))
-            .bind(assessed.map(|_| ts(assessing.first_read)));
+            .bind(assessed.map(|_| assessed_at));
     }
     Ok(q)
 }
 
-/// Upserts a batch inside the caller's transaction; returns what it did and the explanations it
-/// stored (to report to the assessor once the transaction commits).
+/// Upserts a batch inside the caller's transaction; returns what it did.
 async fn upsert_batch_in(
     conn: &mut SqliteConnection,
     integration_id: IntegrationId,
     run_id: i64,
     batch: &FindingBatch<'_>,
-    assessor: Option<&dyn InsertAssessor>,
-) -> Result<(UpsertCounts, Vec<i64>)> {
+) -> Result<UpsertCounts> {
     let started_at = touch_run(conn, integration_id, run_id).await?;
     let observed = ts(started_at);
     let rows = &batch.rows;
     let mut counts = UpsertCounts::default();
     if rows.is_empty() {
-        return Ok((counts, Vec::new()));
+        return Ok(counts);
     }
-    let mut assessing = Assessing {
-        assessor,
-        first_read: started_at,
-        explanations: FastSet::default(),
-    };
-    let (asset_ids, software_ids) =
-        resolve_ids(conn, integration_id, run_id, observed, batch).await?;
+    let ids = resolve_ids(conn, integration_id, run_id, observed, batch).await?;
     for sql in FINDING_SCRATCH {
         sqlx::query(sql)
             .execute(&mut *conn)
@@ -516,27 +560,26 @@ async fn upsert_batch_in(
     // The values every row shares (integration, time of observation, run) are integers of ours:
     // written into the statement as literals, they are not bound again on every row (4 of 14
     // values). The text stays the same for the whole run, so the prepared statement is reused.
-    let row = if assessor.is_some() {
+    let assessed = !batch.assessments.is_empty();
+    let assessed_at = assessed.then_some(observed);
+    let row = if assessed {
         format!("({integration_id},?,?,?,?,?,?,?,?,?,?,{observed},{observed},{run_id},?,?,?,?,?,?)")
     } else {
         format!("({integration_id},?,?,?,?,?,?,?,?,?,?,{observed},{observed},{run_id})")
     };
-    let chunks: Vec<&[&Finding]> = rows
-        .chunks(rows_per_statement(FINDING_PARAMS - 4))
-        .collect();
-    let mut next = chunks
-        .first()
-        .map(|c| bind_findings(&row, c, &asset_ids, &software_ids, &mut assessing))
-        .transpose()?;
-    for i in 0..chunks.len() {
+    let per_statement = rows_per_statement(FINDING_PARAMS - 4);
+    let starts: Vec<usize> = (0..rows.len()).step_by(per_statement).collect();
+    let bind = |from: usize| {
+        let len = per_statement.min(rows.len() - from);
+        bind_findings(&row, batch, &ids, from, len, assessed_at)
+    };
+    let mut next = starts.first().map(|&from| bind(from)).transpose()?;
+    for i in 0..starts.len() {
         let Some(q) = next.take() else { break };
         // SQLite runs on its own thread: while it executes this statement, the next one is bound
         // here (sqlx sends the statement on the first poll, which `join!` does first).
         let (done, bound) = futures::join!(q.execute(&mut *conn), async {
-            chunks
-                .get(i + 1)
-                .map(|c| bind_findings(&row, c, &asset_ids, &software_ids, &mut assessing))
-                .transpose()
+            starts.get(i + 1).map(|&from| bind(from)).transpose()
         });
         done.map_err(db("upserting findings"))?;
         next = bound?;
@@ -556,7 +599,7 @@ async fn upsert_batch_in(
         counts.add_kind(r.int("kind")?, as_u64(r.int("n")?));
     }
     if counts.updated + counts.reopened > 0 {
-        set_recommended_updates(conn, rows, &asset_ids, &software_ids).await?;
+        set_recommended_updates(conn, batch, &ids).await?;
     }
     if counts.reopened > 0 {
         sqlx::query(
@@ -573,49 +616,7 @@ async fn upsert_batch_in(
         .map_err(db("upserting findings"))?;
     counts.unchanged =
         (rows.len() as u64).saturating_sub(counts.new + counts.updated + counts.reopened);
-    let stored = store_explanations(conn, assessor, assessing.explanations).await?;
-    Ok((counts, stored))
-}
-
-/// Stores the explanations the batch's new rows refer to that no earlier batch stored; returns
-/// their ids.
-async fn store_explanations(
-    conn: &mut SqliteConnection,
-    assessor: Option<&dyn InsertAssessor>,
-    referred: FastSet<i64>,
-) -> Result<Vec<i64>> {
-    let Some(assessor) = assessor else {
-        return Ok(Vec::new());
-    };
-    let referred: Vec<i64> = referred.into_iter().collect();
-    let mut missing = assessor.unstored_explanations(&referred);
-    if missing.is_empty() {
-        return Ok(Vec::new());
-    }
-    // Those an earlier run stored are not sent again: a full re-read refers to every
-    // explanation, and sending them all (with the conflicts ignored) cost it ~1 s at 2,000
-    // devices.
-    let ids = serde_json::to_string(&missing.iter().map(|e| e.id).collect::<Vec<_>>())
-        .map_err(|e| StoreError::InvalidInput(format!("cannot encode explanation ids: {e}")))?;
-    let present: FastSet<i64> = sqlx::query_scalar(
-        "SELECT id FROM priority_explanations WHERE id IN (SELECT value FROM json_each($1))",
-    )
-    .bind(ids)
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(db("looking up priority explanations"))?
-    .into_iter()
-    .collect();
-    let known: Vec<i64> = missing.iter().map(|e| e.id).collect();
-    missing.retain(|e| !present.contains(&e.id));
-    if !missing.is_empty() {
-        sqlx::query(explanations_sql(crate::types::Backend::Sqlite))
-            .bind(explanations_json(&missing))
-            .execute(&mut *conn)
-            .await
-            .map_err(db("storing priority explanations"))?;
-    }
-    Ok(known)
+    Ok(counts)
 }
 
 /// Upserts a batch of findings inside the caller's transaction (a delta's run of upserts).
@@ -625,9 +626,8 @@ pub(crate) async fn upsert_findings_in(
     run_id: i64,
     findings: &[Finding],
 ) -> Result<UpsertCounts> {
-    let batch = FindingBatch::new(findings)?;
-    let (counts, _) = upsert_batch_in(conn, integration_id, run_id, &batch, None).await?;
-    Ok(counts)
+    let batch = FindingBatch::new(findings, None)?;
+    upsert_batch_in(conn, integration_id, run_id, &batch).await
 }
 
 pub(crate) async fn upsert_assets(
@@ -653,17 +653,13 @@ pub(crate) async fn upsert_findings(
     assessor: Option<&dyn InsertAssessor>,
 ) -> Result<UpsertCounts> {
     // Prepared before the transaction: this work overlaps the previous batch's writing.
-    let batch = FindingBatch::new(findings)?;
+    let batch = FindingBatch::new(findings, assessor)?;
     let mut tx = write
         .begin_with("BEGIN IMMEDIATE")
         .await
         .map_err(begin_error)?;
-    let (counts, stored) =
-        upsert_batch_in(&mut tx, integration_id, run_id, &batch, assessor).await?;
+    let counts = upsert_batch_in(&mut tx, integration_id, run_id, &batch).await?;
     tx.commit().await.map_err(db("committing findings"))?;
-    if let Some(assessor) = assessor {
-        assessor.explanations_stored(&stored);
-    }
     Ok(counts)
 }
 

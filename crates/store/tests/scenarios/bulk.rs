@@ -1,7 +1,6 @@
 //! Batches the size the sync engine sends, and the throughput of the bulk path.
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{DateTime, Duration, Utc};
@@ -63,10 +62,9 @@ fn device_number(id: &str) -> Option<usize> {
 }
 
 /// Assesses every finding by its asset: even-numbered devices `immediate`, odd ones `defer`, each
-/// decision with its own explanation; remembers which explanations the store reported stored.
+/// decision with its own explanation, first read at `first_read`.
 struct ByDevice {
-    stored: Mutex<HashSet<i64>>,
-    asked: Mutex<Vec<i64>>,
+    first_read: DateTime<Utc>,
 }
 
 impl ByDevice {
@@ -86,7 +84,7 @@ impl ByDevice {
 }
 
 impl InsertAssessor for ByDevice {
-    fn assess(&self, finding: &Finding, first_read: DateTime<Utc>) -> Option<StoredAssessment> {
+    fn assess(&self, finding: &Finding) -> Option<StoredAssessment> {
         let device = device_number(&finding.key.asset_source_id)?;
         let decision = if device.is_multiple_of(2) {
             Decision::Immediate
@@ -96,53 +94,40 @@ impl InsertAssessor for ByDevice {
         Some(StoredAssessment {
             decision,
             priority: if device.is_multiple_of(2) { 80 } else { 10 },
-            due_at: first_read + Duration::days(2),
-            clock_start: first_read,
+            due_at: self.first_read + Duration::days(2),
+            clock_start: self.first_read,
             explanation_id: Self::explanation(decision).id,
         })
     }
-
-    fn unstored_explanations(&self, ids: &[i64]) -> Vec<Explanation> {
-        self.asked.lock().unwrap().extend(ids);
-        let stored = self.stored.lock().unwrap();
-        [Decision::Immediate, Decision::Defer]
-            .map(Self::explanation)
-            .into_iter()
-            .filter(|e| ids.contains(&e.id) && !stored.contains(&e.id))
-            .collect()
-    }
-
-    fn explanations_stored(&self, ids: &[i64]) {
-        self.stored.lock().unwrap().extend(ids);
-    }
 }
 
-/// The bulk path writes a new finding's assessment with the row (one write per row), stores each
-/// explanation once, and leaves the assessment of a row already stored alone (the run's pass
-/// decides about those: escalation needs the stored due date).
+/// The bulk path writes a new finding's assessment with the row (one write per row), and leaves
+/// the assessment of a row already stored alone (the run's pass decides about those: escalation
+/// needs the stored due date). The explanations the rows refer to are stored after the load, in
+/// id order (`write_assessments` with no writes), as the sync's inline assessor does.
 async fn new_findings_are_written_with_their_assessment(store: Arc<dyn Store>) {
     let i = integration(&store, "assessed").await;
     let run = store.start_run(i.id, "full", t(0)).await.unwrap();
     let assets: Vec<_> = (0..4).map(asset).collect();
     store.upsert_assets(i.id, run, &assets).await.unwrap();
-    let assessor = ByDevice {
-        stored: Mutex::new(HashSet::new()),
-        asked: Mutex::new(Vec::new()),
-    };
+    let assessor = ByDevice { first_read: t(0) };
     let first = findings(2, 3);
     let c = store
         .upsert_findings_assessed(i.id, run, &first, Some(&assessor))
         .await
         .unwrap();
     assert_eq!(c.new, 6);
-    assert_eq!(assessor.stored.lock().unwrap().len(), 2);
-    // The next batch refers to the same explanations: none is sent again.
     let second = findings_of(2, 2, 3);
     store
         .upsert_findings_assessed(i.id, run, &second, Some(&assessor))
         .await
         .unwrap();
-    assert_eq!(assessor.stored.lock().unwrap().len(), 2);
+    let mut explanations = [Decision::Immediate, Decision::Defer].map(ByDevice::explanation);
+    explanations.sort_by_key(|e| e.id);
+    store
+        .write_assessments(&explanations, &[], t(0))
+        .await
+        .unwrap();
 
     let stored = all_findings(&store, FindingFilter::default()).await;
     assert_eq!(stored.len(), 12);
@@ -168,12 +153,13 @@ async fn new_findings_are_written_with_their_assessment(store: Arc<dyn Store>) {
     // without an assessor have none.
     store.finish_run(run, &succeeded(t(1))).await.unwrap();
     let later = store.start_run(i.id, "full", t(60)).await.unwrap();
+    let later_assessor = ByDevice { first_read: t(60) };
     let mut changed = first.clone();
     for f in &mut changed {
         f.cvss = Some(1.0);
     }
     let c = store
-        .upsert_findings_assessed(i.id, later, &changed, Some(&assessor))
+        .upsert_findings_assessed(i.id, later, &changed, Some(&later_assessor))
         .await
         .unwrap();
     assert_eq!(c.updated, 6);
