@@ -8,8 +8,32 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{ClientId, IntegrationName, TenantId};
 
-/// Database identity of an integration.
-pub type IntegrationId = i64;
+/// Database identity of an integration: a type of its own, so that it cannot be swapped with a
+/// run's, a workspace's or any other number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct IntegrationId(pub i64);
+
+impl IntegrationId {
+    /// The number the database keys it by.
+    pub fn get(self) -> i64 {
+        self.0
+    }
+}
+
+impl fmt::Display for IntegrationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl FromStr for IntegrationId {
+    type Err = std::num::ParseIntError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.parse().map(IntegrationId)
+    }
+}
 
 /// Database identity of a workspace (one customer or team; docs/workspaces.md). Every integration
 /// belongs to exactly one; [`WorkspaceId::DEFAULT`] is created by the migration that introduced

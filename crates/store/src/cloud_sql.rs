@@ -371,7 +371,7 @@ pub(crate) fn subscriptions_query(
 ) -> Sql {
     let mut sql = Sql::new(SUBSCRIPTION_SELECT);
     if let Some(i) = integration {
-        let ph = sql.arg(Arg::Int(i));
+        let ph = sql.arg(Arg::Int(i.get()));
         sql.and(&format!("integration_id = {ph}"));
     }
     vis.restrict(d, &mut sql, "integration_id");
@@ -408,7 +408,7 @@ pub(crate) fn decode_subscription(
     r: &impl RowExt,
     names: &IntegrationNames,
 ) -> Result<StoredSubscription> {
-    let integration_id = r.int("integration_id")?;
+    let integration_id = r.integration("integration_id")?;
     let (integration, _) = integration_of(names, integration_id)?;
     let last_read = match (
         r.opt_int("last_read_run")?,
@@ -459,7 +459,7 @@ fn scope_filter(
     let mut clauses = Vec::new();
     clauses.extend(vis.condition(d, sql, "integration_id"));
     if let Some(i) = integration {
-        let ph = sql.arg(Arg::Int(i));
+        let ph = sql.arg(Arg::Int(i.get()));
         clauses.push(format!("integration_id = {ph}"));
     }
     if let Some(s) = subscription {
@@ -521,7 +521,7 @@ pub(crate) fn posture_history_query(
          t.score_current, t.score_max, t.fraction, t.weight FROM posture_scores t",
     );
     if let Some(i) = integration {
-        let ph = sql.arg(Arg::Int(i));
+        let ph = sql.arg(Arg::Int(i.get()));
         sql.and(&format!("t.integration_id = {ph}"));
     }
     if let Some(since) = since {
@@ -537,7 +537,7 @@ pub(crate) fn decode_posture_score(
     r: &impl RowExt,
     names: &IntegrationNames,
 ) -> Result<StoredPostureScore> {
-    let integration_id = r.int("integration_id")?;
+    let integration_id = r.integration("integration_id")?;
     let (integration, _) = integration_of(names, integration_id)?;
     let score = PostureScore {
         subscription_id: r.text("subscription_id")?,
@@ -591,7 +591,7 @@ pub(crate) fn decode_control(
     r: &impl RowExt,
     names: &IntegrationNames,
 ) -> Result<StoredControlScore> {
-    let integration_id = r.int("integration_id")?;
+    let integration_id = r.integration("integration_id")?;
     let (integration, _) = integration_of(names, integration_id)?;
     Ok(StoredControlScore {
         integration_id,
@@ -648,12 +648,12 @@ pub(crate) fn recommendations_query(
     // order) or the primary key is walked and the rest filtered.
     match (f.integration, f.status.as_deref()) {
         (Some(i), Some(s)) => {
-            let pi = sql.arg(Arg::Int(i));
+            let pi = sql.arg(Arg::Int(i.get()));
             let ps = sql.arg(Arg::Text(canonical_status(s)));
             sql.and(&format!("r.integration_id = {pi} AND r.status = {ps}"));
         }
         (Some(i), None) => {
-            let pi = sql.arg(Arg::Int(i));
+            let pi = sql.arg(Arg::Int(i.get()));
             sql.and(&format!("+r.integration_id = {pi}"));
         }
         (None, Some(s)) => {
@@ -697,7 +697,7 @@ pub(crate) fn decode_recommendation(
     r: &impl RowExt,
     names: &IntegrationNames,
 ) -> Result<StoredRecommendation> {
-    let integration_id = r.int("integration_id")?;
+    let integration_id = r.integration("integration_id")?;
     let (integration, _) = integration_of(names, integration_id)?;
     Ok(StoredRecommendation {
         id: r.int("id")?,
@@ -757,7 +757,7 @@ pub(crate) fn subscription_count_query(
 ) -> Sql {
     let mut sql = Sql::new("SELECT count(*) AS n FROM subscriptions");
     if let Some(i) = integration {
-        let ph = sql.arg(Arg::Int(i));
+        let ph = sql.arg(Arg::Int(i.get()));
         sql.and(&format!("integration_id = {ph}"));
     }
     vis.restrict(d, &mut sql, "integration_id");
@@ -771,7 +771,7 @@ pub(crate) fn unhealthy_by_severity_query(
 ) -> Sql {
     let mut sql = Sql::new("SELECT severity, count(*) AS n FROM recommendations");
     if let Some(i) = integration {
-        let ph = sql.arg(Arg::Int(i));
+        let ph = sql.arg(Arg::Int(i.get()));
         sql.and(&format!("integration_id = {ph}"));
     }
     vis.restrict(d, &mut sql, "integration_id");

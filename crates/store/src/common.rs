@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use rampart_model::{
     Asset, AssetKind, AssetStatus, ClientId, Cloud, CveId, EntityCounts, Finding, FindingKey,
-    FindingStatus, Integration, IntegrationName, OddRecords, Product, RunStatus, SecretHint,
-    Severity, SyncRun, TenantId, Verdict, Vulnerability, WorkspaceId,
+    FindingStatus, Integration, IntegrationId, IntegrationName, OddRecords, Product, RunStatus,
+    SecretHint, Severity, SyncRun, TenantId, Verdict, Vulnerability, WorkspaceId,
 };
 
 pub(crate) use crate::db::{Arg, Dialect, Sql};
@@ -220,6 +220,11 @@ pub(crate) trait RowExt {
         self.opt_ts(col)?
             .ok_or_else(|| StoreError::Corrupt(format!("{col} is empty")))
     }
+
+    /// An integration's id, in column `col`.
+    fn integration(&self, col: &str) -> Result<IntegrationId> {
+        self.int(col).map(IntegrationId)
+    }
 }
 
 macro_rules! integration_columns {
@@ -236,7 +241,7 @@ pub(crate) fn decode_integration(r: &impl RowExt) -> Result<Integration> {
     let tenant = r.text("tenant_id")?;
     let client = r.text("client_id")?;
     Ok(Integration {
-        id: r.int("id")?,
+        id: r.integration("id")?,
         workspace_id: WorkspaceId(r.int("workspace_id")?),
         name: name
             .parse::<IntegrationName>()
@@ -280,7 +285,7 @@ pub(crate) fn decode_run(r: &impl RowExt) -> Result<SyncRun> {
         serde_json::from_str(&counts_text).map_err(|_| corrupt("run counts", &counts_text))?;
     Ok(SyncRun {
         id: r.int("id")?,
-        integration_id: r.int("integration_id")?,
+        integration_id: r.integration("integration_id")?,
         started_at: r.ts("started_at")?,
         finished_at: r.opt_ts("finished_at")?,
         status: RunStatus::parse(&status).ok_or_else(|| corrupt("run status", &status))?,
@@ -314,7 +319,7 @@ macro_rules! asset_select {
 pub(crate) use asset_select;
 
 /// The integrations a page refers to, by id: (name, product).
-pub(crate) type IntegrationNames = HashMap<i64, (String, Product)>;
+pub(crate) type IntegrationNames = HashMap<IntegrationId, (String, Product)>;
 
 pub(crate) const INTEGRATION_NAMES: &str = "SELECT id, name, product FROM integrations";
 
@@ -323,7 +328,7 @@ pub(crate) fn decode_integration_names(rows: &[impl RowExt]) -> Result<Integrati
     for r in rows {
         let product = r.text("product")?;
         map.insert(
-            r.int("id")?,
+            r.integration("id")?,
             (
                 r.text("name")?,
                 product
@@ -335,7 +340,10 @@ pub(crate) fn decode_integration_names(rows: &[impl RowExt]) -> Result<Integrati
     Ok(map)
 }
 
-pub(crate) fn integration_of(names: &IntegrationNames, id: i64) -> Result<(String, Product)> {
+pub(crate) fn integration_of(
+    names: &IntegrationNames,
+    id: IntegrationId,
+) -> Result<(String, Product)> {
     names.get(&id).cloned().ok_or_else(|| {
         StoreError::Corrupt(format!(
             "a row refers to integration {id}, which does not exist"
@@ -349,7 +357,7 @@ pub(crate) const KNOWN_FROM_VULNERABILITY_DATA: &str = "vulnerability_data";
 pub(crate) fn decode_asset(r: &impl RowExt, names: &IntegrationNames) -> Result<StoredAsset> {
     let kind = r.text("kind")?;
     let status = r.text("status")?;
-    let integration_id = r.int("integration_id")?;
+    let integration_id = r.integration("integration_id")?;
     let (integration, product) = integration_of(names, integration_id)?;
     Ok(StoredAsset {
         id: r.int("id")?,
@@ -399,7 +407,7 @@ macro_rules! finding_select {
 /// A findings row before its references are joined in.
 pub(crate) struct FindingRow {
     id: i64,
-    integration_id: i64,
+    integration_id: IntegrationId,
     pub asset_id: i64,
     pub software_id: i64,
     pub cve_id: String,
@@ -424,7 +432,7 @@ pub(crate) fn decode_finding_row(r: &impl RowExt) -> Result<FindingRow> {
     let status = r.text("status")?;
     Ok(FindingRow {
         id: r.int("id")?,
-        integration_id: r.int("integration_id")?,
+        integration_id: r.integration("integration_id")?,
         asset_id: r.int("asset_id")?,
         software_id: r.int("software_id")?,
         cve_id: r.text("cve_id")?,
@@ -765,13 +773,13 @@ pub(crate) fn assets_sorted_query(
     let by_id = sort.key == AssetSortKey::Id;
     match (f.integration, f.status) {
         (Some(i), Some(s)) if by_id => {
-            let pi = sql.arg(Arg::Int(i));
+            let pi = sql.arg(Arg::Int(i.get()));
             let ps = sql.arg(Arg::Text(s.as_str().to_owned()));
             sql.and(&format!("a.integration_id = {pi} AND a.status = {ps}"));
         }
         (i, s) => {
             if let Some(i) = i {
-                let pi = sql.arg(Arg::Int(i));
+                let pi = sql.arg(Arg::Int(i.get()));
                 sql.and(&format!("+a.integration_id = {pi}"));
             }
             if let Some(s) = s {
@@ -874,7 +882,7 @@ pub(crate) fn changes_precheck(f: &FindingFilter) -> Option<Sql> {
     let mut sql = Sql::default();
     let pt = sql.arg(Arg::Time(t));
     let scope = match f.integration {
-        Some(i) => format!(" AND integration_id = {}", sql.arg(Arg::Int(i))),
+        Some(i) => format!(" AND integration_id = {}", sql.arg(Arg::Int(i.get()))),
         None => String::new(),
     };
     sql.text = format!(
@@ -961,7 +969,7 @@ pub(crate) fn findings_query_planned(
         {
             sql.and("f.status = 'open'");
             if let Some(i) = f.integration {
-                let pi = sql.arg(Arg::Int(i));
+                let pi = sql.arg(Arg::Int(i.get()));
                 sql.and(&format!("+f.integration_id = {pi}"));
             }
         }
@@ -970,7 +978,7 @@ pub(crate) fn findings_query_planned(
         // the unary `+` below would make PostgreSQL expect few rows and sort them all.
         (i, s) if !narrow && !by_id => {
             if let Some(i) = i {
-                let pi = sql.arg(Arg::Int(i));
+                let pi = sql.arg(Arg::Int(i.get()));
                 sql.and(&format!("f.integration_id = {pi}"));
             }
             if let Some(s) = s {
@@ -981,7 +989,7 @@ pub(crate) fn findings_query_planned(
         // Both leading columns of the (integration_id, status[, id]) index are fixed: the index
         // returns rows in id order, so a keyset page reads only its own rows.
         (Some(i), Some(s)) if !narrow => {
-            let pi = sql.arg(Arg::Int(i));
+            let pi = sql.arg(Arg::Int(i.get()));
             let ps = sql.arg(Arg::Text(s.as_str().to_owned()));
             sql.and(&format!("f.integration_id = {pi} AND f.status = {ps}"));
         }
@@ -990,7 +998,7 @@ pub(crate) fn findings_query_planned(
         // whole table for each page of 1,000.
         (i, s) => {
             if let Some(i) = i {
-                let pi = sql.arg(Arg::Int(i));
+                let pi = sql.arg(Arg::Int(i.get()));
                 sql.and(&format!("+f.integration_id = {pi}"));
             }
             if let Some(s) = s {
@@ -1022,7 +1030,7 @@ pub(crate) fn findings_query_planned(
         let within = match f.integration {
             // The asset's natural key: one index look-up.
             Some(i) => {
-                let pi = sql.arg(Arg::Int(i));
+                let pi = sql.arg(Arg::Int(i.get()));
                 format!("integration_id = {pi} AND ")
             }
             None => String::new(),
@@ -1123,7 +1131,7 @@ pub(crate) fn vulnerabilities_query(
     // index findings_open_by_cve; of the visible integrations only.
     let exposure = match f.integration {
         Some(i) => {
-            let ph = sql.arg(Arg::Int(i));
+            let ph = sql.arg(Arg::Int(i.get()));
             format!(
                 "SELECT count(DISTINCT f.asset_id) FROM findings f WHERE f.cve_id = v.cve_id AND f.status = 'open' AND f.integration_id = {ph}"
             )
@@ -1204,7 +1212,7 @@ pub(crate) fn into_page<T, C>(
 
 // ---- words ---------------------------------------------------------------------------------------
 
-pub(crate) fn integration_not_found(id: i64) -> StoreError {
+pub(crate) fn integration_not_found(id: IntegrationId) -> StoreError {
     StoreError::NotFound(format!(
         "integration {id} not found (it may have been removed); list integrations with `rampart integration list`"
     ))
@@ -1255,8 +1263,8 @@ pub(crate) fn abandoned_message(heartbeat_at: DateTime<Utc>) -> String {
 /// Checks the run a write claims to belong to. `row` is (integration_id, status, started_at).
 pub(crate) fn check_run_for_write(
     run_id: i64,
-    integration_id: i64,
-    row: Option<(i64, String, DateTime<Utc>)>,
+    integration_id: IntegrationId,
+    row: Option<(IntegrationId, String, DateTime<Utc>)>,
 ) -> Result<DateTime<Utc>> {
     match row {
         None => Err(run_not_found(run_id)),

@@ -102,7 +102,8 @@ macro_rules! typed {
     )+};
 }
 
-typed!(Int: i64 => |v| v, i32 => |v| i64::from(v), u32 => |v| i64::from(v));
+typed!(Int: i64 => |v| v, i32 => |v| i64::from(v), u32 => |v| i64::from(v),
+    rampart_model::IntegrationId => |v| v.get());
 typed!(Text: String => |v| v, &str => |v| v.to_owned(), &String => |v| v.clone(),
     Cow<'_, str> => |v| v.into_owned());
 typed!(Time: DateTime<Utc> => |v| v);

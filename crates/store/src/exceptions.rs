@@ -359,7 +359,7 @@ pub(crate) fn decode_exception(r: &impl RowExt) -> Result<StoredException> {
     Ok(StoredException {
         id: r.int("id")?,
         scope,
-        integration_id: r.opt_int("integration_id")?,
+        integration_id: r.opt_int("integration_id")?.map(IntegrationId),
         reason: r.text("reason")?,
         owner: r.text("owner")?,
         created_by: r.text("created_by")?,

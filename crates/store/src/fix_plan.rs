@@ -309,7 +309,9 @@ async fn read_rollup_cves(d: Dialect, tx: &mut Tx, items: &mut [(String, Group)]
         .flat_map(|(_, g)| g.rollup_cves.iter().map(|(i, _)| *i))
         .collect();
     let mut sql = Sql::new("");
-    let pi = sql.arg(Arg::Ints(integrations.into_iter().collect()));
+    let pi = sql.arg(Arg::Ints(
+        integrations.into_iter().map(IntegrationId::get).collect(),
+    ));
     let pf = sql.arg(Arg::Texts(fixes));
     // Both columns of the primary key, so that the rows are looked up, not scanned for.
     sql.text = format!(
@@ -320,7 +322,7 @@ async fn read_rollup_cves(d: Dialect, tx: &mut Tx, items: &mut [(String, Group)]
     let mut lists: HashMap<(IntegrationId, String), String> = HashMap::new();
     for r in tx.on().fetch_all(&sql, OP).await? {
         if let Some(cves) = r.opt_text("cves")? {
-            lists.insert((r.int("integration_id")?, r.text("fix")?), cves);
+            lists.insert((r.integration("integration_id")?, r.text("fix")?), cves);
         }
     }
     for (fix, g) in items.iter_mut() {
@@ -367,7 +369,7 @@ async fn scope(
 ) -> Result<Scope> {
     let mut sql = Sql::new("");
     let mut within = match filter.integration {
-        Some(i) => format!(" AND i.id = {}", sql.arg(Arg::Int(i))),
+        Some(i) => format!(" AND i.id = {}", sql.arg(Arg::Int(i.get()))),
         None => String::new(),
     };
     within.push_str(&vis.and_text(d, &mut sql, "i.id"));
@@ -379,7 +381,7 @@ async fn scope(
     );
     let mut scope = Scope::default();
     for r in tx.on().fetch_all(&sql, OP).await? {
-        let id = r.int("id")?;
+        let id = r.integration("id")?;
         match (r.opt_ts("built_at")?, r.opt_flag("stale")?) {
             (Some(at), Some(false)) => {
                 scope.counted_at.insert(id, at);
@@ -403,7 +405,7 @@ async fn count_from_findings(
 ) -> Result<()> {
     let mut sql = Sql::new("");
     let pn = sql.arg(Arg::Time(now));
-    let ids = sql.arg(Arg::Ints(integrations));
+    let ids = sql.arg(Arg::Ints(integrations.iter().map(|i| i.get()).collect()));
     let restrict = format!(" AND {}", d.in_list("f.integration_id", &ids));
     let sql = exact_sql(d, sql, &pn, &restrict, false);
     for r in tx.on().fetch_all(&sql, OP).await? {
@@ -446,7 +448,7 @@ async fn rollup_rows(
     integrations: &[IntegrationId],
 ) -> Result<HashMap<Key, Counted>> {
     let mut sql = Sql::new("");
-    let ids = sql.arg(Arg::Ints(integrations.to_vec()));
+    let ids = sql.arg(Arg::Ints(integrations.iter().map(|i| i.get()).collect()));
     sql.text = format!(
         "SELECT integration_id, fix, findings, assets, priority_removed, max_priority, immediate, overdue, \
          NULL AS cves, software_ids, recommended_update, reference FROM fix_plan WHERE {}",
@@ -454,7 +456,7 @@ async fn rollup_rows(
     );
     let mut rows = HashMap::new();
     for r in tx.on().fetch_all(&sql, OP).await? {
-        let key = (r.int("integration_id")?, r.text("fix")?);
+        let key = (r.integration("integration_id")?, r.text("fix")?);
         let software_ids = r
             .text("software_ids")?
             .split(',')
@@ -485,7 +487,7 @@ async fn add_overdue_since_count(
     let mut sql = Sql::new("");
     let pn = sql.arg(Arg::Time(now));
     let pe = sql.arg(Arg::Time(earliest));
-    let ids = sql.arg(Arg::Ints(integrations.to_vec()));
+    let ids = sql.arg(Arg::Ints(integrations.iter().map(|i| i.get()).collect()));
     // Spelt so that SQLite reads the due-date range (findings_open_by_due) and looks the rest
     // up: given a plain join it walked every open finding of the integrations (findings_status)
     // instead, 0.5 s at 2,000,000 findings to find none.
@@ -499,7 +501,7 @@ async fn add_overdue_since_count(
         d.in_list("+f.integration_id", &ids)
     );
     for r in tx.on().fetch_all(&sql, OP).await? {
-        let key = (r.int("integration_id")?, r.text("fix")?);
+        let key = (r.integration("integration_id")?, r.text("fix")?);
         // A finding whose fix is not in the roll-up arrived after the count: not in the plan yet.
         if let Some(c) = rows.get_mut(&key) {
             c.group.overdue += as_u64(r.int("n")?);
@@ -531,7 +533,7 @@ async fn recount_fix(
 /// " AND …" over `f`, `s`, `i` narrowing findings to one roll-up row's: its integration and fix,
 /// reached through findings_open_by_software with the software ids and update the row kept.
 fn fix_restrict(d: Dialect, sql: &mut Sql, (integration, fix): &Key, counted: &Counted) -> String {
-    let pi = sql.arg(Arg::Int(*integration));
+    let pi = sql.arg(Arg::Int(integration.get()));
     let pf = sql.arg(Arg::Text(fix.clone()));
     let ps = sql.arg(Arg::Ints(counted.software_ids.clone()));
     let update = match counted.recommended_update.as_deref() {

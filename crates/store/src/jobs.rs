@@ -155,7 +155,7 @@ pub(crate) fn decode_job(r: &impl RowExt) -> Result<Job> {
     let state = r.text("state")?;
     Ok(Job {
         id: r.int("id")?,
-        integration_id: r.int("integration_id")?,
+        integration_id: r.integration("integration_id")?,
         kind: JobKind::parse(&kind)
             .ok_or_else(|| StoreError::Corrupt(format!("job kind '{kind}'")))?,
         state: JobState::parse(&state)

@@ -301,7 +301,7 @@ mod tests {
 
     fn snap(i: i64, run: i64, at: i64, d: Decision, open: u64) -> SlaSnapshot {
         SlaSnapshot {
-            integration_id: i,
+            integration_id: IntegrationId(i),
             run_id: run,
             taken_at: t(at),
             decision: Some(d),

@@ -137,7 +137,7 @@ pub(crate) async fn integration_sla(
     tx.commit(op).await?;
     row.map(|r| {
         Ok(IntegrationSla {
-            integration_id: r.int("integration_id")?,
+            integration_id: r.integration("integration_id")?,
             days: decode_days(&r)?,
             updated_by: r.text("updated_by")?,
             updated_at: r.ts("updated_at")?,
@@ -379,7 +379,7 @@ pub(crate) async fn record_sla_snapshot(
 fn decode_snapshot(r: &impl RowExt) -> Result<SlaSnapshot> {
     let decision = r.text("decision")?;
     Ok(SlaSnapshot {
-        integration_id: r.int("integration_id")?,
+        integration_id: r.integration("integration_id")?,
         run_id: r.int("run_id")?,
         taken_at: r.ts("taken_at")?,
         decision: match decision.as_str() {
@@ -416,7 +416,7 @@ pub(crate) async fn sla_snapshots(
     )
     .bind(since);
     if let Some(id) = integration {
-        let ph = sql.arg(crate::db::Arg::Int(id));
+        let ph = sql.arg(crate::db::Arg::Int(id.get()));
         sql.text.push_str(&format!(" AND i.id = {ph}"));
     }
     vis.push_and(s.d, &mut sql, "i.id");
@@ -473,7 +473,7 @@ pub(crate) async fn fixed_groups(
         .all(&sql, "reading fixed findings for the SLA report", |r| {
             let decision = r.opt_text("fixed_decision")?;
             Ok(FixedGroup {
-                integration_id: r.int("integration_id")?,
+                integration_id: r.integration("integration_id")?,
                 severity: u8::try_from(r.int("severity")?).unwrap_or(0),
                 decision: decision.as_deref().and_then(Decision::parse),
                 hours: r.opt_int("hours")?,

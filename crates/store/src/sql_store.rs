@@ -188,7 +188,7 @@ impl SqlStore {
             {
                 tracing::warn!(
                     message = "Counting the remediation plan failed; it is counted from the findings until the next try.",
-                    integration = run.integration_id,
+                    integration = run.integration_id.get(),
                     %error
                 );
             }
@@ -222,7 +222,7 @@ pub(crate) async fn check_run(
     let row = match on.fetch_optional(&sql, "checking the sync run").await? {
         None => None,
         Some(r) => Some((
-            r.int("integration_id")?,
+            r.integration("integration_id")?,
             r.text("status")?,
             r.ts("started_at")?,
         )),
@@ -729,7 +729,7 @@ impl Store for SqlStore {
     ) -> Result<Page<AssessmentInput>> {
         let mut sql = Sql::new(&format!("SELECT {INPUT_COLUMNS} FROM findings f"));
         // Both leading columns of findings_status are fixed: the index gives id order.
-        let pi = sql.arg(crate::db::Arg::Int(integration_id));
+        let pi = sql.arg(crate::db::Arg::Int(integration_id.get()));
         sql.and(&format!("f.integration_id = {pi} AND f.status = 'open'"));
         if let Some(after) = after {
             let ph = sql.arg(crate::db::Arg::Int(after));
@@ -905,7 +905,7 @@ impl Store for SqlStore {
             tracing::warn!(
                 message = "Closed an abandoned sync run.",
                 run = id,
-                integration = integration_id,
+                integration = integration_id.get(),
                 last_sign_of_life = %beat
             );
         }
@@ -1617,7 +1617,7 @@ impl Store for SqlStore {
         for (select, group, is_assets) in queries {
             let mut sql = q(select);
             if let Some(i) = integration {
-                let pi = sql.arg(Arg::Int(i));
+                let pi = sql.arg(Arg::Int(i.get()));
                 sql.and(&format!("integration_id = {pi}"));
             }
             vis.restrict(self.d, &mut sql, "integration_id");
@@ -1940,7 +1940,7 @@ impl Store for SqlStore {
                 let found =
                     q("SELECT 1 AS one FROM findings WHERE id = $1 AND integration_id = $2")
                         .bind(*id)
-                        .bind(new.integration.unwrap_or(-1));
+                        .bind(new.integration.map_or(-1, IntegrationId::get));
                 if tx.on().fetch_optional(&found, op).await?.is_none() {
                     return Err(StoreError::NotFound(format!(
                         "there is no finding {id} in this integration: pick one from its findings list"
@@ -1996,7 +1996,7 @@ impl Store for SqlStore {
         sql.and("true");
         push_exception_visibility(self.d, vis, &mut sql, false);
         if let Some(i) = filter.integration {
-            let pi = sql.arg(Arg::Int(i));
+            let pi = sql.arg(Arg::Int(i.get()));
             sql.and(&format!(
                 "(integration_id IS NULL OR integration_id = {pi})"
             ));
@@ -2241,7 +2241,9 @@ impl Store for SqlStore {
         let sql = q(fix_plan::TO_COUNT_SQL).bind(true);
         self.db
             .read()
-            .all(&sql, "finding remediation plans to count", |r| r.int("id"))
+            .all(&sql, "finding remediation plans to count", |r| {
+                r.integration("id")
+            })
             .await
     }
 

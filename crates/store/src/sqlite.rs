@@ -305,6 +305,7 @@ fn sort_threads() -> usize {
 mod tests {
     use super::*;
     use chrono::Utc;
+    use rampart_model::IntegrationId;
     use rampart_model::{FindingStatus, Severity};
 
     use crate::Store;
@@ -323,7 +324,7 @@ mod tests {
         let filters = [
             FindingFilter::default(),
             FindingFilter {
-                integration: Some(1),
+                integration: Some(IntegrationId(1)),
                 ..Default::default()
             },
             FindingFilter {
@@ -331,7 +332,7 @@ mod tests {
                 ..Default::default()
             },
             FindingFilter {
-                integration: Some(1),
+                integration: Some(IntegrationId(1)),
                 status: Some(FindingStatus::Fixed),
                 severity: Some(Severity::High),
                 search: Some("openssl".into()),
@@ -349,7 +350,7 @@ mod tests {
         for (f, index) in [
             (
                 FindingFilter {
-                    integration: Some(1),
+                    integration: Some(IntegrationId(1)),
                     status: Some(FindingStatus::Fixed),
                     asset_source_id: Some("abc".into()),
                     ..Default::default()
@@ -365,7 +366,7 @@ mod tests {
             ),
             (
                 FindingFilter {
-                    integration: Some(1),
+                    integration: Some(IntegrationId(1)),
                     status: Some(FindingStatus::Open),
                     cve_id: Some("CVE-2024-1234".parse().unwrap()),
                     ..Default::default()
@@ -432,7 +433,7 @@ mod tests {
                 for f in [
                     AssetFilter::default(),
                     AssetFilter {
-                        integration: Some(1),
+                        integration: Some(IntegrationId(1)),
                         status: Some(rampart_model::AssetStatus::Active),
                         ..Default::default()
                     },
@@ -452,11 +453,11 @@ mod tests {
         for f in [
             AssetFilter::default(),
             AssetFilter {
-                integration: Some(1),
+                integration: Some(IntegrationId(1)),
                 ..Default::default()
             },
             AssetFilter {
-                integration: Some(1),
+                integration: Some(IntegrationId(1)),
                 status: Some(rampart_model::AssetStatus::Missing),
                 search: Some("host".into()),
                 ..Default::default()

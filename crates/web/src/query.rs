@@ -67,7 +67,7 @@ pub fn limit(raw: &Option<String>) -> Result<u32, AppError> {
 fn integration(raw: &Option<String>) -> Result<Option<IntegrationId>, AppError> {
     opt(raw)
         .map(|s| {
-            s.parse::<i64>()
+            s.parse::<IntegrationId>()
                 .map_err(|_| bad("integration", "an integration id (a number)"))
         })
         .transpose()

@@ -271,7 +271,10 @@ impl Running {
 async fn count_fix_plans(store: &dyn rampart_store::Store) -> Result<(), StoreError> {
     for integration in store.fix_plans_to_count().await? {
         store.refresh_fix_plan(integration, Utc::now()).await?;
-        tracing::debug!(message = "Counted the remediation plan.", integration);
+        tracing::debug!(
+            message = "Counted the remediation plan.",
+            integration = integration.get()
+        );
     }
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! (docs/prioritisation.md, "SLA settings" and "SLA reports"), through the same use cases as the
 //! portal and the API, so a change is audited and queues the same re-assessment.
 
+use rampart_model::IntegrationId;
 use std::collections::HashMap;
 use std::process::ExitCode;
 
@@ -173,7 +174,7 @@ async fn report(store: &dyn Store, args: &SlaReportArgs) -> anyhow::Result<()> {
     let r = sla::report(store, &Visibility::All, only, days, Utc::now())
         .await
         .map_err(problem)?;
-    let name = |id: i64| {
+    let name = |id: IntegrationId| {
         integrations
             .iter()
             .find(|i| i.id == id)
@@ -181,7 +182,7 @@ async fn report(store: &dyn Store, args: &SlaReportArgs) -> anyhow::Result<()> {
     };
     if args.json {
         // The API's shape (`GET /api/v1/sla/report`), so scripts read either the same way.
-        let names: HashMap<i64, String> = integrations
+        let names: HashMap<IntegrationId, String> = integrations
             .iter()
             .map(|i| (i.id, i.name.to_string()))
             .collect();

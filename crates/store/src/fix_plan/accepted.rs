@@ -331,7 +331,7 @@ pub(super) async fn covered(
     let exceptions = &granted.exceptions;
     let mut sql = Sql::new("");
     let pn = sql.arg(Arg::Time(now));
-    let ids = sql.arg(Arg::Ints(integrations));
+    let ids = sql.arg(Arg::Ints(integrations.iter().map(|i| i.get()).collect()));
     let mut covered = format!(
         "SELECT e.finding_id FROM exceptions e WHERE e.finding_id IS NOT NULL AND e.created_at <= {pn} \
          UNION SELECT c.id FROM findings c WHERE c.status = 'open' AND c.cve_id IN \
@@ -352,7 +352,11 @@ pub(super) async fn covered(
         within = d.in_list("f.integration_id", &ids),
     );
     for r in tx.on().fetch_all(&sql, OP).await? {
-        let (id, integration, fix) = (r.int("id")?, r.int("integration_id")?, r.text("fix")?);
+        let (id, integration, fix) = (
+            r.int("id")?,
+            r.integration("integration_id")?,
+            r.text("fix")?,
+        );
         let cve_text = r.text("cve_id")?;
         let cve: CveId = cve_text.parse().map_err(|_| corrupt("CVE id", &cve_text))?;
         // `exceptions` is in (end, id) order, as `relevant_pause` wants it.
@@ -448,7 +452,7 @@ async fn read_asset_totals(
          GROUP BY x.integration_id, x.fix, x.asset_id"
     );
     for r in tx.on().fetch_all(&sql, OP).await? {
-        let key = (r.int("integration_id")?, r.text("fix")?);
+        let key = (r.integration("integration_id")?, r.text("fix")?);
         let asset = r.int("asset_id")?;
         if let Some(share) = pending.get_mut(&key).and_then(|p| p.assets.get_mut(&asset)) {
             share.total = Some(r.int("n")?.max(0) as u64);
@@ -479,7 +483,9 @@ async fn read_cve_totals(
     }
     let mut sql = Sql::new("");
     let pc = sql.arg(Arg::Texts(cves.into_iter().collect()));
-    let pi = sql.arg(Arg::Ints(integrations.into_iter().collect()));
+    let pi = sql.arg(Arg::Ints(
+        integrations.into_iter().map(IntegrationId::get).collect(),
+    ));
     sql.text = format!(
         "SELECT x.integration_id, x.fix, x.cve_id, count(*) AS n FROM \
          (SELECT f.integration_id, {FIX_KEY_SQL} AS fix, f.cve_id FROM findings f \
@@ -489,7 +495,7 @@ async fn read_cve_totals(
         d.in_list("f.integration_id", &pi)
     );
     for r in tx.on().fetch_all(&sql, OP).await? {
-        let key = (r.int("integration_id")?, r.text("fix")?);
+        let key = (r.integration("integration_id")?, r.text("fix")?);
         let cve = r.text("cve_id")?;
         if let Some(share) = pending.get_mut(&key).and_then(|p| p.cves.get_mut(&cve)) {
             share.total = Some(r.int("n")?.max(0) as u64);

@@ -49,7 +49,7 @@ pub(crate) async fn counts(
     let mut integrations: Vec<IntegrationId> = Vec::new();
     let mut current = true;
     for r in tx.on().fetch_all(&sql, OP).await? {
-        integrations.push(r.int("id")?);
+        integrations.push(r.integration("id")?);
         let counted = r.opt_ts("built_at")?.is_some() && r.opt_flag("stale")? == Some(false);
         if r.int("has_open")? != 0 && (!counted || r.int("running")? != 0) {
             current = false;
@@ -72,7 +72,7 @@ pub(crate) async fn counts(
     let mut software = BTreeSet::new();
     if !granted.fixes_named.is_empty() && !integrations.is_empty() {
         let mut sql = Sql::new("");
-        let ids = sql.arg(Arg::Ints(integrations.clone()));
+        let ids = sql.arg(Arg::Ints(integrations.iter().map(|i| i.get()).collect()));
         let fixes = sql.arg(Arg::Texts(granted.fixes_named.iter().cloned().collect()));
         sql.text = format!(
             "SELECT software_ids FROM fix_plan WHERE {} AND {}",

@@ -157,7 +157,7 @@ async fn count_kinds(
 ) -> Result<UpsertCounts> {
     let mut q = sqlx::query(sql);
     if let Some(i) = integration_id {
-        q = q.bind(i);
+        q = q.bind(i.get());
     }
     if let Some(t) = observed {
         q = q.bind(t);
@@ -323,7 +323,7 @@ pub(crate) async fn upsert_findings_in(
          FROM stage_findings ORDER BY asset_source_id, ord \
          ON CONFLICT (integration_id, source_id) DO NOTHING",
     )
-    .bind(integration_id)
+    .bind(integration_id.get())
     .bind(observed)
     .bind(run_id)
     .execute(&mut *conn)
@@ -335,7 +335,7 @@ pub(crate) async fn upsert_findings_in(
          WHERE integration_id = $1 AND source_id IN (SELECT asset_source_id FROM stage_findings) \
          AND seen_run IS DISTINCT FROM $3",
     )
-    .bind(integration_id)
+    .bind(integration_id.get())
     .bind(observed)
     .bind(run_id)
     .execute(&mut *conn)

@@ -147,7 +147,7 @@ pub(crate) async fn upsert_assets_in(
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for a in chunk {
             q = q
-                .bind(integration_id)
+                .bind(integration_id.get())
                 .bind(clean(&a.source_id))
                 .bind(a.kind.as_str())
                 .bind(clean_opt(&a.name))
@@ -312,7 +312,7 @@ async fn resolve_ids(
          'active', $2, $2, $3 FROM json_each($4) j WHERE true \
          ON CONFLICT (integration_id, source_id) DO NOTHING",
     )
-    .bind(integration_id)
+    .bind(integration_id.get())
     .bind(observed)
     .bind(run_id)
     .bind(assets_json.as_str())
@@ -325,7 +325,7 @@ async fn resolve_ids(
          WHERE integration_id = $1 AND source_id IN (SELECT j.value ->> 0 FROM json_each($4) j) \
          AND seen_run IS DISTINCT FROM $3",
     )
-    .bind(integration_id)
+    .bind(integration_id.get())
     .bind(observed)
     .bind(run_id)
     .bind(assets_json.as_str())
@@ -336,7 +336,7 @@ async fn resolve_ids(
         "SELECT id, source_id FROM assets WHERE integration_id = $1 \
          AND source_id IN (SELECT j.value ->> 0 FROM json_each($2) j)",
     )
-    .bind(integration_id)
+    .bind(integration_id.get())
     .bind(assets_json.as_str())
     .fetch_all(&mut *conn)
     .await
@@ -760,7 +760,7 @@ pub(crate) async fn upsert_recommendations_in(
              $2, $2, $3, j.value ->> 10, j.value ->> 11 FROM json_each($4) j WHERE true",
             recommendation_on_conflict!()
         ))
-        .bind(integration_id)
+        .bind(integration_id.get())
         .bind(ts(observed))
         .bind(run_id)
         .bind(json);

@@ -2,6 +2,7 @@
 //! score, recommendations and their history, subscription-scoped reconciliation, one machine
 //! known to two integrations, the posture export, and removal.
 
+use rampart_model::IntegrationId;
 use std::sync::Arc;
 
 use futures::TryStreamExt;
@@ -1099,17 +1100,17 @@ async fn linked_assets_join_endpoint_and_cloud(store: Arc<dyn Store>) {
     let id_of = |assets: &[rampart_store::StoredAsset], integration: i64, source: &str| {
         assets
             .iter()
-            .find(|a| a.integration_id == integration && a.asset.source_id == source)
+            .find(|a| a.integration_id == IntegrationId(integration) && a.asset.source_id == source)
             .unwrap()
             .id
     };
     let all = all_assets(&store, AssetFilter::default()).await;
-    let device_id0 = id_of(&all, mde.id, &device_id(0));
-    let reimaged_id = id_of(&all, mde.id, &device_id(1));
-    let unrelated_id = id_of(&all, mde.id, &device_id(2));
-    let twin_id = id_of(&all, mde2.id, &device_id(7));
-    let vm0_id = id_of(&all, cloud.id, &vm_arm);
-    let vm1_id = id_of(&all, cloud.id, &vm_id(SUB_A, 1));
+    let device_id0 = id_of(&all, mde.id.get(), &device_id(0));
+    let reimaged_id = id_of(&all, mde.id.get(), &device_id(1));
+    let unrelated_id = id_of(&all, mde.id.get(), &device_id(2));
+    let twin_id = id_of(&all, mde2.id.get(), &device_id(7));
+    let vm0_id = id_of(&all, cloud.id.get(), &vm_arm);
+    let vm1_id = id_of(&all, cloud.id.get(), &vm_id(SUB_A, 1));
 
     let ids =
         |v: Vec<rampart_store::StoredAsset>| -> Vec<i64> { v.into_iter().map(|a| a.id).collect() };
@@ -1272,11 +1273,14 @@ async fn posture_export_rows(store: Arc<dyn Store>) {
         assert_eq!(row.cells().len(), PostureRecord::HEADER.len());
     }
 
-    let only: Vec<PostureRecord> =
-        posture_records(&*store, rampart_store::Visibility::All, Some(c.id + 1))
-            .try_collect()
-            .await
-            .unwrap();
+    let only: Vec<PostureRecord> = posture_records(
+        &*store,
+        rampart_store::Visibility::All,
+        Some(IntegrationId(c.id.get() + 1)),
+    )
+    .try_collect()
+    .await
+    .unwrap();
     assert!(only.is_empty());
 }
 
@@ -1345,7 +1349,7 @@ async fn delete_integration_removes_cloud_rows(store: Arc<dyn Store>) {
     // Every listing holds the kept integration's rows only.
     macro_rules! only_kept {
         ($rows:expr) => {{
-            let ids: Vec<i64> = $rows.iter().map(|r| r.integration_id).collect();
+            let ids: Vec<IntegrationId> = $rows.iter().map(|r| r.integration_id).collect();
             assert!(ids == [kept_id], "{ids:?}");
         }};
     }

@@ -4,6 +4,7 @@
 //! The SQL filters and the Rust status of each finding are compared at every step: the store
 //! spells the rule twice (crates/store/src/exceptions.rs).
 
+use rampart_model::IntegrationId;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -35,7 +36,7 @@ scenarios!(
 /// `KB50000j`), all assessed: clock started at t(-1000), due at t(0) for CVE 0 and 1 (overdue
 /// from then), t(10_000) for the others; CVE 0 is `immediate`. Integration `b`: one asset
 /// with the same 4 findings. Returns (a, b).
-async fn assessed_estate(store: &Arc<dyn Store>) -> (i64, i64) {
+async fn assessed_estate(store: &Arc<dyn Store>) -> (IntegrationId, IntegrationId) {
     let a = integration(store, "a").await.id;
     let run = full_run_seeing(store, a, t(-2000), 3, 4).await;
     store.finish_run(run, &succeeded(t(-1999))).await.unwrap();
@@ -93,7 +94,7 @@ fn new_exception(
 ) -> NewException {
     NewException {
         scope,
-        integration,
+        integration: integration.map(IntegrationId),
         reason: "compensating control: WAF rule 12".into(),
         owner: "app-team@contoso.com".into(),
         created_by: "admin".into(),
@@ -171,7 +172,7 @@ async fn each_scope_covers_its_findings_and_they_leave_the_counts(store: Arc<dyn
         &store,
         new_exception(
             ExceptionScope::Fix("KB5000001".into()),
-            Some(a),
+            Some(a.get()),
             t(50),
             t(5000),
         ),
@@ -185,7 +186,12 @@ async fn each_scope_covers_its_findings_and_they_leave_the_counts(store: Arc<dyn
     let single = *of_b.iter().next().unwrap();
     grant(
         &store,
-        new_exception(ExceptionScope::Finding(single), Some(b), t(50), t(5000)),
+        new_exception(
+            ExceptionScope::Finding(single),
+            Some(b.get()),
+            t(50),
+            t(5000),
+        ),
     )
     .await;
 
@@ -223,7 +229,12 @@ async fn each_scope_covers_its_findings_and_they_leave_the_counts(store: Arc<dyn
     let wrong = store
         .create_exception(
             &Visibility::All,
-            &new_exception(ExceptionScope::Finding(single), Some(a), t(60), t(5000)),
+            &new_exception(
+                ExceptionScope::Finding(single),
+                Some(a.get()),
+                t(60),
+                t(5000),
+            ),
         )
         .await;
     assert!(matches!(wrong, Err(StoreError::NotFound(_))), "{wrong:?}");
@@ -254,7 +265,7 @@ async fn an_exception_expires_back_into_the_sla_clock(store: Arc<dyn Store>) {
         &store,
         new_exception(
             ExceptionScope::Cve(cve(2).parse().unwrap()),
-            Some(a),
+            Some(a.get()),
             t(1000),
             t(4000),
         ),
@@ -265,7 +276,7 @@ async fn an_exception_expires_back_into_the_sla_clock(store: Arc<dyn Store>) {
         &store,
         new_exception(
             ExceptionScope::Cve(cve(1).parse().unwrap()),
-            Some(a),
+            Some(a.get()),
             t(500),
             t(600),
         ),
@@ -366,7 +377,7 @@ async fn a_revoked_exception_ends_at_once_and_is_audited(store: Arc<dyn Store>) 
         &store,
         new_exception(
             ExceptionScope::Fix("KB5000000".into()),
-            Some(a),
+            Some(a.get()),
             t(50),
             t(5000),
         ),
@@ -487,7 +498,7 @@ async fn the_plan_groups_findings_by_fix_and_ranks_by_priority_removed(store: Ar
         &store,
         new_exception(
             ExceptionScope::Cve(cve(3).parse().unwrap()),
-            Some(a),
+            Some(a.get()),
             t(50),
             t(5000),
         ),
@@ -593,7 +604,7 @@ async fn any_exception_expires_back_into_the_sla_clock(store: Arc<dyn Store>) {
                 &Visibility::All,
                 &new_exception(
                     ExceptionScope::Finding(id),
-                    Some(i),
+                    Some(i.get()),
                     granted,
                     t(c.granted + c.length),
                 ),
@@ -790,7 +801,7 @@ async fn the_plan_read_from_its_rollup_is_the_plan_counted_from_the_findings(
         &store,
         new_exception(
             ExceptionScope::Fix("KB5000001".into()),
-            Some(a),
+            Some(a.get()),
             t(50),
             t(5000),
         ),
@@ -822,7 +833,7 @@ async fn the_plan_read_from_its_rollup_is_the_plan_counted_from_the_findings(
         &store,
         new_exception(
             ExceptionScope::Finding(of_cve_3.id),
-            Some(b),
+            Some(b.get()),
             t(20),
             t(30_000),
         ),
@@ -832,7 +843,7 @@ async fn the_plan_read_from_its_rollup_is_the_plan_counted_from_the_findings(
         &store,
         new_exception(
             ExceptionScope::Cve(cve(0).parse().unwrap()),
-            Some(b),
+            Some(b.get()),
             t(200),
             t(400),
         ),
@@ -1083,7 +1094,12 @@ async fn with_any_exceptions_the_rollup_reads_as_the_plan_counted_from_the_findi
             };
             grant(
                 &store,
-                new_exception(scope, within, t(*granted), t(granted + length)),
+                new_exception(
+                    scope,
+                    within.map(IntegrationId::get),
+                    t(*granted),
+                    t(granted + length),
+                ),
             )
             .await;
         }

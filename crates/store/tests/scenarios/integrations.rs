@@ -1,3 +1,4 @@
+use rampart_model::IntegrationId;
 use std::sync::Arc;
 
 use rampart_model::{Cloud, SecretHint};
@@ -68,7 +69,7 @@ async fn crud_and_name_conflict(store: Arc<dyn Store>) {
     assert!(missing.to_string().contains("rampart integration list"));
     assert!(matches!(
         store
-            .get_integration(&rampart_store::Visibility::All, 999_999)
+            .get_integration(&rampart_store::Visibility::All, IntegrationId(999_999))
             .await,
         Err(StoreError::NotFound(_))
     ));
@@ -155,7 +156,7 @@ async fn update_and_rename_conflict(store: Arc<dyn Store>) {
     );
     assert!(matches!(
         store
-            .update_integration(424_242, &IntegrationUpdate::default())
+            .update_integration(IntegrationId(424_242), &IntegrationUpdate::default())
             .await,
         Err(StoreError::NotFound(_))
     ));
@@ -251,7 +252,7 @@ async fn sync_state_and_audit_log(store: Arc<dyn Store>) {
         Some("2026-01-02T00:00:00Z")
     );
     assert!(matches!(
-        store.set_sync_state(987_654, "k", "v").await,
+        store.set_sync_state(IntegrationId(987_654), "k", "v").await,
         Err(StoreError::NotFound(_))
     ));
 

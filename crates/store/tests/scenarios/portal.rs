@@ -1,6 +1,7 @@
 //! What the portal and the API ask of the store at scale: sorted keyset listings, changed_since,
 //! the summaries kept when runs finish, and the job table.
 
+use rampart_model::IntegrationId;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,7 +51,7 @@ const RISK: [Option<&str>; 7] = [
 /// Integration `a`: 30 assets of varied names (some without: the source id stands in),
 /// exposure, risk and last-seen times, asset `i` with `i % 5` findings; asset 29 went missing in
 /// a second run. Integration `b`: 4 assets. Returns (a, b).
-async fn varied_estate(store: &Arc<dyn Store>) -> (i64, i64) {
+async fn varied_estate(store: &Arc<dyn Store>) -> (IntegrationId, IntegrationId) {
     let a = integration(store, "a").await.id;
     let b = integration(store, "b").await.id;
     let varied = |i: usize| {
@@ -715,7 +716,7 @@ async fn jobs_one_active_per_integration(store: Arc<dyn Store>) {
     );
     assert!(matches!(
         store
-            .enqueue_job(999_999, JobKind::Requested, t(0), t(0))
+            .enqueue_job(IntegrationId(999_999), JobKind::Requested, t(0), t(0))
             .await,
         Err(StoreError::NotFound(_))
     ));
@@ -950,7 +951,7 @@ async fn running_job(
         .start_run_owned(i, "full", t(0), Some(&me))
         .await
         .unwrap();
-    (i, worker, job, run)
+    (i.get(), worker, job, run)
 }
 
 async fn a_released_job_is_due_at_once_and_its_run_closed(store: Arc<dyn Store>) {
@@ -974,7 +975,7 @@ async fn a_released_job_is_due_at_once_and_its_run_closed(store: Arc<dyn Store>)
         Err(StoreError::Conflict(_))
     ));
     let runs = store
-        .list_runs(&rampart_store::Visibility::All, i, 5)
+        .list_runs(&rampart_store::Visibility::All, IntegrationId(i), 5)
         .await
         .unwrap();
     let closed = runs.iter().find(|r| r.id == run).unwrap();
@@ -1002,11 +1003,16 @@ async fn a_lost_job_closes_its_run_and_a_job_put_off_waits(store: Arc<dyn Store>
     let (i, worker, job, run) = running_job(&store, "lost", 778, lease).await;
     // The worker learnt it lost the job and stopped its sync: it closes its own run.
     store
-        .close_runs_of_worker(i, &worker, t(1), "stopped: the job was taken over")
+        .close_runs_of_worker(
+            IntegrationId(i),
+            &worker,
+            t(1),
+            "stopped: the job was taken over",
+        )
         .await
         .unwrap();
     let closed = store
-        .list_runs(&rampart_store::Visibility::All, i, 5)
+        .list_runs(&rampart_store::Visibility::All, IntegrationId(i), 5)
         .await
         .unwrap();
     let closed = closed.iter().find(|r| r.id == run).unwrap();

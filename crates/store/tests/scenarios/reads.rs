@@ -1,3 +1,4 @@
+use rampart_model::IntegrationId;
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -14,7 +15,7 @@ scenarios!(
 );
 
 /// Two integrations; in `a`, asset 11 went missing and finding 0 of every asset was fixed.
-async fn estate(store: &Arc<dyn Store>) -> (i64, i64) {
+async fn estate(store: &Arc<dyn Store>) -> (IntegrationId, IntegrationId) {
     let a = integration(store, "a").await;
     let b = integration(store, "b").await;
     let run = full_run_seeing(store, a.id, t(0), 12, 25).await;

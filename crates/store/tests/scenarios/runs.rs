@@ -1,3 +1,4 @@
+use rampart_model::IntegrationId;
 use std::sync::Arc;
 
 use rampart_model::{EntityCounts, RunStatus, Verdict};
@@ -156,7 +157,7 @@ async fn bookkeeping(store: Arc<dyn Store>) {
         Err(StoreError::InvalidInput(_))
     ));
     assert!(matches!(
-        store.start_run(999_999, "full", t(20)).await,
+        store.start_run(IntegrationId(999_999), "full", t(20)).await,
         Err(StoreError::NotFound(_))
     ));
 }

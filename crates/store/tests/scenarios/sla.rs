@@ -3,6 +3,7 @@
 //! keep their order, and the report's numbers on a hand-built estate (exact counts, time to fix,
 //! compliance), the snapshot's statuses agreeing with the findings' own `sla_status`.
 
+use rampart_model::IntegrationId;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -116,7 +117,7 @@ async fn an_integrations_own_sla_replaces_the_installations(store: Arc<dyn Store
         Err(StoreError::NotFound(_))
     ));
     assert!(matches!(
-        store.integration_sla(&all, 999_999).await,
+        store.integration_sla(&all, IntegrationId(999_999)).await,
         Err(StoreError::NotFound(_))
     ));
     assert!(matches!(

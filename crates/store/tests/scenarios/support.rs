@@ -1,5 +1,6 @@
 //! Fixtures shared by the scenarios: deterministic records and small helpers over the read API.
 
+use rampart_model::IntegrationId;
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -169,7 +170,7 @@ pub fn succeeded(at: DateTime<Utc>) -> RunOutcome {
 /// ([`findings`]); returns the run, still running.
 pub async fn full_run_seeing(
     store: &Arc<dyn Store>,
-    integration_id: i64,
+    integration_id: IntegrationId,
     at: DateTime<Utc>,
     assets: usize,
     per_asset: usize,

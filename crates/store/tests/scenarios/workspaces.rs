@@ -2,6 +2,7 @@
 //! integration outside it, and a by-id read of one is `NotFound`, exactly as for an id that does
 //! not exist. Workspace, membership and token bookkeeping.
 
+use rampart_model::IntegrationId;
 use std::sync::Arc;
 
 use chrono::Utc;
@@ -152,7 +153,7 @@ fn not_found<T: std::fmt::Debug>(r: Result<T, StoreError>) {
 async fn every_read_filters_by_visibility(store: Arc<dyn Store>) {
     let w = world(&store).await;
     let (va, all) = (&w.a_vis, &Visibility::All);
-    let only_a = |id: i64| assert_eq!(id, w.a.id, "a row of another workspace");
+    let only_a = |id: IntegrationId| assert_eq!(id, w.a.id, "a row of another workspace");
 
     let names: Vec<String> = store
         .list_integrations(va)
@@ -463,7 +464,7 @@ async fn by_id_reads_outside_are_not_found(store: Arc<dyn Store>) {
     );
     // The answer for B's id is the answer for an id that does not exist.
     let missing = store
-        .get_integration(va, 999_999)
+        .get_integration(va, IntegrationId(999_999))
         .await
         .unwrap_err()
         .to_string();
@@ -535,7 +536,7 @@ async fn workspaces_memberships_and_tokens(store: Arc<dyn Store>) {
         WorkspaceId::DEFAULT
     );
     not_found(store.move_integration(held.id, WorkspaceId(424_242)).await);
-    not_found(store.move_integration(999_999, a.id).await);
+    not_found(store.move_integration(IntegrationId(999_999), a.id).await);
 
     // A viewer starts as a viewer of Default; admins need no membership.
     let new_user = |name: &str, role| NewUser {

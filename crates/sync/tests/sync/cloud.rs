@@ -624,7 +624,7 @@ pub async fn an_endpoint_device_and_a_cloud_vm_are_linked(store: Arc<dyn Store>)
         .collect();
     assert!(pairs.len() > 5, "the emulator onboards VMs to MDE");
     let assets = asset_rows(&h.store, None, None).await;
-    let by_source: BTreeMap<(i64, String), &rampart_store::StoredAsset> = assets
+    let by_source: BTreeMap<(IntegrationId, String), &rampart_store::StoredAsset> = assets
         .iter()
         .map(|a| ((a.integration_id, a.asset.source_id.clone()), a))
         .collect();

@@ -43,7 +43,7 @@ pub struct IntegrationOut {
 impl From<&Integration> for IntegrationOut {
     fn from(i: &Integration) -> Self {
         Self {
-            id: i.id,
+            id: i.id.get(),
             workspace_id: i.workspace_id.0,
             name: i.name.to_string(),
             product: i.product.as_str().into(),
@@ -216,7 +216,7 @@ impl From<&SyncRun> for RunOut {
         };
         Self {
             id: r.id,
-            integration_id: r.integration_id,
+            integration_id: r.integration_id.get(),
             started_at: ts(&r.started_at),
             finished_at: ts_opt(&r.finished_at),
             status: r.status.as_str().into(),
@@ -307,7 +307,7 @@ impl From<&ListedAsset> for AssetOut {
         let a = &s.asset;
         Self {
             id: s.id,
-            integration_id: s.integration_id,
+            integration_id: s.integration_id.get(),
             integration: s.integration.clone(),
             source: s.product.source().into(),
             source_id: a.source_id.clone(),
@@ -415,7 +415,7 @@ impl From<&StoredFinding> for FindingOut {
         let now = chrono::Utc::now();
         Self {
             id: s.id,
-            integration_id: s.integration_id,
+            integration_id: s.integration_id.get(),
             integration: s.integration.clone(),
             source: s.product.source().into(),
             asset_source_id: f.key.asset_source_id.clone(),

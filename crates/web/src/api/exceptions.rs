@@ -6,6 +6,7 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use chrono::Utc;
+use rampart_model::IntegrationId;
 use rampart_model::export::rfc3339;
 use rampart_store::StoredException;
 use rampart_sync::exceptions::{self, ExceptionRequest};
@@ -53,7 +54,7 @@ impl From<&StoredException> for ExceptionOut {
             id: e.id,
             scope: e.scope.kind().into(),
             target,
-            integration_id: e.integration_id,
+            integration_id: e.integration_id.map(IntegrationId::get),
             reason: e.reason.clone(),
             owner: e.owner.clone(),
             created_by: e.created_by.clone(),
@@ -115,7 +116,7 @@ pub async fn create_exception(
 ) -> Result<(StatusCode, Json<ExceptionOut>), ApiError> {
     let request = ExceptionRequest {
         scope: exceptions::parse_scope(&body.scope, &body.target)?,
-        integration: body.integration_id,
+        integration: body.integration_id.map(IntegrationId),
         reason: body.reason,
         owner: body.owner,
         expires_at: exceptions::parse_expiry(&body.expires_at)?,

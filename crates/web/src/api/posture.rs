@@ -35,7 +35,7 @@ pub struct TenantScoreOut {
 impl From<&PosturePoint> for TenantScoreOut {
     fn from(p: &PosturePoint) -> Self {
         Self {
-            integration_id: p.integration_id,
+            integration_id: p.integration_id.get(),
             integration: p.integration.clone(),
             percent: p.percent,
             score_sum: p.parts.score_sum,
@@ -107,7 +107,7 @@ impl From<&StoredControlScore> for ControlOut {
     fn from(c: &StoredControlScore) -> Self {
         let k = &c.control;
         Self {
-            integration_id: c.integration_id,
+            integration_id: c.integration_id.get(),
             integration: c.integration.clone(),
             subscription_id: k.subscription_id.clone(),
             control_id: k.control_id.clone(),
@@ -169,7 +169,7 @@ impl From<&StoredRecommendation> for RecommendationOut {
         let r = &s.recommendation;
         Self {
             id: s.id,
-            integration_id: s.integration_id,
+            integration_id: s.integration_id.get(),
             integration: s.integration.clone(),
             subscription_id: r.subscription_id.clone(),
             assessment_id: r.assessment_id.clone(),
@@ -219,7 +219,9 @@ pub async fn scores(
     // The newest point of each integration (history is oldest first).
     let mut tenants: Vec<TenantScoreOut> = Vec::new();
     for p in history.iter().rev() {
-        if !tenants.iter().any(|t| t.integration_id == p.integration_id)
+        if !tenants
+            .iter()
+            .any(|t| t.integration_id == p.integration_id.get())
             && since.is_none_or(|t| p.captured_at > t)
         {
             tenants.push(p.into());
@@ -252,7 +254,7 @@ pub async fn scores(
                 return None;
             }
             Some(SubscriptionScoreOut {
-                integration_id: s.integration_id,
+                integration_id: s.integration_id.get(),
                 integration: s.integration.clone(),
                 subscription_id: s.subscription.subscription_id.clone(),
                 subscription_name: s

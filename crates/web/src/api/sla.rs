@@ -10,6 +10,7 @@
 //! Changes are audited and queue a re-assessment of the integrations they apply to
 //! (rampart_sync::sla).
 
+use rampart_model::IntegrationId;
 use std::collections::HashMap;
 
 use axum::Json;
@@ -230,7 +231,7 @@ async fn integration_sla_out(
     id: i64,
 ) -> Result<IntegrationSlaOut, AppError> {
     let store = state.store();
-    let own = store.integration_sla(vis, id).await?;
+    let own = store.integration_sla(vis, IntegrationId(id)).await?;
     let installation = store.sla_settings().await?.days;
     Ok(IntegrationSlaOut {
         integration_id: id,
@@ -267,7 +268,7 @@ pub async fn put_integration_sla(
     sla::set_integration_sla(
         state.store().as_ref(),
         &vis,
-        id,
+        IntegrationId(id),
         body.days.map(Into::into),
         &actor,
         Utc::now(),
@@ -351,7 +352,11 @@ pub struct AsOfOut {
 }
 
 /// The report as the API answers it (names from `names`).
-pub fn report_out(r: &SlaReport, names: &HashMap<i64, String>, days: u32) -> SlaReportOut {
+pub fn report_out(
+    r: &SlaReport,
+    names: &HashMap<IntegrationId, String>,
+    days: u32,
+) -> SlaReportOut {
     SlaReportOut {
         period_days: days,
         total: line_out("all".into(), None, &r.total),
@@ -374,7 +379,7 @@ pub fn report_out(r: &SlaReport, names: &HashMap<i64, String>, days: u32) -> Sla
             .as_of
             .iter()
             .map(|(i, at)| AsOfOut {
-                integration_id: *i,
+                integration_id: i.get(),
                 at: rfc3339(at),
             })
             .collect(),
@@ -393,7 +398,7 @@ pub async fn report(
     let vis = t.vis();
     let store = state.store();
     let r = sla::report(store.as_ref(), &vis, integration, days, Utc::now()).await?;
-    let names: HashMap<i64, String> = store
+    let names: HashMap<IntegrationId, String> = store
         .list_integrations(&vis)
         .await?
         .into_iter()

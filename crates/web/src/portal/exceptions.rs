@@ -3,6 +3,7 @@
 //! revoke (rampart_sync::exceptions checks and audits). The rules are in docs/prioritisation.md
 //! ("Exceptions").
 
+use rampart_model::IntegrationId;
 use std::collections::HashMap;
 
 use askama::Template;
@@ -92,7 +93,7 @@ pub async fn list(ctx: Ctx, State(state): State<AppState>) -> Result<Response, A
         now,
     )
     .await?;
-    let names: HashMap<i64, String> = store
+    let names: HashMap<IntegrationId, String> = store
         .list_integrations(&vis)
         .await?
         .into_iter()
@@ -107,7 +108,7 @@ pub async fn list(ctx: Ctx, State(state): State<AppState>) -> Result<Response, A
 
 fn row(
     e: &StoredException,
-    names: &HashMap<i64, String>,
+    names: &HashMap<IntegrationId, String>,
     now: chrono::DateTime<Utc>,
 ) -> ExceptionRow {
     let (target, target_link) = match &e.scope {
@@ -230,7 +231,7 @@ fn request(input: &ExceptionInput) -> Result<ExceptionRequest, String> {
     };
     Ok(ExceptionRequest {
         scope: exceptions::parse_scope(&input.scope, &input.target).map_err(|e| e.to_string())?,
-        integration,
+        integration: integration.map(IntegrationId),
         reason: input.reason.clone(),
         owner: input.owner.clone(),
         expires_at: exceptions::parse_expiry(&input.expires).map_err(|e| e.to_string())?,

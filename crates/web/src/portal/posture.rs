@@ -6,6 +6,7 @@ use askama::Template;
 use axum::extract::{Query, State};
 use axum::response::Response;
 use chrono::Utc;
+use rampart_model::IntegrationId;
 use rampart_model::Product;
 use rampart_store::{
     PosturePoint, StoredControlScore, StoredPostureScore, StoredRecommendation, StoredSubscription,
@@ -62,7 +63,7 @@ fn pct(p: Option<f64>) -> String {
 
 /// The tenants of every Cloud integration in the history, in integration order.
 pub fn tenants(history: &[PosturePoint]) -> Vec<TenantView> {
-    let mut ids: Vec<i64> = history.iter().map(|p| p.integration_id).collect();
+    let mut ids: Vec<IntegrationId> = history.iter().map(|p| p.integration_id).collect();
     ids.sort_unstable();
     ids.dedup();
     ids.iter()

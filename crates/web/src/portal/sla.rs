@@ -7,6 +7,7 @@
 //!
 //! Changes go through rampart_sync::sla, which audits them and queues the re-assessment.
 
+use rampart_model::IntegrationId;
 use std::collections::HashMap;
 
 use askama::Template;
@@ -104,7 +105,8 @@ pub async fn page(
     let report = sla::report(store.as_ref(), &vis, integration, days, now).await?;
     let points = sla::burndown(store.as_ref(), &vis, integration, days, now).await?;
     let listed = store.list_integrations(&vis).await?;
-    let names: HashMap<i64, String> = listed.iter().map(|i| (i.id, i.name.to_string())).collect();
+    let names: HashMap<IntegrationId, String> =
+        listed.iter().map(|i| (i.id, i.name.to_string())).collect();
     let view = |label: String, link: Option<String>, line: &SlaLine| LineView {
         label,
         link,
@@ -447,8 +449,8 @@ async fn integration_page(
 ) -> Result<Response, AppError> {
     let store = state.store();
     let vis = ctx.admin_vis();
-    let integration = store.get_integration(&vis, id).await?;
-    let own = store.integration_sla(&vis, id).await?;
+    let integration = store.get_integration(&vis, IntegrationId(id)).await?;
+    let own = store.integration_sla(&vis, IntegrationId(id)).await?;
     let installation = store.sla_settings().await?.days;
     render::with_status(
         if error.is_some() {
@@ -506,7 +508,7 @@ pub async fn integration_save(
     match sla::set_integration_sla(
         state.store().as_ref(),
         &ctx.admin_vis(),
-        id,
+        IntegrationId(id),
         days,
         &ctx.user.name,
         Utc::now(),

@@ -1,5 +1,6 @@
 //! The REST API: tokens and scopes, every endpoint, filters, pagination, problem+json, OpenAPI.
 
+use rampart_model::IntegrationId;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -480,7 +481,7 @@ async fn assets_sort_and_changed_since() {
     // changed_since: everything was observed by the sync; nothing after now.
     let run = &app
         .store
-        .list_runs(&rampart_store::Visibility::All, id, 1)
+        .list_runs(&rampart_store::Visibility::All, IntegrationId(id), 1)
         .await
         .unwrap()[0];
     let before = (run.started_at - chrono::Duration::seconds(1))

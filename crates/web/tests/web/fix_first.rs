@@ -5,6 +5,7 @@
 
 use chrono::{TimeDelta, Utc};
 use futures::TryStreamExt;
+use rampart_model::IntegrationId;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -148,7 +149,10 @@ async fn the_plan_ranks_fixes_and_an_accepted_fix_leaves_it_and_the_overdue_coun
     let seeded = seed_overdue(&app, &fix).await;
     assert_eq!(seeded, of_fix);
     // From here the plan is read from its roll-up, counted as a run's end counts it.
-    app.store.refresh_fix_plan(id, Utc::now()).await.unwrap();
+    app.store
+        .refresh_fix_plan(IntegrationId(id), Utc::now())
+        .await
+        .unwrap();
     let (_, by_overdue) = get(&app, &read, "/remediations?sort=-overdue&limit=1").await;
     assert_eq!(by_overdue["items"][0]["fix"], fix.as_str());
     assert_eq!(by_overdue["items"][0]["overdue"].as_u64(), Some(seeded));

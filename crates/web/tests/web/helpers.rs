@@ -1,6 +1,7 @@
 //! `spawn_app()` and `TestApp`: a running portal with an admin and a viewer, the emulator, and a
 //! small cookie-keeping client that behaves like a browser (Origin, Sec-Fetch-Site, form tokens).
 
+use rampart_model::IntegrationId;
 use std::sync::Arc;
 
 use rampart_model::{AssetKind, IntegrationName};
@@ -286,7 +287,7 @@ impl TestApp {
         for _ in 0..600 {
             let runs = self
                 .store
-                .list_runs(&rampart_store::Visibility::All, id, 1)
+                .list_runs(&rampart_store::Visibility::All, IntegrationId(id), 1)
                 .await
                 .unwrap();
             if let Some(r) = runs.first()
@@ -356,7 +357,7 @@ impl TestApp {
 }
 
 /// The id of the first asset (in the listing's default order) an integration has.
-pub async fn first_asset_id(store: &dyn Store, integration: i64) -> i64 {
+pub async fn first_asset_id(store: &dyn Store, integration: IntegrationId) -> i64 {
     store
         .assets_page(
             &rampart_store::Visibility::All,

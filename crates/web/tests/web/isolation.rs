@@ -9,6 +9,7 @@
 //! The routes come from the router itself (the portal's `.route(…)` calls in its source, the
 //! API's OpenAPI document): a route the matrix does not list fails the test.
 
+use rampart_model::IntegrationId;
 use std::collections::BTreeSet;
 
 use rampart_model::{Asset, AssetKind, Finding, FindingKey, Severity, Vulnerability};
@@ -171,14 +172,17 @@ async fn switch(client: &mut Client, workspace: &str) -> reqwest::StatusCode {
 /// the asset; returns the exception's id.
 async fn seed_marker(store: &dyn Store, b: i64) -> i64 {
     let run = store
-        .start_run(b, "delta", chrono::Utc::now())
+        .start_run(IntegrationId(b), "delta", chrono::Utc::now())
         .await
         .unwrap();
     let marker = Asset {
         name: Some(MARKER.into()),
         ..Asset::new("b".repeat(40), AssetKind::Device)
     };
-    store.upsert_assets(b, run, &[marker]).await.unwrap();
+    store
+        .upsert_assets(IntegrationId(b), run, &[marker])
+        .await
+        .unwrap();
     let cve = B_CVE.parse().unwrap();
     store
         .upsert_vulnerabilities(&[Vulnerability {
@@ -217,7 +221,10 @@ async fn seed_marker(store: &dyn Store, b: i64) -> i64 {
         first_seen: None,
         last_seen: None,
     };
-    store.upsert_findings(b, run, &[finding]).await.unwrap();
+    store
+        .upsert_findings(IntegrationId(b), run, &[finding])
+        .await
+        .unwrap();
     store
         .finish_run(
             run,
@@ -231,7 +238,7 @@ async fn seed_marker(store: &dyn Store, b: i64) -> i64 {
             &Visibility::All,
             &NewException {
                 scope: ExceptionScope::Cve(B_CVE.parse().unwrap()),
-                integration: Some(b),
+                integration: Some(IntegrationId(b)),
                 reason: format!("{MARKER} is isolated"),
                 owner: "bravo owner".into(),
                 created_by: "root".into(),
@@ -289,11 +296,19 @@ async fn matrix(app: TestApp) {
     assert_eq!(switch(&mut root, "").await, StatusCode::SEE_OTHER);
     let all = Visibility::All;
     assert_eq!(
-        store.get_integration(&all, a).await.unwrap().workspace_id,
+        store
+            .get_integration(&all, IntegrationId(a))
+            .await
+            .unwrap()
+            .workspace_id,
         wa.id
     );
     assert_eq!(
-        store.get_integration(&all, b).await.unwrap().workspace_id,
+        store
+            .get_integration(&all, IntegrationId(b))
+            .await
+            .unwrap()
+            .workspace_id,
         wb.id
     );
     sync_through_portal(&app, &mut root, a).await;
@@ -308,7 +323,7 @@ async fn matrix(app: TestApp) {
                 .assets_page(
                     &Visibility::All,
                     &rampart_store::AssetFilter {
-                        integration: Some(id),
+                        integration: Some(IntegrationId(id)),
                         ..Default::default()
                     },
                     None,
@@ -402,7 +417,7 @@ async fn matrix(app: TestApp) {
         let page = viewer.get(&format!("/integrations/{id}")).await;
         let mine = app
             .store
-            .get_integration(&Visibility::All, id)
+            .get_integration(&Visibility::All, IntegrationId(id))
             .await
             .is_ok_and(|i| i.workspace_id == wa.id);
         let expected = if mine {
@@ -957,7 +972,7 @@ async fn portal_matrix(
         .unwrap();
     assert_eq!(
         app.store
-            .get_integration(&Visibility::All, created)
+            .get_integration(&Visibility::All, IntegrationId(created))
             .await
             .unwrap()
             .workspace_id,
@@ -994,7 +1009,7 @@ async fn portal_matrix(
     // B was not touched by any of it.
     let b_now = app
         .store
-        .get_integration(&Visibility::All, b)
+        .get_integration(&Visibility::All, IntegrationId(b))
         .await
         .unwrap();
     assert_eq!(b_now.name.as_str(), "bravo-mde");

@@ -2,6 +2,7 @@
 //! schedule says so; "Sync now" makes one job; jobs survive a restart; a dead worker's job is
 //! taken over; the Integrations page shows the jobs.
 
+use rampart_model::IntegrationId;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +16,12 @@ use crate::helpers::*;
 async fn wait_for_job(store: &Arc<dyn rampart_store::Store>, id: i64) -> rampart_store::Job {
     for _ in 0..600 {
         let jobs = store
-            .list_jobs(&rampart_store::Visibility::All, Some(id), false, 10)
+            .list_jobs(
+                &rampart_store::Visibility::All,
+                Some(IntegrationId(id)),
+                false,
+                10,
+            )
             .await
             .unwrap();
         if let Some(j) = jobs.iter().find(|j| !j.is_active()) {
@@ -57,13 +63,18 @@ async fn due_integrations_sync_once_per_schedule() {
     assert_eq!(scheduler.once().await.unwrap(), 0);
     let runs = app
         .store
-        .list_runs(&rampart_store::Visibility::All, due, 10)
+        .list_runs(&rampart_store::Visibility::All, IntegrationId(due), 10)
         .await
         .unwrap();
     assert_eq!(runs.len(), 1);
     let next = app
         .store
-        .list_jobs(&rampart_store::Visibility::All, Some(due), true, 10)
+        .list_jobs(
+            &rampart_store::Visibility::All,
+            Some(IntegrationId(due)),
+            true,
+            10,
+        )
         .await
         .unwrap();
     assert_eq!(next.len(), 1);
@@ -98,7 +109,7 @@ fn next_run_follows_the_last_start() {
     let created = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
     let integration = rampart_model::Integration {
         workspace_id: rampart_model::WorkspaceId::DEFAULT,
-        id: 1,
+        id: IntegrationId(1),
         name: "x".parse().unwrap(),
         product: rampart_model::Product::Endpoint,
         cloud: rampart_model::Cloud::Commercial,
@@ -145,12 +156,17 @@ async fn sync_now_twice_makes_one_job_and_one_run() {
     // job): never two runs at once, and never more runs than jobs.
     let runs = app
         .store
-        .list_runs(&rampart_store::Visibility::All, id, 10)
+        .list_runs(&rampart_store::Visibility::All, IntegrationId(id), 10)
         .await
         .unwrap();
     let jobs = app
         .store
-        .list_jobs(&rampart_store::Visibility::All, Some(id), false, 10)
+        .list_jobs(
+            &rampart_store::Visibility::All,
+            Some(IntegrationId(id)),
+            false,
+            10,
+        )
         .await
         .unwrap();
     assert!(
@@ -177,7 +193,7 @@ async fn a_queued_job_survives_a_restart() {
     // "Sync now" on a server that stopped before running it: the job is only a row.
     let now = Utc::now();
     app.store
-        .enqueue_job(id, JobKind::Requested, now, now)
+        .enqueue_job(IntegrationId(id), JobKind::Requested, now, now)
         .await
         .unwrap();
     app.stop_first_server();
@@ -191,7 +207,12 @@ async fn a_queued_job_survives_a_restart() {
     for _ in 0..100 {
         next = server
             .store
-            .list_jobs(&rampart_store::Visibility::All, Some(id), true, 10)
+            .list_jobs(
+                &rampart_store::Visibility::All,
+                Some(IntegrationId(id)),
+                true,
+                10,
+            )
             .await
             .unwrap();
         if !next.is_empty() {
@@ -219,7 +240,7 @@ async fn a_dead_workers_job_is_taken_over() {
     // A worker claimed the job ten minutes ago and has not been heard of since.
     let then = Utc::now() - chrono::Duration::minutes(10);
     app.store
-        .enqueue_job(id, JobKind::Requested, then, then)
+        .enqueue_job(IntegrationId(id), JobKind::Requested, then, then)
         .await
         .unwrap();
     let orphan = app
@@ -263,7 +284,12 @@ async fn a_web_only_server_queues_sync_now_for_a_worker_to_run() {
     // The web process ran nothing: the job waits, due now, and no run exists.
     let jobs = app
         .store
-        .list_jobs(&rampart_store::Visibility::All, Some(id), true, 10)
+        .list_jobs(
+            &rampart_store::Visibility::All,
+            Some(IntegrationId(id)),
+            true,
+            10,
+        )
         .await
         .unwrap();
     assert_eq!(jobs.len(), 1, "{jobs:?}");
@@ -271,7 +297,7 @@ async fn a_web_only_server_queues_sync_now_for_a_worker_to_run() {
     assert_eq!(jobs[0].kind, JobKind::Requested);
     assert!(
         app.store
-            .list_runs(&rampart_store::Visibility::All, id, 10)
+            .list_runs(&rampart_store::Visibility::All, IntegrationId(id), 10)
             .await
             .unwrap()
             .is_empty()
@@ -299,12 +325,20 @@ async fn a_job_whose_integration_has_a_run_open_elsewhere_is_put_off_not_failed(
         .add_integration(&mut admin, "busy", &app.sim_config.client_secret)
         .await;
     // A run opened elsewhere (a `rampart sync` in a terminal) and still alive.
-    app.store.start_run(id, "full", Utc::now()).await.unwrap();
+    app.store
+        .start_run(IntegrationId(id), "full", Utc::now())
+        .await
+        .unwrap();
     let scheduler = worker_over(&app.store);
     // "Sync now" meanwhile.
     let claimed_at = Utc::now();
     app.store
-        .enqueue_job(id, JobKind::Requested, claimed_at, claimed_at)
+        .enqueue_job(
+            IntegrationId(id),
+            JobKind::Requested,
+            claimed_at,
+            claimed_at,
+        )
         .await
         .unwrap();
     assert_eq!(scheduler.once().await.unwrap(), 1);
@@ -312,7 +346,12 @@ async fn a_job_whose_integration_has_a_run_open_elsewhere_is_put_off_not_failed(
     for _ in 0..100 {
         let jobs = app
             .store
-            .list_jobs(&rampart_store::Visibility::All, Some(id), false, 10)
+            .list_jobs(
+                &rampart_store::Visibility::All,
+                Some(IntegrationId(id)),
+                false,
+                10,
+            )
             .await
             .unwrap();
         assert!(

@@ -1,5 +1,6 @@
 //! Roles, CSRF, headers, secrets and hostile data.
 
+use rampart_model::IntegrationId;
 use reqwest::StatusCode;
 
 use crate::helpers::*;
@@ -302,7 +303,7 @@ async fn moving_an_integration_in_the_portal_needs_its_secret_again() {
     }
     let stored = app
         .store
-        .get_integration(&rampart_store::Visibility::All, id)
+        .get_integration(&rampart_store::Visibility::All, IntegrationId(id))
         .await
         .unwrap();
     assert_eq!(stored.api_url.as_deref(), Some(app.sim.url.as_str()));

@@ -3,6 +3,7 @@
 //! words, are audited and queue a re-assessment that a worker runs; the report and the burn-down
 //! render for anyone signed in.
 
+use rampart_model::IntegrationId;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -19,7 +20,7 @@ async fn reassessed(app: &TestApp, id: i64) {
     for _ in 0..600 {
         let jobs = app
             .store
-            .list_jobs(&Visibility::All, Some(id), false, 20)
+            .list_jobs(&Visibility::All, Some(IntegrationId(id)), false, 20)
             .await
             .unwrap();
         if let Some(failed) = jobs
@@ -28,9 +29,12 @@ async fn reassessed(app: &TestApp, id: i64) {
         {
             panic!("re-assessment failed: {failed:?}");
         }
-        let current = rampart_sync::priority::assessed_with_current_policy(app.store.as_ref(), id)
-            .await
-            .unwrap();
+        let current = rampart_sync::priority::assessed_with_current_policy(
+            app.store.as_ref(),
+            IntegrationId(id),
+        )
+        .await
+        .unwrap();
         if current && !jobs.iter().any(|j| j.is_active()) {
             return;
         }
@@ -375,7 +379,7 @@ async fn the_settings_pages_are_for_admins_and_the_report_renders() {
     assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
     assert!(
         app.store
-            .integration_sla(&Visibility::All, id)
+            .integration_sla(&Visibility::All, IntegrationId(id))
             .await
             .unwrap()
             .is_some()
@@ -409,7 +413,11 @@ async fn the_settings_pages_are_for_admins_and_the_report_renders() {
     for _ in 0..600 {
         let rows = app
             .store
-            .sla_snapshots(&Visibility::All, Some(id), chrono::DateTime::UNIX_EPOCH)
+            .sla_snapshots(
+                &Visibility::All,
+                Some(IntegrationId(id)),
+                chrono::DateTime::UNIX_EPOCH,
+            )
             .await
             .unwrap();
         runs = rows
