@@ -33,6 +33,6 @@ pub use posture::{
     ControlScore, PostureScore, Recommendation, RecommendationRisk, Subscription, TenantScoreParts,
     weighted_percent,
 };
-pub use run::{EntityCounts, OddRecords, RunStatus, SyncRun, Verdict};
+pub use run::{EntityCounts, OddRecords, RunId, RunStatus, SyncRun, Verdict};
 pub use timestamp::{TimestampError, parse_microsoft_timestamp};
 pub use vulnerability::{Severity, Vulnerability};

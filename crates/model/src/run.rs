@@ -88,10 +88,37 @@ pub struct OddRecords {
     pub first_error: Option<String>,
 }
 
+/// Database identity of a sync run: a type of its own, so that it cannot be swapped with an
+/// integration's or any other number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RunId(pub i64);
+
+impl RunId {
+    /// The number the database keys it by.
+    pub fn get(self) -> i64 {
+        self.0
+    }
+}
+
+impl std::fmt::Display for RunId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::str::FromStr for RunId {
+    type Err = std::num::ParseIntError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.parse().map(RunId)
+    }
+}
+
 /// One sync run of one integration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SyncRun {
-    pub id: i64,
+    pub id: RunId,
     pub integration_id: IntegrationId,
     pub started_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,

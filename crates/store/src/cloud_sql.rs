@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{DateTime, Utc};
 
 use rampart_model::{
-    ControlScore, IntegrationId, PostureScore, Recommendation, Severity, Subscription,
+    ControlScore, IntegrationId, PostureScore, Recommendation, RunId, Severity, Subscription,
     TenantScoreParts, weighted_percent,
 };
 
@@ -397,7 +397,7 @@ pub(crate) fn decode_subscription_read(r: &impl RowExt) -> Result<(String, Subsc
     Ok((
         r.text("subscription_id")?,
         SubscriptionRead {
-            run_id: r.int("run_id")?,
+            run_id: r.run("run_id")?,
             at: r.ts("at")?,
             outcome: read_outcome(&r.text("outcome")?, r.opt_text("detail")?)?,
         },
@@ -415,7 +415,7 @@ pub(crate) fn decode_subscription(
         r.opt_text("last_read_outcome")?,
     ) {
         (Some(run_id), Some(word)) => Some(SubscriptionRead {
-            run_id,
+            run_id: RunId(run_id),
             at: r.ts("last_read_at")?,
             outcome: read_outcome(&word, r.opt_text("last_read_detail")?)?,
         }),
@@ -550,7 +550,7 @@ pub(crate) fn decode_posture_score(
     Ok(StoredPostureScore {
         integration_id,
         integration,
-        run_id: r.int("run_id")?,
+        run_id: r.run("run_id")?,
         captured_at: r.ts("captured_at")?,
         percent: score.percent(),
         score,
@@ -561,7 +561,7 @@ pub(crate) fn decode_posture_score(
 pub(crate) fn posture_points(rows: Vec<StoredPostureScore>) -> Vec<PosturePoint> {
     let mut runs: BTreeMap<i64, Vec<StoredPostureScore>> = BTreeMap::new();
     for r in rows {
-        runs.entry(r.run_id).or_default().push(r);
+        runs.entry(r.run_id.get()).or_default().push(r);
     }
     let mut points: Vec<PosturePoint> = runs
         .into_iter()
@@ -571,7 +571,7 @@ pub(crate) fn posture_points(rows: Vec<StoredPostureScore>) -> Vec<PosturePoint>
             Some(PosturePoint {
                 integration_id: first.integration_id,
                 integration: first.integration.clone(),
-                run_id,
+                run_id: RunId(run_id),
                 captured_at: rows.iter().map(|r| r.captured_at).max()?,
                 subscriptions: rows.len() as u64,
                 parts: TenantScoreParts::of(&scores)?,
@@ -596,7 +596,7 @@ pub(crate) fn decode_control(
     Ok(StoredControlScore {
         integration_id,
         integration,
-        run_id: r.int("run_id")?,
+        run_id: r.run("run_id")?,
         captured_at: r.ts("captured_at")?,
         control: ControlScore {
             subscription_id: r.text("subscription_id")?,

@@ -2,6 +2,7 @@
 //! decoding, the SQL of the reads, and the words of the errors. Keeping it here is what makes the
 //! two backends behave the same.
 
+use rampart_model::RunId;
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
@@ -225,6 +226,11 @@ pub(crate) trait RowExt {
     fn integration(&self, col: &str) -> Result<IntegrationId> {
         self.int(col).map(IntegrationId)
     }
+
+    /// A sync run's id, in column `col`.
+    fn run(&self, col: &str) -> Result<RunId> {
+        self.int(col).map(RunId)
+    }
 }
 
 macro_rules! integration_columns {
@@ -284,7 +290,7 @@ pub(crate) fn decode_run(r: &impl RowExt) -> Result<SyncRun> {
     let counts: RunCounts =
         serde_json::from_str(&counts_text).map_err(|_| corrupt("run counts", &counts_text))?;
     Ok(SyncRun {
-        id: r.int("id")?,
+        id: r.run("id")?,
         integration_id: r.integration("integration_id")?,
         started_at: r.ts("started_at")?,
         finished_at: r.opt_ts("finished_at")?,
@@ -1236,12 +1242,12 @@ pub(crate) fn name_taken(name: &IntegrationName) -> StoreError {
     ))
 }
 
-pub(crate) fn run_not_found(id: i64) -> StoreError {
+pub(crate) fn run_not_found(id: RunId) -> StoreError {
     StoreError::NotFound(format!("sync run {id} not found"))
 }
 
 pub(crate) fn run_already_running(
-    run_id: i64,
+    run_id: RunId,
     started_at: DateTime<Utc>,
     heartbeat_at: DateTime<Utc>,
 ) -> StoreError {
@@ -1262,7 +1268,7 @@ pub(crate) fn abandoned_message(heartbeat_at: DateTime<Utc>) -> String {
 
 /// Checks the run a write claims to belong to. `row` is (integration_id, status, started_at).
 pub(crate) fn check_run_for_write(
-    run_id: i64,
+    run_id: RunId,
     integration_id: IntegrationId,
     row: Option<(IntegrationId, String, DateTime<Utc>)>,
 ) -> Result<DateTime<Utc>> {

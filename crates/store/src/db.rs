@@ -103,7 +103,7 @@ macro_rules! typed {
 }
 
 typed!(Int: i64 => |v| v, i32 => |v| i64::from(v), u32 => |v| i64::from(v),
-    rampart_model::IntegrationId => |v| v.get());
+    rampart_model::IntegrationId => |v| v.get(), rampart_model::RunId => |v| v.get());
 typed!(Text: String => |v| v, &str => |v| v.to_owned(), &String => |v| v.clone(),
     Cow<'_, str> => |v| v.into_owned());
 typed!(Time: DateTime<Utc> => |v| v);

@@ -3,6 +3,7 @@
 //! how they are stored is in docs/prioritisation.md ("How it is stored and kept current").
 
 use chrono::{DateTime, Utc};
+use rampart_model::RunId;
 use serde::Serialize;
 
 use rampart_model::priority::{Decision, FactorContribution, FactorName};
@@ -55,7 +56,7 @@ pub enum AssessScope<'a> {
     /// `since`: not assessed yet (new, reopened), their own content changed by run `run_id`
     /// (CVSS, exploitability), their asset changed by it (tags, device value, exposure level),
     /// or their CVE's catalogue entry changed after `since`.
-    ChangedBy { run_id: i64, since: DateTime<Utc> },
+    ChangedBy { run_id: RunId, since: DateTime<Utc> },
 }
 
 /// A new assessment of one open finding.

@@ -2,6 +2,7 @@
 //! settings", "Criticality rules" and "SLA reports"): the types the store reads and writes, and
 //! the report and burn-down built from its rows. The SQL is `crate::sla_sql`.
 
+use rampart_model::RunId;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
@@ -57,7 +58,7 @@ pub const MAX_RULE_TEXT: usize = 200;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SlaSnapshot {
     pub integration_id: IntegrationId,
-    pub run_id: i64,
+    pub run_id: RunId,
     pub taken_at: DateTime<Utc>,
     /// None: the run left no open finding (a row of zeros marks the snapshot).
     pub decision: Option<Decision>,
@@ -245,7 +246,7 @@ pub fn burndown(rows: &[SlaSnapshot]) -> Vec<BurndownPoint> {
     // Each run's totals, in time order.
     let mut runs: BTreeMap<(DateTime<Utc>, i64), (IntegrationId, BurndownPoint)> = BTreeMap::new();
     for r in rows {
-        let (_, p) = runs.entry((r.taken_at, r.run_id)).or_insert_with(|| {
+        let (_, p) = runs.entry((r.taken_at, r.run_id.get())).or_insert_with(|| {
             (
                 r.integration_id,
                 BurndownPoint {
@@ -299,7 +300,7 @@ mod tests {
             .unwrap_or_default()
     }
 
-    fn snap(i: i64, run: i64, at: i64, d: Decision, open: u64) -> SlaSnapshot {
+    fn snap(i: i64, run: RunId, at: i64, d: Decision, open: u64) -> SlaSnapshot {
         SlaSnapshot {
             integration_id: IntegrationId(i),
             run_id: run,
@@ -324,10 +325,10 @@ mod tests {
     #[test]
     fn burndown_sums_each_integrations_latest_run() {
         let rows = [
-            snap(1, 10, 0, Decision::Immediate, 5),
-            snap(1, 10, 0, Decision::Defer, 2),
-            snap(2, 11, 1, Decision::Immediate, 3),
-            snap(1, 12, 2, Decision::Immediate, 1),
+            snap(1, RunId(10), 0, Decision::Immediate, 5),
+            snap(1, RunId(10), 0, Decision::Defer, 2),
+            snap(2, RunId(11), 1, Decision::Immediate, 3),
+            snap(1, RunId(12), 2, Decision::Immediate, 1),
         ];
         let points = burndown(&rows);
         let open: Vec<[u64; 4]> = points.iter().map(|p| p.open).collect();

@@ -2,6 +2,7 @@
 //! report's arithmetic: `crate::sla`).
 
 use chrono::{DateTime, Utc};
+use rampart_model::RunId;
 
 use rampart_model::IntegrationId;
 use rampart_model::priority::{
@@ -355,7 +356,7 @@ fn snapshot_sql(d: crate::db::Dialect) -> String {
 pub(crate) async fn record_sla_snapshot(
     s: &SqlStore,
     integration: IntegrationId,
-    run_id: i64,
+    run_id: RunId,
     at: DateTime<Utc>,
 ) -> Result<()> {
     let op = "recording the run's SLA snapshot";
@@ -380,7 +381,7 @@ fn decode_snapshot(r: &impl RowExt) -> Result<SlaSnapshot> {
     let decision = r.text("decision")?;
     Ok(SlaSnapshot {
         integration_id: r.integration("integration_id")?,
-        run_id: r.int("run_id")?,
+        run_id: r.run("run_id")?,
         taken_at: r.ts("taken_at")?,
         decision: match decision.as_str() {
             "none" => None,

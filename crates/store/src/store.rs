@@ -9,7 +9,7 @@ use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use rampart_model::priority::{CriticalityRule, KevEntry, SlaDays};
 use rampart_model::{
     Asset, ControlScore, CveId, Finding, Integration, IntegrationId, IntegrationName, PostureScore,
-    Recommendation, Subscription, SyncRun, Vulnerability, WorkspaceId,
+    Recommendation, RunId, Subscription, SyncRun, Vulnerability, WorkspaceId,
 };
 
 use crate::error::Result;
@@ -195,7 +195,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         integration_id: IntegrationId,
         mode: &str,
         now: DateTime<Utc>,
-    ) -> Result<i64> {
+    ) -> Result<RunId> {
         self.start_run_owned(integration_id, mode, now, None).await
     }
     /// [`Store::start_run`], recording which process runs it. A running run whose recorded owner
@@ -206,14 +206,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         mode: &str,
         now: DateTime<Utc>,
         owner: Option<&RunOwner>,
-    ) -> Result<i64>;
+    ) -> Result<RunId>;
     /// Tells the store the run's process is alive (e.g. while it waits out a rate limit).
     /// Every batched write of the run does this too.
-    async fn heartbeat_run(&self, run_id: i64, now: DateTime<Utc>) -> Result<()>;
+    async fn heartbeat_run(&self, run_id: RunId, now: DateTime<Utc>) -> Result<()>;
     /// Closes a running run with its outcome and returns it. A run that is no longer running
     /// (closed as abandoned by another process, or finished twice) is a `Conflict`.
-    async fn finish_run(&self, run_id: i64, outcome: &RunOutcome) -> Result<SyncRun>;
-    async fn get_run(&self, vis: &Visibility, run_id: i64) -> Result<SyncRun>;
+    async fn finish_run(&self, run_id: RunId, outcome: &RunOutcome) -> Result<SyncRun>;
+    async fn get_run(&self, vis: &Visibility, run_id: RunId) -> Result<SyncRun>;
     /// The newest runs first.
     async fn list_runs(
         &self,
@@ -236,7 +236,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn upsert_assets(
         &self,
         integration_id: IntegrationId,
-        run_id: i64,
+        run_id: RunId,
         assets: &[Asset],
     ) -> Result<UpsertCounts>;
 
@@ -284,7 +284,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn upsert_findings(
         &self,
         integration_id: IntegrationId,
-        run_id: i64,
+        run_id: RunId,
         findings: &[Finding],
     ) -> Result<UpsertCounts>;
 
@@ -294,7 +294,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn upsert_findings_assessed(
         &self,
         integration_id: IntegrationId,
-        run_id: i64,
+        run_id: RunId,
         findings: &[Finding],
         assessor: Option<&dyn InsertAssessor>,
     ) -> Result<UpsertCounts>;
@@ -304,7 +304,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn apply_finding_changes(
         &self,
         integration_id: IntegrationId,
-        run_id: i64,
+        run_id: RunId,
         changes: &[FindingChange],
     ) -> Result<DeltaCounts>;
 
@@ -320,7 +320,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn reconcile(
         &self,
         integration_id: IntegrationId,
-        run_id: i64,
+        run_id: RunId,
         policy: ReconcilePolicy,
     ) -> Result<ReconcileOutcome>;
 
@@ -332,7 +332,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn upsert_subscriptions(
         &self,
         integration_id: IntegrationId,
-        run_id: i64,
+        run_id: RunId,
         subscriptions: &[Subscription],
     ) -> Result<UpsertCounts>;
 
@@ -342,7 +342,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn record_subscription_read(
         &self,
         integration_id: IntegrationId,
-        run_id: i64,
+        run_id: RunId,
         subscription_id: &str,
         outcome: &SubscriptionReadOutcome,
     ) -> Result<()>;
@@ -359,7 +359,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn subscription_reads(
         &self,
         vis: &Visibility,
-        run_id: i64,
+        run_id: RunId,
     ) -> Result<Vec<(String, SubscriptionRead)>>;
 
     /// Stores the secure scores and control scores a run captured: one row per (run,
@@ -369,7 +369,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn record_posture(
         &self,
         integration_id: IntegrationId,
-        run_id: i64,
+        run_id: RunId,
         captured_at: DateTime<Utc>,
         scores: &[PostureScore],
         controls: &[ControlScore],
@@ -418,7 +418,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn upsert_recommendations(
         &self,
         integration_id: IntegrationId,
-        run_id: i64,
+        run_id: RunId,
         recommendations: &[Recommendation],
     ) -> Result<UpsertCounts>;
 
@@ -646,7 +646,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn record_sla_snapshot(
         &self,
         integration: IntegrationId,
-        run_id: i64,
+        run_id: RunId,
         at: DateTime<Utc>,
     ) -> Result<()>;
     /// Snapshot rows taken since `since`, of one integration or of every one in `vis`, oldest

@@ -3,6 +3,7 @@
 //! types; these add what only the store knows (ids, integration names, Rampart's history).
 
 use chrono::{DateTime, Utc};
+use rampart_model::RunId;
 use serde::{Deserialize, Serialize};
 
 use rampart_model::{
@@ -48,7 +49,7 @@ impl SubscriptionReadOutcome {
 /// One recorded read of a subscription.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SubscriptionRead {
-    pub run_id: i64,
+    pub run_id: RunId,
     /// The run's start.
     pub at: DateTime<Utc>,
     #[serde(flatten)]
@@ -75,7 +76,7 @@ pub struct StoredSubscription {
 pub struct StoredPostureScore {
     pub integration_id: IntegrationId,
     pub integration: String,
-    pub run_id: i64,
+    pub run_id: RunId,
     pub captured_at: DateTime<Utc>,
     /// Microsoft's score: `fraction` is 0–1.
     pub score: PostureScore,
@@ -90,7 +91,7 @@ pub struct StoredPostureScore {
 pub struct PosturePoint {
     pub integration_id: IntegrationId,
     pub integration: String,
-    pub run_id: i64,
+    pub run_id: RunId,
     /// The newest capture time among the run's rows.
     pub captured_at: DateTime<Utc>,
     /// How many subscriptions the run captured (a partial run captures fewer).
@@ -106,7 +107,7 @@ pub struct PosturePoint {
 pub struct StoredControlScore {
     pub integration_id: IntegrationId,
     pub integration: String,
-    pub run_id: i64,
+    pub run_id: RunId,
     pub captured_at: DateTime<Utc>,
     pub control: ControlScore,
 }

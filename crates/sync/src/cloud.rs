@@ -11,6 +11,7 @@
 //! and concludes nothing. An empty subscription list is Microsoft's way of saying "no role", so it
 //! fails the run with the role-assignment steps instead of succeeding with nothing.
 
+use rampart_model::RunId;
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
@@ -109,7 +110,7 @@ impl Job<'_, ArmClient> {
             tracing::info!(
                 message = "Recommendations synced.",
                 integration = %self.integration.name,
-                run_id = self.run_id,
+                run_id = self.run_id.get(),
                 read = r.read,
                 new = r.new,
                 updated = r.updated,
@@ -627,7 +628,7 @@ impl Job<'_, ArmClient> {
 async fn write_finding_batch(
     store: Arc<dyn Store>,
     id: IntegrationId,
-    run: i64,
+    run: RunId,
     batch: Vec<(Option<Asset>, Vec<CloudFinding>)>,
 ) -> Result<Both, StoreError> {
     let (assets, findings): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
@@ -640,7 +641,7 @@ async fn write_finding_batch(
 async fn write_findings(
     store: &Arc<dyn Store>,
     id: IntegrationId,
-    run: i64,
+    run: RunId,
     assets: impl Iterator<Item = Asset>,
     findings: Vec<CloudFinding>,
 ) -> Result<Both, StoreError> {

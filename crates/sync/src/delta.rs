@@ -6,6 +6,7 @@
 //! (`Fixed` in the old group, `New` in the new one). Changes are therefore folded per finding and
 //! instant, then applied in time order: replaying an overlap converges to the same state.
 
+use rampart_model::RunId;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -134,7 +135,7 @@ fn fold(raw: Vec<WireChange>) -> Vec<FindingChange> {
 pub(crate) async fn apply(
     store: &Arc<dyn Store>,
     integration: IntegrationId,
-    run_id: i64,
+    run_id: RunId,
     changes: &[FindingChange],
     batch: usize,
 ) -> Result<DeltaCounts, StoreError> {

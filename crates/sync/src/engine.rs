@@ -109,7 +109,7 @@ impl Engine {
         )
         .await
         {
-            tracing::warn!(message = "Webhook alerts of a run could not be queued.", integration = %integration.name, run_id = run.id, %error);
+            tracing::warn!(message = "Webhook alerts of a run could not be queued.", integration = %integration.name, run_id = run.id.get(), %error);
         }
         Ok(run)
     }

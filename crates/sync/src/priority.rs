@@ -11,6 +11,7 @@
 //! once per (CVE, asset profile, the finding's own CVSS and exploitability), which millions of
 //! findings share.
 
+use rampart_model::RunId;
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
@@ -1054,7 +1055,7 @@ const SNAPSHOT_AT_LEAST_EVERY: chrono::TimeDelta = chrono::TimeDelta::hours(1);
 pub(crate) async fn assess_after_run(
     store: &dyn Store,
     integration: &Integration,
-    run_id: i64,
+    run_id: RunId,
     at: DateTime<Utc>,
     first_load: Option<DateTime<Utc>>,
     findings_changed: bool,
@@ -1090,7 +1091,7 @@ pub(crate) async fn assess_after_run(
     let trusted = same_model
         && integration.product == Product::Endpoint
         && assessed_run.is_some()
-        && assessed_run == previous_run;
+        && assessed_run == previous_run.map(RunId::get);
     // A first load that stopped before it stored its explanations left its findings referring
     // to explanations the store lacks: every open finding's are stored now.
     let owed = first_load.is_none()

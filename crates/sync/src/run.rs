@@ -12,6 +12,7 @@
 //! closure: a future holding such a closure is not provably `Send` to `tokio::spawn`, which the
 //! scheduler needs.)
 
+use rampart_model::RunId;
 use std::sync::Arc;
 
 use chrono::Utc;
@@ -61,7 +62,7 @@ pub(crate) struct Job<'a, C> {
     pub store: Arc<dyn Store>,
     pub integration: &'a Integration,
     pub client: &'a C,
-    pub run_id: i64,
+    pub run_id: RunId,
     pub request: SyncRequest,
     pub progress: &'a dyn Progress,
     pub outcome: RunOutcome,
@@ -125,7 +126,7 @@ impl<'a, C: Metered> Job<'a, C> {
             tracing::warn!(
                 message = "Sync run failed.",
                 integration = %self.integration.name,
-                run_id = self.run_id,
+                run_id = self.run_id.get(),
                 %error
             );
             // A failed run concludes nothing, whatever it had judged before it stopped.

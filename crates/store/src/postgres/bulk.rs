@@ -3,6 +3,7 @@
 //! RETURNING` whose `change_kind` results are counted by the server. Asset and software ids are
 //! resolved by joins in that statement, so no id map lives in the client.
 
+use rampart_model::RunId;
 use std::io::Write as _;
 
 use chrono::{DateTime, Utc};
@@ -176,7 +177,7 @@ async fn count_kinds(
 async fn upsert_assets_in(
     conn: &mut PgConnection,
     integration_id: IntegrationId,
-    run_id: i64,
+    run_id: RunId,
     assets: &[Asset],
 ) -> Result<UpsertCounts> {
     let observed = check_run(On::Postgres(&mut *conn), integration_id, run_id).await?;
@@ -240,7 +241,7 @@ async fn upsert_assets_in(
         ),
         Some(integration_id),
         Some(observed),
-        Some(run_id),
+        Some(run_id.get()),
         "upserting assets",
     )
     .await?;
@@ -255,7 +256,7 @@ async fn upsert_assets_in(
 pub(crate) async fn upsert_findings_in(
     conn: &mut PgConnection,
     integration_id: IntegrationId,
-    run_id: i64,
+    run_id: RunId,
     findings: &[Finding],
     assessor: Option<&dyn InsertAssessor>,
 ) -> Result<UpsertCounts> {
@@ -325,7 +326,7 @@ pub(crate) async fn upsert_findings_in(
     )
     .bind(integration_id.get())
     .bind(observed)
-    .bind(run_id)
+    .bind(run_id.get())
     .execute(&mut *conn)
     .await
     .map_err(db("creating assets first reported by findings"))?;
@@ -337,7 +338,7 @@ pub(crate) async fn upsert_findings_in(
     )
     .bind(integration_id.get())
     .bind(observed)
-    .bind(run_id)
+    .bind(run_id.get())
     .execute(&mut *conn)
     .await
     .map_err(db("marking the findings' assets seen"))?;
@@ -365,7 +366,7 @@ pub(crate) async fn upsert_findings_in(
         ),
         Some(integration_id),
         Some(observed),
-        Some(run_id),
+        Some(run_id.get()),
         "upserting findings",
     )
     .await?;
@@ -474,7 +475,7 @@ async fn write_vulnerabilities_once(
 pub(crate) async fn upsert_assets(
     pool: &PgPool,
     integration_id: IntegrationId,
-    run_id: i64,
+    run_id: RunId,
     assets: &[Asset],
 ) -> Result<UpsertCounts> {
     heartbeat(On::PgPool(pool), run_id).await?;
@@ -487,7 +488,7 @@ pub(crate) async fn upsert_assets(
 pub(crate) async fn upsert_findings(
     pool: &PgPool,
     integration_id: IntegrationId,
-    run_id: i64,
+    run_id: RunId,
     findings: &[Finding],
     assessor: Option<&dyn InsertAssessor>,
 ) -> Result<UpsertCounts> {
@@ -524,7 +525,7 @@ pub(crate) async fn upsert_findings(
 pub(crate) async fn upsert_recommendations_in(
     conn: &mut PgConnection,
     integration_id: IntegrationId,
-    run_id: i64,
+    run_id: RunId,
     observed: DateTime<Utc>,
     rows: &[RecommendationRow],
 ) -> Result<UpsertCounts> {
@@ -573,7 +574,7 @@ pub(crate) async fn upsert_recommendations_in(
         ),
         Some(integration_id),
         Some(observed),
-        Some(run_id),
+        Some(run_id.get()),
         "upserting recommendations",
     )
     .await?;

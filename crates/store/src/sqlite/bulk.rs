@@ -5,6 +5,7 @@
 //! What each row's upsert did is counted without returning rows for findings (see
 //! `FINDING_SCRATCH`), and with `RETURNING` for the smaller asset and CVE batches.
 
+use rampart_model::RunId;
 use std::borrow::Cow;
 
 use chrono::{DateTime, Utc};
@@ -63,7 +64,7 @@ fn begin_error(e: sqlx::Error) -> StoreError {
 async fn touch_run(
     conn: &mut SqliteConnection,
     integration_id: IntegrationId,
-    run_id: i64,
+    run_id: RunId,
 ) -> Result<DateTime<Utc>> {
     let started_at = check_run(On::Sqlite(&mut *conn), integration_id, run_id).await?;
     heartbeat(On::Sqlite(&mut *conn), run_id).await?;
@@ -130,7 +131,7 @@ async fn count_kinds(
 pub(crate) async fn upsert_assets_in(
     conn: &mut SqliteConnection,
     integration_id: IntegrationId,
-    run_id: i64,
+    run_id: RunId,
     assets: &[Asset],
 ) -> Result<UpsertCounts> {
     let observed = ts(touch_run(conn, integration_id, run_id).await?);
@@ -174,7 +175,7 @@ pub(crate) async fn upsert_assets_in(
                 .bind(a.is_aad_joined)
                 .bind(observed)
                 .bind(observed)
-                .bind(run_id);
+                .bind(run_id.get());
         }
         count_kinds(conn, q, &mut counts, "upserting assets").await?;
     }
@@ -298,7 +299,7 @@ impl BatchIds {
 async fn resolve_ids(
     conn: &mut SqliteConnection,
     integration_id: IntegrationId,
-    run_id: i64,
+    run_id: RunId,
     observed: i64,
     batch: &FindingBatch<'_>,
 ) -> Result<BatchIds> {
@@ -314,7 +315,7 @@ async fn resolve_ids(
     )
     .bind(integration_id.get())
     .bind(observed)
-    .bind(run_id)
+    .bind(run_id.get())
     .bind(assets_json.as_str())
     .execute(&mut *conn)
     .await
@@ -327,7 +328,7 @@ async fn resolve_ids(
     )
     .bind(integration_id.get())
     .bind(observed)
-    .bind(run_id)
+    .bind(run_id.get())
     .bind(assets_json.as_str())
     .execute(&mut *conn)
     .await
@@ -531,7 +532,7 @@ fn bind_findings<'q>(
 async fn upsert_batch_in(
     conn: &mut SqliteConnection,
     integration_id: IntegrationId,
-    run_id: i64,
+    run_id: RunId,
     batch: &FindingBatch<'_>,
 ) -> Result<UpsertCounts> {
     let started_at = touch_run(conn, integration_id, run_id).await?;
@@ -623,7 +624,7 @@ async fn upsert_batch_in(
 pub(crate) async fn upsert_findings_in(
     conn: &mut SqliteConnection,
     integration_id: IntegrationId,
-    run_id: i64,
+    run_id: RunId,
     findings: &[Finding],
 ) -> Result<UpsertCounts> {
     let batch = FindingBatch::new(findings, None)?;
@@ -633,7 +634,7 @@ pub(crate) async fn upsert_findings_in(
 pub(crate) async fn upsert_assets(
     write: &SqlitePool,
     integration_id: IntegrationId,
-    run_id: i64,
+    run_id: RunId,
     assets: &[Asset],
 ) -> Result<UpsertCounts> {
     let mut tx = write
@@ -648,7 +649,7 @@ pub(crate) async fn upsert_assets(
 pub(crate) async fn upsert_findings(
     write: &SqlitePool,
     integration_id: IntegrationId,
-    run_id: i64,
+    run_id: RunId,
     findings: &[Finding],
     assessor: Option<&dyn InsertAssessor>,
 ) -> Result<UpsertCounts> {
@@ -723,7 +724,7 @@ pub(crate) async fn write_vulnerabilities(
 pub(crate) async fn upsert_recommendations_in(
     conn: &mut SqliteConnection,
     integration_id: IntegrationId,
-    run_id: i64,
+    run_id: RunId,
     observed: DateTime<Utc>,
     rows: &[RecommendationRow],
 ) -> Result<UpsertCounts> {
@@ -762,7 +763,7 @@ pub(crate) async fn upsert_recommendations_in(
         ))
         .bind(integration_id.get())
         .bind(ts(observed))
-        .bind(run_id)
+        .bind(run_id.get())
         .bind(json);
         count_kinds(conn, q, &mut counts, "upserting recommendations").await?;
     }

@@ -3,6 +3,7 @@
 //! known to two integrations, the posture export, and removal.
 
 use rampart_model::IntegrationId;
+use rampart_model::RunId;
 use std::sync::Arc;
 
 use futures::TryStreamExt;
@@ -411,7 +412,7 @@ async fn tenant_score_is_weighted_not_averaged(store: Arc<dyn Store>) {
         )
         .await
         .unwrap();
-    let ids: Vec<(&str, i64)> = a_controls
+    let ids: Vec<(&str, RunId)> = a_controls
         .iter()
         .map(|c| (c.control.control_id.as_str(), c.run_id))
         .collect();

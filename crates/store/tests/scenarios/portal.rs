@@ -2,6 +2,7 @@
 //! the summaries kept when runs finish, and the job table.
 
 use rampart_model::IntegrationId;
+use rampart_model::RunId;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -951,7 +952,7 @@ async fn running_job(
         .start_run_owned(i, "full", t(0), Some(&me))
         .await
         .unwrap();
-    (i.get(), worker, job, run)
+    (i.get(), worker, job, run.get())
 }
 
 async fn a_released_job_is_due_at_once_and_its_run_closed(store: Arc<dyn Store>) {
@@ -978,7 +979,7 @@ async fn a_released_job_is_due_at_once_and_its_run_closed(store: Arc<dyn Store>)
         .list_runs(&rampart_store::Visibility::All, IntegrationId(i), 5)
         .await
         .unwrap();
-    let closed = runs.iter().find(|r| r.id == run).unwrap();
+    let closed = runs.iter().find(|r| r.id == RunId(run)).unwrap();
     assert_eq!(closed.status, rampart_model::RunStatus::Failed);
     assert!(
         closed
@@ -1015,7 +1016,7 @@ async fn a_lost_job_closes_its_run_and_a_job_put_off_waits(store: Arc<dyn Store>
         .list_runs(&rampart_store::Visibility::All, IntegrationId(i), 5)
         .await
         .unwrap();
-    let closed = closed.iter().find(|r| r.id == run).unwrap();
+    let closed = closed.iter().find(|r| r.id == RunId(run)).unwrap();
     assert_eq!(closed.status, rampart_model::RunStatus::Failed);
     assert_eq!(
         closed.error.as_deref(),

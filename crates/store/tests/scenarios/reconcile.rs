@@ -1,4 +1,5 @@
 use rampart_model::IntegrationId;
+use rampart_model::RunId;
 use std::sync::Arc;
 
 use rampart_model::{AssetStatus, FindingStatus, RunStatus, Verdict};
@@ -19,7 +20,7 @@ scenarios!(
 
 /// Run 1 sees 10 assets × 5 findings. Run 2 sees assets 0..9 (not 9), and on asset 0 only
 /// findings 0..3 (not 3 and 4).
-async fn two_runs(store: &Arc<dyn Store>) -> (IntegrationId, i64, i64) {
+async fn two_runs(store: &Arc<dyn Store>) -> (IntegrationId, RunId, RunId) {
     let i = integration(store, "i").await;
     let run1 = full_run_seeing(store, i.id, t(0), 10, 5).await;
     let out = store

@@ -1,4 +1,5 @@
 use rampart_model::IntegrationId;
+use rampart_model::RunId;
 use std::sync::Arc;
 
 use rampart_model::{EntityCounts, RunStatus, Verdict};
@@ -148,7 +149,7 @@ async fn bookkeeping(store: Arc<dyn Store>) {
     );
     assert!(matches!(
         store
-            .get_run(&rampart_store::Visibility::All, 999_999)
+            .get_run(&rampart_store::Visibility::All, RunId(999_999))
             .await,
         Err(StoreError::NotFound(_))
     ));
@@ -251,7 +252,7 @@ async fn writes_check_their_run(store: Arc<dyn Store>) {
         .unwrap_err();
     assert!(matches!(err, StoreError::InvalidInput(_)), "{err:?}");
     assert!(matches!(
-        store.upsert_assets(a.id, 424_242, &[asset(1)]).await,
+        store.upsert_assets(a.id, RunId(424_242), &[asset(1)]).await,
         Err(StoreError::NotFound(_))
     ));
     // Nothing was written by the refused calls.

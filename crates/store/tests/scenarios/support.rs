@@ -1,6 +1,7 @@
 //! Fixtures shared by the scenarios: deterministic records and small helpers over the read API.
 
 use rampart_model::IntegrationId;
+use rampart_model::RunId;
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -174,7 +175,7 @@ pub async fn full_run_seeing(
     at: DateTime<Utc>,
     assets: usize,
     per_asset: usize,
-) -> i64 {
+) -> RunId {
     let run = store.start_run(integration_id, "full", at).await.unwrap();
     let all: Vec<Asset> = (0..assets).map(asset).collect();
     store

@@ -3,6 +3,7 @@
 //! not exist. Workspace, membership and token bookkeeping.
 
 use rampart_model::IntegrationId;
+use rampart_model::RunId;
 use std::sync::Arc;
 
 use chrono::Utc;
@@ -35,8 +36,8 @@ struct World {
     a: Integration,
     b: Integration,
     b_cloud: Integration,
-    b_run: i64,
-    b_cloud_run: i64,
+    b_run: RunId,
+    b_cloud_run: RunId,
     a_vis: Visibility,
 }
 

@@ -236,7 +236,7 @@ pub async fn a_failed_sync_is_sent_signed_retried_after_a_500_and_never_with_a_s
         assert_eq!(body["integration"]["name"], h.integration.name.as_str());
         assert_eq!(body["workspace"]["name"], "Default");
         assert_eq!(body["data"]["status"], "failed");
-        assert_eq!(body["data"]["run_id"], run.id);
+        assert_eq!(body["data"]["run_id"], run.id.get());
         assert_eq!(body["data"]["microsoft_error_code"], "AADSTS7000215");
         assert!(body["data"]["error"].as_str().unwrap().contains("7000215"));
     }
@@ -460,7 +460,7 @@ pub async fn findings_becoming_immediate_are_one_event_per_run_and_alerted_once(
     assert_eq!(got.len(), 1, "one event for the run");
     let body: Value = serde_json::from_slice(&got[0].body).unwrap();
     assert_eq!(body["event"], "immediate_finding");
-    assert_eq!(body["data"]["run_id"], run.id);
+    assert_eq!(body["data"]["run_id"], run.id.get());
     assert_eq!(body["data"]["count"], immediate.len());
     let top = body["data"]["top"].as_array().unwrap();
     assert_eq!(top.len(), immediate.len().min(10));

@@ -215,7 +215,7 @@ impl From<&SyncRun> for RunOut {
             Some(Verdict::Held(w)) => (Some("held".into()), Some(w.clone())),
         };
         Self {
-            id: r.id,
+            id: r.id.get(),
             integration_id: r.integration_id.get(),
             started_at: ts(&r.started_at),
             finished_at: ts_opt(&r.finished_at),

@@ -41,7 +41,7 @@ impl From<&PosturePoint> for TenantScoreOut {
             score_sum: p.parts.score_sum,
             weight_sum: p.parts.weight_sum,
             subscriptions: p.subscriptions,
-            run_id: p.run_id,
+            run_id: p.run_id.get(),
             captured_at: rfc3339(&p.captured_at),
         }
     }
@@ -271,7 +271,7 @@ pub async fn scores(
                 last_read: s.last_read.as_ref().map(|r| SubscriptionReadOut {
                     outcome: r.outcome.as_str().into(),
                     detail: r.outcome.detail().map(str::to_owned),
-                    run_id: r.run_id,
+                    run_id: r.run_id.get(),
                     at: rfc3339(&r.at),
                 }),
             })

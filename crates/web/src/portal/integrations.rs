@@ -195,7 +195,7 @@ impl RunView {
             )
         };
         Self {
-            id: r.id,
+            id: r.id.get(),
             started: when(&r.started_at),
             finished: when_opt(&r.finished_at),
             status: r.status.as_str(),

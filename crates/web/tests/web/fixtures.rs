@@ -3,6 +3,7 @@
 //! Endpoint device that is the same machine as one of its VMs.
 
 use chrono::{DateTime, Duration, Utc};
+use rampart_model::RunId;
 use rampart_model::{
     Asset, AssetKind, Cloud, ControlScore, Finding, FindingKey, IntegrationId, IntegrationName,
     PostureScore, Product, Recommendation, RecommendationRisk, RunStatus, SecretHint, Severity,
@@ -113,7 +114,7 @@ struct Posture {
 async fn conclude_cloud_run(
     store: &dyn Store,
     cloud: IntegrationId,
-    run: i64,
+    run: RunId,
     at: DateTime<Utc>,
     posture: &Posture,
     recs: &[Recommendation],
