@@ -1,13 +1,9 @@
 //! `rampart backup` while a sync writes, and `rampart restore` of what it wrote.
 
-use std::io::Read;
-use std::time::Duration;
-
 use rampart_sim::SimConfig;
-use sqlx::sqlite::SqliteConnectOptions;
-use sqlx::{Connection, SqliteConnection};
+use sqlx::Connection;
 
-use crate::{DEMO_SECRET, Env};
+use crate::{DEMO_SECRET, Env, sqlite_connection};
 
 /// Row counts and id sums of the tables a sync writes: equal snapshots mean equal contents as far
 /// as a sync could have moved them.
@@ -18,29 +14,15 @@ const SNAPSHOT: &str = "SELECT
     (SELECT group_concat(status, ',') FROM sync_runs) || ' ' ||
     (SELECT count(*) FROM integrations)";
 
-async fn connect(path: &std::path::Path) -> SqliteConnection {
-    SqliteConnection::connect_with(
-        &SqliteConnectOptions::new()
-            .filename(path)
-            .busy_timeout(Duration::from_secs(30)),
-    )
-    .await
-    .expect("connect")
-}
-
 #[test]
 fn a_backup_taken_during_a_sync_restores_to_the_database_of_that_moment() {
     let env = Env::with_a_slow_sync();
-    let (mut child, mut reader) = env.sync_reading_findings("contoso");
-    // Keep the pipe drained: a full pipe would stall the sync, not the database.
-    let drain = std::thread::spawn(move || {
-        let mut rest = String::new();
-        let _ = reader.read_to_string(&mut rest);
-    });
+    let (mut child, reader) = env.sync_reading_findings("contoso");
+    let drain = crate::drain(reader);
 
     // Hold the write lock (between two of the sync's transactions) so that the moment of the
     // backup can be compared with the source; readers, and so the backup, never wait for it.
-    let mut writer = env.runtime.block_on(connect(&env.db()));
+    let mut writer = env.runtime.block_on(sqlite_connection(&env.db()));
     let before = env.runtime.block_on(async {
         sqlx::query("BEGIN IMMEDIATE")
             .execute(&mut writer)
@@ -97,7 +79,7 @@ fn a_backup_taken_during_a_sync_restores_to_the_database_of_that_moment() {
     assert_eq!(list.code, 0, "{list:?}");
     assert!(list.stdout.contains("contoso"), "{list:?}");
     let after = env.runtime.block_on(async {
-        let mut conn = connect(&restored_db).await;
+        let mut conn = sqlite_connection(&restored_db).await;
         sqlx::query_scalar::<_, String>(SNAPSHOT)
             .fetch_one(&mut conn)
             .await

@@ -1,13 +1,11 @@
 //! A sync killed with SIGKILL in the middle, then run again, converges to the state of an
 //! uninterrupted sync.
 
-use std::io::Read;
 use std::time::{Duration, Instant};
 
-use sqlx::sqlite::SqliteConnectOptions;
-use sqlx::{Connection, SqliteConnection};
+use sqlx::SqliteConnection;
 
-use crate::Env;
+use crate::{Env, sqlite_connection};
 
 fn sorted_export(env: &Env, db: &str) -> Vec<String> {
     let run = crate::run(
@@ -39,16 +37,6 @@ fn uninterrupted_export(env: &Env) -> Vec<String> {
 const UNEXPLAINED: &str = "SELECT count(*) FROM findings f WHERE f.explanation_id IS NOT NULL \
      AND NOT EXISTS (SELECT 1 FROM priority_explanations e WHERE e.id = f.explanation_id)";
 
-async fn connect(path: &std::path::Path) -> SqliteConnection {
-    SqliteConnection::connect_with(
-        &SqliteConnectOptions::new()
-            .filename(path)
-            .busy_timeout(Duration::from_secs(30)),
-    )
-    .await
-    .expect("connect")
-}
-
 async fn count(conn: &mut SqliteConnection, sql: &'static str) -> i64 {
     sqlx::query_scalar(sql)
         .fetch_one(conn)
@@ -62,12 +50,9 @@ async fn count(conn: &mut SqliteConnection, sql: &'static str) -> i64 {
 #[test]
 fn a_first_load_killed_before_storing_its_explanations_owes_none_after_the_next_run() {
     let env = Env::with_a_slow_sync();
-    let (mut child, mut reader) = env.sync_reading_findings("contoso");
-    let drain = std::thread::spawn(move || {
-        let mut rest = String::new();
-        let _ = reader.read_to_string(&mut rest);
-    });
-    let mut conn = env.runtime.block_on(connect(&env.db()));
+    let (mut child, reader) = env.sync_reading_findings("contoso");
+    let drain = crate::drain(reader);
+    let mut conn = env.runtime.block_on(sqlite_connection(&env.db()));
     // Once findings are committed, hold the write lock: the sync waits between two of its
     // transactions, findings written and explanations not, and is killed there.
     let started = Instant::now();

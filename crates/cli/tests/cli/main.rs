@@ -26,6 +26,28 @@ use rampart_sim::{RunningSim, SimConfig};
 
 pub const DEMO_SECRET: &str = "rampart-demo-secret-value-0001";
 
+/// A connection of the test's own to the SQLite file a `rampart` process writes, waiting up to
+/// 30 s for its locks.
+pub async fn sqlite_connection(path: &Path) -> sqlx::SqliteConnection {
+    use sqlx::Connection;
+    sqlx::SqliteConnection::connect_with(
+        &sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(path)
+            .busy_timeout(Duration::from_secs(30)),
+    )
+    .await
+    .expect("connect")
+}
+
+/// Reads the rest of a child's standard error on a thread of its own: a full pipe would stall the
+/// child, not what the test looks at.
+pub fn drain(mut reader: BufReader<ChildStderr>) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut rest = String::new();
+        let _ = std::io::Read::read_to_string(&mut reader, &mut rest);
+    })
+}
+
 /// A data directory and the emulator the commands talk to.
 pub struct Env {
     pub dir: tempfile::TempDir,
