@@ -8,8 +8,8 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use rampart_model::IntegrationId;
 use rampart_model::priority::{CriticalityRule, SlaDays};
+use rampart_model::{Integration, IntegrationId};
 use rampart_store::{
     BurndownPoint, IntegrationSla, SlaReport, SlaSettings, Store, StoreError, StoredRule,
     Visibility,
@@ -63,18 +63,28 @@ pub async fn set_installation_sla(
 ) -> Result<SlaSettings, SettingsError> {
     global_only(vis, "the installation's SLA days")?;
     let saved = store.set_sla_settings(days, by, now).await?;
-    let mut affected = Vec::new();
+    let affected: Vec<IntegrationId> = on_installation_sla(store)
+        .await?
+        .into_iter()
+        .map(|i| i.id)
+        .collect();
+    queue_reassessment(store, &affected, now).await?;
+    Ok(saved)
+}
+
+/// The integrations without SLA days of their own: those the installation's days apply to.
+pub async fn on_installation_sla(store: &dyn Store) -> Result<Vec<Integration>, StoreError> {
+    let mut using = Vec::new();
     for i in store.list_integrations(&Visibility::All).await? {
         if store
             .integration_sla(&Visibility::All, i.id)
             .await?
             .is_none()
         {
-            affected.push(i.id);
+            using.push(i);
         }
     }
-    queue_reassessment(store, &affected, now).await?;
-    Ok(saved)
+    Ok(using)
 }
 
 /// Replaces the criticality rules and queues a re-assessment of every integration.

@@ -128,16 +128,11 @@ async fn set(store: &dyn Store, args: &SlaSetArgs) -> anyhow::Result<()> {
                 .await
                 .map_err(problem)?;
             println!("Installation: {}.", days_line(&days));
-            let mut using = Vec::new();
-            for i in store.list_integrations(&Visibility::All).await? {
-                if store
-                    .integration_sla(&Visibility::All, i.id)
-                    .await?
-                    .is_none()
-                {
-                    using.push(i.name.to_string());
-                }
-            }
+            let using: Vec<String> = sla::on_installation_sla(store)
+                .await?
+                .into_iter()
+                .map(|i| i.name.to_string())
+                .collect();
             print_reassessment(&using);
         }
     }
