@@ -12,6 +12,7 @@ use crate::error::{Result, StoreError};
 use crate::sql_store::{DEFERRABLE_INDEXES, Engine, SqlStore};
 
 pub(crate) mod bulk;
+pub(crate) mod first_load;
 
 pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 

@@ -76,6 +76,10 @@ pub(crate) const DEFERRABLE_INDEXES: [&str; 4] = [
 pub struct SqlStore {
     pub(crate) db: Pool,
     pub(crate) d: Dialect,
+    /// The integrations whose first load this store is writing, from
+    /// [`Store::begin_bulk_findings`] to [`Store::end_bulk_findings`]: their batches are
+    /// inserted rather than merged where the engine can (PostgreSQL's `COPY`).
+    first_loads: std::sync::Mutex<FastSet<IntegrationId>>,
     /// Dropped after the pools (fields drop in declaration order).
     pub(crate) engine: Engine,
 }
@@ -209,9 +213,19 @@ impl SqlStore {
         Ok(run)
     }
 
+    fn first_loads(&self) -> std::sync::MutexGuard<'_, FastSet<IntegrationId>> {
+        // Each change is one insert or clear: a panic elsewhere cannot leave the set half-made.
+        self.first_loads.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     pub(crate) fn new(db: Pool, engine: Engine) -> Self {
         let d = db.dialect();
-        Self { db, d, engine }
+        Self {
+            db,
+            d,
+            first_loads: Default::default(),
+            engine,
+        }
     }
 }
 
@@ -1131,10 +1145,12 @@ impl Store for SqlStore {
                 .await?;
         }
         tx.commit(op).await?;
+        self.first_loads().insert(integration_id);
         Ok(true)
     }
 
     async fn end_bulk_findings(&self) -> Result<()> {
+        self.first_loads().clear();
         match &self.db {
             Pool::Sqlite { write, .. } => {
                 sqlite::bulk::end_bulk_findings(write, &DEFERRABLE_INDEXES).await
@@ -1174,8 +1190,16 @@ impl Store for SqlStore {
                     .await
             }
             Pool::Postgres(pool) => {
-                postgres::bulk::upsert_findings(pool, integration_id, run_id, findings, assessor)
-                    .await
+                let first_load = self.first_loads().contains(&integration_id);
+                postgres::bulk::upsert_findings(
+                    pool,
+                    integration_id,
+                    run_id,
+                    findings,
+                    assessor,
+                    first_load,
+                )
+                .await
             }
         }
     }
@@ -1204,6 +1228,7 @@ impl Store for SqlStore {
                                 run_id,
                                 &batch,
                                 None,
+                                false,
                             )
                             .await?
                         }

@@ -252,18 +252,35 @@ async fn upsert_assets_in(
     Ok(counts)
 }
 
-/// Upserts a batch inside the caller's transaction; returns what it did.
+/// Upserts a batch inside the caller's transaction; returns what it did. `first_load`: the
+/// integration's first load is running, so the rows are most likely new
+/// ([`super::first_load`]).
 pub(crate) async fn upsert_findings_in(
     conn: &mut PgConnection,
     integration_id: IntegrationId,
     run_id: RunId,
     findings: &[Finding],
     assessor: Option<&dyn InsertAssessor>,
+    first_load: bool,
 ) -> Result<UpsertCounts> {
     let observed = check_run(On::Postgres(&mut *conn), integration_id, run_id).await?;
     let rows = dedupe_last(findings, finding_key);
     if rows.is_empty() {
         return Ok(UpsertCounts::default());
+    }
+    if first_load {
+        let inserted = super::first_load::insert_new_findings_in(
+            conn,
+            integration_id,
+            run_id,
+            observed,
+            &rows,
+            assessor,
+        )
+        .await?;
+        if let Some(counts) = inserted {
+            return Ok(counts);
+        }
     }
     let mut b = CopyBuf::default();
     for (ord, f) in rows.iter().enumerate() {
@@ -491,6 +508,7 @@ pub(crate) async fn upsert_findings(
     run_id: RunId,
     findings: &[Finding],
     assessor: Option<&dyn InsertAssessor>,
+    first_load: bool,
 ) -> Result<UpsertCounts> {
     // Batches of a run are written on two connections at once (`concurrent_writes`). Should
     // two of them lock the same rows in opposite orders, PostgreSQL ends one with a deadlock
@@ -501,15 +519,23 @@ pub(crate) async fn upsert_findings(
     let mut attempt = 1;
     loop {
         let mut tx = pool.begin().await.map_err(begin_error)?;
-        let written =
-            match upsert_findings_in(&mut tx, integration_id, run_id, findings, assessor).await {
-                Ok(counts) => tx
-                    .commit()
-                    .await
-                    .map(|()| counts)
-                    .map_err(db("committing findings")),
-                Err(e) => Err(e),
-            };
+        let written = match upsert_findings_in(
+            &mut tx,
+            integration_id,
+            run_id,
+            findings,
+            assessor,
+            first_load,
+        )
+        .await
+        {
+            Ok(counts) => tx
+                .commit()
+                .await
+                .map(|()| counts)
+                .map_err(db("committing findings")),
+            Err(e) => Err(e),
+        };
         match written {
             Err(e) if attempt < 3 && e.is_lock_conflict() => {
                 tracing::debug!(message = "Batch met a concurrent one; writing it again.", error = %e);

@@ -9,8 +9,8 @@ use futures::TryStreamExt;
 use rampart_model::priority::{Decision, FactorContribution, FactorName};
 use rampart_model::{Finding, FindingStatus};
 use rampart_store::{
-    Explanation, FindingFilter, InsertAssessor, ReconcileOutcome, ReconcilePolicy, Store,
-    StoredAssessment, UpsertCounts, VulnerabilityFilter,
+    AssetFilter, Explanation, FindingFilter, InsertAssessor, ReconcileOutcome, ReconcilePolicy,
+    Store, StoredAssessment, UpsertCounts, VulnerabilityFilter,
 };
 
 use crate::support::*;
@@ -19,6 +19,7 @@ scenarios!(
     batches_beyond_the_parameter_limit,
     new_findings_are_written_with_their_assessment,
     a_first_load_puts_off_only_what_it_rebuilds,
+    a_first_loads_batches_are_stored_as_merged_ones,
     #[ignore = "throughput measurement: cargo test -p rampart-store --release -- --ignored --nocapture"]
     throughput_200k_findings,
 );
@@ -418,4 +419,147 @@ async fn a_second_integrations_first_load_keeps_the_priority_indexes() {
     );
     store.end_bulk_findings().await.unwrap();
     assert_eq!(sqlite_indexes(&path).await, all);
+}
+
+/// The batches of a first load, as the sync sends them: findings on assets the device list did
+/// not return (0–2 are listed, 3–6 are not), values COPY must escape or the store must clean, a
+/// batch that repeats rows of the one before (a page read again, one of them changed), and a
+/// key twice in one batch.
+fn first_load_batches() -> Vec<Vec<Finding>> {
+    let mut first = findings_of(0, 5, 4);
+    for f in first
+        .iter_mut()
+        .filter(|f| f.key.asset_source_id == device_id(4))
+    {
+        f.asset_os_platform = Some("Linux".into());
+        f.asset_os_version = Some("22.04".into());
+    }
+    first[1].exploitability = Some("tab\there, NUL\0 here".into());
+    first[2].recommended_update = Some("back\\slash\nnew line\r".into());
+    first[3].cvss = Some(f64::NAN);
+    first[5].recommendation_reference = Some("va-\u{e9}t\u{e9}".into());
+    let mut again = findings_of(4, 3, 4);
+    again[0].cvss = Some(9.9);
+    again.push(again[1].clone());
+    vec![first, again, findings_of(7, 2, 4)]
+}
+
+/// On PostgreSQL a first load's batches are copied into the table instead of merged
+/// (`postgres/first_load.rs`), and a batch holding a row stored already is merged after all.
+/// Whatever the path, what is stored and counted must be the same: one integration gets the
+/// batches during its first load, another one after it, and the two are compared row by row.
+async fn a_first_loads_batches_are_stored_as_merged_ones(store: Arc<dyn Store>) {
+    let mut seen = Vec::new();
+    for (name, first_load) in [("first-load", true), ("merged", false)] {
+        let i = integration(&store, name).await;
+        let run = store.start_run(i.id, "full", t(0)).await.unwrap();
+        let listed: Vec<_> = (0..3).map(asset).collect();
+        store.upsert_assets(i.id, run, &listed).await.unwrap();
+        if first_load {
+            assert!(store.begin_bulk_findings(i.id).await.unwrap());
+        }
+        let assessor = ByDevice { first_read: t(0) };
+        let mut counts = Vec::new();
+        for batch in first_load_batches() {
+            let c = store
+                .upsert_findings_assessed(i.id, run, &batch, Some(&assessor))
+                .await
+                .unwrap();
+            counts.push(c);
+        }
+        if first_load {
+            store.end_bulk_findings().await.unwrap();
+        }
+        // Every row was seen by the run: reconciling it fixes none (nor marks an asset missing).
+        let reconciled = store
+            .reconcile(i.id, run, ReconcilePolicy::new(t(1)))
+            .await
+            .unwrap();
+        assert_eq!(
+            reconciled,
+            ReconcileOutcome::Applied {
+                assets_missing: 0,
+                findings_fixed: 0,
+                recommendations_removed: 0,
+            }
+        );
+        let mut rows: Vec<_> = all_findings(
+            &store,
+            FindingFilter {
+                integration: Some(i.id),
+                ..Default::default()
+            },
+        )
+        .await
+        .into_iter()
+        .map(|f| {
+            (
+                f.finding,
+                f.status,
+                f.first_observed,
+                f.last_observed,
+                f.reopened_count,
+                f.priority,
+                f.decision,
+                f.due_at,
+                f.clock_start,
+            )
+        })
+        .collect();
+        rows.sort_by(|a, b| a.0.key.cmp(&b.0.key));
+        let mut assets: Vec<_> = store
+            .stream_assets(
+                rampart_store::Visibility::All,
+                AssetFilter {
+                    integration: Some(i.id),
+                    ..Default::default()
+                },
+            )
+            .map_ok(|a| {
+                (
+                    a.asset,
+                    a.known_only_from_vulnerability_data,
+                    a.status,
+                    a.last_observed,
+                )
+            })
+            .try_collect()
+            .await
+            .unwrap();
+        assets.sort_by(|a, b| a.0.source_id.cmp(&b.0.source_id));
+        seen.push((counts, rows, assets));
+    }
+    let (counts, rows, assets) = &seen[0];
+    assert_eq!(
+        counts,
+        &[
+            UpsertCounts {
+                new: 20,
+                ..Default::default()
+            },
+            UpsertCounts {
+                new: 8,
+                updated: 1,
+                unchanged: 3,
+                ..Default::default()
+            },
+            UpsertCounts {
+                new: 8,
+                ..Default::default()
+            },
+        ]
+    );
+    assert_eq!(rows.len(), 36);
+    assert_eq!(assets.len(), 9);
+    assert_eq!(
+        assets.iter().filter(|a| a.1).count(),
+        6,
+        "devices 3–8 are known from findings only"
+    );
+    let linux = assets
+        .iter()
+        .find(|a| a.0.source_id == device_id(4))
+        .unwrap();
+    assert_eq!(linux.0.os_platform.as_deref(), Some("Linux"));
+    assert_eq!(seen[0], seen[1], "a first load stores what a merge stores");
 }

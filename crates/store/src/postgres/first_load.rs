@@ -1,0 +1,317 @@
+//! A first load's findings on PostgreSQL: `COPY` straight into `findings`.
+//!
+//! While an integration's first load runs ([`crate::Store::begin_bulk_findings`]), its batches
+//! hold rows the table does not have yet, so the staging table and the merge of
+//! [`super::bulk::upsert_findings_in`] are work for nothing: each row was copied twice and then
+//! checked for a conflict it never had. Here the batch's assets and software are resolved to ids
+//! first (a few statements over the batch's distinct keys), and the rows are copied into
+//! `findings` with those ids, as the merge would have inserted them.
+//!
+//! Measured with `psql` on 400,000 rows of a 20,000-device load, with the indexes a first load
+//! keeps: `COPY` into a staging table 1.50 s plus the merge 2.40 s, against 2.93 s for the `COPY`
+//! into `findings`.
+//!
+//! A row may exist after all: a page read again after an error delivers its rows a second time,
+//! and two batches written at once may share a key. The copy then stops at the unique index, is
+//! rolled back to its savepoint, and the caller merges the batch as usual.
+
+use std::borrow::Cow;
+
+use chrono::{DateTime, Utc};
+use sqlx::postgres::PgConnection;
+
+use rampart_model::{Finding, IntegrationId, RunId};
+
+use super::bulk::CopyBuf;
+use crate::common::*;
+use crate::db::{Row, db};
+use crate::error::{Result, StoreError};
+use crate::priority::InsertAssessor;
+use crate::types::UpsertCounts;
+
+/// The columns the copy fills, in the order [`copy_rows`] writes them: those the merge inserts.
+const COPY_FINDINGS: &str = concat!(
+    "COPY findings (",
+    finding_insert_columns!(),
+    ", ",
+    finding_assessment_columns!(),
+    ") FROM STDIN"
+);
+
+/// A batch's distinct assets (with the facts of the first row that names each) and software,
+/// and each row's place in them.
+struct Keys<'a> {
+    /// (source id, device name, OS platform, OS version)
+    assets: Vec<[Option<Cow<'a, str>>; 4]>,
+    /// (vendor, name, version)
+    software: Vec<[Cow<'a, str>; 3]>,
+    places: Vec<(usize, usize)>,
+}
+
+impl<'a> Keys<'a> {
+    fn of(rows: &[&'a Finding]) -> Self {
+        let mut assets = Vec::new();
+        let mut asset_at: FastMap<Cow<'a, str>, usize> = FastMap::default();
+        let mut software = Vec::new();
+        let mut software_at: FastMap<[Cow<'a, str>; 3], usize> = FastMap::default();
+        let mut places = Vec::with_capacity(rows.len());
+        for f in rows {
+            let (asset, vendor, name, version, _) = finding_key(f);
+            let a = *asset_at.entry(asset.clone()).or_insert_with(|| {
+                assets.push([
+                    Some(asset),
+                    clean_opt(&f.asset_name),
+                    clean_opt(&f.asset_os_platform),
+                    clean_opt(&f.asset_os_version),
+                ]);
+                assets.len() - 1
+            });
+            let key = [vendor, name, version];
+            let s = *software_at.entry(key.clone()).or_insert_with(|| {
+                software.push(key);
+                software.len() - 1
+            });
+            places.push((a, s));
+        }
+        Keys {
+            assets,
+            software,
+            places,
+        }
+    }
+
+    /// One column of the distinct assets, as a text array to bind.
+    fn asset_column(&self, n: usize) -> Vec<Option<&str>> {
+        self.assets
+            .iter()
+            .map(|a| a.get(n).and_then(|v| v.as_deref()))
+            .collect()
+    }
+
+    fn software_column(&self, n: usize) -> Vec<&str> {
+        self.software
+            .iter()
+            .map(|s| s.get(n).map_or("", |v| v.as_ref()))
+            .collect()
+    }
+}
+
+/// Ids in the order of the keys they were looked up for, from `(id, ord)` rows (`ord` counts
+/// from 1, as `WITH ORDINALITY` does).
+fn ids_in_order(rows: Vec<sqlx::postgres::PgRow>, len: usize, what: &str) -> Result<Vec<i64>> {
+    let mut ids = vec![None; len];
+    for r in rows.into_iter().map(Row::Postgres) {
+        let ord = usize::try_from(r.int("ord")?).unwrap_or(0);
+        if let Some(slot) = ord.checked_sub(1).and_then(|at| ids.get_mut(at)) {
+            *slot = Some(r.int("id")?);
+        }
+    }
+    ids.into_iter()
+        .map(|id| {
+            id.ok_or_else(|| {
+                StoreError::Corrupt(format!("{what} vanished while its findings were written"))
+            })
+        })
+        .collect()
+}
+
+/// Records the batch's software and returns their ids in the order of `keys.software`.
+async fn software_ids(conn: &mut PgConnection, keys: &Keys<'_>) -> Result<Vec<i64>> {
+    let (vendors, names, versions) = (
+        keys.software_column(0),
+        keys.software_column(1),
+        keys.software_column(2),
+    );
+    // In key order, as the merge does: two batches written at once then take the rows' locks
+    // in the same order.
+    sqlx::query(
+        "INSERT INTO software (vendor, name, version) \
+         SELECT v, n, r FROM unnest($1::text[], $2::text[], $3::text[]) AS t(v, n, r) \
+         ORDER BY v, n, r ON CONFLICT (vendor, name, version) DO NOTHING",
+    )
+    .bind(&vendors)
+    .bind(&names)
+    .bind(&versions)
+    .execute(&mut *conn)
+    .await
+    .map_err(db("recording software"))?;
+    let rows = sqlx::query(
+        "SELECT s.id, t.ord FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS t(v, n, r, ord) \
+         JOIN software s ON s.vendor = t.v AND s.name = t.n AND s.version = t.r",
+    )
+    .bind(&vendors)
+    .bind(&names)
+    .bind(&versions)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db("looking up software"))?;
+    ids_in_order(rows, keys.software.len(), "software")
+}
+
+/// Creates the assets first reported by the batch (the device list did not return them), marks
+/// the batch's assets seen by the run, and returns their ids in the order of `keys.assets`:
+/// what the merge's statements do, for the distinct assets only.
+async fn asset_ids(
+    conn: &mut PgConnection,
+    integration_id: IntegrationId,
+    run_id: RunId,
+    observed: DateTime<Utc>,
+    keys: &Keys<'_>,
+) -> Result<Vec<i64>> {
+    let sources = keys.asset_column(0);
+    sqlx::query(
+        "INSERT INTO assets (integration_id, source_id, kind, name, os_platform, os_version, known_from, status, \
+         first_observed, last_observed, seen_run) \
+         SELECT $1, t.s, 'device', t.n, t.p, t.v, 'vulnerability_data', 'active', $2, $2, $3 \
+         FROM unnest($4::text[], $5::text[], $6::text[], $7::text[]) AS t(s, n, p, v) ORDER BY t.s \
+         ON CONFLICT (integration_id, source_id) DO NOTHING",
+    )
+    .bind(integration_id.get())
+    .bind(observed)
+    .bind(run_id.get())
+    .bind(&sources)
+    .bind(keys.asset_column(1))
+    .bind(keys.asset_column(2))
+    .bind(keys.asset_column(3))
+    .execute(&mut *conn)
+    .await
+    .map_err(db("creating assets first reported by findings"))?;
+    sqlx::query(
+        "UPDATE assets SET seen_run = $3, last_observed = $2, status = 'active', missing_since = NULL \
+         WHERE integration_id = $1 AND source_id = ANY($4::text[]) AND seen_run IS DISTINCT FROM $3",
+    )
+    .bind(integration_id.get())
+    .bind(observed)
+    .bind(run_id.get())
+    .bind(&sources)
+    .execute(&mut *conn)
+    .await
+    .map_err(db("marking the findings' assets seen"))?;
+    let rows = sqlx::query(
+        "SELECT a.id, t.ord FROM unnest($2::text[]) WITH ORDINALITY AS t(s, ord) \
+         JOIN assets a ON a.integration_id = $1 AND a.source_id = t.s",
+    )
+    .bind(integration_id.get())
+    .bind(&sources)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db("looking up the findings' assets"))?;
+    ids_in_order(rows, keys.assets.len(), "an asset")
+}
+
+/// The batch's rows in COPY's text format, each value as the merge would insert it.
+#[allow(clippy::too_many_arguments)]
+fn copy_rows(
+    rows: &[&Finding],
+    keys: &Keys<'_>,
+    assets: &[i64],
+    software: &[i64],
+    integration_id: IntegrationId,
+    run_id: RunId,
+    observed: DateTime<Utc>,
+    assessor: Option<&dyn InsertAssessor>,
+) -> Result<Vec<u8>> {
+    let mut b = CopyBuf::default();
+    for (f, &(a, s)) in rows.iter().zip(&keys.places) {
+        let (Some(&asset_id), Some(&software_id)) = (assets.get(a), software.get(s)) else {
+            return Err(StoreError::Corrupt(
+                "a finding's asset or software has no id in its batch".to_owned(),
+            ));
+        };
+        b.int(integration_id.get());
+        b.int(asset_id);
+        b.int(software_id);
+        b.text(f.key.cve_id.as_str());
+        b.opt_int(f.severity.map(severity_code));
+        b.opt_f64(f.cvss);
+        b.opt_text(f.exploitability.as_deref());
+        b.opt_text(f.recommended_update.as_deref());
+        b.opt_text(f.recommendation_reference.as_deref());
+        b.opt_ts(f.first_seen.map(truncate_micros));
+        b.opt_ts(f.last_seen.map(truncate_micros));
+        b.opt_ts(Some(observed));
+        b.opt_ts(Some(observed));
+        b.int(run_id.get());
+        let assessed = assessor.and_then(|a| a.assess(f));
+        b.opt_text(assessed.map(|a| a.decision.as_str()));
+        b.opt_f64(assessed.map(|a| f64::from(a.priority)));
+        b.opt_ts(assessed.map(|a| truncate_micros(a.due_at)));
+        b.opt_ts(assessed.map(|a| truncate_micros(a.clock_start)));
+        b.opt_int(assessed.map(|a| a.explanation_id));
+        b.opt_ts(assessed.map(|_| observed));
+        b.end_row();
+    }
+    Ok(b.into_bytes())
+}
+
+/// Copies `data` into `findings`; `Ok(false)` when a row's key was there already (the copy is
+/// then rolled back to the savepoint taken before it).
+async fn copy_into_findings(conn: &mut PgConnection, data: Vec<u8>) -> Result<bool> {
+    let op = "copying a first load's findings";
+    sqlx::query("SAVEPOINT first_load_copy")
+        .execute(&mut *conn)
+        .await
+        .map_err(db(op))?;
+    let copied = async {
+        let mut copy_in = conn.copy_in_raw(COPY_FINDINGS).await.map_err(db(op))?;
+        // Send in slices: one huge message would have to be buffered whole by the driver.
+        for chunk in data.chunks(1 << 20) {
+            if let Err(e) = copy_in.send(chunk).await {
+                // The COPY must be ended before the connection can be used again.
+                let _ = copy_in.abort("batch aborted").await;
+                return Err(db(op)(e));
+            }
+        }
+        copy_in.finish().await.map_err(db(op))
+    }
+    .await;
+    match copied {
+        Ok(_) => {
+            sqlx::query("RELEASE SAVEPOINT first_load_copy")
+                .execute(&mut *conn)
+                .await
+                .map_err(db(op))?;
+            Ok(true)
+        }
+        Err(e) if e.is_unique_violation() => {
+            sqlx::query("ROLLBACK TO SAVEPOINT first_load_copy")
+                .execute(&mut *conn)
+                .await
+                .map_err(db(op))?;
+            Ok(false)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Inserts a first load's batch (`rows`, each key once) inside the caller's transaction.
+/// `None` when one of its rows existed already: nothing of the copy is kept, and the caller
+/// merges the batch instead.
+pub(crate) async fn insert_new_findings_in(
+    conn: &mut PgConnection,
+    integration_id: IntegrationId,
+    run_id: RunId,
+    observed: DateTime<Utc>,
+    rows: &[&Finding],
+    assessor: Option<&dyn InsertAssessor>,
+) -> Result<Option<UpsertCounts>> {
+    let keys = Keys::of(rows);
+    let software = software_ids(conn, &keys).await?;
+    let assets = asset_ids(conn, integration_id, run_id, observed, &keys).await?;
+    let data = copy_rows(
+        rows,
+        &keys,
+        &assets,
+        &software,
+        integration_id,
+        run_id,
+        observed,
+        assessor,
+    )?;
+    if !copy_into_findings(conn, data).await? {
+        return Ok(None);
+    }
+    let mut counts = UpsertCounts::default();
+    counts.add_kind(0, rows.len() as u64);
+    Ok(Some(counts))
+}
