@@ -47,6 +47,7 @@ pub(crate) async fn rebuild(
     at: DateTime<Utc>,
 ) -> Result<()> {
     let op = "counting the remediation plan";
+    tx.plan_counts(false, op).await?;
     // The count's row first: two processes counting one integration at once take turns here
     // (PostgreSQL's row lock; SQLite has one writer), so the second one's delete sees the rows
     // of the first.

@@ -361,6 +361,7 @@ pub(crate) async fn record_sla_snapshot(
 ) -> Result<()> {
     let op = "recording the run's SLA snapshot";
     let mut tx = s.db.begin().await?;
+    tx.plan_counts(true, op).await?;
     let sql = q(&snapshot_sql(s.d))
         .bind(integration)
         .bind(run_id)

@@ -1162,6 +1162,16 @@ impl Store for SqlStore {
                         .execute(&q(index), "rebuilding the indexes a first load put off")
                         .await?;
                 }
+                // Until autovacuum gets to it (a minute later, measured), the planner takes the
+                // 1.8 M rows just loaded for none: it sorted the remediation plan's rows on disk
+                // (4.7–5.2 s against 2.2–2.7 s with statistics). ANALYZE takes 0.5 s.
+                self.db
+                    .write()
+                    .execute(
+                        &q("ANALYZE findings"),
+                        "refreshing the planner's statistics",
+                    )
+                    .await?;
                 Ok(())
             }
         }
