@@ -18,7 +18,7 @@ use crate::cloud_sql::{
 use crate::common::*;
 use crate::db::{On, Row, db};
 use crate::error::{Result, StoreError};
-use crate::priority::InsertAssessor;
+use crate::priority::{InsertAssessor, StoredAssessment};
 use crate::sql_store::{check_run, heartbeat};
 use crate::types::UpsertCounts;
 
@@ -111,6 +111,31 @@ impl CopyBuf {
             }
             None => self.null(),
         }
+    }
+
+    /// A finding's content columns, from `severity` to `last_seen` (`finding_insert_columns!`).
+    pub(crate) fn finding_content(&mut self, f: &Finding) {
+        self.opt_int(f.severity.map(severity_code));
+        self.opt_f64(f.cvss);
+        self.opt_text(f.exploitability.as_deref());
+        self.opt_text(f.recommended_update.as_deref());
+        self.opt_text(f.recommendation_reference.as_deref());
+        self.opt_ts(f.first_seen.map(ts));
+        self.opt_ts(f.last_seen.map(ts));
+    }
+
+    /// A new row's assessment columns (`finding_assessment_columns!`), assessed at `observed`.
+    pub(crate) fn assessment(
+        &mut self,
+        assessed: Option<StoredAssessment>,
+        observed: DateTime<Utc>,
+    ) {
+        self.opt_text(assessed.map(|a| a.decision.as_str()));
+        self.opt_f64(assessed.map(|a| f64::from(a.priority)));
+        self.opt_ts(assessed.map(|a| ts(a.due_at)));
+        self.opt_ts(assessed.map(|a| ts(a.clock_start)));
+        self.opt_int(assessed.map(|a| a.explanation_id));
+        self.opt_ts(assessed.map(|_| observed));
     }
 
     pub(crate) fn end_row(&mut self) {
@@ -292,22 +317,10 @@ pub(crate) async fn upsert_findings_in(
         b.text(&k.software_name);
         b.text(&k.software_version);
         b.text(k.cve_id.as_str());
-        b.opt_int(f.severity.map(severity_code));
-        b.opt_f64(f.cvss);
-        b.opt_text(f.exploitability.as_deref());
-        b.opt_text(f.recommended_update.as_deref());
-        b.opt_text(f.recommendation_reference.as_deref());
-        b.opt_ts(f.first_seen.map(ts));
-        b.opt_ts(f.last_seen.map(ts));
+        b.finding_content(f);
         b.opt_text(f.asset_os_platform.as_deref());
         b.opt_text(f.asset_os_version.as_deref());
-        let assessed = assessor.and_then(|a| a.assess(f));
-        b.opt_text(assessed.map(|a| a.decision.as_str()));
-        b.opt_f64(assessed.map(|a| f64::from(a.priority)));
-        b.opt_ts(assessed.map(|a| ts(a.due_at)));
-        b.opt_ts(assessed.map(|a| ts(a.clock_start)));
-        b.opt_int(assessed.map(|a| a.explanation_id));
-        b.opt_ts(assessed.map(|_| observed));
+        b.assessment(assessor.and_then(|a| a.assess(f)), observed);
         b.end_row();
     }
     stage(

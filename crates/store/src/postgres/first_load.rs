@@ -222,23 +222,11 @@ fn copy_rows(
         b.int(asset_id);
         b.int(software_id);
         b.text(f.key.cve_id.as_str());
-        b.opt_int(f.severity.map(severity_code));
-        b.opt_f64(f.cvss);
-        b.opt_text(f.exploitability.as_deref());
-        b.opt_text(f.recommended_update.as_deref());
-        b.opt_text(f.recommendation_reference.as_deref());
-        b.opt_ts(f.first_seen.map(truncate_micros));
-        b.opt_ts(f.last_seen.map(truncate_micros));
+        b.finding_content(f);
         b.opt_ts(Some(observed));
         b.opt_ts(Some(observed));
         b.int(run_id.get());
-        let assessed = assessor.and_then(|a| a.assess(f));
-        b.opt_text(assessed.map(|a| a.decision.as_str()));
-        b.opt_f64(assessed.map(|a| f64::from(a.priority)));
-        b.opt_ts(assessed.map(|a| truncate_micros(a.due_at)));
-        b.opt_ts(assessed.map(|a| truncate_micros(a.clock_start)));
-        b.opt_int(assessed.map(|a| a.explanation_id));
-        b.opt_ts(assessed.map(|_| observed));
+        b.assessment(assessor.and_then(|a| a.assess(f)), observed);
         b.end_row();
     }
     Ok(b.into_bytes())
