@@ -160,6 +160,16 @@ async fn stage(
         .execute(&mut *conn)
         .await
         .map_err(db(op))?;
+    send_copy(conn, copy, data, op).await
+}
+
+/// Runs `copy` (a `COPY … FROM STDIN`) with `data` in its text format.
+pub(crate) async fn send_copy(
+    conn: &mut PgConnection,
+    copy: &'static str,
+    data: Vec<u8>,
+    op: &'static str,
+) -> Result<()> {
     let mut copy_in = conn.copy_in_raw(copy).await.map_err(db(op))?;
     // Send in slices: one huge message would have to be buffered whole by the driver.
     for chunk in data.chunks(1 << 20) {
@@ -171,6 +181,31 @@ async fn stage(
     }
     copy_in.finish().await.map_err(db(op))?;
     Ok(())
+}
+
+/// Merges a staged batch with `sql` (an upsert counting its `change_kind`s, `$1` integration,
+/// `$2` the run's start, `$3` the run), then drops the staging table `table`.
+async fn merge_staged(
+    conn: &mut PgConnection,
+    sql: &'static str,
+    (integration_id, observed, run_id): (IntegrationId, DateTime<Utc>, RunId),
+    op: &'static str,
+    table: &'static str,
+) -> Result<UpsertCounts> {
+    let counts = count_kinds(
+        conn,
+        sql,
+        Some(integration_id),
+        Some(observed),
+        Some(run_id.get()),
+        op,
+    )
+    .await?;
+    sqlx::query(AssertSqlSafe(format!("DROP TABLE {table}")))
+        .execute(&mut *conn)
+        .await
+        .map_err(db("dropping a staging table"))?;
+    Ok(counts)
 }
 
 async fn count_kinds(
@@ -252,7 +287,7 @@ async fn upsert_assets_in(
         "staging assets",
     )
     .await?;
-    let counts = count_kinds(
+    merge_staged(
         conn,
         concat!(
             "WITH up AS (INSERT INTO assets (",
@@ -264,17 +299,11 @@ async fn upsert_assets_in(
             asset_on_conflict!(),
             ") SELECT change_kind, count(*) AS n FROM up GROUP BY change_kind"
         ),
-        Some(integration_id),
-        Some(observed),
-        Some(run_id.get()),
+        (integration_id, observed, run_id),
         "upserting assets",
+        "stage_assets",
     )
-    .await?;
-    sqlx::query("DROP TABLE stage_assets")
-        .execute(&mut *conn)
-        .await
-        .map_err(db("dropping the asset staging table"))?;
-    Ok(counts)
+    .await
 }
 
 /// Upserts a batch inside the caller's transaction; returns what it did. `first_load`: the
@@ -372,7 +401,7 @@ pub(crate) async fn upsert_findings_in(
     .execute(&mut *conn)
     .await
     .map_err(db("marking the findings' assets seen"))?;
-    let counts = count_kinds(
+    merge_staged(
         conn,
         concat!(
             // The batch's own assets first (a few dozen index look-ups), not all of the
@@ -394,17 +423,11 @@ pub(crate) async fn upsert_findings_in(
             finding_on_conflict!(),
             ") SELECT change_kind, count(*) AS n FROM up GROUP BY change_kind"
         ),
-        Some(integration_id),
-        Some(observed),
-        Some(run_id.get()),
+        (integration_id, observed, run_id),
         "upserting findings",
+        "stage_findings",
     )
-    .await?;
-    sqlx::query("DROP TABLE stage_findings")
-        .execute(&mut *conn)
-        .await
-        .map_err(db("dropping the finding staging table"))?;
-    Ok(counts)
+    .await
 }
 
 /// Catalogue rows through a staging table and one upsert; `on_conflict` decides what a known
@@ -599,8 +622,8 @@ pub(crate) async fn upsert_recommendations_in(
         "staging recommendations",
     )
     .await?;
-    let counts = count_kinds(
-        &mut *conn,
+    merge_staged(
+        conn,
         concat!(
             "WITH up AS (INSERT INTO recommendations (",
             recommendation_insert_columns!(),
@@ -611,15 +634,9 @@ pub(crate) async fn upsert_recommendations_in(
             recommendation_on_conflict!(),
             ") SELECT change_kind, count(*) AS n FROM up GROUP BY change_kind"
         ),
-        Some(integration_id),
-        Some(observed),
-        Some(run_id.get()),
+        (integration_id, observed, run_id),
         "upserting recommendations",
+        "stage_recommendations",
     )
-    .await?;
-    sqlx::query("DROP TABLE stage_recommendations")
-        .execute(&mut *conn)
-        .await
-        .map_err(db("dropping the recommendation staging table"))?;
-    Ok(counts)
+    .await
 }

@@ -22,7 +22,7 @@ use sqlx::postgres::PgConnection;
 
 use rampart_model::{Finding, IntegrationId, RunId};
 
-use super::bulk::CopyBuf;
+use super::bulk::{CopyBuf, send_copy};
 use crate::common::*;
 use crate::db::{Row, db};
 use crate::error::{Result, StoreError};
@@ -240,20 +240,7 @@ async fn copy_into_findings(conn: &mut PgConnection, data: Vec<u8>) -> Result<bo
         .execute(&mut *conn)
         .await
         .map_err(db(op))?;
-    let copied = async {
-        let mut copy_in = conn.copy_in_raw(COPY_FINDINGS).await.map_err(db(op))?;
-        // Send in slices: one huge message would have to be buffered whole by the driver.
-        for chunk in data.chunks(1 << 20) {
-            if let Err(e) = copy_in.send(chunk).await {
-                // The COPY must be ended before the connection can be used again.
-                let _ = copy_in.abort("batch aborted").await;
-                return Err(db(op)(e));
-            }
-        }
-        copy_in.finish().await.map_err(db(op))
-    }
-    .await;
-    match copied {
+    match send_copy(conn, COPY_FINDINGS, data, op).await {
         Ok(_) => {
             sqlx::query("RELEASE SAVEPOINT first_load_copy")
                 .execute(&mut *conn)
