@@ -199,16 +199,13 @@ async fn asset_ids(
     ids_in_order(rows, keys.assets.len(), "an asset")
 }
 
-/// The batch's rows in COPY's text format, each value as the merge would insert it.
-#[allow(clippy::too_many_arguments)]
+/// The batch's rows in COPY's text format, each value as the merge would insert it, given the
+/// asset and software ids in the order of `keys`.
 fn copy_rows(
     rows: &[&Finding],
     keys: &Keys<'_>,
-    assets: &[i64],
-    software: &[i64],
-    integration_id: IntegrationId,
-    run_id: RunId,
-    observed: DateTime<Utc>,
+    (assets, software): (&[i64], &[i64]),
+    (integration_id, run_id, observed): (IntegrationId, RunId, DateTime<Utc>),
     assessor: Option<&dyn InsertAssessor>,
 ) -> Result<Vec<u8>> {
     let mut b = CopyBuf::default();
@@ -276,11 +273,8 @@ pub(crate) async fn insert_new_findings_in(
     let data = copy_rows(
         rows,
         &keys,
-        &assets,
-        &software,
-        integration_id,
-        run_id,
-        observed,
+        (&assets, &software),
+        (integration_id, run_id, observed),
         assessor,
     )?;
     if !copy_into_findings(conn, data).await? {
