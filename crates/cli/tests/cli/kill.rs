@@ -44,17 +44,15 @@ async fn count(conn: &mut SqliteConnection, sql: &'static str) -> i64 {
         .expect("count")
 }
 
-/// A first load stores its explanations once its read is done (in id order, not batch by batch).
-/// Killed after writing findings but before that, it leaves them referring to explanations the
-/// store lacks; the next run stores every one, and the result is the uninterrupted sync's.
-#[test]
-fn a_first_load_killed_before_storing_its_explanations_owes_none_after_the_next_run() {
-    let env = Env::with_a_slow_sync();
+/// Starts a first load and kills it once findings are committed, while it is held between two
+/// transactions (the test holds the write lock); returns how many findings were left referring
+/// to explanations the store lacks. None is when the load wrote every batch and its explanations
+/// before the lock was granted: SQLite's busy handler sleeps between its tries, and a load
+/// committing batch after batch can take the lock back each time (seen once in CI in many runs).
+fn kill_a_first_load_between_findings_and_explanations(env: &Env) -> i64 {
     let (mut child, reader) = env.sync_reading_findings("contoso");
     let drain = crate::drain(reader);
     let mut conn = env.runtime.block_on(sqlite_connection(&env.db()));
-    // Once findings are committed, hold the write lock: the sync waits between two of its
-    // transactions, findings written and explanations not, and is killed there.
     let started = Instant::now();
     while env
         .runtime
@@ -84,13 +82,28 @@ fn a_first_load_killed_before_storing_its_explanations_owes_none_after_the_next_
             .await
             .expect("release");
     });
-    assert!(
-        unexplained > 0,
-        "the killed load had stored every explanation: this test no longer tests the debt"
-    );
+    unexplained
+}
+
+/// A first load stores its explanations once its read is done (in id order, not batch by batch).
+/// Killed after writing findings but before that, it leaves them referring to explanations the
+/// store lacks; the next run stores every one, and the result is the uninterrupted sync's.
+#[test]
+fn a_first_load_killed_before_storing_its_explanations_owes_none_after_the_next_run() {
+    // The kill must land in the window; a try that missed it proves nothing, so up to five
+    // tries, each on a fresh installation.
+    let (env, _) = (0..5)
+        .map(|_| {
+            let env = Env::with_a_slow_sync();
+            let unexplained = kill_a_first_load_between_findings_and_explanations(&env);
+            (env, unexplained)
+        })
+        .find(|(_, unexplained)| *unexplained > 0)
+        .expect("in five tries, every killed load had stored every explanation: this test no longer tests the debt");
 
     let again = env.run(&["sync", "contoso"], None);
     assert_eq!(again.code, 0, "{again:?}");
+    let mut conn = env.runtime.block_on(sqlite_connection(&env.db()));
     assert_eq!(env.runtime.block_on(count(&mut conn, UNEXPLAINED)), 0);
     let killed_then_rerun = sorted_export(&env, &format!("sqlite://{}", env.db().display()));
     assert!(
