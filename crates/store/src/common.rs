@@ -1307,6 +1307,65 @@ pub(crate) fn asset_key(a: &Asset) -> Cow<'_, str> {
     clean(&a.source_id)
 }
 
+/// A batch of findings' distinct assets, with the facts of the first row that names each
+/// (source id, device name, OS platform, OS version: a stub asset is made from them), its
+/// distinct software (vendor, name, version), all cleaned, and each row's place in them. Both
+/// engines' bulk writers resolve the batch's ids from these.
+pub(crate) struct BatchKeys<'a> {
+    pub assets: Vec<[Option<Cow<'a, str>>; 4]>,
+    pub software: Vec<[Cow<'a, str>; 3]>,
+    pub places: Vec<(usize, usize)>,
+}
+
+impl<'a> BatchKeys<'a> {
+    pub fn of(rows: &[&'a Finding]) -> Self {
+        let mut assets = Vec::new();
+        let mut asset_at: FastMap<Cow<'a, str>, usize> = FastMap::default();
+        let mut software = Vec::new();
+        let mut software_at: FastMap<[Cow<'a, str>; 3], usize> = FastMap::default();
+        let mut places = Vec::with_capacity(rows.len());
+        for f in rows {
+            let (asset, vendor, name, version, _) = finding_key(f);
+            let a = *asset_at.entry(asset.clone()).or_insert_with(|| {
+                assets.push([
+                    Some(asset),
+                    clean_opt(&f.asset_name),
+                    clean_opt(&f.asset_os_platform),
+                    clean_opt(&f.asset_os_version),
+                ]);
+                assets.len() - 1
+            });
+            let key = [vendor, name, version];
+            let s = *software_at.entry(key.clone()).or_insert_with(|| {
+                software.push(key);
+                software.len() - 1
+            });
+            places.push((a, s));
+        }
+        BatchKeys {
+            assets,
+            software,
+            places,
+        }
+    }
+
+    /// Column `n` of the distinct assets (0: the source id).
+    pub fn asset_column(&self, n: usize) -> Vec<Option<&str>> {
+        self.assets
+            .iter()
+            .map(|a| a.get(n).and_then(|v| v.as_deref()))
+            .collect()
+    }
+
+    /// Column `n` of the distinct software (0: the vendor).
+    pub fn software_column(&self, n: usize) -> Vec<&str> {
+        self.software
+            .iter()
+            .map(|s| s.get(n).map_or("", |v| v.as_ref()))
+            .collect()
+    }
+}
+
 #[allow(clippy::type_complexity)]
 pub(crate) fn finding_key(
     f: &Finding,

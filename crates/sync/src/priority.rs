@@ -11,13 +11,7 @@
 //! once per (CVE, asset profile, the finding's own CVSS and exploitability), which millions of
 //! findings share.
 
-use rampart_model::RunId;
 use std::collections::HashSet;
-
-/// The maps of a run's assessment are looked up several times per finding (its asset's profile,
-/// its CVE, its exploitability, the computed inputs): hashed with foldhash, seeded per process,
-/// at a fraction of SipHash's cost.
-type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 use std::sync::Mutex;
 
 use chrono::{DateTime, SubsecRound, Utc};
@@ -31,12 +25,17 @@ use rampart_model::priority::{
     exposure, human_impact,
 };
 use rampart_model::{
-    Asset, CveId, Finding, FindingKey, Integration, IntegrationId, Product, Vulnerability,
+    Asset, CveId, Finding, FindingKey, Integration, IntegrationId, Product, RunId, Vulnerability,
 };
 use rampart_store::{
     AssessScope, AssessmentInput, AssessmentWrite, AssetFilter, Explanation, InsertAssessor,
     RecommendationFilter, Store, StoreError, StoredAssessment, Visibility,
 };
+
+/// The maps of a run's assessment are looked up several times per finding (its asset's profile,
+/// its CVE, its exploitability, the computed inputs): hashed with foldhash, seeded per process,
+/// at a fraction of SipHash's cost.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// Findings read (and written) per page.
 const PAGE: u32 = 5000;
@@ -924,11 +923,10 @@ async fn assess_current(
         let current = policy.record();
         let counts = if recorded != current {
             let previous = recorded_sla(&recorded).unwrap_or_default();
-            let all = AssessScope::All;
             assess_rebasing(
                 store,
                 integration,
-                all,
+                AssessScope::All,
                 &policy,
                 Some(&previous),
                 explain,

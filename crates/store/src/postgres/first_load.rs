@@ -15,8 +15,6 @@
 //! and two batches written at once may share a key. The copy then stops at the unique index, is
 //! rolled back to its savepoint, and the caller merges the batch as usual.
 
-use std::borrow::Cow;
-
 use chrono::{DateTime, Utc};
 use sqlx::postgres::PgConnection;
 
@@ -38,64 +36,6 @@ const COPY_FINDINGS: &str = concat!(
     ") FROM STDIN"
 );
 
-/// A batch's distinct assets (with the facts of the first row that names each) and software,
-/// and each row's place in them.
-struct Keys<'a> {
-    /// (source id, device name, OS platform, OS version)
-    assets: Vec<[Option<Cow<'a, str>>; 4]>,
-    /// (vendor, name, version)
-    software: Vec<[Cow<'a, str>; 3]>,
-    places: Vec<(usize, usize)>,
-}
-
-impl<'a> Keys<'a> {
-    fn of(rows: &[&'a Finding]) -> Self {
-        let mut assets = Vec::new();
-        let mut asset_at: FastMap<Cow<'a, str>, usize> = FastMap::default();
-        let mut software = Vec::new();
-        let mut software_at: FastMap<[Cow<'a, str>; 3], usize> = FastMap::default();
-        let mut places = Vec::with_capacity(rows.len());
-        for f in rows {
-            let (asset, vendor, name, version, _) = finding_key(f);
-            let a = *asset_at.entry(asset.clone()).or_insert_with(|| {
-                assets.push([
-                    Some(asset),
-                    clean_opt(&f.asset_name),
-                    clean_opt(&f.asset_os_platform),
-                    clean_opt(&f.asset_os_version),
-                ]);
-                assets.len() - 1
-            });
-            let key = [vendor, name, version];
-            let s = *software_at.entry(key.clone()).or_insert_with(|| {
-                software.push(key);
-                software.len() - 1
-            });
-            places.push((a, s));
-        }
-        Keys {
-            assets,
-            software,
-            places,
-        }
-    }
-
-    /// One column of the distinct assets, as a text array to bind.
-    fn asset_column(&self, n: usize) -> Vec<Option<&str>> {
-        self.assets
-            .iter()
-            .map(|a| a.get(n).and_then(|v| v.as_deref()))
-            .collect()
-    }
-
-    fn software_column(&self, n: usize) -> Vec<&str> {
-        self.software
-            .iter()
-            .map(|s| s.get(n).map_or("", |v| v.as_ref()))
-            .collect()
-    }
-}
-
 /// Ids in the order of the keys they were looked up for, from `(id, ord)` rows (`ord` counts
 /// from 1, as `WITH ORDINALITY` does).
 fn ids_in_order(rows: Vec<sqlx::postgres::PgRow>, len: usize, what: &str) -> Result<Vec<i64>> {
@@ -116,7 +56,7 @@ fn ids_in_order(rows: Vec<sqlx::postgres::PgRow>, len: usize, what: &str) -> Res
 }
 
 /// Records the batch's software and returns their ids in the order of `keys.software`.
-async fn software_ids(conn: &mut PgConnection, keys: &Keys<'_>) -> Result<Vec<i64>> {
+async fn software_ids(conn: &mut PgConnection, keys: &BatchKeys<'_>) -> Result<Vec<i64>> {
     let (vendors, names, versions) = (
         keys.software_column(0),
         keys.software_column(1),
@@ -156,7 +96,7 @@ async fn asset_ids(
     integration_id: IntegrationId,
     run_id: RunId,
     observed: DateTime<Utc>,
-    keys: &Keys<'_>,
+    keys: &BatchKeys<'_>,
 ) -> Result<Vec<i64>> {
     let sources = keys.asset_column(0);
     sqlx::query(
@@ -203,7 +143,7 @@ async fn asset_ids(
 /// asset and software ids in the order of `keys`.
 fn copy_rows(
     rows: &[&Finding],
-    keys: &Keys<'_>,
+    keys: &BatchKeys<'_>,
     (assets, software): (&[i64], &[i64]),
     (integration_id, run_id, observed): (IntegrationId, RunId, DateTime<Utc>),
     assessor: Option<&dyn InsertAssessor>,
@@ -267,7 +207,7 @@ pub(crate) async fn insert_new_findings_in(
     rows: &[&Finding],
     assessor: Option<&dyn InsertAssessor>,
 ) -> Result<Option<UpsertCounts>> {
-    let keys = Keys::of(rows);
+    let keys = BatchKeys::of(rows);
     let software = software_ids(conn, &keys).await?;
     let assets = asset_ids(conn, integration_id, run_id, observed, &keys).await?;
     let data = copy_rows(

@@ -6,7 +6,6 @@
 //! `FINDING_SCRATCH`), and with `RETURNING` for the smaller asset and CVE batches.
 
 use rampart_model::RunId;
-use std::borrow::Cow;
 
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::{SqliteConnection, SqlitePool};
@@ -195,7 +194,7 @@ struct FindingBatch<'a> {
     /// The distinct (vendor, name, version), in the order of `software_json`.
     software: Vec<[String; 3]>,
     /// Each row's asset and software, as places in `assets` and `software`.
-    places: Vec<(u32, u32)>,
+    places: Vec<(usize, usize)>,
     assets_json: String,
     software_json: String,
     /// Each row's assessment if it is new (empty without an assessor).
@@ -205,50 +204,11 @@ struct FindingBatch<'a> {
 impl<'a> FindingBatch<'a> {
     fn new(findings: &'a [Finding], assessor: Option<&dyn InsertAssessor>) -> Result<Self> {
         let rows = dedupe_last(findings, finding_key);
-        // Distinct assets with the first name the batch gives them, and distinct software.
-        // (id, name, OS platform, OS version): a stub asset is made from them.
-        type AssetFacts = (String, Option<String>, Option<String>, Option<String>);
-        let mut asset_facts: Vec<AssetFacts> = Vec::new();
-        let mut asset_seen: FastMap<Cow<'a, str>, u32> = FastMap::default();
-        let mut software: Vec<[String; 3]> = Vec::new();
-        let mut software_seen: FastMap<SoftwareKey<'a>, u32> = FastMap::default();
-        let mut places = Vec::with_capacity(rows.len());
-        for f in &rows {
-            let (asset, vendor, name, version, _) = finding_key(f);
-            let asset_at = match asset_seen.get(&asset) {
-                Some(&at) => at,
-                None => {
-                    let at = place(asset_facts.len())?;
-                    asset_seen.insert(asset.clone(), at);
-                    asset_facts.push((
-                        asset.into_owned(),
-                        clean_opt(&f.asset_name).map(|c| c.into_owned()),
-                        clean_opt(&f.asset_os_platform).map(|c| c.into_owned()),
-                        clean_opt(&f.asset_os_version).map(|c| c.into_owned()),
-                    ));
-                    at
-                }
-            };
-            let key = (vendor, name, version);
-            let software_at = match software_seen.get(&key) {
-                Some(&at) => at,
-                None => {
-                    let at = place(software.len())?;
-                    software.push([
-                        key.0.clone().into_owned(),
-                        key.1.clone().into_owned(),
-                        key.2.clone().into_owned(),
-                    ]);
-                    software_seen.insert(key, at);
-                    at
-                }
-            };
-            places.push((asset_at, software_at));
-        }
-        let assets_json = serde_json::to_string(&asset_facts).map_err(|e| {
+        let keys = BatchKeys::of(&rows);
+        let assets_json = serde_json::to_string(&keys.assets).map_err(|e| {
             StoreError::InvalidInput(format!("cannot encode the batch's asset ids: {e}"))
         })?;
-        let software_json = serde_json::to_string(&software).map_err(|e| {
+        let software_json = serde_json::to_string(&keys.software).map_err(|e| {
             StoreError::InvalidInput(format!("cannot encode the batch's software: {e}"))
         })?;
         let assessments = match assessor {
@@ -256,25 +216,23 @@ impl<'a> FindingBatch<'a> {
             None => Vec::new(),
         };
         Ok(Self {
+            assets: keys
+                .asset_column(0)
+                .into_iter()
+                .map(|a| a.unwrap_or_default().to_owned())
+                .collect(),
+            software: keys
+                .software
+                .iter()
+                .map(|s| s.each_ref().map(|c| c.to_string()))
+                .collect(),
+            places: keys.places,
             rows,
-            assets: asset_facts.into_iter().map(|a| a.0).collect(),
-            software,
-            places,
             assets_json,
             software_json,
             assessments,
         })
     }
-}
-
-/// A finding's software as the batch meets it: (vendor, name, version), cleaned.
-type SoftwareKey<'a> = (Cow<'a, str>, Cow<'a, str>, Cow<'a, str>);
-
-/// A place in a batch's list of distinct assets or software.
-fn place(len: usize) -> Result<u32> {
-    u32::try_from(len).map_err(|_| {
-        StoreError::InvalidInput("a batch of findings names over 4 billion assets".to_owned())
-    })
 }
 
 /// The ids of a batch's distinct assets and software, in the batch's order.
@@ -284,9 +242,9 @@ struct BatchIds {
 }
 
 impl BatchIds {
-    fn of(&self, places: (u32, u32)) -> Result<(i64, i64)> {
-        let asset = self.assets.get(places.0 as usize).copied();
-        let software = self.software.get(places.1 as usize).copied();
+    fn of(&self, places: (usize, usize)) -> Result<(i64, i64)> {
+        let asset = self.assets.get(places.0).copied();
+        let software = self.software.get(places.1).copied();
         asset.zip(software).ok_or_else(|| {
             StoreError::Corrupt("a finding's asset or software has no id in its batch".to_owned())
         })
