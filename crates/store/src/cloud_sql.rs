@@ -300,12 +300,14 @@ fn in_subscriptions(prefixes: &[String], first: usize) -> String {
     format!("({})", parts.join(" OR "))
 }
 
-pub(crate) fn reconcile_plan(scope: &ReconcileScope) -> ReconcilePlan {
+/// The statements of a reconciliation; `sighted`: the run left unchanged findings alone and
+/// listed them in the temporary table `sighted` (see `unseen_finding`).
+pub(crate) fn reconcile_plan(scope: &ReconcileScope, sighted: bool) -> ReconcilePlan {
     match scope {
         ReconcileScope::Everything => ReconcilePlan {
             count: Stmt::fixed(RECONCILE_COUNT),
             assets: Stmt::fixed(RECONCILE_ASSETS),
-            findings: Stmt::fixed(RECONCILE_FINDINGS),
+            findings: Stmt::fixed(&reconcile_findings(sighted)),
             recommendations: Some(Stmt::fixed(RECONCILE_RECOMMENDATIONS)),
         },
         ReconcileScope::AssetsOnly => ReconcilePlan {
@@ -330,12 +332,13 @@ pub(crate) fn reconcile_plan(scope: &ReconcileScope) -> ReconcilePlan {
             };
             let findings = Stmt {
                 sql: format!(
-                    "UPDATE findings SET status = 'fixed', fixed_at = $3, fixed_decision = decision, fixed_due_at = due_at, decision = NULL, due_at = NULL \
+                    "{FIX_BY_RECONCILING} \
                      WHERE integration_id = $1 AND status = 'open' \
                      AND asset_id IN (SELECT id FROM assets WHERE integration_id = $1 AND {}) \
-                     AND (seen_run IS DISTINCT FROM $2 \
+                     AND ({} \
                      OR asset_id IN (SELECT id FROM assets WHERE integration_id = $1 AND status = 'missing'))",
-                    in_subscriptions(&prefixes, 4)
+                    in_subscriptions(&prefixes, 4),
+                    unseen_finding(sighted)
                 ),
                 args: prefixes,
             };
@@ -798,11 +801,10 @@ mod tests {
 
     #[test]
     fn subscription_scope_binds_prefixes_after_the_fixed_parameters() {
-        let plan = reconcile_plan(&ReconcileScope::Subscriptions(vec![
-            "AAAA-1".into(),
-            "bbbb-2".into(),
-            "aaaa-1".into(),
-        ]));
+        let plan = reconcile_plan(
+            &ReconcileScope::Subscriptions(vec!["AAAA-1".into(), "bbbb-2".into(), "aaaa-1".into()]),
+            false,
+        );
         assert_eq!(
             plan.count.args,
             vec!["/subscriptions/aaaa-1/", "/subscriptions/bbbb-2/"]
@@ -817,7 +819,7 @@ mod tests {
 
     #[test]
     fn an_empty_subscription_scope_matches_nothing() {
-        let plan = reconcile_plan(&ReconcileScope::Subscriptions(vec![]));
+        let plan = reconcile_plan(&ReconcileScope::Subscriptions(vec![]), false);
         assert!(plan.assets.sql.contains("(1 = 0)"));
         assert!(plan.recommendations.unwrap().sql.contains("(1 = 0)"));
     }

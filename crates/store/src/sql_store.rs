@@ -21,6 +21,7 @@ use crate::db::{Dialect, On, Pool, Row, Sql, Tx, q};
 use crate::error::{Result, StoreError};
 use crate::exceptions::*;
 use crate::fix_plan;
+use crate::id_set::IdSet;
 use crate::intel::*;
 use crate::jobs::*;
 use crate::priority::*;
@@ -80,6 +81,13 @@ pub struct SqlStore {
     /// [`Store::begin_bulk_findings`] to [`Store::end_bulk_findings`]: their batches are
     /// inserted rather than merged where the engine can (PostgreSQL's `COPY`).
     first_loads: std::sync::Mutex<FastSet<IntegrationId>>,
+    /// The integrations whose full read of findings this store is writing, from
+    /// [`Store::begin_bulk_findings`] to their reconciliation: where the engine can (SQLite), a
+    /// row that repeats a stored open finding unchanged is left alone and its id kept in
+    /// `sightings` for the reconciliation, instead of being rewritten to mark it seen.
+    full_reads: std::sync::Mutex<FastSet<IntegrationId>>,
+    /// Per run, the findings it found unchanged and left alone (see `full_reads`).
+    sightings: std::sync::Mutex<FastMap<RunId, IdSet>>,
     /// Dropped after the pools (fields drop in declaration order).
     pub(crate) engine: Engine,
 }
@@ -218,12 +226,22 @@ impl SqlStore {
         self.first_loads.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn full_reads(&self) -> std::sync::MutexGuard<'_, FastSet<IntegrationId>> {
+        self.full_reads.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn sightings(&self) -> std::sync::MutexGuard<'_, FastMap<RunId, IdSet>> {
+        self.sightings.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     pub(crate) fn new(db: Pool, engine: Engine) -> Self {
         let d = db.dialect();
         Self {
             db,
             d,
             first_loads: Default::default(),
+            full_reads: Default::default(),
+            sightings: Default::default(),
             engine,
         }
     }
@@ -973,6 +991,8 @@ impl Store for SqlStore {
 
     async fn finish_run(&self, run_id: RunId, o: &RunOutcome) -> Result<SyncRun> {
         check_outcome(o)?;
+        // A run that ends without reconciling (it failed) drops what it found unchanged.
+        self.sightings().remove(&run_id);
         // A run that failed because the disk is full must still be closed, or it blocks the
         // integration until it is taken for abandoned. On SQLite the space is often in the
         // write-ahead log, whose committed pages the checkpointer (another connection) may still
@@ -1010,6 +1030,8 @@ impl Store for SqlStore {
                     if let Engine::Sqlite(file) = &self.engine {
                         sqlite::reserve::keep(&file.path);
                     }
+                    // Its read, if it had one, is over.
+                    self.full_reads().remove(&run.integration_id);
                     return Ok(run);
                 }
                 other => return other,
@@ -1105,6 +1127,7 @@ impl Store for SqlStore {
     }
 
     async fn begin_bulk_findings(&self, integration_id: IntegrationId) -> Result<bool> {
+        self.full_reads().insert(integration_id);
         let mut tx = self.db.begin().await?;
         let sql = q("SELECT EXISTS (SELECT 1 FROM findings WHERE integration_id = $1) AS found")
             .bind(integration_id);
@@ -1204,8 +1227,23 @@ impl Store for SqlStore {
     ) -> Result<UpsertCounts> {
         match &self.db {
             Pool::Sqlite { write, .. } => {
-                sqlite::bulk::upsert_findings(write, integration_id, run_id, findings, assessor)
-                    .await
+                let leave_unchanged = self.full_reads().contains(&integration_id);
+                let (counts, unchanged) = sqlite::bulk::upsert_findings(
+                    write,
+                    integration_id,
+                    run_id,
+                    findings,
+                    assessor,
+                    leave_unchanged,
+                )
+                .await?;
+                if !unchanged.is_empty() {
+                    self.sightings()
+                        .entry(run_id)
+                        .or_default()
+                        .extend(unchanged);
+                }
+                Ok(counts)
             }
             Pool::Postgres(pool) => {
                 let first_load = self.first_loads().contains(&integration_id);
@@ -1280,9 +1318,22 @@ impl Store for SqlStore {
         run_id: RunId,
         policy: ReconcilePolicy,
     ) -> Result<ReconcileOutcome> {
+        // The read is over: later batches of this integration (a delta's) are written in full.
+        self.full_reads().remove(&integration_id);
+        let sighted = self.sightings().remove(&run_id).unwrap_or_default();
         let mut tx = self.db.begin().await?;
-        touch_run(&mut tx, integration_id, run_id).await?;
-        let plan = reconcile_plan(&policy.scope);
+        let started_at = touch_run(&mut tx, integration_id, run_id).await?;
+        let any_sighted = !sighted.is_empty();
+        if any_sighted {
+            // Only SQLite's writer leaves rows alone.
+            let Tx::Sqlite(conn) = &mut tx else {
+                return Err(StoreError::Corrupt(
+                    "findings were left alone by an engine that does not do so".to_owned(),
+                ));
+            };
+            sqlite::bulk::list_unsighted(conn, integration_id, &sighted).await?;
+        }
+        let plan = reconcile_plan(&policy.scope, any_sighted);
         let count = with_texts(
             q(&plan.count.sql).bind(integration_id).bind(run_id),
             &plan.count.args,
@@ -1313,6 +1364,17 @@ impl Store for SqlStore {
                 .bind(run_id)
                 .bind(policy.now);
             changed[k] = tx.on().execute(&with_texts(sql, &stmt.args), op).await?;
+        }
+        if matches!(policy.scope, ReconcileScope::Everything) {
+            // Every finding still open was observed by this run (see `observed_last`).
+            let sql = q("UPDATE integrations SET findings_observed_at = $2 \
+                 WHERE id = $1 AND (findings_observed_at IS NULL OR findings_observed_at < $2)")
+            .bind(integration_id)
+            .bind(started_at);
+            tx.on().execute(&sql, "recording the full read").await?;
+        }
+        if let (true, Tx::Sqlite(conn)) = (any_sighted, &mut tx) {
+            sqlite::bulk::forget_unsighted(conn).await?;
         }
         tx.commit("committing reconciliation").await?;
         Ok(ReconcileOutcome::Applied {

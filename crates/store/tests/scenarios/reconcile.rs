@@ -2,10 +2,10 @@ use rampart_model::IntegrationId;
 use rampart_model::RunId;
 use std::sync::Arc;
 
-use rampart_model::{AssetStatus, FindingStatus, RunStatus, Verdict};
+use rampart_model::{AssetStatus, FindingStatus, RunStatus, Severity, Verdict};
 use rampart_store::{
-    AssetFilter, FindingFilter, ReconcileOutcome, ReconcilePolicy, ReconcileScope, RunOutcome,
-    Store,
+    AssetFilter, Backend, FindingFilter, ReconcileOutcome, ReconcilePolicy, ReconcileScope,
+    RunOutcome, Store,
 };
 
 use crate::support::*;
@@ -16,6 +16,7 @@ scenarios!(
     circuit_breaker_holds_and_changes_nothing,
     a_partial_run_changes_no_status,
     reconcile_only_touches_its_integration,
+    a_full_read_leaves_unchanged_findings_alone,
 );
 
 /// Run 1 sees 10 assets × 5 findings. Run 2 sees assets 0..9 (not 9), and on asset 0 only
@@ -305,4 +306,151 @@ async fn reconcile_only_touches_its_integration(store: Arc<dyn Store>) {
         store.reconcile(a.id, rb, ReconcilePolicy::new(t(12))).await,
         Err(rampart_store::StoreError::InvalidInput(_))
     ));
+}
+
+/// A full read (`begin_bulk_findings`) over stored findings: the rows it repeats unchanged are
+/// left alone on SQLite (their content hash matches), yet they count as observed. Reconciling
+/// fixes exactly what `marks_fixed_and_missing_exactly` fixes, every open finding reads as
+/// observed by the run, and `changed_since` returns what changed (one row) and what was fixed,
+/// not everything the read saw. A second full read that changes the row back and drops another
+/// is applied just as exactly.
+async fn a_full_read_leaves_unchanged_findings_alone(store: Arc<dyn Store>) {
+    let i = integration(&store, "i").await;
+    let run1 = full_run_seeing(&store, i.id, t(0), 10, 5).await;
+    store
+        .reconcile(i.id, run1, ReconcilePolicy::new(t(1)))
+        .await
+        .unwrap();
+    store.finish_run(run1, &succeeded(t(1))).await.unwrap();
+
+    let run2 = store.start_run(i.id, "full", t(60)).await.unwrap();
+    assert!(
+        !store.begin_bulk_findings(i.id).await.unwrap(),
+        "not a first load"
+    );
+    store
+        .upsert_assets(i.id, run2, &(0..9).map(asset).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    let mut seen: Vec<_> = findings(9, 5)
+        .into_iter()
+        .filter(|f| {
+            !(f.key.asset_source_id == device_id(0) && f.key.cve_id.as_str() >= cve(3).as_str())
+        })
+        .collect();
+    let changed_key = seen[7].key.clone();
+    seen[7].severity = Some(Severity::Low);
+    // Two batches, as a read writes them.
+    let (a, b) = seen.split_at(20);
+    let mut done = store.upsert_findings(i.id, run2, a).await.unwrap();
+    let second = store.upsert_findings(i.id, run2, b).await.unwrap();
+    done.updated += second.updated;
+    done.unchanged += second.unchanged;
+    assert_eq!((done.new, done.updated, done.unchanged), (0, 1, 42));
+    let out = store
+        .reconcile(i.id, run2, ReconcilePolicy::new(t(61)))
+        .await
+        .unwrap();
+    assert_eq!(out, applied(1, 7, 0), "asset 9's 5 and asset 0's 2 unseen");
+    store.finish_run(run2, &succeeded(t(62))).await.unwrap();
+
+    let open = all_findings(
+        &store,
+        FindingFilter {
+            integration: Some(i.id),
+            status: Some(FindingStatus::Open),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(open.len(), 43);
+    assert!(
+        open.iter().all(|f| f.last_observed == t(60)),
+        "observed by run 2"
+    );
+    let changed = open.iter().find(|f| f.finding.key == changed_key).unwrap();
+    assert_eq!(changed.finding.severity, Some(Severity::Low));
+    let fixed = all_findings(
+        &store,
+        FindingFilter {
+            status: Some(FindingStatus::Fixed),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(fixed.len(), 7);
+    assert!(
+        fixed
+            .iter()
+            .all(|f| f.fixed_at == Some(t(61)) && f.last_observed == t(0))
+    );
+    let since = all_findings(
+        &store,
+        FindingFilter {
+            integration: Some(i.id),
+            changed_since: Some(t(30)),
+            ..Default::default()
+        },
+    )
+    .await;
+    // PostgreSQL's writer still rewrites every row it reads.
+    let expected = match store.backend() {
+        Backend::Sqlite => 8,
+        Backend::Postgres => 50,
+    };
+    assert_eq!(since.len(), expected);
+    assert!(since.iter().any(|f| f.finding.key == changed_key));
+    assert_eq!(
+        since
+            .iter()
+            .filter(|f| f.status == FindingStatus::Fixed)
+            .count(),
+        7
+    );
+
+    // Run 3 reads asset 1..9's findings as run 1 wrote them, but not asset 1's first: the
+    // changed row changes back, the dropped one is fixed, and asset 0's open ones too.
+    let run3 = store.start_run(i.id, "full", t(120)).await.unwrap();
+    store.begin_bulk_findings(i.id).await.unwrap();
+    store
+        .upsert_assets(i.id, run3, &(0..9).map(asset).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    let third: Vec<_> = findings_of(1, 8, 5).into_iter().skip(1).collect();
+    let done = store.upsert_findings(i.id, run3, &third).await.unwrap();
+    assert_eq!((done.new, done.updated, done.unchanged), (0, 1, 38));
+    let out = store
+        .reconcile(i.id, run3, ReconcilePolicy::new(t(121)))
+        .await
+        .unwrap();
+    assert_eq!(out, applied(0, 4, 0), "asset 0's 3 and asset 1's first");
+    let open = all_findings(
+        &store,
+        FindingFilter {
+            integration: Some(i.id),
+            status: Some(FindingStatus::Open),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(open.len(), 39);
+    assert!(open.iter().all(|f| f.last_observed == t(120)));
+    let fixed_now: Vec<_> = all_findings(
+        &store,
+        FindingFilter {
+            status: Some(FindingStatus::Fixed),
+            ..Default::default()
+        },
+    )
+    .await
+    .into_iter()
+    .filter(|f| f.fixed_at == Some(t(121)))
+    .collect();
+    assert_eq!(fixed_now.len(), 4);
+    assert!(
+        fixed_now.iter().all(|f| f.last_observed == t(60)),
+        "last observed by run 2, which left them alone"
+    );
+    let back = open.iter().find(|f| f.finding.key == changed_key).unwrap();
+    assert_eq!(back.finding, finding(1, 4), "as run 1 wrote it");
 }
