@@ -1085,7 +1085,8 @@ pub(crate) fn findings_query_planned(
         }
     }
     if let Some(t) = f.changed_since {
-        // Observed by a run, or fixed, after t: by reconciliation (fixed_at is Rampart's time)
+        // Written by a run (new, changed or reopened: a full read leaves unchanged rows alone),
+        // or fixed, after t: by reconciliation (fixed_at is Rampart's time)
         // or by a delta (fixed_at is Microsoft's event time; fix_recorded_at the run's); or its
         // decision, priority or due date changed after t (assessed_at: a run's start, or a KEV
         // refresh's time).
@@ -1465,7 +1466,7 @@ pub(crate) use asset_on_conflict;
 
 macro_rules! finding_insert_columns {
     () => {
-        "integration_id, asset_id, software_id, cve_id, severity, cvss, exploitability, recommended_update, recommendation_reference, first_seen, last_seen, first_observed, last_observed, seen_run"
+        "integration_id, asset_id, software_id, cve_id, severity, cvss, exploitability, recommended_update, recommendation_reference, first_seen, last_seen, first_observed, last_observed, seen_run, content_hash"
     };
 }
 pub(crate) use finding_insert_columns;
@@ -1496,7 +1497,7 @@ macro_rules! finding_set_content {
         "severity = excluded.severity, cvss = excluded.cvss, exploitability = excluded.exploitability, \
 recommended_update = excluded.recommended_update, recommendation_reference = excluded.recommendation_reference, \
 first_seen = excluded.first_seen, last_seen = excluded.last_seen, \
-last_observed = excluded.last_observed, seen_run = excluded.seen_run"
+last_observed = excluded.last_observed, seen_run = excluded.seen_run, content_hash = excluded.content_hash"
     };
 }
 pub(crate) use finding_set_content;
@@ -1610,10 +1611,11 @@ pub(crate) const FIX_BY_RECONCILING: &str = concat!(
 /// The condition "the run did not observe this finding": it did not write it (`seen_run`) and,
 /// when a full read left unchanged rows alone (`sighted`), its id is among the integration's open
 /// findings it did not find unchanged (the temporary table `unsighted` of the reconciling
-/// connection, see `sqlite::bulk::list_unsighted`).
+/// connection, see `sqlite::bulk::list_unsighted`; a temporary table is found before any other
+/// of its name on both engines).
 pub(crate) fn unseen_finding(sighted: bool) -> &'static str {
     if sighted {
-        "(seen_run IS DISTINCT FROM $2 AND id IN (SELECT id FROM temp.unsighted))"
+        "(seen_run IS DISTINCT FROM $2 AND id IN (SELECT id FROM unsighted))"
     } else {
         "seen_run IS DISTINCT FROM $2"
     }
@@ -1627,7 +1629,7 @@ pub(crate) fn unseen_finding(sighted: bool) -> &'static str {
 pub(crate) fn reconcile_findings(sighted: bool) -> String {
     if sighted {
         format!(
-            "{FIX_BY_RECONCILING} WHERE id IN (SELECT id FROM temp.unsighted) \
+            "{FIX_BY_RECONCILING} WHERE id IN (SELECT id FROM unsighted) \
              AND integration_id = $1 AND status = 'open' AND seen_run IS DISTINCT FROM $2"
         )
     } else {

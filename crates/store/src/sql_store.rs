@@ -82,9 +82,9 @@ pub struct SqlStore {
     /// inserted rather than merged where the engine can (PostgreSQL's `COPY`).
     first_loads: std::sync::Mutex<FastSet<IntegrationId>>,
     /// The integrations whose full read of findings this store is writing, from
-    /// [`Store::begin_bulk_findings`] to their reconciliation: where the engine can (SQLite), a
-    /// row that repeats a stored open finding unchanged is left alone and its id kept in
-    /// `sightings` for the reconciliation, instead of being rewritten to mark it seen.
+    /// [`Store::begin_bulk_findings`] to their reconciliation (or the run's end): a row that
+    /// repeats a stored open finding unchanged (same `content_hash`) is left alone and its id
+    /// kept in `sightings` for the reconciliation, instead of being rewritten to mark it seen.
     full_reads: std::sync::Mutex<FastSet<IntegrationId>>,
     /// Per run, the findings it found unchanged and left alone (see `full_reads`).
     sightings: std::sync::Mutex<FastMap<RunId, IdSet>>,
@@ -1225,10 +1225,10 @@ impl Store for SqlStore {
         findings: &[Finding],
         assessor: Option<&dyn InsertAssessor>,
     ) -> Result<UpsertCounts> {
-        match &self.db {
+        let leave_unchanged = self.full_reads().contains(&integration_id);
+        let (counts, unchanged) = match &self.db {
             Pool::Sqlite { write, .. } => {
-                let leave_unchanged = self.full_reads().contains(&integration_id);
-                let (counts, unchanged) = sqlite::bulk::upsert_findings(
+                sqlite::bulk::upsert_findings(
                     write,
                     integration_id,
                     run_id,
@@ -1236,14 +1236,7 @@ impl Store for SqlStore {
                     assessor,
                     leave_unchanged,
                 )
-                .await?;
-                if !unchanged.is_empty() {
-                    self.sightings()
-                        .entry(run_id)
-                        .or_default()
-                        .extend(unchanged);
-                }
-                Ok(counts)
+                .await?
             }
             Pool::Postgres(pool) => {
                 let first_load = self.first_loads().contains(&integration_id);
@@ -1253,11 +1246,18 @@ impl Store for SqlStore {
                     run_id,
                     findings,
                     assessor,
-                    first_load,
+                    (first_load, leave_unchanged),
                 )
-                .await
+                .await?
             }
+        };
+        if !unchanged.is_empty() {
+            self.sightings()
+                .entry(run_id)
+                .or_default()
+                .extend(unchanged);
         }
+        Ok(counts)
     }
 
     async fn apply_finding_changes(
@@ -1284,9 +1284,10 @@ impl Store for SqlStore {
                                 run_id,
                                 &batch,
                                 None,
-                                false,
+                                (false, false),
                             )
                             .await?
+                            .0
                         }
                     };
                 }
@@ -1325,13 +1326,12 @@ impl Store for SqlStore {
         let started_at = touch_run(&mut tx, integration_id, run_id).await?;
         let any_sighted = !sighted.is_empty();
         if any_sighted {
-            // Only SQLite's writer leaves rows alone.
-            let Tx::Sqlite(conn) = &mut tx else {
-                return Err(StoreError::Corrupt(
-                    "findings were left alone by an engine that does not do so".to_owned(),
-                ));
-            };
-            sqlite::bulk::list_unsighted(conn, integration_id, &sighted).await?;
+            match &mut tx {
+                Tx::Sqlite(c) => sqlite::bulk::list_unsighted(c, integration_id, &sighted).await?,
+                Tx::Postgres(c) => {
+                    postgres::bulk::list_unsighted(c, integration_id, &sighted).await?
+                }
+            }
         }
         let plan = reconcile_plan(&policy.scope, any_sighted);
         let count = with_texts(
@@ -1373,8 +1373,11 @@ impl Store for SqlStore {
             .bind(started_at);
             tx.on().execute(&sql, "recording the full read").await?;
         }
-        if let (true, Tx::Sqlite(conn)) = (any_sighted, &mut tx) {
-            sqlite::bulk::forget_unsighted(conn).await?;
+        if any_sighted {
+            match &mut tx {
+                Tx::Sqlite(c) => sqlite::bulk::forget_unsighted(c).await?,
+                Tx::Postgres(c) => postgres::bulk::forget_unsighted(c).await?,
+            }
         }
         tx.commit("committing reconciliation").await?;
         Ok(ReconcileOutcome::Applied {

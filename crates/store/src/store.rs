@@ -264,6 +264,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// load of 2 M findings wrote 13 GB of WAL for it). Always call [`Store::end_bulk_findings`] afterwards,
     /// whether the load succeeded or not; a crash in between is healed when the store is next
     /// opened. Meanwhile queries stay correct, only per-CVE ones are slower.
+    ///
+    /// Until the run's [`Store::reconcile`] (or its end), a batch's rows that repeat a stored
+    /// open finding unchanged are left alone rather than rewritten: this store remembers them as
+    /// observed by the run, and its reconciliation counts them so. Reconcile on the same store.
     async fn begin_bulk_findings(&self, integration_id: IntegrationId) -> Result<bool> {
         let _ = integration_id;
         Ok(false)

@@ -361,8 +361,9 @@ pub struct FindingFilter {
     pub asset_source_id: Option<String>,
     /// Case-insensitive substring of the CVE id, software vendor or name, or asset name.
     pub search: Option<String>,
-    /// Only findings observed by a run, fixed, or whose decision, priority or due date changed,
-    /// after this time (see [`AssetFilter::changed_since`]).
+    /// Only findings a run wrote as new, changed or reopened, fixed, or whose decision, priority
+    /// or due date changed, after this time (see [`AssetFilter::changed_since`]). A full read
+    /// that finds a finding unchanged leaves its row alone, so it is not listed again.
     pub changed_since: Option<DateTime<Utc>>,
     /// Only open findings with this decision.
     pub decision: Option<Decision>,

@@ -219,8 +219,9 @@ pub struct FindingQuery {
     /// An asset's source id.
     pub asset: Option<String>,
     pub integration: Option<String>,
-    /// An RFC 3339 time: only findings a sync observed, that were fixed, or whose decision,
-    /// priority or due date changed, after it (see `changed_since` of the assets).
+    /// An RFC 3339 time: only findings a sync found new, changed or back, that were fixed, or
+    /// whose decision, priority or due date changed, after it (see `changed_since` of the
+    /// assets). A full sync that reads a finding unchanged does not return it again.
     pub changed_since: Option<String>,
     /// Only open findings with this SSVC decision: `immediate`, `out-of-cycle`, `scheduled` or
     /// `defer`.

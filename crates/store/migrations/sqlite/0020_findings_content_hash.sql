@@ -1,8 +1,8 @@
 -- A hash of what Microsoft reported about a finding besides its key (severity, CVSS,
 -- exploitability, recommended update and reference, first and last seen), written with the
 -- content by every upsert. A full re-read compares the incoming row's hash with it and leaves an
--- unchanged open row's content alone: it only marks it seen by the run. NULL (rows written before
--- this column existed) never matches, so such a row is upserted once more and gets its hash.
+-- unchanged open row alone: it only counts as seen by the run. NULL (rows written before this
+-- column existed) never matches, so such a row is upserted once more and gets its hash.
 ALTER TABLE findings ADD COLUMN content_hash INTEGER;
 
 -- When a full read of the integration's findings last finished reconciling: every finding open

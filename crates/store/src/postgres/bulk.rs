@@ -18,6 +18,7 @@ use crate::cloud_sql::{
 use crate::common::*;
 use crate::db::{On, Row, db};
 use crate::error::{Result, StoreError};
+use crate::id_set::IdSet;
 use crate::priority::{InsertAssessor, StoredAssessment};
 use crate::sql_store::{check_run, heartbeat};
 use crate::types::UpsertCounts;
@@ -308,19 +309,21 @@ async fn upsert_assets_in(
 
 /// Upserts a batch inside the caller's transaction; returns what it did. `first_load`: the
 /// integration's first load is running, so the rows are most likely new
-/// ([`super::first_load`]).
+/// ([`super::first_load`]). `leave_unchanged`: a full read is running; the stored open findings
+/// the batch repeats unchanged (same `content_hash`) are not written, and their ids are returned
+/// for the reconciliation (`SqlStore`'s sightings).
 pub(crate) async fn upsert_findings_in(
     conn: &mut PgConnection,
     integration_id: IntegrationId,
     run_id: RunId,
     findings: &[Finding],
     assessor: Option<&dyn InsertAssessor>,
-    first_load: bool,
-) -> Result<UpsertCounts> {
+    (first_load, leave_unchanged): (bool, bool),
+) -> Result<(UpsertCounts, Vec<i64>)> {
     let observed = check_run(On::Postgres(&mut *conn), integration_id, run_id).await?;
     let rows = dedupe_last(findings, finding_key);
     if rows.is_empty() {
-        return Ok(UpsertCounts::default());
+        return Ok((UpsertCounts::default(), Vec::new()));
     }
     if first_load {
         let inserted = super::first_load::insert_new_findings_in(
@@ -333,7 +336,7 @@ pub(crate) async fn upsert_findings_in(
         )
         .await?;
         if let Some(counts) = inserted {
-            return Ok(counts);
+            return Ok((counts, Vec::new()));
         }
     }
     let mut b = CopyBuf::default();
@@ -349,6 +352,7 @@ pub(crate) async fn upsert_findings_in(
         b.finding_content(f);
         b.opt_text(f.asset_os_platform.as_deref());
         b.opt_text(f.asset_os_version.as_deref());
+        b.int(finding_content_hash(f));
         b.assessment(assessor.and_then(|a| a.assess(f)), observed);
         b.end_row();
     }
@@ -358,7 +362,7 @@ pub(crate) async fn upsert_findings_in(
          vendor TEXT NOT NULL, name TEXT NOT NULL, version TEXT NOT NULL, cve_id TEXT NOT NULL, severity SMALLINT, \
          cvss DOUBLE PRECISION, exploitability TEXT, recommended_update TEXT, recommendation_reference TEXT, \
          first_seen TIMESTAMPTZ, last_seen TIMESTAMPTZ, asset_os_platform TEXT, asset_os_version TEXT, \
-         decision TEXT, priority DOUBLE PRECISION, due_at TIMESTAMPTZ, clock_start TIMESTAMPTZ, \
+         content_hash BIGINT, decision TEXT, priority DOUBLE PRECISION, due_at TIMESTAMPTZ, clock_start TIMESTAMPTZ, \
          explanation_id BIGINT, assessed_at TIMESTAMPTZ) ON COMMIT DROP",
         "COPY stage_findings FROM STDIN",
         b.into_bytes(),
@@ -401,20 +405,22 @@ pub(crate) async fn upsert_findings_in(
     .execute(&mut *conn)
     .await
     .map_err(db("marking the findings' assets seen"))?;
-    merge_staged(
+    let unchanged = if leave_unchanged {
+        leave_unchanged_alone(conn, integration_id).await?
+    } else {
+        Vec::new()
+    };
+    let mut counts = merge_staged(
         conn,
         concat!(
-            // The batch's own assets first (a few dozen index look-ups), not all of the
-            // integration's: joined directly, the planner hashed every asset of the
-            // integration for every batch (20,000 rows, 10-15 ms per batch at 20,000 devices).
-            "WITH batch_assets AS MATERIALIZED (SELECT a.id, a.source_id FROM assets a \
-             WHERE a.integration_id = $1 AND a.source_id IN (SELECT asset_source_id FROM stage_findings)), \
-             up AS (INSERT INTO findings (",
+            "WITH ",
+            batch_assets!(),
+            ", up AS (INSERT INTO findings (",
             finding_insert_columns!(),
             ", ",
             finding_assessment_columns!(),
             ") SELECT $1, a.id, sw.id, s.cve_id, s.severity, s.cvss, s.exploitability, s.recommended_update, \
-             s.recommendation_reference, s.first_seen, s.last_seen, $2, $2, $3, \
+             s.recommendation_reference, s.first_seen, s.last_seen, $2, $2, $3, s.content_hash, \
              s.decision, s.priority, s.due_at, s.clock_start, s.explanation_id, s.assessed_at \
              FROM stage_findings s \
              JOIN batch_assets a ON a.source_id = s.asset_source_id \
@@ -427,7 +433,96 @@ pub(crate) async fn upsert_findings_in(
         "upserting findings",
         "stage_findings",
     )
+    .await?;
+    counts.unchanged += unchanged.len() as u64;
+    Ok((counts, unchanged))
+}
+
+/// The batch's own assets first (a few dozen index look-ups), not all of the integration's:
+/// joined directly, the planner hashed every asset of the integration for every batch (20,000
+/// rows, 10-15 ms per batch at 20,000 devices). $1: the integration.
+macro_rules! batch_assets {
+    () => {
+        "batch_assets AS MATERIALIZED (SELECT a.id, a.source_id FROM assets a \
+         WHERE a.integration_id = $1 AND a.source_id IN (SELECT asset_source_id FROM stage_findings))"
+    };
+}
+use batch_assets;
+
+/// Takes the staged rows that repeat a stored open finding unchanged (same `content_hash`) out
+/// of the merge, and returns those findings' ids: a full read leaves them alone.
+async fn leave_unchanged_alone(
+    conn: &mut PgConnection,
+    integration_id: IntegrationId,
+) -> Result<Vec<i64>> {
+    use sqlx::Row as _;
+    let row = sqlx::query(concat!(
+        "WITH ",
+        batch_assets!(),
+        ", unchanged AS (SELECT s.ord, f.id FROM stage_findings s \
+         JOIN batch_assets a ON a.source_id = s.asset_source_id \
+         JOIN software sw ON sw.vendor = s.vendor AND sw.name = s.name AND sw.version = s.version \
+         JOIN findings f ON f.asset_id = a.id AND f.software_id = sw.id AND f.cve_id = s.cve_id \
+         WHERE f.status = 'open' AND f.content_hash = s.content_hash), \
+         taken AS (DELETE FROM stage_findings WHERE ord IN (SELECT ord FROM unchanged)) \
+         SELECT COALESCE(array_agg(id), '{}') AS ids FROM unchanged"
+    ))
+    .bind(integration_id.get())
+    .fetch_one(&mut *conn)
     .await
+    .map_err(db("looking up unchanged findings"))?;
+    row.try_get::<Vec<i64>, _>("ids")
+        .map_err(db("looking up unchanged findings"))
+}
+
+/// Lists, for a reconciliation after a full read that left unchanged rows alone, the
+/// integration's open findings it did not find unchanged, in the connection's temporary table
+/// `unsighted` (see `sqlite::bulk::list_unsighted`).
+pub(crate) async fn list_unsighted(
+    conn: &mut PgConnection,
+    integration_id: IntegrationId,
+    sighted: &IdSet,
+) -> Result<()> {
+    use sqlx::Row as _;
+    let op = "listing the findings a run did not find unchanged";
+    for sql in [
+        "CREATE TEMP TABLE IF NOT EXISTS unsighted (id BIGINT PRIMARY KEY)",
+        "TRUNCATE unsighted",
+    ] {
+        sqlx::query(sql).execute(&mut *conn).await.map_err(db(op))?;
+    }
+    let open: Vec<i64> = sqlx::query(
+        "SELECT COALESCE(array_agg(id), '{}') AS ids FROM findings WHERE integration_id = $1 AND status = 'open'",
+    )
+    .bind(integration_id.get())
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(db(op))?
+    .try_get("ids")
+    .map_err(db(op))?;
+    let candidates: Vec<i64> = open
+        .into_iter()
+        .filter(|&id| !sighted.contains(id))
+        .collect();
+    sqlx::query("INSERT INTO unsighted (id) SELECT unnest($1::bigint[]) ON CONFLICT DO NOTHING")
+        .bind(candidates)
+        .execute(&mut *conn)
+        .await
+        .map_err(db(op))?;
+    sqlx::query("ANALYZE unsighted")
+        .execute(&mut *conn)
+        .await
+        .map_err(db(op))?;
+    Ok(())
+}
+
+/// Empties `unsighted` once its reconciliation has used it.
+pub(crate) async fn forget_unsighted(conn: &mut PgConnection) -> Result<()> {
+    sqlx::query("TRUNCATE unsighted")
+        .execute(&mut *conn)
+        .await
+        .map_err(db("clearing the findings a run did not find unchanged"))?;
+    Ok(())
 }
 
 /// Catalogue rows through a staging table and one upsert; `on_conflict` decides what a known
@@ -544,8 +639,8 @@ pub(crate) async fn upsert_findings(
     run_id: RunId,
     findings: &[Finding],
     assessor: Option<&dyn InsertAssessor>,
-    first_load: bool,
-) -> Result<UpsertCounts> {
+    modes: (bool, bool),
+) -> Result<(UpsertCounts, Vec<i64>)> {
     // Batches of a run are written on two connections at once (`concurrent_writes`). Should
     // two of them lock the same rows in opposite orders, PostgreSQL ends one with a deadlock
     // error and rolls it back; the upsert is idempotent, so that one simply runs again.
@@ -555,23 +650,17 @@ pub(crate) async fn upsert_findings(
     let mut attempt = 1;
     loop {
         let mut tx = pool.begin().await.map_err(begin_error)?;
-        let written = match upsert_findings_in(
-            &mut tx,
-            integration_id,
-            run_id,
-            findings,
-            assessor,
-            first_load,
-        )
-        .await
-        {
-            Ok(counts) => tx
-                .commit()
+        let written =
+            match upsert_findings_in(&mut tx, integration_id, run_id, findings, assessor, modes)
                 .await
-                .map(|()| counts)
-                .map_err(db("committing findings")),
-            Err(e) => Err(e),
-        };
+            {
+                Ok(done) => tx
+                    .commit()
+                    .await
+                    .map(|()| done)
+                    .map_err(db("committing findings")),
+                Err(e) => Err(e),
+            };
         match written {
             Err(e) if attempt < 3 && e.is_lock_conflict() => {
                 tracing::debug!(message = "Batch met a concurrent one; writing it again.", error = %e);

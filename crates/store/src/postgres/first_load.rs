@@ -163,6 +163,7 @@ fn copy_rows(
         b.opt_ts(Some(observed));
         b.opt_ts(Some(observed));
         b.int(run_id.get());
+        b.int(finding_content_hash(f));
         b.assessment(assessor.and_then(|a| a.assess(f)), observed);
         b.end_row();
     }

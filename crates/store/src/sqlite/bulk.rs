@@ -452,16 +452,12 @@ fn bind_findings<'q>(
         concat!(
             "INSERT INTO findings (",
             finding_insert_columns!(),
-            ", content_hash, ",
+            ", ",
             finding_assessment_columns!(),
             ")"
         )
     } else {
-        concat!(
-            "INSERT INTO findings (",
-            finding_insert_columns!(),
-            ", content_hash)"
-        )
+        concat!("INSERT INTO findings (", finding_insert_columns!(), ")")
     };
     let sql = repeat_rows(head, row, at.len(), sqlite_finding_on_conflict!());
     let mut q = sqlx::query(AssertSqlSafe(sql));
@@ -684,7 +680,7 @@ pub(crate) async fn list_unsighted(
     let op = "listing the findings a run did not find unchanged";
     for sql in [
         "CREATE TEMP TABLE IF NOT EXISTS unsighted (id INTEGER PRIMARY KEY)",
-        "DELETE FROM temp.unsighted",
+        "DELETE FROM unsighted",
     ] {
         sqlx::query(sql).execute(&mut *conn).await.map_err(db(op))?;
     }
@@ -710,7 +706,7 @@ pub(crate) async fn list_unsighted(
     for chunk in candidates.chunks(UNSIGHTED_PER_STATEMENT) {
         let json = serde_json::to_string(chunk)
             .map_err(|e| StoreError::InvalidInput(format!("cannot encode finding ids: {e}")))?;
-        sqlx::query("INSERT OR IGNORE INTO temp.unsighted (id) SELECT value FROM json_each($1)")
+        sqlx::query("INSERT OR IGNORE INTO unsighted (id) SELECT value FROM json_each($1)")
             .bind(json)
             .execute(&mut *conn)
             .await
@@ -724,7 +720,7 @@ const UNSIGHTED_PER_STATEMENT: usize = 100_000;
 
 /// Empties `unsighted` once its reconciliation has used it.
 pub(crate) async fn forget_unsighted(conn: &mut SqliteConnection) -> Result<()> {
-    sqlx::query("DELETE FROM temp.unsighted")
+    sqlx::query("DELETE FROM unsighted")
         .execute(&mut *conn)
         .await
         .map_err(db("clearing the findings a run did not find unchanged"))?;
