@@ -28,7 +28,6 @@ mod error;
 pub mod exceptions;
 pub mod export;
 mod fix_plan;
-mod id_set;
 pub mod intel;
 mod jobs;
 mod ops;

@@ -21,7 +21,6 @@ use crate::db::{Dialect, On, Pool, Row, Sql, Tx, q};
 use crate::error::{Result, StoreError};
 use crate::exceptions::*;
 use crate::fix_plan;
-use crate::id_set::IdSet;
 use crate::intel::*;
 use crate::jobs::*;
 use crate::priority::*;
@@ -87,7 +86,7 @@ pub struct SqlStore {
     /// kept in `sightings` for the reconciliation, instead of being rewritten to mark it seen.
     full_reads: std::sync::Mutex<FastSet<IntegrationId>>,
     /// Per run, the findings it found unchanged and left alone (see `full_reads`).
-    sightings: std::sync::Mutex<FastMap<RunId, IdSet>>,
+    sightings: std::sync::Mutex<FastMap<RunId, Sighted>>,
     /// Dropped after the pools (fields drop in declaration order).
     pub(crate) engine: Engine,
 }
@@ -230,7 +229,7 @@ impl SqlStore {
         self.full_reads.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn sightings(&self) -> std::sync::MutexGuard<'_, FastMap<RunId, IdSet>> {
+    fn sightings(&self) -> std::sync::MutexGuard<'_, FastMap<RunId, Sighted>> {
         self.sightings.lock().unwrap_or_else(|p| p.into_inner())
     }
 

@@ -18,7 +18,6 @@ use crate::cloud_sql::{
 use crate::common::*;
 use crate::db::{On, Row, db};
 use crate::error::{Result, StoreError};
-use crate::id_set::IdSet;
 use crate::priority::{InsertAssessor, StoredAssessment};
 use crate::sql_store::{check_run, heartbeat};
 use crate::types::UpsertCounts;
@@ -481,7 +480,7 @@ async fn leave_unchanged_alone(
 pub(crate) async fn list_unsighted(
     conn: &mut PgConnection,
     integration_id: IntegrationId,
-    sighted: &IdSet,
+    sighted: &Sighted,
 ) -> Result<()> {
     use sqlx::Row as _;
     let op = "listing the findings a run did not find unchanged";

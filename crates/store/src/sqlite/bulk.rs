@@ -19,7 +19,6 @@ use crate::cloud_sql::{
 use crate::common::*;
 use crate::db::{On, Row, db};
 use crate::error::{Result, StoreError};
-use crate::id_set::IdSet;
 use crate::priority::{InsertAssessor, StoredAssessment};
 use crate::sql_store::{check_run, heartbeat};
 use crate::types::UpsertCounts;
@@ -675,7 +674,7 @@ async fn upsert_batch_in(
 pub(crate) async fn list_unsighted(
     conn: &mut SqliteConnection,
     integration_id: IntegrationId,
-    sighted: &IdSet,
+    sighted: &Sighted,
 ) -> Result<()> {
     let op = "listing the findings a run did not find unchanged";
     for sql in [
