@@ -306,6 +306,16 @@ async fn upsert_assets_in(
     .await
 }
 
+/// The batch's own assets first (a few dozen index look-ups), not all of the integration's:
+/// joined directly, the planner hashed every asset of the integration for every batch (20,000
+/// rows, 10-15 ms per batch at 20,000 devices). $1: the integration.
+macro_rules! batch_assets {
+    () => {
+        "batch_assets AS MATERIALIZED (SELECT a.id, a.source_id FROM assets a \
+         WHERE a.integration_id = $1 AND a.source_id IN (SELECT asset_source_id FROM stage_findings))"
+    };
+}
+
 /// Upserts a batch inside the caller's transaction; returns what it did. `first_load`: the
 /// integration's first load is running, so the rows are most likely new
 /// ([`super::first_load`]). `leave_unchanged`: a full read is running; the stored open findings
@@ -378,14 +388,21 @@ pub(crate) async fn upsert_findings_in(
     .map_err(db("recording software"))?;
     // Assets first reported by a finding (the device list did not return them): created from the
     // batch's first row for them, with its device name and OS, as known from vulnerability data.
-    sqlx::query(
-        "INSERT INTO assets (integration_id, source_id, kind, name, os_platform, os_version, known_from, status, \
+    // Only the rows of unknown assets are sorted (almost always none): sorting the whole batch
+    // to pick each asset's first row took 9.5 ms of a re-read's batch of 5,000. The known ones
+    // are the batch's own, looked up by key (`batch_assets`): an anti-join with `assets` hashed
+    // all of the integration's (26 ms).
+    sqlx::query(concat!(
+        "WITH ",
+        batch_assets!(),
+        " INSERT INTO assets (integration_id, source_id, kind, name, os_platform, os_version, known_from, status, \
          first_observed, last_observed, seen_run) \
          SELECT DISTINCT ON (asset_source_id) $1, asset_source_id, 'device', asset_name, asset_os_platform, \
          asset_os_version, 'vulnerability_data', 'active', $2, $2, $3 \
-         FROM stage_findings ORDER BY asset_source_id, ord \
-         ON CONFLICT (integration_id, source_id) DO NOTHING",
-    )
+         FROM stage_findings s WHERE s.asset_source_id NOT IN (SELECT source_id FROM batch_assets) \
+         ORDER BY asset_source_id, ord \
+         ON CONFLICT (integration_id, source_id) DO NOTHING"
+    ))
     .bind(integration_id.get())
     .bind(observed)
     .bind(run_id.get())
@@ -437,19 +454,11 @@ pub(crate) async fn upsert_findings_in(
     Ok((counts, unchanged))
 }
 
-/// The batch's own assets first (a few dozen index look-ups), not all of the integration's:
-/// joined directly, the planner hashed every asset of the integration for every batch (20,000
-/// rows, 10-15 ms per batch at 20,000 devices). $1: the integration.
-macro_rules! batch_assets {
-    () => {
-        "batch_assets AS MATERIALIZED (SELECT a.id, a.source_id FROM assets a \
-         WHERE a.integration_id = $1 AND a.source_id IN (SELECT asset_source_id FROM stage_findings))"
-    };
-}
-use batch_assets;
-
 /// Takes the staged rows that repeat a stored open finding unchanged (same `content_hash`) out
-/// of the merge, and returns those findings' ids: a full read leaves them alone.
+/// of the merge, and returns those findings' ids: a full read leaves them alone. The batch's keys
+/// are resolved to ids first (`keyed`): joined to `findings` together with the staged rows, the
+/// planner probed the natural key by asset and software only and filtered ~30 rows a probe by
+/// CVE (50 ms a batch of 5,000 rows, against 22 ms).
 async fn leave_unchanged_alone(
     conn: &mut PgConnection,
     integration_id: IntegrationId,
@@ -458,11 +467,12 @@ async fn leave_unchanged_alone(
     let row = sqlx::query(concat!(
         "WITH ",
         batch_assets!(),
-        ", unchanged AS (SELECT s.ord, f.id FROM stage_findings s \
-         JOIN batch_assets a ON a.source_id = s.asset_source_id \
-         JOIN software sw ON sw.vendor = s.vendor AND sw.name = s.name AND sw.version = s.version \
-         JOIN findings f ON f.asset_id = a.id AND f.software_id = sw.id AND f.cve_id = s.cve_id \
-         WHERE f.status = 'open' AND f.content_hash = s.content_hash), \
+        ", keyed AS MATERIALIZED (SELECT s.ord, a.id AS asset_id, sw.id AS software_id, s.cve_id, s.content_hash \
+         FROM stage_findings s JOIN batch_assets a ON a.source_id = s.asset_source_id \
+         JOIN software sw ON sw.vendor = s.vendor AND sw.name = s.name AND sw.version = s.version), \
+         unchanged AS (SELECT k.ord, f.id FROM keyed k JOIN findings f \
+         ON f.asset_id = k.asset_id AND f.software_id = k.software_id AND f.cve_id = k.cve_id \
+         WHERE f.status = 'open' AND f.content_hash = k.content_hash), \
          taken AS (DELETE FROM stage_findings WHERE ord IN (SELECT ord FROM unchanged)) \
          SELECT COALESCE(array_agg(id), '{}') AS ids FROM unchanged"
     ))
