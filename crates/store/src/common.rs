@@ -57,7 +57,7 @@ pub(crate) type FastSet<K> = HashSet<K, foldhash::fast::RandomState>;
 /// Ids are handed out in order, so they are dense: 1.8 M take about 250 KB, against 14 MB (and
 /// twice that while growing) as a `Vec<i64>`; ids made sparse by PostgreSQL's sequence, which an
 /// upsert of an existing row also advances, take a few bytes each.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct Sighted(roaring::RoaringTreemap);
 
 impl Sighted {

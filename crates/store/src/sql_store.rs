@@ -85,7 +85,8 @@ pub struct SqlStore {
     /// repeats a stored open finding unchanged (same `content_hash`) is left alone and its id
     /// kept in `sightings` for the reconciliation, instead of being rewritten to mark it seen.
     full_reads: std::sync::Mutex<FastSet<IntegrationId>>,
-    /// Per run, the findings it found unchanged and left alone (see `full_reads`).
+    /// Per run, the findings it found unchanged and left alone (see `full_reads`), until the run
+    /// ends.
     sightings: std::sync::Mutex<FastMap<RunId, Sighted>>,
     /// Dropped after the pools (fields drop in declaration order).
     pub(crate) engine: Engine,
@@ -990,7 +991,7 @@ impl Store for SqlStore {
 
     async fn finish_run(&self, run_id: RunId, o: &RunOutcome) -> Result<SyncRun> {
         check_outcome(o)?;
-        // A run that ends without reconciling (it failed) drops what it found unchanged.
+        // What the run found unchanged served its reconciliation, if it had one.
         self.sightings().remove(&run_id);
         // A run that failed because the disk is full must still be closed, or it blocks the
         // integration until it is taken for abandoned. On SQLite the space is often in the
@@ -1320,7 +1321,9 @@ impl Store for SqlStore {
     ) -> Result<ReconcileOutcome> {
         // The read is over: later batches of this integration (a delta's) are written in full.
         self.full_reads().remove(&integration_id);
-        let sighted = self.sightings().remove(&run_id).unwrap_or_default();
+        // Kept until the run ends (`finish_run`): reconciling again, or after a failed try,
+        // must count the same rows as observed.
+        let sighted = self.sightings().get(&run_id).cloned().unwrap_or_default();
         let mut tx = self.db.begin().await?;
         let started_at = touch_run(&mut tx, integration_id, run_id).await?;
         let any_sighted = !sighted.is_empty();

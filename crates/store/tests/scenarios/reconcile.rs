@@ -352,6 +352,14 @@ async fn a_full_read_leaves_unchanged_findings_alone(store: Arc<dyn Store>) {
         .await
         .unwrap();
     assert_eq!(out, applied(1, 7, 0), "asset 9's 5 and asset 0's 2 unseen");
+    // Reconciling again changes nothing more: the rows left alone still count as observed.
+    assert_eq!(
+        store
+            .reconcile(i.id, run2, ReconcilePolicy::new(t(61)))
+            .await
+            .unwrap(),
+        applied(0, 0, 0)
+    );
     store.finish_run(run2, &succeeded(t(62))).await.unwrap();
 
     let open = all_findings(
