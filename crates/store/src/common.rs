@@ -1613,8 +1613,18 @@ pub(crate) use vulnerability_fill_on_conflict;
 /// alone.
 macro_rules! carry_observed {
     () => {
-        "last_observed = CASE WHEN (SELECT i.findings_observed_at FROM integrations i WHERE i.id = findings.integration_id) > last_observed \
-THEN (SELECT i.findings_observed_at FROM integrations i WHERE i.id = findings.integration_id) ELSE last_observed END"
+        "last_observed = COALESCE((SELECT i.findings_observed_at FROM integrations i \
+WHERE i.id = findings.integration_id AND i.findings_observed_at > findings.last_observed), last_observed)"
+    };
+}
+
+/// The `SET` list of a finding's fix by reconciliation ($3: the time of the fix).
+macro_rules! fix_by_reconciling {
+    () => {
+        concat!(
+            "UPDATE findings SET status = 'fixed', fixed_at = $3, fixed_decision = decision, fixed_due_at = due_at, decision = NULL, due_at = NULL, ",
+            carry_observed!()
+        )
     };
 }
 // Reconciliation: the same three statements on both backends. $1 integration, $2 run, $3 now.
@@ -1631,10 +1641,7 @@ WHERE integration_id = $1 AND status = 'active' AND seen_run IS DISTINCT FROM $2
 pub(crate) const RECONCILE_LISTED_ASSETS: &str = "UPDATE assets SET status = 'missing', missing_since = $3 \
 WHERE integration_id = $1 AND status = 'active' AND seen_run IS DISTINCT FROM $2 AND known_from = 'inventory'";
 /// What a finding's fix by reconciliation sets.
-pub(crate) const FIX_BY_RECONCILING: &str = concat!(
-    "UPDATE findings SET status = 'fixed', fixed_at = $3, fixed_decision = decision, fixed_due_at = due_at, decision = NULL, due_at = NULL, ",
-    carry_observed!()
-);
+pub(crate) const FIX_BY_RECONCILING: &str = fix_by_reconciling!();
 
 /// The condition "the run did not observe this finding": it did not write it (`seen_run`) and,
 /// when a full read left unchanged rows alone (`sighted`), its id is among the integration's open
@@ -1663,17 +1670,16 @@ pub(crate) fn reconcile_findings(sighted: bool) -> String {
     } else {
         format!(
             "{FIX_BY_RECONCILING} WHERE integration_id = $1 AND status = 'open' \
-             AND (seen_run IS DISTINCT FROM $2 \
-             OR asset_id IN (SELECT id FROM assets WHERE integration_id = $1 AND status = 'missing'))"
+             AND ({} OR asset_id IN (SELECT id FROM assets WHERE integration_id = $1 AND status = 'missing'))",
+            unseen_finding(false)
         )
     }
 }
 
 /// Reconciling after a delta: only the open findings of missing assets are fixed. $1 integration,
-/// $3 time ($2, the run, is bound for symmetry with `RECONCILE_FINDINGS` and unused).
+/// $3 time ($2, the run, is bound for symmetry with `reconcile_findings` and unused).
 pub(crate) const RECONCILE_FINDINGS_OF_MISSING: &str = concat!(
-    "UPDATE findings SET status = 'fixed', fixed_at = $3, fixed_decision = decision, fixed_due_at = due_at, decision = NULL, due_at = NULL, ",
-    carry_observed!(),
+    fix_by_reconciling!(),
     " WHERE integration_id = $1 AND status = 'open' AND $2 IS NOT NULL \
 AND asset_id IN (SELECT id FROM assets WHERE integration_id = $1 AND status = 'missing')"
 );
