@@ -47,7 +47,7 @@ async fn count(conn: &mut SqliteConnection, sql: &'static str) -> i64 {
 /// Starts a first load and kills it once findings are committed, while it is held between two
 /// transactions (the test holds the write lock); returns how many findings were left referring
 /// to explanations the store lacks. None is when the load wrote every batch and its explanations
-/// before the lock was granted: SQLite's busy handler sleeps between its tries, and a load
+/// (or finished altogether) before the lock was granted: SQLite's busy handler sleeps between its tries, and a load
 /// committing batch after batch can take the lock back each time (seen once in CI in many runs).
 fn kill_a_first_load_between_findings_and_explanations(env: &Env) -> i64 {
     let (mut child, reader) = env.sync_reading_findings("contoso");
@@ -74,7 +74,14 @@ fn kill_a_first_load_between_findings_and_explanations(env: &Env) -> i64 {
     });
     child.kill().expect("SIGKILL");
     let status = child.wait().expect("wait");
-    assert!(!status.success(), "the sync finished before it was killed");
+    if status.success() {
+        // It finished (explanations and all) before the lock was granted: this try missed the
+        // window, and a finished load owes nothing (seen once in CI under load).
+        assert_eq!(
+            unexplained, 0,
+            "a finished sync left findings without explanations"
+        );
+    }
     drain.join().expect("drain");
     env.runtime.block_on(async {
         sqlx::query("ROLLBACK")
