@@ -56,7 +56,10 @@ fn ids_in_order(rows: Vec<sqlx::postgres::PgRow>, len: usize, what: &str) -> Res
 }
 
 /// Records the batch's software and returns their ids in the order of `keys.software`.
-async fn software_ids(conn: &mut PgConnection, keys: &BatchKeys<'_>) -> Result<Vec<i64>> {
+pub(super) async fn software_ids(
+    conn: &mut PgConnection,
+    keys: &BatchKeys<'_>,
+) -> Result<Vec<i64>> {
     let (vendors, names, versions) = (
         keys.software_column(0),
         keys.software_column(1),
@@ -91,7 +94,7 @@ async fn software_ids(conn: &mut PgConnection, keys: &BatchKeys<'_>) -> Result<V
 /// Creates the assets first reported by the batch (the device list did not return them), marks
 /// the batch's assets seen by the run, and returns their ids in the order of `keys.assets`:
 /// what the merge's statements do, for the distinct assets only.
-async fn asset_ids(
+pub(super) async fn asset_ids(
     conn: &mut PgConnection,
     integration_id: IntegrationId,
     run_id: RunId,
