@@ -37,6 +37,10 @@ use rampart_store::{
 /// at a fraction of SipHash's cost.
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
+mod explanations;
+
+use explanations::Explanations;
+
 /// Findings read (and written) per page.
 const PAGE: u32 = 5000;
 
@@ -386,7 +390,7 @@ struct Knowledge {
     exploitabilities: Vec<String>,
     computed: HashMap<InputKey, Computed>,
     /// Every explanation computed, by id.
-    explanations: HashMap<i64, Explanation>,
+    explanations: Explanations,
     /// Loaded when first needed: a re-sync that changed nothing reads no asset.
     assets: Option<Assets>,
     computations: u64,
@@ -403,7 +407,7 @@ impl Knowledge {
             exploitability_index: HashMap::default(),
             exploitabilities: Vec::new(),
             computed: HashMap::default(),
-            explanations: HashMap::default(),
+            explanations: Explanations::default(),
             assets: None,
             computations: 0,
         }
@@ -535,9 +539,7 @@ impl Knowledge {
             score: priority.score,
             explanation_id: explanation.id,
         };
-        self.explanations
-            .entry(explanation.id)
-            .or_insert(explanation);
+        self.explanations.insert(&explanation);
         self.computations += 1;
         self.computed.insert(key, c);
         Some(c)
@@ -714,7 +716,7 @@ async fn assess_rebasing(
             .map(|w| w.assessment.explanation_id)
             .chain(explained)
             .filter(|id| sent.insert(*id))
-            .filter_map(|id| known.explanations.get(&id).cloned())
+            .filter_map(|id| known.explanations.get(id))
             .collect();
         keep.sort_unstable_by_key(|e| e.id);
         store.write_assessments(&keep, &writes, at).await?;
@@ -815,13 +817,17 @@ impl InlineAssessor {
     /// instead of scattered over it), and clears the integration's debt of them. Called once the
     /// read is done, whether it succeeded or not: rows of committed batches refer to them.
     /// They are taken out of the assessor, not copied: it assesses nothing after this, and a
-    /// 20,000-device load holds ~93,000 of them (peak RSS 263–283 MiB copied, 235–253 moved).
+    /// 20,000-device load holds ~93,000 of them (peak RSS 263–283 MiB copied, 235–253 moved;
+    /// see [`Explanations`] for how they are kept until then).
     pub async fn store_explanations(&self, store: &dyn Store) -> Result<(), StoreError> {
-        let taken = std::mem::take(&mut self.known().explanations);
-        let mut all: Vec<Explanation> = taken.into_values().collect();
-        all.sort_unstable_by_key(|e| e.id);
-        for chunk in all.chunks(EXPLANATIONS_PER_WRITE) {
-            store.write_assessments(chunk, &[], self.first_read).await?;
+        // Put together a statement's worth at a time: as text, all of them would be the
+        // memory that `Explanations` saves.
+        let table = std::mem::take(&mut self.known().explanations);
+        for ids in table.sorted_ids().chunks(EXPLANATIONS_PER_WRITE) {
+            let chunk: Vec<Explanation> = ids.iter().filter_map(|&id| table.get(id)).collect();
+            store
+                .write_assessments(&chunk, &[], self.first_read)
+                .await?;
         }
         store
             .set_sync_state(self.integration, EXPLANATIONS_OWED, PAID)
