@@ -18,7 +18,8 @@ use crate::family::ApiFamily;
 use crate::http::body::{describe, read_bounded};
 use crate::http::{Budget, Core};
 use crate::paging::{
-    ChunkFailure, OddRecords, PageTiming, ReadEnd, ReadEvent, ReadPlan, ReadReport, next_chunk,
+    Batches, ConsumerGone, EventTx, OddRecords, PageTiming, ReadEnd, ReadEvent, ReadPlan,
+    ReadReport, consumer_gone, next_chunk, restart_or_fail,
 };
 use crate::wire::mde::AssetVulnerability;
 
@@ -156,7 +157,11 @@ enum FileFailure {
     Closed,
 }
 
-type EventTx<T> = tokio::sync::mpsc::Sender<Result<ReadEvent<T>, ApiError>>;
+impl From<ConsumerGone> for FileFailure {
+    fn from(_: ConsumerGone) -> Self {
+        FileFailure::Closed
+    }
+}
 
 /// Downloads one export file and delivers its records (see [`crate::MdeClient::export_file_records`]),
 /// tagged `page` in every event (the file's index in its listing when several are read at once).
@@ -168,9 +173,7 @@ pub(crate) async fn read_export_file<T: DeserializeOwned + Send + 'static>(
     tx: EventTx<T>,
 ) -> Result<ReadReport, ApiError> {
     let family = ApiFamily::FileExport;
-    let closed = || ApiError::Interrupted("the consumer stopped reading".to_owned());
     let mut budget = Budget::new(&core.retry);
-    let mut restarts = 0u32;
     loop {
         budget.attempts += 1;
         // No bearer token: the SAS signature in the URL is the credential.
@@ -233,28 +236,17 @@ pub(crate) async fn read_export_file<T: DeserializeOwned + Send + 'static>(
                     records: delivered,
                 }))
                 .await
-                .map_err(|_| closed())?;
+                .map_err(|_| consumer_gone())?;
                 let mut report = ReadReport::new(family);
                 report.pages = 1;
                 report.records = delivered;
-                report.restarts = restarts;
+                report.restarts = budget.restarts;
                 report.add_odd(&odd);
                 return Ok(report.finish(ReadEnd::EndOfFile, 0));
             }
-            Err(FileFailure::Closed) => return Err(closed()),
+            Err(FileFailure::Closed) => return Err(consumer_gone()),
             Err(FileFailure::Transient { reason, delivered }) => {
-                if delivered > 0 {
-                    restarts += 1;
-                    core.metrics.restart();
-                    tx.send(Ok(ReadEvent::Restart {
-                        page,
-                        reason: reason.clone(),
-                    }))
-                    .await
-                    .map_err(|_| closed())?;
-                }
-                core.backoff_or_fail(family, &mut budget, None, reason)
-                    .await?;
+                restart_or_fail(&tx, page, &core, family, &mut budget, reason, delivered).await?;
             }
         }
     }
@@ -287,14 +279,12 @@ async fn stream_file<T: DeserializeOwned + Send + 'static>(
     page: u32,
     tx: &EventTx<T>,
 ) -> Result<(u64, OddRecords, PageTiming), FileFailure> {
-    let batch_size = plan.batch_size.max(1);
     // Whether the blob also says `Content-Encoding: gzip` is not documented (learn.microsoft.com/
     // en-us/defender-endpoint/api/get-assessment-software-vulnerabilities only says "GZIP"). With
     // it, the HTTP client has already decompressed the body; without it, the bytes are the gzip
     // file. The first bytes decide: gzip's magic number, or JSON lines.
     let mut body: Option<Body> = None;
-    let mut batch: Vec<T> = Vec::with_capacity(batch_size);
-    let mut delivered = 0u64;
+    let mut out = Batches::new(tx, page, plan.batch_size);
     let mut odd = OddRecords::default();
     let mut compressed_bytes: u64 = 0;
     let mut parse = |line: &[u8], batch: &mut Vec<T>| match parse_line(line) {
@@ -308,11 +298,11 @@ async fn stream_file<T: DeserializeOwned + Send + 'static>(
             Ok(Some(c)) => c,
             Ok(None) => break,
             Err(failure) => {
-                let reason = match failure {
-                    ChunkFailure::Broken(reason) => reason,
-                    ChunkFailure::Stalled => "the download stalled".to_owned(),
-                };
-                return Err(FileFailure::Transient { reason, delivered });
+                let reason = failure.reason(|| "the download stalled".to_owned());
+                return Err(FileFailure::Transient {
+                    reason,
+                    delivered: out.delivered,
+                });
             }
         };
         compressed_bytes += chunk.len() as u64;
@@ -321,35 +311,23 @@ async fn stream_file<T: DeserializeOwned + Send + 'static>(
         if let Err(e) = body.write_all(&chunk) {
             return Err(FileFailure::Transient {
                 reason: format!("the file is not valid gzip: {e}"),
-                delivered,
+                delivered: out.delivered,
             });
         }
         let buf = body.lines();
         if let Some(last_newline) = buf.iter().rposition(|b| *b == b'\n') {
             for line in buf[..last_newline].split(|b| *b == b'\n') {
-                parse(line, &mut batch);
+                parse(line, &mut out.batch);
             }
             buf.drain(..=last_newline);
         } else if buf.len() > plan.max_record_bytes {
             return Err(FileFailure::Transient {
                 reason: format!("a line is longer than {} bytes", plan.max_record_bytes),
-                delivered,
+                delivered: out.delivered,
             });
         }
         timing.decoding += decoding.elapsed();
-        let waiting = Instant::now();
-        while batch.len() >= batch_size {
-            let rest = batch.split_off(batch_size);
-            let full = std::mem::replace(&mut batch, rest);
-            delivered += full.len() as u64;
-            tx.send(Ok(ReadEvent::Records {
-                page,
-                records: full,
-            }))
-            .await
-            .map_err(|_| FileFailure::Closed)?;
-        }
-        timing.consumer += waiting.elapsed();
+        out.send_full(&mut timing).await?;
     }
     // A 0-byte file (Microsoft sends them) holds no records and no gzip header. A download cut
     // short ends inside a gzip member: finishing fails, and the file is read again.
@@ -358,7 +336,7 @@ async fn stream_file<T: DeserializeOwned + Send + 'static>(
         Some(_) if compressed_bytes == 0 => Lines::default(),
         Some(b) => b.finish().map_err(|e| FileFailure::Transient {
             reason: format!("the file ended early: {e}"),
-            delivered,
+            delivered: out.delivered,
         })?,
     };
     // Every record ends with a newline. A last fragment without one that is not a record means the
@@ -368,29 +346,21 @@ async fn stream_file<T: DeserializeOwned + Send + 'static>(
         None => (&lines.buf[..0], &lines.buf[..]),
     };
     for line in complete_lines.split(|b| *b == b'\n') {
-        parse(line, &mut batch);
+        parse(line, &mut out.batch);
     }
     match parse_line(tail) {
         Some(Err(_)) => {
             return Err(FileFailure::Transient {
                 reason: "the file ended in the middle of a record (the download was cut short)"
                     .to_owned(),
-                delivered,
+                delivered: out.delivered,
             });
         }
-        Some(Ok(record)) => batch.push(record),
+        Some(Ok(record)) => out.batch.push(record),
         None => {}
     }
-    if !batch.is_empty() {
-        delivered += batch.len() as u64;
-        tx.send(Ok(ReadEvent::Records {
-            page,
-            records: batch,
-        }))
-        .await
-        .map_err(|_| FileFailure::Closed)?;
-    }
-    Ok((delivered, odd, timing))
+    out.send_rest().await?;
+    Ok((out.delivered, odd, timing))
 }
 
 /// The gzip magic number (RFC 1952, section 2.3.1).

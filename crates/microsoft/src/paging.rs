@@ -587,6 +587,16 @@ pub(crate) enum ChunkFailure {
     Broken(String),
 }
 
+impl ChunkFailure {
+    /// Why the attempt stopped, in words; `stalled` words a stall (it depends on what was read).
+    pub(crate) fn reason(self, stalled: impl FnOnce() -> String) -> String {
+        match self {
+            ChunkFailure::Broken(reason) => reason,
+            ChunkFailure::Stalled => stalled(),
+        }
+    }
+}
+
 /// The next chunk of a streamed body (`None` at its end), within the client's read timeout; the wait
 /// counts as network time, the bytes in the metrics.
 pub(crate) async fn next_chunk(
@@ -608,6 +618,94 @@ pub(crate) async fn next_chunk(
     }
 }
 
+/// The consumer dropped its end of the channel: a batch could not be handed over.
+pub(crate) struct ConsumerGone;
+
+/// The error a read ends with when its consumer stopped reading.
+pub(crate) fn consumer_gone() -> ApiError {
+    ApiError::Interrupted("the consumer stopped reading".to_owned())
+}
+
+/// Records on their way to the consumer, in batches of `size`: the batch being filled, and how
+/// many of the attempt's records were handed over already.
+pub(crate) struct Batches<'a, T> {
+    tx: &'a EventTx<T>,
+    page: u32,
+    size: usize,
+    pub batch: Vec<T>,
+    pub delivered: u64,
+}
+
+impl<'a, T> Batches<'a, T> {
+    pub(crate) fn new(tx: &'a EventTx<T>, page: u32, size: usize) -> Self {
+        let size = size.max(1);
+        Self {
+            tx,
+            page,
+            size,
+            batch: Vec::with_capacity(size),
+            delivered: 0,
+        }
+    }
+
+    /// Hands over every whole batch (a partial one stays for later); the wait counts as consumer
+    /// time.
+    pub(crate) async fn send_full(&mut self, timing: &mut PageTiming) -> Result<(), ConsumerGone> {
+        let waiting = Instant::now();
+        while self.batch.len() >= self.size {
+            let rest = self.batch.split_off(self.size);
+            let full = std::mem::replace(&mut self.batch, rest);
+            self.send(full).await?;
+        }
+        timing.consumer += waiting.elapsed();
+        Ok(())
+    }
+
+    /// Hands over what is left at the end of the page or file, if anything.
+    pub(crate) async fn send_rest(&mut self) -> Result<(), ConsumerGone> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let rest = std::mem::take(&mut self.batch);
+        self.send(rest).await
+    }
+
+    async fn send(&mut self, records: Vec<T>) -> Result<(), ConsumerGone> {
+        self.delivered += records.len() as u64;
+        self.tx
+            .send(Ok(ReadEvent::Records {
+                page: self.page,
+                records,
+            }))
+            .await
+            .map_err(|_| ConsumerGone)
+    }
+}
+
+/// After an attempt failed part-way: when it had delivered records, tells the consumer they come
+/// again ([`ReadEvent::Restart`]); then waits out the backoff, or fails once the budget is spent.
+pub(crate) async fn restart_or_fail<T>(
+    tx: &EventTx<T>,
+    page: u32,
+    core: &Core,
+    family: ApiFamily,
+    budget: &mut Budget<'_>,
+    reason: String,
+    delivered: u64,
+) -> Result<(), ApiError> {
+    if delivered > 0 {
+        budget.restarts += 1;
+        core.metrics.restart();
+        tx.send(Ok(ReadEvent::Restart {
+            page,
+            reason: reason.clone(),
+        }))
+        .await
+        .map_err(|_| consumer_gone())?;
+    }
+    core.backoff_or_fail(family, budget, None, reason).await
+}
+
 /// How a page attempt failed.
 enum PageFailure {
     /// Worth reading the page again; `delivered` records of this attempt reached the consumer.
@@ -617,6 +715,12 @@ enum PageFailure {
     Malformed(ApiError),
     /// The consumer is gone.
     Closed,
+}
+
+impl From<ConsumerGone> for PageFailure {
+    fn from(_: ConsumerGone) -> Self {
+        PageFailure::Closed
+    }
 }
 
 /// Reads one page completely: sends it, streams its body through the decoder, delivers its records
@@ -634,16 +738,14 @@ where
     F: PageFilter<T>,
 {
     let family = plan.family;
-    let closed = || ApiError::Interrupted("the consumer stopped reading".to_owned());
     let mut budget = Budget::new(&core.retry);
-    let mut restarts = 0;
     loop {
         let resp = core.send(family, url, &mut budget).await?;
         let status = resp.status().as_u16();
         match stream_page(core, resp, plan, page, filter, tx).await {
             Ok(mut outcome) => {
                 filter.commit();
-                outcome.restarts = restarts;
+                outcome.restarts = budget.restarts;
                 tracing::debug!(
                     family = %family,
                     page,
@@ -661,28 +763,17 @@ where
                     records: outcome.kept,
                 }))
                 .await
-                .map_err(|_| closed())?;
+                .map_err(|_| consumer_gone())?;
                 return Ok(outcome);
             }
-            Err(PageFailure::Closed) => return Err(closed()),
+            Err(PageFailure::Closed) => return Err(consumer_gone()),
             Err(PageFailure::Malformed(e)) => {
                 tracing::warn!(family = %family, page, error = %e, "page is not valid JSON; not retried");
                 return Err(e);
             }
             Err(PageFailure::Transient { reason, delivered }) => {
                 filter.rollback();
-                if delivered > 0 {
-                    restarts += 1;
-                    core.metrics.restart();
-                    tx.send(Ok(ReadEvent::Restart {
-                        page,
-                        reason: reason.clone(),
-                    }))
-                    .await
-                    .map_err(|_| closed())?;
-                }
-                core.backoff_or_fail(family, &mut budget, None, reason)
-                    .await?;
+                restart_or_fail(tx, page, core, family, &mut budget, reason, delivered).await?;
             }
         }
     }
@@ -700,11 +791,9 @@ where
     T: DeserializeOwned + Send + 'static,
     F: PageFilter<T>,
 {
-    let batch_size = plan.batch_size.max(1);
+    let mut out = Batches::new(tx, page, plan.batch_size);
     let mut decoder = EnvelopeDecoder::new(plan.max_record_bytes);
-    let mut batch: Vec<T> = Vec::with_capacity(batch_size);
     let mut outcome = PageOutcome::default();
-    let mut delivered: u64 = 0;
     let mut timing = PageTiming::default();
     // The body's first byte that is not whitespace or a byte order mark.
     let mut first_byte: Option<u8> = None;
@@ -713,13 +802,12 @@ where
             Ok(Some(c)) => c,
             Ok(None) => break,
             Err(failure) => {
-                let reason = match failure {
-                    ChunkFailure::Broken(reason) => reason,
-                    ChunkFailure::Stalled => {
-                        format!("the page stalled for {} s", core.read_timeout.as_secs())
-                    }
-                };
-                return Err(PageFailure::Transient { reason, delivered });
+                let reason = failure
+                    .reason(|| format!("the page stalled for {} s", core.read_timeout.as_secs()));
+                return Err(PageFailure::Transient {
+                    reason,
+                    delivered: out.delivered,
+                });
             }
         };
         let decoding = Instant::now();
@@ -729,7 +817,7 @@ where
             &mut |item: &[u8]| match serde_json::from_slice::<T>(item) {
                 Ok(record) => {
                     if filter.keep(&record) {
-                        batch.push(record);
+                        out.batch.push(record);
                     }
                     Ok(())
                 }
@@ -758,42 +846,22 @@ where
             if first_byte != Some(b'{') {
                 return Err(PageFailure::Transient {
                     reason: e.to_string(),
-                    delivered,
+                    delivered: out.delivered,
                 });
             }
             return Err(malformed(plan.family, e, &chunk, chunk_start));
         }
-        let waiting = Instant::now();
-        while batch.len() >= batch_size {
-            let rest = batch.split_off(batch_size);
-            let full = std::mem::replace(&mut batch, rest);
-            delivered += full.len() as u64;
-            tx.send(Ok(ReadEvent::Records {
-                page,
-                records: full,
-            }))
-            .await
-            .map_err(|_| PageFailure::Closed)?;
-        }
-        timing.consumer += waiting.elapsed();
+        out.send_full(&mut timing).await?;
     }
     // The body ended before the envelope did (a cut connection), or it is a JSON object without
     // a `value` array (an error envelope sent with 200): both worth another try.
     let tail = decoder.finish().map_err(|e| PageFailure::Transient {
         reason: e.to_string(),
-        delivered,
+        delivered: out.delivered,
     })?;
-    if !batch.is_empty() {
-        delivered += batch.len() as u64;
-        tx.send(Ok(ReadEvent::Records {
-            page,
-            records: batch,
-        }))
-        .await
-        .map_err(|_| PageFailure::Closed)?;
-    }
+    out.send_rest().await?;
     outcome.items = tail.items;
-    outcome.kept = delivered;
+    outcome.kept = out.delivered;
     outcome.next_link = tail.next_link;
     outcome.timing = timing;
     Ok(outcome)

@@ -102,6 +102,9 @@ pub(crate) struct Budget<'a> {
     pub reauthenticated: bool,
     /// A 404 was retried once (Microsoft has returned intermittent 404s for existing machines).
     pub retried_not_found: bool,
+    /// Attempts of a streamed page or file that failed after delivering records (the consumer
+    /// receives them again).
+    pub restarts: u32,
 }
 
 /// A 429 that will not be waited out.
@@ -121,6 +124,7 @@ impl<'a> Budget<'a> {
             throttled: 0,
             reauthenticated: false,
             retried_not_found: false,
+            restarts: 0,
         }
     }
 
