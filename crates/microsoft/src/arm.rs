@@ -7,13 +7,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use url::Url;
 
-use crate::client::{ClientConfig, Connection};
+use crate::client::{ClientConfig, Connection, connection_accessors};
 use crate::cloud::Endpoints;
-use crate::entra::TokenClient;
 use crate::error::{ApiError, Refusal};
 use crate::family::ApiFamily;
 use crate::graph::{GraphPlan, read_graph_pages};
-use crate::http::{Bearer, MetricsSnapshot};
+use crate::http::Bearer;
 use crate::paging::{GRAPH_MAX_TOP, RecordStream};
 use crate::token_error::TokenError;
 use crate::wire::arm::{
@@ -112,17 +111,7 @@ impl ArmClient {
         })
     }
 
-    pub fn endpoints(&self) -> &Endpoints {
-        &self.conn.endpoints
-    }
-
-    pub fn tokens(&self) -> &TokenClient {
-        &self.conn.tokens
-    }
-
-    pub fn metrics(&self) -> MetricsSnapshot {
-        self.conn.core.metrics.snapshot()
-    }
+    connection_accessors!();
 
     /// Gets (or reuses) the ARM token. ARM tokens carry no roles: access is Azure RBAC.
     pub async fn check_token(&self) -> Result<(), TokenError> {

@@ -66,6 +66,28 @@ pub(crate) struct Connection {
     pub paging: PagingOptions,
 }
 
+/// The accessors a client of one API (a struct with a `conn: Connection` field) offers over its
+/// connection: defined once so that the clients cannot drift apart.
+macro_rules! connection_accessors {
+    () => {
+        /// The API's endpoints for the integration's cloud.
+        pub fn endpoints(&self) -> &crate::cloud::Endpoints {
+            &self.conn.endpoints
+        }
+
+        /// The token client (shared by every clone of this client).
+        pub fn tokens(&self) -> &crate::entra::TokenClient {
+            &self.conn.tokens
+        }
+
+        /// Counters since the client was built: API calls, token requests, 429s, retries, bytes.
+        pub fn metrics(&self) -> crate::http::MetricsSnapshot {
+            self.conn.core.metrics.snapshot()
+        }
+    };
+}
+pub(crate) use connection_accessors;
+
 impl Connection {
     /// Builds the HTTP client, the token client for `endpoints`' scope and the request core.
     pub fn open(

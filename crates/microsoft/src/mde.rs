@@ -6,14 +6,13 @@ use std::time::Duration;
 use chrono::{DateTime, SecondsFormat, Utc};
 use url::Url;
 
-use crate::client::{ClientConfig, Connection};
+use crate::client::{ClientConfig, Connection, connection_accessors};
 use crate::cloud::Endpoints;
-use crate::entra::TokenClient;
 use crate::error::{ApiError, EndpointError, Forbidden, Refusal};
 use crate::export_file::{parse_download_url, read_export_file};
 use crate::export_set::{FileReadOptions, list_export_files, read_export_set};
 use crate::family::ApiFamily;
-use crate::http::{Bearer, MetricsSnapshot};
+use crate::http::Bearer;
 use crate::paging::{
     EXPORT_MAX_PAGE_SIZE, Keyed, MACHINES_MAX_TOP, RecordStream, VULNERABILITIES_MAX_TOP,
     read_skip_pages,
@@ -92,19 +91,7 @@ impl MdeClient {
         Ok(MdeClient { conn })
     }
 
-    pub fn endpoints(&self) -> &Endpoints {
-        &self.conn.endpoints
-    }
-
-    /// The token client (shared by every clone of this client).
-    pub fn tokens(&self) -> &TokenClient {
-        &self.conn.tokens
-    }
-
-    /// Counters since the client was built: API calls, token requests, 429s, retries, bytes.
-    pub fn metrics(&self) -> MetricsSnapshot {
-        self.conn.core.metrics.snapshot()
-    }
+    connection_accessors!();
 
     /// Acquires a token (or uses the cached one) and reports its roles. `Err` explains AADSTS errors;
     /// `Ok` with missing roles explains which permission to grant.
