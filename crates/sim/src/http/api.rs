@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::Response;
 
 use crate::faults::Injected;
@@ -36,7 +36,7 @@ enum Api {
 
 impl Api {
     fn route(segs: &[String]) -> Api {
-        let lower: Vec<String> = segs.iter().map(|s| s.to_ascii_lowercase()).collect();
+        let lower = super::lowercased(segs);
         let l: Vec<&str> = lower.iter().map(String::as_str).collect();
         match l.as_slice() {
             ["machines"] => Api::Machines,
@@ -78,15 +78,9 @@ impl Api {
     }
 }
 
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-}
-
 /// The claims of the request's bearer token; `None` when there is no bearer token at all.
 fn authenticate(inner: &Inner, headers: &HeaderMap) -> Result<Claims, Option<TokenError>> {
-    let token = bearer(headers).ok_or(None)?;
+    let token = super::bearer(headers).ok_or(None)?;
     let now = crate::time::wall_secs();
     inner
         .issuer

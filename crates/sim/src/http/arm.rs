@@ -78,7 +78,7 @@ enum Route {
 
 impl Route {
     fn parse(segs: &[String]) -> Route {
-        let lower: Vec<String> = segs.iter().map(|s| s.to_ascii_lowercase()).collect();
+        let lower = super::lowercased(segs);
         let l: Vec<&str> = lower.iter().map(String::as_str).collect();
         let sub = || lower.get(1).cloned().unwrap_or_default();
         match l.as_slice() {
@@ -186,14 +186,8 @@ impl ArmBuckets {
     }
 }
 
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-}
-
 fn authenticate(inner: &Inner, headers: &HeaderMap) -> Result<Claims, Box<Response>> {
-    let Some(token) = bearer(headers) else {
+    let Some(token) = super::bearer(headers) else {
         return Err(Box::new(arm_error(
             StatusCode::UNAUTHORIZED,
             "AuthenticationFailed",

@@ -45,7 +45,7 @@ pub(crate) fn handle(
         Ok(q) => q,
         Err(e) => return bad(&e.0),
     };
-    let lower: Vec<String> = segs.iter().map(|s| s.to_ascii_lowercase()).collect();
+    let lower = super::lowercased(segs);
     let l: Vec<&str> = lower.iter().map(String::as_str).collect();
     let post = *method == Method::POST;
     match (l.as_slice(), post) {

@@ -61,6 +61,19 @@ fn base_url(headers: &HeaderMap) -> String {
     format!("http://{host}")
 }
 
+/// The token of a bearer `Authorization` header.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// The path's segments as routes are matched: Microsoft's paths are case-insensitive (the
+/// original segments keep ids as they were sent).
+fn lowercased(segs: &[String]) -> Vec<String> {
+    segs.iter().map(|s| s.to_ascii_lowercase()).collect()
+}
+
 fn decode_path(path: &str) -> Option<Vec<String>> {
     if path.len() > 4096 {
         return None;
