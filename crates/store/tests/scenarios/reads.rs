@@ -141,15 +141,7 @@ async fn filters_select_exactly(store: Arc<dyn Store>) {
         40
     );
     // Fixed in a: finding 0 of the 11 seen assets, plus all 25 of missing asset 11.
-    let fixed = all_findings(
-        &store,
-        FindingFilter {
-            integration: Some(a),
-            status: Some(FindingStatus::Fixed),
-            ..Default::default()
-        },
-    )
-    .await;
+    let fixed = findings_with_status(&store, Some(a), FindingStatus::Fixed).await;
     assert_eq!(fixed.len(), 11 + 25);
     assert!(fixed.iter().all(|f| f.status == FindingStatus::Fixed));
     assert_eq!(

@@ -69,14 +69,7 @@ async fn marks_fixed_and_missing_exactly(store: Arc<dyn Store>) {
             assert_eq!(a.first_observed, t(0));
         }
     }
-    let fixed = all_findings(
-        &store,
-        FindingFilter {
-            status: Some(FindingStatus::Fixed),
-            ..Default::default()
-        },
-    )
-    .await;
+    let fixed = findings_with_status(&store, None, FindingStatus::Fixed).await;
     assert_eq!(fixed.len(), 7);
     for f in &fixed {
         assert_eq!(f.fixed_at, Some(t(61)));
@@ -87,15 +80,7 @@ async fn marks_fixed_and_missing_exactly(store: Arc<dyn Store>) {
                     && f.finding.key.cve_id.as_str() >= cve(3).as_str())
         );
     }
-    let open = all_findings(
-        &store,
-        FindingFilter {
-            integration: Some(i),
-            status: Some(FindingStatus::Open),
-            ..Default::default()
-        },
-    )
-    .await;
+    let open = findings_with_status(&store, Some(i), FindingStatus::Open).await;
     assert_eq!(open.len(), 43);
     assert!(
         open.iter()
@@ -362,15 +347,7 @@ async fn a_full_read_leaves_unchanged_findings_alone(store: Arc<dyn Store>) {
     );
     store.finish_run(run2, &succeeded(t(62))).await.unwrap();
 
-    let open = all_findings(
-        &store,
-        FindingFilter {
-            integration: Some(i.id),
-            status: Some(FindingStatus::Open),
-            ..Default::default()
-        },
-    )
-    .await;
+    let open = findings_with_status(&store, Some(i.id), FindingStatus::Open).await;
     assert_eq!(open.len(), 43);
     assert!(
         open.iter().all(|f| f.last_observed == t(60)),
@@ -378,14 +355,7 @@ async fn a_full_read_leaves_unchanged_findings_alone(store: Arc<dyn Store>) {
     );
     let changed = open.iter().find(|f| f.finding.key == changed_key).unwrap();
     assert_eq!(changed.finding.severity, Some(Severity::Low));
-    let fixed = all_findings(
-        &store,
-        FindingFilter {
-            status: Some(FindingStatus::Fixed),
-            ..Default::default()
-        },
-    )
-    .await;
+    let fixed = findings_with_status(&store, None, FindingStatus::Fixed).await;
     assert_eq!(fixed.len(), 7);
     assert!(
         fixed
@@ -427,28 +397,14 @@ async fn a_full_read_leaves_unchanged_findings_alone(store: Arc<dyn Store>) {
         .await
         .unwrap();
     assert_eq!(out, applied(0, 4, 0), "asset 0's 3 and asset 1's first");
-    let open = all_findings(
-        &store,
-        FindingFilter {
-            integration: Some(i.id),
-            status: Some(FindingStatus::Open),
-            ..Default::default()
-        },
-    )
-    .await;
+    let open = findings_with_status(&store, Some(i.id), FindingStatus::Open).await;
     assert_eq!(open.len(), 39);
     assert!(open.iter().all(|f| f.last_observed == t(120)));
-    let fixed_now: Vec<_> = all_findings(
-        &store,
-        FindingFilter {
-            status: Some(FindingStatus::Fixed),
-            ..Default::default()
-        },
-    )
-    .await
-    .into_iter()
-    .filter(|f| f.fixed_at == Some(t(121)))
-    .collect();
+    let fixed_now: Vec<_> = findings_with_status(&store, None, FindingStatus::Fixed)
+        .await
+        .into_iter()
+        .filter(|f| f.fixed_at == Some(t(121)))
+        .collect();
     assert_eq!(fixed_now.len(), 4);
     assert!(
         fixed_now.iter().all(|f| f.last_observed == t(60)),

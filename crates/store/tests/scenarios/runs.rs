@@ -15,6 +15,14 @@ scenarios!(
     writes_check_their_run,
 );
 
+/// The stored run `id`, seen by a global account.
+async fn run(store: &Arc<dyn Store>, id: RunId) -> rampart_model::SyncRun {
+    store
+        .get_run(&rampart_store::Visibility::All, id)
+        .await
+        .unwrap()
+}
+
 async fn bookkeeping(store: Arc<dyn Store>) {
     let i = integration(&store, "i").await;
     assert_eq!(
@@ -26,10 +34,7 @@ async fn bookkeeping(store: Arc<dyn Store>) {
     );
 
     let run1 = store.start_run(i.id, "full", t(0)).await.unwrap();
-    let running = store
-        .get_run(&rampart_store::Visibility::All, run1)
-        .await
-        .unwrap();
+    let running = run(&store, run1).await;
     assert_eq!(running.status, RunStatus::Running);
     assert_eq!(running.started_at, t(0));
     assert_eq!(running.mode, "full");
@@ -81,13 +86,7 @@ async fn bookkeeping(store: Arc<dyn Store>) {
         (done.api_calls, done.throttled, done.retries, done.bytes),
         (12, 2, 3, 987_654_321)
     );
-    assert_eq!(
-        store
-            .get_run(&rampart_store::Visibility::All, run1)
-            .await
-            .unwrap(),
-        done
-    );
+    assert_eq!(run(&store, run1).await, done);
 
     // Finishing twice is refused and changes nothing.
     let again = store
@@ -95,13 +94,7 @@ async fn bookkeeping(store: Arc<dyn Store>) {
         .await
         .unwrap_err();
     assert!(matches!(again, StoreError::Conflict(_)), "{again:?}");
-    assert_eq!(
-        store
-            .get_run(&rampart_store::Visibility::All, run1)
-            .await
-            .unwrap(),
-        done
-    );
+    assert_eq!(run(&store, run1).await, done);
 
     let run2 = store.start_run(i.id, "delta", t(10)).await.unwrap();
     assert!(matches!(
@@ -221,10 +214,7 @@ async fn a_stale_run_is_closed_and_replaced(store: Arc<dyn Store>) {
         .await
         .unwrap();
     assert_ne!(fresh, crashed);
-    let old = store
-        .get_run(&rampart_store::Visibility::All, crashed)
-        .await
-        .unwrap();
+    let old = run(&store, crashed).await;
     assert_eq!(old.status, RunStatus::Failed);
     assert!(
         old.error.as_deref().unwrap().starts_with("abandoned"),

@@ -8,8 +8,8 @@ use chrono::{DateTime, TimeZone, Utc};
 use futures::TryStreamExt;
 
 use rampart_model::{
-    Asset, AssetKind, Cloud, Finding, FindingKey, Integration, Product, RunStatus, SecretHint,
-    Severity, Vulnerability,
+    Asset, AssetKind, Cloud, Finding, FindingKey, FindingStatus, Integration, Product, RunStatus,
+    SecretHint, Severity, Vulnerability,
 };
 use rampart_store::{
     AssetFilter, FindingFilter, NewIntegration, ReconcileOutcome, RunOutcome, SecretCiphertext,
@@ -161,6 +161,23 @@ pub async fn all_findings(store: &Arc<dyn Store>, filter: FindingFilter) -> Vec<
         .try_collect()
         .await
         .unwrap()
+}
+
+/// The findings with `status`, of one integration or of all.
+pub async fn findings_with_status(
+    store: &Arc<dyn Store>,
+    integration: Option<IntegrationId>,
+    status: FindingStatus,
+) -> Vec<StoredFinding> {
+    all_findings(
+        store,
+        FindingFilter {
+            integration,
+            status: Some(status),
+            ..Default::default()
+        },
+    )
+    .await
 }
 
 pub fn succeeded(at: DateTime<Utc>) -> RunOutcome {

@@ -1,7 +1,9 @@
 use std::sync::Arc;
 
-use rampart_model::{AssetKind, AssetStatus, FindingStatus, Severity, Vulnerability};
-use rampart_store::{AssetFilter, FindingFilter, Store, UpsertCounts, VulnerabilityFilter};
+use rampart_model::{AssetKind, AssetStatus, CveId, FindingStatus, Severity, Vulnerability};
+use rampart_store::{
+    AssetFilter, FindingFilter, Page, Store, StoredVulnerability, UpsertCounts, VulnerabilityFilter,
+};
 
 use crate::support::*;
 
@@ -14,6 +16,18 @@ scenarios!(
     filling_the_catalogue_never_overwrites,
     empty_batches_are_fine,
 );
+
+/// The catalogue's first `limit` entries in `filter`, seen by a global account.
+async fn catalogue_page(
+    store: &Arc<dyn Store>,
+    filter: VulnerabilityFilter,
+    limit: u32,
+) -> Page<StoredVulnerability, CveId> {
+    store
+        .vulnerabilities_page(&rampart_store::Visibility::All, &filter, None, limit)
+        .await
+        .unwrap()
+}
 
 async fn assets_are_idempotent_and_changes_detected(store: Arc<dyn Store>) {
     let i = integration(&store, "i").await;
@@ -215,15 +229,7 @@ async fn vulnerabilities_upsert_and_exposure(store: Arc<dyn Store>) {
         .await
         .unwrap();
 
-    let page = store
-        .vulnerabilities_page(
-            &rampart_store::Visibility::All,
-            &VulnerabilityFilter::default(),
-            None,
-            100,
-        )
-        .await
-        .unwrap();
+    let page = catalogue_page(&store, VulnerabilityFilter::default(), 100).await;
     assert_eq!(page.items.len(), 30);
     assert_eq!(page.next, None);
     let v0 = &page.items[0];
@@ -232,19 +238,16 @@ async fn vulnerabilities_upsert_and_exposure(store: Arc<dyn Store>) {
     assert_eq!(page.items[1].exposed_assets, 1);
     assert_eq!(page.items[2].exposed_assets, 0);
 
-    let only_a = store
-        .vulnerabilities_page(
-            &rampart_store::Visibility::All,
-            &VulnerabilityFilter {
-                integration: Some(a.id),
-                exposed_only: true,
-                ..Default::default()
-            },
-            None,
-            100,
-        )
-        .await
-        .unwrap();
+    let only_a = catalogue_page(
+        &store,
+        VulnerabilityFilter {
+            integration: Some(a.id),
+            exposed_only: true,
+            ..Default::default()
+        },
+        100,
+    )
+    .await;
     assert_eq!(only_a.items.len(), 1);
     assert_eq!(only_a.items[0].exposed_assets, 4);
 
@@ -301,15 +304,7 @@ async fn filling_the_catalogue_never_overwrites(store: Arc<dyn Store>) {
         "CVE 2 new, CVE 1 completed, CVE 0 kept"
     );
 
-    let page = store
-        .vulnerabilities_page(
-            &rampart_store::Visibility::All,
-            &VulnerabilityFilter::default(),
-            None,
-            10,
-        )
-        .await
-        .unwrap();
+    let page = catalogue_page(&store, VulnerabilityFilter::default(), 10).await;
     let by_id = |j: usize| {
         page.items
             .iter()
@@ -337,15 +332,7 @@ async fn filling_the_catalogue_never_overwrites(store: Arc<dyn Store>) {
         .upsert_vulnerabilities(&[vulnerability(2)])
         .await
         .unwrap();
-    let page = store
-        .vulnerabilities_page(
-            &rampart_store::Visibility::All,
-            &VulnerabilityFilter::default(),
-            None,
-            10,
-        )
-        .await
-        .unwrap();
+    let page = catalogue_page(&store, VulnerabilityFilter::default(), 10).await;
     assert!(
         page.items
             .iter()
