@@ -6,6 +6,7 @@ use rampart_model::IntegrationId;
 use rampart_model::RunId;
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use rampart_store::export::posture_records;
 
@@ -15,9 +16,10 @@ use rampart_model::{
     Product, Recommendation, Subscription,
 };
 use rampart_store::{
-    AssetFilter, FindingFilter, NewIntegration, RECOMMENDATION_REMOVED, RecommendationFilter,
-    ReconcileOutcome, ReconcilePolicy, ReconcileScope, Store, StoreError, StoredRecommendation,
-    SubscriptionReadOutcome,
+    AssetFilter, FindingFilter, NewIntegration, PosturePoint, RECOMMENDATION_REMOVED,
+    RecommendationFilter, ReconcileOutcome, ReconcilePolicy, ReconcileScope, Store, StoreError,
+    StoredControlScore, StoredPostureScore, StoredRecommendation, SubscriptionReadOutcome,
+    UpsertCounts,
 };
 
 use crate::support::*;
@@ -145,6 +147,70 @@ async fn rec_by_key(store: &Arc<dyn Store>, key: &str) -> StoredRecommendation {
         .await
         .into_iter()
         .find(|r| r.recommendation.key == key)
+        .unwrap()
+}
+
+/// Stores `recs` as read by `run`; returns what changed.
+async fn recommend(
+    store: &Arc<dyn Store>,
+    integration: IntegrationId,
+    run: RunId,
+    recs: &[Recommendation],
+) -> UpsertCounts {
+    store
+        .upsert_recommendations(integration, run, recs)
+        .await
+        .unwrap()
+}
+
+/// Stores the scores `run` captured at `at`.
+async fn record_posture(
+    store: &Arc<dyn Store>,
+    integration: IntegrationId,
+    run: RunId,
+    at: DateTime<Utc>,
+    scores: &[PostureScore],
+    controls: &[ControlScore],
+) {
+    store
+        .record_posture(integration, run, at, scores, controls)
+        .await
+        .unwrap();
+}
+
+/// The newest scores of `integration` (or of all), seen by a global account.
+async fn latest_posture(
+    store: &Arc<dyn Store>,
+    integration: Option<IntegrationId>,
+) -> Vec<StoredPostureScore> {
+    store
+        .latest_posture(&rampart_store::Visibility::All, integration)
+        .await
+        .unwrap()
+}
+
+/// The newest control scores of `integration` (or of all), in `subscription` (or all), seen by a
+/// global account.
+async fn latest_controls(
+    store: &Arc<dyn Store>,
+    integration: Option<IntegrationId>,
+    subscription: Option<&str>,
+) -> Vec<StoredControlScore> {
+    store
+        .latest_controls(&rampart_store::Visibility::All, integration, subscription)
+        .await
+        .unwrap()
+}
+
+/// The score history of `integration` (or of all) since `since`, seen by a global account.
+async fn posture_history(
+    store: &Arc<dyn Store>,
+    integration: Option<IntegrationId>,
+    since: Option<DateTime<Utc>>,
+) -> Vec<PosturePoint> {
+    store
+        .posture_history(&rampart_store::Visibility::All, integration, since)
+        .await
         .unwrap()
 }
 
@@ -306,10 +372,7 @@ async fn tenant_score_is_weighted_not_averaged(store: Arc<dyn Store>) {
     let run1 = store.start_run(c.id, "full", t(0)).await.unwrap();
     let scores1 = [score(SUB_A, 5.0, 10.0, 10), score(SUB_B, 9.0, 10.0, 1)];
     let controls1 = [control(SUB_A, "ctl-1", 1.0, 2.0)];
-    store
-        .record_posture(c.id, run1, t(5), &scores1, &controls1)
-        .await
-        .unwrap();
+    record_posture(&store, c.id, run1, t(5), &scores1, &controls1).await;
     store.finish_run(run1, &succeeded(t(6))).await.unwrap();
     // Run 2: A 8/10.
     let run2 = store.start_run(c.id, "full", t(60)).await.unwrap();
@@ -319,22 +382,21 @@ async fn tenant_score_is_weighted_not_averaged(store: Arc<dyn Store>) {
         control(SUB_A, "ctl-2", 3.0, 8.0),
         control(SUB_B, "ctl-1", 1.0, 2.0),
     ];
-    store
-        .record_posture(c.id, run2, t(65), &scores2, &controls2)
-        .await
-        .unwrap();
+    record_posture(&store, c.id, run2, t(65), &scores2, &controls2).await;
     store.finish_run(run2, &succeeded(t(66))).await.unwrap();
     // Run 3 could read only A: 9/10.
     let run3 = store.start_run(c.id, "full", t(120)).await.unwrap();
-    store
-        .record_posture(c.id, run3, t(125), &[score(SUB_A, 9.0, 10.0, 10)], &[])
-        .await
-        .unwrap();
+    record_posture(
+        &store,
+        c.id,
+        run3,
+        t(125),
+        &[score(SUB_A, 9.0, 10.0, 10)],
+        &[],
+    )
+    .await;
 
-    let history = store
-        .posture_history(&rampart_store::Visibility::All, Some(c.id), None)
-        .await
-        .unwrap();
+    let history = posture_history(&store, Some(c.id), None).await;
     assert_eq!(history.len(), 3);
     let p1 = &history[0];
     assert_eq!(
@@ -357,36 +419,21 @@ async fn tenant_score_is_weighted_not_averaged(store: Arc<dyn Store>) {
     assert_eq!((history[2].run_id, history[2].subscriptions), (run3, 1));
     assert!(close(history[2].percent.unwrap(), 90.0));
 
-    let since = store
-        .posture_history(&rampart_store::Visibility::All, Some(c.id), Some(t(60)))
-        .await
-        .unwrap();
+    let since = posture_history(&store, Some(c.id), Some(t(60))).await;
     assert_eq!(
         since.iter().map(|p| p.run_id).collect::<Vec<_>>(),
         vec![run2, run3]
     );
     let other = cloud_integration(&store, "other").await;
     assert!(
-        store
-            .posture_history(&rampart_store::Visibility::All, Some(other.id), None)
+        posture_history(&store, Some(other.id), None)
             .await
-            .unwrap()
             .is_empty()
     );
-    assert_eq!(
-        store
-            .posture_history(&rampart_store::Visibility::All, None, None)
-            .await
-            .unwrap()
-            .len(),
-        3
-    );
+    assert_eq!(posture_history(&store, None, None).await.len(), 3);
 
     // Latest per subscription: A from run 3, B still from run 2 (run 3 could not read it).
-    let latest = store
-        .latest_posture(&rampart_store::Visibility::All, Some(c.id))
-        .await
-        .unwrap();
+    let latest = latest_posture(&store, Some(c.id)).await;
     assert_eq!(latest.len(), 2);
     assert_eq!(latest[0].score.subscription_id, SUB_A);
     assert_eq!((latest[0].run_id, latest[0].captured_at), (run3, t(125)));
@@ -395,23 +442,10 @@ async fn tenant_score_is_weighted_not_averaged(store: Arc<dyn Store>) {
     assert_eq!(latest[0].integration, "cloud");
     assert_eq!((latest[1].run_id, latest[1].captured_at), (run2, t(65)));
     assert_eq!(latest[1].score.weight, 1);
-    assert_eq!(
-        latest,
-        store
-            .latest_posture(&rampart_store::Visibility::All, None)
-            .await
-            .unwrap()
-    );
+    assert_eq!(latest, latest_posture(&store, None).await);
 
     // Controls of the newest run that captured controls, per subscription, largest max first.
-    let a_controls = store
-        .latest_controls(
-            &rampart_store::Visibility::All,
-            Some(c.id),
-            Some(&SUB_A.to_uppercase()),
-        )
-        .await
-        .unwrap();
+    let a_controls = latest_controls(&store, Some(c.id), Some(&SUB_A.to_uppercase())).await;
     let ids: Vec<(&str, RunId)> = a_controls
         .iter()
         .map(|c| (c.control.control_id.as_str(), c.run_id))
@@ -419,19 +453,10 @@ async fn tenant_score_is_weighted_not_averaged(store: Arc<dyn Store>) {
     assert_eq!(ids, vec![("ctl-2", run2), ("ctl-1", run2)]);
     assert_eq!(a_controls[1].control.current, Some(2.0));
     assert_eq!(a_controls[0].control.healthy, 3);
-    assert_eq!(
-        store
-            .latest_controls(&rampart_store::Visibility::All, None, None)
-            .await
-            .unwrap()
-            .len(),
-        3
-    );
+    assert_eq!(latest_controls(&store, None, None).await.len(), 3);
     assert!(
-        store
-            .latest_controls(&rampart_store::Visibility::All, Some(other.id), None)
+        latest_controls(&store, Some(other.id), None)
             .await
-            .unwrap()
             .is_empty()
     );
 }
@@ -445,51 +470,23 @@ async fn record_posture_replaces_the_runs_rows(store: Arc<dyn Store>) {
         control(SUB_B, "ctl-1", 1.0, 2.0),
     ];
     for _ in 0..2 {
-        store
-            .record_posture(c.id, run, t(5), &scores, &controls)
-            .await
-            .unwrap();
+        record_posture(&store, c.id, run, t(5), &scores, &controls).await;
     }
-    assert_eq!(
-        store
-            .latest_posture(&rampart_store::Visibility::All, Some(c.id))
-            .await
-            .unwrap()
-            .len(),
-        2
-    );
-    assert_eq!(
-        store
-            .latest_controls(&rampart_store::Visibility::All, Some(c.id), None)
-            .await
-            .unwrap()
-            .len(),
-        2
-    );
-    assert_eq!(
-        store
-            .posture_history(&rampart_store::Visibility::All, Some(c.id), None)
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(latest_posture(&store, Some(c.id)).await.len(), 2);
+    assert_eq!(latest_controls(&store, Some(c.id), None).await.len(), 2);
+    assert_eq!(posture_history(&store, Some(c.id), None).await.len(), 1);
 
     // Again for A only, with new numbers: A's rows of the run are replaced, B's kept.
-    store
-        .record_posture(
-            c.id,
-            run,
-            t(7),
-            &[score(SUB_A, 6.0, 10.0, 10)],
-            &[control(SUB_A, "ctl-9", 2.0, 2.0)],
-        )
-        .await
-        .unwrap();
-    let latest = store
-        .latest_posture(&rampart_store::Visibility::All, Some(c.id))
-        .await
-        .unwrap();
+    record_posture(
+        &store,
+        c.id,
+        run,
+        t(7),
+        &[score(SUB_A, 6.0, 10.0, 10)],
+        &[control(SUB_A, "ctl-9", 2.0, 2.0)],
+    )
+    .await;
+    let latest = latest_posture(&store, Some(c.id)).await;
     assert_eq!(latest.len(), 2);
     assert_eq!(
         (latest[0].score.current, latest[0].captured_at),
@@ -499,10 +496,8 @@ async fn record_posture_replaces_the_runs_rows(store: Arc<dyn Store>) {
         (latest[1].score.current, latest[1].captured_at),
         (9.0, t(5))
     );
-    let controls: Vec<(String, String)> = store
-        .latest_controls(&rampart_store::Visibility::All, Some(c.id), None)
+    let controls: Vec<(String, String)> = latest_controls(&store, Some(c.id), None)
         .await
-        .unwrap()
         .into_iter()
         .map(|c| (c.control.subscription_id, c.control.control_id))
         .collect();
@@ -513,10 +508,7 @@ async fn record_posture_replaces_the_runs_rows(store: Arc<dyn Store>) {
             (SUB_B.to_owned(), "ctl-1".to_owned())
         ]
     );
-    let history = store
-        .posture_history(&rampart_store::Visibility::All, Some(c.id), None)
-        .await
-        .unwrap();
+    let history = posture_history(&store, Some(c.id), None).await;
     assert_eq!(history.len(), 1);
     assert_eq!(history[0].captured_at, t(7));
     // Microsoft's (10·6/10 + 1·9/10) / 11 = 6.9 / 11, rounded to 2 decimals.
@@ -654,19 +646,15 @@ async fn recommendation_listing_filters_and_counts(store: Arc<dyn Store>) {
     }
     recs[5].severity = None;
     recs[4].display_name = Some("Enable 100%_encryption".into());
-    store
-        .upsert_recommendations(c.id, run, &recs)
-        .await
-        .unwrap();
+    recommend(&store, c.id, run, &recs).await;
     let orun = store.start_run(other.id, "full", t(0)).await.unwrap();
-    store
-        .upsert_recommendations(
-            other.id,
-            orun,
-            &[rec(SUB_A, &vm_id(SUB_A, 9), "x", "Unhealthy", "High")],
-        )
-        .await
-        .unwrap();
+    recommend(
+        &store,
+        other.id,
+        orun,
+        &[rec(SUB_A, &vm_id(SUB_A, 9), "x", "Unhealthy", "High")],
+    )
+    .await;
 
     // Keyset pages in id order, every row once.
     let mut seen = Vec::new();
@@ -786,10 +774,7 @@ async fn reconcile_concludes_only_the_scoped_subscriptions(store: Arc<dyn Store>
         }
     }
     store.upsert_findings(c.id, run1, &findings).await.unwrap();
-    store
-        .upsert_recommendations(c.id, run1, &recs)
-        .await
-        .unwrap();
+    recommend(&store, c.id, run1, &recs).await;
     let scope = ReconcileScope::Subscriptions(vec![SUB_A.into(), SUB_B.into()]);
     let out = store
         .reconcile(
@@ -822,17 +807,16 @@ async fn reconcile_concludes_only_the_scoped_subscriptions(store: Arc<dyn Store>
         .map(|(i, j)| vm_finding(SUB_A, i, j))
         .collect();
     store.upsert_findings(c.id, run2, &seen).await.unwrap();
-    store
-        .upsert_recommendations(
-            c.id,
-            run2,
-            &[
-                rec(SUB_A, &vm_id(SUB_A, 0), "a-0", "Healthy", "High"),
-                rec(SUB_A, &vm_id(SUB_A, 1), "a-1", "Unhealthy", "High"),
-            ],
-        )
-        .await
-        .unwrap();
+    recommend(
+        &store,
+        c.id,
+        run2,
+        &[
+            rec(SUB_A, &vm_id(SUB_A, 0), "a-0", "Healthy", "High"),
+            rec(SUB_A, &vm_id(SUB_A, 1), "a-1", "Unhealthy", "High"),
+        ],
+    )
+    .await;
     let policy = ReconcilePolicy {
         max_missing_share: 0.5,
         scope: ReconcileScope::Subscriptions(vec![SUB_A.to_uppercase()]),
@@ -889,14 +873,13 @@ async fn reconcile_concludes_only_the_scoped_subscriptions(store: Arc<dyn Store>
 
     // Run 3 reports a-2 again: no longer Removed, counted as reopened.
     let run3 = store.start_run(c.id, "full", t(120)).await.unwrap();
-    let got = store
-        .upsert_recommendations(
-            c.id,
-            run3,
-            &[rec(SUB_A, &vm_id(SUB_A, 2), "a-2", "Unhealthy", "High")],
-        )
-        .await
-        .unwrap();
+    let got = recommend(
+        &store,
+        c.id,
+        run3,
+        &[rec(SUB_A, &vm_id(SUB_A, 2), "a-2", "Unhealthy", "High")],
+    )
+    .await;
     assert_eq!(got, counts(0, 0, 0, 1));
     let r = rec_by_key(&store, "a-2").await;
     assert_eq!(
@@ -919,14 +902,13 @@ async fn breaker_counts_within_the_scope(store: Arc<dyn Store>) {
         .upsert_findings(c.id, run1, &[vm_finding(SUB_A, 3, 0)])
         .await
         .unwrap();
-    store
-        .upsert_recommendations(
-            c.id,
-            run1,
-            &[rec(SUB_A, &vm_id(SUB_A, 3), "a-3", "Unhealthy", "High")],
-        )
-        .await
-        .unwrap();
+    recommend(
+        &store,
+        c.id,
+        run1,
+        &[rec(SUB_A, &vm_id(SUB_A, 3), "a-3", "Unhealthy", "High")],
+    )
+    .await;
     store.finish_run(run1, &succeeded(t(1))).await.unwrap();
 
     // Run 2 sees 2 of A's 4 VMs: 50 % of the scope, though only 2 of all 14 assets.
@@ -1019,10 +1001,7 @@ async fn everything_scope_removes_unseen_recommendations(store: Arc<dyn Store>) 
         rec(SUB_A, &vm_id(SUB_A, 0), "k0", "Unhealthy", "High"),
         rec(SUB_B, &vm_id(SUB_B, 1), "k1", "Healthy", "Low"),
     ];
-    store
-        .upsert_recommendations(c.id, run1, &recs)
-        .await
-        .unwrap();
+    recommend(&store, c.id, run1, &recs).await;
     store.finish_run(run1, &succeeded(t(1))).await.unwrap();
 
     let run2 = store.start_run(c.id, "full", t(60)).await.unwrap();
@@ -1180,38 +1159,35 @@ async fn posture_export_rows(store: Arc<dyn Store>) {
         )
         .await
         .unwrap();
-    store
-        .record_posture(
-            c.id,
-            run1,
-            t(5),
-            &[score(SUB_A, 5.0, 10.0, 10), score(SUB_B, 9.0, 10.0, 1)],
-            &[control(SUB_A, "ctl-1", 1.0, 2.0)],
-        )
-        .await
-        .unwrap();
-    store
-        .upsert_recommendations(
-            c.id,
-            run1,
-            &[
-                rec(SUB_A, &vm_id(SUB_A, 0), "k0", "Unhealthy", "High"),
-                rec(SUB_B, &vm_id(SUB_B, 0), "k1", "Healthy", "Low"),
-            ],
-        )
-        .await
-        .unwrap();
+    record_posture(
+        &store,
+        c.id,
+        run1,
+        t(5),
+        &[score(SUB_A, 5.0, 10.0, 10), score(SUB_B, 9.0, 10.0, 1)],
+        &[control(SUB_A, "ctl-1", 1.0, 2.0)],
+    )
+    .await;
+    recommend(
+        &store,
+        c.id,
+        run1,
+        &[
+            rec(SUB_A, &vm_id(SUB_A, 0), "k0", "Unhealthy", "High"),
+            rec(SUB_B, &vm_id(SUB_B, 0), "k1", "Healthy", "Low"),
+        ],
+    )
+    .await;
     store.finish_run(run1, &succeeded(t(6))).await.unwrap();
     // Run 2 no longer reports k1 (removed: not exported).
     let run2 = store.start_run(c.id, "full", t(60)).await.unwrap();
-    store
-        .upsert_recommendations(
-            c.id,
-            run2,
-            &[rec(SUB_A, &vm_id(SUB_A, 0), "k0", "Unhealthy", "High")],
-        )
-        .await
-        .unwrap();
+    recommend(
+        &store,
+        c.id,
+        run2,
+        &[rec(SUB_A, &vm_id(SUB_A, 0), "k0", "Unhealthy", "High")],
+    )
+    .await;
     store
         .reconcile(c.id, run2, ReconcilePolicy::new(t(61)))
         .await
@@ -1314,24 +1290,22 @@ async fn delete_integration_removes_cloud_rows(store: Arc<dyn Store>) {
             .upsert_findings(c.id, run, &[vm_finding(SUB_A, 0, 0)])
             .await
             .unwrap();
-        store
-            .record_posture(
-                c.id,
-                run,
-                t(1),
-                &[score(SUB_A, 1.0, 2.0, 1)],
-                &[control(SUB_A, "c", 1.0, 1.0)],
-            )
-            .await
-            .unwrap();
-        store
-            .upsert_recommendations(
-                c.id,
-                run,
-                &[rec(SUB_A, &vm_id(SUB_A, 0), "k", "Unhealthy", "High")],
-            )
-            .await
-            .unwrap();
+        record_posture(
+            &store,
+            c.id,
+            run,
+            t(1),
+            &[score(SUB_A, 1.0, 2.0, 1)],
+            &[control(SUB_A, "c", 1.0, 1.0)],
+        )
+        .await;
+        recommend(
+            &store,
+            c.id,
+            run,
+            &[rec(SUB_A, &vm_id(SUB_A, 0), "k", "Unhealthy", "High")],
+        )
+        .await;
         store.finish_run(run, &succeeded(t(2))).await.unwrap();
         kept = Some((c.id, run));
         if name == "gone" {
@@ -1360,24 +1334,9 @@ async fn delete_integration_removes_cloud_rows(store: Arc<dyn Store>) {
             .await
             .unwrap()
     );
-    only_kept!(
-        store
-            .latest_posture(&rampart_store::Visibility::All, None)
-            .await
-            .unwrap()
-    );
-    only_kept!(
-        store
-            .posture_history(&rampart_store::Visibility::All, None, None)
-            .await
-            .unwrap()
-    );
-    only_kept!(
-        store
-            .latest_controls(&rampart_store::Visibility::All, None, None)
-            .await
-            .unwrap()
-    );
+    only_kept!(latest_posture(&store, None).await);
+    only_kept!(posture_history(&store, None, None).await);
+    only_kept!(latest_controls(&store, None, None).await);
     only_kept!(all_recs(&store, RecommendationFilter::default()).await);
     only_kept!(all_assets(&store, AssetFilter::default()).await);
     assert_eq!(
