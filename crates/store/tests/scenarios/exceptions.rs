@@ -14,8 +14,8 @@ use rampart_model::priority::{Decision, SlaStatus};
 use rampart_model::{CveId, FindingStatus, WorkspaceId};
 use rampart_store::{
     AssessmentWrite, ExceptionFilter, ExceptionScope, ExceptionState, Explanation, FindingFilter,
-    NewException, RemediationFilter, RemediationSort, Store, StoreError, StoredAssessment,
-    StoredException, StoredFinding,
+    NewException, Page, Remediation, RemediationFilter, RemediationSort, Store, StoreError,
+    StoredAssessment, StoredException, StoredFinding, UrgentCounts,
 };
 
 use crate::support::*;
@@ -88,13 +88,13 @@ fn cve_of(j: usize) -> String {
 
 fn new_exception(
     scope: ExceptionScope,
-    integration: Option<i64>,
+    integration: Option<IntegrationId>,
     at: DateTime<Utc>,
     until: DateTime<Utc>,
 ) -> NewException {
     NewException {
         scope,
-        integration: integration.map(IntegrationId),
+        integration,
         reason: "compensating control: WAF rule 12".into(),
         owner: "app-team@contoso.com".into(),
         created_by: "admin".into(),
@@ -103,11 +103,51 @@ fn new_exception(
     }
 }
 
-async fn grant(store: &Arc<dyn Store>, new: NewException) -> StoredException {
+/// Grants (as a global admin) the exception of [`new_exception`].
+async fn grant(
+    store: &Arc<dyn Store>,
+    scope: ExceptionScope,
+    integration: Option<IntegrationId>,
+    at: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> StoredException {
     store
-        .create_exception(&Visibility::All, &new)
+        .create_exception(
+            &Visibility::All,
+            &new_exception(scope, integration, at, until),
+        )
         .await
         .unwrap()
+}
+
+/// The scope of the fix named `fix`.
+fn fix_scope(fix: &str) -> ExceptionScope {
+    ExceptionScope::Fix(fix.into())
+}
+
+/// The scope of CVE `j` (see [`cve`]).
+fn cve_scope(j: usize) -> ExceptionScope {
+    ExceptionScope::Cve(cve(j).parse().unwrap())
+}
+
+/// The first page of the whole plan at `now`, by priority.
+async fn whole_plan(store: &Arc<dyn Store>, now: DateTime<Utc>) -> Page<Remediation, u32> {
+    store
+        .remediations(
+            &Visibility::All,
+            &RemediationFilter::default(),
+            RemediationSort::Priority,
+            now,
+            0,
+            10,
+        )
+        .await
+        .unwrap()
+}
+
+/// The overdue and immediate counts at `now`, seen by a global account.
+async fn urgent(store: &Arc<dyn Store>, now: DateTime<Utc>) -> UrgentCounts {
+    store.urgent_counts(&Visibility::All, now).await.unwrap()
 }
 
 /// The ids of the findings with this SLA status at `now`, by the store's filter; and checks that
@@ -152,32 +192,14 @@ async fn findings_where(
 async fn each_scope_covers_its_findings_and_they_leave_the_counts(store: Arc<dyn Store>) {
     let (a, b) = assessed_estate(&store).await;
     let now = t(100);
-    let before = store.urgent_counts(&Visibility::All, now).await.unwrap();
+    let before = urgent(&store, now).await;
     // CVE 0 and 1 on 4 assets each are overdue; CVE 0 (4 findings) is immediate.
     assert_eq!((before.overdue, before.immediate), (8, 4));
 
     // A CVE across the assets of every integration.
-    grant(
-        &store,
-        new_exception(
-            ExceptionScope::Cve(cve(0).parse().unwrap()),
-            None,
-            t(50),
-            t(5000),
-        ),
-    )
-    .await;
+    grant(&store, cve_scope(0), None, t(50), t(5000)).await;
     // A fix, in integration a only.
-    grant(
-        &store,
-        new_exception(
-            ExceptionScope::Fix("KB5000001".into()),
-            Some(a.get()),
-            t(50),
-            t(5000),
-        ),
-    )
-    .await;
+    grant(&store, fix_scope("KB5000001"), Some(a), t(50), t(5000)).await;
     // One finding of integration b.
     let of_b = findings_where(&store, |f| {
         f.integration_id == b && f.finding.key.cve_id.as_str() == cve(3)
@@ -186,12 +208,10 @@ async fn each_scope_covers_its_findings_and_they_leave_the_counts(store: Arc<dyn
     let single = *of_b.iter().next().unwrap();
     grant(
         &store,
-        new_exception(
-            ExceptionScope::Finding(single),
-            Some(b.get()),
-            t(50),
-            t(5000),
-        ),
+        ExceptionScope::Finding(single),
+        Some(b),
+        t(50),
+        t(5000),
     )
     .await;
 
@@ -203,7 +223,7 @@ async fn each_scope_covers_its_findings_and_they_leave_the_counts(store: Arc<dyn
     assert_eq!(expected.len(), 4 + 3 + 1);
     assert_eq!(ids_with(&store, SlaStatus::Accepted, now).await, expected);
     // Only CVE 1 on b's asset is still overdue, and nothing is immediate.
-    let after = store.urgent_counts(&Visibility::All, now).await.unwrap();
+    let after = urgent(&store, now).await;
     assert_eq!((after.overdue, after.immediate), (1, 0));
     assert_eq!(ids_with(&store, SlaStatus::Overdue, now).await.len(), 1);
     assert_eq!(
@@ -229,12 +249,7 @@ async fn each_scope_covers_its_findings_and_they_leave_the_counts(store: Arc<dyn
     let wrong = store
         .create_exception(
             &Visibility::All,
-            &new_exception(
-                ExceptionScope::Finding(single),
-                Some(a.get()),
-                t(60),
-                t(5000),
-            ),
+            &new_exception(ExceptionScope::Finding(single), Some(a), t(60), t(5000)),
         )
         .await;
     assert!(matches!(wrong, Err(StoreError::NotFound(_))), "{wrong:?}");
@@ -261,27 +276,9 @@ async fn each_scope_covers_its_findings_and_they_leave_the_counts(store: Arc<dyn
 async fn an_exception_expires_back_into_the_sla_clock(store: Arc<dyn Store>) {
     let (a, _) = assessed_estate(&store).await;
     // CVE 2 is due at t(10_000) (clock from t(-1000)): accepted from t(1000) to t(4000).
-    grant(
-        &store,
-        new_exception(
-            ExceptionScope::Cve(cve(2).parse().unwrap()),
-            Some(a.get()),
-            t(1000),
-            t(4000),
-        ),
-    )
-    .await;
+    grant(&store, cve_scope(2), Some(a), t(1000), t(4000)).await;
     // CVE 1, already overdue, accepted from t(500) to t(600).
-    grant(
-        &store,
-        new_exception(
-            ExceptionScope::Cve(cve(1).parse().unwrap()),
-            Some(a.get()),
-            t(500),
-            t(600),
-        ),
-    )
-    .await;
+    grant(&store, cve_scope(1), Some(a), t(500), t(600)).await;
     let of = |j: usize| {
         let store = store.clone();
         async move {
@@ -305,14 +302,7 @@ async fn an_exception_expires_back_into_the_sla_clock(store: Arc<dyn Store>) {
     // Back on the clock at expiry, by itself: CVE 1 overdue again (it was when accepted).
     let overdue = ids_with(&store, SlaStatus::Overdue, t(600)).await;
     assert!(overdue.is_superset(&cve1));
-    assert_eq!(
-        store
-            .urgent_counts(&Visibility::All, t(600))
-            .await
-            .unwrap()
-            .overdue,
-        8
-    );
+    assert_eq!(urgent(&store, t(600)).await.overdue, 8);
     // CVE 2 comes back with the time it had left: due at t(10_000) + 3000 minutes.
     let back = t(4000);
     assert!(
@@ -373,24 +363,8 @@ async fn an_exception_expires_back_into_the_sla_clock(store: Arc<dyn Store>) {
 
 async fn a_revoked_exception_ends_at_once_and_is_audited(store: Arc<dyn Store>) {
     let (a, _) = assessed_estate(&store).await;
-    let e = grant(
-        &store,
-        new_exception(
-            ExceptionScope::Fix("KB5000000".into()),
-            Some(a.get()),
-            t(50),
-            t(5000),
-        ),
-    )
-    .await;
-    assert_eq!(
-        store
-            .urgent_counts(&Visibility::All, t(100))
-            .await
-            .unwrap()
-            .immediate,
-        1
-    );
+    let e = grant(&store, fix_scope("KB5000000"), Some(a), t(50), t(5000)).await;
+    assert_eq!(urgent(&store, t(100)).await.immediate, 1);
     let revoked = store
         .revoke_exception(&Visibility::All, e.id, t(200), "admin")
         .await
@@ -404,14 +378,7 @@ async fn a_revoked_exception_ends_at_once_and_is_audited(store: Arc<dyn Store>) 
             .await
             .is_empty()
     );
-    assert_eq!(
-        store
-            .urgent_counts(&Visibility::All, t(201))
-            .await
-            .unwrap()
-            .immediate,
-        4
-    );
+    assert_eq!(urgent(&store, t(201)).await.immediate, 4);
     // Twice is a conflict; an unknown id is not found.
     let again = store
         .revoke_exception(&Visibility::All, e.id, t(300), "admin")
@@ -442,17 +409,7 @@ async fn a_revoked_exception_ends_at_once_and_is_audited(store: Arc<dyn Store>) 
 async fn the_plan_groups_findings_by_fix_and_ranks_by_priority_removed(store: Arc<dyn Store>) {
     let (a, _) = assessed_estate(&store).await;
     let now = t(100);
-    let plan = store
-        .remediations(
-            &Visibility::All,
-            &RemediationFilter::default(),
-            RemediationSort::Priority,
-            now,
-            0,
-            10,
-        )
-        .await
-        .unwrap();
+    let plan = whole_plan(&store, now).await;
     let fixes: Vec<&str> = plan.items.iter().map(|r| r.fix.as_str()).collect();
     // 4 assets each: priority 90, then 33, 32, 31 per finding.
     assert_eq!(fixes, ["KB5000000", "KB5000003", "KB5000002", "KB5000001"]);
@@ -484,37 +441,9 @@ async fn the_plan_groups_findings_by_fix_and_ranks_by_priority_removed(store: Ar
     assert_eq!(by_overdue.items[0].findings, 3);
     assert_eq!(by_overdue.next, Some(2));
     // An accepted fix leaves the plan; a CVE accepted in one integration leaves its findings.
-    grant(
-        &store,
-        new_exception(
-            ExceptionScope::Fix("KB5000000".into()),
-            None,
-            t(50),
-            t(5000),
-        ),
-    )
-    .await;
-    grant(
-        &store,
-        new_exception(
-            ExceptionScope::Cve(cve(3).parse().unwrap()),
-            Some(a.get()),
-            t(50),
-            t(5000),
-        ),
-    )
-    .await;
-    let plan = store
-        .remediations(
-            &Visibility::All,
-            &RemediationFilter::default(),
-            RemediationSort::Priority,
-            now,
-            0,
-            10,
-        )
-        .await
-        .unwrap();
+    grant(&store, fix_scope("KB5000000"), None, t(50), t(5000)).await;
+    grant(&store, cve_scope(3), Some(a), t(50), t(5000)).await;
+    let plan = whole_plan(&store, now).await;
     let rows: Vec<(&str, u64)> = plan
         .items
         .iter()
@@ -604,7 +533,7 @@ async fn any_exception_expires_back_into_the_sla_clock(store: Arc<dyn Store>) {
                 &Visibility::All,
                 &new_exception(
                     ExceptionScope::Finding(id),
-                    Some(i.get()),
+                    Some(i),
                     granted,
                     t(c.granted + c.length),
                 ),
@@ -687,17 +616,7 @@ async fn an_upgrade_fix_is_counted_out_as_its_findings_are_filtered(store: Arc<d
     store.upsert_findings(a, run, &findings).await.unwrap();
     store.finish_run(run, &succeeded(t(-1999))).await.unwrap();
     // Not assessed yet: in the plan, removing no priority.
-    let unassessed = store
-        .remediations(
-            &Visibility::All,
-            &RemediationFilter::default(),
-            RemediationSort::Priority,
-            t(100),
-            0,
-            10,
-        )
-        .await
-        .unwrap();
+    let unassessed = whole_plan(&store, t(100)).await;
     assert_eq!(unassessed.items.len(), 3);
     assert!(
         unassessed
@@ -735,50 +654,15 @@ async fn an_upgrade_fix_is_counted_out_as_its_findings_are_filtered(store: Arc<d
         .map(|f| f.id)
         .collect();
     assert_eq!(covered.len(), 2);
-    grant(
-        &store,
-        new_exception(ExceptionScope::Fix(fix.into()), None, t(50), t(500)),
-    )
-    .await;
-    let counts = store.urgent_counts(&Visibility::All, t(100)).await.unwrap();
+    grant(&store, fix_scope(fix), None, t(50), t(500)).await;
+    let counts = urgent(&store, t(100)).await;
     assert_eq!((counts.overdue, counts.immediate), (4, 4));
     assert_eq!(ids_with(&store, SlaStatus::Accepted, t(100)).await, covered);
     // In force until t(500); then, paused 450 minutes, due at t(450): overdue at once.
-    assert_eq!(
-        store
-            .urgent_counts(&Visibility::All, t(449))
-            .await
-            .unwrap()
-            .overdue,
-        4
-    );
-    assert_eq!(
-        store
-            .urgent_counts(&Visibility::All, t(500))
-            .await
-            .unwrap()
-            .overdue,
-        6
-    );
-    assert_eq!(
-        store
-            .urgent_counts(&Visibility::All, t(500))
-            .await
-            .unwrap()
-            .immediate,
-        6
-    );
-    let plan = store
-        .remediations(
-            &Visibility::All,
-            &RemediationFilter::default(),
-            RemediationSort::Priority,
-            t(100),
-            0,
-            10,
-        )
-        .await
-        .unwrap();
+    assert_eq!(urgent(&store, t(449)).await.overdue, 4);
+    assert_eq!(urgent(&store, t(500)).await.overdue, 6);
+    assert_eq!(urgent(&store, t(500)).await.immediate, 6);
+    let plan = whole_plan(&store, t(100)).await;
     let fixes: Vec<&str> = plan.items.iter().map(|r| r.fix.as_str()).collect();
     assert_eq!(
         fixes,
@@ -797,26 +681,8 @@ async fn the_plan_read_from_its_rollup_is_the_plan_counted_from_the_findings(
     let (a, b) = assessed_estate(&store).await;
     // A fix accepted in a; a CVE everywhere, accepted and ended before the due dates (it moves
     // them); one finding of b for long; CVE 0 in b for a while.
-    grant(
-        &store,
-        new_exception(
-            ExceptionScope::Fix("KB5000001".into()),
-            Some(a.get()),
-            t(50),
-            t(5000),
-        ),
-    )
-    .await;
-    grant(
-        &store,
-        new_exception(
-            ExceptionScope::Cve(cve(2).parse().unwrap()),
-            None,
-            t(-500),
-            t(-100),
-        ),
-    )
-    .await;
+    grant(&store, fix_scope("KB5000001"), Some(a), t(50), t(5000)).await;
+    grant(&store, cve_scope(2), None, t(-500), t(-100)).await;
     let in_b: Vec<StoredFinding> = all_findings(
         &store,
         FindingFilter {
@@ -831,24 +697,13 @@ async fn the_plan_read_from_its_rollup_is_the_plan_counted_from_the_findings(
         .unwrap();
     grant(
         &store,
-        new_exception(
-            ExceptionScope::Finding(of_cve_3.id),
-            Some(b.get()),
-            t(20),
-            t(30_000),
-        ),
+        ExceptionScope::Finding(of_cve_3.id),
+        Some(b),
+        t(20),
+        t(30_000),
     )
     .await;
-    grant(
-        &store,
-        new_exception(
-            ExceptionScope::Cve(cve(0).parse().unwrap()),
-            Some(b.get()),
-            t(200),
-            t(400),
-        ),
-    )
-    .await;
+    grant(&store, cve_scope(0), Some(b), t(200), t(400)).await;
 
     let nows = [t(-1500), t(10), t(100), t(300), t(6000), t(20_000)];
     let sorts = [
@@ -1089,19 +944,10 @@ async fn with_any_exceptions_the_rollup_reads_as_the_plan_counted_from_the_findi
                     };
                     (ExceptionScope::Fix(fix), within)
                 }
-                1 => (ExceptionScope::Cve(cve(j).parse().unwrap()), within),
+                1 => (cve_scope(j), within),
                 _ => (ExceptionScope::Finding(f.id), Some(f.integration_id)),
             };
-            grant(
-                &store,
-                new_exception(
-                    scope,
-                    within.map(IntegrationId::get),
-                    t(*granted),
-                    t(granted + length),
-                ),
-            )
-            .await;
+            grant(&store, scope, within, t(*granted), t(granted + length)).await;
         }
         let views = || {
             let mut all = Vec::new();
@@ -1138,7 +984,7 @@ async fn with_any_exceptions_the_rollup_reads_as_the_plan_counted_from_the_findi
         let urgent_agree = |store: Arc<dyn Store>| async move {
             let all = all_findings(&store, FindingFilter::default()).await;
             for now in [t(-1400), t(-300), t(700), t(2_500), t(6_000)] {
-                let counts = store.urgent_counts(&Visibility::All, now).await.unwrap();
+                let counts = urgent(&store, now).await;
                 let status = |f: &StoredFinding| f.sla_status(now);
                 let overdue = all
                     .iter()
