@@ -399,33 +399,23 @@ mod tests {
             status: Some(FindingStatus::Open),
             ..Default::default()
         };
-        let plan = SearchPlan {
-            software: false,
-            assets: 3,
+        let host_query = |software: bool| {
+            let plan = SearchPlan {
+                software,
+                assets: 3,
+            };
+            findings_query_planned(
+                Dialect::SQLITE,
+                &Visibility::All,
+                &host,
+                Keyset::Id(None),
+                50,
+                Some(plan),
+            )
         };
-        let sql = findings_query_planned(
-            Dialect::SQLITE,
-            &Visibility::All,
-            &host,
-            Keyset::Id(None),
-            50,
-            Some(plan),
-        );
-        let found = explain(&store, &sql).await;
+        let found = explain(&store, &host_query(false)).await;
         assert!(found.contains("findings_natural_key"), "{found}");
-        let many = SearchPlan {
-            software: true,
-            assets: 3,
-        };
-        let sql = findings_query_planned(
-            Dialect::SQLITE,
-            &Visibility::All,
-            &host,
-            Keyset::Id(None),
-            50,
-            Some(many),
-        );
-        let found = explain(&store, &sql).await;
+        let found = explain(&store, &host_query(true)).await;
         assert!(!found.contains("TEMP B-TREE"), "{found}");
         // Every sort order of the asset listing reads its (key, id) index in order.
         for key in AssetSortKey::ALL {

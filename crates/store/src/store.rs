@@ -39,6 +39,21 @@ pub const STALE_RUN_AFTER: Duration = Duration::from_secs(30 * 60);
 /// Rows per page when the streaming helpers walk a listing.
 pub const STREAM_PAGE_SIZE: u32 = 1000;
 
+/// The stream of every item of a `*_page(vis, filter, after, limit)` method of the store, page by
+/// page (see [`Store::stream_assets`]): one definition for the streams of every kind of row.
+macro_rules! filtered_stream {
+    ($store:ident, $vis:ident, $filter:ident, $page:ident) => {
+        keyset_stream(None, move |after| {
+            let filter = $filter.clone();
+            let vis = $vis.clone();
+            async move {
+                let page = $store.$page(&vis, &filter, after, STREAM_PAGE_SIZE).await?;
+                Ok((page.items, page.next))
+            }
+        })
+    };
+}
+
 /// Rampart's storage. One implementation per backend ([`crate::connect`] picks one from the URL);
 /// both pass the same scenario suite (`tests/scenarios`).
 ///
@@ -880,16 +895,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         vis: Visibility,
         filter: AssetFilter,
     ) -> BoxStream<'_, Result<StoredAsset>> {
-        keyset_stream(None, move |after| {
-            let filter = filter.clone();
-            let vis = vis.clone();
-            async move {
-                let page = self
-                    .assets_page(&vis, &filter, after, STREAM_PAGE_SIZE)
-                    .await?;
-                Ok((page.items, page.next))
-            }
-        })
+        filtered_stream!(self, vis, filter, assets_page)
     }
 
     /// Every finding matching the filter; see [`Store::stream_assets`].
@@ -898,16 +904,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         vis: Visibility,
         filter: FindingFilter,
     ) -> BoxStream<'_, Result<StoredFinding>> {
-        keyset_stream(None, move |after| {
-            let filter = filter.clone();
-            let vis = vis.clone();
-            async move {
-                let page = self
-                    .findings_page(&vis, &filter, after, STREAM_PAGE_SIZE)
-                    .await?;
-                Ok((page.items, page.next))
-            }
-        })
+        filtered_stream!(self, vis, filter, findings_page)
     }
 
     /// Every recommendation matching the filter; see [`Store::stream_assets`].
@@ -916,16 +913,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         vis: Visibility,
         filter: RecommendationFilter,
     ) -> BoxStream<'_, Result<StoredRecommendation>> {
-        keyset_stream(None, move |after| {
-            let filter = filter.clone();
-            let vis = vis.clone();
-            async move {
-                let page = self
-                    .recommendations_page(&vis, &filter, after, STREAM_PAGE_SIZE)
-                    .await?;
-                Ok((page.items, page.next))
-            }
-        })
+        filtered_stream!(self, vis, filter, recommendations_page)
     }
 
     /// Every catalogue entry matching the filter; see [`Store::stream_assets`].
@@ -934,16 +922,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         vis: Visibility,
         filter: VulnerabilityFilter,
     ) -> BoxStream<'_, Result<StoredVulnerability>> {
-        keyset_stream(None, move |after| {
-            let filter = filter.clone();
-            let vis = vis.clone();
-            async move {
-                let page = self
-                    .vulnerabilities_page(&vis, &filter, after, STREAM_PAGE_SIZE)
-                    .await?;
-                Ok((page.items, page.next))
-            }
-        })
+        filtered_stream!(self, vis, filter, vulnerabilities_page)
     }
 }
 
