@@ -278,15 +278,7 @@ pub async fn after_the_clock_moves_a_cloud_sync_records_exactly_the_changes(stor
         gone,
         "the removed recommendations are not exactly those that disappeared"
     );
-    let history = h
-        .store
-        .posture_history(
-            &rampart_store::Visibility::All,
-            Some(h.integration.id),
-            None,
-        )
-        .await
-        .expect("history");
+    let history = h.posture_history().await;
     assert_eq!(history.len(), 2, "one tenant score per run");
 }
 

@@ -19,24 +19,14 @@ use crate::harness::*;
 type Risks = BTreeMap<String, Option<(Option<String>, Vec<String>, Vec<String>)>>;
 
 async fn all_recommendations(store: &Arc<dyn Store>) -> Vec<StoredRecommendation> {
-    let mut out = Vec::new();
-    let mut after = None;
-    loop {
-        let page = store
-            .recommendations_page(
-                &rampart_store::Visibility::All,
-                &RecommendationFilter::default(),
-                after,
-                1000,
-            )
-            .await
-            .expect("recommendations");
-        out.extend(page.items);
-        match page.next {
-            Some(n) => after = Some(n),
-            None => return out,
-        }
-    }
+    store
+        .stream_recommendations(
+            rampart_store::Visibility::All,
+            RecommendationFilter::default(),
+        )
+        .try_collect()
+        .await
+        .expect("recommendations")
 }
 
 /// Issue 11 item 6: subscriptions with different maximum scores (the emulator's second
@@ -69,15 +59,7 @@ pub async fn the_tenant_score_is_microsofts_over_subscriptions_of_different_maxi
         "the tenant must tell the two formulas apart: {want} vs {ratio_of_sums}"
     );
 
-    let history = h
-        .store
-        .posture_history(
-            &rampart_store::Visibility::All,
-            Some(h.integration.id),
-            None,
-        )
-        .await
-        .expect("history");
+    let history = h.posture_history().await;
     let last = history.last().expect("a point");
     assert_eq!(last.percent, Some(want), "stored tenant score");
     assert!(

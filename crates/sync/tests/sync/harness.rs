@@ -90,6 +90,18 @@ impl Harness {
         run
     }
 
+    /// The tenant score of every run of the harness's integration that captured scores.
+    pub async fn posture_history(&self) -> Vec<rampart_store::PosturePoint> {
+        self.store
+            .posture_history(
+                &rampart_store::Visibility::All,
+                Some(self.integration.id),
+                None,
+            )
+            .await
+            .expect("history")
+    }
+
     /// Another engine over the same store and integration, with other options (a process started
     /// with another configuration).
     pub fn engine_with(&self, options: EngineOptions) -> Engine {

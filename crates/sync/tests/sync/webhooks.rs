@@ -15,7 +15,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
-use chrono::{Duration, Utc};
+use chrono::{DateTime, Duration, Utc};
 use rampart_model::{RunStatus, WorkspaceId};
 use rampart_store::{DeliveryStatus, Store, Visibility, WebhookEventKind, WebhookFormat};
 use rampart_sync::webhooks::{self, WebhookRequest};
@@ -107,6 +107,38 @@ fn request(
         format,
         events: vec![WebhookEventKind::SyncFailed],
     }
+}
+
+/// A receiver, and a generic webhook "soc" to it in the harness's workspace for `events`.
+async fn soc_webhook(h: &Harness, events: Vec<WebhookEventKind>) -> Receiver {
+    let (base, receiver) = spawn_receiver(&[]).await;
+    let mut request = request(
+        "soc",
+        format!("{base}/generic"),
+        WebhookFormat::Generic,
+        h.integration.workspace_id,
+    );
+    request.events = events;
+    webhooks::create(
+        h.store.as_ref(),
+        h.engine.vault(),
+        &Visibility::All,
+        &request,
+        "root",
+        Utc::now(),
+    )
+    .await
+    .unwrap();
+    receiver
+}
+
+/// Delivers the webhook events due at `at`.
+async fn deliver_due(h: &Harness, at: DateTime<Utc>) {
+    h.engine
+        .webhooks()
+        .deliver_due(h.store.as_ref(), h.engine.vault(), at)
+        .await
+        .unwrap();
 }
 
 fn header<'a>(r: &'a Received, name: &str) -> &'a str {
@@ -413,18 +445,7 @@ pub async fn findings_becoming_immediate_are_one_event_per_run_and_alerted_once(
 
     let h = harness(Arc::clone(&store), small_tenant()).await;
     let store = h.store.as_ref();
-    let vault = h.engine.vault();
-    let (base, receiver) = spawn_receiver(&[]).await;
-    let mut request = request(
-        "soc",
-        format!("{base}/generic"),
-        WebhookFormat::Generic,
-        h.integration.workspace_id,
-    );
-    request.events = vec![WebhookEventKind::ImmediateFinding];
-    webhooks::create(store, vault, &Visibility::All, &request, "root", Utc::now())
-        .await
-        .unwrap();
+    let receiver = soc_webhook(&h, vec![WebhookEventKind::ImmediateFinding]).await;
     // CISA KEV first, so that the first sync finds actively exploited CVEs.
     let client =
         rampart_sync::intel::KevClient::new(&format!("{}{}", h.sim.url, rampart_sim::KEV_PATH))
@@ -451,11 +472,7 @@ pub async fn findings_becoming_immediate_are_one_event_per_run_and_alerted_once(
         .items;
     assert!(!immediate.is_empty(), "the tenant has immediate findings");
 
-    h.engine
-        .webhooks()
-        .deliver_due(store, vault, Utc::now())
-        .await
-        .unwrap();
+    deliver_due(&h, Utc::now()).await;
     let got = receiver.on("/generic");
     assert_eq!(got.len(), 1, "one event for the run");
     let body: Value = serde_json::from_slice(&got[0].body).unwrap();
@@ -472,11 +489,7 @@ pub async fn findings_becoming_immediate_are_one_event_per_run_and_alerted_once(
 
     // The next run finds the same findings immediate: nothing new to say.
     h.sync_ok(full()).await;
-    h.engine
-        .webhooks()
-        .deliver_due(store, vault, Utc::now())
-        .await
-        .unwrap();
+    deliver_due(&h, Utc::now()).await;
     assert_eq!(receiver.on("/generic").len(), 1);
 }
 
@@ -492,21 +505,14 @@ pub async fn sla_breaches_and_expiring_secrets_are_alerted_once(store: Arc<dyn S
 
     let h = harness(Arc::clone(&store), small_tenant()).await;
     let store = h.store.as_ref();
-    let vault = h.engine.vault();
-    let (base, receiver) = spawn_receiver(&[]).await;
-    let mut request = request(
-        "soc",
-        format!("{base}/generic"),
-        WebhookFormat::Generic,
-        h.integration.workspace_id,
-    );
-    request.events = vec![
-        WebhookEventKind::SlaBreach,
-        WebhookEventKind::SecretExpiring,
-    ];
-    webhooks::create(store, vault, &Visibility::All, &request, "root", Utc::now())
-        .await
-        .unwrap();
+    let receiver = soc_webhook(
+        &h,
+        vec![
+            WebhookEventKind::SlaBreach,
+            WebhookEventKind::SecretExpiring,
+        ],
+    )
+    .await;
     h.sync_ok(full()).await;
 
     // A year on, findings are overdue; one CVE's are accepted by an exception.
@@ -565,11 +571,7 @@ pub async fn sla_breaches_and_expiring_secrets_are_alerted_once(store: Arc<dyn S
         .await
         .unwrap();
     assert_eq!(queued, 1);
-    h.engine
-        .webhooks()
-        .deliver_due(store, vault, later)
-        .await
-        .unwrap();
+    deliver_due(&h, later).await;
     let got = receiver.on("/generic");
     assert_eq!(got.len(), 1);
     let body: Value = serde_json::from_slice(&got[0].body).unwrap();
@@ -593,12 +595,8 @@ pub async fn sla_breaches_and_expiring_secrets_are_alerted_once(store: Arc<dyn S
     );
 
     // No expiry date: nothing. An expiry in 10 days: one event, once per date.
-    assert_eq!(
-        webhooks::secret_expiring(store, None, Utc::now())
-            .await
-            .unwrap(),
-        0
-    );
+    let expiring = || webhooks::secret_expiring(store, None, Utc::now());
+    assert_eq!(expiring().await.unwrap(), 0);
     let sealed = store.integration_secret(h.integration.id).await.unwrap();
     let expires_on = (Utc::now() + Duration::days(10)).date_naive();
     store
@@ -617,23 +615,9 @@ pub async fn sla_breaches_and_expiring_secrets_are_alerted_once(store: Arc<dyn S
         )
         .await
         .unwrap();
-    assert_eq!(
-        webhooks::secret_expiring(store, None, Utc::now())
-            .await
-            .unwrap(),
-        1
-    );
-    assert_eq!(
-        webhooks::secret_expiring(store, None, Utc::now())
-            .await
-            .unwrap(),
-        0
-    );
-    h.engine
-        .webhooks()
-        .deliver_due(store, vault, later)
-        .await
-        .unwrap();
+    assert_eq!(expiring().await.unwrap(), 1);
+    assert_eq!(expiring().await.unwrap(), 0);
+    deliver_due(&h, later).await;
     let got = receiver.on("/generic");
     assert_eq!(got.len(), 2);
     let body: Value = serde_json::from_slice(&got[1].body).unwrap();
