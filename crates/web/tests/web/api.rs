@@ -65,15 +65,7 @@ impl Api {
 /// A server with one integration, `name`, synced once from the emulator (started from the
 /// portal), and a read-scope API client.
 async fn synced_app(name: &str) -> (TestApp, i64, Api) {
-    let app = spawn_app().await;
-    let mut admin = app.signed_in(ADMIN).await;
-    let id = app
-        .add_integration(&mut admin, name, &app.sim_config.client_secret)
-        .await;
-    admin
-        .post(&format!("/integrations/{id}/sync"), &[] as &[(&str, &str)])
-        .await;
-    assert_eq!(app.wait_for_run(id).await, "succeeded");
+    let (app, id) = crate::fix_first::synced(name).await;
     let api = Api::of(&app, "read").await;
     (app, id, api)
 }

@@ -490,42 +490,18 @@ async fn portal_matrix(
         Expect,
         Expect,
     );
+    // A route without ids, walked with no form.
+    let plain = |method, route: &'static str, viewer, admin| -> Probe {
+        (method, route, route.to_owned(), &[], viewer, admin)
+    };
     let probes: Vec<Probe> = vec![
-        ("GET", "/", "/".into(), &no_form, Ok, Ok),
-        ("GET", "/login", "/login".into(), &no_form, Ok, Ok),
+        plain("GET", "/", Ok, Ok),
+        plain("GET", "/login", Ok, Ok),
         // First-run setup: gone once an admin exists.
-        (
-            "GET",
-            "/setup",
-            "/setup".into(),
-            &no_form,
-            NotFound,
-            NotFound,
-        ),
-        (
-            "GET",
-            "/account/password",
-            "/account/password".into(),
-            &no_form,
-            Ok,
-            Ok,
-        ),
-        (
-            "GET",
-            "/integrations",
-            "/integrations".into(),
-            &no_form,
-            Ok,
-            Ok,
-        ),
-        (
-            "GET",
-            "/integrations/new",
-            "/integrations/new".into(),
-            &no_form,
-            Forbidden,
-            Ok,
-        ),
+        plain("GET", "/setup", NotFound, NotFound),
+        plain("GET", "/account/password", Ok, Ok),
+        plain("GET", "/integrations", Ok, Ok),
+        plain("GET", "/integrations/new", Forbidden, Ok),
         (
             "GET",
             "/integrations/{id}",
@@ -574,7 +550,7 @@ async fn portal_matrix(
             Forbidden,
             NotFound,
         ),
-        ("GET", "/assets", "/assets".into(), &no_form, Ok, Ok),
+        plain("GET", "/assets", Ok, Ok),
         (
             "GET",
             "/assets",
@@ -592,7 +568,7 @@ async fn portal_matrix(
             Ok,
             Ok,
         ),
-        ("GET", "/assets.csv", "/assets.csv".into(), &no_form, Ok, Ok),
+        plain("GET", "/assets.csv", Ok, Ok),
         (
             "GET",
             "/assets/{id}",
@@ -609,14 +585,7 @@ async fn portal_matrix(
             NotFound,
             NotFound,
         ),
-        (
-            "GET",
-            "/vulnerabilities",
-            "/vulnerabilities".into(),
-            &no_form,
-            Ok,
-            Ok,
-        ),
+        plain("GET", "/vulnerabilities", Ok, Ok),
         (
             "GET",
             "/vulnerabilities",
@@ -625,14 +594,7 @@ async fn portal_matrix(
             Ok,
             Ok,
         ),
-        (
-            "GET",
-            "/vulnerabilities.csv",
-            "/vulnerabilities.csv".into(),
-            &no_form,
-            Ok,
-            Ok,
-        ),
+        plain("GET", "/vulnerabilities.csv", Ok, Ok),
         (
             "GET",
             "/vulnerabilities/{cve}",
@@ -641,7 +603,7 @@ async fn portal_matrix(
             NotFound,
             NotFound,
         ),
-        ("GET", "/findings", "/findings".into(), &no_form, Ok, Ok),
+        plain("GET", "/findings", Ok, Ok),
         (
             "GET",
             "/findings",
@@ -658,14 +620,7 @@ async fn portal_matrix(
             Ok,
             Ok,
         ),
-        (
-            "GET",
-            "/findings.csv",
-            "/findings.csv".into(),
-            &no_form,
-            Ok,
-            Ok,
-        ),
+        plain("GET", "/findings.csv", Ok, Ok),
         (
             "GET",
             "/findings.csv",
@@ -674,23 +629,9 @@ async fn portal_matrix(
             Ok,
             Ok,
         ),
-        ("GET", "/posture", "/posture".into(), &no_form, Ok, Ok),
-        (
-            "GET",
-            "/tokens",
-            "/tokens".into(),
-            &no_form,
-            Forbidden,
-            Forbidden,
-        ),
-        (
-            "POST",
-            "/tokens",
-            "/tokens".into(),
-            &no_form,
-            Forbidden,
-            Forbidden,
-        ),
+        plain("GET", "/posture", Ok, Ok),
+        plain("GET", "/tokens", Forbidden, Forbidden),
+        plain("POST", "/tokens", Forbidden, Forbidden),
         (
             "POST",
             "/tokens/{id}/delete",
@@ -699,14 +640,7 @@ async fn portal_matrix(
             Forbidden,
             Forbidden,
         ),
-        (
-            "GET",
-            "/accounts",
-            "/accounts".into(),
-            &no_form,
-            Forbidden,
-            Forbidden,
-        ),
+        plain("GET", "/accounts", Forbidden, Forbidden),
         (
             "POST",
             "/accounts/{id}/delete",
@@ -715,15 +649,8 @@ async fn portal_matrix(
             Forbidden,
             Forbidden,
         ),
-        (
-            "GET",
-            "/audit",
-            "/audit".into(),
-            &no_form,
-            Forbidden,
-            Forbidden,
-        ),
-        ("GET", "/fix-first", "/fix-first".into(), &no_form, Ok, Ok),
+        plain("GET", "/audit", Forbidden, Forbidden),
+        plain("GET", "/fix-first", Ok, Ok),
         (
             "GET",
             "/fix-first",
@@ -732,9 +659,9 @@ async fn portal_matrix(
             Ok,
             Ok,
         ),
-        ("GET", "/exceptions", "/exceptions".into(), &no_form, Ok, Ok),
+        plain("GET", "/exceptions", Ok, Ok),
         // SLA report: everyone sees what they may; B's integration is not found.
-        ("GET", "/sla", "/sla".into(), &no_form, Ok, Ok),
+        plain("GET", "/sla", Ok, Ok),
         (
             "GET",
             "/sla",
@@ -744,14 +671,7 @@ async fn portal_matrix(
             NotFound,
         ),
         // The installation's SLA and the criticality rules are for global admins.
-        (
-            "GET",
-            "/settings/prioritisation",
-            "/settings/prioritisation".into(),
-            &no_form,
-            Forbidden,
-            Forbidden,
-        ),
+        plain("GET", "/settings/prioritisation", Forbidden, Forbidden),
         (
             "POST",
             "/settings/prioritisation/sla",
@@ -760,11 +680,9 @@ async fn portal_matrix(
             Forbidden,
             Forbidden,
         ),
-        (
+        plain(
             "POST",
             "/settings/prioritisation/rules",
-            "/settings/prioritisation/rules".into(),
-            &no_form,
             Forbidden,
             Forbidden,
         ),
@@ -811,14 +729,7 @@ async fn portal_matrix(
             Forbidden,
         ),
         // Webhooks: for admins of their workspaces; B's are not found.
-        (
-            "GET",
-            "/webhooks",
-            "/webhooks".into(),
-            &no_form,
-            Forbidden,
-            Ok,
-        ),
+        plain("GET", "/webhooks", Forbidden, Ok),
         (
             "POST",
             "/webhooks",
@@ -859,38 +770,10 @@ async fn portal_matrix(
             Forbidden,
             NotFound,
         ),
-        (
-            "GET",
-            "/workspaces",
-            "/workspaces".into(),
-            &no_form,
-            Forbidden,
-            Forbidden,
-        ),
-        (
-            "POST",
-            "/workspaces",
-            "/workspaces".into(),
-            &no_form,
-            Forbidden,
-            Forbidden,
-        ),
-        (
-            "POST",
-            "/workspaces/grant",
-            "/workspaces/grant".into(),
-            &no_form,
-            Forbidden,
-            Forbidden,
-        ),
-        (
-            "POST",
-            "/workspaces/revoke",
-            "/workspaces/revoke".into(),
-            &no_form,
-            Forbidden,
-            Forbidden,
-        ),
+        plain("GET", "/workspaces", Forbidden, Forbidden),
+        plain("POST", "/workspaces", Forbidden, Forbidden),
+        plain("POST", "/workspaces/grant", Forbidden, Forbidden),
+        plain("POST", "/workspaces/revoke", Forbidden, Forbidden),
         (
             "POST",
             "/workspaces/{id}/delete",

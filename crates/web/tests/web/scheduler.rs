@@ -12,18 +12,28 @@ use reqwest::StatusCode;
 
 use crate::helpers::*;
 
+/// The integration's newest jobs (ten at most; only those queued or running when `active_only`),
+/// as a global account sees them.
+async fn jobs_of(
+    store: &Arc<dyn rampart_store::Store>,
+    id: i64,
+    active_only: bool,
+) -> Vec<rampart_store::Job> {
+    store
+        .list_jobs(
+            &rampart_store::Visibility::All,
+            Some(IntegrationId(id)),
+            active_only,
+            10,
+        )
+        .await
+        .unwrap()
+}
+
 /// Waits until the integration's newest job is finished; returns it.
 async fn wait_for_job(store: &Arc<dyn rampart_store::Store>, id: i64) -> rampart_store::Job {
     for _ in 0..600 {
-        let jobs = store
-            .list_jobs(
-                &rampart_store::Visibility::All,
-                Some(IntegrationId(id)),
-                false,
-                10,
-            )
-            .await
-            .unwrap();
+        let jobs = jobs_of(store, id, false).await;
         if let Some(j) = jobs.iter().find(|j| !j.is_active()) {
             return j.clone();
         }
@@ -67,16 +77,7 @@ async fn due_integrations_sync_once_per_schedule() {
         .await
         .unwrap();
     assert_eq!(runs.len(), 1);
-    let next = app
-        .store
-        .list_jobs(
-            &rampart_store::Visibility::All,
-            Some(IntegrationId(due)),
-            true,
-            10,
-        )
-        .await
-        .unwrap();
+    let next = jobs_of(&app.store, due, true).await;
     assert_eq!(next.len(), 1);
     assert_eq!(next[0].kind, JobKind::Scheduled);
     // Due 360 minutes after the sync started (the run starts just after its job is claimed).
@@ -159,16 +160,7 @@ async fn sync_now_twice_makes_one_job_and_one_run() {
         .list_runs(&rampart_store::Visibility::All, IntegrationId(id), 10)
         .await
         .unwrap();
-    let jobs = app
-        .store
-        .list_jobs(
-            &rampart_store::Visibility::All,
-            Some(IntegrationId(id)),
-            false,
-            10,
-        )
-        .await
-        .unwrap();
+    let jobs = jobs_of(&app.store, id, false).await;
     assert!(
         runs.len() <= jobs.len() && !runs.is_empty(),
         "{runs:?} {jobs:?}"
@@ -205,16 +197,7 @@ async fn a_queued_job_survives_a_restart() {
     // The new server's scheduler queues the next one, and its Integrations page says when.
     let mut next = Vec::new();
     for _ in 0..100 {
-        next = server
-            .store
-            .list_jobs(
-                &rampart_store::Visibility::All,
-                Some(IntegrationId(id)),
-                true,
-                10,
-            )
-            .await
-            .unwrap();
+        next = jobs_of(&server.store, id, true).await;
         if !next.is_empty() {
             break;
         }
@@ -282,16 +265,7 @@ async fn a_web_only_server_queues_sync_now_for_a_worker_to_run() {
         "{said}"
     );
     // The web process ran nothing: the job waits, due now, and no run exists.
-    let jobs = app
-        .store
-        .list_jobs(
-            &rampart_store::Visibility::All,
-            Some(IntegrationId(id)),
-            true,
-            10,
-        )
-        .await
-        .unwrap();
+    let jobs = jobs_of(&app.store, id, true).await;
     assert_eq!(jobs.len(), 1, "{jobs:?}");
     assert_eq!(jobs[0].state, JobState::Queued);
     assert_eq!(jobs[0].kind, JobKind::Requested);
@@ -344,16 +318,7 @@ async fn a_job_whose_integration_has_a_run_open_elsewhere_is_put_off_not_failed(
     assert_eq!(scheduler.once().await.unwrap(), 1);
     let mut put_off = None;
     for _ in 0..100 {
-        let jobs = app
-            .store
-            .list_jobs(
-                &rampart_store::Visibility::All,
-                Some(IntegrationId(id)),
-                false,
-                10,
-            )
-            .await
-            .unwrap();
+        let jobs = jobs_of(&app.store, id, false).await;
         assert!(
             jobs.iter().all(|j| j.state != JobState::Failed),
             "the job failed instead of waiting: {jobs:?}"

@@ -4,13 +4,41 @@
 //! render for anyone signed in.
 
 use rampart_model::IntegrationId;
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use rampart_store::{JobKind, JobState, Visibility};
 
 use crate::fix_first::synced;
 use crate::helpers::*;
+
+/// PUTs `body` to the API's `path` with `token`.
+async fn put(app: &TestApp, token: &str, path: &str, body: Value) -> (StatusCode, Value) {
+    app.api_json(token, Method::PUT, path, Some(body)).await
+}
+
+/// The API refused the request as invalid (400), the problem's detail saying `why`.
+fn assert_invalid(s: StatusCode, got: &Value, why: &str) {
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{got}");
+    assert!(got["detail"].as_str().unwrap().contains(why), "{got}");
+}
+
+/// The portal refused the form (400), the page saying `why`.
+fn assert_form_refused(page: &Page, why: &str) {
+    assert_eq!(page.status, StatusCode::BAD_REQUEST);
+    assert!(page.body.contains(why), "{}", page.body);
+}
+
+/// The SLA form's fields: the days of `immediate`, `out_of_cycle`, `scheduled` and `defer`.
+fn sla_form(days: [&str; 4]) -> [(&'static str, &str); 4] {
+    let [immediate, out_of_cycle, scheduled, defer] = days;
+    [
+        ("immediate", immediate),
+        ("out_of_cycle", out_of_cycle),
+        ("scheduled", scheduled),
+        ("defer", defer),
+    ]
+}
 
 /// Waits until the integration's findings are assessed with the settings that apply now and no
 /// job of it is queued or running. A worker of the app does it: in a `reassess` job, or in a
@@ -48,7 +76,6 @@ async fn the_settings_api_is_for_admins_validates_in_words_and_reassesses() {
     let (app, id) = synced("sla-api").await;
     let read = app.api_token("read").await;
     let admin = app.api_token("admin").await;
-    use reqwest::Method;
 
     let (s, got) = app
         .api_json(&read, Method::GET, "/settings/sla", None)
@@ -59,29 +86,17 @@ async fn the_settings_api_is_for_admins_validates_in_words_and_reassesses() {
         json!({"immediate": 2, "out_of_cycle": 7, "scheduled": 30, "defer": 90})
     );
     let good = json!({"immediate": 1, "out_of_cycle": 5, "scheduled": 20, "defer": 60});
-    let (s, _) = app
-        .api_json(&read, Method::PUT, "/settings/sla", Some(good.clone()))
-        .await;
+    let (s, _) = put(&app, &read, "/settings/sla", good.clone()).await;
     assert_eq!(s, StatusCode::FORBIDDEN);
-    let (s, got) = app
-        .api_json(
-            &admin,
-            Method::PUT,
-            "/settings/sla",
-            Some(json!({"immediate": 10, "out_of_cycle": 7, "scheduled": 30, "defer": 90})),
-        )
-        .await;
-    assert_eq!(s, StatusCode::BAD_REQUEST, "{got}");
-    assert!(
-        got["detail"]
-            .as_str()
-            .unwrap()
-            .contains("must not get more time"),
-        "{got}"
-    );
-    let (s, got) = app
-        .api_json(&admin, Method::PUT, "/settings/sla", Some(good.clone()))
-        .await;
+    let (s, got) = put(
+        &app,
+        &admin,
+        "/settings/sla",
+        json!({"immediate": 10, "out_of_cycle": 7, "scheduled": 30, "defer": 90}),
+    )
+    .await;
+    assert_invalid(s, &got, "must not get more time");
+    let (s, got) = put(&app, &admin, "/settings/sla", good.clone()).await;
     assert_eq!(s, StatusCode::OK, "{got}");
     assert_eq!(got["days"], good);
     assert_eq!(got["updated_by"], "api:tests");
@@ -98,30 +113,21 @@ async fn the_settings_api_is_for_admins_validates_in_words_and_reassesses() {
         (Value::Null, good)
     );
     let own = json!({"immediate": 1, "out_of_cycle": 2, "scheduled": 3, "defer": 4});
-    let (s, got) = app
-        .api_json(&admin, Method::PUT, &path, Some(json!({"days": own})))
-        .await;
+    let (s, got) = put(&app, &admin, &path, json!({"days": own})).await;
     assert_eq!(s, StatusCode::OK, "{got}");
     assert_eq!(
         (got["own"].clone(), got["effective"].clone()),
         (own.clone(), own)
     );
-    let (s, got) = app
-        .api_json(
-            &admin,
-            Method::PUT,
-            &path,
-            Some(json!({"days": {"immediate": 0, "out_of_cycle": 2, "scheduled": 3, "defer": 4}})),
-        )
-        .await;
-    assert_eq!(s, StatusCode::BAD_REQUEST, "{got}");
-    assert!(
-        got["detail"].as_str().unwrap().contains("from 1 to 3650"),
-        "{got}"
-    );
-    let (s, got) = app
-        .api_json(&admin, Method::PUT, &path, Some(json!({"days": null})))
-        .await;
+    let (s, got) = put(
+        &app,
+        &admin,
+        &path,
+        json!({"days": {"immediate": 0, "out_of_cycle": 2, "scheduled": 3, "defer": 4}}),
+    )
+    .await;
+    assert_invalid(s, &got, "from 1 to 3650");
+    let (s, got) = put(&app, &admin, &path, json!({"days": null})).await;
     assert_eq!(s, StatusCode::OK, "{got}");
     assert_eq!(got["own"], Value::Null);
     let (s, _) = app
@@ -132,39 +138,17 @@ async fn the_settings_api_is_for_admins_validates_in_words_and_reassesses() {
     // Criticality rules.
     let rules =
         json!([{"name": "vip", "match": "tag", "value": "VIP", "criticality": "very-high"}]);
-    let (s, _) = app
-        .api_json(
-            &read,
-            Method::PUT,
-            "/settings/criticality-rules",
-            Some(rules.clone()),
-        )
-        .await;
+    let (s, _) = put(&app, &read, "/settings/criticality-rules", rules.clone()).await;
     assert_eq!(s, StatusCode::FORBIDDEN);
-    let (s, got) = app
-        .api_json(
-            &admin,
-            Method::PUT,
-            "/settings/criticality-rules",
-            Some(json!([{"name": "x", "match": "colour", "value": "red", "criticality": "high"}])),
-        )
-        .await;
-    assert_eq!(s, StatusCode::BAD_REQUEST, "{got}");
-    assert!(
-        got["detail"]
-            .as_str()
-            .unwrap()
-            .contains("tag, device-group"),
-        "{got}"
-    );
-    let (s, got) = app
-        .api_json(
-            &admin,
-            Method::PUT,
-            "/settings/criticality-rules",
-            Some(rules),
-        )
-        .await;
+    let (s, got) = put(
+        &app,
+        &admin,
+        "/settings/criticality-rules",
+        json!([{"name": "x", "match": "colour", "value": "red", "criticality": "high"}]),
+    )
+    .await;
+    assert_invalid(s, &got, "tag, device-group");
+    let (s, got) = put(&app, &admin, "/settings/criticality-rules", rules).await;
     assert_eq!(s, StatusCode::OK, "{got}");
     let (s, got) = app
         .api_json(&read, Method::GET, "/settings/criticality-rules", None)
@@ -189,11 +173,7 @@ async fn the_settings_api_is_for_admins_validates_in_words_and_reassesses() {
     let (s, got) = app
         .api_json(&read, Method::GET, "/sla/report?days=7", None)
         .await;
-    assert_eq!(s, StatusCode::BAD_REQUEST);
-    assert!(
-        got["detail"].as_str().unwrap().contains("30, 90 or 365"),
-        "{got}"
-    );
+    assert_invalid(s, &got, "30, 90 or 365");
     let (s, points) = app
         .api_json(
             &read,
@@ -220,12 +200,7 @@ async fn the_settings_pages_are_for_admins_and_the_report_renders() {
         viewer
             .post(
                 "/settings/prioritisation/sla",
-                &[
-                    ("immediate", "1"),
-                    ("out_of_cycle", "2"),
-                    ("scheduled", "3"),
-                    ("defer", "4")
-                ]
+                &sla_form(["1", "2", "3", "4"])
             )
             .await
             .status,
@@ -242,42 +217,21 @@ async fn the_settings_pages_are_for_admins_and_the_report_renders() {
     let page = admin
         .post(
             "/settings/prioritisation/sla",
-            &[
-                ("immediate", "two"),
-                ("out_of_cycle", "7"),
-                ("scheduled", "30"),
-                ("defer", "90"),
-            ],
+            &sla_form(["two", "7", "30", "90"]),
         )
         .await;
-    assert_eq!(page.status, StatusCode::BAD_REQUEST);
-    assert!(page.body.contains("whole number of days"), "{}", page.body);
+    assert_form_refused(&page, "whole number of days");
     let page = admin
         .post(
             "/settings/prioritisation/sla",
-            &[
-                ("immediate", "9"),
-                ("out_of_cycle", "7"),
-                ("scheduled", "30"),
-                ("defer", "90"),
-            ],
+            &sla_form(["9", "7", "30", "90"]),
         )
         .await;
-    assert_eq!(page.status, StatusCode::BAD_REQUEST);
-    assert!(
-        page.body.contains("must not get more time"),
-        "{}",
-        page.body
-    );
+    assert_form_refused(&page, "must not get more time");
     let page = admin
         .post(
             "/settings/prioritisation/sla",
-            &[
-                ("immediate", "1"),
-                ("out_of_cycle", "7"),
-                ("scheduled", "30"),
-                ("defer", "90"),
-            ],
+            &sla_form(["1", "7", "30", "90"]),
         )
         .await;
     assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
@@ -311,12 +265,7 @@ async fn the_settings_pages_are_for_admins_and_the_report_renders() {
             ],
         )
         .await;
-    assert_eq!(page.status, StatusCode::BAD_REQUEST);
-    assert!(
-        page.body.contains("two criticality rules are named"),
-        "{}",
-        page.body
-    );
+    assert_form_refused(&page, "two criticality rules are named");
     admin
         .post(
             "/settings/prioritisation/rules",
@@ -351,29 +300,14 @@ async fn the_settings_pages_are_for_admins_and_the_report_renders() {
     let page = admin
         .post(
             &format!("/integrations/{id}/sla"),
-            &[
-                ("immediate", "5"),
-                ("out_of_cycle", "3"),
-                ("scheduled", "30"),
-                ("defer", "90"),
-            ],
+            &sla_form(["5", "3", "30", "90"]),
         )
         .await;
-    assert_eq!(page.status, StatusCode::BAD_REQUEST);
-    assert!(
-        page.body.contains("must not get more time"),
-        "{}",
-        page.body
-    );
+    assert_form_refused(&page, "must not get more time");
     let page = admin
         .post(
             &format!("/integrations/{id}/sla"),
-            &[
-                ("immediate", "1"),
-                ("out_of_cycle", "3"),
-                ("scheduled", "30"),
-                ("defer", "90"),
-            ],
+            &sla_form(["1", "3", "30", "90"]),
         )
         .await;
     assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
