@@ -4,6 +4,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use rampart_model::export::rfc3339;
 use rampart_model::priority::{KevEntry, RansomwareUse};
 use rampart_model::{Integration, SyncRun};
+use rampart_store::export::{asset_record, finding_record_at};
 use rampart_store::{ListedAsset, OpenFindings, StoredFinding, StoredVulnerability};
 use rampart_sync::{ConnectionReport, StepOutcome};
 use serde::{Deserialize, Serialize};
@@ -305,38 +306,36 @@ impl From<&ListedAsset> for AssetOut {
     fn from(l: &ListedAsset) -> Self {
         let s = &l.stored;
         let a = &s.asset;
+        // The export row's mapping (shared with the CSV downloads and `rampart export`), and what
+        // only the API shows.
+        let r = asset_record(s);
         Self {
             id: s.id,
             integration_id: s.integration_id.get(),
-            integration: s.integration.clone(),
-            source: s.product.source().into(),
-            source_id: a.source_id.clone(),
-            kind: a.kind.as_str().into(),
-            name: a.name.clone(),
-            os_platform: a.os_platform.clone(),
-            os_version: a.os_version.clone(),
-            health_status: a.health_status.clone(),
-            onboarding_status: a.onboarding_status.clone(),
-            exposure_level: a.exposure_level.clone(),
-            risk_score: a.risk_score.clone(),
-            device_value: a.device_value.clone(),
-            ip_addresses: a.ip_addresses.clone(),
-            tags: a.tags.clone(),
-            first_seen: ts_opt(&a.first_seen.or(Some(s.first_observed))),
-            last_seen: ts_opt(&a.last_seen.or(Some(s.last_observed))),
-            status: s.status.as_str().into(),
+            integration: r.integration,
+            source: r.source,
+            source_id: r.source_id,
+            kind: r.kind,
+            name: r.name,
+            os_platform: r.os_platform,
+            os_version: r.os_version,
+            health_status: r.health_status,
+            onboarding_status: r.onboarding_status,
+            exposure_level: r.exposure_level,
+            risk_score: r.risk_score,
+            device_value: r.device_value,
+            ip_addresses: r.ip_addresses,
+            tags: r.tags,
+            first_seen: ts_opt(&r.first_seen),
+            last_seen: ts_opt(&r.last_seen),
+            status: r.status,
             missing_since: ts_opt(&s.missing_since),
             findings: (&l.findings).into(),
-            external_ip_address: a.external_ip_address.clone(),
+            external_ip_address: r.external_ip_address,
             os_build: a.os_build,
             os_processor: a.os_processor.clone(),
             is_aad_joined: a.is_aad_joined,
-            known_from: if s.known_only_from_vulnerability_data {
-                "vulnerability_data"
-            } else {
-                "inventory"
-            }
-            .into(),
+            known_from: r.known_from,
         }
     }
 }
@@ -412,32 +411,34 @@ impl PriorityFactorOut {
 impl From<&StoredFinding> for FindingOut {
     fn from(s: &StoredFinding) -> Self {
         let f = &s.finding;
-        let now = chrono::Utc::now();
+        // The export row's mapping (shared with the CSV downloads and `rampart export`), and what
+        // only the API shows.
+        let r = finding_record_at(s, chrono::Utc::now());
         Self {
             id: s.id,
             integration_id: s.integration_id.get(),
-            integration: s.integration.clone(),
-            source: s.product.source().into(),
-            asset_source_id: f.key.asset_source_id.clone(),
-            asset_name: f.asset_name.clone(),
-            cve_id: f.key.cve_id.to_string(),
-            software_vendor: f.key.software_vendor.clone(),
-            software_name: f.key.software_name.clone(),
-            software_version: f.key.software_version.clone(),
-            severity: f.severity.map(|s| s.as_str().into()),
-            cvss: f.cvss,
+            integration: r.integration,
+            source: r.source,
+            asset_source_id: r.asset_source_id,
+            asset_name: r.asset_name,
+            cve_id: r.cve_id,
+            software_vendor: r.software_vendor,
+            software_name: r.software_name,
+            software_version: r.software_version,
+            severity: r.severity,
+            cvss: r.cvss,
             epss: s.cve.as_ref().and_then(|c| c.epss),
-            exploitability: f.exploitability.clone(),
-            recommended_update: f.recommended_update.clone(),
-            status: s.status.as_str().into(),
-            first_seen: ts_opt(&f.first_seen.or(Some(s.first_observed))),
-            last_seen: ts_opt(&f.last_seen.or(Some(s.last_observed))),
-            fixed_at: ts_opt(&s.fixed_at),
+            exploitability: r.exploitability,
+            recommended_update: r.recommended_update,
+            status: r.status,
+            first_seen: ts_opt(&r.first_seen),
+            last_seen: ts_opt(&r.last_seen),
+            fixed_at: ts_opt(&r.fixed_at),
             reopened_count: s.reopened_count,
-            priority: s.priority,
-            decision: s.decision.map(|d| d.as_str().into()),
-            due_at: ts_opt(&s.due_at_now(now)),
-            sla_status: s.sla_status(now).map(|v| v.as_str().into()),
+            priority: r.priority,
+            decision: r.decision,
+            due_at: ts_opt(&r.due_at),
+            sla_status: r.sla_status,
             fix: rampart_store::fix_key(
                 s.product,
                 &f.key.software_vendor,
