@@ -68,6 +68,17 @@ impl Ctx {
     pub fn can_admin_integrations(&self) -> bool {
         self.is_admin() || self.memberships.iter().any(|m| m.role == Role::Admin)
     }
+
+    /// Records in the audit log that the account did `action` to `target`, now.
+    pub async fn audit(
+        &self,
+        store: &dyn rampart_store::Store,
+        action: &str,
+        target: &str,
+        details: Option<String>,
+    ) -> Result<(), AppError> {
+        crate::auth::users::audit(store, &self.user.name, action, Some(target), details).await
+    }
 }
 
 /// A signed-in admin.

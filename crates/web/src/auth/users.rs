@@ -33,7 +33,8 @@ pub fn check_password(password: &SecretString, name: &str) -> Result<(), AppErro
     }
 }
 
-async fn audit(
+/// Records an entry of the audit log, now.
+pub(crate) async fn audit(
     store: &dyn Store,
     actor: &str,
     action: &str,

@@ -6,7 +6,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use chrono::Utc;
-use rampart_store::{ApiToken, AuditEntry, NewApiToken, NewAuditEntry, TokenScope, User};
+use rampart_store::{ApiToken, AuditEntry, NewApiToken, TokenScope, User};
 use serde::Deserialize;
 
 use crate::auth::extract::{AdminCtx, Ctx};
@@ -90,7 +90,13 @@ pub async fn create_token(
                     workspace,
                 })
                 .await?;
-            audit(&state, &ctx, "api_token.create", &name, scope.as_str()).await?;
+            ctx.audit(
+                state.store().as_ref(),
+                "api_token.create",
+                &name,
+                Some(scope.as_str().into()),
+            )
+            .await?;
             (Some(token), None)
         }
     };
@@ -108,28 +114,14 @@ pub async fn delete_token(
     Path(id): Path<i64>,
 ) -> Result<Response, AppError> {
     state.store().delete_api_token(id).await?;
-    audit(&state, &ctx, "api_token.delete", &id.to_string(), "").await?;
+    ctx.audit(
+        state.store().as_ref(),
+        "api_token.delete",
+        &id.to_string(),
+        None,
+    )
+    .await?;
     Ok(Redirect::to("/tokens").into_response())
-}
-
-async fn audit(
-    state: &AppState,
-    ctx: &Ctx,
-    action: &str,
-    target: &str,
-    details: &str,
-) -> Result<(), AppError> {
-    state
-        .store()
-        .record_audit(&NewAuditEntry {
-            at: Utc::now(),
-            actor: ctx.user.name.clone(),
-            action: action.into(),
-            target: Some(target.into()),
-            details: (!details.is_empty()).then(|| details.into()),
-        })
-        .await?;
-    Ok(())
 }
 
 #[derive(Template)]

@@ -10,7 +10,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use chrono::Utc;
-use rampart_store::{NewAuditEntry, Role, User};
+use rampart_store::{Role, User};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use tower_sessions::Session;
@@ -144,17 +144,14 @@ async fn sign_in(
         .await
         .map_err(AppError::internal)?;
     csrf::token(session).await?;
-    state
-        .store()
-        .record_audit(&NewAuditEntry {
-            at: Utc::now(),
-            actor: user.name.clone(),
-            action: "user.login".into(),
-            target: None,
-            details: Some(format!("from {client}")),
-        })
-        .await?;
-    Ok(())
+    users::audit(
+        state.store().as_ref(),
+        &user.name,
+        "user.login",
+        None,
+        Some(format!("from {client}")),
+    )
+    .await
 }
 
 fn after_sign_in(user: &User) -> Response {

@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use chrono::Utc;
 use rampart_model::WorkspaceId;
-use rampart_store::{NewAuditEntry, Role, StoreError, User, Visibility, Workspace};
+use rampart_store::{Role, StoreError, User, Visibility, Workspace};
 use serde::Deserialize;
 use tower_sessions::Session;
 
@@ -160,26 +160,6 @@ pub async fn page(
     page_with(&state, &ctx, StatusCode::OK, None).await
 }
 
-async fn audit(
-    state: &AppState,
-    ctx: &Ctx,
-    action: &str,
-    target: &str,
-    details: String,
-) -> Result<(), AppError> {
-    state
-        .store()
-        .record_audit(&NewAuditEntry {
-            at: Utc::now(),
-            actor: ctx.user.name.clone(),
-            action: action.into(),
-            target: Some(target.into()),
-            details: Some(details),
-        })
-        .await?;
-    Ok(())
-}
-
 /// A refusal the admin can act on: the page again, with the message.
 async fn refused(state: &AppState, ctx: &Ctx, e: StoreError) -> Result<Response, AppError> {
     match e {
@@ -203,7 +183,13 @@ pub async fn add(
 ) -> Result<Response, AppError> {
     match state.store().create_workspace(&form.name).await {
         Ok(w) => {
-            audit(&state, &ctx, "workspace.create", &w.name, String::new()).await?;
+            ctx.audit(
+                state.store().as_ref(),
+                "workspace.create",
+                &w.name,
+                Some(String::new()),
+            )
+            .await?;
             Ok(Redirect::to("/workspaces").into_response())
         }
         Err(e) => refused(&state, &ctx, e).await,
@@ -217,12 +203,11 @@ pub async fn delete(
 ) -> Result<Response, AppError> {
     match state.store().delete_workspace(WorkspaceId(id)).await {
         Ok(()) => {
-            audit(
-                &state,
-                &ctx,
+            ctx.audit(
+                state.store().as_ref(),
                 "workspace.delete",
                 &id.to_string(),
-                String::new(),
+                Some(String::new()),
             )
             .await?;
             Ok(Redirect::to("/workspaces").into_response())
@@ -263,12 +248,11 @@ pub async fn grant(
     {
         Ok(()) => {
             let details = format!("{} of workspace {workspace}", role.as_str());
-            audit(
-                &state,
-                &ctx,
+            ctx.audit(
+                state.store().as_ref(),
                 "user.grant",
                 &form.user_id.to_string(),
-                details,
+                Some(details),
             )
             .await?;
             Ok(Redirect::to("/workspaces").into_response())
@@ -298,12 +282,11 @@ pub async fn revoke(
     {
         Ok(()) => {
             let details = format!("workspace {workspace}");
-            audit(
-                &state,
-                &ctx,
+            ctx.audit(
+                state.store().as_ref(),
                 "user.revoke",
                 &form.user_id.to_string(),
-                details,
+                Some(details),
             )
             .await?;
             Ok(Redirect::to("/workspaces").into_response())
