@@ -71,6 +71,21 @@ impl AppState {
         self.engine.store()
     }
 
+    /// The names of the integrations `vis` may see, by id (for pages and reports that name
+    /// integrations by id).
+    pub(crate) async fn integration_names(
+        &self,
+        vis: &rampart_store::Visibility,
+    ) -> Result<HashMap<IntegrationId, String>, rampart_store::StoreError> {
+        Ok(self
+            .store()
+            .list_integrations(vis)
+            .await?
+            .into_iter()
+            .map(|i| (i.id, i.name.to_string()))
+            .collect())
+    }
+
     /// Whether this process is running a sync of `integration` right now.
     pub(crate) fn is_syncing(&self, integration: IntegrationId) -> bool {
         self.syncing

@@ -398,12 +398,7 @@ pub async fn report(
     let vis = t.vis();
     let store = state.store();
     let r = sla::report(store.as_ref(), &vis, integration, days, Utc::now()).await?;
-    let names: HashMap<IntegrationId, String> = store
-        .list_integrations(&vis)
-        .await?
-        .into_iter()
-        .map(|i| (i.id, i.name.to_string()))
-        .collect();
+    let names = state.integration_names(&vis).await?;
     Ok(Json(report_out(&r, &names, days)))
 }
 

@@ -93,12 +93,7 @@ pub async fn list(ctx: Ctx, State(state): State<AppState>) -> Result<Response, A
         now,
     )
     .await?;
-    let names: HashMap<IntegrationId, String> = store
-        .list_integrations(&vis)
-        .await?
-        .into_iter()
-        .map(|i| (i.id, i.name.to_string()))
-        .collect();
+    let names = state.integration_names(&vis).await?;
     let rows = listed.iter().map(|e| row(e, &names, now)).collect();
     render::page(&ExceptionsPage {
         layout: Layout::new(&ctx, "Exceptions", "exceptions"),

@@ -291,6 +291,13 @@ impl DaysInput {
     }
 }
 
+/// A change of the settings is stored: the re-assessment it queued is started, and the admin is
+/// sent to `to`.
+async fn saved(state: &AppState, to: &str) -> Result<Response, AppError> {
+    crate::scheduler::start_due_jobs(state).await;
+    Ok(Redirect::to(to).into_response())
+}
+
 pub async fn save_sla(
     AdminCtx(ctx): AdminCtx,
     State(state): State<AppState>,
@@ -309,10 +316,7 @@ pub async fn save_sla(
     )
     .await
     {
-        Ok(_) => {
-            crate::scheduler::start_due_jobs(&state).await;
-            Ok(Redirect::to("/settings/prioritisation").into_response())
-        }
+        Ok(_) => saved(&state, "/settings/prioritisation").await,
         Err(SettingsError::Invalid(m)) => {
             settings_page(&ctx, &state, Some(days), Some(m), None).await
         }
@@ -418,10 +422,7 @@ pub async fn save_rules(
     )
     .await
     {
-        Ok(_) => {
-            crate::scheduler::start_due_jobs(&state).await;
-            Ok(Redirect::to("/settings/prioritisation").into_response())
-        }
+        Ok(_) => saved(&state, "/settings/prioritisation").await,
         Err(SettingsError::Invalid(m)) => settings_page(&ctx, &state, None, None, Some(m)).await,
         Err(other) => Err(other.into()),
     }
@@ -515,10 +516,7 @@ pub async fn integration_save(
     )
     .await
     {
-        Ok(_) => {
-            crate::scheduler::start_due_jobs(&state).await;
-            Ok(Redirect::to(&format!("/integrations/{id}/sla")).into_response())
-        }
+        Ok(_) => saved(&state, &format!("/integrations/{id}/sla")).await,
         Err(SettingsError::Invalid(m)) => integration_page(&ctx, &state, id, days, Some(m)).await,
         Err(other) => Err(other.into()),
     }
