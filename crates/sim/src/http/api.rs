@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::Response;
 
@@ -93,17 +94,16 @@ fn authenticate(inner: &Inner, headers: &HeaderMap) -> Result<Claims, Option<Tok
         .map_err(Some)
 }
 
-#[allow(clippy::too_many_arguments)]
 pub(super) fn handle(
     inner: Arc<Inner>,
-    method: Method,
-    headers: &HeaderMap,
+    parts: &Parts,
     segs: &[String],
-    path: &str,
-    raw_query: &str,
     base: String,
     target: String,
 ) -> Response {
+    let (method, headers) = (&parts.method, &parts.headers);
+    let path = parts.uri.path();
+    let raw_query = parts.uri.query().unwrap_or("");
     let segs = match segs.first() {
         Some(v) if v.eq_ignore_ascii_case("v1.0") => &segs[1..],
         _ => segs,
@@ -157,7 +157,7 @@ pub(super) fn handle(
             &target,
         );
     }
-    if method != Method::GET {
+    if *method != Method::GET {
         return mde(
             StatusCode::METHOD_NOT_ALLOWED,
             "MethodNotAllowed",

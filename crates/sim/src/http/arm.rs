@@ -11,6 +11,7 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use axum::body::Body;
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
 use base64::Engine;
@@ -261,17 +262,16 @@ pub(crate) fn visible_subscriptions(inner: &Inner) -> Vec<crate::CloudSubscripti
     inner.world.cloud_subscriptions()
 }
 
-#[allow(clippy::too_many_arguments)]
 pub(super) async fn handle(
     inner: Arc<Inner>,
-    method: Method,
-    headers: &HeaderMap,
+    parts: &Parts,
     segs: &[String],
-    path: &str,
-    raw_query: &str,
     base: String,
     body: Body,
 ) -> Response {
+    let (method, headers) = (&parts.method, &parts.headers);
+    let path = parts.uri.path();
+    let raw_query = parts.uri.query().unwrap_or("");
     let route = Route::parse(segs);
     let family = if matches!(route, Route::ResourceGraph) {
         Family::ResourceGraph
@@ -313,7 +313,7 @@ pub(super) async fn handle(
         );
     }
     let is_rg = matches!(route, Route::ResourceGraph);
-    if is_rg != (method == Method::POST) {
+    if is_rg != (*method == Method::POST) {
         return arm_error(
             StatusCode::METHOD_NOT_ALLOWED,
             "MethodNotAllowed",

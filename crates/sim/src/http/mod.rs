@@ -160,32 +160,13 @@ async fn dispatch(State(sim): State<Sim>, req: Request) -> Response {
             after_fault(&inner, fault, resp)
         }
         (Some("subscriptions" | "providers"), _) => {
-            arm::handle(
-                inner,
-                parts.method,
-                &parts.headers,
-                &segs,
-                &path,
-                &raw_query,
-                base,
-                body,
-            )
-            .await
+            arm::handle(inner, &parts, &segs, base, body).await
         }
         (Some("kev"), Some(file)) if segs.len() == 2 && file == kev::FILE => {
             inner.counters.call(Family::Other);
             kev::handle(&inner, &parts.method, &parts.headers, &path)
         }
-        (Some("api"), _) => api::handle(
-            inner,
-            parts.method,
-            &parts.headers,
-            &segs[1..],
-            &path,
-            &raw_query,
-            base,
-            target,
-        ),
+        (Some("api"), _) => api::handle(inner, &parts, &segs[1..], base, target),
         _ => {
             inner.counters.call(Family::Other);
             mde(
