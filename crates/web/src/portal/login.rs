@@ -95,31 +95,60 @@ fn anonymous_page<T: Template>(
     Ok(response)
 }
 
-fn login_page(
+/// The forms shown before sign-in that ask for an account name (the same fields, shown again
+/// with the name typed and why the form was refused).
+#[derive(Clone, Copy)]
+enum NameForm {
+    SignIn,
+    Setup,
+}
+
+fn name_form_page(
     state: &AppState,
     headers: &HeaderMap,
     status: StatusCode,
+    form: NameForm,
     name: String,
     error: Option<String>,
 ) -> Result<Response, AppError> {
-    anonymous_page(
-        state,
-        headers,
-        status,
-        |layout| LoginPage {
-            layout,
-            name,
-            error,
-        },
-        "Sign in",
-    )
+    match form {
+        NameForm::SignIn => anonymous_page(
+            state,
+            headers,
+            status,
+            |layout| LoginPage {
+                layout,
+                name,
+                error,
+            },
+            "Sign in",
+        ),
+        NameForm::Setup => anonymous_page(
+            state,
+            headers,
+            status,
+            |layout| SetupPage {
+                layout,
+                name,
+                error,
+            },
+            "First-run setup",
+        ),
+    }
 }
 
 pub async fn form(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, AppError> {
     if !setup::admin_exists(state.store().as_ref()).await? {
         return Ok(Redirect::to("/setup").into_response());
     }
-    login_page(&state, &headers, StatusCode::OK, String::new(), None)
+    name_form_page(
+        &state,
+        &headers,
+        StatusCode::OK,
+        NameForm::SignIn,
+        String::new(),
+        None,
+    )
 }
 
 /// Signs `user` in: a new session id (no fixation), a new form token, the time of sign-in (the
@@ -176,7 +205,14 @@ pub async fn submit(
         Err(e) => {
             tracing::warn!(message = "Login refused: too many failures.", client = %client);
             let status = StatusCode::TOO_MANY_REQUESTS;
-            return login_page(&state, &headers, status, name, Some(e.to_string()));
+            return name_form_page(
+                &state,
+                &headers,
+                status,
+                NameForm::SignIn,
+                name,
+                Some(e.to_string()),
+            );
         }
     };
     let password = SecretString::from(form.password);
@@ -198,10 +234,11 @@ pub async fn submit(
         "unknown account"
     };
     users::audit_failed_login(store, account.as_ref(), client, why).await?;
-    login_page(
+    name_form_page(
         &state,
         &headers,
         StatusCode::UNAUTHORIZED,
+        NameForm::SignIn,
         name,
         Some("wrong account name or password".into()),
     )
@@ -295,32 +332,19 @@ async fn setup_allowed(state: &AppState) -> Result<(), AppError> {
     }
 }
 
-fn setup_page(
-    state: &AppState,
-    headers: &HeaderMap,
-    status: StatusCode,
-    name: String,
-    error: Option<String>,
-) -> Result<Response, AppError> {
-    anonymous_page(
-        state,
-        headers,
-        status,
-        |layout| SetupPage {
-            layout,
-            name,
-            error,
-        },
-        "First-run setup",
-    )
-}
-
 pub async fn setup_form(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
     setup_allowed(&state).await?;
-    setup_page(&state, &headers, StatusCode::OK, "admin".into(), None)
+    name_form_page(
+        &state,
+        &headers,
+        StatusCode::OK,
+        NameForm::Setup,
+        "admin".into(),
+        None,
+    )
 }
 
 pub async fn setup_submit(
@@ -345,16 +369,17 @@ pub async fn setup_submit(
     };
     if let Some(error) = invalid {
         let status = StatusCode::UNPROCESSABLE_ENTITY;
-        return setup_page(&state, &headers, status, name, Some(error));
+        return name_form_page(&state, &headers, status, NameForm::Setup, name, Some(error));
     }
     let store = state.store().as_ref();
     if !setup::consume(store, &form.token).await? {
         tracing::warn!(message = "First-run setup refused: wrong or used setup token.", client = %client);
         let error = "the setup token is wrong, expired or already used: copy the one `rampart serve` printed when it started (each start while no admin exists prints a new one, valid for an hour)";
-        return setup_page(
+        return name_form_page(
             &state,
             &headers,
             StatusCode::FORBIDDEN,
+            NameForm::Setup,
             name,
             Some(error.into()),
         );
@@ -365,7 +390,7 @@ pub async fn setup_submit(
             let error =
                 format!("{m} (the setup token is used up: restart `rampart serve` for a new one)");
             let status = StatusCode::UNPROCESSABLE_ENTITY;
-            return setup_page(&state, &headers, status, name, Some(error));
+            return name_form_page(&state, &headers, status, NameForm::Setup, name, Some(error));
         }
         Err(e) => return Err(e),
     };
