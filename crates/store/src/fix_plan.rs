@@ -62,7 +62,10 @@ pub(crate) async fn rebuild(
     let clear = q("DELETE FROM fix_plan WHERE integration_id = $1").bind(integration);
     tx.on().execute(&clear, op).await?;
     let count = q(&build_sql(d)).bind(integration).bind(at);
-    tx.on().execute(&count, op).await?;
+    tx.scan_cache(op).await?;
+    let counted = tx.on().execute(&count, op).await;
+    let restored = tx.writer_cache(op).await;
+    counted.and(restored)?;
     let stamp = q(
         "INSERT INTO fix_plan_builds (integration_id, built_at, stale) VALUES ($1, $2, $3) \
          ON CONFLICT (integration_id) DO UPDATE SET built_at = excluded.built_at, stale = excluded.stale",

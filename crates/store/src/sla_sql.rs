@@ -366,7 +366,10 @@ pub(crate) async fn record_sla_snapshot(
         .bind(integration)
         .bind(run_id)
         .bind(at);
-    if tx.on().execute(&sql, op).await? == 0 {
+    tx.scan_cache(op).await?;
+    let counted = tx.on().execute(&sql, op).await;
+    let restored = tx.writer_cache(op).await;
+    if counted.and_then(|n| restored.map(|()| n))? == 0 {
         // No open finding: a row of zeros, so that the burn-down and report show the drop to 0.
         let empty = q("INSERT INTO sla_snapshots (integration_id, run_id, taken_at, decision, severity, open_count, overdue, due_soon, accepted) \
                        VALUES ($1, $2, $3, 'none', 0, 0, 0, 0, 0)")

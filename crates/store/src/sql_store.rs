@@ -305,20 +305,11 @@ async fn run_by_id(on: On<'_>, run_id: RunId) -> Result<SyncRun> {
 /// Recounts an integration's summaries (see the `summary` module).
 async fn refresh_summaries(d: Dialect, tx: &mut Tx, integration_id: IntegrationId) -> Result<()> {
     let op = "refreshing the findings summaries";
-    if let Tx::Sqlite(c) = tx {
-        sqlite::bulk::set_cache_kib(c, sqlite::bulk::SCAN_CACHE_KIB, op).await?;
-    }
-    let refreshed = async {
-        let sql = q(&refresh_assets_sql(d)).bind(integration_id);
-        tx.on().execute(&sql, op).await?;
-        Ok(())
-    }
-    .await;
+    tx.scan_cache(op).await?;
+    let sql = q(&refresh_assets_sql(d)).bind(integration_id);
+    let refreshed = tx.on().execute(&sql, op).await;
     // The refresh's own error, if any, is the one worth reporting.
-    let restored = match tx {
-        Tx::Sqlite(c) => sqlite::bulk::set_cache_kib(c, sqlite::bulk::WRITER_CACHE_KIB, op).await,
-        Tx::Postgres(_) => Ok(()),
-    };
+    let restored = tx.writer_cache(op).await;
     refreshed.and(restored)
 }
 
