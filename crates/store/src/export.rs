@@ -6,14 +6,15 @@ use std::collections::HashMap;
 use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 
 use rampart_model::export::{
-    AssetRecord, FindingRecord, PostureRecord, PriorityFactors, VulnerabilityRecord,
-    posture_record_type,
+    AssetRecord, FindingRecord, PostureRecord, PriorityFactors, RemediationRecord,
+    VulnerabilityRecord, posture_record_type,
 };
 use rampart_model::priority::KevEntry;
 use rampart_model::{IntegrationId, TenantScoreParts, weighted_percent};
 
 use crate::error::Result;
 use crate::intel::{kev_index, ransomware_text};
+use crate::remediation::Remediation;
 use crate::store::{STREAM_PAGE_SIZE, Store};
 use crate::types::{StoredAsset, StoredFinding, StoredVulnerability, VulnerabilityFilter};
 use crate::types_cloud::{
@@ -83,6 +84,23 @@ pub fn finding_record_at(s: &StoredFinding, now: chrono::DateTime<chrono::Utc>) 
         due_at: s.due_at_now(now),
         sla_status: s.sla_status(now).map(|v| v.as_str().to_owned()),
         priority_factors: PriorityFactors(s.priority_factors.clone().unwrap_or_default()),
+    }
+}
+
+/// The export row of a fix of the remediation plan, `rank` counted from 1 in the plan's order.
+pub fn remediation_record(rank: u64, r: &Remediation) -> RemediationRecord {
+    RemediationRecord {
+        rank,
+        fix: r.fix.clone(),
+        priority_removed: r.priority_removed,
+        max_priority: r.max_priority,
+        findings: r.findings,
+        assets: r.assets,
+        overdue: r.overdue,
+        immediate: r.immediate,
+        cves: r.cves.iter().map(ToString::to_string).collect(),
+        reference: r.reference.clone(),
+        link: r.link.clone(),
     }
 }
 

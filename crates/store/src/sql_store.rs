@@ -2771,39 +2771,40 @@ impl SqlStore {
             ..Default::default()
         };
         let (asset_ids, software_ids, cve_ids) = FindingRefs::keys(&base);
-        let by_key = |columns: &str, table: &str, key: &str, list: crate::db::Arg| {
-            q(&format!(
+        // The rows' assets, software and CVEs, each table read once by the keys the page holds.
+        let lookups = [
+            (
+                "id, source_id, name",
+                "assets",
+                "id",
+                crate::db::Arg::Ints(asset_ids),
+            ),
+            (
+                "id, vendor, name, version",
+                "software",
+                "id",
+                crate::db::Arg::Ints(software_ids),
+            ),
+            (
+                "cve_id, severity, cvss, epss, public_exploit, exploit_verified, exploit_in_kit, published_on",
+                "vulnerabilities",
+                "cve_id",
+                crate::db::Arg::Texts(cve_ids),
+            ),
+        ];
+        for (columns, table, key, list) in lookups {
+            let sql = q(&format!(
                 "SELECT {columns} FROM {table} WHERE {}",
                 self.d.in_list(key, "$1")
             ))
-            .bind(list)
-        };
-        let assets = by_key(
-            "id, source_id, name",
-            "assets",
-            "id",
-            crate::db::Arg::Ints(asset_ids),
-        );
-        for r in tx.on().fetch_all(&assets, op).await? {
-            refs.add_asset(&r)?;
-        }
-        let software = by_key(
-            "id, vendor, name, version",
-            "software",
-            "id",
-            crate::db::Arg::Ints(software_ids),
-        );
-        for r in tx.on().fetch_all(&software, op).await? {
-            refs.add_software(&r)?;
-        }
-        let cves = by_key(
-            "cve_id, severity, cvss, epss, public_exploit, exploit_verified, exploit_in_kit, published_on",
-            "vulnerabilities",
-            "cve_id",
-            crate::db::Arg::Texts(cve_ids),
-        );
-        for r in tx.on().fetch_all(&cves, op).await? {
-            refs.add_cve(&r)?;
+            .bind(list);
+            for r in tx.on().fetch_all(&sql, op).await? {
+                match table {
+                    "assets" => refs.add_asset(&r)?,
+                    "software" => refs.add_software(&r)?,
+                    _ => refs.add_cve(&r)?,
+                }
+            }
         }
         if !base.is_empty() {
             let exceptions = q(&format!(

@@ -56,6 +56,18 @@ pub async fn postgres_store() -> Arc<dyn Store> {
     Arc::new(store)
 }
 
+/// The names of the store's user accounts, in its listing order: what tests compare after
+/// accounts were added or removed.
+pub async fn user_names(store: &dyn Store) -> Vec<String> {
+    store
+        .list_users()
+        .await
+        .unwrap_or_else(|e| panic!("cannot list the users: {e}"))
+        .into_iter()
+        .map(|u| u.name)
+        .collect()
+}
+
 /// A fresh, empty PostgreSQL database for other processes to open (the `rampart` binary in a
 /// test): its URL, dropped with this value.
 pub struct TestDatabase {

@@ -13,7 +13,9 @@ use rampart_model::export::{
     AssetRecord, CsvRecord, FindingRecord, PostureRecord, RemediationRecord, VulnerabilityRecord,
     csv_line, posture_record_type, rfc3339,
 };
-use rampart_store::export::{asset_record, finding_record, posture_records, vulnerability_records};
+use rampart_store::export::{
+    asset_record, finding_record, posture_records, remediation_record, vulnerability_records,
+};
 use rampart_store::{
     AssetFilter, FindingFilter, RemediationFilter, RemediationSort, StoredAsset, StoredFinding,
     VulnerabilityFilter,
@@ -139,19 +141,8 @@ pub async fn run(global: &Global, args: ExportArgs) -> anyhow::Result<ExitCode> 
                     .remediations(&vis, &filter, RemediationSort::Priority, now, from, 1000)
                     .await?;
                 for (n, r) in page.items.iter().enumerate() {
-                    writer.write(&RemediationRecord {
-                        rank: u64::from(from) + n as u64 + 1,
-                        fix: r.fix.clone(),
-                        priority_removed: r.priority_removed,
-                        max_priority: r.max_priority,
-                        findings: r.findings,
-                        assets: r.assets,
-                        overdue: r.overdue,
-                        immediate: r.immediate,
-                        cves: r.cves.iter().map(ToString::to_string).collect(),
-                        reference: r.reference.clone(),
-                        link: r.link.clone(),
-                    })?;
+                    let rank = u64::from(from) + n as u64 + 1;
+                    writer.write(&remediation_record(rank, r))?;
                 }
                 offset = page.next;
             }

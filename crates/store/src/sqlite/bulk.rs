@@ -266,35 +266,35 @@ async fn resolve_ids(
     batch: &FindingBatch<'_>,
 ) -> Result<BatchIds> {
     let (assets_json, software_json) = (&batch.assets_json, &batch.software_json);
-    // Assets first reported by a finding (the device list did not return them): created from it,
-    // with its device name and OS, as known from vulnerability data, seen by this run.
-    sqlx::query(
-        "INSERT INTO assets (integration_id, source_id, kind, name, os_platform, os_version, known_from, status, \
-         first_observed, last_observed, seen_run) \
-         SELECT $1, j.value ->> 0, 'device', j.value ->> 1, j.value ->> 2, j.value ->> 3, 'vulnerability_data', \
-         'active', $2, $2, $3 FROM json_each($4) j WHERE true \
-         ON CONFLICT (integration_id, source_id) DO NOTHING",
-    )
-    .bind(integration_id.get())
-    .bind(observed)
-    .bind(run_id.get())
-    .bind(assets_json.as_str())
-    .execute(&mut *conn)
-    .await
-    .map_err(db("creating assets first reported by findings"))?;
-    // A finding is evidence that its asset is there.
-    sqlx::query(
-        "UPDATE assets SET seen_run = $3, last_observed = $2, status = 'active', missing_since = NULL \
-         WHERE integration_id = $1 AND source_id IN (SELECT j.value ->> 0 FROM json_each($4) j) \
-         AND seen_run IS DISTINCT FROM $3",
-    )
-    .bind(integration_id.get())
-    .bind(observed)
-    .bind(run_id.get())
-    .bind(assets_json.as_str())
-    .execute(&mut *conn)
-    .await
-    .map_err(db("marking the findings' assets seen"))?;
+    // Assets first reported by a finding (the device list did not return them) are created from
+    // it, with its device name and OS, as known from vulnerability data, seen by this run. Then a
+    // finding is evidence that its asset is there: the others are marked seen.
+    let statements = [
+        (
+            "INSERT INTO assets (integration_id, source_id, kind, name, os_platform, os_version, known_from, status, \
+             first_observed, last_observed, seen_run) \
+             SELECT $1, j.value ->> 0, 'device', j.value ->> 1, j.value ->> 2, j.value ->> 3, 'vulnerability_data', \
+             'active', $2, $2, $3 FROM json_each($4) j WHERE true \
+             ON CONFLICT (integration_id, source_id) DO NOTHING",
+            "creating assets first reported by findings",
+        ),
+        (
+            "UPDATE assets SET seen_run = $3, last_observed = $2, status = 'active', missing_since = NULL \
+             WHERE integration_id = $1 AND source_id IN (SELECT j.value ->> 0 FROM json_each($4) j) \
+             AND seen_run IS DISTINCT FROM $3",
+            "marking the findings' assets seen",
+        ),
+    ];
+    for (sql, op) in statements {
+        sqlx::query(sql)
+            .bind(integration_id.get())
+            .bind(observed)
+            .bind(run_id.get())
+            .bind(assets_json.as_str())
+            .execute(&mut *conn)
+            .await
+            .map_err(db(op))?;
+    }
     let asset_rows = sqlx::query(
         "SELECT id, source_id FROM assets WHERE integration_id = $1 \
          AND source_id IN (SELECT j.value ->> 0 FROM json_each($2) j)",
@@ -568,15 +568,14 @@ async fn upsert_batch_in(
     }
     let ids = resolve_ids(conn, integration_id, run_id, observed, batch).await?;
     for sql in FINDING_SCRATCH {
-        sqlx::query(sql)
-            .execute(&mut *conn)
-            .await
-            .map_err(db("preparing the finding upsert"))?;
+        exec(conn, sql, "preparing the finding upsert").await?;
     }
-    sqlx::query("DELETE FROM finding_changes")
-        .execute(&mut *conn)
-        .await
-        .map_err(db("preparing the finding upsert"))?;
+    exec(
+        conn,
+        "DELETE FROM finding_changes",
+        "preparing the finding upsert",
+    )
+    .await?;
     let max_before: i64 = sqlx::query_scalar("SELECT COALESCE(max(id), 0) FROM findings")
         .fetch_one(&mut *conn)
         .await
@@ -648,18 +647,15 @@ async fn upsert_batch_in(
         set_recommended_updates(conn, batch, &ids).await?;
     }
     if counts.reopened > 0 {
-        sqlx::query(
+        exec(
+            conn,
             "UPDATE findings SET status = 'open', fixed_at = NULL, reopened_count = reopened_count + 1 \
              WHERE id IN (SELECT id FROM finding_changes WHERE kind = 3)",
+            "reopening findings",
         )
-        .execute(&mut *conn)
-        .await
-        .map_err(db("reopening findings"))?;
+        .await?;
     }
-    sqlx::query("DELETE FROM finding_changes")
-        .execute(&mut *conn)
-        .await
-        .map_err(db("upserting findings"))?;
+    exec(conn, "DELETE FROM finding_changes", "upserting findings").await?;
     counts.unchanged =
         (rows.len() as u64).saturating_sub(counts.new + counts.updated + counts.reopened);
     Ok((counts, unchanged))
@@ -719,10 +715,12 @@ const UNSIGHTED_PER_STATEMENT: usize = 100_000;
 
 /// Empties `unsighted` once its reconciliation has used it.
 pub(crate) async fn forget_unsighted(conn: &mut SqliteConnection) -> Result<()> {
-    sqlx::query("DELETE FROM unsighted")
-        .execute(&mut *conn)
-        .await
-        .map_err(db("clearing the findings a run did not find unchanged"))?;
+    exec(
+        conn,
+        "DELETE FROM unsighted",
+        "clearing the findings a run did not find unchanged",
+    )
+    .await?;
     Ok(())
 }
 
@@ -886,10 +884,7 @@ pub(crate) async fn end_bulk_findings(write: &SqlitePool, create_indexes: &[&str
     // The sync's reading and writing are done by now: the sort may take a second thread. Its
     // memory is bounded by the page cache, per thread; a small cache also sorts faster (2 M
     // findings: 1.75 s and 37 MB with one thread and 16 MB; 1.15 s and 20 MB with two and 4 MB).
-    sqlx::query("PRAGMA threads = 2")
-        .execute(&mut *conn)
-        .await
-        .map_err(db(op))?;
+    exec(&mut conn, "PRAGMA threads = 2", op).await?;
     set_cache_kib(&mut conn, SCAN_CACHE_KIB, op).await?;
     let mut built = Ok(());
     for index in create_indexes {
@@ -904,6 +899,12 @@ pub(crate) async fn end_bulk_findings(write: &SqlitePool, create_indexes: &[&str
     }
     let restored = set_cache_kib(&mut conn, WRITER_CACHE_KIB, op).await;
     built.and(restored)
+}
+
+/// Runs one statement whose result is of no interest (scratch tables, pragmas, set updates).
+async fn exec(conn: &mut SqliteConnection, sql: &'static str, op: &'static str) -> Result<()> {
+    sqlx::query(sql).execute(&mut *conn).await.map_err(db(op))?;
+    Ok(())
 }
 
 /// Sets the connection's page cache (and with it the sorter's memory) to `kib`.

@@ -45,13 +45,7 @@ async fn users_are_unique_without_case(store: Arc<dyn Store>) {
         store.get_user(9999).await.unwrap_err(),
         StoreError::NotFound(_)
     ));
-    let names: Vec<_> = store
-        .list_users()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|u| u.name)
-        .collect();
+    let names = rampart_store::testing::user_names(store.as_ref()).await;
     assert_eq!(names, ["alice", "bob"]);
 }
 

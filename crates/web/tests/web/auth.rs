@@ -611,14 +611,7 @@ async fn admins_remove_accounts_but_never_the_last_admin() {
         .await;
     assert_eq!(p.status, StatusCode::CONFLICT);
     assert!(p.body.contains("last admin"), "{}", p.body);
-    let names: Vec<_> = app
-        .store
-        .list_users()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|u| u.name)
-        .collect();
+    let names = rampart_store::testing::user_names(app.store.as_ref()).await;
     assert_eq!(names, [ADMIN]);
     assert!(
         app.store
