@@ -1,6 +1,7 @@
 //! `rampart`: the command-line entry point. Thin on purpose: parsing lives in `cli`, each command in
 //! `commands`, and every library error becomes one plain sentence and an exit code here.
 
+mod allocator;
 mod cli;
 mod commands;
 mod config;
@@ -9,12 +10,8 @@ mod output;
 
 use std::process::ExitCode;
 
-/// mimalloc instead of the system allocator: a sync allocates and frees millions of small strings
-/// on several threads, where glibc's malloc spent a quarter of the CPU (see BENCHMARKS.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
+    allocator::tune();
     let (cli, config) = match config::load(std::env::args_os().collect()) {
         Ok(loaded) => loaded,
         Err(e) => return output::report_error(&e),
