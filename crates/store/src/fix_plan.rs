@@ -29,6 +29,7 @@ use crate::common::{RowExt, as_u64};
 use crate::db::{Arg, Dialect, Pool, Sql, Tx, q};
 use crate::error::Result;
 use crate::exceptions::{FIX_KEY_SQL, effective_due_sql, in_force_sql};
+use crate::first_load_tally::{self, FixRow, Standing};
 use crate::priority::UrgentCounts;
 use crate::remediation::{Remediation, RemediationFilter, RemediationSort, microsoft_link};
 use crate::types::Page;
@@ -45,7 +46,8 @@ pub(crate) async fn rebuild(
     tx: &mut Tx,
     integration: IntegrationId,
     at: DateTime<Utc>,
-) -> Result<()> {
+    counted: Option<Standing<Vec<FixRow>>>,
+) -> Result<bool> {
     let op = "counting the remediation plan";
     tx.plan_counts(false, op).await?;
     // The count's row first: two processes counting one integration at once take turns here
@@ -61,11 +63,21 @@ pub(crate) async fn rebuild(
     tx.on().execute(&claim, op).await?;
     let clear = q("DELETE FROM fix_plan WHERE integration_id = $1").bind(integration);
     tx.on().execute(&clear, op).await?;
-    let count = q(&build_sql(d)).bind(integration).bind(at);
-    tx.scan_cache(op).await?;
-    let counted = tx.on().execute(&count, op).await;
-    let restored = tx.writer_cache(op).await;
-    counted.and(restored)?;
+    let tallied = match counted {
+        // A first load's rows, counted as they were inserted: no pass over them.
+        Some(rows) if rows.holds(tx, integration, false).await? => {
+            first_load_tally::insert_fix_plan(tx, integration, &rows.rows).await?;
+            true
+        }
+        _ => {
+            let count = q(&build_sql(d)).bind(integration).bind(at);
+            tx.scan_cache(op).await?;
+            let counted = tx.on().execute(&count, op).await;
+            let restored = tx.writer_cache(op).await;
+            counted.and(restored)?;
+            false
+        }
+    };
     let stamp = q(
         "INSERT INTO fix_plan_builds (integration_id, built_at, stale) VALUES ($1, $2, $3) \
          ON CONFLICT (integration_id) DO UPDATE SET built_at = excluded.built_at, stale = excluded.stale",
@@ -74,7 +86,7 @@ pub(crate) async fn rebuild(
     .bind(at)
     .bind(false);
     tx.on().execute(&stamp, op).await?;
-    Ok(())
+    Ok(tallied)
 }
 
 /// Marks the integration's roll-up stale: it is not read until counted again.

@@ -27,6 +27,7 @@ mod db;
 mod error;
 pub mod exceptions;
 pub mod export;
+mod first_load_tally;
 mod fix_plan;
 pub mod intel;
 mod jobs;

@@ -301,6 +301,22 @@ pub(crate) fn mark_plans_stale_sql(backend: Backend) -> &'static str {
     }
 }
 
+/// Moves the `findings_generation` of the integrations whose findings `write_sql` just wrote
+/// (`$1` the same rows): a first load's tally of its rows (`crate::first_load_tally`) no longer
+/// stands for them.
+pub(crate) fn findings_rewritten_sql(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Sqlite => {
+            "UPDATE integrations SET findings_generation = findings_generation + 1 WHERE id IN (SELECT f.integration_id \
+             FROM findings f WHERE f.id IN (SELECT json_extract(u.value, '$.id') FROM json_each($1) AS u))"
+        }
+        Backend::Postgres => {
+            "UPDATE integrations SET findings_generation = findings_generation + 1 WHERE id IN (SELECT f.integration_id \
+             FROM findings f WHERE f.id IN (SELECT u.id FROM jsonb_to_recordset($1::jsonb) AS u(id bigint)))"
+        }
+    }
+}
+
 /// Open findings that need attention now, for the dashboard.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct UrgentCounts {

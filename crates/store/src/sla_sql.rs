@@ -12,6 +12,7 @@ use rampart_model::priority::{
 use crate::common::{RowExt, as_u64, clean, integration_not_found};
 use crate::db::{Sql, q};
 use crate::error::{Result, StoreError};
+use crate::first_load_tally;
 use crate::sla::{
     FixedGroup, IntegrationSla, MAX_RULE_TEXT, MAX_RULES, SlaSettings, SlaSnapshot, StoredRule,
 };
@@ -362,6 +363,22 @@ pub(crate) async fn record_sla_snapshot(
     let op = "recording the run's SLA snapshot";
     let mut tx = s.db.begin().await?;
     tx.plan_counts(true, op).await?;
+    let tallied = first_load_tally::from_tally(&s.tallies, integration, run_id, |t| {
+        t.snapshot_at(at.timestamp_micros())
+    });
+    if let Some(lines) = tallied
+        && lines.holds(&mut tx, integration, true).await?
+    {
+        // A first load's rows, counted as they were inserted: no pass over them.
+        let written =
+            first_load_tally::insert_snapshot(&mut tx, integration, run_id, at, &lines.rows)
+                .await?;
+        if written == 0 {
+            insert_empty_snapshot(&mut tx, integration, run_id, at).await?;
+        }
+        s.tallied.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        return tx.commit(op).await;
+    }
     let sql = q(&snapshot_sql(s.d))
         .bind(integration)
         .bind(run_id)
@@ -370,15 +387,27 @@ pub(crate) async fn record_sla_snapshot(
     let counted = tx.on().execute(&sql, op).await;
     let restored = tx.writer_cache(op).await;
     if counted.and_then(|n| restored.map(|()| n))? == 0 {
-        // No open finding: a row of zeros, so that the burn-down and report show the drop to 0.
-        let empty = q("INSERT INTO sla_snapshots (integration_id, run_id, taken_at, decision, severity, open_count, overdue, due_soon, accepted) \
-                       VALUES ($1, $2, $3, 'none', 0, 0, 0, 0, 0)")
-            .bind(integration)
-            .bind(run_id)
-            .bind(at);
-        tx.on().execute(&empty, op).await?;
+        insert_empty_snapshot(&mut tx, integration, run_id, at).await?;
     }
     tx.commit(op).await
+}
+
+/// No open finding: a row of zeros, so that the burn-down and report show the drop to 0.
+async fn insert_empty_snapshot(
+    tx: &mut crate::db::Tx,
+    integration: IntegrationId,
+    run_id: RunId,
+    at: DateTime<Utc>,
+) -> Result<()> {
+    let empty = q("INSERT INTO sla_snapshots (integration_id, run_id, taken_at, decision, severity, open_count, overdue, due_soon, accepted) \
+                   VALUES ($1, $2, $3, 'none', 0, 0, 0, 0, 0)")
+        .bind(integration)
+        .bind(run_id)
+        .bind(at);
+    tx.on()
+        .execute(&empty, "recording the run's SLA snapshot")
+        .await?;
+    Ok(())
 }
 
 fn decode_snapshot(r: &impl RowExt) -> Result<SlaSnapshot> {

@@ -20,6 +20,7 @@ use crate::common::*;
 use crate::db::{Dialect, On, Pool, Row, Sql, Tx, q};
 use crate::error::{Result, StoreError};
 use crate::exceptions::*;
+use crate::first_load_tally::{self, FirstLoadTally, Tallies, lock};
 use crate::fix_plan;
 use crate::intel::*;
 use crate::jobs::*;
@@ -40,6 +41,7 @@ use crate::webhooks::{
 use crate::worker_slot::WorkerSlot;
 use crate::workspace::{self, Membership, Visibility, Workspace};
 use crate::{postgres, sqlite};
+use std::sync::atomic::Ordering;
 
 /// The by-CVE index of migration 0001, word for word (`IF NOT EXISTS` added): dropped for the
 /// first load of an integration and rebuilt after it (see [`Store::begin_bulk_findings`]), and
@@ -88,6 +90,13 @@ pub struct SqlStore {
     /// Per run, the findings it found unchanged and left alone (see `full_reads`), until the run
     /// ends.
     sightings: std::sync::Mutex<FastMap<RunId, Sighted>>,
+    /// The roll-ups of the SQLite first loads this store is writing, counted from their rows as
+    /// they are inserted (`crate::first_load_tally`), from [`Store::begin_bulk_findings`] to the
+    /// run's end.
+    pub(crate) tallies: Tallies,
+    /// How many roll-ups were written from a tally rather than counted from the rows (tests
+    /// check that the tally was used).
+    pub(crate) tallied: std::sync::atomic::AtomicU64,
     /// Dropped after the pools (fields drop in declaration order).
     pub(crate) engine: Engine,
 }
@@ -169,6 +178,8 @@ impl SqlStore {
                     .unwrap_or_default()
             )));
         }
+        // A first load's counts, kept as its rows were inserted: used below if they still stand.
+        let tally = lock(&self.tallies).remove(&run.integration_id);
         let owed = q("SELECT value FROM sync_state WHERE integration_id = $1 AND key = $2")
             .bind(run.integration_id)
             .bind(SUMMARIES_OWED);
@@ -180,7 +191,23 @@ impl SqlStore {
         if needs_refresh(o) || owed {
             fix_plan::mark_stale(&mut tx, run.integration_id).await?;
             if refresh {
-                refresh_summaries(self.d, &mut tx, run.integration_id).await?;
+                let counted = tally.as_ref().and_then(|t| {
+                    first_load_tally::standing(t, run_id, |t| {
+                        Some(t.asset_counts().collect::<Vec<_>>())
+                    })
+                });
+                match counted {
+                    Some(c) if c.holds(&mut tx, run.integration_id, false).await? => {
+                        first_load_tally::update_asset_summaries(
+                            &mut tx,
+                            run.integration_id,
+                            &c.rows,
+                        )
+                        .await?;
+                        self.tallied.fetch_add(1, Ordering::Relaxed);
+                    }
+                    _ => refresh_summaries(self.d, &mut tx, run.integration_id).await?,
+                }
                 let paid = q("DELETE FROM sync_state WHERE integration_id = $1 AND key = $2")
                     .bind(run.integration_id)
                     .bind(SUMMARIES_OWED);
@@ -200,8 +227,11 @@ impl SqlStore {
             // In a transaction of its own, after the run is closed: the run's outcome must be
             // stored even when counting fails (a full disk); until it is counted, the plan is
             // counted from the findings, and the scheduler counts it on its next pass.
+            let counted = tally.as_ref().and_then(|t| {
+                first_load_tally::standing(t, run_id, |t| t.fix_plan_at(micros(o.finished_at)))
+            });
             if let Err(error) = self
-                .refresh_fix_plan(run.integration_id, o.finished_at)
+                .count_fix_plan(run.integration_id, o.finished_at, counted)
                 .await
             {
                 tracing::warn!(
@@ -219,6 +249,28 @@ impl SqlStore {
             }
         }
         Ok(run)
+    }
+
+    /// Counts the integration's remediation plan in a transaction of its own, from a first
+    /// load's tally when it is given and still stands.
+    async fn count_fix_plan(
+        &self,
+        integration: IntegrationId,
+        at: DateTime<Utc>,
+        counted: Option<first_load_tally::Standing<Vec<first_load_tally::FixRow>>>,
+    ) -> Result<()> {
+        let mut tx = self.db.begin().await?;
+        if fix_plan::rebuild(self.d, &mut tx, integration, at, counted).await? {
+            self.tallied.fetch_add(1, Ordering::Relaxed);
+        }
+        tx.commit("committing the remediation plan's count").await
+    }
+
+    /// How many roll-ups (SLA snapshots, summaries, remediation plans) this store wrote from a
+    /// first load's tally instead of counting them from the rows.
+    #[doc(hidden)]
+    pub fn roll_ups_from_tallies(&self) -> u64 {
+        self.tallied.load(Ordering::Relaxed)
     }
 
     fn first_loads(&self) -> std::sync::MutexGuard<'_, FastSet<IntegrationId>> {
@@ -242,6 +294,8 @@ impl SqlStore {
             first_loads: Default::default(),
             full_reads: Default::default(),
             sightings: Default::default(),
+            tallies: Default::default(),
+            tallied: Default::default(),
             engine,
         }
     }
@@ -567,6 +621,7 @@ impl Store for SqlStore {
     }
 
     async fn delete_integration(&self, id: IntegrationId) -> Result<()> {
+        lock(&self.tallies).remove(&id);
         let mut tx = self.db.begin().await?;
         // Children first, each by its integration index; the cascade would do the same, but
         // explicit statements keep the cost visible and do not depend on the foreign-key pragma.
@@ -849,6 +904,8 @@ impl Store for SqlStore {
             tx.on()
                 .execute(&sql, "marking the remediation plan to count again")
                 .await?;
+            let sql = q(findings_rewritten_sql(self.d.backend)).bind(rows.as_str());
+            tx.on().execute(&sql, "storing priorities").await?;
         }
         tx.commit("committing priorities").await?;
         Ok(written)
@@ -1119,6 +1176,7 @@ impl Store for SqlStore {
 
     async fn begin_bulk_findings(&self, integration_id: IntegrationId) -> Result<bool> {
         self.full_reads().insert(integration_id);
+        lock(&self.tallies).remove(&integration_id);
         let mut tx = self.db.begin().await?;
         let sql = q("SELECT EXISTS (SELECT 1 FROM findings WHERE integration_id = $1) AS found")
             .bind(integration_id);
@@ -1165,8 +1223,26 @@ impl Store for SqlStore {
                 )
                 .await?;
         }
+        let tally = if self.d.backend == Backend::Sqlite {
+            let sql = q("SELECT product, findings_generation FROM integrations WHERE id = $1")
+                .bind(integration_id);
+            let row = tx.on().fetch_one(&sql, "reading the integration").await?;
+            let product = match row.text("product")?.as_str() {
+                "cloud" => rampart_model::Product::Cloud,
+                _ => rampart_model::Product::Endpoint,
+            };
+            Some(FirstLoadTally::new(
+                row.int("findings_generation")?,
+                product,
+            ))
+        } else {
+            None
+        };
         tx.commit(op).await?;
         self.first_loads().insert(integration_id);
+        if let Some(tally) = tally {
+            lock(&self.tallies).insert(integration_id, tally);
+        }
         Ok(true)
     }
 
@@ -1226,6 +1302,7 @@ impl Store for SqlStore {
                     findings,
                     assessor,
                     leave_unchanged,
+                    &self.tallies,
                 )
                 .await?
             }
@@ -1257,6 +1334,8 @@ impl Store for SqlStore {
         run_id: RunId,
         changes: &[FindingChange],
     ) -> Result<DeltaCounts> {
+        // A delta rewrites and fixes rows one by one: a first load's tally cannot follow.
+        lock(&self.tallies).remove(&integration_id);
         let mut tx = self.db.begin().await?;
         let started_at = touch_run(&mut tx, integration_id, run_id).await?;
         let mut counts = DeltaCounts::default();
@@ -1357,6 +1436,10 @@ impl Store for SqlStore {
                 .bind(run_id)
                 .bind(policy.now);
             changed[k] = tx.on().execute(&with_texts(sql, &stmt.args), op).await?;
+        }
+        if changed[1] > 0 {
+            // Fixed rows are no longer open: a first load's tally no longer stands for them.
+            lock(&self.tallies).remove(&integration_id);
         }
         if matches!(policy.scope, ReconcileScope::Everything) {
             // Every finding still open was observed by this run (see `observed_last`).
@@ -2356,9 +2439,7 @@ impl Store for SqlStore {
     }
 
     async fn refresh_fix_plan(&self, integration: IntegrationId, at: DateTime<Utc>) -> Result<()> {
-        let mut tx = self.db.begin().await?;
-        fix_plan::rebuild(self.d, &mut tx, integration, at).await?;
-        tx.commit("committing the remediation plan's count").await
+        self.count_fix_plan(integration, at, None).await
     }
 
     async fn record_audit(&self, e: &NewAuditEntry) -> Result<i64> {

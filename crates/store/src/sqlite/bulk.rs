@@ -19,6 +19,7 @@ use crate::cloud_sql::{
 use crate::common::*;
 use crate::db::{On, Row, db};
 use crate::error::{Result, StoreError};
+use crate::first_load_tally::{Tallies, TallyAssessment, TallyRow, lock};
 use crate::priority::{InsertAssessor, StoredAssessment};
 use crate::sql_store::{check_run, heartbeat};
 use crate::types::UpsertCounts;
@@ -558,13 +559,18 @@ async fn upsert_batch_in(
     run_id: RunId,
     batch: &FindingBatch<'_>,
     leave_unchanged: bool,
-) -> Result<(UpsertCounts, Vec<i64>)> {
+) -> Result<BatchDone> {
     let started_at = touch_run(conn, integration_id, run_id).await?;
     let observed = ts(started_at);
     let rows = &batch.rows;
     let mut counts = UpsertCounts::default();
     if rows.is_empty() {
-        return Ok((counts, Vec::new()));
+        return Ok(BatchDone {
+            counts,
+            unchanged: Vec::new(),
+            ids: None,
+            observed,
+        });
     }
     let ids = resolve_ids(conn, integration_id, run_id, observed, batch).await?;
     for sql in FINDING_SCRATCH {
@@ -658,7 +664,87 @@ async fn upsert_batch_in(
     exec(conn, "DELETE FROM finding_changes", "upserting findings").await?;
     counts.unchanged =
         (rows.len() as u64).saturating_sub(counts.new + counts.updated + counts.reopened);
-    Ok((counts, unchanged))
+    Ok(BatchDone {
+        counts,
+        unchanged,
+        ids: Some(ids),
+        observed,
+    })
+}
+
+/// What one batch's upsert did.
+struct BatchDone {
+    counts: UpsertCounts,
+    /// The stored open findings it repeated unchanged and left alone.
+    unchanged: Vec<i64>,
+    /// The ids of its assets and software (none for an empty batch).
+    ids: Option<BatchIds>,
+    /// The run's start, as every row was stamped (µs).
+    observed: i64,
+}
+
+/// Adds a committed batch to its integration's first-load tally, if it has one, or drops the
+/// tally when the batch is not one the tally can count: every row new, with its assessment.
+fn add_to_tally<'a>(
+    tallies: &Tallies,
+    integration_id: IntegrationId,
+    run_id: RunId,
+    batch: &FindingBatch<'a>,
+    done: &BatchDone,
+) {
+    let mut map = lock(tallies);
+    let Some(tally) = map.get_mut(&integration_id) else {
+        return;
+    };
+    let all_new =
+        done.counts.new == batch.rows.len() as u64 && batch.assessments.len() == batch.rows.len();
+    let counted =
+        all_new
+            && done.ids.as_ref().is_some_and(|ids| {
+                // A key cleaned of NUL is a copy: such rows are not counted (`tally.add` never sees
+                // text that differs from what was stored).
+                let cleaned = |t: &'a Option<String>| t.as_deref();
+                let rows = batch.rows.iter().zip(&batch.places).enumerate().map_while(
+                    |(k, (f, &places))| {
+                        let (Ok((asset_id, software_id)), Some([vendor, name, _])) =
+                            (ids.of(places), batch.software.get(places.1))
+                        else {
+                            return None;
+                        };
+                        Some(TallyRow {
+                            asset_id,
+                            software_id,
+                            vendor,
+                            name,
+                            cve_id: f.key.cve_id.as_str(),
+                            severity: f.severity.map(severity_code),
+                            recommended_update: cleaned(&f.recommended_update),
+                            reference: cleaned(&f.recommendation_reference),
+                            assessment: batch.assessments.get(k).copied().flatten().map(|a| {
+                                TallyAssessment {
+                                    decision: a.decision,
+                                    priority: a.priority,
+                                    due_at: ts(a.due_at),
+                                    clock_start: ts(a.clock_start),
+                                }
+                            }),
+                        })
+                    },
+                );
+                let clean_text = batch.rows.iter().all(|f| {
+                    !f.recommended_update.as_deref().unwrap_or("").contains('\0')
+                        && !f
+                            .recommendation_reference
+                            .as_deref()
+                            .unwrap_or("")
+                            .contains('\0')
+                });
+                let resolved = batch.places.iter().all(|&p| ids.of(p).is_ok());
+                clean_text && resolved && tally.add(run_id, done.observed, rows)
+            });
+    if !counted {
+        map.remove(&integration_id);
+    }
 }
 
 /// Lists, for a reconciliation after a full read that left unchanged rows alone (their ids in
@@ -734,7 +820,7 @@ pub(crate) async fn upsert_findings_in(
     let batch = FindingBatch::new(findings, None)?;
     Ok(upsert_batch_in(conn, integration_id, run_id, &batch, false)
         .await?
-        .0)
+        .counts)
 }
 
 pub(crate) async fn upsert_assets(
@@ -759,6 +845,7 @@ pub(crate) async fn upsert_findings(
     findings: &[Finding],
     assessor: Option<&dyn InsertAssessor>,
     leave_unchanged: bool,
+    tallies: &Tallies,
 ) -> Result<(UpsertCounts, Vec<i64>)> {
     // Prepared before the transaction: this work overlaps the previous batch's writing.
     let batch = FindingBatch::new(findings, assessor)?;
@@ -768,7 +855,8 @@ pub(crate) async fn upsert_findings(
         .map_err(begin_error)?;
     let done = upsert_batch_in(&mut tx, integration_id, run_id, &batch, leave_unchanged).await?;
     tx.commit().await.map_err(db("committing findings"))?;
-    Ok(done)
+    add_to_tally(tallies, integration_id, run_id, &batch, &done);
+    Ok((done.counts, done.unchanged))
 }
 
 /// Catalogue rows in multi-row statements of one transaction; `on_conflict` decides what a

@@ -563,3 +563,225 @@ async fn a_first_loads_batches_are_stored_as_merged_ones(store: Arc<dyn Store>) 
     assert_eq!(linux.0.os_platform.as_deref(), Some("Linux"));
     assert_eq!(seen[0], seen[1], "a first load stores what a merge stores");
 }
+
+/// Assesses findings with dates spread around the run's start `t(0)`: some overdue, some due
+/// soon, some on track, some changing state during the day after the start; a few findings
+/// unassessed.
+struct Spread;
+
+impl InsertAssessor for Spread {
+    fn assess(&self, finding: &Finding) -> Option<StoredAssessment> {
+        let i = device_number(&finding.key.asset_source_id)?;
+        let j: usize = finding
+            .key
+            .cve_id
+            .as_str()
+            .rsplit('-')
+            .next()?
+            .parse()
+            .ok()?;
+        if (i + j).is_multiple_of(11) {
+            return None;
+        }
+        let decision = [
+            Decision::Defer,
+            Decision::Scheduled,
+            Decision::OutOfCycle,
+            Decision::Immediate,
+        ][(i + j) % 4];
+        let due_at = t(0) + Duration::hours(((i * 31 + j * 17) % 120) as i64 - 40);
+        Some(StoredAssessment {
+            decision,
+            priority: ((i * 7 + j * 13) % 101) as u8,
+            due_at,
+            clock_start: due_at - Duration::hours(((i + j) % 5 * 12 + 1) as i64),
+            explanation_id: ByDevice::explanation(decision).id,
+        })
+    }
+}
+
+/// Findings of `spread_load`: some without a recommended update or with an empty one (fixed by
+/// upgrading their software), references that differ within a fix, severities of every kind.
+fn spread_findings() -> Vec<Vec<Finding>> {
+    let mut all = findings_of(0, 12, 30);
+    for (k, f) in all.iter_mut().enumerate() {
+        match k % 6 {
+            0 => f.recommended_update = None,
+            1 => f.recommended_update = Some(String::new()),
+            _ => {}
+        }
+        if k % 4 == 0 {
+            f.recommendation_reference = Some(format!("va-{}", k % 3));
+        }
+        if k % 9 == 0 {
+            f.severity = None;
+        }
+    }
+    all.chunks(50).map(<[Finding]>::to_vec).collect()
+}
+
+/// A first load of `spread_findings` (in bulk when `bulk`), with the run's SLA snapshot taken
+/// five hours after its start and the run finished at six; then the integration's roll-ups as
+/// stored: the snapshot rows, the remediation plan's rows (lists sorted), and each asset's
+/// summary columns.
+async fn spread_load(
+    store: &Arc<dyn Store>,
+    path: &std::path::Path,
+    name: &str,
+    bulk: bool,
+    before_snapshot: impl AsyncFnOnce(rampart_model::IntegrationId),
+) -> Vec<Vec<String>> {
+    let i = integration(store, name).await;
+    let run = store.start_run(i.id, "full", t(0)).await.unwrap();
+    let listed: Vec<_> = (0..14).map(asset).collect();
+    store.upsert_assets(i.id, run, &listed).await.unwrap();
+    if bulk {
+        assert!(store.begin_bulk_findings(i.id).await.unwrap());
+    }
+    for batch in spread_findings() {
+        store
+            .upsert_findings_assessed(i.id, run, &batch, Some(&Spread))
+            .await
+            .unwrap();
+    }
+    if bulk {
+        store.end_bulk_findings().await.unwrap();
+    }
+    store
+        .reconcile(i.id, run, ReconcilePolicy::new(t(1)))
+        .await
+        .unwrap();
+    before_snapshot(i.id).await;
+    store.record_sla_snapshot(i.id, run, t(300)).await.unwrap();
+    store.finish_run(run, &succeeded(t(360))).await.unwrap();
+
+    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
+        "sqlite://{}",
+        path.display()
+    ))
+    .await
+    .unwrap();
+    let texts = async |conn: &mut sqlx::SqliteConnection, sql: &str| -> Vec<String> {
+        let rows: Vec<(String,)> =
+            sqlx::query_as(sqlx::AssertSqlSafe(sql.replace("$I", &i.id.to_string())))
+                .fetch_all(conn)
+                .await
+                .unwrap();
+        rows.into_iter().map(|r| r.0).collect()
+    };
+    let snapshot = texts(
+        &mut conn,
+        "SELECT decision || ' ' || severity || ' ' || open_count || ' ' || overdue || ' ' || due_soon || ' ' || accepted \
+         FROM sla_snapshots WHERE integration_id = $I ORDER BY decision, severity",
+    )
+    .await;
+    let mut plan = texts(
+        &mut conn,
+        "SELECT fix || ' | ' || findings || ' ' || assets || ' ' || priority_removed || ' ' || COALESCE(max_priority, 'none') \
+         || ' ' || immediate || ' ' || overdue || ' | ' || COALESCE(recommended_update, 'mixed') || ' | ' || COALESCE(reference, 'none') \
+         || ' | ' || (SELECT group_concat(value, ',') FROM (SELECT value FROM json_each('[\"' || replace(cves, ',', '\",\"') || '\"]') ORDER BY value)) \
+         || ' | ' || (SELECT group_concat(value, ',') FROM (SELECT value FROM json_each('[' || software_ids || ']') ORDER BY value)) \
+         FROM fix_plan WHERE integration_id = $I",
+    )
+    .await;
+    plan.sort();
+    let summaries = texts(
+        &mut conn,
+        "SELECT source_id || ' ' || open_critical || ' ' || open_high || ' ' || open_medium || ' ' || open_low || ' ' \
+         || open_total || ' ' || fixed_total || ' ' || open_rank FROM assets WHERE integration_id = $I ORDER BY source_id",
+    )
+    .await;
+    vec![snapshot, plan, summaries]
+}
+
+/// A first load counts its SLA snapshot, remediation plan and asset summaries from the rows as
+/// it inserts them (`first_load_tally.rs`) instead of reading them back: what it stores must be
+/// what a count from the rows stores. The tally is not used for what another write changed: an
+/// assessment written during the load, or an exception that may cover its findings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_first_load_counts_match_a_recount() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rampart.db");
+    let sql = Arc::new(rampart_store::SqliteStore::open(&path).await.unwrap());
+    let store: Arc<dyn Store> = sql.clone();
+    let nothing = async |_| {};
+
+    let tallied = spread_load(&store, &path, "tallied", true, nothing).await;
+    assert_eq!(
+        sql.roll_ups_from_tallies(),
+        3,
+        "the snapshot, the summaries and the plan came from the tally"
+    );
+    let counted = spread_load(&store, &path, "counted", false, nothing).await;
+    assert_eq!(sql.roll_ups_from_tallies(), 3);
+    assert!(tallied[0].len() > 8 && tallied[1].len() > 10, "{tallied:?}");
+    let due = |rows: &[String], column: usize| -> u64 {
+        rows.iter()
+            .map(|r| r.split(' ').nth(column).unwrap().parse::<u64>().unwrap())
+            .sum()
+    };
+    assert!(
+        due(&tallied[0], 3) > 0 && due(&tallied[0], 4) > 0,
+        "some overdue and some due soon: {tallied:?}"
+    );
+    assert_eq!(tallied, counted);
+
+    // An exception that may cover the findings: the snapshot is counted from the rows.
+    let excepted = spread_load(&store, &path, "excepted", true, async |id| {
+        store
+            .create_exception(
+                &rampart_store::Visibility::All,
+                &rampart_store::NewException {
+                    scope: rampart_store::ExceptionScope::Cve(cve(3).parse().unwrap()),
+                    integration: Some(id),
+                    reason: "compensating control".into(),
+                    owner: "secops".into(),
+                    created_by: "admin".into(),
+                    created_at: t(2),
+                    expires_at: t(100_000),
+                },
+            )
+            .await
+            .unwrap();
+    })
+    .await;
+    assert_eq!(
+        sql.roll_ups_from_tallies(),
+        5,
+        "the plan and the summaries only"
+    );
+    assert_eq!(excepted[1..], counted[1..]);
+    assert_ne!(
+        excepted[0], counted[0],
+        "the accepted findings left the counts"
+    );
+
+    // An assessment written during the load: nothing comes from the tally.
+    let reassessed = spread_load(&store, &path, "reassessed", true, async |id| {
+        let first = all_findings(
+            &store,
+            FindingFilter {
+                integration: Some(id),
+                ..Default::default()
+            },
+        )
+        .await
+        .into_iter()
+        .find(|f| f.decision.is_some())
+        .unwrap();
+        let write = rampart_store::AssessmentWrite {
+            finding_id: first.id,
+            assessment: StoredAssessment {
+                decision: Decision::Immediate,
+                priority: 100,
+                due_at: t(-10_000),
+                clock_start: t(-20_000),
+                explanation_id: ByDevice::explanation(Decision::Immediate).id,
+            },
+        };
+        store.write_assessments(&[], &[write], t(2)).await.unwrap();
+    })
+    .await;
+    assert_eq!(sql.roll_ups_from_tallies(), 5);
+    assert_ne!(reassessed, counted, "the counts include the new assessment");
+}
