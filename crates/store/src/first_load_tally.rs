@@ -3,13 +3,15 @@
 //! At the end of an integration's first load the store used to read every open finding three
 //! more times: for the run's SLA snapshot (`sla_sql::snapshot_sql`), for the remediation plan's
 //! roll-up (`fix_plan::build_sql`) and for the per-asset summaries (`summary::refresh_assets_sql`)
-//! — 3.9 s of a 19 s load at 20,000 devices (BENCHMARKS.md). Every row of such a load passes
-//! through the bulk writer once, with its assessment, so the same numbers can be added up there.
+//! — 3.9 s of a 19 s load at 20,000 devices on SQLite (BENCHMARKS.md). Every row of such a load
+//! passes through a bulk writer once, with its assessment (SQLite's `sqlite::bulk`, PostgreSQL's
+//! `postgres::first_load`), so the same numbers can be added up there, after each batch commits.
 //!
 //! The tally stands for the stored rows only while nothing else has written the integration's
 //! findings. It is dropped (and the store counts from the rows, as before) when:
 //! - a batch was not entirely new rows with their assessments (a row repeated, updated or
-//!   reopened), or belonged to another run;
+//!   reopened), or belonged to another run, or held text the store cleaned (a NUL);
+//! - an asset's rows came back after other assets' rows had filled [`RECENT_BATCHES`] batches;
 //! - the run's reconciliation fixed a finding;
 //! - an assessment was written for the integration after the load began, by this process or by
 //!   another (`integrations.findings_generation`, migration 0021, moves on every such write);
@@ -18,7 +20,7 @@
 //!
 //! Whether a finding is overdue or due soon depends on the time of the count, which is not known
 //! while the rows stream in. Every such predicate moves at most once as time passes, so a row
-//! whose predicates are the same at the run's start and [`HORIZON`] later has the same answer at
+//! whose predicates are the same at the run's start and [`HORIZON_MICROS`] later has the same answer at
 //! any time in between: those are counted at once. The few whose answer changes in that window
 //! are kept with their dates and decided when the count is made.
 
@@ -28,10 +30,14 @@ use chrono::{DateTime, Utc};
 use rampart_model::priority::Decision;
 use rampart_model::{IntegrationId, Product, RunId};
 
-use crate::common::{FastMap, FastSet, RowExt};
+use rampart_model::Finding;
+
+use crate::common::{FastMap, FastSet, RowExt, micros, severity_code};
 use crate::db::{Tx, q};
 use crate::error::{Result, StoreError};
 use crate::exceptions::fix_key;
+use crate::priority::StoredAssessment;
+use crate::types::Backend;
 
 /// How long after the run's start the tally can say which rows are overdue or due soon. A first
 /// load that ends later than this counts from the rows.
@@ -40,6 +46,9 @@ pub(crate) const HORIZON_MICROS: i64 = 24 * 3_600 * 1_000_000;
 /// More rows than this whose answer changes inside the window, and the tally gives up (it would
 /// hold their dates in memory): counting from the rows is always right.
 const MAX_UNSETTLED: usize = 1_000_000;
+
+/// How many of the last batches' assets keep their fixes (see `FirstLoadTally::recent`).
+const RECENT_BATCHES: u64 = 8;
 
 /// The tallies of the first loads a store is writing, by integration.
 pub(crate) type Tallies = std::sync::Mutex<FastMap<IntegrationId, FirstLoadTally>>;
@@ -66,7 +75,68 @@ pub(crate) struct TallyRow<'a> {
     pub assessment: Option<TallyAssessment>,
 }
 
-/// A row's stored assessment, times in microseconds as SQLite stores them.
+/// A row of a committed batch as a backend's bulk writer resolved it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Resolved<'a> {
+    pub finding: &'a Finding,
+    pub asset_id: i64,
+    pub software_id: i64,
+    pub assessment: Option<StoredAssessment>,
+}
+
+impl<'a> Resolved<'a> {
+    /// The row as stored, or `None` when a text of it was stored cleaned (`common::clean`: a
+    /// NUL replaced), which the tally does not follow.
+    fn stored(&self) -> Option<TallyRow<'a>> {
+        let f = self.finding;
+        let plain = |t: &'a str| (!t.contains('\0')).then_some(t);
+        let plain_opt = |t: &'a Option<String>| match t.as_deref() {
+            None => Some(None),
+            Some(t) => plain(t).map(Some),
+        };
+        Some(TallyRow {
+            asset_id: self.asset_id,
+            software_id: self.software_id,
+            vendor: plain(&f.key.software_vendor)?,
+            name: plain(&f.key.software_name)?,
+            cve_id: f.key.cve_id.as_str(),
+            severity: f.severity.map(severity_code),
+            recommended_update: plain_opt(&f.recommended_update)?,
+            reference: plain_opt(&f.recommendation_reference)?,
+            assessment: self.assessment.map(|a| TallyAssessment {
+                decision: a.decision,
+                priority: a.priority,
+                due_at: micros(a.due_at),
+                clock_start: micros(a.clock_start),
+            }),
+        })
+    }
+}
+
+/// Adds a committed batch of the run (started at `start`) to the integration's tally, if it has
+/// one: `rows` are the batch's rows when every one of them was inserted new with its assessment,
+/// `None` otherwise (the tally is dropped then).
+pub(crate) fn add_batch(
+    tallies: &Tallies,
+    integration: IntegrationId,
+    run_id: RunId,
+    start: DateTime<Utc>,
+    rows: Option<&[Resolved<'_>]>,
+) {
+    let mut map = lock(tallies);
+    let Some(tally) = map.get_mut(&integration) else {
+        return;
+    };
+    let counted = rows.is_some_and(|rows| {
+        let stored: Option<Vec<TallyRow<'_>>> = rows.iter().map(Resolved::stored).collect();
+        stored.is_some_and(|stored| tally.add(run_id, micros(start), stored))
+    });
+    if !counted {
+        map.remove(&integration);
+    }
+}
+
+/// A row's stored assessment, times in microseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct TallyAssessment {
     pub decision: Decision,
@@ -120,17 +190,18 @@ impl AssetCounts {
     }
 }
 
-#[derive(Debug, Default)]
-struct AssetLine {
-    counts: AssetCounts,
-    /// Sorted, and allocated once per batch that adds to it, at its exact size: grown a fix at
-    /// a time, the lists' reallocations cost ~15 MiB of peak RSS at 20,000 devices.
-    fixes: Box<[u32]>,
+/// The fixes (sorted) of an asset's rows in the recent batches, and the last batch it was in.
+#[derive(Debug)]
+struct RecentAsset {
+    batch: u64,
+    fixes: Vec<u32>,
 }
 
 #[derive(Debug, Default)]
 struct FixLine {
     findings: u64,
+    /// Distinct assets.
+    assets: u64,
     priority_removed: f64,
     max_priority: Option<u8>,
     immediate: u64,
@@ -173,10 +244,16 @@ pub(crate) struct FirstLoadTally {
     snapshot: BTreeMap<(Decision, i64), SnapshotCounts>,
     /// (decision, severity, due, clock start) of assessed rows whose state changes in the window.
     unsettled: Vec<(Decision, i64, i64, i64)>,
-    /// Per asset, its summary counts and the fixes of its rows (sorted): how many assets each
-    /// fix has. Kept per asset rather than as a set of (fix, asset) pairs: 4 bytes a pair, where
-    /// a hash set of the ~1,000,000 pairs of 20,000 devices took ~20 MB more peak memory.
-    assets: FastMap<i64, AssetLine>,
+    assets: FastMap<i64, AssetCounts>,
+    /// How many distinct assets each fix has (`fix_plan.assets`) is counted as batches come:
+    /// Microsoft's pages and export files list a device's rows together, so an asset's rows
+    /// fall in one batch or a few consecutive ones. The fixes of the assets of the last
+    /// [`RECENT_BATCHES`] batches are kept to see which of them an asset already had; an asset
+    /// that comes back after that cannot be counted, and the tally gives up. Keeping every
+    /// asset's fixes instead (~1,000,000 (fix, asset) pairs at 20,000 devices) cost 10-15 MiB of
+    /// peak RSS.
+    recent: FastMap<i64, RecentAsset>,
+    batches: u64,
     fix_at: FastMap<String, u32>,
     fixes: Vec<FixLine>,
     cve_at: FastMap<String, u32>,
@@ -193,6 +270,8 @@ impl FirstLoadTally {
             snapshot: BTreeMap::new(),
             unsettled: Vec::new(),
             assets: FastMap::default(),
+            recent: FastMap::default(),
+            batches: 0,
             fix_at: FastMap::default(),
             fixes: Vec::new(),
             cve_at: FastMap::default(),
@@ -216,9 +295,13 @@ impl FirstLoadTally {
         let end = start.saturating_add(HORIZON_MICROS);
         // The batch's (asset, fix) pairs, merged into each asset's list once at the end.
         let mut pairs = Vec::with_capacity(5_000);
+        // The assets this batch is the first to have rows of.
+        let mut fresh = Vec::new();
         for row in rows {
             let fix = self.fix_of(&row);
-            self.add_asset(&row);
+            if self.add_asset(&row) {
+                fresh.push(row.asset_id);
+            }
             pairs.push((row.asset_id, fix));
             let cve = self.cve_of(row.cve_id);
             if let Some(a) = row.assessment {
@@ -277,33 +360,42 @@ impl FirstLoadTally {
         }
         pairs.sort_unstable();
         pairs.dedup();
+        fresh.sort_unstable();
+        self.batches += 1;
         for group in pairs.chunk_by(|a, b| a.0 == b.0) {
-            let Some(line) = group
-                .first()
-                .and_then(|(asset, _)| self.assets.get_mut(asset))
-            else {
+            let Some(&(asset, _)) = group.first() else {
                 continue;
             };
-            let mut merged = Vec::with_capacity(line.fixes.len() + group.len());
-            let (mut old, mut new) = (
-                line.fixes.iter().copied().peekable(),
-                group.iter().map(|p| p.1).peekable(),
-            );
-            loop {
-                let next = match (old.peek().copied(), new.peek().copied()) {
-                    (Some(a), Some(b)) if a == b => {
-                        old.next();
-                        new.next()
+            let fixes = group.iter().map(|p| p.1);
+            let known = match self.recent.get_mut(&asset) {
+                Some(recent) => {
+                    recent.batch = self.batches;
+                    &mut recent.fixes
+                }
+                // Rows (besides this batch's) counted already, but no longer in the window.
+                None if fresh.binary_search(&asset).is_err() => return false,
+                None => {
+                    &mut self
+                        .recent
+                        .entry(asset)
+                        .or_insert(RecentAsset {
+                            batch: self.batches,
+                            fixes: Vec::new(),
+                        })
+                        .fixes
+                }
+            };
+            for fix in fixes {
+                if let Err(at) = known.binary_search(&fix) {
+                    known.insert(at, fix);
+                    if let Some(line) = self.fixes.get_mut(fix as usize) {
+                        line.assets += 1;
                     }
-                    (Some(a), Some(b)) if a < b => old.next(),
-                    (_, Some(_)) => new.next(),
-                    (Some(_), None) => old.next(),
-                    (None, None) => break,
-                };
-                merged.extend(next);
+                }
             }
-            line.fixes = merged.into_boxed_slice();
         }
+        let oldest = self.batches.saturating_sub(RECENT_BATCHES);
+        self.recent.retain(|_, r| r.batch > oldest);
         self.unsettled.len()
             + self
                 .fixes
@@ -313,9 +405,9 @@ impl FirstLoadTally {
             <= MAX_UNSETTLED
     }
 
-    fn add_asset(&mut self, row: &TallyRow<'_>) {
-        let line = self.assets.entry(row.asset_id).or_default();
-        let counts = &mut line.counts;
+    /// Counts the row in its asset's summary; true when it is the asset's first.
+    fn add_asset(&mut self, row: &TallyRow<'_>) -> bool {
+        let counts = self.assets.entry(row.asset_id).or_default();
         counts.open += 1;
         match row.severity {
             Some(4) => counts.critical += 1,
@@ -324,6 +416,7 @@ impl FirstLoadTally {
             Some(1) => counts.low += 1,
             _ => {}
         }
+        counts.open == 1
     }
 
     fn fix_of(&mut self, row: &TallyRow<'_>) -> u32 {
@@ -385,12 +478,6 @@ impl FirstLoadTally {
         if !self.answers_at(at) {
             return None;
         }
-        let mut assets = vec![0_u64; self.fixes.len()];
-        for fix in self.assets.values().flat_map(|a| &a.fixes) {
-            if let Some(n) = assets.get_mut(*fix as usize) {
-                *n += 1;
-            }
-        }
         let mut keys: Vec<(&String, u32)> = self.fix_at.iter().map(|(k, &v)| (k, v)).collect();
         keys.sort_unstable_by_key(|&(_, at)| at);
         let join = |items: &mut dyn Iterator<Item = String>| items.collect::<Vec<_>>().join(",");
@@ -403,7 +490,7 @@ impl FirstLoadTally {
                 Some(FixRow {
                     fix: fix.clone(),
                     findings: line.findings,
-                    assets: assets.get(k as usize).copied().unwrap_or(0),
+                    assets: line.assets,
                     priority_removed: line.priority_removed,
                     max_priority: line.max_priority.map(f64::from),
                     immediate: line.immediate,
@@ -429,7 +516,7 @@ impl FirstLoadTally {
 
     /// The summary columns of every asset with rows (the others have none open and none fixed).
     pub(crate) fn asset_counts(&self) -> impl Iterator<Item = (i64, AssetCounts)> + '_ {
-        self.assets.iter().map(|(&id, a)| (id, a.counts))
+        self.assets.iter().map(|(&id, &c)| (id, c))
     }
 }
 
@@ -442,8 +529,7 @@ pub(crate) struct Standing<T> {
     pub rows: T,
 }
 
-/// `make`'s result from the integration's tally when it counted `run_id`'s rows (SQLite only:
-/// only its bulk writer keeps one).
+/// `make`'s result from the integration's tally when it counted `run_id`'s rows.
 pub(crate) fn from_tally<T>(
     tallies: &Tallies,
     integration: IntegrationId,
@@ -493,9 +579,10 @@ impl<T> Standing<T> {
     }
 }
 
-/// Writes the SLA snapshot rows of a tally (SQLite): the rows `sla_sql::snapshot_sql` would
+/// Writes the SLA snapshot rows of a tally: the rows `sla_sql::snapshot_sql` would
 /// insert.
 pub(crate) async fn insert_snapshot(
+    backend: Backend,
     tx: &mut Tx,
     integration: IntegrationId,
     run_id: RunId,
@@ -506,8 +593,19 @@ pub(crate) async fn insert_snapshot(
         .iter()
         .map(|(d, severity, c)| (d.as_str(), severity, c.open, c.overdue, c.due_soon))
         .collect();
-    let sql = q("INSERT INTO sla_snapshots (integration_id, run_id, taken_at, decision, severity, open_count, overdue, due_soon, accepted) \
-         SELECT $1, $2, $3, j.value ->> 0, j.value ->> 1, j.value ->> 2, j.value ->> 3, j.value ->> 4, 0 FROM json_each($4) j")
+    let values = match backend {
+        Backend::Sqlite => {
+            "j.value ->> 0, j.value ->> 1, j.value ->> 2, j.value ->> 3, j.value ->> 4 FROM json_each($4) j"
+        }
+        Backend::Postgres => {
+            "j ->> 0, CAST(j ->> 1 AS SMALLINT), CAST(j ->> 2 AS BIGINT), CAST(j ->> 3 AS BIGINT), \
+             CAST(j ->> 4 AS BIGINT) FROM jsonb_array_elements(CAST($4 AS JSONB)) j"
+        }
+    };
+    let sql = q(&format!(
+        "INSERT INTO sla_snapshots (integration_id, run_id, taken_at, accepted, decision, severity, open_count, \
+         overdue, due_soon) SELECT $1, $2, $3, 0, {values}"
+    ))
     .bind(integration)
     .bind(run_id)
     .bind(at)
@@ -517,8 +615,9 @@ pub(crate) async fn insert_snapshot(
         .await
 }
 
-/// Writes a tally's remediation plan rows (SQLite): the rows `fix_plan::build_sql` would insert.
+/// Writes a tally's remediation plan rows: the rows `fix_plan::build_sql` would insert.
 pub(crate) async fn insert_fix_plan(
+    backend: Backend,
     tx: &mut Tx,
     integration: IntegrationId,
     rows: &[FixRow],
@@ -541,10 +640,21 @@ pub(crate) async fn insert_fix_plan(
             )
         })
         .collect();
-    let sql = q("INSERT INTO fix_plan (integration_id, fix, findings, assets, priority_removed, max_priority, immediate, \
-         overdue, cves, software_ids, recommended_update, reference) \
-         SELECT $1, j.value ->> 0, j.value ->> 1, j.value ->> 2, j.value ->> 3, j.value ->> 4, j.value ->> 5, \
-         j.value ->> 6, j.value ->> 7, j.value ->> 8, j.value ->> 9, j.value ->> 10 FROM json_each($2) j")
+    let values = match backend {
+        Backend::Sqlite => {
+            "j.value ->> 0, j.value ->> 1, j.value ->> 2, j.value ->> 3, j.value ->> 4, j.value ->> 5, \
+             j.value ->> 6, j.value ->> 7, j.value ->> 8, j.value ->> 9, j.value ->> 10 FROM json_each($2) j"
+        }
+        Backend::Postgres => {
+            "j ->> 0, CAST(j ->> 1 AS BIGINT), CAST(j ->> 2 AS BIGINT), \
+             CAST(j ->> 3 AS DOUBLE PRECISION), CAST(j ->> 4 AS DOUBLE PRECISION), CAST(j ->> 5 AS BIGINT), \
+             CAST(j ->> 6 AS BIGINT), j ->> 7, j ->> 8, j ->> 9, j ->> 10 FROM jsonb_array_elements(CAST($2 AS JSONB)) j"
+        }
+    };
+    let sql = q(&format!(
+        "INSERT INTO fix_plan (integration_id, fix, findings, assets, priority_removed, max_priority, immediate, \
+         overdue, cves, software_ids, recommended_update, reference) SELECT $1, {values}"
+    ))
     .bind(integration)
     .bind(to_json(&json)?);
     tx.on()
@@ -553,9 +663,10 @@ pub(crate) async fn insert_fix_plan(
     Ok(())
 }
 
-/// Writes a tally's per-asset summaries (SQLite): what `summary::refresh_assets_sql` would set.
+/// Writes a tally's per-asset summaries: what `summary::refresh_assets_sql` would set.
 /// Every other asset of the integration has no finding, open or fixed.
 pub(crate) async fn update_asset_summaries(
+    backend: Backend,
     tx: &mut Tx,
     integration: IntegrationId,
     counts: &[(i64, AssetCounts)],
@@ -584,6 +695,16 @@ pub(crate) async fn update_asset_summaries(
         "DELETE FROM asset_tally",
     ];
     let json = to_json(&json)?;
+    if backend == Backend::Postgres {
+        let set = q("UPDATE assets SET open_critical = c.critical, open_high = c.high, open_medium = c.medium, \
+             open_low = c.low, open_total = c.open, open_rank = c.rank FROM (SELECT CAST(j ->> 0 AS BIGINT) AS id, \
+             CAST(j ->> 1 AS BIGINT) AS critical, CAST(j ->> 2 AS BIGINT) AS high, CAST(j ->> 3 AS BIGINT) AS medium, \
+             CAST(j ->> 4 AS BIGINT) AS low, CAST(j ->> 5 AS BIGINT) AS open, CAST(j ->> 6 AS BIGINT) AS rank \
+             FROM jsonb_array_elements(CAST($1 AS JSONB)) j) c WHERE assets.id = c.id")
+        .bind(json.as_str());
+        tx.on().execute(&set, op).await?;
+        return Ok(());
+    }
     for step in steps {
         let mut sql = q(step);
         if step.contains("$1") {
@@ -729,5 +850,35 @@ mod tests {
         // A run other than the tally's cannot add to it.
         let other = RunId(8);
         assert!(!tally.add(other, 0, []));
+    }
+
+    /// An asset whose rows span a few consecutive batches counts once per fix; one that comes
+    /// back after its fixes left the window makes the tally give up rather than guess.
+    #[test]
+    fn an_asset_counts_once_per_fix_or_the_tally_gives_up() {
+        let mut tally = FirstLoadTally::new(0, Product::Endpoint);
+        let batch = |asset: i64| {
+            [
+                row(asset, 1, "CVE-1", Some("KB1"), None),
+                row(asset, 2, "CVE-2", Some("KB2"), None),
+            ]
+        };
+        assert!(tally.add(run(), 0, batch(1)));
+        assert!(tally.add(run(), 0, batch(2)));
+        assert!(
+            tally.add(run(), 0, batch(1)),
+            "asset 1 is still in the window"
+        );
+        let plan = tally.fix_plan_at(0).unwrap_or_default();
+        assert_eq!(
+            plan.iter()
+                .map(|f| (f.findings, f.assets))
+                .collect::<Vec<_>>(),
+            [(3, 2), (3, 2)]
+        );
+        for asset in 3..3 + RECENT_BATCHES as i64 {
+            assert!(tally.add(run(), 0, batch(asset)));
+        }
+        assert!(!tally.add(run(), 0, batch(1)), "asset 1 left the window");
     }
 }

@@ -66,7 +66,7 @@ pub(crate) async fn rebuild(
     let tallied = match counted {
         // A first load's rows, counted as they were inserted: no pass over them.
         Some(rows) if rows.holds(tx, integration, false).await? => {
-            first_load_tally::insert_fix_plan(tx, integration, &rows.rows).await?;
+            first_load_tally::insert_fix_plan(d.backend, tx, integration, &rows.rows).await?;
             true
         }
         _ => {

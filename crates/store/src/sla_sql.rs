@@ -370,9 +370,15 @@ pub(crate) async fn record_sla_snapshot(
         && lines.holds(&mut tx, integration, true).await?
     {
         // A first load's rows, counted as they were inserted: no pass over them.
-        let written =
-            first_load_tally::insert_snapshot(&mut tx, integration, run_id, at, &lines.rows)
-                .await?;
+        let written = first_load_tally::insert_snapshot(
+            s.d.backend,
+            &mut tx,
+            integration,
+            run_id,
+            at,
+            &lines.rows,
+        )
+        .await?;
         if written == 0 {
             insert_empty_snapshot(&mut tx, integration, run_id, at).await?;
         }

@@ -90,8 +90,8 @@ pub struct SqlStore {
     /// Per run, the findings it found unchanged and left alone (see `full_reads`), until the run
     /// ends.
     sightings: std::sync::Mutex<FastMap<RunId, Sighted>>,
-    /// The roll-ups of the SQLite first loads this store is writing, counted from their rows as
-    /// they are inserted (`crate::first_load_tally`), from [`Store::begin_bulk_findings`] to the
+    /// The roll-ups of the first loads this store is writing, counted from their rows as they
+    /// are inserted (`crate::first_load_tally`), from [`Store::begin_bulk_findings`] to the
     /// run's end.
     pub(crate) tallies: Tallies,
     /// How many roll-ups were written from a tally rather than counted from the rows (tests
@@ -199,6 +199,7 @@ impl SqlStore {
                 match counted {
                     Some(c) if c.holds(&mut tx, run.integration_id, false).await? => {
                         first_load_tally::update_asset_summaries(
+                            self.d.backend,
                             &mut tx,
                             run.integration_id,
                             &c.rows,
@@ -264,13 +265,6 @@ impl SqlStore {
             self.tallied.fetch_add(1, Ordering::Relaxed);
         }
         tx.commit("committing the remediation plan's count").await
-    }
-
-    /// How many roll-ups (SLA snapshots, summaries, remediation plans) this store wrote from a
-    /// first load's tally instead of counting them from the rows.
-    #[doc(hidden)]
-    pub fn roll_ups_from_tallies(&self) -> u64 {
-        self.tallied.load(Ordering::Relaxed)
     }
 
     fn first_loads(&self) -> std::sync::MutexGuard<'_, FastSet<IntegrationId>> {
@@ -1174,6 +1168,10 @@ impl Store for SqlStore {
         2
     }
 
+    fn roll_ups_from_tallies(&self) -> u64 {
+        self.tallied.load(Ordering::Relaxed)
+    }
+
     async fn begin_bulk_findings(&self, integration_id: IntegrationId) -> Result<bool> {
         self.full_reads().insert(integration_id);
         lock(&self.tallies).remove(&integration_id);
@@ -1223,7 +1221,7 @@ impl Store for SqlStore {
                 )
                 .await?;
         }
-        let tally = if self.d.backend == Backend::Sqlite {
+        let tally = {
             let sql = q("SELECT product, findings_generation FROM integrations WHERE id = $1")
                 .bind(integration_id);
             let row = tx.on().fetch_one(&sql, "reading the integration").await?;
@@ -1231,18 +1229,11 @@ impl Store for SqlStore {
                 "cloud" => rampart_model::Product::Cloud,
                 _ => rampart_model::Product::Endpoint,
             };
-            Some(FirstLoadTally::new(
-                row.int("findings_generation")?,
-                product,
-            ))
-        } else {
-            None
+            FirstLoadTally::new(row.int("findings_generation")?, product)
         };
         tx.commit(op).await?;
         self.first_loads().insert(integration_id);
-        if let Some(tally) = tally {
-            lock(&self.tallies).insert(integration_id, tally);
-        }
+        lock(&self.tallies).insert(integration_id, tally);
         Ok(true)
     }
 
@@ -1308,7 +1299,7 @@ impl Store for SqlStore {
             }
             Pool::Postgres(pool) => {
                 let first_load = self.first_loads().contains(&integration_id);
-                postgres::bulk::upsert_findings(
+                let written = postgres::bulk::upsert_findings(
                     pool,
                     integration_id,
                     run_id,
@@ -1316,7 +1307,15 @@ impl Store for SqlStore {
                     assessor,
                     (first_load, leave_unchanged),
                 )
-                .await?
+                .await?;
+                first_load_tally::add_batch(
+                    &self.tallies,
+                    integration_id,
+                    run_id,
+                    written.started_at,
+                    written.inserted.as_deref(),
+                );
+                (written.counts, written.unchanged)
             }
         };
         if !unchanged.is_empty() {
@@ -1357,7 +1356,7 @@ impl Store for SqlStore {
                                 (false, false),
                             )
                             .await?
-                            .0
+                            .counts
                         }
                     };
                 }

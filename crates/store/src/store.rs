@@ -264,6 +264,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// `updated` counts entries that gained a field.
     async fn fill_vulnerabilities(&self, vulns: &[Vulnerability]) -> Result<UpsertCounts>;
 
+    /// How many roll-ups (run SLA snapshots, asset summaries, remediation plans) were written
+    /// from a first load's tally of its rows instead of being counted from the stored rows
+    /// (`crate::first_load_tally`): tests check that the tally was used.
+    #[doc(hidden)]
+    fn roll_ups_from_tallies(&self) -> u64 {
+        0
+    }
+
     /// How many batched writes of one run may usefully run at once. On PostgreSQL each connection
     /// is a server process of its own, and the per-row work of a bulk load is the bottleneck that
     /// a second connection halves. SQLite has one writer: there a second call prepares its batch

@@ -20,6 +20,7 @@ use crate::cloud_sql::{
 use crate::common::*;
 use crate::db::{On, Row, db};
 use crate::error::{Result, StoreError};
+use crate::first_load_tally::Resolved;
 use crate::priority::{InsertAssessor, StoredAssessment};
 use crate::sql_store::{check_run, heartbeat};
 use crate::types::UpsertCounts;
@@ -323,18 +324,22 @@ macro_rules! batch_assets {
 /// ([`super::first_load`]). `leave_unchanged`: a full read is running; the stored open findings
 /// the batch repeats unchanged (same `content_hash`) are not written, and their ids are returned
 /// for the reconciliation (`SqlStore`'s sightings).
-pub(crate) async fn upsert_findings_in(
+pub(crate) async fn upsert_findings_in<'a>(
     conn: &mut PgConnection,
     integration_id: IntegrationId,
     run_id: RunId,
-    findings: &[Finding],
+    findings: &'a [Finding],
     assessor: Option<&dyn InsertAssessor>,
     (first_load, leave_unchanged): (bool, bool),
-) -> Result<(UpsertCounts, Vec<i64>)> {
+) -> Result<Written<'a>> {
     let observed = check_run(On::Postgres(&mut *conn), integration_id, run_id).await?;
     let rows = dedupe_last(findings, finding_key);
     if rows.is_empty() {
-        return Ok((UpsertCounts::default(), Vec::new()));
+        return Ok(Written::merged(
+            observed,
+            UpsertCounts::default(),
+            Vec::new(),
+        ));
     }
     if first_load {
         let inserted = super::first_load::insert_new_findings_in(
@@ -346,8 +351,13 @@ pub(crate) async fn upsert_findings_in(
             assessor,
         )
         .await?;
-        if let Some(counts) = inserted {
-            return Ok((counts, Vec::new()));
+        if let Some((counts, resolved)) = inserted {
+            return Ok(Written {
+                counts,
+                unchanged: Vec::new(),
+                started_at: observed,
+                inserted: (!resolved.is_empty()).then_some(resolved),
+            });
         }
     }
     // A full read compares each row's hash with its stored finding here, as SQLite's writer
@@ -361,7 +371,7 @@ pub(crate) async fn upsert_findings_in(
                 unchanged: unchanged.len() as u64,
                 ..UpsertCounts::default()
             };
-            return Ok((counts, unchanged));
+            return Ok(Written::merged(observed, counts, unchanged));
         }
         changed
     } else {
@@ -465,7 +475,7 @@ pub(crate) async fn upsert_findings_in(
     )
     .await?;
     counts.unchanged += unchanged.len() as u64;
-    Ok((counts, unchanged))
+    Ok(Written::merged(observed, counts, unchanged))
 }
 
 /// Splits a full read's batch into the rows to write and the ids of the stored open findings
@@ -689,14 +699,37 @@ pub(crate) async fn upsert_assets(
     Ok(counts)
 }
 
-pub(crate) async fn upsert_findings(
+/// What one batch's upsert did.
+pub(crate) struct Written<'a> {
+    pub counts: UpsertCounts,
+    /// The stored open findings it repeated unchanged and left alone.
+    pub unchanged: Vec<i64>,
+    /// The run's start, as every row was stamped.
+    pub started_at: DateTime<Utc>,
+    /// Every row as resolved, when all of them were inserted new with their assessments (a
+    /// first load's copy).
+    pub inserted: Option<Vec<Resolved<'a>>>,
+}
+
+impl<'a> Written<'a> {
+    fn merged(started_at: DateTime<Utc>, counts: UpsertCounts, unchanged: Vec<i64>) -> Self {
+        Self {
+            counts,
+            unchanged,
+            started_at,
+            inserted: None,
+        }
+    }
+}
+
+pub(crate) async fn upsert_findings<'a>(
     pool: &PgPool,
     integration_id: IntegrationId,
     run_id: RunId,
-    findings: &[Finding],
+    findings: &'a [Finding],
     assessor: Option<&dyn InsertAssessor>,
     modes: (bool, bool),
-) -> Result<(UpsertCounts, Vec<i64>)> {
+) -> Result<Written<'a>> {
     // Batches of a run are written on two connections at once (`concurrent_writes`). Should
     // two of them lock the same rows in opposite orders, PostgreSQL ends one with a deadlock
     // error and rolls it back; the upsert is idempotent, so that one simply runs again.

@@ -24,6 +24,7 @@ use super::bulk::{CopyBuf, send_copy};
 use crate::common::*;
 use crate::db::{Row, db};
 use crate::error::{Result, StoreError};
+use crate::first_load_tally::Resolved;
 use crate::priority::InsertAssessor;
 use crate::types::UpsertCounts;
 
@@ -143,21 +144,24 @@ pub(super) async fn asset_ids(
 }
 
 /// The batch's rows in COPY's text format, each value as the merge would insert it, given the
-/// asset and software ids in the order of `keys`.
-fn copy_rows(
-    rows: &[&Finding],
+/// asset and software ids in the order of `keys`; and each row as resolved, for a first load's
+/// tally (`crate::first_load_tally`).
+fn copy_rows<'a>(
+    rows: &[&'a Finding],
     keys: &BatchKeys<'_>,
     (assets, software): (&[i64], &[i64]),
     (integration_id, run_id, observed): (IntegrationId, RunId, DateTime<Utc>),
     assessor: Option<&dyn InsertAssessor>,
-) -> Result<Vec<u8>> {
+) -> Result<(Vec<u8>, Vec<Resolved<'a>>)> {
     let mut b = CopyBuf::default();
-    for (f, &(a, s)) in rows.iter().zip(&keys.places) {
+    let mut resolved = Vec::with_capacity(rows.len());
+    for (&f, &(a, s)) in rows.iter().zip(&keys.places) {
         let (Some(&asset_id), Some(&software_id)) = (assets.get(a), software.get(s)) else {
             return Err(StoreError::Corrupt(
                 "a finding's asset or software has no id in its batch".to_owned(),
             ));
         };
+        let assessment = assessor.and_then(|a| a.assess(f));
         b.int(integration_id.get());
         b.int(asset_id);
         b.int(software_id);
@@ -167,10 +171,16 @@ fn copy_rows(
         b.opt_ts(Some(observed));
         b.int(run_id.get());
         b.int(finding_content_hash(f));
-        b.assessment(assessor.and_then(|a| a.assess(f)), observed);
+        b.assessment(assessment, observed);
         b.end_row();
+        resolved.push(Resolved {
+            finding: f,
+            asset_id,
+            software_id,
+            assessment,
+        });
     }
-    Ok(b.into_bytes())
+    Ok((b.into_bytes(), resolved))
 }
 
 /// Copies `data` into `findings`; `Ok(false)` when a row's key was there already (the copy is
@@ -203,18 +213,18 @@ async fn copy_into_findings(conn: &mut PgConnection, data: Vec<u8>) -> Result<bo
 /// Inserts a first load's batch (`rows`, each key once) inside the caller's transaction.
 /// `None` when one of its rows existed already: nothing of the copy is kept, and the caller
 /// merges the batch instead.
-pub(crate) async fn insert_new_findings_in(
+pub(crate) async fn insert_new_findings_in<'a>(
     conn: &mut PgConnection,
     integration_id: IntegrationId,
     run_id: RunId,
     observed: DateTime<Utc>,
-    rows: &[&Finding],
+    rows: &[&'a Finding],
     assessor: Option<&dyn InsertAssessor>,
-) -> Result<Option<UpsertCounts>> {
+) -> Result<Option<(UpsertCounts, Vec<Resolved<'a>>)>> {
     let keys = BatchKeys::of(rows);
     let software = software_ids(conn, &keys).await?;
     let assets = asset_ids(conn, integration_id, run_id, observed, &keys).await?;
-    let data = copy_rows(
+    let (data, resolved) = copy_rows(
         rows,
         &keys,
         (&assets, &software),
@@ -226,5 +236,11 @@ pub(crate) async fn insert_new_findings_in(
     }
     let mut counts = UpsertCounts::default();
     counts.add_kind(0, rows.len() as u64);
-    Ok(Some(counts))
+    // Rows written without an assessor are not what a first load's tally counts.
+    let resolved = if assessor.is_some() {
+        resolved
+    } else {
+        Vec::new()
+    };
+    Ok(Some((counts, resolved)))
 }

@@ -19,7 +19,7 @@ use crate::cloud_sql::{
 use crate::common::*;
 use crate::db::{On, Row, db};
 use crate::error::{Result, StoreError};
-use crate::first_load_tally::{Tallies, TallyAssessment, TallyRow, lock};
+use crate::first_load_tally::{Resolved, Tallies, add_batch};
 use crate::priority::{InsertAssessor, StoredAssessment};
 use crate::sql_store::{check_run, heartbeat};
 use crate::types::UpsertCounts;
@@ -569,7 +569,7 @@ async fn upsert_batch_in(
             counts,
             unchanged: Vec::new(),
             ids: None,
-            observed,
+            started_at,
         });
     }
     let ids = resolve_ids(conn, integration_id, run_id, observed, batch).await?;
@@ -668,7 +668,7 @@ async fn upsert_batch_in(
         counts,
         unchanged,
         ids: Some(ids),
-        observed,
+        started_at,
     })
 }
 
@@ -679,72 +679,45 @@ struct BatchDone {
     unchanged: Vec<i64>,
     /// The ids of its assets and software (none for an empty batch).
     ids: Option<BatchIds>,
-    /// The run's start, as every row was stamped (µs).
-    observed: i64,
+    /// The run's start, as every row was stamped.
+    started_at: DateTime<Utc>,
 }
 
 /// Adds a committed batch to its integration's first-load tally, if it has one, or drops the
 /// tally when the batch is not one the tally can count: every row new, with its assessment.
-fn add_to_tally<'a>(
+fn add_to_tally(
     tallies: &Tallies,
     integration_id: IntegrationId,
     run_id: RunId,
-    batch: &FindingBatch<'a>,
+    batch: &FindingBatch<'_>,
     done: &BatchDone,
 ) {
-    let mut map = lock(tallies);
-    let Some(tally) = map.get_mut(&integration_id) else {
-        return;
-    };
     let all_new =
         done.counts.new == batch.rows.len() as u64 && batch.assessments.len() == batch.rows.len();
-    let counted =
-        all_new
-            && done.ids.as_ref().is_some_and(|ids| {
-                // A key cleaned of NUL is a copy: such rows are not counted (`tally.add` never sees
-                // text that differs from what was stored).
-                let cleaned = |t: &'a Option<String>| t.as_deref();
-                let rows = batch.rows.iter().zip(&batch.places).enumerate().map_while(
-                    |(k, (f, &places))| {
-                        let (Ok((asset_id, software_id)), Some([vendor, name, _])) =
-                            (ids.of(places), batch.software.get(places.1))
-                        else {
-                            return None;
-                        };
-                        Some(TallyRow {
-                            asset_id,
-                            software_id,
-                            vendor,
-                            name,
-                            cve_id: f.key.cve_id.as_str(),
-                            severity: f.severity.map(severity_code),
-                            recommended_update: cleaned(&f.recommended_update),
-                            reference: cleaned(&f.recommendation_reference),
-                            assessment: batch.assessments.get(k).copied().flatten().map(|a| {
-                                TallyAssessment {
-                                    decision: a.decision,
-                                    priority: a.priority,
-                                    due_at: ts(a.due_at),
-                                    clock_start: ts(a.clock_start),
-                                }
-                            }),
-                        })
-                    },
-                );
-                let clean_text = batch.rows.iter().all(|f| {
-                    !f.recommended_update.as_deref().unwrap_or("").contains('\0')
-                        && !f
-                            .recommendation_reference
-                            .as_deref()
-                            .unwrap_or("")
-                            .contains('\0')
-                });
-                let resolved = batch.places.iter().all(|&p| ids.of(p).is_ok());
-                clean_text && resolved && tally.add(run_id, done.observed, rows)
-            });
-    if !counted {
-        map.remove(&integration_id);
-    }
+    let rows: Option<Vec<Resolved<'_>>> = done.ids.as_ref().filter(|_| all_new).and_then(|ids| {
+        batch
+            .rows
+            .iter()
+            .zip(&batch.places)
+            .zip(&batch.assessments)
+            .map(|((&finding, &places), &assessment)| {
+                let (asset_id, software_id) = ids.of(places).ok()?;
+                Some(Resolved {
+                    finding,
+                    asset_id,
+                    software_id,
+                    assessment,
+                })
+            })
+            .collect()
+    });
+    add_batch(
+        tallies,
+        integration_id,
+        run_id,
+        done.started_at,
+        rows.as_deref(),
+    );
 }
 
 /// Lists, for a reconciliation after a full read that left unchanged rows alone (their ids in

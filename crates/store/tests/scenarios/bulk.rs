@@ -20,6 +20,7 @@ scenarios!(
     new_findings_are_written_with_their_assessment,
     a_first_load_puts_off_only_what_it_rebuilds,
     a_first_loads_batches_are_stored_as_merged_ones,
+    a_first_loads_counts_match_a_recount,
     #[ignore = "throughput measurement: cargo test -p rampart-store --release -- --ignored --nocapture"]
     throughput_200k_findings,
 );
@@ -621,16 +622,13 @@ fn spread_findings() -> Vec<Vec<Finding>> {
 }
 
 /// A first load of `spread_findings` (in bulk when `bulk`), with the run's SLA snapshot taken
-/// five hours after its start and the run finished at six; then the integration's roll-ups as
-/// stored: the snapshot rows, the remediation plan's rows (lists sorted), and each asset's
-/// summary columns.
-async fn spread_load(
+/// five hours after its start (after `before_snapshot`) and the run finished at six.
+async fn spread_loaded(
     store: &Arc<dyn Store>,
-    path: &std::path::Path,
     name: &str,
     bulk: bool,
     before_snapshot: impl AsyncFnOnce(rampart_model::IntegrationId),
-) -> Vec<Vec<String>> {
+) -> rampart_model::Integration {
     let i = integration(store, name).await;
     let run = store.start_run(i.id, "full", t(0)).await.unwrap();
     let listed: Vec<_> = (0..14).map(asset).collect();
@@ -654,7 +652,19 @@ async fn spread_load(
     before_snapshot(i.id).await;
     store.record_sla_snapshot(i.id, run, t(300)).await.unwrap();
     store.finish_run(run, &succeeded(t(360))).await.unwrap();
+    i
+}
 
+/// `spread_loaded`, then the integration's roll-ups as stored in the SQLite file at `path`: the
+/// snapshot rows, the remediation plan's rows (lists sorted), and each asset's summary columns.
+async fn spread_load(
+    store: &Arc<dyn Store>,
+    path: &std::path::Path,
+    name: &str,
+    bulk: bool,
+    before_snapshot: impl AsyncFnOnce(rampart_model::IntegrationId),
+) -> Vec<Vec<String>> {
+    let i = spread_loaded(store, name, bulk, before_snapshot).await;
     let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
         "sqlite://{}",
         path.display()
@@ -692,6 +702,63 @@ async fn spread_load(
     )
     .await;
     vec![snapshot, plan, summaries]
+}
+
+/// The roll-ups of an integration, as the store's readers give them: the run's SLA snapshot
+/// rows, the remediation plan at the run's end, and the dashboard's counts.
+async fn roll_ups(store: &Arc<dyn Store>, id: rampart_model::IntegrationId) -> Vec<String> {
+    let mut view: Vec<String> = store
+        .latest_sla_snapshots(&rampart_store::Visibility::All)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|s| s.integration_id == id)
+        .map(|s| {
+            format!(
+                "{:?} {} {} {} {} {}",
+                s.decision, s.severity, s.open, s.overdue, s.due_soon, s.accepted
+            )
+        })
+        .collect();
+    view.sort();
+    let plan = store
+        .remediations(
+            &rampart_store::Visibility::All,
+            &rampart_store::RemediationFilter {
+                integration: Some(id),
+            },
+            rampart_store::RemediationSort::Priority,
+            t(360),
+            0,
+            10_000,
+        )
+        .await
+        .unwrap();
+    view.extend(plan.items.into_iter().map(|r| format!("{r:?}")));
+    let counts = store
+        .counts(&rampart_store::Visibility::All, Some(id))
+        .await
+        .unwrap();
+    view.push(format!("{counts:?}"));
+    view
+}
+
+/// On both backends, a first load's roll-ups are written from its tally of the rows it inserted
+/// (`first_load_tally.rs`), and read the same as those of a load counted from its rows.
+async fn a_first_loads_counts_match_a_recount(store: Arc<dyn Store>) {
+    let before = store.roll_ups_from_tallies();
+    let tallied = spread_loaded(&store, "tallied", true, async |_| {}).await;
+    assert_eq!(
+        store.roll_ups_from_tallies() - before,
+        3,
+        "snapshot, summaries and plan"
+    );
+    let counted = spread_loaded(&store, "counted", false, async |_| {}).await;
+    assert_eq!(store.roll_ups_from_tallies() - before, 3);
+    let tallied = roll_ups(&store, tallied.id).await;
+    let counted = roll_ups(&store, counted.id).await;
+    assert!(tallied.len() > 20, "{tallied:?}");
+    assert_eq!(tallied, counted);
 }
 
 /// A first load counts its SLA snapshot, remediation plan and asset summaries from the rows as
