@@ -1308,13 +1308,15 @@ impl Store for SqlStore {
                     (first_load, leave_unchanged),
                 )
                 .await?;
-                first_load_tally::add_batch(
-                    &self.tallies,
-                    integration_id,
-                    run_id,
-                    written.started_at,
-                    written.inserted.as_deref(),
-                );
+                if !findings.is_empty() {
+                    first_load_tally::add_batch(
+                        &self.tallies,
+                        integration_id,
+                        run_id,
+                        written.started_at,
+                        written.inserted.as_deref(),
+                    );
+                }
                 (written.counts, written.unchanged)
             }
         };

@@ -692,6 +692,9 @@ fn add_to_tally(
     batch: &FindingBatch<'_>,
     done: &BatchDone,
 ) {
+    if batch.rows.is_empty() {
+        return;
+    }
     let all_new =
         done.counts.new == batch.rows.len() as u64 && batch.assessments.len() == batch.rows.len();
     let rows: Option<Vec<Resolved<'_>>> = done.ids.as_ref().filter(|_| all_new).and_then(|ids| {
