@@ -364,7 +364,7 @@ pub(crate) async fn record_sla_snapshot(
     let mut tx = s.db.begin().await?;
     tx.plan_counts(true, op).await?;
     let tallied = first_load_tally::from_tally(&s.tallies, integration, run_id, |t| {
-        t.snapshot_at(at.timestamp_micros())
+        t.snapshot_at(crate::common::micros(at))
     });
     if let Some(lines) = tallied
         && lines.holds(&mut tx, integration, true).await?

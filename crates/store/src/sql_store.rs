@@ -1225,10 +1225,10 @@ impl Store for SqlStore {
             let sql = q("SELECT product, findings_generation FROM integrations WHERE id = $1")
                 .bind(integration_id);
             let row = tx.on().fetch_one(&sql, "reading the integration").await?;
-            let product = match row.text("product")?.as_str() {
-                "cloud" => rampart_model::Product::Cloud,
-                _ => rampart_model::Product::Endpoint,
-            };
+            let product = row.text("product")?;
+            let product = product
+                .parse::<rampart_model::Product>()
+                .map_err(|_| corrupt("product", &product))?;
             FirstLoadTally::new(row.int("findings_generation")?, product)
         };
         tx.commit(op).await?;

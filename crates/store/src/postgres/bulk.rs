@@ -356,7 +356,7 @@ pub(crate) async fn upsert_findings_in<'a>(
                 counts,
                 unchanged: Vec::new(),
                 started_at: observed,
-                inserted: (!resolved.is_empty()).then_some(resolved),
+                inserted: resolved,
             });
         }
     }

@@ -210,9 +210,10 @@ async fn copy_into_findings(conn: &mut PgConnection, data: Vec<u8>) -> Result<bo
     }
 }
 
-/// Inserts a first load's batch (`rows`, each key once) inside the caller's transaction.
-/// `None` when one of its rows existed already: nothing of the copy is kept, and the caller
-/// merges the batch instead.
+/// Inserts a first load's batch (`rows`, each key once) inside the caller's transaction, and
+/// returns its counts and, when it was assessed, its rows as resolved (for the first load's
+/// tally). `None` when one of its rows existed already: nothing of the copy is kept, and the
+/// caller merges the batch instead.
 pub(crate) async fn insert_new_findings_in<'a>(
     conn: &mut PgConnection,
     integration_id: IntegrationId,
@@ -220,7 +221,7 @@ pub(crate) async fn insert_new_findings_in<'a>(
     observed: DateTime<Utc>,
     rows: &[&'a Finding],
     assessor: Option<&dyn InsertAssessor>,
-) -> Result<Option<(UpsertCounts, Vec<Resolved<'a>>)>> {
+) -> Result<Option<(UpsertCounts, Option<Vec<Resolved<'a>>>)>> {
     let keys = BatchKeys::of(rows);
     let software = software_ids(conn, &keys).await?;
     let assets = asset_ids(conn, integration_id, run_id, observed, &keys).await?;
@@ -237,10 +238,5 @@ pub(crate) async fn insert_new_findings_in<'a>(
     let mut counts = UpsertCounts::default();
     counts.add_kind(0, rows.len() as u64);
     // Rows written without an assessor are not what a first load's tally counts.
-    let resolved = if assessor.is_some() {
-        resolved
-    } else {
-        Vec::new()
-    };
-    Ok(Some((counts, resolved)))
+    Ok(Some((counts, assessor.is_some().then_some(resolved))))
 }
