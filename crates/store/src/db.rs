@@ -538,7 +538,10 @@ impl On<'_> {
 impl StoreError {
     fn database_error(&self) -> Option<&dyn sqlx::error::DatabaseError> {
         match self {
-            StoreError::Database { source, .. } => source.as_database_error(),
+            StoreError::Database {
+                source: crate::error::DriverError::Sqlx(source),
+                ..
+            } => source.as_database_error(),
             _ => None,
         }
     }

@@ -43,7 +43,7 @@ pub enum StoreError {
     Database {
         op: &'static str,
         #[source]
-        source: sqlx::Error,
+        source: DriverError,
     },
 
     /// The disk (or file system quota) holding the database is full: SQLite's SQLITE_FULL,
@@ -54,7 +54,7 @@ pub enum StoreError {
     DiskFull {
         op: &'static str,
         #[source]
-        source: sqlx::Error,
+        source: DriverError,
     },
 
     /// The database file is damaged (SQLite's SQLITE_CORRUPT or SQLITE_NOTADB, or a failed
@@ -76,12 +76,44 @@ impl StoreError {
     /// Wraps a driver error with what the store was doing, naming causes an operator can act on
     /// (a full disk, a damaged file) as such rather than as a generic database error.
     pub(crate) fn db(op: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
-        move |source| match cause_of(&source) {
+        move |source| {
+            let cause = cause_of(&source);
+            Self::classified(op, cause, DriverError::Sqlx(source))
+        }
+    }
+
+    /// [`StoreError::db`] for errors of SQLite's first-load writer (`rusqlite`).
+    pub(crate) fn sqlite(op: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
+        move |source| {
+            let cause = match source.sqlite_error_code() {
+                Some(rusqlite::ErrorCode::DiskFull) => Cause::DiskFull,
+                Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase) => {
+                    Cause::Damaged
+                }
+                _ => Cause::Other,
+            };
+            Self::classified(op, cause, DriverError::Sqlite(source))
+        }
+    }
+
+    fn classified(op: &'static str, cause: Cause, source: DriverError) -> StoreError {
+        match cause {
             Cause::DiskFull => StoreError::DiskFull { op, source },
             Cause::Damaged => StoreError::Damaged(format!("{source} (while {op})")),
             Cause::Other => StoreError::Database { op, source },
         }
     }
+}
+
+/// The database driver's own error, kept as the source of [`StoreError::Database`] and
+/// [`StoreError::DiskFull`]: sqlx's for every statement but the bulk writes of a first load on
+/// SQLite, which go through `rusqlite`.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    #[error(transparent)]
+    Sqlx(sqlx::Error),
+    #[error(transparent)]
+    Sqlite(rusqlite::Error),
 }
 
 /// What a driver error means for the operator.
@@ -120,3 +152,28 @@ pub(crate) fn cause_of(e: &sqlx::Error) -> Cause {
 
 /// Shorthand used throughout the crate.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sqlite_failure(code: i32) -> rusqlite::Error {
+        rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None)
+    }
+
+    /// The first-load writer's errors name a full disk and a damaged file as the store's
+    /// sqlx errors do.
+    #[test]
+    fn the_first_load_writers_errors_name_their_cause() {
+        let op = "upserting findings";
+        let full = StoreError::sqlite(op)(sqlite_failure(13));
+        assert!(matches!(full, StoreError::DiskFull { .. }), "{full:?}");
+        assert!(full.to_string().contains("free space"), "{full}");
+        let damaged = StoreError::sqlite(op)(sqlite_failure(11));
+        assert!(matches!(damaged, StoreError::Damaged(_)), "{damaged:?}");
+        assert!(damaged.to_string().contains(op), "{damaged}");
+        let busy = StoreError::sqlite(op)(sqlite_failure(5));
+        assert!(matches!(busy, StoreError::Database { .. }), "{busy:?}");
+        assert!(busy.to_string().contains(op), "{busy}");
+    }
+}

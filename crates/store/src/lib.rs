@@ -54,7 +54,7 @@ pub mod testing;
 
 use std::sync::Arc;
 
-pub use error::StoreError;
+pub use error::{DriverError, StoreError};
 pub use exceptions::{
     ExceptionFilter, ExceptionScope, ExceptionState, NewException, StoredException, audit_entry,
     fix_key,

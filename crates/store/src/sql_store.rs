@@ -463,6 +463,7 @@ impl Store for SqlStore {
 
     async fn close(&self) {
         if let Engine::Sqlite(file) = &self.engine {
+            file.close_first_load_writer();
             file.checkpoints.close().await;
         }
         self.db.close().await;
@@ -1172,6 +1173,13 @@ impl Store for SqlStore {
         self.tallied.load(Ordering::Relaxed)
     }
 
+    fn batches_by_first_load_writer(&self) -> u64 {
+        match &self.engine {
+            Engine::Sqlite(file) => file.first_load_batches.load(Ordering::Relaxed),
+            Engine::Postgres { .. } => 0,
+        }
+    }
+
     async fn begin_bulk_findings(&self, integration_id: IntegrationId) -> Result<bool> {
         self.full_reads().insert(integration_id);
         lock(&self.tallies).remove(&integration_id);
@@ -1234,11 +1242,23 @@ impl Store for SqlStore {
         tx.commit(op).await?;
         self.first_loads().insert(integration_id);
         lock(&self.tallies).insert(integration_id, tally);
+        if let Engine::Sqlite(file) = &self.engine {
+            // Without it the load is written through sqlx, as a later read is: slower, the same.
+            if let Err(e) = file.open_first_load_writer().await {
+                tracing::warn!(
+                    message = "The first load is written without its own writer connection.",
+                    reason = %e
+                );
+            }
+        }
         Ok(true)
     }
 
     async fn end_bulk_findings(&self) -> Result<()> {
         self.first_loads().clear();
+        if let Engine::Sqlite(file) = &self.engine {
+            file.close_first_load_writer();
+        }
         match &self.db {
             Pool::Sqlite { write, .. } => {
                 sqlite::bulk::end_bulk_findings(write, &DEFERRABLE_INDEXES).await
@@ -1286,8 +1306,13 @@ impl Store for SqlStore {
         let leave_unchanged = self.full_reads().contains(&integration_id);
         let (counts, unchanged) = match &self.db {
             Pool::Sqlite { write, .. } => {
+                let first_load = match &self.engine {
+                    Engine::Sqlite(file) if assessor.is_some() => file.first_load_writer(),
+                    _ => None,
+                };
                 sqlite::bulk::upsert_findings(
                     write,
+                    first_load.as_deref(),
                     integration_id,
                     run_id,
                     findings,

@@ -6,6 +6,7 @@
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::sqlite::{
@@ -19,11 +20,13 @@ use crate::sql_store::{DEFERRABLE_INDEXES, Engine, SqlStore};
 
 pub(crate) mod bulk;
 mod checkpointer;
+pub(crate) mod first_load_writer;
 pub(crate) mod reserve;
 
 pub use bulk::SQLITE_MAX_PARAMS;
 use bulk::WRITER_CACHE_KIB;
 use checkpointer::Checkpointer;
+use first_load_writer::FirstLoadWriter;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -42,6 +45,41 @@ pub(crate) struct SqliteFile {
     /// The connection of the background checkpointer (closed with the store).
     pub checkpoints: SqlitePool,
     _checkpointer: Checkpointer,
+    /// The first-load writer, while a first load is being written (`first_load_writer`).
+    first_load_writer: std::sync::Mutex<Option<Arc<FirstLoadWriter>>>,
+    /// Batches the first-load writers of this store wrote.
+    pub(crate) first_load_batches: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl SqliteFile {
+    /// Opens the first-load writer, unless it is open.
+    pub(crate) async fn open_first_load_writer(&self) -> Result<()> {
+        if self.first_load_writer().is_some() {
+            return Ok(());
+        }
+        let writer = Arc::new(
+            FirstLoadWriter::open(&self.path, Arc::clone(&self.first_load_batches)).await?,
+        );
+        lock_writer(&self.first_load_writer).get_or_insert(writer);
+        Ok(())
+    }
+
+    /// The first-load writer, if one is open.
+    pub(crate) fn first_load_writer(&self) -> Option<Arc<FirstLoadWriter>> {
+        lock_writer(&self.first_load_writer).clone()
+    }
+
+    /// Closes the first-load writer (its connection closes once a batch still being written is
+    /// done).
+    pub(crate) fn close_first_load_writer(&self) {
+        lock_writer(&self.first_load_writer).take();
+    }
+}
+
+fn lock_writer(
+    m: &std::sync::Mutex<Option<Arc<FirstLoadWriter>>>,
+) -> std::sync::MutexGuard<'_, Option<Arc<FirstLoadWriter>>> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl SqlStore {
@@ -139,6 +177,8 @@ impl SqlStore {
             path: path.to_owned(),
             _checkpointer: Checkpointer::start(checkpoints.clone()),
             checkpoints,
+            first_load_writer: std::sync::Mutex::new(None),
+            first_load_batches: Arc::default(),
         };
         Ok(Self::new(
             Pool::Sqlite { read, write },

@@ -272,6 +272,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         0
     }
 
+    /// How many batches of findings SQLite's first-load writer wrote
+    /// (`crate::sqlite::first_load_writer`): tests check that it was used.
+    #[doc(hidden)]
+    fn batches_by_first_load_writer(&self) -> u64 {
+        0
+    }
+
     /// How many batched writes of one run may usefully run at once. On PostgreSQL each connection
     /// is a server process of its own, and the per-row work of a bulk load is the bottleneck that
     /// a second connection halves. SQLite has one writer: there a second call prepares its batch

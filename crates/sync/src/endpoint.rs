@@ -316,19 +316,22 @@ impl Job<'_, MdeClient> {
             self.progress,
         )
         .await;
-        // Whether the read worked or not, the rows written refer to their explanations.
-        let explained = match &assessor {
-            Some(a) => a.store_explanations(self.store.as_ref()).await,
-            None => Ok(()),
-        };
-        self.first_load_assessed_since = assessor.map(|a| a.since);
-        // Whether the read worked or not, what was put off is rebuilt, in one sorted pass.
+        // Whether the read worked or not, what was put off is rebuilt, in one sorted pass. First:
+        // this also closes SQLite's first-load writer and frees its page cache, which the
+        // explanations' writes would otherwise find still full (20,000 devices: peak memory
+        // 163–173 MiB with the explanations first, 143–145 MiB after).
         let rebuilt = if deferred {
             self.progress.phase("indexing findings");
             self.store.end_bulk_findings().await
         } else {
             Ok(())
         };
+        // Whether the read worked or not, the rows written refer to their explanations.
+        let explained = match &assessor {
+            Some(a) => a.store_explanations(self.store.as_ref()).await,
+            None => Ok(()),
+        };
+        self.first_load_assessed_since = assessor.map(|a| a.since);
         let piped = piped?;
         explained?;
         rebuilt?;

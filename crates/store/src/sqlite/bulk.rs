@@ -24,6 +24,8 @@ use crate::priority::{InsertAssessor, StoredAssessment};
 use crate::sql_store::{check_run, heartbeat};
 use crate::types::UpsertCounts;
 
+use super::first_load_writer::FirstLoadWriter;
+
 /// SQLite's limit on bound parameters per statement (SQLITE_MAX_VARIABLE_NUMBER since 3.32).
 pub const SQLITE_MAX_PARAMS: usize = 32_766;
 
@@ -188,20 +190,20 @@ pub(crate) async fn upsert_assets_in(
 /// previous batch's writing (`concurrent_writes`) instead of holding the write lock: measured at
 /// 20,000 devices, cleaning and hashing each row's keys and assessing it inside the transaction
 /// took ~3.5 CPU-s of the lock's time.
-struct FindingBatch<'a> {
-    rows: Vec<&'a Finding>,
+pub(super) struct FindingBatch<'a> {
+    pub rows: Vec<&'a Finding>,
     /// The distinct asset source ids, in the order of `assets_json`.
-    assets: Vec<String>,
+    pub assets: Vec<String>,
     /// The distinct (vendor, name, version), in the order of `software_json`.
-    software: Vec<[String; 3]>,
+    pub software: Vec<[String; 3]>,
     /// Each row's asset and software, as places in `assets` and `software`.
-    places: Vec<(usize, usize)>,
-    assets_json: String,
-    software_json: String,
+    pub places: Vec<(usize, usize)>,
+    pub assets_json: String,
+    pub software_json: String,
     /// Each row's assessment if it is new (empty without an assessor).
-    assessments: Vec<Option<StoredAssessment>>,
+    pub assessments: Vec<Option<StoredAssessment>>,
     /// Each row's `finding_content_hash`.
-    hashes: Vec<i64>,
+    pub hashes: Vec<i64>,
 }
 
 impl<'a> FindingBatch<'a> {
@@ -241,13 +243,45 @@ impl<'a> FindingBatch<'a> {
 }
 
 /// The ids of a batch's distinct assets and software, in the batch's order.
-struct BatchIds {
+pub(super) struct BatchIds {
     assets: Vec<i64>,
     software: Vec<i64>,
 }
 
 impl BatchIds {
-    fn of(&self, places: (usize, usize)) -> Result<(i64, i64)> {
+    /// The ids of `assets` and `software` (a batch's, in its order) from what the database
+    /// answered for them.
+    pub(super) fn in_order(
+        assets: &[String],
+        asset_ids: &FastMap<String, i64>,
+        software: &[[String; 3]],
+        software_ids: &FastMap<[String; 3], i64>,
+    ) -> Result<Self> {
+        let assets = assets
+            .iter()
+            .map(|a| {
+                asset_ids.get(a).copied().ok_or_else(|| {
+                    StoreError::Corrupt(format!(
+                        "asset '{}' vanished while its findings were written",
+                        a.chars().take(60).collect::<String>()
+                    ))
+                })
+            })
+            .collect::<Result<_>>()?;
+        let software = software
+            .iter()
+            .map(|s| {
+                software_ids.get(s).copied().ok_or_else(|| {
+                    StoreError::Corrupt(
+                        "software vanished while its findings were written".to_owned(),
+                    )
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(BatchIds { assets, software })
+    }
+
+    pub(super) fn of(&self, places: (usize, usize)) -> Result<(i64, i64)> {
         let asset = self.assets.get(places.0).copied();
         let software = self.software.get(places.1).copied();
         asset.zip(software).ok_or_else(|| {
@@ -267,26 +301,7 @@ async fn resolve_ids(
     batch: &FindingBatch<'_>,
 ) -> Result<BatchIds> {
     let (assets_json, software_json) = (&batch.assets_json, &batch.software_json);
-    // Assets first reported by a finding (the device list did not return them) are created from
-    // it, with its device name and OS, as known from vulnerability data, seen by this run. Then a
-    // finding is evidence that its asset is there: the others are marked seen.
-    let statements = [
-        (
-            "INSERT INTO assets (integration_id, source_id, kind, name, os_platform, os_version, known_from, status, \
-             first_observed, last_observed, seen_run) \
-             SELECT $1, j.value ->> 0, 'device', j.value ->> 1, j.value ->> 2, j.value ->> 3, 'vulnerability_data', \
-             'active', $2, $2, $3 FROM json_each($4) j WHERE true \
-             ON CONFLICT (integration_id, source_id) DO NOTHING",
-            "creating assets first reported by findings",
-        ),
-        (
-            "UPDATE assets SET seen_run = $3, last_observed = $2, status = 'active', missing_since = NULL \
-             WHERE integration_id = $1 AND source_id IN (SELECT j.value ->> 0 FROM json_each($4) j) \
-             AND seen_run IS DISTINCT FROM $3",
-            "marking the findings' assets seen",
-        ),
-    ];
-    for (sql, op) in statements {
+    for (sql, op) in MARK_BATCH_ASSETS {
         sqlx::query(sql)
             .bind(integration_id.get())
             .bind(observed)
@@ -296,37 +311,27 @@ async fn resolve_ids(
             .await
             .map_err(db(op))?;
     }
-    let asset_rows = sqlx::query(
-        "SELECT id, source_id FROM assets WHERE integration_id = $1 \
-         AND source_id IN (SELECT j.value ->> 0 FROM json_each($2) j)",
-    )
-    .bind(integration_id.get())
-    .bind(assets_json.as_str())
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(db("looking up the findings' assets"))?;
+    let asset_rows = sqlx::query(SELECT_BATCH_ASSETS)
+        .bind(integration_id.get())
+        .bind(assets_json.as_str())
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db("looking up the findings' assets"))?;
     let mut asset_ids = FastMap::with_capacity_and_hasher(asset_rows.len(), Default::default());
     for r in asset_rows.into_iter().map(Row::Sqlite) {
         asset_ids.insert(r.text("source_id")?, r.int("id")?);
     }
 
-    sqlx::query(
-        "INSERT INTO software (vendor, name, version) \
-         SELECT j.value ->> 0, j.value ->> 1, j.value ->> 2 FROM json_each($1) j WHERE true \
-         ON CONFLICT (vendor, name, version) DO NOTHING",
-    )
-    .bind(software_json.as_str())
-    .execute(&mut *conn)
-    .await
-    .map_err(db("recording software"))?;
-    let software_rows = sqlx::query(
-        "SELECT s.id, s.vendor, s.name, s.version FROM json_each($1) j \
-         JOIN software s ON s.vendor = j.value ->> 0 AND s.name = j.value ->> 1 AND s.version = j.value ->> 2",
-    )
-    .bind(software_json.as_str())
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(db("looking up software"))?;
+    sqlx::query(INSERT_BATCH_SOFTWARE)
+        .bind(software_json.as_str())
+        .execute(&mut *conn)
+        .await
+        .map_err(db("recording software"))?;
+    let software_rows = sqlx::query(SELECT_BATCH_SOFTWARE)
+        .bind(software_json.as_str())
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db("looking up software"))?;
     let mut software_ids: FastMap<[String; 3], i64> =
         FastMap::with_capacity_and_hasher(software_rows.len(), Default::default());
     for r in software_rows.into_iter().map(Row::Sqlite) {
@@ -335,29 +340,43 @@ async fn resolve_ids(
             r.int("id")?,
         );
     }
-    let assets = batch
-        .assets
-        .iter()
-        .map(|a| {
-            asset_ids.get(a).copied().ok_or_else(|| {
-                StoreError::Corrupt(format!(
-                    "asset '{}' vanished while its findings were written",
-                    a.chars().take(60).collect::<String>()
-                ))
-            })
-        })
-        .collect::<Result<_>>()?;
-    let software = batch
-        .software
-        .iter()
-        .map(|s| {
-            software_ids.get(s).copied().ok_or_else(|| {
-                StoreError::Corrupt("software vanished while its findings were written".to_owned())
-            })
-        })
-        .collect::<Result<_>>()?;
-    Ok(BatchIds { assets, software })
+    BatchIds::in_order(&batch.assets, &asset_ids, &batch.software, &software_ids)
 }
+
+/// Creates the stub assets of a batch of findings and marks its assets seen: (SQL, what it does).
+/// `$1` integration, `$2` the run's start, `$3` the run, `$4` the batch's assets as JSON.
+/// Assets first reported by a finding (the device list did not return them) are created from it,
+/// with its device name and OS, as known from vulnerability data, seen by this run. Then a finding
+/// is evidence that its asset is there: the others are marked seen.
+pub(super) const MARK_BATCH_ASSETS: [(&str, &str); 2] = [
+    (
+        "INSERT INTO assets (integration_id, source_id, kind, name, os_platform, os_version, known_from, status, \
+         first_observed, last_observed, seen_run) \
+         SELECT $1, j.value ->> 0, 'device', j.value ->> 1, j.value ->> 2, j.value ->> 3, 'vulnerability_data', \
+         'active', $2, $2, $3 FROM json_each($4) j WHERE true \
+         ON CONFLICT (integration_id, source_id) DO NOTHING",
+        "creating assets first reported by findings",
+    ),
+    (
+        "UPDATE assets SET seen_run = $3, last_observed = $2, status = 'active', missing_since = NULL \
+         WHERE integration_id = $1 AND source_id IN (SELECT j.value ->> 0 FROM json_each($4) j) \
+         AND seen_run IS DISTINCT FROM $3",
+        "marking the findings' assets seen",
+    ),
+];
+
+/// The ids of a batch's assets: `$1` integration, `$2` the assets as JSON.
+pub(super) const SELECT_BATCH_ASSETS: &str = "SELECT id, source_id FROM assets WHERE integration_id = $1 \
+     AND source_id IN (SELECT j.value ->> 0 FROM json_each($2) j)";
+
+/// Records a batch's software (`$1`, as JSON) not known yet.
+pub(super) const INSERT_BATCH_SOFTWARE: &str = "INSERT INTO software (vendor, name, version) \
+     SELECT j.value ->> 0, j.value ->> 1, j.value ->> 2 FROM json_each($1) j WHERE true \
+     ON CONFLICT (vendor, name, version) DO NOTHING";
+
+/// The ids of a batch's software (`$1`, as JSON).
+pub(super) const SELECT_BATCH_SOFTWARE: &str = "SELECT s.id, s.vendor, s.name, s.version FROM json_each($1) j \
+     JOIN software s ON s.vendor = j.value ->> 0 AND s.name = j.value ->> 1 AND s.version = j.value ->> 2";
 
 /// SQLite's finding upsert clause. Unlike PostgreSQL's it leaves `status` (and the columns that
 /// go with it) alone: SQLite rewrites the entries of every index whose columns appear in an UPDATE's
@@ -391,13 +410,10 @@ async fn set_recommended_updates(
     ids: &BatchIds,
 ) -> Result<()> {
     let op = "updating recommended updates";
-    let changed = sqlx::query(
-        "SELECT f.id, f.asset_id, f.software_id, f.cve_id FROM findings f \
-         WHERE f.id IN (SELECT id FROM finding_changes)",
-    )
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(db(op))?;
+    let changed = sqlx::query(SELECT_CHANGED_FINDINGS)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db(op))?;
     let mut changed_ids: FastMap<(i64, i64, String), i64> = FastMap::default();
     for r in changed.into_iter().map(Row::Sqlite) {
         changed_ids.insert(
@@ -414,27 +430,84 @@ async fn set_recommended_updates(
     }
     let json = serde_json::to_string(&updates)
         .map_err(|e| StoreError::InvalidInput(format!("cannot encode recommended updates: {e}")))?;
-    sqlx::query(
-        "UPDATE findings SET recommended_update = u.value ->> 1 FROM json_each($1) u \
-         WHERE findings.id = u.value ->> 0",
-    )
-    .bind(json)
-    .execute(&mut *conn)
-    .await
-    .map_err(db(op))?;
+    sqlx::query(SET_RECOMMENDED_UPDATES)
+        .bind(json)
+        .execute(&mut *conn)
+        .await
+        .map_err(db(op))?;
     Ok(())
 }
+
+/// The highest finding id: rows inserted after it are new.
+pub(super) const MAX_FINDING_ID: &str = "SELECT COALESCE(max(id), 0) FROM findings";
+/// The rows inserted since `MAX_FINDING_ID` gave `$1`.
+pub(super) const COUNT_NEW_FINDINGS: &str = "SELECT count(*) FROM findings WHERE id > $1";
+/// What the upserts since the last `DELETE FROM finding_changes` updated (1) and reopened (3).
+pub(super) const COUNT_CHANGED_FINDINGS: &str =
+    "SELECT kind, count(*) AS n FROM finding_changes GROUP BY kind";
+/// Reopens the fixed findings an upsert met again.
+pub(super) const REOPEN_CHANGED_FINDINGS: &str = "UPDATE findings SET status = 'open', fixed_at = NULL, reopened_count = reopened_count + 1 \
+     WHERE id IN (SELECT id FROM finding_changes WHERE kind = 3)";
+/// The rows the upserts changed or reopened, with their keys.
+pub(super) const SELECT_CHANGED_FINDINGS: &str = "SELECT f.id, f.asset_id, f.software_id, f.cve_id FROM findings f \
+     WHERE f.id IN (SELECT id FROM finding_changes)";
+/// Sets recommended updates from `$1`, a JSON array of [finding id, update].
+pub(super) const SET_RECOMMENDED_UPDATES: &str = "UPDATE findings SET recommended_update = u.value ->> 1 FROM json_each($1) u \
+     WHERE findings.id = u.value ->> 0";
 
 /// Per-connection scratch objects of the finding upsert. The trigger records the rows an upsert
 /// updated or reopened, so that counting needs neither RETURNING (sqlx hands each returned row to
 /// the async side one by one: measured a third of the upsert's time) nor a second look-up per row.
 /// New rows are counted by id: SQLite gives them ids above the previous maximum.
-const FINDING_SCRATCH: [&str; 2] = [
+pub(super) const FINDING_SCRATCH: [&str; 2] = [
     "CREATE TEMP TABLE IF NOT EXISTS finding_changes (id INTEGER NOT NULL, kind INTEGER NOT NULL)",
     "CREATE TEMP TRIGGER IF NOT EXISTS finding_changed AFTER UPDATE OF change_kind ON main.findings \
      WHEN NEW.change_kind IN (1, 3) \
      BEGIN INSERT INTO finding_changes (id, kind) VALUES (NEW.id, NEW.change_kind); END",
 ];
+
+/// The multi-row finding upsert of `rows` rows like `row` ([`finding_row`]). Without assessments
+/// the assessment columns are left out (a full re-read binds 6 fewer values per row).
+pub(super) fn finding_upsert_sql(assessed: bool, row: &str, rows: usize) -> String {
+    let head = if assessed {
+        concat!(
+            "INSERT INTO findings (",
+            finding_insert_columns!(),
+            ", ",
+            finding_assessment_columns!(),
+            ")"
+        )
+    } else {
+        concat!("INSERT INTO findings (", finding_insert_columns!(), ")")
+    };
+    repeat_rows(head, row, rows, sqlite_finding_on_conflict!())
+}
+
+/// One row of the finding upsert's VALUES. The values every row shares (integration, time of
+/// observation, run) are integers of ours: written into the statement as literals, they are not
+/// bound again on every row (4 of 14 values). The text stays the same for the whole run, so the
+/// prepared statement is reused. The rest are bound in this order: asset, software, CVE,
+/// severity, CVSS, exploitability, recommended update, reference, first seen, last seen, content
+/// hash, then with `assessed` decision, priority, due date, clock start, explanation, assessed at.
+pub(super) fn finding_row(
+    integration_id: IntegrationId,
+    run_id: RunId,
+    observed: i64,
+    assessed: bool,
+) -> String {
+    if assessed {
+        format!(
+            "({integration_id},?,?,?,?,?,?,?,?,?,?,{observed},{observed},{run_id},?,?,?,?,?,?,?)"
+        )
+    } else {
+        format!("({integration_id},?,?,?,?,?,?,?,?,?,?,{observed},{observed},{run_id},?)")
+    }
+}
+
+/// The finding upsert's rows per statement.
+pub(super) const FINDINGS_PER_STATEMENT: usize = ROWS_PER_STATEMENT;
+// An assessed row binds all but the 4 literal values of its INSERT list.
+const _: () = assert!(FINDINGS_PER_STATEMENT * (FINDING_PARAMS - 4) <= SQLITE_MAX_PARAMS);
 
 /// One multi-row upsert statement for the batch's rows at `at` (places in `batch.rows`), every
 /// value bound. `assessed_at`: when the new rows' assessments were made (the run's start), if
@@ -446,20 +519,7 @@ fn bind_findings<'q>(
     at: &[usize],
     assessed_at: Option<i64>,
 ) -> Result<sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>> {
-    // Without assessments the assessment columns are left out (a full re-read binds 6 fewer
-    // values per row).
-    let head = if assessed_at.is_some() {
-        concat!(
-            "INSERT INTO findings (",
-            finding_insert_columns!(),
-            ", ",
-            finding_assessment_columns!(),
-            ")"
-        )
-    } else {
-        concat!("INSERT INTO findings (", finding_insert_columns!(), ")")
-    };
-    let sql = repeat_rows(head, row, at.len(), sqlite_finding_on_conflict!());
+    let sql = finding_upsert_sql(assessed_at.is_some(), row, at.len());
     let mut q = sqlx::query(AssertSqlSafe(sql));
     for &k in at {
         let (Some(f), Some(&places), Some(&hash)) =
@@ -582,23 +642,14 @@ async fn upsert_batch_in(
         "preparing the finding upsert",
     )
     .await?;
-    let max_before: i64 = sqlx::query_scalar("SELECT COALESCE(max(id), 0) FROM findings")
+    let max_before: i64 = sqlx::query_scalar(MAX_FINDING_ID)
         .fetch_one(&mut *conn)
         .await
         .map_err(db("preparing the finding upsert"))?;
 
-    // The values every row shares (integration, time of observation, run) are integers of ours:
-    // written into the statement as literals, they are not bound again on every row (4 of 14
-    // values). The text stays the same for the whole run, so the prepared statement is reused.
     let assessed = !batch.assessments.is_empty();
     let assessed_at = assessed.then_some(observed);
-    let row = if assessed {
-        format!(
-            "({integration_id},?,?,?,?,?,?,?,?,?,?,{observed},{observed},{run_id},?,?,?,?,?,?,?)"
-        )
-    } else {
-        format!("({integration_id},?,?,?,?,?,?,?,?,?,?,{observed},{observed},{run_id},?)")
-    };
+    let row = finding_row(integration_id, run_id, observed, assessed);
     // A first load (assessed rows) has nothing stored to compare with.
     let (upsert, mut unchanged) = if assessed {
         ((0..rows.len()).collect(), Vec::new())
@@ -621,7 +672,7 @@ async fn upsert_batch_in(
         .map_err(db("marking unchanged findings seen"))?;
         unchanged.clear();
     }
-    let per_statement = rows_per_statement(FINDING_PARAMS - 4);
+    let per_statement = FINDINGS_PER_STATEMENT;
     let chunks: Vec<&[usize]> = upsert.chunks(per_statement).collect();
     let bind = |at: &[usize]| bind_findings(&row, batch, &ids, at, assessed_at);
     let mut next = chunks.first().map(|at| bind(at)).transpose()?;
@@ -636,13 +687,13 @@ async fn upsert_batch_in(
         next = bound?;
     }
 
-    let new: i64 = sqlx::query_scalar("SELECT count(*) FROM findings WHERE id > $1")
+    let new: i64 = sqlx::query_scalar(COUNT_NEW_FINDINGS)
         .bind(max_before)
         .fetch_one(&mut *conn)
         .await
         .map_err(db("counting new findings"))?;
     counts.add_kind(0, as_u64(new));
-    let changed = sqlx::query("SELECT kind, count(*) AS n FROM finding_changes GROUP BY kind")
+    let changed = sqlx::query(COUNT_CHANGED_FINDINGS)
         .fetch_all(&mut *conn)
         .await
         .map_err(db("counting changed findings"))?;
@@ -653,13 +704,7 @@ async fn upsert_batch_in(
         set_recommended_updates(conn, batch, &ids).await?;
     }
     if counts.reopened > 0 {
-        exec(
-            conn,
-            "UPDATE findings SET status = 'open', fixed_at = NULL, reopened_count = reopened_count + 1 \
-             WHERE id IN (SELECT id FROM finding_changes WHERE kind = 3)",
-            "reopening findings",
-        )
-        .await?;
+        exec(conn, REOPEN_CHANGED_FINDINGS, "reopening findings").await?;
     }
     exec(conn, "DELETE FROM finding_changes", "upserting findings").await?;
     counts.unchanged =
@@ -673,14 +718,14 @@ async fn upsert_batch_in(
 }
 
 /// What one batch's upsert did.
-struct BatchDone {
-    counts: UpsertCounts,
+pub(super) struct BatchDone {
+    pub counts: UpsertCounts,
     /// The stored open findings it repeated unchanged and left alone.
-    unchanged: Vec<i64>,
+    pub unchanged: Vec<i64>,
     /// The ids of its assets and software (none for an empty batch).
-    ids: Option<BatchIds>,
+    pub ids: Option<BatchIds>,
     /// The run's start, as every row was stamped.
-    started_at: DateTime<Utc>,
+    pub started_at: DateTime<Utc>,
 }
 
 /// Adds a committed batch to its integration's first-load tally, if it has one, or drops the
@@ -814,8 +859,13 @@ pub(crate) async fn upsert_assets(
     Ok(counts)
 }
 
+/// Upserts a batch of findings in a transaction of its own: through the first-load writer when
+/// there is one and the rows are a first load's (assessed as they are inserted), else on the
+/// store's writer connection.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn upsert_findings(
     write: &SqlitePool,
+    first_load: Option<&FirstLoadWriter>,
     integration_id: IntegrationId,
     run_id: RunId,
     findings: &[Finding],
@@ -825,12 +875,19 @@ pub(crate) async fn upsert_findings(
 ) -> Result<(UpsertCounts, Vec<i64>)> {
     // Prepared before the transaction: this work overlaps the previous batch's writing.
     let batch = FindingBatch::new(findings, assessor)?;
-    let mut tx = write
-        .begin_with("BEGIN IMMEDIATE")
-        .await
-        .map_err(begin_error)?;
-    let done = upsert_batch_in(&mut tx, integration_id, run_id, &batch, leave_unchanged).await?;
-    tx.commit().await.map_err(db("committing findings"))?;
+    let done = match first_load.filter(|_| !batch.assessments.is_empty()) {
+        Some(writer) => writer.write(integration_id, run_id, &batch).await?,
+        None => {
+            let mut tx = write
+                .begin_with("BEGIN IMMEDIATE")
+                .await
+                .map_err(begin_error)?;
+            let done =
+                upsert_batch_in(&mut tx, integration_id, run_id, &batch, leave_unchanged).await?;
+            tx.commit().await.map_err(db("committing findings"))?;
+            done
+        }
+    };
     add_to_tally(tallies, integration_id, run_id, &batch, &done);
     Ok((done.counts, done.unchanged))
 }

@@ -21,6 +21,7 @@ scenarios!(
     a_first_load_puts_off_only_what_it_rebuilds,
     a_first_loads_batches_are_stored_as_merged_ones,
     a_first_loads_counts_match_a_recount,
+    a_first_loads_writer_stores_what_the_stores_writer_stores,
     #[ignore = "throughput measurement: cargo test -p rampart-store --release -- --ignored --nocapture"]
     throughput_200k_findings,
 );
@@ -854,4 +855,126 @@ async fn sqlite_first_load_counts_match_a_recount() {
     .await;
     assert_eq!(sql.roll_ups_from_tallies(), 5);
     assert_ne!(reassessed, counted, "the counts include the new assessment");
+}
+
+/// One integration's first load, batch by batch: with `bulk` begun as the sync begins one (on
+/// SQLite its batches then go through the first-load writer, `sqlite/first_load_writer.rs`),
+/// else written on the store's writer connection. The batches hold stub assets (devices the
+/// device list did not return), a text with a NUL, rows repeated by a later batch (one of them
+/// changed, its recommended update too) and an empty batch. Returns each batch's counts, the
+/// stored findings and assets (ids left out), and what a write after the run ended answered.
+async fn first_load_written(
+    store: &Arc<dyn Store>,
+    name: &str,
+    bulk: bool,
+) -> (Vec<UpsertCounts>, Vec<String>, Vec<String>, String) {
+    let i = integration(store, name).await;
+    let run = store.start_run(i.id, "full", t(0)).await.unwrap();
+    let listed: Vec<_> = (0..4).map(asset).collect();
+    store.upsert_assets(i.id, run, &listed).await.unwrap();
+    if bulk {
+        assert!(store.begin_bulk_findings(i.id).await.unwrap());
+    }
+    let mut first = findings_of(0, 3, 5);
+    first[1].recommended_update = Some("KB\0 5001".into());
+    first[2].recommended_update = None;
+    let mut second = findings_of(2, 4, 5);
+    second[0].cvss = Some(9.9);
+    second[0].recommended_update = Some("KB5009999".into());
+    second[3].exploitability = None;
+    let mut counts = Vec::new();
+    for batch in [first, Vec::new(), second] {
+        let c = store
+            .upsert_findings_assessed(i.id, run, &batch, Some(&Spread))
+            .await
+            .unwrap();
+        counts.push(c);
+    }
+    store.finish_run(run, &succeeded(t(1))).await.unwrap();
+    let refused = store
+        .upsert_findings_assessed(i.id, run, &findings_of(9, 1, 2), Some(&Spread))
+        .await
+        .unwrap_err()
+        .to_string()
+        .replace(&format!("sync run {run} "), "sync run R ");
+    if bulk {
+        store.end_bulk_findings().await.unwrap();
+    }
+    let filter = FindingFilter {
+        integration: Some(i.id),
+        ..Default::default()
+    };
+    let mut stored: Vec<String> = all_findings(store, filter)
+        .await
+        .into_iter()
+        .map(|f| {
+            format!(
+                "{:?} {:?} {} {} {:?} {:?} {:?} {:?} {}",
+                f.finding,
+                f.status,
+                f.first_observed,
+                f.last_observed,
+                f.priority,
+                f.decision,
+                f.due_at,
+                f.clock_start,
+                f.reopened_count
+            )
+        })
+        .collect();
+    stored.sort();
+    let mut assets: Vec<String> = all_assets(
+        store,
+        AssetFilter {
+            integration: Some(i.id),
+            ..Default::default()
+        },
+    )
+    .await
+    .into_iter()
+    .map(|a| {
+        format!(
+            "{} {:?} {:?} {:?} {}",
+            a.asset.source_id,
+            a.asset.name,
+            a.status,
+            a.known_only_from_vulnerability_data,
+            a.last_observed
+        )
+    })
+    .collect();
+    assets.sort();
+    (counts, stored, assets, refused)
+}
+
+/// SQLite writes a first load's batches on a connection of its own, through rusqlite
+/// (`sqlite/first_load_writer.rs`): what it stores, counts and refuses must be what the store's
+/// own writer does with the same batches.
+async fn a_first_loads_writer_stores_what_the_stores_writer_stores(store: Arc<dyn Store>) {
+    let before = store.batches_by_first_load_writer();
+    let by_writer = first_load_written(&store, "by-writer", true).await;
+    let sqlite = store.backend() == rampart_store::Backend::Sqlite;
+    assert_eq!(
+        store.batches_by_first_load_writer() - before,
+        if sqlite { 2 } else { 0 },
+        "the first load's batches with rows went through the first-load writer"
+    );
+    let by_store = first_load_written(&store, "by-store", false).await;
+    assert_eq!(
+        store.batches_by_first_load_writer() - before,
+        if sqlite { 2 } else { 0 }
+    );
+    let (counts, stored, assets, refused) = &by_writer;
+    assert_eq!(counts[0].new, 15);
+    assert_eq!(counts[2].new, 15, "{counts:?}");
+    assert_eq!(counts[2].updated, 2, "{counts:?}");
+    assert_eq!(counts[2].unchanged, 3, "{counts:?}");
+    assert_eq!(stored.len(), 30);
+    assert!(
+        stored.iter().any(|f| f.contains("KB5009999")),
+        "the repeated row's new recommended update: {stored:?}"
+    );
+    assert_eq!(assets.len(), 6, "two stub assets: {assets:?}");
+    assert!(refused.contains("no longer running"), "{refused}");
+    assert_eq!(by_writer, by_store);
 }
