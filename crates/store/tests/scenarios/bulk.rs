@@ -857,12 +857,44 @@ async fn sqlite_first_load_counts_match_a_recount() {
     assert_ne!(reassessed, counted, "the counts include the new assessment");
 }
 
+/// An integration's stored findings, ids left out, sorted.
+async fn findings_listed(store: &Arc<dyn Store>, id: rampart_model::IntegrationId) -> Vec<String> {
+    let filter = FindingFilter {
+        integration: Some(id),
+        ..Default::default()
+    };
+    let mut stored: Vec<String> = all_findings(store, filter)
+        .await
+        .into_iter()
+        .map(|f| {
+            format!(
+                "{:?} {:?} {} {} {:?} {:?} {:?} {:?} {:?} {}",
+                f.finding,
+                f.status,
+                f.first_observed,
+                f.last_observed,
+                f.fixed_at,
+                f.priority,
+                f.decision,
+                f.due_at,
+                f.clock_start,
+                f.reopened_count
+            )
+        })
+        .collect();
+    stored.sort();
+    stored
+}
+
 /// One integration's first load, batch by batch: with `bulk` begun as the sync begins one (on
 /// SQLite its batches then go through the first-load writer, `sqlite/first_load_writer.rs`),
 /// else written on the store's writer connection. The batches hold stub assets (devices the
 /// device list did not return), a text with a NUL, rows repeated by a later batch (one of them
-/// changed, its recommended update too) and an empty batch. Returns each batch's counts, the
-/// stored findings and assets (ids left out), and what a write after the run ended answered.
+/// changed, its recommended update too) and an empty batch. Then a later full read (its bulk
+/// begun too with `bulk`) that leaves most rows unchanged, changes, adds and drops some, and its
+/// reconciliation. Returns each batch's counts, the stored findings (at the end, then after the
+/// first load) and assets (ids left out), and what a write after the first run ended and the
+/// reconciliation answered.
 async fn first_load_written(
     store: &Arc<dyn Store>,
     name: &str,
@@ -900,29 +932,29 @@ async fn first_load_written(
     if bulk {
         store.end_bulk_findings().await.unwrap();
     }
-    let filter = FindingFilter {
-        integration: Some(i.id),
-        ..Default::default()
-    };
-    let mut stored: Vec<String> = all_findings(store, filter)
+    let after_first_load = findings_listed(store, i.id).await;
+
+    // A later full read: most rows unchanged, one changed (its recommended update too), one
+    // new, the fifth finding of each device and all of device 5's gone.
+    let later = store.start_run(i.id, "full", t(100)).await.unwrap();
+    store.upsert_assets(i.id, later, &listed).await.unwrap();
+    if bulk {
+        assert!(!store.begin_bulk_findings(i.id).await.unwrap());
+    }
+    let mut again = findings_of(0, 5, 4);
+    again[1].cvss = Some(1.5);
+    again[1].recommended_update = Some("KB5008888".into());
+    again.push(finding(3, 9));
+    counts.push(store.upsert_findings(i.id, later, &again).await.unwrap());
+    let reconciled = store
+        .reconcile(i.id, later, ReconcilePolicy::new(t(101)))
         .await
-        .into_iter()
-        .map(|f| {
-            format!(
-                "{:?} {:?} {} {} {:?} {:?} {:?} {:?} {}",
-                f.finding,
-                f.status,
-                f.first_observed,
-                f.last_observed,
-                f.priority,
-                f.decision,
-                f.due_at,
-                f.clock_start,
-                f.reopened_count
-            )
-        })
-        .collect();
-    stored.sort();
+        .unwrap();
+    store.finish_run(later, &succeeded(t(102))).await.unwrap();
+    let refused = format!("{refused} / {reconciled:?}");
+
+    let mut stored = findings_listed(store, i.id).await;
+    stored.extend(after_first_load);
     let mut assets: Vec<String> = all_assets(
         store,
         AssetFilter {
@@ -969,10 +1001,32 @@ async fn a_first_loads_writer_stores_what_the_stores_writer_stores(store: Arc<dy
     assert_eq!(counts[2].new, 15, "{counts:?}");
     assert_eq!(counts[2].updated, 2, "{counts:?}");
     assert_eq!(counts[2].unchanged, 3, "{counts:?}");
-    assert_eq!(stored.len(), 30);
+    assert_eq!(
+        counts[3],
+        UpsertCounts {
+            new: 1,
+            updated: 4,
+            unchanged: 16,
+            reopened: 0
+        },
+        "the changed row and the three the first load's later batch had changed"
+    );
+    assert!(
+        refused.contains("assets_missing: 1, findings_fixed: 10"),
+        "device 5 and its five findings, and the fifth of devices 0-4: {refused}"
+    );
+    assert_eq!(
+        stored.len(),
+        31 + 30,
+        "after the later read, and after the first load"
+    );
     assert!(
         stored.iter().any(|f| f.contains("KB5009999")),
         "the repeated row's new recommended update: {stored:?}"
+    );
+    assert!(
+        stored.iter().any(|f| f.contains("KB5008888")),
+        "the later read's new recommended update: {stored:?}"
     );
     assert_eq!(assets.len(), 6, "two stub assets: {assets:?}");
     assert!(refused.contains("no longer running"), "{refused}");
