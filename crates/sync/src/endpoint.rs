@@ -319,7 +319,7 @@ impl Job<'_, MdeClient> {
         // Whether the read worked or not, what was put off is rebuilt, in one sorted pass. First:
         // this also closes SQLite's first-load writer and frees its page cache, which the
         // explanations' writes would otherwise find still full (20,000 devices: peak memory
-        // 163–173 MiB with the explanations first, 143–145 MiB after).
+        // 159–173 MiB with the explanations first, 140–142 MiB after).
         let rebuilt = if deferred {
             self.progress.phase("indexing findings");
             self.store.end_bulk_findings().await
