@@ -11,6 +11,7 @@
 //! findings. It is dropped (and the store counts from the rows, as before) when:
 //! - a batch was not entirely new rows with their assessments (a row repeated, updated or
 //!   reopened), or belonged to another run, or held text the store cleaned (a NUL);
+//! - a batch's write failed, or its caller stopped waiting for it ([`BatchGuard`]);
 //! - an asset's rows came back after other assets' rows had filled [`RECENT_BATCHES`] batches;
 //! - the run's reconciliation fixed a finding;
 //! - an assessment was written for the integration after the load began, by this process or by
@@ -141,6 +142,39 @@ pub(crate) fn add_batch(
             message = "A first load's roll-ups will be counted from its rows: a batch was not one its tally can count.",
             integration = %integration
         );
+    }
+}
+
+/// Drops an integration's tally unless the batch it stands for is declared counted
+/// ([`BatchGuard::counted`]): a batch whose write failed part way, or whose caller stopped
+/// waiting for it (SQLite's first-load writer commits it all the same), may be stored without
+/// being counted. Giving up is always right: the roll-ups are then counted from the rows.
+pub(crate) struct BatchGuard<'a> {
+    tallies: &'a Tallies,
+    integration: IntegrationId,
+    counted: bool,
+}
+
+impl<'a> BatchGuard<'a> {
+    pub(crate) fn new(tallies: &'a Tallies, integration: IntegrationId) -> Self {
+        Self {
+            tallies,
+            integration,
+            counted: false,
+        }
+    }
+
+    /// The batch went to the tally (`add_batch`) as written.
+    pub(crate) fn counted(mut self) {
+        self.counted = true;
+    }
+}
+
+impl Drop for BatchGuard<'_> {
+    fn drop(&mut self) {
+        if !self.counted {
+            lock(self.tallies).remove(&self.integration);
+        }
     }
 }
 

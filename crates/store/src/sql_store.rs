@@ -1304,6 +1304,7 @@ impl Store for SqlStore {
         assessor: Option<&dyn InsertAssessor>,
     ) -> Result<UpsertCounts> {
         let leave_unchanged = self.full_reads().contains(&integration_id);
+        let guard = first_load_tally::BatchGuard::new(&self.tallies, integration_id);
         let (counts, unchanged) = match &self.db {
             Pool::Sqlite { write, .. } => {
                 let first_load = match &self.engine {
@@ -1345,6 +1346,7 @@ impl Store for SqlStore {
                 (written.counts, written.unchanged)
             }
         };
+        guard.counted();
         if !unchanged.is_empty() {
             self.sightings()
                 .entry(run_id)

@@ -22,6 +22,7 @@ scenarios!(
     a_first_loads_batches_are_stored_as_merged_ones,
     a_first_loads_counts_match_a_recount,
     a_first_loads_writer_stores_what_the_stores_writer_stores,
+    a_failed_batch_leaves_the_roll_ups_to_a_count,
     #[ignore = "throughput measurement: cargo test -p rampart-store --release -- --ignored --nocapture"]
     throughput_200k_findings,
 );
@@ -1031,4 +1032,54 @@ async fn a_first_loads_writer_stores_what_the_stores_writer_stores(store: Arc<dy
     assert_eq!(assets.len(), 6, "two stub assets: {assets:?}");
     assert!(refused.contains("no longer running"), "{refused}");
     assert_eq!(by_writer, by_store);
+}
+
+/// A batch of a first load that fails (here: written for a run of another integration) leaves
+/// the roll-ups to a count from the rows: the tally cannot know what a failed or abandoned
+/// write left stored. They read the same as a load without failure's.
+async fn a_failed_batch_leaves_the_roll_ups_to_a_count(store: Arc<dyn Store>) {
+    let other = integration(&store, "other").await;
+    let others_run = store.start_run(other.id, "full", t(0)).await.unwrap();
+    let before = store.roll_ups_from_tallies();
+    let clean = spread_loaded(&store, "clean", true, async |_| {}).await;
+    let after_clean = store.roll_ups_from_tallies();
+    assert_eq!(
+        after_clean - before,
+        3,
+        "a load without failure uses its tally"
+    );
+
+    let i = integration(&store, "with-failure").await;
+    let run = store.start_run(i.id, "full", t(0)).await.unwrap();
+    let listed: Vec<_> = (0..14).map(asset).collect();
+    store.upsert_assets(i.id, run, &listed).await.unwrap();
+    assert!(store.begin_bulk_findings(i.id).await.unwrap());
+    let batches = spread_findings();
+    let err = store
+        .upsert_findings_assessed(i.id, others_run, &batches[0], Some(&Spread))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("belongs to integration"), "{err}");
+    for batch in batches {
+        store
+            .upsert_findings_assessed(i.id, run, &batch, Some(&Spread))
+            .await
+            .unwrap();
+    }
+    store.end_bulk_findings().await.unwrap();
+    store
+        .reconcile(i.id, run, ReconcilePolicy::new(t(1)))
+        .await
+        .unwrap();
+    store.record_sla_snapshot(i.id, run, t(300)).await.unwrap();
+    store.finish_run(run, &succeeded(t(360))).await.unwrap();
+    assert_eq!(
+        store.roll_ups_from_tallies(),
+        after_clean,
+        "counted from the rows"
+    );
+    assert_eq!(
+        roll_ups(&store, i.id).await,
+        roll_ups(&store, clean.id).await
+    );
 }
