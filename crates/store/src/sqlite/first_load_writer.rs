@@ -172,7 +172,7 @@ struct Job {
 
 /// A place in `Job::texts`.
 #[derive(Clone, Copy)]
-struct Text(u32, u32);
+struct Text(usize, usize);
 
 /// One finding's values, in the order the upsert binds them (`finding_row`).
 struct PackedRow {
@@ -195,7 +195,7 @@ impl Job {
         let mut put = |s: &str| {
             let start = texts.len();
             texts.push_str(s);
-            Text(as_u32(start), as_u32(texts.len()))
+            Text(start, texts.len())
         };
         let rows = batch
             .rows
@@ -232,9 +232,7 @@ impl Job {
     }
 
     fn text(&self, t: Text) -> &str {
-        self.texts
-            .get(t.0 as usize..t.1 as usize)
-            .unwrap_or_default()
+        self.texts.get(t.0..t.1).unwrap_or_default()
     }
 
     /// Writes the batch in one `BEGIN IMMEDIATE` transaction.
@@ -471,9 +469,4 @@ impl Job {
             .map_err(StoreError::sqlite(op))?;
         Ok(())
     }
-}
-
-/// A place in a batch's text buffer: a batch holds a few MB at most.
-fn as_u32(n: usize) -> u32 {
-    u32::try_from(n).unwrap_or(u32::MAX)
 }
