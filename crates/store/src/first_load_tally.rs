@@ -38,7 +38,7 @@ use crate::db::{Tx, q};
 use crate::error::{Result, StoreError};
 use crate::exceptions::fix_key;
 use crate::priority::StoredAssessment;
-use crate::types::Backend;
+use crate::types::{Backend, UpsertCounts};
 
 /// How long after the run's start the tally can say which rows are overdue or due soon. A first
 /// load that ends later than this counts from the rows.
@@ -142,6 +142,34 @@ pub(crate) fn add_batch(
             message = "A first load's roll-ups will be counted from its rows: a batch was not one its tally can count.",
             integration = %integration
         );
+    }
+}
+
+/// What one batch's upsert did, as both backends' bulk writers report it.
+pub(crate) struct Written<'a> {
+    pub counts: UpsertCounts,
+    /// The stored open findings it repeated unchanged and left alone.
+    pub unchanged: Vec<i64>,
+    /// The run's start, as every row was stamped.
+    pub started_at: DateTime<Utc>,
+    /// Every row as resolved, when all of them were inserted new with their assessments (what
+    /// [`add_batch`] can count); `None` otherwise.
+    pub inserted: Option<Vec<Resolved<'a>>>,
+}
+
+impl<'a> Written<'a> {
+    /// A batch that was merged into what is stored, not all inserted new.
+    pub(crate) fn merged(
+        started_at: DateTime<Utc>,
+        counts: UpsertCounts,
+        unchanged: Vec<i64>,
+    ) -> Self {
+        Self {
+            counts,
+            unchanged,
+            started_at,
+            inserted: None,
+        }
     }
 }
 

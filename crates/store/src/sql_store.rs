@@ -1246,7 +1246,7 @@ impl Store for SqlStore {
             // Without it the load is written through sqlx, as a later read is: slower, the same.
             if let Err(e) = file.open_first_load_writer().await {
                 tracing::warn!(
-                    message = "The first load is written without its own writer connection.",
+                    message = "The first load's own writer connection could not be opened; its findings are written through the store's connection instead (slower, the same rows).",
                     reason = %e
                 );
             }
@@ -1305,7 +1305,7 @@ impl Store for SqlStore {
     ) -> Result<UpsertCounts> {
         let leave_unchanged = self.full_reads().contains(&integration_id);
         let guard = first_load_tally::BatchGuard::new(&self.tallies, integration_id);
-        let (counts, unchanged) = match &self.db {
+        let written = match &self.db {
             Pool::Sqlite { write, .. } => {
                 let first_load = match &self.engine {
                     Engine::Sqlite(file) if assessor.is_some() => file.first_load_writer(),
@@ -1319,13 +1319,12 @@ impl Store for SqlStore {
                     findings,
                     assessor,
                     leave_unchanged,
-                    &self.tallies,
                 )
                 .await?
             }
             Pool::Postgres(pool) => {
                 let first_load = self.first_loads().contains(&integration_id);
-                let written = postgres::bulk::upsert_findings(
+                postgres::bulk::upsert_findings(
                     pool,
                     integration_id,
                     run_id,
@@ -1333,27 +1332,26 @@ impl Store for SqlStore {
                     assessor,
                     (first_load, leave_unchanged),
                 )
-                .await?;
-                if !findings.is_empty() {
-                    first_load_tally::add_batch(
-                        &self.tallies,
-                        integration_id,
-                        run_id,
-                        written.started_at,
-                        written.inserted.as_deref(),
-                    );
-                }
-                (written.counts, written.unchanged)
+                .await?
             }
         };
+        if !findings.is_empty() {
+            first_load_tally::add_batch(
+                &self.tallies,
+                integration_id,
+                run_id,
+                written.started_at,
+                written.inserted.as_deref(),
+            );
+        }
         guard.counted();
-        if !unchanged.is_empty() {
+        if !written.unchanged.is_empty() {
             self.sightings()
                 .entry(run_id)
                 .or_default()
-                .extend(unchanged);
+                .extend(written.unchanged);
         }
-        Ok(counts)
+        Ok(written.counts)
     }
 
     async fn apply_finding_changes(

@@ -35,6 +35,16 @@ pub(crate) fn migrator() -> &'static sqlx::migrate::Migrator {
     &MIGRATOR
 }
 
+/// A writer's own checkpoint threshold, in pages (4 KiB: ~64 MB of WAL). The background
+/// checkpointer normally keeps the WAL short; this is the backstop when it falls behind. A
+/// checkpoint in the writer (WAL copied into the database file, with fsyncs) after every ~4 MB
+/// written cost a third of bulk-load time; every ~64 MB costs little, and the WAL file is
+/// truncated back afterwards (`JOURNAL_SIZE_LIMIT`).
+pub(crate) const WAL_AUTOCHECKPOINT_PAGES: i64 = 16_384;
+
+/// What the WAL file is truncated back to after a checkpoint, in bytes.
+pub(crate) const JOURNAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
+
 /// Connections readers may use at once.
 const READ_CONNECTIONS: u32 = 4;
 
@@ -134,13 +144,8 @@ impl SqlStore {
                 options
                     .clone()
                     .pragma("cache_size", (-WRITER_CACHE_KIB).to_string())
-                    // The background checkpointer normally keeps the WAL short; this is the
-                    // backstop when it falls behind. A checkpoint in the writer (WAL copied into
-                    // the database file, with fsyncs) after every ~4 MB written cost a third of
-                    // bulk-load time; every ~64 MB costs little, and the WAL file is truncated
-                    // back afterwards.
-                    .pragma("wal_autocheckpoint", "16384")
-                    .pragma("journal_size_limit", (64 * 1024 * 1024).to_string())
+                    .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES.to_string())
+                    .pragma("journal_size_limit", JOURNAL_SIZE_LIMIT.to_string())
                     .pragma("threads", sort_threads().to_string()),
             )
             .await
@@ -160,7 +165,7 @@ impl SqlStore {
             .connect_with(
                 options
                     .clone()
-                    .pragma("journal_size_limit", (64 * 1024 * 1024).to_string()),
+                    .pragma("journal_size_limit", JOURNAL_SIZE_LIMIT.to_string()),
             )
             .await
             .map_err(|e| open_err(e.to_string()))?;

@@ -20,7 +20,7 @@ use crate::cloud_sql::{
 use crate::common::*;
 use crate::db::{On, Row, db};
 use crate::error::{Result, StoreError};
-use crate::first_load_tally::Resolved;
+use crate::first_load_tally::Written;
 use crate::priority::{InsertAssessor, StoredAssessment};
 use crate::sql_store::{check_run, heartbeat};
 use crate::types::UpsertCounts;
@@ -697,29 +697,6 @@ pub(crate) async fn upsert_assets(
     let counts = upsert_assets_in(&mut tx, integration_id, run_id, assets).await?;
     tx.commit().await.map_err(db("committing assets"))?;
     Ok(counts)
-}
-
-/// What one batch's upsert did.
-pub(crate) struct Written<'a> {
-    pub counts: UpsertCounts,
-    /// The stored open findings it repeated unchanged and left alone.
-    pub unchanged: Vec<i64>,
-    /// The run's start, as every row was stamped.
-    pub started_at: DateTime<Utc>,
-    /// Every row as resolved, when all of them were inserted new with their assessments (a
-    /// first load's copy).
-    pub inserted: Option<Vec<Resolved<'a>>>,
-}
-
-impl<'a> Written<'a> {
-    fn merged(started_at: DateTime<Utc>, counts: UpsertCounts, unchanged: Vec<i64>) -> Self {
-        Self {
-            counts,
-            unchanged,
-            started_at,
-            inserted: None,
-        }
-    }
 }
 
 pub(crate) async fn upsert_findings<'a>(

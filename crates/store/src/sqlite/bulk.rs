@@ -19,7 +19,7 @@ use crate::cloud_sql::{
 use crate::common::*;
 use crate::db::{On, Row, db};
 use crate::error::{Result, StoreError};
-use crate::first_load_tally::{Resolved, Tallies, add_batch};
+use crate::first_load_tally::{Resolved, Written};
 use crate::priority::{InsertAssessor, StoredAssessment};
 use crate::sql_store::{check_run, heartbeat};
 use crate::types::UpsertCounts;
@@ -728,21 +728,12 @@ pub(super) struct BatchDone {
     pub started_at: DateTime<Utc>,
 }
 
-/// Adds a committed batch to its integration's first-load tally, if it has one, or drops the
-/// tally when the batch is not one the tally can count: every row new, with its assessment.
-fn add_to_tally(
-    tallies: &Tallies,
-    integration_id: IntegrationId,
-    run_id: RunId,
-    batch: &FindingBatch<'_>,
-    done: &BatchDone,
-) {
-    if batch.rows.is_empty() {
-        return;
-    }
+/// The batch's rows as resolved, when every one was inserted new with its assessment (what a
+/// first load's tally can count).
+fn inserted_rows<'a>(batch: &FindingBatch<'a>, done: &BatchDone) -> Option<Vec<Resolved<'a>>> {
     let all_new =
         done.counts.new == batch.rows.len() as u64 && batch.assessments.len() == batch.rows.len();
-    let rows: Option<Vec<Resolved<'_>>> = done.ids.as_ref().filter(|_| all_new).and_then(|ids| {
+    done.ids.as_ref().filter(|_| all_new).and_then(|ids| {
         batch
             .rows
             .iter()
@@ -758,14 +749,7 @@ fn add_to_tally(
                 })
             })
             .collect()
-    });
-    add_batch(
-        tallies,
-        integration_id,
-        run_id,
-        done.started_at,
-        rows.as_deref(),
-    );
+    })
 }
 
 /// Lists, for a reconciliation after a full read that left unchanged rows alone (their ids in
@@ -862,17 +846,15 @@ pub(crate) async fn upsert_assets(
 /// Upserts a batch of findings in a transaction of its own: through the first-load writer when
 /// there is one and the rows are a first load's (assessed as they are inserted), else on the
 /// store's writer connection.
-#[allow(clippy::too_many_arguments)]
-pub(crate) async fn upsert_findings(
+pub(crate) async fn upsert_findings<'a>(
     write: &SqlitePool,
     first_load: Option<&FirstLoadWriter>,
     integration_id: IntegrationId,
     run_id: RunId,
-    findings: &[Finding],
+    findings: &'a [Finding],
     assessor: Option<&dyn InsertAssessor>,
     leave_unchanged: bool,
-    tallies: &Tallies,
-) -> Result<(UpsertCounts, Vec<i64>)> {
+) -> Result<Written<'a>> {
     // Prepared before the transaction: this work overlaps the previous batch's writing.
     let batch = FindingBatch::new(findings, assessor)?;
     let done = match first_load.filter(|_| !batch.assessments.is_empty()) {
@@ -888,8 +870,13 @@ pub(crate) async fn upsert_findings(
             done
         }
     };
-    add_to_tally(tallies, integration_id, run_id, &batch, &done);
-    Ok((done.counts, done.unchanged))
+    let inserted = inserted_rows(&batch, &done);
+    Ok(Written {
+        counts: done.counts,
+        unchanged: done.unchanged,
+        started_at: done.started_at,
+        inserted,
+    })
 }
 
 /// Catalogue rows in multi-row statements of one transaction; `on_conflict` decides what a

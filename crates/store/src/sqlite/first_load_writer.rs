@@ -39,6 +39,7 @@ use super::bulk::{
     REOPEN_CHANGED_FINDINGS, SELECT_BATCH_ASSETS, SELECT_BATCH_SOFTWARE, SELECT_CHANGED_FINDINGS,
     SET_RECOMMENDED_UPDATES, WRITER_CACHE_KIB, finding_row, finding_upsert_sql,
 };
+use super::{JOURNAL_SIZE_LIMIT, WAL_AUTOCHECKPOINT_PAGES};
 use crate::common::{
     FastMap, check_run_for_write, clean_opt, finite, from_micros, micros, severity_code,
 };
@@ -133,9 +134,9 @@ fn connect(path: &Path) -> Result<Connection> {
         .map_err(StoreError::sqlite(op))?;
     let pragmas = format!(
         "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA cache_size = {}; \
-         PRAGMA wal_autocheckpoint = 16384; PRAGMA journal_size_limit = {};",
+         PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}; \
+         PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT};",
         -WRITER_CACHE_KIB,
-        64 * 1024 * 1024
     );
     conn.execute_batch(&pragmas)
         .map_err(StoreError::sqlite(op))?;
