@@ -2,7 +2,7 @@
 //!
 //! A page can be 200 MB, so it is never held in memory: [`EnvelopeDecoder`] is fed the body chunk by
 //! chunk, walks the envelope's keys in any order, cuts the `value` array into one byte slice per
-//! item and hands each slice to a callback (which deserializes it with `serde_json::from_slice`),
+//! item and hands each slice to a callback (which deserializes it with `record::decode_record`),
 //! and keeps `@odata.nextLink`, `@odata.context` and `@odata.count` wherever they appear.
 //!
 //! Why not `serde_json::from_reader` with a `DeserializeSeed`: that parser reads byte by byte through

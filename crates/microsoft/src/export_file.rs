@@ -21,6 +21,7 @@ use crate::paging::{
     Batches, ConsumerGone, EventTx, OddRecords, PageTiming, ReadEnd, ReadEvent, ReadPlan,
     ReadReport, consumer_gone, next_chunk, restart_or_fail,
 };
+use crate::record::decode_record;
 use crate::wire::mde::AssetVulnerability;
 
 /// A line of an export file that could not be read.
@@ -40,7 +41,7 @@ pub enum ExportLineError {
 /// Parses one line; `None` for a blank line.
 fn parse_line<T: DeserializeOwned>(line: &[u8]) -> Option<Result<T, serde_json::Error>> {
     let trimmed = line.trim_ascii();
-    (!trimmed.is_empty()).then(|| serde_json::from_slice(trimmed))
+    (!trimmed.is_empty()).then(|| decode_record(trimmed))
 }
 
 /// Reads the records of an export file from any reader of its gzip bytes (a file on disk, a

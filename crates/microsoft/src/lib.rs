@@ -92,6 +92,7 @@ mod http;
 mod intel;
 mod mde;
 mod paging;
+mod record;
 mod roles;
 mod text;
 mod token_error;
@@ -138,6 +139,7 @@ pub use wire::mde::{
 // Readers the contract tests drive on Microsoft's examples.
 pub use decode::EnvelopeDecoder;
 pub use export_file::read_export_lines;
+pub use record::decode_record;
 
 // The CISA KEV catalogue.
 pub use intel::{

@@ -38,6 +38,7 @@ use crate::error::ApiError;
 use crate::family::ApiFamily;
 use crate::http::body::{describe, snippet};
 use crate::http::{Budget, Core};
+use crate::record::decode_record;
 use crate::wire::mde::{Machine, Vulnerability};
 
 /// Paging settings.
@@ -812,27 +813,24 @@ where
         };
         let decoding = Instant::now();
         let chunk_start = decoder.consumed();
-        let fed = decoder.feed(
-            &chunk,
-            &mut |item: &[u8]| match serde_json::from_slice::<T>(item) {
-                Ok(record) => {
-                    if filter.keep(&record) {
-                        out.batch.push(record);
-                    }
-                    Ok(())
+        let fed = decoder.feed(&chunk, &mut |item: &[u8]| match decode_record::<T>(item) {
+            Ok(record) => {
+                if filter.keep(&record) {
+                    out.batch.push(record);
                 }
-                // Valid JSON our types refuse: skip it, count it and keep its id.
-                Err(e) if e.classify() == Category::Data => {
-                    outcome.odd.note(item, &e);
-                    Ok(())
-                }
-                // Not JSON inside an item: the offset is the item's, the detail serde's.
-                Err(e) => Err(DecodeError::Syntax {
-                    at: 0,
-                    detail: e.to_string(),
-                }),
-            },
-        );
+                Ok(())
+            }
+            // Valid JSON our types refuse: skip it, count it and keep its id.
+            Err(e) if e.classify() == Category::Data => {
+                outcome.odd.note(item, &e);
+                Ok(())
+            }
+            // Not JSON inside an item: the offset is the item's, the detail serde's.
+            Err(e) => Err(DecodeError::Syntax {
+                at: 0,
+                detail: e.to_string(),
+            }),
+        });
         timing.decoding += decoding.elapsed();
         if first_byte.is_none() {
             first_byte = chunk

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use rampart_microsoft::ChangeStatus;
 use rampart_microsoft::EnvelopeDecoder;
+use rampart_microsoft::decode_record;
 use rampart_microsoft::read_export_lines;
 use rampart_microsoft::{
     AssetVulnerability, Collection, DeltaAssetVulnerability, ErrorEnvelope, ExportFilesResponse,
@@ -40,7 +41,8 @@ fn parse<T: DeserializeOwned>(name: &str) -> T {
 }
 
 /// Reads a collection page as the client does: chunk by chunk through the streaming decoder, each
-/// item with `T`. Also checks it agrees with reading the page whole.
+/// item with `T` through the client's record reader. Also checks it agrees with reading the page
+/// whole with `serde_json::from_slice`.
 fn stream<T: DeserializeOwned + PartialEq + std::fmt::Debug>(
     name: &str,
 ) -> (Vec<T>, Option<String>) {
@@ -53,7 +55,7 @@ fn stream<T: DeserializeOwned + PartialEq + std::fmt::Debug>(
             decoder
                 .feed(part, &mut |item: &[u8]| {
                     items.push(
-                        serde_json::from_slice(item)
+                        decode_record(item)
                             .unwrap_or_else(|e| panic!("{name}: item unreadable: {e}")),
                     );
                     Ok(())
