@@ -11,6 +11,7 @@ use crate::db::Pool;
 use crate::error::{Result, StoreError};
 use crate::sql_store::{DEFERRABLE_INDEXES, Engine, SqlStore};
 
+pub(crate) mod binary_copy;
 pub(crate) mod bulk;
 pub(crate) mod first_load;
 

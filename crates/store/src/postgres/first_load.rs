@@ -20,7 +20,8 @@ use sqlx::postgres::PgConnection;
 
 use rampart_model::{Finding, IntegrationId, RunId};
 
-use super::bulk::{CopyBuf, send_copy};
+use super::binary_copy::BinaryCopy;
+use super::bulk::send_copy;
 use crate::common::*;
 use crate::db::{Row, db};
 use crate::error::{Result, StoreError};
@@ -34,7 +35,7 @@ const COPY_FINDINGS: &str = concat!(
     finding_insert_columns!(),
     ", ",
     finding_assessment_columns!(),
-    ") FROM STDIN"
+    ") FROM STDIN (FORMAT binary)"
 );
 
 /// Ids in the order of the keys they were looked up for, from `(id, ord)` rows (`ord` counts
@@ -143,7 +144,7 @@ pub(super) async fn asset_ids(
     ids_in_order(rows, keys.assets.len(), "an asset")
 }
 
-/// The batch's rows in COPY's text format, each value as the merge would insert it, given the
+/// The batch's rows in COPY's binary format, each value as the merge would insert it, given the
 /// asset and software ids in the order of `keys`; and each row as resolved, for a first load's
 /// tally (`crate::first_load_tally`).
 fn copy_rows<'a>(
@@ -153,7 +154,7 @@ fn copy_rows<'a>(
     (integration_id, run_id, observed): (IntegrationId, RunId, DateTime<Utc>),
     assessor: Option<&dyn InsertAssessor>,
 ) -> Result<(Vec<u8>, Vec<Resolved<'a>>)> {
-    let mut b = CopyBuf::default();
+    let mut b = BinaryCopy::default();
     let mut resolved = Vec::with_capacity(rows.len());
     for (&f, &(a, s)) in rows.iter().zip(&keys.places) {
         let (Some(&asset_id), Some(&software_id)) = (assets.get(a), software.get(s)) else {
@@ -162,16 +163,28 @@ fn copy_rows<'a>(
             ));
         };
         let assessment = assessor.and_then(|a| a.assess(f));
-        b.int(integration_id.get());
-        b.int(asset_id);
-        b.int(software_id);
+        // The columns of `COPY_FINDINGS`, each with its column's type.
+        b.int8(integration_id.get());
+        b.int8(asset_id);
+        b.int8(software_id);
         b.text(f.key.cve_id.as_str());
-        b.finding_content(f);
-        b.opt_ts(Some(observed));
-        b.opt_ts(Some(observed));
-        b.int(run_id.get());
-        b.int(finding_content_hash(f));
-        b.assessment(assessment, observed);
+        b.opt_int2(f.severity.map(severity_code));
+        b.opt_float8(f.cvss);
+        b.opt_text(f.exploitability.as_deref());
+        b.opt_text(f.recommended_update.as_deref());
+        b.opt_text(f.recommendation_reference.as_deref());
+        b.opt_timestamp(f.first_seen);
+        b.opt_timestamp(f.last_seen);
+        b.opt_timestamp(Some(observed));
+        b.opt_timestamp(Some(observed));
+        b.int8(run_id.get());
+        b.int8(finding_content_hash(f));
+        b.opt_text(assessment.map(|a| a.decision.as_str()));
+        b.opt_float8(assessment.map(|a| f64::from(a.priority)));
+        b.opt_timestamp(assessment.map(|a| a.due_at));
+        b.opt_timestamp(assessment.map(|a| a.clock_start));
+        b.opt_int8(assessment.map(|a| a.explanation_id));
+        b.opt_timestamp(assessment.map(|_| observed));
         b.end_row();
         resolved.push(Resolved {
             finding: f,
