@@ -8,12 +8,13 @@
 //! their own driver's connection, not into sqlx's `COPY`; the format itself is a header, then per
 //! row a field count and each field as a length and its bytes, and a trailer.
 //!
-//! Each value is written with the type of its column: `BIGINT` as [`BinaryCopy::int8`],
-//! `SMALLINT` as [`BinaryCopy::int2`], and so on. A value of the wrong width is refused by the
-//! server (`insufficient data left in message`), never stored wrong.
+//! Each value is written with the type of its column (`BIGINT` in eight bytes, `SMALLINT` in two,
+//! and so on: [`CopyRow`] names the type of each of a finding's columns). A value of the wrong
+//! width is refused by the server (`insufficient data left in message`), never stored wrong.
 
 use chrono::{DateTime, Utc};
 
+use super::bulk::CopyRow;
 use crate::common::clean;
 
 /// The signature, flags (no OIDs) and header extension length that open every binary copy.
@@ -70,47 +71,9 @@ impl BinaryCopy {
         self.value(&v.to_be_bytes());
     }
 
-    pub(crate) fn opt_int8(&mut self, v: Option<i64>) {
-        match v {
-            Some(v) => self.int8(v),
-            None => self.null(),
-        }
-    }
-
-    /// A `SMALLINT`; `None` (or a value out of its range, which no caller has) is NULL.
-    pub(crate) fn opt_int2(&mut self, v: Option<i64>) {
-        match v.and_then(|v| i16::try_from(v).ok()) {
-            Some(v) => self.value(&v.to_be_bytes()),
-            None => self.null(),
-        }
-    }
-
-    /// A `DOUBLE PRECISION`; NULL unless finite (as the store keeps scores).
-    pub(crate) fn opt_float8(&mut self, v: Option<f64>) {
-        match v.filter(|v| v.is_finite()) {
-            Some(v) => self.value(&v.to_bits().to_be_bytes()),
-            None => self.null(),
-        }
-    }
-
     /// A `TEXT`, cleaned of NULs as every text the store keeps.
     pub(crate) fn text(&mut self, s: &str) {
         self.value(clean(s).as_bytes());
-    }
-
-    pub(crate) fn opt_text(&mut self, s: Option<&str>) {
-        match s {
-            Some(s) => self.text(s),
-            None => self.null(),
-        }
-    }
-
-    /// A `TIMESTAMPTZ`, to the microsecond (as the store keeps every time).
-    pub(crate) fn opt_timestamp(&mut self, t: Option<DateTime<Utc>>) {
-        match t {
-            Some(t) => self.int8(t.timestamp_micros().saturating_sub(POSTGRES_EPOCH_MICROS)),
-            None => self.null(),
-        }
     }
 
     /// Ends the current row: its field count is written in front of it.
@@ -125,6 +88,46 @@ impl BinaryCopy {
         self.end_row();
         self.buf.extend_from_slice(&(-1i16).to_be_bytes());
         self.buf
+    }
+}
+
+impl CopyRow for BinaryCopy {
+    fn opt_int8(&mut self, v: Option<i64>) {
+        match v {
+            Some(v) => self.int8(v),
+            None => self.null(),
+        }
+    }
+
+    /// A `SMALLINT`; `None` (or a value out of its range, which no caller has) is NULL.
+    fn opt_int2(&mut self, v: Option<i64>) {
+        match v.and_then(|v| i16::try_from(v).ok()) {
+            Some(v) => self.value(&v.to_be_bytes()),
+            None => self.null(),
+        }
+    }
+
+    /// A `DOUBLE PRECISION`; NULL unless finite (as the store keeps scores).
+    fn opt_float8(&mut self, v: Option<f64>) {
+        match v.filter(|v| v.is_finite()) {
+            Some(v) => self.value(&v.to_bits().to_be_bytes()),
+            None => self.null(),
+        }
+    }
+
+    fn opt_text(&mut self, s: Option<&str>) {
+        match s {
+            Some(s) => self.text(s),
+            None => self.null(),
+        }
+    }
+
+    /// A `TIMESTAMPTZ`, to the microsecond (as the store keeps every time).
+    fn opt_timestamp(&mut self, t: Option<DateTime<Utc>>) {
+        match t {
+            Some(t) => self.int8(t.timestamp_micros().saturating_sub(POSTGRES_EPOCH_MICROS)),
+            None => self.null(),
+        }
     }
 }
 

@@ -116,31 +116,6 @@ impl CopyBuf {
         }
     }
 
-    /// A finding's content columns, from `severity` to `last_seen` (`finding_insert_columns!`).
-    pub(crate) fn finding_content(&mut self, f: &Finding) {
-        self.opt_int(f.severity.map(severity_code));
-        self.opt_f64(f.cvss);
-        self.opt_text(f.exploitability.as_deref());
-        self.opt_text(f.recommended_update.as_deref());
-        self.opt_text(f.recommendation_reference.as_deref());
-        self.opt_ts(f.first_seen.map(ts));
-        self.opt_ts(f.last_seen.map(ts));
-    }
-
-    /// A new row's assessment columns (`finding_assessment_columns!`), assessed at `observed`.
-    pub(crate) fn assessment(
-        &mut self,
-        assessed: Option<StoredAssessment>,
-        observed: DateTime<Utc>,
-    ) {
-        self.opt_text(assessed.map(|a| a.decision.as_str()));
-        self.opt_f64(assessed.map(|a| f64::from(a.priority)));
-        self.opt_ts(assessed.map(|a| ts(a.due_at)));
-        self.opt_ts(assessed.map(|a| ts(a.clock_start)));
-        self.opt_int(assessed.map(|a| a.explanation_id));
-        self.opt_ts(assessed.map(|_| observed));
-    }
-
     pub(crate) fn end_row(&mut self) {
         self.buf.push(b'\n');
         self.in_row = false;
@@ -148,6 +123,55 @@ impl CopyBuf {
 
     pub(crate) fn into_bytes(self) -> Vec<u8> {
         self.buf
+    }
+}
+
+/// The values of a finding's row, in either of `COPY`'s formats: the columns a finding's content
+/// and assessment fill are listed once, here, for both.
+pub(crate) trait CopyRow {
+    fn opt_text(&mut self, s: Option<&str>);
+    fn opt_int8(&mut self, v: Option<i64>);
+    fn opt_int2(&mut self, v: Option<i64>);
+    fn opt_float8(&mut self, v: Option<f64>);
+    fn opt_timestamp(&mut self, t: Option<DateTime<Utc>>);
+
+    /// A finding's content columns, from `severity` to `last_seen` (`finding_insert_columns!`).
+    fn finding_content(&mut self, f: &Finding) {
+        self.opt_int2(f.severity.map(severity_code));
+        self.opt_float8(f.cvss);
+        self.opt_text(f.exploitability.as_deref());
+        self.opt_text(f.recommended_update.as_deref());
+        self.opt_text(f.recommendation_reference.as_deref());
+        self.opt_timestamp(f.first_seen);
+        self.opt_timestamp(f.last_seen);
+    }
+
+    /// A new row's assessment columns (`finding_assessment_columns!`), assessed at `observed`.
+    fn assessment(&mut self, assessed: Option<StoredAssessment>, observed: DateTime<Utc>) {
+        self.opt_text(assessed.map(|a| a.decision.as_str()));
+        self.opt_float8(assessed.map(|a| f64::from(a.priority)));
+        self.opt_timestamp(assessed.map(|a| a.due_at));
+        self.opt_timestamp(assessed.map(|a| a.clock_start));
+        self.opt_int8(assessed.map(|a| a.explanation_id));
+        self.opt_timestamp(assessed.map(|_| observed));
+    }
+}
+
+impl CopyRow for CopyBuf {
+    fn opt_text(&mut self, s: Option<&str>) {
+        CopyBuf::opt_text(self, s);
+    }
+    fn opt_int8(&mut self, v: Option<i64>) {
+        self.opt_int(v);
+    }
+    fn opt_int2(&mut self, v: Option<i64>) {
+        self.opt_int(v);
+    }
+    fn opt_float8(&mut self, v: Option<f64>) {
+        self.opt_f64(v);
+    }
+    fn opt_timestamp(&mut self, t: Option<DateTime<Utc>>) {
+        self.opt_ts(t.map(ts));
     }
 }
 

@@ -21,7 +21,7 @@ use sqlx::postgres::PgConnection;
 use rampart_model::{Finding, IntegrationId, RunId};
 
 use super::binary_copy::BinaryCopy;
-use super::bulk::send_copy;
+use super::bulk::{CopyRow, send_copy};
 use crate::common::*;
 use crate::db::{Row, db};
 use crate::error::{Result, StoreError};
@@ -168,23 +168,12 @@ fn copy_rows<'a>(
         b.int8(asset_id);
         b.int8(software_id);
         b.text(f.key.cve_id.as_str());
-        b.opt_int2(f.severity.map(severity_code));
-        b.opt_float8(f.cvss);
-        b.opt_text(f.exploitability.as_deref());
-        b.opt_text(f.recommended_update.as_deref());
-        b.opt_text(f.recommendation_reference.as_deref());
-        b.opt_timestamp(f.first_seen);
-        b.opt_timestamp(f.last_seen);
+        b.finding_content(f);
         b.opt_timestamp(Some(observed));
         b.opt_timestamp(Some(observed));
         b.int8(run_id.get());
         b.int8(finding_content_hash(f));
-        b.opt_text(assessment.map(|a| a.decision.as_str()));
-        b.opt_float8(assessment.map(|a| f64::from(a.priority)));
-        b.opt_timestamp(assessment.map(|a| a.due_at));
-        b.opt_timestamp(assessment.map(|a| a.clock_start));
-        b.opt_int8(assessment.map(|a| a.explanation_id));
-        b.opt_timestamp(assessment.map(|_| observed));
+        b.assessment(assessment, observed);
         b.end_row();
         resolved.push(Resolved {
             finding: f,
