@@ -197,45 +197,6 @@ fn find_quote_or_backslash(bytes: &[u8]) -> Option<usize> {
         .map(|p| base + p)
 }
 
-/// What receives a page's items ([`EnvelopeDecoder::feed_items`]).
-pub trait Items {
-    /// Whether [`read_in_place`](Self::read_in_place) is worth offering items to.
-    fn reads_in_place(&self) -> bool {
-        true
-    }
-
-    /// `text` begins with an item and runs to the end of what is at hand. Reads one JSON value
-    /// from its start and returns how many bytes it took (at least one, and fewer than
-    /// `text.len()`: a value that reaches the end of `text`, such as a number, may go on in the
-    /// next chunk). Returns `None`, having taken nothing, to have the item cut out and handed to
-    /// [`item`](Self::item) instead: when the value does not end before `text` does, or is not what
-    /// the reader wants (its error is for `item` to report).
-    fn read_in_place(&mut self, text: &str) -> Option<usize>;
-
-    /// One whole item.
-    fn item(&mut self, item: &[u8]) -> Result<(), DecodeError>;
-}
-
-/// [`Items`] that are only ever handed over whole.
-struct ItemsOnly<'a, F>(&'a mut F);
-
-impl<F> Items for ItemsOnly<'_, F>
-where
-    F: FnMut(&[u8]) -> Result<(), DecodeError>,
-{
-    fn reads_in_place(&self) -> bool {
-        false
-    }
-
-    fn read_in_place(&mut self, _: &str) -> Option<usize> {
-        None
-    }
-
-    fn item(&mut self, item: &[u8]) -> Result<(), DecodeError> {
-        (self.0)(item)
-    }
-}
-
 const MAX_KEY_BYTES: usize = 4 * 1024;
 const MAX_KEPT_VALUE_BYTES: usize = 64 * 1024;
 
@@ -322,23 +283,6 @@ impl EnvelopeDecoder {
     where
         F: FnMut(&[u8]) -> Result<(), DecodeError>,
     {
-        self.feed_items(chunk, &mut ItemsOnly(on_item))
-    }
-
-    /// Consumes one chunk, offering each item that begins in it to `items` in place first
-    /// ([`Items::read_in_place`]); the others are cut out and handed over whole
-    /// ([`Items::item`]), as [`feed`](Self::feed) does.
-    pub fn feed_items<I: Items>(&mut self, chunk: &[u8], items: &mut I) -> Result<(), DecodeError> {
-        // The chunk as text up to its first byte that is not UTF-8 (a character cut by the chunk's
-        // end, or a broken one): items within it can be read in place.
-        let text = if items.reads_in_place() {
-            match std::str::from_utf8(chunk) {
-                Ok(text) => text,
-                Err(e) => std::str::from_utf8(&chunk[..e.valid_up_to()]).unwrap_or_default(),
-            }
-        } else {
-            ""
-        };
         let mut i = 0;
         while i < chunk.len() {
             let c = chunk[i];
@@ -455,30 +399,6 @@ impl EnvelopeDecoder {
                 }
                 State::Item => {
                     let start = i;
-                    // An item that begins in this chunk, read where it lies: its end is where the
-                    // reader stopped, with no scan for it. Only when something follows it in the
-                    // chunk: a number at the chunk's end may go on in the next one.
-                    let rest = if self.partial.is_empty() {
-                        text.get(start..).filter(|rest| !rest.is_empty())
-                    } else {
-                        None
-                    };
-                    if let Some((n, len)) =
-                        rest.and_then(|rest| Some((items.read_in_place(rest)?, rest.len())))
-                    {
-                        if n == 0 || n >= len {
-                            // `Items::read_in_place` broke its contract: say so rather than lose
-                            // or repeat an item.
-                            return Err(self.syntax(start, "an item was read past its text"));
-                        }
-                        if n > self.max_item_bytes {
-                            return Err(self.too_large(start));
-                        }
-                        self.tail.items += 1;
-                        self.state = State::AfterItem;
-                        i = start + n;
-                        continue;
-                    }
                     match self.scanner.scan(&chunk[start..]) {
                         Some(n) => {
                             let end = start + n;
@@ -486,16 +406,14 @@ impl EnvelopeDecoder {
                                 if n > self.max_item_bytes {
                                     return Err(self.too_large(start));
                                 }
-                                items
-                                    .item(&chunk[start..end])
-                                    .map_err(|e| self.at_item(e))?;
+                                on_item(&chunk[start..end]).map_err(|e| self.at_item(e))?;
                             } else {
                                 self.partial.extend_from_slice(&chunk[start..end]);
                                 if self.partial.len() > self.max_item_bytes {
                                     return Err(self.too_large(start));
                                 }
                                 let item = std::mem::take(&mut self.partial);
-                                let result = items.item(&item);
+                                let result = on_item(&item);
                                 // Keep the allocation for the next item that spans chunks.
                                 self.partial = item;
                                 self.partial.clear();
@@ -744,80 +662,6 @@ mod tests {
         assert_eq!(r, Err(DecodeError::NoValueArray));
     }
 
-    /// Items as values, read in place where they can be (as the client reads its records).
-    #[derive(Default)]
-    struct ValueItems {
-        values: Vec<serde_json::Value>,
-        in_place: usize,
-    }
-
-    impl Items for ValueItems {
-        fn read_in_place(&mut self, text: &str) -> Option<usize> {
-            let (value, taken) = crate::record::decode_record_in_place(text)?;
-            self.values.push(value);
-            self.in_place += 1;
-            Some(taken)
-        }
-
-        fn item(&mut self, item: &[u8]) -> Result<(), DecodeError> {
-            let value = serde_json::from_slice(item).map_err(|e| DecodeError::Syntax {
-                at: 0,
-                detail: e.to_string(),
-            })?;
-            self.values.push(value);
-            Ok(())
-        }
-    }
-
-    /// Like `decode`, through `feed_items`.
-    fn decode_in_place(
-        body: &[u8],
-        cuts: &[usize],
-    ) -> Result<(ValueItems, EnvelopeTail), DecodeError> {
-        let mut d = EnvelopeDecoder::new(1 << 20);
-        let mut items = ValueItems::default();
-        let mut rest = body;
-        let mut k = 0;
-        while !rest.is_empty() {
-            let n = cuts
-                .get(k)
-                .copied()
-                .unwrap_or(rest.len())
-                .clamp(1, rest.len());
-            k += 1;
-            let (chunk, tail) = rest.split_at(n);
-            rest = tail;
-            d.feed_items(chunk, &mut items)?;
-        }
-        Ok((items, d.finish()?))
-    }
-
-    #[test]
-    fn items_are_read_in_place_unless_cut_or_refused() {
-        let body = br#"{"value":[{"a":"x,]}"},12,{"b":[1,{"c":"\u00e9"}]},"s"]}"#;
-        let (items, tail) = decode_in_place(body, &[]).unwrap();
-        assert_eq!(items.in_place, 4);
-        assert_eq!(tail.items, 4);
-        assert_eq!(items.values[1], serde_json::json!(12));
-        // Cut inside the number: "1" must not be read as the item.
-        let cut = body.iter().position(|&b| b == b'1').unwrap() + 1;
-        let (items, _) = decode_in_place(body, &[cut]).unwrap();
-        assert_eq!(items.values[1], serde_json::json!(12));
-        assert_eq!(items.in_place, 3);
-        // An item the reader refuses is cut out and handed over whole, with the same error.
-        let mut d = EnvelopeDecoder::new(1 << 20);
-        let err = d.feed_items(br#"{"value":[{"a":tru}]}"#, &mut ValueItems::default());
-        assert!(matches!(err, Err(DecodeError::Syntax { .. })), "{err:?}");
-        // A page that is not UTF-8 past some point is read in place up to it.
-        let mut broken = br#"{"value":[{"a":1},{"b":""#.to_vec();
-        broken.extend_from_slice(&[0xff, b'"', b'}', b']', b'}']);
-        let mut d = EnvelopeDecoder::new(1 << 20);
-        let mut items = ValueItems::default();
-        let err = d.feed_items(&broken, &mut items);
-        assert!(matches!(err, Err(DecodeError::Syntax { .. })), "{err:?}");
-        assert_eq!(items.in_place, 1);
-    }
-
     fn page_strategy() -> impl Strategy<Value = (String, Vec<String>)> {
         let item = prop_oneof![
             "[a-z0-9 ,:\\[\\]{}\"\\\\é€]{0,12}".prop_map(|s| serde_json::to_string(
@@ -854,16 +698,6 @@ mod tests {
             prop_assert_eq!(tail.items as usize, items.len());
             let whole: serde_json::Value = serde_json::from_str(&body).unwrap();
             prop_assert_eq!(tail.next_link.as_deref(), whole["@odata.nextLink"].as_str().filter(|s| !s.is_empty()));
-        }
-
-        /// Read in place or cut out first, at any chunking, the same values come out as when
-        /// each item is read on its own.
-        #[test]
-        fn in_place_at_any_chunking_yields_the_same_values((body, items) in page_strategy(), cuts in proptest::collection::vec(1usize..40, 0..60)) {
-            let (got, tail) = decode_in_place(body.as_bytes(), &cuts).unwrap();
-            let want: Vec<serde_json::Value> = items.iter().map(|i| serde_json::from_str(i).unwrap()).collect();
-            prop_assert_eq!(&got.values, &want);
-            prop_assert_eq!(tail.items as usize, items.len());
         }
 
         #[test]

@@ -137,9 +137,9 @@ pub use wire::mde::{
 };
 
 // Readers the contract tests drive on Microsoft's examples.
-pub use decode::{DecodeError, EnvelopeDecoder, Items};
+pub use decode::EnvelopeDecoder;
 pub use export_file::read_export_lines;
-pub use record::{decode_record, decode_record_in_place};
+pub use record::decode_record;
 
 // The CISA KEV catalogue.
 pub use intel::{

@@ -33,12 +33,12 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use url::Url;
 
-use crate::decode::{DecodeError, EnvelopeDecoder, Items};
+use crate::decode::{DecodeError, EnvelopeDecoder};
 use crate::error::ApiError;
 use crate::family::ApiFamily;
 use crate::http::body::{describe, snippet};
 use crate::http::{Budget, Core};
-use crate::record::{decode_record, decode_record_in_place};
+use crate::record::decode_record;
 use crate::wire::mde::{Machine, Vulnerability};
 
 /// Paging settings.
@@ -813,14 +813,24 @@ where
         };
         let decoding = Instant::now();
         let chunk_start = decoder.consumed();
-        let fed = decoder.feed_items(
-            &chunk,
-            &mut PageItems {
-                filter: &mut *filter,
-                batch: &mut out.batch,
-                odd: &mut outcome.odd,
-            },
-        );
+        let fed = decoder.feed(&chunk, &mut |item: &[u8]| match decode_record::<T>(item) {
+            Ok(record) => {
+                if filter.keep(&record) {
+                    out.batch.push(record);
+                }
+                Ok(())
+            }
+            // Valid JSON our types refuse: skip it, count it and keep its id.
+            Err(e) if e.classify() == Category::Data => {
+                outcome.odd.note(item, &e);
+                Ok(())
+            }
+            // Not JSON inside an item: the offset is the item's, the detail serde's.
+            Err(e) => Err(DecodeError::Syntax {
+                at: 0,
+                detail: e.to_string(),
+            }),
+        });
         timing.decoding += decoding.elapsed();
         if first_byte.is_none() {
             first_byte = chunk
@@ -853,49 +863,6 @@ where
     outcome.next_link = tail.next_link;
     outcome.timing = timing;
     Ok(outcome)
-}
-
-/// A page's items into records: read where they lie in the chunk when they can be
-/// ([`Items::read_in_place`]), else cut out first.
-struct PageItems<'a, T, F> {
-    filter: &'a mut F,
-    batch: &'a mut Vec<T>,
-    odd: &'a mut OddRecords,
-}
-
-impl<T: DeserializeOwned, F: PageFilter<T>> PageItems<'_, T, F> {
-    fn keep(&mut self, record: T) {
-        if self.filter.keep(&record) {
-            self.batch.push(record);
-        }
-    }
-}
-
-impl<T: DeserializeOwned, F: PageFilter<T>> Items for PageItems<'_, T, F> {
-    fn read_in_place(&mut self, text: &str) -> Option<usize> {
-        let (record, taken) = decode_record_in_place::<T>(text)?;
-        self.keep(record);
-        Some(taken)
-    }
-
-    fn item(&mut self, item: &[u8]) -> Result<(), DecodeError> {
-        match decode_record::<T>(item) {
-            Ok(record) => {
-                self.keep(record);
-                Ok(())
-            }
-            // Valid JSON our types refuse: skip it, count it and keep its id.
-            Err(e) if e.classify() == Category::Data => {
-                self.odd.note(item, &e);
-                Ok(())
-            }
-            // Not JSON inside an item: the offset is the item's, the detail serde's.
-            Err(e) => Err(DecodeError::Syntax {
-                at: 0,
-                detail: e.to_string(),
-            }),
-        }
-    }
 }
 
 /// A body that is not a collection envelope, as an error that names the byte offset and shows a

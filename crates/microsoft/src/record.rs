@@ -20,17 +20,6 @@ pub fn decode_record<T: DeserializeOwned>(raw: &[u8]) -> Result<T, serde_json::E
     }
 }
 
-/// Reads the JSON value at the start of `text` into `T` where it lies, with no copy and no scan
-/// for its end first: the record and how many bytes it took. `None` when the value does not end
-/// before `text` does (a number at the end may go on in the next chunk) or when `T` refuses it;
-/// the caller then cuts the item out and reads it with [`decode_record`], which says why.
-pub fn decode_record_in_place<T: DeserializeOwned>(text: &str) -> Option<(T, usize)> {
-    let mut values = serde_json::Deserializer::from_str(text).into_iter::<T>();
-    let record = values.next()?.ok()?;
-    let taken = values.byte_offset();
-    (taken > 0 && taken < text.len()).then_some((record, taken))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,39 +119,7 @@ mod tests {
         })
     }
 
-    /// In place, a value is read as whole, or left to be cut out.
-    fn agrees_in_place<T: DeserializeOwned + PartialEq + std::fmt::Debug>(raw: &[u8], after: &str) {
-        let Ok(text) = std::str::from_utf8(raw) else {
-            return;
-        };
-        let mut page = text.to_owned();
-        page.push_str(after);
-        if let Some((record, taken)) = decode_record_in_place::<T>(&page) {
-            assert_eq!(taken, raw.len(), "{page}");
-            let whole = decode_record::<T>(raw).expect("a record read in place reads whole");
-            assert_eq!(record, whole);
-        }
-    }
-
-    #[test]
-    fn in_place_a_number_at_the_end_is_left_to_the_next_chunk() {
-        assert_eq!(decode_record_in_place::<u64>("12"), None);
-        assert_eq!(decode_record_in_place::<u64>("12,"), Some((12, 2)));
-        assert_eq!(decode_record_in_place::<FindingRow>(ROW), None);
-        let page = format!("{ROW},");
-        let (row, taken) = decode_record_in_place::<FindingRow>(&page).expect("a whole row");
-        assert_eq!(taken, ROW.len());
-        assert_eq!(Some(row), decode_record::<FindingRow>(ROW.as_bytes()).ok());
-        assert_eq!(decode_record_in_place::<FindingRow>("[1],"), None);
-    }
-
     proptest! {
-        #[test]
-        fn in_place_reads_what_whole_reads(raw in row(), after in prop_oneof![Just(","), Just("]"), Just(" ,"), Just("x"), Just("")]) {
-            agrees_in_place::<FindingRow>(&raw, after);
-            agrees_in_place::<serde_json::Value>(&raw, after);
-        }
-
         #[test]
         fn any_row_reads_the_same_both_ways(raw in row()) {
             agree::<FindingRow>(&raw);

@@ -7,6 +7,8 @@ use std::io::Write as _;
 use std::path::PathBuf;
 
 use rampart_microsoft::ChangeStatus;
+use rampart_microsoft::EnvelopeDecoder;
+use rampart_microsoft::decode_record;
 use rampart_microsoft::read_export_lines;
 use rampart_microsoft::{
     AssetVulnerability, Collection, DeltaAssetVulnerability, ErrorEnvelope, ExportFilesResponse,
@@ -14,8 +16,6 @@ use rampart_microsoft::{
 };
 use rampart_microsoft::{Claims, TokenErrorBody, TokenResponse};
 use rampart_microsoft::{ENDPOINT_ROLES, TokenError, TokenRejection, explain_aadsts};
-use rampart_microsoft::{EnvelopeDecoder, Items};
-use rampart_microsoft::{decode_record, decode_record_in_place};
 use rampart_model::{AssetKind, Severity};
 use serde::de::DeserializeOwned;
 
@@ -69,42 +69,8 @@ fn stream<T: DeserializeOwned + PartialEq + std::fmt::Debug>(
         );
         assert_eq!(tail.next_link, whole.next_link, "{name}");
         assert_eq!(tail.context, whole.context, "{name}");
-
-        // As the client reads pages: each item read where it lies when it can be.
-        let mut decoder = EnvelopeDecoder::new(1 << 20);
-        let mut items = InPlace::<T>(Vec::new());
-        for part in body.chunks(chunk) {
-            decoder
-                .feed_items(part, &mut items)
-                .unwrap_or_else(|e| panic!("{name}: {e}"));
-        }
-        decoder.finish().unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert_eq!(
-            items.0, whole.value,
-            "{name}: reading in place (chunks of {chunk}) and whole reads differ"
-        );
     }
     (whole.value, whole.next_link)
-}
-
-/// Records read in place where they can be, else cut out and read whole: the client's two ways.
-struct InPlace<T>(Vec<T>);
-
-impl<T: DeserializeOwned> Items for InPlace<T> {
-    fn read_in_place(&mut self, text: &str) -> Option<usize> {
-        let (record, taken) = decode_record_in_place(text)?;
-        self.0.push(record);
-        Some(taken)
-    }
-
-    fn item(&mut self, item: &[u8]) -> Result<(), rampart_microsoft::DecodeError> {
-        let record = decode_record(item).map_err(|e| rampart_microsoft::DecodeError::Syntax {
-            at: 0,
-            detail: e.to_string(),
-        })?;
-        self.0.push(record);
-        Ok(())
-    }
 }
 
 /// An example file and the check it must pass.
