@@ -314,6 +314,8 @@ pub(crate) struct FirstLoadTally {
     snapshot: BTreeMap<(Decision, i64), SnapshotCounts>,
     /// (decision, severity, due, clock start) of assessed rows whose state changes in the window.
     unsettled: Vec<(Decision, i64, i64, i64)>,
+    /// Rows inserted without an assessment (their decision is stored empty).
+    unassessed: u64,
     assets: FastMap<i64, AssetCounts>,
     /// How many distinct assets each fix has (`fix_plan.assets`) is counted as batches come:
     /// Microsoft's pages and export files list a device's rows together, so an asset's rows
@@ -339,6 +341,7 @@ impl FirstLoadTally {
             start: None,
             snapshot: BTreeMap::new(),
             unsettled: Vec::new(),
+            unassessed: 0,
             assets: FastMap::default(),
             recent: FastMap::default(),
             batches: 0,
@@ -374,6 +377,7 @@ impl FirstLoadTally {
             }
             pairs.push((row.asset_id, fix));
             let cve = self.cve_of(row.cve_id);
+            self.unassessed += u64::from(row.assessment.is_none());
             if let Some(a) = row.assessment {
                 let settled = due_state(a.due_at, a.clock_start, start)
                     == due_state(a.due_at, a.clock_start, end)
@@ -584,6 +588,12 @@ impl FirstLoadTally {
         Some(rows)
     }
 
+    /// Whether every row it counted was inserted with its assessment: none is left with an
+    /// empty decision for the run's prioritising step to find.
+    pub(crate) fn assessed_every_row(&self) -> bool {
+        self.unassessed == 0
+    }
+
     /// The summary columns of every asset with rows (the others have none open and none fixed).
     pub(crate) fn asset_counts(&self) -> impl Iterator<Item = (i64, AssetCounts)> + '_ {
         self.assets.iter().map(|(&id, &c)| (id, c))
@@ -625,6 +635,11 @@ pub(crate) fn standing<T>(
 }
 
 impl<T> Standing<T> {
+    /// `integrations.findings_generation` when the load began.
+    pub(crate) fn generation(&self) -> i64 {
+        self.generation
+    }
+
     /// Whether the rows still stand for the stored findings in `tx`'s view: no assessment of
     /// the integration was written since its load began (`findings_generation`), and, for the
     /// SLA snapshot (`exceptions`), no exception exists that may cover its findings.

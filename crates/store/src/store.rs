@@ -272,6 +272,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         0
     }
 
+    /// How many times [`Store::assessment_inputs`] answered a first load's prioritising step
+    /// from the load's tally instead of reading its findings: tests check that it did.
+    #[doc(hidden)]
+    fn prioritising_reads_skipped(&self) -> u64 {
+        0
+    }
+
     /// How many batches of findings SQLite's first-load writer wrote
     /// (`crate::sqlite::first_load_writer`): tests check that it was used.
     #[doc(hidden)]

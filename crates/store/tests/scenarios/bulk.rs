@@ -9,8 +9,8 @@ use futures::TryStreamExt;
 use rampart_model::priority::{Decision, FactorContribution, FactorName};
 use rampart_model::{Finding, FindingStatus};
 use rampart_store::{
-    AssetFilter, Explanation, FindingFilter, InsertAssessor, ReconcileOutcome, ReconcilePolicy,
-    Store, StoredAssessment, UpsertCounts, VulnerabilityFilter,
+    AssessScope, AssetFilter, Explanation, FindingFilter, InsertAssessor, ReconcileOutcome,
+    ReconcilePolicy, Store, StoredAssessment, UpsertCounts, VulnerabilityFilter,
 };
 
 use crate::support::*;
@@ -21,6 +21,7 @@ scenarios!(
     a_first_load_puts_off_only_what_it_rebuilds,
     a_first_loads_batches_are_stored_as_merged_ones,
     a_first_loads_counts_match_a_recount,
+    a_first_load_assessed_in_full_leaves_nothing_to_prioritise,
     a_first_loads_writer_stores_what_the_stores_writer_stores,
     a_failed_batch_leaves_the_roll_ups_to_a_count,
     #[ignore = "throughput measurement: cargo test -p rampart-store --release -- --ignored --nocapture"]
@@ -764,6 +765,88 @@ async fn a_first_loads_counts_match_a_recount(store: Arc<dyn Store>) {
     let counted = roll_ups(&store, counted.id).await;
     assert!(tallied.len() > 20, "{tallied:?}");
     assert_eq!(tallied, counted);
+}
+
+/// A first load of 6 devices' findings in bulk, each assessed by `assessor`; `rename_asset`: one
+/// of its assets changes later in the run (its name), as a device list read again would.
+async fn assessed_first_load(
+    store: &Arc<dyn Store>,
+    name: &str,
+    assessor: &dyn InsertAssessor,
+    rename_asset: bool,
+) -> (rampart_model::IntegrationId, rampart_model::RunId) {
+    let i = integration(store, name).await;
+    let run = store.start_run(i.id, "full", t(0)).await.unwrap();
+    let listed: Vec<_> = (0..6).map(asset).collect();
+    store.upsert_assets(i.id, run, &listed).await.unwrap();
+    assert!(store.begin_bulk_findings(i.id).await.unwrap());
+    for batch in findings_of(0, 6, 20).chunks(40) {
+        store
+            .upsert_findings_assessed(i.id, run, batch, Some(assessor))
+            .await
+            .unwrap();
+    }
+    store.end_bulk_findings().await.unwrap();
+    if rename_asset {
+        let mut renamed = asset(2);
+        renamed.name = Some("renamed-during-the-run".to_owned());
+        store.upsert_assets(i.id, run, &[renamed]).await.unwrap();
+    }
+    store
+        .reconcile(i.id, run, ReconcilePolicy::new(t(1)))
+        .await
+        .unwrap();
+    (i.id, run)
+}
+
+/// A first load that inserted every row with its assessment leaves nothing for the run's
+/// prioritising step to read (what the run changed: `AssessScope::ChangedBy`): the store knows
+/// it from the load's tally and reads no finding. It reads them, and finds what there is, when
+/// a row was inserted unassessed or an asset changed during the run.
+async fn a_first_load_assessed_in_full_leaves_nothing_to_prioritise(store: Arc<dyn Store>) {
+    let changed = async |id, run| -> Vec<String> {
+        let scope = AssessScope::ChangedBy {
+            run_id: run,
+            since: t(0),
+        };
+        let page = store
+            .assessment_inputs(id, scope, None, 10_000)
+            .await
+            .unwrap();
+        assert!(page.next.is_none());
+        let mut listed: Vec<String> = page
+            .items
+            .iter()
+            .map(|f| format!("{} {}", f.asset_id, f.cve_id))
+            .collect();
+        listed.sort();
+        listed
+    };
+    let by_device = ByDevice { first_read: t(0) };
+    let skipped = store.prioritising_reads_skipped();
+
+    let (id, run) = assessed_first_load(&store, "assessed", &by_device, false).await;
+    assert_eq!(changed(id, run).await, Vec::<String>::new());
+    assert_eq!(
+        store.prioritising_reads_skipped(),
+        skipped + 1,
+        "answered by the tally"
+    );
+
+    // Some rows inserted without an assessment: those are read, and only those.
+    let (id, run) = assessed_first_load(&store, "partly", &Spread, false).await;
+    let unassessed = findings_of(0, 6, 20)
+        .iter()
+        .filter(|f| Spread.assess(f).is_none())
+        .count();
+    assert!(unassessed > 0);
+    assert_eq!(changed(id, run).await.len(), unassessed);
+
+    // An asset that changed during the run: its findings are read.
+    let (id, run) = assessed_first_load(&store, "renamed", &by_device, true).await;
+    let read = changed(id, run).await;
+    assert_eq!(read.len(), 20, "{read:?}");
+    assert_eq!(store.prioritising_reads_skipped(), skipped + 1);
 }
 
 /// A first load counts its SLA snapshot, remediation plan and asset summaries from the rows as
