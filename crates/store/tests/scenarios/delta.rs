@@ -1,11 +1,18 @@
 use std::sync::Arc;
 
 use rampart_model::{FindingStatus, Severity};
-use rampart_store::{DeltaCounts, FindingChange, FindingFilter, Store, UpsertCounts};
+use rampart_store::{
+    DeltaCounts, FindingChange, FindingFilter, ReconcileOutcome, ReconcilePolicy, ReconcileScope,
+    Store, UpsertCounts,
+};
 
 use crate::support::*;
 
-scenarios!(changes_apply_in_order, a_failing_delta_changes_nothing);
+scenarios!(
+    changes_apply_in_order,
+    a_failing_delta_changes_nothing,
+    a_delta_fixes_the_findings_of_devices_gone_from_the_list,
+);
 
 async fn changes_apply_in_order(store: Arc<dyn Store>) {
     let i = integration(&store, "i").await;
@@ -125,4 +132,66 @@ async fn a_failing_delta_changes_nothing(store: Arc<dyn Store>) {
     assert!(matches!(err, rampart_store::StoreError::InvalidInput(_)));
     let all = all_findings(&store, FindingFilter::default()).await;
     assert!(all.iter().all(|f| f.status == FindingStatus::Open));
+}
+
+/// A delta reads the device list in full but only the changed findings: a device gone from the
+/// list becomes missing and its open findings are fixed (`ReconcileScope::AssetsOnly`), every
+/// other finding is left as it is, and a second reconciliation finds nothing more to do.
+async fn a_delta_fixes_the_findings_of_devices_gone_from_the_list(store: Arc<dyn Store>) {
+    let i = integration(&store, "i").await;
+    let full = store.start_run(i.id, "full", t(0)).await.unwrap();
+    let listed: Vec<_> = (0..10).map(asset).collect();
+    store.upsert_assets(i.id, full, &listed).await.unwrap();
+    store
+        .upsert_findings(i.id, full, &findings_of(0, 10, 4))
+        .await
+        .unwrap();
+    store.finish_run(full, &succeeded(t(1))).await.unwrap();
+
+    let delta = store.start_run(i.id, "delta", t(60)).await.unwrap();
+    let still_listed: Vec<_> = listed
+        .iter()
+        .filter(|a| a.source_id != asset(3).source_id)
+        .cloned()
+        .collect();
+    store
+        .upsert_assets(i.id, delta, &still_listed)
+        .await
+        .unwrap();
+    let policy = ReconcilePolicy {
+        scope: ReconcileScope::AssetsOnly,
+        ..ReconcilePolicy::new(t(61))
+    };
+    let fixed = |outcome: ReconcileOutcome| match outcome {
+        ReconcileOutcome::Applied {
+            assets_missing,
+            findings_fixed,
+            ..
+        } => (assets_missing, findings_fixed),
+        held => panic!("the reconciliation was held: {held:?}"),
+    };
+    let out = store.reconcile(i.id, delta, policy.clone()).await.unwrap();
+    assert_eq!(fixed(out), (1, 4));
+    let out = store.reconcile(i.id, delta, policy).await.unwrap();
+    assert_eq!(fixed(out), (0, 0));
+
+    let stored = all_findings(
+        &store,
+        FindingFilter {
+            integration: Some(i.id),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(stored.len(), 40);
+    for f in &stored {
+        let gone = f.finding.key.asset_source_id == asset(3).source_id;
+        let expected = if gone {
+            FindingStatus::Fixed
+        } else {
+            FindingStatus::Open
+        };
+        assert_eq!(f.status, expected, "{f:?}");
+        assert_eq!(f.fixed_at, gone.then_some(t(61)), "{f:?}");
+    }
 }
