@@ -199,7 +199,7 @@ impl SqlStore {
                     })
                 });
                 match counted {
-                    Some(c) if c.holds(&mut tx, run.integration_id, false).await? => {
+                    Some(c) if c.holds(tx.on(), run.integration_id, false).await? => {
                         first_load_tally::update_asset_summaries(
                             self.d.backend,
                             &mut tx,
@@ -2806,10 +2806,15 @@ impl SqlStore {
         else {
             return Ok(false);
         };
+        if !standing
+            .holds(self.db.read(), integration_id, false)
+            .await?
+        {
+            return Ok(false);
+        }
         let sql = q(
-            "SELECT (SELECT findings_generation FROM integrations WHERE id = $1) AS generation, \
-             (EXISTS (SELECT 1 FROM assets a WHERE a.integration_id = $1 AND a.seen_run = $2 AND a.change_kind = 1) \
-             OR EXISTS (SELECT 1 FROM vulnerabilities v WHERE v.updated_at > $3)) AS changed",
+            "SELECT EXISTS (SELECT 1 FROM assets a WHERE a.integration_id = $1 AND a.seen_run = $2 AND a.change_kind = 1) \
+             OR EXISTS (SELECT 1 FROM vulnerabilities v WHERE v.updated_at > $3) AS changed",
         )
         .bind(integration_id)
         .bind(run_id)
@@ -2819,7 +2824,7 @@ impl SqlStore {
             .read()
             .fetch_one(&sql, "checking what a first load left to prioritise")
             .await?;
-        Ok(row.opt_int("generation")? == Some(standing.generation()) && !row.flag("changed")?)
+        Ok(!row.flag("changed")?)
     }
 
     /// Catalogue rows, natively per engine; `on_conflict` decides what a known CVE keeps.
