@@ -137,7 +137,7 @@ pub use wire::mde::{
 };
 
 // Readers the contract tests drive on Microsoft's examples.
-pub use decode::EnvelopeDecoder;
+pub use decode::{EnvelopeDecoder, Items};
 pub use export_file::read_export_lines;
 pub use record::decode_record;
 

@@ -33,7 +33,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use url::Url;
 
-use crate::decode::{DecodeError, EnvelopeDecoder};
+use crate::decode::{DecodeError, EnvelopeDecoder, Items};
 use crate::error::ApiError;
 use crate::family::ApiFamily;
 use crate::http::body::{describe, snippet};
@@ -813,24 +813,14 @@ where
         };
         let decoding = Instant::now();
         let chunk_start = decoder.consumed();
-        let fed = decoder.feed(&chunk, &mut |item: &[u8]| match decode_record::<T>(item) {
-            Ok(record) => {
-                if filter.keep(&record) {
-                    out.batch.push(record);
-                }
-                Ok(())
-            }
-            // Valid JSON our types refuse: skip it, count it and keep its id.
-            Err(e) if e.classify() == Category::Data => {
-                outcome.odd.note(item, &e);
-                Ok(())
-            }
-            // Not JSON inside an item: the offset is the item's, the detail serde's.
-            Err(e) => Err(DecodeError::Syntax {
-                at: 0,
-                detail: e.to_string(),
-            }),
-        });
+        let fed = decoder.feed(
+            &chunk,
+            &mut PageItems {
+                batch: &mut out.batch,
+                filter: &mut *filter,
+                odd: &mut outcome.odd,
+            },
+        );
         timing.decoding += decoding.elapsed();
         if first_byte.is_none() {
             first_byte = chunk
@@ -863,6 +853,52 @@ where
     outcome.next_link = tail.next_link;
     outcome.timing = timing;
     Ok(outcome)
+}
+
+/// A page's items into records, for [`EnvelopeDecoder::feed`].
+struct PageItems<'a, T, F> {
+    batch: &'a mut Vec<T>,
+    filter: &'a mut F,
+    odd: &'a mut OddRecords,
+}
+
+impl<T: DeserializeOwned, F: PageFilter<T>> PageItems<'_, T, F> {
+    fn take(&mut self, record: T) {
+        if self.filter.keep(&record) {
+            self.batch.push(record);
+        }
+    }
+}
+
+impl<T: DeserializeOwned, F: PageFilter<T>> Items for PageItems<'_, T, F> {
+    /// Reads a record straight from the chunk. Anything but a record read whole (the chunk cuts
+    /// it, our type refuses it, it is not JSON) is left to `item`, which decides as it always did.
+    fn read_prefix(&mut self, text: &str) -> Option<usize> {
+        let mut records = serde_json::Deserializer::from_str(text).into_iter::<T>();
+        let record = records.next()?.ok()?;
+        let read = records.byte_offset();
+        self.take(record);
+        Some(read)
+    }
+
+    fn item(&mut self, raw: &[u8]) -> Result<(), DecodeError> {
+        match decode_record::<T>(raw) {
+            Ok(record) => {
+                self.take(record);
+                Ok(())
+            }
+            // Valid JSON our types refuse: skip it, count it and keep its id.
+            Err(e) if e.classify() == Category::Data => {
+                self.odd.note(raw, &e);
+                Ok(())
+            }
+            // Not JSON inside an item: the offset is the item's, the detail serde's.
+            Err(e) => Err(DecodeError::Syntax {
+                at: 0,
+                detail: e.to_string(),
+            }),
+        }
+    }
 }
 
 /// A body that is not a collection envelope, as an error that names the byte offset and shows a
