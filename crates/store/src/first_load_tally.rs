@@ -314,8 +314,6 @@ pub(crate) struct FirstLoadTally {
     snapshot: BTreeMap<(Decision, i64), SnapshotCounts>,
     /// (decision, severity, due, clock start) of assessed rows whose state changes in the window.
     unsettled: Vec<(Decision, i64, i64, i64)>,
-    /// Rows inserted without an assessment (their decision is stored empty).
-    unassessed: u64,
     assets: FastMap<i64, AssetCounts>,
     /// How many distinct assets each fix has (`fix_plan.assets`) is counted as batches come:
     /// Microsoft's pages and export files list a device's rows together, so an asset's rows
@@ -341,7 +339,6 @@ impl FirstLoadTally {
             start: None,
             snapshot: BTreeMap::new(),
             unsettled: Vec::new(),
-            unassessed: 0,
             assets: FastMap::default(),
             recent: FastMap::default(),
             batches: 0,
@@ -377,7 +374,6 @@ impl FirstLoadTally {
             }
             pairs.push((row.asset_id, fix));
             let cve = self.cve_of(row.cve_id);
-            self.unassessed += u64::from(row.assessment.is_none());
             if let Some(a) = row.assessment {
                 let settled = due_state(a.due_at, a.clock_start, start)
                     == due_state(a.due_at, a.clock_start, end)
@@ -586,12 +582,6 @@ impl FirstLoadTally {
             })
             .collect();
         Some(rows)
-    }
-
-    /// Whether every row it counted was inserted with its assessment: none is left with an
-    /// empty decision for the run's prioritising step to find.
-    pub(crate) fn assessed_every_row(&self) -> bool {
-        self.unassessed == 0
     }
 
     /// The summary columns of every asset with rows (the others have none open and none fixed).

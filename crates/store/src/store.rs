@@ -272,8 +272,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         0
     }
 
-    /// How many times [`Store::assessment_inputs`] answered a first load's prioritising step
-    /// from the load's tally instead of reading its findings: tests check that it did.
+    /// How many times [`Store::assessment_inputs`] answered a run's prioritising step without
+    /// reading its findings, knowing the run left none to read: tests check that it did.
     #[doc(hidden)]
     fn prioritising_reads_skipped(&self) -> u64 {
         0

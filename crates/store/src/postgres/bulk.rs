@@ -22,7 +22,7 @@ use crate::db::{On, Row, db};
 use crate::error::{Result, StoreError};
 use crate::first_load_tally::Written;
 use crate::priority::{InsertAssessor, StoredAssessment};
-use crate::sql_store::{check_run, heartbeat};
+use crate::sql_store::{check_run, count_changed_findings, heartbeat};
 use crate::types::UpsertCounts;
 
 fn ts(t: DateTime<Utc>) -> DateTime<Utc> {
@@ -498,6 +498,7 @@ pub(crate) async fn upsert_findings_in<'a>(
         "stage_findings",
     )
     .await?;
+    count_changed_findings(On::Postgres(&mut *conn), run_id, counts.updated).await?;
     counts.unchanged += unchanged.len() as u64;
     Ok(Written::merged(observed, counts, unchanged))
 }

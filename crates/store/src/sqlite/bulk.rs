@@ -21,7 +21,7 @@ use crate::db::{On, Row, db};
 use crate::error::{Result, StoreError};
 use crate::first_load_tally::{Resolved, Written};
 use crate::priority::{InsertAssessor, StoredAssessment};
-use crate::sql_store::{check_run, heartbeat};
+use crate::sql_store::{check_run, count_changed_findings, heartbeat};
 use crate::types::UpsertCounts;
 
 use super::first_load_writer::FirstLoadWriter;
@@ -700,6 +700,7 @@ async fn upsert_batch_in(
     for r in changed.into_iter().map(Row::Sqlite) {
         counts.add_kind(r.int("kind")?, as_u64(r.int("n")?));
     }
+    count_changed_findings(On::Sqlite(&mut *conn), run_id, counts.updated).await?;
     if counts.updated + counts.reopened > 0 {
         set_recommended_updates(conn, batch, &ids).await?;
     }

@@ -21,7 +21,7 @@ scenarios!(
     a_first_load_puts_off_only_what_it_rebuilds,
     a_first_loads_batches_are_stored_as_merged_ones,
     a_first_loads_counts_match_a_recount,
-    a_first_load_assessed_in_full_leaves_nothing_to_prioritise,
+    a_run_that_left_nothing_to_prioritise_reads_no_finding,
     a_first_loads_writer_stores_what_the_stores_writer_stores,
     a_failed_batch_leaves_the_roll_ups_to_a_count,
     #[ignore = "throughput measurement: cargo test -p rampart-store --release -- --ignored --nocapture"]
@@ -799,11 +799,12 @@ async fn assessed_first_load(
     (i.id, run)
 }
 
-/// A first load that inserted every row with its assessment leaves nothing for the run's
-/// prioritising step to read (what the run changed: `AssessScope::ChangedBy`): the store knows
-/// it from the load's tally and reads no finding. It reads them, and finds what there is, when
-/// a row was inserted unassessed or an asset changed during the run.
-async fn a_first_load_assessed_in_full_leaves_nothing_to_prioritise(store: Arc<dyn Store>) {
+/// A run that left nothing for its prioritising step to read (what the run changed:
+/// `AssessScope::ChangedBy`) reads no finding: a first load that inserted every row with its
+/// assessment, a later run that repeated every row unchanged. The store knows it without reading
+/// them. It reads them, and finds what there is, when a row is open without an assessment, when
+/// the run changed a row's content, or when an asset changed during the run.
+async fn a_run_that_left_nothing_to_prioritise_reads_no_finding(store: Arc<dyn Store>) {
     let changed = async |id, run| -> Vec<String> {
         let scope = AssessScope::ChangedBy {
             run_id: run,
@@ -827,11 +828,39 @@ async fn a_first_load_assessed_in_full_leaves_nothing_to_prioritise(store: Arc<d
 
     let (id, run) = assessed_first_load(&store, "assessed", &by_device, false).await;
     assert_eq!(changed(id, run).await, Vec::<String>::new());
-    assert_eq!(
-        store.prioritising_reads_skipped(),
-        skipped + 1,
-        "answered by the tally"
-    );
+    assert_eq!(store.prioritising_reads_skipped(), skipped + 1);
+
+    // A later run that repeats every row unchanged reads nothing either.
+    store.finish_run(run, &succeeded(t(1))).await.unwrap();
+    let again = store.start_run(id, "delta", t(10)).await.unwrap();
+    let rows = findings_of(0, 6, 20);
+    let c = store.upsert_findings(id, again, &rows).await.unwrap();
+    assert_eq!(c.unchanged, 120);
+    assert_eq!(changed(id, again).await, Vec::<String>::new());
+    assert_eq!(store.prioritising_reads_skipped(), skipped + 2);
+    // One that changes a row's content reads that row (its other rows are assessed and as
+    // they were), in a batch of its own among unchanged ones.
+    store.finish_run(again, &succeeded(t(11))).await.unwrap();
+    let third = store.start_run(id, "delta", t(20)).await.unwrap();
+    let mut edited = rows.clone();
+    edited[7].severity = Some(rampart_model::Severity::Critical);
+    for batch in edited.chunks(40) {
+        store.upsert_findings(id, third, batch).await.unwrap();
+    }
+    let read = changed(id, third).await;
+    assert_eq!(read.len(), 1, "{read:?}");
+    assert!(read[0].ends_with(edited[7].key.cve_id.as_str()), "{read:?}");
+    // And a new row, stored without an assessment, is read by any run until it has one.
+    store.finish_run(third, &succeeded(t(21))).await.unwrap();
+    let fourth = store.start_run(id, "delta", t(30)).await.unwrap();
+    store
+        .upsert_findings(id, fourth, &findings_of(0, 1, 21)[20..])
+        .await
+        .unwrap();
+    store.finish_run(fourth, &succeeded(t(31))).await.unwrap();
+    let fifth = store.start_run(id, "delta", t(40)).await.unwrap();
+    assert_eq!(changed(id, fifth).await.len(), 1);
+    assert_eq!(store.prioritising_reads_skipped(), skipped + 2);
 
     // Some rows inserted without an assessment: those are read, and only those.
     let (id, run) = assessed_first_load(&store, "partly", &Spread, false).await;
@@ -846,7 +875,7 @@ async fn a_first_load_assessed_in_full_leaves_nothing_to_prioritise(store: Arc<d
     let (id, run) = assessed_first_load(&store, "renamed", &by_device, true).await;
     let read = changed(id, run).await;
     assert_eq!(read.len(), 20, "{read:?}");
-    assert_eq!(store.prioritising_reads_skipped(), skipped + 1);
+    assert_eq!(store.prioritising_reads_skipped(), skipped + 2);
 }
 
 /// A first load counts its SLA snapshot, remediation plan and asset summaries from the rows as
