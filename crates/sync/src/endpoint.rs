@@ -8,7 +8,7 @@ use rampart_microsoft::NotAFinding;
 use rampart_microsoft::{ExportFilesResponse, FindingRow};
 use rampart_microsoft::{MdeClient, ReadEnd, ReadReport, RecordStream};
 use rampart_model::{EntityCounts, RunStatus, SyncRun, Verdict};
-use rampart_store::{InsertAssessor, ReconcileScope, UpsertCounts};
+use rampart_store::{Backend, InsertAssessor, ReconcileScope, UpsertCounts};
 
 use crate::delta;
 use crate::error::{RunError, SyncError};
@@ -316,20 +316,30 @@ impl Job<'_, MdeClient> {
             self.progress,
         )
         .await;
-        // Whether the read worked or not, what was put off is rebuilt, in one sorted pass. First:
-        // this also closes SQLite's first-load writer and frees its page cache, which the
-        // explanations' writes would otherwise find still full (20,000 devices: peak memory
-        // 159–173 MiB with the explanations first, 140–142 MiB after).
-        let rebuilt = if deferred {
-            self.progress.phase("indexing findings");
-            self.store.end_bulk_findings().await
-        } else {
-            Ok(())
+        // Whether the read worked or not, what was put off is rebuilt, in one sorted pass.
+        let rebuild = async {
+            if deferred {
+                self.progress.phase("indexing findings");
+                self.store.end_bulk_findings().await
+            } else {
+                Ok(())
+            }
         };
         // Whether the read worked or not, the rows written refer to their explanations.
-        let explained = match &assessor {
-            Some(a) => a.store_explanations(self.store.as_ref()).await,
-            None => Ok(()),
+        let explain = async {
+            match &assessor {
+                Some(a) => a.store_explanations(self.store.as_ref()).await,
+                None => Ok(()),
+            }
+        };
+        // On SQLite the rebuild goes first: it also closes the first-load writer and frees its
+        // page cache, which the explanations' writes would otherwise find still full (20,000
+        // devices: peak memory 159–173 MiB with the explanations first, 140–142 MiB after).
+        // PostgreSQL writes the explanations (0.58 s of statements at 20,000 devices) while its
+        // other sessions build the indexes.
+        let (rebuilt, explained) = match self.store.backend() {
+            Backend::Postgres => futures::join!(rebuild, explain),
+            Backend::Sqlite => (rebuild.await, explain.await),
         };
         self.first_load_assessed_since = assessor.map(|a| a.since);
         let piped = piped?;
