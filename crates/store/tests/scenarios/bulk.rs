@@ -746,6 +746,27 @@ async fn roll_ups(store: &Arc<dyn Store>, id: rampart_model::IntegrationId) -> V
         .await
         .unwrap();
     view.push(format!("{counts:?}"));
+    // Each asset's findings summary, by its source id (the two loads' asset ids differ).
+    let assets = store
+        .assets_sorted(
+            &rampart_store::Visibility::All,
+            &AssetFilter {
+                integration: Some(id),
+                ..Default::default()
+            },
+            rampart_store::AssetSort::default(),
+            None,
+            10_000,
+        )
+        .await
+        .unwrap();
+    assert!(assets.next.is_none());
+    view.extend(
+        assets
+            .items
+            .iter()
+            .map(|a| format!("{} {:?}", a.stored.asset.source_id, a.findings)),
+    );
     view
 }
 
