@@ -256,7 +256,7 @@ pub(crate) struct Stmt {
 }
 
 impl Stmt {
-    fn fixed(sql: &str) -> Self {
+    pub(crate) fn fixed(sql: &str) -> Self {
         Self {
             sql: sql.to_owned(),
             args: Vec::new(),
