@@ -1309,7 +1309,7 @@ impl Store for SqlStore {
             Pool::Postgres(_) => {
                 // In two sessions at once: a build spends part of its time in one process
                 // (writing the sorted index out), when the other session's build uses the idle
-                // core. 3.0-3.4 s for the four against 3.4-4.0 s one after the other, at 20,000
+                // core. 3.0-4.0 s for the four against 3.4-4.4 s one after the other, at 20,000
                 // devices (BENCHMARKS.md, "2026-12-07 (ninth)"); CREATE INDEX sessions do not
                 // block each other.
                 let (first, second) = DEFERRABLE_INDEXES.split_at(DEFERRABLE_INDEXES.len() / 2);
