@@ -76,9 +76,9 @@ impl Sighted {
     /// Whether these are all of the integration's `open` findings: a full read that found every
     /// open finding unchanged (a re-read of a tenant where nothing changed) leaves no candidate
     /// for fixing, known from a count of the `findings_status` index instead of a list of its
-    /// ids (at 1.8 M findings, SQLite listed them in 0.12 s). The sighted ids are open findings of
-    /// the integration, read by this run, and only a reconciliation fixes them, so equal counts
-    /// are equal sets.
+    /// ids (`sqlite::bulk::list_unsighted`: 0.12 s at 1.8 M findings). The sighted ids are open
+    /// findings of the integration, read by this run, and only a reconciliation fixes them, so
+    /// equal counts are equal sets.
     pub fn holds_all(&self, open: i64) -> bool {
         u64::try_from(open).is_ok_and(|open| open == self.len())
     }
@@ -86,7 +86,7 @@ impl Sighted {
 
 /// The integration's open findings, counted from the `findings_status` index.
 pub(crate) const COUNT_OPEN_FINDINGS: &str =
-    "SELECT count(*) FROM findings WHERE integration_id = $1 AND status = 'open'";
+    "SELECT count(*) AS n FROM findings WHERE integration_id = $1 AND status = 'open'";
 
 impl Extend<i64> for Sighted {
     /// Row ids are positive; anything else is not kept.

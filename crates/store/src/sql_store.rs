@@ -1475,8 +1475,25 @@ impl Store for SqlStore {
         let sighted = self.sightings().get(&run_id).cloned().unwrap_or_default();
         let mut tx = self.db.begin().await?;
         let started_at = touch_run(&mut tx, integration_id, run_id).await?;
-        let any_sighted = !sighted.is_empty();
-        if any_sighted {
+        // Whether no open finding can be unseen by the run, known without reading them: then
+        // only the findings of assets it concludes missing are fixed, listed from those assets
+        // (the statement for every open finding read all of them: 0.30 s on SQLite, 0.41 s on
+        // PostgreSQL at 1.8 M).
+        let none_unseen = matches!(policy.scope, ReconcileScope::Everything)
+            && if sighted.is_empty() {
+                // A first load whose tally still stands: the integration had no finding when
+                // it began, and every row written since was inserted new by this run (a batch
+                // that was not drops the tally).
+                first_load_tally::from_tally(&self.tallies, integration_id, run_id, |_| Some(()))
+                    .is_some()
+            } else {
+                // A full read that found every open finding unchanged.
+                let sql = q(COUNT_OPEN_FINDINGS).bind(integration_id);
+                let open = tx.on().fetch_one(&sql, "counting open findings").await?;
+                sighted.holds_all(open.int("n")?)
+            };
+        let listed = !sighted.is_empty() && !none_unseen;
+        if listed {
             match &mut tx {
                 Tx::Sqlite(c) => sqlite::bulk::list_unsighted(c, integration_id, &sighted).await?,
                 Tx::Postgres(c) => {
@@ -1484,16 +1501,8 @@ impl Store for SqlStore {
                 }
             }
         }
-        let mut plan = reconcile_plan(&policy.scope, any_sighted);
-        if matches!(policy.scope, ReconcileScope::Everything)
-            && first_load_tally::from_tally(&self.tallies, integration_id, run_id, |_| Some(()))
-                .is_some()
-        {
-            // A first load whose tally still stands: the integration had no finding when it
-            // began, and every row written since was inserted new by this run (a batch that was
-            // not drops the tally), so no open finding is unseen by it. Only those of assets it
-            // concludes missing are fixed, listed from those assets: the statement for every
-            // open finding read all of them (0.30 s on SQLite, 0.41 s on PostgreSQL at 1.8 M).
+        let mut plan = reconcile_plan(&policy.scope, listed);
+        if none_unseen {
             plan.findings = Stmt::fixed(RECONCILE_FINDINGS_OF_MISSING);
         }
         let count = with_texts(
@@ -1539,7 +1548,7 @@ impl Store for SqlStore {
             .bind(started_at);
             tx.on().execute(&sql, "recording the full read").await?;
         }
-        if any_sighted {
+        if listed {
             match &mut tx {
                 Tx::Sqlite(c) => sqlite::bulk::forget_unsighted(c).await?,
                 Tx::Postgres(c) => postgres::bulk::forget_unsighted(c).await?,

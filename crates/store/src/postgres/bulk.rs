@@ -582,14 +582,6 @@ pub(crate) async fn list_unsighted(
     ] {
         sqlx::query(sql).execute(&mut *conn).await.map_err(db(op))?;
     }
-    let open: i64 = sqlx::query_scalar(COUNT_OPEN_FINDINGS)
-        .bind(integration_id.get())
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(db(op))?;
-    if sighted.holds_all(open) {
-        return Ok(());
-    }
     let open: Vec<i64> = sqlx::query(
         "SELECT COALESCE(array_agg(id), '{}') AS ids FROM findings WHERE integration_id = $1 AND status = 'open'",
     )
