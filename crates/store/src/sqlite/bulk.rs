@@ -559,9 +559,9 @@ fn bind_findings<'q>(
 
 /// Splits a batch into the rows that must be upserted and the stored, open findings it repeats
 /// unchanged (their `content_hash` equals the row's): those need no upsert, only the run's mark.
-/// One look-up over the batch's assets' open findings, handed back as one text (sqlx hands each
-/// returned row to the async side one by one). Returns (places in `batch.rows` to upsert, ids of
-/// the unchanged findings).
+/// One look-up over the batch's assets' open findings, handed back as one text per asset (sqlx
+/// hands each returned row to the async side one by one). Returns (places in `batch.rows` to
+/// upsert, ids of the unchanged findings).
 async fn split_unchanged(
     conn: &mut SqliteConnection,
     batch: &FindingBatch<'_>,
@@ -570,27 +570,30 @@ async fn split_unchanged(
     let op = "looking up stored findings";
     let assets = serde_json::to_string(&ids.assets)
         .map_err(|e| StoreError::InvalidInput(format!("cannot encode the batch's assets: {e}")))?;
-    let stored: Option<String> = sqlx::query_scalar(
-        "SELECT group_concat(f.asset_id || ' ' || f.software_id || ' ' || f.content_hash || ' ' || f.id || ' ' || f.cve_id, ' ') \
+    // One row per asset (the natural key's order, so grouping needs no sort): the asset's id is
+    // not turned into text once per finding.
+    let stored: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT f.asset_id, group_concat(f.software_id || ' ' || f.content_hash || ' ' || f.id || ' ' || f.cve_id, ' ') \
          FROM findings f WHERE f.asset_id IN (SELECT value FROM json_each($1)) \
-         AND f.status = 'open' AND f.content_hash IS NOT NULL",
+         AND f.status = 'open' AND f.content_hash IS NOT NULL GROUP BY f.asset_id",
     )
     .bind(assets)
-    .fetch_one(&mut *conn)
+    .fetch_all(&mut *conn)
     .await
     .map_err(db(op))?;
-    let stored = stored.unwrap_or_default();
     // (asset, software, CVE) → (content hash, finding id). CVE ids hold no spaces (`CveId`).
     let mut known: FastMap<(i64, i64, &str), (i64, i64)> = FastMap::default();
-    let mut fields = stored.split(' ').filter(|t| !t.is_empty());
     let bad = || StoreError::Corrupt("a stored finding's key did not read back".to_owned());
-    while let Some(asset) = fields.next() {
-        let mut int =
-            || -> Result<i64> { fields.next().and_then(|t| t.parse().ok()).ok_or_else(bad) };
-        let (software, hash, id) = (int()?, int()?, int()?);
-        let cve = fields.next().ok_or_else(bad)?;
-        let asset: i64 = asset.parse().map_err(|_| bad())?;
-        known.insert((asset, software, cve), (hash, id));
+    for (asset, listed) in &stored {
+        let mut fields = listed.split(' ').filter(|t| !t.is_empty());
+        while let Some(software) = fields.next() {
+            let software: i64 = software.parse().map_err(|_| bad())?;
+            let mut int =
+                || -> Result<i64> { fields.next().and_then(|t| t.parse().ok()).ok_or_else(bad) };
+            let (hash, id) = (int()?, int()?);
+            let cve = fields.next().ok_or_else(bad)?;
+            known.insert((*asset, software, cve), (hash, id));
+        }
     }
     let mut upsert = Vec::with_capacity(batch.rows.len());
     let mut unchanged = Vec::with_capacity(known.len());
