@@ -34,7 +34,7 @@ use rampart_model::{IntegrationId, Product, RunId};
 use rampart_model::Finding;
 
 use crate::common::{FastMap, FastSet, RowExt, micros, severity_code};
-use crate::db::{On, Tx, q};
+use crate::db::{Tx, q};
 use crate::error::{Result, StoreError};
 use crate::exceptions::fix_key;
 use crate::priority::StoredAssessment;
@@ -625,13 +625,12 @@ pub(crate) fn standing<T>(
 }
 
 impl<T> Standing<T> {
-    /// Whether the rows still stand for the stored findings as `on` sees them (a transaction's
-    /// connection, or the store's readers): no assessment of the integration was written since
-    /// its load began (`findings_generation`), and, for the SLA snapshot (`exceptions`), no
-    /// exception exists that may cover its findings.
+    /// Whether the rows still stand for the stored findings in `tx`'s view: no assessment of
+    /// the integration was written since its load began (`findings_generation`), and, for the
+    /// SLA snapshot (`exceptions`), no exception exists that may cover its findings.
     pub(crate) async fn holds(
         &self,
-        on: On<'_>,
+        tx: &mut Tx,
         integration: IntegrationId,
         exceptions: bool,
     ) -> Result<bool> {
@@ -642,7 +641,7 @@ impl<T> Standing<T> {
              FROM integrations WHERE id = $1",
         )
         .bind(integration);
-        let Some(row) = on.fetch_optional(&sql, op).await? else {
+        let Some(row) = tx.on().fetch_optional(&sql, op).await? else {
             return Ok(false);
         };
         Ok(row.int("findings_generation")? == self.generation

@@ -65,7 +65,7 @@ pub(crate) async fn rebuild(
     tx.on().execute(&clear, op).await?;
     let tallied = match counted {
         // A first load's rows, counted as they were inserted: no pass over them.
-        Some(rows) if rows.holds(tx.on(), integration, false).await? => {
+        Some(rows) if rows.holds(tx, integration, false).await? => {
             first_load_tally::insert_fix_plan(d.backend, tx, integration, &rows.rows).await?;
             true
         }

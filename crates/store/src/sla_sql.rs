@@ -367,7 +367,7 @@ pub(crate) async fn record_sla_snapshot(
         t.snapshot_at(crate::common::micros(at))
     });
     if let Some(lines) = tallied
-        && lines.holds(tx.on(), integration, true).await?
+        && lines.holds(&mut tx, integration, true).await?
     {
         // A first load's rows, counted as they were inserted: no pass over them.
         let written = first_load_tally::insert_snapshot(

@@ -201,7 +201,7 @@ impl SqlStore {
                     })
                 });
                 match counted {
-                    Some(c) if c.holds(tx.on(), run.integration_id, false).await? => {
+                    Some(c) if c.holds(&mut tx, run.integration_id, false).await? => {
                         first_load_tally::update_asset_summaries(
                             self.d.backend,
                             &mut tx,
