@@ -9,7 +9,7 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
 
 use crate::db::Pool;
 use crate::error::{Result, StoreError};
-use crate::sql_store::{DEFERRABLE_INDEXES, Engine, SqlStore};
+use crate::sql_store::{Engine, POSTGRES_DEFERRABLE_INDEXES, SqlStore};
 
 pub(crate) mod binary_copy;
 pub(crate) mod bulk;
@@ -78,7 +78,7 @@ impl SqlStore {
             .await
             .map_err(|e| StoreError::Migration(format!("{e} (PostgreSQL database {target})")))?;
         // A bulk load that died before rebuilding the indexes it put off left them missing.
-        for index in DEFERRABLE_INDEXES {
+        for index in POSTGRES_DEFERRABLE_INDEXES {
             sqlx::query(index).execute(&pool).await.map_err(|e| {
                 StoreError::Migration(format!("{e} (PostgreSQL database {target})"))
             })?;

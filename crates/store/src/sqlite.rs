@@ -16,7 +16,7 @@ use sqlx::sqlite::{
 
 use crate::db::Pool;
 use crate::error::{Result, StoreError};
-use crate::sql_store::{DEFERRABLE_INDEXES, Engine, SqlStore};
+use crate::sql_store::{Engine, SQLITE_DEFERRABLE_INDEXES, SqlStore};
 
 pub(crate) mod bulk;
 mod checkpointer;
@@ -154,7 +154,7 @@ impl SqlStore {
             StoreError::Migration(format!("{e} (database file {})", path.display()))
         })?;
         // A bulk load that died before rebuilding the indexes it put off left them missing.
-        for index in DEFERRABLE_INDEXES {
+        for index in SQLITE_DEFERRABLE_INDEXES {
             sqlx::query(index)
                 .execute(&write)
                 .await

@@ -370,6 +370,60 @@ async fn sqlite_rebuilds_an_index_a_dead_bulk_load_left_out() {
     assert_eq!(has_index().await, 4, "opening the database rebuilt them");
 }
 
+/// The definitions PostgreSQL holds of the indexes a first load may put off, by name.
+async fn postgres_deferrable_indexes(url: &str) -> Vec<(String, String)> {
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(url)
+        .await
+        .unwrap();
+    sqlx::query_as(
+        "SELECT indexname::text, indexdef FROM pg_indexes WHERE tablename = 'findings' AND indexname IN \
+         ('findings_open_by_cve', 'findings_by_priority', 'findings_open_by_due', \
+         'findings_open_by_software') ORDER BY indexname",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap()
+}
+
+/// A first load on PostgreSQL rebuilds what it put off exactly as the migrations defined it: the
+/// by-CVE index keyed on the CVE alone, with the integration and asset included (migration 0024).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_rebuilds_the_indexes_as_the_migrations_define_them() {
+    let database = rampart_store::testing::postgres_database().await;
+    let store: Arc<dyn Store> = Arc::new(
+        rampart_store::PgStore::connect(&database.url)
+            .await
+            .unwrap(),
+    );
+    let migrated = postgres_deferrable_indexes(&database.url).await;
+    assert_eq!(migrated.len(), 4, "{migrated:?}");
+    let by_cve = migrated
+        .iter()
+        .find(|(name, _)| name == "findings_open_by_cve")
+        .map(|(_, def)| def.as_str())
+        .unwrap_or_default();
+    assert!(
+        by_cve
+            .contains("(cve_id) INCLUDE (integration_id, asset_id) WHERE (status = 'open'::text)"),
+        "{by_cve}"
+    );
+
+    let i = integration(&store, "first").await;
+    let run = store.start_run(i.id, "full", t(0)).await.unwrap();
+    assert!(store.begin_bulk_findings(i.id).await.unwrap());
+    assert!(
+        postgres_deferrable_indexes(&database.url).await.is_empty(),
+        "all four put off"
+    );
+    store
+        .upsert_findings(i.id, run, &findings(3, 4))
+        .await
+        .unwrap();
+    store.end_bulk_findings().await.unwrap();
+    assert_eq!(postgres_deferrable_indexes(&database.url).await, migrated);
+    store.close().await;
+}
+
 /// Which of the indexes a first load may put off are in the SQLite file at `path`.
 async fn sqlite_indexes(path: &std::path::Path) -> Vec<String> {
     let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
