@@ -582,7 +582,9 @@ async fn split_unchanged(
     .await
     .map_err(db(op))?;
     // (asset, software, CVE) → (content hash, finding id). CVE ids hold no spaces (`CveId`).
-    let mut known: FastMap<(i64, i64, &str), (i64, i64)> = FastMap::default();
+    // Sized for the batch: its assets' stored rows are about as many as its rows.
+    let mut known: FastMap<(i64, i64, &str), (i64, i64)> =
+        FastMap::with_capacity_and_hasher(batch.rows.len(), Default::default());
     let bad = || StoreError::Corrupt("a stored finding's key did not read back".to_owned());
     for (asset, listed) in &stored {
         let mut fields = listed.split(' ').filter(|t| !t.is_empty());
