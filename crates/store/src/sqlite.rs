@@ -518,24 +518,7 @@ mod tests {
     /// query `f`, run as a co-routine or materialised), and the rest (the look-ups over the
     /// page and its final order).
     async fn explain_listing(store: &SqlStore, sql: &Sql) -> (String, String) {
-        let mut plan = Sql::new(&format!("EXPLAIN QUERY PLAN {}", sql.text));
-        plan.args = sql.args.clone();
-        let rows = store
-            .db
-            .read()
-            .fetch_all(&plan, "explaining")
-            .await
-            .unwrap();
-        let nodes: Vec<(i64, i64, String)> = rows
-            .iter()
-            .map(|r| {
-                (
-                    r.int("id").unwrap(),
-                    r.int("parent").unwrap(),
-                    r.text("detail").unwrap(),
-                )
-            })
-            .collect();
+        let nodes = plan_nodes(store, sql).await;
         let page_node = nodes
             .iter()
             .find(|(_, parent, detail)| {
@@ -569,6 +552,16 @@ mod tests {
     }
 
     async fn explain(store: &SqlStore, sql: &Sql) -> String {
+        plan_nodes(store, sql)
+            .await
+            .into_iter()
+            .map(|(_, _, detail)| detail)
+            .collect::<Vec<_>>()
+            .join(" | ")
+    }
+
+    /// `EXPLAIN QUERY PLAN` of `sql`: each node's id, its parent's and what it does.
+    async fn plan_nodes(store: &SqlStore, sql: &Sql) -> Vec<(i64, i64, String)> {
         let mut plan = Sql::new(&format!("EXPLAIN QUERY PLAN {}", sql.text));
         plan.args = sql.args.clone();
         let rows = store
@@ -578,8 +571,13 @@ mod tests {
             .await
             .unwrap();
         rows.iter()
-            .map(|r| r.text("detail").unwrap())
-            .collect::<Vec<_>>()
-            .join(" | ")
+            .map(|r| {
+                (
+                    r.int("id").unwrap(),
+                    r.int("parent").unwrap(),
+                    r.text("detail").unwrap(),
+                )
+            })
+            .collect()
     }
 }
