@@ -1155,7 +1155,7 @@ pub(crate) fn findings_query_planned(
     page_limit(&mut sql, limit);
     // The look-ups are made for the page's rows only: in one query SQLite made them for every
     // row it sorted, before the sort (a page of the 100,000 fixed findings in priority order,
-    // BENCHMARKS.md "2026-12-08"). SQLite runs the inner query, which has a LIMIT, as a
+    // BENCHMARKS.md "2026-12-08 (tenth)"). SQLite runs the inner query, which has a LIMIT, as a
     // co-routine of its own (`listing_pages_never_sort_the_table` checks the plan).
     let limit_clause = sql.text.split_off(page_starts);
     sql.text = format!("{FINDING_LOOKUPS} ({}{limit_clause}) f{order}", sql.text);

@@ -51,8 +51,8 @@ const CREATE_FINDINGS_BY_CVE_SQLITE: &str = "CREATE INDEX IF NOT EXISTS findings
 /// The by-CVE index on PostgreSQL, as migration 0024 defines it: the CVE is its only key and the
 /// integration and asset ride along (`INCLUDE`), so it still answers "assets exposed to this
 /// CVE" from the index alone. Sorting 1.8 M entries by one column instead of three is the
-/// cheaper build: 2.6-2.8 → 1.9-2.2 CPU-s at 20,000 devices (BENCHMARKS.md, "2026-12-08").
-/// SQLite has no `INCLUDE`.
+/// cheaper build: 2.6-2.8 → 1.9-2.2 CPU-s at 20,000 devices (BENCHMARKS.md, "2026-12-08
+/// (tenth)"). SQLite has no `INCLUDE`.
 const CREATE_FINDINGS_BY_CVE_POSTGRES: &str = "CREATE INDEX IF NOT EXISTS findings_open_by_cve ON findings (cve_id) INCLUDE (integration_id, asset_id) WHERE status = 'open'";
 
 /// The prioritisation's indexes (migration 0012), put off by a first load when no other
