@@ -9,7 +9,8 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
 
 use crate::db::Pool;
 use crate::error::{Result, StoreError};
-use crate::sql_store::{Engine, POSTGRES_DEFERRABLE_INDEXES, SqlStore};
+use crate::sql_store::{Engine, SqlStore, deferrable_indexes};
+use crate::types::Backend;
 
 pub(crate) mod binary_copy;
 pub(crate) mod bulk;
@@ -78,7 +79,7 @@ impl SqlStore {
             .await
             .map_err(|e| StoreError::Migration(format!("{e} (PostgreSQL database {target})")))?;
         // A bulk load that died before rebuilding the indexes it put off left them missing.
-        for index in POSTGRES_DEFERRABLE_INDEXES {
+        for index in deferrable_indexes(Backend::Postgres) {
             sqlx::query(index).execute(&pool).await.map_err(|e| {
                 StoreError::Migration(format!("{e} (PostgreSQL database {target})"))
             })?;

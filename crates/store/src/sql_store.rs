@@ -71,23 +71,22 @@ const SHARED_DEFERRABLE: [&str; 3] = [
     "findings_open_by_software",
 ];
 
-/// Every index a first load may put off on SQLite, as rebuilt after it (or when the store is
-/// opened after a load that died before rebuilding them).
-pub(crate) const SQLITE_DEFERRABLE_INDEXES: [&str; 4] = [
-    CREATE_FINDINGS_BY_CVE_SQLITE,
-    CREATE_FINDINGS_OPEN_BY_DUE,
-    CREATE_FINDINGS_BY_PRIORITY,
-    CREATE_FINDINGS_OPEN_BY_SOFTWARE,
-];
-
-/// The same on PostgreSQL, which builds the first half and the second half in two sessions at
-/// once: the largest (by CVE) is paired with the smallest (by due date).
-pub(crate) const POSTGRES_DEFERRABLE_INDEXES: [&str; 4] = [
-    CREATE_FINDINGS_BY_CVE_POSTGRES,
-    CREATE_FINDINGS_OPEN_BY_DUE,
-    CREATE_FINDINGS_BY_PRIORITY,
-    CREATE_FINDINGS_OPEN_BY_SOFTWARE,
-];
+/// Every index a first load may put off on `backend`, as rebuilt after it (or when the store is
+/// opened after a load that died before rebuilding them). PostgreSQL builds the first half and
+/// the second half in two sessions at once: the largest (by CVE) is paired with the smallest (by
+/// due date).
+pub(crate) fn deferrable_indexes(backend: Backend) -> [&'static str; 4] {
+    let by_cve = match backend {
+        Backend::Sqlite => CREATE_FINDINGS_BY_CVE_SQLITE,
+        Backend::Postgres => CREATE_FINDINGS_BY_CVE_POSTGRES,
+    };
+    [
+        by_cve,
+        CREATE_FINDINGS_OPEN_BY_DUE,
+        CREATE_FINDINGS_BY_PRIORITY,
+        CREATE_FINDINGS_OPEN_BY_SOFTWARE,
+    ]
+}
 
 /// Rampart's store on SQLite or PostgreSQL ([`crate::connect`] picks one from the URL; open one
 /// directly with [`SqlStore::open`] or [`SqlStore::connect`]).
@@ -1318,7 +1317,7 @@ impl Store for SqlStore {
         }
         match &self.db {
             Pool::Sqlite { write, .. } => {
-                sqlite::bulk::end_bulk_findings(write, &SQLITE_DEFERRABLE_INDEXES).await
+                sqlite::bulk::end_bulk_findings(write, &deferrable_indexes(Backend::Sqlite)).await
             }
             Pool::Postgres(_) => {
                 // In two sessions at once: a build spends part of its time in one process
@@ -1326,8 +1325,8 @@ impl Store for SqlStore {
                 // core. 3.0-4.0 s for the four against 3.4-4.4 s one after the other, at 20,000
                 // devices (BENCHMARKS.md, "2026-12-07 (ninth)"); CREATE INDEX sessions do not
                 // block each other.
-                let (first, second) =
-                    POSTGRES_DEFERRABLE_INDEXES.split_at(POSTGRES_DEFERRABLE_INDEXES.len() / 2);
+                let indexes = deferrable_indexes(Backend::Postgres);
+                let (first, second) = indexes.split_at(indexes.len() / 2);
                 let build = async |indexes: &[&str]| -> Result<()> {
                     for index in indexes {
                         self.db

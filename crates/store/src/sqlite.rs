@@ -16,7 +16,8 @@ use sqlx::sqlite::{
 
 use crate::db::Pool;
 use crate::error::{Result, StoreError};
-use crate::sql_store::{Engine, SQLITE_DEFERRABLE_INDEXES, SqlStore};
+use crate::sql_store::{Engine, SqlStore, deferrable_indexes};
+use crate::types::Backend;
 
 pub(crate) mod bulk;
 mod checkpointer;
@@ -154,7 +155,7 @@ impl SqlStore {
             StoreError::Migration(format!("{e} (database file {})", path.display()))
         })?;
         // A bulk load that died before rebuilding the indexes it put off left them missing.
-        for index in SQLITE_DEFERRABLE_INDEXES {
+        for index in deferrable_indexes(Backend::Sqlite) {
             sqlx::query(index)
                 .execute(&write)
                 .await
