@@ -459,6 +459,7 @@ mod tests {
             let plan = SearchPlan {
                 software,
                 assets: 3,
+                cve_findings: 0,
             };
             findings_query_planned(
                 Dialect::SQLITE,
@@ -472,6 +473,35 @@ mod tests {
         let (found, _) = explain_listing(&store, &host_query(false)).await;
         assert!(found.contains("findings_natural_key"), "{found}");
         let (found, _) = explain_listing(&store, &host_query(true)).await;
+        assert!(!found.contains("TEMP B-TREE"), "{found}");
+        // A search that only CVE ids match, in few findings, reads them through the two CVE
+        // indexes; in many, it walks the table in the listing's order.
+        let cve_text = FindingFilter {
+            search: Some("2024-3094".into()),
+            ..Default::default()
+        };
+        let cve_query = |cve_findings: i64| {
+            let plan = SearchPlan {
+                software: false,
+                assets: 0,
+                cve_findings,
+            };
+            findings_query_planned(
+                Dialect::SQLITE,
+                &Visibility::All,
+                &cve_text,
+                Keyset::Id(None),
+                50,
+                Some(plan),
+            )
+        };
+        let (found, _) = explain_listing(&store, &cve_query(12)).await;
+        for index in ["findings_open_by_cve", "findings_fixed_by_cve"] {
+            assert!(found.contains(index), "{found}");
+        }
+        assert!(!found.contains("SCAN f"), "{found}");
+        let (found, _) = explain_listing(&store, &cve_query(NARROW_SEARCH_FINDINGS + 1)).await;
+        assert!(!found.contains("findings_fixed_by_cve"), "{found}");
         assert!(!found.contains("TEMP B-TREE"), "{found}");
         // Every sort order of the asset listing reads its (key, id) index in order.
         for key in AssetSortKey::ALL {

@@ -253,6 +253,53 @@ async fn filters_select_exactly(store: Arc<dyn Store>) {
         .await,
         25
     );
+    // A part of a CVE id: CVE 0 is fixed on the 12 assets of `a` and open on the 4 of `b`, and
+    // its findings are read through both CVE indexes, in either order and with a status.
+    let cve_part = |status| FindingFilter {
+        search: Some(cve(0)[4..].to_owned()),
+        status,
+        ..Default::default()
+    };
+    for (status, want) in [
+        (None, 16),
+        (Some(FindingStatus::Fixed), 12),
+        (Some(FindingStatus::Open), 4),
+    ] {
+        assert_eq!(count(cve_part(status)).await, want, "{status:?}");
+        let sorted = store
+            .findings_sorted(
+                &rampart_store::Visibility::All,
+                &cve_part(status),
+                rampart_store::FindingOrder::PriorityDesc,
+                None,
+                1000,
+            )
+            .await
+            .unwrap();
+        assert_eq!(sorted.items.len(), want, "{status:?}");
+        assert!(sorted.items.iter().all(
+            |f| f.finding.key.cve_id.as_str() == cve(0) && status.is_none_or(|s| f.status == s)
+        ));
+    }
+    // Every CVE id of the estate contains "2024-1000": a search that matches many CVEs.
+    assert_eq!(
+        count(FindingFilter {
+            search: Some("2024-1000".into()),
+            integration: Some(b),
+            ..Default::default()
+        })
+        .await,
+        40
+    );
+    // Text that could be part of a CVE id, and is part of none.
+    assert_eq!(
+        count(FindingFilter {
+            search: Some("CVE-1999-".into()),
+            ..Default::default()
+        })
+        .await,
+        0
+    );
     // LIKE wildcards are literal.
     assert_eq!(
         count(FindingFilter {
