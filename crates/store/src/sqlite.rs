@@ -359,7 +359,7 @@ mod tests {
     use crate::common::*;
     use crate::db::{Dialect, Sql};
     use crate::sort::{AssetSort, AssetSortKey};
-    use crate::types::{AssetFilter, FindingFilter};
+    use crate::types::{AssetFilter, FindingFilter, FindingOrder};
 
     /// Keyset pages must come straight out of an index in id order: a plan that sorts would
     /// sort every matching row of the table for each page of 1,000.
@@ -474,6 +474,40 @@ mod tests {
         assert!(found.contains("findings_natural_key"), "{found}");
         let (found, _) = explain_listing(&store, &host_query(true)).await;
         assert!(!found.contains("TEMP B-TREE"), "{found}");
+        // Fixed findings in priority order come from the top of their own index
+        // (migration 0025), whatever else filters them.
+        for f in [
+            FindingFilter {
+                status: Some(FindingStatus::Fixed),
+                ..Default::default()
+            },
+            FindingFilter {
+                integration: Some(IntegrationId(1)),
+                status: Some(FindingStatus::Fixed),
+                severity: Some(Severity::Critical),
+                ..Default::default()
+            },
+            FindingFilter {
+                status: Some(FindingStatus::Fixed),
+                severity: Some(Severity::Critical),
+                search: Some("openssl".into()),
+                ..Default::default()
+            },
+        ] {
+            for order in [FindingOrder::PriorityDesc, FindingOrder::PriorityAsc] {
+                let sql = findings_query_planned(
+                    Dialect::SQLITE,
+                    &Visibility::All,
+                    &f,
+                    Keyset::Priority(order, None),
+                    50,
+                    None,
+                );
+                let (page, _) = explain_listing(&store, &sql).await;
+                assert!(page.contains("findings_fixed_by_priority"), "{f:?}: {page}");
+                assert!(!page.contains("TEMP B-TREE"), "{f:?}: {page}");
+            }
+        }
         // A search that only CVE ids match, in few findings, reads them through the two CVE
         // indexes; in many, it walks the table in the listing's order.
         let cve_text = FindingFilter {
