@@ -901,7 +901,7 @@ pub(crate) fn assets_sorted_query(
 
 /// What a findings search matches, learnt before the listing so that it can pick its plan
 /// (see [`search_precheck`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct SearchPlan {
     /// Some software's vendor or name matches.
     pub software: bool,
@@ -910,6 +910,9 @@ pub(crate) struct SearchPlan {
     /// How many findings have a CVE id that contains the search (counted up to
     /// [`NARROW_SEARCH_FINDINGS`] + 1; 0 for a search no CVE id can contain).
     pub cve_findings: i64,
+    /// The CVE ids of findings that contain the search (up to [`NARROW_SEARCH_CVES`] + 1 of
+    /// them).
+    pub cve_ids: Vec<String>,
 }
 
 /// A search matching at most this many assets (and no software, and no CVE id) reads those
@@ -922,6 +925,10 @@ pub(crate) const NARROW_SEARCH_ASSETS: i64 = 1000;
 /// findings and pages of 50 to 1,000 the two meet between 10,000 and 45,000 matches.
 pub(crate) const NARROW_SEARCH_FINDINGS: i64 = 20_000;
 
+/// The most CVE ids such a search may match: the precheck hands them to the listing, which
+/// reads their findings without stepping through the CVEs again.
+pub(crate) const NARROW_SEARCH_CVES: usize = 1000;
+
 impl SearchPlan {
     /// Nothing can match: the listing is empty without reading findings.
     pub fn finds_nothing(&self) -> bool {
@@ -933,53 +940,67 @@ impl SearchPlan {
     }
 
     fn cves_only(&self) -> bool {
-        !self.software && self.assets == 0 && self.cve_findings <= NARROW_SEARCH_FINDINGS
+        !self.software
+            && self.assets == 0
+            && self.cve_findings <= NARROW_SEARCH_FINDINGS
+            && self.cve_ids.len() <= NARROW_SEARCH_CVES
     }
 }
 
-/// For a search, the query that learns its [`SearchPlan`] (columns `software`, `assets` and
-/// `cve_findings`); `None` without a search.
+/// For a search, the query that learns its [`SearchPlan`] (columns `software`, `assets`,
+/// `cve_findings` and `cve_ids`); `None` without a search.
 pub(crate) fn search_precheck(d: Dialect, f: &FindingFilter) -> Option<Sql> {
     let q = f.search.as_deref().filter(|q| !q.is_empty())?;
     let mut sql = Sql::default();
     let ph = sql.arg(Arg::Text(like_pattern(q)));
     let op = d.ilike;
-    let cve_findings = if could_be_in_a_cve_id(q) {
-        format!(
-            "(SELECT count(*) FROM ({} LIMIT {}) m)",
-            findings_of_cves_containing(d, &ph),
-            NARROW_SEARCH_FINDINGS + 1
+    let (matched, cve_findings, cve_ids) = if could_be_in_a_cve_id(q) {
+        (
+            // Stepped through once, read twice.
+            format!(
+                "WITH matched AS MATERIALIZED ({} UNION {}) ",
+                cves_containing(d, "open", &ph),
+                cves_containing(d, "fixed", &ph)
+            ),
+            format!(
+                "(SELECT count(*) FROM ({} LIMIT {}) m)",
+                findings_of_cves(&["open", "fixed"].map(|status| {
+                    format!("c.status = '{status}' AND c.cve_id IN (SELECT v FROM matched)")
+                })),
+                NARROW_SEARCH_FINDINGS + 1
+            ),
+            format!(
+                "(SELECT {} FROM (SELECT v FROM matched LIMIT {}) l)",
+                (d.distinct_list)("l.v"),
+                NARROW_SEARCH_CVES + 1
+            ),
         )
     } else {
-        "0".to_owned()
+        (String::new(), "0".to_owned(), "NULL".to_owned())
     };
     sql.text = format!(
-        "SELECT EXISTS (SELECT 1 FROM software s WHERE s.vendor {op} {ph} ESCAPE '\\' OR s.name {op} {ph} ESCAPE '\\') AS software, \
+        "{matched}SELECT EXISTS (SELECT 1 FROM software s WHERE s.vendor {op} {ph} ESCAPE '\\' OR s.name {op} {ph} ESCAPE '\\') AS software, \
          (SELECT count(*) FROM (SELECT 1 FROM assets a WHERE a.name {op} {ph} ESCAPE '\\' LIMIT {}) m) AS assets, \
-         {cve_findings} AS cve_findings",
+         {cve_findings} AS cve_findings, {cve_ids} AS cve_ids",
         NARROW_SEARCH_ASSETS + 1
     );
     Some(sql)
 }
 
-/// The ids of the findings whose CVE id contains the search `ph` (a LIKE pattern), through
-/// the open and the fixed findings' CVE indexes (`findings_open_by_cve`,
-/// `findings_fixed_by_cve`; a finding is one or the other).
-fn findings_of_cves_containing(d: Dialect, ph: &str) -> String {
-    let [open, fixed] = ["open", "fixed"].map(|status| {
-        format!(
-            "SELECT c.id FROM findings c WHERE c.status = '{status}' AND c.cve_id IN ({})",
-            cves_containing(d, status, ph)
-        )
-    });
-    format!("{open} UNION ALL {fixed}")
+/// The ids of the open findings that meet `open` and of the fixed ones that meet `fixed`, each
+/// read through its status's CVE index (`findings_open_by_cve`, `findings_fixed_by_cve`; a
+/// finding is one or the other).
+fn findings_of_cves([open, fixed]: &[String; 2]) -> String {
+    format!(
+        "SELECT c.id FROM findings c WHERE {open} UNION ALL SELECT c.id FROM findings c WHERE {fixed}"
+    )
 }
 
 /// The distinct CVE ids of the findings with `status` that contain `ph`. They are stepped
 /// through in the status's partial CVE index, one seek per CVE, and only then compared with
 /// the pattern: a scan of the index would compare each of its entries. At 2,000,000 findings
-/// and 6,000 to 7,000 CVEs, the open ones take ~10 ms on SQLite (a scan: 130 ms) and ~60 ms on
-/// PostgreSQL (BENCHMARKS.md, "2026-12-08 (eleventh)").
+/// and 6,000 to 7,000 CVEs, the open ones take ~10 ms on SQLite (a scan: 130 ms) and 65 ms on
+/// PostgreSQL once vacuumed (134 ms just after a load; BENCHMARKS.md, "2026-12-08 (eleventh)").
 fn cves_containing(d: Dialect, status: &str, ph: &str) -> String {
     format!(
         "SELECT v FROM (WITH RECURSIVE ids(v) AS (\
@@ -1018,6 +1039,13 @@ pub(crate) fn decode_search_plan(r: &impl RowExt) -> Result<SearchPlan> {
         software: r.flag("software")?,
         assets: r.int("assets")?,
         cve_findings: r.int("cve_findings")?,
+        cve_ids: r
+            .opt_text("cve_ids")?
+            .unwrap_or_default()
+            .split(',')
+            .filter(|id| !id.is_empty())
+            .map(str::to_owned)
+            .collect(),
     })
 }
 
@@ -1043,7 +1071,7 @@ pub(crate) fn findings_query_planned(
     f: &FindingFilter,
     keyset: Keyset,
     limit: u32,
-    plan: Option<SearchPlan>,
+    plan: Option<&SearchPlan>,
 ) -> Sql {
     let mut sql = Sql::new(FINDING_COLUMNS);
     let order = match keyset {
@@ -1183,12 +1211,13 @@ pub(crate) fn findings_query_planned(
         if assets_search {
             // A few assets match, and nothing else can: their findings, by the natural key.
             sql.and(&format!("f.asset_id IN ({assets})"));
-        } else if cves_search {
-            // Only CVE ids match, in few findings: those findings, by the CVE indexes.
-            sql.and(&format!(
-                "f.id IN ({})",
-                findings_of_cves_containing(d, &ph)
-            ));
+        } else if let Some(plan) = plan.filter(|_| cves_search) {
+            // Only CVE ids match, in few findings: those findings, by the CVE indexes. The ids
+            // are the precheck's (this listing may see findings it did not: a run in between).
+            let ids = sql.arg(Arg::Texts(plan.cve_ids.clone()));
+            let of = ["open", "fixed"]
+                .map(|status| format!("c.status = '{status}' AND {}", d.in_list("c.cve_id", &ids)));
+            sql.and(&format!("f.id IN ({})", findings_of_cves(&of)));
         } else if could_be_in_a_cve_id(q) {
             sql.and(&format!("(f.cve_id {op} {ph} ESCAPE '\\' OR {keys})"));
         } else {

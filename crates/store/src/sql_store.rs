@@ -2985,10 +2985,10 @@ impl SqlStore {
             None => false,
             Some(check) => !self.db.read().fetch_one(&check, op).await?.flag("any")?,
         };
-        if untouched || plan.is_some_and(|p| p.finds_nothing()) {
+        if untouched || plan.as_ref().is_some_and(|p| p.finds_nothing()) {
             return Ok((Vec::new(), false));
         }
-        let sql = findings_query_planned(self.d, vis, filter, keyset, limit, plan);
+        let sql = findings_query_planned(self.d, vis, filter, keyset, limit, plan.as_ref());
         let mut tx = self.db.begin_read().await?;
         let rows = tx.on().fetch_all(&sql, op).await?;
         let mut base = rows

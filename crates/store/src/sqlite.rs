@@ -460,6 +460,7 @@ mod tests {
                 software,
                 assets: 3,
                 cve_findings: 0,
+                cve_ids: Vec::new(),
             };
             findings_query_planned(
                 Dialect::SQLITE,
@@ -467,7 +468,7 @@ mod tests {
                 &host,
                 Keyset::Id(None),
                 50,
-                Some(plan),
+                Some(&plan),
             )
         };
         let (found, _) = explain_listing(&store, &host_query(false)).await;
@@ -514,11 +515,12 @@ mod tests {
             search: Some("2024-3094".into()),
             ..Default::default()
         };
-        let cve_query = |cve_findings: i64| {
+        let cve_query = |cve_findings: i64, cves: usize| {
             let plan = SearchPlan {
                 software: false,
                 assets: 0,
                 cve_findings,
+                cve_ids: (0..cves).map(|n| format!("CVE-2024-3094{n}")).collect(),
             };
             findings_query_planned(
                 Dialect::SQLITE,
@@ -526,17 +528,22 @@ mod tests {
                 &cve_text,
                 Keyset::Id(None),
                 50,
-                Some(plan),
+                Some(&plan),
             )
         };
-        let (found, _) = explain_listing(&store, &cve_query(12)).await;
+        let (found, _) = explain_listing(&store, &cve_query(12, 2)).await;
         for index in ["findings_open_by_cve", "findings_fixed_by_cve"] {
             assert!(found.contains(index), "{found}");
         }
         assert!(!found.contains("SCAN f"), "{found}");
-        let (found, _) = explain_listing(&store, &cve_query(NARROW_SEARCH_FINDINGS + 1)).await;
-        assert!(!found.contains("findings_fixed_by_cve"), "{found}");
-        assert!(!found.contains("TEMP B-TREE"), "{found}");
+        for (cve_findings, cves) in [
+            (NARROW_SEARCH_FINDINGS + 1, 2),
+            (12, NARROW_SEARCH_CVES + 1),
+        ] {
+            let (found, _) = explain_listing(&store, &cve_query(cve_findings, cves)).await;
+            assert!(!found.contains("findings_fixed_by_cve"), "{found}");
+            assert!(!found.contains("TEMP B-TREE"), "{found}");
+        }
         // Every sort order of the asset listing reads its (key, id) index in order.
         for key in AssetSortKey::ALL {
             for sort in [AssetSort::asc(key), AssetSort::desc(key)] {
