@@ -189,34 +189,47 @@ async fn filters_select_exactly(store: Arc<dyn Store>) {
         .await,
         16
     );
-    // One CVE of any status, or only its fixed findings: read through the open and the fixed
-    // findings' CVE indexes (migration 0019), in id and in priority order. CVE 0 was fixed on
-    // the 12 assets of `a` and is open on the 4 of `b`.
-    let of_cve_0 = |status| FindingFilter {
+    // One CVE of any status, or only its fixed findings, by its id or by a search for part of
+    // it: read through the open and the fixed findings' CVE indexes (migration 0019), in id and
+    // in priority order. CVE 0 was fixed on the 12 assets of `a` and is open on the 4 of `b`.
+    let by_id = |status| FindingFilter {
         cve_id: Some(cve(0).parse().unwrap()),
         status,
         ..Default::default()
     };
-    for (status, want) in [
-        (None, 16),
-        (Some(FindingStatus::Fixed), 12),
-        (Some(FindingStatus::Open), 4),
-    ] {
-        assert_eq!(count(of_cve_0(status)).await, want, "{status:?}");
-        let sorted = store
-            .findings_sorted(
-                &rampart_store::Visibility::All,
-                &of_cve_0(status),
-                rampart_store::FindingOrder::PriorityDesc,
-                None,
-                1000,
-            )
-            .await
-            .unwrap();
-        assert_eq!(sorted.items.len(), want, "{status:?}");
-        assert!(sorted.items.iter().all(
-            |f| f.finding.key.cve_id.as_str() == cve(0) && status.is_none_or(|s| f.status == s)
-        ));
+    let by_search = |status| FindingFilter {
+        search: Some(cve(0)[4..].to_owned()),
+        status,
+        ..Default::default()
+    };
+    let of_cve_0: [&dyn Fn(Option<FindingStatus>) -> FindingFilter; 2] = [&by_id, &by_search];
+    for of_cve_0 in of_cve_0 {
+        for (status, want) in [
+            (None, 16),
+            (Some(FindingStatus::Fixed), 12),
+            (Some(FindingStatus::Open), 4),
+        ] {
+            let filter = of_cve_0(status);
+            assert_eq!(count(filter.clone()).await, want, "{filter:?}");
+            let sorted = store
+                .findings_sorted(
+                    &rampart_store::Visibility::All,
+                    &filter,
+                    rampart_store::FindingOrder::PriorityDesc,
+                    None,
+                    1000,
+                )
+                .await
+                .unwrap();
+            assert_eq!(sorted.items.len(), want, "{filter:?}");
+            assert!(
+                sorted
+                    .items
+                    .iter()
+                    .all(|f| f.finding.key.cve_id.as_str() == cve(0)
+                        && status.is_none_or(|s| f.status == s))
+            );
+        }
     }
     assert_eq!(
         count(FindingFilter {
@@ -254,34 +267,6 @@ async fn filters_select_exactly(store: Arc<dyn Store>) {
         .await,
         25
     );
-    // A part of a CVE id: CVE 0 is fixed on the 12 assets of `a` and open on the 4 of `b`, and
-    // its findings are read through both CVE indexes, in either order and with a status.
-    let cve_part = |status| FindingFilter {
-        search: Some(cve(0)[4..].to_owned()),
-        status,
-        ..Default::default()
-    };
-    for (status, want) in [
-        (None, 16),
-        (Some(FindingStatus::Fixed), 12),
-        (Some(FindingStatus::Open), 4),
-    ] {
-        assert_eq!(count(cve_part(status)).await, want, "{status:?}");
-        let sorted = store
-            .findings_sorted(
-                &rampart_store::Visibility::All,
-                &cve_part(status),
-                rampart_store::FindingOrder::PriorityDesc,
-                None,
-                1000,
-            )
-            .await
-            .unwrap();
-        assert_eq!(sorted.items.len(), want, "{status:?}");
-        assert!(sorted.items.iter().all(
-            |f| f.finding.key.cve_id.as_str() == cve(0) && status.is_none_or(|s| f.status == s)
-        ));
-    }
     // Every CVE id of the estate contains "2024-1000": a search that matches many CVEs.
     assert_eq!(
         count(FindingFilter {
