@@ -3,7 +3,7 @@
 //! (`export_file`), all delivering into one [`RecordStream`](crate::RecordStream).
 //!
 //! - Events carry the file's index in the listing as their `page`: a file that fails part-way is
-//!   read again from its start, announced by [`ReadEvent::Restart`] for that index only.
+//!   read again from its start, announced by [`crate::paging::ReadEvent::Restart`] for that index only.
 //! - A link that stops working (403 when the SAS signature expired, 404) is replaced by asking for a
 //!   fresh listing — one call of the file-export budget (5/min, 20/h, through the client's buckets)
 //!   for all the files that need it — and the file is read again. Files are matched between
@@ -22,7 +22,7 @@ use crate::error::{ApiError, EndpointError};
 use crate::export_file::{parse_download_url, read_export_file};
 use crate::family::ApiFamily;
 use crate::http::Core;
-use crate::paging::{ReadEnd, ReadEvent, ReadPlan, ReadReport};
+use crate::paging::{EventTx, ReadEnd, ReadPlan, ReadReport};
 use crate::wire::mde::ExportFilesResponse;
 
 /// How the files of one export listing are read.
@@ -47,8 +47,6 @@ impl Default for FileReadOptions {
         }
     }
 }
-
-type EventTx<T> = tokio::sync::mpsc::Sender<Result<ReadEvent<T>, ApiError>>;
 
 /// The current download links, and how many times they were replaced.
 struct Links {

@@ -357,7 +357,51 @@ impl RecordId {
     }
 }
 
-pub(crate) type EventTx<T> = mpsc::Sender<Result<ReadEvent<T>, ApiError>>;
+/// The reading side of a [`RecordStream`]: sends its events, and fills record buffers its
+/// consumer gave back ([`RecordStream::give_back`]).
+pub(crate) struct EventTx<T> {
+    events: mpsc::Sender<Result<ReadEvent<T>, ApiError>>,
+    spare: Spare<T>,
+}
+
+/// Record buffers a consumer has emptied, for the reader to fill again. Reused rather than freed:
+/// the allocator returns freed memory to the OS within milliseconds, and a new buffer is faulted
+/// in again page by page (a first load's most frequent page faults, BENCHMARKS.md, "2026-12-08
+/// (twelfth)").
+type Spare<T> = Arc<std::sync::Mutex<Vec<Vec<T>>>>;
+
+/// Buffers kept for reuse: as many as the channel and the consumer hold at once is plenty.
+const SPARE_BUFFERS: usize = 8;
+
+impl<T> Clone for EventTx<T> {
+    fn clone(&self) -> Self {
+        EventTx {
+            events: self.events.clone(),
+            spare: Arc::clone(&self.spare),
+        }
+    }
+}
+
+impl<T> EventTx<T> {
+    pub(crate) async fn send(
+        &self,
+        event: Result<ReadEvent<T>, ApiError>,
+    ) -> Result<(), mpsc::error::SendError<Result<ReadEvent<T>, ApiError>>> {
+        self.events.send(event).await
+    }
+
+    /// An empty buffer with room for `size` records: one the consumer gave back, or a new one.
+    pub(crate) fn buffer(&self, size: usize) -> Vec<T> {
+        let mut buffer = self
+            .spare
+            .lock()
+            .ok()
+            .and_then(|mut s| s.pop())
+            .unwrap_or_default();
+        buffer.reserve(size);
+        buffer
+    }
+}
 
 /// The records of one read, as a [`Stream`] of [`ReadEvent`]s ending in
 /// [`ReadEvent::Finished`] or an error. Dropping it stops the read.
@@ -365,6 +409,7 @@ pub struct RecordStream<T> {
     rx: mpsc::Receiver<Result<ReadEvent<T>, ApiError>>,
     task: Option<JoinHandle<()>>,
     ended: bool,
+    spare: Spare<T>,
 }
 
 impl<T> fmt::Debug for RecordStream<T> {
@@ -382,7 +427,12 @@ impl<T: Send + 'static> RecordStream<T> {
         F: FnOnce(EventTx<T>) -> Fut,
         Fut: Future<Output = Result<ReadReport, ApiError>> + Send + 'static,
     {
-        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let (events, rx) = mpsc::channel(capacity.max(1));
+        let spare: Spare<T> = Arc::default();
+        let tx = EventTx {
+            events,
+            spare: Arc::clone(&spare),
+        };
         let fut = read(tx.clone());
         let task = tokio::spawn(async move {
             let last = fut.await.map(ReadEvent::Finished);
@@ -393,6 +443,18 @@ impl<T: Send + 'static> RecordStream<T> {
             rx,
             task: Some(task),
             ended: false,
+            spare,
+        }
+    }
+
+    /// Hands the buffer of a [`ReadEvent::Records`] back, emptied, for the reader to fill with
+    /// later records instead of a new one.
+    pub fn give_back(&self, mut records: Vec<T>) {
+        records.clear();
+        if let Ok(mut spare) = self.spare.lock()
+            && spare.len() < SPARE_BUFFERS
+        {
+            spare.push(records);
         }
     }
 
@@ -405,6 +467,7 @@ impl<T: Send + 'static> RecordStream<T> {
             rx,
             task: None,
             ended: false,
+            spare: Arc::default(),
         }
     }
 
@@ -644,7 +707,7 @@ impl<'a, T> Batches<'a, T> {
             tx,
             page,
             size,
-            batch: Vec::with_capacity(size),
+            batch: tx.buffer(size),
             delivered: 0,
         }
     }
@@ -654,8 +717,13 @@ impl<'a, T> Batches<'a, T> {
     pub(crate) async fn send_full(&mut self, timing: &mut PageTiming) -> Result<(), ConsumerGone> {
         let waiting = Instant::now();
         while self.batch.len() >= self.size {
-            let rest = self.batch.split_off(self.size);
-            let full = std::mem::replace(&mut self.batch, rest);
+            // The next batch starts in a buffer with room for a batch and a chunk's records past
+            // it (a chunk is read whole before batches are sent), so that filling it does not
+            // copy it into a larger one; `split_off` left it the size of the records past the
+            // cut.
+            let room = self.size.saturating_mul(2);
+            let mut full = std::mem::replace(&mut self.batch, self.tx.buffer(room));
+            self.batch.extend(full.drain(self.size..));
             self.send(full).await?;
         }
         timing.consumer += waiting.elapsed();
@@ -1063,6 +1131,45 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A buffer the consumer gives back is the one the reader fills next, emptied: later records
+    /// land in memory that is already mapped, and none of the earlier ones comes again.
+    #[tokio::test]
+    async fn buffers_given_back_are_filled_again_empty() {
+        use futures::StreamExt as _;
+        let (go_on, mut wait) = mpsc::channel::<()>(1);
+        let mut stream = RecordStream::spawn(1, move |tx: EventTx<u32>| async move {
+            // The first buffer has room for 1,000 records; a new one for the second would have
+            // room for 3 (what it asks for), the first one given back has room for 1,000.
+            for (first, room) in [(0u32, 1_000), (10, 3)] {
+                let mut records = tx.buffer(room);
+                records.extend(first..first + 3);
+                let _ = tx.send(Ok(ReadEvent::Records { page: 0, records })).await;
+                // The next buffer is taken only once the consumer has given this one back.
+                let _ = wait.recv().await;
+            }
+            Ok(ReadReport::new(ApiFamily::JsonExport))
+        });
+        let mut seen = Vec::new();
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(ReadEvent::Records { records, .. }) => {
+                    seen.push((records.capacity(), records.clone()));
+                    stream.give_back(records);
+                    let _ = go_on.send(()).await;
+                }
+                Ok(ReadEvent::Finished(_)) => break,
+                other => panic!("unexpected event: {:?}", other.map(|_| ())),
+            }
+        }
+        assert_eq!(seen.len(), 2);
+        assert_eq!(seen[0].1, [0, 1, 2]);
+        assert_eq!(seen[1].1, [10, 11, 12]);
+        assert!(
+            seen[1].0 >= 1_000,
+            "the second batch was not read into the first's buffer"
+        );
+    }
 
     struct Id(&'static str);
     impl Keyed for Id {

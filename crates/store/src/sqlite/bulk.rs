@@ -739,23 +739,21 @@ pub(super) struct BatchDone {
 fn inserted_rows<'a>(batch: &FindingBatch<'a>, done: &BatchDone) -> Option<Vec<Resolved<'a>>> {
     let all_new =
         done.counts.new == batch.rows.len() as u64 && batch.assessments.len() == batch.rows.len();
-    done.ids.as_ref().filter(|_| all_new).and_then(|ids| {
-        batch
-            .rows
-            .iter()
-            .zip(&batch.places)
-            .zip(&batch.assessments)
-            .map(|((&finding, &places), &assessment)| {
-                let (asset_id, software_id) = ids.of(places).ok()?;
-                Some(Resolved {
-                    finding,
-                    asset_id,
-                    software_id,
-                    assessment,
-                })
-            })
-            .collect()
-    })
+    let ids = done.ids.as_ref().filter(|_| all_new)?;
+    // Sized for the batch: collecting into an `Option` would grow the list by doubling.
+    let mut resolved = Vec::with_capacity(batch.rows.len());
+    for ((&finding, &places), &assessment) in
+        batch.rows.iter().zip(&batch.places).zip(&batch.assessments)
+    {
+        let (asset_id, software_id) = ids.of(places).ok()?;
+        resolved.push(Resolved {
+            finding,
+            asset_id,
+            software_id,
+            assessment,
+        });
+    }
+    Some(resolved)
 }
 
 /// Lists, for a reconciliation after a full read that left unchanged rows alone (their ids in

@@ -23,8 +23,8 @@
 //! touches writes the batches in the order they come, and the thread's end closes it.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -49,12 +49,29 @@ use crate::types::UpsertCounts;
 
 /// The writer thread's queue. Batches are written in turn (the pipe writes two at once: one is
 /// packed while the other is written). Dropping it ends the thread, which closes the connection.
-#[derive(Debug)]
 pub(crate) struct FirstLoadWriter {
     jobs: mpsc::Sender<(Job, oneshot::Sender<Result<BatchDone>>)>,
     /// Batches written, counted for the store's whole life (tests check the writer was used).
     written: Arc<AtomicU64>,
+    /// Buffers of written batches, emptied, for the next ones to be packed into.
+    spare: Spare,
 }
+
+impl std::fmt::Debug for FirstLoadWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FirstLoadWriter")
+            .field("written", &self.written)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A packed batch's buffers (rows, texts), emptied. Reused rather than freed: the allocator would
+/// return a freed buffer to the OS within milliseconds, and the next batch would fault it in
+/// again, page by page (see `crate::pipeline::Batch` in rampart-sync).
+type Spare = Arc<Mutex<Vec<(Vec<PackedRow>, String)>>>;
+
+/// Buffers kept for reuse: one per batch that can be queued or written at once.
+const SPARE_BUFFERS: usize = QUEUED_BATCHES + 1;
 
 /// Batches waiting for the writer thread: the pipe has at most two writes in flight.
 const QUEUED_BATCHES: usize = 2;
@@ -68,6 +85,8 @@ impl FirstLoadWriter {
         let (jobs, mut queue) =
             mpsc::channel::<(Job, oneshot::Sender<Result<BatchDone>>)>(QUEUED_BATCHES);
         let (ready, started) = oneshot::channel();
+        let spare: Spare = Arc::new(Mutex::new(Vec::with_capacity(SPARE_BUFFERS)));
+        let returned = Arc::clone(&spare);
         std::thread::Builder::new()
             .name("rampart-first-load".to_owned())
             .spawn(move || {
@@ -85,6 +104,7 @@ impl FirstLoadWriter {
                     // The caller may have given up waiting (its sync was cancelled): the batch
                     // is committed or rolled back all the same.
                     let _ = reply.send(job.write(&mut conn));
+                    job.give_back(&returned);
                 }
             })
             .map_err(|e| StoreError::Open {
@@ -95,7 +115,11 @@ impl FirstLoadWriter {
             path: shown,
             reason: "the first-load writer's thread stopped as it started".to_owned(),
         })??;
-        Ok(Self { jobs, written })
+        Ok(Self {
+            jobs,
+            written,
+            spare,
+        })
     }
 
     /// Upserts a batch of a first load in one transaction of its own: what
@@ -113,7 +137,13 @@ impl FirstLoadWriter {
                     .to_owned(),
             )
         };
-        let job = Job::pack(integration_id, run_id, batch);
+        let buffers = self
+            .spare
+            .lock()
+            .ok()
+            .and_then(|mut s| s.pop())
+            .unwrap_or_default();
+        let job = Job::pack(integration_id, run_id, batch, buffers);
         let (reply, done) = oneshot::channel();
         self.jobs.send((job, reply)).await.map_err(|_| stopped())?;
         let done = done.await.map_err(|_| stopped())??;
@@ -191,18 +221,21 @@ struct PackedRow {
 }
 
 impl Job {
-    fn pack(integration_id: IntegrationId, run_id: RunId, batch: &FindingBatch<'_>) -> Self {
-        let mut texts = String::with_capacity(batch.rows.len() * 96);
+    /// Packs `batch` into `buffers` (empty; spare ones, or new).
+    fn pack(
+        integration_id: IntegrationId,
+        run_id: RunId,
+        batch: &FindingBatch<'_>,
+        (mut rows, mut texts): (Vec<PackedRow>, String),
+    ) -> Self {
+        texts.reserve(batch.rows.len() * 96);
         let mut put = |s: &str| {
             let start = texts.len();
             texts.push_str(s);
             Text(start, texts.len())
         };
-        let rows = batch
-            .rows
-            .iter()
-            .enumerate()
-            .map(|(k, f)| PackedRow {
+        rows.extend(batch.rows.iter().enumerate().map(|(k, f)| {
+            PackedRow {
                 places: batch
                     .places
                     .get(k)
@@ -218,8 +251,8 @@ impl Job {
                 last_seen: f.last_seen.map(micros),
                 content_hash: batch.hashes.get(k).copied().unwrap_or_default(),
                 assessment: batch.assessments.get(k).copied().flatten(),
-            })
-            .collect();
+            }
+        }));
         Self {
             integration_id,
             run_id,
@@ -229,6 +262,18 @@ impl Job {
             software_json: batch.software_json.clone(),
             rows,
             texts,
+        }
+    }
+
+    /// Empties the job's buffers into `spare`, for a later batch.
+    fn give_back(self, spare: &Spare) {
+        let (mut rows, mut texts) = (self.rows, self.texts);
+        rows.clear();
+        texts.clear();
+        if let Ok(mut spare) = spare.lock()
+            && spare.len() < SPARE_BUFFERS
+        {
+            spare.push((rows, texts));
         }
     }
 
