@@ -16,7 +16,10 @@ const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 ///
 /// mimalloc v3 waits 1,000 ms (v2 waited 10). During a bulk sync, batches are freed on another
 /// thread than the one that allocated them, and a second of them held back was 10-15 MiB more
-/// peak RSS at the same speed (BENCHMARKS.md, "2026-12-07 (fourth)").
+/// peak RSS at the same speed (BENCHMARKS.md, "2026-12-07 (fourth)"). The cost of the short delay,
+/// large buffers faulted in again batch after batch, is avoided where it mattered by reusing them
+/// (rampart-sync's `pipeline::Batch`, rampart-microsoft's `RecordStream::give_back`); with them
+/// reused, 1,000 ms was ~30 MiB more peak RSS and no faster ("2026-12-08 (twelfth)").
 const PURGE_DELAY_MS: std::ffi::c_long = 10;
 
 /// Applies Rampart's allocator settings; call it first in `main`. An operator's
