@@ -68,3 +68,22 @@ pub struct Finding {
     pub first_seen: Option<DateTime<Utc>>,
     pub last_seen: Option<DateTime<Utc>>,
 }
+
+impl Finding {
+    /// A finding of which only its key is known: every other field empty.
+    pub fn of_key(key: FindingKey) -> Finding {
+        Finding {
+            key,
+            asset_name: None,
+            asset_os_platform: None,
+            asset_os_version: None,
+            severity: None,
+            cvss: None,
+            exploitability: None,
+            recommended_update: None,
+            recommendation_reference: None,
+            first_seen: None,
+            last_seen: None,
+        }
+    }
+}

@@ -843,24 +843,14 @@ mod tests {
     /// cannot stand for what was stored. A batch without one keeps it.
     #[test]
     fn a_batch_with_a_cleaned_text_drops_the_tally() {
-        let finding = |software: &str| rampart_model::Finding {
-            key: rampart_model::FindingKey {
+        let finding = |software: &str| {
+            rampart_model::Finding::of_key(rampart_model::FindingKey {
                 asset_source_id: "d1".into(),
                 software_vendor: "v".into(),
                 software_name: software.into(),
                 software_version: "1".into(),
                 cve_id: "CVE-2024-0001".parse().expect("a CVE id"),
-            },
-            asset_name: None,
-            asset_os_platform: None,
-            asset_os_version: None,
-            severity: None,
-            cvss: None,
-            exploitability: None,
-            recommended_update: None,
-            recommendation_reference: None,
-            first_seen: None,
-            last_seen: None,
+            })
         };
         let findings = [
             finding("a"),

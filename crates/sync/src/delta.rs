@@ -158,25 +158,13 @@ mod tests {
     use rampart_model::{CveId, Finding};
 
     fn finding(version: &str) -> Finding {
-        Finding {
-            key: FindingKey {
-                asset_source_id: "a".repeat(40),
-                software_vendor: "microsoft".into(),
-                software_name: "edge".into(),
-                software_version: version.into(),
-                cve_id: "CVE-2025-0001".parse::<CveId>().unwrap(),
-            },
-            asset_name: None,
-            asset_os_platform: None,
-            asset_os_version: None,
-            severity: None,
-            cvss: None,
-            exploitability: None,
-            recommended_update: None,
-            recommendation_reference: None,
-            first_seen: None,
-            last_seen: None,
-        }
+        Finding::of_key(FindingKey {
+            asset_source_id: "a".repeat(40),
+            software_vendor: "microsoft".into(),
+            software_name: "edge".into(),
+            software_version: version.into(),
+            cve_id: "CVE-2025-0001".parse::<CveId>().unwrap(),
+        })
     }
 
     fn at(h: u32) -> Option<DateTime<Utc>> {
