@@ -41,6 +41,14 @@ impl Default for BinaryCopy {
 }
 
 impl BinaryCopy {
+    /// A batch with room for `bytes` (an estimate of its size): filled without being copied into
+    /// ever larger buffers as it grows.
+    pub(crate) fn with_capacity(bytes: usize) -> Self {
+        let mut buf = Vec::with_capacity(bytes.max(HEADER.len()));
+        buf.extend_from_slice(HEADER);
+        Self { buf, row: None }
+    }
+
     /// Starts the next field of the current row (starting the row if needed).
     fn field(&mut self) {
         match &mut self.row {

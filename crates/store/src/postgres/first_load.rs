@@ -21,7 +21,7 @@ use sqlx::postgres::PgConnection;
 use rampart_model::{Finding, IntegrationId, RunId};
 
 use super::binary_copy::BinaryCopy;
-use super::bulk::{CopyRow, send_copy};
+use super::bulk::{CopyRow, FINDING_COPY_BYTES, send_copy};
 use crate::common::*;
 use crate::db::{Row, db};
 use crate::error::{Result, StoreError};
@@ -154,7 +154,7 @@ fn copy_rows<'a>(
     (integration_id, run_id, observed): (IntegrationId, RunId, DateTime<Utc>),
     assessor: Option<&dyn InsertAssessor>,
 ) -> Result<(Vec<u8>, Vec<Resolved<'a>>)> {
-    let mut b = BinaryCopy::default();
+    let mut b = BinaryCopy::with_capacity(rows.len() * FINDING_COPY_BYTES);
     let mut resolved = Vec::with_capacity(rows.len());
     for (&f, &(a, s)) in rows.iter().zip(&keys.places) {
         let (Some(&asset_id), Some(&software_id)) = (assets.get(a), software.get(s)) else {
