@@ -106,7 +106,7 @@ impl Extend<i64> for Sighted {
 /// Most batches repeat no key, which a pass over the keys' hashes shows without keeping the keys:
 /// distinct hashes are distinct keys. Only when two hashes meet are the keys themselves compared.
 /// The hashes go into a set the thread keeps from batch to batch: a set of the keys, new for each
-/// batch of 5,000 findings, was ~12 % of a first load's page faults (BENCHMARKS.md, "2026-12-08
+/// batch of 5,000 findings, was ~8 % of a first load's page faults (BENCHMARKS.md, "2026-12-08
 /// (twelfth)").
 pub(crate) fn dedupe_last<'a, T, K: std::hash::Hash + Eq + 'a>(
     items: &'a [T],
