@@ -56,7 +56,7 @@ const BATCHES_IN_FLIGHT: usize = 2;
 ///
 /// Why: a fresh buffer per batch is memory the allocator returns to the OS soon after it is freed
 /// (mimalloc's purge delay, `crates/cli/src/allocator.rs`) and the next batch faults in again,
-/// page by page. A first load at 20,000 devices took ~570,000 page faults, most of them in
+/// page by page. A first load at 20,000 devices took ~575,000 page faults, most of them in
 /// buffers like this one (BENCHMARKS.md, "2026-12-08 (twelfth)").
 pub(crate) struct Batch<U> {
     records: Vec<U>,

@@ -33,10 +33,7 @@ pub(crate) struct BinaryCopy {
 
 impl Default for BinaryCopy {
     fn default() -> Self {
-        Self {
-            buf: HEADER.to_vec(),
-            row: None,
-        }
+        Self::with_capacity(HEADER.len())
     }
 }
 
